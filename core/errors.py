@@ -1,0 +1,17 @@
+"""Errors that users see. Each names the file, column or value at fault."""
+
+
+class UnmaskError(Exception):
+    """Base class: the CLI prints these as one clear line, never a traceback."""
+
+
+class DataValidationError(UnmaskError, ValueError):
+    """Input data breaks a documented contract (schema, values, shapes)."""
+
+
+class BundleError(UnmaskError):
+    """A saved model directory is missing, tampered with, truncated or too new."""
+
+
+class NotFittedError(UnmaskError, AttributeError):
+    """An estimator was used before ``fit``."""

@@ -1,0 +1,101 @@
+"""Run directories inside a workspace: a manifest JSON plus result files.
+
+Layout::
+
+    WORKSPACE/
+      reviews.sqlite               the review store (see core.review_store)
+      models/<vertical>/<name>/    bundles
+      data/<vertical>/...          inputs the demo simulated
+      runs/<vertical>/<run_id>/
+        manifest.json              {"vertical", "run_id", "created", "kind", "params",
+                                    "model", "inputs", "outputs": {name: relative path},
+                                    "summary": {...}}
+        ...result files named in outputs...
+
+A run is built in a temporary directory and renamed into place when complete, so the
+dashboard never sees a half-written run.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Iterator
+
+from .errors import DataValidationError
+from .io import atomic_path
+
+MANIFEST = "manifest.json"
+VERTICALS = ("finance", "medical", "driving")
+
+
+def new_run_id(prefix: str = "") -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{prefix}{stamp}-{secrets.token_hex(3)}"
+
+
+class RunWriter:
+    """Collects outputs for a run being written (inside ``create_run``)."""
+
+    def __init__(self, directory: Path, manifest: dict):
+        self.directory = directory
+        self.manifest = manifest
+
+    def path(self, name: str, filename: str) -> Path:
+        """Register output ``name`` stored at ``filename`` (relative); return its path."""
+        self.manifest["outputs"][name] = filename
+        target = self.directory / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def summarize(self, **values) -> None:
+        self.manifest["summary"].update(values)
+
+
+@contextlib.contextmanager
+def create_run(out_dir: str | os.PathLike, vertical: str, kind: str = "score",
+               params: dict | None = None, model: str | None = None,
+               inputs: list[str] | None = None) -> Iterator[RunWriter]:
+    """Write a run directory at ``out_dir`` atomically.
+
+    Example:
+        >>> with create_run(ws / "runs" / "finance" / new_run_id(), "finance") as run:  # doctest: +SKIP
+        ...     write_parquet_atomic(scores, run.path("scores", "scores.parquet"))
+        ...     run.summarize(n_alerts=12)
+    """
+    manifest = {"vertical": vertical, "run_id": Path(out_dir).name, "kind": kind,
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "params": params or {}, "model": model, "inputs": inputs or [],
+                "outputs": {}, "summary": {}}
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        writer = RunWriter(tmp, manifest)
+        yield writer
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def load_manifest(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise DataValidationError(f"{run_dir}: not a run directory (no {MANIFEST})")
+    manifest = json.loads(path.read_text())
+    manifest["path"] = str(Path(run_dir))
+    return manifest
+
+
+def list_runs(workspace: str | os.PathLike, vertical: str | None = None) -> list[dict]:
+    """Manifests of all complete runs, newest first."""
+    root = Path(workspace) / "runs"
+    found = []
+    for v in ([vertical] if vertical else VERTICALS):
+        base = root / v
+        if not base.is_dir():
+            continue
+        for run_dir in base.iterdir():
+            if run_dir.name.startswith(".") or not (run_dir / MANIFEST).is_file():
+                continue
+            found.append(load_manifest(run_dir))
+    return sorted(found, key=lambda m: m["created"], reverse=True)

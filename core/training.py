@@ -1,0 +1,294 @@
+"""The one training loop. Verticals supply a model, a loss and data; nothing else.
+
+Handles device choice, seeding (a per-call ``torch.Generator``, never global seeds),
+a held-out validation split with early stopping, gradient clipping, a cosine
+learning-rate schedule, checkpoints, a tqdm progress bar (quiet off a terminal) and,
+when launched by ``torchrun``, DistributedDataParallel with a distributed sampler and
+rank-0-only checkpoints, logging and progress.
+
+The loss is a callable ``loss_fn(model, batch, generator) -> scalar tensor``; ``batch``
+is whatever the dataset yields for a batch (a tuple of tensors for ``TensorDataset``),
+already on the training device. ``generator`` is a seeded ``torch.Generator`` on CPU
+for the loss's own random draws (masks); at validation it is re-seeded identically
+every epoch, so validation losses are comparable across epochs.
+
+Example:
+    >>> history = fit(model, TensorDataset(x), lambda m, b, g: ((m(b[0]) - b[0]) ** 2).mean(),
+    ...               TrainConfig(max_epochs=5))                        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+
+from .runtime import choose_device, configure_threads
+
+LossFn = Callable[[nn.Module, object, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of the loop (the model's own live in the model's config)."""
+
+    max_epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    val_fraction: float = 0.1
+    patience: int = 8          # epochs without validation improvement before stopping
+    min_delta: float = 1e-4    # relative improvement that counts
+    grad_clip: float | None = 1.0
+    schedule: str = "cosine"   # "cosine" or "constant"
+    warmup_epochs: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    checkpoint_dir: str | None = None
+    progress: bool | None = None  # None: only when stderr is a terminal
+    seed: int = 0
+    max_steps_per_epoch: int | None = None
+
+
+@dataclass
+class History:
+    """What ``fit`` returns: per-epoch losses and where it stopped."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- distributed helpers -------------------------------------------------------------
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` from torchrun's environment (``(0, 1)`` otherwise)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main_process() -> bool:
+    return world()[0] == 0
+
+
+def _init_distributed(device: torch.device) -> bool:
+    import torch.distributed as dist
+
+    rank, size = world()
+    if size <= 1:
+        return False
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    return True
+
+
+def _all_reduce_mean(value: float, device: torch.device) -> float:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item() / dist.get_world_size())
+
+
+# --- batching ------------------------------------------------------------------------
+
+def _split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction)) if n >= 10 else 0
+    return order[n_val:], order[:n_val]
+
+
+def _batches(dataset: Dataset, indices: np.ndarray, batch_size: int, shuffle_rng,
+             device: torch.device, rank: int, world_size: int):
+    """Yield batches on ``device``. Tensor datasets are sliced directly (fast path)."""
+    idx = shuffle_rng.permutation(indices) if shuffle_rng is not None else indices
+    if world_size > 1:  # distributed sampler: equal shards, padded by wrapping around
+        per_rank = math.ceil(len(idx) / world_size)
+        idx = np.resize(idx, per_rank * world_size)[rank::world_size]
+    if isinstance(dataset, TensorDataset):
+        tensors = dataset.tensors
+        for start in range(0, len(idx), batch_size):
+            sel = torch.as_tensor(idx[start : start + batch_size])
+            yield tuple(t[sel].to(device, non_blocking=True) for t in tensors)
+        return
+    loader = DataLoader(Subset(dataset, idx.tolist()), batch_size=batch_size, shuffle=False)
+    for batch in loader:
+        if isinstance(batch, (list, tuple)):
+            yield tuple(b.to(device) if torch.is_tensor(b) else b for b in batch)
+        elif isinstance(batch, dict):
+            yield {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        else:
+            yield batch.to(device)
+
+
+def _lr_factor(config: TrainConfig, epoch: int) -> float:
+    if config.warmup_epochs and epoch < config.warmup_epochs:
+        return (epoch + 1) / config.warmup_epochs
+    if config.schedule == "cosine":
+        span = max(1, config.max_epochs - config.warmup_epochs)
+        t = (epoch - config.warmup_epochs) / span
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+    return 1.0
+
+
+def _show_progress(config: TrainConfig) -> bool:
+    if not is_main_process():
+        return False
+    if config.progress is not None:
+        return config.progress
+    return sys.stderr.isatty()
+
+
+# --- the loop -------------------------------------------------------------------------
+
+def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig | None = None,
+        val_dataset: Dataset | None = None, params=None) -> History:
+    """Train ``model`` in place; on return it holds the best-validation weights.
+
+    Args:
+        model: a plain ``nn.Module``.
+        dataset: training data; a held-out split of ``val_fraction`` is taken from it
+            unless ``val_dataset`` is given.
+        loss_fn: ``(model, batch, generator) -> loss``.
+        config: loop settings.
+        val_dataset: explicit validation data.
+        params: parameters to optimise (default: all of ``model``'s).
+
+    Returns:
+        The :class:`History` of the run.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or TrainConfig()
+    configure_threads(config.num_threads)
+    device = choose_device(config.device)
+    distributed = _init_distributed(device)
+    rank, world_size = world()
+    if distributed and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    model.to(device)
+    train_model: nn.Module = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    if val_dataset is None:
+        train_idx, val_idx = _split(len(dataset), config.val_fraction, config.seed)
+        val_source = dataset
+    else:
+        train_idx, val_idx = np.arange(len(dataset)), np.arange(len(val_dataset))
+        val_source = val_dataset
+    if len(train_idx) == 0:
+        raise ValueError("training data is empty")
+
+    optimizer = torch.optim.AdamW(params if params is not None else model.parameters(),
+                                  lr=config.lr, weight_decay=config.weight_decay)
+    shuffle_rng = np.random.default_rng(config.seed + 1)
+    generator = torch.Generator().manual_seed(config.seed + 2)
+    history = History()
+    best_state = copy.deepcopy(model.state_dict())
+    bad_epochs = 0
+    started = time.perf_counter()
+    bar = tqdm(range(config.max_epochs), desc="train", disable=not _show_progress(config),
+               leave=False, file=sys.stderr)
+
+    for epoch in bar:
+        lr = config.lr * _lr_factor(config, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        train_model.train()
+        total, count = 0.0, 0
+        for step, batch in enumerate(_batches(dataset, train_idx, config.batch_size, shuffle_rng,
+                                              device, rank, world_size)):
+            if config.max_steps_per_epoch and step >= config.max_steps_per_epoch:
+                break
+            loss = loss_fn(train_model, batch, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; "
+                                         "lower the learning rate or check the input scaling")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            total += float(loss.detach()) * _batch_len(batch)
+            count += _batch_len(batch)
+        train_loss = _all_reduce_mean(total / max(count, 1), device)
+
+        val_loss = train_loss
+        if len(val_idx):
+            val_loss = _evaluate(train_model, val_source, val_idx, loss_fn, config, device,
+                                 rank, world_size)
+        history.train_loss.append(train_loss)
+        history.val_loss.append(val_loss)
+        history.lr.append(lr)
+        bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+
+        if val_loss < history.best_val_loss * (1 - config.min_delta):
+            history.best_val_loss, history.best_epoch, bad_epochs = val_loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            _checkpoint(model, config, epoch, history)
+        else:
+            bad_epochs += 1
+            if bad_epochs >= config.patience:
+                history.stopped_early = True
+                break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    history.seconds = time.perf_counter() - started
+    return history
+
+
+def _batch_len(batch) -> int:
+    if isinstance(batch, (list, tuple)):
+        return len(batch[0])
+    if isinstance(batch, dict):
+        return len(next(iter(batch.values())))
+    return len(batch)
+
+
+@torch.no_grad()
+def _evaluate(model, dataset, indices, loss_fn, config, device, rank, world_size) -> float:
+    model.eval()
+    generator = torch.Generator().manual_seed(config.seed + 3)  # same masks every epoch
+    total, count = 0.0, 0
+    for batch in _batches(dataset, indices, config.batch_size, None, device, rank, world_size):
+        total += float(loss_fn(model, batch, generator)) * _batch_len(batch)
+        count += _batch_len(batch)
+    return _all_reduce_mean(total / max(count, 1), device)
+
+
+def _checkpoint(model: nn.Module, config: TrainConfig, epoch: int, history: History) -> None:
+    if not config.checkpoint_dir or not is_main_process():
+        return
+    from safetensors.torch import save_file
+
+    from .io import atomic_path
+
+    directory = Path(config.checkpoint_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / "best.safetensors") as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp), metadata={"epoch": str(epoch),
+                                             "val_loss": str(history.best_val_loss)})

@@ -1,0 +1,1 @@
+"""unmask dashboard: the Streamlit review app and the `unmask demo` main job."""

@@ -1,0 +1,1 @@
+"""unmask medical vertical."""
