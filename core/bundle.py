@@ -57,7 +57,11 @@ def save_bundle(path: str | os.PathLike, kind: str, config: dict, tensors: dict)
     """
     from safetensors.torch import save_file
 
+    from .training import is_main_process
+
     path = Path(path)
+    if not is_main_process():  # under torchrun every rank holds the same weights
+        return path
     with atomic_path(path) as tmp:
         tmp.mkdir()
         weights = tmp / WEIGHTS_NAME

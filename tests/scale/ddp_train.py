@@ -1,0 +1,33 @@
+"""Trains a tiny model with core.training.fit; run under torchrun by test_torchrun.py."""
+import json
+import sys
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from core.bundle import save_bundle
+from core.training import TrainConfig, fit, world
+
+
+def main(out_dir: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 6, generator=gen)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 6))
+    torch.nn.init.normal_(model[0].weight, generator=torch.Generator().manual_seed(1))
+
+    def loss_fn(m, batch, g):
+        return ((m(batch[0]) - batch[0]) ** 2).mean()
+
+    history = fit(model, TensorDataset(x), loss_fn,
+                  TrainConfig(max_epochs=3, batch_size=64, checkpoint_dir=f"{out_dir}/ckpt",
+                              progress=False, num_threads=1))
+    rank, size = world()
+    weights = {k: v.flatten()[:4].tolist() for k, v in model.state_dict().items()}
+    with open(f"{out_dir}/rank{rank}.json", "w") as f:
+        json.dump({"world": size, "weights": weights, "train_loss": history.train_loss}, f)
+    save_bundle(f"{out_dir}/bundle", "toy", {"world": size}, dict(model.state_dict()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
