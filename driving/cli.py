@@ -1,7 +1,81 @@
 """`unmask driving`: thin CLI over the driving Python API."""
+import json
+
 import click
 
 
 @click.group()
 def driving():
-    """driving commands."""
+    """Drive logs: simulate, train the occlusion predictor, score surprise, evaluate, replay."""
+
+
+@driving.command()
+@click.option("--logs", "n_logs", type=click.IntRange(min=1), required=True, help="Number of logs.")
+@click.option("--frames", type=click.IntRange(min=2), required=True, help="Frames per log.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output directory.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--grid", type=click.Choice(["128", "64"]), default="128", show_default=True,
+              help="Grid size (cells per side, 0.5 m each).")
+def simulate(n_logs, frames, out, seed, grid):
+    """Simulate drive logs (one Parquet file per log) with injected anomalies."""
+    from .demo import sim_config
+    from .simulator import simulate_logs
+
+    paths = simulate_logs(out, n_logs, frames, seed=seed,
+                          config=sim_config("small" if grid == "128" else "tiny"))
+    click.echo(f"wrote {len(paths)} logs to {out}")
+
+
+@driving.command()
+@click.option("--logs", type=click.Path(exists=True), required=True, help="Directory of drive logs.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory.")
+@click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(logs, out, epochs, steps_per_epoch, seed):
+    """Train the self-supervised occlusion predictor (never reads simulator truth)."""
+    from .predictor import OcclusionPredictor
+    from .schema import list_logs, read_log
+
+    loaded = [read_log(p) for p in list_logs(logs)]
+    predictor = OcclusionPredictor(epochs=epochs, max_steps_per_epoch=steps_per_epoch,
+                                   random_state=seed)
+    predictor.fit(loaded).save(out)
+    click.echo(f"saved model to {out} (best validation loss {predictor.history_.best_val_loss:.4f})")
+
+
+@driving.command()
+@click.option("--model", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--logs", type=click.Path(exists=True), required=True, help="Log directory or file.")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+@click.option("--fdr", type=float, default=None, help="Alert at this false-discovery rate.")
+@click.option("--top-frames", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Frames explained with region SHAP.")
+def score(model, logs, out, fdr, top_frames):
+    """Per-frame surprise scores and per-cell predictions for replay."""
+    from .scoring import score_logs
+
+    run_dir = score_logs(model, logs, out, fdr=fdr, top_frames=top_frames)
+    click.echo(f"wrote run {run_dir}")
+
+
+@driving.command()
+@click.option("--pred", type=click.Path(exists=True, file_okay=False), required=True,
+              help="Run directory written by `score`.")
+@click.option("--logs", type=click.Path(exists=True), required=True, help="Logs with truth.")
+def evaluate(pred, logs):
+    """Hidden-cell and frame-anomaly metrics against simulator truth (JSON)."""
+    from .evaluate import evaluate_run
+
+    click.echo(json.dumps(evaluate_run(pred, logs), indent=2))
+
+
+@driving.command("export-rerun")
+@click.option("--pred", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--log", "log_file", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="FILE.rrd")
+def export_rerun(pred, log_file, out):
+    """Write a rerun recording (.rrd) of a scored log."""
+    from .rerun_export import export_rerun as export
+
+    click.echo(f"wrote {export(pred, log_file, out)}")

@@ -1,1 +1,9 @@
-"""unmask finance vertical."""
+"""unmask finance vertical: card-fraud detection an analyst can trust.
+
+Modules, in pipeline order: ``schema`` (read/validate Parquet/CSV in DuckDB),
+``simulator`` (handbook-style transactions with five fraud scenarios), ``features``
+(point-in-time DuckDB window features), ``feedback`` (confirmed dispositions -> delayed
+risk features), ``detector`` (``core.TabularDetector`` + finance config, saved as a
+directory), ``train``, ``scoring`` (batch scorer + calibration + reason codes),
+``reasons`` (SHAP -> plain words), ``explain``, ``evaluate``, ``demo``, ``cli``.
+"""

@@ -1,7 +1,112 @@
 """`unmask finance`: thin CLI over the finance Python API."""
+from __future__ import annotations
+
+import json
+
 import click
 
 
 @click.group()
 def finance():
-    """finance commands."""
+    """Card-fraud detection: simulate, train, score, evaluate, explain."""
+
+
+@finance.command()
+@click.option("--customers", default=5000, show_default=True, help="Number of customers.")
+@click.option("--terminals", default=10000, show_default=True, help="Number of terminals.")
+@click.option("--days", default=183, show_default=True, help="Number of days.")
+@click.option("--seed", default=0, show_default=True, help="Random seed (same seed = same file).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
+def simulate(customers, terminals, days, seed, out):
+    """Simulate labelled card transactions (Fraud Detection Handbook style)."""
+    import pyarrow.parquet as pq
+
+    from .simulator import SimulatorConfig, simulate_to_parquet
+
+    simulate_to_parquet(out, SimulatorConfig(n_customers=customers, n_terminals=terminals,
+                                             n_days=days, seed=seed))
+    meta = pq.read_metadata(out)
+    click.echo(f"wrote {meta.num_rows} transactions to {out}")
+
+
+@finance.command()
+@click.option("--data", required=True, type=click.Path(exists=True), help="Transactions (Parquet/CSV).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Model directory.")
+@click.option("--until", default=None, help="Train on transactions before this date (ISO 8601).")
+@click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Confirmed dispositions (transaction_id, decision or is_fraud, confirmed_at).")
+@click.option("--reviews", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Review store (reviews.sqlite) with finance dispositions.")
+@click.option("--delay-days", default=7.0, show_default=True, help="Feedback delay in days.")
+@click.option("--seed", default=0, show_default=True, help="Model random state.")
+@click.option("--max-train-rows", default=200_000, show_default=True, help="Sample at most this many rows.")
+@click.option("--max-steps", default=None, type=int, help="Cap on the network's optimiser steps.")
+def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps):
+    """Fit the masked-reconstruction detector on point-in-time features."""
+    from .detector import FinanceModelConfig
+    from .train import train as train_model
+
+    config = FinanceModelConfig(random_state=seed, max_train_rows=max_train_rows)
+    if max_steps is not None:
+        config.detector_params["max_steps"] = max_steps
+    model = train_model(data, out, until=until, labels=labels, reviews=reviews,
+                        feedback_delay_days=delay_days, config=config)
+    click.echo(f"trained on {model.n_train_} transactions, {len(model.feature_names)} features"
+               f"{' (with feedback)' if model.config.features.feedback else ''}; saved to {out}")
+
+
+@finance.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True), help="Transactions (Parquet/CSV).")
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="scores.parquet to write.")
+@click.option("--workspace", default=None, type=click.Path(file_okay=False),
+              help="Write a run directory WS/runs/finance/<id>/ instead of --out.")
+@click.option("--fdr", default=None, type=float, help="Alert at this false-discovery rate (e.g. 0.05).")
+@click.option("--budget", default=None, type=int, help="Alert on the K highest scores.")
+@click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option("--reviews", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option("--engine", default="local", type=click.Choice(["local", "ray"]), show_default=True)
+@click.option("--address", default=None, help="Ray cluster address (engine=ray).")
+def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine, address):
+    """Score transactions: score, p_value, is_alert, rank and 3 reason codes per row."""
+    from core.errors import DataValidationError
+
+    from .scoring import score_to_run, score_transactions
+
+    if (out is None) == (workspace is None):
+        raise DataValidationError("give exactly one of --out scores.parquet or --workspace DIR")
+    kwargs = dict(fdr=fdr, budget=budget, labels=labels, reviews=reviews, engine=engine, address=address)
+    if workspace:
+        run_dir = score_to_run(workspace, model_dir, data, **kwargs)
+        click.echo(f"wrote run {run_dir}")
+        return
+    from pathlib import Path
+
+    explanations = Path(out).with_name(Path(out).stem + ".explanations.parquet")
+    summary = score_transactions(model_dir, data, out, explanations, **kwargs)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@finance.command()
+@click.option("--scores", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True), help="Transactions with is_fraud.")
+@click.option("--k", default=100, show_default=True, help="Alerts reviewed per day.")
+def evaluate(scores, data, k):
+    """AUROC, average precision, Card Precision@k per day, recall per scenario."""
+    from .evaluate import evaluate as evaluate_scores
+
+    click.echo(json.dumps(evaluate_scores(scores, data, k=k), indent=2))
+
+
+@finance.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--data", required=True, type=click.Path(exists=True), help="Transactions (history).")
+@click.option("--ids", required=True, help="Comma-separated transaction ids.")
+@click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option("--reviews", default=None, type=click.Path(exists=True, dir_okay=False))
+def explain(model_dir, data, ids, labels, reviews):
+    """Reason codes (SHAP, in plain words) for the given transactions."""
+    from .explain import explain_transactions, format_reasons
+
+    reasons, _ = explain_transactions(model_dir, data, ids.split(","), labels=labels, reviews=reviews)
+    click.echo(format_reasons(reasons))

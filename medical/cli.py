@@ -1,7 +1,111 @@
 """`unmask medical`: thin CLI over the medical Python API."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
 import click
+
+PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
+                             default="default", show_default=True,
+                             help="Network/training size (tiny: tests; small: demo).")
 
 
 @click.group()
 def medical():
-    """medical commands."""
+    """CT: phantoms, masked-volume pretraining, segmentation and anomaly maps."""
+
+
+@medical.command()
+@click.option("--cases", "n_cases", type=int, required=True, help="Number of cases.")
+@click.option("--out", type=click.Path(), required=True, help="Dataset root (MSD layout).")
+@click.option("--lesions", is_flag=True, help="Put lesions in about half of the cases.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--shape", default="96,96,48", show_default=True, help="Voxels per axis.")
+def simulate(n_cases, out, lesions, seed, shape):
+    """Simulate abdominal CT phantoms into OUT (imagesTr/, labelsTr/, dataset.json)."""
+    from core.errors import DataValidationError
+
+    from .phantom import simulate_dataset
+
+    try:
+        dims = tuple(int(s) for s in shape.split(","))
+    except ValueError:
+        raise DataValidationError(f"--shape {shape!r}: expected three integers like 96,96,48") from None
+    simulate_dataset(out, n_cases, lesions=lesions, seed=seed, shape=dims)
+    click.echo(f"wrote {n_cases} cases to {out}")
+
+
+@medical.command()
+@click.option("--data", type=click.Path(), required=True, help="Unlabelled (lesion-free) volumes.")
+@click.option("--out", type=click.Path(), required=True, help="Model bundle directory.")
+@PRESET_OPTION
+@click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def pretrain(data, out, preset, epochs, seed):
+    """Masked-volume pretraining; the result is also the anomaly model."""
+    from .presets import preset as get_preset
+    from .pretrain import pretrain as run_pretrain
+
+    config, _ = get_preset(preset, seed)
+    if epochs:
+        config = replace(config, max_epochs=epochs)
+    scorer = run_pretrain(data, out, config)
+    click.echo(f"pretrained for {len(scorer.history_.train_loss)} epochs "
+               f"(best validation loss {scorer.history_.best_val_loss:.4f}); saved {out}")
+
+
+@medical.command()
+@click.option("--data", type=click.Path(), required=True, help="Labelled dataset (MSD layout).")
+@click.option("--out", type=click.Path(), required=True, help="Model directory.")
+@click.option("--pretrained", type=click.Path(), default=None, help="Bundle from `pretrain`.")
+@click.option("--labels", "n_labels", type=int, default=None,
+              help="Use only the first K labelled cases.")
+@PRESET_OPTION
+@click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train(data, out, pretrained, n_labels, preset, epochs, seed):
+    """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
+    from .presets import preset as get_preset
+    from .segment import train_segmenter
+
+    _, config = get_preset(preset, seed)
+    if epochs:
+        config = replace(config, max_epochs=epochs)
+    segmenter = train_segmenter(data, out, pretrained, n_labels, config)
+    click.echo(f"trained for {len(segmenter.history_.train_loss)} epochs "
+               f"(best validation loss {segmenter.history_.best_val_loss:.4f}); saved {out}")
+
+
+@medical.command()
+@click.option("--model", "model_dir", type=click.Path(), required=True, help="From `train`.")
+@click.option("--images", type=click.Path(), required=True,
+              help="NIfTI file, directory, MSD root or DICOM series directory.")
+@click.option("--out", type=click.Path(), required=True, help="Run directory to write.")
+@click.option("--anomaly-model", type=click.Path(), default=None,
+              help="A `pretrain` bundle (overrides the one inside --model).")
+@click.option("--fdr", type=float, default=0.1, show_default=True, help="Alert FDR level.")
+def infer(model_dir, images, out, anomaly_model, fdr):
+    """Segment, map anomalies and score each case; write a run directory."""
+    from .infer import infer as run_infer
+
+    run_dir = run_infer(model_dir, images, out, anomaly_model=anomaly_model, fdr=fdr)
+    click.echo(f"wrote {run_dir}")
+
+
+@medical.command()
+@click.option("--pred", type=click.Path(), required=True, help="Run directory from `infer`.")
+@click.option("--data", type=click.Path(), required=True, help="Dataset with the truth.")
+@click.option("--out", type=click.Path(), default=None, help="Also write the report (JSON).")
+def evaluate(pred, data, out):
+    """Dice per organ; case AUROC/AP, voxel AP and best Dice of the anomaly maps."""
+    from core.io import write_text_atomic
+
+    from .evaluate import evaluate as run_evaluate
+
+    report = run_evaluate(pred, data)
+    summary = {k: v for k, v in report.items() if k != "per_case"}
+    text = json.dumps(summary, indent=2)
+    click.echo(text)
+    if out:
+        write_text_atomic(out, json.dumps(report, indent=2))

@@ -1,0 +1,225 @@
+"""Dashboard speed: the finance alert queue over a 1 M-transaction run, measured in Chromium.
+
+Builds a workspace with a synthetic 1 M-transaction finance run in docs/runs.md's layout
+(no model needed: scores, reasons and SHAP values are drawn with exact additivity), serves
+it with `unmask dashboard`, and drives Debian's Chromium through Playwright:
+
+* first render of the alert queue (fresh server, first visit: nothing cached), a repeat
+  visit in a new tab, and an uncached server-side query (all 1 M rows instead of alerts);
+* opening an alert's detail (click a row -> transaction, SHAP waterfall, customer history
+  chart and the disposition form rendered), for several alerts, each uncached.
+
+Baselines in the same run: a two-line Streamlit app (the floor any page pays on this
+machine under its current load), the same measurements over a 10 k-transaction run (does
+the queue's cost grow with the run?), and the naive approach a dashboard could take
+(pandas reads all of scores.parquet, filters, sorts and slices one page).
+
+Usage:
+    UNMASK_NUM_THREADS=1 .venv/bin/python bench/dashboard.py [--rows 1000000] [--out bench/results/dashboard.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# this file is bench/dashboard.py: keep `import dashboard` pointing at the package, not here
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT / "tests" / "dashboard"))  # the synthetic-run writer and browser helpers
+
+TARGETS = {"queue_first_render_s": 3.0, "detail_open_s": 1.0}
+
+
+def timed(fn, repeat: int = 3) -> float:
+    """Best of ``repeat`` wall times (s) of ``fn()``."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def server_side(run_dir: Path) -> dict:
+    """The plain functions behind the queue and the detail, timed without the browser."""
+    import pandas as pd
+
+    from core.runs import load_manifest
+    from dashboard import finance_data as fd
+
+    scores = run_dir / "scores.parquet"
+    manifest = load_manifest(run_dir)
+    page, _ = fd.queue_page(scores, fd.QueueQuery())
+    top = fd.transaction(scores, page.iloc[0]["transaction_id"])
+
+    def naive_page():  # what a dashboard without server-side paging would do
+        frame = pd.read_parquet(scores)
+        frame[frame["is_alert"]].sort_values("rank").iloc[:50]
+
+    return {
+        "bounds_s": timed(lambda: fd.queue_bounds(scores)),
+        "alerts_page_s": timed(lambda: fd.queue_page(scores, fd.QueueQuery())),
+        "all_rows_page_100_s": timed(lambda: fd.queue_page(
+            scores, fd.QueueQuery(alerts_only=False, page=100))),
+        "sorted_by_amount_page_s": timed(lambda: fd.queue_page(
+            scores, fd.QueueQuery(alerts_only=False, sort="amount", descending=True))),
+        "transaction_s": timed(lambda: fd.transaction(scores, top["transaction_id"])),
+        "transaction_with_rank_s": timed(lambda: fd.transaction(scores, top["transaction_id"],
+                                                                int(top["rank"]))),
+        "explanation_s": timed(lambda: fd.explanation(run_dir / "explanations.parquet",
+                                                      top["transaction_id"])),
+        "customer_history_s": timed(lambda: fd.customer_history(
+            manifest["inputs"][0], scores, top["customer_id"], top["timestamp"])),
+        "naive_pandas_page_s": timed(naive_page, repeat=2),
+    }
+
+
+def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5) -> dict:
+    """Queue first render and detail opening, measured in Chromium."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from dashboard import finance_data as fd
+    from dashboard_browser import click_table_row, launch, running_dashboard, settle
+
+    ids = fd.queue_page(run_dir / "scores.parquet", fd.QueueQuery())[0]["transaction_id"].tolist()
+    out = {}
+    with running_dashboard(ws, log_dir) as url, sync_playwright() as p:
+        browser = launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            start = time.perf_counter()
+            page.goto(url + "/finance")
+            settle(page, "matching transactions")
+            expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
+            out["queue_first_render_s"] = time.perf_counter() - start
+
+            details = []
+            for row in range(n_details):
+                start = time.perf_counter()
+                click_table_row(page, row)
+                settle(page, f"Transaction {ids[row]}")
+                expect(page.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2)
+                details.append(time.perf_counter() - start)
+            out["detail_open_s"] = {"median": statistics.median(details), "max": max(details),
+                                    "all": details}
+            page.screenshot(path=str(log_dir / "detail.png"))
+
+            start = time.perf_counter()
+            page.get_by_text("Alerts only").click()
+            settle(page, f"{fd.queue_bounds(run_dir / 'scores.parquet')['n_rows']:,}** matching"
+                   .replace("**", ""))
+            out["all_rows_query_s"] = time.perf_counter() - start
+
+            second = browser.new_page(viewport={"width": 1400, "height": 1000})
+            start = time.perf_counter()
+            second.goto(url + "/finance")
+            settle(second, "matching transactions")
+            out["queue_repeat_visit_s"] = time.perf_counter() - start
+        finally:
+            browser.close()
+    return out
+
+
+FLOOR_APP = """import streamlit as st
+st.title("floor")
+st.write("ready")
+"""
+
+
+def streamlit_floor(tmp: Path) -> dict:
+    """Baseline: first and repeat render of a two-line Streamlit app on this machine, now
+    (what any Streamlit page costs before it reads data)."""
+    import subprocess
+
+    from playwright.sync_api import sync_playwright
+
+    from dashboard.serve import wait_ready
+    from dashboard_browser import free_port, launch, settle
+
+    script = tmp / "floor_app.py"
+    script.write_text(FLOOR_APP)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+         "--server.address", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = {}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process)
+        with sync_playwright() as p:
+            browser = launch(p)
+            try:
+                for key in ("first_render_s", "repeat_visit_s"):
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    start = time.perf_counter()
+                    page.goto(url)
+                    settle(page, "ready")
+                    out[key] = time.perf_counter() - start
+                    page.close()
+            finally:
+                browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    return out
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--baseline-rows", type=int, default=10_000)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "dashboard.json"))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("UNMASK_NUM_THREADS", "1")
+
+    from dashboard_fixtures import write_finance_run
+
+    result = {"benchmark": "dashboard", "command": "python bench/dashboard.py " + " ".join(argv or sys.argv[1:]),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_average_at_start": os.getloadavg()},
+              "threads": os.environ["UNMASK_NUM_THREADS"], "targets": TARGETS, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="unmask-bench-dashboard-") as tmp:
+        result["streamlit_floor"] = streamlit_floor(Path(tmp))
+        print(json.dumps({"streamlit_floor": result["streamlit_floor"]}), flush=True)
+        for label, rows in (("baseline", args.baseline_rows), ("large", args.rows)):
+            ws = Path(tmp) / label
+            start = time.perf_counter()
+            run_dir = write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}")
+            entry = {"n_transactions": rows, "n_alerts": int(round(rows * 0.01)),
+                     "write_synthetic_run_s": time.perf_counter() - start,
+                     "scores_parquet_mb": (run_dir / "scores.parquet").stat().st_size / 1e6}
+            entry["server_side"] = server_side(run_dir)
+            entry["browser"] = in_browser(ws, run_dir, Path(tmp) / f"{label}-logs")
+            result["runs"][label] = entry
+            print(json.dumps({label: entry}, indent=2), flush=True)
+    large, base = result["runs"]["large"], result["runs"]["baseline"]
+    result["meets_targets"] = {
+        "queue_first_render": large["browser"]["queue_first_render_s"] < TARGETS["queue_first_render_s"],
+        "detail_open": large["browser"]["detail_open_s"]["median"] < TARGETS["detail_open_s"]}
+    result["ratios_large_vs_baseline"] = {
+        "queue_first_render": large["browser"]["queue_first_render_s"] / base["browser"]["queue_first_render_s"],
+        "detail_open_median": large["browser"]["detail_open_s"]["median"] / base["browser"]["detail_open_s"]["median"],
+        "alerts_page_server_side": large["server_side"]["alerts_page_s"] / base["server_side"]["alerts_page_s"]}
+    result["queue_first_render_vs_streamlit_floor"] = (
+        large["browser"]["queue_first_render_s"] / result["streamlit_floor"]["first_render_s"])
+    result["naive_vs_server_side_page_large"] = (large["server_side"]["naive_pandas_page_s"]
+                                                 / large["server_side"]["alerts_page_s"])
+    result["machine"]["load_average_at_end"] = os.getloadavg()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("meets_targets", "ratios_large_vs_baseline",
+                                             "queue_first_render_vs_streamlit_floor",
+                                             "naive_vs_server_side_page_large")}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Driving benchmark: unmask's occlusion predictor vs last-seen persistence and a positional
+class prior, on the same simulated logs in the same run.
+
+Measures, on cells the sensor did not see (truth from the simulator): per-class PR-AUC and
+Soft-IoU, road-layout IoU; frame anomaly AUROC/AP against the injected events and
+detection latency (calibrated alerts); inference frames/s at 128x128 on 2 threads, with
+the ratio to persistence; simulator frames/s.
+
+Usage:
+    UNMASK_NUM_THREADS=2 .venv/bin/python bench/driving.py            # the committed run
+    UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --quick    # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-logs", type=int, default=6)
+    parser.add_argument("--test-logs", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=250)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=30, help="steps per epoch (batch 32)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "driving.json"))
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only time inference (untrained weights, same network) vs persistence")
+    args = parser.parse_args(argv)
+    if args.speed_only:
+        return speed_only()
+    if args.quick:
+        args.train_logs, args.test_logs, args.frames, args.epochs, args.steps = 2, 1, 80, 1, 5
+
+    from core.io import write_text_atomic
+    from core.runtime import configure_threads
+    from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
+    from driving.evaluate import HiddenCellAccumulator, frame_metrics
+    from driving.predictor import OcclusionPredictor, stack_frames
+    from driving.schema import read_log
+    from driving.simulator import SimConfig, Simulator, simulate_logs
+    from driving.surprise import score_log
+
+    threads = configure_threads()
+    config = SimConfig()
+    work = Path(tempfile.mkdtemp(prefix="unmask-bench-driving-"))
+    started = time.perf_counter()
+    sim = Simulator(config, seed=999)
+    sim.simulate(200)
+    sim_fps = 200 / sim.render_seconds_            # rendering frames; the town (~1 s) excluded
+    train = [read_log(p) for p in simulate_logs(work / "train", args.train_logs, args.frames,
+                                                seed=args.seed + 1, config=config)]
+    test = [read_log(p) for p in simulate_logs(work / "test", args.test_logs, args.frames,
+                                               seed=args.seed + 2, config=config)]
+    print(f"simulated {len(train)}+{len(test)} logs ({sim_fps:.0f} frames/s)", flush=True)
+
+    t0 = time.perf_counter()
+    predictor = OcclusionPredictor(epochs=args.epochs, max_steps_per_epoch=args.steps,
+                                   random_state=args.seed, progress=False).fit(train)
+    train_s = time.perf_counter() - t0
+    print(f"trained in {train_s:.0f} s; val loss {predictor.history_.best_val_loss:.4f}", flush=True)
+    prior = PositionalPrior().fit(train)
+    persistence = PersistenceBaseline()
+    classes = list(config.meta().classes)
+    acc = {name: HiddenCellAccumulator(len(classes), seed=args.seed)
+           for name in ("unmask", "persistence", "positional_prior")}
+    scores, labels, log_ids, kinds = [], [], [], []
+    timing = {"unmask_s": 0.0, "unmask_frames": 0, "persistence_s": 0.0, "scoring_s": 0.0}
+    for log in test:
+        t0 = time.perf_counter()                  # inference: stack + warp + one forward pass
+        grids, speed = stack_frames(log, predictor.history)
+        probs = predictor.predict_proba(grids, speed, batch_size=32)
+        timing["unmask_s"] += time.perf_counter() - t0
+        timing["unmask_frames"] += len(log)
+        t0 = time.perf_counter()
+        persistence_memory(log)
+        timing["persistence_s"] += time.perf_counter() - t0
+        acc["unmask"].add(probs, log.semantic_true, log.visible)
+        del probs
+        acc["persistence"].add(persistence.predict_proba(log), log.semantic_true, log.visible)
+        acc["positional_prior"].add(prior.predict_proba(log), log.semantic_true, log.visible)
+        t0 = time.perf_counter()
+        result = score_log(predictor, log)
+        timing["scoring_s"] += time.perf_counter() - t0
+        scores.append(result.score)
+        labels.append(log.anomaly)
+        log_ids += [log.log_id] * len(log)
+        kinds += [k or "" for k in log.anomaly_kind]
+        print(f"scored {log.log_id}", flush=True)
+    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    alerts = predictor.calibration_.alerts(scores)
+    frames = frame_metrics(labels, scores, alerts, np.asarray(log_ids))
+    kinds = np.asarray(kinds)
+    per_kind = {}
+    for kind in sorted(set(kinds) - {""}):
+        sel = (kinds == kind) | ~labels
+        per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], np.asarray(log_ids)[sel])
+    hidden = {name: a.metrics(classes) for name, a in acc.items()}
+    n = timing["unmask_frames"]
+    unmask_fps = n / timing["unmask_s"]
+    persistence_fps = n / timing["persistence_s"]
+
+    def pr(name, cls):
+        return hidden[name]["classes"][cls].get("pr_auc", float("nan"))
+
+    results = {
+        "settings": {**vars(args), "grid_shape": list(config.grid_shape), "threads": threads,
+                     "train_frames": sum(len(l) for l in train), "test_frames": int(len(labels))},
+        "hidden_cells": hidden,
+        "frames": frames, "frames_by_kind": per_kind,
+        "speed": {"simulator_fps": sim_fps, "unmask_inference_fps": unmask_fps,
+                  "persistence_fps": persistence_fps,
+                  "unmask_over_persistence_speed": unmask_fps / persistence_fps,
+                  "full_scoring_fps": n / timing["scoring_s"], "train_seconds": train_s},
+        "targets": {
+            "vehicle_pr_auc_ratio_vs_persistence": pr("unmask", "vehicle") / pr("persistence", "vehicle"),
+            "pedestrian_pr_auc_ratio_vs_persistence":
+                pr("unmask", "pedestrian") / pr("persistence", "pedestrian"),
+            "road_iou_hidden": hidden["unmask"]["road_iou"],
+            "frame_auroc": frames.get("auroc"),
+            "inference_fps": unmask_fps},
+        "seconds": time.perf_counter() - started,
+    }
+    write_text_atomic(args.out, json.dumps(results, indent=2, default=float))
+    print(json.dumps(results["targets"], indent=2, default=float))
+    return results
+
+
+def speed_only(n_frames: int = 192) -> dict:
+    """Inference frames/s of the default network at 128x128 vs persistence (no training)."""
+    import torch
+
+    from core.runtime import configure_threads
+    from driving.baselines import persistence_memory
+    from driving.network import OcclusionNet, OcclusionNetConfig
+    from driving.predictor import OcclusionPredictor, stack_frames
+    from driving.simulator import SimConfig, Simulator
+
+    threads = configure_threads()
+    log = Simulator(SimConfig(), seed=7).simulate(n_frames)
+    history = OcclusionPredictor().history
+    net = OcclusionNet(OcclusionNetConfig(n_frames=1 + len(history)))
+    net = net.reset_parameters(torch.Generator().manual_seed(0)).to(memory_format=torch.channels_last).eval()
+    with torch.inference_mode():
+        grids, speed = stack_frames(log, history)
+        net.predict(torch.from_numpy(grids[:32]), torch.from_numpy(speed[:32]))   # warm-up
+        t0 = time.perf_counter()
+        grids, speed = stack_frames(log, history)
+        for i in range(0, n_frames, 32):
+            net.predict(torch.from_numpy(grids[i:i + 32]), torch.from_numpy(speed[i:i + 32]))
+        unmask_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    persistence_memory(log)
+    persistence_s = time.perf_counter() - t0
+    out = {"threads": threads, "frames": n_frames, "unmask_inference_fps": n_frames / unmask_s,
+           "persistence_fps": n_frames / persistence_s,
+           "load_average_1min": os.getloadavg()[0]}
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""Medical benchmark: label efficiency, anomaly detection on lesion phantoms, speed.
+
+Everything runs in one process (speed in fresh subprocesses for peak RSS), on CPU, on
+phantoms simulated here, and writes ``bench/results/medical.json``.
+
+1. Label efficiency: organ Dice on held-out phantoms after fine-tuning with 2, 4 and 8
+   labelled cases, from scratch vs from masked-volume pretraining on the unlabelled cases.
+   Same epochs, crops and seeds for both arms.
+2. Anomaly detection (MedIAnomaly's metrics): case AUROC and AP, voxel AP (voxels inside
+   the body), best Dice of the thresholded map, on phantoms with and without lesions.
+3. Speed: MONAI sliding-window inference of the segmenter over a 256x256x128 model-grid
+   volume vs a plain forward pass of the same UNet over the same windows (same batch
+   size, no blending); wall time and peak RSS, each in a fresh process.
+
+Usage:
+    UNMASK_NUM_THREADS=2 python bench/medical.py                     # full run
+    python bench/medical.py --unlabelled 8 --pretrain-epochs 2 ...    # shrink while iterating
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+# run as a script, this file's folder comes first on sys.path and would shadow the
+# `medical` package with this very file
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(ROOT)
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _reusable(root: Path, n_cases: int, shape, seed: int) -> bool:
+    """A dataset simulated earlier (``--keep``) with the same settings can be reused."""
+    try:
+        meta = json.loads((root / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return False
+    sim = meta.get("simulator", {})
+    return (meta.get("numTraining") == n_cases and sim.get("seed") == seed
+            and tuple(sim.get("shape", ())) == tuple(shape))
+
+
+def read_training(bundle: Path) -> dict:
+    from core.bundle import read_bundle_config
+
+    return read_bundle_config(bundle)["config"]["training"]
+
+
+def scorer_training_cases(bundle: Path) -> list[str]:
+    return read_training(bundle)["cases"]
+
+
+def organ_dice(segmenter, cases) -> dict[str, float]:
+    """Mean Dice per organ of ``segmenter`` over ``cases`` (input geometry)."""
+    from core.metrics import dice
+    from medical.io import load_label_like, load_volume
+    from medical.transforms import Preprocessor
+
+    pre = Preprocessor(segmenter.preprocess)
+    scores = {name: [] for name in segmenter.labels.values()}
+    for case in cases:
+        image = load_volume(case.image)
+        grid = pre(image)["image"]
+        labels = pre.invert(segmenter.predict_proba(grid.as_tensor()), grid).argmax(0)
+        truth = load_label_like(case.label, image, case.image).as_tensor().numpy()[0]
+        for k, name in segmenter.labels.items():
+            scores[name].append(dice(truth == k, labels == k))
+    return {name: float(np.mean(v)) for name, v in scores.items()}
+
+
+def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
+    from medical.io import find_cases
+    from medical.presets import preset
+    from medical.segment import labelled_cases, train_segmenter
+
+    _, seg_config = preset(args.preset, args.seed)
+    seg_config = replace(seg_config, max_epochs=args.finetune_epochs, patience=args.finetune_epochs,
+                         samples_per_epoch=args.samples)
+    test_cases = find_cases(data / "seg_test")
+    results = {}
+    for k in budgets:
+        cases = labelled_cases(data / "labelled", k)
+        for arm, pretrained in (("scratch", None), ("pretrained", scorer_path)):
+            started = time.perf_counter()
+            segmenter = train_segmenter(data / "labelled", None, pretrained, config=seg_config,
+                                        cases=cases)
+            per_organ = organ_dice(segmenter, test_cases)
+            results.setdefault(str(k), {})[arm] = {
+                "mean_dice": float(np.mean(list(per_organ.values()))), "dice": per_organ,
+                "epochs": len(segmenter.history_.train_loss),
+                "seconds": round(time.perf_counter() - started, 1)}
+            print(f"labels={k} {arm}: mean Dice {results[str(k)][arm]['mean_dice']:.3f}", flush=True)
+            if k == max(budgets) and arm == "pretrained":
+                segmenter.save(data.parent / "segmenter_best")
+        r = results[str(k)]
+        r["gain_points"] = 100 * (r["pretrained"]["mean_dice"] - r["scratch"]["mean_dice"])
+    return results
+
+
+def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None) -> dict:
+    """Infer + evaluate on the lesion phantoms; ``overrides`` change the scoring settings
+    (``AnomalyConfig`` fields), after which the scorer is re-calibrated."""
+    import shutil
+
+    from medical.anomaly import AnomalyScorer
+    from medical.evaluate import evaluate
+    from medical.infer import infer
+    from medical.io import find_cases
+    from medical.pretrain import calibrate
+
+    model_dir = workdir / "model"
+    model_dir.mkdir(exist_ok=True)
+    shutil.copytree(workdir / "segmenter_best", model_dir / "segmenter", dirs_exist_ok=True)
+    shutil.rmtree(model_dir / "anomaly", ignore_errors=True)
+    if overrides:
+        scorer = AnomalyScorer.load(workdir / "pretrained")
+        scorer.config = replace(scorer.config, **overrides)
+        names = set(read_training(workdir / "pretrained")["calibration_cases"])
+        calibrate(scorer, [c for c in find_cases(data / "unlabelled") if c.name in names])
+        scorer.save(model_dir / "anomaly")
+    else:
+        shutil.copytree(workdir / "pretrained", model_dir / "anomaly")
+    started = time.perf_counter()
+    run = infer(model_dir, data / "anomaly_test", workdir / "run", shap_evals=100)
+    seconds = time.perf_counter() - started
+    report = evaluate(run, data / "anomaly_test")
+    keys = ("case_auroc", "case_ap", "voxel_ap", "best_dice", "mean_dice")
+    out = {k: report.get(k) for k in keys}
+    out["n_cases"] = report["n_cases"]
+    out["infer_seconds_per_case"] = round(seconds / max(1, report["n_cases"]), 2)
+    return out
+
+
+# --- speed (each measurement in its own process, for its own peak RSS) --------------------
+
+def speed_worker(mode: str, shape, preset_name: str) -> dict:
+    import resource
+
+    import torch
+
+    from core.runtime import configure_threads
+    from medical.anomaly import masked_input
+    from medical.presets import preset
+    from medical.segment import Segmenter
+    from medical.transforms import PreprocessConfig
+
+    configure_threads()
+    _, seg_config = preset(preset_name)
+    segmenter = Segmenter(seg_config.network, PreprocessConfig(), {i: f"organ{i}" for i in range(1, 6)})
+    net = segmenter.network.eval()
+    x = torch.rand((1, 1, *shape), generator=torch.Generator().manual_seed(0))
+    inferer = segmenter.inferer()
+    started = time.perf_counter()
+    with torch.no_grad():
+        if mode == "sliding_window":
+            out = inferer(masked_input(x, torch.zeros_like(x)), net)
+            n_windows = None
+        else:  # plain forward over the same windows, same batch size, no blending
+            from monai.data.utils import dense_patch_slices
+
+            roi = seg_config.network.roi_size
+            scan = [max(1, int(r * (1 - inferer.overlap))) for r in roi]
+            slices = dense_patch_slices(shape, roi, scan)
+            inp = masked_input(x, torch.zeros_like(x))
+            n_windows = len(slices)
+            for start in range(0, len(slices), inferer.sw_batch_size):
+                batch = torch.cat([inp[(slice(None), slice(None)) + s]
+                                   for s in slices[start:start + inferer.sw_batch_size]])
+                out = net(batch)
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "peak_rss_gib": peak_kb / 2**20, "n_windows": n_windows,
+            "output_shape": list(out.shape)}
+
+
+def speed(shape, preset_name: str) -> dict:
+    results = {}
+    for mode in ("plain_forward", "sliding_window", "plain_forward_repeat", "sliding_window_repeat"):
+        cmd = [sys.executable, __file__, "--speed-worker", mode.replace("_repeat", ""),
+               "--speed-shape", ",".join(map(str, shape)), "--preset", preset_name]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"speed {mode}: {results[mode]['seconds']:.1f} s, "
+              f"{results[mode]['peak_rss_gib']:.2f} GiB", flush=True)
+    sw = min(results["sliding_window"]["seconds"], results["sliding_window_repeat"]["seconds"])
+    plain = min(results["plain_forward"]["seconds"], results["plain_forward_repeat"]["seconds"])
+    return {"shape": list(shape), "runs": results, "sliding_window_seconds": sw,
+            "plain_forward_seconds": plain, "ratio": sw / plain,
+            "sliding_window_peak_rss_gib": results["sliding_window"]["peak_rss_gib"]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="96,96,48", help="phantom size")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--unlabelled", type=int, default=40,
+                        help="healthy unlabelled cases; 20%% are held out for calibration")
+    parser.add_argument("--labelled", type=int, default=8)
+    parser.add_argument("--budgets", default="2,4,8")
+    parser.add_argument("--seg-test", type=int, default=4)
+    parser.add_argument("--anomaly-test", type=int, default=16)
+    parser.add_argument("--pretrain-epochs", type=int, default=16)
+    parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument("--samples", type=int, default=32, help="random crops per epoch")
+    parser.add_argument("--speed-shape", default="256,256,128")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", default=None, help="keep data, models and run in this folder")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "medical.json"))
+    parser.add_argument("--speed-worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--anomaly-only", action="store_true",
+                        help="with --keep: redo only the anomaly section on the kept models, "
+                             "updating --out")
+    parser.add_argument("--schedule-ratio", type=float, default=None)
+    parser.add_argument("--smooth-sigma", type=float, default=None)
+    parser.add_argument("--top-k-ml", type=float, default=None)
+    args = parser.parse_args(argv)
+    if args.speed_worker:
+        print(json.dumps(speed_worker(args.speed_worker, _shape(args.speed_shape), args.preset)))
+        return
+
+    from core.io import write_text_atomic
+    from core.runtime import configure_threads
+
+    overrides = {k: getattr(args, k) for k in ("schedule_ratio", "smooth_sigma", "top_k_ml")
+                 if getattr(args, k) is not None}
+    if args.anomaly_only:
+        if not args.keep:
+            parser.error("--anomaly-only needs --keep (the folder of an earlier run)")
+        configure_threads()
+        result = json.loads(Path(args.out).read_text())
+        t = time.perf_counter()
+        result.setdefault("anomaly_as_first_run", result["anomaly"])
+        result["anomaly"] = anomaly_detection(Path(args.keep) / "data", Path(args.keep), overrides)
+        result["anomaly"]["scoring_overrides"] = overrides
+        result["timings_seconds"]["anomaly"] = round(time.perf_counter() - t, 1)
+        result["targets"]["case_auroc"]["value"] = result["anomaly"]["case_auroc"]
+        result["targets"]["voxel_ap"]["value"] = result["anomaly"]["voxel_ap"]
+        write_text_atomic(args.out, json.dumps(result, indent=2))
+        print(json.dumps(result["anomaly"], indent=2))
+        return
+    from medical.phantom import simulate_dataset
+    from medical.presets import preset
+    from medical.pretrain import pretrain
+
+    threads = configure_threads()
+    started = time.perf_counter()
+    budgets = [int(b) for b in args.budgets.split(",")]
+    shape = _shape(args.shape)
+    result = {"config": {k: v for k, v in vars(args).items() if k != "speed_worker"},
+              "machine": {"cpus": os.cpu_count(), "torch_threads": threads,
+                          "python": platform.python_version()},
+              "timings_seconds": {}}
+    with tempfile.TemporaryDirectory(prefix="unmask-bench-medical-") as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        data = work / "data"
+        t = time.perf_counter()
+        for name, n, lesions, seed in (("unlabelled", args.unlabelled, False, 100),
+                                       ("labelled", args.labelled, False, 200),
+                                       ("seg_test", args.seg_test, False, 300),
+                                       ("anomaly_test", args.anomaly_test, True, 400)):
+            if not _reusable(data / name, n, shape, args.seed + seed):
+                simulate_dataset(data / name, n, lesions=lesions, seed=args.seed + seed, shape=shape)
+        result["timings_seconds"]["simulate"] = round(time.perf_counter() - t, 1)
+
+        t = time.perf_counter()
+        pre_config, _ = preset(args.preset, args.seed)
+        pre_config = replace(pre_config, max_epochs=args.pretrain_epochs,
+                             patience=args.pretrain_epochs, samples_per_epoch=args.samples)
+        scorer = pretrain(data / "unlabelled", work / "pretrained", pre_config)
+        result["pretraining"] = {"cases": len(scorer_training_cases(work / "pretrained")),
+                                 "calibration_cases": args.unlabelled - len(scorer_training_cases(work / "pretrained")),
+                                 "epochs": len(scorer.history_.train_loss),
+                                 "best_val_loss": scorer.history_.best_val_loss}
+        result["timings_seconds"]["pretrain"] = round(time.perf_counter() - t, 1)
+        print(f"pretrained in {result['timings_seconds']['pretrain']} s", flush=True)
+
+        t = time.perf_counter()
+        result["label_efficiency"] = label_efficiency(args, data, work / "pretrained", budgets)
+        result["timings_seconds"]["label_efficiency"] = round(time.perf_counter() - t, 1)
+
+        t = time.perf_counter()
+        result["anomaly"] = anomaly_detection(data, work)
+        result["timings_seconds"]["anomaly"] = round(time.perf_counter() - t, 1)
+        print(f"anomaly: {result['anomaly']}", flush=True)
+
+    if not args.skip_speed:
+        t = time.perf_counter()
+        result["speed"] = speed(_shape(args.speed_shape), args.preset)
+        result["timings_seconds"]["speed"] = round(time.perf_counter() - t, 1)
+    result["timings_seconds"]["total"] = round(time.perf_counter() - started, 1)
+    smallest = result["label_efficiency"][str(min(budgets))]
+    largest = result["label_efficiency"][str(max(budgets))]
+    result["targets"] = {
+        "pretraining_gain_points_at_smallest_budget": {"value": smallest["gain_points"], "target": 5.0},
+        "mean_dice_at_largest_budget": {"value": largest["pretrained"]["mean_dice"], "target": 0.85},
+        "case_auroc": {"value": result["anomaly"]["case_auroc"], "target": 0.95},
+        "voxel_ap": {"value": result["anomaly"]["voxel_ap"], "target": 0.5},
+    }
+    if "speed" in result:
+        result["targets"]["speed_ratio"] = {"value": result["speed"]["ratio"], "target": 1.5}
+        result["targets"]["peak_rss_gib"] = {"value": result["speed"]["sliding_window_peak_rss_gib"],
+                                             "target": 3.0}
+    write_text_atomic(args.out, json.dumps(result, indent=2))
+    print(json.dumps(result["targets"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tabular masked reconstruction: preprocessing, networks, learned masks, the detector."""

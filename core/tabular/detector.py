@@ -1,0 +1,416 @@
+"""``TabularDetector``: the public tabular anomaly detector (scikit-learn conventions).
+
+Components, each giving per-column errors over a *fixed* mask set (deterministic scores):
+
+* ``"reference"`` (default) — :class:`~core.tabular.reference.ReferenceMemory`: hidden
+  cells are rebuilt from stored training rows, attending to them by distance on the
+  visible cells (NPT-AD's idea; non-parametric, nothing to train). Column error: root
+  mean square reconstruction error over the masks that hide the column.
+* ``"knn"`` (default, weight ``knn_weight``) — the distance to the ``knn_k``-th nearest
+  stored row (the same memory), split additively over columns.
+* ``"network"`` (optional) — :class:`~core.tabular.network.LearnedMaskAutoencoder`: an
+  autoencoder with ``K`` learned, diverse masks (MCM), trained with
+  :func:`core.training.fit`; column error: root mean square error over the ``K`` masks.
+
+Each component's total is standardised by the median and inter-quartile range of its
+scores on held-out training rows (rows stored in the memory are scored leave-one-out, so
+the memory keeps every training row), and the score is their weighted sum. The same
+held-out rows calibrate the threshold and conformal p-values (:mod:`core.calibration`).
+The default mix is what won the ADBench ablation in ``bench/README.tabular.md``.
+
+Example:
+    >>> det = TabularDetector(random_state=0).fit(train_df)      # doctest: +SKIP
+    >>> scores = det.decision_function(new_df)   # higher = more anomalous  # doctest: +SKIP
+    >>> flags = det.alerts(new_df, fdr=0.05)                    # doctest: +SKIP
+    >>> det.save("model"); det2 = TabularDetector.load("model") # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+from ..calibration import ScoreCalibration
+from ..errors import DataValidationError, NotFittedError
+from .preprocess import EncodedTable, TabularPreprocessor
+
+COMPONENTS = ("reference", "knn", "network")
+DEFAULT_COMPONENTS = ("reference", "knn")  # the ADBench ablation in bench/README.tabular.md
+BUNDLE_KIND = "tabular"
+CHUNK_ROWS = 512  # rows scored at once: bounded memory, cache-sized intermediates
+
+
+class TabularDetector(BaseEstimator):
+    """Masked-reconstruction anomaly detector for numeric + categorical tables.
+
+    Args:
+        random_state: seed for splits, masks, reference sample and training.
+        contamination: expected anomaly fraction; sets ``threshold_``.
+        components: which components to sum (``"reference"``, ``"knn"``, ``"network"``).
+        calibration_fraction: share of training rows held out to standardise and calibrate.
+        n_reference: maximum number of stored training rows (the memory).
+        n_reference_masks: number of fixed random masks of the reference component.
+        mask_ratio: fraction of columns each mask hides.
+        temperature_k: the reference softmax temperature is the median distance to the
+            ``temperature_k``-th nearest reference row ...
+        temperature_scale: ... times this factor.
+        n_learned_masks: ``K``, learned masks of the network component.
+        hidden: hidden width of the autoencoder.
+        latent: bottleneck width of the autoencoder.
+        max_epochs: training epochs (early stopping may end sooner).
+        max_steps: cap on total optimiser steps (keeps large fits bounded).
+        batch_size: training batch size.
+        lr: learning rate.
+        diversity_weight: weight of MCM's mask-diversity loss.
+        knn_k: neighbour rank of the ``"knn"`` component.
+        knn_weight: weight of the ``"knn"`` component in the sum (others weigh 1).
+        n_candidates: nearest reference rows the masked attention runs over.
+        num_threads: torch threads (default: ``UNMASK_NUM_THREADS`` or up to 2).
+        progress: show a training progress bar.
+
+    Attributes (after ``fit``):
+        n_features_in_: number of input columns.
+        feature_names_in_: column names (only when fitted on a DataFrame, as in sklearn).
+        decision_scores_: training rows' scores (rows stored in the memory leave-one-out).
+        threshold_: score above which ``predict`` says 1 (from ``contamination``).
+        calibration_: :class:`core.calibration.ScoreCalibration` on held-out rows.
+        component_stats_: per component, the median and scale that standardise it.
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(500, 4))
+        >>> det = TabularDetector(random_state=0).fit(X)
+        >>> int(det.decision_function(np.array([[0.0, 0, 0, 0], [6.0, 0, 0, 0]])).argmax())
+        1
+        >>> int(det.feature_errors(np.array([[6.0, 0, 0, 0]])).argmax())  # the odd column
+        0
+    """
+
+    def __init__(self, random_state=None, contamination=0.01, components=DEFAULT_COMPONENTS,
+                 calibration_fraction=0.2, n_reference=4096, n_reference_masks=16,
+                 mask_ratio=0.4, temperature_k=5, temperature_scale=0.3, n_learned_masks=15,
+                 hidden=64, latent=16, max_epochs=50, max_steps=2000, batch_size=256, lr=1e-3,
+                 diversity_weight=1.0, knn_k=5, knn_weight=0.5, n_candidates=32, num_threads=None, progress=False):
+        self.random_state = random_state
+        self.contamination = contamination
+        self.components = components
+        self.calibration_fraction = calibration_fraction
+        self.n_reference = n_reference
+        self.n_reference_masks = n_reference_masks
+        self.mask_ratio = mask_ratio
+        self.temperature_k = temperature_k
+        self.temperature_scale = temperature_scale
+        self.n_learned_masks = n_learned_masks
+        self.hidden = hidden
+        self.latent = latent
+        self.max_epochs = max_epochs
+        self.max_steps = max_steps
+        self.batch_size = batch_size
+        self.lr = lr
+        self.diversity_weight = diversity_weight
+        self.knn_k = knn_k
+        self.knn_weight = knn_weight
+        self.n_candidates = n_candidates
+        self.num_threads = num_threads
+        self.progress = progress
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _check_params(self) -> tuple[str, ...]:
+        components = tuple(self.components)
+        unknown = [c for c in components if c not in COMPONENTS]
+        if not components or unknown:
+            raise DataValidationError(f"components must be a non-empty subset of {COMPONENTS}, "
+                                      f"got {self.components!r}")
+        if not 0.0 < self.contamination < 0.5:
+            raise DataValidationError(f"contamination must be in (0, 0.5), got {self.contamination}")
+        if not 0.0 <= self.calibration_fraction < 1.0:
+            raise DataValidationError("calibration_fraction must be in [0, 1), "
+                                      f"got {self.calibration_fraction}")
+        return components
+
+    def fit(self, X, y=None):
+        """Learn from (mostly normal) rows ``X``; ``y`` is ignored.
+
+        Returns:
+            self
+        """
+        from ..runtime import configure_threads
+
+        components = self._check_params()
+        configure_threads(self.num_threads)
+        pre = TabularPreprocessor().fit(X)
+        table = pre.transform(X)
+        rng = np.random.default_rng(self.random_state)
+        n = len(table)
+        order = rng.permutation(n)
+        n_cal = int(round(n * self.calibration_fraction)) if n >= 20 else 0
+        cal_idx, fit_idx = np.sort(order[:n_cal]), np.sort(order[n_cal:])
+
+        self.preprocessor_ = pre
+        self.n_features_in_ = pre.n_columns
+        if pre.has_names_:
+            self.feature_names_in_ = np.asarray(pre.columns_, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self._column_order = np.asarray(pre.numeric_index + pre.categorical_index)
+        self.components_ = components
+        self.modules_ = {}
+        in_memory = np.zeros(n, dtype=bool)  # rows stored in the memory (scored leave-one-out)
+        if "reference" in components or "knn" in components:
+            self.modules_["memory"] = self._fit_memory(table, in_memory, rng)
+        if "network" in components:
+            self.modules_["network"], self.history_ = self._fit_network(table, fit_idx, rng)
+
+        if not n_cal:
+            cal_idx = np.arange(n)
+        totals = self._component_totals(_take(table, cal_idx), in_memory[cal_idx])
+        self.component_stats_ = {}
+        for name, values in totals.items():
+            q25, med, q75 = np.quantile(values, [0.25, 0.5, 0.75])
+            spread = max(q75 - q25, 1e-3 * abs(med), 1e-12)
+            self.component_stats_[name] = {"median": float(med), "scale": float(spread)}
+        calib_scores = self._combine(totals)
+        self.calibration_ = ScoreCalibration(self.contamination).fit(calib_scores)
+        self.threshold_ = float(self.calibration_.threshold_)
+        background = rng.choice(n, size=min(n, 64), replace=False)
+        self.background_ = pre.to_matrix(_take(table, np.sort(background)))
+        self.decision_scores_ = self._combine(self._component_totals(table, in_memory))
+        return self
+
+    def _fit_memory(self, table: EncodedTable, in_memory: np.ndarray, rng):
+        """Store up to ``n_reference`` training rows (all rows: held-out ones are scored
+        leave-one-out, so none is wasted); marks them in ``in_memory``."""
+        import torch
+
+        from ..masking import RandomCellMasker
+        from .reference import ReferenceMemory, dense_encoding, dim_to_column
+
+        cards = self.preprocessor_.cardinalities
+        n = len(table)
+        ref_idx = np.sort(rng.choice(n, size=min(n, self.n_reference), replace=False))
+        in_memory[ref_idx] = True
+        reference = dense_encoding(table.numeric[ref_idx], table.codes[ref_idx], cards)
+        n_columns = self.preprocessor_.n_columns
+        if n_columns > 1:
+            ratio = min(max(self.mask_ratio, 0.5 / n_columns), 1 - 0.5 / n_columns)
+            masker = RandomCellMasker(ratio, random_state=int(rng.integers(2**31)))
+            hidden = masker.draw((self.n_reference_masks, n_columns))
+        else:
+            hidden = np.ones((1, 1), dtype=bool)
+        module = ReferenceMemory(reference, torch.as_tensor(hidden),
+                                 dim_to_column(table.numeric.shape[1], cards),
+                                 n_candidates=self.n_candidates, k=self.knn_k)
+        # temperature from reference rows themselves, skipping each row's own match
+        probe = np.sort(rng.choice(len(ref_idx), size=min(len(ref_idx), 512), replace=False))
+        module.fit_temperature(reference[probe], torch.ones(len(probe), dtype=torch.bool),
+                               k=self.temperature_k, scale=self.temperature_scale)
+        return module
+
+    def _fit_network(self, table: EncodedTable, fit_idx, rng):
+        import torch
+        from torch.utils.data import TensorDataset
+
+        from ..training import TrainConfig, fit
+        from .learned_masks import diversity_loss
+        from .network import LearnedMaskAutoencoder, TabularAEConfig, seeded_init_
+
+        seed = int(rng.integers(2**31))
+        config = TabularAEConfig(table.numeric.shape[1], self.preprocessor_.cardinalities,
+                                 hidden=self.hidden, latent=self.latent)
+        model = seeded_init_(LearnedMaskAutoencoder(config, n_masks=self.n_learned_masks,
+                                                    hidden_ratio=self.mask_ratio),
+                             torch.Generator().manual_seed(seed))
+        dataset = TensorDataset(torch.as_tensor(table.numeric[fit_idx]),
+                                torch.as_tensor(table.codes[fit_idx]))
+        weight = self.diversity_weight
+
+        def loss_fn(net, batch, generator):
+            numeric, codes = batch
+            unknown = torch.rand(codes.shape, generator=generator) < 0.02
+            errors, keep = net.masked_errors(numeric, codes, codes.masked_fill(unknown, 0))
+            return errors.mean() + weight * diversity_loss(keep)
+
+        steps_per_epoch = max(1, int(np.ceil(len(fit_idx) * 0.9 / self.batch_size)))
+        epochs = max(1, min(self.max_epochs, self.max_steps // steps_per_epoch))
+        train_config = TrainConfig(max_epochs=epochs, batch_size=self.batch_size, lr=self.lr,
+                                   device="cpu", num_threads=self.num_threads, seed=seed,
+                                   progress=self.progress, patience=8)
+        history = fit(model, dataset, loss_fn, train_config)
+        return model, history.to_dict()
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "calibration_"):
+            raise _NotFittedError(f"this {type(self).__name__} is not fitted; call fit(X) first")
+
+    def _transform(self, X) -> EncodedTable:
+        return self.preprocessor_.transform(X, owner=type(self).__name__)
+
+    def _column_errors(self, table: EncodedTable, in_memory=None) -> dict:
+        """Per-column errors ``(n, C)`` per component (model column order).
+
+        Rows go in chunks of ``CHUNK_ROWS`` (bounded memory); with several torch threads the
+        chunks run in parallel, one thread each (coarse-grained, like IsolationForest's
+        joblib trees, and far more robust on busy machines than threading tiny ops).
+        Each chunk's result does not depend on which thread ran it: deterministic.
+        ``in_memory`` (training only) marks rows stored in the memory: scored leave-one-out.
+        """
+        import torch
+
+        starts = list(range(0, len(table), CHUNK_ROWS))
+        threads = torch.get_num_threads()
+        if threads > 1 and len(starts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            torch.set_num_threads(1)
+            try:
+                with ThreadPoolExecutor(threads) as pool:
+                    parts = list(pool.map(lambda s: self._chunk_errors(table, s, in_memory),
+                                          starts))
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            parts = [self._chunk_errors(table, s, in_memory) for s in starts]
+        errors = {k: np.concatenate([p[k] for p in parts]) for k in self.components_}
+        for name in ("reference", "network"):  # mean squared error -> root mean square
+            if name in errors:
+                errors[name] = np.sqrt(errors[name])
+        return errors
+
+    def _chunk_errors(self, table: EncodedTable, start: int, in_memory) -> dict:
+        import torch
+
+        from .reference import dense_encoding
+
+        stop = start + CHUNK_ROWS
+        out = {}
+        memory, network = self.modules_.get("memory"), self.modules_.get("network")
+        with torch.no_grad():  # grad mode is per thread
+            numeric = torch.as_tensor(table.numeric[start:stop])
+            codes = torch.as_tensor(table.codes[start:stop])
+            if memory is not None:
+                exclude = None if in_memory is None else torch.as_tensor(in_memory[start:stop])
+                dense = dense_encoding(numeric, codes, self.preprocessor_.cardinalities)
+                out["reference"], out["knn"] = memory(dense, exclude)
+            if network is not None:
+                out["network"] = network(numeric, codes)
+        return {k: v.double().numpy() for k, v in out.items() if k in self.components_}
+
+    def _component_totals(self, table: EncodedTable, in_memory=None) -> dict:
+        return {k: v.sum(axis=1) for k, v in self._column_errors(table, in_memory).items()}
+
+    def _weight(self, name: str) -> float:
+        return float(self.knn_weight) if name == "knn" else 1.0
+
+    def _combine(self, totals: dict) -> np.ndarray:
+        score = 0.0
+        for name, values in totals.items():
+            stats = self.component_stats_[name]
+            score = score + self._weight(name) * (values - stats["median"]) / stats["scale"]
+        return np.asarray(score, dtype=np.float64)
+
+    def _score_table(self, table: EncodedTable) -> np.ndarray:
+        return self._combine(self._component_totals(table))
+
+    def decision_function(self, X) -> np.ndarray:
+        """Anomaly scores ``(n,)`` float64; higher = more anomalous; deterministic."""
+        self._check_fitted()
+        return self._score_table(self._transform(X))
+
+    def score_samples(self, X) -> np.ndarray:
+        """scikit-learn's convention (higher = more normal): ``-decision_function(X)``."""
+        return -self.decision_function(X)
+
+    def predict(self, X) -> np.ndarray:
+        """1 where the score exceeds ``threshold_``, else 0."""
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def p_values(self, X) -> np.ndarray:
+        """Conformal p-values against the held-out training scores."""
+        self._check_fitted()
+        return self.calibration_.p_values(self.decision_function(X))
+
+    def alerts(self, X, fdr: float | None = None, budget: int | None = None) -> np.ndarray:
+        """Boolean alerts: Benjamini–Hochberg at ``fdr``, the top ``budget``, or the threshold."""
+        self._check_fitted()
+        return self.calibration_.alerts(self.decision_function(X), fdr=fdr, budget=budget)
+
+    def feature_errors(self, X):
+        """Per-input-column reconstruction error, the fast built-in attribution.
+
+        Each component's per-column errors are divided by that component's scale and
+        summed, so a row's ``decision_function`` equals the sum of its feature errors minus
+        a constant (``offset_``).
+
+        Returns:
+            ``(n, n_features_in_)``: a DataFrame with the column names when fitted on a
+            DataFrame, else a numpy array.
+        """
+        self._check_fitted()
+        table = self._transform(X)
+        errors = sum(self._weight(k) * v / self.component_stats_[k]["scale"]
+                     for k, v in self._column_errors(table).items())
+        ordered = np.empty_like(errors)
+        ordered[:, self._column_order] = errors
+        if self.preprocessor_.has_names_:
+            import pandas as pd
+
+            index = X.index if isinstance(X, pd.DataFrame) else None
+            return pd.DataFrame(ordered, columns=self.preprocessor_.columns_, index=index)
+        return ordered
+
+    @property
+    def offset_(self) -> float:
+        """``sum(feature_errors) - decision_function`` for every row."""
+        self._check_fitted()
+        return float(sum(self._weight(k) * s["median"] / s["scale"]
+                         for k, s in self.component_stats_.items()))
+
+    def explain(self, X, background=None, max_evals: int | None = None):
+        """SHAP values of the score over input columns (``shap.PermutationExplainer``).
+
+        SHAP runs on the encoded matrix (scaled numbers; category *codes* for categorical
+        columns), so its masker substitutes whole background values, categories included.
+
+        Args:
+            X: rows to explain.
+            background: reference rows (default: 64 stored training rows).
+            max_evals: evaluations per row (default ``2 * n_features + 1`` minimum).
+
+        Returns:
+            :class:`core.explain.ShapResult`; ``values.sum(1) + base_values == scores``.
+        """
+        from ..explain import feature_shap
+
+        self._check_fitted()
+        pre = self.preprocessor_
+        matrix = pre.to_matrix(self._transform(X))
+        bg = self.background_ if background is None else pre.to_matrix(self._transform(background))
+        return feature_shap(lambda m: self._score_table(pre.from_matrix(m)), matrix, bg,
+                            feature_names=pre.columns_, max_evals=max_evals)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self, path):
+        """Save as a bundle directory (``config.json`` + safetensors weights)."""
+        from .persist import save_detector
+
+        self._check_fitted()
+        return save_detector(self, path)
+
+    @classmethod
+    def load(cls, path) -> "TabularDetector":
+        """Load a bundle written by :meth:`save`."""
+        from .persist import load_detector
+
+        return load_detector(cls, path)
+
+
+class _NotFittedError(NotFittedError, SklearnNotFittedError):
+    """unmask's NotFittedError that scikit-learn's tooling also recognises."""
+
+
+def _take(table: EncodedTable, idx) -> EncodedTable:
+    return EncodedTable(table.numeric[idx], table.codes[idx])

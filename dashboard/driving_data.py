@@ -1,0 +1,231 @@
+"""Drive-log replay data: a run's logs, per-frame layers and the surprise timeline.
+
+A log's layers come from two files (docs/runs.md, DESIGN.md): the input log Parquet
+(``semantic`` = observed grid with 255 for unobserved cells, ``visible``, and
+``semantic_true`` from a simulator) and the run's ``cells/<log_id>.parquet``
+(``predicted`` class, ``confidence`` and ``error`` per cell, uint8).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DataValidationError
+
+from . import render
+
+UNOBSERVED = 255
+# Colours of the simulator's classes, in order (others cycle through render.LABEL_COLOURS).
+CLASS_COLOURS = {"off_road": (70, 90, 60), "road": (110, 110, 120), "lane_marking": (250, 250, 250),
+                 "sidewalk": (190, 160, 130), "vehicle": (40, 120, 230), "pedestrian": (240, 60, 60),
+                 "static_obstacle": (250, 170, 30)}
+UNOBSERVED_COLOUR = (20, 20, 25)
+PANELS = ("observed", "visibility", "predicted hidden", "truth", "error")
+
+
+@dataclass
+class LogLayers:
+    """All frames of one log: grids ``(T, H, W)`` (uint8 / bool), ``frames`` ``(T,)``."""
+
+    log_id: str
+    frames: np.ndarray
+    observed: np.ndarray
+    visible: np.ndarray
+    classes: tuple[str, ...]
+    ego_cell: tuple[int, int]
+    resolution_m: float
+    truth: np.ndarray | None = None
+    predicted: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    error: np.ndarray | None = None
+
+    def index(self, frame: int) -> int:
+        """Position of frame number ``frame``."""
+        hits = np.flatnonzero(self.frames == frame)
+        if hits.size == 0:
+            raise DataValidationError(f"log {self.log_id}: no frame {frame}")
+        return int(hits[0])
+
+
+def frames(run_dir) -> pd.DataFrame:
+    """``frames.parquet`` of a run, ordered by log and frame."""
+    path = Path(run_dir) / "frames.parquet"
+    if not path.is_file():
+        raise DataValidationError(f"{path}: file not found (is the run complete?)")
+    return pd.read_parquet(path).sort_values(["log_id", "frame"]).reset_index(drop=True)
+
+
+def logs(run_dir) -> pd.DataFrame:
+    """Per log: frames, alerts (predicted anomalies), true anomalies, top score, recording."""
+    table = frames(run_dir)
+    grouped = table.groupby("log_id", sort=True)
+    out = grouped.agg(frames=("frame", "size"), alerts=("is_alert", "sum"),
+                      max_score=("score", "max")).reset_index()
+    if "anomaly" in table and table["anomaly"].notna().any():
+        truth = table["anomaly"].astype("boolean").fillna(False).astype(bool)
+        out["true_anomalies"] = truth.groupby(table["log_id"], sort=True).sum().to_numpy().astype(int)
+    out["alerts"] = out["alerts"].astype(int)
+    out["recording"] = [recording_path(run_dir, log) is not None for log in out["log_id"]]
+    return out.sort_values(["alerts", "max_score"], ascending=False).reset_index(drop=True)
+
+
+def recording_path(run_dir, log_id: str) -> Path | None:
+    path = Path(run_dir) / "recordings" / f"{log_id}.rrd"
+    return path if path.is_file() else None
+
+
+def log_input(manifest: dict, log_id: str) -> Path:
+    """The input log file of ``log_id`` among the manifest's ``inputs``."""
+    import pyarrow.parquet as pq
+
+    candidates = [Path(p) for p in manifest.get("inputs", [])]
+    for path in candidates:  # the usual naming first: <log_id>.parquet
+        if path.stem == log_id and path.is_file():
+            return path
+    for path in candidates:
+        if path.is_file() and path.suffix == ".parquet":
+            first = pq.ParquetFile(path).read_row_group(0, columns=["log_id"]).column(0)
+            if len(first) and first[0].as_py() == log_id:
+                return path
+    raise DataValidationError(f"run {manifest.get('run_id')}: no input log for {log_id!r} among "
+                              f"{[str(p) for p in candidates]} (moved since the run was made?)")
+
+
+def _grid(table, column: str, t: int, shape: tuple[int, int], dtype) -> np.ndarray:
+    """A list column of ``t`` rows of ``H*W`` values -> ``(t, H, W)``."""
+    flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    if flat.size != t * shape[0] * shape[1]:
+        raise DataValidationError(f"column {column!r}: {flat.size} cells is not {t} frames of "
+                                  f"{shape[0]}x{shape[1]}")
+    return flat.astype(dtype, copy=False).reshape(t, *shape)
+
+
+def load_layers(run_dir, manifest: dict, log_id: str) -> LogLayers:
+    """Read every layer of one log (observed, visibility, truth, predicted, confidence, error)."""
+    import pyarrow.parquet as pq
+
+    source = log_input(manifest, log_id)
+    parquet = pq.ParquetFile(source)
+    raw = (parquet.schema_arrow.metadata or {}).get(b"unmask")
+    if raw is None:
+        raise DataValidationError(f"{source}: no 'unmask' metadata (grid shape, classes)")
+    meta = json.loads(raw)
+    shape = tuple(int(v) for v in meta["grid_shape"])
+    wanted = [c for c in ("frame", "semantic", "visible", "semantic_true")
+              if c in parquet.schema_arrow.names]
+    table = parquet.read(columns=wanted).sort_by("frame")
+    t = table.num_rows
+    layers = LogLayers(
+        log_id=log_id, frames=table.column("frame").to_numpy().astype(np.int64),
+        observed=_grid(table, "semantic", t, shape, np.uint8),
+        visible=_grid(table, "visible", t, shape, bool),
+        classes=tuple(meta["classes"]), ego_cell=tuple(int(v) for v in meta["ego_cell"]),
+        resolution_m=float(meta.get("resolution_m", 1.0)))
+    if "semantic_true" in wanted:
+        layers.truth = _grid(table, "semantic_true", t, shape, np.uint8)
+    cells_path = Path(run_dir) / "cells" / f"{log_id}.parquet"
+    if cells_path.is_file():
+        cells = pq.read_table(cells_path, columns=["frame", "predicted", "confidence", "error"])
+        cells = cells.sort_by("frame")
+        position = {int(f): i for i, f in enumerate(layers.frames)}
+        rows = np.array([position.get(int(f), -1) for f in cells.column("frame").to_numpy()])
+        if (rows < 0).any():
+            raise DataValidationError(f"{cells_path}: frames not in the input log {source}")
+        for column in ("predicted", "confidence", "error"):
+            grid = np.zeros((t,) + shape, dtype=np.uint8)
+            grid[rows] = _grid(cells, column, cells.num_rows, shape, np.uint8)
+            setattr(layers, column, grid)
+    return layers
+
+
+def class_palette(classes) -> np.ndarray:
+    """``(256, 3)`` float colours: class k -> its colour, 255 -> unobserved."""
+    palette = np.zeros((256, 3), dtype=np.float32)
+    for k in range(255):
+        palette[k] = render.LABEL_COLOURS[k % len(render.LABEL_COLOURS)]
+    for k, name in enumerate(classes):
+        if name in CLASS_COLOURS:
+            palette[k] = CLASS_COLOURS[name]
+    palette[UNOBSERVED] = UNOBSERVED_COLOUR
+    return palette
+
+
+def _mark_ego(rgb: np.ndarray, ego_cell: tuple[int, int]) -> np.ndarray:
+    r, c = ego_cell
+    h, w = rgb.shape[:2]
+    rgb[max(r - 1, 0):min(r + 2, h), max(c - 1, 0):min(c + 2, w)] = (255, 0, 255)
+    return rgb
+
+
+def frame_panels(layers: LogLayers, frame: int, size: int = 300) -> dict[str, np.ndarray]:
+    """RGB pictures of one frame, keyed by panel name (``PANELS``; absent layers omitted).
+
+    * observed: the observed classes; unobserved cells dark.
+    * visibility: visible cells white, hidden cells black.
+    * predicted hidden: the predicted class in hidden cells, brighter where confident;
+      visible cells dimmed.
+    * truth: the simulator's full grid (when present).
+    * error: per-cell surprise (0-255) as heat.
+    """
+    i = layers.index(frame)
+    palette = class_palette(layers.classes)
+    pixel = (layers.resolution_m, layers.resolution_m)
+    panels = {"observed": palette[layers.observed[i]],
+              "visibility": render.gray_rgb(layers.visible[i].astype(np.float32))}
+    if layers.predicted is not None:
+        hidden = ~layers.visible[i]
+        dimmed = palette[layers.observed[i]] * 0.25
+        confidence = layers.confidence[i].astype(np.float32) / 255.0
+        predicted = palette[layers.predicted[i]] * (0.35 + 0.65 * confidence[..., None])
+        panels["predicted hidden"] = np.where(hidden[..., None], predicted, dimmed)
+    if layers.truth is not None:
+        panels["truth"] = palette[layers.truth[i]]
+    if layers.error is not None:
+        panels["error"] = render.heat_colours(layers.error[i].astype(np.float32) / 255.0)
+    return {name: render.upscale(_mark_ego(render.to_uint8(rgb), layers.ego_cell), pixel, size)
+            for name, rgb in panels.items()}
+
+
+def alert_frames(log_frames: pd.DataFrame) -> np.ndarray:
+    """Frame numbers flagged as anomalies (``is_alert``), ascending."""
+    return np.sort(log_frames.loc[log_frames["is_alert"].astype(bool), "frame"].to_numpy())
+
+
+def step_anomaly(alerts: np.ndarray, current: int, direction: int) -> int | None:
+    """The next (``direction`` = +1) or previous (-1) alert frame after ``current``; None at
+    the end."""
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or -1, got {direction}")
+    later = alerts[alerts > current] if direction > 0 else alerts[alerts < current][::-1]
+    return int(later[0]) if later.size else None
+
+
+def region_shap(run_dir, log_id: str) -> pd.DataFrame:
+    """SHAP values of the regions of ``log_id``'s explained frames (``frame``, ``region``,
+    ``shap_value``, ``base_value``; empty when the run explained none)."""
+    path = Path(run_dir) / "region_shap.parquet"
+    columns = ["frame", "region", "shap_value", "base_value"]
+    if not path.is_file():
+        return pd.DataFrame(columns=columns)
+    frame = pd.read_parquet(path)
+    return frame.loc[frame["log_id"].astype(str) == str(log_id), columns].reset_index(drop=True)
+
+
+def bookmark_id(log_id: str, frame: int) -> str:
+    return f"{log_id}:{int(frame)}"
+
+
+def bookmarks(events: pd.DataFrame, log_id: str) -> pd.DataFrame:
+    """Bookmarks of ``log_id`` from review-store events (``frame``, ``note``, ``reviewer``,
+    ``created_at``), newest first."""
+    columns = ["frame", "note", "reviewer", "created_at"]
+    if events.empty:
+        return pd.DataFrame(columns=columns)
+    parts = events["item_id"].astype(str).str.rsplit(":", n=1, expand=True)
+    mine = events[parts[0] == log_id].copy()
+    mine["frame"] = parts.loc[mine.index, 1].astype(int)
+    return mine.sort_values("id", ascending=False)[columns].reset_index(drop=True)

@@ -1,0 +1,308 @@
+"""The finance alert queue: server-side filtering, sorting and paging of ``scores.parquet``.
+
+Queries run in DuckDB straight over the Parquet files, reading only the columns and rows
+a page needs, so a run of millions of transactions opens as fast as a small one. The
+layout of the files is docs/runs.md's.
+
+Example:
+    >>> query = QueueQuery(alerts_only=True, sort="amount", descending=True)
+    >>> page, total = queue_page(run_dir / "scores.parquet", query)     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import DataValidationError
+
+QUEUE_COLUMNS = ("rank", "transaction_id", "timestamp", "customer_id", "terminal_id", "amount",
+                 "score", "p_value", "is_alert", "reason_1_text")
+SORTS = {"rank": "rank", "score": "score", "p-value": "p_value", "amount": "amount",
+         "time": "timestamp"}
+DECISIONS = ("fraud", "legitimate", "needs_information")
+
+
+@dataclass(frozen=True)
+class QueueQuery:
+    """Filters, sort order and page of the alert queue.
+
+    Args:
+        alerts_only: only rows with ``is_alert``.
+        start, end: inclusive date range of ``timestamp`` (None = open).
+        min_amount, max_amount: amount range (None = open).
+        min_score: lowest score shown. max_p_value: highest p-value shown.
+        sort: a key of ``SORTS``; ``descending`` flips it (rank ascending = most anomalous first).
+        page: 1-based page number. page_size: rows per page.
+    """
+
+    alerts_only: bool = True
+    start: dt.date | None = None
+    end: dt.date | None = None
+    min_amount: float | None = None
+    max_amount: float | None = None
+    min_score: float | None = None
+    max_p_value: float | None = None
+    sort: str = "rank"
+    descending: bool = False
+    page: int = 1
+    page_size: int = 50
+
+
+_DATABASE = None
+_DATABASE_LOCK = threading.Lock()
+
+
+def _connect():
+    """A cursor on one in-process DuckDB database (opening a database costs ~50 ms; a
+    cursor is cheap and safe to use from the thread that asked for it)."""
+    global _DATABASE
+    with _DATABASE_LOCK:
+        if _DATABASE is None:
+            import duckdb
+
+            database = duckdb.connect()
+            threads = int(os.environ.get("UNMASK_NUM_THREADS") or min(2, os.cpu_count() or 1))
+            database.execute(f"SET threads={threads}")
+            database.execute("SET TimeZone='UTC'")  # naive and tz-aware timestamps compare in UTC
+            _DATABASE = database
+        return _DATABASE.cursor()
+
+
+def _source(path) -> str:
+    """SQL table function reading a Parquet (or CSV) file."""
+    path = Path(path)
+    quoted = "'" + path.as_posix().replace("'", "''") + "'"
+    if path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return f"read_csv({quoted}, header=true)"
+    return f"read_parquet({quoted})"
+
+
+def _check(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(f"{path}: file not found (is the run complete?)")
+    return path
+
+
+def columns_of(path) -> list[str]:
+    """Column names of a Parquet file (reads only the footer)."""
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(_check(path)).names)
+
+
+def _where(query: QueueQuery) -> tuple[str, list]:
+    clauses, args = [], []
+    if query.alerts_only:
+        clauses.append("is_alert")
+    if query.start is not None:
+        clauses.append("CAST(timestamp AS DATE) >= ?")
+        args.append(query.start)
+    if query.end is not None:
+        clauses.append("CAST(timestamp AS DATE) <= ?")
+        args.append(query.end)
+    bounds = (("amount", ">=", query.min_amount), ("amount", "<=", query.max_amount),
+              ("score", ">=", query.min_score), ("p_value", "<=", query.max_p_value))
+    for column, op, value in bounds:
+        if value is not None:
+            clauses.append(f"{column} {op} ?")
+            args.append(float(value))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+def queue_bounds(scores_path) -> dict:
+    """Ranges for the filter widgets: rows, alerts, first/last date, amount and score range."""
+    con = _connect()
+    try:
+        row = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE is_alert), min(CAST(timestamp AS DATE)),"
+            " max(CAST(timestamp AS DATE)), min(amount), max(amount), min(score), max(score)"
+            f" FROM {_source(_check(scores_path))}").fetchone()
+    finally:
+        con.close()
+    keys = ("n_rows", "n_alerts", "first_date", "last_date", "min_amount", "max_amount",
+            "min_score", "max_score")
+    return dict(zip(keys, row))
+
+
+def queue_page(scores_path, query: QueueQuery = QueueQuery(),
+               columns: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, int]:
+    """One page of the queue and the number of rows matching the filters.
+
+    Args:
+        scores_path: a run's ``scores.parquet``.
+        query: filters, sort and page.
+        columns: columns to return (default: ``QUEUE_COLUMNS`` that the file has).
+
+    Returns:
+        ``(page, total)``; ``page`` is at most ``query.page_size`` rows in queue order.
+    """
+    if query.sort not in SORTS:
+        raise DataValidationError(f"unknown sort {query.sort!r}; choose one of {sorted(SORTS)}")
+    if query.page < 1 or query.page_size < 1:
+        raise DataValidationError(f"page {query.page} / page size {query.page_size} must be >= 1")
+    available = columns_of(scores_path)
+    wanted = [c for c in (columns or QUEUE_COLUMNS) if c in available]
+    where, args = _where(query)
+    order = f"{SORTS[query.sort]} {'DESC' if query.descending else 'ASC'} NULLS LAST"
+    if query.sort != "rank":
+        order += ", rank ASC"  # ties in a stable, meaningful order
+    select = ", ".join(f'"{c}"' for c in wanted)
+    source = _source(scores_path)
+    con = _connect()
+    try:
+        total = con.execute(f"SELECT count(*) FROM {source}{where}", args).fetchone()[0]
+        page = con.execute(
+            f"SELECT {select} FROM {source}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+            args + [query.page_size, (query.page - 1) * query.page_size]).df()
+    finally:
+        con.close()
+    return page, int(total)
+
+
+def transaction(scores_path, transaction_id: str, rank: int | None = None) -> pd.Series:
+    """Every column of one scored transaction.
+
+    Args:
+        scores_path: the run's ``scores.parquet``.
+        transaction_id: which transaction.
+        rank: its rank when known (the queue has it): the file is sorted by rank, so the
+            Parquet statistics let DuckDB read one row group instead of the whole file.
+    """
+    where, args = "transaction_id = ?", [str(transaction_id)]
+    if rank is not None:
+        where, args = where + " AND rank = ?", args + [int(rank)]
+    con = _connect()
+    try:
+        frame = con.execute(f"SELECT * FROM {_source(_check(scores_path))} WHERE {where}",
+                            args).df()
+    finally:
+        con.close()
+    if frame.empty:
+        raise DataValidationError(f"{scores_path}: no transaction {transaction_id!r}")
+    return frame.iloc[0]
+
+
+def reasons(row: pd.Series) -> pd.DataFrame:
+    """The row's reason codes (``reason_k_*`` columns) as a small table, nulls dropped."""
+    out = []
+    for k in (1, 2, 3):
+        feature = row.get(f"reason_{k}_feature")
+        if feature is None or pd.isna(feature):
+            continue
+        out.append({"reason": row.get(f"reason_{k}_text") or feature, "feature": feature,
+                    "shap": row.get(f"reason_{k}_shap"), "value": row.get(f"reason_{k}_value"),
+                    "usual": row.get(f"reason_{k}_usual")})
+    return pd.DataFrame(out, columns=["reason", "feature", "shap", "value", "usual"])
+
+
+def explanation(explanations_path, transaction_id: str) -> pd.DataFrame:
+    """SHAP values of one transaction, largest absolute value first (empty if none)."""
+    path = Path(explanations_path) if explanations_path else None
+    if path is None or not path.is_file():
+        return pd.DataFrame(columns=["feature", "shap_value", "value", "usual_value"])
+    con = _connect()
+    try:
+        frame = con.execute(
+            "SELECT feature, shap_value, value, usual_value FROM "
+            f"{_source(path)} WHERE transaction_id = ? ORDER BY abs(shap_value) DESC",
+            [str(transaction_id)]).df()
+    finally:
+        con.close()
+    return frame
+
+
+def customer_history(transactions_path, scores_path, customer_id: str, until,
+                     days: int = 30, limit: int = 2000) -> pd.DataFrame:
+    """The customer's transactions in the ``days`` before ``until`` (inclusive), oldest first,
+    with their score and alert flag where the run scored them.
+
+    Args:
+        transactions_path: the run's input (manifest ``inputs[0]``), Parquet or CSV.
+        scores_path: the run's ``scores.parquet``.
+        customer_id: whose history.
+        until: timestamp of the transaction under review.
+        days: length of the window.
+        limit: at most this many (the latest) transactions.
+    """
+    until = pd.Timestamp(until)
+    if until.tzinfo is not None:
+        until = until.tz_convert("UTC").tz_localize(None)
+    since = until - pd.Timedelta(days=days)
+    con = _connect()
+    try:
+        history = con.execute(
+            "SELECT CAST(transaction_id AS VARCHAR) AS transaction_id,"
+            " CAST(timestamp AS TIMESTAMP) AS timestamp, CAST(amount AS DOUBLE) AS amount,"
+            f" CAST(terminal_id AS VARCHAR) AS terminal_id FROM {_source(_check(transactions_path))}"
+            " WHERE CAST(customer_id AS VARCHAR) = ? AND CAST(timestamp AS TIMESTAMP) BETWEEN ? AND ?"
+            " ORDER BY timestamp DESC LIMIT ?",
+            [str(customer_id), since.to_pydatetime(), until.to_pydatetime(), int(limit)]).df()
+        scored = con.execute(
+            f"SELECT transaction_id, score, is_alert FROM {_source(_check(scores_path))}"
+            " WHERE CAST(customer_id AS VARCHAR) = ? AND CAST(timestamp AS TIMESTAMP) BETWEEN ? AND ?",
+            [str(customer_id), since.to_pydatetime(), until.to_pydatetime()]).df()
+    finally:
+        con.close()
+    history = history.merge(scored, on="transaction_id", how="left")
+    return history.sort_values(["timestamp", "transaction_id"]).reset_index(drop=True)
+
+
+def alert_flags(scores_path, transaction_ids) -> pd.Series:
+    """``is_alert`` of the given transactions in this run (index = transaction id)."""
+    ids = [str(t) for t in transaction_ids]
+    if not ids:
+        return pd.Series(dtype=bool)
+    con = _connect()
+    try:
+        con.register("wanted", pd.DataFrame({"transaction_id": ids}))
+        frame = con.execute(
+            f"SELECT s.transaction_id, s.is_alert FROM {_source(_check(scores_path))} s"
+            " JOIN wanted w ON s.transaction_id = w.transaction_id").df()
+    finally:
+        con.close()
+    return frame.set_index("transaction_id")["is_alert"].astype(bool)
+
+
+def disposition_kpis(dispositions: pd.DataFrame, is_alert: pd.Series, n_alerts: int) -> dict:
+    """Precision of the alerts reviewed so far and review progress.
+
+    Args:
+        dispositions: current dispositions (``item_id``, ``decision``), one row per item.
+        is_alert: ``alert_flags`` of those items in this run.
+        n_alerts: the run's number of alerts.
+
+    Returns:
+        ``reviewed`` (all dispositions on this run's transactions), ``reviewed_alerts``,
+        ``fraud``, ``legitimate``, ``needs_information`` (among alerts), ``precision``
+        (fraud / (fraud + legitimate) among alerts; NaN before any) and ``progress``
+        (reviewed alerts / alerts).
+    """
+    if dispositions.empty:
+        decided = pd.DataFrame(columns=["item_id", "decision", "alert"])
+    else:
+        decided = dispositions[["item_id", "decision"]].copy()
+        decided["alert"] = decided["item_id"].map(is_alert)
+        decided = decided[decided["alert"].notna()]
+    alerts = decided[decided["alert"].astype(bool)]
+    counts = alerts["decision"].value_counts()
+    fraud, legit = int(counts.get("fraud", 0)), int(counts.get("legitimate", 0))
+    return {"reviewed": len(decided), "reviewed_alerts": len(alerts), "fraud": fraud,
+            "legitimate": legit, "needs_information": int(counts.get("needs_information", 0)),
+            "precision": fraud / (fraud + legit) if fraud + legit else float("nan"),
+            "progress": len(alerts) / n_alerts if n_alerts else float("nan")}
+
+
+def with_dispositions(page: pd.DataFrame, dispositions: pd.DataFrame) -> pd.DataFrame:
+    """``page`` with a ``disposition`` column (current decision or empty)."""
+    out = page.copy()
+    current = (dispositions.set_index("item_id")["decision"] if not dispositions.empty
+               else pd.Series(dtype=object))
+    decision = out["transaction_id"].astype(str).map(current).astype("string").fillna("")
+    out.insert(1, "disposition", decision)
+    return out

@@ -1,0 +1,115 @@
+"""Drive-log replay: frame scrubber with play/pause, layered BEV panels, the surprise
+timeline, jumps between anomalies, bookmarks and the rerun recording."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import driving_data, plots, ui
+from dashboard.workspace import review_store
+
+ws, manifest = ui.open_run("Drive-log replay", "driving")
+run_id = manifest["run_id"]
+run_dir = Path(manifest["path"])
+all_frames, log_table = ui.driving_frames(run_dir)
+if log_table.empty:
+    st.info("This run has no frames.")
+    st.stop()
+
+with st.sidebar:
+    alerts_by_log = dict(zip(log_table["log_id"], log_table["alerts"]))
+    log_id = st.selectbox("Log (most alerts first)", list(alerts_by_log), key="drive_log",
+                          format_func=lambda log: f"{log} ({alerts_by_log[log]} anomalies)")
+    speed = st.select_slider("Playback (frames/s)", [1, 2, 5, 10], value=5, key="drive_speed")
+with st.expander(f"Logs in run {run_id}", expanded=False):
+    st.dataframe(log_table, hide_index=True, width="stretch")
+
+frames = all_frames[all_frames["log_id"] == log_id].reset_index(drop=True)
+frame_numbers = frames["frame"].to_numpy()
+alerts = driving_data.alert_frames(frames)
+layers = ui.driving_layers(manifest, log_id)
+shap = ui.driving_shap(run_dir, log_id)
+frame_key = f"drive_frame:{run_id}:{log_id}"
+if frame_key not in st.session_state:
+    st.session_state[frame_key] = int(alerts[0] if alerts.size else frame_numbers[0])
+
+
+def jump(direction: int) -> None:
+    """Button callback: move to the next / previous anomaly (stays put at the end)."""
+    target = driving_data.step_anomaly(alerts, st.session_state[frame_key], direction)
+    if target is not None:
+        st.session_state[frame_key] = target
+
+
+def go_to(frame: int) -> None:
+    st.session_state[frame_key] = int(frame)
+
+
+buttons = st.columns([1, 1, 1, 3])
+buttons[0].button("◀ Previous anomaly", on_click=jump, args=(-1,), key="drive_prev",
+                  disabled=not alerts.size, width="stretch")
+buttons[1].button("Next anomaly ▶", on_click=jump, args=(1,), key="drive_next",
+                  disabled=not alerts.size, width="stretch")
+playing = buttons[2].toggle("Play", key="drive_play")
+buttons[3].caption(f"{len(alerts)} anomalies flagged in {len(frames)} frames"
+                   + (f" · at frames {', '.join(map(str, alerts[:12]))}" if alerts.size else ""))
+
+
+@st.fragment(run_every=1.0 / speed if playing else None)
+def replay() -> None:
+    """Scrubber, panels and timeline; reruns on its own while playing."""
+    if playing:  # advance one frame per tick, looping at the end
+        position = np.searchsorted(frame_numbers, st.session_state[frame_key], side="right")
+        st.session_state[frame_key] = int(frame_numbers[position % len(frame_numbers)])
+    frame = st.slider("Frame", int(frame_numbers[0]), int(frame_numbers[-1]), key=frame_key)
+    frame = int(frame_numbers[min(np.searchsorted(frame_numbers, frame), len(frame_numbers) - 1)])
+    info = frames[frames["frame"] == frame].iloc[0]
+    truth = info.get("anomaly")
+    flagged = "**anomaly flagged**" if info["is_alert"] else "normal"
+    truth_text = ("" if truth is None or pd.isna(truth)
+                  else f" · simulator truth: {'anomaly' if truth else 'normal'}")
+    st.markdown(f"frame **{frame}** · t = {info['timestamp']:.1f} s · score "
+                f"**{info['score']:.4f}** · p-value {info['p_value']:.3g} · {flagged}{truth_text}")
+    panels = driving_data.frame_panels(layers, frame, size=280)
+    for column, (name, picture) in zip(st.columns(len(panels)), panels.items()):
+        column.image(picture, caption=name, width="stretch")
+    st.altair_chart(plots.surprise_timeline(frames, frame), width="stretch", key="drive_timeline")
+    explained = shap[shap["frame"] == frame]
+    if len(explained):
+        st.altair_chart(plots.region_bars(explained, title=f"Regions behind frame {frame}'s "
+                                                           "surprise (SHAP)"),
+                        width="stretch", key="drive_shap")
+    elif len(shap):
+        st.caption("SHAP explanations exist for frames "
+                   + ", ".join(map(str, sorted(shap["frame"].unique()))))
+
+
+replay()
+frame = int(st.session_state[frame_key])
+
+left, right = st.columns(2)
+with left:
+    ui.review_form(ws, "driving", run_id,
+                   lambda: driving_data.bookmark_id(log_id, st.session_state[frame_key]),
+                   prefix="drive", title=f"**Bookmark frame {frame}**", submit="Add bookmark",
+                   decisions={"bookmark": "Bookmark"})
+    recording = driving_data.recording_path(run_dir, log_id)
+    if recording is not None:
+        st.download_button(f"Download rerun recording ({recording.stat().st_size / 1e6:.1f} MB)",
+                           data=recording.read_bytes, file_name=recording.name,
+                           mime="application/octet-stream", key="drive_download",
+                           help="Open with the rerun viewer: `rerun " + recording.name + "`")
+    else:
+        st.caption("No rerun recording was exported for this log.")
+with right:
+    has_store = (ws / "reviews.sqlite").is_file()
+    events = review_store(ws).history("driving", "bookmark") if has_store else pd.DataFrame()
+    marks = driving_data.bookmarks(events, log_id)
+    if marks.empty:
+        st.caption("No bookmarks in this log yet.")
+    else:
+        st.markdown("**Bookmarks**")
+        st.dataframe(marks, hide_index=True, width="stretch")
+        target = st.selectbox("Go to bookmark", marks["frame"].unique().tolist(), key="drive_goto")
+        st.button("Go", on_click=go_to, args=(target,), key="drive_goto_button")

@@ -1,0 +1,133 @@
+"""Finance alert queue: filter, sort and page the scored transactions; review one."""
+import dataclasses
+import math
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import finance_data, plots, ui
+from dashboard.workspace import review_store, reviewed_items
+
+DECISION_LABELS = {"fraud": "Fraud", "legitimate": "Legitimate",
+                   "needs_information": "Needs information"}
+
+ws, manifest = ui.open_run("Finance alert queue", "finance")
+run_id = manifest["run_id"]
+summary = manifest.get("summary", {})
+scores_path = ui.output_path(manifest, "scores", "scores.parquet")
+bounds = ui.finance_bounds(scores_path)
+
+# --- filters (sidebar) ---------------------------------------------------------------
+with st.sidebar:
+    st.header("Filters")
+    alerts_only = st.toggle("Alerts only", value=True, key="fin_alerts_only")
+    first, last = bounds["first_date"], bounds["last_date"]
+    dates = st.date_input("Dates", value=(first, last), min_value=first, max_value=last,
+                          key="fin_dates") if first is not None else ()
+    low, high = st.columns(2)
+    min_amount = low.number_input("Min amount", value=None, min_value=0.0, key="fin_min_amount")
+    max_amount = high.number_input("Max amount", value=None, min_value=0.0, key="fin_max_amount")
+    by = st.radio("Threshold on", ["score", "p-value"], horizontal=True, key="fin_threshold_on")
+    if by == "score":
+        min_score = st.number_input("Min score", value=None, key="fin_min_score")
+        max_p = None
+    else:
+        max_p = st.number_input("Max p-value", value=None, min_value=0.0, max_value=1.0,
+                                key="fin_max_p")
+        min_score = None
+    sort = st.selectbox("Sort by", list(finance_data.SORTS), key="fin_sort")
+    descending = st.toggle("Descending", value=sort in ("score", "amount", "time"),
+                           key=f"fin_desc_{sort}")
+    page_size = st.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="fin_page_size")
+
+start, end = (dates[0], dates[-1]) if len(dates) else (None, None)
+query = finance_data.QueueQuery(alerts_only=alerts_only, start=start, end=end,
+                                min_amount=min_amount, max_amount=max_amount,
+                                min_score=min_score, max_p_value=max_p, sort=sort,
+                                descending=descending, page=1, page_size=page_size)
+
+# --- KPIs from the review store ------------------------------------------------------
+dispositions = reviewed_items(ws, "finance")
+kpis = finance_data.disposition_kpis(
+    dispositions, finance_data.alert_flags(scores_path, dispositions["item_id"]),
+    int(bounds["n_alerts"]))
+k1, k2, k3, k4, k5 = st.columns(5)
+k1.metric("Transactions", f"{bounds['n_rows']:,}")
+k2.metric("Alerts", f"{bounds['n_alerts']:,}",
+          help=f"FDR {summary['fdr']}" if summary.get("fdr") else None)
+k3.metric("Alerts reviewed", f"{kpis['reviewed_alerts']:,}",
+          help=f"{kpis['reviewed']:,} transactions of this run have a disposition")
+k4.metric("Precision so far", "-" if math.isnan(kpis["precision"]) else f"{kpis['precision']:.0%}",
+          help="fraud / (fraud + legitimate) among reviewed alerts")
+k5.metric("Needs information", kpis["needs_information"])
+
+# --- the queue -----------------------------------------------------------------------
+_, total = ui.finance_page(scores_path, query)
+pages = max(1, math.ceil(total / page_size))
+top = st.columns([3, 1])
+page = top[1].number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1,
+                           step=1, key="fin_page")
+query = dataclasses.replace(query, page=int(min(page, pages)))
+rows, total = ui.finance_page(scores_path, query)
+top[0].markdown(f"**{total:,}** matching transactions · page {query.page:,} of {pages:,} · "
+                "select a row to review it")
+table = finance_data.with_dispositions(rows, dispositions)
+event = st.dataframe(
+    table, key="fin_table", on_select="rerun", selection_mode="single-row", hide_index=True,
+    width="stretch", height=min(38 + 35 * len(table), 420),
+    column_config={
+        "score": st.column_config.NumberColumn(format="%.4f"),
+        "p_value": st.column_config.NumberColumn("p-value", format="%.2e"),
+        "amount": st.column_config.NumberColumn(format="%.2f"),
+        "timestamp": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm"),
+        "is_alert": st.column_config.CheckboxColumn("alert"),
+        "reason_1_text": st.column_config.TextColumn("top reason", width="large"),
+    })
+if event.selection.rows and event.selection.rows[0] < len(table):
+    chosen = table.iloc[event.selection.rows[0]]
+    st.session_state["fin_selected"] = (str(chosen["transaction_id"]), int(chosen["rank"]))
+if not st.session_state.get("fin_selected"):
+    st.caption("No transaction selected.")
+    ui.preload("altair")  # the detail's charts; imported while the browser draws the queue
+    st.stop()
+selected, selected_rank = st.session_state["fin_selected"]
+
+# --- detail of the selected transaction ----------------------------------------------
+row, shap, history = ui.finance_detail(manifest, selected, selected_rank)
+st.divider()
+st.subheader(f"Transaction {selected}")
+current = dispositions[dispositions["item_id"] == selected] if len(dispositions) else pd.DataFrame()
+status = (f"current disposition: **{DECISION_LABELS[current.iloc[-1]['decision']]}** "
+          f"by {current.iloc[-1]['reviewer']}") if len(current) else "not reviewed yet"
+st.markdown(f"rank **{int(row['rank']):,}** · score **{row['score']:.4f}** · "
+            f"p-value **{row['p_value']:.2e}** · {'**alert**' if row['is_alert'] else 'no alert'}"
+            f" · {status}")
+when = pd.Timestamp(row["timestamp"])
+facts = st.columns(5)
+facts[0].metric("Amount", f"{row['amount']:,.2f}")
+facts[1].metric("Date", when.strftime("%Y-%m-%d"))
+facts[2].metric("Time", when.strftime("%H:%M:%S"))
+facts[3].metric("Customer", str(row["customer_id"]))
+facts[4].metric("Terminal", str(row["terminal_id"]))
+reason_table = finance_data.reasons(row)
+if len(reason_table):
+    st.markdown("**Reason codes:** " + "; ".join(reason_table["reason"].astype(str)))
+
+left, right = st.columns(2)
+with left:
+    if len(shap):
+        st.altair_chart(plots.shap_waterfall(shap, float(summary.get("expected_score", 0.0))),
+                        width="stretch", key="fin_waterfall")
+    else:
+        st.caption("No SHAP explanation stored for this transaction (only alerts are explained).")
+with right:
+    if history is None:
+        st.caption("The run's input transactions file is not available; no customer history.")
+    else:
+        st.altair_chart(plots.customer_history(history, selected), width="stretch",
+                        key="fin_history")
+
+ui.review_form(ws, "finance", run_id, selected, prefix="fin", title="**Disposition**",
+               submit="Submit disposition", decisions=DECISION_LABELS)
+with st.expander("Review history of this transaction"):
+    st.dataframe(review_store(ws).history("finance", "disposition", selected), hide_index=True)

@@ -1,0 +1,86 @@
+"""CT review: cases by anomaly score, a slice viewer with overlays, organ volumes, SHAP
+regions and a review form."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import medical_data, plots, ui
+from dashboard.workspace import reviewed_items
+
+DECISION_LABELS = {"accept": "Accept", "reject": "Reject", "needs_correction": "Needs correction"}
+
+ws, manifest = ui.open_run("CT review", "medical")
+run_id = manifest["run_id"]
+run_dir = Path(manifest["path"])
+labels = manifest.get("summary", {}).get("labels", {})
+table = ui.medical_cases(run_dir)
+if table.empty:
+    st.info("This run has no cases.")
+    st.stop()
+
+reviews = reviewed_items(ws, "medical")
+review_of = (reviews.set_index("item_id")["decision"] if len(reviews) else pd.Series(dtype=object))
+listing = table[[c for c in ("rank", "case", "score", "p_value", "is_alert", "has_lesion")
+                 if c in table]].copy()
+listing.insert(2, "review", listing["case"].astype(str).map(review_of).astype("string").fillna(""))
+
+alert_of = dict(zip(table["case"].astype(str), table["is_alert"].astype(bool)))
+with st.sidebar:
+    case = st.selectbox("Case (most anomalous first)", list(alert_of), key="ct_case",
+                        format_func=lambda c: f"{c}  (alert)" if alert_of[c] else c)
+with st.expander(f"Cases in run {run_id} ({len(table)}; {int(table['is_alert'].sum())} alerts)",
+                 expanded=True):
+    st.dataframe(listing, hide_index=True, width="stretch", height=min(38 + 35 * len(listing), 250),
+                 column_config={"score": st.column_config.NumberColumn(format="%.4f"),
+                                "p_value": st.column_config.NumberColumn("p-value", format="%.3f"),
+                                "is_alert": st.column_config.CheckboxColumn("alert")})
+
+row = table[table["case"].astype(str) == case].iloc[0]
+volumes = ui.medical_case(run_dir, case)
+score, p_value = row.get("score"), row.get("p_value")
+st.subheader(case + (f" · score {score:.4f}" if pd.notna(score) else "")
+             + (f" · p-value {p_value:.3g}" if pd.notna(p_value) else "")
+             + (" · alert" if alert_of[case] else ""))
+
+viewer, side = st.columns([3, 2])
+with viewer:
+    controls = st.columns([2, 2])
+    plane = controls[0].radio("Plane", list(medical_data.PLANES), horizontal=True, key="ct_plane")
+    window = controls[1].radio("Window", list(medical_data.WINDOWS), horizontal=True,
+                               key="ct_window")
+    n_slices = medical_data.slice_count(volumes, plane)
+    slice_key = f"ct_slice:{case}:{plane}"
+    if slice_key not in st.session_state:  # open on the slice with the most anomaly
+        st.session_state[slice_key] = medical_data.hottest_slice(volumes, plane)
+    index = st.slider("Slice", 0, n_slices - 1, key=slice_key)
+    overlays = st.columns(4)
+    show_seg = overlays[0].toggle("Segmentation", value=volumes.segmentation is not None,
+                                  disabled=volumes.segmentation is None, key="ct_show_seg")
+    seg_opacity = overlays[1].slider("Seg. opacity", 0.0, 1.0, 0.35, 0.05, key="ct_seg_opacity")
+    show_heat = overlays[2].toggle("Anomaly heat map", value=volumes.anomaly is not None,
+                                   disabled=volumes.anomaly is None, key="ct_show_heat")
+    heat_opacity = overlays[3].slider("Heat opacity", 0.0, 1.0, 0.6, 0.05, key="ct_heat_opacity")
+    image = medical_data.slice_image(volumes, plane, index, window, show_seg, show_heat,
+                                     seg_opacity, heat_opacity, size=480)
+    st.image(image, caption=f"{plane} slice {index + 1} of {n_slices} · {window} window "
+                            f"(L {medical_data.WINDOWS[window][0]:g} / W "
+                            f"{medical_data.WINDOWS[window][1]:g} HU)")
+
+with side:
+    organs = medical_data.organ_table(row, labels)
+    if len(organs):
+        st.markdown("**Organs**")
+        has_dice = organs["dice"].notna().any()
+        st.dataframe(organs if has_dice else organs.drop(columns=["dice"]), hide_index=True,
+                     width="stretch",
+                     column_config={
+                         "volume_ml": st.column_config.NumberColumn("volume (ml)", format="%.1f"),
+                         "dice": st.column_config.NumberColumn("Dice", format="%.3f")})
+    regions = medical_data.region_shap(run_dir, case)
+    if len(regions):
+        st.altair_chart(plots.region_bars(regions), width="stretch", key="ct_regions")
+    current = review_of.get(case)
+    ui.review_form(ws, "medical", run_id, case, prefix="ct",
+                   title=f"**Review** · current: {DECISION_LABELS.get(current, 'not reviewed')}",
+                   submit="Submit review", decisions=DECISION_LABELS)

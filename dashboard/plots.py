@@ -1,0 +1,124 @@
+"""Charts of the dashboard, as Altair (Vega-Lite) specifications.
+
+Vega-Lite is Streamlit's built-in chart engine; its browser code is a fraction of
+plotly.js's, which keeps opening an alert's detail under a second. Each function takes
+plain data and returns an ``alt.Chart`` for ``st.altair_chart``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+RED, BLUE, GRAY = "#d62728", "#1f77b4", "#7f7f7f"
+
+
+def _alt():
+    import altair as alt
+
+    return alt
+
+
+def waterfall_steps(shap: pd.DataFrame, expected: float, top: int = 8) -> pd.DataFrame:
+    """Bars of a SHAP waterfall: expected score, the ``top`` largest contributions, the rest
+    as "other features", and the resulting score; ``start``/``end`` are the bar's ends.
+
+    Args:
+        shap: ``feature``, ``shap_value`` (and optionally ``value``) rows.
+        expected: SHAP base value (the run's ``expected_score``).
+        top: features shown individually.
+    """
+    shap = shap.reindex(shap["shap_value"].abs().sort_values(ascending=False).index)
+    shown, rest = shap.iloc[:top], shap.iloc[top:]
+    has_value = "value" in shap
+    labels = [f"{f} = {v:.3g}" if has_value and pd.notna(v) else str(f)
+              for f, v in zip(shown["feature"], shown["value"] if has_value else shown["feature"])]
+    values = shown["shap_value"].astype(float).tolist()
+    if len(rest):
+        labels.append(f"{len(rest)} other features")
+        values.append(float(rest["shap_value"].sum()))
+    ends = expected + np.cumsum(values) if values else np.array([])
+    starts = np.concatenate([[expected], ends[:-1]]) if values else np.array([])
+    score = float(ends[-1]) if values else float(expected)
+    rows = [{"step": "expected score", "start": 0.0, "end": float(expected), "kind": "total",
+             "shap": float(expected)}]
+    rows += [{"step": label, "start": float(s), "end": float(e),
+              "kind": "raises" if v > 0 else "lowers", "shap": float(v)}
+             for label, s, e, v in zip(labels, starts, ends, values)]
+    rows.append({"step": "score", "start": 0.0, "end": score, "kind": "total", "shap": score})
+    frame = pd.DataFrame(rows)
+    frame["order"] = np.arange(len(frame))
+    return frame
+
+
+def shap_waterfall(shap: pd.DataFrame, expected: float, top: int = 8,
+                   title: str = "Why this score (SHAP)"):
+    """Horizontal waterfall from the expected score through the largest SHAP values."""
+    alt = _alt()
+    steps = waterfall_steps(shap, expected, top)
+    colour = alt.Color("kind:N", legend=None, scale=alt.Scale(
+        domain=["raises", "lowers", "total"], range=[RED, BLUE, GRAY]))
+    return alt.Chart(steps, title=title).mark_bar().encode(
+        y=alt.Y("step:N", sort=alt.SortField("order"), title=None,
+                axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+        x=alt.X("start:Q", title="score"), x2="end:Q", color=colour,
+        tooltip=["step", alt.Tooltip("shap:Q", format=".4f", title="value")],
+    ).properties(height=120 + 30 * len(steps))  # height includes title and axis (autosize fit)
+
+
+def customer_history(history: pd.DataFrame, current_id: str,
+                     title: str = "Customer's last 30 days"):
+    """Amounts over time coloured by score (grey: not scored); the reviewed one as a star."""
+    alt = _alt()
+    data = history.assign(this=history["transaction_id"].astype(str) == str(current_id))
+    base = alt.Chart(data, title=title).encode(
+        x=alt.X("timestamp:T", title=None), y=alt.Y("amount:Q", title="amount"),
+        tooltip=["transaction_id", alt.Tooltip("timestamp:T", format="%Y-%m-%d %H:%M"),
+                 alt.Tooltip("amount:Q", format=",.2f"), alt.Tooltip("score:Q", format=".4f")])
+    points = base.mark_circle(size=60, opacity=0.85).encode(
+        color=alt.condition("isValid(datum.score)", alt.Color(
+            "score:Q", scale=alt.Scale(scheme="orangered")), alt.value("#bbbbbb")))
+    star = base.transform_filter("datum.this").mark_point(
+        shape="diamond", size=260, filled=True, color=RED, stroke="black")
+    return (points + star).properties(height=300)
+
+
+def region_bars(regions: pd.DataFrame, title: str = "Regions that raised the score (SHAP)"):
+    """Horizontal bars of region SHAP values (red raises the score, blue lowers it)."""
+    alt = _alt()
+    data = regions.assign(effect=np.where(regions["shap_value"] > 0, "raises", "lowers"))
+    return alt.Chart(data, title=title).mark_bar().encode(
+        y=alt.Y("region:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
+        x=alt.X("shap_value:Q", title="SHAP value of the case score"),
+        color=alt.Color("effect:N", legend=None,
+                        scale=alt.Scale(domain=["raises", "lowers"], range=[RED, BLUE])),
+        tooltip=["region", alt.Tooltip("shap_value:Q", format=".4f")],
+    ).properties(height=110 + 30 * len(data))  # height includes title and axis (autosize fit)
+
+
+def anomaly_spans(log_frames: pd.DataFrame) -> pd.DataFrame:
+    """``start``/``stop`` frame ranges where the simulator marks an anomaly."""
+    if "anomaly" not in log_frames or not log_frames["anomaly"].notna().any():
+        return pd.DataFrame(columns=["start", "stop"])
+    flags = log_frames["anomaly"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    frames = log_frames["frame"].to_numpy()
+    return pd.DataFrame({"start": frames[edges[::2]] - 0.5, "stop": frames[edges[1::2] - 1] + 0.5})
+
+
+def surprise_timeline(log_frames: pd.DataFrame, current: int, title: str = "Surprise over the log"):
+    """Score per frame; alerts as red dots, true anomalies shaded, the current frame marked."""
+    alt = _alt()
+    data = log_frames[["frame", "score"]].assign(is_alert=log_frames["is_alert"].astype(bool))
+    x = alt.X("frame:Q", title="frame")
+    line = alt.Chart(data).mark_line(color=BLUE).encode(x=x, y=alt.Y("score:Q", title="score"))
+    alerts = alt.Chart(data).transform_filter("datum.is_alert").mark_circle(
+        color=RED, size=50).encode(x=x, y="score:Q", tooltip=["frame", "score"])
+    now = alt.Chart(pd.DataFrame({"frame": [current]})).mark_rule(
+        color="black", strokeDash=[4, 3]).encode(x="frame:Q")
+    layers = [line, alerts, now]
+    spans = anomaly_spans(log_frames)
+    if len(spans):
+        layers.insert(0, alt.Chart(spans).mark_rect(color="orange", opacity=0.2).encode(
+            x="start:Q", x2="stop:Q"))
+    return alt.layer(*layers, title=title).properties(height=200)

@@ -1,0 +1,98 @@
+"""Images as numpy arrays: windowing, label and heat overlays, nearest-neighbour upscaling.
+
+Everything returns ``uint8`` RGB arrays ``(H, W, 3)`` that ``st.image`` shows as they are,
+so the pictures are computed (and tested) without Streamlit.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Label colours (RGB 0-255); label k uses LABEL_COLOURS[(k - 1) % len]. Label 0 = background.
+LABEL_COLOURS = np.array([
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+], dtype=np.float32)
+
+
+def window(values: np.ndarray, level: float, width: float) -> np.ndarray:
+    """CT windowing: map ``[level - width/2, level + width/2]`` to ``[0, 1]`` (clipped)."""
+    if width <= 0:
+        raise ValueError(f"window width must be positive, got {width}")
+    low = level - width / 2.0
+    return np.clip((np.asarray(values, dtype=np.float32) - low) / float(width), 0.0, 1.0)
+
+
+def gray_rgb(gray01: np.ndarray) -> np.ndarray:
+    """``(H, W)`` in ``[0, 1]`` -> ``(H, W, 3)`` float RGB in ``[0, 255]``."""
+    return np.repeat(np.asarray(gray01, dtype=np.float32)[..., None] * 255.0, 3, axis=2)
+
+
+def label_colours(labels: np.ndarray) -> np.ndarray:
+    """``(H, W)`` integer labels -> ``(H, W, 3)`` float colours (background black)."""
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape + (3,), dtype=np.float32)
+    fg = labels > 0
+    out[fg] = LABEL_COLOURS[(labels[fg].astype(np.int64) - 1) % len(LABEL_COLOURS)]
+    return out
+
+
+def heat_colours(heat01: np.ndarray) -> np.ndarray:
+    """``(H, W)`` in ``[0, 1]`` -> black .. red .. yellow ramp, float RGB 0-255 (no white, so
+    the hottest voxels stay visible over bright tissue)."""
+    t = np.clip(np.asarray(heat01, dtype=np.float32), 0.0, 1.0)[..., None]
+    r = np.clip(2.0 * t, 0, 1)
+    g = np.clip(2.0 * t - 1.0, 0, 1)
+    return np.concatenate([r, g, np.zeros_like(t)], axis=-1) * 255.0
+
+
+def blend(base: np.ndarray, layer: np.ndarray, alpha) -> np.ndarray:
+    """Alpha-blend float RGB ``layer`` over ``base``; ``alpha`` is a scalar or ``(H, W)``."""
+    alpha = np.asarray(alpha, dtype=np.float32)
+    if alpha.ndim == 2:
+        alpha = alpha[..., None]
+    return base * (1.0 - alpha) + layer * alpha
+
+
+def overlay(gray01: np.ndarray, labels: np.ndarray | None = None, heat01: np.ndarray | None = None,
+            label_opacity: float = 0.4, heat_opacity: float = 0.5) -> np.ndarray:
+    """A CT slice with its segmentation and anomaly heat map on top.
+
+    Args:
+        gray01: windowed slice ``(H, W)`` in ``[0, 1]``.
+        labels: organ labels ``(H, W)`` (0 = none) or None.
+        heat01: anomaly heat ``(H, W)`` in ``[0, 1]`` or None; transparent where 0.
+        label_opacity: opacity of organ colours.
+        heat_opacity: opacity of the hottest heat (alpha grows with the heat).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    rgb = gray_rgb(gray01)
+    if labels is not None and label_opacity > 0:
+        rgb = blend(rgb, label_colours(labels), (np.asarray(labels) > 0) * float(label_opacity))
+    if heat01 is not None and heat_opacity > 0:
+        heat01 = np.clip(np.asarray(heat01, dtype=np.float32), 0.0, 1.0)
+        rgb = blend(rgb, heat_colours(heat01), heat01 * float(heat_opacity))
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(rgb, dtype=np.float32) + 0.5, 0, 255).astype(np.uint8)
+
+
+def upscale(image: np.ndarray, pixel_size: tuple[float, float] = (1.0, 1.0),
+            target: int = 420) -> np.ndarray:
+    """Nearest-neighbour resize so the longer side is about ``target`` pixels.
+
+    Args:
+        image: ``(H, W)`` or ``(H, W, C)``.
+        pixel_size: physical size of a row and a column step (mm or m); keeps the aspect.
+        target: output size of the longer side.
+    """
+    h, w = image.shape[:2]
+    height, width = h * float(pixel_size[0]), w * float(pixel_size[1])
+    scale = target / max(height, width)
+    out_h, out_w = max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+    rows = np.minimum((np.arange(out_h) + 0.5) * h / out_h, h - 1).astype(np.int64)
+    cols = np.minimum((np.arange(out_w) + 0.5) * w / out_w, w - 1).astype(np.int64)
+    return image[rows][:, cols]

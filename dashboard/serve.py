@@ -1,0 +1,95 @@
+"""Serving the dashboard: the ``streamlit run`` command line and its process."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from core.errors import UnmaskError
+
+from .workspace import ENV_VAR
+
+APP = Path(__file__).with_name("app.py")
+
+
+def streamlit_command(workspace, port: int = 8501, address: str | None = None) -> list[str]:
+    """The command that serves the app over ``workspace`` (headless, no usage statistics).
+
+    The workspace also travels as the script argument ``--workspace`` so the app finds it
+    even when the environment variable is not passed on.
+    """
+    command = [sys.executable, "-m", "streamlit", "run", str(APP),
+               "--server.port", str(int(port)), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+               "--server.runOnSave", "false", "--client.toolbarMode", "viewer",
+               "--theme.base", "light"]
+    if address:
+        command += ["--server.address", address]
+    return command + ["--", "--workspace", str(Path(workspace).resolve())]
+
+
+def server_environment(workspace) -> dict:
+    env = dict(os.environ)
+    env[ENV_VAR] = str(Path(workspace).resolve())
+    env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
+    return env
+
+
+def check_streamlit() -> None:
+    """Fail with a clear message when the dashboard extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in ("streamlit", "altair") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UnmaskError(f"the dashboard needs {', '.join(missing)}: "
+                          "pip install 'unmask[dashboard]'")
+
+
+def start(workspace, port: int = 8501, address: str | None = None, **popen) -> subprocess.Popen:
+    """Start the server in the background; the caller stops it (``terminate``)."""
+    check_streamlit()
+    return subprocess.Popen(streamlit_command(workspace, port, address),
+                            env=server_environment(workspace), **popen)
+
+
+def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    """Wait for Streamlit's ``/_stcore/health`` endpoint to answer ``ok``.
+
+    Raises:
+        UnmaskError: the process ended or the server did not come up within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    health = url.rstrip("/") + "/_stcore/health"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise UnmaskError(f"the dashboard server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(health, timeout=2) as answer:
+                if answer.status == 200 and answer.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)  # polling interval of the health check
+    raise UnmaskError(f"the dashboard did not answer at {health} within {timeout:.0f} s")
+
+
+def serve(workspace, port: int = 8501, address: str | None = None) -> int:
+    """Serve in the foreground until interrupted (Ctrl+C or SIGTERM, both passed on to the
+    server); returns the server's exit code."""
+    process = start(workspace, port, address)
+    previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            return process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,215 @@
+"""Streamlit helpers shared by the pages: the workspace, run pickers, empty states and
+cached wrappers around the plain data functions (``*_data.py``)."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+from . import driving_data, finance_data, medical_data
+from .workspace import (REVIEW_KIND, VERTICAL_TITLES, create_command, resolve_workspace,
+                        review_store, runs)
+
+EMPTY_HELP = {
+    "finance": "`unmask finance score --help` scores your own transactions into a run.",
+    "medical": "`unmask medical infer --help` scores your own CT volumes into a run.",
+    "driving": "`unmask driving --help` lists the commands that score your own drive logs.",
+}
+
+
+def workspace() -> Path:
+    """The workspace given to ``unmask dashboard`` (``--workspace`` or ``$UNMASK_WORKSPACE``)."""
+    return resolve_workspace(sys.argv[1:])
+
+
+def empty_workspace(ws: Path) -> None:
+    """How to create a workspace, shown instead of a page when it has no runs."""
+    state = "does not exist" if not ws.exists() else "has no runs yet"
+    st.info(f"The workspace `{ws}` {state}. Build a demo workspace (simulated card "
+            "transactions, CT phantoms and drive logs; a few minutes on 2 cores) with:")
+    st.code(create_command(ws), language="bash")
+    st.markdown("then reload this page, or run `unmask demo --serve` to build and open it "
+                "in one go.")
+
+
+def empty_vertical(ws: Path, vertical: str) -> None:
+    st.info(f"No {VERTICAL_TITLES[vertical]} runs in `{ws}` yet.")
+    st.code(create_command(ws), language="bash")
+    st.markdown(f"builds the demo runs; {EMPTY_HELP[vertical]}")
+
+
+def pick_run(ws: Path, vertical: str) -> dict | None:
+    """A sidebar choice among ``vertical``'s runs (newest first); None when there are none."""
+    manifests = runs(ws, vertical)
+    if not manifests:
+        return None
+    by_id = {m["run_id"]: m for m in manifests}
+    run_id = st.sidebar.selectbox(
+        "Run", list(by_id), key=f"{vertical}_run",
+        format_func=lambda r: f"{r} ({by_id[r].get('created', '')[:16]})")
+    return by_id[run_id]
+
+
+def output_path(manifest: dict, name: str, default: str) -> Path:
+    """Absolute path of a run output (manifest ``outputs`` are relative to the run)."""
+    return Path(manifest["path"]) / manifest.get("outputs", {}).get(name, default)
+
+
+def open_run(title: str, vertical: str) -> tuple[Path, dict]:
+    """Page preamble: title and run picker; shows how to create a run (and stops the page)
+    when the workspace has none. Returns ``(workspace, manifest)``."""
+    ws = workspace()
+    st.title(title)
+    manifest = pick_run(ws, vertical)
+    if manifest is None:
+        empty_vertical(ws, vertical)
+        st.stop()
+    return ws, manifest
+
+
+def _record(ws: Path, vertical: str, run_id: str, item, prefix: str, decisions: dict) -> None:
+    """Form callback: append the review event. Callbacks run before the page script, so the
+    page that follows already shows the new state (KPIs, tables)."""
+    state = st.session_state
+    reviewer = state.get(f"{prefix}_reviewer", "").strip()
+    if not reviewer:
+        state[f"{prefix}_flash"] = ("error", "Enter your name as reviewer before submitting.")
+        return
+    item_id = item() if callable(item) else item
+    decision = state[f"{prefix}_decision"] if len(decisions) > 1 else next(iter(decisions))
+    review_store(ws).record(vertical, REVIEW_KIND[vertical], item_id, decision, reviewer,
+                            note=state.get(f"{prefix}_note", ""), run_id=run_id)
+    state["reviewer_name"] = reviewer  # pre-fills the reviewer box of every form
+    state[f"{prefix}_flash"] = ("success", f"Recorded {decisions[decision].lower()} for "
+                                           f"{item_id} by {reviewer}.")
+
+
+def review_form(ws: Path, vertical: str, run_id: str, item, *, prefix: str, title: str,
+                submit: str, decisions: dict) -> None:
+    """A review form: decision (when there is a choice), note and reviewer, written to the
+    workspace's review store against ``run_id``.
+
+    Args:
+        item: the item id, or a callable returning it at submit time.
+        prefix: widget-key prefix (``<prefix>_decision``, ``_note``, ``_reviewer``, ``_form``).
+        decisions: ``{decision: label}`` (one entry: no choice shown).
+    """
+    flash = st.session_state.pop(f"{prefix}_flash", None)
+    if flash:
+        (st.success if flash[0] == "success" else st.error)(flash[1])
+    with st.form(f"{prefix}_form", border=True):
+        st.markdown(title)
+        if len(decisions) > 1:
+            st.radio("Decision", list(decisions), format_func=decisions.get, horizontal=True,
+                     key=f"{prefix}_decision")
+        st.text_area("Note", key=f"{prefix}_note", height=80)
+        st.text_input("Reviewer", value=st.session_state.get("reviewer_name", ""),
+                      key=f"{prefix}_reviewer", placeholder="your name")
+        st.form_submit_button(submit, type="primary", on_click=_record,
+                              args=(ws, vertical, run_id, item, prefix, decisions))
+
+
+def preload(module: str) -> None:
+    """Import ``module`` in a background thread (if not imported yet), so a later page run
+    does not wait for it; e.g. the chart library while the browser draws the queue."""
+    if module not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+# --- cached data (keyed by path and modification time, so a rewritten run is re-read) ---
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _finance_bounds(path: str, mtime: float) -> dict:
+    return finance_data.queue_bounds(path)
+
+
+def finance_bounds(path: Path) -> dict:
+    return _finance_bounds(str(path), _mtime(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _finance_page(path: str, mtime: float, query: dict):
+    return finance_data.queue_page(path, finance_data.QueueQuery(**query))
+
+
+def finance_page(path: Path, query: finance_data.QueueQuery):
+    return _finance_page(str(path), _mtime(path), dataclasses.asdict(query))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _finance_detail(scores: str, explanations: str, transactions: str, transaction_id: str,
+                    rank: int | None, mtime: float):
+    row = finance_data.transaction(scores, transaction_id, rank)
+    shap = finance_data.explanation(explanations, transaction_id)
+    history = None
+    if transactions and Path(transactions).is_file():
+        history = finance_data.customer_history(transactions, scores, row["customer_id"],
+                                                row["timestamp"])
+    return row, shap, history
+
+
+def finance_detail(manifest: dict, transaction_id: str, rank: int | None = None):
+    """``(row, shap, history)`` of one transaction (history None without the input file)."""
+    scores = output_path(manifest, "scores", "scores.parquet")
+    explanations = output_path(manifest, "explanations", "explanations.parquet")
+    inputs = manifest.get("inputs") or [""]
+    return _finance_detail(str(scores), str(explanations), str(inputs[0]), str(transaction_id),
+                           None if rank is None else int(rank), _mtime(scores))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _medical_cases(run_dir: str, mtime: float):
+    return medical_data.cases(run_dir)
+
+
+def medical_cases(run_dir: Path):
+    return _medical_cases(str(run_dir), _mtime(run_dir / "scores.parquet"))
+
+
+@st.cache_resource(show_spinner="Reading volumes...", max_entries=4)
+def _medical_case(run_dir: str, case: str, mtime: float):
+    table = medical_data.cases(run_dir)
+    return medical_data.load_case(run_dir, table[table["case"].astype(str) == case].iloc[0])
+
+
+def medical_case(run_dir: Path, case: str) -> medical_data.CaseVolumes:
+    return _medical_case(str(run_dir), str(case), _mtime(run_dir / "scores.parquet"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _driving_frames(run_dir: str, mtime: float):
+    return driving_data.frames(run_dir), driving_data.logs(run_dir)
+
+
+def driving_frames(run_dir: Path):
+    """``(frames, logs)`` tables of a driving run."""
+    return _driving_frames(str(run_dir), _mtime(run_dir / "frames.parquet"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _driving_shap(run_dir: str, log_id: str, mtime: float):
+    return driving_data.region_shap(run_dir, log_id)
+
+
+def driving_shap(run_dir: Path, log_id: str):
+    return _driving_shap(str(run_dir), log_id, _mtime(run_dir / "region_shap.parquet"))
+
+
+@st.cache_resource(show_spinner="Reading the log...", max_entries=4)
+def _driving_layers(run_dir: str, inputs: tuple, run_id: str, log_id: str, mtime: float):
+    manifest = {"inputs": list(inputs), "run_id": run_id}
+    return driving_data.load_layers(run_dir, manifest, log_id)
+
+
+def driving_layers(manifest: dict, log_id: str) -> driving_data.LogLayers:
+    run_dir = Path(manifest["path"])
+    return _driving_layers(str(run_dir), tuple(manifest.get("inputs", [])), manifest["run_id"],
+                           log_id, _mtime(run_dir / "frames.parquet"))

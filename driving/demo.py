@@ -1,0 +1,63 @@
+"""``build_demo``: simulate drive logs, train the occlusion predictor, score, export replays.
+
+Workspace layout (``docs/runs.md``): logs in ``WS/data/driving/``, the model in
+``WS/models/driving/default/``, the run in ``WS/runs/driving/<run_id>/`` with
+``recordings/<log_id>.rrd``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SIZES = {
+    # grid cells per side, sensor range (m), logs, frames per log, training epochs, steps per
+    # epoch (None = all), batch, network widths, history offsets
+    "tiny": dict(grid=64, range_m=20.0, logs=3, frames=80, epochs=6, steps=None, batch=16,
+                 widths=(8, 16, 32), history=(2, 5)),
+    "small": dict(grid=128, range_m=35.0, logs=5, frames=200, epochs=3, steps=25, batch=32,
+                  widths=(16, 32, 64), history=(2, 5, 10)),
+}
+
+
+def sim_config(size: str = "small"):
+    """The simulator settings of a demo size."""
+    from .simulator import SimConfig
+    from .world import WorldConfig
+
+    spec = SIZES[size]
+    world = WorldConfig(raster_m=0.25 if spec["grid"] >= 128 else 0.5)   # coarser town: faster
+    return SimConfig(grid_shape=(spec["grid"], spec["grid"]), sensor_range_m=spec["range_m"],
+                     world=world)
+
+
+def build_demo(workspace: str | os.PathLike, size: str = "small", seed: int = 0) -> Path:
+    """Build the driving part of a demo workspace; returns the run directory.
+
+    Args:
+        workspace: the workspace root (created if missing).
+        size: ``"small"`` (128x128 grids, what ``unmask demo`` builds) or ``"tiny"``
+            (64x64, seconds; for tests).
+        seed: seeds the simulator and the model.
+    """
+    from core.runs import new_run_id
+
+    from .predictor import OcclusionPredictor
+    from .schema import read_log
+    from .scoring import score_logs
+    from .simulator import simulate_logs
+
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    spec = SIZES[size]
+    workspace = Path(workspace)
+    data = workspace / "data" / "driving"
+    paths = simulate_logs(data, spec["logs"], spec["frames"], seed=seed, config=sim_config(size))
+    model_dir = workspace / "models" / "driving" / "default"
+    predictor = OcclusionPredictor(history=spec["history"], widths=spec["widths"],
+                                   epochs=spec["epochs"], max_steps_per_epoch=spec["steps"],
+                                   batch_size=spec["batch"],
+                                   random_state=seed, progress=False)
+    predictor.fit([read_log(p) for p in paths]).save(model_dir)
+    run_dir = workspace / "runs" / "driving" / new_run_id()
+    return score_logs(model_dir, data, run_dir, top_frames=5 if size == "small" else 2,
+                      shap_evals=200 if size == "small" else 80, recordings=True)

@@ -1,0 +1,157 @@
+"""Evaluation against simulator truth: hidden cells, road layout, frame anomalies, latency.
+
+Hidden-cell metrics follow the Waymo occupancy benchmark's split of observed and
+occluded cells: per class, PR-AUC (average precision) and Soft-IoU over the cells the
+sensor did *not* see, plus road-layout IoU (road or lane marking) there. Frame metrics
+are AUROC/AP of the frame score against the injected events, and detection latency:
+frames from an event's first labelled frame to its first alert.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DataValidationError
+
+from .schema import LANE_MARKING, ROAD, list_logs, read_log
+
+
+class HiddenCellAccumulator:
+    """Collects (sub-sampled) hidden cells' probabilities and truth over many frames."""
+
+    def __init__(self, n_classes: int, sample: float = 0.25, seed: int = 0):
+        self.n_classes = n_classes
+        self.sample = sample
+        self.R = np.random.default_rng(seed)
+        self.probs: list[np.ndarray] = []
+        self.truth: list[np.ndarray] = []
+
+    def add(self, probabilities: np.ndarray, truth: np.ndarray, visible: np.ndarray) -> None:
+        """``probabilities`` ``(T, C, H, W)``; ``truth``/``visible`` ``(T, H, W)``."""
+        hidden = ~visible & (self.R.random(visible.shape) < self.sample)
+        t, r, c = np.nonzero(hidden)
+        self.probs.append(np.asarray(probabilities[t, :, r, c], dtype=np.float32))  # (n, C)
+        self.truth.append(truth[t, r, c])
+
+    def metrics(self, class_names) -> dict:
+        from core.metrics import auprc, soft_iou
+
+        probs = np.concatenate(self.probs)
+        truth = np.concatenate(self.truth)
+        out = {"n_hidden_cells": int(len(truth)), "classes": {}}
+        for c, name in enumerate(class_names):
+            y = truth == c
+            entry = {"prevalence": float(y.mean())}
+            if 0 < y.sum() < len(y):
+                entry["pr_auc"] = auprc(y, probs[:, c])
+                entry["soft_iou"] = soft_iou(y, probs[:, c])
+            out["classes"][name] = entry
+        road_truth = np.isin(truth, (ROAD, LANE_MARKING))
+        road_pred = np.isin(probs.argmax(1), (ROAD, LANE_MARKING))
+        union = (road_truth | road_pred).sum()
+        out["road_iou"] = float((road_truth & road_pred).sum() / union) if union else 1.0
+        out["accuracy"] = float((probs.argmax(1) == truth).mean())
+        return out
+
+
+def events(labels: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` index ranges of consecutive True labels."""
+    padded = np.concatenate([[False], np.asarray(labels, bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def detection_latency(labels: np.ndarray, alerts: np.ndarray) -> dict:
+    """Per event, frames until the first alert inside it; summary over events."""
+    latencies, missed = [], 0
+    for start, stop in events(labels):
+        hits = np.flatnonzero(alerts[start:stop])
+        if hits.size:
+            latencies.append(int(hits[0]))
+        else:
+            missed += 1
+    n = len(latencies) + missed
+    return {"n_events": n, "detected": len(latencies),
+            "detection_rate": len(latencies) / n if n else None,
+            "mean_latency_frames": float(np.mean(latencies)) if latencies else None,
+            "median_latency_frames": float(np.median(latencies)) if latencies else None}
+
+
+def frame_metrics(labels: np.ndarray, scores: np.ndarray, alerts: np.ndarray,
+                  log_ids: np.ndarray | None = None) -> dict:
+    """AUROC/AP of scores vs labels; latency per event (events never span two logs)."""
+    from core.metrics import auprc, auroc
+
+    labels = np.asarray(labels, bool)
+    out = {"n_frames": int(len(labels)), "n_anomalous": int(labels.sum())}
+    if 0 < labels.sum() < len(labels):
+        out["auroc"] = auroc(labels, scores)
+        out["average_precision"] = auprc(labels, scores)
+    log_ids = np.zeros(len(labels)) if log_ids is None else np.asarray(log_ids)
+    per = [detection_latency(labels[log_ids == i], np.asarray(alerts)[log_ids == i])
+           for i in dict.fromkeys(log_ids.tolist())]
+    lat = [p for p in per if p["n_events"]]
+    n = sum(p["n_events"] for p in lat)
+    det = sum(p["detected"] for p in lat)
+    means = [p["mean_latency_frames"] * p["detected"] for p in lat if p["detected"]]
+    out.update({"n_events": n, "detected": det, "detection_rate": det / n if n else None,
+                "mean_latency_frames": float(sum(means) / det) if det else None})
+    return out
+
+
+def _probabilities_from_cells(predicted: np.ndarray, confidence: np.ndarray, n_classes: int) -> np.ndarray:
+    """Approximate class probabilities from a run's top class + confidence (uint8)."""
+    conf = confidence.astype(np.float32) / 255.0
+    rest = (1.0 - conf) / max(n_classes - 1, 1)
+    probs = np.repeat(rest[:, None], n_classes, axis=1)
+    np.put_along_axis(probs, predicted[:, None].astype(np.int64), conf[:, None], axis=1)
+    return probs
+
+
+def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
+    """Evaluate a scoring run against the simulator truth in ``logs``.
+
+    Hidden-cell probabilities are rebuilt from the run's stored top class and confidence
+    (the run does not keep full distributions), so PR-AUC here is a lower bound of the
+    benchmark's, which uses the full probabilities.
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from core.runs import load_manifest
+
+    pred_dir = Path(pred_dir)
+    manifest = load_manifest(pred_dir)
+    frames = pd.read_parquet(pred_dir / manifest["outputs"]["frames"])
+    logs_by_id = {}
+    for path in list_logs(logs):
+        log = read_log(path, require_truth=True)
+        logs_by_id[log.log_id] = log
+    classes = manifest["summary"]["classes"]
+    acc = HiddenCellAccumulator(len(classes))
+    labels = []
+    for log_id, group in frames.groupby("log_id", sort=False):
+        if log_id not in logs_by_id:
+            raise DataValidationError(f"{logs}: no drive log with log_id {log_id!r} (scored in {pred_dir})")
+        log = logs_by_id[log_id]
+        if list(log.meta.grid_shape) != list(manifest["summary"]["grid_shape"]):
+            raise DataValidationError(f"{log.path}: grid_shape {list(log.meta.grid_shape)} differs "
+                                      f"from the run's {manifest['summary']['grid_shape']}")
+        if log.anomaly is None:
+            raise DataValidationError(f"{log.path}: column 'anomaly' is missing; evaluation needs "
+                                      "simulator truth")
+        cells = pq.read_table(pred_dir / manifest["outputs"][f"cells/{log_id}"])
+        t = len(cells)
+        h, w = log.meta.grid_shape
+        predicted = np.asarray(cells.column("predicted").combine_chunks().flatten()).reshape(t, h, w)
+        confidence = np.asarray(cells.column("confidence").combine_chunks().flatten()).reshape(t, h, w)
+        index = np.searchsorted(log.frame, cells.column("frame").to_numpy())
+        probs = _probabilities_from_cells(predicted, confidence, len(classes))
+        acc.add(probs, log.semantic_true[index], log.visible[index])
+        labels.append(log.anomaly[np.searchsorted(log.frame, group["frame"].to_numpy())])
+    result = {"hidden_cells": acc.metrics(classes),
+              "frames": frame_metrics(np.concatenate(labels), frames["score"].to_numpy(),
+                                      frames["is_alert"].to_numpy(), frames["log_id"].to_numpy())}
+    return result

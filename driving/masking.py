@@ -1,0 +1,62 @@
+"""Training masks shaped like occlusion: angular shadows cast from the sensor, plus patches.
+
+Masks cover a stack of frames ``(B, F, H, W)`` (frame 0 = current, the rest = earlier
+frames warped into it). A shadow starts at a random distance and covers a random angular
+sector out to the grid's edge, like the cells behind an object; it hides the *current*
+frame only, as a real occlusion does (the history may have seen those cells). Patches
+(MAE-style squares) hide *all* frames -- spatio-temporal tubes -- so the model also learns
+to fill a region from its surroundings alone, which is what scoring's reconstruction
+passes ask of it (otherwise an odd static object would be "explained" by the history).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from core.masking import Masker, PatchMasker
+
+from .schema import LogMeta
+
+
+class ShadowMasker(Masker):
+    """Hide occlusion-shaped regions; ``draw((B, F, H, W))`` -> bool, True = hidden.
+
+    Args:
+        meta: the grids' geometry (ego cell, resolution).
+        max_shadows: each grid gets 1..max_shadows shadows.
+        half_angle_deg: range of a shadow's half-width.
+        patch_size: edge of the square patches.
+        max_patch_ratio: each grid hides a fraction in [0, max_patch_ratio] of its patches.
+        random_state: seed of this masker's own generator.
+    """
+
+    def __init__(self, meta: LogMeta, max_shadows: int = 4, half_angle_deg=(2.0, 25.0),
+                 patch_size: int = 8, max_patch_ratio: float = 0.5, random_state=None):
+        super().__init__(random_state)
+        self.meta = meta
+        self.max_shadows = max_shadows
+        self.half_angle_deg = half_angle_deg
+        self.patch_size = patch_size
+        self.max_patch_ratio = max_patch_ratio
+
+    def draw(self, shape) -> np.ndarray:
+        b, f, h, w = shape
+        rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        forward = (self.meta.ego_cell[0] - rows) * self.meta.resolution_m
+        right = (cols - self.meta.ego_cell[1]) * self.meta.resolution_m
+        angle = np.arctan2(right, forward).ravel()                   # (H*W,)
+        dist = np.hypot(forward, right).ravel()
+        s = self.max_shadows
+        centre = self.R.uniform(-np.pi, np.pi, (b, s, 1))
+        half = np.deg2rad(self.R.uniform(*self.half_angle_deg, (b, s, 1)))
+        start = self.R.uniform(1.5, dist.max() * 0.8, (b, s, 1))
+        used = np.arange(s)[None, :, None] < self.R.integers(1, s + 1, (b, 1, 1))
+        gap = np.abs((angle[None, None] - centre + np.pi) % (2 * np.pi) - np.pi)
+        hidden = np.zeros((b, f, h, w), dtype=bool)
+        hidden[:, 0] = ((gap < half) & (dist[None, None] > start) & used).any(1).reshape(b, h, w)
+        ratios = self.R.uniform(0.0, self.max_patch_ratio, b)
+        for i, ratio in enumerate(ratios):
+            if ratio * (h // self.patch_size) * (w // self.patch_size) >= 1:
+                patches = PatchMasker(self.patch_size, ratio, ndim=2,
+                                      random_state=int(self.R.integers(2 ** 31)))
+                hidden[i] |= patches.draw((h, w))[None]             # a tube through all frames
+        return hidden

@@ -1,0 +1,304 @@
+"""The occlusion predictor: an estimator around :class:`~driving.network.OcclusionNet`.
+
+Self-supervised: it hides *visible* cells of the current frame (occlusion-shaped shadows
+plus patches, :class:`~driving.masking.ShadowMasker`) and learns to reconstruct them from
+the rest of the frame and K earlier frames warped into the current ego frame; a second
+term asks it for the truly hidden cells that *later* frames of the same log saw (warped
+back). It never reads ``semantic_true`` or ``anomaly``. At use, the truly hidden cells get class
+probabilities. Training runs through ``core.training.fit``; calibration of the frame
+surprise score (``core.calibration.ScoreCalibration``) is fitted on the last frames of
+every log, which training never sees.
+
+Example:
+    >>> predictor = OcclusionPredictor(epochs=4).fit([read_log(p) for p in paths])  # doctest: +SKIP
+    >>> predictor.save("models/driving/default")                                      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import fields, replace
+
+import numpy as np
+
+from core.errors import DataValidationError, NotFittedError
+
+from .schema import UNOBSERVED, DriveLog, LogMeta
+from .warp import warp_grid
+
+BUNDLE_KIND = "driving-occlusion"
+
+
+def stack_frames(log: DriveLog, history) -> tuple[np.ndarray, np.ndarray]:
+    """Network input for every frame: ``(T, 1 + K, H, W)`` uint8 and speed ``(T,)``.
+
+    Slot 0 is the current observed grid; slot i is frame ``t - history[i-1]`` warped
+    into frame t (all unobserved before the log starts).
+    """
+    t_total = len(log)
+    h, w = log.meta.grid_shape
+    grids = np.full((t_total, 1 + len(history), h, w), UNOBSERVED, dtype=np.uint8)
+    grids[:, 0] = log.semantic
+    poses = log.poses
+    for i, k in enumerate(history, start=1):
+        for t in range(k, t_total):
+            grids[t, i] = warp_grid(log.semantic[t - k], poses[t - k], poses[t], log.meta)
+    return grids, log.ego_speed.astype(np.float32)
+
+
+def future_targets(log: DriveLog, offsets) -> np.ndarray:
+    """What each frame's hidden cells turned out to be: ``(T, H, W)`` uint8 (255 = unknown).
+
+    For frame t, the observations of frames ``t + k`` (``k`` in ``offsets``, nearest first)
+    warped into frame t fill the cells hidden at t. Self-supervision from the log itself
+    (later frames), never from simulator truth.
+    """
+    target = np.full(log.semantic.shape, UNOBSERVED, dtype=np.uint8)
+    poses = log.poses
+    for t in range(len(log)):
+        need = ~log.visible[t]
+        for k in offsets:
+            if t + k >= len(log) or not need.any():
+                break
+            seen = warp_grid(log.semantic[t + k], poses[t + k], poses[t], log.meta)
+            fill = need & (seen != UNOBSERVED)
+            target[t][fill] = seen[fill]
+            need &= ~fill
+    return target
+
+
+def _meta_dict(meta: LogMeta) -> dict:
+    return {"grid_shape": list(meta.grid_shape), "resolution_m": meta.resolution_m,
+            "classes": list(meta.classes), "ego_cell": list(meta.ego_cell), "rate_hz": meta.rate_hz}
+
+
+class OcclusionPredictor:
+    """Predicts hidden cells' classes; scores frames by surprise (see ``driving.surprise``).
+
+    Args:
+        history: frame offsets of the earlier frames fed to the network (K = len).
+        future: offsets of later frames whose observations, warped back, are extra targets
+            for the cells hidden now (empty: visible-cell masking only).
+        future_weight: weight of that extra loss term.
+        widths: channels per level of the encoder–decoder.
+        blocks: extra convolutions per level.
+        epochs: training epochs (early stopping on a held-out split may end sooner).
+        batch_size: frames per step.
+        lr: learning rate.
+        max_steps_per_epoch: cap on steps per epoch (None = all frames).
+        calibration_fraction: tail fraction of each log held out for calibration.
+        contamination: expected anomalous fraction of frames (sets the alert threshold).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        random_state: seeds the masks, the split and the initial weights.
+        progress: show a progress bar (None: only on a terminal).
+    """
+
+    def __init__(self, history=(2, 5, 10), future=(5, 10, 20), future_weight: float = 0.5,
+                 widths=(16, 32, 64), blocks: int = 0,
+                 epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
+                 max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
+                 contamination: float = 0.05, device: str = "cpu", random_state: int = 0,
+                 progress: bool | None = None):
+        self.history = history
+        self.future = future
+        self.future_weight = future_weight
+        self.widths = widths
+        self.blocks = blocks
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.max_steps_per_epoch = max_steps_per_epoch
+        self.calibration_fraction = calibration_fraction
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+
+    # --- fitting ----------------------------------------------------------------------
+    def _check_logs(self, logs: list[DriveLog]) -> LogMeta:
+        if not logs:
+            raise DataValidationError("training needs at least one drive log")
+        meta = logs[0].meta
+        for log in logs[1:]:
+            if (log.meta.grid_shape, log.meta.classes, log.meta.ego_cell, log.meta.resolution_m) != \
+                    (meta.grid_shape, meta.classes, meta.ego_cell, meta.resolution_m):
+                raise DataValidationError(f"{log.path or log.log_id}: grid geometry or classes "
+                                          f"differ from {logs[0].path or logs[0].log_id}")
+        factor = 2 ** len(self.widths)
+        if meta.grid_shape[0] % factor or meta.grid_shape[1] % factor:
+            raise DataValidationError(f"grid_shape {list(meta.grid_shape)} must be divisible by "
+                                      f"{factor} for this network depth")
+        return meta
+
+    def fit(self, logs: list[DriveLog]) -> "OcclusionPredictor":
+        """Train on the logs' observed grids, then calibrate the surprise score."""
+        import torch
+        from torch.nn import functional as F
+        from torch.utils.data import TensorDataset
+
+        from core.calibration import ScoreCalibration
+        from core.runtime import configure_threads
+        from core.training import TrainConfig, fit
+
+        from .masking import ShadowMasker
+        from .network import OcclusionNet, OcclusionNetConfig
+        from .surprise import score_log
+
+        configure_threads()
+        meta = self.meta_ = self._check_logs(logs)
+        train_grids, train_speed, train_future, calib_logs = [], [], [], []
+        for log in logs:
+            n_cal = int(round(len(log) * self.calibration_fraction))
+            grids, speed = stack_frames(log, self.history)
+            cut = len(log) - n_cal
+            train_grids.append(grids[:cut])
+            train_speed.append(speed[:cut])
+            train_future.append(future_targets(_slice_log(log, 0, cut), self.future))
+            if n_cal >= 2:
+                calib_logs.append(_slice_log(log, cut))
+        grids = torch.from_numpy(np.concatenate(train_grids))
+        speed = torch.from_numpy(np.concatenate(train_speed))
+        future = torch.from_numpy(np.concatenate(train_future))
+        self.net_config_ = OcclusionNetConfig(n_classes=len(meta.classes), n_frames=1 + len(self.history),
+                                              widths=tuple(self.widths), blocks=self.blocks,
+                                              grid_shape=tuple(meta.grid_shape))
+        net = OcclusionNet(self.net_config_)
+        net.reset_parameters(torch.Generator().manual_seed(self.random_state))
+        counts = np.bincount(grids[:, 0].numpy().ravel(), minlength=256)[: len(meta.classes)]
+        net.set_class_prior(counts / max(counts.sum(), 1))
+        net = net.to(memory_format=torch.channels_last)
+        masker = ShadowMasker(meta)
+
+        def loss_fn(model, batch, generator):
+            frames, spd, later = batch
+            seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+            hidden = torch.from_numpy(masker.set_random_state(seed).draw(tuple(frames.shape)))
+            hidden = hidden.to(frames.device)                         # (B, F, H, W)
+            current = frames[:, 0]
+            target = current.long()
+            target[~hidden[:, 0] | (current == UNOBSERVED)] = -100    # only hidden visible cells
+            masked = masker.apply(frames, hidden, fill=UNOBSERVED)
+            logits = model(masked, spd)
+            loss = logits.sum() * 0.0
+            if (target >= 0).any():
+                loss = loss + F.cross_entropy(logits, target, ignore_index=-100)
+            revealed = later.long()                                    # truly hidden cells,
+            revealed[(current != UNOBSERVED) | (later == UNOBSERVED)] = -100   # seen later
+            if self.future_weight and (revealed >= 0).any():
+                loss = loss + self.future_weight * F.cross_entropy(logits, revealed, ignore_index=-100)
+            return loss
+
+        config = TrainConfig(max_epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                             patience=max(3, self.epochs // 3), device=self.device,
+                             seed=self.random_state, progress=self.progress,
+                             max_steps_per_epoch=self.max_steps_per_epoch, weight_decay=1e-4)
+        self.history_ = fit(net, TensorDataset(grids, speed, future), loss_fn, config)
+        self.net_ = net.to("cpu").eval()
+        if not calib_logs:
+            raise DataValidationError("calibration needs at least 2 held-out frames; use longer "
+                                      "logs or a larger calibration_fraction")
+        results = [score_log(self, log) for log in calib_logs]
+        scores = np.concatenate([r.score for r in results])
+        cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
+        self.error_scale_ = float(np.quantile(cells, 0.999)) if cells.size else 1.0
+        self.calibration_ = ScoreCalibration(self.contamination).fit(scores)
+        self.threshold_ = self.calibration_.threshold_
+        return self
+
+    # --- inference ----------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "net_"):
+            raise NotFittedError("OcclusionPredictor is not fitted; call fit(logs) or load(path)")
+
+    def check_log(self, log: DriveLog) -> None:
+        """The log must have the geometry and classes the model was trained on."""
+        self._check_fitted()
+        m = self.meta_
+        for name in ("grid_shape", "classes", "ego_cell", "resolution_m"):
+            if tuple(np.atleast_1d(getattr(log.meta, name))) != tuple(np.atleast_1d(getattr(m, name))):
+                raise DataValidationError(
+                    f"{log.path or log.log_id}: metadata {name} {getattr(log.meta, name)} differs "
+                    f"from the model's {getattr(m, name)}")
+
+    def predict_proba(self, grids: np.ndarray, speed: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities ``(N, C, H, W)`` float32 for stacked inputs ``(N, 1+K, H, W)``."""
+        import torch
+
+        self._check_fitted()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(grids), batch_size):
+                g = torch.from_numpy(np.ascontiguousarray(grids[i : i + batch_size]))
+                s = torch.from_numpy(np.ascontiguousarray(speed[i : i + batch_size]))
+                out.append(self.net_.predict(g, s).probabilities.contiguous().numpy())
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def decision_function(self, log: DriveLog) -> np.ndarray:
+        """Frame surprise scores ``(T,)`` of a log (higher = more anomalous)."""
+        from .surprise import score_log
+
+        return score_log(self, log).score
+
+    def predict(self, log: DriveLog) -> np.ndarray:
+        """1 for frames whose score exceeds the calibrated ``threshold_``, else 0."""
+        self._check_fitted()
+        return (self.decision_function(log) > self.threshold_).astype(int)
+
+    # --- persistence --------------------------------------------------------------------
+    def get_params(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()
+                if not k.endswith("_")}
+
+    def save(self, path: str | os.PathLike):
+        """Bundle (``core.bundle``, kind ``driving-occlusion``)."""
+        from core.bundle import save_bundle
+
+        self._check_fitted()
+        config = {"params": self.get_params(), "net": self.net_config_.to_dict(),
+                  "meta": _meta_dict(self.meta_), "calibration": self.calibration_.to_dict(),
+                  "error_scale": self.error_scale_, "training": self.history_.to_dict()}
+        return save_bundle(path, BUNDLE_KIND, config, dict(self.net_.state_dict()))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "OcclusionPredictor":
+        """Load a bundle written by :meth:`save`."""
+        import torch
+
+        from core.bundle import load_bundle
+        from core.calibration import ScoreCalibration
+        from core.errors import BundleError
+        from core.training import History
+
+        from .network import OcclusionNet, OcclusionNetConfig
+
+        config, tensors = load_bundle(path, BUNDLE_KIND)
+        params = dict(config["params"])
+        params["history"] = tuple(params["history"])
+        params["future"] = tuple(params["future"])
+        params["widths"] = tuple(params["widths"])
+        predictor = cls(**params)
+        predictor.net_config_ = OcclusionNetConfig.from_dict(config["net"])
+        net = OcclusionNet(predictor.net_config_)
+        try:
+            net.load_state_dict(tensors)
+        except RuntimeError as err:
+            raise BundleError(f"{path}: weights do not match the saved network config ({err})") from None
+        predictor.net_ = net.to(memory_format=torch.channels_last).eval()
+        m = config["meta"]
+        predictor.meta_ = LogMeta(grid_shape=tuple(m["grid_shape"]), resolution_m=m["resolution_m"],
+                                  classes=tuple(m["classes"]), ego_cell=tuple(m["ego_cell"]),
+                                  rate_hz=m["rate_hz"])
+        predictor.calibration_ = ScoreCalibration.from_dict(config["calibration"])
+        predictor.threshold_ = predictor.calibration_.threshold_
+        predictor.error_scale_ = float(config["error_scale"])
+        predictor.history_ = History(**config["training"])
+        return predictor
+
+
+def _slice_log(log: DriveLog, start: int, stop: int | None = None) -> DriveLog:
+    """Frames ``start:stop`` of a log (same metadata)."""
+    changes = {}
+    for f in fields(log):
+        value = getattr(log, f.name)
+        if isinstance(value, np.ndarray) or (f.name == "anomaly_kind" and value is not None):
+            changes[f.name] = value[start:stop]
+    return replace(log, **changes)

@@ -1,0 +1,203 @@
+"""``unmask finance score``: features -> per-row scores -> global calibration -> reasons.
+
+Three stages, each with bounded memory:
+
+1. :func:`finance.features.featurise` writes point-in-time features to a temporary Parquet
+   file (DuckDB, out of core);
+2. the per-row model step is the pure batch function returned by
+   :func:`load_batch_scorer` (``pyarrow.Table -> pyarrow.Table``), run over that file by
+   :func:`core.scale.map_parquet` locally (streamed) or on Ray;
+3. a global step over the score column alone: conformal p-values, rank and alerts
+   (Benjamini-Hochberg at ``fdr`` or the top ``budget``); SHAP reason codes for the alerts;
+   DuckDB joins and sorts by rank and writes ``scores.parquet`` atomically.
+"""
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DataValidationError
+from core.io import atomic_path
+
+from .detector import FinanceModel
+from .features import ID_COLUMNS, PASS_THROUGH
+
+REASON_PARTS = ("feature", "shap", "value", "usual", "text")
+
+
+def load_batch_scorer(model_dir):
+    """Load a model once; return ``score_batch(table) -> table`` (ids, ``_row``, ``score``)."""
+    import pyarrow as pa
+
+    from core.runtime import configure_threads
+
+    configure_threads()
+    model = FinanceModel.load(model_dir)
+
+    def score_batch(table: "pa.Table") -> "pa.Table":
+        frame = table.select(model.feature_names).to_pandas()
+        keep = [c for c in ID_COLUMNS + PASS_THROUGH + ("_row",) if c in table.column_names]
+        return table.select(keep).append_column("score", pa.array(model.score(frame), pa.float64()))
+
+    return score_batch
+
+
+def _explain_rows(model: FinanceModel, features_path, rows: np.ndarray):
+    """SHAP + reason codes for the feature rows with ``_row`` in ``rows``."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    from .reasons import top_reasons, usual_values
+
+    dataset = pads.dataset(str(features_path), format="parquet")
+    frame = dataset.to_table(filter=pc.field("_row").isin(rows.tolist())).to_pandas()
+    frame = frame.set_index("_row").loc[rows].reset_index()
+    shap = model.explain(frame)
+    delay = model.config.features.feedback_delay_days
+    reasons = top_reasons(shap.values, model.feature_names, frame, delay)
+    reasons.insert(0, "_row", frame["_row"].to_numpy())
+    value, usual = usual_values(model.feature_names, frame, delay)
+    d = len(model.feature_names)
+    long = pd.DataFrame({"transaction_id": np.repeat(frame["transaction_id"].to_numpy(), d),
+                         "feature": np.tile(model.feature_names, len(frame)),
+                         "shap_value": shap.values.ravel(), "value": value.ravel(),
+                         "usual_value": usual.ravel()})
+    return reasons, long, float(np.mean(shap.base_values)) if len(frame) else model.expected_score_
+
+
+def _empty_reasons() -> pd.DataFrame:
+    cols = {"_row": pd.Series(dtype="int64")}
+    for i in (1, 2, 3):
+        for part in REASON_PARTS:
+            cols[f"reason_{i}_{part}"] = pd.Series(dtype=object if part in ("feature", "text") else "float64")
+    return pd.DataFrame(cols)
+
+
+def map_features(features_path, out_dir, model_dir, engine: str = "local", address=None,
+                 batch_size: int = 65_536) -> Path:
+    """Stage 2: the batch scorer over the features file (core.scale)."""
+    import pyarrow.parquet as pq
+
+    from core.scale import map_parquet
+
+    # Read only what the scorer needs (not the ctx_* columns): less I/O and memory.
+    present = pq.read_schema(features_path).names
+    wanted = set(ID_COLUMNS + PASS_THROUGH + ("_row",))
+    columns = [c for c in present if c in wanted or not c.startswith("ctx_")]
+    return map_parquet(features_path, out_dir, functools.partial(load_batch_scorer, str(model_dir)),
+                       engine=engine, batch_size=batch_size, address=address, columns=columns)
+
+
+def score_transactions(model_dir, data, out, explanations_out=None, fdr: float | None = None,
+                       budget: int | None = None, labels=None, reviews=None, engine: str = "local",
+                       address=None, max_explained: int = 10_000, batch_size: int = 65_536) -> dict:
+    """Score every transaction in ``data``; write ``out`` (scores.parquet) sorted by rank.
+
+    Args:
+        model_dir: finance model directory.
+        data: transactions (Parquet/CSV).
+        out: scores Parquet file (columns in docs/runs.md), written atomically.
+        explanations_out: long-format SHAP table for the alerts (optional).
+        fdr: alert at this Benjamini-Hochberg false-discovery rate, or
+        budget: alert on the ``budget`` highest scores; neither: the model's threshold.
+        labels, reviews: confirmed dispositions for the feedback features (models trained
+            with feedback; without them no confirmation is known).
+        engine, address: ``core.scale`` engine (``local`` or ``ray``) and Ray address.
+        max_explained: SHAP reason codes for at most this many top-ranked alerts.
+
+    Returns:
+        Summary dict (``n_transactions``, ``n_alerts``, ``n_explained``, ``expected_score``,
+        ``fdr``/``budget``, and ``auroc``/``average_precision`` when ``is_fraud`` exists).
+    """
+    import pyarrow.dataset as pads
+
+    from .features import featurise
+    from .feedback import load_confirmations
+    from .schema import connect
+
+    if fdr is not None and budget is not None:
+        raise DataValidationError("give either --fdr or --budget, not both")
+    model = FinanceModel.load(model_dir)
+    confirmations = load_confirmations(labels, reviews) if model.config.features.feedback else None
+    with tempfile.TemporaryDirectory(prefix="unmask-score-") as work:
+        work = Path(work)
+        featurise(data, work / "features.parquet", cfg=model.config.features, labels=confirmations)
+        map_features(work / "features.parquet", work / "scored", model_dir, engine, address, batch_size)
+        scored = pads.dataset(str(work / "scored"), format="parquet").to_table(columns=["_row", "score"])
+        row, score = scored["_row"].to_numpy(), scored["score"].to_numpy()
+        del scored
+        calibration = model.calibration
+        p_values = calibration.p_values(score)
+        alerts = calibration.alerts(score, fdr=fdr, budget=budget)
+        order = np.lexsort((row, -score))                    # rank 1 = highest score
+        rank = np.empty(row.size, np.int64)
+        rank[order] = np.arange(1, row.size + 1)
+        explain = order[alerts[order]][:max_explained]
+        reasons, long, expected = (_explain_rows(model, work / "features.parquet", row[explain])
+                                   if explain.size else (_empty_reasons(), None, model.expected_score_))
+        glob = pd.DataFrame({"_row": row, "p_value": p_values, "is_alert": alerts, "rank": rank})
+        del row, p_values, rank
+        con = connect(temp_dir=work / "spill")
+        try:
+            con.register("global_step", glob)
+            con.register("reasons", reasons)
+            con.execute(f"CREATE VIEW scored AS SELECT * FROM read_parquet('{(work / 'scored').as_posix()}/*.parquet')")
+            cols = [c for c in con.execute("DESCRIBE scored").df()["column_name"] if c not in ("_row",)]
+            reason_cols = [c for c in reasons.columns if c != "_row"]
+            id_cols = [f"s.{c}" for c in ID_COLUMNS]
+            passed = [f"s.{c}" for c in cols if c in PASS_THROUGH]
+            select = ", ".join(id_cols + ["s.score", "g.p_value", "g.is_alert", "g.rank"]
+                               + [f"r.{c}" for c in reason_cols] + passed)
+            with atomic_path(out) as tmp:
+                con.execute(f"COPY (SELECT {select} FROM scored s JOIN global_step g USING (_row) LEFT JOIN reasons r "
+                            f"USING (_row) ORDER BY g.rank) TO '{tmp.as_posix()}' (FORMAT PARQUET)")
+            summary = {"n_transactions": int(score.size), "n_alerts": int(alerts.sum()),
+                       "n_explained": int(explain.size), "expected_score": expected}
+            summary.update({"fdr": fdr} if fdr is not None else {"budget": budget} if budget is not None else
+                           {"threshold": float(calibration.threshold_)})
+            if "is_fraud" in cols:
+                truth = con.execute("SELECT s.is_fraud FROM scored s JOIN global_step g USING (_row) "
+                                    "ORDER BY g.rank").fetchnumpy()["is_fraud"]
+                summary.update(_quality(np.asarray(truth), np.sort(score)[::-1]))
+        finally:
+            con.close()
+    if explanations_out is not None:
+        from core.io import write_parquet_atomic
+
+        if long is None:
+            long = pd.DataFrame({"transaction_id": pd.Series(dtype=str), "feature": pd.Series(dtype=str),
+                                 "shap_value": pd.Series(dtype="float64"), "value": pd.Series(dtype="float64"),
+                                 "usual_value": pd.Series(dtype="float64")})
+        write_parquet_atomic(long, explanations_out)
+    return summary
+
+
+def _quality(truth, score) -> dict:
+    from core.metrics import auprc, auroc
+
+    truth = np.nan_to_num(truth.astype(np.float64)).astype(int)
+    if truth.min() == truth.max():
+        return {}
+    return {"auroc": float(auroc(truth, score)), "average_precision": float(auprc(truth, score))}
+
+
+def score_to_run(workspace, model_dir, data, fdr=None, budget=None, labels=None, reviews=None,
+                 engine: str = "local", address=None, run_id: str | None = None) -> Path:
+    """Score into a new run directory ``WS/runs/finance/<run_id>/`` (docs/runs.md)."""
+    from core.runs import create_run, new_run_id
+
+    run_dir = Path(workspace) / "runs" / "finance" / (run_id or new_run_id())
+    params = {"fdr": fdr, "budget": budget, "labels": str(labels) if labels else None,
+              "reviews": str(reviews) if reviews else None, "engine": engine}
+    with create_run(run_dir, "finance", "score", params=params, model=str(Path(model_dir).resolve()),
+                    inputs=[str(Path(data).resolve())]) as run:
+        summary = score_transactions(model_dir, data, run.path("scores", "scores.parquet"),
+                                     run.path("explanations", "explanations.parquet"), fdr=fdr,
+                                     budget=budget, labels=labels, reviews=reviews, engine=engine,
+                                     address=address)
+        run.summarize(**summary)
+    return run_dir

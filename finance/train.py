@@ -1,0 +1,78 @@
+"""``unmask finance train``: featurise, fit the detector on transactions before ``until``, save."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import DataValidationError
+
+from .detector import FinanceModel, FinanceModelConfig
+
+
+def read_features(path, until=None, since=None, columns=None, max_rows=None, seed=0) -> pd.DataFrame:
+    """Rows of a features file with ``since <= timestamp < until``, in time order.
+
+    ``max_rows`` draws a seeded uniform sample (row groups are streamed, so the file may be
+    larger than memory).
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(str(path), format="parquet")
+    cond = None
+    for bound, op in ((until, pc.less), (since, pc.greater_equal)):
+        if bound is not None:
+            term = op(pc.field("timestamp"), pd.Timestamp(bound).to_datetime64())
+            cond = term if cond is None else cond & term
+    if max_rows is None:
+        table = dataset.to_table(columns=columns, filter=cond)
+    else:
+        import pyarrow as pa
+
+        keep_p = min(1.0, max_rows / max(dataset.count_rows(filter=cond), 1))
+        R = np.random.default_rng(seed)
+        table = pa.Table.from_batches(
+            [b.filter(R.random(b.num_rows) < keep_p)
+             for b in dataset.to_batches(columns=columns, filter=cond)],
+            schema=pa.schema([dataset.schema.field(c) for c in (columns or dataset.schema.names)]))
+    return table.to_pandas().sort_values("_row", kind="stable").reset_index(drop=True)
+
+
+def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days: float = 7.0,
+          config: FinanceModelConfig | None = None) -> FinanceModel:
+    """Train a finance model on ``data`` (transactions before ``until``) and save it to ``out``.
+
+    Args:
+        data: transactions (Parquet/CSV).
+        out: model directory (written atomically).
+        until: train on transactions strictly before this date/time (default: all).
+        labels: labels file of confirmed dispositions; enables the feedback features.
+        reviews: review store (``reviews.sqlite``); enables the feedback features.
+        feedback_delay_days: confirmations younger than this are never used.
+        config: model hyper-parameters.
+
+    Returns:
+        The fitted model.
+    """
+    from .features import featurise
+    from .feedback import load_confirmations
+
+    config = config or FinanceModelConfig()
+    confirmations = load_confirmations(labels, reviews)
+    with tempfile.TemporaryDirectory(prefix="unmask-train-") as work:
+        feats_path = Path(work) / "features.parquet"
+        cfg = featurise(data, feats_path, labels=confirmations,
+                        feedback_delay_days=float(feedback_delay_days))
+        config.features = cfg
+        from .features import feature_names
+
+        frame = read_features(feats_path, until=until, columns=feature_names(cfg) + ["_row", "timestamp"],
+                              max_rows=config.max_train_rows, seed=config.random_state)
+    if frame.empty:
+        raise DataValidationError(f"{data}: no transactions before {until}; nothing to train on")
+    model = FinanceModel(config).fit(frame, trained_until=until)
+    model.save(out)
+    return model

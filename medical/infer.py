@@ -1,0 +1,183 @@
+"""``unmask medical infer``: segment, map anomalies, score and explain every case of a run.
+
+Writes one run directory (``core.runs.create_run``, atomic) in the layout of
+``docs/runs.md``: per case ``<case>_seg.nii.gz`` (uint8) and ``<case>_anomaly.nii.gz``
+(float32) in the input image's geometry, ``scores.parquet`` (one row per case, sorted by
+rank) and ``region_shap.parquet`` (SHAP value of each organ region for each case).
+
+Example:
+    >>> run_dir = infer("models/medical/ct", "data/medical/test", "runs/medical/r1")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.errors import BundleError, DataValidationError
+from core.runs import create_run
+
+from .anomaly import AnomalyScorer, body_mask
+from .io import find_cases, load_label_like, load_volume, save_nifti
+from .segment import Segmenter
+from .transforms import Preprocessor
+from .volumes import prepare_case
+
+OTHER_REGION = "other tissue"
+
+
+def load_models(model_dir, anomaly_model=None) -> tuple[Segmenter | None, AnomalyScorer | None]:
+    """Load ``model_dir`` (``train``'s output, a ``ct-segmenter`` or a ``ct-anomaly`` bundle)."""
+    from core.bundle import read_bundle_config
+
+    root = Path(model_dir)
+    segmenter = scorer = None
+    if (root / "segmenter").is_dir() or (root / "anomaly").is_dir():
+        if (root / "segmenter").is_dir():
+            segmenter = Segmenter.load(root / "segmenter")
+        if (root / "anomaly").is_dir():
+            scorer = AnomalyScorer.load(root / "anomaly")
+    else:
+        kind = read_bundle_config(root).get("kind")
+        if kind == "ct-segmenter":
+            segmenter = Segmenter.load(root)
+        elif kind == "ct-anomaly":
+            scorer = AnomalyScorer.load(root)
+        else:
+            raise BundleError(f"{root}: holds a {kind!r} model, expected a CT model "
+                              "(ct-segmenter or ct-anomaly)")
+    if anomaly_model is not None:
+        scorer = AnomalyScorer.load(anomaly_model)
+    return segmenter, scorer
+
+
+def octant_regions(body: np.ndarray) -> dict[str, np.ndarray]:
+    """Fallback regions without a segmentation: the body split at its centre (RAS axes)."""
+    idx = np.argwhere(body)
+    centre = idx.mean(axis=0) if len(idx) else np.array(body.shape) / 2
+    grids = np.indices(body.shape)
+    regions = {}
+    for lr, lr_name in ((grids[0] >= centre[0], "left"), (grids[0] < centre[0], "right")):
+        for ap, ap_name in ((grids[1] >= centre[1], "anterior"), (grids[1] < centre[1], "posterior")):
+            for si, si_name in ((grids[2] >= centre[2], "superior"), (grids[2] < centre[2], "inferior")):
+                regions[f"{lr_name} {ap_name} {si_name}"] = body & lr & ap & si
+    return regions
+
+
+def organ_regions(labels_grid: np.ndarray, body: np.ndarray, names: dict[int, str]) -> dict:
+    regions = {name: labels_grid == k for k, name in names.items()}
+    regions[OTHER_REGION] = body & (labels_grid == 0)
+    return {k: v for k, v in regions.items() if v.any()}
+
+
+def _truth_columns(case, image, labels_input, names, row):
+    from core.metrics import dice
+
+    if case.label is not None:
+        truth = load_label_like(case.label, image, case.image).as_tensor().numpy()[0]
+        for k, name in names.items():
+            row[f"dice_{name}"] = dice(truth == k, labels_input == k)
+    if case.lesion is not None or case.has_lesion is not None:
+        if case.lesion is not None:
+            row["has_lesion"] = bool(load_label_like(case.lesion, image, case.image).as_tensor().any())
+        else:
+            row["has_lesion"] = bool(case.has_lesion)
+
+
+def score_case(case, segmenter, scorer, run, shap_evals: int = 200):
+    """Process one case; write its NIfTI outputs through ``run``; return (row, shap rows)."""
+    image = load_volume(case.image)
+    affine = np.asarray(image.affine, dtype=np.float64)
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+    row = {"case": case.name, "image": str(Path(case.image).resolve()), "segmentation": None,
+           "anomaly_map": None}
+    names = segmenter.labels if segmenter else {}
+    labels_grid = None
+    shap_rows = []
+    if segmenter is not None:
+        pre = Preprocessor(segmenter.preprocess)
+        grid_image = pre(image)["image"]
+        probs = segmenter.predict_proba(grid_image.as_tensor())
+        labels_grid = probs.argmax(0).numpy()
+        labels_input = pre.invert(probs, grid_image).argmax(0).astype(np.uint8)
+        save_nifti(labels_input, affine, run.path(f"seg:{case.name}", f"{case.name}_seg.nii.gz"))
+        row["segmentation"] = f"{case.name}_seg.nii.gz"
+        for k, name in names.items():
+            row[f"volume_ml_{name}"] = float((labels_input == k).sum() * voxel_ml)
+            row[f"dice_{name}"] = np.nan
+        _truth_columns(case, image, labels_input, names, row)
+    elif case.lesion is not None or case.has_lesion is not None:
+        _truth_columns(case, image, None, {}, row)
+    row.update(score=np.nan, p_value=np.nan)
+    if scorer is not None:
+        pre = Preprocessor(scorer.preprocess)
+        grid_image = pre(image)["image"]
+        if segmenter is not None and scorer.preprocess != segmenter.preprocess:
+            labels_grid = None  # different grids: fall back to octants
+        error = scorer.error_map(grid_image.as_tensor())
+        body = body_mask(grid_image.as_tensor().numpy()[0])
+        error_input = pre.invert(error[None], grid_image)[0].astype(np.float32)
+        save_nifti(error_input, affine, run.path(f"anomaly:{case.name}", f"{case.name}_anomaly.nii.gz"))
+        row["anomaly_map"] = f"{case.name}_anomaly.nii.gz"
+        row["score"] = scorer.case_score(error, body)
+        regions = (organ_regions(labels_grid, body, names) if labels_grid is not None
+                   else octant_regions(body))
+        result = scorer.region_shap(error, regions, max_evals=shap_evals)
+        shap_rows = [{"case": case.name, "region": r, "shap_value": float(v),
+                      "base_value": float(result.base_values[0])}
+                     for r, v in zip(result.feature_names, result.values[0])]
+    return row, shap_rows
+
+
+def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_evals: int = 200,
+          progress: bool = False) -> Path:
+    """Score every case of ``images`` with the models in ``model_dir``; write run ``out``.
+
+    Args:
+        model_dir: ``train`` output (``segmenter/`` + ``anomaly/``) or a single CT bundle.
+        images: anything ``medical.io.find_cases`` reads.
+        out: the run directory to create (replaced atomically if it exists).
+        anomaly_model: a ``ct-anomaly`` bundle overriding ``model_dir``'s.
+        fdr: Benjamini-Hochberg level for ``is_alert``.
+        shap_evals: SHAP evaluation budget per case.
+
+    Returns:
+        ``out``.
+    """
+    segmenter, scorer = load_models(model_dir, anomaly_model)
+    cases = find_cases(images)
+    rows, shap_rows = [], []
+    params = {"fdr": fdr, "shap_evals": shap_evals, "anomaly_model": str(anomaly_model or "")}
+    with create_run(out, "medical", kind="infer", params=params, model=str(Path(model_dir).resolve()),
+                    inputs=[str(Path(c.image).resolve()) for c in cases]) as run:
+        for i, case in enumerate(cases):
+            if progress:
+                print(f"[{i + 1}/{len(cases)}] {case.name}", flush=True)
+            row, case_shap = score_case(case, segmenter, scorer, run, shap_evals)
+            rows.append(row)
+            shap_rows.extend(case_shap)
+        scores = pd.DataFrame(rows)
+        has_scores = scorer is not None and scorer.calibration is not None
+        if has_scores:
+            scores["p_value"] = scorer.calibration.p_values(scores["score"].to_numpy())
+            scores["is_alert"] = scorer.calibration.alerts(scores["score"].to_numpy(), fdr=fdr)
+        else:
+            scores["is_alert"] = False
+        order = np.argsort(-scores["score"].fillna(-np.inf).to_numpy(), kind="stable")
+        scores = scores.iloc[order].reset_index(drop=True)
+        scores["rank"] = np.arange(1, len(scores) + 1, dtype=np.int64)
+        scores.to_parquet(run.path("scores", "scores.parquet"), index=False)
+        shap = pd.DataFrame(shap_rows, columns=["case", "region", "shap_value", "base_value"])
+        shap.to_parquet(run.path("region_shap", "region_shap.parquet"), index=False)
+        labels = segmenter.labels if segmenter else {}
+        summary = {"labels": {str(k): v for k, v in labels.items()}, "n_cases": len(scores),
+                   "n_alerts": int(scores["is_alert"].sum()), "fdr": fdr,
+                   "has_segmentation": segmenter is not None, "has_anomaly_maps": scorer is not None}
+        if has_scores and "has_lesion" in scores and scores["has_lesion"].nunique() == 2:
+            from core.metrics import auprc, auroc
+
+            summary["auroc"] = auroc(scores["has_lesion"], scores["score"])
+            summary["average_precision"] = auprc(scores["has_lesion"], scores["score"])
+        run.summarize(**summary)
+    return Path(out)

@@ -1,0 +1,80 @@
+"""The 3-D network: MONAI's ``UNet``, configured by one dataclass shared by both tasks.
+
+Input has two channels: the (partly hidden) CT and a hidden-voxel indicator. Masked
+pretraining predicts the hidden voxels (2 output channels: mean, log variance); segmentation feeds the
+whole image with an all-zero indicator and predicts ``n_labels + 1`` classes. Everything
+but the last layer has the same shape in both, so pretrained weights carry over.
+
+Example:
+    >>> net = build_network(NetworkConfig(), out_channels=6)         # doctest: +SKIP
+    >>> transfer_weights(pretrained_state, net)                      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+IN_CHANNELS = 2  # image, hidden-voxel indicator
+
+
+@dataclass
+class NetworkConfig:
+    """MONAI ``UNet`` hyper-parameters and the sliding-window size.
+
+    Args:
+        channels: feature channels per level.
+        strides: down-sampling per level (the window must be divisible by their product).
+        num_res_units: residual units per block.
+        roi_size: training crop / inference window in voxels (model grid).
+    """
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    num_res_units: int = 1
+    roi_size: tuple[int, int, int] = (64, 64, 32)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetworkConfig":
+        return cls(channels=tuple(d["channels"]), strides=tuple(d["strides"]),
+                   num_res_units=int(d["num_res_units"]), roi_size=tuple(d["roi_size"]))
+
+
+def build_network(config: NetworkConfig, out_channels: int, state: dict | None = None):
+    """A MONAI 3-D ``UNet`` with instance norm taking the two input channels.
+
+    Args:
+        config: architecture.
+        out_channels: output channels.
+        state: weights to load (from a bundle); must fit exactly.
+
+    Raises:
+        BundleError: ``state`` does not fit the configured network.
+    """
+    from monai.networks.nets import UNet
+
+    network = UNet(spatial_dims=3, in_channels=IN_CHANNELS, out_channels=out_channels,
+                   channels=config.channels, strides=config.strides,
+                   num_res_units=config.num_res_units, norm="instance")
+    if state is not None:
+        try:
+            network.load_state_dict(state)
+        except RuntimeError as err:
+            from core.errors import BundleError
+
+            raise BundleError(f"weights do not fit the configured network ({err})") from None
+    return network.eval()
+
+
+def transfer_weights(state: dict, model) -> int:
+    """Copy every tensor of ``state`` whose name and shape match ``model``'s.
+
+    Returns:
+        How many tensors were copied (the output layer differs and is skipped).
+    """
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    own.update(matched)
+    model.load_state_dict(own)
+    return len(matched)

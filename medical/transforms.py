@@ -1,0 +1,131 @@
+"""Preprocessing to the model's grid and back, with MONAI's invertible transforms.
+
+Forward: orientation to RAS, resampling to the model's voxel spacing, foreground (body)
+crop, Hounsfield windowing to [0, 1]. MONAI records each spatial step in the
+``MetaTensor``'s ``applied_operations``, so :meth:`Preprocessor.invert` maps a model-grid
+output (segmentation probabilities, anomaly map) back onto the input's exact voxel grid:
+same shape and affine, whatever its orientation and spacing.
+
+Example:
+    >>> pre = Preprocessor(PreprocessConfig(spacing=(4.0, 4.0, 5.0)))
+    >>> item = pre(load_volume("case.nii.gz"))                       # doctest: +SKIP
+    >>> back = pre.invert(probabilities, item["image"])               # (C, X0, Y0, Z0)
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+BODY_HU = -500.0  # voxels above this are inside the patient (foreground crop)
+
+
+@dataclass
+class PreprocessConfig:
+    """Model grid and intensity window.
+
+    Args:
+        spacing: target voxel size in mm along R, A, S.
+        window: Hounsfield window mapped to [0, 1] (abdominal soft tissue by default).
+        margin: voxels kept around the body when cropping.
+    """
+
+    spacing: tuple[float, float, float] = (4.0, 4.0, 5.0)
+    window: tuple[float, float] = (-175.0, 250.0)
+    margin: int = 2
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessConfig":
+        return cls(spacing=tuple(d["spacing"]), window=tuple(d["window"]), margin=int(d["margin"]))
+
+
+def ras_spacing(affine) -> tuple[float, float, float]:
+    """Voxel size along R, A, S of an image with ``affine`` (after reorientation)."""
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    axis_of = np.argmax(np.abs(a), axis=1)  # which voxel axis runs along R, A, S
+    return tuple(float(np.linalg.norm(a[:, j])) for j in axis_of)
+
+
+def median_spacing(images) -> tuple[float, float, float]:
+    """nnU-Net's rule: the model grid uses the median spacing of the training images."""
+    spacings = np.array([ras_spacing(img.affine) for img in images])
+    return tuple(float(s) for s in np.round(np.median(spacings, axis=0), 3))
+
+
+class Preprocessor:
+    """MONAI transform chain from a loaded image (and label) to the model grid."""
+
+    def __init__(self, config: PreprocessConfig):
+        self.config = config
+        self._chains: dict[bool, object] = {}
+
+    def _chain(self, with_label: bool):
+        from monai.transforms import (Compose, CropForegroundd, Orientationd,
+                                      ScaleIntensityRanged, Spacingd)
+
+        if with_label not in self._chains:
+            keys = ["image", "label"] if with_label else ["image"]
+            modes = ["bilinear", "nearest"] if with_label else ["bilinear"]
+            lo, hi = self.config.window
+            self._chains[with_label] = Compose([
+                Orientationd(keys, axcodes="RAS", labels=None),
+                Spacingd(keys, pixdim=self.config.spacing, mode=modes),
+                CropForegroundd(keys, source_key="image", select_fn=lambda x: x > BODY_HU,
+                                margin=self.config.margin, allow_smaller=True),
+                ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True),
+            ])
+        return self._chains[with_label]
+
+    def __call__(self, image, label=None, lesion=None) -> dict:
+        """Model-grid tensors: ``{"image": (1, x, y, z)[, "label", "lesion"]}``.
+
+        ``label`` and ``lesion`` (optional) must be on the image's grid; they are resampled
+        with nearest-neighbour interpolation.
+        """
+        import torch
+
+        data = {"image": image}
+        extra = [t for t in (label, lesion) if t is not None]
+        if label is not None and lesion is not None:
+            # one nearest-neighbour key carries both: label + 100 * lesion
+            data["label"] = label + 100 * lesion
+        elif extra:
+            data["label"] = extra[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = self._chain(bool(extra))(data)
+        result = {"image": out["image"]}
+        if extra:
+            merged = torch.round(out["label"].as_tensor()).to(torch.int64)
+            if label is not None and lesion is not None:
+                result["label"], result["lesion"] = merged % 100, merged // 100
+            elif label is not None:
+                result["label"] = merged
+            else:
+                result["lesion"] = merged
+        return result
+
+    def invert(self, output, reference) -> np.ndarray:
+        """Map a model-grid output ``(C, x, y, z)`` back to the input grid ``(C, X, Y, Z)``.
+
+        Args:
+            output: tensor or array on the grid of ``reference``.
+            reference: the preprocessed image ``MetaTensor`` (carries applied_operations).
+
+        Outside the cropped body the inverse pads with 0 (background / no error).
+        Interpolation is linear, so pass probabilities (then argmax), not label ids.
+        """
+        import torch
+        from monai.data import MetaTensor
+
+        tensor = torch.as_tensor(np.asarray(output), dtype=torch.float32)
+        meta = MetaTensor(tensor, meta=dict(reference.meta))
+        meta.applied_operations = list(reference.applied_operations)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            inverted = self._chain(False).inverse({"image": meta})["image"]
+        return np.asarray(inverted.as_tensor().numpy())

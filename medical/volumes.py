@@ -1,0 +1,109 @@
+"""Cases on the model grid, and the random-crop datasets that feed ``core.training.fit``.
+
+Example:
+    >>> prepared = prepare_cases(find_cases("data"), Preprocessor(cfg), with_truth=True)  # doctest: +SKIP
+    >>> dataset = CropDataset([p.image for p in prepared], roi=(64, 64, 32), samples=64)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .io import Case, load_label_like, load_volume
+from .transforms import Preprocessor
+
+
+@dataclass
+class PreparedCase:
+    """A case on the model grid: image ``(1, x, y, z)`` in [0, 1], optional truth."""
+
+    case: Case
+    image: object                   # MetaTensor, carries the inverse transform
+    label: torch.Tensor | None = None   # (1, x, y, z) int64
+    lesion: torch.Tensor | None = None  # (1, x, y, z) int64
+    input_shape: tuple = ()
+    input_affine: np.ndarray | None = None
+
+
+def prepare_case(case: Case, pre: Preprocessor, with_truth: bool = False) -> PreparedCase:
+    """Load ``case`` (checking its label/lesion files agree with the image) and preprocess."""
+    image = load_volume(case.image)
+    label = lesion = None
+    if with_truth and case.label is not None:
+        label = load_label_like(case.label, image, case.image)
+    if with_truth and case.lesion is not None:
+        lesion = load_label_like(case.lesion, image, case.image)
+    shape, affine = tuple(image.shape[1:]), np.asarray(image.affine, dtype=np.float64)
+    out = pre(image, label, lesion)
+    return PreparedCase(case, out["image"], out.get("label"), out.get("lesion"), shape, affine)
+
+
+def prepare_cases(cases, pre: Preprocessor, with_truth: bool = False) -> list[PreparedCase]:
+    return [prepare_case(c, pre, with_truth) for c in cases]
+
+
+def pad_to(array: np.ndarray, shape) -> np.ndarray:
+    """Zero-pad the trailing 3 axes of ``array`` up to at least ``shape``."""
+    pads = [(0, 0)] * (array.ndim - 3) + [(0, max(0, s - n)) for n, s in zip(array.shape[-3:], shape)]
+    return np.pad(array, pads) if any(p[1] for p in pads) else array
+
+
+class CropDataset(Dataset):
+    """Random ``roi``-sized crops of model-grid volumes, optionally with labels.
+
+    Crop ``i`` is drawn from ``default_rng([seed, i, n_drawn_i])``: a training index gets a
+    new crop every epoch, while ``fixed=True`` (validation) repeats the same crops.
+
+    Args:
+        images: arrays ``(1, x, y, z)``.
+        roi: crop size.
+        samples: dataset length (crops per epoch).
+        labels: arrays ``(1, x, y, z)`` of class ids, or ``None``.
+        foreground: probability that a crop is centred on a labelled voxel.
+        seed: base seed.
+        fixed: same crop for an index on every call.
+        intensity_jitter: +- range of a random contrast/brightness change (augmentation).
+    """
+
+    def __init__(self, images, roi, samples: int, labels=None, foreground: float = 0.7,
+                 seed: int = 0, fixed: bool = False, intensity_jitter: float = 0.0):
+        self.images = [pad_to(np.asarray(i, dtype=np.float32), roi) for i in images]
+        self.labels = None if labels is None else [pad_to(np.asarray(l), roi) for l in labels]
+        self.roi = tuple(roi)
+        self.samples = samples
+        self.foreground = foreground
+        self.seed = seed
+        self.fixed = fixed
+        self.intensity_jitter = intensity_jitter
+        self._draws = np.zeros(samples, dtype=np.int64)
+        self._fg = None if self.labels is None else [np.argwhere(l[0] > 0) for l in self.labels]
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def _corner(self, rng, k: int) -> tuple[int, ...]:
+        shape = self.images[k].shape[1:]
+        if self._fg is not None and len(self._fg[k]) and rng.random() < self.foreground:
+            centre = self._fg[k][rng.integers(len(self._fg[k]))]
+            return tuple(int(np.clip(c - r // 2, 0, s - r)) for c, r, s in zip(centre, self.roi, shape))
+        return tuple(int(rng.integers(0, s - r + 1)) for r, s in zip(self.roi, shape))
+
+    def __getitem__(self, i: int):
+        draw = 0 if self.fixed else int(self._draws[i])
+        self._draws[i] += 1
+        rng = np.random.default_rng([self.seed, int(i), draw])
+        k = int(rng.integers(len(self.images)))
+        corner = self._corner(rng, k)
+        window = (slice(None),) + tuple(slice(c, c + r) for c, r in zip(corner, self.roi))
+        image = self.images[k][window]
+        if self.intensity_jitter:
+            j = self.intensity_jitter
+            image = np.clip(image * rng.uniform(1 - j, 1 + j) + rng.uniform(-j, j) / 4, 0, 1)
+        image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+        if self.labels is None:
+            return (image,)
+        label = torch.from_numpy(np.ascontiguousarray(self.labels[k][window], dtype=np.int64))
+        return image, label

@@ -1,0 +1,48 @@
+"""Generic bundles: round trip, checksum, version, kind; no pickle."""
+import json
+
+import pytest
+import torch
+
+from core import BundleError
+from core.bundle import FORMAT_VERSION, load_bundle, read_bundle_config, save_bundle
+
+
+def test_round_trip(tmp_path):
+    tensors = {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(2, dtype=torch.int64)}
+    path = save_bundle(tmp_path / "m", "tabular", {"alpha": 0.5, "names": ["a"]}, tensors)
+    config, loaded = load_bundle(path, "tabular")
+    assert config == {"alpha": 0.5, "names": ["a"]}
+    assert torch.equal(loaded["w"], tensors["w"]) and loaded["b"].dtype == torch.int64
+    meta = read_bundle_config(path)
+    assert meta["format_version"] == FORMAT_VERSION and "torch" in meta["versions"]
+    assert not list(path.glob("*.pkl")) and not list(path.glob("*.pt"))
+
+
+def test_damaged_bundles(tmp_path):
+    path = save_bundle(tmp_path / "m", "tabular", {}, {"w": torch.ones(100)})
+    weights = path / "weights.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-8])
+    with pytest.raises(BundleError, match="truncated"):
+        load_bundle(path)
+    weights.write_bytes(original)
+    meta = json.loads((path / "config.json").read_text())
+    meta["format_version"] = FORMAT_VERSION + 1
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="newer than this unmask supports"):
+        load_bundle(path)
+    (path / "config.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(path)
+    weights.unlink()
+    (path / "config.json").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        load_bundle(path)
+
+
+def test_overwrite_is_atomic(tmp_path):
+    path = save_bundle(tmp_path / "m", "a", {"v": 1}, {"w": torch.ones(1)})
+    save_bundle(path, "a", {"v": 2}, {"w": torch.ones(1)})
+    assert load_bundle(path, "a")[0] == {"v": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

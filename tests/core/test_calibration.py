@@ -1,0 +1,69 @@
+"""Calibration: thresholds, conformal p-values and Benjamini–Hochberg on pure-normal data."""
+import numpy as np
+import pytest
+
+from core import DataValidationError, NotFittedError
+from core.calibration import (ScoreCalibration, benjamini_hochberg, conformal_p_values,
+                              threshold_from_contamination, top_k_mask)
+
+
+def test_conformal_p_values_formula():
+    p = conformal_p_values([1.0, 2.0, 3.0], [0.5, 2.0, 9.0])
+    np.testing.assert_allclose(p, [4 / 4, 3 / 4, 1 / 4])
+
+
+def test_p_values_are_uniform_on_exchangeable_scores():
+    rng = np.random.default_rng(0)
+    p = conformal_p_values(rng.normal(size=2000), rng.normal(size=5000))
+    assert abs(p.mean() - 0.5) < 0.02
+    assert abs((p <= 0.1).mean() - 0.1) < 0.02
+
+
+def test_benjamini_hochberg_against_hand_computation():
+    p = np.array([0.01, 0.04, 0.03, 0.20, 0.005])
+    # sorted: .005 .01 .03 .04 .2 vs alpha*k/m = .01 .02 .03 .04 .05 -> first four pass
+    np.testing.assert_array_equal(benjamini_hochberg(p, 0.05), [True, True, True, False, True])
+    assert not benjamini_hochberg(np.array([0.5, 0.9]), 0.05).any()
+    with pytest.raises(DataValidationError, match="FDR level"):
+        benjamini_hochberg(p, 1.5)
+
+
+def test_bh_on_pure_normal_data_flags_few_over_repeated_draws():
+    rng = np.random.default_rng(1)
+    cal = ScoreCalibration(0.01).fit(rng.normal(size=1000))
+    any_alert = [cal.alerts(rng.normal(size=300), fdr=0.1).any() for _ in range(200)]
+    # all nulls: FDR = P(any alert) <= 10 % (plus conformal slack)
+    assert np.mean(any_alert) <= 0.15
+
+
+def test_bh_finds_planted_anomalies():
+    rng = np.random.default_rng(2)
+    cal = ScoreCalibration().fit(rng.normal(size=2000))
+    scores = np.r_[rng.normal(size=300), rng.normal(loc=6, size=20)]
+    alerts = cal.alerts(scores, fdr=0.1)
+    assert alerts[300:].mean() >= 0.9 and alerts[:300].sum() <= 5
+
+
+def test_threshold_budget_and_round_trip():
+    scores = np.arange(100.0)
+    assert threshold_from_contamination(scores, 0.1) == pytest.approx(89.1)
+    np.testing.assert_array_equal(np.flatnonzero(top_k_mask(scores[::-1], 3)), [0, 1, 2])
+    cal = ScoreCalibration(0.05).fit(scores)
+    assert cal.alerts(scores).sum() == 5
+    assert cal.alerts(scores, budget=7).sum() == 7
+    again = ScoreCalibration.from_dict(cal.to_dict())
+    assert again.threshold_ == cal.threshold_
+    np.testing.assert_array_equal(again.p_values(scores), cal.p_values(scores))
+
+
+def test_calibration_errors():
+    with pytest.raises(NotFittedError):
+        ScoreCalibration().p_values([1.0])
+    with pytest.raises(DataValidationError, match="finite"):
+        ScoreCalibration().fit([1.0, np.nan])
+    with pytest.raises(DataValidationError, match="contamination"):
+        ScoreCalibration(0.7).fit([1.0, 2.0])
+    with pytest.raises(DataValidationError, match="either fdr or budget"):
+        ScoreCalibration().fit([1.0, 2.0]).alerts([1.0], fdr=0.1, budget=1)
+    with pytest.raises(DataValidationError, match="budget"):
+        top_k_mask([1.0], -1)

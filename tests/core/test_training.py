@@ -1,0 +1,93 @@
+"""The one training loop: learning, early stopping, determinism, checkpoints."""
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from core.training import TrainConfig, fit
+
+
+def _data(seed=0, n=256):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 0.0]) + 0.01 * torch.randn(n, generator=g)
+    return TensorDataset(x, y[:, None])
+
+
+def _model(seed=0):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Linear(4, 1)
+
+
+def mse(model, batch, generator):
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+def test_fit_learns_and_reports_history():
+    model = _model()
+    history = fit(model, _data(), mse, TrainConfig(max_epochs=60, lr=0.05, batch_size=32,
+                                                   progress=False, device="cpu"))
+    assert history.val_loss[-1] < 0.1 * history.val_loss[0]
+    assert len(history.train_loss) == len(history.val_loss) == len(history.lr)
+    assert history.lr[0] > history.lr[-1]  # cosine schedule decays
+    assert history.best_val_loss == min(history.val_loss)
+    assert not model.training  # returned in eval mode
+
+
+def test_early_stopping_restores_best_weights():
+    model = _model()
+    # a large constant learning rate converges, then stalls: early stopping must trigger
+    config = TrainConfig(max_epochs=200, lr=0.5, batch_size=256, patience=3, progress=False,
+                         device="cpu", schedule="constant")
+    history = fit(model, _data(), mse, config)
+    assert history.stopped_early and len(history.val_loss) < 200
+    assert len(history.val_loss) - 1 - history.best_epoch == 3
+    best = history.best_val_loss
+    with torch.no_grad():
+        x, y = _data().tensors
+        # the model holds the best-validation weights, not the last ones
+        from core.training import _split
+        _, val_idx = _split(len(x), 0.1, 0)
+        val = float(((model(x[val_idx]) - y[val_idx]) ** 2).mean())
+    assert abs(val - best) < 1e-5
+
+
+def test_same_seed_same_weights_and_masks():
+    def masked_loss(m, batch, generator):
+        x, y = batch
+        keep = (torch.rand(x.shape, generator=generator) > 0.3).float()
+        return ((m(x * keep) - y) ** 2).mean()
+
+    weights = []
+    for _ in range(2):
+        model = _model()
+        fit(model, _data(), masked_loss, TrainConfig(max_epochs=5, seed=7, progress=False,
+                                                     device="cpu"))
+        weights.append(model.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])
+    other = _model()
+    fit(other, _data(), masked_loss, TrainConfig(max_epochs=5, seed=8, progress=False,
+                                                 device="cpu"))
+    assert not torch.equal(other.weight, weights[0])
+
+
+def test_checkpoint_holds_best_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    model = _model()
+    history = fit(model, _data(), mse, TrainConfig(max_epochs=10, lr=0.05, progress=False,
+                                                   device="cpu", checkpoint_dir=str(tmp_path)))
+    saved = load_file(str(tmp_path / "best.safetensors"))
+    assert torch.equal(saved["weight"], model.weight.detach())
+    assert history.best_epoch >= 0
+
+
+def test_non_finite_loss_is_reported():
+    import pytest
+
+    def bad(m, batch, generator):
+        return mse(m, batch, generator) * float("nan")
+
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        fit(_model(), _data(), bad, TrainConfig(max_epochs=2, progress=False, device="cpu"))

@@ -1,0 +1,102 @@
+"""`unmask demo` and `unmask dashboard`: orchestration, progress, errors, server command."""
+import sys
+
+import pytest
+
+import dashboard.demo as demo_module
+import dashboard.serve as serve_module
+from core.cli import main
+from core.errors import DataValidationError
+from core.runs import list_runs
+from dashboard_fixtures import write_driving_run, write_finance_run
+
+
+def test_streamlit_command(tmp_path):
+    command = serve_module.streamlit_command(tmp_path / "ws", port=8642, address="127.0.0.1")
+    assert command[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert command[4].endswith("dashboard/app.py")
+    pairs = dict(zip(command[5::2], command[6::2]))
+    assert pairs["--server.port"] == "8642" and pairs["--server.headless"] == "true"
+    assert pairs["--browser.gatherUsageStats"] == "false"
+    assert pairs["--server.address"] == "127.0.0.1"
+    assert command[-3:] == ["--", "--workspace", str((tmp_path / "ws").resolve())]
+
+
+class FakeServer:
+    """Stands in for the Streamlit process."""
+
+    calls = []
+
+    def __init__(self, command, env=None, **kwargs):
+        FakeServer.calls.append((command, env))
+        self.returncode = 0
+
+    def wait(self, timeout=None):
+        return 0
+
+
+def test_dashboard_command_serves_without_training(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
+    FakeServer.calls.clear()
+    ws = tmp_path / "not-yet"
+    main(["dashboard", "--workspace", str(ws), "--port", "8765"])
+    (command, env), = FakeServer.calls
+    assert "--server.port" in command and "8765" in command
+    assert env["UNMASK_WORKSPACE"] == str(ws.resolve())
+    assert not ws.exists()  # serving never creates, simulates or trains anything
+    assert "http://localhost:8765" in capsys.readouterr().out
+
+
+def fake_builders(failing: set):
+    def make(vertical):
+        def build(workspace, size, seed):
+            if vertical in failing:
+                raise RuntimeError(f"{vertical} simulator exploded")
+            writer = {"finance": write_finance_run, "driving": write_driving_run}[vertical]
+            return writer(workspace, run_id=f"{vertical}-{size}-{seed}")
+        return build
+    return make
+
+
+def test_demo_builds_each_vertical_with_progress(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo_module, "builder", fake_builders(set()))
+    ws = tmp_path / "ws"
+    main(["demo", "--workspace", str(ws), "--size", "tiny", "--seed", "3",
+          "--vertical", "finance", "--vertical", "driving"])
+    out = capsys.readouterr().out
+    assert "[1/2] finance" in out and "[2/2] driving" in out
+    assert "finance: 400 transactions, 20 alerts" in out and "driving: 40 frames, 5 alerts" in out
+    assert f"unmask dashboard --workspace {ws}" in out
+    assert [m["run_id"] for m in list_runs(ws, "finance")] == ["finance-tiny-3"]
+
+
+def test_demo_reports_a_failing_vertical_and_builds_the_others(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo_module, "builder", fake_builders({"medical"}))
+    monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
+    FakeServer.calls.clear()
+    ws = tmp_path / "ws"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--workspace", str(ws), "--serve"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert "medical: FAILED" in captured.out and "medical simulator exploded" in captured.out
+    assert "Error: demo failed for medical" in captured.err
+    assert list_runs(ws, "finance") and list_runs(ws, "driving")  # the others were built
+    assert FakeServer.calls == []  # a failed demo is not served
+
+
+def test_demo_then_serve(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo_module, "builder", fake_builders(set()))
+    monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
+    FakeServer.calls.clear()
+    main(["demo", "--workspace", str(tmp_path / "ws"), "--vertical", "finance", "--serve",
+          "--port", "8777"])
+    (command, env), = FakeServer.calls
+    assert "8777" in command and env["UNMASK_WORKSPACE"] == str((tmp_path / "ws").resolve())
+
+
+def test_demo_validates_size_and_vertical(tmp_path):
+    with pytest.raises(DataValidationError, match="demo size must be one of"):
+        demo_module.build_workspace(tmp_path, size="huge")
+    with pytest.raises(DataValidationError, match="unknown vertical 'space'"):
+        demo_module.builder("space")

@@ -1,0 +1,127 @@
+"""Predictor, surprise, run files and replay export on the tiny demo workspace."""
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from core.metrics import auroc
+from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
+from driving.predictor import OcclusionPredictor, stack_frames
+from driving.schema import ROAD, STATIC_OBSTACLE, list_logs, read_log
+from driving.surprise import score_log
+
+
+@pytest.fixture(scope="module")
+def trained(demo_run):
+    workspace, run_dir = demo_run
+    logs = [read_log(p) for p in list_logs(workspace / "data" / "driving")]
+    return OcclusionPredictor.load(workspace / "models" / "driving" / "default"), logs
+
+
+def _log_likelihood(probs, log):
+    hidden = ~log.visible
+    t, r, c = np.nonzero(hidden)
+    p = probs[t, log.semantic_true[t, r, c], r, c]
+    return float(np.log(np.maximum(p, 1e-6)).mean())
+
+
+def test_predictor_beats_positional_prior_and_persistence_on_hidden_cells(trained):
+    predictor, logs = trained
+    prior = PositionalPrior().fit(logs)
+    log = logs[-1]
+    grids, speed = stack_frames(log, predictor.history)
+    probs = predictor.predict_proba(grids, speed)
+    assert probs.shape == (len(log), 7) + log.meta.grid_shape
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+    ours = _log_likelihood(probs, log)
+    assert ours > _log_likelihood(prior.predict_proba(log), log)
+    assert ours > _log_likelihood(PersistenceBaseline().predict_proba(log), log)
+
+
+def test_persistence_remembers_what_it_saw(trained):
+    _, logs = trained
+    log = logs[0]
+    memory = persistence_memory(log)
+    assert (memory[log.visible] == log.semantic[log.visible]).all()
+    assert (memory != 255).mean() > (log.semantic != 255).mean()   # memory fills hidden cells
+
+
+def test_surprise_rises_when_debris_appears_on_the_road(trained):
+    predictor, logs = trained
+    log = logs[0]
+    rng = np.random.default_rng(0)
+    altered = read_log(log.path)
+    changed = []
+    for t in range(5, len(log), 3):                  # paste a 2x2 m obstacle on visible road
+        road = np.argwhere((log.semantic[t] == ROAD)[2:-2, 2:-2]) + 2
+        if len(road):
+            r, c = road[rng.integers(len(road))]
+            altered.semantic[t, r - 2:r + 2, c - 2:c + 2] = STATIC_OBSTACLE
+            altered.visible[t, r - 2:r + 2, c - 2:c + 2] = True
+            changed.append(t)
+    before = score_log(predictor, log).score[changed]
+    after = score_log(predictor, altered).score[changed]
+    labels = np.r_[np.zeros(len(changed)), np.ones(len(changed))]
+    assert auroc(labels, np.r_[before, after]) > 0.8
+    assert np.median(after - before) > 0
+
+
+def test_bundle_reload_scores_identically(trained, tmp_path):
+    predictor, logs = trained
+    predictor.save(tmp_path / "model")
+    again = OcclusionPredictor.load(tmp_path / "model")
+    a = score_log(predictor, logs[0]).score
+    b = score_log(again, logs[0]).score
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_run_files_follow_the_contract(demo_run):
+    workspace, run_dir = demo_run
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["vertical"] == "driving"
+    summary = manifest["summary"]
+    h, w = summary["grid_shape"]
+    assert summary["classes"][:7] == ["off_road", "road", "lane_marking", "sidewalk", "vehicle",
+                                      "pedestrian", "static_obstacle"]
+    frames = pd.read_parquet(run_dir / "frames.parquet")
+    assert list(frames.columns[:9]) == ["log_id", "frame", "timestamp", "score", "p_value",
+                                        "is_alert", "surprise_revealed", "visible_error", "anomaly"]
+    assert len(frames) == summary["n_frames"] and frames["is_alert"].sum() == summary["n_alerts"]
+    assert frames["p_value"].between(0, 1).all()
+    for log_id in frames["log_id"].unique():
+        cells = pq.read_table(run_dir / "cells" / f"{log_id}.parquet")
+        assert cells.column_names == ["log_id", "frame", "predicted", "confidence", "error"]
+        row = cells.slice(0, 1).to_pylist()[0]
+        assert len(row["predicted"]) == len(row["error"]) == h * w
+        assert (run_dir / "recordings" / f"{log_id}.rrd").stat().st_size > 1000
+    shap = pd.read_parquet(run_dir / "region_shap.parquet")
+    assert list(shap.columns) == ["log_id", "frame", "region", "shap_value", "base_value"]
+    for (log_id, frame), group in shap.groupby(["log_id", "frame"]):
+        assert len(group) == 16
+        score = frames.set_index(["log_id", "frame"]).loc[(log_id, frame), "score"]
+        assert group["shap_value"].sum() + group["base_value"].iloc[0] == pytest.approx(score, abs=1e-4)
+    assert set(manifest["inputs"]) == {str(p.resolve()) for p in list_logs(workspace / "data" / "driving")}
+
+
+def test_recording_is_readable(demo_run):
+    from rerun.chunk import RrdReader
+
+    _, run_dir = demo_run
+    rrd = sorted((run_dir / "recordings").glob("*.rrd"))[0]
+    reader = RrdReader(rrd)
+    assert len(reader.recordings()) == 1
+    chunks = list(reader.stream())
+    assert chunks
+
+
+def test_estimator_contract(trained):
+    from core.errors import NotFittedError
+
+    predictor, logs = trained
+    scores = predictor.decision_function(logs[0])
+    flags = predictor.predict(logs[0])
+    np.testing.assert_array_equal(flags, (scores > predictor.threshold_).astype(int))
+    with pytest.raises(NotFittedError, match="not fitted"):
+        OcclusionPredictor().predict(logs[0])

@@ -1,0 +1,41 @@
+"""Simulator: determinism, the classes it draws, anomalies, occlusion and speed."""
+import numpy as np
+
+from driving.demo import sim_config
+from driving.schema import CLASSES, PEDESTRIAN, UNOBSERVED, VEHICLE
+from driving.simulator import ANOMALY_KINDS, Simulator
+
+
+def test_same_seed_same_log_and_different_seed_differs():
+    a = Simulator(sim_config("tiny"), seed=3).simulate(30)
+    b = Simulator(sim_config("tiny"), seed=3).simulate(30)
+    c = Simulator(sim_config("tiny"), seed=4).simulate(30)
+    np.testing.assert_array_equal(a.semantic_true, b.semantic_true)
+    np.testing.assert_array_equal(a.visible, b.visible)
+    np.testing.assert_array_equal(a.poses, b.poses)
+    assert not np.array_equal(a.poses, c.poses)
+
+
+def test_log_content_and_labelled_anomalies():
+    log = Simulator(sim_config("tiny"), seed=1).simulate(300)
+    assert log.meta.classes == CLASSES
+    present = np.unique(log.semantic_true)
+    assert set(range(len(CLASSES))) <= set(present.tolist())       # every class appears
+    assert (log.semantic[~log.visible] == UNOBSERVED).all()
+    assert (log.semantic[log.visible] == log.semantic_true[log.visible]).all()
+    hidden = ~log.visible
+    assert np.isin(log.semantic_true[hidden], (VEHICLE, PEDESTRIAN)).any()  # occluded objects exist
+    assert 0 < log.anomaly.mean() < 0.6
+    kinds = {k for k in log.anomaly_kind if k}
+    assert kinds and kinds <= set(ANOMALY_KINDS)
+    assert all((k is not None) == a for k, a in zip(log.anomaly_kind, log.anomaly))
+    step = np.hypot(np.diff(log.ego_x), np.diff(log.ego_y))
+    ratio = step / (log.ego_speed[:-1] / log.meta.rate_hz)   # poses move at the logged speed
+    assert abs(np.median(ratio) - 1) < 0.02
+
+
+def test_simulator_is_fast_enough():
+    sim = Simulator(sim_config("small"), seed=0)
+    sim.simulate(100)
+    fps = 100 / sim.render_seconds_
+    assert fps > 60   # >= 200 frames/s uncontended (bench/results/driving.json); slack for shared CPUs
