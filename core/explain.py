@@ -41,8 +41,34 @@ def check_additivity(result: ShapResult, tolerance: float = ADDITIVITY_TOLERANCE
     return result
 
 
-def _permutation_explain(score_fn, X, background, max_evals, seed) -> tuple[np.ndarray, np.ndarray]:
+_SHAP_JIT = (("shap.maskers._tabular", "_delta_masking"),
+             ("shap.utils._masked_model", "_build_fixed_single_output"),
+             ("shap.utils._masked_model", "_build_fixed_multi_output"),
+             ("shap.links", "identity"), ("shap.links", "_identity_inverse"))
+
+
+def _import_shap():
+    """``import shap``, with on-disk caching turned on for the numba kernels its
+    permutation explainer compiles: compiling them costs 20-60 s in every new process
+    (a scoring job, a dashboard session); cached, later processes load them in well
+    under a second. Caching is best effort: where it cannot be enabled, shap compiles."""
+    import importlib
+
     import shap
+
+    for module_name, name in _SHAP_JIT:
+        try:
+            dispatcher = getattr(importlib.import_module(module_name), name)
+            if getattr(dispatcher, "_cache", None) is not None and \
+                    type(dispatcher._cache).__name__ == "NullCache":
+                dispatcher.enable_caching()
+        except Exception:  # a shap version without this kernel, or an unwritable cache
+            continue
+    return shap
+
+
+def _permutation_explain(score_fn, X, background, max_evals, seed) -> tuple[np.ndarray, np.ndarray]:
+    shap = _import_shap()
 
     n_features = X.shape[1]
     masker = shap.maskers.Independent(background, max_samples=len(background))

@@ -12,6 +12,10 @@ so the same code runs
 Output is a directory of Parquet files (``part-*.parquet``), written atomically; read it
 with ``pyarrow.dataset.dataset(path)``. Row order within the output is preserved.
 
+Inputs that are not rows (CT volumes, drive logs) go through :func:`map_items`: the batch
+is a list of items (file paths), the scorer returns one result row per item, and the
+results come back as one table (local loop, or Ray Data ``from_items`` -> actor pool).
+
 Example:
     >>> map_parquet("features.parquet", "scores", partial(load_batch_scorer, "model"),
     ...             engine="ray")                                   # doctest: +SKIP
@@ -43,7 +47,10 @@ def _map_local(input_path, out_dir: Path, make_scorer, batch_size: int, columns)
     dataset = pads.dataset(str(input_path), format="parquet")
     writer, n_rows = None, 0
     try:
-        for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
+        # Read ahead one batch (the default buffers up to 16 batches x 4 files): peak memory
+        # stays a few batches, whatever the input size.
+        for batch in dataset.to_batches(columns=columns, batch_size=batch_size,
+                                        batch_readahead=1, fragment_readahead=1):
             if batch.num_rows == 0:
                 continue
             result = scorer(pa.Table.from_batches([batch]))
@@ -146,6 +153,62 @@ def map_parquet(input_path, output_path, make_scorer: Callable[[], BatchFn], eng
             _map_ray(input_path, tmp, make_scorer, batch_size, columns, address, num_actors,
                      actor_cpus)
     return output_path
+
+
+def map_items(items, make_scorer: Callable[[], Callable[[list], "object"]], engine: str = "local",
+              batch_size: int = 1, address: str | None = None, num_actors: int | None = None,
+              actor_cpus: float = 1.0):
+    """Apply a batch scorer to a list of items (e.g. volume or log paths); return a table.
+
+    Args:
+        items: the inputs, picklable (usually file paths readable from every worker).
+        make_scorer: picklable zero-arg factory returning ``scorer(list_of_items) -> table``
+            (a ``pyarrow.Table`` or ``pandas.DataFrame``, one row per item).
+        engine: ``"local"`` or ``"ray"``.
+        batch_size: items per scorer call.
+        address, num_actors, actor_cpus: as in :func:`map_parquet`.
+
+    Returns:
+        A ``pyarrow.Table`` of all result rows, in input order.
+    """
+    import pyarrow as pa
+
+    if engine not in ENGINES:
+        raise DataValidationError(f"engine must be one of {ENGINES}, got {engine!r}")
+    items = [str(i) if isinstance(i, os.PathLike) else i for i in items]
+    if not items:
+        raise DataValidationError("no items to score")
+    if engine == "local":
+        scorer = make_scorer()
+        parts = [_as_arrow(scorer(items[i:i + batch_size])) for i in range(0, len(items), batch_size)]
+        return pa.concat_tables(parts)
+    ray = init_ray(address)
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    if num_actors is None:
+        total_cpus = int(ray.cluster_resources().get("CPU", 1))
+        num_actors = max(1, min(len(items), int((total_cpus - 1) / actor_cpus)))
+    ds = ray.data.from_items([{"item": i} for i in items])
+    scored = ds.map_batches(_ItemActor, fn_constructor_args=(make_scorer, max(1, int(actor_cpus))),
+                            batch_format="pyarrow", batch_size=batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=actor_cpus)
+    return pa.concat_tables([t for t in ray.get(scored.to_arrow_refs()) if t.num_rows])
+
+
+def _as_arrow(result):
+    import pyarrow as pa
+
+    return result if isinstance(result, pa.Table) else pa.Table.from_pandas(result, preserve_index=False)
+
+
+class _ItemActor(_ScorerActor):
+    """Ray actor: a batch of ``{"item": ...}`` rows -> the scorer's result rows."""
+
+    def __call__(self, batch):
+        return _as_arrow(self.scorer(batch.column("item").to_pylist()))
 
 
 def read_output(path):

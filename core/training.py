@@ -10,7 +10,10 @@ The loss is a callable ``loss_fn(model, batch, generator) -> scalar tensor``; ``
 is whatever the dataset yields for a batch (a tuple of tensors for ``TensorDataset``),
 already on the training device. ``generator`` is a seeded ``torch.Generator`` on CPU
 for the loss's own random draws (masks); at validation it is re-seeded identically
-every epoch, so validation losses are comparable across epochs.
+every epoch, so validation losses are comparable across epochs. Under ``torchrun`` the
+loss receives a view of the model on which calling the model *or any of its methods*
+(``model.masked_errors(...)``) runs through DistributedDataParallel, so gradients are
+averaged across processes whichever method the loss uses (one such call per step).
 
 Example:
     >>> history = fit(model, TensorDataset(x), lambda m, b, g: ((m(b[0]) - b[0]) ** 2).mean(),
@@ -47,7 +50,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     val_fraction: float = 0.1
     patience: int = 8          # epochs without validation improvement before stopping
-    min_delta: float = 1e-4    # relative improvement that counts
+    min_delta: float = 1e-4    # relative improvement that counts (of |best|; losses may be < 0)
     grad_clip: float | None = 1.0
     schedule: str = "cosine"   # "cosine" or "constant"
     warmup_epochs: int = 0
@@ -76,6 +79,41 @@ class History:
 
 
 # --- distributed helpers -------------------------------------------------------------
+
+class _Routed(nn.Module):
+    """Runs ``inner`` or one of its methods as this module's forward, so that
+    DistributedDataParallel sees (and synchronises the gradients of) every call."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, method: str | None, *args, **kwargs):
+        return self.inner(*args, **kwargs) if method is None else getattr(self.inner, method)(*args, **kwargs)
+
+
+class _DistributedView:
+    """What a loss sees under torchrun: the model, with calls routed through DDP."""
+
+    def __init__(self, ddp: nn.Module, model: nn.Module):
+        self._ddp, self._model = ddp, model
+
+    def __call__(self, *args, **kwargs):
+        return self._ddp(None, *args, **kwargs)
+
+    def __getattr__(self, name: str):
+        value = getattr(self._model, name)
+        if callable(value) and hasattr(value, "__self__") and not isinstance(value, nn.Module):
+            return lambda *args, **kwargs: self._ddp(name, *args, **kwargs)
+        return value
+
+    def train(self, mode: bool = True):
+        self._ddp.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
 
 def world() -> tuple[int, int]:
     """``(rank, world_size)`` from torchrun's environment (``(0, 1)`` otherwise)."""
@@ -185,12 +223,12 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
     if distributed and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     model.to(device)
-    train_model: nn.Module = model
+    train_model = model
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        train_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        train_model = _DistributedView(DistributedDataParallel(
+            _Routed(model), device_ids=[device.index] if device.type == "cuda" else None), model)
 
     if val_dataset is None:
         train_idx, val_idx = _split(len(dataset), config.val_fraction, config.seed)
@@ -244,7 +282,8 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
         history.lr.append(lr)
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
 
-        if val_loss < history.best_val_loss * (1 - config.min_delta):
+        best = history.best_val_loss
+        if not math.isfinite(best) or val_loss < best - config.min_delta * abs(best):
             history.best_val_loss, history.best_epoch, bad_epochs = val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
             _checkpoint(model, config, epoch, history)

@@ -91,3 +91,17 @@ def test_non_finite_loss_is_reported():
 
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         fit(_model(), _data(), bad, TrainConfig(max_epochs=2, progress=False, device="cpu"))
+
+
+def test_early_stopping_works_with_negative_losses():
+    # A likelihood-style loss can be negative; a flat loss must still stop early.
+    model = nn.Linear(2, 1)
+    data = TensorDataset(torch.randn(64, 2))
+
+    def flat_negative(m, batch, g):
+        return m(batch[0]).sum() * 0.0 - 1.0
+
+    history = fit(model, data, flat_negative,
+                  TrainConfig(max_epochs=20, patience=3, batch_size=32, progress=False))
+    assert history.stopped_early and len(history.val_loss) == 4
+    assert history.best_epoch == 0 and history.best_val_loss == -1.0

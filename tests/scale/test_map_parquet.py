@@ -81,3 +81,39 @@ def test_bad_arguments_are_named(parquet_input, tmp_path):
         map_parquet(path, tmp_path / "o", _make_scorer, engine="spark")
     with pytest.raises(DataValidationError, match="missing.parquet: no such Parquet"):
         map_parquet(tmp_path / "missing.parquet", tmp_path / "o", _make_scorer)
+
+
+def _make_item_scorer():
+    import pandas as pd
+
+    def score(paths: list) -> "pd.DataFrame":  # one result row per item, e.g. per volume
+        return pd.DataFrame({"item": paths, "length": [len(p) for p in paths]})
+
+    return score
+
+
+def test_map_items_local_keeps_order_and_batches(tmp_path):
+    from core.scale import map_items
+
+    items = [f"case-{i:0{1 + i % 3}d}.nii.gz" for i in range(7)]
+    table = map_items(items, _make_item_scorer, batch_size=3)
+    assert table.column("item").to_pylist() == items
+    assert table.column("length").to_pylist() == [len(i) for i in items]
+    with pytest.raises(DataValidationError, match="no items"):
+        map_items([], _make_item_scorer)
+
+
+@pytest.mark.slow
+def test_map_items_ray_matches_local():
+    pytest.importorskip("ray")
+    import sys
+
+    import ray.cloudpickle
+
+    from core.scale import map_items
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    items = [f"log-{i}.parquet" * (1 + i % 2) for i in range(5)]
+    local = map_items(items, _make_item_scorer, batch_size=2)
+    remote = map_items(items, _make_item_scorer, engine="ray", batch_size=2)
+    assert remote.to_pylist() == local.to_pylist()
