@@ -78,3 +78,16 @@ def test_driving_train_runs_unchanged_under_torchrun(tmp_path):
     assert proc.stdout.count("saved model") == 1  # rank 0 alone reports and writes
     assert (model / "config.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_medical_pretrain_runs_unchanged_under_torchrun(tmp_path):
+    pytest.importorskip("monai")
+    data, model = tmp_path / "ct", tmp_path / "pretrained"
+    sim = _unmask("medical", "simulate", "--cases", "4", "--shape", "32,32,16", "--out", str(data))
+    assert sim.returncode == 0, sim.stderr[-2000:]
+    proc = _unmask("medical", "pretrain", "--data", str(data), "--out", str(model), "--preset", "tiny",
+                   "--epochs", "2", nproc=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (model / "config.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
