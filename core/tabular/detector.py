@@ -37,7 +37,7 @@ from .preprocess import EncodedTable, TabularPreprocessor
 COMPONENTS = ("reference", "knn", "network")
 DEFAULT_COMPONENTS = ("reference", "knn")  # the ADBench ablation in bench/README.tabular.md
 BUNDLE_KIND = "tabular"
-CHUNK_ROWS = 512  # rows scored at once: bounded memory, cache-sized intermediates
+CHUNK_ROWS = 2048  # rows scored at once (one thread each): bounded memory
 
 
 class TabularDetector(BaseEstimator):
@@ -65,6 +65,9 @@ class TabularDetector(BaseEstimator):
         knn_k: neighbour rank of the ``"knn"`` component.
         knn_weight: weight of the ``"knn"`` component in the sum (others weigh 1).
         n_candidates: nearest reference rows the masked attention runs over.
+        n_probe: neighbour search visits only the memory groups (k-means, about
+            ``2 * sqrt(n_reference)`` of them) with the ``n_probe`` nearest centres;
+            ``None`` searches exactly.
         num_threads: torch threads (default: ``UNMASK_NUM_THREADS`` or up to 2).
         progress: show a training progress bar.
 
@@ -87,10 +90,11 @@ class TabularDetector(BaseEstimator):
     """
 
     def __init__(self, random_state=None, contamination=0.01, components=DEFAULT_COMPONENTS,
-                 calibration_fraction=0.2, n_reference=4096, n_reference_masks=16,
+                 calibration_fraction=0.2, n_reference=4096, n_reference_masks=8,
                  mask_ratio=0.4, temperature_k=5, temperature_scale=0.3, n_learned_masks=15,
                  hidden=64, latent=16, max_epochs=50, max_steps=2000, batch_size=256, lr=1e-3,
-                 diversity_weight=1.0, knn_k=5, knn_weight=0.5, n_candidates=32, num_threads=None, progress=False):
+                 diversity_weight=1.0, knn_k=5, knn_weight=0.5, n_candidates=8, n_probe=4,
+                 num_threads=None, progress=False):
         self.random_state = random_state
         self.contamination = contamination
         self.components = components
@@ -111,6 +115,7 @@ class TabularDetector(BaseEstimator):
         self.knn_k = knn_k
         self.knn_weight = knn_weight
         self.n_candidates = n_candidates
+        self.n_probe = n_probe
         self.num_threads = num_threads
         self.progress = progress
 
@@ -200,11 +205,12 @@ class TabularDetector(BaseEstimator):
             hidden = np.ones((1, 1), dtype=bool)
         module = ReferenceMemory(reference, torch.as_tensor(hidden),
                                  dim_to_column(table.numeric.shape[1], cards),
-                                 n_candidates=self.n_candidates, k=self.knn_k)
+                                 n_candidates=self.n_candidates, k=self.knn_k,
+                                 n_probe=self.n_probe)
         # temperature from reference rows themselves, skipping each row's own match
         probe = np.sort(rng.choice(len(ref_idx), size=min(len(ref_idx), 512), replace=False))
-        module.fit_temperature(reference[probe], torch.ones(len(probe), dtype=torch.bool),
-                               k=self.temperature_k, scale=self.temperature_scale)
+        module.fit_temperature(reference[probe], probe, k=self.temperature_k,
+                               scale=self.temperature_scale)
         return module
 
     def _fit_network(self, table: EncodedTable, fit_idx, rng):
@@ -248,17 +254,22 @@ class TabularDetector(BaseEstimator):
     def _transform(self, X) -> EncodedTable:
         return self.preprocessor_.transform(X, owner=type(self).__name__)
 
-    def _column_errors(self, table: EncodedTable, in_memory=None) -> dict:
+    def _column_errors(self, table: EncodedTable, in_memory=None, totals: bool = False
+                       ) -> dict:
         """Per-column errors ``(n, C)`` per component (model column order).
 
         Rows go in chunks of ``CHUNK_ROWS`` (bounded memory); with several torch threads the
         chunks run in parallel, one thread each (coarse-grained, like IsolationForest's
         joblib trees, and far more robust on busy machines than threading tiny ops).
         Each chunk's result does not depend on which thread ran it: deterministic.
-        ``in_memory`` (training only) marks rows stored in the memory: scored leave-one-out.
+        ``in_memory`` (training only, bool) marks rows stored in the memory, in the order
+        they were stored: they are scored leave-one-out. ``totals``: return each row's sum
+        over columns ``(n,)`` instead (summed inside the chunks, in parallel).
         """
         import torch
 
+        if in_memory is not None:  # stored row of each table row (-1: not stored)
+            in_memory = np.where(in_memory, np.cumsum(in_memory) - 1, -1)
         starts = list(range(0, len(table), CHUNK_ROWS))
         threads = torch.get_num_threads()
         if threads > 1 and len(starts) > 1:
@@ -267,19 +278,15 @@ class TabularDetector(BaseEstimator):
             torch.set_num_threads(1)
             try:
                 with ThreadPoolExecutor(threads) as pool:
-                    parts = list(pool.map(lambda s: self._chunk_errors(table, s, in_memory),
-                                          starts))
+                    parts = list(pool.map(
+                        lambda s: self._chunk_errors(table, s, in_memory, totals), starts))
             finally:
                 torch.set_num_threads(threads)
         else:
-            parts = [self._chunk_errors(table, s, in_memory) for s in starts]
-        errors = {k: np.concatenate([p[k] for p in parts]) for k in self.components_}
-        for name in ("reference", "network"):  # mean squared error -> root mean square
-            if name in errors:
-                errors[name] = np.sqrt(errors[name])
-        return errors
+            parts = [self._chunk_errors(table, s, in_memory, totals) for s in starts]
+        return {k: np.concatenate([p[k] for p in parts]) for k in self.components_}
 
-    def _chunk_errors(self, table: EncodedTable, start: int, in_memory) -> dict:
+    def _chunk_errors(self, table: EncodedTable, start: int, in_memory, totals: bool) -> dict:
         import torch
 
         from .reference import dense_encoding
@@ -291,15 +298,22 @@ class TabularDetector(BaseEstimator):
             numeric = torch.as_tensor(table.numeric[start:stop])
             codes = torch.as_tensor(table.codes[start:stop])
             if memory is not None:
-                exclude = None if in_memory is None else torch.as_tensor(in_memory[start:stop])
-                dense = dense_encoding(numeric, codes, self.preprocessor_.cardinalities)
-                out["reference"], out["knn"] = memory(dense, exclude)
+                exclude = None if in_memory is None else in_memory[start:stop]
+                cards = self.preprocessor_.cardinalities
+                dense = (dense_encoding(numeric, codes, cards).numpy() if cards
+                         else table.numeric[start:stop])
+                out["reference"], out["knn"] = memory.errors(dense, exclude)
             if network is not None:
-                out["network"] = network(numeric, codes)
-        return {k: v.double().numpy() for k, v in out.items() if k in self.components_}
+                out["network"] = network(numeric, codes).numpy()
+        errors = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()
+                  if k in self.components_}
+        for name in ("reference", "network"):  # mean squared error -> root mean square
+            if name in errors:
+                errors[name] = np.sqrt(errors[name])
+        return {k: v.sum(axis=1) for k, v in errors.items()} if totals else errors
 
     def _component_totals(self, table: EncodedTable, in_memory=None) -> dict:
-        return {k: v.sum(axis=1) for k, v in self._column_errors(table, in_memory).items()}
+        return self._column_errors(table, in_memory, totals=True)
 
     def _weight(self, name: str) -> float:
         return float(self.knn_weight) if name == "knn" else 1.0

@@ -51,7 +51,9 @@ def load_detector(cls, path):
 
     config, tensors = load_bundle(path, KIND)
     try:
-        detector = cls(**{**config["params"], "components": tuple(config["params"]["components"])})
+        # bundles from before ``n_probe`` existed searched exactly: keep their scores
+        params = {"n_probe": None, **config["params"]}
+        detector = cls(**{**params, "components": tuple(params["components"])})
         pre = TabularPreprocessor.from_dict(config["preprocessor"])
         detector.preprocessor_ = pre
         detector.n_features_in_ = pre.n_columns
@@ -69,7 +71,8 @@ def load_detector(cls, path):
             state = _prefixed(tensors, "memory")
             module = ReferenceMemory(state["reference"], state["hidden_columns"],
                                      state["dim_to_column"], state["temperature"],
-                                     n_candidates=detector.n_candidates, k=detector.knn_k)
+                                     n_candidates=detector.n_candidates, k=detector.knn_k,
+                                     n_probe=detector.n_probe)
             module.load_state_dict(state)
             detector.modules_["memory"] = module.eval()
         if "network" in detector.components_:

@@ -207,6 +207,18 @@ class TabularPreprocessor:
 
     def transform(self, X, owner: str = "TabularPreprocessor") -> EncodedTable:
         """Validate and encode ``X`` (unseen categories get code 0)."""
+        self._check_fitted()
+        if (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "iuf"
+                and X.shape[0] > 0 and X.shape[1] == self.n_columns
+                and not self.categorical_index and np.isfinite(X).all()):
+            # fast path for an all-numeric model scoring a clean numeric array (same
+            # values as the DataFrame route below; anything unusual takes that route and
+            # gets its specific error)
+            numeric = X.astype(np.float64, copy=False)
+            mean = np.asarray(self.mean_, dtype=np.float64)
+            scale = np.asarray(self.scale_, dtype=np.float64)
+            return EncodedTable(((numeric - mean) / scale).astype(np.float32),
+                                np.zeros((len(X), 0), dtype=np.int64))
         frame = self.align(X, owner)
         numeric, strings = self._columns(frame)
         mean = np.asarray(self.mean_, dtype=np.float64)

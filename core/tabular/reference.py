@@ -17,6 +17,7 @@ farther, see :func:`dense_encoding`).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -24,10 +25,13 @@ from torch import nn
 class ReferenceMemory(nn.Module):
     """Stored training rows, scored against by masked attention and by KNN distance.
 
-    For speed, each row first retrieves its ``n_candidates`` nearest reference rows on
-    *all* cells (one matrix product and a top-k); the masked attention then runs over
-    those candidates only. Rows far from a candidate on all cells get negligible softmax
-    weight anyway, so this matches full attention closely at a fraction of the cost.
+    Each row first retrieves its ``n_candidates`` nearest reference rows on *all* cells;
+    the masked attention then runs over those candidates only (rows far from a candidate
+    on all cells get negligible softmax weight anyway). :meth:`forward` runs the compiled
+    kernels of :mod:`core.tabular.kernels` (neighbour search over k-means groups, exact or
+    IVF-approximate with ``n_probe``; fused attention); :meth:`forward_dense` is the same
+    computation with tensor ops, a full distance matrix and exact search, kept as the
+    reference the kernels are tested against.
 
     Args:
         reference: ``(R, D)`` encoded reference rows.
@@ -36,11 +40,13 @@ class ReferenceMemory(nn.Module):
         temperature: ``(M,)`` softmax temperatures (see :meth:`fit_temperature`).
         n_candidates: rows attended to per query row.
         k: neighbour rank of the KNN distance.
+        n_probe: search only the stored-row groups with the ``n_probe`` nearest centres
+            (approximate, faster); ``None``: exact search.
     """
 
     def __init__(self, reference: torch.Tensor, hidden_columns: torch.Tensor,
                  dim_to_column: torch.Tensor, temperature: torch.Tensor | None = None,
-                 n_candidates: int = 64, k: int = 5):
+                 n_candidates: int = 64, k: int = 5, n_probe: int | None = None):
         super().__init__()
         hidden_columns = hidden_columns.float()
         dim_to_column = dim_to_column.float()
@@ -55,55 +61,129 @@ class ReferenceMemory(nn.Module):
         n_ref = reference.shape[0]
         self.n_candidates = int(max(1, min(n_candidates, n_ref)))
         self.k = int(max(1, min(k, self.n_candidates)))
+        self.n_probe = None if n_probe is None else int(max(1, n_probe))
+        self._index = None  # search index, built from ``reference`` on first use
 
-    def candidates(self, x: torch.Tensor, n: int, exclude_self: torch.Tensor | None = None
+    def _exclude(self, exclude, n_rows: int) -> np.ndarray:
+        """Stored-row index to skip per query row (-1: none), as int64 numpy."""
+        if exclude is None or self.reference.shape[0] < 2:
+            return np.full(n_rows, -1, dtype=np.int64)
+        return np.asarray(torch.as_tensor(exclude), dtype=np.int64).reshape(n_rows)
+
+    def _probe(self) -> int:
+        n_groups = self.index()["cent_t"].shape[1]
+        return n_groups if self.n_probe is None else min(self.n_probe, n_groups)
+
+    def index(self) -> dict:
+        """The kernels' search index (built once; depends only on the stored rows)."""
+        if self._index is None:
+            from .kernels import build_index
+
+            ref = self.reference.numpy()
+            index = build_index(ref)
+            index["position"] = np.append(index["position"], -1)  # exclude -1 stays -1
+            hidden = self.hidden_dims.numpy() > 0.5  # (M, D)
+            n_hidden = hidden.sum(1).astype(np.int64)
+            table = np.zeros((len(hidden), max(1, int(n_hidden.max(initial=0)))), np.int64)
+            for m, row in enumerate(hidden):
+                table[m, :n_hidden[m]] = np.flatnonzero(row)
+            index.update(hidden=table, n_hidden=n_hidden,
+                         owner=self.dim_to_column.numpy().argmax(1).astype(np.int64),
+                         column_count=np.maximum(self.hidden_columns.numpy().sum(0), 1)
+                         .astype(np.float32))
+            self._index = index
+        return self._index
+
+    def _apply(self, fn, *args, **kwargs):  # buffers changed (device, load): rebuild index
+        self._index = None
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._index = None
+        return super()._load_from_state_dict(*args, **kwargs)
+
+    def candidates(self, x: torch.Tensor, n: int, exclude=None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The ``n`` nearest reference rows: squared distances ``(B, n)`` (ascending) and rows.
 
-        ``exclude_self`` ``(B,)`` bool marks query rows that are themselves reference rows;
-        their nearest match (themselves) is skipped, giving leave-one-out scores.
+        ``exclude`` ``(B,)`` int: a stored-row index each query row skips (-1: none); a
+        stored row scoring itself skips itself, giving leave-one-out scores.
         """
-        extra = int(exclude_self is not None)
-        closeness = torch.addmm(-self.reference_sq, x, self.reference.T, alpha=2.0)  # (B, R)
-        top = closeness.topk(min(n + extra, closeness.shape[1]), dim=1)  # nearest first
-        values, indices = top.values, top.indices
-        if extra:
-            shift = exclude_self.long()[:, None] + torch.arange(n, device=x.device)
-            shift = shift.clamp_max(values.shape[1] - 1)
-            values, indices = values.gather(1, shift), indices.gather(1, shift)
-        dist = ((x ** 2).sum(1, keepdim=True) - values).clamp_min(0)
-        return dist, self.reference[indices]  # (B, n), (B, n, D)
+        from .kernels import pad_rows, search
+
+        idx = self.index()
+        x_np = pad_rows(x.detach().cpu().numpy())
+        n = int(min(n, self.reference.shape[0]))
+        dist = np.empty((len(x_np), n), np.float32)
+        pos = np.empty((len(x_np), n), np.int64)
+        self_pos = idx["position"][self._exclude(exclude, len(x_np))]
+        search(x_np, idx["ref"], idx["rho"], idx["cent_t"], idx["radius"], idx["offsets"],
+               self_pos, n, self._probe(), dist, pos)
+        found = pos >= 0
+        rows = idx["order"][np.where(found, pos, 0)]
+        if not found.all():  # fewer stored rows than asked: repeat the farthest found
+            last = found.sum(1) - 1
+            rows = np.where(found, rows, rows[np.arange(len(rows)), last][:, None])
+            dist = np.where(found, dist, dist[np.arange(len(dist)), last][:, None])
+        return torch.from_numpy(dist), self.reference[torch.from_numpy(rows)]
 
     def visible_distances(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Squared distances on each mask's visible dims, ``(B, n, M)``."""
         return ((x[:, None, :] - rows) ** 2) @ (1 - self.hidden_dims).T
 
     @torch.no_grad()
-    def fit_temperature(self, x: torch.Tensor, exclude_self: torch.Tensor | None = None,
-                        k: int = 5, scale: float = 1.0) -> None:
+    def fit_temperature(self, x: torch.Tensor, exclude=None, k: int = 5,
+                        scale: float = 1.0) -> None:
         """``T_m = scale * median_rows(k-th smallest visible distance)`` among candidates."""
-        _, rows = self.candidates(x, self.n_candidates, exclude_self)
+        _, rows = self.candidates(x, self.n_candidates, exclude)
         dist = self.visible_distances(x, rows)  # (B, n, M)
         k = max(1, min(k, dist.shape[1]))
         kth = dist.topk(k, dim=1, largest=False).values[:, -1, :]  # (B, M)
         self.temperature.copy_(scale * kth.median(dim=0).values.clamp_min(1e-6))
 
-    def forward(self, x: torch.Tensor, exclude_self: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def errors(self, x: np.ndarray, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-column errors ``(B, C)`` float32, attention and KNN (see :meth:`forward`)."""
+        from .kernels import pad_rows, score
+
+        idx = self.index()
+        x = pad_rows(x)
+        n_cols = self.hidden_columns.shape[1]
+        attention = np.empty((len(x), n_cols), np.float32)
+        knn = np.empty((len(x), n_cols), np.float32)
+        self_pos = idx["position"][self._exclude(exclude, len(x))]
+        score(x, idx["ref"], idx["rho"], idx["cent_t"], idx["radius"], idx["offsets"],
+              self_pos, self.n_candidates, self._probe(), self.k,
+              idx["hidden"], idx["n_hidden"],
+              (1.0 / self.temperature.numpy()).astype(np.float32), idx["owner"],
+              idx["column_count"], attention, knn)
+        return attention, knn
+
+    def forward(self, x: torch.Tensor, exclude=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-column errors ``(B, C)``: masked attention, and the KNN distance split.
 
         The attention error of a column is its squared error averaged over the masks that
         hide it. The KNN part is ``(x - r_k)^2 / ||x - r_k||`` per column, which sums to
         the distance to the ``k``-th nearest reference row (the classic KNN score).
-        ``exclude_self`` as in :meth:`candidates`.
+        ``exclude`` as in :meth:`candidates`.
         """
-        _, rows = self.candidates(x, self.n_candidates, exclude_self)
+        attention, knn = self.errors(x.detach().cpu().numpy(), exclude)
+        return torch.from_numpy(attention), torch.from_numpy(knn)
+
+    @torch.no_grad()
+    def forward_dense(self, x: torch.Tensor, exclude=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` with tensor ops over a full distance matrix (the reference)."""
+        closeness = torch.addmm(-self.reference_sq, x, self.reference.T, alpha=2.0)  # (B, R)
+        skip = torch.as_tensor(self._exclude(exclude, len(x)))
+        rows_with_self = torch.nonzero(skip >= 0).flatten()
+        closeness[rows_with_self, skip[rows_with_self]] = -float("inf")
+        n = min(self.n_candidates, closeness.shape[1] - int(len(rows_with_self) > 0))
+        rows = self.reference[closeness.topk(n, dim=1).indices]  # (B, n, D), nearest first
         logits = -self.visible_distances(x, rows) / self.temperature  # (B, n, M)
         weights = torch.softmax(logits, dim=1)
         recon = torch.einsum("bnm,bnd->bmd", weights, rows)  # (B, M, D)
         sq = (x[:, None, :] - recon) ** 2 * self.hidden_dims  # only hidden dims count
         attention = (sq @ self.dim_to_column).sum(1) / self.hidden_columns.sum(0).clamp_min(1)
-        kth = rows[:, self.k - 1, :]  # candidates come sorted by distance
+        kth = rows[:, min(self.k, n) - 1, :]
         per_column = ((x - kth) ** 2) @ self.dim_to_column
         knn = per_column / per_column.sum(1, keepdim=True).sqrt().clamp_min(1e-12)
         return attention, knn

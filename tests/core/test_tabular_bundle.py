@@ -118,7 +118,7 @@ def test_frame_detector_scores_numpy_by_position(fitted_frame_detector, frame):
 
 
 def test_network_component_round_trip(frame, tmp_path):
-    from conftest import TINY
+    from tabular_data import TINY
 
     det = TabularDetector(random_state=0, components=("reference", "knn", "network"),
                           **TINY).fit(frame)

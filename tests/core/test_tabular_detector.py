@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY, mixed_frame
+from tabular_data import TINY, mixed_frame
 
 from core import DataValidationError, NotFittedError, TabularDetector
 from core.metrics import auroc
@@ -101,7 +101,7 @@ def test_feature_errors_point_at_broken_cell(fitted_array_detector, synthetic):
 
 
 def test_fdr_on_pure_normal_data_flags_few(synthetic):
-    from conftest import correlated_rows
+    from tabular_data import correlated_rows
 
     det = TabularDetector(random_state=1, components=("reference",), **TINY).fit(synthetic[0])
     flagged = []
@@ -190,3 +190,18 @@ def test_parallel_chunks_match_sequential(fitted_array_detector, synthetic):
     finally:
         torch.set_num_threads(before)
     np.testing.assert_allclose(parallel, sequential, atol=1e-6, rtol=0)
+
+
+def test_numeric_array_fast_path_matches_frame_route(fitted_array_detector, synthetic):
+    X = synthetic[1]
+    pre = fitted_array_detector.preprocessor_
+    fast = pre.transform(X)  # plain numeric array: the fast path
+    slow = pre.transform(pd.DataFrame(X))  # DataFrame: the general route
+    np.testing.assert_array_equal(fast.numeric, slow.numeric)
+    assert fast.codes.shape == (len(X), 0)
+    bad = X.copy()
+    bad[3, 2] = np.inf  # bad values still get the specific message
+    with pytest.raises(DataValidationError, match="column 'x2' has 0 missing .* 1 infinite"):
+        fitted_array_detector.decision_function(bad)
+    with pytest.raises(DataValidationError, match="expecting 8 features"):
+        fitted_array_detector.decision_function(X[:, :5])

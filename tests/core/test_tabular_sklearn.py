@@ -12,8 +12,6 @@ TINY_CHECK = dict(n_reference=64, n_reference_masks=4, n_learned_masks=2, hidden
 EXPECTED_FAILURES = {
     # object columns are categorical by design (strings, dicts alike are categories)
     "check_dtype_object": "object columns are treated as categorical features",
-    # float32 matrix products depend slightly (~1e-7 relative) on batch composition
-    "check_methods_sample_order_invariance": "float32 scores may differ by ~1e-7 relative (BLAS blocking)",
 }
 
 
