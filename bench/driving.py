@@ -9,6 +9,7 @@ the ratio to persistence; simulator frames/s.
 Usage:
     UNMASK_NUM_THREADS=2 .venv/bin/python bench/driving.py            # the committed run
     UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --quick    # smoke run
+    ... --model-dir DIR   # keep the trained weights; a second run reuses them (recalibrates)
 """
 from __future__ import annotations
 
@@ -29,12 +30,16 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-logs", type=int, default=6)
-    parser.add_argument("--test-logs", type=int, default=3)
+    parser.add_argument("--test-logs", type=int, default=6)
     parser.add_argument("--frames", type=int, default=250)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--steps", type=int, default=30, help="steps per epoch (batch 32)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run")
+    parser.add_argument("--model-dir", default=None,
+                        help="keep the trained network here; if a bundle is already there (from an "
+                             "earlier run of this command with the same settings), reuse its weights "
+                             "and only recalibrate")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "driving.json"))
     parser.add_argument("--speed-only", action="store_true",
                         help="only time inference (untrained weights, same network) vs persistence")
@@ -47,8 +52,8 @@ def main(argv=None) -> dict:
     from core.io import write_text_atomic
     from core.runtime import configure_threads
     from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
-    from driving.evaluate import HiddenCellAccumulator, frame_metrics
-    from driving.predictor import OcclusionPredictor, stack_frames
+    from driving.evaluate import HiddenCellAccumulator, frame_metrics, sensor_range_mask
+    from driving.predictor import OcclusionPredictor
     from driving.schema import read_log
     from driving.simulator import SimConfig, Simulator, simulate_logs
     from driving.surprise import score_log
@@ -67,68 +72,99 @@ def main(argv=None) -> dict:
     print(f"simulated {len(train)}+{len(test)} logs ({sim_fps:.0f} frames/s)", flush=True)
 
     t0 = time.perf_counter()
-    predictor = OcclusionPredictor(epochs=args.epochs, max_steps_per_epoch=args.steps,
-                                   random_state=args.seed, progress=False).fit(train)
-    train_s = time.perf_counter() - t0
-    print(f"trained in {train_s:.0f} s; val loss {predictor.history_.best_val_loss:.4f}", flush=True)
+    model_dir = Path(args.model_dir) if args.model_dir else None
+    reused = bool(model_dir and (model_dir / "config.json").exists())
+    if reused:
+        predictor = OcclusionPredictor.load(model_dir)
+        expected = {"epochs": args.epochs, "max_steps_per_epoch": args.steps,
+                    "random_state": args.seed}
+        saved = {k: getattr(predictor, k) for k in expected}
+        if saved != expected:
+            raise SystemExit(f"{model_dir}: trained with {saved}, this run asks for {expected}")
+        predictor.calibrate(train)
+        train_s = float(predictor.history_.seconds)          # measured when it was trained
+    else:
+        predictor = OcclusionPredictor(epochs=args.epochs, max_steps_per_epoch=args.steps,
+                                       random_state=args.seed, progress=False).fit(train)
+        train_s = time.perf_counter() - t0
+        if model_dir:
+            predictor.save(model_dir)
+    print(f"model ready in {time.perf_counter() - t0:.0f} s (reused weights: {reused}); "
+          f"val loss {predictor.history_.best_val_loss:.4f}", flush=True)
     prior = PositionalPrior().fit(train)
     persistence = PersistenceBaseline()
     classes = list(config.meta().classes)
     acc = {name: HiddenCellAccumulator(len(classes), seed=args.seed)
            for name in ("unmask", "persistence", "positional_prior")}
-    scores, labels, log_ids, kinds = [], [], [], []
+    scores, raw, labels, log_ids, kinds = [], [], [], [], []
     timing = {"unmask_s": 0.0, "unmask_frames": 0, "persistence_s": 0.0, "scoring_s": 0.0}
     for log in test:
+        in_range = sensor_range_mask(log, config.sensor_range_m)
         t0 = time.perf_counter()                  # inference: stack + warp + one forward pass
-        grids, speed = stack_frames(log, predictor.history)
+        grids, speed = predictor.stack(log)
         probs = predictor.predict_proba(grids, speed, batch_size=32)
         timing["unmask_s"] += time.perf_counter() - t0
         timing["unmask_frames"] += len(log)
         t0 = time.perf_counter()
         persistence_memory(log)
         timing["persistence_s"] += time.perf_counter() - t0
-        acc["unmask"].add(probs, log.semantic_true, log.visible)
-        del probs
-        acc["persistence"].add(persistence.predict_proba(log), log.semantic_true, log.visible)
-        acc["positional_prior"].add(prior.predict_proba(log), log.semantic_true, log.visible)
+        acc["unmask"].add(probs, log.semantic_true, log.visible, in_range)
+        del probs, grids
+        acc["persistence"].add(persistence.predict_proba(log), log.semantic_true, log.visible, in_range)
+        acc["positional_prior"].add(prior.predict_proba(log), log.semantic_true, log.visible, in_range)
         t0 = time.perf_counter()
         result = score_log(predictor, log)
         timing["scoring_s"] += time.perf_counter() - t0
         scores.append(result.score)
+        raw.append(result.raw_score)
         labels.append(log.anomaly)
         log_ids += [log.log_id] * len(log)
         kinds += [k or "" for k in log.anomaly_kind]
         print(f"scored {log.log_id}", flush=True)
-    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    scores, raw, labels = np.concatenate(scores), np.concatenate(raw), np.concatenate(labels)
+    log_ids = np.asarray(log_ids)
     alerts = predictor.calibration_.alerts(scores)
-    frames = frame_metrics(labels, scores, alerts, np.asarray(log_ids))
+    frames = frame_metrics(labels, scores, alerts, log_ids)
+    frames_unsmoothed = frame_metrics(labels, raw, predictor.calibration_.alerts(raw), log_ids)
+    frames_unsmoothed = {k: frames_unsmoothed.get(k) for k in ("auroc", "average_precision")}
     kinds = np.asarray(kinds)
     per_kind = {}
     for kind in sorted(set(kinds) - {""}):
         sel = (kinds == kind) | ~labels
-        per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], np.asarray(log_ids)[sel])
-    hidden = {name: a.metrics(classes) for name, a in acc.items()}
+        per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
+    hidden = {name: {"all_hidden": a.metrics(classes), **a.metrics_by_region(classes)}
+              for name, a in acc.items()}
     n = timing["unmask_frames"]
     unmask_fps = n / timing["unmask_s"]
     persistence_fps = n / timing["persistence_s"]
 
-    def pr(name, cls):
-        return hidden[name]["classes"][cls].get("pr_auc", float("nan"))
+    def pr(name, cls, region="occluded"):
+        return hidden[name][region]["classes"][cls].get("pr_auc", float("nan"))
 
     results = {
         "settings": {**vars(args), "grid_shape": list(config.grid_shape), "threads": threads,
-                     "train_frames": sum(len(l) for l in train), "test_frames": int(len(labels))},
+                     "sensor_range_m": config.sensor_range_m, "reused_weights": reused,
+                     "train_frames": sum(len(l) for l in train), "test_frames": int(len(labels)),
+                     "smooth_frames": predictor.smooth_, "class_weights": getattr(
+                         predictor, "class_weights_", None)},
         "hidden_cells": hidden,
-        "frames": frames, "frames_by_kind": per_kind,
+        "frames": frames, "frames_unsmoothed": frames_unsmoothed, "frames_by_kind": per_kind,
         "speed": {"simulator_fps": sim_fps, "unmask_inference_fps": unmask_fps,
                   "persistence_fps": persistence_fps,
                   "unmask_over_persistence_speed": unmask_fps / persistence_fps,
-                  "full_scoring_fps": n / timing["scoring_s"], "train_seconds": train_s},
+                  "full_scoring_fps": n / timing["scoring_s"], "train_seconds": train_s,
+                  "load_average_1min": os.getloadavg()[0]},
         "targets": {
-            "vehicle_pr_auc_ratio_vs_persistence": pr("unmask", "vehicle") / pr("persistence", "vehicle"),
-            "pedestrian_pr_auc_ratio_vs_persistence":
+            "vehicle_pr_auc_ratio_vs_persistence_occluded":
+                pr("unmask", "vehicle") / pr("persistence", "vehicle"),
+            "pedestrian_pr_auc_ratio_vs_persistence_occluded":
                 pr("unmask", "pedestrian") / pr("persistence", "pedestrian"),
-            "road_iou_hidden": hidden["unmask"]["road_iou"],
+            "vehicle_pr_auc_ratio_vs_persistence_all_hidden":
+                pr("unmask", "vehicle", "all_hidden") / pr("persistence", "vehicle", "all_hidden"),
+            "pedestrian_pr_auc_ratio_vs_persistence_all_hidden":
+                pr("unmask", "pedestrian", "all_hidden") / pr("persistence", "pedestrian", "all_hidden"),
+            "road_iou_occluded": hidden["unmask"]["occluded"]["road_iou"],
+            "road_iou_out_of_range": hidden["unmask"]["out_of_range"]["road_iou"],
             "frame_auroc": frames.get("auroc"),
             "inference_fps": unmask_fps},
         "seconds": time.perf_counter() - started,
@@ -150,14 +186,15 @@ def speed_only(n_frames: int = 192) -> dict:
 
     threads = configure_threads()
     log = Simulator(SimConfig(), seed=7).simulate(n_frames)
-    history = OcclusionPredictor().history
-    net = OcclusionNet(OcclusionNetConfig(n_frames=1 + len(history)))
+    default = OcclusionPredictor()
+    history, memory = default.history, default.memory
+    net = OcclusionNet(OcclusionNetConfig(n_frames=1 + len(history) + memory))
     net = net.reset_parameters(torch.Generator().manual_seed(0)).to(memory_format=torch.channels_last).eval()
     with torch.inference_mode():
-        grids, speed = stack_frames(log, history)
+        grids, speed = stack_frames(log, history, memory)
         net.predict(torch.from_numpy(grids[:32]), torch.from_numpy(speed[:32]))   # warm-up
         t0 = time.perf_counter()
-        grids, speed = stack_frames(log, history)
+        grids, speed = stack_frames(log, history, memory)
         for i in range(0, n_frames, 32):
             net.predict(torch.from_numpy(grids[i:i + 32]), torch.from_numpy(speed[i:i + 32]))
         unmask_s = time.perf_counter() - t0

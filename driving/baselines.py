@@ -13,20 +13,29 @@ from .schema import UNOBSERVED, DriveLog
 from .warp import warp_grid
 
 
-def persistence_memory(log: DriveLog) -> np.ndarray:
+def persistence_memory(log: DriveLog, before: bool = False) -> np.ndarray:
     """Ego-motion-compensated memory of each cell's last observed class, ``(T, H, W)`` uint8.
 
     Frame t's memory is frame t-1's memory warped into frame t, overwritten by what is
     visible at t (255 where the cell was never seen).
+
+    Args:
+        log: the drive log.
+        before: return the memory *before* frame t's observation (frame t-1's memory
+            warped into frame t; all 255 at t = 0) -- what a model may use as input
+            without seeing frame t's own cells through it.
     """
     memory = np.empty_like(log.semantic)
     poses = log.poses
-    current = log.semantic[0].copy()
-    memory[0] = current
-    for t in range(1, len(log)):
-        current = warp_grid(current, poses[t - 1], poses[t], log.meta)
+    current = np.full(log.semantic.shape[1:], UNOBSERVED, dtype=log.semantic.dtype)
+    for t in range(len(log)):
+        if t:
+            current = warp_grid(current, poses[t - 1], poses[t], log.meta)
+        if before:
+            memory[t] = current
         current = np.where(log.visible[t], log.semantic[t], current)
-        memory[t] = current
+        if not before:
+            memory[t] = current
     return memory
 
 

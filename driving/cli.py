@@ -27,7 +27,9 @@ def simulate(n_logs, frames, out, seed, grid):
 
 
 @driving.command()
-@click.option("--logs", type=click.Path(exists=True), required=True, help="Directory of drive logs.")
+@click.option("--logs", "--log-dir", "logs", type=click.Path(exists=True), required=True,
+              help="Directory of drive logs (--log-dir under torchrun, whose parser takes "
+                   "--logs for its own --logs-specs).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory.")
 @click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None)
@@ -40,7 +42,12 @@ def train(logs, out, epochs, steps_per_epoch, seed):
     loaded = [read_log(p) for p in list_logs(logs)]
     predictor = OcclusionPredictor(epochs=epochs, max_steps_per_epoch=steps_per_epoch,
                                    random_state=seed)
-    predictor.fit(loaded).save(out)
+    predictor.fit(loaded)
+    from core.training import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 writes the model and reports
+        return
+    predictor.save(out)
     click.echo(f"saved model to {out} (best validation loss {predictor.history_.best_val_loss:.4f})")
 
 
@@ -79,3 +86,18 @@ def export_rerun(pred, log_file, out):
     from .rerun_export import export_rerun as export
 
     click.echo(f"wrote {export(pred, log_file, out)}")
+
+
+@driving.command("batch-score")
+@click.option("--model", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--logs", "--log-dir", "logs", type=click.Path(exists=True), required=True,
+              help="Log directory or file.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="frames.parquet to write.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", default=None, help="Ray cluster address (engine=ray; 'auto' joins one).")
+@click.option("--fdr", type=float, default=None, help="Alert at this false-discovery rate.")
+def batch_score(model, logs, out, engine, address, fdr):
+    """Score a fleet's logs into one per-frame table, locally or on Ray (no replay files)."""
+    from .batch import batch_score as run
+
+    click.echo(json.dumps(run(model, logs, out, engine=engine, address=address, fdr=fdr)))

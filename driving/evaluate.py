@@ -2,9 +2,12 @@
 
 Hidden-cell metrics follow the Waymo occupancy benchmark's split of observed and
 occluded cells: per class, PR-AUC (average precision) and Soft-IoU over the cells the
-sensor did *not* see, plus road-layout IoU (road or lane marking) there. Frame metrics
-are AUROC/AP of the frame score against the injected events, and detection latency:
-frames from an event's first labelled frame to its first alert.
+sensor did *not* see, plus road-layout IoU (road or lane marking) there. Hidden cells
+are reported three ways: all of them, **occluded** (inside the sensor's range, hidden
+behind objects -- the issue's and Waymo's "occluded") and **out of range** (never
+observable from the ego's position). Frame metrics are AUROC/AP of the frame score
+against the injected events (labelled while observable, see ``driving.simulator``), and
+detection latency: frames from an event's first labelled frame to its first alert.
 """
 from __future__ import annotations
 
@@ -15,11 +18,39 @@ import numpy as np
 
 from core.errors import DataValidationError
 
-from .schema import LANE_MARKING, ROAD, list_logs, read_log
+from .schema import LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, VEHICLE, DriveLog, list_logs, read_log
+
+OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
+
+
+def sensor_range_mask(log: DriveLog, range_m: float | None = None) -> np.ndarray:
+    """Cells ``(H, W)`` within the sensor's range, in the ego grid.
+
+    ``range_m`` defaults to the farthest distance at which the log observed a layout cell
+    (objects are reported whole, so their cells may reach past the range; layout cells
+    do not): the range is read from the log itself, no simulator setting needed.
+    """
+    from .warp import cell_offsets
+
+    forward, right = cell_offsets(log.meta)
+    dist = np.hypot(forward, right)
+    if range_m is None:
+        layout = log.visible & ~np.isin(log.semantic, OBJECT_CLASSES)
+        seen = layout.any(0)
+        range_m = float(dist[seen].max()) if seen.any() else 0.0
+    return dist <= range_m + 1e-9
 
 
 class HiddenCellAccumulator:
-    """Collects (sub-sampled) hidden cells' probabilities and truth over many frames."""
+    """Collects (sub-sampled) hidden cells' probabilities and truth over many frames.
+
+    Hidden cells fall in two groups, reported separately by :meth:`metrics_by_region`:
+    **occluded** (inside the sensor's range, hidden behind objects: the Waymo
+    benchmark's occluded cells, and the issue's) and **out of range** (never observable
+    from here; what lies there is only guessable from the map's regularities or memory).
+    """
+
+    REGIONS = ("occluded", "out_of_range")
 
     def __init__(self, n_classes: int, sample: float = 0.25, seed: int = 0):
         self.n_classes = n_classes
@@ -27,23 +58,34 @@ class HiddenCellAccumulator:
         self.R = np.random.default_rng(seed)
         self.probs: list[np.ndarray] = []
         self.truth: list[np.ndarray] = []
+        self.in_range: list[np.ndarray] = []
 
-    def add(self, probabilities: np.ndarray, truth: np.ndarray, visible: np.ndarray) -> None:
-        """``probabilities`` ``(T, C, H, W)``; ``truth``/``visible`` ``(T, H, W)``."""
+    def add(self, probabilities: np.ndarray, truth: np.ndarray, visible: np.ndarray,
+            in_range: np.ndarray | None = None) -> None:
+        """``probabilities`` ``(T, C, H, W)``; ``truth``/``visible`` ``(T, H, W)``;
+        ``in_range`` ``(H, W)`` cells inside the sensor range (None: all)."""
         hidden = ~visible & (self.R.random(visible.shape) < self.sample)
         t, r, c = np.nonzero(hidden)
         self.probs.append(np.asarray(probabilities[t, :, r, c], dtype=np.float32))  # (n, C)
         self.truth.append(truth[t, r, c])
+        self.in_range.append(np.ones(len(t), bool) if in_range is None else in_range[r, c])
 
-    def metrics(self, class_names) -> dict:
+    def metrics(self, class_names, region: str | None = None) -> dict:
+        """Metrics over all hidden cells, or one region (``"occluded"``, ``"out_of_range"``)."""
         from core.metrics import auprc, soft_iou
 
         probs = np.concatenate(self.probs)
         truth = np.concatenate(self.truth)
+        if region is not None:
+            if region not in self.REGIONS:
+                raise ValueError(f"region must be one of {self.REGIONS}, got {region!r}")
+            keep = np.concatenate(self.in_range)
+            keep = keep if region == "occluded" else ~keep
+            probs, truth = probs[keep], truth[keep]
         out = {"n_hidden_cells": int(len(truth)), "classes": {}}
         for c, name in enumerate(class_names):
             y = truth == c
-            entry = {"prevalence": float(y.mean())}
+            entry = {"prevalence": float(y.mean()) if len(y) else 0.0}
             if 0 < y.sum() < len(y):
                 entry["pr_auc"] = auprc(y, probs[:, c])
                 entry["soft_iou"] = soft_iou(y, probs[:, c])
@@ -52,8 +94,12 @@ class HiddenCellAccumulator:
         road_pred = np.isin(probs.argmax(1), (ROAD, LANE_MARKING))
         union = (road_truth | road_pred).sum()
         out["road_iou"] = float((road_truth & road_pred).sum() / union) if union else 1.0
-        out["accuracy"] = float((probs.argmax(1) == truth).mean())
+        out["accuracy"] = float((probs.argmax(1) == truth).mean()) if len(truth) else None
         return out
+
+    def metrics_by_region(self, class_names) -> dict:
+        """``{"occluded": ..., "out_of_range": ...}``, each as :meth:`metrics`."""
+        return {region: self.metrics(class_names, region) for region in self.REGIONS}
 
 
 def events(labels: np.ndarray) -> list[tuple[int, int]]:
@@ -149,9 +195,9 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
         confidence = np.asarray(cells.column("confidence").combine_chunks().flatten()).reshape(t, h, w)
         index = np.searchsorted(log.frame, cells.column("frame").to_numpy())
         probs = _probabilities_from_cells(predicted, confidence, len(classes))
-        acc.add(probs, log.semantic_true[index], log.visible[index])
+        acc.add(probs, log.semantic_true[index], log.visible[index], sensor_range_mask(log))
         labels.append(log.anomaly[np.searchsorted(log.frame, group["frame"].to_numpy())])
-    result = {"hidden_cells": acc.metrics(classes),
+    result = {"hidden_cells": acc.metrics(classes), **acc.metrics_by_region(classes),
               "frames": frame_metrics(np.concatenate(labels), frames["score"].to_numpy(),
                                       frames["is_alert"].to_numpy(), frames["log_id"].to_numpy())}
     return result

@@ -26,17 +26,22 @@ class ShadowMasker(Masker):
         half_angle_deg: range of a shadow's half-width.
         patch_size: edge of the square patches.
         max_patch_ratio: each grid hides a fraction in [0, max_patch_ratio] of its patches.
+        forecast_fraction: share of grids whose patches hide the current frame only (the
+            earlier frames stay, as in scoring's forecast passes: the model learns where
+            the objects it saw moving are now); the others hide tubes.
         random_state: seed of this masker's own generator.
     """
 
     def __init__(self, meta: LogMeta, max_shadows: int = 4, half_angle_deg=(2.0, 25.0),
-                 patch_size: int = 8, max_patch_ratio: float = 0.5, random_state=None):
+                 patch_size: int = 8, max_patch_ratio: float = 0.5, forecast_fraction: float = 0.0,
+                 random_state=None):
         super().__init__(random_state)
         self.meta = meta
         self.max_shadows = max_shadows
         self.half_angle_deg = half_angle_deg
         self.patch_size = patch_size
         self.max_patch_ratio = max_patch_ratio
+        self.forecast_fraction = forecast_fraction
 
     def draw(self, shape) -> np.ndarray:
         b, f, h, w = shape
@@ -54,9 +59,11 @@ class ShadowMasker(Masker):
         hidden = np.zeros((b, f, h, w), dtype=bool)
         hidden[:, 0] = ((gap < half) & (dist[None, None] > start) & used).any(1).reshape(b, h, w)
         ratios = self.R.uniform(0.0, self.max_patch_ratio, b)
+        forecast = self.R.random(b) < self.forecast_fraction
         for i, ratio in enumerate(ratios):
             if ratio * (h // self.patch_size) * (w // self.patch_size) >= 1:
                 patches = PatchMasker(self.patch_size, ratio, ndim=2,
                                       random_state=int(self.R.integers(2 ** 31)))
-                hidden[i] |= patches.draw((h, w))[None]             # a tube through all frames
+                frames = slice(0, 1) if forecast[i] else slice(None)  # now only, or a tube
+                hidden[i, frames] |= patches.draw((h, w))[None]
         return hidden

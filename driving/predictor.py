@@ -28,20 +28,27 @@ from .warp import warp_grid
 BUNDLE_KIND = "driving-occlusion"
 
 
-def stack_frames(log: DriveLog, history) -> tuple[np.ndarray, np.ndarray]:
-    """Network input for every frame: ``(T, 1 + K, H, W)`` uint8 and speed ``(T,)``.
+def stack_frames(log: DriveLog, history, memory: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Network input for every frame: ``(T, 1 + K [+ 1], H, W)`` uint8 and speed ``(T,)``.
 
     Slot 0 is the current observed grid; slot i is frame ``t - history[i-1]`` warped
-    into frame t (all unobserved before the log starts).
+    into frame t (all unobserved before the log starts). With ``memory``, a last slot
+    holds the last-seen memory of every cell *before* frame t
+    (``baselines.persistence_memory(log, before=True)``): long-term context (parked cars
+    passed a while ago, the road behind) that the K frames do not reach.
     """
+    from .baselines import persistence_memory
+
     t_total = len(log)
     h, w = log.meta.grid_shape
-    grids = np.full((t_total, 1 + len(history), h, w), UNOBSERVED, dtype=np.uint8)
+    grids = np.full((t_total, 1 + len(history) + bool(memory), h, w), UNOBSERVED, dtype=np.uint8)
     grids[:, 0] = log.semantic
     poses = log.poses
     for i, k in enumerate(history, start=1):
         for t in range(k, t_total):
             grids[t, i] = warp_grid(log.semantic[t - k], poses[t - k], poses[t], log.meta)
+    if memory:
+        grids[:, -1] = persistence_memory(log, before=True)
     return grids, log.ego_speed.astype(np.float32)
 
 
@@ -76,9 +83,16 @@ class OcclusionPredictor:
 
     Args:
         history: frame offsets of the earlier frames fed to the network (K = len).
+        memory: also feed the last-seen memory before the current frame (one more slot).
         future: offsets of later frames whose observations, warped back, are extra targets
             for the cells hidden now (empty: visible-cell masking only).
         future_weight: weight of that extra loss term.
+        class_weight_power: loss weight of class c is ``(0.01 / freq_c) ** power``
+            clipped to ``[1, max_class_weight]`` (freq over the training logs' observed
+            cells): rare object classes (pedestrians) count more; 0 = unweighted.
+        max_class_weight: the clip of those weights.
+        forecast_masks: share of training grids whose patches hide the current frame only
+            (``ShadowMasker.forecast_fraction``); the rest hide spatio-temporal tubes.
         widths: channels per level of the encoder–decoder.
         blocks: extra convolutions per level.
         epochs: training epochs (early stopping on a held-out split may end sooner).
@@ -87,18 +101,26 @@ class OcclusionPredictor:
         max_steps_per_epoch: cap on steps per epoch (None = all frames).
         calibration_fraction: tail fraction of each log held out for calibration.
         contamination: expected anomalous fraction of frames (sets the alert threshold).
+        smooth: a frame's score is the mean of its raw surprise over this many frames
+            (itself and the ones before; 1 = no smoothing).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         random_state: seeds the masks, the split and the initial weights.
         progress: show a progress bar (None: only on a terminal).
     """
 
-    def __init__(self, history=(2, 5, 10), future=(5, 10, 20), future_weight: float = 0.5,
+    def __init__(self, history=(2, 5, 10), memory: bool = False, future=(5, 10, 20),
+                 future_weight: float = 0.5, class_weight_power: float = 0.5,
+                 max_class_weight: float = 8.0, forecast_masks: float = 0.5,
                  widths=(16, 32, 64), blocks: int = 0,
                  epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                  max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
-                 contamination: float = 0.05, device: str = "cpu", random_state: int = 0,
-                 progress: bool | None = None):
+                 contamination: float = 0.05, smooth: int = 5, device: str = "cpu",
+                 random_state: int = 0, progress: bool | None = None):
         self.history = history
+        self.memory = memory
+        self.class_weight_power = class_weight_power
+        self.max_class_weight = max_class_weight
+        self.forecast_masks = forecast_masks
         self.future = future
         self.future_weight = future_weight
         self.widths = widths
@@ -109,6 +131,7 @@ class OcclusionPredictor:
         self.max_steps_per_epoch = max_steps_per_epoch
         self.calibration_fraction = calibration_fraction
         self.contamination = contamination
+        self.smooth = smooth
         self.device = device
         self.random_state = random_state
         self.progress = progress
@@ -132,41 +155,43 @@ class OcclusionPredictor:
     def fit(self, logs: list[DriveLog]) -> "OcclusionPredictor":
         """Train on the logs' observed grids, then calibrate the surprise score."""
         import torch
-        from torch.nn import functional as F
         from torch.utils.data import TensorDataset
 
-        from core.calibration import ScoreCalibration
         from core.runtime import configure_threads
         from core.training import TrainConfig, fit
 
         from .masking import ShadowMasker
         from .network import OcclusionNet, OcclusionNetConfig
-        from .surprise import score_log
 
         configure_threads()
         meta = self.meta_ = self._check_logs(logs)
-        train_grids, train_speed, train_future, calib_logs = [], [], [], []
+        self.calibration_logs(logs)                   # enough held-out frames?
+        train_grids, train_speed, train_future = [], [], []
         for log in logs:
             n_cal = int(round(len(log) * self.calibration_fraction))
-            grids, speed = stack_frames(log, self.history)
+            grids, speed = self.stack(log)
             cut = len(log) - n_cal
             train_grids.append(grids[:cut])
             train_speed.append(speed[:cut])
             train_future.append(future_targets(_slice_log(log, 0, cut), self.future))
-            if n_cal >= 2:
-                calib_logs.append(_slice_log(log, cut))
         grids = torch.from_numpy(np.concatenate(train_grids))
         speed = torch.from_numpy(np.concatenate(train_speed))
         future = torch.from_numpy(np.concatenate(train_future))
-        self.net_config_ = OcclusionNetConfig(n_classes=len(meta.classes), n_frames=1 + len(self.history),
+        n_frames = 1 + len(self.history) + bool(self.memory)
+        self.net_config_ = OcclusionNetConfig(n_classes=len(meta.classes), n_frames=n_frames,
                                               widths=tuple(self.widths), blocks=self.blocks,
                                               grid_shape=tuple(meta.grid_shape))
         net = OcclusionNet(self.net_config_)
         net.reset_parameters(torch.Generator().manual_seed(self.random_state))
         counts = np.bincount(grids[:, 0].numpy().ravel(), minlength=256)[: len(meta.classes)]
-        net.set_class_prior(counts / max(counts.sum(), 1))
+        freq = counts / max(counts.sum(), 1)
+        net.set_class_prior(freq)
+        weight = np.clip((0.01 / np.maximum(freq, 1e-6)) ** self.class_weight_power, 1.0,
+                         self.max_class_weight)
+        self.class_weights_ = [float(v) for v in weight]
+        weight = torch.tensor(weight, dtype=torch.float32)
         net = net.to(memory_format=torch.channels_last)
-        masker = ShadowMasker(meta)
+        masker = ShadowMasker(meta, forecast_fraction=self.forecast_masks)
 
         def loss_fn(model, batch, generator):
             frames, spd, later = batch
@@ -180,11 +205,11 @@ class OcclusionPredictor:
             logits = model(masked, spd)
             loss = logits.sum() * 0.0
             if (target >= 0).any():
-                loss = loss + F.cross_entropy(logits, target, ignore_index=-100)
+                loss = loss + _weighted_ce(logits, target, weight)
             revealed = later.long()                                    # truly hidden cells,
             revealed[(current != UNOBSERVED) | (later == UNOBSERVED)] = -100   # seen later
             if self.future_weight and (revealed >= 0).any():
-                loss = loss + self.future_weight * F.cross_entropy(logits, revealed, ignore_index=-100)
+                loss = loss + self.future_weight * _weighted_ce(logits, revealed, weight)
             return loss
 
         config = TrainConfig(max_epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
@@ -193,10 +218,35 @@ class OcclusionPredictor:
                              max_steps_per_epoch=self.max_steps_per_epoch, weight_decay=1e-4)
         self.history_ = fit(net, TensorDataset(grids, speed, future), loss_fn, config)
         self.net_ = net.to("cpu").eval()
-        if not calib_logs:
+        return self.calibrate(logs)
+
+    def calibration_logs(self, logs: list[DriveLog]) -> list[DriveLog]:
+        """The held-out tail (``calibration_fraction``) of every log, which training skips."""
+        out = []
+        for log in logs:
+            n_cal = int(round(len(log) * self.calibration_fraction))
+            if n_cal >= 2:
+                out.append(_slice_log(log, len(log) - n_cal))
+        if not out:
             raise DataValidationError("calibration needs at least 2 held-out frames; use longer "
                                       "logs or a larger calibration_fraction")
-        results = [score_log(self, log) for log in calib_logs]
+        return out
+
+    def calibrate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
+        """Fit the surprise normaliser, the error scale and the score calibration on the
+        held-out tails of ``logs`` (the training logs: :meth:`fit` calls this)."""
+        from core.calibration import ScoreCalibration
+
+        from .surprise import CellNormaliser, raw_maps, result_from_maps
+
+        self._check_fitted()
+        calib_logs = self.calibration_logs(logs)
+        for log in calib_logs:
+            self.check_log(log)
+        maps = [raw_maps(self, log) for log in calib_logs]
+        self.normaliser_ = CellNormaliser().fit(maps, [log.semantic for log in calib_logs], self.meta_)
+        self.smooth_ = int(self.smooth)
+        results = [result_from_maps(self, log, m) for log, m in zip(calib_logs, maps)]
         scores = np.concatenate([r.score for r in results])
         cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
         self.error_scale_ = float(np.quantile(cells, 0.999)) if cells.size else 1.0
@@ -218,6 +268,10 @@ class OcclusionPredictor:
                 raise DataValidationError(
                     f"{log.path or log.log_id}: metadata {name} {getattr(log.meta, name)} differs "
                     f"from the model's {getattr(m, name)}")
+
+    def stack(self, log: DriveLog) -> tuple[np.ndarray, np.ndarray]:
+        """This model's network input for every frame of ``log`` (see :func:`stack_frames`)."""
+        return stack_frames(log, self.history, memory=self.memory)
 
     def predict_proba(self, grids: np.ndarray, speed: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities ``(N, C, H, W)`` float32 for stacked inputs ``(N, 1+K, H, W)``."""
@@ -255,7 +309,8 @@ class OcclusionPredictor:
         self._check_fitted()
         config = {"params": self.get_params(), "net": self.net_config_.to_dict(),
                   "meta": _meta_dict(self.meta_), "calibration": self.calibration_.to_dict(),
-                  "error_scale": self.error_scale_, "training": self.history_.to_dict()}
+                  "error_scale": self.error_scale_, "training": self.history_.to_dict(),
+                  "normaliser": self.normaliser_.to_dict(), "smooth": self.smooth_}
         return save_bundle(path, BUNDLE_KIND, config, dict(self.net_.state_dict()))
 
     @classmethod
@@ -273,6 +328,10 @@ class OcclusionPredictor:
         config, tensors = load_bundle(path, BUNDLE_KIND)
         params = dict(config["params"])
         params["history"] = tuple(params["history"])
+        params.setdefault("memory", False)            # bundles from before the memory slot
+        params.setdefault("class_weight_power", 0.0)
+        params.setdefault("smooth", 1)
+        params.setdefault("forecast_masks", 0.0)
         params["future"] = tuple(params["future"])
         params["widths"] = tuple(params["widths"])
         predictor = cls(**params)
@@ -290,8 +349,20 @@ class OcclusionPredictor:
         predictor.calibration_ = ScoreCalibration.from_dict(config["calibration"])
         predictor.threshold_ = predictor.calibration_.threshold_
         predictor.error_scale_ = float(config["error_scale"])
+        if "normaliser" in config:                    # bundles from before: raw surprise
+            from .surprise import CellNormaliser
+
+            predictor.normaliser_ = CellNormaliser.from_dict(config["normaliser"])
+            predictor.smooth_ = int(config["smooth"])
         predictor.history_ = History(**config["training"])
         return predictor
+
+
+def _weighted_ce(logits, target, weight):
+    """Class-weighted cross-entropy, normalised by the weights of the counted cells."""
+    from torch.nn import functional as F
+
+    return F.cross_entropy(logits, target, weight=weight.to(logits.device), ignore_index=-100)
 
 
 def _slice_log(log: DriveLog, start: int, stop: int | None = None) -> DriveLog:

@@ -6,7 +6,11 @@ at once; a frame then samples the static class raster, rasterises the nearby obj
 object with any visible cell is observed whole (as a detector would report its box);
 everything behind it stays hidden.
 
-Injected anomaly events (labelled per frame while the object is within sensor range):
+Injected anomaly events, labelled per frame while the event is *observable*: its object
+is observed (the sensor sees at least one of its cells, so the whole box is reported) and
+has not been passed (some of its observed cells are less than 1 m behind the ego or
+ahead). Frames where the object is inside the range but hidden behind other objects are
+not labelled: nothing in them could reveal the event. The events:
 ``pedestrian_step_out`` (from behind a parked car into the ego's lane), ``stalled_vehicle``
 (stopped askew in the oncoming lane), ``debris`` (static obstacles on the ego's lane) and
 ``wrong_way_vehicle`` (driving against the direction of the oncoming lane).
@@ -303,9 +307,9 @@ class Simulator:
         for t in range(n_frames):
             classes, ids = self._render(world, scene.boxes_at(t), poses[t])
             truth[t], visible[t] = classes, self._observe(classes, ids)
-            for event in events:   # labelled while the object is in range and not yet passed
+            for event in events:   # labelled while the object is observed and not yet passed
                 if event["active"][t]:
-                    cells = (ids == event["object"]) & ahead
+                    cells = (ids == event["object"]) & ahead & visible[t]
                     if cells.any():
                         anomaly[t] = True
                         kinds[t] = event["kind"]

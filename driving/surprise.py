@@ -1,20 +1,32 @@
 """Surprise scores: where reality disagrees with what the model believed.
 
-Per frame t, three forward passes (batched over frames):
+Per frame t, forward passes batched over frames:
 
 * **occlusion pass** on the frame as observed: class probabilities for hidden cells;
 * **revealed surprise**: cells hidden at t-1 and visible at t get ``-log p(observed class)``
   under the t-1 prediction warped into frame t;
-* **reconstruction passes**: a fixed patch schedule (``core.masking.PatchMasker.schedule``)
-  hides every visible cell exactly once, in the current and the earlier frames alike (so
-  an odd object cannot be copied from the history); each gets ``-log p(observed class)``.
+* **reconstruction passes** (context): a fixed patch schedule
+  (``core.masking.PatchMasker.schedule``) hides every visible cell exactly once, in the
+  current frame, the earlier frames and the memory alike (a tube, so an odd static object
+  cannot be copied from the history); each gets ``-log p(observed class)`` -- does this
+  object fit its surroundings (debris or a pedestrian on the lane, a car askew)?
+* **forecast passes** (motion): the same patches hidden in the current frame only; the
+  earlier frames stay, so the model predicts where the objects it saw moving should be
+  now -- a vehicle that moved against its lane's direction is not where traffic goes.
 
-A frame's score is ``surprise_revealed + visible_error``, each the mean of the ``TOP_K``
-largest values of its error map after a 3x3 average (a blob, not a lone cell, is what
-matters), taken over cells that hold an object (vehicle, pedestrian, static obstacle):
-an odd object is what an engineer replays a log for, while layout surprises (a side
-street coming into view) are routine. The per-cell maps keep every cell for the replay.
-Region SHAP switches blocks of the frame-score maps on and off (``core.explain``).
+Every per-cell surprise is divided by the surprise expected for that class at that
+distance from the ego on normal frames (``CellNormaliser``, fitted on the held-out
+calibration frames): a pedestrian stepping into view at 30 m is routine, a vehicle on
+the lane where the model saw none is not. A frame's raw score is ``surprise_revealed +
+visible_error``: the first the mean of the ``TOP_K`` largest values of the normalised
+revealed map after a 3x3 average (a blob, not a lone cell), the second the same for the
+larger of the reconstruction and forecast maps, both over cells that hold an object
+(vehicle, pedestrian, static obstacle): an odd object is what an engineer replays a log
+for, while layout surprises (a side street coming into view) are routine. The frame
+``score`` is the causal mean of the raw score over the last ``SMOOTH`` frames (a real
+event persists; a one-frame glitch does not). Region SHAP switches blocks of those maps
+on and off in every frame of the window (``core.explain``), so the SHAP values add up to
+the frame's score.
 """
 from __future__ import annotations
 
@@ -23,17 +35,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from .schema import PEDESTRIAN, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog
-from .warp import warp_indices
+from .warp import cell_offsets, warp_indices
 
 TOP_K = 8
 OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
 POOL = 3
 EPS = 1e-6
+SMOOTH = 5
+MAPS = ("revealed", "recon", "forecast")
 
 
 @dataclass
 class SurpriseResult:
-    """Scores ``(T,)`` and per-cell maps ``(T, H, W)`` of one log."""
+    """Scores ``(T,)`` and per-cell maps ``(T, H, W)`` of one log (maps normalised)."""
 
     surprise_revealed: np.ndarray
     visible_error: np.ndarray
@@ -41,8 +55,10 @@ class SurpriseResult:
     predicted: np.ndarray        # uint8: observed class where visible, argmax where hidden
     confidence: np.ndarray       # float32 max probability (1 where visible)
     revealed_error: np.ndarray   # float32
-    recon_error: np.ndarray      # float32
+    recon_error: np.ndarray      # float32: max of reconstruction and forecast surprise
     object_cells: np.ndarray     # bool: cells whose observed class is an object
+    raw_score: np.ndarray | None = None       # (T,) before temporal smoothing
+    smooth: int = 1
     probabilities: np.ndarray | None = None   # float32 (T, C, H, W) when kept
 
     @property
@@ -50,8 +66,11 @@ class SurpriseResult:
         return np.maximum(self.revealed_error, self.recon_error)
 
     def frame_maps(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """The two error maps frame ``t``'s score is computed from (object cells only)."""
-        return self.revealed_error[t] * self.object_cells[t], self.recon_error[t] * self.object_cells[t]
+        """The error maps frame ``t``'s score is computed from: ``(W, H, W)`` each, the
+        frames of its smoothing window (object cells only)."""
+        window = slice(max(0, t - self.smooth + 1), t + 1)
+        objects = self.object_cells[window]
+        return self.revealed_error[window] * objects, self.recon_error[window] * objects
 
 
 def pooled_top_k(error_maps: np.ndarray, k: int = TOP_K) -> np.ndarray:
@@ -64,6 +83,15 @@ def pooled_top_k(error_maps: np.ndarray, k: int = TOP_K) -> np.ndarray:
     return np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:].mean(1)
 
 
+def causal_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    values = np.asarray(values, dtype=np.float64)
+    csum = np.concatenate([[0.0], np.cumsum(values)])
+    idx = np.arange(len(values))
+    lo = np.maximum(idx + 1 - window, 0)
+    return (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
+
+
 def _cross_entropy(probs: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """``-log p(observed)`` per cell; ``probs`` ``(N, C, H, W)``, ``observed`` ``(N, H, W)``."""
     cls = np.minimum(observed, probs.shape[1] - 1).astype(np.int64)
@@ -71,23 +99,91 @@ def _cross_entropy(probs: np.ndarray, observed: np.ndarray) -> np.ndarray:
     return -np.log(np.maximum(p, EPS))
 
 
-def score_log(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,
-              patch_size: int = 8) -> SurpriseResult:
-    """Run the three passes over a log and compute every map and score."""
+class CellNormaliser:
+    """Expected per-cell surprise by map, class and distance band, from normal frames.
+
+    ``scale[m, c, d]`` is the ``quantile`` of map m's values over observed cells of class c
+    in distance band d (``band_m`` wide) on normal frames (revealed map: only revealed
+    cells); sparse entries fall back to the class's value over all bands, then to the
+    largest class value (a class too rare to know counts no more than the noisiest one).
+    """
+
+    def __init__(self, band_m: float = 5.0, n_bands: int = 8, quantile: float = 0.99,
+                 min_cells: int = 200):
+        self.band_m = band_m
+        self.n_bands = n_bands
+        self.quantile = quantile
+        self.min_cells = min_cells
+
+    def bands(self, meta) -> np.ndarray:
+        forward, right = cell_offsets(meta)
+        return np.minimum((np.hypot(forward, right) / self.band_m).astype(np.int64), self.n_bands - 1)
+
+    def fit(self, raw_maps: list[dict], observed: list[np.ndarray], meta) -> "CellNormaliser":
+        """``raw_maps``: per log, ``{map: (T, H, W)}``; ``observed``: per log ``(T, H, W)``."""
+        n_classes = len(meta.classes)
+        bands = self.bands(meta)
+        scale = np.ones((len(MAPS), n_classes, self.n_bands), np.float32)
+        for m, name in enumerate(MAPS):
+            values = {c: [[] for _ in range(self.n_bands)] for c in range(n_classes)}
+            for maps, obs in zip(raw_maps, observed):
+                cell_map = maps[name]
+                for c in range(n_classes):
+                    sel = obs == c
+                    if name == "revealed":
+                        sel &= cell_map > 0
+                    t, r, col = np.nonzero(sel)
+                    for d in range(self.n_bands):
+                        here = bands[r, col] == d
+                        values[c][d].append(cell_map[t[here], r[here], col[here]])
+            pooled = [[np.concatenate(v) for v in values[c]] for c in range(n_classes)]
+            whole = [np.concatenate(p) for p in pooled]
+            known = [float(np.quantile(v, self.quantile)) for v in whole if len(v) >= self.min_cells]
+            rare = max(known) if known else 1.0     # sparse classes: the largest known scale
+            for c in range(n_classes):
+                fallback = (float(np.quantile(whole[c], self.quantile))
+                            if len(whole[c]) >= self.min_cells else rare)
+                for d in range(self.n_bands):
+                    v = pooled[c][d]
+                    q = float(np.quantile(v, self.quantile)) if len(v) >= self.min_cells else fallback
+                    scale[m, c, d] = max(q, 0.05)
+        self.scale_ = scale
+        return self
+
+    def apply(self, name: str, cell_map: np.ndarray, observed: np.ndarray, meta) -> np.ndarray:
+        """``cell_map / scale[name, observed class, distance band]``, ``(T, H, W)``."""
+        if not hasattr(self, "scale_"):
+            return cell_map
+        cls = np.minimum(observed, self.scale_.shape[1] - 1).astype(np.int64)
+        scale = self.scale_[MAPS.index(name)][cls, self.bands(meta)[None]]
+        return (cell_map / scale).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"band_m": self.band_m, "n_bands": self.n_bands, "quantile": self.quantile,
+                "min_cells": self.min_cells, "scale": self.scale_.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CellNormaliser":
+        out = cls(d["band_m"], d["n_bands"], d["quantile"], d["min_cells"])
+        out.scale_ = np.asarray(d["scale"], dtype=np.float32)
+        return out
+
+
+def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,
+             patch_size: int = 8, forecast: bool = True) -> dict:
+    """Run the passes over a log: ``{"revealed", "recon", "forecast": (T, H, W) float32,
+    "predicted", "confidence", "probabilities"}`` (un-normalised surprise, nats)."""
     from core.masking import PatchMasker
 
-    from .predictor import stack_frames
-
     predictor.check_log(log)
-    grids, speed = stack_frames(log, predictor.history)
+    grids, speed = predictor.stack(log)
     t_total, _, h, w = grids.shape
     visible = log.visible
     observed = log.semantic
     schedule = PatchMasker(patch_size, ratio=0.5).schedule((h, w))
     predicted = np.empty((t_total, h, w), np.uint8)
     confidence = np.empty((t_total, h, w), np.float32)
-    revealed_err = np.zeros((t_total, h, w), np.float32)
-    recon_err = np.zeros((t_total, h, w), np.float32)
+    maps = {name: np.zeros((t_total, h, w), np.float32) for name in MAPS}
     kept = [] if keep_probabilities else None
     prev_probs = None
     poses = log.poses
@@ -97,12 +193,14 @@ def score_log(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities
         vis = visible[sl]
         predicted[sl] = np.where(vis, observed[sl], probs.argmax(1))
         confidence[sl] = np.where(vis, 1.0, probs.max(1))
-        for mask in schedule:                       # reconstruction of visible cells
-            masked = grids[sl].copy()
-            masked[:, :, mask] = UNOBSERVED          # a tube: current and earlier frames
-            rec = predictor.predict_proba(masked, speed[sl], batch_size)
-            ce = _cross_entropy(rec, observed[sl])
-            recon_err[sl] += np.where(vis & mask[None], ce, 0.0)
+        for mask in schedule:
+            passes = [("recon", slice(None))] + ([("forecast", slice(0, 1))] if forecast else [])
+            for name, slots in passes:
+                masked = grids[sl].copy()
+                masked[:, slots][:, :, mask] = UNOBSERVED   # recon: a tube; forecast: now only
+                rec = predictor.predict_proba(masked, speed[sl], batch_size)
+                ce = _cross_entropy(rec, observed[sl])
+                maps[name][sl] += np.where(vis & mask[None], ce, 0.0)
         for i, t in enumerate(range(sl.start, sl.stop)):   # what the hidden cells turned into
             before = probs[i - 1] if i > 0 else prev_probs
             if before is None:
@@ -113,18 +211,43 @@ def score_log(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities
             if revealed.any():
                 p = before[:, rows, cols]                          # (C, H, W) in frame t
                 ce = _cross_entropy(p[None], observed[t][None])[0]
-                revealed_err[t] = np.where(revealed, ce, 0.0)
+                maps["revealed"][t] = np.where(revealed, ce, 0.0)
         prev_probs = probs[-1]
         if kept is not None:
             kept.append(probs)
+    maps.update(predicted=predicted, confidence=confidence,
+                probabilities=np.concatenate(kept) if kept else None)
+    return maps
+
+
+def score_log(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,
+              patch_size: int = 8) -> SurpriseResult:
+    """Run the passes over a log and compute every map and score."""
+    forecast = getattr(predictor, "normaliser_", None) is not None   # older bundles: none
+    maps = raw_maps(predictor, log, batch_size, keep_probabilities, patch_size, forecast=forecast)
+    return result_from_maps(predictor, log, maps)
+
+
+def result_from_maps(predictor, log: DriveLog, maps: dict) -> SurpriseResult:
+    """Normalise :func:`raw_maps`' output with the predictor's ``normaliser_`` and score."""
+    normaliser = getattr(predictor, "normaliser_", None)
+    smooth = int(getattr(predictor, "smooth_", 1))
+    maps = dict(maps)
+    observed = log.semantic
+    if normaliser is not None:
+        for name in MAPS:
+            maps[name] = normaliser.apply(name, maps[name], observed, log.meta)
     objects = np.isin(observed, OBJECT_CLASSES)
-    surprise_revealed = pooled_top_k(revealed_err * objects)
-    visible_error = pooled_top_k(recon_err * objects)
+    revealed = maps["revealed"]
+    visible_map = np.maximum(maps["recon"], maps["forecast"])
+    surprise_revealed = pooled_top_k(revealed * objects)
+    visible_error = pooled_top_k(visible_map * objects)
+    raw = surprise_revealed + visible_error
     return SurpriseResult(surprise_revealed=surprise_revealed, visible_error=visible_error,
-                          score=surprise_revealed + visible_error, predicted=predicted,
-                          confidence=confidence, revealed_error=revealed_err, recon_error=recon_err,
-                          object_cells=objects,
-                          probabilities=np.concatenate(kept) if kept else None)
+                          score=causal_mean(raw, smooth), predicted=maps["predicted"],
+                          confidence=maps["confidence"], revealed_error=revealed,
+                          recon_error=visible_map, object_cells=objects, raw_score=raw,
+                          smooth=smooth, probabilities=maps["probabilities"])
 
 
 def region_masks(grid_shape, blocks: int = 4) -> tuple[np.ndarray, list[str]]:
@@ -141,17 +264,30 @@ def explain_frame(revealed_error: np.ndarray, recon_error: np.ndarray, blocks: i
                   max_evals: int = 400, seed: int = 0):
     """Region SHAP of one frame's score (regions switched off = their errors set to 0).
 
+    Args:
+        revealed_error, recon_error: the frame's maps ``(H, W)``, or ``(W, H, W)`` for
+            the frames of its smoothing window (the score is then the mean over them).
+
     Returns:
         ``core.explain.ShapResult`` with one row of ``blocks**2`` values.
     """
     from core.explain import region_shap
 
-    masks, names = region_masks(revealed_error.shape, blocks)
+    revealed_error = np.asarray(revealed_error)
+    recon_error = np.asarray(recon_error)
+    if revealed_error.ndim == 2:
+        revealed_error, recon_error = revealed_error[None], recon_error[None]
+    n_window = len(revealed_error)
+    masks, names = region_masks(revealed_error.shape[-2:], blocks)
     region_of = np.argmax(masks, 0)                               # (H, W) region index
 
     def score_of_keep(keep: np.ndarray) -> np.ndarray:
         keep = np.asarray(keep, dtype=np.float32)
         cell_keep = keep[:, region_of]                            # (m, H, W)
-        return pooled_top_k(revealed_error[None] * cell_keep) + pooled_top_k(recon_error[None] * cell_keep)
+        total = np.zeros(len(keep))
+        for i in range(n_window):
+            total += pooled_top_k(revealed_error[i][None] * cell_keep)
+            total += pooled_top_k(recon_error[i][None] * cell_keep)
+        return total / n_window
 
     return region_shap(score_of_keep, len(names), names, max_evals=max_evals, seed=seed)

@@ -8,7 +8,7 @@ import pytest
 
 from core.metrics import auroc
 from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
-from driving.predictor import OcclusionPredictor, stack_frames
+from driving.predictor import OcclusionPredictor
 from driving.schema import ROAD, STATIC_OBSTACLE, list_logs, read_log
 from driving.surprise import score_log
 
@@ -31,7 +31,7 @@ def test_predictor_beats_positional_prior_and_persistence_on_hidden_cells(traine
     predictor, logs = trained
     prior = PositionalPrior().fit(logs)
     log = logs[-1]
-    grids, speed = stack_frames(log, predictor.history)
+    grids, speed = predictor.stack(log)
     probs = predictor.predict_proba(grids, speed)
     assert probs.shape == (len(log), 7) + log.meta.grid_shape
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
@@ -61,8 +61,8 @@ def test_surprise_rises_when_debris_appears_on_the_road(trained):
             altered.semantic[t, r - 2:r + 2, c - 2:c + 2] = STATIC_OBSTACLE
             altered.visible[t, r - 2:r + 2, c - 2:c + 2] = True
             changed.append(t)
-    before = score_log(predictor, log).score[changed]
-    after = score_log(predictor, altered).score[changed]
+    before = score_log(predictor, log).raw_score[changed]     # per frame, before smoothing
+    after = score_log(predictor, altered).raw_score[changed]
     labels = np.r_[np.zeros(len(changed)), np.ones(len(changed))]
     assert auroc(labels, np.r_[before, after]) > 0.8
     assert np.median(after - before) > 0
