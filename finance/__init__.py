@@ -3,7 +3,8 @@
 Modules, in pipeline order: ``schema`` (read/validate Parquet/CSV in DuckDB),
 ``simulator`` (handbook-style transactions with five fraud scenarios), ``features``
 (point-in-time DuckDB window features), ``feedback`` (confirmed dispositions -> delayed
-risk features), ``detector`` (``core.TabularDetector`` + finance config, saved as a
-directory), ``train``, ``scoring`` (batch scorer + calibration + reason codes),
+risk features), ``head`` (the supervised feedback head: boosted trees trained on analysts'
+dispositions), ``detector`` (``core.TabularDetector`` + the optional head + finance config,
+saved as a directory), ``train``, ``scoring`` (batch scorer + calibration + reason codes),
 ``reasons`` (SHAP -> plain words), ``explain``, ``evaluate``, ``demo``, ``cli``.
 """

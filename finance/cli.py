@@ -34,7 +34,8 @@ def simulate(customers, terminals, days, seed, out):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model directory.")
 @click.option("--until", default=None, help="Train on transactions before this date (ISO 8601).")
 @click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Confirmed dispositions (transaction_id, decision or is_fraud, confirmed_at).")
+              help="Confirmed dispositions (transaction_id, decision or is_fraud, confirmed_at): delayed "
+                   "risk features and, with >= 5 frauds and 5 legitimate ones, the supervised head.")
 @click.option("--reviews", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Review store (reviews.sqlite) with finance dispositions.")
 @click.option("--delay-days", default=7.0, show_default=True, help="Feedback delay in days.")
@@ -42,7 +43,8 @@ def simulate(customers, terminals, days, seed, out):
 @click.option("--max-train-rows", default=200_000, show_default=True, help="Sample at most this many rows.")
 @click.option("--max-steps", default=None, type=int, help="Cap on the network's optimiser steps.")
 def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps):
-    """Fit the masked-reconstruction detector on point-in-time features."""
+    """Fit the masked-reconstruction detector on point-in-time features (plus the supervised
+    feedback head when analysts' dispositions are given)."""
     from .detector import FinanceModelConfig
     from .train import train as train_model
 
@@ -52,7 +54,9 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
     model = train_model(data, out, until=until, labels=labels, reviews=reviews,
                         feedback_delay_days=delay_days, config=config)
     click.echo(f"trained on {model.n_train_} transactions, {len(model.feature_names)} features"
-               f"{' (with feedback)' if model.config.features.feedback else ''}; saved to {out}")
+               f"{' (with feedback)' if model.config.features.feedback else ''}"
+               f"{f'; feedback head on {sum(model.head_.n_labels_)} dispositions' if model.has_head else ''}"
+               f"; saved to {out}")
 
 
 @finance.command()
@@ -67,7 +71,10 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
 @click.option("--reviews", default=None, type=click.Path(exists=True, dir_okay=False))
 @click.option("--engine", default="local", type=click.Choice(["local", "ray"]), show_default=True)
 @click.option("--address", default=None, help="Ray cluster address (engine=ray).")
-def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine, address):
+@click.option("--max-shap", default=None, type=int,
+              help="SHAP reason codes for the top K alerts only; the rest get the detector's fast "
+                   "error attribution (default: SHAP for every alert).")
+def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine, address, max_shap):
     """Score transactions: score, p_value, is_alert, rank and 3 reason codes per row."""
     from core.errors import DataValidationError
 
@@ -75,7 +82,8 @@ def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine,
 
     if (out is None) == (workspace is None):
         raise DataValidationError("give exactly one of --out scores.parquet or --workspace DIR")
-    kwargs = dict(fdr=fdr, budget=budget, labels=labels, reviews=reviews, engine=engine, address=address)
+    kwargs = dict(fdr=fdr, budget=budget, labels=labels, reviews=reviews, engine=engine, address=address,
+                  max_shap=max_shap)
     if workspace:
         run_dir = score_to_run(workspace, model_dir, data, **kwargs)
         click.echo(f"wrote run {run_dir}")

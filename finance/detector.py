@@ -6,8 +6,19 @@ A saved finance model is a directory::
       finance.json        feature config (groups, windows, feedback settings), feature list,
                           training period, SHAP background rows
       detector/           the TabularDetector bundle (config.json + weights.safetensors)
+      head/               (when analysts' labels trained one) the supervised feedback head
+                          (:mod:`finance.head`), a bundle of exported trees
 
-No pickle anywhere; both parts are JSON + safetensors.
+No pickle anywhere; every part is JSON + safetensors.
+
+Without labels the score is the unsupervised detector's. With enough analysts'
+dispositions (``fit(..., labelled=...)``), the detector is fitted on the transaction
+features only and a supervised head (:class:`finance.head.FeedbackHead`) is stacked on top:
+its inputs are every feature (delayed feedback counts included), the detector's score and
+its per-feature reconstruction errors, and the score becomes the head's fraud logit (plus a
+tie-break of at most 1e-6 from the detector's score, so rows the trees cannot tell apart
+keep the unsupervised order). p-values then come from the combined scores of held-out
+training rows.
 """
 from __future__ import annotations
 
@@ -23,9 +34,12 @@ from core.io import atomic_path
 
 from .features import FeatureConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_NAME = "finance.json"
 DETECTOR_DIR = "detector"
+HEAD_DIR = "head"
+HEAD_KIND = "finance-head"
+TIE_BREAK = 1e-6
 
 
 @dataclass
@@ -41,10 +55,14 @@ class FinanceModelConfig:
     # at millions of rows it scores ~400 rows/s on 2 cores, the other two ~15,000.
     detector_params: dict = field(default_factory=lambda: {"components": ["network", "knn"]})
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    # The supervised feedback head (finance.head.HeadConfig fields); used when fit() gets
+    # labelled rows with at least ``min_labels_per_class`` frauds and legitimate ones.
+    head_params: dict = field(default_factory=dict)
+    head_calibration_rows: int = 20_000
 
 
 class FinanceModel:
-    """Fits and scores the TabularDetector on finance features.
+    """Fits and scores the TabularDetector (and the optional feedback head) on finance features.
 
     Args:
         config: hyper-parameters and the feature configuration.
@@ -59,70 +77,171 @@ class FinanceModel:
 
     @property
     def feature_names(self) -> list[str]:
+        """Every model input (delayed feedback counts included when configured)."""
         from .features import feature_names
 
         return feature_names(self.config.features)
 
-    def _matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.feature_names if c not in frame.columns]
+    @property
+    def has_head(self) -> bool:
+        return getattr(self, "head_", None) is not None
+
+    def _matrix(self, frame: pd.DataFrame, names=None) -> pd.DataFrame:
+        names = self.feature_names if names is None else names
+        missing = [c for c in names if c not in frame.columns]
         if missing:
             raise DataValidationError(f"features lack column(s) {', '.join(missing)}")
-        return frame[self.feature_names].astype(np.float64).fillna(0.0)
+        return frame[names].astype(np.float64).fillna(0.0)
 
-    def fit(self, features: pd.DataFrame, trained_until=None) -> "FinanceModel":
-        """Fit on a features frame (never reads ``is_fraud``); returns ``self``."""
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, features: pd.DataFrame, trained_until=None, labelled: pd.DataFrame | None = None
+            ) -> "FinanceModel":
+        """Fit on a features frame (never reads ``is_fraud``); returns ``self``.
+
+        Args:
+            features: training rows (unlabelled).
+            trained_until: recorded in the model (end of the training period).
+            labelled: rows analysts labelled, with the feature columns and ``label`` (1 =
+                fraud, 0 = legitimate). With enough of both (``head_params``'
+                ``min_labels_per_class``, default 5) the supervised head is trained.
+        """
         from core import TabularDetector
+
+        from .head import HeadConfig
 
         if len(features) < 50:
             raise DataValidationError(f"training needs at least 50 transactions, got {len(features)}")
+        head_config = HeadConfig(**{"random_state": self.config.random_state, **self.config.head_params})
+        use_head = labelled is not None and self.config.features.feedback and _enough(labelled, head_config)
         R = np.random.default_rng(self.config.random_state)
         if len(features) > self.config.max_train_rows:
             keep = np.sort(R.choice(len(features), self.config.max_train_rows, replace=False))
             features = features.iloc[keep]
-        X = self._matrix(features)
+        heldout = None
+        if use_head:  # rows that calibrate the combined score, never seen by detector or head
+            n_cal = min(self.config.head_calibration_rows, len(features) // 5)
+            mask = np.zeros(len(features), bool)
+            mask[R.choice(len(features), n_cal, replace=False)] = True
+            heldout, features = features[mask], features[~mask]
+            if "_row" in heldout.columns and "_row" in labelled.columns:  # not the head's rows either
+                heldout = heldout[~heldout["_row"].isin(labelled["_row"])]
+        self.detector_features_ = (self.feature_names if not use_head else
+                                   [n for n in self.feature_names if "_confirmed_fraud_" not in n])
+        X = self._matrix(features, self.detector_features_)
         self.detector_ = TabularDetector(random_state=self.config.random_state,
                                          contamination=self.config.contamination,
                                          **self.config.detector_params).fit(X)
-        pick = np.sort(R.choice(len(X), min(self.config.n_background, len(X)), replace=False))
-        self.background_ = X.to_numpy()[pick]
+        self.head_, self.calibration_ = None, self.detector_.calibration_
+        if use_head:
+            from core.calibration import ScoreCalibration
+
+            from .head import FeedbackHead
+
+            self.head_ = FeedbackHead(head_config).fit(self._head_inputs(labelled)[0],
+                                                       labelled["label"].to_numpy().astype(int))
+            self.calibration_ = ScoreCalibration(self.config.contamination).fit(self.score(heldout))
+        all_rows = self._matrix(features)
+        pick = np.sort(R.choice(len(all_rows), min(self.config.n_background, len(all_rows)), replace=False))
+        self.background_ = all_rows.to_numpy()[pick]
         self.n_train_ = int(len(X))
         self.trained_until_ = None if trained_until is None else str(trained_until)
-        self.expected_score_ = float(np.mean(self.detector_.decision_function(
-            pd.DataFrame(self.background_, columns=self.feature_names))))
+        self.expected_score_ = float(np.mean(self.score(pd.DataFrame(self.background_, columns=self.feature_names))))
         return self
 
     def _check(self):
         if not hasattr(self, "detector_"):
             raise NotFittedError("FinanceModel is not fitted; call fit() or FinanceModel.load()")
 
-    def score(self, features: pd.DataFrame) -> np.ndarray:
-        """Anomaly scores (higher = more anomalous), ``(n,)`` float64."""
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _detector_parts(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(detector score ``(n,)``, per-feature errors ``(n, d_detector)``) in one pass."""
+        errors = self.detector_.feature_errors(self._matrix(features, self.detector_features_))
+        errors = np.asarray(errors, dtype=np.float64)
+        return errors.sum(axis=1) - self.detector_.offset_, errors
+
+    def _head_inputs(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(head input matrix: features, detector score, per-feature errors; detector score)."""
+        unsup, errors = self._detector_parts(features)
+        return np.column_stack([self._matrix(features).to_numpy(), unsup, errors]), unsup
+
+    def unsupervised_score(self, features: pd.DataFrame) -> np.ndarray:
+        """The detector's anomaly score alone (no labels involved)."""
         self._check()
-        return np.asarray(self.detector_.decision_function(self._matrix(features)), dtype=np.float64)
+        return np.asarray(self.detector_.decision_function(
+            self._matrix(features, self.detector_features_)), dtype=np.float64)
+
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        """Scores (higher = more suspicious), ``(n,)`` float64: the detector's, or with a
+        feedback head its fraud logit (ties broken by the detector's score)."""
+        self._check()
+        if not self.has_head:
+            return self.unsupervised_score(features)
+        inputs, unsup = self._head_inputs(features)
+        return self.head_.decision_function(inputs) + TIE_BREAK * np.arctan(unsup) * (2 / np.pi)
 
     @property
     def calibration(self):
         self._check()
-        return self.detector_.calibration_
+        return self.calibration_
+
+    # -- explanation -----------------------------------------------------------------------
 
     def explain(self, features: pd.DataFrame):
         """SHAP values of the score for ``features`` rows -> ``core.explain.ShapResult``."""
         self._check()
         background = pd.DataFrame(self.background_, columns=self.feature_names)
-        return self.detector_.explain(self._matrix(features), background=background,
-                                      max_evals=self.config.shap_max_evals)
+        if not self.has_head:
+            return self.detector_.explain(self._matrix(features), background=background,
+                                          max_evals=self.config.shap_max_evals)
+        from core.explain import feature_shap
+
+        names = self.feature_names
+        return feature_shap(lambda m: self.score(pd.DataFrame(m, columns=names)),
+                            self._matrix(features).to_numpy(), self.background_, feature_names=names,
+                            max_evals=self.config.shap_max_evals)
+
+    def error_attribution(self, features: pd.DataFrame):
+        """Fast additive attribution from the detector's per-feature reconstruction errors.
+
+        Each feature's value is its error minus its mean error over the SHAP background, so
+        the values sum to ``score - expected_score`` exactly, like SHAP's. Only for models
+        without a feedback head (whose score is not a sum of errors); returns ``None`` then.
+        """
+        self._check()
+        if self.has_head:
+            return None
+        from core.explain import ShapResult
+
+        _, errors = self._detector_parts(features)
+        _, bg_errors = self._detector_parts(pd.DataFrame(self.background_, columns=self.feature_names))
+        values = errors - bg_errors.mean(axis=0)
+        scores = errors.sum(axis=1) - self.detector_.offset_
+        base = np.full(len(values), self.expected_score_)
+        return ShapResult(values, base, scores, list(self.feature_names))
+
+    # -- persistence -----------------------------------------------------------------------
 
     def save(self, path) -> Path:
         """Write the model directory atomically."""
         self._check()
         state = {"format_version": FORMAT_VERSION, "kind": "finance",
                  "config": {**asdict(self.config), "features": self.config.features.to_dict()},
-                 "feature_names": self.feature_names, "n_train": self.n_train_,
+                 "feature_names": self.feature_names, "detector_features": self.detector_features_,
+                 "n_train": self.n_train_,
                  "trained_until": self.trained_until_, "expected_score": self.expected_score_,
                  "background": self.background_.tolist()}
+        if self.has_head:
+            state["calibration"] = self.calibration_.to_dict()
         with atomic_path(path) as tmp:
             tmp.mkdir()
             self.detector_.save(tmp / DETECTOR_DIR)
+            if self.has_head:
+                from core.bundle import save_bundle
+
+                config, tensors = self.head_.state()
+                save_bundle(tmp / HEAD_DIR, HEAD_KIND, config, tensors)
             (tmp / CONFIG_NAME).write_text(json.dumps(state, indent=2))
         return Path(path)
 
@@ -147,8 +266,28 @@ class FinanceModel:
         if model.feature_names != state["feature_names"]:
             raise BundleError(f"{cfg_path}: feature list does not match this unmask's features")
         model.detector_ = TabularDetector.load(path / DETECTOR_DIR)
+        model.detector_features_ = state.get("detector_features", state["feature_names"])
+        model.head_, model.calibration_ = None, model.detector_.calibration_
+        if (path / HEAD_DIR).exists() or "calibration" in state:
+            from core.bundle import load_bundle
+            from core.calibration import ScoreCalibration
+
+            from .head import FeedbackHead
+
+            if "calibration" not in state:
+                raise BundleError(f"{cfg_path}: a feedback head without its calibration")
+            model.head_ = FeedbackHead.from_state(*load_bundle(path / HEAD_DIR, HEAD_KIND))
+            model.calibration_ = ScoreCalibration.from_dict(state["calibration"])
         model.background_ = np.asarray(state["background"], dtype=np.float64)
         model.n_train_ = state["n_train"]
         model.trained_until_ = state["trained_until"]
         model.expected_score_ = state["expected_score"]
         return model
+
+
+def _enough(labelled: pd.DataFrame, head_config) -> bool:
+    """Whether ``labelled`` holds enough frauds and legitimate rows to train the head."""
+    if "label" not in labelled.columns:
+        raise DataValidationError("labelled rows need a 'label' column (1 = fraud, 0 = legitimate)")
+    counts = np.bincount(labelled["label"].to_numpy().astype(int), minlength=2)
+    return bool(counts[:2].min() >= head_config.min_labels_per_class)

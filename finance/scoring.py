@@ -46,8 +46,13 @@ def load_batch_scorer(model_dir):
     return score_batch
 
 
-def _explain_rows(model: FinanceModel, features_path, rows: np.ndarray):
-    """SHAP + reason codes for the feature rows with ``_row`` in ``rows``."""
+def _explain_rows(model: FinanceModel, features_path, rows: np.ndarray, n_shap: int | None = None):
+    """Attributions + reason codes for the feature rows with ``_row`` in ``rows`` (in order).
+
+    The first ``n_shap`` rows (default: all) get SHAP values; the rest the detector's fast
+    additive error attribution (:meth:`FinanceModel.error_attribution`, same base value),
+    or SHAP too when the model has a feedback head.
+    """
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
@@ -56,17 +61,22 @@ def _explain_rows(model: FinanceModel, features_path, rows: np.ndarray):
     dataset = pads.dataset(str(features_path), format="parquet")
     frame = dataset.to_table(filter=pc.field("_row").isin(rows.tolist())).to_pandas()
     frame = frame.set_index("_row").loc[rows].reset_index()
-    shap = model.explain(frame)
+    n_shap = len(frame) if n_shap is None or model.has_head else min(int(n_shap), len(frame))
+    parts = [model.explain(frame.iloc[:n_shap])] if n_shap else []
+    if n_shap < len(frame):
+        parts.append(model.error_attribution(frame.iloc[n_shap:]))
+    values = np.concatenate([p.values for p in parts]) if parts else np.zeros((0, len(model.feature_names)))
+    base = np.concatenate([p.base_values for p in parts]) if parts else np.zeros(0)
     delay = model.config.features.feedback_delay_days
-    reasons = top_reasons(shap.values, model.feature_names, frame, delay)
+    reasons = top_reasons(values, model.feature_names, frame, delay)
     reasons.insert(0, "_row", frame["_row"].to_numpy())
     value, usual = usual_values(model.feature_names, frame, delay)
     d = len(model.feature_names)
     long = pd.DataFrame({"transaction_id": np.repeat(frame["transaction_id"].to_numpy(), d),
                          "feature": np.tile(model.feature_names, len(frame)),
-                         "shap_value": shap.values.ravel(), "value": value.ravel(),
+                         "shap_value": values.ravel(), "value": value.ravel(),
                          "usual_value": usual.ravel()})
-    return reasons, long, float(np.mean(shap.base_values)) if len(frame) else model.expected_score_
+    return reasons, long, float(np.mean(base)) if len(frame) else model.expected_score_
 
 
 def _empty_reasons() -> pd.DataFrame:
@@ -94,7 +104,8 @@ def map_features(features_path, out_dir, model_dir, engine: str = "local", addre
 
 def score_transactions(model_dir, data, out, explanations_out=None, fdr: float | None = None,
                        budget: int | None = None, labels=None, reviews=None, engine: str = "local",
-                       address=None, max_explained: int = 10_000, batch_size: int = 65_536) -> dict:
+                       address=None, max_explained: int = 10_000, batch_size: int = 65_536,
+                       max_shap: int | None = None) -> dict:
     """Score every transaction in ``data``; write ``out`` (scores.parquet) sorted by rank.
 
     Args:
@@ -107,7 +118,10 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         labels, reviews: confirmed dispositions for the feedback features (models trained
             with feedback; without them no confirmation is known).
         engine, address: ``core.scale`` engine (``local`` or ``ray``) and Ray address.
-        max_explained: SHAP reason codes for at most this many top-ranked alerts.
+        max_explained: reason codes for at most this many top-ranked alerts.
+        max_shap: of those, SHAP values for the ``max_shap`` highest-ranked (what an analyst
+            opens first); the rest use the detector's fast error attribution (models with a
+            feedback head always use SHAP). Default: SHAP for all.
 
     Returns:
         Summary dict (``n_transactions``, ``n_alerts``, ``n_explained``, ``expected_score``,
@@ -127,9 +141,13 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         work = Path(work)
         featurise(data, work / "features.parquet", cfg=model.config.features, labels=confirmations)
         map_features(work / "features.parquet", work / "scored", model_dir, engine, address, batch_size)
-        scored = pads.dataset(str(work / "scored"), format="parquet").to_table(columns=["_row", "score"])
+        dataset = pads.dataset(str(work / "scored"), format="parquet")
+        has_truth = "is_fraud" in dataset.schema.names
+        scored = dataset.to_table(columns=["_row", "score"] + (["is_fraud"] if has_truth else []))
         row, score = scored["_row"].to_numpy(), scored["score"].to_numpy()
-        del scored
+        quality = (_quality(scored["is_fraud"].to_pandas().to_numpy(dtype=np.float64, na_value=np.nan), score)
+                   if has_truth else {})
+        del scored, dataset
         calibration = model.calibration
         p_values = calibration.p_values(score)
         alerts = calibration.alerts(score, fdr=fdr, budget=budget)
@@ -137,13 +155,26 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         rank = np.empty(row.size, np.int64)
         rank[order] = np.arange(1, row.size + 1)
         explain = order[alerts[order]][:max_explained]
-        reasons, long, expected = (_explain_rows(model, work / "features.parquet", row[explain])
+        reasons, long, expected = (_explain_rows(model, work / "features.parquet", row[explain], max_shap)
                                    if explain.size else (_empty_reasons(), None, model.expected_score_))
-        glob = pd.DataFrame({"_row": row, "p_value": p_values, "is_alert": alerts, "rank": rank})
-        del row, p_values, rank
+        summary = {"n_transactions": int(score.size), "n_alerts": int(alerts.sum()),
+                   "n_explained": int(explain.size), "expected_score": expected,
+                   "n_shap_explained": int(explain.size if max_shap is None or model.has_head
+                                           else min(max_shap, explain.size))}
+        summary.update({"fdr": fdr} if fdr is not None else {"budget": budget} if budget is not None else
+                       {"threshold": float(calibration.threshold_)})
+        summary.update(quality)
+        # The per-row global columns go to disk, so the final join + sort runs inside DuckDB's
+        # memory limit (spilling) instead of beside ~25 bytes/row of numpy arrays.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"_row": row, "p_value": p_values, "is_alert": alerts, "rank": rank}),
+                       work / "global.parquet")
+        del row, p_values, rank, score, alerts, order
         con = connect(temp_dir=work / "spill")
         try:
-            con.register("global_step", glob)
+            con.execute(f"CREATE VIEW global_step AS SELECT * FROM read_parquet('{(work / 'global.parquet').as_posix()}')")
             con.register("reasons", reasons)
             con.execute(f"CREATE VIEW scored AS SELECT * FROM read_parquet('{(work / 'scored').as_posix()}/*.parquet')")
             cols = [c for c in con.execute("DESCRIBE scored").df()["column_name"] if c not in ("_row",)]
@@ -155,14 +186,6 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
             with atomic_path(out) as tmp:
                 con.execute(f"COPY (SELECT {select} FROM scored s JOIN global_step g USING (_row) LEFT JOIN reasons r "
                             f"USING (_row) ORDER BY g.rank) TO '{tmp.as_posix()}' (FORMAT PARQUET)")
-            summary = {"n_transactions": int(score.size), "n_alerts": int(alerts.sum()),
-                       "n_explained": int(explain.size), "expected_score": expected}
-            summary.update({"fdr": fdr} if fdr is not None else {"budget": budget} if budget is not None else
-                           {"threshold": float(calibration.threshold_)})
-            if "is_fraud" in cols:
-                truth = con.execute("SELECT s.is_fraud FROM scored s JOIN global_step g USING (_row) "
-                                    "ORDER BY g.rank").fetchnumpy()["is_fraud"]
-                summary.update(_quality(np.asarray(truth), np.sort(score)[::-1]))
         finally:
             con.close()
     if explanations_out is not None:
@@ -186,18 +209,19 @@ def _quality(truth, score) -> dict:
 
 
 def score_to_run(workspace, model_dir, data, fdr=None, budget=None, labels=None, reviews=None,
-                 engine: str = "local", address=None, run_id: str | None = None) -> Path:
+                 engine: str = "local", address=None, run_id: str | None = None,
+                 max_shap: int | None = None) -> Path:
     """Score into a new run directory ``WS/runs/finance/<run_id>/`` (docs/runs.md)."""
     from core.runs import create_run, new_run_id
 
     run_dir = Path(workspace) / "runs" / "finance" / (run_id or new_run_id())
     params = {"fdr": fdr, "budget": budget, "labels": str(labels) if labels else None,
-              "reviews": str(reviews) if reviews else None, "engine": engine}
+              "reviews": str(reviews) if reviews else None, "engine": engine, "max_shap": max_shap}
     with create_run(run_dir, "finance", "score", params=params, model=str(Path(model_dir).resolve()),
                     inputs=[str(Path(data).resolve())]) as run:
         summary = score_transactions(model_dir, data, run.path("scores", "scores.parquet"),
                                      run.path("explanations", "explanations.parquet"), fdr=fdr,
                                      budget=budget, labels=labels, reviews=reviews, engine=engine,
-                                     address=address)
+                                     address=address, max_shap=max_shap)
         run.summarize(**summary)
     return run_dir

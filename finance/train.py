@@ -41,6 +41,28 @@ def read_features(path, until=None, since=None, columns=None, max_rows=None, see
     return table.to_pandas().sort_values("_row", kind="stable").reset_index(drop=True)
 
 
+def labelled_rows(features_path, confirmations: pd.DataFrame, until, columns) -> pd.DataFrame:
+    """Feature rows of the transactions analysts labelled, with ``label`` (1 fraud, 0 legitimate).
+
+    Only transactions before ``until`` whose disposition was confirmed before ``until``: the
+    labels a model trained at ``until`` could have known.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    known = confirmations
+    if until is not None:
+        known = known[known["confirmed_at"] < pd.Timestamp(until)]
+    cond = pc.field("transaction_id").isin(known["transaction_id"].astype(str).tolist())
+    if until is not None:
+        cond = cond & (pc.field("timestamp") < pd.Timestamp(until).to_datetime64())
+    rows = pads.dataset(str(features_path), format="parquet").to_table(
+        columns=list(columns) + ["transaction_id", "_row"], filter=cond).to_pandas()
+    label = known.set_index("transaction_id")["is_fraud"]
+    rows["label"] = rows["transaction_id"].map(label).astype(int).to_numpy()
+    return rows.sort_values("_row", kind="stable").reset_index(drop=True)
+
+
 def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days: float = 7.0,
           config: FinanceModelConfig | None = None) -> FinanceModel:
     """Train a finance model on ``data`` (transactions before ``until``) and save it to ``out``.
@@ -49,8 +71,10 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
         data: transactions (Parquet/CSV).
         out: model directory (written atomically).
         until: train on transactions strictly before this date/time (default: all).
-        labels: labels file of confirmed dispositions; enables the feedback features.
-        reviews: review store (``reviews.sqlite``); enables the feedback features.
+        labels: labels file of confirmed dispositions; enables the feedback features and,
+            with enough fraud and legitimate dispositions before ``until``, the supervised
+            feedback head (:mod:`finance.head`).
+        reviews: review store (``reviews.sqlite``); as ``labels``.
         feedback_delay_days: confirmations younger than this are never used.
         config: model hyper-parameters.
 
@@ -71,8 +95,13 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
 
         frame = read_features(feats_path, until=until, columns=feature_names(cfg) + ["_row", "timestamp"],
                               max_rows=config.max_train_rows, seed=config.random_state)
+        labelled = (labelled_rows(feats_path, confirmations, until, feature_names(cfg))
+                    if confirmations is not None else None)
     if frame.empty:
         raise DataValidationError(f"{data}: no transactions before {until}; nothing to train on")
-    model = FinanceModel(config).fit(frame, trained_until=until)
-    model.save(out)
+    model = FinanceModel(config).fit(frame, trained_until=until, labelled=labelled)
+    from core.training import is_main_process
+
+    if is_main_process():  # under torchrun every rank holds the same model; rank 0 writes it
+        model.save(out)
     return model

@@ -29,6 +29,8 @@ def test_tiny_demo_follows_the_run_contract(tmp_path):
         assert scores[column].dtype == "float64", column
     assert scores["is_alert"].dtype == bool and scores["rank"].dtype == "int64"
     assert scores["is_alert"].sum() == summary["n_alerts"] > 0
+    # SHAP for the top of the queue only; the other alerts get the exact error attribution.
+    assert 0 < summary["n_shap_explained"] < summary["n_alerts"] == summary["n_explained"]
     assert {"is_fraud", "fraud_scenario"} <= set(scores.columns)
     alerts = scores[scores["is_alert"]]
     assert alerts["reason_1_text"].str.len().gt(10).all()

@@ -90,24 +90,31 @@ def test_cli_errors_are_one_line(tmp_path, model_dir):
 
 def test_feedback_from_labels_file_and_review_store(small_tx, small_frame, tmp_path):
     from core.review_store import ReviewStore
-    from finance.feedback import labels_from_truth
     from finance.scoring import score_transactions
 
-    labels = labels_from_truth(small_frame[small_frame["timestamp"] < "2018-04-20"])
+    # Analysts' dispositions before 04-20: every fraud and 300 legitimate payments. The
+    # review store's disposition is recorded now (wall clock), after `until`: never used.
+    early = small_frame[small_frame["timestamp"] < "2018-04-20"]
+    rows = pd.concat([early[early["is_fraud"] == 1], early[early["is_fraud"] == 0].sample(300, random_state=0)])
+    labels = pd.DataFrame({"transaction_id": rows["transaction_id"], "confirmed_at": rows["timestamp"],
+                           "decision": rows["is_fraud"].map({1: "fraud", 0: "legitimate"})})
     labels.to_csv(tmp_path / "labels.csv", index=False)
     store = ReviewStore(tmp_path / "reviews.sqlite")
-    store.record("finance", "disposition", small_frame["transaction_id"].iloc[-1], "fraud", reviewer="ana")
+    store.record("finance", "disposition", small_frame["transaction_id"].iloc[100], "fraud", reviewer="ana")
     model = train(small_tx, tmp_path / "model", until="2018-04-26", labels=tmp_path / "labels.csv",
                   reviews=store.path, config=FinanceModelConfig(detector_params=FAST))
     assert model.config.features.feedback
     assert "terminal_confirmed_fraud_28d" in model.feature_names
+    assert model.has_head and model.head_.n_labels_ == [300, int(early["is_fraud"].sum())]
     reloaded = FinanceModel.load(tmp_path / "model")
-    assert reloaded.config.features.feedback_delay_days == 7.0
+    assert reloaded.config.features.feedback_delay_days == 7.0 and reloaded.has_head
     summary = score_transactions(tmp_path / "model", small_tx, tmp_path / "scores.parquet",
-                                 fdr=0.05, labels=tmp_path / "labels.csv", reviews=store.path)
+                                 fdr=0.05, labels=tmp_path / "labels.csv", reviews=store.path, max_explained=8)
     assert summary["fdr"] == 0.05 and summary["auroc"] > 0.8
+    assert summary["n_shap_explained"] == min(8, summary["n_alerts"])   # a head's score: SHAP only
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     assert scores["is_alert"].sum() == summary["n_alerts"]
+    assert scores["reason_1_text"].iloc[:summary["n_shap_explained"]].notna().all()
     # BH at 5 %: every alert's p-value is below every non-alert's.
     if summary["n_alerts"]:
         assert scores.loc[scores["is_alert"], "p_value"].max() <= scores.loc[~scores["is_alert"], "p_value"].min()
