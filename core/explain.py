@@ -42,16 +42,16 @@ def check_additivity(result: ShapResult, tolerance: float = ADDITIVITY_TOLERANCE
 
 
 _SHAP_JIT = (("shap.maskers._tabular", "_delta_masking"),
-             ("shap.utils._masked_model", "_build_fixed_single_output"),
-             ("shap.utils._masked_model", "_build_fixed_multi_output"),
              ("shap.links", "identity"), ("shap.links", "_identity_inverse"))
 
 
 def _import_shap():
-    """``import shap``, with on-disk caching turned on for the numba kernels its
-    permutation explainer compiles: compiling them costs 20-60 s in every new process
-    (a scoring job, a dashboard session); cached, later processes load them in well
-    under a second. Caching is best effort: where it cannot be enabled, shap compiles."""
+    """``import shap``, with on-disk caching for the numba kernels its permutation
+    explainer compiles: compiling them cost 20-60 s in every new process on a busy
+    machine (a scoring job, a test); cached, later processes load them. One kernel takes
+    shap's link function as an argument, which numba cannot cache; for the identity link
+    it is replaced by an equivalent cached one (``core._shap_kernels``). Best effort:
+    where caching cannot be enabled, shap compiles as usual."""
     import importlib
 
     import shap
@@ -64,6 +64,16 @@ def _import_shap():
                 dispatcher.enable_caching()
         except Exception:  # a shap version without this kernel, or an unwritable cache
             continue
+    try:  # the one kernel that takes the link as an argument cannot be cached: stand in for it
+        from shap.utils import _masked_model
+
+        from . import _shap_kernels
+
+        original = _masked_model._build_fixed_single_output
+        if not getattr(original, "unmask_patched", False):
+            _masked_model._build_fixed_single_output = _shap_kernels.patched(original, shap.links.identity)
+    except Exception:  # another shap layout: shap compiles its own kernel
+        pass
     return shap
 
 

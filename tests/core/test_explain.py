@@ -29,3 +29,25 @@ def test_additivity_violation_raises():
     bad = ShapResult(np.ones((1, 2)), np.zeros(1), np.array([5.0]), ["a", "b"])
     with pytest.raises(ArithmeticError, match="additivity"):
         check_additivity(bad)
+
+
+def test_shap_kernels_are_cacheable_and_give_the_same_values():
+    """The cached stand-in for shap's link-taking kernel matches shap's own kernel."""
+    import shap
+    from shap.utils import _masked_model
+
+    from core._shap_kernels import fixed_single_output_identity
+    from core.explain import _import_shap
+
+    _import_shap()
+    patched = _masked_model._build_fixed_single_output
+    assert patched.unmask_patched
+    rng = np.random.default_rng(0)
+    outputs, positions = rng.normal(size=10), np.array([0, 4, 4, 8, 10])
+    varying = np.array([[True, True, True, True]] * 3 + [[False, True, False, True]])
+    counts = np.array([4, 0, 4, 2])
+    mine, theirs = np.zeros(4), np.zeros(4)
+    fixed_single_output_identity(mine, np.zeros(4), outputs, positions, varying, counts)
+    patched.original(theirs, np.zeros(4), outputs, positions, varying, counts, shap.links.identity, None)
+    np.testing.assert_allclose(mine, theirs)
+    assert len(set(np.round(mine, 12))) == 3  # the carried-over batch repeats the one before
