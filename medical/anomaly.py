@@ -1,22 +1,29 @@
 """Anomaly maps from masked reconstruction, case scores and region SHAP values.
 
-A voxel's error is measured when it is hidden: a fixed schedule of 3-D patch masks
-(``PatchMasker.schedule``) hides every voxel exactly once, the network inpaints each
-masked volume through MONAI's ``SlidingWindowInferer`` as a Gaussian per voxel (mean and
-variance), and the squared z-score ``(x - mean)^2 / variance`` of the hidden voxels is
-gathered, then Gaussian-smoothed (sigma in voxels). Dividing by the predicted variance
-discounts what is unpredictable in healthy anatomy too (organ borders, bowel gas), so
-what stays high is what the model was sure about and got wrong. The same input always
-gives the same map.
+A voxel's error is measured when it is hidden *whole with its surroundings*: hidden
+patches (``patch_size``, larger than the lesions looked for) force the network to inpaint
+healthy tissue from context instead of continuing a lesion from its visible rim. The
+fixed schedule (:func:`core_schedule`) shifts the patch grid by half a patch along every
+axis (8 offsets) and hides a 3-D checkerboard of patches per pass (2 passes per offset);
+each voxel takes its error from the one pass in which it lies in the central half of a
+hidden patch. The prediction is a context baseline (Gaussian-weighted mean of the
+visible voxels around the patch) plus the network's correction; the network also
+predicts a variance. The residual in units of CT noise (``noise_hu``; or of the
+predicted sd), clipped, is smoothed with a Gaussian of about a small lesion's size (a
+matched filter: noise averages out, a lesion's coherent offset does not) and squared.
+Scoring is restricted to soft tissue whose *predicted healthy* intensity is organ
+parenchyma (``tissue_hu``, ``observed_hu``): bone, fat, gas and the body outline, whose
+borders are never inpainted exactly, are left out. The same input always gives the
+same map.
 
-Case score: the mean of the ``top_k_ml`` millilitres of highest smoothed error inside the
-body (higher = more anomalous). Conformal p-values come from held-out healthy cases.
+Case score: the mean of the ``top_k_ml`` millilitres of highest map values (higher =
+more anomalous). Conformal p-values come from held-out healthy cases.
 
 Region SHAP: regions (organs from the segmentation, plus the rest of the body) are
 switched on/off; a region switched *off* has its voxel errors replaced by the healthy
-baseline error (the median smoothed body error of the healthy calibration cases), and the
-score is recomputed. So the values say which regions hold the error that lifts this case
-above a healthy one; they sum to ``score - baseline``.
+baseline error (the median map value of the healthy calibration cases), and the score is
+recomputed. So the values say which regions hold the error that lifts this case above a
+healthy one; they sum to ``score - baseline``.
 """
 from __future__ import annotations
 
@@ -38,20 +45,30 @@ class AnomalyConfig:
     """Masking and scoring settings saved with the reconstruction network.
 
     Args:
-        patch_size: hidden patch size in voxels (model grid).
+        patch_size: hidden patch size in voxels (model grid); larger than the lesions.
         mask_ratio: fraction of patches hidden per training crop.
-        schedule_ratio: fraction hidden per inference pass (``1/ratio`` passes).
-        smooth_sigma: Gaussian smoothing of the voxel error, in voxels.
-        top_k_ml: volume of highest error averaged into the case score.
+        smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
+        top_k_ml: volume of highest map values averaged into the case score.
+        tissue_hu: predicted healthy intensity range (HU) that is scored.
+        observed_hu: observed intensity range (HU) that is scored (soft tissue; keeps
+            bone, fat and gas, whose borders are never inpainted exactly, out).
+        noise_hu: residuals are divided by this (HU, about the CT noise) to give z-scores;
+            ``None`` divides by the network's predicted standard deviation instead (only
+            worth it once the variance head is well trained: in our short runs it was not,
+            and dividing by it lowered case AUROC).
+        z_clip: per-voxel z-scores are clipped to this magnitude before smoothing.
         overlap: sliding-window overlap.
         sw_batch_size: windows per forward pass.
     """
 
-    patch_size: tuple[int, int, int] = (8, 8, 4)
+    patch_size: tuple[int, int, int] = (8, 8, 6)
     mask_ratio: float = 0.5
-    schedule_ratio: float = 0.25
     smooth_sigma: float = 1.0
-    top_k_ml: float = 0.5
+    top_k_ml: float = 1.0
+    tissue_hu: tuple[float, float] = (50.0, 240.0)
+    observed_hu: tuple[float, float] = (-30.0, 240.0)
+    noise_hu: float | None = 20.0
+    z_clip: float = 4.0
     overlap: float = 0.25
     sw_batch_size: int = 4
 
@@ -60,14 +77,48 @@ class AnomalyConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "AnomalyConfig":
-        d = dict(d)
-        d["patch_size"] = tuple(d["patch_size"])
+        from dataclasses import fields
+
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        for key in ("patch_size", "tissue_hu", "observed_hu"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
+
+    @property
+    def context_sigma(self) -> tuple[float, ...]:
+        """Gaussian sigma (voxels) of the context baseline: half a patch per axis."""
+        return tuple(p / 2.0 for p in self.patch_size)
 
     def masker(self):
         from core.masking import PatchMasker
 
         return PatchMasker(patch_size=self.patch_size, ratio=self.mask_ratio, ndim=3)
+
+
+def core_schedule(shape, patch) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed ``(hidden, core)`` masks: every voxel lies in the core of a hidden patch once.
+
+    The patch grid is shifted by half a patch along each axis (8 offsets); per offset two
+    passes hide the two colours of a 3-D checkerboard of patches, so every hidden patch
+    has visible face neighbours. ``core`` marks the hidden voxels in the central half of
+    their patch (per axis ``[p/4, 3p/4)``); the cores of all passes cover every voxel,
+    and a voxel in two cores keeps the later one.
+    """
+    idx = np.indices(tuple(shape))
+    out = []
+    for shift in np.ndindex(2, 2, 2):
+        offset = [s * p // 2 for s, p in zip(shift, patch)]
+        block = [(idx[a] + offset[a]) // patch[a] for a in range(3)]
+        pos = [(idx[a] + offset[a]) % patch[a] for a in range(3)]
+        central = np.all([(pos[a] >= patch[a] // 4) & (pos[a] < -(-3 * patch[a] // 4))
+                          for a in range(3)], axis=0)
+        colour = (block[0] + block[1] + block[2]) % 2
+        for c in (0, 1):
+            hidden = colour == c
+            out.append((hidden, hidden & central))
+    return out
 
 
 LOG_VAR_RANGE = (-10.0, 4.0)
@@ -91,6 +142,37 @@ def reconstruction_nll(output: torch.Tensor, image: torch.Tensor) -> torch.Tenso
     squared = (image - mean) ** 2
     nll = 0.5 * (log_var + squared.detach() * torch.exp(-log_var)) - 0.5 * LOG_VAR_RANGE[0]
     return squared + nll
+
+
+def context_baseline(image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
+    """Gaussian-weighted mean of the *visible* voxels around each voxel ``(B, 1, ...)``.
+
+    Normalised convolution: ``G * (x visible) / G * visible``. Inside an organ it is the
+    organ's intensity, rebuilt from the tissue around a hidden patch; the network only
+    predicts the correction to it (borders, vessels), which it can do without knowing
+    absolute intensities (instance norm discards them per window).
+    """
+    import torch.nn.functional as F
+
+    visible = 1.0 - hidden
+    num, den = image * visible, visible
+    for axis, s in enumerate(sigma):
+        radius = max(1, int(round(3 * s)))
+        t = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+        kernel = torch.exp(-0.5 * (t / s) ** 2)
+        kernel = (kernel / kernel.sum()).view(1, 1, *[-1 if a == axis else 1 for a in range(3)])
+        pad = [0] * 6
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
+        num = F.conv3d(F.pad(num, pad, mode="replicate"), kernel)
+        den = F.conv3d(F.pad(den, pad, mode="replicate"), kernel)
+    return num / den.clamp_min(1e-3)
+
+
+def predict_hidden(network, image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
+    """Network output ``(B, 2, ...)`` with the context baseline added to the mean channel."""
+    output = network(masked_input(image, hidden))
+    baseline = context_baseline(image, hidden, sigma)
+    return torch.cat([output[:, :1] + baseline, output[:, 1:2]], dim=1)
 
 
 def masked_input(image: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
@@ -137,29 +219,50 @@ class AnomalyScorer:
         return max(1, int(round(self.config.top_k_ml / voxel_ml)))
 
     @torch.no_grad()
-    def error_map(self, image) -> np.ndarray:
-        """Smoothed squared z-score of the reconstruction ``(x, y, z)`` of a model-grid image."""
+    def reconstruct(self, image) -> tuple[np.ndarray, np.ndarray]:
+        """Core-pass prediction of a model-grid image ``(1, x, y, z)``: ``(mean, sd)`` arrays."""
         from monai.inferers import SlidingWindowInferer
-        from scipy.ndimage import gaussian_filter
-
-        from core.masking import PatchMasker
 
         x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None]  # (1, 1, x, y, z)
         inferer = SlidingWindowInferer(self.network_config.roi_size,
                                        sw_batch_size=self.config.sw_batch_size,
                                        overlap=self.config.overlap, mode="gaussian")
-        schedule = PatchMasker(self.config.patch_size, self.config.schedule_ratio,
-                               ndim=3).schedule(tuple(x.shape[2:]))
-        error = torch.zeros_like(x)
+        shape = tuple(x.shape[2:])
+        mean_map = np.zeros(shape, dtype=np.float32)
+        sd_map = np.ones(shape, dtype=np.float32)
         self.network.eval()
-        for hidden_np in schedule:  # each voxel is hidden in exactly one pass
+        for hidden_np, core in core_schedule(shape, self.config.patch_size):
             hidden = torch.from_numpy(hidden_np.astype(np.float32))[None, None]
             mean, log_var = split_output(inferer(masked_input(x, hidden), self.network))
-            error += (x - mean) ** 2 * torch.exp(-log_var) * hidden  # squared z-score
-        error = error[0, 0].numpy()
+            mean = mean + context_baseline(x, hidden, self.config.context_sigma)
+            mean_map[core] = mean[0, 0].numpy()[core]
+            sd_map[core] = torch.exp(0.5 * log_var)[0, 0].numpy()[core]
+        return mean_map, sd_map
+
+    def tissue_mask(self, image: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """Voxels scored: predicted healthy intensity in ``tissue_hu`` (organ parenchyma)
+        and observed intensity soft tissue (``observed_hu``: not fat, gas or bone)."""
+        lo, hi = self.preprocess.window
+
+        def unit(hu):
+            return (np.asarray(hu, dtype=np.float64) - lo) / (hi - lo)
+
+        (a, b), (c, d) = unit(self.config.tissue_hu), unit(self.config.observed_hu)
+        return (mean >= a) & (mean <= b) & (image >= c) & (image <= d)
+
+    def error_map(self, image) -> np.ndarray:
+        """Anomaly map ``(x, y, z)`` of a model-grid image ``(1, x, y, z)`` (0 outside tissue)."""
+        from scipy.ndimage import gaussian_filter
+
+        x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
+        mean, sd = self.reconstruct(image)
+        tissue = self.tissue_mask(x, mean) & body_mask(x)
+        lo, hi = self.preprocess.window
+        scale = sd if self.config.noise_hu is None else self.config.noise_hu / (hi - lo)
+        z = np.where(tissue, np.clip((x - mean) / scale, -self.config.z_clip, self.config.z_clip), 0.0)
         if self.config.smooth_sigma > 0:
-            error = gaussian_filter(error, self.config.smooth_sigma)
-        return error.astype(np.float32)
+            z = gaussian_filter(z, self.config.smooth_sigma)
+        return (z ** 2 * tissue).astype(np.float32)
 
     def case_score(self, error: np.ndarray, body: np.ndarray) -> float:
         return top_k_mean(error[body], self.top_k)

@@ -109,3 +109,20 @@ def evaluate(pred, data, out):
     click.echo(text)
     if out:
         write_text_atomic(out, json.dumps(report, indent=2))
+
+
+@medical.command("batch-score")
+@click.option("--model", "model_dir", type=click.Path(exists=True), required=True, help="From `train`.")
+@click.option("--images", type=click.Path(exists=True), required=True,
+              help="NIfTI file, directory, MSD root or DICOM series directory.")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="cases.parquet to write.")
+@click.option("--anomaly-model", type=click.Path(exists=True), default=None)
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", default=None, help="Ray cluster address (engine=ray; 'auto' joins one).")
+@click.option("--fdr", type=float, default=0.1, show_default=True, help="Alert FDR level.")
+def batch_score(model_dir, images, out, anomaly_model, engine, address, fdr):
+    """Score an archive into one per-case table, locally or on Ray (no maps, no SHAP)."""
+    from .batch import batch_score as run
+
+    click.echo(json.dumps(run(model_dir, images, out, anomaly_model=anomaly_model, engine=engine,
+                              address=address, fdr=fdr)))

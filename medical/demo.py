@@ -27,7 +27,7 @@ class DemoSize:
     test_cases: int
 
 
-SIZES = {"tiny": DemoSize("tiny", 6, 4, 4), "small": DemoSize("small", 12, 6, 8)}
+SIZES = {"tiny": DemoSize("tiny", 6, 4, 4), "small": DemoSize("small", 10, 6, 6)}
 
 
 def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
@@ -35,7 +35,7 @@ def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
 
     Args:
         workspace: workspace root (created if missing).
-        size: ``"small"`` (the demo, a few minutes on 2 cores) or ``"tiny"`` (tests).
+        size: ``"small"`` (the demo, about 2 minutes on 2 idle cores) or ``"tiny"`` (tests).
         seed: simulator and training seed.
     """
     from core.runs import new_run_id

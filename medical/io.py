@@ -14,8 +14,10 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +201,25 @@ def _check_nifti_header(path: Path) -> None:
                                   f"image of shape {tuple(header_shape)}")
 
 
+@contextmanager
+def quiet_monai_readers():
+    """Silence MONAI's notices about optional readers missing here (nvImageCodec, CuPy).
+
+    ``LoadImage`` builds every reader it knows, and the nvImageCodec DICOM reader logs a
+    warning per construction when the GPU codec is absent; we never use that reader. Only
+    that logger and Python warnings inside the block are affected.
+    """
+    logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def load_volume(path: str | Path):
     """Read a 3-D image as a ``(1, X, Y, Z)`` float32 ``MetaTensor`` (affine: voxel -> RAS).
 
@@ -219,8 +240,7 @@ def load_volume(path: str | Path):
     else:
         raise DataValidationError(f"{path}: not a NIfTI file or DICOM series directory")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_monai_readers():
             image = LoadImage(reader=reader, image_only=True, ensure_channel_first=True,
                               dtype=np.float32)(str(path))
     except READ_ERRORS as err:

@@ -25,12 +25,15 @@ class NetworkConfig:
         strides: down-sampling per level (the window must be divisible by their product).
         num_res_units: residual units per block.
         roi_size: training crop / inference window in voxels (model grid).
+        norm: MONAI norm layer name, or ``"none"``. Instance norm rescales every window
+            on its own, which loses the absolute intensity a reconstruction must predict.
     """
 
     channels: tuple[int, ...] = (16, 32, 64, 128)
     strides: tuple[int, ...] = (2, 2, 2)
     num_res_units: int = 1
     roi_size: tuple[int, int, int] = (64, 64, 32)
+    norm: str = "instance"
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -38,11 +41,12 @@ class NetworkConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "NetworkConfig":
         return cls(channels=tuple(d["channels"]), strides=tuple(d["strides"]),
-                   num_res_units=int(d["num_res_units"]), roi_size=tuple(d["roi_size"]))
+                   num_res_units=int(d["num_res_units"]), roi_size=tuple(d["roi_size"]),
+                   norm=str(d.get("norm", "instance")))
 
 
 def build_network(config: NetworkConfig, out_channels: int, state: dict | None = None):
-    """A MONAI 3-D ``UNet`` with instance norm taking the two input channels.
+    """A MONAI 3-D ``UNet`` taking the two input channels.
 
     Args:
         config: architecture.
@@ -56,7 +60,8 @@ def build_network(config: NetworkConfig, out_channels: int, state: dict | None =
 
     network = UNet(spatial_dims=3, in_channels=IN_CHANNELS, out_channels=out_channels,
                    channels=config.channels, strides=config.strides,
-                   num_res_units=config.num_res_units, norm="instance")
+                   num_res_units=config.num_res_units,
+                   norm=None if config.norm == "none" else config.norm)
     if state is not None:
         try:
             network.load_state_dict(state)

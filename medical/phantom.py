@@ -5,7 +5,9 @@ shapes, tissue densities), then renders body outline with subcutaneous fat and a
 wall, visceral fat with bowel loops and gas, liver, spleen, both kidneys, the spine with
 its canal and paraspinal muscles, aorta and IVC. Partial-volume blur (anisotropic: slices
 are thicker than pixels) and correlated noise come last. Optional lesions (hypo- or
-hyper-dense, 5-16 mm radius) sit in liver, spleen or kidneys, each with a lesion mask.
+hyper-dense, 5-16 mm radius) sit in the parenchyma of liver, spleen or kidneys, with
+realistic contrast (liver 30-70 HU below or 30-60 above the parenchyma, spleen 30-60
+below, kidney cysts at water density), each with a lesion mask.
 
 Arrays are stored like NIfTI converted from DICOM: axis 0 runs to the patient's left,
 axis 1 to posterior, axis 2 to superior; the affine is ``diag(-sx, -sy, sz)`` (LPS
@@ -148,14 +150,34 @@ def _anatomy(rng, coords, spacing):
             sinus = _blob(coords, centre, np.asarray(radii) * 0.4, rng) & organ
             hu[organ] = density
             hu[sinus] = rng.uniform(-20, 20)
+            masks[lab] = organ & ~sinus  # lesions grow in the parenchyma
         else:
             hu[organ] = density + _smooth_noise(rng, shape, 2.0, 6.0)[organ]
+            masks[lab] = organ
         label[organ] = lab
-        masks[lab] = organ
     return hu, label, masks
 
 
+def _lesion_hu(rng, lab: int, tissue: float) -> tuple[float, bool]:
+    """A lesion's HU inside ``tissue`` (parenchyma HU) of organ ``lab``; True if hypo-dense.
+
+    Liver: hypo-dense metastases / cysts 30-70 HU below the parenchyma (70 %) or
+    hyper-dense hypervascular lesions 30-60 HU above; spleen: hypo-dense, 30-60 below;
+    kidneys: simple cysts at near-water density (0-20 HU).
+    """
+    if lab == 1:
+        if rng.random() < 0.7:
+            return tissue - rng.uniform(30, 70), True
+        return tissue + rng.uniform(30, 60), False
+    if lab == 2:
+        return tissue - rng.uniform(30, 60), True
+    return rng.uniform(0, 20), True
+
+
 def _add_lesions(rng, coords, hu, masks, spacing) -> tuple[np.ndarray, list[str]]:
+    """1-3 lesions (5-16 mm radius) in the parenchyma of liver, spleen or kidneys."""
+    from scipy.ndimage import binary_erosion
+
     lesion = np.zeros(hu.shape, dtype=bool)
     names = []
     weights = {1: 0.6, 2: 0.2, 3: 0.1, 4: 0.1}
@@ -163,20 +185,23 @@ def _add_lesions(rng, coords, hu, masks, spacing) -> tuple[np.ndarray, list[str]
     if not labels:
         return lesion, names
     p = np.array([weights[lab] for lab in labels])
-    wanted, attempts = int(rng.integers(1, 4)), 0
+    wanted, attempts, centres = int(rng.integers(1, 4)), 0, {}
     while len(names) < wanted and attempts < 30:  # small organs may reject a placement
         attempts += 1
         lab = int(rng.choice(labels, p=p / p.sum()))
         organ = masks[lab]
-        idx = np.argwhere(organ)
+        if lab not in centres:  # centres away from the organ's edge
+            inner = binary_erosion(organ, iterations=2)
+            centres[lab] = np.argwhere(inner if inner.any() else organ)
+        idx = centres[lab]
         centre_vox = idx[rng.integers(len(idx))]
         centre = [c[tuple(centre_vox)] for c in coords]
         radius = rng.uniform(5.0, 16.0)
-        blob = _blob(coords, centre, (radius,) * 3, rng, wobble=0.15) & organ
+        blob = _blob(coords, centre, (radius,) * 3, rng, wobble=0.15) & organ & ~lesion
         if blob.sum() < 2:
             continue
-        sign = -1.0 if rng.random() < 0.6 else 1.0       # hypo-dense more common
-        hu[blob] = hu[blob] + sign * rng.uniform(45, 80)
+        value, _ = _lesion_hu(rng, lab, float(np.median(hu[organ])))
+        hu[blob] = value + (hu[blob] - hu[blob].mean())  # keep the tissue's texture
         lesion |= blob
         names.append(LABELS[lab])
     return lesion, names
@@ -189,7 +214,7 @@ def simulate_case(rng: np.random.Generator, shape=(96, 96, 48), lesions: bool = 
     Args:
         rng: the case's random generator (all randomness comes from it).
         shape: voxels per axis; spacing follows from a ~380x380x240 mm field of view.
-        lesions: add 1-3 lesions (hypo- or hyper-dense, liver/spleen/kidneys).
+        lesions: add 1-3 lesions (see ``_lesion_hu``; liver/spleen/kidney parenchyma).
         noise_hu: range of the noise standard deviation in HU.
 
     Returns:

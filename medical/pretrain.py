@@ -24,7 +24,7 @@ from core.calibration import ScoreCalibration
 from core.errors import DataValidationError
 from core.training import TrainConfig, fit
 
-from .anomaly import AnomalyConfig, AnomalyScorer, body_mask, reconstruction_nll, masked_input
+from .anomaly import AnomalyConfig, AnomalyScorer, body_mask, predict_hidden, reconstruction_nll
 from .io import find_cases
 from .networks import NetworkConfig
 from .transforms import Preprocessor, PreprocessConfig, median_spacing
@@ -59,7 +59,7 @@ class PretrainConfig:
     seed: int = 0
 
 
-def reconstruction_loss(masker, patch_size):
+def reconstruction_loss(masker, patch_size, sigma=None):
     """``loss_fn`` for ``fit``: MSE over hidden voxels of a random patch mask per crop.
 
     The patch grid gets a random offset per batch: aligned to the crop it would line up
@@ -75,7 +75,8 @@ def reconstruction_loss(masker, patch_size):
         offset = [int(torch.randint(0, p, (1,), generator=generator)) for p in patch_size]
         window = (slice(None), slice(None)) + tuple(slice(o, o + s) for o, s in zip(offset, spatial))
         hidden = torch.from_numpy(np.ascontiguousarray(big[window], dtype=np.float32)).to(image.device)
-        output = model(masked_input(image, hidden))  # (B, 2, x, y, z): mean, log variance
+        # (B, 2, x, y, z): mean (context baseline + network correction), log variance
+        output = predict_hidden(model, image, hidden, sigma or tuple(p / 2.0 for p in patch_size))
         nll = reconstruction_nll(output, image)
         return (nll * hidden).sum() / hidden.sum().clamp_min(1.0)
 
@@ -94,7 +95,8 @@ def calibrate(scorer: AnomalyScorer, cases, contamination: float = 0.05) -> Anom
         error = scorer.error_map(prepared.image.as_tensor())
         body = body_mask(image)
         scores.append(scorer.case_score(error, body))
-        medians.append(float(np.median(error[body])))
+        scored = error[body & (error > 0)]  # the map is 0 outside scored tissue
+        medians.append(float(np.median(scored)) if scored.size else 0.0)
     scorer.calibration = ScoreCalibration(contamination).fit(scores)
     scorer.healthy_error = float(np.median(medians))
     return scorer
@@ -149,14 +151,17 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
     train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
                                lr=config.lr, patience=config.patience, seed=config.seed,
                                progress=progress, weight_decay=1e-5)
-    history = fit(scorer.network, dataset, reconstruction_loss(masker, config.anomaly.patch_size),
+    history = fit(scorer.network, dataset,
+                  reconstruction_loss(masker, config.anomaly.patch_size, config.anomaly.context_sigma),
                   train_config,
                   val_dataset=val)
     scorer.network.eval()
 
     calibrate(scorer, cal_cases, config.contamination)
     scorer.history_ = history
-    if out is not None:
+    from core.training import is_main_process
+
+    if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         scorer.save(out, extra={"training": {
             "cases": [c.name for c in train_cases], "calibration_cases": [c.name for c in cal_cases],
             "epochs": len(history.train_loss), "best_val_loss": history.best_val_loss,

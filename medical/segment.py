@@ -44,6 +44,8 @@ class SegmentConfig:
         foreground: share of crops centred on an organ voxel.
         intensity_jitter: contrast/brightness augmentation range.
         overlap, sw_batch_size: sliding-window inference.
+        pretrained_lr_scale: learning-rate factor for the weights taken from pretraining
+            (the re-initialised output layers keep ``lr``).
         seed: crops and the loop.
     """
 
@@ -58,6 +60,7 @@ class SegmentConfig:
     intensity_jitter: float = 0.1
     overlap: float = 0.25
     sw_batch_size: int = 4
+    pretrained_lr_scale: float = 1.0
     seed: int = 0
 
 
@@ -107,8 +110,16 @@ class Segmenter:
     def fit(self, prepared, config: SegmentConfig, init_state: dict | None = None,
             progress: bool | None = None):
         """Fine-tune on prepared, labelled cases (``init_state``: pretrained weights)."""
+        params = None
         if init_state is not None:
             self.transferred_ = transfer_weights(init_state, self.network)
+            if config.pretrained_lr_scale != 1.0:
+                own = self.network.state_dict()
+                copied = {k for k, v in init_state.items() if k in own and own[k].shape == v.shape}
+                named = list(self.network.named_parameters())
+                params = [{"params": [p for k, p in named if k in copied],
+                           "lr": config.lr * config.pretrained_lr_scale},
+                          {"params": [p for k, p in named if k not in copied]}]
         images = [p.image.as_tensor().numpy() for p in prepared]
         labels = [p.label.numpy() for p in prepared]
         roi = self.network_config.roi_size
@@ -119,7 +130,8 @@ class Segmenter:
         train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
                                    lr=config.lr, patience=config.patience, seed=config.seed,
                                    progress=progress, weight_decay=1e-5)
-        self.history_ = fit(self.network, dataset, dice_ce_loss(), train_config, val_dataset=val)
+        self.history_ = fit(self.network, dataset, dice_ce_loss(), train_config, val_dataset=val,
+                            params=params)
         self.network.eval()
         return self
 
@@ -192,7 +204,9 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size)
     segmenter.fit(prepared, config, init_state, progress)
-    if out is not None:
+    from core.training import is_main_process
+
+    if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         extra = {"training": {"cases": [c.name for c in cases], "pretrained": pretrained is not None,
                               "epochs": len(segmenter.history_.train_loss), "seed": config.seed}}
         with atomic_path(out) as tmp:

@@ -16,11 +16,12 @@ from medical.transforms import Preprocessor
 
 
 def test_pretraining_learns_to_inpaint(tiny_models, tiny_data):
-    """Hidden patches are rebuilt better than by the mean of the visible body voxels."""
+    """Hidden patches are rebuilt better than by the mean of the visible body voxels, and
+    the network's correction improves on the context baseline it starts from."""
     import torch
 
     from core.masking import PatchMasker
-    from medical.anomaly import masked_input, split_output
+    from medical.anomaly import context_baseline, predict_hidden, split_output
 
     _, _, scorer, _ = tiny_models
     assert scorer.history_.val_loss[-1] < scorer.history_.val_loss[0]
@@ -33,12 +34,15 @@ def test_pretraining_learns_to_inpaint(tiny_models, tiny_data):
     hidden = torch.from_numpy(PatchMasker(scorer.config.patch_size, 0.5, ndim=3)
                               .set_random_state(0).draw(tuple(x.shape)).astype(np.float32))
     with torch.no_grad():
-        mean, _ = split_output(scorer.network(masked_input(x, hidden)))
+        mean, _ = split_output(predict_hidden(scorer.network, x, hidden,
+                                              scorer.config.context_sigma))
+        context = context_baseline(x, hidden, scorer.config.context_sigma)
     body = torch.from_numpy(body_mask(x[0, 0].numpy()))[None, None] & (hidden > 0)
     visible_body = torch.from_numpy(body_mask(x[0, 0].numpy()))[None, None] & (hidden == 0)
     model_mse = float(((mean - x) ** 2)[body].mean())
     baseline_mse = float(((x[visible_body].mean() - x) ** 2)[body].mean())
     assert model_mse < 0.85 * baseline_mse
+    assert model_mse < float(((context - x) ** 2)[body].mean())
 
 
 def test_schedule_error_map_is_deterministic_and_reloads(tiny_models, tiny_data):
@@ -48,7 +52,28 @@ def test_schedule_error_map_is_deterministic_and_reloads(tiny_models, tiny_data)
     first = scorer.error_map(grid.as_tensor())
     again = AnomalyScorer.load(bundle).error_map(grid.as_tensor())   # fresh object from disk
     np.testing.assert_allclose(first, again, atol=1e-6)
-    assert (first[body_mask(grid.as_tensor().numpy()[0])] > 0).all()  # every voxel was hidden once
+    body = body_mask(grid.as_tensor().numpy()[0])
+    assert (first >= 0).all() and (first[~body] == 0).all()
+    assert (first[body] > 0).mean() > 0.05  # organ parenchyma is scored
+
+
+def test_core_schedule_hides_every_voxel_inside_a_patch():
+    from medical.anomaly import core_schedule
+
+    shape, patch = (20, 18, 11), (8, 8, 6)
+    passes = core_schedule(shape, patch)
+    assert len(passes) == 16
+    covered = np.zeros(shape, dtype=int)
+    for hidden, core in passes:
+        assert not (core & ~hidden).any() and 0.3 < hidden.mean() < 0.7
+        covered += core
+    assert (covered >= 1).all()
+    # a core voxel is at least a quarter patch away from every visible voxel
+    from scipy.ndimage import distance_transform_cdt
+
+    for hidden, core in passes:
+        dist = distance_transform_cdt(np.pad(hidden, 1, constant_values=True), metric="chessboard")
+        assert (dist[1:-1, 1:-1, 1:-1][core] >= 2).all()
 
 
 def test_segmentation_beats_trivial_baseline(tiny_run, tiny_data):
@@ -160,3 +185,39 @@ def test_labels_budget_error(tiny_data):
     assert len(labelled_cases(tiny_data[0], 2)) == 2
     with pytest.raises(DataValidationError, match="--labels 9: .* has 6 labelled cases"):
         labelled_cases(tiny_data[0], 9)
+
+
+def test_case_auroc_floor_on_tiny_lesion_phantoms(tiny_models, tmp_path):
+    """Fresh healthy tiny phantoms vs the same phantoms with one liver lesion (a 3x3x2-voxel
+    block, 60 HU below the parenchyma, like a metastasis): the case score ranks the lesion
+    versions above the healthy ones and the map is higher inside the lesions."""
+    from scipy.ndimage import binary_erosion
+
+    from core.metrics import auroc
+    from medical.io import save_nifti
+    from medical.phantom import simulate_case
+
+    _, _, scorer, _ = tiny_models
+    pre = Preprocessor(scorer.preprocess)
+    scores, truth, inside, outside = [], [], [], []
+    for i in range(4):
+        case = simulate_case(np.random.default_rng([77, i]), (32, 32, 16))
+        liver = binary_erosion(case.label == 1)
+        centre = np.argwhere(liver)[len(np.argwhere(liver)) // 2]
+        lesion = np.zeros_like(liver)
+        lesion[centre[0] - 1:centre[0] + 2, centre[1] - 1:centre[1] + 2, centre[2]:centre[2] + 2] = True
+        sick = case.image.copy()
+        sick[lesion] -= 60
+        for image, has_lesion in ((case.image, False), (sick, True)):
+            path = save_nifti(image, case.affine, tmp_path / f"case{i}_{int(has_lesion)}.nii.gz")
+            volume = load_volume(path)
+            grid = pre(volume)["image"]
+            error = scorer.error_map(grid.as_tensor())
+            scores.append(scorer.case_score(error, body_mask(grid.as_tensor().numpy()[0])))
+            truth.append(has_lesion)
+            if has_lesion:
+                back = pre.invert(error[None], grid)[0]
+                inside.append(back[lesion].mean())
+                outside.append(back[case.label == 1][~lesion[case.label == 1]].mean())
+    assert auroc(np.array(truth), np.array(scores)) >= 0.8
+    assert np.mean(inside) > 2 * np.mean(outside)
