@@ -85,8 +85,12 @@ def _truth_columns(case, image, labels_input, names, row):
             row["has_lesion"] = bool(case.has_lesion)
 
 
-def score_case(case, segmenter, scorer, run, shap_evals: int = 200):
-    """Process one case; write its NIfTI outputs through ``run``; return (row, shap rows)."""
+def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200):
+    """Process one case; write its NIfTI outputs through ``run``; return (row, shap rows).
+
+    With ``run=None`` nothing is written (the row only: batch scoring); ``shap_evals=0``
+    skips the region SHAP values.
+    """
     image = load_volume(case.image)
     affine = np.asarray(image.affine, dtype=np.float64)
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
@@ -101,8 +105,9 @@ def score_case(case, segmenter, scorer, run, shap_evals: int = 200):
         probs = segmenter.predict_proba(grid_image.as_tensor())
         labels_grid = probs.argmax(0).numpy()
         labels_input = pre.invert(probs, grid_image).argmax(0).astype(np.uint8)
-        save_nifti(labels_input, affine, run.path(f"seg:{case.name}", f"{case.name}_seg.nii.gz"))
-        row["segmentation"] = f"{case.name}_seg.nii.gz"
+        if run is not None:
+            save_nifti(labels_input, affine, run.path(f"seg:{case.name}", f"{case.name}_seg.nii.gz"))
+            row["segmentation"] = f"{case.name}_seg.nii.gz"
         for k, name in names.items():
             row[f"volume_ml_{name}"] = float((labels_input == k).sum() * voxel_ml)
             row[f"dice_{name}"] = np.nan
@@ -117,16 +122,19 @@ def score_case(case, segmenter, scorer, run, shap_evals: int = 200):
             labels_grid = None  # different grids: fall back to octants
         error = scorer.error_map(grid_image.as_tensor())
         body = body_mask(grid_image.as_tensor().numpy()[0])
-        error_input = pre.invert(error[None], grid_image)[0].astype(np.float32)
-        save_nifti(error_input, affine, run.path(f"anomaly:{case.name}", f"{case.name}_anomaly.nii.gz"))
-        row["anomaly_map"] = f"{case.name}_anomaly.nii.gz"
+        if run is not None:
+            error_input = pre.invert(error[None], grid_image)[0].astype(np.float32)
+            save_nifti(error_input, affine,
+                       run.path(f"anomaly:{case.name}", f"{case.name}_anomaly.nii.gz"))
+            row["anomaly_map"] = f"{case.name}_anomaly.nii.gz"
         row["score"] = scorer.case_score(error, body)
-        regions = (organ_regions(labels_grid, body, names) if labels_grid is not None
-                   else octant_regions(body))
-        result = scorer.region_shap(error, regions, max_evals=shap_evals)
-        shap_rows = [{"case": case.name, "region": r, "shap_value": float(v),
-                      "base_value": float(result.base_values[0])}
-                     for r, v in zip(result.feature_names, result.values[0])]
+        if shap_evals:
+            regions = (organ_regions(labels_grid, body, names) if labels_grid is not None
+                       else octant_regions(body))
+            result = scorer.region_shap(error, regions, max_evals=shap_evals)
+            shap_rows = [{"case": case.name, "region": r, "shap_value": float(v),
+                          "base_value": float(result.base_values[0])}
+                         for r, v in zip(result.feature_names, result.values[0])]
     return row, shap_rows
 
 

@@ -4,7 +4,9 @@ The network sees a crop with a random half of its ``patch_size`` patches hidden 
 flagged in the indicator channel) and is trained, through ``core.training.fit``, to
 predict each hidden voxel as a Gaussian: the mean by squared error, the log variance by
 negative log-likelihood given the (detached) mean, over hidden voxels only. The variance learns where healthy anatomy is unpredictable
-(organ borders, bowel gas, bone edges), so the anomaly map can discount it. Trained on
+(organ borders, bowel gas, bone edges); the anomaly map can scale residuals by it
+(``AnomalyConfig.noise_hu=None``). The mean is the context baseline plus the network's
+correction (``anomaly.predict_hidden``). Trained on
 lesion-free volumes, the same network is the anomaly model: after training it is
 calibrated on held-out healthy cases (conformal p-values and the SHAP baseline) and saved
 as a ``ct-anomaly`` bundle, whose weights also initialise the segmenter.

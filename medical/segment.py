@@ -25,7 +25,7 @@ from core.training import TrainConfig, fit
 
 from .anomaly import masked_input
 from .io import find_cases, load_volume, read_dataset_json
-from .networks import NetworkConfig, build_network, transfer_weights
+from .networks import NetworkConfig, build_network, is_decoder_key, transfer_weights
 from .transforms import Preprocessor, PreprocessConfig, median_spacing
 from .volumes import CropDataset, prepare_cases
 
@@ -46,6 +46,7 @@ class SegmentConfig:
         overlap, sw_batch_size: sliding-window inference.
         pretrained_lr_scale: learning-rate factor for the weights taken from pretraining
             (the re-initialised output layers keep ``lr``).
+        encoder_only: take only the pretrained encoder (down path); the decoder starts fresh.
         seed: crops and the loop.
     """
 
@@ -61,6 +62,7 @@ class SegmentConfig:
     overlap: float = 0.25
     sw_batch_size: int = 4
     pretrained_lr_scale: float = 1.0
+    encoder_only: bool = True
     seed: int = 0
 
 
@@ -112,10 +114,11 @@ class Segmenter:
         """Fine-tune on prepared, labelled cases (``init_state``: pretrained weights)."""
         params = None
         if init_state is not None:
-            self.transferred_ = transfer_weights(init_state, self.network)
+            self.transferred_ = transfer_weights(init_state, self.network, config.encoder_only)
             if config.pretrained_lr_scale != 1.0:
                 own = self.network.state_dict()
-                copied = {k for k, v in init_state.items() if k in own and own[k].shape == v.shape}
+                copied = {k for k, v in init_state.items() if k in own and own[k].shape == v.shape
+                          and not (config.encoder_only and is_decoder_key(k))}
                 named = list(self.network.named_parameters())
                 params = [{"params": [p for k, p in named if k in copied],
                            "lr": config.lr * config.pretrained_lr_scale},
