@@ -27,7 +27,7 @@ class DemoSize:
     test_cases: int
 
 
-SIZES = {"tiny": DemoSize("tiny", 6, 4, 4), "small": DemoSize("small", 10, 6, 6)}
+SIZES = {"tiny": DemoSize("tiny", 6, 4, 4), "small": DemoSize("small", 10, 6, 10)}
 
 
 def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:

@@ -33,7 +33,7 @@ def preset(name: str, seed: int = 0) -> tuple[PretrainConfig, SegmentConfig]:
         network = NetworkConfig(channels=(16, 32, 64), strides=(2, 2), num_res_units=1,
                                 roi_size=(48, 48, 32))
         anomaly = AnomalyConfig(patch_size=(6, 6, 4), top_k_ml=2.0)  # > the largest lesion
-        pre = PretrainConfig(network, anomaly, samples_per_epoch=32, max_epochs=10, seed=seed)
+        pre = PretrainConfig(network, anomaly, samples_per_epoch=32, max_epochs=40, seed=seed)
         seg = SegmentConfig(network, samples_per_epoch=32, max_epochs=10, seed=seed)
     elif name == "default":
         pre, seg = PretrainConfig(seed=seed), SegmentConfig(seed=seed)
