@@ -16,7 +16,7 @@ Each component's total is standardised by the median and inter-quartile range of
 scores on held-out training rows (rows stored in the memory are scored leave-one-out, so
 the memory keeps every training row), and the score is their weighted sum. The same
 held-out rows calibrate the threshold and conformal p-values (:mod:`core.calibration`).
-The default mix is what won the ADBench ablation in ``bench/README.tabular.md``.
+The default mix is what won the ADBench ablation in ``bench/README.md``.
 
 Example:
     >>> det = TabularDetector(random_state=0).fit(train_df)      # doctest: +SKIP
@@ -35,7 +35,7 @@ from ..errors import DataValidationError, NotFittedError
 from .preprocess import EncodedTable, TabularPreprocessor
 
 COMPONENTS = ("reference", "knn", "network")
-DEFAULT_COMPONENTS = ("reference", "knn")  # the ADBench ablation in bench/README.tabular.md
+DEFAULT_COMPONENTS = ("reference", "knn")  # the ADBench ablation in bench/README.md
 BUNDLE_KIND = "tabular"
 CHUNK_ROWS = 2048  # rows scored at once (one thread each): bounded memory
 
