@@ -169,7 +169,10 @@ class TabularDetector(BaseEstimator):
 
         if not n_cal:
             cal_idx = np.arange(n)
-        totals = self._component_totals(_take(table, cal_idx), in_memory[cal_idx])
+        # each row's position in the memory (-1: not stored), over the *whole* table: the
+        # calibration rows are a subset, and leave-one-out must skip their own stored copy
+        stored = np.where(in_memory, np.cumsum(in_memory) - 1, -1)
+        totals = self._component_totals(_take(table, cal_idx), stored[cal_idx])
         self.component_stats_ = {}
         for name, values in totals.items():
             q25, med, q75 = np.quantile(values, [0.25, 0.5, 0.75])
@@ -180,7 +183,7 @@ class TabularDetector(BaseEstimator):
         self.threshold_ = float(self.calibration_.threshold_)
         background = rng.choice(n, size=min(n, 64), replace=False)
         self.background_ = pre.to_matrix(_take(table, np.sort(background)))
-        self.decision_scores_ = self._combine(self._component_totals(table, in_memory))
+        self.decision_scores_ = self._combine(self._component_totals(table, stored))
         return self
 
     def _fit_memory(self, table: EncodedTable, in_memory: np.ndarray, rng):
@@ -262,14 +265,14 @@ class TabularDetector(BaseEstimator):
         chunks run in parallel, one thread each (coarse-grained, like IsolationForest's
         joblib trees, and far more robust on busy machines than threading tiny ops).
         Each chunk's result does not depend on which thread ran it: deterministic.
-        ``in_memory`` (training only, bool) marks rows stored in the memory, in the order
-        they were stored: they are scored leave-one-out. ``totals``: return each row's sum
+        ``in_memory`` (training only, int) is each row's position in the memory (-1: not
+        stored): stored rows are scored leave-one-out. ``totals``: return each row's sum
         over columns ``(n,)`` instead (summed inside the chunks, in parallel).
         """
         import torch
 
-        if in_memory is not None:  # stored row of each table row (-1: not stored)
-            in_memory = np.where(in_memory, np.cumsum(in_memory) - 1, -1)
+        if in_memory is not None and np.asarray(in_memory).dtype == bool:
+            raise TypeError("in_memory must hold memory positions (int), not a boolean mask")
         starts = list(range(0, len(table), CHUNK_ROWS))
         threads = torch.get_num_threads()
         if threads > 1 and len(starts) > 1:

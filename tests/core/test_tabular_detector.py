@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from tabular_data import TINY, mixed_frame
+from tabular_data import TINY, correlated_rows, mixed_frame
 
 from core import DataValidationError, NotFittedError, TabularDetector
 from core.metrics import auroc
@@ -205,3 +205,15 @@ def test_numeric_array_fast_path_matches_frame_route(fitted_array_detector, synt
         fitted_array_detector.decision_function(bad)
     with pytest.raises(DataValidationError, match="expecting 8 features"):
         fitted_array_detector.decision_function(X[:, :5])
+
+
+def test_calibration_matches_fresh_normal_rows_when_every_row_is_stored():
+    """Every training row in the memory: held-out calibration rows are scored leave-one-out,
+    so fresh normal rows cross the threshold at about the contamination rate."""
+    rng = np.random.default_rng(5)
+    params = {**TINY, "n_reference": 4096, "contamination": 0.05}
+    det = TabularDetector(random_state=0, components=["reference", "knn"], **params)
+    det.fit(correlated_rows(rng, 800))
+    fresh = correlated_rows(rng, 2000)
+    assert 0.02 < det.predict(fresh).mean() < 0.10
+    assert det.alerts(fresh, fdr=0.1).sum() <= 20
