@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +49,20 @@ DECISIONS = {
 }
 
 
+def _retry_locked(operation, seconds: float = 60.0):
+    """Run ``operation``, retrying with backoff while SQLite reports a lock."""
+    deadline, delay = time.monotonic() + seconds, 0.005
+    while True:
+        try:
+            return operation()
+        except sqlite3.OperationalError as err:
+            message = str(err).lower()
+            if ("locked" not in message and "busy" not in message) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 class ReviewStore:
     """Append-only SQLite store of review events.
 
@@ -59,11 +74,22 @@ class ReviewStore:
         self.path = Path(path)
 
     def _connect(self) -> sqlite3.Connection:
+        """Open the store (creating it when missing), retrying while another writer holds
+        the lock: switching to WAL and creating the schema can report "database is locked"
+        at once, without waiting for the busy timeout, when writers race on a new file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        return _retry_locked(self._open)
+
+    def _open(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA busy_timeout=30000")
-        con.executescript(SCHEMA)
+        try:
+            con.execute("PRAGMA busy_timeout=30000")
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(SCHEMA)
+        except BaseException:
+            con.close()
+            raise
         return con
 
     def record(self, vertical: str, kind: str, item_id: str, decision: str, reviewer: str,
@@ -77,12 +103,12 @@ class ReviewStore:
             raise DataValidationError("reviewer name is required")
         created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
         con = self._connect()
-        try:
-            cur = con.execute(
+        try:  # one autocommit statement: a failed attempt wrote nothing, so retrying is safe
+            cur = _retry_locked(lambda: con.execute(
                 "INSERT INTO events (vertical, kind, item_id, decision, note, reviewer, run_id,"
                 " payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (vertical, kind, str(item_id), decision, note, reviewer.strip(), run_id,
-                 json.dumps(payload or {}), created))
+                 json.dumps(payload or {}), created)))
             return int(cur.lastrowid)
         finally:
             con.close()

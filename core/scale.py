@@ -9,8 +9,10 @@ so the same code runs
 * ``engine="ray"``: Ray Data ``read_parquet`` -> ``map_batches`` over an actor pool that
   holds the model -> ``write_parquet``, on a local Ray or an existing cluster (``address``).
 
-Output is a directory of Parquet files (``part-*.parquet``), written atomically; read it
-with ``pyarrow.dataset.dataset(path)``. Row order within the output is preserved.
+Output is a directory of Parquet files, written atomically; read it with
+:func:`read_output` or ``pyarrow.dataset.dataset(path)``. The local engine keeps the input's
+row order; Ray writes one file per block, whose order is not guaranteed, so scorers carry
+a key column (finance's ``_row``, transaction ids) and callers join on it.
 
 Inputs that are not rows (CT volumes, drive logs) go through :func:`map_items`: the batch
 is a list of items (file paths), the scorer returns one result row per item, and the

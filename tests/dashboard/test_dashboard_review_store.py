@@ -1,5 +1,6 @@
 """The review store under concurrent reviewers: nothing lost, history append-only."""
 import multiprocessing
+import os
 import sqlite3
 import threading
 
@@ -21,13 +22,24 @@ def _reviewer(path, name, barrier, events=N_EVENTS):
 
 
 def _process_main(path, index, barrier):
-    """One process with several reviewer threads (all start together across processes)."""
-    threads = [threading.Thread(target=_reviewer, args=(path, f"p{index}t{t}", barrier))
-               for t in range(N_THREADS)]
+    """One process with several reviewer threads (all start together across processes);
+    exits non-zero if any thread raised (a thread's exception alone would not)."""
+    errors = []
+
+    def run(name):
+        try:
+            _reviewer(path, name, barrier)
+        except BaseException as err:  # noqa: BLE001 - reported through the exit code
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(f"p{index}t{t}",)) for t in range(N_THREADS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        print(f"reviewer thread failed: {errors[0]!r}", flush=True)
+        os._exit(1)
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):
