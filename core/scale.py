@@ -98,24 +98,33 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     return ray
 
 
-def _map_ray(input_path, out_dir: Path, make_scorer, batch_size: int, columns,
-             address: str | None, num_actors: int | None, actor_cpus: float) -> int:
+def _map_with_actors(make_dataset, actor_cls, make_scorer, batch_size: int, address: str | None,
+                     num_actors: int | None, actor_cpus: float, max_actors: int | None = None):
+    """Ray Data: ``make_dataset(ray.data)`` -> ``map_batches`` over a pool of ``actor_cls``."""
     ray = init_ray(address)
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
-    total_cpus = int(ray.cluster_resources().get("CPU", 1))
-    # Leave room for read/write tasks: full-CPU actors on a 2-CPU machine starve the
-    # read tasks and the pipeline stalls.
     if num_actors is None:
+        # Leave room for read/write tasks: full-CPU actors on a 2-CPU machine starve the
+        # read tasks and the pipeline stalls.
+        total_cpus = int(ray.cluster_resources().get("CPU", 1))
         num_actors = max(1, int((total_cpus - 1) / actor_cpus))
-    ds = ray.data.read_parquet(str(input_path), columns=columns)
-    scored = ds.map_batches(_ScorerActor, fn_constructor_args=(make_scorer, max(1, int(actor_cpus))),
-                            batch_format="pyarrow", batch_size=batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=num_actors),
-                            num_cpus=actor_cpus)
+        if max_actors is not None:
+            num_actors = min(num_actors, max_actors)
+    return ray, make_dataset(ray.data).map_batches(
+        actor_cls, fn_constructor_args=(make_scorer, max(1, int(actor_cpus))),
+        batch_format="pyarrow", batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=actor_cpus)
+
+
+def _map_ray(input_path, out_dir: Path, make_scorer, batch_size: int, columns,
+             address: str | None, num_actors: int | None, actor_cpus: float) -> int:
+    _, scored = _map_with_actors(
+        lambda data: data.read_parquet(str(input_path), columns=columns), _ScorerActor,
+        make_scorer, batch_size, address, num_actors, actor_cpus)
     scored.write_parquet(str(out_dir))
     return int(sum(f.metadata.num_rows for f in _parquet_files(out_dir)))
 
@@ -189,19 +198,9 @@ def map_items(items, make_scorer: Callable[[], Callable[[list], "object"]], engi
         scorer = make_scorer()
         parts = [_as_arrow(scorer(items[i:i + batch_size])) for i in range(0, len(items), batch_size)]
         return pa.concat_tables(parts, promote_options="default")
-    ray = init_ray(address)
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = False
-    if num_actors is None:
-        total_cpus = int(ray.cluster_resources().get("CPU", 1))
-        num_actors = max(1, min(len(items), int((total_cpus - 1) / actor_cpus)))
-    ds = ray.data.from_items([{"item": i} for i in items])
-    scored = ds.map_batches(_ItemActor, fn_constructor_args=(make_scorer, max(1, int(actor_cpus))),
-                            batch_format="pyarrow", batch_size=batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=num_actors), num_cpus=actor_cpus)
+    ray, scored = _map_with_actors(lambda data: data.from_items([{"item": i} for i in items]),
+                                   _ItemActor, make_scorer, batch_size, address, num_actors,
+                                   actor_cpus, max_actors=len(items))
     return pa.concat_tables([t for t in ray.get(scored.to_arrow_refs()) if t.num_rows],
                             promote_options="default")
 

@@ -21,28 +21,28 @@ FRAME_COLUMNS = ["log_id", "frame", "timestamp", "score", "surprise_revealed", "
 
 def load_batch_scorer(model_dir, batch_size: int = 32):
     """Load the predictor once; return ``score_batch(list of log paths) -> frame rows``."""
-    import pandas as pd
-
     from core.runtime import configure_threads
 
     from .predictor import OcclusionPredictor
-    from .schema import read_log
-    from .surprise import score_log
 
     configure_threads()
-    predictor = OcclusionPredictor.load(model_dir)
+    return _batch_scorer(OcclusionPredictor.load(model_dir), batch_size)
+
+
+def _batch_scorer(predictor, batch_size: int = 32):
+    """``score_batch(paths) -> frame rows`` over an already-loaded predictor."""
+    import pandas as pd
+
+    from .schema import read_log
+    from .scoring import frame_rows
+    from .surprise import score_log
 
     def score_batch(paths: list) -> "pd.DataFrame":
         frames = []
         for path in paths:
             log = read_log(path)
             predictor.check_log(log)
-            result = score_log(predictor, log, batch_size=batch_size)
-            frames.append(pd.DataFrame({
-                "log_id": log.log_id, "frame": log.frame.astype("int64"),
-                "timestamp": log.timestamp, "score": result.score.astype("float64"),
-                "surprise_revealed": result.surprise_revealed.astype("float64"),
-                "visible_error": result.visible_error.astype("float64")}))
+            frames.append(frame_rows(log, score_log(predictor, log, batch_size=batch_size)))
         return pd.concat(frames, ignore_index=True)[FRAME_COLUMNS]
 
     return score_batch
@@ -72,8 +72,9 @@ def batch_score(model_dir, logs, out, engine: str = "local", address: str | None
 
     predictor = OcclusionPredictor.load(model_dir)  # fail early on a bad bundle
     paths = [os.fspath(p) for p in list_logs(logs)]
-    table = map_items(paths, functools.partial(load_batch_scorer, os.fspath(model_dir)),
-                      engine=engine, address=address).to_pandas()
+    make = (functools.partial(_batch_scorer, predictor) if engine == "local"  # reuse it here
+            else functools.partial(load_batch_scorer, os.fspath(model_dir)))
+    table = map_items(paths, make, engine=engine, address=address).to_pandas()
     scores = table["score"].to_numpy()
     table["p_value"] = predictor.calibration_.p_values(scores)
     table["is_alert"] = predictor.calibration_.alerts(scores, fdr=fdr)

@@ -34,6 +34,21 @@ def _error_uint8(result, scale: float) -> np.ndarray:
     return np.clip(result.cell_error / scale * 255.0, 0, 255).round().astype(np.uint8)
 
 
+def frame_rows(log, result):
+    """One row per frame of a scored log: ids, time, score and its parts, and the
+    simulator's anomaly labels when the log has them (null otherwise)."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "log_id": log.log_id, "frame": log.frame.astype(np.int64),
+        "timestamp": log.timestamp, "score": result.score.astype(np.float64),
+        "surprise_revealed": result.surprise_revealed.astype(np.float64),
+        "visible_error": result.visible_error.astype(np.float64),
+        "anomaly": pd.array(log.anomaly, dtype="boolean") if log.anomaly is not None
+        else pd.array([None] * len(log), dtype="boolean"),
+        "anomaly_kind": log.anomaly_kind or [None] * len(log)})
+
+
 def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: str | os.PathLike,
                fdr: float | None = None, top_frames: int = 5, shap_evals: int = 300,
                batch_size: int = 32, recordings: bool = False) -> Path:
@@ -88,14 +103,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
                 "error": _uint8_list_column(error),
             })
             write_parquet_atomic(table, run.path(f"cells/{log.log_id}", f"cells/{log.log_id}.parquet"))
-            frames.append(pd.DataFrame({
-                "log_id": log.log_id, "frame": log.frame.astype(np.int64),
-                "timestamp": log.timestamp, "score": result.score.astype(np.float64),
-                "surprise_revealed": result.surprise_revealed.astype(np.float64),
-                "visible_error": result.visible_error.astype(np.float64),
-                "anomaly": pd.array(log.anomaly, dtype="boolean") if log.anomaly is not None
-                else pd.array([None] * len(log), dtype="boolean"),
-                "anomaly_kind": log.anomaly_kind or [None] * len(log)}))
+            frames.append(frame_rows(log, result))
         table = pd.concat(frames, ignore_index=True)
         scores = table["score"].to_numpy()
         table["p_value"] = predictor.calibration_.p_values(scores)

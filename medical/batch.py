@@ -19,15 +19,20 @@ from pathlib import Path
 
 def load_batch_scorer(model_dir, anomaly_model=None):
     """Load the models once; return ``score_batch(list of volume paths) -> case rows``."""
-    import pandas as pd
-
     from core.runtime import configure_threads
 
-    from .infer import load_models, score_case
-    from .io import find_cases
+    from .infer import load_models
 
     configure_threads()
-    segmenter, scorer = load_models(model_dir, anomaly_model)
+    return _batch_scorer(*load_models(model_dir, anomaly_model))
+
+
+def _batch_scorer(segmenter, scorer):
+    """``score_batch(paths) -> case rows`` over already-loaded models."""
+    import pandas as pd
+
+    from .infer import score_case
+    from .io import find_cases
 
     def score_batch(paths: list) -> "pd.DataFrame":
         rows = []
@@ -65,10 +70,13 @@ def batch_score(model_dir, images, out, anomaly_model=None, engine: str = "local
     from .infer import load_models
     from .io import find_cases
 
-    _, scorer = load_models(model_dir, anomaly_model)  # fail early on a bad bundle
+    segmenter, scorer = load_models(model_dir, anomaly_model)  # fail early on a bad bundle
     paths = [os.fspath(c.image) for c in find_cases(images)]
-    make = functools.partial(load_batch_scorer, os.fspath(model_dir),
-                             None if anomaly_model is None else os.fspath(anomaly_model))
+    if engine == "local":  # this process is the worker: reuse the models just loaded
+        make = functools.partial(_batch_scorer, segmenter, scorer)
+    else:
+        make = functools.partial(load_batch_scorer, os.fspath(model_dir),
+                                 None if anomaly_model is None else os.fspath(anomaly_model))
     table = map_items(paths, make, engine=engine, address=address).to_pandas()
     if scorer is not None and scorer.calibration is not None:
         scores = table["score"].to_numpy()
