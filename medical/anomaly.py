@@ -200,16 +200,18 @@ class AnomalyScorer:
         state: network weights.
         calibration: fitted on held-out healthy case scores.
         healthy_error: median smoothed body error of those cases (SHAP baseline).
+        seed: seeds the initial weights when ``state`` is not given.
     """
 
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
                  config: AnomalyConfig, state: dict | None = None,
-                 calibration: ScoreCalibration | None = None, healthy_error: float | None = None):
+                 calibration: ScoreCalibration | None = None, healthy_error: float | None = None,
+                 seed: int = 0):
         self.network_config = network_config
         self.preprocess = preprocess
         self.config = config
         # two outputs: mean and log variance of each hidden voxel
-        self.network = build_network(network_config, out_channels=2, state=state)
+        self.network = build_network(network_config, out_channels=2, state=state, seed=seed)
         self.calibration = calibration
         self.healthy_error = healthy_error
 

@@ -46,23 +46,29 @@ class NetworkConfig:
                    norm=str(d.get("norm", "instance")))
 
 
-def build_network(config: NetworkConfig, out_channels: int, state: dict | None = None):
+def build_network(config: NetworkConfig, out_channels: int, state: dict | None = None,
+                  seed: int = 0):
     """A MONAI 3-D ``UNet`` taking the two input channels.
 
     Args:
         config: architecture.
         out_channels: output channels.
         state: weights to load (from a bundle); must fit exactly.
+        seed: seeds the initial weights (torch's default initialisation, drawn inside
+            ``torch.random.fork_rng`` so the global RNG is left as it was).
 
     Raises:
         BundleError: ``state`` does not fit the configured network.
     """
+    import torch
     from monai.networks.nets import UNet
 
-    network = UNet(spatial_dims=3, in_channels=IN_CHANNELS, out_channels=out_channels,
-                   channels=config.channels, strides=config.strides,
-                   num_res_units=config.num_res_units,
-                   norm=None if config.norm == "none" else config.norm)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = UNet(spatial_dims=3, in_channels=IN_CHANNELS, out_channels=out_channels,
+                       channels=config.channels, strides=config.strides,
+                       num_res_units=config.num_res_units,
+                       norm=None if config.norm == "none" else config.norm)
     if state is not None:
         try:
             network.load_state_dict(state)

@@ -148,7 +148,7 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
                           intensity_jitter=0.0)
     val = CropDataset(images, roi, max(4, config.samples_per_epoch // 8), seed=config.seed + 7,
                       fixed=True)
-    scorer = AnomalyScorer(config.network, preprocess, config.anomaly)
+    scorer = AnomalyScorer(config.network, preprocess, config.anomaly, seed=config.seed)
     masker = config.anomaly.masker()
     train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
                                lr=config.lr, patience=config.patience, seed=config.seed,

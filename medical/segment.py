@@ -88,11 +88,12 @@ class Segmenter:
         labels: ``{1: "liver", ...}``.
         state: network weights.
         overlap, sw_batch_size: sliding-window inference.
+        seed: seeds the initial weights when ``state`` is not given.
     """
 
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
                  labels: dict[int, str], state: dict | None = None, overlap: float = 0.25,
-                 sw_batch_size: int = 4):
+                 sw_batch_size: int = 4, seed: int = 0):
         if sw_batch_size < MIN_SW_BATCH:
             raise DataValidationError(f"sw_batch_size must be >= {MIN_SW_BATCH}, got {sw_batch_size}")
         self.network_config = network_config
@@ -101,7 +102,7 @@ class Segmenter:
         self.overlap = overlap
         self.sw_batch_size = sw_batch_size
         self.network = build_network(network_config, out_channels=len(self.labels) + 1,
-                                     state=state)
+                                     state=state, seed=seed)
 
     def inferer(self):
         from monai.inferers import SlidingWindowInferer
@@ -205,7 +206,7 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         top = int(max(int(p.label.max()) for p in prepared))
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
-                          sw_batch_size=config.sw_batch_size)
+                          sw_batch_size=config.sw_batch_size, seed=config.seed)
     segmenter.fit(prepared, config, init_state, progress)
     from core.training import is_main_process
 
