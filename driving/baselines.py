@@ -39,11 +39,35 @@ def persistence_memory(log: DriveLog, before: bool = False) -> np.ndarray:
     return memory
 
 
+
+def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """In place: hidden cells (``observed`` 255) with a remembered layout class give the
+    layout classes' probability mass to that class. ``probs`` ``(N, C, H, W)``,
+    ``memory`` and ``observed`` ``(N, H, W)``; returns ``probs``."""
+    from .schema import SIDEWALK
+
+    n_layout = SIDEWALK + 1
+    known = (memory <= SIDEWALK) & (observed == UNOBSERVED)
+    if known.any():
+        mass = probs[:, :n_layout].sum(1)
+        for c in range(n_layout):
+            probs[:, c] = np.where(known, np.where(memory == c, mass, 0.0), probs[:, c])
+    return probs
+
 class PersistenceBaseline:
-    """Hidden cells keep the class last seen there; never-seen cells get a uniform guess."""
+    """Hidden cells keep the class last seen there; never-seen cells get a uniform guess.
+
+    Args:
+        world_map: keep the memory in a world-fixed map (:func:`world_memory`, all
+            classes) instead of resampling it into every frame (:func:`persistence_memory`).
+    """
+
+    def __init__(self, world_map: bool = False):
+        self.world_map = world_map
 
     def predict_proba(self, log: DriveLog) -> np.ndarray:
-        memory = persistence_memory(log)
+        memory = (world_memory(log, before=False, layout_only=False) if self.world_map
+                  else persistence_memory(log))
         n_classes = len(log.meta.classes)
         probs = np.zeros((len(log), n_classes) + log.meta.grid_shape, np.float32)
         for c in range(n_classes):
@@ -71,3 +95,46 @@ class PositionalPrior:
         if not hasattr(self, "prior_"):
             raise NotFittedError("PositionalPrior is not fitted; call fit(logs)")
         return np.broadcast_to(self.prior_, (len(log),) + self.prior_.shape)
+
+
+def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -> np.ndarray:
+    """Last-seen class of every cell, kept in a world-fixed map: ``(T, H, W)`` uint8.
+
+    What the sensor saw is written into a world-frame raster at the grid's resolution and
+    each frame reads its cells from it (255 = never seen). Unlike
+    :func:`persistence_memory`, which resamples its memory into every new frame (the
+    nearest-neighbour errors pile up over hundreds of frames), every read is one lookup.
+
+    Args:
+        log: the drive log.
+        before: each frame reads before its own observation is written (what the sensor
+            saw *earlier*); False: after it.
+        layout_only: keep only the static layout (off-road, road, lane marking,
+            sidewalk): objects move, and an object seen once says nothing about the road
+            under it.
+    """
+    from .schema import SIDEWALK
+    from .warp import cell_offsets, ego_to_world
+
+    meta = log.meta
+    res = meta.resolution_m
+    forward, right = cell_offsets(meta)
+    out = np.empty_like(log.semantic)
+    if not len(log):
+        return out
+    wx, wy = zip(*(ego_to_world(pose, forward, right) for pose in log.poses))
+    ix = np.rint(np.stack(wx) / res).astype(np.int64)
+    iy = np.rint(np.stack(wy) / res).astype(np.int64)
+    ix -= ix.min()
+    iy -= iy.min()
+    world = np.full((ix.max() + 1, iy.max() + 1), UNOBSERVED, dtype=np.uint8)
+    for t in range(len(log)):
+        if before:
+            out[t] = world[ix[t], iy[t]]
+        seen = log.visible[t] & (log.semantic[t] != UNOBSERVED)
+        if layout_only:
+            seen &= log.semantic[t] <= SIDEWALK
+        world[ix[t][seen], iy[t][seen]] = log.semantic[t][seen]
+        if not before:
+            out[t] = world[ix[t], iy[t]]
+    return out

@@ -67,3 +67,32 @@ class ShadowMasker(Masker):
                 frames = slice(0, 1) if forecast[i] else slice(None)  # now only, or a tube
                 hidden[i, frames] |= patches.draw((h, w))[None]
         return hidden
+
+
+def object_regions(current, margins) -> "torch.Tensor":
+    """Cells within ``margin`` cells (Chebyshev) of an observed object, per grid.
+
+    Args:
+        current: ``(B, H, W)`` uint8 observed classes (tensor or array; 255 = not seen).
+        margins: one margin (cells) for all grids, or ``(B,)`` margins.
+
+    Returns:
+        ``(B, H, W)`` bool tensor: the objects (vehicle, pedestrian, static obstacle) grown
+        by their margin -- what an object-centred mask hides, so that the model must say
+        where an object is (forecast) or whether one belongs there at all (tube) from the
+        surroundings, not from the object's own visible cells.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    from .schema import PEDESTRIAN, STATIC_OBSTACLE, VEHICLE
+
+    current = torch.as_tensor(current)
+    objects = (current == VEHICLE) | (current == PEDESTRIAN) | (current == STATIC_OBSTACLE)
+    margins = torch.as_tensor(margins).reshape(-1).expand(len(current))
+    out = torch.zeros_like(objects)
+    for m in torch.unique(margins).tolist():
+        sel = margins == m
+        grown = F.max_pool2d(objects[sel, None].float(), 2 * int(m) + 1, stride=1, padding=int(m))
+        out[sel] = grown[:, 0] > 0
+    return out

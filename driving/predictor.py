@@ -22,55 +22,11 @@ import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
 
+from .baselines import apply_layout_memory  # noqa: F401  (re-exported)
+from .inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
 from .schema import UNOBSERVED, DriveLog, LogMeta
-from .warp import warp_grid
 
 BUNDLE_KIND = "driving-occlusion"
-
-
-def stack_frames(log: DriveLog, history, memory: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Network input for every frame: ``(T, 1 + K [+ 1], H, W)`` uint8 and speed ``(T,)``.
-
-    Slot 0 is the current observed grid; slot i is frame ``t - history[i-1]`` warped
-    into frame t (all unobserved before the log starts). With ``memory``, a last slot
-    holds the last-seen memory of every cell *before* frame t
-    (``baselines.persistence_memory(log, before=True)``): long-term context (parked cars
-    passed a while ago, the road behind) that the K frames do not reach.
-    """
-    from .baselines import persistence_memory
-
-    t_total = len(log)
-    h, w = log.meta.grid_shape
-    grids = np.full((t_total, 1 + len(history) + bool(memory), h, w), UNOBSERVED, dtype=np.uint8)
-    grids[:, 0] = log.semantic
-    poses = log.poses
-    for i, k in enumerate(history, start=1):
-        for t in range(k, t_total):
-            grids[t, i] = warp_grid(log.semantic[t - k], poses[t - k], poses[t], log.meta)
-    if memory:
-        grids[:, -1] = persistence_memory(log, before=True)
-    return grids, log.ego_speed.astype(np.float32)
-
-
-def future_targets(log: DriveLog, offsets) -> np.ndarray:
-    """What each frame's hidden cells turned out to be: ``(T, H, W)`` uint8 (255 = unknown).
-
-    For frame t, the observations of frames ``t + k`` (``k`` in ``offsets``, nearest first)
-    warped into frame t fill the cells hidden at t. Self-supervision from the log itself
-    (later frames), never from simulator truth.
-    """
-    target = np.full(log.semantic.shape, UNOBSERVED, dtype=np.uint8)
-    poses = log.poses
-    for t in range(len(log)):
-        need = ~log.visible[t]
-        for k in offsets:
-            if t + k >= len(log) or not need.any():
-                break
-            seen = warp_grid(log.semantic[t + k], poses[t + k], poses[t], log.meta)
-            fill = need & (seen != UNOBSERVED)
-            target[t][fill] = seen[fill]
-            need &= ~fill
-    return target
 
 
 def _meta_dict(meta: LogMeta) -> dict:
@@ -93,6 +49,14 @@ class OcclusionPredictor:
         max_class_weight: the clip of those weights.
         forecast_masks: share of training grids whose patches hide the current frame only
             (``ShadowMasker.forecast_fraction``); the rest hide spatio-temporal tubes.
+        object_masks: share of training grids that also hide every observed object grown
+            by 2-6 cells (``masking.object_regions``), half in the current frame only (where
+            is each object now, given its history?), half in all frames (does an object
+            belong here at all?): what scoring's object passes ask.
+        layout_fallback: at inference, hidden cells whose layout the log saw earlier
+            (``baselines.world_memory``: a world-fixed map of the static layout) give the
+            model's layout probability mass (off-road, road, lane marking, sidewalk) to the
+            remembered class; object probabilities are the model's.
         widths: channels per level of the encoder–decoder.
         blocks: extra convolutions per level.
         epochs: training epochs (early stopping on a held-out split may end sooner).
@@ -108,9 +72,10 @@ class OcclusionPredictor:
         progress: show a progress bar (None: only on a terminal).
     """
 
-    def __init__(self, history=(2, 5, 10), memory: bool = False, future=(5, 10, 20),
+    def __init__(self, history=(2, 5, 10, 20), memory: bool = True, future=(5, 10, 20),
                  future_weight: float = 0.5, class_weight_power: float = 0.5,
                  max_class_weight: float = 8.0, forecast_masks: float = 0.5,
+                 object_masks: float = 0.5, layout_fallback: bool = True,
                  widths=(16, 32, 64), blocks: int = 0,
                  epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                  max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
@@ -121,6 +86,8 @@ class OcclusionPredictor:
         self.class_weight_power = class_weight_power
         self.max_class_weight = max_class_weight
         self.forecast_masks = forecast_masks
+        self.object_masks = object_masks
+        self.layout_fallback = layout_fallback
         self.future = future
         self.future_weight = future_weight
         self.widths = widths
@@ -160,7 +127,7 @@ class OcclusionPredictor:
         from core.runtime import configure_threads
         from core.training import TrainConfig, fit
 
-        from .masking import ShadowMasker
+        from .masking import ShadowMasker, object_regions
         from .network import OcclusionNet, OcclusionNetConfig
 
         configure_threads()
@@ -199,6 +166,15 @@ class OcclusionPredictor:
             hidden = torch.from_numpy(masker.set_random_state(seed).draw(tuple(frames.shape)))
             hidden = hidden.to(frames.device)                         # (B, F, H, W)
             current = frames[:, 0]
+            if self.object_masks:
+                n = len(frames)
+                pick = torch.rand(n, generator=generator) < self.object_masks
+                tube = torch.rand(n, generator=generator) < 0.5
+                margins = torch.randint(2, 7, (n,), generator=generator)
+                grown = object_regions(current.cpu(), margins) & pick[:, None, None]
+                grown = grown.to(frames.device)
+                hidden[:, 0] |= grown
+                hidden[:, 1:] |= (grown & tube.to(frames.device)[:, None, None])[:, None]
             target = current.long()
             target[~hidden[:, 0] | (current == UNOBSERVED)] = -100    # only hidden visible cells
             masked = masker.apply(frames, hidden, fill=UNOBSERVED)
@@ -237,14 +213,16 @@ class OcclusionPredictor:
         held-out tails of ``logs`` (the training logs: :meth:`fit` calls this)."""
         from core.calibration import ScoreCalibration
 
-        from .surprise import CellNormaliser, raw_maps, result_from_maps
+        from .surprise import CellNormaliser, map_names, raw_maps, result_from_maps
 
         self._check_fitted()
         calib_logs = self.calibration_logs(logs)
         for log in calib_logs:
             self.check_log(log)
         maps = [raw_maps(self, log) for log in calib_logs]
-        self.normaliser_ = CellNormaliser().fit(maps, [log.semantic for log in calib_logs], self.meta_)
+        names = map_names(patches=not self.object_masks, objects=bool(self.object_masks))
+        self.normaliser_ = CellNormaliser(maps=names).fit(maps, [log.semantic for log in calib_logs],
+                                                          self.meta_)
         self.smooth_ = int(self.smooth)
         results = [result_from_maps(self, log, m) for log, m in zip(calib_logs, maps)]
         scores = np.concatenate([r.score for r in results])
@@ -286,6 +264,23 @@ class OcclusionPredictor:
                 out.append(self.net_.predict(g, s).probabilities.contiguous().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
+    def layout_memory(self, log: DriveLog) -> np.ndarray | None:
+        """The world-fixed layout memory the fallback uses (None when it is off)."""
+        from .baselines import world_memory
+
+        return world_memory(log, before=False) if self.layout_fallback else None
+
+    def predict_log_proba(self, log: DriveLog, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities ``(T, C, H, W)`` for every frame of a log: the network on
+        the stacked input, then the layout fallback (see ``layout_fallback``)."""
+        self.check_log(log)
+        grids, speed = self.stack(log)
+        probs = self.predict_proba(grids, speed, batch_size)
+        memory = self.layout_memory(log)
+        if memory is not None:
+            apply_layout_memory(probs, memory, log.semantic)
+        return probs
+
     def decision_function(self, log: DriveLog) -> np.ndarray:
         """Frame surprise scores ``(T,)`` of a log (higher = more anomalous)."""
         from .surprise import score_log
@@ -310,7 +305,8 @@ class OcclusionPredictor:
         config = {"params": self.get_params(), "net": self.net_config_.to_dict(),
                   "meta": _meta_dict(self.meta_), "calibration": self.calibration_.to_dict(),
                   "error_scale": self.error_scale_, "training": self.history_.to_dict(),
-                  "normaliser": self.normaliser_.to_dict(), "smooth": self.smooth_}
+                  "normaliser": self.normaliser_.to_dict(), "smooth": self.smooth_,
+                  "class_weights": getattr(self, "class_weights_", None)}
         return save_bundle(path, BUNDLE_KIND, config, dict(self.net_.state_dict()))
 
     @classmethod
@@ -332,6 +328,8 @@ class OcclusionPredictor:
         params.setdefault("class_weight_power", 0.0)
         params.setdefault("smooth", 1)
         params.setdefault("forecast_masks", 0.0)
+        params.setdefault("object_masks", 0.0)
+        params.setdefault("layout_fallback", False)
         params["future"] = tuple(params["future"])
         params["widths"] = tuple(params["widths"])
         predictor = cls(**params)
@@ -355,6 +353,8 @@ class OcclusionPredictor:
             predictor.normaliser_ = CellNormaliser.from_dict(config["normaliser"])
             predictor.smooth_ = int(config["smooth"])
         predictor.history_ = History(**config["training"])
+        if config.get("class_weights") is not None:
+            predictor.class_weights_ = list(config["class_weights"])
         return predictor
 
 

@@ -13,6 +13,14 @@ Per frame t, forward passes batched over frames:
 * **forecast passes** (motion): the same patches hidden in the current frame only; the
   earlier frames stay, so the model predicts where the objects it saw moving should be
   now -- a vehicle that moved against its lane's direction is not where traffic goes.
+* **object passes** (models trained with ``object_masks``): every observed object grown
+  by ``OBJECT_MARGIN`` cells hidden at once -- in all frames (``object_recon``: does an
+  object belong here at all, judged from the layout around it: debris on the lane, a car
+  stopped in a driving lane) and in the current frame only (``object_forecast``: where
+  should each object be now, given its history). A patch of the schedule cuts objects in
+  pieces, and the visible rest of an object gives its hidden part away; these do not.
+  Such models are scored with the object passes instead of the patch passes (3 forward
+  passes per frame instead of 5; the benchmark found them better, see bench/README.md).
 
 Every per-cell surprise is divided by the surprise expected for that class at that
 distance from the ego on normal frames (``CellNormaliser``, fitted on the held-out
@@ -20,7 +28,7 @@ calibration frames): a pedestrian stepping into view at 30 m is routine, a vehic
 the lane where the model saw none is not. A frame's raw score is ``surprise_revealed +
 visible_error``: the first the mean of the ``TOP_K`` largest values of the normalised
 revealed map after a 3x3 average (a blob, not a lone cell), the second the same for the
-larger of the reconstruction and forecast maps, both over cells that hold an object
+largest of the reconstruction, forecast and object maps, both over cells that hold an object
 (vehicle, pedestrian, static obstacle): an odd object is what an engineer replays a log
 for, while layout surprises (a side street coming into view) are routine. The frame
 ``score`` is the causal mean of the raw score over the last ``SMOOTH`` frames (a real
@@ -43,6 +51,8 @@ POOL = 3
 EPS = 1e-6
 SMOOTH = 5
 MAPS = ("revealed", "recon", "forecast")
+OBJECT_MAPS = ("object_recon", "object_forecast")
+OBJECT_MARGIN = 4                # cells an object pass hides around each observed object
 
 
 @dataclass
@@ -109,7 +119,8 @@ class CellNormaliser:
     """
 
     def __init__(self, band_m: float = 5.0, n_bands: int = 8, quantile: float = 0.99,
-                 min_cells: int = 200):
+                 min_cells: int = 200, maps=MAPS):
+        self.maps = tuple(maps)
         self.band_m = band_m
         self.n_bands = n_bands
         self.quantile = quantile
@@ -123,8 +134,9 @@ class CellNormaliser:
         """``raw_maps``: per log, ``{map: (T, H, W)}``; ``observed``: per log ``(T, H, W)``."""
         n_classes = len(meta.classes)
         bands = self.bands(meta)
-        scale = np.ones((len(MAPS), n_classes, self.n_bands), np.float32)
-        for m, name in enumerate(MAPS):
+        self.maps = tuple(name for name in self.maps if name in raw_maps[0])
+        scale = np.ones((len(self.maps), n_classes, self.n_bands), np.float32)
+        for m, name in enumerate(self.maps):
             values = {c: [[] for _ in range(self.n_bands)] for c in range(n_classes)}
             for maps, obs in zip(raw_maps, observed):
                 cell_map = maps[name]
@@ -155,41 +167,65 @@ class CellNormaliser:
         if not hasattr(self, "scale_"):
             return cell_map
         cls = np.minimum(observed, self.scale_.shape[1] - 1).astype(np.int64)
-        scale = self.scale_[MAPS.index(name)][cls, self.bands(meta)[None]]
+        scale = self.scale_[self.maps.index(name)][cls, self.bands(meta)[None]]
         return (cell_map / scale).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"band_m": self.band_m, "n_bands": self.n_bands, "quantile": self.quantile,
-                "min_cells": self.min_cells, "scale": self.scale_.tolist()}
+                "min_cells": self.min_cells, "maps": list(self.maps), "scale": self.scale_.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "CellNormaliser":
-        out = cls(d["band_m"], d["n_bands"], d["quantile"], d["min_cells"])
+        out = cls(d["band_m"], d["n_bands"], d["quantile"], d["min_cells"], d.get("maps", MAPS))
         out.scale_ = np.asarray(d["scale"], dtype=np.float32)
         return out
 
 
+def map_names(patches: bool = True, objects: bool = False) -> tuple[str, ...]:
+    """The surprise maps :func:`raw_maps` returns for these passes."""
+    return ("revealed",) + (MAPS[1:] if patches else ()) + (OBJECT_MAPS if objects else ())
+
+
 def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,
-             patch_size: int = 8, forecast: bool = True) -> dict:
-    """Run the passes over a log: ``{"revealed", "recon", "forecast": (T, H, W) float32,
-    "predicted", "confidence", "probabilities"}`` (un-normalised surprise, nats)."""
+             patch_size: int = 8, forecast: bool = True, objects: bool | None = None,
+             patches: bool | None = None) -> dict:
+    """Run the passes over a log: ``{"revealed": (T, H, W) float32, "predicted",
+    "confidence", "probabilities"}`` plus ``"recon", "forecast"`` (``patches``) and
+    ``"object_recon", "object_forecast"`` (``objects``); surprise in nats, un-normalised.
+
+    ``objects`` defaults to whether the model was trained with object masks, ``patches``
+    to the opposite (a model that knows the object passes needs no patch passes).
+    """
     from core.masking import PatchMasker
+
+    from .masking import object_regions
+
+    if objects is None:
+        objects = bool(getattr(predictor, "object_masks", 0.0))
+    if patches is None:
+        patches = not objects
 
     predictor.check_log(log)
     grids, speed = predictor.stack(log)
     t_total, _, h, w = grids.shape
     visible = log.visible
     observed = log.semantic
-    schedule = PatchMasker(patch_size, ratio=0.5).schedule((h, w))
+    schedule = PatchMasker(patch_size, ratio=0.5).schedule((h, w)) if patches else []
     predicted = np.empty((t_total, h, w), np.uint8)
     confidence = np.empty((t_total, h, w), np.float32)
-    maps = {name: np.zeros((t_total, h, w), np.float32) for name in MAPS}
+    names = map_names(patches, objects)
+    maps = {name: np.zeros((t_total, h, w), np.float32) for name in names}
     kept = [] if keep_probabilities else None
     prev_probs = None
+    memory = predictor.layout_memory(log) if hasattr(predictor, "layout_memory") else None
     poses = log.poses
     for start in range(0, t_total, batch_size):
         sl = slice(start, min(start + batch_size, t_total))
         probs = predictor.predict_proba(grids[sl], speed[sl], batch_size)      # (B, C, H, W)
+        if memory is not None:
+            from .predictor import apply_layout_memory
+
+            apply_layout_memory(probs, memory[sl], observed[sl])
         vis = visible[sl]
         predicted[sl] = np.where(vis, observed[sl], probs.argmax(1))
         confidence[sl] = np.where(vis, 1.0, probs.max(1))
@@ -201,6 +237,16 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
                 rec = predictor.predict_proba(masked, speed[sl], batch_size)
                 ce = _cross_entropy(rec, observed[sl])
                 maps[name][sl] += np.where(vis & mask[None], ce, 0.0)
+        if objects:                       # every object (and a margin) hidden at once
+            grown = object_regions(observed[sl], OBJECT_MARGIN).numpy() & vis
+            for name, tube in (("object_recon", True), ("object_forecast", False)):
+                masked = grids[sl].copy()
+                if tube:
+                    masked[np.broadcast_to(grown[:, None], masked.shape)] = UNOBSERVED
+                else:
+                    masked[:, 0][grown] = UNOBSERVED
+                rec = predictor.predict_proba(masked, speed[sl], batch_size)
+                maps[name][sl] = np.where(grown, _cross_entropy(rec, observed[sl]), 0.0)
         for i, t in enumerate(range(sl.start, sl.stop)):   # what the hidden cells turned into
             before = probs[i - 1] if i > 0 else prev_probs
             if before is None:
@@ -234,12 +280,14 @@ def result_from_maps(predictor, log: DriveLog, maps: dict) -> SurpriseResult:
     smooth = int(getattr(predictor, "smooth_", 1))
     maps = dict(maps)
     observed = log.semantic
-    if normaliser is not None:
-        for name in MAPS:
+    present = [name for name in MAPS + OBJECT_MAPS if name in maps]
+    if normaliser is not None:                   # the maps it was fitted on
+        present = [name for name in present if name in normaliser.maps]
+        for name in present:
             maps[name] = normaliser.apply(name, maps[name], observed, log.meta)
     objects = np.isin(observed, OBJECT_CLASSES)
     revealed = maps["revealed"]
-    visible_map = np.maximum(maps["recon"], maps["forecast"])
+    visible_map = np.maximum.reduce([maps[name] for name in present if name != "revealed"])
     surprise_revealed = pooled_top_k(revealed * objects)
     visible_error = pooled_top_k(visible_map * objects)
     raw = surprise_revealed + visible_error

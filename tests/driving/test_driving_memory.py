@@ -1,0 +1,94 @@
+"""World-fixed memory, the layout fallback and object-centred masks."""
+import numpy as np
+import pytest
+
+from driving.baselines import PersistenceBaseline, persistence_memory, world_memory
+from driving.masking import object_regions
+from driving.predictor import OcclusionPredictor, apply_layout_memory
+from driving.schema import ROAD, SIDEWALK, VEHICLE, DriveLog, LogMeta, list_logs, read_log
+
+
+def _driving_log() -> DriveLog:
+    """Ego drives 1 m forward per frame (2 rows); a sidewalk cell and a car, seen at t=0."""
+    meta = LogMeta(grid_shape=(8, 6), resolution_m=0.5, ego_cell=(6, 3))
+    t, (h, w) = 3, meta.grid_shape
+    truth = np.full((t, h, w), ROAD, np.uint8)
+    truth[0, 1, 1], truth[1, 3, 1], truth[2, 5, 1] = (SIDEWALK,) * 3   # static: 2 rows down a frame
+    truth[0, 1, 4] = truth[1, 3, 4] = VEHICLE                          # a parked car
+    visible = np.ones((t, h, w), bool)
+    visible[1, 3, :] = visible[2, 5, :] = False                        # hidden later
+    semantic = np.where(visible, truth, 255).astype(np.uint8)
+    return DriveLog(log_id="drive", meta=meta, frame=np.arange(t), timestamp=np.arange(t) * 0.1,
+                    ego_x=np.arange(t, dtype=float), ego_y=np.zeros(t), ego_yaw=np.zeros(t),
+                    ego_speed=np.full(t, 10.0), semantic=semantic, visible=visible,
+                    semantic_true=truth)
+
+
+def test_world_memory_keeps_static_cells_in_place():
+    log = _driving_log()
+    after = world_memory(log, before=False, layout_only=False)
+    assert (after[log.visible] == log.semantic[log.visible]).all()
+    assert after[1, 3, 1] == SIDEWALK and after[2, 5, 1] == SIDEWALK   # hidden, remembered
+    assert after[1, 3, 4] == VEHICLE
+    layout = world_memory(log, before=False)                          # objects are not kept
+    assert layout[1, 3, 1] == SIDEWALK and layout[1, 3, 4] == 255        # under the car: unseen
+    before = world_memory(log, before=True)
+    assert (before[0] == 255).all()                                   # nothing seen before t=0
+    assert before[1, 3, 1] == SIDEWALK
+    np.testing.assert_array_equal(persistence_memory(log)[2], after[2])   # short drive: same
+    probs = PersistenceBaseline(world_map=True).predict_proba(log)
+    assert probs[2, SIDEWALK, 5, 1] == 1.0
+
+
+def test_layout_fallback_moves_only_layout_mass_of_hidden_cells():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(7), size=(2, 3, 3)).transpose(0, 3, 1, 2).astype(np.float32)
+    memory = np.full((2, 3, 3), 255, np.uint8)
+    memory[:, 0, 0] = SIDEWALK
+    memory[:, 1, 1] = VEHICLE                                          # an object: not used
+    observed = np.full((2, 3, 3), 255, np.uint8)
+    observed[1] = ROAD                                                 # frame 1 all visible
+    out = apply_layout_memory(probs.copy(), memory, observed)
+    np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)
+    assert out[0, SIDEWALK, 0, 0] == pytest.approx(probs[0, :4, 0, 0].sum())
+    np.testing.assert_array_equal(out[0, 4:, 0, 0], probs[0, 4:, 0, 0])
+    np.testing.assert_array_equal(out[0, :, 1, 1], probs[0, :, 1, 1])
+    np.testing.assert_array_equal(out[1], probs[1])
+
+
+def test_object_regions_grow_each_grid_by_its_margin():
+    current = np.full((2, 9, 9), ROAD, np.uint8)
+    current[:, 4, 4] = VEHICLE
+    grown = object_regions(current, np.array([1, 2])).numpy()
+    assert grown[0].sum() == 9 and grown[0, 3:6, 3:6].all()
+    assert grown[1].sum() == 25 and grown[1, 2:7, 2:7].all()
+    assert not object_regions(np.full((1, 9, 9), ROAD, np.uint8), 3).any()
+
+
+def test_fallback_improves_hidden_layout_and_object_passes_round_trip(demo_run, tmp_path):
+    from driving.evaluate import HiddenCellAccumulator
+    from driving.surprise import OBJECT_MAPS, raw_maps, score_log
+
+    workspace, _ = demo_run
+    logs = [read_log(p) for p in list_logs(workspace / "data" / "driving")]
+    predictor = OcclusionPredictor(history=(2,), widths=(8, 16), epochs=1, batch_size=8,
+                                   max_steps_per_epoch=4, object_masks=0.5, random_state=0,
+                                   progress=False).fit(logs[:2])
+    assert predictor.normaliser_.maps[-2:] == OBJECT_MAPS
+    log = logs[-1]
+    classes = list(log.meta.classes)
+    iou = {}
+    for fallback in (False, True):
+        predictor.layout_fallback = fallback
+        acc = HiddenCellAccumulator(len(classes), sample=1.0)
+        acc.add(predictor.predict_log_proba(log), log.semantic_true, log.visible)
+        iou[fallback] = acc.metrics(classes)["road_iou"]
+    assert iou[True] > iou[False]
+    maps = raw_maps(predictor, log)
+    for name in OBJECT_MAPS:
+        objects = np.isin(log.semantic, (4, 5, 6))
+        assert (maps[name][objects & log.visible] > 0).mean() > 0.99   # every object scored
+    predictor.save(tmp_path / "model")
+    again = OcclusionPredictor.load(tmp_path / "model")
+    assert again.object_masks == 0.5 and again.layout_fallback
+    np.testing.assert_allclose(score_log(again, log).score, score_log(predictor, log).score, atol=1e-6)
