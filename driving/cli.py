@@ -16,13 +16,19 @@ def driving():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--grid", type=click.Choice(["128", "64"]), default="128", show_default=True,
               help="Grid size (cells per side, 0.5 m each).")
-def simulate(n_logs, frames, out, seed, grid):
+@click.option("--anomaly-interval", type=click.FloatRange(min=0), default=20.0, show_default=True,
+              help="Mean seconds between injected anomaly events; 0 simulates normal drives "
+                   "(what the occlusion predictor trains best on).")
+def simulate(n_logs, frames, out, seed, grid, anomaly_interval):
     """Simulate drive logs (one Parquet file per log) with injected anomalies."""
+    from dataclasses import replace
+
     from .demo import sim_config
     from .simulator import simulate_logs
 
+    config = sim_config("small" if grid == "128" else "tiny")
     paths = simulate_logs(out, n_logs, frames, seed=seed,
-                          config=sim_config("small" if grid == "128" else "tiny"))
+                          config=replace(config, anomaly_interval_s=anomaly_interval))
     click.echo(f"wrote {len(paths)} logs to {out}")
 
 

@@ -35,6 +35,20 @@ def test_cli_end_to_end(tmp_path):
     assert rrd.stat().st_size > 1000
 
 
+def test_simulate_normal_drives(tmp_path):
+    """``--anomaly-interval 0`` gives logs without injected events; the default has them."""
+    flagged = {}
+    for interval in ("0", "10"):
+        out = tmp_path / interval
+        result = CliRunner().invoke(cli, ["driving", "simulate", "--logs", "1", "--frames", "300",
+                                          "--out", str(out), "--grid", "64",
+                                          "--anomaly-interval", interval])
+        assert result.exit_code == 0, result.output
+        column = pq.read_table(out / "log_000.parquet", columns=["anomaly"]).column("anomaly")
+        flagged[interval] = sum(column.to_pylist())
+    assert flagged["0"] == 0 and flagged["10"] > 0
+
+
 def test_bad_log_gives_one_line_error_and_writes_nothing(tmp_path, capsys, small_log):
     logs = tmp_path / "logs"
     logs.mkdir()
