@@ -4,6 +4,13 @@ from __future__ import annotations
 import os
 
 
+def default_threads() -> int:
+    """``UNMASK_NUM_THREADS``, else ``min(2, cpu_count)``: the thread count for torch,
+    OpenMP and DuckDB alike (one or two threads win on shared CPUs)."""
+    env = os.environ.get("UNMASK_NUM_THREADS")
+    return max(1, int(env) if env else min(2, os.cpu_count() or 1))
+
+
 def configure_threads(num_threads: int | None = None) -> int:
     """Set torch's intra-op threads; small numbers win on shared CPUs.
 
@@ -15,8 +22,7 @@ def configure_threads(num_threads: int | None = None) -> int:
     import torch
 
     if num_threads is None:
-        env = os.environ.get("UNMASK_NUM_THREADS")
-        num_threads = int(env) if env else min(2, os.cpu_count() or 1)
+        num_threads = default_threads()
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(max(1, num_threads))
     return torch.get_num_threads()

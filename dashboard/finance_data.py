@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +64,10 @@ def _connect():
         if _DATABASE is None:
             import duckdb
 
+            from core.runtime import default_threads
+
             database = duckdb.connect()
-            threads = int(os.environ.get("UNMASK_NUM_THREADS") or min(2, os.cpu_count() or 1))
-            database.execute(f"SET threads={threads}")
+            database.execute(f"SET threads={default_threads()}")
             database.execute("SET TimeZone='UTC'")  # naive and tz-aware timestamps compare in UTC
             _DATABASE = database
         return _DATABASE.cursor()

@@ -39,7 +39,6 @@ def persistence_memory(log: DriveLog, before: bool = False) -> np.ndarray:
     return memory
 
 
-
 def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """In place: hidden cells (``observed`` 255) with a remembered layout class give the
     layout classes' probability mass to that class. ``probs`` ``(N, C, H, W)``,
@@ -53,6 +52,7 @@ def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndar
         for c in range(n_layout):
             probs[:, c] = np.where(known, np.where(memory == c, mass, 0.0), probs[:, c])
     return probs
+
 
 class PersistenceBaseline:
     """Hidden cells keep the class last seen there; never-seen cells get a uniform guess.

@@ -22,7 +22,7 @@ import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
 
-from .baselines import apply_layout_memory  # noqa: F401  (re-exported)
+from .baselines import apply_layout_memory
 from .inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
 from .schema import UNOBSERVED, DriveLog, LogMeta
 

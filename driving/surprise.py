@@ -198,6 +198,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     """
     from core.masking import PatchMasker
 
+    from .baselines import apply_layout_memory
     from .masking import object_regions
 
     if objects is None:
@@ -217,14 +218,12 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     maps = {name: np.zeros((t_total, h, w), np.float32) for name in names}
     kept = [] if keep_probabilities else None
     prev_probs = None
-    memory = predictor.layout_memory(log) if hasattr(predictor, "layout_memory") else None
+    memory = predictor.layout_memory(log)
     poses = log.poses
     for start in range(0, t_total, batch_size):
         sl = slice(start, min(start + batch_size, t_total))
         probs = predictor.predict_proba(grids[sl], speed[sl], batch_size)      # (B, C, H, W)
         if memory is not None:
-            from .predictor import apply_layout_memory
-
             apply_layout_memory(probs, memory[sl], observed[sl])
         vis = visible[sl]
         predicted[sl] = np.where(vis, observed[sl], probs.argmax(1))

@@ -37,12 +37,6 @@ class HeadConfig:
     random_state: int = 0
 
 
-def _threads() -> int:
-    import os
-
-    return max(1, int(os.environ.get("UNMASK_NUM_THREADS") or min(2, os.cpu_count() or 1)))
-
-
 class FeedbackHead:
     """Boosted trees on labelled rows; numpy inference from exported arrays.
 
@@ -77,8 +71,10 @@ class FeedbackHead:
             early_stopping=False, random_state=c.random_state)
         from threadpoolctl import threadpool_limits
 
+        from core.runtime import default_threads
+
         # OpenMP's default (every core, spin-waiting) crawls on shared machines.
-        with threadpool_limits(limits=_threads(), user_api="openmp"):
+        with threadpool_limits(limits=default_threads(), user_api="openmp"):
             clf.fit(X, y, sample_weight=sample_weight)
         self._export(clf)
         self.n_features_in_ = X.shape[1]

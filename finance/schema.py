@@ -38,7 +38,9 @@ def connect(memory_limit: str | None = None, threads: int | None = None, temp_di
 
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{memory_limit or os.environ.get('UNMASK_DUCKDB_MEMORY', '1GB')}'")
-    con.execute(f"SET threads={int(threads or os.environ.get('UNMASK_NUM_THREADS') or min(2, os.cpu_count() or 1))}")
+    from core.runtime import default_threads
+
+    con.execute(f"SET threads={int(threads or default_threads())}")
     con.execute("SET preserve_insertion_order=false")
     con.execute("SET enable_progress_bar=false")
     if temp_dir is not None:

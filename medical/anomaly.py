@@ -254,10 +254,14 @@ class AnomalyScorer:
 
     def error_map(self, image) -> np.ndarray:
         """Anomaly map ``(x, y, z)`` of a model-grid image ``(1, x, y, z)`` (0 outside tissue)."""
+        x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
+        return self.map_from_reconstruction(x, *self.reconstruct(image))
+
+    def map_from_reconstruction(self, x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        """The anomaly map of image ``x`` ``(x, y, z)`` given its core-pass prediction
+        (:meth:`reconstruct`): clipped, smoothed, squared z-scores over scored tissue."""
         from scipy.ndimage import gaussian_filter
 
-        x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
-        mean, sd = self.reconstruct(image)
         tissue = self.tissue_mask(x, mean) & body_mask(x)
         lo, hi = self.preprocess.window
         scale = sd if self.config.noise_hu is None else self.config.noise_hu / (hi - lo)

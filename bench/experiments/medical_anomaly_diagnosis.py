@@ -59,11 +59,22 @@ def dump(keep, bundle, out):
         p = prepare_case(case, pre, with_truth=True)
         image = p.image.as_tensor().numpy()[0]
         lesion = np.zeros(image.shape, bool) if p.lesion is None else p.lesion.numpy()[0] > 0
-        mean, _ = scorer.reconstruct(p.image.as_tensor())
-        arrays.update({f"img_{i}": image, f"les_{i}": lesion, f"mean_{i}": mean,
+        mean, sd = scorer.reconstruct(p.image.as_tensor())
+        arrays.update({f"img_{i}": image, f"les_{i}": lesion, f"mean_{i}": mean, f"sd_{i}": sd,
                        f"lab_{i}": p.label.numpy()[0].astype(np.uint8)})
     np.savez_compressed(out, iscal=np.arange(len(cases)) < len(cal),
-                        window=np.array(scorer.preprocess.window), **arrays)
+                        window=np.array(scorer.preprocess.window),
+                        bundle=str(Path(bundle).resolve()), **arrays)
+
+
+def _default_scorer(maps):
+    """The dumped bundle with the benchmark's default scoring settings (``AnomalyConfig()``:
+    residual / 20 HU), whose ``tissue_mask`` and ``map_from_reconstruction`` are used."""
+    from medical.anomaly import AnomalyConfig, AnomalyScorer
+
+    scorer = AnomalyScorer.load(str(maps["bundle"]))
+    scorer.config = AnomalyConfig(patch_size=scorer.config.patch_size)
+    return scorer
 
 
 def _metrics(maps, score_map) -> tuple[float, float]:
@@ -85,22 +96,16 @@ def _metrics(maps, score_map) -> tuple[float, float]:
             average_precision_score(np.concatenate(labels), np.concatenate(values)))
 
 
-def _tissue(maps, i, mean):
+def _tissue(scorer, maps, i, mean):
     from medical.anomaly import body_mask
 
-    lo, hi = maps["window"]
     image = maps[f"img_{i}"]
-
-    def unit(hu):
-        return (hu - lo) / (hi - lo)
-
-    return ((mean >= unit(50)) & (mean <= unit(240)) & (image >= unit(-30))
-            & (image <= unit(240)) & body_mask(image))
+    return scorer.tissue_mask(image, mean) & body_mask(image)
 
 
 def bias(maps_path):
     """Per-organ residual (HU) and the default scoring's metrics."""
-    from scipy.ndimage import binary_erosion, gaussian_filter
+    from scipy.ndimage import binary_erosion
 
     maps = np.load(maps_path)
     lo, hi = maps["window"]
@@ -115,11 +120,10 @@ def bias(maps_path):
         m, s = np.mean(residual[k], axis=0)
         print(f"{name}: observed - predicted {m:+.0f} HU (SD {s:.0f})")
 
+    scorer = _default_scorer(maps)
+
     def default_map(i):
-        mean = maps[f"mean_{i}"]
-        tissue = _tissue(maps, i, mean)
-        z = np.where(tissue, np.clip((maps[f"img_{i}"] - mean) * width / 20, -4, 4), 0)
-        return gaussian_filter(z, 1.0) ** 2 * tissue
+        return scorer.map_from_reconstruction(maps[f"img_{i}"], maps[f"mean_{i}"], maps[f"sd_{i}"])
 
     print("default scoring: case AUROC %.3f, voxel AP %.4f" % _metrics(maps, default_map))
 
@@ -200,6 +204,7 @@ def categorical_eval(maps_path, weights):
     edges = torch.linspace(-BIN_RANGE, BIN_RANGE, N_BINS + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     maps = np.load(maps_path)
+    scorer = _default_scorer(maps)
     nll, z, mean = {}, {}, {}
     for i in np.flatnonzero(~maps["iscal"]):
         image = maps[f"img_{i}"]
@@ -217,11 +222,11 @@ def categorical_eval(maps_path, weights):
             mean[i][core] = (base + (p * centres[:, None, None, None]).sum(0)).numpy()[core]
 
     def nll_map(i):
-        tissue = _tissue(maps, i, mean[i])
+        tissue = _tissue(scorer, maps, i, mean[i])
         return gaussian_filter(np.where(tissue, nll[i], 0), 1.0) * tissue
 
     def z_map(i):
-        tissue = _tissue(maps, i, mean[i])
+        tissue = _tissue(scorer, maps, i, mean[i])
         return gaussian_filter(np.where(tissue, np.clip(np.abs(z[i]), 0, 4), 0), 1.0) * tissue
 
     print("NLL of the observed bin: case AUROC %.3f, voxel AP %.4f" % _metrics(maps, nll_map))
