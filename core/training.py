@@ -241,6 +241,7 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
 
     optimizer = torch.optim.AdamW(params if params is not None else model.parameters(),
                                   lr=config.lr, weight_decay=config.weight_decay)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]  # groups may set their own
     shuffle_rng = np.random.default_rng(config.seed + 1)
     generator = torch.Generator().manual_seed(config.seed + 2)
     history = History()
@@ -251,9 +252,10 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
                leave=False, file=sys.stderr)
 
     for epoch in bar:
-        lr = config.lr * _lr_factor(config, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        factor = _lr_factor(config, epoch)
+        lr = config.lr * factor
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * factor
         train_model.train()
         total, count = 0.0, 0
         for step, batch in enumerate(_batches(dataset, train_idx, config.batch_size, shuffle_rng,

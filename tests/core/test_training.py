@@ -105,3 +105,15 @@ def test_early_stopping_works_with_negative_losses():
                   TrainConfig(max_epochs=20, patience=3, batch_size=32, progress=False))
     assert history.stopped_early and len(history.val_loss) == 4
     assert history.best_epoch == 0 and history.best_val_loss == -1.0
+
+
+def test_parameter_groups_keep_their_own_learning_rates():
+    # a group with lr=0 must stay frozen under the schedule (it used to be overwritten
+    # with the config's lr every epoch, so per-group rates had no effect)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 1))
+    frozen, start = model[0].weight.detach().clone(), model[1].weight.detach().clone()
+    params = [{"params": model[0].parameters(), "lr": 0.0}, {"params": model[1].parameters()}]
+    fit(model, _data(), mse, TrainConfig(max_epochs=5, lr=0.05, batch_size=32, progress=False,
+                                         device="cpu"), params=params)
+    assert torch.equal(model[0].weight, frozen)
+    assert not torch.equal(model[1].weight, start)
