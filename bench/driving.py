@@ -9,7 +9,7 @@ detection latency (calibrated alerts); inference frames/s at 128x128 on 2 thread
 the ratio to persistence; simulator frames/s.
 
 Usage:
-    UNMASK_NUM_THREADS=2 .venv/bin/python bench/driving.py            # the committed run
+    UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --model-dir DIR   # the committed run (round 4: round 3's weights)
     UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --quick    # smoke run
     ... --model-dir DIR   # keep the trained weights; a second run reuses them (recalibrates)
 """
@@ -59,13 +59,14 @@ def main(argv=None) -> dict:
         args.train_logs, args.test_logs, args.frames, args.epochs, args.steps = 2, 1, 80, 1, 5
 
     from core.io import write_text_atomic
+    from core.metrics import auprc, auroc
     from core.runtime import configure_threads
     from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory, world_memory
     from driving.evaluate import HiddenCellAccumulator, frame_metrics, sensor_range_mask
     from driving.predictor import OcclusionPredictor
     from driving.schema import read_log
     from driving.simulator import SimConfig, Simulator, simulate_logs
-    from driving.surprise import score_log
+    from driving.surprise import causal_mean, pooled_top_k, score_log
 
     threads = configure_threads()
     config = SimConfig()
@@ -108,13 +109,14 @@ def main(argv=None) -> dict:
     classes = list(config.meta().classes)
     acc = {name: HiddenCellAccumulator(len(classes), seed=args.seed)
            for name in ("unmask", "persistence", "persistence_world_map", "positional_prior")}
-    scores, raw, labels, log_ids, kinds = [], [], [], [], []
+    scores, raw, labels, log_ids, kinds, round3 = [], [], [], [], [], []
     timing = {"unmask_s": 0.0, "unmask_frames": 0, "persistence_s": 0.0, "persistence_world_s": 0.0,
               "scoring_s": 0.0}
     for log in test:
         in_range = sensor_range_mask(log, config.sensor_range_m)
-        t0 = time.perf_counter()    # inference: stack + warp + one forward pass + layout memory
+        t0 = time.perf_counter()    # inference: stack + warp + one forward pass + layout memory + decision
         probs = predictor.predict_log_proba(log, batch_size=32)
+        decided = predictor.decide(log, probs)             # the reported classes
         timing["unmask_s"] += time.perf_counter() - t0
         timing["unmask_frames"] += len(log)
         t0 = time.perf_counter()
@@ -123,7 +125,8 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         world_memory(log, before=False, layout_only=False)
         timing["persistence_world_s"] += time.perf_counter() - t0
-        acc["unmask"].add(probs, log.semantic_true, log.visible, in_range)
+        acc["unmask"].add(probs, log.semantic_true, log.visible, in_range,
+                          predicted=decided)
         del probs
         acc["persistence"].add(persistence.predict_proba(log), log.semantic_true, log.visible, in_range)
         acc["persistence_world_map"].add(persistence_world.predict_proba(log), log.semantic_true,
@@ -134,6 +137,9 @@ def main(argv=None) -> dict:
         timing["scoring_s"] += time.perf_counter() - t0
         scores.append(result.score)
         raw.append(result.raw_score)
+        objects = result.object_cells           # round 3's frame score on the same maps
+        round3.append(causal_mean(pooled_top_k(result.revealed_error * objects)
+                                  + pooled_top_k(result.recon_error * objects), predictor.smooth_))
         labels.append(log.anomaly)
         log_ids += [log.log_id] * len(log)
         kinds += [k or "" for k in log.anomaly_kind]
@@ -144,11 +150,15 @@ def main(argv=None) -> dict:
     frames = frame_metrics(labels, scores, alerts, log_ids)
     frames_unsmoothed = frame_metrics(labels, raw, predictor.calibration_.alerts(raw), log_ids)
     frames_unsmoothed = {k: frames_unsmoothed.get(k) for k in ("auroc", "average_precision")}
+    round3 = np.concatenate(round3)
     kinds = np.asarray(kinds)
-    per_kind = {}
+    per_kind, round3_by_kind = {}, {}
     for kind in sorted(set(kinds) - {""}):
         sel = (kinds == kind) | ~labels
         per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
+        round3_by_kind[kind] = auroc(labels[sel], round3[sel])
+    frames_round3 = {"auroc": auroc(labels, round3), "average_precision": auprc(labels, round3),
+                     "auroc_by_kind": round3_by_kind}
     hidden = {name: {"all_hidden": a.metrics(classes), **a.metrics_by_region(classes)}
               for name, a in acc.items()}
     n = timing["unmask_frames"]
@@ -166,6 +176,9 @@ def main(argv=None) -> dict:
                          predictor, "class_weights_", None)},
         "hidden_cells": hidden,
         "frames": frames, "frames_unsmoothed": frames_unsmoothed, "frames_by_kind": per_kind,
+        "frames_round3_score": frames_round3,
+        "calibration": {"road_threshold": predictor.road_threshold_,
+                        "frame_channels": [list(c) for c in predictor.frame_scorer_.channels]},
         "speed": {"simulator_fps": sim_fps, "unmask_inference_fps": unmask_fps,
                   "persistence_fps": persistence_fps,
                   "persistence_world_map_fps": n / timing["persistence_world_s"],
@@ -186,6 +199,7 @@ def main(argv=None) -> dict:
             "pedestrian_pr_auc_ratio_vs_persistence_all_hidden":
                 pr("unmask", "pedestrian", "all_hidden") / pr("persistence", "pedestrian", "all_hidden"),
             "road_iou_occluded": hidden["unmask"]["occluded"]["road_iou"],
+            "road_iou_occluded_argmax": hidden["unmask"]["occluded"]["road_iou_argmax"],
             "road_iou_out_of_range": hidden["unmask"]["out_of_range"]["road_iou"],
             "frame_auroc": frames.get("auroc"),
             "inference_fps": unmask_fps},
@@ -205,6 +219,7 @@ def _time_inference(log, model: dict, n_frames: int) -> float:
     import torch
 
     from driving.baselines import apply_layout_memory, world_memory
+    from driving.decision import RoadBelief, decide, road_mass
     from driving.network import OcclusionNet, OcclusionNetConfig
     from driving.predictor import stack_frames
 
@@ -218,11 +233,13 @@ def _time_inference(log, model: dict, n_frames: int) -> float:
         t0 = time.perf_counter()
         grids, speed = stack_frames(log, history, memory)
         layout = world_memory(log, before=False) if model.get("layout_fallback") else None
+        belief = RoadBelief(log) if layout is not None else None
         for i in range(0, n_frames, 32):
             probs = net.predict(torch.from_numpy(grids[i:i + 32]),
                                 torch.from_numpy(speed[i:i + 32])).probabilities.numpy()
-            if layout is not None:
+            if layout is not None:                    # + the reported classes' decision
                 apply_layout_memory(probs, layout[i:i + 32], log.semantic[i:i + 32])
+                decide(probs, 0.4, belief.update(i, road_mass(probs)))
         return time.perf_counter() - t0
 
 

@@ -114,19 +114,11 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
             under it.
     """
     from .schema import SIDEWALK
-    from .warp import cell_offsets, ego_to_world
 
-    meta = log.meta
-    res = meta.resolution_m
-    forward, right = cell_offsets(meta)
     out = np.empty_like(log.semantic)
     if not len(log):
         return out
-    wx, wy = zip(*(ego_to_world(pose, forward, right) for pose in log.poses))
-    ix = np.rint(np.stack(wx) / res).astype(np.int64)
-    iy = np.rint(np.stack(wy) / res).astype(np.int64)
-    ix -= ix.min()
-    iy -= iy.min()
+    ix, iy = world_cells(log)
     world = np.full((ix.max() + 1, iy.max() + 1), UNOBSERVED, dtype=np.uint8)
     for t in range(len(log)):
         if before:
@@ -138,3 +130,17 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
         if not before:
             out[t] = world[ix[t], iy[t]]
     return out
+
+
+def world_cells(log: DriveLog) -> tuple[np.ndarray, np.ndarray]:
+    """World-raster indices ``(ix, iy)``, each ``(T, H, W)`` int64 (from 0), of every
+    frame's cells at the grid's resolution: the same world cell has the same index in
+    every frame (up to rounding)."""
+    from .warp import cell_offsets, ego_to_world
+
+    res = log.meta.resolution_m
+    forward, right = cell_offsets(log.meta)
+    wx, wy = zip(*(ego_to_world(pose, forward, right) for pose in log.poses))
+    ix = np.rint(np.stack(wx) / res).astype(np.int64)
+    iy = np.rint(np.stack(wy) / res).astype(np.int64)
+    return ix - ix.min(), iy - iy.min()

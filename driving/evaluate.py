@@ -59,16 +59,20 @@ class HiddenCellAccumulator:
         self.probs: list[np.ndarray] = []
         self.truth: list[np.ndarray] = []
         self.in_range: list[np.ndarray] = []
+        self.decided: list[np.ndarray | None] = []
 
     def add(self, probabilities: np.ndarray, truth: np.ndarray, visible: np.ndarray,
-            in_range: np.ndarray | None = None) -> None:
+            in_range: np.ndarray | None = None, predicted: np.ndarray | None = None) -> None:
         """``probabilities`` ``(T, C, H, W)``; ``truth``/``visible`` ``(T, H, W)``;
-        ``in_range`` ``(H, W)`` cells inside the sensor range (None: all)."""
+        ``in_range`` ``(H, W)`` cells inside the sensor range (None: all); ``predicted``
+        ``(T, H, W)`` the reported classes (e.g. ``OcclusionPredictor.decide``; None: the
+        argmax), which accuracy and road IoU are computed from."""
         hidden = ~visible & (self.R.random(visible.shape) < self.sample)
         t, r, c = np.nonzero(hidden)
         self.probs.append(np.asarray(probabilities[t, :, r, c], dtype=np.float32))  # (n, C)
         self.truth.append(truth[t, r, c])
         self.in_range.append(np.ones(len(t), bool) if in_range is None else in_range[r, c])
+        self.decided.append(None if predicted is None else np.asarray(predicted)[t, r, c])
 
     def metrics(self, class_names, region: str | None = None) -> dict:
         """Metrics over all hidden cells, or one region (``"occluded"``, ``"out_of_range"``)."""
@@ -76,12 +80,15 @@ class HiddenCellAccumulator:
 
         probs = np.concatenate(self.probs)
         truth = np.concatenate(self.truth)
+        argmax = probs.argmax(1)
+        decided = np.concatenate([p.argmax(1) if d is None else d
+                                  for p, d in zip(self.probs, self.decided)])
         if region is not None:
             if region not in self.REGIONS:
                 raise ValueError(f"region must be one of {self.REGIONS}, got {region!r}")
             keep = np.concatenate(self.in_range)
             keep = keep if region == "occluded" else ~keep
-            probs, truth = probs[keep], truth[keep]
+            probs, truth, argmax, decided = probs[keep], truth[keep], argmax[keep], decided[keep]
         out = {"n_hidden_cells": int(len(truth)), "classes": {}}
         for c, name in enumerate(class_names):
             y = truth == c
@@ -91,10 +98,11 @@ class HiddenCellAccumulator:
                 entry["soft_iou"] = soft_iou(y, probs[:, c])
             out["classes"][name] = entry
         road_truth = np.isin(truth, (ROAD, LANE_MARKING))
-        road_pred = np.isin(probs.argmax(1), (ROAD, LANE_MARKING))
-        union = (road_truth | road_pred).sum()
-        out["road_iou"] = float((road_truth & road_pred).sum() / union) if union else 1.0
-        out["accuracy"] = float((probs.argmax(1) == truth).mean()) if len(truth) else None
+        for suffix, pred in (("", decided), ("_argmax", argmax)):
+            road_pred = np.isin(pred, (ROAD, LANE_MARKING))
+            union = (road_truth | road_pred).sum()
+            out["road_iou" + suffix] = float((road_truth & road_pred).sum() / union) if union else 1.0
+            out["accuracy" + suffix] = float((pred == truth).mean()) if len(truth) else None
         return out
 
     def metrics_by_region(self, class_names) -> dict:

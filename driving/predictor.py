@@ -213,16 +213,28 @@ class OcclusionPredictor:
         held-out tails of ``logs`` (the training logs: :meth:`fit` calls this)."""
         from core.calibration import ScoreCalibration
 
+        from .decision import RoadThresholdFit
+        from .frame_score import FrameScorer, channels_for
         from .surprise import CellNormaliser, map_names, raw_maps, result_from_maps
 
         self._check_fitted()
         calib_logs = self.calibration_logs(logs)
         for log in calib_logs:
             self.check_log(log)
-        maps = [raw_maps(self, log) for log in calib_logs]
+        self.road_threshold_ = None                   # argmax while the threshold is fitted
+        road = RoadThresholdFit()
+        maps = []
+        for log in calib_logs:
+            m = raw_maps(self, log, keep_probabilities=True)
+            road.add(log, m["probabilities"])
+            m["probabilities"] = None
+            maps.append(m)
         names = map_names(patches=not self.object_masks, objects=bool(self.object_masks))
         self.normaliser_ = CellNormaliser(maps=names).fit(maps, [log.semantic for log in calib_logs],
                                                           self.meta_)
+        self.frame_scorer_ = FrameScorer(channels_for(names)).fit_logs(maps, calib_logs,
+                                                                     self.normaliser_)
+        self.road_threshold_ = road.best()
         self.smooth_ = int(self.smooth)
         results = [result_from_maps(self, log, m) for log, m in zip(calib_logs, maps)]
         scores = np.concatenate([r.score for r in results])
@@ -281,6 +293,14 @@ class OcclusionPredictor:
             apply_layout_memory(probs, memory, log.semantic)
         return probs
 
+    def decide(self, log: DriveLog, probs: np.ndarray) -> np.ndarray:
+        """Reported classes ``(T, H, W)`` for a log's probabilities ``(T, C, H, W)``: road
+        layout where its filtered belief reaches the calibrated ``road_threshold_`` (see
+        ``driving.decision``), else the likeliest class."""
+        from .decision import decide_log
+
+        return decide_log(log, probs, getattr(self, "road_threshold_", None))
+
     def decision_function(self, log: DriveLog) -> np.ndarray:
         """Frame surprise scores ``(T,)`` of a log (higher = more anomalous)."""
         from .surprise import score_log
@@ -306,7 +326,10 @@ class OcclusionPredictor:
                   "meta": _meta_dict(self.meta_), "calibration": self.calibration_.to_dict(),
                   "error_scale": self.error_scale_, "training": self.history_.to_dict(),
                   "normaliser": self.normaliser_.to_dict(), "smooth": self.smooth_,
-                  "class_weights": getattr(self, "class_weights_", None)}
+                  "class_weights": getattr(self, "class_weights_", None),
+                  "road_threshold": getattr(self, "road_threshold_", None)}
+        if getattr(self, "frame_scorer_", None) is not None:
+            config["frame_scorer"] = self.frame_scorer_.to_dict()
         return save_bundle(path, BUNDLE_KIND, config, dict(self.net_.state_dict()))
 
     @classmethod
@@ -352,6 +375,11 @@ class OcclusionPredictor:
 
             predictor.normaliser_ = CellNormaliser.from_dict(config["normaliser"])
             predictor.smooth_ = int(config["smooth"])
+        if "frame_scorer" in config:                  # bundles from before: round 3's score
+            from .frame_score import FrameScorer
+
+            predictor.frame_scorer_ = FrameScorer.from_dict(config["frame_scorer"])
+        predictor.road_threshold_ = config.get("road_threshold")
         predictor.history_ = History(**config["training"])
         if config.get("class_weights") is not None:
             predictor.class_weights_ = list(config["class_weights"])

@@ -25,16 +25,19 @@ Per frame t, forward passes batched over frames:
 Every per-cell surprise is divided by the surprise expected for that class at that
 distance from the ego on normal frames (``CellNormaliser``, fitted on the held-out
 calibration frames): a pedestrian stepping into view at 30 m is routine, a vehicle on
-the lane where the model saw none is not. A frame's raw score is ``surprise_revealed +
-visible_error``: the first the mean of the ``TOP_K`` largest values of the normalised
-revealed map after a 3x3 average (a blob, not a lone cell), the second the same for the
-largest of the reconstruction, forecast and object maps, both over cells that hold an object
-(vehicle, pedestrian, static obstacle): an odd object is what an engineer replays a log
-for, while layout surprises (a side street coming into view) are routine. The frame
-``score`` is the causal mean of the raw score over the last ``SMOOTH`` frames (a real
-event persists; a one-frame glitch does not). Region SHAP switches blocks of those maps
-on and off in every frame of the window (``core.explain``), so the SHAP values add up to
-the frame's score.
+the lane where the model saw none is not. Models calibrated since round 4 score a frame
+with a :class:`~driving.frame_score.FrameScorer` (also fitted on the calibration frames):
+per channel (revealed, object reconstruction, object forecast; over object cells) the
+mean of its largest cells, turned into a tail score ``-log P(X >= x)`` under normal
+frames; the raw score is the largest of them (``surprise_revealed`` is the revealed
+channel's, ``visible_error`` the largest of the others). Older bundles keep round 3's
+form: ``surprise_revealed + visible_error``, each the mean of the ``TOP_K`` largest 3x3
+averages of the normalised maps over object cells. The frame ``score`` is the causal mean
+of the raw score over the last ``SMOOTH`` frames (a real event persists; a one-frame
+glitch does not). Region SHAP switches blocks of the channel maps on and off in every
+frame of the window (``core.explain``), so the SHAP values add up to the frame's score.
+The reported class of a hidden cell comes from ``driving.decision`` (road layout first,
+with a calibrated threshold).
 """
 from __future__ import annotations
 
@@ -62,25 +65,39 @@ class SurpriseResult:
     surprise_revealed: np.ndarray
     visible_error: np.ndarray
     score: np.ndarray
-    predicted: np.ndarray        # uint8: observed class where visible, argmax where hidden
-    confidence: np.ndarray       # float32 max probability (1 where visible)
+    predicted: np.ndarray        # uint8: observed class where visible, decided class where hidden
+    confidence: np.ndarray       # float32 probability of that class (1 where visible)
     revealed_error: np.ndarray   # float32
     recon_error: np.ndarray      # float32: max of reconstruction and forecast surprise
     object_cells: np.ndarray     # bool: cells whose observed class is an object
     raw_score: np.ndarray | None = None       # (T,) before temporal smoothing
     smooth: int = 1
     probabilities: np.ndarray | None = None   # float32 (T, C, H, W) when kept
+    score_maps: dict | None = None            # {channel: (T, H, W)} the raw score reads
+    raw_fn: object = None                     # score_maps-like dict (N, H, W) -> raw (N,)
 
     @property
     def cell_error(self) -> np.ndarray:
         return np.maximum(self.revealed_error, self.recon_error)
 
-    def frame_maps(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        """The error maps frame ``t``'s score is computed from: ``(W, H, W)`` each, the
+    def frame_maps(self, t: int) -> dict:
+        """The maps frame ``t``'s score is computed from: ``{channel: (W, H, W)}``, the
         frames of its smoothing window (object cells only)."""
         window = slice(max(0, t - self.smooth + 1), t + 1)
+        if self.score_maps is not None:
+            return {name: m[window] for name, m in self.score_maps.items()}
         objects = self.object_cells[window]
-        return self.revealed_error[window] * objects, self.recon_error[window] * objects
+        return {"revealed": self.revealed_error[window] * objects,
+                "recon": self.recon_error[window] * objects}
+
+    def explain(self, t: int, blocks: int = 4, max_evals: int = 400, seed: int = 0):
+        """Region SHAP of frame ``t``'s score (see :func:`explain_frame`)."""
+        return explain_frame(self.frame_maps(t), self.raw_fn, blocks, max_evals, seed)
+
+
+def _legacy_raw(maps: dict) -> np.ndarray:
+    """Round 3's raw score: pooled top-k of the revealed map plus that of the others."""
+    return pooled_top_k(maps["revealed"]) + pooled_top_k(maps["recon"])
 
 
 def pooled_top_k(error_maps: np.ndarray, k: int = TOP_K) -> np.ndarray:
@@ -199,6 +216,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     from core.masking import PatchMasker
 
     from .baselines import apply_layout_memory
+    from .decision import RoadBelief, decide, road_mass
     from .masking import object_regions
 
     if objects is None:
@@ -219,6 +237,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     kept = [] if keep_probabilities else None
     prev_probs = None
     memory = predictor.layout_memory(log)
+    road_threshold = getattr(predictor, "road_threshold_", None)
+    belief = RoadBelief(log) if road_threshold is not None else None
     poses = log.poses
     for start in range(0, t_total, batch_size):
         sl = slice(start, min(start + batch_size, t_total))
@@ -226,8 +246,11 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         if memory is not None:
             apply_layout_memory(probs, memory[sl], observed[sl])
         vis = visible[sl]
-        predicted[sl] = np.where(vis, observed[sl], probs.argmax(1))
-        confidence[sl] = np.where(vis, 1.0, probs.max(1))
+        decided = decide(probs, road_threshold,
+                         belief.update(sl.start, road_mass(probs)) if belief is not None else None)
+        predicted[sl] = np.where(vis, observed[sl], decided)
+        chosen = np.take_along_axis(probs, decided[:, None].astype(np.int64), 1)[:, 0]
+        confidence[sl] = np.where(vis, 1.0, chosen)
         for mask in schedule:
             passes = [("recon", slice(None))] + ([("forecast", slice(0, 1))] if forecast else [])
             for name, slots in passes:
@@ -277,6 +300,7 @@ def result_from_maps(predictor, log: DriveLog, maps: dict) -> SurpriseResult:
     """Normalise :func:`raw_maps`' output with the predictor's ``normaliser_`` and score."""
     normaliser = getattr(predictor, "normaliser_", None)
     smooth = int(getattr(predictor, "smooth_", 1))
+    raw = dict(maps)                             # un-normalised, for raw channels
     maps = dict(maps)
     observed = log.semantic
     present = [name for name in MAPS + OBJECT_MAPS if name in maps]
@@ -287,14 +311,27 @@ def result_from_maps(predictor, log: DriveLog, maps: dict) -> SurpriseResult:
     objects = np.isin(observed, OBJECT_CLASSES)
     revealed = maps["revealed"]
     visible_map = np.maximum.reduce([maps[name] for name in present if name != "revealed"])
-    surprise_revealed = pooled_top_k(revealed * objects)
-    visible_error = pooled_top_k(visible_map * objects)
-    raw = surprise_revealed + visible_error
+    scorer = getattr(predictor, "frame_scorer_", None)
+    score_maps = None
+    if scorer is not None:
+        score_maps = scorer.channel_maps(raw, maps, objects)
+        tails = scorer.tail_scores(score_maps)
+        is_revealed = np.array([name == "revealed" for name, _, _ in scorer.channels])
+        surprise_revealed = tails[:, is_revealed].max(1) if is_revealed.any() else np.zeros(len(tails))
+        visible_error = tails[:, ~is_revealed].max(1) if (~is_revealed).any() else np.zeros(len(tails))
+        raw_score = tails.max(1)
+        raw_fn = scorer.raw
+    else:
+        surprise_revealed = pooled_top_k(revealed * objects)
+        visible_error = pooled_top_k(visible_map * objects)
+        raw_score = surprise_revealed + visible_error
+        raw_fn = _legacy_raw
     return SurpriseResult(surprise_revealed=surprise_revealed, visible_error=visible_error,
-                          score=causal_mean(raw, smooth), predicted=maps["predicted"],
+                          score=causal_mean(raw_score, smooth), predicted=maps["predicted"],
                           confidence=maps["confidence"], revealed_error=revealed,
-                          recon_error=visible_map, object_cells=objects, raw_score=raw,
-                          smooth=smooth, probabilities=maps["probabilities"])
+                          recon_error=visible_map, object_cells=objects, raw_score=raw_score,
+                          smooth=smooth, probabilities=maps["probabilities"],
+                          score_maps=score_maps, raw_fn=raw_fn)
 
 
 def region_masks(grid_shape, blocks: int = 4) -> tuple[np.ndarray, list[str]]:
@@ -307,34 +344,33 @@ def region_masks(grid_shape, blocks: int = 4) -> tuple[np.ndarray, list[str]]:
     return masks, [f"r{i // blocks}c{i % blocks}" for i in range(blocks * blocks)]
 
 
-def explain_frame(revealed_error: np.ndarray, recon_error: np.ndarray, blocks: int = 4,
-                  max_evals: int = 400, seed: int = 0):
+def explain_frame(maps: dict, raw_fn=None, blocks: int = 4, max_evals: int = 400, seed: int = 0):
     """Region SHAP of one frame's score (regions switched off = their errors set to 0).
 
     Args:
-        revealed_error, recon_error: the frame's maps ``(H, W)``, or ``(W, H, W)`` for
-            the frames of its smoothing window (the score is then the mean over them).
+        maps: ``{channel: (H, W)}`` the frame's score maps, or ``(W, H, W)`` for the
+            frames of its smoothing window (the score is then the mean over them); see
+            :meth:`SurpriseResult.frame_maps`.
+        raw_fn: ``{channel: (N, H, W)} -> (N,)`` the raw frame score
+            (:attr:`SurpriseResult.raw_fn`); None: round 3's (``"revealed"`` and
+            ``"recon"`` maps, pooled top-k of each, summed).
 
     Returns:
         ``core.explain.ShapResult`` with one row of ``blocks**2`` values.
     """
     from core.explain import region_shap
 
-    revealed_error = np.asarray(revealed_error)
-    recon_error = np.asarray(recon_error)
-    if revealed_error.ndim == 2:
-        revealed_error, recon_error = revealed_error[None], recon_error[None]
-    n_window = len(revealed_error)
-    masks, names = region_masks(revealed_error.shape[-2:], blocks)
+    raw_fn = _legacy_raw if raw_fn is None else raw_fn
+    maps = {name: np.asarray(m, dtype=np.float32) for name, m in maps.items()}
+    maps = {name: (m[None] if m.ndim == 2 else m) for name, m in maps.items()}
+    first = next(iter(maps.values()))
+    masks, names = region_masks(first.shape[-2:], blocks)
     region_of = np.argmax(masks, 0)                               # (H, W) region index
 
     def score_of_keep(keep: np.ndarray) -> np.ndarray:
         keep = np.asarray(keep, dtype=np.float32)
         cell_keep = keep[:, region_of]                            # (m, H, W)
-        total = np.zeros(len(keep))
-        for i in range(n_window):
-            total += pooled_top_k(revealed_error[i][None] * cell_keep)
-            total += pooled_top_k(recon_error[i][None] * cell_keep)
-        return total / n_window
+        return np.array([raw_fn({name: m * row[None] for name, m in maps.items()}).mean()
+                         for row in cell_keep])
 
     return region_shap(score_of_keep, len(names), names, max_evals=max_evals, seed=seed)

@@ -72,9 +72,11 @@ def test_bundle_reload_scores_identically(trained, tmp_path):
     predictor, logs = trained
     predictor.save(tmp_path / "model")
     again = OcclusionPredictor.load(tmp_path / "model")
-    a = score_log(predictor, logs[0]).score
-    b = score_log(again, logs[0]).score
-    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert again.road_threshold_ == predictor.road_threshold_
+    assert again.frame_scorer_.channels == predictor.frame_scorer_.channels
+    a, b = score_log(predictor, logs[0]), score_log(again, logs[0])
+    np.testing.assert_allclose(a.score, b.score, atol=1e-6)
+    np.testing.assert_array_equal(a.predicted, b.predicted)
 
 
 def test_run_files_follow_the_contract(demo_run):

@@ -1,0 +1,143 @@
+"""The class reported for a hidden cell: road layout first, from a filtered belief.
+
+The network's argmax under-reports road in hidden cells: next to traffic and parked cars
+its probability spreads over road, lane marking and the object classes (a car may hide
+behind a car), and one frame's prediction of a cell far away or deep in a shadow is
+noisy. Road layout is static and is what an engineer reads off the replay, so:
+
+* **belief** (:class:`RoadBelief`): the road-layout probability ``p(road) + p(lane
+  marking)`` of every hidden cell inside the sensor range is filtered over time in a
+  world-fixed raster (an exponential average, weight ``ALPHA`` on the newest frame, over
+  the frames in which the cell was hidden in range; causal: only the frames so far).
+  Cells beyond the range keep their frame's value (the filter would drag the stale
+  guesses of far-away cells along);
+* **decision** (:func:`decide`): a hidden cell is reported as road (or lane marking,
+  whichever is likelier now) when that belief reaches ``road_threshold``, and as the
+  likeliest other class otherwise.
+
+The class probabilities themselves (and every ranking metric) are unchanged. The
+threshold is fitted self-supervised, like the predictor's future targets: on the
+held-out calibration frames, the hidden cells inside the sensor range that a later frame
+of the same log saw (``inputs.future_targets``), choosing the threshold whose road IoU
+on those cells is highest (:class:`RoadThresholdFit`). No simulator truth is read.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .schema import LANE_MARKING, ROAD, UNOBSERVED
+
+ALPHA = 0.3                         # weight of the newest frame in the belief
+THRESHOLDS = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))
+FUTURE = (1, 2, 5, 10, 20)          # later frames whose observations are the targets
+
+
+def road_mass(probs: np.ndarray) -> np.ndarray:
+    """``p(road) + p(lane marking)``, ``(N, H, W)`` from ``(N, C, H, W)``."""
+    return probs[:, ROAD] + probs[:, LANE_MARKING]
+
+
+class RoadBelief:
+    """World-fixed, causal exponential average of hidden cells' road-layout probability.
+
+    Feed the frames of one log in order (:meth:`update`, any batch size); each call
+    returns the belief of every cell of those frames: the filtered value where the cell
+    is hidden inside the sensor range, the frame's own value elsewhere.
+
+    Args:
+        log: the drive log (its poses and visibility; the range is read from the log,
+            ``evaluate.sensor_range_mask``).
+        alpha: weight of the newest frame.
+    """
+
+    def __init__(self, log, alpha: float = ALPHA):
+        from .baselines import world_cells
+        from .evaluate import sensor_range_mask
+
+        self.alpha = alpha
+        self.visible = log.visible
+        self.in_range = sensor_range_mask(log)
+        self.ix, self.iy = world_cells(log)
+        self.world = np.full((int(self.ix.max()) + 1, int(self.iy.max()) + 1), np.nan, np.float32)
+
+    def update(self, start: int, mass: np.ndarray) -> np.ndarray:
+        """Belief ``(B, H, W)`` of frames ``start .. start + B - 1`` given their ``mass``."""
+        out = np.array(mass, dtype=np.float32)
+        for i in range(len(out)):
+            t = start + i
+            hidden = ~self.visible[t] & self.in_range
+            ix, iy, m = self.ix[t][hidden], self.iy[t][hidden], out[i][hidden]
+            before = self.world[ix, iy]
+            now = np.where(np.isnan(before), m, (1.0 - self.alpha) * before + self.alpha * m)
+            self.world[ix, iy] = now
+            out[i][hidden] = now
+        return out
+
+
+def decide(probs: np.ndarray, road_threshold: float | None = None,
+           belief: np.ndarray | None = None) -> np.ndarray:
+    """Reported classes ``(N, H, W)`` uint8 from probabilities ``(N, C, H, W)``.
+
+    Args:
+        probs: class probabilities.
+        road_threshold: report road layout where ``belief`` (default: this frame's
+            :func:`road_mass`) reaches it; None: the plain argmax.
+        belief: ``(N, H, W)`` the filtered road-layout belief (:class:`RoadBelief`).
+    """
+    if road_threshold is None:
+        return probs.argmax(1).astype(np.uint8)
+    belief = road_mass(probs) if belief is None else belief
+    top = probs.argmax(1)
+    is_layout = belief >= road_threshold
+    lane = probs[:, LANE_MARKING] > probs[:, ROAD]
+    out = np.where(is_layout, np.where(lane, LANE_MARKING, ROAD), top).astype(np.uint8)
+    fix = ~is_layout & ((top == ROAD) | (top == LANE_MARKING))   # the likeliest other class
+    if fix.any():
+        n, r, c = np.nonzero(fix)
+        other = probs[n, :, r, c]                                 # (k, C)
+        other[:, [ROAD, LANE_MARKING]] = -1.0
+        out[fix] = other.argmax(1)
+    return out
+
+
+def decide_log(log, probs: np.ndarray, road_threshold: float | None) -> np.ndarray:
+    """:func:`decide` for every frame of a log (``probs`` ``(T, C, H, W)``), with the belief."""
+    if road_threshold is None:
+        return decide(probs)
+    return decide(probs, road_threshold, RoadBelief(log).update(0, road_mass(probs)))
+
+
+class RoadThresholdFit:
+    """Collects the self-supervised targets of calibration logs; :meth:`best` picks the threshold."""
+
+    def __init__(self, thresholds=THRESHOLDS):
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.belief: list[np.ndarray] = []
+        self.road: list[np.ndarray] = []
+
+    def add(self, log, probs: np.ndarray) -> None:
+        """Hidden in-range cells of ``log`` that later frames saw: their belief and class."""
+        from .evaluate import sensor_range_mask
+        from .inputs import future_targets
+
+        belief = RoadBelief(log).update(0, road_mass(probs))
+        later = future_targets(log, FUTURE)
+        keep = (later != UNOBSERVED) & ~log.visible & sensor_range_mask(log)[None]
+        self.belief.append(belief[keep])
+        self.road.append(np.isin(later[keep], (ROAD, LANE_MARKING)))
+
+    def best(self) -> float | None:
+        """The threshold with the highest road IoU (ties: the one nearest 0.5); None
+        without targets."""
+        belief = np.concatenate(self.belief) if self.belief else np.zeros(0)
+        if not len(belief):
+            return None
+        road = np.concatenate(self.road)
+        scores = []
+        for t in self.thresholds:
+            pred = belief >= t
+            union = (road | pred).sum()
+            scores.append((road & pred).sum() / union if union else 1.0)
+        best = max(scores)
+        candidates = [t for t, s in zip(self.thresholds, scores) if s >= best - 1e-9]
+        return min(candidates, key=lambda t: abs(t - 0.5))

@@ -1,0 +1,156 @@
+"""A frame's anomaly score from its surprise maps, calibrated channel by channel.
+
+Each **channel** reads one surprise map of :func:`driving.surprise.raw_maps` over the
+cells that hold an object (vehicle, pedestrian, static obstacle) and summarises a frame by
+the mean of its ``k`` largest values. The channels ask different questions and are
+surprising at different scales, so each statistic is turned into a **tail score**
+``-log P(X >= x)`` under its distribution on normal calibration frames (an interpolated
+empirical survival function, extended past the largest normal value by an exponential
+tail fitted on the top tenth: an extreme frame keeps its rank instead of tying at the
+end of the table). A frame's raw score is the largest tail score over the channels: a
+frame is as anomalous as its most surprising question.
+
+Default channels (chosen on separate validation logs, see bench/README.md):
+
+* ``revealed`` (normalised, top 4): what came into view disagrees with what the model
+  predicted for those cells while they were hidden (a pedestrian stepping out, a car
+  coming the wrong way);
+* ``object_recon`` (raw nats, top 16): every object hidden with a margin in all frames and
+  the memory -- does an object of this class belong here, given the layout around it
+  (debris on the lane)? Raw, because the per-class normaliser divides the surprise of an
+  obstacle on the lane by that of obstacles on the sidewalk, which are routinely
+  surprising too; top 16 cells, a debris field's extent rather than one cell;
+* ``object_forecast`` (normalised, top 1): the objects hidden in the current frame only,
+  their history kept -- is each object where its history says it should be (a car that
+  stands still in a driving lane, or moves against it)?
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# (map, normalised by the CellNormaliser?, k largest object cells)
+CHANNELS = (("revealed", True, 4), ("object_recon", False, 16), ("object_forecast", True, 1))
+
+
+def channels_for(map_names) -> tuple:
+    """:data:`CHANNELS` for a model's maps: models scored with patch passes instead of
+    object passes read ``recon`` / ``forecast`` where the defaults read ``object_*``."""
+    names = set(map_names)
+    return tuple((name if name in names else name.replace("object_", ""), norm, k)
+                 for name, norm, k in CHANNELS)
+
+
+def top_k_mean(maps: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the ``k`` largest values of each map ``(N, H, W)`` -> ``(N,)``."""
+    flat = np.asarray(maps, dtype=np.float32).reshape(len(maps), -1)
+    k = min(k, flat.shape[1])
+    return np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:].mean(1)
+
+
+class TailScore:
+    """``-log P(X >= x)`` under the empirical distribution of normal values ``x``.
+
+    Interpolated between the distinct normal values (``P(X >= x)`` counted with one
+    pseudo-observation, so the largest normal value scores ``log((n + 1) / 2)``), and
+    beyond the largest one continued linearly with slope ``1 / scale``: the mean excess
+    of the top tenth of the normal values over their 90 % quantile (an exponential tail).
+    Below the smallest normal value the score is 0.
+    """
+
+    def fit(self, values: np.ndarray) -> "TailScore":
+        values = np.sort(np.asarray(values, dtype=np.float64).ravel())
+        if values.size == 0:
+            raise ValueError("TailScore needs at least one normal value")
+        n = len(values)
+        knots, first = np.unique(values, return_index=True)
+        at_least = n - first                                   # normal values >= each knot
+        self.knots_ = knots
+        self.tails_ = -np.log((at_least + 1.0) / (n + 1.0))
+        q90 = np.quantile(values, 0.9)
+        excess = values[values > q90] - q90
+        floor = 1e-3 * max(1.0, abs(float(knots[-1])))
+        self.scale_ = float(max(excess.mean() if excess.size else 0.0, floor))
+        return self
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        out = np.interp(x, self.knots_, self.tails_, left=0.0, right=self.tails_[-1])
+        beyond = x > self.knots_[-1]
+        out[beyond] = self.tails_[-1] + (x[beyond] - self.knots_[-1]) / self.scale_
+        return out
+
+    def to_dict(self) -> dict:
+        return {"knots": self.knots_.tolist(), "tails": self.tails_.tolist(), "scale": self.scale_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TailScore":
+        out = cls()
+        out.knots_ = np.asarray(d["knots"], dtype=np.float64)
+        out.tails_ = np.asarray(d["tails"], dtype=np.float64)
+        out.scale_ = float(d["scale"])
+        return out
+
+
+class FrameScorer:
+    """Per-channel statistics, their tail scores, and a frame's raw score (their max).
+
+    Args:
+        channels: ``(map name, normalised, k)`` triples (see :data:`CHANNELS`).
+    """
+
+    def __init__(self, channels=CHANNELS):
+        self.channels = tuple((str(m), bool(n), int(k)) for m, n, k in channels)
+
+    def channel_maps(self, raw: dict, normalised: dict, objects: np.ndarray) -> dict:
+        """``{channel name: (T, H, W)}``: each channel's map over object cells only."""
+        out = {}
+        for name, norm, _ in self.channels:
+            source = normalised if norm else raw
+            out[self.key(name, norm)] = source[name] * objects
+        return out
+
+    @staticmethod
+    def key(name: str, normalised: bool) -> str:
+        return name if normalised else f"{name}_raw"
+
+    def statistics(self, maps: dict) -> np.ndarray:
+        """``(N, n_channels)``: mean of the ``k`` largest cells of each channel's map."""
+        return np.stack([top_k_mean(maps[self.key(name, norm)], k)
+                         for name, norm, k in self.channels], 1)
+
+    def fit(self, maps: list[dict]) -> "FrameScorer":
+        """Fit each channel's tail on the channel maps of normal frames (a list per log)."""
+        stats = np.concatenate([self.statistics(m) for m in maps])
+        self.tails_ = [TailScore().fit(stats[:, i]) for i in range(len(self.channels))]
+        return self
+
+    def fit_logs(self, maps: list[dict], logs: list, normaliser) -> "FrameScorer":
+        """:meth:`fit` on :func:`driving.surprise.raw_maps` outputs of normal logs, with
+        the ``CellNormaliser`` fitted on them."""
+        from .surprise import OBJECT_CLASSES
+
+        channel_maps = []
+        for log, m in zip(logs, maps):
+            normed = {name: normaliser.apply(name, m[name], log.semantic, log.meta)
+                      for name in normaliser.maps}
+            channel_maps.append(self.channel_maps(m, normed, np.isin(log.semantic, OBJECT_CLASSES)))
+        return self.fit(channel_maps)
+
+    def tail_scores(self, maps: dict) -> np.ndarray:
+        """``(N, n_channels)`` tail scores of the frames in ``maps``."""
+        stats = self.statistics(maps)
+        return np.stack([tail(stats[:, i]) for i, tail in enumerate(self.tails_)], 1)
+
+    def raw(self, maps: dict) -> np.ndarray:
+        """``(N,)`` a frame's raw score: the largest tail score over the channels."""
+        return self.tail_scores(maps).max(1)
+
+    def to_dict(self) -> dict:
+        return {"channels": [list(c) for c in self.channels],
+                "tails": [t.to_dict() for t in self.tails_]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrameScorer":
+        out = cls([tuple(c) for c in d["channels"]])
+        out.tails_ = [TailScore.from_dict(t) for t in d["tails"]]
+        return out

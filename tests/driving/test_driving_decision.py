@@ -1,0 +1,106 @@
+"""Round 4: calibrated channel scores (frame_score) and the road-layout decision."""
+import numpy as np
+import pytest
+
+from driving.decision import RoadBelief, RoadThresholdFit, decide, decide_log
+from driving.evaluate import HiddenCellAccumulator
+from driving.frame_score import FrameScorer, TailScore, channels_for
+from driving.schema import LANE_MARKING, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE, DriveLog, LogMeta
+
+
+def test_tail_score_ranks_normal_values_and_extends_past_the_largest():
+    normal = np.random.default_rng(0).exponential(1.0, 999)
+    tail = TailScore().fit(normal)
+    x = np.array([-1.0, np.median(normal), np.quantile(normal, 0.99), normal.max(),
+                  normal.max() + 1.0, normal.max() + 3.0])
+    s = tail(x)
+    assert s[0] == 0.0
+    assert s[1] == pytest.approx(np.log(2), abs=0.02)                 # P(X >= median) = 1/2
+    assert s[2] == pytest.approx(np.log(100), abs=0.2)
+    assert np.all(np.diff(s) > 0)
+    assert s[5] - s[4] == pytest.approx(2.0 / tail.scale_)            # linear past the max
+    np.testing.assert_allclose(TailScore.from_dict(tail.to_dict())(x), s)
+
+
+def _channel_maps(rng, n, blob=False):
+    maps = {"revealed": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32),
+            "object_recon_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
+            "object_forecast": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32)}
+    if blob:                                   # an obstacle field nothing normal resembles
+        maps["object_recon_raw"][:, 4:9, 4:9] = 6.0
+    return maps
+
+
+def test_frame_scorer_flags_one_surprising_channel_and_round_trips():
+    rng = np.random.default_rng(1)
+    scorer = FrameScorer().fit([_channel_maps(rng, 40), _channel_maps(rng, 40)])
+    normal = scorer.raw(_channel_maps(rng, 30))
+    odd = scorer.tail_scores(_channel_maps(rng, 30, blob=True))
+    assert odd[:, 1].min() > normal.max()              # the object-reconstruction channel
+    assert odd[:, 0].max() < odd[:, 1].min()            # the others stay normal
+    again = FrameScorer.from_dict(scorer.to_dict())
+    maps = _channel_maps(rng, 5, blob=True)
+    np.testing.assert_allclose(again.raw(maps), scorer.raw(maps))
+    assert channels_for(["revealed", "recon", "forecast"])[1][0] == "recon"   # patch models
+
+
+def test_decide_reports_road_layout_once_its_probability_reaches_the_threshold():
+    probs = np.zeros((1, 7, 1, 3), np.float32)
+    probs[0, [ROAD, LANE_MARKING, VEHICLE], 0, 0] = 0.25, 0.2, 0.55      # road mass 0.45
+    probs[0, [ROAD, LANE_MARKING, VEHICLE], 0, 1] = 0.1, 0.35, 0.55      # lane marking likelier
+    probs[0, [ROAD, SIDEWALK, STATIC_OBSTACLE], 0, 2] = 0.3, 0.45, 0.25  # road mass 0.3
+    assert decide(probs).tolist() == [[[VEHICLE, VEHICLE, SIDEWALK]]]
+    assert decide(probs, 0.4).tolist() == [[[ROAD, LANE_MARKING, SIDEWALK]]]
+    assert decide(probs, 0.2).tolist() == [[[ROAD, LANE_MARKING, ROAD]]]
+
+
+def _static_log(n_frames=6, hidden_until=3):
+    """The ego stands still; columns 0-2 hidden for the first frames, then seen: road on
+    the left (0-1), sidewalk in column 2, road elsewhere."""
+    meta = LogMeta(grid_shape=(4, 6), resolution_m=0.5, ego_cell=(3, 3))
+    truth = np.full((n_frames, 4, 6), ROAD, np.uint8)
+    truth[:, :, 2] = SIDEWALK
+    visible = np.ones(truth.shape, bool)
+    visible[:hidden_until, :, :3] = False
+    semantic = np.where(visible, truth, 255).astype(np.uint8)
+    return DriveLog(log_id="still", meta=meta, frame=np.arange(n_frames),
+                    timestamp=np.arange(n_frames) * 0.1, ego_x=np.zeros(n_frames),
+                    ego_y=np.zeros(n_frames), ego_yaw=np.zeros(n_frames),
+                    ego_speed=np.zeros(n_frames), semantic=semantic, visible=visible,
+                    semantic_true=truth)
+
+
+def test_road_belief_averages_a_hidden_cell_over_time_in_world_coordinates():
+    log = _static_log()
+    mass = np.zeros((6, 4, 6), np.float32)
+    mass[:, :, :] = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])[:, None, None]   # flickers
+    belief = RoadBelief(log, alpha=0.5)
+    out = np.concatenate([belief.update(0, mass[:2]), belief.update(2, mass[2:])])
+    np.testing.assert_allclose(out[:3, 0, 0], [1.0, 0.5, 0.75])     # hidden: filtered
+    np.testing.assert_allclose(out[3:, 0, 0], mass[3:, 0, 0])       # visible: its own value
+    np.testing.assert_allclose(out[:, 0, 5], mass[:, 0, 5])         # never hidden
+
+
+def test_road_threshold_is_fitted_on_what_later_frames_saw():
+    log = _static_log()
+    probs = np.zeros((6, 7, 4, 6), np.float32)
+    probs[:, ROAD] = np.where(np.arange(6) == 2, 0.22, 0.37)[None, None]   # sidewalk: 0.22
+    probs[:, VEHICLE] = 1.0 - probs[:, ROAD]
+    fit = RoadThresholdFit()
+    fit.add(log, probs)
+    assert fit.best() == pytest.approx(0.35)       # 0.25-0.35 separate them; nearest 0.5
+    decided = decide_log(log, probs, fit.best())
+    assert (decided[0, :, :2] == ROAD).all() and (decided[0, :, 2] == VEHICLE).all()
+    assert RoadThresholdFit().best() is None
+
+
+def test_accumulator_scores_road_iou_from_the_reported_classes():
+    probs = np.zeros((1, 7, 2, 2), np.float32)
+    probs[0, VEHICLE] = 0.6
+    probs[0, ROAD] = 0.4
+    truth = np.full((1, 2, 2), ROAD, np.uint8)
+    acc = HiddenCellAccumulator(7, sample=1.0)
+    acc.add(probs, truth, np.zeros((1, 2, 2), bool), predicted=np.full((1, 2, 2), ROAD))
+    out = acc.metrics([f"c{i}" for i in range(7)])
+    assert out["road_iou"] == 1.0 and out["road_iou_argmax"] == 0.0
+    assert out["accuracy"] == 1.0 and out["accuracy_argmax"] == 0.0
