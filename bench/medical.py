@@ -7,7 +7,10 @@ phantoms simulated here, and writes ``bench/results/medical.json``.
    labelled cases, from scratch vs from masked-volume pretraining on the unlabelled cases.
    Same epochs, crops and seeds for both arms.
 2. Anomaly detection (MedIAnomaly's metrics): case AUROC and AP, voxel AP (voxels inside
-   the body), best Dice of the thresholded map, on phantoms with and without lesions.
+   the body), best Dice of the thresholded map, on phantoms with and without lesions;
+   voxel AP also per lesion organ, kind and size. The scorer calibrated with the
+   benchmark's segmenter (organ scoring, ``medical.organ_scoring``) beside the plain
+   scoring without segmentation, same run.
 3. Speed: MONAI sliding-window inference of the segmenter over a 256x256x128 model-grid
    volume vs a plain forward pass of the same UNet over the same windows (same batch
    size, no blending); wall time and peak RSS, each in a fresh process.
@@ -15,6 +18,7 @@ phantoms simulated here, and writes ``bench/results/medical.json``.
 Usage:
     UNMASK_NUM_THREADS=1 python bench/medical.py --keep DIR          # full run
     python bench/medical.py --speed-only                             # redo the speed section
+    python bench/medical.py --anomaly-only --keep DIR                # redo the anomaly section
     python bench/medical.py --anomaly-only --keep DIR --predicted-sd # add a scoring variant
     python bench/medical.py --unlabelled 8 --pretrain-epochs 2 ...    # shrink while iterating
 """
@@ -50,9 +54,12 @@ def _reusable(root: Path, n_cases: int, shape, seed: int) -> bool:
         meta = json.loads((root / "dataset.json").read_text())
     except (OSError, ValueError):
         return False
+    from medical.phantom import PHANTOM_VERSION
+
     sim = meta.get("simulator", {})
     return (meta.get("numTraining") == n_cases and sim.get("seed") == seed
-            and tuple(sim.get("shape", ())) == tuple(shape))
+            and tuple(sim.get("shape", ())) == tuple(shape)
+            and sim.get("version", 1) == PHANTOM_VERSION)
 
 
 def read_training(bundle: Path) -> dict:
@@ -83,7 +90,24 @@ def organ_dice(segmenter, cases) -> dict[str, float]:
     return {name: float(np.mean(v)) for name, v in scores.items()}
 
 
+def label_subsets(n_cases: int, k: int, repeats: int) -> list[list[int]]:
+    """Up to ``repeats`` distinct subsets of ``k`` of the ``n_cases`` labelled cases (rotations)."""
+    out = []
+    for r in range(repeats):
+        subset = sorted((r * k + i) % n_cases for i in range(k))
+        if subset not in out:
+            out.append(subset)
+    return out
+
+
 def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
+    """Organ Dice from scratch vs pretrained per label budget, averaged over label subsets.
+
+    With 2 labelled cases the Dice of one run depends on *which* two as much as on the
+    initialisation (3-8 points between subsets here), so each budget is trained on up to
+    ``args.repeats`` distinct subsets of the labelled pool (each with its own seed), both
+    arms on the same subsets; the reported Dice and gain are means over the subsets.
+    """
     from medical.io import find_cases
     from medical.presets import preset
     from medical.segment import labelled_cases, train_segmenter
@@ -94,57 +118,127 @@ def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
     if args.pretrained_lr_scale is not None:
         seg_config = replace(seg_config, pretrained_lr_scale=args.pretrained_lr_scale)
     test_cases = find_cases(data / "seg_test")
+    pool = labelled_cases(data / "labelled")
     results = {}
     for k in budgets:
-        cases = labelled_cases(data / "labelled", k)
-        for arm, pretrained in (("scratch", None), ("pretrained", scorer_path)):
-            started = time.perf_counter()
-            segmenter = train_segmenter(data / "labelled", None, pretrained, config=seg_config,
-                                        cases=cases)
-            per_organ = organ_dice(segmenter, test_cases)
-            results.setdefault(str(k), {})[arm] = {
-                "mean_dice": float(np.mean(list(per_organ.values()))), "dice": per_organ,
-                "epochs": len(segmenter.history_.train_loss),
-                "seconds": round(time.perf_counter() - started, 1)}
-            print(f"labels={k} {arm}: mean Dice {results[str(k)][arm]['mean_dice']:.3f}", flush=True)
-            if k == max(budgets) and arm == "pretrained":
-                segmenter.save(data.parent / "segmenter_best")
-        r = results[str(k)]
-        r["gain_points"] = 100 * (r["pretrained"]["mean_dice"] - r["scratch"]["mean_dice"])
+        runs = []
+        for r, subset in enumerate(label_subsets(len(pool), k, args.repeats)):
+            cases = [pool[i] for i in subset]
+            run = {"cases": [c.name for c in cases]}
+            for arm, pretrained in (("scratch", None), ("pretrained", scorer_path)):
+                started = time.perf_counter()
+                segmenter = train_segmenter(data / "labelled", None, pretrained,
+                                            config=replace(seg_config, seed=args.seed + r),
+                                            cases=cases)
+                per_organ = organ_dice(segmenter, test_cases)
+                run[arm] = {"mean_dice": float(np.mean(list(per_organ.values()))), "dice": per_organ,
+                            "epochs": len(segmenter.history_.train_loss),
+                            "seconds": round(time.perf_counter() - started, 1)}
+                print(f"labels={k} subset {r} {arm}: mean Dice {run[arm]['mean_dice']:.3f}", flush=True)
+                if k == max(budgets) and arm == "pretrained" and r == 0:
+                    segmenter.save(data.parent / "segmenter_best")
+            run["gain_points"] = 100 * (run["pretrained"]["mean_dice"] - run["scratch"]["mean_dice"])
+            runs.append(run)
+        entry = {}
+        for arm in ("scratch", "pretrained"):
+            organs = runs[0][arm]["dice"]
+            entry[arm] = {"mean_dice": float(np.mean([x[arm]["mean_dice"] for x in runs])),
+                          "dice": {o: float(np.mean([x[arm]["dice"][o] for x in runs])) for o in organs}}
+        entry["gain_points"] = float(np.mean([x["gain_points"] for x in runs]))
+        entry["runs"] = runs
+        results[str(k)] = entry
     return results
 
 
-def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None) -> dict:
-    """Infer + evaluate on the lesion phantoms; ``overrides`` change the scoring settings
-    (``AnomalyConfig`` fields), after which the scorer is re-calibrated."""
+def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
+                      organs: bool = True) -> dict:
+    """Infer + evaluate on the lesion phantoms.
+
+    ``organs``: calibrate the pretrained scorer with the benchmark's segmenter
+    (``medical.organ_scoring``: organ parenchyma only, organ-aware context prediction);
+    otherwise the scorer as pretrained (no segmentation: the scoring of rounds 1-3).
+    ``overrides`` change the scoring settings (``AnomalyConfig`` fields) before calibrating.
+    """
     import shutil
 
     from medical.anomaly import AnomalyScorer
     from medical.evaluate import evaluate
     from medical.infer import infer
     from medical.io import find_cases
+    from medical.organ_scoring import calibrate_with_segmenter
     from medical.pretrain import calibrate
+    from medical.segment import Segmenter
 
-    model_dir = workdir / "model"
+    name = "organs" if organs else "plain"
+    model_dir = workdir / f"model_{name}"
     model_dir.mkdir(exist_ok=True)
     shutil.copytree(workdir / "segmenter_best", model_dir / "segmenter", dirs_exist_ok=True)
     shutil.rmtree(model_dir / "anomaly", ignore_errors=True)
-    if overrides:
-        scorer = AnomalyScorer.load(workdir / "pretrained")
-        scorer.config = replace(scorer.config, **overrides)
-        names = set(read_training(workdir / "pretrained")["calibration_cases"])
-        calibrate(scorer, [c for c in find_cases(data / "unlabelled") if c.name in names])
-        scorer.save(model_dir / "anomaly")
-    else:
-        shutil.copytree(workdir / "pretrained", model_dir / "anomaly")
     started = time.perf_counter()
-    run = infer(model_dir, data / "anomaly_test", workdir / "run", shap_evals=100)
+    scorer = AnomalyScorer.load(workdir / "pretrained")
+    names = set(read_training(workdir / "pretrained")["calibration_cases"])
+    cal_cases = [c for c in find_cases(data / "unlabelled") if c.name in names]
+    if overrides:
+        scorer.config = replace(scorer.config, **overrides)
+    if organs:
+        calibrate_with_segmenter(scorer, Segmenter.load(workdir / "segmenter_best"), cal_cases)
+    elif overrides:
+        calibrate(scorer, cal_cases)
+    scorer.save(model_dir / "anomaly")
+    calibrate_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    run = infer(model_dir, data / "anomaly_test", workdir / f"run_{name}", shap_evals=100)
     seconds = time.perf_counter() - started
     report = evaluate(run, data / "anomaly_test")
     keys = ("case_auroc", "case_ap", "voxel_ap", "best_dice", "mean_dice")
-    out = {k: report.get(k) for k in keys}
+    out = {"scoring": name, **{k: report.get(k) for k in keys}}
     out["n_cases"] = report["n_cases"]
+    out["voxel_ap_by_group"] = voxel_ap_by_group(run, data / "anomaly_test")
+    out["calibrate_seconds"] = round(calibrate_seconds, 1)
     out["infer_seconds_per_case"] = round(seconds / max(1, report["n_cases"]), 2)
+    return out
+
+
+def voxel_ap_by_group(run: Path, data: Path) -> dict:
+    """Voxel AP per lesion organ, kind (hypo/hyper-dense) and size (equivalent radius):
+    positives are that group's lesion voxels, negatives every healthy body voxel."""
+    from scipy.ndimage import label as components
+
+    from core.metrics import auprc
+    from medical.evaluate import BODY_HU
+    from medical.io import find_cases, load_label_like, load_volume
+    from medical.phantom import LABELS
+
+    scores, negatives, groups = [], [], []
+    for case in find_cases(data):
+        image = load_volume(case.image)
+        hu = image.as_tensor().numpy()[0]
+        body = hu > BODY_HU
+        error = load_label_like(run / f"{case.name}_anomaly.nii.gz", image, case.image).as_tensor().numpy()[0]
+        lesion = load_label_like(case.lesion, image, case.image).as_tensor().numpy()[0] > 0
+        label = load_label_like(case.label, image, case.image).as_tensor().numpy()[0].astype(int)
+        voxel_ml = abs(np.linalg.det(np.asarray(image.affine)[:3, :3])) / 1000.0
+        scores.append(error[body])
+        negatives.append(~lesion[body])
+        case_groups = {}
+        parts, n = components(lesion)
+        for j in range(1, n + 1):
+            part = parts == j
+            k = int(np.bincount(label[part]).argmax())
+            organ = LABELS.get(k, "other").split("_")[0]
+            tissue = np.median(hu[(label == k) & ~lesion])
+            kind = "hypodense" if hu[part].mean() < tissue else "hyperdense"
+            radius = (3 * part.sum() * voxel_ml * 1000 / (4 * np.pi)) ** (1 / 3)
+            size = "radius < 8 mm" if radius < 8 else ("radius 8-12 mm" if radius < 12 else "radius >= 12 mm")
+            for key in (organ, kind, size):
+                case_groups[key] = case_groups.get(key, np.zeros(lesion.shape, bool)) | part
+        groups.append({key: m[body] for key, m in case_groups.items()})
+    score, negative = np.concatenate(scores), np.concatenate(negatives)
+    out = {}
+    for key in sorted({k for g in groups for k in g}):
+        positive = np.concatenate([g.get(key, np.zeros(len(s), bool)) for g, s in zip(groups, scores)])
+        keep = positive | negative
+        out[key] = {"voxel_ap": auprc(positive[keep], score[keep]), "lesion_voxels": int(positive.sum())}
     return out
 
 
@@ -214,6 +308,8 @@ def main(argv=None):
                         help="healthy unlabelled cases; 20%% are held out for calibration")
     parser.add_argument("--labelled", type=int, default=8)
     parser.add_argument("--budgets", default="2,4,8")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="distinct label subsets per budget (Dice and gain are their means)")
     parser.add_argument("--seg-test", type=int, default=4)
     parser.add_argument("--anomaly-test", type=int, default=16)
     parser.add_argument("--pretrain-epochs", type=int, default=16)
@@ -241,6 +337,8 @@ def main(argv=None):
     parser.add_argument("--top-k-ml", type=float, default=None)
     parser.add_argument("--predicted-sd", action="store_true",
                         help="scale residuals by the predicted sd instead of the CT noise")
+    parser.add_argument("--plain-only", action="store_true",
+                        help="with --anomaly-only: score without the segmentation (a variant)")
     args = parser.parse_args(argv)
     if args.speed_worker:
         print(json.dumps(speed_worker(args.speed_worker, _shape(args.speed_shape), args.preset)))
@@ -259,7 +357,7 @@ def main(argv=None):
         keep = Path(args.keep)
         result["label_efficiency"] = label_efficiency(args, keep / "data", keep / "pretrained", budgets)
         result["timings_seconds"]["label_efficiency"] = round(time.perf_counter() - t, 1)
-        for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale"):
+        for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale", "repeats"):
             result["config"][key] = getattr(args, key)
         smallest = result["label_efficiency"][str(min(budgets))]
         largest = result["label_efficiency"][str(max(budgets))]
@@ -290,12 +388,21 @@ def main(argv=None):
         configure_threads()
         result = json.loads(Path(args.out).read_text())
         t = time.perf_counter()
-        variant = anomaly_detection(Path(args.keep) / "data", Path(args.keep), overrides)
-        variant["scoring_overrides"] = overrides
-        variant["seconds"] = round(time.perf_counter() - t, 1)
-        result.setdefault("anomaly_variants", []).append(variant)
+        keep = Path(args.keep)
+        if overrides or args.plain_only:  # a scoring variant, kept beside the main result
+            variant = anomaly_detection(keep / "data", keep, overrides, organs=not args.plain_only)
+            variant["scoring_overrides"] = overrides
+            variant["seconds"] = round(time.perf_counter() - t, 1)
+            result.setdefault("anomaly_variants", []).append(variant)
+            print(json.dumps(variant, indent=2))
+        else:  # redo the anomaly section: organ scoring and the plain baseline
+            result["anomaly"] = anomaly_detection(keep / "data", keep)
+            result["anomaly_plain"] = anomaly_detection(keep / "data", keep, organs=False)
+            result["timings_seconds"]["anomaly"] = round(time.perf_counter() - t, 1)
+            result["targets"]["case_auroc"]["value"] = result["anomaly"]["case_auroc"]
+            result["targets"]["voxel_ap"]["value"] = result["anomaly"]["voxel_ap"]
+            print(json.dumps({k: result[k] for k in ("anomaly", "anomaly_plain")}, indent=2))
         write_text_atomic(args.out, json.dumps(result, indent=2))
-        print(json.dumps(variant, indent=2))
         return
     from medical.phantom import simulate_dataset
     from medical.presets import preset
@@ -340,6 +447,7 @@ def main(argv=None):
 
         t = time.perf_counter()
         result["anomaly"] = anomaly_detection(data, work)
+        result["anomaly_plain"] = anomaly_detection(data, work, organs=False)
         result["timings_seconds"]["anomaly"] = round(time.perf_counter() - t, 1)
         print(f"anomaly: {result['anomaly']}", flush=True)
 

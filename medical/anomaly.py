@@ -16,6 +16,13 @@ parenchyma (``tissue_hu``, ``observed_hu``): bone, fat, gas and the body outline
 borders are never inpainted exactly, are left out. The same input always gives the
 same map.
 
+With a segmentation (``error_map(image, labels)``, once the scorer is calibrated with a
+segmenter, :func:`medical.organ_scoring.calibrate_with_segmenter`) only organ parenchyma
+is scored, and hidden organ voxels are predicted from the visible parenchyma of the same
+organ (``organ_prediction="context"``) or by the network (``"network"``); each organ's
+residual offset and SD on healthy cases turn residuals into z-scores. This removes the
+organ/fat mixture bias of the plain prediction (see :mod:`medical.organ_scoring`).
+
 Case score: the mean of the ``top_k_ml`` millilitres of highest map values (higher =
 more anomalous). Conformal p-values come from held-out healthy cases.
 
@@ -59,6 +66,14 @@ class AnomalyConfig:
         z_clip: per-voxel z-scores are clipped to this magnitude before smoothing.
         overlap: sliding-window overlap.
         sw_batch_size: windows per forward pass.
+        organ_labels: label ids scored with a segmentation (parenchymal organs).
+        organ_prediction: ``"context"`` (visible same-organ parenchyma) or ``"network"``.
+        organ_band_hu: visible voxels further than this from the organ's median are not
+            its parenchyma (context prediction).
+        organ_erosion: voxels eroded from each organ's parenchyma before scoring, per
+            entry of ``organ_labels`` (the liver is thick enough for 2: its border with
+            the bowel is where the segmentation errs most).
+        fat_hu: smoothed intensities below this are fat (renal sinus), not parenchyma.
     """
 
     patch_size: tuple[int, int, int] = (8, 8, 6)
@@ -71,6 +86,11 @@ class AnomalyConfig:
     z_clip: float = 4.0
     overlap: float = 0.25
     sw_batch_size: int = 4
+    organ_labels: tuple[int, ...] = (1, 2, 3, 4)
+    organ_prediction: str = "context"
+    organ_band_hu: float = 80.0
+    organ_erosion: tuple[int, ...] = (2, 1, 1, 1)
+    fat_hu: float = -30.0
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -81,7 +101,7 @@ class AnomalyConfig:
 
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        for key in ("patch_size", "tissue_hu", "observed_hu"):
+        for key in ("patch_size", "tissue_hu", "observed_hu", "organ_labels", "organ_erosion"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -201,12 +221,14 @@ class AnomalyScorer:
         calibration: fitted on held-out healthy case scores.
         healthy_error: median smoothed body error of those cases (SHAP baseline).
         seed: seeds the initial weights when ``state`` is not given.
+        organ_stats: per-organ residual ``{label: (offset, sd)}`` (HU) of healthy cases,
+            from :func:`medical.organ_scoring.calibrate_with_segmenter`.
     """
 
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
                  config: AnomalyConfig, state: dict | None = None,
                  calibration: ScoreCalibration | None = None, healthy_error: float | None = None,
-                 seed: int = 0):
+                 seed: int = 0, organ_stats: dict | None = None):
         self.network_config = network_config
         self.preprocess = preprocess
         self.config = config
@@ -214,6 +236,9 @@ class AnomalyScorer:
         self.network = build_network(network_config, out_channels=2, state=state, seed=seed)
         self.calibration = calibration
         self.healthy_error = healthy_error
+        # per-organ residual (offset, sd) in HU on healthy cases; set by calibrating with a
+        # segmenter, and only then are maps given a label map scored organ by organ
+        self.organ_stats = organ_stats
 
     @property
     def top_k(self) -> int:
@@ -252,9 +277,24 @@ class AnomalyScorer:
         (a, b), (c, d) = unit(self.config.tissue_hu), unit(self.config.observed_hu)
         return (mean >= a) & (mean <= b) & (image >= c) & (image <= d)
 
-    def error_map(self, image) -> np.ndarray:
-        """Anomaly map ``(x, y, z)`` of a model-grid image ``(1, x, y, z)`` (0 outside tissue)."""
+    @property
+    def uses_organs(self) -> bool:
+        """True once calibrated with a segmenter: label maps switch on organ scoring."""
+        return self.organ_stats is not None
+
+    def error_map(self, image, labels: np.ndarray | None = None) -> np.ndarray:
+        """Anomaly map ``(x, y, z)`` of a model-grid image ``(1, x, y, z)`` (0 outside tissue).
+
+        Args:
+            image: the preprocessed image.
+            labels: the segmenter's organ label map on the same grid; used when the scorer
+                was calibrated with a segmenter (:attr:`uses_organs`), ignored otherwise.
+        """
         x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
+        if labels is not None and self.uses_organs:
+            from .organ_scoring import organ_error_map
+
+            return organ_error_map(self, image, np.asarray(labels))
         return self.map_from_reconstruction(x, *self.reconstruct(image))
 
     def map_from_reconstruction(self, x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -304,7 +344,7 @@ class AnomalyScorer:
         config = {"network": self.network_config.to_dict(), "preprocess": self.preprocess.to_dict(),
                   "anomaly": self.config.to_dict(), "healthy_error": self.healthy_error,
                   "calibration": self.calibration.to_dict() if self.calibration else None,
-                  **(extra or {})}
+                  "organ_stats": self.organ_stats, **(extra or {})}
         return save_bundle(path, BUNDLE_KIND, config, self.network.state_dict())
 
     @classmethod
@@ -317,4 +357,4 @@ class AnomalyScorer:
                    PreprocessConfig.from_dict(config["preprocess"]),
                    AnomalyConfig.from_dict(config["anomaly"]), tensors,
                    ScoreCalibration.from_dict(calibration) if calibration else None,
-                   config.get("healthy_error"))
+                   config.get("healthy_error"), organ_stats=config.get("organ_stats"))

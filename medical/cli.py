@@ -63,16 +63,22 @@ def pretrain(data, out, preset, epochs, seed):
               help="Use only the first K labelled cases.")
 @PRESET_OPTION
 @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
+@click.option("--calibration-data", type=click.Path(), default=None,
+              help="Lesion-free cases to calibrate organ anomaly scoring on (default: those of "
+                   "--data beyond the training cases).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(data, out, pretrained, n_labels, preset, epochs, seed):
+def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, seed):
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
     from .presets import preset as get_preset
+    from .pretrain import healthy_cases
     from .segment import train_segmenter
 
     _, config = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    segmenter = train_segmenter(data, out, pretrained, n_labels, config)
+    calibration = healthy_cases(calibration_data) if calibration_data else None
+    segmenter = train_segmenter(data, out, pretrained, n_labels, config,
+                                calibration_cases=calibration)
     click.echo(f"trained for {len(segmenter.history_.train_loss)} epochs "
                f"(best validation loss {segmenter.history_.best_val_loss:.4f}); saved {out}")
 

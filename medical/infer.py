@@ -120,7 +120,9 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200):
         grid_image = pre(image)["image"]
         if segmenter is not None and scorer.preprocess != segmenter.preprocess:
             labels_grid = None  # different grids: fall back to octants
-        error = scorer.error_map(grid_image.as_tensor())
+        # with the segmenter's organs (same grid), a scorer calibrated with a segmenter
+        # scores organ parenchyma only (medical.organ_scoring)
+        error = scorer.error_map(grid_image.as_tensor(), labels_grid)
         body = body_mask(grid_image.as_tensor().numpy()[0])
         if run is not None:
             error_input = pre.invert(error[None], grid_image)[0].astype(np.float32)

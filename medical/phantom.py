@@ -2,7 +2,8 @@
 
 Each case draws its own anatomy (body size and position, organ sizes, positions and
 shapes, tissue densities), then renders body outline with subcutaneous fat and a muscle
-wall, visceral fat with bowel loops and gas, liver, spleen, both kidneys, the spine with
+wall, visceral fat with bowel loops and gas, liver, spleen, both kidneys (cortex around a
+fat-density renal sinus, which the kidney label includes), the spine with
 its canal and paraspinal muscles, aorta and IVC. Partial-volume blur (anisotropic: slices
 are thicker than pixels) and correlated noise come last. Optional lesions (hypo- or
 hyper-dense, 5-16 mm radius) sit in the parenchyma of liver, spleen or kidneys, with
@@ -28,6 +29,8 @@ import numpy as np
 LABELS = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left", 5: "spine"}
 FIELD_OF_VIEW_MM = (380.0, 380.0, 240.0)
 AIR_HU = -1000.0
+# bumped whenever the same seed renders different phantoms (2: fat-density renal sinus)
+PHANTOM_VERSION = 2
 
 
 @dataclass
@@ -146,10 +149,10 @@ def _anatomy(rng, coords, spacing):
     masks = {}
     for lab, centre, radii, density in organs:
         organ = _blob(coords, centre, radii, rng) & inner_muscle & (label == 0)
-        if lab in (3, 4):  # renal sinus: fat/urine-density centre
+        if lab in (3, 4):  # renal sinus: fat-density centre (hilar fat around the pelvis)
             sinus = _blob(coords, centre, np.asarray(radii) * 0.4, rng) & organ
             hu[organ] = density
-            hu[sinus] = rng.uniform(-20, 20)
+            hu[sinus] = rng.uniform(-110, -60)
             masks[lab] = organ & ~sinus  # lesions grow in the parenchyma
         else:
             hu[organ] = density + _smooth_noise(rng, shape, 2.0, 6.0)[organ]
@@ -297,6 +300,7 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
                 "tensorImageSize": "3D", "modality": {"0": "CT"},
                 "labels": {"0": "background", **{str(k): v for k, v in LABELS.items()}},
                 "numTraining": n_cases, "numTest": 0, "training": training, "test": [],
-                "simulator": {"seed": seed, "shape": list(shape), "lesions": lesions}}
+                "simulator": {"seed": seed, "shape": list(shape), "lesions": lesions,
+                              "version": PHANTOM_VERSION}}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
     return out

@@ -181,11 +181,15 @@ def labelled_cases(data, n_labels: int | None = None) -> list:
 
 def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None,
                     config: SegmentConfig | None = None, progress: bool | None = None,
-                    cases=None) -> Segmenter:
+                    cases=None, calibration_cases=None) -> Segmenter:
     """Fine-tune (or train from scratch) and save ``out/segmenter`` (+ ``out/anomaly``).
 
-    With ``pretrained`` (a ``ct-anomaly`` bundle) the weights initialise the network and
-    the bundle is copied to ``out/anomaly`` so ``infer`` produces anomaly maps too.
+    With ``pretrained`` (a ``ct-anomaly`` bundle) the weights initialise the network, and
+    the anomaly model is saved to ``out/anomaly`` so ``infer`` produces anomaly maps too:
+    calibrated with this segmenter for organ scoring (``medical.organ_scoring``) on
+    healthy cases the segmenter did not train on (``calibration_cases``; by default the
+    lesion-free cases of ``data`` beyond the training ones), or, with fewer than 2 such
+    cases, copied as pretrained (scoring without organs).
     """
     from core.io import atomic_path
 
@@ -213,9 +217,28 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         extra = {"training": {"cases": [c.name for c in cases], "pretrained": pretrained is not None,
                               "epochs": len(segmenter.history_.train_loss), "seed": config.seed}}
+        held_out = None
+        if pretrained is not None:
+            held_out = (list(calibration_cases) if calibration_cases is not None
+                        else _held_out_healthy(data, cases))
         with atomic_path(out) as tmp:
             tmp.mkdir()
             segmenter.save(tmp / "segmenter", extra)
-            if pretrained is not None:
+            if pretrained is not None and len(held_out) >= 2 and scorer.preprocess == preprocess:
+                from core.bundle import read_bundle_config
+
+                from .organ_scoring import calibrate_with_segmenter
+
+                calibrate_with_segmenter(scorer, segmenter, held_out)
+                kept = read_bundle_config(pretrained)["config"].get("training")
+                scorer.save(tmp / "anomaly", extra={
+                    "training": kept, "organ_calibration_cases": [c.name for c in held_out]})
+            elif pretrained is not None:
                 shutil.copytree(pretrained, tmp / "anomaly")
     return segmenter
+
+
+def _held_out_healthy(data, used) -> list:
+    """Lesion-free cases of ``data`` (any split) that are not among ``used``."""
+    names = {c.name for c in used}
+    return [c for c in find_cases(data) if c.name not in names and not c.has_lesion]
