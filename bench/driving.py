@@ -9,7 +9,9 @@ detection latency (calibrated alerts); inference frames/s at 128x128 on 2 thread
 the ratio to persistence; simulator frames/s.
 
 Usage:
-    UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --model-dir DIR   # the committed run (round 4: round 3's weights)
+    UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --model-dir NEW --warm-start DIR --decoys 0.5
+        # the committed run (round 5): DIR = round 3's bundle (this command, --model-dir, no
+        # warm start), fine-tuned 5 epochs with decoy holes into NEW (a rerun reuses NEW)
     UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --quick    # smoke run
     ... --model-dir DIR   # keep the trained weights; a second run reuses them (recalibrates)
 """
@@ -49,6 +51,14 @@ def main(argv=None) -> dict:
                         help="keep the trained network here; if a bundle is already there (from an "
                              "earlier run of this command with the same settings), reuse its weights "
                              "and only recalibrate")
+    parser.add_argument("--warm-start", default=None,
+                        help="continue training from this bundle (trained by this command with the "
+                             "same --epochs/--steps/--seed) for --warm-epochs x --steps more steps")
+    parser.add_argument("--warm-epochs", type=int, default=5)
+    parser.add_argument("--warm-lr", type=float, default=1e-3)
+    parser.add_argument("--decoys", type=float, default=0.0,
+                        help="OcclusionPredictor decoy_masks: share of object-masked training grids "
+                             "that also get object-shaped holes over empty layout")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "driving.json"))
     parser.add_argument("--speed-only", action="store_true",
                         help="only time inference (untrained weights, same network) vs persistence")
@@ -85,22 +95,38 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     model_dir = Path(args.model_dir) if args.model_dir else None
     reused = bool(model_dir and (model_dir / "config.json").exists())
+    base = {"epochs": args.epochs, "max_steps_per_epoch": args.steps, "random_state": args.seed,
+            **MODEL}                                    # the from-scratch training
+    expected = {**base, "decoy_masks": args.decoys}
+    if args.warm_start:                                 # base's weights + more steps
+        _check_params(OcclusionPredictor.load(args.warm_start).get_params(), base, args.warm_start)
+        expected.update(epochs=args.warm_epochs, lr=args.warm_lr)
     if reused:
         predictor = OcclusionPredictor.load(model_dir)
-        expected = {"epochs": args.epochs, "max_steps_per_epoch": args.steps,
-                    "random_state": args.seed, **MODEL}
-        saved = {k: getattr(predictor, k) for k in expected}
-        saved["history"] = tuple(saved["history"])
-        if saved != expected:
-            raise SystemExit(f"{model_dir}: trained with {saved}, this run asks for {expected}")
+        _check_params(predictor.get_params(), expected, model_dir)
+        if args.warm_start and predictor.warm_start_ is None:
+            raise SystemExit(f"{model_dir}: not warm-started, this run asks for --warm-start")
+        if args.warm_start:
+            _check_params(predictor.warm_start_["params"], base, f"{model_dir}'s warm start")
         predictor.calibrate(train)
         train_s = float(predictor.history_.seconds)          # measured when it was trained
     else:
-        predictor = OcclusionPredictor(epochs=args.epochs, max_steps_per_epoch=args.steps,
-                                       random_state=args.seed, progress=False, **MODEL).fit(train)
+        predictor = OcclusionPredictor(progress=False, **expected)
+        predictor.fit(train, init=args.warm_start)
         train_s = time.perf_counter() - t0
         if model_dir:
             predictor.save(model_dir)
+    warm = getattr(predictor, "warm_start_", None)
+    weights = (f"{args.epochs} epochs (at most {args.steps} steps each) from seeded weights (seed {args.seed})"
+               f"{f', decoy_masks {args.decoys}' if args.decoys else ''}")
+    if warm:                                            # steps per epoch: all batches, at most --steps
+        n = sum(len(log) - int(round(len(log) * predictor.calibration_fraction)) for log in train)
+        per_epoch = min(args.steps, -(-(n - int(round(n * 0.1))) // predictor.batch_size))
+        weights = (f"{args.epochs} epochs x {per_epoch} steps from seeded weights (seed {args.seed}; "
+                   f"{warm['training']['seconds']:.0f} s), then "
+                   f"{len(predictor.history_.train_loss) * per_epoch} warm-started steps "
+                   f"({len(predictor.history_.train_loss)} epochs, lr {args.warm_lr}, cosine) with "
+                   f"decoy_masks {args.decoys} ({predictor.history_.seconds:.0f} s)")
     print(f"model ready in {time.perf_counter() - t0:.0f} s (reused weights: {reused}); "
           f"val loss {predictor.history_.best_val_loss:.4f}", flush=True)
     prior = PositionalPrior().fit(train)
@@ -157,7 +183,9 @@ def main(argv=None) -> dict:
         sel = (kinds == kind) | ~labels
         per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
         round3_by_kind[kind] = auroc(labels[sel], round3[sel])
-    frames_round3 = {"auroc": auroc(labels, round3), "average_precision": auprc(labels, round3),
+    both = 0 < labels.sum() < len(labels)              # (a --quick log may have no event)
+    frames_round3 = {"auroc": auroc(labels, round3) if both else None,
+                     "average_precision": auprc(labels, round3) if both else None,
                      "auroc_by_kind": round3_by_kind}
     hidden = {name: {"all_hidden": a.metrics(classes), **a.metrics_by_region(classes)}
               for name, a in acc.items()}
@@ -171,6 +199,8 @@ def main(argv=None) -> dict:
     results = {
         "settings": {**vars(args), "model": MODEL, "grid_shape": list(config.grid_shape), "threads": threads,
                      "sensor_range_m": config.sensor_range_m, "reused_weights": reused,
+                     "weights": weights, "training_history": predictor.history_.to_dict(),
+                     "warm_start_training_history": warm["training"] if warm else None,
                      "train_frames": sum(len(l) for l in train), "test_frames": int(len(labels)),
                      "smooth_frames": predictor.smooth_, "class_weights": getattr(
                          predictor, "class_weights_", None)},
@@ -209,6 +239,15 @@ def main(argv=None) -> dict:
     write_text_atomic(args.out, json.dumps(results, indent=2, default=float))
     print(json.dumps(results["targets"], indent=2, default=float))
     return results
+
+
+def _check_params(saved: dict, expected: dict, where) -> None:
+    """Stop unless a bundle's parameters match the settings this run asks for."""
+    got = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in expected}
+    if "decoy_masks" in expected:
+        got.setdefault("decoy_masks", 0.0)            # bundles from before the decoy holes
+    if got != expected:
+        raise SystemExit(f"{where}: trained with {got}, this run asks for {expected}")
 
 
 ROUND2_MODEL = {"history": (2, 5, 10), "memory": False, "layout_fallback": False}

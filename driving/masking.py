@@ -96,3 +96,54 @@ def object_regions(current, margins) -> "torch.Tensor":
         grown = F.max_pool2d(objects[sel, None].float(), 2 * int(m) + 1, stride=1, padding=int(m))
         out[sel] = grown[:, 0] > 0
     return out
+
+
+# decoy shapes, (rows, cols) in cells at 0.5 m: a car (either way round), a pedestrian, an
+# obstacle's range (bins, poles, debris pieces); sampled with these weights
+DECOY_SHAPES = (((9, 4), (4, 9)), ((2, 2),), ((1, 1), (2, 2), (3, 3), (2, 3), (3, 2)))
+DECOY_WEIGHTS = (0.4, 0.2, 0.4)
+
+
+def decoy_regions(current, margins, counts, random_state=None) -> np.ndarray:
+    """Object-shaped holes over cells where *no* object was observed, per grid.
+
+    Scoring's object passes hide every observed object with a margin, so a hole shaped like
+    one says "an object is here" unless training also shows such holes over empty layout.
+    Each decoy is a vehicle-, pedestrian- or obstacle-sized rectangle grown by the grid's
+    margin, centred on an observed cell that is not an object; the centre's layout group
+    (road or lane marking / sidewalk / off-road) is drawn uniformly among the groups the
+    grid shows, so empty road gets decoys as often as the (larger) off-road area.
+
+    Args:
+        current: ``(B, H, W)`` uint8 observed classes (255 = not seen).
+        margins: ``(B,)`` margins (cells), as given to :func:`object_regions`.
+        counts: ``(B,)`` number of decoys per grid (0 = none).
+        random_state: seed or numpy Generator for the placements.
+
+    Returns:
+        ``(B, H, W)`` bool array, True = hidden by a decoy.
+    """
+    from .schema import LANE_MARKING, OFF_ROAD, ROAD, SIDEWALK
+
+    rng = np.random.default_rng(random_state)
+    current = np.asarray(current)
+    b, h, w = current.shape
+    out = np.zeros((b, h, w), dtype=bool)
+    groups = ((ROAD, LANE_MARKING), (SIDEWALK,), (OFF_ROAD,))
+    for i in range(b):
+        n = int(counts[i])
+        if n <= 0:
+            continue
+        cells = [np.flatnonzero(np.isin(current[i], g)) for g in groups]
+        cells = [c for c in cells if c.size]
+        if not cells:
+            continue
+        m = int(margins[i])
+        for _ in range(n):
+            pool = cells[int(rng.integers(len(cells)))]
+            r, c = divmod(int(pool[rng.integers(pool.size)]), w)
+            kind = DECOY_SHAPES[int(rng.choice(len(DECOY_SHAPES), p=DECOY_WEIGHTS))]
+            rows, cols = kind[int(rng.integers(len(kind)))]
+            r0, c0 = r - rows // 2 - m, c - cols // 2 - m
+            out[i, max(r0, 0) : max(r0 + rows + 2 * m, 0), max(c0, 0) : max(c0 + cols + 2 * m, 0)] = True
+    return out

@@ -53,6 +53,11 @@ class OcclusionPredictor:
             by 2-6 cells (``masking.object_regions``), half in the current frame only (where
             is each object now, given its history?), half in all frames (does an object
             belong here at all?): what scoring's object passes ask.
+        decoy_masks: share of those object-masked grids that also get 1..``max_decoys``
+            object-shaped holes over cells with *no* object (``masking.decoy_regions``:
+            vehicle, pedestrian or obstacle rectangles with the same margin, same frames),
+            so that a hole no longer implies "an object is here" (0 = none).
+        max_decoys: the most decoys per grid.
         layout_fallback: at inference, hidden cells whose layout the log saw earlier
             (``baselines.world_memory``: a world-fixed map of the static layout) give the
             model's layout probability mass (off-road, road, lane marking, sidewalk) to the
@@ -75,7 +80,8 @@ class OcclusionPredictor:
     def __init__(self, history=(2, 5, 10, 20), memory: bool = True, future=(5, 10, 20),
                  future_weight: float = 0.5, class_weight_power: float = 0.5,
                  max_class_weight: float = 8.0, forecast_masks: float = 0.5,
-                 object_masks: float = 0.5, layout_fallback: bool = True,
+                 object_masks: float = 0.5, decoy_masks: float = 0.0, max_decoys: int = 12,
+                 layout_fallback: bool = True,
                  widths=(16, 32, 64), blocks: int = 0,
                  epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                  max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
@@ -87,6 +93,8 @@ class OcclusionPredictor:
         self.max_class_weight = max_class_weight
         self.forecast_masks = forecast_masks
         self.object_masks = object_masks
+        self.decoy_masks = decoy_masks
+        self.max_decoys = max_decoys
         self.layout_fallback = layout_fallback
         self.future = future
         self.future_weight = future_weight
@@ -119,15 +127,23 @@ class OcclusionPredictor:
                                       f"{factor} for this network depth")
         return meta
 
-    def fit(self, logs: list[DriveLog]) -> "OcclusionPredictor":
-        """Train on the logs' observed grids, then calibrate the surprise score."""
+    def fit(self, logs: list[DriveLog], init=None) -> "OcclusionPredictor":
+        """Train on the logs' observed grids, then calibrate the surprise score.
+
+        Args:
+            logs: training drive logs (observed grids only are read).
+            init: warm start: a fitted :class:`OcclusionPredictor` (or the path of its
+                bundle) whose network weights training continues from instead of a seeded
+                initialisation; its network config must equal this one's. The bundle
+                records where the weights came from (``warm_start_``).
+        """
         import torch
         from torch.utils.data import TensorDataset
 
         from core.runtime import configure_threads
         from core.training import TrainConfig, fit
 
-        from .masking import ShadowMasker, object_regions
+        from .masking import ShadowMasker, decoy_regions, object_regions
         from .network import OcclusionNet, OcclusionNetConfig
 
         configure_threads()
@@ -149,10 +165,14 @@ class OcclusionPredictor:
                                               widths=tuple(self.widths), blocks=self.blocks,
                                               grid_shape=tuple(meta.grid_shape))
         net = OcclusionNet(self.net_config_)
-        net.reset_parameters(torch.Generator().manual_seed(self.random_state))
         counts = np.bincount(grids[:, 0].numpy().ravel(), minlength=256)[: len(meta.classes)]
         freq = counts / max(counts.sum(), 1)
-        net.set_class_prior(freq)
+        self.warm_start_ = None
+        if init is not None:
+            self._warm_start(net, init)
+        else:
+            net.reset_parameters(torch.Generator().manual_seed(self.random_state))
+            net.set_class_prior(freq)
         weight = np.clip((0.01 / np.maximum(freq, 1e-6)) ** self.class_weight_power, 1.0,
                          self.max_class_weight)
         self.class_weights_ = [float(v) for v in weight]
@@ -172,6 +192,12 @@ class OcclusionPredictor:
                 tube = torch.rand(n, generator=generator) < 0.5
                 margins = torch.randint(2, 7, (n,), generator=generator)
                 grown = object_regions(current.cpu(), margins) & pick[:, None, None]
+                if self.decoy_masks:
+                    decoys = torch.randint(1, self.max_decoys + 1, (n,), generator=generator)
+                    decoys *= pick & (torch.rand(n, generator=generator) < self.decoy_masks)
+                    seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
+                    grown |= torch.from_numpy(decoy_regions(current.cpu().numpy(), margins.numpy(),
+                                                            decoys.numpy(), seed))
                 grown = grown.to(frames.device)
                 hidden[:, 0] |= grown
                 hidden[:, 1:] |= (grown & tube.to(frames.device)[:, None, None])[:, None]
@@ -195,6 +221,21 @@ class OcclusionPredictor:
         self.history_ = fit(net, TensorDataset(grids, speed, future), loss_fn, config)
         self.net_ = net.to("cpu").eval()
         return self.calibrate(logs)
+
+    def _warm_start(self, net, init) -> None:
+        """Copy ``init``'s weights into ``net`` (same config) and note where they came from."""
+        source = None
+        if not isinstance(init, OcclusionPredictor):
+            source = str(init)
+            init = OcclusionPredictor.load(init)
+        init._check_fitted()
+        if init.net_config_ != self.net_config_:
+            raise DataValidationError(f"warm start {source or 'predictor'}: network config "
+                                      f"{init.net_config_} differs from this model's {self.net_config_}")
+        net.load_state_dict(init.net_.state_dict())
+        self.warm_start_ = {"source": source, "params": init.get_params(),
+                            "training": init.history_.to_dict(),
+                            "warm_start": getattr(init, "warm_start_", None)}
 
     def calibration_logs(self, logs: list[DriveLog]) -> list[DriveLog]:
         """The held-out tail (``calibration_fraction``) of every log, which training skips."""
@@ -327,7 +368,8 @@ class OcclusionPredictor:
                   "error_scale": self.error_scale_, "training": self.history_.to_dict(),
                   "normaliser": self.normaliser_.to_dict(), "smooth": self.smooth_,
                   "class_weights": getattr(self, "class_weights_", None),
-                  "road_threshold": getattr(self, "road_threshold_", None)}
+                  "road_threshold": getattr(self, "road_threshold_", None),
+                  "warm_start": getattr(self, "warm_start_", None)}
         if getattr(self, "frame_scorer_", None) is not None:
             config["frame_scorer"] = self.frame_scorer_.to_dict()
         return save_bundle(path, BUNDLE_KIND, config, dict(self.net_.state_dict()))
@@ -352,6 +394,7 @@ class OcclusionPredictor:
         params.setdefault("smooth", 1)
         params.setdefault("forecast_masks", 0.0)
         params.setdefault("object_masks", 0.0)
+        params.setdefault("decoy_masks", 0.0)         # bundles from before the decoy holes
         params.setdefault("layout_fallback", False)
         params["future"] = tuple(params["future"])
         params["widths"] = tuple(params["widths"])
@@ -380,6 +423,7 @@ class OcclusionPredictor:
 
             predictor.frame_scorer_ = FrameScorer.from_dict(config["frame_scorer"])
         predictor.road_threshold_ = config.get("road_threshold")
+        predictor.warm_start_ = config.get("warm_start")
         predictor.history_ = History(**config["training"])
         if config.get("class_weights") is not None:
             predictor.class_weights_ = list(config["class_weights"])
