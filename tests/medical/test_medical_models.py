@@ -187,7 +187,7 @@ def test_labels_budget_error(tiny_data):
         labelled_cases(tiny_data[0], 9)
 
 
-def test_lesions_raise_case_scores_on_tiny_phantoms(tiny_models, tmp_path):
+def test_lesions_raise_case_scores_on_tiny_phantoms(tiny_models, tmp_path, lesion_twin):
     """Fresh healthy tiny phantoms vs the same phantoms with one liver lesion (a 3x3x2-voxel
     block, 60 HU below the parenchyma, like a metastasis): adding the lesion raises the case
     score, and the map is much higher inside the lesion than in the rest of the liver.
@@ -196,22 +196,13 @@ def test_lesions_raise_case_scores_on_tiny_phantoms(tiny_models, tmp_path):
     tiny model's healthy scores vary as much as a lesion adds (one phantom's largest
     healthy error is a structure the tiny model never rebuilds), and training is not
     bit-identical across CPUs, so a ranking over all eight cases was flaky."""
-    from scipy.ndimage import binary_erosion
-
     from medical.io import save_nifti
-    from medical.phantom import simulate_case
 
     _, _, scorer, _ = tiny_models
     pre = Preprocessor(scorer.preprocess)
     scores, truth, inside, outside = [], [], [], []
     for i in range(4):
-        case = simulate_case(np.random.default_rng([77, i]), (32, 32, 16))
-        liver = binary_erosion(case.label == 1)
-        centre = np.argwhere(liver)[len(np.argwhere(liver)) // 2]
-        lesion = np.zeros_like(liver)
-        lesion[centre[0] - 1:centre[0] + 2, centre[1] - 1:centre[1] + 2, centre[2]:centre[2] + 2] = True
-        sick = case.image.copy()
-        sick[lesion] -= 60
+        case, sick, lesion = lesion_twin([77, i], 60)
         for image, has_lesion in ((case.image, False), (sick, True)):
             path = save_nifti(image, case.affine, tmp_path / f"case{i}_{int(has_lesion)}.nii.gz")
             volume = load_volume(path)

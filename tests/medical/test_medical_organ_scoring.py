@@ -61,26 +61,17 @@ def test_calibration_with_a_segmenter_round_trips(tiny_models, tiny_data, tmp_pa
     assert (plain[~organs & body_mask(grid.as_tensor().numpy()[0])] > 0).any()
 
 
-def test_organ_scoring_finds_a_liver_lesion(tiny_models, tiny_data, tmp_path):
+def test_organ_scoring_finds_a_liver_lesion(tiny_models, tiny_data, tmp_path, lesion_twin):
     """Fresh tiny phantoms with and without one liver lesion (3x3x2 voxels, 50 HU below the
     parenchyma): with the segmenter's organs the lesion raises the case scores and the
     map inside the lesion is far above the rest of the liver."""
-    from scipy.ndimage import binary_erosion
-
     from medical.io import save_nifti
-    from medical.phantom import simulate_case
 
     scorer, segmenter = _organ_scorer(tiny_models, tiny_data)
     pre = Preprocessor(scorer.preprocess)
     pairs, inside, outside = [], [], []
     for i in range(4):
-        case = simulate_case(np.random.default_rng([78, i]), (32, 32, 16))
-        liver = binary_erosion(case.label == 1)
-        centre = np.argwhere(liver)[len(np.argwhere(liver)) // 2]
-        lesion = np.zeros_like(liver)
-        lesion[centre[0] - 1:centre[0] + 2, centre[1] - 1:centre[1] + 2, centre[2]:centre[2] + 2] = True
-        sick = case.image.copy()
-        sick[lesion] -= 50
+        case, sick, lesion = lesion_twin([78, i], 50)
         scores = []
         for image, tag in ((case.image, "healthy"), (sick, "sick")):
             grid = pre(load_volume(save_nifti(image, case.affine, tmp_path / f"c{i}_{tag}.nii.gz")))["image"]
