@@ -150,13 +150,51 @@ def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
     return results
 
 
+def anomaly_segmenter(args, data: Path, workdir: Path) -> tuple[Path, dict]:
+    """The segmenter the anomaly section scores organs with: fine-tuned from the pretrained
+    bundle on all labelled cases for ``args.anomaly_seg_epochs`` epochs (the label-efficiency
+    runs stop at ``--finetune-epochs``, short of convergence; organ scoring inherits every
+    segmentation error). ``0``: reuse the label-efficiency run's ``segmenter_best``.
+    Kept in ``workdir/segmenter_anomaly`` and reused when its epochs match."""
+    from core.bundle import read_bundle_config
+    from core.errors import BundleError
+    from medical.io import find_cases
+    from medical.presets import preset
+    from medical.segment import labelled_cases, train_segmenter
+
+    if args.anomaly_seg_epochs <= 0:
+        return workdir / "segmenter_best", {"epochs": None, "source": "segmenter_best"}
+    path = workdir / "segmenter_anomaly"
+    try:
+        if read_bundle_config(path)["config"]["training"]["epochs"] == args.anomaly_seg_epochs:
+            return path, json.loads((workdir / "segmenter_anomaly.json").read_text())
+    except (BundleError, KeyError, OSError, ValueError):  # missing or other settings: train it
+        pass
+    _, seg_config = preset(args.preset, args.seed)
+    seg_config = replace(seg_config, max_epochs=args.anomaly_seg_epochs,
+                         patience=args.anomaly_seg_epochs, samples_per_epoch=args.samples)
+    started = time.perf_counter()
+    segmenter = train_segmenter(data / "labelled", None, workdir / "pretrained", config=seg_config,
+                                cases=labelled_cases(data / "labelled"))
+    seconds = time.perf_counter() - started
+    dice = organ_dice(segmenter, find_cases(data / "seg_test"))
+    segmenter.save(path, {"training": {"epochs": args.anomaly_seg_epochs}})
+    record = {"epochs": args.anomaly_seg_epochs, "samples_per_epoch": args.samples,
+              "labelled_cases": len(labelled_cases(data / "labelled")), "pretrained": True,
+              "mean_dice": float(np.mean(list(dice.values()))), "dice": dice,
+              "seconds": round(seconds, 1)}
+    (workdir / "segmenter_anomaly.json").write_text(json.dumps(record))
+    return path, record
+
+
 def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
-                      organs: bool = True) -> dict:
+                      organs: bool = True, segmenter_dir: Path | None = None) -> dict:
     """Infer + evaluate on the lesion phantoms.
 
-    ``organs``: calibrate the pretrained scorer with the benchmark's segmenter
-    (``medical.organ_scoring``: organ parenchyma only, organ-aware context prediction);
-    otherwise the scorer as pretrained (no segmentation: the scoring of rounds 1-3).
+    ``organs``: calibrate the pretrained scorer with the segmenter ``segmenter_dir``
+    (default: the label-efficiency run's ``segmenter_best``; ``medical.organ_scoring``:
+    organ parenchyma only, organ-aware context prediction); otherwise the scorer as
+    pretrained (no segmentation: the scoring of rounds 1-3).
     ``overrides`` change the scoring settings (``AnomalyConfig`` fields) before calibrating.
     """
     import shutil
@@ -172,7 +210,8 @@ def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
     name = "organs" if organs else "plain"
     model_dir = workdir / f"model_{name}"
     model_dir.mkdir(exist_ok=True)
-    shutil.copytree(workdir / "segmenter_best", model_dir / "segmenter", dirs_exist_ok=True)
+    segmenter_dir = Path(segmenter_dir or workdir / "segmenter_best")
+    shutil.copytree(segmenter_dir, model_dir / "segmenter", dirs_exist_ok=True)
     shutil.rmtree(model_dir / "anomaly", ignore_errors=True)
     started = time.perf_counter()
     scorer = AnomalyScorer.load(workdir / "pretrained")
@@ -181,7 +220,7 @@ def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
     if overrides:
         scorer.config = replace(scorer.config, **overrides)
     if organs:
-        calibrate_with_segmenter(scorer, Segmenter.load(workdir / "segmenter_best"), cal_cases)
+        calibrate_with_segmenter(scorer, Segmenter.load(segmenter_dir), cal_cases)
     elif overrides:
         calibrate(scorer, cal_cases)
     scorer.save(model_dir / "anomaly")
@@ -308,6 +347,9 @@ def main(argv=None):
                         help="healthy unlabelled cases; 20%% are held out for calibration")
     parser.add_argument("--labelled", type=int, default=8)
     parser.add_argument("--budgets", default="2,4,8")
+    parser.add_argument("--anomaly-seg-epochs", type=int, default=36,
+                        help="fine-tuning epochs of the segmenter the anomaly section scores organs "
+                             "with (all labelled cases; 0 = the label-efficiency run's)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="distinct label subsets per budget (Dice and gain are their means)")
     parser.add_argument("--seg-test", type=int, default=4)
@@ -396,8 +438,11 @@ def main(argv=None):
             result.setdefault("anomaly_variants", []).append(variant)
             print(json.dumps(variant, indent=2))
         else:  # redo the anomaly section: organ scoring and the plain baseline
-            result["anomaly"] = anomaly_detection(keep / "data", keep)
-            result["anomaly_plain"] = anomaly_detection(keep / "data", keep, organs=False)
+            seg, result["anomaly_segmenter"] = anomaly_segmenter(args, keep / "data", keep)
+            result["anomaly"] = anomaly_detection(keep / "data", keep, segmenter_dir=seg)
+            result["anomaly_plain"] = anomaly_detection(keep / "data", keep, organs=False,
+                                                        segmenter_dir=seg)
+            result["config"]["anomaly_seg_epochs"] = args.anomaly_seg_epochs
             result["timings_seconds"]["anomaly"] = round(time.perf_counter() - t, 1)
             result["targets"]["case_auroc"]["value"] = result["anomaly"]["case_auroc"]
             result["targets"]["voxel_ap"]["value"] = result["anomaly"]["voxel_ap"]
@@ -446,8 +491,9 @@ def main(argv=None):
         result["timings_seconds"]["label_efficiency"] = round(time.perf_counter() - t, 1)
 
         t = time.perf_counter()
-        result["anomaly"] = anomaly_detection(data, work)
-        result["anomaly_plain"] = anomaly_detection(data, work, organs=False)
+        seg, result["anomaly_segmenter"] = anomaly_segmenter(args, data, work)
+        result["anomaly"] = anomaly_detection(data, work, segmenter_dir=seg)
+        result["anomaly_plain"] = anomaly_detection(data, work, organs=False, segmenter_dir=seg)
         result["timings_seconds"]["anomaly"] = round(time.perf_counter() - t, 1)
         print(f"anomaly: {result['anomaly']}", flush=True)
 
