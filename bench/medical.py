@@ -90,6 +90,14 @@ def organ_dice(segmenter, cases) -> dict[str, float]:
     return {name: float(np.mean(v)) for name, v in scores.items()}
 
 
+def segment_config(args, epochs: int):
+    """The preset's ``SegmentConfig`` fine-tuning ``epochs`` epochs of ``args.samples`` crops."""
+    from medical.presets import preset
+
+    _, config = preset(args.preset, args.seed)
+    return replace(config, max_epochs=epochs, patience=epochs, samples_per_epoch=args.samples)
+
+
 def label_subsets(n_cases: int, k: int, repeats: int) -> list[list[int]]:
     """Up to ``repeats`` distinct subsets of ``k`` of the ``n_cases`` labelled cases (rotations)."""
     out = []
@@ -109,12 +117,9 @@ def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
     arms on the same subsets; the reported Dice and gain are means over the subsets.
     """
     from medical.io import find_cases
-    from medical.presets import preset
     from medical.segment import labelled_cases, train_segmenter
 
-    _, seg_config = preset(args.preset, args.seed)
-    seg_config = replace(seg_config, max_epochs=args.finetune_epochs, patience=args.finetune_epochs,
-                         samples_per_epoch=args.samples)
+    seg_config = segment_config(args, args.finetune_epochs)
     if args.pretrained_lr_scale is not None:
         seg_config = replace(seg_config, pretrained_lr_scale=args.pretrained_lr_scale)
     test_cases = find_cases(data / "seg_test")
@@ -159,7 +164,6 @@ def anomaly_segmenter(args, data: Path, workdir: Path) -> tuple[Path, dict]:
     from core.bundle import read_bundle_config
     from core.errors import BundleError
     from medical.io import find_cases
-    from medical.presets import preset
     from medical.segment import labelled_cases, train_segmenter
 
     if args.anomaly_seg_epochs <= 0:
@@ -170,9 +174,7 @@ def anomaly_segmenter(args, data: Path, workdir: Path) -> tuple[Path, dict]:
             return path, json.loads((workdir / "segmenter_anomaly.json").read_text())
     except (BundleError, KeyError, OSError, ValueError):  # missing or other settings: train it
         pass
-    _, seg_config = preset(args.preset, args.seed)
-    seg_config = replace(seg_config, max_epochs=args.anomaly_seg_epochs,
-                         patience=args.anomaly_seg_epochs, samples_per_epoch=args.samples)
+    seg_config = segment_config(args, args.anomaly_seg_epochs)
     started = time.perf_counter()
     segmenter = train_segmenter(data / "labelled", None, workdir / "pretrained", config=seg_config,
                                 cases=labelled_cases(data / "labelled"))

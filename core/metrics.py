@@ -57,6 +57,16 @@ def dice(y_true, y_pred, eps: float = 1e-8) -> float:
     return float(2.0 * np.logical_and(a, b).sum() / (denom + eps))
 
 
+def iou(y_true, y_pred) -> float:
+    """Intersection over union of two binary masks (1.0 when both are empty)."""
+    a = np.asarray(y_true, dtype=bool)
+    b = np.asarray(y_pred, dtype=bool)
+    if a.shape != b.shape:
+        raise DataValidationError(f"iou: shapes differ {a.shape} vs {b.shape}")
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
 def soft_iou(y_true, probabilities, eps: float = 1e-8) -> float:
     """Soft IoU as in the Waymo occupancy benchmark: sum(p*y) / sum(p + y - p*y)."""
     y = np.asarray(y_true, dtype=np.float64).ravel()

@@ -132,12 +132,10 @@ class RoadThresholdFit:
         belief = np.concatenate(self.belief) if self.belief else np.zeros(0)
         if not len(belief):
             return None
+        from core.metrics import iou
+
         road = np.concatenate(self.road)
-        scores = []
-        for t in self.thresholds:
-            pred = belief >= t
-            union = (road | pred).sum()
-            scores.append((road & pred).sum() / union if union else 1.0)
+        scores = [iou(road, belief >= t) for t in self.thresholds]
         best = max(scores)
         candidates = [t for t, s in zip(self.thresholds, scores) if s >= best - 1e-9]
         return min(candidates, key=lambda t: abs(t - 0.5))

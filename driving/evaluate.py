@@ -76,7 +76,7 @@ class HiddenCellAccumulator:
 
     def metrics(self, class_names, region: str | None = None) -> dict:
         """Metrics over all hidden cells, or one region (``"occluded"``, ``"out_of_range"``)."""
-        from core.metrics import auprc, soft_iou
+        from core.metrics import auprc, iou, soft_iou
 
         probs = np.concatenate(self.probs)
         truth = np.concatenate(self.truth)
@@ -99,9 +99,7 @@ class HiddenCellAccumulator:
             out["classes"][name] = entry
         road_truth = np.isin(truth, (ROAD, LANE_MARKING))
         for suffix, pred in (("", decided), ("_argmax", argmax)):
-            road_pred = np.isin(pred, (ROAD, LANE_MARKING))
-            union = (road_truth | road_pred).sum()
-            out["road_iou" + suffix] = float((road_truth & road_pred).sum() / union) if union else 1.0
+            out["road_iou" + suffix] = iou(road_truth, np.isin(pred, (ROAD, LANE_MARKING)))
             out["accuracy" + suffix] = float((pred == truth).mean()) if len(truth) else None
         return out
 

@@ -172,20 +172,27 @@ def context_baseline(image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.
     predicts the correction to it (borders, vessels), which it can do without knowing
     absolute intensities (instance norm discards them per window).
     """
+    visible = 1.0 - hidden
+    num, den = gaussian_smooth(image * visible, sigma), gaussian_smooth(visible, sigma)
+    return num / den.clamp_min(1e-3)
+
+
+def gaussian_smooth(volume: torch.Tensor, sigma) -> torch.Tensor:
+    """Separable Gaussian filter (sigma in voxels per axis, replicate padding) of every
+    channel of a ``(B, C, x, y, z)`` tensor on its own."""
     import torch.nn.functional as F
 
-    visible = 1.0 - hidden
-    num, den = image * visible, visible
+    channels = volume.shape[1]
     for axis, s in enumerate(sigma):
         radius = max(1, int(round(3 * s)))
-        t = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+        t = torch.arange(-radius, radius + 1, dtype=volume.dtype, device=volume.device)
         kernel = torch.exp(-0.5 * (t / s) ** 2)
         kernel = (kernel / kernel.sum()).view(1, 1, *[-1 if a == axis else 1 for a in range(3)])
         pad = [0] * 6
         pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
-        num = F.conv3d(F.pad(num, pad, mode="replicate"), kernel)
-        den = F.conv3d(F.pad(den, pad, mode="replicate"), kernel)
-    return num / den.clamp_min(1e-3)
+        volume = F.conv3d(F.pad(volume, pad, mode="replicate"), kernel.repeat(channels, 1, 1, 1, 1),
+                          groups=channels)
+    return volume
 
 
 def predict_hidden(network, image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
@@ -269,11 +276,7 @@ class AnomalyScorer:
     def tissue_mask(self, image: np.ndarray, mean: np.ndarray) -> np.ndarray:
         """Voxels scored: predicted healthy intensity in ``tissue_hu`` (organ parenchyma)
         and observed intensity soft tissue (``observed_hu``: not fat, gas or bone)."""
-        lo, hi = self.preprocess.window
-
-        def unit(hu):
-            return (np.asarray(hu, dtype=np.float64) - lo) / (hi - lo)
-
+        unit = self.preprocess.unit
         (a, b), (c, d) = unit(self.config.tissue_hu), unit(self.config.observed_hu)
         return (mean >= a) & (mean <= b) & (image >= c) & (image <= d)
 

@@ -23,21 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-def _gaussian(volume: torch.Tensor, sigma) -> torch.Tensor:
-    """Separable Gaussian filter of a ``(B, C, x, y, z)`` tensor (replicate padding)."""
-    import torch.nn.functional as F
-
-    for axis, s in enumerate(sigma):
-        radius = max(1, int(round(3 * s)))
-        t = torch.arange(-radius, radius + 1, dtype=volume.dtype)
-        kernel = torch.exp(-0.5 * (t / s) ** 2)
-        kernel = (kernel / kernel.sum()).view(1, 1, *[-1 if a == axis else 1 for a in range(3)])
-        kernel = kernel.repeat(volume.shape[1], 1, 1, 1, 1)
-        pad = [0] * 6
-        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
-        volume = F.conv3d(F.pad(volume, pad, mode="replicate"), kernel, groups=volume.shape[1])
-    return volume
+from .anomaly import gaussian_smooth
 
 
 def organ_context(x: np.ndarray, hidden: np.ndarray, labels: np.ndarray, organs, sigma,
@@ -68,7 +54,7 @@ def organ_context(x: np.ndarray, hidden: np.ndarray, labels: np.ndarray, organs,
         refs.append(ref)
     w = torch.from_numpy(np.stack(weights).astype(np.float32))[None]        # (1, K, ...)
     xt = torch.from_numpy(x.astype(np.float32))[None, None]
-    num, den = _gaussian(w * xt, sigma)[0].numpy(), _gaussian(w, sigma)[0].numpy()
+    num, den = gaussian_smooth(w * xt, sigma)[0].numpy(), gaussian_smooth(w, sigma)[0].numpy()
     eps = 1e-3  # far from any visible parenchyma: fall back to the organ's median
     for j, k in enumerate(present):
         inside = labels == k
@@ -122,11 +108,6 @@ def organ_residual_stats(residuals, labels, scoreds, organs) -> dict[str, tuple[
     return stats
 
 
-def _unit(scorer, hu: float) -> float:
-    lo, hi = scorer.preprocess.window
-    return (hu - lo) / (hi - lo)
-
-
 def organ_reconstruction(scorer, image, labels: np.ndarray) -> np.ndarray:
     """Prediction ``(x, y, z)`` (window units) of every voxel from its fixed-schedule pass."""
     from .anomaly import core_schedule
@@ -140,7 +121,7 @@ def organ_reconstruction(scorer, image, labels: np.ndarray) -> np.ndarray:
         raise DataValidationError(f"organ_prediction must be 'context' or 'network', "
                                   f"got {config.organ_prediction!r}")
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
-    band = _unit(scorer, config.organ_band_hu) - _unit(scorer, 0.0)
+    band = float(scorer.preprocess.unit(config.organ_band_hu) - scorer.preprocess.unit(0.0))
     pred = x.copy()
     for hidden, core in core_schedule(x.shape, config.patch_size):
         pred[core] = organ_context(x, hidden, labels, config.organ_labels,
@@ -155,7 +136,7 @@ def organ_map(scorer, x: np.ndarray, labels: np.ndarray, pred: np.ndarray,
 
     config = scorer.config
     lo, hi = scorer.preprocess.window
-    scored = parenchyma_mask(x, labels, config.organ_labels, _unit(scorer, config.fat_hu),
+    scored = parenchyma_mask(x, labels, config.organ_labels, float(scorer.preprocess.unit(config.fat_hu)),
                              config.organ_erosion)
     z = organ_z((x - pred) * (hi - lo), labels, scored, stats, config.noise_hu or 20.0)
     z = np.where(scored, np.clip(z, -config.z_clip, config.z_clip), 0.0)
@@ -198,7 +179,7 @@ def calibrate_with_segmenter(scorer, segmenter, cases, contamination: float = 0.
         labels = segmenter.predict_proba(image).argmax(0).numpy()
         x = image.numpy()[0]
         items.append((x, labels, organ_reconstruction(scorer, image, labels)))
-    scored = [parenchyma_mask(x, lab, config.organ_labels, _unit(scorer, config.fat_hu),
+    scored = [parenchyma_mask(x, lab, config.organ_labels, float(scorer.preprocess.unit(config.fat_hu)),
                               config.organ_erosion) for x, lab, _ in items]
     scorer.organ_stats = organ_residual_stats([(x - p) * (hi - lo) for x, _, p in items],
                                               [lab for _, lab, _ in items], scored,

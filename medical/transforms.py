@@ -35,6 +35,11 @@ class PreprocessConfig:
     window: tuple[float, float] = (-175.0, 250.0)
     margin: int = 2
 
+    def unit(self, hu):
+        """Hounsfield units -> the model's intensity scale (``window`` mapped to [0, 1])."""
+        lo, hi = self.window
+        return (np.asarray(hu, dtype=np.float64) - lo) / (hi - lo)
+
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
