@@ -10,7 +10,7 @@ the ratio to persistence; simulator frames/s.
 
 Usage:
     UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --model-dir NEW --warm-start DIR --decoys 0.5
-        # the committed run (round 5): DIR = round 3's bundle (this command, --model-dir, no
+        # the committed run (round 4b): DIR = round 3's bundle (this command, --model-dir, no
         # warm start), fine-tuned 5 epochs with decoy holes into NEW (a rerun reuses NEW)
     UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --quick    # smoke run
     ... --model-dir DIR   # keep the trained weights; a second run reuses them (recalibrates)
@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     from driving.predictor import OcclusionPredictor
     from driving.schema import read_log
     from driving.simulator import SimConfig, Simulator, simulate_logs
-    from driving.surprise import causal_mean, pooled_top_k, score_log
+    from driving.surprise import causal_mean, round3_raw, score_log
 
     threads = configure_threads()
     config = SimConfig()
@@ -164,8 +164,9 @@ def main(argv=None) -> dict:
         scores.append(result.score)
         raw.append(result.raw_score)
         objects = result.object_cells           # round 3's frame score on the same maps
-        round3.append(causal_mean(pooled_top_k(result.revealed_error * objects)
-                                  + pooled_top_k(result.recon_error * objects), predictor.smooth_))
+        round3.append(causal_mean(round3_raw({"revealed": result.revealed_error * objects,
+                                              "recon": result.recon_error * objects}),
+                                  predictor.smooth_))
         labels.append(log.anomaly)
         log_ids += [log.log_id] * len(log)
         kinds += [k or "" for k in log.anomaly_kind]

@@ -95,7 +95,7 @@ class SurpriseResult:
         return explain_frame(self.frame_maps(t), self.raw_fn, blocks, max_evals, seed)
 
 
-def _legacy_raw(maps: dict) -> np.ndarray:
+def round3_raw(maps: dict) -> np.ndarray:
     """Round 3's raw score: pooled top-k of the revealed map plus that of the others."""
     return pooled_top_k(maps["revealed"]) + pooled_top_k(maps["recon"])
 
@@ -325,7 +325,7 @@ def result_from_maps(predictor, log: DriveLog, maps: dict) -> SurpriseResult:
         surprise_revealed = pooled_top_k(revealed * objects)
         visible_error = pooled_top_k(visible_map * objects)
         raw_score = surprise_revealed + visible_error
-        raw_fn = _legacy_raw
+        raw_fn = round3_raw
     return SurpriseResult(surprise_revealed=surprise_revealed, visible_error=visible_error,
                           score=causal_mean(raw_score, smooth), predicted=maps["predicted"],
                           confidence=maps["confidence"], revealed_error=revealed,
@@ -360,7 +360,7 @@ def explain_frame(maps: dict, raw_fn=None, blocks: int = 4, max_evals: int = 400
     """
     from core.explain import region_shap
 
-    raw_fn = _legacy_raw if raw_fn is None else raw_fn
+    raw_fn = round3_raw if raw_fn is None else raw_fn
     maps = {name: np.asarray(m, dtype=np.float32) for name, m in maps.items()}
     maps = {name: (m[None] if m.ndim == 2 else m) for name, m in maps.items()}
     first = next(iter(maps.values()))
