@@ -1,12 +1,14 @@
 """``build_demo``: simulate drive logs, train the occlusion predictor, score, export replays.
 
-Workspace layout (``docs/runs.md``): logs in ``WS/data/driving/``, the model in
-``WS/models/driving/default/``, the run in ``WS/runs/driving/<run_id>/`` with
+Workspace layout (``docs/runs.md``): the replayed logs (with injected events) in
+``WS/data/driving/``, the model's training logs (normal driving, other seeds) in
+``WS/data/driving_train/``, the model in ``WS/models/driving/default/``, the run in ``WS/runs/driving/<run_id>/`` with
 ``recordings/<log_id>.rrd``.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 SIZES = {
@@ -51,7 +53,11 @@ def build_demo(workspace: str | os.PathLike, size: str = "small", seed: int = 0)
     spec = SIZES[size]
     workspace = Path(workspace)
     data = workspace / "data" / "driving"
-    paths = simulate_logs(data, spec["logs"], spec["frames"], seed=seed, config=sim_config(size))
+    config = sim_config(size)
+    simulate_logs(data, spec["logs"], spec["frames"], seed=seed, config=config)   # replayed
+    # the model learns normal driving from other logs, without injected events
+    paths = simulate_logs(workspace / "data" / "driving_train", spec["logs"], spec["frames"],
+                          seed=seed + 1, config=replace(config, anomaly_interval_s=0.0))
     model_dir = workspace / "models" / "driving" / "default"
     predictor = OcclusionPredictor(history=spec["history"], widths=spec["widths"],
                                    epochs=spec["epochs"], max_steps_per_epoch=spec["steps"],

@@ -15,29 +15,33 @@ Default channels (chosen on separate validation logs, see bench/README.md):
 * ``revealed`` (normalised, top 4): what came into view disagrees with what the model
   predicted for those cells while they were hidden (a pedestrian stepping out, a car
   coming the wrong way);
-* ``object_recon`` (raw nats, top 16): every object hidden with a margin in all frames and
-  the memory -- does an object of this class belong here, given the layout around it
-  (debris on the lane)? Raw, because the per-class normaliser divides the surprise of an
-  obstacle on the lane by that of obstacles on the sidewalk, which are routinely
-  surprising too; top 16 cells, a debris field's extent rather than one cell;
-* ``object_forecast`` (normalised, top 1): the objects hidden in the current frame only,
-  their history kept -- is each object where its history says it should be (a car that
-  stands still in a driving lane, or moves against it)?
+* ``object_context`` (nats, top 24): every object hidden with a margin in all frames
+  and the memory; the model says what ground it stands on, and
+  :class:`~driving.context_prior.ContextPrior` says how much rarer that kind of object is
+  on that ground than anywhere in normal driving (debris on a driving lane, a car
+  standing still in one); top 24 cells, an object's extent rather than one cell (16 and 32: within 0.005 on the validation logs).
+
+Round 4's ``object_recon`` (the network's own ``-log p(object)`` under the same pass) and
+``object_forecast`` (objects hidden in the current frame only: is each where its history
+says?) are still computed for the replay; as frame channels they lost to the context
+prior on the validation logs (:data:`ROUND4_CHANNELS`, kept for bundles calibrated then).
+Models scored with patch passes instead of object passes use :data:`PATCH_CHANNELS`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
-CHANNELS = (("revealed", True, 4), ("object_recon", False, 16), ("object_forecast", True, 1))
+CHANNELS = (("revealed", True, 4), ("object_context", False, 24))
+ROUND4_CHANNELS = (("revealed", True, 4), ("object_recon", False, 16), ("object_forecast", True, 1))
+PATCH_CHANNELS = (("revealed", True, 4), ("recon", False, 16), ("forecast", True, 1))
+MIN_SCALE = {"object_context": 0.5}   # nats (TailScore's min_scale)
 
 
 def channels_for(map_names) -> tuple:
-    """:data:`CHANNELS` for a model's maps: models scored with patch passes instead of
-    object passes read ``recon`` / ``forecast`` where the defaults read ``object_*``."""
-    names = set(map_names)
-    return tuple((name if name in names else name.replace("object_", ""), norm, k)
-                 for name, norm, k in CHANNELS)
+    """:data:`CHANNELS` when the maps include the context prior's, else the patch-pass
+    channels (models trained without object masks)."""
+    return CHANNELS if "object_context" in set(map_names) else PATCH_CHANNELS
 
 
 def top_k_mean(maps: np.ndarray, k: int) -> np.ndarray:
@@ -53,9 +57,19 @@ class TailScore:
     Interpolated between the distinct normal values (``P(X >= x)`` counted with one
     pseudo-observation, so the largest normal value scores ``log((n + 1) / 2)``), and
     beyond the largest one continued linearly with slope ``1 / scale``: the mean excess
-    of the top tenth of the normal values over their 90 % quantile (an exponential tail).
-    Below the smallest normal value the score is 0.
+    of the top tenth of the normal values over their 90 % quantile (an exponential tail),
+    at least ``min_scale``. Below the smallest normal value the score is 0.
+
+    Args:
+        min_scale: floor of ``scale``. A few calibration frames can have a top tenth
+            bunched together, and the tail fitted to them is so steep that a frame a
+            little past them scores as an extreme alarm; for a channel in nats, a floor
+            of ``n`` nats means a frame gains at most one unit of tail score per ``n``
+            nats of surprise past the most surprising normal frame.
     """
+
+    def __init__(self, min_scale: float = 0.0):
+        self.min_scale = float(min_scale)
 
     def fit(self, values: np.ndarray) -> "TailScore":
         values = np.sort(np.asarray(values, dtype=np.float64).ravel())
@@ -68,7 +82,7 @@ class TailScore:
         self.tails_ = -np.log((at_least + 1.0) / (n + 1.0))
         q90 = np.quantile(values, 0.9)
         excess = values[values > q90] - q90
-        floor = 1e-3 * max(1.0, abs(float(knots[-1])))
+        floor = max(1e-3 * max(1.0, abs(float(knots[-1]))), self.min_scale)
         self.scale_ = float(max(excess.mean() if excess.size else 0.0, floor))
         return self
 
@@ -121,7 +135,8 @@ class FrameScorer:
     def fit(self, maps: list[dict]) -> "FrameScorer":
         """Fit each channel's tail on the channel maps of normal frames (a list per log)."""
         stats = np.concatenate([self.statistics(m) for m in maps])
-        self.tails_ = [TailScore().fit(stats[:, i]) for i in range(len(self.channels))]
+        self.tails_ = [TailScore(MIN_SCALE.get(name, 0.0)).fit(stats[:, i])
+                       for i, (name, _, _) in enumerate(self.channels)]
         return self
 
     def fit_logs(self, maps: list[dict], logs: list, normaliser) -> "FrameScorer":

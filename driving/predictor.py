@@ -26,14 +26,6 @@ from .baselines import apply_layout_memory
 from .inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
 from .schema import UNOBSERVED, DriveLog, LogMeta
 
-BUNDLE_KIND = "driving-occlusion"
-
-
-def _meta_dict(meta: LogMeta) -> dict:
-    return {"grid_shape": list(meta.grid_shape), "resolution_m": meta.resolution_m,
-            "classes": list(meta.classes), "ego_cell": list(meta.ego_cell), "rate_hz": meta.rate_hz}
-
-
 class OcclusionPredictor:
     """Predicts hidden cells' classes; scores frames by surprise (see ``driving.surprise``).
 
@@ -254,6 +246,7 @@ class OcclusionPredictor:
         held-out tails of ``logs`` (the training logs: :meth:`fit` calls this)."""
         from core.calibration import ScoreCalibration
 
+        from .context_prior import ContextPrior, fit_on_maps
         from .decision import RoadThresholdFit
         from .frame_score import FrameScorer, channels_for
         from .surprise import CellNormaliser, map_names, raw_maps, result_from_maps
@@ -263,6 +256,7 @@ class OcclusionPredictor:
         for log in calib_logs:
             self.check_log(log)
         self.road_threshold_ = None                   # argmax while the threshold is fitted
+        self.context_prior_ = ContextPrior(self.history) if self.object_masks else None
         road = RoadThresholdFit()
         maps = []
         for log in calib_logs:
@@ -273,6 +267,9 @@ class OcclusionPredictor:
         names = map_names(patches=not self.object_masks, objects=bool(self.object_masks))
         self.normaliser_ = CellNormaliser(maps=names).fit(maps, [log.semantic for log in calib_logs],
                                                           self.meta_)
+        if self.context_prior_ is not None:           # counted on the same frames
+            fit_on_maps(self.context_prior_, maps)
+            names += ("object_context",)
         self.frame_scorer_ = FrameScorer(channels_for(names)).fit_logs(maps, calib_logs,
                                                                      self.normaliser_)
         self.road_threshold_ = road.best()
@@ -359,75 +356,18 @@ class OcclusionPredictor:
                 if not k.endswith("_")}
 
     def save(self, path: str | os.PathLike):
-        """Bundle (``core.bundle``, kind ``driving-occlusion``)."""
-        from core.bundle import save_bundle
+        """Bundle (``core.bundle``, kind ``driving-occlusion``; see ``driving.bundle``)."""
+        from .bundle import save_predictor
 
         self._check_fitted()
-        config = {"params": self.get_params(), "net": self.net_config_.to_dict(),
-                  "meta": _meta_dict(self.meta_), "calibration": self.calibration_.to_dict(),
-                  "error_scale": self.error_scale_, "training": self.history_.to_dict(),
-                  "normaliser": self.normaliser_.to_dict(), "smooth": self.smooth_,
-                  "class_weights": getattr(self, "class_weights_", None),
-                  "road_threshold": getattr(self, "road_threshold_", None),
-                  "warm_start": getattr(self, "warm_start_", None)}
-        if getattr(self, "frame_scorer_", None) is not None:
-            config["frame_scorer"] = self.frame_scorer_.to_dict()
-        return save_bundle(path, BUNDLE_KIND, config, dict(self.net_.state_dict()))
+        return save_predictor(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "OcclusionPredictor":
         """Load a bundle written by :meth:`save`."""
-        import torch
+        from .bundle import load_predictor
 
-        from core.bundle import load_bundle
-        from core.calibration import ScoreCalibration
-        from core.errors import BundleError
-        from core.training import History
-
-        from .network import OcclusionNet, OcclusionNetConfig
-
-        config, tensors = load_bundle(path, BUNDLE_KIND)
-        params = dict(config["params"])
-        params["history"] = tuple(params["history"])
-        params.setdefault("memory", False)            # bundles from before the memory slot
-        params.setdefault("class_weight_power", 0.0)
-        params.setdefault("smooth", 1)
-        params.setdefault("forecast_masks", 0.0)
-        params.setdefault("object_masks", 0.0)
-        params.setdefault("decoy_masks", 0.0)         # bundles from before the decoy holes
-        params.setdefault("layout_fallback", False)
-        params["future"] = tuple(params["future"])
-        params["widths"] = tuple(params["widths"])
-        predictor = cls(**params)
-        predictor.net_config_ = OcclusionNetConfig.from_dict(config["net"])
-        net = OcclusionNet(predictor.net_config_)
-        try:
-            net.load_state_dict(tensors)
-        except RuntimeError as err:
-            raise BundleError(f"{path}: weights do not match the saved network config ({err})") from None
-        predictor.net_ = net.to(memory_format=torch.channels_last).eval()
-        m = config["meta"]
-        predictor.meta_ = LogMeta(grid_shape=tuple(m["grid_shape"]), resolution_m=m["resolution_m"],
-                                  classes=tuple(m["classes"]), ego_cell=tuple(m["ego_cell"]),
-                                  rate_hz=m["rate_hz"])
-        predictor.calibration_ = ScoreCalibration.from_dict(config["calibration"])
-        predictor.threshold_ = predictor.calibration_.threshold_
-        predictor.error_scale_ = float(config["error_scale"])
-        if "normaliser" in config:                    # bundles from before: raw surprise
-            from .surprise import CellNormaliser
-
-            predictor.normaliser_ = CellNormaliser.from_dict(config["normaliser"])
-            predictor.smooth_ = int(config["smooth"])
-        if "frame_scorer" in config:                  # bundles from before: round 3's score
-            from .frame_score import FrameScorer
-
-            predictor.frame_scorer_ = FrameScorer.from_dict(config["frame_scorer"])
-        predictor.road_threshold_ = config.get("road_threshold")
-        predictor.warm_start_ = config.get("warm_start")
-        predictor.history_ = History(**config["training"])
-        if config.get("class_weights") is not None:
-            predictor.class_weights_ = list(config["class_weights"])
-        return predictor
+        return load_predictor(cls, path)
 
 
 def _weighted_ce(logits, target, weight):

@@ -232,8 +232,10 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     schedule = PatchMasker(patch_size, ratio=0.5).schedule((h, w)) if patches else []
     predicted = np.empty((t_total, h, w), np.uint8)
     confidence = np.empty((t_total, h, w), np.float32)
-    names = map_names(patches, objects)
+    prior = getattr(predictor, "context_prior_", None) if objects else None
+    names = map_names(patches, objects) + (("object_context",) if prior is not None else ())
     maps = {name: np.zeros((t_total, h, w), np.float32) for name in names}
+    context_inputs = []
     kept = [] if keep_probabilities else None
     prev_probs = None
     memory = predictor.layout_memory(log)
@@ -269,6 +271,12 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
                     masked[:, 0][grown] = UNOBSERVED
                 rec = predictor.predict_proba(masked, speed[sl], batch_size)
                 maps[name][sl] = np.where(grown, _cross_entropy(rec, observed[sl]), 0.0)
+                if tube and prior is not None:      # what ground the objects stand on
+                    ground, category = prior.inputs(rec, observed[sl], grids[sl], log.meta.resolution_m)
+                    if hasattr(prior, "table_"):
+                        maps["object_context"][sl] = prior.surprise(ground, category)
+                    else:                           # calibration: the prior is fitted on these
+                        context_inputs.append((ground.astype(np.float16), category, observed[sl]))
         for i, t in enumerate(range(sl.start, sl.stop)):   # what the hidden cells turned into
             before = probs[i - 1] if i > 0 else prev_probs
             if before is None:
@@ -285,6 +293,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
             kept.append(probs)
     maps.update(predicted=predicted, confidence=confidence,
                 probabilities=np.concatenate(kept) if kept else None)
+    if context_inputs:
+        maps["context_inputs"] = context_inputs
     return maps
 
 

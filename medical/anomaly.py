@@ -55,6 +55,8 @@ class AnomalyConfig:
         patch_size: hidden patch size in voxels (model grid); larger than the lesions.
         mask_ratio: fraction of patches hidden per training crop.
         smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
+        organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
+            z-scores are per organ and need less smoothing (development set, 0.5-1.5).
         top_k_ml: volume of highest map values averaged into the case score.
         tissue_hu: predicted healthy intensity range (HU) that is scored.
         observed_hu: observed intensity range (HU) that is scored (soft tissue; keeps
@@ -74,6 +76,10 @@ class AnomalyConfig:
             entry of ``organ_labels`` (the liver is thick enough for 2: its border with
             the bowel is where the segmentation errs most).
         fat_hu: smoothed intensities below this are fat (renal sinus), not parenchyma.
+        organ_context_scale: factor on ``context_sigma`` for the same-organ context, per
+            entry of ``organ_labels`` (or one for all): the liver and spleen are large and
+            uniform enough for a wide context, which a lesion's own visible rim skews less;
+            the kidneys need a narrow one (development set, bench/README.md).
     """
 
     patch_size: tuple[int, int, int] = (8, 8, 6)
@@ -91,6 +97,8 @@ class AnomalyConfig:
     organ_band_hu: float = 80.0
     organ_erosion: tuple[int, ...] = (2, 1, 1, 1)
     fat_hu: float = -30.0
+    organ_context_scale: float | tuple[float, ...] = (3.0, 3.0, 1.0, 1.0)
+    organ_smooth_sigma: float = 0.7
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -101,8 +109,11 @@ class AnomalyConfig:
 
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        for key in ("patch_size", "tissue_hu", "observed_hu", "organ_labels", "organ_erosion"):
-            if key in d:
+        d.setdefault("organ_context_scale", 1.0)  # bundles calibrated before these existed
+        d.setdefault("organ_smooth_sigma", d.get("smooth_sigma", 1.0))
+        for key in ("patch_size", "tissue_hu", "observed_hu", "organ_labels", "organ_erosion",
+                    "organ_context_scale"):
+            if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
 

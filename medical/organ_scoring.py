@@ -122,10 +122,22 @@ def organ_reconstruction(scorer, image, labels: np.ndarray) -> np.ndarray:
                                   f"got {config.organ_prediction!r}")
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
     band = float(scorer.preprocess.unit(config.organ_band_hu) - scorer.preprocess.unit(0.0))
+    scales = np.atleast_1d(np.asarray(config.organ_context_scale, dtype=float))
+    if scales.size not in (1, len(config.organ_labels)):
+        from core.errors import DataValidationError
+
+        raise DataValidationError(f"organ_context_scale needs 1 or {len(config.organ_labels)} "
+                                  f"values (one per organ label), got {scales.tolist()}")
+    scales = np.broadcast_to(scales, (len(config.organ_labels),))
+    groups = {}                              # organs sharing a context size, one pass each
+    for k, scale in zip(config.organ_labels, scales):
+        groups.setdefault(float(scale), []).append(k)
     pred = x.copy()
     for hidden, core in core_schedule(x.shape, config.patch_size):
-        pred[core] = organ_context(x, hidden, labels, config.organ_labels,
-                                   config.context_sigma, band)[core]
+        for scale, organs in groups.items():
+            sigma = tuple(scale * s for s in config.context_sigma)
+            part = core & np.isin(labels, organs)
+            pred[part] = organ_context(x, hidden, labels, organs, sigma, band)[part]
     return pred
 
 
@@ -140,8 +152,8 @@ def organ_map(scorer, x: np.ndarray, labels: np.ndarray, pred: np.ndarray,
                              config.organ_erosion)
     z = organ_z((x - pred) * (hi - lo), labels, scored, stats, config.noise_hu or 20.0)
     z = np.where(scored, np.clip(z, -config.z_clip, config.z_clip), 0.0)
-    if config.smooth_sigma > 0:
-        z = gaussian_filter(z, config.smooth_sigma)
+    if config.organ_smooth_sigma > 0:
+        z = gaussian_filter(z, config.organ_smooth_sigma)
     return (z ** 2 * scored).astype(np.float32)
 
 

@@ -24,10 +24,9 @@ def test_tail_score_ranks_normal_values_and_extends_past_the_largest():
 
 def _channel_maps(rng, n, blob=False):
     maps = {"revealed": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32),
-            "object_recon_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
-            "object_forecast": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32)}
+            "object_context_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
     if blob:                                   # an obstacle field nothing normal resembles
-        maps["object_recon_raw"][:, 4:9, 4:9] = 6.0
+        maps["object_context_raw"][:, 4:9, 4:9] = 6.0
     return maps
 
 
@@ -36,12 +35,13 @@ def test_frame_scorer_flags_one_surprising_channel_and_round_trips():
     scorer = FrameScorer().fit([_channel_maps(rng, 40), _channel_maps(rng, 40)])
     normal = scorer.raw(_channel_maps(rng, 30))
     odd = scorer.tail_scores(_channel_maps(rng, 30, blob=True))
-    assert odd[:, 1].min() > normal.max()              # the object-reconstruction channel
-    assert odd[:, 0].max() < odd[:, 1].min()            # the others stay normal
+    assert odd[:, 1].min() > normal.max()              # the object-context channel
+    assert odd[:, 0].max() < odd[:, 1].min()            # the revealed channel stays normal
     again = FrameScorer.from_dict(scorer.to_dict())
     maps = _channel_maps(rng, 5, blob=True)
     np.testing.assert_allclose(again.raw(maps), scorer.raw(maps))
     assert channels_for(["revealed", "recon", "forecast"])[1][0] == "recon"   # patch models
+    assert channels_for(["revealed", "object_recon", "object_context"])[1][0] == "object_context"
 
 
 def test_decide_reports_road_layout_once_its_probability_reaches_the_threshold():

@@ -9,7 +9,7 @@ import pytest
 from core.metrics import auroc
 from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
 from driving.predictor import OcclusionPredictor
-from driving.schema import ROAD, STATIC_OBSTACLE, list_logs, read_log
+from driving.schema import LANE_MARKING, ROAD, STATIC_OBSTACLE, list_logs, read_log
 from driving.surprise import score_log
 
 
@@ -48,14 +48,19 @@ def test_persistence_remembers_what_it_saw(trained):
     assert (memory != 255).mean() > (log.semantic != 255).mean()   # memory fills hidden cells
 
 
-def test_surprise_rises_when_debris_appears_on_the_road(trained):
+def test_surprise_rises_when_debris_appears_in_a_driving_lane(trained):
+    """Debris as the simulator's events place it: in a lane, not at the kerb (where a bin
+    at the curb is ordinary, see ``driving.context_prior``)."""
+    from scipy.ndimage import distance_transform_edt
+
     predictor, logs = trained
     log = logs[0]
     rng = np.random.default_rng(0)
     altered = read_log(log.path)
     changed = []
-    for t in range(5, len(log), 3):                  # paste a 2x2 m obstacle on visible road
-        road = np.argwhere((log.semantic[t] == ROAD)[2:-2, 2:-2]) + 2
+    for t in range(5, len(log), 3):                  # paste a 2x2 m obstacle on visible lane
+        kerb_m = distance_transform_edt(np.isin(log.semantic[t], (ROAD, LANE_MARKING))) * log.meta.resolution_m
+        road = np.argwhere(((log.semantic[t] == ROAD) & (kerb_m >= 3.0))[2:-2, 2:-2]) + 2
         if len(road):
             r, c = road[rng.integers(len(road))]
             altered.semantic[t, r - 2:r + 2, c - 2:c + 2] = STATIC_OBSTACLE

@@ -102,3 +102,37 @@ def test_train_calibrates_organ_scoring_on_held_out_healthy_cases(tiny_models, t
     assert len(held_out) == 2 and not held_out & trained_on   # 6 healthy cases, 4 labelled
     assert config["training"]["cases"]                      # the pretraining record is kept
     assert AnomalyScorer.load(model_dir / "anomaly").uses_organs
+
+
+def test_organ_settings_round_trip_and_old_bundles_keep_theirs():
+    from medical.anomaly import AnomalyConfig
+
+    config = AnomalyConfig()
+    assert AnomalyConfig.from_dict(config.to_dict()) == config
+    old = {k: v for k, v in config.to_dict().items()
+           if k not in ("organ_context_scale", "organ_smooth_sigma")}
+    old["smooth_sigma"] = 1.0
+    again = AnomalyConfig.from_dict(old)          # calibrated before round 5: as it was scored
+    assert again.organ_context_scale == 1.0 and again.organ_smooth_sigma == 1.0
+
+
+def test_organ_context_scale_needs_one_value_per_organ():
+    from types import SimpleNamespace
+
+    import pytest
+    import torch
+
+    from core.errors import DataValidationError
+    from medical.anomaly import AnomalyConfig
+    from medical.organ_scoring import organ_reconstruction
+    from medical.transforms import PreprocessConfig
+
+    image = torch.full((1, 16, 16, 12), 0.5)
+    labels = np.zeros((16, 16, 12), dtype=np.int64)
+    labels[2:14, 2:14, 2:10] = 1
+    scorer = SimpleNamespace(config=AnomalyConfig(organ_context_scale=(1.0, 2.0)),
+                             preprocess=PreprocessConfig())
+    with pytest.raises(DataValidationError, match="organ_context_scale needs 1 or 4 values"):
+        organ_reconstruction(scorer, image, labels)
+    scorer.config = AnomalyConfig(organ_context_scale=(3.0, 3.0, 1.0, 1.0))
+    np.testing.assert_allclose(organ_reconstruction(scorer, image, labels), 0.5, atol=1e-5)

@@ -1,0 +1,163 @@
+"""Context prior: how often normal driving shows this kind of object on this kind of ground.
+
+The object pass of :func:`driving.surprise.raw_maps` hides every observed object (with a
+margin) in all frames and the memory, and the model says what the ground there should be.
+This module turns that into a per-cell surprise for the object that *is* there:
+``max(0, -log [P(category | ground) / P(category)])`` -- how many times rarer this kind of
+object is on this ground than on ground in general (pointwise mutual information),
+where
+
+* the **ground** is the model's layout posterior (off-road, sidewalk, lane marking, road)
+  with road split by the distance to the kerb (the nearest off-road or sidewalk cell of the
+  frame's layout): ``road_kerbside`` (parking strips) and ``road_lane`` (driving lanes);
+* the **category** is the observed object class, vehicles split into ``vehicle_static``
+  (the same cell was a vehicle ``static_offset`` frames earlier, warped into this frame)
+  and ``vehicle`` (moving, or not seen long enough to tell);
+* the probabilities are counted on normal calibration frames (soft counts over the
+  model's posterior for object cells, observed layout cells counted as they are,
+  add-``alpha`` smoothing).
+
+Debris on a driving lane, or a car standing still in one, is rare on normal frames
+(bins and poles stand on the sidewalk, parked cars at the kerb), whatever the network's
+own probabilities say: a network trained to reconstruct grids spreads little mass on
+objects anywhere, so its raw ``-log p(object)`` is about as large on the sidewalk as on
+the lane. Dividing by the category's overall rate keeps small, rare objects (pedestrians
+on the sidewalk) from being surprising just for being rare.
+
+Example:
+    >>> prior = ContextPrior(history=(2, 5, 10, 20))                      # doctest: +SKIP
+    >>> prior.add(ground, category); prior.finish()                        # doctest: +SKIP
+    >>> nats = prior.surprise(ground, category)                            # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .schema import LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE
+
+GROUNDS = ("off_road", "sidewalk", "lane_marking", "road_kerbside", "road_lane")
+CATEGORIES = ("vehicle_static", "vehicle", "pedestrian", "static_obstacle")
+_LAYOUT = (OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK)
+
+
+def ground_posterior(layout_probs: np.ndarray, observed: np.ndarray, resolution_m: float,
+                     kerb_m: float) -> np.ndarray:
+    """``(B, 5, H, W)`` float32 posterior over :data:`GROUNDS` for every cell.
+
+    Args:
+        layout_probs: the model's probabilities of off-road, road, lane marking and
+            sidewalk (class ids 0-3) ``(B, 4, H, W)`` from the object pass.
+        observed: observed classes ``(B, H, W)``; observed layout cells are certain.
+        resolution_m: cell size.
+        kerb_m: road cells nearer than this to the kerb are ``road_kerbside``.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    q = np.asarray(layout_probs, dtype=np.float32)[:, :4]
+    q = q / np.maximum(q.sum(1, keepdims=True), 1e-6)
+    is_layout = np.isin(observed, _LAYOUT)
+    onehot = (observed[:, None] == np.arange(4, dtype=observed.dtype)[None, :, None, None])
+    q = np.where(is_layout[:, None], onehot, q)
+    layout = q.argmax(1)
+    out = np.empty((len(q), len(GROUNDS)) + q.shape[2:], np.float32)
+    for i in range(len(q)):
+        kerbside = distance_transform_edt(~np.isin(layout[i], (OFF_ROAD, SIDEWALK))) * resolution_m < kerb_m
+        out[i, 0], out[i, 1], out[i, 2] = q[i, OFF_ROAD], q[i, SIDEWALK], q[i, LANE_MARKING]
+        out[i, 3] = q[i, ROAD] * kerbside
+        out[i, 4] = q[i, ROAD] * ~kerbside
+    return out
+
+
+def object_category(observed: np.ndarray, earlier: np.ndarray | None) -> np.ndarray:
+    """``(B, H, W)`` int8 index into :data:`CATEGORIES` (-1: not an object).
+
+    ``earlier``: the grid ``static_offset`` frames before, warped into these frames
+    (None: no such history slot, every vehicle counts as moving)."""
+    category = np.full(observed.shape, -1, np.int8)
+    vehicle = observed == VEHICLE
+    category[vehicle] = 1
+    if earlier is not None:
+        category[vehicle & (earlier == VEHICLE)] = 0
+    category[observed == PEDESTRIAN] = 2
+    category[observed == STATIC_OBSTACLE] = 3
+    return category
+
+
+class ContextPrior:
+    """``P(category | ground)`` counted on normal frames, and the surprise it gives.
+
+    Args:
+        history: the predictor's history offsets (which input slot is ``static_offset``).
+        static_offset: frames back at which a vehicle in the same cell counts as static.
+        kerb_m: width of the kerbside strip of the road.
+        alpha: add-``alpha`` smoothing of the counts.
+    """
+
+    def __init__(self, history=(), static_offset: int = 10, kerb_m: float = 2.2, alpha: float = 1.0):
+        self.history = tuple(int(h) for h in history)
+        self.static_offset = int(static_offset)
+        self.kerb_m = float(kerb_m)
+        self.alpha = float(alpha)
+        self.counts_ = np.zeros((len(CATEGORIES), len(GROUNDS)))
+        self.ground_cells_ = np.zeros(len(GROUNDS))
+
+    @property
+    def slot(self) -> int | None:
+        """Input slot (of ``stack_frames``) holding the frame ``static_offset`` back."""
+        return 1 + self.history.index(self.static_offset) if self.static_offset in self.history else None
+
+    def inputs(self, layout_probs, observed, grids, resolution_m) -> tuple[np.ndarray, np.ndarray]:
+        """Ground posterior and object category of a batch (see the functions above)."""
+        earlier = grids[:, self.slot] if self.slot is not None else None
+        return (ground_posterior(layout_probs, observed, resolution_m, self.kerb_m),
+                object_category(observed, earlier))
+
+    def add(self, ground: np.ndarray, category: np.ndarray, observed: np.ndarray) -> None:
+        """Count a batch of normal frames."""
+        cells = ground.transpose(0, 2, 3, 1)
+        for c in range(len(CATEGORIES)):
+            self.counts_[c] += cells[category == c].sum(0, dtype=np.float64)
+        self.ground_cells_ += cells[np.isin(observed, _LAYOUT)].sum(0, dtype=np.float64)
+
+    def finish(self) -> "ContextPrior":
+        """``table_[c, g] = P(c | g) / P(c)``: how much likelier category c is on ground g
+        than on any ground."""
+        total = self.ground_cells_ + self.counts_.sum(0)
+        given = (self.counts_ + self.alpha) / (total + self.alpha * (len(CATEGORIES) + 1))
+        rate = (self.counts_.sum(1) + self.alpha) / (total.sum() + self.alpha)
+        self.table_ = given / rate[:, None]
+        return self
+
+    def surprise(self, ground: np.ndarray, category: np.ndarray) -> np.ndarray:
+        """``max(0, -log E_ground[P(category | ground) / P(category)])`` in nats
+        ``(B, H, W)`` float32 (0 off objects and where the object is where it belongs)."""
+        table = self.table_[np.maximum(category, 0)]                 # (B, H, W, G)
+        p = np.einsum("bghw,bhwg->bhw", ground, table.astype(np.float32))
+        nats = -np.log(np.maximum(p, 1e-12))
+        return np.where(category >= 0, np.maximum(nats, 0.0), 0.0).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"history": list(self.history), "static_offset": self.static_offset,
+                "kerb_m": self.kerb_m, "alpha": self.alpha, "counts": self.counts_.tolist(),
+                "ground_cells": self.ground_cells_.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ContextPrior":
+        out = cls(d["history"], d["static_offset"], d["kerb_m"], d["alpha"])
+        out.counts_ = np.asarray(d["counts"], dtype=np.float64)
+        out.ground_cells_ = np.asarray(d["ground_cells"], dtype=np.float64)
+        return out.finish()
+
+
+def fit_on_maps(prior: ContextPrior, maps: list[dict]) -> ContextPrior:
+    """Fit ``prior`` on the ``context_inputs`` that :func:`driving.surprise.raw_maps` kept
+    for normal logs (the prior was not fitted yet), then give each log its
+    ``object_context`` map; the inputs are dropped."""
+    for m in maps:
+        for ground, category, observed in m["context_inputs"]:
+            prior.add(ground.astype(np.float32), category, observed)
+    prior.finish()
+    for m in maps:
+        m["object_context"] = np.concatenate([prior.surprise(ground.astype(np.float32), category)
+                                              for ground, category, _ in m.pop("context_inputs")])
+    return prior
