@@ -68,7 +68,7 @@ class SurpriseResult:
     predicted: np.ndarray        # uint8: observed class where visible, decided class where hidden
     confidence: np.ndarray       # float32 probability of that class (1 where visible)
     revealed_error: np.ndarray   # float32
-    recon_error: np.ndarray      # float32: max of reconstruction and forecast surprise
+    recon_error: np.ndarray      # float32: max of reconstruction, forecast and context surprise
     object_cells: np.ndarray     # bool: cells whose observed class is an object
     raw_score: np.ndarray | None = None       # (T,) before temporal smoothing
     smooth: int = 1
@@ -321,6 +321,8 @@ def result_from_maps(predictor, log: DriveLog, maps: dict) -> SurpriseResult:
     objects = np.isin(observed, OBJECT_CLASSES)
     revealed = maps["revealed"]
     visible_map = np.maximum.reduce([maps[name] for name in present if name != "revealed"])
+    if "object_context" in maps:                 # the replay shows what the score reads
+        visible_map = np.maximum(visible_map, maps["object_context"])
     scorer = getattr(predictor, "frame_scorer_", None)
     score_maps = None
     if scorer is not None:

@@ -67,10 +67,15 @@ def test_surprise_rises_when_debris_appears_in_a_driving_lane(trained):
             altered.visible[t, r - 2:r + 2, c - 2:c + 2] = True
             changed.append(t)
     before = score_log(predictor, log).raw_score[changed]     # per frame, before smoothing
-    after = score_log(predictor, altered).raw_score[changed]
+    result = score_log(predictor, altered)
+    after = result.raw_score[changed]
     labels = np.r_[np.zeros(len(changed)), np.ones(len(changed))]
     assert auroc(labels, np.r_[before, after]) > 0.8
     assert np.median(after - before) > 0
+    # the replay's cell error shows the debris, not only the frame score
+    pasted = (altered.semantic != log.semantic)[changed]
+    errors = result.cell_error[changed]
+    assert np.median(errors[pasted]) > 2 * np.median(errors[result.object_cells[changed] & ~pasted])
 
 
 def test_bundle_reload_scores_identically(trained, tmp_path):
