@@ -97,5 +97,3 @@ def load_predictor(cls, path: str | os.PathLike):
     if config.get("class_weights") is not None:
         predictor.class_weights_ = list(config["class_weights"])
     return predictor
-
-

@@ -26,7 +26,8 @@ on the sidewalk) from being surprising just for being rare.
 
 Example:
     >>> prior = ContextPrior(history=(2, 5, 10, 20))                      # doctest: +SKIP
-    >>> prior.add(ground, category); prior.finish()                        # doctest: +SKIP
+    >>> ground, category = prior.inputs(layout_probs, observed, grids, 0.5)  # doctest: +SKIP
+    >>> prior.add(ground, category, observed); prior.finish()            # doctest: +SKIP
     >>> nats = prior.surprise(ground, category)                            # doctest: +SKIP
 """
 from __future__ import annotations

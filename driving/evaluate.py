@@ -133,11 +133,14 @@ def detection_latency(labels: np.ndarray, alerts: np.ndarray) -> dict:
 
 def frame_metrics(labels: np.ndarray, scores: np.ndarray, alerts: np.ndarray,
                   log_ids: np.ndarray | None = None) -> dict:
-    """AUROC/AP of scores vs labels; latency per event (events never span two logs)."""
+    """AUROC/AP of scores vs labels; latency per event (events never span two logs);
+    the share of normal frames that raised an alert (``alert_rate_normal``)."""
     from core.metrics import auprc, auroc
 
     labels = np.asarray(labels, bool)
     out = {"n_frames": int(len(labels)), "n_anomalous": int(labels.sum())}
+    if (~labels).any():
+        out["alert_rate_normal"] = float(np.asarray(alerts, bool)[~labels].mean())
     if 0 < labels.sum() < len(labels):
         out["auroc"] = auroc(labels, scores)
         out["average_precision"] = auprc(labels, scores)

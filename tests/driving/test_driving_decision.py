@@ -104,3 +104,13 @@ def test_accumulator_scores_road_iou_from_the_reported_classes():
     out = acc.metrics([f"c{i}" for i in range(7)])
     assert out["road_iou"] == 1.0 and out["road_iou_argmax"] == 0.0
     assert out["accuracy"] == 1.0 and out["accuracy_argmax"] == 0.0
+
+
+def test_frame_metrics_report_latency_and_the_alert_rate_on_normal_frames():
+    from driving.evaluate import frame_metrics
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 0], bool)
+    alerts = np.array([1, 0, 0, 0, 0, 1, 1, 0], bool)
+    out = frame_metrics(labels, np.arange(8.0), alerts)
+    assert out["alert_rate_normal"] == pytest.approx(0.2)        # 1 of 5 normal frames
+    assert out["detected"] == 1 and out["mean_latency_frames"] == 1.0
