@@ -62,7 +62,8 @@ def ground_posterior(layout_probs: np.ndarray, observed: np.ndarray, resolution_
     layout = q.argmax(1)
     out = np.empty((len(q), len(GROUNDS)) + q.shape[2:], np.float32)
     for i in range(len(q)):
-        kerbside = distance_transform_edt(~np.isin(layout[i], (OFF_ROAD, SIDEWALK))) * resolution_m < kerb_m
+        kerb_distance = distance_transform_edt(~np.isin(layout[i], (OFF_ROAD, SIDEWALK)))
+        kerbside = kerb_distance * resolution_m < kerb_m
         out[i, 0], out[i, 1], out[i, 2] = q[i, OFF_ROAD], q[i, SIDEWALK], q[i, LANE_MARKING]
         out[i, 3] = q[i, ROAD] * kerbside
         out[i, 4] = q[i, ROAD] * ~kerbside
@@ -94,7 +95,8 @@ class ContextPrior:
         alpha: add-``alpha`` smoothing of the counts.
     """
 
-    def __init__(self, history=(), static_offset: int = 10, kerb_m: float = 2.2, alpha: float = 1.0):
+    def __init__(self, history=(), static_offset: int = 10, kerb_m: float = 2.2,
+                 alpha: float = 1.0):
         self.history = tuple(int(h) for h in history)
         self.static_offset = int(static_offset)
         self.kerb_m = float(kerb_m)
@@ -105,7 +107,9 @@ class ContextPrior:
     @property
     def slot(self) -> int | None:
         """Input slot (of ``stack_frames``) holding the frame ``static_offset`` back."""
-        return 1 + self.history.index(self.static_offset) if self.static_offset in self.history else None
+        if self.static_offset not in self.history:
+            return None
+        return 1 + self.history.index(self.static_offset)
 
     def inputs(self, layout_probs, observed, grids, resolution_m) -> tuple[np.ndarray, np.ndarray]:
         """Ground posterior and object category of a batch (see the functions above)."""

@@ -2,8 +2,8 @@
 
 Workspace layout (``docs/runs.md``): the replayed logs (with injected events) in
 ``WS/data/driving/``, the model's training logs (normal driving, other seeds) in
-``WS/data/driving_train/``, the model in ``WS/models/driving/default/``, the run in ``WS/runs/driving/<run_id>/`` with
-``recordings/<log_id>.rrd``.
+``WS/data/driving_train/``, the model in ``WS/models/driving/default/``, the run in
+``WS/runs/driving/<run_id>/`` with ``recordings/<log_id>.rrd``.
 """
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ Default channels (chosen on separate validation logs, see bench/README.md):
   and the memory; the model says what ground it stands on, and
   :class:`~driving.context_prior.ContextPrior` says how much rarer that kind of object is
   on that ground than anywhere in normal driving (debris on a driving lane, a car
-  standing still in one); top 24 cells, an object's extent rather than one cell (16 and 32: within 0.005 on the validation logs).
+  standing still in one); top 24 cells, an object's extent rather than one cell (16 and
+  32: within 0.005 on the validation logs).
 
 Round 4's ``object_recon`` (the network's own ``-log p(object)`` under the same pass) and
 ``object_forecast`` (objects hidden in the current frame only: is each where its history
