@@ -10,7 +10,8 @@ tail fitted on the top tenth: an extreme frame keeps its rank instead of tying a
 end of the table). A frame's raw score is the largest tail score over the channels: a
 frame is as anomalous as its most surprising question.
 
-Default channels (chosen on separate validation logs, see bench/README.md):
+Default channels (chosen on separate validation logs, see bench/README.md), each over
+the object cells not yet passed (:func:`driving.surprise.scored_objects`):
 
 * ``revealed`` (normalised, top 4): what came into view disagrees with what the model
   predicted for those cells while they were hidden (a pedestrian stepping out, a car
@@ -20,20 +21,22 @@ Default channels (chosen on separate validation logs, see bench/README.md):
   :class:`~driving.context_prior.ContextPrior` says how much rarer that kind of object is
   on that ground than anywhere in normal driving (debris on a driving lane, a car
   standing still in one); top 24 cells, an object's extent rather than one cell (16 and
-  32: within 0.005 on the validation logs).
+  32: within 0.005 on the validation logs);
+* ``object_recon`` (raw nats, top 16): the network's own ``-log p(object)`` under the same
+  pass. It knows more of the scene than the prior's five kinds of ground (where
+  pedestrians cross), and keeps pedestrians stepping out in view.
 
-Round 4's ``object_recon`` (the network's own ``-log p(object)`` under the same pass) and
-``object_forecast`` (objects hidden in the current frame only: is each where its history
-says?) are still computed for the replay; as frame channels they lost to the context
-prior on the validation logs (:data:`ROUND4_CHANNELS`, kept for bundles calibrated then).
-Models scored with patch passes instead of object passes use :data:`PATCH_CHANNELS`.
+Round 4's ``object_forecast`` channel (objects hidden in the current frame only: is each
+where its history says?) is still computed for the replay (:data:`ROUND4_CHANNELS`, kept
+for bundles calibrated then). Models scored with patch passes instead of object passes use
+:data:`PATCH_CHANNELS`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
-CHANNELS = (("revealed", True, 4), ("object_context", False, 24))
+CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16))
 ROUND4_CHANNELS = (("revealed", True, 4), ("object_recon", False, 16), ("object_forecast", True, 1))
 PATCH_CHANNELS = (("revealed", True, 4), ("recon", False, 16), ("forecast", True, 1))
 MIN_SCALE = {"object_context": 0.5}   # nats (TailScore's min_scale)
@@ -143,13 +146,13 @@ class FrameScorer:
     def fit_logs(self, maps: list[dict], logs: list, normaliser) -> "FrameScorer":
         """:meth:`fit` on :func:`driving.surprise.raw_maps` outputs of normal logs, with
         the ``CellNormaliser`` fitted on them."""
-        from .surprise import OBJECT_CLASSES
+        from .surprise import scored_objects
 
         channel_maps = []
         for log, m in zip(logs, maps):
             normed = {name: normaliser.apply(name, m[name], log.semantic, log.meta)
                       for name in normaliser.maps}
-            channel_maps.append(self.channel_maps(m, normed, np.isin(log.semantic, OBJECT_CLASSES)))
+            channel_maps.append(self.channel_maps(m, normed, scored_objects(log.semantic, log.meta)))
         return self.fit(channel_maps)
 
     def tail_scores(self, maps: dict) -> np.ndarray:

@@ -24,7 +24,8 @@ def test_tail_score_ranks_normal_values_and_extends_past_the_largest():
 
 def _channel_maps(rng, n, blob=False):
     maps = {"revealed": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32),
-            "object_context_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
+            "object_context_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
+            "object_recon_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
     if blob:                                   # an obstacle field nothing normal resembles
         maps["object_context_raw"][:, 4:9, 4:9] = 6.0
     return maps
@@ -36,7 +37,7 @@ def test_frame_scorer_flags_one_surprising_channel_and_round_trips():
     normal = scorer.raw(_channel_maps(rng, 30))
     odd = scorer.tail_scores(_channel_maps(rng, 30, blob=True))
     assert odd[:, 1].min() > normal.max()              # the object-context channel
-    assert odd[:, 0].max() < odd[:, 1].min()            # the revealed channel stays normal
+    assert max(odd[:, 0].max(), odd[:, 2].max()) < odd[:, 1].min()   # the others stay normal
     again = FrameScorer.from_dict(scorer.to_dict())
     maps = _channel_maps(rng, 5, blob=True)
     np.testing.assert_allclose(again.raw(maps), scorer.raw(maps))
@@ -114,3 +115,15 @@ def test_frame_metrics_report_latency_and_the_alert_rate_on_normal_frames():
     out = frame_metrics(labels, np.arange(8.0), alerts)
     assert out["alert_rate_normal"] == pytest.approx(0.2)        # 1 of 5 normal frames
     assert out["detected"] == 1 and out["mean_latency_frames"] == 1.0
+
+
+def test_frame_score_reads_only_objects_not_yet_passed():
+    from driving.surprise import PASSED_M, scored_objects
+
+    meta = LogMeta(grid_shape=(8, 4), resolution_m=1.0, ego_cell=(4, 2))
+    observed = np.full((1, 8, 4), ROAD, np.uint8)
+    observed[0, :, 1] = VEHICLE                    # a column of vehicle cells, front to back
+    scored = scored_objects(observed, meta)[0]
+    forward = (meta.ego_cell[0] - np.arange(8)) * meta.resolution_m
+    np.testing.assert_array_equal(scored[:, 1], forward > -PASSED_M)
+    assert not scored[:, 0].any()                  # road is never scored
