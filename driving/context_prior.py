@@ -160,9 +160,9 @@ def fit_on_maps(prior: ContextPrior, maps: list[dict]) -> ContextPrior:
     ``object_context`` map; the inputs are dropped."""
     for m in maps:
         for ground, category, observed in m["context_inputs"]:
-            prior.add(ground.astype(np.float32), category, observed)
+            prior.add(ground, category, observed)
     prior.finish()
     for m in maps:
-        m["object_context"] = np.concatenate([prior.surprise(ground.astype(np.float32), category)
+        m["object_context"] = np.concatenate([prior.surprise(ground, category)
                                               for ground, category, _ in m.pop("context_inputs")])
     return prior

@@ -27,8 +27,8 @@ the object cells not yet passed (:func:`driving.surprise.scored_objects`):
   pedestrians cross), and keeps pedestrians stepping out in view.
 
 Round 4's ``object_forecast`` channel (objects hidden in the current frame only: is each
-where its history says?) is still computed for the replay (:data:`ROUND4_CHANNELS`, kept
-for bundles calibrated then). Models scored with patch passes instead of object passes use
+where its history says?) is still computed for the replay; bundles calibrated in round 4
+keep their channels (they are saved with the frame scorer). Models scored with patch passes instead of object passes use
 :data:`PATCH_CHANNELS`.
 """
 from __future__ import annotations
@@ -37,7 +37,6 @@ import numpy as np
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16))
-ROUND4_CHANNELS = (("revealed", True, 4), ("object_recon", False, 16), ("object_forecast", True, 1))
 PATCH_CHANNELS = (("revealed", True, 4), ("recon", False, 16), ("forecast", True, 1))
 MIN_SCALE = {"object_context": 0.5}   # nats (TailScore's min_scale)
 

@@ -30,7 +30,7 @@ import numpy as np
 from .raycast import Raycaster
 from .schema import (CLASSES, PEDESTRIAN, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog,
                      LogMeta, write_log)
-from .warp import cell_offsets, ego_to_world, world_to_ego
+from .warp import cell_offsets, ego_to_world, not_passed, world_to_ego
 from .world import World, WorldConfig, tangents
 
 ANOMALY_KINDS = ("pedestrian_step_out", "stalled_vehicle", "debris", "wrong_way_vehicle")
@@ -302,7 +302,7 @@ class Simulator:
         visible = np.empty((n_frames, h, w), bool)
         anomaly = np.zeros(n_frames, bool)
         kinds: list = [None] * n_frames
-        ahead = self.raycaster.in_range.reshape(h, w) & (self.forward > -1.0)
+        ahead = self.raycaster.in_range.reshape(h, w) & not_passed(self.meta)
         started = time.perf_counter()
         for t in range(n_frames):
             classes, ids = self._render(world, scene.boxes_at(t), poses[t])

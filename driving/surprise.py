@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .schema import PEDESTRIAN, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog
-from .warp import cell_offsets, warp_indices
+from .warp import PASSED_M, cell_offsets, not_passed, warp_indices  # noqa: F401 (PASSED_M)
 
 TOP_K = 8
 OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
@@ -95,16 +95,12 @@ class SurpriseResult:
         return explain_frame(self.frame_maps(t), self.raw_fn, blocks, max_evals, seed)
 
 
-PASSED_M = 1.0                   # object cells further behind the ego than this are passed
-
-
 def scored_objects(observed: np.ndarray, meta) -> np.ndarray:
     """Object cells the frame score reads, ``(T, H, W)`` bool: objects not yet passed
     (ahead of the ego or less than ``PASSED_M`` behind it). Debris the ego has driven past
     is no news; it stays on the maps, not in the score (round 5: on the validation logs
     this took the alert rate on normal frames from 18 % to 8 %, see bench/README.md)."""
-    forward, _ = cell_offsets(meta)
-    return np.isin(observed, OBJECT_CLASSES) & (forward > -PASSED_M)[None]
+    return np.isin(observed, OBJECT_CLASSES) & not_passed(meta)[None]
 
 
 def round3_raw(maps: dict) -> np.ndarray:

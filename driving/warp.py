@@ -25,6 +25,16 @@ def cell_offsets(meta: LogMeta) -> tuple[np.ndarray, np.ndarray]:
     return forward.astype(np.float64), right.astype(np.float64)
 
 
+PASSED_M = 1.0   # objects further behind the ego than this have been passed
+
+
+def not_passed(meta: LogMeta) -> np.ndarray:
+    """``(H, W)`` bool: cells ahead of the ego or less than :data:`PASSED_M` behind it.
+    The simulator labels an event while its object is here; the frame score reads only
+    objects here (``driving.surprise.scored_objects``)."""
+    return cell_offsets(meta)[0] > -PASSED_M
+
+
 def ego_to_world(pose, forward, right) -> tuple[np.ndarray, np.ndarray]:
     """World ``(x, y)`` of ego-frame points; ``pose`` is ``(x, y, yaw)``."""
     x, y, yaw = pose

@@ -62,6 +62,21 @@ def organ_context(x: np.ndarray, hidden: np.ndarray, labels: np.ndarray, organs,
     return pred
 
 
+def per_organ(values, organs, name: str, dtype=float) -> np.ndarray:
+    """A setting given once for all organs or once per organ, as one value per organ.
+
+    Raises:
+        DataValidationError: neither 1 nor ``len(organs)`` values.
+    """
+    values = np.atleast_1d(np.asarray(values, dtype=dtype))
+    if values.size not in (1, len(organs)):
+        from core.errors import DataValidationError
+
+        raise DataValidationError(f"{name} needs 1 or {len(organs)} values (one per "
+                                  f"organ label), got {values.tolist()}")
+    return np.broadcast_to(values, (len(organs),))
+
+
 def parenchyma_mask(x: np.ndarray, labels: np.ndarray, organs, fat_level: float,
                     erosion) -> np.ndarray:
     """Scored voxels: organ label, not fat (smoothed image above ``fat_level``), eroded
@@ -69,13 +84,7 @@ def parenchyma_mask(x: np.ndarray, labels: np.ndarray, organs, fat_level: float,
     from scipy.ndimage import binary_erosion, gaussian_filter
 
     not_fat = gaussian_filter(x, 0.7) > fat_level
-    erosion = np.atleast_1d(np.asarray(erosion, dtype=int))
-    if erosion.size not in (1, len(organs)):
-        from core.errors import DataValidationError
-
-        raise DataValidationError(f"organ_erosion needs 1 or {len(organs)} values (one per "
-                                  f"organ label), got {erosion.tolist()}")
-    erosion = np.broadcast_to(erosion, (len(organs),))
+    erosion = per_organ(erosion, organs, "organ_erosion", int)
     out = np.zeros(x.shape, dtype=bool)
     for k, iterations in zip(organs, erosion):
         organ = (labels == k) & not_fat
@@ -122,21 +131,16 @@ def organ_reconstruction(scorer, image, labels: np.ndarray) -> np.ndarray:
                                   f"got {config.organ_prediction!r}")
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
     band = float(scorer.preprocess.unit(config.organ_band_hu) - scorer.preprocess.unit(0.0))
-    scales = np.atleast_1d(np.asarray(config.organ_context_scale, dtype=float))
-    if scales.size not in (1, len(config.organ_labels)):
-        from core.errors import DataValidationError
-
-        raise DataValidationError(f"organ_context_scale needs 1 or {len(config.organ_labels)} "
-                                  f"values (one per organ label), got {scales.tolist()}")
-    scales = np.broadcast_to(scales, (len(config.organ_labels),))
+    scales = per_organ(config.organ_context_scale, config.organ_labels, "organ_context_scale")
     groups = {}                              # organs sharing a context size, one pass each
     for k, scale in zip(config.organ_labels, scales):
         groups.setdefault(float(scale), []).append(k)
+    groups = [(organs, tuple(scale * s for s in config.context_sigma), np.isin(labels, organs))
+              for scale, organs in groups.items()]
     pred = x.copy()
     for hidden, core in core_schedule(x.shape, config.patch_size):
-        for scale, organs in groups.items():
-            sigma = tuple(scale * s for s in config.context_sigma)
-            part = core & np.isin(labels, organs)
+        for organs, sigma, inside in groups:
+            part = core & inside
             pred[part] = organ_context(x, hidden, labels, organs, sigma, band)[part]
     return pred
 
