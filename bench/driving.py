@@ -151,13 +151,16 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         world_memory(log, before=False, layout_only=False)
         timing["persistence_world_s"] += time.perf_counter() - t0
+        layout = log.layout_true            # road layout under objects too (road_layout_iou)
         acc["unmask"].add(probs, log.semantic_true, log.visible, in_range,
-                          predicted=decided)
+                          predicted=decided, layout=layout)
         del probs
-        acc["persistence"].add(persistence.predict_proba(log), log.semantic_true, log.visible, in_range)
+        acc["persistence"].add(persistence.predict_proba(log), log.semantic_true, log.visible,
+                               in_range, layout=layout)
         acc["persistence_world_map"].add(persistence_world.predict_proba(log), log.semantic_true,
-                                         log.visible, in_range)
-        acc["positional_prior"].add(prior.predict_proba(log), log.semantic_true, log.visible, in_range)
+                                         log.visible, in_range, layout=layout)
+        acc["positional_prior"].add(prior.predict_proba(log), log.semantic_true, log.visible,
+                                    in_range, layout=layout)
         t0 = time.perf_counter()
         result = score_log(predictor, log)
         timing["scoring_s"] += time.perf_counter() - t0
@@ -232,6 +235,8 @@ def main(argv=None) -> dict:
             "road_iou_occluded": hidden["unmask"]["occluded"]["road_iou"],
             "road_iou_occluded_argmax": hidden["unmask"]["occluded"]["road_iou_argmax"],
             "road_iou_out_of_range": hidden["unmask"]["out_of_range"]["road_iou"],
+            "road_layout_iou_occluded": hidden["unmask"]["occluded"].get("road_layout_iou"),
+            "road_layout_iou_out_of_range": hidden["unmask"]["out_of_range"].get("road_layout_iou"),
             "frame_auroc": frames.get("auroc"),
             "inference_fps": unmask_fps},
         "seconds": time.perf_counter() - started,

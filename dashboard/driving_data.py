@@ -24,7 +24,8 @@ CLASS_COLOURS = {"off_road": (70, 90, 60), "road": (110, 110, 120), "lane_markin
                  "sidewalk": (190, 160, 130), "vehicle": (40, 120, 230), "pedestrian": (240, 60, 60),
                  "static_obstacle": (250, 170, 30)}
 UNOBSERVED_COLOUR = (20, 20, 25)
-PANELS = ("observed", "visibility", "predicted hidden", "truth", "error")
+ROAD_LAYOUT_COLOUR = (200, 205, 225)        # the road-layout panel's road surface
+PANELS = ("observed", "visibility", "predicted hidden", "road layout", "truth", "error")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class LogLayers:
     predicted: np.ndarray | None = None
     confidence: np.ndarray | None = None
     error: np.ndarray | None = None
+    road_layout: np.ndarray | None = None
 
     def index(self, frame: int) -> int:
         """Position of frame number ``frame``."""
@@ -105,7 +107,8 @@ def _grid(table, column: str, t: int, shape: tuple[int, int], dtype) -> np.ndarr
 
 
 def load_layers(run_dir, manifest: dict, log_id: str) -> LogLayers:
-    """Read every layer of one log (observed, visibility, truth, predicted, confidence, error)."""
+    """Read every layer of one log (observed, visibility, truth, predicted, confidence,
+    error, road layout)."""
     import pyarrow.parquet as pq
 
     source = log_input(manifest, log_id)
@@ -129,13 +132,15 @@ def load_layers(run_dir, manifest: dict, log_id: str) -> LogLayers:
         layers.truth = _grid(table, "semantic_true", t, shape, np.uint8)
     cells_path = Path(run_dir) / "cells" / f"{log_id}.parquet"
     if cells_path.is_file():
-        cells = pq.read_table(cells_path, columns=["frame", "predicted", "confidence", "error"])
-        cells = cells.sort_by("frame")
+        columns = ["predicted", "confidence", "error"]
+        if "road_layout" in pq.read_schema(cells_path).names:    # runs since round 6
+            columns.append("road_layout")
+        cells = pq.read_table(cells_path, columns=["frame"] + columns).sort_by("frame")
         position = {int(f): i for i, f in enumerate(layers.frames)}
         rows = np.array([position.get(int(f), -1) for f in cells.column("frame").to_numpy()])
         if (rows < 0).any():
             raise DataValidationError(f"{cells_path}: frames not in the input log {source}")
-        for column in ("predicted", "confidence", "error"):
+        for column in columns:
             grid = np.zeros((t,) + shape, dtype=np.uint8)
             grid[rows] = _grid(cells, column, cells.num_rows, shape, np.uint8)
             setattr(layers, column, grid)
@@ -168,6 +173,8 @@ def frame_panels(layers: LogLayers, frame: int, size: int = 300) -> dict[str, np
     * visibility: visible cells white, hidden cells black.
     * predicted hidden: the predicted class in hidden cells, brighter where confident;
       visible cells dimmed.
+    * road layout: where the model believes there is road surface, under and behind
+      objects too (road colour, brighter where surer); visible cells dimmed.
     * truth: the simulator's full grid (when present).
     * error: per-cell surprise (0-255) as heat.
     """
@@ -182,6 +189,10 @@ def frame_panels(layers: LogLayers, frame: int, size: int = 300) -> dict[str, np
         confidence = layers.confidence[i].astype(np.float32) / 255.0
         predicted = palette[layers.predicted[i]] * (0.35 + 0.65 * confidence[..., None])
         panels["predicted hidden"] = np.where(hidden[..., None], predicted, dimmed)
+    if layers.road_layout is not None:
+        road = np.asarray(ROAD_LAYOUT_COLOUR, np.float32)
+        surface = layers.road_layout[i].astype(np.float32)[..., None] / 255.0 * road
+        panels["road layout"] = np.where(layers.visible[i][..., None], surface * 0.4, surface)
     if layers.truth is not None:
         panels["truth"] = palette[layers.truth[i]]
     if layers.error is not None:

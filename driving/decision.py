@@ -15,6 +15,13 @@ noisy. Road layout is static and is what an engineer reads off the replay, so:
   whichever is likelier now) when that belief reaches ``road_threshold``, and as the
   likeliest other class otherwise.
 
+**Road layout under objects** (:func:`layout_mass`): the static layout is there under a
+car too, and what an engineer asks of a hidden cell is also "is there road here?", not only
+"what is on top". The network's probabilities of the four layout classes, renormalised,
+give ``P(road surface | layout)``; a cell is reported as road surface where it is at least
+one half (``LAYOUT_THRESHOLD``: the likelier of road surface and not). This is the amodal
+road layout that ``evaluate`` scores against the simulator's ``layout_true``.
+
 The class probabilities themselves (and every ranking metric) are unchanged. The
 threshold is fitted self-supervised, like the predictor's future targets: on the
 held-out calibration frames, the hidden cells inside the sensor range that a later frame
@@ -25,16 +32,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import LANE_MARKING, ROAD, UNOBSERVED
+from .schema import LANE_MARKING, ROAD, SIDEWALK, UNOBSERVED
 
 ALPHA = 0.3                         # weight of the newest frame in the belief
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))
 FUTURE = (1, 2, 5, 10, 20)          # later frames whose observations are the targets
 
 
+LAYOUT_THRESHOLD = 0.5              # road surface where P(road surface | layout) >= this
+
+
 def road_mass(probs: np.ndarray) -> np.ndarray:
     """``p(road) + p(lane marking)``, ``(N, H, W)`` from ``(N, C, H, W)``."""
     return probs[:, ROAD] + probs[:, LANE_MARKING]
+
+
+def layout_mass(probs: np.ndarray) -> np.ndarray:
+    """``P(road surface | layout)``: road and lane marking over the four layout classes
+    (off-road, road, lane marking, sidewalk); classes on axis 1 (``(N, C, H, W)`` ->
+    ``(N, H, W)``, ``(n, C)`` -> ``(n,)``); 0.5 where the layout has no mass at all."""
+    classes = np.moveaxis(np.asarray(probs), 1, 0)
+    layout = classes[:SIDEWALK + 1].sum(0)
+    road = classes[ROAD] + classes[LANE_MARKING]
+    return np.where(layout > 1e-6, road / np.maximum(layout, 1e-6), 0.5).astype(np.float32)
 
 
 class RoadBelief:

@@ -2,7 +2,12 @@
 
 Hidden-cell metrics follow the Waymo occupancy benchmark's split of observed and
 occluded cells: per class, PR-AUC (average precision) and Soft-IoU over the cells the
-sensor did *not* see, plus road-layout IoU (road or lane marking) there. Hidden cells
+sensor did *not* see, plus two road IoUs there: ``road_iou``, of the reported class
+(road or lane marking on top: a hidden car on the road counts as not road), and
+``road_layout_iou``, of the static road layout under everything (the simulator's
+``layout_true`` against ``decision.layout_mass`` >= one half: is there road surface in
+this hidden cell, car or no car -- the amodal layout of bird's-eye-view layout
+estimation, e.g. MonoLayout, WACV 2020). Hidden cells
 are reported three ways: all of them, **occluded** (inside the sensor's range, hidden
 behind objects -- the issue's and Waymo's "occluded") and **out of range** (never
 observable from the ego's position). Frame metrics are AUROC/AP of the frame score
@@ -60,19 +65,32 @@ class HiddenCellAccumulator:
         self.truth: list[np.ndarray] = []
         self.in_range: list[np.ndarray] = []
         self.decided: list[np.ndarray | None] = []
+        self.layout: list[np.ndarray | None] = []
 
     def add(self, probabilities: np.ndarray, truth: np.ndarray, visible: np.ndarray,
-            in_range: np.ndarray | None = None, predicted: np.ndarray | None = None) -> None:
+            in_range: np.ndarray | None = None, predicted: np.ndarray | None = None,
+            layout: np.ndarray | None = None, road_layout: np.ndarray | None = None) -> None:
         """``probabilities`` ``(T, C, H, W)``; ``truth``/``visible`` ``(T, H, W)``;
         ``in_range`` ``(H, W)`` cells inside the sensor range (None: all); ``predicted``
         ``(T, H, W)`` the reported classes (e.g. ``OcclusionPredictor.decide``; None: the
-        argmax), which accuracy and road IoU are computed from."""
+        argmax), which accuracy and road IoU are computed from; ``layout`` ``(T, H, W)``
+        the true static layout (``DriveLog.layout_true``) and ``road_layout`` the
+        predicted ``P(road surface)`` (default: ``decision.layout_mass`` of
+        ``probabilities``), for ``road_layout_iou``."""
+        from .decision import layout_mass
+
         hidden = ~visible & (self.R.random(visible.shape) < self.sample)
         t, r, c = np.nonzero(hidden)
-        self.probs.append(np.asarray(probabilities[t, :, r, c], dtype=np.float32))  # (n, C)
+        probs = np.asarray(probabilities[t, :, r, c], dtype=np.float32)              # (n, C)
+        self.probs.append(probs)
         self.truth.append(truth[t, r, c])
         self.in_range.append(np.ones(len(t), bool) if in_range is None else in_range[r, c])
         self.decided.append(None if predicted is None else np.asarray(predicted)[t, r, c])
+        if layout is None:
+            self.layout.append(None)
+        else:
+            mass = layout_mass(probs) if road_layout is None else np.asarray(road_layout)[t, r, c]
+            self.layout.append(np.stack([np.asarray(layout)[t, r, c], mass]))
 
     def metrics(self, class_names, region: str | None = None) -> dict:
         """Metrics over all hidden cells, or one region (``"occluded"``, ``"out_of_range"``)."""
@@ -83,12 +101,15 @@ class HiddenCellAccumulator:
         argmax = probs.argmax(1)
         decided = np.concatenate([p.argmax(1) if d is None else d
                                   for p, d in zip(self.probs, self.decided)])
+        has_layout = bool(self.layout) and all(x is not None for x in self.layout)
+        layout = np.concatenate(self.layout, 1) if has_layout else None     # (2, n)
         if region is not None:
             if region not in self.REGIONS:
                 raise ValueError(f"region must be one of {self.REGIONS}, got {region!r}")
             keep = np.concatenate(self.in_range)
             keep = keep if region == "occluded" else ~keep
             probs, truth, argmax, decided = probs[keep], truth[keep], argmax[keep], decided[keep]
+            layout = layout[:, keep] if has_layout else None
         out = {"n_hidden_cells": int(len(truth)), "classes": {}}
         for c, name in enumerate(class_names):
             y = truth == c
@@ -101,6 +122,11 @@ class HiddenCellAccumulator:
         for suffix, pred in (("", decided), ("_argmax", argmax)):
             out["road_iou" + suffix] = iou(road_truth, np.isin(pred, (ROAD, LANE_MARKING)))
             out["accuracy" + suffix] = float((pred == truth).mean()) if len(truth) else None
+        if layout is not None:
+            from .decision import LAYOUT_THRESHOLD
+
+            out["road_layout_iou"] = iou(np.isin(layout[0], (ROAD, LANE_MARKING)),
+                                         layout[1] >= LAYOUT_THRESHOLD)
         return out
 
     def metrics_by_region(self, class_names) -> dict:
@@ -204,7 +230,13 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
         confidence = np.asarray(cells.column("confidence").combine_chunks().flatten()).reshape(t, h, w)
         index = np.searchsorted(log.frame, cells.column("frame").to_numpy())
         probs = _probabilities_from_cells(predicted, confidence, len(classes))
-        acc.add(probs, log.semantic_true[index], log.visible[index], sensor_range_mask(log))
+        layout = road_layout = None
+        if log.layout_true is not None and "road_layout" in cells.column_names:
+            layout = log.layout_true[index]
+            road_layout = np.asarray(cells.column("road_layout").combine_chunks().flatten()
+                                     ).reshape(t, h, w) / 255.0
+        acc.add(probs, log.semantic_true[index], log.visible[index], sensor_range_mask(log),
+                layout=layout, road_layout=road_layout)
         labels.append(log.anomaly[np.searchsorted(log.frame, group["frame"].to_numpy())])
     result = {"hidden_cells": acc.metrics(classes), **acc.metrics_by_region(classes),
               "frames": frame_metrics(np.concatenate(labels), frames["score"].to_numpy(),

@@ -2,7 +2,8 @@
 
 Entities (timelines ``frame`` and ``time``): ``grid/observed`` (what the sensor saw),
 ``grid/visible``, ``grid/predicted`` (the model's classes for hidden cells),
-``grid/truth`` (simulator truth, when present), ``grid/error`` (per-cell surprise) and
+``grid/road_layout`` (probability of road surface, under objects too; runs since round
+6), ``grid/truth`` (simulator truth, when present), ``grid/error`` (per-cell surprise) and
 the scalar series ``score``, ``surprise_revealed``, ``visible_error``, ``anomaly``.
 Open it with ``rerun FILE.rrd``.
 """
@@ -48,15 +49,17 @@ def export_rerun(pred_dir: str | os.PathLike, log_path: str | os.PathLike,
     h, w = log.meta.grid_shape
     predicted = np.asarray(cells.column("predicted").combine_chunks().flatten()).reshape(t_total, h, w)
     error = np.asarray(cells.column("error").combine_chunks().flatten()).reshape(t_total, h, w)
+    road_layout = (np.asarray(cells.column("road_layout").combine_chunks().flatten())
+                   .reshape(t_total, h, w) if "road_layout" in cells.column_names else None)
     cell_frames = cells.column("frame").to_numpy()
     index = np.searchsorted(log.frame, cell_frames)
     if (index >= len(log)).any() or (log.frame[np.minimum(index, len(log) - 1)] != cell_frames).any():
         raise DataValidationError(f"{log_path}: frames differ from those scored in {pred_dir}")
-    return write_recording(log, frames, index, predicted, error, out_path)
+    return write_recording(log, frames, index, predicted, error, out_path, road_layout)
 
 
 def write_recording(log, frames, index: np.ndarray, predicted: np.ndarray, error: np.ndarray,
-                    out_path: str | os.PathLike) -> Path:
+                    out_path: str | os.PathLike, road_layout: np.ndarray | None = None) -> Path:
     """Write a recording from in-memory results (atomically).
 
     Args:
@@ -65,6 +68,7 @@ def write_recording(log, frames, index: np.ndarray, predicted: np.ndarray, error
         index: positions in ``log`` of the scored frames, ``(N,)``.
         predicted: ``(N, H, W)`` uint8 classes; ``error``: ``(N, H, W)`` uint8 surprise.
         out_path: the ``.rrd`` file.
+        road_layout: ``(N, H, W)`` uint8 probability of road surface (0-255), or None.
     """
     import pandas as pd
     import rerun as rr
@@ -91,6 +95,8 @@ def write_recording(log, frames, index: np.ndarray, predicted: np.ndarray, error
             rec.log("grid/visible", rr.Image((log.visible[t] * 255).astype(np.uint8)))
             hidden_pred = np.where(log.visible[t], unobserved, predicted[i])
             rec.log("grid/predicted", rr.SegmentationImage(hidden_pred.astype(np.uint8)))
+            if road_layout is not None:
+                rec.log("grid/road_layout", rr.Image(road_layout[i]))
             if log.semantic_true is not None:
                 rec.log("grid/truth", rr.SegmentationImage(log.semantic_true[t]))
             rec.log("grid/error", rr.Image(error[i]))

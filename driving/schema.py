@@ -4,7 +4,9 @@ One Parquet file per log, one row per frame: ``log_id``, ``frame``, ``timestamp`
 ``ego_x``, ``ego_y``, ``ego_yaw`` (world frame, m and rad), ``ego_speed``, ``semantic``
 (uint8 list of H*W cells, row-major, 255 = not observed), ``visible`` (bool list of H*W);
 simulators add ``semantic_true`` (uint8 list) and ``anomaly`` (bool), and ours also
-``anomaly_kind`` (string, null when none). The file metadata key ``unmask`` holds JSON::
+``anomaly_kind`` (string, null when none) and ``layout_true`` (uint8 list: the static
+layout -- off-road, road, lane marking, sidewalk -- under the objects too, for the
+road-layout metric). The file metadata key ``unmask`` holds JSON::
 
     {"version": 1, "grid_shape": [H, W], "resolution_m": r, "classes": [...],
      "ego_cell": [row, col], "rate_hz": f}
@@ -91,6 +93,7 @@ class DriveLog:
     semantic_true: np.ndarray | None = None
     anomaly: np.ndarray | None = None
     anomaly_kind: list | None = None
+    layout_true: np.ndarray | None = None
     path: str | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -131,6 +134,9 @@ def log_table(log: DriveLog):
     if log.semantic_true is not None:
         cols["semantic_true"] = _grid_array(
             np.asarray(log.semantic_true, dtype=np.uint8).reshape(t, hw), pa.uint8())
+    if log.layout_true is not None:
+        cols["layout_true"] = _grid_array(
+            np.asarray(log.layout_true, dtype=np.uint8).reshape(t, hw), pa.uint8())
     if log.anomaly is not None:
         cols["anomaly"] = pa.array(np.asarray(log.anomaly, dtype=bool))
     if log.anomaly_kind is not None:
@@ -219,8 +225,9 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
                                   f"goes backwards ({ts[i]} after {ts[i - 1]})")
     grids = {"semantic": _grid_column(table, "semantic", meta, frames, source, np.uint8),
              "visible": _grid_column(table, "visible", meta, frames, source, bool)}
-    if "semantic_true" in table.column_names:
-        grids["semantic_true"] = _grid_column(table, "semantic_true", meta, frames, source, np.uint8)
+    for name in ("semantic_true", "layout_true"):
+        if name in table.column_names:
+            grids[name] = _grid_column(table, name, meta, frames, source, np.uint8)
     n_classes = len(meta.classes)
     for name, grid in grids.items():
         if name == "visible":
@@ -232,6 +239,14 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
                 f"{source}: frame {int(frames[t])}, column '{name}': unknown class value "
                 f"{int(grid[t, r, c])} at cell ({r}, {c}); classes are 0..{n_classes - 1} "
                 f"({', '.join(meta.classes)}){' or 255 = not observed' if name == 'semantic' else ''}")
+    if "layout_true" in grids:
+        objects = grids["layout_true"] > SIDEWALK
+        if objects.any():
+            t, r, c = (int(v) for v in np.argwhere(objects)[0])
+            raise DataValidationError(
+                f"{source}: frame {int(frames[t])}, column 'layout_true': class value "
+                f"{int(grids['layout_true'][t, r, c])} at cell ({r}, {c}) is not a layout class "
+                f"({', '.join(meta.classes[:SIDEWALK + 1])})")
     mismatch = grids["visible"] != (grids["semantic"] != UNOBSERVED)
     if mismatch.any():
         t, r, c = (int(v) for v in np.argwhere(mismatch)[0])
@@ -253,7 +268,8 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
                     ego_speed=np.asarray(scalars["ego_speed"], dtype=np.float64),
                     semantic=grids["semantic"], visible=grids["visible"],
                     semantic_true=grids.get("semantic_true"), anomaly=anomaly,
-                    anomaly_kind=kinds, path=str(path.resolve()))
+                    anomaly_kind=kinds, layout_true=grids.get("layout_true"),
+                    path=str(path.resolve()))
 
 
 def list_logs(directory: str | os.PathLike) -> list[Path]:

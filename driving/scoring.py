@@ -1,7 +1,8 @@
 """Score drive logs into a run directory (the files ``docs/runs.md`` lists for driving).
 
 ``frames.parquet`` (per-frame scores, p-values, alerts), ``cells/<log_id>.parquet``
-(per-cell predicted class, confidence and surprise for replay) and
+(per-cell predicted class, confidence, surprise and road-layout probability -- road
+surface under objects too -- for replay) and
 ``region_shap.parquet`` (region SHAP of the top frames), all written inside
 ``core.runs.create_run`` so a failed run leaves nothing behind.
 
@@ -32,6 +33,11 @@ def _uint8_list_column(values: np.ndarray):
 def _error_uint8(result, scale: float) -> np.ndarray:
     """Per-cell surprise as uint8 0-255 (``error_scale`` nats = 255)."""
     return np.clip(result.cell_error / scale * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def _layout_uint8(result) -> np.ndarray:
+    """Per-cell probability of road surface as uint8 0-255."""
+    return np.round(result.road_layout * 255.0).astype(np.uint8)
 
 
 def frame_rows(log, result):
@@ -101,6 +107,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
                 "predicted": _uint8_list_column(result.predicted),
                 "confidence": _uint8_list_column(np.round(result.confidence * 255.0)),
                 "error": _uint8_list_column(error),
+                "road_layout": _uint8_list_column(_layout_uint8(result)),
             })
             write_parquet_atomic(table, run.path(f"cells/{log.log_id}", f"cells/{log.log_id}.parquet"))
             frames.append(frame_rows(log, result))
@@ -118,7 +125,8 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
             for log_id, (log, result) in results.items():
                 write_recording(log, table[table["log_id"] == log_id], np.arange(len(log)),
                                 result.predicted, _error_uint8(result, scale),
-                                run.path(f"recordings/{log_id}", f"recordings/{log_id}.rrd"))
+                                run.path(f"recordings/{log_id}", f"recordings/{log_id}.rrd"),
+                                _layout_uint8(result))
 
         shap_rows = []
         for i in np.argsort(-scores, kind="stable")[:top_frames]:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import PEDESTRIAN, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog
+from .schema import LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog
 from .warp import PASSED_M, cell_offsets, not_passed, warp_indices  # noqa: F401 (PASSED_M)
 
 TOP_K = 8
@@ -75,6 +75,7 @@ class SurpriseResult:
     probabilities: np.ndarray | None = None   # float32 (T, C, H, W) when kept
     score_maps: dict | None = None            # {channel: (T, H, W)} the raw score reads
     raw_fn: object = None                     # score_maps-like dict (N, H, W) -> raw (N,)
+    road_layout: np.ndarray | None = None     # float32 P(road surface), under objects too
 
     @property
     def cell_error(self) -> np.ndarray:
@@ -224,7 +225,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     from core.masking import PatchMasker
 
     from .baselines import apply_layout_memory
-    from .decision import RoadBelief, decide, road_mass
+    from .decision import RoadBelief, decide, layout_mass, road_mass
     from .masking import object_regions
 
     if objects is None:
@@ -240,6 +241,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     schedule = PatchMasker(patch_size, ratio=0.5).schedule((h, w)) if patches else []
     predicted = np.empty((t_total, h, w), np.uint8)
     confidence = np.empty((t_total, h, w), np.float32)
+    road_layout = np.empty((t_total, h, w), np.float32)
+    is_object = np.isin(observed, OBJECT_CLASSES)
     prior = getattr(predictor, "context_prior_", None) if objects else None
     names = map_names(patches, objects) + (("object_context",) if prior is not None else ())
     maps = {name: np.zeros((t_total, h, w), np.float32) for name in names}
@@ -261,6 +264,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         predicted[sl] = np.where(vis, observed[sl], decided)
         chosen = np.take_along_axis(probs, decided[:, None].astype(np.int64), 1)[:, 0]
         confidence[sl] = np.where(vis, 1.0, chosen)
+        road_layout[sl] = np.where(vis & ~is_object[sl], np.isin(observed[sl], (ROAD, LANE_MARKING)),
+                                   layout_mass(probs))
         for mask in schedule:
             passes = [("recon", slice(None))] + ([("forecast", slice(0, 1))] if forecast else [])
             for name, slots in passes:
@@ -279,6 +284,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
                     masked[:, 0][grown] = UNOBSERVED
                 rec = predictor.predict_proba(masked, speed[sl], batch_size)
                 maps[name][sl] = np.where(grown, _cross_entropy(rec, observed[sl]), 0.0)
+                if tube:                            # the layout under the objects seen
+                    road_layout[sl] = np.where(is_object[sl], layout_mass(rec), road_layout[sl])
                 if tube and prior is not None:      # what ground the objects stand on
                     ground, category = prior.inputs(rec, observed[sl], grids[sl], log.meta.resolution_m)
                     if hasattr(prior, "table_"):
@@ -299,7 +306,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         prev_probs = probs[-1]
         if kept is not None:
             kept.append(probs)
-    maps.update(predicted=predicted, confidence=confidence,
+    maps.update(predicted=predicted, confidence=confidence, road_layout=road_layout,
                 probabilities=np.concatenate(kept) if kept else None)
     if context_inputs:
         maps["context_inputs"] = context_inputs
@@ -351,7 +358,7 @@ def result_from_maps(predictor, log: DriveLog, maps: dict) -> SurpriseResult:
                           confidence=maps["confidence"], revealed_error=revealed,
                           recon_error=visible_map, object_cells=objects, raw_score=raw_score,
                           smooth=smooth, probabilities=maps["probabilities"],
-                          score_maps=score_maps, raw_fn=raw_fn)
+                          score_maps=score_maps, raw_fn=raw_fn, road_layout=maps.get("road_layout"))
 
 
 def region_masks(grid_shape, blocks: int = 4) -> tuple[np.ndarray, list[str]]:

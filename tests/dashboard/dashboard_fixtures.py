@@ -223,7 +223,9 @@ def write_driving_run(ws, n_frames: int = 40, grid=(32, 32), anomaly_frames=rang
     cells = pa.table({"log_id": pa.array([log_id] * n_frames), "frame": pa.array(frame),
                       "predicted": _list_column(predicted.reshape(n_frames, -1), pa.uint8()),
                       "confidence": _list_column(confidence.reshape(n_frames, -1), pa.uint8()),
-                      "error": _list_column(error.reshape(n_frames, -1), pa.uint8())})
+                      "error": _list_column(error.reshape(n_frames, -1), pa.uint8()),
+                      "road_layout": _list_column(np.where(np.isin(truth, (1, 2, 4)), 230, 10)
+                                                  .astype(np.uint8).reshape(n_frames, -1), pa.uint8())})
     top = sorted(anomaly_frames)[:2]
     shap = pd.DataFrame([{"log_id": log_id, "frame": f, "region": region, "shap_value": v,
                           "base_value": 0.1}

@@ -149,7 +149,7 @@ def test_drive_frames_anomaly_jumps_and_bookmark(monkeypatch, workspace):
     key = "drive_frame:driving-run:log_000"
     assert at.slider(key=key).value == 20  # opens on the first anomaly
     assert [i.captions[0] for i in at.image] == ["observed", "visibility", "predicted hidden",
-                                                  "truth", "error"]
+                                                  "road layout", "truth", "error"]
     assert chart_titles(at) == {"Surprise over the log",
                                 "Regions behind frame 20's surprise (SHAP)"}
     at.slider(key=key).set_value(5).run()

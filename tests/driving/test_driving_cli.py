@@ -28,6 +28,7 @@ def test_cli_end_to_end(tmp_path):
     report = json.loads(result.output)
     assert report["frames"]["n_frames"] == 80
     assert set(report["hidden_cells"]["classes"]) >= {"road", "vehicle", "pedestrian"}
+    assert 0 < report["occluded"]["road_layout_iou"] <= 1     # the simulator's layout truth
     rrd = tmp_path / "replay.rrd"
     result = runner.invoke(cli, ["driving", "export-rerun", "--pred", str(run), "--log",
                                  str(logs / "log_000.parquet"), "--out", str(rrd)])

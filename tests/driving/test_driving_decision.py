@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from driving.decision import RoadBelief, RoadThresholdFit, decide, decide_log
+from driving.decision import RoadBelief, RoadThresholdFit, decide, decide_log, layout_mass
 from driving.evaluate import HiddenCellAccumulator
 from driving.frame_score import FrameScorer, TailScore, channels_for
 from driving.schema import LANE_MARKING, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE, DriveLog, LogMeta
@@ -105,6 +105,28 @@ def test_accumulator_scores_road_iou_from_the_reported_classes():
     out = acc.metrics([f"c{i}" for i in range(7)])
     assert out["road_iou"] == 1.0 and out["road_iou_argmax"] == 0.0
     assert out["accuracy"] == 1.0 and out["accuracy_argmax"] == 0.0
+
+
+def test_accumulator_scores_the_road_layout_under_objects():
+    probs = np.zeros((1, 7, 2, 2), np.float32)
+    probs[0, VEHICLE] = 0.7                       # a car, probably; on road rather than sidewalk
+    probs[0, ROAD], probs[0, SIDEWALK] = 0.2, 0.1
+    truth = np.full((1, 2, 2), VEHICLE, np.uint8)
+    layout = np.full((1, 2, 2), ROAD, np.uint8)
+    layout[0, 1, 1] = SIDEWALK
+    np.testing.assert_allclose(layout_mass(probs)[0], 2 / 3, rtol=1e-6)
+    acc = HiddenCellAccumulator(7, sample=1.0)
+    acc.add(probs, truth, np.zeros((1, 2, 2), bool), layout=layout)
+    out = acc.metrics([f"c{i}" for i in range(7)])
+    assert out["accuracy"] == 1.0                  # on top: the car, as predicted
+    assert out["road_layout_iou"] == pytest.approx(3 / 4)   # but road under three of four
+    acc = HiddenCellAccumulator(7, sample=1.0)
+    acc.add(probs, truth, np.zeros((1, 2, 2), bool), layout=layout,
+            road_layout=np.array([[[0.9, 0.8], [0.6, 0.3]]]))
+    assert acc.metrics([f"c{i}" for i in range(7)])["road_layout_iou"] == 1.0
+    no_layout = HiddenCellAccumulator(7, sample=1.0)
+    no_layout.add(probs, truth, np.zeros((1, 2, 2), bool))
+    assert "road_layout_iou" not in no_layout.metrics([f"c{i}" for i in range(7)])
 
 
 def test_frame_metrics_report_latency_and_the_alert_rate_on_normal_frames():

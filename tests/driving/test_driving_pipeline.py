@@ -104,9 +104,16 @@ def test_run_files_follow_the_contract(demo_run):
     assert frames["p_value"].between(0, 1).all()
     for log_id in frames["log_id"].unique():
         cells = pq.read_table(run_dir / "cells" / f"{log_id}.parquet")
-        assert cells.column_names == ["log_id", "frame", "predicted", "confidence", "error"]
+        assert cells.column_names == ["log_id", "frame", "predicted", "confidence", "error",
+                                      "road_layout"]
         row = cells.slice(0, 1).to_pylist()[0]
-        assert len(row["predicted"]) == len(row["error"]) == h * w
+        assert len(row["predicted"]) == len(row["error"]) == len(row["road_layout"]) == h * w
+        log = next(read_log(p) for p in list_logs(workspace / "data" / "driving")
+                   if read_log(p).log_id == log_id)
+        layout = np.asarray(row["road_layout"]).reshape(h, w)    # observed layout: certain
+        seen = log.visible[0] & (log.semantic[0] <= 3)
+        road = np.isin(log.semantic[0], (ROAD, LANE_MARKING))
+        assert (layout[seen & road] == 255).all() and (layout[seen & ~road] == 0).all()
         assert (run_dir / "recordings" / f"{log_id}.rrd").stat().st_size > 1000
     shap = pd.read_parquet(run_dir / "region_shap.parquet")
     assert list(shap.columns) == ["log_id", "frame", "region", "shap_value", "base_value"]
@@ -125,7 +132,9 @@ def test_recording_is_readable(demo_run):
     reader = RrdReader(rrd)
     assert len(reader.recordings()) == 1
     chunks = list(reader.stream())
-    assert chunks
+    entities = {str(chunk.entity_path) for chunk in chunks}
+    assert {"/grid/observed", "/grid/predicted", "/grid/road_layout", "/grid/truth",
+            "/grid/error", "/score"} <= entities
 
 
 def test_estimator_contract(trained):

@@ -23,6 +23,17 @@ def test_round_trip(small_log, tmp_path):
     assert meta == {"version": 1, "grid_shape": [8, 6], "resolution_m": 0.5,
                     "classes": list(small_log.meta.classes), "ego_cell": [5, 3], "rate_hz": 10.0}
     assert pq.read_schema(path).field("semantic").type == pa.list_(pa.uint8())
+    assert back.layout_true is None and "layout_true" not in pq.read_schema(path).names
+
+
+def test_layout_truth_round_trips_and_holds_only_layout_classes(small_log, tmp_path):
+    small_log.layout_true = np.where(small_log.semantic_true == 4, 1, small_log.semantic_true)
+    back = read_log(write_log(small_log, tmp_path / "log.parquet"))
+    np.testing.assert_array_equal(back.layout_true, small_log.layout_true)
+    small_log.layout_true[1, 0, 2] = 4                           # a vehicle is not layout
+    with pytest.raises(DataValidationError, match=r"bad.parquet: frame 1, column 'layout_true': "
+                       r"class value 4 at cell \(0, 2\) is not a layout class \(off_road, road"):
+        read_log(write_log(small_log, tmp_path / "bad.parquet"))
 
 
 def _write(table, tmp_path):

@@ -2,8 +2,9 @@
 import numpy as np
 
 from driving.demo import sim_config
-from driving.schema import CLASSES, PEDESTRIAN, UNOBSERVED, VEHICLE
-from driving.simulator import ANOMALY_KINDS, Simulator
+from driving.schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE,
+                            UNOBSERVED, VEHICLE)
+from driving.simulator import ANOMALY_KINDS, SimConfig, Simulator
 
 
 def test_same_seed_same_log_and_different_seed_differs():
@@ -32,6 +33,31 @@ def test_log_content_and_labelled_anomalies():
     step = np.hypot(np.diff(log.ego_x), np.diff(log.ego_y))
     ratio = step / (log.ego_speed[:-1] / log.meta.rate_hz)   # poses move at the logged speed
     assert abs(np.median(ratio) - 1) < 0.02
+
+
+def test_layout_truth_is_the_ground_under_the_objects():
+    log = Simulator(sim_config("tiny"), seed=1).simulate(60)
+    objects = log.semantic_true >= VEHICLE
+    np.testing.assert_array_equal(log.layout_true[~objects], log.semantic_true[~objects])
+    assert log.layout_true.max() <= SIDEWALK
+    under_cars = log.layout_true[log.semantic_true == VEHICLE]
+    assert np.isin(under_cars, (ROAD, LANE_MARKING)).mean() > 0.9   # cars stand on the road
+
+
+def test_traffic_does_not_drive_through_traffic_and_bins_stay_off_the_road():
+    from scipy.ndimage import label
+
+    from driving.simulator import CAR
+
+    config = SimConfig(anomaly_interval_s=0.0)
+    car_cells = (2 * CAR[0] / config.resolution_m + 1) * (2 * CAR[1] / config.resolution_m + 1)
+    for seed in (0, 1):
+        log = Simulator(config, seed=seed).simulate(120)
+        for t in range(0, 120, 4):
+            blobs, n = label(log.semantic_true[t] == VEHICLE)
+            assert np.bincount(blobs.ravel())[1:].max(initial=0) < 1.3 * car_cells  # no merged cars
+        obstacles = log.semantic_true == STATIC_OBSTACLE
+        assert np.isin(log.layout_true[obstacles], (ROAD, LANE_MARKING)).mean() < 0.05
 
 
 def test_simulator_is_fast_enough():
