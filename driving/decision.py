@@ -37,8 +37,6 @@ from .schema import LANE_MARKING, ROAD, SIDEWALK, UNOBSERVED
 ALPHA = 0.3                         # weight of the newest frame in the belief
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))
 FUTURE = (1, 2, 5, 10, 20)          # later frames whose observations are the targets
-
-
 LAYOUT_THRESHOLD = 0.5              # road surface where P(road surface | layout) >= this
 
 

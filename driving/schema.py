@@ -232,21 +232,17 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
     for name, grid in grids.items():
         if name == "visible":
             continue
-        unknown = (grid >= n_classes) & ((grid != UNOBSERVED) if name == "semantic" else True)
-        if unknown.any():
-            t, r, c = (int(v) for v in np.argwhere(unknown)[0])
-            raise DataValidationError(
-                f"{source}: frame {int(frames[t])}, column '{name}': unknown class value "
-                f"{int(grid[t, r, c])} at cell ({r}, {c}); classes are 0..{n_classes - 1} "
-                f"({', '.join(meta.classes)}){' or 255 = not observed' if name == 'semantic' else ''}")
-    if "layout_true" in grids:
-        objects = grids["layout_true"] > SIDEWALK
-        if objects.any():
-            t, r, c = (int(v) for v in np.argwhere(objects)[0])
-            raise DataValidationError(
-                f"{source}: frame {int(frames[t])}, column 'layout_true': class value "
-                f"{int(grids['layout_true'][t, r, c])} at cell ({r}, {c}) is not a layout class "
-                f"({', '.join(meta.classes[:SIDEWALK + 1])})")
+        allowed = SIDEWALK + 1 if name == "layout_true" else n_classes   # layout: no objects
+        bad = (grid >= allowed) & ((grid != UNOBSERVED) if name == "semantic" else True)
+        if bad.any():
+            t, r, c = (int(v) for v in np.argwhere(bad)[0])
+            value = int(grid[t, r, c])
+            what = (f"class value {value} at cell ({r}, {c}) is not a layout class "
+                    f"({', '.join(meta.classes[:allowed])})" if value < n_classes else
+                    f"unknown class value {value} at cell ({r}, {c}); classes are "
+                    f"0..{n_classes - 1} ({', '.join(meta.classes)})"
+                    f"{' or 255 = not observed' if name == 'semantic' else ''}")
+            raise DataValidationError(f"{source}: frame {int(frames[t])}, column '{name}': {what}")
     mismatch = grids["visible"] != (grids["semantic"] != UNOBSERVED)
     if mismatch.any():
         t, r, c = (int(v) for v in np.argwhere(mismatch)[0])

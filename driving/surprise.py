@@ -216,8 +216,11 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
              patch_size: int = 8, forecast: bool = True, objects: bool | None = None,
              patches: bool | None = None) -> dict:
     """Run the passes over a log: ``{"revealed": (T, H, W) float32, "predicted",
-    "confidence", "probabilities"}`` plus ``"recon", "forecast"`` (``patches``) and
-    ``"object_recon", "object_forecast"`` (``objects``); surprise in nats, un-normalised.
+    "confidence", "road_layout", "probabilities"}`` plus ``"recon", "forecast"``
+    (``patches``) and ``"object_recon", "object_forecast"`` (``objects``); surprise in
+    nats, un-normalised. ``road_layout`` is ``P(road surface)`` of every cell: observed
+    layout cells as seen, hidden ones from the occlusion pass, observed objects from the
+    object pass (the ground under them; ``decision.layout_mass``).
 
     ``objects`` defaults to whether the model was trained with object masks, ``patches``
     to the opposite (a model that knows the object passes needs no patch passes).
@@ -264,8 +267,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         predicted[sl] = np.where(vis, observed[sl], decided)
         chosen = np.take_along_axis(probs, decided[:, None].astype(np.int64), 1)[:, 0]
         confidence[sl] = np.where(vis, 1.0, chosen)
-        road_layout[sl] = np.where(vis & ~is_object[sl], np.isin(observed[sl], (ROAD, LANE_MARKING)),
-                                   layout_mass(probs))
+        seen_road = np.isin(observed[sl], (ROAD, LANE_MARKING))
+        road_layout[sl] = np.where(vis & ~is_object[sl], seen_road, layout_mass(probs))
         for mask in schedule:
             passes = [("recon", slice(None))] + ([("forecast", slice(0, 1))] if forecast else [])
             for name, slots in passes:

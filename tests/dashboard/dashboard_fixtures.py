@@ -213,6 +213,7 @@ def write_driving_run(ws, n_frames: int = 40, grid=(32, 32), anomaly_frames=rang
     predicted = np.where(truth == 5, 1, truth).astype(np.uint8)  # the model misses the pedestrian
     error = np.where((truth != predicted) & ~visible, 230, rng.integers(0, 20, truth.shape)).astype(np.uint8)
     confidence = np.where(visible, 255, 160).astype(np.uint8)
+    road_layout = np.where(np.isin(truth, (1, 2, 4)), 230, 10).astype(np.uint8)   # cars on road
     anomaly = np.array([t in anomaly_frames for t in range(n_frames)])
     score = 0.1 + 0.02 * rng.random(n_frames) + anomaly * 1.0
     frames_table = pd.DataFrame({
@@ -224,8 +225,7 @@ def write_driving_run(ws, n_frames: int = 40, grid=(32, 32), anomaly_frames=rang
                       "predicted": _list_column(predicted.reshape(n_frames, -1), pa.uint8()),
                       "confidence": _list_column(confidence.reshape(n_frames, -1), pa.uint8()),
                       "error": _list_column(error.reshape(n_frames, -1), pa.uint8()),
-                      "road_layout": _list_column(np.where(np.isin(truth, (1, 2, 4)), 230, 10)
-                                                  .astype(np.uint8).reshape(n_frames, -1), pa.uint8())})
+                      "road_layout": _list_column(road_layout.reshape(n_frames, -1), pa.uint8())})
     top = sorted(anomaly_frames)[:2]
     shap = pd.DataFrame([{"log_id": log_id, "frame": f, "region": region, "shap_value": v,
                           "base_value": 0.1}
