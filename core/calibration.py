@@ -98,6 +98,22 @@ class ScoreCalibration:
         self._check()
         return conformal_p_values(self.calibration_scores_, scores)
 
+    def fdr_unreachable(self, fdr: float) -> str | None:
+        """Why no alert can be raised at false-discovery rate ``fdr``, or None if one can.
+
+        The smallest conformal p-value is ``1 / (n + 1)`` for ``n`` calibration scores,
+        and Benjamini–Hochberg flags nothing unless some p-value is at most ``fdr``: with
+        fewer than ``1 / fdr - 1`` calibration scores no input can ever be flagged.
+        """
+        self._check()
+        n = self.calibration_scores_.size
+        floor = 1.0 / (n + 1.0)
+        if floor <= fdr:
+            return None
+        return (f"calibrated on {n} normal score{'s' if n != 1 else ''}: no p-value can be "
+                f"below {floor:.3g}, so nothing can be flagged at FDR {fdr:g} (inputs are still "
+                f"ranked by score); calibrate on at least {int(np.ceil(1.0 / fdr - 1.0 - 1e-9))}")
+
     def alerts(self, scores, fdr: float | None = None, budget: int | None = None) -> np.ndarray:
         """Alerts by FDR (Benjamini–Hochberg), by budget (top-k), or by ``threshold_``."""
         self._check()

@@ -10,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,11 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         summary = {"labels": {str(k): v for k, v in labels.items()}, "n_cases": len(scores),
                    "n_alerts": int(scores["is_alert"].sum()), "fdr": fdr,
                    "has_segmentation": segmenter is not None, "has_anomaly_maps": scorer is not None}
+        unreachable = (scorer.calibration.fdr_unreachable(fdr) if has_scores and fdr is not None
+                       else None)
+        if unreachable:                  # say why the queue has no alerts
+            summary["warning"] = f"anomaly model {unreachable} healthy cases"
+            warnings.warn(f"{model_dir}: {summary['warning']}", stacklevel=2)
         if has_scores and "has_lesion" in scores and scores["has_lesion"].nunique() == 2:
             from core.metrics import auprc, auroc
 

@@ -14,6 +14,8 @@ ws, manifest = ui.open_run("CT review", "medical")
 run_id = manifest["run_id"]
 run_dir = Path(manifest["path"])
 labels = manifest.get("summary", {}).get("labels", {})
+if manifest.get("summary", {}).get("warning"):      # e.g. too few calibration cases to alert
+    st.warning(manifest["summary"]["warning"])
 table = ui.medical_cases(run_dir)
 if table.empty:
     st.info("This run has no cases.")

@@ -67,3 +67,14 @@ def test_calibration_errors():
         ScoreCalibration().fit([1.0, 2.0]).alerts([1.0], fdr=0.1, budget=1)
     with pytest.raises(DataValidationError, match="budget"):
         top_k_mask([1.0], -1)
+
+
+def test_fdr_unreachable_says_when_the_calibration_set_is_too_small():
+    small = ScoreCalibration().fit([0.1, 0.2, 0.3, 0.4])           # smallest p-value 1/5
+    message = small.fdr_unreachable(0.1)
+    assert message.startswith("calibrated on 4 normal scores: no p-value can be below 0.2")
+    assert message.endswith("calibrate on at least 9")
+    assert not small.alerts([5.0, 6.0, 7.0], fdr=0.1).any()         # what the message explains
+    assert small.fdr_unreachable(0.25) is None
+    assert ScoreCalibration().fit(np.arange(9.0)).fdr_unreachable(0.1) is None
+    assert ScoreCalibration().fit(np.arange(9.0)).alerts([100.0], fdr=0.1).all()

@@ -156,7 +156,8 @@ def write_medical_run(ws, n_cases: int = 2, shape=(24, 20, 12), spacing=(1.5, 1.
         scores.to_parquet(run.path("scores", "scores.parquet"), index=False)
         pd.DataFrame(shap_rows).to_parquet(run.path("region_shap", "region_shap.parquet"), index=False)
         run.summarize(labels={"1": "liver", "2": "spleen"}, n_cases=len(scores),
-                      n_alerts=int(scores["is_alert"].sum()))
+                      n_alerts=int(scores["is_alert"].sum()),
+                      warning="a warning the run wrote into its summary")
     return run_dir
 
 

@@ -120,6 +120,7 @@ def test_finance_filters_and_paging(monkeypatch, workspace):
 def test_ct_slice_window_overlay_and_review(monkeypatch, workspace):
     at = open_app(monkeypatch, workspace, "pages/medical.py")
     assert "patient_000 · score" in texts(at)
+    assert at.warning[0].value == "a warning the run wrote into its summary"   # shown as is
     slider = at.slider(key="ct_slice:patient_000:axial")
     start, first_url = slider.value, at.image[0].value
     assert at.image[0].captions[0].startswith(f"axial slice {start + 1} of 12")

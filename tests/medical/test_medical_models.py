@@ -134,6 +134,8 @@ def test_run_files_follow_the_contract(tiny_run, tiny_data):
     assert summary["labels"] == {"1": "liver", "2": "spleen", "3": "kidney_right",
                                  "4": "kidney_left", "5": "spine"}
     assert summary["n_cases"] == 4 and summary["n_alerts"] >= 0
+    # 6 tiny training cases leave too few healthy ones to flag anything at FDR 0.1: said so
+    assert summary["n_alerts"] == 0 and "nothing can be flagged at FDR 0.1" in summary["warning"]
     scores = pd.read_parquet(tiny_run / "scores.parquet")
     assert list(scores["rank"]) == [1, 2, 3, 4]
     assert scores["score"].is_monotonic_decreasing
