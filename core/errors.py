@@ -15,3 +15,8 @@ class BundleError(UnmaskError):
 
 class NotFittedError(UnmaskError, AttributeError):
     """An estimator was used before ``fit``."""
+
+
+class UnmaskWarning(UserWarning):
+    """Something the user should know about a result (e.g. a calibration too small for
+    any alert); the CLI prints each as one ``warning:`` line."""

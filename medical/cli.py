@@ -93,9 +93,20 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
 @click.option("--fdr", type=float, default=0.1, show_default=True, help="Alert FDR level.")
 def infer(model_dir, images, out, anomaly_model, fdr):
     """Segment, map anomalies and score each case; write a run directory."""
+    import warnings
+
+    from core.errors import UnmaskWarning
+
     from .infer import infer as run_infer
 
-    run_dir = run_infer(model_dir, images, out, anomaly_model=anomaly_model, fdr=fdr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnmaskWarning)
+        run_dir = run_infer(model_dir, images, out, anomaly_model=anomaly_model, fdr=fdr)
+    for w in caught:                      # ours as one plain line each; others as usual
+        if issubclass(w.category, UnmaskWarning):
+            click.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     click.echo(f"wrote {run_dir}")
 
 

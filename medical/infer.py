@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.errors import BundleError, DataValidationError
+from core.errors import BundleError, DataValidationError, UnmaskWarning
 from core.runs import create_run
 
 from .anomaly import AnomalyScorer, body_mask
@@ -189,7 +189,7 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
                        else None)
         if unreachable:                  # say why the queue has no alerts
             summary["warning"] = f"anomaly model {unreachable} healthy cases"
-            warnings.warn(f"{model_dir}: {summary['warning']}", stacklevel=2)
+            warnings.warn(f"{model_dir}: {summary['warning']}", UnmaskWarning, stacklevel=2)
         if has_scores and "has_lesion" in scores and scores["has_lesion"].nunique() == 2:
             from core.metrics import auprc, auroc
 
