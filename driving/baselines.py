@@ -43,10 +43,10 @@ def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndar
     """In place: hidden cells (``observed`` 255) with a remembered layout class give the
     layout classes' probability mass to that class. ``probs`` ``(N, C, H, W)``,
     ``memory`` and ``observed`` ``(N, H, W)``; returns ``probs``."""
-    from .schema import SIDEWALK
+    from .schema import LAYOUT_CLASSES
 
-    n_layout = SIDEWALK + 1
-    known = (memory <= SIDEWALK) & (observed == UNOBSERVED)
+    n_layout = len(LAYOUT_CLASSES)
+    known = (memory < n_layout) & (observed == UNOBSERVED)
     if known.any():
         mass = probs[:, :n_layout].sum(1)
         for c in range(n_layout):

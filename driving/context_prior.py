@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE
+from .schema import (LANE_MARKING, LAYOUT_CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK,
+                     STATIC_OBSTACLE, VEHICLE)
 
 GROUNDS = ("off_road", "sidewalk", "lane_marking", "road_kerbside", "road_lane")
 CATEGORIES = ("vehicle_static", "vehicle", "pedestrian", "static_obstacle")
-_LAYOUT = (OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK)
 
 
 def ground_posterior(layout_probs: np.ndarray, observed: np.ndarray, resolution_m: float,
@@ -56,7 +56,7 @@ def ground_posterior(layout_probs: np.ndarray, observed: np.ndarray, resolution_
 
     q = np.asarray(layout_probs, dtype=np.float32)[:, :4]
     q = q / np.maximum(q.sum(1, keepdims=True), 1e-6)
-    is_layout = np.isin(observed, _LAYOUT)
+    is_layout = np.isin(observed, LAYOUT_CLASSES)
     onehot = (observed[:, None] == np.arange(4, dtype=observed.dtype)[None, :, None, None])
     q = np.where(is_layout[:, None], onehot, q)
     layout = q.argmax(1)
@@ -122,7 +122,7 @@ class ContextPrior:
         cells = ground.transpose(0, 2, 3, 1)
         for c in range(len(CATEGORIES)):
             self.counts_[c] += cells[category == c].sum(0, dtype=np.float64)
-        self.ground_cells_ += cells[np.isin(observed, _LAYOUT)].sum(0, dtype=np.float64)
+        self.ground_cells_ += cells[np.isin(observed, LAYOUT_CLASSES)].sum(0, dtype=np.float64)
 
     def finish(self) -> "ContextPrior":
         """``table_[c, g] = P(c | g) / P(c)``: how much likelier category c is on ground g

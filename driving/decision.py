@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import LANE_MARKING, ROAD, SIDEWALK, UNOBSERVED
+from .schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 
 ALPHA = 0.3                         # weight of the newest frame in the belief
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))
@@ -50,7 +50,7 @@ def layout_mass(probs: np.ndarray) -> np.ndarray:
     (off-road, road, lane marking, sidewalk); classes on axis 1 (``(N, C, H, W)`` ->
     ``(N, H, W)``, ``(n, C)`` -> ``(n,)``); 0.5 where the layout has no mass at all."""
     classes = np.moveaxis(np.asarray(probs), 1, 0)
-    layout = classes[:SIDEWALK + 1].sum(0)
+    layout = classes[:len(LAYOUT_CLASSES)].sum(0)
     road = classes[ROAD] + classes[LANE_MARKING]
     return np.where(layout > 1e-6, road / np.maximum(layout, 1e-6), 0.5).astype(np.float32)
 

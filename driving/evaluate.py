@@ -23,9 +23,8 @@ import numpy as np
 
 from core.errors import DataValidationError
 
-from .schema import LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, VEHICLE, DriveLog, list_logs, read_log
+from .schema import LANE_MARKING, OBJECT_CLASSES, ROAD, DriveLog, list_logs, read_log
 
-OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
 
 
 def sensor_range_mask(log: DriveLog, range_m: float | None = None) -> np.ndarray:
@@ -203,6 +202,8 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
 
     from core.runs import load_manifest
 
+    from .scoring import cells_grid
+
     pred_dir = Path(pred_dir)
     manifest = load_manifest(pred_dir)
     frames = pd.read_parquet(pred_dir / manifest["outputs"]["frames"])
@@ -224,17 +225,15 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
             raise DataValidationError(f"{log.path}: column 'anomaly' is missing; evaluation needs "
                                       "simulator truth")
         cells = pq.read_table(pred_dir / manifest["outputs"][f"cells/{log_id}"])
-        t = len(cells)
-        h, w = log.meta.grid_shape
-        predicted = np.asarray(cells.column("predicted").combine_chunks().flatten()).reshape(t, h, w)
-        confidence = np.asarray(cells.column("confidence").combine_chunks().flatten()).reshape(t, h, w)
+        grid = log.meta.grid_shape
+        predicted = cells_grid(cells, "predicted", grid)
+        confidence = cells_grid(cells, "confidence", grid)
         index = np.searchsorted(log.frame, cells.column("frame").to_numpy())
         probs = _probabilities_from_cells(predicted, confidence, len(classes))
         layout = road_layout = None
         if log.layout_true is not None and "road_layout" in cells.column_names:
             layout = log.layout_true[index]
-            road_layout = np.asarray(cells.column("road_layout").combine_chunks().flatten()
-                                     ).reshape(t, h, w) / 255.0
+            road_layout = cells_grid(cells, "road_layout", grid) / 255.0
         acc.add(probs, log.semantic_true[index], log.visible[index], sensor_range_mask(log),
                 layout=layout, road_layout=road_layout)
         labels.append(log.anomaly[np.searchsorted(log.frame, group["frame"].to_numpy())])

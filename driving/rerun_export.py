@@ -31,6 +31,8 @@ def export_rerun(pred_dir: str | os.PathLike, log_path: str | os.PathLike,
 
     from core.runs import load_manifest
 
+    from .scoring import cells_grid
+
     pred_dir = Path(pred_dir)
     manifest = load_manifest(pred_dir)
     log = read_log(log_path)
@@ -45,12 +47,11 @@ def export_rerun(pred_dir: str | os.PathLike, log_path: str | os.PathLike,
     frames = pd.read_parquet(pred_dir / manifest["outputs"]["frames"])
     frames = frames[frames["log_id"] == log.log_id]
     cells = pq.read_table(pred_dir / manifest["outputs"][key])
-    t_total = len(cells)
-    h, w = log.meta.grid_shape
-    predicted = np.asarray(cells.column("predicted").combine_chunks().flatten()).reshape(t_total, h, w)
-    error = np.asarray(cells.column("error").combine_chunks().flatten()).reshape(t_total, h, w)
-    road_layout = (np.asarray(cells.column("road_layout").combine_chunks().flatten())
-                   .reshape(t_total, h, w) if "road_layout" in cells.column_names else None)
+    grid = log.meta.grid_shape
+    predicted = cells_grid(cells, "predicted", grid)
+    error = cells_grid(cells, "error", grid)
+    road_layout = (cells_grid(cells, "road_layout", grid)
+                   if "road_layout" in cells.column_names else None)
     cell_frames = cells.column("frame").to_numpy()
     index = np.searchsorted(log.frame, cell_frames)
     if (index >= len(log)).any() or (log.frame[np.minimum(index, len(log) - 1)] != cell_frames).any():

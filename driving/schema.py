@@ -33,6 +33,8 @@ from core.errors import DataValidationError
 CLASSES = ("off_road", "road", "lane_marking", "sidewalk", "vehicle", "pedestrian",
            "static_obstacle")
 OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK, VEHICLE, PEDESTRIAN, STATIC_OBSTACLE = range(7)
+LAYOUT_CLASSES = (OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK)     # the ground: ids 0 .. 3
+OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
 UNOBSERVED = 255
 METADATA_KEY = b"unmask"
 SCALAR_COLUMNS = ("log_id", "frame", "timestamp", "ego_x", "ego_y", "ego_yaw", "ego_speed")
@@ -232,7 +234,7 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
     for name, grid in grids.items():
         if name == "visible":
             continue
-        allowed = SIDEWALK + 1 if name == "layout_true" else n_classes   # layout: no objects
+        allowed = len(LAYOUT_CLASSES) if name == "layout_true" else n_classes   # no objects
         bad = (grid >= allowed) & ((grid != UNOBSERVED) if name == "semantic" else True)
         if bad.any():
             t, r, c = (int(v) for v in np.argwhere(bad)[0])

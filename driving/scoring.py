@@ -40,6 +40,12 @@ def _layout_uint8(result) -> np.ndarray:
     return np.round(result.road_layout * 255.0).astype(np.uint8)
 
 
+def cells_grid(cells, column: str, grid_shape) -> np.ndarray:
+    """One uint8-list column of a ``cells/<log_id>.parquet`` table as ``(T, H, W)``."""
+    flat = np.asarray(cells.column(column).combine_chunks().flatten())
+    return flat.reshape(len(cells), *grid_shape)
+
+
 def frame_rows(log, result):
     """One row per frame of a scored log: ids, time, score and its parts, and the
     simulator's anomaly labels when the log has them (null otherwise)."""
@@ -99,15 +105,15 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
         frames, results = [], {}
         for log in loaded:
             result = score_log(predictor, log, batch_size=batch_size)
-            results[log.log_id] = (log, result)
-            error = _error_uint8(result, scale)
+            error, layout = _error_uint8(result, scale), _layout_uint8(result)
+            results[log.log_id] = (log, result, error, layout)    # recordings reuse them
             table = pa.table({
                 "log_id": pa.array([log.log_id] * len(log), pa.string()),
                 "frame": pa.array(log.frame.astype(np.int64)),
                 "predicted": _uint8_list_column(result.predicted),
                 "confidence": _uint8_list_column(np.round(result.confidence * 255.0)),
                 "error": _uint8_list_column(error),
-                "road_layout": _uint8_list_column(_layout_uint8(result)),
+                "road_layout": _uint8_list_column(layout),
             })
             write_parquet_atomic(table, run.path(f"cells/{log.log_id}", f"cells/{log.log_id}.parquet"))
             frames.append(frame_rows(log, result))
@@ -122,16 +128,16 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
         if recordings:
             from .rerun_export import write_recording
 
-            for log_id, (log, result) in results.items():
+            for log_id, (log, result, error, layout) in results.items():
                 write_recording(log, table[table["log_id"] == log_id], np.arange(len(log)),
-                                result.predicted, _error_uint8(result, scale),
+                                result.predicted, error,
                                 run.path(f"recordings/{log_id}", f"recordings/{log_id}.rrd"),
-                                _layout_uint8(result))
+                                layout)
 
         shap_rows = []
         for i in np.argsort(-scores, kind="stable")[:top_frames]:
             log_id, frame = table.loc[i, "log_id"], int(table.loc[i, "frame"])
-            log, result = results[log_id]
+            log, result, _, _ = results[log_id]
             t = int(np.searchsorted(log.frame, frame))
             shap = result.explain(t, max_evals=shap_evals)
             for name, value in zip(shap.feature_names, shap.values[0]):

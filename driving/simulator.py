@@ -337,21 +337,25 @@ class Simulator:
 
 def _on_road(world: World, pos, yaw: float, half) -> bool:
     """Whether a box's centre or a corner lies on road or lane marking."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    corners = np.array([[a * half[0], b * half[1]] for a in (-1, 1) for b in (-1, 1)])
-    pts = np.vstack([[0.0, 0.0], corners]) @ np.array([[c, s], [-s, c]]) + np.asarray(pos)
-    return bool(np.isin(world.lookup(pts[:, 0], pts[:, 1]), (ROAD, LANE_MARKING)).any())
+    along = np.array([0.0, -half[0], -half[0], half[0], half[0]])
+    across = np.array([0.0, -half[1], half[1], -half[1], half[1]])
+    wx, wy = ego_to_world((pos[0], pos[1], yaw), along, across)
+    return bool(np.isin(world.lookup(wx, wy), (ROAD, LANE_MARKING)).any())
+
+
+def _near(p: np.ndarray, q: np.ndarray, across_m: float) -> bool:
+    """Whether path ``q`` ever comes within a car's length (plus 1 m) of path ``p`` along
+    ``p``'s heading and within ``across_m`` across it (paths ``(T, 3)``, same frames)."""
+    fwd, rgt = world_to_ego(p.T, q[:, 0], q[:, 1])
+    return bool(((np.abs(fwd) < 2 * CAR[0] + 1.0) & (np.abs(rgt) < across_m)).any())
 
 
 def _conflict(a: np.ndarray, b: np.ndarray, when: np.ndarray) -> bool:
-    """Whether two car paths ``(T, 3)`` come, in frames ``when``, within a car's length
-    of each other along either car's heading and within a car's width across it (one
-    drives through the other; cars in the next lane pass)."""
-    for p, q in ((a[when], b[when]), (b[when], a[when])):
-        fwd, rgt = world_to_ego(p.T, q[:, 0], q[:, 1])
-        if ((np.abs(fwd) < 2 * CAR[0] + 1.0) & (np.abs(rgt) < 2 * CAR[1] + 0.3)).any():
-            return True
-    return False
+    """Whether two car paths come, in frames ``when``, within a car's length of each other
+    along either car's heading and within a car's width across it (one drives through
+    the other; cars in the next lane pass)."""
+    across = 2 * CAR[1] + 0.3
+    return _near(a[when], b[when], across) or _near(b[when], a[when], across)
 
 
 def _drop_colliding(scene: _Scene, poses: np.ndarray) -> None:
@@ -364,9 +368,7 @@ def _drop_colliding(scene: _Scene, poses: np.ndarray) -> None:
     for i, pose in enumerate(scene.dyn_pose):
         if i in keep:
             continue
-        fwd, rgt = world_to_ego(poses.T, pose[:, 0], pose[:, 1])
-        overlap = (np.abs(fwd) < 2 * CAR[0] + 1.0) & (np.abs(rgt) < 2 * CAR[1] + 1.0)
-        if overlap.any():
+        if _near(poses, pose, 2 * CAR[1] + 1.0):      # through the ego
             continue
         if scene.dyn_attr[i][2] == VEHICLE:
             if any(_conflict(pose, scene.dyn_pose[j], scene.dyn_active[i] & scene.dyn_active[j])

@@ -45,11 +45,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog
+from .schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
 from .warp import PASSED_M, cell_offsets, not_passed, warp_indices  # noqa: F401 (PASSED_M)
 
 TOP_K = 8
-OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
 POOL = 3
 EPS = 1e-6
 SMOOTH = 5
