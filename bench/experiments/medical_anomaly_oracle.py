@@ -1,7 +1,7 @@
 """The ceiling of anomaly scoring on the lesion phantoms: oracles that know the truth.
 
 Not part of the benchmark. Re-simulates the benchmark's anomaly test phantoms
-(``simulate_dataset(..., seed=400, lesions=True)`` of ``bench/medical.py``, same cases and
+(``simulate_dataset(..., seed=400, lesions=True)`` of ``bench.medical``, same cases and
 random streams) and scores them on the input grid with two oracles, using the metrics of
 ``medical.evaluate`` (voxel AP over voxels inside the body, best Dice, case AUROC / AP of
 the mean of the top 1 mL of the map):
