@@ -15,11 +15,12 @@ the queue's cost grow with the run?), and the naive approach a dashboard could t
 (pandas reads all of scores.parquet, filters, sorts and slices one page).
 
 Usage:
-    UNMASK_NUM_THREADS=1 .venv/bin/python bench/dashboard.py [--rows 1000000] [--out bench/results/dashboard.json]
+    UNMASK_NUM_THREADS=1 .venv/bin/python -m bench.dashboard [--rows 1000000] [--out bench/results/dashboard.json]
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -30,9 +31,21 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# this file is bench/dashboard.py: keep `import dashboard` pointing at the package, not here
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT / "tests" / "dashboard"))  # the synthetic-run writer and browser helpers
+
+
+def _dashboard_test_helper(name: str):
+    """``tests/dashboard/<name>.py``, loaded by path. tests/ is deliberately not a package:
+    pytest imports its files by basename (the tests say ``from dashboard_fixtures import``),
+    and an ``__init__.py`` there would break that, so the benchmark loads the file itself."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "dashboard" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# the synthetic-run writer and the Playwright helpers the dashboard's own tests use
+fixtures = _dashboard_test_helper("dashboard_fixtures")
+ui = _dashboard_test_helper("dashboard_browser")
 
 TARGETS = {"queue_first_render_s": 3.0, "detail_open_s": 1.0}
 
@@ -86,25 +99,24 @@ def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5) -> di
     from playwright.sync_api import expect, sync_playwright
 
     from dashboard import finance_data as fd
-    from dashboard_browser import click_table_row, launch, running_dashboard, settle
 
     ids = fd.queue_page(run_dir / "scores.parquet", fd.QueueQuery())[0]["transaction_id"].tolist()
     out = {}
-    with running_dashboard(ws, log_dir) as url, sync_playwright() as p:
-        browser = launch(p)
+    with ui.running_dashboard(ws, log_dir) as url, sync_playwright() as p:
+        browser = ui.launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             start = time.perf_counter()
             page.goto(url + "/finance")
-            settle(page, "matching transactions")
+            ui.settle(page, "matching transactions")
             expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
             out["queue_first_render_s"] = time.perf_counter() - start
 
             details = []
             for row in range(n_details):
                 start = time.perf_counter()
-                click_table_row(page, row)
-                settle(page, f"Transaction {ids[row]}")
+                ui.click_table_row(page, row)
+                ui.settle(page, f"Transaction {ids[row]}")
                 expect(page.locator('[data-testid="stVegaLiteChart"]')).to_have_count(2)
                 details.append(time.perf_counter() - start)
             out["detail_open_s"] = {"median": statistics.median(details), "max": max(details),
@@ -113,14 +125,14 @@ def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5) -> di
 
             start = time.perf_counter()
             page.get_by_text("Alerts only").click()
-            settle(page, f"{fd.queue_bounds(run_dir / 'scores.parquet')['n_rows']:,}** matching"
+            ui.settle(page, f"{fd.queue_bounds(run_dir / 'scores.parquet')['n_rows']:,}** matching"
                    .replace("**", ""))
             out["all_rows_query_s"] = time.perf_counter() - start
 
             second = browser.new_page(viewport={"width": 1400, "height": 1000})
             start = time.perf_counter()
             second.goto(url + "/finance")
-            settle(second, "matching transactions")
+            ui.settle(second, "matching transactions")
             out["queue_repeat_visit_s"] = time.perf_counter() - start
         finally:
             browser.close()
@@ -141,11 +153,10 @@ def streamlit_floor(tmp: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     from dashboard.serve import wait_ready
-    from dashboard_browser import free_port, launch, settle
 
     script = tmp / "floor_app.py"
     script.write_text(FLOOR_APP)
-    port = free_port()
+    port = ui.free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -155,13 +166,13 @@ def streamlit_floor(tmp: Path) -> dict:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, process)
         with sync_playwright() as p:
-            browser = launch(p)
+            browser = ui.launch(p)
             try:
                 for key in ("first_render_s", "repeat_visit_s"):
                     page = browser.new_page(viewport={"width": 1400, "height": 1000})
                     start = time.perf_counter()
                     page.goto(url)
-                    settle(page, "ready")
+                    ui.settle(page, "ready")
                     out[key] = time.perf_counter() - start
                     page.close()
             finally:
@@ -173,16 +184,15 @@ def streamlit_floor(tmp: Path) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.dashboard",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--baseline-rows", type=int, default=10_000)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "dashboard.json"))
     args = parser.parse_args(argv)
     os.environ.setdefault("UNMASK_NUM_THREADS", "1")
 
-    from dashboard_fixtures import write_finance_run
-
-    result = {"benchmark": "dashboard", "command": "python bench/dashboard.py " + " ".join(argv or sys.argv[1:]),
+    result = {"benchmark": "dashboard", "command": "python -m bench.dashboard " + " ".join(argv or sys.argv[1:]),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_at_start": os.getloadavg()},
               "threads": os.environ["UNMASK_NUM_THREADS"], "targets": TARGETS, "runs": {}}
@@ -192,7 +202,7 @@ def main(argv=None) -> dict:
         for label, rows in (("baseline", args.baseline_rows), ("large", args.rows)):
             ws = Path(tmp) / label
             start = time.perf_counter()
-            run_dir = write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}")
+            run_dir = fixtures.write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}")
             entry = {"n_transactions": rows, "n_alerts": int(round(rows * 0.01)),
                      "write_synthetic_run_s": time.perf_counter() - start,
                      "scores_parquet_mb": (run_dir / "scores.parquet").stat().st_size / 1e6}

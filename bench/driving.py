@@ -1,5 +1,5 @@
 """Driving benchmark: unmask's occlusion predictor vs last-seen persistence (resampled into
-every frame, as in round 2, and kept in a world-fixed map) and a positional class prior,
+every frame, and kept in a world-fixed map) and a positional class prior,
 on the same simulated logs in the same run. The model trains on normal logs (no injected
 events; ``--train-anomalies`` adds them) and is tested on logs with events.
 
@@ -9,10 +9,10 @@ detection latency (calibrated alerts); inference frames/s at 128x128 on 2 thread
 the ratio to persistence; simulator frames/s.
 
 Usage:
-    UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --model-dir NEW --warm-start DIR --decoys 0.5
-        # the committed run (round 4b): DIR = round 3's bundle (this command, --model-dir, no
-        # warm start), fine-tuned 5 epochs with decoy holes into NEW (a rerun reuses NEW)
-    UNMASK_NUM_THREADS=1 .venv/bin/python bench/driving.py --quick    # smoke run
+    UNMASK_NUM_THREADS=1 .venv/bin/python -m bench.driving --model-dir NEW --warm-start DIR --decoys 0.5
+        # the committed run: DIR = a bundle from this command with --model-dir and no warm
+        # start, fine-tuned 5 epochs with decoy holes into NEW (a rerun reuses NEW)
+    UNMASK_NUM_THREADS=1 .venv/bin/python -m bench.driving --quick    # smoke run
     ... --model-dir DIR   # keep the trained weights; a second run reuses them (recalibrates)
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -29,14 +28,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # the occlusion predictor's settings besides epochs / steps / seed (also what --speed-only times)
 MODEL = {"history": (2, 5, 10, 20), "memory": True, "object_masks": 0.5, "layout_fallback": True}
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.driving",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--train-logs", type=int, default=12)
     parser.add_argument("--test-logs", type=int, default=6)
     parser.add_argument("--frames", type=int, default=250)

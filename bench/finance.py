@@ -18,9 +18,9 @@ reason codes) and, with ``--scale-rows``, peak memory of ``score`` on a larger f
 
 Usage::
 
-    python bench/finance.py                                   # handbook scale
-    python bench/finance.py --customers 500 --days 90         # quick iteration
-    python bench/finance.py --scale-rows 10000000             # + out-of-core measurement
+    python -m bench.finance                                   # handbook scale
+    python -m bench.finance --customers 500 --days 90         # quick iteration
+    python -m bench.finance --scale-rows 10000000             # + out-of-core measurement
 """
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def _protocol(n_days: int, train_days: int):
@@ -113,7 +112,8 @@ def main(argv=None) -> dict:
     from finance.simulator import SimulatorConfig, simulate_to_parquet
     from finance.train import read_features
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.finance",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--customers", type=int, default=5000)
     p.add_argument("--terminals", type=int, default=10000)
     p.add_argument("--days", type=int, default=183)

@@ -16,11 +16,11 @@ phantoms simulated here, and writes ``bench/results/medical.json``.
    size, no blending); wall time and peak RSS, each in a fresh process.
 
 Usage:
-    UNMASK_NUM_THREADS=1 python bench/medical.py --keep DIR          # full run
-    python bench/medical.py --speed-only                             # redo the speed section
-    python bench/medical.py --anomaly-only --keep DIR                # redo the anomaly section
-    python bench/medical.py --anomaly-only --keep DIR --predicted-sd # add a scoring variant
-    python bench/medical.py --unlabelled 8 --pretrain-epochs 2 ...    # shrink while iterating
+    UNMASK_NUM_THREADS=1 python -m bench.medical --keep DIR          # full run
+    python -m bench.medical --speed-only                             # redo the speed section
+    python -m bench.medical --anomaly-only --keep DIR                # redo the anomaly section
+    python -m bench.medical --anomaly-only --keep DIR --predicted-sd # add a scoring variant
+    python -m bench.medical --unlabelled 8 --pretrain-epochs 2 ...    # shrink while iterating
 """
 from __future__ import annotations
 
@@ -38,10 +38,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# run as a script, this file's folder comes first on sys.path and would shadow the
-# `medical` package with this very file
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(ROOT)
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -328,7 +324,7 @@ def speed_worker(mode: str, shape, preset_name: str) -> dict:
 def speed(shape, preset_name: str) -> dict:
     results = {}
     for mode in ("plain_forward", "sliding_window", "plain_forward_repeat", "sliding_window_repeat"):
-        cmd = [sys.executable, __file__, "--speed-worker", mode.replace("_repeat", ""),
+        cmd = [sys.executable, "-m", "bench.medical", "--speed-worker", mode.replace("_repeat", ""),
                "--speed-shape", ",".join(map(str, shape)), "--preset", preset_name]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -342,7 +338,8 @@ def speed(shape, preset_name: str) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.medical",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="96,96,48", help="phantom size")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--unlabelled", type=int, default=40,

@@ -17,8 +17,8 @@ In one run, on the same data and cores:
 
 Usage::
 
-    UNMASK_NUM_THREADS=2 .venv/bin/python bench/scale.py            # writes bench/results/scale.json
-    UNMASK_NUM_THREADS=2 .venv/bin/python bench/scale.py --quick    # small sizes, smoke test
+    UNMASK_NUM_THREADS=2 .venv/bin/python -m bench.scale            # writes bench/results/scale.json
+    UNMASK_NUM_THREADS=2 .venv/bin/python -m bench.scale --quick    # small sizes, smoke test
 """
 from __future__ import annotations
 
@@ -35,8 +35,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-if sys.path[0] == str(HERE):  # bench/finance.py would shadow the finance package
-    sys.path[0] = str(ROOT)
 
 
 def _peak_rss_gib() -> float:
@@ -52,7 +50,8 @@ def _peak_rss_gib() -> float:
 
 
 def _run_json(args: list[str], env: dict | None = None, timeout: int = 3600) -> dict:
-    """Run this script (or torchrun) in a fresh process; its last stdout line is JSON."""
+    """Run this module (or torchrun) in a fresh process from the repository root, so
+    ``-m bench.*`` resolves; its last stdout line is JSON."""
     proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
                           env=dict(os.environ, **(env or {})), cwd=ROOT)
     if proc.returncode != 0:
@@ -173,7 +172,7 @@ def bench_training(features: str, model: str, epochs: int) -> list[dict]:
     runs = []
     for nproc, threads in ((1, 1), (1, 2), (2, 1)):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", str(HERE / "scale_train.py"), features, model, str(epochs)]
+               f"--nproc_per_node={nproc}", "-m", "bench.scale_train", features, model, str(epochs)]
         result = _run_json(cmd, env={"UNMASK_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)})
         result.update(processes=nproc, threads_per_process=threads)
         runs.append(result)
@@ -182,7 +181,8 @@ def bench_training(features: str, model: str, epochs: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.scale",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     parser.add_argument("--work", default=str(ROOT / "bench" / "out" / "scale"))
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -197,7 +197,7 @@ def main() -> None:
     sizes = dict(customers=300, days=40, score_rows=50_000, memory=(100_000, 1_000_000), epochs=2) \
         if args.quick else dict(customers=1000, days=60, score_rows=300_000,
                                 memory=(1_000_000, 10_000_000), epochs=3)
-    me = [sys.executable, str(Path(__file__).resolve())]
+    me = [sys.executable, "-m", "bench.scale"]  # run from ROOT (_run_json's cwd)
     started = time.perf_counter()
     print("preparing data and model ...", flush=True)
     data = prepare(work, sizes["customers"], sizes["days"], sizes["score_rows"])

@@ -1,17 +1,12 @@
-"""torchrun target of bench/scale.py: train the finance network, print epoch time (rank 0).
+"""torchrun target of bench.scale: train the finance network, print epoch time (rank 0).
 
-    torchrun --standalone --nproc_per_node=2 bench/scale_train.py FEATURES MODEL_DIR EPOCHS
+    torchrun --standalone --nproc_per_node=2 -m bench.scale_train FEATURES MODEL_DIR EPOCHS
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-if sys.path[0] == str(HERE):  # bench/finance.py would shadow the finance package
-    sys.path[0] = str(HERE.parent)
 
 
 def main(features: str, model_dir: str, epochs: int) -> None:

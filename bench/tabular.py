@@ -6,23 +6,21 @@ standardise with the training rows' statistics; AUROC and AUPRC (average precisi
 averaged over seeds, then over datasets. Every method sees the same splits and threads.
 
 Usage:
-    python bench/tabular.py                                   # all 20 datasets, 5 seeds
-    python bench/tabular.py --datasets glass,cardio --seeds 2 --methods unmask,knn
-    python bench/tabular.py --params '{"components": ["reference"]}' --out /tmp/abl.json
+    python -m bench.tabular                                   # all 20 datasets, 5 seeds
+    python -m bench.tabular --datasets glass,cardio --seeds 2 --methods unmask,knn
+    python -m bench.tabular --params '{"components": ["reference"]}' --out /tmp/abl.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 METHODS = ("unmask", "knn", "lof", "iforest", "ecod")
 LABELS = {"unmask": "TabularDetector (unmask)", "knn": "KNN (k=5)", "lof": "LOF (k=20, novelty)",
           "iforest": "IsolationForest (100 trees)", "ecod": "ECOD (PyOD)"}
@@ -112,7 +110,8 @@ def table(results: dict, methods) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.tabular",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "adbench"))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--datasets", default="", help="comma-separated name fragments")

@@ -13,8 +13,8 @@ process CPU seconds, fit seconds per 100k rows, and peak resident memory
 (``resource.getrusage``).
 
 Usage:
-    python bench/throughput.py                     # 1,000,000 x 30, 2 threads
-    python bench/throughput.py --rows 200000       # quicker, on a busy machine
+    python -m bench.throughput                     # 1,000,000 x 30, 2 threads
+    python -m bench.throughput --rows 200000       # quicker, on a busy machine
 """
 from __future__ import annotations
 
@@ -22,14 +22,12 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def make_rows(n: int, d: int, seed: int) -> np.ndarray:
@@ -87,7 +85,8 @@ def quality_check(detector, forest, d: int) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--features", type=int, default=30)
     parser.add_argument("--fit-rows", type=int, default=100_000)

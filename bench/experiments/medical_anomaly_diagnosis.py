@@ -1,7 +1,7 @@
-"""Diagnostic experiments behind the medical anomaly section of bench/README.md (round 3).
+"""Diagnostic experiments behind the medical anomaly scoring decisions (docs/history.md).
 
 Not part of the benchmark: these re-use the data and pretrained bundle that
-``bench/medical.py --keep KEEP`` leaves behind and answer two questions:
+``python -m bench.medical --keep KEEP`` leaves behind and answer two questions:
 
 1. Where does the Gaussian (mean + variance) reconstruction fail?  ``dump`` reconstructs
    the held-out healthy calibration cases and the anomaly test cases with a bundle; ``bias``
@@ -13,13 +13,13 @@ Not part of the benchmark: these re-use the data and pretrained bundle that
    ``categorical-eval`` scores each voxel by the negative log-probability of its observed
    bin (and by the z-score of its mid-CDF), then prints the same metrics.
 
-Example (the commands of the round-3 note; KEEP from ``bench/medical.py --keep KEEP``)::
+Example (KEEP from ``python -m bench.medical --keep KEEP``)::
 
-    python bench/experiments/medical_anomaly_diagnosis.py dump KEEP KEEP/pretrained maps.npz
-    python bench/experiments/medical_anomaly_diagnosis.py bias maps.npz
-    python bench/experiments/medical_anomaly_diagnosis.py long-pretrain KEEP 60 long_bundle
-    python bench/experiments/medical_anomaly_diagnosis.py categorical-train KEEP 12 cat.pt
-    python bench/experiments/medical_anomaly_diagnosis.py categorical-eval maps.npz cat.pt
+    python -m bench.experiments.medical_anomaly_diagnosis dump KEEP KEEP/pretrained maps.npz
+    python -m bench.experiments.medical_anomaly_diagnosis bias maps.npz
+    python -m bench.experiments.medical_anomaly_diagnosis long-pretrain KEEP 60 long_bundle
+    python -m bench.experiments.medical_anomaly_diagnosis categorical-train KEEP 12 cat.pt
+    python -m bench.experiments.medical_anomaly_diagnosis categorical-eval maps.npz cat.pt
 """
 from __future__ import annotations
 
@@ -237,7 +237,6 @@ COMMANDS = {"dump": dump, "bias": bias, "long-pretrain": long_pretrain,
             "categorical-train": categorical_train, "categorical-eval": categorical_eval}
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from core.runtime import configure_threads
 
     configure_threads()

@@ -1,7 +1,7 @@
 """The ceiling of anomaly scoring on the lesion phantoms: oracles that know the truth.
 
 Not part of the benchmark. Re-simulates the benchmark's anomaly test phantoms
-(``simulate_dataset(..., seed=400, lesions=True)`` of ``bench/medical.py``, same cases and
+(``simulate_dataset(..., seed=400, lesions=True)`` of ``bench.medical``, same cases and
 random streams) and scores them on the input grid with two oracles, using the metrics of
 ``medical.evaluate`` (voxel AP over voxels inside the body, best Dice, case AUROC / AP of
 the mean of the top 1 mL of the map):
@@ -19,13 +19,11 @@ the positives are that group's lesion voxels, the negatives all healthy body vox
 
 Example::
 
-    python bench/experiments/medical_anomaly_oracle.py --cases 16 --seed 400
+    python -m bench.experiments.medical_anomaly_oracle --cases 16 --seed 400
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -95,7 +93,8 @@ def oracle_maps(image, twin, noise_sd, label, sigma):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.experiments.medical_anomaly_oracle",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=16)
     parser.add_argument("--seed", type=int, default=400)
     parser.add_argument("--shape", default="96,96,48")
@@ -143,5 +142,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     main()
