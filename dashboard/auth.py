@@ -67,8 +67,9 @@ def _stored_users(workspace) -> dict[str, str]:
     try:
         users = json.loads(path.read_text()).get("users", {})
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
-        raise DataValidationError(f"{path}: not a password file ({err}); remove it and set "
-                                  "the passwords again with unmask dashboard --set-password") from None
+        raise DataValidationError(
+            f"{path}: not a password file ({err}); remove it and set the passwords again "
+            "with unmask dashboard --set-password") from None
     return {str(user): str(digest) for user, digest in users.items()}
 
 
