@@ -18,6 +18,8 @@ PAGES = [
             url_path="drive"),
 ]
 
+ws = ui.workspace()
+ui.login(ws)              # before any page: shows only the login page (and stops) when needed
 page = st.navigation(PAGES)
-st.sidebar.caption(f"Workspace: `{ui.workspace()}`")
+st.sidebar.caption(f"Workspace: {ui.plain(ws)}")
 page.run()

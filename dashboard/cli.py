@@ -7,6 +7,7 @@ import click
 from core.errors import UnmaskError
 from core.runs import VERTICALS
 
+from .serve import DEFAULT_HOST
 from .workspace import DEFAULT_WORKSPACE
 
 WORKSPACE = click.option("--workspace", "-w", type=click.Path(file_okay=False),
@@ -14,8 +15,9 @@ WORKSPACE = click.option("--workspace", "-w", type=click.Path(file_okay=False),
                          help="Workspace directory (runs, models, data, reviews.sqlite).")
 PORT = click.option("--port", "-p", type=click.IntRange(1, 65535), default=8501,
                     show_default=True, help="Port of the dashboard.")
-ADDRESS = click.option("--address", default=None,
-                       help="Address to listen on (default: Streamlit's, all interfaces).")
+HOST = click.option("--host", default=DEFAULT_HOST, show_default=True,
+                    help="Address to listen on; 0.0.0.0 serves every interface (set a "
+                         "password first: anyone who reaches the port can review).")
 
 
 class _Progress:
@@ -67,8 +69,8 @@ class _Progress:
               help="Build only these verticals (repeatable; default: all three).")
 @click.option("--serve", is_flag=True, help="Serve the dashboard over the workspace afterwards.")
 @PORT
-@ADDRESS
-def demo(workspace, size, seed, verticals, serve, port, address):
+@HOST
+def demo(workspace, size, seed, verticals, serve, port, host):
     """Build a demo workspace: simulate, train quick models, score and explain.
 
     Writes finance, medical and driving runs into WORKSPACE; with --serve, then opens
@@ -102,24 +104,48 @@ def demo(workspace, size, seed, verticals, serve, port, address):
                           "(details above)")
     click.echo(f"\nOpen it with: unmask dashboard --workspace {click.format_filename(workspace)}")
     if serve:
-        _serve(workspace, port, address)
+        _serve(workspace, port, host)
 
 
 @click.command()
 @WORKSPACE
 @PORT
-@ADDRESS
-def dashboard(workspace, port, address):
-    """Serve the review dashboard over a workspace (reads runs; never trains)."""
-    _serve(workspace, port, address)
+@HOST
+@click.option("--set-password", "password_user", metavar="USER", default=None,
+              help="Set USER's dashboard password (asked for; stored as a salted hash in the "
+                   "workspace), which turns login on; then exit.")
+def dashboard(workspace, port, host, password_user):
+    """Serve the review dashboard over a workspace (reads runs; never trains).
+
+    Without login, anyone who reaches the port can read every run and record reviews
+    under any name: the server listens on 127.0.0.1 unless --host says otherwise. Login
+    is on once a password is set (--set-password) or Streamlit's secrets.toml has an
+    [auth] section (OIDC); reviews are then recorded under the logged-in user.
+    """
+    if password_user is not None:
+        from .auth import set_password
+
+        password = click.prompt(f"Password for {password_user}", hide_input=True,
+                                confirmation_prompt=True)
+        path = set_password(workspace, password_user, password)
+        click.echo(f"Password of {password_user} stored in {click.format_filename(path)}; "
+                   "the dashboard now asks for a login.")
+        return
+    _serve(workspace, port, host)
 
 
-def _serve(workspace, port, address):
-    from .serve import check_streamlit, serve
+def _serve(workspace, port, host):
+    from .auth import login_mode, streamlit_secrets
+    from .serve import check_streamlit, is_loopback, serve, served_url
 
     check_streamlit()
-    click.echo(f"Serving {click.format_filename(workspace)} at http://localhost:{port} "
-               "(Ctrl+C stops)")
-    code = serve(workspace, port, address)
+    login = login_mode(workspace, streamlit_secrets())
+    click.echo(f"Serving {click.format_filename(workspace)} at {served_url(host, port)} "
+               f"({'login: ' + login if login else 'no login'}; Ctrl+C stops)")
+    if login is None and not is_loopback(host):
+        click.echo(f"warning: {host} is reachable from other machines and the dashboard has no "
+                   "login: anyone who reaches it can read every run and record reviews under "
+                   "any name (unmask dashboard --set-password USER turns login on)", err=True)
+    code = serve(workspace, port, host)
     if code not in (0, -2, -15, 130, 143):
         raise UnmaskError(f"the dashboard server stopped with exit code {code}")

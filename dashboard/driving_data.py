@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
+from core.names import check_name, is_safe_name
 
 from . import render
 
@@ -76,6 +77,10 @@ def logs(run_dir) -> pd.DataFrame:
 
 
 def recording_path(run_dir, log_id: str) -> Path | None:
+    """``recordings/<log_id>.rrd`` of a run; None when absent or when ``log_id`` (read from
+    the run's files) is not a safe file name."""
+    if not is_safe_name(log_id):
+        return None
     path = Path(run_dir) / "recordings" / f"{log_id}.rrd"
     return path if path.is_file() else None
 
@@ -111,6 +116,7 @@ def load_layers(run_dir, manifest: dict, log_id: str) -> LogLayers:
     error, road layout)."""
     import pyarrow.parquet as pq
 
+    check_name(log_id, f"{Path(run_dir) / 'frames.parquet'}: column 'log_id'")   # a path below
     source = log_input(manifest, log_id)
     parquet = pq.ParquetFile(source)
     raw = (parquet.schema_arrow.metadata or {}).get(b"unmask")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
+from core.names import check_name
 
 from . import render
 
@@ -84,7 +85,8 @@ def load_case(run_dir, row: pd.Series) -> CaseVolumes:
         name = row.get(column)
         if not isinstance(name, str) or not name:
             continue
-        path = run_dir / name
+        path = run_dir / check_name(name, f"{run_dir / 'scores.parquet'}: case "
+                                          f"{row.get('case')!r}, column '{column}'")
         array, affine = _read(path)
         data, _ = _canonical(array, affine, dtype)
         if data.shape != image.shape:

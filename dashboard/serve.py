@@ -1,8 +1,10 @@
 """Serving the dashboard: the ``streamlit run`` command line and its process."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,10 +16,38 @@ from core.errors import UnmaskError
 from .workspace import ENV_VAR
 
 APP = Path(__file__).with_name("app.py")
+# Loopback only unless asked: the dashboard shows every run and records reviews, and
+# Streamlit's own default listens on every interface.
+DEFAULT_HOST = "127.0.0.1"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
-def streamlit_command(workspace, port: int = 8501, address: str | None = None) -> list[str]:
-    """The command that serves the app over ``workspace`` (headless, no usage statistics).
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or a name) is reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback
+                                   for a in addresses)
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL to open: ``host``'s own, or this machine's name when it listens on every
+    interface."""
+    name = socket.gethostname() if host in WILDCARD_HOSTS else host
+    if ":" in name and not name.startswith("["):       # an IPv6 literal
+        name = f"[{name}]"
+    return f"http://{name}:{int(port)}"
+
+
+def streamlit_command(workspace, port: int = 8501, host: str = DEFAULT_HOST) -> list[str]:
+    """The command that serves the app over ``workspace`` (headless, no usage statistics,
+    listening on ``host`` only).
 
     The workspace also travels as the script argument ``--workspace`` so the app finds it
     even when the environment variable is not passed on.
@@ -26,9 +56,7 @@ def streamlit_command(workspace, port: int = 8501, address: str | None = None) -
                "--server.port", str(int(port)), "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
                "--server.runOnSave", "false", "--client.toolbarMode", "viewer",
-               "--theme.base", "light"]
-    if address:
-        command += ["--server.address", address]
+               "--theme.base", "light", "--server.address", host]
     return command + ["--", "--workspace", str(Path(workspace).resolve())]
 
 
@@ -49,10 +77,10 @@ def check_streamlit() -> None:
                           "pip install 'unmask[dashboard]'")
 
 
-def start(workspace, port: int = 8501, address: str | None = None, **popen) -> subprocess.Popen:
+def start(workspace, port: int = 8501, host: str = DEFAULT_HOST, **popen) -> subprocess.Popen:
     """Start the server in the background; the caller stops it (``terminate``)."""
     check_streamlit()
-    return subprocess.Popen(streamlit_command(workspace, port, address),
+    return subprocess.Popen(streamlit_command(workspace, port, host),
                             env=server_environment(workspace), **popen)
 
 
@@ -77,10 +105,10 @@ def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float
     raise UnmaskError(f"the dashboard did not answer at {health} within {timeout:.0f} s")
 
 
-def serve(workspace, port: int = 8501, address: str | None = None) -> int:
+def serve(workspace, port: int = 8501, host: str = DEFAULT_HOST) -> int:
     """Serve in the foreground until interrupted (Ctrl+C or SIGTERM, both passed on to the
     server); returns the server's exit code."""
-    process = start(workspace, port, address)
+    process = start(workspace, port, host)
     previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     try:
         return process.wait()

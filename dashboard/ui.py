@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 import streamlit as st
 
-from . import driving_data, finance_data, medical_data
+from . import auth, driving_data, finance_data, medical_data
 from .workspace import (REVIEW_KIND, VERTICAL_TITLES, create_command, resolve_workspace,
                         review_store, runs)
 
@@ -21,15 +23,98 @@ EMPTY_HELP = {
 }
 
 
+LOGIN_USER = "login_user"        # session state: the logged-in reviewer (no widget has this key)
+# Every ASCII punctuation mark may be backslash-escaped in (Streamlit's Commonmark) markdown.
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
 def workspace() -> Path:
     """The workspace given to ``unmask dashboard`` (``--workspace`` or ``$UNMASK_WORKSPACE``)."""
     return resolve_workspace(sys.argv[1:])
 
 
+def plain(value) -> str:
+    """``value`` as literal text inside markdown, on one line.
+
+    Reviewer names, notes, ids and names read from files are user-written: rendered as
+    markdown, ``![x](http://host/x.png)`` fetches a remote image and ``[click](http://evil)``
+    plants a link. Escaped, they show exactly as typed.
+    """
+    return _PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def _oidc_reviewer() -> str:
+    """The identity a logged-in OIDC user reviews under: e-mail, else name, else subject."""
+    return str(st.user.get("email") or st.user.get("name") or st.user.get("sub"))
+
+
+def _password_login(ws: Path, secrets: dict) -> None:
+    """Form callback: log in when the user name and password match a stored hash."""
+    state = st.session_state
+    user, password = state.get("login_name", "").strip(), state.get("login_password", "")
+    state["login_password"] = ""
+    if auth.check_login(ws, secrets, user, password):
+        state[LOGIN_USER] = user
+    else:
+        time.sleep(1.0)  # slows guessing from one session
+        state["login_flash"] = "Wrong user name or password."
+
+
+def _login_page(ws: Path, mode: str, secrets: dict) -> None:
+    """The only page a visitor sees before logging in."""
+    st.title("unmask review")
+    if mode == "oidc":
+        st.write("Log in to review the workspace's runs.")
+        st.button("Log in", type="primary", on_click=st.login, key="login_oidc")
+        return
+    flash = st.session_state.pop("login_flash", None)
+    if flash:
+        st.error(flash)
+    with st.form("login_form"):
+        st.text_input("User", key="login_name")
+        st.text_input("Password", type="password", key="login_password")
+        st.form_submit_button("Log in", type="primary", on_click=_password_login,
+                              args=(ws, secrets))
+
+
+def _logout() -> None:
+    st.session_state.pop(LOGIN_USER, None)
+
+
+def login(ws: Path) -> str | None:
+    """The login gate, called by the app before its pages.
+
+    Returns None when login is off (no password set, no ``[auth]`` in the secrets) and the
+    logged-in user's name when on. A visitor who has not logged in sees only the login
+    page: the app's pages are not even registered, whatever URL is asked for.
+    """
+    secrets = auth.streamlit_secrets()
+    mode = auth.login_mode(ws, secrets)
+    state = st.session_state
+    if mode is None:
+        state.pop(LOGIN_USER, None)
+        return None
+    if mode == "oidc":
+        user = _oidc_reviewer() if st.user.is_logged_in else None
+    else:
+        user = state.get(LOGIN_USER)
+        if user not in auth.password_users(ws, secrets):      # also: a password removed
+            user = None
+    if user is None:
+        state.pop(LOGIN_USER, None)
+        st.navigation([st.Page(lambda: _login_page(ws, mode, secrets), title="Log in",
+                               url_path="login")], position="hidden").run()
+        st.stop()
+    state[LOGIN_USER] = user
+    st.sidebar.caption(f"Logged in as {plain(user)}")
+    st.sidebar.button("Log out", key="logout", on_click=st.logout if mode == "oidc" else _logout)
+    return user
+
+
 def empty_workspace(ws: Path) -> None:
     """How to create a workspace, shown instead of a page when it has no runs."""
     state = "does not exist" if not ws.exists() else "has no runs yet"
-    st.info(f"The workspace `{ws}` {state}. Build a demo workspace (simulated card "
+    st.info(f"The workspace {plain(ws)} {state}. Build a demo workspace (simulated card "
             "transactions, CT phantoms and drive logs; a few minutes on 2 cores) with:")
     st.code(create_command(ws), language="bash")
     st.markdown("then reload this page, or run `unmask demo --serve` to build and open it "
@@ -37,7 +122,7 @@ def empty_workspace(ws: Path) -> None:
 
 
 def empty_vertical(ws: Path, vertical: str) -> None:
-    st.info(f"No {VERTICAL_TITLES[vertical]} runs in `{ws}` yet.")
+    st.info(f"No {VERTICAL_TITLES[vertical]} runs in {plain(ws)} yet.")
     st.code(create_command(ws), language="bash")
     st.markdown(f"builds the demo runs; {EMPTY_HELP[vertical]}")
 
@@ -73,9 +158,10 @@ def open_run(title: str, vertical: str) -> tuple[Path, dict]:
 
 def _record(ws: Path, vertical: str, run_id: str, item, prefix: str, decisions: dict) -> None:
     """Form callback: append the review event. Callbacks run before the page script, so the
-    page that follows already shows the new state (KPIs, tables)."""
+    page that follows already shows the new state (KPIs, tables). With login on, the
+    reviewer is the logged-in user; otherwise the name typed in the form."""
     state = st.session_state
-    reviewer = state.get(f"{prefix}_reviewer", "").strip()
+    reviewer = state.get(LOGIN_USER) or state.get(f"{prefix}_reviewer", "").strip()
     if not reviewer:
         state[f"{prefix}_flash"] = ("error", "Enter your name as reviewer before submitting.")
         return
@@ -83,15 +169,16 @@ def _record(ws: Path, vertical: str, run_id: str, item, prefix: str, decisions: 
     decision = state[f"{prefix}_decision"] if len(decisions) > 1 else next(iter(decisions))
     review_store(ws).record(vertical, REVIEW_KIND[vertical], item_id, decision, reviewer,
                             note=state.get(f"{prefix}_note", ""), run_id=run_id)
-    state["reviewer_name"] = reviewer  # pre-fills the reviewer box of every form
+    if not state.get(LOGIN_USER):
+        state["reviewer_name"] = reviewer  # pre-fills the reviewer box of every form
     state[f"{prefix}_flash"] = ("success", f"Recorded {decisions[decision].lower()} for "
-                                           f"{item_id} by {reviewer}.")
+                                           f"{plain(item_id)} by {plain(reviewer)}.")
 
 
 def review_form(ws: Path, vertical: str, run_id: str, item, *, prefix: str, title: str,
                 submit: str, decisions: dict) -> None:
-    """A review form: decision (when there is a choice), note and reviewer, written to the
-    workspace's review store against ``run_id``.
+    """A review form: decision (when there is a choice), note and -- without login --
+    reviewer, written to the workspace's review store against ``run_id``.
 
     Args:
         item: the item id, or a callable returning it at submit time.
@@ -101,14 +188,18 @@ def review_form(ws: Path, vertical: str, run_id: str, item, *, prefix: str, titl
     flash = st.session_state.pop(f"{prefix}_flash", None)
     if flash:
         (st.success if flash[0] == "success" else st.error)(flash[1])
+    user = st.session_state.get(LOGIN_USER)
     with st.form(f"{prefix}_form", border=True):
         st.markdown(title)
         if len(decisions) > 1:
             st.radio("Decision", list(decisions), format_func=decisions.get, horizontal=True,
                      key=f"{prefix}_decision")
         st.text_area("Note", key=f"{prefix}_note", height=80)
-        st.text_input("Reviewer", value=st.session_state.get("reviewer_name", ""),
-                      key=f"{prefix}_reviewer", placeholder="your name")
+        if user:
+            st.caption(f"Recorded as {plain(user)}")
+        else:
+            st.text_input("Reviewer", value=st.session_state.get("reviewer_name", ""),
+                          key=f"{prefix}_reviewer", placeholder="your name")
         st.form_submit_button(submit, type="primary", on_click=_record,
                               args=(ws, vertical, run_id, item, prefix, decisions))
 

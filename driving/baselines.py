@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import NotFittedError
+from core.errors import DataValidationError, NotFittedError
 
 from .schema import UNOBSERVED, DriveLog
 from .warp import warp_grid
+
+# The largest world raster (uint8 cells, 2 GiB) world_memory allocates: a log whose poses
+# span more (or a corrupt pose far away) is refused with one line instead of trying.
+MAX_WORLD_CELLS = 2 ** 31
 
 
 def persistence_memory(log: DriveLog, before: bool = False) -> np.ndarray:
@@ -119,7 +123,15 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
     if not len(log):
         return out
     ix, iy = world_cells(log)
-    world = np.full((ix.max() + 1, iy.max() + 1), UNOBSERVED, dtype=np.uint8)
+    shape = (int(ix.max()) + 1, int(iy.max()) + 1)
+    if shape[0] * shape[1] > MAX_WORLD_CELLS:
+        res = log.meta.resolution_m
+        raise DataValidationError(
+            f"log {log.log_id!r}: a world map spanning {shape[0] * res / 1e3:.1f} km x "
+            f"{shape[1] * res / 1e3:.1f} km at {res:g} m per cell needs "
+            f"{shape[0] * shape[1]:.3g} cells, more than the {MAX_WORLD_CELLS:.3g} the "
+            "world-map memory allocates (poses far apart: check ego_x/ego_y)")
+    world = np.full(shape, UNOBSERVED, dtype=np.uint8)
     for t in range(len(log)):
         if before:
             out[t] = world[ix[t], iy[t]]

@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataValidationError
+from core.names import shown
+
+from . import log_checks
 
 CLASSES = ("off_road", "road", "lane_marking", "sidewalk", "vehicle", "pedestrian",
            "static_obstacle")
@@ -58,24 +61,51 @@ class LogMeta:
                            "ego_cell": list(self.ego_cell), "rate_hz": self.rate_hz})
 
     @classmethod
-    def from_json(cls, text: str, source: str = "log") -> "LogMeta":
+    def from_json(cls, text: str | bytes, source: str = "log") -> "LogMeta":
+        where = f"{source}: metadata 'unmask'"
         try:
             raw = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataValidationError(f"{source}: metadata 'unmask' is not valid JSON ({err})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataValidationError(f"{where} is not valid UTF-8 JSON ({err})") from None
+        if not isinstance(raw, dict):
+            raise DataValidationError(f"{where} is not a JSON object: {shown(raw)}")
         missing = [k for k in ("version", "grid_shape", "resolution_m", "classes", "ego_cell",
                                "rate_hz") if k not in raw]
         if missing:
-            raise DataValidationError(f"{source}: metadata 'unmask' lacks {', '.join(missing)}")
-        if raw["version"] != 1:
-            raise DataValidationError(f"{source}: metadata 'unmask' version {raw['version']} "
+            raise DataValidationError(f"{where} lacks {', '.join(missing)}")
+        if raw["version"] != 1 or isinstance(raw["version"], bool):
+            raise DataValidationError(f"{where} version {shown(raw['version'])} "
                                       "is not supported (expected 1)")
-        shape = tuple(int(v) for v in raw["grid_shape"])
-        if len(shape) != 2 or min(shape) < 1:
-            raise DataValidationError(f"{source}: metadata grid_shape {raw['grid_shape']} is not [H, W]")
+        shape = _int_pair(raw["grid_shape"])
+        if shape is None or min(shape) < 1:
+            raise DataValidationError(f"{source}: metadata grid_shape {shown(raw['grid_shape'])} "
+                                      "is not [H, W]")
+        ego = _int_pair(raw["ego_cell"])
+        if ego is None or not (0 <= ego[0] < shape[0] and 0 <= ego[1] < shape[1]):
+            raise DataValidationError(f"{source}: metadata ego_cell {shown(raw['ego_cell'])} is "
+                                      f"not a cell of the {shape[0]}x{shape[1]} grid")
+        for key in ("resolution_m", "rate_hz"):
+            value = raw[key]
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and np.isfinite(value) and value > 0):
+                raise DataValidationError(f"{source}: metadata {key} {shown(value)} is not a "
+                                          "positive number")
+        classes = raw["classes"]
+        if (not isinstance(classes, list) or not 0 < len(classes) < UNOBSERVED
+                or not all(isinstance(c, str) for c in classes)):
+            raise DataValidationError(f"{source}: metadata classes {shown(classes)} is not a "
+                                      f"list of 1 to {UNOBSERVED - 1} class names")
         return cls(grid_shape=shape, resolution_m=float(raw["resolution_m"]),
-                   classes=tuple(raw["classes"]), ego_cell=tuple(int(v) for v in raw["ego_cell"]),
-                   rate_hz=float(raw["rate_hz"]), version=int(raw["version"]))
+                   classes=tuple(classes), ego_cell=ego, rate_hz=float(raw["rate_hz"]),
+                   version=1)
+
+
+def _int_pair(value) -> tuple[int, int] | None:
+    """``[a, b]`` of two integers as a tuple; None for anything else."""
+    if (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        return value[0], value[1]
+    return None
 
 
 @dataclass
@@ -159,31 +189,11 @@ def write_log(log: DriveLog, path: str | os.PathLike) -> Path:
     return path
 
 
-def _grid_column(table, name: str, meta: LogMeta, frames: np.ndarray, source: str, dtype):
-    """Flatten a list column to ``(T, H, W)``, checking every row's length."""
-    import pyarrow as pa
-
-    col = table.column(name).combine_chunks()
-    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
-        raise DataValidationError(f"{source}: column '{name}' must be a list of cells, "
-                                  f"got {col.type}")
-    h, w = meta.grid_shape
-    lengths = col.value_lengths().to_numpy(zero_copy_only=False)
-    bad = np.nonzero(np.nan_to_num(lengths, nan=-1) != h * w)[0]
-    if bad.size:
-        i = int(bad[0])
-        raise DataValidationError(
-            f"{source}: frame {int(frames[i])}, column '{name}': grid has {int(lengths[i])} cells "
-            f"but grid_shape {h}x{w} needs {h * w}")
-    values = col.flatten().to_numpy(zero_copy_only=False)
-    return np.array(values, dtype=dtype).reshape(len(frames), h, w)  # writable copy
-
-
 def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
     """Read and validate a drive log.
 
     Raises:
-        DataValidationError: naming the file, frame and column of the first violation.
+        DataValidationError: naming the file, frame, column and value of the first violation.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -194,42 +204,49 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
         raise DataValidationError(f"{source}: no such drive log")
     try:
         table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as err:
+    except (pa.ArrowException, OSError) as err:
         raise DataValidationError(f"{source}: not a readable Parquet file ({err})") from None
     metadata = table.schema.metadata or {}
     if METADATA_KEY not in metadata:
         raise DataValidationError(f"{source}: missing file metadata key 'unmask' "
                                   "(grid_shape, resolution_m, classes, ego_cell, rate_hz)")
-    meta = LogMeta.from_json(metadata[METADATA_KEY].decode(), source)
+    meta = LogMeta.from_json(metadata[METADATA_KEY], source)
     needed = SCALAR_COLUMNS + GRID_COLUMNS + (("semantic_true",) if require_truth else ())
     missing = [c for c in needed if c not in table.column_names]
     if missing:
         raise DataValidationError(f"{source}: missing column(s) {', '.join(missing)}")
+    twice = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
+    if twice:
+        raise DataValidationError(f"{source}: column(s) {', '.join(twice)} appear more than once")
     if table.num_rows == 0:
         raise DataValidationError(f"{source}: the log has no frames")
-    scalars = {c: table.column(c).to_numpy() for c in SCALAR_COLUMNS[1:]}
-    frames = np.asarray(scalars["frame"])
-    for c, v in scalars.items():
-        bad = np.nonzero(~np.isfinite(np.asarray(v, dtype=np.float64)))[0]
-        if bad.size:
-            raise DataValidationError(f"{source}: frame {frames[bad[0]]}, column '{c}': "
-                                      "value is missing or not finite")
-    order = np.nonzero(np.diff(frames) <= 0)[0]
-    if order.size:
-        i = int(order[0]) + 1
-        raise DataValidationError(f"{source}: frame {int(frames[i])}, column 'frame': frames out "
-                                  f"of order (follows frame {int(frames[i - 1])})")
+    frames = log_checks.frame_numbers(table, source)
+    scalars = {c: log_checks.scalar_column(table, c, frames, source) for c in SCALAR_COLUMNS[2:]}
     ts = scalars["timestamp"]
-    back = np.nonzero(np.diff(ts) < 0)[0]
+    back = np.flatnonzero(ts[1:] < ts[:-1])
     if back.size:
         i = int(back[0]) + 1
         raise DataValidationError(f"{source}: frame {int(frames[i])}, column 'timestamp': time "
                                   f"goes backwards ({ts[i]} after {ts[i - 1]})")
-    grids = {"semantic": _grid_column(table, "semantic", meta, frames, source, np.uint8),
-             "visible": _grid_column(table, "visible", meta, frames, source, bool)}
-    for name in ("semantic_true", "layout_true"):
-        if name in table.column_names:
-            grids[name] = _grid_column(table, name, meta, frames, source, np.uint8)
+    log_id = log_checks.log_id(table, frames, source)
+    grids = {name: log_checks.grid_column(table, name, meta.grid_shape, frames, source,
+                                          bool if name == "visible" else np.uint8)
+             for name in ("semantic", "visible", "semantic_true", "layout_true")
+             if name in table.column_names}
+    _check_classes(grids, meta, frames, source)
+    anomaly, kinds = log_checks.anomaly_columns(table, source)
+    return DriveLog(log_id=log_id, meta=meta, frame=frames,
+                    timestamp=ts, ego_x=scalars["ego_x"], ego_y=scalars["ego_y"],
+                    ego_yaw=scalars["ego_yaw"], ego_speed=scalars["ego_speed"],
+                    semantic=grids["semantic"], visible=grids["visible"],
+                    semantic_true=grids.get("semantic_true"), anomaly=anomaly,
+                    anomaly_kind=kinds, layout_true=grids.get("layout_true"),
+                    path=str(path.resolve()))
+
+
+def _check_classes(grids: dict, meta: LogMeta, frames: np.ndarray, source: str) -> None:
+    """Class values within the metadata's classes (layout truth: layout classes only), and
+    255 in ``semantic`` exactly where ``visible`` is False."""
     n_classes = len(meta.classes)
     for name, grid in grids.items():
         if name == "visible":
@@ -252,22 +269,6 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
             f"{source}: frame {int(frames[t])}, column 'visible': cell ({r}, {c}) is "
             f"{'visible' if grids['visible'][t, r, c] else 'not visible'} but 'semantic' is "
             f"{int(grids['semantic'][t, r, c])} (255 must mark exactly the cells not visible)")
-    log_ids = table.column("log_id").to_pylist()
-    anomaly = None
-    if "anomaly" in table.column_names:
-        anomaly = np.asarray(table.column("anomaly").fill_null(False).to_numpy(
-            zero_copy_only=False), dtype=bool)
-    kinds = table.column("anomaly_kind").to_pylist() if "anomaly_kind" in table.column_names else None
-    return DriveLog(log_id=str(log_ids[0]), meta=meta, frame=frames.astype(np.int64),
-                    timestamp=np.asarray(ts, dtype=np.float64),
-                    ego_x=np.asarray(scalars["ego_x"], dtype=np.float64),
-                    ego_y=np.asarray(scalars["ego_y"], dtype=np.float64),
-                    ego_yaw=np.asarray(scalars["ego_yaw"], dtype=np.float64),
-                    ego_speed=np.asarray(scalars["ego_speed"], dtype=np.float64),
-                    semantic=grids["semantic"], visible=grids["visible"],
-                    semantic_true=grids.get("semantic_true"), anomaly=anomaly,
-                    anomaly_kind=kinds, layout_true=grids.get("layout_true"),
-                    path=str(path.resolve()))
 
 
 def list_logs(directory: str | os.PathLike) -> list[Path]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataValidationError
+from core.names import check_name
 
 from .schema import list_logs, read_log
 
@@ -94,6 +95,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
     loaded = [read_log(p) for p in paths]   # validate everything before writing anything
     for log in loaded:
         predictor.check_log(log)
+        check_name(log.log_id, f"{log.path}: column 'log_id'")  # names cells/<log_id>.parquet
     ids = [log.log_id for log in loaded]
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)

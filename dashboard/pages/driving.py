@@ -22,7 +22,7 @@ with st.sidebar:
     log_id = st.selectbox("Log (most alerts first)", list(alerts_by_log), key="drive_log",
                           format_func=lambda log: f"{log} ({alerts_by_log[log]} anomalies)")
     speed = st.select_slider("Playback (frames/s)", [1, 2, 5, 10], value=5, key="drive_speed")
-with st.expander(f"Logs in run {run_id}", expanded=False):
+with st.expander(f"Logs in run {ui.plain(run_id)}", expanded=False):
     st.dataframe(log_table, hide_index=True, width="stretch")
 
 frames = all_frames[all_frames["log_id"] == log_id].reset_index(drop=True)
@@ -99,7 +99,7 @@ with left:
         st.download_button(f"Download rerun recording ({recording.stat().st_size / 1e6:.1f} MB)",
                            data=recording.read_bytes, file_name=recording.name,
                            mime="application/octet-stream", key="drive_download",
-                           help="Open with the rerun viewer: `rerun " + recording.name + "`")
+                           help="Open with the rerun viewer: rerun " + ui.plain(recording.name))
     else:
         st.caption("No rerun recording was exported for this log.")
 with right:

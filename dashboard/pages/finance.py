@@ -54,7 +54,7 @@ kpis = finance_data.disposition_kpis(
 k1, k2, k3, k4, k5 = st.columns(5)
 k1.metric("Transactions", f"{bounds['n_rows']:,}")
 k2.metric("Alerts", f"{bounds['n_alerts']:,}",
-          help=f"FDR {summary['fdr']}" if summary.get("fdr") else None)
+          help=f"FDR {ui.plain(summary['fdr'])}" if summary.get("fdr") else None)
 k3.metric("Alerts reviewed", f"{kpis['reviewed_alerts']:,}",
           help=f"{kpis['reviewed']:,} transactions of this run have a disposition")
 k4.metric("Precision so far", "-" if math.isnan(kpis["precision"]) else f"{kpis['precision']:.0%}",
@@ -95,10 +95,10 @@ selected, selected_rank = st.session_state["fin_selected"]
 # --- detail of the selected transaction ----------------------------------------------
 row, shap, history = ui.finance_detail(manifest, selected, selected_rank)
 st.divider()
-st.subheader(f"Transaction {selected}")
+st.subheader(f"Transaction {ui.plain(selected)}")
 current = dispositions[dispositions["item_id"] == selected] if len(dispositions) else pd.DataFrame()
 status = (f"current disposition: **{DECISION_LABELS[current.iloc[-1]['decision']]}** "
-          f"by {current.iloc[-1]['reviewer']}") if len(current) else "not reviewed yet"
+          f"by {ui.plain(current.iloc[-1]['reviewer'])}") if len(current) else "not reviewed yet"
 st.markdown(f"rank **{int(row['rank']):,}** · score **{row['score']:.4f}** · "
             f"p-value **{row['p_value']:.2e}** · {'**alert**' if row['is_alert'] else 'no alert'}"
             f" · {status}")
@@ -107,11 +107,11 @@ facts = st.columns(5)
 facts[0].metric("Amount", f"{row['amount']:,.2f}")
 facts[1].metric("Date", when.strftime("%Y-%m-%d"))
 facts[2].metric("Time", when.strftime("%H:%M:%S"))
-facts[3].metric("Customer", str(row["customer_id"]))
-facts[4].metric("Terminal", str(row["terminal_id"]))
+facts[3].metric("Customer", ui.plain(row["customer_id"]))     # metric values are markdown
+facts[4].metric("Terminal", ui.plain(row["terminal_id"]))
 reason_table = finance_data.reasons(row)
 if len(reason_table):
-    st.markdown("**Reason codes:** " + "; ".join(reason_table["reason"].astype(str)))
+    st.markdown("**Reason codes:** " + "; ".join(map(ui.plain, reason_table["reason"])))
 
 left, right = st.columns(2)
 with left:

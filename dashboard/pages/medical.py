@@ -15,7 +15,7 @@ run_id = manifest["run_id"]
 run_dir = Path(manifest["path"])
 labels = manifest.get("summary", {}).get("labels", {})
 if manifest.get("summary", {}).get("warning"):      # e.g. too few calibration cases to alert
-    st.warning(manifest["summary"]["warning"])
+    st.warning(ui.plain(manifest["summary"]["warning"]))
 table = ui.medical_cases(run_dir)
 if table.empty:
     st.info("This run has no cases.")
@@ -31,7 +31,8 @@ alert_of = dict(zip(table["case"].astype(str), table["is_alert"].astype(bool)))
 with st.sidebar:
     case = st.selectbox("Case (most anomalous first)", list(alert_of), key="ct_case",
                         format_func=lambda c: f"{c}  (alert)" if alert_of[c] else c)
-with st.expander(f"Cases in run {run_id} ({len(table)}; {int(table['is_alert'].sum())} alerts)",
+with st.expander(f"Cases in run {ui.plain(run_id)} ({len(table)}; "
+                 f"{int(table['is_alert'].sum())} alerts)",
                  expanded=True):
     st.dataframe(listing, hide_index=True, width="stretch", height=min(38 + 35 * len(listing), 250),
                  column_config={"score": st.column_config.NumberColumn(format="%.4f"),
@@ -41,7 +42,7 @@ with st.expander(f"Cases in run {run_id} ({len(table)}; {int(table['is_alert'].s
 row = table[table["case"].astype(str) == case].iloc[0]
 volumes = ui.medical_case(run_dir, case)
 score, p_value = row.get("score"), row.get("p_value")
-st.subheader(case + (f" · score {score:.4f}" if pd.notna(score) else "")
+st.subheader(ui.plain(case) + (f" · score {score:.4f}" if pd.notna(score) else "")
              + (f" · p-value {p_value:.3g}" if pd.notna(p_value) else "")
              + (" · alert" if alert_of[case] else ""))
 

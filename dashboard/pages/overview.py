@@ -46,4 +46,4 @@ st.dataframe(
     table.drop(columns=["path"]), hide_index=True, width="stretch",
     column_config={"alert_rate": st.column_config.NumberColumn("alert rate", format="percent"),
                    "auroc": st.column_config.NumberColumn("AUROC", format="%.3f")})
-st.caption(f"Reviews are stored in `{ws / 'reviews.sqlite'}` (append-only).")
+st.caption(f"Reviews are stored in {ui.plain(ws / 'reviews.sqlite')} (append-only).")

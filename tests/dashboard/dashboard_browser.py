@@ -32,8 +32,11 @@ def unmask_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def running_dashboard(workspace, log_dir, port: int | None = None):
-    """Run ``unmask dashboard`` in the background; yield its URL once healthy."""
+def running_dashboard(workspace, log_dir, port: int | None = None, host: str | None = "127.0.0.1"):
+    """Run ``unmask dashboard`` in the background; yield its URL once healthy.
+
+    ``host=None`` passes no ``--host``: the command's own default.
+    """
     from dashboard.serve import wait_ready
 
     port = port or free_port()
@@ -41,8 +44,8 @@ def running_dashboard(workspace, log_dir, port: int | None = None):
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "server.log", "w") as log:
         process = subprocess.Popen(
-            unmask_command() + ["dashboard", "--workspace", str(workspace), "--port", str(port),
-                                "--address", "127.0.0.1"],
+            unmask_command() + ["dashboard", "--workspace", str(workspace), "--port", str(port)]
+            + (["--host", host] if host else []),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         try:

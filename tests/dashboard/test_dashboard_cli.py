@@ -12,7 +12,7 @@ from dashboard_fixtures import write_driving_run, write_finance_run
 
 
 def test_streamlit_command(tmp_path):
-    command = serve_module.streamlit_command(tmp_path / "ws", port=8642, address="127.0.0.1")
+    command = serve_module.streamlit_command(tmp_path / "ws", port=8642, host="127.0.0.1")
     assert command[:4] == [sys.executable, "-m", "streamlit", "run"]
     assert command[4].endswith("dashboard/app.py")
     pairs = dict(zip(command[5::2], command[6::2]))
@@ -35,7 +35,7 @@ class FakeServer:
         return 0
 
 
-def test_dashboard_command_serves_without_training(monkeypatch, tmp_path, capsys):
+def test_dashboard_command_serves_without_training(monkeypatch, tmp_path):
     monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
     FakeServer.calls.clear()
     ws = tmp_path / "not-yet"
@@ -44,7 +44,67 @@ def test_dashboard_command_serves_without_training(monkeypatch, tmp_path, capsys
     assert "--server.port" in command and "8765" in command
     assert env["UNMASK_WORKSPACE"] == str(ws.resolve())
     assert not ws.exists()  # serving never creates, simulates or trains anything
-    assert "http://localhost:8765" in capsys.readouterr().out
+
+
+def _server_address(command) -> str:
+    return command[command.index("--server.address") + 1]
+
+
+def test_dashboard_listens_on_loopback_by_default_and_says_where(monkeypatch, tmp_path, capsys):
+    """Streamlit alone listens on every interface: the command must pin 127.0.0.1."""
+    monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
+    FakeServer.calls.clear()
+    main(["dashboard", "--workspace", str(tmp_path / "ws"), "--port", "8765"])
+    (command, _), = FakeServer.calls
+    assert _server_address(command) == "127.0.0.1"
+    captured = capsys.readouterr()
+    assert "at http://127.0.0.1:8765 (no login" in captured.out
+    assert "warning" not in captured.err
+    assert serve_module.streamlit_command(tmp_path, 8501)[-5:-3] == ["--server.address",
+                                                                     "127.0.0.1"]
+
+
+def test_every_interface_without_login_warns_in_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
+    monkeypatch.setattr(serve_module.socket, "gethostname", lambda: "reviewbox")
+    FakeServer.calls.clear()
+    main(["dashboard", "--workspace", str(tmp_path / "ws"), "--port", "8765", "--host", "0.0.0.0"])
+    (command, _), = FakeServer.calls
+    assert _server_address(command) == "0.0.0.0"
+    captured = capsys.readouterr()
+    assert "at http://reviewbox:8765 (no login" in captured.out
+    warning, = captured.err.strip().splitlines()
+    assert warning.startswith("warning: 0.0.0.0 is reachable from other machines and the "
+                              "dashboard has no login")
+
+
+def test_a_password_turns_login_on_and_silences_the_warning(monkeypatch, tmp_path, capsys):
+    from click.testing import CliRunner
+
+    from core.cli import cli
+
+    ws = tmp_path / "ws"
+    result = CliRunner().invoke(cli, ["dashboard", "--workspace", str(ws), "--set-password",
+                                      "ana"], input="correct horse\ncorrect horse\n")
+    assert result.exit_code == 0, result.output
+    stored = (ws / "dashboard-passwords.json")
+    assert "correct horse" not in stored.read_text() and oct(stored.stat().st_mode)[-3:] == "600"
+    monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
+    FakeServer.calls.clear()
+    main(["dashboard", "--workspace", str(ws), "--host", "0.0.0.0", "--port", "8765"])
+    captured = capsys.readouterr()
+    assert "(login: password" in captured.out and "warning" not in captured.err
+
+
+def test_demo_serve_listens_on_loopback_unless_told(monkeypatch, tmp_path):
+    monkeypatch.setattr(demo_module, "builder", fake_builders(set()))
+    monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
+    FakeServer.calls.clear()
+    main(["demo", "--workspace", str(tmp_path / "ws"), "--vertical", "finance", "--serve"])
+    main(["demo", "--workspace", str(tmp_path / "ws"), "--vertical", "finance", "--serve",
+          "--host", "192.0.2.7"])
+    assert [_server_address(command) for command, _ in FakeServer.calls] == ["127.0.0.1",
+                                                                            "192.0.2.7"]
 
 
 def fake_builders(failing: set):

@@ -315,3 +315,22 @@ def test_anomaly_spans():
     spans = plots.anomaly_spans(frames.assign(anomaly=frames["anomaly"].astype(bool)))
     assert spans.values.tolist() == [[0.5, 2.5], [5.5, 6.5], [7.5, 9.5]]
     assert plots.anomaly_spans(frames.drop(columns="anomaly")).empty
+
+
+def test_names_from_run_files_never_leave_the_run(workspace):
+    """A log id or file name read from a run's tables is checked where a path is built."""
+    from core.runs import load_manifest
+
+    run_dir = workspace / "runs" / "driving" / "driving-run"
+    (run_dir.parent / "outside.rrd").write_bytes(b"RRF2")            # what ../outside reaches
+    assert driving_data.recording_path(run_dir, "log_000") is not None
+    assert driving_data.recording_path(run_dir, "../outside") is None
+    with pytest.raises(DataValidationError, match=r"frames.parquet: column 'log_id': "
+                       r"'../outside' is not a safe name"):
+        driving_data.load_layers(run_dir, load_manifest(run_dir), "../outside")
+    medical_run = workspace / "runs" / "medical" / "medical-run"
+    row = medical_data.cases(medical_run).iloc[0].copy()
+    row["segmentation"] = "../../data/medical/x_seg.nii.gz"
+    with pytest.raises(DataValidationError, match=r"scores.parquet: case 'patient_000', column "
+                       r"'segmentation': '../../data/medical/x_seg.nii.gz' is not a safe name"):
+        medical_data.load_case(medical_run, row)

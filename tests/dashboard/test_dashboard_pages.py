@@ -1,5 +1,6 @@
 """Every page through Streamlit's AppTest: interactions and what they write to SQLite."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard
 from core.review_store import ReviewStore
+from dashboard.auth import set_password
 from dashboard.workspace import ENV_VAR
 
 APP = Path(dashboard.__file__).with_name("app.py")
@@ -23,10 +25,11 @@ def open_app(monkeypatch, ws, page: str | None = None) -> AppTest:
 
 
 def texts(at: AppTest) -> str:
-    """All markdown, captions, info boxes, subheaders and code of the current page."""
+    """All markdown, captions, info boxes, subheaders and code of the current page, as
+    shown: markdown's backslash escapes (``ui.plain``) removed."""
     parts = [e.value for kind in ("markdown", "caption", "info", "subheader", "code", "success",
                                   "error", "title") for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", "\n".join(str(p) for p in parts))
 
 
 def chart_titles(at: AppTest) -> set:
@@ -196,3 +199,49 @@ def test_workspace_with_one_vertical(monkeypatch, tmp_path):
     assert not at.exception and f"unmask demo --workspace {ws}" in texts(at)
     at.switch_page("pages/driving.py").run()
     assert not at.exception and "No Driving (drive logs) runs" in texts(at)
+
+
+PAYLOAD = "![x](http://127.0.0.1:9/x.png) [click](http://evil)"
+
+
+def test_with_a_password_only_the_login_page_exists_until_login(monkeypatch, workspace):
+    set_password(workspace, "ana", "correct horse")
+    at = open_app(monkeypatch, workspace)
+    assert [t.label for t in at.text_input] == ["User", "Password"] and not at.metric
+    with pytest.raises(ValueError, match="Known pages: \\['Log in'\\]"):
+        at.switch_page("pages/finance.py")            # the pages are not even registered
+    at.text_input(key="login_name").input("ana")
+    at.text_input(key="login_password").input("wrong horse")
+    at.button(key="FormSubmitter:login_form-Log in").click().run()
+    assert "Wrong user name or password." in texts(at) and not at.metric
+    at.text_input(key="login_name").input("ana")
+    at.text_input(key="login_password").input("correct horse")
+    at.button(key="FormSubmitter:login_form-Log in").click().run()
+    assert "Logged in as ana" in texts(at) and at.metric
+
+
+def test_with_login_the_reviewer_is_the_logged_in_user(monkeypatch, workspace):
+    set_password(workspace, "ana", "correct horse")
+    at = open_app(monkeypatch, workspace)
+    at.session_state["login_user"] = "ana"          # what a successful login leaves
+    at.run().switch_page("pages/finance.py").run()
+    at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert [t.key for t in at.text_input] == [] and "Recorded as ana" in texts(at)
+    at.text_area(key="fin_note").input(PAYLOAD)
+    at.button(key="FormSubmitter:fin_form-Submit disposition").click().run()
+    events = ReviewStore(workspace / "reviews.sqlite").history("finance", "disposition")
+    assert events[["reviewer", "note"]].values.tolist() == [["ana", PAYLOAD]]
+
+
+def test_user_written_text_reaches_markdown_escaped(monkeypatch, workspace):
+    """The raw markdown the page sends holds no image or link syntax from a reviewer."""
+    at = open_app(monkeypatch, workspace, "pages/finance.py")
+    selected = at.dataframe[0].value.iloc[0]["transaction_id"]
+    ReviewStore(workspace / "reviews.sqlite").record("finance", "disposition", selected, "fraud",
+                                                     PAYLOAD, note=PAYLOAD, run_id="finance-run")
+    at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    raw = "\n".join(str(e.value) for e in at.markdown)
+    assert f"by {PAYLOAD}" in texts(at)                       # shown as typed ...
+    assert "](" not in raw and "![" not in raw              # ... but never as markdown syntax

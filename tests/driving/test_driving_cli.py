@@ -2,6 +2,7 @@
 import json
 
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from core.cli import cli, main
@@ -78,3 +79,45 @@ def test_export_rejects_a_log_the_run_did_not_score(demo_run, small_log, tmp_pat
     assert result.exit_code != 0
     assert "run has no predictions for log_id 'tiny'" in str(result.exception)
     assert not (tmp_path / "x.rrd").exists()
+
+
+def test_traversal_log_id_is_refused_in_one_line_and_nothing_is_written(demo_run, small_log,
+                                                                       tmp_path, capsys):
+    workspace, _ = demo_run
+    logs = tmp_path / "deep" / "logs"
+    logs.mkdir(parents=True)
+    small_log.log_id = "../../../escaped"
+    pq.write_table(log_table(small_log), logs / "evil.parquet")
+    out = tmp_path / "deep" / "run"
+    try:
+        main(["driving", "score", "--model", str(workspace / "models" / "driving" / "default"),
+              "--logs", str(logs), "--out", str(out)])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: ") and "\n" not in err
+    assert "evil.parquet: frame 0, column 'log_id': '../../../escaped' is not a safe name" in err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "evil.parquet", "logs"]
+
+
+def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, tmp_path, monkeypatch):
+    """Defence in depth: a log that reached the scorer without the reader's check (an API
+    caller's own reader) still cannot name a file outside the run."""
+    import driving.scoring as scoring
+    from core.errors import DataValidationError
+    from driving.schema import read_log
+
+    workspace, _ = demo_run
+    logs = sorted((workspace / "data" / "driving").glob("*.parquet"))[:1]
+
+    def unchecked_read(path):
+        log = read_log(path)
+        log.log_id = "../escaped"
+        return log
+
+    monkeypatch.setattr(scoring, "read_log", unchecked_read)
+    out = tmp_path / "run"
+    with pytest.raises(DataValidationError, match=r"column 'log_id': '../escaped' is not a safe"):
+        scoring.score_logs(workspace / "models" / "driving" / "default", logs[0], out)
+    assert not out.exists() and not (tmp_path / "escaped").exists()

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from core.errors import DataValidationError
 from driving.baselines import PersistenceBaseline, persistence_memory, world_memory
 from driving.masking import object_regions
 from driving.predictor import OcclusionPredictor, apply_layout_memory
@@ -38,6 +39,19 @@ def test_world_memory_keeps_static_cells_in_place():
     np.testing.assert_array_equal(persistence_memory(log)[2], after[2])   # short drive: same
     probs = PersistenceBaseline(world_map=True).predict_proba(log)
     assert probs[2, SIDEWALK, 5, 1] == 1.0
+
+
+def test_world_memory_refuses_a_map_it_cannot_allocate():
+    """Poses 10 000 km apart (each one a valid coordinate) would need a 2e7 x 2e7 raster:
+    one line, not an attempt to allocate hundreds of TiB."""
+    log = _driving_log()
+    log.ego_x = np.array([0.0, 1e7, 0.0])
+    log.ego_y = np.array([0.0, 1e7, 0.0])
+    with pytest.raises(DataValidationError, match=r"log 'drive': a world map spanning "
+                       r"10000\.0 km x 10000\.0 km at 0\.5 m"):
+        world_memory(log)
+    with pytest.raises(DataValidationError, match="world map"):
+        PersistenceBaseline(world_map=True).predict_proba(log)
 
 
 def test_layout_fallback_moves_only_layout_mass_of_hidden_cells():

@@ -96,3 +96,86 @@ def test_visibility_must_match_unobserved(small_log, tmp_path):
     small_log.visible[0, 0, 0] = True
     with pytest.raises(DataValidationError, match=r"frame 0, column 'visible': cell \(0, 0\)"):
         read_log(write_log(small_log, tmp_path / "bad.parquet"))
+
+
+def test_traversal_log_id_is_refused_in_one_line(small_log, tmp_path):
+    small_log.log_id = "../../../x"
+    with pytest.raises(DataValidationError) as caught:
+        read_log(write_log(small_log, tmp_path / "bad.parquet"))
+    message = str(caught.value)
+    assert "bad.parquet: frame 0, column 'log_id': '../../../x' is not a safe name" in message
+    assert "\n" not in message
+
+
+def test_a_file_with_two_log_ids_is_an_error(small_log, tmp_path):
+    ids = pa.array(["tiny", "tiny", "other"], pa.string())
+    path = _write(_replace(log_table(small_log), "log_id", ids), tmp_path)
+    with pytest.raises(DataValidationError, match=r"bad.parquet: frame 2, column 'log_id': "
+                       r"'other' differs from 'tiny' \(frame 0\)"):
+        read_log(path)
+
+
+def test_a_missing_log_id_is_an_error(small_log, tmp_path):
+    ids = pa.array(["tiny", None, "tiny"], pa.string())
+    path = _write(_replace(log_table(small_log), "log_id", ids), tmp_path)
+    with pytest.raises(DataValidationError, match=r"bad.parquet: frame 1, column 'log_id': "
+                       r"value is missing"):
+        read_log(path)
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("ego_x", [0.0, 1e12, 2.0], r"frame 1, column 'ego_x': 1e\+12 is outside"),
+    ("ego_y", [0.0, 0.0, -3e7], r"frame 2, column 'ego_y': -3e\+07 is outside"),
+    ("ego_speed", [10.0, np.inf, 10.0], r"frame 1, column 'ego_speed': inf is not finite"),
+    ("ego_speed", [10.0, 10.0, 5e3], r"frame 2, column 'ego_speed': 5000 is outside"),
+    ("ego_yaw", [np.nan, 0.0, 0.0], r"frame 0, column 'ego_yaw': nan is not finite"),
+])
+def test_poses_and_speeds_must_be_finite_and_bounded(small_log, tmp_path, column, values, message):
+    path = _write(_replace(log_table(small_log), column, pa.array(values)), tmp_path)
+    with pytest.raises(DataValidationError, match="bad.parquet: " + message):
+        read_log(path)
+
+
+def test_the_pose_bound_admits_earth_scale_coordinates(small_log, tmp_path):
+    """UTM northings reach 1e7 m: logs in projected coordinates pass, 1e12 m does not."""
+    small_log.ego_y = np.full(3, 5.8e6)
+    small_log.ego_x = 4.1e5 + np.arange(3.0)
+    assert read_log(write_log(small_log, tmp_path / "utm.parquet")).ego_y[0] == 5.8e6
+    small_log.ego_y[2] = 1e12
+    with pytest.raises(DataValidationError, match="column 'ego_y': 1e\\+12 is outside"):
+        read_log(write_log(small_log, tmp_path / "far.parquet"))
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("frame", pa.array(["0", "1", "2"]), r"column 'frame': type string is not numeric"),
+    ("frame", pa.array([0.0, 1.5, 2.0]), r"frame 1.5, column 'frame': not a whole number"),
+    ("log_id", pa.array([1, 1, 1]), r"column 'log_id': type int64 is not a string"),
+    ("semantic", pa.array([[1] * 48, [1] * 47 + [300], [1] * 48], pa.list_(pa.int64())),
+     r"frame 1, column 'semantic': value 300 at cell \(7, 5\) is not a uint8 class"),
+    ("semantic", pa.array([[1] * 48, [1] * 47 + [None], [1] * 48], pa.list_(pa.uint8())),
+     r"frame 1, column 'semantic': cell \(7, 5\) is missing"),
+    ("visible", pa.array([["a"] * 48] * 3, pa.list_(pa.string())),
+     r"column 'visible': cells of type string, expected bool"),
+])
+def test_wrong_types_give_one_line(small_log, tmp_path, column, values, message):
+    small_log.visible[:] = True                      # every cell observed: semantic may hold 1s
+    small_log.semantic = small_log.semantic_true.copy()
+    path = _write(_replace(log_table(small_log), column, values), tmp_path)
+    with pytest.raises(DataValidationError, match="bad.parquet: " + message):
+        read_log(path)
+
+
+@pytest.mark.parametrize("metadata, message", [
+    (b"[1, 2]", "metadata 'unmask' is not a JSON object"),
+    (b'\xff\xfe', "metadata 'unmask' is not valid UTF-8 JSON"),
+    (b'{"version": 1, "grid_shape": "8x6", "resolution_m": 0.5, "classes": ["a"], '
+     b'"ego_cell": [5, 3], "rate_hz": 10}', r"metadata grid_shape '8x6' is not \[H, W\]"),
+    (b'{"version": 1, "grid_shape": [8, 6], "resolution_m": 0, "classes": ["a"], '
+     b'"ego_cell": [5, 3], "rate_hz": 10}', "metadata resolution_m 0 is not a positive number"),
+    (b'{"version": 1, "grid_shape": [8, 6], "resolution_m": 0.5, "classes": ["a"], '
+     b'"ego_cell": [9, 3], "rate_hz": 10}', r"metadata ego_cell \[9, 3\] is not a cell of the 8x6 grid"),
+])
+def test_bad_metadata_gives_one_line(small_log, tmp_path, metadata, message):
+    table = log_table(small_log).replace_schema_metadata({METADATA_KEY: metadata})
+    with pytest.raises(DataValidationError, match="bad.parquet: " + message):
+        read_log(_write(table, tmp_path))
