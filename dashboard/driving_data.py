@@ -1,6 +1,6 @@
 """Drive-log replay data: a run's logs, per-frame layers and the surprise timeline.
 
-A log's layers come from two files (docs/runs.md, DESIGN.md): the input log Parquet
+A log's layers come from two files (docs/runs.md, docs/contracts.md): the input log Parquet
 (``semantic`` = observed grid with 255 for unobserved cells, ``visible``, and
 ``semantic_true`` from a simulator) and the run's ``cells/<log_id>.parquet``
 (``predicted`` class, ``confidence`` and ``error`` per cell, uint8).

@@ -1,4 +1,4 @@
-"""Drive-log files: read, write and validate (the contract in DESIGN.md).
+"""Drive-log files: read, write and validate (the contract in docs/contracts.md).
 
 One Parquet file per log, one row per frame: ``log_id``, ``frame``, ``timestamp`` (s),
 ``ego_x``, ``ego_y``, ``ego_yaw`` (world frame, m and rad), ``ego_speed``, ``semantic``

@@ -46,7 +46,7 @@ PED = (0.4, 0.4)
 
 @dataclass
 class SimConfig:
-    """Simulator settings; the grid defaults are DESIGN.md's 128x128 at 0.5 m."""
+    """Simulator settings; the grid defaults are docs/contracts.md's 128x128 at 0.5 m."""
 
     grid_shape: tuple[int, int] = (128, 128)
     resolution_m: float = 0.5

@@ -1,4 +1,4 @@
-"""Ego-motion warping between frames, with exactly DESIGN.md's conventions.
+"""Ego-motion warping between frames, with exactly the conventions of docs/contracts.md.
 
 World frame: right-handed, x east, y north, yaw counter-clockwise from +x. Ego frame:
 forward = ``(cos yaw, sin yaw)``, right = ``(sin yaw, -cos yaw)``. Grid: cell ``(r, c)`` is

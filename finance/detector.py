@@ -159,7 +159,7 @@ class FinanceModel:
         """(detector score ``(n,)``, per-feature errors ``(n, d_detector)``) in one pass."""
         errors = self.detector_.feature_errors(self._matrix(features, self.detector_features_))
         errors = np.asarray(errors, dtype=np.float64)
-        return errors.sum(axis=1) - self.detector_.offset_, errors
+        return errors.sum(axis=1) - self.detector_.feature_errors_offset_, errors
 
     def _head_inputs(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(head input matrix: features, detector score, per-feature errors; detector score)."""
@@ -217,7 +217,7 @@ class FinanceModel:
         _, errors = self._detector_parts(features)
         _, bg_errors = self._detector_parts(pd.DataFrame(self.background_, columns=self.feature_names))
         values = errors - bg_errors.mean(axis=0)
-        scores = errors.sum(axis=1) - self.detector_.offset_
+        scores = errors.sum(axis=1) - self.detector_.feature_errors_offset_
         base = np.full(len(values), self.expected_score_)
         return ShapResult(values, base, scores, list(self.feature_names))
 

@@ -12,6 +12,12 @@ No pickle: after fitting, the trees are exported to flat arrays (feature, thresh
 children, leaf values) and scored by :meth:`FeedbackHead.decision_function` in numpy, so
 the head saves as safetensors like every other bundle; the exported trees reproduce
 scikit-learn's ``decision_function`` exactly (tested).
+
+scikit-learn has no public export of a histogram-boosting model's trees, so the export
+reads its fitted predictors, whose layout has held over the versions ``pyproject.toml``
+allows (1.6 up to 2). Every fit checks the export against the public
+``decision_function`` on the training rows; a scikit-learn that stores its trees
+differently stops the fit with one line instead of a silently different score.
 """
 from __future__ import annotations
 
@@ -19,9 +25,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from core.errors import BundleError, DataValidationError, NotFittedError
+from core.errors import BundleError, DataValidationError, NotFittedError, UnmaskError
 
 CHUNK_ROWS = 16_384
+NODE_FIELDS = ("feature_idx", "num_threshold", "left", "right", "is_leaf",
+               "missing_go_to_left", "value", "depth")
 
 
 @dataclass
@@ -78,6 +86,7 @@ class FeedbackHead:
             clf.fit(X, y, sample_weight=sample_weight)
         self._export(clf)
         self.n_features_in_ = X.shape[1]
+        self._check_export(clf, X)
         self.n_labels_ = [int(counts[0]), int(counts[1])]
         return self
 
@@ -85,8 +94,7 @@ class FeedbackHead:
         """Flatten every tree's nodes into global arrays (children as global indices)."""
         feature, threshold, left, right, leaf, missing_left, value, roots = [], [], [], [], [], [], [], []
         offset = 0
-        for stage in clf._predictors:
-            nodes = stage[0].nodes
+        for nodes in _tree_nodes(clf):
             roots.append(offset)
             feature.append(nodes["feature_idx"].astype(np.int64))
             threshold.append(nodes["num_threshold"].astype(np.float64))
@@ -101,8 +109,12 @@ class FeedbackHead:
                        "right": cat(right), "is_leaf": cat(leaf), "missing_left": cat(missing_left),
                        "value": cat(value), "roots": np.asarray(roots, dtype=np.int64)}
         self.baseline_ = float(np.ravel(clf._baseline_prediction)[0])
-        depth = max(int(stage[0].nodes["depth"].max()) for stage in clf._predictors)
-        self.max_depth_ = depth
+        self.max_depth_ = max(int(nodes["depth"].max()) for nodes in _tree_nodes(clf))
+
+    def _check_export(self, clf, X: np.ndarray) -> None:
+        """The exported trees must score the training rows as scikit-learn does."""
+        if np.abs(self.decision_function(X) - clf.decision_function(X)).max() > 1e-9:
+            raise _unsupported_sklearn("its trees score differently once exported")
 
     def _check(self):
         if not hasattr(self, "trees_"):
@@ -164,3 +176,23 @@ class FeedbackHead:
         head.n_features_in_ = int(config["n_features_in"])
         head.n_labels_ = list(config["n_labels"])
         return head
+
+
+def _tree_nodes(clf) -> list:
+    """Each boosting stage's node array (a binary classifier: one tree per stage)."""
+    try:
+        nodes = [stage[0].nodes for stage in clf._predictors]
+        missing = [f for f in NODE_FIELDS if f not in nodes[0].dtype.names]
+    except (AttributeError, IndexError, TypeError) as err:
+        raise _unsupported_sklearn(f"its fitted trees are not where expected ({err})") from None
+    if missing:
+        raise _unsupported_sklearn(f"its tree nodes lack {', '.join(missing)}")
+    return nodes
+
+
+def _unsupported_sklearn(why: str) -> UnmaskError:
+    import sklearn
+
+    return UnmaskError(f"feedback head: scikit-learn {sklearn.__version__} cannot be exported "
+                       f"({why}); install a version pyproject.toml allows "
+                       "(scikit-learn>=1.6,<2)")

@@ -1,6 +1,6 @@
 """Transactions on disk: open Parquet/CSV in DuckDB, validate, name what is wrong.
 
-Contract (DESIGN.md): ``transaction_id``, ``timestamp``, ``customer_id``, ``terminal_id``,
+Contract (docs/contracts.md): ``transaction_id``, ``timestamp``, ``customer_id``, ``terminal_id``,
 ``amount``; optional ``customer_x``, ``customer_y``, ``terminal_x``, ``terminal_y``
 (coordinates, km) and ``channel`` (``card_present`` / ``card_not_present``) are used by the
 features when present; ``is_fraud`` / ``fraud_scenario`` are evaluation-only.

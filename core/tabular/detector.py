@@ -26,6 +26,8 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
@@ -33,6 +35,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from ..calibration import ScoreCalibration
 from ..errors import DataValidationError, NotFittedError
 from .preprocess import EncodedTable, TabularPreprocessor
+from .pyod_api import PyODOutputsMixin
 
 COMPONENTS = ("reference", "knn", "network")
 DEFAULT_COMPONENTS = ("reference", "knn")  # the ADBench ablation in bench/README.md
@@ -40,8 +43,12 @@ BUNDLE_KIND = "tabular"
 CHUNK_ROWS = 2048  # rows scored at once (one thread each): bounded memory
 
 
-class TabularDetector(BaseEstimator):
+class TabularDetector(PyODOutputsMixin, BaseEstimator):
     """Masked-reconstruction anomaly detector for numeric + categorical tables.
+
+    scikit-learn's estimator contract with PyOD's outputs (``labels_``,
+    ``predict_proba``, ``predict_confidence``, ``fit_predict``; see
+    :mod:`core.tabular.pyod_api`), so code written for a PyOD detector runs unchanged.
 
     Args:
         random_state: seed for splits, masks, reference sample and training.
@@ -76,6 +83,7 @@ class TabularDetector(BaseEstimator):
         feature_names_in_: column names (only when fitted on a DataFrame, as in sklearn).
         decision_scores_: training rows' scores (rows stored in the memory leave-one-out).
         threshold_: score above which ``predict`` says 1 (from ``contamination``).
+        labels_: training rows' 0/1 labels against ``threshold_`` (PyOD).
         calibration_: :class:`core.calibration.ScoreCalibration` on held-out rows.
         component_stats_: per component, the median and scale that standardise it.
 
@@ -340,10 +348,6 @@ class TabularDetector(BaseEstimator):
         """scikit-learn's convention (higher = more normal): ``-decision_function(X)``."""
         return -self.decision_function(X)
 
-    def predict(self, X) -> np.ndarray:
-        """1 where the score exceeds ``threshold_``, else 0."""
-        return (self.decision_function(X) > self.threshold_).astype(np.int64)
-
     def p_values(self, X) -> np.ndarray:
         """Conformal p-values against the held-out training scores."""
         self._check_fitted()
@@ -359,7 +363,7 @@ class TabularDetector(BaseEstimator):
 
         Each component's per-column errors are divided by that component's scale and
         summed, so a row's ``decision_function`` equals the sum of its feature errors minus
-        a constant (``offset_``).
+        a constant (``feature_errors_offset_``).
 
         Returns:
             ``(n, n_features_in_)``: a DataFrame with the column names when fitted on a
@@ -379,11 +383,22 @@ class TabularDetector(BaseEstimator):
         return ordered
 
     @property
-    def offset_(self) -> float:
+    def feature_errors_offset_(self) -> float:
         """``sum(feature_errors) - decision_function`` for every row."""
         self._check_fitted()
         return float(sum(self._weight(k) * s["median"] / s["scale"]
                          for k, s in self.component_stats_.items()))
+
+    @property
+    def offset_(self) -> float:
+        """Deprecated name of :attr:`feature_errors_offset_`.
+
+        scikit-learn's outlier detectors use ``offset_`` for ``score_samples -
+        decision_function``; this one never meant that, so the name goes.
+        """
+        warnings.warn("TabularDetector.offset_ is deprecated (it is not scikit-learn's "
+                      "offset_); use feature_errors_offset_", FutureWarning, stacklevel=2)
+        return self.feature_errors_offset_
 
     def explain(self, X, background=None, max_evals: int | None = None):
         """SHAP values of the score over input columns (``shap.PermutationExplainer``).

@@ -1,4 +1,4 @@
-"""Synthetic workspaces written exactly in the layout of docs/runs.md (and DESIGN.md's
+"""Synthetic workspaces written exactly in the layout of docs/runs.md (and docs/contracts.md's
 drive-log contract), without any model: fast fixtures for the dashboard's tests and the
 1 M-transaction benchmark. Known structure is planted so tests can assert on it.
 """
@@ -173,7 +173,7 @@ def _list_column(values: np.ndarray, arrow_type) -> pa.Array:
 
 def write_driving_run(ws, n_frames: int = 40, grid=(32, 32), anomaly_frames=range(20, 25),
                       seed: int = 0, log_id: str = "log_000", run_id: str = "driving-run") -> Path:
-    """One drive log (DESIGN.md's log contract) and a scored run; the frames in
+    """One drive log (docs/contracts.md's log contract) and a scored run; the frames in
     ``anomaly_frames`` have a pedestrian in the hidden area and are the alerts."""
     rng = np.random.default_rng(seed)
     ws = Path(ws)

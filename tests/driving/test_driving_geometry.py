@@ -1,4 +1,4 @@
-"""Warping follows DESIGN.md's conventions; ray casting hides what is behind objects."""
+"""Warping follows docs/contracts.md's conventions; ray casting hides what is behind objects."""
 import numpy as np
 
 from driving.raycast import Raycaster

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import DataValidationError
+from core.errors import DataValidationError, UnmaskError
 from finance.detector import FinanceModel, FinanceModelConfig
 from finance.head import FeedbackHead, HeadConfig
 
@@ -31,6 +31,24 @@ def test_exported_trees_match_sklearn_and_round_trip():
     assert np.array_equal(again.decision_function(Xt), head.decision_function(Xt))
     with pytest.raises(DataValidationError, match="expects 5 columns"):
         head.decision_function(Xt[:, :3])
+
+
+def test_a_scikit_learn_whose_trees_do_not_export_stops_with_one_line(monkeypatch):
+    """The export reads fitted trees scikit-learn does not publish; a release that moves
+    or changes them must stop the fit, not score differently."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    R = np.random.default_rng(1)
+    X, y = R.normal(size=(200, 3)), (R.random(200) < 0.3).astype(int)
+    original = HistGradientBoostingClassifier.decision_function
+    monkeypatch.setattr(HistGradientBoostingClassifier, "decision_function",
+                        lambda self, X: original(self, X) + 1e-6)
+    with pytest.raises(UnmaskError, match=r"scikit-learn .* trees score differently.*>=1.6,<2"):
+        FeedbackHead(HeadConfig(max_iter=5)).fit(X, y)
+    monkeypatch.setattr(HistGradientBoostingClassifier, "_predictors", None, raising=False)
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", lambda self, *a, **k: self)
+    with pytest.raises(UnmaskError, match="fitted trees are not where expected"):
+        FeedbackHead(HeadConfig(max_iter=5)).fit(X, y)
 
 
 def test_head_needs_both_kinds_of_label():
