@@ -42,7 +42,10 @@ def simulate(customers, terminals, days, seed, out):
 @click.option("--seed", default=0, show_default=True, help="Model random state.")
 @click.option("--max-train-rows", default=200_000, show_default=True, help="Sample at most this many rows.")
 @click.option("--max-steps", default=None, type=int, help="Cap on the network's optimiser steps.")
-def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps):
+@click.option("--timezone", default="UTC", show_default=True,
+              help="Zone that timestamps with a UTC offset (or tz-aware Parquet) are converted to; times "
+                   "without one are local wall-clock time and kept. Saved with the model for scoring.")
+def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps, timezone):
     """Fit the masked-reconstruction detector on point-in-time features (plus the supervised
     feedback head when analysts' dispositions are given)."""
     from .detector import FinanceModelConfig
@@ -52,7 +55,7 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
     if max_steps is not None:
         config.detector_params["max_steps"] = max_steps
     model = train_model(data, out, until=until, labels=labels, reviews=reviews,
-                        feedback_delay_days=delay_days, config=config)
+                        feedback_delay_days=delay_days, config=config, timezone=timezone)
     click.echo(f"trained on {model.n_train_} transactions, {len(model.feature_names)} features"
                f"{' (with feedback)' if model.config.features.feedback else ''}"
                f"{f'; feedback head on {sum(model.head_.n_labels_)} dispositions' if model.has_head else ''}"
@@ -62,7 +65,9 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
 @finance.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--data", required=True, type=click.Path(exists=True), help="Transactions (Parquet/CSV).")
-@click.option("--out", default=None, type=click.Path(dir_okay=False), help="scores.parquet to write.")
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="scores.parquet to write; its explanations go beside it (NAME.explanations.parquet), "
+                   "both written in full before either replaces an older file.")
 @click.option("--workspace", default=None, type=click.Path(file_okay=False),
               help="Write a run directory WS/runs/finance/<id>/ instead of --out.")
 @click.option("--fdr", default=None, type=float, help="Alert at this false-discovery rate (e.g. 0.05).")

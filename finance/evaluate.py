@@ -59,8 +59,10 @@ def evaluate(scores_path, data_path, k: int = 100) -> dict:
     """Metrics of ``scores.parquet`` against the ``is_fraud`` column of the transactions file."""
     from .schema import read_transactions
 
-    scores = pd.read_parquet(scores_path, columns=["transaction_id", "score"])
-    data = read_transactions(data_path)
+    # Days come from the scores' timestamps: they are in the model's time zone, whichever
+    # zone an aware file is in (finance.schema).
+    scores = pd.read_parquet(scores_path, columns=["transaction_id", "timestamp", "score"])
+    data = read_transactions(data_path).drop(columns="timestamp")
     if "is_fraud" not in data:
         raise DataValidationError(f"{data_path}: no 'is_fraud' column; evaluation needs the truth")
     joined = data.merge(scores, on="transaction_id", how="inner")

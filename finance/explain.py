@@ -29,7 +29,8 @@ def explain_transactions(model_dir, data, ids, labels=None, reviews=None) -> tup
     if not ids:
         raise DataValidationError("give at least one transaction id (--ids ID,ID,...)")
     model = FinanceModel.load(model_dir)
-    confirmations = load_confirmations(labels, reviews) if model.config.features.feedback else None
+    confirmations = (load_confirmations(labels, reviews, model.config.features.timezone)
+                     if model.config.features.feedback else None)
     with tempfile.TemporaryDirectory(prefix="unmask-explain-") as work:
         feats = Path(work) / "features.parquet"
         featurise(data, feats, cfg=model.config.features, labels=confirmations)

@@ -20,9 +20,11 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.errors import BundleError, DataValidationError
 from core.io import atomic_path
 
-from .schema import CARD_NOT_PRESENT, connect, open_transactions
+from .schema import CARD_NOT_PRESENT, DEFAULT_TIMEZONE, configure, open_transactions
+from .sql import literal, reading
 
 US = 1_000_000
 CUSTOMER_WINDOWS = {"1h": 3600, "1d": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
@@ -35,20 +37,40 @@ PASS_THROUGH = ("is_fraud", "fraud_scenario")
 
 @dataclass
 class FeatureConfig:
-    """Which feature groups exist (set from the data) and the feedback-loop settings."""
+    """Which feature groups exist (set from the data), the feedback-loop settings, and the
+    time zone aware timestamps are read in (:mod:`finance.schema`; saved with the model so
+    scoring reads a file exactly as training did)."""
 
     has_channel: bool = True
     has_coordinates: bool = True
     feedback: bool = False
     feedback_delay_days: float = 7.0
     feedback_windows_days: dict = field(default_factory=lambda: {"terminal": [7, 28], "customer": [28]})
+    timezone: str = DEFAULT_TIMEZONE
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, state: dict) -> "FeatureConfig":
-        return cls(**state)
+        """From a saved model's JSON; its values end up in SQL text, so they are checked."""
+        try:
+            cfg = cls(**state)
+        except TypeError as err:
+            raise BundleError(f"feature config does not match this unmask ({err})") from None
+        if not _valid(cfg):
+            raise BundleError(f"feature config holds invalid feedback windows, delay or time zone: {state}")
+        return cfg
+
+
+def _valid(cfg: FeatureConfig) -> bool:
+    def whole_days(d):
+        return isinstance(d, int) and not isinstance(d, bool) and 0 < d <= 3650
+
+    windows = cfg.feedback_windows_days
+    return (isinstance(windows, dict) and set(windows) <= {"terminal", "customer"}
+            and all(isinstance(days, list) and all(map(whole_days, days)) for days in windows.values())
+            and isinstance(cfg.feedback_delay_days, (int, float)) and isinstance(cfg.timezone, str))
 
 
 def _window(name: str, key: str, seconds: int) -> str:
@@ -132,15 +154,16 @@ def feature_names(cfg: FeatureConfig) -> list[str]:
     return list(_features(cfg))
 
 
-def config_for(columns, feedback: bool = False, delay_days: float = 7.0) -> FeatureConfig:
+def config_for(columns, feedback: bool = False, delay_days: float = 7.0,
+               timezone: str = DEFAULT_TIMEZONE) -> FeatureConfig:
     """A FeatureConfig matching the columns present in a transactions view."""
     coords = all(c in columns for c in ("terminal_x", "terminal_y", "customer_x", "customer_y"))
     return FeatureConfig(has_channel="channel" in columns, has_coordinates=coords,
-                         feedback=feedback, feedback_delay_days=delay_days)
+                         feedback=feedback, feedback_delay_days=delay_days, timezone=timezone)
 
 
 def _base_sql(cfg: FeatureConfig, columns) -> str:
-    extra = [f"CAST(channel = '{CARD_NOT_PRESENT}' AS DOUBLE) AS is_cnp"] if cfg.has_channel else []
+    extra = [f"CAST(channel = {literal(CARD_NOT_PRESENT)} AS DOUBLE) AS is_cnp"] if cfg.has_channel else []
     if cfg.has_coordinates:
         extra.append("sqrt(power(terminal_x - customer_x, 2) + power(terminal_y - customer_y, 2)) AS dist_home")
     keep = [c for c in ID_COLUMNS + PASS_THROUGH if c in columns]
@@ -153,7 +176,8 @@ def _base_sql(cfg: FeatureConfig, columns) -> str:
 
 
 def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_limit: str | None = None,
-              row_group_size: int = 131_072, feedback_delay_days: float = 7.0) -> FeatureConfig:
+              row_group_size: int = 131_072, feedback_delay_days: float = 7.0,
+              timezone: str = DEFAULT_TIMEZONE) -> FeatureConfig:
     """Compute point-in-time features of the transactions in ``data``; write ``out`` (Parquet).
 
     Args:
@@ -167,6 +191,8 @@ def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_l
         memory_limit: DuckDB memory limit (default ``UNMASK_DUCKDB_MEMORY`` or 1GB).
         row_group_size: Parquet row-group size of the output.
         feedback_delay_days: the feedback delay when ``cfg`` is None.
+        timezone: the zone aware timestamps are converted to when ``cfg`` is None
+            (otherwise ``cfg.timezone``).
 
     Returns:
         The feature configuration used.
@@ -176,23 +202,17 @@ def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_l
     with tempfile.TemporaryDirectory(prefix="unmask-features-") as work:
         import duckdb
 
-        con = duckdb.connect(str(Path(work) / "work.duckdb"))
+        con = configure(duckdb.connect(str(Path(work) / "work.duckdb")), memory_limit,
+                        temp_dir=Path(work) / "spill")
         try:
-            scratch = connect(memory_limit)  # settings template
-            for name in ("memory_limit", "threads"):
-                value = scratch.execute(f"SELECT current_setting('{name}')").fetchone()[0]
-                con.execute(f"SET {name}='{value}'")
-            scratch.close()
-            con.execute(f"SET temp_directory='{Path(work).as_posix()}/spill'")
-            con.execute("SET preserve_insertion_order=false")
-            con.execute("SET enable_progress_bar=false")
-            columns = open_transactions(con, data)
-            cfg = cfg or config_for(columns, labels is not None, feedback_delay_days)
+            columns = open_transactions(con, data, timezone=cfg.timezone if cfg else timezone)
+            cfg = cfg or config_for(columns, labels is not None, feedback_delay_days, timezone)
             if cfg.has_channel and "channel" not in columns:
                 raise_missing(data, "channel")
             if cfg.has_coordinates and not all(c in columns for c in ("terminal_x", "terminal_y", "customer_x", "customer_y")):
                 raise_missing(data, "terminal_x, terminal_y, customer_x, customer_y")
-            con.execute(f"CREATE TABLE base AS {_base_sql(cfg, columns)}")
+            with reading(data):  # the file is read again here: what the checks missed is one line too
+                con.execute(f"CREATE TABLE base AS {_base_sql(cfg, columns)}")
             items, windows = _aggregates(cfg)
             con.execute(f"CREATE TABLE agg AS SELECT *, {', '.join(items)} FROM base "
                         f"WINDOW {', '.join(windows)}")
@@ -216,13 +236,11 @@ def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_l
                         for s, days in cfg.feedback_windows_days.items() for d in days]
             with atomic_path(out) as tmp:
                 con.execute(f"COPY (SELECT {', '.join(keep + feats + ctx)} FROM {source}) TO "
-                            f"'{tmp.as_posix()}' (FORMAT PARQUET, ROW_GROUP_SIZE {row_group_size})")
+                            f"{literal(tmp)} (FORMAT PARQUET, ROW_GROUP_SIZE {int(row_group_size)})")
         finally:
             con.close()
     return cfg
 
 
 def raise_missing(data, what):
-    from core.errors import DataValidationError
-
     raise DataValidationError(f"{data}: the model uses column(s) {what}, which this file lacks")

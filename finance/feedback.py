@@ -2,7 +2,8 @@
 
 Confirmations come from a labels file (CSV/Parquet: ``transaction_id``; ``decision`` in
 {fraud, legitimate, needs_information} or ``is_fraud`` 0/1; ``confirmed_at`` or ``timestamp``
-= when the disposition was confirmed) and/or the workspace review store
+= when the disposition was confirmed; times follow the transactions' time-zone rule, see
+:mod:`finance.schema`) and/or the workspace review store
 (:class:`core.review_store.ReviewStore`, vertical ``finance``, kind ``disposition``, the
 latest decision per transaction, confirmed at the event's ``created_at``).
 
@@ -17,28 +18,68 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
 
+from .schema import AWARE_TEXT, DEFAULT_TIMEZONE, sniff_delimiter
+
 US = 1_000_000
 DECISIONS = {"fraud": True, "legitimate": False}
+LABEL_TEXT = {"1": True, "1.0": True, "true": True, "0": False, "0.0": False, "false": False}
 
 
 def _read_table(path: Path) -> pd.DataFrame:
-    from .schema import sniff_delimiter
-
     if not path.is_file():
         raise DataValidationError(f"{path}: no such labels file")
     if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        return pd.read_parquet(path).reset_index(drop=True)   # row numbers are file rows
     if path.stat().st_size == 0:
         raise DataValidationError(f"{path}: empty labels file")
     return pd.read_csv(path, sep=sniff_delimiter(path), dtype={"transaction_id": str})
 
 
-def read_labels(path) -> pd.DataFrame:
-    """Read a labels file into ``transaction_id`` (str), ``confirmed_at`` (UTC-naive), ``is_fraud`` (bool)."""
+def _first_bad(path, column: str, bad, values: pd.Series, problem: str):
+    """Raise for the first ``bad`` position (``problem`` formats ``{value}``); the row is the
+    file's (``values`` keeps the file's row index through filtering)."""
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        pos = int(bad.argmax())
+        raise DataValidationError(f"{path}: column {column!r}, row {values.index[pos] + 1}: "
+                                  + problem.format(value=repr(values.iloc[pos])))
+
+
+def _labels(path, values: pd.Series) -> pd.Series:
+    """``is_fraud`` of a labels file: 0/1 or true/false (any case) -> bool."""
+    fraud = values.astype("string").str.strip().str.lower().map(LABEL_TEXT)
+    _first_bad(path, "is_fraud", fraud.isna(), values, "{value} is not 0/1 or true/false")
+    return fraud.astype(bool)
+
+
+def _times(path, column: str, values: pd.Series, zone: str) -> pd.Series:
+    """Naive wall-clock times under the transactions' rule: naive kept, aware -> ``zone``."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert(zone).dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(values):
+        return values
+    text = values.astype("string").str.strip()
+    aware = text.str.contains(AWARE_TEXT, regex=True, na=False).to_numpy()
+    parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    if aware.any():
+        instants = pd.to_datetime(text[aware], errors="coerce", utc=True, format="mixed")
+        parsed[aware] = instants.dt.tz_convert(zone).dt.tz_localize(None).astype("datetime64[us]")
+    if not aware.all():
+        parsed[~aware] = pd.to_datetime(text[~aware], errors="coerce", format="mixed").astype("datetime64[us]")
+    _first_bad(path, column, parsed.isna(), values, "cannot parse {value} as a timestamp")
+    _first_bad(path, column, ~aware & aware.any(), values,
+               "{value} has no UTC offset but other rows have one; give every time with an offset or none")
+    return parsed
+
+
+def read_labels(path, timezone: str = DEFAULT_TIMEZONE) -> pd.DataFrame:
+    """Read a labels file into ``transaction_id`` (str), ``confirmed_at`` (naive wall clock
+    in ``timezone`` for aware times, see :mod:`finance.schema`), ``is_fraud`` (bool)."""
     path = Path(path)
     frame = _read_table(path)
     if "transaction_id" not in frame:
@@ -55,24 +96,18 @@ def read_labels(path) -> pd.DataFrame:
         frame = frame[frame["decision"].isin(list(DECISIONS))]
         fraud = frame["decision"].map(DECISIONS).astype(bool)
     elif "is_fraud" in frame:
-        fraud = pd.to_numeric(frame["is_fraud"], errors="coerce")
-        if fraud.isna().any() or not fraud.isin([0, 1]).all():
-            raise DataValidationError(f"{path}: column 'is_fraud' must be 0 or 1")
-        fraud = fraud.astype(bool)
+        fraud = _labels(path, frame["is_fraud"])
     else:
         raise DataValidationError(f"{path}: labels need a 'decision' or an 'is_fraud' column")
-    confirmed = pd.to_datetime(frame[time_col], errors="coerce", utc=True, format="mixed")
-    if confirmed.isna().any():
-        row = int(confirmed.isna().to_numpy().argmax())
-        raise DataValidationError(f"{path}: column {time_col!r}, row {row + 1}: cannot parse "
-                                  f"{frame[time_col].iloc[row]!r} as a timestamp")
+    confirmed = _times(path, time_col, frame[time_col], timezone)
     return pd.DataFrame({"transaction_id": frame["transaction_id"].astype(str).to_numpy(),
-                         "confirmed_at": confirmed.dt.tz_localize(None).to_numpy(),
+                         "confirmed_at": confirmed.to_numpy(),
                          "is_fraud": fraud.to_numpy()})
 
 
-def read_reviews(path) -> pd.DataFrame:
-    """Current finance dispositions from a review store, in :func:`read_labels`' format."""
+def read_reviews(path, timezone: str = DEFAULT_TIMEZONE) -> pd.DataFrame:
+    """Current finance dispositions from a review store, in :func:`read_labels`' format
+    (the store's UTC times as wall clock in ``timezone``)."""
     from core.review_store import ReviewStore
 
     path = Path(path)
@@ -85,13 +120,15 @@ def read_reviews(path) -> pd.DataFrame:
                              "is_fraud": pd.Series(dtype=bool)})
     current = current[current["decision"].isin(list(DECISIONS))]
     return pd.DataFrame({"transaction_id": current["item_id"].astype(str).to_numpy(),
-                         "confirmed_at": current["created_at"].dt.tz_localize(None).to_numpy(),
+                         "confirmed_at": current["created_at"].dt.tz_convert(timezone).dt.tz_localize(None).to_numpy(),
                          "is_fraud": current["decision"].map(DECISIONS).astype(bool).to_numpy()})
 
 
-def load_confirmations(labels=None, reviews=None) -> pd.DataFrame | None:
-    """Labels file and review store merged; the latest confirmation per transaction wins."""
-    parts = ([read_labels(labels)] if labels else []) + ([read_reviews(reviews)] if reviews else [])
+def load_confirmations(labels=None, reviews=None, timezone: str = DEFAULT_TIMEZONE) -> pd.DataFrame | None:
+    """Labels file and review store merged; the latest confirmation per transaction wins.
+    Times are wall clock in ``timezone`` (the model's zone), as the transactions' are."""
+    parts = (([read_labels(labels, timezone)] if labels else [])
+             + ([read_reviews(reviews, timezone)] if reviews else []))
     if not parts:
         return None
     merged = pd.concat(parts, ignore_index=True).sort_values("confirmed_at", kind="stable")

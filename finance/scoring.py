@@ -10,6 +10,11 @@ Three stages, each with bounded memory:
 3. a global step over the score column alone: conformal p-values, rank and alerts
    (Benjamini-Hochberg at ``fdr`` or the top ``budget``); SHAP reason codes for the alerts;
    DuckDB joins and sorts by rank and writes ``scores.parquet`` atomically.
+
+Scores and explanations go out together: both files are written in full before either is
+renamed into place, so a failure leaves the old pair. Inside a run directory
+(:func:`score_to_run`) the pair is published by the run's one rename; with plain paths the
+two renames follow each other directly (explanations first).
 """
 from __future__ import annotations
 
@@ -21,10 +26,11 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
-from core.io import atomic_path
+from core.io import atomic_path, write_parquet_atomic
 
 from .detector import FinanceModel
 from .features import ID_COLUMNS, PASS_THROUGH
+from .sql import ident, literal
 
 REASON_PARTS = ("feature", "shap", "value", "usual", "text")
 
@@ -79,6 +85,12 @@ def _explain_rows(model: FinanceModel, features_path, rows: np.ndarray, n_shap: 
     return reasons, long, float(np.mean(base)) if len(frame) else model.expected_score_
 
 
+def _empty_explanations() -> pd.DataFrame:
+    return pd.DataFrame({"transaction_id": pd.Series(dtype=str), "feature": pd.Series(dtype=str),
+                         "shap_value": pd.Series(dtype="float64"), "value": pd.Series(dtype="float64"),
+                         "usual_value": pd.Series(dtype="float64")})
+
+
 def _empty_reasons() -> pd.DataFrame:
     cols = {"_row": pd.Series(dtype="int64")}
     for i in (1, 2, 3):
@@ -112,7 +124,8 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         model_dir: finance model directory.
         data: transactions (Parquet/CSV).
         out: scores Parquet file (columns in docs/runs.md), written atomically.
-        explanations_out: long-format SHAP table for the alerts (optional).
+        explanations_out: long-format SHAP table for the alerts (optional); written in full
+            before ``out`` is renamed into place (module docstring).
         fdr: alert at this Benjamini-Hochberg false-discovery rate, or
         budget: alert on the ``budget`` highest scores; neither: the model's threshold.
         labels, reviews: confirmed dispositions for the feedback features (models trained
@@ -136,7 +149,8 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
     if fdr is not None and budget is not None:
         raise DataValidationError("give either --fdr or --budget, not both")
     model = FinanceModel.load(model_dir)
-    confirmations = load_confirmations(labels, reviews) if model.config.features.feedback else None
+    confirmations = (load_confirmations(labels, reviews, model.config.features.timezone)
+                     if model.config.features.feedback else None)
     with tempfile.TemporaryDirectory(prefix="unmask-score-") as work:
         work = Path(work)
         featurise(data, work / "features.parquet", cfg=model.config.features, labels=confirmations)
@@ -174,36 +188,32 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         del row, p_values, rank, score, alerts, order
         con = connect(temp_dir=work / "spill")
         try:
-            con.execute(f"CREATE VIEW global_step AS SELECT * FROM read_parquet('{(work / 'global.parquet').as_posix()}')")
+            con.execute(f"CREATE VIEW global_step AS SELECT * FROM read_parquet({literal(work / 'global.parquet')})")
             con.register("reasons", reasons)
-            con.execute(f"CREATE VIEW scored AS SELECT * FROM read_parquet('{(work / 'scored').as_posix()}/*.parquet')")
+            scored_files = literal((work / "scored").as_posix() + "/*.parquet")
+            con.execute(f"CREATE VIEW scored AS SELECT * FROM read_parquet({scored_files})")
             cols = [c for c in con.execute("DESCRIBE scored").df()["column_name"] if c not in ("_row",)]
             reason_cols = [c for c in reasons.columns if c != "_row"]
-            id_cols = [f"s.{c}" for c in ID_COLUMNS]
-            passed = [f"s.{c}" for c in cols if c in PASS_THROUGH]
+            id_cols = [f"s.{ident(c)}" for c in ID_COLUMNS]
+            passed = [f"s.{ident(c)}" for c in cols if c in PASS_THROUGH]
             select = ", ".join(id_cols + ["s.score", "g.p_value", "g.is_alert", "g.rank"]
-                               + [f"r.{c}" for c in reason_cols] + passed)
+                               + [f"r.{ident(c)}" for c in reason_cols] + passed)
             with atomic_path(out) as tmp:
                 con.execute(f"COPY (SELECT {select} FROM scored s JOIN global_step g USING (_row) LEFT JOIN reasons r "
-                            f"USING (_row) ORDER BY g.rank) TO '{tmp.as_posix()}' (FORMAT PARQUET)")
+                            f"USING (_row) ORDER BY g.rank) TO {literal(tmp)} (FORMAT PARQUET)")
+                if explanations_out is not None:  # renamed before the scores: the pair goes out together
+                    write_parquet_atomic(_empty_explanations() if long is None else long, explanations_out)
         finally:
             con.close()
-    if explanations_out is not None:
-        from core.io import write_parquet_atomic
-
-        if long is None:
-            long = pd.DataFrame({"transaction_id": pd.Series(dtype=str), "feature": pd.Series(dtype=str),
-                                 "shap_value": pd.Series(dtype="float64"), "value": pd.Series(dtype="float64"),
-                                 "usual_value": pd.Series(dtype="float64")})
-        write_parquet_atomic(long, explanations_out)
     return summary
 
 
 def _quality(truth, score) -> dict:
     from core.metrics import auprc, auroc
 
-    truth = np.nan_to_num(truth.astype(np.float64)).astype(int)
-    if truth.min() == truth.max():
+    known = ~np.isnan(truth)   # an empty is_fraud cell is an unknown label, not a legitimate one
+    truth, score = truth[known].astype(int), score[known]
+    if truth.size == 0 or truth.min() == truth.max():
         return {}
     return {"auroc": float(auroc(truth, score)), "average_precision": float(auprc(truth, score))}
 

@@ -10,6 +10,7 @@ import pandas as pd
 from core.errors import DataValidationError
 
 from .detector import FinanceModel, FinanceModelConfig
+from .schema import DEFAULT_TIMEZONE, check_timezone
 
 
 def read_features(path, until=None, since=None, columns=None, max_rows=None, seed=0) -> pd.DataFrame:
@@ -64,7 +65,7 @@ def labelled_rows(features_path, confirmations: pd.DataFrame, until, columns) ->
 
 
 def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days: float = 7.0,
-          config: FinanceModelConfig | None = None) -> FinanceModel:
+          config: FinanceModelConfig | None = None, timezone: str = DEFAULT_TIMEZONE) -> FinanceModel:
     """Train a finance model on ``data`` (transactions before ``until``) and save it to ``out``.
 
     Args:
@@ -77,6 +78,8 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
         reviews: review store (``reviews.sqlite``); as ``labels``.
         feedback_delay_days: confirmations younger than this are never used.
         config: model hyper-parameters.
+        timezone: IANA zone that aware timestamps (tz-aware Parquet, CSV with UTC offsets)
+            are converted to; naive ones are kept. Saved with the model for scoring.
 
     Returns:
         The fitted model.
@@ -85,11 +88,12 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
     from .feedback import load_confirmations
 
     config = config or FinanceModelConfig()
-    confirmations = load_confirmations(labels, reviews)
+    check_timezone(timezone)   # before the labels are read in it
+    confirmations = load_confirmations(labels, reviews, timezone)
     with tempfile.TemporaryDirectory(prefix="unmask-train-") as work:
         feats_path = Path(work) / "features.parquet"
         cfg = featurise(data, feats_path, labels=confirmations,
-                        feedback_delay_days=float(feedback_delay_days))
+                        feedback_delay_days=float(feedback_delay_days), timezone=timezone)
         config.features = cfg
         from .features import feature_names
 

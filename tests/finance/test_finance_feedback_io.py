@@ -51,3 +51,34 @@ def test_review_store_and_labels_merge_latest_wins(tmp_path):
     assert sorted(merged.index) == ["t1", "t3"]
     assert bool(merged.loc["t1", "is_fraud"]) and bool(merged.loc["t3", "is_fraud"])
     assert merged.loc["t1", "confirmed_at"] > pd.Timestamp("2024-01-01")   # wall-clock confirmation
+
+
+def test_labels_follow_the_transactions_time_zone_rule(tmp_path):
+    """Offsets are converted to the model's zone, like the transactions' (not to UTC while
+    the transactions are in another zone); naive times are kept."""
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"transaction_id": ["t1", "t2"], "is_fraud": ["TRUE", "false"],
+                  "confirmed_at": ["2024-01-05T10:00:00Z", "2024-07-05 10:00:00+02:00"]}).to_csv(path, index=False)
+    labels = read_labels(path, timezone="Europe/Berlin")
+    assert labels["confirmed_at"].tolist() == [pd.Timestamp("2024-01-05 11:00"), pd.Timestamp("2024-07-05 10:00")]
+    assert labels["is_fraud"].tolist() == [True, False]
+    pd.DataFrame({"transaction_id": ["t1"], "is_fraud": [1],
+                  "confirmed_at": [pd.Timestamp("2024-01-05 10:00", tz="UTC")]}).to_parquet(tmp_path / "l.parquet")
+    assert read_labels(tmp_path / "l.parquet", "Europe/Berlin")["confirmed_at"][0] == pd.Timestamp("2024-01-05 11:00")
+    naive = tmp_path / "naive.csv"
+    pd.DataFrame({"transaction_id": ["t1"], "is_fraud": [1], "confirmed_at": ["2024-01-05 10:00"]}).to_csv(naive)
+    assert read_labels(naive, "Europe/Berlin")["confirmed_at"][0] == pd.Timestamp("2024-01-05 10:00")
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("is_fraud", ["1", "yes"], r"column 'is_fraud', row 2: 'yes' is not 0/1 or true/false"),
+    ("confirmed_at", ["2024-01-05 10:00+01:00", "2024-01-05 11:00"],
+     r"column 'confirmed_at', row 2: '2024-01-05 11:00' has no UTC offset"),
+])
+def test_bad_label_cells_name_row_and_value(tmp_path, column, values, message):
+    frame = pd.DataFrame({"transaction_id": ["t1", "t2"], "is_fraud": ["1", "0"],
+                          "confirmed_at": ["2024-01-05", "2024-01-06"]})
+    frame[column] = values
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(DataValidationError, match=message):
+        read_labels(tmp_path / "labels.csv")

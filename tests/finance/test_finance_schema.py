@@ -41,18 +41,20 @@ def test_missing_column(tmp_path):
 
 def test_unparsable_timestamp(tmp_path):
     path = _csv(tmp_path, _with("timestamp", 2, "yesterday noon"))
-    with pytest.raises(DataValidationError, match=r"'timestamp', row 3: cannot parse 'yesterday noon'"):
+    with pytest.raises(DataValidationError,
+                       match=r"'timestamp', row 3 \(transaction_id 'c'\): cannot parse 'yesterday noon'"):
         read_transactions(path)
 
 
 def test_non_numeric_amount(tmp_path):
     path = _csv(tmp_path, _with("amount", 1, "12,50 EUR"), sep=";")
-    with pytest.raises(DataValidationError, match=r"'amount', row 2: '12,50 EUR' is not a finite number"):
+    with pytest.raises(DataValidationError,
+                       match=r"'amount', row 2 \(transaction_id 'b'\): '12,50 EUR' is not a finite number"):
         read_transactions(path)
 
 
 def test_negative_amount(tmp_path):
-    with pytest.raises(DataValidationError, match=r"'amount', row 4: negative amount -99"):
+    with pytest.raises(DataValidationError, match=r"'amount', row 4 \(transaction_id 'd'\): negative amount -99"):
         read_transactions(_csv(tmp_path, _with("amount", 3, "-99")))
 
 
