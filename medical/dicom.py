@@ -24,7 +24,9 @@ from core.io import atomic_path
 
 DUPLICATE_MM = 0.01      # two slices closer than this along the normal hold the same plane
 GAP_FACTOR = 1.5         # a step this much above the series' median spacing is a gap
-SLICE_TAGS = ("ImagePositionPatient", "ImageOrientationPatient", "InstanceNumber", "PixelSpacing")
+# tags every slice needs to be placed in the patient, with their number of values
+SLICE_TAG_SIZES = {"ImagePositionPatient": 3, "ImageOrientationPatient": 6, "InstanceNumber": 1,
+                   "PixelSpacing": 2}
 
 
 @dataclass
@@ -80,13 +82,23 @@ def _slice_normal(slices: list[Slice], directory: Path) -> np.ndarray:
     return normal / np.linalg.norm(normal)
 
 
+def _tag_ok(header, tag: str) -> bool:
+    value = header.get(tag)
+    values = [value] if SLICE_TAG_SIZES[tag] == 1 else list(value or [])
+    try:
+        return (value not in (None, "") and len(values) == SLICE_TAG_SIZES[tag]
+                and np.isfinite(np.asarray(values, dtype=np.float64)).all())
+    except (TypeError, ValueError):
+        return False
+
+
 def _check_tags(slices: list[Slice]) -> None:
     for s in slices:
-        missing = [tag for tag in SLICE_TAGS if tag not in s.header]
+        missing = [tag for tag in SLICE_TAG_SIZES if not _tag_ok(s.header, tag)]
         if missing:
             raise DataValidationError(
-                f"{s.path}: no {', '.join(missing)}; the slice's place in the patient is unknown "
-                "(the series would be read with wrong geometry)")
+                f"{s.path}: no {', '.join(missing)} (missing or not numbers); the slice's place "
+                "in the patient is unknown and the series would be read with wrong geometry")
         shape = (s.header.Rows, s.header.Columns, *map(float, s.header.PixelSpacing))
         first = slices[0].header
         if shape != (first.Rows, first.Columns, *map(float, first.PixelSpacing)):
@@ -116,20 +128,25 @@ def check_slice_geometry(slices: list[Slice], directory: Path) -> None:
     positions = np.array([np.dot(np.asarray(s.header.ImagePositionPatient, dtype=np.float64),
                                  normal) for s in slices])
     steps = np.diff(positions)                                   # (n - 1,) signed, mm
-    for k in np.flatnonzero(np.abs(steps) < DUPLICATE_MM):
+    duplicates = np.flatnonzero(np.abs(steps) < DUPLICATE_MM)
+    if duplicates.size:
+        k = duplicates[0]
         a, b = slices[k], slices[k + 1]
         raise DataValidationError(
             f"{directory}: two slices at {positions[k]:.1f} mm along the slice normal "
             f"(instances {a.instance} and {b.instance}: {a.path.name}, {b.path.name}); "
             "a slice is duplicated")
-    direction = np.sign(np.median(steps))
-    for k in np.flatnonzero(np.sign(steps) != direction):
+    turns = np.flatnonzero(np.sign(steps) != np.sign(np.median(steps)))
+    if turns.size:
+        k = turns[0]
         raise DataValidationError(
             f"{directory}: slice positions do not follow InstanceNumber: instance "
             f"{slices[k + 1].instance} at {positions[k + 1]:.1f} mm comes after "
             f"{_where(slices[k], positions[k])}")
     spacing = float(np.median(np.abs(steps)))
-    for k in np.flatnonzero(np.abs(steps) > GAP_FACTOR * spacing):
+    gaps = np.flatnonzero(np.abs(steps) > GAP_FACTOR * spacing)
+    if gaps.size:
+        k = gaps[0]
         raise DataValidationError(
             f"{directory}: slice gap of {abs(steps[k]):.1f} mm between "
             f"{_where(slices[k], positions[k])} and {_where(slices[k + 1], positions[k + 1])}; "

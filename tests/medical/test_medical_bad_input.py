@@ -102,39 +102,42 @@ def test_uncompressed_nifti_shorter_than_its_header_says(tmp_path, write_nifti):
         load_volume(path)
 
 
-def test_dicom_series_with_a_missing_slice(tmp_path):
-    series = ct_series(tmp_path / "series")
+def drop_slice(series):
     (series / "slice_0003.dcm").unlink()
-    with pytest.raises(DataValidationError,
-                       match=r"series: slice gap of 4\.0 mm between 4\.0 mm \(instance 3\) and "
-                             r"8\.0 mm \(instance 5\); the series' spacing is 2\.0 mm"):
-        load_volume(series)
 
 
-def test_dicom_series_with_a_duplicated_slice(tmp_path):
-    series = ct_series(tmp_path / "series")
+def duplicate_slice(series):
     shutil.copy(series / "slice_0002.dcm", series / "slice_0002_copy.dcm")
-    with pytest.raises(DataValidationError,
-                       match=r"series: two slices at 4\.0 mm along the slice normal "
-                             r"\(instances 3 and 3: slice_0002\.dcm, slice_0002_copy\.dcm\)"):
-        load_volume(series)
 
 
-def test_dicom_series_numbered_against_its_positions(tmp_path):
-    series = ct_series(tmp_path / "series")
+def renumber(series):
     edit_series(series, lambda ds, k: setattr(ds, "InstanceNumber", [1, 2, 4, 3, 5, 6][k]))
-    with pytest.raises(DataValidationError, match=r"series: slice positions do not follow "
-                                                  r"InstanceNumber: instance 4 at 4\.0 mm comes "
-                                                  r"after 6\.0 mm \(instance 3\)"):
+
+
+@pytest.mark.parametrize("damage, message", [
+    (drop_slice, r"slice gap of 4\.0 mm between 4\.0 mm \(instance 3\) and 8\.0 mm "
+                 r"\(instance 5\); the series' spacing is 2\.0 mm: a slice is missing"),
+    (duplicate_slice, r"two slices at 4\.0 mm along the slice normal \(instances 3 and 3: "
+                      r"slice_0002\.dcm, slice_0002_copy\.dcm\)"),
+    (renumber, r"slice positions do not follow InstanceNumber: instance 4 at 4\.0 mm comes "
+               r"after 6\.0 mm \(instance 3\)"),
+])
+def test_dicom_series_with_missing_duplicated_or_misnumbered_slices(tmp_path, damage, message):
+    """MONAI would stack these with stretched or shifted spacing and wrong organ volumes."""
+    series = ct_series(tmp_path / "series")
+    damage(series)
+    with pytest.raises(DataValidationError, match=rf"series: {message}"):
         load_volume(series)
 
 
-def test_dicom_series_without_position_tags(tmp_path):
+@pytest.mark.parametrize("edit", [lambda ds, k: delattr(ds, "ImagePositionPatient"),
+                                  lambda ds, k: setattr(ds, "ImagePositionPatient", [0.0, 0.0])])
+def test_dicom_series_without_position_tags(tmp_path, edit):
     """MONAI would warn and use an identity affine: wrong geometry, silently."""
     series = ct_series(tmp_path / "series")
-    edit_series(series, lambda ds, k: delattr(ds, "ImagePositionPatient"))
+    edit_series(series, edit)
     with pytest.raises(DataValidationError,
-                       match=r"slice_0000\.dcm: no ImagePositionPatient"):
+                       match=r"slice_0000\.dcm: no ImagePositionPatient \(missing or not numbers\)"):
         load_volume(series)
 
 
@@ -242,9 +245,9 @@ def bad_inputs(tmp_path, write_nifti):
     nan[3, 4, 5] = np.nan
     flipped_src = write_nifti(tmp_path / "good.nii.gz", ct_like((24, 24, 16)))
     gap = ct_series(tmp_path / "gap")
-    (gap / "slice_0003.dcm").unlink()
+    drop_slice(gap)
     dup = ct_series(tmp_path / "dup")
-    shutil.copy(dup / "slice_0002.dcm", dup / "slice_0002_copy.dcm")
+    duplicate_slice(dup)
     mr_dicom = ct_series(tmp_path / "mrdicom")
     edit_series(mr_dicom, lambda ds, k: setattr(ds, "Modality", "MR"))
     no_position = ct_series(tmp_path / "nopos")
