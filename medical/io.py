@@ -4,8 +4,11 @@ Cases come from the Medical Segmentation Decathlon layout (``dataset.json`` +
 ``imagesTr/``, ``labelsTr/``, ``imagesTs/``; our simulator adds ``lesionsTr/``), a
 directory of NIfTI files, a single NIfTI file, a DICOM series directory or a directory of
 series directories. Images are read with MONAI's ``LoadImage`` (``NibabelReader`` or
-``PydicomReader``) into a channel-first ``MetaTensor`` whose affine maps voxels to RAS mm.
-Every failure is a :class:`~core.errors.DataValidationError` that names the file.
+``PydicomReader``) into a channel-first ``MetaTensor`` whose affine maps voxels to RAS mm,
+once they have been checked: a NIfTI file's gzip CRC and length (``medical.nifti``), a
+DICOM series' slice positions (``medical.dicom``), finite voxels, and -- for images, not
+label maps -- a CT in Hounsfield units (``medical.guard``). Every failure is a
+:class:`~core.errors.DataValidationError` that names the file.
 
 Example:
     >>> cases = find_cases("data/medical")                    # doctest: +SKIP
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 import zlib
 from contextlib import contextmanager
@@ -25,6 +29,10 @@ import numpy as np
 
 from core.errors import DataValidationError
 from core.io import atomic_path
+
+from .dicom import is_dicom_dir, read_series_headers
+from .guard import check_ct_header, check_hounsfield
+from .nifti import read_nifti
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 READ_ERRORS = (EOFError, OSError, RuntimeError, ValueError, zlib.error)
@@ -111,42 +119,6 @@ def _msd_cases(root: Path, split: str | None) -> list[Case]:
     return cases
 
 
-# --- DICOM -------------------------------------------------------------------------------
-
-def dicom_series(directory: Path) -> dict[str, list[Path]]:
-    """Image files per ``SeriesInstanceUID`` among the files directly in ``directory``."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    series: dict[str, list[Path]] = {}
-    for path in sorted(p for p in directory.iterdir() if p.is_file()):
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, EOFError):
-            continue
-        if "Rows" not in ds or "SeriesInstanceUID" not in ds:
-            continue  # not an image (structured report, DICOMDIR, ...)
-        series.setdefault(str(ds.SeriesInstanceUID), []).append(path)
-    return series
-
-
-def _is_dicom_dir(directory: Path) -> bool:
-    import pydicom
-
-    return any(p.is_file() and (p.suffix.lower() == ".dcm" or pydicom.misc.is_dicom(p))
-               for p in directory.iterdir())
-
-
-def _check_dicom_dir(directory: Path) -> None:
-    series = dicom_series(directory)
-    if not series:
-        raise DataValidationError(f"{directory}: no DICOM image series in this directory")
-    if len(series) > 1:
-        listing = ", ".join(f"{uid} ({len(files)} files)" for uid, files in series.items())
-        raise DataValidationError(f"{directory}: mixes {len(series)} DICOM series ({listing}); "
-                                  "put each series in its own directory")
-
-
 # --- case discovery ----------------------------------------------------------------------
 
 def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
@@ -171,12 +143,12 @@ def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
         cases = _msd_cases(path, split)
     elif (path / "imagesTr").is_dir() or (path / "imagesTs").is_dir():
         raise DataValidationError(f"{path}: MSD layout without dataset.json")
-    elif _is_dicom_dir(path):
+    elif is_dicom_dir(path):
         cases = [Case(path.name, path)]
     else:
         cases = [Case(case_name(p), p) for p in sorted(path.iterdir()) if is_nifti(p)]
         cases += [Case(p.name, p) for p in sorted(path.iterdir())
-                  if p.is_dir() and not p.name.startswith(".") and _is_dicom_dir(p)]
+                  if p.is_dir() and not p.name.startswith(".") and is_dicom_dir(p)]
     if not cases:
         raise DataValidationError(f"{path}: no cases found (expected an MSD dataset.json, "
                                   "NIfTI files or DICOM series directories)")
@@ -189,75 +161,105 @@ def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
 
 # --- reading -----------------------------------------------------------------------------
 
-def _check_nifti_header(path: Path) -> None:
-    import nibabel as nib
-
-    try:
-        header_shape = nib.load(str(path)).shape
-    except READ_ERRORS + (nib.filebasedimages.ImageFileError,) as err:
-        raise DataValidationError(f"{path}: not a readable NIfTI file ({err})") from None
-    if len(header_shape) != 3:
-        raise DataValidationError(f"{path}: expected a 3-D volume, got a {len(header_shape)}-D "
-                                  f"image of shape {tuple(header_shape)}")
+# Notices about optional readers absent here (we never use nvImageCodec): safe to drop.
+HARMLESS_WARNINGS = (r"NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register",
+                     r"NvImgCodecPydicomReader ignores to_gpu")
+# MONAI's notices that it read an image with guessed or partial geometry (identity affine,
+# dropped slices): the scan would be segmented and measured wrongly, so they are errors.
+GEOMETRY_WARNINGS = (r"PydicomReader: ImageOrientationPatient .* tags are missing",
+                     r"slice: .* does not have InstanceNumber tag",
+                     r"the list contains slices that have different",
+                     r"the directory: .* contains more than one DICOM series",
+                     r"Failed to read ")
 
 
 @contextmanager
-def quiet_monai_readers():
-    """Silence MONAI's notices about optional readers missing here (nvImageCodec, CuPy).
+def reader_warnings(path):
+    """Drop known-harmless reader notices; raise geometry warnings as errors naming ``path``.
 
-    ``LoadImage`` builds every reader it knows, and the nvImageCodec DICOM reader logs a
-    warning per construction when the GPU codec is absent; we never use that reader. Only
-    that logger and Python warnings inside the block are affected.
+    Every other warning passes through unchanged. The nvImageCodec plugin's logger, which
+    reports the absent GPU codec once per ``LoadImage``, is quieted inside the block.
     """
     logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            for message in HARMLESS_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=UserWarning)
+            for message in GEOMETRY_WARNINGS:
+                warnings.filterwarnings("error", message=message, category=UserWarning)
             yield
+    except UserWarning as warning:
+        if not any(re.match(message, str(warning), re.IGNORECASE) for message in GEOMETRY_WARNINGS):
+            raise
+        raise DataValidationError(f"{path}: {' '.join(str(warning).split())}") from None
     finally:
         logger.setLevel(level)
 
 
-def load_volume(path: str | Path):
+def check_finite(values: np.ndarray, path) -> None:
+    """Refuse NaN or infinite voxels: one makes the whole network output NaN."""
+    bad = ~np.isfinite(values)
+    count = int(np.count_nonzero(bad))
+    if count:
+        index = np.unravel_index(int(np.argmax(bad)), values.shape)
+        raise DataValidationError(
+            f"{path}: {count} of {values.size} voxels are not finite (NaN, infinite or beyond "
+            f"float32); the first is voxel {tuple(int(i) for i in index)}: {values[index]}")
+
+
+def _checked_source(path: Path, hounsfield: bool) -> dict:
+    """Check ``path`` before MONAI reads it: ``{"nifti_image": ...}`` (verified bytes) or
+    ``{"slice_files": [...]}`` (a DICOM series whose slice geometry is sound)."""
+    if path.is_dir():
+        slices = read_series_headers(path)
+        if hounsfield:
+            check_ct_header(slices[0].header, path)
+        return {"slice_files": [s.path for s in slices]}
+    if is_nifti(path):
+        return {"nifti_image": read_nifti(path)}
+    raise DataValidationError(f"{path}: not a NIfTI file or DICOM series directory")
+
+
+def load_volume(path: str | Path, hounsfield: bool = True):
     """Read a 3-D image as a ``(1, X, Y, Z)`` float32 ``MetaTensor`` (affine: voxel -> RAS).
 
+    Args:
+        path: a NIfTI file or a DICOM series directory.
+        hounsfield: refuse what is not a CT in Hounsfield units (``medical.guard``); label
+            maps and model outputs pass ``False``.
+
     Raises:
-        DataValidationError: unreadable or truncated file, not 3-D, or a DICOM directory
-            without exactly one image series.
+        DataValidationError: unreadable, damaged or truncated file; not 3-D; a DICOM series
+            with missing, duplicated or untagged slices; NaN or infinite voxels; not CT.
     """
-    from monai.data import NibabelReader, PydicomReader
-    from monai.transforms import LoadImage
+    from .readers import load_channel_first   # imports MONAI
 
     path = Path(path)
-    if path.is_dir():
-        _check_dicom_dir(path)
-        reader = PydicomReader()
-    elif is_nifti(path):
-        _check_nifti_header(path)
-        reader = NibabelReader()
-    else:
-        raise DataValidationError(f"{path}: not a NIfTI file or DICOM series directory")
-    try:
-        with quiet_monai_readers():
-            image = LoadImage(reader=reader, image_only=True, ensure_channel_first=True,
-                              dtype=np.float32)(str(path))
-    except READ_ERRORS as err:
-        raise DataValidationError(f"{path}: cannot read image data; the file is truncated or "
-                                  f"corrupt ({type(err).__name__}: {err})") from None
+    source = _checked_source(path, hounsfield)
+    with reader_warnings(path):
+        try:
+            image = load_channel_first(path, **source)
+        except READ_ERRORS as err:
+            raise DataValidationError(f"{path}: cannot read image data; the file is truncated "
+                                      f"or corrupt ({type(err).__name__}: {err})") from None
     if image.ndim != 4 or image.shape[0] != 1:
         raise DataValidationError(f"{path}: expected a single-channel 3-D volume, got shape "
                                   f"{tuple(image.shape)}")
     if min(image.shape[1:]) < 2:
         raise DataValidationError(f"{path}: expected a 3-D volume, got shape "
                                   f"{tuple(image.shape[1:])} (a 2-D image?)")
+    values = image.as_tensor().numpy()[0]
+    check_finite(values, path)
+    if hounsfield:
+        check_hounsfield(values, path)
     return image
 
 
 def load_label_like(path: str | Path, image, image_path: str | Path):
     """Read a label map and check it matches ``image`` (shape and affine)."""
-    label = load_volume(path)
+    label = load_volume(path, hounsfield=False)
     if tuple(label.shape) != tuple(image.shape):
         raise DataValidationError(f"{path}: label shape {tuple(label.shape[1:])} differs from "
                                   f"its image {image_path} {tuple(image.shape[1:])}")
@@ -277,44 +279,3 @@ def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         nib.save(image, str(tmp))
     return path
-
-
-def write_dicom_series(volume: np.ndarray, spacing, directory: str | Path,
-                       series_uid: str | None = None, study_uid: str | None = None) -> Path:
-    """Write an ``(X, Y, Z)`` HU volume as an axial CT DICOM series (one file per slice).
-
-    Patient axes follow DICOM (LPS): x to the left, y to posterior, z to superior.
-    Used to export phantoms and in tests.
-    """
-    import pydicom
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    directory = Path(directory)
-    series_uid, study_uid = series_uid or generate_uid(), study_uid or generate_uid()
-    nx, ny, nz = volume.shape
-    with atomic_path(directory) as tmp:
-        tmp.mkdir()
-        for k in range(nz):
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = CTImageStorage
-            meta.MediaStorageSOPInstanceUID = generate_uid()
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds = FileDataset(str(tmp / f"slice_{k:04d}.dcm"), {}, file_meta=meta,
-                             preamble=b"\0" * 128)
-            ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-            ds.Modality, ds.PatientID = "CT", "phantom"
-            ds.SeriesInstanceUID, ds.StudyInstanceUID = series_uid, study_uid
-            ds.Rows, ds.Columns = ny, nx          # pixel rows run along y, columns along x
-            ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
-            ds.SliceThickness = float(spacing[2])
-            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-            ds.ImagePositionPatient = [0.0, 0.0, float(k * spacing[2])]
-            ds.InstanceNumber = k + 1
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-            ds.PixelRepresentation, ds.SamplesPerPixel = 1, 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-            ds.PixelData = np.ascontiguousarray(volume[:, :, k].T.astype(np.int16)).tobytes()
-            pydicom.dcmwrite(ds.filename, ds, enforce_file_format=True)
-    return directory

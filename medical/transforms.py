@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -100,9 +99,7 @@ class Preprocessor:
             data["label"] = label + 100 * lesion
         elif extra:
             data["label"] = extra[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = self._chain(bool(extra))(data)
+        out = self._chain(bool(extra))(data)
         result = {"image": out["image"]}
         if extra:
             merged = torch.round(out["label"].as_tensor()).to(torch.int64)
@@ -130,7 +127,5 @@ class Preprocessor:
         tensor = torch.as_tensor(np.asarray(output), dtype=torch.float32)
         meta = MetaTensor(tensor, meta=dict(reference.meta))
         meta.applied_operations = list(reference.applied_operations)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            inverted = self._chain(False).inverse({"image": meta})["image"]
+        inverted = self._chain(False).inverse({"image": meta})["image"]
         return np.asarray(inverted.as_tensor().numpy())
