@@ -39,12 +39,11 @@ from torch.export import Dim
 
 from . import __version__
 from .errors import NotFittedError, UnmaskError
+from .export_options import DEFAULT_ATOL, DEFAULT_RTOL
 from .io import atomic_path
 from .tabular.network import LearnedMaskAutoencoder
 
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
-DEFAULT_ATOL = 1e-4
-DEFAULT_RTOL = 1e-3
 CHECK_BATCH_SIZES = (1, 2, 5)
 # torch.export specialises sizes 0 and 1, which would pin the batch axis: export with 2
 EXAMPLE_BATCH = 2

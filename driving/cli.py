@@ -109,14 +109,12 @@ def batch_score(model, logs, out, engine, address, fdr):
     click.echo(json.dumps(run(model, logs, out, engine=engine, address=address, fdr=fdr)))
 
 
+from core.export_options import export_options  # noqa: E402  (block kept self-contained)
+
+
 @driving.command("export")
 @click.option("--model", type=click.Path(exists=True, file_okay=False), required=True)
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="FILE.onnx to write.")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Parity tolerance: absolute part.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
-              help="Parity tolerance: relative part.")
+@export_options
 def export(model, fmt, out, atol, rtol):
     """Export the occlusion network (with its softmax) to ONNX, checked against PyTorch first.
 

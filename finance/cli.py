@@ -120,14 +120,12 @@ def explain(model_dir, data, ids, labels, reviews):
     click.echo(format_reasons(reasons))
 
 
+from core.export_options import export_options  # noqa: E402  (block kept self-contained)
+
+
 @finance.command("export")
 @click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="FILE.onnx to write.")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Parity tolerance: absolute part.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
-              help="Parity tolerance: relative part.")
+@export_options
 def export(model_dir, fmt, out, atol, rtol):
     """Export the detector's network to ONNX, checked against PyTorch first.
 

@@ -145,17 +145,15 @@ def batch_score(model_dir, images, out, anomaly_model, engine, address, fdr):
                               address=address, fdr=fdr)))
 
 
+from core.export_options import export_options  # noqa: E402  (block kept self-contained)
+
+
 @medical.command("export")
 @click.option("--model", "model_dir", type=click.Path(exists=True), required=True,
               help="From `train` (segmenter/ + anomaly/) or a `pretrain` bundle.")
 @click.option("--network", type=click.Choice(["segmenter", "anomaly"]), default=None,
               help="Which UNet  [default: the segmenter when the model has one, else anomaly]")
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="FILE.onnx to write.")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
-              help="Parity tolerance: absolute part.")
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-3, show_default=True,
-              help="Parity tolerance: relative part.")
+@export_options
 def export(model_dir, network, fmt, out, atol, rtol):
     """Export one of the model's 3-D UNets to ONNX, checked against PyTorch first.
 
