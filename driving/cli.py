@@ -3,6 +3,8 @@ import json
 
 import click
 
+from core.export_options import export_options
+
 
 @click.group()
 def driving():
@@ -107,3 +109,31 @@ def batch_score(model, logs, out, engine, address, fdr):
     from .batch import batch_score as run
 
     click.echo(json.dumps(run(model, logs, out, engine=engine, address=address, fdr=fdr)))
+
+
+
+
+@driving.command("export")
+@click.option("--model", type=click.Path(exists=True, file_okay=False), required=True)
+@export_options
+def export(model, fmt, out, atol, rtol):
+    """Export the occlusion network (with its softmax) to ONNX, checked against PyTorch first.
+
+    \b
+    input   grids          uint8   (B, F, H, W)  the stacked frames: current grid, earlier
+                                                 grids warped into its ego frame (and the
+                                                 layout memory); 255 = not observed
+    input   speed          float32 (B,)          ego speed, m/s
+    output  probabilities  float32 (B, C, H, W)  class probabilities per cell
+    B is any batch size; F, H, W and C are the bundle's. Stacking the frames, the layout
+    fallback, decisions and surprise scores stay in Python; the file's doc_string says it
+    exactly. ONNX Runtime and PyTorch must agree within atol + rtol * |torch| on batches
+    of 1, 2 and 5 frames, else nothing is written; the result is stored in the file's
+    metadata (unmask.parity).
+    """
+    from core.export import export_onnx
+
+    from .onnx_export import occlusion_spec
+
+    report = export_onnx(occlusion_spec(model), out, atol=atol, rtol=rtol)
+    click.echo(f"wrote {out}; parity: {report.summary()}")

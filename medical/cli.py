@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import click
 
+from core.export_options import export_options
+
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
                              default="default", show_default=True,
                              help="Network/training size (tiny: tests; small: demo).")
@@ -143,3 +145,37 @@ def batch_score(model_dir, images, out, anomaly_model, engine, address, fdr):
 
     click.echo(json.dumps(run(model_dir, images, out, anomaly_model=anomaly_model, engine=engine,
                               address=address, fdr=fdr)))
+
+
+
+
+@medical.command("export")
+@click.option("--model", "model_dir", type=click.Path(exists=True), required=True,
+              help="From `train` (segmenter/ + anomaly/) or a `pretrain` bundle.")
+@click.option("--network", type=click.Choice(["segmenter", "anomaly"]), default=None,
+              help="Which UNet  [default: the segmenter when the model has one, else anomaly]")
+@export_options
+def export(model_dir, network, fmt, out, atol, rtol):
+    """Export one of the model's 3-D UNets to ONNX, checked against PyTorch first.
+
+    \b
+    input   input   float32 (B, 2, X, Y, Z)   channel 0: CT on the model grid, HU window
+                                              mapped to [0, 1], hidden voxels 0; channel 1:
+                                              hidden-voxel indicator (all 0 for the segmenter)
+    output  logits  float32 (B, L + 1, X, Y, Z)  segmenter: class logits (0 = background)
+    output  output  float32 (B, 2, X, Y, Z)   anomaly network: correction to the context
+                                              baseline, and log variance
+    B is any batch size; X, Y, Z any multiples of the product of the UNet's strides
+    (inference feeds windows of the bundle's roi_size). Resampling, windowing, sliding
+    windows, the masking schedule and scoring stay in Python; the file's doc_string says
+    it exactly. ONNX Runtime and PyTorch must agree within atol + rtol * |torch| on
+    batches of 1, 2 and 5 windows and one larger window, else nothing is written; the
+    result is stored in the file's metadata (unmask.parity).
+    """
+    from core.export import export_onnx
+
+    from .onnx_export import unet_spec
+
+    spec = unet_spec(model_dir, network)
+    report = export_onnx(spec, out, atol=atol, rtol=rtol)
+    click.echo(f"wrote {out} ({spec.metadata['kind']}); parity: {report.summary()}")
