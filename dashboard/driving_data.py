@@ -16,15 +16,10 @@ import pandas as pd
 
 from core.errors import DataValidationError
 from core.names import check_name, is_safe_name
+from driving.schema import CLASS_COLOURS, UNOBSERVED, UNOBSERVED_COLOUR
 
 from . import render
 
-UNOBSERVED = 255
-# Colours of the simulator's classes, in order (others cycle through render.LABEL_COLOURS).
-CLASS_COLOURS = {"off_road": (70, 90, 60), "road": (110, 110, 120), "lane_marking": (250, 250, 250),
-                 "sidewalk": (190, 160, 130), "vehicle": (40, 120, 230), "pedestrian": (240, 60, 60),
-                 "static_obstacle": (250, 170, 30)}
-UNOBSERVED_COLOUR = (20, 20, 25)
 ROAD_LAYOUT_COLOUR = (200, 205, 225)        # the road-layout panel's road surface
 PANELS = ("observed", "visibility", "predicted hidden", "road layout", "truth", "error")
 
@@ -154,7 +149,8 @@ def load_layers(run_dir, manifest: dict, log_id: str) -> LogLayers:
 
 
 def class_palette(classes) -> np.ndarray:
-    """``(256, 3)`` float colours: class k -> its colour, 255 -> unobserved."""
+    """``(256, 3)`` float colours: class k -> its colour, 255 -> unobserved (the driving
+    palette; classes it does not name cycle through ``render.LABEL_COLOURS``)."""
     palette = np.zeros((256, 3), dtype=np.float32)
     for k in range(255):
         palette[k] = render.LABEL_COLOURS[k % len(render.LABEL_COLOURS)]

@@ -39,6 +39,13 @@ OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK, VEHICLE, PEDESTRIAN, STATIC_OBSTACLE = r
 LAYOUT_CLASSES = (OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK)     # the ground: ids 0 .. 3
 OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
 UNOBSERVED = 255
+# Display colours (RGB 0-255) of the classes and of unobserved cells: the one palette of the
+# dashboard's replay and the rerun recording.
+CLASS_COLOURS = {"off_road": (70, 90, 60), "road": (110, 110, 120),
+                 "lane_marking": (250, 250, 250), "sidewalk": (190, 160, 130),
+                 "vehicle": (40, 120, 230), "pedestrian": (240, 60, 60),
+                 "static_obstacle": (250, 170, 30)}
+UNOBSERVED_COLOUR = (20, 20, 25)
 METADATA_KEY = b"unmask"
 SCALAR_COLUMNS = ("log_id", "frame", "timestamp", "ego_x", "ego_y", "ego_yaw", "ego_speed")
 GRID_COLUMNS = ("semantic", "visible")
