@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
-from core.io import atomic_path
+from core.io import atomic_path, check_output
 
 from .detector import FinanceModel
 from .features import ID_COLUMNS, PASS_THROUGH
@@ -135,6 +135,8 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
 
     if fdr is not None and budget is not None:
         raise DataValidationError("give either --fdr or --budget, not both")
+    guarded = [data, model_dir, labels, reviews]
+    check_output(out, guarded)  # before the scoring, not after it
     model = FinanceModel.load(model_dir)
     confirmations = load_confirmations(labels, reviews) if model.config.features.feedback else None
     with tempfile.TemporaryDirectory(prefix="unmask-score-") as work:
@@ -183,7 +185,7 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
             passed = [f"s.{c}" for c in cols if c in PASS_THROUGH]
             select = ", ".join(id_cols + ["s.score", "g.p_value", "g.is_alert", "g.rank"]
                                + [f"r.{c}" for c in reason_cols] + passed)
-            with atomic_path(out) as tmp:
+            with atomic_path(out, inputs=guarded) as tmp:
                 con.execute(f"COPY (SELECT {select} FROM scored s JOIN global_step g USING (_row) LEFT JOIN reasons r "
                             f"USING (_row) ORDER BY g.rank) TO '{tmp.as_posix()}' (FORMAT PARQUET)")
         finally:
@@ -195,7 +197,7 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
             long = pd.DataFrame({"transaction_id": pd.Series(dtype=str), "feature": pd.Series(dtype=str),
                                  "shap_value": pd.Series(dtype="float64"), "value": pd.Series(dtype="float64"),
                                  "usual_value": pd.Series(dtype="float64")})
-        write_parquet_atomic(long, explanations_out)
+        write_parquet_atomic(long, explanations_out, inputs=guarded)
     return summary
 
 
