@@ -18,7 +18,7 @@ import platform
 from pathlib import Path
 
 from .errors import BundleError
-from .io import atomic_path
+from .io import atomic_path, read_json_object
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -80,10 +80,7 @@ def read_bundle_config(path: str | os.PathLike, kind: str | None = None) -> dict
         raise BundleError(f"{path}: no model bundle here (expected a directory with {CONFIG_NAME})")
     if not cfg_path.is_file():
         raise BundleError(f"{cfg_path}: missing; {path} is not a model bundle")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as err:
-        raise BundleError(f"{cfg_path}: not valid JSON ({err})") from None
+    meta = read_json_object(cfg_path, BundleError)
     version = meta.get("format_version")
     if not isinstance(version, int):
         raise BundleError(f"{cfg_path}: no integer 'format_version'")
@@ -92,6 +89,10 @@ def read_bundle_config(path: str | os.PathLike, kind: str | None = None) -> dict
                           f"unmask supports ({FORMAT_VERSION}); upgrade unmask to load it")
     if kind is not None and meta.get("kind") != kind:
         raise BundleError(f"{path}: bundle holds a {meta.get('kind')!r} model, expected {kind!r}")
+    weights = meta.get("weights")
+    if not (isinstance(weights, dict) and isinstance(weights.get("file"), str)
+            and isinstance(weights.get("sha256"), str) and isinstance(meta.get("config"), dict)):
+        raise BundleError(f"{cfg_path}: no 'weights' file and sha256 or no 'config' object")
     return meta
 
 

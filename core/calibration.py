@@ -21,25 +21,28 @@ def conformal_p_values(calibration_scores, scores) -> np.ndarray:
     """Split-conformal p-values: ``(1 + #{calib >= s}) / (n + 1)``.
 
     Valid (super-uniform) under exchangeability of a new normal score with the
-    calibration scores; higher score -> smaller p-value.
+    calibration scores; higher score -> smaller p-value. A score that is not finite says
+    nothing about the input, so it gets p = 1 (never flagged); NaN would otherwise sort
+    above every calibration score and get the smallest p-value.
     """
     calib = np.sort(np.asarray(calibration_scores, dtype=np.float64))
     s = np.asarray(scores, dtype=np.float64)
     if calib.size == 0:
         raise DataValidationError("conformal p-values need at least one calibration score")
     n_ge = calib.size - np.searchsorted(calib, s, side="left")  # count calib >= s
-    return (1.0 + n_ge) / (calib.size + 1.0)
+    return np.where(np.isfinite(s), (1.0 + n_ge) / (calib.size + 1.0), 1.0)
 
 
 def benjamini_hochberg(p_values, alpha: float) -> np.ndarray:
     """Benjamini–Hochberg step-up selection at false-discovery rate ``alpha``.
 
     Returns:
-        Boolean array, True where the hypothesis is rejected (an alert).
+        Boolean array, True where the hypothesis is rejected (an alert). A NaN p-value
+        counts as 1 (never rejected).
     """
     if not 0.0 < alpha < 1.0:
         raise DataValidationError(f"FDR level must be in (0, 1), got {alpha}")
-    p = np.asarray(p_values, dtype=np.float64)
+    p = np.nan_to_num(np.asarray(p_values, dtype=np.float64), nan=1.0)
     m = p.size
     if m == 0:
         return np.zeros(0, dtype=bool)
@@ -60,14 +63,27 @@ def threshold_from_contamination(scores, contamination: float) -> float:
 
 
 def top_k_mask(scores, budget: int) -> np.ndarray:
-    """Boolean mask of the ``budget`` highest scores (ties broken by position)."""
-    s = np.asarray(scores)
+    """Boolean mask of the ``budget`` highest finite scores (ties broken by position)."""
+    s = np.asarray(scores, dtype=np.float64)
     if budget < 0:
         raise DataValidationError(f"alert budget must be >= 0, got {budget}")
     mask = np.zeros(s.size, dtype=bool)
+    finite = np.flatnonzero(np.isfinite(s))
     if budget:
-        mask[np.argsort(-s, kind="stable")[:budget]] = True
+        mask[finite[np.argsort(-s[finite], kind="stable")[:budget]]] = True
     return mask
+
+
+def check_finite(scores) -> np.ndarray:
+    """``scores`` as float64, refusing NaN and infinite values (a model that produced one
+    cannot rank that input, and flagging or clearing it silently would both be wrong)."""
+    s = np.asarray(scores, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(s.ravel()))
+    if bad.size:
+        raise DataValidationError(
+            f"{bad.size} of {s.size} scores are not finite (first at position {bad[0]}: "
+            f"{s.ravel()[bad[0]]}); check those inputs for missing or extreme values")
+    return s
 
 
 @dataclass
@@ -95,8 +111,9 @@ class ScoreCalibration:
             raise NotFittedError("ScoreCalibration is not fitted; call fit(normal_scores)")
 
     def p_values(self, scores) -> np.ndarray:
+        """Conformal p-values of ``scores``; refuses NaN or infinite scores."""
         self._check()
-        return conformal_p_values(self.calibration_scores_, scores)
+        return conformal_p_values(self.calibration_scores_, check_finite(scores))
 
     def fdr_unreachable(self, fdr: float) -> str | None:
         """Why no alert can be raised at false-discovery rate ``fdr``, or None if one can.
@@ -115,15 +132,17 @@ class ScoreCalibration:
                 f"ranked by score); calibrate on at least {int(np.ceil(1.0 / fdr - 1.0 - 1e-9))}")
 
     def alerts(self, scores, fdr: float | None = None, budget: int | None = None) -> np.ndarray:
-        """Alerts by FDR (Benjamini–Hochberg), by budget (top-k), or by ``threshold_``."""
+        """Alerts by FDR (Benjamini–Hochberg), by budget (top-k), or by ``threshold_``;
+        refuses NaN or infinite scores."""
         self._check()
         if fdr is not None and budget is not None:
             raise DataValidationError("give either fdr or budget, not both")
+        scores = check_finite(scores)
         if fdr is not None:
             return benjamini_hochberg(self.p_values(scores), fdr)
         if budget is not None:
             return top_k_mask(scores, budget)
-        return np.asarray(scores) > self.threshold_
+        return scores > self.threshold_
 
     def to_dict(self) -> dict:
         self._check()

@@ -13,7 +13,8 @@ Layout::
         ...result files named in outputs...
 
 A run is built in a temporary directory and renamed into place when complete, so the
-dashboard never sees a half-written run.
+dashboard never sees a half-written run (``core.io.atomic_path``: a run never replaces its
+inputs or a folder unmask did not write).
 """
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .errors import DataValidationError
-from .io import atomic_path
+from .io import atomic_path, read_json_object
 
 MANIFEST = "manifest.json"
 VERTICALS = ("finance", "medical", "driving")
@@ -58,8 +59,16 @@ class RunWriter:
 @contextlib.contextmanager
 def create_run(out_dir: str | os.PathLike, vertical: str, kind: str = "score",
                params: dict | None = None, model: str | None = None,
-               inputs: list[str] | None = None) -> Iterator[RunWriter]:
+               inputs: list[str] | None = None, sources: Iterable = ()) -> Iterator[RunWriter]:
     """Write a run directory at ``out_dir`` atomically.
+
+    Args:
+        out_dir: the run directory; an existing one is replaced only if unmask wrote it.
+        vertical, kind, params: recorded in the manifest.
+        model: the model directory (recorded; the run may not overwrite it).
+        inputs: the files scored (recorded; the run may not overwrite them).
+        sources: further paths the user named as inputs (a log or image folder): not
+            recorded, but guarded like ``inputs``.
 
     Example:
         >>> with create_run(ws / "runs" / "finance" / new_run_id(), "finance") as run:  # doctest: +SKIP
@@ -70,18 +79,33 @@ def create_run(out_dir: str | os.PathLike, vertical: str, kind: str = "score",
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "params": params or {}, "model": model, "inputs": inputs or [],
                 "outputs": {}, "summary": {}}
-    with atomic_path(out_dir) as tmp:
+    guarded = [*(inputs or []), model, *sources]
+    with atomic_path(out_dir, inputs=guarded) as tmp:
         tmp.mkdir()
         writer = RunWriter(tmp, manifest)
         yield writer
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
 
 
+# What readers of a manifest rely on, and the JSON type each must have.
+REQUIRED = {"vertical": str, "run_id": str, "created": str, "kind": str, "params": dict,
+            "inputs": list, "outputs": dict, "summary": dict}
+
+
 def load_manifest(run_dir: str | os.PathLike) -> dict:
+    """Read and check ``run_dir/manifest.json``.
+
+    Raises:
+        DataValidationError: no manifest, or one that is not the JSON object documented in
+            docs/runs.md (a run directory can come from anyone).
+    """
     path = Path(run_dir) / MANIFEST
     if not path.is_file():
         raise DataValidationError(f"{run_dir}: not a run directory (no {MANIFEST})")
-    manifest = json.loads(path.read_text())
+    manifest = read_json_object(path)
+    for key, kind in REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            raise DataValidationError(f"{path}: {key!r} is missing or not a {kind.__name__}")
     manifest["path"] = str(Path(run_dir))
     return manifest
 

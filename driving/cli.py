@@ -4,6 +4,7 @@ import json
 import click
 
 from core.export_options import export_options
+from core.io import check_output
 
 
 @click.group()
@@ -47,6 +48,7 @@ def train(logs, out, epochs, steps_per_epoch, seed):
     from .predictor import OcclusionPredictor
     from .schema import list_logs, read_log
 
+    check_output(out, [logs])
     loaded = [read_log(p) for p in list_logs(logs)]
     predictor = OcclusionPredictor(epochs=epochs, max_steps_per_epoch=steps_per_epoch,
                                    random_state=seed)
@@ -93,6 +95,7 @@ def export_rerun(pred, log_file, out):
     """Write a rerun recording (.rrd) of a scored log."""
     from .rerun_export import export_rerun as export
 
+    check_output(out, [pred, log_file])
     click.echo(f"wrote {export(pred, log_file, out)}")
 
 
@@ -108,6 +111,7 @@ def batch_score(model, logs, out, engine, address, fdr):
     """Score a fleet's logs into one per-frame table, locally or on Ray (no replay files)."""
     from .batch import batch_score as run
 
+    check_output(out, [model, logs])
     click.echo(json.dumps(run(model, logs, out, engine=engine, address=address, fdr=fdr)))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataValidationError
+from core.io import check_output
 from core.names import check_name
 
 from .schema import list_logs, read_log
@@ -80,6 +81,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
     Returns:
         The run directory.
     """
+    check_output(out_dir, [logs, model_dir])  # before loading and scoring, not after
     import pandas as pd
     import pyarrow as pa
 

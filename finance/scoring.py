@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
-from core.io import atomic_path, write_parquet_atomic
+from core.io import atomic_path, check_output, write_parquet_atomic
 
 from .detector import FinanceModel
 from .features import ID_COLUMNS, PASS_THROUGH
@@ -148,6 +148,10 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
 
     if fdr is not None and budget is not None:
         raise DataValidationError("give either --fdr or --budget, not both")
+    guarded = [data, model_dir, labels, reviews]
+    check_output(out, guarded)  # before the scoring, not after it
+    if explanations_out is not None:
+        check_output(explanations_out, guarded)
     model = FinanceModel.load(model_dir)
     confirmations = (load_confirmations(labels, reviews, model.config.features.timezone)
                      if model.config.features.feedback else None)
@@ -198,11 +202,12 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
             passed = [f"s.{ident(c)}" for c in cols if c in PASS_THROUGH]
             select = ", ".join(id_cols + ["s.score", "g.p_value", "g.is_alert", "g.rank"]
                                + [f"r.{ident(c)}" for c in reason_cols] + passed)
-            with atomic_path(out) as tmp:
+            with atomic_path(out, inputs=guarded) as tmp:
                 con.execute(f"COPY (SELECT {select} FROM scored s JOIN global_step g USING (_row) LEFT JOIN reasons r "
                             f"USING (_row) ORDER BY g.rank) TO {literal(tmp)} (FORMAT PARQUET)")
                 if explanations_out is not None:  # renamed before the scores: the pair goes out together
-                    write_parquet_atomic(_empty_explanations() if long is None else long, explanations_out)
+                    write_parquet_atomic(_empty_explanations() if long is None else long, explanations_out,
+                                         inputs=guarded)
         finally:
             con.close()
     return summary

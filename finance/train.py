@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
+from core.io import check_output
 
 from .detector import FinanceModel, FinanceModelConfig
 from .schema import DEFAULT_TIMEZONE, check_timezone
@@ -87,6 +88,7 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
     from .features import featurise
     from .feedback import load_confirmations
 
+    check_output(out, [data, labels, reviews])  # before training, not after it
     config = config or FinanceModelConfig()
     check_timezone(timezone)   # before the labels are read in it
     confirmations = load_confirmations(labels, reviews, timezone)

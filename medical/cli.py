@@ -7,6 +7,7 @@ from dataclasses import replace
 import click
 
 from core.export_options import export_options
+from core.io import check_output
 
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
                              default="default", show_default=True,
@@ -49,6 +50,7 @@ def pretrain(data, out, preset, epochs, seed):
     from .presets import preset as get_preset
     from .pretrain import pretrain as run_pretrain
 
+    check_output(out, [data])
     config, _ = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
@@ -75,6 +77,7 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
     from .pretrain import healthy_cases
     from .segment import train_segmenter
 
+    check_output(out, [data, pretrained, calibration_data])
     _, config = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
@@ -122,6 +125,8 @@ def evaluate(pred, data, out):
 
     from .evaluate import evaluate as run_evaluate
 
+    if out:
+        check_output(out, [pred, data])
     report = run_evaluate(pred, data)
     summary = {k: v for k, v in report.items() if k != "per_case"}
     text = json.dumps(summary, indent=2)
@@ -143,6 +148,7 @@ def batch_score(model_dir, images, out, anomaly_model, engine, address, fdr):
     """Score an archive into one per-case table, locally or on Ray (no maps, no SHAP)."""
     from .batch import batch_score as run
 
+    check_output(out, [model_dir, images, anomaly_model])
     click.echo(json.dumps(run(model_dir, images, out, anomaly_model=anomaly_model, engine=engine,
                               address=address, fdr=fdr)))
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import BundleError, DataValidationError, UnmaskWarning
+from core.io import check_output
 from core.runs import create_run
 
 from .anomaly import AnomalyScorer, body_mask
@@ -156,6 +157,7 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
     Returns:
         ``out``.
     """
+    check_output(out, [model_dir, images, anomaly_model])  # before loading and scoring
     segmenter, scorer = load_models(model_dir, anomaly_model)
     cases = find_cases(images)
     rows, shap_rows = [], []

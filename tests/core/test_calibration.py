@@ -78,3 +78,24 @@ def test_fdr_unreachable_says_when_the_calibration_set_is_too_small():
     assert small.fdr_unreachable(0.25) is None
     assert ScoreCalibration().fit(np.arange(9.0)).fdr_unreachable(0.1) is None
     assert ScoreCalibration().fit(np.arange(9.0)).alerts([100.0], fdr=0.1).all()
+
+
+def test_non_finite_scores_are_never_flagged_by_the_low_level_functions():
+    calib = np.arange(100.0)
+    scores = np.array([50.0, np.nan, 1e9, np.inf, -np.inf])
+    p = conformal_p_values(calib, scores)
+    assert p[1] == 1.0 and p[3] == 1.0 and p[4] == 1.0    # NaN used to get the smallest p
+    assert p[2] == pytest.approx(1 / 101)
+    np.testing.assert_array_equal(benjamini_hochberg([np.nan, 0.001, 0.5], 0.1), [False, True, False])
+    np.testing.assert_array_equal(top_k_mask(scores, 2), [True, False, True, False, False])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"fdr": 0.1}, {"budget": 1}])
+def test_calibration_refuses_nan_scores_with_one_line(kwargs):
+    cal = ScoreCalibration(contamination=0.05).fit(np.arange(100.0))
+    scores = np.array([1.0, 200.0, np.nan, 3.0, np.nan])
+    with pytest.raises(DataValidationError, match=r"^2 of 5 scores are not finite \(first at "
+                                                  r"position 2: nan\)"):
+        cal.alerts(scores, **kwargs)
+    with pytest.raises(DataValidationError, match="first at position 0: inf"):
+        cal.p_values([np.inf])

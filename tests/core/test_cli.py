@@ -1,11 +1,15 @@
-"""The root command: --help lists the verticals, --version works, errors are one line."""
+"""The root command: --help lists the verticals, --version works, every error is one line
+(--debug: the traceback), Ctrl-C is "Aborted." with exit code 130."""
 import subprocess
 import sys
 
+import click
 import pytest
 
-from core import __version__
+import core.cli as cli_module
+from core import DataValidationError, __version__
 from core.cli import main
+from core.io import atomic_path
 
 
 def test_help_lists_verticals():
@@ -25,3 +29,51 @@ def test_unknown_command_fails(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["no-such-command"])
     assert exit_info.value.code == 2
+
+
+class _EntryPoint:
+    def __init__(self, command):
+        self.command = command
+
+    def load(self):
+        return self.command
+
+
+@pytest.fixture
+def failing(monkeypatch, tmp_path):
+    """``unmask fail KIND``: publishes into tmp_path/out and fails half-way with KIND."""
+    errors = {"internal": lambda: RuntimeError("boom"), "interrupt": KeyboardInterrupt,
+              "missing": lambda: open(tmp_path / "no-such.parquet"),
+              "ours": lambda: DataValidationError("tx.parquet: column 'amount', row 3: -1")}
+
+    @click.command()
+    @click.argument("kind")
+    def fail(kind):
+        with atomic_path(tmp_path / "out") as tmp:
+            tmp.write_text("half")
+            raise errors[kind]()
+
+    monkeypatch.setattr(cli_module, "_command_entry_points", lambda: {"fail": _EntryPoint(fail)})
+    return tmp_path
+
+
+@pytest.mark.parametrize("kind, code, line", [
+    ("internal", 1, "Error: internal error: RuntimeError: boom (run with --debug for the traceback)"),
+    ("missing", 2, "Error: No such file or directory: {tmp}/no-such.parquet (run with --debug for "
+                   "the traceback)"),
+    ("ours", 2, "Error: tx.parquet: column 'amount', row 3: -1"),
+    ("interrupt", 130, "Aborted.")])
+def test_every_error_is_one_line_and_leaves_no_temporary(failing, capsys, kind, code, line):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fail", kind])
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err.strip()
+    assert err == line.format(tmp=failing)
+    assert list(failing.iterdir()) == []
+
+
+def test_debug_shows_the_traceback(failing):
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["--debug", "fail", "internal"])
+    with pytest.raises(DataValidationError):
+        main(["--debug", "fail", "ours"])

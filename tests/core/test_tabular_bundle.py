@@ -18,7 +18,7 @@ def test_round_trip_in_a_fresh_process(fitted_frame_detector, frame, tmp_path):
     data = tmp_path / "rows.parquet"
     rows.to_parquet(data)
     bundle = fitted_frame_detector.save(tmp_path / "model")
-    assert sorted(p.name for p in bundle.iterdir()) == ["config.json", "weights.safetensors"]
+    assert sorted(p.name for p in bundle.iterdir()) == [".unmask", "config.json", "weights.safetensors"]
     script = textwrap.dedent(f"""
         import json, sys
         import pandas as pd
