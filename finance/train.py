@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
+from core.runtime import check_precision, choose_device
 
 from .detector import FinanceModel, FinanceModelConfig
 from .schema import DEFAULT_TIMEZONE, check_timezone
@@ -65,7 +66,8 @@ def labelled_rows(features_path, confirmations: pd.DataFrame, until, columns) ->
 
 
 def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days: float = 7.0,
-          config: FinanceModelConfig | None = None, timezone: str = DEFAULT_TIMEZONE) -> FinanceModel:
+          config: FinanceModelConfig | None = None, timezone: str = DEFAULT_TIMEZONE,
+          device="auto", precision: str = "fp32", progress: bool | None = None) -> FinanceModel:
     """Train a finance model on ``data`` (transactions before ``until``) and save it to ``out``.
 
     Args:
@@ -80,6 +82,9 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
         config: model hyper-parameters.
         timezone: IANA zone that aware timestamps (tz-aware Parquet, CSV with UTC offsets)
             are converted to; naive ones are kept. Saved with the model for scoring.
+        device: where the detector's network trains (auto, cpu, cuda, cuda:N); not saved.
+        precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
+        progress: training progress bars on stderr (None: only on a terminal; False: never).
 
     Returns:
         The fitted model.
@@ -88,6 +93,7 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
     from .feedback import load_confirmations
 
     config = config or FinanceModelConfig()
+    check_precision(precision, choose_device(device))  # before hours of featurising
     check_timezone(timezone)   # before the labels are read in it
     confirmations = load_confirmations(labels, reviews, timezone)
     with tempfile.TemporaryDirectory(prefix="unmask-train-") as work:
@@ -103,7 +109,8 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
                     if confirmations is not None else None)
     if frame.empty:
         raise DataValidationError(f"{data}: no transactions before {until}; nothing to train on")
-    model = FinanceModel(config).fit(frame, trained_until=until, labelled=labelled)
+    model = FinanceModel(config, device, precision, progress).fit(frame, trained_until=until,
+                                                                  labelled=labelled)
     from core.training import is_main_process
 
     if is_main_process():  # under torchrun every rank holds the same model; rank 0 writes it
