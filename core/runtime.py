@@ -116,6 +116,26 @@ def module_device(module):
     return torch.device("cpu")
 
 
+class NetworkPlacement:
+    """Mixin for a model wrapper holding ``self.network``: the network's device is the
+    model's, and :meth:`to` moves it (the wrapper puts every input there and runs the
+    forward passes under :func:`autocast` with ``precision``)."""
+
+    precision = "fp32"
+
+    @property
+    def device(self):
+        """Where the network and everything fed to it live."""
+        return module_device(self.network)
+
+    def to(self, device="cpu", precision: str = "fp32"):
+        """Move the network to ``device`` (auto, cpu, cuda, cuda:N); set ``precision``."""
+        chosen = choose_device(device)
+        self.precision = check_precision(precision, chosen)
+        self.network.to(chosen)
+        return self
+
+
 def progress_bar(iterable=None, desc: str | None = None, total: int | None = None,
                  show: bool | None = None, file=None, **kwargs):
     """A tqdm bar on stderr: the one rule for progress output of every long command.

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from core.calibration import ScoreCalibration
-from core.runtime import autocast, check_precision, choose_device, module_device
+from core.runtime import NetworkPlacement, autocast
 
 from .networks import NetworkConfig, build_network
 from .transforms import PreprocessConfig
@@ -231,7 +231,7 @@ def top_k_mean(values: np.ndarray, k: int) -> float:
     return float(np.partition(values.ravel(), values.size - k)[-k:].mean())
 
 
-class AnomalyScorer:
+class AnomalyScorer(NetworkPlacement):
     """A trained masked-reconstruction network plus its scoring state.
 
     Args:
@@ -262,19 +262,6 @@ class AnomalyScorer:
         # per-organ residual (offset, sd) in HU on healthy cases; set by calibrating with a
         # segmenter, and only then are maps given a label map scored organ by organ
         self.organ_stats = organ_stats
-        self.precision = "fp32"
-
-    @property
-    def device(self):
-        """Where the network and everything fed to it live."""
-        return module_device(self.network)
-
-    def to(self, device="cpu", precision: str = "fp32") -> "AnomalyScorer":
-        """Move the network to ``device`` (auto, cpu, cuda, cuda:N); set ``precision``."""
-        device = choose_device(device)
-        self.precision = check_precision(precision, device)
-        self.network.to(device)
-        return self
 
     @property
     def top_k(self) -> int:

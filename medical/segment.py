@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from core.errors import DataValidationError
-from core.runtime import autocast, check_precision, choose_device, module_device
+from core.runtime import NetworkPlacement, autocast
 from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import masked_input
@@ -81,7 +81,7 @@ def dice_ce_loss():
     return loss_fn
 
 
-class Segmenter:
+class Segmenter(NetworkPlacement):
     """A fitted organ segmenter on a fixed model grid.
 
     Args:
@@ -107,19 +107,6 @@ class Segmenter:
         self.sw_batch_size = sw_batch_size
         self.network = build_network(network_config, out_channels=len(self.labels) + 1,
                                      state=state, seed=seed)
-        self.precision = "fp32"
-
-    @property
-    def device(self):
-        """Where the network and everything fed to it live."""
-        return module_device(self.network)
-
-    def to(self, device="cpu", precision: str = "fp32") -> "Segmenter":
-        """Move the network to ``device`` (auto, cpu, cuda, cuda:N); set ``precision``."""
-        device = choose_device(device)
-        self.precision = check_precision(precision, device)
-        self.network.to(device)
-        return self
 
     def inferer(self):
         from monai.inferers import SlidingWindowInferer
