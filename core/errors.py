@@ -13,6 +13,10 @@ class BundleError(UnmaskError):
     """A saved model directory is missing, tampered with, truncated or too new."""
 
 
+class DeviceError(UnmaskError, ValueError):
+    """A ``--device`` / ``--precision`` this machine cannot honour (no CUDA, bad name)."""
+
+
 class NotFittedError(UnmaskError, AttributeError):
     """An estimator was used before ``fit``."""
 

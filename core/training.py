@@ -1,8 +1,10 @@
 """The one training loop. Verticals supply a model, a loss and data; nothing else.
 
-Handles device choice, seeding (a per-call ``torch.Generator``, never global seeds),
-a held-out validation split with early stopping, gradient clipping, a cosine
-learning-rate schedule, checkpoints, a tqdm progress bar (quiet off a terminal) and,
+Handles device choice (model and every batch on one device; ``core.runtime``), bf16
+autocast on CUDA (``precision``), seeding (a per-call ``torch.Generator``, never global
+seeds), a held-out validation split with early stopping, gradient clipping, a cosine
+learning-rate schedule, checkpoints, progress bars over epochs and batches
+(``core.runtime.progress_bar``: stderr, quiet off a terminal) and,
 when launched by ``torchrun``, DistributedDataParallel with a distributed sampler and
 rank-0-only checkpoints, logging and progress.
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from .runtime import choose_device, configure_threads
+from .runtime import autocast, check_precision, choose_device, configure_threads, progress_bar
 
 LossFn = Callable[[nn.Module, object, torch.Generator], torch.Tensor]
 
@@ -54,10 +55,11 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     schedule: str = "cosine"   # "cosine" or "constant"
     warmup_epochs: int = 0
-    device: str = "auto"
+    device: str = "auto"       # auto, cpu, cuda, cuda:N (core.runtime.choose_device)
+    precision: str = "fp32"    # "bf16": CUDA autocast of the loss's forward passes
     num_threads: int | None = None
     checkpoint_dir: str | None = None
-    progress: bool | None = None  # None: only when stderr is a terminal
+    progress: bool | None = None  # None: only when stderr is a terminal; False: quiet
     seed: int = 0
     max_steps_per_epoch: int | None = None
 
@@ -187,12 +189,14 @@ def _lr_factor(config: TrainConfig, epoch: int) -> float:
     return 1.0
 
 
-def _show_progress(config: TrainConfig) -> bool:
-    if not is_main_process():
-        return False
-    if config.progress is not None:
-        return config.progress
-    return sys.stderr.isatty()
+def _show_progress(config: TrainConfig) -> bool | None:
+    """``progress_bar``'s ``show``: never on a torchrun rank other than 0."""
+    return config.progress if is_main_process() else False
+
+
+def _steps_per_epoch(n_train: int, config: TrainConfig, world_size: int) -> int:
+    steps = math.ceil(math.ceil(n_train / world_size) / config.batch_size)
+    return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
 
 
 # --- the loop -------------------------------------------------------------------------
@@ -213,11 +217,10 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
     Returns:
         The :class:`History` of the run.
     """
-    from tqdm.auto import tqdm
-
     config = config or TrainConfig()
     configure_threads(config.num_threads)
     device = choose_device(config.device)
+    check_precision(config.precision, device)
     distributed = _init_distributed(device)
     rank, world_size = world()
     if distributed and device.type == "cuda":
@@ -248,8 +251,9 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
     best_state = copy.deepcopy(model.state_dict())
     bad_epochs = 0
     started = time.perf_counter()
-    bar = tqdm(range(config.max_epochs), desc="train", disable=not _show_progress(config),
-               leave=False, file=sys.stderr)
+    show = _show_progress(config)
+    n_steps = _steps_per_epoch(len(train_idx), config, world_size)
+    bar = progress_bar(range(config.max_epochs), desc="train", unit="epoch", show=show)
 
     for epoch in bar:
         factor = _lr_factor(config, epoch)
@@ -258,11 +262,15 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
             group["lr"] = base * factor
         train_model.train()
         total, count = 0.0, 0
-        for step, batch in enumerate(_batches(dataset, train_idx, config.batch_size, shuffle_rng,
-                                              device, rank, world_size)):
+        batches = progress_bar(_batches(dataset, train_idx, config.batch_size, shuffle_rng,
+                                        device, rank, world_size),
+                               desc=f"epoch {epoch + 1}", total=n_steps, unit="batch",
+                               show=show, leave=False)
+        for step, batch in enumerate(batches):
             if config.max_steps_per_epoch and step >= config.max_steps_per_epoch:
                 break
-            loss = loss_fn(train_model, batch, generator)
+            with autocast(device, config.precision):  # backward runs outside autocast
+                loss = loss_fn(train_model, batch, generator)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}; "
                                          "lower the learning rate or check the input scaling")
@@ -273,6 +281,7 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
             optimizer.step()
             total += float(loss.detach()) * _batch_len(batch)
             count += _batch_len(batch)
+        batches.close()
         train_loss = _all_reduce_mean(total / max(count, 1), device)
 
         val_loss = train_loss
@@ -315,7 +324,8 @@ def _evaluate(model, dataset, indices, loss_fn, config, device, rank, world_size
     generator = torch.Generator().manual_seed(config.seed + 3)  # same masks every epoch
     total, count = 0.0, 0
     for batch in _batches(dataset, indices, config.batch_size, None, device, rank, world_size):
-        total += float(loss_fn(model, batch, generator)) * _batch_len(batch)
+        with autocast(device, config.precision):
+            total += float(loss_fn(model, batch, generator)) * _batch_len(batch)
         count += _batch_len(batch)
     return _all_reduce_mean(total / max(count, 1), device)
 

@@ -3,6 +3,7 @@ import json
 
 import click
 
+from core.cli_options import runtime_options, show_progress
 from core.export_options import export_options
 from core.io import check_output
 
@@ -43,7 +44,8 @@ def simulate(n_logs, frames, out, seed, grid, anomaly_interval):
 @click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(logs, out, epochs, steps_per_epoch, seed):
+@runtime_options
+def train(logs, out, epochs, steps_per_epoch, seed, device, precision, quiet):
     """Train the self-supervised occlusion predictor (never reads simulator truth)."""
     from .predictor import OcclusionPredictor
     from .schema import list_logs, read_log
@@ -51,7 +53,8 @@ def train(logs, out, epochs, steps_per_epoch, seed):
     check_output(out, [logs])
     loaded = [read_log(p) for p in list_logs(logs)]
     predictor = OcclusionPredictor(epochs=epochs, max_steps_per_epoch=steps_per_epoch,
-                                   random_state=seed)
+                                   random_state=seed, device=device, precision=precision,
+                                   progress=show_progress(quiet))
     predictor.fit(loaded)
     from core.training import is_main_process
 
@@ -68,11 +71,13 @@ def train(logs, out, epochs, steps_per_epoch, seed):
 @click.option("--fdr", type=float, default=None, help="Alert at this false-discovery rate.")
 @click.option("--top-frames", type=click.IntRange(min=0), default=5, show_default=True,
               help="Frames explained with region SHAP.")
-def score(model, logs, out, fdr, top_frames):
+@runtime_options
+def score(model, logs, out, fdr, top_frames, device, precision, quiet):
     """Per-frame surprise scores and per-cell predictions for replay."""
     from .scoring import score_logs
 
-    run_dir = score_logs(model, logs, out, fdr=fdr, top_frames=top_frames)
+    run_dir = score_logs(model, logs, out, fdr=fdr, top_frames=top_frames, device=device,
+                         precision=precision, progress=show_progress(quiet))
     click.echo(f"wrote run {run_dir}")
 
 

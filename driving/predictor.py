@@ -21,6 +21,7 @@ from dataclasses import fields, replace
 import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
+from core.runtime import autocast, check_precision, choose_device, module_device, progress_bar
 
 from .baselines import apply_layout_memory
 from .inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
@@ -64,9 +65,13 @@ class OcclusionPredictor:
         contamination: expected anomalous fraction of frames (sets the alert threshold).
         smooth: a frame's score is the mean of its raw surprise over this many frames
             (itself and the ones before; 1 = no smoothing).
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        device: where training, calibration and scoring run (``"cpu"``, ``"auto"``,
+            ``"cuda"``, ``"cuda:N"``); the network stays there after ``fit``. A runtime
+            choice: :meth:`load` puts the network where it is told, whatever the bundle
+            was trained on.
+        precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
         random_state: seeds the masks, the split and the initial weights.
-        progress: show a progress bar (None: only on a terminal).
+        progress: progress bars on stderr (None: only on a terminal; False: never).
     """
 
     def __init__(self, history=(2, 5, 10, 20), memory: bool = True, future=(5, 10, 20),
@@ -78,7 +83,7 @@ class OcclusionPredictor:
                  epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                  max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
                  contamination: float = 0.05, smooth: int = 5, device: str = "cpu",
-                 random_state: int = 0, progress: bool | None = None):
+                 precision: str = "fp32", random_state: int = 0, progress: bool | None = None):
         self.history = history
         self.memory = memory
         self.class_weight_power = class_weight_power
@@ -100,6 +105,7 @@ class OcclusionPredictor:
         self.contamination = contamination
         self.smooth = smooth
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.progress = progress
 
@@ -208,10 +214,10 @@ class OcclusionPredictor:
 
         config = TrainConfig(max_epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                              patience=max(3, self.epochs // 3), device=self.device,
-                             seed=self.random_state, progress=self.progress,
+                             precision=self.precision, seed=self.random_state, progress=self.progress,
                              max_steps_per_epoch=self.max_steps_per_epoch, weight_decay=1e-4)
         self.history_ = fit(net, TensorDataset(grids, speed, future), loss_fn, config)
-        self.net_ = net.to("cpu").eval()
+        self.net_ = net.eval()  # calibration and scoring run where training did
         return self.calibrate(logs)
 
     def _warm_start(self, net, init) -> None:
@@ -259,7 +265,7 @@ class OcclusionPredictor:
         self.context_prior_ = ContextPrior(self.history) if self.object_masks else None
         road = RoadThresholdFit()
         maps = []
-        for log in calib_logs:
+        for log in progress_bar(calib_logs, desc="calibrate", unit="log", show=self.progress):
             m = raw_maps(self, log, keep_probabilities=True)
             road.add(log, m["probabilities"])
             m["probabilities"] = None
@@ -306,12 +312,14 @@ class OcclusionPredictor:
         import torch
 
         self._check_fitted()
+        device = module_device(self.net_)
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, self.precision):
             for i in range(0, len(grids), batch_size):
-                g = torch.from_numpy(np.ascontiguousarray(grids[i : i + batch_size]))
-                s = torch.from_numpy(np.ascontiguousarray(speed[i : i + batch_size]))
-                out.append(self.net_.predict(g, s).probabilities.contiguous().numpy())
+                g = torch.from_numpy(np.ascontiguousarray(grids[i : i + batch_size])).to(device)
+                s = torch.from_numpy(np.ascontiguousarray(speed[i : i + batch_size])).to(device)
+                probabilities = self.net_.predict(g, s).probabilities
+                out.append(probabilities.float().contiguous().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
     def layout_memory(self, log: DriveLog) -> np.ndarray | None:
@@ -362,12 +370,23 @@ class OcclusionPredictor:
         self._check_fitted()
         return save_predictor(self, path)
 
+    def to(self, device="cpu", precision: str = "fp32") -> "OcclusionPredictor":
+        """Run the network on ``device`` at ``precision`` from now on."""
+        chosen = choose_device(device)
+        self.precision = check_precision(precision, chosen)
+        self.device = str(chosen)
+        if hasattr(self, "net_"):
+            self.net_.to(chosen)
+        return self
+
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "OcclusionPredictor":
-        """Load a bundle written by :meth:`save`."""
+    def load(cls, path: str | os.PathLike, device="cpu", precision: str = "fp32"
+             ) -> "OcclusionPredictor":
+        """Load a bundle written by :meth:`save` onto ``device`` (the device it was trained
+        on, saved among its parameters, does not matter)."""
         from .bundle import load_predictor
 
-        return load_predictor(cls, path)
+        return load_predictor(cls, path).to(device, precision)
 
 
 def _weighted_ce(logits, target, weight):

@@ -20,6 +20,7 @@ import numpy as np
 from core.errors import DataValidationError
 from core.io import check_output
 from core.names import check_name
+from core.runtime import progress_bar
 
 from .schema import list_logs, read_log
 
@@ -65,7 +66,8 @@ def frame_rows(log, result):
 
 def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: str | os.PathLike,
                fdr: float | None = None, top_frames: int = 5, shap_evals: int = 300,
-               batch_size: int = 32, recordings: bool = False) -> Path:
+               batch_size: int = 32, recordings: bool = False, device="auto",
+               precision: str = "fp32", progress: bool | None = None) -> Path:
     """Score every log in ``logs`` (a directory or one file) into the run ``out_dir``.
 
     Args:
@@ -77,6 +79,9 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
         top_frames: frames (highest scores, over all logs) explained with region SHAP.
         shap_evals: SHAP evaluation budget per frame.
         recordings: also write ``recordings/<log_id>.rrd`` (rerun) for every log.
+        device: where the network runs (auto, cpu, cuda, cuda:N).
+        precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
+        progress: a bar over the frames on stderr (None: only on a terminal; False: never).
 
     Returns:
         The run directory.
@@ -92,7 +97,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
     from .predictor import OcclusionPredictor
     from .surprise import score_log
 
-    predictor = OcclusionPredictor.load(model_dir)
+    predictor = OcclusionPredictor.load(model_dir, device, precision)
     paths = list_logs(logs)
     loaded = [read_log(p) for p in paths]   # validate everything before writing anything
     for log in loaded:
@@ -107,8 +112,11 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
     with create_run(out_dir, "driving", kind="score", params=params, model=str(Path(model_dir).resolve()),
                     inputs=[log.path for log in loaded]) as run:
         frames, results = [], {}
+        bar = progress_bar(desc="score", total=sum(len(log) for log in loaded), unit="frame",
+                           show=progress)
         for log in loaded:
             result = score_log(predictor, log, batch_size=batch_size)
+            bar.update(len(log))
             error, layout = _error_uint8(result, scale), _layout_uint8(result)
             results[log.log_id] = (log, result, error, layout)    # recordings reuse them
             table = pa.table({
@@ -121,6 +129,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
             })
             write_parquet_atomic(table, run.path(f"cells/{log.log_id}", f"cells/{log.log_id}.parquet"))
             frames.append(frame_rows(log, result))
+        bar.close()
         table = pd.concat(frames, ignore_index=True)
         scores = table["score"].to_numpy()
         table["p_value"] = predictor.calibration_.p_values(scores)

@@ -5,6 +5,7 @@ import json
 
 import click
 
+from core.cli_options import runtime_options, show_progress
 from core.export_options import export_options
 
 
@@ -47,7 +48,9 @@ def simulate(customers, terminals, days, seed, out):
 @click.option("--timezone", default="UTC", show_default=True,
               help="Zone that timestamps with a UTC offset (or tz-aware Parquet) are converted to; times "
                    "without one are local wall-clock time and kept. Saved with the model for scoring.")
-def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps, timezone):
+@runtime_options
+def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps, timezone,
+          device, precision, quiet):
     """Fit the masked-reconstruction detector on point-in-time features (plus the supervised
     feedback head when analysts' dispositions are given)."""
     from .detector import FinanceModelConfig
@@ -57,7 +60,8 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
     if max_steps is not None:
         config.detector_params["max_steps"] = max_steps
     model = train_model(data, out, until=until, labels=labels, reviews=reviews,
-                        feedback_delay_days=delay_days, config=config, timezone=timezone)
+                        feedback_delay_days=delay_days, config=config, timezone=timezone,
+                        device=device, precision=precision, progress=show_progress(quiet))
     click.echo(f"trained on {model.n_train_} transactions, {len(model.feature_names)} features"
                f"{' (with feedback)' if model.config.features.feedback else ''}"
                f"{f'; feedback head on {sum(model.head_.n_labels_)} dispositions' if model.has_head else ''}"
@@ -81,7 +85,9 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
 @click.option("--max-shap", default=None, type=int,
               help="SHAP reason codes for the top K alerts only; the rest get the detector's fast "
                    "error attribution (default: SHAP for every alert).")
-def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine, address, max_shap):
+@runtime_options
+def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine, address, max_shap,
+          device, precision, quiet):
     """Score transactions: score, p_value, is_alert, rank and 3 reason codes per row."""
     from core.errors import DataValidationError
 
@@ -90,7 +96,7 @@ def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine,
     if (out is None) == (workspace is None):
         raise DataValidationError("give exactly one of --out scores.parquet or --workspace DIR")
     kwargs = dict(fdr=fdr, budget=budget, labels=labels, reviews=reviews, engine=engine, address=address,
-                  max_shap=max_shap)
+                  max_shap=max_shap, device=device, precision=precision, progress=show_progress(quiet))
     if workspace:
         run_dir = score_to_run(workspace, model_dir, data, **kwargs)
         click.echo(f"wrote run {run_dir}")

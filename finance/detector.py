@@ -66,14 +66,22 @@ class FinanceModel:
 
     Args:
         config: hyper-parameters and the feature configuration.
+        device: where the detector's network trains and scores (auto, cpu, cuda, cuda:N);
+            a runtime choice, not saved (:meth:`load` takes its own).
+        precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
+        progress: training progress bars (None: only on a terminal; False: never).
 
     Example:
         >>> model = FinanceModel(FinanceModelConfig()).fit(features_frame)   # doctest: +SKIP
         >>> model.score(features_frame)                                       # doctest: +SKIP
     """
 
-    def __init__(self, config: FinanceModelConfig):
+    def __init__(self, config: FinanceModelConfig, device="cpu", precision: str = "fp32",
+                 progress: bool | None = False):
         self.config = config
+        self.device = device
+        self.precision = precision
+        self.progress = progress
 
     @property
     def feature_names(self) -> list[str]:
@@ -131,7 +139,8 @@ class FinanceModel:
         X = self._matrix(features, self.detector_features_)
         self.detector_ = TabularDetector(random_state=self.config.random_state,
                                          contamination=self.config.contamination,
-                                         **self.config.detector_params).fit(X)
+                                         **self.config.detector_params, device=self.device,
+                                         precision=self.precision, progress=self.progress).fit(X)
         self.head_, self.calibration_ = None, self.detector_.calibration_
         if use_head:
             from core.calibration import ScoreCalibration
@@ -246,8 +255,8 @@ class FinanceModel:
         return Path(path)
 
     @classmethod
-    def load(cls, path) -> "FinanceModel":
-        """Load a model directory written by :meth:`save`."""
+    def load(cls, path, device="cpu", precision: str = "fp32") -> "FinanceModel":
+        """Load a model directory written by :meth:`save`, its network on ``device``."""
         from core import TabularDetector
 
         path = Path(path)
@@ -262,10 +271,10 @@ class FinanceModel:
             raise BundleError(f"{cfg_path}: not a finance model of a format this unmask reads")
         raw = dict(state["config"])
         raw["features"] = FeatureConfig.from_dict(raw["features"])
-        model = cls(FinanceModelConfig(**raw))
+        model = cls(FinanceModelConfig(**raw), device, precision)
         if model.feature_names != state["feature_names"]:
             raise BundleError(f"{cfg_path}: feature list does not match this unmask's features")
-        model.detector_ = TabularDetector.load(path / DETECTOR_DIR)
+        model.detector_ = TabularDetector.load(path / DETECTOR_DIR, device, precision)
         model.detector_features_ = state.get("detector_features", state["feature_names"])
         model.head_, model.calibration_ = None, model.detector_.calibration_
         if (path / HEAD_DIR).exists() or "calibration" in state:

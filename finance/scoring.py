@@ -27,6 +27,7 @@ import pandas as pd
 
 from core.errors import DataValidationError
 from core.io import atomic_path, check_output, write_parquet_atomic
+from core.runtime import choose_device, configure_threads, progress_bar
 
 from .detector import FinanceModel
 from .features import ID_COLUMNS, PASS_THROUGH
@@ -35,14 +36,13 @@ from .sql import ident, literal
 REASON_PARTS = ("feature", "shap", "value", "usual", "text")
 
 
-def load_batch_scorer(model_dir):
-    """Load a model once; return ``score_batch(table) -> table`` (ids, ``_row``, ``score``)."""
+def load_batch_scorer(model_dir, device="cpu", precision: str = "fp32"):
+    """Load a model once (its network on ``device``); return ``score_batch(table) -> table``
+    (ids, ``_row``, ``score``)."""
     import pyarrow as pa
 
-    from core.runtime import configure_threads
-
     configure_threads()
-    model = FinanceModel.load(model_dir)
+    model = FinanceModel.load(model_dir, device, precision)
 
     def score_batch(table: "pa.Table") -> "pa.Table":
         frame = table.select(model.feature_names).to_pandas()
@@ -99,9 +99,27 @@ def _empty_reasons() -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def _with_progress(make_scorer, bar):
+    """A scorer factory whose scorer advances ``bar`` by the rows of every batch."""
+
+    def make():
+        scorer = make_scorer()
+
+        def score_batch(table):
+            result = scorer(table)
+            bar.update(table.num_rows)
+            return result
+
+        return score_batch
+
+    return make
+
+
 def map_features(features_path, out_dir, model_dir, engine: str = "local", address=None,
-                 batch_size: int = 65_536) -> Path:
-    """Stage 2: the batch scorer over the features file (core.scale)."""
+                 batch_size: int = 65_536, device="cpu", precision: str = "fp32",
+                 progress: bool | None = None) -> Path:
+    """Stage 2: the batch scorer over the features file (core.scale), its network on
+    ``device``; with the local engine a bar over rows (``progress``: None = terminal only)."""
     import pyarrow.parquet as pq
 
     from core.scale import map_parquet
@@ -110,14 +128,21 @@ def map_features(features_path, out_dir, model_dir, engine: str = "local", addre
     present = pq.read_schema(features_path).names
     wanted = set(ID_COLUMNS + PASS_THROUGH + ("_row",))
     columns = [c for c in present if c in wanted or not c.startswith("ctx_")]
-    return map_parquet(features_path, out_dir, functools.partial(load_batch_scorer, str(model_dir)),
-                       engine=engine, batch_size=batch_size, address=address, columns=columns)
+    make_scorer = functools.partial(load_batch_scorer, str(model_dir), device, precision)
+    if engine != "local":  # Ray workers report their own progress
+        return map_parquet(features_path, out_dir, make_scorer, engine=engine,
+                           batch_size=batch_size, address=address, columns=columns)
+    total = pq.ParquetFile(features_path).metadata.num_rows
+    with progress_bar(desc="score", total=total, unit="row", unit_scale=True, show=progress) as bar:
+        return map_parquet(features_path, out_dir, _with_progress(make_scorer, bar),
+                           engine=engine, batch_size=batch_size, address=address, columns=columns)
 
 
 def score_transactions(model_dir, data, out, explanations_out=None, fdr: float | None = None,
                        budget: int | None = None, labels=None, reviews=None, engine: str = "local",
                        address=None, max_explained: int = 10_000, batch_size: int = 65_536,
-                       max_shap: int | None = None) -> dict:
+                       max_shap: int | None = None, device="auto", precision: str = "fp32",
+                       progress: bool | None = None) -> dict:
     """Score every transaction in ``data``; write ``out`` (scores.parquet) sorted by rank.
 
     Args:
@@ -135,6 +160,10 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         max_shap: of those, SHAP values for the ``max_shap`` highest-ranked (what an analyst
             opens first); the rest use the detector's fast error attribution (models with a
             feedback head always use SHAP). Default: SHAP for all.
+        device, precision: where the detector's network scores (auto, cpu, cuda, cuda:N)
+            and in what precision (``"fp32"``, or ``"bf16"``: CUDA autocast).
+        progress: a bar over the scored rows on stderr (None: only on a terminal;
+            False: never).
 
     Returns:
         Summary dict (``n_transactions``, ``n_alerts``, ``n_explained``, ``expected_score``,
@@ -152,13 +181,15 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
     check_output(out, guarded)  # before the scoring, not after it
     if explanations_out is not None:
         check_output(explanations_out, guarded)
-    model = FinanceModel.load(model_dir)
+    device = str(choose_device(device))  # "auto" resolved once, for every stage alike
+    model = FinanceModel.load(model_dir, device, precision)
     confirmations = (load_confirmations(labels, reviews, model.config.features.timezone)
                      if model.config.features.feedback else None)
     with tempfile.TemporaryDirectory(prefix="unmask-score-") as work:
         work = Path(work)
         featurise(data, work / "features.parquet", cfg=model.config.features, labels=confirmations)
-        map_features(work / "features.parquet", work / "scored", model_dir, engine, address, batch_size)
+        map_features(work / "features.parquet", work / "scored", model_dir, engine, address, batch_size,
+                     device, precision, progress)
         dataset = pads.dataset(str(work / "scored"), format="parquet")
         has_truth = "is_fraud" in dataset.schema.names
         scored = dataset.to_table(columns=["_row", "score"] + (["is_fraud"] if has_truth else []))
@@ -225,7 +256,8 @@ def _quality(truth, score) -> dict:
 
 def score_to_run(workspace, model_dir, data, fdr=None, budget=None, labels=None, reviews=None,
                  engine: str = "local", address=None, run_id: str | None = None,
-                 max_shap: int | None = None) -> Path:
+                 max_shap: int | None = None, device="auto", precision: str = "fp32",
+                 progress: bool | None = None) -> Path:
     """Score into a new run directory ``WS/runs/finance/<run_id>/`` (docs/runs.md)."""
     from core.runs import create_run, new_run_id
 
@@ -237,6 +269,7 @@ def score_to_run(workspace, model_dir, data, fdr=None, budget=None, labels=None,
         summary = score_transactions(model_dir, data, run.path("scores", "scores.parquet"),
                                      run.path("explanations", "explanations.parquet"), fdr=fdr,
                                      budget=budget, labels=labels, reviews=reviews, engine=engine,
-                                     address=address, max_shap=max_shap)
+                                     address=address, max_shap=max_shap, device=device,
+                                     precision=precision, progress=progress)
         run.summarize(**summary)
     return run_dir

@@ -9,6 +9,7 @@ import pandas as pd
 
 from core.errors import DataValidationError
 from core.io import check_output
+from core.runtime import check_precision, choose_device
 
 from .detector import FinanceModel, FinanceModelConfig
 from .schema import DEFAULT_TIMEZONE, check_timezone
@@ -66,7 +67,8 @@ def labelled_rows(features_path, confirmations: pd.DataFrame, until, columns) ->
 
 
 def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days: float = 7.0,
-          config: FinanceModelConfig | None = None, timezone: str = DEFAULT_TIMEZONE) -> FinanceModel:
+          config: FinanceModelConfig | None = None, timezone: str = DEFAULT_TIMEZONE,
+          device="auto", precision: str = "fp32", progress: bool | None = None) -> FinanceModel:
     """Train a finance model on ``data`` (transactions before ``until``) and save it to ``out``.
 
     Args:
@@ -81,6 +83,9 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
         config: model hyper-parameters.
         timezone: IANA zone that aware timestamps (tz-aware Parquet, CSV with UTC offsets)
             are converted to; naive ones are kept. Saved with the model for scoring.
+        device: where the detector's network trains (auto, cpu, cuda, cuda:N); not saved.
+        precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
+        progress: training progress bars on stderr (None: only on a terminal; False: never).
 
     Returns:
         The fitted model.
@@ -90,6 +95,7 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
 
     check_output(out, [data, labels, reviews])  # before training, not after it
     config = config or FinanceModelConfig()
+    check_precision(precision, choose_device(device))  # before hours of featurising
     check_timezone(timezone)   # before the labels are read in it
     confirmations = load_confirmations(labels, reviews, timezone)
     with tempfile.TemporaryDirectory(prefix="unmask-train-") as work:
@@ -105,7 +111,8 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
                     if confirmations is not None else None)
     if frame.empty:
         raise DataValidationError(f"{data}: no transactions before {until}; nothing to train on")
-    model = FinanceModel(config).fit(frame, trained_until=until, labelled=labelled)
+    model = FinanceModel(config, device, precision, progress).fit(frame, trained_until=until,
+                                                                  labelled=labelled)
     from core.training import is_main_process
 
     if is_main_process():  # under torchrun every rank holds the same model; rank 0 writes it

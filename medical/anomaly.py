@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from core.calibration import ScoreCalibration
+from core.runtime import NetworkPlacement, autocast
 
 from .networks import NetworkConfig, build_network
 from .transforms import PreprocessConfig
@@ -230,7 +231,7 @@ def top_k_mean(values: np.ndarray, k: int) -> float:
     return float(np.partition(values.ravel(), values.size - k)[-k:].mean())
 
 
-class AnomalyScorer:
+class AnomalyScorer(NetworkPlacement):
     """A trained masked-reconstruction network plus its scoring state.
 
     Args:
@@ -241,6 +242,10 @@ class AnomalyScorer:
         seed: seeds the initial weights when ``state`` is not given.
         organ_stats: per-organ residual ``{label: (offset, sd)}`` (HU) of healthy cases,
             from :func:`medical.organ_scoring.calibrate_with_segmenter`.
+
+    The network runs where it lives (:attr:`device`; move it with :meth:`to`): every
+    tensor it is fed is put there first, and ``precision`` says whether its forward
+    passes run under bf16 CUDA autocast. Neither is saved with the bundle.
     """
 
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
@@ -268,20 +273,24 @@ class AnomalyScorer:
         """Core-pass prediction of a model-grid image ``(1, x, y, z)``: ``(mean, sd)`` arrays."""
         from monai.inferers import SlidingWindowInferer
 
-        x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None]  # (1, 1, x, y, z)
+        device = self.device
+        x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None].to(device)  # (1, 1, x, y, z)
         inferer = SlidingWindowInferer(self.network_config.roi_size,
                                        sw_batch_size=self.config.sw_batch_size,
-                                       overlap=self.config.overlap, mode="gaussian")
+                                       overlap=self.config.overlap, mode="gaussian",
+                                       sw_device=device, device=device)
         shape = tuple(x.shape[2:])
         mean_map = np.zeros(shape, dtype=np.float32)
         sd_map = np.ones(shape, dtype=np.float32)
         self.network.eval()
         for hidden_np, core in core_schedule(shape, self.config.patch_size):
-            hidden = torch.from_numpy(hidden_np.astype(np.float32))[None, None]
-            mean, log_var = split_output(inferer(masked_input(x, hidden), self.network))
+            hidden = torch.from_numpy(hidden_np.astype(np.float32))[None, None].to(device)
+            with autocast(device, self.precision):
+                output = inferer(masked_input(x, hidden), self.network)
+            mean, log_var = split_output(output.float())
             mean = mean + context_baseline(x, hidden, self.config.context_sigma)
-            mean_map[core] = mean[0, 0].numpy()[core]
-            sd_map[core] = torch.exp(0.5 * log_var)[0, 0].numpy()[core]
+            mean_map[core] = mean[0, 0].cpu().numpy()[core]
+            sd_map[core] = torch.exp(0.5 * log_var)[0, 0].cpu().numpy()[core]
         return mean_map, sd_map
 
     def tissue_mask(self, image: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -362,13 +371,15 @@ class AnomalyScorer:
         return save_bundle(path, BUNDLE_KIND, config, self.network.state_dict())
 
     @classmethod
-    def load(cls, path) -> "AnomalyScorer":
+    def load(cls, path, device="cpu", precision: str = "fp32") -> "AnomalyScorer":
+        """Load a bundle onto CPU (weights are saved from CPU), then move it to ``device``."""
         from core.bundle import load_bundle
 
         config, tensors = load_bundle(path, BUNDLE_KIND)
         calibration = config.get("calibration")
-        return cls(NetworkConfig.from_dict(config["network"]),
-                   PreprocessConfig.from_dict(config["preprocess"]),
-                   AnomalyConfig.from_dict(config["anomaly"]), tensors,
-                   ScoreCalibration.from_dict(calibration) if calibration else None,
-                   config.get("healthy_error"), organ_stats=config.get("organ_stats"))
+        scorer = cls(NetworkConfig.from_dict(config["network"]),
+                     PreprocessConfig.from_dict(config["preprocess"]),
+                     AnomalyConfig.from_dict(config["anomaly"]), tensors,
+                     ScoreCalibration.from_dict(calibration) if calibration else None,
+                     config.get("healthy_error"), organ_stats=config.get("organ_stats"))
+        return scorer.to(device, precision)

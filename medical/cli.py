@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import click
 
+from core.cli_options import runtime_options, show_progress
 from core.export_options import export_options
 from core.io import check_output
 
@@ -45,7 +46,8 @@ def simulate(n_cases, out, lesions, seed, shape):
 @PRESET_OPTION
 @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def pretrain(data, out, preset, epochs, seed):
+@runtime_options
+def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     """Masked-volume pretraining; the result is also the anomaly model."""
     from .presets import preset as get_preset
     from .pretrain import pretrain as run_pretrain
@@ -54,7 +56,8 @@ def pretrain(data, out, preset, epochs, seed):
     config, _ = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    scorer = run_pretrain(data, out, config)
+    scorer = run_pretrain(data, out, config, progress=show_progress(quiet), device=device,
+                          precision=precision)
     click.echo(f"pretrained for {len(scorer.history_.train_loss)} epochs "
                f"(best validation loss {scorer.history_.best_val_loss:.4f}); saved {out}")
 
@@ -71,7 +74,9 @@ def pretrain(data, out, preset, epochs, seed):
               help="Lesion-free cases to calibrate organ anomaly scoring on (default: those of "
                    "--data beyond the training cases).")
 @click.option("--seed", type=int, default=0, show_default=True)
-def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, seed):
+@runtime_options
+def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, seed, device, precision,
+          quiet):
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
     from .presets import preset as get_preset
     from .pretrain import healthy_cases
@@ -83,7 +88,8 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
         config = replace(config, max_epochs=epochs)
     calibration = healthy_cases(calibration_data) if calibration_data else None
     segmenter = train_segmenter(data, out, pretrained, n_labels, config,
-                                calibration_cases=calibration)
+                                progress=show_progress(quiet), calibration_cases=calibration,
+                                device=device, precision=precision)
     click.echo(f"trained for {len(segmenter.history_.train_loss)} epochs "
                f"(best validation loss {segmenter.history_.best_val_loss:.4f}); saved {out}")
 
@@ -96,7 +102,8 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
 @click.option("--anomaly-model", type=click.Path(), default=None,
               help="A `pretrain` bundle (overrides the one inside --model).")
 @click.option("--fdr", type=float, default=0.1, show_default=True, help="Alert FDR level.")
-def infer(model_dir, images, out, anomaly_model, fdr):
+@runtime_options
+def infer(model_dir, images, out, anomaly_model, fdr, device, precision, quiet):
     """Segment, map anomalies and score each case; write a run directory."""
     import warnings
 
@@ -106,7 +113,8 @@ def infer(model_dir, images, out, anomaly_model, fdr):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmaskWarning)
-        run_dir = run_infer(model_dir, images, out, anomaly_model=anomaly_model, fdr=fdr)
+        run_dir = run_infer(model_dir, images, out, anomaly_model=anomaly_model, fdr=fdr,
+                            progress=show_progress(quiet), device=device, precision=precision)
     for w in caught:                      # ours as one plain line each; others as usual
         if issubclass(w.category, UnmaskWarning):
             click.echo(f"warning: {w.message}", err=True)

@@ -19,6 +19,7 @@ import pandas as pd
 from core.errors import BundleError, DataValidationError, UnmaskWarning
 from core.io import check_output
 from core.runs import create_run
+from core.runtime import progress_bar
 
 from .anomaly import AnomalyScorer, body_mask
 from .io import find_cases, load_label_like, load_volume, save_nifti
@@ -29,28 +30,30 @@ from .volumes import prepare_case
 OTHER_REGION = "other tissue"
 
 
-def load_models(model_dir, anomaly_model=None) -> tuple[Segmenter | None, AnomalyScorer | None]:
-    """Load ``model_dir`` (``train``'s output, a ``ct-segmenter`` or a ``ct-anomaly`` bundle)."""
+def load_models(model_dir, anomaly_model=None, device="cpu", precision: str = "fp32"
+                ) -> tuple[Segmenter | None, AnomalyScorer | None]:
+    """Load ``model_dir`` (``train``'s output, a ``ct-segmenter`` or a ``ct-anomaly`` bundle)
+    with both networks on ``device`` (auto, cpu, cuda, cuda:N) at ``precision``."""
     from core.bundle import read_bundle_config
 
     root = Path(model_dir)
     segmenter = scorer = None
     if (root / "segmenter").is_dir() or (root / "anomaly").is_dir():
         if (root / "segmenter").is_dir():
-            segmenter = Segmenter.load(root / "segmenter")
+            segmenter = Segmenter.load(root / "segmenter", device, precision)
         if (root / "anomaly").is_dir():
-            scorer = AnomalyScorer.load(root / "anomaly")
+            scorer = AnomalyScorer.load(root / "anomaly", device, precision)
     else:
         kind = read_bundle_config(root).get("kind")
         if kind == "ct-segmenter":
-            segmenter = Segmenter.load(root)
+            segmenter = Segmenter.load(root, device, precision)
         elif kind == "ct-anomaly":
-            scorer = AnomalyScorer.load(root)
+            scorer = AnomalyScorer.load(root, device, precision)
         else:
             raise BundleError(f"{root}: holds a {kind!r} model, expected a CT model "
                               "(ct-segmenter or ct-anomaly)")
     if anomaly_model is not None:
-        scorer = AnomalyScorer.load(anomaly_model)
+        scorer = AnomalyScorer.load(anomaly_model, device, precision)
     return segmenter, scorer
 
 
@@ -143,7 +146,7 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200):
 
 
 def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_evals: int = 200,
-          progress: bool = False) -> Path:
+          progress: bool | None = None, device="auto", precision: str = "fp32") -> Path:
     """Score every case of ``images`` with the models in ``model_dir``; write run ``out``.
 
     Args:
@@ -153,20 +156,21 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         anomaly_model: a ``ct-anomaly`` bundle overriding ``model_dir``'s.
         fdr: Benjamini-Hochberg level for ``is_alert``.
         shap_evals: SHAP evaluation budget per case.
+        progress: a bar over the cases on stderr (None: only on a terminal; False: never).
+        device: where the networks run (auto, cpu, cuda, cuda:N).
+        precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
 
     Returns:
         ``out``.
     """
     check_output(out, [model_dir, images, anomaly_model])  # before loading and scoring
-    segmenter, scorer = load_models(model_dir, anomaly_model)
+    segmenter, scorer = load_models(model_dir, anomaly_model, device, precision)
     cases = find_cases(images)
     rows, shap_rows = [], []
     params = {"fdr": fdr, "shap_evals": shap_evals, "anomaly_model": str(anomaly_model or "")}
     with create_run(out, "medical", kind="infer", params=params, model=str(Path(model_dir).resolve()),
                     inputs=[str(Path(c.image).resolve()) for c in cases]) as run:
-        for i, case in enumerate(cases):
-            if progress:
-                print(f"[{i + 1}/{len(cases)}] {case.name}", flush=True)
+        for case in progress_bar(cases, desc="infer", unit="case", show=progress):
             row, case_shap = score_case(case, segmenter, scorer, run, shap_evals)
             rows.append(row)
             shap_rows.extend(case_shap)

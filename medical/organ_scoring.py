@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.runtime import progress_bar
+
 from .anomaly import gaussian_smooth
 
 
@@ -168,11 +170,14 @@ def organ_error_map(scorer, image, labels: np.ndarray) -> np.ndarray:
                      scorer.organ_stats)
 
 
-def calibrate_with_segmenter(scorer, segmenter, cases, contamination: float = 0.05):
+def calibrate_with_segmenter(scorer, segmenter, cases, contamination: float = 0.05,
+                             progress: bool | None = None):
     """Calibrate ``scorer`` for organ scoring on healthy ``cases`` segmented by ``segmenter``.
 
     Measures each organ's residual offset and SD (``scorer.organ_stats``), then the case
     scores (conformal calibration) and the SHAP baseline, all with the segmenter's labels.
+
+    ``progress``: a bar over the cases (None: only on a terminal).
 
     Raises:
         DataValidationError: the two models use different grids.
@@ -190,7 +195,8 @@ def calibrate_with_segmenter(scorer, segmenter, cases, contamination: float = 0.
     config = scorer.config
     lo, hi = scorer.preprocess.window
     items = []
-    for prepared in prepare_cases(cases, Preprocessor(scorer.preprocess)):
+    for prepared in progress_bar(prepare_cases(cases, Preprocessor(scorer.preprocess)),
+                                 desc="calibrate", total=len(cases), unit="case", show=progress):
         image = prepared.image.as_tensor()
         labels = segmenter.predict_proba(image).argmax(0).numpy()
         x = image.numpy()[0]

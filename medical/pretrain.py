@@ -24,10 +24,11 @@ import torch
 
 from core.calibration import ScoreCalibration
 from core.errors import DataValidationError
-from core.training import TrainConfig, fit
+from core.runtime import progress_bar
+from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyConfig, AnomalyScorer, body_mask, predict_hidden, reconstruction_nll
-from .io import find_cases
+from .io import find_cases, load_volume
 from .networks import NetworkConfig
 from .transforms import Preprocessor, PreprocessConfig, median_spacing
 from .volumes import CropDataset, prepare_cases
@@ -85,14 +86,17 @@ def reconstruction_loss(masker, patch_size, sigma=None):
     return loss_fn
 
 
-def calibrate(scorer: AnomalyScorer, cases, contamination: float = 0.05) -> AnomalyScorer:
+def calibrate(scorer: AnomalyScorer, cases, contamination: float = 0.05,
+              progress: bool | None = None) -> AnomalyScorer:
     """Fit the scorer's calibration and SHAP baseline on held-out healthy ``cases``.
 
     Call again after changing ``scorer.config`` (its scoring settings change the scores).
+    Runs where the scorer's network is (``scorer.device``); ``progress``: a bar over cases.
     """
     pre = Preprocessor(scorer.preprocess)
     scores, medians = [], []
-    for prepared in prepare_cases(cases, pre):
+    for prepared in progress_bar(prepare_cases(cases, pre), desc="calibrate", total=len(cases),
+                                 unit="case", show=progress):
         image = prepared.image.as_tensor().numpy()[0]
         error = scorer.error_map(prepared.image.as_tensor())
         body = body_mask(image)
@@ -114,15 +118,18 @@ def healthy_cases(data) -> list:
 
 
 def pretrain(data, out=None, config: PretrainConfig | None = None, progress: bool | None = None,
-             cases=None) -> AnomalyScorer:
+             cases=None, device="auto", precision: str = "fp32") -> AnomalyScorer:
     """Pretrain on unlabelled, lesion-free volumes; calibrate; save to ``out``.
 
     Args:
         data: dataset root / directory / file (see ``medical.io.find_cases``).
         out: bundle directory (``None``: do not save).
         config: settings.
-        progress: show a progress bar.
+        progress: progress bars on stderr (None: only on a terminal; False: never).
         cases: use these ``Case`` objects instead of all healthy cases of ``data``.
+        device: where training and calibration run (auto, cpu, cuda, cuda:N); the network
+            stays there (move it with ``scorer.to``); the bundle does not record it.
+        precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
 
     Returns:
         The fitted :class:`AnomalyScorer`.
@@ -136,8 +143,6 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
     cal_cases = [cases[i] for i in order[:n_cal]]
     train_cases = [cases[i] for i in order[n_cal:]]
 
-    from .io import load_volume
-
     spacing = config.spacing or median_spacing([load_volume(c.image) for c in train_cases])
     preprocess = PreprocessConfig(spacing=tuple(spacing))
     pre = Preprocessor(preprocess)
@@ -149,20 +154,20 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
     val = CropDataset(images, roi, max(4, config.samples_per_epoch // 8), seed=config.seed + 7,
                       fixed=True)
     scorer = AnomalyScorer(config.network, preprocess, config.anomaly, seed=config.seed)
+    scorer.to(device, precision)  # one device for training and calibration alike
     masker = config.anomaly.masker()
     train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
                                lr=config.lr, patience=config.patience, seed=config.seed,
-                               progress=progress, weight_decay=1e-5)
+                               progress=progress, weight_decay=1e-5,
+                               device=str(scorer.device), precision=precision)
     history = fit(scorer.network, dataset,
                   reconstruction_loss(masker, config.anomaly.patch_size, config.anomaly.context_sigma),
                   train_config,
                   val_dataset=val)
     scorer.network.eval()
 
-    calibrate(scorer, cal_cases, config.contamination)
+    calibrate(scorer, cal_cases, config.contamination, progress)
     scorer.history_ = history
-    from core.training import is_main_process
-
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         scorer.save(out, extra={"training": {
             "cases": [c.name for c in train_cases], "calibration_cases": [c.name for c in cal_cases],

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from core.errors import DataValidationError
-from core.training import TrainConfig, fit
+from core.runtime import NetworkPlacement, autocast
+from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import masked_input
 from .io import find_cases, load_volume, read_dataset_json
@@ -80,7 +81,7 @@ def dice_ce_loss():
     return loss_fn
 
 
-class Segmenter:
+class Segmenter(NetworkPlacement):
     """A fitted organ segmenter on a fixed model grid.
 
     Args:
@@ -89,6 +90,9 @@ class Segmenter:
         state: network weights.
         overlap, sw_batch_size: sliding-window inference.
         seed: seeds the initial weights when ``state`` is not given.
+
+    Like :class:`medical.anomaly.AnomalyScorer`, the network runs where it lives
+    (:attr:`device`, :meth:`to`) with ``precision``; neither is saved.
     """
 
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
@@ -108,11 +112,13 @@ class Segmenter:
         from monai.inferers import SlidingWindowInferer
 
         return SlidingWindowInferer(self.network_config.roi_size, sw_batch_size=self.sw_batch_size,
-                                    overlap=self.overlap, mode="gaussian")
+                                    overlap=self.overlap, mode="gaussian",
+                                    sw_device=self.device, device=self.device)
 
     def fit(self, prepared, config: SegmentConfig, init_state: dict | None = None,
             progress: bool | None = None):
-        """Fine-tune on prepared, labelled cases (``init_state``: pretrained weights)."""
+        """Fine-tune on prepared, labelled cases (``init_state``: pretrained weights), on
+        this segmenter's device and precision (:meth:`to`)."""
         params = None
         if init_state is not None:
             self.transferred_ = transfer_weights(init_state, self.network, config.encoder_only)
@@ -133,7 +139,8 @@ class Segmenter:
                           config.foreground, seed=config.seed + 7, fixed=True)
         train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
                                    lr=config.lr, patience=config.patience, seed=config.seed,
-                                   progress=progress, weight_decay=1e-5)
+                                   progress=progress, weight_decay=1e-5,
+                                   device=str(self.device), precision=self.precision)
         self.history_ = fit(self.network, dataset, dice_ce_loss(), train_config, val_dataset=val,
                             params=params)
         self.network.eval()
@@ -142,10 +149,11 @@ class Segmenter:
     @torch.no_grad()
     def predict_proba(self, image) -> torch.Tensor:
         """Softmax ``(C, x, y, z)`` of a model-grid image ``(1, x, y, z)``."""
-        x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None]
+        x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None].to(self.device)
         self.network.eval()
-        logits = self.inferer()(masked_input(x, torch.zeros_like(x)), self.network)
-        return torch.softmax(logits, dim=1)[0]
+        with autocast(self.device, self.precision):
+            logits = self.inferer()(masked_input(x, torch.zeros_like(x)), self.network)
+        return torch.softmax(logits.float(), dim=1)[0].cpu()
 
     def save(self, path, extra: dict | None = None):
         from core.bundle import save_bundle
@@ -156,13 +164,15 @@ class Segmenter:
         return save_bundle(path, BUNDLE_KIND, config, self.network.state_dict())
 
     @classmethod
-    def load(cls, path) -> "Segmenter":
+    def load(cls, path, device="cpu", precision: str = "fp32") -> "Segmenter":
+        """Load a bundle onto CPU (weights are saved from CPU), then move it to ``device``."""
         from core.bundle import load_bundle
 
         config, tensors = load_bundle(path, BUNDLE_KIND)
-        return cls(NetworkConfig.from_dict(config["network"]),
-                   PreprocessConfig.from_dict(config["preprocess"]), config["labels"], tensors,
-                   config["overlap"], config["sw_batch_size"])
+        segmenter = cls(NetworkConfig.from_dict(config["network"]),
+                        PreprocessConfig.from_dict(config["preprocess"]), config["labels"], tensors,
+                        config["overlap"], config["sw_batch_size"])
+        return segmenter.to(device, precision)
 
 
 def labelled_cases(data, n_labels: int | None = None) -> list:
@@ -181,7 +191,8 @@ def labelled_cases(data, n_labels: int | None = None) -> list:
 
 def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None,
                     config: SegmentConfig | None = None, progress: bool | None = None,
-                    cases=None, calibration_cases=None) -> Segmenter:
+                    cases=None, calibration_cases=None, device="auto",
+                    precision: str = "fp32") -> Segmenter:
     """Fine-tune (or train from scratch) and save ``out/segmenter`` (+ ``out/anomaly``).
 
     With ``pretrained`` (a ``ct-anomaly`` bundle) the weights initialise the network, and
@@ -190,6 +201,10 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     healthy cases the segmenter did not train on (``calibration_cases``; by default the
     lesion-free cases of ``data`` beyond the training ones), or, with fewer than 2 such
     cases, copied as pretrained (scoring without organs).
+
+    Training, the organ calibration and both networks run on one ``device`` (auto, cpu,
+    cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
+    on stderr (None: only on a terminal; False: never).
     """
     from core.io import atomic_path
 
@@ -199,7 +214,7 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     cases = list(cases) if cases is not None else labelled_cases(data, n_labels)
     init_state, network_config, spacing = None, config.network, config.spacing
     if pretrained is not None:
-        scorer = AnomalyScorer.load(pretrained)
+        scorer = AnomalyScorer.load(pretrained, device, precision)
         init_state, network_config = scorer.network.state_dict(), scorer.network_config
         spacing = spacing or scorer.preprocess.spacing
     spacing = spacing or median_spacing([load_volume(c.image) for c in cases])
@@ -211,9 +226,7 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
-    segmenter.fit(prepared, config, init_state, progress)
-    from core.training import is_main_process
-
+    segmenter.to(device, precision).fit(prepared, config, init_state, progress)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         extra = {"training": {"cases": [c.name for c in cases], "pretrained": pretrained is not None,
                               "epochs": len(segmenter.history_.train_loss), "seed": config.seed}}
@@ -229,7 +242,7 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
 
                 from .organ_scoring import calibrate_with_segmenter
 
-                calibrate_with_segmenter(scorer, segmenter, held_out)
+                calibrate_with_segmenter(scorer, segmenter, held_out, progress=progress)
                 kept = read_bundle_config(pretrained)["config"].get("training")
                 scorer.save(tmp / "anomaly", extra={
                     "training": kept, "organ_calibration_cases": [c.name for c in held_out]})

@@ -34,6 +34,7 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ..calibration import ScoreCalibration
 from ..errors import DataValidationError, NotFittedError
+from ..runtime import autocast, check_precision, choose_device, module_device
 from .preprocess import EncodedTable, TabularPreprocessor
 from .pyod_api import PyODOutputsMixin
 
@@ -76,7 +77,11 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
             ``2 * sqrt(n_reference)`` of them) with the ``n_probe`` nearest centres;
             ``None`` searches exactly.
         num_threads: torch threads (default: ``UNMASK_NUM_THREADS`` or up to 2).
-        progress: show a training progress bar.
+        progress: training progress bars (None: only on a terminal; False: never).
+        device: where the network component trains and scores (auto, cpu, cuda, cuda:N);
+            the reference memory is a CPU kernel. A runtime choice: :meth:`load` puts the
+            network where it is told, whatever the bundle was trained on.
+        precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast of the network).
 
     Attributes (after ``fit``):
         n_features_in_: number of input columns.
@@ -102,7 +107,7 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
                  mask_ratio=0.4, temperature_k=5, temperature_scale=0.3, n_learned_masks=15,
                  hidden=64, latent=16, max_epochs=50, max_steps=2000, batch_size=256, lr=1e-3,
                  diversity_weight=1.0, knn_k=5, knn_weight=0.5, n_candidates=8, n_probe=4,
-                 num_threads=None, progress=False):
+                 num_threads=None, progress=False, device="cpu", precision="fp32"):
         self.random_state = random_state
         self.contamination = contamination
         self.components = components
@@ -126,6 +131,8 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         self.n_probe = n_probe
         self.num_threads = num_threads
         self.progress = progress
+        self.device = device
+        self.precision = precision
 
     # -- fitting ---------------------------------------------------------------------------
 
@@ -243,15 +250,16 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         weight = self.diversity_weight
 
         def loss_fn(net, batch, generator):
-            numeric, codes = batch
-            unknown = torch.rand(codes.shape, generator=generator) < 0.02
+            numeric, codes = batch  # on the training device; the generator draws on CPU
+            unknown = (torch.rand(codes.shape, generator=generator) < 0.02).to(codes.device)
             errors, keep = net.masked_errors(numeric, codes, codes.masked_fill(unknown, 0))
             return errors.mean() + weight * diversity_loss(keep)
 
         steps_per_epoch = max(1, int(np.ceil(len(fit_idx) * 0.9 / self.batch_size)))
         epochs = max(1, min(self.max_epochs, self.max_steps // steps_per_epoch))
         train_config = TrainConfig(max_epochs=epochs, batch_size=self.batch_size, lr=self.lr,
-                                   device="cpu", num_threads=self.num_threads, seed=seed,
+                                   device=self.device, precision=self.precision,
+                                   num_threads=self.num_threads, seed=seed,
                                    progress=self.progress, patience=8)
         history = fit(model, dataset, loss_fn, train_config)
         return model, history.to_dict()
@@ -315,7 +323,10 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
                          else table.numeric[start:stop])
                 out["reference"], out["knn"] = memory.errors(dense, exclude)
             if network is not None:
-                out["network"] = network(numeric, codes).numpy()
+                device = module_device(network)
+                with autocast(device, self.precision):  # per thread, like grad mode
+                    errors = network(numeric.to(device), codes.to(device))
+                out["network"] = errors.float().cpu().numpy()
         errors = {k: np.asarray(v, dtype=np.float64) for k, v in out.items()
                   if k in self.components_}
         for name in ("reference", "network"):  # mean squared error -> root mean square
@@ -432,12 +443,21 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         self._check_fitted()
         return save_detector(self, path)
 
+    def to(self, device="cpu", precision: str = "fp32") -> "TabularDetector":
+        """Run the network component on ``device`` at ``precision`` from now on."""
+        chosen = choose_device(device)
+        self.set_params(device=str(chosen), precision=check_precision(precision, chosen))
+        if "network" in getattr(self, "modules_", {}):
+            self.modules_["network"].to(chosen)
+        return self
+
     @classmethod
-    def load(cls, path) -> "TabularDetector":
-        """Load a bundle written by :meth:`save`."""
+    def load(cls, path, device="cpu", precision: str = "fp32") -> "TabularDetector":
+        """Load a bundle written by :meth:`save` onto ``device`` (the device it was trained
+        on, saved among its parameters, does not matter)."""
         from .persist import load_detector
 
-        return load_detector(cls, path)
+        return load_detector(cls, path).to(device, precision)
 
 
 class _NotFittedError(NotFittedError, SklearnNotFittedError):

@@ -1,0 +1,49 @@
+"""Click options every long-running command shares: ``--device``, ``--precision``, ``--quiet``.
+
+Declared once so that the rule (and its help text) is the same in finance, medical and
+driving. ``--device`` is resolved while parsing (``core.runtime.choose_device``): a GPU
+that is not there, or bf16 without one, is refused with one ``Error:`` line and exit
+code 2 before any other option or data is read, and the command receives the resolved
+name (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+
+Example:
+    >>> @click.command()
+    ... @runtime_options
+    ... def train(device, precision, quiet): ...
+"""
+from __future__ import annotations
+
+import click
+
+from .runtime import DEVICE_HELP, PRECISIONS, check_precision, choose_device
+
+
+# Both options are eager, so both are checked before any other option (paths that must
+# exist, ...); whichever of the two click processes second checks the pair.
+def _device(ctx, param, value):
+    device = choose_device(value)
+    if "precision" in ctx.params:
+        check_precision(ctx.params["precision"], device)
+    return str(device)
+
+
+def _precision(ctx, param, value):
+    if "device" in ctx.params:
+        check_precision(value, choose_device(ctx.params["device"]))
+    return value
+
+
+def runtime_options(command):
+    """Add ``--device``, ``--precision`` and ``--quiet`` to a click command."""
+    command = click.option("--quiet", is_flag=True,
+                           help="No progress bars (they go to stderr, and only to a terminal).")(command)
+    command = click.option("--precision", type=click.Choice(PRECISIONS), default="fp32",
+                           show_default=True, is_eager=True, callback=_precision,
+                           help="bf16: autocast on CUDA (refused on CPU).")(command)
+    return click.option("--device", default="auto", show_default=True, is_eager=True,
+                        callback=_device, help=f"Where the model runs: {DEVICE_HELP}.")(command)
+
+
+def show_progress(quiet: bool) -> bool | None:
+    """``progress`` argument of the Python API for ``--quiet``: never, or only on a terminal."""
+    return False if quiet else None
