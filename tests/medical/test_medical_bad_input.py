@@ -36,7 +36,7 @@ def ct_series(directory, shape=(8, 8, 6), spacing=(1.0, 1.0, 2.0)):
 
 def edit_series(directory, edit):
     """Apply ``edit(dataset, index)`` to every slice file of a series."""
-    for k, path in enumerate(sorted(directory.iterdir())):
+    for k, path in enumerate(sorted(directory.glob("*.dcm"))):  # not the .unmask marker
         ds = pydicom.dcmread(path)
         edit(ds, k)
         ds.save_as(path)
