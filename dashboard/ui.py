@@ -84,12 +84,17 @@ def _logout() -> None:
     st.session_state.pop(LOGIN_USER, None)
 
 
-def login(ws: Path) -> str | None:
+def login(ws: Path, url_paths=()) -> str | None:
     """The login gate, called by the app before its pages.
 
     Returns None when login is off (no password set, no ``[auth]`` in the secrets) and the
     logged-in user's name when on. A visitor who has not logged in sees only the login
     page: the app's pages are not even registered, whatever URL is asked for.
+
+    Args:
+        url_paths: the app pages' URL paths. The login page answers at each of them too, so
+            a shared link (``/finance?run=...&tx=...``) shows the login page and, once
+            logged in, the page and item it names (Streamlit knows a page by its path).
     """
     secrets = auth.streamlit_secrets()
     mode = auth.login_mode(ws, secrets)
@@ -105,8 +110,11 @@ def login(ws: Path) -> str | None:
             user = None
     if user is None:
         state.pop(LOGIN_USER, None)
-        st.navigation([st.Page(lambda: _login_page(ws, mode, secrets), title="Log in",
-                               url_path="login")], position="hidden").run()
+        def show() -> None:
+            _login_page(ws, mode, secrets)
+
+        st.navigation([st.Page(show, title="Log in", url_path=path)
+                       for path in ("login", *url_paths)], position="hidden").run()
         st.stop()
     state[LOGIN_USER] = user
     st.sidebar.caption(f"Logged in as {plain(user)}")

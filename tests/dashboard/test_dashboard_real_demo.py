@@ -32,7 +32,7 @@ def test_every_page_renders_over_a_real_tiny_demo(demo_workspace, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     assert [m.value for m in at.metric if m.label == "Runs"] == ["1", "1", "1"]
 
-    at.switch_page("pages/finance.py").run()
+    at.switch_page("views/finance.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert drift_verdict(at).startswith("Score drift: scores ")       # tested: many transactions
     queue = at.dataframe[0].value
@@ -47,7 +47,7 @@ def test_every_page_renders_over_a_real_tiny_demo(demo_workspace, monkeypatch):
     store = ReviewStore(demo_workspace / "reviews.sqlite")
     assert store.history("finance", "disposition")["item_id"].tolist() == [queue.iloc[0]["transaction_id"]]
 
-    at.switch_page("pages/medical.py").run()
+    at.switch_page("views/medical.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.image[0].captions[0].startswith("axial slice")
     assert drift_verdict(at)
@@ -56,7 +56,7 @@ def test_every_page_renders_over_a_real_tiny_demo(demo_workspace, monkeypatch):
     assert at.image[0].captions[0].startswith("axial slice 1 of")
     assert len(at.dataframe[1].value)  # organ volumes
 
-    at.switch_page("pages/driving.py").run()
+    at.switch_page("views/driving.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.image) >= 4  # observed, visibility, predicted hidden, (truth,) error
     assert drift_verdict(at).startswith("Score drift: scores ")

@@ -11,22 +11,23 @@ HOST = "http://127.0.0.1:8501"
 
 
 def open_link(monkeypatch, ws, page: str, **params) -> AppTest:
-    """The app as a browser opening ``HOST/<page>?params`` (a fresh session)."""
+    """The app as a browser opening ``HOST/<page>?params`` (a fresh session; the first run
+    registers the app's pages, so ``page`` then runs under app.py as when served)."""
     monkeypatch.setenv(ENV_VAR, str(ws))
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.context["url"] = HOST
+    at.run()
     at.query_params.update(params)
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
-def shown_link(at: AppTest) -> str:
-    """The copyable link without its page path (AppTest names a page opened before the
-    first run by its file, not its url_path)."""
-    link = at.code[0].value
-    assert link.startswith(HOST + "/")
-    return link.split("?", 1)[1]
+def shown_link(at: AppTest, path: str) -> str:
+    """The copyable link's query string, checking the page URL before it."""
+    page_url, query = at.code[0].value.split("?", 1)
+    assert page_url == f"{HOST}/{path}"
+    return query
 
 
 def warnings(at: AppTest) -> list[str]:
@@ -44,7 +45,7 @@ def finance_scores(ws) -> pd.DataFrame:
 def test_finance_link_opens_the_alert_and_a_selection_rewrites_the_url(monkeypatch, workspace):
     scores = finance_scores(workspace)
     tx = scores[scores["rank"] == 5].iloc[0]["transaction_id"]
-    at = open_link(monkeypatch, workspace, "pages/finance.py", run="finance-run", tx=tx)
+    at = open_link(monkeypatch, workspace, "views/finance.py", run="finance-run", tx=tx)
     assert f"Transaction {tx}" in texts(at) and "rank **5**" in texts(at)
     assert at.code[0].value == f"{HOST}/finance?run=finance-run&tx={tx}"    # copyable link
     assert not at.warning
@@ -59,12 +60,12 @@ def test_finance_link_opens_the_alert_and_a_selection_rewrites_the_url(monkeypat
 def test_finance_link_to_a_non_alert_opens_it_too(monkeypatch, workspace):
     scores = finance_scores(workspace)
     tx = scores[scores["rank"] == 300].iloc[0]["transaction_id"]       # not in the alert queue
-    at = open_link(monkeypatch, workspace, "pages/finance.py", run="finance-run", tx=tx)
+    at = open_link(monkeypatch, workspace, "views/finance.py", run="finance-run", tx=tx)
     assert f"Transaction {tx}" in texts(at) and "no alert" in texts(at)
 
 
 def test_finance_bad_link_ids_give_plain_messages_and_the_queue(monkeypatch, workspace):
-    at = open_link(monkeypatch, workspace, "pages/finance.py", run="../../etc",
+    at = open_link(monkeypatch, workspace, "views/finance.py", run="../../etc",
                    tx="[x](http://evil)")
     assert warnings(at) == ["The link's run '../../etc' is not a valid run id.",
                             "The link's transaction '[x](http://evil)' is not in this run."]
@@ -76,7 +77,7 @@ def test_finance_bad_link_ids_give_plain_messages_and_the_queue(monkeypatch, wor
 
 def test_finance_link_to_another_run(monkeypatch, workspace):
     write_finance_run(workspace, run_id="shifted-run", calibration_shift=-0.05, seed=1)
-    at = open_link(monkeypatch, workspace, "pages/finance.py", run="shifted-run")
+    at = open_link(monkeypatch, workspace, "views/finance.py", run="shifted-run")
     assert at.selectbox(key="finance_run").value == "shifted-run"
     assert at.expander[0].label.startswith("Score drift: scores differ from calibration: p = ")
     assert at.expander[0].proto.expanded                    # a drift opens the panel
@@ -89,23 +90,23 @@ def test_finance_link_to_another_run(monkeypatch, workspace):
 
 def test_queue_download_follows_the_filters_and_overview_offers_the_history(monkeypatch,
                                                                             workspace):
-    at = open_link(monkeypatch, workspace, "pages/finance.py")
+    at = open_link(monkeypatch, workspace, "views/finance.py")
     button = at.get("download_button")[0]
     assert button.label == "Download these 20 rows as CSV" and button.proto.deferred_file_id
     at.toggle(key="fin_alerts_only").set_value(False).run()
     assert at.get("download_button")[0].label == "Download these 400 rows as CSV"
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     assert [b.label for b in at.get("download_button")] == ["Download the review history as CSV"]
 
 
 def test_ct_link_opens_case_plane_and_slice(monkeypatch, workspace):
-    at = open_link(monkeypatch, workspace, "pages/medical.py", run="medical-run",
+    at = open_link(monkeypatch, workspace, "views/medical.py", run="medical-run",
                    case="patient_001", plane="coronal", slice="3")
     assert at.selectbox(key="ct_case").value == "patient_001"
     assert at.radio(key="ct_plane").value == "coronal"
     assert at.slider(key="ct_slice:patient_001:coronal").value == 3
     assert at.image[0].captions[0].startswith("coronal slice 4 of 20")
-    assert shown_link(at) == "run=medical-run&case=patient_001&plane=coronal&slice=3"
+    assert shown_link(at, "ct") == "run=medical-run&case=patient_001&plane=coronal&slice=3"
     at.slider(key="ct_slice:patient_001:coronal").set_value(7).run()
     assert at.query_params["slice"] == "7"
     assert at.expander[0].label == ("Score drift: too few scores to compare with calibration "
@@ -113,7 +114,7 @@ def test_ct_link_opens_case_plane_and_slice(monkeypatch, workspace):
 
 
 def test_ct_bad_link_ids(monkeypatch, workspace):
-    at = open_link(monkeypatch, workspace, "pages/medical.py", case="patient_009",
+    at = open_link(monkeypatch, workspace, "views/medical.py", case="patient_009",
                    plane="oblique", slice="99")
     assert warnings(at)[1:] == ["The link's case 'patient_009' is not in this run.",
                             "The link's plane 'oblique' is not one of axial, coronal, sagittal.",
@@ -122,18 +123,18 @@ def test_ct_bad_link_ids(monkeypatch, workspace):
 
 
 def test_drive_link_opens_the_frame_and_jumps_rewrite_it(monkeypatch, workspace):
-    at = open_link(monkeypatch, workspace, "pages/driving.py", run="driving-run",
+    at = open_link(monkeypatch, workspace, "views/driving.py", run="driving-run",
                    log="log_000", frame="7")
     assert at.slider(key="drive_frame:driving-run:log_000").value == 7
     assert "frame **7**" in texts(at)
-    assert shown_link(at) == "run=driving-run&log=log_000&frame=7"
+    assert shown_link(at, "drive") == "run=driving-run&log=log_000&frame=7"
     at.button(key="drive_next").click().run()
     assert at.query_params["frame"] == "20"
-    assert shown_link(at) == "run=driving-run&log=log_000&frame=20"
+    assert shown_link(at, "drive") == "run=driving-run&log=log_000&frame=20"
 
 
 def test_drive_bad_link_ids(monkeypatch, workspace):
-    at = open_link(monkeypatch, workspace, "pages/driving.py", log="..", frame="4000")
+    at = open_link(monkeypatch, workspace, "views/driving.py", log="..", frame="4000")
     assert warnings(at) == ["The link's log '..' is not a valid log id.",
                             "The link's frame 4000 is not in this log."]
     assert at.slider(key="drive_frame:driving-run:log_000").value == 20   # its own default
@@ -143,5 +144,5 @@ def test_drive_bad_link_ids(monkeypatch, workspace):
 def test_a_run_without_a_calibration_reference_says_so(monkeypatch, workspace):
     manifest = workspace / "runs" / "driving" / "driving-run" / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"calibration_reference"', '"old_key"'))
-    at = open_link(monkeypatch, workspace, "pages/driving.py")
+    at = open_link(monkeypatch, workspace, "views/driving.py")
     assert "This run carries no calibration reference" in texts(at)

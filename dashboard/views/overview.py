@@ -6,9 +6,9 @@ import streamlit as st
 from dashboard import export_data, ui
 from dashboard.workspace import REVIEW_FILE, VERTICAL_TITLES, overview, vertical_totals
 
-PAGE_OF = {"finance": ("pages/finance.py", "Open the alert queue"),
-           "medical": ("pages/medical.py", "Open CT review"),
-           "driving": ("pages/driving.py", "Open drive-log replay")}
+PAGE_OF = {"finance": ("views/finance.py", "Open the alert queue"),
+           "medical": ("views/medical.py", "Open CT review"),
+           "driving": ("views/driving.py", "Open drive-log replay")}
 
 ws = ui.workspace()
 st.title("unmask review")
