@@ -188,6 +188,23 @@ def transaction(scores_path, transaction_id: str, rank: int | None = None) -> pd
     return frame.iloc[0]
 
 
+def locate(scores_path, transaction_id: str) -> tuple[str, int]:
+    """``(transaction_id, rank)`` of a transaction of the run (a link names it by id only).
+
+    Raises:
+        DataValidationError: the run has no such transaction.
+    """
+    con = _connect()
+    try:
+        found = con.execute(f"SELECT rank FROM {_source(_check(scores_path))}"
+                            " WHERE transaction_id = ? LIMIT 1", [str(transaction_id)]).fetchone()
+    finally:
+        con.close()
+    if found is None:
+        raise DataValidationError(f"The link's transaction {transaction_id!r} is not in this run.")
+    return str(transaction_id), int(found[0])
+
+
 def reasons(row: pd.Series) -> pd.DataFrame:
     """The row's reason codes (``reason_k_*`` columns) as a small table, nulls dropped."""
     out = []

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from . import auth, driving_data, finance_data, medical_data
+from core.errors import DataValidationError
+
+from . import auth, drift_data, driving_data, finance_data, links, medical_data
 from .workspace import (REVIEW_KIND, VERTICAL_TITLES, create_command, resolve_workspace,
                         review_store, runs)
 
@@ -24,6 +26,7 @@ EMPTY_HELP = {
 
 
 LOGIN_USER = "login_user"        # session state: the logged-in reviewer (no widget has this key)
+LINK_STATE = "link_written"      # session state: the query parameters the pages last wrote
 # Every ASCII punctuation mark may be backslash-escaped in (Streamlit's Commonmark) markdown.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
@@ -81,12 +84,17 @@ def _logout() -> None:
     st.session_state.pop(LOGIN_USER, None)
 
 
-def login(ws: Path) -> str | None:
+def login(ws: Path, url_paths=()) -> str | None:
     """The login gate, called by the app before its pages.
 
     Returns None when login is off (no password set, no ``[auth]`` in the secrets) and the
     logged-in user's name when on. A visitor who has not logged in sees only the login
     page: the app's pages are not even registered, whatever URL is asked for.
+
+    Args:
+        url_paths: the app pages' URL paths. The login page answers at each of them too, so
+            a shared link (``/finance?run=...&tx=...``) shows the login page and, once
+            logged in, the page and item it names (Streamlit knows a page by its path).
     """
     secrets = auth.streamlit_secrets()
     mode = auth.login_mode(ws, secrets)
@@ -102,8 +110,11 @@ def login(ws: Path) -> str | None:
             user = None
     if user is None:
         state.pop(LOGIN_USER, None)
-        st.navigation([st.Page(lambda: _login_page(ws, mode, secrets), title="Log in",
-                               url_path="login")], position="hidden").run()
+        def show() -> None:
+            _login_page(ws, mode, secrets)
+
+        st.navigation([st.Page(show, title="Log in", url_path=path)
+                       for path in ("login", *url_paths)], position="hidden").run()
         st.stop()
     state[LOGIN_USER] = user
     st.sidebar.caption(f"Logged in as {plain(user)}")
@@ -127,15 +138,66 @@ def empty_vertical(ws: Path, vertical: str) -> None:
     st.markdown(f"builds the demo runs; {EMPTY_HELP[vertical]}")
 
 
+# --- links: the URL opens an item, and the page writes its selection back -------------
+
+def link_param(vertical: str, name: str) -> str | None:
+    """The URL's query parameter ``name`` when a visitor brought it (opened a link); None
+    when absent or when it is what ``vertical``'s page wrote there itself."""
+    value = st.query_params.get(name)
+    written = st.session_state.setdefault(LINK_STATE, {})
+    if value is None or written.get(f"{vertical}:{name}") == value:
+        return None
+    written[f"{vertical}:{name}"] = value
+    return value
+
+
+def link_apply(vertical: str, name: str, state_key: str, resolve) -> None:
+    """Select what the URL's ``name`` names: ``state[state_key] = resolve(value)`` before
+    the widget with that key is drawn. An id ``resolve`` refuses (``DataValidationError``)
+    is shown as one plain warning and the page keeps its own choice."""
+    value = link_param(vertical, name)
+    if value is None:
+        return
+    try:
+        st.session_state[state_key] = resolve(value)
+    except DataValidationError as err:
+        st.warning(plain(err))
+
+
+def set_link(vertical: str, **params) -> None:
+    """Write the page's selection into the URL (None removes a parameter), so the address
+    bar can be copied; remembered so :func:`link_param` does not read it back as a link."""
+    written = st.session_state.setdefault(LINK_STATE, {})
+    for name, value in params.items():
+        if value is None:
+            written.pop(f"{vertical}:{name}", None)
+            if name in st.query_params:
+                del st.query_params[name]
+            continue
+        text = str(value)
+        written[f"{vertical}:{name}"] = text
+        if st.query_params.get(name) != text:
+            st.query_params[name] = text
+
+
+def share_link(what: str) -> None:
+    """A copyable link to what the page shows (its URL; ``st.code`` has a copy button)."""
+    st.caption(f"Link to this {what}")
+    st.code(links.link(st.context.url, st.query_params.to_dict()), language=None)
+
+
 def pick_run(ws: Path, vertical: str) -> dict | None:
-    """A sidebar choice among ``vertical``'s runs (newest first); None when there are none."""
+    """A sidebar choice among ``vertical``'s runs (newest first, or the URL's ``run``);
+    None when there are none."""
     manifests = runs(ws, vertical)
     if not manifests:
         return None
     by_id = {m["run_id"]: m for m in manifests}
+    link_apply(vertical, "run", f"{vertical}_run", lambda r: links.known_name(r, by_id, "run"))
     run_id = st.sidebar.selectbox(
         "Run", list(by_id), key=f"{vertical}_run",
         format_func=lambda r: f"{r} ({by_id[r].get('created', '')[:16]})")
+    set_link(vertical, run=run_id)
     return by_id[run_id]
 
 
@@ -202,6 +264,36 @@ def review_form(ws: Path, vertical: str, run_id: str, item, *, prefix: str, titl
                           key=f"{prefix}_reviewer", placeholder="your name")
         st.form_submit_button(submit, type="primary", on_click=_record,
                               args=(ws, vertical, run_id, item, prefix, decisions))
+
+
+def drift_panel(manifest: dict) -> None:
+    """The run's scores against its calibration reference: the test, the alert rate and
+    the share above the calibration threshold, under a plain-words verdict."""
+    try:
+        report = run_drift(manifest)
+    except DataValidationError as err:
+        st.warning(plain(err))
+        return
+    if report is None:
+        st.caption("This run carries no calibration reference (it was scored before runs "
+                   "recorded one); score the data again to compare its scores with calibration.")
+        return
+    drift = report.drift
+    with st.expander(f"Score drift: {report.verdict}", expanded=drift.drifted):
+        cells = st.columns(4)
+        cells[0].metric("p-value", f"{drift.p_value:.2g}" if drift.tested else "-",
+                        help=f"chi-square two-sample test over {drift.bins} bins of the "
+                             f"calibration scores; 'differ' below {drift.alpha:g}")
+        cells[1].metric("Chi-square", f"{drift.statistic:.1f}" if drift.tested else "-",
+                        help=f"{max(drift.bins - 1, 0)} degrees of freedom")
+        cells[2].metric("Alert rate", f"{report.alert_rate:.2%}",
+                        help=f"{report.n_alerts:,} alerts in {drift.n_scores:,} scores")
+        cells[3].metric("Above calibration threshold", f"{drift.share_above_threshold:.2%}",
+                        delta=f"nominal {drift.nominal_rate:.2%}", delta_color="off",
+                        help="share of this run's scores above the calibration threshold; "
+                             "the calibration expects its contamination there")
+        st.caption(f"{drift.n_scores:,} scores of this run against {drift.n_reference:,} "
+                   "held-out normal scores the model was calibrated on.")
 
 
 def preload(module: str) -> None:
@@ -304,3 +396,14 @@ def driving_layers(manifest: dict, log_id: str) -> driving_data.LogLayers:
     run_dir = Path(manifest["path"])
     return _driving_layers(str(run_dir), tuple(manifest.get("inputs", [])), manifest["run_id"],
                            log_id, _mtime(run_dir / "frames.parquet"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _run_drift(path: str, mtime: float, summary: dict):
+    return drift_data.run_drift(path, summary)
+
+
+def run_drift(manifest: dict) -> drift_data.DriftReport | None:
+    """``drift_data.run_drift`` of a run (cached until its scores file changes)."""
+    path = output_path(manifest, *drift_data.SCORE_OUTPUT[manifest["vertical"]])
+    return _run_drift(str(path), _mtime(path), manifest.get("summary", {}))

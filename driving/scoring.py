@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.drift import calibration_reference
 from core.errors import DataValidationError
 from core.io import check_output
 from core.names import check_name
@@ -163,7 +164,8 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
                    "classes": list(predictor.meta_.classes), "n_frames": int(len(table)),
                    "n_alerts": int(table["is_alert"].sum()), "error_scale": scale,
                    "n_logs": len(loaded), "threshold": predictor.threshold_,
-                   "region_blocks": 4}
+                   "region_blocks": 4,
+                   "calibration_reference": calibration_reference(predictor.calibration_)}
         labels = table["anomaly"].dropna()
         if len(labels) == len(table) and 0 < labels.sum() < len(labels):
             summary["auroc"] = auroc(labels.astype(int), scores)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.drift import calibration_reference
 from core.errors import DataValidationError
 from core.io import atomic_path, check_output, write_parquet_atomic
 from core.runtime import choose_device, configure_threads, progress_bar
@@ -212,7 +213,7 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
                                            else min(max_shap, explain.size))}
         summary.update({"fdr": fdr} if fdr is not None else {"budget": budget} if budget is not None else
                        {"threshold": float(calibration.threshold_)})
-        summary.update(quality)
+        summary.update(quality, calibration_reference=calibration_reference(calibration))
         # The per-row global columns go to disk, so the final join + sort runs inside DuckDB's
         # memory limit (spilling) instead of beside ~25 bytes/row of numpy arrays.
         import pyarrow as pa

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.drift import calibration_reference
 from core.errors import BundleError, DataValidationError, UnmaskWarning
 from core.io import check_output
 from core.runs import create_run
@@ -191,6 +192,8 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         summary = {"labels": {str(k): v for k, v in labels.items()}, "n_cases": len(scores),
                    "n_alerts": int(scores["is_alert"].sum()), "fdr": fdr,
                    "has_segmentation": segmenter is not None, "has_anomaly_maps": scorer is not None}
+        if has_scores:                   # what the dashboard's drift panel compares against
+            summary["calibration_reference"] = calibration_reference(scorer.calibration)
         unreachable = (scorer.calibration.fdr_unreachable(fdr) if has_scores and fdr is not None
                        else None)
         if unreachable:                  # say why the queue has no alerts

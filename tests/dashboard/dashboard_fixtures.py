@@ -12,20 +12,30 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core.calibration import ScoreCalibration
+from core.drift import calibration_reference
 from core.io import write_parquet_atomic
 from core.runs import create_run
 
 FEATURES = ("amount_ratio_30d", "hour_of_day", "terminal_fraud_rate", "distance_km",
             "tx_count_1d", "card_not_present")
 EXPECTED_SCORE = 0.2
+NORMAL_SPREAD = 0.02 * np.sqrt(len(FEATURES))    # sd of a normal transaction's score
+
+
+def _reference(normal_scores, contamination: float = 0.05) -> dict:
+    """The calibration reference a scoring command writes, from these normal scores."""
+    return calibration_reference(ScoreCalibration(contamination).fit(normal_scores))
 
 
 def write_finance_run(ws, n: int = 400, alert_rate: float = 0.05, seed: int = 0,
-                      run_id: str = "finance-run", days: int = 30) -> Path:
+                      run_id: str = "finance-run", days: int = 30,
+                      calibration_shift: float = 0.0) -> Path:
     """Transactions in ``ws/data/finance`` and a scored run in ``ws/runs/finance/run_id``.
 
     Scores are ``EXPECTED_SCORE`` + the sum of per-feature SHAP values (exact additivity);
-    the top ``alert_rate`` are alerts, explained in ``explanations.parquet``.
+    the top ``alert_rate`` are alerts, explained in ``explanations.parquet``. The calibration
+    reference is 2000 normal scores, their mean moved by ``calibration_shift``.
     """
     rng = np.random.default_rng(seed)
     ws = Path(ws)
@@ -88,7 +98,8 @@ def write_finance_run(ws, n: int = 400, alert_rate: float = 0.05, seed: int = 0,
         pq.write_table(scores, run.path("scores", "scores.parquet"), row_group_size=128 * 1024)
         pq.write_table(explanations, run.path("explanations", "explanations.parquet"))
         run.summarize(n_transactions=n, n_alerts=n_alerts, expected_score=EXPECTED_SCORE,
-                      budget=n_alerts)
+                      budget=n_alerts, calibration_reference=_reference(rng.normal(
+                          EXPECTED_SCORE + calibration_shift, NORMAL_SPREAD, 2000)))
     return run_dir
 
 
@@ -157,7 +168,8 @@ def write_medical_run(ws, n_cases: int = 2, shape=(24, 20, 12), spacing=(1.5, 1.
         pd.DataFrame(shap_rows).to_parquet(run.path("region_shap", "region_shap.parquet"), index=False)
         run.summarize(labels={"1": "liver", "2": "spleen"}, n_cases=len(scores),
                       n_alerts=int(scores["is_alert"].sum()),
-                      warning="a warning the run wrote into its summary")
+                      warning="a warning the run wrote into its summary",
+                      calibration_reference=_reference(rng.uniform(0.0, 50.0, 20)))
     return run_dir
 
 
@@ -238,7 +250,8 @@ def write_driving_run(ws, n_frames: int = 40, grid=(32, 32), anomaly_frames=rang
         shap.to_parquet(run.path("region_shap", "region_shap.parquet"), index=False)
         run.path(f"recording:{log_id}", f"recordings/{log_id}.rrd").write_bytes(b"RRF2 synthetic")
         run.summarize(grid_shape=[h, w], classes=list(CLASSES), n_frames=n_frames,
-                      n_alerts=int(anomaly.sum()), error_scale=0.01)
+                      n_alerts=int(anomaly.sum()), error_scale=0.01,
+                      calibration_reference=_reference(0.1 + 0.02 * rng.random(200)))
     return run_dir
 
 

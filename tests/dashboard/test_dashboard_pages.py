@@ -47,7 +47,7 @@ def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-@pytest.mark.parametrize("page", [None, "pages/finance.py", "pages/medical.py", "pages/driving.py"])
+@pytest.mark.parametrize("page", [None, "views/finance.py", "views/medical.py", "views/driving.py"])
 def test_missing_workspace_shows_how_to_create_one(monkeypatch, tmp_path, page):
     ws = tmp_path / "no-workspace"
     at = open_app(monkeypatch, ws, page)
@@ -66,7 +66,7 @@ def test_overview(monkeypatch, workspace):
 
 
 def test_finance_select_alert_and_submit_disposition(monkeypatch, workspace):
-    at = open_app(monkeypatch, workspace, "pages/finance.py")
+    at = open_app(monkeypatch, workspace, "views/finance.py")
     assert "**20** matching transactions" in texts(at)
     queue = at.dataframe[0].value
     assert queue["rank"].tolist()[:3] == [1, 2, 3] and queue["is_alert"].all()
@@ -93,7 +93,7 @@ def test_finance_select_alert_and_submit_disposition(monkeypatch, workspace):
 
 
 def test_finance_submit_without_reviewer_is_refused(monkeypatch, workspace):
-    at = open_app(monkeypatch, workspace, "pages/finance.py")
+    at = open_app(monkeypatch, workspace, "views/finance.py")
     at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     at.button(key="FormSubmitter:fin_form-Submit disposition").click().run()
@@ -103,7 +103,7 @@ def test_finance_submit_without_reviewer_is_refused(monkeypatch, workspace):
 
 
 def test_finance_filters_and_paging(monkeypatch, workspace):
-    at = open_app(monkeypatch, workspace, "pages/finance.py")
+    at = open_app(monkeypatch, workspace, "views/finance.py")
     at.toggle(key="fin_alerts_only").set_value(False).run()
     assert "**400** matching transactions" in texts(at)
     first = at.dataframe[0].value["transaction_id"].tolist()
@@ -121,7 +121,7 @@ def test_finance_filters_and_paging(monkeypatch, workspace):
 
 
 def test_ct_slice_window_overlay_and_review(monkeypatch, workspace):
-    at = open_app(monkeypatch, workspace, "pages/medical.py")
+    at = open_app(monkeypatch, workspace, "views/medical.py")
     assert "patient_000 · score" in texts(at)
     assert at.warning[0].value == "a warning the run wrote into its summary"   # shown as is
     slider = at.slider(key="ct_slice:patient_000:axial")
@@ -149,7 +149,7 @@ def test_ct_slice_window_overlay_and_review(monkeypatch, workspace):
 
 
 def test_drive_frames_anomaly_jumps_and_bookmark(monkeypatch, workspace):
-    at = open_app(monkeypatch, workspace, "pages/driving.py")
+    at = open_app(monkeypatch, workspace, "views/driving.py")
     key = "drive_frame:driving-run:log_000"
     assert at.slider(key=key).value == 20  # opens on the first anomaly
     assert [i.captions[0] for i in at.image] == ["observed", "visibility", "predicted hidden",
@@ -195,9 +195,9 @@ def test_workspace_with_one_vertical(monkeypatch, tmp_path):
     at = open_app(monkeypatch, ws)
     assert "No runs yet." in texts(at)  # medical and driving cards
     assert [m.value for m in at.metric if m.label == "Runs"] == ["1"]
-    at.switch_page("pages/medical.py").run()
+    at.switch_page("views/medical.py").run()
     assert not at.exception and f"unmask demo --workspace {ws}" in texts(at)
-    at.switch_page("pages/driving.py").run()
+    at.switch_page("views/driving.py").run()
     assert not at.exception and "No Driving (drive logs) runs" in texts(at)
 
 
@@ -208,8 +208,9 @@ def test_with_a_password_only_the_login_page_exists_until_login(monkeypatch, wor
     set_password(workspace, "ana", "correct horse")
     at = open_app(monkeypatch, workspace)
     assert [t.label for t in at.text_input] == ["User", "Password"] and not at.metric
-    with pytest.raises(ValueError, match="Known pages: \\['Log in'\\]"):
-        at.switch_page("pages/finance.py")            # the pages are not even registered
+    # the pages are not even registered: only the login page, at every page's path
+    with pytest.raises(ValueError, match="Known pages: \\['Log in', 'finance', 'ct', 'drive'\\]"):
+        at.switch_page("views/finance.py")
     at.text_input(key="login_name").input("ana")
     at.text_input(key="login_password").input("wrong horse")
     at.button(key="FormSubmitter:login_form-Log in").click().run()
@@ -224,7 +225,7 @@ def test_with_login_the_reviewer_is_the_logged_in_user(monkeypatch, workspace):
     set_password(workspace, "ana", "correct horse")
     at = open_app(monkeypatch, workspace)
     at.session_state["login_user"] = "ana"          # what a successful login leaves
-    at.run().switch_page("pages/finance.py").run()
+    at.run().switch_page("views/finance.py").run()
     at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     assert [t.key for t in at.text_input] == [] and "Recorded as ana" in texts(at)
@@ -236,7 +237,7 @@ def test_with_login_the_reviewer_is_the_logged_in_user(monkeypatch, workspace):
 
 def test_user_written_text_reaches_markdown_escaped(monkeypatch, workspace):
     """The raw markdown the page sends holds no image or link syntax from a reviewer."""
-    at = open_app(monkeypatch, workspace, "pages/finance.py")
+    at = open_app(monkeypatch, workspace, "views/finance.py")
     selected = at.dataframe[0].value.iloc[0]["transaction_id"]
     ReviewStore(workspace / "reviews.sqlite").record("finance", "disposition", selected, "fraud",
                                                      PAYLOAD, note=PAYLOAD, run_id="finance-run")

@@ -20,14 +20,21 @@ def demo_workspace(tmp_path_factory):
     return ws
 
 
+def drift_verdict(at: AppTest) -> str:
+    """The drift panel's title: there only when the scoring command wrote the run's
+    calibration reference."""
+    return next(e.label for e in at.expander if e.label.startswith("Score drift: "))
+
+
 def test_every_page_renders_over_a_real_tiny_demo(demo_workspace, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(demo_workspace))
     at = AppTest.from_file(str(APP), default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
     assert [m.value for m in at.metric if m.label == "Runs"] == ["1", "1", "1"]
 
-    at.switch_page("pages/finance.py").run()
+    at.switch_page("views/finance.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    assert drift_verdict(at).startswith("Score drift: scores ")       # tested: many transactions
     queue = at.dataframe[0].value
     assert len(queue) and queue["is_alert"].all() and queue["rank"].is_monotonic_increasing
     at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
@@ -40,17 +47,19 @@ def test_every_page_renders_over_a_real_tiny_demo(demo_workspace, monkeypatch):
     store = ReviewStore(demo_workspace / "reviews.sqlite")
     assert store.history("finance", "disposition")["item_id"].tolist() == [queue.iloc[0]["transaction_id"]]
 
-    at.switch_page("pages/medical.py").run()
+    at.switch_page("views/medical.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.image[0].captions[0].startswith("axial slice")
+    assert drift_verdict(at)
     slider = next(s for s in at.slider if str(s.key).startswith("ct_slice:"))
     slider.set_value(0).run()
     assert at.image[0].captions[0].startswith("axial slice 1 of")
     assert len(at.dataframe[1].value)  # organ volumes
 
-    at.switch_page("pages/driving.py").run()
+    at.switch_page("views/driving.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.image) >= 4  # observed, visibility, predicted hidden, (truth,) error
+    assert drift_verdict(at).startswith("Score drift: scores ")
     frame_slider = next(s for s in at.slider if str(s.key).startswith("drive_frame:"))
     frame_slider.set_value(frame_slider.min).run()
     at.button(key="drive_next").click().run()

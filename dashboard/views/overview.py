@@ -3,12 +3,12 @@ import math
 
 import streamlit as st
 
-from dashboard import ui
-from dashboard.workspace import VERTICAL_TITLES, overview, vertical_totals
+from dashboard import export_data, ui
+from dashboard.workspace import REVIEW_FILE, VERTICAL_TITLES, overview, vertical_totals
 
-PAGE_OF = {"finance": ("pages/finance.py", "Open the alert queue"),
-           "medical": ("pages/medical.py", "Open CT review"),
-           "driving": ("pages/driving.py", "Open drive-log replay")}
+PAGE_OF = {"finance": ("views/finance.py", "Open the alert queue"),
+           "medical": ("views/medical.py", "Open CT review"),
+           "driving": ("views/driving.py", "Open drive-log replay")}
 
 ws = ui.workspace()
 st.title("unmask review")
@@ -46,4 +46,9 @@ st.dataframe(
     table.drop(columns=["path"]), hide_index=True, width="stretch",
     column_config={"alert_rate": st.column_config.NumberColumn("alert rate", format="percent"),
                    "auroc": st.column_config.NumberColumn("AUROC", format="%.3f")})
-st.caption(f"Reviews are stored in {ui.plain(ws / 'reviews.sqlite')} (append-only).")
+st.caption(f"Reviews are stored in {ui.plain(ws / REVIEW_FILE)} (append-only).")
+st.download_button("Download the review history as CSV", key="review_history_csv",
+                   data=lambda: export_data.review_history_csv(ws / REVIEW_FILE),
+                   file_name="review-history.csv", mime="text/csv", on_click="ignore",
+                   icon=":material/download:",
+                   help="every disposition, review and bookmark of every vertical: who, what, when")

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from dashboard import finance_data, plots, ui
+from dashboard import export_data, finance_data, links, plots, ui
 from dashboard.workspace import review_store, reviewed_items
 
 DECISION_LABELS = {"fraud": "Fraud", "legitimate": "Legitimate",
@@ -60,6 +60,9 @@ k3.metric("Alerts reviewed", f"{kpis['reviewed_alerts']:,}",
 k4.metric("Precision so far", "-" if math.isnan(kpis["precision"]) else f"{kpis['precision']:.0%}",
           help="fraud / (fraud + legitimate) among reviewed alerts")
 k5.metric("Needs information", kpis["needs_information"])
+ui.drift_panel(manifest)
+ui.link_apply("finance", "tx", "fin_selected", lambda tx: (run_id, *finance_data.locate(
+    scores_path, links.text_id(tx, "transaction"))))
 
 # --- the queue -----------------------------------------------------------------------
 _, total = ui.finance_page(scores_path, query)
@@ -83,14 +86,21 @@ event = st.dataframe(
         "is_alert": st.column_config.CheckboxColumn("alert"),
         "reason_1_text": st.column_config.TextColumn("top reason", width="large"),
     })
+st.download_button(f"Download these {total:,} rows as CSV", key="fin_queue_csv",
+                   data=lambda: export_data.queue_csv(scores_path, query, dispositions),
+                   file_name=f"{run_id}-queue.csv", mime="text/csv", on_click="ignore",
+                   icon=":material/download:", help="every page of the queue as filtered and sorted")
 if event.selection.rows and event.selection.rows[0] < len(table):
     chosen = table.iloc[event.selection.rows[0]]
-    st.session_state["fin_selected"] = (str(chosen["transaction_id"]), int(chosen["rank"]))
-if not st.session_state.get("fin_selected"):
+    st.session_state["fin_selected"] = (run_id, str(chosen["transaction_id"]), int(chosen["rank"]))
+selection = st.session_state.get("fin_selected")
+if not selection or selection[0] != run_id:          # nothing chosen in this run yet
+    ui.set_link("finance", tx=None)
     st.caption("No transaction selected.")
     ui.preload("altair")  # the detail's charts; imported while the browser draws the queue
     st.stop()
-selected, selected_rank = st.session_state["fin_selected"]
+_, selected, selected_rank = selection
+ui.set_link("finance", tx=selected)
 
 # --- detail of the selected transaction ----------------------------------------------
 row, shap, history = ui.finance_detail(manifest, selected, selected_rank)
@@ -103,6 +113,7 @@ st.markdown(f"rank **{int(row['rank']):,}** · score **{row['score']:.4f}** · "
             f"p-value **{row['p_value']:.2e}** · {'**alert**' if row['is_alert'] else 'no alert'}"
             f" · {status}")
 when = pd.Timestamp(row["timestamp"])
+ui.share_link("transaction")
 facts = st.columns(5)
 facts[0].metric("Amount", f"{row['amount']:,.2f}")
 facts[1].metric("Date", when.strftime("%Y-%m-%d"))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import medical_data, plots, ui
+from dashboard import links, medical_data, plots, ui
 from dashboard.workspace import reviewed_items
 
 DECISION_LABELS = {"accept": "Accept", "reject": "Reject", "needs_correction": "Needs correction"}
@@ -16,6 +16,7 @@ run_dir = Path(manifest["path"])
 labels = manifest.get("summary", {}).get("labels", {})
 if manifest.get("summary", {}).get("warning"):      # e.g. too few calibration cases to alert
     st.warning(ui.plain(manifest["summary"]["warning"]))
+ui.drift_panel(manifest)
 table = ui.medical_cases(run_dir)
 if table.empty:
     st.info("This run has no cases.")
@@ -28,6 +29,9 @@ listing = table[[c for c in ("rank", "case", "score", "p_value", "is_alert", "ha
 listing.insert(2, "review", listing["case"].astype(str).map(review_of).astype("string").fillna(""))
 
 alert_of = dict(zip(table["case"].astype(str), table["is_alert"].astype(bool)))
+ui.link_apply("medical", "case", "ct_case", lambda c: links.known_name(c, alert_of, "case"))
+ui.link_apply("medical", "plane", "ct_plane",
+              lambda p: links.known_choice(p, medical_data.PLANES, "plane"))
 with st.sidebar:
     case = st.selectbox("Case (most anomalous first)", list(alert_of), key="ct_case",
                         format_func=lambda c: f"{c}  (alert)" if alert_of[c] else c)
@@ -54,6 +58,7 @@ with viewer:
                                key="ct_window")
     n_slices = medical_data.slice_count(volumes, plane)
     slice_key = f"ct_slice:{case}:{plane}"
+    ui.link_apply("medical", "slice", slice_key, lambda i: links.index_below(i, n_slices, "slice"))
     if slice_key not in st.session_state:  # open on the slice with the most anomaly
         st.session_state[slice_key] = medical_data.hottest_slice(volumes, plane)
     index = st.slider("Slice", 0, n_slices - 1, key=slice_key)
@@ -69,6 +74,8 @@ with viewer:
     st.image(image, caption=f"{plane} slice {index + 1} of {n_slices} · {window} window "
                             f"(L {medical_data.WINDOWS[window][0]:g} / W "
                             f"{medical_data.WINDOWS[window][1]:g} HU)")
+    ui.set_link("medical", case=case, plane=plane, slice=index)
+    ui.share_link("slice")
 
 with side:
     organs = medical_data.organ_table(row, labels)

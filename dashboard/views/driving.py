@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import driving_data, plots, ui
+from dashboard import driving_data, links, plots, ui
 from dashboard.workspace import review_store
 
 ws, manifest = ui.open_run("Drive-log replay", "driving")
@@ -16,9 +16,11 @@ all_frames, log_table = ui.driving_frames(run_dir)
 if log_table.empty:
     st.info("This run has no frames.")
     st.stop()
+ui.drift_panel(manifest)
 
+alerts_by_log = dict(zip(log_table["log_id"], log_table["alerts"]))
+ui.link_apply("driving", "log", "drive_log", lambda log: links.known_name(log, alerts_by_log, "log"))
 with st.sidebar:
-    alerts_by_log = dict(zip(log_table["log_id"], log_table["alerts"]))
     log_id = st.selectbox("Log (most alerts first)", list(alerts_by_log), key="drive_log",
                           format_func=lambda log: f"{log} ({alerts_by_log[log]} anomalies)")
     speed = st.select_slider("Playback (frames/s)", [1, 2, 5, 10], value=5, key="drive_speed")
@@ -31,6 +33,7 @@ alerts = driving_data.alert_frames(frames)
 layers = ui.driving_layers(manifest, log_id)
 shap = ui.driving_shap(run_dir, log_id)
 frame_key = f"drive_frame:{run_id}:{log_id}"
+ui.link_apply("driving", "frame", frame_key, lambda f: links.known_number(f, frame_numbers, "frame"))
 if frame_key not in st.session_state:
     st.session_state[frame_key] = int(alerts[0] if alerts.size else frame_numbers[0])
 
@@ -71,6 +74,8 @@ def replay() -> None:
                   else f" · simulator truth: {'anomaly' if truth else 'normal'}")
     st.markdown(f"frame **{frame}** · t = {info['timestamp']:.1f} s · score "
                 f"**{info['score']:.4f}** · p-value {info['p_value']:.3g} · {flagged}{truth_text}")
+    ui.set_link("driving", log=log_id, frame=frame)
+    ui.share_link("frame")
     panels = driving_data.frame_panels(layers, frame, size=280)
     for column, (name, picture) in zip(st.columns(len(panels)), panels.items()):
         column.image(picture, caption=name, width="stretch")
