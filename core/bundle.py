@@ -22,8 +22,15 @@ import os
 import platform
 from pathlib import Path
 
+import numpy
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
 from .errors import BundleError
 from .io import atomic_path, read_json_object
+from .training import is_main_process
 
 FORMAT_VERSION = 1  # the version of a kind that never changed what it stores
 CONFIG_NAME = "config.json"
@@ -39,11 +46,6 @@ def _sha256(path: Path) -> str:
 
 
 def _versions() -> dict:
-    import numpy
-    import torch
-
-    from . import __version__
-
     return {"unmask": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}
 
@@ -62,10 +64,6 @@ def save_bundle(path: str | os.PathLike, kind: str, config: dict, tensors: dict,
     Returns:
         The bundle path.
     """
-    from safetensors.torch import save_file
-
-    from .training import is_main_process
-
     path = Path(path)
     if not is_main_process():  # under torchrun every rank holds the same weights
         return path
@@ -124,9 +122,6 @@ def load_bundle(path: str | os.PathLike, kind: str | None = None,
                 version: int = FORMAT_VERSION) -> tuple[dict, dict]:
     """Load a bundle: returns ``(config, tensors)`` after checking kind, format ``version``
     and checksum."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(path)
     meta = read_bundle_config(path, kind, version)
     weights = path / meta["weights"]["file"]
