@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy
 import torch
+import safetensors.torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .errors import BundleError
@@ -70,7 +70,8 @@ def save_bundle(path: str | os.PathLike, kind: str, config: dict, tensors: dict,
     with atomic_path(path) as tmp:
         tmp.mkdir()
         weights = tmp / WEIGHTS_NAME
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(weights))
+        contiguous = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        safetensors.torch.save_file(contiguous, str(weights))
         meta = {"format_version": version, "kind": kind, "versions": _versions(),
                 "weights": {"file": WEIGHTS_NAME, "sha256": _sha256(weights)}, "config": config}
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -131,7 +132,7 @@ def load_bundle(path: str | os.PathLike, kind: str | None = None,
         raise BundleError(f"{weights}: checksum mismatch; the weights file is truncated or "
                           "was modified after saving")
     try:
-        tensors = load_file(str(weights))
+        tensors = safetensors.torch.load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise BundleError(f"{weights}: cannot read weights ({err})") from None
     return meta["config"], tensors

@@ -40,9 +40,9 @@ from ..errors import DataValidationError, NotFittedError
 from ..estimator import Estimator
 from ..explain import feature_shap
 from ..masking import RandomCellMasker
+from .. import training  # training.fit looked up at each call (patchable in tests)
 from ..runtime import (autocast, check_precision, choose_device, configure_threads,
                        module_device)
-from ..training import TrainConfig, fit
 from . import persist
 from .learned_masks import diversity_loss
 from .network import LearnedMaskAutoencoder, TabularAEConfig, seeded_init_
@@ -262,11 +262,11 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
 
         steps_per_epoch = max(1, int(np.ceil(len(fit_idx) * 0.9 / self.batch_size)))
         epochs = max(1, min(self.max_epochs, self.max_steps // steps_per_epoch))
-        train_config = TrainConfig(max_epochs=epochs, batch_size=self.batch_size, lr=self.lr,
-                                   device=self.device, precision=self.precision,
-                                   num_threads=self.num_threads, seed=seed,
-                                   progress=self.progress, patience=8)
-        history = fit(model, dataset, loss_fn, train_config)
+        train_config = training.TrainConfig(
+            max_epochs=epochs, batch_size=self.batch_size, lr=self.lr, device=self.device,
+            precision=self.precision, num_threads=self.num_threads, seed=seed,
+            progress=self.progress, patience=8)
+        history = training.fit(model, dataset, loss_fn, train_config)
         return model, history.to_dict()
 
     # -- scoring ---------------------------------------------------------------------------
