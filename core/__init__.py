@@ -17,11 +17,11 @@ def __getattr__(name):
     # both pull in scikit-learn (TabularDetector also torch): load them on first use so
     # `import core` stays light.
     if name == "TabularDetector":
-        from .tabular.detector import TabularDetector
+        from .tabular.detector import TabularDetector  # lazy: torch, scikit-learn
 
         return TabularDetector
     if name == "ConformalAlerts":
-        from .conformal import ConformalAlerts
+        from .conformal import ConformalAlerts  # lazy: scikit-learn
 
         return ConformalAlerts
     raise AttributeError(f"module 'core' has no attribute {name!r}")

@@ -14,12 +14,16 @@ from importlib.metadata import entry_points
 
 import click
 
-from . import __version__
+from . import __version__, verticals
 from .errors import UnmaskError
 from .io import terminate_as_exit
 from .review_cli import review
 
-ORDER = ("demo", "dashboard", "finance", "medical", "driving", "review")
+
+
+def _order() -> tuple[str, ...]:
+    """Help order: the workspace commands, the verticals (their specs' order), review."""
+    return ("demo", "dashboard", *verticals.names(), "review")
 
 
 def _command_entry_points() -> dict:
@@ -31,7 +35,8 @@ class _EntryPointGroup(click.Group):
 
     def list_commands(self, ctx):
         names = set(_command_entry_points()) | set(self.commands)
-        return [n for n in ORDER if n in names] + sorted(names - set(ORDER))
+        order = _order()
+        return [n for n in order if n in names] + sorted(names - set(order))
 
     def get_command(self, ctx, name):
         if name in self.commands:

@@ -67,7 +67,7 @@ def _import_shap():
     try:  # the one kernel that takes the link as an argument cannot be cached: stand in for it
         from shap.utils import _masked_model
 
-        from . import _shap_kernels
+        from . import _shap_kernels  # lazy: patches shap, which loads only when explaining
 
         original = _masked_model._build_fixed_single_output
         if not getattr(original, "unmask_patched", False):

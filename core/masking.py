@@ -15,6 +15,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from .errors import DataValidationError
 
@@ -36,14 +37,9 @@ class Masker:
     @staticmethod
     def apply(x, mask, fill: float = 0.0):
         """Return ``x`` with hidden elements replaced by ``fill`` (numpy or torch)."""
-        try:
-            import torch
-
-            if isinstance(x, torch.Tensor):
-                mask_t = torch.as_tensor(mask, device=x.device)
-                return torch.where(mask_t, torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
-        except ImportError:  # torch is a hard dependency; numpy path still works without it
-            pass
+        if isinstance(x, torch.Tensor):
+            mask_t = torch.as_tensor(mask, device=x.device)
+            return torch.where(mask_t, torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
         return np.where(mask, fill, x)
 
 

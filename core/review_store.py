@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import verticals
 from .errors import DataValidationError, UnmaskWarning
 
 STORE_NAME = "reviews.sqlite"  # the store's file name inside a workspace
@@ -55,7 +56,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     vertical    TEXT NOT NULL,
-    kind        TEXT NOT NULL,      -- disposition | review | bookmark (DECISIONS)
+    kind        TEXT NOT NULL,      -- a vertical's review kind (decisions())
     item_id     TEXT NOT NULL,      -- transaction id, case id, "log_id:frame"
     decision    TEXT NOT NULL,
     note        TEXT NOT NULL DEFAULT '',
@@ -69,12 +70,12 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_item ON events (vertical, kind, item_id, id);
 """ + "\n".join(_trigger_sql(name) for name in TRIGGERS)
 
-# The review vocabulary: (vertical, kind) -> allowed decisions. Anything else is refused.
-DECISIONS = {
-    ("finance", "disposition"): {"fraud", "legitimate", "needs_information"},
-    ("medical", "review"): {"accept", "reject", "needs_correction"},
-    ("driving", "bookmark"): {"bookmark"},
-}
+
+
+def decisions() -> dict[tuple[str, str], tuple[str, ...]]:
+    """The review vocabulary, (vertical, kind) -> allowed decisions, from the verticals'
+    specs (:mod:`core.verticals`). Anything else is refused."""
+    return {(spec.name, spec.review_kind): spec.decisions for spec in verticals.specs()}
 
 
 def row_hash(values, prev_hash: str) -> str:
@@ -224,12 +225,13 @@ class ReviewStore:
         """Append one event; returns its row id.
 
         Raises:
-            DataValidationError: an unknown (vertical, kind) pair or decision (``DECISIONS``),
+            DataValidationError: an unknown (vertical, kind) pair or decision (:func:`decisions`),
                 or no reviewer name.
         """
-        allowed = DECISIONS.get((vertical, kind))
+        vocabulary = decisions()
+        allowed = vocabulary.get((vertical, kind))
         if allowed is None:
-            known = ", ".join(f"{v} {k}" for v, k in DECISIONS)
+            known = ", ".join(f"{v} {k}" for v, k in vocabulary)
             raise DataValidationError(f"unknown review kind {vertical!r} {kind!r}: the store "
                                       f"takes {known}")
         if decision not in allowed:

@@ -26,11 +26,13 @@ import secrets
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import pandas as pd
+
+from . import verticals
 from .errors import DataValidationError
 from .io import atomic_path, read_json_object
 
 MANIFEST = "manifest.json"
-VERTICALS = ("finance", "medical", "driving")
 
 
 def new_run_id(prefix: str = "") -> str:
@@ -114,7 +116,7 @@ def list_runs(workspace: str | os.PathLike, vertical: str | None = None) -> list
     """Manifests of all complete runs, newest first."""
     root = Path(workspace) / "runs"
     found = []
-    for v in ([vertical] if vertical else VERTICALS):
+    for v in ([vertical] if vertical else verticals.names()):
         base = root / v
         if not base.is_dir():
             continue
@@ -123,3 +125,20 @@ def list_runs(workspace: str | os.PathLike, vertical: str | None = None) -> list
                 continue
             found.append(load_manifest(run_dir))
     return sorted(found, key=lambda m: m["created"], reverse=True)
+
+
+def read_items(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """A run's per-item table (one row per transaction, case or frame): the output its
+    vertical's spec names (``VerticalSpec.run_table``)."""
+    manifest = load_manifest(run_dir)
+    table = verticals.get(manifest["vertical"]).run_table
+    relative = manifest["outputs"].get(table)
+    if not isinstance(relative, str):
+        raise DataValidationError(f"{Path(run_dir) / MANIFEST}: no {table!r} among the outputs")
+    path = Path(run_dir) / relative
+    if not path.resolve().is_relative_to(Path(run_dir).resolve()):  # a manifest is untrusted
+        raise DataValidationError(f"{Path(run_dir) / MANIFEST}: output {table!r} points outside "
+                                  f"the run ({relative})")
+    if not path.is_file():
+        raise DataValidationError(f"{path}: file not found (is the run complete?)")
+    return pd.read_parquet(path)

@@ -30,6 +30,7 @@ from typing import Callable
 
 from .errors import DataValidationError
 from .io import atomic_path
+from .runtime import configure_threads
 
 BatchFn = Callable[["object"], "object"]  # pyarrow.Table -> pyarrow.Table
 ENGINES = ("local", "ray")
@@ -75,8 +76,6 @@ class _ScorerActor:
     """Ray actor holding one scorer (the model is loaded once per actor)."""
 
     def __init__(self, make_scorer, num_threads: int):
-        from .runtime import configure_threads
-
         configure_threads(num_threads)
         self.scorer = make_scorer()
 

@@ -34,8 +34,10 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from .io import atomic_path
 from .runtime import autocast, check_precision, choose_device, configure_threads, progress_bar
 
 LossFn = Callable[[nn.Module, object, torch.Generator], torch.Tensor]
@@ -333,10 +335,6 @@ def _evaluate(model, dataset, indices, loss_fn, config, device, rank, world_size
 def _checkpoint(model: nn.Module, config: TrainConfig, epoch: int, history: History) -> None:
     if not config.checkpoint_dir or not is_main_process():
         return
-    from safetensors.torch import save_file
-
-    from .io import atomic_path
-
     directory = Path(config.checkpoint_dir)
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / "best.safetensors") as tmp:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from core.errors import UnmaskError
-from core.runs import VERTICALS
+from core.verticals import get as get_vertical, names as vertical_names
 
-from .serve import DEFAULT_HOST
+from .auth import login_mode, set_password, streamlit_secrets
+from .demo import build_workspace, describe
+from .serve import DEFAULT_HOST, check_streamlit, is_loopback, serve, served_url
 from .workspace import DEFAULT_WORKSPACE
 
 WORKSPACE = click.option("--workspace", "-w", type=click.Path(file_okay=False),
@@ -65,8 +67,8 @@ class _Progress:
 @click.option("--size", type=click.Choice(["small", "tiny"]), default="small", show_default=True,
               help="small: the demo (under 10 minutes on 2 cores); tiny: seconds, for tests.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--vertical", "verticals", multiple=True, type=click.Choice(VERTICALS),
-              help="Build only these verticals (repeatable; default: all three).")
+@click.option("--vertical", "verticals", multiple=True, type=click.Choice(vertical_names()),
+              help="Build only these verticals (repeatable; default: all of them).")
 @click.option("--serve", is_flag=True, help="Serve the dashboard over the workspace afterwards.")
 @PORT
 @HOST
@@ -76,14 +78,13 @@ def demo(workspace, size, seed, verticals, serve, port, host):
     Writes finance, medical and driving runs into WORKSPACE; with --serve, then opens
     the review dashboard over it.
     """
-    from .demo import WHAT, build_workspace, describe
-
-    chosen = verticals or VERTICALS
+    chosen = verticals or vertical_names()
     click.echo(f"Building a {size} demo workspace in {click.format_filename(workspace)}")
     with _Progress(len(chosen)) as progress:
         def on_start(position, vertical):
-            progress.say(click.style(f"[{position + 1}/{len(chosen)}] {vertical}: "
-                                     f"{WHAT[vertical]}", bold=True), vertical)
+            line = (f"[{position + 1}/{len(chosen)}] {vertical}: "
+                    f"{get_vertical(vertical).demo_description}")
+            progress.say(click.style(line, bold=True), vertical)
 
         def on_done(result):
             progress.say(click.style(("  failed: " + result.error) if result.error
@@ -123,8 +124,6 @@ def dashboard(workspace, port, host, password_user):
     [auth] section (OIDC); reviews are then recorded under the logged-in user.
     """
     if password_user is not None:
-        from .auth import set_password
-
         password = click.prompt(f"Password for {password_user}", hide_input=True,
                                 confirmation_prompt=True)
         path = set_password(workspace, password_user, password)
@@ -135,9 +134,6 @@ def dashboard(workspace, port, host, password_user):
 
 
 def _serve(workspace, port, host):
-    from .auth import login_mode, streamlit_secrets
-    from .serve import check_streamlit, is_loopback, serve, served_url
-
     check_streamlit()
     login = login_mode(workspace, streamlit_secrets())
     click.echo(f"Serving {click.format_filename(workspace)} at {served_url(host, port)} "

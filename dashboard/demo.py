@@ -8,7 +8,6 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -16,12 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import DataValidationError
-from core.runs import VERTICALS, load_manifest
+from core.runs import load_manifest
+from core.verticals import get as get_vertical, names as vertical_names
 
 SIZES = ("small", "tiny")
-WHAT = {"finance": "card transactions: simulate, train the masked-cell model, score, explain",
-        "medical": "CT phantoms: simulate, pretrain by inpainting, segment, anomaly maps",
-        "driving": "drive logs: simulate with occlusion, train the occlusion predictor, score"}
 
 
 @dataclass
@@ -37,13 +34,11 @@ class DemoResult:
 
 
 def builder(vertical: str) -> Callable:
-    """``<vertical>.demo.build_demo``."""
-    if vertical not in VERTICALS:
-        raise DataValidationError(f"unknown vertical {vertical!r}; choose from {list(VERTICALS)}")
-    return importlib.import_module(f"{vertical}.demo").build_demo
+    """The demo builder ``vertical``'s spec names (``VerticalSpec.demo``)."""
+    return get_vertical(vertical).demo_builder()
 
 
-def build_workspace(workspace, size: str = "small", seed: int = 0, verticals=VERTICALS,
+def build_workspace(workspace, size: str = "small", seed: int = 0, verticals=None,
                     on_start: Callable[[int, str], None] | None = None,
                     on_done: Callable[[DemoResult], None] | None = None) -> list[DemoResult]:
     """Run the verticals' demo builders in turn; a failing one does not stop the others.
@@ -52,7 +47,7 @@ def build_workspace(workspace, size: str = "small", seed: int = 0, verticals=VER
         workspace: the workspace directory (created when missing).
         size: ``"small"`` (the demo) or ``"tiny"`` (tests).
         seed: passed to every builder.
-        verticals: which verticals to build, in order.
+        verticals: names of the verticals to build, in order (default: all of them).
         on_start: called with (position, vertical) before each build (progress display).
         on_done: called with each ``DemoResult``.
 
@@ -64,7 +59,7 @@ def build_workspace(workspace, size: str = "small", seed: int = 0, verticals=VER
     workspace = Path(workspace).resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     results = []
-    for position, vertical in enumerate(verticals):
+    for position, vertical in enumerate(vertical_names() if verticals is None else verticals):
         if on_start is not None:
             on_start(position, vertical)
         started = time.perf_counter()
@@ -87,9 +82,8 @@ def describe(result: DemoResult) -> str:
     if result.error:
         return f"{result.vertical}: FAILED after {result.seconds:.0f} s ({result.error})"
     s = result.summary
-    counts = {"finance": ("n_transactions", "transactions"), "medical": ("n_cases", "cases"),
-              "driving": ("n_frames", "frames")}[result.vertical]
-    parts = [f"{s.get(counts[0], '?')} {counts[1]}", f"{s.get('n_alerts', '?')} alerts"]
+    spec = get_vertical(result.vertical)
+    parts = [f"{s.get(spec.item_count, '?')} {spec.item_noun}", f"{s.get('n_alerts', '?')} alerts"]
     if s.get("auroc") is not None:
         parts.append(f"AUROC {float(s['auroc']):.3f}")
     return (f"{result.vertical}: {', '.join(parts)} in {result.seconds:.0f} s -> "

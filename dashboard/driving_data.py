@@ -7,16 +7,16 @@ A log's layers come from two files (docs/runs.md, docs/contracts.md): the input 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from core.errors import DataValidationError
 from core.names import check_name, is_safe_name
-from driving.schema import CLASS_COLOURS, UNOBSERVED, UNOBSERVED_COLOUR
+from driving.schema import CLASS_COLOURS, UNOBSERVED, UNOBSERVED_COLOUR, read_log
 
 from . import render
 
@@ -82,8 +82,6 @@ def recording_path(run_dir, log_id: str) -> Path | None:
 
 def log_input(manifest: dict, log_id: str) -> Path:
     """The input log file of ``log_id`` among the manifest's ``inputs``."""
-    import pyarrow.parquet as pq
-
     candidates = [Path(p) for p in manifest.get("inputs", [])]
     for path in candidates:  # the usual naming first: <log_id>.parquet
         if path.stem == log_id and path.is_file():
@@ -108,33 +106,21 @@ def _grid(table, column: str, t: int, shape: tuple[int, int], dtype) -> np.ndarr
 
 def load_layers(run_dir, manifest: dict, log_id: str) -> LogLayers:
     """Read every layer of one log (observed, visibility, truth, predicted, confidence,
-    error, road layout)."""
-    import pyarrow.parquet as pq
-
+    error, road layout); the input log through driving's own reader (validated)."""
     check_name(log_id, f"{Path(run_dir) / 'frames.parquet'}: column 'log_id'")   # a path below
     source = log_input(manifest, log_id)
-    parquet = pq.ParquetFile(source)
-    raw = (parquet.schema_arrow.metadata or {}).get(b"unmask")
-    if raw is None:
-        raise DataValidationError(f"{source}: no 'unmask' metadata (grid shape, classes)")
-    meta = json.loads(raw)
-    shape = tuple(int(v) for v in meta["grid_shape"])
-    wanted = [c for c in ("frame", "semantic", "visible", "semantic_true")
-              if c in parquet.schema_arrow.names]
-    table = parquet.read(columns=wanted).sort_by("frame")
-    t = table.num_rows
+    log = read_log(source)
+    meta = log.meta
+    shape = tuple(meta.grid_shape)
+    t = len(log)
     layers = LogLayers(
-        log_id=log_id, frames=table.column("frame").to_numpy().astype(np.int64),
-        observed=_grid(table, "semantic", t, shape, np.uint8),
-        visible=_grid(table, "visible", t, shape, bool),
-        classes=tuple(meta["classes"]), ego_cell=tuple(int(v) for v in meta["ego_cell"]),
-        resolution_m=float(meta.get("resolution_m", 1.0)))
-    if "semantic_true" in wanted:
-        layers.truth = _grid(table, "semantic_true", t, shape, np.uint8)
+        log_id=log_id, frames=log.frame.astype(np.int64), observed=log.semantic,
+        visible=log.visible, classes=tuple(meta.classes), ego_cell=tuple(meta.ego_cell),
+        resolution_m=float(meta.resolution_m), truth=log.semantic_true)
     cells_path = Path(run_dir) / "cells" / f"{log_id}.parquet"
     if cells_path.is_file():
         columns = ["predicted", "confidence", "error"]
-        if "road_layout" in pq.read_schema(cells_path).names:    # runs since round 6
+        if "road_layout" in pq.read_schema(cells_path).names:    # older runs lack it
             columns.append("road_layout")
         cells = pq.read_table(cells_path, columns=["frame"] + columns).sort_by("frame")
         position = {int(f): i for i, f in enumerate(layers.frames)}

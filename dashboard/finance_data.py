@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import DataValidationError
+from core.runtime import default_threads
 
 QUEUE_COLUMNS = ("rank", "transaction_id", "timestamp", "customer_id", "terminal_id", "amount",
                  "score", "p_value", "is_alert", "reason_1_text")
 SORTS = {"rank": "rank", "score": "score", "p-value": "p_value", "amount": "amount",
          "time": "timestamp"}
-DECISIONS = ("fraud", "legitimate", "needs_information")
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,7 @@ def _connect():
     global _DATABASE
     with _DATABASE_LOCK:
         if _DATABASE is None:
-            import duckdb
-
-            from core.runtime import default_threads
+            import duckdb  # lazy: the finance extra
 
             database = duckdb.connect()
             database.execute(f"SET threads={default_threads()}")

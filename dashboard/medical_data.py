@@ -20,7 +20,6 @@ from . import render
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}  # RAS+ axis each plane cuts across
 # CT window presets (level, width) in Hounsfield units.
 WINDOWS = {"soft tissue": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0)}
-DECISIONS = ("accept", "reject", "needs_correction")
 
 
 @dataclass
@@ -54,7 +53,7 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         img = nib.load(str(path))
         return np.asanyarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
     if path.is_dir():
-        from medical.io import load_volume
+        from medical.io import load_volume  # lazy: MONAI (the medical extra)
 
         volume = load_volume(path)  # (1, X, Y, Z) MetaTensor, affine to RAS mm
         return np.asarray(volume.array[0]), np.asarray(volume.affine, dtype=np.float64)

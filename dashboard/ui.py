@@ -13,16 +13,19 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import DataValidationError
+from core.verticals import VerticalSpec, specs
 
 from . import auth, drift_data, driving_data, finance_data, links, medical_data
 from .workspace import (REVIEW_KIND, VERTICAL_TITLES, create_command, resolve_workspace,
                         review_store, runs)
 
-EMPTY_HELP = {
-    "finance": "`unmask finance score --help` scores your own transactions into a run.",
-    "medical": "`unmask medical infer --help` scores your own CT volumes into a run.",
-    "driving": "`unmask driving --help` lists the commands that score your own drive logs.",
-}
+EMPTY_HELP = {spec.name: spec.score_hint for spec in specs()}
+
+
+def decision_labels(spec: VerticalSpec) -> dict[str, str]:
+    """A vertical's review decisions -> button labels ("needs_information" -> "Needs
+    information"), in the spec's order."""
+    return {d: d.replace("_", " ").capitalize() for d in spec.decisions}
 
 
 LOGIN_USER = "login_user"        # session state: the logged-in reviewer (no widget has this key)

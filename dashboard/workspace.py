@@ -6,17 +6,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import verticals
 from core.review_store import ReviewStore
-from core.runs import VERTICALS, list_runs
+from core.runs import list_runs
 
 ENV_VAR = "UNMASK_WORKSPACE"
 DEFAULT_WORKSPACE = "unmask-workspace"
 REVIEW_FILE = "reviews.sqlite"
-# What counts as the "items" of a run and which review kind closes them.
-REVIEW_KIND = {"finance": "disposition", "medical": "review", "driving": "bookmark"}
-ITEM_COUNT = {"finance": "n_transactions", "medical": "n_cases", "driving": "n_frames"}
-VERTICAL_TITLES = {"finance": "Finance (card transactions)", "medical": "Medical (CT)",
-                   "driving": "Driving (drive logs)"}
+# From the verticals' specs: which review kind closes a run's items, what counts them,
+# and each vertical's title.
+REVIEW_KIND = {spec.name: spec.review_kind for spec in verticals.specs()}
+ITEM_COUNT = {spec.name: spec.item_count for spec in verticals.specs()}
+VERTICAL_TITLES = {spec.name: spec.title for spec in verticals.specs()}
 
 
 def resolve_workspace(argv: list[str] | None = None) -> Path:
@@ -38,10 +39,6 @@ def review_store(workspace: str | os.PathLike) -> ReviewStore:
 def create_command(workspace: str | os.PathLike) -> str:
     """The command that builds a demo workspace at ``workspace``."""
     return f"unmask demo --workspace {workspace}"
-
-
-def has_runs(workspace: str | os.PathLike, vertical: str | None = None) -> bool:
-    return bool(list_runs(workspace, vertical)) if Path(workspace).is_dir() else False
 
 
 def runs(workspace: str | os.PathLike, vertical: str) -> list[dict]:
@@ -70,7 +67,7 @@ def overview(workspace: str | os.PathLike) -> pd.DataFrame:
     bookmarks recorded against this run id).
     """
     rows = []
-    for vertical in VERTICALS:
+    for vertical in verticals.names():
         reviews = reviewed_items(workspace, vertical)
         for manifest in runs(workspace, vertical):
             summary = manifest.get("summary", {})
@@ -91,7 +88,7 @@ def overview(workspace: str | os.PathLike) -> pd.DataFrame:
 def vertical_totals(table: pd.DataFrame) -> pd.DataFrame:
     """Per vertical: number of runs and the latest run's items, alerts, rate, reviewed."""
     rows = []
-    for vertical in VERTICALS:
+    for vertical in verticals.names():
         part = table[table["vertical"] == vertical]
         if part.empty:
             rows.append({"vertical": vertical, "runs": 0, "items": 0, "alerts": 0,

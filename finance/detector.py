@@ -29,10 +29,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.errors import BundleError, DataValidationError, NotFittedError
+from core.bundle import load_bundle, save_bundle
+from core.calibration import ScoreCalibration
+from core.errors import BundleError, DataValidationError
+from core.estimator import Estimator
+from core.explain import ShapResult, feature_shap
 from core.io import atomic_path
+from core.tabular.detector import TabularDetector
 
-from .features import FeatureConfig
+from .features import FeatureConfig, feature_names
+from .head import FeedbackHead, HeadConfig
 
 FORMAT_VERSION = 2
 CONFIG_NAME = "finance.json"
@@ -61,8 +67,12 @@ class FinanceModelConfig:
     head_calibration_rows: int = 20_000
 
 
-class FinanceModel:
+class FinanceModel(Estimator):
     """Fits and scores the TabularDetector (and the optional feedback head) on finance features.
+
+    The fitted check, ``calibration_``/``threshold_``, ``decision_function``, ``predict``,
+    ``p_values`` and ``alerts`` are :class:`core.estimator.Estimator`'s; ``save``/``load``
+    are its own, as the model is several bundles (see the module docstring).
 
     Args:
         config: hyper-parameters and the feature configuration.
@@ -73,8 +83,11 @@ class FinanceModel:
 
     Example:
         >>> model = FinanceModel(FinanceModelConfig()).fit(features_frame)   # doctest: +SKIP
-        >>> model.score(features_frame)                                       # doctest: +SKIP
+        >>> model.decision_function(features_frame)                           # doctest: +SKIP
     """
+
+    bundle_kind = "finance"
+    bundle_version = FORMAT_VERSION
 
     def __init__(self, config: FinanceModelConfig, device="cpu", precision: str = "fp32",
                  progress: bool | None = False):
@@ -84,10 +97,12 @@ class FinanceModel:
         self.progress = progress
 
     @property
+    def contamination(self) -> float:
+        return self.config.contamination
+
+    @property
     def feature_names(self) -> list[str]:
         """Every model input (delayed feedback counts included when configured)."""
-        from .features import feature_names
-
         return feature_names(self.config.features)
 
     @property
@@ -114,10 +129,6 @@ class FinanceModel:
                 fraud, 0 = legitimate). With enough of both (``head_params``'
                 ``min_labels_per_class``, default 5) the supervised head is trained.
         """
-        from core import TabularDetector
-
-        from .head import HeadConfig
-
         if len(features) < 50:
             raise DataValidationError(f"training needs at least 50 transactions, got {len(features)}")
         head_config = HeadConfig(**{"random_state": self.config.random_state, **self.config.head_params})
@@ -141,15 +152,12 @@ class FinanceModel:
                                          contamination=self.config.contamination,
                                          **self.config.detector_params, device=self.device,
                                          precision=self.precision, progress=self.progress).fit(X)
-        self.head_, self.calibration_ = None, self.detector_.calibration_
+        self.head_ = None
+        self._set_calibration(self.detector_.calibration_)
         if use_head:
-            from core.calibration import ScoreCalibration
-
-            from .head import FeedbackHead
-
             self.head_ = FeedbackHead(head_config).fit(self._head_inputs(labelled)[0],
                                                        labelled["label"].to_numpy().astype(int))
-            self.calibration_ = ScoreCalibration(self.config.contamination).fit(self.score(heldout))
+            self._calibrate(self.decision_function(heldout))
         all_rows = self._matrix(features)
         pick = np.sort(R.choice(len(all_rows), min(self.config.n_background, len(all_rows)), replace=False))
         self.background_ = all_rows.to_numpy()[pick]
@@ -157,10 +165,6 @@ class FinanceModel:
         self.trained_until_ = None if trained_until is None else str(trained_until)
         self.expected_score_ = float(np.mean(self.score(pd.DataFrame(self.background_, columns=self.feature_names))))
         return self
-
-    def _check(self):
-        if not hasattr(self, "detector_"):
-            raise NotFittedError("FinanceModel is not fitted; call fit() or FinanceModel.load()")
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -177,35 +181,36 @@ class FinanceModel:
 
     def unsupervised_score(self, features: pd.DataFrame) -> np.ndarray:
         """The detector's anomaly score alone (no labels involved)."""
-        self._check()
+        self._check_fitted()
         return np.asarray(self.detector_.decision_function(
             self._matrix(features, self.detector_features_)), dtype=np.float64)
 
-    def score(self, features: pd.DataFrame) -> np.ndarray:
+    def _score(self, features: pd.DataFrame) -> np.ndarray:
         """Scores (higher = more suspicious), ``(n,)`` float64: the detector's, or with a
         feedback head its fraud logit (ties broken by the detector's score)."""
-        self._check()
         if not self.has_head:
             return self.unsupervised_score(features)
         inputs, unsup = self._head_inputs(features)
         return self.head_.decision_function(inputs) + TIE_BREAK * np.arctan(unsup) * (2 / np.pi)
 
+    def score(self, features: pd.DataFrame) -> np.ndarray:
+        """:meth:`decision_function` under finance's name (its scoring code reads this)."""
+        return self.decision_function(features)
+
     @property
-    def calibration(self):
-        self._check()
+    def calibration(self) -> ScoreCalibration:
+        self._check_fitted()
         return self.calibration_
 
     # -- explanation -----------------------------------------------------------------------
 
     def explain(self, features: pd.DataFrame):
         """SHAP values of the score for ``features`` rows -> ``core.explain.ShapResult``."""
-        self._check()
+        self._check_fitted()
         background = pd.DataFrame(self.background_, columns=self.feature_names)
         if not self.has_head:
             return self.detector_.explain(self._matrix(features), background=background,
                                           max_evals=self.config.shap_max_evals)
-        from core.explain import feature_shap
-
         names = self.feature_names
         return feature_shap(lambda m: self.score(pd.DataFrame(m, columns=names)),
                             self._matrix(features).to_numpy(), self.background_, feature_names=names,
@@ -218,11 +223,9 @@ class FinanceModel:
         the values sum to ``score - expected_score`` exactly, like SHAP's. Only for models
         without a feedback head (whose score is not a sum of errors); returns ``None`` then.
         """
-        self._check()
+        self._check_fitted()
         if self.has_head:
             return None
-        from core.explain import ShapResult
-
         _, errors = self._detector_parts(features)
         _, bg_errors = self._detector_parts(pd.DataFrame(self.background_, columns=self.feature_names))
         values = errors - bg_errors.mean(axis=0)
@@ -234,8 +237,8 @@ class FinanceModel:
 
     def save(self, path) -> Path:
         """Write the model directory atomically."""
-        self._check()
-        state = {"format_version": FORMAT_VERSION, "kind": "finance",
+        self._check_fitted()
+        state = {"format_version": FORMAT_VERSION, "kind": self.bundle_kind,
                  "config": {**asdict(self.config), "features": self.config.features.to_dict()},
                  "feature_names": self.feature_names, "detector_features": self.detector_features_,
                  "n_train": self.n_train_,
@@ -247,8 +250,6 @@ class FinanceModel:
             tmp.mkdir()
             self.detector_.save(tmp / DETECTOR_DIR)
             if self.has_head:
-                from core.bundle import save_bundle
-
                 config, tensors = self.head_.state()
                 save_bundle(tmp / HEAD_DIR, HEAD_KIND, config, tensors)
             (tmp / CONFIG_NAME).write_text(json.dumps(state, indent=2))
@@ -257,8 +258,6 @@ class FinanceModel:
     @classmethod
     def load(cls, path, device="cpu", precision: str = "fp32") -> "FinanceModel":
         """Load a model directory written by :meth:`save`, its network on ``device``."""
-        from core import TabularDetector
-
         path = Path(path)
         cfg_path = path / CONFIG_NAME
         if not cfg_path.is_file():
@@ -267,7 +266,7 @@ class FinanceModel:
             state = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as err:
             raise BundleError(f"{cfg_path}: not valid JSON ({err})") from None
-        if state.get("kind") != "finance" or state.get("format_version", 99) > FORMAT_VERSION:
+        if state.get("kind") != cls.bundle_kind or state.get("format_version", 99) > FORMAT_VERSION:
             raise BundleError(f"{cfg_path}: not a finance model of a format this unmask reads")
         raw = dict(state["config"])
         raw["features"] = FeatureConfig.from_dict(raw["features"])
@@ -276,17 +275,13 @@ class FinanceModel:
             raise BundleError(f"{cfg_path}: feature list does not match this unmask's features")
         model.detector_ = TabularDetector.load(path / DETECTOR_DIR, device, precision)
         model.detector_features_ = state.get("detector_features", state["feature_names"])
-        model.head_, model.calibration_ = None, model.detector_.calibration_
+        model.head_ = None
+        model._set_calibration(model.detector_.calibration_)
         if (path / HEAD_DIR).exists() or "calibration" in state:
-            from core.bundle import load_bundle
-            from core.calibration import ScoreCalibration
-
-            from .head import FeedbackHead
-
             if "calibration" not in state:
                 raise BundleError(f"{cfg_path}: a feedback head without its calibration")
             model.head_ = FeedbackHead.from_state(*load_bundle(path / HEAD_DIR, HEAD_KIND))
-            model.calibration_ = ScoreCalibration.from_dict(state["calibration"])
+            model._set_calibration(ScoreCalibration.from_dict(state["calibration"]))
         model.background_ = np.asarray(state["background"], dtype=np.float64)
         model.n_train_ = state["n_train"]
         model.trained_until_ = state["trained_until"]

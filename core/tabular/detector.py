@@ -27,29 +27,46 @@ Example:
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
+import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from torch.utils.data import TensorDataset
 
-from ..calibration import ScoreCalibration
 from ..errors import DataValidationError, NotFittedError
-from ..runtime import autocast, check_precision, choose_device, module_device
+from ..estimator import Estimator
+from ..explain import feature_shap
+from ..masking import RandomCellMasker
+from .. import training  # training.fit looked up at each call (patchable in tests)
+from ..runtime import (autocast, check_precision, choose_device, configure_threads,
+                       module_device)
+from . import persist
+from .learned_masks import diversity_loss
+from .network import LearnedMaskAutoencoder, TabularAEConfig, seeded_init_
 from .preprocess import EncodedTable, TabularPreprocessor
 from .pyod_api import PyODOutputsMixin
+from .reference import ReferenceMemory, dense_encoding, dim_to_column
 
 COMPONENTS = ("reference", "knn", "network")
 DEFAULT_COMPONENTS = ("reference", "knn")  # the ADBench ablation in bench/README.md
-BUNDLE_KIND = "tabular"
 CHUNK_ROWS = 2048  # rows scored at once (one thread each): bounded memory
 
 
-class TabularDetector(PyODOutputsMixin, BaseEstimator):
+class _NotFittedError(NotFittedError, SklearnNotFittedError):
+    """unmask's NotFittedError that scikit-learn's tooling also recognises."""
+
+
+class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
     """Masked-reconstruction anomaly detector for numeric + categorical tables.
 
     scikit-learn's estimator contract with PyOD's outputs (``labels_``,
     ``predict_proba``, ``predict_confidence``, ``fit_predict``; see
     :mod:`core.tabular.pyod_api`), so code written for a PyOD detector runs unchanged.
+    The fitted check, ``p_values``, ``alerts`` and ``save``/``load`` are the shared
+    :class:`core.estimator.Estimator`'s.
 
     Args:
         random_state: seed for splits, masks, reference sample and training.
@@ -101,6 +118,10 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         >>> int(det.feature_errors(np.array([[6.0, 0, 0, 0]])).argmax())  # the odd column
         0
     """
+
+    bundle_kind = persist.KIND
+    bundle_version = persist.FORMAT_VERSION
+    not_fitted_error = _NotFittedError
 
     def __init__(self, random_state=None, contamination=0.01, components=DEFAULT_COMPONENTS,
                  calibration_fraction=0.2, n_reference=4096, n_reference_masks=8,
@@ -155,8 +176,6 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         Returns:
             self
         """
-        from ..runtime import configure_threads
-
         components = self._check_params()
         configure_threads(self.num_threads)
         pre = TabularPreprocessor().fit(X)
@@ -193,9 +212,7 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
             q25, med, q75 = np.quantile(values, [0.25, 0.5, 0.75])
             spread = max(q75 - q25, 1e-3 * abs(med), 1e-12)
             self.component_stats_[name] = {"median": float(med), "scale": float(spread)}
-        calib_scores = self._combine(totals)
-        self.calibration_ = ScoreCalibration(self.contamination).fit(calib_scores)
-        self.threshold_ = float(self.calibration_.threshold_)
+        self._calibrate(self._combine(totals))
         background = rng.choice(n, size=min(n, 64), replace=False)
         self.background_ = pre.to_matrix(_take(table, np.sort(background)))
         self.decision_scores_ = self._combine(self._component_totals(table, stored))
@@ -204,11 +221,6 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
     def _fit_memory(self, table: EncodedTable, in_memory: np.ndarray, rng):
         """Store up to ``n_reference`` training rows (all rows: held-out ones are scored
         leave-one-out, so none is wasted); marks them in ``in_memory``."""
-        import torch
-
-        from ..masking import RandomCellMasker
-        from .reference import ReferenceMemory, dense_encoding, dim_to_column
-
         cards = self.preprocessor_.cardinalities
         n = len(table)
         ref_idx = np.sort(rng.choice(n, size=min(n, self.n_reference), replace=False))
@@ -232,13 +244,6 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         return module
 
     def _fit_network(self, table: EncodedTable, fit_idx, rng):
-        import torch
-        from torch.utils.data import TensorDataset
-
-        from ..training import TrainConfig, fit
-        from .learned_masks import diversity_loss
-        from .network import LearnedMaskAutoencoder, TabularAEConfig, seeded_init_
-
         seed = int(rng.integers(2**31))
         config = TabularAEConfig(table.numeric.shape[1], self.preprocessor_.cardinalities,
                                  hidden=self.hidden, latent=self.latent)
@@ -257,18 +262,14 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
 
         steps_per_epoch = max(1, int(np.ceil(len(fit_idx) * 0.9 / self.batch_size)))
         epochs = max(1, min(self.max_epochs, self.max_steps // steps_per_epoch))
-        train_config = TrainConfig(max_epochs=epochs, batch_size=self.batch_size, lr=self.lr,
-                                   device=self.device, precision=self.precision,
-                                   num_threads=self.num_threads, seed=seed,
-                                   progress=self.progress, patience=8)
-        history = fit(model, dataset, loss_fn, train_config)
+        train_config = training.TrainConfig(
+            max_epochs=epochs, batch_size=self.batch_size, lr=self.lr, device=self.device,
+            precision=self.precision, num_threads=self.num_threads, seed=seed,
+            progress=self.progress, patience=8)
+        history = training.fit(model, dataset, loss_fn, train_config)
         return model, history.to_dict()
 
     # -- scoring ---------------------------------------------------------------------------
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "calibration_"):
-            raise _NotFittedError(f"this {type(self).__name__} is not fitted; call fit(X) first")
 
     def _transform(self, X) -> EncodedTable:
         return self.preprocessor_.transform(X, owner=type(self).__name__)
@@ -285,15 +286,11 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         stored): stored rows are scored leave-one-out. ``totals``: return each row's sum
         over columns ``(n,)`` instead (summed inside the chunks, in parallel).
         """
-        import torch
-
         if in_memory is not None and np.asarray(in_memory).dtype == bool:
             raise TypeError("in_memory must hold memory positions (int), not a boolean mask")
         starts = list(range(0, len(table), CHUNK_ROWS))
         threads = torch.get_num_threads()
         if threads > 1 and len(starts) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
             torch.set_num_threads(1)
             try:
                 with ThreadPoolExecutor(threads) as pool:
@@ -306,10 +303,6 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         return {k: np.concatenate([p[k] for p in parts]) for k in self.components_}
 
     def _chunk_errors(self, table: EncodedTable, start: int, in_memory, totals: bool) -> dict:
-        import torch
-
-        from .reference import dense_encoding
-
         stop = start + CHUNK_ROWS
         out = {}
         memory, network = self.modules_.get("memory"), self.modules_.get("network")
@@ -350,24 +343,13 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
     def _score_table(self, table: EncodedTable) -> np.ndarray:
         return self._combine(self._component_totals(table))
 
-    def decision_function(self, X) -> np.ndarray:
+    def _score(self, X) -> np.ndarray:
         """Anomaly scores ``(n,)`` float64; higher = more anomalous; deterministic."""
-        self._check_fitted()
         return self._score_table(self._transform(X))
 
     def score_samples(self, X) -> np.ndarray:
         """scikit-learn's convention (higher = more normal): ``-decision_function(X)``."""
         return -self.decision_function(X)
-
-    def p_values(self, X) -> np.ndarray:
-        """Conformal p-values against the held-out training scores."""
-        self._check_fitted()
-        return self.calibration_.p_values(self.decision_function(X))
-
-    def alerts(self, X, fdr: float | None = None, budget: int | None = None) -> np.ndarray:
-        """Boolean alerts: Benjamini–Hochberg at ``fdr``, the top ``budget``, or the threshold."""
-        self._check_fitted()
-        return self.calibration_.alerts(self.decision_function(X), fdr=fdr, budget=budget)
 
     def feature_errors(self, X):
         """Per-input-column reconstruction error, the fast built-in attribution.
@@ -387,8 +369,6 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         ordered = np.empty_like(errors)
         ordered[:, self._column_order] = errors
         if self.preprocessor_.has_names_:
-            import pandas as pd
-
             index = X.index if isinstance(X, pd.DataFrame) else None
             return pd.DataFrame(ordered, columns=self.preprocessor_.columns_, index=index)
         return ordered
@@ -425,8 +405,6 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         Returns:
             :class:`core.explain.ShapResult`; ``values.sum(1) + base_values == scores``.
         """
-        from ..explain import feature_shap
-
         self._check_fitted()
         pre = self.preprocessor_
         matrix = pre.to_matrix(self._transform(X))
@@ -436,12 +414,12 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
 
     # -- persistence -----------------------------------------------------------------------
 
-    def save(self, path):
-        """Save as a bundle directory (``config.json`` + safetensors weights)."""
-        from .persist import save_detector
+    def _bundle_state(self) -> tuple[dict, dict]:
+        return persist.detector_state(self)
 
-        self._check_fitted()
-        return save_detector(self, path)
+    @classmethod
+    def _from_bundle(cls, config: dict, tensors: dict) -> "TabularDetector":
+        return persist.detector_from_state(cls, config, tensors)
 
     def to(self, device="cpu", precision: str = "fp32") -> "TabularDetector":
         """Run the network component on ``device`` at ``precision`` from now on."""
@@ -450,18 +428,6 @@ class TabularDetector(PyODOutputsMixin, BaseEstimator):
         if "network" in getattr(self, "modules_", {}):
             self.modules_["network"].to(chosen)
         return self
-
-    @classmethod
-    def load(cls, path, device="cpu", precision: str = "fp32") -> "TabularDetector":
-        """Load a bundle written by :meth:`save` onto ``device`` (the device it was trained
-        on, saved among its parameters, does not matter)."""
-        from .persist import load_detector
-
-        return load_detector(cls, path).to(device, precision)
-
-
-class _NotFittedError(NotFittedError, SklearnNotFittedError):
-    """unmask's NotFittedError that scikit-learn's tooling also recognises."""
 
 
 def _take(table: EncodedTable, idx) -> EncodedTable:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .learned_masks import LearnedMaskGenerator
+
 
 @dataclass
 class TabularAEConfig:
@@ -135,8 +137,6 @@ class LearnedMaskAutoencoder(nn.Module):
     def __init__(self, config: TabularAEConfig, n_masks: int = 15, mask_hidden: int = 32,
                  hidden_ratio: float = 0.4):
         super().__init__()
-        from .learned_masks import LearnedMaskGenerator
-
         self.autoencoder = TabularMaskedAutoencoder(config)
         self.masks = LearnedMaskGenerator(config.n_inputs, config.n_columns, n_masks,
                                           mask_hidden, hidden_ratio)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .kernels import build_index, pad_rows, score, search
+
 
 class ReferenceMemory(nn.Module):
     """Stored training rows, scored against by masked attention and by KNN distance.
@@ -77,8 +79,6 @@ class ReferenceMemory(nn.Module):
     def index(self) -> dict:
         """The kernels' search index (built once; depends only on the stored rows)."""
         if self._index is None:
-            from .kernels import build_index
-
             ref = self.reference.numpy()
             index = build_index(ref)
             index["position"] = np.append(index["position"], -1)  # exclude -1 stays -1
@@ -109,8 +109,6 @@ class ReferenceMemory(nn.Module):
         ``exclude`` ``(B,)`` int: a stored-row index each query row skips (-1: none); a
         stored row scoring itself skips itself, giving leave-one-out scores.
         """
-        from .kernels import pad_rows, search
-
         idx = self.index()
         x_np = pad_rows(x.detach().cpu().numpy())
         n = int(min(n, self.reference.shape[0]))
@@ -143,8 +141,6 @@ class ReferenceMemory(nn.Module):
 
     def errors(self, x: np.ndarray, exclude=None) -> tuple[np.ndarray, np.ndarray]:
         """Per-column errors ``(B, C)`` float32, attention and KNN (see :meth:`forward`)."""
-        from .kernels import pad_rows, score
-
         idx = self.index()
         x = pad_rows(x)
         n_cols = self.hidden_columns.shape[1]

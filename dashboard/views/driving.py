@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import driving_data, links, plots, ui
 from dashboard.workspace import review_store
+from driving.spec import SPEC
 
 ws, manifest = ui.open_run("Drive-log replay", "driving")
 run_id = manifest["run_id"]
@@ -98,7 +99,7 @@ with left:
     ui.review_form(ws, "driving", run_id,
                    lambda: driving_data.bookmark_id(log_id, st.session_state[frame_key]),
                    prefix="drive", title=f"**Bookmark frame {frame}**", submit="Add bookmark",
-                   decisions={"bookmark": "Bookmark"})
+                   decisions=ui.decision_labels(SPEC))
     recording = driving_data.recording_path(run_dir, log_id)
     if recording is not None:
         st.download_button(f"Download rerun recording ({recording.stat().st_size / 1e6:.1f} MB)",

@@ -7,9 +7,9 @@ import streamlit as st
 
 from dashboard import export_data, finance_data, links, plots, ui
 from dashboard.workspace import review_store, reviewed_items
+from finance.spec import SPEC
 
-DECISION_LABELS = {"fraud": "Fraud", "legitimate": "Legitimate",
-                   "needs_information": "Needs information"}
+DECISION_LABELS = ui.decision_labels(SPEC)
 
 ws, manifest = ui.open_run("Finance alert queue", "finance")
 run_id = manifest["run_id"]

@@ -7,8 +7,9 @@ import streamlit as st
 
 from dashboard import links, medical_data, plots, ui
 from dashboard.workspace import reviewed_items
+from medical.spec import SPEC
 
-DECISION_LABELS = {"accept": "Accept", "reject": "Reject", "needs_correction": "Needs correction"}
+DECISION_LABELS = ui.decision_labels(SPEC)
 
 ws, manifest = ui.open_run("CT review", "medical")
 run_id = manifest["run_id"]

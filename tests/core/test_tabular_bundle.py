@@ -83,6 +83,19 @@ def test_newer_format_is_refused(bundle):
         TabularDetector.load(bundle)
 
 
+def test_pre_release_format_is_refused_with_retrain(bundle):
+    """Version 1 bundles (before n_probe and the history were always stored) were read
+    with silent defaults; now they get one line saying to retrain."""
+    config = json.loads((bundle / "config.json").read_text())
+    assert config["format_version"] == 2
+    config["format_version"] = 1
+    del config["config"]["params"]["n_probe"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="format version 1 .* is older than this unmask reads "
+                                          r"\(2\); retrain the model$"):
+        TabularDetector.load(bundle)
+
+
 def test_wrong_kind_and_missing_bundle(bundle, tmp_path):
     config = json.loads((bundle / "config.json").read_text())
     config["kind"] = "ct-segmenter"
