@@ -75,7 +75,7 @@ def finance_parity(work: Path, names) -> dict:
 
 
 def medical_parity(work: Path, names) -> dict:
-    from medical.anomaly import body_mask
+    from medical.reconstruction import body_mask
     from medical.infer import load_models
     from medical.phantom import simulate_dataset
     from medical.presets import preset

@@ -166,7 +166,7 @@ def anomaly_segmenter(args, data: Path, workdir: Path) -> tuple[Path, dict]:
         return workdir / "segmenter_best", {"epochs": None, "source": "segmenter_best"}
     path = workdir / "segmenter_anomaly"
     try:
-        if read_bundle_config(path)["config"]["training"]["epochs"] == args.anomaly_seg_epochs:
+        if read_bundle_config(path)["config"]["training"]["max_epochs"] == args.anomaly_seg_epochs:
             return path, json.loads((workdir / "segmenter_anomaly.json").read_text())
     except (BundleError, KeyError, OSError, ValueError):  # missing or other settings: train it
         pass
@@ -176,7 +176,7 @@ def anomaly_segmenter(args, data: Path, workdir: Path) -> tuple[Path, dict]:
                                 cases=labelled_cases(data / "labelled"))
     seconds = time.perf_counter() - started
     dice = organ_dice(segmenter, find_cases(data / "seg_test"))
-    segmenter.save(path, {"training": {"epochs": args.anomaly_seg_epochs}})
+    segmenter.save(path)  # its training record holds max_epochs, checked above
     record = {"epochs": args.anomaly_seg_epochs, "samples_per_epoch": args.samples,
               "labelled_cases": len(labelled_cases(data / "labelled")), "pretrained": True,
               "mean_dice": float(np.mean(list(dice.values()))), "dice": dice,
@@ -192,7 +192,7 @@ def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
     ``organs``: calibrate the pretrained scorer with the segmenter ``segmenter_dir``
     (default: the label-efficiency run's ``segmenter_best``; ``medical.organ_scoring``:
     organ parenchyma only, organ-aware context prediction); otherwise the scorer as
-    pretrained (no segmentation: the scoring of rounds 1-3).
+    pretrained (no segmentation: plain scoring).
     ``overrides`` change the scoring settings (``AnomalyConfig`` fields) before calibrating.
     """
     import shutil
@@ -201,8 +201,6 @@ def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
     from medical.evaluate import evaluate
     from medical.infer import infer
     from medical.io import find_cases
-    from medical.organ_scoring import calibrate_with_segmenter
-    from medical.pretrain import calibrate
     from medical.segment import Segmenter
 
     name = "organs" if organs else "plain"
@@ -218,9 +216,9 @@ def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
     if overrides:
         scorer.config = replace(scorer.config, **overrides)
     if organs:
-        calibrate_with_segmenter(scorer, Segmenter.load(segmenter_dir), cal_cases)
+        scorer.calibrate(cal_cases, segmenter=Segmenter.load(segmenter_dir))
     elif overrides:
-        calibrate(scorer, cal_cases)
+        scorer.calibrate(cal_cases)
     scorer.save(model_dir / "anomaly")
     calibrate_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -287,7 +285,7 @@ def speed_worker(mode: str, shape, preset_name: str) -> dict:
     import torch
 
     from core.runtime import configure_threads
-    from medical.anomaly import masked_input
+    from medical.reconstruction import masked_input
     from medical.presets import preset
     from medical.segment import Segmenter
     from medical.transforms import PreprocessConfig

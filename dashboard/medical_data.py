@@ -14,6 +14,7 @@ import pandas as pd
 
 from core.errors import DataValidationError
 from core.names import check_name
+from medical.io import load_volume
 
 from . import render
 
@@ -53,8 +54,6 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         img = nib.load(str(path))
         return np.asanyarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
     if path.is_dir():
-        from medical.io import load_volume  # lazy: MONAI (the medical extra)
-
         volume = load_volume(path)  # (1, X, Y, Z) MetaTensor, affine to RAS mm
         return np.asarray(volume.array[0]), np.asarray(volume.affine, dtype=np.float64)
     raise DataValidationError(f"{path}: image not found (moved since the run was made?)")

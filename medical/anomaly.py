@@ -17,7 +17,7 @@ borders are never inpainted exactly, are left out. The same input always gives t
 same map.
 
 With a segmentation (``error_map(image, labels)``, once the scorer is calibrated with a
-segmenter, :func:`medical.organ_scoring.calibrate_with_segmenter`) only organ parenchyma
+segmenter, ``calibrate(cases, segmenter=...)``) only organ parenchyma
 is scored, and hidden organ voxels are predicted from the visible parenchyma of the same
 organ (``organ_prediction="context"``) or by the network (``"network"``); each organ's
 residual offset and SD on healthy cases turn residuals into z-scores. This removes the
@@ -31,237 +31,167 @@ switched on/off; a region switched *off* has its voxel errors replaced by the he
 baseline error (the median map value of the healthy calibration cases), and the score is
 recomputed. So the values say which regions hold the error that lifts this case above a
 healthy one; they sum to ``score - baseline``.
+
+The settings live in :mod:`medical.anomaly_config`, the shared numerics (schedule,
+context baseline, loss) in :mod:`medical.reconstruction`; this module holds the
+estimator: ``fit`` (train, then calibrate), ``calibrate``, maps, scores and the bundle.
+
+Example:
+    >>> scorer = AnomalyScorer(NetworkConfig(), PreprocessConfig(), AnomalyConfig())  # doctest: +SKIP
+    >>> scorer.fit(train_cases, calibration_cases, PretrainConfig())                   # doctest: +SKIP
+    >>> scorer.p_values(images)                                                         # doctest: +SKIP
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 
-from core.calibration import ScoreCalibration
-from core.runtime import NetworkPlacement, autocast
+from core.errors import DataValidationError
+from core.estimator import Estimator
+from core.explain import region_shap
+from core.runtime import NetworkPlacement, autocast, progress_bar
+from core.training import TrainConfig, fit
 
-from .networks import NetworkConfig, build_network
-from .transforms import PreprocessConfig
-
-BUNDLE_KIND = "ct-anomaly"
-
-
-@dataclass
-class AnomalyConfig:
-    """Masking and scoring settings saved with the reconstruction network.
-
-    Args:
-        patch_size: hidden patch size in voxels (model grid); larger than the lesions.
-        mask_ratio: fraction of patches hidden per training crop.
-        smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
-        organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
-            z-scores are per organ and need less smoothing (development set, 0.5-1.5).
-        top_k_ml: volume of highest map values averaged into the case score.
-        tissue_hu: predicted healthy intensity range (HU) that is scored.
-        observed_hu: observed intensity range (HU) that is scored (soft tissue; keeps
-            bone, fat and gas, whose borders are never inpainted exactly, out).
-        noise_hu: residuals are divided by this (HU, about the CT noise) to give z-scores;
-            ``None`` divides by the network's predicted standard deviation instead (only
-            worth it once the variance head is well trained: in our short runs it was not,
-            and dividing by it lowered case AUROC).
-        z_clip: per-voxel z-scores are clipped to this magnitude before smoothing.
-        overlap: sliding-window overlap.
-        sw_batch_size: windows per forward pass.
-        organ_labels: label ids scored with a segmentation (parenchymal organs).
-        organ_prediction: ``"context"`` (visible same-organ parenchyma) or ``"network"``.
-        organ_band_hu: visible voxels further than this from the organ's median are not
-            its parenchyma (context prediction).
-        organ_erosion: voxels eroded from each organ's parenchyma before scoring, per
-            entry of ``organ_labels`` (the liver is thick enough for 2: its border with
-            the bowel is where the segmentation errs most).
-        fat_hu: smoothed intensities below this are fat (renal sinus), not parenchyma.
-        organ_context_scale: factor on ``context_sigma`` for the same-organ context, per
-            entry of ``organ_labels`` (or one for all): the liver and spleen are large and
-            uniform enough for a wide context, which a lesion's own visible rim skews less;
-            the kidneys need a narrow one (development set, bench/README.md).
-    """
-
-    patch_size: tuple[int, int, int] = (8, 8, 6)
-    mask_ratio: float = 0.5
-    smooth_sigma: float = 1.0
-    top_k_ml: float = 1.0
-    tissue_hu: tuple[float, float] = (50.0, 240.0)
-    observed_hu: tuple[float, float] = (-30.0, 240.0)
-    noise_hu: float | None = 20.0
-    z_clip: float = 4.0
-    overlap: float = 0.25
-    sw_batch_size: int = 4
-    organ_labels: tuple[int, ...] = (1, 2, 3, 4)
-    organ_prediction: str = "context"
-    organ_band_hu: float = 80.0
-    organ_erosion: tuple[int, ...] = (2, 1, 1, 1)
-    fat_hu: float = -30.0
-    organ_context_scale: float | tuple[float, ...] = (3.0, 3.0, 1.0, 1.0)
-    organ_smooth_sigma: float = 0.7
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AnomalyConfig":
-        from dataclasses import fields
-
-        known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        d.setdefault("organ_context_scale", 1.0)  # bundles calibrated before these existed
-        d.setdefault("organ_smooth_sigma", d.get("smooth_sigma", 1.0))
-        for key in ("patch_size", "tissue_hu", "observed_hu", "organ_labels", "organ_erosion",
-                    "organ_context_scale"):
-            if isinstance(d.get(key), list):
-                d[key] = tuple(d[key])
-        return cls(**d)
-
-    @property
-    def context_sigma(self) -> tuple[float, ...]:
-        """Gaussian sigma (voxels) of the context baseline: half a patch per axis."""
-        return tuple(p / 2.0 for p in self.patch_size)
-
-    def masker(self):
-        from core.masking import PatchMasker
-
-        return PatchMasker(patch_size=self.patch_size, ratio=self.mask_ratio, ndim=3)
+from .anomaly_config import AnomalyConfig
+from .networks import NetworkConfig, build_network, load_weights
+from .organ_scoring import (organ_error_map, organ_map, organ_reconstruction, organ_residual_stats,
+                            scored_parenchyma)
+from .reconstruction import (body_mask, context_baseline, core_schedule, masked_input,
+                             reconstruction_loss, split_output, top_k_mean)
+from .transforms import Preprocessor, PreprocessConfig
+from .volumes import CropDataset, prepare_cases
 
 
-def core_schedule(shape, patch) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fixed ``(hidden, core)`` masks: every voxel lies in the core of a hidden patch once.
-
-    The patch grid is shifted by half a patch along each axis (8 offsets); per offset two
-    passes hide the two colours of a 3-D checkerboard of patches, so every hidden patch
-    has visible face neighbours. ``core`` marks the hidden voxels in the central half of
-    their patch (per axis ``[p/4, 3p/4)``); the cores of all passes cover every voxel,
-    and a voxel in two cores keeps the later one.
-    """
-    idx = np.indices(tuple(shape))
-    out = []
-    for shift in np.ndindex(2, 2, 2):
-        offset = [s * p // 2 for s, p in zip(shift, patch)]
-        block = [(idx[a] + offset[a]) // patch[a] for a in range(3)]
-        pos = [(idx[a] + offset[a]) % patch[a] for a in range(3)]
-        central = np.all([(pos[a] >= patch[a] // 4) & (pos[a] < -(-3 * patch[a] // 4))
-                          for a in range(3)], axis=0)
-        colour = (block[0] + block[1] + block[2]) % 2
-        for c in (0, 1):
-            hidden = colour == c
-            out.append((hidden, hidden & central))
-    return out
+def grid_array(image) -> np.ndarray:
+    """A model-grid image ``(1, x, y, z)`` (tensor, MetaTensor or array) as float32 ``(x, y, z)``."""
+    return np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
 
 
-LOG_VAR_RANGE = (-10.0, 4.0)
-
-
-def split_output(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network output ``(B, 2, ...)`` -> mean ``(B, 1, ...)``, clamped log variance."""
-    return output[:, :1], output[:, 1:2].clamp(*LOG_VAR_RANGE)
-
-
-def reconstruction_nll(output: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Per-voxel training loss: squared error of the mean + Gaussian NLL of the variance.
-
-    The variance term sees the mean through ``detach``, so the mean is fitted exactly as
-    by plain MSE (a jointly learned variance would let the network give up on hard
-    voxels, Seitzer et al. 2022) while the variance learns the expected squared error.
-    The NLL is shifted by ``-min log variance / 2`` to stay >= 0, which
-    ``core.training.fit``'s relative early-stopping test assumes.
-    """
-    mean, log_var = split_output(output)
-    squared = (image - mean) ** 2
-    nll = 0.5 * (log_var + squared.detach() * torch.exp(-log_var)) - 0.5 * LOG_VAR_RANGE[0]
-    return squared + nll
-
-
-def context_baseline(image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
-    """Gaussian-weighted mean of the *visible* voxels around each voxel ``(B, 1, ...)``.
-
-    Normalised convolution: ``G * (x visible) / G * visible``. Inside an organ it is the
-    organ's intensity, rebuilt from the tissue around a hidden patch; the network only
-    predicts the correction to it (borders, vessels), which it can do without knowing
-    absolute intensities (instance norm discards them per window).
-    """
-    visible = 1.0 - hidden
-    num, den = gaussian_smooth(image * visible, sigma), gaussian_smooth(visible, sigma)
-    return num / den.clamp_min(1e-3)
-
-
-def gaussian_smooth(volume: torch.Tensor, sigma) -> torch.Tensor:
-    """Separable Gaussian filter (sigma in voxels per axis, replicate padding) of every
-    channel of a ``(B, C, x, y, z)`` tensor on its own."""
-    import torch.nn.functional as F
-
-    channels = volume.shape[1]
-    for axis, s in enumerate(sigma):
-        radius = max(1, int(round(3 * s)))
-        t = torch.arange(-radius, radius + 1, dtype=volume.dtype, device=volume.device)
-        kernel = torch.exp(-0.5 * (t / s) ** 2)
-        kernel = (kernel / kernel.sum()).view(1, 1, *[-1 if a == axis else 1 for a in range(3)])
-        pad = [0] * 6
-        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
-        volume = F.conv3d(F.pad(volume, pad, mode="replicate"), kernel.repeat(channels, 1, 1, 1, 1),
-                          groups=channels)
-    return volume
-
-
-def predict_hidden(network, image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
-    """Network output ``(B, 2, ...)`` with the context baseline added to the mean channel."""
-    output = network(masked_input(image, hidden))
-    baseline = context_baseline(image, hidden, sigma)
-    return torch.cat([output[:, :1] + baseline, output[:, 1:2]], dim=1)
-
-
-def masked_input(image: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, ...)`` image and ``(B, 1, ...)`` 0/1 hidden -> the 2-channel network input."""
-    return torch.cat([image * (1.0 - hidden), hidden], dim=1)
-
-
-def body_mask(image: np.ndarray) -> np.ndarray:
-    """Inside-the-patient mask of a windowed image ``(x, y, z)`` (gas pockets filled)."""
-    from scipy.ndimage import binary_fill_holes
-
-    return binary_fill_holes(image > 0.05)
-
-
-def top_k_mean(values: np.ndarray, k: int) -> float:
-    k = int(min(max(1, k), values.size))
-    return float(np.partition(values.ravel(), values.size - k)[-k:].mean())
-
-
-class AnomalyScorer(NetworkPlacement):
-    """A trained masked-reconstruction network plus its scoring state.
+class AnomalyScorer(NetworkPlacement, Estimator):
+    """A masked-reconstruction network plus its scoring state (``core.estimator.Estimator``).
 
     Args:
         network_config, preprocess, config: the saved configuration.
-        state: network weights.
-        calibration: fitted on held-out healthy case scores.
+        contamination: expected anomaly share among calibration scores (sets ``threshold_``).
+        seed: seeds the initial weights.
+
+    Fitted state (by :meth:`fit` or :meth:`calibrate`, saved in the bundle):
+        calibration_, threshold_: on held-out healthy case scores (the base's).
         healthy_error: median smoothed body error of those cases (SHAP baseline).
-        seed: seeds the initial weights when ``state`` is not given.
         organ_stats: per-organ residual ``{label: (offset, sd)}`` (HU) of healthy cases,
-            from :func:`medical.organ_scoring.calibrate_with_segmenter`.
+            from calibrating with a segmenter; ``None`` without one.
+        provenance_: what the model was trained and calibrated on (``training``,
+            ``organ_calibration_cases``), kept in the bundle's config.
+        history_: the training history (after :meth:`fit` only).
 
     The network runs where it lives (:attr:`device`; move it with :meth:`to`): every
     tensor it is fed is put there first, and ``precision`` says whether its forward
     passes run under bf16 CUDA autocast. Neither is saved with the bundle.
+
+    ``decision_function(X)``, ``predict``, ``p_values`` and ``alerts`` (the base's) take
+    a list of model-grid images ``(1, x, y, z)``, or of ``(image, labels)`` pairs to
+    score organs with a segmentation.
     """
 
+    bundle_kind = "ct-anomaly"
+    # 2: organ scoring settings, the contamination and the provenance are always saved
+    bundle_version = 2
+
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
-                 config: AnomalyConfig, state: dict | None = None,
-                 calibration: ScoreCalibration | None = None, healthy_error: float | None = None,
-                 seed: int = 0, organ_stats: dict | None = None):
+                 config: AnomalyConfig, contamination: float = 0.05, seed: int = 0):
         self.network_config = network_config
         self.preprocess = preprocess
         self.config = config
+        self.contamination = contamination
+        self.seed = seed
         # two outputs: mean and log variance of each hidden voxel
-        self.network = build_network(network_config, out_channels=2, state=state, seed=seed)
-        self.calibration = calibration
-        self.healthy_error = healthy_error
+        self.network = build_network(network_config, out_channels=2, seed=seed)
+        self.healthy_error: float | None = None
         # per-organ residual (offset, sd) in HU on healthy cases; set by calibrating with a
         # segmenter, and only then are maps given a label map scored organ by organ
-        self.organ_stats = organ_stats
+        self.organ_stats: dict | None = None
+        self.provenance_: dict = {}
+
+    # --- fitting ----------------------------------------------------------------------------
+
+    def fit(self, cases, calibration_cases, config, progress: bool | None = None) -> "AnomalyScorer":
+        """Train on lesion-free ``cases``, then :meth:`calibrate` on ``calibration_cases``.
+
+        Args:
+            cases, calibration_cases: ``medical.io.Case`` lists (disjoint, healthy).
+            config: loop settings (``medical.pretrain.PretrainConfig``: samples_per_epoch,
+                max_epochs, batch_size, lr, patience, seed).
+            progress: bars on stderr (None: only on a terminal; False: never).
+
+        Runs on this scorer's device and precision (:meth:`to`).
+        """
+        images = [p.image.as_tensor().numpy() for p in prepare_cases(cases, Preprocessor(self.preprocess))]
+        roi = self.network_config.roi_size
+        dataset = CropDataset(images, roi, config.samples_per_epoch, seed=config.seed,
+                              intensity_jitter=0.0)
+        val = CropDataset(images, roi, max(4, config.samples_per_epoch // 8), seed=config.seed + 7,
+                          fixed=True)
+        train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
+                                   lr=config.lr, patience=config.patience, seed=config.seed,
+                                   progress=progress, weight_decay=1e-5,
+                                   device=str(self.device), precision=self.precision)
+        loss = reconstruction_loss(self.config.masker(), self.config.patch_size,
+                                   self.config.context_sigma)
+        self.history_ = fit(self.network, dataset, loss, train_config, val_dataset=val)
+        self.network.eval()
+        self.calibrate(calibration_cases, progress=progress)
+        self.provenance_["training"] = {
+            "cases": [c.name for c in cases], "calibration_cases": [c.name for c in calibration_cases],
+            "epochs": len(self.history_.train_loss), "best_val_loss": self.history_.best_val_loss,
+            "samples_per_epoch": config.samples_per_epoch, "seed": config.seed}
+        return self
+
+    def calibrate(self, cases, segmenter=None, progress: bool | None = None) -> "AnomalyScorer":
+        """Fit the calibration and the SHAP baseline on held-out healthy ``cases``.
+
+        With ``segmenter`` (same model grid), first each organ's residual offset and SD on
+        the cases segmented by it (:attr:`organ_stats`; organ scoring on), then the
+        calibration from the organ-scored maps. Without one, plain maps are calibrated
+        and organ scoring is off. Call again after changing :attr:`config` (its scoring
+        settings change the scores). Runs where the network is; ``progress``: a bar.
+
+        Raises:
+            DataValidationError: the segmenter uses another grid than the scorer.
+        """
+        if segmenter is not None and segmenter.preprocess != self.preprocess:
+            raise DataValidationError("the segmenter and the anomaly model use different grids "
+                                      f"({segmenter.preprocess} vs {self.preprocess})")
+        prepared = progress_bar(prepare_cases(cases, Preprocessor(self.preprocess)), desc="calibrate",
+                                total=len(cases), unit="case", show=progress)
+        images = [p.image.as_tensor() for p in prepared]
+        if segmenter is None:
+            self.organ_stats = None
+            maps = [self.error_map(image) for image in images]
+        else:
+            maps = self._fit_organ_stats(images, segmenter)
+            self.provenance_["organ_calibration_cases"] = [c.name for c in cases]
+        scores, medians = [], []
+        for image, error in zip(images, maps):
+            scores.append(self.case_score(error, body_mask(grid_array(image))))
+            scored = error[error > 0]  # maps are 0 outside scored tissue (inside the body)
+            medians.append(float(np.median(scored)) if scored.size else 0.0)
+        self.healthy_error = float(np.median(medians))
+        return self._calibrate(scores)
+
+    def _fit_organ_stats(self, images, segmenter) -> list[np.ndarray]:
+        """Set :attr:`organ_stats` from the healthy ``images``; return their organ maps."""
+        lo, hi = self.preprocess.window
+        items = []
+        for image in images:
+            labels = segmenter.predict_proba(image).argmax(0).numpy()
+            items.append((grid_array(image), labels, organ_reconstruction(self, image, labels)))
+        self.organ_stats = organ_residual_stats(
+            [(x - pred) * (hi - lo) for x, _, pred in items], [labels for _, labels, _ in items],
+            [scored_parenchyma(self, x, labels) for x, labels, _ in items], self.config.organ_labels)
+        return [organ_map(self, x, labels, pred, self.organ_stats) for x, labels, pred in items]
+
+    # --- maps and scores ----------------------------------------------------------------------
 
     @property
     def top_k(self) -> int:
@@ -271,7 +201,7 @@ class AnomalyScorer(NetworkPlacement):
     @torch.no_grad()
     def reconstruct(self, image) -> tuple[np.ndarray, np.ndarray]:
         """Core-pass prediction of a model-grid image ``(1, x, y, z)``: ``(mean, sd)`` arrays."""
-        from monai.inferers import SlidingWindowInferer
+        from monai.inferers import SlidingWindowInferer  # heavy optional dependency
 
         device = self.device
         x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None].to(device)  # (1, 1, x, y, z)
@@ -313,18 +243,13 @@ class AnomalyScorer(NetworkPlacement):
             labels: the segmenter's organ label map on the same grid; used when the scorer
                 was calibrated with a segmenter (:attr:`uses_organs`), ignored otherwise.
         """
-        x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
         if labels is not None and self.uses_organs:
-            from .organ_scoring import organ_error_map
-
             return organ_error_map(self, image, np.asarray(labels))
-        return self.map_from_reconstruction(x, *self.reconstruct(image))
+        return self.map_from_reconstruction(grid_array(image), *self.reconstruct(image))
 
     def map_from_reconstruction(self, x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
         """The anomaly map of image ``x`` ``(x, y, z)`` given its core-pass prediction
         (:meth:`reconstruct`): clipped, smoothed, squared z-scores over scored tissue."""
-        from scipy.ndimage import gaussian_filter
-
         tissue = self.tissue_mask(x, mean) & body_mask(x)
         lo, hi = self.preprocess.window
         scale = sd if self.config.noise_hu is None else self.config.noise_hu / (hi - lo)
@@ -334,7 +259,15 @@ class AnomalyScorer(NetworkPlacement):
         return (z ** 2 * tissue).astype(np.float32)
 
     def case_score(self, error: np.ndarray, body: np.ndarray) -> float:
+        """Mean of the ``top_k_ml`` highest map values inside ``body`` (higher = more anomalous)."""
         return top_k_mean(error[body], self.top_k)
+
+    def _score(self, X) -> np.ndarray:
+        scores = []
+        for item in X:
+            image, labels = item if isinstance(item, tuple) else (item, None)
+            scores.append(self.case_score(self.error_map(image, labels), body_mask(grid_array(image))))
+        return np.asarray(scores)
 
     def region_shap(self, error: np.ndarray, regions: dict[str, np.ndarray], max_evals: int = 200):
         """SHAP values of the case score over ``regions`` (disjoint masks covering the body).
@@ -342,8 +275,6 @@ class AnomalyScorer(NetworkPlacement):
         Returns:
             ``core.explain.ShapResult`` (one row).
         """
-        from core.explain import region_shap
-
         k, baseline = self.top_k, float(self.healthy_error or 0.0)
         names = list(regions)
         # only each region's own k largest errors can ever enter the top k
@@ -359,27 +290,26 @@ class AnomalyScorer(NetworkPlacement):
 
         return region_shap(score_of_keep, len(names), names, max_evals=max_evals)
 
-    # --- bundles -------------------------------------------------------------------------
+    # --- bundles (``save`` / ``load`` are the base's) ------------------------------------------
 
-    def save(self, path, extra: dict | None = None):
-        from core.bundle import save_bundle
-
+    def _bundle_state(self) -> tuple[dict, dict]:
         config = {"network": self.network_config.to_dict(), "preprocess": self.preprocess.to_dict(),
-                  "anomaly": self.config.to_dict(), "healthy_error": self.healthy_error,
-                  "calibration": self.calibration.to_dict() if self.calibration else None,
-                  "organ_stats": self.organ_stats, **(extra or {})}
-        return save_bundle(path, BUNDLE_KIND, config, self.network.state_dict())
+                  "anomaly": self.config.to_dict(), "contamination": self.contamination,
+                  "healthy_error": self.healthy_error, "organ_stats": self.organ_stats,
+                  **self.provenance_}
+        return config, self.network.state_dict()
 
     @classmethod
-    def load(cls, path, device="cpu", precision: str = "fp32") -> "AnomalyScorer":
-        """Load a bundle onto CPU (weights are saved from CPU), then move it to ``device``."""
-        from core.bundle import load_bundle
-
-        config, tensors = load_bundle(path, BUNDLE_KIND)
-        calibration = config.get("calibration")
+    def _from_bundle(cls, config: dict, tensors: dict) -> "AnomalyScorer":
         scorer = cls(NetworkConfig.from_dict(config["network"]),
                      PreprocessConfig.from_dict(config["preprocess"]),
-                     AnomalyConfig.from_dict(config["anomaly"]), tensors,
-                     ScoreCalibration.from_dict(calibration) if calibration else None,
-                     config.get("healthy_error"), organ_stats=config.get("organ_stats"))
-        return scorer.to(device, precision)
+                     AnomalyConfig.from_dict(config["anomaly"]), config["contamination"])
+        load_weights(scorer.network, tensors)
+        scorer.network.eval()
+        scorer.healthy_error = config["healthy_error"]
+        scorer.organ_stats = config["organ_stats"]
+        scorer.provenance_ = {k: config[k] for k in PROVENANCE_KEYS if k in config}
+        return scorer
+
+
+PROVENANCE_KEYS = ("training", "organ_calibration_cases")

@@ -16,25 +16,27 @@ import functools
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from core.io import write_parquet_atomic
+from core.runtime import configure_threads
+from core.scale import map_items
+
+from .infer import load_models, score_case
+from .io import find_cases
+
 
 def load_batch_scorer(model_dir, anomaly_model=None):
     """Load the models once; return ``score_batch(list of volume paths) -> case rows``."""
-    from core.runtime import configure_threads
-
-    from .infer import load_models
-
     configure_threads()
     return _batch_scorer(*load_models(model_dir, anomaly_model))
 
 
 def _batch_scorer(segmenter, scorer):
     """``score_batch(paths) -> case rows`` over already-loaded models."""
-    import pandas as pd
 
-    from .infer import score_case
-    from .io import find_cases
-
-    def score_batch(paths: list) -> "pd.DataFrame":
+    def score_batch(paths: list) -> pd.DataFrame:
         rows = []
         for path in paths:
             for case in find_cases(path):
@@ -62,14 +64,6 @@ def batch_score(model_dir, images, out, anomaly_model=None, engine: str = "local
     Returns:
         A summary: cases, alerts.
     """
-    import numpy as np
-
-    from core.io import write_parquet_atomic
-    from core.scale import map_items
-
-    from .infer import load_models
-    from .io import find_cases
-
     segmenter, scorer = load_models(model_dir, anomaly_model)  # fail early on a bad bundle
     paths = [os.fspath(c.image) for c in find_cases(images)]
     if engine == "local":  # this process is the worker: reuse the models just loaded
@@ -78,10 +72,10 @@ def batch_score(model_dir, images, out, anomaly_model=None, engine: str = "local
         make = functools.partial(load_batch_scorer, os.fspath(model_dir),
                                  None if anomaly_model is None else os.fspath(anomaly_model))
     table = map_items(paths, make, engine=engine, address=address).to_pandas()
-    if scorer is not None and scorer.calibration is not None:
+    if scorer is not None:  # a loaded scorer is always calibrated
         scores = table["score"].to_numpy()
-        table["p_value"] = scorer.calibration.p_values(scores)
-        table["is_alert"] = scorer.calibration.alerts(scores, fdr=fdr)
+        table["p_value"] = scorer.calibration_.p_values(scores)
+        table["is_alert"] = scorer.calibration_.alerts(scores, fdr=fdr)
     else:
         table["is_alert"] = False
     table = table.iloc[np.argsort(-table["score"].fillna(-np.inf).to_numpy(), kind="stable")]

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import replace
 
 import click
 
 from core.cli_options import runtime_options, show_progress
+from core.errors import DataValidationError, UnmaskWarning
 from core.export_options import export_options
-from core.io import check_output
+from core.io import check_output, write_text_atomic
 
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
                              default="default", show_default=True,
@@ -28,9 +30,7 @@ def medical():
 @click.option("--shape", default="96,96,48", show_default=True, help="Voxels per axis.")
 def simulate(n_cases, out, lesions, seed, shape):
     """Simulate abdominal CT phantoms into OUT (imagesTr/, labelsTr/, dataset.json)."""
-    from core.errors import DataValidationError
-
-    from .phantom import simulate_dataset
+    from .phantom import simulate_dataset  # heavy: loads torch/MONAI on use
 
     try:
         dims = tuple(int(s) for s in shape.split(","))
@@ -49,8 +49,8 @@ def simulate(n_cases, out, lesions, seed, shape):
 @runtime_options
 def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     """Masked-volume pretraining; the result is also the anomaly model."""
-    from .presets import preset as get_preset
-    from .pretrain import pretrain as run_pretrain
+    from .presets import preset as get_preset  # heavy: loads torch/MONAI on use
+    from .pretrain import pretrain as run_pretrain  # heavy: loads torch/MONAI on use
 
     check_output(out, [data])
     config, _ = get_preset(preset, seed)
@@ -78,9 +78,9 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
 def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, seed, device, precision,
           quiet):
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
-    from .presets import preset as get_preset
-    from .pretrain import healthy_cases
-    from .segment import train_segmenter
+    from .presets import preset as get_preset  # heavy: loads torch/MONAI on use
+    from .pretrain import healthy_cases  # heavy: loads torch/MONAI on use
+    from .segment import train_segmenter  # heavy: loads torch/MONAI on use
 
     check_output(out, [data, pretrained, calibration_data])
     _, config = get_preset(preset, seed)
@@ -105,11 +105,7 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
 @runtime_options
 def infer(model_dir, images, out, anomaly_model, fdr, device, precision, quiet):
     """Segment, map anomalies and score each case; write a run directory."""
-    import warnings
-
-    from core.errors import UnmaskWarning
-
-    from .infer import infer as run_infer
+    from .infer import infer as run_infer  # heavy: loads torch/MONAI on use
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmaskWarning)
@@ -129,9 +125,7 @@ def infer(model_dir, images, out, anomaly_model, fdr, device, precision, quiet):
 @click.option("--out", type=click.Path(), default=None, help="Also write the report (JSON).")
 def evaluate(pred, data, out):
     """Dice per organ; case AUROC/AP, voxel AP and best Dice of the anomaly maps."""
-    from core.io import write_text_atomic
-
-    from .evaluate import evaluate as run_evaluate
+    from .evaluate import evaluate as run_evaluate  # heavy: loads torch/MONAI on use
 
     if out:
         check_output(out, [pred, data])
@@ -154,7 +148,7 @@ def evaluate(pred, data, out):
 @click.option("--fdr", type=float, default=0.1, show_default=True, help="Alert FDR level.")
 def batch_score(model_dir, images, out, anomaly_model, engine, address, fdr):
     """Score an archive into one per-case table, locally or on Ray (no maps, no SHAP)."""
-    from .batch import batch_score as run
+    from .batch import batch_score as run  # heavy: loads torch/MONAI on use
 
     check_output(out, [model_dir, images, anomaly_model])
     click.echo(json.dumps(run(model_dir, images, out, anomaly_model=anomaly_model, engine=engine,
@@ -186,9 +180,9 @@ def export(model_dir, network, fmt, out, atol, rtol):
     batches of 1, 2 and 5 windows and one larger window, else nothing is written; the
     result is stored in the file's metadata (unmask.parity).
     """
-    from core.export import export_onnx
+    from core.export import export_onnx  # heavy: imports torch
 
-    from .onnx_export import unet_spec
+    from .onnx_export import unet_spec  # heavy: loads torch/MONAI on use
 
     spec = unet_spec(model_dir, network)
     report = export_onnx(spec, out, atol=atol, rtol=rtol)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import DataValidationError
+from core.runs import new_run_id
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,11 @@ def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
         size: ``"small"`` (the demo, about 2 minutes on 2 idle cores) or ``"tiny"`` (tests).
         seed: simulator and training seed.
     """
-    from core.runs import new_run_id
-
-    from .infer import infer
-    from .phantom import simulate_dataset
-    from .presets import PHANTOM_SHAPES, preset
-    from .pretrain import pretrain
-    from .segment import train_segmenter
+    from .infer import infer  # heavy: loads torch/MONAI on use
+    from .phantom import simulate_dataset  # heavy: loads torch/MONAI on use
+    from .presets import PHANTOM_SHAPES, preset  # heavy: loads torch/MONAI on use
+    from .pretrain import pretrain  # heavy: loads torch/MONAI on use
+    from .segment import train_segmenter  # heavy: loads torch/MONAI on use
 
     if size not in SIZES:
         raise DataValidationError(f"unknown demo size {size!r}; choose one of {', '.join(SIZES)}")

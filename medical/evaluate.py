@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataValidationError
+from core.metrics import auprc, auroc, dice
 
 from .io import find_cases, load_label_like, load_volume, read_dataset_json
 
@@ -33,8 +34,6 @@ def best_dice(truth: np.ndarray, scores: np.ndarray) -> float:
 
 def segmentation_dice(pred_dir: Path, case, image, names: dict[int, str]) -> dict[str, float] | None:
     """Dice per organ of ``<case>_seg.nii.gz`` (``None`` when the file is missing)."""
-    from core.metrics import dice
-
     path = pred_dir / f"{case.name}_seg.nii.gz"
     if not path.is_file() or case.label is None:
         return None
@@ -51,8 +50,6 @@ def evaluate(pred_dir, data_dir) -> dict:
         "voxel_ap", "best_dice", "per_case": [...]}`` (keys absent when not computable).
     """
     import pandas as pd
-
-    from core.metrics import auprc, auroc
 
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():

@@ -16,17 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.bundle import read_bundle_config
 from core.drift import calibration_reference
 from core.errors import BundleError, DataValidationError, UnmaskWarning
 from core.io import check_output
+from core.metrics import auprc, auroc, dice
 from core.runs import create_run
 from core.runtime import progress_bar
 
-from .anomaly import AnomalyScorer, body_mask
+from .anomaly import AnomalyScorer
 from .io import find_cases, load_label_like, load_volume, save_nifti
+from .reconstruction import body_mask
 from .segment import Segmenter
 from .transforms import Preprocessor
-from .volumes import prepare_case
 
 OTHER_REGION = "other tissue"
 
@@ -35,8 +37,6 @@ def load_models(model_dir, anomaly_model=None, device="cpu", precision: str = "f
                 ) -> tuple[Segmenter | None, AnomalyScorer | None]:
     """Load ``model_dir`` (``train``'s output, a ``ct-segmenter`` or a ``ct-anomaly`` bundle)
     with both networks on ``device`` (auto, cpu, cuda, cuda:N) at ``precision``."""
-    from core.bundle import read_bundle_config
-
     root = Path(model_dir)
     segmenter = scorer = None
     if (root / "segmenter").is_dir() or (root / "anomaly").is_dir():
@@ -78,8 +78,6 @@ def organ_regions(labels_grid: np.ndarray, body: np.ndarray, names: dict[int, st
 
 
 def _truth_columns(case, image, labels_input, names, row):
-    from core.metrics import dice
-
     if case.label is not None:
         truth = load_label_like(case.label, image, case.image).as_tensor().numpy()[0]
         for k, name in names.items():
@@ -176,10 +174,10 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
             rows.append(row)
             shap_rows.extend(case_shap)
         scores = pd.DataFrame(rows)
-        has_scores = scorer is not None and scorer.calibration is not None
+        has_scores = scorer is not None  # a loaded scorer is always calibrated
         if has_scores:
-            scores["p_value"] = scorer.calibration.p_values(scores["score"].to_numpy())
-            scores["is_alert"] = scorer.calibration.alerts(scores["score"].to_numpy(), fdr=fdr)
+            scores["p_value"] = scorer.calibration_.p_values(scores["score"].to_numpy())
+            scores["is_alert"] = scorer.calibration_.alerts(scores["score"].to_numpy(), fdr=fdr)
         else:
             scores["is_alert"] = False
         order = np.argsort(-scores["score"].fillna(-np.inf).to_numpy(), kind="stable")
@@ -193,15 +191,13 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
                    "n_alerts": int(scores["is_alert"].sum()), "fdr": fdr,
                    "has_segmentation": segmenter is not None, "has_anomaly_maps": scorer is not None}
         if has_scores:                   # what the dashboard's drift panel compares against
-            summary["calibration_reference"] = calibration_reference(scorer.calibration)
-        unreachable = (scorer.calibration.fdr_unreachable(fdr) if has_scores and fdr is not None
+            summary["calibration_reference"] = calibration_reference(scorer.calibration_)
+        unreachable = (scorer.calibration_.fdr_unreachable(fdr) if has_scores and fdr is not None
                        else None)
         if unreachable:                  # say why the queue has no alerts
             summary["warning"] = f"anomaly model {unreachable} healthy cases"
             warnings.warn(f"{model_dir}: {summary['warning']}", UnmaskWarning, stacklevel=2)
         if has_scores and "has_lesion" in scores and scores["has_lesion"].nunique() == 2:
-            from core.metrics import auprc, auroc
-
             summary["auroc"] = auroc(scores["has_lesion"], scores["score"])
             summary["average_precision"] = auprc(scores["has_lesion"], scores["score"])
         run.summarize(**summary)

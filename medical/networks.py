@@ -12,7 +12,12 @@ Example:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
+
+import torch
+
+from core.errors import BundleError
 
 IN_CHANNELS = 2  # image, hidden-voxel indicator
 
@@ -60,8 +65,7 @@ def build_network(config: NetworkConfig, out_channels: int, state: dict | None =
     Raises:
         BundleError: ``state`` does not fit the configured network.
     """
-    import torch
-    from monai.networks.nets import UNet
+    from monai.networks.nets import UNet  # heavy optional dependency (the medical extra)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -70,19 +74,24 @@ def build_network(config: NetworkConfig, out_channels: int, state: dict | None =
                        num_res_units=config.num_res_units,
                        norm=None if config.norm == "none" else config.norm)
     if state is not None:
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as err:
-            from core.errors import BundleError
-
-            raise BundleError(f"weights do not fit the configured network ({err})") from None
+        load_weights(network, state)
     return network.eval()
+
+
+def load_weights(network, state: dict) -> None:
+    """Load bundle weights into ``network``.
+
+    Raises:
+        BundleError: ``state`` does not fit the network.
+    """
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        raise BundleError(f"weights do not fit the configured network ({err})") from None
 
 
 def is_decoder_key(name: str) -> bool:
     """True for a MONAI ``UNet`` up-sampling (decoder) tensor: index 2 of a level."""
-    import re
-
     return re.search(r"(^model|submodule)\.2\.", name) is not None
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from core.errors import BundleError
 from core.export import CHECK_BATCH_SIZES, EXAMPLE_BATCH, GraphSpec
 
-from .anomaly import LOG_VAR_RANGE
+from .reconstruction import LOG_VAR_RANGE
 from .infer import load_models
 
 NETWORKS = ("segmenter", "anomaly")

@@ -7,13 +7,14 @@ a normalised Gaussian convolution, like :func:`medical.anomaly.context_baseline`
 blind to fat, vessels, bone and the neighbouring organs. The plain context baseline (and a
 network trained by squared error on top of it) predicts an organ/fat *mixture* wherever
 the context is ambiguous, i.e. hidden organ voxels come out too dark, exactly by the
-contrast of a hypo-dense lesion (bench/README.md, round 3). Hidden patches are larger
+contrast of a hypo-dense lesion (bench/README.md). Hidden patches are larger
 than the lesions, so a lesion is hidden whole and rebuilt as healthy parenchyma.
 
 Only organ parenchyma is scored: the organ mask minus fat (renal sinus), eroded so that
 the partial-volume borders (organ surface, sinus) and the segmentation's errors there
 drop out. Per-organ residual offset and
-SD, measured on healthy calibration cases, turn the residual into a z-score.
+SD, measured on healthy calibration cases (``AnomalyScorer.calibrate(cases,
+segmenter=...)``), turn the residual into a z-score.
 
 Example:
     >>> pred = organ_context(x, hidden, labels, (1, 2, 3, 4), sigma, band)   # doctest: +SKIP
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.ndimage import binary_erosion, gaussian_filter
 
-from core.runtime import progress_bar
+from core.errors import DataValidationError
 
-from .anomaly import gaussian_smooth
+from .reconstruction import core_schedule, gaussian_smooth
 
 
 def organ_context(x: np.ndarray, hidden: np.ndarray, labels: np.ndarray, organs, sigma,
@@ -72,8 +74,6 @@ def per_organ(values, organs, name: str, dtype=float) -> np.ndarray:
     """
     values = np.atleast_1d(np.asarray(values, dtype=dtype))
     if values.size not in (1, len(organs)):
-        from core.errors import DataValidationError
-
         raise DataValidationError(f"{name} needs 1 or {len(organs)} values (one per "
                                   f"organ label), got {values.tolist()}")
     return np.broadcast_to(values, (len(organs),))
@@ -83,8 +83,6 @@ def parenchyma_mask(x: np.ndarray, labels: np.ndarray, organs, fat_level: float,
                     erosion) -> np.ndarray:
     """Scored voxels: organ label, not fat (smoothed image above ``fat_level``), eroded
     by ``erosion`` voxels (one number, or one per organ)."""
-    from scipy.ndimage import binary_erosion, gaussian_filter
-
     not_fat = gaussian_filter(x, 0.7) > fat_level
     erosion = per_organ(erosion, organs, "organ_erosion", int)
     out = np.zeros(x.shape, dtype=bool)
@@ -121,14 +119,10 @@ def organ_residual_stats(residuals, labels, scoreds, organs) -> dict[str, tuple[
 
 def organ_reconstruction(scorer, image, labels: np.ndarray) -> np.ndarray:
     """Prediction ``(x, y, z)`` (window units) of every voxel from its fixed-schedule pass."""
-    from .anomaly import core_schedule
-
     config = scorer.config
     if config.organ_prediction == "network":
         return scorer.reconstruct(image)[0]
     if config.organ_prediction != "context":
-        from core.errors import DataValidationError
-
         raise DataValidationError(f"organ_prediction must be 'context' or 'network', "
                                   f"got {config.organ_prediction!r}")
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
@@ -147,15 +141,19 @@ def organ_reconstruction(scorer, image, labels: np.ndarray) -> np.ndarray:
     return pred
 
 
+def scored_parenchyma(scorer, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The voxels organ scoring scores: :func:`parenchyma_mask` with the scorer's settings."""
+    config = scorer.config
+    return parenchyma_mask(x, labels, config.organ_labels, float(scorer.preprocess.unit(config.fat_hu)),
+                           config.organ_erosion)
+
+
 def organ_map(scorer, x: np.ndarray, labels: np.ndarray, pred: np.ndarray,
               stats: dict | None) -> np.ndarray:
     """Clipped, smoothed, squared per-organ z-scores over the eroded parenchyma."""
-    from scipy.ndimage import gaussian_filter
-
     config = scorer.config
     lo, hi = scorer.preprocess.window
-    scored = parenchyma_mask(x, labels, config.organ_labels, float(scorer.preprocess.unit(config.fat_hu)),
-                             config.organ_erosion)
+    scored = scored_parenchyma(scorer, x, labels)
     z = organ_z((x - pred) * (hi - lo), labels, scored, stats, config.noise_hu or 20.0)
     z = np.where(scored, np.clip(z, -config.z_clip, config.z_clip), 0.0)
     if config.organ_smooth_sigma > 0:
@@ -168,50 +166,3 @@ def organ_error_map(scorer, image, labels: np.ndarray) -> np.ndarray:
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
     return organ_map(scorer, x, labels, organ_reconstruction(scorer, image, labels),
                      scorer.organ_stats)
-
-
-def calibrate_with_segmenter(scorer, segmenter, cases, contamination: float = 0.05,
-                             progress: bool | None = None):
-    """Calibrate ``scorer`` for organ scoring on healthy ``cases`` segmented by ``segmenter``.
-
-    Measures each organ's residual offset and SD (``scorer.organ_stats``), then the case
-    scores (conformal calibration) and the SHAP baseline, all with the segmenter's labels.
-
-    ``progress``: a bar over the cases (None: only on a terminal).
-
-    Raises:
-        DataValidationError: the two models use different grids.
-    """
-    from core.calibration import ScoreCalibration
-    from core.errors import DataValidationError
-
-    from .anomaly import body_mask
-    from .transforms import Preprocessor
-    from .volumes import prepare_cases
-
-    if segmenter.preprocess != scorer.preprocess:
-        raise DataValidationError("the segmenter and the anomaly model use different grids "
-                                  f"({segmenter.preprocess} vs {scorer.preprocess})")
-    config = scorer.config
-    lo, hi = scorer.preprocess.window
-    items = []
-    for prepared in progress_bar(prepare_cases(cases, Preprocessor(scorer.preprocess)),
-                                 desc="calibrate", total=len(cases), unit="case", show=progress):
-        image = prepared.image.as_tensor()
-        labels = segmenter.predict_proba(image).argmax(0).numpy()
-        x = image.numpy()[0]
-        items.append((x, labels, organ_reconstruction(scorer, image, labels)))
-    scored = [parenchyma_mask(x, lab, config.organ_labels, float(scorer.preprocess.unit(config.fat_hu)),
-                              config.organ_erosion) for x, lab, _ in items]
-    scorer.organ_stats = organ_residual_stats([(x - p) * (hi - lo) for x, _, p in items],
-                                              [lab for _, lab, _ in items], scored,
-                                              config.organ_labels)
-    scores, medians = [], []
-    for x, labels, pred in items:
-        error = organ_map(scorer, x, labels, pred, scorer.organ_stats)
-        scores.append(scorer.case_score(error, body_mask(x)))
-        positive = error[error > 0]
-        medians.append(float(np.median(positive)) if positive.size else 0.0)
-    scorer.calibration = ScoreCalibration(contamination).fit(scores)
-    scorer.healthy_error = float(np.median(medians))
-    return scorer

@@ -21,10 +21,16 @@ Example:
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from core.errors import DataValidationError
+from core.io import atomic_path
+
+from .io import save_nifti
 
 LABELS = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left", 5: "spine"}
 FIELD_OF_VIEW_MM = (380.0, 380.0, 240.0)
@@ -266,13 +272,6 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
     Returns:
         The dataset root.
     """
-    import json
-
-    from core.errors import DataValidationError
-    from core.io import atomic_path
-
-    from .io import save_nifti
-
     if n_cases < 1:
         raise DataValidationError(f"--cases must be at least 1, got {n_cases}")
     if len(shape) != 3 or min(shape) < 8:

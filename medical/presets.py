@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from core.errors import DataValidationError
 
-from .anomaly import AnomalyConfig
+from .anomaly_config import AnomalyConfig
 from .networks import NetworkConfig
 from .pretrain import PretrainConfig
 from .segment import SegmentConfig

@@ -20,13 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.errors import DataValidationError
+from core.bundle import load_bundle, save_bundle
+from core.errors import DataValidationError, NotFittedError
+from core.estimator import Estimator
+from core.io import atomic_path
 from core.runtime import NetworkPlacement, autocast
 from core.training import TrainConfig, fit, is_main_process
 
-from .anomaly import masked_input
+from .anomaly import AnomalyScorer
 from .io import find_cases, load_volume, read_dataset_json
-from .networks import NetworkConfig, build_network, is_decoder_key, transfer_weights
+from .networks import NetworkConfig, build_network, is_decoder_key, load_weights, transfer_weights
+from .reconstruction import masked_input
 from .transforms import Preprocessor, PreprocessConfig, median_spacing
 from .volumes import CropDataset, prepare_cases
 
@@ -69,7 +73,7 @@ class SegmentConfig:
 
 def dice_ce_loss():
     """``loss_fn`` for ``fit``: MONAI ``DiceCELoss`` on the full-image (nothing hidden) input."""
-    from monai.losses import DiceCELoss
+    from monai.losses import DiceCELoss  # heavy optional dependency
 
     criterion = DiceCELoss(to_onehot_y=True, softmax=True)
 
@@ -81,23 +85,31 @@ def dice_ce_loss():
     return loss_fn
 
 
-class Segmenter(NetworkPlacement):
-    """A fitted organ segmenter on a fixed model grid.
+class Segmenter(NetworkPlacement, Estimator):
+    """An organ segmenter on a fixed model grid (``core.estimator.Estimator``'s bundles).
 
     Args:
         network_config, preprocess: saved configuration.
         labels: ``{1: "liver", ...}``.
-        state: network weights.
         overlap, sw_batch_size: sliding-window inference.
-        seed: seeds the initial weights when ``state`` is not given.
+        seed: seeds the initial weights.
+
+    Fitted state (by :meth:`fit` or ``load``): ``provenance_`` (the ``training`` record
+    kept in the bundle) and, after :meth:`fit`, ``history_`` and ``transferred_``.
+
+    A segmenter has no anomaly score and so no calibration: it writes its own
+    :meth:`save`/:meth:`load` around the base's ``_bundle_state``/``_from_bundle``, and
+    is fitted once it has a ``provenance_``.
 
     Like :class:`medical.anomaly.AnomalyScorer`, the network runs where it lives
     (:attr:`device`, :meth:`to`) with ``precision``; neither is saved.
     """
 
+    bundle_kind = "ct-segmenter"
+
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
-                 labels: dict[int, str], state: dict | None = None, overlap: float = 0.25,
-                 sw_batch_size: int = 4, seed: int = 0):
+                 labels: dict[int, str], overlap: float = 0.25, sw_batch_size: int = 4,
+                 seed: int = 0):
         if sw_batch_size < MIN_SW_BATCH:
             raise DataValidationError(f"sw_batch_size must be >= {MIN_SW_BATCH}, got {sw_batch_size}")
         self.network_config = network_config
@@ -105,11 +117,11 @@ class Segmenter(NetworkPlacement):
         self.labels = {int(k): v for k, v in labels.items()}
         self.overlap = overlap
         self.sw_batch_size = sw_batch_size
-        self.network = build_network(network_config, out_channels=len(self.labels) + 1,
-                                     state=state, seed=seed)
+        self.seed = seed
+        self.network = build_network(network_config, out_channels=len(self.labels) + 1, seed=seed)
 
     def inferer(self):
-        from monai.inferers import SlidingWindowInferer
+        from monai.inferers import SlidingWindowInferer  # heavy optional dependency
 
         return SlidingWindowInferer(self.network_config.roi_size, sw_batch_size=self.sw_batch_size,
                                     overlap=self.overlap, mode="gaussian",
@@ -144,6 +156,10 @@ class Segmenter(NetworkPlacement):
         self.history_ = fit(self.network, dataset, dice_ce_loss(), train_config, val_dataset=val,
                             params=params)
         self.network.eval()
+        self.provenance_ = {"training": {
+            "cases": [p.case.name for p in prepared], "pretrained": init_state is not None,
+            "epochs": len(self.history_.train_loss), "max_epochs": config.max_epochs,
+            "seed": config.seed}}
         return self
 
     @torch.no_grad()
@@ -155,24 +171,38 @@ class Segmenter(NetworkPlacement):
             logits = self.inferer()(masked_input(x, torch.zeros_like(x)), self.network)
         return torch.softmax(logits.float(), dim=1)[0].cpu()
 
-    def save(self, path, extra: dict | None = None):
-        from core.bundle import save_bundle
+    # --- bundles --------------------------------------------------------------------------
 
+    def _check_fitted(self) -> None:
+        if getattr(self, "provenance_", None) is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+
+    def _bundle_state(self) -> tuple[dict, dict]:
         config = {"network": self.network_config.to_dict(), "preprocess": self.preprocess.to_dict(),
                   "labels": {str(k): v for k, v in self.labels.items()}, "overlap": self.overlap,
-                  "sw_batch_size": self.sw_batch_size, **(extra or {})}
-        return save_bundle(path, BUNDLE_KIND, config, self.network.state_dict())
+                  "sw_batch_size": self.sw_batch_size, **self.provenance_}
+        return config, self.network.state_dict()
+
+    @classmethod
+    def _from_bundle(cls, config: dict, tensors: dict) -> "Segmenter":
+        segmenter = cls(NetworkConfig.from_dict(config["network"]),
+                        PreprocessConfig.from_dict(config["preprocess"]), config["labels"],
+                        config["overlap"], config["sw_batch_size"])
+        load_weights(segmenter.network, tensors)
+        segmenter.network.eval()
+        segmenter.provenance_ = {"training": config["training"]}
+        return segmenter
+
+    def save(self, path):
+        """Save as a bundle directory (no calibration: a segmenter has no anomaly score)."""
+        self._check_fitted()
+        return save_bundle(path, self.bundle_kind, *self._bundle_state(), self.bundle_version)
 
     @classmethod
     def load(cls, path, device="cpu", precision: str = "fp32") -> "Segmenter":
         """Load a bundle onto CPU (weights are saved from CPU), then move it to ``device``."""
-        from core.bundle import load_bundle
-
-        config, tensors = load_bundle(path, BUNDLE_KIND)
-        segmenter = cls(NetworkConfig.from_dict(config["network"]),
-                        PreprocessConfig.from_dict(config["preprocess"]), config["labels"], tensors,
-                        config["overlap"], config["sw_batch_size"])
-        return segmenter.to(device, precision)
+        config, tensors = load_bundle(path, cls.bundle_kind, cls.bundle_version)
+        return cls._from_bundle(config, tensors).to(device, precision)
 
 
 def labelled_cases(data, n_labels: int | None = None) -> list:
@@ -206,10 +236,6 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
     on stderr (None: only on a terminal; False: never).
     """
-    from core.io import atomic_path
-
-    from .anomaly import AnomalyScorer
-
     config = config or SegmentConfig()
     cases = list(cases) if cases is not None else labelled_cases(data, n_labels)
     init_state, network_config, spacing = None, config.network, config.spacing
@@ -228,24 +254,17 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
     segmenter.to(device, precision).fit(prepared, config, init_state, progress)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
-        extra = {"training": {"cases": [c.name for c in cases], "pretrained": pretrained is not None,
-                              "epochs": len(segmenter.history_.train_loss), "seed": config.seed}}
         held_out = None
         if pretrained is not None:
             held_out = (list(calibration_cases) if calibration_cases is not None
                         else _held_out_healthy(data, cases))
         with atomic_path(out) as tmp:
             tmp.mkdir()
-            segmenter.save(tmp / "segmenter", extra)
+            segmenter.save(tmp / "segmenter")
             if pretrained is not None and len(held_out) >= 2 and scorer.preprocess == preprocess:
-                from core.bundle import read_bundle_config
-
-                from .organ_scoring import calibrate_with_segmenter
-
-                calibrate_with_segmenter(scorer, segmenter, held_out, progress=progress)
-                kept = read_bundle_config(pretrained)["config"].get("training")
-                scorer.save(tmp / "anomaly", extra={
-                    "training": kept, "organ_calibration_cases": [c.name for c in held_out]})
+                # the pretraining record travels in the scorer's provenance_
+                scorer.calibrate(held_out, segmenter=segmenter, progress=progress)
+                scorer.save(tmp / "anomaly")
             elif pretrained is not None:
                 shutil.copytree(pretrained, tmp / "anomaly")
     return segmenter

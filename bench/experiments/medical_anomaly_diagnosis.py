@@ -70,7 +70,8 @@ def dump(keep, bundle, out):
 def _default_scorer(maps):
     """The dumped bundle with the benchmark's default scoring settings (``AnomalyConfig()``:
     residual / 20 HU), whose ``tissue_mask`` and ``map_from_reconstruction`` are used."""
-    from medical.anomaly import AnomalyConfig, AnomalyScorer
+    from medical.anomaly import AnomalyScorer
+    from medical.anomaly_config import AnomalyConfig
 
     scorer = AnomalyScorer.load(str(maps["bundle"]))
     scorer.config = AnomalyConfig(patch_size=scorer.config.patch_size)
@@ -81,7 +82,7 @@ def _metrics(maps, score_map) -> tuple[float, float]:
     """Case AUROC (top-12-voxel mean) and voxel AP (body voxels) on the test cases."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from medical.anomaly import body_mask
+    from medical.reconstruction import body_mask
 
     scores, truth, values, labels = [], [], [], []
     for i in np.flatnonzero(~maps["iscal"]):
@@ -97,7 +98,7 @@ def _metrics(maps, score_map) -> tuple[float, float]:
 
 
 def _tissue(scorer, maps, i, mean):
-    from medical.anomaly import body_mask
+    from medical.reconstruction import body_mask
 
     image = maps[f"img_{i}"]
     return scorer.tissue_mask(image, mean) & body_mask(image)
@@ -147,7 +148,7 @@ def _to_bin(residual: torch.Tensor) -> torch.Tensor:
 def categorical_train(keep, epochs, out):
     """The pretraining UNet with an ``N_BINS``-way residual head (cross-entropy)."""
     from core.training import TrainConfig, fit
-    from medical.anomaly import context_baseline, masked_input
+    from medical.reconstruction import context_baseline, masked_input
     from medical.io import find_cases
     from medical.networks import build_network
     from medical.presets import preset
@@ -193,7 +194,7 @@ def categorical_eval(maps_path, weights):
     from scipy.ndimage import gaussian_filter
     from scipy.stats import norm
 
-    from medical.anomaly import context_baseline, core_schedule, masked_input
+    from medical.reconstruction import context_baseline, core_schedule, masked_input
     from medical.networks import build_network
     from medical.presets import preset
 

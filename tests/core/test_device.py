@@ -149,9 +149,10 @@ def _tiny_configs():
 
 def test_pretrain_calibrates_where_it_trained(phantoms, monkeypatch):
     """medical/pretrain.py fed calibration cases on CPU to a network left on the GPU."""
+    import medical.anomaly
     import medical.pretrain
 
-    monkeypatch.setattr(medical.pretrain, "fit", _left_on_meta(medical.pretrain.fit))
+    monkeypatch.setattr(medical.anomaly, "fit", _left_on_meta(medical.anomaly.fit))
     _check_inferer(monkeypatch)
     with pytest.raises(Reached):
         medical.pretrain.pretrain(phantoms, None, _tiny_configs()[0], progress=False, device="cpu")
@@ -159,7 +160,6 @@ def test_pretrain_calibrates_where_it_trained(phantoms, monkeypatch):
 
 def test_organ_calibration_segments_where_the_segmenter_is(phantoms, monkeypatch):
     """medical/segment.py's organ calibration fed CPU tensors to the trained segmenter."""
-    from medical.organ_scoring import calibrate_with_segmenter
     from medical.pretrain import healthy_cases, pretrain
     from medical.segment import Segmenter
 
@@ -169,7 +169,7 @@ def test_organ_calibration_segments_where_the_segmenter_is(phantoms, monkeypatch
     segmenter.network.to("meta")  # where fit left it
     _check_inferer(monkeypatch)
     with pytest.raises(Reached):
-        calibrate_with_segmenter(scorer, segmenter, healthy_cases(phantoms)[:2])
+        scorer.calibrate(healthy_cases(phantoms)[:2], segmenter=segmenter)
 
 
 def test_tabular_network_scores_where_it_trained(monkeypatch):

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from core.errors import BundleError, DataValidationError
-from medical.anomaly import AnomalyScorer, body_mask
+from medical.anomaly import AnomalyScorer
 from medical.io import find_cases, load_volume
+from medical.reconstruction import body_mask
 from medical.segment import Segmenter
 from medical.transforms import Preprocessor
 
@@ -21,11 +22,11 @@ def test_pretraining_learns_to_inpaint(tiny_models, tiny_data):
     import torch
 
     from core.masking import PatchMasker
-    from medical.anomaly import context_baseline, predict_hidden, split_output
+    from medical.reconstruction import context_baseline, predict_hidden, split_output
 
     _, _, scorer, _ = tiny_models
     assert scorer.history_.val_loss[-1] < scorer.history_.val_loss[0]
-    assert scorer.calibration is not None and scorer.healthy_error > 0
+    assert scorer.calibration_ is not None and scorer.healthy_error > 0
     case = [c for c in find_cases(tiny_data[1]) if not c.has_lesion][0]
     x = Preprocessor(scorer.preprocess)(load_volume(case.image))["image"].as_tensor()[None]
     roi = scorer.network_config.roi_size
@@ -58,7 +59,7 @@ def test_schedule_error_map_is_deterministic_and_reloads(tiny_models, tiny_data)
 
 
 def test_core_schedule_hides_every_voxel_inside_a_patch():
-    from medical.anomaly import core_schedule
+    from medical.reconstruction import core_schedule
 
     shape, patch = (20, 18, 11), (8, 8, 6)
     passes = core_schedule(shape, patch)

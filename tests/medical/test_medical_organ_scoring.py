@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from medical.anomaly import AnomalyScorer, body_mask
+from medical.anomaly import AnomalyScorer
 from medical.io import find_cases, load_volume
+from medical.reconstruction import body_mask
 from medical.transforms import Preprocessor
 
 
@@ -13,7 +14,7 @@ def test_organ_context_predicts_parenchyma_not_a_fat_mixture():
     organ and the fat around it; the organ-aware context predicts the organ."""
     import torch
 
-    from medical.anomaly import context_baseline
+    from medical.reconstruction import context_baseline
     from medical.organ_scoring import organ_context
 
     x = np.full((24, 24, 12), 0.2, dtype=np.float32)        # fat
@@ -35,11 +36,9 @@ def test_organ_context_predicts_parenchyma_not_a_fat_mixture():
 
 def _organ_scorer(tiny_models, tiny_data):
     """A fresh copy of the tiny scorer, calibrated for organ scoring on the healthy cases."""
-    from medical.organ_scoring import calibrate_with_segmenter
-
     bundle, _, _, segmenter = tiny_models
     scorer = AnomalyScorer.load(bundle)
-    calibrate_with_segmenter(scorer, segmenter, find_cases(tiny_data[0]))
+    scorer.calibrate(find_cases(tiny_data[0]), segmenter=segmenter)
     return scorer, segmenter
 
 
@@ -104,16 +103,11 @@ def test_train_calibrates_organ_scoring_on_held_out_healthy_cases(tiny_models, t
     assert AnomalyScorer.load(model_dir / "anomaly").uses_organs
 
 
-def test_organ_settings_round_trip_and_old_bundles_keep_theirs():
-    from medical.anomaly import AnomalyConfig
+def test_organ_settings_round_trip():
+    from medical.anomaly_config import AnomalyConfig
 
     config = AnomalyConfig()
     assert AnomalyConfig.from_dict(config.to_dict()) == config
-    old = {k: v for k, v in config.to_dict().items()
-           if k not in ("organ_context_scale", "organ_smooth_sigma")}
-    old["smooth_sigma"] = 1.0
-    again = AnomalyConfig.from_dict(old)          # calibrated before round 5: as it was scored
-    assert again.organ_context_scale == 1.0 and again.organ_smooth_sigma == 1.0
 
 
 def test_organ_context_scale_needs_one_value_per_organ():
@@ -123,7 +117,7 @@ def test_organ_context_scale_needs_one_value_per_organ():
     import torch
 
     from core.errors import DataValidationError
-    from medical.anomaly import AnomalyConfig
+    from medical.anomaly_config import AnomalyConfig
     from medical.organ_scoring import organ_reconstruction
     from medical.transforms import PreprocessConfig
 

@@ -1,0 +1,86 @@
+"""``AnomalyConfig``: the masking and scoring settings saved with the anomaly model.
+
+Example:
+    >>> AnomalyConfig(patch_size=(4, 4, 2)).context_sigma
+    (2.0, 2.0, 1.0)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from core.masking import PatchMasker
+
+
+@dataclass
+class AnomalyConfig:
+    """Masking and scoring settings saved with the reconstruction network.
+
+    Args:
+        patch_size: hidden patch size in voxels (model grid); larger than the lesions.
+        mask_ratio: fraction of patches hidden per training crop.
+        smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
+        organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
+            z-scores are per organ and need less smoothing (development set, 0.5-1.5).
+        top_k_ml: volume of highest map values averaged into the case score.
+        tissue_hu: predicted healthy intensity range (HU) that is scored.
+        observed_hu: observed intensity range (HU) that is scored (soft tissue; keeps
+            bone, fat and gas, whose borders are never inpainted exactly, out).
+        noise_hu: residuals are divided by this (HU, about the CT noise) to give z-scores;
+            ``None`` divides by the network's predicted standard deviation instead (only
+            worth it once the variance head is well trained: in our short runs it was not,
+            and dividing by it lowered case AUROC).
+        z_clip: per-voxel z-scores are clipped to this magnitude before smoothing.
+        overlap: sliding-window overlap.
+        sw_batch_size: windows per forward pass.
+        organ_labels: label ids scored with a segmentation (parenchymal organs).
+        organ_prediction: ``"context"`` (visible same-organ parenchyma) or ``"network"``.
+        organ_band_hu: visible voxels further than this from the organ's median are not
+            its parenchyma (context prediction).
+        organ_erosion: voxels eroded from each organ's parenchyma before scoring, per
+            entry of ``organ_labels`` (the liver is thick enough for 2: its border with
+            the bowel is where the segmentation errs most).
+        fat_hu: smoothed intensities below this are fat (renal sinus), not parenchyma.
+        organ_context_scale: factor on ``context_sigma`` for the same-organ context, per
+            entry of ``organ_labels`` (or one for all): the liver and spleen are large and
+            uniform enough for a wide context, which a lesion's own visible rim skews less;
+            the kidneys need a narrow one (development set, bench/README.md).
+    """
+
+    patch_size: tuple[int, int, int] = (8, 8, 6)
+    mask_ratio: float = 0.5
+    smooth_sigma: float = 1.0
+    top_k_ml: float = 1.0
+    tissue_hu: tuple[float, float] = (50.0, 240.0)
+    observed_hu: tuple[float, float] = (-30.0, 240.0)
+    noise_hu: float | None = 20.0
+    z_clip: float = 4.0
+    overlap: float = 0.25
+    sw_batch_size: int = 4
+    organ_labels: tuple[int, ...] = (1, 2, 3, 4)
+    organ_prediction: str = "context"
+    organ_band_hu: float = 80.0
+    organ_erosion: tuple[int, ...] = (2, 1, 1, 1)
+    fat_hu: float = -30.0
+    organ_context_scale: float | tuple[float, ...] = (3.0, 3.0, 1.0, 1.0)
+    organ_smooth_sigma: float = 0.7
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AnomalyConfig":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        for key in ("patch_size", "tissue_hu", "observed_hu", "organ_labels", "organ_erosion",
+                    "organ_context_scale"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    @property
+    def context_sigma(self) -> tuple[float, ...]:
+        """Gaussian sigma (voxels) of the context baseline: half a patch per axis."""
+        return tuple(p / 2.0 for p in self.patch_size)
+
+    def masker(self) -> PatchMasker:
+        return PatchMasker(patch_size=self.patch_size, ratio=self.mask_ratio, ndim=3)

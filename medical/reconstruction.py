@@ -1,0 +1,140 @@
+"""Masked-reconstruction numerics shared by the anomaly scorer, organ scoring,
+segmentation and export: the fixed hiding schedule, the network's 2-channel input and
+2-channel output (mean, log variance), the context baseline, the training loss and the
+case-score reduction.
+
+Shapes: images and masks are ``(B, 1, x, y, z)`` tensors on the network side and
+``(x, y, z)`` arrays on the map side.
+
+Example:
+    >>> passes = core_schedule((16, 16, 8), (4, 4, 2))   # 16 (hidden, core) mask pairs
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import binary_fill_holes
+
+
+def core_schedule(shape, patch) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed ``(hidden, core)`` masks: every voxel lies in the core of a hidden patch once.
+
+    The patch grid is shifted by half a patch along each axis (8 offsets); per offset two
+    passes hide the two colours of a 3-D checkerboard of patches, so every hidden patch
+    has visible face neighbours. ``core`` marks the hidden voxels in the central half of
+    their patch (per axis ``[p/4, 3p/4)``); the cores of all passes cover every voxel,
+    and a voxel in two cores keeps the later one.
+    """
+    idx = np.indices(tuple(shape))
+    out = []
+    for shift in np.ndindex(2, 2, 2):
+        offset = [s * p // 2 for s, p in zip(shift, patch)]
+        block = [(idx[a] + offset[a]) // patch[a] for a in range(3)]
+        pos = [(idx[a] + offset[a]) % patch[a] for a in range(3)]
+        central = np.all([(pos[a] >= patch[a] // 4) & (pos[a] < -(-3 * patch[a] // 4))
+                          for a in range(3)], axis=0)
+        colour = (block[0] + block[1] + block[2]) % 2
+        for c in (0, 1):
+            hidden = colour == c
+            out.append((hidden, hidden & central))
+    return out
+
+
+LOG_VAR_RANGE = (-10.0, 4.0)
+
+
+def split_output(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network output ``(B, 2, ...)`` -> mean ``(B, 1, ...)``, clamped log variance."""
+    return output[:, :1], output[:, 1:2].clamp(*LOG_VAR_RANGE)
+
+
+def reconstruction_nll(output: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Per-voxel training loss: squared error of the mean + Gaussian NLL of the variance.
+
+    The variance term sees the mean through ``detach``, so the mean is fitted exactly as
+    by plain MSE (a jointly learned variance would let the network give up on hard
+    voxels, Seitzer et al. 2022) while the variance learns the expected squared error.
+    The NLL is shifted by ``-min log variance / 2`` to stay >= 0, which
+    ``core.training.fit``'s relative early-stopping test assumes.
+    """
+    mean, log_var = split_output(output)
+    squared = (image - mean) ** 2
+    nll = 0.5 * (log_var + squared.detach() * torch.exp(-log_var)) - 0.5 * LOG_VAR_RANGE[0]
+    return squared + nll
+
+
+def context_baseline(image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
+    """Gaussian-weighted mean of the *visible* voxels around each voxel ``(B, 1, ...)``.
+
+    Normalised convolution: ``G * (x visible) / G * visible``. Inside an organ it is the
+    organ's intensity, rebuilt from the tissue around a hidden patch; the network only
+    predicts the correction to it (borders, vessels), which it can do without knowing
+    absolute intensities (instance norm discards them per window).
+    """
+    visible = 1.0 - hidden
+    num, den = gaussian_smooth(image * visible, sigma), gaussian_smooth(visible, sigma)
+    return num / den.clamp_min(1e-3)
+
+
+def gaussian_smooth(volume: torch.Tensor, sigma) -> torch.Tensor:
+    """Separable Gaussian filter (sigma in voxels per axis, replicate padding) of every
+    channel of a ``(B, C, x, y, z)`` tensor on its own."""
+    channels = volume.shape[1]
+    for axis, s in enumerate(sigma):
+        radius = max(1, int(round(3 * s)))
+        t = torch.arange(-radius, radius + 1, dtype=volume.dtype, device=volume.device)
+        kernel = torch.exp(-0.5 * (t / s) ** 2)
+        kernel = (kernel / kernel.sum()).view(1, 1, *[-1 if a == axis else 1 for a in range(3)])
+        pad = [0] * 6
+        pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = radius
+        volume = F.conv3d(F.pad(volume, pad, mode="replicate"), kernel.repeat(channels, 1, 1, 1, 1),
+                          groups=channels)
+    return volume
+
+
+def predict_hidden(network, image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
+    """Network output ``(B, 2, ...)`` with the context baseline added to the mean channel."""
+    output = network(masked_input(image, hidden))
+    baseline = context_baseline(image, hidden, sigma)
+    return torch.cat([output[:, :1] + baseline, output[:, 1:2]], dim=1)
+
+
+def masked_input(image: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, ...)`` image and ``(B, 1, ...)`` 0/1 hidden -> the 2-channel network input."""
+    return torch.cat([image * (1.0 - hidden), hidden], dim=1)
+
+
+def body_mask(image: np.ndarray) -> np.ndarray:
+    """Inside-the-patient mask of a windowed image ``(x, y, z)`` (gas pockets filled)."""
+    return binary_fill_holes(image > 0.05)
+
+
+def top_k_mean(values: np.ndarray, k: int) -> float:
+    """Mean of the ``k`` largest of ``values`` (``k`` clipped to ``[1, values.size]``)."""
+    k = int(min(max(1, k), values.size))
+    return float(np.partition(values.ravel(), values.size - k)[-k:].mean())
+
+
+def reconstruction_loss(masker, patch_size, sigma=None):
+    """``loss_fn`` for ``fit``: MSE over hidden voxels of a random patch mask per crop.
+
+    The patch grid gets a random offset per batch: aligned to the crop it would line up
+    with the UNet's stride grid, and the network would learn that shortcut and fail on
+    windows whose patches are not aligned (sliding-window inference).
+    """
+
+    def loss_fn(model, batch, generator):
+        image = batch[0]  # (B, 1, x, y, z)
+        masker.set_random_state(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        spatial = tuple(image.shape[2:])
+        big = masker.draw(tuple(image.shape[:2]) + tuple(s + p for s, p in zip(spatial, patch_size)))
+        offset = [int(torch.randint(0, p, (1,), generator=generator)) for p in patch_size]
+        window = (slice(None), slice(None)) + tuple(slice(o, o + s) for o, s in zip(offset, spatial))
+        hidden = torch.from_numpy(np.ascontiguousarray(big[window], dtype=np.float32)).to(image.device)
+        # (B, 2, x, y, z): mean (context baseline + network correction), log variance
+        output = predict_hidden(model, image, hidden, sigma or tuple(p / 2.0 for p in patch_size))
+        nll = reconstruction_nll(output, image)
+        return (nll * hidden).sum() / hidden.sum().clamp_min(1.0)
+
+    return loss_fn
