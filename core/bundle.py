@@ -8,6 +8,11 @@ Example:
     >>> save_bundle("model", kind="tabular", config={"n_features": 3},
     ...             tensors={"w": torch.zeros(3)})            # doctest: +SKIP
     >>> config, tensors = load_bundle("model", kind="tabular")  # doctest: +SKIP
+
+Each kind versions its own content: ``save_bundle(..., version=2)`` after a change to what
+a kind stores, and ``load_bundle(..., version=2)`` refuses the older bundles in one line
+that says to retrain (no silent defaults for older shapes) and newer ones with one that
+says to upgrade.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from pathlib import Path
 from .errors import BundleError
 from .io import atomic_path, read_json_object
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the version of a kind that never changed what it stores
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "weights.safetensors"
 
@@ -43,7 +48,8 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def save_bundle(path: str | os.PathLike, kind: str, config: dict, tensors: dict) -> Path:
+def save_bundle(path: str | os.PathLike, kind: str, config: dict, tensors: dict,
+                version: int = FORMAT_VERSION) -> Path:
     """Write a bundle directory atomically (a failed save leaves any old bundle intact).
 
     Args:
@@ -51,6 +57,7 @@ def save_bundle(path: str | os.PathLike, kind: str, config: dict, tensors: dict)
         kind: model kind, checked on load (e.g. ``"tabular"``, ``"ct-segmenter"``).
         config: JSON-serialisable hyper-parameters and fitted state.
         tensors: name -> ``torch.Tensor`` (contiguous, saved with safetensors).
+        version: the kind's format version (bump it when what the kind stores changes).
 
     Returns:
         The bundle path.
@@ -66,14 +73,21 @@ def save_bundle(path: str | os.PathLike, kind: str, config: dict, tensors: dict)
         tmp.mkdir()
         weights = tmp / WEIGHTS_NAME
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(weights))
-        meta = {"format_version": FORMAT_VERSION, "kind": kind, "versions": _versions(),
+        meta = {"format_version": version, "kind": kind, "versions": _versions(),
                 "weights": {"file": WEIGHTS_NAME, "sha256": _sha256(weights)}, "config": config}
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return path
 
 
-def read_bundle_config(path: str | os.PathLike, kind: str | None = None) -> dict:
-    """Read and check ``config.json``; returns the whole metadata dict."""
+def read_bundle_config(path: str | os.PathLike, kind: str | None = None,
+                       version: int | None = None) -> dict:
+    """Read and check ``config.json``; returns the whole metadata dict.
+
+    Args:
+        path: the bundle directory.
+        kind: the model kind it must hold (None: any).
+        version: the format version it must have (None: any; e.g. to learn the kind).
+    """
     path = Path(path)
     cfg_path = path / CONFIG_NAME
     if not path.is_dir():
@@ -81,14 +95,11 @@ def read_bundle_config(path: str | os.PathLike, kind: str | None = None) -> dict
     if not cfg_path.is_file():
         raise BundleError(f"{cfg_path}: missing; {path} is not a model bundle")
     meta = read_json_object(cfg_path, BundleError)
-    version = meta.get("format_version")
-    if not isinstance(version, int):
+    if not isinstance(meta.get("format_version"), int):
         raise BundleError(f"{cfg_path}: no integer 'format_version'")
-    if version > FORMAT_VERSION:
-        raise BundleError(f"{cfg_path}: bundle format version {version} is newer than this "
-                          f"unmask supports ({FORMAT_VERSION}); upgrade unmask to load it")
     if kind is not None and meta.get("kind") != kind:
         raise BundleError(f"{path}: bundle holds a {meta.get('kind')!r} model, expected {kind!r}")
+    _check_version(cfg_path, meta, version)
     weights = meta.get("weights")
     if not (isinstance(weights, dict) and isinstance(weights.get("file"), str)
             and isinstance(weights.get("sha256"), str) and isinstance(meta.get("config"), dict)):
@@ -96,13 +107,28 @@ def read_bundle_config(path: str | os.PathLike, kind: str | None = None) -> dict
     return meta
 
 
-def load_bundle(path: str | os.PathLike, kind: str | None = None) -> tuple[dict, dict]:
-    """Load a bundle: returns ``(config, tensors)`` after checking version and checksum."""
+def _check_version(cfg_path: Path, meta: dict, expected: int | None) -> None:
+    """Refuse a bundle whose format version is not ``expected`` (one line: what to do)."""
+    found = meta["format_version"]
+    if expected is None or found == expected:
+        return
+    if found > expected:
+        raise BundleError(f"{cfg_path}: bundle format version {found} is newer than this "
+                          f"unmask supports ({expected}); upgrade unmask to load it")
+    saved_by = (meta.get("versions") or {}).get("unmask", "an older unmask")
+    raise BundleError(f"{cfg_path}: bundle format version {found} (saved by unmask {saved_by}) "
+                      f"is older than this unmask reads ({expected}); retrain the model")
+
+
+def load_bundle(path: str | os.PathLike, kind: str | None = None,
+                version: int = FORMAT_VERSION) -> tuple[dict, dict]:
+    """Load a bundle: returns ``(config, tensors)`` after checking kind, format ``version``
+    and checksum."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
-    meta = read_bundle_config(path, kind)
+    meta = read_bundle_config(path, kind, version)
     weights = path / meta["weights"]["file"]
     if not weights.is_file():
         raise BundleError(f"{weights}: weights file missing")
