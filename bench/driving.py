@@ -71,7 +71,8 @@ def main(argv=None) -> dict:
     from core.metrics import auprc, auroc
     from core.runtime import configure_threads
     from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory, world_memory
-    from driving.evaluate import HiddenCellAccumulator, frame_metrics, sensor_range_mask
+    from driving.evaluate import HiddenCellAccumulator, frame_metrics
+    from driving.warp import sensor_range_mask
     from driving.predictor import OcclusionPredictor
     from driving.schema import read_log
     from driving.simulator import SimConfig, Simulator, simulate_logs

@@ -95,14 +95,6 @@ class SurpriseResult:
         return explain_frame(self.frame_maps(t), self.raw_fn, blocks, max_evals, seed)
 
 
-def scored_objects(observed: np.ndarray, meta) -> np.ndarray:
-    """Object cells the frame score reads, ``(T, H, W)`` bool: objects not yet passed
-    (ahead of the ego or less than ``PASSED_M`` behind it). Debris the ego has driven past
-    is no news; it stays on the maps, not in the score (round 5: on the validation logs
-    this took the alert rate on normal frames from 18 % to 8 %, see bench/README.md)."""
-    return np.isin(observed, OBJECT_CLASSES) & not_passed(meta)[None]
-
-
 def round3_raw(maps: dict) -> np.ndarray:
     """Round 3's raw score: pooled top-k of the revealed map plus that of the others."""
     return pooled_top_k(maps["revealed"]) + pooled_top_k(maps["recon"])

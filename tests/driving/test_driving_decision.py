@@ -140,7 +140,8 @@ def test_frame_metrics_report_latency_and_the_alert_rate_on_normal_frames():
 
 
 def test_frame_score_reads_only_objects_not_yet_passed():
-    from driving.surprise import PASSED_M, scored_objects
+    from driving.frame_score import scored_objects
+    from driving.warp import PASSED_M
 
     meta = LogMeta(grid_shape=(8, 4), resolution_m=1.0, ego_cell=(4, 2))
     observed = np.full((1, 8, 4), ROAD, np.uint8)

@@ -4,11 +4,11 @@ import pytest
 
 from driving.baselines import persistence_memory
 from driving.demo import sim_config
-from driving.evaluate import HiddenCellAccumulator, sensor_range_mask
+from driving.evaluate import HiddenCellAccumulator
 from driving.schema import LogMeta, ROAD, VEHICLE
 from driving.simulator import Simulator
 from driving.surprise import CellNormaliser, causal_mean, pooled_top_k
-from driving.warp import cell_offsets, warp_grid
+from driving.warp import cell_offsets, sensor_range_mask, warp_grid
 
 
 def test_causal_mean_uses_only_the_past():
