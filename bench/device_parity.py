@@ -125,7 +125,7 @@ def medical_parity(work: Path, names) -> dict:
 
 def driving_parity(work: Path, names) -> dict:
     from driving.demo import sim_config
-    from driving.predictor import OcclusionPredictor
+    from driving.model.predictor import OcclusionPredictor
     from driving.schema import read_log
     from driving.simulator import simulate_logs
 

@@ -70,13 +70,13 @@ def main(argv=None) -> dict:
     from core.io import write_text_atomic
     from core.metrics import auprc, auroc
     from core.runtime import configure_threads
-    from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory, world_memory
+    from driving.model.baselines import PersistenceBaseline, PositionalPrior, persistence_memory, world_memory
     from driving.evaluate import HiddenCellAccumulator, frame_metrics
     from driving.warp import sensor_range_mask
-    from driving.predictor import OcclusionPredictor
+    from driving.model.predictor import OcclusionPredictor
     from driving.schema import read_log
     from driving.simulator import SimConfig, Simulator, simulate_logs
-    from driving.surprise import causal_mean, round3_raw, score_log
+    from driving.scoring.surprise import causal_mean, round3_raw, score_log
 
     threads = configure_threads()
     config = SimConfig()
@@ -263,10 +263,10 @@ def _time_inference(log, model: dict, n_frames: int) -> float:
     """Seconds for stack + warp (+ memory) + forward passes (+ layout fallback) of a log."""
     import torch
 
-    from driving.baselines import apply_layout_memory, world_memory
-    from driving.decision import RoadBelief, decide, road_mass
-    from driving.network import OcclusionNet, OcclusionNetConfig
-    from driving.predictor import stack_frames
+    from driving.model.baselines import apply_layout_memory, world_memory
+    from driving.scoring.decision import RoadBelief, decide, road_mass
+    from driving.model.network import OcclusionNet, OcclusionNetConfig
+    from driving.model.predictor import stack_frames
 
     history, memory = model["history"], model.get("memory", False)
     net = OcclusionNet(OcclusionNetConfig(n_frames=1 + len(history) + memory))
@@ -293,7 +293,7 @@ def speed_only(n_frames: int = 192, repeats: int = 3) -> dict:
     persistence and vs round 2's smaller input (history 2, 5, 10; no memory, no fallback),
     interleaved, best of ``repeats`` each (the machine is shared)."""
     from core.runtime import configure_threads
-    from driving.baselines import persistence_memory, world_memory
+    from driving.model.baselines import persistence_memory, world_memory
     from driving.simulator import SimConfig, Simulator
 
     threads = configure_threads()

@@ -20,10 +20,10 @@ from core.io import write_parquet_atomic
 from core.runtime import configure_threads
 from core.scale import map_items
 
-from .predictor import OcclusionPredictor
+from .model.predictor import OcclusionPredictor
 from .schema import list_logs, read_log
-from .scoring import frame_rows
-from .surprise import score_log
+from .scoring.run import frame_rows
+from .scoring.surprise import score_log
 
 FRAME_COLUMNS = ["log_id", "frame", "timestamp", "score", "surprise_revealed", "visible_error"]
 

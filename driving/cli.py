@@ -14,11 +14,11 @@ from .batch import batch_score as run_batch_score
 from .demo import sim_config
 from .evaluate import evaluate_run
 from .onnx_export import occlusion_spec
-from .predictor import OcclusionPredictor
+from .model.predictor import OcclusionPredictor
 from .rerun_export import export_rerun as write_rerun
 from .schema import list_logs, read_log
-from .scoring import score_logs
-from .simulator import simulate_logs
+from .scoring.run import score_logs
+from .sim.simulator import simulate_logs
 
 
 @click.group()

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from core.runs import new_run_id
 
-from .predictor import OcclusionPredictor
+from .model.predictor import OcclusionPredictor
 from .schema import read_log
-from .scoring import score_logs
-from .simulator import SimConfig, simulate_logs
-from .world import WorldConfig
+from .scoring.run import score_logs
+from .sim.simulator import SimConfig, simulate_logs
+from .sim.world import WorldConfig
 
 SIZES = {
     # grid cells per side, sensor range (m), logs, frames per log, training epochs, steps per

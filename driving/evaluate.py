@@ -25,7 +25,7 @@ from core.errors import DataValidationError
 from core.metrics import auprc, auroc, iou, soft_iou
 from core.runs import load_manifest
 
-from .decision import LAYOUT_THRESHOLD, layout_mass
+from .scoring.decision import LAYOUT_THRESHOLD, layout_mass
 from .schema import LANE_MARKING, ROAD, cells_grid, list_logs, read_log
 from .warp import sensor_range_mask
 

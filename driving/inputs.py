@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .baselines import world_memory
+from .model.baselines import world_memory
 from .schema import UNOBSERVED, DriveLog
 from .warp import warp_grid
 

@@ -104,7 +104,7 @@ def test_traversal_log_id_is_refused_in_one_line_and_nothing_is_written(demo_run
 def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, tmp_path, monkeypatch):
     """Defence in depth: a log that reached the scorer without the reader's check (an API
     caller's own reader) still cannot name a file outside the run."""
-    import driving.scoring as scoring
+    import driving.scoring.run as scoring
     from core.errors import DataValidationError
     from driving.schema import read_log
 

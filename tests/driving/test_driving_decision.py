@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from driving.decision import RoadBelief, RoadThresholdFit, decide, decide_log, layout_mass
+from driving.scoring.decision import RoadBelief, RoadThresholdFit, decide, decide_log, layout_mass
 from driving.evaluate import HiddenCellAccumulator
-from driving.frame_score import FrameScorer, TailScore, channels_for
+from driving.scoring.frame_score import FrameScorer, TailScore, channels_for
 from driving.schema import LANE_MARKING, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE, DriveLog, LogMeta
 
 
@@ -140,7 +140,7 @@ def test_frame_metrics_report_latency_and_the_alert_rate_on_normal_frames():
 
 
 def test_frame_score_reads_only_objects_not_yet_passed():
-    from driving.frame_score import scored_objects
+    from driving.scoring.frame_score import scored_objects
     from driving.warp import PASSED_M
 
     meta = LogMeta(grid_shape=(8, 4), resolution_m=1.0, ego_cell=(4, 2))

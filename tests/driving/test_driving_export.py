@@ -11,7 +11,7 @@ import core.export as export
 from core.cli import cli, main
 from core.export import read_parity
 from driving.demo import sim_config
-from driving.predictor import OcclusionPredictor
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
 from driving.simulator import simulate_logs
 

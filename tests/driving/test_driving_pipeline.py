@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.metrics import auroc
-from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
-from driving.predictor import OcclusionPredictor
+from driving.model.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import LANE_MARKING, ROAD, STATIC_OBSTACLE, list_logs, read_log
-from driving.surprise import score_log
+from driving.scoring.surprise import score_log
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_persistence_remembers_what_it_saw(trained):
 
 def test_surprise_rises_when_debris_appears_in_a_driving_lane(trained):
     """Debris as the simulator's events place it: in a lane, not at the kerb (where a bin
-    at the curb is ordinary, see ``driving.context_prior``)."""
+    at the curb is ordinary, see ``driving.scoring.context_prior``)."""
     from scipy.ndimage import distance_transform_edt
 
     predictor, logs = trained

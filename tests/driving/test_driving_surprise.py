@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from driving.baselines import persistence_memory
+from driving.model.baselines import persistence_memory
 from driving.demo import sim_config
 from driving.evaluate import HiddenCellAccumulator
 from driving.schema import LogMeta, ROAD, VEHICLE
 from driving.simulator import Simulator
-from driving.surprise import CellNormaliser, causal_mean, pooled_top_k
+from driving.scoring.surprise import CellNormaliser, causal_mean, pooled_top_k
 from driving.warp import cell_offsets, sensor_range_mask, warp_grid
 
 
@@ -81,7 +81,7 @@ def test_sensor_range_is_read_from_the_log():
 
 
 def test_forecast_masks_leave_the_history_visible():
-    from driving.masking import ShadowMasker
+    from driving.model.masking import ShadowMasker
 
     meta = LogMeta(grid_shape=(32, 32), resolution_m=0.5, ego_cell=(20, 16))
     forecast = ShadowMasker(meta, forecast_fraction=1.0, random_state=0).draw((8, 4, 32, 32))

@@ -24,9 +24,9 @@ from core.names import check_name
 from core.runs import create_run
 from core.runtime import progress_bar
 
-from .predictor import OcclusionPredictor
-from .rerun_export import write_recording
-from .schema import _grid_array, list_logs, read_log
+from ..model.predictor import OcclusionPredictor
+from ..rerun_export import write_recording
+from ..schema import _grid_array, list_logs, read_log
 from .surprise import score_log
 
 

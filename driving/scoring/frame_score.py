@@ -1,6 +1,6 @@
 """A frame's anomaly score from its surprise maps, calibrated channel by channel.
 
-Each **channel** reads one surprise map of :func:`driving.surprise.raw_maps` over the
+Each **channel** reads one surprise map of :func:`driving.scoring.surprise.raw_maps` over the
 cells that hold an object (vehicle, pedestrian, static obstacle) and summarises a frame by
 the mean of its ``k`` largest values. The channels ask different questions and are
 surprising at different scales, so each statistic is turned into a **tail score**
@@ -18,7 +18,7 @@ the object cells not yet passed (:func:`scored_objects`):
   coming the wrong way);
 * ``object_context`` (nats, top 24): every object hidden with a margin in all frames
   and the memory; the model says what ground it stands on, and
-  :class:`~driving.context_prior.ContextPrior` says how much rarer that kind of object is
+  :class:`~driving.scoring.context_prior.ContextPrior` says how much rarer that kind of object is
   on that ground than anywhere in normal driving (debris on a driving lane, a car
   standing still in one); top 24 cells, an object's extent rather than one cell (16 and
   32: within 0.005 on the validation logs);
@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import OBJECT_CLASSES
-from .warp import not_passed
+from ..schema import OBJECT_CLASSES
+from ..warp import not_passed
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16))
@@ -154,7 +154,7 @@ class FrameScorer:
         return self
 
     def fit_logs(self, maps: list[dict], logs: list, normaliser) -> "FrameScorer":
-        """:meth:`fit` on :func:`driving.surprise.raw_maps` outputs of normal logs, with
+        """:meth:`fit` on :func:`driving.scoring.surprise.raw_maps` outputs of normal logs, with
         the ``CellNormaliser`` fitted on them."""
         channel_maps = []
         for log, m in zip(logs, maps):

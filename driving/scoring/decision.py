@@ -34,10 +34,10 @@ import numpy as np
 
 from core.metrics import iou
 
-from .baselines import world_cells
-from .inputs import future_targets
-from .schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
-from .warp import sensor_range_mask
+from ..model.baselines import world_cells
+from ..inputs import future_targets
+from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
+from ..warp import sensor_range_mask
 
 ALPHA = 0.3                         # weight of the newest frame in the belief
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))

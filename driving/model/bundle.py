@@ -1,4 +1,4 @@
-"""Saving and loading an :class:`~driving.predictor.OcclusionPredictor` as a bundle.
+"""Saving and loading an :class:`~driving.model.predictor.OcclusionPredictor` as a bundle.
 
 One ``core.bundle`` of kind ``driving-occlusion``: the constructor parameters, the network
 config and weights, the log geometry, and everything calibration fitted (score
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from .schema import LogMeta
+from ..schema import LogMeta
 
 BUNDLE_KIND = "driving-occlusion"
 
@@ -79,16 +79,16 @@ def load_predictor(cls, path: str | os.PathLike):
     predictor.threshold_ = predictor.calibration_.threshold_
     predictor.error_scale_ = float(config["error_scale"])
     if "normaliser" in config:                    # bundles from before: raw surprise
-        from .surprise import CellNormaliser
+        from ..scoring.surprise import CellNormaliser
 
         predictor.normaliser_ = CellNormaliser.from_dict(config["normaliser"])
         predictor.smooth_ = int(config["smooth"])
     if "frame_scorer" in config:                  # bundles from before: round 3's score
-        from .frame_score import FrameScorer
+        from ..scoring.frame_score import FrameScorer
 
         predictor.frame_scorer_ = FrameScorer.from_dict(config["frame_scorer"])
     if "context_prior" in config:                 # bundles from before: no context prior
-        from .context_prior import ContextPrior
+        from ..scoring.context_prior import ContextPrior
 
         predictor.context_prior_ = ContextPrior.from_dict(config["context_prior"])
     predictor.road_threshold_ = config.get("road_threshold")

@@ -26,7 +26,7 @@ Every per-cell surprise is divided by the surprise expected for that class at th
 distance from the ego on normal frames (``CellNormaliser``, fitted on the held-out
 calibration frames): a pedestrian stepping into view at 30 m is routine, a vehicle on
 the lane where the model saw none is not. Models calibrated since round 4 score a frame
-with a :class:`~driving.frame_score.FrameScorer` (also fitted on the calibration frames):
+with a :class:`~driving.scoring.frame_score.FrameScorer` (also fitted on the calibration frames):
 per channel (revealed, object reconstruction, object forecast; over object cells) the
 mean of its largest cells, turned into a tail score ``-log P(X >= x)`` under normal
 frames; the raw score is the largest of them (``surprise_revealed`` is the revealed
@@ -36,7 +36,7 @@ averages of the normalised maps over object cells. The frame ``score`` is the ca
 of the raw score over the last ``SMOOTH`` frames (a real event persists; a one-frame
 glitch does not). Region SHAP switches blocks of the channel maps on and off in every
 frame of the window (``core.explain``), so the SHAP values add up to the frame's score.
-The reported class of a hidden cell comes from ``driving.decision`` (road layout first,
+The reported class of a hidden cell comes from ``driving.scoring.decision`` (road layout first,
 with a calibrated threshold).
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
-from .warp import PASSED_M, cell_offsets, not_passed, warp_indices  # noqa: F401 (PASSED_M)
+from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
+from ..warp import PASSED_M, cell_offsets, not_passed, warp_indices  # noqa: F401 (PASSED_M)
 
 TOP_K = 8
 POOL = 3
@@ -218,9 +218,9 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     """
     from core.masking import PatchMasker
 
-    from .baselines import apply_layout_memory
+    from ..model.baselines import apply_layout_memory
     from .decision import RoadBelief, decide, layout_mass, road_mass
-    from .masking import object_regions
+    from ..model.masking import object_regions
 
     if objects is None:
         objects = bool(getattr(predictor, "object_masks", 0.0))

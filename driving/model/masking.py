@@ -14,7 +14,7 @@ import numpy as np
 
 from core.masking import Masker, PatchMasker
 
-from .schema import (LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE,
+from ..schema import (LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE,
                      LogMeta)
 
 

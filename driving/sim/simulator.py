@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from .raycast import Raycaster
-from .schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED,
+from ..schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED,
                      VEHICLE, DriveLog, LogMeta, write_log)
-from .warp import cell_offsets, ego_to_world, not_passed, world_to_ego
+from ..warp import cell_offsets, ego_to_world, not_passed, world_to_ego
 from .world import World, WorldConfig, tangents
 
 ANOMALY_KINDS = ("pedestrian_step_out", "stalled_vehicle", "debris", "wrong_way_vehicle")

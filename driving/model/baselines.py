@@ -9,8 +9,8 @@ import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
 
-from .schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
-from .warp import cell_offsets, ego_to_world, warp_grid
+from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
+from ..warp import cell_offsets, ego_to_world, warp_grid
 
 # The largest world raster (uint8 cells, 2 GiB) world_memory allocates: a log whose poses
 # span more (or a corrupt pose far away) is refused with one line instead of trying.

@@ -1,7 +1,7 @@
-"""The occlusion predictor: an estimator around :class:`~driving.network.OcclusionNet`.
+"""The occlusion predictor: an estimator around :class:`~driving.model.network.OcclusionNet`.
 
 Self-supervised: it hides *visible* cells of the current frame (occlusion-shaped shadows
-plus patches, :class:`~driving.masking.ShadowMasker`) and learns to reconstruct them from
+plus patches, :class:`~driving.model.masking.ShadowMasker`) and learns to reconstruct them from
 the rest of the frame and K earlier frames warped into the current ego frame; a second
 term asks it for the truly hidden cells that *later* frames of the same log saw (warped
 back). It never reads ``semantic_true`` or ``anomaly``. At use, the truly hidden cells get class
@@ -24,11 +24,11 @@ from core.errors import DataValidationError, NotFittedError
 from core.runtime import autocast, check_precision, choose_device, module_device, progress_bar
 
 from .baselines import apply_layout_memory
-from .inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
-from .schema import UNOBSERVED, DriveLog, LogMeta
+from ..inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
+from ..schema import UNOBSERVED, DriveLog, LogMeta
 
 class OcclusionPredictor:
-    """Predicts hidden cells' classes; scores frames by surprise (see ``driving.surprise``).
+    """Predicts hidden cells' classes; scores frames by surprise (see ``driving.scoring.surprise``).
 
     Args:
         history: frame offsets of the earlier frames fed to the network (K = len).
@@ -252,10 +252,10 @@ class OcclusionPredictor:
         held-out tails of ``logs`` (the training logs: :meth:`fit` calls this)."""
         from core.calibration import ScoreCalibration
 
-        from .context_prior import ContextPrior, fit_on_maps
-        from .decision import RoadThresholdFit
-        from .frame_score import FrameScorer, channels_for
-        from .surprise import CellNormaliser, map_names, raw_maps, result_from_maps
+        from ..scoring.context_prior import ContextPrior, fit_on_maps
+        from ..scoring.decision import RoadThresholdFit
+        from ..scoring.frame_score import FrameScorer, channels_for
+        from ..scoring.surprise import CellNormaliser, map_names, raw_maps, result_from_maps
 
         self._check_fitted()
         calib_logs = self.calibration_logs(logs)
@@ -342,14 +342,14 @@ class OcclusionPredictor:
     def decide(self, log: DriveLog, probs: np.ndarray) -> np.ndarray:
         """Reported classes ``(T, H, W)`` for a log's probabilities ``(T, C, H, W)``: road
         layout where its filtered belief reaches the calibrated ``road_threshold_`` (see
-        ``driving.decision``), else the likeliest class."""
-        from .decision import decide_log
+        ``driving.scoring.decision``), else the likeliest class."""
+        from ..scoring.decision import decide_log
 
         return decide_log(log, probs, getattr(self, "road_threshold_", None))
 
     def decision_function(self, log: DriveLog) -> np.ndarray:
         """Frame surprise scores ``(T,)`` of a log (higher = more anomalous)."""
-        from .surprise import score_log
+        from ..scoring.surprise import score_log
 
         return score_log(self, log).score
 
@@ -364,7 +364,7 @@ class OcclusionPredictor:
                 if not k.endswith("_")}
 
     def save(self, path: str | os.PathLike):
-        """Bundle (``core.bundle``, kind ``driving-occlusion``; see ``driving.bundle``)."""
+        """Bundle (``core.bundle``, kind ``driving-occlusion``; see ``driving.model.bundle``)."""
         from .bundle import save_predictor
 
         self._check_fitted()
