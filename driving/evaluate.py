@@ -11,7 +11,7 @@ estimation, e.g. MonoLayout, WACV 2020). Hidden cells
 are reported three ways: all of them, **occluded** (inside the sensor's range, hidden
 behind objects -- the issue's and Waymo's "occluded") and **out of range** (never
 observable from the ego's position). Frame metrics are AUROC/AP of the frame score
-against the injected events (labelled while observable, see ``driving.simulator``), and
+against the injected events (labelled while observable, see ``driving.sim.simulator``), and
 detection latency: frames from an event's first labelled frame to its first alert.
 """
 from __future__ import annotations

@@ -105,6 +105,11 @@ class ContextPrior:
         self.ground_cells_ = np.zeros(len(GROUNDS))
 
     @property
+    def fitted(self) -> bool:
+        """Whether :meth:`finish` has turned the counts into the table :meth:`surprise` reads."""
+        return hasattr(self, "table_")
+
+    @property
     def slot(self) -> int | None:
         """Input slot (of ``stack_frames``) holding the frame ``static_offset`` back."""
         if self.static_offset not in self.history:

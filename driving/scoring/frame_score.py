@@ -26,10 +26,8 @@ the object cells not yet passed (:func:`scored_objects`):
   pass. It knows more of the scene than the prior's five kinds of ground (where
   pedestrians cross), and keeps pedestrians stepping out in view.
 
-Round 4's ``object_forecast`` channel (objects hidden in the current frame only: is each
-where its history says?) is still computed for the replay; bundles calibrated in round 4
-keep their channels (they are saved with the frame scorer). Models scored with patch passes instead of object passes use
-:data:`PATCH_CHANNELS`.
+The ``object_forecast`` map (objects hidden in the current frame only: is each where its
+history says?) is computed for the replay's cell error, not read by the score.
 """
 from __future__ import annotations
 
@@ -40,22 +38,15 @@ from ..warp import not_passed
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16))
-PATCH_CHANNELS = (("revealed", True, 4), ("recon", False, 16), ("forecast", True, 1))
 MIN_SCALE = {"object_context": 0.5}   # nats (TailScore's min_scale)
 
 
 def scored_objects(observed: np.ndarray, meta) -> np.ndarray:
     """Object cells the frame score reads, ``(T, H, W)`` bool: objects not yet passed
     (ahead of the ego or less than ``PASSED_M`` behind it). Debris the ego has driven past
-    is no news; it stays on the maps, not in the score (round 5: on the validation logs
+    is no news; it stays on the maps, not in the score (on the validation logs
     this took the alert rate on normal frames from 18 % to 8 %, see bench/README.md)."""
     return np.isin(observed, OBJECT_CLASSES) & not_passed(meta)[None]
-
-
-def channels_for(map_names) -> tuple:
-    """:data:`CHANNELS` when the maps include the context prior's, else the patch-pass
-    channels (models trained without object masks)."""
-    return CHANNELS if "object_context" in set(map_names) else PATCH_CHANNELS
 
 
 def top_k_mean(maps: np.ndarray, k: int) -> np.ndarray:

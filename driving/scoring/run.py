@@ -98,7 +98,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
         raise DataValidationError(f"{logs}: log_id {duplicate!r} appears in more than one file")
-    scale = predictor.error_scale_
+    scale = predictor.scoring_.error_scale
     params = {"fdr": fdr, "top_frames": top_frames, "shap_evals": shap_evals}
     with create_run(out_dir, "driving", kind="score", params=params, model=str(Path(model_dir).resolve()),
                     inputs=[log.path for log in loaded]) as run:

@@ -1,5 +1,6 @@
 """`unmask driving ...` end to end through click's CliRunner, and its error messages."""
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -121,3 +122,22 @@ def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, tmp_pat
     with pytest.raises(DataValidationError, match=r"column 'log_id': '../escaped' is not a safe"):
         scoring.score_logs(workspace / "models" / "driving" / "default", logs[0], out)
     assert not out.exists() and not (tmp_path / "escaped").exists()
+
+
+def test_an_older_bundle_is_refused_in_one_line_that_says_to_retrain(demo_run, tmp_path, capsys):
+    workspace, _ = demo_run
+    model = tmp_path / "old_model"
+    shutil.copytree(workspace / "models" / "driving" / "default", model)
+    config = json.loads((model / "config.json").read_text())
+    config["format_version"] = 1                    # what bundles before the scoring state held
+    (model / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        main(["driving", "score", "--model", str(model), "--logs",
+              str(workspace / "data" / "driving"), "--out", str(out), "--quiet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("Error: ") and "format 1" in err
+    assert f"retrain it: unmask driving train --logs LOGS --out {model}" in err
+    assert not out.exists()

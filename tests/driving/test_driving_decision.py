@@ -1,10 +1,10 @@
-"""Round 4: calibrated channel scores (frame_score) and the road-layout decision."""
+"""Calibrated channel scores (frame_score) and the road-layout decision."""
 import numpy as np
 import pytest
 
 from driving.scoring.decision import RoadBelief, RoadThresholdFit, decide, decide_log, layout_mass
 from driving.evaluate import HiddenCellAccumulator
-from driving.scoring.frame_score import FrameScorer, TailScore, channels_for
+from driving.scoring.frame_score import FrameScorer, TailScore
 from driving.schema import LANE_MARKING, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE, DriveLog, LogMeta
 
 
@@ -41,8 +41,6 @@ def test_frame_scorer_flags_one_surprising_channel_and_round_trips():
     again = FrameScorer.from_dict(scorer.to_dict())
     maps = _channel_maps(rng, 5, blob=True)
     np.testing.assert_allclose(again.raw(maps), scorer.raw(maps))
-    assert channels_for(["revealed", "recon", "forecast"])[1][0] == "recon"   # patch models
-    assert channels_for(["revealed", "object_recon", "object_context"])[1][0] == "object_context"
 
 
 def test_decide_reports_road_layout_once_its_probability_reaches_the_threshold():

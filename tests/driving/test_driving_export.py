@@ -13,7 +13,7 @@ from core.export import read_parity
 from driving.demo import sim_config
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
-from driving.simulator import simulate_logs
+from driving.sim.simulator import simulate_logs
 
 
 @pytest.fixture(scope="module")

@@ -88,7 +88,7 @@ def test_fallback_improves_hidden_layout_and_object_passes_round_trip(demo_run, 
     predictor = OcclusionPredictor(history=(2,), widths=(8, 16), epochs=1, batch_size=8,
                                    max_steps_per_epoch=4, object_masks=0.5, random_state=0,
                                    progress=False).fit(logs[:2])
-    assert predictor.normaliser_.maps[-2:] == OBJECT_MAPS
+    assert predictor.scoring_.normaliser.maps[-2:] == OBJECT_MAPS
     log = logs[-1]
     classes = list(log.meta.classes)
     iou = {}

@@ -82,8 +82,8 @@ def test_bundle_reload_scores_identically(trained, tmp_path):
     predictor, logs = trained
     predictor.save(tmp_path / "model")
     again = OcclusionPredictor.load(tmp_path / "model")
-    assert again.road_threshold_ == predictor.road_threshold_
-    assert again.frame_scorer_.channels == predictor.frame_scorer_.channels
+    assert again.scoring_.road_threshold == predictor.scoring_.road_threshold
+    assert again.scoring_.frame_scorer.channels == predictor.scoring_.frame_scorer.channels
     a, b = score_log(predictor, logs[0]), score_log(again, logs[0])
     np.testing.assert_allclose(a.score, b.score, atol=1e-6)
     np.testing.assert_array_equal(a.predicted, b.predicted)
