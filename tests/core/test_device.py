@@ -199,7 +199,7 @@ def test_driving_calibrates_where_it_trained(monkeypatch, tmp_path):
 def _drive_logs(tmp_path):
     from driving.demo import sim_config
     from driving.schema import read_log
-    from driving.simulator import simulate_logs
+    from driving.sim.simulator import simulate_logs
 
     config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
     return [read_log(p) for p in simulate_logs(tmp_path / "logs", 2, 30, seed=1, config=config)]

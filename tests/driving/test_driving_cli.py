@@ -6,8 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import driving.scoring.run as scoring
 from core.cli import cli, main
-from driving.schema import log_table
+from core.errors import DataValidationError
+from driving.schema import log_table, read_log, write_log
 
 
 def test_cli_end_to_end(tmp_path):
@@ -71,8 +73,6 @@ def test_bad_log_gives_one_line_error_and_writes_nothing(tmp_path, capsys, small
 
 
 def test_export_rejects_a_log_the_run_did_not_score(demo_run, small_log, tmp_path):
-    from driving.schema import write_log
-
     _, run_dir = demo_run
     other = write_log(small_log, tmp_path / "other.parquet")
     result = CliRunner().invoke(cli, ["driving", "export-rerun", "--pred", str(run_dir), "--log",
@@ -105,9 +105,6 @@ def test_traversal_log_id_is_refused_in_one_line_and_nothing_is_written(demo_run
 def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, tmp_path, monkeypatch):
     """Defence in depth: a log that reached the scorer without the reader's check (an API
     caller's own reader) still cannot name a file outside the run."""
-    import driving.scoring.run as scoring
-    from core.errors import DataValidationError
-    from driving.schema import read_log
 
     workspace, _ = demo_run
     logs = sorted((workspace / "data" / "driving").glob("*.parquet"))[:1]

@@ -6,6 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import NotFittedError
 from core.metrics import auroc
 from driving.model.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
 from driving.model.predictor import OcclusionPredictor
@@ -138,8 +139,6 @@ def test_recording_is_readable(demo_run):
 
 
 def test_estimator_contract(trained):
-    from core.errors import NotFittedError
-
     predictor, logs = trained
     scores = predictor.decision_function(logs[0])
     flags = predictor.predict(logs[0])

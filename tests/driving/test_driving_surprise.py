@@ -2,13 +2,14 @@
 import numpy as np
 import pytest
 
-from driving.model.baselines import persistence_memory
 from driving.demo import sim_config
 from driving.evaluate import HiddenCellAccumulator
+from driving.model.baselines import persistence_memory
+from driving.model.masking import ShadowMasker
 from driving.schema import LogMeta, ROAD, VEHICLE
-from driving.sim.simulator import Simulator
 from driving.scoring.normaliser import CellNormaliser
 from driving.scoring.surprise import causal_mean
+from driving.sim.simulator import Simulator
 from driving.warp import cell_offsets, sensor_range_mask, warp_grid
 
 
@@ -75,8 +76,6 @@ def test_sensor_range_is_read_from_the_log():
 
 
 def test_forecast_masks_leave_the_history_visible():
-    from driving.model.masking import ShadowMasker
-
     meta = LogMeta(grid_shape=(32, 32), resolution_m=0.5, ego_cell=(20, 16))
     forecast = ShadowMasker(meta, forecast_fraction=1.0, random_state=0).draw((8, 4, 32, 32))
     tubes = ShadowMasker(meta, forecast_fraction=0.0, max_shadows=1, half_angle_deg=(2.0, 2.5),

@@ -13,7 +13,7 @@ def driving_run(tmp_path_factory):
     from driving.model.predictor import OcclusionPredictor
     from driving.schema import read_log
     from driving.scoring.run import score_logs
-    from driving.simulator import simulate_logs
+    from driving.sim.simulator import simulate_logs
 
     root = tmp_path_factory.mktemp("driving_batch")
     paths = simulate_logs(root / "logs", 2, 30, seed=0, config=sim_config("tiny"))
