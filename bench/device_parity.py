@@ -125,9 +125,9 @@ def medical_parity(work: Path, names) -> dict:
 
 def driving_parity(work: Path, names) -> dict:
     from driving.demo import sim_config
-    from driving.predictor import OcclusionPredictor
+    from driving.model.predictor import OcclusionPredictor
     from driving.schema import read_log
-    from driving.simulator import simulate_logs
+    from driving.sim.simulator import simulate_logs
 
     config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
     logs = [read_log(p) for p in simulate_logs(work / "logs", 2, 40, seed=1, config=config)]

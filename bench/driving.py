@@ -14,6 +14,10 @@ Usage:
         # start, fine-tuned 5 epochs with decoy holes into NEW (a rerun reuses NEW)
     UNMASK_NUM_THREADS=1 .venv/bin/python -m bench.driving --quick    # smoke run
     ... --model-dir DIR   # keep the trained weights; a second run reuses them (recalibrates)
+
+bench/results/driving.json keeps the numbers of the run that wrote it, including keys this
+script no longer writes (``frames_round3_score``: an older, simpler frame score on the same
+maps, computed by code since removed; ``round2_network_fps``: now ``small_input_network_fps``).
 """
 from __future__ import annotations
 
@@ -26,6 +30,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from core.io import write_text_atomic
+from core.runtime import configure_threads
+from driving.evaluate import HiddenCellAccumulator, frame_metrics
+from driving.model.baselines import (PersistenceBaseline, PositionalPrior, apply_layout_memory,
+                                     persistence_memory, world_memory)
+from driving.model.network import OcclusionNet, OcclusionNetConfig
+from driving.model.predictor import OcclusionPredictor, stack_frames
+from driving.schema import read_log
+from driving.scoring.decision import RoadBelief, decide, road_mass
+from driving.scoring.surprise import score_log
+from driving.sim.simulator import SimConfig, Simulator, simulate_logs
+from driving.warp import sensor_range_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,16 +84,6 @@ def main(argv=None) -> dict:
     if args.quick:
         args.train_logs, args.test_logs, args.frames, args.epochs, args.steps = 2, 1, 80, 1, 5
 
-    from core.io import write_text_atomic
-    from core.metrics import auprc, auroc
-    from core.runtime import configure_threads
-    from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory, world_memory
-    from driving.evaluate import HiddenCellAccumulator, frame_metrics, sensor_range_mask
-    from driving.predictor import OcclusionPredictor
-    from driving.schema import read_log
-    from driving.simulator import SimConfig, Simulator, simulate_logs
-    from driving.surprise import causal_mean, round3_raw, score_log
-
     threads = configure_threads()
     config = SimConfig()
     work = Path(tempfile.mkdtemp(prefix="unmask-bench-driving-"))
@@ -115,7 +122,7 @@ def main(argv=None) -> dict:
         train_s = time.perf_counter() - t0
         if model_dir:
             predictor.save(model_dir)
-    warm = getattr(predictor, "warm_start_", None)
+    warm = predictor.warm_start_
     weights = (f"{args.epochs} epochs (at most {args.steps} steps each) from seeded weights (seed {args.seed})"
                f"{f', decoy_masks {args.decoys}' if args.decoys else ''}")
     if warm:                                            # steps per epoch: all batches, at most --steps
@@ -134,7 +141,7 @@ def main(argv=None) -> dict:
     classes = list(config.meta().classes)
     acc = {name: HiddenCellAccumulator(len(classes), seed=args.seed)
            for name in ("unmask", "persistence", "persistence_world_map", "positional_prior")}
-    scores, raw, labels, log_ids, kinds, round3 = [], [], [], [], [], []
+    scores, raw, labels, log_ids, kinds = [], [], [], [], []
     timing = {"unmask_s": 0.0, "unmask_frames": 0, "persistence_s": 0.0, "persistence_world_s": 0.0,
               "scoring_s": 0.0}
     for log in test:
@@ -165,10 +172,6 @@ def main(argv=None) -> dict:
         timing["scoring_s"] += time.perf_counter() - t0
         scores.append(result.score)
         raw.append(result.raw_score)
-        objects = result.object_cells           # round 3's frame score on the same maps
-        round3.append(causal_mean(round3_raw({"revealed": result.revealed_error * objects,
-                                              "recon": result.recon_error * objects}),
-                                  predictor.smooth_))
         labels.append(log.anomaly)
         log_ids += [log.log_id] * len(log)
         kinds += [k or "" for k in log.anomaly_kind]
@@ -179,17 +182,11 @@ def main(argv=None) -> dict:
     frames = frame_metrics(labels, scores, alerts, log_ids)
     frames_unsmoothed = frame_metrics(labels, raw, predictor.calibration_.alerts(raw), log_ids)
     frames_unsmoothed = {k: frames_unsmoothed.get(k) for k in ("auroc", "average_precision")}
-    round3 = np.concatenate(round3)
     kinds = np.asarray(kinds)
-    per_kind, round3_by_kind = {}, {}
+    per_kind = {}
     for kind in sorted(set(kinds) - {""}):
         sel = (kinds == kind) | ~labels
         per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
-        round3_by_kind[kind] = auroc(labels[sel], round3[sel])
-    both = 0 < labels.sum() < len(labels)              # (a --quick log may have no event)
-    frames_round3 = {"auroc": auroc(labels, round3) if both else None,
-                     "average_precision": auprc(labels, round3) if both else None,
-                     "auroc_by_kind": round3_by_kind}
     hidden = {name: {"all_hidden": a.metrics(classes), **a.metrics_by_region(classes)}
               for name, a in acc.items()}
     n = timing["unmask_frames"]
@@ -205,13 +202,12 @@ def main(argv=None) -> dict:
                      "weights": weights, "training_history": predictor.history_.to_dict(),
                      "warm_start_training_history": warm["training"] if warm else None,
                      "train_frames": sum(len(l) for l in train), "test_frames": int(len(labels)),
-                     "smooth_frames": predictor.smooth_, "class_weights": getattr(
-                         predictor, "class_weights_", None)},
+                     "smooth_frames": predictor.scoring_.smooth,
+                     "class_weights": predictor.class_weights_},
         "hidden_cells": hidden,
         "frames": frames, "frames_unsmoothed": frames_unsmoothed, "frames_by_kind": per_kind,
-        "frames_round3_score": frames_round3,
-        "calibration": {"road_threshold": predictor.road_threshold_,
-                        "frame_channels": [list(c) for c in predictor.frame_scorer_.channels]},
+        "calibration": {"road_threshold": predictor.scoring_.road_threshold,
+                        "frame_channels": [list(c) for c in predictor.scoring_.frame_scorer.channels]},
         "speed": {"simulator_fps": sim_fps, "unmask_inference_fps": unmask_fps,
                   "persistence_fps": persistence_fps,
                   "persistence_world_map_fps": n / timing["persistence_world_s"],
@@ -249,23 +245,17 @@ def main(argv=None) -> dict:
 def _check_params(saved: dict, expected: dict, where) -> None:
     """Stop unless a bundle's parameters match the settings this run asks for."""
     got = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in expected}
-    if "decoy_masks" in expected:
-        got.setdefault("decoy_masks", 0.0)            # bundles from before the decoy holes
     if got != expected:
         raise SystemExit(f"{where}: trained with {got}, this run asks for {expected}")
 
 
-ROUND2_MODEL = {"history": (2, 5, 10), "memory": False, "layout_fallback": False}
+# a smaller input to time against: 3 history frames, no memory slot, no layout fallback
+SMALL_INPUT_MODEL = {"history": (2, 5, 10), "memory": False, "layout_fallback": False}
 
 
 def _time_inference(log, model: dict, n_frames: int) -> float:
     """Seconds for stack + warp (+ memory) + forward passes (+ layout fallback) of a log."""
     import torch
-
-    from driving.baselines import apply_layout_memory, world_memory
-    from driving.decision import RoadBelief, decide, road_mass
-    from driving.network import OcclusionNet, OcclusionNetConfig
-    from driving.predictor import stack_frames
 
     history, memory = model["history"], model.get("memory", False)
     net = OcclusionNet(OcclusionNetConfig(n_frames=1 + len(history) + memory))
@@ -289,18 +279,14 @@ def _time_inference(log, model: dict, n_frames: int) -> float:
 
 def speed_only(n_frames: int = 192, repeats: int = 3) -> dict:
     """Inference frames/s at 128x128 (untrained weights, the benchmarked network size) vs
-    persistence and vs round 2's smaller input (history 2, 5, 10; no memory, no fallback),
+    persistence and vs a smaller input (``SMALL_INPUT_MODEL``: history 2, 5, 10; no memory, no fallback),
     interleaved, best of ``repeats`` each (the machine is shared)."""
-    from core.runtime import configure_threads
-    from driving.baselines import persistence_memory, world_memory
-    from driving.simulator import SimConfig, Simulator
-
     threads = configure_threads()
     log = Simulator(SimConfig(), seed=7).simulate(n_frames)
-    best = {"unmask": np.inf, "round2": np.inf, "persistence": np.inf, "world": np.inf}
+    best = {"unmask": np.inf, "small_input": np.inf, "persistence": np.inf, "world": np.inf}
     for _ in range(repeats):
         best["unmask"] = min(best["unmask"], _time_inference(log, MODEL, n_frames))
-        best["round2"] = min(best["round2"], _time_inference(log, ROUND2_MODEL, n_frames))
+        best["small_input"] = min(best["small_input"], _time_inference(log, SMALL_INPUT_MODEL, n_frames))
         t0 = time.perf_counter()
         persistence_memory(log)
         best["persistence"] = min(best["persistence"], time.perf_counter() - t0)
@@ -309,8 +295,8 @@ def speed_only(n_frames: int = 192, repeats: int = 3) -> dict:
         best["world"] = min(best["world"], time.perf_counter() - t0)
     out = {"threads": threads, "frames": n_frames, "repeats": repeats, "model": MODEL,
            "unmask_inference_fps": n_frames / best["unmask"],
-           "round2_network_fps": n_frames / best["round2"],
-           "unmask_over_round2_speed": best["round2"] / best["unmask"],
+           "small_input_network_fps": n_frames / best["small_input"],
+           "unmask_over_small_input_speed": best["small_input"] / best["unmask"],
            "persistence_fps": n_frames / best["persistence"],
            "persistence_world_map_fps": n_frames / best["world"],
            "load_average_1min": os.getloadavg()[0]}

@@ -16,15 +16,20 @@ import functools
 import os
 from pathlib import Path
 
+from core.io import write_parquet_atomic
+from core.runtime import configure_threads
+from core.scale import map_items
+
+from .model.predictor import OcclusionPredictor
+from .schema import list_logs, read_log
+from .scoring.run import frame_rows
+from .scoring.surprise import score_log
+
 FRAME_COLUMNS = ["log_id", "frame", "timestamp", "score", "surprise_revealed", "visible_error"]
 
 
 def load_batch_scorer(model_dir, batch_size: int = 32):
     """Load the predictor once; return ``score_batch(list of log paths) -> frame rows``."""
-    from core.runtime import configure_threads
-
-    from .predictor import OcclusionPredictor
-
     configure_threads()
     return _batch_scorer(OcclusionPredictor.load(model_dir), batch_size)
 
@@ -32,10 +37,6 @@ def load_batch_scorer(model_dir, batch_size: int = 32):
 def _batch_scorer(predictor, batch_size: int = 32):
     """``score_batch(paths) -> frame rows`` over an already-loaded predictor."""
     import pandas as pd
-
-    from .schema import read_log
-    from .scoring import frame_rows
-    from .surprise import score_log
 
     def score_batch(paths: list) -> "pd.DataFrame":
         frames = []
@@ -64,12 +65,6 @@ def batch_score(model_dir, logs, out, engine: str = "local", address: str | None
     Returns:
         A summary: logs, frames, alerts.
     """
-    from core.io import write_parquet_atomic
-    from core.scale import map_items
-
-    from .predictor import OcclusionPredictor
-    from .schema import list_logs
-
     predictor = OcclusionPredictor.load(model_dir)  # fail early on a bad bundle
     paths = [os.fspath(p) for p in list_logs(logs)]
     make = (functools.partial(_batch_scorer, predictor) if engine == "local"  # reuse it here

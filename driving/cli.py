@@ -1,11 +1,24 @@
 """`unmask driving`: thin CLI over the driving Python API."""
 import json
+from dataclasses import replace
 
 import click
 
 from core.cli_options import runtime_options, show_progress
+from core.export import export_onnx
 from core.export_options import export_options
 from core.io import check_output
+from core.training import is_main_process
+
+from .batch import batch_score as run_batch_score
+from .demo import sim_config
+from .evaluate import evaluate_run
+from .onnx_export import occlusion_spec
+from .model.predictor import OcclusionPredictor
+from .rerun_export import export_rerun as write_rerun
+from .schema import list_logs, read_log
+from .scoring.run import score_logs
+from .sim.simulator import simulate_logs
 
 
 @click.group()
@@ -25,11 +38,6 @@ def driving():
                    "(what the occlusion predictor trains best on).")
 def simulate(n_logs, frames, out, seed, grid, anomaly_interval):
     """Simulate drive logs (one Parquet file per log) with injected anomalies."""
-    from dataclasses import replace
-
-    from .demo import sim_config
-    from .simulator import simulate_logs
-
     config = sim_config("small" if grid == "128" else "tiny")
     paths = simulate_logs(out, n_logs, frames, seed=seed,
                           config=replace(config, anomaly_interval_s=anomaly_interval))
@@ -47,17 +55,12 @@ def simulate(n_logs, frames, out, seed, grid, anomaly_interval):
 @runtime_options
 def train(logs, out, epochs, steps_per_epoch, seed, device, precision, quiet):
     """Train the self-supervised occlusion predictor (never reads simulator truth)."""
-    from .predictor import OcclusionPredictor
-    from .schema import list_logs, read_log
-
     check_output(out, [logs])
     loaded = [read_log(p) for p in list_logs(logs)]
     predictor = OcclusionPredictor(epochs=epochs, max_steps_per_epoch=steps_per_epoch,
                                    random_state=seed, device=device, precision=precision,
                                    progress=show_progress(quiet))
     predictor.fit(loaded)
-    from core.training import is_main_process
-
     if not is_main_process():  # under torchrun, rank 0 writes the model and reports
         return
     predictor.save(out)
@@ -74,8 +77,6 @@ def train(logs, out, epochs, steps_per_epoch, seed, device, precision, quiet):
 @runtime_options
 def score(model, logs, out, fdr, top_frames, device, precision, quiet):
     """Per-frame surprise scores and per-cell predictions for replay."""
-    from .scoring import score_logs
-
     run_dir = score_logs(model, logs, out, fdr=fdr, top_frames=top_frames, device=device,
                          precision=precision, progress=show_progress(quiet))
     click.echo(f"wrote run {run_dir}")
@@ -87,8 +88,6 @@ def score(model, logs, out, fdr, top_frames, device, precision, quiet):
 @click.option("--logs", type=click.Path(exists=True), required=True, help="Logs with truth.")
 def evaluate(pred, logs):
     """Hidden-cell and frame-anomaly metrics against simulator truth (JSON)."""
-    from .evaluate import evaluate_run
-
     click.echo(json.dumps(evaluate_run(pred, logs), indent=2))
 
 
@@ -98,10 +97,8 @@ def evaluate(pred, logs):
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="FILE.rrd")
 def export_rerun(pred, log_file, out):
     """Write a rerun recording (.rrd) of a scored log."""
-    from .rerun_export import export_rerun as export
-
     check_output(out, [pred, log_file])
-    click.echo(f"wrote {export(pred, log_file, out)}")
+    click.echo(f"wrote {write_rerun(pred, log_file, out)}")
 
 
 @driving.command("batch-score")
@@ -114,10 +111,8 @@ def export_rerun(pred, log_file, out):
 @click.option("--fdr", type=float, default=None, help="Alert at this false-discovery rate.")
 def batch_score(model, logs, out, engine, address, fdr):
     """Score a fleet's logs into one per-frame table, locally or on Ray (no replay files)."""
-    from .batch import batch_score as run
-
     check_output(out, [model, logs])
-    click.echo(json.dumps(run(model, logs, out, engine=engine, address=address, fdr=fdr)))
+    click.echo(json.dumps(run_batch_score(model, logs, out, engine=engine, address=address, fdr=fdr)))
 
 
 
@@ -140,9 +135,5 @@ def export(model, fmt, out, atol, rtol):
     of 1, 2 and 5 frames, else nothing is written; the result is stored in the file's
     metadata (unmask.parity).
     """
-    from core.export import export_onnx
-
-    from .onnx_export import occlusion_spec
-
     report = export_onnx(occlusion_spec(model), out, atol=atol, rtol=rtol)
     click.echo(f"wrote {out}; parity: {report.summary()}")

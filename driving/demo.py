@@ -11,6 +11,14 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from core.runs import new_run_id
+
+from .model.predictor import OcclusionPredictor
+from .schema import read_log
+from .scoring.run import score_logs
+from .sim.simulator import SimConfig, simulate_logs
+from .sim.world import WorldConfig
+
 SIZES = {
     # grid cells per side, sensor range (m), logs, frames per log, training epochs, steps per
     # epoch (None = all), batch, network widths, history offsets
@@ -23,9 +31,6 @@ SIZES = {
 
 def sim_config(size: str = "small"):
     """The simulator settings of a demo size."""
-    from .simulator import SimConfig
-    from .world import WorldConfig
-
     spec = SIZES[size]
     world = WorldConfig(raster_m=0.25 if spec["grid"] >= 128 else 0.5)   # coarser town: faster
     return SimConfig(grid_shape=(spec["grid"], spec["grid"]), sensor_range_m=spec["range_m"],
@@ -41,13 +46,6 @@ def build_demo(workspace: str | os.PathLike, size: str = "small", seed: int = 0)
             (64x64, seconds; for tests).
         seed: seeds the simulator and the model.
     """
-    from core.runs import new_run_id
-
-    from .predictor import OcclusionPredictor
-    from .schema import read_log
-    from .scoring import score_logs
-    from .simulator import simulate_logs
-
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     spec = SIZES[size]

@@ -11,7 +11,7 @@ estimation, e.g. MonoLayout, WACV 2020). Hidden cells
 are reported three ways: all of them, **occluded** (inside the sensor's range, hidden
 behind objects -- the issue's and Waymo's "occluded") and **out of range** (never
 observable from the ego's position). Frame metrics are AUROC/AP of the frame score
-against the injected events (labelled while observable, see ``driving.simulator``), and
+against the injected events (labelled while observable, see ``driving.sim.simulator``), and
 detection latency: frames from an event's first labelled frame to its first alert.
 """
 from __future__ import annotations
@@ -22,27 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataValidationError
+from core.metrics import auprc, auroc, iou, soft_iou
+from core.runs import load_manifest
 
-from .schema import LANE_MARKING, OBJECT_CLASSES, ROAD, DriveLog, list_logs, read_log
-
-
-
-def sensor_range_mask(log: DriveLog, range_m: float | None = None) -> np.ndarray:
-    """Cells ``(H, W)`` within the sensor's range, in the ego grid.
-
-    ``range_m`` defaults to the farthest distance at which the log observed a layout cell
-    (objects are reported whole, so their cells may reach past the range; layout cells
-    do not): the range is read from the log itself, no simulator setting needed.
-    """
-    from .warp import cell_offsets
-
-    forward, right = cell_offsets(log.meta)
-    dist = np.hypot(forward, right)
-    if range_m is None:
-        layout = log.visible & ~np.isin(log.semantic, OBJECT_CLASSES)
-        seen = layout.any(0)
-        range_m = float(dist[seen].max()) if seen.any() else 0.0
-    return dist <= range_m + 1e-9
+from .scoring.decision import LAYOUT_THRESHOLD, layout_mass
+from .schema import LANE_MARKING, ROAD, cells_grid, list_logs, read_log
+from .warp import sensor_range_mask
 
 
 class HiddenCellAccumulator:
@@ -76,8 +61,6 @@ class HiddenCellAccumulator:
         the true static layout (``DriveLog.layout_true``) and ``road_layout`` the
         predicted ``P(road surface)`` (default: ``decision.layout_mass`` of
         ``probabilities``), for ``road_layout_iou``."""
-        from .decision import layout_mass
-
         hidden = ~visible & (self.R.random(visible.shape) < self.sample)
         t, r, c = np.nonzero(hidden)
         probs = np.asarray(probabilities[t, :, r, c], dtype=np.float32)              # (n, C)
@@ -93,8 +76,6 @@ class HiddenCellAccumulator:
 
     def metrics(self, class_names, region: str | None = None) -> dict:
         """Metrics over all hidden cells, or one region (``"occluded"``, ``"out_of_range"``)."""
-        from core.metrics import auprc, iou, soft_iou
-
         probs = np.concatenate(self.probs)
         truth = np.concatenate(self.truth)
         argmax = probs.argmax(1)
@@ -122,8 +103,6 @@ class HiddenCellAccumulator:
             out["road_iou" + suffix] = iou(road_truth, np.isin(pred, (ROAD, LANE_MARKING)))
             out["accuracy" + suffix] = float((pred == truth).mean()) if len(truth) else None
         if layout is not None:
-            from .decision import LAYOUT_THRESHOLD
-
             out["road_layout_iou"] = iou(np.isin(layout[0], (ROAD, LANE_MARKING)),
                                          layout[1] >= LAYOUT_THRESHOLD)
         return out
@@ -160,8 +139,6 @@ def frame_metrics(labels: np.ndarray, scores: np.ndarray, alerts: np.ndarray,
                   log_ids: np.ndarray | None = None) -> dict:
     """AUROC/AP of scores vs labels; latency per event (events never span two logs);
     the share of normal frames that raised an alert (``alert_rate_normal``)."""
-    from core.metrics import auprc, auroc
-
     labels = np.asarray(labels, bool)
     out = {"n_frames": int(len(labels)), "n_anomalous": int(labels.sum())}
     if (~labels).any():
@@ -199,10 +176,6 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
     """
     import pandas as pd
     import pyarrow.parquet as pq
-
-    from core.runs import load_manifest
-
-    from .scoring import cells_grid
 
     pred_dir = Path(pred_dir)
     manifest = load_manifest(pred_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .model.baselines import world_memory
 from .schema import UNOBSERVED, DriveLog
 from .warp import warp_grid
 
@@ -23,8 +24,6 @@ def stack_frames(log: DriveLog, history, memory: bool = False) -> tuple[np.ndarr
     not reach. The network learns how far to trust it: the training term on cells hidden
     now and seen later is exactly the case of a stale memory.
     """
-    from .baselines import world_memory
-
     t_total = len(log)
     h, w = log.meta.grid_shape
     grids = np.full((t_total, 1 + len(history) + bool(memory), h, w), UNOBSERVED, dtype=np.uint8)

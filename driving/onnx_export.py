@@ -1,9 +1,9 @@
 """ONNX export of the occlusion network as the predictor runs it (``unmask driving export``).
 
-The graph is :meth:`driving.network.OcclusionNet.predict`: the network's forward and the
+The graph is :meth:`driving.model.network.OcclusionNet.predict`: the network's forward and the
 softmax over classes. Stacking the input frames (warping earlier grids into the current
 ego frame, the layout memory), the layout fallback, decisions and surprise scores stay in
-Python (:mod:`driving.inputs`, :mod:`driving.predictor`, :mod:`driving.surprise`).
+Python (:mod:`driving.inputs`, :mod:`driving.model.predictor`, :mod:`driving.scoring.surprise`).
 
 Example:
     >>> spec = occlusion_spec("models/driving/default")              # doctest: +SKIP
@@ -17,8 +17,8 @@ from torch import nn
 
 from core.export import GraphSpec, batch_checks
 
-from .network import OcclusionNet
-from .predictor import OcclusionPredictor
+from .model.network import OcclusionNet
+from .model.predictor import OcclusionPredictor
 from .schema import UNOBSERVED
 
 GRAPH_DOC = """\

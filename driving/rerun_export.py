@@ -41,8 +41,8 @@ from core.errors import DataValidationError
 from core.io import atomic_path
 from core.runs import load_manifest
 
-from .schema import CLASS_COLOURS, UNOBSERVED, UNOBSERVED_COLOUR, DriveLog, LogMeta, read_log
-from .scoring import cells_grid
+from .schema import (CLASS_COLOURS, UNOBSERVED, UNOBSERVED_COLOUR, DriveLog, LogMeta, cells_grid,
+                     read_log)
 
 OTHER_CLASS_COLOUR = (200, 0, 200)   # a class the palette does not name
 SURPRISE_COLOUR = (255, 40, 0)

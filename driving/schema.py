@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataValidationError
+from core.io import atomic_path
 from core.names import shown
 
 from . import log_checks
@@ -188,7 +189,6 @@ def write_log(log: DriveLog, path: str | os.PathLike) -> Path:
     """Write a log atomically (``core.io``); returns the path."""
     import pyarrow.parquet as pq
 
-    from core.io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -289,3 +289,9 @@ def list_logs(directory: str | os.PathLike) -> list[Path]:
     if not files:
         raise DataValidationError(f"{directory}: no drive logs (*.parquet) found")
     return files
+
+
+def cells_grid(cells, column: str, grid_shape) -> np.ndarray:
+    """One uint8-list column of a ``cells/<log_id>.parquet`` table as ``(T, H, W)``."""
+    flat = np.asarray(cells.column(column).combine_chunks().flatten())
+    return flat.reshape(len(cells), *grid_shape)

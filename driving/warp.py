@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import UNOBSERVED, LogMeta
+from .schema import OBJECT_CLASSES, UNOBSERVED, DriveLog, LogMeta
 
 
 def cell_offsets(meta: LogMeta) -> tuple[np.ndarray, np.ndarray]:
@@ -31,8 +31,24 @@ PASSED_M = 1.0   # objects further behind the ego than this have been passed
 def not_passed(meta: LogMeta) -> np.ndarray:
     """``(H, W)`` bool: cells ahead of the ego or less than :data:`PASSED_M` behind it.
     The simulator labels an event while its object is here; the frame score reads only
-    objects here (``driving.surprise.scored_objects``)."""
+    objects here (``driving.scoring.surprise.scored_objects``)."""
     return cell_offsets(meta)[0] > -PASSED_M
+
+
+def sensor_range_mask(log: DriveLog, range_m: float | None = None) -> np.ndarray:
+    """Cells ``(H, W)`` within the sensor's range, in the ego grid.
+
+    ``range_m`` defaults to the farthest distance at which the log observed a layout cell
+    (objects are reported whole, so their cells may reach past the range; layout cells
+    do not): the range is read from the log itself, no simulator setting needed.
+    """
+    forward, right = cell_offsets(log.meta)
+    dist = np.hypot(forward, right)
+    if range_m is None:
+        layout = log.visible & ~np.isin(log.semantic, OBJECT_CLASSES)
+        seen = layout.any(0)
+        range_m = float(dist[seen].max()) if seen.any() else 0.0
+    return dist <= range_m + 1e-9
 
 
 def ego_to_world(pose, forward, right) -> tuple[np.ndarray, np.ndarray]:

@@ -184,7 +184,7 @@ def test_tabular_network_scores_where_it_trained(monkeypatch):
 
 
 def test_driving_calibrates_where_it_trained(monkeypatch, tmp_path):
-    from driving.network import OcclusionNet
+    from driving.model.network import OcclusionNet
 
     logs = _drive_logs(tmp_path)
     monkeypatch.setattr(core.training, "fit", _left_on_meta(core.training.fit))
@@ -199,14 +199,14 @@ def test_driving_calibrates_where_it_trained(monkeypatch, tmp_path):
 def _drive_logs(tmp_path):
     from driving.demo import sim_config
     from driving.schema import read_log
-    from driving.simulator import simulate_logs
+    from driving.sim.simulator import simulate_logs
 
     config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
     return [read_log(p) for p in simulate_logs(tmp_path / "logs", 2, 30, seed=1, config=config)]
 
 
 def _predictor():
-    from driving.predictor import OcclusionPredictor
+    from driving.model.predictor import OcclusionPredictor
 
     return OcclusionPredictor(history=(2,), future=(5,), widths=(8, 16, 32), epochs=1,
                               batch_size=16, max_steps_per_epoch=2, progress=False, device="cpu")
@@ -238,7 +238,7 @@ def test_gpu_trained_tabular_bundle_loads_on_cpu(tmp_path, monkeypatch):
 
 
 def test_gpu_trained_driving_bundle_loads_on_cpu(tmp_path, monkeypatch):
-    from driving.predictor import OcclusionPredictor
+    from driving.model.predictor import OcclusionPredictor
 
     logs = _drive_logs(tmp_path)
     predictor = _predictor().fit(logs)

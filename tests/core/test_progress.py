@@ -130,7 +130,7 @@ def test_driving_commands_show_progress(tmp_path, capsys):
     from dataclasses import replace
 
     from driving.demo import sim_config
-    from driving.simulator import simulate_logs
+    from driving.sim.simulator import simulate_logs
 
     simulate_logs(tmp_path / "logs", 2, 30, seed=1,
                   config=replace(sim_config("tiny"), anomaly_interval_s=0.0))

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from driving.demo import build_demo
 from driving.schema import DriveLog, LogMeta
 
 
@@ -25,7 +26,6 @@ def small_log() -> DriveLog:
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """``build_demo(size="tiny")``: logs, a trained model and a scored run (built once)."""
-    from driving.demo import build_demo
 
     workspace = tmp_path_factory.mktemp("driving_ws")
     run_dir = build_demo(workspace, size="tiny", seed=0)

@@ -1,12 +1,15 @@
 """`unmask driving ...` end to end through click's CliRunner, and its error messages."""
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+import driving.scoring.run as scoring
 from core.cli import cli, main
-from driving.schema import log_table
+from core.errors import DataValidationError
+from driving.schema import log_table, read_log, write_log
 
 
 def test_cli_end_to_end(tmp_path):
@@ -70,8 +73,6 @@ def test_bad_log_gives_one_line_error_and_writes_nothing(tmp_path, capsys, small
 
 
 def test_export_rejects_a_log_the_run_did_not_score(demo_run, small_log, tmp_path):
-    from driving.schema import write_log
-
     _, run_dir = demo_run
     other = write_log(small_log, tmp_path / "other.parquet")
     result = CliRunner().invoke(cli, ["driving", "export-rerun", "--pred", str(run_dir), "--log",
@@ -104,9 +105,6 @@ def test_traversal_log_id_is_refused_in_one_line_and_nothing_is_written(demo_run
 def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, tmp_path, monkeypatch):
     """Defence in depth: a log that reached the scorer without the reader's check (an API
     caller's own reader) still cannot name a file outside the run."""
-    import driving.scoring as scoring
-    from core.errors import DataValidationError
-    from driving.schema import read_log
 
     workspace, _ = demo_run
     logs = sorted((workspace / "data" / "driving").glob("*.parquet"))[:1]
@@ -121,3 +119,22 @@ def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, tmp_pat
     with pytest.raises(DataValidationError, match=r"column 'log_id': '../escaped' is not a safe"):
         scoring.score_logs(workspace / "models" / "driving" / "default", logs[0], out)
     assert not out.exists() and not (tmp_path / "escaped").exists()
+
+
+def test_an_older_bundle_is_refused_in_one_line_that_says_to_retrain(demo_run, tmp_path, capsys):
+    workspace, _ = demo_run
+    model = tmp_path / "old_model"
+    shutil.copytree(workspace / "models" / "driving" / "default", model)
+    config = json.loads((model / "config.json").read_text())
+    config["format_version"] = 1                    # what bundles before the scoring state held
+    (model / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        main(["driving", "score", "--model", str(model), "--logs",
+              str(workspace / "data" / "driving"), "--out", str(out), "--quiet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("Error: ") and "format 1" in err
+    assert f"retrain it: unmask driving train --logs LOGS --out {model}" in err
+    assert not out.exists()

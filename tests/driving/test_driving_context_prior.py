@@ -1,7 +1,7 @@
 """The context prior: how rare an object is on the ground the model says it stands on."""
 import numpy as np
 
-from driving.context_prior import CATEGORIES, GROUNDS, ContextPrior, ground_posterior, object_category
+from driving.scoring.context_prior import CATEGORIES, GROUNDS, ContextPrior, ground_posterior, object_category
 from driving.schema import OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE
 
 RES = 0.5

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from core.errors import DataValidationError
-from driving.masking import decoy_regions
-from driving.predictor import OcclusionPredictor
+from driving.model.masking import decoy_regions
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import OFF_ROAD, ROAD, SIDEWALK, UNOBSERVED, VEHICLE, list_logs, read_log
 
 

@@ -11,9 +11,9 @@ import core.export as export
 from core.cli import cli, main
 from core.export import read_parity
 from driving.demo import sim_config
-from driving.predictor import OcclusionPredictor
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
-from driving.simulator import simulate_logs
+from driving.sim.simulator import simulate_logs
 
 
 @pytest.fixture(scope="module")

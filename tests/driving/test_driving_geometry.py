@@ -1,7 +1,7 @@
 """Warping follows docs/contracts.md's conventions; ray casting hides what is behind objects."""
 import numpy as np
 
-from driving.raycast import Raycaster
+from driving.sim.raycast import Raycaster
 from driving.schema import LogMeta
 from driving.warp import cell_offsets, ego_to_world, warp_grid, world_to_cell
 

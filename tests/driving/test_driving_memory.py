@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 
 from core.errors import DataValidationError
-from driving.baselines import PersistenceBaseline, persistence_memory, world_memory
-from driving.masking import object_regions
-from driving.predictor import OcclusionPredictor, apply_layout_memory
+from driving.evaluate import HiddenCellAccumulator
+from driving.model.baselines import PersistenceBaseline, persistence_memory, world_memory
+from driving.model.masking import object_regions
+from driving.model.predictor import OcclusionPredictor, apply_layout_memory
 from driving.schema import ROAD, SIDEWALK, VEHICLE, DriveLog, LogMeta, list_logs, read_log
+from driving.scoring.surprise import OBJECT_MAPS, raw_maps, score_log
 
 
 def _driving_log() -> DriveLog:
@@ -80,15 +82,12 @@ def test_object_regions_grow_each_grid_by_its_margin():
 
 
 def test_fallback_improves_hidden_layout_and_object_passes_round_trip(demo_run, tmp_path):
-    from driving.evaluate import HiddenCellAccumulator
-    from driving.surprise import OBJECT_MAPS, raw_maps, score_log
-
     workspace, _ = demo_run
     logs = [read_log(p) for p in list_logs(workspace / "data" / "driving")]
     predictor = OcclusionPredictor(history=(2,), widths=(8, 16), epochs=1, batch_size=8,
                                    max_steps_per_epoch=4, object_masks=0.5, random_state=0,
                                    progress=False).fit(logs[:2])
-    assert predictor.normaliser_.maps[-2:] == OBJECT_MAPS
+    assert predictor.scoring_.normaliser.maps[-2:] == OBJECT_MAPS
     log = logs[-1]
     classes = list(log.meta.classes)
     iou = {}

@@ -6,11 +6,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from core.errors import NotFittedError
 from core.metrics import auroc
-from driving.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
-from driving.predictor import OcclusionPredictor
+from driving.model.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import LANE_MARKING, ROAD, STATIC_OBSTACLE, list_logs, read_log
-from driving.surprise import score_log
+from driving.scoring.surprise import score_log
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def test_persistence_remembers_what_it_saw(trained):
 
 def test_surprise_rises_when_debris_appears_in_a_driving_lane(trained):
     """Debris as the simulator's events place it: in a lane, not at the kerb (where a bin
-    at the curb is ordinary, see ``driving.context_prior``)."""
+    at the curb is ordinary, see ``driving.scoring.context_prior``)."""
     from scipy.ndimage import distance_transform_edt
 
     predictor, logs = trained
@@ -82,8 +83,8 @@ def test_bundle_reload_scores_identically(trained, tmp_path):
     predictor, logs = trained
     predictor.save(tmp_path / "model")
     again = OcclusionPredictor.load(tmp_path / "model")
-    assert again.road_threshold_ == predictor.road_threshold_
-    assert again.frame_scorer_.channels == predictor.frame_scorer_.channels
+    assert again.scoring_.road_threshold == predictor.scoring_.road_threshold
+    assert again.scoring_.frame_scorer.channels == predictor.scoring_.frame_scorer.channels
     a, b = score_log(predictor, logs[0]), score_log(again, logs[0])
     np.testing.assert_allclose(a.score, b.score, atol=1e-6)
     np.testing.assert_array_equal(a.predicted, b.predicted)
@@ -138,8 +139,6 @@ def test_recording_is_readable(demo_run):
 
 
 def test_estimator_contract(trained):
-    from core.errors import NotFittedError
-
     predictor, logs = trained
     scores = predictor.decision_function(logs[0])
     flags = predictor.predict(logs[0])

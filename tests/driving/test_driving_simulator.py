@@ -4,7 +4,7 @@ import numpy as np
 from driving.demo import sim_config
 from driving.schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE,
                             UNOBSERVED, VEHICLE)
-from driving.simulator import ANOMALY_KINDS, SimConfig, Simulator
+from driving.sim.simulator import ANOMALY_KINDS, CAR, SimConfig, Simulator
 
 
 def test_same_seed_same_log_and_different_seed_differs():
@@ -47,7 +47,6 @@ def test_layout_truth_is_the_ground_under_the_objects():
 def test_traffic_does_not_drive_through_traffic_and_bins_stay_off_the_road():
     from scipy.ndimage import label
 
-    from driving.simulator import CAR
 
     config = SimConfig(anomaly_interval_s=0.0)
     car_cells = (2 * CAR[0] / config.resolution_m + 1) * (2 * CAR[1] / config.resolution_m + 1)

@@ -2,13 +2,15 @@
 import numpy as np
 import pytest
 
-from driving.baselines import persistence_memory
 from driving.demo import sim_config
-from driving.evaluate import HiddenCellAccumulator, sensor_range_mask
+from driving.evaluate import HiddenCellAccumulator
+from driving.model.baselines import persistence_memory
+from driving.model.masking import ShadowMasker
 from driving.schema import LogMeta, ROAD, VEHICLE
-from driving.simulator import Simulator
-from driving.surprise import CellNormaliser, causal_mean, pooled_top_k
-from driving.warp import cell_offsets, warp_grid
+from driving.scoring.normaliser import CellNormaliser
+from driving.scoring.surprise import causal_mean
+from driving.sim.simulator import Simulator
+from driving.warp import cell_offsets, sensor_range_mask, warp_grid
 
 
 def test_causal_mean_uses_only_the_past():
@@ -16,13 +18,6 @@ def test_causal_mean_uses_only_the_past():
     out = causal_mean(x, 3)
     np.testing.assert_allclose(out, [0, 0, 3, 3, 3, 0])
     np.testing.assert_allclose(causal_mean(x, 1), x)
-
-
-def test_pooled_top_k_prefers_a_blob_to_a_lone_cell():
-    lone, blob = np.zeros((1, 16, 16)), np.zeros((1, 16, 16))
-    lone[0, 8, 8] = 9.0
-    blob[0, 7:10, 7:10] = 3.0
-    assert pooled_top_k(blob, k=1)[0] > pooled_top_k(lone, k=1)[0]
 
 
 def test_memory_before_a_frame_never_contains_that_frame(small_log):
@@ -81,8 +76,6 @@ def test_sensor_range_is_read_from_the_log():
 
 
 def test_forecast_masks_leave_the_history_visible():
-    from driving.masking import ShadowMasker
-
     meta = LogMeta(grid_shape=(32, 32), resolution_m=0.5, ego_cell=(20, 16))
     forecast = ShadowMasker(meta, forecast_fraction=1.0, random_state=0).draw((8, 4, 32, 32))
     tubes = ShadowMasker(meta, forecast_fraction=0.0, max_shadows=1, half_angle_deg=(2.0, 2.5),

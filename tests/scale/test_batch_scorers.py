@@ -10,10 +10,10 @@ from core.runs import load_manifest
 def driving_run(tmp_path_factory):
     """Two tiny logs, a briefly trained predictor and the run ``unmask driving score`` writes."""
     from driving.demo import sim_config
-    from driving.predictor import OcclusionPredictor
+    from driving.model.predictor import OcclusionPredictor
     from driving.schema import read_log
-    from driving.scoring import score_logs
-    from driving.simulator import simulate_logs
+    from driving.scoring.run import score_logs
+    from driving.sim.simulator import simulate_logs
 
     root = tmp_path_factory.mktemp("driving_batch")
     paths = simulate_logs(root / "logs", 2, 30, seed=0, config=sim_config("tiny"))

@@ -1,13 +1,17 @@
-"""The occlusion predictor: an estimator around :class:`~driving.network.OcclusionNet`.
+"""The occlusion predictor: an estimator around :class:`~driving.model.network.OcclusionNet`.
 
 Self-supervised: it hides *visible* cells of the current frame (occlusion-shaped shadows
-plus patches, :class:`~driving.masking.ShadowMasker`) and learns to reconstruct them from
+plus patches, :class:`~driving.model.masking.ShadowMasker`) and learns to reconstruct them from
 the rest of the frame and K earlier frames warped into the current ego frame; a second
 term asks it for the truly hidden cells that *later* frames of the same log saw (warped
 back). It never reads ``semantic_true`` or ``anomaly``. At use, the truly hidden cells get class
 probabilities. Training runs through ``core.training.fit``; calibration of the frame
 surprise score (``core.calibration.ScoreCalibration``) is fitted on the last frames of
 every log, which training never sees.
+
+The fitted check, the score calibration (threshold, p-values, alerts), ``predict`` and
+bundle save/load come from ``core.estimator.Estimator``; what scoring reads besides the
+network is one :class:`~driving.scoring.state.ScoringState` (``scoring_``).
 
 Example:
     >>> predictor = OcclusionPredictor(epochs=4).fit([read_log(p) for p in paths])  # doctest: +SKIP
@@ -19,16 +23,28 @@ import os
 from dataclasses import fields, replace
 
 import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
 
 from core.errors import DataValidationError, NotFittedError
-from core.runtime import autocast, check_precision, choose_device, module_device, progress_bar
+from core.estimator import Estimator
+from core.runtime import autocast, check_precision, choose_device, configure_threads, module_device
+from core.training import TrainConfig, fit
 
-from .baselines import apply_layout_memory
-from .inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
-from .schema import UNOBSERVED, DriveLog, LogMeta
+from ..inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
+from ..schema import UNOBSERVED, DriveLog, LogMeta
+from ..scoring.decision import decide_log
+from ..scoring.state import fit_scoring_state
+from ..scoring.surprise import score_log
+from .baselines import apply_layout_memory, world_memory
+from .bundle import BUNDLE_KIND, BUNDLE_VERSION, bundle_state, check_bundle_format, predictor_from_bundle
+from .masking import ShadowMasker, decoy_regions, object_regions
+from .network import OcclusionNet, OcclusionNetConfig
 
-class OcclusionPredictor:
-    """Predicts hidden cells' classes; scores frames by surprise (see ``driving.surprise``).
+
+class OcclusionPredictor(Estimator):
+    """Predicts hidden cells' classes; scores frames by surprise (see ``driving.scoring.surprise``).
 
     Args:
         history: frame offsets of the earlier frames fed to the network (K = len).
@@ -73,6 +89,9 @@ class OcclusionPredictor:
         random_state: seeds the masks, the split and the initial weights.
         progress: progress bars on stderr (None: only on a terminal; False: never).
     """
+
+    bundle_kind = BUNDLE_KIND
+    bundle_version = BUNDLE_VERSION
 
     def __init__(self, history=(2, 5, 10, 20), memory: bool = True, future=(5, 10, 20),
                  future_weight: float = 0.5, class_weight_power: float = 0.5,
@@ -135,15 +154,6 @@ class OcclusionPredictor:
                 initialisation; its network config must equal this one's. The bundle
                 records where the weights came from (``warm_start_``).
         """
-        import torch
-        from torch.utils.data import TensorDataset
-
-        from core.runtime import configure_threads
-        from core.training import TrainConfig, fit
-
-        from .masking import ShadowMasker, decoy_regions, object_regions
-        from .network import OcclusionNet, OcclusionNetConfig
-
         configure_threads()
         meta = self.meta_ = self._check_logs(logs)
         self.calibration_logs(logs)                   # enough held-out frames?
@@ -233,7 +243,7 @@ class OcclusionPredictor:
         net.load_state_dict(init.net_.state_dict())
         self.warm_start_ = {"source": source, "params": init.get_params(),
                             "training": init.history_.to_dict(),
-                            "warm_start": getattr(init, "warm_start_", None)}
+                            "warm_start": init.warm_start_}
 
     def calibration_logs(self, logs: list[DriveLog]) -> list[DriveLog]:
         """The held-out tail (``calibration_fraction``) of every log, which training skips."""
@@ -248,54 +258,25 @@ class OcclusionPredictor:
         return out
 
     def calibrate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
-        """Fit the surprise normaliser, the error scale and the score calibration on the
-        held-out tails of ``logs`` (the training logs: :meth:`fit` calls this)."""
-        from core.calibration import ScoreCalibration
-
-        from .context_prior import ContextPrior, fit_on_maps
-        from .decision import RoadThresholdFit
-        from .frame_score import FrameScorer, channels_for
-        from .surprise import CellNormaliser, map_names, raw_maps, result_from_maps
-
-        self._check_fitted()
+        """Fit the scoring state (:func:`~driving.scoring.state.fit_scoring_state`) and the
+        score calibration on the held-out tails of ``logs`` (the training logs: :meth:`fit`
+        calls this)."""
+        self._check_network()
         calib_logs = self.calibration_logs(logs)
         for log in calib_logs:
             self.check_log(log)
-        self.road_threshold_ = None                   # argmax while the threshold is fitted
-        self.context_prior_ = ContextPrior(self.history) if self.object_masks else None
-        road = RoadThresholdFit()
-        maps = []
-        for log in progress_bar(calib_logs, desc="calibrate", unit="log", show=self.progress):
-            m = raw_maps(self, log, keep_probabilities=True)
-            road.add(log, m["probabilities"])
-            m["probabilities"] = None
-            maps.append(m)
-        names = map_names(patches=not self.object_masks, objects=bool(self.object_masks))
-        self.normaliser_ = CellNormaliser(maps=names).fit(maps, [log.semantic for log in calib_logs],
-                                                          self.meta_)
-        if self.context_prior_ is not None:           # counted on the same frames
-            fit_on_maps(self.context_prior_, maps)
-            names += ("object_context",)
-        self.frame_scorer_ = FrameScorer(channels_for(names)).fit_logs(maps, calib_logs,
-                                                                     self.normaliser_)
-        self.road_threshold_ = road.best()
-        self.smooth_ = int(self.smooth)
-        results = [result_from_maps(self, log, m) for log, m in zip(calib_logs, maps)]
-        scores = np.concatenate([r.score for r in results])
-        cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
-        self.error_scale_ = float(np.quantile(cells, 0.999)) if cells.size else 1.0
-        self.calibration_ = ScoreCalibration(self.contamination).fit(scores)
-        self.threshold_ = self.calibration_.threshold_
-        return self
+        self.scoring_, scores = fit_scoring_state(self, calib_logs, self.smooth, self.progress)
+        return self._calibrate(scores)
 
     # --- inference ----------------------------------------------------------------------
-    def _check_fitted(self):
+    def _check_network(self) -> None:
+        """The network is trained (calibration runs it before the model is fitted)."""
         if not hasattr(self, "net_"):
             raise NotFittedError("OcclusionPredictor is not fitted; call fit(logs) or load(path)")
 
     def check_log(self, log: DriveLog) -> None:
         """The log must have the geometry and classes the model was trained on."""
-        self._check_fitted()
+        self._check_network()
         m = self.meta_
         for name in ("grid_shape", "classes", "ego_cell", "resolution_m"):
             if tuple(np.atleast_1d(getattr(log.meta, name))) != tuple(np.atleast_1d(getattr(m, name))):
@@ -309,9 +290,7 @@ class OcclusionPredictor:
 
     def predict_proba(self, grids: np.ndarray, speed: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities ``(N, C, H, W)`` float32 for stacked inputs ``(N, 1+K, H, W)``."""
-        import torch
-
-        self._check_fitted()
+        self._check_network()
         device = module_device(self.net_)
         out = []
         with torch.inference_mode(), autocast(device, self.precision):
@@ -324,8 +303,6 @@ class OcclusionPredictor:
 
     def layout_memory(self, log: DriveLog) -> np.ndarray | None:
         """The world-fixed layout memory the fallback uses (None when it is off)."""
-        from .baselines import world_memory
-
         return world_memory(log, before=False) if self.layout_fallback else None
 
     def predict_log_proba(self, log: DriveLog, batch_size: int = 32) -> np.ndarray:
@@ -341,34 +318,27 @@ class OcclusionPredictor:
 
     def decide(self, log: DriveLog, probs: np.ndarray) -> np.ndarray:
         """Reported classes ``(T, H, W)`` for a log's probabilities ``(T, C, H, W)``: road
-        layout where its filtered belief reaches the calibrated ``road_threshold_`` (see
-        ``driving.decision``), else the likeliest class."""
-        from .decision import decide_log
-
-        return decide_log(log, probs, getattr(self, "road_threshold_", None))
-
-    def decision_function(self, log: DriveLog) -> np.ndarray:
-        """Frame surprise scores ``(T,)`` of a log (higher = more anomalous)."""
-        from .surprise import score_log
-
-        return score_log(self, log).score
-
-    def predict(self, log: DriveLog) -> np.ndarray:
-        """1 for frames whose score exceeds the calibrated ``threshold_``, else 0."""
+        layout where its filtered belief reaches the calibrated road threshold (see
+        ``driving.scoring.decision``), else the likeliest class."""
         self._check_fitted()
-        return (self.decision_function(log) > self.threshold_).astype(int)
+        return decide_log(log, probs, self.scoring_.road_threshold)
+
+    def _score(self, log: DriveLog) -> np.ndarray:
+        """Frame surprise scores ``(T,)`` of a log (``decision_function``; higher = more
+        anomalous)."""
+        return score_log(self, log).score
 
     # --- persistence --------------------------------------------------------------------
     def get_params(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()
                 if not k.endswith("_")}
 
-    def save(self, path: str | os.PathLike):
-        """Bundle (``core.bundle``, kind ``driving-occlusion``; see ``driving.bundle``)."""
-        from .bundle import save_predictor
+    def _bundle_state(self) -> tuple[dict, dict]:
+        return bundle_state(self)
 
-        self._check_fitted()
-        return save_predictor(self, path)
+    @classmethod
+    def _from_bundle(cls, config: dict, tensors: dict) -> "OcclusionPredictor":
+        return predictor_from_bundle(cls, config, tensors)
 
     def to(self, device="cpu", precision: str = "fp32") -> "OcclusionPredictor":
         """Run the network on ``device`` at ``precision`` from now on."""
@@ -383,16 +353,14 @@ class OcclusionPredictor:
     def load(cls, path: str | os.PathLike, device="cpu", precision: str = "fp32"
              ) -> "OcclusionPredictor":
         """Load a bundle written by :meth:`save` onto ``device`` (the device it was trained
-        on, saved among its parameters, does not matter)."""
-        from .bundle import load_predictor
-
-        return load_predictor(cls, path).to(device, precision)
+        on, saved among its parameters, does not matter); a bundle of an older format is
+        refused in one line that says to retrain."""
+        check_bundle_format(path)
+        return super().load(path, device, precision)
 
 
 def _weighted_ce(logits, target, weight):
     """Class-weighted cross-entropy, normalised by the weights of the counted cells."""
-    from torch.nn import functional as F
-
     return F.cross_entropy(logits, target, weight=weight.to(logits.device), ignore_index=-100)
 
 

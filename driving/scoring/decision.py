@@ -32,7 +32,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
+from core.metrics import iou
+
+from ..model.baselines import world_cells
+from ..inputs import future_targets
+from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
+from ..warp import sensor_range_mask
 
 ALPHA = 0.3                         # weight of the newest frame in the belief
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.61, 0.05), 2))
@@ -64,14 +69,11 @@ class RoadBelief:
 
     Args:
         log: the drive log (its poses and visibility; the range is read from the log,
-            ``evaluate.sensor_range_mask``).
+            ``warp.sensor_range_mask``).
         alpha: weight of the newest frame.
     """
 
     def __init__(self, log, alpha: float = ALPHA):
-        from .baselines import world_cells
-        from .evaluate import sensor_range_mask
-
         self.alpha = alpha
         self.visible = log.visible
         self.in_range = sensor_range_mask(log)
@@ -135,9 +137,6 @@ class RoadThresholdFit:
 
     def add(self, log, probs: np.ndarray) -> None:
         """Hidden in-range cells of ``log`` that later frames saw: their belief and class."""
-        from .evaluate import sensor_range_mask
-        from .inputs import future_targets
-
         belief = RoadBelief(log).update(0, road_mass(probs))
         later = future_targets(log, FUTURE)
         keep = (later != UNOBSERVED) & ~log.visible & sensor_range_mask(log)[None]
@@ -150,8 +149,6 @@ class RoadThresholdFit:
         belief = np.concatenate(self.belief) if self.belief else np.zeros(0)
         if not len(belief):
             return None
-        from core.metrics import iou
-
         road = np.concatenate(self.road)
         scores = [iou(road, belief >= t) for t in self.thresholds]
         best = max(scores)

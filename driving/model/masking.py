@@ -14,7 +14,8 @@ import numpy as np
 
 from core.masking import Masker, PatchMasker
 
-from .schema import LogMeta
+from ..schema import (LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE,
+                     LogMeta)
 
 
 class ShadowMasker(Masker):
@@ -85,7 +86,6 @@ def object_regions(current, margins) -> "torch.Tensor":
     import torch
     from torch.nn import functional as F
 
-    from .schema import PEDESTRIAN, STATIC_OBSTACLE, VEHICLE
 
     current = torch.as_tensor(current)
     objects = (current == VEHICLE) | (current == PEDESTRIAN) | (current == STATIC_OBSTACLE)
@@ -123,7 +123,6 @@ def decoy_regions(current, margins, counts, random_state=None) -> np.ndarray:
     Returns:
         ``(B, H, W)`` bool array, True = hidden by a decoy.
     """
-    from .schema import LANE_MARKING, OFF_ROAD, ROAD, SIDEWALK
 
     rng = np.random.default_rng(random_state)
     current = np.asarray(current)

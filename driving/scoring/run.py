@@ -19,17 +19,20 @@ import numpy as np
 
 from core.drift import calibration_reference
 from core.errors import DataValidationError
-from core.io import check_output
+from core.io import check_output, write_parquet_atomic
+from core.metrics import auprc, auroc
 from core.names import check_name
+from core.runs import create_run
 from core.runtime import progress_bar
 
-from .schema import list_logs, read_log
+from ..model.predictor import OcclusionPredictor
+from ..rerun_export import write_recording
+from ..schema import _grid_array, list_logs, read_log
+from .surprise import score_log
 
 
 def _uint8_list_column(values: np.ndarray):
     import pyarrow as pa
-
-    from .schema import _grid_array
 
     return _grid_array(values.reshape(len(values), -1).astype(np.uint8), pa.uint8())
 
@@ -42,12 +45,6 @@ def _error_uint8(result, scale: float) -> np.ndarray:
 def _layout_uint8(result) -> np.ndarray:
     """Per-cell probability of road surface as uint8 0-255."""
     return np.round(result.road_layout * 255.0).astype(np.uint8)
-
-
-def cells_grid(cells, column: str, grid_shape) -> np.ndarray:
-    """One uint8-list column of a ``cells/<log_id>.parquet`` table as ``(T, H, W)``."""
-    flat = np.asarray(cells.column(column).combine_chunks().flatten())
-    return flat.reshape(len(cells), *grid_shape)
 
 
 def frame_rows(log, result):
@@ -91,12 +88,6 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
     import pandas as pd
     import pyarrow as pa
 
-    from core.io import write_parquet_atomic
-    from core.metrics import auprc, auroc
-    from core.runs import create_run
-
-    from .predictor import OcclusionPredictor
-    from .surprise import score_log
 
     predictor = OcclusionPredictor.load(model_dir, device, precision)
     paths = list_logs(logs)
@@ -108,7 +99,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
         raise DataValidationError(f"{logs}: log_id {duplicate!r} appears in more than one file")
-    scale = predictor.error_scale_
+    scale = predictor.scoring_.error_scale
     params = {"fdr": fdr, "top_frames": top_frames, "shap_evals": shap_evals}
     with create_run(out_dir, "driving", kind="score", params=params, model=str(Path(model_dir).resolve()),
                     inputs=[log.path for log in loaded]) as run:
@@ -140,8 +131,6 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
         write_parquet_atomic(table[cols], run.path("frames", "frames.parquet"))
 
         if recordings:
-            from .rerun_export import write_recording
-
             for log_id, (log, result, error, layout) in results.items():
                 write_recording(log, table[table["log_id"] == log_id], np.arange(len(log)),
                                 result.predicted, error,

@@ -1,6 +1,6 @@
 """Context prior: how often normal driving shows this kind of object on this kind of ground.
 
-The object pass of :func:`driving.surprise.raw_maps` hides every observed object (with a
+The object pass of :func:`driving.scoring.surprise.raw_maps` hides every observed object (with a
 margin) in all frames and the memory, and the model says what the ground there should be.
 This module turns that into a per-cell surprise for the object that *is* there:
 ``max(0, -log [P(category | ground) / P(category)])`` -- how many times rarer this kind of
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import (LANE_MARKING, LAYOUT_CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK,
+from ..schema import (LANE_MARKING, LAYOUT_CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK,
                      STATIC_OBSTACLE, VEHICLE)
 
 GROUNDS = ("off_road", "sidewalk", "lane_marking", "road_kerbside", "road_lane")
@@ -105,6 +105,11 @@ class ContextPrior:
         self.ground_cells_ = np.zeros(len(GROUNDS))
 
     @property
+    def fitted(self) -> bool:
+        """Whether :meth:`finish` has turned the counts into the table :meth:`surprise` reads."""
+        return hasattr(self, "table_")
+
+    @property
     def slot(self) -> int | None:
         """Input slot (of ``stack_frames``) holding the frame ``static_offset`` back."""
         if self.static_offset not in self.history:
@@ -155,7 +160,7 @@ class ContextPrior:
 
 
 def fit_on_maps(prior: ContextPrior, maps: list[dict]) -> ContextPrior:
-    """Fit ``prior`` on the ``context_inputs`` that :func:`driving.surprise.raw_maps` kept
+    """Fit ``prior`` on the ``context_inputs`` that :func:`driving.scoring.surprise.raw_maps` kept
     for normal logs (the prior was not fitted yet), then give each log its
     ``object_context`` map; the inputs are dropped."""
     for m in maps:

@@ -9,8 +9,8 @@ import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
 
-from .schema import UNOBSERVED, DriveLog
-from .warp import warp_grid
+from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
+from ..warp import cell_offsets, ego_to_world, warp_grid
 
 # The largest world raster (uint8 cells, 2 GiB) world_memory allocates: a log whose poses
 # span more (or a corrupt pose far away) is refused with one line instead of trying.
@@ -47,8 +47,6 @@ def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndar
     """In place: hidden cells (``observed`` 255) with a remembered layout class give the
     layout classes' probability mass to that class. ``probs`` ``(N, C, H, W)``,
     ``memory`` and ``observed`` ``(N, H, W)``; returns ``probs``."""
-    from .schema import LAYOUT_CLASSES
-
     n_layout = len(LAYOUT_CLASSES)
     known = (memory < n_layout) & (observed == UNOBSERVED)
     if known.any():
@@ -117,8 +115,6 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
             sidewalk): objects move, and an object seen once says nothing about the road
             under it.
     """
-    from .schema import SIDEWALK
-
     out = np.empty_like(log.semantic)
     if not len(log):
         return out
@@ -148,8 +144,6 @@ def world_cells(log: DriveLog) -> tuple[np.ndarray, np.ndarray]:
     """World-raster indices ``(ix, iy)``, each ``(T, H, W)`` int64 (from 0), of every
     frame's cells at the grid's resolution: the same world cell has the same index in
     every frame (up to rounding)."""
-    from .warp import cell_offsets, ego_to_world
-
     res = log.meta.resolution_m
     forward, right = cell_offsets(log.meta)
     wx, wy = zip(*(ego_to_world(pose, forward, right) for pose in log.poses))

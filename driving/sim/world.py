@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .schema import LANE_MARKING, OFF_ROAD, ROAD, SIDEWALK
+from ..schema import LANE_MARKING, OFF_ROAD, ROAD, SIDEWALK
 
 
 @dataclass

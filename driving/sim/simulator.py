@@ -9,8 +9,8 @@ everything behind it stays hidden.
 Traffic follows its lane at its own speed and does not brake, so a car that would drive
 through another car (or the ego) at some frame of the log is left out, as are bins and
 poles whose box would touch a road (near a junction, another street's carriageway): normal
-drives show no merged cars and no obstacles on the road (round 6; before, about one frame
-in nine showed two cars merged into one blob, and 7 % of the obstacles stood on a road).
+drives show no merged cars and no obstacles on the road (without these checks about one
+frame in nine showed two cars merged into one blob, and 7 % of the obstacles stood on a road).
 
 Injected anomaly events, labelled per frame while the event is *observable*: its object
 is observed (the sensor sees at least one of its cells, so the whole box is reported) and
@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from .raycast import Raycaster
-from .schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED,
+from ..schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED,
                      VEHICLE, DriveLog, LogMeta, write_log)
-from .warp import cell_offsets, ego_to_world, not_passed, world_to_ego
+from ..warp import cell_offsets, ego_to_world, not_passed, world_to_ego
 from .world import World, WorldConfig, tangents
 
 ANOMALY_KINDS = ("pedestrian_step_out", "stalled_vehicle", "debris", "wrong_way_vehicle")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import LogMeta
+from ..schema import LogMeta
 
 
 class Raycaster:
