@@ -30,7 +30,7 @@ def medical():
 @click.option("--shape", default="96,96,48", show_default=True, help="Voxels per axis.")
 def simulate(n_cases, out, lesions, seed, shape):
     """Simulate abdominal CT phantoms into OUT (imagesTr/, labelsTr/, dataset.json)."""
-    from .phantom import simulate_dataset  # heavy: loads torch/MONAI on use
+    from .phantom import simulate_dataset  # lazy: loads torch/MONAI on use
 
     try:
         dims = tuple(int(s) for s in shape.split(","))
@@ -49,8 +49,8 @@ def simulate(n_cases, out, lesions, seed, shape):
 @runtime_options
 def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     """Masked-volume pretraining; the result is also the anomaly model."""
-    from .presets import preset as get_preset  # heavy: loads torch/MONAI on use
-    from .pretrain import pretrain as run_pretrain  # heavy: loads torch/MONAI on use
+    from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
+    from .pretrain import pretrain as run_pretrain  # lazy: loads torch/MONAI on use
 
     check_output(out, [data])
     config, _ = get_preset(preset, seed)
@@ -78,9 +78,9 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
 def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, seed, device, precision,
           quiet):
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
-    from .presets import preset as get_preset  # heavy: loads torch/MONAI on use
-    from .pretrain import healthy_cases  # heavy: loads torch/MONAI on use
-    from .segment import train_segmenter  # heavy: loads torch/MONAI on use
+    from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
+    from .pretrain import healthy_cases  # lazy: loads torch/MONAI on use
+    from .segment import train_segmenter  # lazy: loads torch/MONAI on use
 
     check_output(out, [data, pretrained, calibration_data])
     _, config = get_preset(preset, seed)
@@ -105,7 +105,7 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
 @runtime_options
 def infer(model_dir, images, out, anomaly_model, fdr, device, precision, quiet):
     """Segment, map anomalies and score each case; write a run directory."""
-    from .infer import infer as run_infer  # heavy: loads torch/MONAI on use
+    from .infer import infer as run_infer  # lazy: loads torch/MONAI on use
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmaskWarning)
@@ -125,7 +125,7 @@ def infer(model_dir, images, out, anomaly_model, fdr, device, precision, quiet):
 @click.option("--out", type=click.Path(), default=None, help="Also write the report (JSON).")
 def evaluate(pred, data, out):
     """Dice per organ; case AUROC/AP, voxel AP and best Dice of the anomaly maps."""
-    from .evaluate import evaluate as run_evaluate  # heavy: loads torch/MONAI on use
+    from .evaluate import evaluate as run_evaluate  # lazy: loads torch/MONAI on use
 
     if out:
         check_output(out, [pred, data])
@@ -148,7 +148,7 @@ def evaluate(pred, data, out):
 @click.option("--fdr", type=float, default=0.1, show_default=True, help="Alert FDR level.")
 def batch_score(model_dir, images, out, anomaly_model, engine, address, fdr):
     """Score an archive into one per-case table, locally or on Ray (no maps, no SHAP)."""
-    from .batch import batch_score as run  # heavy: loads torch/MONAI on use
+    from .batch import batch_score as run  # lazy: loads torch/MONAI on use
 
     check_output(out, [model_dir, images, anomaly_model])
     click.echo(json.dumps(run(model_dir, images, out, anomaly_model=anomaly_model, engine=engine,
@@ -180,9 +180,9 @@ def export(model_dir, network, fmt, out, atol, rtol):
     batches of 1, 2 and 5 windows and one larger window, else nothing is written; the
     result is stored in the file's metadata (unmask.parity).
     """
-    from core.export import export_onnx  # heavy: imports torch
+    from core.export import export_onnx  # lazy: imports torch
 
-    from .onnx_export import unet_spec  # heavy: loads torch/MONAI on use
+    from .onnx_export import unet_spec  # lazy: loads torch/MONAI on use
 
     spec = unet_spec(model_dir, network)
     report = export_onnx(spec, out, atol=atol, rtol=rtol)

@@ -39,11 +39,11 @@ def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
         size: ``"small"`` (the demo, about 2 minutes on 2 idle cores) or ``"tiny"`` (tests).
         seed: simulator and training seed.
     """
-    from .infer import infer  # heavy: loads torch/MONAI on use
-    from .phantom import simulate_dataset  # heavy: loads torch/MONAI on use
-    from .presets import PHANTOM_SHAPES, preset  # heavy: loads torch/MONAI on use
-    from .pretrain import pretrain  # heavy: loads torch/MONAI on use
-    from .segment import train_segmenter  # heavy: loads torch/MONAI on use
+    from .infer import infer  # lazy: loads torch/MONAI on use
+    from .phantom import simulate_dataset  # lazy: loads torch/MONAI on use
+    from .presets import PHANTOM_SHAPES, preset  # lazy: loads torch/MONAI on use
+    from .pretrain import pretrain  # lazy: loads torch/MONAI on use
+    from .segment import train_segmenter  # lazy: loads torch/MONAI on use
 
     if size not in SIZES:
         raise DataValidationError(f"unknown demo size {size!r}; choose one of {', '.join(SIZES)}")

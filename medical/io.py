@@ -234,7 +234,7 @@ def load_volume(path: str | Path, hounsfield: bool = True):
         DataValidationError: unreadable, damaged or truncated file; not 3-D; a DICOM series
             with missing, duplicated or untagged slices; NaN or infinite voxels; not CT.
     """
-    from .readers import load_channel_first  # heavy: readers imports MONAI
+    from .readers import load_channel_first  # lazy: readers imports MONAI
 
     path = Path(path)
     source = _checked_source(path, hounsfield)

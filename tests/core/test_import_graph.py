@@ -117,13 +117,7 @@ def _cycles(package: str) -> list[list[str]]:
     return found
 
 
-REWORK = pytest.mark.xfail(strict=False, reason="issue 14: driving and medical cycles are being "
-                                                "removed by their own rework (un-xfail after merge)")
-
-
-@pytest.mark.parametrize("package", ["core", "finance", "dashboard",
-                                     pytest.param("medical", marks=REWORK),
-                                     pytest.param("driving", marks=REWORK)])
+@pytest.mark.parametrize("package", ["core", "finance", "dashboard", "medical", "driving"])
 def test_no_import_cycles(package):
     assert _cycles(package) == []
 
@@ -148,7 +142,7 @@ def test_no_vertical_imports_another_or_the_dashboard():
     assert crossing == []
 
 
-@pytest.mark.parametrize("package", ["core", "dashboard"])
+@pytest.mark.parametrize("package", ["core", "dashboard", "medical", "driving"])
 def test_own_imports_are_at_the_top(package):
     """A function-local import of our own modules hides a dependency: only ``# lazy`` ones
     (heavy optional dependencies behind them) may stay inside functions."""
