@@ -96,16 +96,3 @@ def warp_grid(grid: np.ndarray, pose_src, pose_dst, meta: LogMeta, fill=UNOBSERV
     rows, cols, inside = warp_indices(pose_src, pose_dst, meta)
     out = grid[..., rows, cols]
     return np.where(inside, out, np.asarray(fill, dtype=grid.dtype))
-
-
-def warp_history(semantic: np.ndarray, poses: np.ndarray, t: int, offsets, meta: LogMeta) -> np.ndarray:
-    """Frames ``t - k`` for ``k`` in ``offsets`` warped into frame ``t``: ``(K, H, W)`` uint8.
-
-    Offsets reaching before the first frame give all-unobserved grids.
-    """
-    h, w = meta.grid_shape
-    out = np.full((len(offsets), h, w), UNOBSERVED, dtype=np.uint8)
-    for i, k in enumerate(offsets):
-        if t - k >= 0:
-            out[i] = warp_grid(semantic[t - k], poses[t - k], poses[t], meta)
-    return out

@@ -50,6 +50,7 @@ from scipy.ndimage import gaussian_filter
 from core.errors import DataValidationError
 from core.estimator import Estimator
 from core.explain import region_shap
+from core.pooling import top_k_mean
 from core.runtime import NetworkPlacement, autocast, progress_bar
 from core.training import TrainConfig, fit
 
@@ -58,7 +59,7 @@ from .networks import NetworkConfig, build_network, load_weights
 from .organ_scoring import (organ_error_map, organ_map, organ_reconstruction, organ_residual_stats,
                             scored_parenchyma)
 from .reconstruction import (body_mask, context_baseline, core_schedule, masked_input,
-                             reconstruction_loss, split_output, top_k_mean)
+                             reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
 from .volumes import CropDataset, prepare_cases
 

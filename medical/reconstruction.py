@@ -110,12 +110,6 @@ def body_mask(image: np.ndarray) -> np.ndarray:
     return binary_fill_holes(image > 0.05)
 
 
-def top_k_mean(values: np.ndarray, k: int) -> float:
-    """Mean of the ``k`` largest of ``values`` (``k`` clipped to ``[1, values.size]``)."""
-    k = int(min(max(1, k), values.size))
-    return float(np.partition(values.ravel(), values.size - k)[-k:].mean())
-
-
 def reconstruction_loss(masker, patch_size, sigma=None):
     """``loss_fn`` for ``fit``: MSE over hidden voxels of a random patch mask per crop.
 

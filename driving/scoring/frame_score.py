@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.pooling import top_k_mean
+
 from ..schema import OBJECT_CLASSES
 from ..warp import not_passed
 
@@ -47,13 +49,6 @@ def scored_objects(observed: np.ndarray, meta) -> np.ndarray:
     is no news; it stays on the maps, not in the score (on the validation logs
     this took the alert rate on normal frames from 18 % to 8 %, see bench/README.md)."""
     return np.isin(observed, OBJECT_CLASSES) & not_passed(meta)[None]
-
-
-def top_k_mean(maps: np.ndarray, k: int) -> np.ndarray:
-    """Mean of the ``k`` largest values of each map ``(N, H, W)`` -> ``(N,)``."""
-    flat = np.asarray(maps, dtype=np.float32).reshape(len(maps), -1)
-    k = min(k, flat.shape[1])
-    return np.partition(flat, flat.shape[1] - k, axis=1)[:, -k:].mean(1)
 
 
 class TailScore:
@@ -134,8 +129,8 @@ class FrameScorer:
 
     def statistics(self, maps: dict) -> np.ndarray:
         """``(N, n_channels)``: mean of the ``k`` largest cells of each channel's map."""
-        return np.stack([top_k_mean(maps[self.key(name, norm)], k)
-                         for name, norm, k in self.channels], 1)
+        return np.stack([top_k_mean(np.asarray(maps[self.key(name, norm)], dtype=np.float32), k,
+                                    per_row=True) for name, norm, k in self.channels], 1)
 
     def fit(self, maps: list[dict]) -> "FrameScorer":
         """Fit each channel's tail on the channel maps of normal frames (a list per log)."""
