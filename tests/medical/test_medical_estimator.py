@@ -2,9 +2,7 @@
 fitted check, the bundle format version, and an import graph without cycles."""
 from __future__ import annotations
 
-import ast
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,6 @@ from medical.reconstruction import body_mask
 from medical.transforms import Preprocessor, PreprocessConfig
 from medical.volumes import prepare_case
 
-MEDICAL = Path(__file__).resolve().parents[2] / "medical"
 
 
 def _grid(scorer, case):
@@ -70,37 +67,3 @@ def test_an_older_anomaly_bundle_is_refused_with_one_line(tiny_models, tmp_path)
         AnomalyScorer.load(tmp_path / "old")
     message = str(err.value)
     assert "\n" not in message and "retrain" in message and "format version 1" in message
-
-
-def _own_imports(path: Path) -> tuple[set[str], list[int]]:
-    """``medical`` modules ``path`` imports, and the lines of function-local ones not
-    marked ``# heavy`` (the CLI loads torch/MONAI only when a command runs)."""
-    text = path.read_text()
-    lines = text.splitlines()
-    tree = ast.parse(text)
-    top = {id(node) for node in tree.body}
-    names, local = set(), []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("medical")):
-            module = (node.module or "").removeprefix("medical.").removeprefix("medical")
-            targets = [module] if module else [a.name for a in node.names]
-            names.update(t.split(".")[0] for t in targets)
-            if id(node) not in top and "# heavy" not in lines[node.lineno - 1]:
-                local.append(node.lineno)
-    return names, local
-
-
-def test_medical_imports_are_at_the_top_and_acyclic():
-    graph = {}
-    for path in sorted(MEDICAL.glob("*.py")):
-        names, local = _own_imports(path)
-        assert not local, f"{path.name}: function-local imports of medical modules at lines {local}"
-        graph[path.stem] = names & {p.stem for p in MEDICAL.glob("*.py")}
-
-    def visit(node, stack):
-        assert node not in stack, "import cycle: " + " -> ".join(stack + [node])
-        for child in graph[node]:
-            visit(child, stack + [node])
-
-    for module in graph:
-        visit(module, [])
