@@ -18,7 +18,7 @@ import pandas as pd
 
 from core.bundle import read_bundle_config
 from core.drift import calibration_reference
-from core.errors import BundleError, DataValidationError, UnmaskWarning
+from core.errors import BundleError, UnmaskWarning
 from core.io import check_output
 from core.metrics import auprc, auroc, dice
 from core.runs import create_run

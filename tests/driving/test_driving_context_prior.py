@@ -2,7 +2,7 @@
 import numpy as np
 
 from driving.scoring.context_prior import CATEGORIES, GROUNDS, ContextPrior, ground_posterior, object_category
-from driving.schema import OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE
+from driving.schema import PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE
 
 RES = 0.5
 

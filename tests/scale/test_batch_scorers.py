@@ -3,7 +3,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.runs import load_manifest
 
 
 @pytest.fixture(scope="module")
