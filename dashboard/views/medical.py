@@ -36,6 +36,10 @@ ui.link_apply("medical", "plane", "ct_plane",
 with st.sidebar:
     case = st.selectbox("Case (most anomalous first)", list(alert_of), key="ct_case",
                         format_func=lambda c: f"{c}  (alert)" if alert_of[c] else c)
+    unreviewed_only = st.toggle("Unreviewed only", value=False, key="ct_unreviewed_only",
+                                help="list only the cases without a review")
+if unreviewed_only:
+    listing = listing[listing["review"] == ""]
 with st.expander(f"Cases in run {ui.plain(run_id)} ({len(table)}; "
                  f"{int(table['is_alert'].sum())} alerts)",
                  expanded=True):
@@ -92,6 +96,15 @@ with side:
     if len(regions):
         st.altair_chart(plots.region_bars(regions), width="stretch", key="ct_regions")
     current = review_of.get(case)
+
+    def open_next_case(_recorded_case: str) -> None:
+        """After a review: open the most anomalous case that still has none (if any)."""
+        done = set(reviewed_items(ws, "medical")["item_id"].astype(str))
+        following = next((c for c in alert_of if c not in done), None)
+        if following is not None:
+            st.session_state["ct_case"] = following
+
     ui.review_form(ws, "medical", run_id, case, prefix="ct",
                    title=f"**Review** · current: {DECISION_LABELS.get(current, 'not reviewed')}",
-                   submit="Submit review", decisions=DECISION_LABELS)
+                   submit="Submit review", decisions=DECISION_LABELS,
+                   on_recorded=open_next_case)
