@@ -30,6 +30,16 @@ listing = table[[c for c in ("rank", "case", "score", "p_value", "is_alert", "ha
 listing.insert(2, "review", listing["case"].astype(str).map(review_of).astype("string").fillna(""))
 
 alert_of = dict(zip(table["case"].astype(str), table["is_alert"].astype(bool)))
+
+
+def open_next_case(_recorded_case: str) -> None:
+    """After a review: open the most anomalous case that still has none (if any)."""
+    done = set(reviewed_items(ws, "medical")["item_id"].astype(str))
+    following = next((c for c in alert_of if c not in done), None)
+    if following is not None:
+        st.session_state["ct_case"] = following
+
+
 ui.link_apply("medical", "case", "ct_case", lambda c: links.known_name(c, alert_of, "case"))
 ui.link_apply("medical", "plane", "ct_plane",
               lambda p: links.known_choice(p, medical_data.PLANES, "plane"))
@@ -96,14 +106,6 @@ with side:
     if len(regions):
         st.altair_chart(plots.region_bars(regions), width="stretch", key="ct_regions")
     current = review_of.get(case)
-
-    def open_next_case(_recorded_case: str) -> None:
-        """After a review: open the most anomalous case that still has none (if any)."""
-        done = set(reviewed_items(ws, "medical")["item_id"].astype(str))
-        following = next((c for c in alert_of if c not in done), None)
-        if following is not None:
-            st.session_state["ct_case"] = following
-
     ui.review_form(ws, "medical", run_id, case, prefix="ct",
                    title=f"**Review** · current: {DECISION_LABELS.get(current, 'not reviewed')}",
                    submit="Submit review", decisions=DECISION_LABELS,
