@@ -9,6 +9,7 @@ shows the traceback instead. Ctrl-C prints ``Aborted.`` (exit 130) and SIGTERM e
 """
 from __future__ import annotations
 
+import difflib
 import sys
 from importlib.metadata import entry_points
 
@@ -43,6 +44,16 @@ class _EntryPointGroup(click.Group):
             return self.commands[name]
         ep = _command_entry_points().get(name)
         return ep.load() if ep is not None else None
+
+    def resolve_command(self, ctx, args):
+        """As click's, but a mistyped name is answered with the closest command names:
+        click suggests only among ``self.commands``, which holds just the loaded ones."""
+        name = click.utils.make_str(args[0])
+        if not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx))
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
 
 
 @click.group(cls=_EntryPointGroup, context_settings={"help_option_names": ["-h", "--help"]})

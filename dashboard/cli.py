@@ -9,7 +9,8 @@ from core.verticals import get as get_vertical, names as vertical_names
 
 from .auth import login_mode, set_password, streamlit_secrets
 from .demo import build_workspace, describe
-from .serve import DEFAULT_HOST, check_streamlit, is_loopback, serve, served_url
+from .serve import (DEFAULT_HOST, check_port, check_streamlit, is_loopback, serve,
+                    served_url)
 from .workspace import DEFAULT_WORKSPACE
 
 WORKSPACE = click.option("--workspace", "-w", type=click.Path(file_okay=False),
@@ -79,6 +80,8 @@ def demo(workspace, size, seed, verticals, serve, port, host):
     the review dashboard over it.
     """
     chosen = verticals or vertical_names()
+    if serve:
+        check_port(host, port)  # before minutes of building, not after
     click.echo(f"Building a {size} demo workspace in {click.format_filename(workspace)}")
     with _Progress(len(chosen)) as progress:
         def on_start(position, vertical):
@@ -135,6 +138,7 @@ def dashboard(workspace, port, host, password_user):
 
 def _serve(workspace, port, host):
     check_streamlit()
+    check_port(host, port)
     login = login_mode(workspace, streamlit_secrets())
     click.echo(f"Serving {click.format_filename(workspace)} at {served_url(host, port)} "
                f"({'login: ' + login if login else 'no login'}; Ctrl+C stops)")

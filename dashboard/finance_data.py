@@ -10,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class QueueQuery:
         min_score: lowest score shown. max_p_value: highest p-value shown.
         sort: a key of ``SORTS``; ``descending`` flips it (rank ascending = most anomalous first).
         page: 1-based page number. page_size: rows per page.
+        exclude_ids: transactions left out (the reviewed ones, for "unreviewed only").
     """
 
     alerts_only: bool = True
@@ -50,6 +52,7 @@ class QueueQuery:
     descending: bool = False
     page: int = 1
     page_size: int = 50
+    exclude_ids: tuple[str, ...] = ()
 
 
 _DATABASE = None
@@ -110,6 +113,9 @@ def _where(query: QueueQuery) -> tuple[str, list]:
         if value is not None:
             clauses.append(f"{column} {op} ?")
             args.append(float(value))
+    if query.exclude_ids:
+        clauses.append("NOT list_contains(?, transaction_id)")
+        args.append(list(query.exclude_ids))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
@@ -311,6 +317,18 @@ def disposition_kpis(dispositions: pd.DataFrame, is_alert: pd.Series, n_alerts: 
             "legitimate": legit, "needs_information": int(counts.get("needs_information", 0)),
             "precision": fraud / (fraud + legit) if fraud + legit else float("nan"),
             "progress": len(alerts) / n_alerts if n_alerts else float("nan")}
+
+
+def first_unreviewed_alert(scores_path, query: QueueQuery,
+                           reviewed_ids) -> tuple[str, int] | None:
+    """``(transaction_id, rank)`` of the first alert of the queue (``query``'s filters and
+    order) without a disposition; None when every such alert has one."""
+    unreviewed = dataclasses.replace(query, alerts_only=True, page=1, page_size=1,
+                                     exclude_ids=tuple(sorted(map(str, reviewed_ids))))
+    page, _ = queue_page(scores_path, unreviewed, columns=("transaction_id", "rank"))
+    if page.empty:
+        return None
+    return str(page["transaction_id"].iloc[0]), int(page["rank"].iloc[0])
 
 
 def with_dispositions(page: pd.DataFrame, dispositions: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """Serving the dashboard: the ``streamlit run`` command line and its process."""
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import signal
@@ -75,6 +76,43 @@ def check_streamlit() -> None:
     if missing:
         raise UnmaskError(f"the dashboard needs {', '.join(missing)}: "
                           "pip install 'unmask[dashboard]'")
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on ``port`` at ``host``: a test bind on every
+    address ``host`` resolves to, as the server will bind (SO_REUSEADDR, so a port left in
+    TIME_WAIT by a server that just stopped does not count as taken)."""
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+    except OSError:
+        return False  # an unknown host: the server's own error says so
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    return True      # other errors (an address not on this machine): the
+    return False                     # server's own message says what is wrong
+
+
+def check_port(host: str, port: int, tries: int = 20) -> None:
+    """Refuse a port another server holds, naming the next free one (of ``tries``).
+
+    Streamlit itself would print its "serving at" banner first and fail afterwards.
+
+    Raises:
+        UnmaskError: ``port`` is taken on ``host``.
+    """
+    if not port_in_use(host, port):
+        return
+    free = next((p for p in range(port + 1, min(port + 1 + tries, 65536))
+                 if not port_in_use(host, p)), None)
+    suggestion = f"--port {free} is free" if free else "choose another with --port"
+    raise UnmaskError(f"port {port} on {host} is already in use (another dashboard?); "
+                      f"{suggestion}")
 
 
 def start(workspace, port: int = 8501, host: str = DEFAULT_HOST, **popen) -> subprocess.Popen:

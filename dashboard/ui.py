@@ -221,35 +221,59 @@ def open_run(title: str, vertical: str) -> tuple[Path, dict]:
     return ws, manifest
 
 
-def _record(ws: Path, vertical: str, run_id: str, item, prefix: str, decisions: dict) -> None:
+def form_key(prefix: str, field: str, scope) -> str:
+    """Session-state key of a review form's ``field`` (``decision``, ``note``) for one item:
+    each item has its own widgets, so a note typed for one never shows on the next."""
+    return f"{prefix}_{field}:{scope}"
+
+
+def _record(ws: Path, vertical: str, run_id: str, item, scope, prefix: str, decisions: dict,
+            on_recorded) -> None:
     """Form callback: append the review event. Callbacks run before the page script, so the
     page that follows already shows the new state (KPIs, tables). With login on, the
-    reviewer is the logged-in user; otherwise the name typed in the form."""
+    reviewer is the logged-in user; otherwise the name typed in the form, remembered for
+    every form while the page stays open."""
     state = st.session_state
-    reviewer = state.get(LOGIN_USER) or state.get(f"{prefix}_reviewer", "").strip()
+    typed = state.get(f"{prefix}_reviewer", "").strip()
+    if typed and not state.get(LOGIN_USER):
+        state["reviewer_name"] = typed
+    decision_key, note_key = form_key(prefix, "decision", scope), form_key(prefix, "note", scope)
+    decision = state.get(decision_key) if len(decisions) > 1 else next(iter(decisions))
+    if decision is None:  # nothing is preselected: a decision is always the reviewer's own
+        state[f"{prefix}_flash"] = ("error", "Choose a decision before submitting.")
+        return
+    reviewer = state.get(LOGIN_USER) or typed
     if not reviewer:
         state[f"{prefix}_flash"] = ("error", "Enter your name as reviewer before submitting.")
         return
     item_id = item() if callable(item) else item
-    decision = state[f"{prefix}_decision"] if len(decisions) > 1 else next(iter(decisions))
     review_store(ws).record(vertical, REVIEW_KIND[vertical], item_id, decision, reviewer,
-                            note=state.get(f"{prefix}_note", ""), run_id=run_id)
-    if not state.get(LOGIN_USER):
-        state["reviewer_name"] = reviewer  # pre-fills the reviewer box of every form
+                            note=state.get(note_key, ""), run_id=run_id)
+    state[note_key] = ""                 # the form starts empty again (set, not deleted: the
+    if decision_key in state:            # browser keeps a deleted widget's last value)
+        state[decision_key] = None
     state[f"{prefix}_flash"] = ("success", f"Recorded {decisions[decision].lower()} for "
                                            f"{plain(item_id)} by {plain(reviewer)}.")
+    if on_recorded is not None:
+        on_recorded(item_id)
 
 
 def review_form(ws: Path, vertical: str, run_id: str, item, *, prefix: str, title: str,
-                submit: str, decisions: dict) -> None:
-    """A review form: decision (when there is a choice), note and -- without login --
-    reviewer, written to the workspace's review store against ``run_id``.
+                submit: str, decisions: dict, scope=None, on_recorded=None) -> None:
+    """A review form: decision (when there is a choice; none preselected), note and --
+    without login -- reviewer, written to the workspace's review store against ``run_id``.
 
     Args:
         item: the item id, or a callable returning it at submit time.
-        prefix: widget-key prefix (``<prefix>_decision``, ``_note``, ``_reviewer``, ``_form``).
+        prefix: widget-key prefix (``form_key(prefix, "note", scope)``, ``<prefix>_reviewer``,
+            ``<prefix>_form``).
         decisions: ``{decision: label}`` (one entry: no choice shown).
+        scope: what the form's widgets belong to (default: ``item``); a new scope starts
+            with an empty note and no decision.
+        on_recorded: called with the item id after a review is recorded (e.g. to open the
+            next item); runs in the callback, before the page script.
     """
+    scope = item if scope is None else scope
     flash = st.session_state.pop(f"{prefix}_flash", None)
     if flash:
         (st.success if flash[0] == "success" else st.error)(flash[1])
@@ -258,15 +282,16 @@ def review_form(ws: Path, vertical: str, run_id: str, item, *, prefix: str, titl
         st.markdown(title)
         if len(decisions) > 1:
             st.radio("Decision", list(decisions), format_func=decisions.get, horizontal=True,
-                     key=f"{prefix}_decision")
-        st.text_area("Note", key=f"{prefix}_note", height=80)
+                     index=None, key=form_key(prefix, "decision", scope))
+        st.text_area("Note", key=form_key(prefix, "note", scope), height=80)
         if user:
             st.caption(f"Recorded as {plain(user)}")
         else:
             st.text_input("Reviewer", value=st.session_state.get("reviewer_name", ""),
                           key=f"{prefix}_reviewer", placeholder="your name")
         st.form_submit_button(submit, type="primary", on_click=_record,
-                              args=(ws, vertical, run_id, item, prefix, decisions))
+                              args=(ws, vertical, run_id, item, scope, prefix, decisions,
+                                    on_recorded))
 
 
 def drift_panel(manifest: dict) -> None:

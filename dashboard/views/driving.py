@@ -99,7 +99,7 @@ with left:
     ui.review_form(ws, "driving", run_id,
                    lambda: driving_data.bookmark_id(log_id, st.session_state[frame_key]),
                    prefix="drive", title=f"**Bookmark frame {frame}**", submit="Add bookmark",
-                   decisions=ui.decision_labels(SPEC))
+                   decisions=ui.decision_labels(SPEC), scope=f"{run_id}:{log_id}")
     recording = driving_data.recording_path(run_dir, log_id)
     if recording is not None:
         st.download_button(f"Download rerun recording ({recording.stat().st_size / 1e6:.1f} MB)",

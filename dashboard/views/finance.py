@@ -21,6 +21,7 @@ bounds = ui.finance_bounds(scores_path)
 with st.sidebar:
     st.header("Filters")
     alerts_only = st.toggle("Alerts only", value=True, key="fin_alerts_only")
+    unreviewed_only = st.toggle("Unreviewed only", value=False, key="fin_unreviewed_only")
     first, last = bounds["first_date"], bounds["last_date"]
     dates = st.date_input("Dates", value=(first, last), min_value=first, max_value=last,
                           key="fin_dates") if first is not None else ()
@@ -41,13 +42,15 @@ with st.sidebar:
     page_size = st.selectbox("Rows per page", [25, 50, 100, 200], index=1, key="fin_page_size")
 
 start, end = (dates[0], dates[-1]) if len(dates) else (None, None)
+dispositions = reviewed_items(ws, "finance")
+reviewed_ids = tuple(sorted(dispositions["item_id"].astype(str))) if len(dispositions) else ()
 query = finance_data.QueueQuery(alerts_only=alerts_only, start=start, end=end,
                                 min_amount=min_amount, max_amount=max_amount,
                                 min_score=min_score, max_p_value=max_p, sort=sort,
-                                descending=descending, page=1, page_size=page_size)
+                                descending=descending, page=1, page_size=page_size,
+                                exclude_ids=reviewed_ids if unreviewed_only else ())
 
 # --- KPIs from the review store ------------------------------------------------------
-dispositions = reviewed_items(ws, "finance")
 kpis = finance_data.disposition_kpis(
     dispositions, finance_data.alert_flags(scores_path, dispositions["item_id"]),
     int(bounds["n_alerts"]))
@@ -75,8 +78,11 @@ rows, total = ui.finance_page(scores_path, query)
 top[0].markdown(f"**{total:,}** matching transactions · page {query.page:,} of {pages:,} · "
                 "select a row to review it")
 table = finance_data.with_dispositions(rows, dispositions)
+# A recorded disposition opens another transaction and may drop rows (unreviewed only):
+# the table starts afresh, as the browser would otherwise send its old row selection back.
+table_key = f"fin_table_{st.session_state.get('fin_table_generation', 0)}"
 event = st.dataframe(
-    table, key="fin_table", on_select="rerun", selection_mode="single-row", hide_index=True,
+    table, key=table_key, on_select="rerun", selection_mode="single-row", hide_index=True,
     width="stretch", height=min(38 + 35 * len(table), 420),
     column_config={
         "score": st.column_config.NumberColumn(format="%.4f"),
@@ -96,6 +102,8 @@ if event.selection.rows and event.selection.rows[0] < len(table):
 selection = st.session_state.get("fin_selected")
 if not selection or selection[0] != run_id:          # nothing chosen in this run yet
     ui.set_link("finance", tx=None)
+    if st.session_state.pop("fin_queue_done", False):
+        st.success("Every alert of this queue has a disposition.")
     st.caption("No transaction selected.")
     ui.preload("altair")  # the detail's charts; imported while the browser draws the queue
     st.stop()
@@ -138,7 +146,24 @@ with right:
         st.altair_chart(plots.customer_history(history, selected), width="stretch",
                         key="fin_history")
 
+
+
+def open_next_alert(_recorded_id: str) -> None:
+    """After a disposition: open the queue's first alert that still has none (the store
+    read again: another reviewer may have decided some meanwhile)."""
+    state = st.session_state
+    state["fin_table_generation"] = state.get("fin_table_generation", 0) + 1
+    following = finance_data.first_unreviewed_alert(
+        scores_path, query, reviewed_items(ws, "finance")["item_id"])
+    if following is None:
+        state.pop("fin_selected", None)
+        state["fin_queue_done"] = True
+    else:
+        state["fin_selected"] = (run_id, *following)
+
+
 ui.review_form(ws, "finance", run_id, selected, prefix="fin", title="**Disposition**",
-               submit="Submit disposition", decisions=DECISION_LABELS)
+               submit="Submit disposition", decisions=DECISION_LABELS,
+               on_recorded=open_next_alert)
 with st.expander("Review history of this transaction"):
     st.dataframe(review_store(ws).history("finance", "disposition", selected), hide_index=True)

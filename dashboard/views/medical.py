@@ -30,12 +30,26 @@ listing = table[[c for c in ("rank", "case", "score", "p_value", "is_alert", "ha
 listing.insert(2, "review", listing["case"].astype(str).map(review_of).astype("string").fillna(""))
 
 alert_of = dict(zip(table["case"].astype(str), table["is_alert"].astype(bool)))
+
+
+def open_next_case(_recorded_case: str) -> None:
+    """After a review: open the most anomalous case that still has none (if any)."""
+    done = set(reviewed_items(ws, "medical")["item_id"].astype(str))
+    following = next((c for c in alert_of if c not in done), None)
+    if following is not None:
+        st.session_state["ct_case"] = following
+
+
 ui.link_apply("medical", "case", "ct_case", lambda c: links.known_name(c, alert_of, "case"))
 ui.link_apply("medical", "plane", "ct_plane",
               lambda p: links.known_choice(p, medical_data.PLANES, "plane"))
 with st.sidebar:
     case = st.selectbox("Case (most anomalous first)", list(alert_of), key="ct_case",
                         format_func=lambda c: f"{c}  (alert)" if alert_of[c] else c)
+    unreviewed_only = st.toggle("Unreviewed only", value=False, key="ct_unreviewed_only",
+                                help="list only the cases without a review")
+if unreviewed_only:
+    listing = listing[listing["review"] == ""]
 with st.expander(f"Cases in run {ui.plain(run_id)} ({len(table)}; "
                  f"{int(table['is_alert'].sum())} alerts)",
                  expanded=True):
@@ -94,4 +108,5 @@ with side:
     current = review_of.get(case)
     ui.review_form(ws, "medical", run_id, case, prefix="ct",
                    title=f"**Review** · current: {DECISION_LABELS.get(current, 'not reviewed')}",
-                   submit="Submit review", decisions=DECISION_LABELS)
+                   submit="Submit review", decisions=DECISION_LABELS,
+                   on_recorded=open_next_case)

@@ -1,4 +1,6 @@
 """`unmask demo` and `unmask dashboard`: orchestration, progress, errors, server command."""
+import socket
+import subprocess
 import sys
 
 import pytest
@@ -8,6 +10,7 @@ import dashboard.serve as serve_module
 from core.cli import main
 from core.errors import DataValidationError
 from core.runs import list_runs
+from dashboard_browser import unmask_command
 from dashboard_fixtures import write_driving_run, write_finance_run
 
 
@@ -160,3 +163,48 @@ def test_demo_validates_size_and_vertical(tmp_path):
         demo_module.build_workspace(tmp_path, size="huge")
     with pytest.raises(DataValidationError, match="unknown vertical 'space'"):
         demo_module.builder("space")
+
+
+@pytest.fixture
+def busy_port():
+    """A port something already listens on (as a first ``unmask dashboard`` would)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_a_busy_port_is_refused_before_serving(busy_port, tmp_path):
+    result = subprocess.run(unmask_command() + ["dashboard", "--workspace", str(tmp_path / "ws"),
+                                                "--port", str(busy_port)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: port {busy_port} on 127.0.0.1 is already in use")
+    assert "--port" in line
+    assert "Serving" not in result.stdout
+
+
+def test_the_busy_port_message_names_a_free_one(busy_port, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
+    FakeServer.calls.clear()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--workspace", str(tmp_path / "ws"), "--serve", "--port", str(busy_port)])
+    assert exit_info.value.code == 2 and FakeServer.calls == []
+    line, = capsys.readouterr().err.strip().splitlines()
+    free = int(line.split("--port ")[1].split()[0])
+    assert free > busy_port and not serve_module.port_in_use("127.0.0.1", free)
+    assert not (tmp_path / "ws").exists()       # refused before minutes of building
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["finanse"], "Did you mean 'finance'?"),
+    (["dashbord"], "Did you mean 'dashboard'?"),
+    (["finance", "scroe"], "Did you mean 'score'?"),
+])
+def test_a_mistyped_command_gets_a_suggestion(argv, suggestion, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"No such command {argv[-1]!r}. {suggestion}" in err

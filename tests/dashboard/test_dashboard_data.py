@@ -62,6 +62,19 @@ def test_queue_last_partial_page_and_bad_sort(scores_path):
         finance_data.queue_page(scores_path.with_name("missing.parquet"))
 
 
+def test_next_unreviewed_alert_follows_the_queue_order(scores_path, scores):
+    alerts = scores[scores["is_alert"]].sort_values("amount", ascending=False)
+    by_amount = finance_data.QueueQuery(alerts_only=False, sort="amount", descending=True)
+    reviewed = alerts["transaction_id"].head(3).tolist()
+    following = finance_data.first_unreviewed_alert(scores_path, by_amount, reviewed)
+    assert following == (alerts["transaction_id"].iloc[3], int(alerts["rank"].iloc[3]))
+    assert finance_data.first_unreviewed_alert(scores_path, by_amount,
+                                               alerts["transaction_id"]) is None
+    page, total = finance_data.queue_page(scores_path, finance_data.QueueQuery(
+        exclude_ids=tuple(reviewed), page_size=100))
+    assert total == len(alerts) - 3 and not set(reviewed) & set(page["transaction_id"])
+
+
 def test_bounds(scores_path, scores):
     bounds = finance_data.queue_bounds(scores_path)
     assert bounds["n_rows"] == 400 and bounds["n_alerts"] == 20

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 import dashboard
 from core.review_store import ReviewStore
 from dashboard.auth import set_password
+from dashboard.ui import form_key
 from dashboard.workspace import ENV_VAR
 
 APP = Path(dashboard.__file__).with_name("app.py")
@@ -71,15 +72,15 @@ def test_finance_select_alert_and_submit_disposition(monkeypatch, workspace):
     queue = at.dataframe[0].value
     assert queue["rank"].tolist()[:3] == [1, 2, 3] and queue["is_alert"].all()
     selected = queue.iloc[1]["transaction_id"]
-    at.session_state["fin_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
+    at.session_state["fin_table_0"] = {"selection": {"rows": [1], "columns": [], "cells": []}}
     at.run()
     assert not at.exception
     assert f"Transaction {selected}" in texts(at)
     assert "not reviewed yet" in texts(at)
     assert chart_titles(at) == {"Why this score (SHAP)", "Customer's last 30 days"}
 
-    at.radio(key="fin_decision").set_value("fraud")
-    at.text_area(key="fin_note").input("card used abroad twice in one hour")
+    at.radio(key=form_key("fin", "decision", selected)).set_value("fraud")
+    at.text_area(key=form_key("fin", "note", selected)).input("card used abroad twice in one hour")
     at.text_input(key="fin_reviewer").input("ana")
     at.button(key="FormSubmitter:fin_form-Submit disposition").click().run()
     assert not at.exception
@@ -94,8 +95,10 @@ def test_finance_select_alert_and_submit_disposition(monkeypatch, workspace):
 
 def test_finance_submit_without_reviewer_is_refused(monkeypatch, workspace):
     at = open_app(monkeypatch, workspace, "views/finance.py")
-    at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.session_state["fin_table_0"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
+    selected = at.dataframe[0].value.iloc[0]["transaction_id"]
+    at.radio(key=form_key("fin", "decision", selected)).set_value("fraud")
     at.button(key="FormSubmitter:fin_form-Submit disposition").click().run()
     assert "Enter your name as reviewer" in texts(at)
     assert not (workspace / "reviews.sqlite").exists() or ReviewStore(
@@ -139,7 +142,7 @@ def test_ct_slice_window_overlay_and_review(monkeypatch, workspace):
     assert not at.exception
     assert at.dataframe[1].value["organ"].tolist() == ["liver", "spleen"]  # organ volumes
     assert chart_titles(at) == {"Regions that raised the score (SHAP)"}
-    at.radio(key="ct_decision").set_value("needs_correction")
+    at.radio(key=form_key("ct", "decision", "patient_000")).set_value("needs_correction")
     at.text_input(key="ct_reviewer").input("dr who")
     at.button(key="FormSubmitter:ct_form-Submit review").click().run()
     events = ReviewStore(workspace / "reviews.sqlite").history("medical", "review")
@@ -168,13 +171,15 @@ def test_drive_frames_anomaly_jumps_and_bookmark(monkeypatch, workspace):
     at.slider(key=key).set_value(30).run()
     at.button(key="drive_prev").click().run()
     assert at.slider(key=key).value == 24
-    at.text_area(key="drive_note").input("pedestrian behind the parked van")
+    at.text_area(key=form_key("drive", "note", "driving-run:log_000")).input("pedestrian behind the parked van")
     at.text_input(key="drive_reviewer").input("eng")
     at.button(key="FormSubmitter:drive_form-Add bookmark").click().run()
     events = ReviewStore(workspace / "reviews.sqlite").history("driving", "bookmark")
     assert events[["item_id", "note", "reviewer"]].values.tolist() == [
         ["log_000:24", "pedestrian behind the parked van", "eng"]]
     assert "Recorded bookmark for log_000:24 by eng" in texts(at)
+    assert at.text_area(key=form_key("drive", "note", "driving-run:log_000")).value == ""
+    assert at.text_input(key="drive_reviewer").value == "eng"     # remembered for the next
     assert at.get("download_button")  # the rerun recording
     at.slider(key=key).set_value(0).run()
     at.button(key="drive_goto_button").click().run()  # back to the bookmark
@@ -226,10 +231,12 @@ def test_with_login_the_reviewer_is_the_logged_in_user(monkeypatch, workspace):
     at = open_app(monkeypatch, workspace)
     at.session_state["login_user"] = "ana"          # what a successful login leaves
     at.run().switch_page("views/finance.py").run()
-    at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.session_state["fin_table_0"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     assert [t.key for t in at.text_input] == [] and "Recorded as ana" in texts(at)
-    at.text_area(key="fin_note").input(PAYLOAD)
+    selected = at.dataframe[0].value.iloc[0]["transaction_id"]
+    at.radio(key=form_key("fin", "decision", selected)).set_value("fraud")
+    at.text_area(key=form_key("fin", "note", selected)).input(PAYLOAD)
     at.button(key="FormSubmitter:fin_form-Submit disposition").click().run()
     events = ReviewStore(workspace / "reviews.sqlite").history("finance", "disposition")
     assert events[["reviewer", "note"]].values.tolist() == [["ana", PAYLOAD]]
@@ -241,7 +248,7 @@ def test_user_written_text_reaches_markdown_escaped(monkeypatch, workspace):
     selected = at.dataframe[0].value.iloc[0]["transaction_id"]
     ReviewStore(workspace / "reviews.sqlite").record("finance", "disposition", selected, "fraud",
                                                      PAYLOAD, note=PAYLOAD, run_id="finance-run")
-    at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.session_state["fin_table_0"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     raw = "\n".join(str(e.value) for e in at.markdown)
     assert f"by {PAYLOAD}" in texts(at)                       # shown as typed ...

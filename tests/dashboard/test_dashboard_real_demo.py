@@ -5,6 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.review_store import ReviewStore
 from dashboard.demo import build_workspace
+from dashboard.ui import form_key
 from dashboard.workspace import ENV_VAR
 from test_dashboard_pages import APP, chart_titles, texts
 
@@ -37,11 +38,11 @@ def test_every_page_renders_over_a_real_tiny_demo(demo_workspace, monkeypatch):
     assert drift_verdict(at).startswith("Score drift: scores ")       # tested: many transactions
     queue = at.dataframe[0].value
     assert len(queue) and queue["is_alert"].all() and queue["rank"].is_monotonic_increasing
-    at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.session_state["fin_table_0"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert chart_titles(at) == {"Why this score (SHAP)", "Customer's last 30 days"}
-    at.radio(key="fin_decision").set_value("fraud")
+    at.radio(key=form_key("fin", "decision", queue.iloc[0]["transaction_id"])).set_value("fraud")
     at.text_input(key="fin_reviewer").input("ana")
     at.button(key="FormSubmitter:fin_form-Submit disposition").click().run()
     store = ReviewStore(demo_workspace / "reviews.sqlite")

@@ -49,7 +49,7 @@ def test_finance_link_opens_the_alert_and_a_selection_rewrites_the_url(monkeypat
     assert f"Transaction {tx}" in texts(at) and "rank **5**" in texts(at)
     assert at.code[0].value == f"{HOST}/finance?run=finance-run&tx={tx}"    # copyable link
     assert not at.warning
-    at.session_state["fin_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.session_state["fin_table_0"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     first = at.dataframe[0].value.iloc[0]["transaction_id"]
     assert first != tx and f"Transaction {first}" in texts(at)
