@@ -62,7 +62,8 @@ def magma(values01: np.ndarray) -> np.ndarray:
     return MAGMA_ANCHORS[low] * (1.0 - frac) + MAGMA_ANCHORS[low + 1] * frac
 
 
-def percentile_range(values: np.ndarray, low: float = 1.0, high: float = 99.0) -> tuple[float, float]:
+def percentile_range(values: np.ndarray, low: float = 1.0,
+                     high: float = 99.0) -> tuple[float, float]:
     """``(low, high)`` percentiles of ``values``: the colour range, so a few extreme cells
     do not squeeze everything else into the darkest colours."""
     values = np.asarray(values, dtype=np.float32)

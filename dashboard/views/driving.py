@@ -77,7 +77,8 @@ def bookmark_section(frame: int) -> None:
                        decisions=ui.decision_labels(SPEC), scope=f"{run_id}:{log_id}")
         recording = driving_data.recording_path(run_dir, log_id)
         if recording is not None:
-            st.download_button(f"Download rerun recording ({recording.stat().st_size / 1e6:.1f} MB)",
+            megabytes = recording.stat().st_size / 1e6
+            st.download_button(f"Download rerun recording ({megabytes:.1f} MB)",
                                data=recording.read_bytes, file_name=recording.name,
                                mime="application/octet-stream", key="drive_download",
                                help="Open with the rerun viewer: rerun " + ui.plain(recording.name))
