@@ -21,6 +21,8 @@ from driving.schema import CLASS_COLOURS, UNOBSERVED, UNOBSERVED_COLOUR, read_lo
 from . import render
 
 ROAD_LAYOUT_COLOUR = (200, 205, 225)        # the road-layout panel's road surface
+ERROR_UNITS = "cell surprise (0-255)"
+TOP_FRAMES = 5
 PANELS = ("observed", "visibility", "predicted hidden", "road layout", "truth", "error")
 
 
@@ -40,6 +42,7 @@ class LogLayers:
     confidence: np.ndarray | None = None
     error: np.ndarray | None = None
     road_layout: np.ndarray | None = None
+    error_range: tuple[float, float] = (0.0, 255.0)
 
     def index(self, frame: int) -> int:
         """Position of frame number ``frame``."""
@@ -131,7 +134,15 @@ def load_layers(run_dir, manifest: dict, log_id: str) -> LogLayers:
             grid = np.zeros((t,) + shape, dtype=np.uint8)
             grid[rows] = _grid(cells, column, cells.num_rows, shape, np.uint8)
             setattr(layers, column, grid)
+        layers.error_range = error_range(layers.error)
     return layers
+
+
+def error_range(error: np.ndarray) -> tuple[float, float]:
+    """Colour range of the error panel: the 1st to 99.5th percentile of the log's cell
+    errors (up to 64 frames sampled), so a few hot cells do not leave the rest black."""
+    step = max(1, len(error) // 64)
+    return render.percentile_range(error[::step], 1.0, 99.5)
 
 
 def class_palette(classes) -> np.ndarray:
@@ -164,7 +175,7 @@ def frame_panels(layers: LogLayers, frame: int, size: int = 300) -> dict[str, np
     * road layout: where the model believes there is road surface, under and behind
       objects too (road colour, brighter where surer); visible cells dimmed.
     * truth: the simulator's full grid (when present).
-    * error: per-cell surprise (0-255) as heat.
+    * error: per-cell surprise (0-255) on the magma map over ``layers.error_range``.
     """
     i = layers.index(frame)
     palette = class_palette(layers.classes)
@@ -184,9 +195,40 @@ def frame_panels(layers: LogLayers, frame: int, size: int = 300) -> dict[str, np
     if layers.truth is not None:
         panels["truth"] = palette[layers.truth[i]]
     if layers.error is not None:
-        panels["error"] = render.heat_colours(layers.error[i].astype(np.float32) / 255.0)
+        panels["error"] = render.magma(render.scale01(layers.error[i], layers.error_range))
     return {name: render.upscale(_mark_ego(render.to_uint8(rgb), layers.ego_cell), pixel, size)
             for name, rgb in panels.items()}
+
+
+def class_legend(classes) -> list[tuple[str, tuple[int, int, int]]]:
+    """``(class, RGB)`` per class and for unobserved cells, from the panels' palette."""
+    palette = class_palette(classes)
+    entries = [(str(name), tuple(int(c) for c in palette[k])) for k, name in enumerate(classes)]
+    return entries + [("unobserved", tuple(int(c) for c in palette[UNOBSERVED]))]
+
+
+def error_bar(layers: LogLayers, width: int = 320) -> np.ndarray:
+    """Colour bar of the error panel (its value range and units)."""
+    return render.colour_bar(render.magma, layers.error_range, ERROR_UNITS, width)
+
+
+def top_frames(log_frames: pd.DataFrame, n: int = TOP_FRAMES) -> pd.DataFrame:
+    """The ``n`` highest-scoring frames (``frame``, ``score``), highest first."""
+    order = log_frames["score"].to_numpy().argsort(kind="stable")[::-1][:n]
+    return log_frames.iloc[order][["frame", "score"]].reset_index(drop=True)
+
+
+def clicked_frame(chart_state, param: str) -> int | None:
+    """The frame a click on the timeline selected: ``chart_state`` is what
+    ``st.altair_chart(..., on_select="rerun")`` keeps (``{"selection": {param: [{"frame":
+    ...}, ...]}}``); None when nothing is selected."""
+    if not chart_state:
+        return None
+    points = (chart_state.get("selection") or {}).get(param) or []
+    if isinstance(points, dict):            # an empty selection is ``{}``
+        return None
+    frames = [p.get("frame") for p in points if isinstance(p, dict) and p.get("frame") is not None]
+    return int(frames[0]) if frames else None
 
 
 def alert_frames(log_frames: pd.DataFrame) -> np.ndarray:

@@ -19,6 +19,9 @@ from medical.io import load_volume
 from . import render
 
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}  # RAS+ axis each plane cuts across
+# Ends of each RAS+ array axis: (low index end, high index end) in patient terms.
+AXIS_ENDS = (("L", "R"), ("P", "A"), ("I", "S"))
+HEAT_UNITS = "voxel reconstruction error"
 # CT window presets (level, width) in Hounsfield units.
 WINDOWS = {"soft tissue": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0)}
 
@@ -152,6 +155,62 @@ def slice_image(volumes: CaseVolumes, plane: str, index: int, window: str = "sof
         heat = (take_slice(volumes.anomaly, plane, index) - low) / (high - low)
     rgb = render.overlay(gray, labels, heat, segmentation_opacity, heat_opacity)
     return render.upscale(rgb, pixel_size(volumes, plane), size)
+
+
+def orientation_labels(plane: str) -> dict[str, str]:
+    """Patient direction at each edge of a displayed ``plane`` slice (``top``, ``bottom``,
+    ``left``, ``right`` -> ``R``/``L``/``A``/``P``/``S``/``I``).
+
+    Read off :func:`take_slice` itself: a ramp along each in-plane axis is sliced, and the
+    edge where the ramp is high gets that axis's high end (RAS+: R, A, S).
+    """
+    axis = PLANES[_plane(plane)]
+    labels = {}
+    for other in (a for a in range(3) if a != axis):
+        ramp = np.broadcast_to(np.arange(2).reshape([2 if a == other else 1 for a in range(3)]),
+                               (2, 2, 2))
+        cut = take_slice(ramp, plane, 0)            # (2, 2) display rows x columns
+        low, high = AXIS_ENDS[other]
+        if cut[0, 0] != cut[-1, 0]:                 # this axis runs down the rows
+            labels["top"], labels["bottom"] = (high, low) if cut[0, 0] > cut[-1, 0] else (low, high)
+        else:
+            labels["left"], labels["right"] = (high, low) if cut[0, 0] > cut[0, -1] else (low, high)
+    return labels
+
+
+def start_cursor(volumes: CaseVolumes) -> tuple[int, int, int]:
+    """The voxel ``(x, y, z)`` a case opens on: per axis, the slice holding the most
+    anomaly (the middle when there is no map)."""
+    return tuple(hottest_slice(volumes, plane) for plane in sorted(PLANES, key=PLANES.get))
+
+
+def cursor_slice(cursor, plane: str) -> int:
+    """The slice index of ``plane`` through the voxel ``cursor`` (the same point in the
+    body, whichever plane shows it)."""
+    return int(cursor[PLANES[_plane(plane)]])
+
+
+def move_cursor(cursor, plane: str, index: int) -> tuple[int, int, int]:
+    """``cursor`` moved to slice ``index`` of ``plane``; the other two coordinates kept."""
+    moved = list(cursor)
+    moved[PLANES[_plane(plane)]] = int(index)
+    return tuple(moved)
+
+
+def organ_legend(labels: dict) -> list[tuple[str, tuple[int, int, int]]]:
+    """``(organ, RGB)`` per label of the run's ``{"1": "liver", ...}``, in label order,
+    coloured as the segmentation overlay colours that label."""
+    out = []
+    for value, name in sorted(((int(k), v) for k, v in (labels or {}).items())):
+        if value > 0:
+            colour = render.label_colours(np.array([[value]]))[0, 0]
+            out.append((str(name), tuple(int(c) for c in colour)))
+    return out
+
+
+def heat_bar(volumes: CaseVolumes, width: int = 320) -> np.ndarray:
+    """Colour bar of the anomaly overlay: the error values at its two ends (``heat_range``)."""
+    return render.colour_bar(render.heat_colours, volumes.heat_range, HEAT_UNITS, width)
 
 
 def hottest_slice(volumes: CaseVolumes, plane: str) -> int:

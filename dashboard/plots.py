@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 RED, BLUE, GRAY = "#d62728", "#1f77b4", "#7f7f7f"
+FRAME_PICK = "frame_pick"   # the timeline's point selection: the frame a click seeks to
 
 
 def _alt():
@@ -107,16 +108,23 @@ def anomaly_spans(log_frames: pd.DataFrame) -> pd.DataFrame:
 
 
 def surprise_timeline(log_frames: pd.DataFrame, current: int, title: str = "Surprise over the log"):
-    """Score per frame; alerts as red dots, true anomalies shaded, the current frame marked."""
+    """Score per frame; alerts as red dots, true anomalies shaded, the current frame marked.
+    Every frame is a point of the ``FRAME_PICK`` selection (nearest to the click), so
+    ``st.altair_chart(..., on_select="rerun")`` reports the clicked frame."""
     alt = _alt()
     data = log_frames[["frame", "score"]].assign(is_alert=log_frames["is_alert"].astype(bool))
-    x = alt.X("frame:Q", title="frame")
+    x = alt.X("frame:Q", title="frame (click to go there)")
     line = alt.Chart(data).mark_line(color=BLUE).encode(x=x, y=alt.Y("score:Q", title="score"))
+    pick = alt.selection_point(name=FRAME_PICK, fields=["frame"], on="click", nearest=True,
+                               clear=False)
+    points = alt.Chart(data).mark_circle(color=BLUE, size=30, opacity=0.35).encode(
+        x=x, y="score:Q", tooltip=["frame", alt.Tooltip("score:Q", format=".4f")]
+    ).add_params(pick)
     alerts = alt.Chart(data).transform_filter("datum.is_alert").mark_circle(
         color=RED, size=50).encode(x=x, y="score:Q", tooltip=["frame", "score"])
     now = alt.Chart(pd.DataFrame({"frame": [current]})).mark_rule(
         color="black", strokeDash=[4, 3]).encode(x="frame:Q")
-    layers = [line, alerts, now]
+    layers = [line, points, alerts, now]
     spans = anomaly_spans(log_frames)
     if len(spans):
         layers.insert(0, alt.Chart(spans).mark_rect(color="orange", opacity=0.2).encode(

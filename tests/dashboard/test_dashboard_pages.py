@@ -129,18 +129,19 @@ def test_ct_slice_window_overlay_and_review(monkeypatch, workspace):
     assert at.warning[0].value == "a warning the run wrote into its summary"   # shown as is
     slider = at.slider(key="ct_slice:patient_000:axial")
     start, first_url = slider.value, at.image[0].value
-    assert at.image[0].captions[0].startswith(f"axial slice {start + 1} of 12")
-    slider.set_value(0).run()
+    assert at.image[0].captions[0].startswith(f"axial slice {start} of 12")  # as the slider
+    assert (slider.min, slider.max) == (1, 12)
+    slider.set_value(1).run()
     assert at.image[0].captions[0].startswith("axial slice 1 of 12")
     assert at.image[0].value != first_url
     at.radio(key="ct_plane").set_value("coronal").run()
     assert at.image[0].captions[0].startswith("coronal slice")
-    assert at.slider(key="ct_slice:patient_000:coronal").max == 19
+    assert at.slider(key="ct_slice:patient_000:coronal").max == 20
     at.radio(key="ct_window").set_value("bone").run()
     assert "bone window" in at.image[0].captions[0]
     at.slider(key="ct_heat_opacity").set_value(0.0).run()
     assert not at.exception
-    assert at.dataframe[1].value["organ"].tolist() == ["liver", "spleen"]  # organ volumes
+    assert at.dataframe[0].value["organ"].tolist() == ["liver", "spleen"]  # organ volumes
     assert chart_titles(at) == {"Regions that raised the score (SHAP)"}
     at.radio(key=form_key("ct", "decision", "patient_000")).set_value("needs_correction")
     at.text_input(key="ct_reviewer").input("dr who")
@@ -148,7 +149,7 @@ def test_ct_slice_window_overlay_and_review(monkeypatch, workspace):
     events = ReviewStore(workspace / "reviews.sqlite").history("medical", "review")
     assert events[["item_id", "decision", "reviewer"]].values.tolist() == [
         ["patient_000", "needs_correction", "dr who"]]
-    assert at.dataframe[0].value.set_index("case").loc["patient_000", "review"] == "needs_correction"
+    assert at.dataframe[1].value.set_index("case").loc["patient_000", "review"] == "needs_correction"
 
 
 def test_drive_frames_anomaly_jumps_and_bookmark(monkeypatch, workspace):
@@ -156,7 +157,8 @@ def test_drive_frames_anomaly_jumps_and_bookmark(monkeypatch, workspace):
     key = "drive_frame:driving-run:log_000"
     assert at.slider(key=key).value == 20  # opens on the first anomaly
     assert [i.captions[0] for i in at.image] == ["observed", "visibility", "predicted hidden",
-                                                  "road layout", "truth", "error"]
+                                                  "road layout", "truth", "error", "Classes",
+                                                  "Error colour scale"]
     assert chart_titles(at) == {"Surprise over the log",
                                 "Regions behind frame 20's surprise (SHAP)"}
     at.slider(key=key).set_value(5).run()

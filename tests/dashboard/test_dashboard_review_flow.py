@@ -103,4 +103,4 @@ def test_ct_review_needs_a_choice_then_opens_the_next_case(monkeypatch, workspac
     assert at.radio(key=form_key("ct", "decision", "patient_001")).value is None
 
     at.toggle(key="ct_unreviewed_only").set_value(True).run()
-    assert at.dataframe[0].value["case"].tolist() == ["patient_001"]
+    assert at.dataframe[1].value["case"].tolist() == ["patient_001"]

@@ -104,11 +104,11 @@ def test_ct_link_opens_case_plane_and_slice(monkeypatch, workspace):
                    case="patient_001", plane="coronal", slice="3")
     assert at.selectbox(key="ct_case").value == "patient_001"
     assert at.radio(key="ct_plane").value == "coronal"
-    assert at.slider(key="ct_slice:patient_001:coronal").value == 3
+    assert at.slider(key="ct_slice:patient_001:coronal").value == 4   # 1-based, as the caption
     assert at.image[0].captions[0].startswith("coronal slice 4 of 20")
     assert shown_link(at, "ct") == "run=medical-run&case=patient_001&plane=coronal&slice=3"
-    at.slider(key="ct_slice:patient_001:coronal").set_value(7).run()
-    assert at.query_params["slice"] == "7"
+    at.slider(key="ct_slice:patient_001:coronal").set_value(8).run()
+    assert at.query_params["slice"] == "7"        # the link keeps the 0-based voxel index
     assert at.expander[0].label == ("Score drift: too few scores to compare with calibration "
                                     "(2; at least 10 needed)")
 
