@@ -3,8 +3,9 @@
 A saved finance model is a directory::
 
     MODEL_DIR/
-      finance.json        feature config (groups, windows, feedback settings), feature list,
-                          training period, SHAP background rows
+      finance.json        feature config (column mapping, windows, feedback settings), feature
+                          list, training period, SHAP background rows, the drift reference
+                          (:mod:`finance.drift`)
       detector/           the TabularDetector bundle (config.json + weights.safetensors)
       head/               (when analysts' labels trained one) the supervised feedback head
                           (:mod:`finance.head`), a bundle of exported trees
@@ -34,7 +35,7 @@ from core.io import atomic_path
 
 from .features import FeatureConfig
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3   # 3: the column mapping and the drift reference
 CONFIG_NAME = "finance.json"
 DETECTOR_DIR = "detector"
 HEAD_DIR = "head"
@@ -234,6 +235,8 @@ class FinanceModel:
                  "background": self.background_.tolist()}
         if self.has_head:
             state["calibration"] = self.calibration_.to_dict()
+        if getattr(self, "reference_", None) is not None:
+            state["reference"] = self.reference_
         with atomic_path(path) as tmp:
             tmp.mkdir()
             self.detector_.save(tmp / DETECTOR_DIR)
@@ -260,6 +263,9 @@ class FinanceModel:
             raise BundleError(f"{cfg_path}: not valid JSON ({err})") from None
         if state.get("kind") != "finance" or state.get("format_version", 99) > FORMAT_VERSION:
             raise BundleError(f"{cfg_path}: not a finance model of a format this unmask reads")
+        if state.get("format_version", 0) < FORMAT_VERSION:
+            raise BundleError(f"{cfg_path}: a finance model of format {state.get('format_version')} (before "
+                              "column mappings); retrain it with `unmask finance train`")
         raw = dict(state["config"])
         raw["features"] = FeatureConfig.from_dict(raw["features"])
         model = cls(FinanceModelConfig(**raw))
@@ -282,6 +288,7 @@ class FinanceModel:
         model.n_train_ = state["n_train"]
         model.trained_until_ = state["trained_until"]
         model.expected_score_ = state["expected_score"]
+        model.reference_ = state.get("reference")
         return model
 
 

@@ -11,6 +11,9 @@ from core.errors import DataValidationError
 from core.io import check_output
 
 from .detector import FinanceModel, FinanceModelConfig
+from .drift import fit_reference
+from .features import category_context, feature_names, featurise
+from .mapping import ColumnMapping
 from .schema import DEFAULT_TIMEZONE, check_timezone
 
 
@@ -66,7 +69,8 @@ def labelled_rows(features_path, confirmations: pd.DataFrame, until, columns) ->
 
 
 def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days: float = 7.0,
-          config: FinanceModelConfig | None = None, timezone: str = DEFAULT_TIMEZONE) -> FinanceModel:
+          config: FinanceModelConfig | None = None, timezone: str = DEFAULT_TIMEZONE,
+          mapping: ColumnMapping | None = None) -> FinanceModel:
     """Train a finance model on ``data`` (transactions before ``until``) and save it to ``out``.
 
     Args:
@@ -81,11 +85,12 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
         config: model hyper-parameters.
         timezone: IANA zone that aware timestamps (tz-aware Parquet, CSV with UTC offsets)
             are converted to; naive ones are kept. Saved with the model for scoring.
+        mapping: the file's column names and codings (:mod:`finance.mapping`; default:
+            unmask's own). Saved with the model: scoring reads files the same way.
 
     Returns:
         The fitted model.
     """
-    from .features import featurise
     from .feedback import load_confirmations
 
     check_output(out, [data, labels, reviews])  # before training, not after it
@@ -95,17 +100,20 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
     with tempfile.TemporaryDirectory(prefix="unmask-train-") as work:
         feats_path = Path(work) / "features.parquet"
         cfg = featurise(data, feats_path, labels=confirmations,
-                        feedback_delay_days=float(feedback_delay_days), timezone=timezone)
+                        feedback_delay_days=float(feedback_delay_days), timezone=timezone, mapping=mapping)
         config.features = cfg
-        from .features import feature_names
-
-        frame = read_features(feats_path, until=until, columns=feature_names(cfg) + ["_row", "timestamp"],
+        categories = list(category_context(cfg))
+        frame = read_features(feats_path, until=until,
+                              columns=feature_names(cfg) + categories + ["_row", "timestamp"],
                               max_rows=config.max_train_rows, seed=config.random_state)
         labelled = (labelled_rows(feats_path, confirmations, until, feature_names(cfg))
                     if confirmations is not None else None)
     if frame.empty:
         raise DataValidationError(f"{data}: no transactions before {until}; nothing to train on")
     model = FinanceModel(config).fit(frame, trained_until=until, labelled=labelled)
+    model.reference_ = fit_reference(frame, model.feature_names,
+                                     {c.removeprefix("ctx_cat_"): frame[c] for c in categories},
+                                     config.contamination)
     from core.training import is_main_process
 
     if is_main_process():  # under torchrun every rank holds the same model; rank 0 writes it
