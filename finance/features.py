@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from core.errors import BundleError
@@ -301,8 +301,9 @@ def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_l
             if cfg is None:
                 resolved = open_transactions(con, data, timezone=timezone, mapping=mapping)
                 cfg = config_for(resolved, labels is not None, feedback_delay_days, timezone)
-            else:
-                open_transactions(con, data, timezone=cfg.timezone, mapping=cfg.columns)
+            else:   # the model's feature columns are required; its label may be absent here
+                resolved = open_transactions(con, data, timezone=cfg.timezone, mapping=cfg.columns)
+                cfg = replace(cfg, mapping=resolved.to_dict())
             with reading(data):  # the file is read again here: what the checks missed is one line too
                 con.execute(f"CREATE TABLE base AS {_base_sql(cfg)}")
             items, windows = _aggregates(cfg)

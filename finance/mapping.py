@@ -175,25 +175,25 @@ class ColumnMapping:
         columns are absent are dropped; a column the user (or a saved model) named that is
         absent is one line naming the file and the column. Labels may always be absent."""
         present = set(present)
-        columns = dict(self.columns)
+        columns, missing = dict(self.columns), []
         for role, col in self.columns.items():
             if col in present:
                 continue
             if role in EVALUATION_ROLES or (role not in REQUIRED_ROLES and role not in self.explicit):
                 del columns[role]
             else:
-                raise _missing(path, col, role, present)
+                missing.append((col, role))
         locations = {}
         for name, cols in self.locations.items():
             absent = [c for c in cols if c not in present]
             if not absent:
                 locations[name] = cols
             elif f"location.{name}" in self.explicit:
-                raise _missing(path, absent[0], f"location {name}", present)
+                missing += [(c, f"location {name}") for c in absent]
         for kind in ("categorical", "numeric"):
-            for col in getattr(self, kind):
-                if col not in present:
-                    raise _missing(path, col, kind, present)
+            missing += [(col, kind) for col in getattr(self, kind) if col not in present]
+        if missing:
+            raise _missing(path, missing, present)
         distances = [p for p in self.distances if all(n in locations for n in p)]
         travel = [t for t in self.travel if t in locations]
         explicit = sorted(set(self.explicit) | set(columns) | {f"location.{n}" for n in locations})
@@ -204,11 +204,12 @@ class ColumnMapping:
                              numeric=list(self.numeric), refunds=self.refunds, explicit=explicit)
 
 
-def _missing(path, column, role, present) -> DataValidationError:
+def _missing(path, missing, present) -> DataValidationError:
+    """One line naming every ``(column, role)`` the file lacks and the columns it has."""
     shown = ", ".join(map(repr, sorted(present)[:20])) + (", ..." if len(present) > 20 else "")
-    required = "required " if role in REQUIRED_ROLES else ""
-    return DataValidationError(f"{path}: missing {required}column {column!r} (the mapping's {role}; "
-                               f"found: {shown or 'none'})")
+    required = "required " if any(role in REQUIRED_ROLES for _, role in missing) else ""
+    named = ", ".join(f"{column!r} (the mapping's {role})" for column, role in missing)
+    return DataValidationError(f"{path}: missing {required}column(s) {named}; found: {shown or 'none'}")
 
 
 def native() -> ColumnMapping:

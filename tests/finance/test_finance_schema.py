@@ -35,7 +35,7 @@ def test_csv_delimiter_is_sniffed(tmp_path, sep):
 
 
 def test_missing_column(tmp_path):
-    with pytest.raises(DataValidationError, match=r"missing required column 'terminal_id'"):
+    with pytest.raises(DataValidationError, match=r"missing required column\(s\) 'terminal_id'"):
         read_transactions(_csv(tmp_path, ROWS.drop(columns="terminal_id")))
 
 
