@@ -2,12 +2,16 @@
 import contextlib
 import io
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import dashboard
 from core.cli import main
+from dashboard.workspace import ENV_VAR
 from finance.simulator import SimulatorConfig, simulate
 
 CONFIG = dict(n_customers=80, n_terminals=160, n_days=20)
@@ -66,7 +70,7 @@ def _invented(path, n=300):
     return path
 
 
-def test_unfamiliar_file_gets_one_warning_line_in_cli_and_run_summary(model, tmp_path):
+def test_unfamiliar_file_gets_one_warning_line_in_cli_and_run_summary(model, tmp_path, monkeypatch):
     data = _invented(tmp_path / "invented.csv")
     code, stdout, stderr = _cli("finance", "score", "--model", str(model), "--data", str(data),
                                 "--out", str(tmp_path / "scores.parquet"), "--budget", "5", "--max-shap", "0")
@@ -84,6 +88,20 @@ def test_unfamiliar_file_gets_one_warning_line_in_cli_and_run_summary(model, tmp
     assert code == 0, stderr
     manifest = next((tmp_path / "ws" / "runs" / "finance").glob("*/manifest.json"))
     assert "unlike the training data" in json.loads(manifest.read_text())["summary"]["warning"]
+    # ... and the finance queue page shows it as a banner
+    banners = _queue_page_warnings(monkeypatch, tmp_path / "ws")
+    assert len(banners) == 1 and "unlike the training data" in banners[0]
+
+
+def _queue_page_warnings(monkeypatch, workspace) -> list[str]:
+    """The warning banners of the dashboard's finance queue page on ``workspace``."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(ENV_VAR, str(workspace))
+    at = AppTest.from_file(str(Path(dashboard.__file__).with_name("app.py")), default_timeout=60).run()
+    at.switch_page("pages/finance.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(w.value)) for w in at.warning]
 
 
 def test_file_from_the_training_distribution_gets_no_warning(bank, tmp_path):
