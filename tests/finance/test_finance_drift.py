@@ -1,6 +1,4 @@
 """Say when a file is unlike the training data: one ``warning:`` line, kept in the run summary."""
-import contextlib
-import io
 import json
 import re
 from pathlib import Path
@@ -10,22 +8,11 @@ import pandas as pd
 import pytest
 
 import dashboard
-from core.cli import main
 from dashboard.workspace import ENV_VAR
 from finance.simulator import SimulatorConfig, simulate
+from finance_cli_runner import run_cli as _cli
 
 CONFIG = dict(n_customers=80, n_terminals=160, n_days=20)
-
-
-def _cli(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def _bank_file(path, seed):
