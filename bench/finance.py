@@ -181,44 +181,55 @@ def _metrics(truth: pd.DataFrame, score: np.ndarray) -> dict:
     return {"auroc": auroc(y, score), "average_precision": auprc(y, score), "recall_top_1pct": recall}
 
 
-def _world(name, data, canonical: pd.DataFrame, mapping, degrees: bool, work: Path, seed: int) -> dict:
-    """Train on the days before the last week, score the last week: unmask and the baseline."""
-    from sklearn.ensemble import IsolationForest
-
+def _unmask_scores(name, data, mapping, test_start, work: Path, seed: int, timings: dict) -> pd.Series:
+    """Train through the mapping on the days before ``test_start``, score the file: id -> score."""
     from finance.detector import FinanceModelConfig
     from finance.scoring import score_transactions
     from finance.train import train
 
+    model, scores = work / f"{name}_model_{seed}", work / f"{name}_scores_{seed}.parquet"
+    t = time.perf_counter()
+    train(data, model, until=str(test_start), config=FinanceModelConfig(random_state=seed), mapping=mapping)
+    timings[f"unmask_train_s_seed{seed}"] = time.perf_counter() - t
+    t = time.perf_counter()
+    score_transactions(model, data, scores, budget=100, max_shap=0)
+    timings[f"unmask_score_s_seed{seed}"] = time.perf_counter() - t
+    return pd.read_parquet(scores, columns=["transaction_id", "score"]).set_index("transaction_id")["score"]
+
+
+def _targets(unmask: dict, baseline: dict) -> dict:
+    return {"ap_ratio": unmask["average_precision"] / baseline["average_precision"],
+            "ap_at_least_1.10x": bool(unmask["average_precision"] >= 1.10 * baseline["average_precision"]),
+            "auroc_not_below": bool(unmask["auroc"] >= baseline["auroc"])}
+
+
+def _world(name, data, canonical: pd.DataFrame, mapping, degrees: bool, work: Path, seeds) -> dict:
+    """Train on the days before the last week, score the last week: unmask and the baseline,
+    for each seed (model and forest); the first seed is the headline result."""
+    from sklearn.ensemble import IsolationForest
+
     test_start = canonical["time"].max().normalize() - pd.Timedelta(days=6)
-    timings = {}
-    t = time.perf_counter()
-    train(data, work / f"{name}_model", until=str(test_start), config=FinanceModelConfig(random_state=seed),
-          mapping=mapping)
-    timings["unmask_train_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    score_transactions(work / f"{name}_model", data, work / f"{name}_scores.parquet", budget=100, max_shap=0)
-    timings["unmask_score_s"] = time.perf_counter() - t
-    scores = pd.read_parquet(work / f"{name}_scores.parquet", columns=["transaction_id", "score"])
     plain = plain_features(canonical, degrees).merge(canonical[["id", "fraud", "pattern"]], on="id")
     purchases = plain[plain["amount"] >= 0]                     # refunds are never scored
     train_rows, test = purchases[purchases["time"] < test_start], purchases[purchases["time"] >= test_start]
-    t = time.perf_counter()
-    forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1).fit(train_rows[list(PLAIN_FEATURES)])
-    baseline = -forest.score_samples(test[list(PLAIN_FEATURES)])
-    timings["isolation_forest_s"] = time.perf_counter() - t
-    unmask = test[["id"]].merge(scores, left_on="id", right_on="transaction_id", how="left")["score"].to_numpy()
-    if np.isnan(unmask).any():
-        raise RuntimeError(f"{name}: {int(np.isnan(unmask).sum())} test purchases have no unmask score")
-    results = {"unmask": _metrics(test, unmask), "isolation_forest_plain7": _metrics(test, baseline)}
-    u, b = results["unmask"], results["isolation_forest_plain7"]
-    targets = {"ap_ratio": u["average_precision"] / b["average_precision"],
-               "ap_at_least_1.10x": bool(u["average_precision"] >= 1.10 * b["average_precision"]),
-               "auroc_not_below": bool(u["auroc"] >= b["auroc"])}
+    timings, per_seed = {}, {}
+    for seed in seeds:
+        unmask = _unmask_scores(name, data, mapping, test_start, work, seed, timings).reindex(test["id"]).to_numpy()
+        if np.isnan(unmask).any():
+            raise RuntimeError(f"{name}: {int(np.isnan(unmask).sum())} test purchases have no unmask score")
+        t = time.perf_counter()
+        forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1).fit(train_rows[list(PLAIN_FEATURES)])
+        baseline = -forest.score_samples(test[list(PLAIN_FEATURES)])
+        timings[f"isolation_forest_s_seed{seed}"] = time.perf_counter() - t
+        results = {"unmask": _metrics(test, unmask), "isolation_forest_plain7": _metrics(test, baseline)}
+        per_seed[seed] = {"results": results, "targets": _targets(*results.values())}
     split = {"train": [str(canonical["time"].min()), str(test_start)], "test_from": str(test_start),
              "train_purchases": int(len(train_rows)), "test_purchases": int(len(test)),
              "test_frauds": int(test["fraud"].sum()), "rows": int(len(canonical)),
              "fraud_rate": float(canonical["fraud"].mean())}
-    return {"split": split, "results": results, "targets": targets, "timings_s": timings}
+    spread = {str(seed): {method: {k: r[k] for k in ("auroc", "average_precision")} for method, r in
+                          run["results"].items()} | {"targets": run["targets"]} for seed, run in per_seed.items()}
+    return {"split": split, **per_seed[seeds[0]], "seeds": spread, "timings_s": timings}
 
 
 def worlds(args) -> dict:
@@ -232,6 +243,7 @@ def worlds(args) -> dict:
     own = simulate_to_parquet(work / "own.parquet", SimulatorConfig(**OWN_WORLD))
     world2, _ = simulate_to_file(work / "world2.parquet", World2Config(**WORLD2_FROZEN))
     (work / "world2.toml").write_text(MAPPING_TOML)
+    seeds = [args.seed] + [s for s in args.world_seeds if s != args.seed]
     start = time.perf_counter()
     report = {"benchmark": "finance_worlds",
               "protocol": ("train on every day before the last week, score the last week (purchases; refunds "
@@ -239,10 +251,10 @@ def worlds(args) -> dict:
                            "IsolationForest(200 trees) on 7 plain features computed by bench.finance"),
               "plain_features": list(PLAIN_FEATURES),
               "own_simulator": {"config": OWN_WORLD, "note": "no shipping address: km_billing_shipping is 0",
-                                **_world("own", own, _own_canonical(own), build(), False, work, args.seed)},
+                                **_world("own", own, _own_canonical(own), build(), False, work, seeds)},
               "world2_held_out": {"config": WORLD2_FROZEN, "frozen": True,
                                   **_world("world2", world2, _world2_canonical(world2),
-                                           build(work / "world2.toml"), True, work, args.seed)}}
+                                           build(work / "world2.toml"), True, work, seeds)}}
     report["total_s"] = time.perf_counter() - start
     report["machine"] = {"cpus": os.cpu_count(), "threads": os.environ.get("UNMASK_NUM_THREADS"),
                          "python": platform.python_version()}
@@ -285,6 +297,8 @@ def main(argv=None) -> dict:
     p.add_argument("--queue-per-day", type=int, default=100, help="transactions analysts review per day")
     p.add_argument("--max-shap", type=int, default=100,
                    help="end-to-end score: SHAP for the top alerts, fast error attribution for the rest")
+    p.add_argument("--world-seeds", type=int, nargs="*", default=[1],
+                   help="--worlds: also refit both methods with these seeds (spread)")
     p.add_argument("--worlds", action="store_true",
                    help="our simulator and the frozen world 2 vs an IsolationForest on 7 plain features "
                         "(writes bench/results/finance_worlds.json)")
