@@ -16,8 +16,15 @@ scenario at 100 alerts/day for
 all in the same run, plus the end-to-end throughput of ``score`` (features + model +
 reason codes) and, with ``--scale-rows``, peak memory of ``score`` on a larger file.
 
+``--worlds`` runs the two-world comparison instead (results in ``finance_worlds.json``):
+unmask through its column mapping (no labels) beside an IsolationForest on seven plain
+features computed here, independently of unmask's featuriser, on our simulator and on the
+FROZEN world-2 configuration (:data:`WORLD2_FROZEN`: never tuned on; reported as the
+held-out world). Same run, same split: train on the earlier days, score the last week.
+
 Usage::
 
+    python -m bench.finance --worlds                          # two worlds, ~5 min on 2 cores
     python -m bench.finance                                   # handbook scale
     python -m bench.finance --customers 500 --days 90         # quick iteration
     python -m bench.finance --scale-rows 10000000             # + out-of-core measurement
@@ -39,6 +46,17 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# FROZEN before any tuning (the held-out world): seed, sizes and mechanics of world 2.
+# Never change these numbers to make a result look better; report this world separately.
+WORLD2_FROZEN = dict(n_cards=1000, n_merchants=2000, n_days=60, seed=2027, start_date="2024-03-01",
+                     n_cities=25, online_merchant_share=0.3, refund_share=0.01, trip_share=0.15,
+                     account_takeovers=0.8, card_tests=0.6, merchant_compromises=0.15,
+                     impossible_travels=0.8, amount_bursts=0.6, refund_abuses=0.3)
+# Our own simulator at the same scale (the world the features were designed on).
+OWN_WORLD = dict(n_customers=1000, n_terminals=2000, n_days=60, seed=0)
+PLAIN_FEATURES = ("log_amount", "amount_over_running_mean", "hour", "card_not_present",
+                  "km_billing_terminal", "km_billing_shipping", "log_seconds_since_previous")
 
 
 def _protocol(n_days: int, train_days: int):
@@ -103,6 +121,153 @@ def _queue_labels(model, features_path, since, until, per_day: int) -> pd.DataFr
                          "is_fraud": reviewed["is_fraud"].astype(bool).to_numpy()})
 
 
+def _km(lat1, lon1, lat2, lon2, degrees: bool) -> np.ndarray:
+    if not degrees:
+        return np.hypot(lat2 - lat1, lon2 - lon1)
+    lat1, lon1, lat2, lon2 = map(np.radians, (lat1, lon1, lat2, lon2))
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0088 * np.arcsin(np.sqrt(np.minimum(h, 1)))
+
+
+def plain_features(tx: pd.DataFrame, degrees: bool) -> pd.DataFrame:
+    """The seven plain features of the baseline, from canonical columns (``card``, ``time``,
+    ``amount``, ``cnp``, ``bill_*``, ``term_*``, ``ship_*``), independent of unmask's
+    featuriser. Running mean and previous time use only earlier rows of the card; refunds
+    (negative amounts) count as history for the gap but not for the mean."""
+    tx = tx.sort_values(["time", "id"], kind="stable").reset_index(drop=True)
+    purchase = tx["amount"].where(tx["amount"] >= 0)
+    total = purchase.fillna(0).groupby(tx["card"]).cumsum() - purchase.fillna(0)
+    count = purchase.notna().astype(int).groupby(tx["card"]).cumsum() - purchase.notna().astype(int)
+    running = (total / count.replace(0, np.nan)).fillna(tx["amount"].abs())
+    seconds = (tx["time"] - tx["time"].min()).dt.total_seconds()
+    gap = seconds.groupby(tx["card"]).diff().fillna(30 * 86_400)
+    return pd.DataFrame({
+        "id": tx["id"], "time": tx["time"], "amount": tx["amount"],
+        "log_amount": np.log1p(tx["amount"].abs()),
+        "amount_over_running_mean": tx["amount"] / (running + 1e-9),
+        "hour": tx["time"].dt.hour + tx["time"].dt.minute / 60,
+        "card_not_present": tx["cnp"].astype(float),
+        "km_billing_terminal": _km(tx["bill_a"], tx["bill_b"], tx["term_a"], tx["term_b"], degrees),
+        "km_billing_shipping": _km(tx["bill_a"], tx["bill_b"], tx["ship_a"], tx["ship_b"], degrees),
+        "log_seconds_since_previous": np.log1p(gap)})
+
+
+def _own_canonical(path) -> pd.DataFrame:
+    t = pd.read_parquet(path)
+    return pd.DataFrame({"id": t["transaction_id"], "time": t["timestamp"], "card": t["customer_id"],
+                         "amount": t["amount"], "cnp": t["channel"] == "card_not_present",
+                         "bill_a": t["customer_x"], "bill_b": t["customer_y"], "term_a": t["terminal_x"],
+                         "term_b": t["terminal_y"], "ship_a": t["customer_x"], "ship_b": t["customer_y"],
+                         "fraud": t["is_fraud"].astype(int), "pattern": t["fraud_scenario"].astype(str)})
+
+
+def _world2_canonical(path) -> pd.DataFrame:
+    t = pd.read_parquet(path)
+    return pd.DataFrame({"id": t["txn"], "time": t["ts"].dt.tz_convert("UTC").dt.tz_localize(None),
+                         "card": t["card"], "amount": t["amt"], "cnp": t["entry_mode"] == "CNP",
+                         "bill_a": t["bill_lat"], "bill_b": t["bill_lon"], "term_a": t["merch_lat"],
+                         "term_b": t["merch_lon"], "ship_a": t["ship_lat"], "ship_b": t["ship_lon"],
+                         "fraud": (t["fraud"] == "Y").astype(int), "pattern": t["pattern"]})
+
+
+def _metrics(truth: pd.DataFrame, score: np.ndarray) -> dict:
+    """AUROC, AP and recall per pattern among the top 1 % of the test week."""
+    from core.metrics import auprc, auroc
+
+    y = truth["fraud"].to_numpy()
+    top = score >= np.quantile(score, 0.99)
+    recall = {str(p): float(top[(truth["pattern"] == p).to_numpy()].mean())
+              for p in sorted(truth.loc[truth["fraud"] == 1, "pattern"].unique())}
+    return {"auroc": auroc(y, score), "average_precision": auprc(y, score), "recall_top_1pct": recall}
+
+
+def _unmask_scores(name, data, mapping, test_start, work: Path, seed: int, timings: dict) -> pd.Series:
+    """Train through the mapping on the days before ``test_start``, score the file: id -> score."""
+    from finance.detector import FinanceModelConfig
+    from finance.scoring import score_transactions
+    from finance.train import train
+
+    model, scores = work / f"{name}_model_{seed}", work / f"{name}_scores_{seed}.parquet"
+    t = time.perf_counter()
+    train(data, model, until=str(test_start), config=FinanceModelConfig(random_state=seed), mapping=mapping)
+    timings[f"unmask_train_s_seed{seed}"] = time.perf_counter() - t
+    t = time.perf_counter()
+    score_transactions(model, data, scores, budget=100, max_shap=0)
+    timings[f"unmask_score_s_seed{seed}"] = time.perf_counter() - t
+    return pd.read_parquet(scores, columns=["transaction_id", "score"]).set_index("transaction_id")["score"]
+
+
+def _targets(unmask: dict, baseline: dict) -> dict:
+    return {"ap_ratio": unmask["average_precision"] / baseline["average_precision"],
+            "ap_at_least_1.10x": bool(unmask["average_precision"] >= 1.10 * baseline["average_precision"]),
+            "auroc_not_below": bool(unmask["auroc"] >= baseline["auroc"])}
+
+
+def _world(name, data, canonical: pd.DataFrame, mapping, degrees: bool, work: Path, seeds) -> dict:
+    """Train on the days before the last week, score the last week: unmask and the baseline,
+    for each seed (model and forest); the first seed is the headline result."""
+    from sklearn.ensemble import IsolationForest
+
+    test_start = canonical["time"].max().normalize() - pd.Timedelta(days=6)
+    plain = plain_features(canonical, degrees).merge(canonical[["id", "fraud", "pattern"]], on="id")
+    purchases = plain[plain["amount"] >= 0]                     # refunds are never scored
+    train_rows, test = purchases[purchases["time"] < test_start], purchases[purchases["time"] >= test_start]
+    timings, per_seed = {}, {}
+    for seed in seeds:
+        unmask = _unmask_scores(name, data, mapping, test_start, work, seed, timings).reindex(test["id"]).to_numpy()
+        if np.isnan(unmask).any():
+            raise RuntimeError(f"{name}: {int(np.isnan(unmask).sum())} test purchases have no unmask score")
+        t = time.perf_counter()
+        forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1).fit(train_rows[list(PLAIN_FEATURES)])
+        baseline = -forest.score_samples(test[list(PLAIN_FEATURES)])
+        timings[f"isolation_forest_s_seed{seed}"] = time.perf_counter() - t
+        results = {"unmask": _metrics(test, unmask), "isolation_forest_plain7": _metrics(test, baseline)}
+        per_seed[seed] = {"results": results, "targets": _targets(*results.values())}
+    split = {"train": [str(canonical["time"].min()), str(test_start)], "test_from": str(test_start),
+             "train_purchases": int(len(train_rows)), "test_purchases": int(len(test)),
+             "test_frauds": int(test["fraud"].sum()), "rows": int(len(canonical)),
+             "fraud_rate": float(canonical["fraud"].mean())}
+    spread = {str(seed): {method: {k: r[k] for k in ("auroc", "average_precision")} for method, r in
+                          run["results"].items()} | {"targets": run["targets"]} for seed, run in per_seed.items()}
+    return {"split": split, **per_seed[seeds[0]], "seeds": spread, "timings_s": timings}
+
+
+def worlds(args) -> dict:
+    """Our simulator and the frozen world 2: unmask (mapping, no labels) vs the baseline."""
+    from finance.mapping import build
+    from finance.simulator import SimulatorConfig, simulate_to_parquet
+    from finance.world2 import MAPPING_TOML, World2Config, simulate_to_file
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="unmask-bench-worlds-"))
+    work.mkdir(parents=True, exist_ok=True)
+    own = simulate_to_parquet(work / "own.parquet", SimulatorConfig(**OWN_WORLD))
+    world2, _ = simulate_to_file(work / "world2.parquet", World2Config(**WORLD2_FROZEN))
+    (work / "world2.toml").write_text(MAPPING_TOML)
+    seeds = [args.seed] + [s for s in args.world_seeds if s != args.seed]
+    start = time.perf_counter()
+    report = {"benchmark": "finance_worlds",
+              "protocol": ("train on every day before the last week, score the last week (purchases; refunds "
+                           "are history only); unmask through its column mapping without labels; "
+                           "IsolationForest(200 trees) on 7 plain features computed by bench.finance"),
+              "plain_features": list(PLAIN_FEATURES),
+              "own_simulator": {"config": OWN_WORLD, "note": "no shipping address: km_billing_shipping is 0",
+                                **_world("own", own, _own_canonical(own), build(), False, work, seeds)},
+              "world2_held_out": {"config": WORLD2_FROZEN, "frozen": True,
+                                  **_world("world2", world2, _world2_canonical(world2),
+                                           build(work / "world2.toml"), True, work, seeds)}}
+    report["total_s"] = time.perf_counter() - start
+    report["machine"] = {"cpus": os.cpu_count(), "threads": os.environ.get("UNMASK_NUM_THREADS"),
+                         "python": platform.python_version()}
+    out = Path(args.out if args.out != str(ROOT / "bench" / "results" / "finance.json")
+               else ROOT / "bench" / "results" / "finance_worlds.json")
+    out.write_text(json.dumps(report, indent=2, default=str))
+    for name in ("own_simulator", "world2_held_out"):
+        r = report[name]["results"]
+        print(name, {k: (round(v["auroc"], 3), round(v["average_precision"], 3)) for k, v in r.items()},
+              report[name]["targets"])
+    return report
+
+
 def main(argv=None) -> dict:
     from core.runtime import configure_threads
     from finance.detector import FinanceModel, FinanceModelConfig
@@ -132,8 +297,15 @@ def main(argv=None) -> dict:
     p.add_argument("--queue-per-day", type=int, default=100, help="transactions analysts review per day")
     p.add_argument("--max-shap", type=int, default=100,
                    help="end-to-end score: SHAP for the top alerts, fast error attribution for the rest")
+    p.add_argument("--world-seeds", type=int, nargs="*", default=[1],
+                   help="--worlds: also refit both methods with these seeds (spread)")
+    p.add_argument("--worlds", action="store_true",
+                   help="our simulator and the frozen world 2 vs an IsolationForest on 7 plain features "
+                        "(writes bench/results/finance_worlds.json)")
     args = p.parse_args(argv)
     configure_threads()
+    if args.worlds:
+        return worlds(args)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="unmask-bench-finance-"))
     work.mkdir(parents=True, exist_ok=True)
     if args.scale_only:

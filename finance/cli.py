@@ -1,12 +1,28 @@
 """`unmask finance`: thin CLI over the finance Python API."""
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 
 import click
 
 from core.cli_options import runtime_options, show_progress
+from core.errors import UnmaskWarning
 from core.export_options import export_options
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Print each :class:`core.errors.UnmaskWarning` raised inside as one ``warning:`` line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnmaskWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, UnmaskWarning):
+            click.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 @click.group()
@@ -19,9 +35,20 @@ def finance():
 @click.option("--terminals", default=10000, show_default=True, help="Number of terminals.")
 @click.option("--days", default=183, show_default=True, help="Number of days.")
 @click.option("--seed", default=0, show_default=True, help="Random seed (same seed = same file).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet file.")
-def simulate(customers, terminals, days, seed, out):
-    """Simulate labelled card transactions (Fraud Detection Handbook style)."""
+@click.option("--schema", "world", default="native", show_default=True, type=click.Choice(["native", "world2"]),
+              help="native: unmask's own columns (Fraud Detection Handbook style); world2: another bank's "
+                   "columns, codings, population and fraud (card, merchant, ts, amt, entry_mode CNP/CP, "
+                   "lat/lon, mcc, device, refunds); its mapping is written beside the file (.schema.toml).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output Parquet (or CSV) file.")
+def simulate(customers, terminals, days, seed, world, out):
+    """Simulate labelled card transactions."""
+    if world == "world2":
+        from .world2 import World2Config, simulate_to_file
+
+        path, mapping = simulate_to_file(out, World2Config(n_cards=customers, n_merchants=terminals,
+                                                            n_days=days, seed=seed))
+        click.echo(f"wrote {path} and its mapping {mapping}")
+        return
     import pyarrow.parquet as pq
 
     from .simulator import SimulatorConfig, simulate_to_parquet
@@ -48,19 +75,30 @@ def simulate(customers, terminals, days, seed, out):
 @click.option("--timezone", default="UTC", show_default=True,
               help="Zone that timestamps with a UTC offset (or tz-aware Parquet) are converted to; times "
                    "without one are local wall-clock time and kept. Saved with the model for scoring.")
+@click.option("--schema-file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="TOML mapping of your columns and codings to roles (see finance/mapping.py). Saved "
+                   "with the model: score reads files the same way.")
+@click.option("--map", "maps", multiple=True, metavar="ROLE=COLUMN",
+              help="One mapping entry, e.g. --map card=card_no --map merchant=shop "
+                   "--map channel.card_not_present=CNP,ecom --map location.billing=lat,lon "
+                   "--map locations.units=degrees --map categorical=mcc,device (wins over --schema-file).")
+@click.option("--refunds", is_flag=True, default=None,
+              help="Accept negative amounts as refunds: kept in the cards' history, never scored.")
 @runtime_options
 def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps, timezone,
-          device, precision, quiet):
+          schema_file, maps, refunds, device, precision, quiet):
     """Fit the masked-reconstruction detector on point-in-time features (plus the supervised
     feedback head when analysts' dispositions are given)."""
     from .detector import FinanceModelConfig
+    from .mapping import build
     from .train import train as train_model
 
     config = FinanceModelConfig(random_state=seed, max_train_rows=max_train_rows)
     if max_steps is not None:
         config.detector_params["max_steps"] = max_steps
+    mapping = build(schema_file, maps, refunds)
     model = train_model(data, out, until=until, labels=labels, reviews=reviews,
-                        feedback_delay_days=delay_days, config=config, timezone=timezone,
+                        feedback_delay_days=delay_days, config=config, timezone=timezone, mapping=mapping,
                         device=device, precision=precision, progress=show_progress(quiet))
     click.echo(f"trained on {model.n_train_} transactions, {len(model.feature_names)} features"
                f"{' (with feedback)' if model.config.features.feedback else ''}"
@@ -97,14 +135,15 @@ def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine,
         raise DataValidationError("give exactly one of --out scores.parquet or --workspace DIR")
     kwargs = dict(fdr=fdr, budget=budget, labels=labels, reviews=reviews, engine=engine, address=address,
                   max_shap=max_shap, device=device, precision=precision, progress=show_progress(quiet))
-    if workspace:
-        run_dir = score_to_run(workspace, model_dir, data, **kwargs)
-        click.echo(f"wrote run {run_dir}")
-        return
-    from pathlib import Path
+    with _plain_warnings():
+        if workspace:
+            run_dir = score_to_run(workspace, model_dir, data, **kwargs)
+            click.echo(f"wrote run {run_dir}")
+            return
+        from pathlib import Path
 
-    explanations = Path(out).with_name(Path(out).stem + ".explanations.parquet")
-    summary = score_transactions(model_dir, data, out, explanations, **kwargs)
+        explanations = Path(out).with_name(Path(out).stem + ".explanations.parquet")
+        summary = score_transactions(model_dir, data, out, explanations, **kwargs)
     click.echo(json.dumps(summary, indent=2))
 
 

@@ -3,8 +3,9 @@
 A saved finance model is a directory::
 
     MODEL_DIR/
-      finance.json        feature config (groups, windows, feedback settings), feature list,
-                          training period, SHAP background rows
+      finance.json        feature config (column mapping, windows, feedback settings), feature
+                          list, training period, SHAP background rows, the drift reference
+                          (:mod:`finance.drift`)
       detector/           the TabularDetector bundle (config.json + weights.safetensors)
       head/               (when analysts' labels trained one) the supervised feedback head
                           (:mod:`finance.head`), a bundle of exported trees
@@ -40,7 +41,7 @@ from core.tabular.detector import TabularDetector
 from .features import FeatureConfig, feature_names
 from .head import FeedbackHead, HeadConfig
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3   # 3: the column mapping and the drift reference
 CONFIG_NAME = "finance.json"
 DETECTOR_DIR = "detector"
 HEAD_DIR = "head"
@@ -246,6 +247,8 @@ class FinanceModel(Estimator):
                  "background": self.background_.tolist()}
         if self.has_head:
             state["calibration"] = self.calibration_.to_dict()
+        if getattr(self, "reference_", None) is not None:
+            state["reference"] = self.reference_
         with atomic_path(path) as tmp:
             tmp.mkdir()
             self.detector_.save(tmp / DETECTOR_DIR)
@@ -268,6 +271,9 @@ class FinanceModel(Estimator):
             raise BundleError(f"{cfg_path}: not valid JSON ({err})") from None
         if state.get("kind") != cls.bundle_kind or state.get("format_version", 99) > FORMAT_VERSION:
             raise BundleError(f"{cfg_path}: not a finance model of a format this unmask reads")
+        if state.get("format_version", 0) < FORMAT_VERSION:
+            raise BundleError(f"{cfg_path}: a finance model of format {state.get('format_version')} (before "
+                              "column mappings); retrain it with `unmask finance train`")
         raw = dict(state["config"])
         raw["features"] = FeatureConfig.from_dict(raw["features"])
         model = cls(FinanceModelConfig(**raw), device, precision)
@@ -286,6 +292,7 @@ class FinanceModel(Estimator):
         model.n_train_ = state["n_train"]
         model.trained_until_ = state["trained_until"]
         model.expected_score_ = state["expected_score"]
+        model.reference_ = state.get("reference")
         return model
 
 

@@ -7,9 +7,23 @@ one before it in (timestamp, transaction_id) order. Appending later rows therefo
 changes an earlier row's features. DuckDB works in a file-backed database in a temporary
 directory with a memory limit, spilling to disk, so files larger than memory are fine.
 
+The features assume no simulator's mechanics, only what any bank's card history shows:
+the amount against the card's own history (ratio to the 30-day median, robust z with the
+median absolute deviation), counts and sums over 1 h / 24 h / 7 d, time since the previous
+transaction, a terminal new to the card, hour of day against the card's habit, the channel
+against the card's habit, distances between the location pairs the mapping names
+(haversine for degrees), movement and speed between consecutive transactions, how rare
+each passed-through category is for the card, passed-through numbers, terminal behaviour
+(distinct cards, amount against the terminal's median; no labels), refunds in the card's
+history, and (with analysts' confirmations) delayed feedback counts.
+
+Refunds (negative amounts, when the mapping accepts them) stay in the history (the
+previous-transaction gap, refund counts) but are not purchases: the amount statistics skip
+them, and they are not written to the output, so they are never trained on or scored.
+
 Output (:func:`featurise`): one Parquet file with the identifying columns, ``_row`` (the
 position in time order), the model features (:func:`feature_names`) and ``ctx_*`` context
-columns (the customer's usual values) used for reason codes.
+columns (raw values and the card's usual values) used for reason codes and the drift check.
 
 Example:
     >>> featurise("tx.parquet", "features.parquet")                       # doctest: +SKIP
@@ -17,36 +31,40 @@ Example:
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from core.errors import BundleError, DataValidationError
+from core.errors import BundleError
 from core.io import atomic_path
 
-from .schema import CARD_NOT_PRESENT, DEFAULT_TIMEZONE, configure, open_transactions
-from .sql import literal, reading
+from .mapping import CARD_NOT_PRESENT, ColumnMapping, native
+from .schema import DEFAULT_TIMEZONE, configure, location_columns, open_transactions
+from .sql import ident, literal, reading
 
 US = 1_000_000
-CUSTOMER_WINDOWS = {"1h": 3600, "1d": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
-TERMINAL_WINDOWS = {"1d": 86_400, "7d": 7 * 86_400}
-SMALL_AMOUNT = 5.0
+CARD_WINDOWS = {"1h": 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400}
+TERMINAL_WINDOWS = {"24h": 86_400, "7d": 7 * 86_400}
 NO_HISTORY_GAP_S = 30 * 86_400
+EARTH_RADIUS_KM = 6371.0088   # mean radius (IUGG)
 ID_COLUMNS = ("transaction_id", "timestamp", "customer_id", "terminal_id", "amount")
 PASS_THROUGH = ("is_fraud", "fraud_scenario")
 
 
 @dataclass
 class FeatureConfig:
-    """Which feature groups exist (set from the data), the feedback-loop settings, and the
-    time zone aware timestamps are read in (:mod:`finance.schema`; saved with the model so
-    scoring reads a file exactly as training did)."""
+    """The column mapping (resolved against the training file), the feedback-loop settings,
+    and the time zone aware timestamps are read in (:mod:`finance.schema`); saved with the
+    model so scoring reads a file exactly as training did."""
 
-    has_channel: bool = True
-    has_coordinates: bool = True
+    mapping: dict = field(default_factory=lambda: native().to_dict())
     feedback: bool = False
     feedback_delay_days: float = 7.0
     feedback_windows_days: dict = field(default_factory=lambda: {"terminal": [7, 28], "customer": [28]})
     timezone: str = DEFAULT_TIMEZONE
+
+    @property
+    def columns(self) -> ColumnMapping:
+        return ColumnMapping(**self.mapping)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +78,9 @@ class FeatureConfig:
             raise BundleError(f"feature config does not match this unmask ({err})") from None
         if not _valid(cfg):
             raise BundleError(f"feature config holds invalid feedback windows, delay or time zone: {state}")
+        if not isinstance(cfg.mapping, dict):
+            raise BundleError("feature config: the column mapping is not a table")
+        ColumnMapping.from_dict(cfg.mapping)
         return cfg
 
 
@@ -78,59 +99,92 @@ def _window(name: str, key: str, seconds: int) -> str:
             f"RANGE BETWEEN {seconds * US} PRECEDING AND 1 PRECEDING)")
 
 
+def _distance(m: ColumnMapping, a: tuple[str, str], b: tuple[str, str]) -> str:
+    """km between two (x, y) km points, or two (lat, lon) degree points (haversine)."""
+    (a1, a2), (b1, b2) = map(lambda p: map(ident, p), (a, b))
+    if m.units == "km":
+        return f"sqrt(power({a1} - {b1}, 2) + power({a2} - {b2}, 2))"
+    h = (f"power(sin(radians({b1} - {a1}) / 2), 2) + cos(radians({a1})) * cos(radians({b1})) "
+         f"* power(sin(radians({b2} - {a2}) / 2), 2)")
+    return f"2 * {EARTH_RADIUS_KM} * asin(sqrt(least(1.0, {h})))"
+
+
+def _pair(a: str, b: str) -> str:
+    return f"{a}_to_{b}"
+
+
 def _aggregates(cfg: FeatureConfig) -> tuple[list[str], list[str]]:
-    """Raw window aggregates (SELECT items) and the WINDOW clauses they use."""
+    """Raw window aggregates (SELECT items) and the WINDOW clauses they use. ``purchase`` is
+    the amount of a purchase and NULL for a refund, so the amount statistics skip refunds."""
+    m = cfg.columns
     items, windows = [], []
-    for w, s in CUSTOMER_WINDOWS.items():
+    for w, s in CARD_WINDOWS.items():
         windows.append(_window(f"c{w}", "customer_id", s))
-        items.append(f"count(*) OVER c{w} AS cust_n_{w}")
-    for w in ("7d", "30d"):
-        items.append(f"avg(amount) OVER c{w} AS cust_mean_{w}")
-    items += ["stddev_pop(amount) OVER c30d AS cust_std_30d",
-              f"coalesce(sum(CASE WHEN amount < {SMALL_AMOUNT} THEN 1 ELSE 0 END) OVER c1h, 0) AS cust_small_1h",
-              "avg(hour_sin) OVER c30d AS cust_hour_sin_30d",
-              "avg(hour_cos) OVER c30d AS cust_hour_cos_30d",
-              "lag(ts_us) OVER prev AS prev_ts_us"]
+        items.append(f"count(purchase) OVER c{w} AS card_n_{w}")
+    items += [f"coalesce(sum(purchase) OVER c{w}, 0) AS card_sum_{w}" for w in ("1h", "24h")]
+    items += ["median(purchase) OVER c30d AS card_median_30d", "mad(purchase) OVER c30d AS card_mad_30d",
+              "count(*) OVER c30d AS card_all_n_30d",
+              "avg(hour_sin) OVER c30d AS card_hour_sin_30d", "avg(hour_cos) OVER c30d AS card_hour_cos_30d",
+              "lag(ts_us) OVER prev AS prev_ts_us",
+              f"count(*) OVER (PARTITION BY customer_id, terminal_id ORDER BY ts_us RANGE BETWEEN "
+              f"{CARD_WINDOWS['30d'] * US} PRECEDING AND 1 PRECEDING) AS card_term_n_30d"]
     windows.append("prev AS (PARTITION BY customer_id ORDER BY ts_us, transaction_id)")
-    if cfg.has_channel:
-        items.append("avg(is_cnp) OVER c30d AS cust_cnp_30d")
-    if cfg.has_coordinates:
-        items += ["lag(terminal_x) OVER prev AS prev_x", "lag(terminal_y) OVER prev AS prev_y",
-                  "avg(dist_home) OVER c30d AS cust_dist_home_30d"]
+    if "channel" in m.columns:
+        items.append("avg(is_cnp) OVER c30d AS card_cnp_30d")
+    for loc in m.travel:
+        for col in location_columns(m, loc):
+            items.append(f"lag({ident(col)}) OVER prev AS {ident('prev_' + col)}")
+    for col in m.categorical:
+        items.append(f"count(*) OVER (PARTITION BY customer_id, {ident('cat_' + col)} ORDER BY ts_us RANGE "
+                     f"BETWEEN {CARD_WINDOWS['30d'] * US} PRECEDING AND 1 PRECEDING) AS {ident('card_cat_n_' + col)}")
+    if m.refunds:
+        items.append("count(refund) OVER c7d AS card_refunds_7d")
     for w, s in TERMINAL_WINDOWS.items():
         windows.append(_window(f"t{w}", "terminal_id", s))
-        items.append(f"count(*) OVER t{w} AS term_n_{w}")
-    items.append("avg(amount) OVER t7d AS term_mean_7d")
+        items += [f"count(purchase) OVER t{w} AS term_n_{w}",
+                  f"count(DISTINCT customer_id) OVER t{w} AS term_cards_{w}"]
+    items.append("median(purchase) OVER t7d AS term_median_7d")
     return items, windows
 
 
 def _features(cfg: FeatureConfig) -> dict[str, str]:
     """Model features: name -> SQL over the aggregates. Order is the model's column order."""
+    m = cfg.columns
+    usual = "coalesce(card_median_30d, amount)"
     f = {"log_amount": "ln(1 + amount)",
-         "amount_ratio_7d": "ln((amount + 1) / (coalesce(cust_mean_7d, amount) + 1))",
-         "amount_ratio_30d": "ln((amount + 1) / (coalesce(cust_mean_30d, amount) + 1))",
-         # z-score against a std shrunk towards the mean (a coefficient-of-variation-1
-         # prior worth 5 transactions), so a card with little history is not extreme.
-         "amount_z_30d": ("greatest(-10, least(20, (amount - coalesce(cust_mean_30d, amount)) / "
-                          "(sqrt((cust_n_30d * power(coalesce(cust_std_30d, 0), 2) + "
-                          "5 * power(coalesce(cust_mean_30d, amount), 2)) / (cust_n_30d + 5)) + 1)))"),
+         "amount_vs_median_30d": f"ln((amount + 1) / ({usual} + 1))",
+         # Robust z: distance from the card's median in MADs (scaled to a normal's sigma),
+         # with a floor of 10 % of the median + 1 so a card with a few equal payments is not
+         # infinitely surprised by the next one.
+         "amount_robust_z_30d": (f"greatest(-10, least(20, (amount - {usual}) / "
+                                 f"(1.4826 * coalesce(card_mad_30d, 0) + 0.1 * {usual} + 1)))"),
          "hour_sin": "hour_sin", "hour_cos": "hour_cos",
-         "hour_habit_gap": "1 - coalesce(hour_sin * cust_hour_sin_30d + hour_cos * cust_hour_cos_30d, 1)"}
-    for w in CUSTOMER_WINDOWS:
-        f[f"cust_count_{w}"] = f"ln(1 + cust_n_{w})"
-    f["small_count_1h"] = "ln(1 + cust_small_1h)"
+         "hour_habit_gap": "1 - coalesce(hour_sin * card_hour_sin_30d + hour_cos * card_hour_cos_30d, 1)"}
+    for w in ("1h", "24h", "7d"):
+        f[f"card_count_{w}"] = f"ln(1 + card_n_{w})"
+    for w in ("1h", "24h"):
+        f[f"card_sum_{w}"] = f"ln(1 + card_sum_{w})"
     f["log_gap_prev"] = f"ln(1 + coalesce((ts_us - prev_ts_us) / {US}, {NO_HISTORY_GAP_S}))"
-    if cfg.has_channel:
+    f["new_terminal_30d"] = "CASE WHEN card_term_n_30d = 0 THEN 1.0 ELSE 0.0 END"
+    if "channel" in m.columns:
         f["card_not_present"] = "is_cnp"
-        f["cnp_vs_habit"] = "is_cnp - coalesce(cust_cnp_30d, is_cnp)"
-    if cfg.has_coordinates:
-        f["log_dist_home"] = "ln(1 + dist_home)"
-        f["log_dist_prev"] = "ln(1 + coalesce(dist_prev, 0))"
-        f["log_speed_prev"] = (f"ln(1 + coalesce(dist_prev / ((ts_us - prev_ts_us) / {3600 * US} "
-                               "+ 1.0 / 60), 0))")
-    for w in TERMINAL_WINDOWS:
-        f[f"term_count_{w}"] = f"ln(1 + term_n_{w})"
-    f["term_amount_ratio_7d"] = "ln((amount + 1) / (coalesce(term_mean_7d, amount) + 1))"
+        f["cnp_vs_habit"] = "is_cnp - coalesce(card_cnp_30d, is_cnp)"
+    for a, b in m.distances:
+        f[f"log_dist_{_pair(a, b)}"] = f"ln(1 + {ident('dist_' + _pair(a, b))})"
+    for loc in m.travel:
+        move = f"coalesce({ident('move_' + loc)}, 0)"
+        f[f"log_move_{loc}"] = f"ln(1 + {move})"
+        f[f"log_speed_{loc}"] = f"ln(1 + {move} / ((ts_us - coalesce(prev_ts_us, ts_us)) / {3600 * US} + 1.0 / 60))"
+    for col in m.categorical:   # -log of the card's smoothed 30-day share of this value
+        f[f"rarity_{col}"] = f"-ln(({ident('card_cat_n_' + col)} + 1.0) / (card_all_n_30d + 2.0))"
+    for col in m.numeric:       # signed log: heavy tails of an unknown column tamed, sign kept
+        value = f"coalesce({ident('num_' + col)}, 0)"
+        f[f"num_{col}"] = f"sign({value}) * ln(1 + abs({value}))"
+    if m.refunds:
+        f["card_refunds_7d"] = "ln(1 + card_refunds_7d)"
+    f["term_cards_24h"] = "ln(1 + term_cards_24h)"
+    f["term_cards_vs_week"] = "ln((term_cards_24h + 1.0) / (term_cards_7d / 7.0 + 1.0))"
+    f["term_amount_vs_median_7d"] = "ln((amount + 1) / (coalesce(term_median_7d, amount) + 1))"
     if cfg.feedback:
         for scope, days in cfg.feedback_windows_days.items():
             for d in days:
@@ -138,52 +192,90 @@ def _features(cfg: FeatureConfig) -> dict[str, str]:
     return f
 
 
-CONTEXT = {  # ctx_* columns: raw values and the customer's usual values for reason codes
-    "ctx_hour": "hour_of_day",
-    "ctx_cust_mean_7d": "cust_mean_7d", "ctx_cust_mean_30d": "cust_mean_30d",
-    "ctx_cust_n_1h": "cust_n_1h", "ctx_cust_n_1d": "cust_n_1d", "ctx_cust_n_7d": "cust_n_7d",
-    "ctx_cust_n_30d": "cust_n_30d", "ctx_cust_small_1h": "cust_small_1h",
-    "ctx_cust_habit_hour": ("CASE WHEN cust_n_30d > 0 THEN (degrees(atan2(cust_hour_sin_30d, "
-                            "cust_hour_cos_30d)) / 15 + 24) % 24 END"),
-    "ctx_gap_s": "(ts_us - prev_ts_us) / 1e6",
-    "ctx_term_n_1d": "term_n_1d", "ctx_term_n_7d": "term_n_7d", "ctx_term_mean_7d": "term_mean_7d",
-}
+def _context(cfg: FeatureConfig) -> dict[str, str]:
+    """``ctx_*`` columns: raw values and the card's usual values for reason codes."""
+    m = cfg.columns
+    ctx = {"ctx_hour": "hour_of_day", "ctx_card_median_30d": "card_median_30d",
+           "ctx_card_mad_30d": "card_mad_30d",
+           "ctx_card_habit_hour": ("CASE WHEN card_n_30d > 0 THEN (degrees(atan2(card_hour_sin_30d, "
+                                   "card_hour_cos_30d)) / 15 + 24) % 24 END"),
+           "ctx_gap_s": "(ts_us - prev_ts_us) / 1e6", "ctx_card_all_n_30d": "card_all_n_30d",
+           "ctx_card_term_n_30d": "card_term_n_30d", "ctx_term_median_7d": "term_median_7d"}
+    ctx.update({f"ctx_card_n_{w}": f"card_n_{w}" for w in CARD_WINDOWS})
+    ctx.update({f"ctx_card_sum_{w}": f"card_sum_{w}" for w in ("1h", "24h")})
+    ctx.update({f"ctx_term_{k}_{w}": f"term_{k}_{w}" for k in ("n", "cards") for w in TERMINAL_WINDOWS})
+    if "channel" in m.columns:
+        ctx["ctx_card_cnp_30d"] = "card_cnp_30d"
+    for a, b in m.distances:
+        ctx[f"ctx_dist_{_pair(a, b)}_km"] = ident("dist_" + _pair(a, b))
+    for loc in m.travel:
+        ctx[f"ctx_move_{loc}_km"] = ident("move_" + loc)
+    for col in m.categorical:
+        ctx[f"ctx_card_cat_n_{col}"] = ident("card_cat_n_" + col)
+    for col in m.numeric:
+        ctx[f"ctx_num_{col}"] = ident("num_" + col)
+    if m.refunds:
+        ctx["ctx_card_refunds_7d"] = "card_refunds_7d"
+    if cfg.feedback:
+        ctx.update({f"ctx_{s}_confirmed_fraud_{d}d": f"coalesce(fb_{s}_{d}d, 0)"
+                    for s, days in cfg.feedback_windows_days.items() for d in days})
+    return ctx
+
+
+def category_context(cfg: FeatureConfig) -> dict[str, str]:
+    """``ctx_cat_<column>`` (the raw category, text) -> the passed-through column."""
+    return {f"ctx_cat_{col}": col for col in cfg.columns.categorical}
 
 
 def feature_names(cfg: FeatureConfig) -> list[str]:
     return list(_features(cfg))
 
 
-def config_for(columns, feedback: bool = False, delay_days: float = 7.0,
+def config_for(mapping: ColumnMapping, feedback: bool = False, delay_days: float = 7.0,
                timezone: str = DEFAULT_TIMEZONE) -> FeatureConfig:
-    """A FeatureConfig matching the columns present in a transactions view."""
-    coords = all(c in columns for c in ("terminal_x", "terminal_y", "customer_x", "customer_y"))
-    return FeatureConfig(has_channel="channel" in columns, has_coordinates=coords,
-                         feedback=feedback, feedback_delay_days=delay_days, timezone=timezone)
+    """A FeatureConfig for a mapping resolved against a file (:func:`open_transactions`)."""
+    return FeatureConfig(mapping=mapping.to_dict(), feedback=feedback, feedback_delay_days=delay_days,
+                         timezone=timezone)
 
 
-def _base_sql(cfg: FeatureConfig, columns) -> str:
-    extra = [f"CAST(channel = {literal(CARD_NOT_PRESENT)} AS DOUBLE) AS is_cnp"] if cfg.has_channel else []
-    if cfg.has_coordinates:
-        extra.append("sqrt(power(terminal_x - customer_x, 2) + power(terminal_y - customer_y, 2)) AS dist_home")
-    keep = [c for c in ID_COLUMNS + PASS_THROUGH if c in columns]
-    keep += [c for c in ("terminal_x", "terminal_y") if cfg.has_coordinates]
+def _base_sql(cfg: FeatureConfig) -> str:
+    m = cfg.columns
+    extra = ["CASE WHEN amount >= 0 THEN amount END AS purchase", "CASE WHEN amount < 0 THEN 1 END AS refund"]
+    if "channel" in m.columns:
+        extra.append(f"CAST(channel = {literal(CARD_NOT_PRESENT)} AS DOUBLE) AS is_cnp")
+    for a, b in m.distances:
+        extra.append(f"{_distance(m, location_columns(m, a), location_columns(m, b))} AS "
+                     f"{ident('dist_' + _pair(a, b))}")
+    extra += [ident(c) for loc in m.travel for c in location_columns(m, loc)]
+    extra += [ident("cat_" + c) for c in m.categorical] + [ident("num_" + c) for c in m.numeric]
+    keep = list(ID_COLUMNS) + [c for c, role in zip(PASS_THROUGH, ("label", "scenario")) if role in m.columns]
     hour = "(hour(timestamp) + minute(timestamp) / 60.0 + second(timestamp) / 3600.0)"
     return (f"SELECT {', '.join(keep)}, epoch_us(timestamp) AS ts_us, {hour} AS hour_of_day, "
-            f"sin(2 * pi() * {hour} / 24) AS hour_sin, cos(2 * pi() * {hour} / 24) AS hour_cos"
-            f"{''.join(', ' + e for e in extra)}, "
+            f"sin(2 * pi() * {hour} / 24) AS hour_sin, cos(2 * pi() * {hour} / 24) AS hour_cos, "
+            f"{', '.join(extra)}, "
             "row_number() OVER (ORDER BY epoch_us(timestamp), transaction_id) - 1 AS _row FROM tx")
+
+
+def _with_movement(cfg: FeatureConfig, source: str) -> str:
+    """``source`` plus ``move_<loc>``: km from the card's previous transaction's location."""
+    m = cfg.columns
+    if not m.travel:
+        return source
+    moves = [f"{_distance(m, ['prev_' + c for c in location_columns(m, loc)], location_columns(m, loc))} "
+             f"AS {ident('move_' + loc)}" for loc in m.travel]
+    return f"(SELECT *, {', '.join(moves)} FROM {source})"
 
 
 def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_limit: str | None = None,
               row_group_size: int = 131_072, feedback_delay_days: float = 7.0,
-              timezone: str = DEFAULT_TIMEZONE) -> FeatureConfig:
+              timezone: str = DEFAULT_TIMEZONE, mapping: ColumnMapping | None = None) -> FeatureConfig:
     """Compute point-in-time features of the transactions in ``data``; write ``out`` (Parquet).
 
     Args:
         data: transactions file (Parquet/CSV; validated by :mod:`finance.schema`).
         out: output Parquet file (written atomically).
-        cfg: feature configuration (from a trained model); default: derived from the data.
+        cfg: feature configuration (from a trained model: its mapping is applied strictly);
+            default: derived from the data and ``mapping``.
         labels: confirmed dispositions for the feedback features (a DataFrame with
             ``transaction_id``, ``confirmed_at``, ``is_fraud``; see :mod:`finance.feedback`).
             With ``cfg=None``, giving labels turns the feedback features on; with a
@@ -193,6 +285,7 @@ def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_l
         feedback_delay_days: the feedback delay when ``cfg`` is None.
         timezone: the zone aware timestamps are converted to when ``cfg`` is None
             (otherwise ``cfg.timezone``).
+        mapping: the user's column mapping when ``cfg`` is None (default: unmask's own names).
 
     Returns:
         The feature configuration used.
@@ -205,14 +298,14 @@ def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_l
         con = configure(duckdb.connect(str(Path(work) / "work.duckdb")), memory_limit,
                         temp_dir=Path(work) / "spill")
         try:
-            columns = open_transactions(con, data, timezone=cfg.timezone if cfg else timezone)
-            cfg = cfg or config_for(columns, labels is not None, feedback_delay_days, timezone)
-            if cfg.has_channel and "channel" not in columns:
-                raise_missing(data, "channel")
-            if cfg.has_coordinates and not all(c in columns for c in ("terminal_x", "terminal_y", "customer_x", "customer_y")):
-                raise_missing(data, "terminal_x, terminal_y, customer_x, customer_y")
+            if cfg is None:
+                resolved = open_transactions(con, data, timezone=timezone, mapping=mapping)
+                cfg = config_for(resolved, labels is not None, feedback_delay_days, timezone)
+            else:   # the model's feature columns are required; its label may be absent here
+                resolved = open_transactions(con, data, timezone=cfg.timezone, mapping=cfg.columns)
+                cfg = replace(cfg, mapping=resolved.to_dict())
             with reading(data):  # the file is read again here: what the checks missed is one line too
-                con.execute(f"CREATE TABLE base AS {_base_sql(cfg, columns)}")
+                con.execute(f"CREATE TABLE base AS {_base_sql(cfg)}")
             items, windows = _aggregates(cfg)
             con.execute(f"CREATE TABLE agg AS SELECT *, {', '.join(items)} FROM base "
                         f"WINDOW {', '.join(windows)}")
@@ -220,27 +313,16 @@ def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_l
             if cfg.feedback:
                 register_labels(con, labels, data)
                 source = f"(SELECT * FROM agg LEFT JOIN ({feedback_sql(cfg)}) fb USING (_row))"
-            if cfg.has_coordinates:
-                source = (f"(SELECT *, sqrt(power(terminal_x - prev_x, 2) + power(terminal_y - prev_y, 2))"
-                          f" AS dist_prev FROM {source})")
-            keep = [c for c in ID_COLUMNS + PASS_THROUGH if c in columns] + ["_row"]
-            feats = [f"CAST({sql} AS DOUBLE) AS {name}" for name, sql in _features(cfg).items()]
-            ctx = [f"CAST({sql} AS DOUBLE) AS {name}" for name, sql in CONTEXT.items()]
-            if cfg.has_coordinates:
-                ctx += ["dist_home AS ctx_dist_home_km", "cust_dist_home_30d AS ctx_cust_dist_home_30d",
-                        "dist_prev AS ctx_dist_prev_km"]
-            if cfg.has_channel:
-                ctx += ["cust_cnp_30d AS ctx_cust_cnp_30d"]
-            if cfg.feedback:
-                ctx += [f"CAST(coalesce(fb_{s}_{d}d, 0) AS DOUBLE) AS ctx_{s}_confirmed_fraud_{d}d"
-                        for s, days in cfg.feedback_windows_days.items() for d in days]
-            with atomic_path(out) as tmp:
-                con.execute(f"COPY (SELECT {', '.join(keep + feats + ctx)} FROM {source}) TO "
+            source = _with_movement(cfg, source)
+            m = cfg.columns
+            keep = list(ID_COLUMNS) + [c for c, r in zip(PASS_THROUGH, ("label", "scenario")) if r in m.columns]
+            columns = [ident(c) for c in keep + ["_row"]]
+            columns += [f"CAST({sql} AS DOUBLE) AS {ident(name)}" for name, sql in _features(cfg).items()]
+            columns += [f"CAST({sql} AS DOUBLE) AS {ident(name)}" for name, sql in _context(cfg).items()]
+            columns += [f"{ident('cat_' + col)} AS {ident(name)}" for name, col in category_context(cfg).items()]
+            with atomic_path(out) as tmp:   # refunds are history, never a scored purchase
+                con.execute(f"COPY (SELECT {', '.join(columns)} FROM {source} WHERE amount >= 0) TO "
                             f"{literal(tmp)} (FORMAT PARQUET, ROW_GROUP_SIZE {int(row_group_size)})")
         finally:
             con.close()
     return cfg
-
-
-def raise_missing(data, what):
-    raise DataValidationError(f"{data}: the model uses column(s) {what}, which this file lacks")

@@ -1,13 +1,18 @@
 """Reason codes: the top SHAP features of an alert, in words a fraud analyst understands.
 
-Each model feature belongs to a group (amount, time of day, burst, ...). The top reasons
-are the features with the largest positive SHAP value, at most one per group, each with
-the transaction's value, the customer's usual value and a sentence such as
-"amount 9.4x this customer's 30-day average (412.00 vs 43.80)".
+Every model feature has one entry in the display table (:func:`display`): a group (amount,
+burst, place, ...), a short display name (the dashboard's labels) and a sentence with units
+built from the transaction's values and the card's usual ones, e.g.
+"amount 41.5x the card's 30-day median (415.00 vs 10.00)" or
+"7 transactions by this card in the last hour (usual: 0.2)". Features named after the
+user's columns (distances between locations, movement, category rarity, passed-through
+numbers) are matched by their prefix. The top reasons are the features with the largest
+positive SHAP value, at most one per group.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -15,9 +20,21 @@ import pandas as pd
 N_REASONS = 3
 
 
+class Display(NamedTuple):
+    """How one feature is shown: its reason group, short name, and ``describe(row) ->
+    (value, usual value, sentence)``."""
+
+    group: str
+    name: str
+    describe: Callable
+
+
 def _num(row, key):
     value = row.get(key)
-    return float(value) if value is not None and not pd.isna(value) else math.nan
+    try:
+        return float(value) if value is not None and not pd.isna(value) else math.nan
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _duration(seconds: float) -> str:
@@ -42,29 +59,50 @@ def _clock(hour: float) -> str:
 def _amount_vs(row, usual_key, whose):
     amount, usual = _num(row, "amount"), _num(row, usual_key)
     if math.isnan(usual) or usual <= 0:
-        return amount, usual, f"amount {amount:.2f}; no earlier transactions for {whose} to compare"
+        return amount, usual, f"amount {amount:.2f}; no earlier purchases for {whose} to compare"
     if amount < 0.5 * usual:
-        return amount, usual, (f"amount {amount:.2f}, {usual / max(amount, 0.01):.0f}x below {whose} "
-                               f"average ({usual:.2f})")
-    return amount, usual, f"amount {amount / usual:.1f}x {whose} average ({amount:.2f} vs {usual:.2f})"
+        return amount, usual, (f"amount {amount:.2f}, {usual / max(amount, 0.01):.1f}x below {whose} "
+                               f"({usual:.2f})")
+    return amount, usual, f"amount {amount / usual:.1f}x {whose} ({amount:.2f} vs {usual:.2f})"
 
 
-def _per(row, count_key, hours, label):
-    n, n30 = _num(row, count_key), _num(row, "ctx_cust_n_30d")
-    usual = n30 * hours / (30 * 24) if not math.isnan(n30) else math.nan
-    return n, usual, (f"{n:.0f} earlier transactions by this card in the past {label} "
-                      f"(usual: {usual:.1f})")
+def _robust_z(row):
+    amount, median, mad = _num(row, "amount"), _num(row, "ctx_card_median_30d"), _num(row, "ctx_card_mad_30d")
+    if math.isnan(median):
+        return amount, median, f"amount {amount:.2f}; no earlier purchases by this card in 30 days"
+    z = (amount - median) / (1.4826 * (0 if math.isnan(mad) else mad) + 0.1 * median + 1)
+    side = "above" if z >= 0 else "below"
+    return amount, median, (f"amount {amount:.2f} is {abs(z):.1f} typical deviations {side} the card's "
+                            f"30-day median ({median:.2f})")
+
+
+def _count(window, hours, label):
+    def describe(row):
+        n, n30 = _num(row, f"ctx_card_n_{window}"), _num(row, "ctx_card_n_30d")
+        usual = n30 * hours / (30 * 24) if not math.isnan(n30) else math.nan
+        return n, usual, f"{n:.0f} transactions by this card in the last {label} (usual: {usual:.1f})"
+    return describe
+
+
+def _spent(window, hours, label):
+    def describe(row):
+        total, n30, median = _num(row, f"ctx_card_sum_{window}"), _num(row, "ctx_card_n_30d"), _num(
+            row, "ctx_card_median_30d")
+        usual = (n30 * median * hours / (30 * 24)) if not (math.isnan(n30) or math.isnan(median)) else math.nan
+        return total, usual, (f"{total:.2f} spent by this card in the last {label} "
+                              f"(usual: about {0 if math.isnan(usual) else usual:.2f})")
+    return describe
 
 
 def _hour(row):
-    hour, usual = _num(row, "ctx_hour"), _num(row, "ctx_cust_habit_hour")
+    hour, usual = _num(row, "ctx_hour"), _num(row, "ctx_card_habit_hour")
     if math.isnan(usual):
-        return hour, usual, f"at {_clock(hour)}; no 30-day history of this customer's hours"
-    return hour, usual, f"at {_clock(hour)}; this customer usually pays around {_clock(usual)}"
+        return hour, usual, f"at {_clock(hour)}; no 30-day history of this card's hours"
+    return hour, usual, f"at {_clock(hour)}; this card usually pays around {_clock(usual)}"
 
 
 def _gap(row):
-    gap, n30 = _num(row, "ctx_gap_s"), _num(row, "ctx_cust_n_30d")
+    gap, n30 = _num(row, "ctx_gap_s"), _num(row, "ctx_card_n_30d")
     usual = 30 * 86_400 / n30 if n30 and not math.isnan(n30) else math.nan
     if math.isnan(gap):
         return gap, usual, "first transaction of this card in the data"
@@ -72,21 +110,65 @@ def _gap(row):
                         f"(usual gap: {_duration(usual)})")
 
 
+def _new_terminal(row):
+    seen, n = _num(row, "ctx_card_term_n_30d"), _num(row, "ctx_card_all_n_30d")
+    if seen == 0:
+        return seen, n, (f"first transaction of this card at this terminal in 30 days "
+                         f"({n:.0f} earlier transactions elsewhere)")
+    return seen, n, f"{seen:.0f} earlier transactions of this card at this terminal in 30 days"
+
+
 def _channel(row):
-    cnp, share = _num(row, "card_not_present"), _num(row, "ctx_cust_cnp_30d")
+    cnp, share = _num(row, "card_not_present"), _num(row, "ctx_card_cnp_30d")
     what = "card not present" if cnp >= 0.5 else "card present"
     if math.isnan(share):
-        return cnp, share, f"{what}; no 30-day history of this customer's channel"
-    return cnp, share, f"{what}; {share:.0%} of this customer's 30-day payments were card-not-present"
+        return cnp, share, f"{what}; no 30-day history of this card's channel"
+    return cnp, share, f"{what}; {share:.0%} of this card's 30-day payments were card-not-present"
 
 
-def _speed(row):
-    dist, gap = _num(row, "ctx_dist_prev_km"), _num(row, "ctx_gap_s")
-    if math.isnan(dist):
-        return dist, math.nan, "first transaction of this card in the data"
-    speed = dist / (gap / 3600 + 1 / 60) if not math.isnan(gap) else math.nan
-    return speed, math.nan, (f"{dist:.1f} km from this card's previous transaction {_duration(gap)} "
-                             f"earlier (about {speed:.0f} km/h)")
+def _refunds(row):
+    n = _num(row, "ctx_card_refunds_7d")
+    return n, 0.0, f"{n:.0f} refund(s) on this card in the last 7 days"
+
+
+def _term_cards(row):
+    day, week = _num(row, "ctx_term_cards_24h"), _num(row, "ctx_term_cards_7d")
+    return day, week / 7, (f"{day:.0f} distinct cards at this terminal in the last 24 hours "
+                           f"(usual: {week / 7:.1f} per day)")
+
+
+def _distance(a, b):
+    def describe(row):
+        km = _num(row, f"ctx_dist_{a}_to_{b}_km")
+        return km, math.nan, f"{a} to {b}: {km:,.1f} km"
+    return describe
+
+
+def _travel(loc):
+    def describe(row):
+        km, gap = _num(row, f"ctx_move_{loc}_km"), _num(row, "ctx_gap_s")
+        if math.isnan(km) or math.isnan(gap):
+            return km, math.nan, "first transaction of this card in the data"
+        speed = km / (gap / 3600 + 1 / 60)
+        return speed, math.nan, (f"{loc} {km:,.1f} km from the card's previous transaction "
+                                 f"{_duration(gap)} earlier (about {speed:,.0f} km/h)")
+    return describe
+
+
+def _rarity(col):
+    def describe(row):
+        seen, n = _num(row, f"ctx_card_cat_n_{col}"), _num(row, "ctx_card_all_n_30d")
+        value = row.get(f"ctx_cat_{col}")
+        shown = f"{col} {value!r}" if isinstance(value, str) else col
+        return seen, n, f"{shown} in {seen:.0f} of this card's {n:.0f} transactions in the last 30 days"
+    return describe
+
+
+def _numeric(col):
+    def describe(row):
+        value = _num(row, f"ctx_num_{col}")
+        return value, math.nan, f"{col} = {value:.4g}"
+    return describe
 
 
 def _feedback(scope, days, delay_days):
@@ -98,48 +180,68 @@ def _feedback(scope, days, delay_days):
     return describe
 
 
-def _describers(delay_days: float = 7.0) -> dict:
-    """feature -> (group, describe(row) -> (value, usual, text))."""
-    d = {
-        "log_amount": ("amount", lambda r: _amount_vs(r, "ctx_cust_mean_30d", "this customer's 30-day")),
-        "amount_ratio_7d": ("amount", lambda r: _amount_vs(r, "ctx_cust_mean_7d", "this customer's 7-day")),
-        "amount_ratio_30d": ("amount", lambda r: _amount_vs(r, "ctx_cust_mean_30d", "this customer's 30-day")),
-        "amount_z_30d": ("amount", lambda r: _amount_vs(r, "ctx_cust_mean_30d", "this customer's 30-day")),
-        "hour_sin": ("hour", _hour), "hour_cos": ("hour", _hour), "hour_habit_gap": ("hour", _hour),
-        "cust_count_1h": ("burst", lambda r: _per(r, "ctx_cust_n_1h", 1, "hour")),
-        "cust_count_1d": ("burst", lambda r: _per(r, "ctx_cust_n_1d", 24, "24 hours")),
-        "cust_count_7d": ("activity", lambda r: _per(r, "ctx_cust_n_7d", 168, "7 days")),
-        "cust_count_30d": ("activity", lambda r: (_num(r, "ctx_cust_n_30d"), math.nan,
-                                                  f"{_num(r, 'ctx_cust_n_30d'):.0f} transactions by this card in 30 days")),
-        "small_count_1h": ("burst", lambda r: (_num(r, "ctx_cust_small_1h"), 0.0,
-                                               f"{_num(r, 'ctx_cust_small_1h'):.0f} earlier small payment(s) (under 5.00) "
-                                               "by this card in the past hour, a card-testing pattern")),
-        "log_gap_prev": ("gap", _gap),
-        "card_not_present": ("channel", _channel), "cnp_vs_habit": ("channel", _channel),
-        "log_dist_home": ("place", lambda r: (_num(r, "ctx_dist_home_km"), _num(r, "ctx_cust_dist_home_30d"),
-                                              f"terminal {_num(r, 'ctx_dist_home_km'):.1f} km from the customer's "
-                                              f"home (usual: {_num(r, 'ctx_cust_dist_home_30d'):.1f} km)")),
-        "log_dist_prev": ("travel", _speed), "log_speed_prev": ("travel", _speed),
-        "term_count_1d": ("terminal", lambda r: (_num(r, "ctx_term_n_1d"), _num(r, "ctx_term_n_7d") / 7,
-                                                 f"{_num(r, 'ctx_term_n_1d'):.0f} transactions at this terminal in "
-                                                 f"the past 24 hours (usual: {_num(r, 'ctx_term_n_7d') / 7:.1f})")),
-        "term_count_7d": ("terminal", lambda r: (_num(r, "ctx_term_n_7d"), math.nan,
-                                                 f"{_num(r, 'ctx_term_n_7d'):.0f} transactions at this terminal in 7 days")),
-        "term_amount_ratio_7d": ("terminal_amount", lambda r: _amount_vs(r, "ctx_term_mean_7d", "this terminal's 7-day")),
-    }
+FIXED = {
+    "log_amount": Display("amount", "amount", lambda r: _amount_vs(r, "ctx_card_median_30d",
+                                                                   "the card's 30-day median")),
+    "amount_vs_median_30d": Display("amount", "amount vs the card's 30-day median",
+                                    lambda r: _amount_vs(r, "ctx_card_median_30d", "the card's 30-day median")),
+    "amount_robust_z_30d": Display("amount", "amount vs the card's usual spread", _robust_z),
+    "hour_sin": Display("hour", "hour of day", _hour),
+    "hour_cos": Display("hour", "hour of day", _hour),
+    "hour_habit_gap": Display("hour", "hour vs the card's habit", _hour),
+    "card_count_1h": Display("burst", "transactions in the last hour", _count("1h", 1, "hour")),
+    "card_count_24h": Display("burst", "transactions in the last 24 hours", _count("24h", 24, "24 hours")),
+    "card_count_7d": Display("activity", "transactions in the last 7 days", _count("7d", 168, "7 days")),
+    "card_sum_1h": Display("spend", "spent in the last hour", _spent("1h", 1, "hour")),
+    "card_sum_24h": Display("spend", "spent in the last 24 hours", _spent("24h", 24, "24 hours")),
+    "log_gap_prev": Display("gap", "time since the previous transaction", _gap),
+    "new_terminal_30d": Display("new_terminal", "terminal new to the card", _new_terminal),
+    "card_not_present": Display("channel", "card not present", _channel),
+    "cnp_vs_habit": Display("channel", "channel vs the card's habit", _channel),
+    "card_refunds_7d": Display("refunds", "refunds in the last 7 days", _refunds),
+    "term_cards_24h": Display("terminal", "cards at the terminal in 24 hours", _term_cards),
+    "term_cards_vs_week": Display("terminal", "cards at the terminal vs its week", _term_cards),
+    "term_amount_vs_median_7d": Display("terminal_amount", "amount vs the terminal's 7-day median",
+                                        lambda r: _amount_vs(r, "ctx_term_median_7d",
+                                                             "this terminal's 7-day median")),
+}
+
+
+def display(feature: str, delay_days: float = 7.0) -> Display:
+    """The display entry of ``feature`` (fixed names, then the user-named prefixes)."""
+    if feature in FIXED:
+        return FIXED[feature]
+    if feature.startswith("log_dist_") and "_to_" in feature:
+        a, b = feature.removeprefix("log_dist_").split("_to_", 1)
+        return Display("place", f"distance {a} to {b}", _distance(a, b))
+    for prefix, what in (("log_move_", "distance"), ("log_speed_", "speed")):
+        if feature.startswith(prefix):
+            loc = feature.removeprefix(prefix)
+            return Display("travel", f"{what} from the previous {loc}", _travel(loc))
+    if feature.startswith("rarity_"):
+        col = feature.removeprefix("rarity_")
+        return Display(f"category {col}", f"{col} rare for the card", _rarity(col))
+    if feature.startswith("num_"):
+        col = feature.removeprefix("num_")
+        return Display(f"numeric {col}", col, _numeric(col))
     for scope in ("terminal", "customer"):
-        for days in (7, 14, 28, 30, 60, 90):
-            d[f"{scope}_confirmed_fraud_{days}d"] = (f"feedback_{scope}", _feedback(scope, days, delay_days))
-    return d
+        head = f"{scope}_confirmed_fraud_"
+        if feature.startswith(head) and feature.endswith("d") and feature[len(head):-1].isdigit():
+            days = int(feature[len(head):-1])
+            where = "at the terminal" if scope == "terminal" else "on the card"
+            return Display(f"feedback_{scope}", f"confirmed frauds {where} ({days} days)",
+                           _feedback(scope, days, delay_days))
+    return Display(feature, feature, lambda r: (_num(r, feature), math.nan, f"{feature} = {_num(r, feature):.3g}"))
+
+
+def display_name(feature: str) -> str:
+    """The short plain-words name of a model feature (reason codes and the dashboard)."""
+    return display(feature).name
 
 
 def describe(feature: str, row, delay_days: float = 7.0) -> tuple[float, float, str]:
     """``(value, usual value, text)`` for one feature of one transaction (a dict-like row)."""
-    group_fn = _describers(delay_days).get(feature)
-    if group_fn is None:
-        value = _num(row, feature)
-        return value, math.nan, f"{feature} = {value:.3g}"
-    return group_fn[1](row)
+    return display(feature, delay_days).describe(row)
 
 
 def top_reasons(shap_values: np.ndarray, feature_names: list[str], rows: pd.DataFrame,
@@ -151,19 +253,17 @@ def top_reasons(shap_values: np.ndarray, feature_names: list[str], rows: pd.Data
         feature_names: the ``d`` model features.
         rows: ``n`` rows holding ``amount``, the features and the ``ctx_*`` columns.
     """
-    describers = _describers(delay_days)
+    groups_of = [display(name, delay_days).group for name in feature_names]
     out = {f"reason_{i}_{part}": [] for i in range(1, k + 1)
            for part in ("feature", "shap", "value", "usual", "text")}
     for values, (_, row) in zip(shap_values, rows.iterrows()):
         row = row.to_dict()
         chosen, groups = [], set()
         for j in np.argsort(-values, kind="stable"):
-            name = feature_names[j]
-            group = describers.get(name, (name,))[0]
-            if values[j] <= 0 or group in groups:
+            if values[j] <= 0 or groups_of[j] in groups:
                 continue
-            groups.add(group)
-            chosen.append((name, float(values[j])))
+            groups.add(groups_of[j])
+            chosen.append((feature_names[j], float(values[j])))
             if len(chosen) == k:
                 break
         for i in range(1, k + 1):

@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from core.drift import calibration_reference
-from core.errors import DataValidationError
+from core.errors import DataValidationError, UnmaskWarning
 from core.io import atomic_path, check_output, write_parquet_atomic
 from core.runtime import choose_device, configure_threads, progress_bar
 
 from .detector import FinanceModel
+from .drift import DriftCheck
 from .features import ID_COLUMNS, PASS_THROUGH
 from .sql import ident, literal
 
@@ -168,7 +170,9 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
 
     Returns:
         Summary dict (``n_transactions``, ``n_alerts``, ``n_explained``, ``expected_score``,
-        ``fdr``/``budget``, and ``auroc``/``average_precision`` when ``is_fraud`` exists).
+        ``fdr``/``budget``, ``auroc``/``average_precision`` when labels exist, and
+        ``warning`` when the file is unlike the training data, also raised as an
+        :class:`core.errors.UnmaskWarning`).
     """
     import pyarrow.dataset as pads
 
@@ -199,6 +203,7 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
                    if has_truth else {})
         del scored, dataset
         calibration = model.calibration
+        warning = _drift_warning(model, work / "features.parquet", float(np.mean(score > calibration.threshold_)))
         p_values = calibration.p_values(score)
         alerts = calibration.alerts(score, fdr=fdr, budget=budget)
         order = np.lexsort((row, -score))                    # rank 1 = highest score
@@ -214,6 +219,9 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         summary.update({"fdr": fdr} if fdr is not None else {"budget": budget} if budget is not None else
                        {"threshold": float(calibration.threshold_)})
         summary.update(quality, calibration_reference=calibration_reference(calibration))
+        if warning:
+            summary["warning"] = f"{data}: {warning}"
+            warnings.warn(summary["warning"], UnmaskWarning, stacklevel=2)
         # The per-row global columns go to disk, so the final join + sort runs inside DuckDB's
         # memory limit (spilling) instead of beside ~25 bytes/row of numpy arrays.
         import pyarrow as pa
@@ -243,6 +251,18 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         finally:
             con.close()
     return summary
+
+
+def _drift_warning(model: FinanceModel, features_path, share_above: float) -> str | None:
+    """One line when the scored file is unlike the training data (:mod:`finance.drift`)."""
+    import pyarrow.dataset as pads
+
+    if getattr(model, "reference_", None) is None or np.isnan(share_above):
+        return None
+    check = DriftCheck(model.reference_)
+    for batch in pads.dataset(str(features_path), format="parquet").to_batches(columns=check.columns()):
+        check.add(batch.to_pandas())
+    return check.warning(share_above)
 
 
 def _quality(truth, score) -> dict:

@@ -12,6 +12,9 @@ from core.io import check_output
 from core.runtime import check_precision, choose_device
 
 from .detector import FinanceModel, FinanceModelConfig
+from .drift import fit_reference
+from .features import category_context, feature_names, featurise
+from .mapping import ColumnMapping
 from .schema import DEFAULT_TIMEZONE, check_timezone
 
 
@@ -68,7 +71,8 @@ def labelled_rows(features_path, confirmations: pd.DataFrame, until, columns) ->
 
 def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days: float = 7.0,
           config: FinanceModelConfig | None = None, timezone: str = DEFAULT_TIMEZONE,
-          device="auto", precision: str = "fp32", progress: bool | None = None) -> FinanceModel:
+          mapping: ColumnMapping | None = None, device="auto", precision: str = "fp32",
+          progress: bool | None = None) -> FinanceModel:
     """Train a finance model on ``data`` (transactions before ``until``) and save it to ``out``.
 
     Args:
@@ -83,6 +87,8 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
         config: model hyper-parameters.
         timezone: IANA zone that aware timestamps (tz-aware Parquet, CSV with UTC offsets)
             are converted to; naive ones are kept. Saved with the model for scoring.
+        mapping: the file's column names and codings (:mod:`finance.mapping`; default:
+            unmask's own). Saved with the model: scoring reads files the same way.
         device: where the detector's network trains (auto, cpu, cuda, cuda:N); not saved.
         precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
         progress: training progress bars on stderr (None: only on a terminal; False: never).
@@ -90,7 +96,6 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
     Returns:
         The fitted model.
     """
-    from .features import featurise
     from .feedback import load_confirmations
 
     check_output(out, [data, labels, reviews])  # before training, not after it
@@ -101,11 +106,11 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
     with tempfile.TemporaryDirectory(prefix="unmask-train-") as work:
         feats_path = Path(work) / "features.parquet"
         cfg = featurise(data, feats_path, labels=confirmations,
-                        feedback_delay_days=float(feedback_delay_days), timezone=timezone)
+                        feedback_delay_days=float(feedback_delay_days), timezone=timezone, mapping=mapping)
         config.features = cfg
-        from .features import feature_names
-
-        frame = read_features(feats_path, until=until, columns=feature_names(cfg) + ["_row", "timestamp"],
+        categories = list(category_context(cfg))
+        frame = read_features(feats_path, until=until,
+                              columns=feature_names(cfg) + categories + ["_row", "timestamp"],
                               max_rows=config.max_train_rows, seed=config.random_state)
         labelled = (labelled_rows(feats_path, confirmations, until, feature_names(cfg))
                     if confirmations is not None else None)
@@ -113,6 +118,9 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
         raise DataValidationError(f"{data}: no transactions before {until}; nothing to train on")
     model = FinanceModel(config, device, precision, progress).fit(frame, trained_until=until,
                                                                   labelled=labelled)
+    model.reference_ = fit_reference(frame, model.feature_names,
+                                     {c.removeprefix("ctx_cat_"): frame[c] for c in categories},
+                                     config.contamination)
     from core.training import is_main_process
 
     if is_main_process():  # under torchrun every rank holds the same model; rank 0 writes it

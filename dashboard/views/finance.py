@@ -8,12 +8,15 @@ import streamlit as st
 from dashboard import export_data, finance_data, links, plots, ui
 from dashboard.workspace import review_store, reviewed_items
 from finance.spec import SPEC
+from finance.reasons import display_name
 
 DECISION_LABELS = ui.decision_labels(SPEC)
 
 ws, manifest = ui.open_run("Finance alert queue", "finance")
 run_id = manifest["run_id"]
 summary = manifest.get("summary", {})
+if summary.get("warning"):   # the scored file is unlike the training data (finance.drift)
+    st.warning(ui.plain(summary["warning"]), icon="⚠️")
 scores_path = ui.output_path(manifest, "scores", "scores.parquet")
 bounds = ui.finance_bounds(scores_path)
 
@@ -135,7 +138,8 @@ if len(reason_table):
 left, right = st.columns(2)
 with left:
     if len(shap):
-        st.altair_chart(plots.shap_waterfall(shap, float(summary.get("expected_score", 0.0))),
+        named = shap.assign(feature=shap["feature"].map(display_name))   # plain words, not column names
+        st.altair_chart(plots.shap_waterfall(named, float(summary.get("expected_score", 0.0))),
                         width="stretch", key="fin_waterfall")
     else:
         st.caption("No SHAP explanation stored for this transaction (only alerts are explained).")

@@ -5,8 +5,6 @@ Bad files: exit code 2, exactly one ``Error:`` line naming the file, the column,
 Odd but valid files (SQL in a column name, ``"`` in a column name, ``'`` in the output path,
 true/false labels, UTC offsets): scored, and no SQL from the file is ever executed.
 """
-import contextlib
-import io
 import json
 import shutil
 
@@ -16,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.cli import main
 from core.metrics import auroc
 from finance.detector import FinanceModel
 from finance.scoring import score_transactions
 from finance.simulator import SimulatorConfig, simulate_to_parquet
+from finance_cli_runner import run_cli as _cli
 
 TINY = SimulatorConfig(n_customers=30, n_terminals=60, n_days=10, seed=1)
 ZONE = "Europe/Berlin"   # the model's zone: aware times become Berlin wall clock
@@ -40,18 +38,6 @@ def model(tiny, tmp_path_factory):
                         "--max-steps", "20", "--timezone", ZONE)
     assert code == 0, err
     return out
-
-
-def _cli(*args):
-    """Run the `unmask` entry point; (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def _score(model, data, out, *extra):

@@ -61,7 +61,7 @@ def test_head_needs_both_kinds_of_label():
 @pytest.fixture(scope="module")
 def queue(small_tx, tmp_path_factory):
     """Features with feedback from a simulated analyst queue (top 20 per day of the detector)."""
-    from finance.features import config_for, featurise
+    from finance.features import featurise
     from finance.train import read_features
 
     work = tmp_path_factory.mktemp("head")
@@ -75,10 +75,10 @@ def queue(small_tx, tmp_path_factory):
     reviewed = frame[frame.groupby("day").cumcount() < 20]
     labels = pd.DataFrame({"transaction_id": reviewed["transaction_id"], "confirmed_at": reviewed["timestamp"],
                            "is_fraud": reviewed["is_fraud"].astype(bool)})
-    featurise(small_tx, work / "fb.parquet", labels=labels)
+    feedback_cfg = featurise(small_tx, work / "fb.parquet", labels=labels)
     feats = read_features(work / "fb.parquet")
     feats["label"] = feats["transaction_id"].map(labels.set_index("transaction_id")["is_fraud"])
-    return plain, feats, config_for(feats.columns, feedback=True)
+    return plain, feats, feedback_cfg
 
 
 def test_head_learns_from_the_queue_and_round_trips(queue, tmp_path):
