@@ -43,7 +43,7 @@ def finance():
 def simulate(customers, terminals, days, seed, world, out):
     """Simulate labelled card transactions."""
     if world == "world2":
-        from .world2 import World2Config, simulate_to_file
+        from .world2 import World2Config, simulate_to_file  # lazy: the command loads torch/DuckDB only when it runs
 
         path, mapping = simulate_to_file(out, World2Config(n_cards=customers, n_merchants=terminals,
                                                             n_days=days, seed=seed))
@@ -51,7 +51,7 @@ def simulate(customers, terminals, days, seed, world, out):
         return
     import pyarrow.parquet as pq
 
-    from .simulator import SimulatorConfig, simulate_to_parquet
+    from .simulator import SimulatorConfig, simulate_to_parquet  # lazy: the command loads torch/DuckDB only when it runs
 
     simulate_to_parquet(out, SimulatorConfig(n_customers=customers, n_terminals=terminals,
                                              n_days=days, seed=seed))
@@ -89,9 +89,9 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
           schema_file, maps, refunds, device, precision, quiet):
     """Fit the masked-reconstruction detector on point-in-time features (plus the supervised
     feedback head when analysts' dispositions are given)."""
-    from .detector import FinanceModelConfig
-    from .mapping import build
-    from .train import train as train_model
+    from .detector import FinanceModelConfig  # lazy: the command loads torch/DuckDB only when it runs
+    from .mapping import build  # lazy: the command loads torch/DuckDB only when it runs
+    from .train import train as train_model  # lazy: the command loads torch/DuckDB only when it runs
 
     config = FinanceModelConfig(random_state=seed, max_train_rows=max_train_rows)
     if max_steps is not None:
@@ -127,9 +127,9 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
 def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine, address, max_shap,
           device, precision, quiet):
     """Score transactions: score, p_value, is_alert, rank and 3 reason codes per row."""
-    from core.errors import DataValidationError
+    from core.errors import DataValidationError  # lazy: the command loads torch/DuckDB only when it runs
 
-    from .scoring import score_to_run, score_transactions
+    from .scoring import score_to_run, score_transactions  # lazy: the command loads torch/DuckDB only when it runs
 
     if (out is None) == (workspace is None):
         raise DataValidationError("give exactly one of --out scores.parquet or --workspace DIR")
@@ -153,7 +153,7 @@ def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine,
 @click.option("--k", default=100, show_default=True, help="Alerts reviewed per day.")
 def evaluate(scores, data, k):
     """AUROC, average precision, Card Precision@k per day, recall per scenario."""
-    from .evaluate import evaluate as evaluate_scores
+    from .evaluate import evaluate as evaluate_scores  # lazy: the command loads torch/DuckDB only when it runs
 
     click.echo(json.dumps(evaluate_scores(scores, data, k=k), indent=2))
 
@@ -166,7 +166,7 @@ def evaluate(scores, data, k):
 @click.option("--reviews", default=None, type=click.Path(exists=True, dir_okay=False))
 def explain(model_dir, data, ids, labels, reviews):
     """Reason codes (SHAP, in plain words) for the given transactions."""
-    from .explain import explain_transactions, format_reasons
+    from .explain import explain_transactions, format_reasons  # lazy: the command loads torch/DuckDB only when it runs
 
     reasons, _ = explain_transactions(model_dir, data, ids.split(","), labels=labels, reviews=reviews)
     click.echo(format_reasons(reasons))
@@ -191,9 +191,9 @@ def export(model_dir, fmt, out, atol, rtol):
     atol + rtol * |torch| on sample batches of 1, 2 and 5 rows, else nothing is written;
     the result is stored in the file's metadata (unmask.parity).
     """
-    from core.export import export_onnx
+    from core.export import export_onnx  # lazy: the command loads torch/DuckDB only when it runs
 
-    from .detector import FinanceModel
+    from .detector import FinanceModel  # lazy: the command loads torch/DuckDB only when it runs
 
     model = FinanceModel.load(model_dir)
     report = export_onnx(model.detector_, out, atol=atol, rtol=rtol,

@@ -26,7 +26,7 @@ def _warm_up_shap() -> None:
     try:
         import numpy as np
 
-        from core.explain import feature_shap
+        from core.explain import feature_shap  # lazy: the command loads torch/DuckDB only when it runs
 
         R = np.random.default_rng(0)
         feature_shap(lambda m: m.sum(axis=1), R.normal(size=(1, 4)), R.normal(size=(4, 4)))
@@ -46,12 +46,12 @@ def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
     """
     import pandas as pd
 
-    from core.errors import DataValidationError
+    from core.errors import DataValidationError  # lazy: the command loads torch/DuckDB only when it runs
 
-    from .detector import FinanceModelConfig
-    from .scoring import score_to_run
-    from .simulator import SimulatorConfig, simulate_to_parquet
-    from .train import train
+    from .detector import FinanceModelConfig  # lazy: the command loads torch/DuckDB only when it runs
+    from .scoring import score_to_run  # lazy: the command loads torch/DuckDB only when it runs
+    from .simulator import SimulatorConfig, simulate_to_parquet  # lazy: the command loads torch/DuckDB only when it runs
+    from .train import train  # lazy: the command loads torch/DuckDB only when it runs
 
     if size not in SIZES:
         raise DataValidationError(f"demo size must be one of {sorted(SIZES)}, got {size!r}")

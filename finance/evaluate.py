@@ -11,6 +11,9 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
+from core.metrics import auprc, auroc
+
+from .schema import read_transactions
 
 SCENARIOS = {1: "amount over limit", 2: "compromised terminal", 3: "leaked credentials",
              4: "card testing", 5: "impossible travel"}
@@ -37,7 +40,6 @@ def daily_top_k(day, score, k: int = 100) -> np.ndarray:
 
 def detection_metrics(timestamp, customer, score, is_fraud, scenario=None, k: int = 100) -> dict:
     """All metrics from aligned arrays (see the module docstring)."""
-    from core.metrics import auprc, auroc
 
     y = np.asarray(is_fraud).astype(int)
     s = np.asarray(score, dtype=np.float64)
@@ -57,7 +59,6 @@ def detection_metrics(timestamp, customer, score, is_fraud, scenario=None, k: in
 
 def evaluate(scores_path, data_path, k: int = 100) -> dict:
     """Metrics of ``scores.parquet`` against the ``is_fraud`` column of the transactions file."""
-    from .schema import read_transactions
 
     # Days come from the scores' timestamps: they are in the model's time zone, whichever
     # zone an aware file is in (finance.schema).

@@ -8,6 +8,11 @@ import pandas as pd
 
 from core.errors import DataValidationError
 
+from .detector import FinanceModel
+from .features import featurise
+from .feedback import load_confirmations
+from .scoring import _explain_rows
+
 
 def explain_transactions(model_dir, data, ids, labels=None, reviews=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score and explain the transactions ``ids`` of ``data`` (their history comes from ``data``).
@@ -20,10 +25,6 @@ def explain_transactions(model_dir, data, ids, labels=None, reviews=None) -> tup
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    from .detector import FinanceModel
-    from .features import featurise
-    from .feedback import load_confirmations
-    from .scoring import _explain_rows
 
     ids = [str(i).strip() for i in ids if str(i).strip()]
     if not ids:

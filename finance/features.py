@@ -37,6 +37,7 @@ from pathlib import Path
 from core.errors import BundleError
 from core.io import atomic_path
 
+from .feedback import feedback_sql, register_labels
 from .mapping import CARD_NOT_PRESENT, ColumnMapping, native
 from .schema import DEFAULT_TIMEZONE, configure, location_columns, open_transactions
 from .sql import ident, literal, reading
@@ -290,7 +291,6 @@ def featurise(data, out, cfg: FeatureConfig | None = None, labels=None, memory_l
     Returns:
         The feature configuration used.
     """
-    from .feedback import feedback_sql, register_labels
 
     with tempfile.TemporaryDirectory(prefix="unmask-features-") as work:
         import duckdb

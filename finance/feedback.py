@@ -22,10 +22,13 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
+from core.review_store import ReviewStore
 
 from .schema import AWARE_TEXT, DEFAULT_TIMEZONE, sniff_delimiter
+from .spec import SPEC
 
 US = 1_000_000
+# What each review decision (the spec's vocabulary) says about fraud; others carry no label.
 DECISIONS = {"fraud": True, "legitimate": False}
 LABEL_TEXT = {"1": True, "1.0": True, "true": True, "0": False, "0.0": False, "false": False}
 
@@ -89,10 +92,11 @@ def read_labels(path, timezone: str = DEFAULT_TIMEZONE) -> pd.DataFrame:
         raise DataValidationError(f"{path}: labels need a 'confirmed_at' (or 'timestamp') column: "
                                   "when the disposition was confirmed")
     if "decision" in frame:
-        bad = ~frame["decision"].isin(list(DECISIONS) + ["needs_information"])
+        bad = ~frame["decision"].isin(SPEC.decisions)
         if bad.any():
             raise DataValidationError(f"{path}: column 'decision', row {int(bad.idxmax()) + 1}: "
-                                      f"{frame['decision'][bad].iloc[0]!r} is not fraud, legitimate or needs_information")
+                                      f"{frame['decision'][bad].iloc[0]!r} is not "
+                                      f"{', '.join(SPEC.decisions[:-1])} or {SPEC.decisions[-1]}")
         frame = frame[frame["decision"].isin(list(DECISIONS))]
         fraud = frame["decision"].map(DECISIONS).astype(bool)
     elif "is_fraud" in frame:
@@ -108,7 +112,6 @@ def read_labels(path, timezone: str = DEFAULT_TIMEZONE) -> pd.DataFrame:
 def read_reviews(path, timezone: str = DEFAULT_TIMEZONE) -> pd.DataFrame:
     """Current finance dispositions from a review store, in :func:`read_labels`' format
     (the store's UTC times as wall clock in ``timezone``)."""
-    from core.review_store import ReviewStore
 
     path = Path(path)
     if not path.is_file():

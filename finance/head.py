@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from core.errors import BundleError, DataValidationError, NotFittedError, UnmaskError
+from core.runtime import default_threads
 
 CHUNK_ROWS = 16_384
 NODE_FIELDS = ("feature_idx", "num_threshold", "left", "right", "is_leaf",
@@ -79,7 +80,6 @@ class FeedbackHead:
             early_stopping=False, random_state=c.random_state)
         from threadpoolctl import threadpool_limits
 
-        from core.runtime import default_threads
 
         # OpenMP's default (every core, spin-waiting) crawls on shared machines.
         with threadpool_limits(limits=default_threads(), user_api="openmp"):

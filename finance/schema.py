@@ -42,6 +42,7 @@ import os
 from pathlib import Path
 
 from core.errors import DataValidationError
+from core.runtime import default_threads
 
 from .mapping import CARD_NOT_PRESENT, CARD_PRESENT, ColumnMapping, native
 from .sql import ident, literal, reading
@@ -56,7 +57,6 @@ def configure(con, memory_limit: str | None = None, threads: int | None = None, 
     """Bounded memory (spilling to ``temp_dir`` beyond it), threads, and a reader that keeps
     TRY_CAST's meaning: DuckDB's ``type_pushdown`` moves a cast into the CSV scanner,
     where a bad cell raises instead of becoming NULL."""
-    from core.runtime import default_threads
 
     memory = memory_limit or os.environ.get("UNMASK_DUCKDB_MEMORY", "1GB")
     con.execute(f"SET memory_limit={literal(memory)}")

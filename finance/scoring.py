@@ -29,11 +29,17 @@ import pandas as pd
 from core.drift import calibration_reference
 from core.errors import DataValidationError, UnmaskWarning
 from core.io import atomic_path, check_output, write_parquet_atomic
+from core.metrics import auprc, auroc
+from core.runs import create_run, new_run_id
 from core.runtime import choose_device, configure_threads, progress_bar
+from core.scale import map_parquet
 
 from .detector import FinanceModel
 from .drift import DriftCheck
-from .features import ID_COLUMNS, PASS_THROUGH
+from .features import ID_COLUMNS, PASS_THROUGH, featurise
+from .feedback import load_confirmations
+from .reasons import top_reasons, usual_values
+from .schema import connect
 from .sql import ident, literal
 
 REASON_PARTS = ("feature", "shap", "value", "usual", "text")
@@ -65,7 +71,6 @@ def _explain_rows(model: FinanceModel, features_path, rows: np.ndarray, n_shap: 
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    from .reasons import top_reasons, usual_values
 
     dataset = pads.dataset(str(features_path), format="parquet")
     frame = dataset.to_table(filter=pc.field("_row").isin(rows.tolist())).to_pandas()
@@ -125,7 +130,6 @@ def map_features(features_path, out_dir, model_dir, engine: str = "local", addre
     ``device``; with the local engine a bar over rows (``progress``: None = terminal only)."""
     import pyarrow.parquet as pq
 
-    from core.scale import map_parquet
 
     # Read only what the scorer needs (not the ctx_* columns): less I/O and memory.
     present = pq.read_schema(features_path).names
@@ -176,9 +180,6 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
     """
     import pyarrow.dataset as pads
 
-    from .features import featurise
-    from .feedback import load_confirmations
-    from .schema import connect
 
     if fdr is not None and budget is not None:
         raise DataValidationError("give either --fdr or --budget, not both")
@@ -266,7 +267,6 @@ def _drift_warning(model: FinanceModel, features_path, share_above: float) -> st
 
 
 def _quality(truth, score) -> dict:
-    from core.metrics import auprc, auroc
 
     known = ~np.isnan(truth)   # an empty is_fraud cell is an unknown label, not a legitimate one
     truth, score = truth[known].astype(int), score[known]
@@ -280,7 +280,6 @@ def score_to_run(workspace, model_dir, data, fdr=None, budget=None, labels=None,
                  max_shap: int | None = None, device="auto", precision: str = "fp32",
                  progress: bool | None = None) -> Path:
     """Score into a new run directory ``WS/runs/finance/<run_id>/`` (docs/runs.md)."""
-    from core.runs import create_run, new_run_id
 
     run_dir = Path(workspace) / "runs" / "finance" / (run_id or new_run_id())
     params = {"fdr": fdr, "budget": budget, "labels": str(labels) if labels else None,

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from core.io import write_parquet_atomic
 
 DAY = 86_400
 
@@ -194,7 +195,6 @@ def simulate(cfg: SimulatorConfig | None = None):
 
 def simulate_to_parquet(path, cfg: SimulatorConfig | None = None):
     """Simulate and write Parquet atomically; returns the path."""
-    from core.io import write_parquet_atomic
 
     write_parquet_atomic(simulate(cfg), path)
     return path

@@ -10,10 +10,12 @@ import pandas as pd
 from core.errors import DataValidationError
 from core.io import check_output
 from core.runtime import check_precision, choose_device
+from core.training import is_main_process
 
 from .detector import FinanceModel, FinanceModelConfig
 from .drift import fit_reference
 from .features import category_context, feature_names, featurise
+from .feedback import load_confirmations
 from .mapping import ColumnMapping
 from .schema import DEFAULT_TIMEZONE, check_timezone
 
@@ -96,7 +98,6 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
     Returns:
         The fitted model.
     """
-    from .feedback import load_confirmations
 
     check_output(out, [data, labels, reviews])  # before training, not after it
     config = config or FinanceModelConfig()
@@ -121,7 +122,6 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
     model.reference_ = fit_reference(frame, model.feature_names,
                                      {c.removeprefix("ctx_cat_"): frame[c] for c in categories},
                                      config.contamination)
-    from core.training import is_main_process
 
     if is_main_process():  # under torchrun every rank holds the same model; rank 0 writes it
         model.save(out)

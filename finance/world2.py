@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from core.io import atomic_path, write_parquet_atomic, write_text_atomic
 
 DAY = 86_400
 HOUR = 3600
@@ -341,7 +342,6 @@ def simulate(cfg: World2Config | None = None):
 def simulate_to_file(path, cfg: World2Config | None = None) -> tuple[Path, Path]:
     """Simulate and write Parquet (or CSV, by suffix: ``ts`` as ISO text with ``Z``)
     atomically, and the mapping beside it (``NAME.schema.toml``); returns both paths."""
-    from core.io import atomic_path, write_parquet_atomic, write_text_atomic
 
     path = Path(path)
     table = simulate(cfg)

@@ -142,7 +142,7 @@ def test_no_vertical_imports_another_or_the_dashboard():
     assert crossing == []
 
 
-@pytest.mark.parametrize("package", ["core", "dashboard", "medical", "driving"])
+@pytest.mark.parametrize("package", ["core", "dashboard", "finance", "medical", "driving"])
 def test_own_imports_are_at_the_top(package):
     """A function-local import of our own modules hides a dependency: only ``# lazy`` ones
     (heavy optional dependencies behind them) may stay inside functions."""

@@ -86,7 +86,7 @@ def _queue_page_warnings(monkeypatch, workspace) -> list[str]:
 
     monkeypatch.setenv(ENV_VAR, str(workspace))
     at = AppTest.from_file(str(Path(dashboard.__file__).with_name("app.py")), default_timeout=60).run()
-    at.switch_page("pages/finance.py").run()
+    at.switch_page("views/finance.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(w.value)) for w in at.warning]
 
