@@ -32,19 +32,16 @@ def test_one_cpu_of_affinity_gives_one_thread_everywhere(budget):
     assert {os.environ[name] for name in THREAD_ENV_VARS} == {"1"}
     assert connect().execute("SELECT current_setting('threads')").fetchone()[0] == 1
 
-def test_a_cgroup_quota_of_one_and_a_half_cpus_gives_one(budget):
+@pytest.mark.parametrize("cpu_max, cpus, threads", [
+    ("150000 100000\n", 1, 1),   # one and a half CPUs: one thread
+    ("max 100000\n", 8, 2)])     # no quota: the affinity, capped at two threads
+def test_the_cgroup_quota_caps_the_affinity(budget, cpu_max, cpus, threads):
     monkeypatch, tmp_path = budget
-    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    (tmp_path / "cpu.max").write_text(cpu_max)
     monkeypatch.setattr(runtime, "CGROUP_CPU_MAX", str(tmp_path / "cpu.max"))
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
-    assert usable_cpus() == 1 and default_threads() == 1
+    assert usable_cpus() == cpus and default_threads() == threads
 
-def test_no_quota_leaves_the_affinity(budget):
-    monkeypatch, tmp_path = budget
-    (tmp_path / "cpu.max").write_text("max 100000\n")
-    monkeypatch.setattr(runtime, "CGROUP_CPU_MAX", str(tmp_path / "cpu.max"))
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
-    assert usable_cpus() == 8 and default_threads() == 2
 
 def test_unmask_num_threads_wins_and_duckdb_gets_the_same_count(budget):
     monkeypatch, _ = budget
