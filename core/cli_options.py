@@ -1,4 +1,6 @@
-"""Click options every long-running command shares: ``--device``, ``--precision``, ``--quiet``.
+"""Click options the verticals' commands share: ``--device``, ``--precision``, ``--quiet`` on
+every long-running command, and ``--format``/``--out``/``--atol``/``--rtol`` on ``export``
+(kept apart from :mod:`core.export`, which imports torch, so ``--help`` stays fast).
 
 Declared once so that the rule (and its help text) is the same in finance, medical and
 driving. ``--device`` is resolved while parsing (``core.runtime.choose_device``): a GPU
@@ -47,3 +49,24 @@ def runtime_options(command):
 def show_progress(quiet: bool) -> bool | None:
     """``progress`` argument of the Python API for ``--quiet``: never, or only on a terminal."""
     return False if quiet else None
+
+
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-3
+
+
+def export_options(command):
+    """Add ``--format onnx``, ``--out FILE.onnx``, ``--atol`` and ``--rtol`` to ``command``."""
+    options = [
+        click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx",
+                     show_default=True),
+        click.option("--out", type=click.Path(dir_okay=False), required=True,
+                     help="FILE.onnx to write."),
+        click.option("--atol", type=click.FloatRange(min=0), default=DEFAULT_ATOL,
+                     show_default=True, help="Parity tolerance: absolute part."),
+        click.option("--rtol", type=click.FloatRange(min=0), default=DEFAULT_RTOL,
+                     show_default=True, help="Parity tolerance: relative part."),
+    ]
+    for option in reversed(options):  # decorators apply bottom-up: keep this order in --help
+        command = option(command)
+    return command

@@ -39,7 +39,7 @@ from torch.export import Dim
 
 from . import __version__
 from .errors import NotFittedError, UnmaskError
-from .export_options import DEFAULT_ATOL, DEFAULT_RTOL
+from .cli_options import DEFAULT_ATOL, DEFAULT_RTOL
 from .io import atomic_path
 from .tabular.network import LearnedMaskAutoencoder
 

@@ -4,9 +4,8 @@ from dataclasses import replace
 
 import click
 
-from core.cli_options import runtime_options, show_progress
+from core.cli_options import export_options, runtime_options, show_progress
 from core.export import export_onnx
-from core.export_options import export_options
 from core.io import check_output
 from core.training import is_main_process
 

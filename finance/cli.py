@@ -7,9 +7,8 @@ import warnings
 
 import click
 
-from core.cli_options import runtime_options, show_progress
+from core.cli_options import export_options, runtime_options, show_progress
 from core.errors import UnmaskWarning
-from core.export_options import export_options
 
 
 @contextlib.contextmanager

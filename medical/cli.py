@@ -7,9 +7,8 @@ from dataclasses import replace
 
 import click
 
-from core.cli_options import runtime_options, show_progress
+from core.cli_options import export_options, runtime_options, show_progress
 from core.errors import DataValidationError, UnmaskWarning
-from core.export_options import export_options
 from core.io import check_output, write_text_atomic
 
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
