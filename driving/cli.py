@@ -126,7 +126,6 @@ def import_logs(fmt, src, out, mask, voxel_size, split):
     the rate from the timestamps (2 Hz keyframes). A missing file, a wrong shape or an
     unknown class id is refused in one line naming the file; nothing is written then.
     """
-    check_output(out, [src])
     paths = import_occ3d(src, out, mask=mask, voxel_m=voxel_size, split=split)
     click.echo(f"wrote {len(paths)} logs to {out}")
 

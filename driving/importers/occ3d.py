@@ -198,7 +198,12 @@ def _frames(infos: dict, where: str) -> list[tuple[str, dict, float]]:
         if not isinstance(info, dict):
             raise DataValidationError(f"{at}: {shown(info)} is not an object")
         frames.append((token, info, _timestamp_s(info.get("timestamp"), at)))
-    return sorted(frames, key=lambda f: f[2])
+    frames.sort(key=lambda f: f[2])
+    for (before, _, t0), (token, _, t1) in zip(frames, frames[1:]):
+        if t1 == t0:                       # a speed needs time to pass between frames
+            raise DataValidationError(f"{where}: frames {before} and {token} have the same "
+                                      "timestamp")
+    return frames
 
 
 def _speeds(x: np.ndarray, y: np.ndarray, t: np.ndarray) -> np.ndarray:

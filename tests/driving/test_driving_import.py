@@ -143,8 +143,16 @@ def _break_pose(src):
     return "scene scene-0000, frame tok0001: ego_pose"
 
 
+def _break_time(src):
+    raw = json.loads((src / "annotations.json").read_text())
+    frames = raw["scene_infos"]["scene-0001"]
+    frames["tok1003"]["timestamp"] = frames["tok1002"]["timestamp"]
+    (src / "annotations.json").write_text(json.dumps(raw))
+    return "scene scene-0001: frames tok1002 and tok1003 have the same timestamp"
+
+
 @pytest.mark.parametrize("breaker", [_break_missing, _break_shape, _break_class, _break_mask,
-                                     _break_annotations, _break_pose])
+                                     _break_annotations, _break_pose, _break_time])
 def test_bad_layout_is_one_line_naming_the_file_and_writes_nothing(tmp_path, capsys, breaker):
     src = write_occ3d(tmp_path / "occ3d", frames=5)
     expected = breaker(src)
