@@ -66,8 +66,9 @@ def measure(size: str, n_train: int, n_held: int, frames: int) -> dict:
            "warned_normal": warned(normal), "warned_with_events": warned(events)}
     for name, shift in SHIFTS.items():
         out[f"warned_{name.replace(' ', '_')}"] = warned([shift(log) for log in normal])
-    example = log_differences(profile, SHIFTS["highway speed"](SHIFTS["5 Hz"](normal[0])))
-    out["example_reasons"] = example
+    out["normal_warnings"] = [r for log in normal for r in log_differences(profile, log)]
+    out["example_reasons"] = log_differences(
+        profile, SHIFTS["highway speed"](SHIFTS["5 Hz"](normal[0])))
     return out
 
 

@@ -46,7 +46,7 @@ class InputProfile:
         hidden_share: 1st and 99th percentile of the training frames' share of hidden cells.
         class_share: share of each class among the training logs' observed cells.
         class_distance: the largest total-variation distance of one training log's class
-            shares from ``class_share``.
+            shares from those of the other training logs.
         class_everywhere: per class, whether every training log showed it.
         grid_shape, resolution_m: the training logs' geometry.
     """
@@ -106,13 +106,17 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
     speed = np.concatenate([log.ego_speed for log in logs])
     hidden = np.concatenate([hidden_shares(log) for log in logs])
     counts = [class_counts(log) for log in logs]
-    pooled = _shares(np.sum(counts, axis=0))
+    total = np.sum(counts, axis=0)
+    pooled = _shares(total)
+    # each log against the others (itself left out): the spread a new log of the world
+    # shows; against a pool that includes it, the spread shrinks with the number of logs
+    others = [_shares(total - c) if len(counts) > 1 else pooled for c in counts]
     return InputProfile(
         rate_hz=(min(rates), max(rates)),
         speed_m_s=tuple(float(v) for v in np.percentile(speed, [1, 99])),
         hidden_share=tuple(float(v) for v in np.percentile(hidden, [1, 99])),
         class_share=tuple(float(v) for v in pooled),
-        class_distance=max(_distance(_shares(c), pooled) for c in counts),
+        class_distance=max(_distance(_shares(c), rest) for c, rest in zip(counts, others)),
         class_everywhere=tuple(bool(v) for v in np.all(np.array(counts) > 0, axis=0)),
         grid_shape=tuple(logs[0].meta.grid_shape), resolution_m=float(logs[0].meta.resolution_m))
 
