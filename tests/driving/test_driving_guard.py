@@ -1,6 +1,8 @@
 """The input guard: the training-log profile, one warning line per unlike log (CLI, run
 manifest, replay page), and the classes scoring may not predict."""
+import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard
 from core.cli import main
+from core.errors import BundleError
 from core.runs import load_manifest
 from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
@@ -162,3 +165,17 @@ def test_the_replay_page_shows_the_warning_banner(demo_run, tmp_path, monkeypatc
     assert not at.exception, [e.value for e in at.exception]
     banners = [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", w.value) for w in at.warning]  # ui.plain
     assert any("unlike the training logs: frame rate 5 Hz (training 10 Hz)" in b for b in banners)
+
+
+def test_a_bundle_without_the_profile_is_refused_with_retrain(demo_run, tmp_path):
+    workspace, _ = demo_run
+    model = tmp_path / "model"
+    shutil.copytree(workspace / "models" / "driving" / "default", model)
+    config = json.loads((model / "config.json").read_text())
+    assert config["config"]["input_profile"]["rate_hz"] == pytest.approx([10.0, 10.0])
+    del config["config"]["input_profile"]
+    config["format_version"] = 2                    # what bundles before the guard held
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="format 2 is older than this unmask reads \\(3\\); "
+                                          "retrain it"):
+        OcclusionPredictor.load(model)

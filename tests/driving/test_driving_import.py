@@ -98,6 +98,16 @@ def test_import_writes_valid_logs_with_poses_rate_and_world_classes(tmp_path, ca
     assert (~log.visible).any() and log.visible.any()
 
 
+def test_the_lidar_mask_is_used_when_asked(tmp_path, capsys):
+    src = write_occ3d(tmp_path / "occ3d", scenes=1, frames=2)    # the LiDAR saw every voxel
+    for mask in ("camera", "lidar"):
+        code, _, err = _cli(capsys, "import", "--format", "occ3d", str(src), "--out",
+                            str(tmp_path / mask), "--mask", mask)
+        assert code == 0, err
+    assert not read_log(tmp_path / "camera" / "scene-0000.parquet").visible.all()
+    assert read_log(tmp_path / "lidar" / "scene-0000.parquet").visible.all()
+
+
 def test_import_split_takes_the_annotations_split(tmp_path, capsys):
     src = write_occ3d(tmp_path / "occ3d", scenes=3, frames=2)
     code, _, err = _cli(capsys, "import", "--format", "occ3d", str(src), "--out",
