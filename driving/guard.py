@@ -223,7 +223,8 @@ class ClassMaskedPredictor:
     def __getattr__(self, name):
         return getattr(self.predictor, name)
 
-    def predict_proba(self, grids: np.ndarray, speed: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, grids: np.ndarray, speed: np.ndarray,
+                      batch_size: int = 32) -> np.ndarray:
         probabilities = self.predictor.predict_proba(grids, speed, batch_size)
         if self.allowed.all():
             return probabilities
