@@ -15,8 +15,12 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import click
 
+from .errors import UnmaskWarning
 from .runtime import DEVICE_HELP, PRECISIONS, check_precision, choose_device
 
 
@@ -49,6 +53,20 @@ def runtime_options(command):
 def show_progress(quiet: bool) -> bool | None:
     """``progress`` argument of the Python API for ``--quiet``: never, or only on a terminal."""
     return False if quiet else None
+
+
+@contextlib.contextmanager
+def plain_warnings():
+    """Print each :class:`core.errors.UnmaskWarning` raised inside as one ``warning:`` line
+    on stderr (other warnings as Python shows them)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnmaskWarning)
+        yield
+    for w in caught:
+        if issubclass(w.category, UnmaskWarning):
+            click.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 DEFAULT_ATOL = 1e-4

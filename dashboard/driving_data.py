@@ -83,6 +83,12 @@ def recording_path(run_dir, log_id: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def input_warnings(manifest: dict) -> list[str]:
+    """The run's ``warning:`` lines: one per log unlike the model's training logs
+    (``driving.guard``; runs scored before the guard have none)."""
+    return [str(line) for line in manifest.get("summary", {}).get("warnings", [])]
+
+
 def log_input(manifest: dict, log_id: str) -> Path:
     """The input log file of ``log_id`` among the manifest's ``inputs``."""
     candidates = [Path(p) for p in manifest.get("inputs", [])]

@@ -20,6 +20,7 @@ from core.io import write_parquet_atomic
 from core.runtime import configure_threads
 from core.scale import map_items
 
+from .guard import guarded
 from .model.predictor import OcclusionPredictor
 from .schema import list_logs, read_log
 from .scoring.run import frame_rows
@@ -43,7 +44,8 @@ def _batch_scorer(predictor, batch_size: int = 32):
         for path in paths:
             log = read_log(path)
             predictor.check_log(log)
-            frames.append(frame_rows(log, score_log(predictor, log, batch_size=batch_size)))
+            frames.append(frame_rows(log, score_log(guarded(predictor, log), log,   # as `score`
+                                                    batch_size=batch_size)))
         return pd.concat(frames, ignore_index=True)[FRAME_COLUMNS]
 
     return score_batch

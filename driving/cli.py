@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import click
 
-from core.cli_options import export_options, runtime_options, show_progress
+from core.cli_options import export_options, plain_warnings, runtime_options, show_progress
 from core.export import export_onnx
 from core.io import check_output
 from core.training import is_main_process
@@ -12,6 +12,7 @@ from core.training import is_main_process
 from .batch import batch_score as run_batch_score
 from .demo import sim_config
 from .evaluate import evaluate_run
+from .importers.occ3d import MASKS, SPLITS, import_occ3d
 from .onnx_export import occlusion_spec
 from .model.predictor import OcclusionPredictor
 from .rerun_export import export_rerun as write_rerun
@@ -76,8 +77,9 @@ def train(logs, out, epochs, steps_per_epoch, seed, device, precision, quiet):
 @runtime_options
 def score(model, logs, out, fdr, top_frames, device, precision, quiet):
     """Per-frame surprise scores and per-cell predictions for replay."""
-    run_dir = score_logs(model, logs, out, fdr=fdr, top_frames=top_frames, device=device,
-                         precision=precision, progress=show_progress(quiet))
+    with plain_warnings():    # a log unlike the training logs: one `warning:` line
+        run_dir = score_logs(model, logs, out, fdr=fdr, top_frames=top_frames, device=device,
+                             precision=precision, progress=show_progress(quiet))
     click.echo(f"wrote run {run_dir}")
 
 
@@ -88,6 +90,44 @@ def score(model, logs, out, fdr, top_frames, device, precision, quiet):
 def evaluate(pred, logs):
     """Hidden-cell and frame-anomaly metrics against simulator truth (JSON)."""
     click.echo(json.dumps(evaluate_run(pred, logs), indent=2))
+
+
+@driving.command("import")
+@click.option("--format", "fmt", type=click.Choice(["occ3d"]), required=True,
+              help="The layout of SRC.")
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Folder of drive logs to write (one per scene).")
+@click.option("--mask", type=click.Choice(sorted(MASKS)), default="camera", show_default=True,
+              help="Which visibility mask makes a cell observed.")
+@click.option("--voxel-size", type=click.FloatRange(min=0, min_open=True), default=0.4,
+              show_default=True, help="Voxel edge in metres (the logs' cell size).")
+@click.option("--split", type=click.Choice(list(SPLITS)), default="all", show_default=True,
+              help="Scenes of annotations.json's train_split / val_split, or all.")
+def import_logs(fmt, src, out, mask, voxel_size, split):
+    """Write drive logs from a public occupancy dataset's files.
+
+    \b
+    occ3d: an Occ3D-nuScenes split folder SRC:
+      SRC/annotations.json   scene_infos: scene -> frame token -> timestamp (us),
+                             ego_pose (translation, [w,x,y,z] rotation), gt_path
+      SRC/gts/<scene>/<frame_token>/labels.npz
+                             semantics (X, Y, Z) uint8, 0-16 nuScenes-lidarseg, 17 free;
+                             mask_camera, mask_lidar (1 = observed)
+    One scene -> one log <scene>.parquet. A cell takes its voxel column's observed
+    classes: any object (lowest), else the lowest occupied voxel; it is visible when an
+    occupied voxel of the column was observed. Classes:
+      car bus truck trailer construction_vehicle bicycle motorcycle -> vehicle
+      pedestrian -> pedestrian;  barrier traffic_cone others -> static_obstacle
+      driveable_surface -> road;  sidewalk -> sidewalk
+      terrain vegetation manmade other_flat -> off_road;  free -> (air)
+    Occ3D has no lane markings: the logs list the classes they have, and scoring never
+    predicts lane_marking in them. Ego pose and yaw from ego_pose, speed from the poses,
+    the rate from the timestamps (2 Hz keyframes). A missing file, a wrong shape or an
+    unknown class id is refused in one line naming the file; nothing is written then.
+    """
+    paths = import_occ3d(src, out, mask=mask, voxel_m=voxel_size, split=split)
+    click.echo(f"wrote {len(paths)} logs to {out}")
 
 
 @driving.command("export-rerun")

@@ -11,6 +11,13 @@ road-layout metric). The file metadata key ``unmask`` holds JSON::
     {"version": 1, "grid_shape": [H, W], "resolution_m": r, "classes": [...],
      "ego_cell": [row, col], "rate_hz": f}
 
+``classes`` names the class of each id in the file, spelled any way (``off-road``,
+``Off Road`` and ``off_road`` are one class, :func:`canonical_class`); each must be one of
+:data:`CLASSES`. A file may list only the classes its world has, in any order (an imported
+highway log without sidewalks): :func:`read_log` maps its ids onto :data:`CLASSES`, and
+``LogMeta.world_classes`` keeps what it listed, so scoring never predicts a class the
+log's world lacks. :func:`write_log` writes such a log back in its own vocabulary.
+
 Grid conventions: the ego faces up (forward = decreasing row), increasing column is the
 ego's right, ``ego_cell`` is the ego's position. World frame: right-handed, x east,
 y north, yaw counter-clockwise from +x.
@@ -23,7 +30,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +60,37 @@ SCALAR_COLUMNS = ("log_id", "frame", "timestamp", "ego_x", "ego_y", "ego_yaw", "
 GRID_COLUMNS = ("semantic", "visible")
 
 
+def canonical_class(name: str) -> str:
+    """The one spelling of a class name: lower case, words joined by ``_``
+    (``"Off Road"``, ``"OFF-ROAD"``, ``"off_road"`` -> ``"off_road"``)."""
+    return re.sub(r"[\s_\-]+", "_", name.strip().lower()).strip("_")
+
+
+def canonical_classes(names, where: str) -> tuple[str, ...]:
+    """Class names in their canonical spelling, each a known class and named once.
+
+    Raises:
+        DataValidationError: one line naming ``where``, the class and the known classes.
+    """
+    out = tuple(canonical_class(name) for name in names)
+    for name, given in zip(out, names):
+        if name not in CLASSES:
+            raise DataValidationError(f"{where}: unknown class {given!r}; known classes: "
+                                      f"{', '.join(CLASSES)} (any case, '-', '_' or ' ')")
+    twice = sorted({name for name in out if out.count(name) > 1})
+    if twice:
+        raise DataValidationError(f"{where}: class {twice[0]!r} is named more than once "
+                                  f"({', '.join(map(repr, names))})")
+    return out
+
+
 @dataclass
 class LogMeta:
-    """The ``unmask`` metadata of a log."""
+    """The ``unmask`` metadata of a log.
+
+    ``classes`` names the ids of the grids (in memory always :data:`CLASSES`);
+    ``world_classes`` the classes the log's file listed when that was fewer (None: all).
+    """
 
     grid_shape: tuple[int, int] = (128, 128)
     resolution_m: float = 0.5
@@ -62,10 +98,16 @@ class LogMeta:
     ego_cell: tuple[int, int] = (80, 64)
     rate_hz: float = 10.0
     version: int = 1
+    world_classes: tuple[str, ...] | None = None
+
+    @property
+    def world(self) -> tuple[str, ...]:
+        """The classes this log's world has."""
+        return self.world_classes if self.world_classes is not None else self.classes
 
     def to_json(self) -> str:
         return json.dumps({"version": self.version, "grid_shape": list(self.grid_shape),
-                           "resolution_m": self.resolution_m, "classes": list(self.classes),
+                           "resolution_m": self.resolution_m, "classes": list(self.world),
                            "ego_cell": list(self.ego_cell), "rate_hz": self.rate_hz})
 
     @classmethod
@@ -104,8 +146,8 @@ class LogMeta:
             raise DataValidationError(f"{source}: metadata classes {shown(classes)} is not a "
                                       f"list of 1 to {UNOBSERVED - 1} class names")
         return cls(grid_shape=shape, resolution_m=float(raw["resolution_m"]),
-                   classes=tuple(classes), ego_cell=ego, rate_hz=float(raw["rate_hz"]),
-                   version=1)
+                   classes=canonical_classes(classes, f"{source}: metadata classes"),
+                   ego_cell=ego, rate_hz=float(raw["rate_hz"]), version=1)
 
 
 def _int_pair(value) -> tuple[int, int] | None:
@@ -154,10 +196,42 @@ def _grid_array(values: np.ndarray, arrow_type):
     return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), type=arrow_type))
 
 
+def _class_lookup(source: tuple[str, ...], target: tuple[str, ...]) -> np.ndarray:
+    """uint8 lookup table from ids of ``source`` to ids of ``target`` (255 stays 255, a
+    class ``target`` lacks becomes 254: no class id, caught by the caller)."""
+    lut = np.full(256, UNOBSERVED - 1, np.uint8)
+    lut[UNOBSERVED] = UNOBSERVED
+    for i, name in enumerate(source):
+        if name in target:
+            lut[i] = target.index(name)
+    return lut
+
+
+def _in_file_vocabulary(log: DriveLog) -> DriveLog:
+    """``log`` with its grids' ids in the classes its file lists (``meta.world``)."""
+    meta = log.meta
+    if meta.world == meta.classes:
+        return log
+    lut = _class_lookup(meta.classes, meta.world)
+    grids = {name: getattr(log, name) for name in ("semantic", "semantic_true", "layout_true")
+             if getattr(log, name) is not None}
+    for name, grid in grids.items():
+        outside = (lut[grid] == UNOBSERVED - 1)
+        if outside.any():
+            t, r, c = (int(v) for v in np.argwhere(outside)[0])
+            raise DataValidationError(
+                f"log {log.log_id}: frame {int(log.frame[t])}, column '{name}': class "
+                f"{meta.classes[grid[t, r, c]]} at cell ({r}, {c}) is not among the log's "
+                f"classes ({', '.join(meta.world)})")
+    return replace(log, **{name: lut[grid] for name, grid in grids.items()})
+
+
 def log_table(log: DriveLog):
-    """Arrow table (with the ``unmask`` metadata) of a log."""
+    """Arrow table (with the ``unmask`` metadata) of a log, ids in the classes its
+    metadata lists."""
     import pyarrow as pa
 
+    log = _in_file_vocabulary(log)
     t = len(log)
     hw = int(np.prod(log.meta.grid_shape))
     cols = {
@@ -241,6 +315,7 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
              for name in ("semantic", "visible", "semantic_true", "layout_true")
              if name in table.column_names}
     _check_classes(grids, meta, frames, source)
+    meta, grids = _to_canonical_ids(meta, grids)
     anomaly, kinds = log_checks.anomaly_columns(table, source)
     return DriveLog(log_id=log_id, meta=meta, frame=frames,
                     timestamp=ts, ego_x=scalars["ego_x"], ego_y=scalars["ego_y"],
@@ -251,20 +326,33 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
                     path=str(path.resolve()))
 
 
+def _to_canonical_ids(meta: LogMeta, grids: dict) -> tuple[LogMeta, dict]:
+    """A file's class ids mapped onto :data:`CLASSES` (the ids every model and score
+    uses); the classes the file listed are kept as ``world_classes``."""
+    if meta.classes == CLASSES:
+        return meta, grids
+    lut = _class_lookup(meta.classes, CLASSES)
+    mapped = {name: (grid if name == "visible" else lut[grid]) for name, grid in grids.items()}
+    return replace(meta, classes=CLASSES, world_classes=meta.classes), mapped
+
+
 def _check_classes(grids: dict, meta: LogMeta, frames: np.ndarray, source: str) -> None:
     """Class values within the metadata's classes (layout truth: layout classes only), and
     255 in ``semantic`` exactly where ``visible`` is False."""
     n_classes = len(meta.classes)
+    layout = [i for i, name in enumerate(meta.classes) if CLASSES.index(name) in LAYOUT_CLASSES]
     for name, grid in grids.items():
         if name == "visible":
             continue
-        allowed = len(LAYOUT_CLASSES) if name == "layout_true" else n_classes   # no objects
-        bad = (grid >= allowed) & ((grid != UNOBSERVED) if name == "semantic" else True)
+        if name == "layout_true":                                  # no objects
+            bad = ~np.isin(grid, layout)
+        else:
+            bad = (grid >= n_classes) & ((grid != UNOBSERVED) if name == "semantic" else True)
         if bad.any():
             t, r, c = (int(v) for v in np.argwhere(bad)[0])
             value = int(grid[t, r, c])
             what = (f"class value {value} at cell ({r}, {c}) is not a layout class "
-                    f"({', '.join(meta.classes[:allowed])})" if value < n_classes else
+                    f"({', '.join(meta.classes[i] for i in layout)})" if value < n_classes else
                     f"unknown class value {value} at cell ({r}, {c}); classes are "
                     f"0..{n_classes - 1} ({', '.join(meta.classes)})"
                     f"{' or 255 = not observed' if name == 'semantic' else ''}")

@@ -1,27 +1,11 @@
 """`unmask finance`: thin CLI over the finance Python API."""
 from __future__ import annotations
 
-import contextlib
 import json
-import warnings
 
 import click
 
-from core.cli_options import export_options, runtime_options, show_progress
-from core.errors import UnmaskWarning
-
-
-@contextlib.contextmanager
-def _plain_warnings():
-    """Print each :class:`core.errors.UnmaskWarning` raised inside as one ``warning:`` line."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnmaskWarning)
-        yield
-    for w in caught:
-        if issubclass(w.category, UnmaskWarning):
-            click.echo(f"warning: {w.message}", err=True)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+from core.cli_options import export_options, plain_warnings, runtime_options, show_progress
 
 
 @click.group()
@@ -134,7 +118,7 @@ def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine,
         raise DataValidationError("give exactly one of --out scores.parquet or --workspace DIR")
     kwargs = dict(fdr=fdr, budget=budget, labels=labels, reviews=reviews, engine=engine, address=address,
                   max_shap=max_shap, device=device, precision=precision, progress=show_progress(quiet))
-    with _plain_warnings():
+    with plain_warnings():
         if workspace:
             run_dir = score_to_run(workspace, model_dir, data, **kwargs)
             click.echo(f"wrote run {run_dir}")

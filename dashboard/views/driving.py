@@ -17,6 +17,8 @@ all_frames, log_table = ui.driving_frames(run_dir)
 if log_table.empty:
     st.info("This run has no frames.")
     st.stop()
+for line in driving_data.input_warnings(manifest):   # logs unlike the training logs
+    st.warning(ui.plain(line), icon="⚠️")
 ui.drift_panel(manifest)
 
 alerts_by_log = dict(zip(log_table["log_id"], log_table["alerts"]))

@@ -20,13 +20,15 @@ from core.bundle import read_bundle_config
 from core.errors import BundleError
 from core.training import History
 
+from ..guard import InputProfile
 from ..schema import LogMeta
 from ..scoring.state import ScoringState
 from .network import OcclusionNet, OcclusionNetConfig
 
 BUNDLE_KIND = "driving-occlusion"
 # 2: the scoring state (object passes, context prior, channel tail scores) in one entry
-BUNDLE_VERSION = 2
+# 3: the training logs' input profile (driving.guard)
+BUNDLE_VERSION = 3
 
 
 def _meta_dict(meta: LogMeta) -> dict:
@@ -39,7 +41,8 @@ def bundle_state(predictor) -> tuple[dict, dict]:
     config = {"params": predictor.get_params(), "net": predictor.net_config_.to_dict(),
               "meta": _meta_dict(predictor.meta_), "training": predictor.history_.to_dict(),
               "class_weights": predictor.class_weights_, "warm_start": predictor.warm_start_,
-              "scoring": predictor.scoring_.to_dict()}
+              "scoring": predictor.scoring_.to_dict(),
+              "input_profile": predictor.input_profile_.to_dict()}
     return config, dict(predictor.net_.state_dict())
 
 
@@ -68,6 +71,7 @@ def predictor_from_bundle(cls, config: dict, tensors: dict):
                               classes=tuple(m["classes"]), ego_cell=tuple(m["ego_cell"]),
                               rate_hz=m["rate_hz"])
     predictor.scoring_ = ScoringState.from_dict(config["scoring"])
+    predictor.input_profile_ = InputProfile.from_dict(config["input_profile"])
     predictor.history_ = History(**config["training"])
     predictor.class_weights_ = list(config["class_weights"])
     predictor.warm_start_ = config["warm_start"]

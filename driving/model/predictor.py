@@ -32,6 +32,7 @@ from core.estimator import Estimator
 from core.runtime import autocast, check_precision, choose_device, configure_threads, module_device
 from core.training import TrainConfig, fit
 
+from ..guard import fit_input_profile
 from ..inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
 from ..schema import UNOBSERVED, DriveLog, LogMeta
 from ..scoring.decision import decide_log
@@ -156,6 +157,7 @@ class OcclusionPredictor(Estimator):
         """
         configure_threads()
         meta = self.meta_ = self._check_logs(logs)
+        self.input_profile_ = fit_input_profile(logs)  # what scoring compares logs with
         self.calibration_logs(logs)                   # enough held-out frames?
         train_grids, train_speed, train_future = [], [], []
         for log in logs:

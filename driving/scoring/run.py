@@ -13,18 +13,20 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from core.drift import calibration_reference
-from core.errors import DataValidationError
+from core.errors import DataValidationError, UnmaskWarning
 from core.io import check_output, write_parquet_atomic
 from core.metrics import auprc, auroc
 from core.names import check_name
 from core.runs import create_run
 from core.runtime import progress_bar
 
+from ..guard import guarded, input_warnings
 from ..model.predictor import OcclusionPredictor
 from ..rerun_export import write_recording
 from ..schema import _grid_array, list_logs, read_log
@@ -99,6 +101,9 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
     if len(set(ids)) != len(ids):
         duplicate = next(i for i in ids if ids.count(i) > 1)
         raise DataValidationError(f"{logs}: log_id {duplicate!r} appears in more than one file")
+    unlike = input_warnings(predictor.input_profile_, loaded)   # one line per unlike log
+    for line in unlike:
+        warnings.warn(line, UnmaskWarning, stacklevel=2)
     scale = predictor.scoring_.error_scale
     params = {"fdr": fdr, "top_frames": top_frames, "shap_evals": shap_evals}
     with create_run(out_dir, "driving", kind="score", params=params, model=str(Path(model_dir).resolve()),
@@ -107,7 +112,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
         bar = progress_bar(desc="score", total=sum(len(log) for log in loaded), unit="frame",
                            show=progress)
         for log in loaded:
-            result = score_log(predictor, log, batch_size=batch_size)
+            result = score_log(guarded(predictor, log), log, batch_size=batch_size)
             bar.update(len(log))
             error, layout = _error_uint8(result, scale), _layout_uint8(result)
             results[log.log_id] = (log, result, error, layout)    # recordings reuse them
@@ -153,7 +158,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
                    "classes": list(predictor.meta_.classes), "n_frames": int(len(table)),
                    "n_alerts": int(table["is_alert"].sum()), "error_scale": scale,
                    "n_logs": len(loaded), "threshold": predictor.threshold_,
-                   "region_blocks": 4,
+                   "region_blocks": 4, "warnings": unlike,
                    "calibration_reference": calibration_reference(predictor.calibration_)}
         labels = table["anomaly"].dropna()
         if len(labels) == len(table) and 0 < labels.sum() < len(labels):

@@ -1,0 +1,236 @@
+"""The input guard: is a drive log like the logs the model was trained on?
+
+``driving train`` fits an :class:`InputProfile` on the training logs and saves it in the
+bundle: the frame rate (from the timestamps, not the metadata), the ego-speed range, the
+share of hidden cells, the class shares of the observed cells and the grid geometry.
+``driving score`` compares each log with it (:func:`input_warnings`): a log unlike the
+training logs gets ONE ``warning:`` line listing every difference; geometry that cannot be
+mapped stays refused (``OcclusionPredictor.check_log``).
+
+Two kinds of classes are never predicted (:func:`predictable_classes`, applied by
+:class:`ClassMaskedPredictor`): a class the training logs never showed (the network has
+no evidence for it) and a class the log's world lacks (its file's ``classes`` list).
+
+Every band is fitted from the training logs; the margins around them are the only
+constants, and they are loose on purpose: the guard flags a different world (5 Hz
+instead of 10, highway speeds for a town model), not a quiet drive.
+
+Example:
+    >>> profile = fit_input_profile(training_logs)               # doctest: +SKIP
+    >>> input_warnings(profile, [read_log("highway.parquet")])    # doctest: +SKIP
+    ['highway.parquet: unlike the training logs: frame rate 5 Hz (training 10 Hz); ...']
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .schema import CLASSES, UNOBSERVED, DriveLog
+
+RATE_MARGIN = 1.25          # a rate within 1.25x of the training rates is the same rate
+SPEED_MARGIN = (1.25, 1.0)  # the training speed range stretched by 25 % and 1 m/s
+SPEED_OUTSIDE = 0.2         # warn when more of the log's frames than this are outside it
+HIDDEN_MARGIN = 0.05        # absolute margin around the training frames' hidden share
+SHARE_MARGIN = (1.5, 0.05)  # class-share distance allowed: 1.5x the training logs' + 0.05
+COMMON_CLASS = 0.01         # a training class this common should show up in a log
+
+
+@dataclass
+class InputProfile:
+    """What the training logs looked like (fitted state saved in the bundle).
+
+    Attributes:
+        rate_hz: lowest and highest frame rate of a training log.
+        speed_m_s: 1st and 99th percentile of the training frames' ego speed.
+        hidden_share: 1st and 99th percentile of the training frames' share of hidden cells.
+        class_share: share of each class among the training logs' observed cells.
+        class_distance: the largest total-variation distance of one training log's class
+            shares from those of the other training logs.
+        class_everywhere: per class, whether every training log showed it.
+        grid_shape, resolution_m: the training logs' geometry.
+    """
+
+    rate_hz: tuple[float, float]
+    speed_m_s: tuple[float, float]
+    hidden_share: tuple[float, float]
+    class_share: tuple[float, ...]
+    class_distance: float
+    class_everywhere: tuple[bool, ...]
+    grid_shape: tuple[int, int]
+    resolution_m: float
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputProfile":
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+
+    @property
+    def seen_classes(self) -> np.ndarray:
+        """``(C,)`` bool: classes the training logs showed at least once."""
+        return np.asarray(self.class_share) > 0
+
+
+def frame_rate(log: DriveLog) -> float:
+    """The rate the log's timestamps show (its metadata's for a one-frame log)."""
+    steps = np.diff(log.timestamp)
+    steps = steps[steps > 0]
+    return float(1.0 / np.median(steps)) if steps.size else float(log.meta.rate_hz)
+
+
+def class_counts(log: DriveLog) -> np.ndarray:
+    """``(C,)`` observed cells of each class over the whole log."""
+    observed = log.semantic[log.semantic != UNOBSERVED]
+    return np.bincount(observed, minlength=len(CLASSES))[: len(CLASSES)].astype(np.float64)
+
+
+def hidden_shares(log: DriveLog) -> np.ndarray:
+    """``(T,)`` share of each frame's cells that are not visible."""
+    return 1.0 - log.visible.reshape(len(log), -1).mean(1)
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    return counts / max(counts.sum(), 1.0)
+
+
+def _distance(shares: np.ndarray, reference: np.ndarray) -> float:
+    """Total-variation distance of two class-share vectors (0 = equal, 1 = disjoint)."""
+    return float(0.5 * np.abs(shares - reference).sum())
+
+
+def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
+    """The :class:`InputProfile` of training logs (all their frames)."""
+    rates = [frame_rate(log) for log in logs]
+    speed = np.concatenate([log.ego_speed for log in logs])
+    hidden = np.concatenate([hidden_shares(log) for log in logs])
+    counts = [class_counts(log) for log in logs]
+    total = np.sum(counts, axis=0)
+    pooled = _shares(total)
+    # each log against the others (itself left out): the spread a new log of the world
+    # shows; against a pool that includes it, the spread shrinks with the number of logs
+    others = [_shares(total - c) if len(counts) > 1 else pooled for c in counts]
+    return InputProfile(
+        rate_hz=(min(rates), max(rates)),
+        speed_m_s=tuple(float(v) for v in np.percentile(speed, [1, 99])),
+        hidden_share=tuple(float(v) for v in np.percentile(hidden, [1, 99])),
+        class_share=tuple(float(v) for v in pooled),
+        class_distance=max(_distance(_shares(c), rest) for c, rest in zip(counts, others)),
+        class_everywhere=tuple(bool(v) for v in np.all(np.array(counts) > 0, axis=0)),
+        grid_shape=tuple(logs[0].meta.grid_shape), resolution_m=float(logs[0].meta.resolution_m))
+
+
+def _rate_reason(profile: InputProfile, log: DriveLog) -> str | None:
+    rate, (lo, hi) = frame_rate(log), profile.rate_hz
+    if lo / RATE_MARGIN <= rate <= hi * RATE_MARGIN:
+        return None
+    training = f"{lo:.3g} Hz" if lo == hi else f"{lo:.3g}-{hi:.3g} Hz"
+    return f"frame rate {rate:.3g} Hz (training {training})"
+
+
+def _speed_reason(profile: InputProfile, log: DriveLog) -> str | None:
+    (lo, hi), (factor, slack) = profile.speed_m_s, SPEED_MARGIN
+    outside = (log.ego_speed < lo / factor - slack) | (log.ego_speed > hi * factor + slack)
+    if outside.mean() <= SPEED_OUTSIDE:
+        return None
+    p5, p95 = np.percentile(log.ego_speed, [5, 95])
+    return (f"ego speed {p5:.1f}-{p95:.1f} m/s on most frames (training {lo:.1f}-{hi:.1f} m/s; "
+            f"{outside.mean():.0%} of frames outside)")
+
+
+def _hidden_reason(profile: InputProfile, log: DriveLog) -> str | None:
+    share, (lo, hi) = float(np.median(hidden_shares(log))), profile.hidden_share
+    if lo - HIDDEN_MARGIN <= share <= hi + HIDDEN_MARGIN:
+        return None
+    return f"hidden cells {share:.0%} of a frame (training {lo:.0%}-{hi:.0%})"
+
+
+def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
+    counts = class_counts(log)
+    shares, reference = _shares(counts), np.asarray(profile.class_share)
+    reasons = []
+    unseen = [CLASSES[c] for c in np.flatnonzero((counts > 0) & ~profile.seen_classes)]
+    if unseen:
+        reasons.append(f"classes never seen in training: {', '.join(unseen)}")
+    in_world = np.isin(CLASSES, log.meta.world)
+    expected = (reference >= COMMON_CLASS) & np.asarray(profile.class_everywhere)
+    missing = [CLASSES[c] for c in np.flatnonzero(expected & (counts == 0))]
+    if missing:
+        reasons.append(f"training classes never seen in the log: {', '.join(missing)}")
+    factor, slack = SHARE_MARGIN
+    limit = profile.class_distance * factor + slack
+    # a class the log's world lacks by declaration is not a difference to report twice
+    compared = np.where(in_world, reference, 0.0)
+    distance = _distance(shares, _shares(compared))
+    if distance > limit and not unseen and not missing:
+        top = np.argsort(-np.abs(shares - reference))[:2]
+        shifts = ", ".join(f"{CLASSES[c]} {reference[c]:.0%} -> {shares[c]:.0%}" for c in top)
+        reasons.append(f"class shares differ ({shifts}; distance {distance:.2f}, training "
+                       f"logs up to {profile.class_distance:.2f})")
+    return reasons
+
+
+def log_differences(profile: InputProfile, log: DriveLog) -> list[str]:
+    """How ``log`` differs from the training logs, in words (empty: it is like them)."""
+    reasons = [_rate_reason(profile, log), _speed_reason(profile, log),
+               _hidden_reason(profile, log)]
+    return [r for r in reasons if r] + _class_reasons(profile, log)
+
+
+def input_warnings(profile: InputProfile, logs: list[DriveLog]) -> list[str]:
+    """One line per log unlike the training logs: ``"<file>: unlike the training logs:
+    <difference>; <difference>"``."""
+    lines = []
+    for log in logs:
+        reasons = log_differences(profile, log)
+        if reasons:
+            lines.append(f"{log.path or log.log_id}: unlike the training logs: "
+                         f"{'; '.join(reasons)}")
+    return lines
+
+
+def predictable_classes(profile: InputProfile, log: DriveLog) -> np.ndarray:
+    """``(C,)`` bool: classes scoring may predict in ``log``: seen in training and in the
+    log's world."""
+    return profile.seen_classes & np.isin(CLASSES, log.meta.world)
+
+
+def mask_classes(probabilities: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """``(N, C, H, W)`` probabilities with the classes not ``allowed`` set to 0 and the
+    rest renormalised (in place; returned). A cell whose mass was all on masked classes
+    gets the allowed classes evenly."""
+    probabilities[:, ~allowed] = 0.0
+    total = probabilities.sum(1, keepdims=True)                # (N, 1, H, W)
+    even = np.where(allowed, 1.0 / allowed.sum(), 0.0).astype(probabilities.dtype)
+    np.divide(probabilities, total, out=probabilities, where=total > 0)
+    probabilities[:] = np.where(total > 0, probabilities, even[None, :, None, None])
+    return probabilities
+
+
+class ClassMaskedPredictor:
+    """A fitted predictor whose class probabilities never hold the classes it may not
+    predict in one log (:func:`predictable_classes`); everything else is the predictor's.
+
+    Scoring runs every pass (occlusion, object passes) through ``predict_proba``, so the
+    masked classes are neither reported nor expected anywhere in the log.
+    """
+
+    def __init__(self, predictor, allowed: np.ndarray):
+        self.predictor = predictor
+        self.allowed = np.asarray(allowed, bool)
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def predict_proba(self, grids: np.ndarray, speed: np.ndarray,
+                      batch_size: int = 32) -> np.ndarray:
+        probabilities = self.predictor.predict_proba(grids, speed, batch_size)
+        if self.allowed.all():
+            return probabilities
+        return mask_classes(probabilities, self.allowed)
+
+
+def guarded(predictor, log: DriveLog):
+    """``predictor`` for scoring ``log``: masked to its predictable classes."""
+    return ClassMaskedPredictor(predictor, predictable_classes(predictor.input_profile_, log))

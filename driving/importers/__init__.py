@@ -1,0 +1,1 @@
+"""Drive logs from public dataset layouts (``unmask driving import --format FORMAT``)."""

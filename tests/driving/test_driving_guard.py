@@ -1,0 +1,181 @@
+"""The input guard: the training-log profile, one warning line per unlike log (CLI, run
+manifest, replay page), and the classes scoring may not predict."""
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import dashboard
+from core.cli import main
+from core.errors import BundleError
+from core.runs import load_manifest
+from dashboard.workspace import ENV_VAR
+from driving.demo import sim_config
+from driving.guard import (fit_input_profile, input_warnings, log_differences, mask_classes,
+                           predictable_classes)
+from driving.model.predictor import OcclusionPredictor
+from driving.schema import (CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED,
+                            list_logs, read_log, write_log)
+from driving.scoring.run import score_logs
+from driving.sim.simulator import Simulator
+
+
+@pytest.fixture(scope="module")
+def town_logs():
+    """Three normal drives of the tiny town (10 Hz)."""
+    config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
+    return [Simulator(config, seed=100 + s).simulate(60, log_id=f"town_{s}") for s in range(3)]
+
+
+def _replace_class(log, old: int, new: int):
+    """``log`` with class ``old`` drawn as ``new`` in every grid."""
+    grids = {name: np.where(getattr(log, name) == old, new, getattr(log, name)).astype(np.uint8)
+             for name in ("semantic", "semantic_true", "layout_true")
+             if getattr(log, name) is not None}
+    return replace(log, **grids)
+
+
+def test_a_drive_of_the_training_world_is_like_the_training_logs(town_logs):
+    profile = fit_input_profile(town_logs[:2])
+    assert profile.rate_hz == pytest.approx((10.0, 10.0))
+    assert log_differences(profile, town_logs[2]) == []
+
+
+def test_rate_speed_and_hidden_share_each_name_their_difference(town_logs):
+    profile = fit_input_profile(town_logs[:2])
+    log = town_logs[2]
+    slow_rate = replace(log, timestamp=log.timestamp * 2)                # 5 Hz
+    assert log_differences(profile, slow_rate) == ["frame rate 5 Hz (training 10 Hz)"]
+    fast = replace(log, ego_speed=log.ego_speed * 2.5 + 20.0)           # highway speeds
+    [reason] = log_differences(profile, fast)
+    assert reason.startswith("ego speed ") and "100% of frames outside" in reason
+    visible = log.visible.copy()
+    visible[:, : visible.shape[1] * 3 // 4] = False                      # mostly blind
+    blind = replace(log, visible=visible, semantic=np.where(visible, log.semantic, UNOBSERVED))
+    assert any(r.startswith("hidden cells ") for r in log_differences(profile, blind))
+
+
+def test_classes_never_seen_in_training_and_training_classes_missing(town_logs):
+    no_pedestrians = [_replace_class(log, PEDESTRIAN, ROAD) for log in town_logs[:2]]
+    profile = fit_input_profile(no_pedestrians)
+    assert not profile.seen_classes[PEDESTRIAN] and profile.seen_classes[SIDEWALK]
+    with_pedestrian = town_logs[2].semantic.copy()
+    with_pedestrian[0, 0, 0] = PEDESTRIAN
+    seen = replace(town_logs[2], semantic=with_pedestrian,
+                   visible=with_pedestrian != UNOBSERVED)
+    assert log_differences(profile, seen) == ["classes never seen in training: pedestrian"]
+    highway = _replace_class(_replace_class(town_logs[2], PEDESTRIAN, ROAD), SIDEWALK, OFF_ROAD)
+    assert log_differences(profile, highway) == ["training classes never seen in the log: sidewalk"]
+    # a class never seen in training is never predicted; nor one the log's world lacks
+    assert not predictable_classes(profile, highway)[PEDESTRIAN]
+    world = tuple(c for c in CLASSES if c != "sidewalk")
+    declared = replace(highway, meta=replace(highway.meta, world_classes=world))
+    assert predictable_classes(profile, declared).tolist() == [
+        c not in ("pedestrian", "sidewalk") for c in CLASSES]
+
+
+def test_one_warning_line_per_unlike_log_naming_its_file(town_logs, tmp_path):
+    profile = fit_input_profile(town_logs[:2])
+    like = replace(town_logs[2], path=str(tmp_path / "like.parquet"))
+    unlike = replace(town_logs[2], path=str(tmp_path / "unlike.parquet"),
+                     timestamp=town_logs[2].timestamp * 2, ego_speed=town_logs[2].ego_speed + 30)
+    [line] = input_warnings(profile, [like, unlike])
+    assert line.startswith(f"{tmp_path / 'unlike.parquet'}: unlike the training logs: frame "
+                           "rate 5 Hz (training 10 Hz); ego speed ")
+
+
+def test_masked_classes_get_no_probability_and_the_rest_sum_to_one():
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((2, len(CLASSES), 3, 3)).astype(np.float32)
+    probabilities[0, :, 0, 0] = 0.0
+    probabilities[0, SIDEWALK, 0, 0] = 1.0                    # all mass on a masked class
+    allowed = np.ones(len(CLASSES), bool)
+    allowed[[SIDEWALK, PEDESTRIAN]] = False
+    masked = mask_classes(probabilities.copy(), allowed)
+    assert (masked[:, ~allowed] == 0).all()
+    assert np.allclose(masked.sum(1), 1.0)
+    assert np.allclose(masked[0, allowed, 0, 0], 1.0 / allowed.sum())
+
+
+def _no_sidewalk_log(path: Path, out: Path, declare: bool) -> Path:
+    """A replay log redrawn without sidewalks, its world declared so or not."""
+    log = _replace_class(read_log(path), SIDEWALK, OFF_ROAD)
+    if declare:
+        log = replace(log, meta=replace(log.meta, world_classes=tuple(
+            c for c in CLASSES if c != "sidewalk")))
+    return write_log(log, out / path.name)
+
+
+def _predicted_hidden(run_dir: Path, log) -> np.ndarray:
+    cells = pq.read_table(run_dir / "cells" / f"{log.log_id}.parquet")
+    predicted = np.stack([np.asarray(v) for v in cells.column("predicted").to_pylist()])
+    return predicted.reshape(log.semantic.shape)[~log.visible]
+
+
+def test_scoring_never_predicts_a_class_the_log_world_lacks(demo_run, tmp_path, capsys):
+    workspace, _ = demo_run
+    model = workspace / "models" / "driving" / "default"
+    assert OcclusionPredictor.load(model).input_profile_.rate_hz == pytest.approx((10.0, 10.0))
+    source = list_logs(workspace / "data" / "driving")[0]
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "declared").mkdir()
+    plain = _no_sidewalk_log(source, tmp_path / "plain", declare=False)
+    declared = _no_sidewalk_log(source, tmp_path / "declared", declare=True)
+    assert read_log(declared).meta.world_classes == tuple(c for c in CLASSES if c != "sidewalk")
+
+    with pytest.warns(UserWarning):
+        score_logs(model, plain, tmp_path / "run_plain", top_frames=0)
+    undeclared = _predicted_hidden(tmp_path / "run_plain", read_log(plain))
+    assert (undeclared == SIDEWALK).any()        # the model still believes in sidewalks
+
+    try:
+        main(["driving", "score", "--model", str(model), "--logs", str(declared), "--out",
+              str(tmp_path / "run"), "--top-frames", "0", "--quiet"])
+    except SystemExit as stop:
+        assert not stop.code
+    err = capsys.readouterr().err
+    warning_lines = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warning_lines == [f"warning: {declared.resolve()}: unlike the training logs: "
+                             "training classes never seen in the log: sidewalk"]
+    assert (_predicted_hidden(tmp_path / "run", read_log(declared)) != SIDEWALK).all()
+    summary = load_manifest(tmp_path / "run")["summary"]
+    assert summary["warnings"] == [warning_lines[0].removeprefix("warning: ")]
+
+
+def test_the_replay_page_shows_the_warning_banner(demo_run, tmp_path, monkeypatch):
+    workspace, _ = demo_run
+    model = workspace / "models" / "driving" / "default"
+    source = list_logs(workspace / "data" / "driving")[0]
+    log = read_log(source)
+    slow = replace(log, timestamp=log.timestamp * 2)           # 5 Hz
+    path = write_log(slow, tmp_path / "logs" / source.name)
+    ws = tmp_path / "ws"
+    with pytest.warns(UserWarning, match="frame rate 5 Hz"):
+        score_logs(model, path, ws / "runs" / "driving" / "slow", top_frames=0)
+    monkeypatch.setenv(ENV_VAR, str(ws))
+    app = Path(dashboard.__file__).with_name("app.py")
+    at = AppTest.from_file(str(app), default_timeout=60).run()
+    at.switch_page("views/driving.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    banners = [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", w.value) for w in at.warning]  # ui.plain
+    assert any("unlike the training logs: frame rate 5 Hz (training 10 Hz)" in b for b in banners)
+
+
+def test_a_bundle_without_the_profile_is_refused_with_retrain(demo_run, tmp_path):
+    workspace, _ = demo_run
+    model = tmp_path / "model"
+    shutil.copytree(workspace / "models" / "driving" / "default", model)
+    config = json.loads((model / "config.json").read_text())
+    assert config["config"]["input_profile"]["rate_hz"] == pytest.approx([10.0, 10.0])
+    del config["config"]["input_profile"]
+    config["format_version"] = 2                    # what bundles before the guard held
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="format 2 is older than this unmask reads \\(3\\); "
+                                          "retrain it"):
+        OcclusionPredictor.load(model)
