@@ -209,8 +209,7 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         totals = self._component_totals(_take(table, cal_idx), stored[cal_idx])
         self.component_stats_ = {}
         for name, values in totals.items():
-            q25, med, q75 = np.quantile(values, [0.25, 0.5, 0.75])
-            spread = max(q75 - q25, 1e-3 * abs(med), 1e-12)
+            med, spread = robust_location_scale(values)
             self.component_stats_[name] = {"median": float(med), "scale": float(spread)}
         self._calibrate(self._combine(totals))
         background = rng.choice(n, size=min(n, 64), replace=False)
@@ -428,6 +427,21 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         if "network" in getattr(self, "modules_", {}):
             self.modules_["network"].to(chosen)
         return self
+
+
+def robust_location_scale(values: np.ndarray) -> tuple[float, float]:
+    """Median and spread of a component's calibration scores.
+
+    The spread is the inter-quartile range, or the mean absolute deviation from the median
+    when that is larger. With duplicated rows, half or more of the held-out rows can have
+    an exact twin in the memory and score exactly 0, so the IQR collapses to 0; dividing by
+    it would blow one component up by ~1e12 and drown the others (and the threshold). The
+    mean absolute deviation still sees the rows that are not ties. On untied scores the IQR
+    is the larger of the two (1.35 vs 0.80 standard deviations for a normal).
+    """
+    q25, med, q75 = np.quantile(values, [0.25, 0.5, 0.75])
+    spread = max(q75 - q25, float(np.mean(np.abs(values - med))))
+    return float(med), spread if spread > 1e-12 * max(1.0, abs(med)) else 1.0
 
 
 def _take(table: EncodedTable, idx) -> EncodedTable:

@@ -132,12 +132,18 @@ class ReferenceMemory(nn.Module):
     @torch.no_grad()
     def fit_temperature(self, x: torch.Tensor, exclude=None, k: int = 5,
                         scale: float = 1.0) -> None:
-        """``T_m = scale * median_rows(k-th smallest visible distance)`` among candidates."""
+        """``T_m = scale * median_rows(k-th smallest visible distance)`` among candidates.
+
+        Rows whose ``k``-th distance is 0 (``k`` exact twins on the visible cells: duplicated
+        rows) are left out of the median: ties say nothing about how far rows usually are,
+        and a median of 0 would turn the softmax into a hard arg-min.
+        """
         _, rows = self.candidates(x, self.n_candidates, exclude)
         dist = self.visible_distances(x, rows)  # (B, n, M)
         k = max(1, min(k, dist.shape[1]))
         kth = dist.topk(k, dim=1, largest=False).values[:, -1, :]  # (B, M)
-        self.temperature.copy_(scale * kth.median(dim=0).values.clamp_min(1e-6))
+        untied = torch.where(kth > 1e-12, kth, torch.nan).nanmedian(dim=0).values
+        self.temperature.copy_(scale * untied.nan_to_num(1e-6).clamp_min(1e-6))
 
     def errors(self, x: np.ndarray, exclude=None) -> tuple[np.ndarray, np.ndarray]:
         """Per-column errors ``(B, C)`` float32, attention and KNN (see :meth:`forward`)."""
