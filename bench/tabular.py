@@ -35,13 +35,16 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("knn", "lof", "iforest")
 LABELS = {"knn": "KNN (k=5)", "lof": "LOF (k=20, novelty)",
           "iforest": "IsolationForest (100 trees)"}
-# The small candidate list the nested protocol selects from (TabularDetector keyword
-# overrides of today's defaults). Each is a whole default, not a per-dataset setting.
+# The small candidate list the nested protocol selects from: each a whole default (every
+# setting that differs between them spelled out), never a per-dataset setting.
+# "reference_knn" is the default before the local component and the larger memory.
 CANDIDATES = {
-    "default": {},
-    "knn_weight_1": {"knn_weight": 1.0},
-    "masks_16": {"n_reference_masks": 16},
-    "knn_weight_1_masks_16": {"knn_weight": 1.0, "n_reference_masks": 16},
+    "reference_knn": {"components": ["reference", "knn"], "n_reference": 4096, "knn_k": 5},
+    "local": {"components": ["reference", "knn", "local"], "n_reference": 4096, "knn_k": 5},
+    "local_memory_8k": {"components": ["reference", "knn", "local"], "n_reference": 8192,
+                        "knn_k": 5},
+    "local_memory_8k_k3": {"components": ["reference", "knn", "local"], "n_reference": 8192,
+                           "knn_k": 3},
 }
 
 
