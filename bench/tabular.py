@@ -12,11 +12,11 @@ configuration with the best mean AUPRC on the *other* folds (the selection side)
 from :data:`CANDIDATES`, and its numbers on the held-out fold are reported. The held-out
 mean over all folds is what a default chosen this way scores on data it was not chosen on.
 
-Baseline scores are cached per (dataset, cap, seed, method) under ``--cache`` (they never
-change), so development runs re-score only the detector.
+With ``--cache DIR``, baseline scores (and their timings) are cached per (dataset, cap,
+seed, method), so development runs re-score only the detector; committed runs use none.
 
 Usage:
-    python -m bench.tabular                                  # 26 datasets, 3 seeds, 3 folds
+    python -m bench.tabular                                  # 26 datasets, 5 seeds, 3 folds
     python -m bench.tabular --datasets glass,cardio --seeds 1 --candidates local
     python -m bench.tabular --candidates local --params '{"knn_weight": 1}' --out /tmp/x.json
     python -m bench.tabular --datasets ALOI,campaign --max-rows 50000 --memory 4096,32768
@@ -50,7 +50,7 @@ CANDIDATES = {
                            "knn_k": 3},
 }
 
-MEMORY_BASE = "local_memory_8k_k3"  # today's default (what the nested selection chose)
+MEMORY_BASE = "local_k3"  # today's default (what the nested selection chose)
 
 
 def cap_rows(X, y, max_rows: int, seed: int = 0):
@@ -80,46 +80,25 @@ def split(X, y, seed):
 
 
 def fitter(method, seed, params=None):
-    """A function ``X_train -> (score function, fit seconds)``; scores: higher = anomalous."""
+    """``(make, score)``: a fresh estimator, and ``score(model, X)`` (higher = anomalous)."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+
+    from core import TabularDetector
+
     if method == "unmask":
-        from core import TabularDetector
-
-        def make():
-            return TabularDetector(random_state=seed, **params)
-        score = "decision_function"
-    elif method == "knn":
-        from sklearn.neighbors import NearestNeighbors
-
-        class KNN(NearestNeighbors):
-            def scores(self, X):
-                return self.kneighbors(X)[0][:, -1]
-
-        def make():
-            return KNN(n_neighbors=5)
-        score = "scores"
-    elif method == "lof":
-        from sklearn.neighbors import LocalOutlierFactor
-
-        class LOF(LocalOutlierFactor):
-            def scores(self, X):
-                return -self.score_samples(X)
-
-        def make():
-            return LOF(n_neighbors=20, novelty=True)
-        score = "scores"
-    elif method == "iforest":
-        from sklearn.ensemble import IsolationForest
-
-        class Forest(IsolationForest):
-            def scores(self, X):
-                return -self.score_samples(X)
-
-        def make():
-            return Forest(n_estimators=100, random_state=seed)
-        score = "scores"
-    else:
-        raise SystemExit(f"unknown method {method!r}")
-    return make, score
+        return (lambda: TabularDetector(random_state=seed, **params),
+                lambda model, X: model.decision_function(X))
+    if method == "knn":
+        return (lambda: NearestNeighbors(n_neighbors=5),
+                lambda model, X: model.kneighbors(X)[0][:, -1])
+    if method == "lof":
+        return (lambda: LocalOutlierFactor(n_neighbors=20, novelty=True),
+                lambda model, X: -model.score_samples(X))
+    if method == "iforest":
+        return (lambda: IsolationForest(n_estimators=100, random_state=seed),
+                lambda model, X: -model.score_samples(X))
+    raise SystemExit(f"unknown method {method!r}")
 
 
 def run_method(method, seed, params, train, test) -> dict:
@@ -127,7 +106,7 @@ def run_method(method, seed, params, train, test) -> dict:
     started = time.perf_counter()
     model = make().fit(train)
     fitted = time.perf_counter()
-    scores = np.asarray(getattr(model, score)(test), dtype=np.float64)
+    scores = np.asarray(score(model, test), dtype=np.float64)
     return {"scores": scores, "fit_s": fitted - started,
             "score_s": time.perf_counter() - fitted}
 
@@ -293,7 +272,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tabular",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "adbench"))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--max-rows", type=int, default=10_000)
     parser.add_argument("--datasets", default="", help="comma-separated name fragments")
@@ -307,8 +286,8 @@ def main(argv=None) -> None:
                              "TabularDetector variants and IsolationForest (bench.throughput)")
     parser.add_argument("--params", default="{}",
                         help="JSON overrides applied to every candidate")
-    parser.add_argument("--cache", default="/tmp/unmask-bench-tabular",
-                        help="folder caching baseline scores ('' for none)")
+    parser.add_argument("--cache", default="",
+                        help="folder caching baseline scores while developing (default: none)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "tabular.json"))
     args = parser.parse_args(argv)
 

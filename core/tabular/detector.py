@@ -133,10 +133,10 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
     not_fitted_error = _NotFittedError
 
     def __init__(self, random_state=None, contamination=0.01, components=DEFAULT_COMPONENTS,
-                 calibration_fraction=0.2, n_reference=8192, n_reference_masks=8,
+                 calibration_fraction=0.2, n_reference=4096, n_reference_masks=8,
                  mask_ratio=0.4, temperature_k=5, temperature_scale=0.3, n_learned_masks=15,
                  hidden=64, latent=16, max_epochs=50, max_steps=2000, batch_size=256, lr=1e-3,
-                 diversity_weight=1.0, knn_k=5, knn_weight=0.5, local_weight=0.5, local_floor=0.1,
+                 diversity_weight=1.0, knn_k=3, knn_weight=0.5, local_weight=0.5, local_floor=0.1,
                  n_candidates=8, n_probe=4,
                  num_threads=None, progress=False, device="cpu", precision="fp32"):
         self.random_state = random_state
