@@ -33,7 +33,8 @@ class ReferenceMemory(nn.Module):
     kernels of :mod:`core.tabular.kernels` (neighbour search over k-means groups, exact or
     IVF-approximate with ``n_probe``; fused attention); :meth:`forward_dense` is the same
     computation with tensor ops, a full distance matrix and exact search, kept as the
-    reference the kernels are tested against.
+    reference the kernels are tested against. :meth:`errors` also gives a *local* KNN error:
+    the distance over the neighbours' own neighbour distances (:meth:`fit_neighbour_radius`).
 
     Args:
         reference: ``(R, D)`` encoded reference rows.
