@@ -8,15 +8,20 @@ Components, each giving per-column errors over a *fixed* mask set (deterministic
   mean square reconstruction error over the masks that hide the column.
 * ``"knn"`` (default, weight ``knn_weight``) — the distance to the ``knn_k``-th nearest
   stored row (the same memory), split additively over columns.
+* ``"local"`` (default, weight ``local_weight``) — the same KNN distance divided by the
+  mean of the neighbours' own ``knn_k``-th neighbour distances (plus a floor): LOF's idea,
+  a distance judged against the density of the row's region.
 * ``"network"`` (optional) — :class:`~core.tabular.network.LearnedMaskAutoencoder`: an
   autoencoder with ``K`` learned, diverse masks (MCM), trained with
   :func:`core.training.fit`; column error: root mean square error over the ``K`` masks.
 
-Each component's total is standardised by the median and inter-quartile range of its
-scores on held-out training rows (rows stored in the memory are scored leave-one-out, so
+Each component's total is standardised by the median and spread (inter-quartile range,
+or mean absolute deviation where ties from duplicated rows collapse it) of its scores on
+held-out training rows (rows stored in the memory are scored leave-one-out, so
 the memory keeps every training row), and the score is their weighted sum. The same
 held-out rows calibrate the threshold and conformal p-values (:mod:`core.calibration`).
-The default mix is what won the ADBench ablation in ``bench/README.md``.
+The default mix is what the nested (leave-sets-out) ADBench selection in
+``bench/README.md`` chose.
 
 Example:
     >>> det = TabularDetector(random_state=0).fit(train_df)      # doctest: +SKIP
@@ -50,8 +55,8 @@ from .preprocess import EncodedTable, TabularPreprocessor
 from .pyod_api import PyODOutputsMixin
 from .reference import ReferenceMemory, dense_encoding, dim_to_column
 
-COMPONENTS = ("reference", "knn", "network")
-DEFAULT_COMPONENTS = ("reference", "knn")  # the ADBench ablation in bench/README.md
+COMPONENTS = ("reference", "knn", "local", "network")
+DEFAULT_COMPONENTS = ("reference", "knn", "local")  # nested selection, bench/README.md
 CHUNK_ROWS = 2048  # rows scored at once (one thread each): bounded memory
 
 
@@ -89,6 +94,10 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         diversity_weight: weight of MCM's mask-diversity loss.
         knn_k: neighbour rank of the ``"knn"`` component.
         knn_weight: weight of the ``"knn"`` component in the sum (others weigh 1).
+        local_weight: weight of the ``"local"`` component (KNN distance over the
+            neighbours' own, as in LOF).
+        local_floor: added to the neighbours' mean distance in the ``"local"`` component, as
+            a fraction of the median neighbour distance (keeps duplicates finite).
         n_candidates: nearest reference rows the masked attention runs over.
         n_probe: neighbour search visits only the memory groups (k-means, about
             ``2 * sqrt(n_reference)`` of them) with the ``n_probe`` nearest centres;
@@ -127,7 +136,8 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
                  calibration_fraction=0.2, n_reference=4096, n_reference_masks=8,
                  mask_ratio=0.4, temperature_k=5, temperature_scale=0.3, n_learned_masks=15,
                  hidden=64, latent=16, max_epochs=50, max_steps=2000, batch_size=256, lr=1e-3,
-                 diversity_weight=1.0, knn_k=5, knn_weight=0.5, n_candidates=8, n_probe=4,
+                 diversity_weight=1.0, knn_k=3, knn_weight=0.5, local_weight=0.5, local_floor=0.1,
+                 n_candidates=8, n_probe=4,
                  num_threads=None, progress=False, device="cpu", precision="fp32"):
         self.random_state = random_state
         self.contamination = contamination
@@ -148,6 +158,8 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         self.diversity_weight = diversity_weight
         self.knn_k = knn_k
         self.knn_weight = knn_weight
+        self.local_weight = local_weight
+        self.local_floor = local_floor
         self.n_candidates = n_candidates
         self.n_probe = n_probe
         self.num_threads = num_threads
@@ -196,7 +208,7 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         self.components_ = components
         self.modules_ = {}
         in_memory = np.zeros(n, dtype=bool)  # rows stored in the memory (scored leave-one-out)
-        if "reference" in components or "knn" in components:
+        if {"reference", "knn", "local"} & set(components):
             self.modules_["memory"] = self._fit_memory(table, in_memory, rng)
         if "network" in components:
             self.modules_["network"], self.history_ = self._fit_network(table, fit_idx, rng)
@@ -209,8 +221,7 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         totals = self._component_totals(_take(table, cal_idx), stored[cal_idx])
         self.component_stats_ = {}
         for name, values in totals.items():
-            q25, med, q75 = np.quantile(values, [0.25, 0.5, 0.75])
-            spread = max(q75 - q25, 1e-3 * abs(med), 1e-12)
+            med, spread = robust_location_scale(values)
             self.component_stats_[name] = {"median": float(med), "scale": float(spread)}
         self._calibrate(self._combine(totals))
         background = rng.choice(n, size=min(n, 64), replace=False)
@@ -241,6 +252,7 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         probe = np.sort(rng.choice(len(ref_idx), size=min(len(ref_idx), 512), replace=False))
         module.fit_temperature(reference[probe], probe, k=self.temperature_k,
                                scale=self.temperature_scale)
+        module.fit_neighbour_radius(self.local_floor)
         return module
 
     def _fit_network(self, table: EncodedTable, fit_idx, rng):
@@ -314,7 +326,7 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
                 cards = self.preprocessor_.cardinalities
                 dense = (dense_encoding(numeric, codes, cards).numpy() if cards
                          else table.numeric[start:stop])
-                out["reference"], out["knn"] = memory.errors(dense, exclude)
+                out["reference"], out["knn"], out["local"] = memory.errors(dense, exclude)
             if network is not None:
                 device = module_device(network)
                 with autocast(device, self.precision):  # per thread, like grad mode
@@ -331,7 +343,8 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         return self._column_errors(table, in_memory, totals=True)
 
     def _weight(self, name: str) -> float:
-        return float(self.knn_weight) if name == "knn" else 1.0
+        weights = {"knn": self.knn_weight, "local": self.local_weight}
+        return float(weights.get(name, 1.0))
 
     def _combine(self, totals: dict) -> np.ndarray:
         score = 0.0
@@ -428,6 +441,21 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
         if "network" in getattr(self, "modules_", {}):
             self.modules_["network"].to(chosen)
         return self
+
+
+def robust_location_scale(values: np.ndarray) -> tuple[float, float]:
+    """Median and spread of a component's calibration scores.
+
+    The spread is the inter-quartile range, or the mean absolute deviation from the median
+    when that is larger. With duplicated rows, half or more of the held-out rows can have
+    an exact twin in the memory and score exactly 0, so the IQR collapses to 0; dividing by
+    it would blow one component up by ~1e12 and drown the others (and the threshold). The
+    mean absolute deviation still sees the rows that are not ties. On untied scores the IQR
+    is the larger of the two (1.35 vs 0.80 standard deviations for a normal).
+    """
+    q25, med, q75 = np.quantile(values, [0.25, 0.5, 0.75])
+    spread = max(q75 - q25, float(np.mean(np.abs(values - med))))
+    return float(med), spread if spread > 1e-12 * max(1.0, abs(med)) else 1.0
 
 
 def _take(table: EncodedTable, idx) -> EncodedTable:

@@ -174,7 +174,7 @@ _LN2_LO = np.float32(-2.12194440e-4)
 
 @nb.njit(nogil=True, cache=True, fastmath=_FAST)
 def score(x, ref, rho, cent_t, radius, offsets, self_pos, n, n_probe, k, hidden, n_hidden,
-          inv_temperature, owner, column_count, out_attention, out_knn):
+          inv_temperature, owner, column_count, out_attention, out_knn, out_near):
     """Per-column attention and KNN errors of every row of ``x`` (see ``ReferenceMemory``).
 
     Args:
@@ -187,6 +187,8 @@ def score(x, ref, rho, cent_t, radius, offsets, self_pos, n, n_probe, k, hidden,
         owner: ``(D,)`` input column of each encoded dim.
         column_count: ``(C,)`` number of masks hiding each column (>= 1).
         out_attention, out_knn: ``(B, C)`` float32 outputs.
+        out_near: ``(B, k)`` int64 output: index positions of the ``k`` nearest stored rows
+            (-1 where the memory holds fewer).
     """
     n_dims = cent_t.shape[0]
     n_groups = cent_t.shape[1]
@@ -213,6 +215,8 @@ def score(x, ref, rho, cent_t, radius, offsets, self_pos, n, n_probe, k, hidden,
             out_attention[i, c] = 0.0
             out_knn[i, c] = 0.0
         # KNN: (x - r_k)^2 / ||x - r_k|| per column, summing to the k-th NN distance
+        for j in range(out_near.shape[1]):
+            out_near[i, j] = best_i[j] if j < m_n else -1
         kth = best_i[min(k, m_n) - 1]
         norm = max(np.sqrt(best_d[min(k, m_n) - 1]), np.float32(1e-12))
         for d in range(n_dims):

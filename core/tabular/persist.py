@@ -6,8 +6,9 @@ estimator base adds the calibration, the kind and the format version);
 ``weights.safetensors`` holds the network weights, the reference rows and masks, and the
 SHAP background rows. Nothing is pickled.
 
-Format versions: 2 stores ``n_probe`` and the training history always; a version 1 bundle
-is refused with "retrain the model" (:func:`core.bundle.load_bundle`).
+Format versions: 3 stores the memory's neighbour radii (the ``"local"`` component) and
+``local_weight``/``local_floor``; older bundles are refused with "retrain the model"
+(:func:`core.bundle.load_bundle`).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .preprocess import TabularPreprocessor
 from .reference import ReferenceMemory
 
 KIND = "tabular"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def detector_state(detector) -> tuple[dict, dict]:

@@ -33,7 +33,8 @@ class ReferenceMemory(nn.Module):
     kernels of :mod:`core.tabular.kernels` (neighbour search over k-means groups, exact or
     IVF-approximate with ``n_probe``; fused attention); :meth:`forward_dense` is the same
     computation with tensor ops, a full distance matrix and exact search, kept as the
-    reference the kernels are tested against.
+    reference the kernels are tested against. :meth:`errors` also gives a *local* KNN error:
+    the distance over the neighbours' own neighbour distances (:meth:`fit_neighbour_radius`).
 
     Args:
         reference: ``(R, D)`` encoded reference rows.
@@ -60,6 +61,9 @@ class ReferenceMemory(nn.Module):
         if temperature is None:
             temperature = torch.ones(hidden_columns.shape[0])
         self.register_buffer("temperature", temperature.float())
+        # each stored row's own k-th neighbour distance (see fit_neighbour_radius)
+        self.register_buffer("neighbour_radius", torch.ones(reference.shape[0]))
+        self.register_buffer("radius_floor", torch.ones(()))
         n_ref = reference.shape[0]
         self.n_candidates = int(max(1, min(n_candidates, n_ref)))
         self.k = int(max(1, min(k, self.n_candidates)))
@@ -132,27 +136,61 @@ class ReferenceMemory(nn.Module):
     @torch.no_grad()
     def fit_temperature(self, x: torch.Tensor, exclude=None, k: int = 5,
                         scale: float = 1.0) -> None:
-        """``T_m = scale * median_rows(k-th smallest visible distance)`` among candidates."""
+        """``T_m = scale * median_rows(k-th smallest visible distance)`` among candidates.
+
+        Rows whose ``k``-th distance is 0 (``k`` exact twins on the visible cells: duplicated
+        rows) are left out of the median: ties say nothing about how far rows usually are,
+        and a median of 0 would turn the softmax into a hard arg-min.
+        """
         _, rows = self.candidates(x, self.n_candidates, exclude)
         dist = self.visible_distances(x, rows)  # (B, n, M)
         k = max(1, min(k, dist.shape[1]))
         kth = dist.topk(k, dim=1, largest=False).values[:, -1, :]  # (B, M)
-        self.temperature.copy_(scale * kth.median(dim=0).values.clamp_min(1e-6))
+        untied = torch.where(kth > 1e-12, kth, torch.nan).nanmedian(dim=0).values
+        self.temperature.copy_(scale * untied.nan_to_num(1e-6).clamp_min(1e-6))
 
-    def errors(self, x: np.ndarray, exclude=None) -> tuple[np.ndarray, np.ndarray]:
-        """Per-column errors ``(B, C)`` float32, attention and KNN (see :meth:`forward`)."""
+    @torch.no_grad()
+    def fit_neighbour_radius(self, floor: float = 0.1, chunk: int = 2048) -> None:
+        """Store each stored row's leave-one-out ``k``-th neighbour distance.
+
+        The ``"local"`` error divides a row's ``k``-th neighbour distance by the mean of its
+        neighbours' own (LOF's idea: a distance is large or small for *that* region). The
+        floor added to the mean, ``floor`` times the median untied radius, keeps duplicated
+        rows (radius 0) from dividing by 0; a large floor makes it the plain KNN distance.
+        """
+        radii = []
+        for start in range(0, self.reference.shape[0], chunk):
+            rows = self.reference[start:start + chunk]
+            dist, _ = self.candidates(rows, self.k, np.arange(start, start + len(rows)))
+            radii.append(dist[:, -1].clamp_min(0).sqrt())
+        radius = torch.cat(radii)
+        untied = radius[radius > 1e-6]
+        self.neighbour_radius.copy_(radius)
+        self.radius_floor.fill_(floor * float(untied.median()) if len(untied) else 1.0)
+
+    def errors(self, x: np.ndarray, exclude=None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-column errors ``(B, C)`` float32: attention, KNN and local KNN.
+
+        The local error is the KNN error divided by the mean :meth:`fit_neighbour_radius`
+        of the ``k`` nearest stored rows (plus a floor); see :meth:`forward` for the others.
+        """
         idx = self.index()
         x = pad_rows(x)
         n_cols = self.hidden_columns.shape[1]
         attention = np.empty((len(x), n_cols), np.float32)
         knn = np.empty((len(x), n_cols), np.float32)
+        near = np.empty((len(x), self.k), np.int64)
         self_pos = idx["position"][self._exclude(exclude, len(x))]
         score(x, idx["ref"], idx["rho"], idx["cent_t"], idx["radius"], idx["offsets"],
               self_pos, self.n_candidates, self._probe(), self.k,
               idx["hidden"], idx["n_hidden"],
               (1.0 / self.temperature.numpy()).astype(np.float32), idx["owner"],
-              idx["column_count"], attention, knn)
-        return attention, knn
+              idx["column_count"], attention, knn, near)
+        radius = self.neighbour_radius.numpy()[idx["order"][np.maximum(near, 0)]]
+        density = np.where(near >= 0, radius, np.nan)
+        local_scale = np.nanmean(density, axis=1) + float(self.radius_floor)
+        return attention, knn, knn / local_scale[:, None].astype(np.float32)
 
     def forward(self, x: torch.Tensor, exclude=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-column errors ``(B, C)``: masked attention, and the KNN distance split.
@@ -162,7 +200,7 @@ class ReferenceMemory(nn.Module):
         the distance to the ``k``-th nearest reference row (the classic KNN score).
         ``exclude`` as in :meth:`candidates`.
         """
-        attention, knn = self.errors(x.detach().cpu().numpy(), exclude)
+        attention, knn, _ = self.errors(x.detach().cpu().numpy(), exclude)
         return torch.from_numpy(attention), torch.from_numpy(knn)
 
     @torch.no_grad()

@@ -83,16 +83,16 @@ def test_newer_format_is_refused(bundle):
         TabularDetector.load(bundle)
 
 
-def test_pre_release_format_is_refused_with_retrain(bundle):
-    """Version 1 bundles (before n_probe and the history were always stored) were read
-    with silent defaults; now they get one line saying to retrain."""
+def test_older_format_is_refused_with_retrain(bundle):
+    """Version 2 bundles lack the stored rows' neighbour radii of the ``"local"``
+    component; they get one line saying to retrain (no silent defaults)."""
     config = json.loads((bundle / "config.json").read_text())
-    assert config["format_version"] == 2
-    config["format_version"] = 1
-    del config["config"]["params"]["n_probe"]
+    assert config["format_version"] == 3
+    config["format_version"] = 2
+    del config["config"]["params"]["local_floor"]
     (bundle / "config.json").write_text(json.dumps(config))
-    with pytest.raises(BundleError, match="format version 1 .* is older than this unmask reads "
-                                          r"\(2\); retrain the model$"):
+    with pytest.raises(BundleError, match="format version 2 .* is older than this unmask reads "
+                                          r"\(3\); retrain the model$"):
         TabularDetector.load(bundle)
 
 

@@ -217,3 +217,23 @@ def test_calibration_matches_fresh_normal_rows_when_every_row_is_stored():
     fresh = correlated_rows(rng, 2000)
     assert 0.02 < det.predict(fresh).mean() < 0.10
     assert det.alerts(fresh, fdr=0.1).sum() <= 20
+
+
+def test_local_component_finds_anomalies_by_the_density_of_their_region():
+    """Two clusters, one 10x denser: anomalies near the dense one are as far from their
+    neighbours as normal rows of the sparse one are, so a plain KNN distance misses them;
+    the local component (distance over the neighbours' own distances) does not."""
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        return np.vstack([0.1 * rng.normal(size=(n // 2, 4)), 4.0 + rng.normal(size=(n // 2, 4))])
+
+    train = rows(1200)
+    direction = rng.normal(size=(20, 4))
+    anomalies = 0.8 * direction / np.linalg.norm(direction, axis=1, keepdims=True)
+    test, y = np.vstack([rows(400), anomalies]), np.r_[np.zeros(400), np.ones(20)]
+    plain = TabularDetector(random_state=0, components=("reference", "knn"), n_reference=256)
+    assert auroc(y, plain.fit(train).decision_function(test)) < 0.7
+    default = TabularDetector(random_state=0, n_reference=256).fit(train)
+    assert "local" in default.components_
+    assert auroc(y, default.decision_function(test)) >= 0.93

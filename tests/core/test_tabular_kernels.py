@@ -74,3 +74,20 @@ def test_memory_smaller_than_candidates(n_probe):
     attention, knn = memory(x, np.array([0, 1, -1, -1, 2]))
     assert torch.isfinite(attention).all() and torch.isfinite(knn).all()
     assert (knn.sum(1) > 0).all()
+
+
+def test_local_error_is_knn_distance_over_the_neighbours_own():
+    memory, rng = _memory()
+    memory.fit_neighbour_radius(floor=0.1)
+    ref = memory.reference
+    own = torch.cdist(ref, ref).fill_diagonal_(float("inf"))
+    radius = own.topk(3, largest=False).values[:, -1]  # leave-one-out 3rd neighbour (k=3)
+    np.testing.assert_allclose(memory.neighbour_radius.numpy(), radius.numpy(), rtol=1e-4)
+    assert float(memory.radius_floor) == pytest.approx(0.1 * float(radius.median()), rel=1e-4)
+    x = torch.as_tensor(np.vstack([correlated_rows(rng, 50, 8),
+                                   correlated_rows(rng, 5, 8) + 3.0]), dtype=torch.float32)
+    _, knn, local = memory.errors(x.numpy())
+    near = torch.cdist(x, ref).topk(3, largest=False)
+    expected = near.values[:, -1] / (radius[near.indices].mean(1) + memory.radius_floor)
+    np.testing.assert_allclose(local.sum(1), expected.numpy(), rtol=1e-3)
+    np.testing.assert_allclose(knn.sum(1), near.values[:, -1].numpy(), rtol=1e-3)
