@@ -148,13 +148,30 @@ def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine,
 
 @finance.command()
 @click.option("--scores", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", required=True, type=click.Path(exists=True), help="Transactions with is_fraud.")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Transactions with their labels.")
 @click.option("--k", default=100, show_default=True, help="Alerts reviewed per day.")
-def evaluate(scores, data, k):
+@click.option("--model", "model_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Read --data through this model's saved column mapping (as score did).")
+@click.option("--schema-file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="TOML mapping of your columns and codings (as for train), instead of --model.")
+@click.option("--map", "maps", multiple=True, metavar="ROLE=COLUMN",
+              help="One mapping entry, as for train (wins over --schema-file), instead of --model.")
+def evaluate(scores, data, k, model_dir, schema_file, maps):
     """AUROC, average precision, Card Precision@k per day, recall per scenario."""
-    from .evaluate import evaluate as evaluate_scores  # lazy: the command loads torch/DuckDB only when it runs
+    from core.errors import DataValidationError  # lazy: the command loads torch/DuckDB only when it runs
 
-    click.echo(json.dumps(evaluate_scores(scores, data, k=k), indent=2))
+    from .evaluate import evaluate as evaluate_scores  # lazy: the command loads torch/DuckDB only when it runs
+    from .features import saved_features  # lazy: the command loads torch/DuckDB only when it runs
+    from .mapping import build  # lazy: the command loads torch/DuckDB only when it runs
+
+    if model_dir and (schema_file or maps):
+        raise DataValidationError("give the mapping either with --model or with --schema-file/--map, not both")
+    if model_dir:
+        saved = saved_features(model_dir)
+        mapping, timezone = saved.columns, saved.timezone
+    else:
+        mapping, timezone = build(schema_file, maps), "UTC"
+    click.echo(json.dumps(evaluate_scores(scores, data, k=k, mapping=mapping, timezone=timezone), indent=2))
 
 
 @finance.command()

@@ -38,11 +38,11 @@ from core.explain import ShapResult, feature_shap
 from core.io import atomic_path
 from core.tabular.detector import TabularDetector
 
-from .features import FeatureConfig, feature_names
+from .features import MODEL_CONFIG, FeatureConfig, feature_names
 from .head import FeedbackHead, HeadConfig
 
 FORMAT_VERSION = 3   # 3: the column mapping and the drift reference
-CONFIG_NAME = "finance.json"
+CONFIG_NAME = MODEL_CONFIG
 DETECTOR_DIR = "detector"
 HEAD_DIR = "head"
 HEAD_KIND = "finance-head"

@@ -30,6 +30,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,7 @@ NO_HISTORY_GAP_S = 30 * 86_400
 EARTH_RADIUS_KM = 6371.0088   # mean radius (IUGG)
 ID_COLUMNS = ("transaction_id", "timestamp", "customer_id", "terminal_id", "amount")
 PASS_THROUGH = ("is_fraud", "fraud_scenario")
+MODEL_CONFIG = "finance.json"   # a model directory's JSON (written by finance.detector)
 
 
 @dataclass
@@ -83,6 +85,23 @@ class FeatureConfig:
             raise BundleError("feature config: the column mapping is not a table")
         ColumnMapping.from_dict(cfg.mapping)
         return cfg
+
+
+def saved_features(model_dir) -> FeatureConfig:
+    """The feature configuration (column mapping, time zone) a trained model saved, read
+    without loading its network: how ``evaluate`` and the dashboard read the model's files.
+
+    Raises:
+        BundleError: ``model_dir`` is not a finance model, in one line.
+    """
+    path = Path(model_dir) / MODEL_CONFIG
+    try:
+        state = json.loads(path.read_text())
+        return FeatureConfig.from_dict(state["config"]["features"])
+    except FileNotFoundError:
+        raise BundleError(f"{model_dir}: not a finance model (no {MODEL_CONFIG})") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BundleError(f"{path}: not a finance model's configuration ({err})") from None
 
 
 def _valid(cfg: FeatureConfig) -> bool:
