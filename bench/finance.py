@@ -24,7 +24,7 @@ held-out world). Same run, same split: train on the earlier days, score the last
 
 Usage::
 
-    python -m bench.finance --worlds                          # two worlds, ~5 min on 2 cores
+    python -m bench.finance --worlds                          # two worlds x 3 seeds, ~18 min on 2 busy cores
     python -m bench.finance                                   # handbook scale
     python -m bench.finance --customers 500 --days 90         # quick iteration
     python -m bench.finance --scale-rows 10000000             # + out-of-core measurement
