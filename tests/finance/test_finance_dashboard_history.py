@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import DataValidationError
 from dashboard import finance_data
-from finance.world2 import MAPPING_TOML, World2Config, simulate_to_file
+from finance.world2 import World2Config, simulate_to_file
 from finance_cli_runner import run_cli
 
 TINY_WORLD2 = World2Config(n_cards=30, n_merchants=60, n_days=12, seed=8)
@@ -18,9 +18,7 @@ TINY_WORLD2 = World2Config(n_cards=30, n_merchants=60, n_days=12, seed=8)
 def foreign_run(tmp_path_factory):
     """(the bank's CSV, its frame, the run's manifest) of a run scored into a workspace."""
     folder = tmp_path_factory.mktemp("bank")
-    data, _ = simulate_to_file(folder / "bank.csv", TINY_WORLD2)
-    schema = folder / "bank.toml"
-    schema.write_text(MAPPING_TOML)
+    data, schema = simulate_to_file(folder / "bank.csv", TINY_WORLD2)   # its mapping written beside it
     model, workspace = folder / "model", folder / "ws"
     code, _, stderr = run_cli("finance", "train", "--data", str(data), "--schema-file", str(schema),
                               "--out", str(model), "--max-steps", "20", "--timezone", "Europe/Berlin")
