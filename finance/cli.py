@@ -74,6 +74,8 @@ def simulate(customers, terminals, days, seed, world, out):
 @click.option("--min-history", default=3, show_default=True,
               help="A card with fewer earlier transactions in 30 days is 'warming up' when scored: marked, "
                    "never alerted (its features have no history to compare with yet).")
+@click.option("--min-history-days", default=7.0, show_default=True,
+              help="So is a card first seen in the scored file fewer than this many days before.")
 @click.option("--timezone", default="UTC", show_default=True,
               help="Zone that timestamps with a UTC offset (or tz-aware Parquet) are converted to; times "
                    "without one are local wall-clock time and kept. Saved with the model for scoring.")
@@ -87,7 +89,8 @@ def simulate(customers, terminals, days, seed, world, out):
 @click.option("--refunds", is_flag=True, default=None,
               help="Accept negative amounts as refunds: kept in the cards' history, never scored.")
 @runtime_options
-def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps, min_history, timezone,
+def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps, min_history,
+          min_history_days, timezone,
           schema_file, maps, refunds, device, precision, quiet):
     """Fit the masked-reconstruction detector on point-in-time features (plus the supervised
     feedback head when analysts' dispositions are given)."""
@@ -95,7 +98,8 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
     from .mapping import build  # lazy: the command loads torch/DuckDB only when it runs
     from .train import train as train_model  # lazy: the command loads torch/DuckDB only when it runs
 
-    config = FinanceModelConfig(random_state=seed, max_train_rows=max_train_rows, min_history=min_history)
+    config = FinanceModelConfig(random_state=seed, max_train_rows=max_train_rows, min_history=min_history,
+                                min_history_days=min_history_days)
     if max_steps is not None:
         config.detector_params["max_steps"] = max_steps
     mapping = build(schema_file, maps, refunds)

@@ -78,10 +78,11 @@ class FinanceModelConfig:
     # Held-out training rows (never fitted on) that standardise the two unsupervised parts
     # and calibrate the final score.
     calibration_rows: int = 20_000
-    # A card with fewer earlier transactions than this in the 30 days before is warming up:
-    # its features compare it with a history it does not have yet, so it is scored and
-    # marked, never alerted.
+    # A card with fewer earlier transactions than this in the 30 days before, or first seen
+    # in the file fewer than this many days before, is warming up: its features compare it
+    # with a history it does not have yet, so it is scored and marked, never alerted.
     min_history: int = 3
+    min_history_days: float = 7.0
 
 
 class FinanceModel(Estimator):

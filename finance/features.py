@@ -146,6 +146,8 @@ def _aggregates(cfg: FeatureConfig) -> tuple[list[str], list[str]]:
               "count(*) OVER c30d AS card_all_n_30d",
               "avg(hour_sin) OVER c30d AS card_hour_sin_30d", "avg(hour_cos) OVER c30d AS card_hour_cos_30d",
               "lag(ts_us) OVER prev AS prev_ts_us",
+              "min(ts_us) OVER (PARTITION BY customer_id ORDER BY ts_us ROWS BETWEEN UNBOUNDED PRECEDING AND "
+              "CURRENT ROW) AS card_first_ts_us",
               f"count(*) OVER (PARTITION BY customer_id, terminal_id ORDER BY ts_us RANGE BETWEEN "
               f"{CARD_WINDOWS['30d'] * US} PRECEDING AND 1 PRECEDING) AS card_term_n_30d"]
     windows.append("prev AS (PARTITION BY customer_id ORDER BY ts_us, transaction_id)")
@@ -220,6 +222,7 @@ def _context(cfg: FeatureConfig) -> dict[str, str]:
            "ctx_card_habit_hour": ("CASE WHEN card_n_30d > 0 THEN (degrees(atan2(card_hour_sin_30d, "
                                    "card_hour_cos_30d)) / 15 + 24) % 24 END"),
            "ctx_gap_s": "(ts_us - prev_ts_us) / 1e6", "ctx_card_all_n_30d": "card_all_n_30d",
+           "ctx_card_age_days": f"(ts_us - card_first_ts_us) / {86_400 * US}",
            "ctx_card_term_n_30d": "card_term_n_30d", "ctx_term_median_7d": "term_median_7d"}
     ctx.update({f"ctx_card_n_{w}": f"card_n_{w}" for w in CARD_WINDOWS})
     ctx.update({f"ctx_card_sum_{w}": f"card_sum_{w}" for w in ("1h", "24h")})

@@ -43,13 +43,14 @@ from .schema import connect
 from .sql import ident, literal
 
 REASON_PARTS = ("feature", "shap", "value", "usual", "text")
-HISTORY_COLUMN = "ctx_card_all_n_30d"   # the card's earlier transactions in 30 days
+HISTORY_COLUMNS = ("ctx_card_all_n_30d", "ctx_card_age_days")   # earlier transactions in 30 days; days since first seen
 
 
 def load_batch_scorer(model_dir, device="cpu", precision: str = "fp32"):
     """Load a model once (its network on ``device``); return ``score_batch(table) -> table``
     (ids, ``_row``, ``score``, ``warming_up``: fewer than the model's ``min_history``
-    earlier transactions of the card in 30 days)."""
+    earlier transactions of the card in 30 days, or the card first seen in the file fewer
+    than ``min_history_days`` before)."""
     import pyarrow as pa
 
     configure_threads()
@@ -58,9 +59,10 @@ def load_batch_scorer(model_dir, device="cpu", precision: str = "fp32"):
     def score_batch(table: "pa.Table") -> "pa.Table":
         frame = table.select(model.feature_names).to_pandas()
         keep = [c for c in ID_COLUMNS + PASS_THROUGH + ("_row",) if c in table.column_names]
-        history = table.column(HISTORY_COLUMN).to_numpy(zero_copy_only=False)
+        count, age = (table.column(c).to_numpy(zero_copy_only=False) for c in HISTORY_COLUMNS)
+        warming = (count < model.config.min_history) | (age < model.config.min_history_days)
         return (table.select(keep).append_column("score", pa.array(model.score(frame), pa.float64()))
-                .append_column("warming_up", pa.array(history < model.config.min_history)))
+                .append_column("warming_up", pa.array(warming)))
 
     return score_batch
 
@@ -137,7 +139,7 @@ def map_features(features_path, out_dir, model_dir, engine: str = "local", addre
 
     # Read only what the scorer needs (not the ctx_* columns): less I/O and memory.
     present = pq.read_schema(features_path).names
-    wanted = set(ID_COLUMNS + PASS_THROUGH + ("_row", HISTORY_COLUMN))
+    wanted = set(ID_COLUMNS + PASS_THROUGH + ("_row",) + HISTORY_COLUMNS)
     columns = [c for c in present if c in wanted or not c.startswith("ctx_")]
     make_scorer = functools.partial(load_batch_scorer, str(model_dir), device, precision)
     if engine != "local":  # Ray workers report their own progress

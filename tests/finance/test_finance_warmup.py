@@ -11,20 +11,22 @@ from finance_cli_runner import run_cli
 # A short file: on its first days most cards have no history yet.
 TINY = SimulatorConfig(n_customers=60, n_terminals=120, n_days=16, seed=11, card_tests_per_day=20.0,
                        travels_per_day=20.0)
-MIN_HISTORY = 4
+MIN_HISTORY, MIN_DAYS = 4, 3
 
 
-def _earlier_in_30_days(frame: pd.DataFrame) -> np.ndarray:
-    """Each row's count of the same card's strictly earlier transactions in the 30 days before."""
+def _history(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's count of the same card's strictly earlier transactions in the 30 days
+    before, and the days since the card's first transaction in the file."""
     times = frame["timestamp"].to_numpy()
-    counts = np.zeros(len(frame), np.int64)
+    counts, age = np.zeros(len(frame), np.int64), np.zeros(len(frame))
     for _, idx in frame.groupby("customer_id").indices.items():
-        t = np.sort(times[idx])
         order = np.argsort(times[idx], kind="stable")
+        t = times[idx][order]
         first_at = np.searchsorted(t, t, side="left")                       # strictly earlier
         since = np.searchsorted(t, t - np.timedelta64(30, "D"), side="left")
         counts[idx[order]] = first_at - since
-    return counts
+        age[idx[order]] = (t - t[0]) / np.timedelta64(1, "D")
+    return counts, age
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def scored(tmp_path_factory):
     data = simulate_to_parquet(folder / "tx.parquet", TINY)
     model = folder / "model"
     code, _, stderr = run_cli("finance", "train", "--data", str(data), "--out", str(model), "--until",
-                              "2018-04-12", "--max-steps", "20", "--min-history", str(MIN_HISTORY))
+                              "2018-04-12", "--max-steps", "20", "--min-history", str(MIN_HISTORY),
+                              "--min-history-days", str(MIN_DAYS))
     assert code == 0, stderr
     out = folder / "scores.parquet"
     code, stdout, stderr = run_cli("finance", "score", "--model", str(model), "--data", str(data),
@@ -44,11 +47,14 @@ def scored(tmp_path_factory):
 
 def test_cards_without_enough_history_are_marked_warming_up(scored):
     frame, scores, summary = scored
-    history = pd.Series(_earlier_in_30_days(frame), index=frame["transaction_id"])
-    expected = (history.loc[scores["transaction_id"]] < MIN_HISTORY).to_numpy()
+    count, age = _history(frame)
+    warming = pd.Series((count < MIN_HISTORY) | (age < MIN_DAYS), index=frame["transaction_id"])
+    expected = warming.loc[scores["transaction_id"]].to_numpy()
     assert scores["warming_up"].dtype == bool
     assert (scores["warming_up"].to_numpy() == expected).all()
     assert 0 < expected.sum() < len(scores)
+    busy = (pd.Series(count, index=frame["transaction_id"]).loc[scores["transaction_id"]] >= MIN_HISTORY).to_numpy()
+    assert (expected & busy).any()            # new to the file yet busy: warming up by days alone
     assert summary["n_warming_up"] == expected.sum()
     first_of_each_card = frame.sort_values("timestamp").groupby("customer_id")["transaction_id"].first()
     assert scores.set_index("transaction_id").loc[first_of_each_card, "warming_up"].all()
