@@ -20,7 +20,7 @@ import pandas as pd
 
 from core.errors import DataValidationError
 from core.runtime import default_threads
-from finance.features import saved_features
+from finance.features import MODEL_CONFIG, saved_features
 from finance.schema import DEFAULT_TIMEZONE, open_transactions
 
 QUEUE_COLUMNS = ("rank", "transaction_id", "timestamp", "customer_id", "terminal_id", "amount",
@@ -255,13 +255,14 @@ def customer_history(transactions_path, scores_path, customer_id: str, until,
         days: length of the window.
         limit: at most this many (the latest) transactions.
         model_dir: the run's model (manifest ``model``): the input is read through its saved
-            column mapping and time zone, as scoring read it (default: unmask's own names).
+            column mapping and time zone, as scoring read it. Without it (or once the model
+            is gone) the file is read by unmask's own names.
     """
     until = pd.Timestamp(until)
     if until.tzinfo is not None:
         until = until.tz_convert("UTC").tz_localize(None)
     since = until - pd.Timedelta(days=days)
-    features = saved_features(model_dir) if model_dir else None
+    features = saved_features(model_dir) if model_dir and (Path(model_dir) / MODEL_CONFIG).is_file() else None
     con = _connect()
     try:
         # The file was validated when it was scored: the typed view without the full scan.
