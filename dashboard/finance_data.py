@@ -20,9 +20,11 @@ import pandas as pd
 
 from core.errors import DataValidationError
 from core.runtime import default_threads
+from finance.features import MODEL_CONFIG, saved_features
+from finance.schema import DEFAULT_TIMEZONE, open_transactions
 
 QUEUE_COLUMNS = ("rank", "transaction_id", "timestamp", "customer_id", "terminal_id", "amount",
-                 "score", "p_value", "is_alert", "reason_1_text")
+                 "score", "p_value", "is_alert", "warming_up", "reason_1_text")
 SORTS = {"rank": "rank", "score": "score", "p-value": "p_value", "amount": "amount",
          "time": "timestamp"}
 
@@ -239,29 +241,37 @@ def explanation(explanations_path, transaction_id: str) -> pd.DataFrame:
 
 
 def customer_history(transactions_path, scores_path, customer_id: str, until,
-                     days: int = 30, limit: int = 2000) -> pd.DataFrame:
+                     days: int = 30, limit: int = 2000, model_dir=None) -> pd.DataFrame:
     """The customer's transactions in the ``days`` before ``until`` (inclusive), oldest first,
     with their score and alert flag where the run scored them.
 
     Args:
-        transactions_path: the run's input (manifest ``inputs[0]``), Parquet or CSV.
+        transactions_path: the run's input (manifest ``inputs[0]``), Parquet or CSV, in the
+            bank's own columns and codings.
         scores_path: the run's ``scores.parquet``.
         customer_id: whose history.
-        until: timestamp of the transaction under review.
+        until: timestamp of the transaction under review (in the model's time zone, as in
+            the scores).
         days: length of the window.
         limit: at most this many (the latest) transactions.
+        model_dir: the run's model (manifest ``model``): the input is read through its saved
+            column mapping and time zone, as scoring read it. Without it (or once the model
+            is gone) the file is read by unmask's own names.
     """
     until = pd.Timestamp(until)
     if until.tzinfo is not None:
         until = until.tz_convert("UTC").tz_localize(None)
     since = until - pd.Timedelta(days=days)
+    features = saved_features(model_dir) if model_dir and (Path(model_dir) / MODEL_CONFIG).is_file() else None
     con = _connect()
     try:
+        # The file was validated when it was scored: the typed view without the full scan.
+        open_transactions(con, _check(transactions_path), view="history_tx", validate=False,
+                          timezone=features.timezone if features else DEFAULT_TIMEZONE,
+                          mapping=features.columns if features else None)
         history = con.execute(
-            "SELECT CAST(transaction_id AS VARCHAR) AS transaction_id,"
-            " CAST(timestamp AS TIMESTAMP) AS timestamp, CAST(amount AS DOUBLE) AS amount,"
-            f" CAST(terminal_id AS VARCHAR) AS terminal_id FROM {_source(_check(transactions_path))}"
-            " WHERE CAST(customer_id AS VARCHAR) = ? AND CAST(timestamp AS TIMESTAMP) BETWEEN ? AND ?"
+            "SELECT transaction_id, timestamp, amount, terminal_id FROM history_tx"
+            " WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
             " ORDER BY timestamp DESC LIMIT ?",
             [str(customer_id), since.to_pydatetime(), until.to_pydatetime(), int(limit)]).df()
         scored = con.execute(

@@ -356,14 +356,14 @@ def finance_page(path: Path, query: finance_data.QueueQuery):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _finance_detail(scores: str, explanations: str, transactions: str, transaction_id: str,
+def _finance_detail(scores: str, explanations: str, transactions: str, model: str, transaction_id: str,
                     rank: int | None, mtime: float):
     row = finance_data.transaction(scores, transaction_id, rank)
     shap = finance_data.explanation(explanations, transaction_id)
     history = None
     if transactions and Path(transactions).is_file():
         history = finance_data.customer_history(transactions, scores, row["customer_id"],
-                                                row["timestamp"])
+                                                row["timestamp"], model_dir=model or None)
     return row, shap, history
 
 
@@ -372,7 +372,8 @@ def finance_detail(manifest: dict, transaction_id: str, rank: int | None = None)
     scores = output_path(manifest, "scores", "scores.parquet")
     explanations = output_path(manifest, "explanations", "explanations.parquet")
     inputs = manifest.get("inputs") or [""]
-    return _finance_detail(str(scores), str(explanations), str(inputs[0]), str(transaction_id),
+    return _finance_detail(str(scores), str(explanations), str(inputs[0]), str(manifest.get("model") or ""),
+                           str(transaction_id),
                            None if rank is None else int(rank), _mtime(scores))
 
 

@@ -55,6 +55,11 @@ def simulate(customers, terminals, days, seed, world, out):
 @click.option("--seed", default=0, show_default=True, help="Model random state.")
 @click.option("--max-train-rows", default=200_000, show_default=True, help="Sample at most this many rows.")
 @click.option("--max-steps", default=None, type=int, help="Cap on the network's optimiser steps.")
+@click.option("--min-history", default=3, show_default=True,
+              help="A card with fewer earlier transactions in 30 days is 'warming up' when scored: marked, "
+                   "never alerted (its features have no history to compare with yet).")
+@click.option("--min-history-days", default=7.0, show_default=True,
+              help="So is a card first seen in the scored file fewer than this many days before.")
 @click.option("--timezone", default="UTC", show_default=True,
               help="Zone that timestamps with a UTC offset (or tz-aware Parquet) are converted to; times "
                    "without one are local wall-clock time and kept. Saved with the model for scoring.")
@@ -68,7 +73,8 @@ def simulate(customers, terminals, days, seed, world, out):
 @click.option("--refunds", is_flag=True, default=None,
               help="Accept negative amounts as refunds: kept in the cards' history, never scored.")
 @runtime_options
-def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps, timezone,
+def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, max_steps, min_history,
+          min_history_days, timezone,
           schema_file, maps, refunds, device, precision, quiet):
     """Fit the masked-reconstruction detector on point-in-time features (plus the supervised
     feedback head when analysts' dispositions are given)."""
@@ -76,7 +82,8 @@ def train(data, out, until, labels, reviews, delay_days, seed, max_train_rows, m
     from .mapping import build  # lazy: the command loads torch/DuckDB only when it runs
     from .train import train as train_model  # lazy: the command loads torch/DuckDB only when it runs
 
-    config = FinanceModelConfig(random_state=seed, max_train_rows=max_train_rows)
+    config = FinanceModelConfig(random_state=seed, max_train_rows=max_train_rows, min_history=min_history,
+                                min_history_days=min_history_days)
     if max_steps is not None:
         config.detector_params["max_steps"] = max_steps
     mapping = build(schema_file, maps, refunds)
@@ -132,13 +139,30 @@ def score(model_dir, data, out, workspace, fdr, budget, labels, reviews, engine,
 
 @finance.command()
 @click.option("--scores", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--data", required=True, type=click.Path(exists=True), help="Transactions with is_fraud.")
+@click.option("--data", required=True, type=click.Path(exists=True), help="Transactions with their labels.")
 @click.option("--k", default=100, show_default=True, help="Alerts reviewed per day.")
-def evaluate(scores, data, k):
+@click.option("--model", "model_dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Read --data through this model's saved column mapping (as score did).")
+@click.option("--schema-file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="TOML mapping of your columns and codings (as for train), instead of --model.")
+@click.option("--map", "maps", multiple=True, metavar="ROLE=COLUMN",
+              help="One mapping entry, as for train (wins over --schema-file), instead of --model.")
+def evaluate(scores, data, k, model_dir, schema_file, maps):
     """AUROC, average precision, Card Precision@k per day, recall per scenario."""
-    from .evaluate import evaluate as evaluate_scores  # lazy: the command loads torch/DuckDB only when it runs
+    from core.errors import DataValidationError  # lazy: the command loads torch/DuckDB only when it runs
 
-    click.echo(json.dumps(evaluate_scores(scores, data, k=k), indent=2))
+    from .evaluate import evaluate as evaluate_scores  # lazy: the command loads torch/DuckDB only when it runs
+    from .features import saved_features  # lazy: the command loads torch/DuckDB only when it runs
+    from .mapping import build  # lazy: the command loads torch/DuckDB only when it runs
+
+    if model_dir and (schema_file or maps):
+        raise DataValidationError("give the mapping either with --model or with --schema-file/--map, not both")
+    if model_dir:
+        saved = saved_features(model_dir)
+        mapping, timezone = saved.columns, saved.timezone
+    else:
+        mapping, timezone = build(schema_file, maps), "UTC"
+    click.echo(json.dumps(evaluate_scores(scores, data, k=k, mapping=mapping, timezone=timezone), indent=2))
 
 
 @finance.command()

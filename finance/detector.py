@@ -7,12 +7,18 @@ A saved finance model is a directory::
                           list, training period, SHAP background rows, the drift reference
                           (:mod:`finance.drift`)
       detector/           the TabularDetector bundle (config.json + weights.safetensors)
+      tails/              the features' marginal tails (:mod:`finance.tails`)
       head/               (when analysts' labels trained one) the supervised feedback head
                           (:mod:`finance.head`), a bundle of exported trees
 
 No pickle anywhere; every part is JSON + safetensors.
 
-Without labels the score is the unsupervised detector's. With enough analysts'
+Without labels the score is the unsupervised one: the masked-reconstruction detector's
+score (cells the others do not predict) plus the features' marginal tail surprise
+(:mod:`finance.tails`: how far out a transaction lies on each feature, which a
+consistently extreme transaction shows and reconstruction does not), each standardised by
+its median and inter-quartile range on held-out training rows, like the detector's own
+components. With enough analysts'
 dispositions (``fit(..., labelled=...)``), the detector is fitted on the transaction
 features only and a supervised head (:class:`finance.head.FeedbackHead`) is stacked on top:
 its inputs are every feature (delayed feedback counts included), the detector's score and
@@ -38,13 +44,15 @@ from core.explain import ShapResult, feature_shap
 from core.io import atomic_path
 from core.tabular.detector import TabularDetector
 
-from .features import FeatureConfig, feature_names
+from .features import MODEL_CONFIG, FeatureConfig, feature_names
 from .head import FeedbackHead, HeadConfig
+from .tails import MarginalTails
 
-FORMAT_VERSION = 3   # 3: the column mapping and the drift reference
-CONFIG_NAME = "finance.json"
+FORMAT_VERSION = 4   # 4: the marginal tails beside the detector
+CONFIG_NAME = MODEL_CONFIG
 DETECTOR_DIR = "detector"
 HEAD_DIR = "head"
+TAILS_DIR = "tails"
 HEAD_KIND = "finance-head"
 TIE_BREAK = 1e-6
 
@@ -59,13 +67,22 @@ class FinanceModelConfig:
     n_background: int = 48
     shap_max_evals: int | None = None
     # Extra TabularDetector arguments. The attention-over-references component is left out:
-    # at millions of rows it scores ~400 rows/s on 2 cores, the other two ~15,000.
-    detector_params: dict = field(default_factory=lambda: {"components": ["network", "knn"]})
+    # at millions of rows it scores ~400 rows/s on 2 cores, the other two ~15,000. Each part of
+    # the score weighs the same once standardised (the network, the neighbour distance and,
+    # beside the detector, the marginal tails): no part is favoured by a weight chosen on one world.
+    detector_params: dict = field(default_factory=lambda: {"components": ["network", "knn"], "knn_weight": 1.0})
     features: FeatureConfig = field(default_factory=FeatureConfig)
     # The supervised feedback head (finance.head.HeadConfig fields); used when fit() gets
     # labelled rows with at least ``min_labels_per_class`` frauds and legitimate ones.
     head_params: dict = field(default_factory=dict)
-    head_calibration_rows: int = 20_000
+    # Held-out training rows (never fitted on) that standardise the two unsupervised parts
+    # and calibrate the final score.
+    calibration_rows: int = 20_000
+    # A card with fewer earlier transactions than this in the 30 days before, or first seen
+    # in the file fewer than this many days before, is warming up: its features compare it
+    # with a history it does not have yet, so it is scored and marked, never alerted.
+    min_history: int = 3
+    min_history_days: float = 7.0
 
 
 class FinanceModel(Estimator):
@@ -138,14 +155,13 @@ class FinanceModel(Estimator):
         if len(features) > self.config.max_train_rows:
             keep = np.sort(R.choice(len(features), self.config.max_train_rows, replace=False))
             features = features.iloc[keep]
-        heldout = None
-        if use_head:  # rows that calibrate the combined score, never seen by detector or head
-            n_cal = min(self.config.head_calibration_rows, len(features) // 5)
-            mask = np.zeros(len(features), bool)
-            mask[R.choice(len(features), n_cal, replace=False)] = True
-            heldout, features = features[mask], features[~mask]
-            if "_row" in heldout.columns and "_row" in labelled.columns:  # not the head's rows either
-                heldout = heldout[~heldout["_row"].isin(labelled["_row"])]
+        # rows that standardise and calibrate the score, never seen by detector, tails or head
+        n_cal = min(self.config.calibration_rows, len(features) // 5)
+        mask = np.zeros(len(features), bool)
+        mask[R.choice(len(features), n_cal, replace=False)] = True
+        heldout, features = features[mask], features[~mask]
+        if use_head and "_row" in heldout.columns and "_row" in labelled.columns:  # not the head's rows
+            heldout = heldout[~heldout["_row"].isin(labelled["_row"])]
         self.detector_features_ = (self.feature_names if not use_head else
                                    [n for n in self.feature_names if "_confirmed_fraud_" not in n])
         X = self._matrix(features, self.detector_features_)
@@ -153,12 +169,13 @@ class FinanceModel(Estimator):
                                          contamination=self.config.contamination,
                                          **self.config.detector_params, device=self.device,
                                          precision=self.precision, progress=self.progress).fit(X)
+        self.tails_ = MarginalTails(random_state=self.config.random_state).fit(X.to_numpy())
+        self.part_stats_ = self._part_stats(heldout)
         self.head_ = None
-        self._set_calibration(self.detector_.calibration_)
         if use_head:
             self.head_ = FeedbackHead(head_config).fit(self._head_inputs(labelled)[0],
                                                        labelled["label"].to_numpy().astype(int))
-            self._calibrate(self.decision_function(heldout))
+        self._calibrate(self._score(heldout))
         all_rows = self._matrix(features)
         pick = np.sort(R.choice(len(all_rows), min(self.config.n_background, len(all_rows)), replace=False))
         self.background_ = all_rows.to_numpy()[pick]
@@ -169,28 +186,47 @@ class FinanceModel(Estimator):
 
     # -- scoring ---------------------------------------------------------------------------
 
-    def _detector_parts(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(detector score ``(n,)``, per-feature errors ``(n, d_detector)``) in one pass."""
-        errors = self.detector_.feature_errors(self._matrix(features, self.detector_features_))
-        errors = np.asarray(errors, dtype=np.float64)
-        return errors.sum(axis=1) - self.detector_.feature_errors_offset_, errors
+    def _raw_parts(self, features: pd.DataFrame) -> dict:
+        """Per-feature terms ``(n, d_detector)`` of each unsupervised part: the detector's
+        reconstruction errors and the marginal tails; each part's score is its row sum
+        (the detector's minus its offset)."""
+        matrix = self._matrix(features, self.detector_features_)
+        errors = np.asarray(self.detector_.feature_errors(matrix), dtype=np.float64)
+        return {"detector": errors, "tails": self.tails_.feature_scores(matrix.to_numpy())}
+
+    def _part_stats(self, heldout: pd.DataFrame) -> dict:
+        """Median and inter-quartile range of each part's score on held-out rows."""
+        stats = {}
+        for name, terms in self._raw_parts(heldout).items():
+            q25, median, q75 = np.quantile(terms.sum(axis=1), [0.25, 0.5, 0.75])
+            stats[name] = {"median": float(median), "scale": float(max(q75 - q25, 1e-12))}
+        return stats
+
+    def _unsupervised_parts(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(unsupervised score ``(n,)``, its per-feature terms ``(n, d_detector)``): each
+        part standardised by its held-out median and spread, then summed."""
+        score, terms = 0.0, 0.0
+        for name, part in self._raw_parts(features).items():
+            stats = self.part_stats_[name]
+            score = score + (part.sum(axis=1) - stats["median"]) / stats["scale"]
+            terms = terms + part / stats["scale"]
+        return np.asarray(score, dtype=np.float64), terms
 
     def _head_inputs(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(head input matrix: features, detector score, per-feature errors; detector score)."""
-        unsup, errors = self._detector_parts(features)
-        return np.column_stack([self._matrix(features).to_numpy(), unsup, errors]), unsup
+        """(head input matrix: features, unsupervised score, its per-feature terms; that score)."""
+        unsup, terms = self._unsupervised_parts(features)
+        return np.column_stack([self._matrix(features).to_numpy(), unsup, terms]), unsup
 
     def unsupervised_score(self, features: pd.DataFrame) -> np.ndarray:
-        """The detector's anomaly score alone (no labels involved)."""
+        """The anomaly score without labels (detector + marginal tails)."""
         self._check_fitted()
-        return np.asarray(self.detector_.decision_function(
-            self._matrix(features, self.detector_features_)), dtype=np.float64)
+        return self._unsupervised_parts(features)[0]
 
     def _score(self, features: pd.DataFrame) -> np.ndarray:
         """Scores (higher = more suspicious), ``(n,)`` float64: the detector's, or with a
         feedback head its fraud logit (ties broken by the detector's score)."""
         if not self.has_head:
-            return self.unsupervised_score(features)
+            return self._unsupervised_parts(features)[0]
         inputs, unsup = self._head_inputs(features)
         return self.head_.decision_function(inputs) + TIE_BREAK * np.arctan(unsup) * (2 / np.pi)
 
@@ -208,29 +244,25 @@ class FinanceModel(Estimator):
     def explain(self, features: pd.DataFrame):
         """SHAP values of the score for ``features`` rows -> ``core.explain.ShapResult``."""
         self._check_fitted()
-        background = pd.DataFrame(self.background_, columns=self.feature_names)
-        if not self.has_head:
-            return self.detector_.explain(self._matrix(features), background=background,
-                                          max_evals=self.config.shap_max_evals)
         names = self.feature_names
         return feature_shap(lambda m: self.score(pd.DataFrame(m, columns=names)),
                             self._matrix(features).to_numpy(), self.background_, feature_names=names,
                             max_evals=self.config.shap_max_evals)
 
     def error_attribution(self, features: pd.DataFrame):
-        """Fast additive attribution from the detector's per-feature reconstruction errors.
+        """Fast additive attribution from the per-feature terms of the unsupervised score
+        (reconstruction errors and tail surprise, each part scaled as in the score).
 
-        Each feature's value is its error minus its mean error over the SHAP background, so
+        Each feature's value is its term minus its mean term over the SHAP background, so
         the values sum to ``score - expected_score`` exactly, like SHAP's. Only for models
-        without a feedback head (whose score is not a sum of errors); returns ``None`` then.
+        without a feedback head (whose score is not a sum of terms); returns ``None`` then.
         """
         self._check_fitted()
         if self.has_head:
             return None
-        _, errors = self._detector_parts(features)
-        _, bg_errors = self._detector_parts(pd.DataFrame(self.background_, columns=self.feature_names))
-        values = errors - bg_errors.mean(axis=0)
-        scores = errors.sum(axis=1) - self.detector_.feature_errors_offset_
+        scores, terms = self._unsupervised_parts(features)
+        _, bg_terms = self._unsupervised_parts(pd.DataFrame(self.background_, columns=self.feature_names))
+        values = terms - bg_terms.mean(axis=0)
         base = np.full(len(values), self.expected_score_)
         return ShapResult(values, base, scores, list(self.feature_names))
 
@@ -244,14 +276,14 @@ class FinanceModel(Estimator):
                  "feature_names": self.feature_names, "detector_features": self.detector_features_,
                  "n_train": self.n_train_,
                  "trained_until": self.trained_until_, "expected_score": self.expected_score_,
-                 "background": self.background_.tolist()}
-        if self.has_head:
-            state["calibration"] = self.calibration_.to_dict()
+                 "background": self.background_.tolist(), "part_stats": self.part_stats_,
+                 "calibration": self.calibration_.to_dict()}
         if getattr(self, "reference_", None) is not None:
             state["reference"] = self.reference_
         with atomic_path(path) as tmp:
             tmp.mkdir()
             self.detector_.save(tmp / DETECTOR_DIR)
+            self.tails_.save(tmp / TAILS_DIR)
             if self.has_head:
                 config, tensors = self.head_.state()
                 save_bundle(tmp / HEAD_DIR, HEAD_KIND, config, tensors)
@@ -272,8 +304,8 @@ class FinanceModel(Estimator):
         if state.get("kind") != cls.bundle_kind or state.get("format_version", 99) > FORMAT_VERSION:
             raise BundleError(f"{cfg_path}: not a finance model of a format this unmask reads")
         if state.get("format_version", 0) < FORMAT_VERSION:
-            raise BundleError(f"{cfg_path}: a finance model of format {state.get('format_version')} (before "
-                              "column mappings); retrain it with `unmask finance train`")
+            raise BundleError(f"{cfg_path}: a finance model of format {state.get('format_version')}, older "
+                              f"than this unmask's {FORMAT_VERSION}; retrain it with `unmask finance train`")
         raw = dict(state["config"])
         raw["features"] = FeatureConfig.from_dict(raw["features"])
         model = cls(FinanceModelConfig(**raw), device, precision)
@@ -281,13 +313,12 @@ class FinanceModel(Estimator):
             raise BundleError(f"{cfg_path}: feature list does not match this unmask's features")
         model.detector_ = TabularDetector.load(path / DETECTOR_DIR, device, precision)
         model.detector_features_ = state.get("detector_features", state["feature_names"])
+        model.tails_ = MarginalTails.load(path / TAILS_DIR)
+        model.part_stats_ = state["part_stats"]
         model.head_ = None
-        model._set_calibration(model.detector_.calibration_)
-        if (path / HEAD_DIR).exists() or "calibration" in state:
-            if "calibration" not in state:
-                raise BundleError(f"{cfg_path}: a feedback head without its calibration")
+        if (path / HEAD_DIR).exists():
             model.head_ = FeedbackHead.from_state(*load_bundle(path / HEAD_DIR, HEAD_KIND))
-            model._set_calibration(ScoreCalibration.from_dict(state["calibration"]))
+        model._set_calibration(ScoreCalibration.from_dict(state["calibration"]))
         model.background_ = np.asarray(state["background"], dtype=np.float64)
         model.n_train_ = state["n_train"]
         model.trained_until_ = state["trained_until"]

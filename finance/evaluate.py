@@ -13,7 +13,8 @@ import pandas as pd
 from core.errors import DataValidationError
 from core.metrics import auprc, auroc
 
-from .schema import read_transactions
+from .mapping import ColumnMapping
+from .schema import DEFAULT_TIMEZONE, read_transactions
 
 SCENARIOS = {1: "amount over limit", 2: "compromised terminal", 3: "leaked credentials",
              4: "card testing", 5: "impossible travel"}
@@ -57,20 +58,32 @@ def detection_metrics(timestamp, customer, score, is_fraud, scenario=None, k: in
     return out
 
 
-def evaluate(scores_path, data_path, k: int = 100) -> dict:
-    """Metrics of ``scores.parquet`` against the ``is_fraud`` column of the transactions file."""
+def evaluate(scores_path, data_path, k: int = 100, mapping: ColumnMapping | None = None,
+             timezone: str = DEFAULT_TIMEZONE) -> dict:
+    """Metrics of ``scores.parquet`` against the label column of the transactions file.
+
+    Args:
+        scores_path: ``finance score``'s output.
+        data_path: the transactions that were scored, with their labels.
+        k: alerts reviewed per day.
+        mapping: how the file names and codes its columns (the model's saved mapping,
+            :func:`finance.features.saved_features`; default: unmask's own names).
+        timezone: the zone aware timestamps are read in (the model's).
+    """
 
     # Days come from the scores' timestamps: they are in the model's time zone, whichever
     # zone an aware file is in (finance.schema).
     scores = pd.read_parquet(scores_path, columns=["transaction_id", "timestamp", "score"])
-    data = read_transactions(data_path).drop(columns="timestamp")
+    data = read_transactions(data_path, timezone=timezone, mapping=mapping).drop(columns="timestamp")
     if "is_fraud" not in data:
-        raise DataValidationError(f"{data_path}: no 'is_fraud' column; evaluation needs the truth")
+        label = (mapping.columns.get("label") if mapping is not None else None) or "is_fraud"
+        raise DataValidationError(f"{data_path}: no label column {label!r}; evaluation needs the truth")
     joined = data.merge(scores, on="transaction_id", how="inner")
     if len(joined) < len(scores):
         raise DataValidationError(f"{scores_path}: {len(scores) - len(joined)} scored transaction ids "
                                   f"are not in {data_path}")
     if joined["is_fraud"].isna().any():
-        raise DataValidationError(f"{data_path}: column 'is_fraud' has missing or non-0/1 values")
+        raise DataValidationError(f"{data_path}: the label column has missing values among the scored "
+                                  "transactions")
     return detection_metrics(joined["timestamp"], joined["customer_id"], joined["score"],
                              joined["is_fraud"], joined.get("fraud_scenario"), k)

@@ -30,6 +30,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,7 @@ NO_HISTORY_GAP_S = 30 * 86_400
 EARTH_RADIUS_KM = 6371.0088   # mean radius (IUGG)
 ID_COLUMNS = ("transaction_id", "timestamp", "customer_id", "terminal_id", "amount")
 PASS_THROUGH = ("is_fraud", "fraud_scenario")
+MODEL_CONFIG = "finance.json"   # a model directory's JSON (written by finance.detector)
 
 
 @dataclass
@@ -83,6 +85,23 @@ class FeatureConfig:
             raise BundleError("feature config: the column mapping is not a table")
         ColumnMapping.from_dict(cfg.mapping)
         return cfg
+
+
+def saved_features(model_dir) -> FeatureConfig:
+    """The feature configuration (column mapping, time zone) a trained model saved, read
+    without loading its network: how ``evaluate`` and the dashboard read the model's files.
+
+    Raises:
+        BundleError: ``model_dir`` is not a finance model, in one line.
+    """
+    path = Path(model_dir) / MODEL_CONFIG
+    try:
+        state = json.loads(path.read_text())
+        return FeatureConfig.from_dict(state["config"]["features"])
+    except FileNotFoundError:
+        raise BundleError(f"{model_dir}: not a finance model (no {MODEL_CONFIG})") from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BundleError(f"{path}: not a finance model's configuration ({err})") from None
 
 
 def _valid(cfg: FeatureConfig) -> bool:
@@ -127,6 +146,8 @@ def _aggregates(cfg: FeatureConfig) -> tuple[list[str], list[str]]:
               "count(*) OVER c30d AS card_all_n_30d",
               "avg(hour_sin) OVER c30d AS card_hour_sin_30d", "avg(hour_cos) OVER c30d AS card_hour_cos_30d",
               "lag(ts_us) OVER prev AS prev_ts_us",
+              "min(ts_us) OVER (PARTITION BY customer_id ORDER BY ts_us ROWS BETWEEN UNBOUNDED PRECEDING AND "
+              "CURRENT ROW) AS card_first_ts_us",
               f"count(*) OVER (PARTITION BY customer_id, terminal_id ORDER BY ts_us RANGE BETWEEN "
               f"{CARD_WINDOWS['30d'] * US} PRECEDING AND 1 PRECEDING) AS card_term_n_30d"]
     windows.append("prev AS (PARTITION BY customer_id ORDER BY ts_us, transaction_id)")
@@ -201,6 +222,7 @@ def _context(cfg: FeatureConfig) -> dict[str, str]:
            "ctx_card_habit_hour": ("CASE WHEN card_n_30d > 0 THEN (degrees(atan2(card_hour_sin_30d, "
                                    "card_hour_cos_30d)) / 15 + 24) % 24 END"),
            "ctx_gap_s": "(ts_us - prev_ts_us) / 1e6", "ctx_card_all_n_30d": "card_all_n_30d",
+           "ctx_card_age_days": f"(ts_us - card_first_ts_us) / {86_400 * US}",
            "ctx_card_term_n_30d": "card_term_n_30d", "ctx_term_median_7d": "term_median_7d"}
     ctx.update({f"ctx_card_n_{w}": f"card_n_{w}" for w in CARD_WINDOWS})
     ctx.update({f"ctx_card_sum_{w}": f"card_sum_{w}" for w in ("1h", "24h")})

@@ -295,8 +295,9 @@ def location_columns(mapping: ColumnMapping, name: str) -> tuple[str, str]:
     return f"loc_{name}_1", f"loc_{name}_2"
 
 
-def _selects(check: _Checks, types: dict, zone: str, mapping: ColumnMapping) -> list[str]:
-    """The typed view's SELECT items; raises for the first bad value (checks run at the end)."""
+def _selects(check: _Checks, types: dict, zone: str, mapping: ColumnMapping, validate: bool = True) -> list[str]:
+    """The typed view's SELECT items; raises for the first bad value (checks run at the end,
+    unless ``validate`` is false)."""
     col = mapping.columns
     timestamp = _timestamp(check, col["time"], types[col["time"]], zone)
     amount = _amount(check, col["amount"], mapping.refunds)
@@ -319,13 +320,14 @@ def _selects(check: _Checks, types: dict, zone: str, mapping: ColumnMapping) -> 
         selects.append(f"coalesce(CAST({ident(column)} AS VARCHAR), '(missing)') AS {ident('cat_' + column)}")
     for column in mapping.numeric:
         selects.append(f"{_numeric(check, column)} AS {ident('num_' + column)}")
-    check.run()
-    _check_unique_ids(check.con, check.path, check.raw, col["id"])
+    if validate:
+        check.run()
+        _check_unique_ids(check.con, check.path, check.raw, col["id"])
     return selects
 
 
 def open_transactions(con, path, view: str = "tx", timezone: str = DEFAULT_TIMEZONE,
-                      mapping: ColumnMapping | None = None) -> ColumnMapping:
+                      mapping: ColumnMapping | None = None, validate: bool = True) -> ColumnMapping:
     """Create DuckDB view ``view`` over the transactions at ``path``, validated and typed.
 
     Columns of the view (whatever the file calls them, :mod:`finance.mapping`):
@@ -342,6 +344,8 @@ def open_transactions(con, path, view: str = "tx", timezone: str = DEFAULT_TIMEZ
         view: name of the view to create.
         timezone: IANA zone that aware times are converted to.
         mapping: roles and codings (default: unmask's own schema, optional parts when present).
+        validate: run the row checks (a full scan). Off only for a file a model has already
+            read (the dashboard looking up one card of a scored file); the typed view is the same.
 
     Returns:
         The mapping resolved against this file (what a model saves).
@@ -362,7 +366,7 @@ def open_transactions(con, path, view: str = "tx", timezone: str = DEFAULT_TIMEZ
         resolved = (mapping or native()).resolve(types, path)
         if con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0] == 0:
             raise DataValidationError(f"{path}: no transactions (the file has a header but no rows)")
-        selects = _selects(_Checks(con, path, raw, resolved.columns["id"]), types, zone, resolved)
+        selects = _selects(_Checks(con, path, raw, resolved.columns["id"]), types, zone, resolved, validate)
         con.execute(f"CREATE OR REPLACE TEMP VIEW {ident(view)} AS SELECT {', '.join(selects)} FROM {raw}")
         return resolved
 

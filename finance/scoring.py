@@ -43,11 +43,14 @@ from .schema import connect
 from .sql import ident, literal
 
 REASON_PARTS = ("feature", "shap", "value", "usual", "text")
+HISTORY_COLUMNS = ("ctx_card_all_n_30d", "ctx_card_age_days")   # earlier transactions in 30 days; days since first seen
 
 
 def load_batch_scorer(model_dir, device="cpu", precision: str = "fp32"):
     """Load a model once (its network on ``device``); return ``score_batch(table) -> table``
-    (ids, ``_row``, ``score``)."""
+    (ids, ``_row``, ``score``, ``warming_up``: fewer than the model's ``min_history``
+    earlier transactions of the card in 30 days, or the card first seen in the file fewer
+    than ``min_history_days`` before)."""
     import pyarrow as pa
 
     configure_threads()
@@ -56,7 +59,10 @@ def load_batch_scorer(model_dir, device="cpu", precision: str = "fp32"):
     def score_batch(table: "pa.Table") -> "pa.Table":
         frame = table.select(model.feature_names).to_pandas()
         keep = [c for c in ID_COLUMNS + PASS_THROUGH + ("_row",) if c in table.column_names]
-        return table.select(keep).append_column("score", pa.array(model.score(frame), pa.float64()))
+        count, age = (table.column(c).to_numpy(zero_copy_only=False) for c in HISTORY_COLUMNS)
+        warming = (count < model.config.min_history) | (age < model.config.min_history_days)
+        return (table.select(keep).append_column("score", pa.array(model.score(frame), pa.float64()))
+                .append_column("warming_up", pa.array(warming)))
 
     return score_batch
 
@@ -133,7 +139,7 @@ def map_features(features_path, out_dir, model_dir, engine: str = "local", addre
 
     # Read only what the scorer needs (not the ctx_* columns): less I/O and memory.
     present = pq.read_schema(features_path).names
-    wanted = set(ID_COLUMNS + PASS_THROUGH + ("_row",))
+    wanted = set(ID_COLUMNS + PASS_THROUGH + ("_row",) + HISTORY_COLUMNS)
     columns = [c for c in present if c in wanted or not c.startswith("ctx_")]
     make_scorer = functools.partial(load_batch_scorer, str(model_dir), device, precision)
     if engine != "local":  # Ray workers report their own progress
@@ -173,7 +179,8 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
             False: never).
 
     Returns:
-        Summary dict (``n_transactions``, ``n_alerts``, ``n_explained``, ``expected_score``,
+        Summary dict (``n_transactions``, ``n_alerts``, ``n_warming_up`` (cards with too
+        little history: marked ``warming_up``, never alerted), ``n_explained``, ``expected_score``,
         ``fdr``/``budget``, ``auroc``/``average_precision`` when labels exist, and
         ``warning`` when the file is unlike the training data, also raised as an
         :class:`core.errors.UnmaskWarning`).
@@ -198,15 +205,17 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
                      device, precision, progress)
         dataset = pads.dataset(str(work / "scored"), format="parquet")
         has_truth = "is_fraud" in dataset.schema.names
-        scored = dataset.to_table(columns=["_row", "score"] + (["is_fraud"] if has_truth else []))
+        scored = dataset.to_table(columns=["_row", "score", "warming_up"] + (["is_fraud"] if has_truth else []))
         row, score = scored["_row"].to_numpy(), scored["score"].to_numpy()
+        warming = scored["warming_up"].to_numpy(zero_copy_only=False)
         quality = (_quality(scored["is_fraud"].to_pandas().to_numpy(dtype=np.float64, na_value=np.nan), score)
                    if has_truth else {})
         del scored, dataset
         calibration = model.calibration
         warning = _drift_warning(model, work / "features.parquet", float(np.mean(score > calibration.threshold_)))
         p_values = calibration.p_values(score)
-        alerts = calibration.alerts(score, fdr=fdr, budget=budget)
+        alerts = np.zeros(score.size, bool)   # a card still warming up is never alerted
+        alerts[~warming] = calibration.alerts(score[~warming], fdr=fdr, budget=budget)
         order = np.lexsort((row, -score))                    # rank 1 = highest score
         rank = np.empty(row.size, np.int64)
         rank[order] = np.arange(1, row.size + 1)
@@ -214,6 +223,7 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
         reasons, long, expected = (_explain_rows(model, work / "features.parquet", row[explain], max_shap)
                                    if explain.size else (_empty_reasons(), None, model.expected_score_))
         summary = {"n_transactions": int(score.size), "n_alerts": int(alerts.sum()),
+                   "n_warming_up": int(warming.sum()),
                    "n_explained": int(explain.size), "expected_score": expected,
                    "n_shap_explained": int(explain.size if max_shap is None or model.has_head
                                            else min(max_shap, explain.size))}
@@ -230,7 +240,7 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
 
         pq.write_table(pa.table({"_row": row, "p_value": p_values, "is_alert": alerts, "rank": rank}),
                        work / "global.parquet")
-        del row, p_values, rank, score, alerts, order
+        del row, p_values, rank, score, alerts, order, warming
         con = connect(temp_dir=work / "spill")
         try:
             con.execute(f"CREATE VIEW global_step AS SELECT * FROM read_parquet({literal(work / 'global.parquet')})")
@@ -241,7 +251,7 @@ def score_transactions(model_dir, data, out, explanations_out=None, fdr: float |
             reason_cols = [c for c in reasons.columns if c != "_row"]
             id_cols = [f"s.{ident(c)}" for c in ID_COLUMNS]
             passed = [f"s.{ident(c)}" for c in cols if c in PASS_THROUGH]
-            select = ", ".join(id_cols + ["s.score", "g.p_value", "g.is_alert", "g.rank"]
+            select = ", ".join(id_cols + ["s.score", "g.p_value", "g.is_alert", "s.warming_up", "g.rank"]
                                + [f"r.{ident(c)}" for c in reason_cols] + passed)
             with atomic_path(out, inputs=guarded) as tmp:
                 con.execute(f"COPY (SELECT {select} FROM scored s JOIN global_step g USING (_row) LEFT JOIN reasons r "

@@ -93,6 +93,8 @@ event = st.dataframe(
         "amount": st.column_config.NumberColumn(format="%.2f"),
         "timestamp": st.column_config.DatetimeColumn("time", format="YYYY-MM-DD HH:mm"),
         "is_alert": st.column_config.CheckboxColumn("alert"),
+        "warming_up": st.column_config.CheckboxColumn(
+            "warming up", help="the card has too little history yet: scored, never alerted"),
         "reason_1_text": st.column_config.TextColumn("top reason", width="large"),
     })
 st.download_button(f"Download these {total:,} rows as CSV", key="fin_queue_csv",
@@ -123,6 +125,9 @@ status = (f"current disposition: **{DECISION_LABELS[current.iloc[-1]['decision']
 st.markdown(f"rank **{int(row['rank']):,}** · score **{row['score']:.4f}** · "
             f"p-value **{row['p_value']:.2e}** · {'**alert**' if row['is_alert'] else 'no alert'}"
             f" · {status}")
+if row.get("warming_up"):
+    st.info("Warming up: this card had too few earlier transactions for its habits to be known, "
+            "so this transaction is scored but never alerted.")
 when = pd.Timestamp(row["timestamp"])
 ui.share_link("transaction")
 facts = st.columns(5)

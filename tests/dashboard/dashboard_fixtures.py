@@ -69,7 +69,8 @@ def write_finance_run(ws, n: int = 400, alert_rate: float = 0.05, seed: int = 0,
     top = np.argsort(-shap, axis=1)[:, :3]
     columns = {"transaction_id": ids, "timestamp": timestamp, "customer_id": customers,
                "terminal_id": terminals, "amount": pa.array(amount), "score": pa.array(score),
-               "p_value": pa.array(p_value), "is_alert": pa.array(is_alert), "rank": pa.array(rank)}
+               "p_value": pa.array(p_value), "is_alert": pa.array(is_alert),
+               "warming_up": pa.array(np.zeros(n, bool)), "rank": pa.array(rank)}
     names = np.array(FEATURES)
     for k in range(3):
         j = top[:, k]

@@ -71,6 +71,34 @@ def test_foreign_schema_trains_and_scores_end_to_end_through_the_cli(world2, tmp
             "log_speed_merchant", "card_refunds_7d", "card_not_present"} <= set(names)
 
 
+def test_foreign_schema_is_evaluated_through_the_same_mapping(world2, tmp_path):
+    """train -> score -> evaluate on the bank's own file: evaluate reads it through the
+    model's saved mapping (or the same TOML), not through unmask's own column names."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    data, frame, schema, model = world2
+    out = tmp_path / "scores.parquet"
+    code, _, stderr = _cli("finance", "score", "--model", str(model), "--data", str(data), "--out", str(out),
+                           "--budget", "10", "--max-shap", "0")
+    assert code == 0, stderr
+    scores = pd.read_parquet(out)
+    truth = (frame.set_index("txn")["fraud"] == "Y").astype(int).loc[scores["transaction_id"]].to_numpy()
+    for how in (["--model", str(model)], ["--schema-file", str(schema)]):
+        code, stdout, stderr = _cli("finance", "evaluate", "--scores", str(out), "--data", str(data), *how)
+        assert code == 0, (how, stderr)
+        metrics = json.loads(stdout)
+        assert metrics["n_transactions"] == len(scores) and metrics["n_fraud"] == truth.sum() > 0
+        assert metrics["auroc"] == pytest.approx(roc_auc_score(truth, scores["score"]), abs=1e-9)
+        assert metrics["average_precision"] == pytest.approx(average_precision_score(truth, scores["score"]),
+                                                             abs=1e-9)
+    # without the mapping the bank's file has none of unmask's own columns: one line, not a traceback
+    code, _, stderr = _cli("finance", "evaluate", "--scores", str(out), "--data", str(data))
+    assert code == 2 and stderr.count("\n") == 1 and "'transaction_id'" in stderr, stderr
+    code, _, stderr = _cli("finance", "evaluate", "--scores", str(out), "--data", str(data),
+                           "--model", str(model), "--map", "card=card")
+    assert code == 2 and "not both" in stderr, stderr
+
+
 def test_map_options_build_the_same_mapping_as_the_toml(world2):
     _, _, schema, _ = world2
     from_cli = build(None, ["id=txn", "time=ts", "card=card", "merchant=merchant", "amount=amt",

@@ -13,7 +13,7 @@ from finance.train import train
 
 FAST = {"components": ["network", "knn"], "max_steps": 150, "max_epochs": 10}
 SCORE_COLUMNS = ["transaction_id", "timestamp", "customer_id", "terminal_id", "amount", "score",
-                 "p_value", "is_alert", "rank"] + [f"reason_{k}_{p}" for k in (1, 2, 3)
+                 "p_value", "is_alert", "warming_up", "rank"] + [f"reason_{k}_{p}" for k in (1, 2, 3)
                                                    for p in ("feature", "shap", "value", "usual", "text")]
 
 
