@@ -3,11 +3,21 @@
 Each vertical simulates data into ``WS/data/<vertical>``, trains quick models into
 ``WS/models/<vertical>`` and scores a run into ``WS/runs/<vertical>`` (docs/runs.md).
 
+Each build runs in its own child process ('spawn': a fresh interpreter) that exits when it
+is done, so torch, MONAI, numba and their memory leave with it and the ``unmask demo``
+process that then serves the dashboard stays small. The child records itself in
+``WS/.demo/<vertical>.json`` (pid, seconds, run directory or error) and its progress
+loops' position in ``WS/.demo/<vertical>.progress``, which the parent shows.
+
 Example:
     >>> results = build_workspace("unmask-workspace", size="tiny")   # doctest: +SKIP
 """
 from __future__ import annotations
 
+import importlib
+import json
+import multiprocessing
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -16,9 +26,11 @@ from typing import Callable
 
 from core.errors import DataValidationError
 from core.runs import load_manifest
+from core.runtime import limit_thread_env, read_progress, report_progress_to
 from core.verticals import get as get_vertical, names as vertical_names
 
 SIZES = ("small", "tiny")
+BUILD_LOGS = ".demo"   # WS/.demo/<vertical>.json and .progress
 
 
 @dataclass
@@ -33,15 +45,88 @@ class DemoResult:
     details: str | None = None
 
 
+def builder_ref(vertical: str) -> str:
+    """``"module:function"`` of ``vertical``'s demo builder (``VerticalSpec.demo``), which a
+    child process imports."""
+    return get_vertical(vertical).demo
+
+
 def builder(vertical: str) -> Callable:
     """The demo builder ``vertical``'s spec names (``VerticalSpec.demo``)."""
     return get_vertical(vertical).demo_builder()
 
 
+def _import_builder(ref: str) -> Callable:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class DemoBuildError(Exception):
+    """A vertical's build failed in its child process (``details``: the child's traceback)."""
+
+    def __init__(self, message: str, details: str | None = None):
+        super().__init__(message)
+        self.details = details
+
+
+def build_log(workspace, vertical: str) -> Path:
+    """``WS/.demo/<vertical>.json``: what the child that built ``vertical`` recorded."""
+    return Path(workspace) / BUILD_LOGS / f"{vertical}.json"
+
+
+def run_in_child(vertical: str, workspace: Path, size: str, seed: int,
+                 on_tick: Callable[[str], None] | None = None, tick_s: float = 1.0) -> Path:
+    """Build ``vertical`` in a spawned child process; return its run directory.
+
+    Args:
+        on_tick: called about every ``tick_s`` seconds with the child's progress line.
+
+    Raises:
+        DemoBuildError: the build raised, or the child died without a record.
+    """
+    log = build_log(workspace, vertical)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    status = log.with_suffix(".progress")
+    child = multiprocessing.get_context("spawn").Process(
+        target=_build_child, args=(vertical, builder_ref(vertical), str(workspace), size, seed, str(log), str(status)),
+        name=f"unmask-demo-{vertical}")
+    child.start()
+    while child.is_alive():
+        child.join(tick_s)
+        if on_tick is not None:
+            on_tick(read_progress(status))
+    if not log.exists():
+        raise DemoBuildError(f"the {vertical} build process died (exit code {child.exitcode})")
+    record = json.loads(log.read_text())
+    if record.get("error"):
+        raise DemoBuildError(record["error"], record.get("details"))
+    return Path(record["run_dir"])
+
+
+def _build_child(vertical: str, ref: str, workspace: str, size: str, seed: int, log: str,
+                 status: str) -> None:
+    """The child's body: thread budget first (before torch/numba start pools), then build."""
+    limit_thread_env()
+    report_progress_to(status)
+    started = time.perf_counter()
+    record = {"vertical": vertical, "pid": os.getpid(), "size": size, "seed": seed}
+    try:
+        record["run_dir"] = str(_import_builder(ref)(Path(workspace), size=size, seed=seed))
+    except Exception as err:  # recorded for the parent, which reports it per vertical
+        record.update(error=f"{type(err).__name__}: {err}", details=traceback.format_exc())
+    record["seconds"] = time.perf_counter() - started
+    scratch = Path(log).with_suffix(".tmp")
+    scratch.write_text(json.dumps(record, indent=1))
+    os.replace(scratch, log)  # the parent sees a whole record or none
+
+
 def build_workspace(workspace, size: str = "small", seed: int = 0, verticals=None,
                     on_start: Callable[[int, str], None] | None = None,
-                    on_done: Callable[[DemoResult], None] | None = None) -> list[DemoResult]:
-    """Run the verticals' demo builders in turn; a failing one does not stop the others.
+                    on_done: Callable[[DemoResult], None] | None = None,
+                    on_tick: Callable[[str, str], None] | None = None) -> list[DemoResult]:
+    """Run the verticals' demo builders in turn, each in a child process
+    (:func:`run_in_child`); a failing one does not stop the others.
 
     Args:
         workspace: the workspace directory (created when missing).
@@ -50,6 +135,7 @@ def build_workspace(workspace, size: str = "small", seed: int = 0, verticals=Non
         verticals: names of the verticals to build, in order (default: all of them).
         on_start: called with (position, vertical) before each build (progress display).
         on_done: called with each ``DemoResult``.
+        on_tick: called about once a second with (vertical, the child's progress line).
 
     Returns:
         One ``DemoResult`` per vertical.
@@ -64,13 +150,15 @@ def build_workspace(workspace, size: str = "small", seed: int = 0, verticals=Non
             on_start(position, vertical)
         started = time.perf_counter()
         try:
-            run_dir = Path(builder(vertical)(workspace, size=size, seed=seed))
+            tick = None if on_tick is None else (lambda line, v=vertical: on_tick(v, line))
+            run_dir = run_in_child(vertical, workspace, size, seed, on_tick=tick)
             result = DemoResult(vertical, time.perf_counter() - started, run_dir,
                                 load_manifest(run_dir).get("summary", {}))
         except Exception as err:  # reported per vertical; the others still build
             result = DemoResult(vertical, time.perf_counter() - started,
-                                error=f"{type(err).__name__}: {err}",
-                                details=traceback.format_exc())
+                                error=(str(err) if isinstance(err, DemoBuildError)
+                                       else f"{type(err).__name__}: {err}"),
+                                details=getattr(err, "details", None) or traceback.format_exc())
         results.append(result)
         if on_done is not None:
             on_done(result)
