@@ -61,10 +61,14 @@ def usable_cpus() -> int:
 
 
 def default_threads() -> int:
-    """``UNMASK_NUM_THREADS``, else ``min(2, usable_cpus())``: the thread count for torch,
+    """``UNMASK_NUM_THREADS``, else ``min(2, usable_cpus())`` shared among the workers a
+    launcher started on this machine (``LOCAL_WORLD_SIZE``): the thread count for torch,
     numba, OpenMP/BLAS and DuckDB alike (one or two threads win on shared CPUs)."""
     env = os.environ.get("UNMASK_NUM_THREADS")
-    return max(1, int(env) if env else min(2, usable_cpus()))
+    if env:
+        return max(1, int(env))
+    workers = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    return max(1, min(2, usable_cpus() // max(1, workers)))
 
 
 def limit_thread_env(num_threads: int | None = None) -> int:
@@ -85,7 +89,11 @@ def configure_threads(num_threads: int | None = None) -> int:
     OpenMP/BLAS pools already loaded (through threadpoolctl when installed).
 
     Order: the argument, then ``UNMASK_NUM_THREADS``, then ``min(2, usable_cpus())``.
-    DuckDB connections take :func:`default_threads` in ``SET threads``.
+    DuckDB connections take :func:`default_threads` in ``SET threads``. Under a distributed
+    launcher (torchrun) only torch's intra-op count changes: its workers share the CPUs
+    (:func:`default_threads` divides them), and a worker whose inter-op and OpenMP pools
+    were resized beside the process group's threads was seen to abort ("terminate called
+    without an active exception").
 
     Returns:
         The thread count now in force.
@@ -95,18 +103,32 @@ def configure_threads(num_threads: int | None = None) -> int:
     num_threads = limit_thread_env(num_threads)
     if torch.get_num_threads() != num_threads:
         torch.set_num_threads(num_threads)
-    _limit_interop(torch, num_threads)
-    _limit_numba(num_threads)
-    _limit_threadpools(num_threads)
+    if not under_launcher():
+        _limit_interop(torch, num_threads)
+        _limit_numba(num_threads)
+        _limit_threadpools(num_threads)
     return torch.get_num_threads()
 
 
+def under_launcher() -> bool:
+    """Whether a distributed launcher (torchrun, torch.distributed.run) started this process."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
+
+
+class _Interop:
+    """torch sizes its inter-op pool once per process; later calls raise or, on some
+    builds, abort. Remember the first so it is the only one."""
+
+    chosen: int | None = None
+
+
 def _limit_interop(torch, num_threads: int) -> None:
-    if torch.get_num_interop_threads() == num_threads:
+    if _Interop.chosen is not None or torch.get_num_interop_threads() == num_threads:
         return
+    _Interop.chosen = num_threads
     try:
         torch.set_num_interop_threads(num_threads)
-    except RuntimeError:  # settable once, before any inter-op work; the env var covers it
+    except RuntimeError:  # the pool already started (parallel work ran); it keeps its size
         pass
 
 

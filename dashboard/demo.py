@@ -3,7 +3,7 @@
 Each vertical simulates data into ``WS/data/<vertical>``, trains quick models into
 ``WS/models/<vertical>`` and scores a run into ``WS/runs/<vertical>`` (docs/runs.md).
 
-Each build runs in its own child process ('spawn': a fresh interpreter) that exits when it
+Each build runs in its own child process (a fresh interpreter) that exits when it
 is done, so torch, MONAI, numba and their memory leave with it and the ``unmask demo``
 process that then serves the dashboard stays small. The child records itself in
 ``WS/.demo/<vertical>.json`` (pid, seconds, run directory or error) and its progress
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import multiprocessing
 import os
+import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -76,7 +77,12 @@ def build_log(workspace, vertical: str) -> Path:
 
 def run_in_child(vertical: str, workspace: Path, size: str, seed: int,
                  on_tick: Callable[[str], None] | None = None, tick_s: float = 1.0) -> Path:
-    """Build ``vertical`` in a spawned child process; return its run directory.
+    """Build ``vertical`` in a child interpreter; return its run directory.
+
+    The child is a fresh ``python -c`` that imports this module and calls
+    :func:`_build_child`, never the parent's ``__main__`` (multiprocessing's 'spawn' would
+    re-import that: under Streamlit or a test runner it is a script that must not run
+    twice). It sees the parent's ``sys.path``; its output goes to ``WS/.demo/<vertical>.log``.
 
     Args:
         on_tick: called about every ``tick_s`` seconds with the child's progress line.
@@ -88,20 +94,38 @@ def run_in_child(vertical: str, workspace: Path, size: str, seed: int,
     log.parent.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
     status = log.with_suffix(".progress")
-    child = multiprocessing.get_context("spawn").Process(
-        target=_build_child, args=(vertical, builder_ref(vertical), str(workspace), size, seed, str(log), str(status)),
-        name=f"unmask-demo-{vertical}")
-    child.start()
-    while child.is_alive():
-        child.join(tick_s)
-        if on_tick is not None:
-            on_tick(read_progress(status))
+    request = dict(vertical=vertical, ref=builder_ref(vertical), workspace=str(workspace),
+                   size=size, seed=seed, log=str(log), status=str(status))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    with open(log.with_suffix(".log"), "w") as output:
+        child = subprocess.Popen([sys.executable, "-c", CHILD_ENTRY, json.dumps(request)],
+                                 env=env, stdout=output, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+        try:
+            while _wait(child, tick_s) is None:
+                if on_tick is not None:
+                    on_tick(read_progress(status))
+        finally:
+            if child.poll() is None:  # the parent was interrupted: take the build down with it
+                child.kill()
+                child.wait()
     if not log.exists():
-        raise DemoBuildError(f"the {vertical} build process died (exit code {child.exitcode})")
+        raise DemoBuildError(f"the {vertical} build process died (exit code {child.returncode}); "
+                             f"its output is in {log.with_suffix('.log')}")
     record = json.loads(log.read_text())
     if record.get("error"):
         raise DemoBuildError(record["error"], record.get("details"))
     return Path(record["run_dir"])
+
+
+CHILD_ENTRY = "import sys, json; from dashboard.demo import _build_child; _build_child(**json.loads(sys.argv[1]))"
+
+
+def _wait(child: subprocess.Popen, seconds: float) -> int | None:
+    try:
+        return child.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def _build_child(vertical: str, ref: str, workspace: str, size: str, seed: int, log: str,

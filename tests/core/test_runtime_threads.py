@@ -60,3 +60,27 @@ def test_the_budget_caps_loaded_openmp_and_blas_pools(budget):
         configure_threads()
         pools = threadpoolctl.threadpool_info()
         assert pools and {pool["num_threads"] for pool in pools} == {1}
+
+
+def test_launcher_workers_share_the_cpus(budget):
+    monkeypatch, _ = budget
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four torchrun workers on four CPUs
+    assert default_threads() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert default_threads() == 2
+
+
+def test_under_a_launcher_only_torch_intra_op_threads_change(budget):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch, _ = budget
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+                if pool["user_api"] == "blas"}
+
+    with threadpoolctl.threadpool_limits(limits=2):
+        assert blas_threads() == {2}
+        assert configure_threads() == 1 and torch.get_num_threads() == 1
+        assert blas_threads() == {2}  # left alone; without a launcher the budget caps them
