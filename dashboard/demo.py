@@ -134,7 +134,8 @@ def _build_child(vertical: str, ref: str, workspace: str, size: str, seed: int, 
     limit_thread_env()
     report_progress_to(status)
     started = time.perf_counter()
-    record = {"vertical": vertical, "pid": os.getpid(), "size": size, "seed": seed}
+    record = {"vertical": vertical, "pid": os.getpid(), "size": size, "seed": seed,
+              "started_at": time.time()}
     try:
         record["run_dir"] = str(_import_builder(ref)(Path(workspace), size=size, seed=seed))
     except Exception as err:  # recorded for the parent, which reports it per vertical
