@@ -219,6 +219,24 @@ def test_the_parent_never_loads_torch(child_builder, tmp_path):
     assert done.stdout.strip() == "False"
 
 
+def test_the_child_never_runs_the_parents_main_script(child_builder, tmp_path):
+    # A script without a __main__ guard (as Streamlit runs the app, as AppTest does): a
+    # 'spawn' child would import it again as __mp_main__ and build a second time.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        f"open({str(tmp_path / 'ran.txt')!r}, 'a').write('ran\\n')\n"
+        "import dashboard.demo as d\n"
+        "d.builder_ref = lambda vertical: 'slow_demo_builder:build'\n"
+        f"[r] = d.build_workspace({str(tmp_path / 'ws')!r}, size='tiny', verticals=['finance'])\n"
+        "assert r.error is None, r.details\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran.txt").read_text() == "ran\n"
+
+
 def test_a_failing_child_reports_its_error_and_traceback(monkeypatch, tmp_path):
     (tmp_path / "broken_demo_builder.py").write_text(
         "def build(workspace, size, seed):\n    raise RuntimeError('phantom exploded')\n")
