@@ -2,7 +2,9 @@
 ``dashboard.serve``."""
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -27,6 +29,13 @@ HOST = click.option("--host", default=DEFAULT_HOST, show_default=True,
 
 
 PROGRESS_EVERY_S = 10.0   # off a terminal: one progress line this often while a vertical builds
+
+
+def _unmask_as_invoked() -> str:
+    """``unmask`` as the user typed it (``.venv/bin/unmask`` works in a fresh shell, where
+    a bare ``unmask`` needs the virtual environment activated)."""
+    script = Path(sys.argv[0])
+    return str(script) if script.name == "unmask" and script.parent != Path() else "unmask"
 
 
 def _clock(seconds: float) -> str:
@@ -136,7 +145,8 @@ def demo(workspace, size, seed, verticals, serve, port, host):
             click.echo(result.details, err=True)
         raise UnmaskError(f"demo failed for {', '.join(r.vertical for r in failed)} "
                           "(details above)")
-    click.echo(f"\nOpen it with: unmask dashboard --workspace {click.format_filename(workspace)}")
+    click.echo(f"\nOpen it with: {_unmask_as_invoked()} dashboard --workspace "
+               f"{click.format_filename(workspace)}")
     if serve:
         _serve(workspace, port, host)
 

@@ -297,3 +297,12 @@ def test_a_mistyped_command_gets_a_suggestion(argv, suggestion, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"No such command {argv[-1]!r}. {suggestion}" in err
+
+
+def test_demo_says_how_to_open_it_as_the_user_typed_unmask(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo_module, "run_in_child", build_here)
+    monkeypatch.setattr(demo_module, "builder", fake_builders(set()))
+    monkeypatch.setattr(sys, "argv", [".venv/bin/unmask", "demo"])  # a fresh shell, no activate
+    main(["demo", "--workspace", str(tmp_path / "ws"), "--size", "tiny", "--vertical", "finance"])
+    assert (f"Open it with: .venv/bin/unmask dashboard --workspace {tmp_path / 'ws'}"
+            in capsys.readouterr().out)
