@@ -19,6 +19,7 @@ from . import __version__, verticals
 from .errors import UnmaskError
 from .io import terminate_as_exit
 from .review_cli import review
+from .runtime import limit_thread_env
 
 
 
@@ -85,6 +86,7 @@ def _describe(err: Exception) -> tuple[str, int]:
 def main(argv=None):
     """Console entry point: every error prints one line, not a traceback (see above)."""
     state = {"debug": False}
+    limit_thread_env()  # before torch, numba or OpenMP start their pools
     try:
         with terminate_as_exit():
             cli.main(args=argv, prog_name="unmask", standalone_mode=False, obj=state)

@@ -17,6 +17,8 @@ import contextlib
 import os
 import re
 import sys
+import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -27,28 +29,126 @@ DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
+# Every library that keeps its own thread pool reads one of these when it starts the pool.
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+
+
+def _cgroup_cpus() -> int | None:
+    """CPUs the cgroup v2 quota allows (``"150000 100000"`` -> 1), or None without a quota."""
+    try:
+        quota, period = Path(CGROUP_CPU_MAX).read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return max(1, int(quota) // int(period))  # a fraction of a CPU still gets one thread
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, capped by the cgroup quota.
+
+    ``os.cpu_count()`` counts the machine's CPUs, which oversubscribes a container or a
+    process pinned to a few cores.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return max(1, min(cpus, quota) if quota else cpus)
+
+
 def default_threads() -> int:
-    """``UNMASK_NUM_THREADS``, else ``min(2, cpu_count)``: the thread count for torch,
-    OpenMP and DuckDB alike (one or two threads win on shared CPUs)."""
+    """``UNMASK_NUM_THREADS``, else ``min(2, usable_cpus())`` shared among the workers a
+    launcher started on this machine (``LOCAL_WORLD_SIZE``): the thread count for torch,
+    numba, OpenMP/BLAS and DuckDB alike (one or two threads win on shared CPUs)."""
     env = os.environ.get("UNMASK_NUM_THREADS")
-    return max(1, int(env) if env else min(2, os.cpu_count() or 1))
+    if env:
+        return max(1, int(env))
+    workers = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    return max(1, min(2, usable_cpus() // max(1, workers)))
+
+
+def limit_thread_env(num_threads: int | None = None) -> int:
+    """Set the thread variables OpenMP, MKL, OpenBLAS and numba read when they start their
+    pools; call it before importing them (at a command's start, in a child's first line).
+
+    Returns:
+        The thread count written.
+    """
+    num_threads = max(1, num_threads or default_threads())
+    for name in THREAD_ENV_VARS:
+        os.environ[name] = str(num_threads)
+    return num_threads
 
 
 def configure_threads(num_threads: int | None = None) -> int:
-    """Set torch's intra-op threads; small numbers win on shared CPUs.
+    """One thread budget for every pool: torch (intra- and inter-op), numba, and the
+    OpenMP/BLAS pools already loaded (through threadpoolctl when installed).
 
-    Order: the argument, then ``UNMASK_NUM_THREADS``, then ``min(2, cpu_count)``.
+    Order: the argument, then ``UNMASK_NUM_THREADS``, then ``min(2, usable_cpus())``.
+    DuckDB connections take :func:`default_threads` in ``SET threads``. Under a distributed
+    launcher (torchrun) only torch's intra-op count changes: its workers share the CPUs
+    (:func:`default_threads` divides them), and a worker whose inter-op and OpenMP pools
+    were resized beside the process group's threads was seen to abort ("terminate called
+    without an active exception").
 
     Returns:
         The thread count now in force.
     """
     import torch
 
-    if num_threads is None:
-        num_threads = default_threads()
+    num_threads = limit_thread_env(num_threads)
     if torch.get_num_threads() != num_threads:
-        torch.set_num_threads(max(1, num_threads))
+        torch.set_num_threads(num_threads)
+    if not under_launcher():
+        _limit_interop(torch, num_threads)
+        _limit_numba(num_threads)
+        _limit_threadpools(num_threads)
     return torch.get_num_threads()
+
+
+def under_launcher() -> bool:
+    """Whether a distributed launcher (torchrun, torch.distributed.run) started this process."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or "LOCAL_RANK" in os.environ
+
+
+class _Interop:
+    """torch sizes its inter-op pool once per process; later calls raise or, on some
+    builds, abort. Remember the first so it is the only one."""
+
+    chosen: int | None = None
+
+
+def _limit_interop(torch, num_threads: int) -> None:
+    if _Interop.chosen is not None or torch.get_num_interop_threads() == num_threads:
+        return
+    _Interop.chosen = num_threads
+    try:
+        torch.set_num_interop_threads(num_threads)
+    except RuntimeError:  # the pool already started (parallel work ran); it keeps its size
+        pass
+
+
+def _limit_numba(num_threads: int) -> None:
+    """numba's pool: only when numba is already loaded (importing it costs seconds)."""
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return
+    try:
+        numba.set_num_threads(min(num_threads, numba.config.NUMBA_NUM_THREADS))
+    except (AttributeError, ValueError):  # an old numba, or a pool already launched smaller
+        pass
+
+
+def _limit_threadpools(num_threads: int) -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=num_threads)  # not a context: the limit stays for the process
 
 
 def choose_device(device="auto"):
@@ -136,6 +236,66 @@ class NetworkPlacement:
         return self
 
 
+class _Status:
+    """Where progress is reported when no bar can be drawn (a child process building a demo):
+    one line naming the open loops (``"train 3/8 epoch 4 12/25"``), rewritten at most twice
+    a second into a file the parent reads."""
+
+    path: Path | None = None
+    open_bars: dict = {}
+    written_at = 0.0
+
+    @classmethod
+    def update(cls, bar_id: int, desc: str | None, n: int, total, force: bool = False) -> None:
+        if cls.path is None:
+            return
+        if desc is None:
+            cls.open_bars.pop(bar_id, None)
+        else:
+            cls.open_bars[bar_id] = f"{desc} {n}/{total}" if total else f"{desc} {n}"
+        now = time.monotonic()
+        if force or now - cls.written_at >= 0.5:
+            cls.written_at = now
+            scratch = cls.path.with_suffix(".tmp")
+            scratch.write_text(" ".join(cls.open_bars.values()))
+            os.replace(scratch, cls.path)  # the reader never sees half a line
+
+
+def report_progress_to(path) -> None:
+    """Write every progress loop's position to ``path`` (see :func:`read_progress`), drawn
+    bar or not: a parent process shows it while this one works off a terminal."""
+    _Status.path = None if path is None else Path(path)
+    _Status.open_bars = {}
+
+
+def read_progress(path) -> str:
+    """The latest progress line :func:`report_progress_to` wrote ("" before the first)."""
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+class _Bar(tqdm):
+    """tqdm that also reports its position to :class:`_Status` while it is iterated."""
+
+    def __init__(self, iterable=None, *args, **kwargs):
+        self._label = kwargs.get("desc") or "progress"
+        if kwargs.get("total") is None and iterable is not None and hasattr(iterable, "__len__"):
+            kwargs["total"] = len(iterable)
+        super().__init__(iterable, *args, **kwargs)
+
+    def __iter__(self):
+        position = 0
+        try:
+            for item in super().__iter__():
+                _Status.update(id(self), self._label, position + 1, self.total)
+                yield item
+                position += 1
+        finally:
+            _Status.update(id(self), None, position, self.total)
+
+
 def progress_bar(iterable=None, desc: str | None = None, total: int | None = None,
                  show: bool | None = None, file=None, **kwargs):
     """A tqdm bar on stderr: the one rule for progress output of every long command.
@@ -149,5 +309,5 @@ def progress_bar(iterable=None, desc: str | None = None, total: int | None = Non
         kwargs: more tqdm options (``unit``, ``leave``, ...).
     """
     disable = None if show is None else not show
-    return tqdm(iterable, desc=desc, total=total, disable=disable,
+    return _Bar(iterable, desc=desc, total=total, disable=disable,
                 file=sys.stderr if file is None else file, dynamic_ncols=True, **kwargs)

@@ -8,6 +8,8 @@ import streamlit as st
 from dashboard import ui
 
 st.set_page_config(page_title="unmask review", page_icon=":material/search:", layout="wide")
+# Streamlit's default top padding (6rem) would push a CT slice below the fold at 1440 x 900.
+st.html("<style>.stMainBlockContainer { padding-top: 2rem; }</style>")
 
 # The page files live in views/, not pages/: on a fresh server Streamlit runs a file of a
 # `pages/` folder beside this script directly when the first request names it (its old

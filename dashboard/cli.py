@@ -2,9 +2,14 @@
 ``dashboard.serve``."""
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+
 import click
 
 from core.errors import UnmaskError
+from core.runtime import limit_thread_env
 from core.verticals import get as get_vertical, names as vertical_names
 
 from .auth import login_mode, set_password, streamlit_secrets
@@ -23,9 +28,25 @@ HOST = click.option("--host", default=DEFAULT_HOST, show_default=True,
                          "password first: anyone who reaches the port can review).")
 
 
+PROGRESS_EVERY_S = 10.0   # off a terminal: one progress line this often while a vertical builds
+
+
+def _unmask_as_invoked() -> str:
+    """``unmask`` as the user typed it (``.venv/bin/unmask`` works in a fresh shell, where
+    a bare ``unmask`` needs the virtual environment activated)."""
+    script = Path(sys.argv[0])
+    return str(script) if script.name == "unmask" and script.parent != Path() else "unmask"
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
 class _Progress:
     """An overall bar whose elapsed time ticks every second while a vertical builds (on a
-    terminal; elsewhere only the step lines are printed)."""
+    terminal); elsewhere a line every ``PROGRESS_EVERY_S`` seconds, e.g.
+    ``demo: medical 2/3 train 3/8 epoch 3 12/25, 1m20s``, so a log shows the build is alive."""
 
     def __init__(self, total: int):
         import threading
@@ -37,6 +58,22 @@ class _Progress:
                         bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}")
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self.total, self.position, self.started, self.said_at = total, 0, time.monotonic(), 0.0
+
+    def start(self, position: int):
+        self.position, self.started = position, time.monotonic()
+        self.said_at = self.started
+
+    def tick(self, vertical: str, line: str):
+        """The child's progress ``line``: in the bar's label, or printed now and then."""
+        label = f"demo: {vertical} {self.position + 1}/{self.total} {line}".rstrip()
+        if not self.bar.disable:
+            self.bar.set_description(label, refresh=False)
+            return
+        now = time.monotonic()
+        if now - self.said_at >= PROGRESS_EVERY_S:
+            self.said_at = now
+            click.echo(f"{label}, {_clock(now - self.started)}", err=True)
 
     def _tick(self):
         while not self._stop.wait(1.0):
@@ -80,6 +117,7 @@ def demo(workspace, size, seed, verticals, serve, port, host):
     the review dashboard over it.
     """
     chosen = verticals or vertical_names()
+    limit_thread_env()  # the children inherit it before torch or numba start a pool
     if serve:
         check_port(host, port)  # before minutes of building, not after
     click.echo(f"Building a {size} demo workspace in {click.format_filename(workspace)}")
@@ -88,6 +126,7 @@ def demo(workspace, size, seed, verticals, serve, port, host):
             line = (f"[{position + 1}/{len(chosen)}] {vertical}: "
                     f"{get_vertical(vertical).demo_description}")
             progress.say(click.style(line, bold=True), vertical)
+            progress.start(position)
 
         def on_done(result):
             progress.say(click.style(("  failed: " + result.error) if result.error
@@ -96,7 +135,7 @@ def demo(workspace, size, seed, verticals, serve, port, host):
             progress.advance()
 
         results = build_workspace(workspace, size=size, seed=seed, verticals=chosen,
-                                  on_start=on_start, on_done=on_done)
+                                  on_start=on_start, on_done=on_done, on_tick=progress.tick)
     click.secho("\nSummary", bold=True)
     for result in results:
         click.echo("  " + describe(result))
@@ -106,7 +145,8 @@ def demo(workspace, size, seed, verticals, serve, port, host):
             click.echo(result.details, err=True)
         raise UnmaskError(f"demo failed for {', '.join(r.vertical for r in failed)} "
                           "(details above)")
-    click.echo(f"\nOpen it with: unmask dashboard --workspace {click.format_filename(workspace)}")
+    click.echo(f"\nOpen it with: {_unmask_as_invoked()} dashboard --workspace "
+               f"{click.format_filename(workspace)}")
     if serve:
         _serve(workspace, port, host)
 

@@ -88,7 +88,8 @@ def region_bars(regions: pd.DataFrame, title: str = "Regions that raised the sco
     alt = _alt()
     data = regions.assign(effect=np.where(regions["shap_value"] > 0, "raises", "lowers"))
     return alt.Chart(data, title=title).mark_bar().encode(
-        y=alt.Y("region:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
+        y=alt.Y("region:N", sort="-x", title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=360)),  # "ahead 12-20 m, left 0-8 m"
         x=alt.X("shap_value:Q", title="SHAP value of the case score"),
         color=alt.Color("effect:N", legend=None,
                         scale=alt.Scale(domain=["raises", "lowers"], range=[RED, BLUE])),

@@ -184,9 +184,11 @@ def set_link(vertical: str, **params) -> None:
 
 
 def share_link(what: str) -> None:
-    """A copyable link to what the page shows (its URL; ``st.code`` has a copy button)."""
-    st.caption(f"Link to this {what}")
-    st.code(links.link(st.context.url, st.query_params.to_dict()), language=None)
+    """A copyable link to what the page shows (its URL; ``st.code`` has a copy button), in
+    the sidebar: the page's own space goes to the image."""
+    st.sidebar.caption(f"Link to this {what}")
+    st.sidebar.code(links.link(st.context.url, st.query_params.to_dict()), language=None,
+                    wrap_lines=True)
 
 
 def pick_run(ws: Path, vertical: str) -> dict | None:

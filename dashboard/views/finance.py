@@ -84,9 +84,12 @@ table = finance_data.with_dispositions(rows, dispositions)
 # A recorded disposition opens another transaction and may drop rows (unreviewed only):
 # the table starts afresh, as the browser would otherwise send its old row selection back.
 table_key = f"fin_table_{st.session_state.get('fin_table_generation', 0)}"
+# what an analyst reads first (reason, amount, score) leads: at 1440 px the last columns are cut off
+first = [c for c in ("rank", "disposition", "reason_1_text", "amount", "score") if c in table.columns]
+order = first + [c for c in table.columns if c not in first]
 event = st.dataframe(
     table, key=table_key, on_select="rerun", selection_mode="single-row", hide_index=True,
-    width="stretch", height=min(38 + 35 * len(table), 420),
+    width="stretch", height=min(38 + 35 * len(table), 420), column_order=order,
     column_config={
         "score": st.column_config.NumberColumn(format="%.4f"),
         "p_value": st.column_config.NumberColumn("p-value", format="%.2e"),

@@ -147,7 +147,7 @@ def score_logs(model_dir: str | os.PathLike, logs: str | os.PathLike, out_dir: s
             log_id, frame = table.loc[i, "log_id"], int(table.loc[i, "frame"])
             log, result, _, _ = results[log_id]
             t = int(np.searchsorted(log.frame, frame))
-            shap = result.explain(t, max_evals=shap_evals)
+            shap = result.explain(t, log.meta.ego_cell, log.meta.resolution_m, max_evals=shap_evals)
             for name, value in zip(shap.feature_names, shap.values[0]):
                 shap_rows.append({"log_id": log_id, "frame": frame, "region": name,
                                   "shap_value": float(value), "base_value": float(shap.base_values[0])})

@@ -81,9 +81,11 @@ class SurpriseResult:
         window = slice(max(0, t - self.smooth + 1), t + 1)
         return {name: m[window] for name, m in self.score_maps.items()}
 
-    def explain(self, t: int, blocks: int = 4, max_evals: int = 400, seed: int = 0):
+    def explain(self, t: int, ego_cell, resolution_m: float, blocks: int = 4,
+                max_evals: int = 400, seed: int = 0):
         """Region SHAP of frame ``t``'s score (see :func:`explain_frame`)."""
-        return explain_frame(self.frame_maps(t), self.raw_fn, blocks, max_evals, seed)
+        return explain_frame(self.frame_maps(t), self.raw_fn, ego_cell, resolution_m, blocks,
+                             max_evals, seed)
 
 
 def causal_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -250,17 +252,42 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
                           road_layout=maps["road_layout"], probabilities=maps["probabilities"])
 
 
-def region_masks(grid_shape, blocks: int = 4) -> tuple[np.ndarray, list[str]]:
-    """``blocks x blocks`` rectangular regions: ``(n, H, W)`` bool and names ``"r{i}c{j}"``."""
+def _span(low_m: float, high_m: float, below: str, above: str) -> str:
+    """``"ahead 10-20 m"``: a stretch of one axis (metres from the ego, + = ``above``)."""
+    low, high = round(low_m), round(high_m)
+    if low >= 0:
+        return f"{above} {low}-{high} m"
+    if high <= 0:
+        return f"{below} {-high}-{-low} m"
+    return f"{-low} m {below} to {high} m {above}"
+
+
+def region_masks(grid_shape, ego_cell, resolution_m: float,
+                 blocks: int = 4) -> tuple[np.ndarray, list[str]]:
+    """``blocks x blocks`` rectangular regions: ``(n, H, W)`` bool and names that say where
+    each lies from the ego, e.g. ``"ahead 10-20 m, left 0-8 m"`` (the grid's convention:
+    forward = decreasing row, increasing column = the ego's right)."""
     h, w = grid_shape
     rows = np.minimum(np.arange(h) * blocks // h, blocks - 1)
     cols = np.minimum(np.arange(w) * blocks // w, blocks - 1)
     ids = rows[:, None] * blocks + cols[None, :]
     masks = np.stack([ids == i for i in range(blocks * blocks)])
-    return masks, [f"r{i // blocks}c{i % blocks}" for i in range(blocks * blocks)]
+    ego_row, ego_col = (e + 0.5 for e in ego_cell)   # the ego cell's centre, in cells
+
+    def name(block_row: int, block_col: int) -> str:
+        r0, r1 = np.flatnonzero(rows == block_row)[[0, -1]]
+        c0, c1 = np.flatnonzero(cols == block_col)[[0, -1]]
+        ahead = _span((ego_row - r1 - 1) * resolution_m, (ego_row - r0) * resolution_m,
+                      "behind", "ahead")
+        right = _span((c0 - ego_col) * resolution_m, (c1 + 1 - ego_col) * resolution_m,
+                      "left", "right")
+        return f"{ahead}, {right}"
+
+    return masks, [name(i // blocks, i % blocks) for i in range(blocks * blocks)]
 
 
-def explain_frame(maps: dict, raw_fn, blocks: int = 4, max_evals: int = 400, seed: int = 0):
+def explain_frame(maps: dict, raw_fn, ego_cell, resolution_m: float, blocks: int = 4,
+                  max_evals: int = 400, seed: int = 0):
     """Region SHAP of one frame's score (regions switched off = their errors set to 0).
 
     Args:
@@ -269,6 +296,7 @@ def explain_frame(maps: dict, raw_fn, blocks: int = 4, max_evals: int = 400, see
             :meth:`SurpriseResult.frame_maps`.
         raw_fn: ``{channel: (N, H, W)} -> (N,)`` the raw frame score
             (:attr:`SurpriseResult.raw_fn`).
+        ego_cell, resolution_m: the log's geometry, which names the regions.
 
     Returns:
         ``core.explain.ShapResult`` with one row of ``blocks**2`` values.
@@ -276,7 +304,7 @@ def explain_frame(maps: dict, raw_fn, blocks: int = 4, max_evals: int = 400, see
     maps = {name: np.asarray(m, dtype=np.float32) for name, m in maps.items()}
     maps = {name: (m[None] if m.ndim == 2 else m) for name, m in maps.items()}
     first = next(iter(maps.values()))
-    masks, names = region_masks(first.shape[-2:], blocks)
+    masks, names = region_masks(first.shape[-2:], ego_cell, resolution_m, blocks)
     region_of = np.argmax(masks, 0)                               # (H, W) region index
 
     def score_of_keep(keep: np.ndarray) -> np.ndarray:

@@ -1,4 +1,6 @@
 """`unmask demo` and `unmask dashboard`: orchestration, progress, errors, server command."""
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -100,6 +102,7 @@ def test_a_password_turns_login_on_and_silences_the_warning(monkeypatch, tmp_pat
 
 
 def test_demo_serve_listens_on_loopback_unless_told(monkeypatch, tmp_path):
+    monkeypatch.setattr(demo_module, "run_in_child", build_here)
     monkeypatch.setattr(demo_module, "builder", fake_builders(set()))
     monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
     FakeServer.calls.clear()
@@ -108,6 +111,11 @@ def test_demo_serve_listens_on_loopback_unless_told(monkeypatch, tmp_path):
           "--host", "192.0.2.7"])
     assert [_server_address(command) for command, _ in FakeServer.calls] == ["127.0.0.1",
                                                                             "192.0.2.7"]
+
+
+def build_here(vertical, workspace, size, seed, on_tick=None):
+    """``run_in_child`` without the child, for builders defined in this test process."""
+    return demo_module.builder(vertical)(workspace, size=size, seed=seed)
 
 
 def fake_builders(failing: set):
@@ -122,6 +130,7 @@ def fake_builders(failing: set):
 
 
 def test_demo_builds_each_vertical_with_progress(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo_module, "run_in_child", build_here)
     monkeypatch.setattr(demo_module, "builder", fake_builders(set()))
     ws = tmp_path / "ws"
     main(["demo", "--workspace", str(ws), "--size", "tiny", "--seed", "3",
@@ -134,6 +143,7 @@ def test_demo_builds_each_vertical_with_progress(monkeypatch, tmp_path, capsys):
 
 
 def test_demo_reports_a_failing_vertical_and_builds_the_others(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo_module, "run_in_child", build_here)
     monkeypatch.setattr(demo_module, "builder", fake_builders({"medical"}))
     monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
     FakeServer.calls.clear()
@@ -149,6 +159,7 @@ def test_demo_reports_a_failing_vertical_and_builds_the_others(monkeypatch, tmp_
 
 
 def test_demo_then_serve(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo_module, "run_in_child", build_here)
     monkeypatch.setattr(demo_module, "builder", fake_builders(set()))
     monkeypatch.setattr(serve_module.subprocess, "Popen", FakeServer)
     FakeServer.calls.clear()
@@ -156,6 +167,84 @@ def test_demo_then_serve(monkeypatch, tmp_path, capsys):
           "--port", "8777"])
     (command, env), = FakeServer.calls
     assert "8777" in command and env["UNMASK_WORKSPACE"] == str((tmp_path / "ws").resolve())
+
+
+SLOW_BUILDER = """
+import os, sys, time
+import torch  # loaded in the child only
+from core.runtime import progress_bar
+from dashboard_fixtures import write_finance_run
+
+def build(workspace, size, seed):
+    for _ in progress_bar(range(4), desc="train", show=False):
+        time.sleep(0.7)
+    return write_finance_run(workspace, run_id=f"child-{os.getpid()}")
+"""
+
+
+@pytest.fixture
+def child_builder(monkeypatch, tmp_path):
+    """finance's demo builder replaced by a module a spawned child can import."""
+    (tmp_path / "slow_demo_builder.py").write_text(SLOW_BUILDER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(demo_module, "builder_ref", lambda vertical: "slow_demo_builder:build")
+
+
+def test_each_vertical_builds_in_a_child_and_off_a_terminal_prints_progress(
+        child_builder, monkeypatch, tmp_path, capsys):
+    import dashboard.cli as cli_module
+
+    monkeypatch.setattr(cli_module, "PROGRESS_EVERY_S", 0.5)
+    ws = tmp_path / "ws"
+    main(["demo", "--workspace", str(ws), "--vertical", "finance"])
+    record = json.loads(demo_module.build_log(ws, "finance").read_text())
+    assert record["pid"] != os.getpid()
+    assert [m["run_id"] for m in list_runs(ws, "finance")] == [f"child-{record['pid']}"]
+    ticks = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("demo: finance 1/1 train ")]
+    assert len(ticks) >= 2 and ticks[-1].endswith("s"), ticks
+
+
+def test_the_parent_never_loads_torch(child_builder, tmp_path):
+    script = (f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+              "import dashboard.demo as d\n"
+              "d.builder_ref = lambda vertical: 'slow_demo_builder:build'\n"
+              f"[r] = d.build_workspace({str(tmp_path / 'ws')!r}, size='tiny', verticals=['finance'])\n"
+              "assert r.error is None, r.details\n"
+              "print('torch' in sys.modules)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_the_child_never_runs_the_parents_main_script(child_builder, tmp_path):
+    # A script without a __main__ guard (as Streamlit runs the app, as AppTest does): a
+    # 'spawn' child would import it again as __mp_main__ and build a second time.
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        f"open({str(tmp_path / 'ran.txt')!r}, 'a').write('ran\\n')\n"
+        "import dashboard.demo as d\n"
+        "d.builder_ref = lambda vertical: 'slow_demo_builder:build'\n"
+        f"[r] = d.build_workspace({str(tmp_path / 'ws')!r}, size='tiny', verticals=['finance'])\n"
+        "assert r.error is None, r.details\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ran.txt").read_text() == "ran\n"
+
+
+def test_a_failing_child_reports_its_error_and_traceback(monkeypatch, tmp_path):
+    (tmp_path / "broken_demo_builder.py").write_text(
+        "def build(workspace, size, seed):\n    raise RuntimeError('phantom exploded')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(demo_module, "builder_ref", lambda vertical: "broken_demo_builder:build")
+    [result] = demo_module.build_workspace(tmp_path / "ws", size="tiny", verticals=["medical"])
+    assert result.error == "RuntimeError: phantom exploded"
+    assert "broken_demo_builder.py" in result.details
 
 
 def test_demo_validates_size_and_vertical(tmp_path):
@@ -208,3 +297,12 @@ def test_a_mistyped_command_gets_a_suggestion(argv, suggestion, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert f"No such command {argv[-1]!r}. {suggestion}" in err
+
+
+def test_demo_says_how_to_open_it_as_the_user_typed_unmask(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo_module, "run_in_child", build_here)
+    monkeypatch.setattr(demo_module, "builder", fake_builders(set()))
+    monkeypatch.setattr(sys, "argv", [".venv/bin/unmask", "demo"])  # a fresh shell, no activate
+    main(["demo", "--workspace", str(tmp_path / "ws"), "--size", "tiny", "--vertical", "finance"])
+    assert (f"Open it with: .venv/bin/unmask dashboard --workspace {tmp_path / 'ws'}"
+            in capsys.readouterr().out)

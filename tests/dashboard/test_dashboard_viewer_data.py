@@ -7,6 +7,7 @@ import pytest
 
 from dashboard import driving_data, medical_data, plots, render
 from driving.schema import CLASS_COLOURS, UNOBSERVED_COLOUR
+from driving.scoring.surprise import region_masks
 
 
 def volumes_of(shape=(6, 5, 4)) -> medical_data.CaseVolumes:
@@ -145,3 +146,13 @@ def test_timeline_has_the_click_selection():
     params = spec["params"]          # Altair lifts a layer's selection to the top level
     assert [p["name"] for p in params] == [plots.FRAME_PICK]
     assert params[0]["select"]["fields"] == ["frame"]
+
+
+def test_drive_shap_regions_are_named_by_where_they_lie_from_the_ego():
+    # 8 x 8 cells of 2 m, ego at row 6 col 4 (facing up): 2 x 2 blocks of 4 x 4 cells
+    masks, names = region_masks((8, 8), (6, 4), 2.0, blocks=2)
+    assert names == ["ahead 5-13 m, left 1-9 m", "ahead 5-13 m, 1 m left to 7 m right",
+                     "3 m behind to 5 m ahead, left 1-9 m",
+                     "3 m behind to 5 m ahead, 1 m left to 7 m right"]
+    assert masks[0][0, 0] and masks[1][0, 7] and masks[2][7, 0] and masks[3][7, 7]
+    assert masks.sum(0).min() == 1  # every cell in exactly one region
