@@ -116,16 +116,68 @@ class Preprocessor:
 
         Args:
             output: tensor or array on the grid of ``reference``.
-            reference: the preprocessed image ``MetaTensor`` (carries applied_operations).
+            reference: the preprocessed image ``MetaTensor`` (its affine, and the input's
+                shape and affine recorded by the first transform).
 
         Outside the cropped body the inverse pads with 0 (background / no error).
-        Interpolation is linear, so pass probabilities (then argmax), not label ids.
+        Interpolation is linear, so pass probabilities (then argmax, or
+        :meth:`invert_argmax`), not label ids.
         """
-        import torch
-        from monai.data import MetaTensor
+        shape = input_geometry(reference)[0]
+        out = np.empty((np.shape(output)[0], *shape), dtype=np.float32)
+        for z, slab in resampled_slabs(output, reference):
+            out[..., z] = slab
+        return out
 
-        tensor = torch.as_tensor(np.asarray(output), dtype=torch.float32)
-        meta = MetaTensor(tensor, meta=dict(reference.meta))
-        meta.applied_operations = list(reference.applied_operations)
-        inverted = self._chain(False).inverse({"image": meta})["image"]
-        return np.asarray(inverted.as_tensor().numpy())
+    def invert_argmax(self, probabilities, reference) -> np.ndarray:
+        """The argmax ``(X, Y, Z)`` uint8 of :meth:`invert` (class by class never held on
+        the input grid: a 512 x 512 x 300 CT needs one slab of probabilities at a time)."""
+        shape = input_geometry(reference)[0]
+        out = np.empty(shape, dtype=np.uint8)
+        for z, slab in resampled_slabs(probabilities, reference):
+            out[..., z] = slab.argmax(0)
+        return out
+
+
+# Output voxels resampled per step: bounds the memory of mapping outputs to a large input grid
+# (coordinates and C channels of one slab, about 16 bytes x C per voxel).
+SLAB_VOXELS = 1 << 22
+
+
+def input_geometry(reference) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The input's ``(X, Y, Z)`` shape and affine, recorded by the first transform
+    (``Orientationd``) of a preprocessed image."""
+    first = reference.applied_operations[0]
+    shape = tuple(int(n) for n in first["orig_size"])
+    return shape, np.asarray(first["extra_info"]["original_affine"], dtype=np.float64)
+
+
+def resampled_slabs(output, reference):
+    """Yield ``(z_slice, (C, X, Y, dz) float32)``: a model-grid ``output`` resampled
+    (trilinear, 0 outside the grid) onto consecutive slabs of the input's voxels.
+
+    Both grids place voxel centres by their affines, so input voxel ``i`` sits at model
+    voxel ``inv(A_model) @ A_input @ i``; MONAI resampled the forward way by the same
+    relation. ``torch.grid_sample`` then reads each slab without an input-sized grid.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    shape, input_affine = input_geometry(reference)
+    to_model = np.linalg.inv(np.asarray(reference.affine, dtype=np.float64)) @ input_affine
+    volume = torch.as_tensor(np.asarray(output), dtype=torch.float32)[None]   # (1, C, x, y, z)
+    size = torch.tensor(volume.shape[2:], dtype=torch.float64)
+    # grid_sample wants (z, y, x) order in [-1, 1] with align_corners: -1/+1 = end voxel centres
+    scale = 2.0 / (size - 1).clamp_min(1.0)
+    linear = torch.as_tensor(to_model[:3, :3]) * scale[:, None]               # (3, 3)
+    offset = torch.as_tensor(to_model[:3, 3]) * scale - 1.0                    # (3,)
+    nx, ny, nz = shape
+    ii = torch.arange(nx, dtype=torch.float64)[:, None, None, None] * linear[:, 0]
+    jj = torch.arange(ny, dtype=torch.float64)[None, :, None, None] * linear[:, 1]
+    depth = max(1, SLAB_VOXELS // (nx * ny))
+    for z0 in range(0, nz, depth):
+        kk = torch.arange(z0, min(z0 + depth, nz), dtype=torch.float64)[None, None, :, None]
+        coords = (ii + jj + kk * linear[:, 2] + offset).to(torch.float32)     # (X, Y, dz, 3)
+        slab = F.grid_sample(volume, coords.flip(-1)[None], mode="bilinear", padding_mode="zeros",
+                             align_corners=True)                                # (1, C, X, Y, dz)
+        yield slice(z0, z0 + coords.shape[2]), slab[0].numpy()
