@@ -168,10 +168,11 @@ def input_geometry(reference) -> tuple[tuple[int, int, int], np.ndarray]:
 
 def resampled_slabs(output, reference, labels: bool = False):
     """Yield ``(z_slice, (C, X, Y, dz) float32 tensor)``: a model-grid ``output`` resampled
-    (trilinear, 0 outside the grid) onto consecutive slabs of the input's voxels; with
-    ``labels``, ``(X, Y, dz)`` uint8: the argmax over C of those values.
+    (trilinear) onto consecutive slabs of the input's voxels; with ``labels``,
+    ``(X, Y, dz)`` uint8: the argmax over C of those values.
 
-    Both grids place voxel centres by their affines, so input voxel ``i`` sits at model
+    As MONAI's inverse does: 0 outside the body crop, and beyond the edge of the
+    resampled scan the value at that edge (:func:`_padded`). Both grids place voxel centres by their affines, so input voxel ``i`` sits at model
     voxel ``inv(A_model) @ A_input @ i``; MONAI resampled the forward way by the same
     relation. When each input axis runs along one model axis (any scan without oblique
     slices) the trilinear weights separate into three 1-D interpolations
@@ -179,7 +180,6 @@ def resampled_slabs(output, reference, labels: bool = False):
     (:func:`_oblique_slab`). Both give the same values.
     """
     import torch
-    import torch.nn.functional as F
 
     shape, input_affine = input_geometry(reference)
     to_model = np.linalg.inv(np.asarray(reference.affine, dtype=np.float64)) @ input_affine
@@ -188,8 +188,7 @@ def resampled_slabs(output, reference, labels: bool = False):
     model_axis = np.argmax(np.abs(linear), axis=0)          # the model axis of each input axis
     separable = (sorted(model_axis) == [0, 1, 2]
                  and np.allclose(np.abs(linear).sum(axis=0), np.abs(linear).max(axis=0)))
-    if separable:
-        volume = F.pad(volume, (1, 1, 1, 1, 1, 1))           # one zero voxel at each end
+    volume = _padded(volume, reference)
     slab = _separable_slab if separable else _oblique_slab
     nx, ny, nz = shape
     depth = max(1, SLAB_VOXELS // (nx * ny))
@@ -199,9 +198,29 @@ def resampled_slabs(output, reference, labels: bool = False):
         yield zs, channel_argmax(values) if labels and not separable else values
 
 
+def _padded(volume, reference):
+    """``volume`` ``(C, x, y, z)`` with one voxel more at each end of each axis: 0 where the
+    body crop cut the scan there (MONAI's inverse pads the crop with 0), a copy of the edge
+    where the crop reached the scan's edge (its resampling pads with the border)."""
+    import torch
+
+    crop = next((op for op in reference.applied_operations
+                 if op.get("class") == "CropForeground"), None)
+    cropped = crop["extra_info"]["cropped"] if crop else [0] * 6   # (x lo, x hi, y lo, ...)
+    for axis in range(3):
+        dim = axis + 1
+        ends = []
+        for side, index in ((0, 0), (1, volume.shape[dim] - 1)):
+            edge = volume.narrow(dim, index, 1)
+            ends.append(torch.zeros_like(edge) if cropped[2 * axis + side] else edge)
+        volume = torch.cat([ends[0], volume, ends[1]], dim=dim)
+    return volume
+
+
 def _axis_weights(coordinate: np.ndarray, size: int):
     """1-D linear interpolation at model ``coordinate``s on an axis of ``size`` voxels that
-    is padded with one zero voxel at each end: ``(low index, high index, high weight)``."""
+    is padded with one voxel at each end (which also stands for everything beyond):
+    ``(low index, high index, high weight)`` into the padded axis."""
     import torch
 
     c = np.clip(coordinate + 1.0, 0.0, size + 1.0)           # index into the padded axis
@@ -212,13 +231,13 @@ def _axis_weights(coordinate: np.ndarray, size: int):
 def _separable_slab(padded, to_model, shape, zs, labels: bool = False):
     """Trilinear resampling of an axis-aligned ``to_model`` as three 1-D interpolations,
     the largest (onto the input's in-plane axes) last; ``padded``: ``(C, x + 2, y + 2,
-    z + 2)``, the model-grid output with one zero voxel around it.
+    z + 2)``, the model-grid output with one voxel around it (:func:`_padded`).
 
     With ``labels`` the argmax over C is returned, and the last interpolation is done
     only where its two neighbours' argmax differ: a blend of two probability vectors
     with the same argmax has that argmax too.
     """
-    sizes = [n - 2 for n in padded.shape[1:]]
+    sizes = [n - 2 for n in padded.shape[1:]]   # the model grid's own
     ranges = [np.arange(shape[0]), np.arange(shape[1]), np.arange(zs.start, zs.stop)]
     out = padded
     order = []                                                # (model axis, input axis)
@@ -254,22 +273,23 @@ def _lerp_labels(values, axis: int, low, high, weight):
     return label_low
 
 
-def _oblique_slab(volume, to_model, shape, zs, labels: bool = False):
+def _oblique_slab(padded, to_model, shape, zs, labels: bool = False):
     """Trilinear resampling of any affine ``to_model`` with ``torch.grid_sample`` (the
-    caller takes the argmax for ``labels``)."""
+    caller takes the argmax for ``labels``); ``padded`` as for :func:`_separable_slab`."""
     import torch
     import torch.nn.functional as F
 
-    size = torch.tensor(volume.shape[1:], dtype=torch.float64)
-    # grid_sample wants (z, y, x) order in [-1, 1] with align_corners: -1/+1 = end voxel centres
+    size = torch.tensor(padded.shape[1:], dtype=torch.float64)
+    # grid_sample wants (z, y, x) order in [-1, 1] with align_corners: -1/+1 = end voxel
+    # centres; model voxel i is padded voxel i + 1, and beyond the padding holds its value
     scale = 2.0 / (size - 1).clamp_min(1.0)
     linear = torch.as_tensor(to_model[:3, :3]) * scale[:, None]               # (3, 3)
-    offset = torch.as_tensor(to_model[:3, 3]) * scale - 1.0                    # (3,)
+    offset = (torch.as_tensor(to_model[:3, 3]) + 1.0) * scale - 1.0           # (3,)
     nx, ny, _ = shape
     ii = torch.arange(nx, dtype=torch.float64)[:, None, None, None] * linear[:, 0]
     jj = torch.arange(ny, dtype=torch.float64)[None, :, None, None] * linear[:, 1]
     kk = torch.arange(zs.start, zs.stop, dtype=torch.float64)[None, None, :, None]
     coords = (ii + jj + kk * linear[:, 2] + offset).to(torch.float32)         # (X, Y, dz, 3)
-    slab = F.grid_sample(volume[None], coords.flip(-1)[None], mode="bilinear",
-                         padding_mode="zeros", align_corners=True)              # (1, C, X, Y, dz)
+    slab = F.grid_sample(padded[None], coords.flip(-1)[None], mode="bilinear",
+                         padding_mode="border", align_corners=True)             # (1, C, X, Y, dz)
     return slab[0]
