@@ -127,12 +127,25 @@ WAYS = {"infer": run_infer, "segment": run_segment, "plain_monai": run_plain_mon
 
 
 def child(way: str, model: str, image: str, out: str) -> None:
-    """Run one way and print ``{"time_s", "peak_rss_gb"}`` as the last line."""
-    start = time.perf_counter()
+    """Run one way and print ``{"time_s", "cpu_s", "peak_rss_gb"}`` as the last line.
+
+    ``cpu_s`` (user + system time of the process) next to the wall time: on a machine
+    shared with other jobs the wall time grows with their load, the CPU time much less.
+    """
+    from core.runtime import configure_threads
+
+    configure_threads()                  # UNMASK_NUM_THREADS, as the CLI runs
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     WAYS[way](Path(model), Path(image), Path(out))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # Linux: kilobytes
-    print(json.dumps({"time_s": round(seconds, 2), "peak_rss_gb": round(peak_kb / 1024 ** 2, 3)}))
+    print(json.dumps({"time_s": round(seconds, 2), "cpu_s": round(cpu, 2),
+                      "peak_rss_gb": round(peak_kb / 1024 ** 2, 3)}))
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def measure(way: str, model: Path, image: Path, out: Path) -> dict:
@@ -163,7 +176,7 @@ def bench_input(name: str, image: Path, model: Path, work: Path, ways) -> dict:
         for way in ("infer", "segment"):
             entry[f"{way}_vs_plain"] = {
                 key: round(entry[way][key] / entry["plain_monai"][key], 3)
-                for key in ("time_s", "peak_rss_gb")}
+                for key in ("time_s", "cpu_s", "peak_rss_gb")}
     return entry
 
 
@@ -187,7 +200,8 @@ def main(argv=None) -> None:
             inputs["abdomen_ct"] = REAL_CT
         results = {name: bench_input(name, path, model, work, ways) for name, path in inputs.items()}
     report = {"targets": TARGETS, "threads": os.environ.get("UNMASK_NUM_THREADS"),
-              "cpu_count": os.cpu_count(), "platform": platform.platform(),
+              "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+              "platform": platform.platform(),
               "wall_s": round(time.perf_counter() - started, 1), "inputs": results}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

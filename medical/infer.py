@@ -10,8 +10,8 @@ rank) and ``region_shap.parquet`` (SHAP value of each organ region for each case
 Inputs on any grid: the networks run on the model's grid (``medical.transforms``) and
 every output is resampled slab by slab back onto the input's voxels, so a 512 x 512 x 300
 CT never holds its class probabilities on the input grid. A CT unlike the training data
-gets ``warning:`` lines (``medical.guard``): per case in the ``warnings`` column, all of
-them in the summary's ``warnings`` list and printed by the CLI.
+gets ``warning:`` lines (``medical.guard``): per case in the ``warnings`` column, all
+cases' in the summary's ``warnings`` list, printed by the CLI and shown on the CT page.
 
 Example:
     >>> run_dir = infer("models/medical/ct", "data/medical/test", "runs/medical/r1")  # doctest: +SKIP
@@ -205,7 +205,7 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
 
     Warns:
         UnmaskWarning: one per line of ``summary["warnings"]`` (an input unlike the
-            training data; no alert reachable at ``fdr``).
+            training data), and ``summary["warning"]`` (no alert reachable at ``fdr``).
     """
     check_output(out, [model_dir, images, anomaly_model])  # before loading and scoring
     cases = find_cases(images)
@@ -243,12 +243,12 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
             summary["calibration_reference"] = calibration_reference(scorer.calibration_)
         unreachable = (scorer.calibration_.fdr_unreachable(fdr) if has_scores and fdr is not None
                        else None)
-        summary["warnings"] = input_warnings
+        summary["warnings"] = input_warnings   # "case: how it is unlike the training data"
+        for line in input_warnings:
+            warnings.warn(line, UnmaskWarning, stacklevel=2)
         if unreachable:                  # say why the queue has no alerts
             summary["warning"] = f"anomaly model {unreachable} healthy cases"
-            summary["warnings"].append(f"{model_dir}: {summary['warning']}")
-        for line in summary["warnings"]:
-            warnings.warn(line, UnmaskWarning, stacklevel=2)
+            warnings.warn(f"{model_dir}: {summary['warning']}", UnmaskWarning, stacklevel=2)
         if has_scores and "has_lesion" in scores and scores["has_lesion"].nunique() == 2:
             summary["auroc"] = auroc(scores["has_lesion"], scores["score"])
             summary["average_precision"] = auprc(scores["has_lesion"], scores["score"])

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -97,7 +99,7 @@ def test_infer_warns_prints_and_keeps_the_warning(tiny_models, tiny_data, tmp_pa
     slab = nib.Nifti1Image(np.asarray(image.dataobj)[:, :, 6:9], image.affine)
     path = tmp_path / "slab.nii.gz"
     nib.save(slab, str(path))
-    run = tmp_path / "run"
+    run = tmp_path / "workspace" / "runs" / "medical" / "slab-run"
     main(["medical", "infer", "--model", str(model_dir), "--images", str(path), "--out",
           str(run), "--quiet"])
     err = capsys.readouterr().err
@@ -107,3 +109,26 @@ def test_infer_warns_prints_and_keeps_the_warning(tiny_models, tiny_data, tmp_pa
     assert printed[0].removeprefix("warning: ") in manifest["summary"]["warnings"]
     row = pd.read_parquet(run / "scores.parquet").iloc[0]
     assert "field of view unlike the training volumes" in row["warnings"]
+
+
+def test_the_ct_page_shows_the_warning(tiny_models, tiny_data, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    import dashboard
+    from dashboard.workspace import ENV_VAR
+
+    _, model_dir, _, _ = tiny_models
+    source = find_cases(tiny_data[1])[0].image
+    image = nib.load(str(source))
+    path = tmp_path / "slab.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[:, :, 6:9], image.affine), str(path))
+    workspace = tmp_path / "workspace"
+    main(["medical", "infer", "--model", str(model_dir), "--images", str(path), "--out",
+          str(workspace / "runs" / "medical" / "slab-run"), "--quiet"])
+    monkeypatch.setenv(ENV_VAR, str(workspace))
+    app = AppTest.from_file(str(Path(dashboard.__file__).with_name("app.py")), default_timeout=60).run()
+    app.switch_page("views/medical.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", w.value) for w in app.warning]  # unescaped
+    assert any(w.startswith("slab: field of view unlike the training volumes") for w in shown), shown
+    assert any(w.startswith("This case: field of view unlike") for w in shown), shown
