@@ -3,8 +3,8 @@
 A CT from a scanner is 512 x 512 in-plane at 0.6-0.9 mm and hundreds of slices; the model
 works on its own coarse grid (``medical.transforms``: 4 x 4 x 5 mm by default) and maps
 every output back onto the input's voxels slab by slab. Three ways to segment the same
-input, each in a fresh process (wall time inside the process, peak RSS from
-``ru_maxrss``), same model, same run:
+input, each in a fresh process (wall and CPU time inside the process, the process's
+peak RSS from ``VmHWM``), same model, same run:
 
 * ``infer``: the whole ``medical.infer.infer`` (read and check the input, segment, anomaly
   map, region SHAP, write the run) -- what the user runs;
@@ -138,9 +138,15 @@ def child(way: str, model: str, image: str, out: str) -> None:
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     WAYS[way](Path(model), Path(image), Path(out))
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # Linux: kilobytes
     print(json.dumps({"time_s": round(seconds, 2), "cpu_s": round(cpu, 2),
-                      "peak_rss_gb": round(peak_kb / 1024 ** 2, 3)}))
+                      "peak_rss_gb": round(_peak_rss_kb() / 1024 ** 2, 3)}))
+
+
+def _peak_rss_kb() -> int:
+    """This process's own peak RSS (``VmHWM``, kB). Not ``ru_maxrss``: Linux keeps that
+    across ``execve``, so a child would report its parent's peak when that is higher."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
 
 
 def _cpu_seconds() -> float:

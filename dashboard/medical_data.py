@@ -49,13 +49,14 @@ def cases(run_dir) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _read(path: Path, hounsfield: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(array, affine)`` of a NIfTI file or DICOM series, read and checked by
-    ``medical.io`` as inference read it (gzip CRC, slice gaps, finite voxels and, for the
-    CT itself, Hounsfield units): a file damaged since the run is an error, not a picture."""
+    ``medical.io`` (gzip CRC, slice gaps, finite voxels): a file damaged since the run is
+    an error, not a wrong picture. Not the Hounsfield check: that is inference's to make,
+    and outputs (labels, error maps) are not CT."""
     if not path.exists():
         raise DataValidationError(f"{path}: image not found (moved since the run was made?)")
-    volume = load_volume(path, hounsfield=hounsfield)  # (1, X, Y, Z), affine to RAS mm
+    volume = load_volume(path, hounsfield=False)  # (1, X, Y, Z), affine to RAS mm
     return np.asarray(volume.array[0]), np.asarray(volume.affine, dtype=np.float64)
 
 
@@ -85,7 +86,7 @@ def load_case(run_dir, row: pd.Series) -> CaseVolumes:
             continue
         path = run_dir / check_name(name, f"{run_dir / 'scores.parquet'}: case "
                                           f"{row.get('case')!r}, column '{column}'")
-        array, affine = _read(path, hounsfield=False)
+        array, affine = _read(path)
         data, _ = _canonical(array, affine, dtype)
         if data.shape != image.shape:
             raise DataValidationError(f"{path}: shape {data.shape} differs from the image's "
