@@ -242,6 +242,10 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     lesion-free cases of ``data`` beyond the training ones), or, with fewer than 2 such
     cases, copied as pretrained (scoring without organs).
 
+    The input guard's reference (``medical.guard.InputReference``: fields of view, body
+    HU distribution, organ volumes) is fitted on every labelled case of ``data``, not only
+    the ``n_labels`` trained on, so its spread is that of the training data.
+
     Training, the organ calibration and both networks run on one ``device`` (auto, cpu,
     cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
     on stderr (None: only on a terminal; False: never).
