@@ -50,16 +50,14 @@ def cases(run_dir) -> pd.DataFrame:
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(array, affine)`` of a NIfTI file, or of a DICOM series through ``medical.io``."""
-    import nibabel as nib
-
-    if path.is_file() and path.name.endswith((".nii", ".nii.gz")):
-        img = nib.load(str(path))
-        return np.asanyarray(img.dataobj), np.asarray(img.affine, dtype=np.float64)
-    if path.is_dir():
-        volume = load_volume(path)  # (1, X, Y, Z) MetaTensor, affine to RAS mm
-        return np.asarray(volume.array[0]), np.asarray(volume.affine, dtype=np.float64)
-    raise DataValidationError(f"{path}: image not found (moved since the run was made?)")
+    """``(array, affine)`` of a NIfTI file or DICOM series, read and checked by
+    ``medical.io`` (gzip CRC, slice gaps, finite voxels): a file damaged since the run is
+    an error, not a wrong picture. Not the Hounsfield check: that is inference's to make,
+    and outputs (labels, error maps) are not CT."""
+    if not path.exists():
+        raise DataValidationError(f"{path}: image not found (moved since the run was made?)")
+    volume = load_volume(path, hounsfield=False)  # (1, X, Y, Z), affine to RAS mm
+    return np.asarray(volume.array[0]), np.asarray(volume.affine, dtype=np.float64)
 
 
 def _canonical(array: np.ndarray, affine: np.ndarray, dtype) -> tuple[np.ndarray, tuple]:
@@ -97,6 +95,20 @@ def load_case(run_dir, row: pd.Series) -> CaseVolumes:
     if volumes.anomaly is not None:
         volumes.heat_range = heat_range(volumes.anomaly)
     return volumes
+
+
+def run_warnings(manifest: dict) -> list[str]:
+    """The run's ``warning:`` lines: why no alert is reachable (``warning``), then each
+    case unlike the training data (``warnings``, from ``medical.guard``)."""
+    summary = manifest.get("summary", {})
+    lines = [summary["warning"]] if summary.get("warning") else []
+    return [str(line) for line in lines + list(summary.get("warnings", []))]
+
+
+def case_warnings(row: pd.Series) -> list[str]:
+    """One case's warning lines (the ``warnings`` column of ``scores.parquet``)."""
+    text = row.get("warnings")
+    return str(text).splitlines() if isinstance(text, str) else []
 
 
 def heat_range(anomaly: np.ndarray) -> tuple[float, float]:

@@ -101,15 +101,19 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
 @click.option("--anomaly-model", type=click.Path(), default=None,
               help="A `pretrain` bundle (overrides the one inside --model).")
 @click.option("--fdr", type=float, default=0.1, show_default=True, help="Alert FDR level.")
+@click.option("--dicom-seg", is_flag=True,
+              help="Also write each case's segmentation as a DICOM SEG and its anomaly map as a "
+                   "DICOM Parametric Map, referencing the input series (DICOM input only).")
 @runtime_options
-def infer(model_dir, images, out, anomaly_model, fdr, device, precision, quiet):
+def infer(model_dir, images, out, anomaly_model, fdr, dicom_seg, device, precision, quiet):
     """Segment, map anomalies and score each case; write a run directory."""
     from .infer import infer as run_infer  # lazy: loads torch/MONAI on use
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmaskWarning)
         run_dir = run_infer(model_dir, images, out, anomaly_model=anomaly_model, fdr=fdr,
-                            progress=show_progress(quiet), device=device, precision=precision)
+                            progress=show_progress(quiet), device=device, precision=precision,
+                            dicom_seg=dicom_seg)
     for w in caught:                      # ours as one plain line each; others as usual
         if issubclass(w.category, UnmaskWarning):
             click.echo(f"warning: {w.message}", err=True)

@@ -187,6 +187,7 @@ def write_dicom_series(volume: np.ndarray, spacing, directory: str | Path,
 
     directory = Path(directory)
     series_uid, study_uid = series_uid or generate_uid(), study_uid or generate_uid()
+    frame_uid = generate_uid()
     nx, ny, nz = volume.shape
     with atomic_path(directory) as tmp:
         tmp.mkdir()
@@ -198,13 +199,19 @@ def write_dicom_series(volume: np.ndarray, spacing, directory: str | Path,
             ds = FileDataset(str(tmp / f"slice_{k:04d}.dcm"), {}, file_meta=meta,
                              preamble=b"\0" * 128)
             ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-            ds.Modality, ds.PatientID = "CT", "phantom"
+            ds.Modality, ds.PatientID, ds.PatientName = "CT", "phantom", "Phantom^Unmask"
+            # the patient and study modules' type-2 attributes (present, may be empty), which
+            # a derived object (DICOM SEG) copies
+            ds.PatientBirthDate = ds.PatientSex = ds.ReferringPhysicianName = ""
+            ds.AccessionNumber, ds.StudyID, ds.SeriesNumber = "", "1", 1
+            ds.StudyDate, ds.StudyTime = "20000101", "000000"
             ds.SeriesInstanceUID, ds.StudyInstanceUID = series_uid, study_uid
+            ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame_uid, ""
             ds.Rows, ds.Columns = ny, nx          # pixel rows run along y, columns along x
-            ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]
-            ds.SliceThickness = float(spacing[2])
+            ds.PixelSpacing = [round(float(spacing[1]), 6), round(float(spacing[0]), 6)]
+            ds.SliceThickness = round(float(spacing[2]), 6)
             ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-            ds.ImagePositionPatient = [0.0, 0.0, float(k * spacing[2])]
+            ds.ImagePositionPatient = [0.0, 0.0, round(float(k * spacing[2]), 6)]
             ds.InstanceNumber = k + 1
             ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
             ds.PixelRepresentation, ds.SamplesPerPixel = 1, 1

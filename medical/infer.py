@@ -3,7 +3,15 @@
 Writes one run directory (``core.runs.create_run``, atomic) in the layout of
 ``docs/runs.md``: per case ``<case>_seg.nii.gz`` (uint8) and ``<case>_anomaly.nii.gz``
 (float32) in the input image's geometry, ``scores.parquet`` (one row per case, sorted by
-rank) and ``region_shap.parquet`` (SHAP value of each organ region for each case).
+rank) and ``region_shap.parquet`` (SHAP value of each organ region for each case); with
+``dicom_seg`` and a DICOM series input, ``<case>_seg.dcm`` (DICOM SEG) and
+``<case>_anomaly.dcm`` (DICOM Parametric Map) too (``medical.dicom_out``).
+
+Inputs on any grid: the networks run on the model's grid (``medical.transforms``) and
+every output is resampled slab by slab back onto the input's voxels, so a 512 x 512 x 300
+CT never holds its class probabilities on the input grid. A CT unlike the training data
+gets ``warning:`` lines (``medical.guard``): per case in the ``warnings`` column, all
+cases' in the summary's ``warnings`` list, printed by the CLI and shown on the CT page.
 
 Example:
     >>> run_dir = infer("models/medical/ct", "data/medical/test", "runs/medical/r1")  # doctest: +SKIP
@@ -18,13 +26,15 @@ import pandas as pd
 
 from core.bundle import read_bundle_config
 from core.drift import calibration_reference
-from core.errors import BundleError, UnmaskWarning
+from core.errors import BundleError, DataValidationError, UnmaskWarning
 from core.io import check_output
 from core.metrics import auprc, auroc, dice
 from core.runs import create_run
 from core.runtime import progress_bar
 
 from .anomaly import AnomalyScorer
+from .dicom_out import write_parametric_map, write_segmentation
+from .guard import error_warning, organ_warnings
 from .io import find_cases, load_label_like, load_volume, save_nifti
 from .reconstruction import body_mask
 from .segment import Segmenter
@@ -89,11 +99,14 @@ def _truth_columns(case, image, labels_input, names, row):
             row["has_lesion"] = bool(case.has_lesion)
 
 
-def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200):
-    """Process one case; write its NIfTI outputs through ``run``; return (row, shap rows).
+def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
+               dicom_seg: bool = False):
+    """Process one case; write its outputs through ``run``; return (row, shap rows).
 
     With ``run=None`` nothing is written (the row only: batch scoring); ``shap_evals=0``
-    skips the region SHAP values.
+    skips the region SHAP values; ``dicom_seg`` also writes the DICOM SEG and Parametric
+    Map (the case must be a DICOM series). The row's ``warnings`` says, one line each, how
+    the input is unlike the training data (``medical.guard``).
     """
     image = load_volume(case.image)
     affine = np.asarray(image.affine, dtype=np.float64)
@@ -102,37 +115,52 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200):
            "anomaly_map": None}
     names = segmenter.labels if segmenter else {}
     labels_grid = None
-    shap_rows = []
+    shap_rows, case_warnings = [], []
     if segmenter is not None:
+        if segmenter.input_reference_ is not None:
+            case_warnings += segmenter.input_reference_.image_warnings(image.array[0], affine)
         pre = Preprocessor(segmenter.preprocess)
         grid_image = pre(image)["image"]
         probs = segmenter.predict_proba(grid_image.as_tensor())
         labels_grid = probs.argmax(0).numpy()
-        labels_input = pre.invert(probs, grid_image).argmax(0).astype(np.uint8)
+        labels_input = pre.invert_argmax(probs, grid_image)
+        del probs
         if run is not None:
             save_nifti(labels_input, affine, run.path(f"seg:{case.name}", f"{case.name}_seg.nii.gz"))
             row["segmentation"] = f"{case.name}_seg.nii.gz"
+            if dicom_seg:
+                write_segmentation(labels_input, names, affine, case.image,
+                                   run.path(f"dicom_seg:{case.name}", f"{case.name}_seg.dcm"))
         for k, name in names.items():
             row[f"volume_ml_{name}"] = float((labels_input == k).sum() * voxel_ml)
             row[f"dice_{name}"] = np.nan
+        case_warnings += organ_warnings(labels_input, names, voxel_ml, segmenter.input_reference_)
         _truth_columns(case, image, labels_input, names, row)
+        del labels_input
     elif case.lesion is not None or case.has_lesion is not None:
         _truth_columns(case, image, None, {}, row)
     row.update(score=np.nan, p_value=np.nan)
     if scorer is not None:
         pre = Preprocessor(scorer.preprocess)
         grid_image = pre(image)["image"]
+        del image                        # the input-grid volume is not needed any more
         if segmenter is not None and scorer.preprocess != segmenter.preprocess:
             labels_grid = None  # different grids: fall back to octants
         # with the segmenter's organs (same grid), a scorer calibrated with a segmenter
         # scores organ parenchyma only (medical.organ_scoring)
         error = scorer.error_map(grid_image.as_tensor(), labels_grid)
         body = body_mask(grid_image.as_tensor().numpy()[0])
+        scored = error[error > 0]
+        case_warnings += error_warning(float(np.median(scored)) if scored.size else 0.0,
+                                       scorer.healthy_error)
         if run is not None:
-            error_input = pre.invert(error[None], grid_image)[0].astype(np.float32)
+            error_input = pre.invert(error[None], grid_image)[0]
             save_nifti(error_input, affine,
                        run.path(f"anomaly:{case.name}", f"{case.name}_anomaly.nii.gz"))
             row["anomaly_map"] = f"{case.name}_anomaly.nii.gz"
+            if dicom_seg:
+                write_parametric_map(error_input, affine, case.image,
+                                     run.path(f"dicom_pm:{case.name}", f"{case.name}_anomaly.dcm"))
         row["score"] = scorer.case_score(error, body)
         if shap_evals:
             regions = (organ_regions(labels_grid, body, names) if labels_grid is not None
@@ -141,11 +169,23 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200):
             shap_rows = [{"case": case.name, "region": r, "shap_value": float(v),
                           "base_value": float(result.base_values[0])}
                          for r, v in zip(result.feature_names, result.values[0])]
+    row["warnings"] = "\n".join(case_warnings)     # one line each ("" when none)
     return row, shap_rows
 
 
+def check_dicom_inputs(cases) -> None:
+    """``--dicom-seg`` needs DICOM series to reference: refuse any other input up front."""
+    other = [c for c in cases if not Path(c.image).is_dir()]
+    if other:
+        raise DataValidationError(
+            f"{other[0].image}: --dicom-seg writes a DICOM SEG referencing the input series, "
+            f"but this case is a NIfTI file ({len(other)} of {len(cases)} cases are not DICOM "
+            "series); leave out --dicom-seg for NIfTI input")
+
+
 def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_evals: int = 200,
-          progress: bool | None = None, device="auto", precision: str = "fp32") -> Path:
+          progress: bool | None = None, device="auto", precision: str = "fp32",
+          dicom_seg: bool = False) -> Path:
     """Score every case of ``images`` with the models in ``model_dir``; write run ``out``.
 
     Args:
@@ -158,19 +198,28 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         progress: a bar over the cases on stderr (None: only on a terminal; False: never).
         device: where the networks run (auto, cpu, cuda, cuda:N).
         precision: ``"fp32"``, or ``"bf16"`` (CUDA autocast).
+        dicom_seg: also write a DICOM SEG and Parametric Map per case (DICOM series only).
 
     Returns:
         ``out``.
+
+    Warns:
+        UnmaskWarning: one per line of ``summary["warnings"]`` (an input unlike the
+            training data), and ``summary["warning"]`` (no alert reachable at ``fdr``).
     """
     check_output(out, [model_dir, images, anomaly_model])  # before loading and scoring
-    segmenter, scorer = load_models(model_dir, anomaly_model, device, precision)
     cases = find_cases(images)
-    rows, shap_rows = [], []
-    params = {"fdr": fdr, "shap_evals": shap_evals, "anomaly_model": str(anomaly_model or "")}
+    if dicom_seg:
+        check_dicom_inputs(cases)
+    segmenter, scorer = load_models(model_dir, anomaly_model, device, precision)
+    rows, shap_rows, input_warnings = [], [], []
+    params = {"fdr": fdr, "shap_evals": shap_evals, "anomaly_model": str(anomaly_model or ""),
+              "dicom_seg": dicom_seg}
     with create_run(out, "medical", kind="infer", params=params, model=str(Path(model_dir).resolve()),
                     inputs=[str(Path(c.image).resolve()) for c in cases]) as run:
         for case in progress_bar(cases, desc="infer", unit="case", show=progress):
-            row, case_shap = score_case(case, segmenter, scorer, run, shap_evals)
+            row, case_shap = score_case(case, segmenter, scorer, run, shap_evals, dicom_seg)
+            input_warnings += [f"{case.name}: {w}" for w in row["warnings"].splitlines()]
             rows.append(row)
             shap_rows.extend(case_shap)
         scores = pd.DataFrame(rows)
@@ -194,6 +243,9 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
             summary["calibration_reference"] = calibration_reference(scorer.calibration_)
         unreachable = (scorer.calibration_.fdr_unreachable(fdr) if has_scores and fdr is not None
                        else None)
+        summary["warnings"] = input_warnings   # "case: how it is unlike the training data"
+        for line in input_warnings:
+            warnings.warn(line, UnmaskWarning, stacklevel=2)
         if unreachable:                  # say why the queue has no alerts
             summary["warning"] = f"anomaly model {unreachable} healthy cases"
             warnings.warn(f"{model_dir}: {summary['warning']}", UnmaskWarning, stacklevel=2)

@@ -28,7 +28,8 @@ from core.runtime import NetworkPlacement, autocast
 from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyScorer
-from .io import find_cases, load_volume, read_dataset_json
+from .guard import InputReference, body_hu_cdf, ras_extent_mm
+from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, is_decoder_key, load_weights, transfer_weights
 from .reconstruction import masked_input
 from .transforms import Preprocessor, PreprocessConfig, median_spacing
@@ -95,7 +96,9 @@ class Segmenter(NetworkPlacement, Estimator):
         seed: seeds the initial weights.
 
     Fitted state (by :meth:`fit` or ``load``): ``provenance_`` (the ``training`` record
-    kept in the bundle) and, after :meth:`fit`, ``history_`` and ``transferred_``.
+    kept in the bundle), ``input_reference_`` (``medical.guard.InputReference`` of the
+    training volumes, set by :func:`train_segmenter`; ``None``: no field-of-view and
+    histogram warnings) and, after :meth:`fit`, ``history_`` and ``transferred_``.
 
     A segmenter has no anomaly score and so no calibration: it writes its own
     :meth:`save`/:meth:`load` around the base's ``_bundle_state``/``_from_bundle``, and
@@ -106,6 +109,7 @@ class Segmenter(NetworkPlacement, Estimator):
     """
 
     bundle_kind = "ct-segmenter"
+    bundle_version = 2      # 2: the input reference (medical.guard) is saved
 
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
                  labels: dict[int, str], overlap: float = 0.25, sw_batch_size: int = 4,
@@ -119,6 +123,7 @@ class Segmenter(NetworkPlacement, Estimator):
         self.sw_batch_size = sw_batch_size
         self.seed = seed
         self.network = build_network(network_config, out_channels=len(self.labels) + 1, seed=seed)
+        self.input_reference_: InputReference | None = None
 
     def inferer(self):
         from monai.inferers import SlidingWindowInferer  # heavy optional dependency
@@ -180,7 +185,10 @@ class Segmenter(NetworkPlacement, Estimator):
     def _bundle_state(self) -> tuple[dict, dict]:
         config = {"network": self.network_config.to_dict(), "preprocess": self.preprocess.to_dict(),
                   "labels": {str(k): v for k, v in self.labels.items()}, "overlap": self.overlap,
-                  "sw_batch_size": self.sw_batch_size, **self.provenance_}
+                  "sw_batch_size": self.sw_batch_size,
+                  "input_reference": (self.input_reference_.to_dict()
+                                      if self.input_reference_ is not None else None),
+                  **self.provenance_}
         return config, self.network.state_dict()
 
     @classmethod
@@ -191,6 +199,8 @@ class Segmenter(NetworkPlacement, Estimator):
         load_weights(segmenter.network, tensors)
         segmenter.network.eval()
         segmenter.provenance_ = {"training": config["training"]}
+        reference = config["input_reference"]
+        segmenter.input_reference_ = InputReference.from_dict(reference) if reference else None
         return segmenter
 
     def save(self, path):
@@ -232,6 +242,10 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     lesion-free cases of ``data`` beyond the training ones), or, with fewer than 2 such
     cases, copied as pretrained (scoring without organs).
 
+    The input guard's reference (``medical.guard.InputReference``: fields of view, body
+    HU distribution, organ volumes) is fitted on every labelled case of ``data``, not only
+    the ``n_labels`` trained on, so its spread is that of the training data.
+
     Training, the organ calibration and both networks run on one ``device`` (auto, cpu,
     cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
     on stderr (None: only on a terminal; False: never).
@@ -253,6 +267,7 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
     segmenter.to(device, precision).fit(prepared, config, init_state, progress)
+    segmenter.input_reference_ = fit_input_reference(labelled_cases(data), labels)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         held_out = None
         if pretrained is not None:
@@ -268,6 +283,24 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
             elif pretrained is not None:
                 shutil.copytree(pretrained, tmp / "anomaly")
     return segmenter
+
+
+def fit_input_reference(cases, labels: dict[int, str]) -> InputReference:
+    """The guard's reference (``medical.guard``) from labelled training ``cases``: field
+    of view and body HU of each image, organ volumes (ml) of each label map (one case in
+    memory at a time)."""
+    extents, cdfs, organ_volumes = [], [], []
+    for case in cases:
+        image = load_volume(case.image)
+        affine = np.asarray(image.affine, dtype=np.float64)
+        values = image.as_tensor().numpy()[0]
+        truth = load_label_like(case.label, image, case.image).as_tensor().numpy()[0]
+        voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+        extents.append(ras_extent_mm(values.shape, affine))
+        cdfs.append(body_hu_cdf(values))
+        organ_volumes.append({name: float(np.count_nonzero(truth == k) * voxel_ml)
+                              for k, name in labels.items()})
+    return InputReference.fit(extents, cdfs, organ_volumes)
 
 
 def _held_out_healthy(data, used) -> list:

@@ -15,8 +15,8 @@ ws, manifest = ui.open_run("CT review", "medical")
 run_id = manifest["run_id"]
 run_dir = Path(manifest["path"])
 labels = manifest.get("summary", {}).get("labels", {})
-if manifest.get("summary", {}).get("warning"):      # e.g. too few calibration cases to alert
-    st.warning(ui.plain(manifest["summary"]["warning"]))
+for line in medical_data.run_warnings(manifest):    # input unlike training; alerts unreachable
+    st.warning(ui.plain(line), icon="⚠️")
 ui.drift_panel(manifest)
 table = ui.medical_cases(run_dir)
 if table.empty:
@@ -67,6 +67,8 @@ score, p_value = row.get("score"), row.get("p_value")
 st.subheader(ui.plain(case) + (f" · score {score:.4f}" if pd.notna(score) else "")
              + (f" · p-value {p_value:.3g}" if pd.notna(p_value) else "")
              + (" · alert" if alert_of[case] else ""))
+for line in medical_data.case_warnings(row):          # this case unlike the training data
+    st.warning(ui.plain(f"This case: {line}"), icon="⚠️")
 
 cursor_key = f"ct_cursor:{case}"       # the voxel shown: the same point in every plane
 if cursor_key not in st.session_state:  # open on the voxel with the most anomaly
