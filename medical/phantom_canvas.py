@@ -71,7 +71,7 @@ class Canvas:
         self.shape = tuple(int(n) for n in shape)
         self.spacing = tuple(float(s) for s in spacing)
         centre = (0.0, 0.0, float(level))
-        self.axes = [c + (np.arange(n) - (n - 1) / 2.0) * s
+        self.axes = [(c + (np.arange(n) - (n - 1) / 2.0) * s).astype(np.float32)  # float32: speed
                      for n, s, c in zip(self.shape, self.spacing, centre)]
         self.tissue = np.full(self.shape, Tissue.AIR, dtype=np.uint8)
         self.label = np.zeros(self.shape, dtype=np.uint8)

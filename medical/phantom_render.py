@@ -46,9 +46,9 @@ HU_RANGES = {
 ORAL_CONTRAST = (150, 350)  # positive oral contrast in bowel and stomach, some cases
 # (smoothing sigma mm, amplitude HU) of each tissue's texture
 TEXTURE = {Tissue.LIVER: (4.0, 5.0), Tissue.SPLEEN: (4.0, 6.0), Tissue.STOOL: (2.0, 45.0),
-           Tissue.CANCELLOUS: (2.0, 35.0), Tissue.KIDNEY_CORTEX: (3.0, 8.0),
-           Tissue.BOWEL_CONTENT: (3.0, 8.0), Tissue.STOMACH_CONTENT: (3.0, 8.0),
-           Tissue.MUSCLE: (3.0, 4.0), Tissue.LUNG: (3.0, 25.0)}
+           Tissue.CANCELLOUS: (2.0, 35.0), Tissue.KIDNEY_CORTEX: (4.0, 8.0),
+           Tissue.BOWEL_CONTENT: (4.0, 8.0), Tissue.STOMACH_CONTENT: (4.0, 8.0),
+           Tissue.MUSCLE: (4.0, 4.0), Tissue.LUNG: (4.0, 25.0)}  # two scales: two filters
 SPLEEN_ARTERIAL_MOTTLE = 25.0  # arciform enhancement: the arterial spleen is heterogeneous
 CORTEX_MM = 2.0  # real cortical bone thickness: thinner than a voxel, so partial volume
 
@@ -112,17 +112,18 @@ def base_image(rng, tissue: np.ndarray, style: PhantomStyle, spacing) -> np.ndar
     cortex_share = min(1.0, CORTEX_MM / min(spacing[:2]))  # a voxel is mostly marrow
     table[Tissue.CORTICAL] = (table[Tissue.CANCELLOUS]
                               + cortex_share * (table[Tissue.CORTICAL] - table[Tissue.CANCELLOUS]))
-    hu = table[tissue]
+    hu = table.astype(np.float32)[tissue]
     textures = dict(TEXTURE)
     if style.phase == "arterial":
-        textures[Tissue.SPLEEN] = (6.0, SPLEEN_ARTERIAL_MOTTLE)
+        textures[Tissue.SPLEEN] = (4.0, SPLEEN_ARTERIAL_MOTTLE)
     fields = {}
     for kind, (sigma_mm, amplitude) in textures.items():
         where = tissue == kind
         if not where.any():
             continue
         if sigma_mm not in fields:  # one field per scale, shared by the tissues using it
-            field = gaussian_filter(rng.normal(size=tissue.shape), [sigma_mm / s for s in spacing])
+            field = gaussian_filter(rng.standard_normal(tissue.shape, dtype=np.float32),
+                                    [sigma_mm / s for s in spacing])
             fields[sigma_mm] = field / (field.std() + 1e-9)
         hu[where] += amplitude * fields[sigma_mm][where]
     return hu
@@ -134,6 +135,6 @@ def acquire(rng, hu: np.ndarray, style: PhantomStyle, spacing) -> np.ndarray:
     sigma = (style.psf_mm / spacing[0], style.psf_mm / spacing[1],
              np.hypot(style.psf_mm, slice_sigma) / spacing[2])
     image = gaussian_filter(hu, sigma)
-    noise = gaussian_filter(rng.normal(size=hu.shape), (0.6, 0.6, 0.3))
+    noise = gaussian_filter(rng.standard_normal(hu.shape, dtype=np.float32), (0.6, 0.6, 0.3))
     image += noise / (noise.std() + 1e-9) * style.noise_hu
     return np.clip(np.round(image), -1024, 3071).astype(np.int16)
