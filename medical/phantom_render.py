@@ -129,12 +129,21 @@ def base_image(rng, tissue: np.ndarray, style: PhantomStyle, spacing) -> np.ndar
     return hu
 
 
-def acquire(rng, hu: np.ndarray, style: PhantomStyle, spacing) -> np.ndarray:
-    """Scanner blur (in-plane PSF, slice profile along z) and correlated noise; int16 HU."""
+def blur(hu: np.ndarray, style: PhantomStyle, spacing) -> np.ndarray:
+    """Scanner blur: the in-plane PSF, and along z the slice profile as well."""
     slice_sigma = style.slice_thickness_mm / 2.355  # FWHM -> Gaussian sigma
     sigma = (style.psf_mm / spacing[0], style.psf_mm / spacing[1],
              np.hypot(style.psf_mm, slice_sigma) / spacing[2])
-    image = gaussian_filter(hu, sigma)
-    noise = gaussian_filter(rng.standard_normal(hu.shape, dtype=np.float32), (0.6, 0.6, 0.3))
-    image += noise / (noise.std() + 1e-9) * style.noise_hu
+    return gaussian_filter(hu, sigma)
+
+
+def add_noise(rng, image: np.ndarray, style: PhantomStyle) -> np.ndarray:
+    """Correlated noise of ``style.noise_hu`` SD; rounded and clipped to int16 HU."""
+    noise = gaussian_filter(rng.standard_normal(image.shape, dtype=np.float32), (0.6, 0.6, 0.3))
+    image = image + noise / (noise.std() + 1e-9) * style.noise_hu
     return np.clip(np.round(image), -1024, 3071).astype(np.int16)
+
+
+def acquire(rng, hu: np.ndarray, style: PhantomStyle, spacing) -> np.ndarray:
+    """Blur and noise: what the scanner makes of ``hu``; int16 HU."""
+    return add_noise(rng, blur(hu, style, spacing), style)
