@@ -533,6 +533,8 @@ def main(argv=None):
                                        ("seg_test", args.seg_test, False, 300),
                                        ("seg_heldout", args.seg_test, False, 900),
                                        ("anomaly_test", args.anomaly_test, True, 400)):
+            if name == "anomaly_test" and args.skip_anomaly:
+                continue
             if not _reusable(data / name, n, shape, args.seed + seed):
                 simulate_dataset(data / name, n, lesions=lesions, seed=args.seed + seed, shape=shape)
         result["timings_seconds"]["simulate"] = round(time.perf_counter() - t, 1)
