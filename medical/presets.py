@@ -15,7 +15,6 @@ from .pretrain import PretrainConfig
 from .segment import SegmentConfig
 
 PRESETS = ("tiny", "small", "default")
-PHANTOM_SHAPES = {"tiny": (32, 32, 16), "small": (64, 64, 32), "default": (96, 96, 48)}
 SMALL_SPACING = (6.0, 6.0, 7.5)  # mm; the small preset's model grid
 
 
