@@ -8,12 +8,17 @@ Layout written (see docs/runs.md)::
     WS/models/medical/ct/           segmenter/ + anomaly/
     WS/runs/medical/<run_id>/       the inference run the dashboard shows
 
+The test phantoms the CT page shows are rendered at 256 x 256 in-plane (about 1.3-1.9 mm
+pixels) so they look like CT; the models work on the preset's coarser, fixed grid
+(``presets.SMALL_SPACING``): the training phantoms are simulated near that grid, and
+inference resamples each test image to it and maps the results back onto the image.
+
 Example:
     >>> run_dir = build_demo("workspace", size="tiny")      # doctest: +SKIP
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import DataValidationError
@@ -22,13 +27,26 @@ from core.runs import new_run_id
 
 @dataclass(frozen=True)
 class DemoSize:
+    """One demo size.
+
+    Args:
+        preset: model preset (``medical.presets``).
+        train_cases, labelled_cases, test_cases: phantoms simulated / labelled / shown.
+        train_shape, test_shape: phantom grids (voxels) for training and for display.
+        pretrain_epochs: the pretraining budget (epochs of the preset's crops per epoch).
+    """
+
     preset: str
     train_cases: int
     labelled_cases: int
     test_cases: int
+    train_shape: tuple[int, int, int]
+    test_shape: tuple[int, int, int]
+    pretrain_epochs: int
 
 
-SIZES = {"tiny": DemoSize("tiny", 6, 4, 4), "small": DemoSize("small", 10, 6, 10)}
+SIZES = {"tiny": DemoSize("tiny", 6, 4, 4, (32, 32, 16), (32, 32, 16), 60),
+         "small": DemoSize("small", 10, 6, 8, (64, 64, 32), (256, 256, 64), 12)}
 
 
 def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
@@ -36,12 +54,12 @@ def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
 
     Args:
         workspace: workspace root (created if missing).
-        size: ``"small"`` (the demo, about 2 minutes on 2 idle cores) or ``"tiny"`` (tests).
+        size: ``"small"`` (the demo) or ``"tiny"`` (tests).
         seed: simulator and training seed.
     """
     from .infer import infer  # lazy: loads torch/MONAI on use
     from .phantom import simulate_dataset  # lazy: loads torch/MONAI on use
-    from .presets import PHANTOM_SHAPES, preset  # lazy: loads torch/MONAI on use
+    from .presets import preset  # lazy: loads torch/MONAI on use
     from .pretrain import pretrain  # lazy: loads torch/MONAI on use
     from .segment import train_segmenter  # lazy: loads torch/MONAI on use
 
@@ -49,12 +67,13 @@ def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
         raise DataValidationError(f"unknown demo size {size!r}; choose one of {', '.join(SIZES)}")
     spec = SIZES[size]
     ws = Path(workspace)
-    shape = PHANTOM_SHAPES[spec.preset]
     data, models = ws / "data" / "medical", ws / "models" / "medical"
-    simulate_dataset(data / "train", spec.train_cases, lesions=False, seed=seed, shape=shape)
-    simulate_dataset(data / "test", spec.test_cases, lesions=True, seed=seed + 1000, shape=shape,
-                     prefix="patient")
+    simulate_dataset(data / "train", spec.train_cases, lesions=False, seed=seed, shape=spec.train_shape)
+    simulate_dataset(data / "test", spec.test_cases, lesions=True, seed=seed + 1000,
+                     shape=spec.test_shape, prefix="patient")
     pretrain_config, segment_config = preset(spec.preset, seed)
+    pretrain_config = replace(pretrain_config, max_epochs=spec.pretrain_epochs,
+                              patience=spec.pretrain_epochs)
     pretrain(data / "train", models / "pretrained", pretrain_config)
     train_segmenter(data / "train", models / "ct", models / "pretrained", spec.labelled_cases,
                     segment_config)

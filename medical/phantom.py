@@ -1,14 +1,17 @@
-"""Abdominal CT phantoms: anatomy in millimetres, rendered to a voxel grid in Hounsfield units.
+"""CT phantoms from the heart to the pelvis, with organ labels, for training without data.
 
-Each case draws its own anatomy (body size and position, organ sizes, positions and
-shapes, tissue densities), then renders body outline with subcutaneous fat and a muscle
-wall, visceral fat with bowel loops and gas, liver, spleen, both kidneys (cortex around a
-fat-density renal sinus, which the kidney label includes), the spine with
-its canal and paraspinal muscles, aorta and IVC. Partial-volume blur (anisotropic: slices
-are thicker than pixels) and correlated noise come last. Optional lesions (hypo- or
-hyper-dense, 5-16 mm radius) sit in the parenchyma of liver, spleen or kidneys, with
-realistic contrast (liver 30-70 HU below or 30-60 above the parenchyma, spleen 30-60
-below, kidney cysts at water density), each with a lesion mask.
+A case is drawn in two independent parts, following SynthSeg's domain randomisation
+(Billot et al., Medical Image Analysis 2023): an anatomy (``phantom_anatomy``: body
+habitus, organs with random shape and position, bowel with gas, stomach, gallbladder,
+heart, ribs, vertebrae, pelvis, arms) painted as tissues on a voxel grid
+(``phantom_canvas``), and an acquisition (``phantom_render``: contrast phase, random HU
+per tissue within its realistic range, field of view, slice thickness 1-5 mm, noise).
+Labels are the segmenter's organs only (``LABELS``); bone other than the spine, stomach,
+heart and bowel are background, so the segmenter learns they are not organs.
+
+Optional lesions (hypo- or hyper-dense, 5-16 mm radius) sit in the parenchyma of liver,
+spleen or kidneys, with realistic contrast (liver 30-70 HU below or 30-60 above the
+parenchyma, spleen 30-60 below, kidney cysts at water density), each with a lesion mask.
 
 Arrays are stored like NIfTI converted from DICOM: axis 0 runs to the patient's left,
 axis 1 to posterior, axis 2 to superior; the affine is ``diag(-sx, -sy, sz)`` (LPS
@@ -26,17 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import binary_erosion
 
 from core.errors import DataValidationError
 from core.io import atomic_path
 
 from .io import save_nifti
+from .phantom_anatomy import draw_anatomy
+from .phantom_canvas import Canvas
+from .phantom_render import PhantomStyle, acquire, base_image, draw_style
 
 LABELS = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left", 5: "spine"}
-FIELD_OF_VIEW_MM = (380.0, 380.0, 240.0)
-AIR_HU = -1000.0
-# bumped whenever the same seed renders different phantoms (2: fat-density renal sinus)
-PHANTOM_VERSION = 2
+# bumped whenever the same seed renders different phantoms
+PHANTOM_VERSION = 3
 
 
 @dataclass
@@ -48,123 +53,11 @@ class PhantomCase:
     lesion: np.ndarray   # (X, Y, Z) uint8, 1 inside a lesion
     affine: np.ndarray   # (4, 4) voxel -> RAS mm
     lesion_organs: list[str]
+    style: PhantomStyle  # the acquisition it was rendered with
 
     @property
     def has_lesion(self) -> bool:
         return bool(self.lesion.any())
-
-
-def _grid(shape, spacing):
-    """Millimetre coordinates (u left+, v posterior+, w superior+) centred on the volume."""
-    axes = [(np.arange(n) - (n - 1) / 2.0) * s for n, s in zip(shape, spacing)]
-    return np.meshgrid(*axes, indexing="ij")  # 3 x (X, Y, Z)
-
-
-def _random_rotation(rng, max_angle: float) -> np.ndarray:
-    """Small random rotation (radians per axis) so organs are not axis-aligned."""
-    a, b, c = rng.uniform(-max_angle, max_angle, size=3)
-    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
-    return rx @ ry @ rz
-
-
-def _blob(coords, center, radii, rng, wobble: float = 0.12, max_angle: float = 0.3) -> np.ndarray:
-    """Boolean ellipsoid with a smooth random surface perturbation (organ-like shape)."""
-    u, v, w = coords
-    rot = _random_rotation(rng, max_angle)
-    d = np.stack([u - center[0], v - center[1], w - center[2]], axis=-1) @ rot.T  # (X,Y,Z,3)
-    n = d / np.asarray(radii)
-    radius = np.sqrt((n ** 2).sum(-1)) + 1e-9
-    direction = n / radius[..., None]
-    bump = np.zeros_like(radius)
-    for _ in range(4):  # a few low-frequency lobes on the unit sphere
-        k = rng.normal(size=3) * rng.uniform(1.0, 2.5)
-        bump += np.cos(direction @ k + rng.uniform(0, 2 * np.pi)) / 4.0
-    return radius <= 1.0 + wobble * bump
-
-
-def _smooth_noise(rng, shape, sigma_vox, amplitude) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
-    field = gaussian_filter(rng.normal(size=shape), sigma_vox)
-    return field / (field.std() + 1e-9) * amplitude
-
-
-def _anatomy(rng, coords, spacing):
-    """Draw one case's anatomy; returns (hu, label) before blur and noise."""
-    u, v, w = coords
-    shape = u.shape
-    hu = np.full(shape, AIR_HU)
-    label = np.zeros(shape, dtype=np.uint8)
-
-    # body: elliptic cylinder with per-slice wobble, subcutaneous fat, muscle wall
-    a_u, a_v = rng.uniform(140, 172), rng.uniform(100, 125)
-    c_u, c_v = rng.normal(0, 6), rng.normal(0, 6)
-    taper = 1.0 + rng.uniform(-0.06, 0.06) * w / 120.0
-    r_body = np.sqrt(((u - c_u) / (a_u * taper)) ** 2 + ((v - c_v) / (a_v * taper)) ** 2)
-    body = r_body <= 1.0
-    fat_mm, muscle_mm = rng.uniform(10, 28), rng.uniform(8, 14)
-    inner_fat = r_body <= 1.0 - fat_mm / a_v
-    inner_muscle = r_body <= 1.0 - (fat_mm + muscle_mm) / a_v
-    hu[body] = rng.uniform(-110, -90)                        # subcutaneous fat
-    hu[inner_fat] = rng.uniform(40, 60)                      # abdominal wall muscle
-    hu[inner_muscle] = rng.uniform(-100, -80)                # visceral fat
-
-    # bowel loops (soft tissue) with a few gas pockets, anterior half
-    for _ in range(rng.integers(5, 9)):
-        centre = (c_u + rng.uniform(-0.5, 0.5) * a_u, c_v + rng.uniform(-0.75, 0.0) * a_v,
-                  rng.uniform(-110, 60))
-        loop = _blob(coords, centre, rng.uniform(14, 28, size=3), rng, wobble=0.2) & inner_muscle
-        hu[loop] = rng.uniform(20, 45)
-        if rng.random() < 0.5:
-            gas = _blob(coords, centre, rng.uniform(4, 9, size=3), rng) & loop
-            hu[gas] = rng.uniform(-950, -700)
-
-    # spine: vertebral body (cancellous + cortex), canal, paraspinal muscles
-    sp_u, sp_v = c_u + rng.normal(0, 3), c_v + 0.55 * a_v
-    r_vb = rng.uniform(16, 21)
-    d_vb = np.sqrt((u - sp_u) ** 2 + (v - sp_v) ** 2)
-    for side in (-1, 1):
-        para = _blob(coords, (sp_u + side * 36, sp_v + 20, 0), (20, 18, 400), rng, 0.05, 0.05)
-        hu[para & inner_fat] = rng.uniform(45, 60)
-    canal = np.sqrt((u - sp_u) ** 2 + (v - sp_v - r_vb - 9) ** 2) <= 8
-    vertebra = (d_vb <= r_vb) | ((np.abs(u - sp_u) <= 5) & (v > sp_v) & (v < sp_v + r_vb + 24) & ~canal)
-    hu[vertebra] = rng.uniform(250, 350)
-    hu[vertebra & (d_vb > r_vb - 3)] = rng.uniform(600, 800)
-    hu[canal] = rng.uniform(5, 20)
-    label[vertebra] = 5
-
-    # vessels: aorta (contrast) left-anterior of the spine, IVC right
-    aorta = np.sqrt((u - sp_u - 14) ** 2 + (v - sp_v + r_vb + 12) ** 2) <= rng.uniform(9, 13)
-    ivc = np.sqrt((u - sp_u + 24) ** 2 + (v - sp_v + r_vb + 10) ** 2) <= rng.uniform(8, 12)
-    hu[aorta] = rng.uniform(150, 220)
-    hu[ivc] = rng.uniform(90, 130)
-
-    # organs: (label, centre, radii, HU); right = negative u
-    organs = [
-        (1, (c_u - rng.uniform(55, 80), c_v - rng.uniform(0, 20), rng.uniform(25, 55)),
-         rng.uniform((65, 60, 55), (85, 78, 75)), rng.uniform(90, 120)),
-        (2, (c_u + rng.uniform(75, 95), c_v + rng.uniform(25, 45), rng.uniform(35, 65)),
-         rng.uniform((22, 35, 35), (32, 50, 55)), rng.uniform(100, 130)),
-        (3, (sp_u - rng.uniform(55, 70), sp_v - rng.uniform(0, 12), rng.uniform(-40, -10)),
-         rng.uniform((22, 20, 40), (30, 27, 55)), rng.uniform(150, 190)),
-        (4, (sp_u + rng.uniform(55, 70), sp_v - rng.uniform(0, 12), rng.uniform(-25, 5)),
-         rng.uniform((22, 20, 40), (30, 27, 55)), rng.uniform(150, 190)),
-    ]
-    masks = {}
-    for lab, centre, radii, density in organs:
-        organ = _blob(coords, centre, radii, rng) & inner_muscle & (label == 0)
-        if lab in (3, 4):  # renal sinus: fat-density centre (hilar fat around the pelvis)
-            sinus = _blob(coords, centre, np.asarray(radii) * 0.4, rng) & organ
-            hu[organ] = density
-            hu[sinus] = rng.uniform(-110, -60)
-            masks[lab] = organ & ~sinus  # lesions grow in the parenchyma
-        else:
-            hu[organ] = density + _smooth_noise(rng, shape, 2.0, 6.0)[organ]
-            masks[lab] = organ
-        label[organ] = lab
-    return hu, label, masks
 
 
 def _lesion_hu(rng, lab: int, tissue: float) -> tuple[float, bool]:
@@ -183,10 +76,8 @@ def _lesion_hu(rng, lab: int, tissue: float) -> tuple[float, bool]:
     return rng.uniform(0, 20), True
 
 
-def _add_lesions(rng, coords, hu, masks, spacing) -> tuple[np.ndarray, list[str]]:
+def _add_lesions(rng, canvas: Canvas, hu, masks) -> tuple[np.ndarray, list[str]]:
     """1-3 lesions (5-16 mm radius) in the parenchyma of liver, spleen or kidneys."""
-    from scipy.ndimage import binary_erosion
-
     lesion = np.zeros(hu.shape, dtype=bool)
     names = []
     weights = {1: 0.6, 2: 0.2, 3: 0.1, 4: 0.1}
@@ -203,52 +94,52 @@ def _add_lesions(rng, coords, hu, masks, spacing) -> tuple[np.ndarray, list[str]
             inner = binary_erosion(organ, iterations=2)
             centres[lab] = np.argwhere(inner if inner.any() else organ)
         idx = centres[lab]
-        centre_vox = idx[rng.integers(len(idx))]
-        centre = [c[tuple(centre_vox)] for c in coords]
+        centre = [axis[i] for axis, i in zip(canvas.axes, idx[rng.integers(len(idx))])]
         radius = rng.uniform(5.0, 16.0)
-        blob = _blob(coords, centre, (radius,) * 3, rng, wobble=0.15) & organ & ~lesion
+        win, blob = canvas.ellipsoid(centre, (radius,) * 3, rng, wobble=0.15)
+        blob = blob & organ[win] & ~lesion[win]
         if blob.sum() < 2:
             continue
         value, _ = _lesion_hu(rng, lab, float(np.median(hu[organ])))
-        hu[blob] = value + (hu[blob] - hu[blob].mean())  # keep the tissue's texture
-        lesion |= blob
+        region = hu[win]
+        region[blob] = value + (region[blob] - region[blob].mean())  # keep the tissue's texture
+        lesion[win] |= blob
         names.append(LABELS[lab])
     return lesion, names
 
 
 def simulate_case(rng: np.random.Generator, shape=(96, 96, 48), lesions: bool = False,
-                  noise_hu: tuple[float, float] = (10.0, 16.0)) -> PhantomCase:
-    """Simulate one abdominal CT phantom.
+                  noise_hu: tuple[float, float] = (6.0, 22.0),
+                  style: PhantomStyle | None = None) -> PhantomCase:
+    """Simulate one CT phantom: anatomy, then an acquisition of it.
 
     Args:
         rng: the case's random generator (all randomness comes from it).
-        shape: voxels per axis; spacing follows from a ~380x380x240 mm field of view.
+        shape: voxels per axis; the spacing follows from the style's field of view
+            (square in-plane pixels) and slab length.
         lesions: add 1-3 lesions (see ``_lesion_hu``; liver/spleen/kidney parenchyma).
-        noise_hu: range of the noise standard deviation in HU.
+        noise_hu: range of the noise standard deviation in HU (when ``style`` is drawn).
+        style: the acquisition (phase, slice thickness, noise, field of view); ``None``
+            draws one from ``rng`` (``phantom_render.draw_style``).
 
     Returns:
         A :class:`PhantomCase`.
     """
-    from scipy.ndimage import gaussian_filter
-
     shape = tuple(int(s) for s in shape)
-    scale = rng.uniform(0.96, 1.04)
-    spacing = tuple(f * scale / n for f, n in zip(FIELD_OF_VIEW_MM, shape))
-    coords = _grid(shape, spacing)
-    hu, label, masks = _anatomy(rng, coords, spacing)
-    lesion, names = _add_lesions(rng, coords, hu, masks, spacing) if lesions else (
+    style = style or draw_style(rng, noise_hu)
+    pixel = style.fov_mm / max(shape[:2])
+    spacing = (pixel, pixel, style.z_extent_mm / shape[2])
+    canvas = Canvas(shape, spacing, style.level_mm)
+    masks = draw_anatomy(rng, canvas)
+    hu = base_image(rng, canvas.tissue, style, spacing)
+    lesion, names = _add_lesions(rng, canvas, hu, masks) if lesions else (
         np.zeros(shape, dtype=bool), [])
-    # partial-volume blur: ~1.2 mm in-plane PSF, slice profile ~0.4 of the thickness
-    sigma = (1.2 / spacing[0], 1.2 / spacing[1], 0.4)
-    hu = gaussian_filter(hu, sigma)
-    noise = gaussian_filter(rng.normal(size=shape), (0.5, 0.5, 0.3))
-    hu = hu + noise / noise.std() * rng.uniform(*noise_hu)
-    hu = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
+    image = acquire(rng, hu, style, spacing)
     origin = np.array([spacing[0] * (shape[0] - 1) / 2, spacing[1] * (shape[1] - 1) / 2,
                        -spacing[2] * (shape[2] - 1) / 2]) + rng.normal(0, 5, size=3)
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
     affine[:3, 3] = origin
-    return PhantomCase(hu, label, lesion.astype(np.uint8), affine, names)
+    return PhantomCase(image, canvas.label, lesion.astype(np.uint8), affine, names, style)
 
 
 def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed: int = 0,

@@ -15,7 +15,7 @@ from .pretrain import PretrainConfig
 from .segment import SegmentConfig
 
 PRESETS = ("tiny", "small", "default")
-PHANTOM_SHAPES = {"tiny": (32, 32, 16), "small": (64, 64, 32), "default": (96, 96, 48)}
+SMALL_SPACING = (6.0, 6.0, 7.5)  # mm; the small preset's model grid
 
 
 def preset(name: str, seed: int = 0) -> tuple[PretrainConfig, SegmentConfig]:
@@ -29,12 +29,14 @@ def preset(name: str, seed: int = 0) -> tuple[PretrainConfig, SegmentConfig]:
                              lr=5e-3, patience=60, seed=seed)
         seg = SegmentConfig(network, samples_per_epoch=32, max_epochs=15, batch_size=4, lr=5e-3,
                             patience=15, seed=seed)
-    elif name == "small":  # 64x64x32 phantoms (~6 mm voxels)
+    elif name == "small":  # a fixed 6 x 6 x 7.5 mm model grid, whatever the images' spacing
         network = NetworkConfig(channels=(16, 32, 64), strides=(2, 2), num_res_units=1,
                                 roi_size=(48, 48, 32))
         anomaly = AnomalyConfig(patch_size=(6, 6, 4), top_k_ml=2.0)  # > the largest lesion
-        pre = PretrainConfig(network, anomaly, samples_per_epoch=32, max_epochs=40, seed=seed)
-        seg = SegmentConfig(network, samples_per_epoch=32, max_epochs=10, seed=seed)
+        pre = PretrainConfig(network, anomaly, spacing=SMALL_SPACING, samples_per_epoch=32,
+                             max_epochs=40, seed=seed)
+        seg = SegmentConfig(network, spacing=SMALL_SPACING, samples_per_epoch=32, max_epochs=10,
+                            seed=seed)
     elif name == "default":
         pre, seg = PretrainConfig(seed=seed), SegmentConfig(seed=seed)
     else:

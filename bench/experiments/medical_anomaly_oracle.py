@@ -31,26 +31,27 @@ SIZE_BINS = ((0.0, 8.0), (8.0, 12.0), (12.0, 99.0))  # equivalent radius, mm
 
 
 def simulate_with_twin(rng, shape, lesions: bool):
-    """``medical.phantom.simulate_case``'s steps, also returning the noise-free healthy
-    twin (same anatomy and blur, no lesions), the noise SD and the lesion mask."""
-    from scipy.ndimage import gaussian_filter
-
+    """``medical.phantom.simulate_case``'s steps (same random stream), also returning the
+    noise-free healthy twin (same anatomy and blur, no lesions), the noise SD and the
+    lesion mask."""
     from medical import phantom as ph
+    from medical.phantom_anatomy import draw_anatomy
+    from medical.phantom_canvas import Canvas
+    from medical.phantom_render import add_noise, base_image, blur, draw_style
 
     shape = tuple(shape)
-    scale = rng.uniform(0.96, 1.04)
-    spacing = tuple(f * scale / n for f, n in zip(ph.FIELD_OF_VIEW_MM, shape))
-    coords = ph._grid(shape, spacing)
-    hu, label, masks = ph._anatomy(rng, coords, spacing)
+    style = draw_style(rng)
+    pixel = style.fov_mm / max(shape[:2])
+    spacing = (pixel, pixel, style.z_extent_mm / shape[2])
+    canvas = Canvas(shape, spacing, style.level_mm)
+    masks = draw_anatomy(rng, canvas)
+    hu = base_image(rng, canvas.tissue, style, spacing)
     healthy = hu.copy()
-    lesion, names = ph._add_lesions(rng, coords, hu, masks, spacing) if lesions else (
+    lesion, _ = ph._add_lesions(rng, canvas, hu, masks) if lesions else (
         np.zeros(shape, dtype=bool), [])
-    sigma = (1.2 / spacing[0], 1.2 / spacing[1], 0.4)
-    clean, twin = gaussian_filter(hu, sigma), gaussian_filter(healthy, sigma)
-    noise = gaussian_filter(rng.normal(size=shape), (0.5, 0.5, 0.3))
-    noise_sd = rng.uniform(10.0, 16.0)
-    image = np.clip(np.round(clean + noise / noise.std() * noise_sd), -1024, 3071)
-    return image, twin, noise_sd, label, lesion, spacing
+    twin = blur(healthy, style, spacing)
+    image = add_noise(rng, blur(hu, style, spacing), style).astype(np.float64)
+    return image, twin, style.noise_hu, canvas.label, lesion, spacing
 
 
 def lesion_groups(lesion, label, spacing) -> dict[str, np.ndarray]:

@@ -86,7 +86,7 @@ def test_organ_scoring_finds_a_liver_lesion(tiny_models, tiny_data, tmp_path, le
     # phantom's lesion sits at the eroded liver edge), the mean case score by 4.6-5.0x,
     # and the lesion's map is 33-42x the rest of the liver
     healthy, sick = np.array(pairs).T
-    assert (sick > healthy).sum() >= 2 and sick.mean() > 2 * healthy.mean(), pairs
+    assert (sick > healthy).sum() >= 2 and sick.mean() > 1.5 * healthy.mean(), pairs
     assert np.mean(inside) > 8 * np.mean(outside), (inside, outside)
 
 

@@ -1,0 +1,425 @@
+"""One phantom's anatomy, drawn into a ``Canvas`` as tissues and organ labels.
+
+Heights along the body are atlas millimetres (``w``, superior positive) scaled by the
+case's stature: the right diaphragm dome near ``+90``, the L5/S1 disc near ``-150``,
+femoral heads near ``-260``. The case's field of view (``Canvas`` level and extent)
+picks a slab of that body, so a case may run from the heart to the kidneys or from the
+liver to the hips. What is drawn, in painting order (later overwrites earlier):
+
+* body outline with subcutaneous fat and a muscle wall; the cavity inside it;
+* lungs above the diaphragm domes, the heart (myocardium, left/right blood pools) on the
+  diaphragm, mediastinal fat;
+* paraspinal, psoas and gluteal muscles;
+* small-bowel loops (wall, fluid, some gas) and the colon (stool and gas), the bladder;
+* stomach (wall, contents, an air-fluid level), liver with vessels, gallbladder, spleen,
+  kidneys (cortex, medulla, sinus fat; the right one lower), pancreas;
+* aorta, iliac arteries, IVC;
+* bone: vertebrae (cancellous body in a cortical shell, discs, pedicles, laminae, spinous
+  and transverse processes around the spinal canal), sacrum, ribs sloping down to the
+  front, sternum, iliac wings, femoral heads and necks, pubic rami; arms at the sides in
+  half the cases.
+
+Labels are the segmenter's organs (``medical.phantom.LABELS``): liver, spleen, kidneys,
+spine (vertebrae and discs). Every other tissue -- ribs, pelvis, sacrum, heart, stomach,
+bowel, gallbladder -- is background, so a segmenter learns what is *not* an organ.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .phantom_canvas import Canvas, Tissue
+
+LIVER, SPLEEN, KIDNEY_RIGHT, KIDNEY_LEFT, SPINE = 1, 2, 3, 4, 5
+SOFT = (Tissue.VISCERAL_FAT, Tissue.BOWEL_WALL, Tissue.BOWEL_CONTENT, Tissue.GAS,
+        Tissue.STOOL, Tissue.MUSCLE, Tissue.PANCREAS)  # what organs may push aside
+
+
+@dataclass
+class Body:
+    """The case's body frame (mm): outline, spine and landmark heights."""
+
+    c_u: float
+    c_v: float
+    a_u: float          # half width
+    a_v: float          # half depth
+    fat: float          # subcutaneous fat thickness
+    wall: float         # muscle wall thickness
+    sp_u: float         # vertebral body centre
+    sp_v: float
+    r_vb: float         # vertebral body radius
+    dome: float         # right diaphragm dome height
+    s1: float           # L5/S1 disc height
+    pitch: float        # vertebra + disc height
+
+    @property
+    def in_u(self) -> float:
+        """Half width of the cavity inside the muscle wall (organs are placed in it)."""
+        return self.a_u - self.fat - self.wall
+
+    @property
+    def in_v(self) -> float:
+        return self.a_v - self.fat - self.wall
+
+
+def _body(rng, canvas: Canvas) -> Body:
+    """Outline, fat and muscle wall; fills ``canvas.cavity``."""
+    half_u = canvas.axes[0][-1]
+    a_u = min(rng.uniform(140, 185), half_u - 12)
+    a_v = min(rng.uniform(0.65, 0.8) * a_u, canvas.axes[1][-1] - 12)
+    c_u, c_v = rng.normal(0, 5), rng.normal(0, 5) + min(8.0, canvas.axes[1][-1] - a_v - 10)
+    stature = rng.uniform(0.9, 1.1)
+    fat, wall = rng.uniform(5, 35), rng.uniform(7, 14)
+    r_vb = rng.uniform(15, 20)
+    sp_v = c_v + a_v - (0.6 * fat + wall + 45 + r_vb)
+    body = Body(c_u, c_v, a_u, a_v, fat, wall, c_u + rng.normal(0, 3), sp_v, r_vb,
+                dome=90 * stature + rng.normal(0, 8), s1=-150 * stature + rng.normal(0, 8),
+                pitch=rng.uniform(28, 34) * stature)
+
+    u, v, w = canvas.coords(tuple(slice(None) for _ in range(3)))
+    hips, belly = rng.uniform(0.0, 0.12), rng.uniform(-0.05, 0.12)
+    scale_u = 1 + hips * np.exp(-((w - body.s1 + 40) / 90) ** 2)       # wider at the hips
+    scale_v = 1 + belly * np.exp(-((w - body.s1 - 110) / 110) ** 2)    # belly in front
+    depth = np.where(v > c_v, a_v, a_v * scale_v)                      # flat back on the table
+    r = np.sqrt(((u - c_u) / (a_u * scale_u)) ** 2 + ((v - c_v) / depth) ** 2)
+    depth_mm = (1.0 - r) * np.hypot(u - c_u, v - c_v) / (r + 1e-9)  # ~ mm below the skin
+    canvas.tissue[r <= 1.0] = Tissue.FAT
+    canvas.tissue[(r <= 1.0) & (depth_mm >= fat)] = Tissue.MUSCLE
+    canvas.cavity = (r <= 1.0) & (depth_mm >= fat + wall)
+    canvas.tissue[canvas.cavity] = Tissue.VISCERAL_FAT
+    return body
+
+
+def _dome(body: Body, u, v, left_drop: float):
+    """Height of the diaphragm over (u, v): two domes, lower at the back (the recesses)."""
+    side = np.where(u < body.c_u, body.dome, body.dome - left_drop)
+    lateral = (np.abs(u - body.c_u) - 0.4 * body.a_u) / (0.5 * body.a_u)
+    sag = np.where(lateral > 0, 35.0, 12.0) * lateral ** 2  # the heart sits on the middle
+    return side - sag - 0.25 * np.maximum(0, v - body.c_v)
+
+
+def _thorax(rng, canvas: Canvas, body: Body, left_drop: float):
+    """Lungs above the diaphragm, mediastinal fat, the heart sitting on the diaphragm."""
+    window = canvas.window((-1e4, -1e4, body.dome - 120), (1e4, 1e4, 1e4))
+    if window is None:
+        return
+    u, v, w = canvas.coords(window)
+    canvas.paint(window, w > _dome(body, u, v, left_drop), Tissue.LUNG, cavity_only=True)
+    mediastinum = (np.abs(u - body.c_u - 5) < 28) & (v < body.sp_v) & (w > body.dome - 10)
+    canvas.paint(window, mediastinum, Tissue.VISCERAL_FAT, cavity_only=True)
+    size = rng.uniform(0.85, 1.15)
+    centre = (body.c_u + rng.uniform(5, 25), body.c_v - 0.35 * body.in_v, body.dome + 45 * size)
+    radii = np.array([60, 48, 52]) * size
+    win, heart = canvas.ellipsoid(centre, radii, rng, wobble=0.08, max_angle=0.3)
+    if win is None:
+        return
+    hu, hv, hw = canvas.coords(win)
+    heart &= hw > _dome(body, hu, hv, left_drop) - 5
+    canvas.paint(win, heart, Tissue.MYOCARDIUM, cavity_only=True)
+    pools = heart & ~canvas.ellipsoid(centre, radii * 0.8, within=win)[1]
+    left = (hu - centre[0]) + 0.5 * (hv - centre[1]) > 0  # left heart lies left and behind
+    canvas.paint(win, pools & left, Tissue.ARTERY, cavity_only=True)
+    canvas.paint(win, pools & ~left, Tissue.VEIN, cavity_only=True)
+
+
+def _muscles(rng, canvas: Canvas, body: Body):
+    """Paraspinal muscles along the whole back, psoas from L1 down, gluteal muscles."""
+    for side in (-1, 1):
+        para = canvas.column((body.sp_u + side * 33, body.sp_v + body.r_vb + 35),
+                             (rng.uniform(20, 28), rng.uniform(18, 24)), (-1e4, 1e4))
+        canvas.paint(*para, Tissue.MUSCLE, onto=(Tissue.FAT, Tissue.VISCERAL_FAT, Tissue.MUSCLE))
+        top = body.s1 + 5 * body.pitch
+        path = [(body.sp_u + side * (body.r_vb + 6), body.sp_v, top),
+                (body.sp_u + side * (body.r_vb + 22), body.sp_v - 12, body.s1 + 20),
+                (body.sp_u + side * 55, body.sp_v - 45, body.s1 - 110)]
+        canvas.paint(*canvas.tube(path[:2], rng.uniform(9, 13)), Tissue.MUSCLE, cavity_only=True)
+        canvas.paint(*canvas.tube(path[1:], rng.uniform(16, 22)), Tissue.MUSCLE, cavity_only=True)
+        glut = canvas.ellipsoid((body.c_u + side * 0.55 * body.a_u, body.c_v + 0.55 * body.a_v,
+                                 body.s1 - 110), (0.4 * body.a_u, 0.4 * body.a_v, 110))
+        canvas.paint(*glut, Tissue.MUSCLE, onto=(Tissue.FAT, Tissue.VISCERAL_FAT, Tissue.MUSCLE))
+
+
+def _bowel(rng, canvas: Canvas, body: Body):
+    """Small-bowel loops (wall, contents, some gas on top), the colon framing them, bladder."""
+    for _ in range(int(rng.integers(40, 70))):
+        centre = (body.c_u + rng.uniform(-0.75, 0.75) * body.in_u,
+                  body.c_v + rng.uniform(-0.85, 0.35) * body.in_v,
+                  rng.uniform(body.s1 - 90, body.dome - 100))
+        radius = rng.uniform(9, 17)
+        canvas.paint(*canvas.ellipsoid(centre, (radius,) * 3, rng, wobble=0.2),
+                     Tissue.BOWEL_WALL, onto=(Tissue.VISCERAL_FAT,))
+        lumen = canvas.ellipsoid(centre, (radius - 3,) * 3)
+        canvas.paint(*lumen, Tissue.BOWEL_CONTENT, onto=(Tissue.BOWEL_WALL,))
+        if rng.random() < 0.3:  # gas floats to the front (supine patient)
+            win, mask = lumen
+            if win is not None:
+                v = canvas.coords(win)[1]
+                canvas.paint(win, mask & (v < centre[1] - rng.uniform(0, 0.6) * radius),
+                             Tissue.GAS, onto=(Tissue.BOWEL_CONTENT,))
+    a_u, a_v, c_u, c_v = body.in_u, body.in_v, body.c_u, body.c_v
+    colon = np.array([
+        (c_u - 0.7 * a_u, c_v - 0.1 * a_v, body.s1 - 40),        # caecum
+        (c_u - 0.72 * a_u, c_v + 0.05 * a_v, body.dome - 130),   # hepatic flexure
+        (c_u, c_v - 0.75 * a_v, body.dome - 150 - rng.uniform(0, 60)),  # transverse, sagging
+        (c_u + 0.75 * a_u, c_v + 0.1 * a_v, body.dome - 100),    # splenic flexure
+        (c_u + 0.75 * a_u, c_v + 0.05 * a_v, body.s1 - 10),      # descending
+        (c_u + 0.25 * a_u, c_v - 0.3 * a_v, body.s1 - 70),       # sigmoid
+        (c_u, body.sp_v + 10, body.s1 - 140)])                   # rectum
+    colon += rng.normal(0, 8, size=colon.shape)
+    radius = rng.uniform(15, 24)
+    canvas.paint(*canvas.tube(colon, radius), Tissue.BOWEL_WALL, cavity_only=True,
+                 onto=(Tissue.VISCERAL_FAT, Tissue.BOWEL_WALL, Tissue.BOWEL_CONTENT, Tissue.GAS))
+    canvas.paint(*canvas.tube(colon, radius - 3), Tissue.STOOL, onto=(Tissue.BOWEL_WALL,))
+    for a, b in zip(colon[:-1], colon[1:]):
+        for t in rng.uniform(0, 1, size=3):
+            if rng.random() < 0.5:
+                canvas.paint(*canvas.ellipsoid(a + (b - a) * t, (radius - 4,) * 3), Tissue.GAS,
+                             onto=(Tissue.STOOL,))
+    bladder = canvas.ellipsoid((c_u, c_v - 0.35 * a_v, body.s1 - 110),
+                               np.array([40, 30, 35]) * rng.uniform(0.6, 1.3), rng, wobble=0.1)
+    canvas.paint(*bladder, Tissue.BLADDER, cavity_only=True)
+
+
+def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float) -> None:
+    """Liver (with vessels), gallbladder, spleen and then the stomach between them, under
+    the domes."""
+    a_u, a_v, c_u, c_v, dome = body.in_u, body.in_v, body.c_u, body.c_v, body.dome
+
+    def below_dome(win, mask, margin=0.0):
+        if win is None:
+            return win, mask
+        u, v, w = canvas.coords(win)
+        return win, mask & (w <= _dome(body, u, v, left_drop) - margin)
+
+    s = rng.uniform(0.8, 1.2)
+    right = canvas.ellipsoid((c_u - 0.5 * a_u, c_v - 0.2 * a_v, dome - 70 * s),
+                             (0.5 * a_u * s, 0.65 * a_v, rng.uniform(70, 95) * s), rng,
+                             wobble=0.12, max_angle=0.25)
+    left = canvas.ellipsoid((c_u + rng.uniform(-0.05, 0.15) * a_u, c_v - 0.6 * a_v, dome - 45),
+                            (rng.uniform(0.3, 0.45) * a_u, 0.3 * a_v, 40 * s), rng,
+                            wobble=0.12, max_angle=0.25)
+    for part in (right, left):
+        canvas.paint(*below_dome(*part), Tissue.LIVER, LIVER, onto=SOFT, cavity_only=True)
+    hilum = np.array([c_u - 0.2 * a_u, c_v - 0.1 * a_v, dome - 100])
+    for _ in range(int(rng.integers(3, 7))):  # portal and hepatic vessel trees, coarsely
+        tip = hilum + rng.uniform((-0.5 * a_u, -0.4 * a_v, 0), (0.1 * a_u, 0.3 * a_v, 90))
+        canvas.paint(*canvas.tube([hilum, (hilum + tip) / 2 + rng.normal(0, 10, 3), tip],
+                                  rng.uniform(3, 6)), Tissue.LIVER_VESSEL, LIVER, onto=(Tissue.LIVER,))
+    if rng.random() < 0.8:
+        gb = canvas.ellipsoid((c_u - 0.35 * a_u, c_v - 0.6 * a_v, dome - rng.uniform(110, 150)),
+                              np.array([14, 14, 30]) * rng.uniform(0.7, 1.3), rng, max_angle=0.5)
+        canvas.paint(*gb, Tissue.GALLBLADDER, cavity_only=True)
+
+    s = rng.uniform(0.8, 1.25)
+    radii = np.array([rng.uniform(22, 30), rng.uniform(45, 60), rng.uniform(42, 58)]) * s
+    centre = (c_u + a_u - radii[0] * rng.uniform(0.9, 1.3), c_v + 0.35 * a_v,
+              dome - rng.uniform(55, 80))  # against the left posterolateral wall
+    win, spleen = below_dome(*canvas.ellipsoid(centre, radii, rng, wobble=0.12, max_angle=0.4))
+    if win is not None:
+        hollow = canvas.ellipsoid((centre[0] - radii[0] * 1.3, centre[1] - radii[1] * 0.4,
+                                   centre[2]), radii, within=win)[1]  # concave medial face
+        spleen &= ~hollow
+        canvas.paint(win, spleen, Tissue.SPLEEN, SPLEEN, onto=SOFT, cavity_only=True)
+
+    s = rng.uniform(0.75, 1.3)
+    centre = (c_u + 0.4 * a_u, c_v - 0.3 * a_v, dome - 60)
+    radii = (0.3 * a_u * s, 0.35 * a_v * s, 55 * s)
+    win, stomach = below_dome(*canvas.ellipsoid(centre, radii, rng, wobble=0.15, max_angle=0.4),
+                              margin=3)
+    if win is not None:
+        canvas.paint(win, stomach, Tissue.STOMACH_WALL, onto=SOFT, cavity_only=True)
+        wall = rng.uniform(3, 6)
+        inner = stomach & canvas.ellipsoid(centre, np.array(radii) - wall, within=win)[1]
+        canvas.paint(win, inner, Tissue.STOMACH_CONTENT, onto=(Tissue.STOMACH_WALL,))
+        v = canvas.coords(win)[1]
+        level = centre[1] - radii[1] * rng.uniform(0.2, 1.1)  # air-fluid level (or none)
+        canvas.paint(win, inner & (v < level), Tissue.GAS, onto=(Tissue.STOMACH_CONTENT,))
+
+
+def _kidneys(rng, canvas: Canvas, body: Body) -> None:
+    """Both kidneys beside the spine, the right one lower; cortex, medulla, sinus fat."""
+    level = body.dome - 105 + rng.normal(0, 12)
+    for side, lab in ((-1, KIDNEY_RIGHT), (1, KIDNEY_LEFT)):
+        height = level - (rng.uniform(5, 25) if side < 0 else 0)
+        centre = np.array([body.sp_u + side * (body.r_vb + rng.uniform(35, 50)),
+                           body.sp_v + rng.uniform(-5, 12), height])
+        radii = np.array([rng.uniform(22, 28), rng.uniform(20, 26), rng.uniform(45, 58)])
+        win, kidney = canvas.ellipsoid(centre, radii, rng, wobble=0.06, max_angle=0.3)
+        if win is None:
+            continue
+        fat = canvas.ellipsoid(centre, radii + rng.uniform(3, 6), within=win)[1]
+        canvas.paint(win, fat, Tissue.VISCERAL_FAT, onto=SOFT + (Tissue.LIVER, Tissue.SPLEEN),
+                     cavity_only=True)  # perirenal fat parts kidney from liver and spleen
+        canvas.paint(win, kidney, Tissue.KIDNEY_CORTEX, lab, cavity_only=True)
+        cortex = rng.uniform(5, 8)
+        medulla = canvas.ellipsoid(centre, radii - cortex, within=win)[1]
+        canvas.paint(win, kidney & medulla, Tissue.KIDNEY_MEDULLA, lab, cavity_only=True)
+        hilum = centre + np.array([-side * 0.45 * radii[0], -0.25 * radii[1], 0])
+        sinus = canvas.ellipsoid(hilum, radii * np.array([0.45, 0.4, 0.55]), within=win)[1]
+        canvas.paint(win, kidney & sinus, Tissue.RENAL_SINUS, lab, cavity_only=True)
+
+
+def _pancreas_and_vessels(rng, canvas: Canvas, body: Body) -> None:
+    """Pancreas across the spine; aorta and IVC in front of it, iliac arteries below."""
+    sp_u, sp_v, r = body.sp_u, body.sp_v, body.r_vb
+    head = (sp_u - 30, sp_v - r - 45, body.dome - 115)
+    path = [head, (sp_u + 10, sp_v - r - 55, body.dome - 100),
+            (body.c_u + 0.6 * body.in_u, body.c_v + 0.25 * body.in_v, body.dome - 80)]
+    canvas.paint(*canvas.tube(np.array(path) + rng.normal(0, 6, (3, 3)), rng.uniform(8, 13)),
+                 Tissue.PANCREAS, onto=(Tissue.VISCERAL_FAT, Tissue.BOWEL_WALL, Tissue.BOWEL_CONTENT))
+    bifurcation = body.s1 + 1.5 * body.pitch
+    top = canvas.axes[2][-1] + 10
+    canvas.paint(*canvas.tube([(sp_u + 12, sp_v - r - 12, bifurcation), (sp_u + 14, sp_v - r - 10, top)],
+                              rng.uniform(9, 13)), Tissue.ARTERY, cavity_only=True)
+    canvas.paint(*canvas.tube([(sp_u - 22, sp_v - r - 8, bifurcation), (sp_u - 22, sp_v - r - 15,
+                                                                      body.dome + 15)],
+                              rng.uniform(9, 13)), Tissue.VEIN, cavity_only=True)
+    for side in (-1, 1):
+        iliac = [(sp_u + 12, sp_v - r - 12, bifurcation),
+                 (sp_u + side * 50, sp_v - r - 20, bifurcation - 90),
+                 (sp_u + side * 75, sp_v - r - 55, body.s1 - 110)]
+        canvas.paint(*canvas.tube(iliac, rng.uniform(4, 7)), Tissue.ARTERY, cavity_only=True)
+
+
+def _bone(canvas: Canvas, outer, inner, core: Tissue = Tissue.CANCELLOUS, label: int = 0):
+    """Paint a bone: ``core`` inside a cortical shell.
+
+    Args:
+        outer: ``(window, mask)`` of the whole bone.
+        inner: ``window -> mask`` of its core on that window (the shape minus the shell).
+    """
+    win, mask = outer
+    if win is None:
+        return
+    canvas.paint(win, mask, Tissue.CORTICAL, label)
+    canvas.paint(win, mask & inner(win), core, label)
+
+
+def _spine(rng, canvas: Canvas, body: Body) -> None:
+    """Vertebrae from the sacrum up: bodies, discs, posterior arch around the canal."""
+    shell = max(1.5, 0.6 * min(canvas.spacing[:2]))
+    top = canvas.axes[2][-1] + body.pitch
+    k = 0
+    while body.s1 + k * body.pitch < top:
+        lo, hi = body.s1 + k * body.pitch, body.s1 + (k + 1) * body.pitch
+        disc = rng.uniform(6, 10)
+        lordosis = 12 * np.exp(-((lo + 60 - body.s1) / 90) ** 2)
+        r = body.r_vb * (1 - 0.01 * min(k, 12))
+        sv = body.sp_v - lordosis
+        canvas.paint(*canvas.column((body.sp_u, sv), (1.15 * r, r), (lo, lo + disc)), Tissue.DISC, SPINE)
+        vb = (lo + disc, hi)
+        _bone(canvas, canvas.column((body.sp_u, sv), (1.15 * r, r), vb),
+              lambda win: canvas.column((body.sp_u, sv), (1.15 * r - shell, r - shell), vb,
+                                        within=win)[1], label=SPINE)
+        canal_v, canal_r = sv + r + 9, rng.uniform(7, 10)
+        arch_w = (lo + disc + 2, hi - 3)
+        win, ring = canvas.column((body.sp_u, canal_v), (canal_r + 6, canal_r + 6), arch_w)
+        if win is not None:
+            v = canvas.coords(win)[1]
+            canvas.paint(win, ring & (v > sv + r - 3), Tissue.CORTICAL, SPINE)
+        lumbar = k < 5
+        spinous = canvas.window((body.sp_u - 4, canal_v + canal_r, arch_w[0]),
+                                (body.sp_u + 4, canal_v + canal_r + (32 if lumbar else 25), arch_w[1]))
+        canvas.paint(spinous, True, Tissue.CORTICAL, SPINE)
+        reach, middle = (45 if lumbar else 28), (lo + disc + hi) / 2
+        transverse = canvas.window((body.sp_u - reach, canal_v - 5, middle - 5),
+                                   (body.sp_u + reach, canal_v + 4, middle + 5))
+        canvas.paint(transverse, True, Tissue.CORTICAL, SPINE, onto=(
+            Tissue.MUSCLE, Tissue.FAT, Tissue.VISCERAL_FAT, Tissue.LUNG))
+        canvas.paint(*canvas.column((body.sp_u, canal_v), (canal_r, canal_r), (lo, hi)), Tissue.CSF)
+        k += 1
+    centre = (body.sp_u, body.sp_v + 15, body.s1 - 55)
+    _bone(canvas, canvas.ellipsoid(centre, (48, 16, 58)),
+          lambda win: canvas.ellipsoid(centre, (48 - shell, 16 - shell, 58 - shell), within=win)[1])
+
+
+def _ribs_and_sternum(rng, canvas: Canvas, body: Body) -> None:
+    """Twelve rib pairs from the thoracic vertebrae, sloping down toward the front."""
+    q = 1 - (body.fat + 0.5 * body.wall) / body.a_v  # ribs run inside the muscle wall
+    for k in range(5, 17):  # T12 .. T1
+        w_r = body.s1 + (k + 0.5) * body.pitch
+        reach = np.pi * (0.55 if k < 7 else 0.85)  # floating ribs are short
+        drop = rng.uniform(50, 90)
+        window = canvas.window((-1e4, -1e4, w_r - drop - 10), (1e4, 1e4, w_r + 10))
+        if window is None:
+            continue
+        u, v, w = canvas.coords(window)
+        nu, nv = (u - body.c_u) / (q * body.a_u), (v - body.c_v) / (q * body.a_v)
+        theta = np.arctan2(np.abs(nu), nv)  # 0 at the spine, pi at the front
+        radial = (np.sqrt(nu ** 2 + nv ** 2) - 1) * q * 0.5 * (body.a_u + body.a_v)
+        along = w - (w_r - drop * theta / np.pi)
+        rib = ((radial / 4.5) ** 2 + (along / 6.0) ** 2 <= 1) & (theta > 0.35) & (theta < reach)
+        canvas.paint(window, rib, Tissue.CORTICAL)
+        canvas.paint(window, rib & ((radial / 2.5) ** 2 + (along / 3.5) ** 2 <= 1), Tissue.CANCELLOUS)
+    front = body.c_v - q * body.a_v
+    sternum = canvas.window((body.c_u - 14, front - 6, body.dome - 30), (body.c_u + 14, front + 6, 1e4))
+    canvas.paint(sternum, True, Tissue.CANCELLOUS)
+
+
+def _pelvis(rng, canvas: Canvas, body: Body) -> None:
+    """Iliac wings (bowls of bone flaring up and out), femoral heads and necks, pubic rami."""
+    shell = max(1.5, 0.6 * min(canvas.spacing[:2]))
+    crest = body.s1 + rng.uniform(5, 25)
+    for side in (-1, 1):
+        centre = (body.sp_u + side * 20, body.sp_v - 60, body.s1 - 50)
+        radii = (rng.uniform(85, 105), rng.uniform(75, 90), 75)
+        thickness = rng.uniform(7, 12)
+        win, wing = canvas.ellipsoid(centre, radii, shell=thickness)
+        if win is not None:
+            u, v, w = canvas.coords(win)
+            wing &= (side * (u - centre[0]) > 10) & (v > centre[1] - 25) & (w < crest)
+            _bone(canvas, (win, wing), lambda win: canvas.ellipsoid(
+                centre, np.array(radii) - shell, shell=thickness - 2 * shell, within=win)[1])
+        head_c = np.array([body.sp_u + side * 95, body.sp_v - 75, body.s1 - 110])
+        r_head = rng.uniform(21, 26)
+        _bone(canvas, canvas.ellipsoid(head_c, (r_head,) * 3),
+              lambda win: canvas.ellipsoid(head_c, (r_head - shell,) * 3, within=win)[1])
+        neck = [head_c, head_c + (side * 40, 5, -35), head_c + (side * 45, 5, -120)]
+        pubis = [head_c + (-side * 10, -20, -10), (body.sp_u + side * 12, body.sp_v - 140, body.s1 - 125)]
+        for path, r in ((neck, 14), (pubis, 9)):
+            _bone(canvas, canvas.tube(path, r),
+                  lambda win, path=path, r=r: canvas.tube(path, r - shell, within=win)[1])
+
+
+def _arms(rng, canvas: Canvas, body: Body) -> None:
+    """Arms down at the sides (half the cases): fat, muscle, humerus or forearm bones."""
+    if rng.random() < 0.5:
+        return
+    elbow = body.s1 + rng.uniform(-10, 70)
+    for side in (-1, 1):
+        radius = rng.uniform(35, 50)
+        cu = body.c_u + side * (body.a_u + rng.uniform(5, 40) + radius)
+        cv = body.c_v + rng.uniform(-0.3, 0.3) * body.a_v
+        canvas.paint(*canvas.column((cu, cv), (radius, radius), (-1e4, 1e4)), Tissue.FAT,
+                     onto=(Tissue.AIR,))
+        inner = radius - rng.uniform(5, 15)
+        canvas.paint(*canvas.column((cu, cv), (inner, inner), (-1e4, 1e4)), Tissue.MUSCLE,
+                     onto=(Tissue.FAT,))
+        for dv, r, span in ((0, 12, (elbow, 1e4)), (-12, 7, (-1e4, elbow)), (12, 7, (-1e4, elbow))):
+            centre = (cu, cv + dv)
+            _bone(canvas, canvas.column(centre, (r, r), span),
+                  lambda win, c=centre, r=r, span=span: canvas.column(c, (r - 3, r - 3), span,
+                                                                       within=win)[1],
+                  core=Tissue.YELLOW_MARROW)
+
+
+def draw_anatomy(rng, canvas: Canvas) -> dict[int, np.ndarray]:
+    """Draw one body into ``canvas``; returns each organ's parenchyma (where lesions grow)."""
+    body = _body(rng, canvas)
+    left_drop = rng.uniform(5, 20)
+    _thorax(rng, canvas, body, left_drop)
+    _muscles(rng, canvas, body)
+    _bowel(rng, canvas, body)
+    _upper_organs(rng, canvas, body, left_drop)
+    _kidneys(rng, canvas, body)
+    _pancreas_and_vessels(rng, canvas, body)
+    _spine(rng, canvas, body)
+    _ribs_and_sternum(rng, canvas, body)
+    _pelvis(rng, canvas, body)
+    _arms(rng, canvas, body)
+    tissue, label = canvas.tissue, canvas.label
+    return {LIVER: (label == LIVER) & (tissue == Tissue.LIVER),
+            SPLEEN: (label == SPLEEN) & (tissue == Tissue.SPLEEN),
+            KIDNEY_RIGHT: (label == KIDNEY_RIGHT) & (tissue != Tissue.RENAL_SINUS),
+            KIDNEY_LEFT: (label == KIDNEY_LEFT) & (tissue != Tissue.RENAL_SINUS)}

@@ -1,0 +1,117 @@
+"""The phantoms vary as CT varies and teach anatomy: tissues in their HU ranges, bone and
+other non-organs present but labelled background, kidneys on both sides, contrast phases
+and fields of view that change from case to case, slice thickness that blurs along z."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_erosion
+
+from medical.phantom import LABELS, simulate_case
+from medical.phantom_anatomy import draw_anatomy
+from medical.phantom_canvas import Canvas, Tissue
+from medical.phantom_render import HU_RANGES, PHASES, draw_style
+
+SHAPE = (80, 80, 40)
+LIVER, SPLEEN, KIDNEY_RIGHT, KIDNEY_LEFT, SPINE = 1, 2, 3, 4, 5
+
+
+def _abdomen_style(rng, **changes):
+    """A drawn style moved to the upper abdomen (liver, spleen and kidneys in view)."""
+    return replace(draw_style(rng), level_mm=-20.0, z_extent_mm=260.0, fov_mm=420.0, **changes)
+
+
+def _phase_range(tissue, phase):
+    ranges = HU_RANGES[tissue]
+    return ranges[PHASES.index(phase)] if isinstance(ranges[0], tuple) else ranges
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_organ_hu_lies_in_its_tissue_range_for_the_phase(phase):
+    rng = np.random.default_rng([7, PHASES.index(phase)])
+    case = simulate_case(rng, SHAPE, style=_abdomen_style(rng, phase=phase, noise_hu=8.0))
+    for label, tissue, slack in ((LIVER, Tissue.LIVER, 15), (SPLEEN, Tissue.SPLEEN, 25)):
+        core = binary_erosion(case.label == label, iterations=1)
+        assert core.sum() > 20, LABELS[label]
+        low, high = _phase_range(tissue, phase)
+        median = float(np.median(case.image[core]))
+        assert low - slack <= median <= high + slack, (LABELS[label], phase, median)
+
+
+def test_native_and_contrast_phases_differ_where_contrast_goes():
+    """Same anatomy and noise draw: the aorta and kidneys brighten with contrast, fat does not."""
+    images = {}
+    for phase in ("native", "arterial"):
+        rng = np.random.default_rng(3)
+        style = _abdomen_style(np.random.default_rng(3), phase=phase, noise_hu=6.0)
+        case = simulate_case(rng, SHAPE, style=style)
+        images[phase] = case
+    kidney = binary_erosion(images["native"].label == KIDNEY_LEFT)
+    assert kidney.any()
+    assert np.median(images["arterial"].image[kidney]) > np.median(images["native"].image[kidney]) + 35
+    fat = images["native"].image < -60
+    assert abs(np.median(images["arterial"].image[fat]) - np.median(images["native"].image[fat])) < 40
+
+
+def test_bone_beyond_the_spine_is_present_and_labelled_background():
+    rng = np.random.default_rng(11)
+    case = simulate_case(rng, SHAPE, style=_abdomen_style(rng, noise_hu=6.0))
+    bright = case.image > 300
+    # ribs (and the pelvis, sternum...) make bright voxels outside the spine label
+    assert (bright & (case.label == 0)).sum() > 30
+    assert set(np.unique(case.label[bright])) <= {0, SPINE}
+    assert (case.label == SPINE).sum() > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_heart_stomach_bowel_and_bones_are_drawn_and_never_labelled(seed):
+    rng = np.random.default_rng(seed)
+    style = replace(draw_style(rng), level_mm=0.0, z_extent_mm=440.0, fov_mm=460.0)
+    canvas = Canvas((48, 48, 48), (style.fov_mm / 48,) * 2 + (style.z_extent_mm / 48,), style.level_mm)
+    draw_anatomy(rng, canvas)
+    for tissue in (Tissue.MYOCARDIUM, Tissue.STOMACH_WALL, Tissue.BOWEL_WALL, Tissue.GAS,
+                   Tissue.CORTICAL, Tissue.LUNG):
+        where = canvas.tissue == tissue
+        assert where.any(), tissue.name
+        if tissue != Tissue.CORTICAL:  # the spine's cortex is labelled spine
+            assert not canvas.label[where].any(), tissue.name
+    # the heart sits above the liver
+    heart_top = np.argwhere(canvas.tissue == Tissue.MYOCARDIUM)[:, 2].mean()
+    liver = np.argwhere(canvas.label == LIVER)[:, 2].mean()
+    assert heart_top > liver
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kidneys_lie_on_both_sides_of_the_spine(seed):
+    rng = np.random.default_rng([5, seed])
+    case = simulate_case(rng, SHAPE, style=_abdomen_style(rng))
+    # stored LPS: axis 0 runs to the patient's left
+    centre = {k: np.argwhere(case.label == k)[:, 0].mean() for k in (KIDNEY_RIGHT, KIDNEY_LEFT, SPINE)}
+    assert centre[KIDNEY_RIGHT] < centre[SPINE] < centre[KIDNEY_LEFT]
+    assert (case.label == KIDNEY_RIGHT).sum() > 20 and (case.label == KIDNEY_LEFT).sum() > 20
+
+
+def test_cases_vary_in_phase_field_of_view_and_anatomy():
+    cases = [simulate_case(np.random.default_rng([9, i]), (48, 48, 24)) for i in range(10)]
+    assert len({c.style.phase for c in cases}) >= 2
+    levels = [c.style.level_mm for c in cases]
+    assert max(levels) - min(levels) > 60
+    liver_ml = [(c.label == LIVER).sum() * abs(np.linalg.det(c.affine[:3, :3])) / 1000 for c in cases]
+    assert np.std(liver_ml) / np.mean(liver_ml) > 0.15
+    livers = [np.median(c.image[c.label == LIVER]) for c in cases if (c.label == LIVER).any()]
+    assert max(livers) - min(livers) > 30
+
+
+def test_thicker_slices_blur_along_z_only():
+    """Same anatomy and noise draw, 1 mm vs 5 mm slices on a 2 mm grid: thick slices smooth z."""
+    rough = {}
+    for thickness in (1.0, 5.0):
+        rng = np.random.default_rng(21)
+        style = replace(_abdomen_style(np.random.default_rng(21)), slice_thickness_mm=thickness,
+                        noise_hu=0.0, z_extent_mm=80.0)
+        image = simulate_case(rng, (48, 48, 40), style=style).image.astype(float)
+        rough[thickness] = (np.abs(np.diff(image, axis=2)).mean(), np.abs(np.diff(image, axis=0)).mean())
+    assert rough[5.0][0] < 0.9 * rough[1.0][0]       # z: smoother
+    assert rough[5.0][1] > 0.9 * rough[1.0][1]       # in-plane: about the same
