@@ -16,6 +16,7 @@ from core.runs import new_run_id
 from .model.predictor import OcclusionPredictor
 from .schema import read_log
 from .scoring.run import score_logs
+from .sim.highway import HighwayConfig
 from .sim.simulator import SimConfig, simulate_logs
 from .sim.world import WorldConfig
 
@@ -29,9 +30,12 @@ SIZES = {
 }
 
 
-def sim_config(size: str = "small"):
-    """The simulator settings of a demo size."""
+def sim_config(size: str = "small", world: str = "town"):
+    """The simulator settings of a demo size in a world (``"town"`` or ``"highway"``)."""
     spec = SIZES[size]
+    if world == "highway":
+        return HighwayConfig(grid_shape=(spec["grid"], spec["grid"]),
+                             sensor_range_m=spec["range_m"] + 3.0, lanes=3 if spec["grid"] >= 128 else 2)
     world = WorldConfig(raster_m=0.25 if spec["grid"] >= 128 else 0.5)   # coarser town: faster
     return SimConfig(grid_shape=(spec["grid"], spec["grid"]), sensor_range_m=spec["range_m"],
                      world=world)

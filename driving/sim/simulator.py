@@ -68,6 +68,10 @@ class SimConfig:
         return LogMeta(grid_shape=(h, w), resolution_m=self.resolution_m, classes=CLASSES,
                        ego_cell=tuple(ego), rate_hz=self.rate_hz)
 
+    def build(self, seed: int) -> "Simulator":
+        """The simulator of this world (``simulate_logs`` calls it)."""
+        return Simulator(self, seed)
+
 
 def _along(points, s, s_query):
     """Positions ``(..., 2)`` and yaw ``(...)`` at arc lengths ``s_query`` of a path."""
@@ -384,10 +388,12 @@ def _drop_colliding(scene: _Scene, poses: np.ndarray) -> None:
 
 def simulate_logs(out_dir: str | os.PathLike, n_logs: int, n_frames: int, seed: int = 0,
                   config: SimConfig | None = None) -> list[Path]:
-    """Simulate ``n_logs`` logs into ``out_dir`` (``log_000.parquet``, ...); returns paths."""
+    """Simulate ``n_logs`` logs into ``out_dir`` (``log_000.parquet``, ...); returns paths.
+    ``config``: a :class:`SimConfig` (town) or ``highway.HighwayConfig`` (default: the town)."""
     out_dir = Path(out_dir)
+    config = config or SimConfig()
     paths = []
     for i in range(n_logs):
-        log = Simulator(config, seed=seed * 1000 + i).simulate(n_frames, log_id=f"log_{i:03d}")
+        log = config.build(seed * 1000 + i).simulate(n_frames, log_id=f"log_{i:03d}")
         paths.append(write_log(log, out_dir / f"{log.log_id}.parquet"))
     return paths
