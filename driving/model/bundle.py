@@ -22,11 +22,13 @@ from core.training import History
 
 from ..schema import LogMeta
 from ..scoring.state import ScoringState
+from .memory_gate import MemoryGate
 from .network import OcclusionNet, OcclusionNetConfig
 
 BUNDLE_KIND = "driving-occlusion"
 # 2: the scoring state (object passes, context prior, channel tail scores) in one entry
-BUNDLE_VERSION = 2
+# 3: the memory gate's weights
+BUNDLE_VERSION = 3
 
 
 def _meta_dict(meta: LogMeta) -> dict:
@@ -39,7 +41,9 @@ def bundle_state(predictor) -> tuple[dict, dict]:
     config = {"params": predictor.get_params(), "net": predictor.net_config_.to_dict(),
               "meta": _meta_dict(predictor.meta_), "training": predictor.history_.to_dict(),
               "class_weights": predictor.class_weights_, "warm_start": predictor.warm_start_,
-              "scoring": predictor.scoring_.to_dict()}
+              "scoring": predictor.scoring_.to_dict(),
+              "memory_gate": (predictor.memory_gate_.to_dict()
+                              if predictor.memory_gate_ is not None else None)}
     return config, dict(predictor.net_.state_dict())
 
 
@@ -68,6 +72,8 @@ def predictor_from_bundle(cls, config: dict, tensors: dict):
                               classes=tuple(m["classes"]), ego_cell=tuple(m["ego_cell"]),
                               rate_hz=m["rate_hz"])
     predictor.scoring_ = ScoringState.from_dict(config["scoring"])
+    gate = config["memory_gate"]
+    predictor.memory_gate_ = MemoryGate.from_dict(gate) if gate is not None else None
     predictor.history_ = History(**config["training"])
     predictor.class_weights_ = list(config["class_weights"])
     predictor.warm_start_ = config["warm_start"]

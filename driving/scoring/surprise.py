@@ -39,12 +39,11 @@ import numpy as np
 
 from core.explain import region_shap
 
-from ..model.baselines import apply_layout_memory
 from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
 from ..warp import warp_indices
 from .decision import RoadBelief, decide, layout_mass, road_mass
-from .frame_score import scored_objects
+from .frame_score import lead_braking, scored_objects
 
 EPS = 1e-6
 OBJECT_MAPS = ("object_recon", "object_forecast")
@@ -158,7 +157,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
 
     Args:
         predictor: a fitted network (``OcclusionPredictor``: ``check_log``, ``stack``,
-            ``predict_proba``, ``layout_memory``).
+            ``predict_proba``, ``memory_context``, ``apply_memory``).
         log: the drive log.
         batch_size: frames per forward pass.
         keep_probabilities: also return the occlusion pass's ``(T, C, H, W)`` probabilities.
@@ -181,13 +180,12 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     context_inputs = []
     kept = [] if keep_probabilities else None
     prev_probs = None
-    memory = predictor.layout_memory(log)
+    memory = predictor.memory_context(log)
     belief = RoadBelief(log) if road_threshold is not None else None
     for start in range(0, t_total, batch_size):
         sl = slice(start, min(start + batch_size, t_total))
         probs = predictor.predict_proba(grids[sl], speed[sl], batch_size)      # (B, C, H, W)
-        if memory is not None:
-            apply_layout_memory(probs, memory[sl], observed[sl])
+        predictor.apply_memory(probs, memory, sl, observed[sl])
         vis = visible[sl]
         decided = decide(probs, road_threshold,
                          belief.update(sl.start, road_mass(probs)) if belief is not None else None)
@@ -203,6 +201,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         prev_probs = probs[-1]
         if kept is not None:
             kept.append(probs)
+    maps["lead_braking"] = lead_braking(observed, log.ego_speed, log.meta)
     maps.update(predicted=predicted, confidence=confidence, road_layout=road_layout,
                 probabilities=np.concatenate(kept) if kept else None)
     if context_inputs:
