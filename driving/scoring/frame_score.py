@@ -7,8 +7,10 @@ surprising at different scales, so each statistic is turned into a **tail score*
 ``-log P(X >= x)`` under its distribution on normal calibration frames (an interpolated
 empirical survival function, extended past the largest normal value by an exponential
 tail fitted on the top tenth: an extreme frame keeps its rank instead of tying at the
-end of the table). A frame's raw score is the largest tail score over the channels: a
-frame is as anomalous as its most surprising question.
+end of the table). A frame's raw score is the largest tail score over the channels, each
+above what is normal for this log so far (:meth:`FrameScorer.baseline`: the median of its
+previous 20 s, shrunk towards the calibration frames' typical value): a frame is as
+anomalous as its most surprising question, judged against the drive it belongs to.
 
 Default channels, each over the object cells in or next to the ego's path
 (:func:`scored_objects`):
@@ -53,6 +55,8 @@ LANE_HALF_M = 1.6         # the ego's own lane, for the lead vehicle
 EGO_FRONT_M = 2.5         # the ego's front bumper
 LEAD_WINDOW_S = 0.4       # the lead's speed from the change of the gap over this long
 MAX_CLOSING_MPS = 25.0    # a faster change of the gap is another car cutting in or leaving
+BASELINE_S = 20.0         # a log's own recent past that its frames are scored against
+PRIOR_S = 5.0             # the calibration frames' typical value counts as this much past
 
 
 def ego_path(meta) -> np.ndarray:
@@ -98,14 +102,15 @@ def lead_braking(observed: np.ndarray, ego_speed: np.ndarray, meta) -> np.ndarra
     out = np.zeros(observed.shape, np.float32)
     if len(gap) <= 2 * k:
         return out
+    gap = np.where(np.isfinite(gap), gap, np.nan)                      # NaN: no lead
     closing = np.full(len(gap), np.nan)
-    closing[k:] = (gap[k:] - gap[:-k]) / dt                           # m/s, NaN/inf: no lead
-    closing[~np.isfinite(closing) | (np.abs(closing) > MAX_CLOSING_MPS)] = np.nan
+    closing[k:] = (gap[k:] - gap[:-k]) / dt                           # m/s
+    closing[np.abs(np.nan_to_num(closing, nan=np.inf)) > MAX_CLOSING_MPS] = np.nan
     lead_speed = np.asarray(ego_speed, dtype=np.float64) + closing
     decel = np.zeros(len(gap))
     decel[k:] = (lead_speed[:-k] - lead_speed[k:]) / dt
     decel = np.clip(np.nan_to_num(decel, nan=0.0), 0.0, None)
-    lead_cells = is_vehicle & lane[None] & (np.abs(ahead - gap[:, None, None]) < 6.0)
+    lead_cells = is_vehicle & lane[None] & (ahead < np.nan_to_num(gap, nan=-np.inf)[:, None, None] + 6.0)
     out[:] = decel[:, None, None] * lead_cells
     return out
 
@@ -192,11 +197,36 @@ class FrameScorer:
                                     per_row=True) for name, norm, k in self.channels], 1)
 
     def fit(self, maps: list[dict]) -> "FrameScorer":
-        """Fit each channel's tail on the channel maps of normal frames (a list per log)."""
+        """Fit each channel's tail on the channel maps of normal frames (a list per log),
+        and the typical tail score of a normal frame (each channel's median), which a
+        log's :meth:`baseline` starts from."""
         stats = np.concatenate([self.statistics(m) for m in maps])
         self.tails_ = [TailScore(MIN_SCALE.get(name, 0.0)).fit(stats[:, i])
                        for i, (name, _, _) in enumerate(self.channels)]
+        tails = np.stack([tail(stats[:, i]) for i, tail in enumerate(self.tails_)], 1)
+        self.typical_ = np.median(tails, 0)
         return self
+
+    def baseline(self, tails: np.ndarray, rate_hz: float) -> np.ndarray:
+        """``(T, n_channels)``: what is normal for *this* log so far, per channel -- the
+        median tail score of its previous ``BASELINE_S`` seconds, shrunk towards the
+        calibration frames' typical value with the weight of ``PRIOR_S`` seconds of
+        frames (causal: frame t reads frames before t only).
+
+        A log from another town, another traffic density or a network that knows this
+        road less well runs every channel a little hotter throughout; a real event is
+        brief. Scoring against the log's own recent past keeps the alert rate on normal
+        frames near nominal in a world the calibration frames did not come from.
+        """
+        window = max(1, int(round(BASELINE_S * rate_hz)))
+        prior_n = max(1, int(round(PRIOR_S * rate_hz)))
+        out = np.empty_like(tails, dtype=np.float64)
+        for t in range(len(tails)):
+            past = tails[max(0, t - window):t]
+            n = len(past)
+            recent = np.median(past, 0) if n else self.typical_
+            out[t] = (n * recent + prior_n * self.typical_) / (n + prior_n)
+        return out
 
     def fit_logs(self, maps: list[dict], logs: list, normaliser) -> "FrameScorer":
         """:meth:`fit` on :func:`driving.scoring.surprise.raw_maps` outputs of normal logs, with
@@ -213,16 +243,20 @@ class FrameScorer:
         stats = self.statistics(maps)
         return np.stack([tail(stats[:, i]) for i, tail in enumerate(self.tails_)], 1)
 
-    def raw(self, maps: dict) -> np.ndarray:
-        """``(N,)`` a frame's raw score: the largest tail score over the channels."""
-        return self.tail_scores(maps).max(1)
+    def raw(self, maps: dict, baseline: np.ndarray | None = None) -> np.ndarray:
+        """``(N,)`` a frame's raw score: the largest tail score over the channels, each
+        above its ``baseline`` ``(N, n_channels)`` (None: the typical normal frame's)."""
+        tails = self.tail_scores(maps)
+        base = self.typical_ if baseline is None else baseline
+        return (tails - base).max(1)
 
     def to_dict(self) -> dict:
         return {"channels": [list(c) for c in self.channels],
-                "tails": [t.to_dict() for t in self.tails_]}
+                "tails": [t.to_dict() for t in self.tails_], "typical": self.typical_.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrameScorer":
         out = cls([tuple(c) for c in d["channels"]])
         out.tails_ = [TailScore.from_dict(t) for t in d["tails"]]
+        out.typical_ = np.asarray(d["typical"], dtype=np.float64)
         return out

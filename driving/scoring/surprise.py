@@ -66,23 +66,30 @@ class SurpriseResult:
     raw_score: np.ndarray        # (T,) before temporal smoothing
     smooth: int
     score_maps: dict             # {channel: (T, H, W)} the raw score reads
-    raw_fn: object               # score_maps-like dict (N, H, W) -> raw (N,)
+    raw_fn: object               # (score_maps-like dict (N, H, W), baseline (N, ch)) -> raw (N,)
     road_layout: np.ndarray      # float32 P(road surface), under objects too
+    baseline: np.ndarray         # (T, n_channels) the log's normal level each channel is above
     probabilities: np.ndarray | None = None   # float32 (T, C, H, W) when kept
 
     @property
     def cell_error(self) -> np.ndarray:
         return np.maximum(self.revealed_error, self.recon_error)
 
+    def window(self, t: int) -> slice:
+        """The frames of frame ``t``'s smoothing window."""
+        return slice(max(0, t - self.smooth + 1), t + 1)
+
     def frame_maps(self, t: int) -> dict:
         """The maps frame ``t``'s score is computed from: ``{channel: (W, H, W)}``, the
         frames of its smoothing window (object cells only)."""
-        window = slice(max(0, t - self.smooth + 1), t + 1)
-        return {name: m[window] for name, m in self.score_maps.items()}
+        return {name: m[self.window(t)] for name, m in self.score_maps.items()}
 
     def explain(self, t: int, blocks: int = 4, max_evals: int = 400, seed: int = 0):
-        """Region SHAP of frame ``t``'s score (see :func:`explain_frame`)."""
-        return explain_frame(self.frame_maps(t), self.raw_fn, blocks, max_evals, seed)
+        """Region SHAP of frame ``t``'s score (see :func:`explain_frame`); the log's
+        baseline of those frames is held fixed (it comes from earlier frames)."""
+        baseline = self.baseline[self.window(t)]
+        return explain_frame(self.frame_maps(t), lambda maps: self.raw_fn(maps, baseline),
+                             blocks, max_evals, seed)
 
 
 def causal_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -236,7 +243,8 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
     if "object_context" in maps:                 # the replay shows what the score reads
         visible_map = np.maximum(visible_map, maps["object_context"])
     score_maps = scorer.channel_maps(raw, maps, objects)
-    tails = scorer.tail_scores(score_maps)
+    baseline = scorer.baseline(scorer.tail_scores(score_maps), log.meta.rate_hz)
+    tails = scorer.tail_scores(score_maps) - baseline                 # above this log's normal
     is_revealed = np.array([name == "revealed" for name, _, _ in scorer.channels])
     surprise_revealed = tails[:, is_revealed].max(1) if is_revealed.any() else np.zeros(len(tails))
     visible_error = tails[:, ~is_revealed].max(1) if (~is_revealed).any() else np.zeros(len(tails))
@@ -246,6 +254,7 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
                           confidence=maps["confidence"], revealed_error=revealed,
                           recon_error=visible_map, object_cells=objects, raw_score=raw_score,
                           smooth=state.smooth, score_maps=score_maps, raw_fn=scorer.raw,
+                          baseline=baseline,
                           road_layout=maps["road_layout"], probabilities=maps["probabilities"])
 
 
