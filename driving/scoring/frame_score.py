@@ -7,10 +7,11 @@ surprising at different scales, so each statistic is turned into a **tail score*
 ``-log P(X >= x)`` under its distribution on normal calibration frames (an interpolated
 empirical survival function, extended past the largest normal value by an exponential
 tail fitted on the top tenth: an extreme frame keeps its rank instead of tying at the
-end of the table). A frame's raw score is the largest tail score over the channels, each
-above what is normal for this log so far (:meth:`FrameScorer.baseline`: the median of its
-previous 20 s, shrunk towards the calibration frames' typical value): a frame is as
-anomalous as its most surprising question, judged against the drive it belongs to.
+end of the table). Each statistic is first moved by how far this log's recent past sits
+from the typical normal frame (:meth:`FrameScorer.baseline`: the median of its previous
+20 s, shrunk towards the calibration frames' median). A frame's raw score is the largest
+tail score over the channels: a frame is as anomalous as its most surprising question,
+judged against the drive it belongs to.
 
 Default channels, each over the object cells in or next to the ego's path
 (:func:`scored_objects`):
@@ -56,7 +57,7 @@ EGO_FRONT_M = 2.5         # the ego's front bumper
 LEAD_WINDOW_S = 0.4       # the lead's speed from the change of the gap over this long
 MAX_CLOSING_MPS = 25.0    # a faster change of the gap is another car cutting in or leaving
 BASELINE_S = 20.0         # a log's own recent past that its frames are scored against
-PRIOR_S = 5.0             # the calibration frames' typical value counts as this much past
+PRIOR_S = 2.0             # the calibration frames' typical value counts as this much past
 
 
 def ego_path(meta) -> np.ndarray:
@@ -198,31 +199,31 @@ class FrameScorer:
 
     def fit(self, maps: list[dict]) -> "FrameScorer":
         """Fit each channel's tail on the channel maps of normal frames (a list per log),
-        and the typical tail score of a normal frame (each channel's median), which a
+        and the typical statistic of a normal frame (each channel's median), which a
         log's :meth:`baseline` starts from."""
         stats = np.concatenate([self.statistics(m) for m in maps])
         self.tails_ = [TailScore(MIN_SCALE.get(name, 0.0)).fit(stats[:, i])
                        for i, (name, _, _) in enumerate(self.channels)]
-        tails = np.stack([tail(stats[:, i]) for i, tail in enumerate(self.tails_)], 1)
-        self.typical_ = np.median(tails, 0)
+        self.typical_ = np.median(stats, 0)
         return self
 
-    def baseline(self, tails: np.ndarray, rate_hz: float) -> np.ndarray:
+    def baseline(self, stats: np.ndarray, rate_hz: float) -> np.ndarray:
         """``(T, n_channels)``: what is normal for *this* log so far, per channel -- the
-        median tail score of its previous ``BASELINE_S`` seconds, shrunk towards the
+        median statistic of its previous ``BASELINE_S`` seconds, shrunk towards the
         calibration frames' typical value with the weight of ``PRIOR_S`` seconds of
         frames (causal: frame t reads frames before t only).
 
         A log from another town, another traffic density or a network that knows this
         road less well runs every channel a little hotter throughout; a real event is
-        brief. Scoring against the log's own recent past keeps the alert rate on normal
-        frames near nominal in a world the calibration frames did not come from.
+        brief. Shifting each frame's statistics by how far the log's recent past sits from
+        the typical normal frame keeps the alert rate on normal frames near nominal in a
+        world the calibration frames did not come from.
         """
         window = max(1, int(round(BASELINE_S * rate_hz)))
         prior_n = max(1, int(round(PRIOR_S * rate_hz)))
-        out = np.empty_like(tails, dtype=np.float64)
-        for t in range(len(tails)):
-            past = tails[max(0, t - window):t]
+        out = np.empty(stats.shape, np.float64)
+        for t in range(len(stats)):
+            past = stats[max(0, t - window):t]
             n = len(past)
             recent = np.median(past, 0) if n else self.typical_
             out[t] = (n * recent + prior_n * self.typical_) / (n + prior_n)
@@ -238,17 +239,18 @@ class FrameScorer:
             channel_maps.append(self.channel_maps(m, normed, scored_objects(log.semantic, log.meta)))
         return self.fit(channel_maps)
 
-    def tail_scores(self, maps: dict) -> np.ndarray:
-        """``(N, n_channels)`` tail scores of the frames in ``maps``."""
+    def tail_scores(self, maps: dict, baseline: np.ndarray | None = None) -> np.ndarray:
+        """``(N, n_channels)`` tail scores of the frames in ``maps``, each statistic moved
+        by how far ``baseline`` ``(N, n_channels)`` (:meth:`baseline`; None: none) sits
+        from the typical normal frame."""
         stats = self.statistics(maps)
+        if baseline is not None:
+            stats = stats - baseline + self.typical_
         return np.stack([tail(stats[:, i]) for i, tail in enumerate(self.tails_)], 1)
 
     def raw(self, maps: dict, baseline: np.ndarray | None = None) -> np.ndarray:
-        """``(N,)`` a frame's raw score: the largest tail score over the channels, each
-        above its ``baseline`` ``(N, n_channels)`` (None: the typical normal frame's)."""
-        tails = self.tail_scores(maps)
-        base = self.typical_ if baseline is None else baseline
-        return (tails - base).max(1)
+        """``(N,)`` a frame's raw score: the largest tail score over the channels."""
+        return self.tail_scores(maps, baseline).max(1)
 
     def to_dict(self) -> dict:
         return {"channels": [list(c) for c in self.channels],

@@ -68,7 +68,7 @@ class SurpriseResult:
     score_maps: dict             # {channel: (T, H, W)} the raw score reads
     raw_fn: object               # (score_maps-like dict (N, H, W), baseline (N, ch)) -> raw (N,)
     road_layout: np.ndarray      # float32 P(road surface), under objects too
-    baseline: np.ndarray         # (T, n_channels) the log's normal level each channel is above
+    baseline: np.ndarray         # (T, n_channels) the log's normal level of each statistic
     probabilities: np.ndarray | None = None   # float32 (T, C, H, W) when kept
 
     @property
@@ -243,8 +243,8 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
     if "object_context" in maps:                 # the replay shows what the score reads
         visible_map = np.maximum(visible_map, maps["object_context"])
     score_maps = scorer.channel_maps(raw, maps, objects)
-    baseline = scorer.baseline(scorer.tail_scores(score_maps), log.meta.rate_hz)
-    tails = scorer.tail_scores(score_maps) - baseline                 # above this log's normal
+    baseline = scorer.baseline(scorer.statistics(score_maps), log.meta.rate_hz)
+    tails = scorer.tail_scores(score_maps, baseline)             # against this log's normal
     is_revealed = np.array([name == "revealed" for name, _, _ in scorer.channels])
     surprise_revealed = tails[:, is_revealed].max(1) if is_revealed.any() else np.zeros(len(tails))
     visible_error = tails[:, ~is_revealed].max(1) if (~is_revealed).any() else np.zeros(len(tails))

@@ -2,8 +2,11 @@
 the lead car's braking."""
 import numpy as np
 
+from core.calibration import ScoreCalibration
 from driving.schema import ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, LogMeta
-from driving.scoring.frame_score import PATH_HALF_WIDTH_M, lead_braking, scored_objects
+from driving.scoring.frame_score import (PATH_HALF_WIDTH_M, FrameScorer, lead_braking,
+                                         scored_objects)
+from driving.scoring.surprise import causal_mean
 from driving.warp import cell_offsets
 
 META = LogMeta(grid_shape=(128, 128), resolution_m=0.5, ego_cell=(80, 64), rate_hz=5.0)
@@ -47,3 +50,33 @@ def test_lead_braking_reads_the_lead_cars_deceleration():
     decel = lead_braking(observed, speed, META).reshape(len(observed), -1).max(1)
     assert 4.5 < np.median(decel[11:17]) < 9.5
     assert (decel[:6] < 1.5).all()
+
+
+def _channel_maps(rng, n, hotter=0.0):
+    """Channel maps of ``n`` normal frames (each frame's level varies); ``hotter`` raises
+    every channel of every frame (a log from another town)."""
+    shape = (n, 16, 16)
+
+    def channel(spread):
+        level = rng.normal(1.0 + hotter, 0.3, (n, 1, 1))
+        return (level + rng.uniform(0, spread, shape)).astype(np.float32)
+
+    return {"revealed": channel(0.5), "object_context_raw": channel(1.0),
+            "object_recon_raw": channel(1.0), "lead_braking_raw": channel(0.5)}
+
+
+def _scores(scorer, maps, rate_hz=5.0):
+    baseline = scorer.baseline(scorer.statistics(maps), rate_hz)
+    return causal_mean(scorer.raw(maps, baseline), 3)
+
+
+def test_normal_frames_of_a_hotter_log_stay_near_the_nominal_alert_rate():
+    rng = np.random.default_rng(0)
+    scorer = FrameScorer().fit([_channel_maps(rng, 60) for _ in range(4)])
+    calibration = np.concatenate([_scores(scorer, _channel_maps(rng, 60)) for _ in range(4)])
+    threshold = ScoreCalibration(contamination=0.05).fit(calibration).threshold_
+    hotter = _scores(scorer, _channel_maps(rng, 400, hotter=0.3))
+    assert (hotter[100:] > threshold).mean() <= 0.10          # within 2x the nominal 5 %
+    event = _channel_maps(rng, 400, hotter=0.3)
+    event["object_context_raw"][300:310, 4:9, 4:9] = 8.0       # a brief event still alerts
+    assert (_scores(scorer, event)[300:310] > threshold).all()
