@@ -85,7 +85,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--model-dir", default=None,
                         help="keep each world's trained network in DIR/<world>; a bundle already "
                              "there (same settings) is reused and only recalibrated")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "driving.json"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "driving.json"),
+                        help="results file (the committed runs: driving_town.json, driving_highway.json)")
     parser.add_argument("--speed-only", action="store_true",
                         help="only time inference (untrained weights, same network) vs persistence")
     args = parser.parse_args(argv)
