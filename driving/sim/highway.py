@@ -22,14 +22,12 @@ Example:
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..schema import CLASSES, LANE_MARKING, OFF_ROAD, ROAD, STATIC_OBSTACLE, UNOBSERVED, \
-    VEHICLE, DriveLog, LogMeta
-from ..warp import not_passed
+from ..schema import CLASSES, LANE_MARKING, OFF_ROAD, ROAD, STATIC_OBSTACLE, VEHICLE, DriveLog, \
+    LogMeta
 from .simulator import CAR, Simulator, _Scene
 
 HIGHWAY_EVENTS = ("stalled_vehicle", "debris", "crash", "hard_braking")
@@ -343,28 +341,6 @@ class HighwaySimulator(Simulator):
                 event["object"] = event["target"][1]
         scene.freeze()
         return self._render_log(world, scene, ego, ego_speed, events, n_frames, times, log_id)
-
-    def _render_log(self, world, scene, poses, speed, events, n_frames, times, log_id) -> DriveLog:
-        h, w = self.meta.grid_shape
-        truth = np.empty((n_frames, h, w), np.uint8)
-        layout = np.empty((n_frames, h, w), np.uint8)
-        visible = np.empty((n_frames, h, w), bool)
-        anomaly = np.zeros(n_frames, bool)
-        kinds: list = [None] * n_frames
-        ahead = self.raycaster.in_range.reshape(h, w) & not_passed(self.meta)
-        started = time.perf_counter()
-        for t in range(n_frames):
-            classes, ids = self._render(world, scene.boxes_at(t), poses[t], layout[t])
-            truth[t], visible[t] = classes, self._observe(classes, ids)
-            for event in events:
-                if event["active"][t] and ((ids == event["object"]) & ahead & visible[t]).any():
-                    anomaly[t], kinds[t] = True, event["kind"]
-        self.render_seconds_ = time.perf_counter() - started
-        semantic = np.where(visible, truth, UNOBSERVED).astype(np.uint8)
-        return DriveLog(log_id=log_id, meta=self.meta, frame=np.arange(n_frames), timestamp=times,
-                        ego_x=poses[:, 0], ego_y=poses[:, 1], ego_yaw=poses[:, 2], ego_speed=speed,
-                        semantic=semantic, visible=visible, semantic_true=truth, anomaly=anomaly,
-                        anomaly_kind=kinds, layout_true=layout)
 
 
 def _lateral_speed(way: _Carriageway) -> np.ndarray:

@@ -313,6 +313,11 @@ class Simulator:
         events = self._inject(scene, rng, route, ego_s, n_frames)
         _drop_colliding(scene, poses)
         scene.freeze()
+        return self._render_log(world, scene, poses, speed, events, n_frames, times, log_id)
+
+    def _render_log(self, world, scene, poses, speed, events, n_frames, times, log_id) -> DriveLog:
+        """Render every frame of a frozen scene along the ego's ``poses``; events are
+        labelled while their object is observed and not yet passed."""
         h, w = self.meta.grid_shape
         truth = np.empty((n_frames, h, w), np.uint8)
         layout = np.empty((n_frames, h, w), np.uint8)
@@ -324,19 +329,16 @@ class Simulator:
         for t in range(n_frames):
             classes, ids = self._render(world, scene.boxes_at(t), poses[t], layout[t])
             truth[t], visible[t] = classes, self._observe(classes, ids)
-            for event in events:   # labelled while the object is observed and not yet passed
-                if event["active"][t]:
-                    cells = (ids == event["object"]) & ahead & visible[t]
-                    if cells.any():
-                        anomaly[t] = True
-                        kinds[t] = event["kind"]
+            for event in events:
+                if event["active"][t] and ((ids == event["object"]) & ahead & visible[t]).any():
+                    anomaly[t], kinds[t] = True, event["kind"]
+        self.render_seconds_ = time.perf_counter() - started
         semantic = np.where(visible, truth, UNOBSERVED).astype(np.uint8)
-        self.render_seconds_ = time.perf_counter() - started   # frames only, not the town
-        return DriveLog(log_id=log_id, meta=self.meta, frame=np.arange(n_frames),
-                        timestamp=times, ego_x=poses[:, 0], ego_y=poses[:, 1],
-                        ego_yaw=poses[:, 2], ego_speed=speed, semantic=semantic,
-                        visible=visible, semantic_true=truth, anomaly=anomaly, anomaly_kind=kinds,
-                        layout_true=layout)
+        return DriveLog(log_id=log_id, meta=self.meta, frame=np.arange(n_frames), timestamp=times,
+                        ego_x=poses[:, 0], ego_y=poses[:, 1], ego_yaw=poses[:, 2], ego_speed=speed,
+                        semantic=semantic, visible=visible, semantic_true=truth, anomaly=anomaly,
+                        anomaly_kind=kinds, layout_true=layout)
+
 
 
 def _on_road(world: World, pos, yaw: float, half) -> bool:
