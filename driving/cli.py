@@ -33,12 +33,15 @@ def driving():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--grid", type=click.Choice(["128", "64"]), default="128", show_default=True,
               help="Grid size (cells per side, 0.5 m each).")
+@click.option("--world", type=click.Choice(["town", "highway"]), default="town", show_default=True,
+              help="town: two-lane streets, parked cars, pedestrians, 10 Hz; highway: lanes each "
+                   "way, 20-35 m/s car-following traffic, stalls, debris, crashes, hard braking, 5 Hz.")
 @click.option("--anomaly-interval", type=click.FloatRange(min=0), default=20.0, show_default=True,
               help="Mean seconds between injected anomaly events; 0 simulates normal drives "
                    "(what the occlusion predictor trains best on).")
-def simulate(n_logs, frames, out, seed, grid, anomaly_interval):
+def simulate(n_logs, frames, out, seed, grid, world, anomaly_interval):
     """Simulate drive logs (one Parquet file per log) with injected anomalies."""
-    config = sim_config("small" if grid == "128" else "tiny")
+    config = sim_config("small" if grid == "128" else "tiny", world)
     paths = simulate_logs(out, n_logs, frames, seed=seed,
                           config=replace(config, anomaly_interval_s=anomaly_interval))
     click.echo(f"wrote {len(paths)} logs to {out}")

@@ -57,15 +57,19 @@ def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndar
 
 
 class PersistenceBaseline:
-    """Hidden cells keep the class last seen there; never-seen cells get a uniform guess.
+    """Hidden cells keep the class last seen there; never-seen cells get a uniform guess,
+    or the positional prior's.
 
     Args:
         world_map: keep the memory in a world-fixed map (:func:`world_memory`, all
             classes) instead of resampling it into every frame (:func:`persistence_memory`).
+        prior: a fitted :class:`PositionalPrior` for never-seen cells ("persistence +
+            prior"; None: uniform).
     """
 
-    def __init__(self, world_map: bool = False):
+    def __init__(self, world_map: bool = False, prior: "PositionalPrior | None" = None):
         self.world_map = world_map
+        self.prior = prior
 
     def predict_proba(self, log: DriveLog) -> np.ndarray:
         memory = (world_memory(log, before=False, layout_only=False) if self.world_map
@@ -74,7 +78,9 @@ class PersistenceBaseline:
         probs = np.zeros((len(log), n_classes) + log.meta.grid_shape, np.float32)
         for c in range(n_classes):
             probs[:, c] = memory == c
-        probs += (memory == UNOBSERVED)[:, None] / n_classes
+        unseen = (memory == UNOBSERVED)[:, None]
+        probs += unseen * (self.prior.predict_proba(log) if self.prior is not None
+                           else np.float32(1.0 / n_classes))
         return probs
 
 

@@ -23,11 +23,12 @@ from core.training import History
 from ..guard import InputProfile
 from ..schema import LogMeta
 from ..scoring.state import ScoringState
+from .memory_gate import MemoryGate
 from .network import OcclusionNet, OcclusionNetConfig
 
 BUNDLE_KIND = "driving-occlusion"
 # 2: the scoring state (object passes, context prior, channel tail scores) in one entry
-# 3: the training logs' input profile (driving.guard)
+# 3: the training logs' input profile (driving.guard) and the memory gate's weights
 BUNDLE_VERSION = 3
 
 
@@ -42,7 +43,9 @@ def bundle_state(predictor) -> tuple[dict, dict]:
               "meta": _meta_dict(predictor.meta_), "training": predictor.history_.to_dict(),
               "class_weights": predictor.class_weights_, "warm_start": predictor.warm_start_,
               "scoring": predictor.scoring_.to_dict(),
-              "input_profile": predictor.input_profile_.to_dict()}
+              "input_profile": predictor.input_profile_.to_dict(),
+              "memory_gate": (predictor.memory_gate_.to_dict()
+                              if predictor.memory_gate_ is not None else None)}
     return config, dict(predictor.net_.state_dict())
 
 
@@ -72,6 +75,8 @@ def predictor_from_bundle(cls, config: dict, tensors: dict):
                               rate_hz=m["rate_hz"])
     predictor.scoring_ = ScoringState.from_dict(config["scoring"])
     predictor.input_profile_ = InputProfile.from_dict(config["input_profile"])
+    gate = config["memory_gate"]
+    predictor.memory_gate_ = MemoryGate.from_dict(gate) if gate is not None else None
     predictor.history_ = History(**config["training"])
     predictor.class_weights_ = list(config["class_weights"])
     predictor.warm_start_ = config["warm_start"]

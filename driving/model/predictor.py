@@ -41,6 +41,7 @@ from ..scoring.surprise import score_log
 from .baselines import apply_layout_memory, world_memory
 from .bundle import BUNDLE_KIND, BUNDLE_VERSION, bundle_state, check_bundle_format, predictor_from_bundle
 from .masking import ShadowMasker, decoy_regions, object_regions
+from .memory_gate import MemoryGate, memory_trace
 from .network import OcclusionNet, OcclusionNetConfig
 
 
@@ -68,6 +69,10 @@ class OcclusionPredictor(Estimator):
             vehicle, pedestrian or obstacle rectangles with the same margin, same frames),
             so that a hole no longer implies "an object is here" (0 = none).
         max_decoys: the most decoys per grid.
+        memory_gate: at inference, mix every hidden cell's probabilities with the class
+            the world-fixed memory last saw there, weighted by how recently and how surely
+            it was seen (:mod:`~driving.model.memory_gate`; the weights are fitted on the
+            held-out calibration frames, against what later frames revealed).
         layout_fallback: at inference, hidden cells whose layout the log saw earlier
             (``baselines.world_memory``: a world-fixed map of the static layout) give the
             model's layout probability mass (off-road, road, lane marking, sidewalk) to the
@@ -80,8 +85,8 @@ class OcclusionPredictor(Estimator):
         max_steps_per_epoch: cap on steps per epoch (None = all frames).
         calibration_fraction: tail fraction of each log held out for calibration.
         contamination: expected anomalous fraction of frames (sets the alert threshold).
-        smooth: a frame's score is the mean of its raw surprise over this many frames
-            (itself and the ones before; 1 = no smoothing).
+        smooth_s: a frame's score is the mean of its raw surprise over this many seconds
+            (itself and the frames before, at the logs' rate; 0 = no smoothing).
         device: where training, calibration and scoring run (``"cpu"``, ``"auto"``,
             ``"cuda"``, ``"cuda:N"``); the network stays there after ``fit``. A runtime
             choice: :meth:`load` puts the network where it is told, whatever the bundle
@@ -98,11 +103,11 @@ class OcclusionPredictor(Estimator):
                  future_weight: float = 0.5, class_weight_power: float = 0.5,
                  max_class_weight: float = 8.0, forecast_masks: float = 0.5,
                  object_masks: float = 0.5, decoy_masks: float = 0.0, max_decoys: int = 12,
-                 layout_fallback: bool = True,
+                 layout_fallback: bool = True, memory_gate: bool = True,
                  widths=(16, 32, 64), blocks: int = 0,
                  epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                  max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
-                 contamination: float = 0.05, smooth: int = 5, device: str = "cpu",
+                 contamination: float = 0.05, smooth_s: float = 0.5, device: str = "cpu",
                  precision: str = "fp32", random_state: int = 0, progress: bool | None = None):
         self.history = history
         self.memory = memory
@@ -113,6 +118,7 @@ class OcclusionPredictor(Estimator):
         self.decoy_masks = decoy_masks
         self.max_decoys = max_decoys
         self.layout_fallback = layout_fallback
+        self.memory_gate = memory_gate
         self.future = future
         self.future_weight = future_weight
         self.widths = widths
@@ -123,7 +129,7 @@ class OcclusionPredictor(Estimator):
         self.max_steps_per_epoch = max_steps_per_epoch
         self.calibration_fraction = calibration_fraction
         self.contamination = contamination
-        self.smooth = smooth
+        self.smooth_s = smooth_s
         self.device = device
         self.precision = precision
         self.random_state = random_state
@@ -267,8 +273,21 @@ class OcclusionPredictor(Estimator):
         calib_logs = self.calibration_logs(logs)
         for log in calib_logs:
             self.check_log(log)
-        self.scoring_, scores = fit_scoring_state(self, calib_logs, self.smooth, self.progress)
+        self.memory_gate_ = self._fit_memory_gate(calib_logs) if self.memory_gate else None
+        self.scoring_, scores = fit_scoring_state(self, calib_logs, self.smooth_s, self.progress)
         return self._calibrate(scores)
+
+    def _fit_memory_gate(self, logs: list[DriveLog]) -> MemoryGate:
+        """The gate's weights, from what later frames of ``logs`` revealed (self-supervised)."""
+        self.memory_gate_ = None                  # the network alone while fitting
+        gate = MemoryGate(self.random_state)
+        for log in logs:
+            context = self.memory_context(log)
+            grids, speed = self.stack(log)
+            probs = self.apply_memory(self.predict_proba(grids, speed), context, slice(None),
+                                      log.semantic)
+            gate.add(probs, context[1], future_targets(log, GATE_FUTURE), log.semantic)
+        return gate.finish()
 
     # --- inference ----------------------------------------------------------------------
     def _check_network(self) -> None:
@@ -307,16 +326,32 @@ class OcclusionPredictor(Estimator):
         """The world-fixed layout memory the fallback uses (None when it is off)."""
         return world_memory(log, before=False) if self.layout_fallback else None
 
+    def memory_context(self, log: DriveLog) -> tuple:
+        """What :meth:`apply_memory` reads of a log: ``(layout memory or None, memory
+        trace or None)``."""
+        trace = memory_trace(log) if self.memory_gate else None
+        return self.layout_memory(log), trace
+
+    def apply_memory(self, probs: np.ndarray, context: tuple, frames: slice,
+                     observed: np.ndarray) -> np.ndarray:
+        """In place: the layout fallback, then the memory gate (when fitted), on the hidden
+        cells of ``probs`` ``(B, C, H, W)``, the log's ``frames`` (``observed`` their grids)."""
+        layout, trace = context
+        if layout is not None:
+            apply_layout_memory(probs, layout[frames], observed)
+        gate = getattr(self, "memory_gate_", None)
+        if gate is not None and trace is not None:
+            gate.apply(probs, trace[frames], observed)
+        return probs
+
     def predict_log_proba(self, log: DriveLog, batch_size: int = 32) -> np.ndarray:
         """Class probabilities ``(T, C, H, W)`` for every frame of a log: the network on
-        the stacked input, then the layout fallback (see ``layout_fallback``)."""
+        the stacked input, then the layout fallback and the memory gate (see
+        ``layout_fallback`` and ``memory_gate``)."""
         self.check_log(log)
         grids, speed = self.stack(log)
         probs = self.predict_proba(grids, speed, batch_size)
-        memory = self.layout_memory(log)
-        if memory is not None:
-            apply_layout_memory(probs, memory, log.semantic)
-        return probs
+        return self.apply_memory(probs, self.memory_context(log), slice(None), log.semantic)
 
     def decide(self, log: DriveLog, probs: np.ndarray) -> np.ndarray:
         """Reported classes ``(T, H, W)`` for a log's probabilities ``(T, C, H, W)``: road
@@ -359,6 +394,9 @@ class OcclusionPredictor(Estimator):
         refused in one line that says to retrain."""
         check_bundle_format(path)
         return super().load(path, device, precision)
+
+
+GATE_FUTURE = (1, 2, 5, 10, 20)   # later frames whose observations the gate is fitted on
 
 
 def _weighted_ce(logits, target, weight):

@@ -7,11 +7,14 @@ surprising at different scales, so each statistic is turned into a **tail score*
 ``-log P(X >= x)`` under its distribution on normal calibration frames (an interpolated
 empirical survival function, extended past the largest normal value by an exponential
 tail fitted on the top tenth: an extreme frame keeps its rank instead of tying at the
-end of the table). A frame's raw score is the largest tail score over the channels: a
-frame is as anomalous as its most surprising question.
+end of the table). Each statistic is first moved by how far this log's recent past sits
+from the typical normal frame (:meth:`FrameScorer.baseline`: the median of its previous
+20 s, shrunk towards the calibration frames' median). A frame's raw score is the largest
+tail score over the channels: a frame is as anomalous as its most surprising question,
+judged against the drive it belongs to.
 
-Default channels (chosen on separate validation logs, see bench/README.md), each over
-the object cells not yet passed (:func:`scored_objects`):
+Default channels, each over the object cells in or next to the ego's path
+(:func:`scored_objects`):
 
 * ``revealed`` (normalised, top 4): what came into view disagrees with what the model
   predicted for those cells while they were hidden (a pedestrian stepping out, a car
@@ -24,7 +27,12 @@ the object cells not yet passed (:func:`scored_objects`):
   32: within 0.005 on the validation logs);
 * ``object_recon`` (raw nats, top 16): the network's own ``-log p(object)`` under the same
   pass. It knows more of the scene than the prior's five kinds of ground (where
-  pedestrians cross), and keeps pedestrians stepping out in view.
+  pedestrians cross), and keeps pedestrians stepping out in view;
+* ``lead_braking`` (m/s^2, top 1): how hard the car ahead in the ego's lane decelerates
+  (:func:`lead_braking`), from the gap and the ego's speed: a lead car braking hard is
+  news whatever the grids look like.
+
+Every channel reads only objects in or next to the ego's path (:func:`scored_objects`).
 
 The ``object_forecast`` map (objects hidden in the current frame only: is each where its
 history says?) is computed for the replay's cell error, not read by the score.
@@ -35,20 +43,77 @@ import numpy as np
 
 from core.pooling import top_k_mean
 
-from ..schema import OBJECT_CLASSES
-from ..warp import not_passed
+from ..schema import OBJECT_CLASSES, UNOBSERVED, VEHICLE
+from ..warp import cell_offsets, not_passed
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
-CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16))
-MIN_SCALE = {"object_context": 0.5}   # nats (TailScore's min_scale)
+CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
+            ("lead_braking", False, 1))
+MIN_SCALE = {"object_context": 0.5, "lead_braking": 1.0}   # nats; m/s^2 (TailScore's min_scale)
+PATH_HALF_WIDTH_M = 5.5   # the ego's lane and the next lane either side (3-3.75 m lanes)
+EDGE_M = 3.0              # the outer band of the sensor range the score leaves out
+LANE_HALF_M = 1.6         # the ego's own lane, for the lead vehicle
+EGO_FRONT_M = 2.5         # the ego's front bumper
+LEAD_WINDOW_S = 0.4       # the lead's speed from the change of the gap over this long
+MAX_CLOSING_MPS = 25.0    # a faster change of the gap is another car cutting in or leaving
+BASELINE_S = 20.0         # a log's own recent past that its frames are scored against
+PRIOR_S = 2.0             # the calibration frames' typical value counts as this much past
+
+
+def ego_path(meta) -> np.ndarray:
+    """``(H, W)`` bool: the ego's path and what is next to it -- cells ahead of the ego
+    (or less than ``PASSED_M`` behind it) within ``PATH_HALF_WIDTH_M`` of its heading
+    line (its lane and a lane either side)."""
+    _, right = cell_offsets(meta)
+    return not_passed(meta) & (np.abs(right) <= PATH_HALF_WIDTH_M)
 
 
 def scored_objects(observed: np.ndarray, meta) -> np.ndarray:
-    """Object cells the frame score reads, ``(T, H, W)`` bool: objects not yet passed
-    (ahead of the ego or less than ``PASSED_M`` behind it). Debris the ego has driven past
-    is no news; it stays on the maps, not in the score (on the validation logs
-    this took the alert rate on normal frames from 18 % to 8 %, see bench/README.md)."""
-    return np.isin(observed, OBJECT_CLASSES) & not_passed(meta)[None]
+    """Object cells the frame score reads, ``(T, H, W)`` bool: objects in or next to the
+    ego's path (:func:`ego_path`) and not at the edge of the sensor's range (the farthest
+    ``EDGE_M`` of the layout these frames observed: an object there is only half in
+    view, and it concerns the ego less than one in its lane). Debris the ego has driven
+    past, a parked car two lanes over, a car at the edge of the range: no news for the ego;
+    they stay on the maps, not in the score."""
+    forward, right = cell_offsets(meta)
+    distance = np.hypot(forward, right)
+    layout = (observed != UNOBSERVED) & ~np.isin(observed, OBJECT_CLASSES)
+    seen = layout.any(0)
+    reach = float(distance[seen].max()) if seen.any() else np.inf
+    inside = ego_path(meta) & (distance <= reach - EDGE_M)
+    return np.isin(observed, OBJECT_CLASSES) & inside[None]
+
+
+def lead_braking(observed: np.ndarray, ego_speed: np.ndarray, meta) -> np.ndarray:
+    """Deceleration (m/s^2, >= 0) of the lead vehicle, on its cells: ``(T, H, W)`` float32.
+
+    The lead is the nearest observed vehicle ahead in the ego's lane (within
+    ``LANE_HALF_M`` of its heading line, in front of its bumper). Its speed is the ego's
+    plus the rate of change of the gap over ``LEAD_WINDOW_S``, and its deceleration the
+    drop of that speed over the next window; a jump of the gap faster than
+    ``MAX_CLOSING_MPS`` (another car cut in or left) gives no value.
+    """
+    forward, right = cell_offsets(meta)
+    lane = (np.abs(right) <= LANE_HALF_M) & (forward > EGO_FRONT_M)
+    is_vehicle = observed == VEHICLE
+    ahead = np.where(is_vehicle & lane[None], forward[None], np.inf)
+    gap = ahead.reshape(len(observed), -1).min(1)                      # (T,) inf: no lead
+    k = max(1, int(round(LEAD_WINDOW_S * meta.rate_hz)))
+    dt = k / meta.rate_hz
+    out = np.zeros(observed.shape, np.float32)
+    if len(gap) <= 2 * k:
+        return out
+    gap = np.where(np.isfinite(gap), gap, np.nan)                      # NaN: no lead
+    closing = np.full(len(gap), np.nan)
+    closing[k:] = (gap[k:] - gap[:-k]) / dt                           # m/s
+    closing[np.abs(np.nan_to_num(closing, nan=np.inf)) > MAX_CLOSING_MPS] = np.nan
+    lead_speed = np.asarray(ego_speed, dtype=np.float64) + closing
+    decel = np.zeros(len(gap))
+    decel[k:] = (lead_speed[:-k] - lead_speed[k:]) / dt
+    decel = np.clip(np.nan_to_num(decel, nan=0.0), 0.0, None)
+    lead_cells = is_vehicle & lane[None] & (ahead < np.nan_to_num(gap, nan=-np.inf)[:, None, None] + 6.0)
+    out[:] = decel[:, None, None] * lead_cells
+    return out
 
 
 class TailScore:
@@ -133,11 +198,36 @@ class FrameScorer:
                                     per_row=True) for name, norm, k in self.channels], 1)
 
     def fit(self, maps: list[dict]) -> "FrameScorer":
-        """Fit each channel's tail on the channel maps of normal frames (a list per log)."""
+        """Fit each channel's tail on the channel maps of normal frames (a list per log),
+        and the typical statistic of a normal frame (each channel's median), which a
+        log's :meth:`baseline` starts from."""
         stats = np.concatenate([self.statistics(m) for m in maps])
         self.tails_ = [TailScore(MIN_SCALE.get(name, 0.0)).fit(stats[:, i])
                        for i, (name, _, _) in enumerate(self.channels)]
+        self.typical_ = np.median(stats, 0)
         return self
+
+    def baseline(self, stats: np.ndarray, rate_hz: float) -> np.ndarray:
+        """``(T, n_channels)``: what is normal for *this* log so far, per channel -- the
+        median statistic of its previous ``BASELINE_S`` seconds, shrunk towards the
+        calibration frames' typical value with the weight of ``PRIOR_S`` seconds of
+        frames (causal: frame t reads frames before t only).
+
+        A log from another town, another traffic density or a network that knows this
+        road less well runs every channel a little hotter throughout; a real event is
+        brief. Shifting each frame's statistics by how far the log's recent past sits from
+        the typical normal frame keeps the alert rate on normal frames near nominal in a
+        world the calibration frames did not come from.
+        """
+        window = max(1, int(round(BASELINE_S * rate_hz)))
+        prior_n = max(1, int(round(PRIOR_S * rate_hz)))
+        out = np.empty(stats.shape, np.float64)
+        for t in range(len(stats)):
+            past = stats[max(0, t - window):t]
+            n = len(past)
+            recent = np.median(past, 0) if n else self.typical_
+            out[t] = (n * recent + prior_n * self.typical_) / (n + prior_n)
+        return out
 
     def fit_logs(self, maps: list[dict], logs: list, normaliser) -> "FrameScorer":
         """:meth:`fit` on :func:`driving.scoring.surprise.raw_maps` outputs of normal logs, with
@@ -149,21 +239,26 @@ class FrameScorer:
             channel_maps.append(self.channel_maps(m, normed, scored_objects(log.semantic, log.meta)))
         return self.fit(channel_maps)
 
-    def tail_scores(self, maps: dict) -> np.ndarray:
-        """``(N, n_channels)`` tail scores of the frames in ``maps``."""
+    def tail_scores(self, maps: dict, baseline: np.ndarray | None = None) -> np.ndarray:
+        """``(N, n_channels)`` tail scores of the frames in ``maps``, each statistic moved
+        by how far ``baseline`` ``(N, n_channels)`` (:meth:`baseline`; None: none) sits
+        from the typical normal frame."""
         stats = self.statistics(maps)
+        if baseline is not None:
+            stats = stats - baseline + self.typical_
         return np.stack([tail(stats[:, i]) for i, tail in enumerate(self.tails_)], 1)
 
-    def raw(self, maps: dict) -> np.ndarray:
+    def raw(self, maps: dict, baseline: np.ndarray | None = None) -> np.ndarray:
         """``(N,)`` a frame's raw score: the largest tail score over the channels."""
-        return self.tail_scores(maps).max(1)
+        return self.tail_scores(maps, baseline).max(1)
 
     def to_dict(self) -> dict:
         return {"channels": [list(c) for c in self.channels],
-                "tails": [t.to_dict() for t in self.tails_]}
+                "tails": [t.to_dict() for t in self.tails_], "typical": self.typical_.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrameScorer":
         out = cls([tuple(c) for c in d["channels"]])
         out.tails_ = [TailScore.from_dict(t) for t in d["tails"]]
+        out.typical_ = np.asarray(d["typical"], dtype=np.float64)
         return out

@@ -8,7 +8,7 @@ it on normal frames; the score's alert threshold and p-values are the predictor'
 calibration (``core.estimator``), fitted on the frame scores it returns.
 
 Example:
-    >>> state, scores = fit_scoring_state(predictor, calibration_logs, smooth=5)  # doctest: +SKIP
+    >>> state, scores = fit_scoring_state(predictor, calibration_logs, smooth_s=0.5)  # doctest: +SKIP
     >>> ScoringState.from_dict(state.to_dict())                                   # doctest: +SKIP
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ class ScoringState:
                    error_scale=float(d["error_scale"]))
 
 
-def fit_scoring_state(predictor, logs: list, smooth: int,
+def fit_scoring_state(predictor, logs: list, smooth_s: float,
                       progress: bool | None = None) -> tuple[ScoringState, np.ndarray]:
     """Fit the scoring state on normal ``logs`` (the held-out calibration tails).
 
@@ -72,13 +72,16 @@ def fit_scoring_state(predictor, logs: list, smooth: int,
     Args:
         predictor: a predictor whose network is trained (see :func:`raw_maps`).
         logs: normal drive logs, checked against the predictor's geometry.
-        smooth: frames the score is averaged over.
+        smooth_s: seconds the score is averaged over (frames at the logs' rate).
         progress: a bar over the logs (None: only on a terminal).
 
     Returns:
         The state and the frame scores ``(sum of T,)`` of ``logs``, for the calibration.
     """
-    prior = ContextPrior(predictor.history)
+    rate = predictor.meta_.rate_hz
+    # a vehicle in the same cell about a second earlier counts as standing still
+    static_offset = min(predictor.history, key=lambda k: abs(k / rate - 1.0), default=10)
+    prior = ContextPrior(predictor.history, static_offset=static_offset)
     road = RoadThresholdFit()
     maps = []
     for log in progress_bar(logs, desc="calibrate", unit="log", show=progress):
@@ -89,7 +92,8 @@ def fit_scoring_state(predictor, logs: list, smooth: int,
     normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], predictor.meta_)
     fit_on_maps(prior, maps)                       # counted on the same frames
     scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser)
-    state = ScoringState(normaliser, prior, scorer, road.best(), int(smooth), error_scale=1.0)
+    smooth = max(1, int(round(smooth_s * rate)))
+    state = ScoringState(normaliser, prior, scorer, road.best(), smooth, error_scale=1.0)
     results = [result_from_maps(state, log, m) for log, m in zip(logs, maps)]
     cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
     state = replace(state, error_scale=float(np.quantile(cells, 0.999)) if cells.size else 1.0)

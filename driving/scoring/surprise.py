@@ -39,12 +39,11 @@ import numpy as np
 
 from core.explain import region_shap
 
-from ..model.baselines import apply_layout_memory
 from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
 from ..warp import warp_indices
 from .decision import RoadBelief, decide, layout_mass, road_mass
-from .frame_score import scored_objects
+from .frame_score import lead_braking, scored_objects
 
 EPS = 1e-6
 OBJECT_MAPS = ("object_recon", "object_forecast")
@@ -67,25 +66,31 @@ class SurpriseResult:
     raw_score: np.ndarray        # (T,) before temporal smoothing
     smooth: int
     score_maps: dict             # {channel: (T, H, W)} the raw score reads
-    raw_fn: object               # score_maps-like dict (N, H, W) -> raw (N,)
+    raw_fn: object               # (score_maps-like dict (N, H, W), baseline (N, ch)) -> raw (N,)
     road_layout: np.ndarray      # float32 P(road surface), under objects too
+    baseline: np.ndarray         # (T, n_channels) the log's normal level of each statistic
     probabilities: np.ndarray | None = None   # float32 (T, C, H, W) when kept
 
     @property
     def cell_error(self) -> np.ndarray:
         return np.maximum(self.revealed_error, self.recon_error)
 
+    def window(self, t: int) -> slice:
+        """The frames of frame ``t``'s smoothing window."""
+        return slice(max(0, t - self.smooth + 1), t + 1)
+
     def frame_maps(self, t: int) -> dict:
         """The maps frame ``t``'s score is computed from: ``{channel: (W, H, W)}``, the
         frames of its smoothing window (object cells only)."""
-        window = slice(max(0, t - self.smooth + 1), t + 1)
-        return {name: m[window] for name, m in self.score_maps.items()}
+        return {name: m[self.window(t)] for name, m in self.score_maps.items()}
 
     def explain(self, t: int, ego_cell, resolution_m: float, blocks: int = 4,
                 max_evals: int = 400, seed: int = 0):
-        """Region SHAP of frame ``t``'s score (see :func:`explain_frame`)."""
-        return explain_frame(self.frame_maps(t), self.raw_fn, ego_cell, resolution_m, blocks,
-                             max_evals, seed)
+        """Region SHAP of frame ``t``'s score (see :func:`explain_frame`); the log's
+        baseline of those frames is held fixed (it comes from earlier frames)."""
+        baseline = self.baseline[self.window(t)]
+        return explain_frame(self.frame_maps(t), lambda maps: self.raw_fn(maps, baseline),
+                             ego_cell, resolution_m, blocks, max_evals, seed)
 
 
 def causal_mean(values: np.ndarray, window: int) -> np.ndarray:
@@ -160,7 +165,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
 
     Args:
         predictor: a fitted network (``OcclusionPredictor``: ``check_log``, ``stack``,
-            ``predict_proba``, ``layout_memory``).
+            ``predict_proba``, ``memory_context``, ``apply_memory``).
         log: the drive log.
         batch_size: frames per forward pass.
         keep_probabilities: also return the occlusion pass's ``(T, C, H, W)`` probabilities.
@@ -183,13 +188,12 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     context_inputs = []
     kept = [] if keep_probabilities else None
     prev_probs = None
-    memory = predictor.layout_memory(log)
+    memory = predictor.memory_context(log)
     belief = RoadBelief(log) if road_threshold is not None else None
     for start in range(0, t_total, batch_size):
         sl = slice(start, min(start + batch_size, t_total))
         probs = predictor.predict_proba(grids[sl], speed[sl], batch_size)      # (B, C, H, W)
-        if memory is not None:
-            apply_layout_memory(probs, memory[sl], observed[sl])
+        predictor.apply_memory(probs, memory, sl, observed[sl])
         vis = visible[sl]
         decided = decide(probs, road_threshold,
                          belief.update(sl.start, road_mass(probs)) if belief is not None else None)
@@ -205,6 +209,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         prev_probs = probs[-1]
         if kept is not None:
             kept.append(probs)
+    maps["lead_braking"] = lead_braking(observed, log.ego_speed, log.meta)
     maps.update(predicted=predicted, confidence=confidence, road_layout=road_layout,
                 probabilities=np.concatenate(kept) if kept else None)
     if context_inputs:
@@ -239,7 +244,8 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
     if "object_context" in maps:                 # the replay shows what the score reads
         visible_map = np.maximum(visible_map, maps["object_context"])
     score_maps = scorer.channel_maps(raw, maps, objects)
-    tails = scorer.tail_scores(score_maps)
+    baseline = scorer.baseline(scorer.statistics(score_maps), log.meta.rate_hz)
+    tails = scorer.tail_scores(score_maps, baseline)             # against this log's normal
     is_revealed = np.array([name == "revealed" for name, _, _ in scorer.channels])
     surprise_revealed = tails[:, is_revealed].max(1) if is_revealed.any() else np.zeros(len(tails))
     visible_error = tails[:, ~is_revealed].max(1) if (~is_revealed).any() else np.zeros(len(tails))
@@ -249,6 +255,7 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
                           confidence=maps["confidence"], revealed_error=revealed,
                           recon_error=visible_map, object_cells=objects, raw_score=raw_score,
                           smooth=state.smooth, score_maps=score_maps, raw_fn=scorer.raw,
+                          baseline=baseline,
                           road_layout=maps["road_layout"], probabilities=maps["probabilities"])
 
 

@@ -68,6 +68,10 @@ class SimConfig:
         return LogMeta(grid_shape=(h, w), resolution_m=self.resolution_m, classes=CLASSES,
                        ego_cell=tuple(ego), rate_hz=self.rate_hz)
 
+    def build(self, seed: int) -> "Simulator":
+        """The simulator of this world (``simulate_logs`` calls it)."""
+        return Simulator(self, seed)
+
 
 def _along(points, s, s_query):
     """Positions ``(..., 2)`` and yaw ``(...)`` at arc lengths ``s_query`` of a path."""
@@ -309,6 +313,11 @@ class Simulator:
         events = self._inject(scene, rng, route, ego_s, n_frames)
         _drop_colliding(scene, poses)
         scene.freeze()
+        return self._render_log(world, scene, poses, speed, events, n_frames, times, log_id)
+
+    def _render_log(self, world, scene, poses, speed, events, n_frames, times, log_id) -> DriveLog:
+        """Render every frame of a frozen scene along the ego's ``poses``; events are
+        labelled while their object is observed and not yet passed."""
         h, w = self.meta.grid_shape
         truth = np.empty((n_frames, h, w), np.uint8)
         layout = np.empty((n_frames, h, w), np.uint8)
@@ -320,19 +329,16 @@ class Simulator:
         for t in range(n_frames):
             classes, ids = self._render(world, scene.boxes_at(t), poses[t], layout[t])
             truth[t], visible[t] = classes, self._observe(classes, ids)
-            for event in events:   # labelled while the object is observed and not yet passed
-                if event["active"][t]:
-                    cells = (ids == event["object"]) & ahead & visible[t]
-                    if cells.any():
-                        anomaly[t] = True
-                        kinds[t] = event["kind"]
+            for event in events:
+                if event["active"][t] and ((ids == event["object"]) & ahead & visible[t]).any():
+                    anomaly[t], kinds[t] = True, event["kind"]
+        self.render_seconds_ = time.perf_counter() - started
         semantic = np.where(visible, truth, UNOBSERVED).astype(np.uint8)
-        self.render_seconds_ = time.perf_counter() - started   # frames only, not the town
-        return DriveLog(log_id=log_id, meta=self.meta, frame=np.arange(n_frames),
-                        timestamp=times, ego_x=poses[:, 0], ego_y=poses[:, 1],
-                        ego_yaw=poses[:, 2], ego_speed=speed, semantic=semantic,
-                        visible=visible, semantic_true=truth, anomaly=anomaly, anomaly_kind=kinds,
-                        layout_true=layout)
+        return DriveLog(log_id=log_id, meta=self.meta, frame=np.arange(n_frames), timestamp=times,
+                        ego_x=poses[:, 0], ego_y=poses[:, 1], ego_yaw=poses[:, 2], ego_speed=speed,
+                        semantic=semantic, visible=visible, semantic_true=truth, anomaly=anomaly,
+                        anomaly_kind=kinds, layout_true=layout)
+
 
 
 def _on_road(world: World, pos, yaw: float, half) -> bool:
@@ -384,10 +390,12 @@ def _drop_colliding(scene: _Scene, poses: np.ndarray) -> None:
 
 def simulate_logs(out_dir: str | os.PathLike, n_logs: int, n_frames: int, seed: int = 0,
                   config: SimConfig | None = None) -> list[Path]:
-    """Simulate ``n_logs`` logs into ``out_dir`` (``log_000.parquet``, ...); returns paths."""
+    """Simulate ``n_logs`` logs into ``out_dir`` (``log_000.parquet``, ...); returns paths.
+    ``config``: a :class:`SimConfig` (town) or ``highway.HighwayConfig`` (default: the town)."""
     out_dir = Path(out_dir)
+    config = config or SimConfig()
     paths = []
     for i in range(n_logs):
-        log = Simulator(config, seed=seed * 1000 + i).simulate(n_frames, log_id=f"log_{i:03d}")
+        log = config.build(seed * 1000 + i).simulate(n_frames, log_id=f"log_{i:03d}")
         paths.append(write_log(log, out_dir / f"{log.log_id}.parquet"))
     return paths

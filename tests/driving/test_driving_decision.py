@@ -26,7 +26,8 @@ def test_tail_score_ranks_normal_values_and_extends_past_the_largest():
 def _channel_maps(rng, n, blob=False):
     maps = {"revealed": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32),
             "object_context_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
-            "object_recon_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
+            "object_recon_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
+            "lead_braking_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
     if blob:                                   # an obstacle field nothing normal resembles
         maps["object_context_raw"][:, 4:9, 4:9] = 6.0
     return maps
@@ -38,7 +39,7 @@ def test_frame_scorer_flags_one_surprising_channel_and_round_trips():
     normal = scorer.raw(_channel_maps(rng, 30))
     odd = scorer.tail_scores(_channel_maps(rng, 30, blob=True))
     assert odd[:, 1].min() > normal.max()              # the object-context channel
-    assert max(odd[:, 0].max(), odd[:, 2].max()) < odd[:, 1].min()   # the others stay normal
+    assert max(odd[:, 0].max(), odd[:, 2:].max()) < odd[:, 1].min()   # the others stay normal
     again = FrameScorer.from_dict(scorer.to_dict())
     maps = _channel_maps(rng, 5, blob=True)
     np.testing.assert_allclose(again.raw(maps), scorer.raw(maps))
@@ -137,10 +138,10 @@ def test_frame_metrics_report_latency_and_the_alert_rate_on_normal_frames():
 
 
 def test_frame_score_reads_only_objects_not_yet_passed():
-    meta = LogMeta(grid_shape=(8, 4), resolution_m=1.0, ego_cell=(4, 2))
-    observed = np.full((1, 8, 4), ROAD, np.uint8)
-    observed[0, :, 1] = VEHICLE                    # a column of vehicle cells, front to back
+    meta = LogMeta(grid_shape=(8, 40), resolution_m=1.0, ego_cell=(4, 20))
+    observed = np.full((1, 8, 40), ROAD, np.uint8)       # the range reaches 20 m to the sides
+    observed[0, :, 19] = VEHICLE                   # a column of vehicle cells, front to back
     scored = scored_objects(observed, meta)[0]
     forward = (meta.ego_cell[0] - np.arange(8)) * meta.resolution_m
-    np.testing.assert_array_equal(scored[:, 1], forward > -PASSED_M)
-    assert not scored[:, 0].any()                  # road is never scored
+    np.testing.assert_array_equal(scored[:, 19], forward > -PASSED_M)
+    assert not scored[:, 18].any()                 # road is never scored

@@ -22,7 +22,7 @@ def model_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("driving_export")
     paths = simulate_logs(root / "logs", 2, 30, seed=4, config=sim_config("tiny"))
     predictor = OcclusionPredictor(history=(2, 5), widths=(8, 16), epochs=1, max_steps_per_epoch=2,
-                                   batch_size=8, smooth=1, random_state=0)
+                                   batch_size=8, smooth_s=0.0, random_state=0)
     predictor.fit([read_log(p) for p in paths]).save(root / "model")
     return root / "model"
 

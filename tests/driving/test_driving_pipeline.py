@@ -11,7 +11,9 @@ from core.metrics import auroc
 from driving.model.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import LANE_MARKING, ROAD, STATIC_OBSTACLE, list_logs, read_log
+from driving.scoring.frame_score import ego_path
 from driving.scoring.surprise import score_log
+from driving.warp import cell_offsets
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,8 @@ def test_persistence_remembers_what_it_saw(trained):
 
 
 def test_surprise_rises_when_debris_appears_in_a_driving_lane(trained):
-    """Debris as the simulator's events place it: in a lane, not at the kerb (where a bin
-    at the curb is ordinary, see ``driving.scoring.context_prior``)."""
+    """Debris as the simulator's events place it: in a lane ahead of the ego, not at the
+    kerb (where a bin at the curb is ordinary, see ``driving.scoring.context_prior``)."""
     from scipy.ndimage import distance_transform_edt
 
     predictor, logs = trained
@@ -59,9 +61,11 @@ def test_surprise_rises_when_debris_appears_in_a_driving_lane(trained):
     rng = np.random.default_rng(0)
     altered = read_log(log.path)
     changed = []
+    forward, right = cell_offsets(log.meta)
+    path = ego_path(log.meta) & (np.hypot(forward, right) < 12.0) & (forward > 2.0)
     for t in range(5, len(log), 3):                  # paste a 2x2 m obstacle on visible lane
         kerb_m = distance_transform_edt(np.isin(log.semantic[t], (ROAD, LANE_MARKING))) * log.meta.resolution_m
-        road = np.argwhere(((log.semantic[t] == ROAD) & (kerb_m >= 3.0))[2:-2, 2:-2]) + 2
+        road = np.argwhere(((log.semantic[t] == ROAD) & (kerb_m >= 3.0) & path)[2:-2, 2:-2]) + 2
         if len(road):
             r, c = road[rng.integers(len(road))]
             altered.semantic[t, r - 2:r + 2, c - 2:c + 2] = STATIC_OBSTACLE

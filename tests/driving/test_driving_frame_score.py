@@ -1,0 +1,82 @@
+"""The frame score reads what matters to the ego: its path, not the edge of the range;
+the lead car's braking."""
+import numpy as np
+
+from core.calibration import ScoreCalibration
+from driving.schema import ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, LogMeta
+from driving.scoring.frame_score import (PATH_HALF_WIDTH_M, FrameScorer, lead_braking,
+                                         scored_objects)
+from driving.scoring.surprise import causal_mean
+from driving.warp import cell_offsets
+
+META = LogMeta(grid_shape=(128, 128), resolution_m=0.5, ego_cell=(80, 64), rate_hz=5.0)
+
+
+def _frame_with(rows, cols, cls=STATIC_OBSTACLE, range_m=35.0):
+    forward, right = cell_offsets(META)
+    observed = np.where(np.hypot(forward, right) <= range_m, ROAD, UNOBSERVED).astype(np.uint8)
+    observed[rows, cols] = cls
+    return observed[None]
+
+
+def test_objects_in_the_path_count_and_far_to_the_side_or_at_the_range_edge_do_not():
+    in_lane = _frame_with(slice(50, 53), slice(63, 66))                  # 14 m ahead, in lane
+    assert scored_objects(in_lane, META)[0, 50:53, 63:66].all()
+    beside = int(64 + (PATH_HALF_WIDTH_M + 3.0) / 0.5)                  # three lanes over
+    off_path = _frame_with(slice(50, 53), slice(beside, beside + 3))
+    assert not scored_objects(off_path, META).any()
+    edge = _frame_with(slice(12, 14), slice(63, 66))                    # 33-34 m: the range's edge
+    assert not scored_objects(edge, META).any()
+    behind = _frame_with(slice(90, 93), slice(63, 66))                  # passed
+    assert not scored_objects(behind, META).any()
+
+
+def _following(lead_speed, ego_speed=25.0, start_gap=20.0):
+    """Frames of a lead car ``lead_speed`` (m/s per frame) ahead of an ego at constant speed."""
+    dt = 1.0 / META.rate_hz
+    gap = start_gap + np.cumsum(np.r_[0.0, (np.asarray(lead_speed[:-1]) - ego_speed) * dt])
+    frames = []
+    for g in gap:
+        row = int(round(META.ego_cell[0] - g / META.resolution_m))
+        frames.append(_frame_with(slice(row - 9, row), slice(62, 66), VEHICLE)[0])
+    return np.stack(frames), np.full(len(gap), ego_speed)
+
+
+def test_lead_braking_reads_the_lead_cars_deceleration():
+    steady, speed = _following(np.full(20, 25.0))
+    assert lead_braking(steady, speed, META).max() < 1.5                # cell rounding only
+    braking = np.r_[np.full(8, 25.0), 25.0 - 7.0 * 0.2 * np.arange(1, 13)]   # 7 m/s^2
+    observed, speed = _following(braking)
+    decel = lead_braking(observed, speed, META).reshape(len(observed), -1).max(1)
+    assert 4.5 < np.median(decel[11:17]) < 9.5
+    assert (decel[:6] < 1.5).all()
+
+
+def _channel_maps(rng, n, hotter=0.0):
+    """Channel maps of ``n`` normal frames (each frame's level varies); ``hotter`` raises
+    every channel of every frame (a log from another town)."""
+    shape = (n, 16, 16)
+
+    def channel(spread):
+        level = rng.normal(1.0 + hotter, 0.3, (n, 1, 1))
+        return (level + rng.uniform(0, spread, shape)).astype(np.float32)
+
+    return {"revealed": channel(0.5), "object_context_raw": channel(1.0),
+            "object_recon_raw": channel(1.0), "lead_braking_raw": channel(0.5)}
+
+
+def _scores(scorer, maps, rate_hz=5.0):
+    baseline = scorer.baseline(scorer.statistics(maps), rate_hz)
+    return causal_mean(scorer.raw(maps, baseline), 3)
+
+
+def test_normal_frames_of_a_hotter_log_stay_near_the_nominal_alert_rate():
+    rng = np.random.default_rng(0)
+    scorer = FrameScorer().fit([_channel_maps(rng, 60) for _ in range(4)])
+    calibration = np.concatenate([_scores(scorer, _channel_maps(rng, 60)) for _ in range(4)])
+    threshold = ScoreCalibration(contamination=0.05).fit(calibration).threshold_
+    hotter = _scores(scorer, _channel_maps(rng, 400, hotter=0.3))
+    assert (hotter[100:] > threshold).mean() <= 0.10          # within 2x the nominal 5 %
+    event = _channel_maps(rng, 400, hotter=0.3)
+    event["object_context_raw"][300:310, 4:9, 4:9] = 8.0       # a brief event still alerts
+    assert (_scores(scorer, event)[300:310] > threshold).all()
