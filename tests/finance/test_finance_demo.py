@@ -17,7 +17,8 @@ def test_tiny_demo_follows_the_run_contract(tmp_path):
     assert manifest["vertical"] == "finance" and list_runs(tmp_path, "finance")[0]["run_id"] == run_dir.name
     assert manifest["inputs"] == [str((tmp_path / "data" / "finance" / "transactions.parquet").resolve())]
     summary = manifest["summary"]
-    for key in ("n_transactions", "n_alerts", "expected_score", "budget", "auroc", "average_precision"):
+    for key in ("n_transactions", "n_alerts", "n_warming_up", "expected_score", "budget", "auroc",
+                "average_precision"):
         assert key in summary, key
     scores = pd.read_parquet(run_dir / manifest["outputs"]["scores"])
     assert scores["rank"].tolist() == list(range(1, len(scores) + 1))
@@ -28,6 +29,9 @@ def test_tiny_demo_follows_the_run_contract(tmp_path):
                                                          for p in ("shap", "value", "usual")):
         assert scores[column].dtype == "float64", column
     assert scores["is_alert"].dtype == bool and scores["rank"].dtype == "int64"
+    # docs/runs.md: warming_up marks cards without enough history; they are never alerted
+    assert scores["warming_up"].dtype == bool and scores["warming_up"].sum() == summary["n_warming_up"]
+    assert not (scores["warming_up"] & scores["is_alert"]).any()
     assert scores["is_alert"].sum() == summary["n_alerts"] > 0
     # SHAP for the top of the queue only; the other alerts get the exact error attribution.
     assert 0 < summary["n_shap_explained"] < summary["n_alerts"] == summary["n_explained"]
