@@ -81,6 +81,11 @@ def limit_thread_env(num_threads: int | None = None) -> int:
     num_threads = max(1, num_threads or default_threads())
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(num_threads)
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        # numba re-reads its variable at every compile and refuses a new pool size once its
+        # pool runs: keep the size it started with (numba.set_num_threads caps the threads used).
+        os.environ["NUMBA_NUM_THREADS"] = str(numba.config.NUMBA_NUM_THREADS)
     return num_threads
 
 

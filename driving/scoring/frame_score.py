@@ -204,7 +204,7 @@ class FrameScorer:
         stats = np.concatenate([self.statistics(m) for m in maps])
         self.tails_ = [TailScore(MIN_SCALE.get(name, 0.0)).fit(stats[:, i])
                        for i, (name, _, _) in enumerate(self.channels)]
-        self.typical_ = np.median(stats, 0)
+        self.typical_ = np.median(stats, 0).astype(np.float64)  # as a loaded bundle holds it
         return self
 
     def baseline(self, stats: np.ndarray, rate_hz: float) -> np.ndarray:

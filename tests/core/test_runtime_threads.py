@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
@@ -22,6 +23,13 @@ def budget(monkeypatch, tmp_path):
     yield monkeypatch, tmp_path
     torch.set_num_threads(before)
 
+def _pool_env() -> set[str]:
+    """The thread variables written, but numba's once numba is loaded (it keeps its pool's
+    size: see test_a_running_numba_pool_is_capped_not_resized)."""
+    skip = {"NUMBA_NUM_THREADS"} if "numba" in sys.modules else set()
+    return {os.environ[name] for name in THREAD_ENV_VARS if name not in skip}
+
+
 def test_one_cpu_of_affinity_gives_one_thread_everywhere(budget):
     monkeypatch, _ = budget
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
@@ -29,7 +37,7 @@ def test_one_cpu_of_affinity_gives_one_thread_everywhere(budget):
     assert usable_cpus() == 1 and default_threads() == 1
     assert configure_threads() == 1
     assert torch.get_num_threads() == 1
-    assert {os.environ[name] for name in THREAD_ENV_VARS} == {"1"}
+    assert _pool_env() == {"1"}
     assert connect().execute("SELECT current_setting('threads')").fetchone()[0] == 1
 
 @pytest.mark.parametrize("cpu_max, cpus, threads", [
@@ -49,7 +57,7 @@ def test_unmask_num_threads_wins_and_duckdb_gets_the_same_count(budget):
     monkeypatch.setenv("UNMASK_NUM_THREADS", "3")
     assert default_threads() == 3
     assert configure_threads() == 3 and torch.get_num_threads() == 3
-    assert {os.environ[name] for name in THREAD_ENV_VARS} == {"3"}
+    assert _pool_env() == {"3"}
     assert connect().execute("SELECT current_setting('threads')").fetchone()[0] == 3
 
 def test_the_budget_caps_loaded_openmp_and_blas_pools(budget):
@@ -84,3 +92,20 @@ def test_under_a_launcher_only_torch_intra_op_threads_change(budget):
         assert blas_threads() == {2}
         assert configure_threads() == 1 and torch.get_num_threads() == 1
         assert blas_threads() == {2}  # left alone; without a launcher the budget caps them
+
+
+def test_a_running_numba_pool_is_capped_not_resized(budget):
+    """numba re-reads NUMBA_NUM_THREADS at every compile and raises if it differs from the
+    size its running pool started with: the budget must leave that variable alone."""
+    numba = pytest.importorskip("numba")
+    numba.get_num_threads()  # launches the pool
+    started = numba.config.NUMBA_NUM_THREADS
+    configure_threads(started + 1)
+    assert os.environ["NUMBA_NUM_THREADS"] == str(started)
+
+    @numba.njit
+    def twice(x):
+        return 2 * x
+
+    assert twice(21) == 42  # compiling reloads numba's config: raised before
+    assert numba.get_num_threads() <= started
