@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from pathlib import Path
 
 import click
 
-from .errors import UnmaskWarning
+from .errors import DataValidationError, UnmaskWarning
+from .runs import new_run_id
 from .runtime import DEVICE_HELP, PRECISIONS, check_precision, choose_device
 
 
@@ -88,3 +90,25 @@ def export_options(command):
     for option in reversed(options):  # decorators apply bottom-up: keep this order in --help
         command = option(command)
     return command
+
+
+def run_destination(command):
+    """``--out RUN_DIR`` or ``--workspace DIR``: where a scoring command writes its run. A
+    workspace gets a new run under ``DIR/runs/<vertical>/``, which the dashboard lists;
+    resolve the pair with :func:`resolve_run_dir`."""
+    command = click.option("--workspace", type=click.Path(file_okay=False), default=None,
+                           help="Write a new run into this workspace (what `unmask dashboard "
+                                "--workspace` serves) instead of --out.")(command)
+    return click.option("--out", type=click.Path(file_okay=False), default=None,
+                        help="Run directory to write (or give --workspace).")(command)
+
+
+def resolve_run_dir(out, workspace, vertical: str) -> str:
+    """The run directory ``--out`` names, or a new one under ``workspace/runs/<vertical>/``.
+
+    Raises:
+        DataValidationError: neither or both given.
+    """
+    if (out is None) == (workspace is None):
+        raise DataValidationError("give exactly one of --out RUN_DIR or --workspace DIR")
+    return str(out) if out is not None else str(Path(workspace) / "runs" / vertical / new_run_id())

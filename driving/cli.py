@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import click
 
-from core.cli_options import export_options, plain_warnings, runtime_options, show_progress
+from core.cli_options import (export_options, plain_warnings, resolve_run_dir, run_destination,
+                              runtime_options, show_progress)
 from core.export import export_onnx
 from core.io import check_output
 from core.training import is_main_process
@@ -73,13 +74,14 @@ def train(logs, out, epochs, steps_per_epoch, seed, device, precision, quiet):
 @driving.command()
 @click.option("--model", type=click.Path(exists=True, file_okay=False), required=True)
 @click.option("--logs", type=click.Path(exists=True), required=True, help="Log directory or file.")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+@run_destination
 @click.option("--fdr", type=float, default=None, help="Alert at this false-discovery rate.")
 @click.option("--top-frames", type=click.IntRange(min=0), default=5, show_default=True,
               help="Frames explained with region SHAP.")
 @runtime_options
-def score(model, logs, out, fdr, top_frames, device, precision, quiet):
+def score(model, logs, out, workspace, fdr, top_frames, device, precision, quiet):
     """Per-frame surprise scores and per-cell predictions for replay."""
+    out = resolve_run_dir(out, workspace, "driving")
     with plain_warnings():    # a log unlike the training logs: one `warning:` line
         run_dir = score_logs(model, logs, out, fdr=fdr, top_frames=top_frames, device=device,
                              precision=precision, progress=show_progress(quiet))

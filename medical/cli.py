@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import click
 
-from core.cli_options import export_options, runtime_options, show_progress
+from core.cli_options import (export_options, resolve_run_dir, run_destination, runtime_options,
+                              show_progress)
 from core.errors import DataValidationError, UnmaskWarning
 from core.io import check_output, write_text_atomic
 
@@ -97,7 +98,7 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
 @click.option("--model", "model_dir", type=click.Path(), required=True, help="From `train`.")
 @click.option("--images", type=click.Path(), required=True,
               help="NIfTI file, directory, MSD root or DICOM series directory.")
-@click.option("--out", type=click.Path(), required=True, help="Run directory to write.")
+@run_destination
 @click.option("--anomaly-model", type=click.Path(), default=None,
               help="A `pretrain` bundle (overrides the one inside --model).")
 @click.option("--fdr", type=float, default=0.1, show_default=True, help="Alert FDR level.")
@@ -105,10 +106,11 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
               help="Also write each case's segmentation as a DICOM SEG and its anomaly map as a "
                    "DICOM Parametric Map, referencing the input series (DICOM input only).")
 @runtime_options
-def infer(model_dir, images, out, anomaly_model, fdr, dicom_seg, device, precision, quiet):
+def infer(model_dir, images, out, workspace, anomaly_model, fdr, dicom_seg, device, precision, quiet):
     """Segment, map anomalies and score each case; write a run directory."""
     from .infer import infer as run_infer  # lazy: loads torch/MONAI on use
 
+    out = resolve_run_dir(out, workspace, "medical")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmaskWarning)
         run_dir = run_infer(model_dir, images, out, anomaly_model=anomaly_model, fdr=fdr,

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 import driving.scoring.run as scoring
 from core.cli import cli, main
+from core.runs import list_runs
 from core.errors import DataValidationError
 from driving.schema import log_table, read_log, write_log
 
@@ -27,6 +28,13 @@ def test_cli_end_to_end(tmp_path):
                                  "--out", str(run), "--top-frames", "0"])
     assert result.exit_code == 0, result.output
     assert (run / "frames.parquet").is_file() and (run / "cells" / "log_001.parquet").is_file()
+    # or into a workspace, where the dashboard finds it
+    result = runner.invoke(cli, ["driving", "score", "--model", str(model), "--logs", str(logs),
+                                 "--workspace", str(tmp_path / "ws"), "--top-frames", "0"])
+    assert result.exit_code == 0, result.output
+    assert [m["vertical"] for m in list_runs(tmp_path / "ws")] == ["driving"]
+    result = runner.invoke(cli, ["driving", "score", "--model", str(model), "--logs", str(logs)])
+    assert result.exit_code != 0 and "exactly one of --out RUN_DIR or --workspace DIR" in str(result.exception)
     result = runner.invoke(cli, ["driving", "evaluate", "--pred", str(run), "--logs", str(logs)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from core.errors import DataValidationError
+from core.runs import list_runs
 from medical.cli import medical
 
 
@@ -40,6 +41,9 @@ def test_cli_end_to_end(tmp_path):
     scores = pd.read_parquet(run / "scores.parquet")
     assert len(scores) == 4 and scores["has_lesion"].sum() == 2
     assert (run / f"{scores['case'][0]}_seg.nii.gz").is_file()
+    result = invoke("infer", "--model", models / "ct", "--images", data, "--workspace", tmp_path / "ws")
+    assert result.exit_code == 0, result.output     # a new run where the dashboard looks
+    assert [m["vertical"] for m in list_runs(tmp_path / "ws")] == ["medical"]
     result = invoke("evaluate", "--pred", run, "--data", data, "--out", tmp_path / "report.json")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report.json").read_text())
