@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.errors import DataValidationError
+from core.io import atomic_path
 from core.runtime import default_threads
 from finance.features import MODEL_CONFIG, saved_features
 from finance.schema import DEFAULT_TIMEZONE, open_transactions
@@ -240,8 +243,136 @@ def explanation(explanations_path, transaction_id: str) -> pd.DataFrame:
     return frame
 
 
+# --- the customer history: one card's transactions, read through an index of the run ---
+
+# Rows per row group of the history index: a card's 30 days lie in one or two groups, and
+# the footer of a 10 M-row run stays small (~600 groups).
+HISTORY_ROW_GROUP = 16 * 1024
+HISTORY_INDEX_VERSION = 1
+_BUILDING: set[Path] = set()
+_BUILDING_LOCK = threading.Lock()
+
+
+def _saved_features(model_dir):
+    """The run's model's column mapping and time zone (None: unmask's own names)."""
+    if model_dir and (Path(model_dir) / MODEL_CONFIG).is_file():
+        return saved_features(model_dir)
+    return None
+
+
+def _open_input(con, transactions_path, model_dir, view: str) -> None:
+    """The run's input as a typed DuckDB view, read as scoring read it (the model's mapping)."""
+    features = _saved_features(model_dir)
+    # The file was validated when it was scored: the typed view without the full scan.
+    open_transactions(con, _check(transactions_path), view=view, validate=False,
+                      timezone=features.timezone if features else DEFAULT_TIMEZONE,
+                      mapping=features.columns if features else None)
+
+
+def _fingerprint(path) -> list:
+    path = Path(path)
+    if not path.is_file():
+        return [str(path)]
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def history_index_path(transactions_path, scores_path, model_dir=None) -> Path:
+    """Where the run's history index lives: ``cache/`` beside ``scores.parquet``, named by
+    a hash of everything it is built from (input, scores, model mapping), so an index of a
+    rewritten input, a republished run or another model is never found, only rebuilt."""
+    model = Path(model_dir) / MODEL_CONFIG if model_dir else None
+    key = [HISTORY_INDEX_VERSION, _fingerprint(transactions_path), _fingerprint(scores_path),
+           _fingerprint(model) if model else None]
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+    return Path(scores_path).parent / "cache" / f"history-{digest}.parquet"
+
+
+def build_history_index(transactions_path, scores_path, model_dir=None) -> Path:
+    """Write the run's history index (once per run) and return its path.
+
+    The input's transactions, typed through the model's mapping, with each one's score and
+    alert flag from the run, sorted by card and time, in small row groups: a card's window
+    is then a read of one or two row groups (Parquet min/max statistics skip the rest),
+    however large the run. Published atomically; stale indexes of the run are removed.
+    """
+    path = history_index_path(transactions_path, scores_path, model_dir)
+    if path.is_file():
+        return path
+    con = _connect()
+    try:
+        _open_input(con, transactions_path, model_dir, view="index_tx")
+        with atomic_path(path) as tmp:
+            quoted = "'" + tmp.as_posix().replace("'", "''") + "'"
+            con.execute(
+                "COPY (SELECT h.transaction_id, h.timestamp, h.amount, h.terminal_id, h.customer_id,"
+                " s.score, s.is_alert FROM index_tx h LEFT JOIN (SELECT CAST(transaction_id AS VARCHAR)"
+                " AS transaction_id, CAST(customer_id AS VARCHAR) AS customer_id, score, is_alert"
+                f" FROM {_source(_check(scores_path))}) s"
+                " ON h.transaction_id = s.transaction_id AND h.customer_id = s.customer_id"
+                f" ORDER BY h.customer_id, h.timestamp) TO {quoted}"
+                f" (FORMAT parquet, ROW_GROUP_SIZE {HISTORY_ROW_GROUP})")
+    finally:
+        con.close()
+    for old in path.parent.glob("history-*.parquet"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def _build_in_background(transactions_path, scores_path, model_dir) -> None:
+    """Start building the index once per process; the caller reads the full input meanwhile."""
+    path = history_index_path(transactions_path, scores_path, model_dir)
+    with _BUILDING_LOCK:
+        if path in _BUILDING:
+            return
+        _BUILDING.add(path)
+
+    def build():
+        try:
+            build_history_index(transactions_path, scores_path, model_dir)
+        except Exception:  # noqa: BLE001 - any failure (a read-only run, a broken input,
+            pass           # a DuckDB error) leaves no index, and the full read keeps working
+        finally:
+            with _BUILDING_LOCK:
+                _BUILDING.discard(path)
+
+    threading.Thread(target=build, daemon=True, name="history-index").start()
+
+
+def _history_from_index(index: Path, customer_id: str, since, until, limit: int) -> pd.DataFrame:
+    con = _connect()
+    try:
+        return con.execute(
+            "SELECT transaction_id, timestamp, amount, terminal_id, score, is_alert"
+            f" FROM {_source(index)} WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
+            " ORDER BY timestamp DESC LIMIT ?", [customer_id, since, until, limit]).df()
+    finally:
+        con.close()
+
+
+def _history_from_input(transactions_path, scores_path, model_dir, customer_id: str,
+                        since, until, limit: int) -> pd.DataFrame:
+    """The same rows by scanning the input and the scores (time grows with the run)."""
+    con = _connect()
+    try:
+        _open_input(con, transactions_path, model_dir, view="history_tx")
+        history = con.execute(
+            "SELECT transaction_id, timestamp, amount, terminal_id FROM history_tx"
+            " WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
+            " ORDER BY timestamp DESC LIMIT ?", [customer_id, since, until, limit]).df()
+        scored = con.execute(
+            f"SELECT transaction_id, score, is_alert FROM {_source(_check(scores_path))}"
+            " WHERE CAST(customer_id AS VARCHAR) = ? AND CAST(timestamp AS TIMESTAMP) BETWEEN ? AND ?",
+            [customer_id, since, until]).df()
+    finally:
+        con.close()
+    return history.merge(scored, on="transaction_id", how="left")
+
+
 def customer_history(transactions_path, scores_path, customer_id: str, until,
-                     days: int = 30, limit: int = 2000, model_dir=None) -> pd.DataFrame:
+                     days: int = 30, limit: int = 2000, model_dir=None,
+                     use_index: bool = True) -> pd.DataFrame:
     """The customer's transactions in the ``days`` before ``until`` (inclusive), oldest first,
     with their score and alert flag where the run scored them.
 
@@ -257,30 +388,21 @@ def customer_history(transactions_path, scores_path, customer_id: str, until,
         model_dir: the run's model (manifest ``model``): the input is read through its saved
             column mapping and time zone, as scoring read it. Without it (or once the model
             is gone) the file is read by unmask's own names.
+        use_index: read the run's history index (:func:`build_history_index`) when it is
+            built, and start building it otherwise; False always scans the input.
     """
     until = pd.Timestamp(until)
     if until.tzinfo is not None:
         until = until.tz_convert("UTC").tz_localize(None)
     since = until - pd.Timedelta(days=days)
-    features = saved_features(model_dir) if model_dir and (Path(model_dir) / MODEL_CONFIG).is_file() else None
-    con = _connect()
-    try:
-        # The file was validated when it was scored: the typed view without the full scan.
-        open_transactions(con, _check(transactions_path), view="history_tx", validate=False,
-                          timezone=features.timezone if features else DEFAULT_TIMEZONE,
-                          mapping=features.columns if features else None)
-        history = con.execute(
-            "SELECT transaction_id, timestamp, amount, terminal_id FROM history_tx"
-            " WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
-            " ORDER BY timestamp DESC LIMIT ?",
-            [str(customer_id), since.to_pydatetime(), until.to_pydatetime(), int(limit)]).df()
-        scored = con.execute(
-            f"SELECT transaction_id, score, is_alert FROM {_source(_check(scores_path))}"
-            " WHERE CAST(customer_id AS VARCHAR) = ? AND CAST(timestamp AS TIMESTAMP) BETWEEN ? AND ?",
-            [str(customer_id), since.to_pydatetime(), until.to_pydatetime()]).df()
-    finally:
-        con.close()
-    history = history.merge(scored, on="transaction_id", how="left")
+    window = (str(customer_id), since.to_pydatetime(), until.to_pydatetime(), int(limit))
+    index = history_index_path(transactions_path, scores_path, model_dir) if use_index else None
+    if index is not None and index.is_file():
+        history = _history_from_index(index, *window)
+    else:
+        history = _history_from_input(transactions_path, scores_path, model_dir, *window)
+        if use_index:  # after the scan: a bad input raises its own error first
+            _build_in_background(transactions_path, scores_path, model_dir)
     return history.sort_values(["timestamp", "transaction_id"]).reset_index(drop=True)
 
 
