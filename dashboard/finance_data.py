@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
@@ -343,12 +344,15 @@ def _build_in_background(transactions_path, scores_path, model_dir) -> None:
 def _history_from_index(index: Path, customer_id: str, since, until, limit: int) -> pd.DataFrame:
     con = _connect()
     try:
-        return con.execute(
+        history = con.execute(
             "SELECT transaction_id, timestamp, amount, terminal_id, score, is_alert"
             f" FROM {_source(index)} WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
             " ORDER BY timestamp DESC LIMIT ?", [customer_id, since, until, limit]).df()
     finally:
         con.close()
+    if history["is_alert"].isna().any():  # unscored rows (refunds): NaN, as a pandas merge gives
+        history["is_alert"] = history["is_alert"].astype(object).where(history["is_alert"].notna(), np.nan)
+    return history
 
 
 def _history_from_input(transactions_path, scores_path, model_dir, customer_id: str,
