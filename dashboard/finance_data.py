@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,10 +247,14 @@ def explanation(explanations_path, transaction_id: str) -> pd.DataFrame:
 
 # --- the customer history: one card's transactions, read through an index of the run ---
 
-# Rows per row group of the history index: a card's 30 days lie in one or two groups, and
-# the footer of a 10 M-row run stays small (~600 groups).
-HISTORY_ROW_GROUP = 16 * 1024
-HISTORY_INDEX_VERSION = 1
+# The history index is split into buckets of about this many rows (by a hash of the card),
+# each a small Parquet file in row groups of HISTORY_ROW_GROUP sorted by card and time: a
+# card's window is one small file's footer and one or two of its row groups, whatever the
+# run's size (one file of a 10 M-row run would have a 600-group footer to parse per read).
+HISTORY_BUCKET_ROWS = 64 * 1024
+HISTORY_ROW_GROUP = 8 * 1024
+HISTORY_INDEX_VERSION = 2
+HISTORY_COLUMNS = "transaction_id, timestamp, amount, terminal_id, score, is_alert"
 _BUILDING: set[Path] = set()
 _BUILDING_LOCK = threading.Lock()
 
@@ -280,44 +285,59 @@ def _fingerprint(path) -> list:
 
 def history_index_path(transactions_path, scores_path, model_dir=None) -> Path:
     """Where the run's history index lives: ``cache/`` beside ``scores.parquet``, named by
-    a hash of everything it is built from (input, scores, model mapping), so an index of a
-    rewritten input, a republished run or another model is never found, only rebuilt."""
+    a hash of everything it is built from (input, scores, model mapping, DuckDB's version,
+    whose ``hash`` picks the bucket), so an index of a rewritten input, a republished run or
+    another model is never found, only rebuilt."""
+    import duckdb  # lazy: the finance extra
+
     model = Path(model_dir) / MODEL_CONFIG if model_dir else None
-    key = [HISTORY_INDEX_VERSION, _fingerprint(transactions_path), _fingerprint(scores_path),
-           _fingerprint(model) if model else None]
+    key = [HISTORY_INDEX_VERSION, duckdb.__version__, _fingerprint(transactions_path),
+           _fingerprint(scores_path), _fingerprint(model) if model else None]
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
-    return Path(scores_path).parent / "cache" / f"history-{digest}.parquet"
+    return Path(scores_path).parent / "cache" / f"history-{digest}"
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + path.as_posix().replace("'", "''") + "'"
 
 
 def build_history_index(transactions_path, scores_path, model_dir=None) -> Path:
-    """Write the run's history index (once per run) and return its path.
+    """Write the run's history index (once per run) and return its folder.
 
     The input's transactions, typed through the model's mapping, with each one's score and
-    alert flag from the run, sorted by card and time, in small row groups: a card's window
-    is then a read of one or two row groups (Parquet min/max statistics skip the rest),
-    however large the run. Published atomically; stale indexes of the run are removed.
+    alert flag from the run, in buckets by card (``bucket=K/*.parquet``, K = DuckDB
+    ``hash(customer_id) % n``, n in ``index.json``), sorted by card and time in small row
+    groups: a card's window is then a read of one small file, however large the run.
+    Published atomically (a folder that exists is complete); older indexes of the run are
+    removed.
     """
     path = history_index_path(transactions_path, scores_path, model_dir)
-    if path.is_file():
+    if path.is_dir():
         return path
     con = _connect()
     try:
         _open_input(con, transactions_path, model_dir, view="index_tx")
+        rows = con.execute("SELECT count(*) FROM index_tx").fetchone()[0]
+        buckets = max(1, -(-rows // HISTORY_BUCKET_ROWS))
+        indexed = (
+            "SELECT h.transaction_id, h.timestamp, h.amount, h.terminal_id, h.customer_id,"
+            " s.score, s.is_alert, hash(h.customer_id) % ? AS bucket FROM index_tx h LEFT JOIN"
+            " (SELECT CAST(transaction_id AS VARCHAR) AS transaction_id, CAST(customer_id AS VARCHAR)"
+            f" AS customer_id, score, is_alert FROM {_source(_check(scores_path))}) s"
+            " ON h.transaction_id = s.transaction_id AND h.customer_id = s.customer_id")
         with atomic_path(path) as tmp:
-            quoted = "'" + tmp.as_posix().replace("'", "''") + "'"
-            con.execute(
-                "COPY (SELECT h.transaction_id, h.timestamp, h.amount, h.terminal_id, h.customer_id,"
-                " s.score, s.is_alert FROM index_tx h LEFT JOIN (SELECT CAST(transaction_id AS VARCHAR)"
-                " AS transaction_id, CAST(customer_id AS VARCHAR) AS customer_id, score, is_alert"
-                f" FROM {_source(_check(scores_path))}) s"
-                " ON h.transaction_id = s.transaction_id AND h.customer_id = s.customer_id"
-                f" ORDER BY h.customer_id, h.timestamp) TO {quoted}"
-                f" (FORMAT parquet, ROW_GROUP_SIZE {HISTORY_ROW_GROUP})")
+            con.execute(f"COPY ({indexed} ORDER BY h.customer_id, h.timestamp) TO {_sql_path(tmp)}"
+                        f" (FORMAT parquet, PARTITION_BY (bucket), ROW_GROUP_SIZE {HISTORY_ROW_GROUP})",
+                        [buckets])
+            # the columns and no rows: what a card in an empty bucket reads
+            con.execute(f"COPY ({indexed} LIMIT 0) TO {_sql_path(tmp / 'empty.parquet')}"
+                        " (FORMAT parquet)", [buckets])
+            (tmp / "index.json").write_text(json.dumps({"buckets": buckets, "rows": rows}))
     finally:
         con.close()
-    for old in path.parent.glob("history-*.parquet"):
+    for old in path.parent.glob("history-*"):
         if old != path:
-            old.unlink(missing_ok=True)
+            shutil.rmtree(old, ignore_errors=True)
     return path
 
 
@@ -342,11 +362,15 @@ def _build_in_background(transactions_path, scores_path, model_dir) -> None:
 
 
 def _history_from_index(index: Path, customer_id: str, since, until, limit: int) -> pd.DataFrame:
+    buckets = json.loads((index / "index.json").read_text())["buckets"]
     con = _connect()
     try:
+        bucket = con.execute("SELECT hash(?::VARCHAR) % ?", [customer_id, buckets]).fetchone()[0]
+        files = index / f"bucket={bucket}"
+        source = _sql_path(files / "*.parquet" if files.is_dir() else index / "empty.parquet")
         history = con.execute(
-            "SELECT transaction_id, timestamp, amount, terminal_id, score, is_alert"
-            f" FROM {_source(index)} WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
+            f"SELECT {HISTORY_COLUMNS} FROM read_parquet({source}, hive_partitioning=false)"
+            " WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
             " ORDER BY timestamp DESC LIMIT ?", [customer_id, since, until, limit]).df()
     finally:
         con.close()
@@ -401,7 +425,7 @@ def customer_history(transactions_path, scores_path, customer_id: str, until,
     since = until - pd.Timedelta(days=days)
     window = (str(customer_id), since.to_pydatetime(), until.to_pydatetime(), int(limit))
     index = history_index_path(transactions_path, scores_path, model_dir) if use_index else None
-    if index is not None and index.is_file():
+    if index is not None and index.is_dir():
         history = _history_from_index(index, *window)
     else:
         history = _history_from_input(transactions_path, scores_path, model_dir, *window)

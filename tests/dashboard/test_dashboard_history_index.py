@@ -47,7 +47,9 @@ def _no_scan(monkeypatch):
     monkeypatch.setattr(finance_data, "_history_from_input", refuse)
 
 
-def test_index_gives_the_full_scans_history(run, monkeypatch):
+@pytest.mark.parametrize("bucket_rows", [64 * 1024, 40])  # one bucket; many, mostly empty
+def test_index_gives_the_full_scans_history(run, monkeypatch, bucket_rows):
+    monkeypatch.setattr(finance_data, "HISTORY_BUCKET_ROWS", bucket_rows)
     data, scores_path, manifest = run
     scores = pd.read_parquet(scores_path)
     cases = [(row["customer_id"], row["timestamp"], days)
@@ -63,7 +65,9 @@ def test_index_gives_the_full_scans_history(run, monkeypatch):
         pd.testing.assert_frame_equal(indexed, scanned)
 
 
-def test_a_card_without_history_is_empty_in_both(run, monkeypatch):
+@pytest.mark.parametrize("bucket_rows", [64 * 1024, 1])  # its bucket has rows; it has none
+def test_a_card_without_history_is_empty_in_both(run, monkeypatch, bucket_rows):
+    monkeypatch.setattr(finance_data, "HISTORY_BUCKET_ROWS", bucket_rows)
     data, scores_path, _ = run
     indexed, scanned = _both(data, scores_path, "no-such-card", pd.Timestamp("2026-01-20"))
     assert indexed.empty and scanned.empty
@@ -80,7 +84,7 @@ def test_republished_run_or_rewritten_input_is_never_served_a_stale_index(run, t
     data, scores_path, _ = run
     top = pd.read_parquet(scores_path).iloc[0]
     old = finance_data.build_history_index(data, scores_path)
-    assert old.is_file()
+    assert old.is_dir()
     # the run published again, from another input (other cards, other scores)
     ws = tmp_path / "ws"
     write_finance_run(ws, n=500, seed=3)
@@ -109,7 +113,7 @@ def test_customer_history_builds_the_index_for_later_opens(run):
     first = finance_data.customer_history(data, scores_path, top["customer_id"], top["timestamp"])
     for thread in [t for t in threading.enumerate() if t.name == "history-index"]:
         thread.join(timeout=60)
-    assert path.is_file()
+    assert path.is_dir()
     again = finance_data.customer_history(data, scores_path, top["customer_id"], top["timestamp"])
     pd.testing.assert_frame_equal(first, again)
 
