@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-import json
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
-from core.io import atomic_path
 from core.runtime import default_threads
+from dashboard import finance_index
 from finance.features import MODEL_CONFIG, saved_features
 from finance.schema import DEFAULT_TIMEZONE, open_transactions
 
@@ -247,16 +244,7 @@ def explanation(explanations_path, transaction_id: str) -> pd.DataFrame:
 
 # --- the customer history: one card's transactions, read through an index of the run ---
 
-# The history index is split into buckets of about this many rows (by a hash of the card),
-# each a small Parquet file in row groups of HISTORY_ROW_GROUP sorted by card and time: a
-# card's window is one small file's footer and one or two of its row groups, whatever the
-# run's size (one file of a 10 M-row run would have a 600-group footer to parse per read).
-HISTORY_BUCKET_ROWS = 64 * 1024
-HISTORY_ROW_GROUP = 8 * 1024
-HISTORY_INDEX_VERSION = 2
 HISTORY_COLUMNS = "transaction_id, timestamp, amount, terminal_id, score, is_alert"
-_BUILDING: set[Path] = set()
-_BUILDING_LOCK = threading.Lock()
 
 
 def _saved_features(model_dir):
@@ -275,41 +263,19 @@ def _open_input(con, transactions_path, model_dir, view: str) -> None:
                       mapping=features.columns if features else None)
 
 
-def _fingerprint(path) -> list:
-    path = Path(path)
-    if not path.is_file():
-        return [str(path)]
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
 def history_index_path(transactions_path, scores_path, model_dir=None) -> Path:
-    """Where the run's history index lives: ``cache/`` beside ``scores.parquet``, named by
-    a hash of everything it is built from (input, scores, model mapping, DuckDB's version,
-    whose ``hash`` picks the bucket), so an index of a rewritten input, a republished run or
-    another model is never found, only rebuilt."""
-    import duckdb  # lazy: the finance extra
-
+    """Folder of the run's history index (:mod:`dashboard.finance_index`), keyed by the input,
+    the scores and the model's configuration (its column mapping and time zone)."""
     model = Path(model_dir) / MODEL_CONFIG if model_dir else None
-    key = [HISTORY_INDEX_VERSION, duckdb.__version__, _fingerprint(transactions_path),
-           _fingerprint(scores_path), _fingerprint(model) if model else None]
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
-    return Path(scores_path).parent / "cache" / f"history-{digest}"
-
-
-def _sql_path(path: Path) -> str:
-    return "'" + path.as_posix().replace("'", "''") + "'"
+    return finance_index.index_path(scores_path, "history", [transactions_path, scores_path, model])
 
 
 def build_history_index(transactions_path, scores_path, model_dir=None) -> Path:
     """Write the run's history index (once per run) and return its folder.
 
-    The input's transactions, typed through the model's mapping, with each one's score and
-    alert flag from the run, in buckets by card (``bucket=K/*.parquet``, K = DuckDB
-    ``hash(customer_id) % n``, n in ``index.json``), sorted by card and time in small row
-    groups: a card's window is then a read of one small file, however large the run.
-    Published atomically (a folder that exists is complete); older indexes of the run are
-    removed.
+    The input's transactions, typed through the model's mapping, each with its score and
+    alert flag from the run, in buckets by card, sorted by card and time: a card's window
+    is then a read of one small file, however large the run.
     """
     path = history_index_path(transactions_path, scores_path, model_dir)
     if path.is_dir():
@@ -318,60 +284,25 @@ def build_history_index(transactions_path, scores_path, model_dir=None) -> Path:
     try:
         _open_input(con, transactions_path, model_dir, view="index_tx")
         rows = con.execute("SELECT count(*) FROM index_tx").fetchone()[0]
-        buckets = max(1, -(-rows // HISTORY_BUCKET_ROWS))
-        indexed = (
-            "SELECT h.transaction_id, h.timestamp, h.amount, h.terminal_id, h.customer_id,"
-            " s.score, s.is_alert, hash(h.customer_id) % ? AS bucket FROM index_tx h LEFT JOIN"
-            " (SELECT CAST(transaction_id AS VARCHAR) AS transaction_id, CAST(customer_id AS VARCHAR)"
-            f" AS customer_id, score, is_alert FROM {_source(_check(scores_path))}) s"
-            " ON h.transaction_id = s.transaction_id AND h.customer_id = s.customer_id")
-        with atomic_path(path) as tmp:
-            con.execute(f"COPY ({indexed} ORDER BY h.customer_id, h.timestamp) TO {_sql_path(tmp)}"
-                        f" (FORMAT parquet, PARTITION_BY (bucket), ROW_GROUP_SIZE {HISTORY_ROW_GROUP})",
-                        [buckets])
-            # the columns and no rows: what a card in an empty bucket reads
-            con.execute(f"COPY ({indexed} LIMIT 0) TO {_sql_path(tmp / 'empty.parquet')}"
-                        " (FORMAT parquet)", [buckets])
-            (tmp / "index.json").write_text(json.dumps({"buckets": buckets, "rows": rows}))
+        query = ("SELECT h.transaction_id, h.timestamp, h.amount, h.terminal_id, h.customer_id,"
+                 " s.score, s.is_alert FROM index_tx h LEFT JOIN (SELECT CAST(transaction_id AS"
+                 " VARCHAR) AS transaction_id, CAST(customer_id AS VARCHAR) AS customer_id, score,"
+                 f" is_alert FROM {_source(_check(scores_path))}) s"
+                 " ON h.transaction_id = s.transaction_id AND h.customer_id = s.customer_id")
+        return finance_index.write_buckets(con, path, query, [], "customer_id", rows,
+                                           order="customer_id, timestamp")
     finally:
         con.close()
-    for old in path.parent.glob("history-*"):
-        if old != path:
-            shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-def _build_in_background(transactions_path, scores_path, model_dir) -> None:
-    """Start building the index once per process; the caller reads the full input meanwhile."""
-    path = history_index_path(transactions_path, scores_path, model_dir)
-    with _BUILDING_LOCK:
-        if path in _BUILDING:
-            return
-        _BUILDING.add(path)
-
-    def build():
-        try:
-            build_history_index(transactions_path, scores_path, model_dir)
-        except Exception:  # noqa: BLE001 - any failure (a read-only run, a broken input,
-            pass           # a DuckDB error) leaves no index, and the full read keeps working
-        finally:
-            with _BUILDING_LOCK:
-                _BUILDING.discard(path)
-
-    threading.Thread(target=build, daemon=True, name="history-index").start()
 
 
 def _history_from_index(index: Path, customer_id: str, since, until, limit: int) -> pd.DataFrame:
-    buckets = json.loads((index / "index.json").read_text())["buckets"]
     con = _connect()
     try:
-        bucket = con.execute("SELECT hash(?::VARCHAR) % ?", [customer_id, buckets]).fetchone()[0]
-        files = index / f"bucket={bucket}"
-        source = _sql_path(files / "*.parquet" if files.is_dir() else index / "empty.parquet")
+        source = finance_index.bucket_sources(con, index, [customer_id])
         history = con.execute(
-            f"SELECT {HISTORY_COLUMNS} FROM read_parquet({source}, hive_partitioning=false)"
-            " WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
-            " ORDER BY timestamp DESC LIMIT ?", [customer_id, since, until, limit]).df()
+            f"SELECT {HISTORY_COLUMNS} FROM {source} WHERE customer_id = ?"
+            " AND timestamp BETWEEN ? AND ? ORDER BY timestamp DESC LIMIT ?",
+            [customer_id, since, until, limit]).df()
     finally:
         con.close()
     if history["is_alert"].isna().any():  # unscored rows (refunds): NaN, as a pandas merge gives
@@ -430,23 +361,54 @@ def customer_history(transactions_path, scores_path, customer_id: str, until,
     else:
         history = _history_from_input(transactions_path, scores_path, model_dir, *window)
         if use_index:  # after the scan: a bad input raises its own error first
-            _build_in_background(transactions_path, scores_path, model_dir)
+            finance_index.build_in_background(index, lambda: build_history_index(
+                transactions_path, scores_path, model_dir))
     return history.sort_values(["timestamp", "transaction_id"]).reset_index(drop=True)
 
 
-def alert_flags(scores_path, transaction_ids) -> pd.Series:
-    """``is_alert`` of the given transactions in this run (index = transaction id)."""
+def alert_flags_index_path(scores_path) -> Path:
+    """Folder of the run's index of alert flags by transaction id (keyed by the scores)."""
+    return finance_index.index_path(scores_path, "alerts", [scores_path])
+
+
+def build_alert_flags_index(scores_path) -> Path:
+    """Write the run's ``(transaction_id, is_alert)`` in buckets by id; return its folder."""
+    path = alert_flags_index_path(scores_path)
+    if path.is_dir():
+        return path
+    source = _source(_check(scores_path))
+    con = _connect()
+    try:
+        rows = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+        query = f"SELECT CAST(transaction_id AS VARCHAR) AS transaction_id, is_alert FROM {source}"
+        return finance_index.write_buckets(con, path, query, [], "transaction_id", rows)
+    finally:
+        con.close()
+
+
+def alert_flags(scores_path, transaction_ids, use_index: bool = True) -> pd.Series:
+    """``is_alert`` of the given transactions in this run (index = transaction id; ids not in
+    the run are left out). Read through the run's id index once built (the page asks on
+    every rerun, for every reviewed transaction); until then the scores are scanned and the
+    index is built in the background."""
     ids = [str(t) for t in transaction_ids]
     if not ids:
         return pd.Series(dtype=bool)
+    index = alert_flags_index_path(scores_path) if use_index else None
     con = _connect()
     try:
+        if index is not None and index.is_dir():
+            source = finance_index.bucket_sources(con, index, ids)
+        else:
+            source = _source(_check(scores_path))
         con.register("wanted", pd.DataFrame({"transaction_id": ids}))
         frame = con.execute(
-            f"SELECT s.transaction_id, s.is_alert FROM {_source(_check(scores_path))} s"
-            " JOIN wanted w ON s.transaction_id = w.transaction_id").df()
+            f"SELECT s.transaction_id, s.is_alert FROM {source} s"
+            " JOIN wanted w ON CAST(s.transaction_id AS VARCHAR) = w.transaction_id").df()
     finally:
         con.close()
+    if index is not None and not index.is_dir():
+        finance_index.build_in_background(index, lambda: build_alert_flags_index(scores_path))
     return frame.set_index("transaction_id")["is_alert"].astype(bool)
 
 

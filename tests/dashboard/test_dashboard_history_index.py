@@ -13,7 +13,7 @@ import pytest
 
 from core.cli import main as cli_main
 from core.errors import DataValidationError
-from dashboard import finance_data
+from dashboard import finance_data, finance_index
 from dashboard_fixtures import write_finance_run
 from finance.world2 import World2Config, simulate_to_file
 
@@ -49,7 +49,7 @@ def _no_scan(monkeypatch):
 
 @pytest.mark.parametrize("bucket_rows", [64 * 1024, 40])  # one bucket; many, mostly empty
 def test_index_gives_the_full_scans_history(run, monkeypatch, bucket_rows):
-    monkeypatch.setattr(finance_data, "HISTORY_BUCKET_ROWS", bucket_rows)
+    monkeypatch.setattr(finance_index, "BUCKET_ROWS", bucket_rows)
     data, scores_path, manifest = run
     scores = pd.read_parquet(scores_path)
     cases = [(row["customer_id"], row["timestamp"], days)
@@ -67,7 +67,7 @@ def test_index_gives_the_full_scans_history(run, monkeypatch, bucket_rows):
 
 @pytest.mark.parametrize("bucket_rows", [64 * 1024, 1])  # its bucket has rows; it has none
 def test_a_card_without_history_is_empty_in_both(run, monkeypatch, bucket_rows):
-    monkeypatch.setattr(finance_data, "HISTORY_BUCKET_ROWS", bucket_rows)
+    monkeypatch.setattr(finance_index, "BUCKET_ROWS", bucket_rows)
     data, scores_path, _ = run
     indexed, scanned = _both(data, scores_path, "no-such-card", pd.Timestamp("2026-01-20"))
     assert indexed.empty and scanned.empty
@@ -111,11 +111,32 @@ def test_customer_history_builds_the_index_for_later_opens(run):
     path = finance_data.history_index_path(data, scores_path)
     assert not path.exists()
     first = finance_data.customer_history(data, scores_path, top["customer_id"], top["timestamp"])
-    for thread in [t for t in threading.enumerate() if t.name == "history-index"]:
+    for thread in [t for t in threading.enumerate() if t.name.startswith("index-history")]:
         thread.join(timeout=60)
     assert path.is_dir()
     again = finance_data.customer_history(data, scores_path, top["customer_id"], top["timestamp"])
     pd.testing.assert_frame_equal(first, again)
+
+
+@pytest.mark.parametrize("bucket_rows", [64 * 1024, 7])
+def test_alert_flags_through_the_id_index_match_the_scan(run, monkeypatch, bucket_rows):
+    monkeypatch.setattr(finance_index, "BUCKET_ROWS", bucket_rows)
+    _, scores_path, _ = run
+    scores = pd.read_parquet(scores_path)
+    ids = scores["transaction_id"].iloc[[0, 1, 7, 100, 599]].tolist() + ["not-in-this-run"]
+    scanned = finance_data.alert_flags(scores_path, ids, use_index=False)
+    index = finance_data.build_alert_flags_index(scores_path)
+    indexed = finance_data.alert_flags(scores_path, ids)
+    expected = scores.set_index("transaction_id").loc[ids[:-1], "is_alert"]
+    assert indexed.sort_index().to_dict() == scanned.sort_index().to_dict() == expected.to_dict()
+    assert expected.any() and not expected.all()
+    # republished with other scores: the old index is gone and the new one answers
+    write_finance_run(scores_path.parents[3], n=600, seed=9, alert_rate=0.3)
+    assert not index.exists()
+    scores = pd.read_parquet(scores_path)
+    finance_data.build_alert_flags_index(scores_path)
+    indexed = finance_data.alert_flags(scores_path, ids)
+    assert indexed.to_dict() == scores.set_index("transaction_id").loc[ids[:-1], "is_alert"].to_dict()
 
 
 def _cli(*args) -> str:
