@@ -7,7 +7,9 @@ it with `unmask dashboard`, and drives Debian's Chromium through Playwright:
 * first render of the alert queue (fresh server, first visit: nothing cached), a repeat
   visit in a new tab, and an uncached server-side query (all 1 M rows instead of alerts);
 * opening an alert's detail (click a row -> transaction, SHAP waterfall, customer history
-  chart and the disposition form rendered), for several alerts, each uncached.
+  chart and the disposition form rendered), for several alerts, each uncached;
+* server side, the customer history both ways: the full scan of the input and scores, and
+  the read through the run's history index (its one-off build timed apart).
 
 Baselines in the same run: a two-line Streamlit app measured just before each size (the
 floor any page pays on this machine under its current load), the smallest run (does the queue's cost grow with the
@@ -65,6 +67,7 @@ def timed(fn, repeat: int = 3) -> float:
 def server_side(run_dir: Path) -> dict:
     """The plain functions behind the queue and the detail, timed without the browser."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from core.runs import load_manifest
     from dashboard import finance_data as fd
@@ -78,7 +81,30 @@ def server_side(run_dir: Path) -> dict:
         frame = pd.read_parquet(scores)
         frame[frame["is_alert"]].sort_values("rank").iloc[:50]
 
+    data, model = manifest["inputs"][0], manifest.get("model")
+    full_scan = timed(lambda: fd.customer_history(data, scores, top["customer_id"], top["timestamp"],
+                                                  model_dir=model, use_index=False))
+    # the run's history index, built once per run (the dashboard starts it on the first
+    # detail open, in the background); the browser phase below finds it built
+    start = time.perf_counter()
+    index = fd.build_history_index(data, scores, model)
+    index_build = time.perf_counter() - start
+    # the reviewed transactions' alert flags (the queue's KPIs, on every page rerun): 20
+    # reviews, alerts and others, by scan and through the run's id index
+    tail = pq.ParquetFile(scores)  # sorted by rank: its last row group holds no alerts
+    tail = tail.read_row_group(tail.num_row_groups - 1, columns=["transaction_id"])
+    reviewed = tail["transaction_id"].to_pylist()[:10] + page["transaction_id"].head(10).tolist()
+    flags_scan = timed(lambda: fd.alert_flags(scores, reviewed, use_index=False))
+    start = time.perf_counter()
+    fd.build_alert_flags_index(scores)
+    flags_build = time.perf_counter() - start
     return {
+        "alert_flags_20_full_scan_s": flags_scan,
+        "alert_flags_index_build_s": flags_build,
+        "alert_flags_20_s": timed(lambda: fd.alert_flags(scores, reviewed)),
+        "customer_history_full_scan_s": full_scan,
+        "history_index_build_s": index_build,
+        "history_index_mb": sum(f.stat().st_size for f in index.rglob("*") if f.is_file()) / 1e6,
         "bounds_s": timed(lambda: fd.queue_bounds(scores)),
         "alerts_page_s": timed(lambda: fd.queue_page(scores, fd.QueueQuery())),
         "all_rows_page_100_s": timed(lambda: fd.queue_page(
@@ -91,7 +117,7 @@ def server_side(run_dir: Path) -> dict:
         "explanation_s": timed(lambda: fd.explanation(run_dir / "explanations.parquet",
                                                       top["transaction_id"])),
         "customer_history_s": timed(lambda: fd.customer_history(
-            manifest["inputs"][0], scores, top["customer_id"], top["timestamp"])),
+            data, scores, top["customer_id"], top["timestamp"], model_dir=model)),
         "naive_pandas_page_s": timed(naive_page, repeat=2),
     }
 
@@ -241,7 +267,12 @@ def summarise(result: dict) -> dict:
             "meets_targets": {
                 "queue_first_render": browser["queue_first_render_s"] / floor <= TARGETS["queue_first_render_vs_floor"],
                 "detail_open": browser["detail_open_s"]["median"] < TARGETS["detail_open_s"]},
-            "naive_vs_server_side_page": server["naive_pandas_page_s"] / server["alerts_page_s"]}
+            "naive_vs_server_side_page": server["naive_pandas_page_s"] / server["alerts_page_s"],
+            "history_s": server["customer_history_s"],
+            "history_vs_smallest": server["customer_history_s"] / runs[0]["server_side"]["customer_history_s"],
+            "history_full_scan_vs_index": server["customer_history_full_scan_s"] / server["customer_history_s"],
+            "alert_flags_s": server["alert_flags_20_s"],
+            "alert_flags_vs_smallest": server["alert_flags_20_s"] / runs[0]["server_side"]["alert_flags_20_s"]}
     return out
 
 

@@ -16,10 +16,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.errors import DataValidationError
 from core.runtime import default_threads
+from dashboard import finance_index
 from finance.features import MODEL_CONFIG, saved_features
 from finance.schema import DEFAULT_TIMEZONE, open_transactions
 
@@ -240,8 +242,96 @@ def explanation(explanations_path, transaction_id: str) -> pd.DataFrame:
     return frame
 
 
+# --- the customer history: one card's transactions, read through an index of the run ---
+
+HISTORY_COLUMNS = "transaction_id, timestamp, amount, terminal_id, score, is_alert"
+
+
+def _saved_features(model_dir):
+    """The run's model's column mapping and time zone (None: unmask's own names)."""
+    if model_dir and (Path(model_dir) / MODEL_CONFIG).is_file():
+        return saved_features(model_dir)
+    return None
+
+
+def _open_input(con, transactions_path, model_dir, view: str) -> None:
+    """The run's input as a typed DuckDB view, read as scoring read it (the model's mapping)."""
+    features = _saved_features(model_dir)
+    # The file was validated when it was scored: the typed view without the full scan.
+    open_transactions(con, _check(transactions_path), view=view, validate=False,
+                      timezone=features.timezone if features else DEFAULT_TIMEZONE,
+                      mapping=features.columns if features else None)
+
+
+def history_index_path(transactions_path, scores_path, model_dir=None) -> Path:
+    """Folder of the run's history index (:mod:`dashboard.finance_index`), keyed by the input,
+    the scores and the model's configuration (its column mapping and time zone)."""
+    model = Path(model_dir) / MODEL_CONFIG if model_dir else None
+    return finance_index.index_path(scores_path, "history", [transactions_path, scores_path, model])
+
+
+def build_history_index(transactions_path, scores_path, model_dir=None) -> Path:
+    """Write the run's history index (once per run) and return its folder.
+
+    The input's transactions, typed through the model's mapping, each with its score and
+    alert flag from the run, in buckets by card, sorted by card and time: a card's window
+    is then a read of one small file, however large the run.
+    """
+    path = history_index_path(transactions_path, scores_path, model_dir)
+    if path.is_dir():
+        return path
+    con = _connect()
+    try:
+        _open_input(con, transactions_path, model_dir, view="index_tx")
+        rows = con.execute("SELECT count(*) FROM index_tx").fetchone()[0]
+        query = ("SELECT h.transaction_id, h.timestamp, h.amount, h.terminal_id, h.customer_id,"
+                 " s.score, s.is_alert FROM index_tx h LEFT JOIN (SELECT CAST(transaction_id AS"
+                 " VARCHAR) AS transaction_id, CAST(customer_id AS VARCHAR) AS customer_id, score,"
+                 f" is_alert FROM {_source(_check(scores_path))}) s"
+                 " ON h.transaction_id = s.transaction_id AND h.customer_id = s.customer_id")
+        return finance_index.write_buckets(con, path, query, [], "customer_id", rows,
+                                           order="customer_id, timestamp")
+    finally:
+        con.close()
+
+
+def _history_from_index(index: Path, customer_id: str, since, until, limit: int) -> pd.DataFrame:
+    con = _connect()
+    try:
+        source = finance_index.bucket_sources(con, index, [customer_id])
+        history = con.execute(
+            f"SELECT {HISTORY_COLUMNS} FROM {source} WHERE customer_id = ?"
+            " AND timestamp BETWEEN ? AND ? ORDER BY timestamp DESC LIMIT ?",
+            [customer_id, since, until, limit]).df()
+    finally:
+        con.close()
+    if history["is_alert"].isna().any():  # unscored rows (refunds): NaN, as a pandas merge gives
+        history["is_alert"] = history["is_alert"].astype(object).where(history["is_alert"].notna(), np.nan)
+    return history
+
+
+def _history_from_input(transactions_path, scores_path, model_dir, customer_id: str,
+                        since, until, limit: int) -> pd.DataFrame:
+    """The same rows by scanning the input and the scores (time grows with the run)."""
+    con = _connect()
+    try:
+        _open_input(con, transactions_path, model_dir, view="history_tx")
+        history = con.execute(
+            "SELECT transaction_id, timestamp, amount, terminal_id FROM history_tx"
+            " WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
+            " ORDER BY timestamp DESC LIMIT ?", [customer_id, since, until, limit]).df()
+        scored = con.execute(
+            f"SELECT transaction_id, score, is_alert FROM {_source(_check(scores_path))}"
+            " WHERE CAST(customer_id AS VARCHAR) = ? AND CAST(timestamp AS TIMESTAMP) BETWEEN ? AND ?",
+            [customer_id, since, until]).df()
+    finally:
+        con.close()
+    return history.merge(scored, on="transaction_id", how="left")
+
+
 def customer_history(transactions_path, scores_path, customer_id: str, until,
-                     days: int = 30, limit: int = 2000, model_dir=None) -> pd.DataFrame:
+                     days: int = 30, limit: int = 2000, model_dir=None,
+                     use_index: bool = True) -> pd.DataFrame:
     """The customer's transactions in the ``days`` before ``until`` (inclusive), oldest first,
     with their score and alert flag where the run scored them.
 
@@ -257,46 +347,68 @@ def customer_history(transactions_path, scores_path, customer_id: str, until,
         model_dir: the run's model (manifest ``model``): the input is read through its saved
             column mapping and time zone, as scoring read it. Without it (or once the model
             is gone) the file is read by unmask's own names.
+        use_index: read the run's history index (:func:`build_history_index`) when it is
+            built, and start building it otherwise; False always scans the input.
     """
     until = pd.Timestamp(until)
     if until.tzinfo is not None:
         until = until.tz_convert("UTC").tz_localize(None)
     since = until - pd.Timedelta(days=days)
-    features = saved_features(model_dir) if model_dir and (Path(model_dir) / MODEL_CONFIG).is_file() else None
-    con = _connect()
-    try:
-        # The file was validated when it was scored: the typed view without the full scan.
-        open_transactions(con, _check(transactions_path), view="history_tx", validate=False,
-                          timezone=features.timezone if features else DEFAULT_TIMEZONE,
-                          mapping=features.columns if features else None)
-        history = con.execute(
-            "SELECT transaction_id, timestamp, amount, terminal_id FROM history_tx"
-            " WHERE customer_id = ? AND timestamp BETWEEN ? AND ?"
-            " ORDER BY timestamp DESC LIMIT ?",
-            [str(customer_id), since.to_pydatetime(), until.to_pydatetime(), int(limit)]).df()
-        scored = con.execute(
-            f"SELECT transaction_id, score, is_alert FROM {_source(_check(scores_path))}"
-            " WHERE CAST(customer_id AS VARCHAR) = ? AND CAST(timestamp AS TIMESTAMP) BETWEEN ? AND ?",
-            [str(customer_id), since.to_pydatetime(), until.to_pydatetime()]).df()
-    finally:
-        con.close()
-    history = history.merge(scored, on="transaction_id", how="left")
+    window = (str(customer_id), since.to_pydatetime(), until.to_pydatetime(), int(limit))
+    index = history_index_path(transactions_path, scores_path, model_dir) if use_index else None
+    if index is not None and index.is_dir():
+        history = _history_from_index(index, *window)
+    else:
+        history = _history_from_input(transactions_path, scores_path, model_dir, *window)
+        if use_index:  # after the scan: a bad input raises its own error first
+            finance_index.build_in_background(index, lambda: build_history_index(
+                transactions_path, scores_path, model_dir))
     return history.sort_values(["timestamp", "transaction_id"]).reset_index(drop=True)
 
 
-def alert_flags(scores_path, transaction_ids) -> pd.Series:
-    """``is_alert`` of the given transactions in this run (index = transaction id)."""
+def alert_flags_index_path(scores_path) -> Path:
+    """Folder of the run's index of alert flags by transaction id (keyed by the scores)."""
+    return finance_index.index_path(scores_path, "alerts", [scores_path])
+
+
+def build_alert_flags_index(scores_path) -> Path:
+    """Write the run's ``(transaction_id, is_alert)`` in buckets by id; return its folder."""
+    path = alert_flags_index_path(scores_path)
+    if path.is_dir():
+        return path
+    source = _source(_check(scores_path))
+    con = _connect()
+    try:
+        rows = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+        query = f"SELECT CAST(transaction_id AS VARCHAR) AS transaction_id, is_alert FROM {source}"
+        return finance_index.write_buckets(con, path, query, [], "transaction_id", rows)
+    finally:
+        con.close()
+
+
+def alert_flags(scores_path, transaction_ids, use_index: bool = True) -> pd.Series:
+    """``is_alert`` of the given transactions in this run (index = transaction id; ids not in
+    the run are left out). Read through the run's id index once built (the page asks on
+    every rerun, for every reviewed transaction); until then the scores are scanned and the
+    index is built in the background."""
     ids = [str(t) for t in transaction_ids]
     if not ids:
         return pd.Series(dtype=bool)
+    index = alert_flags_index_path(scores_path) if use_index else None
     con = _connect()
     try:
+        if index is not None and index.is_dir():
+            source = finance_index.bucket_sources(con, index, ids)
+        else:
+            source = _source(_check(scores_path))
         con.register("wanted", pd.DataFrame({"transaction_id": ids}))
         frame = con.execute(
-            f"SELECT s.transaction_id, s.is_alert FROM {_source(_check(scores_path))} s"
-            " JOIN wanted w ON s.transaction_id = w.transaction_id").df()
+            f"SELECT s.transaction_id, s.is_alert FROM {source} s"
+            " JOIN wanted w ON CAST(s.transaction_id AS VARCHAR) = w.transaction_id").df()
     finally:
         con.close()
+    if index is not None and not index.is_dir():
+        finance_index.build_in_background(index, lambda: build_alert_flags_index(scores_path))
     return frame.set_index("transaction_id")["is_alert"].astype(bool)
 
 

@@ -100,8 +100,10 @@ def test_detail_reasons_explanation_additivity(scores_path, scores, synthetic_wo
         finance_data.transaction(scores_path, "nope")
 
 
-def test_customer_history_window(scores_path, scores, synthetic_workspace):
-    data = synthetic_workspace / "data" / "finance" / "transactions.parquet"
+def test_customer_history_window(scores, workspace):
+    # a private copy: the history builds the run's index into the run's cache folder
+    data = workspace / "data" / "finance" / "transactions.parquet"
+    scores_path = workspace / "runs" / "finance" / "finance-run" / "scores.parquet"
     top = scores.iloc[0]
     history = finance_data.customer_history(data, scores_path, top["customer_id"], top["timestamp"],
                                             days=10)
