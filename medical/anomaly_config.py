@@ -33,7 +33,13 @@ class AnomalyConfig:
         overlap: sliding-window overlap.
         sw_batch_size: windows per forward pass.
         organ_labels: label ids scored with a segmentation (parenchymal organs).
-        organ_prediction: ``"context"`` (visible same-organ parenchyma) or ``"network"``.
+        organ_prediction: ``"context"`` (visible same-organ parenchyma), ``"network"``, or
+            ``"median"`` (the organ's own median: no reconstruction, the baseline the
+            others are measured against).
+        organ_reference: what turns an organ's residual into a z-score: ``"case"``, the
+            case's own median and robust SD of the residual in that organ (noise, contrast
+            phase and texture vary per scan, so healthy cases' spread does not transfer),
+            or ``"healthy"``, the calibration cases' per-organ offset and SD.
         organ_band_hu: visible voxels further than this from the organ's median are not
             its parenchyma (context prediction).
         organ_erosion: voxels eroded from each organ's parenchyma before scoring, per
@@ -58,6 +64,7 @@ class AnomalyConfig:
     sw_batch_size: int = 4
     organ_labels: tuple[int, ...] = (1, 2, 3, 4)
     organ_prediction: str = "context"
+    organ_reference: str = "case"
     organ_band_hu: float = 80.0
     organ_erosion: tuple[int, ...] = (2, 1, 1, 1)
     fat_hu: float = -30.0
