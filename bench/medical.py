@@ -295,21 +295,29 @@ def voxel_ap_by_group(run: Path, data: Path) -> dict:
 
 
 # Organ-scoring variants compared side by side (``AnomalyConfig`` overrides): the residual
-# of the organ-context reconstruction standardised by the case's own organ statistics
-# (the default), the same standardised by the healthy calibration cases' statistics (the
-# scoring tuned on uniform phantoms), and the no-network baseline: intensity z-score
-# against the case's own organ median.
+# of the organ-context reconstruction standardised by the case's own organ statistics,
+# with each organ's map divided by its healthy tail or not; the same standardised by the
+# healthy calibration cases' statistics (the default, tuned on uniform phantoms); and the no-network baseline: intensity z-score against the case's own organ
+# median, with and without the tails.
 ANOMALY_VARIANTS = {
-    "case_z": {"organ_prediction": "context", "organ_reference": "case"},
-    "healthy_z": {"organ_prediction": "context", "organ_reference": "healthy"},
-    "median_baseline": {"organ_prediction": "median", "organ_reference": "case"},
+    "case_z_tails": {"organ_prediction": "context", "organ_reference": "case",
+                     "organ_tail_reference": True},
+    "case_z": {"organ_prediction": "context", "organ_reference": "case",
+               "organ_tail_reference": False},
+    "healthy_z": {"organ_prediction": "context", "organ_reference": "healthy",
+                  "organ_tail_reference": False},
+    "median_baseline_tails": {"organ_prediction": "median", "organ_reference": "case",
+                              "organ_tail_reference": True},
+    "median_baseline": {"organ_prediction": "median", "organ_reference": "case",
+                        "organ_tail_reference": False},
 }
 # test sets: the one scoring settings were chosen on, and one frozen before (seed 900)
 ANOMALY_SETS = {"anomaly_test": 400, "anomaly_heldout": 900}
 
 
-def anomaly_compare(args, keep: Path, test_set: str) -> dict:
-    """All :data:`ANOMALY_VARIANTS` on ``test_set`` (simulated if missing), same segmenter."""
+def anomaly_compare(args, keep: Path, test_set: str, variants) -> dict:
+    """The ``variants`` of :data:`ANOMALY_VARIANTS` on ``test_set`` (simulated if missing),
+    same segmenter."""
     from medical.phantom import simulate_dataset
 
     seed = args.seed + ANOMALY_SETS[test_set]
@@ -319,7 +327,7 @@ def anomaly_compare(args, keep: Path, test_set: str) -> dict:
     seg, _ = anomaly_segmenter(args, keep / "data", keep)
     return {name: anomaly_detection(keep / "data", keep, overrides, segmenter_dir=seg,
                                     test_set=test_set, tag=f"_{name}_{test_set}")
-            for name, overrides in ANOMALY_VARIANTS.items()}
+            for name, overrides in ANOMALY_VARIANTS.items() if name in variants}
 
 
 def gap_closed(efficiency: dict, prefix: str = "") -> dict:
@@ -474,6 +482,8 @@ def main(argv=None):
                         help="with --anomaly-only: compare the organ-scoring variants on this "
                              "set (anomaly_heldout: seed 900, never tuned on); writes "
                              "'anomaly_compare' of --out")
+    parser.add_argument("--anomaly-variants", default=",".join(ANOMALY_VARIANTS),
+                        help="with --anomaly-set: which organ-scoring variants (comma-separated)")
     parser.add_argument("--smooth-sigma", type=float, default=None)
     parser.add_argument("--top-k-ml", type=float, default=None)
     parser.add_argument("--predicted-sd", action="store_true",
@@ -534,8 +544,8 @@ def main(argv=None):
             simulate_dataset(anomaly_cases, args.anomaly_test, lesions=True, seed=args.seed + 400,
                              shape=_shape(args.shape))
         if args.anomaly_set:
-            compare = anomaly_compare(args, keep, args.anomaly_set)
-            result.setdefault("anomaly_compare", {})[args.anomaly_set] = compare
+            compare = anomaly_compare(args, keep, args.anomaly_set, args.anomaly_variants.split(","))
+            result.setdefault("anomaly_compare", {}).setdefault(args.anomaly_set, {}).update(compare)
             print(json.dumps({k: {m: v[m] for m in ("case_auroc", "case_ap", "voxel_ap")}
                               for k, v in compare.items()}, indent=2))
         elif overrides or args.plain_only:  # a scoring variant, kept beside the main result

@@ -26,6 +26,7 @@ import torch
 from scipy.ndimage import binary_erosion, gaussian_filter
 
 from core.errors import DataValidationError
+from core.pooling import top_k_mean
 
 from .reconstruction import core_schedule, gaussian_smooth
 
@@ -161,13 +162,37 @@ def scored_parenchyma(scorer, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
                            config.organ_erosion)
 
 
+def organ_tails(maps, labels, organs, k: int) -> dict[str, float]:
+    """How far each organ's map reaches on healthy cases: the median over ``maps`` of the
+    organ's top-``k`` mean. A kidney with corticomedullary contrast, or an organ whose
+    segmentation spills over its border, reaches further than a uniform liver."""
+    tails = {}
+    for organ in organs:
+        values = [top_k_mean(m[(l == organ) & (m > 0)], k) for m, l in zip(maps, labels)
+                  if ((l == organ) & (m > 0)).sum() >= k]
+        if values:
+            tails[str(int(organ))] = float(np.median(values)) or 1e-3
+    return tails
+
+
+def divide_by_tails(error: np.ndarray, labels: np.ndarray, tails: dict | None) -> np.ndarray:
+    """``error`` with each organ's voxels divided by its healthy tail (:func:`organ_tails`):
+    1 is as high as that organ reaches on a typical healthy case."""
+    out = error.copy()
+    for key, tail in (tails or {}).items():
+        inside = labels == int(key)
+        out[inside] = out[inside] / tail
+    return out
+
+
 def organ_map(scorer, x: np.ndarray, labels: np.ndarray, pred: np.ndarray,
-              stats: dict | None) -> np.ndarray:
+              stats: dict | None, tails: dict | None = None) -> np.ndarray:
     """Clipped, smoothed, squared per-organ z-scores over the eroded parenchyma.
 
     ``stats``: the healthy cases' residual offset and SD per organ, used when
     ``organ_reference`` is ``"healthy"``; with ``"case"`` each organ's residual is
     standardised by this case's own median and robust SD in that organ instead.
+    ``tails``: each organ's healthy tail (:func:`organ_tails`) the map is divided by.
     """
     config = scorer.config
     lo, hi = scorer.preprocess.window
@@ -182,11 +207,11 @@ def organ_map(scorer, x: np.ndarray, labels: np.ndarray, pred: np.ndarray,
     z = np.where(scored, np.clip(z, -config.z_clip, config.z_clip), 0.0)
     if config.organ_smooth_sigma > 0:
         z = gaussian_filter(z, config.organ_smooth_sigma)
-    return (z ** 2 * scored).astype(np.float32)
+    return divide_by_tails((z ** 2 * scored).astype(np.float32), labels, tails)
 
 
 def organ_error_map(scorer, image, labels: np.ndarray) -> np.ndarray:
     """The organ-scored anomaly map of a model-grid image ``(1, x, y, z)``."""
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
     return organ_map(scorer, x, labels, organ_reconstruction(scorer, image, labels),
-                     scorer.organ_stats)
+                     scorer.organ_stats, scorer.organ_tails)

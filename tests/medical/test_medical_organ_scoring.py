@@ -149,7 +149,8 @@ def test_organ_scores_do_not_follow_a_scans_noise_level():
     config = PreprocessConfig()
     scorer = AnomalyScorer(NetworkConfig(channels=(4, 8), strides=(2,), num_res_units=0,
                                          roi_size=(16, 16, 8)),
-                           config, AnomalyConfig(patch_size=(6, 6, 4), top_k_ml=0.5))
+                           config, AnomalyConfig(patch_size=(6, 6, 4), top_k_ml=0.5,
+                                                 organ_reference="case"))
     labels = np.zeros((28, 28, 14), dtype=np.int64)
     labels[3:25, 3:25, 2:12] = 1
     rng = np.random.default_rng(5)
