@@ -25,6 +25,7 @@ Usage:
     python -m bench.medical --speed-only                             # redo the speed section
     python -m bench.medical --anomaly-only --keep DIR                # redo the anomaly section
     python -m bench.medical --anomaly-only --keep DIR --predicted-sd # add a scoring variant
+    python -m bench.medical --anomaly-only --keep DIR --anomaly-set anomaly_heldout  # variants
     python -m bench.medical --unlabelled 8 --pretrain-epochs 2 ...    # shrink while iterating
 """
 from __future__ import annotations
@@ -310,6 +311,11 @@ ANOMALY_VARIANTS = {
                               "organ_tail_reference": True},
     "median_baseline": {"organ_prediction": "median", "organ_reference": "case",
                         "organ_tail_reference": False},
+    # one voxel of erosion for every organ (the liver's 2 removes much of its lesions)
+    "case_z_erosion1": {"organ_prediction": "context", "organ_reference": "case",
+                        "organ_tail_reference": False, "organ_erosion": (1, 1, 1, 1)},
+    "median_baseline_erosion1": {"organ_prediction": "median", "organ_reference": "case",
+                                 "organ_tail_reference": False, "organ_erosion": (1, 1, 1, 1)},
 }
 # test sets: the one scoring settings were chosen on, and one frozen before (seed 900)
 ANOMALY_SETS = {"anomaly_test": 400, "anomaly_heldout": 900}
