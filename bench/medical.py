@@ -25,6 +25,7 @@ Usage:
     python -m bench.medical --speed-only                             # redo the speed section
     python -m bench.medical --anomaly-only --keep DIR                # redo the anomaly section
     python -m bench.medical --anomaly-only --keep DIR --predicted-sd # add a scoring variant
+    python -m bench.medical --anomaly-only --keep DIR --anomaly-set anomaly_heldout  # variants
     python -m bench.medical --unlabelled 8 --pretrain-epochs 2 ...    # shrink while iterating
 """
 from __future__ import annotations
@@ -201,14 +202,16 @@ def anomaly_segmenter(args, data: Path, workdir: Path) -> tuple[Path, dict]:
 
 
 def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
-                      organs: bool = True, segmenter_dir: Path | None = None) -> dict:
-    """Infer + evaluate on the lesion phantoms.
+                      organs: bool = True, segmenter_dir: Path | None = None,
+                      test_set: str = "anomaly_test", tag: str = "") -> dict:
+    """Infer + evaluate on the lesion phantoms ``data / test_set``.
 
     ``organs``: calibrate the pretrained scorer with the segmenter ``segmenter_dir``
     (default: the label-efficiency run's ``segmenter_best``; ``medical.organ_scoring``:
     organ parenchyma only, organ-aware context prediction); otherwise the scorer as
     pretrained (no segmentation: plain scoring).
     ``overrides`` change the scoring settings (``AnomalyConfig`` fields) before calibrating.
+    ``tag`` keeps the model and run folders of side-by-side variants apart.
     """
     import shutil
 
@@ -219,7 +222,7 @@ def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
     from medical.segment import Segmenter
 
     name = "organs" if organs else "plain"
-    model_dir = workdir / f"model_{name}"
+    model_dir = workdir / f"model_{name}{tag}"
     model_dir.mkdir(exist_ok=True)
     segmenter_dir = Path(segmenter_dir or workdir / "segmenter_best")
     shutil.copytree(segmenter_dir, model_dir / "segmenter", dirs_exist_ok=True)
@@ -237,13 +240,13 @@ def anomaly_detection(data: Path, workdir: Path, overrides: dict | None = None,
     scorer.save(model_dir / "anomaly")
     calibrate_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    run = infer(model_dir, data / "anomaly_test", workdir / f"run_{name}", shap_evals=100)
+    run = infer(model_dir, data / test_set, workdir / f"run_{name}{tag}", shap_evals=100)
     seconds = time.perf_counter() - started
-    report = evaluate(run, data / "anomaly_test")
+    report = evaluate(run, data / test_set)
     keys = ("case_auroc", "case_ap", "voxel_ap", "best_dice", "mean_dice")
     out = {"scoring": name, **{k: report.get(k) for k in keys}}
     out["n_cases"] = report["n_cases"]
-    out["voxel_ap_by_group"] = voxel_ap_by_group(run, data / "anomaly_test")
+    out["voxel_ap_by_group"] = voxel_ap_by_group(run, data / test_set)
     out["calibrate_seconds"] = round(calibrate_seconds, 1)
     out["infer_seconds_per_case"] = round(seconds / max(1, report["n_cases"]), 2)
     return out
@@ -290,6 +293,47 @@ def voxel_ap_by_group(run: Path, data: Path) -> dict:
         keep = positive | negative
         out[key] = {"voxel_ap": auprc(positive[keep], score[keep]), "lesion_voxels": int(positive.sum())}
     return out
+
+
+# Organ-scoring variants compared side by side (``AnomalyConfig`` overrides): the residual
+# of the organ-context reconstruction standardised by the case's own organ statistics,
+# with each organ's map divided by its healthy tail or not; the same standardised by the
+# healthy calibration cases' statistics (the default, tuned on uniform phantoms); and the no-network baseline: intensity z-score against the case's own organ
+# median, with and without the tails.
+ANOMALY_VARIANTS = {
+    "case_z_tails": {"organ_prediction": "context", "organ_reference": "case",
+                     "organ_tail_reference": True},
+    "case_z": {"organ_prediction": "context", "organ_reference": "case",
+               "organ_tail_reference": False},
+    "healthy_z": {"organ_prediction": "context", "organ_reference": "healthy",
+                  "organ_tail_reference": False},
+    "median_baseline_tails": {"organ_prediction": "median", "organ_reference": "case",
+                              "organ_tail_reference": True},
+    "median_baseline": {"organ_prediction": "median", "organ_reference": "case",
+                        "organ_tail_reference": False},
+    # one voxel of erosion for every organ (the liver's 2 removes much of its lesions)
+    "case_z_erosion1": {"organ_prediction": "context", "organ_reference": "case",
+                        "organ_tail_reference": False, "organ_erosion": (1, 1, 1, 1)},
+    "median_baseline_erosion1": {"organ_prediction": "median", "organ_reference": "case",
+                                 "organ_tail_reference": False, "organ_erosion": (1, 1, 1, 1)},
+}
+# test sets: the one scoring settings were chosen on, and one frozen before (seed 900)
+ANOMALY_SETS = {"anomaly_test": 400, "anomaly_heldout": 900}
+
+
+def anomaly_compare(args, keep: Path, test_set: str, variants) -> dict:
+    """The ``variants`` of :data:`ANOMALY_VARIANTS` on ``test_set`` (simulated if missing),
+    same segmenter."""
+    from medical.phantom import simulate_dataset
+
+    seed = args.seed + ANOMALY_SETS[test_set]
+    cases = keep / "data" / test_set
+    if not _reusable(cases, args.anomaly_test, _shape(args.shape), seed):
+        simulate_dataset(cases, args.anomaly_test, lesions=True, seed=seed, shape=_shape(args.shape))
+    seg, _ = anomaly_segmenter(args, keep / "data", keep)
+    return {name: anomaly_detection(keep / "data", keep, overrides, segmenter_dir=seg,
+                                    test_set=test_set, tag=f"_{name}_{test_set}")
+            for name, overrides in ANOMALY_VARIANTS.items() if name in variants}
 
 
 def gap_closed(efficiency: dict, prefix: str = "") -> dict:
@@ -440,6 +484,12 @@ def main(argv=None):
     parser.add_argument("--anomaly-only", action="store_true",
                         help="with --keep: score the kept models' anomaly section again with "
                              "the scoring overrides; adds an entry to 'anomaly_variants' of --out")
+    parser.add_argument("--anomaly-set", choices=sorted(ANOMALY_SETS), default=None,
+                        help="with --anomaly-only: compare the organ-scoring variants on this "
+                             "set (anomaly_heldout: seed 900, never tuned on); writes "
+                             "'anomaly_compare' of --out")
+    parser.add_argument("--anomaly-variants", default=",".join(ANOMALY_VARIANTS),
+                        help="with --anomaly-set: which organ-scoring variants (comma-separated)")
     parser.add_argument("--smooth-sigma", type=float, default=None)
     parser.add_argument("--top-k-ml", type=float, default=None)
     parser.add_argument("--predicted-sd", action="store_true",
@@ -499,7 +549,12 @@ def main(argv=None):
 
             simulate_dataset(anomaly_cases, args.anomaly_test, lesions=True, seed=args.seed + 400,
                              shape=_shape(args.shape))
-        if overrides or args.plain_only:  # a scoring variant, kept beside the main result
+        if args.anomaly_set:
+            compare = anomaly_compare(args, keep, args.anomaly_set, args.anomaly_variants.split(","))
+            result.setdefault("anomaly_compare", {}).setdefault(args.anomaly_set, {}).update(compare)
+            print(json.dumps({k: {m: v[m] for m in ("case_auroc", "case_ap", "voxel_ap")}
+                              for k, v in compare.items()}, indent=2))
+        elif overrides or args.plain_only:  # a scoring variant, kept beside the main result
             variant = anomaly_detection(keep / "data", keep, overrides, organs=not args.plain_only)
             variant["scoring_overrides"] = overrides
             variant["seconds"] = round(time.perf_counter() - t, 1)

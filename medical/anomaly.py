@@ -56,8 +56,8 @@ from core.training import TrainConfig, fit
 
 from .anomaly_config import AnomalyConfig
 from .networks import NetworkConfig, build_network, load_weights
-from .organ_scoring import (organ_error_map, organ_map, organ_reconstruction, organ_residual_stats,
-                            scored_parenchyma)
+from .organ_scoring import (divide_by_tails, organ_error_map, organ_map, organ_reconstruction,
+                            organ_residual_stats, organ_tails, scored_parenchyma)
 from .reconstruction import (body_mask, context_baseline, core_schedule, masked_input,
                              reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
@@ -82,6 +82,8 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         healthy_error: median smoothed body error of those cases (SHAP baseline).
         organ_stats: per-organ residual ``{label: (offset, sd)}`` (HU) of healthy cases,
             from calibrating with a segmenter; ``None`` without one.
+        organ_tails: per-organ top-k mean of those cases' organ maps ``{label: value}``;
+            each organ's map is divided by it (``organ_tail_reference``), else ``None``.
         provenance_: what the model was trained and calibrated on (``training``,
             ``organ_calibration_cases``), kept in the bundle's config.
         history_: the training history (after :meth:`fit` only).
@@ -112,6 +114,8 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         # per-organ residual (offset, sd) in HU on healthy cases; set by calibrating with a
         # segmenter, and only then are maps given a label map scored organ by organ
         self.organ_stats: dict | None = None
+        # per-organ healthy tail of the organ map ({label: top-k mean}); the same calibration
+        self.organ_tails: dict | None = None
         self.provenance_: dict = {}
 
     # --- fitting ----------------------------------------------------------------------------
@@ -190,7 +194,13 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         self.organ_stats = organ_residual_stats(
             [(x - pred) * (hi - lo) for x, _, pred in items], [labels for _, labels, _ in items],
             [scored_parenchyma(self, x, labels) for x, labels, _ in items], self.config.organ_labels)
-        return [organ_map(self, x, labels, pred, self.organ_stats) for x, labels, pred in items]
+        maps = [organ_map(self, x, labels, pred, self.organ_stats) for x, labels, pred in items]
+        self.organ_tails = None
+        if self.config.organ_tail_reference:
+            self.organ_tails = organ_tails(maps, [labels for _, labels, _ in items],
+                                           self.config.organ_labels, self.top_k)
+            maps = [divide_by_tails(m, labels, self.organ_tails) for m, (_, labels, _) in zip(maps, items)]
+        return maps
 
     # --- maps and scores ----------------------------------------------------------------------
 
@@ -297,6 +307,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         config = {"network": self.network_config.to_dict(), "preprocess": self.preprocess.to_dict(),
                   "anomaly": self.config.to_dict(), "contamination": self.contamination,
                   "healthy_error": self.healthy_error, "organ_stats": self.organ_stats,
+                  "organ_tails": self.organ_tails,
                   **self.provenance_}
         return config, self.network.state_dict()
 
@@ -309,6 +320,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         scorer.network.eval()
         scorer.healthy_error = config["healthy_error"]
         scorer.organ_stats = config["organ_stats"]
+        scorer.organ_tails = config.get("organ_tails")
         scorer.provenance_ = {k: config[k] for k in PROVENANCE_KEYS if k in config}
         return scorer
 

@@ -33,7 +33,19 @@ class AnomalyConfig:
         overlap: sliding-window overlap.
         sw_batch_size: windows per forward pass.
         organ_labels: label ids scored with a segmentation (parenchymal organs).
-        organ_prediction: ``"context"`` (visible same-organ parenchyma) or ``"network"``.
+        organ_prediction: ``"context"`` (visible same-organ parenchyma), ``"network"``, or
+            ``"median"`` (the organ's own median: no reconstruction, the baseline the
+            others are measured against).
+        organ_reference: what turns an organ's residual into a z-score: ``"case"``, the
+            case's own median and robust SD of the residual in that organ (noise, contrast
+            phase and texture vary per scan, so healthy cases' spread does not transfer),
+            or ``"healthy"``, the calibration cases' per-organ offset and SD (the default:
+            on the varied phantoms neither beats the other by more than a case, and
+            ``"case"`` loses the tiny phantoms' lesion twins; bench/README.md).
+        organ_tail_reference: divide each organ's map by how far it reaches on the healthy
+            calibration cases (their median top-k mean in that organ), so that an organ
+            whose healthy map is wide (kidney cortex and medulla) does not outrank a lesion.
+            Off: on the varied phantoms it lowered case AUROC (bench/README.md).
         organ_band_hu: visible voxels further than this from the organ's median are not
             its parenchyma (context prediction).
         organ_erosion: voxels eroded from each organ's parenchyma before scoring, per
@@ -58,6 +70,8 @@ class AnomalyConfig:
     sw_batch_size: int = 4
     organ_labels: tuple[int, ...] = (1, 2, 3, 4)
     organ_prediction: str = "context"
+    organ_reference: str = "healthy"
+    organ_tail_reference: bool = False
     organ_band_hu: float = 80.0
     organ_erosion: tuple[int, ...] = (2, 1, 1, 1)
     fat_hu: float = -30.0

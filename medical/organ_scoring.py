@@ -26,6 +26,7 @@ import torch
 from scipy.ndimage import binary_erosion, gaussian_filter
 
 from core.errors import DataValidationError
+from core.pooling import top_k_mean
 
 from .reconstruction import core_schedule, gaussian_smooth
 
@@ -117,15 +118,28 @@ def organ_residual_stats(residuals, labels, scoreds, organs) -> dict[str, tuple[
     return stats
 
 
+def organ_medians(x: np.ndarray, labels: np.ndarray, organs) -> np.ndarray:
+    """Every organ voxel predicted as its organ's median (``x`` elsewhere): the no-network
+    baseline, an intensity z-score against the case's own organ."""
+    pred = x.copy()
+    for k in organs:
+        inside = labels == k
+        if inside.any():
+            pred[inside] = np.median(x[inside])
+    return pred
+
+
 def organ_reconstruction(scorer, image, labels: np.ndarray) -> np.ndarray:
     """Prediction ``(x, y, z)`` (window units) of every voxel from its fixed-schedule pass."""
     config = scorer.config
     if config.organ_prediction == "network":
         return scorer.reconstruct(image)[0]
-    if config.organ_prediction != "context":
-        raise DataValidationError(f"organ_prediction must be 'context' or 'network', "
-                                  f"got {config.organ_prediction!r}")
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
+    if config.organ_prediction == "median":
+        return organ_medians(x, labels, config.organ_labels)
+    if config.organ_prediction != "context":
+        raise DataValidationError(f"organ_prediction must be 'context', 'network' or 'median', "
+                                  f"got {config.organ_prediction!r}")
     band = float(scorer.preprocess.unit(config.organ_band_hu) - scorer.preprocess.unit(0.0))
     scales = per_organ(config.organ_context_scale, config.organ_labels, "organ_context_scale")
     groups = {}                              # organs sharing a context size, one pass each
@@ -148,21 +162,56 @@ def scored_parenchyma(scorer, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
                            config.organ_erosion)
 
 
+def organ_tails(maps, labels, organs, k: int) -> dict[str, float]:
+    """How far each organ's map reaches on healthy cases: the median over ``maps`` of the
+    organ's top-``k`` mean. A kidney with corticomedullary contrast, or an organ whose
+    segmentation spills over its border, reaches further than a uniform liver."""
+    tails = {}
+    for organ in organs:
+        values = [top_k_mean(m[(l == organ) & (m > 0)], k) for m, l in zip(maps, labels)
+                  if ((l == organ) & (m > 0)).sum() >= k]
+        if values:
+            tails[str(int(organ))] = float(np.median(values)) or 1e-3
+    return tails
+
+
+def divide_by_tails(error: np.ndarray, labels: np.ndarray, tails: dict | None) -> np.ndarray:
+    """``error`` with each organ's voxels divided by its healthy tail (:func:`organ_tails`):
+    1 is as high as that organ reaches on a typical healthy case."""
+    out = error.copy()
+    for key, tail in (tails or {}).items():
+        inside = labels == int(key)
+        out[inside] = out[inside] / tail
+    return out
+
+
 def organ_map(scorer, x: np.ndarray, labels: np.ndarray, pred: np.ndarray,
-              stats: dict | None) -> np.ndarray:
-    """Clipped, smoothed, squared per-organ z-scores over the eroded parenchyma."""
+              stats: dict | None, tails: dict | None = None) -> np.ndarray:
+    """Clipped, smoothed, squared per-organ z-scores over the eroded parenchyma.
+
+    ``stats``: the healthy cases' residual offset and SD per organ, used when
+    ``organ_reference`` is ``"healthy"``; with ``"case"`` each organ's residual is
+    standardised by this case's own median and robust SD in that organ instead.
+    ``tails``: each organ's healthy tail (:func:`organ_tails`) the map is divided by.
+    """
     config = scorer.config
     lo, hi = scorer.preprocess.window
     scored = scored_parenchyma(scorer, x, labels)
-    z = organ_z((x - pred) * (hi - lo), labels, scored, stats, config.noise_hu or 20.0)
+    residual = (x - pred) * (hi - lo)
+    if config.organ_reference == "case":
+        stats = organ_residual_stats([residual], [labels], [scored], config.organ_labels)
+    elif config.organ_reference != "healthy":
+        raise DataValidationError(f"organ_reference must be 'case' or 'healthy', "
+                                  f"got {config.organ_reference!r}")
+    z = organ_z(residual, labels, scored, stats, config.noise_hu or 20.0)
     z = np.where(scored, np.clip(z, -config.z_clip, config.z_clip), 0.0)
     if config.organ_smooth_sigma > 0:
         z = gaussian_filter(z, config.organ_smooth_sigma)
-    return (z ** 2 * scored).astype(np.float32)
+    return divide_by_tails((z ** 2 * scored).astype(np.float32), labels, tails)
 
 
 def organ_error_map(scorer, image, labels: np.ndarray) -> np.ndarray:
     """The organ-scored anomaly map of a model-grid image ``(1, x, y, z)``."""
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
     return organ_map(scorer, x, labels, organ_reconstruction(scorer, image, labels),
-                     scorer.organ_stats)
+                     scorer.organ_stats, scorer.organ_tails)

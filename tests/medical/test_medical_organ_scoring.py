@@ -130,3 +130,48 @@ def test_organ_context_scale_needs_one_value_per_organ():
         organ_reconstruction(scorer, image, labels)
     scorer.config = AnomalyConfig(organ_context_scale=(3.0, 3.0, 1.0, 1.0))
     np.testing.assert_allclose(organ_reconstruction(scorer, image, labels), 0.5, atol=1e-5)
+
+
+
+def test_organ_scores_do_not_follow_a_scans_noise_level():
+    """Scans differ in noise (6-22 HU) and contrast phase. The same healthy scan with its
+    parenchyma's deviations doubled (twice the noise: another scanner, a thinner slice)
+    scores the same when each organ's residual is standardised by the case's own spread
+    (``organ_reference="case"``); standardised by the calibration cases' spread it scored
+    2.7 times higher. A lesion still lifts the score."""
+    import torch
+
+    from medical.anomaly_config import AnomalyConfig
+    from medical.networks import NetworkConfig
+    from medical.organ_scoring import organ_map, organ_reconstruction, organ_residual_stats, scored_parenchyma
+    from medical.transforms import PreprocessConfig
+
+    config = PreprocessConfig()
+    scorer = AnomalyScorer(NetworkConfig(channels=(4, 8), strides=(2,), num_res_units=0,
+                                         roi_size=(16, 16, 8)),
+                           config, AnomalyConfig(patch_size=(6, 6, 4), top_k_ml=0.5,
+                                                 organ_reference="case"))
+    labels = np.zeros((28, 28, 14), dtype=np.int64)
+    labels[3:25, 3:25, 2:12] = 1
+    rng = np.random.default_rng(5)
+
+    def scan(noise_hu, lesion_hu=0.0):
+        hu = np.where(labels == 1, 100.0, -100.0) + rng.normal(0, noise_hu, labels.shape)
+        hu[12:15, 12:15, 6:8] -= lesion_hu
+        return config.unit(hu).astype(np.float32)
+
+    def residual_map(x, stats=None):
+        pred = organ_reconstruction(scorer, torch.from_numpy(x)[None], labels)
+        lo, hi = config.window
+        return (x - pred) * (hi - lo), organ_map(scorer, x, labels, pred, stats)
+
+    healthy = [scan(8.0) for _ in range(2)]
+    stats = organ_residual_stats([residual_map(x)[0] for x in healthy], [labels] * 2,
+                                 [scored_parenchyma(scorer, x, labels) for x in healthy], (1,))
+    quiet = scan(8.0)
+    noisy = config.unit(100.0) + 2 * (quiet - config.unit(100.0))  # same scan, doubled deviations
+    sick = scan(8.0, lesion_hu=40.0)
+    score = {name: scorer.case_score(residual_map(x, stats)[1], labels >= 0)
+             for name, x in (("quiet", quiet), ("noisy", noisy), ("sick", sick))}
+    assert abs(score["noisy"] - score["quiet"]) < 0.05 * score["quiet"], score
+    assert score["sick"] > 1.5 * score["noisy"], score
