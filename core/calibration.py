@@ -115,6 +115,10 @@ class ScoreCalibration:
         self._check()
         return conformal_p_values(self.calibration_scores_, check_finite(scores))
 
+    def scores_needed(self, fdr: float) -> int:
+        """The fewest calibration scores with which some input can be flagged at ``fdr``."""
+        return int(np.ceil(1.0 / fdr - 1.0 - 1e-9))
+
     def fdr_unreachable(self, fdr: float) -> str | None:
         """Why no alert can be raised at false-discovery rate ``fdr``, or None if one can.
 
@@ -129,7 +133,7 @@ class ScoreCalibration:
             return None
         return (f"calibrated on {n} normal score{'s' if n != 1 else ''}: no p-value can be "
                 f"below {floor:.3g}, so nothing can be flagged at FDR {fdr:g} (inputs are still "
-                f"ranked by score); calibrate on at least {int(np.ceil(1.0 / fdr - 1.0 - 1e-9))}")
+                f"ranked by score); calibrate on at least {self.scores_needed(fdr)}")
 
     def alerts(self, scores, fdr: float | None = None, budget: int | None = None) -> np.ndarray:
         """Alerts by FDR (Benjamini–Hochberg), by budget (top-k), or by ``threshold_``;

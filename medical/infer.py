@@ -247,7 +247,10 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         for line in input_warnings:
             warnings.warn(line, UnmaskWarning, stacklevel=2)
         if unreachable:                  # say why the queue has no alerts
-            summary["warning"] = f"anomaly model {unreachable} healthy cases"
+            n, need = scorer.calibration_.calibration_scores_.size, scorer.calibration_.scores_needed(fdr)
+            summary["warning"] = (f"nothing can be flagged at FDR {fdr:g} yet: the anomaly model was "
+                                  f"calibrated on {n} healthy case{'s' if n != 1 else ''} and needs "
+                                  f"{need - n} more (at least {need}); cases are still ranked by score")
             warnings.warn(f"{model_dir}: {summary['warning']}", UnmaskWarning, stacklevel=2)
         if has_scores and "has_lesion" in scores and scores["has_lesion"].nunique() == 2:
             summary["auroc"] = auroc(scores["has_lesion"], scores["score"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -137,6 +138,8 @@ def test_run_files_follow_the_contract(tiny_run, tiny_data):
     assert summary["n_cases"] == 4 and summary["n_alerts"] >= 0
     # 6 tiny training cases leave too few healthy ones to flag anything at FDR 0.1: said so
     assert summary["n_alerts"] == 0 and "nothing can be flagged at FDR 0.1" in summary["warning"]
+    assert re.search(r"calibrated on (\d+) healthy cases? and needs (\d+) more \(at least 9\)",
+                     summary["warning"])     # plain words: how many more healthy cases it needs
     scores = pd.read_parquet(tiny_run / "scores.parquet")
     assert list(scores["rank"]) == [1, 2, 3, 4]
     assert scores["score"].is_monotonic_decreasing

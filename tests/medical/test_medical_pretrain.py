@@ -34,3 +34,12 @@ def test_demo_shows_ct_sized_phantoms_and_trains_on_a_budget():
     # the training phantoms need not be finer than the model grid: about 6 mm pixels
     assert 420 / max(spec.train_shape[:2]) >= 0.8 * SMALL_SPACING[0]
     assert spec.pretrain_epochs < preset(spec.preset)[0].max_epochs
+
+
+def test_the_small_demo_keeps_enough_healthy_cases_to_flag_at_fdr_0_1():
+    """The unlabelled training phantoms calibrate the CT anomaly model: with fewer than 9
+    the demo's CT run could never flag a case at FDR 0.1."""
+    from core.calibration import ScoreCalibration
+
+    spec = SIZES["small"]
+    assert spec.train_cases - spec.labelled_cases >= ScoreCalibration().scores_needed(0.1) == 9
