@@ -1,5 +1,6 @@
 """Predictor, surprise, run files and replay export on the tiny demo workspace."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -8,11 +9,13 @@ import pytest
 
 from core.errors import NotFittedError
 from core.metrics import auroc
+from driving.demo import SIZES, sim_config
 from driving.model.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import LANE_MARKING, ROAD, STATIC_OBSTACLE, list_logs, read_log
 from driving.scoring.frame_score import ego_path
 from driving.scoring.surprise import score_log
+from driving.sim.simulator import simulate_logs
 from driving.warp import cell_offsets
 
 
@@ -149,3 +152,19 @@ def test_estimator_contract(trained):
     np.testing.assert_array_equal(flags, (scores > predictor.threshold_).astype(int))
     with pytest.raises(NotFittedError, match="not fitted"):
         OcclusionPredictor().predict(logs[0])
+
+
+def _normal_highway_logs(folder, n, seed):
+    config = replace(sim_config("tiny", "highway"), anomaly_interval_s=0.0)
+    return [read_log(p) for p in simulate_logs(folder, n, 80, seed=seed, config=config)]
+
+
+def test_calibration_holds_out_whole_logs_the_network_never_trained_on(tmp_path):
+    logs = _normal_highway_logs(tmp_path, 5, seed=3)
+    training, calibration = OcclusionPredictor(calibration_fraction=0.4).split_logs(logs)
+    assert len(calibration) == 2 and len(training) == 3
+    assert {log.log_id for log in training}.isdisjoint(log.log_id for log in calibration)
+    assert all(len(log) == 80 for log in training + calibration)          # whole logs
+    only, tail = OcclusionPredictor(calibration_fraction=0.25).split_logs(logs[:1])
+    assert (len(only[0]), len(tail[0])) == (60, 20)                       # one log: its tail
+    assert tail[0].frame[0] == only[0].frame[-1] + 1
