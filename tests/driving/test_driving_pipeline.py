@@ -154,13 +154,19 @@ def test_estimator_contract(trained):
         OcclusionPredictor().predict(logs[0])
 
 
-def _normal_highway_logs(folder, n, seed):
+
+@pytest.fixture(scope="module")
+def highway_logs(tmp_path_factory):
+    """Tiny normal highway logs: 5 to train on, 6 new drives (other seeds) to score."""
+    folder = tmp_path_factory.mktemp("highway")
     config = replace(sim_config("tiny", "highway"), anomaly_interval_s=0.0)
-    return [read_log(p) for p in simulate_logs(folder, n, 80, seed=seed, config=config)]
+    train = [read_log(p) for p in simulate_logs(folder / "train", 5, 80, seed=3, config=config)]
+    new = [read_log(p) for p in simulate_logs(folder / "new", 6, 80, seed=52, config=config)]
+    return train, new
 
 
-def test_calibration_holds_out_whole_logs_the_network_never_trained_on(tmp_path):
-    logs = _normal_highway_logs(tmp_path, 5, seed=3)
+def test_calibration_holds_out_whole_logs_the_network_never_trained_on(highway_logs):
+    logs = highway_logs[0]
     training, calibration = OcclusionPredictor(calibration_fraction=0.4).split_logs(logs)
     assert len(calibration) == 2 and len(training) == 3
     assert {log.log_id for log in training}.isdisjoint(log.log_id for log in calibration)
@@ -168,3 +174,16 @@ def test_calibration_holds_out_whole_logs_the_network_never_trained_on(tmp_path)
     only, tail = OcclusionPredictor(calibration_fraction=0.25).split_logs(logs[:1])
     assert (len(only[0]), len(tail[0])) == (60, 20)                       # one log: its tail
     assert tail[0].frame[0] == only[0].frame[-1] + 1
+
+
+def test_alerts_on_new_normal_drives_stay_within_twice_the_nominal_rate(highway_logs):
+    # calibrated on the tails of its training logs, this model alerted on ~50 % of the
+    # new drives' frames: the network had just learned those stretches of road
+    train, new = highway_logs
+    spec = SIZES["tiny"]
+    predictor = OcclusionPredictor(history=spec["history"], widths=spec["widths"],
+                                   epochs=spec["epochs"], batch_size=spec["batch"],
+                                   calibration_fraction=0.4, random_state=2,
+                                   progress=False).fit(train)
+    scores = np.concatenate([score_log(predictor, log).score for log in new])
+    assert (scores > predictor.threshold_).mean() <= 2 * predictor.contamination
