@@ -148,8 +148,6 @@ def run_world(world: str, args) -> dict:
     prior = PositionalPrior().fit(train)
     out = {"train_seconds": train_s, "reused_weights": reused, "simulate_seconds": sim_s,
            "train_frames": sum(len(l) for l in train),
-           # whole logs: the network trains on the first, the score calibrates on the second
-           "split_logs": [[l.log_id for l in part] for part in predictor.split_logs(train)],
            "training_history": predictor.history_.to_dict(),
            "memory_gate": predictor.memory_gate_.to_dict() if predictor.memory_gate_ else None,
            "road_threshold": predictor.scoring_.road_threshold,

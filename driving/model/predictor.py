@@ -6,8 +6,8 @@ the rest of the frame and K earlier frames warped into the current ego frame; a 
 term asks it for the truly hidden cells that *later* frames of the same log saw (warped
 back). It never reads ``semantic_true`` or ``anomaly``. At use, the truly hidden cells get class
 probabilities. Training runs through ``core.training.fit``; calibration of the frame
-surprise score (``core.calibration.ScoreCalibration``) is fitted on whole training logs
-that the network never trains on (:meth:`OcclusionPredictor.split_logs`).
+surprise score (``core.calibration.ScoreCalibration``) is fitted on the last frames of
+every log, which training never sees.
 
 The fitted check, the score calibration (threshold, p-values, alerts), ``predict`` and
 bundle save/load come from ``core.estimator.Estimator``; what scoring reads besides the
@@ -83,8 +83,7 @@ class OcclusionPredictor(Estimator):
         batch_size: frames per step.
         lr: learning rate.
         max_steps_per_epoch: cap on steps per epoch (None = all frames).
-        calibration_fraction: share of the training logs held out whole to calibrate the
-            score (a single log: share of its frames, from its end).
+        calibration_fraction: tail fraction of each log held out for calibration.
         contamination: expected anomalous fraction of frames (sets the alert threshold).
         smooth_s: a frame's score is the mean of its raw surprise over this many seconds
             (itself and the frames before, at the logs' rate; 0 = no smoothing).
@@ -165,12 +164,15 @@ class OcclusionPredictor(Estimator):
         configure_threads()
         meta = self.meta_ = self._check_logs(logs)
         self.input_profile_ = fit_input_profile(logs)  # what scoring compares logs with
+        self.calibration_logs(logs)                   # enough held-out frames?
         train_grids, train_speed, train_future = [], [], []
-        for log in self.split_logs(logs)[0]:
+        for log in logs:
+            n_cal = int(round(len(log) * self.calibration_fraction))
             grids, speed = self.stack(log)
-            train_grids.append(grids)
-            train_speed.append(speed)
-            train_future.append(future_targets(log, self.future))
+            cut = len(log) - n_cal
+            train_grids.append(grids[:cut])
+            train_speed.append(speed[:cut])
+            train_future.append(future_targets(_slice_log(log, 0, cut), self.future))
         grids = torch.from_numpy(np.concatenate(train_grids))
         speed = torch.from_numpy(np.concatenate(train_speed))
         future = torch.from_numpy(np.concatenate(train_future))
@@ -251,36 +253,24 @@ class OcclusionPredictor(Estimator):
                             "training": init.history_.to_dict(),
                             "warm_start": init.warm_start_}
 
-    def split_logs(self, logs: list[DriveLog]) -> tuple[list[DriveLog], list[DriveLog]]:
-        """``(training, calibration)``: what trains the network, what calibrates the score.
-
-        Calibration must look like a *new* drive to the network: the tail of a training
-        log is the stretch of road the network has just learned, and scores cooler than a
-        new drive does (measured: 16-24 % alerts on new normal drives at a nominal 5 %).
-        So with two or more logs, whole logs are held out (``calibration_fraction`` of
-        them, at least one, picked with ``random_state``) and the rest train in full; a
-        single log gives its tail (``calibration_fraction`` of its frames).
-        """
-        if len(logs) >= 2:
-            n_cal = min(len(logs) - 1, max(1, int(round(len(logs) * self.calibration_fraction))))
-            held = set(np.random.default_rng(self.random_state).choice(len(logs), n_cal,
-                                                                        replace=False).tolist())
-            return ([log for i, log in enumerate(logs) if i not in held],
-                    [log for i, log in enumerate(logs) if i in held])
-        log = logs[0]
-        cut = len(log) - int(round(len(log) * self.calibration_fraction))
-        if len(log) - cut < 2 or cut < 1:
-            raise DataValidationError(f"{log.path or log.log_id}: one log of {len(log)} frames "
-                                      "cannot be split into training and at least 2 calibration "
-                                      "frames; give two or more logs, or a longer one")
-        return [_slice_log(log, 0, cut)], [_slice_log(log, cut)]
+    def calibration_logs(self, logs: list[DriveLog]) -> list[DriveLog]:
+        """The held-out tail (``calibration_fraction``) of every log, which training skips."""
+        out = []
+        for log in logs:
+            n_cal = int(round(len(log) * self.calibration_fraction))
+            if n_cal >= 2:
+                out.append(_slice_log(log, len(log) - n_cal))
+        if not out:
+            raise DataValidationError("calibration needs at least 2 held-out frames; use longer "
+                                      "logs or a larger calibration_fraction")
+        return out
 
     def calibrate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
         """Fit the scoring state (:func:`~driving.scoring.state.fit_scoring_state`) and the
-        score calibration on the calibration part of ``logs`` (the training logs, split as
-        :meth:`split_logs` does: :meth:`fit` calls this)."""
+        score calibration on the held-out tails of ``logs`` (the training logs: :meth:`fit`
+        calls this)."""
         self._check_network()
-        calib_logs = self.split_logs(logs)[1]
+        calib_logs = self.calibration_logs(logs)
         for log in calib_logs:
             self.check_log(log)
         self.memory_gate_ = self._fit_memory_gate(calib_logs) if self.memory_gate else None

@@ -1,6 +1,5 @@
 """Predictor, surprise, run files and replay export on the tiny demo workspace."""
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -9,13 +8,11 @@ import pytest
 
 from core.errors import NotFittedError
 from core.metrics import auroc
-from driving.demo import SIZES, sim_config
 from driving.model.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import LANE_MARKING, ROAD, STATIC_OBSTACLE, list_logs, read_log
 from driving.scoring.frame_score import ego_path
 from driving.scoring.surprise import score_log
-from driving.sim.simulator import simulate_logs
 from driving.warp import cell_offsets
 
 
@@ -80,11 +77,10 @@ def test_surprise_rises_when_debris_appears_in_a_driving_lane(trained):
     labels = np.r_[np.zeros(len(changed)), np.ones(len(changed))]
     assert auroc(labels, np.r_[before, after]) > 0.8
     assert np.median(after - before) > 0
-    # the replay's cell error shows the debris, not only the frame score (1.6x the other
-    # objects' median here: normalised by the surprise of drives the network never saw)
+    # the replay's cell error shows the debris, not only the frame score
     pasted = (altered.semantic != log.semantic)[changed]
     errors = result.cell_error[changed]
-    assert np.median(errors[pasted]) > 1.4 * np.median(errors[result.object_cells[changed] & ~pasted])
+    assert np.median(errors[pasted]) > 2 * np.median(errors[result.object_cells[changed] & ~pasted])
 
 
 def test_bundle_reload_scores_identically(trained, tmp_path):
@@ -153,38 +149,3 @@ def test_estimator_contract(trained):
     np.testing.assert_array_equal(flags, (scores > predictor.threshold_).astype(int))
     with pytest.raises(NotFittedError, match="not fitted"):
         OcclusionPredictor().predict(logs[0])
-
-
-
-@pytest.fixture(scope="module")
-def highway_logs(tmp_path_factory):
-    """Tiny normal highway logs: 5 to train on, 6 new drives (other seeds) to score."""
-    folder = tmp_path_factory.mktemp("highway")
-    config = replace(sim_config("tiny", "highway"), anomaly_interval_s=0.0)
-    train = [read_log(p) for p in simulate_logs(folder / "train", 5, 80, seed=3, config=config)]
-    new = [read_log(p) for p in simulate_logs(folder / "new", 6, 80, seed=52, config=config)]
-    return train, new
-
-
-def test_calibration_holds_out_whole_logs_the_network_never_trained_on(highway_logs):
-    logs = highway_logs[0]
-    training, calibration = OcclusionPredictor(calibration_fraction=0.4).split_logs(logs)
-    assert len(calibration) == 2 and len(training) == 3
-    assert {log.log_id for log in training}.isdisjoint(log.log_id for log in calibration)
-    assert all(len(log) == 80 for log in training + calibration)          # whole logs
-    only, tail = OcclusionPredictor(calibration_fraction=0.25).split_logs(logs[:1])
-    assert (len(only[0]), len(tail[0])) == (60, 20)                       # one log: its tail
-    assert tail[0].frame[0] == only[0].frame[-1] + 1
-
-
-def test_alerts_on_new_normal_drives_stay_within_twice_the_nominal_rate(highway_logs):
-    # calibrated on the tails of its training logs, this model alerted on ~50 % of the
-    # new drives' frames: the network had just learned those stretches of road
-    train, new = highway_logs
-    spec = SIZES["tiny"]
-    predictor = OcclusionPredictor(history=spec["history"], widths=spec["widths"],
-                                   epochs=spec["epochs"], batch_size=spec["batch"],
-                                   calibration_fraction=0.4, random_state=2,
-                                   progress=False).fit(train)
-    scores = np.concatenate([score_log(predictor, log).score for log in new])
-    assert (scores > predictor.threshold_).mean() <= 2 * predictor.contamination
