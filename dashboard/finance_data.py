@@ -24,6 +24,7 @@ from core.runtime import default_threads
 from dashboard import finance_index
 from finance.features import MODEL_CONFIG, saved_features
 from finance.schema import DEFAULT_TIMEZONE, open_transactions
+from finance.sql import literal
 
 QUEUE_COLUMNS = ("rank", "transaction_id", "timestamp", "customer_id", "terminal_id", "amount",
                  "score", "p_value", "is_alert", "warming_up", "reason_1_text")
@@ -81,7 +82,7 @@ def _connect():
 def _source(path) -> str:
     """SQL table function reading a Parquet (or CSV) file."""
     path = Path(path)
-    quoted = "'" + path.as_posix().replace("'", "''") + "'"
+    quoted = literal(path)
     if path.suffix.lower() in (".csv", ".tsv", ".txt"):
         return f"read_csv({quoted}, header=true)"
     return f"read_parquet({quoted})"

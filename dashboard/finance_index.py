@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from core.io import atomic_path
+from finance.sql import literal
 
 # ~64 k rows a bucket keeps a lookup at one small footer and one or two row groups; one file
 # of a 10 M-row run would instead have a 600-group footer to parse on every read.
@@ -46,11 +47,6 @@ def index_path(scores_path, kind: str, sources) -> Path:
     return Path(scores_path).parent / "cache" / f"{kind}-{digest}"
 
 
-def sql_path(path: Path) -> str:
-    """``path`` as a quoted SQL string literal."""
-    return "'" + Path(path).as_posix().replace("'", "''") + "'"
-
-
 def write_buckets(con, path: Path, query: str, params: list, key: str, rows: int,
                   order: str | None = None) -> Path:
     """Publish ``query``'s rows (a SELECT with a ``key`` column; ``rows`` of them) as the
@@ -59,9 +55,9 @@ def write_buckets(con, path: Path, query: str, params: list, key: str, rows: int
     buckets = max(1, -(-rows // BUCKET_ROWS))
     keyed = f"SELECT *, hash({key}) % {buckets} AS bucket FROM ({query})"
     with atomic_path(path) as tmp:
-        con.execute(f"COPY ({keyed} ORDER BY {order or key}) TO {sql_path(tmp)}"
+        con.execute(f"COPY ({keyed} ORDER BY {order or key}) TO {literal(tmp)}"
                     f" (FORMAT parquet, PARTITION_BY (bucket), ROW_GROUP_SIZE {ROW_GROUP})", params)
-        con.execute(f"COPY ({keyed} LIMIT 0) TO {sql_path(tmp / 'empty.parquet')} (FORMAT parquet)",
+        con.execute(f"COPY ({keyed} LIMIT 0) TO {literal(tmp / 'empty.parquet')} (FORMAT parquet)",
                     params)
         (tmp / "index.json").write_text(json.dumps({"buckets": buckets, "rows": rows}))
     kind = path.name.rsplit("-", 1)[0]
@@ -77,7 +73,7 @@ def bucket_sources(con, index: Path, values: list[str]) -> str:
     found = con.execute("SELECT DISTINCT hash(CAST(v AS VARCHAR)) % ? FROM unnest(?) AS t(v)",
                         [buckets, list(values)]).fetchall()
     files = [index / f"bucket={b}" for (b,) in found if (index / f"bucket={b}").is_dir()]
-    globs = [sql_path(f / "*.parquet") for f in files] or [sql_path(index / "empty.parquet")]
+    globs = [literal(f / "*.parquet") for f in files] or [literal(index / "empty.parquet")]
     return f"read_parquet([{', '.join(globs)}], hive_partitioning=false)"
 
 

@@ -207,6 +207,12 @@ def _class_lookup(source: tuple[str, ...], target: tuple[str, ...]) -> np.ndarra
     return lut
 
 
+def _first_cell(mask: np.ndarray) -> tuple[int, int, int]:
+    """``(frame index, row, column)`` of the first True cell of a ``(T, H, W)`` mask: the
+    one an error message names."""
+    return tuple(int(v) for v in np.argwhere(mask)[0])
+
+
 def _in_file_vocabulary(log: DriveLog) -> DriveLog:
     """``log`` with its grids' ids in the classes its file lists (``meta.world``)."""
     meta = log.meta
@@ -218,7 +224,7 @@ def _in_file_vocabulary(log: DriveLog) -> DriveLog:
     for name, grid in grids.items():
         outside = (lut[grid] == UNOBSERVED - 1)
         if outside.any():
-            t, r, c = (int(v) for v in np.argwhere(outside)[0])
+            t, r, c = _first_cell(outside)
             raise DataValidationError(
                 f"log {log.log_id}: frame {int(log.frame[t])}, column '{name}': class "
                 f"{meta.classes[grid[t, r, c]]} at cell ({r}, {c}) is not among the log's "
@@ -349,7 +355,7 @@ def _check_classes(grids: dict, meta: LogMeta, frames: np.ndarray, source: str) 
         else:
             bad = (grid >= n_classes) & ((grid != UNOBSERVED) if name == "semantic" else True)
         if bad.any():
-            t, r, c = (int(v) for v in np.argwhere(bad)[0])
+            t, r, c = _first_cell(bad)
             value = int(grid[t, r, c])
             what = (f"class value {value} at cell ({r}, {c}) is not a layout class "
                     f"({', '.join(meta.classes[i] for i in layout)})" if value < n_classes else
@@ -359,7 +365,7 @@ def _check_classes(grids: dict, meta: LogMeta, frames: np.ndarray, source: str) 
             raise DataValidationError(f"{source}: frame {int(frames[t])}, column '{name}': {what}")
     mismatch = grids["visible"] != (grids["semantic"] != UNOBSERVED)
     if mismatch.any():
-        t, r, c = (int(v) for v in np.argwhere(mismatch)[0])
+        t, r, c = _first_cell(mismatch)
         raise DataValidationError(
             f"{source}: frame {int(frames[t])}, column 'visible': cell ({r}, {c}) is "
             f"{'visible' if grids['visible'][t, r, c] else 'not visible'} but 'semantic' is "

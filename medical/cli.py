@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import replace
 
 import click
 
-from core.cli_options import (export_options, resolve_run_dir, run_destination, runtime_options,
-                              show_progress)
-from core.errors import DataValidationError, UnmaskWarning
+from core.cli_options import (export_options, plain_warnings, resolve_run_dir, run_destination,
+                              runtime_options, show_progress)
+from core.errors import DataValidationError
 from core.io import check_output, write_text_atomic
 
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
@@ -111,16 +110,10 @@ def infer(model_dir, images, out, workspace, anomaly_model, fdr, dicom_seg, devi
     from .infer import infer as run_infer  # lazy: loads torch/MONAI on use
 
     out = resolve_run_dir(out, workspace, "medical")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnmaskWarning)
+    with plain_warnings():                # ours as one plain line each; others as usual
         run_dir = run_infer(model_dir, images, out, anomaly_model=anomaly_model, fdr=fdr,
                             progress=show_progress(quiet), device=device, precision=precision,
                             dicom_seg=dicom_seg)
-    for w in caught:                      # ours as one plain line each; others as usual
-        if issubclass(w.category, UnmaskWarning):
-            click.echo(f"warning: {w.message}", err=True)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     click.echo(f"wrote {run_dir}")
 
 
