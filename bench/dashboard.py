@@ -211,12 +211,23 @@ def streamlit_floor(tmp: Path) -> dict:
     return out
 
 
+def reused_run(ws: Path, rows: int) -> Path | None:
+    """The run a previous ``--runs-dir`` call built in ``ws`` (None: build it)."""
+    run_dir = ws / "runs" / "finance" / f"bench-{rows}"
+    return run_dir if (run_dir / "manifest.json").is_file() else None
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000],
                         help="run sizes, smallest first (the others are divided by it)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "dashboard.json"))
+    parser.add_argument("--runs-dir", default=None,
+                        help="build the synthetic runs here once and reuse them on later calls "
+                             "(for development: the run's cached indexes and stats are reused "
+                             "too, so their build times read ~0); default: a fresh temporary "
+                             "folder, removed after each size")
     args = parser.parse_args(argv)
     os.environ.setdefault("UNMASK_NUM_THREADS", "1")
 
@@ -227,21 +238,25 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="unmask-bench-dashboard-") as tmp:
         for rows in sorted(args.rows):
             label = f"{rows:_d}"
-            ws = Path(tmp) / label
+            ws = Path(args.runs_dir or tmp) / label
             # the floor beside each size: on a shared machine the load moves between them
             floor = streamlit_floor(Path(tmp))
             print(json.dumps({"streamlit_floor": floor}), flush=True)
             start = time.perf_counter()
-            run_dir = fixtures.write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}")
+            run_dir = reused_run(ws, rows) if args.runs_dir else None
+            reused = run_dir is not None
+            if not reused:
+                run_dir = fixtures.write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}")
             entry = {"n_transactions": rows, "n_alerts": int(round(rows * 0.01)),
-                     "write_synthetic_run_s": time.perf_counter() - start,
+                     "reused_run": reused, "write_synthetic_run_s": time.perf_counter() - start,
                      "scores_parquet_mb": (run_dir / "scores.parquet").stat().st_size / 1e6,
                      "load_average_before": os.getloadavg(), "streamlit_floor": floor}
             entry["server_side"] = server_side(run_dir)
             entry["browser"] = in_browser(ws, run_dir, Path(tmp) / f"{label}-logs")
             result["runs"][label] = entry
             print(json.dumps({label: entry}, indent=2), flush=True)
-            shutil.rmtree(ws)  # the 10 M run holds about 1 GB
+            if not args.runs_dir:
+                shutil.rmtree(ws)  # the 10 M run holds about 1 GB
     result["summary"] = summarise(result)
     result["machine"]["load_average_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -183,11 +183,13 @@ def set_link(vertical: str, **params) -> None:
             st.query_params[name] = text
 
 
-def share_link(what: str) -> None:
+def share_link(what: str, where=None) -> None:
     """A copyable link to what the page shows (its URL; ``st.code`` has a copy button), in
-    the sidebar: the page's own space goes to the image."""
-    st.sidebar.caption(f"Link to this {what}")
-    st.sidebar.code(links.link(st.context.url, st.query_params.to_dict()), language=None,
+    the sidebar (or the sidebar container ``where``: a fragment writes into one it created
+    on every run): the page's own space goes to the image."""
+    where = st.sidebar if where is None else where
+    where.caption(f"Link to this {what}")
+    where.code(links.link(st.context.url, st.query_params.to_dict()), language=None,
                     wrap_lines=True)
 
 
@@ -341,7 +343,7 @@ def _mtime(path: Path) -> float:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _finance_bounds(path: str, mtime: float) -> dict:
-    return finance_data.queue_bounds(path)
+    return finance_data.run_bounds(path)
 
 
 def finance_bounds(path: Path) -> dict:
