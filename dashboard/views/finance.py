@@ -100,7 +100,9 @@ def queue_table(query: finance_data.QueueQuery, dispositions: pd.DataFrame):
             "is_alert": st.column_config.CheckboxColumn("alert"),
             "warming_up": st.column_config.CheckboxColumn(
                 "warming up", help="the card has too little history yet: scored, never alerted"),
-            "reason_1_text": st.column_config.TextColumn("top reason", width="large"),
+            # wide enough for the longest reason the detectors write ("amount 892.66 is 18.4
+            # typical deviations above the card's 30-day mean", ~70 characters), uncut
+            "reason_1_text": st.column_config.TextColumn("top reason", width=540),
         })
     st.download_button(f"Download these {total:,} rows as CSV", key="fin_queue_csv",
                        data=lambda: export_data.queue_csv(scores_path, query, dispositions),
