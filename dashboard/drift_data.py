@@ -56,11 +56,11 @@ def run_drift(scores_path, summary: dict) -> DriftReport | None:
     if reference is None:
         return None
     stored = run_stats.cached(scores_path, "drift", lambda: dataclasses.asdict(
-        _compute_drift(scores_path, reference)), key=reference)
+        drift_test(scores_path, reference)), key=reference)
     return DriftReport(**{**stored, "drift": ScoreDrift(**stored["drift"])})
 
 
-def _compute_drift(scores_path, reference: dict) -> DriftReport:
+def drift_test(scores_path, reference: dict) -> DriftReport:
     """The test itself: reads every score and alert flag of the run."""
     import pyarrow.parquet as pq  # lazy: only a run's first visit computes it
 
