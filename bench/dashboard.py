@@ -185,12 +185,15 @@ def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5) -> di
 FLOOR_APP = """import streamlit as st
 st.title("floor")
 st.write("ready")
+if st.button("rerun"):
+    st.write("clicked")
 """
 
 
 def streamlit_floor(tmp: Path) -> dict:
     """Baseline: first and repeat render of a two-line Streamlit app on this machine, now
-    (what any Streamlit page costs before it reads data)."""
+    (what any Streamlit page costs before it reads data), and a click on its one button
+    until the rerun's text shows (what any interaction costs: the floor of a detail open)."""
     import subprocess
 
     from playwright.sync_api import sync_playwright
@@ -217,6 +220,11 @@ def streamlit_floor(tmp: Path) -> dict:
                     page.goto(url)
                     ui.settle(page, "ready")
                     out[key] = time.perf_counter() - start
+                    if key == "repeat_visit_s":
+                        start = time.perf_counter()
+                        page.get_by_role("button", name="rerun").click()
+                        ui.settle(page, "clicked")
+                        out["click_rerun_s"] = time.perf_counter() - start
                     page.close()
             finally:
                 browser.close()
@@ -292,6 +300,7 @@ def summarise(result: dict) -> dict:
         out[entry["n_transactions"]] = {
             "queue_first_render_vs_floor": browser["queue_first_render_s"] / floor,
             "detail_open_median_s": browser["detail_open_s"]["median"],
+            "detail_open_vs_floor_click": browser["detail_open_s"]["median"] / entry["streamlit_floor"]["click_rerun_s"],
             "queue_first_render_vs_smallest": browser["queue_first_render_s"] / smallest["queue_first_render_s"],
             "detail_open_vs_smallest": browser["detail_open_s"]["median"] / smallest["detail_open_s"]["median"],
             "meets_targets": {

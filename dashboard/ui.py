@@ -3,10 +3,8 @@ cached wrappers around the plain data functions (``*_data.py``)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -326,13 +324,6 @@ def drift_panel(manifest: dict) -> None:
                              "the calibration expects its contamination there")
         st.caption(f"{drift.n_scores:,} scores of this run against {drift.n_reference:,} "
                    "held-out normal scores the model was calibrated on.")
-
-
-def preload(module: str) -> None:
-    """Import ``module`` in a background thread (if not imported yet), so a later page run
-    does not wait for it; e.g. the chart library while the browser draws the queue."""
-    if module not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
 
 
 def _mtime(path: Path) -> float:

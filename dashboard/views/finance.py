@@ -157,16 +157,16 @@ def detail(selected: str, selected_rank: int, dispositions: pd.DataFrame,
     with left:
         if len(shap):
             named = shap.assign(feature=shap["feature"].map(display_name))   # plain words, not column names
-            st.altair_chart(plots.shap_waterfall(named, float(summary.get("expected_score", 0.0))),
-                            width="stretch", key="fin_waterfall")
+            st.vega_lite_chart(*plots.shap_waterfall(named, float(summary.get("expected_score", 0.0))),
+                               width="stretch", key="fin_waterfall")
         else:
             st.caption("No SHAP explanation stored for this transaction (only alerts are explained).")
     with right:
         if history is None:
             st.caption("The run's input transactions file is not available; no customer history.")
         else:
-            st.altair_chart(plots.customer_history(history, selected), width="stretch",
-                            key="fin_history")
+            st.vega_lite_chart(*plots.customer_history(history, selected), width="stretch",
+                               key="fin_history")
 
     ui.review_form(ws, "finance", run_id, selected, prefix="fin", title="**Disposition**",
                    submit="Submit disposition", decisions=DECISION_LABELS,
@@ -196,7 +196,6 @@ def review_queue(filters: finance_data.QueueQuery) -> None:
         if st.session_state.pop("fin_queue_done", False):
             st.success("Every alert of this queue has a disposition.")
         st.caption("No transaction selected.")
-        ui.preload("altair")  # the detail's charts; imported while the browser draws the queue
         return
     _, selected, selected_rank = selection
     ui.set_link("finance", tx=selected)
