@@ -9,7 +9,9 @@ it with `unmask dashboard`, and drives Debian's Chromium through Playwright:
 * opening an alert's detail (click a row -> transaction, SHAP waterfall, customer history
   chart and the disposition form rendered), for several alerts, each uncached;
 * server side, the customer history both ways: the full scan of the input and scores, and
-  the read through the run's history index (its one-off build timed apart).
+  the read through the run's history index (its one-off build timed apart); the run's
+  whole-file statistics (queue bounds, drift test), computed once per run into its cache/
+  folder (that one-off timed apart too) and read from there.
 
 Baselines in the same run: a two-line Streamlit app measured just before each size (the
 floor any page pays on this machine under its current load), the smallest run (does the queue's cost grow with the
@@ -70,10 +72,18 @@ def server_side(run_dir: Path) -> dict:
     import pyarrow.parquet as pq
 
     from core.runs import load_manifest
+    from dashboard import drift_data
     from dashboard import finance_data as fd
 
     scores = run_dir / "scores.parquet"
     manifest = load_manifest(run_dir)
+    # the run's whole-file statistics (queue bounds, the drift test), computed once per run
+    # into its cache/ folder (the first visit of the run does it); timed apart, like the
+    # indexes below, and found built by the browser phase
+    start = time.perf_counter()
+    fd.run_bounds(scores)
+    drift_data.run_drift(scores, manifest["summary"])
+    stats_build = time.perf_counter() - start
     page, _ = fd.queue_page(scores, fd.QueueQuery())
     top = fd.transaction(scores, page.iloc[0]["transaction_id"])
 
@@ -105,7 +115,12 @@ def server_side(run_dir: Path) -> dict:
         "customer_history_full_scan_s": full_scan,
         "history_index_build_s": index_build,
         "history_index_mb": sum(f.stat().st_size for f in index.rglob("*") if f.is_file()) / 1e6,
+        "run_stats_build_s": stats_build,
+        "run_stats_cached_s": timed(lambda: (fd.run_bounds(scores),
+                                             drift_data.run_drift(scores, manifest["summary"]))),
         "bounds_s": timed(lambda: fd.queue_bounds(scores)),
+        "drift_test_s": timed(lambda: drift_data.drift_test(
+            scores, manifest["summary"]["calibration_reference"]), repeat=1),
         "alerts_page_s": timed(lambda: fd.queue_page(scores, fd.QueueQuery())),
         "all_rows_page_100_s": timed(lambda: fd.queue_page(
             scores, fd.QueueQuery(alerts_only=False, page=100))),
@@ -170,12 +185,15 @@ def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5) -> di
 FLOOR_APP = """import streamlit as st
 st.title("floor")
 st.write("ready")
+if st.button("rerun"):
+    st.write("clicked")
 """
 
 
 def streamlit_floor(tmp: Path) -> dict:
     """Baseline: first and repeat render of a two-line Streamlit app on this machine, now
-    (what any Streamlit page costs before it reads data)."""
+    (what any Streamlit page costs before it reads data), and a click on its one button
+    until the rerun's text shows (what any interaction costs: the floor of a detail open)."""
     import subprocess
 
     from playwright.sync_api import sync_playwright
@@ -202,6 +220,11 @@ def streamlit_floor(tmp: Path) -> dict:
                     page.goto(url)
                     ui.settle(page, "ready")
                     out[key] = time.perf_counter() - start
+                    if key == "repeat_visit_s":
+                        start = time.perf_counter()
+                        page.get_by_role("button", name="rerun").click()
+                        ui.settle(page, "clicked")
+                        out["click_rerun_s"] = time.perf_counter() - start
                     page.close()
             finally:
                 browser.close()
@@ -211,12 +234,23 @@ def streamlit_floor(tmp: Path) -> dict:
     return out
 
 
+def reused_run(ws: Path, rows: int) -> Path | None:
+    """The run a previous ``--runs-dir`` call built in ``ws`` (None: build it)."""
+    run_dir = ws / "runs" / "finance" / f"bench-{rows}"
+    return run_dir if (run_dir / "manifest.json").is_file() else None
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000],
                         help="run sizes, smallest first (the others are divided by it)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "dashboard.json"))
+    parser.add_argument("--runs-dir", default=None,
+                        help="build the synthetic runs here once and reuse them on later calls "
+                             "(for development: the run's cached indexes and stats are reused "
+                             "too, so their build times read ~0); default: a fresh temporary "
+                             "folder, removed after each size")
     args = parser.parse_args(argv)
     os.environ.setdefault("UNMASK_NUM_THREADS", "1")
 
@@ -227,21 +261,25 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="unmask-bench-dashboard-") as tmp:
         for rows in sorted(args.rows):
             label = f"{rows:_d}"
-            ws = Path(tmp) / label
+            ws = Path(args.runs_dir or tmp) / label
             # the floor beside each size: on a shared machine the load moves between them
             floor = streamlit_floor(Path(tmp))
             print(json.dumps({"streamlit_floor": floor}), flush=True)
             start = time.perf_counter()
-            run_dir = fixtures.write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}")
+            run_dir = reused_run(ws, rows) if args.runs_dir else None
+            reused = run_dir is not None
+            if not reused:
+                run_dir = fixtures.write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}")
             entry = {"n_transactions": rows, "n_alerts": int(round(rows * 0.01)),
-                     "write_synthetic_run_s": time.perf_counter() - start,
+                     "reused_run": reused, "write_synthetic_run_s": time.perf_counter() - start,
                      "scores_parquet_mb": (run_dir / "scores.parquet").stat().st_size / 1e6,
                      "load_average_before": os.getloadavg(), "streamlit_floor": floor}
             entry["server_side"] = server_side(run_dir)
             entry["browser"] = in_browser(ws, run_dir, Path(tmp) / f"{label}-logs")
             result["runs"][label] = entry
             print(json.dumps({label: entry}, indent=2), flush=True)
-            shutil.rmtree(ws)  # the 10 M run holds about 1 GB
+            if not args.runs_dir:
+                shutil.rmtree(ws)  # the 10 M run holds about 1 GB
     result["summary"] = summarise(result)
     result["machine"]["load_average_at_end"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -262,6 +300,7 @@ def summarise(result: dict) -> dict:
         out[entry["n_transactions"]] = {
             "queue_first_render_vs_floor": browser["queue_first_render_s"] / floor,
             "detail_open_median_s": browser["detail_open_s"]["median"],
+            "detail_open_vs_floor_click": browser["detail_open_s"]["median"] / entry["streamlit_floor"]["click_rerun_s"],
             "queue_first_render_vs_smallest": browser["queue_first_render_s"] / smallest["queue_first_render_s"],
             "detail_open_vs_smallest": browser["detail_open_s"]["median"] / smallest["detail_open_s"]["median"],
             "meets_targets": {

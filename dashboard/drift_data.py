@@ -6,12 +6,15 @@ and puts the result into plain words.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.drift import MIN_EXPECTED, ScoreDrift, score_drift
 from core.errors import DataValidationError
+
+from . import run_stats
 
 # The output holding each vertical's scores: (manifest ``outputs`` name, default file).
 SCORE_OUTPUT = {"finance": ("scores", "scores.parquet"), "medical": ("scores", "scores.parquet"),
@@ -43,14 +46,24 @@ def run_drift(scores_path, summary: dict) -> DriftReport | None:
     """Drift of the run whose scores are in ``scores_path``; None when its manifest
     ``summary`` holds no calibration reference (runs scored before one was recorded).
 
+    The result is kept in the run's ``cache/`` folder (:mod:`dashboard.run_stats`): the test
+    reads every score, and scipy's import alone costs a fresh server's first page a second.
+
     Raises:
         DataValidationError: the scores file is missing or the reference is malformed.
     """
-    import pyarrow.parquet as pq
-
     reference = summary.get(REFERENCE_KEY)
     if reference is None:
         return None
+    stored = run_stats.cached(scores_path, "drift", lambda: dataclasses.asdict(
+        drift_test(scores_path, reference)), key=reference)
+    return DriftReport(**{**stored, "drift": ScoreDrift(**stored["drift"])})
+
+
+def drift_test(scores_path, reference: dict) -> DriftReport:
+    """The test itself: reads every score and alert flag of the run."""
+    import pyarrow.parquet as pq  # lazy: only a run's first visit computes it
+
     try:
         table = pq.read_table(scores_path, columns=["score", "is_alert"])
     except (OSError, KeyError, ValueError) as err:

@@ -20,6 +20,8 @@ from pathlib import Path
 from core.io import atomic_path
 from finance.sql import literal
 
+from .run_stats import fingerprint
+
 # ~64 k rows a bucket keeps a lookup at one small footer and one or two row groups; one file
 # of a 10 M-row run would instead have a 600-group footer to parse on every read.
 BUCKET_ROWS = 64 * 1024
@@ -30,19 +32,11 @@ _BUILDING: set[Path] = set()
 _BUILDING_LOCK = threading.Lock()
 
 
-def _fingerprint(path) -> list:
-    path = Path(path)
-    if not path.is_file():
-        return [str(path)]
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
-
-
 def index_path(scores_path, kind: str, sources) -> Path:
     """The folder of the run's ``kind`` index built from ``sources`` (paths; None skipped)."""
     import duckdb  # lazy: the finance extra
 
-    key = [VERSION, duckdb.__version__, kind, [_fingerprint(s) for s in sources if s]]
+    key = [VERSION, duckdb.__version__, kind, [fingerprint(s) for s in sources if s]]
     digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
     return Path(scores_path).parent / "cache" / f"{kind}-{digest}"
 

@@ -186,7 +186,8 @@ def legend(entries: list[tuple[str, tuple]], swatch: int = 14, width: int = 160)
     out = np.full((max(1, len(entries)) * row, width, 3), 255, dtype=np.uint8)
     for k, (_, colour) in enumerate(entries):
         top = k * row + 3
-        out[top:top + swatch, 2:2 + swatch] = np.asarray(colour, dtype=np.uint8)
+        out[top:top + swatch, 2:2 + swatch] = 128   # a grey outline: a white class shows too
+        out[top + 1:top + swatch - 1, 3:1 + swatch] = np.asarray(colour, dtype=np.uint8)
     picture = Image.fromarray(out)
     draw = ImageDraw.Draw(picture)
     draw.font_size = 12

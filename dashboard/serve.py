@@ -48,12 +48,13 @@ def served_url(host: str, port: int) -> str:
 
 def streamlit_command(workspace, port: int = 8501, host: str = DEFAULT_HOST) -> list[str]:
     """The command that serves the app over ``workspace`` (headless, no usage statistics,
-    listening on ``host`` only).
+    listening on ``host`` only), through :mod:`dashboard.launch`.
 
     The workspace also travels as the script argument ``--workspace`` so the app finds it
     even when the environment variable is not passed on.
     """
-    command = [sys.executable, "-m", "streamlit", "run", str(APP),
+    # dashboard.launch is `streamlit run` that imports the pages' modules meanwhile
+    command = [sys.executable, "-m", "dashboard.launch", "run", str(APP),
                "--server.port", str(int(port)), "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
                "--server.runOnSave", "false", "--client.toolbarMode", "viewer",

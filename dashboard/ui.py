@@ -3,10 +3,8 @@ cached wrappers around the plain data functions (``*_data.py``)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -183,11 +181,13 @@ def set_link(vertical: str, **params) -> None:
             st.query_params[name] = text
 
 
-def share_link(what: str) -> None:
+def share_link(what: str, where=None) -> None:
     """A copyable link to what the page shows (its URL; ``st.code`` has a copy button), in
-    the sidebar: the page's own space goes to the image."""
-    st.sidebar.caption(f"Link to this {what}")
-    st.sidebar.code(links.link(st.context.url, st.query_params.to_dict()), language=None,
+    the sidebar (or the sidebar container ``where``: a fragment writes into one it created
+    on every run): the page's own space goes to the image."""
+    where = st.sidebar if where is None else where
+    where.caption(f"Link to this {what}")
+    where.code(links.link(st.context.url, st.query_params.to_dict()), language=None,
                     wrap_lines=True)
 
 
@@ -326,13 +326,6 @@ def drift_panel(manifest: dict) -> None:
                    "held-out normal scores the model was calibrated on.")
 
 
-def preload(module: str) -> None:
-    """Import ``module`` in a background thread (if not imported yet), so a later page run
-    does not wait for it; e.g. the chart library while the browser draws the queue."""
-    if module not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
-
-
 def _mtime(path: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
 
@@ -341,7 +334,7 @@ def _mtime(path: Path) -> float:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _finance_bounds(path: str, mtime: float) -> dict:
-    return finance_data.queue_bounds(path)
+    return finance_data.run_bounds(path)
 
 
 def finance_bounds(path: Path) -> dict:

@@ -2,15 +2,17 @@
 
 Serves a demo workspace with `unmask dashboard` and drives Debian's Chromium with Playwright
 (the dashboard tests' helpers): the finance queue with its top alert open, the CT viewer
-on its first case, the drive replay on its most anomalous frame (scrolled to its panels).
+on its first case (scrolled to the case), the drive replay on its most anomalous frame
+(scrolled to its error map and legends).
 
 Usage:
-    .venv/bin/unmask demo --size tiny --workspace /tmp/ws
+    .venv/bin/unmask demo --size small --workspace /tmp/ws
     .venv/bin/python docs/screenshots/take.py /tmp/ws        # writes docs/screenshots/*.png
 """
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -42,20 +44,28 @@ def main(workspace: str) -> None:
             page.goto(url + "/finance")
             ui.settle(page, "matching transactions", WAIT_MS)
             ui.click_table_row(page, 0)
-            ui.settle(page, "Transaction ", WAIT_MS)
+            page.get_by_role("heading", name=re.compile(r"^Transaction ")).wait_for(timeout=WAIT_MS)
+            ui.settle(page, None, WAIT_MS)
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=HERE / "finance-queue.png")
 
             page.goto(url + "/ct")
             ui.settle(page, "axial slice", WAIT_MS)
+            # the case's heading at the top: the run's warnings above it would push the
+            # organ legend and the heat-map colour bar under the fold
+            page.get_by_role("heading", name=re.compile(r" · score ")).first.evaluate(
+                "element => element.scrollIntoView({block: 'start'})")
+            page.wait_for_function(ui.RENDERED)
             page.screenshot(path=HERE / "ct-viewer.png")
 
             page.goto(url + "/drive")
             ui.settle(page, "frame ", WAIT_MS)
             page.get_by_role("button", name="#1 · frame").first.click()   # the top frame
             ui.settle(page, None, WAIT_MS)
-            page.get_by_text(" · t = ").first.evaluate(
-                "element => element.scrollIntoView({block: 'start'})")
+            # the last row of panels (truth, error map) above the class legend and the error
+            # colour scale
+            page.get_by_text("Classes", exact=True).first.evaluate(
+                "element => element.scrollIntoView({block: 'end'})")
             page.wait_for_function(ui.RENDERED)
             page.screenshot(path=HERE / "drive-replay.png")
         finally:

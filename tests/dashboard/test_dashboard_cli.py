@@ -18,7 +18,7 @@ from dashboard_fixtures import write_driving_run, write_finance_run
 
 def test_streamlit_command(tmp_path):
     command = serve_module.streamlit_command(tmp_path / "ws", port=8642, host="127.0.0.1")
-    assert command[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert command[:4] == [sys.executable, "-m", "dashboard.launch", "run"]
     assert command[4].endswith("dashboard/app.py")
     pairs = dict(zip(command[5::2], command[6::2]))
     assert pairs["--server.port"] == "8642" and pairs["--server.headless"] == "true"

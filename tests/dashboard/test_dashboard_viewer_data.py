@@ -86,6 +86,7 @@ def test_organ_legend_uses_the_overlay_palette():
     picture = render.legend(legend)
     assert tuple(picture[3 + 7, 2 + 7]) == legend[0][1]           # first swatch
     assert tuple(picture[20 + 3 + 7, 2 + 7]) == legend[1][1]      # second row
+    assert tuple(picture[3, 2]) == (128, 128, 128)                 # outlined: white shows too
 
 
 def test_colour_bar_runs_the_colour_map_end_to_end():
