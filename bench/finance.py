@@ -26,6 +26,8 @@ Usage::
 
     python -m bench.finance --worlds                          # two worlds x 3 seeds, ~18 min on 2 busy cores
     python -m bench.finance --worlds --only own --seed 2 --world-seeds   # one world, one seed (development)
+    python -m bench.finance --worlds --only own --seed 3 --world-seeds --workdir W3   # a fresh seed, then
+    python -m bench.finance --merge-fresh W3/finance_worlds_own.json ...   # into the committed file, apart
     python -m bench.finance                                   # handbook scale
     python -m bench.finance --customers 500 --days 90         # quick iteration
     python -m bench.finance --scale-rows 10000000             # + out-of-core measurement
@@ -46,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.io import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # FROZEN before any tuning (the held-out world): seed, sizes and mechanics of world 2.
@@ -58,6 +62,9 @@ WORLD2_FROZEN = dict(n_cards=1000, n_merchants=2000, n_days=60, seed=2027, start
 # cards: its test week holds ~170-240 frauds (1,000 cards gave 63, and the AP ratio moved by
 # 0.10 between two seeds); the seed also redraws the world, not only the models.
 OWN_WORLD = dict(n_customers=3000, n_terminals=6000, n_days=60)
+# The seeds of our simulator the score was chosen on (bench.experiments.finance_score_variants);
+# seeds outside them are fresh draws, reported apart (--merge-fresh).
+SELECTION_SEEDS = (0, 1, 2)
 PLAIN_FEATURES = ("log_amount", "amount_over_running_mean", "hour", "card_not_present",
                   "km_billing_terminal", "km_billing_shipping", "log_seconds_since_previous")
 
@@ -308,6 +315,31 @@ def worlds(args) -> dict:
     return report
 
 
+def merge_fresh(paths, out: Path) -> dict:
+    """Merge one-world runs of our simulator (``--only own``, each file from ``worlds``) into
+    ``out`` under ``own_simulator_fresh``: seeds never used to choose the score, kept apart
+    from the selection seeds, whose numbers stay as they were. Written atomically."""
+    report = json.loads(out.read_text())
+    fresh = dict((report.get("own_simulator_fresh") or {}).get("per_seed", {}))
+    for path in paths:
+        run = json.loads(Path(path).read_text())["own_simulator"]
+        if run is None or run["config"] != OWN_WORLD:
+            raise SystemExit(f"{path}: not a run of our simulator at the committed size {OWN_WORLD}")
+        for seed, result in run["per_seed"].items():
+            if int(seed) in SELECTION_SEEDS:
+                raise SystemExit(f"{path}: seed {seed} was used to choose the score; not a fresh seed")
+            fresh[seed] = result
+    fresh = dict(sorted(fresh.items(), key=lambda item: int(item[0])))
+    report["own_simulator_fresh"] = {
+        "config": OWN_WORLD, "simulator_seed": "the run's seed",
+        "note": (f"fresh seeds, never used for selection (the score was chosen on seeds "
+                 f"{list(SELECTION_SEEDS)}); one run per seed, unmask and the forest side by side"),
+        "over_seeds": _over_seeds({int(s): r for s, r in fresh.items()}), "per_seed": fresh}
+    write_text_atomic(out, json.dumps(report, indent=2, default=str))
+    print("own_simulator_fresh", report["own_simulator_fresh"]["over_seeds"])
+    return report
+
+
 def main(argv=None) -> dict:
     from core.runtime import configure_threads
     from finance.detector import FinanceModel, FinanceModelConfig
@@ -345,7 +377,12 @@ def main(argv=None) -> dict:
     p.add_argument("--only", choices=("own", "world2"), default=None,
                    help="--worlds: run one world only (development; results go to WORKDIR, not the "
                         "committed file, unless --out is given)")
+    p.add_argument("--merge-fresh", nargs="+", metavar="FILE", default=None,
+                   help="merge these --only own results (seeds outside 0-2) into "
+                        "bench/results/finance_worlds.json as fresh seeds, never used for selection")
     args = p.parse_args(argv)
+    if args.merge_fresh:
+        return merge_fresh(args.merge_fresh, ROOT / "bench" / "results" / "finance_worlds.json")
     configure_threads()
     if args.worlds:
         return worlds(args)
