@@ -1,11 +1,4 @@
-"""Experiment behind the driving calibration change (bench/README.md, driving: cross-fitted
-threshold, no per-log baseline). Kept as it ran: against the code before the change (commit
-9d1eba1, where FrameScorer.baseline exists), with the committed run's networks copied to
-/tmp/drv16/models/<world> and maps cached under /tmp/drv16/cache/<world>. Order:
-driving_calibration_cache.py WORLD (11 min a world at load 13), then
-driving_calibration_variants.py WORLD (tails in-sample vs leave-one-log-out, channels),
-driving_calibration_baseline.py WORLD (the per-log baseline: symmetric, none, up, down).
-"""
+"""Step 3 of the experiment in driving_calibration_variants.py: the per-log baseline variants."""
 import sys
 sys.argv = sys.argv[:2] + ["200"]
 exec(open("bench/experiments/driving_calibration_variants.py").read().split("# diagnostics")[0].split("full = fit_state(tails)")[0])

@@ -1,12 +1,4 @@
-"""Experiment behind the driving calibration change (bench/README.md, driving: cross-fitted
-threshold, no per-log baseline). Kept as it ran: against the code before the change (commit
-9d1eba1, where FrameScorer.baseline exists), with the committed run's networks copied to
-/tmp/drv16/models/<world> and maps cached under /tmp/drv16/cache/<world>. Order:
-driving_calibration_cache.py WORLD (11 min a world at load 13), then
-driving_calibration_variants.py WORLD (tails in-sample vs leave-one-log-out, channels),
-driving_calibration_baseline.py WORLD (the per-log baseline: symmetric, none, up, down).
-"""
-"""Cache the prior-free raw maps of a world's calibration tails and evaluation logs."""
+"""Step 1 of the experiment in driving_calibration_variants.py: cache the prior-free raw maps."""
 import sys, time
 from dataclasses import replace
 from pathlib import Path

@@ -65,13 +65,16 @@ def fit_state(items):
     s = S(); s.normaliser, s.context_prior, s.frame_scorer, s.smooth = norm, prior, scorer, smooth
     return s
 
-def score(state, item):
+def result(state, item):
     log, m = item
     d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}
     d["object_context"] = state.context_prior.surprise(m["ground"], m["category"])
     d["lead_braking"] = lead_braking(log.semantic, log.ego_speed, log.meta)
     d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
-    return result_from_maps(state, log, d).score
+    return result_from_maps(state, log, d)
+
+def score(state, item):
+    return result(state, item).score
 
 train = load("train")
 evals = {n: load(n) for n in ("tuned_normal", "heldout_normal", "tuned", "heldout")}
@@ -110,12 +113,8 @@ report("lolo_max_perlog_q", full, float(np.max(per_log_q)))
 
 # diagnostics: per-channel exceedance on new normal frames; quantiles needed
 def parts(state, item):
-    log, m = item
-    d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}
-    d["object_context"] = state.context_prior.surprise(m["ground"], m["category"])
-    d["lead_braking"] = lead_braking(log.semantic, log.ego_speed, log.meta)
-    d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
-    r = result_from_maps(state, log, d)
+    log, _ = item
+    r = result(state, item)
     stats = state.frame_scorer.statistics(r.score_maps)
     tails = state.frame_scorer.tail_scores(r.score_maps, r.baseline)
     return r.score, stats, tails, log.anomaly
