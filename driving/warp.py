@@ -11,18 +11,29 @@ Example:
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .schema import OBJECT_CLASSES, UNOBSERVED, DriveLog, LogMeta
 
 
 def cell_offsets(meta: LogMeta) -> tuple[np.ndarray, np.ndarray]:
-    """``(forward, right)`` metres of every cell centre in the ego frame, each ``(H, W)``."""
-    h, w = meta.grid_shape
+    """``(forward, right)`` metres of every cell centre in the ego frame, each ``(H, W)``
+    (read-only: one pair per geometry, shared by every caller)."""
+    return _offsets(tuple(int(n) for n in meta.grid_shape), tuple(int(n) for n in meta.ego_cell),
+                    float(meta.resolution_m))
+
+
+@lru_cache(maxsize=16)
+def _offsets(grid_shape, ego_cell, resolution_m) -> tuple[np.ndarray, np.ndarray]:
+    # warping asks for these once per frame and history slot: built once per geometry
+    h, w = grid_shape
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    forward = (meta.ego_cell[0] - rows) * meta.resolution_m
-    right = (cols - meta.ego_cell[1]) * meta.resolution_m
-    return forward.astype(np.float64), right.astype(np.float64)
+    forward = ((ego_cell[0] - rows) * resolution_m).astype(np.float64)
+    right = ((cols - ego_cell[1]) * resolution_m).astype(np.float64)
+    forward.flags.writeable = right.flags.writeable = False
+    return forward, right
 
 
 PASSED_M = 1.0   # objects further behind the ego than this have been passed

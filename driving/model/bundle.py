@@ -29,7 +29,8 @@ from .network import OcclusionNet, OcclusionNetConfig
 BUNDLE_KIND = "driving-occlusion"
 # 2: the scoring state (object passes, context prior, channel tail scores) in one entry
 # 3: the training logs' input profile (driving.guard) and the memory gate's weights
-BUNDLE_VERSION = 3
+# 4: frames scored on their own (no per-log baseline); the threshold from cross-fitted scores
+BUNDLE_VERSION = 4
 
 
 def _meta_dict(meta: LogMeta) -> dict:

@@ -101,10 +101,12 @@ class OcclusionNet(nn.Module):
         """``(B, F, H, W)`` uint8 -> ``(B*H/2*W/2, F*4)`` rows of the embedding table."""
         b, f, h, w = grids.shape
         vocab = self.config.n_classes + 1
-        idx = grids.long().clamp_(max=vocab - 1)                          # 255 -> not observed
+        idx = grids.clamp(max=vocab - 1)                                  # 255 -> not observed
         idx = idx.view(b, f, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)  # (B, h, w, F, 2, 2)
+        # the transposing copy in uint8 (an eighth of the bytes), then widened
+        idx = idx.reshape(b * (h // 2) * (w // 2), f * 4).long()
         slots = torch.arange(f * 4, device=grids.device) * vocab
-        return (idx.reshape(b * (h // 2) * (w // 2), f * 4) + slots)
+        return idx + slots
 
     def forward(self, grids: torch.Tensor, speed: torch.Tensor) -> torch.Tensor:
         b, f, h, w = grids.shape

@@ -268,7 +268,8 @@ class OcclusionPredictor(Estimator):
     def calibrate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
         """Fit the scoring state (:func:`~driving.scoring.state.fit_scoring_state`) and the
         score calibration on the held-out tails of ``logs`` (the training logs: :meth:`fit`
-        calls this)."""
+        calls this); the alert threshold is read off cross-fitted scores (each log scored
+        by a state fitted without it)."""
         self._check_network()
         calib_logs = self.calibration_logs(logs)
         for log in calib_logs:

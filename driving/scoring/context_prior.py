@@ -161,13 +161,19 @@ class ContextPrior:
 
 def fit_on_maps(prior: ContextPrior, maps: list[dict]) -> ContextPrior:
     """Fit ``prior`` on the ``context_inputs`` that :func:`driving.scoring.surprise.raw_maps` kept
-    for normal logs (the prior was not fitted yet), then give each log its
-    ``object_context`` map; the inputs are dropped."""
+    for normal logs (the prior was not fitted yet); the maps are left as they are (see
+    :func:`with_context`)."""
     for m in maps:
         for ground, category, observed in m["context_inputs"]:
             prior.add(ground, category, observed)
-    prior.finish()
-    for m in maps:
-        m["object_context"] = np.concatenate([prior.surprise(ground, category)
-                                              for ground, category, _ in m.pop("context_inputs")])
-    return prior
+    return prior.finish()
+
+
+def with_context(prior: ContextPrior, maps: dict) -> dict:
+    """A copy of one log's :func:`~driving.scoring.surprise.raw_maps` output with its
+    ``object_context`` map under the fitted ``prior`` (from the kept ``context_inputs``,
+    which the copy drops)."""
+    out = {name: m for name, m in maps.items() if name != "context_inputs"}
+    out["object_context"] = np.concatenate([prior.surprise(ground, category)
+                                            for ground, category, _ in maps["context_inputs"]])
+    return out

@@ -19,7 +19,7 @@ import numpy as np
 
 from core.runtime import progress_bar
 
-from .context_prior import ContextPrior, fit_on_maps
+from .context_prior import ContextPrior, fit_on_maps, with_context
 from .decision import RoadThresholdFit
 from .frame_score import CHANNELS, FrameScorer
 from .normaliser import CellNormaliser
@@ -67,7 +67,9 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float,
 
     The passes run once per log with the argmax decision and an unfitted context prior
     (whose inputs they keep); the normaliser, the prior, the frame scorer and the road
-    threshold are fitted on those maps, and the frames are scored with them.
+    threshold are fitted on those maps. The frame scores returned for the alert threshold
+    are cross-fitted (:func:`cross_fitted_scores`): each log is scored by a state fitted
+    without it, as a new drive will be.
 
     Args:
         predictor: a predictor whose network is trained (see :func:`raw_maps`).
@@ -78,23 +80,57 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float,
     Returns:
         The state and the frame scores ``(sum of T,)`` of ``logs``, for the calibration.
     """
-    rate = predictor.meta_.rate_hz
-    # a vehicle in the same cell about a second earlier counts as standing still
-    static_offset = min(predictor.history, key=lambda k: abs(k / rate - 1.0), default=10)
-    prior = ContextPrior(predictor.history, static_offset=static_offset)
     road = RoadThresholdFit()
     maps = []
     for log in progress_bar(logs, desc="calibrate", unit="log", show=progress):
-        m = raw_maps(predictor, log, keep_probabilities=True, context_prior=prior)
+        m = raw_maps(predictor, log, keep_probabilities=True, context_prior=new_prior(predictor))
         road.add(log, m["probabilities"])
         m["probabilities"] = None
         maps.append(m)
-    normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], predictor.meta_)
-    fit_on_maps(prior, maps)                       # counted on the same frames
-    scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser)
-    smooth = max(1, int(round(smooth_s * rate)))
-    state = ScoringState(normaliser, prior, scorer, road.best(), smooth, error_scale=1.0)
-    results = [result_from_maps(state, log, m) for log, m in zip(logs, maps)]
+    smooth = max(1, int(round(smooth_s * predictor.meta_.rate_hz)))
+    state = state_from_maps(predictor, logs, maps, smooth, road.best())
+    results = [result_from_maps(state, log, with_context(state.context_prior, m))
+               for log, m in zip(logs, maps)]
     cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
     state = replace(state, error_scale=float(np.quantile(cells, 0.999)) if cells.size else 1.0)
-    return state, np.concatenate([r.score for r in results])
+    return state, cross_fitted_scores(predictor, logs, maps, smooth)
+
+
+def new_prior(predictor) -> ContextPrior:
+    """An unfitted context prior for ``predictor``'s history and frame rate."""
+    rate = predictor.meta_.rate_hz
+    # a vehicle in the same cell about a second earlier counts as standing still
+    static_offset = min(predictor.history, key=lambda k: abs(k / rate - 1.0), default=10)
+    return ContextPrior(predictor.history, static_offset=static_offset)
+
+
+def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
+                    road_threshold: float | None = None) -> ScoringState:
+    """The normaliser, context prior and frame scorer fitted on normal ``logs`` and their
+    :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep)."""
+    prior = fit_on_maps(new_prior(predictor), maps)
+    maps = [with_context(prior, m) for m in maps]
+    normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], predictor.meta_)
+    scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser)
+    return ScoringState(normaliser, prior, scorer, road_threshold, smooth, error_scale=1.0)
+
+
+def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int) -> np.ndarray:
+    """Frame scores ``(sum of T,)`` of normal ``logs``, each log scored by a state fitted
+    on the other logs (leave one log out; a single log is scored in-sample).
+
+    The channel tails, the normaliser and the context prior are fitted on a few hundred
+    frames, and the frames they were fitted on sit inside them: read off those frames, the
+    alert threshold is exceeded by new drives several times as often as nominal. A log
+    left out of the fit is what a new drive is to the full state, so the threshold read
+    off these scores holds its rate on new drives.
+    """
+    if len(logs) < 2:
+        state = state_from_maps(predictor, logs, maps, smooth)
+        return result_from_maps(state, logs[0], with_context(state.context_prior, maps[0])).score
+    scores = []
+    for i, (log, m) in enumerate(zip(logs, maps)):
+        rest = [j for j in range(len(logs)) if j != i]
+        state = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth)
+        scores.append(result_from_maps(state, log, with_context(state.context_prior, m)).score)
+    return np.concatenate(scores)

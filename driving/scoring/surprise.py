@@ -66,9 +66,8 @@ class SurpriseResult:
     raw_score: np.ndarray        # (T,) before temporal smoothing
     smooth: int
     score_maps: dict             # {channel: (T, H, W)} the raw score reads
-    raw_fn: object               # (score_maps-like dict (N, H, W), baseline (N, ch)) -> raw (N,)
+    raw_fn: object               # score_maps-like dict (N, H, W) -> raw (N,)
     road_layout: np.ndarray      # float32 P(road surface), under objects too
-    baseline: np.ndarray         # (T, n_channels) the log's normal level of each statistic
     probabilities: np.ndarray | None = None   # float32 (T, C, H, W) when kept
 
     @property
@@ -86,10 +85,8 @@ class SurpriseResult:
 
     def explain(self, t: int, ego_cell, resolution_m: float, blocks: int = 4,
                 max_evals: int = 400, seed: int = 0):
-        """Region SHAP of frame ``t``'s score (see :func:`explain_frame`); the log's
-        baseline of those frames is held fixed (it comes from earlier frames)."""
-        baseline = self.baseline[self.window(t)]
-        return explain_frame(self.frame_maps(t), lambda maps: self.raw_fn(maps, baseline),
+        """Region SHAP of frame ``t``'s score (see :func:`explain_frame`)."""
+        return explain_frame(self.frame_maps(t), self.raw_fn,
                              ego_cell, resolution_m, blocks, max_evals, seed)
 
 
@@ -244,8 +241,7 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
     if "object_context" in maps:                 # the replay shows what the score reads
         visible_map = np.maximum(visible_map, maps["object_context"])
     score_maps = scorer.channel_maps(raw, maps, objects)
-    baseline = scorer.baseline(scorer.statistics(score_maps), log.meta.rate_hz)
-    tails = scorer.tail_scores(score_maps, baseline)             # against this log's normal
+    tails = scorer.tail_scores(score_maps)
     is_revealed = np.array([name == "revealed" for name, _, _ in scorer.channels])
     surprise_revealed = tails[:, is_revealed].max(1) if is_revealed.any() else np.zeros(len(tails))
     visible_error = tails[:, ~is_revealed].max(1) if (~is_revealed).any() else np.zeros(len(tails))
@@ -255,7 +251,6 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
                           confidence=maps["confidence"], revealed_error=revealed,
                           recon_error=visible_map, object_cells=objects, raw_score=raw_score,
                           smooth=state.smooth, score_maps=score_maps, raw_fn=scorer.raw,
-                          baseline=baseline,
                           road_layout=maps["road_layout"], probabilities=maps["probabilities"])
 
 

@@ -1,0 +1,57 @@
+"""The alert threshold is read off cross-fitted scores: each calibration log scored by a
+scoring state fitted without it, as a new drive is scored."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core.calibration import threshold_from_contamination
+from driving.demo import sim_config
+from driving.model.predictor import OcclusionPredictor
+from driving.schema import read_log
+from driving.scoring.context_prior import with_context
+from driving.scoring.state import new_prior, state_from_maps
+from driving.scoring.surprise import raw_maps, result_from_maps, score_log
+from driving.sim.simulator import simulate_logs
+
+
+@pytest.fixture(scope="module")
+def recalibrated(demo_run, tmp_path_factory):
+    """The tiny demo model recalibrated on 4 normal logs; 4 other normal drives."""
+    workspace, _ = demo_run
+    predictor = OcclusionPredictor.load(workspace / "models" / "driving" / "default")
+    config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
+    root = tmp_path_factory.mktemp("calibration")
+    calibration = [read_log(p) for p in simulate_logs(root / "cal", 4, 60, seed=11, config=config)]
+    new = [read_log(p) for p in simulate_logs(root / "new", 4, 60, seed=12, config=config)]
+    return predictor.calibrate(calibration), calibration, new
+
+
+def _in_sample_threshold(predictor, logs) -> float:
+    """The threshold read off the frames the scoring state was fitted on."""
+    tails = predictor.calibration_logs(logs)
+    maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in tails]
+    state = state_from_maps(predictor, tails, maps, predictor.scoring_.smooth)
+    scores = [result_from_maps(state, log, with_context(state.context_prior, m)).score
+              for log, m in zip(tails, maps)]
+    return threshold_from_contamination(np.concatenate(scores), predictor.contamination)
+
+
+def test_new_normal_drives_alert_nearer_the_nominal_rate_than_an_in_sample_threshold(recalibrated):
+    predictor, calibration, new = recalibrated
+    scores = np.concatenate([score_log(predictor, log).score for log in new])
+    in_sample = np.mean(scores > _in_sample_threshold(predictor, calibration))
+    cross_fitted = np.mean(scores > predictor.threshold_)
+    nominal = predictor.contamination
+    assert abs(cross_fitted - nominal) < abs(in_sample - nominal)
+    assert cross_fitted <= 2 * nominal                        # the issue's target, here 7.5 %
+
+
+def test_the_final_state_is_fitted_on_every_calibration_log(recalibrated):
+    predictor, calibration, _ = recalibrated
+    tails = predictor.calibration_logs(calibration)
+    maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in tails]
+    state = state_from_maps(predictor, tails, maps, predictor.scoring_.smooth)
+    np.testing.assert_allclose(predictor.scoring_.context_prior.counts_, state.context_prior.counts_)
+    for mine, full in zip(predictor.scoring_.frame_scorer.tails_, state.frame_scorer.tails_):
+        np.testing.assert_allclose(mine.knots_, full.knots_)
