@@ -19,6 +19,7 @@ from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
 from driving.guard import (fit_input_profile, input_warnings, log_differences, mask_classes,
                            predictable_classes)
+from driving.model.bundle import BUNDLE_VERSION
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import (CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED,
                             list_logs, read_log, write_log)
@@ -176,6 +177,6 @@ def test_a_bundle_without_the_profile_is_refused_with_retrain(demo_run, tmp_path
     del config["config"]["input_profile"]
     config["format_version"] = 2                    # what bundles before the guard held
     (model / "config.json").write_text(json.dumps(config))
-    with pytest.raises(BundleError, match="format 2 is older than this unmask reads \\(3\\); "
-                                          "retrain it"):
+    with pytest.raises(BundleError, match=f"format 2 is older than this unmask reads "
+                                          f"\\({BUNDLE_VERSION}\\); retrain it"):
         OcclusionPredictor.load(model)
