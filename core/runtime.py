@@ -83,7 +83,8 @@ def free_cpus() -> int:
 
     Two threads on two busy CPUs meet at every parallel region's barrier, each waiting for the
     other's next time slice: beside busy processes (load ~13 on 2 CPUs) the tiny medical demo
-    trained in 527 s with two threads, 66 s with one (bench/README.md, "CI under load").
+    trained in 92 s with two threads (waiting passively), 62 s with one (bench/README.md,
+    "CI under load").
     Busy threads outside this process's affinity count too: fewer threads, never more.
     """
     return max(1, usable_cpus() - busy_elsewhere())
@@ -113,8 +114,9 @@ def limit_thread_env(num_threads: int | None = None) -> int:
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(num_threads)
     # OpenMP threads that finish a parallel region first sleep instead of spinning for the
-    # others: spinning burnt 6.7x the CPU of passive waiting in a tiny 3-D training beside busy
-    # processes, time taken from the thread being waited for (bench/README.md, "CI under load").
+    # others: beside busy processes the spinning took the CPU from the thread being waited for
+    # (the tiny medical demo: 600+ s with two spinning threads, 92 s with two passive ones;
+    # bench/README.md, "CI under load").
     os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
     numba = sys.modules.get("numba")
     if numba is not None:
