@@ -33,6 +33,9 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                    "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+WAIT_POLICY = "PASSIVE"  # OMP_WAIT_POLICY unless the caller chose one
+PROC_LOADAVG = "/proc/loadavg"  # "0.52 0.58 0.59 3/467 12345": 3 threads runnable now
+RUNNABLE_LOOKS = 3
 
 
 def _cgroup_cpus() -> int | None:
@@ -60,20 +63,49 @@ def usable_cpus() -> int:
     return max(1, min(cpus, quota) if quota else cpus)
 
 
+def busy_elsewhere() -> int:
+    """Threads other than the caller running or waiting for a CPU right now, machine-wide
+    (``/proc/loadavg``'s running count, the fewest of a few looks so a passing process does
+    not count); 0 where the kernel does not say."""
+    counts = []
+    for _ in range(RUNNABLE_LOOKS):
+        try:
+            running = Path(PROC_LOADAVG).read_text().split()[3].split("/")[0]
+        except (OSError, IndexError):
+            return 0
+        counts.append(int(running) - 1)  # the caller is running while it reads
+        time.sleep(0.001)
+    return max(0, min(counts))
+
+
+def free_cpus() -> int:
+    """The usable CPUs no other thread is busy on (at least 1).
+
+    Two threads on two busy CPUs meet at every parallel region's barrier, each waiting for the
+    other's next time slice: beside busy processes (load ~13 on 2 CPUs) the tiny medical demo
+    trained in 92 s with two threads (waiting passively), 62 s with one (bench/README.md,
+    "CI under load").
+    Busy threads outside this process's affinity count too: fewer threads, never more.
+    """
+    return max(1, usable_cpus() - busy_elsewhere())
+
+
 def default_threads() -> int:
-    """``UNMASK_NUM_THREADS``, else ``min(2, usable_cpus())`` shared among the workers a
+    """``UNMASK_NUM_THREADS``, else ``min(2, free_cpus())`` shared among the workers a
     launcher started on this machine (``LOCAL_WORLD_SIZE``): the thread count for torch,
-    numba, OpenMP/BLAS and DuckDB alike (one or two threads win on shared CPUs)."""
+    numba, OpenMP/BLAS and DuckDB alike (one or two threads win on shared CPUs; one where
+    the CPUs are busy, looked at when a command or a fit starts)."""
     env = os.environ.get("UNMASK_NUM_THREADS")
     if env:
         return max(1, int(env))
     workers = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
-    return max(1, min(2, usable_cpus() // max(1, workers)))
+    return max(1, min(2, free_cpus() // max(1, workers)))
 
 
 def limit_thread_env(num_threads: int | None = None) -> int:
     """Set the thread variables OpenMP, MKL, OpenBLAS and numba read when they start their
-    pools; call it before importing them (at a command's start, in a child's first line).
+    pools, and OpenMP's passive wait policy; call it before importing them (at a command's
+    start, in a child's first line).
 
     Returns:
         The thread count written.
@@ -81,6 +113,11 @@ def limit_thread_env(num_threads: int | None = None) -> int:
     num_threads = max(1, num_threads or default_threads())
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(num_threads)
+    # OpenMP threads that finish a parallel region first sleep instead of spinning for the
+    # others: beside busy processes the spinning took the CPU from the thread being waited for
+    # (the tiny medical demo: 600+ s with two spinning threads, 92 s with two passive ones;
+    # bench/README.md, "CI under load").
+    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
     numba = sys.modules.get("numba")
     if numba is not None:
         # numba re-reads its variable at every compile and refuses a new pool size once its

@@ -1,14 +1,17 @@
 """One thread budget (core.runtime): the CPUs this process may use, not the machine's."""
 from __future__ import annotations
 
+import itertools
 import os
+import subprocess
 import sys
 
 import pytest
 import torch
 
 import core.runtime as runtime
-from core.runtime import THREAD_ENV_VARS, configure_threads, default_threads, usable_cpus
+from core.runtime import (THREAD_ENV_VARS, configure_threads, default_threads, limit_thread_env,
+                          usable_cpus)
 from finance.schema import connect
 
 @pytest.fixture
@@ -16,12 +19,19 @@ def budget(monkeypatch, tmp_path):
     """No UNMASK_NUM_THREADS, no cgroup quota, thread env vars restored afterwards, and
     torch's thread count put back."""
     monkeypatch.delenv("UNMASK_NUM_THREADS", raising=False)
-    for name in THREAD_ENV_VARS:
+    for name in (*THREAD_ENV_VARS, "OMP_WAIT_POLICY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(runtime, "CGROUP_CPU_MAX", str(tmp_path / "absent"))
+    _loadavg(monkeypatch, tmp_path, running=1)  # idle CPUs, whatever else this machine runs
     before = torch.get_num_threads()
     yield monkeypatch, tmp_path
     torch.set_num_threads(before)
+
+def _loadavg(monkeypatch, tmp_path, running: int) -> None:
+    """``/proc/loadavg`` saying ``running`` threads are runnable (the reader among them)."""
+    (tmp_path / "loadavg").write_text(f"3.10 2.50 1.90 {running}/412 12345\n")
+    monkeypatch.setattr(runtime, "PROC_LOADAVG", str(tmp_path / "loadavg"))
+
 
 def _pool_env() -> set[str]:
     """The thread variables written, but numba's once numba is loaded (it keeps its pool's
@@ -109,3 +119,53 @@ def test_a_running_numba_pool_is_capped_not_resized(budget):
 
     assert twice(21) == 42  # compiling reloads numba's config: raised before
     assert numba.get_num_threads() <= started
+
+
+@pytest.mark.parametrize("running, threads", [
+    (1, 2),    # only the caller: both CPUs
+    (2, 1),    # one other busy thread: one CPU left
+    (3, 1),    # two spinners on two CPUs: still one thread, never none
+    (40, 1)])
+def test_busy_cpus_leave_fewer_threads(budget, running, threads):
+    monkeypatch, tmp_path = budget
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    _loadavg(monkeypatch, tmp_path, running)
+    assert default_threads() == threads
+    assert configure_threads() == threads and torch.get_num_threads() == threads
+    assert _pool_env() == {str(threads)}
+
+
+def test_a_passing_process_does_not_take_a_thread_away(budget):
+    """The fewest runnable threads of a few looks: one look catching a short-lived process
+    must not halve the budget."""
+    monkeypatch, tmp_path = budget
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    looks = itertools.cycle(["0 0 0 2/9 1", "0 0 0 1/9 1", "0 0 0 3/9 1"])
+    monkeypatch.setattr(runtime.Path, "read_text",
+                        lambda self: next(looks) if str(self) == runtime.PROC_LOADAVG else "")
+    assert runtime.busy_elsewhere() == 0 and default_threads() == 2
+
+
+def test_without_proc_loadavg_the_usable_cpus_decide(budget):
+    monkeypatch, tmp_path = budget
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(runtime, "PROC_LOADAVG", str(tmp_path / "absent"))
+    assert runtime.busy_elsewhere() == 0 and default_threads() == 2
+
+
+def test_openmp_threads_sleep_rather_than_spin_unless_told(budget):
+    """A spinning OpenMP thread takes the CPU from the one it waits for on busy cores."""
+    monkeypatch, _ = budget
+    limit_thread_env(2)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the caller's choice is kept
+    limit_thread_env(2)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_a_child_started_after_the_budget_gets_passive_openmp(budget):
+    """What torch's OpenMP runtime reads when a command's child process loads it."""
+    limit_thread_env(1)
+    code = "import os; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('OMP_NUM_THREADS'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["PASSIVE", "1"]

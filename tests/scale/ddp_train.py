@@ -1,6 +1,7 @@
 """Trains a tiny model with core.training.fit; run under torchrun by test_torchrun.py."""
 import json
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -23,7 +24,8 @@ class Toy(nn.Module):
         return ((self.net(x) - x) ** 2).mean()
 
 
-def main(out_dir: str, mode: str) -> None:
+def train(out_dir: str, mode: str) -> None:
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # both ranks write here
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(512, 6, generator=gen)
     model = Toy()
@@ -42,6 +44,14 @@ def main(out_dir: str, mode: str) -> None:
     with open(f"{out_dir}/rank{rank}.json", "w") as f:
         json.dump({"world": size, "weights": weights, "train_loss": history.train_loss}, f)
     save_bundle(f"{out_dir}/bundle", "toy", {"world": size}, dict(model.state_dict()))
+
+
+def main(out_dir: str, modes: str) -> None:
+    """Train once per mode (comma-separated), each into ``out_dir/<mode>``: one launch covers
+    them all (a torchrun launch costs three interpreters importing torch), and the second
+    fit reuses the process group the first one started."""
+    for mode in modes.split(","):
+        train(f"{out_dir}/{mode}", mode)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 """Per-vertical batch scorers (pure functions over items) on both core.scale engines."""
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -63,8 +65,9 @@ def medical_run(tmp_path_factory):
     train = simulate_dataset(root / "train", 4, lesions=False, seed=0, shape=(32, 32, 16))
     test = simulate_dataset(root / "test", 3, lesions=True, seed=1, shape=(32, 32, 16))
     pretrain_config, segment_config = preset("tiny")
-    pretrain(train, root / "pretrained", pretrain_config)
-    train_segmenter(train, root / "ct", root / "pretrained", 2, segment_config)
+    # The tests compare two ways of scoring one model, not its quality: a few epochs do.
+    pretrain(train, root / "pretrained", replace(pretrain_config, max_epochs=3))
+    train_segmenter(train, root / "ct", root / "pretrained", 2, replace(segment_config, max_epochs=2))
     return infer(root / "ct", test, root / "run", shap_evals=0), root / "ct", test
 
 

@@ -7,34 +7,42 @@ from pathlib import Path
 
 import pytest
 
+from driving.demo import sim_config
+from driving.sim.simulator import simulate_logs
+from finance.simulator import SimulatorConfig, simulate_to_parquet
+
 HERE = Path(__file__).parent
 
 
-def _torchrun(nproc: int, out: Path, mode: str = "call") -> subprocess.CompletedProcess:
+def _torchrun(nproc: int, out: Path, modes: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", UNMASK_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", str(HERE / "ddp_train.py"), str(out), mode]
+           f"--nproc_per_node={nproc}", str(HERE / "ddp_train.py"), str(out), modes]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
 
 
+MODES = ("call", "method")  # "method": the loss calls a model method, not forward
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["call", "method"])
-def test_two_processes_train_in_lockstep_and_only_rank0_writes(tmp_path, mode):
-    # "method": the loss calls a model method, not forward; gradients must still sync.
-    proc = _torchrun(2, tmp_path, mode)
+def test_two_processes_train_in_lockstep_and_only_rank0_writes(tmp_path):
+    # Both modes in one launch (one fit after the other); gradients must sync in each.
+    proc = _torchrun(2, tmp_path, ",".join(MODES))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rank0 = json.loads((tmp_path / "rank0.json").read_text())
-    rank1 = json.loads((tmp_path / "rank1.json").read_text())
-    assert rank0["world"] == rank1["world"] == 2
-    # DDP all-reduces gradients, so both replicas hold identical weights after training.
-    assert rank0["weights"] == rank1["weights"]
-    # The all-reduced epoch losses agree across ranks, and training made progress.
-    assert rank0["train_loss"] == rank1["train_loss"]
-    assert rank0["train_loss"][-1] < rank0["train_loss"][0]
-    # Rank-0-only outputs: one checkpoint, one bundle, no temporary leftovers.
-    assert (tmp_path / "ckpt" / "best.safetensors").is_file()
-    assert (tmp_path / "bundle" / "config.json").is_file()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(MODES)
+    for out in (tmp_path / mode for mode in MODES):
+        rank0 = json.loads((out / "rank0.json").read_text())
+        rank1 = json.loads((out / "rank1.json").read_text())
+        assert rank0["world"] == rank1["world"] == 2
+        # DDP all-reduces gradients, so both replicas hold identical weights after training.
+        assert rank0["weights"] == rank1["weights"], out.name
+        # The all-reduced epoch losses agree across ranks, and training made progress.
+        assert rank0["train_loss"] == rank1["train_loss"], out.name
+        assert rank0["train_loss"][-1] < rank0["train_loss"][0], out.name
+        # Rank-0-only outputs: one checkpoint, one bundle, no temporary leftovers.
+        assert (out / "ckpt" / "best.safetensors").is_file()
+        assert (out / "bundle" / "config.json").is_file()
+        assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def _unmask(*args, nproc: int | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -51,9 +59,8 @@ def _unmask(*args, nproc: int | None = None, timeout: int = 300) -> subprocess.C
 def test_finance_train_runs_unchanged_under_torchrun(tmp_path):
     pytest.importorskip("duckdb")
     data, model = tmp_path / "tx.parquet", tmp_path / "model"
-    sim = _unmask("finance", "simulate", "--customers", "60", "--terminals", "120", "--days", "21",
-                  "--out", str(data))
-    assert sim.returncode == 0, sim.stderr[-2000:]
+    # Simulated in this process: the launch under torchrun is what is tested.
+    simulate_to_parquet(data, SimulatorConfig(n_customers=60, n_terminals=120, n_days=21, seed=0))
     proc = _unmask("finance", "train", "--data", str(data), "--out", str(model), "--max-steps", "40",
                    nproc=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -68,9 +75,7 @@ def test_finance_train_runs_unchanged_under_torchrun(tmp_path):
 @pytest.mark.slow
 def test_driving_train_runs_unchanged_under_torchrun(tmp_path):
     logs, model = tmp_path / "logs", tmp_path / "model"
-    sim = _unmask("driving", "simulate", "--logs", "2", "--frames", "40", "--grid", "64",
-                  "--out", str(logs))
-    assert sim.returncode == 0, sim.stderr[-2000:]
+    simulate_logs(logs, 2, 40, seed=0, config=sim_config("tiny"))
     # --log-dir: torchrun's own parser would read --logs as an abbreviation of --logs-specs.
     proc = _unmask("driving", "train", "--log-dir", str(logs), "--out", str(model), "--epochs", "2",
                    "--steps-per-epoch", "3", nproc=2)
@@ -83,9 +88,10 @@ def test_driving_train_runs_unchanged_under_torchrun(tmp_path):
 @pytest.mark.slow
 def test_medical_pretrain_runs_unchanged_under_torchrun(tmp_path):
     pytest.importorskip("monai")
+    from medical.phantom import simulate_dataset  # lazy: MONAI, an optional dependency
+
     data, model = tmp_path / "ct", tmp_path / "pretrained"
-    sim = _unmask("medical", "simulate", "--cases", "4", "--shape", "32,32,16", "--out", str(data))
-    assert sim.returncode == 0, sim.stderr[-2000:]
+    simulate_dataset(data, 4, lesions=False, seed=0, shape=(32, 32, 16))
     proc = _unmask("medical", "pretrain", "--data", str(data), "--out", str(model), "--preset", "tiny",
                    "--epochs", "2", nproc=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
