@@ -21,12 +21,15 @@ from .sim.simulator import SimConfig, simulate_logs
 from .sim.world import WorldConfig
 
 SIZES = {
+    # The alert threshold is cross-fitted (each training log scored by a state fitted on the
+    # others), so a demo needs about five training logs: with three, each fold's state saw
+    # two logs and the tiny demo flagged nothing.
     # grid cells per side, sensor range (m), replayed logs, training logs, frames per log,
     # training epochs, steps per epoch (None = all), batch, network widths, history offsets,
     # frames explained with region SHAP and the SHAP evaluations each
     "tiny": dict(grid=64, range_m=20.0, logs=3, train_logs=3, frames=80, epochs=6, steps=None,
                  batch=16, widths=(8, 16, 32), history=(2, 5), top_frames=2, shap_evals=80),
-    "small": dict(grid=128, range_m=35.0, logs=3, train_logs=3, frames=150, epochs=2, steps=15,
+    "small": dict(grid=128, range_m=35.0, logs=3, train_logs=5, frames=150, epochs=2, steps=15,
                   batch=32, widths=(16, 32, 64), history=(2, 5, 10), top_frames=3,
                   shap_evals=120),
 }
