@@ -11,7 +11,6 @@ The folder is published atomically: one that exists is complete.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 from core.io import atomic_path
 from finance.sql import literal
 
-from .run_stats import fingerprint
+from .run_stats import cache_entry, fingerprint
 
 # ~64 k rows a bucket keeps a lookup at one small footer and one or two row groups; one file
 # of a 10 M-row run would instead have a 600-group footer to parse on every read.
@@ -36,9 +35,8 @@ def index_path(scores_path, kind: str, sources) -> Path:
     """The folder of the run's ``kind`` index built from ``sources`` (paths; None skipped)."""
     import duckdb  # lazy: the finance extra
 
-    key = [VERSION, duckdb.__version__, kind, [fingerprint(s) for s in sources if s]]
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
-    return Path(scores_path).parent / "cache" / f"{kind}-{digest}"
+    return cache_entry(scores_path, kind,
+                       [VERSION, duckdb.__version__, kind, [fingerprint(s) for s in sources if s]])
 
 
 def write_buckets(con, path: Path, query: str, params: list, key: str, rows: int,

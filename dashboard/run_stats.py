@@ -28,12 +28,18 @@ def fingerprint(path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+def cache_entry(anchor, kind: str, key) -> Path:
+    """``cache/<kind>-<digest>`` beside ``anchor`` (a run output); the digest hashes ``key``
+    (JSON-ready: the sources' fingerprints and whatever else the entry depends on)."""
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
+    return Path(anchor).parent / "cache" / f"{kind}-{digest}"
+
+
 def stats_path(anchor, kind: str, sources, key=None) -> Path:
     """``cache/<kind>-<digest>.json`` beside ``anchor`` (a run output), keyed by ``sources``
     and ``key`` (anything JSON-ready the statistics also depend on)."""
-    key = [VERSION, kind, [fingerprint(s) for s in sources], key]
-    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
-    return Path(anchor).parent / "cache" / f"{kind}-{digest}.json"
+    entry = cache_entry(anchor, kind, [VERSION, kind, [fingerprint(s) for s in sources], key])
+    return entry.with_name(entry.name + ".json")
 
 
 def cached(anchor, kind: str, compute, sources=None, key=None) -> dict:

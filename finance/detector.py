@@ -211,7 +211,7 @@ class FinanceModel(Estimator):
         """Per-feature terms ``(n, d_detector)`` before the floors: each detector component's
         (``network``, ``knn``, ...) and the right tails' (``tails``)."""
         matrix = self._matrix(features, self.detector_features_)
-        return {**component_errors(self.detector_, matrix),
+        return {**self.detector_.component_errors(matrix),
                 "tails": self.tails_.feature_scores(matrix.to_numpy())}
 
     def _parts(self, cells: dict) -> dict:
@@ -360,24 +360,6 @@ class FinanceModel(Estimator):
         model.expected_score_ = state["expected_score"]
         model.reference_ = state.get("reference")
         return model
-
-
-def component_errors(detector: TabularDetector, matrix: pd.DataFrame) -> dict:
-    """Per-feature errors ``(n, d)`` of each of the detector's components (``network``,
-    ``knn``, ...), scaled and weighed as in ``feature_errors``, which is their sum.
-
-    Why not ``feature_errors``: the floors apply to the network's cells alone, and core's
-    public method returns the components already summed; this reads them one by one through
-    the detector's own per-component path (same order, same scaling).
-    """
-    table = detector._transform(matrix)
-    out = {}
-    for name, errors in detector._column_errors(table).items():
-        ordered = np.empty_like(errors)                        # (n, d) in input column order
-        ordered[:, detector._column_order] = (detector._weight(name) * errors
-                                              / detector.component_stats_[name]["scale"])
-        out[name] = ordered
-    return out
 
 
 def _enough(labelled: pd.DataFrame, head_config) -> bool:

@@ -375,16 +375,24 @@ class TabularDetector(PyODOutputsMixin, Estimator, BaseEstimator):
             ``(n, n_features_in_)``: a DataFrame with the column names when fitted on a
             DataFrame, else a numpy array.
         """
-        self._check_fitted()
-        table = self._transform(X)
-        errors = sum(self._weight(k) * v / self.component_stats_[k]["scale"]
-                     for k, v in self._column_errors(table).items())
-        ordered = np.empty_like(errors)
-        ordered[:, self._column_order] = errors
+        ordered = sum(self.component_errors(X).values())
         if self.preprocessor_.has_names_:
             index = X.index if isinstance(X, pd.DataFrame) else None
             return pd.DataFrame(ordered, columns=self.preprocessor_.columns_, index=index)
         return ordered
+
+    def component_errors(self, X) -> dict:
+        """Per-input-column errors ``(n, n_features_in_)`` of each component (``network``,
+        ``knn``, ...), scaled and weighed as in :meth:`feature_errors`, which is their sum
+        (for callers that treat the components apart, e.g. finance's per-feature floors)."""
+        self._check_fitted()
+        out = {}
+        for name, errors in self._column_errors(self._transform(X)).items():
+            ordered = np.empty_like(errors)                    # input column order
+            ordered[:, self._column_order] = (self._weight(name) * errors
+                                              / self.component_stats_[name]["scale"])
+            out[name] = ordered
+        return out
 
     @property
     def feature_errors_offset_(self) -> float:
