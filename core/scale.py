@@ -30,7 +30,7 @@ from typing import Callable
 
 from .errors import DataValidationError
 from .io import atomic_path
-from .runtime import configure_threads
+from .runtime import configure_threads, usable_cpus
 
 BatchFn = Callable[["object"], "object"]  # pyarrow.Table -> pyarrow.Table
 ENGINES = ("local", "ray")
@@ -84,7 +84,8 @@ class _ScorerActor:
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None):
-    """Join a cluster at ``address`` or start a small local Ray (no dashboard)."""
+    """Join a cluster at ``address`` or start a small local Ray (no dashboard) over the CPUs this
+    process may use (its affinity and cgroup quota, not the machine's count)."""
     import ray
 
     if not ray.is_initialized():
@@ -93,7 +94,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+            ray.init(num_cpus=num_cpus or usable_cpus(), **kwargs)
     return ray
 
 

@@ -12,6 +12,7 @@ import torch
 import core.runtime as runtime
 from core.runtime import (THREAD_ENV_VARS, configure_threads, default_threads, limit_thread_env,
                           usable_cpus)
+from core.scale import init_ray
 from finance.schema import connect
 
 @pytest.fixture
@@ -169,3 +170,15 @@ def test_a_child_started_after_the_budget_gets_passive_openmp(budget):
     code = "import os; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('OMP_NUM_THREADS'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["PASSIVE", "1"]
+
+
+def test_a_local_ray_starts_on_the_cpus_this_process_may_use(budget):
+    ray = pytest.importorskip("ray")
+    monkeypatch, _ = budget
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    started = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: started.update(kwargs))
+    init_ray()
+    assert started["num_cpus"] == 3
