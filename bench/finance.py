@@ -51,6 +51,7 @@ import pandas as pd
 
 from bench.finance_uncertainty import over_seeds, paired_bootstrap
 from core.io import write_text_atomic
+from core.metrics import auprc, auroc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,8 +187,6 @@ def _metrics(truth: pd.DataFrame, score: np.ndarray) -> dict:
     """AUROC, AP; per pattern: recall among the top 1 % of the test week, recall among the
     top K (K = the number of test frauds) and the AUROC of that pattern's frauds against
     the legitimate purchases (where a method loses, not only whether)."""
-    from core.metrics import auprc, auroc
-
     y = truth["fraud"].to_numpy()
     pattern = truth["pattern"].to_numpy()
     top = score >= np.quantile(score, 0.99)
@@ -367,7 +366,8 @@ def merge_fresh(paths, out: Path) -> dict:
     return report
 
 
-# Where a saved run's seed sits in the committed file: (world's files in a workdir, blocks).
+# A saved run's files in a work directory ("own_scores_3.parquet") -> the committed blocks
+# that may hold its seed.
 _SAVED_RUNS = {"own": ("own_simulator", "own_simulator_fresh"), "world2": ("world2_held_out",)}
 
 
@@ -381,8 +381,6 @@ def _committed_run(report: dict, name: str, seed: int) -> dict:
 
 def _check_reproduced(name: str, seed: int, run: dict, test: pd.DataFrame, unmask, forest) -> None:
     """The refitted forest and the saved unmask scores must give the committed numbers exactly."""
-    from core.metrics import auprc, auroc
-
     y = test["fraud"].to_numpy()
     for method, score in (("unmask", unmask), ("isolation_forest_plain7", forest)):
         committed = run["results"][method]
