@@ -28,6 +28,7 @@ Usage::
     python -m bench.finance --worlds --only own --seed 2 --world-seeds   # one world, one seed (development)
     python -m bench.finance --worlds --only own --seed 3 --world-seeds --workdir W3   # a fresh seed, then
     python -m bench.finance --merge-fresh W3/finance_worlds_own.json ...   # into the committed file, apart
+    python -m bench.finance --uncertainty-only W W3 ...     # bootstrap intervals from saved runs, no training
     python -m bench.finance                                   # handbook scale
     python -m bench.finance --customers 500 --days 90         # quick iteration
     python -m bench.finance --scale-rows 10000000             # + out-of-core measurement
@@ -48,7 +49,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.finance_uncertainty import over_seeds, paired_bootstrap
 from core.io import write_text_atomic
+from core.metrics import auprc, auroc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,8 +187,6 @@ def _metrics(truth: pd.DataFrame, score: np.ndarray) -> dict:
     """AUROC, AP; per pattern: recall among the top 1 % of the test week, recall among the
     top K (K = the number of test frauds) and the AUROC of that pattern's frauds against
     the legitimate purchases (where a method loses, not only whether)."""
-    from core.metrics import auprc, auroc
-
     y = truth["fraud"].to_numpy()
     pattern = truth["pattern"].to_numpy()
     top = score >= np.quantile(score, 0.99)
@@ -204,8 +205,9 @@ def _metrics(truth: pd.DataFrame, score: np.ndarray) -> dict:
             "auroc_per_pattern": per_pattern(lambda m: auroc(m[m | legit].astype(int), score[m | legit]))}
 
 
-def _unmask_scores(name, data, mapping, test_start, work: Path, seed: int, timings: dict) -> pd.Series:
-    """Train through the mapping on the days before ``test_start``, score the file: id -> score."""
+def _train_and_score(name, data, mapping, test_start, work: Path, seed: int, timings: dict) -> None:
+    """Train through the mapping on the days before ``test_start``, score the file into
+    ``work/{name}_scores_{seed}.parquet``."""
     from finance.detector import FinanceModelConfig
     from finance.scoring import score_transactions
     from finance.train import train
@@ -217,7 +219,6 @@ def _unmask_scores(name, data, mapping, test_start, work: Path, seed: int, timin
     t = time.perf_counter()
     score_transactions(model, data, scores, budget=100, max_shap=0)
     timings[f"unmask_score_s_seed{seed}"] = time.perf_counter() - t
-    return pd.read_parquet(scores, columns=["transaction_id", "score"]).set_index("transaction_id")["score"]
 
 
 def _targets(unmask: dict, baseline: dict) -> dict:
@@ -226,29 +227,50 @@ def _targets(unmask: dict, baseline: dict) -> dict:
             "auroc_not_below": bool(unmask["auroc"] >= baseline["auroc"])}
 
 
-def _one_seed(name, data, canonical: pd.DataFrame, mapping, degrees: bool, work: Path, seed: int) -> dict:
-    """Train on the days before the last week, score the last week: unmask and the baseline
-    (model and forest seeded with ``seed``)."""
-    from sklearn.ensemble import IsolationForest
-
+def _split(canonical: pd.DataFrame, degrees: bool):
+    """(test_start, training purchases, test purchases) with the plain features: the last
+    week is the test; refunds are never scored."""
     test_start = canonical["time"].max().normalize() - pd.Timedelta(days=6)
     plain = plain_features(canonical, degrees).merge(canonical[["id", "fraud", "pattern"]], on="id")
-    purchases = plain[plain["amount"] >= 0]                     # refunds are never scored
-    train_rows, test = purchases[purchases["time"] < test_start], purchases[purchases["time"] >= test_start]
-    timings = {}
-    unmask = _unmask_scores(name, data, mapping, test_start, work, seed, timings).reindex(test["id"]).to_numpy()
+    purchases = plain[plain["amount"] >= 0]
+    return test_start, purchases[purchases["time"] < test_start], purchases[purchases["time"] >= test_start]
+
+
+def _forest_scores(train_rows: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
+    """The baseline: IsolationForest(200 trees, random_state=seed, one job) on the plain
+    features -- deterministic, so a saved run's forest can be refitted exactly."""
+    from sklearn.ensemble import IsolationForest
+
+    forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1).fit(train_rows[list(PLAIN_FEATURES)])
+    return -forest.score_samples(test[list(PLAIN_FEATURES)])
+
+
+def _saved_unmask(name: str, work: Path, seed: int, test: pd.DataFrame) -> np.ndarray:
+    """unmask's saved scores of the test purchases, in ``test``'s row order."""
+    scores = pd.read_parquet(work / f"{name}_scores_{seed}.parquet", columns=["transaction_id", "score"])
+    unmask = scores.set_index("transaction_id")["score"].reindex(test["id"]).to_numpy()
     if np.isnan(unmask).any():
         raise RuntimeError(f"{name}: {int(np.isnan(unmask).sum())} test purchases have no unmask score")
+    return unmask
+
+
+def _one_seed(name, data, canonical: pd.DataFrame, mapping, degrees: bool, work: Path, seed: int) -> dict:
+    """Train on the days before the last week, score the last week: unmask and the baseline
+    (model and forest seeded with ``seed``), and how sure their comparison is."""
+    test_start, train_rows, test = _split(canonical, degrees)
+    timings = {}
+    _train_and_score(name, data, mapping, test_start, work, seed, timings)
+    unmask = _saved_unmask(name, work, seed, test)
     t = time.perf_counter()
-    forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1).fit(train_rows[list(PLAIN_FEATURES)])
-    baseline = -forest.score_samples(test[list(PLAIN_FEATURES)])
+    baseline = _forest_scores(train_rows, test, seed)
     timings[f"isolation_forest_s_seed{seed}"] = time.perf_counter() - t
     results = {"unmask": _metrics(test, unmask), "isolation_forest_plain7": _metrics(test, baseline)}
     split = {"train": [str(canonical["time"].min()), str(test_start)], "test_from": str(test_start),
              "train_purchases": int(len(train_rows)), "test_purchases": int(len(test)),
              "test_frauds": int(test["fraud"].sum()), "rows": int(len(canonical)),
              "fraud_rate": float(canonical["fraud"].mean())}
-    return {"split": split, "results": results, "targets": _targets(*results.values()), "timings_s": timings}
+    return {"split": split, "results": results, "targets": _targets(*results.values()),
+            "uncertainty": paired_bootstrap(test["fraud"], unmask, baseline), "timings_s": timings}
 
 
 def _over_seeds(per_seed: dict) -> dict:
@@ -299,6 +321,9 @@ def worlds(args) -> dict:
               "world2_held_out": {"config": WORLD2_FROZEN, "frozen": True, "over_seeds": _over_seeds(held_out),
                                   "per_seed": {str(s): r for s, r in held_out.items()}}
               if held_out else None}
+    for name in ("own_simulator", "world2_held_out"):
+        if report[name]:
+            report[name]["over_seeds_interval"] = over_seeds(report[name]["per_seed"])
     report["total_s"] = time.perf_counter() - start
     report["machine"] = {"cpus": os.cpu_count(), "threads": os.environ.get("UNMASK_NUM_THREADS"),
                          "python": platform.python_version()}
@@ -334,10 +359,83 @@ def merge_fresh(paths, out: Path) -> dict:
         "config": OWN_WORLD, "simulator_seed": "the run's seed",
         "note": (f"fresh seeds, never used for selection (the score was chosen on seeds "
                  f"{list(SELECTION_SEEDS)}); one run per seed, unmask and the forest side by side"),
-        "over_seeds": _over_seeds({int(s): r for s, r in fresh.items()}), "per_seed": fresh}
+        "over_seeds": _over_seeds({int(s): r for s, r in fresh.items()}), "per_seed": fresh,
+        "over_seeds_interval": over_seeds(fresh)}
     write_text_atomic(out, json.dumps(report, indent=2, default=str))
     print("own_simulator_fresh", report["own_simulator_fresh"]["over_seeds"])
     return report
+
+
+# A saved run's files in a work directory ("own_scores_3.parquet") -> the committed blocks
+# that may hold its seed.
+_SAVED_RUNS = {"own": ("own_simulator", "own_simulator_fresh"), "world2": ("world2_held_out",)}
+
+
+def _committed_run(report: dict, name: str, seed: int) -> dict:
+    for block in _SAVED_RUNS[name]:
+        run = ((report.get(block) or {}).get("per_seed") or {}).get(str(seed))
+        if run is not None:
+            return run
+    raise SystemExit(f"{name} seed {seed}: no committed result to attach an interval to")
+
+
+def _check_reproduced(name: str, seed: int, run: dict, test: pd.DataFrame, unmask, forest) -> None:
+    """The refitted forest and the saved unmask scores must give the committed numbers exactly."""
+    y = test["fraud"].to_numpy()
+    for method, score in (("unmask", unmask), ("isolation_forest_plain7", forest)):
+        committed = run["results"][method]
+        now = {"auroc": auroc(y, score), "average_precision": auprc(y, score)}
+        if any(now[k] != committed[k] for k in now) or len(test) != run["split"]["test_purchases"]:
+            raise SystemExit(f"{name} seed {seed}: {method} gives {now} on {len(test)} rows, the committed "
+                             f"file {({k: committed[k] for k in now})} on {run['split']['test_purchases']}")
+
+
+def _saved_interval(name: str, work: Path, seed: int, run: dict) -> dict:
+    canonical = (_own_canonical(work / f"own_{seed}.parquet") if name == "own"
+                 else _world2_canonical(work / "world2.parquet"))
+    _, train_rows, test = _split(canonical, degrees=name == "world2")
+    unmask, forest = _saved_unmask(name, work, seed, test), _forest_scores(train_rows, test, seed)
+    _check_reproduced(name, seed, run, test, unmask, forest)
+    return paired_bootstrap(test["fraud"], unmask, forest)
+
+
+def add_uncertainty(workdirs, out: Path) -> dict:
+    """Attach the paired bootstrap to every committed (world, seed) whose saved run is in
+    ``workdirs`` (unmask's saved test scores; the forest refitted and checked to reproduce
+    the committed numbers exactly), plus the t-intervals over seeds. No retraining, and no
+    existing number changes (checked before the atomic write)."""
+    report = json.loads(out.read_text())
+    before = _without_intervals(report)
+    for work in map(Path, workdirs):
+        for name in _SAVED_RUNS:
+            for path in sorted(work.glob(f"{name}_scores_*.parquet")):
+                seed = int(path.stem.rsplit("_", 1)[1])
+                run = _committed_run(report, name, seed)
+                t = time.perf_counter()
+                run["uncertainty"] = _saved_interval(name, work, seed, run)
+                print(name, seed, f"{time.perf_counter() - t:.0f}s", run["uncertainty"], flush=True)
+    for block in ("own_simulator", "own_simulator_fresh", "world2_held_out"):
+        if report.get(block):
+            report[block]["over_seeds_interval"] = over_seeds(report[block]["per_seed"])
+    own_all = {**(report.get("own_simulator") or {}).get("per_seed", {}),
+               **(report.get("own_simulator_fresh") or {}).get("per_seed", {})}
+    if own_all:   # selection and fresh seeds together: every draw of our simulator
+        report["own_all_seeds_interval"] = over_seeds(own_all)
+    if _without_intervals(report) != before:
+        raise SystemExit("internal error: adding intervals would change a committed number; nothing written")
+    write_text_atomic(out, json.dumps(report, indent=2, default=str))
+    return report
+
+
+def _without_intervals(report: dict) -> str:
+    """The report as it was before any interval was added (for the no-change check)."""
+    copy = json.loads(json.dumps(report))
+    copy.pop("own_all_seeds_interval", None)
+    for block in ("own_simulator", "own_simulator_fresh", "world2_held_out"):
+        (copy.get(block) or {}).pop("over_seeds_interval", None)
+        for run in ((copy.get(block) or {}).get("per_seed") or {}).values():
+            run.pop("uncertainty", None)
+    return json.dumps(copy, sort_keys=True)
 
 
 def main(argv=None) -> dict:
@@ -380,7 +478,14 @@ def main(argv=None) -> dict:
     p.add_argument("--merge-fresh", nargs="+", metavar="FILE", default=None,
                    help="merge these --only own results (seeds outside 0-2) into "
                         "bench/results/finance_worlds.json as fresh seeds, never used for selection")
+    p.add_argument("--uncertainty-only", nargs="+", metavar="WORKDIR", default=None,
+                   help="no training: paired bootstrap intervals for the committed two-world results "
+                        "from these saved --worlds work directories, merged into "
+                        "bench/results/finance_worlds.json")
     args = p.parse_args(argv)
+    if args.uncertainty_only:
+        configure_threads()
+        return add_uncertainty(args.uncertainty_only, ROOT / "bench" / "results" / "finance_worlds.json")
     if args.merge_fresh:
         return merge_fresh(args.merge_fresh, ROOT / "bench" / "results" / "finance_worlds.json")
     configure_threads()
