@@ -124,6 +124,10 @@ def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
     seg_config = segment_config(args, args.finetune_epochs)
     if args.pretrained_lr_scale is not None:
         seg_config = replace(seg_config, pretrained_lr_scale=args.pretrained_lr_scale)
+    if args.transfer is not None:
+        seg_config = replace(seg_config, encoder_only=args.transfer == "encoder")
+    if args.freeze_epochs is not None:
+        seg_config = replace(seg_config, freeze_epochs=args.freeze_epochs)
     test_sets = {"test": find_cases(data / "seg_test"), "heldout": find_cases(data / "seg_heldout")}
     pool = labelled_cases(data / "labelled")
     results = {}
@@ -462,6 +466,12 @@ def main(argv=None):
     parser.add_argument("--finetune-epochs", type=int, default=12)
     parser.add_argument("--pretrained-lr-scale", type=float, default=None,
                         help="learning-rate factor of the pretrained weights (default: preset's)")
+    parser.add_argument("--transfer", choices=["encoder", "full"], default=None,
+                        help="pretrained weights the segmenter starts from (default: preset's)")
+    parser.add_argument("--freeze-epochs", type=int, default=None,
+                        help="fine-tuning epochs with the pretrained weights frozen (default: preset's)")
+    parser.add_argument("--pretext", choices=["inpaint", "genesis"], default=None,
+                        help="pretraining task (default: preset's)")
     parser.add_argument("--samples", type=int, default=32, help="random crops per fine-tuning epoch")
     parser.add_argument("--pretrain-samples", type=int, default=64,
                         help="random crops per pretraining epoch")
@@ -514,7 +524,8 @@ def main(argv=None):
         keep = Path(args.keep)
         result["label_efficiency"] = label_efficiency(args, keep / "data", keep / "pretrained", budgets)
         result["timings_seconds"]["label_efficiency"] = round(time.perf_counter() - t, 1)
-        for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale", "repeats"):
+        for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale", "repeats",
+                    "transfer", "freeze_epochs"):
             result["config"][key] = getattr(args, key)
         result["targets"].update(pretraining_targets(result["label_efficiency"]))
         write_text_atomic(args.out, json.dumps(result, indent=2))
@@ -605,6 +616,8 @@ def main(argv=None):
         pre_config, _ = preset(args.preset, args.seed)
         pre_config = replace(pre_config, max_epochs=args.pretrain_epochs,
                              patience=args.pretrain_epochs, samples_per_epoch=args.pretrain_samples)
+        if args.pretext is not None:
+            pre_config = replace(pre_config, anomaly=replace(pre_config.anomaly, pretext=args.pretext))
         scorer = pretrain(data / "unlabelled", work / "pretrained", pre_config)
         result["pretraining"] = {"cases": len(scorer_training_cases(work / "pretrained")),
                                  "calibration_cases": args.unlabelled - len(scorer_training_cases(work / "pretrained")),
