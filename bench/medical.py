@@ -507,7 +507,7 @@ def main(argv=None):
                         help="pretrained weights the segmenter starts from (default: preset's)")
     parser.add_argument("--freeze-epochs", type=int, default=None,
                         help="fine-tuning epochs with the pretrained weights frozen (default: preset's)")
-    parser.add_argument("--pretext", choices=["inpaint", "genesis"], default=None,
+    parser.add_argument("--pretext", choices=["inpaint", "genesis", "genesis_whole"], default=None,
                         help="pretraining task (default: preset's)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="fine-tune the label-efficiency arms in this many processes")

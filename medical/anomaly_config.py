@@ -21,7 +21,8 @@ class AnomalyConfig:
         pretext: the pretraining task: ``"inpaint"`` (hidden patches only) or
             ``"genesis"`` (also Models Genesis intensity curves, block shuffling and
             out-painting, ``medical.genesis``), which teaches appearance and context that
-            segmentation fine-tuning can reuse.
+            segmentation fine-tuning can reuse; ``"genesis_whole"`` also shows a quarter
+            of the crops whole (nothing hidden), as segmentation does.
         smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
         organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
             z-scores are per organ and need less smoothing (development set, 0.5-1.5).

@@ -33,11 +33,13 @@ class Distortion:
             left alone), or ``None``.
         outpaint_box: ``((lo, hi), ...)`` per axis: the one visible box, or ``None`` (keep
             the in-painting mask).
+        hide_nothing: show the whole (distorted) crop, as segmentation will: nothing hidden.
     """
 
     curve: np.ndarray | None
     shuffle_keys: np.ndarray | None
     outpaint_box: tuple | None
+    hide_nothing: bool = False
 
     @property
     def changes_appearance(self) -> bool:
@@ -86,7 +88,8 @@ def shuffle_blocks(image: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
 
 
 def draw_distortion(rng, shape, p_curve: float = 0.5, p_shuffle: float = 0.5,
-                    p_outpaint: float = 0.5, shuffle_share: float = 0.25) -> Distortion:
+                    p_outpaint: float = 0.5, shuffle_share: float = 0.25,
+                    p_hide_nothing: float = 0.0) -> Distortion:
     """Draw one crop's distortion for spatial ``shape``.
 
     Args:
@@ -95,6 +98,8 @@ def draw_distortion(rng, shape, p_curve: float = 0.5, p_shuffle: float = 0.5,
             the plain picture and the in-painting mask by default: the same network scores
             anomalies on undistorted volumes with the in-painting schedule.
         shuffle_share: share of blocks shuffled when shuffling.
+        p_hide_nothing: probability that nothing is hidden (no painting): the network sees
+            a whole crop, as in segmentation, and restores only the distortions.
     """
     curve = bezier_curve(rng) if rng.random() < p_curve else None
     keys = None
@@ -109,7 +114,9 @@ def draw_distortion(rng, shape, p_curve: float = 0.5, p_shuffle: float = 0.5,
         sides = [max(1, int(round(s * rng.uniform(0.4, 0.7)))) for s in shape]
         lows = [int(rng.integers(0, s - side + 1)) for s, side in zip(shape, sides)]
         box = tuple((lo, lo + side) for lo, side in zip(lows, sides))
-    return Distortion(curve, keys, box)
+    # drawn only when asked for, so the other draws do not depend on p_hide_nothing = 0
+    hide_nothing = box is None and p_hide_nothing > 0 and rng.random() < p_hide_nothing
+    return Distortion(curve, keys, box, hide_nothing)
 
 
 def apply_distortion(image: torch.Tensor, draw: Distortion) -> torch.Tensor:

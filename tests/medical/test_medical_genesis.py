@@ -12,7 +12,8 @@ from medical.genesis import (SHUFFLE_BLOCK, apply_curve, bezier_curve, draw_dist
                              shuffle_blocks)
 from medical.presets import preset
 from medical.pretrain import pretrain
-from medical.reconstruction import LOG_VAR_RANGE, context_baseline, reconstruction_loss
+from medical.reconstruction import (LOG_VAR_RANGE, context_baseline, distort_batch,
+                                     reconstruction_loss)
 
 
 def test_block_shuffle_moves_voxels_only_within_their_block():
@@ -75,14 +76,23 @@ def _loss(pretext, model, image, seed):
 
 def test_genesis_loss_asks_for_the_original_volume_everywhere_it_was_distorted():
     image = torch.rand(2, 1, 8, 8, 4)
-    seeds = range(6)  # several draws: curves, shuffles, out-painting
-    # the loss is at its floor (0: zero error at the smallest variance) only for the original
-    for seed in seeds:
-        assert _loss("genesis", _Restorer(image), image, seed) < 1e-5
-    # copying the visible voxels is enough for in-painting, not once they are distorted
+    seeds = range(6)  # several draws: curves, shuffles, out-painting, whole crops
     copier = _Restorer(image, copy_visible=True)
+    # copying the visible voxels is enough for in-painting, not once they are distorted
     assert max(_loss("inpaint", copier, image, seed) for seed in seeds) < 1e-5
-    assert max(_loss("genesis", copier, image, seed) for seed in seeds) > 1e-3
+    for pretext in ("genesis", "genesis_whole"):
+        # the loss is at its floor (0: no error, smallest variance) only for the original
+        assert max(_loss(pretext, _Restorer(image), image, seed) for seed in seeds) < 1e-5
+        assert max(_loss(pretext, copier, image, seed) for seed in seeds) > 1e-3
+
+
+def test_whole_crops_hide_nothing():
+    draw = draw_distortion(np.random.default_rng(0), (8, 8, 4), p_outpaint=0.0, p_hide_nothing=1.0)
+    assert draw.hide_nothing and draw.outpaint_box is None
+    image, hidden = torch.rand(1, 1, 8, 8, 4), torch.ones(1, 1, 8, 8, 4)
+    _, mask, _ = distort_batch(image, hidden, np.random.default_rng(0), p_outpaint=0.0,
+                               p_hide_nothing=1.0)
+    assert float(mask.sum()) == 0.0
 
 
 def test_pretext_is_saved_with_the_pretrained_bundle(tiny_data, tmp_path):
