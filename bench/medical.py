@@ -117,8 +117,6 @@ def efficiency_config(args):
         config = replace(config, pretrained_lr_scale=args.pretrained_lr_scale)
     if args.transfer is not None:
         config = replace(config, encoder_only=args.transfer == "encoder")
-    if args.freeze_epochs is not None:
-        config = replace(config, freeze_epochs=args.freeze_epochs)
     return config
 
 
@@ -505,8 +503,6 @@ def main(argv=None):
                         help="learning-rate factor of the pretrained weights (default: preset's)")
     parser.add_argument("--transfer", choices=["encoder", "full"], default=None,
                         help="pretrained weights the segmenter starts from (default: preset's)")
-    parser.add_argument("--freeze-epochs", type=int, default=None,
-                        help="fine-tuning epochs with the pretrained weights frozen (default: preset's)")
     parser.add_argument("--pretext", choices=["inpaint", "genesis", "genesis_whole"], default=None,
                         help="pretraining task (default: preset's)")
     parser.add_argument("--jobs", type=int, default=1,
@@ -564,7 +560,7 @@ def main(argv=None):
         result["label_efficiency"] = label_efficiency(args, keep / "data", keep / "pretrained", budgets)
         result["timings_seconds"]["label_efficiency"] = round(time.perf_counter() - t, 1)
         for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale", "repeats",
-                    "transfer", "freeze_epochs", "jobs"):
+                    "transfer", "jobs"):
             result["config"][key] = getattr(args, key)
         result["targets"].update(pretraining_targets(result["label_efficiency"]))
         write_text_atomic(args.out, json.dumps(result, indent=2))

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from core.errors import DataValidationError, NotFittedError
 from core.estimator import Estimator
 from core.io import atomic_path
 from core.runtime import NetworkPlacement, autocast
-from core.training import History, TrainConfig, fit, is_main_process
+from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyScorer
 from .guard import InputReference, body_hu_cdf, ras_extent_mm
@@ -52,11 +52,10 @@ class SegmentConfig:
         intensity_jitter: contrast/brightness augmentation range.
         overlap, sw_batch_size: sliding-window inference.
         pretrained_lr_scale: learning-rate factor for the weights taken from pretraining
-            (the re-initialised output layers keep ``lr``).
+            (the re-initialised layers keep ``lr``): with few labels, full-rate updates
+            overwrite what pretraining learned before the new layers fit (0.3: the only
+            setting of bench/README.md's round-10 trials better than scratch at 2 labels).
         encoder_only: take only the pretrained encoder (down path); the decoder starts fresh.
-        freeze_epochs: first epochs (of ``max_epochs``) that train only the layers not taken
-            from pretraining, so the new output layer fits the pretrained features before
-            their gradients can disturb them (a warm-up; 0: none).
         seed: crops and the loop.
     """
 
@@ -71,9 +70,8 @@ class SegmentConfig:
     intensity_jitter: float = 0.1
     overlap: float = 0.25
     sw_batch_size: int = 4
-    pretrained_lr_scale: float = 1.0
+    pretrained_lr_scale: float = 0.3
     encoder_only: bool = True
-    freeze_epochs: int = 0
     seed: int = 0
 
 
@@ -89,15 +87,6 @@ def dice_ce_loss():
         return criterion(logits, label)
 
     return loss_fn
-
-
-def join_histories(first: History, second: History) -> History:
-    """One history for two consecutive ``fit`` runs (a frozen warm-up, then the rest)."""
-    best = second if second.best_val_loss <= first.best_val_loss else first
-    offset = len(first.train_loss) if best is second else 0
-    return History(first.train_loss + second.train_loss, first.val_loss + second.val_loss,
-                   first.lr + second.lr, best.best_epoch + offset, best.best_val_loss,
-                   second.stopped_early, first.seconds + second.seconds)
 
 
 class Segmenter(NetworkPlacement, Estimator):
@@ -150,17 +139,15 @@ class Segmenter(NetworkPlacement, Estimator):
             progress: bool | None = None):
         """Fine-tune on prepared, labelled cases (``init_state``: pretrained weights), on
         this segmenter's device and precision (:meth:`to`)."""
-        params, fresh, frozen_epochs = None, None, 0
+        params = None
         if init_state is not None:
             copied = transferable_keys(init_state, self.network, config.encoder_only)
             self.transferred_ = transfer_weights(init_state, self.network, config.encoder_only)
-            named = list(self.network.named_parameters())
-            fresh = [p for k, p in named if k not in copied]
-            frozen_epochs = min(config.freeze_epochs, config.max_epochs - 1)
             if config.pretrained_lr_scale != 1.0:
+                named = list(self.network.named_parameters())
                 params = [{"params": [p for k, p in named if k in copied],
                            "lr": config.lr * config.pretrained_lr_scale},
-                          {"params": fresh}]
+                          {"params": [p for k, p in named if k not in copied]}]
         images = [p.image.as_tensor().numpy() for p in prepared]
         labels = [p.label.numpy() for p in prepared]
         roi = self.network_config.roi_size
@@ -168,20 +155,12 @@ class Segmenter(NetworkPlacement, Estimator):
                               seed=config.seed, intensity_jitter=config.intensity_jitter)
         val = CropDataset(images, roi, max(4, config.samples_per_epoch // 8), labels,
                           config.foreground, seed=config.seed + 7, fixed=True)
-        train_config = TrainConfig(max_epochs=config.max_epochs - frozen_epochs,
-                                   batch_size=config.batch_size, lr=config.lr,
-                                   patience=config.patience, seed=config.seed, progress=progress,
-                                   weight_decay=1e-5, device=str(self.device),
-                                   precision=self.precision)
-        warm_up = None
-        if frozen_epochs:  # only the fresh layers are optimised; the pretrained ones stay
-            warm_up = fit(self.network, dataset, dice_ce_loss(),
-                          replace(train_config, max_epochs=frozen_epochs, patience=frozen_epochs),
-                          val_dataset=val, params=fresh)
+        train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
+                                   lr=config.lr, patience=config.patience, seed=config.seed,
+                                   progress=progress, weight_decay=1e-5,
+                                   device=str(self.device), precision=self.precision)
         self.history_ = fit(self.network, dataset, dice_ce_loss(), train_config, val_dataset=val,
                             params=params)
-        if warm_up is not None:
-            self.history_ = join_histories(warm_up, self.history_)
         self.network.eval()
         self.provenance_ = {"training": {
             "cases": [p.case.name for p in prepared], "pretrained": init_state is not None,
