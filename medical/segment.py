@@ -53,8 +53,8 @@ class SegmentConfig:
         overlap, sw_batch_size: sliding-window inference.
         pretrained_lr_scale: learning-rate factor for the weights taken from pretraining
             (the re-initialised layers keep ``lr``): with few labels, full-rate updates
-            overwrite what pretraining learned before the new layers fit (0.3: the only
-            setting of bench/README.md's round-10 trials better than scratch at 2 labels).
+            overwrite what pretraining learned before the new layers fit (0.3: of the
+            recipes compared in bench/README.md, the only one better than scratch at 2 labels).
         encoder_only: take only the pretrained encoder (down path); the decoder starts fresh.
         seed: crops and the loop.
     """
