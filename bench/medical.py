@@ -110,6 +110,41 @@ def label_subsets(n_cases: int, k: int, repeats: int) -> list[list[int]]:
     return out
 
 
+def efficiency_config(args):
+    """The fine-tuning settings of the label-efficiency arms."""
+    config = segment_config(args, args.finetune_epochs)
+    if args.pretrained_lr_scale is not None:
+        config = replace(config, pretrained_lr_scale=args.pretrained_lr_scale)
+    if args.transfer is not None:
+        config = replace(config, encoder_only=args.transfer == "encoder")
+    return config
+
+
+def efficiency_arm(args, data: Path, pretrained, subset: list[int], seed: int,
+                   save_to: Path | None = None) -> dict:
+    """One arm of one label subset: fine-tune on the labelled cases ``subset`` (scratch if
+    ``pretrained`` is ``None``), then organ Dice on the test and held-out sets."""
+    from core.runtime import configure_threads
+    from medical.io import find_cases
+    from medical.segment import labelled_cases, train_segmenter
+
+    configure_threads()  # also in a --jobs worker process
+    pool = labelled_cases(data / "labelled")
+    started = time.perf_counter()
+    segmenter = train_segmenter(data / "labelled", None, pretrained,
+                                config=replace(efficiency_config(args), seed=seed),
+                                cases=[pool[i] for i in subset])
+    out = {"epochs": len(segmenter.history_.train_loss)}
+    for prefix, folder in (("", "seg_test"), ("heldout_", "seg_heldout")):
+        per_organ = organ_dice(segmenter, find_cases(data / folder))
+        out[prefix + "mean_dice"] = float(np.mean(list(per_organ.values())))
+        out[prefix + "dice"] = per_organ
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    if save_to is not None:
+        segmenter.save(save_to)
+    return out
+
+
 def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
     """Organ Dice from scratch vs pretrained per label budget, averaged over label subsets.
 
@@ -117,54 +152,58 @@ def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
     initialisation (3-8 points between subsets here), so each budget is trained on up to
     ``args.repeats`` distinct subsets of the labelled pool (each with its own seed), both
     arms on the same subsets; the reported Dice and gain are means over the subsets.
+    ``args.jobs`` > 1 trains the arms in that many processes (same settings and seeds).
     """
-    from medical.io import find_cases
-    from medical.segment import labelled_cases, train_segmenter
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
-    seg_config = segment_config(args, args.finetune_epochs)
-    if args.pretrained_lr_scale is not None:
-        seg_config = replace(seg_config, pretrained_lr_scale=args.pretrained_lr_scale)
-    test_sets = {"test": find_cases(data / "seg_test"), "heldout": find_cases(data / "seg_heldout")}
-    pool = labelled_cases(data / "labelled")
+    from medical.segment import labelled_cases
+
+    names = [c.name for c in labelled_cases(data / "labelled")]
+    jobs = {}  # (k, r, arm) -> arguments of efficiency_arm
+    for k in budgets:
+        for r, subset in enumerate(label_subsets(len(names), k, args.repeats)):
+            for arm, pretrained in (("scratch", None), ("pretrained", scorer_path)):
+                best = k == max(budgets) and arm == "pretrained" and r == 0
+                jobs[(k, r, arm)] = (args, data, pretrained, subset, args.seed + r,
+                                     data.parent / "segmenter_best" if best else None)
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = {key: pool.submit(efficiency_arm, *job) for key, job in jobs.items()}
+            done = {key: future.result() for key, future in futures.items()}
+    else:
+        done = {key: efficiency_arm(*job) for key, job in jobs.items()}
     results = {}
     for k in budgets:
         runs = []
-        for r, subset in enumerate(label_subsets(len(pool), k, args.repeats)):
-            cases = [pool[i] for i in subset]
-            run = {"cases": [c.name for c in cases]}
-            for arm, pretrained in (("scratch", None), ("pretrained", scorer_path)):
-                started = time.perf_counter()
-                segmenter = train_segmenter(data / "labelled", None, pretrained,
-                                            config=replace(seg_config, seed=args.seed + r),
-                                            cases=cases)
-                run[arm] = {"epochs": len(segmenter.history_.train_loss)}
-                for name, cases_ in test_sets.items():
-                    per_organ = organ_dice(segmenter, cases_)
-                    prefix = "" if name == "test" else "heldout_"
-                    run[arm][prefix + "mean_dice"] = float(np.mean(list(per_organ.values())))
-                    run[arm][prefix + "dice"] = per_organ
-                run[arm]["seconds"] = round(time.perf_counter() - started, 1)
+        for r, subset in enumerate(label_subsets(len(names), k, args.repeats)):
+            run = {"cases": [names[i] for i in subset]}
+            for arm in ("scratch", "pretrained"):
+                run[arm] = done[(k, r, arm)]
                 print(f"labels={k} subset {r} {arm}: mean Dice {run[arm]['mean_dice']:.3f} "
                       f"(held-out {run[arm]['heldout_mean_dice']:.3f})", flush=True)
-                if k == max(budgets) and arm == "pretrained" and r == 0:
-                    segmenter.save(data.parent / "segmenter_best")
             for prefix in ("", "heldout_"):
                 run[prefix + "gain_points"] = 100 * (run["pretrained"][prefix + "mean_dice"]
                                                      - run["scratch"][prefix + "mean_dice"])
             runs.append(run)
-        entry = {}
-        for arm in ("scratch", "pretrained"):
-            entry[arm] = {}
-            for prefix in ("", "heldout_"):
-                organs = runs[0][arm][prefix + "dice"]
-                entry[arm][prefix + "mean_dice"] = float(np.mean([x[arm][prefix + "mean_dice"] for x in runs]))
-                entry[arm][prefix + "dice"] = {o: float(np.mean([x[arm][prefix + "dice"][o] for x in runs]))
-                                               for o in organs}
-        for prefix in ("", "heldout_"):
-            entry[prefix + "gain_points"] = float(np.mean([x[prefix + "gain_points"] for x in runs]))
-        entry["runs"] = runs
-        results[str(k)] = entry
+        results[str(k)] = summarise_runs(runs)
     return results
+
+
+def summarise_runs(runs: list[dict]) -> dict:
+    """Both arms' Dice (mean and per organ) and the gain, averaged over label subsets."""
+    entry = {}
+    for arm in ("scratch", "pretrained"):
+        entry[arm] = {}
+        for prefix in ("", "heldout_"):
+            organs = runs[0][arm][prefix + "dice"]
+            entry[arm][prefix + "mean_dice"] = float(np.mean([x[arm][prefix + "mean_dice"] for x in runs]))
+            entry[arm][prefix + "dice"] = {o: float(np.mean([x[arm][prefix + "dice"][o] for x in runs]))
+                                           for o in organs}
+    for prefix in ("", "heldout_"):
+        entry[prefix + "gain_points"] = float(np.mean([x[prefix + "gain_points"] for x in runs]))
+    entry["runs"] = runs
+    return entry
 
 
 def anomaly_segmenter(args, data: Path, workdir: Path) -> tuple[Path, dict]:
@@ -462,6 +501,12 @@ def main(argv=None):
     parser.add_argument("--finetune-epochs", type=int, default=12)
     parser.add_argument("--pretrained-lr-scale", type=float, default=None,
                         help="learning-rate factor of the pretrained weights (default: preset's)")
+    parser.add_argument("--transfer", choices=["encoder", "full"], default=None,
+                        help="pretrained weights the segmenter starts from (default: preset's)")
+    parser.add_argument("--pretext", choices=["inpaint", "genesis", "genesis_whole"], default=None,
+                        help="pretraining task (default: preset's)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="fine-tune the label-efficiency arms in this many processes")
     parser.add_argument("--samples", type=int, default=32, help="random crops per fine-tuning epoch")
     parser.add_argument("--pretrain-samples", type=int, default=64,
                         help="random crops per pretraining epoch")
@@ -514,7 +559,8 @@ def main(argv=None):
         keep = Path(args.keep)
         result["label_efficiency"] = label_efficiency(args, keep / "data", keep / "pretrained", budgets)
         result["timings_seconds"]["label_efficiency"] = round(time.perf_counter() - t, 1)
-        for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale", "repeats"):
+        for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale", "repeats",
+                    "transfer", "jobs"):
             result["config"][key] = getattr(args, key)
         result["targets"].update(pretraining_targets(result["label_efficiency"]))
         write_text_atomic(args.out, json.dumps(result, indent=2))
@@ -605,6 +651,8 @@ def main(argv=None):
         pre_config, _ = preset(args.preset, args.seed)
         pre_config = replace(pre_config, max_epochs=args.pretrain_epochs,
                              patience=args.pretrain_epochs, samples_per_epoch=args.pretrain_samples)
+        if args.pretext is not None:
+            pre_config = replace(pre_config, anomaly=replace(pre_config.anomaly, pretext=args.pretext))
         scorer = pretrain(data / "unlabelled", work / "pretrained", pre_config)
         result["pretraining"] = {"cases": len(scorer_training_cases(work / "pretrained")),
                                  "calibration_cases": args.unlabelled - len(scorer_training_cases(work / "pretrained")),

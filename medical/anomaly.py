@@ -142,7 +142,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
                                    progress=progress, weight_decay=1e-5,
                                    device=str(self.device), precision=self.precision)
         loss = reconstruction_loss(self.config.masker(), self.config.patch_size,
-                                   self.config.context_sigma)
+                                   self.config.context_sigma, self.config.pretext)
         self.history_ = fit(self.network, dataset, loss, train_config, val_dataset=val)
         self.network.eval()
         self.calibrate(calibration_cases, progress=progress)

@@ -18,6 +18,11 @@ class AnomalyConfig:
     Args:
         patch_size: hidden patch size in voxels (model grid); larger than the lesions.
         mask_ratio: fraction of patches hidden per training crop.
+        pretext: the pretraining task: ``"inpaint"`` (hidden patches only) or
+            ``"genesis"`` (also Models Genesis intensity curves, block shuffling and
+            out-painting, ``medical.genesis``), which teaches appearance and context that
+            segmentation fine-tuning can reuse; ``"genesis_whole"`` also shows a quarter
+            of the crops whole (nothing hidden), as segmentation does.
         smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
         organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
             z-scores are per organ and need less smoothing (development set, 0.5-1.5).
@@ -60,6 +65,7 @@ class AnomalyConfig:
 
     patch_size: tuple[int, int, int] = (8, 8, 6)
     mask_ratio: float = 0.5
+    pretext: str = "inpaint"
     smooth_sigma: float = 1.0
     top_k_ml: float = 1.0
     tissue_hu: tuple[float, float] = (50.0, 240.0)

@@ -109,8 +109,14 @@ def transfer_weights(state: dict, model, encoder_only: bool = False) -> int:
         How many tensors were copied (the output layer differs and is skipped).
     """
     own = model.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
-               and not (encoder_only and is_decoder_key(k))}
+    matched = {k: state[k] for k in transferable_keys(state, model, encoder_only)}
     own.update(matched)
     model.load_state_dict(own)
     return len(matched)
+
+
+def transferable_keys(state: dict, model, encoder_only: bool = False) -> set[str]:
+    """Names of the tensors :func:`transfer_weights` copies from ``state`` into ``model``."""
+    own = model.state_dict()
+    return {k for k, v in state.items() if k in own and own[k].shape == v.shape
+            and not (encoder_only and is_decoder_key(k))}

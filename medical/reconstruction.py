@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import binary_fill_holes
 
+from .genesis import apply_distortion, draw_distortion, outpaint_mask
+
 
 def core_schedule(shape, patch) -> list[tuple[np.ndarray, np.ndarray]]:
     """Fixed ``(hidden, core)`` masks: every voxel lies in the core of a hidden patch once.
@@ -110,13 +112,26 @@ def body_mask(image: np.ndarray) -> np.ndarray:
     return binary_fill_holes(image > 0.05)
 
 
-def reconstruction_loss(masker, patch_size, sigma=None):
+# pretext -> medical.genesis.draw_distortion's probabilities; "genesis_whole" also shows a
+# quarter of the crops whole, as segmentation does (masked crops shift the input statistics)
+GENESIS_VARIANTS = {"genesis": {}, "genesis_whole": {"p_hide_nothing": 0.5}}
+
+
+def reconstruction_loss(masker, patch_size, sigma=None, pretext: str = "inpaint"):
     """``loss_fn`` for ``fit``: MSE over hidden voxels of a random patch mask per crop.
 
     The patch grid gets a random offset per batch: aligned to the crop it would line up
     with the UNet's stride grid, and the network would learn that shortcut and fail on
     windows whose patches are not aligned (sliding-window inference).
+
+    ``pretext="genesis"`` adds the Models Genesis distortions (:mod:`medical.genesis`):
+    per crop, maybe an intensity curve and shuffled blocks on the input, and out-painting
+    instead of the patch mask; the target stays the original crop, over every voxel when
+    the visible ones were distorted (they must be restored too), else over hidden ones.
     """
+    if pretext != "inpaint" and pretext not in GENESIS_VARIANTS:
+        raise ValueError(f"unknown pretext {pretext!r}; choose inpaint or one of "
+                         f"{', '.join(GENESIS_VARIANTS)}")
 
     def loss_fn(model, batch, generator):
         image = batch[0]  # (B, 1, x, y, z)
@@ -126,9 +141,30 @@ def reconstruction_loss(masker, patch_size, sigma=None):
         offset = [int(torch.randint(0, p, (1,), generator=generator)) for p in patch_size]
         window = (slice(None), slice(None)) + tuple(slice(o, o + s) for o, s in zip(offset, spatial))
         hidden = torch.from_numpy(np.ascontiguousarray(big[window], dtype=np.float32)).to(image.device)
+        seen, weight = image, hidden
+        if pretext in GENESIS_VARIANTS:
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            seen, hidden, weight = distort_batch(image, hidden, rng, **GENESIS_VARIANTS[pretext])
         # (B, 2, x, y, z): mean (context baseline + network correction), log variance
-        output = predict_hidden(model, image, hidden, sigma or tuple(p / 2.0 for p in patch_size))
+        output = predict_hidden(model, seen, hidden, sigma or tuple(p / 2.0 for p in patch_size))
         nll = reconstruction_nll(output, image)
-        return (nll * hidden).sum() / hidden.sum().clamp_min(1.0)
+        return (nll * weight).sum() / weight.sum().clamp_min(1.0)
 
     return loss_fn
+
+
+def distort_batch(image: torch.Tensor, hidden: torch.Tensor, rng, **probabilities):
+    """Models Genesis distortions of a batch ``(B, 1, x, y, z)``: the distorted input, the
+    hidden mask (out-painting replaces the patch mask where drawn) and the loss weight."""
+    spatial = tuple(image.shape[2:])
+    seen, masks, weights = [], [], []
+    for crop, mask in zip(image, hidden):  # (1, x, y, z) each
+        draw = draw_distortion(rng, spatial, **probabilities)
+        seen.append(apply_distortion(crop, draw))
+        if draw.outpaint_box is not None:
+            mask = outpaint_mask(spatial, draw.outpaint_box, crop)
+        elif draw.hide_nothing:
+            mask = torch.zeros_like(mask)
+        masks.append(mask)
+        weights.append(torch.ones_like(mask) if draw.changes_appearance else mask)
+    return torch.stack(seen), torch.stack(masks), torch.stack(weights)
