@@ -1,11 +1,11 @@
 """The frame score reads what matters to the ego: its path, not the edge of the range;
-the lead car's braking."""
+how fast the ego closes in on the lead car."""
 import numpy as np
 
 from core.calibration import ScoreCalibration
 from driving.schema import ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, LogMeta
-from driving.scoring.frame_score import (PATH_HALF_WIDTH_M, FrameScorer, lead_braking,
-                                         scored_objects)
+from driving.scoring.frame_score import (CHANNELS, PATH_HALF_WIDTH_M, FrameScorer, lead_closing,
+                                         scored_objects, trend)
 from driving.scoring.surprise import causal_mean
 from driving.warp import cell_offsets
 
@@ -42,14 +42,40 @@ def _following(lead_speed, ego_speed=25.0, start_gap=20.0):
     return np.stack(frames), np.full(len(gap), ego_speed)
 
 
-def test_lead_braking_reads_the_lead_cars_deceleration():
-    steady, speed = _following(np.full(20, 25.0))
-    assert lead_braking(steady, speed, META).max() < 1.5                # cell rounding only
+def _closing(observed):
+    return lead_closing(observed, META).reshape(len(observed), -1).max(1)
+
+
+def test_lead_closing_grows_while_the_lead_brakes_and_stays_low_when_following():
+    steady, _ = _following(np.full(20, 25.0))
+    assert _closing(steady).max() < 0.05                              # cell rounding only
     braking = np.r_[np.full(8, 25.0), 25.0 - 7.0 * 0.2 * np.arange(1, 13)]   # 7 m/s^2
-    observed, speed = _following(braking)
-    decel = lead_braking(observed, speed, META).reshape(len(observed), -1).max(1)
-    assert 4.5 < np.median(decel[11:17]) < 9.5
-    assert (decel[:6] < 1.5).all()
+    observed, _ = _following(braking, start_gap=30.0)
+    closing = _closing(observed)
+    assert (closing[:9] < 0.05).all()
+    assert (np.diff(closing[12:]) > 0).all()                          # the gap shrinks ever faster
+    assert closing[-1] > 0.5                                          # ~15 m/s over ~10 m
+
+
+def test_lead_closing_gives_no_value_when_another_car_cuts_in():
+    lead = _following(np.full(12, 25.0), start_gap=30.0)[0]
+    cut_in = _following(np.full(12, 25.0), start_gap=12.0)[0]
+    observed = np.concatenate([lead[:6], cut_in[6:]])                  # the gap drops 18 m at once
+    assert _closing(observed).max() < 0.05
+
+
+def test_trend_is_the_least_squares_slope_of_the_last_frames():
+    values = np.array([0.0, 1.0, 2.0, 4.0, np.nan, 5.0, 6.0, 7.0])
+    slope = trend(values, 3, 0.5)
+    np.testing.assert_allclose(slope[:2], np.nan)
+    np.testing.assert_allclose(slope[2:4], [2.0, 3.0])                  # per second
+    assert np.isnan(slope[4:7]).all()                                 # a window holding a NaN
+    assert slope[7] == 2.0
+
+
+def test_the_frame_score_reads_the_closing_speed_not_the_deceleration():
+    assert ("lead_closing", False, 1) in CHANNELS
+    assert not any(name == "lead_braking" for name, _, _ in CHANNELS)
 
 
 def _channel_maps(rng, n, hotter=0.0):
@@ -62,7 +88,7 @@ def _channel_maps(rng, n, hotter=0.0):
         return (level + rng.uniform(0, spread, shape)).astype(np.float32)
 
     return {"revealed": channel(0.5), "object_context_raw": channel(1.0),
-            "object_recon_raw": channel(1.0), "lead_braking_raw": channel(0.5)}
+            "object_recon_raw": channel(1.0), "lead_closing_raw": channel(0.5)}
 
 
 def _scores(scorer, maps):
