@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from core.calibration import threshold_from_contamination
 from driving.model.predictor import OcclusionPredictor, _slice_log
 from driving.scoring.context_prior import ContextPrior
-from driving.scoring.frame_score import CHANNELS, FrameScorer, lead_closing
+from driving.scoring.frame_score import CHANNELS, FrameScorer, lead_braking
 from driving.scoring.normaliser import CellNormaliser
 from driving.scoring.surprise import MAPS, result_from_maps, causal_mean
 from driving.schema import read_log
@@ -58,7 +58,7 @@ def fit_state(items):
     prior.finish()
     for (l, m), mm in zip(items, maps):
         mm["object_context"] = prior.surprise(m["ground"], m["category"])
-        mm["lead_closing"] = lead_closing(l.semantic, l.meta)
+        mm["lead_braking"] = lead_braking(l.semantic, l.ego_speed, l.meta)
     norm = CellNormaliser(maps=MAPS).fit(maps, [l.semantic for l in logs], pred.meta_)
     scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, norm)
     class S: pass
@@ -69,7 +69,7 @@ def result(state, item):
     log, m = item
     d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}
     d["object_context"] = state.context_prior.surprise(m["ground"], m["category"])
-    d["lead_closing"] = lead_closing(log.semantic, log.meta)
+    d["lead_braking"] = lead_braking(log.semantic, log.ego_speed, log.meta)
     d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
     return result_from_maps(state, log, d)
 

@@ -40,8 +40,9 @@ Default channels, each over the object cells in or next to the ego's path
   the lead's deceleration: at 5 Hz and 0.5 m cells a deceleration is a second difference
   of rounded gaps (noise about 3 m/s^2, as large as normal braking), while the closing
   speed, a first difference fitted over a few frames, keeps growing for as long as the
-  lead brakes (tuned highway logs, cached maps of the committed networks: frame AUROC
-  0.896 with the deceleration, 0.918 with this channel; town 0.876 and 0.877).
+  lead brakes (tuned configurations, cached maps of the same networks: frame AUROC 0.896
+  with the deceleration, 0.918 with this channel on the highway; 0.876 either way in the
+  town; ``bench/README.md``, driving).
 
 Every channel reads only objects in or next to the ego's path (:func:`scored_objects`).
 
@@ -61,6 +62,11 @@ from ..warp import cell_offsets, not_passed
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
             ("lead_closing", False, 1))
 MIN_SCALE = {"object_context": 0.5, "lead_closing": 0.02}   # nats; 1/s (TailScore's min_scale)
+# Channels read from the observed grids alone, no network: their tails are fitted on every
+# frame of the normal training logs, not only on the held-out tails the network never saw.
+# Closing in on the car ahead is a rare normal manoeuvre (0-6 % of a tuned highway log's
+# frames, none in the last 50 of any of the six), so fitted on the tails its tail was empty.
+OBSERVED_CHANNELS = {"lead_closing": lambda log: lead_closing(log.semantic, log.meta)}
 PATH_HALF_WIDTH_M = 5.5   # the ego's lane and the next lane either side (3-3.75 m lanes)
 EDGE_M = 3.0              # the outer band of the sensor range the score leaves out
 LANE_HALF_M = 1.6         # the ego's own lane, for the lead vehicle
@@ -137,6 +143,14 @@ def lead_closing(observed: np.ndarray, meta) -> np.ndarray:
     closing[~(np.abs(closing) <= MAX_CLOSING_MPS)] = np.nan            # NaN too
     inverse_ttc = np.nan_to_num(np.clip(closing, 0.0, None) / gap, nan=0.0)
     return (inverse_ttc[:, None, None] * cells).astype(np.float32)
+
+
+def observed_statistics(log, channels=CHANNELS) -> dict:
+    """``{channel: (T,)}``: the frame statistics of the :data:`OBSERVED_CHANNELS` among
+    ``channels`` over a whole log (their maps need the observed grids only)."""
+    objects = scored_objects(log.semantic, log.meta)
+    return {name: top_k_mean(OBSERVED_CHANNELS[name](log) * objects, k, per_row=True)
+            for name, _, k in channels if name in OBSERVED_CHANNELS}
 
 
 class TailScore:
@@ -229,14 +243,25 @@ class FrameScorer:
         return np.stack([top_k_mean(np.asarray(maps[self.key(name, norm)], dtype=np.float32), k,
                                     per_row=True) for name, norm, k in self.channels], 1)
 
-    def fit(self, maps: list[dict]) -> "FrameScorer":
-        """Fit each channel's tail on the channel maps of normal frames (a list per log)."""
+    def fit(self, maps: list[dict], observed: list[dict] | None = None) -> "FrameScorer":
+        """Fit each channel's tail on the channel maps of normal frames (a list per log).
+
+        Args:
+            maps: channel maps per log (the calibration frames).
+            observed: per log, :func:`observed_statistics` of whole normal logs; the tails
+                of the :data:`OBSERVED_CHANNELS` are fitted on these instead.
+        """
         stats = np.concatenate([self.statistics(m) for m in maps])
-        self.tails_ = [TailScore(MIN_SCALE.get(name, 0.0)).fit(stats[:, i])
-                       for i, (name, _, _) in enumerate(self.channels)]
+        self.tails_ = []
+        for i, (name, _, _) in enumerate(self.channels):
+            values = stats[:, i]
+            if observed is not None and name in OBSERVED_CHANNELS:
+                values = np.concatenate([o[name] for o in observed])
+            self.tails_.append(TailScore(MIN_SCALE.get(name, 0.0)).fit(values))
         return self
 
-    def fit_logs(self, maps: list[dict], logs: list, normaliser) -> "FrameScorer":
+    def fit_logs(self, maps: list[dict], logs: list, normaliser,
+                 observed: list[dict] | None = None) -> "FrameScorer":
         """:meth:`fit` on :func:`driving.scoring.surprise.raw_maps` outputs of normal logs, with
         the ``CellNormaliser`` fitted on them."""
         channel_maps = []
@@ -244,7 +269,7 @@ class FrameScorer:
             normed = {name: normaliser.apply(name, m[name], log.semantic, log.meta)
                       for name in normaliser.maps}
             channel_maps.append(self.channel_maps(m, normed, scored_objects(log.semantic, log.meta)))
-        return self.fit(channel_maps)
+        return self.fit(channel_maps, observed)
 
     def tail_scores(self, maps: dict) -> np.ndarray:
         """``(N, n_channels)`` tail scores of the frames in ``maps``."""

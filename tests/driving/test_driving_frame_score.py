@@ -3,9 +3,9 @@ how fast the ego closes in on the lead car."""
 import numpy as np
 
 from core.calibration import ScoreCalibration
-from driving.schema import ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, LogMeta
+from driving.schema import ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog, LogMeta
 from driving.scoring.frame_score import (CHANNELS, PATH_HALF_WIDTH_M, FrameScorer, lead_closing,
-                                         scored_objects, trend)
+                                         observed_statistics, scored_objects, trend)
 from driving.scoring.surprise import causal_mean
 from driving.warp import cell_offsets
 
@@ -89,6 +89,39 @@ def _channel_maps(rng, n, hotter=0.0):
 
     return {"revealed": channel(0.5), "object_context_raw": channel(1.0),
             "object_recon_raw": channel(1.0), "lead_closing_raw": channel(0.5)}
+
+
+def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_tails():
+    """Closing in on the car ahead is rare in normal driving: the calibration tails may hold
+    none of it, the whole training logs do. The lead channel reads no network output, so
+    its tail is fitted on the whole logs."""
+    rng = np.random.default_rng(0)
+    tails = []
+    for _ in range(2):
+        maps = _channel_maps(rng, 40)
+        maps["lead_closing_raw"][:] = 0.0                               # no closing in the tails
+        tails.append(maps)
+    whole = [{"lead_closing": np.r_[np.zeros(150), rng.exponential(0.05, 50)]} for _ in range(2)]
+    lead = [name for name, _, _ in CHANNELS].index("lead_closing")
+    from_whole = FrameScorer().fit(tails, whole).tails_[lead]
+    assert from_whole.knots_[-1] == max(w["lead_closing"].max() for w in whole)
+    assert from_whole(np.array([0.05]))[0] < 3.0                      # a usual closing-in: not news
+    assert from_whole(np.array([1.0]))[0] > 8.0                       # a second to impact: news
+    others = FrameScorer().fit(tails, whole).tails_[:lead]
+    for fitted, alone in zip(others, FrameScorer().fit(tails).tails_[:lead]):
+        np.testing.assert_array_equal(fitted.knots_, alone.knots_)   # the other channels: tails only
+
+
+def test_observed_statistics_read_the_lead_channel_of_a_whole_log():
+    braking = np.r_[np.full(8, 25.0), 25.0 - 7.0 * 0.2 * np.arange(1, 13)]
+    observed, speed = _following(braking, start_gap=30.0)
+    n = len(observed)
+    log = DriveLog(log_id="follow", meta=META, frame=np.arange(n), timestamp=np.arange(n) / 5.0,
+                   ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n), ego_speed=speed,
+                   semantic=observed, visible=observed != UNOBSERVED)
+    stats = observed_statistics(log)
+    assert set(stats) == {"lead_closing"}
+    np.testing.assert_allclose(stats["lead_closing"], _closing(observed), rtol=1e-6)
 
 
 def _scores(scorer, maps):
