@@ -30,7 +30,8 @@ BUNDLE_KIND = "driving-occlusion"
 # 2: the scoring state (object passes, context prior, channel tail scores) in one entry
 # 3: the training logs' input profile (driving.guard) and the memory gate's weights
 # 4: frames scored on their own (no per-log baseline); the threshold from cross-fitted scores
-BUNDLE_VERSION = 4
+# 5: the lead channel reads the closing speed over the gap (lead_closing), not the deceleration
+BUNDLE_VERSION = 5
 
 
 def _meta_dict(meta: LogMeta) -> dict:

@@ -255,11 +255,15 @@ class OcclusionPredictor(Estimator):
 
     def calibration_logs(self, logs: list[DriveLog]) -> list[DriveLog]:
         """The held-out tail (``calibration_fraction``) of every log, which training skips."""
+        return [tail for _, tail in self._calibration_pairs(logs)]
+
+    def _calibration_pairs(self, logs: list[DriveLog]) -> list[tuple[DriveLog, DriveLog]]:
+        """``(log, its held-out tail)`` for every log with a tail of at least 2 frames."""
         out = []
         for log in logs:
             n_cal = int(round(len(log) * self.calibration_fraction))
             if n_cal >= 2:
-                out.append(_slice_log(log, len(log) - n_cal))
+                out.append((log, _slice_log(log, len(log) - n_cal)))
         if not out:
             raise DataValidationError("calibration needs at least 2 held-out frames; use longer "
                                       "logs or a larger calibration_fraction")
@@ -271,11 +275,13 @@ class OcclusionPredictor(Estimator):
         calls this); the alert threshold is read off cross-fitted scores (each log scored
         by a state fitted without it)."""
         self._check_network()
-        calib_logs = self.calibration_logs(logs)
+        pairs = self._calibration_pairs(logs)
+        calib_logs = [tail for _, tail in pairs]
         for log in calib_logs:
             self.check_log(log)
         self.memory_gate_ = self._fit_memory_gate(calib_logs) if self.memory_gate else None
-        self.scoring_, scores = fit_scoring_state(self, calib_logs, self.smooth_s, self.progress)
+        self.scoring_, scores = fit_scoring_state(self, calib_logs, self.smooth_s, self.progress,
+                                                  whole_logs=[log for log, _ in pairs])
         return self._calibrate(scores)
 
     def _fit_memory_gate(self, logs: list[DriveLog]) -> MemoryGate:

@@ -21,7 +21,7 @@ from core.runtime import progress_bar
 
 from .context_prior import ContextPrior, fit_on_maps, with_context
 from .decision import RoadThresholdFit
-from .frame_score import CHANNELS, FrameScorer
+from .frame_score import CHANNELS, FrameScorer, observed_statistics
 from .normaliser import CellNormaliser
 from .surprise import MAPS, raw_maps, result_from_maps
 
@@ -61,8 +61,8 @@ class ScoringState:
                    error_scale=float(d["error_scale"]))
 
 
-def fit_scoring_state(predictor, logs: list, smooth_s: float,
-                      progress: bool | None = None) -> tuple[ScoringState, np.ndarray]:
+def fit_scoring_state(predictor, logs: list, smooth_s: float, progress: bool | None = None,
+                      whole_logs: list | None = None) -> tuple[ScoringState, np.ndarray]:
     """Fit the scoring state on normal ``logs`` (the held-out calibration tails).
 
     The passes run once per log with the argmax decision and an unfitted context prior
@@ -76,6 +76,9 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float,
         logs: normal drive logs, checked against the predictor's geometry.
         smooth_s: seconds the score is averaged over (frames at the logs' rate).
         progress: a bar over the logs (None: only on a terminal).
+        whole_logs: the whole normal logs of ``logs`` (same order), on which the channels
+            that read no network output are fitted (``frame_score.OBSERVED_CHANNELS``;
+            None: on ``logs``).
 
     Returns:
         The state and the frame scores ``(sum of T,)`` of ``logs``, for the calibration.
@@ -88,12 +91,13 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float,
         m["probabilities"] = None
         maps.append(m)
     smooth = max(1, int(round(smooth_s * predictor.meta_.rate_hz)))
-    state = state_from_maps(predictor, logs, maps, smooth, road.best())
+    observed = [observed_statistics(log) for log in (whole_logs or logs)]
+    state = state_from_maps(predictor, logs, maps, smooth, road.best(), observed)
     results = [result_from_maps(state, log, with_context(state.context_prior, m))
                for log, m in zip(logs, maps)]
     cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
     state = replace(state, error_scale=float(np.quantile(cells, 0.999)) if cells.size else 1.0)
-    return state, cross_fitted_scores(predictor, logs, maps, smooth)
+    return state, cross_fitted_scores(predictor, logs, maps, smooth, observed)
 
 
 def new_prior(predictor) -> ContextPrior:
@@ -105,17 +109,20 @@ def new_prior(predictor) -> ContextPrior:
 
 
 def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
-                    road_threshold: float | None = None) -> ScoringState:
+                    road_threshold: float | None = None,
+                    observed: list[dict] | None = None) -> ScoringState:
     """The normaliser, context prior and frame scorer fitted on normal ``logs`` and their
-    :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep)."""
+    :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep); ``observed``:
+    per log, :func:`~driving.scoring.frame_score.observed_statistics` of the whole log."""
     prior = fit_on_maps(new_prior(predictor), maps)
     maps = [with_context(prior, m) for m in maps]
     normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], predictor.meta_)
-    scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser)
+    scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser, observed)
     return ScoringState(normaliser, prior, scorer, road_threshold, smooth, error_scale=1.0)
 
 
-def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int) -> np.ndarray:
+def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int,
+                        observed: list[dict] | None = None) -> np.ndarray:
     """Frame scores ``(sum of T,)`` of normal ``logs``, each log scored by a state fitted
     on the other logs (leave one log out; a single log is scored in-sample).
 
@@ -126,11 +133,12 @@ def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int) ->
     off these scores holds its rate on new drives.
     """
     if len(logs) < 2:
-        state = state_from_maps(predictor, logs, maps, smooth)
+        state = state_from_maps(predictor, logs, maps, smooth, observed=observed)
         return result_from_maps(state, logs[0], with_context(state.context_prior, maps[0])).score
     scores = []
     for i, (log, m) in enumerate(zip(logs, maps)):
         rest = [j for j in range(len(logs)) if j != i]
-        state = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth)
+        state = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth,
+                                observed=[observed[j] for j in rest] if observed else None)
         scores.append(result_from_maps(state, log, with_context(state.context_prior, m)).score)
     return np.concatenate(scores)

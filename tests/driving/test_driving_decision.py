@@ -1,4 +1,6 @@
 """Calibrated channel scores (frame_score) and the road-layout decision."""
+import json
+
 import numpy as np
 import pytest
 
@@ -23,11 +25,21 @@ def test_tail_score_ranks_normal_values_and_extends_past_the_largest():
     np.testing.assert_allclose(TailScore.from_dict(tail.to_dict())(x), s)
 
 
+def test_a_channel_that_never_moved_on_normal_frames_does_not_raise_the_score():
+    """A short calibration in which no lead car closed in: the first one to close in scores as
+    the normal frames did, not as an event (the floor alone would set the tail)."""
+    tail = TailScore(min_scale=0.02).fit(np.zeros(48))
+    x = np.array([0.0, 0.1, 1.0])
+    np.testing.assert_array_equal(tail(x), 0.0)
+    restored = TailScore.from_dict(json.loads(json.dumps(tail.to_dict(), allow_nan=False)))
+    np.testing.assert_array_equal(restored(x), 0.0)
+
+
 def _channel_maps(rng, n, blob=False):
     maps = {"revealed": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32),
             "object_context_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
             "object_recon_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
-            "lead_braking_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
+            "lead_closing_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
     if blob:                                   # an obstacle field nothing normal resembles
         maps["object_context_raw"][:, 4:9, 4:9] = 6.0
     return maps

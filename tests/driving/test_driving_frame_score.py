@@ -1,11 +1,11 @@
 """The frame score reads what matters to the ego: its path, not the edge of the range;
-the lead car's braking."""
+how fast the ego closes in on the lead car."""
 import numpy as np
 
 from core.calibration import ScoreCalibration
-from driving.schema import ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, LogMeta
-from driving.scoring.frame_score import (PATH_HALF_WIDTH_M, FrameScorer, lead_braking,
-                                         scored_objects)
+from driving.schema import ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog, LogMeta
+from driving.scoring.frame_score import (CHANNELS, PATH_HALF_WIDTH_M, FrameScorer, lead_closing,
+                                         observed_statistics, scored_objects, trend)
 from driving.scoring.surprise import causal_mean
 from driving.warp import cell_offsets
 
@@ -42,14 +42,40 @@ def _following(lead_speed, ego_speed=25.0, start_gap=20.0):
     return np.stack(frames), np.full(len(gap), ego_speed)
 
 
-def test_lead_braking_reads_the_lead_cars_deceleration():
-    steady, speed = _following(np.full(20, 25.0))
-    assert lead_braking(steady, speed, META).max() < 1.5                # cell rounding only
+def _closing(observed):
+    return lead_closing(observed, META).reshape(len(observed), -1).max(1)
+
+
+def test_lead_closing_grows_while_the_lead_brakes_and_stays_low_when_following():
+    steady, _ = _following(np.full(20, 25.0))
+    assert _closing(steady).max() < 0.05                              # cell rounding only
     braking = np.r_[np.full(8, 25.0), 25.0 - 7.0 * 0.2 * np.arange(1, 13)]   # 7 m/s^2
-    observed, speed = _following(braking)
-    decel = lead_braking(observed, speed, META).reshape(len(observed), -1).max(1)
-    assert 4.5 < np.median(decel[11:17]) < 9.5
-    assert (decel[:6] < 1.5).all()
+    observed, _ = _following(braking, start_gap=30.0)
+    closing = _closing(observed)
+    assert (closing[:9] < 0.05).all()
+    assert (np.diff(closing[12:]) > 0).all()                          # the gap shrinks ever faster
+    assert closing[-1] > 0.5                                          # ~15 m/s over ~10 m
+
+
+def test_lead_closing_gives_no_value_when_another_car_cuts_in():
+    lead = _following(np.full(12, 25.0), start_gap=30.0)[0]
+    cut_in = _following(np.full(12, 25.0), start_gap=12.0)[0]
+    observed = np.concatenate([lead[:6], cut_in[6:]])                  # the gap drops 18 m at once
+    assert _closing(observed).max() < 0.05
+
+
+def test_trend_is_the_least_squares_slope_of_the_last_frames():
+    values = np.array([0.0, 1.0, 2.0, 4.0, np.nan, 5.0, 6.0, 7.0])
+    slope = trend(values, 3, 0.5)
+    np.testing.assert_allclose(slope[:2], np.nan)
+    np.testing.assert_allclose(slope[2:4], [2.0, 3.0])                  # per second
+    assert np.isnan(slope[4:7]).all()                                 # a window holding a NaN
+    assert slope[7] == 2.0
+
+
+def test_the_frame_score_reads_the_closing_speed_not_the_deceleration():
+    assert ("lead_closing", False, 1) in CHANNELS
+    assert not any(name == "lead_braking" for name, _, _ in CHANNELS)
 
 
 def _channel_maps(rng, n, hotter=0.0):
@@ -62,7 +88,40 @@ def _channel_maps(rng, n, hotter=0.0):
         return (level + rng.uniform(0, spread, shape)).astype(np.float32)
 
     return {"revealed": channel(0.5), "object_context_raw": channel(1.0),
-            "object_recon_raw": channel(1.0), "lead_braking_raw": channel(0.5)}
+            "object_recon_raw": channel(1.0), "lead_closing_raw": channel(0.5)}
+
+
+def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_tails():
+    """Closing in on the car ahead is rare in normal driving: the calibration tails may hold
+    none of it, the whole training logs do. The lead channel reads no network output, so
+    its tail is fitted on the whole logs."""
+    rng = np.random.default_rng(0)
+    tails = []
+    for _ in range(2):
+        maps = _channel_maps(rng, 40)
+        maps["lead_closing_raw"][:] = 0.0                               # no closing in the tails
+        tails.append(maps)
+    whole = [{"lead_closing": np.r_[np.zeros(150), rng.exponential(0.05, 50)]} for _ in range(2)]
+    lead = [name for name, _, _ in CHANNELS].index("lead_closing")
+    from_whole = FrameScorer().fit(tails, whole).tails_[lead]
+    assert from_whole.knots_[-1] == max(w["lead_closing"].max() for w in whole)
+    assert from_whole(np.array([0.05]))[0] < 3.0                      # a usual closing-in: not news
+    assert from_whole(np.array([1.0]))[0] > 8.0                       # a second to impact: news
+    others = FrameScorer().fit(tails, whole).tails_[:lead]
+    for fitted, alone in zip(others, FrameScorer().fit(tails).tails_[:lead]):
+        np.testing.assert_array_equal(fitted.knots_, alone.knots_)   # the other channels: tails only
+
+
+def test_observed_statistics_read_the_lead_channel_of_a_whole_log():
+    braking = np.r_[np.full(8, 25.0), 25.0 - 7.0 * 0.2 * np.arange(1, 13)]
+    observed, speed = _following(braking, start_gap=30.0)
+    n = len(observed)
+    log = DriveLog(log_id="follow", meta=META, frame=np.arange(n), timestamp=np.arange(n) / 5.0,
+                   ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n), ego_speed=speed,
+                   semantic=observed, visible=observed != UNOBSERVED)
+    stats = observed_statistics(log)
+    assert set(stats) == {"lead_closing"}
+    np.testing.assert_allclose(stats["lead_closing"], _closing(observed), rtol=1e-6)
 
 
 def _scores(scorer, maps):

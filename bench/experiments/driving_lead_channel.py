@@ -1,0 +1,197 @@
+"""Experiment behind the driving lead channel (bench/README.md, driving: the lead channel
+reads the closing speed over the gap). Frame AUROC and the alert rate on new normal logs of
+the **tuned** configurations only, on maps cached by driving_calibration_cache.py (the
+committed run's networks, bundles marked format 5 in /tmp/drv17/models/<world>; maps under
+/tmp/drv16/cache/<world>), calibration tails of 50 frames, cross-fitted threshold. Runs
+against the code that committed lead_closing; the deceleration channel it replaced is
+copied below. The first variants fit every tail on the calibration tails as the code
+before did: there TailScore's floor (0.02 1/s) alone set the closing channel's tail. Those
+rows were measured before TailScore scored a tail without spread as 0; from this commit on
+they read as the channel silent (0.873 on the highway, the row "tail on the calibration
+tails").
+
+    UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_lead_channel highway   # ~5 min
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from core.calibration import threshold_from_contamination
+from driving.model.predictor import OcclusionPredictor, _slice_log
+from driving.schema import VEHICLE, read_log
+from driving.scoring import frame_score as fs
+from driving.scoring.context_prior import ContextPrior
+from driving.scoring.normaliser import CellNormaliser
+from driving.scoring.surprise import MAPS, result_from_maps
+from driving.warp import cell_offsets
+
+LANE_HALF_M, EGO_FRONT_M, LEAD_WINDOW_S, MAX_CLOSING_MPS = 1.6, 2.5, 0.4, 25.0
+
+
+def lead_braking(observed: np.ndarray, ego_speed: np.ndarray, meta) -> np.ndarray:
+    """Deceleration (m/s^2, >= 0) of the lead vehicle, on its cells: ``(T, H, W)`` float32.
+
+    The lead is the nearest observed vehicle ahead in the ego's lane (within
+    ``LANE_HALF_M`` of its heading line, in front of its bumper). Its speed is the ego's
+    plus the rate of change of the gap over ``LEAD_WINDOW_S``, and its deceleration the
+    drop of that speed over the next window; a jump of the gap faster than
+    ``MAX_CLOSING_MPS`` (another car cut in or left) gives no value.
+    """
+    forward, right = cell_offsets(meta)
+    lane = (np.abs(right) <= LANE_HALF_M) & (forward > EGO_FRONT_M)
+    is_vehicle = observed == VEHICLE
+    ahead = np.where(is_vehicle & lane[None], forward[None], np.inf)
+    gap = ahead.reshape(len(observed), -1).min(1)                      # (T,) inf: no lead
+    k = max(1, int(round(LEAD_WINDOW_S * meta.rate_hz)))
+    dt = k / meta.rate_hz
+    out = np.zeros(observed.shape, np.float32)
+    if len(gap) <= 2 * k:
+        return out
+    gap = np.where(np.isfinite(gap), gap, np.nan)                      # NaN: no lead
+    closing = np.full(len(gap), np.nan)
+    closing[k:] = (gap[k:] - gap[:-k]) / dt                           # m/s
+    closing[np.abs(np.nan_to_num(closing, nan=np.inf)) > MAX_CLOSING_MPS] = np.nan
+    lead_speed = np.asarray(ego_speed, dtype=np.float64) + closing
+    decel = np.zeros(len(gap))
+    decel[k:] = (lead_speed[:-k] - lead_speed[k:]) / dt
+    decel = np.clip(np.nan_to_num(decel, nan=0.0), 0.0, None)
+    lead_cells = is_vehicle & lane[None] & (ahead < np.nan_to_num(gap, nan=-np.inf)[:, None, None] + 6.0)
+    out[:] = decel[:, None, None] * lead_cells
+    return out
+
+
+def lead_cells(log):
+    gap, cells = fs.lead_gap(log.semantic, log.meta)
+    return cells, gap
+
+
+def on(log, cells, values):
+    return (np.nan_to_num(values, nan=0.0)[:, None, None] * cells).astype(np.float32)
+
+
+def inverse_ttc(n):
+    def f(log):
+        cells, gap = lead_cells(log)
+        closing = -fs.trend(gap, n, 1 / log.meta.rate_hz)
+        closing[~(np.abs(closing) <= MAX_CLOSING_MPS)] = np.nan
+        return on(log, cells, np.clip(closing, 0, None) / gap)
+    return f
+
+
+def ego_braking(log):
+    cells, _ = lead_cells(log)
+    return on(log, cells, np.clip(-fs.trend(np.asarray(log.ego_speed, float), 3, 1 / log.meta.rate_hz), 0, None))
+
+
+def lead_deceleration(log):
+    """The lead's deceleration from fitted trends: the ego's and the closing speed's."""
+    cells, gap = lead_cells(log)
+    dt = 1 / log.meta.rate_hz
+    closing = -fs.trend(gap, 3, dt)
+    closing[~(np.abs(closing) <= MAX_CLOSING_MPS)] = np.nan
+    dec = -fs.trend(np.asarray(log.ego_speed, float), 3, dt) + fs.trend(closing, 3, dt)
+    return on(log, cells, np.clip(dec, 0, None))
+
+
+EXTRA = {"lead_braking": lambda log: lead_braking(log.semantic, log.ego_speed, log.meta),
+         "ittc3": inverse_ttc(3), "ittc5": inverse_ttc(5), "leaddec3": lead_deceleration,
+         "egob3": ego_braking}
+MIN_SCALE = {"lead_braking": 1.0, "ittc3": 0.02, "ittc5": 0.02, "leaddec3": 1.0, "egob3": 0.5}
+BASE = fs.CHANNELS[:3]
+VARIANTS = {"deceleration (as committed before)": BASE + (("lead_braking", False, 1),),
+            "no lead channel": BASE,
+            "closing / gap, 3 frames": BASE + (("ittc3", False, 1),),
+            "closing / gap, 5 frames": BASE + (("ittc5", False, 1),),
+            "deceleration from fitted trends": BASE + (("leaddec3", False, 1),),
+            "deceleration + ego braking": BASE + (("lead_braking", False, 1), ("egob3", False, 1))}
+
+
+class Harness:
+    def __init__(self, world, cal_frames=50):
+        self.world = world
+        self.root = Path("/tmp/drv16/cache") / world
+        self.pred = OcclusionPredictor.load(f"/tmp/drv17/models/{world}")
+        rate = self.pred.meta_.rate_hz
+        self.static_offset = min(self.pred.history, key=lambda k: abs(k / rate - 1.0), default=10)
+        self.smooth = max(1, int(round(self.pred.smooth_s * rate)))
+        train = self.load("train")
+        self.tails = [self.tail(it, cal_frames) for it in train]
+        self.whole = [fs.observed_statistics(log) for log, _ in train]   # the lead channel's
+        self.evals = {n: self.load(n) for n in ("tuned_normal", "tuned")}
+
+    def load(self, name):
+        out = []
+        for p in sorted((self.root / "logs" / name).glob("*.parquet")):
+            f = self.root / f"{name}_{p.stem}.npz"
+            if f.exists():
+                z = np.load(f)
+                out.append((read_log(p), {k: z[k] for k in ("revealed", "object_recon",
+                                                            "object_forecast", "ground", "category")}))
+        return out
+
+    @staticmethod
+    def tail(item, n):
+        log, m = item
+        return _slice_log(log, len(log) - n), {k: v[-n:] for k, v in m.items()}
+
+    def maps(self, log, m, prior):
+        d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}
+        d.update({name: fn(log) for name, fn in EXTRA.items()})
+        d["object_context"] = prior.surprise(m["ground"], m["category"])
+        d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
+        return d
+
+    def fit_state(self, items, channels, observed=None):
+        prior = ContextPrior(self.pred.history, static_offset=self.static_offset)
+        for log, m in items:
+            prior.add(m["ground"], m["category"], log.semantic)
+        prior.finish()
+        logs = [log for log, _ in items]
+        maps = [self.maps(log, m, prior) for log, m in items]
+        state = type("State", (), {})()
+        state.normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], self.pred.meta_)
+        state.frame_scorer = fs.FrameScorer(channels).fit_logs(maps, logs, state.normaliser, observed)
+        state.context_prior, state.smooth = prior, self.smooth
+        return state
+
+    def score(self, state, item):
+        log, m = item
+        return result_from_maps(state, log, self.maps(log, m, state.context_prior)).score
+
+    def run(self, channels, label, whole=False):
+        obs = self.whole if whole else None
+        rest = lambda i: obs[:i] + obs[i + 1:] if obs else None
+        full = self.fit_state(self.tails, channels, obs)
+        oof = [self.score(self.fit_state(self.tails[:i] + self.tails[i + 1:], channels, rest(i)), t)
+               for i, t in enumerate(self.tails)]
+        threshold = threshold_from_contamination(np.concatenate(oof), 0.05)
+        out = {}
+        for name, items in self.evals.items():
+            scores = np.concatenate([self.score(full, it) for it in items])
+            labels = np.concatenate([it[0].anomaly for it in items])
+            kinds = np.concatenate([[k or "" for k in it[0].anomaly_kind] for it in items])
+            o = {"alert_rate_normal": round(float(np.mean(scores[~labels] > threshold)), 3)}
+            if labels.any():
+                o["auroc"] = round(float(roc_auc_score(labels, scores)), 3)
+                for k in sorted(set(kinds) - {""}):
+                    sel = (kinds == "") | (kinds == k)
+                    o[k] = round(float(roc_auc_score(kinds[sel] == k, scores[sel])), 2)
+            out[name] = o
+        print(self.world, label, json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    fs.MIN_SCALE.update(MIN_SCALE)
+    harness = Harness(sys.argv[1])
+    for label, channels in VARIANTS.items():
+        harness.run(channels, label)
+    for floor in (0.1, 0.25):
+        fs.MIN_SCALE["ittc3"] = floor
+        harness.run(VARIANTS["closing / gap, 3 frames"], f"closing / gap, 3 frames, floor {floor} 1/s")
+    # the committed channel (3 frames at 5 Hz, 5 at 10 Hz): tail fitted on the calibration
+    # tails (empty on the highway: scores 0), then on the whole training logs
+    harness.run(fs.CHANNELS, "lead_closing, tail on the calibration tails")
+    harness.run(fs.CHANNELS, "lead_closing, tail on the whole training logs", whole=True)
