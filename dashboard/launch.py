@@ -21,10 +21,13 @@ import time
 PRELOAD = ("pandas", "pyarrow.parquet", "duckdb", "dashboard.ui", "dashboard.plots",
            "dashboard.export_data", "finance.reasons", "finance.spec", "medical.spec",
            "driving.spec")
-# Imported LATER_AFTER_S seconds after the server started: by then a first visitor's page
-# is drawn (the queue and a first alert take ~2-5 s on a busy machine).
+# Imported at the earliest LATER_AFTER_S seconds after the server started, and once no page
+# has run for QUIET_S seconds (the browser fetches a page's scripts from this process for
+# about a second after its run): never while a visitor waits.
 LATER = ("altair", "scipy.stats")
-LATER_AFTER_S = 15.0
+LATER_AFTER_S = 10.0
+QUIET_S = 2.0
+SCRIPT_THREAD = "ScriptRunner.scriptThread"   # the thread Streamlit runs each page run in
 
 
 def _runtime_started(timeout: float = 60.0) -> bool:
@@ -77,14 +80,25 @@ def prepare_first_run(modules=PRELOAD) -> None:
         pass
 
 
+def wait_until_quiet(seconds: float = QUIET_S, poll_s: float = 0.25) -> None:
+    """Return once no page run (Streamlit's script thread) has been alive for ``seconds``."""
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < seconds:
+        if any(thread.name == SCRIPT_THREAD for thread in threading.enumerate()):
+            quiet_since = time.monotonic()
+        time.sleep(poll_s)
+
+
 def preload(modules=PRELOAD, later=LATER, later_after_s: float = LATER_AFTER_S) -> None:
     """In the server's background thread: once the runtime is up, prepare the pages' first
-    run; ``later_after_s`` seconds after the start, import ``later``."""
+    run; ``later_after_s`` seconds after the start, when no page is running, import
+    ``later``."""
     started = time.monotonic()
     if not _runtime_started():
         return
     prepare_first_run(modules)
     time.sleep(max(0.0, later_after_s - (time.monotonic() - started)))
+    wait_until_quiet()
     _import(later)
 
 

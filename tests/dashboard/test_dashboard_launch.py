@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,3 +39,15 @@ def test_the_first_run_is_prepared_without_what_it_does_not_need():
     # Streamlit's once-per-process stack walk on the first element, done by the server
     assert state["first_element_checked"] is True
     assert state["database_open"] is True
+
+
+def test_the_later_imports_wait_for_a_running_page_to_end():
+    from dashboard import launch
+
+    started = time.monotonic()
+    page_run = threading.Thread(target=time.sleep, args=(1.0,), name=launch.SCRIPT_THREAD)
+    page_run.start()
+    launch.wait_until_quiet(0.5, poll_s=0.05)
+    waited = time.monotonic() - started
+    page_run.join()
+    assert waited >= 1.0 + 0.5 - 0.1      # the run's second, then half a second of quiet
