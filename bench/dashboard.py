@@ -157,9 +157,11 @@ def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5,
     from dashboard import finance_data as fd
 
     ids = fd.queue_page(run_dir / "scores.parquet", fd.QueueQuery())[0]["transaction_id"].tolist()
+    # the server runs `python -m dashboard.launch`, which puts its working directory first on
+    # sys.path: it must be the served checkout, or another checkout's dashboard/ is imported
     env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
     out = {}
-    with ui.running_dashboard(ws, log_dir, env=env) as url, sync_playwright() as p:
+    with ui.running_dashboard(ws, log_dir, env=env, cwd=code) as url, sync_playwright() as p:
         browser = ui.launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
