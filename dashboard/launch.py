@@ -80,8 +80,10 @@ def prepare_first_run(modules=PRELOAD) -> None:
         pass
 
 
-def wait_until_quiet(seconds: float = QUIET_S, poll_s: float = 0.25) -> None:
-    """Return once no page run (Streamlit's script thread) has been alive for ``seconds``."""
+def wait_until_quiet(seconds: float = QUIET_S, poll_s: float = 0.05) -> None:
+    """Return once no page run (Streamlit's script thread) has been alive for ``seconds``.
+
+    Polled often: an alert opened is a run of ~0.1 s, which a slower poll would miss."""
     quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < seconds:
         if any(thread.name == SCRIPT_THREAD for thread in threading.enumerate()):
