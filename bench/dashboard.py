@@ -18,8 +18,14 @@ floor any page pays on this machine under its current load), the smallest run (d
 run? each size is divided by it), and the naive approach a dashboard could take
 (pandas reads all of scores.parquet, filters, sorts and slices one page).
 
+With ``--against OLD_CHECKOUT`` it is an A/B instead: the old checkout's dashboard and this
+one's served in turn over the same runs, interleaved with the two-line app, a fresh server
+and browser per visit (for a shared machine, where only ratios measured side by side mean
+anything); written to bench/results/dashboard-ab.json.
+
 Usage:
     UNMASK_NUM_THREADS=1 .venv/bin/python -m bench.dashboard [--rows 10000 1000000 10000000] [--out bench/results/dashboard.json]
+    UNMASK_NUM_THREADS=1 .venv/bin/python -m bench.dashboard --runs-dir DIR --against OLD_CHECKOUT [--visits 5]
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 
 
 def _dashboard_test_helper(name: str):
@@ -137,15 +144,24 @@ def server_side(run_dir: Path) -> dict:
     }
 
 
-def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5) -> dict:
-    """Queue first render and detail opening, measured in Chromium."""
+def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5,
+               code: Path | None = None, extras: bool = True) -> dict:
+    """Queue first render and detail opening, measured in Chromium.
+
+    Args:
+        code: the checkout whose dashboard is served (default: this one).
+        extras: also time the all-rows query and a repeat visit.
+    """
     from playwright.sync_api import expect, sync_playwright
 
     from dashboard import finance_data as fd
 
     ids = fd.queue_page(run_dir / "scores.parquet", fd.QueueQuery())[0]["transaction_id"].tolist()
+    # the server runs `python -m dashboard.launch`, which puts its working directory first on
+    # sys.path: it must be the served checkout, or another checkout's dashboard/ is imported
+    env = None if code is None else {**os.environ, "PYTHONPATH": str(code)}
     out = {}
-    with ui.running_dashboard(ws, log_dir) as url, sync_playwright() as p:
+    with ui.running_dashboard(ws, log_dir, env=env, cwd=code) as url, sync_playwright() as p:
         browser = ui.launch(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -165,6 +181,8 @@ def in_browser(ws: Path, run_dir: Path, log_dir: Path, n_details: int = 5) -> di
             out["detail_open_s"] = {"median": statistics.median(details), "max": max(details),
                                     "all": details}
             page.screenshot(path=str(log_dir / "detail.png"))
+            if not extras:
+                return out
 
             start = time.perf_counter()
             page.get_by_text("Alerts only").click()
@@ -240,19 +258,67 @@ def reused_run(ws: Path, rows: int) -> Path | None:
     return run_dir if (run_dir / "manifest.json").is_file() else None
 
 
+def compare(old_code: Path, runs_dir: Path, rows: list[int], visits: int, tmp: Path) -> dict:
+    """Old checkout against this one, interleaved: per size, ``visits`` rounds of the two-line
+    app, the old code's queue and this code's (a fresh server and browser each, the order
+    reversed every other round, so a load that drifts weighs on both alike)."""
+    out = {}
+    for rows_n in sorted(rows):
+        ws = runs_dir / f"{rows_n:_d}"
+        run_dir = reused_run(ws, rows_n) or fixtures.write_finance_run(
+            ws, n=rows_n, alert_rate=0.01, run_id=f"bench-{rows_n}")
+        server_side(run_dir)          # the run's statistics and indexes, built once
+        visits_of = {"floor": [], "old": [], "new": []}
+        loads = []
+        for visit in range(visits):
+            codes = [("old", old_code), ("new", ROOT)]
+            for label, code in codes if visit % 2 == 0 else codes[::-1]:
+                loads.append(os.getloadavg()[0])
+                visits_of[label].append(in_browser(ws, run_dir, tmp / f"{rows_n}-{label}-{visit}",
+                                                   code=code, extras=False))
+            visits_of["floor"].append(streamlit_floor(tmp)["first_render_s"])
+        out[f"{rows_n:_d}"] = {"load_average": [min(loads), max(loads)], "visits": visits_of,
+                               "summary": compared(visits_of)}
+        print(json.dumps({f"{rows_n:_d}": out[f"{rows_n:_d}"]["summary"]}, indent=2), flush=True)
+    return out
+
+
+def compared(visits_of: dict) -> dict:
+    """Medians per code: queue first render (s and against the floor's median), detail open
+    (all opens, the session's first, the later ones)."""
+    floor = statistics.median(visits_of["floor"])
+    out = {"floor_first_render_s": floor}
+    for label in ("old", "new"):
+        runs = visits_of[label]
+        first = statistics.median(r["queue_first_render_s"] for r in runs)
+        opens = [r["detail_open_s"]["all"] for r in runs]
+        out[label] = {"queue_first_render_s": first, "queue_first_render_vs_floor": first / floor,
+                      "detail_open_median_s": statistics.median(x for o in opens for x in o),
+                      "detail_first_open_median_s": statistics.median(o[0] for o in opens),
+                      "detail_later_open_median_s": statistics.median(x for o in opens for x in o[1:])}
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000],
                         help="run sizes, smallest first (the others are divided by it)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "dashboard.json"))
+    parser.add_argument("--out", default=None, help="default: bench/results/dashboard.json "
+                                                    "(dashboard-ab.json with --against)")
     parser.add_argument("--runs-dir", default=None,
                         help="build the synthetic runs here once and reuse them on later calls "
                              "(for development: the run's cached indexes and stats are reused "
                              "too, so their build times read ~0); default: a fresh temporary "
                              "folder, removed after each size")
+    parser.add_argument("--against", default=None, metavar="OLD_CHECKOUT",
+                        help="A/B instead: serve OLD_CHECKOUT's dashboard and this one in turn "
+                             "(needs --runs-dir); writes bench/results/dashboard-ab.json")
+    parser.add_argument("--visits", type=int, default=5, help="A/B rounds per size")
     args = parser.parse_args(argv)
     os.environ.setdefault("UNMASK_NUM_THREADS", "1")
+    if args.against:
+        return main_compare(args, argv)
 
     result = {"benchmark": "dashboard", "command": "python -m bench.dashboard " + " ".join(argv or sys.argv[1:]),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -282,9 +348,28 @@ def main(argv=None) -> dict:
                 shutil.rmtree(ws)  # the 10 M run holds about 1 GB
     result["summary"] = summarise(result)
     result["machine"]["load_average_at_end"] = os.getloadavg()
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    out = Path(args.out or RESULTS / "dashboard.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))
+    return result
+
+
+def main_compare(args, argv) -> dict:
+    if not args.runs_dir:
+        raise SystemExit("--against needs --runs-dir (the runs are built once and shared)")
+    out = Path(args.out or RESULTS / "dashboard-ab.json")
+    result = {"benchmark": "dashboard A/B",
+              "command": "python -m bench.dashboard " + " ".join(argv or sys.argv[1:]),
+              "old_code": str(Path(args.against).resolve()), "new_code": str(ROOT),
+              "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+              "threads": os.environ["UNMASK_NUM_THREADS"]}
+    with tempfile.TemporaryDirectory(prefix="unmask-bench-dashboard-ab-") as tmp:
+        result["runs"] = compare(Path(args.against), Path(args.runs_dir), args.rows,
+                                 args.visits, Path(tmp))
+    result["machine"]["load_average_at_end"] = os.getloadavg()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -300,6 +385,8 @@ def summarise(result: dict) -> dict:
         out[entry["n_transactions"]] = {
             "queue_first_render_vs_floor": browser["queue_first_render_s"] / floor,
             "detail_open_median_s": browser["detail_open_s"]["median"],
+            # the session's first open also fetches the charts' and the form's scripts
+            "detail_first_open_s": browser["detail_open_s"]["all"][0],
             "detail_open_vs_floor_click": browser["detail_open_s"]["median"] / entry["streamlit_floor"]["click_rerun_s"],
             "queue_first_render_vs_smallest": browser["queue_first_render_s"] / smallest["queue_first_render_s"],
             "detail_open_vs_smallest": browser["detail_open_s"]["median"] / smallest["detail_open_s"]["median"],

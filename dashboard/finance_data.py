@@ -79,6 +79,11 @@ def _connect():
         return _DATABASE.cursor()
 
 
+def open_database() -> None:
+    """Open the in-process database now (the server does, before its first visitor)."""
+    _connect().close()
+
+
 def _source(path) -> str:
     """SQL table function reading a Parquet (or CSV) file."""
     path = Path(path)

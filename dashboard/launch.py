@@ -1,10 +1,13 @@
 """The dashboard's server process: Streamlit's own command line (``python -m dashboard.launch
-run app.py ...`` takes ``streamlit run``'s arguments), importing the pages' modules while the
-server waits for its first visitor.
+run app.py ...`` takes ``streamlit run``'s arguments), preparing the pages' first run while
+the server waits for its first visitor.
 
 Streamlit imports nothing of an app before a browser connects, so the first visitor would
-wait for pandas, pyarrow, DuckDB, Altair, scipy and the verticals to import: 0.7-1.7 s on a
-busy 2-core machine, more than a bare Streamlit page takes to render.
+wait for pandas, pyarrow, DuckDB and the verticals to import: 0.7-1.7 s on a busy 2-core
+machine, more than a bare Streamlit page takes to render. What no page's first run needs
+(Altair: the CT and drive charts; scipy: a run's first drift test) is imported later: on 2
+busy cores, importing it while the first page loads slowed that page by ~0.9 s (the import
+holds the interpreter the server also serves the page's scripts from).
 """
 from __future__ import annotations
 
@@ -13,10 +16,18 @@ import sys
 import threading
 import time
 
-# What the pages import, heaviest first; each failure is left to the page that needs it.
-PRELOAD = ("pandas", "pyarrow.parquet", "duckdb", "altair", "scipy.stats", "dashboard.ui",
-           "dashboard.plots", "dashboard.export_data", "finance.reasons", "finance.spec",
-           "medical.spec", "driving.spec")
+# What the pages' first run imports, heaviest first; each failure is left to the page that
+# needs it.
+PRELOAD = ("pandas", "pyarrow.parquet", "duckdb", "dashboard.ui", "dashboard.plots",
+           "dashboard.export_data", "finance.reasons", "finance.spec", "medical.spec",
+           "driving.spec")
+# Imported at the earliest LATER_AFTER_S seconds after the server started, and once no page
+# has run for QUIET_S seconds (the browser fetches a page's scripts from this process for
+# about a second after its run): never while a visitor waits.
+LATER = ("altair", "scipy.stats")
+LATER_AFTER_S = 10.0
+QUIET_S = 2.0
+SCRIPT_THREAD = "ScriptRunner.scriptThread"   # the thread Streamlit runs each page run in
 
 
 def _runtime_started(timeout: float = 60.0) -> bool:
@@ -32,15 +43,65 @@ def _runtime_started(timeout: float = 60.0) -> bool:
     return True
 
 
-def preload(modules=PRELOAD) -> None:
-    """Import ``modules`` (in the server's background thread)."""
-    if not _runtime_started():
-        return
+def settle_first_element() -> None:
+    """Streamlit's once-per-process check on the first element any session writes, done now.
+
+    The first ``st.*`` element of a server process asks whether it runs in a REPL
+    (``inspect.stack()``, which resolves the file of every imported module: 0.3-0.4 s on a busy
+    2-core machine once the pages' ~2,000 modules are in) and would charge the first
+    visitor for it. With the runtime up and no REPL it prints nothing, only marks it done.
+    """
+    from streamlit import delta_generator  # lazy: the dashboard extra
+
+    check = getattr(delta_generator, "_maybe_print_use_warning", None)  # absent: nothing to do
+    if check is not None:
+        check()
+
+
+def _import(modules) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an extra not installed: its page says so itself
             pass
+
+
+def prepare_first_run(modules=PRELOAD) -> None:
+    """What a page's first run would otherwise pay: Streamlit's first-element check (first:
+    it costs least with few modules imported), the pages' imports and the queue's database
+    (its first query would pay 50-170 ms to open it)."""
+    settle_first_element()
+    _import(modules)
+    try:
+        from dashboard import finance_data  # lazy: pandas, DuckDB: after the server starts
+
+        finance_data.open_database()
+    except Exception:  # noqa: BLE001 - the finance extra missing: the page says so itself
+        pass
+
+
+def wait_until_quiet(seconds: float = QUIET_S, poll_s: float = 0.05) -> None:
+    """Return once no page run (Streamlit's script thread) has been alive for ``seconds``.
+
+    Polled often: an alert opened is a run of ~0.1 s, which a slower poll would miss."""
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < seconds:
+        if any(thread.name == SCRIPT_THREAD for thread in threading.enumerate()):
+            quiet_since = time.monotonic()
+        time.sleep(poll_s)
+
+
+def preload(modules=PRELOAD, later=LATER, later_after_s: float = LATER_AFTER_S) -> None:
+    """In the server's background thread: once the runtime is up, prepare the pages' first
+    run; ``later_after_s`` seconds after the start, when no page is running, import
+    ``later``."""
+    started = time.monotonic()
+    if not _runtime_started():
+        return
+    prepare_first_run(modules)
+    time.sleep(max(0.0, later_after_s - (time.monotonic() - started)))
+    wait_until_quiet()
+    _import(later)
 
 
 def main() -> None:

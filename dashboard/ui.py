@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import streamlit as st
 
@@ -30,6 +31,7 @@ LOGIN_USER = "login_user"        # session state: the logged-in reviewer (no wid
 LINK_STATE = "link_written"      # session state: the query parameters the pages last wrote
 # Every ASCII punctuation mark may be backslash-escaped in (Streamlit's Commonmark) markdown.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+URL_SAFE = ":/?#@!$&'*+,;=%~"   # kept as they are in a link's address; ( ) < > and spaces not
 
 
 def workspace() -> Path:
@@ -182,13 +184,18 @@ def set_link(vertical: str, **params) -> None:
 
 
 def share_link(what: str, where=None) -> None:
-    """A copyable link to what the page shows (its URL; ``st.code`` has a copy button), in
-    the sidebar (or the sidebar container ``where``: a fragment writes into one it created
-    on every run): the page's own space goes to the image."""
+    """A link to what the page shows, its text the URL (select it, or copy the link), in the
+    sidebar (or the sidebar container ``where``: a fragment writes into one it created on
+    every run): the page's own space goes to the image.
+
+    Markdown, not ``st.code``: the code box's highlighter is a 1.5 MB script (and a font)
+    the browser would fetch and compile on the first item opened, ~0.3 s on a busy machine.
+    """
     where = st.sidebar if where is None else where
+    url = links.link(st.context.url, st.query_params.to_dict())
     where.caption(f"Link to this {what}")
-    where.code(links.link(st.context.url, st.query_params.to_dict()), language=None,
-                    wrap_lines=True)
+    # the address as typed may hold ( ) < > or spaces, which would end a Markdown link
+    where.markdown(f"[{plain(url)}]({quote(url, safe=URL_SAFE)})")
 
 
 def pick_run(ws: Path, vertical: str) -> dict | None:

@@ -32,10 +32,12 @@ def unmask_command() -> list[str]:
 
 
 @contextlib.contextmanager
-def running_dashboard(workspace, log_dir, port: int | None = None, host: str | None = "127.0.0.1"):
+def running_dashboard(workspace, log_dir, port: int | None = None, host: str | None = "127.0.0.1",
+                      env: dict | None = None, cwd=None):
     """Run ``unmask dashboard`` in the background; yield its URL once healthy.
 
-    ``host=None`` passes no ``--host``: the command's own default.
+    ``host=None`` passes no ``--host``: the command's own default; ``env`` and ``cwd``: the
+    server's environment and working directory (default: this process's).
     """
     from dashboard.serve import wait_ready
 
@@ -46,7 +48,8 @@ def running_dashboard(workspace, log_dir, port: int | None = None, host: str | N
         process = subprocess.Popen(
             unmask_command() + ["dashboard", "--workspace", str(workspace), "--port", str(port)]
             + (["--host", host] if host else []),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+            cwd=cwd)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, process, timeout=90)

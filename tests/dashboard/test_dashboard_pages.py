@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 import dashboard
 from core.review_store import ReviewStore
 from dashboard.auth import set_password
-from dashboard.ui import form_key
+from dashboard.ui import form_key, plain
 from dashboard.workspace import ENV_VAR
 
 APP = Path(dashboard.__file__).with_name("app.py")
@@ -252,6 +252,10 @@ def test_user_written_text_reaches_markdown_escaped(monkeypatch, workspace):
                                                      PAYLOAD, note=PAYLOAD, run_id="finance-run")
     at.session_state["fin_table_0"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
-    raw = "\n".join(str(e.value) for e in at.markdown)
+    # the page's own link to the transaction (its address built from the URL) is the one
+    # link: the sidebar's "[address](address)"
+    [own] = [e.value for e in at.sidebar.markdown if e.value.startswith("[")]
+    assert own == f"[{plain(f'?run=finance-run&tx={selected}')}](?run=finance-run&tx={selected})"
+    raw = "\n".join(str(e.value) for e in at.markdown if e.value != own)
     assert f"by {PAYLOAD}" in texts(at)                       # shown as typed ...
     assert "](" not in raw and "![" not in raw              # ... but never as markdown syntax
