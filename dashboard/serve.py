@@ -37,6 +37,9 @@ def is_loopback(host: str) -> bool:
                                    for a in addresses)
 
 
+INTERPRETER_FLAGS = ("-P",)
+
+
 def served_url(host: str, port: int) -> str:
     """The URL to open: ``host``'s own, or this machine's name when it listens on every
     interface."""
@@ -53,8 +56,10 @@ def streamlit_command(workspace, port: int = 8501, host: str = DEFAULT_HOST) -> 
     The workspace also travels as the script argument ``--workspace`` so the app finds it
     even when the environment variable is not passed on.
     """
-    # dashboard.launch is `streamlit run` that imports the pages' modules meanwhile
-    command = [sys.executable, "-m", "dashboard.launch", "run", str(APP),
+    # dashboard.launch is `streamlit run` that imports the pages' modules meanwhile; -P keeps
+    # the working directory off the import path, so a `dashboard/` or `core/` folder where
+    # the user happens to stand is never imported in place of the installed package
+    command = [sys.executable, *INTERPRETER_FLAGS, "-m", "dashboard.launch", "run", str(APP),
                "--server.port", str(int(port)), "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
                "--server.runOnSave", "false", "--client.toolbarMode", "viewer",

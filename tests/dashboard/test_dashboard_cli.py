@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,13 +19,24 @@ from dashboard_fixtures import write_driving_run, write_finance_run
 
 def test_streamlit_command(tmp_path):
     command = serve_module.streamlit_command(tmp_path / "ws", port=8642, host="127.0.0.1")
-    assert command[:4] == [sys.executable, "-m", "dashboard.launch", "run"]
-    assert command[4].endswith("dashboard/app.py")
-    pairs = dict(zip(command[5::2], command[6::2]))
+    assert command[:5] == [sys.executable, "-P", "-m", "dashboard.launch", "run"]
+    assert command[5].endswith("dashboard/app.py")
+    pairs = dict(zip(command[6::2], command[7::2]))
     assert pairs["--server.port"] == "8642" and pairs["--server.headless"] == "true"
     assert pairs["--browser.gatherUsageStats"] == "false"
     assert pairs["--server.address"] == "127.0.0.1"
     assert command[-3:] == ["--", "--workspace", str((tmp_path / "ws").resolve())]
+
+
+def test_the_server_never_imports_a_dashboard_folder_from_the_working_directory(tmp_path):
+    # a user who runs `unmask dashboard` inside a project of their own with a dashboard/ folder
+    (tmp_path / "dashboard").mkdir()
+    (tmp_path / "dashboard" / "__init__.py").write_text("raise SystemExit('decoy imported')\n")
+    interpreter = serve_module.streamlit_command(tmp_path / "ws")[:2]
+    found = subprocess.run([*interpreter, "-c", "import dashboard; print(dashboard.__file__)"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()).parent == Path(serve_module.__file__).parent
 
 
 class FakeServer:
