@@ -235,24 +235,18 @@ class MemoryGate:
             sel = key == k
             self._match.setdefault(int(k), []).append(y[sel] == mem[sel])
             self._p_true.setdefault(int(k), []).append(q[sel].astype(np.float32))
-        self._add_moved(probs, trace, target, target_known & np.isfinite(trace.moved_age_s))
+        self._add_moved(trace, observed)
         return self
 
-    def _add_moved(self, probs, trace, target, keep) -> None:
-        """Collect the extrapolated cells' targets: per extrapolation age bin, whether a
-        vehicle was revealed, the network's probability of what was, the memory term's key
-        (-1: nothing remembered) and whether the memory was right."""
-        t, r, c = np.nonzero(keep)
-        y = target[t, r, c].astype(np.int64)
-        mem = trace.remembered[t, r, c].astype(np.int64)
-        key = np.where(mem != UNOBSERVED, np.minimum(mem, self._n_classes - 1) * self.n_bins +
-                       gate_bins(trace)[t, r, c], -1)
-        columns = (y == VEHICLE, probs[t, np.minimum(y, self._n_classes - 1), r, c]
-                   .astype(np.float32), key, y == mem)
-        bins = moved_bins(trace)[t, r, c]
+    def _add_moved(self, trace, observed) -> None:
+        """Collect what the current frame sees where the extrapolation carried a lost car:
+        per extrapolation age bin, whether it is a vehicle. (The hidden cells' targets are
+        no test of it: later frames reveal a world-fixed cell after a fast car has left it.)"""
+        seen = np.isfinite(trace.moved_age_s) & (observed != UNOBSERVED)
+        hit = observed[seen] == VEHICLE
+        bins = moved_bins(trace)[seen]
         for b in np.unique(bins):
-            sel = bins == b
-            self._moved.setdefault(int(b), []).append(tuple(col[sel] for col in columns))
+            self._moved.setdefault(int(b), []).append(hit[bins == b])
 
     def finish(self) -> "MemoryGate":
         """Choose every bin's weight from the collected targets.
@@ -290,32 +284,23 @@ class MemoryGate:
                 n = self.cells_[m, k]
                 own = WEIGHTS[int(np.argmax(ll[m, k]))] if n else 0.0
                 self.weights_[m, k] = (n * own + MIN_CELLS * pooled[k]) / (n + MIN_CELLS)
-        self._finish_moved(rng)
+        self._finish_moved()
         for name in ("_match", "_p_true", "_moved", "_n_classes"):
             self.__dict__.pop(name, None)
         return self
 
-    def _finish_moved(self, rng) -> None:
-        """Each extrapolation age bin's weight ``v``: the likeliest on what was revealed
-        there, given the memory term already applied; shrunk towards 0 (no extrapolation)
-        with the weight of ``MIN_CELLS`` targets, so a bin the logs hardly show stays off."""
+    def _finish_moved(self) -> None:
+        """Each extrapolation age bin's weight ``v``: the share of the cells it carried a
+        lost car to that the sensor saw holding a vehicle, shrunk towards 0 (no
+        extrapolation) with the weight of ``MIN_CELLS`` cells, so a bin the logs hardly show
+        stays off."""
         n_age = len(AGE_EDGES_S) + 1
         self.moved_weights_ = np.zeros(n_age, np.float32)
         self.moved_cells_ = np.zeros(n_age, np.int64)
-        flat_w = self.weights_.ravel()
         for b, parts in sorted(getattr(self, "_moved", {}).items()):
-            hit, q, key, mem_hit = (np.concatenate(col) for col in zip(*parts))
-            n = len(hit)
-            if n > MAX_CELLS:
-                pick = rng.choice(n, MAX_CELLS, replace=False)
-                hit, q, key, mem_hit = hit[pick], q[pick], key[pick], mem_hit[pick]
-            w = np.where(key >= 0, flat_w[np.maximum(key, 0)], 0.0)
-            q = w * mem_hit + (1 - w) * q             # what the memory term left
-            ll = np.log(np.maximum(WEIGHTS[:, None] * hit[None] +
-                                   (1 - WEIGHTS[:, None]) * q[None], 1e-6)).sum(1)
-            own = WEIGHTS[int(np.argmax(ll))]
-            self.moved_cells_[b] = n
-            self.moved_weights_[b] = n * own / (n + MIN_CELLS)
+            hit = np.concatenate(parts)
+            self.moved_cells_[b] = len(hit)
+            self.moved_weights_[b] = hit.sum() / (len(hit) + MIN_CELLS)
 
     def fit(self, probs, traces, targets, observed) -> "MemoryGate":
         """:meth:`add` every log (lists, one entry per log), then :meth:`finish`."""
