@@ -11,10 +11,12 @@ world, and tested on logs with injected events of two configurations: the **tune
 tuned on), scored with the same model and calibration.
 
 Measures, on occluded cells (inside the sensor range, hidden; truth from the simulator):
-per-class PR-AUC (with and without the memory gate), road-layout IoU; frame anomaly
+per-class PR-AUC (with and without the memory gate, and without its vehicle extrapolation),
+road-layout IoU; frame anomaly
 AUROC/AP against the injected events, per kind, detection latency and the alert rate on
 normal frames (calibrated alerts, nominal 5 %); inference frames/s at 128x128 with the
-ratio to persistence timed in the same run, and the 1-minute load average.
+ratio to persistence timed in the same run, the vehicle extrapolation's cost per frame,
+and the 1-minute load average.
 
 Usage:
     UNMASK_NUM_THREADS=1 nice -n 10 .venv/bin/python -m bench.driving      # the committed run
