@@ -11,10 +11,12 @@ world, and tested on logs with injected events of two configurations: the **tune
 tuned on), scored with the same model and calibration.
 
 Measures, on occluded cells (inside the sensor range, hidden; truth from the simulator):
-per-class PR-AUC (with and without the memory gate), road-layout IoU; frame anomaly
+per-class PR-AUC (with and without the memory gate, and without its vehicle extrapolation),
+road-layout IoU; frame anomaly
 AUROC/AP against the injected events, per kind, detection latency and the alert rate on
 normal frames (calibrated alerts, nominal 5 %); inference frames/s at 128x128 with the
-ratio to persistence timed in the same run, and the 1-minute load average.
+ratio to persistence timed in the same run, the vehicle extrapolation's cost per frame,
+and the 1-minute load average.
 
 Usage:
     UNMASK_NUM_THREADS=1 nice -n 10 .venv/bin/python -m bench.driving      # the committed run
@@ -38,14 +40,14 @@ from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.evaluate import HiddenCellAccumulator, frame_metrics
 from driving.model.baselines import (PersistenceBaseline, PositionalPrior, apply_layout_memory,
-                                     persistence_memory, world_memory)
-from driving.model.memory_gate import MemoryGate, memory_trace
+                                     persistence_memory, world_cells, world_memory)
+from driving.model.memory_gate import AGE_EDGES_S, MemoryGate, VehicleTracks, memory_trace
 from driving.model.network import OcclusionNet, OcclusionNetConfig
 from driving.model.predictor import OcclusionPredictor, stack_frames
-from driving.schema import read_log
+from driving.schema import VEHICLE, read_log
 from driving.scoring.decision import RoadBelief, decide, road_mass
 from driving.scoring.surprise import score_log
-from driving.sim.highway import HighwayConfig
+from driving.sim.highway import HighwayConfig, HighwaySimulator
 from driving.sim.simulator import SimConfig, Simulator, simulate_logs
 from driving.sim.world import WorldConfig
 from driving.warp import sensor_range_mask
@@ -62,7 +64,7 @@ HELDOUT = {
                                                     speed_mps=(22.0, 35.0))},
 }
 TUNED = {"town": SimConfig(), "highway": HighwayConfig()}
-METHODS = ("unmask", "network_only", "persistence", "persistence_prior", "persistence_world_map",
+METHODS = ("unmask", "unmask_no_extrapolation", "network_only", "persistence", "persistence_prior", "persistence_world_map",
            "positional_prior")
 # the occlusion predictor's input (what --speed-only times): the defaults of `unmask driving train`
 MODEL = {"history": (2, 5, 10, 20), "memory": True, "layout_fallback": True, "memory_gate": True}
@@ -183,6 +185,8 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
         predictor.apply_memory(network, context, slice(None), log.semantic)
         predictor.memory_gate_ = gate
         probs = gate.apply(network.copy(), context[1], log.semantic) if gate is not None else network
+        still = _without_extrapolation(gate).apply(network.copy(), context[1], log.semantic) \
+            if gate is not None else network
         decided = predictor.decide(log, probs)
         timing["unmask_s"] += time.perf_counter() - t0
         timing["frames"] += len(log)
@@ -193,7 +197,9 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
         acc["unmask"].add(probs, log.semantic_true, log.visible, in_range, predicted=decided,
                           layout=layout)
         acc["network_only"].add(network, log.semantic_true, log.visible, in_range, layout=layout)
-        del probs, network
+        acc["unmask_no_extrapolation"].add(still, log.semantic_true, log.visible, in_range,
+                                           layout=layout)
+        del probs, network, still
         for name, baseline in baselines.items():
             acc[name].add(baseline.predict_proba(log), log.semantic_true, log.visible, in_range,
                           layout=layout)
@@ -224,6 +230,13 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
                       "load_average_1min": os.getloadavg()[0]}}
 
 
+def _without_extrapolation(gate: MemoryGate) -> MemoryGate:
+    """The same gate with the vehicle extrapolation's weights at 0 (the side-by-side run)."""
+    out = MemoryGate.from_dict(gate.to_dict())
+    out.moved_weights_[:] = 0.0
+    return out
+
+
 def normal_alert_rate(predictor, logs) -> dict:
     """Calibrated alerts on held-out normal logs (no injected events)."""
     scores = np.concatenate([score_log(predictor, log).score for log in logs])
@@ -242,6 +255,8 @@ def _targets(metrics: dict, contamination: float) -> dict:
     return {
         "vehicle_ap_over_persistence_prior": _pr(metrics, "unmask", "vehicle") /
         _pr(metrics, "persistence_prior", "vehicle"),
+        "vehicle_ap_over_persistence_prior_without_extrapolation":
+        _pr(metrics, "unmask_no_extrapolation", "vehicle") / _pr(metrics, "persistence_prior", "vehicle"),
         "static_obstacle_ap_over_persistence": _pr(metrics, "unmask", "static_obstacle") /
         _pr(metrics, "persistence", "static_obstacle"),
         "min_class_ap_over_persistence": min(_pr(metrics, "unmask", c) / _pr(metrics, "persistence", c)
@@ -270,6 +285,7 @@ def _untrained_gate(n_classes: int) -> MemoryGate:
     """A gate with every weight 0.5: what applying a fitted one costs."""
     gate = MemoryGate()
     gate.weights_ = np.full((n_classes, gate.n_bins), 0.5, np.float32)
+    gate.moved_weights_ = np.full(len(AGE_EDGES_S) + 1, 0.5, np.float32)
     return gate
 
 
@@ -302,6 +318,21 @@ def _time_inference(log, model: dict, n_frames: int) -> float:
         return time.perf_counter() - t0
 
 
+def _time_extrapolation(n_frames: int, repeats: int) -> float:
+    """Seconds the vehicle extrapolation (blobs, matching, painting) takes over a highway
+    log, whose fast traffic it is for: best of ``repeats``."""
+    log = HighwaySimulator(HighwayConfig(), seed=7).simulate(n_frames)
+    ix, iy = world_cells(log)
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        tracks = VehicleTracks((int(ix.max()) + 1, int(iy.max()) + 1), log.meta.resolution_m)
+        for t in range(len(log)):
+            tracks.update(log.semantic[t] == VEHICLE, ix[t], iy[t], float(log.timestamp[t]))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def speed_only(n_frames: int = 192, repeats: int = 3) -> dict:
     """Inference frames/s at 128x128 (untrained weights, the benchmarked network size) vs
     persistence and vs a smaller input (``SMALL_INPUT_MODEL``: history 2, 5, 10; no memory, no fallback),
@@ -318,7 +349,10 @@ def speed_only(n_frames: int = 192, repeats: int = 3) -> dict:
         t0 = time.perf_counter()
         world_memory(log, before=False, layout_only=False)
         best["world"] = min(best["world"], time.perf_counter() - t0)
+    extrapolation_s = _time_extrapolation(n_frames, repeats)
     out = {"threads": threads, "frames": n_frames, "repeats": repeats, "model": MODEL,
+           "extrapolation_ms_per_highway_frame": 1e3 * extrapolation_s / n_frames,
+           "extrapolation_share_of_unmask_inference": extrapolation_s / best["unmask"],
            "unmask_inference_fps": n_frames / best["unmask"],
            "small_input_network_fps": n_frames / best["small_input"],
            "unmask_over_small_input_speed": best["small_input"] / best["unmask"],

@@ -31,7 +31,8 @@ BUNDLE_KIND = "driving-occlusion"
 # 3: the training logs' input profile (driving.guard) and the memory gate's weights
 # 4: frames scored on their own (no per-log baseline); the threshold from cross-fitted scores
 # 5: the lead channel reads the closing speed over the gap (lead_closing), not the deceleration
-BUNDLE_VERSION = 5
+# 6: the memory gate also weights a constant-velocity extrapolation of lost vehicles
+BUNDLE_VERSION = 6
 
 
 def _meta_dict(meta: LogMeta) -> dict:

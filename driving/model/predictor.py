@@ -71,8 +71,9 @@ class OcclusionPredictor(Estimator):
         max_decoys: the most decoys per grid.
         memory_gate: at inference, mix every hidden cell's probabilities with the class
             the world-fixed memory last saw there, weighted by how recently and how surely
-            it was seen (:mod:`~driving.model.memory_gate`; the weights are fitted on the
-            held-out calibration frames, against what later frames revealed).
+            it was seen, and with "a vehicle" where a lost car's constant-velocity
+            extrapolation puts it (:mod:`~driving.model.memory_gate`; the weights are fitted
+            on the held-out calibration frames, against what later frames revealed).
         layout_fallback: at inference, hidden cells whose layout the log saw earlier
             (``baselines.world_memory``: a world-fixed map of the static layout) give the
             model's layout probability mass (off-road, road, lane marking, sidewalk) to the

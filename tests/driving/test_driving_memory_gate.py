@@ -73,3 +73,50 @@ def test_a_class_the_normal_logs_never_show_hidden_borrows_the_pooled_weight():
     assert gate.weights_[STATIC_OBSTACLE].max() > 0.5                # trusted like the road
     again = MemoryGate.from_dict(gate.to_dict())
     np.testing.assert_array_equal(again.weights_, gate.weights_)
+
+
+def _passing_car_log(n_frames: int = 14, lost_from: int = 5, hidden_cols=(12, 40)) -> DriveLog:
+    """A standing ego; a car of 8 x 3 cells crossing at 2 cells a frame, seen until frame
+    ``lost_from - 1``, then passing behind an occluder over columns ``hidden_cols``."""
+    meta = LogMeta(grid_shape=(16, 40), ego_cell=(15, 20), rate_hz=5.0)
+    truth = np.full((n_frames, 16, 40), ROAD, np.uint8)
+    for t in range(n_frames):
+        truth[t, 4:12, 2 + 2 * t:5 + 2 * t] = VEHICLE
+    visible = np.ones(truth.shape, bool)
+    visible[lost_from:, :, slice(*hidden_cols)] = False
+    semantic = np.where(visible, truth, UNOBSERVED).astype(np.uint8)
+    t = np.arange(n_frames)
+    return DriveLog(log_id="passing", meta=meta, frame=t, timestamp=t / meta.rate_hz,
+                    ego_x=np.zeros(n_frames), ego_y=np.zeros(n_frames), ego_yaw=np.zeros(n_frames),
+                    ego_speed=np.zeros(n_frames), semantic=semantic, visible=visible,
+                    semantic_true=truth, anomaly=np.zeros(n_frames, bool))
+
+
+def test_the_extrapolation_moves_a_lost_car_along_its_velocity():
+    log = _passing_car_log()
+    trace = memory_trace(log)
+    # last seen at frame 4 in columns 10-12; three frames later it is in columns 16-18
+    np.testing.assert_allclose(trace.moved_age_s[7, 4:12, 16:19], 0.6, atol=1e-6)
+    assert np.isinf(trace.moved_age_s[7, 4:12, 10:13]).all()       # not where it was seen
+    assert (trace.remembered[7, 4:12, 12] == VEHICLE).all()         # ... which the memory keeps
+    assert np.isinf(trace.moved_age_s[:5]).all()                    # nothing lost yet
+
+
+def test_the_gate_learns_to_trust_the_extrapolation_and_round_trips():
+    # six normal logs in which the car comes out from behind a narrow occluder where its
+    # velocity says, 2-4 frames after it was lost
+    train = [_passing_car_log(hidden_cols=(12, 18))] * 6
+    gate = MemoryGate().fit([_hedging_network(log) for log in train],
+                            [memory_trace(log) for log in train],
+                            [future_targets(log, (1, 2, 5, 10, 20)) for log in train],
+                            [log.semantic for log in train])
+    assert gate.moved_weights_[2] > 0.3                              # seen 0.5-1 s ago
+    test = _passing_car_log(n_frames=12)
+    assert gate.moved_weights_[gate.moved_cells_ == 0].max() == 0   # no data: no extrapolation
+    network, trace = _hedging_network(test), memory_trace(test)
+    gated = gate.apply(network.copy(), trace, test.semantic)
+    assert (gated[7, VEHICLE, 4:12, 16:19] > network[7, VEHICLE, 4:12, 16:19] + 0.15).all()
+    np.testing.assert_allclose(gated.sum(1), 1.0, atol=1e-5)
+    again = MemoryGate.from_dict(gate.to_dict())
+    np.testing.assert_array_equal(again.moved_weights_, gate.moved_weights_)
+    np.testing.assert_array_equal(again.apply(network.copy(), trace, test.semantic), gated)
