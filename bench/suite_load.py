@@ -29,6 +29,9 @@ import threading
 import time
 from pathlib import Path
 
+from core.io import write_text_atomic
+from core.runtime import THREAD_ENV_VARS, usable_cpus
+
 SPINNER = [sys.executable, "-c", "while True: pass"]
 RESULTS = Path(__file__).parent / "results" / "suite_load.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +39,7 @@ LOGS = ROOT / "bench" / "out"  # pytest output of each run (git-ignored)
 SAMPLE_EVERY_S = 10.0
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 # The thread variables the default configuration removes, so it gets the product's own budget.
-BUDGET_VARS = ("UNMASK_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY")
+BUDGET_VARS = ("UNMASK_NUM_THREADS", *THREAD_ENV_VARS, "OMP_WAIT_POLICY")
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)s (setup|call|teardown)\s+(\S.*)$")
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)\b")
 
@@ -133,9 +135,7 @@ def run_pytest(args: list[str], tree: Path, env: dict[str, str], durations: int,
 
 def write_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(scratch, path)  # a reader never sees half a file
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")  # a reader never sees half a file
 
 
 def _raise_interrupt(signum, frame):
@@ -155,7 +155,7 @@ def main(argv=None):
     configs = [parse_config(c) for c in args.config or ["default"]]
     signal.signal(signal.SIGTERM, _raise_interrupt)
     result = {"load_generator": f"{args.spinners} x {' '.join(SPINNER)}",
-              "usable_cpus": len(os.sched_getaffinity(0)), "loadavg_before": os.getloadavg(),
+              "usable_cpus": usable_cpus(), "loadavg_before": os.getloadavg(),
               "selection": args.pytest_args or ["(whole suite)"],
               "configs": {name: changes for name, changes in configs}, "runs": []}
     print(f"load generator: {result['load_generator']}", flush=True)

@@ -130,7 +130,7 @@ def configure_threads(num_threads: int | None = None) -> int:
     """One thread budget for every pool: torch (intra- and inter-op), numba, and the
     OpenMP/BLAS pools already loaded (through threadpoolctl when installed).
 
-    Order: the argument, then ``UNMASK_NUM_THREADS``, then ``min(2, usable_cpus())``.
+    Order: the argument, then ``UNMASK_NUM_THREADS``, then ``min(2, free_cpus())``.
     DuckDB connections take :func:`default_threads` in ``SET threads``. Under a distributed
     launcher (torchrun) only torch's intra-op count changes: its workers share the CPUs
     (:func:`default_threads` divides them), and a worker whose inter-op and OpenMP pools

@@ -66,12 +66,12 @@ def _import(modules) -> None:
             pass
 
 
-def prepare_first_run(modules=PRELOAD) -> None:
+def prepare_first_run() -> None:
     """What a page's first run would otherwise pay: Streamlit's first-element check (first:
     it costs least with few modules imported), the pages' imports and the queue's database
     (its first query would pay 50-170 ms to open it)."""
     settle_first_element()
-    _import(modules)
+    _import(PRELOAD)
     try:
         from dashboard import finance_data  # lazy: pandas, DuckDB: after the server starts
 
@@ -91,17 +91,17 @@ def wait_until_quiet(seconds: float = QUIET_S, poll_s: float = 0.05) -> None:
         time.sleep(poll_s)
 
 
-def preload(modules=PRELOAD, later=LATER, later_after_s: float = LATER_AFTER_S) -> None:
+def preload() -> None:
     """In the server's background thread: once the runtime is up, prepare the pages' first
-    run; ``later_after_s`` seconds after the start, when no page is running, import
-    ``later``."""
+    run; ``LATER_AFTER_S`` seconds after the start, when no page is running, import
+    ``LATER``."""
     started = time.monotonic()
     if not _runtime_started():
         return
-    prepare_first_run(modules)
-    time.sleep(max(0.0, later_after_s - (time.monotonic() - started)))
+    prepare_first_run()
+    time.sleep(max(0.0, LATER_AFTER_S - (time.monotonic() - started)))
     wait_until_quiet()
-    _import(later)
+    _import(LATER)
 
 
 def main() -> None:

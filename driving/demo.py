@@ -22,8 +22,9 @@ from .sim.world import WorldConfig
 
 SIZES = {
     # The alert threshold is cross-fitted (each training log scored by a state fitted on the
-    # others), so a demo needs about five training logs: with three, each fold's state saw
-    # two logs and the tiny demo flagged nothing.
+    # others), so the small demo trains on five logs: with three, each fold's state saw two
+    # logs and it flagged few frames (10 of 130 anomalous). The tiny demo keeps three: it
+    # is for tests, which need it fast, not for its alerts.
     # grid cells per side, sensor range (m), replayed logs, training logs, frames per log,
     # training epochs, steps per epoch (None = all), batch, network widths, history offsets,
     # frames explained with region SHAP and the SHAP evaluations each

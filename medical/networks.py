@@ -95,7 +95,7 @@ def is_decoder_key(name: str) -> bool:
     return re.search(r"(^model|submodule)\.2\.", name) is not None
 
 
-def transfer_weights(state: dict, model, encoder_only: bool = False) -> int:
+def transfer_weights(state: dict, model, encoder_only: bool = False) -> set[str]:
     """Copy every tensor of ``state`` whose name and shape match ``model``'s.
 
     Args:
@@ -106,13 +106,13 @@ def transfer_weights(state: dict, model, encoder_only: bool = False) -> int:
             context baseline, and starting segmentation from it cost Dice in our benchmark.
 
     Returns:
-        How many tensors were copied (the output layer differs and is skipped).
+        The names of the tensors copied (the output layer differs and is skipped).
     """
     own = model.state_dict()
     matched = {k: state[k] for k in transferable_keys(state, model, encoder_only)}
     own.update(matched)
     model.load_state_dict(own)
-    return len(matched)
+    return set(matched)
 
 
 def transferable_keys(state: dict, model, encoder_only: bool = False) -> set[str]:

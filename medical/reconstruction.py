@@ -115,6 +115,7 @@ def body_mask(image: np.ndarray) -> np.ndarray:
 # pretext -> medical.genesis.draw_distortion's probabilities; "genesis_whole" also shows a
 # quarter of the crops whole, as segmentation does (masked crops shift the input statistics)
 GENESIS_VARIANTS = {"genesis": {}, "genesis_whole": {"p_hide_nothing": 0.5}}
+PRETEXTS = ("inpaint", *GENESIS_VARIANTS)
 
 
 def reconstruction_loss(masker, patch_size, sigma=None, pretext: str = "inpaint"):
@@ -129,9 +130,8 @@ def reconstruction_loss(masker, patch_size, sigma=None, pretext: str = "inpaint"
     instead of the patch mask; the target stays the original crop, over every voxel when
     the visible ones were distorted (they must be restored too), else over hidden ones.
     """
-    if pretext != "inpaint" and pretext not in GENESIS_VARIANTS:
-        raise ValueError(f"unknown pretext {pretext!r}; choose inpaint or one of "
-                         f"{', '.join(GENESIS_VARIANTS)}")
+    if pretext not in PRETEXTS:
+        raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")
 
     def loss_fn(model, batch, generator):
         image = batch[0]  # (B, 1, x, y, z)

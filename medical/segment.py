@@ -30,8 +30,7 @@ from core.training import TrainConfig, fit, is_main_process
 from .anomaly import AnomalyScorer
 from .guard import InputReference, body_hu_cdf, ras_extent_mm
 from .io import find_cases, load_label_like, load_volume, read_dataset_json
-from .networks import (NetworkConfig, build_network, load_weights, transfer_weights,
-                       transferable_keys)
+from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .reconstruction import masked_input
 from .transforms import Preprocessor, PreprocessConfig, median_spacing
 from .volumes import CropDataset, prepare_cases
@@ -141,8 +140,8 @@ class Segmenter(NetworkPlacement, Estimator):
         this segmenter's device and precision (:meth:`to`)."""
         params = None
         if init_state is not None:
-            copied = transferable_keys(init_state, self.network, config.encoder_only)
-            self.transferred_ = transfer_weights(init_state, self.network, config.encoder_only)
+            copied = transfer_weights(init_state, self.network, config.encoder_only)
+            self.transferred_ = len(copied)
             if config.pretrained_lr_scale != 1.0:
                 named = list(self.network.named_parameters())
                 params = [{"params": [p for k, p in named if k in copied],

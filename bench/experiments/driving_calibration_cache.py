@@ -1,4 +1,7 @@
-"""Step 1 of the experiment in driving_calibration_variants.py: cache the prior-free raw maps."""
+"""Cache the prior-free raw maps of a world's calibration and test logs (read by
+driving_lead_channel.py). Round 9's calibration variants and per-log baseline scripts that
+read them ran against commit 206d71e; they were removed once the per-log baseline and the
+lead-deceleration channel they compare were gone from the code."""
 import sys, time
 from dataclasses import replace
 from pathlib import Path

@@ -47,6 +47,7 @@ from .baselines import world_cells
 
 AGE_EDGES_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # age bins: [0, .25), ..., [16 s, inf)
 STREAK_EDGES = (2, 4, 8, 16)                         # frames seen in a row: 1, 2-3, ..., 16+
+N_AGE_BINS = len(AGE_EDGES_S) + 1
 WEIGHTS = np.round(np.concatenate([np.linspace(0.0, 0.9, 19), [0.95, 0.98, 0.99]]), 3)
 MIN_CELLS = 200                                      # a class's bin counts as this many pooled targets
 MAX_CELLS = 20000                                    # targets kept per bin (seeded sample)
@@ -194,14 +195,14 @@ def _blobs(vehicle: np.ndarray, ix: np.ndarray, iy: np.ndarray, time: float) -> 
     return out
 
 
-def moved_bins(trace: MemoryTrace) -> np.ndarray:
-    """Age bin of every cell's vehicle extrapolation, ``(T, H, W)`` int64."""
-    return np.searchsorted(np.asarray(AGE_EDGES_S), trace.moved_age_s, side="right")
+def age_bins(age_s: np.ndarray) -> np.ndarray:
+    """The age bin (``AGE_EDGES_S``) of each age in seconds, int64, same shape."""
+    return np.searchsorted(np.asarray(AGE_EDGES_S), age_s, side="right")
 
 
 def gate_bins(trace: MemoryTrace) -> np.ndarray:
     """Flat (age bin, streak bin) index of every cell, ``(T, H, W)`` int64."""
-    age_bin = np.searchsorted(np.asarray(AGE_EDGES_S), trace.age_s, side="right")
+    age_bin = age_bins(trace.age_s)
     streak_bin = np.searchsorted(np.asarray(STREAK_EDGES), trace.streak, side="right")
     return age_bin * (len(STREAK_EDGES) + 1) + streak_bin
 
@@ -218,7 +219,7 @@ class MemoryGate:
 
     @property
     def n_bins(self) -> int:
-        return (len(AGE_EDGES_S) + 1) * (len(STREAK_EDGES) + 1)
+        return N_AGE_BINS * (len(STREAK_EDGES) + 1)
 
     def add(self, probs: np.ndarray, trace: MemoryTrace, target: np.ndarray,
             observed: np.ndarray) -> "MemoryGate":
@@ -246,7 +247,7 @@ class MemoryGate:
         no test of it: later frames reveal a world-fixed cell after a fast car has left it.)"""
         seen = np.isfinite(trace.moved_age_s) & (observed != UNOBSERVED)
         hit = observed[seen] == VEHICLE
-        bins = moved_bins(trace)[seen]
+        bins = age_bins(trace.moved_age_s[seen])
         for b in np.unique(bins):
             self._moved.setdefault(int(b), []).append(hit[bins == b])
 
@@ -296,9 +297,8 @@ class MemoryGate:
         lost car to that the sensor saw holding a vehicle, shrunk towards 0 (no
         extrapolation) with the weight of ``MIN_CELLS`` cells, so a bin the logs hardly show
         stays off."""
-        n_age = len(AGE_EDGES_S) + 1
-        self.moved_weights_ = np.zeros(n_age, np.float32)
-        self.moved_cells_ = np.zeros(n_age, np.int64)
+        self.moved_weights_ = np.zeros(N_AGE_BINS, np.float32)
+        self.moved_cells_ = np.zeros(N_AGE_BINS, np.int64)
         for b, parts in sorted(getattr(self, "_moved", {}).items()):
             hit = np.concatenate(parts)
             self.moved_cells_[b] = len(hit)
@@ -326,9 +326,11 @@ class MemoryGate:
             onehot = trace.remembered[:, None] == np.arange(probs.shape[1])[None, :, None, None]
             probs *= 1.0 - w
             probs += w * onehot
-        v = np.where(hidden & np.isfinite(trace.moved_age_s),
-                     self.moved_weights_[moved_bins(trace)], 0.0)[:, None].astype(np.float32)
+        carried = hidden & np.isfinite(trace.moved_age_s)   # few cells: bin only these
+        v = np.zeros(carried.shape, np.float32)
+        v[carried] = self.moved_weights_[age_bins(trace.moved_age_s[carried])]
         if v.any():
+            v = v[:, None]
             probs *= 1.0 - v
             probs[:, VEHICLE] += v[:, 0]
         return probs

@@ -43,7 +43,7 @@ from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
 from ..warp import warp_indices
 from .decision import RoadBelief, decide, layout_mass, road_mass
-from .frame_score import lead_closing, scored_objects
+from .frame_score import OBSERVED_CHANNELS, scored_objects
 
 EPS = 1e-6
 OBJECT_MAPS = ("object_recon", "object_forecast")
@@ -206,7 +206,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         prev_probs = probs[-1]
         if kept is not None:
             kept.append(probs)
-    maps["lead_closing"] = lead_closing(observed, log.meta)
+    maps.update({name: channel(log) for name, channel in OBSERVED_CHANNELS.items()})
     maps.update(predicted=predicted, confidence=confidence, road_layout=road_layout,
                 probabilities=np.concatenate(kept) if kept else None)
     if context_inputs:
