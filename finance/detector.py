@@ -102,6 +102,24 @@ class FinanceModelConfig:
     min_history_days: float = 7.0
 
 
+def draw_heldout(features: pd.DataFrame, config: FinanceModelConfig, R: np.random.Generator
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(held-out rows, rows to fit on): :meth:`FinanceModel.fit`'s seeded draws.
+
+    At most ``config.max_train_rows`` rows are kept (a uniform sample), then
+    ``min(config.calibration_rows, n // 5)`` of them are held out: they standardise and
+    calibrate the score and are never seen by the detector, the tails or the head. ``R`` is
+    advanced (fit draws the SHAP background from it next); to replay a fit's held-out rows,
+    pass ``np.random.default_rng(config.random_state)``.
+    """
+    if len(features) > config.max_train_rows:
+        keep = np.sort(R.choice(len(features), config.max_train_rows, replace=False))
+        features = features.iloc[keep]
+    mask = np.zeros(len(features), bool)
+    mask[R.choice(len(features), min(config.calibration_rows, len(features) // 5), replace=False)] = True
+    return features[mask], features[~mask]
+
+
 class FinanceModel(Estimator):
     """Fits and scores the TabularDetector (and the optional feedback head) on finance features.
 
@@ -169,14 +187,7 @@ class FinanceModel(Estimator):
         head_config = HeadConfig(**{"random_state": self.config.random_state, **self.config.head_params})
         use_head = labelled is not None and self.config.features.feedback and _enough(labelled, head_config)
         R = np.random.default_rng(self.config.random_state)
-        if len(features) > self.config.max_train_rows:
-            keep = np.sort(R.choice(len(features), self.config.max_train_rows, replace=False))
-            features = features.iloc[keep]
-        # rows that standardise and calibrate the score, never seen by detector, tails or head
-        n_cal = min(self.config.calibration_rows, len(features) // 5)
-        mask = np.zeros(len(features), bool)
-        mask[R.choice(len(features), n_cal, replace=False)] = True
-        heldout, features = features[mask], features[~mask]
+        heldout, features = draw_heldout(features, self.config, R)
         if use_head and "_row" in heldout.columns and "_row" in labelled.columns:  # not the head's rows
             heldout = heldout[~heldout["_row"].isin(labelled["_row"])]
         self.detector_features_ = (self.feature_names if not use_head else
