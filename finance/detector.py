@@ -198,16 +198,20 @@ class FinanceModel(Estimator):
                                          **self.config.detector_params, device=self.device,
                                          precision=self.precision, progress=self.progress).fit(X)
         self.tails_ = MarginalTails(random_state=self.config.random_state).fit(X.to_numpy())
+        # the held-out rows are scored once: their terms give the floors, then the part
+        # statistics, then (standardised) the scores the calibration is fitted on
         cells = self._cell_terms(heldout)
         self.floors_ = {name: np.quantile(cells[name], q, axis=0)
                         for name, q in (("network", self.config.network_floor_quantile),
                                         ("tails", self.config.tail_floor_quantile)) if name in cells}
-        self.part_stats_ = self._part_stats(self._parts(cells))
+        parts = self._parts(cells)
+        self.part_stats_ = self._part_stats(parts)
         self.head_ = None
         if use_head:
-            self.head_ = FeedbackHead(head_config).fit(self._head_inputs(labelled)[0],
-                                                       labelled["label"].to_numpy().astype(int))
-        self._calibrate(self._score(heldout))
+            self.head_ = FeedbackHead(head_config).fit(
+                self._head_inputs(labelled, self._unsupervised_parts(labelled)),
+                labelled["label"].to_numpy().astype(int))
+        self._calibrate(self._combined_score(heldout, self._standardised(parts)))
         all_rows = self._matrix(features)
         pick = np.sort(R.choice(len(all_rows), min(self.config.n_background, len(all_rows)), replace=False))
         self.background_ = all_rows.to_numpy()[pick]
@@ -246,20 +250,25 @@ class FinanceModel(Estimator):
             stats[name] = {"median": float(median), "scale": float(max(q75 - q25, 1e-12))}
         return stats
 
-    def _unsupervised_parts(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _standardised(self, parts: dict) -> tuple[np.ndarray, np.ndarray]:
         """(unsupervised score ``(n,)``, its per-feature terms ``(n, d_detector)``): each
         part standardised by its held-out median and spread, then summed."""
         score, terms = 0.0, 0.0
-        for name, part in self._raw_parts(features).items():
+        for name, part in parts.items():
             stats = self.part_stats_[name]
             score = score + (part.sum(axis=1) - stats["median"]) / stats["scale"]
             terms = terms + part / stats["scale"]
         return np.asarray(score, dtype=np.float64), terms
 
-    def _head_inputs(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(head input matrix: features, unsupervised score, its per-feature terms; that score)."""
-        unsup, terms = self._unsupervised_parts(features)
-        return np.column_stack([self._matrix(features).to_numpy(), unsup, terms]), unsup
+    def _unsupervised_parts(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_standardised` of ``features``' parts."""
+        return self._standardised(self._raw_parts(features))
+
+    def _head_inputs(self, features: pd.DataFrame, unsupervised: tuple) -> np.ndarray:
+        """The head's input matrix: the features, then ``unsupervised``'s score and its
+        per-feature terms (:meth:`_unsupervised_parts` of the same rows)."""
+        score, terms = unsupervised
+        return np.column_stack([self._matrix(features).to_numpy(), score, terms])
 
     def unsupervised_score(self, features: pd.DataFrame) -> np.ndarray:
         """The anomaly score without labels (detector + right tails)."""
@@ -269,10 +278,14 @@ class FinanceModel(Estimator):
     def _score(self, features: pd.DataFrame) -> np.ndarray:
         """Scores (higher = more suspicious), ``(n,)`` float64: the detector's, or with a
         feedback head its fraud logit (ties broken by the detector's score)."""
+        return self._combined_score(features, self._unsupervised_parts(features))
+
+    def _combined_score(self, features: pd.DataFrame, unsupervised: tuple) -> np.ndarray:
+        """:meth:`_score` from ``features``' already computed :meth:`_unsupervised_parts`."""
         if not self.has_head:
-            return self._unsupervised_parts(features)[0]
-        inputs, unsup = self._head_inputs(features)
-        return self.head_.decision_function(inputs) + TIE_BREAK * np.arctan(unsup) * (2 / np.pi)
+            return unsupervised[0]
+        tie_break = TIE_BREAK * np.arctan(unsupervised[0]) * (2 / np.pi)
+        return self.head_.decision_function(self._head_inputs(features, unsupervised)) + tie_break
 
     def score(self, features: pd.DataFrame) -> np.ndarray:
         """:meth:`decision_function` under finance's name (its scoring code reads this)."""
