@@ -283,6 +283,15 @@ def _over_seeds(per_seed: dict) -> dict:
                                           for run in per_seed.values())}
 
 
+def _seed_summary(per_seed: dict) -> dict:
+    """A world's runs (keyed by seed, as int or text) with their summaries over seeds:
+    ``over_seeds`` (:func:`_over_seeds`), ``per_seed`` (keyed by the seed as text) and
+    ``over_seeds_interval`` (the t-intervals), in the order the results file holds them."""
+    runs = {int(s): r for s, r in per_seed.items()}
+    return {"over_seeds": _over_seeds(runs), "per_seed": {str(s): r for s, r in runs.items()},
+            "over_seeds_interval": over_seeds(runs)}
+
+
 def worlds(args) -> dict:
     """Our simulator and the frozen world 2: unmask (mapping, no labels) vs the baseline."""
     from finance.mapping import build
@@ -315,15 +324,10 @@ def worlds(args) -> dict:
                            "IsolationForest(200 trees) on 7 plain features computed by bench.finance"),
               "plain_features": list(PLAIN_FEATURES),
               "own_simulator": {"config": OWN_WORLD, "simulator_seed": "the run's seed",
-                                "note": "no shipping address: km_billing_shipping is 0",
-                                "over_seeds": _over_seeds(own), "per_seed": {str(s): r for s, r in own.items()}}
+                                "note": "no shipping address: km_billing_shipping is 0", **_seed_summary(own)}
               if own else None,
-              "world2_held_out": {"config": WORLD2_FROZEN, "frozen": True, "over_seeds": _over_seeds(held_out),
-                                  "per_seed": {str(s): r for s, r in held_out.items()}}
+              "world2_held_out": {"config": WORLD2_FROZEN, "frozen": True, **_seed_summary(held_out)}
               if held_out else None}
-    for name in ("own_simulator", "world2_held_out"):
-        if report[name]:
-            report[name]["over_seeds_interval"] = over_seeds(report[name]["per_seed"])
     report["total_s"] = time.perf_counter() - start
     report["machine"] = {"cpus": os.cpu_count(), "threads": os.environ.get("UNMASK_NUM_THREADS"),
                          "python": platform.python_version()}
@@ -359,8 +363,7 @@ def merge_fresh(paths, out: Path) -> dict:
         "config": OWN_WORLD, "simulator_seed": "the run's seed",
         "note": (f"fresh seeds, never used for selection (the score was chosen on seeds "
                  f"{list(SELECTION_SEEDS)}); one run per seed, unmask and the forest side by side"),
-        "over_seeds": _over_seeds({int(s): r for s, r in fresh.items()}), "per_seed": fresh,
-        "over_seeds_interval": over_seeds(fresh)}
+        **_seed_summary(fresh)}
     write_text_atomic(out, json.dumps(report, indent=2, default=str))
     print("own_simulator_fresh", report["own_simulator_fresh"]["over_seeds"])
     return report
