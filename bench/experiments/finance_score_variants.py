@@ -1,10 +1,12 @@
 """How the finance unsupervised score combines its per-feature terms: variants measured on
 the models a ``python -m bench.finance --worlds --workdir W`` run leaves in ``W``.
 
-Not part of the benchmark. ``cache`` re-derives each model's held-out training rows (the
-same seeded draws as ``FinanceModel.fit``), and stores the per-feature terms of every part
-(network errors, neighbour distance split, right and left tails) for those rows and the
-test week, with the same-run IsolationForest's test scores. ``compare`` then scores the
+Not part of the benchmark. ``cache`` re-derives each model's held-out training rows
+(``finance.train.training_rows`` and ``finance.detector.draw_heldout``: the read and the
+seeded draws of ``train`` and ``FinanceModel.fit``), and stores the per-feature terms of
+every part (network errors, neighbour distance split, right and left tails) for those rows
+and the test week, with the same-run IsolationForest's test scores (``bench.finance``'s
+split and forest). ``compare`` then scores the
 test week by each variant in :data:`VARIANTS` (every one fitted on the held-out rows only)
 and prints the AP ratio to the forest and both AUROCs per world and seed, with the
 minimum and mean ratio and the smallest AUROC margin (unmask - forest) over seeds (the
