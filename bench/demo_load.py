@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-SPINNER = [sys.executable, "-c", "while True: pass"]
+from bench.cpu_load import cpu_load, describe
+
 RESULTS = Path(__file__).parent / "results" / "demo_load.json"
 SAMPLE_EVERY_S = 5.0
 
@@ -40,23 +40,6 @@ def _healthy(port: int) -> bool:
             return answer.read().strip() == b"ok"
     except OSError:
         return False
-
-
-class _LoadSampler(threading.Thread):
-    """``(unix time, 1-minute load average)`` every ``SAMPLE_EVERY_S`` seconds."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.samples: list[tuple[float, float]] = []
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.wait(SAMPLE_EVERY_S):
-            self.samples.append((time.time(), os.getloadavg()[0]))
-
-    def mean_between(self, start: float, end: float) -> float | None:
-        inside = [load for at, load in self.samples if start <= at <= end]
-        return round(statistics.mean(inside), 2) if inside else None
 
 
 def _serve_demo(command: list[str], port: int) -> tuple[float, str, int | None]:
@@ -85,11 +68,8 @@ def main(argv=None):
     parser.add_argument("--size", default="small")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
-    print(f"load generator: {args.spinners} x {' '.join(SPINNER)}", flush=True)
-    spinners = [subprocess.Popen(SPINNER) for _ in range(args.spinners)]
-    sampler = _LoadSampler()
-    sampler.start()
-    try:
+    print(f"load generator: {describe(args.spinners)}", flush=True)
+    with cpu_load(args.spinners, SAMPLE_EVERY_S) as sampler:
         with tempfile.TemporaryDirectory() as tmp:
             ws, port = Path(tmp) / "ws", _free_port()
             command = [sys.executable, "-m", "core.cli", "demo", "--size", args.size,
@@ -100,19 +80,15 @@ def main(argv=None):
             verticals = {}
             for path in sorted((ws / ".demo").glob("*.json")):
                 record = json.loads(path.read_text())
+                start = sampler.since_start(record["started_at"])   # the demo records unix times
                 verticals[path.stem] = {
                     "seconds": round(record["seconds"], 1), "error": record.get("error"),
-                    "mean_load_1min": sampler.mean_between(record["started_at"],
-                                                           record["started_at"] + record["seconds"])}
-    finally:
-        sampler.stop.set()
-        for spinner in spinners:
-            spinner.kill()
+                    "mean_load_1min": sampler.mean_load_1min(start, start + record["seconds"])}
     result = {"size": args.size, "served": code is None, "exit_code": code,
               "wall_to_served_s": round(wall, 1), "verticals": verticals,
-              "load_generator": f"{args.spinners} x {' '.join(SPINNER)}",
+              "load_generator": describe(args.spinners),
               "loadavg_before": load_before, "loadavg_end": os.getloadavg(),
-              "mean_load_1min": sampler.mean_between(0, time.time()),
+              "mean_load_1min": sampler.mean_load_1min(),   # the sampler has stopped
               "usable_cpus": len(os.sched_getaffinity(0)),
               "unmask_num_threads": os.environ.get("UNMASK_NUM_THREADS"),
               "progress": [line for line in output.splitlines()

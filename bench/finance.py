@@ -87,6 +87,30 @@ def _iforest(train: pd.DataFrame, test: pd.DataFrame, names, seed: int) -> np.nd
     return -model.score_samples(test[names].fillna(0).to_numpy())
 
 
+def _unmask_beside_forest(config, train: pd.DataFrame, test: pd.DataFrame, truth: dict, trained_until,
+                          save_to: Path, results: dict, timings: dict, suffix: str = "", labelled=None):
+    """unmask (``config``; a feedback head too when ``labelled`` rows suffice) fitted on
+    ``train``, scored on ``test`` and saved to ``save_to``, then an IsolationForest on the same
+    features (seeded alike). Metrics go to ``results["unmask" + suffix]`` and
+    ``results["isolation_forest" + suffix]``, seconds to ``timings``; returns the model."""
+    from finance.detector import FinanceModel
+    from finance.evaluate import detection_metrics
+    from finance.features import feature_names
+
+    t = time.perf_counter()
+    model = FinanceModel(config).fit(train, trained_until, labelled=labelled)
+    timings[f"unmask{suffix}_fit_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    results[f"unmask{suffix}"] = detection_metrics(score=model.score(test), **truth)
+    timings[f"unmask{suffix}_score_s"] = time.perf_counter() - t
+    model.save(save_to)
+    t = time.perf_counter()
+    forest = _iforest(train, test, feature_names(config.features), config.random_state)
+    results[f"isolation_forest{suffix}"] = detection_metrics(score=forest, **truth)
+    timings[f"isolation_forest{suffix}_fit_score_s"] = time.perf_counter() - t
+    return model
+
+
 def _peak_rss_of(cmd: list[str]) -> tuple[float, float]:
     """Run ``cmd``; return (seconds, peak RSS in GiB of the child)."""
     start = time.perf_counter()
@@ -283,6 +307,15 @@ def _over_seeds(per_seed: dict) -> dict:
                                           for run in per_seed.values())}
 
 
+def _seed_summary(per_seed: dict) -> dict:
+    """A world's runs (keyed by seed, as int or text) with their summaries over seeds:
+    ``over_seeds`` (:func:`_over_seeds`), ``per_seed`` (keyed by the seed as text) and
+    ``over_seeds_interval`` (the t-intervals), in the order the results file holds them."""
+    runs = {int(s): r for s, r in per_seed.items()}
+    return {"over_seeds": _over_seeds(runs), "per_seed": {str(s): r for s, r in runs.items()},
+            "over_seeds_interval": over_seeds(runs)}
+
+
 def worlds(args) -> dict:
     """Our simulator and the frozen world 2: unmask (mapping, no labels) vs the baseline."""
     from finance.mapping import build
@@ -315,15 +348,10 @@ def worlds(args) -> dict:
                            "IsolationForest(200 trees) on 7 plain features computed by bench.finance"),
               "plain_features": list(PLAIN_FEATURES),
               "own_simulator": {"config": OWN_WORLD, "simulator_seed": "the run's seed",
-                                "note": "no shipping address: km_billing_shipping is 0",
-                                "over_seeds": _over_seeds(own), "per_seed": {str(s): r for s, r in own.items()}}
+                                "note": "no shipping address: km_billing_shipping is 0", **_seed_summary(own)}
               if own else None,
-              "world2_held_out": {"config": WORLD2_FROZEN, "frozen": True, "over_seeds": _over_seeds(held_out),
-                                  "per_seed": {str(s): r for s, r in held_out.items()}}
+              "world2_held_out": {"config": WORLD2_FROZEN, "frozen": True, **_seed_summary(held_out)}
               if held_out else None}
-    for name in ("own_simulator", "world2_held_out"):
-        if report[name]:
-            report[name]["over_seeds_interval"] = over_seeds(report[name]["per_seed"])
     report["total_s"] = time.perf_counter() - start
     report["machine"] = {"cpus": os.cpu_count(), "threads": os.environ.get("UNMASK_NUM_THREADS"),
                          "python": platform.python_version()}
@@ -359,8 +387,7 @@ def merge_fresh(paths, out: Path) -> dict:
         "config": OWN_WORLD, "simulator_seed": "the run's seed",
         "note": (f"fresh seeds, never used for selection (the score was chosen on seeds "
                  f"{list(SELECTION_SEEDS)}); one run per seed, unmask and the forest side by side"),
-        "over_seeds": _over_seeds({int(s): r for s, r in fresh.items()}), "per_seed": fresh,
-        "over_seeds_interval": over_seeds(fresh)}
+        **_seed_summary(fresh)}
     write_text_atomic(out, json.dumps(report, indent=2, default=str))
     print("own_simulator_fresh", report["own_simulator_fresh"]["over_seeds"])
     return report
@@ -442,7 +469,7 @@ def main(argv=None) -> dict:
     from core.runtime import configure_threads
     from finance.detector import FinanceModel, FinanceModelConfig
     from finance.evaluate import detection_metrics
-    from finance.features import feature_names, featurise
+    from finance.features import featurise
     from finance.scoring import score_transactions
     from finance.simulator import SimulatorConfig, simulate_to_parquet
     from finance.train import read_features
@@ -513,23 +540,14 @@ def main(argv=None) -> dict:
     start = pd.Timestamp(sim.start_date)
     train_start, gap_start, test_start = (start + pd.Timedelta(days=d) for d in _protocol(args.days, args.train_days))
     test_end = test_start + pd.Timedelta(days=7)
-    names_plain = feature_names(plain)
     train = read_features(work / "features.parquet", until=gap_start, since=train_start, max_rows=200_000,
                           seed=args.seed)
     test = read_features(work / "features.parquet", until=test_end, since=test_start)
     truth = dict(timestamp=test["timestamp"], customer=test["customer_id"], is_fraud=test["is_fraud"],
                  scenario=test["fraud_scenario"])
 
-    t = time.perf_counter()
-    model = FinanceModel(FinanceModelConfig(random_state=args.seed, features=plain)).fit(train, gap_start)
-    timings["unmask_fit_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    results["unmask"] = detection_metrics(score=model.score(test), **truth)
-    timings["unmask_score_s"] = time.perf_counter() - t
-    model.save(work / "model_unmask")
-    t = time.perf_counter()
-    results["isolation_forest"] = detection_metrics(score=_iforest(train, test, names_plain, args.seed), **truth)
-    timings["isolation_forest_fit_score_s"] = time.perf_counter() - t
+    model = _unmask_beside_forest(FinanceModelConfig(random_state=args.seed, features=plain), train, test, truth,
+                                  gap_start, work / "model_unmask", results, timings)
 
     spread = {}
     for seed in args.extra_seeds:
@@ -551,7 +569,6 @@ def main(argv=None) -> dict:
     t = time.perf_counter()
     fcfg = featurise(data, work / "features_fb.parquet", labels=labels, feedback_delay_days=7.0)
     timings["featurise_feedback_s"] = time.perf_counter() - t
-    names_fb = feature_names(fcfg)
     train_fb = read_features(work / "features_fb.parquet", until=gap_start, since=train_start, max_rows=200_000,
                              seed=args.seed)
     test_fb = read_features(work / "features_fb.parquet", until=test_end, since=test_start)
@@ -561,18 +578,9 @@ def main(argv=None) -> dict:
     labelled = labelled[labelled["transaction_id"].isin(reviewed["transaction_id"])]
     labelled = labelled.assign(label=labelled["transaction_id"].map(
         reviewed.set_index("transaction_id")["is_fraud"]).astype(int))
-    t = time.perf_counter()
-    fb_model = FinanceModel(FinanceModelConfig(random_state=args.seed, features=fcfg)).fit(
-        train_fb, gap_start, labelled=labelled)
-    timings["unmask_feedback_fit_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    results["unmask_feedback"] = detection_metrics(score=fb_model.score(test_fb), **truth)
-    timings["unmask_feedback_score_s"] = time.perf_counter() - t
-    fb_model.save(work / "model_unmask_feedback")
-    t = time.perf_counter()
-    results["isolation_forest_feedback"] = detection_metrics(
-        score=_iforest(train_fb, test_fb, names_fb, args.seed), **truth)
-    timings["isolation_forest_feedback_fit_score_s"] = time.perf_counter() - t
+    fb_model = _unmask_beside_forest(FinanceModelConfig(random_state=args.seed, features=fcfg), train_fb, test_fb,
+                                     truth, gap_start, work / "model_unmask_feedback", results, timings,
+                                     suffix="_feedback", labelled=labelled)
     queue = {"per_day": args.queue_per_day, "reviewed": int(len(labels)), "confirmed_fraud": int(labels["is_fraud"].sum()),
              "head_training_rows": int(len(labelled)), "head_training_frauds": int(labelled["label"].sum()),
              "head_used": bool(fb_model.has_head)}

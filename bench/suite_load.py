@@ -22,17 +22,15 @@ import os
 import re
 import resource
 import signal
-import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
+from bench.cpu_load import cpu_load, describe, mean_load_1min
 from core.io import write_text_atomic
 from core.runtime import THREAD_ENV_VARS, usable_cpus
 
-SPINNER = [sys.executable, "-c", "while True: pass"]
 RESULTS = Path(__file__).parent / "results" / "suite_load.json"
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "bench" / "out"  # pytest output of each run (git-ignored)
@@ -42,24 +40,6 @@ PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 BUDGET_VARS = ("UNMASK_NUM_THREADS", *THREAD_ENV_VARS, "OMP_WAIT_POLICY")
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)s (setup|call|teardown)\s+(\S.*)$")
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)\b")
-
-
-class LoadSampler(threading.Thread):
-    """``(seconds since start, load1, load5, load15)`` every ``SAMPLE_EVERY_S`` seconds."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.started = time.monotonic()
-        self.samples: list[tuple[float, float, float, float]] = []
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.wait(SAMPLE_EVERY_S):
-            self.samples.append((round(time.monotonic() - self.started, 1),
-                                 *(round(x, 2) for x in os.getloadavg())))
-
-    def between(self, start: float, end: float) -> list:
-        return [s for s in self.samples if start <= s[0] <= end]
 
 
 def parse_config(text: str) -> tuple[str, dict[str, str]]:
@@ -154,33 +134,23 @@ def main(argv=None):
     args = parser.parse_args(argv)
     configs = [parse_config(c) for c in args.config or ["default"]]
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    result = {"load_generator": f"{args.spinners} x {' '.join(SPINNER)}",
+    result = {"load_generator": describe(args.spinners),
               "usable_cpus": usable_cpus(), "loadavg_before": os.getloadavg(),
               "selection": args.pytest_args or ["(whole suite)"],
               "configs": {name: changes for name, changes in configs}, "runs": []}
     print(f"load generator: {result['load_generator']}", flush=True)
-    spinners = [subprocess.Popen(SPINNER) for _ in range(args.spinners)]
-    sampler = LoadSampler()
-    sampler.start()
-    try:
+    with cpu_load(args.spinners, SAMPLE_EVERY_S) as sampler:
         for round_ in range(args.rounds):
             for name, changes in configs:
                 log = LOGS / f"{args.out.stem}.{name}.{round_}.log"
-                start = time.monotonic() - sampler.started
+                start = sampler.elapsed()
                 run = run_pytest(args.pytest_args, *config_env(changes), args.durations, log)
-                loads = sampler.between(start, time.monotonic() - sampler.started)
-                run.update(config=name, round=round_, load_samples=loads,
-                           mean_load_1min=round(statistics.mean(s[1] for s in loads), 2)
-                           if loads else None)
+                loads = sampler.between(start, sampler.elapsed())
+                run.update(config=name, round=round_, load_samples=loads, mean_load_1min=mean_load_1min(loads))
                 result["runs"].append(run)
                 print(f"{name} round {round_}: {run['wall_s']} s ({run['cpu_s']} s CPU), {run['counts']}, "
                       f"mean load {run['mean_load_1min']}", flush=True)
                 write_atomic(args.out, result)
-    finally:
-        sampler.stop.set()
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
     result["loadavg_end"] = os.getloadavg()
     result["summary"] = {name: {key: [r[key] for r in result["runs"] if r["config"] == name]
                                 for key in ("wall_s", "cpu_s")} for name, _ in configs}

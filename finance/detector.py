@@ -102,6 +102,24 @@ class FinanceModelConfig:
     min_history_days: float = 7.0
 
 
+def draw_heldout(features: pd.DataFrame, config: FinanceModelConfig, R: np.random.Generator
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(held-out rows, rows to fit on): :meth:`FinanceModel.fit`'s seeded draws.
+
+    At most ``config.max_train_rows`` rows are kept (a uniform sample), then
+    ``min(config.calibration_rows, n // 5)`` of them are held out: they standardise and
+    calibrate the score and are never seen by the detector, the tails or the head. ``R`` is
+    advanced (fit draws the SHAP background from it next); to replay a fit's held-out rows,
+    pass ``np.random.default_rng(config.random_state)``.
+    """
+    if len(features) > config.max_train_rows:
+        keep = np.sort(R.choice(len(features), config.max_train_rows, replace=False))
+        features = features.iloc[keep]
+    mask = np.zeros(len(features), bool)
+    mask[R.choice(len(features), min(config.calibration_rows, len(features) // 5), replace=False)] = True
+    return features[mask], features[~mask]
+
+
 class FinanceModel(Estimator):
     """Fits and scores the TabularDetector (and the optional feedback head) on finance features.
 
@@ -169,14 +187,7 @@ class FinanceModel(Estimator):
         head_config = HeadConfig(**{"random_state": self.config.random_state, **self.config.head_params})
         use_head = labelled is not None and self.config.features.feedback and _enough(labelled, head_config)
         R = np.random.default_rng(self.config.random_state)
-        if len(features) > self.config.max_train_rows:
-            keep = np.sort(R.choice(len(features), self.config.max_train_rows, replace=False))
-            features = features.iloc[keep]
-        # rows that standardise and calibrate the score, never seen by detector, tails or head
-        n_cal = min(self.config.calibration_rows, len(features) // 5)
-        mask = np.zeros(len(features), bool)
-        mask[R.choice(len(features), n_cal, replace=False)] = True
-        heldout, features = features[mask], features[~mask]
+        heldout, features = draw_heldout(features, self.config, R)
         if use_head and "_row" in heldout.columns and "_row" in labelled.columns:  # not the head's rows
             heldout = heldout[~heldout["_row"].isin(labelled["_row"])]
         self.detector_features_ = (self.feature_names if not use_head else
@@ -187,16 +198,20 @@ class FinanceModel(Estimator):
                                          **self.config.detector_params, device=self.device,
                                          precision=self.precision, progress=self.progress).fit(X)
         self.tails_ = MarginalTails(random_state=self.config.random_state).fit(X.to_numpy())
+        # the held-out rows are scored once: their terms give the floors, then the part
+        # statistics, then (standardised) the scores the calibration is fitted on
         cells = self._cell_terms(heldout)
         self.floors_ = {name: np.quantile(cells[name], q, axis=0)
                         for name, q in (("network", self.config.network_floor_quantile),
                                         ("tails", self.config.tail_floor_quantile)) if name in cells}
-        self.part_stats_ = self._part_stats(self._parts(cells))
+        parts = self._parts(cells)
+        self.part_stats_ = self._part_stats(parts)
         self.head_ = None
         if use_head:
-            self.head_ = FeedbackHead(head_config).fit(self._head_inputs(labelled)[0],
-                                                       labelled["label"].to_numpy().astype(int))
-        self._calibrate(self._score(heldout))
+            self.head_ = FeedbackHead(head_config).fit(
+                self._head_inputs(labelled, self._unsupervised_parts(labelled)),
+                labelled["label"].to_numpy().astype(int))
+        self._calibrate(self._combined_score(heldout, self._standardised(parts)))
         all_rows = self._matrix(features)
         pick = np.sort(R.choice(len(all_rows), min(self.config.n_background, len(all_rows)), replace=False))
         self.background_ = all_rows.to_numpy()[pick]
@@ -235,20 +250,25 @@ class FinanceModel(Estimator):
             stats[name] = {"median": float(median), "scale": float(max(q75 - q25, 1e-12))}
         return stats
 
-    def _unsupervised_parts(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _standardised(self, parts: dict) -> tuple[np.ndarray, np.ndarray]:
         """(unsupervised score ``(n,)``, its per-feature terms ``(n, d_detector)``): each
         part standardised by its held-out median and spread, then summed."""
         score, terms = 0.0, 0.0
-        for name, part in self._raw_parts(features).items():
+        for name, part in parts.items():
             stats = self.part_stats_[name]
             score = score + (part.sum(axis=1) - stats["median"]) / stats["scale"]
             terms = terms + part / stats["scale"]
         return np.asarray(score, dtype=np.float64), terms
 
-    def _head_inputs(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(head input matrix: features, unsupervised score, its per-feature terms; that score)."""
-        unsup, terms = self._unsupervised_parts(features)
-        return np.column_stack([self._matrix(features).to_numpy(), unsup, terms]), unsup
+    def _unsupervised_parts(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_standardised` of ``features``' parts."""
+        return self._standardised(self._raw_parts(features))
+
+    def _head_inputs(self, features: pd.DataFrame, unsupervised: tuple) -> np.ndarray:
+        """The head's input matrix: the features, then ``unsupervised``'s score and its
+        per-feature terms (:meth:`_unsupervised_parts` of the same rows)."""
+        score, terms = unsupervised
+        return np.column_stack([self._matrix(features).to_numpy(), score, terms])
 
     def unsupervised_score(self, features: pd.DataFrame) -> np.ndarray:
         """The anomaly score without labels (detector + right tails)."""
@@ -258,10 +278,14 @@ class FinanceModel(Estimator):
     def _score(self, features: pd.DataFrame) -> np.ndarray:
         """Scores (higher = more suspicious), ``(n,)`` float64: the detector's, or with a
         feedback head its fraud logit (ties broken by the detector's score)."""
+        return self._combined_score(features, self._unsupervised_parts(features))
+
+    def _combined_score(self, features: pd.DataFrame, unsupervised: tuple) -> np.ndarray:
+        """:meth:`_score` from ``features``' already computed :meth:`_unsupervised_parts`."""
         if not self.has_head:
-            return self._unsupervised_parts(features)[0]
-        inputs, unsup = self._head_inputs(features)
-        return self.head_.decision_function(inputs) + TIE_BREAK * np.arctan(unsup) * (2 / np.pi)
+            return unsupervised[0]
+        tie_break = TIE_BREAK * np.arctan(unsupervised[0]) * (2 / np.pi)
+        return self.head_.decision_function(self._head_inputs(features, unsupervised)) + tie_break
 
     def score(self, features: pd.DataFrame) -> np.ndarray:
         """:meth:`decision_function` under finance's name (its scoring code reads this)."""

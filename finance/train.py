@@ -49,6 +49,14 @@ def read_features(path, until=None, since=None, columns=None, max_rows=None, see
     return table.to_pandas().sort_values("_row", kind="stable").reset_index(drop=True)
 
 
+def training_rows(features_path, until, config: FinanceModelConfig) -> pd.DataFrame:
+    """The rows :func:`train` fits on: features before ``until`` with the category context,
+    ``_row`` and ``timestamp``, a seeded sample of at most ``config.max_train_rows``."""
+    columns = feature_names(config.features) + list(category_context(config.features)) + ["_row", "timestamp"]
+    return read_features(features_path, until=until, columns=columns, max_rows=config.max_train_rows,
+                         seed=config.random_state)
+
+
 def labelled_rows(features_path, confirmations: pd.DataFrame, until, columns) -> pd.DataFrame:
     """Feature rows of the transactions analysts labelled, with ``label`` (1 fraud, 0 legitimate).
 
@@ -110,9 +118,7 @@ def train(data, out, until=None, labels=None, reviews=None, feedback_delay_days:
                         feedback_delay_days=float(feedback_delay_days), timezone=timezone, mapping=mapping)
         config.features = cfg
         categories = list(category_context(cfg))
-        frame = read_features(feats_path, until=until,
-                              columns=feature_names(cfg) + categories + ["_row", "timestamp"],
-                              max_rows=config.max_train_rows, seed=config.random_state)
+        frame = training_rows(feats_path, until, config)
         labelled = (labelled_rows(feats_path, confirmations, until, feature_names(cfg))
                     if confirmations is not None else None)
     if frame.empty:

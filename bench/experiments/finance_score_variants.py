@@ -1,10 +1,12 @@
 """How the finance unsupervised score combines its per-feature terms: variants measured on
 the models a ``python -m bench.finance --worlds --workdir W`` run leaves in ``W``.
 
-Not part of the benchmark. ``cache`` re-derives each model's held-out training rows (the
-same seeded draws as ``FinanceModel.fit``), and stores the per-feature terms of every part
-(network errors, neighbour distance split, right and left tails) for those rows and the
-test week, with the same-run IsolationForest's test scores. ``compare`` then scores the
+Not part of the benchmark. ``cache`` re-derives each model's held-out training rows
+(``finance.train.training_rows`` and ``finance.detector.draw_heldout``: the read and the
+seeded draws of ``train`` and ``FinanceModel.fit``), and stores the per-feature terms of
+every part (network errors, neighbour distance split, right and left tails) for those rows
+and the test week, with the same-run IsolationForest's test scores (``bench.finance``'s
+split and forest). ``compare`` then scores the
 test week by each variant in :data:`VARIANTS` (every one fitted on the held-out rows only)
 and prints the AP ratio to the forest and both AUROCs per world and seed, with the
 minimum and mean ratio and the smallest AUROC margin (unmask - forest) over seeds (the
@@ -27,28 +29,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import IsolationForest
 
-from bench.finance import PLAIN_FEATURES, _own_canonical, _world2_canonical, plain_features
+from bench.finance import _forest_scores, _own_canonical, _split, _world2_canonical
 from core.metrics import auprc, auroc
 from core.runtime import configure_threads
-from finance.detector import FinanceModel
-from finance.features import category_context, featurise, feature_names
-from finance.train import read_features
+from finance.detector import FinanceModel, draw_heldout
+from finance.features import featurise
+from finance.train import read_features, training_rows
 
 
-def _split(model: FinanceModel, features_path, test_start) -> pd.DataFrame:
-    """The held-out training rows of ``model`` (``FinanceModel.fit``'s draws, replayed)."""
-    cfg = model.config
-    frame = read_features(features_path, until=str(test_start),
-                          columns=feature_names(cfg.features) + list(category_context(cfg.features))
-                          + ["_row", "timestamp"], max_rows=cfg.max_train_rows, seed=cfg.random_state)
-    R = np.random.default_rng(cfg.random_state)
-    if len(frame) > cfg.max_train_rows:
-        frame = frame.iloc[np.sort(R.choice(len(frame), cfg.max_train_rows, replace=False))]
-    mask = np.zeros(len(frame), bool)
-    mask[R.choice(len(frame), min(cfg.calibration_rows, len(frame) // 5), replace=False)] = True
-    return frame[mask]
+def _heldout_rows(model: FinanceModel, features_path, test_start) -> pd.DataFrame:
+    """The held-out training rows of ``model``: ``train``'s read and ``FinanceModel.fit``'s
+    draws, replayed with the model's own config."""
+    frame = training_rows(features_path, str(test_start), model.config)
+    return draw_heldout(frame, model.config, np.random.default_rng(model.config.random_state))[0]
 
 
 def _terms(model: FinanceModel, rows: pd.DataFrame) -> dict:
@@ -67,15 +61,11 @@ def cache(work: Path, world: str, seed: int) -> Path:
     features = work / f"variants_features_{world}_{seed}.parquet"
     if not features.exists():
         featurise(data, features, cfg=model.config.features)
-    test_start = canonical["time"].max().normalize() - pd.Timedelta(days=6)
-    plain = plain_features(canonical, world != "own").merge(canonical[["id", "fraud", "pattern"]], on="id")
-    purchases = plain[plain["amount"] >= 0]
-    train, test = purchases[purchases["time"] < test_start], purchases[purchases["time"] >= test_start]
-    forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1).fit(train[list(PLAIN_FEATURES)])
+    test_start, train, test = _split(canonical, degrees=world != "own")
     test_rows = read_features(features, since=str(test_start)).set_index("transaction_id").reindex(test["id"])
-    held, tested = _terms(model, _split(model, features, test_start)), _terms(model, test_rows.reset_index())
+    held, tested = _terms(model, _heldout_rows(model, features, test_start)), _terms(model, test_rows.reset_index())
     out = work / f"variants_{world}_{seed}.npz"
-    np.savez(out, y=test["fraud"].to_numpy(), iso=-forest.score_samples(test[list(PLAIN_FEATURES)]),
+    np.savez(out, y=test["fraud"].to_numpy(), iso=_forest_scores(train, test, seed),
              **{f"held_{k}": v for k, v in held.items()}, **{f"test_{k}": v for k, v in tested.items()})
     return out
 

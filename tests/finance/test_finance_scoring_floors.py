@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import BundleError
 from core.metrics import auprc
-from finance.detector import FinanceModel, FinanceModelConfig
+from finance.detector import FinanceModel, FinanceModelConfig, draw_heldout
 
 FAST = {"components": ["network", "knn"], "max_steps": 150, "max_epochs": 10, "knn_k": 5}
 AMOUNT = ["log_amount", "amount_vs_median_30d", "amount_robust_z_30d", "card_sum_1h", "card_sum_24h"]
@@ -47,6 +47,25 @@ def test_frauds_on_two_features_rank_above_rows_moderate_on_many(world):
     assert auprc(truth, scores) >= 0.5          # 0.62 (ECOD's rule, no floors: 0.37)
     tiny = scores[630 - 30:630]
     assert np.median(scores[truth == 1]) > np.quantile(tiny, 0.9)
+
+
+def test_draw_heldout_gives_the_rows_fit_standardises_and_calibrates_on():
+    """bench.experiments.finance_score_variants replays a fit's held-out rows with
+    draw_heldout: they must be exactly the rows fit took its floors, part statistics and
+    calibration from (the row cap's sample included)."""
+    R = np.random.default_rng(1)
+    names = FinanceModel(FinanceModelConfig()).feature_names
+    rows = _rows(R, 1500, names)
+    cfg = FinanceModelConfig(detector_params={**FAST, "max_steps": 30, "max_epochs": 2}, random_state=7,
+                             max_train_rows=1000, calibration_rows=150)
+    model = FinanceModel(cfg).fit(rows)
+    heldout, rest = draw_heldout(rows, cfg, np.random.default_rng(cfg.random_state))
+    assert len(heldout) == 150 and model.n_train_ == len(rest) == 850
+    assert not set(heldout.index) & set(rest.index)
+    cells = model._cell_terms(heldout)
+    assert np.array_equal(model.floors_["network"], np.quantile(cells["network"], 0.99, axis=0))
+    assert model._part_stats(model._parts(cells)) == model.part_stats_
+    assert np.array_equal(model.calibration_.calibration_scores_, np.sort(model.score(heldout)))
 
 
 def test_floors_reload_and_attribution_stays_additive(world, tmp_path):
