@@ -48,11 +48,11 @@ Default channels, each over the object cells in or next to the ego's path
   own lane -- its speed over the distance (:func:`path_reach`, an inverse time to reach;
   such objects do not drive away, so the ego closes in at its own speed). A pedestrian
   stepping out from behind a parked car is in the lane a few seconds ahead before the
-  network's maps find it unusual: there it is one more pedestrian on the road (tuned town,
-  10 logs with events on cached maps: step-out frame AUROC 0.83 -> 0.90, all frames 0.905
-  -> 0.917; ``bench/README.md``, driving). Fitted on whole training logs like the lead
-  channel; in a world whose normal drives never have an object in the ego's lane (the
-  highway) its tail has no spread and it scores 0.
+  network's maps agree that it is unusual: to them it is one more pedestrian on the road
+  (tuned town, 10 logs with events on cached maps: step-out frame AUROC 0.83 -> 0.90, all
+  frames 0.905 -> 0.917; ``bench/README.md``, driving). Fitted on whole training logs like
+  the lead channel; in a world whose normal drives never have an object in the ego's lane
+  (the highway) its tail has no spread and it scores 0.
 
 Every channel reads only objects in or next to the ego's path (:func:`scored_objects`).
 
@@ -81,7 +81,7 @@ OBSERVED_CHANNELS = {"lead_closing": lambda log: lead_closing(log.semantic, log.
                      "path_reach": lambda log: path_reach(log.semantic, log.ego_speed, log.meta)}
 PATH_HALF_WIDTH_M = 5.5   # the ego's lane and the next lane either side (3-3.75 m lanes)
 EDGE_M = 3.0              # the outer band of the sensor range the score leaves out
-LANE_HALF_M = 1.6         # the ego's own lane, for the lead vehicle
+LANE_HALF_M = 1.6         # the ego's own lane: the lead vehicle, objects the ego reaches
 EGO_FRONT_M = 2.5         # the ego's front bumper
 LEAD_WINDOW_S = 0.4       # the closing speed is the gap's trend fitted over this long
 MAX_CLOSING_MPS = 25.0    # a faster change of the gap is another car cutting in or leaving
