@@ -32,7 +32,8 @@ BUNDLE_KIND = "driving-occlusion"
 # 4: frames scored on their own (no per-log baseline); the threshold from cross-fitted scores
 # 5: the lead channel reads the closing speed over the gap (lead_closing), not the deceleration
 # 6: the memory gate also weights a constant-velocity extrapolation of lost vehicles
-BUNDLE_VERSION = 6
+# 7: the frame score reads how soon the ego reaches a pedestrian or obstacle in its lane (path_reach)
+BUNDLE_VERSION = 7
 
 
 def _meta_dict(meta: LogMeta) -> dict:

@@ -92,11 +92,12 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float, progress: bool | N
         maps.append(m)
     smooth = max(1, int(round(smooth_s * predictor.meta_.rate_hz)))
     observed = [observed_statistics(log) for log in (whole_logs or logs)]
-    state = state_from_maps(predictor, logs, maps, smooth, road.best(), observed)
-    results = [result_from_maps(state, log, with_context(state.context_prior, m))
-               for log, m in zip(logs, maps)]
+    state, context_maps = state_from_maps(predictor, logs, maps, smooth, road.best(), observed)
+    results = [result_from_maps(state, log, m) for log, m in zip(logs, context_maps)]
     cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
     state = replace(state, error_scale=float(np.quantile(cells, 0.999)) if cells.size else 1.0)
+    if len(logs) < 2:                    # no other log to fit on: the one log in-sample
+        return state, results[0].score
     return state, cross_fitted_scores(predictor, logs, maps, smooth, observed)
 
 
@@ -110,21 +111,26 @@ def new_prior(predictor) -> ContextPrior:
 
 def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
                     road_threshold: float | None = None,
-                    observed: list[dict] | None = None) -> ScoringState:
+                    observed: list[dict] | None = None) -> tuple[ScoringState, list[dict]]:
     """The normaliser, context prior and frame scorer fitted on normal ``logs`` and their
     :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep); ``observed``:
-    per log, :func:`~driving.scoring.frame_score.observed_statistics` of the whole log."""
+    per log, :func:`~driving.scoring.frame_score.observed_statistics` of the whole log.
+
+    Returns:
+        The state and ``maps`` with their ``object_context`` under the fitted prior
+        (:func:`~driving.scoring.context_prior.with_context`), ready to score.
+    """
     prior = fit_on_maps(new_prior(predictor), maps)
     maps = [with_context(prior, m) for m in maps]
     normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], predictor.meta_)
     scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser, observed)
-    return ScoringState(normaliser, prior, scorer, road_threshold, smooth, error_scale=1.0)
+    return ScoringState(normaliser, prior, scorer, road_threshold, smooth, error_scale=1.0), maps
 
 
 def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int,
                         observed: list[dict] | None = None) -> np.ndarray:
-    """Frame scores ``(sum of T,)`` of normal ``logs``, each log scored by a state fitted
-    on the other logs (leave one log out; a single log is scored in-sample).
+    """Frame scores ``(sum of T,)`` of normal ``logs`` (at least two), each log scored by a
+    state fitted on the other logs (leave one log out).
 
     The channel tails, the normaliser and the context prior are fitted on a few hundred
     frames, and the frames they were fitted on sit inside them: read off those frames, the
@@ -133,12 +139,11 @@ def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int,
     off these scores holds its rate on new drives.
     """
     if len(logs) < 2:
-        state = state_from_maps(predictor, logs, maps, smooth, observed=observed)
-        return result_from_maps(state, logs[0], with_context(state.context_prior, maps[0])).score
+        raise ValueError("cross-fitting needs at least two logs")
     scores = []
     for i, (log, m) in enumerate(zip(logs, maps)):
         rest = [j for j in range(len(logs)) if j != i]
-        state = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth,
-                                observed=[observed[j] for j in rest] if observed else None)
+        state, _ = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth,
+                                   observed=[observed[j] for j in rest] if observed else None)
         scores.append(result_from_maps(state, log, with_context(state.context_prior, m)).score)
     return np.concatenate(scores)

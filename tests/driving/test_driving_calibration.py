@@ -9,7 +9,6 @@ from core.calibration import threshold_from_contamination
 from driving.demo import sim_config
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
-from driving.scoring.context_prior import with_context
 from driving.scoring.state import new_prior, state_from_maps
 from driving.scoring.surprise import raw_maps, result_from_maps, score_log
 from driving.sim.simulator import simulate_logs
@@ -31,9 +30,8 @@ def _in_sample_threshold(predictor, logs) -> float:
     """The threshold read off the frames the scoring state was fitted on."""
     tails = predictor.calibration_logs(logs)
     maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in tails]
-    state = state_from_maps(predictor, tails, maps, predictor.scoring_.smooth)
-    scores = [result_from_maps(state, log, with_context(state.context_prior, m)).score
-              for log, m in zip(tails, maps)]
+    state, context_maps = state_from_maps(predictor, tails, maps, predictor.scoring_.smooth)
+    scores = [result_from_maps(state, log, m).score for log, m in zip(tails, context_maps)]
     return threshold_from_contamination(np.concatenate(scores), predictor.contamination)
 
 
@@ -51,7 +49,7 @@ def test_the_final_state_is_fitted_on_every_calibration_log(recalibrated):
     predictor, calibration, _ = recalibrated
     tails = predictor.calibration_logs(calibration)
     maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in tails]
-    state = state_from_maps(predictor, tails, maps, predictor.scoring_.smooth)
+    state, _ = state_from_maps(predictor, tails, maps, predictor.scoring_.smooth)
     np.testing.assert_allclose(predictor.scoring_.context_prior.counts_, state.context_prior.counts_)
     for mine, full in zip(predictor.scoring_.frame_scorer.tails_, state.frame_scorer.tails_):
         np.testing.assert_allclose(mine.knots_, full.knots_)

@@ -39,7 +39,8 @@ def _channel_maps(rng, n, blob=False):
     maps = {"revealed": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32),
             "object_context_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
             "object_recon_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
-            "lead_closing_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
+            "lead_closing_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
+            "path_reach_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
     if blob:                                   # an obstacle field nothing normal resembles
         maps["object_context_raw"][:, 4:9, 4:9] = 6.0
     return maps

@@ -1,11 +1,13 @@
 """The frame score reads what matters to the ego: its path, not the edge of the range;
-how fast the ego closes in on the lead car."""
+how fast the ego closes in on the lead car; how soon it reaches a pedestrian or an
+obstacle in its lane."""
 import numpy as np
 
 from core.calibration import ScoreCalibration
-from driving.schema import ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog, LogMeta
-from driving.scoring.frame_score import (CHANNELS, PATH_HALF_WIDTH_M, FrameScorer, lead_closing,
-                                         observed_statistics, scored_objects, trend)
+from driving.schema import PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog, LogMeta
+from driving.scoring.frame_score import (CHANNELS, EGO_FRONT_M, PATH_HALF_WIDTH_M, FrameScorer,
+                                         lead_closing, observed_statistics, path_reach,
+                                         scored_objects, trend)
 from driving.scoring.surprise import causal_mean
 from driving.warp import cell_offsets
 
@@ -88,7 +90,8 @@ def _channel_maps(rng, n, hotter=0.0):
         return (level + rng.uniform(0, spread, shape)).astype(np.float32)
 
     return {"revealed": channel(0.5), "object_context_raw": channel(1.0),
-            "object_recon_raw": channel(1.0), "lead_closing_raw": channel(0.5)}
+            "object_recon_raw": channel(1.0), "lead_closing_raw": channel(0.5),
+            "path_reach_raw": channel(0.5)}
 
 
 def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_tails():
@@ -101,7 +104,8 @@ def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_ta
         maps = _channel_maps(rng, 40)
         maps["lead_closing_raw"][:] = 0.0                               # no closing in the tails
         tails.append(maps)
-    whole = [{"lead_closing": np.r_[np.zeros(150), rng.exponential(0.05, 50)]} for _ in range(2)]
+    whole = [{"lead_closing": np.r_[np.zeros(150), rng.exponential(0.05, 50)],
+              "path_reach": np.zeros(200)} for _ in range(2)]
     lead = [name for name, _, _ in CHANNELS].index("lead_closing")
     from_whole = FrameScorer().fit(tails, whole).tails_[lead]
     assert from_whole.knots_[-1] == max(w["lead_closing"].max() for w in whole)
@@ -120,8 +124,64 @@ def test_observed_statistics_read_the_lead_channel_of_a_whole_log():
                    ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n), ego_speed=speed,
                    semantic=observed, visible=observed != UNOBSERVED)
     stats = observed_statistics(log)
-    assert set(stats) == {"lead_closing"}
+    assert set(stats) == {"lead_closing", "path_reach"}
     np.testing.assert_allclose(stats["lead_closing"], _closing(observed), rtol=1e-6)
+    np.testing.assert_array_equal(stats["path_reach"], 0.0)           # a car: lead_closing's
+
+
+def _walker_log(ahead_m, right_m=0.0, speed=8.0, cls=PEDESTRIAN):
+    """A log of one pedestrian (or obstacle) ``ahead_m[t]`` metres ahead of the ego's centre,
+    ``right_m`` to its right, the ego at ``speed`` m/s."""
+    frames = []
+    for a in ahead_m:
+        row = int(round(META.ego_cell[0] - a / META.resolution_m))
+        col = int(round(META.ego_cell[1] + right_m / META.resolution_m))
+        frames.append(_frame_with(slice(row - 1, row + 1), slice(col - 1, col + 1), cls)[0])
+    observed = np.stack(frames)
+    n = len(observed)
+    return DriveLog(log_id="walk", meta=META, frame=np.arange(n), timestamp=np.arange(n) / 5.0,
+                    ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n),
+                    ego_speed=np.full(n, speed), semantic=observed, visible=observed != UNOBSERVED)
+
+
+def test_path_reach_is_the_ego_speed_over_the_distance_to_an_object_in_its_lane():
+    ahead = np.array([30.0, 20.0, 12.0, 8.0])
+    log = _walker_log(ahead)
+    reach = path_reach(log.semantic, log.ego_speed, META).reshape(len(ahead), -1).max(1)
+    from_bumper = ahead - EGO_FRONT_M                                 # its nearest row: ahead_m
+    np.testing.assert_allclose(reach, 8.0 / from_bumper, rtol=1e-6)    # an inverse time to reach
+    assert (np.diff(reach) > 0).all()
+    beside = _walker_log(ahead, right_m=4.0)                            # on the sidewalk
+    assert not path_reach(beside.semantic, beside.ego_speed, META).any()
+    car = _walker_log(ahead, cls=VEHICLE)                               # a car drives on
+    assert not path_reach(car.semantic, car.ego_speed, META).any()
+    debris = _walker_log(ahead, cls=STATIC_OBSTACLE)
+    np.testing.assert_allclose(path_reach(debris.semantic, debris.ego_speed, META),
+                               path_reach(log.semantic, log.ego_speed, META))
+
+
+def test_a_pedestrian_stepping_into_the_lane_close_ahead_outscores_normal_crossings():
+    """Normal drives see pedestrians in the ego's lane only far ahead (crossing at a junction
+    the ego has not reached); the maps of the network find nothing odd. A pedestrian in the
+    lane a second ahead is the frame's news through the path_reach channel alone."""
+    rng = np.random.default_rng(0)
+    tails = [_channel_maps(rng, 40) for _ in range(3)]
+
+    def crossing():
+        return _walker_log(np.r_[np.full(30, 40.0), rng.uniform(24.0, 32.0, 20)])
+
+    scorer = FrameScorer().fit(tails, [observed_statistics(crossing()) for _ in range(3)])
+    new_drive = crossing()
+    maps = _channel_maps(rng, len(new_drive))
+    maps["path_reach_raw"] = path_reach(new_drive.semantic, new_drive.ego_speed, META)
+    normal = scorer.raw(maps)
+    step_out = _walker_log(np.array([14.0, 11.0, 8.0]))
+    maps = _channel_maps(rng, 3)
+    maps["path_reach_raw"] = path_reach(step_out.semantic, step_out.ego_speed, META)
+    tails_of_event = scorer.tail_scores(maps)
+    reach = [name for name, _, _ in CHANNELS].index("path_reach")
+    assert tails_of_event[:, reach].min() > normal.max()
+    assert (scorer.raw(maps) == tails_of_event[:, reach]).all()        # the path channel decides
 
 
 def _scores(scorer, maps):
