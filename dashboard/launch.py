@@ -7,7 +7,8 @@ wait for pandas, pyarrow, DuckDB and the verticals to import: 0.7-1.7 s on a bus
 machine, more than a bare Streamlit page takes to render. What no page's first run needs
 (Altair: the CT and drive charts; scipy: a run's first drift test) is imported later: on 2
 busy cores, importing it while the first page loads slowed that page by ~0.9 s (the import
-holds the interpreter the server also serves the page's scripts from).
+holds the interpreter the server also serves the page's scripts from). The page's scripts
+themselves are answered from memory (:mod:`dashboard.page_assets`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import importlib
 import sys
 import threading
 import time
+
+from dashboard.page_assets import PageAssets
 
 # What the pages' first run imports, heaviest first; each failure is left to the page that
 # needs it.
@@ -104,9 +107,33 @@ def preload() -> None:
     _import(LATER)
 
 
+def serve_page_assets() -> bool:
+    """Put :class:`dashboard.page_assets.PageAssets` (the browser's scripts from memory) in
+    front of Streamlit's server, whose middleware list is made when the server starts;
+    False, serving as Streamlit does, where this Streamlit builds its server otherwise."""
+    try:
+        from starlette.middleware import Middleware  # lazy: the dashboard extra
+        from streamlit import config, file_util
+        from streamlit.web.server.starlette import starlette_app
+    except ImportError:
+        return False
+    streamlit_middleware = getattr(starlette_app, "create_streamlit_middleware", None)
+    if streamlit_middleware is None:
+        return False
+
+    def with_page_assets():
+        base_path = config.get_option("server.baseUrlPath") or ""
+        return [Middleware(PageAssets, static_dir=file_util.get_static_dir(),
+                           base_path=base_path), *streamlit_middleware()]
+
+    starlette_app.create_streamlit_middleware = with_page_assets
+    return True
+
+
 def main() -> None:
     from streamlit.web import cli  # lazy: the dashboard extra
 
+    serve_page_assets()
     threading.Thread(target=preload, daemon=True, name="unmask-preload").start()
     sys.exit(cli.main(prog_name="streamlit"))
 
