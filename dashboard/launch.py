@@ -109,53 +109,58 @@ def preload() -> None:
     _import(LATER)
 
 
-def serve_page_assets() -> bool:
-    """Put :class:`dashboard.page_assets.PageAssets` (the browser's scripts from memory) in
-    front of Streamlit's server, whose middleware list is made when the server starts;
-    False, serving as Streamlit does, where this Streamlit builds its server otherwise."""
+def _wrap_streamlit(module_name: str, attribute: str, wrap) -> bool:
+    """Replace Streamlit's ``module_name.attribute`` by ``wrap(original)``, in this process;
+    False, changing nothing, where the installed Streamlit has no such module or attribute
+    (it then serves as it would by itself)."""
     try:
-        from starlette.middleware import Middleware  # lazy: the dashboard extra
-        from streamlit import config, file_util
-        from streamlit.web.server.starlette import starlette_app
+        module = importlib.import_module(module_name)
     except ImportError:
         return False
-    streamlit_middleware = getattr(starlette_app, "create_streamlit_middleware", None)
-    if streamlit_middleware is None:
+    original = getattr(module, attribute, None)
+    if original is None:
         return False
-
-    def with_page_assets():
-        base_path = config.get_option("server.baseUrlPath") or ""
-        return [Middleware(PageAssets, static_dir=file_util.get_static_dir(),
-                           base_path=base_path), *streamlit_middleware()]
-
-    starlette_app.create_streamlit_middleware = with_page_assets
+    setattr(module, attribute, wrap(original))
     return True
+
+
+def serve_page_assets() -> bool:
+    """Put :class:`dashboard.page_assets.PageAssets` (the browser's scripts from memory) in
+    front of Streamlit's server, whose middleware list is made when the server starts."""
+
+    def with_page_assets(streamlit_middleware):
+        def middleware():
+            from starlette.middleware import Middleware  # lazy: the dashboard extra
+            from streamlit import config, file_util
+
+            base_path = config.get_option("server.baseUrlPath") or ""
+            return [Middleware(PageAssets, static_dir=file_util.get_static_dir(),
+                               base_path=base_path), *streamlit_middleware()]
+        return middleware
+
+    return _wrap_streamlit("streamlit.web.server.starlette.starlette_app",
+                           "create_streamlit_middleware", with_page_assets)
 
 
 def serve_without_delayed_writes() -> bool:
     """Turn Nagle's algorithm off on the server's listening socket, so on every connection
-    it accepts (they inherit the option): False where this Streamlit binds otherwise.
+    it accepts (they inherit the option).
 
     Streamlit binds the socket itself, without naming TCP as its protocol, so asyncio's
     own TCP_NODELAY for accepted connections is skipped; uvicorn writes a response's
     headers and body separately, and on a kept-alive connection the second write then waits
     for the browser's delayed acknowledgement: ~40 ms for each of a page's small scripts.
     """
-    try:
-        from streamlit.web.server.starlette import starlette_server  # lazy: the dashboard extra
-    except ImportError:
-        return False
-    bind = getattr(starlette_server, "_bind_socket", None)
-    if bind is None:
-        return False
 
-    def bind_without_delayed_writes(*args, **kwargs):
-        listening = bind(*args, **kwargs)
-        listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return listening
+    def without_delayed_writes(bind):
+        def bind_listening(*args, **kwargs):
+            listening = bind(*args, **kwargs)
+            listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return listening
+        return bind_listening
 
-    starlette_server._bind_socket = bind_without_delayed_writes
-    return True
+    return _wrap_streamlit("streamlit.web.server.starlette.starlette_server", "_bind_socket",
+                           without_delayed_writes)
 
 
 def main() -> None:

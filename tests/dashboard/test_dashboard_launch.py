@@ -72,3 +72,13 @@ def test_the_servers_connections_send_without_nagles_delay(monkeypatch):
         accepted, _ = listening.accept()
         with accepted:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_streamlit_built_otherwise_is_left_as_it_is():
+    """Where the installed Streamlit has no such module or function, the server is Streamlit's
+    own: nothing is replaced and nothing fails."""
+    from dashboard import launch
+
+    assert launch._wrap_streamlit("streamlit.no_such_module", "x", lambda f: 1 / 0) is False
+    assert launch._wrap_streamlit("streamlit.web.server.starlette.starlette_server",
+                                  "no_such_function", lambda f: 1 / 0) is False
