@@ -208,10 +208,22 @@ if st.button("rerun"):
 """
 
 
-def streamlit_floor(tmp: Path) -> dict:
+# The two-line app served by stock Streamlit, except for the dashboard server's socket fix
+# (Nagle's algorithm off: dashboard.launch.serve_without_delayed_writes), for a floor that
+# does not pay the ~40 ms per small script the dashboard no longer pays
+WITHOUT_NAGLE = ("import sys; from dashboard.launch import serve_without_delayed_writes; "
+                 "serve_without_delayed_writes(); from streamlit.web import cli; "
+                 "sys.exit(cli.main(prog_name='streamlit'))")
+
+
+def streamlit_floor(tmp: Path, without_nagle: bool = False) -> dict:
     """Baseline: first and repeat render of a two-line Streamlit app on this machine, now
     (what any Streamlit page costs before it reads data), and a click on its one button
-    until the rerun's text shows (what any interaction costs: the floor of a detail open)."""
+    until the rerun's text shows (what any interaction costs: the floor of a detail open).
+
+    Args:
+        without_nagle: serve it with the dashboard server's socket fix (``WITHOUT_NAGLE``).
+    """
     import subprocess
 
     from playwright.sync_api import sync_playwright
@@ -221,10 +233,12 @@ def streamlit_floor(tmp: Path) -> dict:
     script = tmp / "floor_app.py"
     script.write_text(FLOOR_APP)
     port = ui.free_port()
+    streamlit = ["-c", WITHOUT_NAGLE] if without_nagle else ["-m", "streamlit"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+        [sys.executable, *streamlit, "run", str(script), "--server.port", str(port),
          "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.address", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--server.address", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)} if without_nagle else None)
     out = {}
     try:
         url = f"http://127.0.0.1:{port}"
@@ -268,7 +282,7 @@ def compare(old_code: Path, runs_dir: Path, rows: list[int], visits: int, tmp: P
         run_dir = reused_run(ws, rows_n) or fixtures.write_finance_run(
             ws, n=rows_n, alert_rate=0.01, run_id=f"bench-{rows_n}")
         server_side(run_dir)          # the run's statistics and indexes, built once
-        visits_of = {"floor": [], "old": [], "new": []}
+        visits_of = {"floor": [], "floor_without_nagle": [], "old": [], "new": []}
         loads = []
         for visit in range(visits):
             codes = [("old", old_code), ("new", ROOT)]
@@ -277,6 +291,8 @@ def compare(old_code: Path, runs_dir: Path, rows: list[int], visits: int, tmp: P
                 visits_of[label].append(in_browser(ws, run_dir, tmp / f"{rows_n}-{label}-{visit}",
                                                    code=code, extras=False))
             visits_of["floor"].append(streamlit_floor(tmp)["first_render_s"])
+            visits_of["floor_without_nagle"].append(
+                streamlit_floor(tmp, without_nagle=True)["first_render_s"])
         out[f"{rows_n:_d}"] = {"load_average": [min(loads), max(loads)], "visits": visits_of,
                                "summary": compared(visits_of)}
         print(json.dumps({f"{rows_n:_d}": out[f"{rows_n:_d}"]["summary"]}, indent=2), flush=True)
@@ -287,12 +303,14 @@ def compared(visits_of: dict) -> dict:
     """Medians per code: queue first render (s and against the floor's median), detail open
     (all opens, the session's first, the later ones)."""
     floor = statistics.median(visits_of["floor"])
-    out = {"floor_first_render_s": floor}
+    fixed_floor = statistics.median(visits_of["floor_without_nagle"])
+    out = {"floor_first_render_s": floor, "floor_without_nagle_first_render_s": fixed_floor}
     for label in ("old", "new"):
         runs = visits_of[label]
         first = statistics.median(r["queue_first_render_s"] for r in runs)
         opens = [r["detail_open_s"]["all"] for r in runs]
         out[label] = {"queue_first_render_s": first, "queue_first_render_vs_floor": first / floor,
+                      "queue_first_render_vs_floor_without_nagle": first / fixed_floor,
                       "detail_open_median_s": statistics.median(x for o in opens for x in o),
                       "detail_first_open_median_s": statistics.median(o[0] for o in opens),
                       "detail_later_open_median_s": statistics.median(x for o in opens for x in o[1:])}
@@ -330,7 +348,8 @@ def main(argv=None) -> dict:
             ws = Path(args.runs_dir or tmp) / label
             # the floor beside each size: on a shared machine the load moves between them
             floor = streamlit_floor(Path(tmp))
-            print(json.dumps({"streamlit_floor": floor}), flush=True)
+            fixed_floor = streamlit_floor(Path(tmp), without_nagle=True)
+            print(json.dumps({"streamlit_floor": floor, "without_nagle": fixed_floor}), flush=True)
             start = time.perf_counter()
             run_dir = reused_run(ws, rows) if args.runs_dir else None
             reused = run_dir is not None
@@ -339,7 +358,8 @@ def main(argv=None) -> dict:
             entry = {"n_transactions": rows, "n_alerts": int(round(rows * 0.01)),
                      "reused_run": reused, "write_synthetic_run_s": time.perf_counter() - start,
                      "scores_parquet_mb": (run_dir / "scores.parquet").stat().st_size / 1e6,
-                     "load_average_before": os.getloadavg(), "streamlit_floor": floor}
+                     "load_average_before": os.getloadavg(), "streamlit_floor": floor,
+                     "streamlit_floor_without_nagle": fixed_floor}
             entry["server_side"] = server_side(run_dir)
             entry["browser"] = in_browser(ws, run_dir, Path(tmp) / f"{label}-logs")
             result["runs"][label] = entry
@@ -384,6 +404,8 @@ def summarise(result: dict) -> dict:
         floor = entry["streamlit_floor"]["first_render_s"]
         out[entry["n_transactions"]] = {
             "queue_first_render_vs_floor": browser["queue_first_render_s"] / floor,
+            "queue_first_render_vs_floor_without_nagle": browser["queue_first_render_s"]
+            / entry["streamlit_floor_without_nagle"]["first_render_s"],
             "detail_open_median_s": browser["detail_open_s"]["median"],
             # the session's first open also fetches the charts' and the form's scripts
             "detail_first_open_s": browser["detail_open_s"]["all"][0],

@@ -7,14 +7,19 @@ wait for pandas, pyarrow, DuckDB and the verticals to import: 0.7-1.7 s on a bus
 machine, more than a bare Streamlit page takes to render. What no page's first run needs
 (Altair: the CT and drive charts; scipy: a run's first drift test) is imported later: on 2
 busy cores, importing it while the first page loads slowed that page by ~0.9 s (the import
-holds the interpreter the server also serves the page's scripts from).
+holds the interpreter the server also serves the page's scripts from). The page's scripts
+themselves are answered from memory (:mod:`dashboard.page_assets`) and without Nagle's
+delay (``serve_without_delayed_writes``).
 """
 from __future__ import annotations
 
 import importlib
+import socket
 import sys
 import threading
 import time
+
+from dashboard.page_assets import PageAssets
 
 # What the pages' first run imports, heaviest first; each failure is left to the page that
 # needs it.
@@ -104,9 +109,65 @@ def preload() -> None:
     _import(LATER)
 
 
+def _wrap_streamlit(module_name: str, attribute: str, wrap) -> bool:
+    """Replace Streamlit's ``module_name.attribute`` by ``wrap(original)``, in this process;
+    False, changing nothing, where the installed Streamlit has no such module or attribute
+    (it then serves as it would by itself)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    original = getattr(module, attribute, None)
+    if original is None:
+        return False
+    setattr(module, attribute, wrap(original))
+    return True
+
+
+def serve_page_assets() -> bool:
+    """Put :class:`dashboard.page_assets.PageAssets` (the browser's scripts from memory) in
+    front of Streamlit's server, whose middleware list is made when the server starts."""
+
+    def with_page_assets(streamlit_middleware):
+        def middleware():
+            from starlette.middleware import Middleware  # lazy: the dashboard extra
+            from streamlit import config, file_util
+
+            base_path = config.get_option("server.baseUrlPath") or ""
+            return [Middleware(PageAssets, static_dir=file_util.get_static_dir(),
+                               base_path=base_path), *streamlit_middleware()]
+        return middleware
+
+    return _wrap_streamlit("streamlit.web.server.starlette.starlette_app",
+                           "create_streamlit_middleware", with_page_assets)
+
+
+def serve_without_delayed_writes() -> bool:
+    """Turn Nagle's algorithm off on the server's listening socket, so on every connection
+    it accepts (they inherit the option).
+
+    Streamlit binds the socket itself, without naming TCP as its protocol, so asyncio's
+    own TCP_NODELAY for accepted connections is skipped; uvicorn writes a response's
+    headers and body separately, and on a kept-alive connection the second write then waits
+    for the browser's delayed acknowledgement: ~40 ms for each of a page's small scripts.
+    """
+
+    def without_delayed_writes(bind):
+        def bind_listening(*args, **kwargs):
+            listening = bind(*args, **kwargs)
+            listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return listening
+        return bind_listening
+
+    return _wrap_streamlit("streamlit.web.server.starlette.starlette_server", "_bind_socket",
+                           without_delayed_writes)
+
+
 def main() -> None:
     from streamlit.web import cli  # lazy: the dashboard extra
 
+    serve_page_assets()
+    serve_without_delayed_writes()
     threading.Thread(target=preload, daemon=True, name="unmask-preload").start()
     sys.exit(cli.main(prog_name="streamlit"))
 

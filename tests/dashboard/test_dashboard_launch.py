@@ -51,3 +51,34 @@ def test_the_later_imports_wait_for_a_running_page_to_end():
     waited = time.monotonic() - started
     page_run.join()
     assert waited >= 1.0 + 0.5 - 0.1      # the run's second, then half a second of quiet
+
+
+def test_the_servers_connections_send_without_nagles_delay(monkeypatch):
+    """Streamlit binds its listening socket itself (no protocol named: asyncio then skips its
+    own TCP_NODELAY); ``dashboard.launch`` turns Nagle off there, and every connection the
+    server accepts inherits it."""
+    import socket
+
+    from streamlit.web.server.starlette import starlette_server
+
+    from dashboard import launch
+
+    # restored after the test: the patch is for the server process
+    monkeypatch.setattr(starlette_server, "_bind_socket", starlette_server._bind_socket)
+    assert launch.serve_without_delayed_writes() is True
+    listening = starlette_server._bind_socket("127.0.0.1", 0, 8)
+    with listening, socket.create_connection(listening.getsockname(), timeout=5):
+        listening.setblocking(True)
+        accepted, _ = listening.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_a_streamlit_built_otherwise_is_left_as_it_is():
+    """Where the installed Streamlit has no such module or function, the server is Streamlit's
+    own: nothing is replaced and nothing fails."""
+    from dashboard import launch
+
+    assert launch._wrap_streamlit("streamlit.no_such_module", "x", lambda f: 1 / 0) is False
+    assert launch._wrap_streamlit("streamlit.web.server.starlette.starlette_server",
+                                  "no_such_function", lambda f: 1 / 0) is False
