@@ -13,6 +13,7 @@ delay (``serve_without_delayed_writes``).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import socket
 import sys
@@ -129,13 +130,17 @@ def serve_page_assets() -> bool:
     front of Streamlit's server, whose middleware list is made when the server starts."""
 
     def with_page_assets(streamlit_middleware):
-        def middleware():
-            from starlette.middleware import Middleware  # lazy: the dashboard extra
-            from streamlit import config, file_util
+        def middleware(*args, **kwargs):
+            own = streamlit_middleware(*args, **kwargs)
+            try:
+                from starlette.middleware import Middleware  # lazy: the dashboard extra
+                from streamlit import config, file_util
 
-            base_path = config.get_option("server.baseUrlPath") or ""
-            return [Middleware(PageAssets, static_dir=file_util.get_static_dir(),
-                               base_path=base_path), *streamlit_middleware()]
+                base_path = config.get_option("server.baseUrlPath") or ""
+                static_dir = file_util.get_static_dir()
+            except (ImportError, AttributeError):  # a Streamlit built otherwise: its own list
+                return own
+            return [Middleware(PageAssets, static_dir=static_dir, base_path=base_path), *own]
         return middleware
 
     return _wrap_streamlit("streamlit.web.server.starlette.starlette_app",
@@ -155,7 +160,9 @@ def serve_without_delayed_writes() -> bool:
     def without_delayed_writes(bind):
         def bind_listening(*args, **kwargs):
             listening = bind(*args, **kwargs)
-            listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # a speed-up only: a socket it does not apply to is served as Streamlit bound it
+            with contextlib.suppress(OSError, AttributeError):
+                listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return listening
         return bind_listening
 

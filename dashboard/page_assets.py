@@ -19,12 +19,20 @@ BUILD_FOLDER = "static"      # under Streamlit's static folder: the content-hash
 IMMUTABLE = b"public, immutable, max-age=31536000"
 
 
+# files Streamlit sends with ``no-cache`` (their names do not change with their content)
+UNHASHED = ("manifest.json",)
+UNHASHED_SUFFIXES = (".html",)
+
+
 def build_files(static_dir: Path) -> dict[str, Path]:
     """Each build file under ``static_dir`` by the URL path it is asked at (without the
-    server's base path), e.g. ``/static/js/index.DormvYxC.js``."""
+    server's base path), e.g. ``/static/js/index.DormvYxC.js``; never a file whose name does
+    not change with its content, which must not be answered as immutable."""
     static_dir = Path(static_dir)
     return {f"/{path.relative_to(static_dir).as_posix()}": path
-            for path in sorted((static_dir / BUILD_FOLDER).rglob("*")) if path.is_file()}
+            for path in (static_dir / BUILD_FOLDER).rglob("*")
+            if path.is_file() and path.name not in UNHASHED
+            and not path.name.endswith(UNHASHED_SUFFIXES)}
 
 
 def content_type(path: str) -> bytes:

@@ -238,9 +238,6 @@ class FinanceModel(Estimator):
         tails = floored.pop("tails")
         return {"detector": sum(floored.values()), "tails": tails}
 
-    def _raw_parts(self, features: pd.DataFrame) -> dict:
-        return self._parts(self._cell_terms(features))
-
     @staticmethod
     def _part_stats(parts: dict) -> dict:
         """Median and inter-quartile range of each part's score (held-out rows)."""
@@ -262,7 +259,7 @@ class FinanceModel(Estimator):
 
     def _unsupervised_parts(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_standardised` of ``features``' parts."""
-        return self._standardised(self._raw_parts(features))
+        return self._standardised(self._parts(self._cell_terms(features)))
 
     def _head_inputs(self, features: pd.DataFrame, unsupervised: tuple) -> np.ndarray:
         """The head's input matrix: the features, then ``unsupervised``'s score and its

@@ -82,3 +82,24 @@ def test_a_streamlit_built_otherwise_is_left_as_it_is():
     assert launch._wrap_streamlit("streamlit.no_such_module", "x", lambda f: 1 / 0) is False
     assert launch._wrap_streamlit("streamlit.web.server.starlette.starlette_server",
                                   "no_such_function", lambda f: 1 / 0) is False
+
+
+def test_the_page_assets_stand_in_front_of_streamlits_own_middleware(monkeypatch):
+    """The replaced middleware list keeps Streamlit's own, whatever it is called with, with
+    :class:`PageAssets` first."""
+    from streamlit.web.server.starlette import starlette_app
+
+    from dashboard import launch
+    from dashboard.page_assets import PageAssets
+
+    asked = []
+
+    def streamlit_middleware(*args, **kwargs):
+        asked.append((args, kwargs))
+        return ["streamlit's own"]
+
+    monkeypatch.setattr(starlette_app, "create_streamlit_middleware", streamlit_middleware)
+    assert launch.serve_page_assets() is True
+    made = starlette_app.create_streamlit_middleware("a later argument", option=1)
+    assert made[0].cls is PageAssets and made[1:] == ["streamlit's own"]
+    assert asked == [(("a later argument",), {"option": 1})]

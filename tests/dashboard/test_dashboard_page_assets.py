@@ -97,6 +97,21 @@ def test_everything_else_is_streamlits_to_answer(tmp_path):
         ("websocket", "GET", "/review/_stcore/stream"), ("http", "GET", "/review/static/css/index.B2.css")]
 
 
+
+def test_files_whose_names_do_not_change_with_their_content_are_streamlits(tmp_path):
+    """Streamlit sends index.html and manifest.json with ``no-cache``: answering them here,
+    read once and marked immutable, could serve a browser a stale page for a year."""
+    root = static_dir(tmp_path)
+    for name in ("static/manifest.json", "static/js/page.html"):
+        (root / name).write_text("{}")
+    streamlit = Streamlit()
+    app = PageAssets(streamlit, root)
+    assert call(app, "GET", "/static/manifest.json")[0] == 404
+    assert call(app, "GET", "/static/js/page.html")[0] == 404
+    assert call(app, "GET", "/static/js/index.A1.js")[0] == 200
+    assert streamlit.asked == [("http", "GET", "/static/manifest.json"),
+                               ("http", "GET", "/static/js/page.html")]
+
 @pytest.mark.browser
 def test_the_dashboard_server_answers_streamlits_scripts_from_memory(workspace, tmp_path):
     """Through ``unmask dashboard`` and the installed Streamlit: the page's own scripts come
