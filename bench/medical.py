@@ -110,6 +110,15 @@ def label_subsets(n_cases: int, k: int, repeats: int) -> list[list[int]]:
     return out
 
 
+def pretext_config(args, anomaly):
+    """The preset's ``AnomalyConfig`` with the pretraining options given on the command line."""
+    for key, value in (("pretext", args.pretext), ("mask_ratio", args.mask_ratio),
+                       ("mask_block", args.mask_block and _shape(args.mask_block))):
+        if value is not None:
+            anomaly = replace(anomaly, **{key: value})
+    return anomaly
+
+
 def efficiency_config(args):
     """The fine-tuning settings of the label-efficiency arms."""
     config = segment_config(args, args.finetune_epochs)
@@ -505,6 +514,10 @@ def main(argv=None):
                         help="pretrained weights the segmenter starts from (default: preset's)")
     parser.add_argument("--pretext", choices=["inpaint", "genesis", "genesis_whole"], default=None,
                         help="pretraining task (default: preset's)")
+    parser.add_argument("--mask-ratio", type=float, default=None,
+                        help="share of the pretraining mask's blocks hidden (default: preset's)")
+    parser.add_argument("--mask-block", default=None,
+                        help="pretraining mask block edge in voxels, x,y,z (default: preset's)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="fine-tune the label-efficiency arms in this many processes")
     parser.add_argument("--samples", type=int, default=32, help="random crops per fine-tuning epoch")
@@ -651,8 +664,7 @@ def main(argv=None):
         pre_config, _ = preset(args.preset, args.seed)
         pre_config = replace(pre_config, max_epochs=args.pretrain_epochs,
                              patience=args.pretrain_epochs, samples_per_epoch=args.pretrain_samples)
-        if args.pretext is not None:
-            pre_config = replace(pre_config, anomaly=replace(pre_config.anomaly, pretext=args.pretext))
+        pre_config = replace(pre_config, anomaly=pretext_config(args, pre_config.anomaly))
         scorer = pretrain(data / "unlabelled", work / "pretrained", pre_config)
         result["pretraining"] = {"cases": len(scorer_training_cases(work / "pretrained")),
                                  "calibration_cases": args.unlabelled - len(scorer_training_cases(work / "pretrained")),
