@@ -126,6 +126,8 @@ def efficiency_config(args):
         config = replace(config, pretrained_lr_scale=args.pretrained_lr_scale)
     if args.transfer is not None:
         config = replace(config, encoder_only=args.transfer == "encoder")
+    if args.organ_jitter is not None:
+        config = replace(config, organ_jitter=args.organ_jitter)
     return config
 
 
@@ -512,6 +514,8 @@ def main(argv=None):
                         help="learning-rate factor of the pretrained weights (default: preset's)")
     parser.add_argument("--transfer", choices=["encoder", "full"], default=None,
                         help="pretrained weights the segmenter starts from (default: preset's)")
+    parser.add_argument("--organ-jitter", type=float, default=None,
+                        help="per-organ intensity offset range in fine-tuning (default: preset's)")
     parser.add_argument("--pretext", choices=["inpaint", "genesis", "genesis_whole"], default=None,
                         help="pretraining task (default: preset's)")
     parser.add_argument("--mask-ratio", type=float, default=None,
@@ -573,7 +577,7 @@ def main(argv=None):
         result["label_efficiency"] = label_efficiency(args, keep / "data", keep / "pretrained", budgets)
         result["timings_seconds"]["label_efficiency"] = round(time.perf_counter() - t, 1)
         for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale", "repeats",
-                    "transfer", "jobs"):
+                    "transfer", "organ_jitter", "jobs"):
             result["config"][key] = getattr(args, key)
         result["targets"].update(pretraining_targets(result["label_efficiency"]))
         write_text_atomic(args.out, json.dumps(result, indent=2))
