@@ -21,6 +21,8 @@ class AnomalyConfig:
         mask_block: edge of the training mask's blocks in voxels (model grid); ``None`` =
             ``patch_size``. Only pretraining draws these blocks; scoring always hides
             ``patch_size`` patches on a checkerboard (``reconstruction.core_schedule``).
+            Larger blocks (SimMIM / MAE: 60-75 % hidden) did not help segmentation
+            fine-tuning on the phantoms (bench/README.md).
         pretext: the pretraining task: ``"inpaint"`` (hidden patches only) or
             ``"genesis"`` (also Models Genesis intensity curves, block shuffling and
             out-painting, ``medical.genesis``), which teaches appearance and context that
@@ -95,8 +97,8 @@ class AnomalyConfig:
     def from_dict(cls, d: dict) -> "AnomalyConfig":
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        for key in ("patch_size", "mask_block", "tissue_hu", "observed_hu", "organ_labels", "organ_erosion",
-                    "organ_context_scale"):
+        for key in ("patch_size", "mask_block", "tissue_hu", "observed_hu", "organ_labels",
+                    "organ_erosion", "organ_context_scale"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
