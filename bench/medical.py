@@ -110,6 +110,15 @@ def label_subsets(n_cases: int, k: int, repeats: int) -> list[list[int]]:
     return out
 
 
+def pretext_config(args, anomaly):
+    """The preset's ``AnomalyConfig`` with the pretraining options given on the command line."""
+    for key, value in (("pretext", args.pretext), ("mask_ratio", args.mask_ratio),
+                       ("mask_block", args.mask_block and _shape(args.mask_block))):
+        if value is not None:
+            anomaly = replace(anomaly, **{key: value})
+    return anomaly
+
+
 def efficiency_config(args):
     """The fine-tuning settings of the label-efficiency arms."""
     config = segment_config(args, args.finetune_epochs)
@@ -117,6 +126,8 @@ def efficiency_config(args):
         config = replace(config, pretrained_lr_scale=args.pretrained_lr_scale)
     if args.transfer is not None:
         config = replace(config, encoder_only=args.transfer == "encoder")
+    if args.organ_jitter is not None:
+        config = replace(config, organ_jitter=args.organ_jitter)
     return config
 
 
@@ -503,8 +514,14 @@ def main(argv=None):
                         help="learning-rate factor of the pretrained weights (default: preset's)")
     parser.add_argument("--transfer", choices=["encoder", "full"], default=None,
                         help="pretrained weights the segmenter starts from (default: preset's)")
+    parser.add_argument("--organ-jitter", type=float, default=None,
+                        help="per-organ intensity offset range in fine-tuning (default: preset's)")
     parser.add_argument("--pretext", choices=["inpaint", "genesis", "genesis_whole"], default=None,
                         help="pretraining task (default: preset's)")
+    parser.add_argument("--mask-ratio", type=float, default=None,
+                        help="share of the pretraining mask's blocks hidden (default: preset's)")
+    parser.add_argument("--mask-block", default=None,
+                        help="pretraining mask block edge in voxels, x,y,z (default: preset's)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="fine-tune the label-efficiency arms in this many processes")
     parser.add_argument("--samples", type=int, default=32, help="random crops per fine-tuning epoch")
@@ -560,7 +577,7 @@ def main(argv=None):
         result["label_efficiency"] = label_efficiency(args, keep / "data", keep / "pretrained", budgets)
         result["timings_seconds"]["label_efficiency"] = round(time.perf_counter() - t, 1)
         for key in ("finetune_epochs", "samples", "budgets", "pretrained_lr_scale", "repeats",
-                    "transfer", "jobs"):
+                    "transfer", "organ_jitter", "jobs"):
             result["config"][key] = getattr(args, key)
         result["targets"].update(pretraining_targets(result["label_efficiency"]))
         write_text_atomic(args.out, json.dumps(result, indent=2))
@@ -651,8 +668,7 @@ def main(argv=None):
         pre_config, _ = preset(args.preset, args.seed)
         pre_config = replace(pre_config, max_epochs=args.pretrain_epochs,
                              patience=args.pretrain_epochs, samples_per_epoch=args.pretrain_samples)
-        if args.pretext is not None:
-            pre_config = replace(pre_config, anomaly=replace(pre_config.anomaly, pretext=args.pretext))
+        pre_config = replace(pre_config, anomaly=pretext_config(args, pre_config.anomaly))
         scorer = pretrain(data / "unlabelled", work / "pretrained", pre_config)
         result["pretraining"] = {"cases": len(scorer_training_cases(work / "pretrained")),
                                  "calibration_cases": args.unlabelled - len(scorer_training_cases(work / "pretrained")),

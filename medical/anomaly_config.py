@@ -17,7 +17,12 @@ class AnomalyConfig:
 
     Args:
         patch_size: hidden patch size in voxels (model grid); larger than the lesions.
-        mask_ratio: fraction of patches hidden per training crop.
+        mask_ratio: fraction of mask blocks hidden per training crop.
+        mask_block: edge of the training mask's blocks in voxels (model grid); ``None`` =
+            ``patch_size``. Only pretraining draws these blocks; scoring always hides
+            ``patch_size`` patches on a checkerboard (``reconstruction.core_schedule``).
+            Larger blocks (SimMIM / MAE: 60-75 % hidden) did not help segmentation
+            fine-tuning on the phantoms (bench/README.md).
         pretext: the pretraining task: ``"inpaint"`` (hidden patches only) or
             ``"genesis"`` (also Models Genesis intensity curves, block shuffling and
             out-painting, ``medical.genesis``), which teaches appearance and context that
@@ -65,6 +70,7 @@ class AnomalyConfig:
 
     patch_size: tuple[int, int, int] = (8, 8, 6)
     mask_ratio: float = 0.5
+    mask_block: tuple[int, int, int] | None = None
     pretext: str = "inpaint"
     smooth_sigma: float = 1.0
     top_k_ml: float = 1.0
@@ -91,8 +97,8 @@ class AnomalyConfig:
     def from_dict(cls, d: dict) -> "AnomalyConfig":
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        for key in ("patch_size", "tissue_hu", "observed_hu", "organ_labels", "organ_erosion",
-                    "organ_context_scale"):
+        for key in ("patch_size", "mask_block", "tissue_hu", "observed_hu", "organ_labels",
+                    "organ_erosion", "organ_context_scale"):
             if isinstance(d.get(key), list):
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -102,5 +108,11 @@ class AnomalyConfig:
         """Gaussian sigma (voxels) of the context baseline: half a patch per axis."""
         return tuple(p / 2.0 for p in self.patch_size)
 
+    @property
+    def training_block(self) -> tuple[int, ...]:
+        """Edge (voxels) of the blocks the pretraining mask hides."""
+        return tuple(self.mask_block or self.patch_size)
+
     def masker(self) -> PatchMasker:
-        return PatchMasker(patch_size=self.patch_size, ratio=self.mask_ratio, ndim=3)
+        """The pretraining mask: ``mask_ratio`` of the ``training_block`` blocks hidden."""
+        return PatchMasker(patch_size=self.training_block, ratio=self.mask_ratio, ndim=3)

@@ -49,6 +49,10 @@ class SegmentConfig:
         samples_per_epoch, max_epochs, batch_size, lr, patience: loop settings.
         foreground: share of crops centred on an organ voxel.
         intensity_jitter: contrast/brightness augmentation range.
+        organ_jitter: range of the random per-organ intensity offset (window units;
+            ``medical.volumes.shift_organs``), 0 = off: on the phantoms it helped 2 labels
+            of one contrast phase generalise to others, but cost 2 points of Dice at 8
+            labels and did not change what pretraining adds (bench/README.md).
         overlap, sw_batch_size: sliding-window inference.
         pretrained_lr_scale: learning-rate factor for the weights taken from pretraining
             (the re-initialised layers keep ``lr``): with few labels, full-rate updates
@@ -67,6 +71,7 @@ class SegmentConfig:
     patience: int = 10
     foreground: float = 0.7
     intensity_jitter: float = 0.1
+    organ_jitter: float = 0.0
     overlap: float = 0.25
     sw_batch_size: int = 4
     pretrained_lr_scale: float = 0.3
@@ -151,7 +156,8 @@ class Segmenter(NetworkPlacement, Estimator):
         labels = [p.label.numpy() for p in prepared]
         roi = self.network_config.roi_size
         dataset = CropDataset(images, roi, config.samples_per_epoch, labels, config.foreground,
-                              seed=config.seed, intensity_jitter=config.intensity_jitter)
+                              seed=config.seed, intensity_jitter=config.intensity_jitter,
+                              organ_jitter=config.organ_jitter)
         val = CropDataset(images, roi, max(4, config.samples_per_epoch // 8), labels,
                           config.foreground, seed=config.seed + 7, fixed=True)
         train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
