@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.driving import TUNED
 from core.runtime import configure_threads
-from driving.model.predictor import OcclusionPredictor, _slice_log
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
 from driving.scoring.context_prior import ContextPrior
 from driving.scoring.surprise import raw_maps
@@ -29,8 +29,8 @@ sets = {"train": (6, 1, normal), "tuned": (4, 2, cfg), "tuned_normal": (2, 502, 
         "extra": (6, 3, cfg), "extra_normal": (2, 503, normal)}
 logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=c)]
         for name, (n, seed, c) in sets.items()}
-tail = int(round(250 * (1 - pred.calibration_fraction)))
-pred.memory_gate_ = pred._fit_memory_gate([_slice_log(log, tail) for log in logs["train"]])
+if pred.memory_gate:        # as OcclusionPredictor.calibrate: on the training logs' held-out tails
+    pred.memory_gate_ = pred._fit_memory_gate(pred.calibration_logs(logs["train"]))
 rate = pred.meta_.rate_hz
 static_offset = min(pred.history, key=lambda k: abs(k / rate - 1.0), default=10)
 for name, items in logs.items():

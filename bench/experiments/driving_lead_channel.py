@@ -1,6 +1,7 @@
 """Experiment behind the driving lead channel (bench/README.md, driving: the lead channel
 reads the closing speed over the gap). Frame AUROC and the alert rate on new normal logs of
-the **tuned** configurations only, on maps cached by driving_calibration_cache.py (the
+the **tuned** configurations only, on maps cached by driving_calibration_cache.py as it
+was at commit 7f4939d (`git show 7f4939d:bench/experiments/driving_calibration_cache.py`; the
 committed run's networks, bundles marked format 5 in /tmp/drv17/models/<world>; maps under
 /tmp/drv16/cache/<world>), calibration tails of 50 frames, cross-fitted threshold. Runs
 against the code that committed lead_closing; the deceleration channel it replaced is

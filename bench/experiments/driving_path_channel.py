@@ -18,30 +18,23 @@ from sklearn.metrics import roc_auc_score
 from bench.experiments.driving_lead_channel import Harness
 from core.calibration import threshold_from_contamination
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import PEDESTRIAN, STATIC_OBSTACLE
+from driving.schema import PEDESTRIAN
 from driving.scoring import frame_score as fs
-from driving.warp import cell_offsets
 
 CACHE = Path("/tmp/drv19/cache")
 
 
-def reach(half_width_m, classes=(PEDESTRIAN, STATIC_OBSTACLE)):
+def reach(half_width_m, classes=fs.REACH_CLASSES):
     """``path_reach`` over a corridor ``half_width_m`` either side of the ego's heading line."""
-    def channel(log):
-        forward, right = cell_offsets(log.meta)
-        corridor = (np.abs(right) <= half_width_m) & (forward > fs.EGO_FRONT_M)
-        distance = np.maximum(forward - fs.EGO_FRONT_M, log.meta.resolution_m)
-        value = np.asarray(log.ego_speed, np.float32)[:, None, None] / distance[None]
-        return np.where(np.isin(log.semantic, classes) & corridor[None], value, 0.0).astype(np.float32)
-    return channel
+    return lambda log: fs.path_reach(log.semantic, log.ego_speed, log.meta, half_width_m, classes)
 
 
 BASE = fs.CHANNELS[:4]                 # revealed, object context, object recon, lead closing
-CANDIDATES = {"reach_lane": reach(fs.LANE_HALF_M), "reach_wide": reach(2.5),
+CANDIDATES = {"reach_wide": reach(2.5),
               "reach_path": reach(fs.PATH_HALF_WIDTH_M),
               "reach_lane_pedestrians": reach(fs.LANE_HALF_M, (PEDESTRIAN,))}
 VARIANTS = {"as committed before (no path channel)": BASE,
-            "path_reach, the ego's lane (1.6 m; kept)": BASE + (("reach_lane", False, 1),),
+            "path_reach, the ego's lane (1.6 m; kept)": fs.CHANNELS,
             "path_reach, 2.5 m either side": BASE + (("reach_wide", False, 1),),
             "path_reach, the path (5.5 m)": BASE + (("reach_path", False, 1),),
             "path_reach, pedestrians only": BASE + (("reach_lane_pedestrians", False, 1),)}

@@ -114,11 +114,11 @@ def scored_objects(observed: np.ndarray, meta) -> np.ndarray:
     return np.isin(observed, OBJECT_CLASSES) & inside[None]
 
 
-def ego_lane(meta) -> np.ndarray:
+def ego_lane(meta, half_width_m: float = LANE_HALF_M) -> np.ndarray:
     """``(H, W)`` bool: the ego's own lane ahead of its front bumper (within
-    ``LANE_HALF_M`` of its heading line)."""
+    ``half_width_m`` of its heading line)."""
     forward, right = cell_offsets(meta)
-    return (np.abs(right) <= LANE_HALF_M) & (forward > EGO_FRONT_M)
+    return (np.abs(right) <= half_width_m) & (forward > EGO_FRONT_M)
 
 
 def lead_gap(observed: np.ndarray, meta) -> tuple[np.ndarray, np.ndarray]:
@@ -166,20 +166,23 @@ def lead_closing(observed: np.ndarray, meta) -> np.ndarray:
     return (inverse_ttc[:, None, None] * cells).astype(np.float32)
 
 
-def path_reach(observed: np.ndarray, ego_speed: np.ndarray, meta) -> np.ndarray:
-    """How soon the ego reaches each pedestrian or obstacle in its lane (:data:`REACH_CLASSES`
-    in :func:`ego_lane`): the ego's speed over the distance from its front bumper (1/s,
-    the inverse of the time to reach it), on those cells, 0 elsewhere: ``(T, H, W)`` float32.
+def path_reach(observed: np.ndarray, ego_speed: np.ndarray, meta,
+               half_width_m: float = LANE_HALF_M, classes=REACH_CLASSES) -> np.ndarray:
+    """How soon the ego reaches each pedestrian or obstacle in its lane (``classes`` in
+    :func:`ego_lane`): the ego's speed over the distance from its front bumper (1/s, the
+    inverse of the time to reach it), on those cells, 0 elsewhere: ``(T, H, W)`` float32.
 
     Args:
         observed: ``(T, H, W)`` observed classes.
         ego_speed: ``(T,)`` the ego's speed (m/s).
         meta: the log's geometry.
+        half_width_m, classes: the corridor's half width and the classes read (the
+            defaults are the frame score's; other values for experiments).
     """
     forward, _ = cell_offsets(meta)
     distance = np.maximum(forward - EGO_FRONT_M, meta.resolution_m)    # (H, W) m
     reach = np.asarray(ego_speed, np.float32)[:, None, None] / distance[None]
-    in_lane = np.isin(observed, REACH_CLASSES) & ego_lane(meta)[None]
+    in_lane = np.isin(observed, classes) & ego_lane(meta, half_width_m)[None]
     return np.where(in_lane, reach, 0.0).astype(np.float32)
 
 
