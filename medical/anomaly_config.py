@@ -96,12 +96,9 @@ class AnomalyConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "AnomalyConfig":
         known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        for key in ("patch_size", "mask_block", "tissue_hu", "observed_hu", "organ_labels",
-                    "organ_erosion", "organ_context_scale"):
-            if isinstance(d.get(key), list):
-                d[key] = tuple(d[key])
-        return cls(**d)
+        # to_dict wrote every tuple as a list, and no field is a list
+        return cls(**{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in d.items() if k in known})
 
     @property
     def context_sigma(self) -> tuple[float, ...]:

@@ -124,7 +124,6 @@ def shift_organs(image: np.ndarray, label: np.ndarray, rng, jitter: float) -> np
     order) shifted by its own offset in ``[-jitter, jitter]``, blended over a Gaussian-
     softened (sigma 1 voxel) mask, clipped to the window ``[0, 1]``."""
     offsets = rng.uniform(-jitter, jitter, size=int(label.max()) + 1)
-    shift = np.zeros(image.shape[1:], dtype=np.float32)
-    for organ in range(1, len(offsets)):
-        shift += offsets[organ] * (label[0] == organ)
+    offsets[0] = 0.0                                    # the background is not shifted
+    shift = offsets[label[0]].astype(np.float32)
     return np.clip(image + gaussian_filter(shift, 1.0)[None], 0.0, 1.0)
