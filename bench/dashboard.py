@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.io import write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
@@ -272,6 +274,33 @@ def reused_run(ws: Path, rows: int) -> Path | None:
     return run_dir if (run_dir / "manifest.json").is_file() else None
 
 
+def finance_run(ws: Path, rows: int, reuse: bool) -> tuple[Path, bool]:
+    """The synthetic run of ``rows`` transactions in ``ws`` (1 % alerts), and whether a
+    previous call's run was reused (only with ``reuse``)."""
+    run_dir = reused_run(ws, rows) if reuse else None
+    if run_dir is not None:
+        return run_dir, True
+    return fixtures.write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}"), False
+
+
+def build_run_caches(run_dir: Path) -> None:
+    """What the run's first visits build into its ``cache/`` folder: the whole-file
+    statistics (queue bounds, drift test) and the history and alert-flag indexes."""
+    from core.runs import load_manifest
+    from dashboard import drift_data
+    from dashboard import finance_data as fd
+
+    scores, manifest = run_dir / "scores.parquet", load_manifest(run_dir)
+    fd.run_bounds(scores)
+    drift_data.run_drift(scores, manifest["summary"])
+    fd.build_history_index(manifest["inputs"][0], scores, manifest.get("model"))
+    fd.build_alert_flags_index(scores)
+
+
+def _header(benchmark: str, argv) -> dict:
+    return {"benchmark": benchmark, "command": "python -m bench.dashboard " + " ".join(argv or sys.argv[1:])}
+
+
 def compare(old_code: Path, runs_dir: Path, rows: list[int], visits: int, tmp: Path) -> dict:
     """Old checkout against this one, interleaved: per size, ``visits`` rounds of the two-line
     app, the old code's queue and this code's (a fresh server and browser each, the order
@@ -279,9 +308,8 @@ def compare(old_code: Path, runs_dir: Path, rows: list[int], visits: int, tmp: P
     out = {}
     for rows_n in sorted(rows):
         ws = runs_dir / f"{rows_n:_d}"
-        run_dir = reused_run(ws, rows_n) or fixtures.write_finance_run(
-            ws, n=rows_n, alert_rate=0.01, run_id=f"bench-{rows_n}")
-        server_side(run_dir)          # the run's statistics and indexes, built once
+        run_dir, _ = finance_run(ws, rows_n, reuse=True)
+        build_run_caches(run_dir)     # the run's statistics and indexes, built once
         visits_of = {"floor": [], "floor_without_nagle": [], "old": [], "new": []}
         loads = []
         for visit in range(visits):
@@ -338,7 +366,7 @@ def main(argv=None) -> dict:
     if args.against:
         return main_compare(args, argv)
 
-    result = {"benchmark": "dashboard", "command": "python -m bench.dashboard " + " ".join(argv or sys.argv[1:]),
+    result = {**_header("dashboard", argv),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_at_start": os.getloadavg()},
               "threads": os.environ["UNMASK_NUM_THREADS"], "targets": TARGETS, "runs": {}}
@@ -351,10 +379,7 @@ def main(argv=None) -> dict:
             fixed_floor = streamlit_floor(Path(tmp), without_nagle=True)
             print(json.dumps({"streamlit_floor": floor, "without_nagle": fixed_floor}), flush=True)
             start = time.perf_counter()
-            run_dir = reused_run(ws, rows) if args.runs_dir else None
-            reused = run_dir is not None
-            if not reused:
-                run_dir = fixtures.write_finance_run(ws, n=rows, alert_rate=0.01, run_id=f"bench-{rows}")
+            run_dir, reused = finance_run(ws, rows, reuse=bool(args.runs_dir))
             entry = {"n_transactions": rows, "n_alerts": int(round(rows * 0.01)),
                      "reused_run": reused, "write_synthetic_run_s": time.perf_counter() - start,
                      "scores_parquet_mb": (run_dir / "scores.parquet").stat().st_size / 1e6,
@@ -368,9 +393,7 @@ def main(argv=None) -> dict:
                 shutil.rmtree(ws)  # the 10 M run holds about 1 GB
     result["summary"] = summarise(result)
     result["machine"]["load_average_at_end"] = os.getloadavg()
-    out = Path(args.out or RESULTS / "dashboard.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out or RESULTS / "dashboard.json", json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))
     return result
 
@@ -378,9 +401,7 @@ def main(argv=None) -> dict:
 def main_compare(args, argv) -> dict:
     if not args.runs_dir:
         raise SystemExit("--against needs --runs-dir (the runs are built once and shared)")
-    out = Path(args.out or RESULTS / "dashboard-ab.json")
-    result = {"benchmark": "dashboard A/B",
-              "command": "python -m bench.dashboard " + " ".join(argv or sys.argv[1:]),
+    result = {**_header("dashboard A/B", argv),
               "old_code": str(Path(args.against).resolve()), "new_code": str(ROOT),
               "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
               "threads": os.environ["UNMASK_NUM_THREADS"]}
@@ -388,8 +409,7 @@ def main_compare(args, argv) -> dict:
         result["runs"] = compare(Path(args.against), Path(args.runs_dir), args.rows,
                                  args.visits, Path(tmp))
     result["machine"]["load_average_at_end"] = os.getloadavg()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out or RESULTS / "dashboard-ab.json", json.dumps(result, indent=2) + "\n")
     return result
 
 

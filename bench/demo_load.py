@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.cpu_load import cpu_load, describe
+from core.runtime import usable_cpus
 
 RESULTS = Path(__file__).parent / "results" / "demo_load.json"
 SAMPLE_EVERY_S = 5.0
@@ -89,7 +90,7 @@ def main(argv=None):
               "load_generator": describe(args.spinners),
               "loadavg_before": load_before, "loadavg_end": os.getloadavg(),
               "mean_load_1min": sampler.mean_load_1min(),   # the sampler has stopped
-              "usable_cpus": len(os.sched_getaffinity(0)),
+              "usable_cpus": usable_cpus(),
               "unmask_num_threads": os.environ.get("UNMASK_NUM_THREADS"),
               "progress": [line for line in output.splitlines()
                            if line.startswith(("demo:", "[", "  "))]}

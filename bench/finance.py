@@ -388,6 +388,7 @@ def merge_fresh(paths, out: Path) -> dict:
         "note": (f"fresh seeds, never used for selection (the score was chosen on seeds "
                  f"{list(SELECTION_SEEDS)}); one run per seed, unmask and the forest side by side"),
         **_seed_summary(fresh)}
+    _pool_own_seeds(report)          # the pooled interval counts the merged seeds too
     write_text_atomic(out, json.dumps(report, indent=2, default=str))
     print("own_simulator_fresh", report["own_simulator_fresh"]["over_seeds"])
     return report
@@ -396,6 +397,7 @@ def merge_fresh(paths, out: Path) -> dict:
 # A saved run's files in a work directory ("own_scores_3.parquet") -> the committed blocks
 # that may hold its seed.
 _SAVED_RUNS = {"own": ("own_simulator", "own_simulator_fresh"), "world2": ("world2_held_out",)}
+_BLOCKS = tuple(block for blocks in _SAVED_RUNS.values() for block in blocks)
 
 
 def _committed_run(report: dict, name: str, seed: int) -> dict:
@@ -441,24 +443,35 @@ def add_uncertainty(workdirs, out: Path) -> dict:
                 t = time.perf_counter()
                 run["uncertainty"] = _saved_interval(name, work, seed, run)
                 print(name, seed, f"{time.perf_counter() - t:.0f}s", run["uncertainty"], flush=True)
-    for block in ("own_simulator", "own_simulator_fresh", "world2_held_out"):
-        if report.get(block):
-            report[block]["over_seeds_interval"] = over_seeds(report[block]["per_seed"])
-    own_all = {**(report.get("own_simulator") or {}).get("per_seed", {}),
-               **(report.get("own_simulator_fresh") or {}).get("per_seed", {})}
-    if own_all:   # selection and fresh seeds together: every draw of our simulator
-        report["own_all_seeds_interval"] = over_seeds(own_all)
+    _refresh_intervals(report)
     if _without_intervals(report) != before:
         raise SystemExit("internal error: adding intervals would change a committed number; nothing written")
     write_text_atomic(out, json.dumps(report, indent=2, default=str))
     return report
 
 
+def _refresh_intervals(report: dict) -> None:
+    """The t-intervals over seeds of every block, then :func:`_pool_own_seeds`."""
+    for block in _BLOCKS:
+        if report.get(block):
+            report[block]["over_seeds_interval"] = over_seeds(report[block]["per_seed"])
+    _pool_own_seeds(report)
+
+
+def _pool_own_seeds(report: dict) -> None:
+    """The t-interval of our simulator's selection and fresh seeds pooled, from the per-seed
+    results ``report`` holds now."""
+    own_all = {**(report.get("own_simulator") or {}).get("per_seed", {}),
+               **(report.get("own_simulator_fresh") or {}).get("per_seed", {})}
+    if own_all:   # selection and fresh seeds together: every draw of our simulator
+        report["own_all_seeds_interval"] = over_seeds(own_all)
+
+
 def _without_intervals(report: dict) -> str:
     """The report as it was before any interval was added (for the no-change check)."""
     copy = json.loads(json.dumps(report))
     copy.pop("own_all_seeds_interval", None)
-    for block in ("own_simulator", "own_simulator_fresh", "world2_held_out"):
+    for block in _BLOCKS:
         (copy.get(block) or {}).pop("over_seeds_interval", None)
         for run in ((copy.get(block) or {}).get("per_seed") or {}).values():
             run.pop("uncertainty", None)

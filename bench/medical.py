@@ -110,25 +110,23 @@ def label_subsets(n_cases: int, k: int, repeats: int) -> list[list[int]]:
     return out
 
 
+def _given(config, **options):
+    """``config`` with the options given on the command line (those not ``None``)."""
+    return replace(config, **{k: v for k, v in options.items() if v is not None})
+
+
 def pretext_config(args, anomaly):
     """The preset's ``AnomalyConfig`` with the pretraining options given on the command line."""
-    for key, value in (("pretext", args.pretext), ("mask_ratio", args.mask_ratio),
-                       ("mask_block", args.mask_block and _shape(args.mask_block))):
-        if value is not None:
-            anomaly = replace(anomaly, **{key: value})
-    return anomaly
+    return _given(anomaly, pretext=args.pretext, mask_ratio=args.mask_ratio,
+                  mask_block=args.mask_block and _shape(args.mask_block))
 
 
 def efficiency_config(args):
     """The fine-tuning settings of the label-efficiency arms."""
-    config = segment_config(args, args.finetune_epochs)
-    if args.pretrained_lr_scale is not None:
-        config = replace(config, pretrained_lr_scale=args.pretrained_lr_scale)
-    if args.transfer is not None:
-        config = replace(config, encoder_only=args.transfer == "encoder")
-    if args.organ_jitter is not None:
-        config = replace(config, organ_jitter=args.organ_jitter)
-    return config
+    return _given(segment_config(args, args.finetune_epochs),
+                  pretrained_lr_scale=args.pretrained_lr_scale,
+                  encoder_only=None if args.transfer is None else args.transfer == "encoder",
+                  organ_jitter=args.organ_jitter)
 
 
 def efficiency_arm(args, data: Path, pretrained, subset: list[int], seed: int,

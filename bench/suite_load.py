@@ -114,7 +114,6 @@ def run_pytest(args: list[str], tree: Path, env: dict[str, str], durations: int,
 
 
 def write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(data, indent=1) + "\n")  # a reader never sees half a file
 
 

@@ -14,7 +14,7 @@ from bench.driving import TUNED
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
-from driving.scoring.context_prior import ContextPrior
+from driving.scoring.state import new_prior
 from driving.scoring.surprise import raw_maps
 from driving.sim.simulator import simulate_logs
 
@@ -31,15 +31,13 @@ logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, 
         for name, (n, seed, c) in sets.items()}
 if pred.memory_gate:        # as OcclusionPredictor.calibrate: on the training logs' held-out tails
     pred.memory_gate_ = pred._fit_memory_gate(pred.calibration_logs(logs["train"]))
-rate = pred.meta_.rate_hz
-static_offset = min(pred.history, key=lambda k: abs(k / rate - 1.0), default=10)
 for name, items in logs.items():
     for log in items:
         out = root / f"{name}_{log.log_id}.npz"
         if out.exists():
             continue
         t0 = time.time()
-        m = raw_maps(pred, log, context_prior=ContextPrior(pred.history, static_offset=static_offset))
+        m = raw_maps(pred, log, context_prior=new_prior(pred))
         ground = np.concatenate([g for g, _, _ in m["context_inputs"]])
         category = np.concatenate([c_ for _, c_, _ in m["context_inputs"]])
         np.savez(out, revealed=m["revealed"], object_recon=m["object_recon"],

@@ -46,9 +46,7 @@ class PathHarness(Harness):
     def __init__(self, world, cal_frames=50):
         self.world, self.root = world, CACHE / world
         self.pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
-        rate = self.pred.meta_.rate_hz
-        self.static_offset = min(self.pred.history, key=lambda k: abs(k / rate - 1.0), default=10)
-        self.smooth = max(1, int(round(self.pred.smooth_s * rate)))
+        self.smooth = max(1, int(round(self.pred.smooth_s * self.pred.meta_.rate_hz)))
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
         self.events = self.load("tuned") + self.load("extra")
@@ -62,7 +60,6 @@ class PathHarness(Harness):
         return d
 
     def run(self, channels, label):
-        n = len(self.tails)
         observed = [fs.observed_statistics(log, channels) for log, _ in self.train]
         without = lambda i: [o for j, o in enumerate(observed) if j != i]
         full = self.fit_state(self.tails, channels, observed)

@@ -141,17 +141,19 @@ def joint_tails(h: dict, t: dict, n_bins: int = 32) -> tuple[np.ndarray, np.ndar
     return np.column_stack(out_h), np.column_stack(out_t)
 
 
+DEFAULT = variant("right", network_q=0.99, tail_q=0.75)   # FinanceModel's scoring
+
+
 def with_pairs(replace_tails: bool, floor_q=0.75):
     """The default score with the pairwise joint tails (floored at their held-out
     ``floor_q``) as a third standardised part, or in place of the per-feature tails."""
-    default = variant("right", network_q=0.99, tail_q=0.75)
 
     def score(t: dict, h: dict) -> np.ndarray:
         jh, jt = joint_tails(h, t)
         jt, jh = _floored(jt, jh, floor_q)
         pairs = _standard(jt.sum(1), jh.sum(1))
         if not replace_tails:
-            return default(t, h) + pairs
+            return DEFAULT(t, h) + pairs
         nt, nh = _floored(t["network"], h["network"], 0.99)
         return _standard((nt + t["knn"]).sum(1), (nh + h["knn"]).sum(1)) + pairs
     return score
@@ -163,25 +165,29 @@ VARIANTS = {
     "right tails, tail floor 0.75": variant("right", tail_q=0.75),
     "right tails, network floor 0.99": variant("right", network_q=0.99),
     "right tails, floors 0.95 / 0.75": variant("right", network_q=0.95, tail_q=0.75),
-    "right tails, floors 0.99 / 0.75 (default)": variant("right", network_q=0.99, tail_q=0.75),
+    "right tails, floors 0.99 / 0.75 (default)": DEFAULT,
     "right tails, tail floor 0.75, no network": variant("right", tail_q=0.75, network_weight=0.0),
-    "default, ties by unfloored tails": lexicographic(variant("right", network_q=0.99, tail_q=0.75),
-                                                      _unfloored_tails),
+    "default, ties by unfloored tails": lexicographic(DEFAULT, _unfloored_tails),
     "default + pairwise joint tails (3rd part)": with_pairs(replace_tails=False),
     "pairwise joint tails instead of tails": with_pairs(replace_tails=True),
-    "default + unfloored tails (3rd part)": lambda t, h: (variant("right", network_q=0.99, tail_q=0.75)(t, h)
+    "default + unfloored tails (3rd part)": lambda t, h: (DEFAULT(t, h)
                                                           + _standard(t["right"].sum(1), h["right"].sum(1))),
 }
 
 
+def _load(work: Path, world: str, seed) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    """A cached seed: (test terms, held-out terms, labels, the forest's test scores)."""
+    z = dict(np.load(work / f"variants_{world}_{seed}.npz"))
+    part = lambda prefix: {k[len(prefix):]: v for k, v in z.items() if k.startswith(prefix)}
+    return part("test_"), part("held_"), z["y"], z["iso"]
+
+
 def compare(work: Path, world: str, seeds) -> None:
-    runs = {s: {k: v for k, v in np.load(work / f"variants_{world}_{s}.npz").items()} for s in seeds}
+    runs = {s: _load(work, world, s) for s in seeds}
     for name, score in VARIANTS.items():
         cells = []
-        for s, z in runs.items():
-            test = {k[5:]: v for k, v in z.items() if k.startswith("test_")}
-            held = {k[5:]: v for k, v in z.items() if k.startswith("held_")}
-            sc, y, iso = score(test, held), z["y"], z["iso"]
+        for s, (test, held, y, iso) in runs.items():
+            sc = score(test, held)
             cells.append((s, auprc(y, sc) / auprc(y, iso), auroc(y, sc), auroc(y, iso)))
         ratios, margins = [c[1] for c in cells], [c[2] - c[3] for c in cells]
         print(f"{name:44s} AP ratio min {min(ratios):.3f} mean {np.mean(ratios):.3f}, AUROC margin min "
@@ -191,18 +197,15 @@ def compare(work: Path, world: str, seeds) -> None:
 
 def ties(work: Path, world: str, seeds) -> None:
     """How tied the default score leaves the test week."""
-    default = variant("right", network_q=0.99, tail_q=0.75)
     for s in seeds:
-        z = np.load(work / f"variants_{world}_{s}.npz")
-        test = {k[5:]: z[k] for k in z.files if k.startswith("test_")}
-        held = {k[5:]: z[k] for k in z.files if k.startswith("held_")}
-        score = default(test, held)
+        test, held, y, _ = _load(work, world, s)
+        score = DEFAULT(test, held)
         _, counts = np.unique(score, return_counts=True)
         network = _floored(test["network"], held["network"], 0.99)[0].sum(1) == 0
         tails = _floored(test["right"], held["right"], 0.75)[0].sum(1) == 0
         print(f"{world} {s}: {score.size} test rows, {counts.size} distinct scores, {counts[counts > 1].sum()} "
               f"rows in ties; floored network terms all 0 on {network.mean():.1%}, floored tails all 0 on "
-              f"{tails.mean():.1%}, both on {(network & tails).mean():.1%} (frauds {(network & tails)[z['y'] == 1].mean():.1%}); "
+              f"{tails.mean():.1%}, both on {(network & tails).mean():.1%} (frauds {(network & tails)[y == 1].mean():.1%}); "
               f"smallest gap between scores {np.diff(np.unique(score)).min():.1e}", flush=True)
 
 

@@ -326,13 +326,11 @@ class MemoryGate:
             onehot = trace.remembered[:, None] == np.arange(probs.shape[1])[None, :, None, None]
             probs *= 1.0 - w
             probs += w * onehot
-        carried = hidden & np.isfinite(trace.moved_age_s)   # few cells: bin only these
-        v = np.zeros(carried.shape, np.float32)
-        v[carried] = self.moved_weights_[age_bins(trace.moved_age_s[carried])]
-        if v.any():
-            v = v[:, None]
-            probs *= 1.0 - v
-            probs[:, VEHICLE] += v[:, 0]
+        # the few cells a lost car was carried to: bin and mix only these
+        n, r, c = np.nonzero(hidden & np.isfinite(trace.moved_age_s))
+        v = self.moved_weights_[age_bins(trace.moved_age_s[n, r, c])]
+        probs[n, :, r, c] *= (1.0 - v)[:, None]
+        probs[n, VEHICLE, r, c] += v
         return probs
 
     def to_dict(self) -> dict:

@@ -107,12 +107,12 @@ def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_ta
     whole = [{"lead_closing": np.r_[np.zeros(150), rng.exponential(0.05, 50)],
               "path_reach": np.zeros(200)} for _ in range(2)]
     lead = [name for name, _, _ in CHANNELS].index("lead_closing")
-    from_whole = FrameScorer().fit(tails, whole).tails_[lead]
+    fitted_tails = FrameScorer().fit(tails, whole).tails_
+    from_whole = fitted_tails[lead]
     assert from_whole.knots_[-1] == max(w["lead_closing"].max() for w in whole)
     assert from_whole(np.array([0.05]))[0] < 3.0                      # a usual closing-in: not news
     assert from_whole(np.array([1.0]))[0] > 8.0                       # a second to impact: news
-    others = FrameScorer().fit(tails, whole).tails_[:lead]
-    for fitted, alone in zip(others, FrameScorer().fit(tails).tails_[:lead]):
+    for fitted, alone in zip(fitted_tails[:lead], FrameScorer().fit(tails).tails_[:lead]):
         np.testing.assert_array_equal(fitted.knots_, alone.knots_)   # the other channels: tails only
 
 
