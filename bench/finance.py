@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from bench.finance_uncertainty import over_seeds, paired_bootstrap
+from core.errors import DataValidationError
 from core.io import write_text_atomic
 from core.metrics import auprc, auroc
 
@@ -79,12 +80,18 @@ def _protocol(n_days: int, train_days: int):
     return train_start, gap_start, test_start
 
 
-def _iforest(train: pd.DataFrame, test: pd.DataFrame, names, seed: int) -> np.ndarray:
+def _forest_scores(train: pd.DataFrame, test: pd.DataFrame, seed: int, names=PLAIN_FEATURES) -> np.ndarray:
+    """The baseline: IsolationForest(200 trees, random_state=seed, one job) fitted on the
+    ``names`` columns of ``train`` (default: the plain features), scores of ``test`` (higher =
+    more anomalous) -- deterministic, so a saved run's forest can be refitted exactly.
+    Missing values are read as 0; the plain features have none (:func:`_split` checks), so
+    for them this changes nothing."""
     from sklearn.ensemble import IsolationForest
 
-    model = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1)
-    model.fit(train[names].fillna(0).to_numpy())
-    return -model.score_samples(test[names].fillna(0).to_numpy())
+    names = list(names)
+    forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1)
+    forest.fit(train[names].fillna(0).to_numpy())
+    return -forest.score_samples(test[names].fillna(0).to_numpy())
 
 
 def _unmask_beside_forest(config, train: pd.DataFrame, test: pd.DataFrame, truth: dict, trained_until,
@@ -105,7 +112,7 @@ def _unmask_beside_forest(config, train: pd.DataFrame, test: pd.DataFrame, truth
     timings[f"unmask{suffix}_score_s"] = time.perf_counter() - t
     model.save(save_to)
     t = time.perf_counter()
-    forest = _iforest(train, test, feature_names(config.features), config.random_state)
+    forest = _forest_scores(train, test, config.random_state, feature_names(config.features))
     results[f"isolation_forest{suffix}"] = detection_metrics(score=forest, **truth)
     timings[f"isolation_forest{suffix}_fit_score_s"] = time.perf_counter() - t
     return model
@@ -251,22 +258,26 @@ def _targets(unmask: dict, baseline: dict) -> dict:
             "auroc_not_below": bool(unmask["auroc"] >= baseline["auroc"])}
 
 
+def _check_complete(purchases: pd.DataFrame) -> None:
+    """Refuse a missing plain feature: the forest would read it as 0 (:func:`_forest_scores`),
+    a value the baseline never computed."""
+    missing = purchases[list(PLAIN_FEATURES)].isna()
+    if missing.to_numpy().any():
+        column = missing.any().idxmax()
+        row = int(missing[column].to_numpy().argmax())
+        raise DataValidationError(
+            f"plain feature {column}: NaN at transaction {purchases['id'].iloc[row]} "
+            f"({int(missing[column].sum())} purchases); its canonical columns hold missing values")
+
+
 def _split(canonical: pd.DataFrame, degrees: bool):
     """(test_start, training purchases, test purchases) with the plain features: the last
     week is the test; refunds are never scored."""
     test_start = canonical["time"].max().normalize() - pd.Timedelta(days=6)
     plain = plain_features(canonical, degrees).merge(canonical[["id", "fraud", "pattern"]], on="id")
     purchases = plain[plain["amount"] >= 0]
+    _check_complete(purchases)
     return test_start, purchases[purchases["time"] < test_start], purchases[purchases["time"] >= test_start]
-
-
-def _forest_scores(train_rows: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
-    """The baseline: IsolationForest(200 trees, random_state=seed, one job) on the plain
-    features -- deterministic, so a saved run's forest can be refitted exactly."""
-    from sklearn.ensemble import IsolationForest
-
-    forest = IsolationForest(n_estimators=200, random_state=seed, n_jobs=1).fit(train_rows[list(PLAIN_FEATURES)])
-    return -forest.score_samples(test[list(PLAIN_FEATURES)])
 
 
 def _saved_unmask(name: str, work: Path, seed: int, test: pd.DataFrame) -> np.ndarray:

@@ -141,8 +141,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
                                    lr=config.lr, patience=config.patience, seed=config.seed,
                                    progress=progress, weight_decay=1e-5,
                                    device=str(self.device), precision=self.precision)
-        loss = reconstruction_loss(self.config.masker(), self.config.training_block,
-                                   self.config.context_sigma, self.config.pretext)
+        loss = reconstruction_loss(self.config.masker(), self.config.context_sigma, self.config.pretext)
         self.history_ = fit(self.network, dataset, loss, train_config, val_dataset=val)
         self.network.eval()
         self.calibrate(calibration_cases, progress=progress)

@@ -108,10 +108,10 @@ def transfer_weights(state: dict, model, encoder_only: bool = False) -> set[str]
     Returns:
         The names of the tensors copied (the output layer differs and is skipped).
     """
-    own = model.state_dict()
     matched = {k: state[k] for k in transferable_keys(state, model, encoder_only)}
-    own.update(matched)
-    model.load_state_dict(own)
+    # strict=False: load only the matched tensors (every one named in the model); the rest
+    # keep their initialisation
+    model.load_state_dict(matched, strict=False)
     return set(matched)
 
 

@@ -118,8 +118,12 @@ GENESIS_VARIANTS = {"genesis": {}, "genesis_whole": {"p_hide_nothing": 0.5}}
 PRETEXTS = ("inpaint", *GENESIS_VARIANTS)
 
 
-def reconstruction_loss(masker, patch_size, sigma=None, pretext: str = "inpaint"):
+def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     """``loss_fn`` for ``fit``: MSE over hidden voxels of a random patch mask per crop.
+
+    ``masker`` is a 3-D ``core.masking.PatchMasker`` with a tuple ``patch_size``
+    (:meth:`medical.anomaly_config.AnomalyConfig.masker`); its blocks also set the random
+    offset's range and, without ``sigma``, the context baseline's width (half a block).
 
     The patch grid gets a random offset per batch: aligned to the crop it would line up
     with the UNet's stride grid, and the network would learn that shortcut and fail on
@@ -132,6 +136,7 @@ def reconstruction_loss(masker, patch_size, sigma=None, pretext: str = "inpaint"
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")
+    patch_size = tuple(masker.patch_size)  # (px, py, pz) voxels
 
     def loss_fn(model, batch, generator):
         image = batch[0]  # (B, 1, x, y, z)

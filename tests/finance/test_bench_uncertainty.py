@@ -1,6 +1,7 @@
 """bench.finance_uncertainty: the paired stratified bootstrap says how sure a comparison is,
 and bench.finance --uncertainty-only attaches it to saved runs without changing a number."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -9,6 +10,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bench.finance import _forest_scores, _split, _world2_canonical, add_uncertainty
 from bench.finance_uncertainty import _Sorted, paired_bootstrap, stratified_weights, t_interval
+from core.errors import DataValidationError
 from core.metrics import auprc, auroc
 from finance.world2 import World2Config, simulate_to_file
 
@@ -70,6 +72,17 @@ def test_t_interval_over_seeds():
     out = t_interval([0.01, 0.02, 0.03])
     assert out["mean"] == pytest.approx(0.02)
     assert out["ci95"] == pytest.approx([0.02 - 4.302653 * 0.01 / 3 ** 0.5, 0.02 + 4.302653 * 0.01 / 3 ** 0.5], rel=1e-5)
+
+
+def test_split_refuses_a_missing_plain_feature(tmp_path):
+    data, _ = simulate_to_file(tmp_path / "world2.parquet", World2Config(n_cards=60, n_merchants=120, n_days=20, seed=3))
+    canonical = _world2_canonical(data)
+    row = canonical.index[canonical["amount"] >= 0][3]
+    canonical.loc[row, "ship_a"] = np.nan          # a purchase without a shipping latitude
+    # the forest would read the missing distance as 0 km; the split refuses it instead
+    message = f"km_billing_shipping: NaN at transaction {canonical.loc[row, 'id']}"
+    with pytest.raises(DataValidationError, match=re.escape(message)):
+        _split(canonical, degrees=True)
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ class _Restorer(torch.nn.Module):
 
 def _loss(pretext, model, image, seed):
     masker = preset("tiny")[0].anomaly.masker()
-    loss = reconstruction_loss(masker, (4, 4, 2), (1.0, 1.0, 1.0), pretext=pretext)
+    loss = reconstruction_loss(masker, (1.0, 1.0, 1.0), pretext=pretext)
     with torch.no_grad():
         return float(loss(model, (image,), torch.Generator().manual_seed(seed)))
 

@@ -55,7 +55,7 @@ class _HiddenProbe(torch.nn.Module):
 
 def test_the_loss_hides_whole_blocks_at_a_random_offset():
     config = AnomalyConfig(patch_size=(4, 4, 2), mask_block=(8, 8, 4), mask_ratio=0.5)
-    loss = reconstruction_loss(config.masker(), config.training_block, config.context_sigma)
+    loss = reconstruction_loss(config.masker(), config.context_sigma)
     probe, runs = _HiddenProbe(), []
     for seed in range(4):
         loss(probe, (torch.rand(1, 1, 32, 32, 16),), torch.Generator().manual_seed(seed))
