@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 import subprocess
 import sys
 import time
@@ -102,7 +103,8 @@ def main() -> None:
     results = {}
     for k in label_counts:
         report = evaluate(args.work / f"runs/labels-{k}", args.work / "heldout")
-        results[f"labels_{k}"] = {"dice": dice_table(report["per_case"], case_phases),
+        results[f"labels_{k}"] = {"trained_on_phases": dict(Counter(phases(k, TRAIN["seed"]))),
+                                  "dice": dice_table(report["per_case"], case_phases),
                                   "per_case": report["per_case"]}
     payload = {"train": TRAIN, "held_out": HELD_OUT, "held_out_phases": case_phases,
                "preset": "default", "seconds": seconds, "results": results}
