@@ -188,7 +188,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         lo, hi = self.preprocess.window
         items = []
         for image in images:
-            labels = segmenter.predict_proba(image).argmax(0).numpy()
+            labels = segmenter.segment(image)[1]     # post-processed, as infer scores them
             items.append((grid_array(image), labels, organ_reconstruction(self, image, labels)))
         self.organ_stats = organ_residual_stats(
             [(x - pred) * (hi - lo) for x, _, pred in items], [labels for _, labels, _ in items],

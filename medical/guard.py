@@ -21,7 +21,8 @@ A CT that passes can still be unlike what the model was trained on. :class:`Inpu
 each for a field of view far outside the training extents, a body-HU histogram further
 from the training pool than the training volumes are from each other, and
 :func:`organ_warnings` / :func:`error_warning` for implausible adult organ volumes and a
-reconstruction error far above the healthy calibration cases'.
+reconstruction error far above the healthy calibration cases'; :func:`fragmentation_warnings`
+for organs labelled in pieces far more than on the segmenter's validation cases.
 
 Example:
     >>> check_hounsfield(volume, "scan.nii.gz")   # doctest: +SKIP
@@ -95,6 +96,7 @@ HISTOGRAM_FACTOR = 2.0           # distance above twice the training volumes' la
 HISTOGRAM_FLOOR_HU = 5.0         # and above this, when the training volumes barely differ
 HISTOGRAM_VOXELS = 4_000_000     # voxels read for a histogram (a lattice over larger volumes)
 ERROR_FACTOR = 3.0               # median map error above 3x the calibration cases' median
+FRAGMENT_MARGIN = 0.10           # share outside the largest part: 10 points above calibration
 # Adult organ volumes (ml), wide enough for the extremes seen in practice (a 95th-percentile
 # liver is about 2.2 l; kidneys 100-250 ml each; a normal spleen 100-250 ml, splenomegaly up
 # to about 1.5 l). Heymsfield et al., Ann Intern Med 1979 (liver by CT); Emamian et al., AJR
@@ -244,3 +246,23 @@ def error_warning(median_error: float, healthy_error: float | None) -> list[str]
     return [f"reconstruction error far above the calibration range: median map value "
             f"{median_error:.3g}, {median_error / healthy_error:.1f}x that of the healthy "
             f"calibration cases ({healthy_error:.3g})"]
+
+
+def fragmentation_warnings(shares: dict[str, float], fragment_max: dict | None) -> list[str]:
+    """Organs whose raw label lies in pieces far more than on the validation cases (one line).
+
+    Args:
+        shares: per organ, the share of its raw label volume outside its largest connected
+            part (``medical.postprocess.PostProcessing.apply``).
+        fragment_max: per organ, the largest such share on the validation cases (``None``:
+            no reference, no warning); a share above it by ``FRAGMENT_MARGIN`` is flagged.
+    """
+    if not fragment_max:
+        return []
+    odd = [f"{organ} {share:.0%} outside its largest part (validation cases up to "
+           f"{fragment_max[organ]:.0%})" for organ, share in shares.items()
+           if organ in fragment_max and share > fragment_max[organ] + FRAGMENT_MARGIN]
+    if not odd:
+        return []
+    return [f"segmentation in pieces: {', '.join(odd)}; labels lie apart from the organ, where "
+            "it cannot be"]

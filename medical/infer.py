@@ -12,6 +12,9 @@ every output is resampled slab by slab back onto the input's voxels, so a 512 x 
 CT never holds its class probabilities on the input grid. A CT unlike the training data
 gets ``warning:`` lines (``medical.guard``): per case in the ``warnings`` column, all
 cases' in the summary's ``warnings`` list, printed by the CLI and shown on the CT page.
+Segmentations are post-processed on the model grid as decided at ``train`` time
+(``medical.postprocess``: organs cut to their largest connected part) before organ
+volumes, organ scoring and the written label maps.
 
 Example:
     >>> run_dir = infer("models/medical/ct", "data/medical/test", "runs/medical/r1")  # doctest: +SKIP
@@ -34,7 +37,7 @@ from core.runtime import progress_bar
 
 from .anomaly import AnomalyScorer
 from .dicom_out import write_parametric_map, write_segmentation
-from .guard import error_warning, organ_warnings
+from .guard import error_warning, fragmentation_warnings, organ_warnings
 from .io import find_cases, load_label_like, load_volume, save_nifti
 from .reconstruction import body_mask
 from .segment import Segmenter
@@ -121,8 +124,7 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
             case_warnings += segmenter.input_reference_.image_warnings(image.array[0], affine)
         pre = Preprocessor(segmenter.preprocess)
         grid_image = pre(image)["image"]
-        probs = segmenter.predict_proba(grid_image.as_tensor())
-        labels_grid = probs.argmax(0).numpy()
+        probs, labels_grid, fragment_shares = segmenter.segment(grid_image.as_tensor())
         labels_input = pre.invert_argmax(probs, grid_image)
         del probs
         if run is not None:
@@ -135,6 +137,8 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
             row[f"volume_ml_{name}"] = float((labels_input == k).sum() * voxel_ml)
             row[f"dice_{name}"] = np.nan
         case_warnings += organ_warnings(labels_input, names, voxel_ml, segmenter.input_reference_)
+        post = segmenter.postprocessing_
+        case_warnings += fragmentation_warnings(fragment_shares, post.fragment_max if post else None)
         _truth_columns(case, image, labels_input, names, row)
         del labels_input
     elif case.lesion is not None or case.has_lesion is not None:
@@ -239,6 +243,9 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         summary = {"labels": {str(k): v for k, v in labels.items()}, "n_cases": len(scores),
                    "n_alerts": int(scores["is_alert"].sum()), "fdr": fdr,
                    "has_segmentation": segmenter is not None, "has_anomaly_maps": scorer is not None}
+        if segmenter is not None and segmenter.postprocessing_ is not None:
+            # organs cut to their largest part (medical.postprocess), decided at train time
+            summary["kept_largest_part"] = segmenter.postprocessing_.keep_largest
         if has_scores:                   # what the dashboard's drift panel compares against
             summary["calibration_reference"] = calibration_reference(scorer.calibration_)
         unreachable = (scorer.calibration_.fdr_unreachable(fdr) if has_scores and fdr is not None

@@ -31,9 +31,10 @@ from .anomaly import AnomalyScorer
 from .guard import InputReference, body_hu_cdf, ras_extent_mm
 from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
+from .postprocess import PostProcessing
 from .reconstruction import masked_input
 from .transforms import Preprocessor, PreprocessConfig, median_spacing
-from .volumes import CropDataset, prepare_cases
+from .volumes import CropDataset, prepare_case, prepare_cases
 
 BUNDLE_KIND = "ct-segmenter"
 MIN_SW_BATCH = 4
@@ -105,7 +106,10 @@ class Segmenter(NetworkPlacement, Estimator):
     Fitted state (by :meth:`fit` or ``load``): ``provenance_`` (the ``training`` record
     kept in the bundle), ``input_reference_`` (``medical.guard.InputReference`` of the
     training volumes, set by :func:`train_segmenter`; ``None``: no field-of-view and
-    histogram warnings) and, after :meth:`fit`, ``history_`` and ``transferred_``.
+    histogram warnings), ``postprocessing_`` (``medical.postprocess.PostProcessing``
+    fitted on the validation cases by :meth:`fit_postprocessing`; ``None``: labels as the
+    network gives them, no fragmentation warning) and, after :meth:`fit`, ``history_`` and
+    ``transferred_``.
 
     A segmenter has no anomaly score and so no calibration: it writes its own
     :meth:`save`/:meth:`load` around the base's ``_bundle_state``/``_from_bundle``, and
@@ -116,7 +120,7 @@ class Segmenter(NetworkPlacement, Estimator):
     """
 
     bundle_kind = "ct-segmenter"
-    bundle_version = 2      # 2: the input reference (medical.guard) is saved
+    bundle_version = 3      # 3: the post-processing decisions (medical.postprocess) are saved
 
     def __init__(self, network_config: NetworkConfig, preprocess: PreprocessConfig,
                  labels: dict[int, str], overlap: float = 0.25, sw_batch_size: int = 4,
@@ -131,6 +135,7 @@ class Segmenter(NetworkPlacement, Estimator):
         self.seed = seed
         self.network = build_network(network_config, out_channels=len(self.labels) + 1, seed=seed)
         self.input_reference_: InputReference | None = None
+        self.postprocessing_: PostProcessing | None = None
 
     def inferer(self):
         from monai.inferers import SlidingWindowInferer  # heavy optional dependency
@@ -182,6 +187,28 @@ class Segmenter(NetworkPlacement, Estimator):
             logits = self.inferer()(masked_input(x, torch.zeros_like(x)), self.network)
         return torch.softmax(logits.float(), dim=1)[0].cpu()
 
+    def segment(self, image) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
+        """Post-processed softmax ``(C, x, y, z)`` of a model-grid image ``(1, x, y, z)``,
+        its argmax labels, and per organ the share of the raw label outside its largest
+        part (``{}`` without :attr:`postprocessing_`)."""
+        probs = self.predict_proba(image)
+        if self.postprocessing_ is None:
+            return probs, probs.argmax(0).numpy(), {}
+        labels, shares = self.postprocessing_.apply(probs.numpy(), self.labels)
+        return probs, labels, shares
+
+    def fit_postprocessing(self, prepared) -> "Segmenter":
+        """Decide per organ whether to keep only its largest part, and fit the fragmentation
+        reference, on labelled ``prepared`` cases it did not train on (none: decide nothing;
+        an iterable, so one case at a time is loaded)."""
+        predictions, truths = [], []          # model-grid uint8 label maps
+        for p in prepared:
+            predictions.append(self.predict_proba(p.image.as_tensor()).argmax(0).numpy()
+                               .astype(np.uint8))
+            truths.append(p.label.numpy()[0].astype(np.uint8))
+        self.postprocessing_ = PostProcessing.fit(predictions, truths, self.labels)
+        return self
+
     # --- bundles --------------------------------------------------------------------------
 
     def _check_fitted(self) -> None:
@@ -194,6 +221,8 @@ class Segmenter(NetworkPlacement, Estimator):
                   "sw_batch_size": self.sw_batch_size,
                   "input_reference": (self.input_reference_.to_dict()
                                       if self.input_reference_ is not None else None),
+                  "postprocessing": (self.postprocessing_.to_dict()
+                                     if self.postprocessing_ is not None else None),
                   **self.provenance_}
         return config, self.network.state_dict()
 
@@ -207,6 +236,8 @@ class Segmenter(NetworkPlacement, Estimator):
         segmenter.provenance_ = {"training": config["training"]}
         reference = config["input_reference"]
         segmenter.input_reference_ = InputReference.from_dict(reference) if reference else None
+        post = config["postprocessing"]
+        segmenter.postprocessing_ = PostProcessing.from_dict(post) if post else None
         return segmenter
 
     def save(self, path):
@@ -252,6 +283,12 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     HU distribution, organ volumes) is fitted on every labelled case of ``data``, not only
     the ``n_labels`` trained on, so its spread is that of the training data.
 
+    The labelled cases of ``data`` beyond the ``n_labels`` trained on are the validation
+    cases of the post-processing (``medical.postprocess``: per organ, keep only its largest
+    part where that does not lower their Dice; how fragmented each organ's label is on
+    them). With none (every labelled case trained on), nothing is post-processed and no
+    fragmentation warning is given.
+
     Training, the organ calibration and both networks run on one ``device`` (auto, cpu,
     cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
     on stderr (None: only on a terminal; False: never).
@@ -274,6 +311,10 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
     segmenter.to(device, precision).fit(prepared, config, init_state, progress)
     segmenter.input_reference_ = fit_input_reference(labelled_cases(data), labels)
+    trained = {c.name for c in cases}
+    validation = [c for c in labelled_cases(data) if c.name not in trained]
+    segmenter.fit_postprocessing(prepare_case(c, Preprocessor(preprocess), with_truth=True)
+                                 for c in validation)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         held_out = None
         if pretrained is not None:
