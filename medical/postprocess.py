@@ -1,9 +1,9 @@
 """Keep each organ's largest connected part where that helps; measure how fragmented a label is.
 
 nnU-Net's post-processing (Isensee et al., Nature Methods 2021): for each class, keep only
-its largest connected component, and adopt that per class only when it does not lower the
-mean Dice on validation cases (a class whose true shape has several parts, or that is never
-in pieces, is decided by the data, not by a rule). Components come from
+its largest connected component, and adopt that per class only when it raises the mean Dice
+on validation cases (a class whose true shape has several parts, or that the validation
+cases never show in pieces, is left as predicted: the data decide, not a rule). Components come from
 ``scipy.ndimage.label`` with full (26-) connectivity, as in nnU-Net's own implementation and
 MONAI's ``KeepLargestConnectedComponent`` default (MONAI's needs scikit-image, which the
 medical extra does not install). Removed voxels become background, as in nnU-Net.
@@ -22,9 +22,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 from scipy.ndimage import generate_binary_structure, label
 
 from core.metrics import dice
+
+from .transforms import channel_argmax
 
 FULL_CONNECTIVITY = generate_binary_structure(3, 3)   # faces, edges and corners: 26 neighbours
 
@@ -84,7 +87,7 @@ class PostProcessing:
 
     @classmethod
     def fit(cls, predictions, truths, names: dict[int, str]) -> "PostProcessing":
-        """Decide per organ from validation cases (nnU-Net's rule: adopt unless Dice drops).
+        """Decide per organ from validation cases (nnU-Net's rule: adopt only if Dice rises).
 
         Args:
             predictions: list, per case, of the raw argmax label map ``(x, y, z)``.
@@ -101,7 +104,7 @@ class PostProcessing:
                 after[k].append(dice(truth == k, parts[k]))
                 shares[k].append(outside_share(predicted, k, parts[k]))
         change = {names[k]: float(np.mean(after[k]) - np.mean(before[k])) for k in names}
-        return cls([names[k] for k in names if change[names[k]] >= 0.0], change,
+        return cls([names[k] for k in names if change[names[k]] > 0.0], change,
                    {names[k]: float(max(shares[k])) for k in names}, len(predictions))
 
     def to_dict(self) -> dict:
@@ -124,7 +127,7 @@ class PostProcessing:
             ``(labels (x, y, z), {organ: share of its raw volume outside its largest part})``.
         """
         values = np.asarray(probabilities)                  # a view: edits reach the tensor
-        raw = values.argmax(0)
+        raw = channel_argmax(torch.as_tensor(values)).numpy()
         parts = largest_parts(raw, names)
         shares = {names[k]: outside_share(raw, k, parts[k]) for k in names}
         kept = [k for k in names if names[k] in self.keep_largest]

@@ -33,7 +33,7 @@ from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .postprocess import PostProcessing
 from .reconstruction import masked_input
-from .transforms import Preprocessor, PreprocessConfig, median_spacing
+from .transforms import Preprocessor, PreprocessConfig, channel_argmax, median_spacing
 from .volumes import CropDataset, prepare_case, prepare_cases
 
 BUNDLE_KIND = "ct-segmenter"
@@ -193,7 +193,7 @@ class Segmenter(NetworkPlacement, Estimator):
         part (``{}`` without :attr:`postprocessing_`)."""
         probs = self.predict_proba(image)
         if self.postprocessing_ is None:
-            return probs, probs.argmax(0).numpy(), {}
+            return probs, channel_argmax(probs).numpy(), {}
         labels, shares = self.postprocessing_.apply(probs.numpy(), self.labels)
         return probs, labels, shares
 
@@ -203,10 +203,10 @@ class Segmenter(NetworkPlacement, Estimator):
         an iterable, so one case at a time is loaded)."""
         predictions, truths = [], []          # model-grid uint8 label maps
         for p in prepared:
-            predictions.append(self.predict_proba(p.image.as_tensor()).argmax(0).numpy()
-                               .astype(np.uint8))
+            predictions.append(channel_argmax(self.predict_proba(p.image.as_tensor())).numpy())
             truths.append(p.label.numpy()[0].astype(np.uint8))
-        self.postprocessing_ = PostProcessing.fit(predictions, truths, self.labels)
+        post = PostProcessing.fit(predictions, truths, self.labels)
+        self.postprocessing_ = post if post.cases else None   # no validation cases: none
         return self
 
     # --- bundles --------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
 
     The labelled cases of ``data`` beyond the ``n_labels`` trained on are the validation
     cases of the post-processing (``medical.postprocess``: per organ, keep only its largest
-    part where that does not lower their Dice; how fragmented each organ's label is on
+    part where that raises their Dice; how fragmented each organ's label is on
     them). With none (every labelled case trained on), nothing is post-processed and no
     fragmentation warning is given.
 
@@ -310,9 +310,10 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
     segmenter.to(device, precision).fit(prepared, config, init_state, progress)
-    segmenter.input_reference_ = fit_input_reference(labelled_cases(data), labels)
+    labelled = labelled_cases(data)
+    segmenter.input_reference_ = fit_input_reference(labelled, labels)
     trained = {c.name for c in cases}
-    validation = [c for c in labelled_cases(data) if c.name not in trained]
+    validation = [c for c in labelled if c.name not in trained]
     segmenter.fit_postprocessing(prepare_case(c, Preprocessor(preprocess), with_truth=True)
                                  for c in validation)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model

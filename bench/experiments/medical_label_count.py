@@ -51,6 +51,18 @@ def phases(n_cases: int, seed: int) -> list[str]:
     return [draw_style(np.random.default_rng([seed, i])).phase for i in range(n_cases)]
 
 
+def held_out_phases() -> dict[str, str]:
+    """``{case name: contrast phase}`` of the frozen held-out set."""
+    return {f"case_{i:03d}": p for i, p in enumerate(phases(HELD_OUT["cases"], HELD_OUT["seed"]))}
+
+
+def print_dice(prefix: str, table: dict) -> None:
+    """One line per group of a :func:`dice_table`."""
+    for group, row in table.items():
+        print(prefix, group, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in row.items()))
+
+
 def dice_table(per_case: list[dict], case_phases: dict[str, str]) -> dict:
     """Mean Dice per organ, overall and per phase, plus the liver/spleen/kidney mean."""
     organs = [k[5:] for k in per_case[0] if k.startswith("dice_")]
@@ -98,8 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     label_counts = [int(k) for k in args.labels.split(",")]
     seconds = build(args.work, label_counts)
-    case_phases = {f"case_{i:03d}": p for i, p in
-                   enumerate(phases(HELD_OUT["cases"], HELD_OUT["seed"]))}
+    case_phases = held_out_phases()
     results = {}
     for k in label_counts:
         report = evaluate(args.work / f"runs/labels-{k}", args.work / "heldout")
@@ -110,9 +121,7 @@ def main() -> None:
                "preset": "default", "seconds": seconds, "results": results}
     write_text_atomic(args.out, json.dumps(payload, indent=2))
     for name, result in results.items():
-        for group, row in result["dice"].items():
-            print(name, group, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in row.items()))
+        print_dice(name, result["dice"])
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from medical.infer import score_case
 from medical.io import find_cases
 from medical.segment import Segmenter
 
-from .medical_label_count import HELD_OUT, dice_table, phases
+from .medical_label_count import HELD_OUT, dice_table, held_out_phases, print_dice
 
 FRAGMENT_WARNING = "segmentation in pieces"
 
@@ -51,8 +51,7 @@ def main() -> None:
     segmenter = Segmenter.load(args.model / "segmenter")
     fitted = segmenter.postprocessing_
     cases = find_cases(args.held_out)
-    case_phases = {f"case_{i:03d}": p for i, p in
-                   enumerate(phases(HELD_OUT["cases"], HELD_OUT["seed"]))}
+    case_phases = held_out_phases()
     results = {}
     # raw: the same segmenter with nothing removed (the warning's reference kept)
     for name, post in (("raw", replace(fitted, keep_largest=[])), ("postprocessed", fitted)):
@@ -67,9 +66,7 @@ def main() -> None:
     print(json.dumps(fitted.to_dict()))
     for name, result in results.items():
         print(name, "fragment warnings:", result["fragment_warnings"], "of", len(cases))
-        for group, row in result["dice"].items():
-            print(name, group, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in row.items()))
+        print_dice(name, result["dice"])
 
 
 if __name__ == "__main__":

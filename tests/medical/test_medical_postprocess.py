@@ -75,6 +75,19 @@ def test_the_decision_is_fitted_from_validation_dice():
     assert PostProcessing.fit([], [], NAMES) == PostProcessing.none()
 
 
+def test_an_organ_never_in_pieces_on_validation_is_left_as_predicted():
+    """No evidence, no change (nnU-Net adopts only on a Dice gain): a kidney the validation
+    cases show in one piece keeps whatever parts it has at inference."""
+    truth = _labels()
+    truth[20:22, 20:22, 20:22] = 0
+    truth[20:22, 2:4, 20:22] = 0                 # one liver, one kidney
+    predicted = truth.copy()
+    predicted[20:22, 20:22, 20:22] = 1           # only the liver is predicted in pieces
+    post = PostProcessing.fit([predicted], [truth], NAMES)
+    assert post.dice_change["kidney_right"] == 0.0
+    assert post.keep_largest == ["liver"]
+
+
 def test_the_fragmentation_warning_fires_for_pieces_only():
     reference = {"liver": 0.02, "kidney_right": 0.03}
     fragmented = np.zeros((24, 24, 24), dtype=np.uint8)
