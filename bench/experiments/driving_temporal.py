@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from bench.experiments.driving_path_channel import PathHarness
 from core.calibration import threshold_from_contamination
@@ -102,21 +101,12 @@ def onsets(scores, labels, threshold, rate) -> tuple[int, int, list]:
 
 
 def evaluate(harness, tails_oof, tails_events, tails_normal, aggregate, rate) -> dict:
+    """Every metric of one aggregation, its threshold read from its cross-fitted scores."""
     threshold = threshold_from_contamination(np.concatenate([aggregate(t) for t in tails_oof]), 0.05)
     scores = [aggregate(t) for t in tails_events]
-    labels = [it[0].anomaly for it in harness.events]
-    kinds = np.concatenate([[k or "" for k in it[0].anomaly_kind] for it in harness.events])
-    flat, truth = np.concatenate(scores), np.concatenate(labels)
-    first = sum(len(s) for s in scores[:4])
-    out = {"auroc": roc_auc_score(truth, flat),
-           "auroc_benchmark_logs": roc_auc_score(truth[:first], flat[:first]),
-           "auroc_new_logs": roc_auc_score(truth[first:], flat[first:])}
-    for k in sorted(set(kinds) - {""}):
-        sel = (kinds == "") | (kinds == k)
-        out[k] = roc_auc_score(kinds[sel] == k, flat[sel])
     normal = np.concatenate([aggregate(t) for t in tails_normal])
-    out["alert_rate_normal_logs"] = float(np.mean(normal > threshold))
-    hit, total, delays = onsets(scores, labels, threshold, rate)
+    out = harness.frame_metrics(scores, normal, threshold)
+    hit, total, delays = onsets(scores, [it[0].anomaly for it in harness.events], threshold, rate)
     out["events_alerted"] = f"{hit}/{total}"
     out["onset_median_s"] = float(np.median(delays)) if delays else None
     out["onset_mean_s"] = float(np.mean(delays)) if delays else None
