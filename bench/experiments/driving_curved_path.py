@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.driving_path_channel import PathHarness, events_alerted
-from core.calibration import threshold_from_contamination
+from bench.experiments.driving_path_channel import PathHarness
 from core.io import write_text_atomic
 from driving.schema import OBJECT_CLASSES, UNOBSERVED
 from driving.scoring import frame_score as fs
@@ -137,20 +136,6 @@ VARIANTS = {"straight (as committed)": None,
             "(d) as (b), kinks over 1 g read as straight": Bent(drivable_curvature, True)}
 
 
-def evaluate(harness) -> dict:
-    observed = [fs.observed_statistics(log, fs.CHANNELS) for log, _ in harness.train]
-    full = harness.fit_state(harness.tails, fs.CHANNELS, observed)
-    oof = [harness.score(harness.fit_state(harness.tails[:i] + harness.tails[i + 1:], fs.CHANNELS,
-                                           observed[:i] + observed[i + 1:]), t)
-           for i, t in enumerate(harness.tails)]
-    threshold = threshold_from_contamination(np.concatenate(oof), 0.05)
-    scores = [harness.score(full, it) for it in harness.events]
-    normal = np.concatenate([harness.score(full, it) for it in harness.normals])
-    out = harness.frame_metrics(scores, normal, threshold)
-    out["events_alerted"] = events_alerted(scores, [it[0].anomaly for it in harness.events], threshold)
-    return out
-
-
 def curvature_summary(logs) -> dict:
     """How far the tuned test logs bend (radius where under 1 km), the share over 1 g, and
     the bent corridor's cost on one log."""
@@ -177,7 +162,7 @@ def main(world: str) -> dict:
         if variant:
             variant.register([log for log, _ in items])
         use(variant)
-        out = evaluate(harness)
+        out = harness.evaluate(fs.CHANNELS)
         results["variants"][label] = out
         print(world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                         for k, v in out.items()}), flush=True)

@@ -75,7 +75,9 @@ class PathHarness(Harness):
         out["alert_rate_normal_logs"] = float(np.mean(normal > threshold))
         return out
 
-    def run(self, channels, label):
+    def evaluate(self, channels) -> dict:
+        """:meth:`frame_metrics` and events alerted of the frame score over ``channels``, its
+        threshold from the cross-fitted scores of the calibration tails."""
         observed = [fs.observed_statistics(log, channels) for log, _ in self.train]
         without = lambda i: [o for j, o in enumerate(observed) if j != i]
         full = self.fit_state(self.tails, channels, observed)
@@ -86,6 +88,10 @@ class PathHarness(Harness):
         normal = np.concatenate([self.score(full, it) for it in self.normals])
         out = self.frame_metrics(scores, normal, threshold)
         out["events_alerted"] = events_alerted(scores, [it[0].anomaly for it in self.events], threshold)
+        return out
+
+    def run(self, channels, label):
+        out = self.evaluate(channels)
         print(self.world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                              for k, v in out.items()}), flush=True)
 
