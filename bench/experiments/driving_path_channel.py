@@ -59,14 +59,9 @@ class PathHarness(Harness):
         d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
         return d
 
-    def run(self, channels, label):
-        observed = [fs.observed_statistics(log, channels) for log, _ in self.train]
-        without = lambda i: [o for j, o in enumerate(observed) if j != i]
-        full = self.fit_state(self.tails, channels, observed)
-        oof = [self.score(self.fit_state(self.tails[:i] + self.tails[i + 1:], channels, without(i)), t)
-               for i, t in enumerate(self.tails)]
-        threshold = threshold_from_contamination(np.concatenate(oof), 0.05)
-        scores = [self.score(full, it) for it in self.events]
+    def frame_metrics(self, scores: list, normal: np.ndarray, threshold: float) -> dict:
+        """Frame AUROC over :attr:`events` (all, the benchmark's 4 logs, the 6 new ones), by
+        kind, and the alert rate of the ``normal`` logs' scores; ``scores``: one array per event log."""
         labels = [it[0].anomaly for it in self.events]
         kinds = np.concatenate([[k or "" for k in it[0].anomaly_kind] for it in self.events])
         flat, truth = np.concatenate(scores), np.concatenate(labels)
@@ -77,9 +72,26 @@ class PathHarness(Harness):
         for k in sorted(set(kinds) - {""}):
             sel = (kinds == "") | (kinds == k)
             out[k] = roc_auc_score(kinds[sel] == k, flat[sel])
-        normal = np.concatenate([self.score(full, it) for it in self.normals])
         out["alert_rate_normal_logs"] = float(np.mean(normal > threshold))
-        out["events_alerted"] = events_alerted(scores, labels, threshold)
+        return out
+
+    def evaluate(self, channels) -> dict:
+        """:meth:`frame_metrics` and events alerted of the frame score over ``channels``, its
+        threshold from the cross-fitted scores of the calibration tails."""
+        observed = [fs.observed_statistics(log, channels) for log, _ in self.train]
+        without = lambda i: [o for j, o in enumerate(observed) if j != i]
+        full = self.fit_state(self.tails, channels, observed)
+        oof = [self.score(self.fit_state(self.tails[:i] + self.tails[i + 1:], channels, without(i)), t)
+               for i, t in enumerate(self.tails)]
+        threshold = threshold_from_contamination(np.concatenate(oof), 0.05)
+        scores = [self.score(full, it) for it in self.events]
+        normal = np.concatenate([self.score(full, it) for it in self.normals])
+        out = self.frame_metrics(scores, normal, threshold)
+        out["events_alerted"] = events_alerted(scores, [it[0].anomaly for it in self.events], threshold)
+        return out
+
+    def run(self, channels, label):
+        out = self.evaluate(channels)
         print(self.world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                              for k, v in out.items()}), flush=True)
 

@@ -1,0 +1,176 @@
+"""Experiment behind the driving README's "a corridor that follows the road" trial: the ego's
+lane and path bent by the ego's current path curvature -- its yaw rate (the causal trend of
+its unwrapped heading over 0.4 s) over its speed, 0 below 1 m/s -- against the frame score's
+straight lines along its heading. Variants: (a) the lane bent (lead_closing, path_reach),
+the path straight; (b) the lane and the path bent (every channel); (c), (d) the same with
+curvatures a car cannot drive at its speed (over 1 g) read as straight. Frame AUROC (the
+benchmark's 4 test logs, seed 2, and 6 more, seed 3), by kind, events alerted and the alert
+rate on new normal logs (seeds 502, 503), on the **tuned** configurations only, on the maps
+cached by driving_calibration_cache.py (/tmp/drv19/cache/<world>); the alert threshold of
+every variant from its own cross-fitted scores. Results in
+bench/results/driving_curved_path_<world>.json.
+
+The frame score's functions read the corridor as ``(H, W)`` masks of the geometry; here each
+frame gets its own: objects outside a frame's bent corridor are erased from the grid the
+committed functions read, and their corridor is widened to the whole width ahead.
+
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_curved_path town   # ~6 min
+"""
+import json
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from bench.experiments.driving_path_channel import PathHarness
+from core.io import write_text_atomic
+from driving.schema import OBJECT_CLASSES, UNOBSERVED
+from driving.scoring import frame_score as fs
+from driving.scoring import surprise
+from driving.warp import cell_offsets, not_passed
+
+CURVATURE_WINDOW_S = 0.4      # as the lead channel's closing speed
+MIN_TURN_SPEED_MPS = 1.0      # slower, yaw rate / speed blows up: read as straight
+MAX_LATERAL_MPS2 = 9.81       # tyre grip: no car turns harder at its speed
+COMMITTED = {"scored_objects": fs.scored_objects, "observed": dict(fs.OBSERVED_CHANNELS)}
+
+
+def path_offset(meta, curvature: np.ndarray) -> np.ndarray:
+    """``(T, H, W)`` signed distance (m, + = right) of every cell from the circle through the
+    ego, tangent to its heading, of ``curvature`` ``(T,)`` (1/m, + = left, the world's
+    counter-clockwise yaw); ``right + curvature * forward**2 / 2`` near the ego, exact for any
+    radius, the heading line's ``right`` when straight."""
+    forward, right = (np.asarray(a, np.float32) for a in cell_offsets(meta))
+    k = np.asarray(curvature, np.float32)[:, None, None]
+    return (k * (forward ** 2 + right ** 2) + 2.0 * right) / (1.0 + np.hypot(k * forward, k * right + 1.0))
+
+
+def path_curvature(log) -> np.ndarray:
+    """``(T,)`` the ego's path curvature now (1/m, + = left): yaw rate over speed."""
+    n = max(2, int(round(CURVATURE_WINDOW_S * log.meta.rate_hz)) + 1)
+    yaw_rate = fs.trend(np.unwrap(np.asarray(log.ego_yaw, np.float64)), n, 1.0 / log.meta.rate_hz)
+    speed = np.asarray(log.ego_speed, np.float64)
+    curvature = np.divide(yaw_rate, speed, out=np.zeros(len(speed)), where=speed >= MIN_TURN_SPEED_MPS)
+    return np.nan_to_num(curvature, nan=0.0)
+
+
+def drivable_curvature(log) -> np.ndarray:
+    """:func:`path_curvature`, 0 where a car could not drive it at its speed (over 1 g: a kink
+    in the heading, as the simulator's turns at junctions, up to 1 /m at 8 m/s)."""
+    curvature = path_curvature(log)
+    lateral = np.asarray(log.ego_speed, np.float64) ** 2 * np.abs(curvature)
+    return np.where(lateral <= MAX_LATERAL_MPS2, curvature, 0.0)
+
+
+def erase_outside(observed: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``observed`` with the object cells outside ``keep`` ``(T, H, W)`` unobserved (the
+    layout, and so the range the score reads, is untouched)."""
+    return np.where(keep | ~np.isin(observed, OBJECT_CLASSES), observed, UNOBSERVED)
+
+
+@contextmanager
+def corridor_ahead():
+    """The committed lane and path, widened to the whole width ahead (the bent corridor is
+    then whatever :func:`erase_outside` keeps)."""
+    lane, path = fs.ego_lane, fs.ego_path
+    fs.ego_lane = lambda meta, half_width_m=None: cell_offsets(meta)[0] > fs.EGO_FRONT_M
+    fs.ego_path = not_passed
+    try:
+        yield
+    finally:
+        fs.ego_lane, fs.ego_path = lane, path
+
+
+class Bent:
+    """One variant's channels and scored cells over corridors bent by ``curvature(log)``;
+    the scored cells look a grid's curvature up by the grid (``register`` every log first:
+    the committed functions get the grid, not the log)."""
+
+    def __init__(self, curvature, bend_path: bool):
+        self.curvature, self.bend_path, self.by_grid = curvature, bend_path, {}
+
+    def register(self, logs):
+        for log in logs:
+            self.by_grid[id(log.semantic)] = (log.semantic, self.curvature(log))   # keeps the id alive
+
+    def lane(self, log):
+        return (np.abs(path_offset(log.meta, self.curvature(log))) <= fs.LANE_HALF_M) & \
+            (cell_offsets(log.meta)[0] > fs.EGO_FRONT_M)
+
+    def lead_closing(self, log):
+        with corridor_ahead():
+            return COMMITTED["observed"]["lead_closing"](
+                _with_grid(log, erase_outside(log.semantic, self.lane(log))))
+
+    def path_reach(self, log):
+        return fs.path_reach(erase_outside(log.semantic, self.lane(log)), log.ego_speed, log.meta,
+                             half_width_m=np.inf)
+
+    def scored_objects(self, observed, meta):
+        if not self.bend_path:
+            return COMMITTED["scored_objects"](observed, meta)
+        path = np.abs(path_offset(meta, self.by_grid[id(observed)][1])) <= fs.PATH_HALF_WIDTH_M
+        with corridor_ahead():
+            return COMMITTED["scored_objects"](erase_outside(observed, path & not_passed(meta)), meta)
+
+
+def _with_grid(log, semantic):
+    """A stand-in for ``log`` with another grid (the channels read ``semantic`` and ``meta``)."""
+    return type("Log", (), {"semantic": semantic, "meta": log.meta, "ego_speed": log.ego_speed})()
+
+
+def use(variant):
+    """Point the frame score's channels and scored cells at ``variant`` (None: committed)."""
+    scored = variant.scored_objects if variant else COMMITTED["scored_objects"]
+    fs.scored_objects = surprise.scored_objects = scored
+    fs.OBSERVED_CHANNELS.update(COMMITTED["observed"] if variant is None else
+                                {"lead_closing": variant.lead_closing, "path_reach": variant.path_reach})
+
+
+VARIANTS = {"straight (as committed)": None,
+            "(a) the lane bent, the path straight": Bent(path_curvature, False),
+            "(b) the lane and the path bent": Bent(path_curvature, True),
+            "(c) as (a), kinks over 1 g read as straight": Bent(drivable_curvature, False),
+            "(d) as (b), kinks over 1 g read as straight": Bent(drivable_curvature, True)}
+
+
+def curvature_summary(logs) -> dict:
+    """How far the tuned test logs bend (radius where under 1 km), the share over 1 g, and
+    the bent corridor's cost on one log."""
+    k = np.abs(np.concatenate([path_curvature(log) for log in logs]))
+    curved = k > 1e-3
+    kinks = np.concatenate([drivable_curvature(log) != path_curvature(log) for log in logs])
+    log = logs[0]
+    t0 = time.perf_counter()
+    path_offset(log.meta, path_curvature(log))
+    return {"frames_curved_share": float(curved.mean()), "frames_over_1g_share": float(kinks.mean()),
+            "radius_m_median_where_curved": float(np.median(1 / k[curved])) if curved.any() else None,
+            "radius_m_p10_where_curved": float(np.quantile(1 / k[curved], 0.1)) if curved.any() else None,
+            f"seconds_path_offset_one_log_{len(log)}_frames": time.perf_counter() - t0}
+
+
+def main(world: str) -> dict:
+    harness = PathHarness(world)
+    items = harness.train + harness.tails + harness.events + harness.normals
+    results = {"world": world, "configuration": "tuned",
+               "curvature": curvature_summary([log for log, _ in harness.events + harness.normals]),
+               "variants": {}}
+    print(world, json.dumps(results["curvature"]), flush=True)
+    for label, variant in VARIANTS.items():
+        if variant:
+            variant.register([log for log, _ in items])
+        use(variant)
+        out = harness.evaluate(fs.CHANNELS)
+        results["variants"][label] = out
+        print(world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                        for k, v in out.items()}), flush=True)
+    use(None)
+    return results
+
+
+if __name__ == "__main__":
+    world = sys.argv[1]
+    write_text_atomic(Path("bench/results") / f"driving_curved_path_{world}.json",
+                      json.dumps(main(world), indent=1) + "\n")
