@@ -40,7 +40,8 @@ from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.evaluate import HiddenCellAccumulator, frame_metrics
 from driving.model.baselines import (PersistenceBaseline, PositionalPrior, apply_layout_memory,
-                                     persistence_memory, world_cells, world_memory)
+                                     persistence_memory, world_cells, world_memory,
+                                     world_shape)
 from driving.model.memory_gate import N_AGE_BINS, MemoryGate, VehicleTracks, memory_trace
 from driving.model.network import OcclusionNet, OcclusionNetConfig
 from driving.model.predictor import OcclusionPredictor, stack_frames
@@ -328,7 +329,7 @@ def _time_extrapolation(n_frames: int, repeats: int) -> float:
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
-        tracks = VehicleTracks((int(ix.max()) + 1, int(iy.max()) + 1), log.meta.resolution_m)
+        tracks = VehicleTracks(world_shape(ix, iy), log.meta.resolution_m)
         for t in range(len(log)):
             tracks.update(log.semantic[t] == VEHICLE, ix[t], iy[t], float(log.timestamp[t]))
         best = min(best, time.perf_counter() - t0)

@@ -125,7 +125,7 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
     if not len(log):
         return out
     ix, iy = world_cells(log)
-    shape = (int(ix.max()) + 1, int(iy.max()) + 1)
+    shape = world_shape(ix, iy)
     if shape[0] * shape[1] > MAX_WORLD_CELLS:
         res = log.meta.resolution_m
         raise DataValidationError(
@@ -156,3 +156,8 @@ def world_cells(log: DriveLog) -> tuple[np.ndarray, np.ndarray]:
     ix = np.rint(np.stack(wx) / res).astype(np.int64)
     iy = np.rint(np.stack(wy) / res).astype(np.int64)
     return ix - ix.min(), iy - iy.min()
+
+
+def world_shape(ix: np.ndarray, iy: np.ndarray) -> tuple[int, int]:
+    """The world raster ``(X, Y)`` that holds every cell of :func:`world_cells`' indices."""
+    return int(ix.max()) + 1, int(iy.max()) + 1

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..schema import UNOBSERVED, VEHICLE, DriveLog
-from .baselines import world_cells
+from .baselines import world_cells, world_shape
 
 AGE_EDGES_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # age bins: [0, .25), ..., [16 s, inf)
 STREAK_EDGES = (2, 4, 8, 16)                         # frames seen in a row: 1, 2-3, ..., 16+
@@ -84,7 +84,7 @@ def memory_trace(log: DriveLog) -> MemoryTrace:
     if not t_total:
         return MemoryTrace(remembered, age, streak, moved)
     ix, iy = world_cells(log)
-    shape = (int(ix.max()) + 1, int(iy.max()) + 1)
+    shape = world_shape(ix, iy)
     cls = np.full(shape, UNOBSERVED, np.uint8)
     seen_at = np.full(shape, -np.inf)
     run = np.zeros(shape, np.int32)

@@ -34,7 +34,7 @@ import numpy as np
 
 from core.metrics import iou
 
-from ..model.baselines import world_cells
+from ..model.baselines import world_cells, world_shape
 from ..inputs import future_targets
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
@@ -78,7 +78,7 @@ class RoadBelief:
         self.visible = log.visible
         self.in_range = sensor_range_mask(log)
         self.ix, self.iy = world_cells(log)
-        self.world = np.full((int(self.ix.max()) + 1, int(self.iy.max()) + 1), np.nan, np.float32)
+        self.world = np.full(world_shape(self.ix, self.iy), np.nan, np.float32)
 
     def update(self, start: int, mass: np.ndarray) -> np.ndarray:
         """Belief ``(B, H, W)`` of frames ``start .. start + B - 1`` given their ``mass``."""

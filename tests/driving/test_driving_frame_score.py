@@ -75,9 +75,47 @@ def test_trend_is_the_least_squares_slope_of_the_last_frames():
     assert slope[7] == 2.0
 
 
-def test_the_frame_score_reads_the_closing_speed_not_the_deceleration():
-    assert ("lead_closing", False, 1) in CHANNELS
-    assert not any(name == "lead_braking" for name, _, _ in CHANNELS)
+# each surprise map the frame score reads, and whether it reads the normalised one
+READ_MAPS = {"revealed": True, "object_context": False, "object_recon": False,
+             "lead_closing": False, "path_reach": False}
+
+
+def _surprise_maps(rng, n):
+    """``(raw, normalised)`` surprise maps of ``n`` normal frames, as
+    ``surprise.result_from_maps`` hands them to the scorer."""
+    def level():
+        return rng.uniform(0.0, 1.0, (n, 16, 16)).astype(np.float32)
+
+    return {name: level() for name in READ_MAPS}, {name: level() for name in READ_MAPS}
+
+
+def test_each_channel_reads_its_own_map_and_only_its_surprise_lifts_the_frame_score():
+    """A frame whose only surprise is in one map the score reads raises that channel's tail
+    score and the frame score; the same surprise in the other version of that map (raw
+    instead of normalised, or back) or off the object cells changes nothing. The frame score
+    reads the lead car's closing speed (``lead_closing``), no deceleration map (a channel
+    reading a map the passes do not make fails here on the missing map)."""
+    rng = np.random.default_rng(0)
+    objects = np.zeros((1, 16, 16), bool)
+    objects[:, 2:9, 2:9] = True
+    scorer = FrameScorer()
+    scorer.fit([scorer.channel_maps(*_surprise_maps(rng, 40), objects) for _ in range(3)])
+    raw, normalised = _surprise_maps(rng, 10)
+    calm = scorer.tail_scores(scorer.channel_maps(raw, normalised, objects))
+    for i, (name, reads_normalised) in enumerate(READ_MAPS.items()):
+        for source, read in ((normalised, reads_normalised), (raw, not reads_normalised)):
+            for cells, on_objects in (((slice(3, 8), slice(3, 8)), True),
+                                      ((slice(10, 15), slice(10, 15)), False)):
+                kept = source[name].copy()
+                source[name][(slice(None),) + cells] = 50.0
+                tails = scorer.tail_scores(scorer.channel_maps(raw, normalised, objects))
+                source[name][:] = kept
+                if read and on_objects:
+                    assert tails[:, i].min() > calm.max(), name
+                    assert (tails.max(1) == tails[:, i]).all(), name   # it sets the frame score
+                    np.testing.assert_array_equal(np.delete(tails, i, 1), np.delete(calm, i, 1))
+                else:
+                    np.testing.assert_array_equal(tails, calm)
 
 
 def _channel_maps(rng, n, hotter=0.0):
