@@ -1,13 +1,13 @@
-"""Experiment behind the driving README's "a corridor that follows the road" trial: the ego's
-lane and path bent by the ego's current path curvature -- its yaw rate (the causal trend of
-its unwrapped heading over 0.4 s) over its speed, 0 below 1 m/s -- against the frame score's
-straight lines along its heading. Variants: (a) the lane bent (lead_closing, path_reach),
-the path straight; (b) the lane and the path bent (every channel); (c), (d) the same with
-curvatures a car cannot drive at its speed (over 1 g) read as straight. Frame AUROC (the
-benchmark's 4 test logs, seed 2, and 6 more, seed 3), by kind, events alerted and the alert
-rate on new normal logs (seeds 502, 503), on the **tuned** configurations only, on the maps
-cached by driving_calibration_cache.py (/tmp/drv19/cache/<world>); the alert threshold of
-every variant from its own cross-fitted scores. Results in
+"""Experiment behind the driving README's "a corridor that follows the road" trial: the ego's lane
+and path bent by the ego's current path curvature -- its yaw rate (the causal trend of its
+unwrapped heading over the lead channel's window, 0.4 s) over its speed, 0 below 1 m/s --
+against the frame score's straight lines along its heading. Variants: (a) the lane bent
+(lead_closing, path_reach), the path straight; (b) the lane and the path bent (every channel);
+(c), (d) the same with curvatures a car cannot drive at its speed (over 1 g) read as straight.
+Frame AUROC (the benchmark's 4 test logs, seed 2, and 6 more, seed 3), by kind, events alerted
+and the alert rate on new normal logs (seeds 502, 503), on the **tuned** configurations only,
+on the maps cached by driving_calibration_cache.py (/tmp/drv19/cache/<world>); the alert
+threshold of every variant from its own cross-fitted scores. Results in
 bench/results/driving_curved_path_<world>.json.
 
 The frame score's functions read the corridor as ``(H, W)`` masks of the geometry; here each
@@ -20,18 +20,18 @@ import json
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.driving_path_channel import PathHarness
+from bench.experiments.driving_path_channel import PathHarness, report
 from core.io import write_text_atomic
 from driving.schema import OBJECT_CLASSES, UNOBSERVED
 from driving.scoring import frame_score as fs
 from driving.scoring import surprise
 from driving.warp import cell_offsets, not_passed
 
-CURVATURE_WINDOW_S = 0.4      # as the lead channel's closing speed
 MIN_TURN_SPEED_MPS = 1.0      # slower, yaw rate / speed blows up: read as straight
 MAX_LATERAL_MPS2 = 9.81       # tyre grip: no car turns harder at its speed
 COMMITTED = {"scored_objects": fs.scored_objects, "observed": dict(fs.OBSERVED_CHANNELS)}
@@ -49,7 +49,7 @@ def path_offset(meta, curvature: np.ndarray) -> np.ndarray:
 
 def path_curvature(log) -> np.ndarray:
     """``(T,)`` the ego's path curvature now (1/m, + = left): yaw rate over speed."""
-    n = max(2, int(round(CURVATURE_WINDOW_S * log.meta.rate_hz)) + 1)
+    n = max(2, int(round(fs.LEAD_WINDOW_S * log.meta.rate_hz)) + 1)   # as lead_closing's trend
     yaw_rate = fs.trend(np.unwrap(np.asarray(log.ego_yaw, np.float64)), n, 1.0 / log.meta.rate_hz)
     speed = np.asarray(log.ego_speed, np.float64)
     curvature = np.divide(yaw_rate, speed, out=np.zeros(len(speed)), where=speed >= MIN_TURN_SPEED_MPS)
@@ -95,14 +95,18 @@ class Bent:
         for log in logs:
             self.by_grid[id(log.semantic)] = (log.semantic, self.curvature(log))   # keeps the id alive
 
+    def curvature_of(self, semantic) -> np.ndarray:
+        """The curvature :meth:`register` stored for the log of grid ``semantic``."""
+        return self.by_grid[id(semantic)][1]
+
     def lane(self, log):
-        return (np.abs(path_offset(log.meta, self.curvature(log))) <= fs.LANE_HALF_M) & \
-            (cell_offsets(log.meta)[0] > fs.EGO_FRONT_M)
+        bent = np.abs(path_offset(log.meta, self.curvature_of(log.semantic))) <= fs.LANE_HALF_M
+        return bent & (cell_offsets(log.meta)[0] > fs.EGO_FRONT_M)
 
     def lead_closing(self, log):
         with corridor_ahead():
             return COMMITTED["observed"]["lead_closing"](
-                _with_grid(log, erase_outside(log.semantic, self.lane(log))))
+                replace(log, semantic=erase_outside(log.semantic, self.lane(log))))
 
     def path_reach(self, log):
         return fs.path_reach(erase_outside(log.semantic, self.lane(log)), log.ego_speed, log.meta,
@@ -111,14 +115,9 @@ class Bent:
     def scored_objects(self, observed, meta):
         if not self.bend_path:
             return COMMITTED["scored_objects"](observed, meta)
-        path = np.abs(path_offset(meta, self.by_grid[id(observed)][1])) <= fs.PATH_HALF_WIDTH_M
+        path = np.abs(path_offset(meta, self.curvature_of(observed))) <= fs.PATH_HALF_WIDTH_M
         with corridor_ahead():
             return COMMITTED["scored_objects"](erase_outside(observed, path & not_passed(meta)), meta)
-
-
-def _with_grid(log, semantic):
-    """A stand-in for ``log`` with another grid (the channels read ``semantic`` and ``meta``)."""
-    return type("Log", (), {"semantic": semantic, "meta": log.meta, "ego_speed": log.ego_speed})()
 
 
 def use(variant):
@@ -158,15 +157,15 @@ def main(world: str) -> dict:
                "curvature": curvature_summary([log for log, _ in harness.events + harness.normals]),
                "variants": {}}
     print(world, json.dumps(results["curvature"]), flush=True)
-    for label, variant in VARIANTS.items():
-        if variant:
-            variant.register([log for log, _ in items])
-        use(variant)
-        out = harness.evaluate(fs.CHANNELS)
-        results["variants"][label] = out
-        print(world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                                        for k, v in out.items()}), flush=True)
-    use(None)
+    try:
+        for label, variant in VARIANTS.items():
+            if variant:
+                variant.register([log for log, _ in items])
+            use(variant)
+            results["variants"][label] = harness.evaluate(fs.CHANNELS)
+            report(world, label, results["variants"][label])
+    finally:
+        use(None)
     return results
 
 

@@ -10,6 +10,7 @@ and 503. Maps cached by driving_calibration_cache.py (the committed run's networ
 """
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench.experiments.driving_lead_channel import Harness
 from core.calibration import threshold_from_contamination
+from driving.evaluate import events
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import PEDESTRIAN
 from driving.scoring import frame_score as fs
@@ -40,6 +42,24 @@ VARIANTS = {"as committed before (no path channel)": BASE,
             "path_reach, pedestrians only": BASE + (("reach_lane_pedestrians", False, 1),)}
 
 
+@dataclass
+class CrossFit:
+    """Per-log outputs of one ``per_log(state, item)``: each calibration tail's from the state
+    fitted on the other tails, each event and normal log's from the state fitted on all."""
+    held_out: list
+    events: list
+    normals: list
+
+
+@dataclass
+class Alerts:
+    """Frame scores of the event logs (one array per log) and of the normal logs (one array),
+    and the alert threshold read from the held-out calibration tails' scores."""
+    events: list
+    normal: np.ndarray
+    threshold: float
+
+
 class PathHarness(Harness):
     """The lead-channel harness over this round's cache, with more test logs."""
 
@@ -49,8 +69,19 @@ class PathHarness(Harness):
         self.smooth = max(1, int(round(self.pred.smooth_s * self.pred.meta_.rate_hz)))
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
-        self.events = self.load("tuned") + self.load("extra")
+        tuned = self.load("tuned")
+        self.benchmark_logs = len(tuned)          # the benchmark's test logs lead :attr:`events`
+        self.events = tuned + self.load("extra")
         self.normals = self.load("tuned_normal") + self.load("extra_normal")
+
+    def load(self, name):
+        """The cached logs of set ``name``; every log needs its maps (the base skips a missing one)."""
+        for log_file in sorted((self.root / "logs" / name).glob("*.parquet")):
+            maps_file = self.root / f"{name}_{log_file.stem}.npz"
+            if not maps_file.exists():
+                raise FileNotFoundError(f"no cached maps {maps_file}: run "
+                                        f"bench.experiments.driving_calibration_cache {self.world}")
+        return super().load(name)
 
     def maps(self, log, m, prior):
         d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}
@@ -60,12 +91,12 @@ class PathHarness(Harness):
         return d
 
     def frame_metrics(self, scores: list, normal: np.ndarray, threshold: float) -> dict:
-        """Frame AUROC over :attr:`events` (all, the benchmark's 4 logs, the 6 new ones), by
+        """Frame AUROC over :attr:`events` (all, the benchmark's logs, the new ones), by
         kind, and the alert rate of the ``normal`` logs' scores; ``scores``: one array per event log."""
         labels = [it[0].anomaly for it in self.events]
         kinds = np.concatenate([[k or "" for k in it[0].anomaly_kind] for it in self.events])
         flat, truth = np.concatenate(scores), np.concatenate(labels)
-        first = sum(len(s) for s in scores[:4])
+        first = sum(len(s) for s in scores[:self.benchmark_logs])
         out = {"auroc": roc_auc_score(truth, flat),
                "auroc_benchmark_logs": roc_auc_score(truth[:first], flat[:first]),
                "auroc_new_logs": roc_auc_score(truth[first:], flat[first:])}
@@ -75,36 +106,57 @@ class PathHarness(Harness):
         out["alert_rate_normal_logs"] = float(np.mean(normal > threshold))
         return out
 
-    def evaluate(self, channels) -> dict:
-        """:meth:`frame_metrics` and events alerted of the frame score over ``channels``, its
-        threshold from the cross-fitted scores of the calibration tails."""
+    def cross_fit(self, channels, per_log=None) -> CrossFit:
+        """``per_log(state, item)`` (default: the frame score) of every calibration tail from
+        the state fitted without it, and of the event and normal logs from the state fitted on all."""
+        per_log = per_log or self.score
         observed = [fs.observed_statistics(log, channels) for log, _ in self.train]
         without = lambda i: [o for j, o in enumerate(observed) if j != i]
         full = self.fit_state(self.tails, channels, observed)
-        oof = [self.score(self.fit_state(self.tails[:i] + self.tails[i + 1:], channels, without(i)), t)
-               for i, t in enumerate(self.tails)]
-        threshold = threshold_from_contamination(np.concatenate(oof), 0.05)
-        scores = [self.score(full, it) for it in self.events]
-        normal = np.concatenate([self.score(full, it) for it in self.normals])
-        out = self.frame_metrics(scores, normal, threshold)
-        out["events_alerted"] = events_alerted(scores, [it[0].anomaly for it in self.events], threshold)
+        held_out = [per_log(self.fit_state(self.tails[:i] + self.tails[i + 1:], channels, without(i)), t)
+                    for i, t in enumerate(self.tails)]
+        return CrossFit(held_out, [per_log(full, it) for it in self.events],
+                        [per_log(full, it) for it in self.normals])
+
+    def alerts(self, fitted: CrossFit, aggregate=None) -> Alerts:
+        """``aggregate`` (per log output -> frame scores; default: as they are) of ``fitted``,
+        the threshold at the predictor's contamination of the held-out tails' scores."""
+        aggregate = aggregate or (lambda scores: scores)
+        held_out = np.concatenate([aggregate(o) for o in fitted.held_out])
+        return Alerts([aggregate(o) for o in fitted.events],
+                      np.concatenate([aggregate(o) for o in fitted.normals]),
+                      threshold_from_contamination(held_out, self.pred.contamination))
+
+    def metrics(self, alerts: Alerts) -> dict:
+        """:meth:`frame_metrics` and events alerted (``"alerted/all"``) of ``alerts``."""
+        out = self.frame_metrics(alerts.events, alerts.normal, alerts.threshold)
+        delays = onsets(alerts.events, [it[0].anomaly for it in self.events], alerts.threshold)
+        out["events_alerted"] = f"{sum(d is not None for d in delays)}/{len(delays)}"
         return out
 
+    def evaluate(self, channels) -> dict:
+        """:meth:`metrics` of the frame score over ``channels``."""
+        return self.metrics(self.alerts(self.cross_fit(channels)))
+
     def run(self, channels, label):
-        out = self.evaluate(channels)
-        print(self.world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                                             for k, v in out.items()}), flush=True)
+        report(self.world, label, self.evaluate(channels))
 
 
-def events_alerted(scores, labels, threshold) -> str:
-    """``"alerted/all"``: runs of anomalous frames (per log) with at least one alert."""
-    hit = total = 0
+def onsets(scores, labels, threshold) -> list:
+    """Per event (a run of anomalous frames in one log), frames from its first frame to its
+    first score over ``threshold``; None for an event never alerted."""
+    out = []
     for s, lab in zip(scores, labels):
-        edges = np.flatnonzero(np.diff(np.r_[0, lab.astype(int), 0]))
-        for a, b in zip(edges[::2], edges[1::2]):
-            total += 1
-            hit += bool((s[a:b] > threshold).any())
-    return f"{hit}/{total}"
+        for start, stop in events(lab):
+            above = np.flatnonzero(s[start:stop] > threshold)
+            out.append(int(above[0]) if above.size else None)
+    return out
+
+
+def report(world, label, out: dict):
+    """One line: ``world``, ``label`` and ``out`` as JSON, floats to 3 decimals."""
+    print(world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                    for k, v in out.items()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
-"""Experiment behind the driving README's "temporal evidence" trial: causal aggregations of
-the frame score over a window given in seconds -- of each channel's tail score before the
-max over channels, or of the final frame score -- against the per-frame max and the
-committed causal mean of the frame score over 0.5 s. Frame AUROC (the benchmark's 4 test
-logs, seed 2, and 6 more, seed 3), AUROC by kind, events alerted, onset (seconds from an
-event's first frame to its first alert) and the alert rate on new normal logs (seeds 502,
-503), all on the **tuned** configurations only, on the maps cached by
+"""Experiment behind the driving README's "temporal evidence" trial: causal aggregations of the
+frame score over a window given in seconds -- of each channel's tail score before the max over
+channels, or of the final frame score -- against the per-frame max and the committed causal
+mean of the frame score over the predictor's smoothing window (0.5 s). Frame AUROC (the
+benchmark's 4 test logs, seed 2, and 6 more, seed 3), AUROC by kind, events alerted, onset
+(seconds from an event's first frame to its first alert) and the alert rate on new normal logs
+(seeds 502, 503), all on the **tuned** configurations only, on the maps cached by
 driving_calibration_cache.py (/tmp/drv19/cache/<world>); results in
-bench/results/driving_temporal_<world>.json. The alert threshold of every
-variant is read from the cross-fitted scores of the same aggregation.
+bench/results/driving_temporal_<world>.json. The alert threshold of every variant is read from
+the cross-fitted scores of the same aggregation.
 
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_temporal town      # ~4 min
 """
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.driving_path_channel import PathHarness
-from core.calibration import threshold_from_contamination
+from bench.experiments.driving_path_channel import CrossFit, PathHarness, onsets, report
 from core.io import write_text_atomic
 from driving.scoring import frame_score as fs
 from driving.scoring.surprise import causal_mean, result_from_maps
@@ -62,9 +61,13 @@ def on_frame(fn):
     return lambda tails: fn(tails.max(1))
 
 
-def variants(rate: float) -> dict:
+def variants(harness) -> dict:
+    """Label -> aggregation of a log's ``(T, C)`` tail scores into its frame scores; the
+    committed one is the causal mean of the frame score over the predictor's smoothing window."""
+    rate = harness.pred.meta_.rate_hz
     out = {"per frame (no window)": on_frame(lambda s: s),
-           "frame score, mean 0.5 s (committed)": on_frame(lambda s: causal_mean(s, frames(0.5, rate)))}
+           f"frame score, mean {harness.pred.smooth_s} s (committed)":
+               on_frame(lambda s: causal_mean(s, harness.smooth))}
     for w in WINDOWS_S:
         n = frames(w, rate)
         out[f"channel mean {w} s"] = per_channel(lambda s, n=n: causal_mean(s, n))
@@ -85,52 +88,25 @@ def tail_matrix(harness, state, item) -> np.ndarray:
     return state.frame_scorer.tail_scores(result.score_maps)
 
 
-def onsets(scores, labels, threshold, rate) -> tuple[int, int, list]:
-    """Events alerted, events, and seconds from each alerted event's start to its first alert."""
-    hit = total = 0
-    delays = []
-    for s, lab in zip(scores, labels):
-        edges = np.flatnonzero(np.diff(np.r_[0, lab.astype(int), 0]))
-        for a, b in zip(edges[::2], edges[1::2]):
-            total += 1
-            above = np.flatnonzero(s[a:b] > threshold)
-            if above.size:
-                hit += 1
-                delays.append(above[0] / rate)
-    return hit, total, delays
-
-
-def evaluate(harness, tails_oof, tails_events, tails_normal, aggregate, rate) -> dict:
-    """Every metric of one aggregation, its threshold read from its cross-fitted scores."""
-    threshold = threshold_from_contamination(np.concatenate([aggregate(t) for t in tails_oof]), 0.05)
-    scores = [aggregate(t) for t in tails_events]
-    normal = np.concatenate([aggregate(t) for t in tails_normal])
-    out = harness.frame_metrics(scores, normal, threshold)
-    hit, total, delays = onsets(scores, [it[0].anomaly for it in harness.events], threshold, rate)
-    out["events_alerted"] = f"{hit}/{total}"
-    out["onset_median_s"] = float(np.median(delays)) if delays else None
-    out["onset_mean_s"] = float(np.mean(delays)) if delays else None
+def evaluate(harness, fitted: CrossFit, aggregate) -> dict:
+    """:meth:`PathHarness.metrics` of one aggregation and the seconds from each alerted
+    event's first frame to its first alert (median, mean)."""
+    alerts = harness.alerts(fitted, aggregate)
+    out = harness.metrics(alerts)
+    delays = onsets(alerts.events, [it[0].anomaly for it in harness.events], alerts.threshold)
+    seconds = [d / harness.pred.meta_.rate_hz for d in delays if d is not None]
+    out["onset_median_s"] = float(np.median(seconds)) if seconds else None
+    out["onset_mean_s"] = float(np.mean(seconds)) if seconds else None
     return out
 
 
 def main(world: str) -> dict:
     harness = PathHarness(world)
-    rate = harness.pred.meta_.rate_hz
-    observed = [fs.observed_statistics(log, fs.CHANNELS) for log, _ in harness.train]
-    full = harness.fit_state(harness.tails, fs.CHANNELS, observed)
-    tails_oof = []
-    for i, item in enumerate(harness.tails):
-        rest = harness.tails[:i] + harness.tails[i + 1:]
-        state = harness.fit_state(rest, fs.CHANNELS, observed[:i] + observed[i + 1:])
-        tails_oof.append(tail_matrix(harness, state, item))
-    tails_events = [tail_matrix(harness, full, it) for it in harness.events]
-    tails_normal = [tail_matrix(harness, full, it) for it in harness.normals]
+    fitted = harness.cross_fit(fs.CHANNELS, lambda state, item: tail_matrix(harness, state, item))
     results = {}
-    for label, aggregate in variants(rate).items():
-        out = evaluate(harness, tails_oof, tails_events, tails_normal, aggregate, rate)
-        results[label] = out
-        print(world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                                        for k, v in out.items()}), flush=True)
+    for label, aggregate in variants(harness).items():
+        results[label] = evaluate(harness, fitted, aggregate)
+        report(world, label, results[label])
     return results
 
 
