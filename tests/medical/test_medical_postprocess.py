@@ -120,6 +120,9 @@ def test_the_decisions_travel_in_the_bundle_and_older_bundles_are_refused(tiny_m
     with pytest.raises(BundleError) as err:
         Segmenter.load(tmp_path / "old")
     assert "\n" not in str(err.value) and "retrain" in str(err.value)
+    # every labelled case trained on: nothing to decide on, so nothing is post-processed
+    none = Segmenter.load(model_dir / "segmenter").fit_postprocessing([])
+    assert none.postprocessing_ is None
 
 
 def _two_bodies(case, path):
