@@ -83,6 +83,7 @@ def cpu_load(spinners: int, sample_every_s: float) -> Iterator[LoadSampler]:
     finally:
         if sampler is not None:
             sampler.stop.set()
+            sampler.join()          # no sample lands after the caller's last read
         for process in processes:
             process.kill()
             process.wait()

@@ -379,7 +379,7 @@ def main(argv=None) -> dict:
             ws = Path(args.runs_dir or tmp) / label
             # the floor beside each size: on a shared machine the load moves between them
             floor = streamlit_floor(Path(tmp))
-            fixed_floor = streamlit_floor(Path(tmp), without_nagle=True)
+            fixed_floor = streamlit_floor(Path(tmp), without_nagle=True, first_only=True)
             print(json.dumps({"streamlit_floor": floor, "without_nagle": fixed_floor}), flush=True)
             start = time.perf_counter()
             run_dir, reused = finance_run(ws, rows, reuse=bool(args.runs_dir))
