@@ -142,7 +142,11 @@ def efficiency_arm(args, data: Path, pretrained, subset: list[int], seed: int,
     started = time.perf_counter()
     segmenter = train_segmenter(data / "labelled", None, pretrained,
                                 config=replace(efficiency_config(args), seed=seed),
-                                cases=[pool[i] for i in subset])
+                                cases=[pool[i] for i in subset],
+                                # organ_dice scores the network's own labels: nothing to
+                                # decide (the arm saved for the anomaly section trains on
+                                # the whole pool, so it had no validation cases either)
+                                validation_cases=[])
     out = {"epochs": len(segmenter.history_.train_loss)}
     for prefix, folder in (("", "seg_test"), ("heldout_", "seg_heldout")):
         per_organ = organ_dice(segmenter, find_cases(data / folder))

@@ -126,8 +126,9 @@ class PostProcessing:
         Returns:
             ``(labels (x, y, z), {organ: share of its raw volume outside its largest part})``.
         """
-        values = np.asarray(probabilities)                  # a view: edits reach the tensor
-        raw = channel_argmax(torch.as_tensor(values)).numpy()
+        probabilities = torch.as_tensor(probabilities)      # an array's memory is shared
+        raw = channel_argmax(probabilities).numpy()
+        values = probabilities.numpy()                      # a view: edits reach the tensor
         parts = largest_parts(raw, names)
         shares = {names[k]: outside_share(raw, k, parts[k]) for k in names}
         kept = [k for k in names if names[k] in self.keep_largest]

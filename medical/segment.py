@@ -194,7 +194,7 @@ class Segmenter(NetworkPlacement, Estimator):
         probs = self.predict_proba(image)
         if self.postprocessing_ is None:
             return probs, channel_argmax(probs).numpy(), {}
-        labels, shares = self.postprocessing_.apply(probs.numpy(), self.labels)
+        labels, shares = self.postprocessing_.apply(probs, self.labels)
         return probs, labels, shares
 
     def fit_postprocessing(self, prepared) -> "Segmenter":
@@ -269,7 +269,7 @@ def labelled_cases(data, n_labels: int | None = None) -> list:
 def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None,
                     config: SegmentConfig | None = None, progress: bool | None = None,
                     cases=None, calibration_cases=None, device="auto",
-                    precision: str = "fp32") -> Segmenter:
+                    precision: str = "fp32", validation_cases=None) -> Segmenter:
     """Fine-tune (or train from scratch) and save ``out/segmenter`` (+ ``out/anomaly``).
 
     With ``pretrained`` (a ``ct-anomaly`` bundle) the weights initialise the network, and
@@ -286,8 +286,9 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     The labelled cases of ``data`` beyond the ``n_labels`` trained on are the validation
     cases of the post-processing (``medical.postprocess``: per organ, keep only its largest
     part where that raises their Dice; how fragmented each organ's label is on
-    them). With none (every labelled case trained on), nothing is post-processed and no
-    fragmentation warning is given.
+    them); ``validation_cases`` replaces them (``[]``: decide nothing, as a benchmark that
+    scores the network's own labels does). With none (every labelled case trained on),
+    nothing is post-processed and no fragmentation warning is given.
 
     Training, the organ calibration and both networks run on one ``device`` (auto, cpu,
     cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
@@ -303,7 +304,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     spacing = spacing or median_spacing([load_volume(c.image) for c in cases])
     preprocess = PreprocessConfig(spacing=tuple(spacing))
     labels = read_dataset_json(data)["labels"] if (Path(data) / "dataset.json").is_file() else None
-    prepared = prepare_cases(cases, Preprocessor(preprocess), with_truth=True)
+    preprocessor = Preprocessor(preprocess)
+    prepared = prepare_cases(cases, preprocessor, with_truth=True)
     if labels is None:
         top = int(max(int(p.label.max()) for p in prepared))
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
@@ -312,10 +314,11 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     segmenter.to(device, precision).fit(prepared, config, init_state, progress)
     labelled = labelled_cases(data)
     segmenter.input_reference_ = fit_input_reference(labelled, labels)
-    trained = {c.name for c in cases}
-    validation = [c for c in labelled if c.name not in trained]
-    segmenter.fit_postprocessing(prepare_case(c, Preprocessor(preprocess), with_truth=True)
-                                 for c in validation)
+    if validation_cases is None:
+        trained = {c.name for c in cases}
+        validation_cases = [c for c in labelled if c.name not in trained]
+    segmenter.fit_postprocessing(prepare_case(c, preprocessor, with_truth=True)
+                                 for c in validation_cases)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         held_out = None
         if pretrained is not None:

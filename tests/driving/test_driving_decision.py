@@ -7,7 +7,7 @@ import pytest
 from driving.evaluate import HiddenCellAccumulator, frame_metrics
 from driving.schema import LANE_MARKING, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE, DriveLog, LogMeta
 from driving.scoring.decision import RoadBelief, RoadThresholdFit, decide, decide_log, layout_mass
-from driving.scoring.frame_score import FrameScorer, TailScore, scored_objects
+from driving.scoring.frame_score import CHANNELS, FrameScorer, TailScore, scored_objects
 from driving.warp import PASSED_M
 
 
@@ -36,11 +36,10 @@ def test_a_channel_that_never_moved_on_normal_frames_does_not_raise_the_score():
 
 
 def _channel_maps(rng, n, blob=False):
-    maps = {"revealed": rng.uniform(0, 1, (n, 16, 16)).astype(np.float32),
-            "object_context_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
-            "object_recon_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
-            "lead_closing_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32),
-            "path_reach_raw": rng.uniform(0, 2, (n, 16, 16)).astype(np.float32)}
+    """Random maps for every channel the frame score reads (normalised ones on 0..1)."""
+    maps = {FrameScorer.key(name, norm):
+            rng.uniform(0, 1 if norm else 2, (n, 16, 16)).astype(np.float32)
+            for name, norm, _ in CHANNELS}
     if blob:                                   # an obstacle field nothing normal resembles
         maps["object_context_raw"][:, 4:9, 4:9] = 6.0
     return maps

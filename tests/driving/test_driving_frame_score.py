@@ -118,6 +118,9 @@ def test_each_channel_reads_its_own_map_and_only_its_surprise_lifts_the_frame_sc
                     np.testing.assert_array_equal(tails, calm)
 
 
+NETWORK_NATS = ("object_context", "object_recon")   # the channels read in raw nats
+
+
 def _channel_maps(rng, n, hotter=0.0):
     """Channel maps of ``n`` normal frames (each frame's level varies); ``hotter`` raises
     every channel of every frame (a log from another town)."""
@@ -127,9 +130,8 @@ def _channel_maps(rng, n, hotter=0.0):
         level = rng.normal(1.0 + hotter, 0.3, (n, 1, 1))
         return (level + rng.uniform(0, spread, shape)).astype(np.float32)
 
-    return {"revealed": channel(0.5), "object_context_raw": channel(1.0),
-            "object_recon_raw": channel(1.0), "lead_closing_raw": channel(0.5),
-            "path_reach_raw": channel(0.5)}
+    return {FrameScorer.key(name, norm): channel(1.0 if name in NETWORK_NATS else 0.5)
+            for name, norm, _ in CHANNELS}
 
 
 def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_tails():
@@ -157,10 +159,7 @@ def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_ta
 def test_observed_statistics_read_the_lead_channel_of_a_whole_log():
     braking = np.r_[np.full(8, 25.0), 25.0 - 7.0 * 0.2 * np.arange(1, 13)]
     observed, speed = _following(braking, start_gap=30.0)
-    n = len(observed)
-    log = DriveLog(log_id="follow", meta=META, frame=np.arange(n), timestamp=np.arange(n) / 5.0,
-                   ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n), ego_speed=speed,
-                   semantic=observed, visible=observed != UNOBSERVED)
+    log = _drive(observed, speed, "follow")
     stats = observed_statistics(log)
     assert set(stats) == {"lead_closing", "path_reach"}
     np.testing.assert_allclose(stats["lead_closing"], _closing(observed), rtol=1e-6)
@@ -176,10 +175,16 @@ def _walker_log(ahead_m, right_m=0.0, speed=8.0, cls=PEDESTRIAN):
         col = int(round(META.ego_cell[1] + right_m / META.resolution_m))
         frames.append(_frame_with(slice(row - 1, row + 1), slice(col - 1, col + 1), cls)[0])
     observed = np.stack(frames)
+    return _drive(observed, np.full(len(observed), speed), "walk")
+
+
+def _drive(observed, speed, log_id):
+    """A 5 Hz log of ``observed`` grids, the ego standing still at ``speed`` m/s per frame
+    (the frame score reads the grids and the speed, not the poses)."""
     n = len(observed)
-    return DriveLog(log_id="walk", meta=META, frame=np.arange(n), timestamp=np.arange(n) / 5.0,
-                    ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n),
-                    ego_speed=np.full(n, speed), semantic=observed, visible=observed != UNOBSERVED)
+    return DriveLog(log_id=log_id, meta=META, frame=np.arange(n), timestamp=np.arange(n) / 5.0,
+                    ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n), ego_speed=speed,
+                    semantic=observed, visible=observed != UNOBSERVED)
 
 
 def test_path_reach_is_the_ego_speed_over_the_distance_to_an_object_in_its_lane():
