@@ -1,6 +1,8 @@
-"""Cache the prior-free raw maps of a world's training logs and of **tuned**-configuration
-test logs (read by driving_path_channel.py; never the held-out configuration): the
-benchmark's 4 test logs and 2 normal logs (seeds 2, 502) and 6 + 2 more (seeds 3, 503).
+"""Cache the prior-free raw maps of a world's training logs and of its test logs (read by
+driving_path_channel.py): of the **tuned** configuration, the benchmark's 4 test logs and 2
+normal logs (seeds 2, 502) and 6 + 2 more (seeds 3, 503); of the frozen **held-out**
+configuration (bench.driving.HELDOUT), the committed run's 4 test logs and 2 normal logs,
+built as bench.driving.run_world builds them (its seed, its seed + 500).
 The network is the committed run's (/tmp/drv19/models/<world>); its memory gate is refitted
 on the training logs' calibration tails as the benchmark's recalibration does."""
 import sys
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.driving import TUNED
+from bench.driving import HELDOUT, TUNED
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
@@ -25,8 +27,11 @@ root.mkdir(parents=True, exist_ok=True)
 pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
 cfg = TUNED[world]
 normal = replace(cfg, anomaly_interval_s=0.0)
+heldout, heldout_seed = HELDOUT[world]["config"], HELDOUT[world]["seed"]
 sets = {"train": (6, 1, normal), "tuned": (4, 2, cfg), "tuned_normal": (2, 502, normal),
-        "extra": (6, 3, cfg), "extra_normal": (2, 503, normal)}
+        "extra": (6, 3, cfg), "extra_normal": (2, 503, normal),
+        "heldout": (4, heldout_seed, heldout),
+        "heldout_normal": (2, heldout_seed + 500, replace(heldout, anomaly_interval_s=0.0))}
 logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=c)]
         for name, (n, seed, c) in sets.items()}
 if pred.memory_gate:        # as OcclusionPredictor.calibrate: on the training logs' held-out tails

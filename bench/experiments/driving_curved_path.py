@@ -5,10 +5,13 @@ against the frame score's straight lines along its heading. Variants: (a) the la
 (lead_closing, path_reach), the path straight; (b) the lane and the path bent (every channel);
 (c), (d) the same with curvatures a car cannot drive at its speed (over 1 g) read as straight.
 Frame AUROC (the benchmark's 4 test logs, seed 2, and 6 more, seed 3), by kind, events alerted
-and the alert rate on new normal logs (seeds 502, 503), on the **tuned** configurations only,
-on the maps cached by driving_calibration_cache.py (/tmp/drv19/cache/<world>); the alert
-threshold of every variant from its own cross-fitted scores. Results in
-bench/results/driving_curved_path_<world>.json.
+and the alert rate on new normal logs (seeds 502, 503), decided on the **tuned** configurations;
+the frozen **held-out** one (bench.driving.HELDOUT: the benchmark's 4 test logs and 2 normal
+logs, never tuned on) is reported beside it, computed after the decision. On the maps cached
+by driving_calibration_cache.py (/tmp/drv19/cache/<world>); the scoring state from the
+training logs' tails, the alert threshold of every variant from its own cross-fitted scores
+on them, in both. Results in bench/results/driving_curved_path_<world>.json, one entry per
+configuration.
 
 The frame score's functions read the corridor as ``(H, W)`` masks of the geometry; here each
 frame gets its own: objects outside a frame's bent corridor are erased from the grid the
@@ -136,7 +139,7 @@ VARIANTS = {"straight (as committed)": None,
 
 
 def curvature_summary(logs) -> dict:
-    """How far the tuned test logs bend (radius where under 1 km), the share over 1 g, and
+    """How far the test logs bend (radius where under 1 km), the share over 1 g, and
     the bent corridor's cost on one log."""
     k = np.abs(np.concatenate([path_curvature(log) for log in logs]))
     curved = k > 1e-3
@@ -150,12 +153,12 @@ def curvature_summary(logs) -> dict:
             f"seconds_path_offset_one_log_{len(log)}_frames": time.perf_counter() - t0}
 
 
-def main(world: str) -> dict:
-    harness = PathHarness(world)
+def main(world: str, configuration: str = "tuned") -> dict:
+    harness = PathHarness(world, configuration=configuration)
     items = harness.train + harness.tails + harness.events + harness.normals
-    results = {"world": world, "configuration": "tuned",
-               "curvature": curvature_summary([log for log, _ in harness.events + harness.normals]),
+    results = {"curvature": curvature_summary([log for log, _ in harness.events + harness.normals]),
                "variants": {}}
+    world = f"{world}/{configuration}"
     print(world, json.dumps(results["curvature"]), flush=True)
     try:
         for label, variant in VARIANTS.items():
@@ -171,5 +174,6 @@ def main(world: str) -> dict:
 
 if __name__ == "__main__":
     world = sys.argv[1]
+    results = {"world": world, "configurations": {c: main(world, c) for c in ("tuned", "heldout")}}
     write_text_atomic(Path("bench/results") / f"driving_curved_path_{world}.json",
-                      json.dumps(main(world), indent=1) + "\n")
+                      json.dumps(results, indent=1) + "\n")

@@ -4,6 +4,8 @@ and the alert rate on new normal logs, on the **tuned** configurations only: the
 logs of the benchmark (seed 2) and 6 more drawn for this (seed 3); normal logs seeds 502
 and 503. Maps cached by driving_calibration_cache.py (the committed run's networks,
 /tmp/drv19/models/<world>), calibration tails of 50 frames, cross-fitted threshold.
+``PathHarness(world, configuration="heldout")`` evaluates on the frozen held-out
+configuration's logs instead (the benchmark's 4 test logs and 2 normal logs).
 
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_calibration_cache town   # ~8 min
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_path_channel town        # ~3 min
@@ -24,6 +26,10 @@ from driving.schema import PEDESTRIAN
 from driving.scoring import frame_score as fs
 
 CACHE = Path("/tmp/drv19/cache")
+# configuration -> cached sets of its event logs (the benchmark's first) and of its normal logs;
+# the held-out one (bench.driving.HELDOUT) is never tuned on
+TEST_SETS = {"tuned": (("tuned", "extra"), ("tuned_normal", "extra_normal")),
+             "heldout": (("heldout",), ("heldout_normal",))}
 
 
 def reach(half_width_m, classes=fs.REACH_CLASSES):
@@ -63,16 +69,19 @@ class Alerts:
 class PathHarness(Harness):
     """The lead-channel harness over this round's cache, with more test logs."""
 
-    def __init__(self, world, cal_frames=50):
+    def __init__(self, world, cal_frames=50, configuration="tuned"):
         self.world, self.root = world, CACHE / world
         self.pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
         self.smooth = max(1, int(round(self.pred.smooth_s * self.pred.meta_.rate_hz)))
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
-        tuned = self.load("tuned")
-        self.benchmark_logs = len(tuned)          # the benchmark's test logs lead :attr:`events`
-        self.events = tuned + self.load("extra")
-        self.normals = self.load("tuned_normal") + self.load("extra_normal")
+        # either configuration: the scoring state and the threshold come from the training
+        # logs' tails; only the logs evaluated on change
+        events, normals = TEST_SETS[configuration]
+        benchmark = self.load(events[0])
+        self.benchmark_logs = len(benchmark)      # the benchmark's test logs lead :attr:`events`
+        self.events = benchmark + [it for name in events[1:] for it in self.load(name)]
+        self.normals = [it for name in normals for it in self.load(name)]
 
     def load(self, name):
         """The cached logs of set ``name``; every log needs its maps (the base skips a missing one)."""
@@ -91,15 +100,16 @@ class PathHarness(Harness):
         return d
 
     def frame_metrics(self, scores: list, normal: np.ndarray, threshold: float) -> dict:
-        """Frame AUROC over :attr:`events` (all, the benchmark's logs, the new ones), by
+        """Frame AUROC over :attr:`events` (all, the benchmark's logs, the new ones if any), by
         kind, and the alert rate of the ``normal`` logs' scores; ``scores``: one array per event log."""
         labels = [it[0].anomaly for it in self.events]
         kinds = np.concatenate([[k or "" for k in it[0].anomaly_kind] for it in self.events])
         flat, truth = np.concatenate(scores), np.concatenate(labels)
         first = sum(len(s) for s in scores[:self.benchmark_logs])
-        out = {"auroc": roc_auc_score(truth, flat),
-               "auroc_benchmark_logs": roc_auc_score(truth[:first], flat[:first]),
-               "auroc_new_logs": roc_auc_score(truth[first:], flat[first:])}
+        out = {"auroc": roc_auc_score(truth, flat)}
+        if first < len(flat):          # no new logs (held-out): "auroc" is the benchmark logs'
+            out.update(auroc_benchmark_logs=roc_auc_score(truth[:first], flat[:first]),
+                       auroc_new_logs=roc_auc_score(truth[first:], flat[first:]))
         for k in sorted(set(kinds) - {""}):
             sel = (kinds == "") | (kinds == k)
             out[k] = roc_auc_score(kinds[sel] == k, flat[sel])
