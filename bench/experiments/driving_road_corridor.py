@@ -66,17 +66,19 @@ def road_centre(observed: np.ndarray, meta) -> np.ndarray:
     n, h, w = observed.shape
     ego_row, ego_col = (int(v) for v in meta.ego_cell)
     centre = np.full((n, h), float(ego_col))
-    line = centre[:, ego_row].copy()
+    middle = np.zeros(n)               # how far the road's middle has moved since the ego's row
     prev_left, prev_right = kerbs(observed[:, ego_row], np.full(n, ego_col))
     for r in range(ego_row - 1, -1, -1):                               # forward = up
-        column = np.clip(np.rint(line).astype(int), 0, w - 1)
+        column = np.clip(np.rint(centre[:, r + 1]).astype(int), 0, w - 1)
         left, right = kerbs(observed[:, r], column)
         moved_left, moved_right = left - prev_left, right - prev_right
         follow = ((left >= 0) & (prev_left >= 0) & (right < w) & (prev_right < w)
                   & (left < right) & (np.abs(moved_left) <= MAX_EDGE_SLOPE)
                   & (np.abs(moved_right) <= MAX_EDGE_SLOPE))
-        line = line + np.where(follow, (moved_left + moved_right) / 2.0, 0.0)
-        centre[:, r] = line
+        middle += np.where(follow, (moved_left + moved_right) / 2.0, 0.0)
+        # whole cells only: one kerb's one-cell step (a rasterised edge, a pedestrian on
+        # it) moves the middle half a cell, less than the grid resolves; read as straight
+        centre[:, r] = ego_col + np.trunc(middle)
         prev_left, prev_right = left, right
     return centre
 
@@ -92,16 +94,20 @@ def along_road(observed: np.ndarray, meta, half_width_m: float) -> np.ndarray:
 
 
 class RoadCorridor:
-    """One variant's channels and scored cells over corridors along the observed road."""
+    """One variant's channels and scored cells over corridors along the observed road: the
+    path's (``path_too``) and ``path_reach``'s lane always, ``lead_closing``'s lane if
+    ``lead_too``."""
 
-    def __init__(self, path_too: bool):
-        self.path_too = path_too
+    def __init__(self, path_too: bool, lead_too: bool = True):
+        self.path_too, self.lead_too = path_too, lead_too
 
     @staticmethod
     def lane(observed, meta):
         return along_road(observed, meta, fs.LANE_HALF_M) & (cell_offsets(meta)[0] > fs.EGO_FRONT_M)
 
     def lead_closing(self, log):
+        if not self.lead_too:
+            return COMMITTED["observed"]["lead_closing"](log)
         with corridor_ahead():
             return COMMITTED["observed"]["lead_closing"](
                 replace(log, semantic=erase_outside(log.semantic, self.lane(log.semantic, log.meta))))
@@ -128,7 +134,8 @@ def use(variant):
 
 VARIANTS = {"straight (as committed)": None,
             "(a) the lane along the road, the path straight": RoadCorridor(False),
-            "(b) the lane and the path along the road": RoadCorridor(True)}
+            "(b) the lane and the path along the road": RoadCorridor(True),
+            "(c) as (b), lead_closing's lane straight": RoadCorridor(True, lead_too=False)}
 
 
 def corridor_summary(logs) -> dict:
