@@ -6,19 +6,24 @@ each row the nearest kerb either side of the line (sidewalk or off-road cells, t
 the drivable run around it); where both kerbs were found in the row before and neither moved
 more than one cell per cell forward (a road edge at over 45 degrees to the heading is a side
 road's corner, a junction or an occlusion, not the ego's road turning), the line moves by
-their mean move. Anywhere else (unobserved kerbs, a junction, a kerb behind a parked car) it
-keeps straight. The ego's offset from the road's middle is kept, so a lane change does not bend
-it; it reads only the current frame's grid (causal).
+their mean move; the line itself moves in whole cells (one kerb's one-cell step is half a
+cell of the middle, below what the grid resolves). Anywhere else (unobserved kerbs, a
+junction, a kerb behind a parked car) it keeps straight. The ego's offset from the road's
+middle is kept, so a lane change does not bend it; it reads only the current frame's grid
+(causal).
 
 Variants: (a) the lane along the road (lead_closing, path_reach), the path straight; (b) the
-lane and the path along it (every channel). Frame AUROC (the benchmark's 4 test logs, seed 2,
+lane and the path along it (every channel); (c) as (b) with lead_closing's lane straight (its
+gap trend turns a corridor edge moving over a parked car from frame to frame into a closing
+speed). Frame AUROC (the benchmark's 4 test logs, seed 2,
 and 6 more, seed 3), by kind, events alerted and the alert rate on new normal logs, decided on
 the **tuned** configurations; the frozen **held-out** one (bench.driving.HELDOUT) is computed
 after the decision (``heldout`` argument). Same harness and cached maps as
 driving_curved_path.py (its ``erase_outside`` / ``corridor_ahead`` let the committed channels
 read per-frame corridors). Results in bench/results/driving_road_corridor_<world>.json.
 
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_road_corridor town tuned
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_road_corridor town tuned     # ~6 min
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_road_corridor town heldout   # ~4 min
 """
 import json
 import sys
