@@ -33,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.driving_curved_path import COMMITTED, corridor_ahead, erase_outside
-from bench.experiments.driving_path_channel import PathHarness, report
+from bench.experiments.driving_curved_path import COMMITTED, corridor_ahead, erase_outside, evaluate_variants
+from bench.experiments.driving_path_channel import PathHarness
 from core.io import write_text_atomic
 from driving.schema import OFF_ROAD, SIDEWALK, UNOBSERVED
 from driving.scoring import frame_score as fs
-from driving.scoring import surprise
 from driving.warp import cell_offsets, not_passed
 
 KERB_CLASSES = (SIDEWALK, OFF_ROAD)   # where the drivable run around the line ends
@@ -129,14 +128,6 @@ class RoadCorridor:
             return COMMITTED["scored_objects"](erase_outside(observed, path), meta)
 
 
-def use(variant):
-    """Point the frame score's channels and scored cells at ``variant`` (None: committed)."""
-    scored = variant.scored_objects if variant else COMMITTED["scored_objects"]
-    fs.scored_objects = surprise.scored_objects = scored
-    fs.OBSERVED_CHANNELS.update(COMMITTED["observed"] if variant is None else
-                                {"lead_closing": variant.lead_closing, "path_reach": variant.path_reach})
-
-
 VARIANTS = {"straight (as committed)": None,
             "(a) the lane along the road, the path straight": RoadCorridor(False),
             "(b) the lane and the path along the road": RoadCorridor(True),
@@ -167,13 +158,7 @@ def main(world: str, configuration: str = "tuned") -> dict:
                "variants": {}}
     label_world = f"{world}/{configuration}"
     print(label_world, json.dumps(results["corridor"]), flush=True)
-    try:
-        for label, variant in VARIANTS.items():
-            use(variant)
-            results["variants"][label] = harness.evaluate(fs.CHANNELS)
-            report(label_world, label, results["variants"][label])
-    finally:
-        use(None)
+    results["variants"] = evaluate_variants(harness, label_world, VARIANTS)
     return results
 
 
