@@ -246,9 +246,9 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float) -> None:
 
 def kidney_axes(rng, side: int) -> np.ndarray:
     """A kidney's axes as rows (``Canvas.ellipsoid``'s ``rotation``): the long axis tilts
-    with the upper pole medial (5-25 deg, coronal) and posterior (5-30 deg, sagittal), as
+    with the upper pole medial (0-25 deg, coronal) and posterior (0-30 deg, sagittal), as
     the kidneys lie along the psoas; a small random turn about that axis."""
-    coronal, sagittal = np.radians(rng.uniform(5, 25)), np.radians(rng.uniform(5, 30))
+    coronal, sagittal = np.radians(rng.uniform(0, 25)), np.radians(rng.uniform(0, 30))
     long_axis = np.array([-side * np.tan(coronal), np.tan(sagittal), 1.0])  # medial = -side
     long_axis /= np.linalg.norm(long_axis)
     across = np.array([1.0, 0.0, 0.0]) - long_axis[0] * long_axis
@@ -267,13 +267,13 @@ def _kidneys(rng, canvas: Canvas, body: Body) -> None:
         height = level - (rng.uniform(5, 25) if side < 0 else 0)
         centre = np.array([body.sp_u + side * (body.r_vb + rng.uniform(35, 50)),
                            body.sp_v + rng.uniform(-5, 12), height])
-        # adult kidney: 9-12 cm long, 5-6.5 cm wide, 3-4.5 cm deep
-        radii = np.array([rng.uniform(25, 33), rng.uniform(15, 22), rng.uniform(45, 60)])
+        # adult kidney: 9-12 cm long, 4.5-6.5 cm wide, 3-5 cm deep
+        radii = np.array([rng.uniform(23, 33), rng.uniform(16, 25), rng.uniform(45, 60)])
         axes = kidney_axes(rng, side)
         fat_mm = rng.uniform(3, 6)
         # the fat between the upper pole and the liver (hepatorenal recess) or spleen is a
-        # few mm at most and often none visible at CT resolution: half the kidneys touch
-        organ_fat_mm = max(0.0, rng.uniform(-4, 4))
+        # few mm at most and often none visible at CT resolution: a third of them touch
+        organ_fat_mm = max(0.0, rng.uniform(-3, 6))
         win, fat = canvas.ellipsoid(centre, radii + fat_mm, rotation=axes)
         if win is None:
             continue
