@@ -199,14 +199,7 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float) -> None:
     left = canvas.ellipsoid((c_u + rng.uniform(-0.05, 0.15) * a_u, c_v - 0.6 * a_v, dome - 45),
                             (rng.uniform(0.3, 0.45) * a_u, 0.3 * a_v, 40 * s), rng,
                             wobble=0.12, max_angle=0.25)
-    # the right lobe's posterior segment (VI) fills the right paravertebral gutter down
-    # lateral to the upper pole of the right kidney, which lies in its renal impression
-    s6 = rng.uniform(0.6, 1.2)
-    posterior = canvas.ellipsoid((c_u - rng.uniform(0.6, 0.75) * a_u, c_v + 0.25 * a_v,
-                                  dome - rng.uniform(95, 125) * s),
-                                 (0.28 * a_u * s6, 0.4 * a_v * s6, 55 * s6), rng,
-                                 wobble=0.12, max_angle=0.25)
-    for part in (right, left, posterior):
+    for part in (right, left):
         canvas.paint(*below_dome(*part), Tissue.LIVER, LIVER, onto=SOFT, cavity_only=True)
     hilum = np.array([c_u - 0.2 * a_u, c_v - 0.1 * a_v, dome - 100])
     for _ in range(int(rng.integers(3, 7))):  # portal and hepatic vessel trees, coarsely
@@ -244,22 +237,6 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float) -> None:
         canvas.paint(win, inner & (v < level), Tissue.GAS, onto=(Tissue.STOMACH_CONTENT,))
 
 
-def kidney_axes(rng, side: int) -> np.ndarray:
-    """A kidney's axes as rows (``Canvas.ellipsoid``'s ``rotation``): the long axis tilts
-    with the upper pole medial (0-25 deg, coronal) and posterior (0-30 deg, sagittal), as
-    the kidneys lie along the psoas; a small random turn about that axis."""
-    coronal, sagittal = np.radians(rng.uniform(0, 25)), np.radians(rng.uniform(0, 30))
-    long_axis = np.array([-side * np.tan(coronal), np.tan(sagittal), 1.0])  # medial = -side
-    long_axis /= np.linalg.norm(long_axis)
-    across = np.array([1.0, 0.0, 0.0]) - long_axis[0] * long_axis
-    across /= np.linalg.norm(across)
-    depth = np.cross(long_axis, across)
-    turn = rng.uniform(-0.25, 0.25)
-    across, depth = (np.cos(turn) * across + np.sin(turn) * depth,
-                     -np.sin(turn) * across + np.cos(turn) * depth)
-    return np.stack([across, depth, long_axis])
-
-
 def _kidneys(rng, canvas: Canvas, body: Body) -> None:
     """Both kidneys beside the spine, the right one lower; cortex, medulla, sinus fat."""
     level = body.dome - 105 + rng.normal(0, 12)
@@ -267,29 +244,19 @@ def _kidneys(rng, canvas: Canvas, body: Body) -> None:
         height = level - (rng.uniform(5, 25) if side < 0 else 0)
         centre = np.array([body.sp_u + side * (body.r_vb + rng.uniform(35, 50)),
                            body.sp_v + rng.uniform(-5, 12), height])
-        # adult kidney: 9-12 cm long, 4.5-6.5 cm wide, 3-5 cm deep
-        radii = np.array([rng.uniform(23, 33), rng.uniform(16, 25), rng.uniform(45, 60)])
-        axes = kidney_axes(rng, side)
-        fat_mm = rng.uniform(3, 6)
-        # the fat between the upper pole and the liver (hepatorenal recess) or spleen is a
-        # few mm at most and often none visible at CT resolution: a third of them touch
-        organ_fat_mm = max(0.0, rng.uniform(-3, 6))
-        win, fat = canvas.ellipsoid(centre, radii + fat_mm, rotation=axes)
+        radii = np.array([rng.uniform(22, 28), rng.uniform(20, 26), rng.uniform(45, 58)])
+        win, kidney = canvas.ellipsoid(centre, radii, rng, wobble=0.06, max_angle=0.3)
         if win is None:
             continue
-        kidney = canvas.ellipsoid(centre, radii, rng, wobble=0.06, within=win, rotation=axes)[1]
-        canvas.paint(win, fat, Tissue.VISCERAL_FAT, onto=SOFT, cavity_only=True)
-        if organ_fat_mm > 0:
-            organ_fat = canvas.ellipsoid(centre, radii + organ_fat_mm, within=win, rotation=axes)[1]
-            canvas.paint(win, organ_fat, Tissue.VISCERAL_FAT, onto=(Tissue.LIVER, Tissue.SPLEEN),
-                         cavity_only=True)
+        fat = canvas.ellipsoid(centre, radii + rng.uniform(3, 6), within=win)[1]
+        canvas.paint(win, fat, Tissue.VISCERAL_FAT, onto=SOFT + (Tissue.LIVER, Tissue.SPLEEN),
+                     cavity_only=True)  # perirenal fat parts kidney from liver and spleen
         canvas.paint(win, kidney, Tissue.KIDNEY_CORTEX, lab, cavity_only=True)
         cortex = rng.uniform(5, 8)
-        medulla = canvas.ellipsoid(centre, radii - cortex, within=win, rotation=axes)[1]
+        medulla = canvas.ellipsoid(centre, radii - cortex, within=win)[1]
         canvas.paint(win, kidney & medulla, Tissue.KIDNEY_MEDULLA, lab, cavity_only=True)
-        hilum = centre + axes.T @ np.array([-side * 0.45 * radii[0], -0.25 * radii[1], 0])
-        sinus = canvas.ellipsoid(hilum, radii * np.array([0.45, 0.4, 0.55]), within=win,
-                                 rotation=axes)[1]
+        hilum = centre + np.array([-side * 0.45 * radii[0], -0.25 * radii[1], 0])
+        sinus = canvas.ellipsoid(hilum, radii * np.array([0.45, 0.4, 0.55]), within=win)[1]
         canvas.paint(win, kidney & sinus, Tissue.RENAL_SINUS, lab, cavity_only=True)
 
 
