@@ -19,14 +19,15 @@ spleen and kidneys does not fall (noise about 0.01) and the new held-out is not 
 Also reports, per held-out set, the kidney anatomy the tests check (tilt, width/depth,
 right kidney's surface touching liver) measured on the truth labels.
 
-Every step is skipped when its output is already in ``--work``. Writes
-``bench/results/medical_anatomy.json``.
+Every step is skipped when its output is already in ``--work``. Writes the candidate's
+entry (``--candidate``) of ``bench/results/medical_anatomy.json``, keeping the others.
 
 Example::
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_anatomy \\
         --work /tmp/anatomy --pretrained DIR/models/ct-pretrained \\
-        --old-model DIR/models/labels-20 --old-held-out DIR/heldout
+        --old-model DIR/models/labels-20 --old-held-out DIR/heldout \\
+        --candidate wide --held-out-seed 902
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from core.io import write_text_atomic
 from medical.evaluate import evaluate
 from medical.io import find_cases, load_label_like, load_volume
 
-NEW_HELD_OUT = {"cases": 18, "seed": 901, "shape": "128,128,96"}
+NEW_HELD_OUT = {"cases": 18, "shape": "128,128,96"}   # its seed: one per candidate
 OLD_HELD_OUT_SEED = 900
 TRAIN = {"cases": 32, "seed": 0, "labels": 20}
 KIDNEY_RIGHT, KIDNEY_LEFT, LIVER = 3, 4, 1
@@ -88,14 +89,15 @@ def anatomy_table(data_dir: Path) -> dict:
     return table
 
 
-def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path) -> dict:
+def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
+          held_out_seed: int) -> dict:
     """Simulate, train and infer what ``work`` lacks; seconds per step run."""
     new_held_out, new_model = work / "heldout_new", work / "models/new"
     steps = [("simulate_train", work / "ct_new",
               ["simulate", "--cases", str(TRAIN["cases"]), "--seed", str(TRAIN["seed"]),
                "--out", str(work / "ct_new")]),
              ("simulate_held_out", new_held_out,
-              ["simulate", "--cases", str(NEW_HELD_OUT["cases"]), "--seed", str(NEW_HELD_OUT["seed"]),
+              ["simulate", "--cases", str(NEW_HELD_OUT["cases"]), "--seed", str(held_out_seed),
                "--shape", NEW_HELD_OUT["shape"], "--out", str(new_held_out)]),
              ("train_new", new_model,
               ["train", "--data", str(work / "ct_new"), "--labels", str(TRAIN["labels"]),
@@ -121,11 +123,16 @@ def main() -> None:
                         help="train --labels 20 on the old simulator's phantoms.")
     parser.add_argument("--old-held-out", type=Path, required=True,
                         help="The frozen held-out set the old simulator made (seed 900).")
+    parser.add_argument("--candidate", required=True,
+                        help="Name of the simulator change measured (the JSON key).")
+    parser.add_argument("--held-out-seed", type=int, required=True,
+                        help="Seed of the new simulator's held-out set, fixed before training.")
     parser.add_argument("--out", type=Path, default=Path("bench/results/medical_anatomy.json"))
     args = parser.parse_args()
-    seconds = build(args.work, args.pretrained, args.old_model, args.old_held_out)
+    seconds = build(args.work, args.pretrained, args.old_model, args.old_held_out,
+                    args.held_out_seed)
     held_outs = {"heldout_old": (args.old_held_out, OLD_HELD_OUT_SEED),
-                 "heldout_new": (args.work / "heldout_new", NEW_HELD_OUT["seed"])}
+                 "heldout_new": (args.work / "heldout_new", args.held_out_seed)}
     results, anatomy = {}, {}
     for held_out, (data, seed) in held_outs.items():
         case_phases = {f"case_{i:03d}": p for i, p in enumerate(phases(18, seed))}
@@ -134,11 +141,13 @@ def main() -> None:
             report = evaluate(args.work / f"runs/{arm}_on_{held_out}", data)
             results[f"{arm}_on_{held_out}"] = {"dice": dice_table(report["per_case"], case_phases),
                                               "per_case": report["per_case"]}
-    payload = {"train": TRAIN, "held_out_new": NEW_HELD_OUT,
-               "held_out_old": {"cases": 18, "seed": OLD_HELD_OUT_SEED, "shape": "128,128,96",
-                                "simulator": "before the kidney anatomy change"},
-               "preset": "default", "seconds": seconds, "anatomy_of_truth": anatomy,
-               "results": results}
+    payload = json.loads(args.out.read_text()) if args.out.is_file() else {"candidates": {}}
+    payload.update({"train": TRAIN, "preset": "default", "held_out_old": {
+        "cases": 18, "seed": OLD_HELD_OUT_SEED, "shape": "128,128,96",
+        "simulator": "before the kidney anatomy change"}})
+    payload["candidates"][args.candidate] = {
+        "held_out_new": {**NEW_HELD_OUT, "seed": args.held_out_seed}, "seconds": seconds,
+        "anatomy_of_truth": anatomy, "results": results}
     write_text_atomic(args.out, json.dumps(payload, indent=2))
     for name, result in results.items():
         print_dice(name, result["dice"])
