@@ -1,23 +1,26 @@
-"""Do phantoms with adult kidney anatomy teach a segmenter more? Old vs new simulator.
+"""Do phantoms with adult kidney anatomy teach a segmenter more? Old vs candidate simulator.
 
-Not part of the benchmark. The change (``medical.phantom_anatomy``): kidneys tilted as
-adult kidneys lie (upper pole medial and posterior), wider than deep, with no fat plane to
-the liver or spleen in half of them, and the liver's posterior segment lateral to the right
-kidney. Two arms, the README recipe's ``train --labels 20`` from the **same** pretrained
-encoder, everything else equal:
+Not part of the benchmark. A candidate changes ``medical.phantom_anatomy`` (both measured
+candidates were not adopted and live only in history: ``narrow`` at commit 8f51c5d,
+``wide`` at e0d6e61; check out ``medical/phantom_anatomy.py`` and
+``medical/phantom_canvas.py`` from one of them to rerun it): kidneys tilted as adult
+kidneys lie (upper pole medial and posterior), wider than deep, no fat plane to the liver
+or spleen in a share of bodies, the liver's posterior segment lateral to the right kidney.
+Two arms, the README recipe's ``train --labels 20`` from the **same** pretrained encoder,
+everything else equal:
 
 * old: a model trained on the old simulator's phantoms (``--old-model``, e.g. the README
-  recipe's model trained before the change);
-* new: ``simulate --cases 32 --seed 0`` with this simulator, then ``train --labels 20
-  --pretrained PRETRAINED``.
+  recipe's model);
+* new: ``simulate --cases 32 --seed 0`` with the simulator in the tree, then
+  ``train --labels 20 --pretrained PRETRAINED``.
 
 Both are scored on two held-out sets: the **frozen** one made by the old simulator
-(``--old-held-out``: ``simulate --cases 18 --seed 900 --shape 128,128,96`` before the
-change, a world the change never saw) and a new one of this simulator (seed 901, fixed
-before the new model was trained). Adopt only if the old held-out mean Dice of liver,
-spleen and kidneys does not fall (noise about 0.01) and the new held-out is not worse.
-Also reports, per held-out set, the kidney anatomy the tests check (tilt, width/depth,
-right kidney's surface touching liver) measured on the truth labels.
+(``--old-held-out``: ``simulate --cases 18 --seed 900 --shape 128,128,96``, a world the
+candidate never saw) and one of the candidate simulator (``--held-out-seed``, fixed before
+its model was trained). Adopt only if the old held-out mean Dice of liver, spleen and
+kidneys does not fall (noise about 0.01) and the new held-out is not worse. Also reports,
+per held-out set, the kidney anatomy of the truth labels (tilt, width over depth, share
+of the right kidney's surface next to liver).
 
 Every step is skipped when its output is already in ``--work``. Writes the candidate's
 entry (``--candidate``) of ``bench/results/medical_anatomy.json``, keeping the others.
