@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from bench.experiments.medical_label_count import cli, dice_table, phases, print_dice
+from bench.experiments.medical_label_count import dice_table, phases, print_dice, run_missing
 from core.io import write_text_atomic
 from medical.evaluate import evaluate
 from medical.io import find_cases, load_label_like, load_volume
@@ -111,11 +111,7 @@ def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
             steps.append((f"infer_{arm}_on_{held_out}", run,
                           ["infer", "--model", str(model), "--images", str(data / "imagesTr"),
                            "--out", str(run), "--quiet"]))
-    seconds = {}
-    for name, output, args in steps:
-        if not output.exists():
-            seconds[name] = cli(*args)
-    return seconds
+    return run_missing(steps)
 
 
 def main() -> None:
