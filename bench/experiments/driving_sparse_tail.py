@@ -37,9 +37,8 @@ import numpy as np
 
 from bench.experiments.driving_curved_path import use
 from bench.experiments.driving_path_channel import Alerts, PathHarness, report
-from bench.experiments.driving_road_corridor import RoadCorridor
+from bench.experiments.driving_road_corridor import RoadCorridor, save_configuration
 from core.calibration import threshold_from_contamination
-from core.io import write_text_atomic
 from driving.scoring import frame_score as fs
 from driving.scoring.surprise import result_from_maps
 
@@ -176,7 +175,5 @@ def main(world: str, configuration: str) -> dict:
 
 if __name__ == "__main__":
     world, configuration = sys.argv[1], sys.argv[2]
-    out = Path("bench/results") / f"driving_sparse_tail_{world}.json"
-    results = json.loads(out.read_text()) if out.exists() else {"world": world, "configurations": {}}
-    results["configurations"][configuration] = main(world, configuration)
-    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
+    save_configuration(Path("bench/results") / f"driving_sparse_tail_{world}.json", world, configuration,
+                       main(world, configuration))
