@@ -157,8 +157,9 @@ def evaluate(harness, world: str) -> dict:
                 rules = THRESHOLDS if tail is COMMITTED_TAIL else dict(list(THRESHOLDS.items())[:1])
                 for rule_label, rule in rules.items():
                     label = f"{corridor_label}, {tail_label}, {rule_label}"
-                    out[label] = harness.metrics(Alerts(scored.events, scored.normal, rule(held, c)))
-                    out[label]["threshold"] = rule(held, c)
+                    threshold = rule(held, c)
+                    out[label] = harness.metrics(Alerts(scored.events, scored.normal, threshold))
+                    out[label]["threshold"] = threshold
                     report(world, label, out[label])
                 if tail is COMMITTED_TAIL:
                     out[f"{corridor_label}: diagnosis"] = diagnosis(harness, fitted, pooled(held, c))
