@@ -162,9 +162,15 @@ def main(world: str, configuration: str = "tuned") -> dict:
     return results
 
 
+def save_configuration(out: Path, world: str, configuration: str, result: dict):
+    """Store ``result`` as ``configuration``'s entry of results file ``out``, keeping the
+    other configurations' entries."""
+    results = json.loads(out.read_text()) if out.exists() else {"world": world, "configurations": {}}
+    results["configurations"][configuration] = result
+    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
+
+
 if __name__ == "__main__":
     world, configuration = sys.argv[1], sys.argv[2]
-    out = Path("bench/results") / f"driving_road_corridor_{world}.json"
-    results = json.loads(out.read_text()) if out.exists() else {"world": world, "configurations": {}}
-    results["configurations"][configuration] = main(world, configuration)
-    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
+    save_configuration(Path("bench/results") / f"driving_road_corridor_{world}.json", world, configuration,
+                       main(world, configuration))
