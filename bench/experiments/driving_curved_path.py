@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.driving_path_channel import PathHarness, report
-from core.io import write_text_atomic
+from bench.experiments.driving_path_channel import PathHarness, report, save_configuration
 from driving.schema import OBJECT_CLASSES, UNOBSERVED
 from driving.scoring import frame_score as fs
 from driving.scoring import surprise
@@ -86,13 +85,40 @@ def corridor_ahead():
         fs.ego_lane, fs.ego_path = lane, path
 
 
-class Bent:
-    """One variant's channels and scored cells over corridors bent by ``curvature(log)``;
-    the scored cells look a grid's curvature up by the grid (``register`` every log first:
-    the committed functions get the grid, not the log)."""
+class Corridor:
+    """One variant's channels and scored cells over per-frame corridors: a subclass supplies
+    ``lane(log)`` (``lead_closing``'s, if ``bend_lead``, and ``path_reach``'s) and
+    ``path(observed, meta)`` (the scored cells', if ``bend_path``), ``(T, H, W)`` bool each;
+    the channels not bent read the committed straight corridor."""
+
+    def __init__(self, bend_path: bool, bend_lead: bool = True):
+        self.bend_path, self.bend_lead = bend_path, bend_lead
+
+    def lead_closing(self, log):
+        if not self.bend_lead:
+            return COMMITTED["observed"]["lead_closing"](log)
+        with corridor_ahead():
+            return COMMITTED["observed"]["lead_closing"](
+                replace(log, semantic=erase_outside(log.semantic, self.lane(log))))
+
+    def path_reach(self, log):
+        return fs.path_reach(erase_outside(log.semantic, self.lane(log)), log.ego_speed, log.meta,
+                             half_width_m=np.inf)
+
+    def scored_objects(self, observed, meta):
+        if not self.bend_path:
+            return COMMITTED["scored_objects"](observed, meta)
+        with corridor_ahead():
+            return COMMITTED["scored_objects"](erase_outside(observed, self.path(observed, meta)), meta)
+
+
+class Bent(Corridor):
+    """The corridors bent by ``curvature(log)``; the scored cells look a grid's curvature up
+    by the grid (``register`` every log first: the committed functions get the grid, not the log)."""
 
     def __init__(self, curvature, bend_path: bool):
-        self.curvature, self.bend_path, self.by_grid = curvature, bend_path, {}
+        super().__init__(bend_path)
+        self.curvature, self.by_grid = curvature, {}
 
     def register(self, logs):
         for log in logs:
@@ -106,21 +132,9 @@ class Bent:
         bent = np.abs(path_offset(log.meta, self.curvature_of(log.semantic))) <= fs.LANE_HALF_M
         return bent & (cell_offsets(log.meta)[0] > fs.EGO_FRONT_M)
 
-    def lead_closing(self, log):
-        with corridor_ahead():
-            return COMMITTED["observed"]["lead_closing"](
-                replace(log, semantic=erase_outside(log.semantic, self.lane(log))))
-
-    def path_reach(self, log):
-        return fs.path_reach(erase_outside(log.semantic, self.lane(log)), log.ego_speed, log.meta,
-                             half_width_m=np.inf)
-
-    def scored_objects(self, observed, meta):
-        if not self.bend_path:
-            return COMMITTED["scored_objects"](observed, meta)
-        path = np.abs(path_offset(meta, self.curvature_of(observed))) <= fs.PATH_HALF_WIDTH_M
-        with corridor_ahead():
-            return COMMITTED["scored_objects"](erase_outside(observed, path & not_passed(meta)), meta)
+    def path(self, observed, meta):
+        bent = np.abs(path_offset(meta, self.curvature_of(observed))) <= fs.PATH_HALF_WIDTH_M
+        return bent & not_passed(meta)
 
 
 def use(variant):
@@ -131,15 +145,12 @@ def use(variant):
                                 {"lead_closing": variant.lead_closing, "path_reach": variant.path_reach})
 
 
-def evaluate_variants(harness, world: str, variants: dict, prepare=None) -> dict:
-    """``{label: harness.evaluate(...)}`` of the frame score with each variant in :func:`use`
-    (``prepare(variant)`` first, for those not None), a line each; the committed functions
-    are restored after."""
+def evaluate_variants(harness, world: str, variants: dict) -> dict:
+    """``{label: harness.evaluate(...)}`` of the frame score with each variant in :func:`use`,
+    a line each; the committed functions are restored after."""
     out = {}
     try:
         for label, variant in variants.items():
-            if variant and prepare:
-                prepare(variant)
             use(variant)
             out[label] = harness.evaluate(fs.CHANNELS)
             report(world, label, out[label])
@@ -177,13 +188,15 @@ def main(world: str, configuration: str = "tuned") -> dict:
                "variants": {}}
     world = f"{world}/{configuration}"
     print(world, json.dumps(results["curvature"]), flush=True)
-    results["variants"] = evaluate_variants(harness, world, VARIANTS,
-                                            lambda variant: variant.register([log for log, _ in items]))
+    for variant in VARIANTS.values():
+        if variant:
+            variant.register([log for log, _ in items])
+    results["variants"] = evaluate_variants(harness, world, VARIANTS)
     return results
 
 
 if __name__ == "__main__":
     world = sys.argv[1]
-    results = {"world": world, "configurations": {c: main(world, c) for c in ("tuned", "heldout")}}
-    write_text_atomic(Path("bench/results") / f"driving_curved_path_{world}.json",
-                      json.dumps(results, indent=1) + "\n")
+    for configuration in ("tuned", "heldout"):
+        save_configuration(Path("bench/results") / f"driving_curved_path_{world}.json", world, configuration,
+                           main(world, configuration))

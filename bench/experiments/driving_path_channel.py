@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench.experiments.driving_lead_channel import Harness
 from core.calibration import threshold_from_contamination
+from core.io import write_text_atomic
 from driving.evaluate import events
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import PEDESTRIAN
@@ -167,6 +168,14 @@ def report(world, label, out: dict):
     """One line: ``world``, ``label`` and ``out`` as JSON, floats to 3 decimals."""
     print(world, label, json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                     for k, v in out.items()}), flush=True)
+
+
+def save_configuration(out: Path, world: str, configuration: str, result: dict):
+    """Store ``result`` as ``configuration``'s entry of results file ``out``, keeping the
+    other configurations' entries."""
+    results = json.loads(out.read_text()) if out.exists() else {"world": world, "configurations": {}}
+    results["configurations"][configuration] = result
+    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

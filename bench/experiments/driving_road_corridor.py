@@ -19,8 +19,8 @@ speed). Frame AUROC (the benchmark's 4 test logs, seed 2,
 and 6 more, seed 3), by kind, events alerted and the alert rate on new normal logs, decided on
 the **tuned** configurations; the frozen **held-out** one (bench.driving.HELDOUT) is computed
 after the decision (``heldout`` argument). Same harness and cached maps as
-driving_curved_path.py (its ``erase_outside`` / ``corridor_ahead`` let the committed channels
-read per-frame corridors). Results in bench/results/driving_road_corridor_<world>.json.
+driving_curved_path.py (its ``Corridor`` lets the committed channels read per-frame
+corridors). Results in bench/results/driving_road_corridor_<world>.json.
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_road_corridor town tuned     # ~6 min
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_road_corridor town heldout   # ~4 min
@@ -28,14 +28,12 @@ read per-frame corridors). Results in bench/results/driving_road_corridor_<world
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.driving_curved_path import COMMITTED, corridor_ahead, erase_outside, evaluate_variants
-from bench.experiments.driving_path_channel import PathHarness
-from core.io import write_text_atomic
+from bench.experiments.driving_curved_path import Corridor, evaluate_variants
+from bench.experiments.driving_path_channel import PathHarness, save_configuration
 from driving.schema import OFF_ROAD, SIDEWALK, UNOBSERVED
 from driving.scoring import frame_score as fs
 from driving.warp import cell_offsets, not_passed
@@ -87,51 +85,44 @@ def road_centre(observed: np.ndarray, meta) -> np.ndarray:
     return centre
 
 
-def along_road(observed: np.ndarray, meta, half_width_m: float) -> np.ndarray:
+def along_road(observed: np.ndarray, meta, half_width_m: float, centre=None) -> np.ndarray:
     """``(T, H, W)`` bool: cells within ``half_width_m`` of the road-following centre line,
-    measured across it (the lateral half width grows with the line's slope)."""
-    centre = road_centre(observed, meta)                               # (T, H) columns
+    measured across it (the lateral half width grows with the line's slope); ``centre``:
+    :func:`road_centre` of ``observed`` where already at hand."""
+    centre = road_centre(observed, meta) if centre is None else centre   # (T, H) columns
     slope = np.gradient(centre, axis=1)                                # columns per row
     cols = np.arange(observed.shape[2])
     across = np.abs(cols[None, None, :] - centre[:, :, None]) * meta.resolution_m
     return across <= half_width_m * np.hypot(1.0, slope)[:, :, None]
 
 
-class RoadCorridor:
-    """One variant's channels and scored cells over corridors along the observed road: the
-    path's (``path_too``) and ``path_reach``'s lane always, ``lead_closing``'s lane if
-    ``lead_too``."""
+class RoadCorridor(Corridor):
+    """The corridors along the observed road: the path's (``bend_path``) and ``path_reach``'s
+    lane always, ``lead_closing``'s lane if ``bend_lead``."""
 
-    def __init__(self, path_too: bool, lead_too: bool = True):
-        self.path_too, self.lead_too = path_too, lead_too
+    def __init__(self, bend_path: bool, bend_lead: bool = True):
+        super().__init__(bend_path, bend_lead)
+        self.centres = {}
 
-    @staticmethod
-    def lane(observed, meta):
-        return along_road(observed, meta, fs.LANE_HALF_M) & (cell_offsets(meta)[0] > fs.EGO_FRONT_M)
+    def centre(self, observed, meta) -> np.ndarray:
+        """:func:`road_centre` of grid ``observed``, computed once per grid (the lane and the
+        path of each fit read it again)."""
+        if id(observed) not in self.centres:
+            self.centres[id(observed)] = (observed, road_centre(observed, meta))   # keeps the id alive
+        return self.centres[id(observed)][1]
 
-    def lead_closing(self, log):
-        if not self.lead_too:
-            return COMMITTED["observed"]["lead_closing"](log)
-        with corridor_ahead():
-            return COMMITTED["observed"]["lead_closing"](
-                replace(log, semantic=erase_outside(log.semantic, self.lane(log.semantic, log.meta))))
+    def lane(self, log):
+        lane = along_road(log.semantic, log.meta, fs.LANE_HALF_M, self.centre(log.semantic, log.meta))
+        return lane & (cell_offsets(log.meta)[0] > fs.EGO_FRONT_M)
 
-    def path_reach(self, log):
-        return fs.path_reach(erase_outside(log.semantic, self.lane(log.semantic, log.meta)),
-                             log.ego_speed, log.meta, half_width_m=np.inf)
-
-    def scored_objects(self, observed, meta):
-        if not self.path_too:
-            return COMMITTED["scored_objects"](observed, meta)
-        path = along_road(observed, meta, fs.PATH_HALF_WIDTH_M) & not_passed(meta)
-        with corridor_ahead():
-            return COMMITTED["scored_objects"](erase_outside(observed, path), meta)
+    def path(self, observed, meta):
+        return along_road(observed, meta, fs.PATH_HALF_WIDTH_M, self.centre(observed, meta)) & not_passed(meta)
 
 
 VARIANTS = {"straight (as committed)": None,
             "(a) the lane along the road, the path straight": RoadCorridor(False),
             "(b) the lane and the path along the road": RoadCorridor(True),
-            "(c) as (b), lead_closing's lane straight": RoadCorridor(True, lead_too=False)}
+            "(c) as (b), lead_closing's lane straight": RoadCorridor(True, bend_lead=False)}
 
 
 def corridor_summary(logs) -> dict:
@@ -160,14 +151,6 @@ def main(world: str, configuration: str = "tuned") -> dict:
     print(label_world, json.dumps(results["corridor"]), flush=True)
     results["variants"] = evaluate_variants(harness, label_world, VARIANTS)
     return results
-
-
-def save_configuration(out: Path, world: str, configuration: str, result: dict):
-    """Store ``result`` as ``configuration``'s entry of results file ``out``, keeping the
-    other configurations' entries."""
-    results = json.loads(out.read_text()) if out.exists() else {"world": world, "configurations": {}}
-    results["configurations"][configuration] = result
-    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.experiments.driving_curved_path import use
-from bench.experiments.driving_path_channel import Alerts, PathHarness, report
-from bench.experiments.driving_road_corridor import RoadCorridor, save_configuration
+from bench.experiments.driving_path_channel import Alerts, PathHarness, report, save_configuration
+from bench.experiments.driving_road_corridor import RoadCorridor
 from core.calibration import threshold_from_contamination
 from driving.scoring import frame_score as fs
 from driving.scoring.surprise import result_from_maps
@@ -128,7 +128,8 @@ def diagnosis(harness, fitted, threshold: float) -> dict:
     tails = np.concatenate([t for _, t in fitted.held_out])
     logs = np.concatenate([np.full(len(s), i) for i, (s, _) in enumerate(fitted.held_out)])
     top = scores >= threshold
-    reach = [int((fs.observed_statistics(log)["path_reach"] > 0).sum()) for log, _ in harness.train]
+    path_reach = [c for c in fs.CHANNELS if c[0] == "path_reach"]
+    reach = [int((fs.observed_statistics(log, path_reach)["path_reach"] > 0).sum()) for log, _ in harness.train]
     return {"threshold": threshold, "frames_at_or_over": int(top.sum()),
             "their_logs": {int(i): int(n) for i, n in zip(*np.unique(logs[top], return_counts=True))},
             "their_channels": {names[i]: int(n) for i, n in
