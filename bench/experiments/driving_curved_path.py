@@ -131,6 +131,23 @@ def use(variant):
                                 {"lead_closing": variant.lead_closing, "path_reach": variant.path_reach})
 
 
+def evaluate_variants(harness, world: str, variants: dict, prepare=None) -> dict:
+    """``{label: harness.evaluate(...)}`` of the frame score with each variant in :func:`use`
+    (``prepare(variant)`` first, for those not None), a line each; the committed functions
+    are restored after."""
+    out = {}
+    try:
+        for label, variant in variants.items():
+            if variant and prepare:
+                prepare(variant)
+            use(variant)
+            out[label] = harness.evaluate(fs.CHANNELS)
+            report(world, label, out[label])
+    finally:
+        use(None)
+    return out
+
+
 VARIANTS = {"straight (as committed)": None,
             "(a) the lane bent, the path straight": Bent(path_curvature, False),
             "(b) the lane and the path bent": Bent(path_curvature, True),
@@ -160,15 +177,8 @@ def main(world: str, configuration: str = "tuned") -> dict:
                "variants": {}}
     world = f"{world}/{configuration}"
     print(world, json.dumps(results["curvature"]), flush=True)
-    try:
-        for label, variant in VARIANTS.items():
-            if variant:
-                variant.register([log for log, _ in items])
-            use(variant)
-            results["variants"][label] = harness.evaluate(fs.CHANNELS)
-            report(world, label, results["variants"][label])
-    finally:
-        use(None)
+    results["variants"] = evaluate_variants(harness, world, VARIANTS,
+                                            lambda variant: variant.register([log for log, _ in items]))
     return results
 
 

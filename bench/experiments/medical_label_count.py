@@ -46,6 +46,12 @@ def cli(*args: str) -> float:
     return time.perf_counter() - start
 
 
+def run_missing(steps) -> dict[str, float]:
+    """Run each ``(name, output, cli args)`` step whose output does not exist yet; the
+    wall seconds of each step run."""
+    return {name: cli(*args) for name, output, args in steps if not output.exists()}
+
+
 def phases(n_cases: int, seed: int) -> list[str]:
     """The contrast phase of each case ``simulate --seed seed`` writes (its first draw)."""
     return [draw_style(np.random.default_rng([seed, i])).phase for i in range(n_cases)]
@@ -79,7 +85,6 @@ def dice_table(per_case: list[dict], case_phases: dict[str, str]) -> dict:
 
 def build(work: Path, label_counts: list[int]) -> dict:
     """Simulate, pretrain, train and infer what ``work`` lacks; seconds per step run."""
-    seconds = {}
     steps = [("simulate_train", work / "ct", ["simulate", "--cases", str(TRAIN["cases"]),
                                                "--seed", str(TRAIN["seed"]), "--out", str(work / "ct")]),
              ("simulate_held_out", work / "heldout",
@@ -96,10 +101,7 @@ def build(work: Path, label_counts: list[int]) -> dict:
         steps.append((f"infer_labels_{k}", run,
                       ["infer", "--model", str(model), "--images", str(work / "heldout/imagesTr"),
                        "--out", str(run), "--quiet"]))
-    for name, output, args in steps:
-        if not output.exists():
-            seconds[name] = cli(*args)
-    return seconds
+    return run_missing(steps)
 
 
 def main() -> None:

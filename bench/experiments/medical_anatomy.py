@@ -1,0 +1,158 @@
+"""Do phantoms with adult kidney anatomy teach a segmenter more? Old vs candidate simulator.
+
+Not part of the benchmark. A candidate changes ``medical.phantom_anatomy`` (both measured
+candidates were not adopted and live only in history: ``narrow`` at commit 8f51c5d,
+``wide`` at e0d6e61; check out ``medical/phantom_anatomy.py`` and
+``medical/phantom_canvas.py`` from one of them to rerun it): kidneys tilted as adult
+kidneys lie (upper pole medial and posterior), wider than deep, no fat plane to the liver
+or spleen in a share of bodies, the liver's posterior segment lateral to the right kidney.
+Two arms, the README recipe's ``train --labels 20`` from the **same** pretrained encoder,
+everything else equal:
+
+* old: a model trained on the old simulator's phantoms (``--old-model``, e.g. the README
+  recipe's model);
+* new: ``simulate --cases 32 --seed 0`` with the simulator in the tree, then
+  ``train --labels 20 --pretrained PRETRAINED``.
+
+Both are scored on two held-out sets: the **frozen** one made by the old simulator
+(``--old-held-out``: ``simulate --cases 18 --seed 900 --shape 128,128,96``, a world the
+candidate never saw) and one of the candidate simulator (``--held-out-seed``, fixed before
+its model was trained). Adopt only if the old held-out mean Dice of liver, spleen and
+kidneys does not fall (noise about 0.01) and the new held-out is not worse. Also reports,
+per held-out set, the kidney anatomy of the truth labels (tilt, width over depth, share
+of the right kidney's surface next to liver).
+
+Every step is skipped when its output is already in ``--work``. Writes the candidate's
+entry (``--candidate``) of ``bench/results/medical_anatomy.json``, keeping the others.
+
+Example::
+
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_anatomy \\
+        --work /tmp/anatomy --pretrained DIR/models/ct-pretrained \\
+        --old-model DIR/models/labels-20 --old-held-out DIR/heldout \\
+        --candidate wide --held-out-seed 902
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import binary_dilation, binary_erosion
+
+from bench.experiments.medical_label_count import dice_table, phases, print_dice, run_missing
+from core.io import write_text_atomic
+from medical.evaluate import evaluate
+from medical.io import find_cases, load_label_like, load_volume
+
+NEW_HELD_OUT = {"cases": 18, "shape": "128,128,96"}   # its seed: one per candidate
+OLD_HELD_OUT_SEED = 900
+TRAIN = {"cases": 32, "seed": 0, "labels": 20}
+KIDNEY_RIGHT, KIDNEY_LEFT, LIVER = 3, 4, 1
+
+
+def kidney_anatomy(label: np.ndarray, spacing) -> dict:
+    """Tilt of each kidney's long axis (degrees; upper pole medial / posterior), its width
+    over depth, and the share of the right kidney's surface voxels next to liver.
+
+    ``label`` is on an LPS grid (axis 0 to the patient's left, axis 1 to the back)."""
+    row = {}
+    for lab, side, name in ((KIDNEY_RIGHT, -1, "right"), (KIDNEY_LEFT, 1, "left")):
+        mask = label == lab
+        if mask.sum() < 50 or mask[..., 0].any() or mask[..., -1].any():
+            continue  # cut by the slab: its axis is not the kidney's
+        points = np.argwhere(mask) * np.asarray(spacing)
+        points -= points.mean(0)
+        variances, vectors = np.linalg.eigh(points.T @ points / len(points))
+        axis = vectors[:, -1] if vectors[2, -1] > 0 else -vectors[:, -1]
+        row[f"{name}_medial_deg"] = float(np.degrees(np.arctan2(-side * axis[0], axis[2])))
+        row[f"{name}_posterior_deg"] = float(np.degrees(np.arctan2(axis[1], axis[2])))
+        row[f"{name}_width_over_depth"] = float(np.sqrt(variances[1] / variances[0]))
+    kidney = label == KIDNEY_RIGHT
+    if kidney.any():
+        surface = kidney & ~binary_erosion(kidney)
+        row["right_surface_touching_liver"] = float(
+            (surface & binary_dilation(label == LIVER)).sum() / surface.sum())
+    return row
+
+
+def anatomy_table(data_dir: Path) -> dict:
+    """Mean of :func:`kidney_anatomy` over a held-out set's truth labels."""
+    rows = []
+    for case in find_cases(data_dir):
+        image = load_volume(case.image)
+        label = load_label_like(case.label, image, case.image).as_tensor().numpy()[0]
+        spacing = np.abs(np.diag(np.asarray(image.affine))[:3])
+        rows.append(kidney_anatomy(np.round(label).astype(int), spacing))
+    keys = sorted({k for row in rows for k in row})
+    table = {k: float(np.mean([row[k] for row in rows if k in row])) for k in keys}
+    shares = [row["right_surface_touching_liver"] for row in rows if "right_surface_touching_liver" in row]
+    table["right_touching_cases"] = f"{sum(s >= 0.1 for s in shares)}/{len(shares)}"
+    return table
+
+
+def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
+          held_out_seed: int) -> dict:
+    """Simulate, train and infer what ``work`` lacks; seconds per step run."""
+    new_held_out, new_model = work / "heldout_new", work / "models/new"
+    steps = [("simulate_train", work / "ct_new",
+              ["simulate", "--cases", str(TRAIN["cases"]), "--seed", str(TRAIN["seed"]),
+               "--out", str(work / "ct_new")]),
+             ("simulate_held_out", new_held_out,
+              ["simulate", "--cases", str(NEW_HELD_OUT["cases"]), "--seed", str(held_out_seed),
+               "--shape", NEW_HELD_OUT["shape"], "--out", str(new_held_out)]),
+             ("train_new", new_model,
+              ["train", "--data", str(work / "ct_new"), "--labels", str(TRAIN["labels"]),
+               "--pretrained", str(pretrained), "--out", str(new_model), "--quiet"])]
+    for arm, model in (("old", old_model), ("new", new_model)):
+        for held_out, data in (("heldout_old", old_held_out), ("heldout_new", new_held_out)):
+            run = work / f"runs/{arm}_on_{held_out}"
+            steps.append((f"infer_{arm}_on_{held_out}", run,
+                          ["infer", "--model", str(model), "--images", str(data / "imagesTr"),
+                           "--out", str(run), "--quiet"]))
+    return run_missing(steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="Data, models and runs.")
+    parser.add_argument("--pretrained", type=Path, required=True, help="Shared encoder.")
+    parser.add_argument("--old-model", type=Path, required=True,
+                        help="train --labels 20 on the old simulator's phantoms.")
+    parser.add_argument("--old-held-out", type=Path, required=True,
+                        help="The frozen held-out set the old simulator made (seed 900).")
+    parser.add_argument("--candidate", required=True,
+                        help="Name of the simulator change measured (the JSON key).")
+    parser.add_argument("--held-out-seed", type=int, required=True,
+                        help="Seed of the new simulator's held-out set, fixed before training.")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/medical_anatomy.json"))
+    args = parser.parse_args()
+    seconds = build(args.work, args.pretrained, args.old_model, args.old_held_out,
+                    args.held_out_seed)
+    held_outs = {"heldout_old": (args.old_held_out, OLD_HELD_OUT_SEED),
+                 "heldout_new": (args.work / "heldout_new", args.held_out_seed)}
+    results, anatomy = {}, {}
+    for held_out, (data, seed) in held_outs.items():
+        case_phases = {f"case_{i:03d}": p for i, p in enumerate(phases(18, seed))}
+        anatomy[held_out] = anatomy_table(data)
+        for arm in ("old", "new"):
+            report = evaluate(args.work / f"runs/{arm}_on_{held_out}", data)
+            results[f"{arm}_on_{held_out}"] = {"dice": dice_table(report["per_case"], case_phases),
+                                              "per_case": report["per_case"]}
+    payload = json.loads(args.out.read_text()) if args.out.is_file() else {"candidates": {}}
+    payload.update({"train": TRAIN, "preset": "default", "held_out_old": {
+        "cases": 18, "seed": OLD_HELD_OUT_SEED, "shape": "128,128,96",
+        "simulator": "before the kidney anatomy change"}})
+    payload["candidates"][args.candidate] = {
+        "held_out_new": {**NEW_HELD_OUT, "seed": args.held_out_seed}, "seconds": seconds,
+        "anatomy_of_truth": anatomy, "results": results}
+    write_text_atomic(args.out, json.dumps(payload, indent=2))
+    for name, result in results.items():
+        print_dice(name, result["dice"])
+    for held_out, table in anatomy.items():
+        print(held_out, {k: round(v, 3) if isinstance(v, float) else v for k, v in table.items()})
+
+
+if __name__ == "__main__":
+    main()
