@@ -92,6 +92,11 @@ def anatomy_table(data_dir: Path) -> dict:
     return table
 
 
+def trained_epochs(model: Path) -> int:
+    """How many epochs the segmenter of ``model`` was trained for."""
+    return json.loads((model / "segmenter/config.json").read_text())["config"]["training"]["epochs"]
+
+
 def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
           held_out_seed: int) -> dict:
     """Simulate, train and infer what ``work`` lacks; seconds per step run."""
@@ -145,6 +150,8 @@ def main() -> None:
         "simulator": "before the kidney anatomy change"}})
     payload["candidates"][args.candidate] = {
         "held_out_new": {**NEW_HELD_OUT, "seed": args.held_out_seed}, "seconds": seconds,
+        "epochs": {arm: trained_epochs(model) for arm, model in
+                   (("old", args.old_model), ("new", args.work / "models/new"))},
         "anatomy_of_truth": anatomy, "results": results}
     write_text_atomic(args.out, json.dumps(payload, indent=2))
     for name, result in results.items():
