@@ -59,22 +59,24 @@ class PageAssets:
         self.app = app
         self.base = f"/{base_path.strip('/')}" if base_path.strip("/") else ""
         self.files = build_files(Path(static_dir))
-        self.bodies: dict[str, bytes] = {}
+        self.served: dict[str, tuple[bytes, bytes]] = {}   # path -> (bytes, content type)
 
     async def __call__(self, scope, receive, send) -> None:
-        body = self._body(scope)
-        if body is None:
+        found = self._file(scope)
+        if found is None:
             await self.app(scope, receive, send)
             return
+        body, kind = found
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", content_type(scope["path"])),
+                    "headers": [(b"content-type", kind),
                                 (b"content-length", str(len(body)).encode()),
                                 (b"cache-control", IMMUTABLE)]})
         await send({"type": "http.response.body",
                     "body": b"" if scope["method"] == "HEAD" else body})
 
-    def _body(self, scope) -> bytes | None:
-        """The bytes of the build file ``scope`` asks for; None: not one (or unreadable)."""
+    def _file(self, scope) -> tuple[bytes, bytes] | None:
+        """The bytes and content type of the build file ``scope`` asks for; None: not one
+        (or unreadable)."""
         path = scope.get("path", "")
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") \
                 or not path.startswith(self.base):
@@ -82,10 +84,10 @@ class PageAssets:
         path = path[len(self.base):]
         if path not in self.files:
             return None
-        if path not in self.bodies:
+        if path not in self.served:
             # once per file and process; from the page cache a read takes well under a ms
             try:
-                self.bodies[path] = self.files[path].read_bytes()
+                self.served[path] = (self.files[path].read_bytes(), content_type(path))
             except OSError:          # gone since start-up: Streamlit's handler says so
                 return None
-        return self.bodies[path]
+        return self.served[path]

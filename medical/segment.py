@@ -47,7 +47,10 @@ class SegmentConfig:
     Args:
         network: the UNet (must match the pretrained one when fine-tuning).
         spacing: model grid; ``None`` = the pretrained bundle's, else the median spacing.
-        samples_per_epoch, max_epochs, batch_size, lr, patience: loop settings.
+        samples_per_epoch, max_epochs, batch_size, lr, patience: loop settings (60 epochs:
+            with 20 labelled phantoms the Dice of the labelled cases not trained on rose
+            from 30 to 60 epochs and by less than half a point more to 90;
+            ``bench.experiments.medical_epochs``).
         foreground: share of crops centred on an organ voxel.
         intensity_jitter: contrast/brightness augmentation range.
         organ_jitter: range of the random per-organ intensity offset (window units;
@@ -66,7 +69,7 @@ class SegmentConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     spacing: tuple[float, float, float] | None = None
     samples_per_epoch: int = 64
-    max_epochs: int = 30
+    max_epochs: int = 60
     batch_size: int = 2
     lr: float = 2e-3
     patience: int = 10

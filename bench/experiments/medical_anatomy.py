@@ -41,15 +41,15 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion
 
-from bench.experiments.medical_label_count import dice_table, phases, print_dice, run_missing
+from bench.experiments.medical_label_count import (HELD_OUT, TRAIN as LABEL_COUNT_TRAIN, case_phases,
+                                                   dice_table, print_dice, run_missing)
 from core.io import write_text_atomic
 from medical.evaluate import evaluate
 from medical.io import find_cases, load_label_like, load_volume
+from medical.phantom_anatomy import KIDNEY_LEFT, KIDNEY_RIGHT, LIVER
 
-NEW_HELD_OUT = {"cases": 18, "shape": "128,128,96"}   # its seed: one per candidate
-OLD_HELD_OUT_SEED = 900
-TRAIN = {"cases": 32, "seed": 0, "labels": 20}
-KIDNEY_RIGHT, KIDNEY_LEFT, LIVER = 3, 4, 1
+NEW_HELD_OUT = {"cases": HELD_OUT["cases"], "shape": HELD_OUT["shape"]}   # its seed: one per candidate
+TRAIN = {**LABEL_COUNT_TRAIN, "labels": 20}
 
 
 def kidney_anatomy(label: np.ndarray, spacing) -> dict:
@@ -92,6 +92,11 @@ def anatomy_table(data_dir: Path) -> dict:
     return table
 
 
+def trained_epochs(model: Path) -> int:
+    """How many epochs the segmenter of ``model`` was trained for."""
+    return json.loads((model / "segmenter/config.json").read_text())["config"]["training"]["epochs"]
+
+
 def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
           held_out_seed: int) -> dict:
     """Simulate, train and infer what ``work`` lacks; seconds per step run."""
@@ -130,22 +135,23 @@ def main() -> None:
     args = parser.parse_args()
     seconds = build(args.work, args.pretrained, args.old_model, args.old_held_out,
                     args.held_out_seed)
-    held_outs = {"heldout_old": (args.old_held_out, OLD_HELD_OUT_SEED),
+    held_outs = {"heldout_old": (args.old_held_out, HELD_OUT["seed"]),
                  "heldout_new": (args.work / "heldout_new", args.held_out_seed)}
     results, anatomy = {}, {}
     for held_out, (data, seed) in held_outs.items():
-        case_phases = {f"case_{i:03d}": p for i, p in enumerate(phases(18, seed))}
+        phase_of = case_phases(HELD_OUT["cases"], seed)
         anatomy[held_out] = anatomy_table(data)
         for arm in ("old", "new"):
             report = evaluate(args.work / f"runs/{arm}_on_{held_out}", data)
-            results[f"{arm}_on_{held_out}"] = {"dice": dice_table(report["per_case"], case_phases),
+            results[f"{arm}_on_{held_out}"] = {"dice": dice_table(report["per_case"], phase_of),
                                               "per_case": report["per_case"]}
     payload = json.loads(args.out.read_text()) if args.out.is_file() else {"candidates": {}}
-    payload.update({"train": TRAIN, "preset": "default", "held_out_old": {
-        "cases": 18, "seed": OLD_HELD_OUT_SEED, "shape": "128,128,96",
+    payload.update({"train": TRAIN, "preset": "default", "held_out_old": {**HELD_OUT,
         "simulator": "before the kidney anatomy change"}})
     payload["candidates"][args.candidate] = {
         "held_out_new": {**NEW_HELD_OUT, "seed": args.held_out_seed}, "seconds": seconds,
+        "epochs": {arm: trained_epochs(model) for arm, model in
+                   (("old", args.old_model), ("new", args.work / "models/new"))},
         "anatomy_of_truth": anatomy, "results": results}
     write_text_atomic(args.out, json.dumps(payload, indent=2))
     for name, result in results.items():

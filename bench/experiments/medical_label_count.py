@@ -57,9 +57,14 @@ def phases(n_cases: int, seed: int) -> list[str]:
     return [draw_style(np.random.default_rng([seed, i])).phase for i in range(n_cases)]
 
 
+def case_phases(n_cases: int, seed: int) -> dict[str, str]:
+    """``{case name: contrast phase}`` of ``simulate --cases n_cases --seed seed``."""
+    return {f"case_{i:03d}": p for i, p in enumerate(phases(n_cases, seed))}
+
+
 def held_out_phases() -> dict[str, str]:
     """``{case name: contrast phase}`` of the frozen held-out set."""
-    return {f"case_{i:03d}": p for i, p in enumerate(phases(HELD_OUT["cases"], HELD_OUT["seed"]))}
+    return case_phases(HELD_OUT["cases"], HELD_OUT["seed"])
 
 
 def print_dice(prefix: str, table: dict) -> None:
