@@ -109,6 +109,7 @@ def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
                "--shape", NEW_HELD_OUT["shape"], "--out", str(new_held_out)]),
              ("train_new", new_model,
               ["train", "--data", str(work / "ct_new"), "--labels", str(TRAIN["labels"]),
+               "--epochs", str(trained_epochs(old_model)),   # both arms equal
                "--pretrained", str(pretrained), "--out", str(new_model), "--quiet"])]
     for arm, model in (("old", old_model), ("new", new_model)):
         for held_out, data in (("heldout_old", old_held_out), ("heldout_new", new_held_out)):

@@ -51,13 +51,13 @@ def main() -> None:
     segmenter = Segmenter.load(args.model / "segmenter")
     fitted = segmenter.postprocessing_
     cases = find_cases(args.held_out)
-    case_phases = held_out_phases()
+    phase_of = held_out_phases()
     results = {}
     # raw: the same segmenter with nothing removed (the warning's reference kept)
     for name, post in (("raw", replace(fitted, keep_largest=[])), ("postprocessed", fitted)):
         segmenter.postprocessing_ = post
         rows = score(segmenter, cases)
-        results[name] = {"dice": dice_table(rows, case_phases),
+        results[name] = {"dice": dice_table(rows, phase_of),
                          "fragment_warnings": sum(bool(r["fragment_warning"]) for r in rows),
                          "per_case": rows}
     payload = {"model": str(args.model), "held_out": HELD_OUT, "postprocessing": fitted.to_dict(),
