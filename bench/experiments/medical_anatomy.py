@@ -3,7 +3,9 @@
 Not part of the benchmark. A candidate changes ``medical.phantom_anatomy`` (both measured
 candidates were not adopted and live only in history: ``narrow`` at commit 8f51c5d,
 ``wide`` at e0d6e61; check out ``medical/phantom_anatomy.py`` and
-``medical/phantom_canvas.py`` from one of them to rerun it): kidneys tilted as adult
+``medical/phantom_canvas.py`` from one of them to rerun it; ``mixed_half`` trains on half
+``wide``'s phantoms, and branch ``exp/medical-adult-kidneys-r13`` draws that mix in the
+simulator): kidneys tilted as adult
 kidneys lie (upper pole medial and posterior), wider than deep, no fat plane to the liver
 or spleen in a share of bodies, the liver's posterior segment lateral to the right kidney.
 Two arms, the README recipe's ``train --labels 20`` from the **same** pretrained encoder,
@@ -13,6 +15,10 @@ everything else equal:
   recipe's model);
 * new: ``simulate --cases 32 --seed 0`` with the simulator in the tree, then
   ``train --labels 20 --pretrained PRETRAINED``.
+
+With ``--mix-old DIR`` (the old simulator's ``simulate --cases 32 --seed 0``) the new arm
+trains on half old, half candidate phantoms instead (:func:`mix_training_set`): does a
+simulator that draws adult anatomy in half its bodies keep the old world and gain the new?
 
 Both are scored on two held-out sets: the **frozen** one made by the old simulator
 (``--old-held-out``: ``simulate --cases 18 --seed 900 --shape 128,128,96``, a world the
@@ -97,14 +103,39 @@ def trained_epochs(model: Path) -> int:
     return json.loads((model / "segmenter/config.json").read_text())["config"]["training"]["epochs"]
 
 
+def mix_training_set(out: Path, old: Path, candidate: Path) -> None:
+    """``out``: an MSD folder of links, half of the trained and half of the validation
+    cases from ``old``, the other halves from ``candidate``. Both simulators start case i
+    from the same seed, so each half takes other case numbers (other bodies)."""
+    labels, cases = TRAIN["labels"], TRAIN["cases"]
+    validation_half = labels + (cases - labels) // 2
+    sources = ([(old, i) for i in range(labels // 2)] + [(candidate, i) for i in range(labels // 2, labels)]
+               + [(old, i) for i in range(labels, validation_half)]
+               + [(candidate, i) for i in range(validation_half, cases)])
+    dataset = json.loads((old / "dataset.json").read_text())
+    dataset["training"], dataset["numTraining"] = [], len(sources)
+    dataset["simulator"] = {"mixed": [f"{root.name}/case_{i:03d}" for root, i in sources]}
+    for n, (root, i) in enumerate(sources):
+        for folder in ("imagesTr", "labelsTr"):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            (out / folder / f"case_{n:03d}.nii.gz").symlink_to((root / folder / f"case_{i:03d}.nii.gz").resolve())
+        dataset["training"].append({"image": f"./imagesTr/case_{n:03d}.nii.gz",
+                                    "label": f"./labelsTr/case_{n:03d}.nii.gz",
+                                    "has_lesion": False, "lesion_organs": []})
+    write_text_atomic(out / "dataset.json", json.dumps(dataset, indent=2))
+
+
 def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
-          held_out_seed: int) -> dict:
+          held_out_seed: int, mix_old: Path | None = None) -> dict:
     """Simulate, train and infer what ``work`` lacks; seconds per step run."""
     new_held_out, new_model = work / "heldout_new", work / "models/new"
-    steps = [("simulate_train", work / "ct_new",
-              ["simulate", "--cases", str(TRAIN["cases"]), "--seed", str(TRAIN["seed"]),
-               "--out", str(work / "ct_new")]),
-             ("simulate_held_out", new_held_out,
+    simulated = work / ("ct_candidate" if mix_old else "ct_new")
+    seconds = run_missing([("simulate_train", simulated,
+                            ["simulate", "--cases", str(TRAIN["cases"]), "--seed", str(TRAIN["seed"]),
+                             "--out", str(simulated)])])
+    if mix_old and not (work / "ct_new").exists():
+        mix_training_set(work / "ct_new", mix_old, simulated)
+    steps = [("simulate_held_out", new_held_out,
               ["simulate", "--cases", str(NEW_HELD_OUT["cases"]), "--seed", str(held_out_seed),
                "--shape", NEW_HELD_OUT["shape"], "--out", str(new_held_out)]),
              ("train_new", new_model,
@@ -117,7 +148,7 @@ def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
             steps.append((f"infer_{arm}_on_{held_out}", run,
                           ["infer", "--model", str(model), "--images", str(data / "imagesTr"),
                            "--out", str(run), "--quiet"]))
-    return run_missing(steps)
+    return {**seconds, **run_missing(steps)}
 
 
 def main() -> None:
@@ -132,10 +163,12 @@ def main() -> None:
                         help="Name of the simulator change measured (the JSON key).")
     parser.add_argument("--held-out-seed", type=int, required=True,
                         help="Seed of the new simulator's held-out set, fixed before training.")
+    parser.add_argument("--mix-old", type=Path, default=None,
+                        help="The old simulator's training phantoms: train the new arm on half of each.")
     parser.add_argument("--out", type=Path, default=Path("bench/results/medical_anatomy.json"))
     args = parser.parse_args()
     seconds = build(args.work, args.pretrained, args.old_model, args.old_held_out,
-                    args.held_out_seed)
+                    args.held_out_seed, args.mix_old)
     held_outs = {"heldout_old": (args.old_held_out, HELD_OUT["seed"]),
                  "heldout_new": (args.work / "heldout_new", args.held_out_seed)}
     results, anatomy = {}, {}
@@ -151,6 +184,7 @@ def main() -> None:
         "simulator": "before the kidney anatomy change"}})
     payload["candidates"][args.candidate] = {
         "held_out_new": {**NEW_HELD_OUT, "seed": args.held_out_seed}, "seconds": seconds,
+        "training_set": "half old, half candidate phantoms" if args.mix_old else "candidate phantoms",
         "epochs": {arm: trained_epochs(model) for arm, model in
                    (("old", args.old_model), ("new", args.work / "models/new"))},
         "anatomy_of_truth": anatomy, "results": results}
