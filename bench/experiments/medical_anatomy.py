@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -115,14 +116,23 @@ def mix_training_set(out: Path, old: Path, candidate: Path) -> None:
     dataset = json.loads((old / "dataset.json").read_text())
     dataset["training"], dataset["numTraining"] = [], len(sources)
     dataset["simulator"] = {"mixed": [f"{root.name}/case_{i:03d}" for root, i in sources]}
+    partial = out.with_name(out.name + ".partial")   # a crash leaves no half-made out
+    shutil.rmtree(partial, ignore_errors=True)
     for n, (root, i) in enumerate(sources):
         for folder in ("imagesTr", "labelsTr"):
-            (out / folder).mkdir(parents=True, exist_ok=True)
-            (out / folder / f"case_{n:03d}.nii.gz").symlink_to((root / folder / f"case_{i:03d}.nii.gz").resolve())
+            (partial / folder).mkdir(parents=True, exist_ok=True)
+            (partial / folder / f"case_{n:03d}.nii.gz").symlink_to(
+                (root / folder / f"case_{i:03d}.nii.gz").resolve())
         dataset["training"].append({"image": f"./imagesTr/case_{n:03d}.nii.gz",
                                     "label": f"./labelsTr/case_{n:03d}.nii.gz",
                                     "has_lesion": False, "lesion_organs": []})
-    write_text_atomic(out / "dataset.json", json.dumps(dataset, indent=2))
+    write_text_atomic(partial / "dataset.json", json.dumps(dataset, indent=2))
+    partial.rename(out)
+
+
+def is_mixed(data: Path) -> bool:
+    """Whether ``data`` is a :func:`mix_training_set` folder."""
+    return "mixed" in json.loads((data / "dataset.json").read_text()).get("simulator", {})
 
 
 def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
@@ -135,6 +145,9 @@ def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
                              "--out", str(simulated)])])
     if mix_old and not (work / "ct_new").exists():
         mix_training_set(work / "ct_new", mix_old, simulated)
+    if bool(mix_old) != is_mixed(work / "ct_new"):
+        raise SystemExit(f"{work / 'ct_new'}: {'not ' if mix_old else ''}a half-and-half "
+                         f"training set, {'with' if mix_old else 'without'} --mix-old: use another --work")
     steps = [("simulate_held_out", new_held_out,
               ["simulate", "--cases", str(NEW_HELD_OUT["cases"]), "--seed", str(held_out_seed),
                "--shape", NEW_HELD_OUT["shape"], "--out", str(new_held_out)]),
@@ -184,7 +197,8 @@ def main() -> None:
         "simulator": "before the kidney anatomy change"}})
     payload["candidates"][args.candidate] = {
         "held_out_new": {**NEW_HELD_OUT, "seed": args.held_out_seed}, "seconds": seconds,
-        "training_set": "half old, half candidate phantoms" if args.mix_old else "candidate phantoms",
+        "training_set": ("half old, half candidate phantoms" if is_mixed(args.work / "ct_new")
+                         else "candidate phantoms"),
         "epochs": {arm: trained_epochs(model) for arm, model in
                    (("old", args.old_model), ("new", args.work / "models/new"))},
         "anatomy_of_truth": anatomy, "results": results}
