@@ -264,9 +264,8 @@ def _check_complete(purchases: pd.DataFrame) -> None:
     missing = purchases[list(PLAIN_FEATURES)].isna()
     if missing.to_numpy().any():
         column = missing.any().idxmax()
-        row = int(missing[column].to_numpy().argmax())
         raise DataValidationError(
-            f"plain feature {column}: NaN at transaction {purchases['id'].iloc[row]} "
+            f"plain feature {column}: NaN at transaction {purchases.loc[missing[column], 'id'].iloc[0]} "
             f"({int(missing[column].sum())} purchases); its canonical columns hold missing values")
 
 

@@ -74,9 +74,14 @@ def test_t_interval_over_seeds():
     assert out["ci95"] == pytest.approx([0.02 - 4.302653 * 0.01 / 3 ** 0.5, 0.02 + 4.302653 * 0.01 / 3 ** 0.5], rel=1e-5)
 
 
+def _tiny_world2(path):
+    """A tiny world-2 simulation written to ``path``; the data file."""
+    data, _ = simulate_to_file(path, World2Config(n_cards=60, n_merchants=120, n_days=20, seed=3))
+    return data
+
+
 def test_split_refuses_a_missing_plain_feature(tmp_path):
-    data, _ = simulate_to_file(tmp_path / "world2.parquet", World2Config(n_cards=60, n_merchants=120, n_days=20, seed=3))
-    canonical = _world2_canonical(data)
+    canonical = _world2_canonical(_tiny_world2(tmp_path / "world2.parquet"))
     row = canonical.index[canonical["amount"] >= 0][3]
     canonical.loc[row, "ship_a"] = np.nan          # a purchase without a shipping latitude
     # the forest would read the missing distance as 0 km; the split refuses it instead
@@ -91,8 +96,7 @@ def saved_world2_run(tmp_path):
     holding that run's numbers (as bench.finance --worlds wrote them)."""
     work = tmp_path / "W"
     work.mkdir()
-    data, _ = simulate_to_file(work / "world2.parquet", World2Config(n_cards=60, n_merchants=120, n_days=20, seed=3))
-    _, train_rows, test = _split(_world2_canonical(data), degrees=True)
+    _, train_rows, test = _split(_world2_canonical(_tiny_world2(work / "world2.parquet")), degrees=True)
     y = test["fraud"].to_numpy()
     unmask = np.random.default_rng(0).normal(size=len(test)) + 2 * y
     pd.DataFrame({"transaction_id": test["id"], "score": unmask}).to_parquet(work / "world2_scores_1.parquet")
