@@ -97,6 +97,7 @@ HISTOGRAM_FLOOR_HU = 5.0         # and above this, when the training volumes bar
 HISTOGRAM_VOXELS = 4_000_000     # voxels read for a histogram (a lattice over larger volumes)
 ERROR_FACTOR = 3.0               # median map error above 3x the calibration cases' median
 FRAGMENT_MARGIN = 0.10           # share outside the largest part: 10 points above calibration
+FRAGMENT_WARNING = "segmentation in pieces"   # the line's start, for whoever counts them
 # Adult organ volumes (ml), wide enough for the extremes seen in practice (a 95th-percentile
 # liver is about 2.2 l; kidneys 100-250 ml each; a normal spleen 100-250 ml, splenomegaly up
 # to about 1.5 l). Heymsfield et al., Ann Intern Med 1979 (liver by CT); Emamian et al., AJR
@@ -264,5 +265,5 @@ def fragmentation_warnings(shares: dict[str, float], fragment_max: dict | None) 
            if organ in fragment_max and share > fragment_max[organ] + FRAGMENT_MARGIN]
     if not odd:
         return []
-    return [f"segmentation in pieces: {', '.join(odd)}; labels lie apart from the organ, where "
+    return [f"{FRAGMENT_WARNING}: {', '.join(odd)}; labels lie apart from the organ, where "
             "it cannot be"]

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,8 @@ from scipy.ndimage import binary_dilation, binary_erosion
 
 from bench.experiments.medical_label_count import (HELD_OUT, TRAIN as LABEL_COUNT_TRAIN, case_phases,
                                                    dice_table, print_dice, run_missing)
-from core.io import write_text_atomic
+from core.bundle import read_bundle_config
+from core.io import atomic_path, write_text_atomic
 from medical.evaluate import evaluate
 from medical.io import find_cases, load_label_like, load_volume
 from medical.phantom_anatomy import KIDNEY_LEFT, KIDNEY_RIGHT, LIVER
@@ -101,7 +101,7 @@ def anatomy_table(data_dir: Path) -> dict:
 
 def trained_epochs(model: Path) -> int:
     """How many epochs the segmenter of ``model`` was trained for."""
-    return json.loads((model / "segmenter/config.json").read_text())["config"]["training"]["epochs"]
+    return read_bundle_config(model / "segmenter")["config"]["training"]["epochs"]
 
 
 def mix_training_set(out: Path, old: Path, candidate: Path) -> None:
@@ -116,18 +116,16 @@ def mix_training_set(out: Path, old: Path, candidate: Path) -> None:
     dataset = json.loads((old / "dataset.json").read_text())
     dataset["training"], dataset["numTraining"] = [], len(sources)
     dataset["simulator"] = {"mixed": [f"{root.name}/case_{i:03d}" for root, i in sources]}
-    partial = out.with_name(out.name + ".partial")   # a crash leaves no half-made out
-    shutil.rmtree(partial, ignore_errors=True)
-    for n, (root, i) in enumerate(sources):
-        for folder in ("imagesTr", "labelsTr"):
-            (partial / folder).mkdir(parents=True, exist_ok=True)
-            (partial / folder / f"case_{n:03d}.nii.gz").symlink_to(
-                (root / folder / f"case_{i:03d}.nii.gz").resolve())
-        dataset["training"].append({"image": f"./imagesTr/case_{n:03d}.nii.gz",
-                                    "label": f"./labelsTr/case_{n:03d}.nii.gz",
-                                    "has_lesion": False, "lesion_organs": []})
-    write_text_atomic(partial / "dataset.json", json.dumps(dataset, indent=2))
-    partial.rename(out)
+    with atomic_path(out) as tmp:                    # a crash leaves no half-made out
+        for n, (root, i) in enumerate(sources):
+            for folder in ("imagesTr", "labelsTr"):
+                (tmp / folder).mkdir(parents=True, exist_ok=True)
+                (tmp / folder / f"case_{n:03d}.nii.gz").symlink_to(
+                    (root / folder / f"case_{i:03d}.nii.gz").resolve())
+            dataset["training"].append({"image": f"./imagesTr/case_{n:03d}.nii.gz",
+                                        "label": f"./labelsTr/case_{n:03d}.nii.gz",
+                                        "has_lesion": False, "lesion_organs": []})
+        (tmp / "dataset.json").write_text(json.dumps(dataset, indent=2))
 
 
 def is_mixed(data: Path) -> bool:

@@ -22,13 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.io import write_text_atomic
+from medical.guard import FRAGMENT_WARNING
 from medical.infer import score_case
 from medical.io import find_cases
 from medical.segment import Segmenter
 
 from .medical_label_count import HELD_OUT, dice_table, held_out_phases, print_dice
 
-FRAGMENT_WARNING = "segmentation in pieces"
 
 
 def score(segmenter: Segmenter, cases) -> list[dict]:
