@@ -22,7 +22,7 @@ import numpy as np
 from bench.experiments.driving_path_channel import (CrossFit, PathHarness, frames, onsets, report,
                                                     save_configuration)
 from driving.scoring import frame_score as fs
-from driving.scoring.surprise import causal_mean, result_from_maps
+from driving.scoring.surprise import causal_mean
 
 WINDOWS_S = (0.3, 0.6, 1.0, 2.0)
 
@@ -80,9 +80,7 @@ def variants(harness) -> dict:
 
 def tail_matrix(harness, state, item) -> np.ndarray:
     """``(T, C)`` each channel's tail score on every frame of ``item``."""
-    log, m = item
-    result = result_from_maps(state, log, harness.maps(log, m, state.context_prior))
-    return state.frame_scorer.tail_scores(result.score_maps)
+    return state.frame_scorer.tail_scores(harness.result(state, item).score_maps)
 
 
 def evaluate(harness, fitted: CrossFit, aggregate) -> dict:
