@@ -119,16 +119,21 @@ def events(labels: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2], edges[1::2]))
 
 
-def detection_latency(labels: np.ndarray, alerts: np.ndarray) -> dict:
-    """Per event, frames until the first alert inside it; summary over events."""
-    latencies, missed = [], 0
+def event_latencies(labels: np.ndarray, alerts: np.ndarray) -> list[int | None]:
+    """Per event (:func:`events`), frames from its first frame to the first alert inside
+    it; None for an event never alerted."""
+    out = []
     for start, stop in events(labels):
         hits = np.flatnonzero(alerts[start:stop])
-        if hits.size:
-            latencies.append(int(hits[0]))
-        else:
-            missed += 1
-    n = len(latencies) + missed
+        out.append(int(hits[0]) if hits.size else None)
+    return out
+
+
+def detection_latency(labels: np.ndarray, alerts: np.ndarray) -> dict:
+    """Per event, frames until the first alert inside it; summary over events."""
+    per_event = event_latencies(labels, alerts)
+    latencies = [d for d in per_event if d is not None]
+    n = len(per_event)
     return {"n_events": n, "detected": len(latencies),
             "detection_rate": len(latencies) / n if n else None,
             "mean_latency_frames": float(np.mean(latencies)) if latencies else None,

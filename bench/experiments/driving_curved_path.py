@@ -51,7 +51,7 @@ def path_offset(meta, curvature: np.ndarray) -> np.ndarray:
 
 def path_curvature(log) -> np.ndarray:
     """``(T,)`` the ego's path curvature now (1/m, + = left): yaw rate over speed."""
-    n = max(2, int(round(fs.LEAD_WINDOW_S * log.meta.rate_hz)) + 1)   # as lead_closing's trend
+    n = fs.lead_window_frames(log.meta.rate_hz)
     yaw_rate = fs.trend(np.unwrap(np.asarray(log.ego_yaw, np.float64)), n, 1.0 / log.meta.rate_hz)
     speed = np.asarray(log.ego_speed, np.float64)
     curvature = np.divide(yaw_rate, speed, out=np.zeros(len(speed)), where=speed >= MIN_TURN_SPEED_MPS)

@@ -156,9 +156,13 @@ class Harness:
         state.context_prior, state.smooth = prior, self.smooth
         return state
 
-    def score(self, state, item):
+    def result(self, state, item):
+        """The scoring result of ``item`` (a log and its maps) under ``state``."""
         log, m = item
-        return result_from_maps(state, log, self.maps(log, m, state.context_prior)).score
+        return result_from_maps(state, log, self.maps(log, m, state.context_prior))
+
+    def score(self, state, item):
+        return self.result(state, item).score
 
     def run(self, channels, label, whole=False):
         obs = self.whole if whole else None

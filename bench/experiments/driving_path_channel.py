@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from bench.experiments.driving_lead_channel import Harness
 from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
-from driving.evaluate import events
+from driving.evaluate import event_latencies
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import PEDESTRIAN
 from driving.scoring import frame_score as fs
@@ -58,6 +58,11 @@ class CrossFit:
     normals: list
 
 
+def frames(window_s: float, rate_hz: float) -> int:
+    """Frames in a window of ``window_s`` seconds at ``rate_hz`` (at least one)."""
+    return max(1, int(round(window_s * rate_hz)))
+
+
 @dataclass
 class Alerts:
     """Frame scores of the event logs (one array per log) and of the normal logs (one array),
@@ -73,7 +78,7 @@ class PathHarness(Harness):
     def __init__(self, world, cal_frames=50, configuration="tuned"):
         self.world, self.root = world, CACHE / world
         self.pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
-        self.smooth = max(1, int(round(self.pred.smooth_s * self.pred.meta_.rate_hz)))
+        self.smooth = frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
         # either configuration: the scoring state and the threshold come from the training
@@ -156,12 +161,7 @@ class PathHarness(Harness):
 def onsets(scores, labels, threshold) -> list:
     """Per event (a run of anomalous frames in one log), frames from its first frame to its
     first score over ``threshold``; None for an event never alerted."""
-    out = []
-    for s, lab in zip(scores, labels):
-        for start, stop in events(lab):
-            above = np.flatnonzero(s[start:stop] > threshold)
-            out.append(int(above[0]) if above.size else None)
-    return out
+    return [d for s, lab in zip(scores, labels) for d in event_latencies(lab, s > threshold)]
 
 
 def report(world, label, out: dict):

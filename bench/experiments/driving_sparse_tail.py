@@ -40,7 +40,6 @@ from bench.experiments.driving_path_channel import Alerts, PathHarness, report, 
 from bench.experiments.driving_road_corridor import RoadCorridor
 from core.calibration import threshold_from_contamination
 from driving.scoring import frame_score as fs
-from driving.scoring.surprise import result_from_maps
 
 CONFIDENCE_Z = 1.645      # one-sided 95 %: the usual confidence bound, not fitted to a world
 BOOTSTRAPS = 500          # log resamples of the bootstrap threshold (seeded)
@@ -142,8 +141,7 @@ def evaluate(harness, world: str) -> dict:
     """Every corridor with every tail (the committed threshold) and, with the committed
     tail, every threshold rule; a line each."""
     def per_log(state, item):
-        log, m = item
-        result = result_from_maps(state, log, harness.maps(log, m, state.context_prior))
+        result = harness.result(state, item)
         return result.score, state.frame_scorer.tail_scores(result.score_maps)
 
     out, c = {}, harness.pred.contamination

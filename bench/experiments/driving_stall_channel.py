@@ -26,7 +26,7 @@ def closing(bands, limit, over_gap=True, gap_floor_m=0.0):
     cell; a change of the gap faster than ``limit(ego_speed)`` gives no value."""
     def channel(log):
         forward, right = cell_offsets(log.meta)
-        n = max(2, int(round(fs.LEAD_WINDOW_S * log.meta.rate_hz)) + 1)
+        n = fs.lead_window_frames(log.meta.rate_hz)
         out = np.zeros(log.semantic.shape, np.float32)
         bound = limit(np.asarray(log.ego_speed, np.float64))
         for low, high in bands:

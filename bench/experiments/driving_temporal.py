@@ -14,23 +14,17 @@ threshold from the cross-fitted scores of the same aggregation).
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_temporal town   # ~6 min
 """
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.driving_path_channel import CrossFit, PathHarness, onsets, report
-from core.io import write_text_atomic
+from bench.experiments.driving_path_channel import (CrossFit, PathHarness, frames, onsets, report,
+                                                    save_configuration)
 from driving.scoring import frame_score as fs
-from driving.scoring.surprise import causal_mean, result_from_maps
+from driving.scoring.surprise import causal_mean
 
 WINDOWS_S = (0.3, 0.6, 1.0, 2.0)
-
-
-def frames(window_s: float, rate_hz: float) -> int:
-    """Frames in a window of ``window_s`` seconds at ``rate_hz`` (at least one)."""
-    return max(1, int(round(window_s * rate_hz)))
 
 
 def causal_kth(values: np.ndarray, window: int, k: int = 2) -> np.ndarray:
@@ -86,9 +80,7 @@ def variants(harness) -> dict:
 
 def tail_matrix(harness, state, item) -> np.ndarray:
     """``(T, C)`` each channel's tail score on every frame of ``item``."""
-    log, m = item
-    result = result_from_maps(state, log, harness.maps(log, m, state.context_prior))
-    return state.frame_scorer.tail_scores(result.score_maps)
+    return state.frame_scorer.tail_scores(harness.result(state, item).score_maps)
 
 
 def evaluate(harness, fitted: CrossFit, aggregate) -> dict:
@@ -115,7 +107,6 @@ def main(world: str, configuration: str = "tuned") -> dict:
 
 if __name__ == "__main__":
     world = sys.argv[1]
-    results = {"world": world, "configurations": {c: {"variants": main(world, c)}
-                                                  for c in ("tuned", "heldout")}}
-    out = Path("bench/results") / f"driving_temporal_{world}.json"
-    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
+    for configuration in ("tuned", "heldout"):
+        save_configuration(Path("bench/results") / f"driving_temporal_{world}.json", world, configuration,
+                           {"variants": main(world, configuration)})

@@ -150,6 +150,12 @@ def trend(values: np.ndarray, n: int, dt: float) -> np.ndarray:
     return out
 
 
+def lead_window_frames(rate_hz: float) -> int:
+    """Frames the gap's trend is fitted over in :func:`lead_closing`: ``LEAD_WINDOW_S`` at
+    ``rate_hz``, at least two."""
+    return max(2, int(round(LEAD_WINDOW_S * rate_hz)) + 1)
+
+
 def lead_closing(observed: np.ndarray, meta) -> np.ndarray:
     """How fast the ego closes in on the lead vehicle, per metre of gap (1/s, >= 0; the
     inverse of the time to collision), on the lead's cells: ``(T, H, W)`` float32.
@@ -159,7 +165,7 @@ def lead_closing(observed: np.ndarray, meta) -> np.ndarray:
     left) or a window without a lead gives no value.
     """
     gap, cells = lead_gap(observed, meta)
-    n = max(2, int(round(LEAD_WINDOW_S * meta.rate_hz)) + 1)
+    n = lead_window_frames(meta.rate_hz)
     closing = -trend(gap, n, 1.0 / meta.rate_hz)                       # m/s, > 0: closing in
     closing[~(np.abs(closing) <= MAX_CLOSING_MPS)] = np.nan            # NaN too
     inverse_ttc = np.nan_to_num(np.clip(closing, 0.0, None) / gap, nan=0.0)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from driving.evaluate import HiddenCellAccumulator, frame_metrics
+from driving.evaluate import HiddenCellAccumulator, event_latencies, frame_metrics
 from driving.schema import LANE_MARKING, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE, DriveLog, LogMeta
 from driving.scoring.decision import RoadBelief, RoadThresholdFit, decide, decide_log, layout_mass
 from driving.scoring.frame_score import CHANNELS, FrameScorer, TailScore, scored_objects
@@ -147,6 +147,13 @@ def test_frame_metrics_report_latency_and_the_alert_rate_on_normal_frames():
     out = frame_metrics(labels, np.arange(8.0), alerts)
     assert out["alert_rate_normal"] == pytest.approx(0.2)        # 1 of 5 normal frames
     assert out["detected"] == 1 and out["mean_latency_frames"] == 1.0
+
+
+def test_event_latencies_give_frames_to_the_first_alert_or_none_per_event():
+    labels = np.array([1, 1, 0, 1, 1, 1, 0, 1], bool)
+    alerts = np.array([0, 1, 1, 0, 0, 0, 0, 1], bool)
+    assert event_latencies(labels, alerts) == [1, None, 0]
+    assert event_latencies(np.zeros(3, bool), alerts[:3]) == []
 
 
 def test_frame_score_reads_only_objects_not_yet_passed():
