@@ -28,7 +28,7 @@ from core.runtime import NetworkPlacement, autocast
 from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyScorer
-from .guard import InputReference, body_hu_cdf, ras_extent_mm
+from .guard import InputReference, body_hu_cdf, fragmentation_warnings, ras_extent_mm
 from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .postprocess import PostProcessing
@@ -190,15 +190,19 @@ class Segmenter(NetworkPlacement, Estimator):
             logits = self.inferer()(masked_input(x, torch.zeros_like(x)), self.network)
         return torch.softmax(logits.float(), dim=1)[0].cpu()
 
-    def segment(self, image) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
+    def segment(self, image) -> tuple[torch.Tensor, np.ndarray, list[str]]:
         """Post-processed softmax ``(C, x, y, z)`` of a model-grid image ``(1, x, y, z)``,
-        its argmax labels, and per organ the share of the raw label outside its largest
-        part (``{}`` without :attr:`postprocessing_`)."""
+        its argmax labels, and the guard's fragmentation warning lines
+        (``medical.guard.fragmentation_warnings``).
+
+        The one place where no :attr:`postprocessing_` (no validation cases) is handled:
+        the labels are the network's, and there is no reference to warn against.
+        """
         probs = self.predict_proba(image)
         if self.postprocessing_ is None:
-            return probs, channel_argmax(probs).numpy(), {}
+            return probs, channel_argmax(probs).numpy(), []
         labels, shares = self.postprocessing_.apply(probs, self.labels)
-        return probs, labels, shares
+        return probs, labels, fragmentation_warnings(shares, self.postprocessing_.fragment_max)
 
     def fit_postprocessing(self, prepared) -> "Segmenter":
         """Decide per organ whether to keep only its largest part, and fit the fragmentation
