@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,11 @@ import urllib.request
 from pathlib import Path
 
 from bench.cpu_load import cpu_load, describe
+from bench.dashboard import ui   # the dashboard tests' server helpers (free_port)
 from core.runtime import usable_cpus
 
 RESULTS = Path(__file__).parent / "results" / "demo_load.json"
 SAMPLE_EVERY_S = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _healthy(port: int) -> bool:
@@ -72,7 +66,7 @@ def main(argv=None):
     print(f"load generator: {describe(args.spinners)}", flush=True)
     with cpu_load(args.spinners, SAMPLE_EVERY_S) as sampler:
         with tempfile.TemporaryDirectory() as tmp:
-            ws, port = Path(tmp) / "ws", _free_port()
+            ws, port = Path(tmp) / "ws", ui.free_port()
             command = [sys.executable, "-m", "core.cli", "demo", "--size", args.size,
                        "--workspace", str(ws), "--serve", "--port", str(port)]
             print("timing:", " ".join(command), flush=True)

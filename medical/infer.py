@@ -37,7 +37,7 @@ from core.runtime import progress_bar
 
 from .anomaly import AnomalyScorer
 from .dicom_out import write_parametric_map, write_segmentation
-from .guard import error_warning, fragmentation_warnings, organ_warnings
+from .guard import error_warning, organ_warnings
 from .io import find_cases, load_label_like, load_volume, save_nifti
 from .reconstruction import body_mask
 from .segment import Segmenter
@@ -124,7 +124,7 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
             case_warnings += segmenter.input_reference_.image_warnings(image.array[0], affine)
         pre = Preprocessor(segmenter.preprocess)
         grid_image = pre(image)["image"]
-        probs, labels_grid, fragment_shares = segmenter.segment(grid_image.as_tensor())
+        probs, labels_grid, fragment_lines = segmenter.segment(grid_image.as_tensor())
         labels_input = pre.invert_argmax(probs, grid_image)
         del probs
         if run is not None:
@@ -137,8 +137,7 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
             row[f"volume_ml_{name}"] = float((labels_input == k).sum() * voxel_ml)
             row[f"dice_{name}"] = np.nan
         case_warnings += organ_warnings(labels_input, names, voxel_ml, segmenter.input_reference_)
-        post = segmenter.postprocessing_
-        case_warnings += fragmentation_warnings(fragment_shares, post.fragment_max if post else None)
+        case_warnings += fragment_lines
         _truth_columns(case, image, labels_input, names, row)
         del labels_input
     elif case.lesion is not None or case.has_lesion is not None:

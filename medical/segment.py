@@ -28,13 +28,13 @@ from core.runtime import NetworkPlacement, autocast
 from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyScorer
-from .guard import InputReference, body_hu_cdf, ras_extent_mm
+from .guard import InputReference, body_hu_cdf, fragmentation_warnings, ras_extent_mm
 from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .postprocess import PostProcessing
 from .reconstruction import masked_input
 from .transforms import Preprocessor, PreprocessConfig, channel_argmax, median_spacing
-from .volumes import CropDataset, prepare_case, prepare_cases
+from .volumes import CropDataset, PreparedCase, prepare_read, read_case
 
 BUNDLE_KIND = "ct-segmenter"
 MIN_SW_BATCH = 4
@@ -190,15 +190,19 @@ class Segmenter(NetworkPlacement, Estimator):
             logits = self.inferer()(masked_input(x, torch.zeros_like(x)), self.network)
         return torch.softmax(logits.float(), dim=1)[0].cpu()
 
-    def segment(self, image) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
+    def segment(self, image) -> tuple[torch.Tensor, np.ndarray, list[str]]:
         """Post-processed softmax ``(C, x, y, z)`` of a model-grid image ``(1, x, y, z)``,
-        its argmax labels, and per organ the share of the raw label outside its largest
-        part (``{}`` without :attr:`postprocessing_`)."""
+        its argmax labels, and the guard's fragmentation warning lines
+        (``medical.guard.fragmentation_warnings``).
+
+        The one place where no :attr:`postprocessing_` (no validation cases) is handled:
+        the labels are the network's, and there is no reference to warn against.
+        """
         probs = self.predict_proba(image)
         if self.postprocessing_ is None:
-            return probs, channel_argmax(probs).numpy(), {}
+            return probs, channel_argmax(probs).numpy(), []
         labels, shares = self.postprocessing_.apply(probs, self.labels)
-        return probs, labels, shares
+        return probs, labels, fragmentation_warnings(shares, self.postprocessing_.fragment_max)
 
     def fit_postprocessing(self, prepared) -> "Segmenter":
         """Decide per organ whether to keep only its largest part, and fit the fragmentation
@@ -307,8 +311,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     spacing = spacing or median_spacing([load_volume(c.image) for c in cases])
     preprocess = PreprocessConfig(spacing=tuple(spacing))
     labels = read_dataset_json(data)["labels"] if (Path(data) / "dataset.json").is_file() else None
-    preprocessor = Preprocessor(preprocess)
-    prepared = prepare_cases(cases, preprocessor, with_truth=True)
+    reader = CaseReader(Preprocessor(preprocess))
+    prepared = [reader.prepare(c) for c in cases]
     if labels is None:
         top = int(max(int(p.label.max()) for p in prepared))
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
@@ -316,12 +320,11 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
     segmenter.to(device, precision).fit(prepared, config, init_state, progress)
     labelled = labelled_cases(data)
-    segmenter.input_reference_ = fit_input_reference(labelled, labels)
     if validation_cases is None:
         trained = {c.name for c in cases}
         validation_cases = [c for c in labelled if c.name not in trained]
-    segmenter.fit_postprocessing(prepare_case(c, preprocessor, with_truth=True)
-                                 for c in validation_cases)
+    segmenter.fit_postprocessing(reader.prepare(c) for c in validation_cases)
+    segmenter.input_reference_ = reader.input_reference(labelled, labels)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         held_out = None
         if pretrained is not None:
@@ -339,22 +342,68 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     return segmenter
 
 
+@dataclass
+class CaseSummary:
+    """What the guard's reference (``medical.guard``) needs of one labelled case: field of
+    view (mm) and body HU distribution of its image, voxel volume (ml) and voxel count of
+    each value of its label map (organ names may be known only after training reads it)."""
+
+    extent_mm: np.ndarray
+    hu_cdf: np.ndarray
+    voxel_ml: float
+    label_counts: dict[float, int]
+
+    @classmethod
+    def of(cls, image, label) -> "CaseSummary":
+        """Summarise a loaded image ``(1, X, Y, Z)`` and its label map."""
+        affine = np.asarray(image.affine, dtype=np.float64)
+        values = image.as_tensor().numpy()[0]
+        label_values, counts = np.unique(label.as_tensor().numpy(), return_counts=True)
+        return cls(ras_extent_mm(values.shape, affine), body_hu_cdf(values),
+                   abs(np.linalg.det(affine[:3, :3])) / 1000.0,
+                   {float(v): int(n) for v, n in zip(label_values, counts)})
+
+    def organ_volumes(self, labels: dict[int, str]) -> dict[str, float]:
+        return {name: float(self.label_counts.get(float(k), 0) * self.voxel_ml)
+                for k, name in labels.items()}
+
+
+def _input_reference(summaries, labels: dict[int, str]) -> InputReference:
+    return InputReference.fit([s.extent_mm for s in summaries], [s.hu_cdf for s in summaries],
+                              [s.organ_volumes(labels) for s in summaries])
+
+
 def fit_input_reference(cases, labels: dict[int, str]) -> InputReference:
     """The guard's reference (``medical.guard``) from labelled training ``cases``: field
     of view and body HU of each image, organ volumes (ml) of each label map (one case in
     memory at a time)."""
-    extents, cdfs, organ_volumes = [], [], []
-    for case in cases:
-        image = load_volume(case.image)
-        affine = np.asarray(image.affine, dtype=np.float64)
-        values = image.as_tensor().numpy()[0]
-        truth = load_label_like(case.label, image, case.image).as_tensor().numpy()[0]
-        voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
-        extents.append(ras_extent_mm(values.shape, affine))
-        cdfs.append(body_hu_cdf(values))
-        organ_volumes.append({name: float(np.count_nonzero(truth == k) * voxel_ml)
-                              for k, name in labels.items()})
-    return InputReference.fit(extents, cdfs, organ_volumes)
+    return _input_reference([_read_summary(c) for c in cases], labels)
+
+
+def _read_summary(case) -> CaseSummary:
+    image = load_volume(case.image)
+    return CaseSummary.of(image, load_label_like(case.label, image, case.image))
+
+
+class CaseReader:
+    """Prepares cases for training and validation, keeping each labelled one's
+    :class:`CaseSummary` as it goes by, so that fitting the guard's reference afterwards
+    reads only the cases not prepared (each volume is read once per training)."""
+
+    def __init__(self, preprocessor: Preprocessor):
+        self.preprocessor = preprocessor
+        self.summaries: dict[Path, CaseSummary] = {}   # by image path
+
+    def prepare(self, case) -> PreparedCase:
+        image, label, lesion = read_case(case, with_truth=True)
+        if label is not None:
+            self.summaries[Path(case.image)] = CaseSummary.of(image, label)
+        return prepare_read(case, image, label, lesion, self.preprocessor)
+
+    def input_reference(self, cases, labels: dict[int, str]) -> InputReference:
+        """:func:`fit_input_reference` on labelled ``cases``, from the summaries kept."""
+        return _input_reference([self.summaries.get(Path(c.image)) or _read_summary(c)
+                                 for c in cases], labels)
 
 
 def _held_out_healthy(data, used) -> list:

@@ -29,17 +29,28 @@ class PreparedCase:
     input_affine: np.ndarray | None = None
 
 
-def prepare_case(case: Case, pre: Preprocessor, with_truth: bool = False) -> PreparedCase:
-    """Load ``case`` (checking its label/lesion files agree with the image) and preprocess."""
+def read_case(case: Case, with_truth: bool = False) -> tuple:
+    """``(image, label, lesion)`` of ``case`` as loaded (label/lesion checked to agree with
+    the image; ``None`` where absent or without ``with_truth``)."""
     image = load_volume(case.image)
     label = lesion = None
     if with_truth and case.label is not None:
         label = load_label_like(case.label, image, case.image)
     if with_truth and case.lesion is not None:
         lesion = load_label_like(case.lesion, image, case.image)
+    return image, label, lesion
+
+
+def prepare_read(case: Case, image, label, lesion, pre: Preprocessor) -> PreparedCase:
+    """Preprocess the volumes :func:`read_case` loaded for ``case``."""
     shape, affine = tuple(image.shape[1:]), np.asarray(image.affine, dtype=np.float64)
     out = pre(image, label, lesion)
     return PreparedCase(case, out["image"], out.get("label"), out.get("lesion"), shape, affine)
+
+
+def prepare_case(case: Case, pre: Preprocessor, with_truth: bool = False) -> PreparedCase:
+    """Load ``case`` (checking its label/lesion files agree with the image) and preprocess."""
+    return prepare_read(case, *read_case(case, with_truth), pre)
 
 
 def prepare_cases(cases, pre: Preprocessor, with_truth: bool = False) -> list[PreparedCase]:

@@ -35,7 +35,7 @@ sets = {"train": (6, 1, normal), "tuned": (4, 2, cfg), "tuned_normal": (2, 502, 
 logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=c)]
         for name, (n, seed, c) in sets.items()}
 if pred.memory_gate:        # as OcclusionPredictor.calibrate: on the training logs' held-out tails
-    pred.memory_gate_ = pred._fit_memory_gate(pred.calibration_logs(logs["train"]))
+    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
 for name, items in logs.items():
     for log in items:
         out = root / f"{name}_{log.log_id}.npz"

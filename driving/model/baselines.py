@@ -12,8 +12,10 @@ from core.errors import DataValidationError, NotFittedError
 from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
 from ..warp import cell_offsets, ego_to_world, warp_grid
 
-# The largest world raster (uint8 cells, 2 GiB) world_memory allocates: a log whose poses
+# The most cells a world raster of a log may have (2 GiB of uint8 cells): a log whose poses
 # span more (or a corrupt pose far away) is refused with one line instead of trying.
+# world_cells checks it, and every world raster (world_memory, memory_gate's trace and
+# vehicle tracks, scoring's road belief) is sized from its indices.
 MAX_WORLD_CELLS = 2 ** 31
 
 
@@ -125,15 +127,7 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
     if not len(log):
         return out
     ix, iy = world_cells(log)
-    shape = world_shape(ix, iy)
-    if shape[0] * shape[1] > MAX_WORLD_CELLS:
-        res = log.meta.resolution_m
-        raise DataValidationError(
-            f"log {log.log_id!r}: a world map spanning {shape[0] * res / 1e3:.1f} km x "
-            f"{shape[1] * res / 1e3:.1f} km at {res:g} m per cell needs "
-            f"{shape[0] * shape[1]:.3g} cells, more than the {MAX_WORLD_CELLS:.3g} the "
-            "world-map memory allocates (poses far apart: check ego_x/ego_y)")
-    world = np.full(shape, UNOBSERVED, dtype=np.uint8)
+    world = np.full(world_shape(ix, iy), UNOBSERVED, dtype=np.uint8)
     for t in range(len(log)):
         if before:
             out[t] = world[ix[t], iy[t]]
@@ -149,15 +143,32 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
 def world_cells(log: DriveLog) -> tuple[np.ndarray, np.ndarray]:
     """World-raster indices ``(ix, iy)``, each ``(T, H, W)`` int64 (from 0), of every
     frame's cells at the grid's resolution: the same world cell has the same index in
-    every frame (up to rounding)."""
+    every frame (up to rounding).
+
+    Raises:
+        DataValidationError: the raster holding them would have more than
+            :data:`MAX_WORLD_CELLS` cells (checked before any caller allocates one).
+    """
     res = log.meta.resolution_m
     forward, right = cell_offsets(log.meta)
     wx, wy = zip(*(ego_to_world(pose, forward, right) for pose in log.poses))
     ix = np.rint(np.stack(wx) / res).astype(np.int64)
     iy = np.rint(np.stack(wy) / res).astype(np.int64)
-    return ix - ix.min(), iy - iy.min()
+    ix, iy = ix - ix.min(), iy - iy.min()
+    _check_world_size(log, world_shape(ix, iy))
+    return ix, iy
 
 
 def world_shape(ix: np.ndarray, iy: np.ndarray) -> tuple[int, int]:
     """The world raster ``(X, Y)`` that holds every cell of :func:`world_cells`' indices."""
     return int(ix.max()) + 1, int(iy.max()) + 1
+
+
+def _check_world_size(log: DriveLog, shape: tuple[int, int]) -> None:
+    if shape[0] * shape[1] > MAX_WORLD_CELLS:
+        res = log.meta.resolution_m
+        raise DataValidationError(
+            f"log {log.log_id!r}: a world map spanning {shape[0] * res / 1e3:.1f} km x "
+            f"{shape[1] * res / 1e3:.1f} km at {res:g} m per cell needs "
+            f"{shape[0] * shape[1]:.3g} cells, more than the {MAX_WORLD_CELLS:.3g} the "
+            "world-map memory allocates (poses far apart: check ego_x/ego_y)")

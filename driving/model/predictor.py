@@ -280,14 +280,18 @@ class OcclusionPredictor(Estimator):
         calib_logs = [tail for _, tail in pairs]
         for log in calib_logs:
             self.check_log(log)
-        self.memory_gate_ = self._fit_memory_gate(calib_logs) if self.memory_gate else None
+        self.fit_memory_gate(calib_logs)
         self.scoring_, scores = fit_scoring_state(self, calib_logs, self.smooth_s, self.progress,
                                                   whole_logs=[log for log, _ in pairs])
         return self._calibrate(scores)
 
-    def _fit_memory_gate(self, logs: list[DriveLog]) -> MemoryGate:
-        """The gate's weights, from what later frames of ``logs`` revealed (self-supervised)."""
+    def fit_memory_gate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
+        """Fit ``memory_gate_`` (``None`` with ``memory_gate`` off) from what later frames of
+        ``logs`` revealed (self-supervised; :meth:`calibrate` passes the held-out tails of
+        :meth:`calibration_logs`); returns ``self``."""
         self.memory_gate_ = None                  # the network alone while fitting
+        if not self.memory_gate:
+            return self
         gate = MemoryGate(self.random_state)
         for log in logs:
             context = self.memory_context(log)
@@ -295,7 +299,8 @@ class OcclusionPredictor(Estimator):
             probs = self.apply_memory(self.predict_proba(grids, speed), context, slice(None),
                                       log.semantic)
             gate.add(probs, context[1], future_targets(log, GATE_FUTURE), log.semantic)
-        return gate.finish()
+        self.memory_gate_ = gate.finish()
+        return self
 
     # --- inference ----------------------------------------------------------------------
     def _check_network(self) -> None:
