@@ -32,7 +32,8 @@ def lesion_block(organ: np.ndarray, size=(3, 3, 2), spacing=(1.0, 1.0, 1.0),
     if not binary_erosion(organ).any():
         raise ValueError("the organ has no voxel inside its border to centre a lesion on")
     if deepest:
-        depth = distance_transform_edt(organ, sampling=spacing)
+        # padded: where the slab cuts the organ is its border too, not deep parenchyma
+        depth = distance_transform_edt(np.pad(organ, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
         centre = np.unravel_index(int(np.argmax(depth)), organ.shape)
     else:
         inner = np.argwhere(binary_erosion(organ))

@@ -29,11 +29,13 @@ import argparse
 import json
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from core.io import write_text_atomic
+from core.metrics import auroc
 from core.runtime import configure_threads
 from medical import phantom_anatomy
 from medical.anomaly import AnomalyScorer
@@ -48,6 +50,10 @@ from medical.segment import train_segmenter
 from medical.transforms import Preprocessor
 
 TINY = (32, 32, 16)         # the tests' phantoms (~12 mm voxels)
+# small: the demo's training recipe (medical.demo SIZES["small"]: 16 healthy phantoms at
+# 64 x 64 x 32, ~6 mm voxels, pretrained 12 epochs, 6 labelled for 25 epochs, the other
+# 10 calibrate organ scoring); twins on the same grid, where the block is ~2 x 2 x 1.5 cm
+SMALL = {"shape": (64, 64, 32), "cases": 16, "labels": 6, "pretrain_epochs": 12, "segment_epochs": 25}
 WORLDS = {"old": 0.0, "mixed": phantom_anatomy.ADULT_KIDNEY_SHARE}
 
 
@@ -72,12 +78,27 @@ def tiny_models(root: Path, seed: int):
     return scorer, organ_scorer, segmenter
 
 
+def small_models(root: Path, seed: int):
+    """The small demo's models for ``seed``: (plain scorer, organ scorer as ``train``
+    calibrates it on the unlabelled healthy phantoms, segmenter)."""
+    train = simulate_dataset(root / "train", SMALL["cases"], lesions=False, seed=seed, shape=SMALL["shape"])
+    pretrain_config, segment_config = preset("small", seed)
+    scorer = pretrain(train, root / "pretrained", replace(
+        pretrain_config, max_epochs=SMALL["pretrain_epochs"], patience=SMALL["pretrain_epochs"]))
+    segmenter = train_segmenter(train, root / "ct", root / "pretrained", SMALL["labels"], replace(
+        segment_config, max_epochs=SMALL["segment_epochs"], patience=SMALL["segment_epochs"]))
+    return scorer, AnomalyScorer.load(root / "ct" / "anomaly"), segmenter
+
+
+BUILDERS = {"tiny": (tiny_models, TINY), "small": (small_models, SMALL["shape"])}
+
+
 def score_twin(scorer, segmenter, case, image, lesion, path: Path) -> tuple[float, float, float]:
     """(case score, map mean inside the lesion, map mean over the rest of the liver) of
     ``image`` (the case's geometry); organ scoring when ``segmenter`` is given."""
     pre = Preprocessor(scorer.preprocess)
     grid = pre(load_volume(save_nifti(image, case.affine, path)))["image"]
-    labels = None if segmenter is None else segmenter.predict_proba(grid.as_tensor()).argmax(0).numpy()
+    labels = None if segmenter is None else segmenter.segment(grid.as_tensor())[1]  # as infer does
     error = scorer.error_map(grid.as_tensor(), labels)
     back = pre.invert(error[None], grid)[0]
     rest = (case.label == LIVER) & ~lesion
@@ -85,19 +106,20 @@ def score_twin(scorer, segmenter, case, image, lesion, path: Path) -> tuple[floa
             float(back[lesion].mean()), float(back[rest].mean()))
 
 
-def twin_rows(root: Path, seed: int, n_twins: int, drop_hu: float) -> list[dict]:
-    """Every twin of one world and seed, scored both ways, both placements."""
-    scorer, organ_scorer, segmenter = tiny_models(root, seed)
+def twin_rows(root: Path, config: str, seed: int, n_twins: int, drop_hu: float) -> list[dict]:
+    """Every twin of one world, configuration and seed, scored both ways, both placements."""
+    build, shape = BUILDERS[config]
+    scorer, organ_scorer, segmenter = build(root, seed)
     rows, i, kept = [], -1, 0
     while kept < n_twins:
         i += 1
         try:
-            lesion_twin(np.random.default_rng([600, seed, i]), TINY, drop_hu)
+            lesion_twin(np.random.default_rng([600, seed, i]), shape, drop_hu)
         except ValueError:   # the liver is out of this slab's view: no lesion to place
             continue
         kept += 1
         for deepest in (False, True):
-            case, sick, lesion = lesion_twin(np.random.default_rng([600, seed, i]), TINY, drop_hu,
+            case, sick, lesion = lesion_twin(np.random.default_rng([600, seed, i]), shape, drop_hu,
                                              deepest=deepest)
             adult = phantom_anatomy.adult_kidneys(np.random.default_rng([600, seed, i]))
             for scoring, model, seg in (("plain", scorer, None), ("organs", organ_scorer, segmenter)):
@@ -122,6 +144,8 @@ def summary(rows: list[dict]) -> dict:
             "score_ratio": float(np.mean([r["sick"] for r in mine]) / np.mean([r["healthy"] for r in mine])),
             "inside_over_outside": float(np.mean([r["inside"] for r in mine]) / np.mean([r["outside"] for r in mine]))}
     pooled = {k: float(np.mean([v[k] for v in per_seed.values()])) for k in ("rose", "score_ratio", "inside_over_outside")}
+    pooled["case_auroc"] = auroc([0] * len(rows) + [1] * len(rows),
+                                 [r["healthy"] for r in rows] + [r["sick"] for r in rows])
     pooled["worst_seed"] = {k: float(min(v[k] for v in per_seed.values()))
                             for k in ("rose", "score_ratio", "inside_over_outside")}
     return {"pooled": pooled, "per_seed": per_seed}
@@ -130,11 +154,14 @@ def summary(rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--config", choices=sorted(BUILDERS), default="tiny")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--twins", type=int, default=12)
     parser.add_argument("--drop-hu", type=float, default=50.0)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/medical_lesion_twins.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: bench/results/medical_lesion_twins_CONFIG.json")
     args = parser.parse_args()
+    args.out = args.out or Path(f"bench/results/medical_lesion_twins_{args.config}.json")
     configure_threads()
     seeds = [int(s) for s in args.seeds.split(",")]
     started = time.perf_counter()
@@ -142,7 +169,8 @@ def main() -> None:
     for world, share in WORLDS.items():
         with adult_kidney_share(share):
             for seed in seeds:
-                for row in twin_rows(args.work / world / str(seed), seed, args.twins, args.drop_hu):
+                for row in twin_rows(args.work / world / str(seed), args.config, seed, args.twins,
+                                     args.drop_hu):
                     rows.append({"world": world, **row})
                 print(world, seed, f"{time.perf_counter() - started:.0f} s", flush=True)
     table = {}
@@ -151,7 +179,8 @@ def main() -> None:
             for placement in ("middle", "deepest"):
                 table[f"{world}/{scoring}/{placement}"] = summary(
                     [r for r in rows if (r["world"], r["scoring"], r["placement"]) == (world, scoring, placement)])
-    payload = {"seeds": seeds, "twins": args.twins, "drop_hu": args.drop_hu, "shape": list(TINY),
+    payload = {"config": args.config, "seeds": seeds, "twins": args.twins, "drop_hu": args.drop_hu,
+               "shape": list(BUILDERS[args.config][1]),
                "seconds": round(time.perf_counter() - started), "summary": table, "rows": rows}
     write_text_atomic(args.out, json.dumps(payload, indent=2))
     for key, value in table.items():
