@@ -1,15 +1,16 @@
 """Do phantoms with adult kidney anatomy teach a segmenter more? Old vs candidate simulator.
 
-Not part of the benchmark. A candidate changes ``medical.phantom_anatomy`` (both measured
-candidates were not adopted and live only in history: ``narrow`` at commit 8f51c5d,
-``wide`` at e0d6e61; check out ``medical/phantom_anatomy.py`` and
-``medical/phantom_canvas.py`` from one of them to rerun it; ``mixed_half`` trains on half
-``wide``'s phantoms, and branch ``exp/medical-adult-kidneys-r13`` draws that mix in the
-simulator): kidneys tilted as adult
+Not part of the benchmark. A candidate changes ``medical.phantom_anatomy`` (``narrow`` at
+commit 8f51c5d and ``wide`` at e0d6e61 were not adopted; check out
+``medical/phantom_anatomy.py`` and ``medical/phantom_canvas.py`` from one of them to rerun
+it; ``mixed_half`` trains on half ``wide``'s phantoms, and the simulator in the tree now
+draws that mix, ``ADULT_KIDNEY_SHARE``; ``readme_mixed`` is the README recipe on it,
+pretraining included): kidneys tilted as adult
 kidneys lie (upper pole medial and posterior), wider than deep, no fat plane to the liver
 or spleen in a share of bodies, the liver's posterior segment lateral to the right kidney.
-Two arms, the README recipe's ``train --labels 20`` from the **same** pretrained encoder,
-everything else equal:
+Two arms, the README recipe's ``train --labels 20`` from the **same** pretrained encoder
+(or, without ``--pretrained``, the new arm pretrained on its own phantoms, as the README
+does), everything else equal:
 
 * old: a model trained on the old simulator's phantoms (``--old-model``, e.g. the README
   recipe's model);

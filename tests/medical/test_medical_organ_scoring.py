@@ -83,10 +83,11 @@ def test_organ_scoring_finds_a_liver_lesion(tiny_models, tiny_data, tmp_path, le
                 inside.append(back[lesion].mean())
                 outside.append(back[(case.label == 1) & ~lesion].mean())
         pairs.append(scores)
-    # measured with the tiny models of 5 training seeds, with and without adult kidneys
-    # (bench.experiments.medical_lesion_twins; 8 twins each): half to all of the twins
+    # measured on 12 other twins with the tiny models of 5 training seeds, with and
+    # without adult kidneys (bench.experiments.medical_lesion_twins): 50-83 % of the twins
     # rise (a twin whose liver the tiny segmenter misses scores 0 either way), the mean
-    # case score by 1.9-4.5x, and the lesion's map is 8-46x the rest of the liver
+    # case score 1.8-15x, and the lesion's map is 8.9-173x the rest of the liver; placed
+    # at the middle of the eroded liver instead (its edge, in some), 1.0-3.2x and 1.1-47x
     healthy, sick = np.array(pairs).T
     assert (sick > healthy).sum() >= 3 and sick.mean() > 1.5 * healthy.mean(), pairs
     assert np.mean(inside) > 5 * np.mean(outside), (inside, outside)
