@@ -12,7 +12,8 @@ liver to the hips. What is drawn, in painting order (later overwrites earlier):
 * paraspinal, psoas and gluteal muscles;
 * small-bowel loops (wall, fluid, some gas) and the colon (stool and gas), the bladder;
 * stomach (wall, contents, an air-fluid level), liver with vessels, gallbladder, spleen,
-  kidneys (cortex, medulla, sinus fat; the right one lower), pancreas;
+  kidneys (cortex, medulla, sinus fat; the right one lower; in half the bodies tilted and
+  flattened as adult kidneys lie, against the liver), pancreas;
 * aorta, iliac arteries, IVC;
 * bone: vertebrae (cancellous body in a cortical shell, discs, pedicles, laminae, spinous
   and transverse processes around the spinal canal), sacrum, ribs sloping down to the
@@ -32,6 +33,11 @@ import numpy as np
 from .phantom_canvas import Canvas, Tissue
 
 LIVER, SPLEEN, KIDNEY_RIGHT, KIDNEY_LEFT, SPINE = 1, 2, 3, 4, 5
+# share of bodies drawn with adult kidney anatomy (tilted, flattened kidneys; no fat plane
+# to the liver in some; the liver's posterior segment beside the right kidney); the others
+# keep upright, rounder kidneys in a fat shell. Half and half kept the phantom world the
+# segmenter knew and gained on the adult one (bench.experiments.medical_anatomy, mixed_half)
+ADULT_KIDNEY_SHARE = 0.5
 SOFT = (Tissue.VISCERAL_FAT, Tissue.BOWEL_WALL, Tissue.BOWEL_CONTENT, Tissue.GAS,
         Tissue.STOOL, Tissue.MUSCLE, Tissue.PANCREAS)  # what organs may push aside
 
@@ -181,9 +187,9 @@ def _bowel(rng, canvas: Canvas, body: Body):
     canvas.paint(*bladder, Tissue.BLADDER, cavity_only=True)
 
 
-def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float) -> None:
+def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool) -> None:
     """Liver (with vessels), gallbladder, spleen and then the stomach between them, under
-    the domes."""
+    the domes; ``adult``: the right lobe's posterior segment beside the right kidney too."""
     a_u, a_v, c_u, c_v, dome = body.in_u, body.in_v, body.c_u, body.c_v, body.dome
 
     def below_dome(win, mask, margin=0.0):
@@ -199,7 +205,16 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float) -> None:
     left = canvas.ellipsoid((c_u + rng.uniform(-0.05, 0.15) * a_u, c_v - 0.6 * a_v, dome - 45),
                             (rng.uniform(0.3, 0.45) * a_u, 0.3 * a_v, 40 * s), rng,
                             wobble=0.12, max_angle=0.25)
-    for part in (right, left):
+    parts = [right, left]
+    if adult:
+        # the right lobe's posterior segment (VI) fills the right paravertebral gutter down
+        # lateral to the upper pole of the right kidney, which lies in its renal impression
+        s6 = rng.uniform(0.6, 1.2)
+        parts.append(canvas.ellipsoid((c_u - rng.uniform(0.6, 0.75) * a_u, c_v + 0.25 * a_v,
+                                       dome - rng.uniform(95, 125) * s),
+                                      (0.28 * a_u * s6, 0.4 * a_v * s6, 55 * s6), rng,
+                                      wobble=0.12, max_angle=0.25))
+    for part in parts:
         canvas.paint(*below_dome(*part), Tissue.LIVER, LIVER, onto=SOFT, cavity_only=True)
     hilum = np.array([c_u - 0.2 * a_u, c_v - 0.1 * a_v, dome - 100])
     for _ in range(int(rng.integers(3, 7))):  # portal and hepatic vessel trees, coarsely
@@ -237,27 +252,82 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float) -> None:
         canvas.paint(win, inner & (v < level), Tissue.GAS, onto=(Tissue.STOMACH_CONTENT,))
 
 
-def _kidneys(rng, canvas: Canvas, body: Body) -> None:
-    """Both kidneys beside the spine, the right one lower; cortex, medulla, sinus fat."""
+def kidney_axes(rng, side: int) -> np.ndarray:
+    """An adult kidney's axes as rows (``Canvas.ellipsoid``'s ``rotation``): the long axis
+    tilts with the upper pole medial (0-25 deg, coronal) and posterior (0-30 deg, sagittal),
+    as the kidneys lie along the psoas; a small random turn about that axis."""
+    coronal, sagittal = np.radians(rng.uniform(0, 25)), np.radians(rng.uniform(0, 30))
+    long_axis = np.array([-side * np.tan(coronal), np.tan(sagittal), 1.0])  # medial = -side
+    long_axis /= np.linalg.norm(long_axis)
+    across = np.array([1.0, 0.0, 0.0]) - long_axis[0] * long_axis
+    across /= np.linalg.norm(across)
+    depth = np.cross(long_axis, across)
+    turn = rng.uniform(-0.25, 0.25)
+    across, depth = (np.cos(turn) * across + np.sin(turn) * depth,
+                     -np.sin(turn) * across + np.cos(turn) * depth)
+    return np.stack([across, depth, long_axis])
+
+
+def _kidneys(rng, canvas: Canvas, body: Body, adult: bool) -> None:
+    """Both kidneys beside the spine, the right one lower; cortex, medulla, sinus fat.
+    ``adult``: tilted and flattened as adult kidneys are, the fat plane to the liver and
+    spleen often too thin to see; else upright, rounder, in a fat shell that parts them."""
     level = body.dome - 105 + rng.normal(0, 12)
     for side, lab in ((-1, KIDNEY_RIGHT), (1, KIDNEY_LEFT)):
         height = level - (rng.uniform(5, 25) if side < 0 else 0)
         centre = np.array([body.sp_u + side * (body.r_vb + rng.uniform(35, 50)),
                            body.sp_v + rng.uniform(-5, 12), height])
-        radii = np.array([rng.uniform(22, 28), rng.uniform(20, 26), rng.uniform(45, 58)])
-        win, kidney = canvas.ellipsoid(centre, radii, rng, wobble=0.06, max_angle=0.3)
-        if win is None:
+        if adult:
+            drawn = _adult_kidney(rng, canvas, centre, side)
+        else:
+            drawn = _upright_kidney(rng, canvas, centre)
+        if drawn is None:
             continue
-        fat = canvas.ellipsoid(centre, radii + rng.uniform(3, 6), within=win)[1]
-        canvas.paint(win, fat, Tissue.VISCERAL_FAT, onto=SOFT + (Tissue.LIVER, Tissue.SPLEEN),
-                     cavity_only=True)  # perirenal fat parts kidney from liver and spleen
+        win, kidney, axes, radii = drawn
         canvas.paint(win, kidney, Tissue.KIDNEY_CORTEX, lab, cavity_only=True)
         cortex = rng.uniform(5, 8)
-        medulla = canvas.ellipsoid(centre, radii - cortex, within=win)[1]
+        medulla = canvas.ellipsoid(centre, radii - cortex, within=win, rotation=axes)[1]
         canvas.paint(win, kidney & medulla, Tissue.KIDNEY_MEDULLA, lab, cavity_only=True)
-        hilum = centre + np.array([-side * 0.45 * radii[0], -0.25 * radii[1], 0])
-        sinus = canvas.ellipsoid(hilum, radii * np.array([0.45, 0.4, 0.55]), within=win)[1]
+        hilum = centre + axes.T @ np.array([-side * 0.45 * radii[0], -0.25 * radii[1], 0])
+        sinus = canvas.ellipsoid(hilum, radii * np.array([0.45, 0.4, 0.55]), within=win,
+                                 rotation=axes)[1]
         canvas.paint(win, kidney & sinus, Tissue.RENAL_SINUS, lab, cavity_only=True)
+
+
+def _upright_kidney(rng, canvas: Canvas, centre):
+    """An upright kidney in a 3-6 mm fat shell painted over liver and spleen: (window,
+    kidney mask, axes, radii), None out of view."""
+    radii = np.array([rng.uniform(22, 28), rng.uniform(20, 26), rng.uniform(45, 58)])
+    win, kidney = canvas.ellipsoid(centre, radii, rng, wobble=0.06, max_angle=0.3)
+    if win is None:
+        return None
+    fat = canvas.ellipsoid(centre, radii + rng.uniform(3, 6), within=win)[1]
+    canvas.paint(win, fat, Tissue.VISCERAL_FAT, onto=SOFT + (Tissue.LIVER, Tissue.SPLEEN),
+                 cavity_only=True)  # perirenal fat parts kidney from liver and spleen
+    # its medulla and sinus are drawn upright, as before the adult kidneys came
+    return win, kidney, np.eye(3), radii
+
+
+def _adult_kidney(rng, canvas: Canvas, centre, side: int):
+    """An adult kidney (9-12 cm long, 4.5-6.5 cm wide, 3-5 cm deep) along ``kidney_axes``,
+    in perirenal fat that meets liver or spleen in a third of them: (window, kidney mask,
+    axes, radii), None out of view."""
+    radii = np.array([rng.uniform(23, 33), rng.uniform(16, 25), rng.uniform(45, 60)])
+    axes = kidney_axes(rng, side)
+    fat_mm = rng.uniform(3, 6)
+    # the fat between the upper pole and the liver (hepatorenal recess) or spleen is a
+    # few mm at most and often none visible at CT resolution: a third of them touch
+    organ_fat_mm = max(0.0, rng.uniform(-3, 6))
+    win, fat = canvas.ellipsoid(centre, radii + fat_mm, rotation=axes)
+    if win is None:
+        return None
+    kidney = canvas.ellipsoid(centre, radii, rng, wobble=0.06, within=win, rotation=axes)[1]
+    canvas.paint(win, fat, Tissue.VISCERAL_FAT, onto=SOFT, cavity_only=True)
+    if organ_fat_mm > 0:
+        organ_fat = canvas.ellipsoid(centre, radii + organ_fat_mm, within=win, rotation=axes)[1]
+        canvas.paint(win, organ_fat, Tissue.VISCERAL_FAT, onto=(Tissue.LIVER, Tissue.SPLEEN),
+                     cavity_only=True)
+    return win, kidney, axes, radii
 
 
 def _pancreas_and_vessels(rng, canvas: Canvas, body: Body) -> None:
@@ -404,6 +474,13 @@ def _arms(rng, canvas: Canvas, body: Body) -> None:
                   core=Tissue.YELLOW_MARROW)
 
 
+def adult_kidneys(rng) -> bool:
+    """Whether this body gets adult kidney anatomy (``ADULT_KIDNEY_SHARE`` of them), drawn
+    from a child stream of ``rng``: its own draws are untouched, so the other bodies are
+    drawn exactly as they were before adult kidneys came."""
+    return bool(rng.spawn(1)[0].random() < ADULT_KIDNEY_SHARE)
+
+
 def draw_anatomy(rng, canvas: Canvas) -> dict[int, np.ndarray]:
     """Draw one body into ``canvas``; returns each organ's parenchyma (where lesions grow)."""
     body = _body(rng, canvas)
@@ -411,8 +488,9 @@ def draw_anatomy(rng, canvas: Canvas) -> dict[int, np.ndarray]:
     _thorax(rng, canvas, body, left_drop)
     _muscles(rng, canvas, body)
     _bowel(rng, canvas, body)
-    _upper_organs(rng, canvas, body, left_drop)
-    _kidneys(rng, canvas, body)
+    adult = adult_kidneys(rng)
+    _upper_organs(rng, canvas, body, left_drop, adult)
+    _kidneys(rng, canvas, body, adult)
     _pancreas_and_vessels(rng, canvas, body)
     _spine(rng, canvas, body)
     _ribs_and_sternum(rng, canvas, body)

@@ -112,16 +112,20 @@ class Canvas:
     # --- shapes: each returns (window, mask) ------------------------------------------------
 
     def ellipsoid(self, centre, radii, rng=None, wobble: float = 0.0, max_angle: float = 0.0,
-                  shell: float = 0.0, within=None):
+                  shell: float = 0.0, within=None, rotation=None):
         """An ellipsoid; ``wobble`` adds smooth random lobes to its surface, ``max_angle`` a
         random rotation; ``shell`` > 0 keeps only the outer ``shell`` mm; ``within``
-        evaluates it on that window (another shape's) instead of its own."""
+        evaluates it on that window (another shape's) instead of its own; ``rotation``
+        (3 x 3, organ axes as rows) orients it instead of ``max_angle``."""
         reach = max(radii) * (1.0 + wobble) + 1.0
         window = within or self.window([c - reach for c in centre], [c + reach for c in centre])
         if window is None:
             return None, None
         u, v, w = self.coords(window)
-        rot = random_rotation(rng, max_angle) if max_angle > 0 else np.eye(3)
+        if rotation is not None:
+            rot = np.asarray(rotation, dtype=float)
+        else:
+            rot = random_rotation(rng, max_angle) if max_angle > 0 else np.eye(3)
         d = np.stack(np.broadcast_arrays(u - centre[0], v - centre[1], w - centre[2]), -1) @ rot.T
         n = d / np.asarray(radii, dtype=float)
         radius = np.sqrt((n ** 2).sum(-1)) + 1e-9

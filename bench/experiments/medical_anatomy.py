@@ -1,15 +1,16 @@
 """Do phantoms with adult kidney anatomy teach a segmenter more? Old vs candidate simulator.
 
-Not part of the benchmark. A candidate changes ``medical.phantom_anatomy`` (both measured
-candidates were not adopted and live only in history: ``narrow`` at commit 8f51c5d,
-``wide`` at e0d6e61; check out ``medical/phantom_anatomy.py`` and
-``medical/phantom_canvas.py`` from one of them to rerun it; ``mixed_half`` trains on half
-``wide``'s phantoms, and branch ``exp/medical-adult-kidneys-r13`` draws that mix in the
-simulator): kidneys tilted as adult
+Not part of the benchmark. A candidate changes ``medical.phantom_anatomy`` (``narrow`` at
+commit 8f51c5d and ``wide`` at e0d6e61 were not adopted; check out
+``medical/phantom_anatomy.py`` and ``medical/phantom_canvas.py`` from one of them to rerun
+it; ``mixed_half`` trains on half ``wide``'s phantoms, and the simulator in the tree now
+draws that mix, ``ADULT_KIDNEY_SHARE``; ``readme_mixed`` is the README recipe on it,
+pretraining included): kidneys tilted as adult
 kidneys lie (upper pole medial and posterior), wider than deep, no fat plane to the liver
 or spleen in a share of bodies, the liver's posterior segment lateral to the right kidney.
-Two arms, the README recipe's ``train --labels 20`` from the **same** pretrained encoder,
-everything else equal:
+Two arms, the README recipe's ``train --labels 20`` from the **same** pretrained encoder
+(or, without ``--pretrained``, the new arm pretrained on its own phantoms, as the README
+does), everything else equal:
 
 * old: a model trained on the old simulator's phantoms (``--old-model``, e.g. the README
   recipe's model);
@@ -133,14 +134,20 @@ def is_mixed(data: Path) -> bool:
     return "mixed" in json.loads((data / "dataset.json").read_text()).get("simulator", {})
 
 
-def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
-          held_out_seed: int, mix_old: Path | None = None) -> dict:
-    """Simulate, train and infer what ``work`` lacks; seconds per step run."""
-    new_held_out, new_model = work / "heldout_new", work / "models/new"
+def build(work: Path, pretrained: Path | None, old_model: Path, old_held_out: Path,
+          held_out_seed: int, mix_old: Path | None = None, new_held_out: Path | None = None) -> dict:
+    """Simulate, pretrain (``pretrained`` None: on the new arm's own training set, as the
+    README does), train and infer what ``work`` lacks; seconds per step run."""
+    new_held_out, new_model = new_held_out or work / "heldout_new", work / "models/new"
     simulated = work / ("ct_candidate" if mix_old else "ct_new")
     seconds = run_missing([("simulate_train", simulated,
                             ["simulate", "--cases", str(TRAIN["cases"]), "--seed", str(TRAIN["seed"]),
                              "--out", str(simulated)])])
+    if pretrained is None:
+        pretrained = work / "models/ct-pretrained"
+        seconds.update(run_missing([("pretrain_new", pretrained,
+                                     ["pretrain", "--data", str(simulated), "--out", str(pretrained),
+                                      "--quiet"])]))
     if mix_old and not (work / "ct_new").exists():
         mix_training_set(work / "ct_new", mix_old, simulated)
     if bool(mix_old) != is_mixed(work / "ct_new"):
@@ -165,7 +172,8 @@ def build(work: Path, pretrained: Path, old_model: Path, old_held_out: Path,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="Data, models and runs.")
-    parser.add_argument("--pretrained", type=Path, required=True, help="Shared encoder.")
+    parser.add_argument("--pretrained", type=Path, default=None,
+                        help="Shared encoder (default: pretrain the new arm on its own phantoms).")
     parser.add_argument("--old-model", type=Path, required=True,
                         help="train --labels 20 on the old simulator's phantoms.")
     parser.add_argument("--old-held-out", type=Path, required=True,
@@ -176,12 +184,15 @@ def main() -> None:
                         help="Seed of the new simulator's held-out set, fixed before training.")
     parser.add_argument("--mix-old", type=Path, default=None,
                         help="The old simulator's training phantoms: train the new arm on half of each.")
+    parser.add_argument("--new-held-out", type=Path, default=None,
+                        help="An existing held-out set of the candidate world (made with "
+                             "--held-out-seed) instead of simulating one.")
     parser.add_argument("--out", type=Path, default=Path("bench/results/medical_anatomy.json"))
     args = parser.parse_args()
     seconds = build(args.work, args.pretrained, args.old_model, args.old_held_out,
-                    args.held_out_seed, args.mix_old)
+                    args.held_out_seed, args.mix_old, args.new_held_out)
     held_outs = {"heldout_old": (args.old_held_out, HELD_OUT["seed"]),
-                 "heldout_new": (args.work / "heldout_new", args.held_out_seed)}
+                 "heldout_new": (args.new_held_out or args.work / "heldout_new", args.held_out_seed)}
     results, anatomy = {}, {}
     for held_out, (data, seed) in held_outs.items():
         phase_of = case_phases(HELD_OUT["cases"], seed)
@@ -195,6 +206,8 @@ def main() -> None:
         "simulator": "before the kidney anatomy change"}})
     payload["candidates"][args.candidate] = {
         "held_out_new": {**NEW_HELD_OUT, "seed": args.held_out_seed}, "seconds": seconds,
+        "pretrained": ("on the new arm's own training set" if args.pretrained is None
+                       else "shared encoder, old phantoms"),
         "training_set": ("half old, half candidate phantoms" if is_mixed(args.work / "ct_new")
                          else "candidate phantoms"),
         "epochs": {arm: trained_epochs(model) for arm, model in

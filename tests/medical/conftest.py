@@ -56,19 +56,11 @@ def write_nifti():
 
 def _lesion_twin(key, drop_hu: float):
     """A fresh tiny phantom (``default_rng(key)``) and its twin with one liver lesion: a
-    3x3x2-voxel block ``drop_hu`` below the parenchyma. Returns ``(case, sick, lesion)``."""
-    from scipy.ndimage import binary_erosion
+    3x3x2-voxel block ``drop_hu`` below the parenchyma at the liver's deepest point
+    (``medical.phantom_twins``). Returns ``(case, sick, lesion)``."""
+    from medical.phantom_twins import lesion_twin
 
-    from medical.phantom import simulate_case
-
-    case = simulate_case(np.random.default_rng(key), TINY)
-    liver = binary_erosion(case.label == 1)
-    centre = np.argwhere(liver)[len(np.argwhere(liver)) // 2]
-    lesion = np.zeros_like(liver)
-    lesion[centre[0] - 1:centre[0] + 2, centre[1] - 1:centre[1] + 2, centre[2]:centre[2] + 2] = True
-    sick = case.image.copy()
-    sick[lesion] -= drop_hu
-    return case, sick, lesion
+    return lesion_twin(np.random.default_rng(key), TINY, drop_hu)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from core.errors import BundleError, DataValidationError
 from medical.anomaly import AnomalyScorer
 from medical.io import find_cases, load_volume
+from medical.phantom_twins import lesion_block
 from medical.reconstruction import body_mask
 from medical.segment import Segmenter
 from medical.transforms import Preprocessor
@@ -102,11 +103,10 @@ def test_anomaly_map_is_higher_inside_a_lesion(tiny_models, tiny_data):
     _, _, scorer, _ = tiny_models
     case = [c for c in find_cases(tiny_data[1]) if not c.has_lesion][0]
     image = load_volume(case.image)
-    liver = binary_erosion(np.asarray(nib.load(str(case.label)).dataobj) == 1)
-    centre = np.argwhere(liver)[len(np.argwhere(liver)) // 2]
-    lesion = np.zeros_like(liver)
-    lesion[tuple(slice(c - 1, c + 2) for c in centre)] = True
-    lesion &= liver
+    organ = np.asarray(nib.load(str(case.label)).dataobj) == 1
+    liver = binary_erosion(organ)
+    # at the liver's deepest point: the whole block is parenchyma, wherever the liver lies
+    lesion = lesion_block(organ, (3, 3, 3), np.abs(np.diag(image.affine)[:3])) & liver
     damaged = image.clone()
     damaged[0][torch_bool(lesion)] = damaged[0][torch_bool(lesion)] - 90.0  # hypo-dense
     pre = Preprocessor(scorer.preprocess)
@@ -195,19 +195,24 @@ def test_labels_budget_error(tiny_data):
 
 def test_lesions_raise_case_scores_on_tiny_phantoms(tiny_models, tmp_path, lesion_twin):
     """Fresh healthy tiny phantoms vs the same phantoms with one liver lesion (a 3x3x2-voxel
-    block, 60 HU below the parenchyma, like a metastasis): adding the lesion raises the case
-    score, and the map is much higher inside the lesion than in the rest of the liver.
+    block at the liver's deepest point, 60 HU below the parenchyma, like a metastasis):
+    the lesion raises the case scores, and the map is much higher inside the lesion than
+    in the rest of the liver and than on the same voxels without it.
 
-    Compared pairwise (each phantom with and without its lesion): across phantoms the
-    tiny model's healthy scores vary as much as a lesion adds (one phantom's largest
-    healthy error is a structure the tiny model never rebuilds), and training is not
-    bit-identical across CPUs, so a ranking over all eight cases was flaky."""
+    Compared pairwise (each phantom with and without its lesion), over eight phantoms:
+    across phantoms the tiny model's healthy scores vary as much as a lesion adds, and in
+    some the case score (the top of the map) sits on other anatomy and the lesion leaves
+    it nearly as is (plain scoring, no segmentation: the organ-scoring test asks more).
+    Measured on 12 other twins with the tiny models of 5 training seeds, with and without
+    adult kidneys (``bench.experiments.medical_lesion_twins``): 50-92 % of the twins rise,
+    the mean score by 0-51 %, a twin's score falls by up to 15 %; the lesion's map is
+    2.2-15x the rest of the liver and 2.1-4.9x the same voxels healthy."""
     from medical.io import save_nifti
 
     _, _, scorer, _ = tiny_models
     pre = Preprocessor(scorer.preprocess)
-    scores, truth, inside, outside = [], [], [], []
-    for i in range(4):
+    scores, truth, inside, outside, before = [], [], [], [], []
+    for i in range(8):
         case, sick, lesion = lesion_twin([77, i], 60)
         for image, has_lesion in ((case.image, False), (sick, True)):
             path = save_nifti(image, case.affine, tmp_path / f"case{i}_{int(has_lesion)}.nii.gz")
@@ -216,14 +221,14 @@ def test_lesions_raise_case_scores_on_tiny_phantoms(tiny_models, tmp_path, lesio
             error = scorer.error_map(grid.as_tensor())
             scores.append(scorer.case_score(error, body_mask(grid.as_tensor().numpy()[0])))
             truth.append(has_lesion)
+            back = pre.invert(error[None], grid)[0]
             if has_lesion:
-                back = pre.invert(error[None], grid)[0]
                 inside.append(back[lesion].mean())
                 outside.append(back[case.label == 1][~lesion[case.label == 1]].mean())
+            else:
+                before.append(back[lesion].mean())
     healthy, sick = np.array(scores)[~np.array(truth)], np.array(scores)[np.array(truth)]
-    # pairwise only: phantoms differ in contrast phase and noise, so healthy case scores
-    # differ between phantoms by more than one small lesion adds; in some phantoms the
-    # case score (the top of the map) sits on other anatomy and the lesion leaves it as is
-    assert (sick > healthy).sum() >= 2 and (sick >= healthy - 0.05).all(), (healthy, sick)
-    assert (sick - healthy).sum() > 0.2 * healthy.mean(), (healthy, sick)
-    assert np.mean(inside) > 2 * np.mean(outside)
+    assert (sick > healthy).sum() >= 3 and sick.mean() > healthy.mean(), (healthy, sick)
+    assert (sick > 0.75 * healthy).all(), (healthy, sick)
+    assert np.mean(inside) > 1.5 * np.mean(outside), (inside, outside)
+    assert np.mean(inside) > 1.25 * np.mean(before), (inside, before)
