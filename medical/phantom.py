@@ -41,7 +41,7 @@ from .phantom_render import PhantomStyle, acquire, base_image, draw_style
 
 LABELS = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left", 5: "spine"}
 # bumped whenever the same seed renders different phantoms
-PHANTOM_VERSION = 3
+PHANTOM_VERSION = 4
 
 
 @dataclass
