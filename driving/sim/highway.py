@@ -236,9 +236,7 @@ class HighwaySimulator(Simulator):
                 near[0] = False
                 s, lane, v0 = s[~near], lane[~near], v0[~near]
             else:
-                # it drives -s: placed along the same stretch as the ego's way, so the ego
-                # meets oncoming cars all along its drive, not only near its start
-                s = -s
+                s = -s + length - 400.0                            # its own direction
             ways.append(_Carriageway(c.lanes, s, np.maximum(v0, 12.0), lane, rng))
         return ways
 
