@@ -16,38 +16,43 @@ through the experiments' harness: calibration tails of 50 frames sliced from who
   seed :data:`MORE_CALIBRATION_SEED`): the same network, only the scoring state and the
   threshold refitted on more logs;
 * beside it, the tuned highway (its own network and logs) and the tuned network on the
-  held-out configuration (the benchmark's shifted ``heldout`` column).
+  held-out configuration (the benchmark's shifted ``heldout`` column);
+* (``start_check``) whether a new log's first seconds alert because scoring starts cold there
+  or because the simulated world starts there: the same logs scored again from frame 100 and
+  150 on, as logs of their own.
 
 New logs of the held-out configuration: the benchmark's 2 normal logs (seed 570) and 4 more
 (seed :data:`MORE_NORMAL_SEED`); seeds distinct from every seed bench.driving and
 driving_calibration_cache use. Nothing here is tuned: a measurement.
 
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_native_alerts cache     # ~15-25 min
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_native_alerts analyse   # ~10 min
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_native_alerts cache     # ~5 min
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_native_alerts analyse   # ~10-15 min
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_native_alerts start_check   # ~3 min
 
-The tuned highway's cached maps come from ``driving_calibration_cache highway``.
+The tuned highway's cached maps come from ``driving_calibration_cache highway``. The JSON's
+``after_oncoming_fix`` entry was measured at commit 409e9ff (``after_fix`` there: the
+benchmark's ``heldout_native`` column with the highway's oncoming traffic placed along the
+drive, a simulator fix reverted after it, as it was not the cause).
 """
-import argparse
 import json
 import sys
-import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, _heldout_native, normal_alert_rate
+from bench.driving import HELDOUT, NATIVE_TRAIN_SEED_OFFSET
+from bench.experiments.driving_calibration_cache import cache_maps
 from bench.experiments.driving_path_channel import CACHE, PathHarness, frames
 from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
-from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
+from driving.model.predictor import OcclusionPredictor, _slice_log
+from driving.schema import VEHICLE, read_log
 from driving.scoring import frame_score as fs
-from driving.scoring.state import new_prior
-from driving.scoring.surprise import raw_maps, score_log
+from driving.scoring.surprise import score_log
 from driving.sim.simulator import simulate_logs
+from driving.warp import cell_offsets
 
 WORLD = "highway"
 NATIVE = f"{WORLD}_heldout_native"
@@ -83,17 +88,7 @@ def cache():
         logs = [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=config)]
         if name == "train" and pred.memory_gate:   # as OcclusionPredictor.calibrate: on the tails
             pred.fit_memory_gate(pred.calibration_logs(logs))
-        for log in logs:
-            out = root / f"{name}_{log.log_id}.npz"
-            if out.exists():
-                continue
-            t0 = time.time()
-            m = raw_maps(pred, log, context_prior=new_prior(pred))
-            np.savez(out, revealed=m["revealed"], object_recon=m["object_recon"],
-                     object_forecast=m["object_forecast"],
-                     ground=np.concatenate([g for g, _, _ in m["context_inputs"]]),
-                     category=np.concatenate([c for _, c, _ in m["context_inputs"]]))
-            print(name, log.log_id, f"{time.time() - t0:.0f}s", flush=True)
+        cache_maps(pred, root, name, logs)
 
 
 class NativeHarness(PathHarness):
@@ -151,6 +146,7 @@ def log_summary(view: dict, threshold: float, first_tail_frame: int | None = Non
            "max": float(score.max()), "alert_rate": float(alerted.mean()),
            "episodes": runs(alerted), **holders(view, alerted),
            "channel_q95": {c: float(np.quantile(tails[:, i], 0.95)) for i, c in enumerate(CHANNELS)}}
+    out["alerted_frames"] = np.flatnonzero(alerted).tolist()
     if first_tail_frame is not None:
         out["alert_rate_before_tail_window"] = float(alerted[:first_tail_frame].mean())
         out["alert_rate_in_tail_window"] = float(alerted[first_tail_frame:].mean())
@@ -256,35 +252,58 @@ def product_path() -> dict:
     return out
 
 
-def after_fix(model_dir: str = "/tmp/drv19/models_oncoming_fix") -> dict:
-    """The benchmark's ``heldout_native`` column on the simulator with oncoming traffic all
-    along the drive: the same recipe, seeds and logs (``bench.driving._heldout_native``; the
-    network trained anew, kept in ``model_dir``), and the alert rate on the 4 more normal logs."""
-    args = argparse.Namespace(train_logs=6, frames=250, seed=0, model_dir=model_dir)
-    work = Path(tempfile.mkdtemp(prefix="unmask-native-alerts-"))
-    held = HELDOUT[WORLD]
-    normal = replace(held["config"], anomaly_interval_s=0.0)
-    simulate = lambda name, n, seed, config: [read_log(p) for p in simulate_logs(work / name, n, 250, seed=seed,
-                                                                                 config=config)]
-    events = simulate("heldout", 4, held["seed"], held["config"])
-    normals = simulate("heldout_normal", 2, held["seed"] + 500, normal)
-    params = {"epochs": 8, "max_steps_per_epoch": None, "random_state": 0, **MODEL}
-    out = _heldout_native(WORLD, args, work, params, events, normals)
-    pred = OcclusionPredictor.load(Path(model_dir) / NATIVE)
-    pred.calibrate(simulate("heldout_native_train", 6, held["seed"] + NATIVE_TRAIN_SEED_OFFSET, normal))
-    out["more_normal_logs"] = normal_alert_rate(pred, simulate("more_normal", 4, MORE_NORMAL_SEED, normal))
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["after_oncoming_fix"] = {k: out[k] for k in ("targets", "normal_logs", "more_normal_logs",
-                                                          "frames", "train_seconds", "contamination")}
-    write_text_atomic(OUT, json.dumps(results, indent=1, default=float) + "\n")
-    print(json.dumps(results["after_oncoming_fix"]["targets"], default=float), out["more_normal_logs"], flush=True)
-    return out
+def start_check(first_frames: int = 65, restarts=(100, 150)) -> dict:
+    """Is the start of a new log unlike the rest because scoring starts cold (no history, empty
+    memory) or because the simulated world starts there? The product path (``calibrate`` on
+    the 6 training logs): each new normal log scored whole, and scored again from frame
+    ``restarts`` on as a log of its own; alerts in its first ``first_frames`` frames and after."""
+    logs = CACHE / NATIVE / "logs"
+    read = lambda name: [read_log(p) for p in sorted((logs / name).glob("*.parquet"))]
+    pred = OcclusionPredictor.load(MODELS / NATIVE).calibrate(read("train"))
+    out = []
+    for log in read("heldout_normal") + read("more_normal"):
+        whole = score_log(pred, log).score > pred.threshold_
+        entry = {"alerts_first_frames": int(whole[:first_frames].sum()),
+                 "alerts_after": int(whole[first_frames:].sum()),
+                 "ego_speed_first_5_frames": float(np.mean(log.ego_speed[:5])),
+                 "ego_speed_median_after": float(np.median(log.ego_speed[first_frames:]))}
+        for start in restarts:
+            alone = score_log(pred, _slice_log(log, start)).score > pred.threshold_
+            entry[f"scored_from_frame_{start}_alerts"] = int(alone.sum())
+            entry[f"whole_log_alerts_from_frame_{start}"] = int(whole[start:].sum())
+        out.append(entry)
+        print(" ", entry, flush=True)
+    result = {"first_frames": first_frames, "threshold": pred.threshold_, "new_normal_logs": out,
+              "largest_score_first_frames_and_after": {}}
+    for name, harness in (("heldout_native", NativeHarness()),
+                          ("tuned_network_tuned", PathHarness(WORLD, CAL_FRAMES, "tuned"))):
+        fit, _ = calibrated(harness, list(harness.train))
+        result["largest_score_first_frames_and_after"][name] = [
+            [float(v["score"][:first_frames].max()), float(v["score"][first_frames:].max())]
+            for v in fit.normals]
+        print(" ", name, result["largest_score_first_frames_and_after"][name], flush=True)
+    kept = json.loads(OUT.read_text()) if OUT.exists() else {}
+    write_text_atomic(OUT, json.dumps({**kept, "start_check": result}, indent=1, default=float) + "\n")
+    return result
+
+
+def vehicles_left_of_ego(harness, blocks=(0, 25, 50, 100, 150, 200, 250)) -> dict:
+    """Mean vehicle cells (simulator truth) more than 4 m left of the ego -- the oncoming
+    carriageway and any of its own lanes to its left -- per stretch of frames, over the
+    harness's training and normal logs."""
+    _, right = cell_offsets(harness.pred.meta_)
+    left = right < -4.0
+    counts = np.array([((log.semantic_true == VEHICLE) & left[None]).sum((1, 2))
+                       for log, _ in harness.train + harness.normals])
+    return {f"frames {a}-{b}": float(counts[:, a:b].mean()) for a, b in zip(blocks[:-1], blocks[1:])}
 
 
 def analyse() -> dict:
-    results = {"world": WORLD, "calibration_frames_per_log": CAL_FRAMES, "configurations": {}}
+    results = {"world": WORLD, "calibration_frames_per_log": CAL_FRAMES, "configurations": {},
+               "vehicle_cells_left_of_ego": {}}
     native = NativeHarness()
     print("held-out configuration, own training", flush=True)
+    results["vehicle_cells_left_of_ego"]["heldout_configuration"] = vehicles_left_of_ego(native)
     results["configurations"]["heldout_native"] = configuration(native, events=True)
     print("  16 calibration logs", flush=True)
     more = diagnose(native, native.train + native.more_train)
@@ -298,7 +317,10 @@ def analyse() -> dict:
     results["product_path"] = product_path()
     for name in ("tuned", "heldout"):
         print(f"tuned network, {name} configuration", flush=True)
-        results["configurations"][f"tuned_network_{name}"] = configuration(PathHarness(WORLD, CAL_FRAMES, name))
+        harness = PathHarness(WORLD, CAL_FRAMES, name)
+        if name == "tuned":
+            results["vehicle_cells_left_of_ego"]["tuned_configuration"] = vehicles_left_of_ego(harness)
+        results["configurations"][f"tuned_network_{name}"] = configuration(harness)
     kept = json.loads(OUT.read_text()) if OUT.exists() else {}      # after_fix's entry stays
     write_text_atomic(OUT, json.dumps({**kept, **results}, indent=1, default=float) + "\n")
     return results
@@ -306,4 +328,4 @@ def analyse() -> dict:
 
 if __name__ == "__main__":
     configure_threads()
-    {"cache": cache, "analyse": analyse, "after_fix": after_fix}[sys.argv[1]]()
+    {"cache": cache, "analyse": analyse, "start_check": start_check}[sys.argv[1]]()
