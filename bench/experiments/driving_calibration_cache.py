@@ -20,24 +20,11 @@ from driving.scoring.state import new_prior
 from driving.scoring.surprise import raw_maps
 from driving.sim.simulator import simulate_logs
 
-world = sys.argv[1]
-configure_threads()
-root = Path("/tmp/drv19/cache") / world
-root.mkdir(parents=True, exist_ok=True)
-pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
-cfg = TUNED[world]
-normal = replace(cfg, anomaly_interval_s=0.0)
-heldout, heldout_seed = HELDOUT[world]["config"], HELDOUT[world]["seed"]
-sets = {"train": (6, 1, normal), "tuned": (4, 2, cfg), "tuned_normal": (2, 502, normal),
-        "extra": (6, 3, cfg), "extra_normal": (2, 503, normal),
-        "heldout": (4, heldout_seed, heldout),
-        "heldout_normal": (2, heldout_seed + 500, replace(heldout, anomaly_interval_s=0.0))}
-logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=c)]
-        for name, (n, seed, c) in sets.items()}
-if pred.memory_gate:        # as OcclusionPredictor.calibrate: on the training logs' held-out tails
-    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
-for name, items in logs.items():
-    for log in items:
+
+def cache_maps(pred, root: Path, name: str, logs: list) -> None:
+    """Write ``root/<name>_<log id>.npz``: each log's prior-free raw maps under ``pred`` and
+    the context prior's inputs (a log already cached is skipped)."""
+    for log in logs:
         out = root / f"{name}_{log.log_id}.npz"
         if out.exists():
             continue
@@ -48,3 +35,27 @@ for name, items in logs.items():
         np.savez(out, revealed=m["revealed"], object_recon=m["object_recon"],
                  object_forecast=m["object_forecast"], ground=ground, category=category)
         print(name, log.log_id, f"{time.time() - t0:.0f}s", flush=True)
+
+
+def main(world: str) -> None:
+    configure_threads()
+    root = Path("/tmp/drv19/cache") / world
+    root.mkdir(parents=True, exist_ok=True)
+    pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
+    cfg = TUNED[world]
+    normal = replace(cfg, anomaly_interval_s=0.0)
+    heldout, heldout_seed = HELDOUT[world]["config"], HELDOUT[world]["seed"]
+    sets = {"train": (6, 1, normal), "tuned": (4, 2, cfg), "tuned_normal": (2, 502, normal),
+            "extra": (6, 3, cfg), "extra_normal": (2, 503, normal),
+            "heldout": (4, heldout_seed, heldout),
+            "heldout_normal": (2, heldout_seed + 500, replace(heldout, anomaly_interval_s=0.0))}
+    logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=c)]
+            for name, (n, seed, c) in sets.items()}
+    if pred.memory_gate:        # as OcclusionPredictor.calibrate: on the training logs' held-out tails
+        pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    for name, items in logs.items():
+        cache_maps(pred, root, name, items)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
