@@ -392,18 +392,22 @@ class CaseReader:
 
     def __init__(self, preprocessor: Preprocessor):
         self.preprocessor = preprocessor
-        self.summaries: dict[Path, CaseSummary] = {}   # by image path
+        self.summaries: dict[tuple[Path, Path | None], CaseSummary] = {}   # by (image, label) path
 
     def prepare(self, case) -> PreparedCase:
         image, label, lesion = read_case(case, with_truth=True)
         if label is not None:
-            self.summaries[Path(case.image)] = CaseSummary.of(image, label)
+            self.summaries[_key(case)] = CaseSummary.of(image, label)
         return prepare_read(case, image, label, lesion, self.preprocessor)
 
     def input_reference(self, cases, labels: dict[int, str]) -> InputReference:
         """:func:`fit_input_reference` on labelled ``cases``, from the summaries kept."""
-        return _input_reference([self.summaries.get(Path(c.image)) or _read_summary(c)
+        return _input_reference([self.summaries.get(_key(c)) or _read_summary(c)
                                  for c in cases], labels)
+
+
+def _key(case) -> tuple[Path, Path | None]:
+    return Path(case.image), Path(case.label) if case.label is not None else None
 
 
 def _held_out_healthy(data, used) -> list:

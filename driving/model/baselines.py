@@ -12,10 +12,10 @@ from core.errors import DataValidationError, NotFittedError
 from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
 from ..warp import cell_offsets, ego_to_world, warp_grid
 
-# The most cells a world raster of a log may have (2 GiB of uint8 cells): a log whose poses
-# span more (or a corrupt pose far away) is refused with one line instead of trying.
-# world_cells checks it, and every world raster (world_memory, memory_gate's trace and
-# vehicle tracks, scoring's road belief) is sized from its indices.
+# The most cells a world raster of a log may have: a log whose poses span more (or a corrupt
+# pose far away) is refused with one line instead of trying. world_cells checks it, and every
+# world raster is sized from its indices: world_memory's uint8 (2 GiB at the cap), scoring's
+# float32 road belief (8 GiB), memory_gate's trace and vehicle tracks (about 13 bytes a cell).
 MAX_WORLD_CELLS = 2 ** 31
 
 

@@ -15,6 +15,8 @@ def test_refitting_the_gate_reproduces_calibrate_and_off_means_none(tmp_path):
     predictor.fit(logs[:2])
     fitted = predictor.memory_gate_.to_dict()
     gated = predictor.predict_log_proba(logs[2])
+    predictor.fit_memory_gate([logs[2]])                              # other logs, another gate
+    assert predictor.memory_gate_.to_dict() != fitted
     assert predictor.fit_memory_gate(predictor.calibration_logs(logs[:2])) is predictor
     assert predictor.memory_gate_.to_dict() == fitted                  # same tails, same gate
     np.testing.assert_array_equal(predictor.predict_log_proba(logs[2]), gated)
