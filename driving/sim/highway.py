@@ -9,6 +9,10 @@ edge lines, a paved shoulder and a grass median; there are no sidewalks or pedes
 Off-road sign posts are the only normal static obstacles. The log rate defaults to 5 Hz
 (the town's is 10 Hz) and speeds to 20-35 m/s.
 
+Every log starts in settled traffic: cars are placed at random, then the traffic, the ego
+included, drives for ``warmup_s`` before the first recorded frame (a real drive log starts
+in flowing traffic, not with every car at its own speed a few metres from the next).
+
 Injected events (labelled like the town's: while the event's object is observed and not
 yet passed): ``stalled_vehicle`` (a car stopped askew in a lane ahead), ``debris``
 (obstacles strewn over a lane ahead), ``crash`` (one car ran into the back of another,
@@ -58,6 +62,11 @@ class HighwayConfig:
     vehicles_per_km_lane: float = 18.0
     signs_per_km: float = 12.0
     anomaly_interval_s: float = 20.0
+    # traffic (the ego included) drives this long before the first recorded frame, as a real
+    # drive log starts in traffic that has long been flowing. 20 s is about four of the IDM's
+    # speed relaxation times (v0 / 4a = 4-6 s at 25-35 m/s) and more than the ~13 s the ego
+    # took to fall in behind slower traffic when logs started from the cars' random placement
+    warmup_s: float = 20.0
 
     def meta(self) -> LogMeta:
         h, w = self.grid_shape
@@ -219,15 +228,21 @@ class HighwaySimulator(Simulator):
         self.config = config or HighwayConfig()
         super().__init__(self.config, seed)
 
-    def _traffic(self, world: HighwayWorld, rng, length: float):
-        """Both carriageways, the ego as car 0 of the first."""
+    def _traffic(self, world: HighwayWorld, rng, length: float, duration_s: float):
+        """Both carriageways, the ego as car 0 of the first, placed at random (unsettled).
+
+        The ego's way spans ``length`` ahead of the ego's start, plus room behind for the cars
+        that overtake it during the warm-up; the oncoming way spans what the ego meets while
+        both drive for ``duration_s`` (closing at up to twice the top speed)."""
         c = self.config
+        lo, hi = c.speed_mps
+        behind = 200.0 + (hi - lo) * c.warmup_s
+        spans = ((-behind, length - 200.0), (-200.0, 2 * hi * duration_s + 200.0))
         ways = []
-        for direction in (0, 1):
-            n = rng.poisson(c.vehicles_per_km_lane * c.lanes * length / 1000.0)
-            s = rng.uniform(-200.0, length - 200.0, n)
+        for direction, (start, end) in enumerate(spans):
+            n = rng.poisson(c.vehicles_per_km_lane * c.lanes * (end - start) / 1000.0)
+            s = rng.uniform(start, end, n)
             lane = rng.integers(0, c.lanes, n)
-            lo, hi = c.speed_mps
             v0 = rng.uniform(lo + 3.0, hi, n) - 1.0 * lane            # slower lanes on the right
             if direction == 0:
                 ego_lane = int(rng.integers(0, c.lanes))
@@ -236,7 +251,9 @@ class HighwaySimulator(Simulator):
                 near[0] = False
                 s, lane, v0 = s[~near], lane[~near], v0[~near]
             else:
-                s = -s + length - 400.0                            # its own direction
+                # it drives -s: placed along the same stretch as the ego's way, so the ego
+                # meets oncoming cars all along its drive, not only near its start
+                s = -s
             ways.append(_Carriageway(c.lanes, s, np.maximum(v0, 12.0), lane, rng))
         return ways
 
@@ -293,7 +310,9 @@ class HighwaySimulator(Simulator):
         world = HighwayWorld(c, rng.uniform(-500, 500, 2), rng.uniform(-np.pi, np.pi))
         times = np.arange(n_frames) / c.rate_hz
         length = c.speed_mps[1] * times[-1] + 600.0
-        ways = self._traffic(world, rng, length)
+        ways = self._traffic(world, rng, length, times[-1])
+        step_s = 1.0 / c.rate_hz / max(1, int(np.ceil(1.0 / c.rate_hz / 0.1)))   # IDM at <= 0.1 s
+        _warm_up(ways, c.warmup_s, step_s)
         scene = _Scene(n_frames)
         for side in (-1.0, 1.0):   # sign posts beyond the shoulders
             half_road = c.median_m / 2 + c.lanes * c.lane_width_m + c.shoulder_m
@@ -310,7 +329,7 @@ class HighwaySimulator(Simulator):
         pose = [np.zeros((n_frames, n, 3)) for n in n_cars]
         events = []
         dt = 1.0 / c.rate_hz
-        substeps = max(1, int(np.ceil(dt / 0.1)))                  # IDM at <= 0.1 s
+        substeps = int(round(dt / step_s))
         for t in range(n_frames):
             if t in schedule:
                 started = self._event(schedule[t], ways[0], rng, world, scene, t, n_frames, times)
@@ -341,6 +360,22 @@ class HighwaySimulator(Simulator):
                 event["object"] = event["target"][1]
         scene.freeze()
         return self._render_log(world, scene, ego, ego_speed, events, n_frames, times, log_id)
+
+
+def _warm_up(ways: list[_Carriageway], seconds: float, step_s: float) -> None:
+    """Drive the traffic for ``seconds`` (no events), then move each carriageway back by how
+    far it went (the ego's way: the ego back to ``s = 0``), so the recorded drive starts where
+    the layout and the sign posts were placed. Carriageways never interact, and the road is
+    uniform along ``s``, so shifting one is only a change of where the recording starts."""
+    n_steps = int(round(seconds / step_s))
+    start = [way.s.copy() for way in ways]
+    for k in range(n_steps):
+        for way in ways:
+            way.step(step_s, (k - n_steps) * step_s)     # negative times: before the recording
+    if n_steps:
+        ways[0].s -= ways[0].s[0]
+        for way, s0 in zip(ways[1:], start[1:]):
+            way.s -= np.median(way.s - s0)
 
 
 def _lateral_speed(way: _Carriageway) -> np.ndarray:
