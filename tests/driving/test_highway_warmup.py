@@ -46,3 +46,15 @@ def test_the_cars_start_at_their_settled_speeds():
     settled = _cars_speed_change(HighwayConfig().warmup_s)
     assert settled < 1.5                                      # measured: about 1 m/s
     assert _cars_speed_change(0.0) > 2 * settled + 1.0       # unsettled: 4-5 m/s
+
+
+def test_the_warm_up_moves_the_recording_back_to_the_ego_start():
+    """After the warm-up the ego is back at ``s = 0`` (where the layout and sign posts were
+    placed) and the oncoming way is shifted by how far it drove, not left where it went."""
+    simulator = HighwaySimulator(SMALL, seed=3)
+    ways = simulator._traffic(None, np.random.default_rng(3), 600.0, 20.0)
+    start = [way.s.copy() for way in ways]
+    _warm_up(ways, SMALL.warmup_s, 0.1)
+    assert ways[0].s[0] == 0.0
+    assert abs(np.median(ways[1].s - start[1])) < 1e-9
+    assert np.ptp(ways[1].s - start[1]) > 10.0          # the cars did drive, at their own speeds
