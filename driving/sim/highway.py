@@ -228,7 +228,7 @@ class HighwaySimulator(Simulator):
         self.config = config or HighwayConfig()
         super().__init__(self.config, seed)
 
-    def _traffic(self, world: HighwayWorld, rng, length: float, duration_s: float):
+    def _traffic(self, rng, length: float, duration_s: float):
         """Both carriageways, the ego as car 0 of the first, placed at random (unsettled).
 
         The ego's way spans ``length`` ahead of the ego's start, plus room behind for the cars
@@ -310,9 +310,10 @@ class HighwaySimulator(Simulator):
         world = HighwayWorld(c, rng.uniform(-500, 500, 2), rng.uniform(-np.pi, np.pi))
         times = np.arange(n_frames) / c.rate_hz
         length = c.speed_mps[1] * times[-1] + 600.0
-        ways = self._traffic(world, rng, length, times[-1])
-        step_s = 1.0 / c.rate_hz / max(1, int(np.ceil(1.0 / c.rate_hz / 0.1)))   # IDM at <= 0.1 s
-        _warm_up(ways, c.warmup_s, step_s)
+        ways = self._traffic(rng, length, times[-1])
+        dt = 1.0 / c.rate_hz
+        substeps = max(1, int(np.ceil(dt / 0.1)))                  # IDM at <= 0.1 s
+        _warm_up(ways, c.warmup_s, dt / substeps)
         scene = _Scene(n_frames)
         for side in (-1.0, 1.0):   # sign posts beyond the shoulders
             half_road = c.median_m / 2 + c.lanes * c.lane_width_m + c.shoulder_m
@@ -328,8 +329,6 @@ class HighwaySimulator(Simulator):
         n_cars = [len(w.s) for w in ways]
         pose = [np.zeros((n_frames, n, 3)) for n in n_cars]
         events = []
-        dt = 1.0 / c.rate_hz
-        substeps = int(round(dt / step_s))
         for t in range(n_frames):
             if t in schedule:
                 started = self._event(schedule[t], ways[0], rng, world, scene, t, n_frames, times)

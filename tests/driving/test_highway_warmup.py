@@ -31,7 +31,7 @@ def _cars_speed_change(warmup_s: float) -> float:
     changes = []
     for seed in SEEDS:
         simulator = HighwaySimulator(replace(SMALL, warmup_s=warmup_s), seed=seed)
-        ways = simulator._traffic(None, np.random.default_rng(seed), 600.0, 20.0)
+        ways = simulator._traffic(np.random.default_rng(seed), 600.0, 20.0)
         _warm_up(ways, warmup_s, 0.1)
         before = np.concatenate([way.v[1:] if k == 0 else way.v for k, way in enumerate(ways)])
         for t in range(130):
@@ -52,7 +52,7 @@ def test_the_warm_up_moves_the_recording_back_to_the_ego_start():
     """After the warm-up the ego is back at ``s = 0`` (where the layout and sign posts were
     placed) and the oncoming way is shifted by how far it drove, not left where it went."""
     simulator = HighwaySimulator(SMALL, seed=3)
-    ways = simulator._traffic(None, np.random.default_rng(3), 600.0, 20.0)
+    ways = simulator._traffic(np.random.default_rng(3), 600.0, 20.0)
     start = [way.s.copy() for way in ways]
     _warm_up(ways, SMALL.warmup_s, 0.1)
     assert ways[0].s[0] == 0.0
