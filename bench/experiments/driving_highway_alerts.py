@@ -26,9 +26,9 @@ from driving.sim.simulator import simulate_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "results" / "driving_highway_alerts.json"
-MODELS = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/r14hw/models")
+DEFAULT_MODELS = Path("/tmp/r14hw/models")   # or the first argument
 # bench.driving's normal logs: the test seed + 500 (tuned test seed 2, held-out 70), 250 frames
-NORMAL = {"tuned": (502, TUNED["highway"]), "heldout": (570, HELDOUT["highway"]["config"])}
+NORMAL = {"tuned": (502, TUNED["highway"]), "heldout": (HELDOUT["highway"]["seed"] + 500, HELDOUT["highway"]["config"])}
 PAIRS = (("highway", "tuned"), ("highway", "heldout"), ("highway_heldout_native", "heldout"))
 START_FRAMES = 65
 
@@ -51,6 +51,7 @@ def log_alerts(predictor, log) -> dict:
 
 
 def main() -> None:
+    models = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_MODELS
     configure_threads()
     results = {}
     with TemporaryDirectory() as tmp:
@@ -58,7 +59,7 @@ def main() -> None:
                                                           config=replace(cfg, anomaly_interval_s=0.0))]
                 for name, (seed, cfg) in NORMAL.items()}
         for model, name in PAIRS:
-            predictor = OcclusionPredictor.load(MODELS / model)
+            predictor = OcclusionPredictor.load(models / model)
             per_log = [log_alerts(predictor, log) for log in logs[name]]
             results[f"{model} on {name} normal logs"] = {
                 "threshold": float(predictor.calibration_.threshold_), "logs": per_log}

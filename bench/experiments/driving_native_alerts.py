@@ -47,6 +47,7 @@ from bench.experiments.driving_path_channel import CACHE, PathHarness, frames
 from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
+from driving.evaluate import events
 from driving.model.predictor import OcclusionPredictor, _slice_log
 from driving.schema import VEHICLE, read_log
 from driving.scoring import frame_score as fs
@@ -132,8 +133,7 @@ def holders(view: dict, alerted: np.ndarray) -> dict:
 
 def runs(alerted: np.ndarray) -> list[int]:
     """Lengths of the runs of consecutive alerted frames (episodes)."""
-    edges = np.diff(np.concatenate([[0], alerted.astype(np.int8), [0]]))
-    return (np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).tolist()
+    return [int(stop - start) for start, stop in events(alerted)]
 
 
 def log_summary(view: dict, threshold: float, first_tail_frame: int | None = None) -> dict:

@@ -39,6 +39,7 @@ from core.metrics import auroc
 from core.runtime import configure_threads
 from medical import phantom_anatomy
 from medical.anomaly import AnomalyScorer
+from medical.demo import SIZES
 from medical.io import find_cases, load_volume, save_nifti
 from medical.phantom import simulate_dataset
 from medical.phantom_anatomy import LIVER
@@ -53,7 +54,9 @@ TINY = (32, 32, 16)         # the tests' phantoms (~12 mm voxels)
 # small: the demo's training recipe (medical.demo SIZES["small"]: 16 healthy phantoms at
 # 64 x 64 x 32, ~6 mm voxels, pretrained 12 epochs, 6 labelled for 25 epochs, the other
 # 10 calibrate organ scoring); twins on the same grid, where the block is ~2 x 2 x 1.5 cm
-SMALL = {"shape": (64, 64, 32), "cases": 16, "labels": 6, "pretrain_epochs": 12, "segment_epochs": 25}
+_DEMO = SIZES["small"]
+SMALL = {"shape": _DEMO.train_shape, "cases": _DEMO.train_cases, "labels": _DEMO.labelled_cases,
+         "pretrain_epochs": _DEMO.pretrain_epochs, "segment_epochs": _DEMO.segment_epochs}
 WORLDS = {"old": 0.0, "mixed": phantom_anatomy.ADULT_KIDNEY_SHARE}
 
 
