@@ -43,7 +43,7 @@ import numpy as np
 
 from bench.driving import HELDOUT, NATIVE_TRAIN_SEED_OFFSET
 from bench.experiments.driving_calibration_cache import cache_maps
-from bench.experiments.driving_path_channel import CACHE, PathHarness, frames
+from bench.experiments.driving_path_channel import CACHE, PathHarness
 from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
@@ -99,7 +99,7 @@ class NativeHarness(PathHarness):
     def __init__(self):
         self.world, self.root = WORLD, CACHE / NATIVE
         self.pred = OcclusionPredictor.load(MODELS / NATIVE)
-        self.smooth = frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
+        self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train = self.load("train")
         self.more_train = self.load("more_train")
         self.tails = [self.tail(it, CAL_FRAMES) for it in self.train]

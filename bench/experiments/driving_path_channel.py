@@ -58,11 +58,6 @@ class CrossFit:
     normals: list
 
 
-def frames(window_s: float, rate_hz: float) -> int:
-    """Frames in a window of ``window_s`` seconds at ``rate_hz`` (at least one)."""
-    return max(1, int(round(window_s * rate_hz)))
-
-
 @dataclass
 class Alerts:
     """Frame scores of the event logs (one array per log) and of the normal logs (one array),
@@ -78,7 +73,7 @@ class PathHarness(Harness):
     def __init__(self, world, cal_frames=50, configuration="tuned"):
         self.world, self.root = world, CACHE / world
         self.pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
-        self.smooth = frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
+        self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
         # either configuration: the scoring state and the threshold come from the training
