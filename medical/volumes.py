@@ -29,10 +29,11 @@ class PreparedCase:
     input_affine: np.ndarray | None = None
 
 
-def read_case(case: Case, with_truth: bool = False) -> tuple:
+def read_case(case: Case, with_truth: bool = False, image=None) -> tuple:
     """``(image, label, lesion)`` of ``case`` as loaded (label/lesion checked to agree with
-    the image; ``None`` where absent or without ``with_truth``)."""
-    image = load_volume(case.image)
+    the image; ``None`` where absent or without ``with_truth``); ``image``: its image if
+    already loaded."""
+    image = load_volume(case.image) if image is None else image
     label = lesion = None
     if with_truth and case.label is not None:
         label = load_label_like(case.label, image, case.image)
