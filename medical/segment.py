@@ -309,8 +309,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         init_state, network_config = scorer.network.state_dict(), scorer.network_config
         spacing = spacing or scorer.preprocess.spacing
     # nnU-Net's median spacing reads the training images: they are prepared from that read
-    images = None if spacing else [load_volume(c.image) for c in cases]
-    spacing = spacing or median_spacing(images)
+    images = {} if spacing else {Path(c.image): load_volume(c.image) for c in cases}
+    spacing = spacing or median_spacing(list(images.values()))
     preprocess = PreprocessConfig(spacing=tuple(spacing))
     labels = read_dataset_json(data)["labels"] if (Path(data) / "dataset.json").is_file() else None
     held_out = []     # healthy cases a saved, fine-tuned model's organ calibration reads
@@ -318,11 +318,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         held_out = (list(calibration_cases) if calibration_cases is not None
                     else _held_out_healthy(data, cases))
     reader = CaseReader(Preprocessor(preprocess), keep=held_out)
-    prepared = []
-    for i, case in enumerate(cases):
-        prepared.append(reader.prepare(case, images[i] if images else None))
-        if images:
-            images[i] = None            # one raw volume less in memory
+    # each raw volume handed out once, so freed as it is prepared
+    prepared = [reader.prepare(c, images.pop(Path(c.image), None)) for c in cases]
     if labels is None:
         top = int(max(int(p.label.max()) for p in prepared))
         labels = {i: f"label_{i}" for i in range(1, top + 1)}

@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,6 +53,13 @@ def prepare_read(case: Case, image, label, lesion, pre: Preprocessor) -> Prepare
 def prepare_case(case: Case, pre: Preprocessor, with_truth: bool = False) -> PreparedCase:
     """Load ``case`` (checking its label/lesion files agree with the image) and preprocess."""
     return prepare_read(case, *read_case(case, with_truth), pre)
+
+
+def prepare_loaded(case: Case, pre: Preprocessor, images: dict) -> PreparedCase:
+    """``case``'s image preprocessed: the one loaded in ``images`` (by image path; handed out
+    once, so the raw volume is freed), else read."""
+    image = images.pop(Path(case.image), None)
+    return prepare_case(case, pre) if image is None else prepare_read(case, image, None, None, pre)
 
 
 def prepare_cases(cases, pre: Preprocessor, with_truth: bool = False) -> list[PreparedCase]:
