@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from core.io import write_text_atomic
+from core.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -236,7 +237,7 @@ def streamlit_floor(tmp: Path, without_nagle: bool = False, first_only: bool = F
 
     script = tmp / "floor_app.py"
     script.write_text(FLOOR_APP)
-    port = ui.free_port()
+    port = free_port()
     streamlit = ["-c", WITHOUT_NAGLE] if without_nagle else ["-m", "streamlit"]
     process = subprocess.Popen(
         [sys.executable, *streamlit, "run", str(script), "--server.port", str(port),

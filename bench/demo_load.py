@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.cpu_load import cpu_load, describe
-from bench.dashboard import ui   # the dashboard tests' server helpers (free_port)
+from core.net import free_port
 from core.runtime import usable_cpus
 
 RESULTS = Path(__file__).parent / "results" / "demo_load.json"
@@ -66,7 +66,7 @@ def main(argv=None):
     print(f"load generator: {describe(args.spinners)}", flush=True)
     with cpu_load(args.spinners, SAMPLE_EVERY_S) as sampler:
         with tempfile.TemporaryDirectory() as tmp:
-            ws, port = Path(tmp) / "ws", ui.free_port()
+            ws, port = Path(tmp) / "ws", free_port()
             command = [sys.executable, "-m", "core.cli", "demo", "--size", args.size,
                        "--workspace", str(ws), "--serve", "--port", str(port)]
             print("timing:", " ".join(command), flush=True)

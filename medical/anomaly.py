@@ -43,6 +43,8 @@ Example:
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
@@ -61,7 +63,7 @@ from .organ_scoring import (divide_by_tails, organ_error_map, organ_map, organ_r
 from .reconstruction import (body_mask, context_baseline, core_schedule, masked_input,
                              reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
-from .volumes import CropDataset, prepare_cases
+from .volumes import CropDataset, prepare_case
 
 
 def grid_array(image) -> np.ndarray:
@@ -120,7 +122,8 @@ class AnomalyScorer(NetworkPlacement, Estimator):
 
     # --- fitting ----------------------------------------------------------------------------
 
-    def fit(self, cases, calibration_cases, config, progress: bool | None = None) -> "AnomalyScorer":
+    def fit(self, cases, calibration_cases, config, progress: bool | None = None,
+            read=None) -> "AnomalyScorer":
         """Train on lesion-free ``cases``, then :meth:`calibrate` on ``calibration_cases``.
 
         Args:
@@ -128,10 +131,13 @@ class AnomalyScorer(NetworkPlacement, Estimator):
             config: loop settings (``medical.pretrain.PretrainConfig``: samples_per_epoch,
                 max_epochs, batch_size, lr, patience, seed).
             progress: bars on stderr (None: only on a terminal; False: never).
+            read: ``Case -> PreparedCase`` on this scorer's grid for ``cases`` (default:
+                :meth:`case_reader`'s).
 
         Runs on this scorer's device and precision (:meth:`to`).
         """
-        images = [p.image.as_tensor().numpy() for p in prepare_cases(cases, Preprocessor(self.preprocess))]
+        read = read or self.case_reader()
+        images = [read(case).image.as_tensor().numpy() for case in cases]
         roi = self.network_config.roi_size
         dataset = CropDataset(images, roi, config.samples_per_epoch, seed=config.seed,
                               intensity_jitter=0.0)
@@ -151,7 +157,8 @@ class AnomalyScorer(NetworkPlacement, Estimator):
             "samples_per_epoch": config.samples_per_epoch, "seed": config.seed}
         return self
 
-    def calibrate(self, cases, segmenter=None, progress: bool | None = None) -> "AnomalyScorer":
+    def calibrate(self, cases, segmenter=None, progress: bool | None = None,
+                  read=None) -> "AnomalyScorer":
         """Fit the calibration and the SHAP baseline on held-out healthy ``cases``.
 
         With ``segmenter`` (same model grid), first each organ's residual offset and SD on
@@ -159,6 +166,8 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         calibration from the organ-scored maps. Without one, plain maps are calibrated
         and organ scoring is off. Call again after changing :attr:`config` (its scoring
         settings change the scores). Runs where the network is; ``progress``: a bar.
+        ``read``: ``Case -> PreparedCase`` on this scorer's grid (default:
+        :meth:`case_reader`'s); ``train_segmenter`` hands back the cases it has already prepared.
 
         Raises:
             DataValidationError: the segmenter uses another grid than the scorer.
@@ -166,8 +175,9 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         if segmenter is not None and segmenter.preprocess != self.preprocess:
             raise DataValidationError("the segmenter and the anomaly model use different grids "
                                       f"({segmenter.preprocess} vs {self.preprocess})")
-        prepared = progress_bar(prepare_cases(cases, Preprocessor(self.preprocess)), desc="calibrate",
-                                total=len(cases), unit="case", show=progress)
+        read = read or self.case_reader()
+        prepared = progress_bar(map(read, cases), desc="calibrate", total=len(cases), unit="case",
+                                show=progress)
         images = [p.image.as_tensor() for p in prepared]
         if segmenter is None:
             self.organ_stats = None
@@ -182,6 +192,10 @@ class AnomalyScorer(NetworkPlacement, Estimator):
             medians.append(float(np.median(scored)) if scored.size else 0.0)
         self.healthy_error = float(np.median(medians))
         return self._calibrate(scores)
+
+    def case_reader(self):
+        """``Case -> PreparedCase``: a case loaded and preprocessed onto this scorer's grid."""
+        return partial(prepare_case, pre=Preprocessor(self.preprocess))
 
     def _fit_organ_stats(self, images, segmenter) -> list[np.ndarray]:
         """Set :attr:`organ_stats` from the healthy ``images``; return their organ maps."""

@@ -34,7 +34,7 @@ from .networks import NetworkConfig, build_network, load_weights, transfer_weigh
 from .postprocess import PostProcessing
 from .reconstruction import masked_input
 from .transforms import Preprocessor, PreprocessConfig, channel_argmax, median_spacing
-from .volumes import CropDataset, PreparedCase, prepare_read, read_case
+from .volumes import CropDataset, PreparedCase, prepare_case, prepare_read, read_case
 
 BUNDLE_KIND = "ct-segmenter"
 MIN_SW_BATCH = 4
@@ -308,11 +308,18 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         scorer = AnomalyScorer.load(pretrained, device, precision)
         init_state, network_config = scorer.network.state_dict(), scorer.network_config
         spacing = spacing or scorer.preprocess.spacing
-    spacing = spacing or median_spacing([load_volume(c.image) for c in cases])
+    # nnU-Net's median spacing reads the training images: they are prepared from that read
+    images = {} if spacing else {Path(c.image): load_volume(c.image) for c in cases}
+    spacing = spacing or median_spacing(list(images.values()))
     preprocess = PreprocessConfig(spacing=tuple(spacing))
     labels = read_dataset_json(data)["labels"] if (Path(data) / "dataset.json").is_file() else None
-    reader = CaseReader(Preprocessor(preprocess))
-    prepared = [reader.prepare(c) for c in cases]
+    held_out = []     # healthy cases a saved, fine-tuned model's organ calibration reads
+    if pretrained is not None and out is not None and is_main_process() and scorer.preprocess == preprocess:
+        held_out = (list(calibration_cases) if calibration_cases is not None
+                    else _held_out_healthy(data, cases))
+    reader = CaseReader(Preprocessor(preprocess), keep=held_out)
+    # each raw volume handed out once, so freed as it is prepared
+    prepared = [reader.prepare(c, images.pop(Path(c.image), None)) for c in cases]
     if labels is None:
         top = int(max(int(p.label.max()) for p in prepared))
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
@@ -326,16 +333,14 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     segmenter.fit_postprocessing(reader.prepare(c) for c in validation_cases)
     segmenter.input_reference_ = reader.input_reference(labelled, labels)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
-        held_out = None
-        if pretrained is not None:
-            held_out = (list(calibration_cases) if calibration_cases is not None
-                        else _held_out_healthy(data, cases))
         with atomic_path(out) as tmp:
             tmp.mkdir()
             segmenter.save(tmp / "segmenter")
-            if pretrained is not None and len(held_out) >= 2 and scorer.preprocess == preprocess:
-                # the pretraining record travels in the scorer's provenance_
-                scorer.calibrate(held_out, segmenter=segmenter, progress=progress)
+            if len(held_out) >= 2:
+                # the pretraining record travels in the scorer's provenance_; the held-out
+                # cases validated on above are not read again
+                scorer.calibrate(held_out, segmenter=segmenter, progress=progress,
+                                 read=reader.prepare_image)
                 scorer.save(tmp / "anomaly")
             elif pretrained is not None:
                 shutil.copytree(pretrained, tmp / "anomaly")
@@ -388,17 +393,29 @@ def _read_summary(case) -> CaseSummary:
 class CaseReader:
     """Prepares cases for training and validation, keeping each labelled one's
     :class:`CaseSummary` as it goes by, so that fitting the guard's reference afterwards
-    reads only the cases not prepared (each volume is read once per training)."""
+    reads only the cases not prepared, and the prepared cases among ``keep`` (the held-out
+    healthy cases the organ calibration reads next): each volume is read once per training."""
 
-    def __init__(self, preprocessor: Preprocessor):
+    def __init__(self, preprocessor: Preprocessor, keep=()):
         self.preprocessor = preprocessor
         self.summaries: dict[tuple[Path, Path | None], CaseSummary] = {}   # by (image, label) path
+        self.keep = {Path(c.image) for c in keep}
+        self.kept: dict[Path, PreparedCase] = {}                             # by image path
 
-    def prepare(self, case) -> PreparedCase:
-        image, label, lesion = read_case(case, with_truth=True)
+    def prepare(self, case, image=None) -> PreparedCase:
+        """``case`` with its truth on the model grid; ``image``: its image if already loaded."""
+        image, label, lesion = read_case(case, with_truth=True, image=image)
         if label is not None:
             self.summaries[_key(case)] = CaseSummary.of(image, label)
-        return prepare_read(case, image, label, lesion, self.preprocessor)
+        prepared = prepare_read(case, image, label, lesion, self.preprocessor)
+        if Path(case.image) in self.keep:
+            self.kept[Path(case.image)] = prepared
+        return prepared
+
+    def prepare_image(self, case) -> PreparedCase:
+        """``case``'s image on the model grid: as :meth:`prepare` kept it (handed out once),
+        else read (the image alone)."""
+        return self.kept.pop(Path(case.image), None) or prepare_case(case, self.preprocessor)
 
     def input_reference(self, cases, labels: dict[int, str]) -> InputReference:
         """:func:`fit_input_reference` on labelled ``cases``, from the summaries kept."""

@@ -7,6 +7,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,10 +30,11 @@ class PreparedCase:
     input_affine: np.ndarray | None = None
 
 
-def read_case(case: Case, with_truth: bool = False) -> tuple:
+def read_case(case: Case, with_truth: bool = False, image=None) -> tuple:
     """``(image, label, lesion)`` of ``case`` as loaded (label/lesion checked to agree with
-    the image; ``None`` where absent or without ``with_truth``)."""
-    image = load_volume(case.image)
+    the image; ``None`` where absent or without ``with_truth``); ``image``: its image if
+    already loaded."""
+    image = load_volume(case.image) if image is None else image
     label = lesion = None
     if with_truth and case.label is not None:
         label = load_label_like(case.label, image, case.image)
@@ -51,6 +53,13 @@ def prepare_read(case: Case, image, label, lesion, pre: Preprocessor) -> Prepare
 def prepare_case(case: Case, pre: Preprocessor, with_truth: bool = False) -> PreparedCase:
     """Load ``case`` (checking its label/lesion files agree with the image) and preprocess."""
     return prepare_read(case, *read_case(case, with_truth), pre)
+
+
+def prepare_loaded(case: Case, pre: Preprocessor, images: dict) -> PreparedCase:
+    """``case``'s image preprocessed: the one loaded in ``images`` (by image path; handed out
+    once, so the raw volume is freed), else read."""
+    image = images.pop(Path(case.image), None)
+    return prepare_case(case, pre) if image is None else prepare_read(case, image, None, None, pre)
 
 
 def prepare_cases(cases, pre: Preprocessor, with_truth: bool = False) -> list[PreparedCase]:

@@ -37,11 +37,22 @@ def cache_maps(pred, root: Path, name: str, logs: list) -> None:
         print(name, log.log_id, f"{time.time() - t0:.0f}s", flush=True)
 
 
+def cache_sets(pred, root: Path, sets: dict) -> None:
+    """Simulate ``sets`` (name -> (logs, seed, configuration), 250 frames a log) under
+    ``root/logs/<name>`` and cache ``pred``'s maps of every log (:func:`cache_maps`). The
+    memory gate is refitted first on the ``"train"`` set's calibration tails, as
+    ``OcclusionPredictor.calibrate`` does."""
+    root.mkdir(parents=True, exist_ok=True)
+    logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=c)]
+            for name, (n, seed, c) in sets.items()}
+    if pred.memory_gate:
+        pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    for name, items in logs.items():
+        cache_maps(pred, root, name, items)
+
+
 def main(world: str) -> None:
     configure_threads()
-    root = Path("/tmp/drv19/cache") / world
-    root.mkdir(parents=True, exist_ok=True)
-    pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
     cfg = TUNED[world]
     normal = replace(cfg, anomaly_interval_s=0.0)
     heldout, heldout_seed = HELDOUT[world]["config"], HELDOUT[world]["seed"]
@@ -49,12 +60,7 @@ def main(world: str) -> None:
             "extra": (6, 3, cfg), "extra_normal": (2, 503, normal),
             "heldout": (4, heldout_seed, heldout),
             "heldout_normal": (2, heldout_seed + 500, replace(heldout, anomaly_interval_s=0.0))}
-    logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=c)]
-            for name, (n, seed, c) in sets.items()}
-    if pred.memory_gate:        # as OcclusionPredictor.calibrate: on the training logs' held-out tails
-        pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
-    for name, items in logs.items():
-        cache_maps(pred, root, name, items)
+    cache_sets(OcclusionPredictor.load(f"/tmp/drv19/models/{world}"), Path("/tmp/drv19/cache") / world, sets)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ class Harness:
         self.world = world
         self.root = Path("/tmp/drv16/cache") / world
         self.pred = OcclusionPredictor.load(f"/tmp/drv17/models/{world}")
-        self.smooth = max(1, int(round(self.pred.smooth_s * self.pred.meta_.rate_hz)))
+        self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in train]
         self.whole = [fs.observed_statistics(log) for log, _ in train]   # the lead channel's

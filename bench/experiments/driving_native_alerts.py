@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.driving import HELDOUT, NATIVE_TRAIN_SEED_OFFSET
-from bench.experiments.driving_calibration_cache import cache_maps
-from bench.experiments.driving_path_channel import CACHE, PathHarness, frames
+from bench.experiments.driving_calibration_cache import cache_sets
+from bench.experiments.driving_path_channel import CACHE, PathHarness
 from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
@@ -52,7 +52,6 @@ from driving.model.predictor import OcclusionPredictor, _slice_log
 from driving.schema import VEHICLE, read_log
 from driving.scoring import frame_score as fs
 from driving.scoring.surprise import score_log
-from driving.sim.simulator import simulate_logs
 from driving.warp import cell_offsets
 
 WORLD = "highway"
@@ -81,31 +80,17 @@ def native_sets() -> dict:
 def cache():
     """Simulate the held-out configuration's sets and cache the native network's prior-free
     maps of every log (as driving_calibration_cache does for the tuned network)."""
-    root = CACHE / NATIVE
-    root.mkdir(parents=True, exist_ok=True)
-    pred = OcclusionPredictor.load(MODELS / NATIVE)
-    sets = native_sets()
-    for name, (n, seed, config) in sets.items():
-        logs = [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=config)]
-        if name == "train" and pred.memory_gate:   # as OcclusionPredictor.calibrate: on the tails
-            pred.fit_memory_gate(pred.calibration_logs(logs))
-        cache_maps(pred, root, name, logs)
+    cache_sets(OcclusionPredictor.load(MODELS / NATIVE), CACHE / NATIVE, native_sets())
 
 
 class NativeHarness(PathHarness):
     """The experiments' harness over the held-out configuration's own network and logs
-    (cached by :func:`cache`): event logs, if cached, are the benchmark's held-out ones."""
+    (cached by :func:`cache`; event logs: the benchmark's held-out ones), with the 10 more
+    calibration logs as :attr:`more_train`."""
 
     def __init__(self):
-        self.world, self.root = WORLD, CACHE / NATIVE
-        self.pred = OcclusionPredictor.load(MODELS / NATIVE)
-        self.smooth = frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
-        self.train = self.load("train")
+        super().__init__(WORLD, CAL_FRAMES, configuration="native", name=NATIVE)
         self.more_train = self.load("more_train")
-        self.tails = [self.tail(it, CAL_FRAMES) for it in self.train]
-        self.events = self.load("heldout") if (self.root / "heldout_log_003.npz").exists() else []
-        self.benchmark_logs = len(self.events)
-        self.normals = self.load("heldout_normal") + self.load("more_normal")
 
 
 def channel_view(scorer, result) -> dict:

@@ -30,7 +30,9 @@ CACHE = Path("/tmp/drv19/cache")
 # configuration -> cached sets of its event logs (the benchmark's first) and of its normal logs;
 # the held-out one (bench.driving.HELDOUT) is never tuned on
 TEST_SETS = {"tuned": (("tuned", "extra"), ("tuned_normal", "extra_normal")),
-             "heldout": (("heldout",), ("heldout_normal",))}
+             "heldout": (("heldout",), ("heldout_normal",)),
+             # the held-out configuration's own network and logs (driving_native_alerts.py)
+             "native": (("heldout",), ("heldout_normal", "more_normal"))}
 
 
 def reach(half_width_m, classes=fs.REACH_CLASSES):
@@ -58,11 +60,6 @@ class CrossFit:
     normals: list
 
 
-def frames(window_s: float, rate_hz: float) -> int:
-    """Frames in a window of ``window_s`` seconds at ``rate_hz`` (at least one)."""
-    return max(1, int(round(window_s * rate_hz)))
-
-
 @dataclass
 class Alerts:
     """Frame scores of the event logs (one array per log) and of the normal logs (one array),
@@ -75,10 +72,12 @@ class Alerts:
 class PathHarness(Harness):
     """The lead-channel harness over this round's cache, with more test logs."""
 
-    def __init__(self, world, cal_frames=50, configuration="tuned"):
-        self.world, self.root = world, CACHE / world
-        self.pred = OcclusionPredictor.load(f"/tmp/drv19/models/{world}")
-        self.smooth = frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
+    def __init__(self, world, cal_frames=50, configuration="tuned", name=None):
+        """``name``: the folder of the network and the cached maps under /tmp/drv19/models and
+        :data:`CACHE` (default: ``world``'s)."""
+        self.world, self.root = world, CACHE / (name or world)
+        self.pred = OcclusionPredictor.load(f"/tmp/drv19/models/{name or world}")
+        self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
         # either configuration: the scoring state and the threshold come from the training
@@ -94,8 +93,9 @@ class PathHarness(Harness):
         for log_file in sorted((self.root / "logs" / name).glob("*.parquet")):
             maps_file = self.root / f"{name}_{log_file.stem}.npz"
             if not maps_file.exists():
-                raise FileNotFoundError(f"no cached maps {maps_file}: run "
-                                        f"bench.experiments.driving_calibration_cache {self.world}")
+                raise FileNotFoundError(f"no cached maps {maps_file}: run the cache step first "
+                                        f"(bench.experiments.driving_calibration_cache {self.world}, "
+                                        "or driving_native_alerts cache for its native network)")
         return super().load(name)
 
     def maps(self, log, m, prior):

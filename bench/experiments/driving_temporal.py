@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.driving_path_channel import (CrossFit, PathHarness, frames, onsets, report,
+from bench.experiments.driving_path_channel import (CrossFit, PathHarness, onsets, report,
                                                     save_configuration)
 from driving.scoring import frame_score as fs
 from driving.scoring.surprise import causal_mean
@@ -66,7 +66,7 @@ def variants(harness) -> dict:
            f"frame score, mean {harness.pred.smooth_s} s (committed)":
                on_frame(lambda s: causal_mean(s, harness.smooth))}
     for w in WINDOWS_S:
-        n = frames(w, rate)
+        n = fs.window_frames(w, rate)
         out[f"channel mean {w} s"] = per_channel(lambda s, n=n: causal_mean(s, n))
         out[f"channel 2nd largest {w} s"] = per_channel(lambda s, n=n: causal_kth(s, n))
         out[f"channel EMA {w} s"] = per_channel(lambda s, w=w: causal_ema(s, w, rate))

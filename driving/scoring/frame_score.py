@@ -150,6 +150,12 @@ def trend(values: np.ndarray, n: int, dt: float) -> np.ndarray:
     return out
 
 
+def window_frames(window_s: float, rate_hz: float) -> int:
+    """Frames in a window of ``window_s`` seconds at ``rate_hz`` (at least one): the frame
+    score's smoothing window."""
+    return max(1, int(round(window_s * rate_hz)))
+
+
 def lead_window_frames(rate_hz: float) -> int:
     """Frames the gap's trend is fitted over in :func:`lead_closing`: ``LEAD_WINDOW_S`` at
     ``rate_hz``, at least two."""

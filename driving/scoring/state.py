@@ -21,7 +21,7 @@ from core.runtime import progress_bar
 
 from .context_prior import ContextPrior, fit_on_maps, with_context
 from .decision import RoadThresholdFit
-from .frame_score import CHANNELS, FrameScorer, observed_statistics
+from .frame_score import CHANNELS, FrameScorer, observed_statistics, window_frames
 from .normaliser import CellNormaliser
 from .surprise import MAPS, raw_maps, result_from_maps
 
@@ -90,7 +90,7 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float, progress: bool | N
         road.add(log, m["probabilities"])
         m["probabilities"] = None
         maps.append(m)
-    smooth = max(1, int(round(smooth_s * predictor.meta_.rate_hz)))
+    smooth = window_frames(smooth_s, predictor.meta_.rate_hz)
     observed = [observed_statistics(log) for log in (whole_logs or logs)]
     state, context_maps = state_from_maps(predictor, logs, maps, smooth, road.best(), observed)
     results = [result_from_maps(state, log, m) for log, m in zip(logs, context_maps)]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from core.net import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -17,12 +18,6 @@ APP_READY = '[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
 SCRIPT_DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 RENDERED = """() => !document.querySelector('[data-testid="stSkeleton"], [data-stale="true"]')
     && Array.from(document.images).every(image => image.complete)"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def unmask_command() -> list[str]:
