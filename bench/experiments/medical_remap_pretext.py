@@ -34,6 +34,7 @@ Usage:
         --work DIR --jobs 2            # pretrain 3 pretexts, 20 arms, test set, decision
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_remap_pretext \\
         --work DIR --heldout           # then: the frozen held-out set (the saved segmenters)
+    python -m bench.experiments.medical_remap_pretext --work DIR --by-phase   # a diagnosis
 
 Finished steps are cached in DIR (``arms/*.json``, ``pretrained-*``): a rerun does only what
 is missing. Writes ``bench/results/medical_remap_pretext.json``.
@@ -49,10 +50,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.medical import (build_parser, efficiency_arm, gap_closed, label_subsets, pretraining_config,
-                           scored_set, simulate_sets)
+from bench.experiments.medical_label_count import KIDNEYS, case_phases, phases
+from bench.medical import (build_parser, efficiency_arm, gap_closed, label_subsets, organ_dice,
+                           pretraining_config, scored_set, simulate_sets)
 from core.io import write_text_atomic
 from core.runtime import configure_threads
+from medical.io import find_cases
 from medical.pretrain import pretrain
 from medical.segment import Segmenter
 
@@ -198,6 +201,30 @@ def heldout(work: Path, steps: dict) -> dict:
     return steps
 
 
+def by_phase(work: Path, settings: list[str], steps: dict) -> dict:
+    """Diagnosis after the decision: each 2-label arm's kidney Dice on the test phantoms of
+    each contrast phase, and the phases its two labelled cases show."""
+    configure_threads()
+    args = bench_args(settings)
+    test_phases = case_phases(args.seg_test, args.seed + 300)  # {case name: phase}
+    labelled_phases = phases(args.labelled, args.seed + 200)
+    out = {"test_phases": test_phases, "labelled_phases": labelled_phases, "arms": {}}
+    cases = find_cases(work / "data" / "seg_test")
+    for k, r, subset in arm_jobs(args):
+        if k != 2:
+            continue
+        for arm in ("scratch", *PRETEXTS):
+            segmenter = Segmenter.load(work / "arms" / f"{arm}-{k}-{r}")
+            kidneys = {}
+            for case in cases:
+                dice = organ_dice(segmenter, [case])
+                kidneys.setdefault(test_phases[case.name], []).append(np.mean([dice[o] for o in KIDNEYS]))
+            out["arms"][f"{arm}-{k}-{r}"] = {
+                "labelled_phases": [labelled_phases[i] for i in subset],
+                "kidney_dice_by_test_phase": {p: float(np.mean(v)) for p, v in kidneys.items()}}
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.experiments.medical_remap_pretext",
                                      description=__doc__.splitlines()[0])
@@ -208,10 +235,22 @@ def main(argv=None):
     parser.add_argument("--settings", default="",
                         help="extra bench.medical options after the committed ones (a smaller "
                              "run while developing), e.g. '--pretrain-epochs 1'")
+    parser.add_argument("--by-phase", action="store_true",
+                        help="after the decision: kidney Dice per contrast phase (a diagnosis)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "medical_remap_pretext.json"))
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     settings = COMMITTED + args.settings.split()
+    if args.by_phase:
+        result = cached(out)
+        if result is None or "decision" not in result:
+            parser.error(f"{out} holds no decision yet: run without --by-phase first")
+        result["by_phase"] = by_phase(work, result["settings"], result["steps"])
+        write_text_atomic(out, json.dumps(result, indent=2))
+        for name, entry in result["by_phase"]["arms"].items():
+            print(name, entry["labelled_phases"],
+                  {p: round(v, 3) for p, v in entry["kidney_dice_by_test_phase"].items()})
+        return
     if args.heldout:
         result = cached(out)
         if result is None or "decision" not in result:
