@@ -27,7 +27,7 @@ import torch
 
 BANDS = (4, 8)        # number of bands, inclusive range
 MAX_SLOPE = 3.0       # |output change / input change| within a band (noise amplification)
-MIN_SLOPE = 0.5       # a band is never flattened to one level (its texture stays visible)
+MIN_SLOPE = 0.5       # before any shrinking into [0, 1]: no band is flattened to one level
 MAX_KNOTS = BANDS[1] + 1
 
 

@@ -155,11 +155,11 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
         window = (slice(None), slice(None)) + tuple(slice(o, o + s) for o, s in zip(offset, spatial))
         hidden = torch.from_numpy(np.ascontiguousarray(big[window], dtype=np.float32)).to(image.device)
         seen, weight = image, hidden
-        if pretext in GENESIS_VARIANTS:
+        if pretext != "inpaint":  # the distortions' own stream, after the mask's draws
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        if pretext in GENESIS_VARIANTS:
             seen, hidden, weight = distort_batch(image, hidden, rng, **GENESIS_VARIANTS[pretext])
         elif pretext in REMAP_VARIANTS:
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
             seen = remap_intensities(image, *draw_remaps(rng, image.shape[0]))
             weight = torch.ones_like(hidden) if REMAP_VARIANTS[pretext] else hidden
         # (B, 2, x, y, z): mean (context baseline + network correction), log variance
