@@ -2,16 +2,12 @@
 loss whose target is the original, unmapped crop."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 
-from medical.anomaly import AnomalyScorer
 from medical.contrast_remap import MAX_SLOPE, draw_remap, draw_remaps, remap_intensities
 from medical.presets import preset
-from medical.pretrain import pretrain
-from medical.reconstruction import LOG_VAR_RANGE, context_baseline, reconstruction_loss
+from pretext_restorer import Restorer, pretext_loss
 
 
 def _curve(seed: int) -> np.ndarray:
@@ -64,53 +60,25 @@ def test_remap_matches_numpy_interpolation():
     np.testing.assert_allclose(got.flatten().numpy(), expected, atol=1e-9)
 
 
-class _Restorer(torch.nn.Module):
-    """Predicts ``target`` exactly on the hidden voxels (the correction to the context
-    baseline of what it is shown); on the visible ones either ``target`` too or, with
-    ``copy_visible``, the voxels as it sees them. Records its last input."""
-
-    def __init__(self, target: torch.Tensor, copy_visible: bool = False):
-        super().__init__()
-        self.target = target
-        self.copy_visible = copy_visible
-        self.anchor = torch.nn.Parameter(torch.zeros(()))
-        self.seen = None
-
-    def forward(self, x):
-        seen, hidden = x[:, :1], x[:, 1:]  # seen = shown image * visible
-        self.seen = x
-        baseline = context_baseline(seen, hidden, (1.0, 1.0, 1.0))
-        wanted = torch.where(hidden > 0, self.target, seen) if self.copy_visible else self.target
-        log_var = torch.full_like(seen, LOG_VAR_RANGE[0])
-        return torch.cat([wanted - baseline, log_var], dim=1) + 0 * self.anchor
-
-
-def _loss(pretext, model, image, seed=0):
-    masker = preset("tiny")[0].anomaly.masker()
-    loss = reconstruction_loss(masker, (1.0, 1.0, 1.0), pretext=pretext)
-    with torch.no_grad():
-        return float(loss(model, (image,), torch.Generator().manual_seed(seed)))
-
-
 def test_the_network_sees_remapped_crops_and_is_asked_for_the_original():
     image = torch.rand(2, 1, 8, 8, 4)
-    restorer = _Restorer(image)
+    restorer = Restorer(image)
     for seed in range(4):
         # at the loss's floor (no error, smallest variance) only when predicting the original
-        assert _loss("remap", restorer, image, seed) < 1e-5
-        shown, hidden = restorer.seen[:, :1], restorer.seen[:, 1:]
+        assert pretext_loss("remap", restorer, image, seed) < 1e-5
+        shown, hidden = restorer.shown[:, :1], restorer.shown[:, 1:]
         visible = hidden == 0
         assert hidden.sum() > 0 and visible.sum() > 0
         # what it was shown is not the original crop (it was remapped)
         assert (shown - image).abs()[visible].mean() > 0.05
     # a network that predicts what it is shown (the remapped crop) pays on the hidden voxels
-    shown_everywhere = _Restorer(torch.zeros_like(image))
-    _loss("remap", shown_everywhere, image)          # record what was shown for seed 0
-    remapped_target = shown_everywhere.seen[:, :1]   # remapped visible voxels, 0 where hidden
+    shown_everywhere = Restorer(torch.zeros_like(image))
+    pretext_loss("remap", shown_everywhere, image)          # record what was shown for seed 0
+    remapped_target = shown_everywhere.shown[:, :1]   # remapped visible voxels, 0 where hidden
     # rebuild the remapped crop whole: the same seed draws the same maps
     mapped = _remapped_crop(image, seed=0)
-    assert torch.allclose(mapped * (shown_everywhere.seen[:, 1:] == 0), remapped_target, atol=1e-6)
-    assert _loss("remap", _Restorer(mapped), image) > 1e-3
+    assert torch.allclose(mapped * (shown_everywhere.shown[:, 1:] == 0), remapped_target, atol=1e-6)
+    assert pretext_loss("remap", Restorer(mapped), image) > 1e-3
 
 
 def _remapped_crop(image, seed):
@@ -127,15 +95,8 @@ def _remapped_crop(image, seed):
 
 def test_remap_everywhere_also_asks_for_the_visible_voxels_unmapped():
     image = torch.rand(2, 1, 8, 8, 4)
-    copier = _Restorer(image, copy_visible=True)  # original on hidden, shown (remapped) on visible
-    assert _loss("remap", copier, image) < 1e-5
-    assert _loss("remap_everywhere", copier, image) > 1e-3
-    assert _loss("remap_everywhere", _Restorer(image), image) < 1e-5
+    copier = Restorer(image, copy_visible=True)  # original on hidden, shown (remapped) on visible
+    assert pretext_loss("remap", copier, image) < 1e-5
+    assert pretext_loss("remap_everywhere", copier, image) > 1e-3
+    assert pretext_loss("remap_everywhere", Restorer(image), image) < 1e-5
 
-
-def test_remap_pretext_is_saved_with_the_pretrained_bundle(tiny_data, tmp_path):
-    config, _ = preset("tiny")
-    config = replace(config, max_epochs=1, samples_per_epoch=4,
-                     anomaly=replace(config.anomaly, pretext="remap"))
-    pretrain(tiny_data[0], tmp_path / "pretrained", config, progress=False)
-    assert AnomalyScorer.load(tmp_path / "pretrained").config.pretext == "remap"
