@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medical.reconstruction import PRETEXTS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -92,6 +94,14 @@ def organ_dice(segmenter, cases) -> dict[str, float]:
     return {name: float(np.mean(v)) for name, v in scores.items()}
 
 
+def scored_set(segmenter, folder: Path, prefix: str = "") -> dict:
+    """``{prefix + "mean_dice": ..., prefix + "dice": {organ: ...}}`` on the cases of ``folder``."""
+    from medical.io import find_cases
+
+    per_organ = organ_dice(segmenter, find_cases(folder))
+    return {prefix + "mean_dice": float(np.mean(list(per_organ.values()))), prefix + "dice": per_organ}
+
+
 def segment_config(args, epochs: int):
     """The preset's ``SegmentConfig`` fine-tuning ``epochs`` epochs of ``args.samples`` crops."""
     from medical.presets import preset
@@ -121,6 +131,32 @@ def pretext_config(args, anomaly):
                   mask_block=args.mask_block and _shape(args.mask_block))
 
 
+def pretraining_config(args):
+    """The preset's ``PretrainConfig`` with the command line's budget and pretext options."""
+    from medical.presets import preset
+
+    config, _ = preset(args.preset, args.seed)
+    config = replace(config, max_epochs=args.pretrain_epochs, patience=args.pretrain_epochs,
+                     samples_per_epoch=args.pretrain_samples)
+    return replace(config, anomaly=pretext_config(args, config.anomaly))
+
+
+def simulate_sets(args, data: Path) -> None:
+    """The benchmark's phantom sets under ``data`` (kept ones with the same settings reused)."""
+    from medical.phantom import simulate_dataset
+
+    shape = _shape(args.shape)
+    for name, n, lesions, seed in (("unlabelled", args.unlabelled, False, 100),
+                                   ("labelled", args.labelled, False, 200),
+                                   ("seg_test", args.seg_test, False, 300),
+                                   ("seg_heldout", args.seg_test, False, 900),
+                                   ("anomaly_test", args.anomaly_test, True, 400)):
+        if name == "anomaly_test" and args.skip_anomaly:
+            continue
+        if not _reusable(data / name, n, shape, args.seed + seed):
+            simulate_dataset(data / name, n, lesions=lesions, seed=args.seed + seed, shape=shape)
+
+
 def efficiency_config(args):
     """The fine-tuning settings of the label-efficiency arms."""
     return _given(segment_config(args, args.finetune_epochs),
@@ -129,12 +165,15 @@ def efficiency_config(args):
                   organ_jitter=args.organ_jitter)
 
 
+SEG_SETS = (("", "seg_test"), ("heldout_", "seg_heldout"))  # (result key prefix, folder)
+
+
 def efficiency_arm(args, data: Path, pretrained, subset: list[int], seed: int,
-                   save_to: Path | None = None) -> dict:
+                   save_to: Path | None = None, sets=SEG_SETS) -> dict:
     """One arm of one label subset: fine-tune on the labelled cases ``subset`` (scratch if
-    ``pretrained`` is ``None``), then organ Dice on the test and held-out sets."""
+    ``pretrained`` is ``None``), then organ Dice on ``sets`` (default: the test and held-out
+    sets; an experiment may score the frozen held-out set only after deciding)."""
     from core.runtime import configure_threads
-    from medical.io import find_cases
     from medical.segment import labelled_cases, train_segmenter
 
     configure_threads()  # also in a --jobs worker process
@@ -148,10 +187,8 @@ def efficiency_arm(args, data: Path, pretrained, subset: list[int], seed: int,
                                 # the whole pool, so it had no validation cases either)
                                 validation_cases=[])
     out = {"epochs": len(segmenter.history_.train_loss)}
-    for prefix, folder in (("", "seg_test"), ("heldout_", "seg_heldout")):
-        per_organ = organ_dice(segmenter, find_cases(data / folder))
-        out[prefix + "mean_dice"] = float(np.mean(list(per_organ.values())))
-        out[prefix + "dice"] = per_organ
+    for prefix, folder in sets:
+        out.update(scored_set(segmenter, data / folder, prefix))
     out["seconds"] = round(time.perf_counter() - started, 1)
     if save_to is not None:
         segmenter.save(save_to)
@@ -494,7 +531,8 @@ def pretraining_targets(efficiency: dict) -> dict:
     return out
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (experiments parse the committed command's settings with it)."""
     parser = argparse.ArgumentParser(prog="python -m bench.medical",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="96,96,48", help="phantom size")
@@ -518,7 +556,7 @@ def main(argv=None):
                         help="pretrained weights the segmenter starts from (default: preset's)")
     parser.add_argument("--organ-jitter", type=float, default=None,
                         help="per-organ intensity offset range in fine-tuning (default: preset's)")
-    parser.add_argument("--pretext", choices=["inpaint", "genesis", "genesis_whole"], default=None,
+    parser.add_argument("--pretext", choices=PRETEXTS, default=None,
                         help="pretraining task (default: preset's)")
     parser.add_argument("--mask-ratio", type=float, default=None,
                         help="share of the pretraining mask's blocks hidden (default: preset's)")
@@ -560,6 +598,11 @@ def main(argv=None):
                         help="scale residuals by the predicted sd instead of the CT noise")
     parser.add_argument("--plain-only", action="store_true",
                         help="with --anomaly-only: score without the segmentation (a variant)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.speed_worker:
         print(json.dumps(speed_worker(args.speed_worker, _shape(args.speed_shape), args.preset)))
@@ -638,14 +681,11 @@ def main(argv=None):
             print(json.dumps({k: result[k] for k in ("anomaly", "anomaly_plain")}, indent=2))
         write_text_atomic(args.out, json.dumps(result, indent=2))
         return
-    from medical.phantom import simulate_dataset
-    from medical.presets import preset
     from medical.pretrain import pretrain
 
     threads = configure_threads()
     started = time.perf_counter()
     budgets = [int(b) for b in args.budgets.split(",")]
-    shape = _shape(args.shape)
     result = {"config": {k: v for k, v in vars(args).items() if k != "speed_worker"},
               "machine": {"cpus": os.cpu_count(), "torch_threads": threads,
                           "python": platform.python_version()},
@@ -655,23 +695,11 @@ def main(argv=None):
         work.mkdir(parents=True, exist_ok=True)
         data = work / "data"
         t = time.perf_counter()
-        for name, n, lesions, seed in (("unlabelled", args.unlabelled, False, 100),
-                                       ("labelled", args.labelled, False, 200),
-                                       ("seg_test", args.seg_test, False, 300),
-                                       ("seg_heldout", args.seg_test, False, 900),
-                                       ("anomaly_test", args.anomaly_test, True, 400)):
-            if name == "anomaly_test" and args.skip_anomaly:
-                continue
-            if not _reusable(data / name, n, shape, args.seed + seed):
-                simulate_dataset(data / name, n, lesions=lesions, seed=args.seed + seed, shape=shape)
+        simulate_sets(args, data)
         result["timings_seconds"]["simulate"] = round(time.perf_counter() - t, 1)
 
         t = time.perf_counter()
-        pre_config, _ = preset(args.preset, args.seed)
-        pre_config = replace(pre_config, max_epochs=args.pretrain_epochs,
-                             patience=args.pretrain_epochs, samples_per_epoch=args.pretrain_samples)
-        pre_config = replace(pre_config, anomaly=pretext_config(args, pre_config.anomaly))
-        scorer = pretrain(data / "unlabelled", work / "pretrained", pre_config)
+        scorer = pretrain(data / "unlabelled", work / "pretrained", pretraining_config(args))
         result["pretraining"] = {"cases": len(scorer_training_cases(work / "pretrained")),
                                  "calibration_cases": args.unlabelled - len(scorer_training_cases(work / "pretrained")),
                                  "epochs": len(scorer.history_.train_loss),

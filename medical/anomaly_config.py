@@ -27,7 +27,12 @@ class AnomalyConfig:
             ``"genesis"`` (also Models Genesis intensity curves, block shuffling and
             out-painting, ``medical.genesis``), which teaches appearance and context that
             segmentation fine-tuning can reuse; ``"genesis_whole"`` also shows a quarter
-            of the crops whole (nothing hidden), as segmentation does.
+            of the crops whole (nothing hidden), as segmentation does; ``"remap"``
+            passes each crop through a random non-monotone intensity map
+            (``medical.contrast_remap``) and asks for the original crop on the hidden
+            patches, so tissue must be told by shape and context, not by intensity (whose
+            order changes between contrast phases); ``"remap_everywhere"`` asks for it on
+            every voxel.
         smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
         organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
             z-scores are per organ and need less smoothing (development set, 0.5-1.5).

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import binary_fill_holes
 
+from .contrast_remap import draw_remaps, remap_intensities
 from .genesis import apply_distortion, draw_distortion, outpaint_mask
 
 
@@ -115,7 +116,10 @@ def body_mask(image: np.ndarray) -> np.ndarray:
 # pretext -> medical.genesis.draw_distortion's probabilities; "genesis_whole" also shows a
 # quarter of the crops whole, as segmentation does (masked crops shift the input statistics)
 GENESIS_VARIANTS = {"genesis": {}, "genesis_whole": {"p_hide_nothing": 0.5}}
-PRETEXTS = ("inpaint", *GENESIS_VARIANTS)
+# pretext -> whether the loss also covers the visible (remapped) voxels, which must then be
+# mapped back too; "remap" asks only for the hidden ones, as in-painting does
+REMAP_VARIANTS = {"remap": False, "remap_everywhere": True}
+PRETEXTS = ("inpaint", *GENESIS_VARIANTS, *REMAP_VARIANTS)
 
 
 def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
@@ -133,6 +137,10 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     per crop, maybe an intensity curve and shuffled blocks on the input, and out-painting
     instead of the patch mask; the target stays the original crop, over every voxel when
     the visible ones were distorted (they must be restored too), else over hidden ones.
+
+    ``pretext="remap"`` passes every crop through its own random non-monotone intensity map
+    (:mod:`medical.contrast_remap`) before the patch mask; the target is the original,
+    unmapped crop on the hidden voxels (``"remap_everywhere"``: on every voxel).
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")
@@ -147,9 +155,13 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
         window = (slice(None), slice(None)) + tuple(slice(o, o + s) for o, s in zip(offset, spatial))
         hidden = torch.from_numpy(np.ascontiguousarray(big[window], dtype=np.float32)).to(image.device)
         seen, weight = image, hidden
-        if pretext in GENESIS_VARIANTS:
+        if pretext != "inpaint":  # the distortions' own stream, after the mask's draws
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        if pretext in GENESIS_VARIANTS:
             seen, hidden, weight = distort_batch(image, hidden, rng, **GENESIS_VARIANTS[pretext])
+        elif pretext in REMAP_VARIANTS:
+            seen = remap_intensities(image, *draw_remaps(rng, image.shape[0]))
+            weight = torch.ones_like(hidden) if REMAP_VARIANTS[pretext] else hidden
         # (B, 2, x, y, z): mean (context baseline + network correction), log variance
         output = predict_hidden(model, seen, hidden, sigma or tuple(p / 2.0 for p in patch_size))
         nll = reconstruction_nll(output, image)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from medical.anomaly import AnomalyScorer
@@ -12,8 +13,8 @@ from medical.genesis import (SHUFFLE_BLOCK, apply_curve, bezier_curve, draw_dist
                              shuffle_blocks)
 from medical.presets import preset
 from medical.pretrain import pretrain
-from medical.reconstruction import (LOG_VAR_RANGE, context_baseline, distort_batch,
-                                     reconstruction_loss)
+from medical.reconstruction import distort_batch
+from pretext_restorer import Restorer, pretext_loss
 
 
 def test_block_shuffle_moves_voxels_only_within_their_block():
@@ -48,42 +49,16 @@ def test_distortions_are_drawn_from_the_seed_alone():
     assert a.outpaint_box == b.outpaint_box and a.changes_appearance
 
 
-class _Restorer(torch.nn.Module):
-    """Predicts ``target`` exactly from what it is shown (the correction to the context
-    baseline of the visible voxels, computable from its input); with ``copy_visible`` it
-    predicts the visible voxels as it sees them instead (fine when nothing is distorted)."""
-
-    def __init__(self, target: torch.Tensor, copy_visible: bool = False):
-        super().__init__()
-        self.target = target
-        self.copy_visible = copy_visible
-        self.anchor = torch.nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        seen, hidden = x[:, :1], x[:, 1:]  # seen = image * visible
-        baseline = context_baseline(seen, hidden, (1.0, 1.0, 1.0))
-        wanted = torch.where(hidden > 0, self.target, seen) if self.copy_visible else self.target
-        log_var = torch.full_like(seen, LOG_VAR_RANGE[0])
-        return torch.cat([wanted - baseline, log_var], dim=1) + 0 * self.anchor
-
-
-def _loss(pretext, model, image, seed):
-    masker = preset("tiny")[0].anomaly.masker()
-    loss = reconstruction_loss(masker, (1.0, 1.0, 1.0), pretext=pretext)
-    with torch.no_grad():
-        return float(loss(model, (image,), torch.Generator().manual_seed(seed)))
-
-
 def test_genesis_loss_asks_for_the_original_volume_everywhere_it_was_distorted():
     image = torch.rand(2, 1, 8, 8, 4)
     seeds = range(6)  # several draws: curves, shuffles, out-painting, whole crops
-    copier = _Restorer(image, copy_visible=True)
+    copier = Restorer(image, copy_visible=True)
     # copying the visible voxels is enough for in-painting, not once they are distorted
-    assert max(_loss("inpaint", copier, image, seed) for seed in seeds) < 1e-5
+    assert max(pretext_loss("inpaint", copier, image, seed) for seed in seeds) < 1e-5
     for pretext in ("genesis", "genesis_whole"):
         # the loss is at its floor (0: no error, smallest variance) only for the original
-        assert max(_loss(pretext, _Restorer(image), image, seed) for seed in seeds) < 1e-5
-        assert max(_loss(pretext, copier, image, seed) for seed in seeds) > 1e-3
+        assert max(pretext_loss(pretext, Restorer(image), image, seed) for seed in seeds) < 1e-5
+        assert max(pretext_loss(pretext, copier, image, seed) for seed in seeds) > 1e-3
 
 
 def test_whole_crops_hide_nothing():
@@ -95,9 +70,10 @@ def test_whole_crops_hide_nothing():
     assert float(mask.sum()) == 0.0
 
 
-def test_pretext_is_saved_with_the_pretrained_bundle(tiny_data, tmp_path):
+@pytest.mark.parametrize("pretext", ["genesis", "remap"])
+def test_pretext_is_saved_with_the_pretrained_bundle(tiny_data, tmp_path, pretext):
     config, _ = preset("tiny")
     config = replace(config, max_epochs=1, samples_per_epoch=4,
-                     anomaly=replace(config.anomaly, pretext="genesis"))
+                     anomaly=replace(config.anomaly, pretext=pretext))
     pretrain(tiny_data[0], tmp_path / "pretrained", config, progress=False)
-    assert AnomalyScorer.load(tmp_path / "pretrained").config.pretext == "genesis"
+    assert AnomalyScorer.load(tmp_path / "pretrained").config.pretext == pretext
