@@ -11,6 +11,12 @@ epochs and seed, ``UNMASK_NUM_THREADS=1``):
   from ``--readme``: ``ct_new``, ``models/ct-pretrained``, ``models/new``);
 * scratch: ``train --labels 20`` on the same ``ct_new`` without ``--pretrained``.
 
+Without ``--pretrained`` the model grid is the median spacing of the 20 trained images, not
+the pretraining bundle's (all 32), so the two arms differ in grid too. ``--control-grid``
+adds a third arm after the decision, which decides nothing: scratch on the pretrained
+bundle's grid (:func:`train_on_grid`, the same ``train`` through the Python API, which has
+the option the CLI lacks).
+
 Without ``--pretrained`` no anomaly model is calibrated, so the scratch runs hold
 segmentations only; Dice does not depend on the anomaly model.
 
@@ -26,7 +32,8 @@ either way; the lead decides.
 
 Every step is skipped when its output is already in ``--work``; the pretrained arm's runs
 on sets 900 and 902 are reused when ``--readme`` holds them (``runs/new_on_heldout_old``,
-``runs/new_on_heldout_new``). Writes ``bench/results/medical_readme_init.json``.
+``runs/new_on_heldout_new``). Writes ``bench/results/medical_readme_init.json``, keeping
+the seconds of steps an earlier call ran.
 
 Example::
 
@@ -38,6 +45,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +54,17 @@ import numpy as np
 from bench.experiments.medical_anatomy import TRAIN, trained_epochs
 from bench.experiments.medical_label_count import (HELD_OUT, TARGET_ORGANS, case_phases, dice_table,
                                                    print_dice, run_missing)
+from core.bundle import read_bundle_config
 from core.io import write_text_atomic
+from core.runtime import configure_threads
 from medical.evaluate import evaluate
+from medical.presets import preset
+from medical.segment import train_segmenter
 
 DECISION_SEED = 904
 LEVEL = 0.01          # |d| up to this: level (the noise of one 18-case set, about 0.01)
 ARMS = ("pretrained", "scratch")
+CONTROL = "scratch_pretrain_grid"   # scratch on the pretrained bundle's model grid
 # reused runs of the README's model, by held-out seed
 README_RUNS = {900: "runs/new_on_heldout_old", 902: "runs/new_on_heldout_new"}
 
@@ -63,10 +77,32 @@ def run_dir(work: Path, readme: Path, arm: str, seed: int) -> Path:
     return work / f"runs/{arm}_on_{seed}"
 
 
-def build(work: Path, readme: Path, held_outs: dict[int, Path]) -> dict:
-    """Simulate the decision set, train the scratch arm and infer what ``work`` lacks;
+def models_of(work: Path, readme: Path) -> dict[str, Path]:
+    """Each arm's model folder."""
+    return {"pretrained": readme / "models/new", "scratch": work / "models/scratch",
+            CONTROL: work / f"models/{CONTROL}"}
+
+
+def train_on_grid(data: Path, out: Path, pretrained: Path, epochs: int) -> float:
+    """``train --labels 20`` from scratch on ``pretrained``'s model grid; wall seconds."""
+    configure_threads()                           # as the CLI does: UNMASK_NUM_THREADS
+    start = time.perf_counter()
+    spacing = read_bundle_config(pretrained)["config"]["preprocess"]["spacing"]
+    _, config = preset("default", TRAIN["seed"])
+    config = replace(config, max_epochs=epochs, spacing=tuple(spacing))
+    train_segmenter(data, out, None, TRAIN["labels"], config, progress=False)
+    return time.perf_counter() - start
+
+
+def build(work: Path, readme: Path, held_outs: dict[int, Path], arms=ARMS) -> dict:
+    """Simulate the decision set, train the scratch arms and infer what ``work`` lacks;
     seconds per step run."""
-    models = {"pretrained": readme / "models/new", "scratch": work / "models/scratch"}
+    models = models_of(work, readme)
+    seconds = {}
+    if CONTROL in arms and not models[CONTROL].exists():
+        seconds[f"train_{CONTROL}"] = train_on_grid(readme / "ct_new", models[CONTROL],
+                                                    readme / "models/ct-pretrained",
+                                                    trained_epochs(models["pretrained"]))
     steps = [("simulate_held_out_904", held_outs[DECISION_SEED],
               ["simulate", "--cases", str(HELD_OUT["cases"]), "--seed", str(DECISION_SEED),
                "--shape", HELD_OUT["shape"], "--out", str(held_outs[DECISION_SEED])]),
@@ -75,23 +111,23 @@ def build(work: Path, readme: Path, held_outs: dict[int, Path]) -> dict:
                "--epochs", str(trained_epochs(models["pretrained"])),   # both arms equal
                "--seed", str(TRAIN["seed"]), "--out", str(models["scratch"]), "--quiet"])]
     for seed, data in held_outs.items():          # the decision set first
-        for arm in ARMS:
+        for arm in arms:
             run = run_dir(work, readme, arm, seed)
             steps.append((f"infer_{arm}_on_{seed}", run,
                           ["infer", "--model", str(models[arm]), "--images", str(data / "imagesTr"),
                            "--out", str(run), "--quiet"]))
-    return run_missing(steps)
+    return {**seconds, **run_missing(steps)}
 
 
-def paired(per_case: dict[str, list[dict]]) -> dict:
-    """Per case, scratch minus pretrained in the mean Dice of the target organs: mean,
-    standard error and how many cases scratch wins."""
+def paired(per_case: dict[str, list[dict]], arm: str = "scratch") -> dict:
+    """Per case, ``arm`` minus pretrained in the mean Dice of the target organs: mean,
+    standard error and how many cases ``arm`` wins."""
     def target(row: dict) -> float:
         return float(np.mean([row[f"dice_{o}"] for o in TARGET_ORGANS]))
     pretrained = {row["case"]: target(row) for row in per_case["pretrained"]}
-    diffs = np.array([target(row) - pretrained[row["case"]] for row in per_case["scratch"]])
+    diffs = np.array([target(row) - pretrained[row["case"]] for row in per_case[arm]])
     return {"mean": float(diffs.mean()), "standard_error": float(diffs.std(ddof=1) / np.sqrt(len(diffs))),
-            "scratch_better_cases": f"{int((diffs > 0).sum())}/{len(diffs)}"}
+            "better_cases": f"{int((diffs > 0).sum())}/{len(diffs)}"}
 
 
 def decide(d: float) -> str:
@@ -112,17 +148,23 @@ def main() -> None:
                         help="The frozen held-out set (seed 900, the simulator before adult kidneys).")
     parser.add_argument("--held-out-902", type=Path, required=True,
                         help="The adult-kidney held-out set (seed 902, the wide candidate simulator).")
+    parser.add_argument("--control-grid", action="store_true",
+                        help=f"Also the {CONTROL} arm (after the decision; decides nothing).")
     parser.add_argument("--out", type=Path, default=Path("bench/results/medical_readme_init.json"))
     args = parser.parse_args()
+    arms = (*ARMS, CONTROL) if args.control_grid else ARMS
     held_outs = {DECISION_SEED: args.work / f"heldout_{DECISION_SEED}", 900: args.held_out_900,
                  902: args.held_out_902}
-    seconds = build(args.work, args.readme, held_outs)
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    # steps skipped now were timed by the call that ran them
+    seconds = {**previous.get("seconds", {}), **build(args.work, args.readme, held_outs, arms)}
     results = {}
     for seed, data in held_outs.items():
         phase_of = case_phases(HELD_OUT["cases"], seed)
         per_case = {arm: evaluate(run_dir(args.work, args.readme, arm, seed), data)["per_case"]
-                    for arm in ARMS}
-        results[str(seed)] = {"data": str(data), "paired_scratch_minus_pretrained": paired(per_case),
+                    for arm in arms}
+        results[str(seed)] = {"data": str(data),
+                              **{f"paired_{arm}_minus_pretrained": paired(per_case, arm) for arm in arms[1:]},
                               **{arm: {"dice": dice_table(rows, phase_of), "per_case": rows}
                                  for arm, rows in per_case.items()}}
     decision_set = results[str(DECISION_SEED)]
@@ -131,16 +173,19 @@ def main() -> None:
     anatomy = json.loads(Path("bench/results/medical_anatomy.json").read_text())
     payload = {"train": TRAIN, "preset": "default",
                "pretrained_arm_seconds": anatomy["candidates"]["readme_mixed"]["seconds"],
-               "epochs": {"pretrained": trained_epochs(args.readme / "models/new"),
-                          "scratch": trained_epochs(args.work / "models/scratch")},
+               "epochs": {arm: trained_epochs(model) for arm, model in
+                          models_of(args.work, args.readme).items() if arm in arms},
+               "model_grid_mm": {arm: read_bundle_config(model / "segmenter")["config"]["preprocess"]["spacing"]
+                                 for arm, model in models_of(args.work, args.readme).items() if arm in arms},
                "rule": {"decision_set": {**HELD_OUT, "seed": DECISION_SEED}, "level": LEVEL,
                         "d": "scratch minus pretrained, target_mean over all cases"},
                "d": d, "decision": decide(d), "seconds": seconds, "results": results}
     write_text_atomic(args.out, json.dumps(payload, indent=2))
     for seed, result in results.items():
-        for arm in ARMS:
+        for arm in arms:
             print_dice(f"{arm}_on_{seed}", result[arm]["dice"])
-        print(seed, "paired", result["paired_scratch_minus_pretrained"])
+        for arm in arms[1:]:
+            print(seed, f"{arm} - pretrained, per case", result[f"paired_{arm}_minus_pretrained"])
     print(f"d = {d:+.4f}: {decide(d)}")
 
 
