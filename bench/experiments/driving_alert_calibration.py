@@ -45,6 +45,7 @@ every threshold at the predictor's contamination, 5 %):
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration candidates highway
     python -m bench.experiments.driving_alert_calibration decide
 """
+import fcntl
 import json
 import sys
 import time
@@ -53,9 +54,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.driving import HELDOUT, NATIVE_TRAIN_SEED_OFFSET, TUNED
+from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED
 from bench.experiments.driving_calibration_cache import cache_maps
-from bench.experiments.driving_path_channel import PathHarness, frames
+from bench.experiments.driving_path_channel import Alerts, PathHarness, frames
 from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
@@ -200,6 +201,138 @@ def diagnose(world: str) -> dict:
     return out
 
 
+# a second tuned network, same recipe, trained on 6 other normal logs: to whom the first
+# network's training logs are new drives (does the first network score its own training
+# frames lower than new drives?)
+OTHER_TRAIN_SEED = 505
+
+
+def other_network(world: str) -> None:
+    """Train the second network (bench.driving's recipe: MODEL, 8 epochs, random_state 0) on
+    6 normal logs of seed :data:`OTHER_TRAIN_SEED` and cache its maps of its own training
+    logs (``other_train``), of the first network's training logs (``other_on_train``) and of
+    the fresh normal logs (``other_on_<set>``)."""
+    configure_threads()
+    root = CACHE / world
+    normal = replace(TUNED[world], anomaly_interval_s=0.0)
+    own = simulated(root, "other_train", 6, OTHER_TRAIN_SEED, normal)
+    path = CACHE.parent / "models" / f"{world}_other"
+    if (path / "config.json").exists():
+        pred = OcclusionPredictor.load(path)
+        pred.fit_memory_gate(pred.calibration_logs(own))
+    else:
+        t0 = time.time()
+        pred = OcclusionPredictor(progress=False, epochs=8, random_state=0, **MODEL).fit(own)
+        pred.save(path)
+        print(f"trained in {time.time() - t0:.0f}s", flush=True)
+    cache_maps(pred, root, "other_train", own)
+    for name in ("train", "tuned_normal", "extra_normal", "more_normal"):
+        n, seed, config = tuned_sets(world)[name]
+        cache_maps(pred, root, f"other_on_{name}", simulated(root, name, n, seed, config))
+
+
+BOOTSTRAPS = 200
+LEVELS = np.round(np.arange(0.001, 0.2001, 0.001), 3)
+
+
+def bootstrap_upper(per_log: list, contamination: float, seed: int = 0) -> float:
+    """90th percentile over log resamples (with replacement) of the pooled quantile."""
+    rng = np.random.default_rng(seed)
+    draws = [threshold_from_contamination(np.concatenate([per_log[i] for i in rng.integers(0, len(per_log), len(per_log))]),
+                                          contamination) for _ in range(BOOTSTRAPS)]
+    return float(np.quantile(draws, 0.9))
+
+
+def loo_level(per_log: list, contamination: float) -> tuple[float, float]:
+    """The largest quantile level whose leave-one-log-out alert rate (each log against the
+    other logs' pooled quantile, averaged over logs) is at most ``contamination``; returns
+    the level and the pooled threshold at it."""
+    def rate(level):
+        return np.mean([np.mean(s > threshold_from_contamination(np.concatenate(per_log[:i] + per_log[i + 1:]), level))
+                        for i, s in enumerate(per_log)])
+    ok = [level for level in LEVELS if rate(level) <= contamination]
+    level = float(max(ok)) if ok else float(LEVELS[0])
+    return level, threshold_from_contamination(np.concatenate(per_log), level)
+
+
+def test_scores(h: Harness, state) -> tuple[list, list]:
+    """Frame scores of the event logs and of the fresh normal logs (one array per log) under ``state``."""
+    return [h.view(state, it)["score"] for it in h.events], [h.view(state, it)["score"] for it in h.normals]
+
+
+def evaluate(h: Harness, scores: tuple[list, list], threshold: float) -> dict:
+    """Frame AUROC, by kind, events alerted over the event logs and the alert rate (pooled and
+    per log) on the fresh normal logs (``scores``: :func:`test_scores`), at ``threshold``."""
+    events, normals = scores
+    alerts = Alerts(events, np.concatenate(normals), threshold)
+    out = {"threshold": float(threshold), **h.metrics(alerts)}
+    out["alert_rate_per_normal_log"] = [round(float(np.mean(s > threshold)), 3) for s in normals]
+    return out
+
+
+def candidates(world: str) -> dict:
+    """Every candidate's threshold and its metrics on the tuned logs (see the module docstring)."""
+    h = Harness(world)
+    c = h.pred.contamination
+    states = [h.state(leave_out=i) for i in range(len(h.tails))]
+    held = [h.view(st, t)["score"] for st, t in zip(states, h.tails)]
+    whole = [h.view(st, it)["score"] for st, it in zip(states, h.train)]
+    full = h.state()
+    level, loo_threshold = loo_level(whole, c)
+    thresholds = {"tails": threshold_from_contamination(np.concatenate(held), c),
+                  "tails_bootstrap_upper": bootstrap_upper(held, c),
+                  "whole_logs": threshold_from_contamination(np.concatenate(whole), c),
+                  "whole_logs_loo_level": loo_threshold}
+    out, scores = {}, test_scores(h, full)
+    for name, threshold in thresholds.items():
+        out[name] = evaluate(h, scores, threshold)
+        print(world, name, json.dumps(out[name]), flush=True)
+    out["whole_logs_loo_level"]["level"] = level
+    whole_states = [h.state(leave_out=i, items=h.train) for i in range(len(h.train))]
+    whole_state_scores = [h.view(st, it)["score"] for st, it in zip(whole_states, h.train)]
+    out["whole_logs_state"] = evaluate(h, test_scores(h, h.state(items=h.train)),
+                                       threshold_from_contamination(np.concatenate(whole_state_scores), c))
+    print(world, "whole_logs_state", json.dumps(out["whole_logs_state"]), flush=True)
+    return out
+
+
+def decide(results: dict) -> dict:
+    """The decision rule of the module docstring over the tuned worlds' candidates."""
+    worlds = sorted(results)
+    base = {w: results[w]["tails"] for w in worlds}
+    kinds = lambda r: {k: v for k, v in r.items() if k not in NOT_KINDS and isinstance(v, float)}
+    verdicts = {}
+    for name in results[worlds[0]]:
+        why = []
+        for w in worlds:
+            r = results[w][name]
+            rate = r["alert_rate_normal_logs"]
+            if not 0.025 <= rate <= 0.10:
+                why.append(f"{w}: normal-log alerts {rate:.3f} outside [0.025, 0.10]")
+            if r["auroc"] < base[w]["auroc"] - 0.01:
+                why.append(f"{w}: frame AUROC {r['auroc']:.3f} < committed {base[w]['auroc']:.3f} - 0.01")
+            for k, v in kinds(r).items():
+                if v < kinds(base[w])[k] - 0.05:
+                    why.append(f"{w}: {k} AUROC {v:.3f} < committed - 0.05")
+        worst = max(abs(results[w][name]["alert_rate_normal_logs"] - 0.05) for w in worlds)
+        verdicts[name] = {"passes": not why, "why_not": why, "worse_world_distance_from_5_percent": worst}
+    passing = [n for n, v in verdicts.items() if v["passes"]]
+    winner = min(passing, key=lambda n: verdicts[n]["worse_world_distance_from_5_percent"]) if passing else None
+    return {"verdicts": verdicts, "adopted": winner}
+
+
+def update(path: Path, section: str, world: str, result: dict) -> None:
+    """Store ``result`` as ``path[section][world]``, under a lock (both worlds run side by side)."""
+    with open(Path("/tmp") / f"{path.stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        kept.setdefault(section, {})[world] = result
+        write_text_atomic(path, json.dumps(kept, indent=1) + "\n")
+
+
+NOT_KINDS = {"auroc", "auroc_benchmark_logs", "auroc_new_logs", "alert_rate_normal_logs", "threshold", "level"}
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "cache":
         cache(sys.argv[2], sys.argv[3])
@@ -207,6 +340,15 @@ if __name__ == "__main__":
         configure_threads()
         result = diagnose(sys.argv[2])
         print(json.dumps(result, indent=1))
-        kept = json.loads(OUT.read_text()) if OUT.exists() else {}
-        kept.setdefault("diagnosis", {})[sys.argv[2]] = result
+        update(OUT, "diagnosis", sys.argv[2], result)
+    elif sys.argv[1] == "other_network":
+        other_network(sys.argv[2])
+    elif sys.argv[1] == "candidates":
+        configure_threads()
+        result = candidates(sys.argv[2])
+        update(OUT, "tuned_candidates", sys.argv[2], result)
+    elif sys.argv[1] == "decide":
+        kept = json.loads(OUT.read_text())
+        kept["decision"] = decide(kept["tuned_candidates"])
+        print(json.dumps(kept["decision"], indent=1))
         write_text_atomic(OUT, json.dumps(kept, indent=1) + "\n")
