@@ -57,10 +57,12 @@ import numpy as np
 from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED
 from bench.experiments.driving_calibration_cache import cache_maps
 from bench.experiments.driving_path_channel import Alerts, PathHarness, frames
-from core.calibration import threshold_from_contamination
+from core.bundle import load_bundle
+from core.calibration import ScoreCalibration, threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
-from driving.model.predictor import OcclusionPredictor
+from driving.model.bundle import BUNDLE_KIND
+from driving.model.predictor import OcclusionPredictor, _slice_log
 from driving.schema import read_log
 from driving.scoring import frame_score as fs
 from driving.sim.simulator import simulate_logs
@@ -69,9 +71,32 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path("/tmp/drvcal/cache")
 # the networks the committed benchmark runs reused (bench/README.md, Driving)
 MODELS = {"town": Path("/tmp/drv19/models"), "highway": Path("/tmp/r14hw/models")}
+# candidate (b): the tuned networks bench.driving trained with calibration blocks at a seeded
+# place of each log (same recipe and seeds), and their maps of the same logs
+BLOCK_MODELS = Path("/tmp/drvcal/models")
+BLOCK_CACHE = Path("/tmp/drvcal/cache_blocks")
 # 4 more normal logs of the tuned configuration (seed * 1000 + i: distinct from bench.driving's
 # 1, 2, 502, 70, 570, 71 and the cache's 3, 503)
 MORE_NORMAL_SEED = 504
+
+
+TAIL_FORMAT = 7                    # the bundle format whose networks held out each log's tail
+
+
+def load_tail_trained(path: Path) -> OcclusionPredictor:
+    """A format-7 bundle (its network trained with every log's tail held out: the committed
+    networks this experiment compares against), read for the comparison only; the product
+    refuses it since the calibration frames moved (format 8)."""
+    config, tensors = load_bundle(path, BUNDLE_KIND, TAIL_FORMAT)
+    pred = OcclusionPredictor._from_bundle(config, tensors)
+    pred._set_calibration(ScoreCalibration.from_dict(config["calibration"]))
+    pred.calibration_logs = lambda logs: [log_tail(log, pred) for log in logs]   # its held-out frames
+    return pred
+
+
+def log_tail(log, pred):
+    """The tail (``calibration_fraction``) of ``log``: a format-7 network's calibration frames."""
+    return _slice_log(log, len(log) - int(round(len(log) * pred.calibration_fraction)))
 
 
 def tuned_sets(world: str) -> dict:
@@ -107,7 +132,7 @@ def cache(world: str, which: str) -> None:
     "heldout" also the own-training network's maps of the held-out logs."""
     configure_threads()
     root = CACHE / world
-    pred = OcclusionPredictor.load(MODELS[world] / world)
+    pred = load_tail_trained(MODELS[world] / world)
     train = simulated(root, "train", 6, 1, replace(TUNED[world], anomaly_interval_s=0.0))
     pred.fit_memory_gate(pred.calibration_logs(train))
     sets = tuned_sets(world) if which == "tuned" else heldout_sets(world)
@@ -119,7 +144,7 @@ def cache(world: str, which: str) -> None:
         if name != "native_train":
             cache_maps(pred, root, name, logs[name])
     if which == "heldout":
-        native = OcclusionPredictor.load(MODELS[world] / f"{world}_heldout_native")
+        native = load_tail_trained(MODELS[world] / f"{world}_heldout_native")
         native.fit_memory_gate(native.calibration_logs(logs["native_train"]))
         for name in ("native_train", "heldout", "heldout_normal"):
             cache_maps(native, root, f"native_{name}" if name != "native_train" else name, logs[name])
@@ -132,14 +157,24 @@ OUT = ROOT / "bench" / "results" / "driving_alert_calibration.json"
 
 class Harness(PathHarness):
     """The experiments' harness over this experiment's cache: a world's tuned network, its 6
-    training logs (whole, maps of every frame), and the sets named in ``events`` / ``normals``."""
+    training logs (whole, maps of every frame), and the sets named in ``events`` / ``normals``.
+    ``blocks``: the networks trained around a calibration block at a seeded place of each log
+    (candidate (b), ``BLOCK_MODELS``, maps under ``BLOCK_CACHE``); the calibration frames are
+    those blocks (sliced from the whole-log maps, as the tails are), not the tails."""
 
-    def __init__(self, world: str, events=("tuned", "extra"), normals=("tuned_normal", "extra_normal", "more_normal")):
-        self.world, self.root = world, CACHE / world
-        self.pred = OcclusionPredictor.load(MODELS[world] / world)
+    def __init__(self, world: str, events=("tuned", "extra"), normals=("tuned_normal", "extra_normal", "more_normal"),
+                 blocks: bool = False):
+        self.world, self.root = world, (BLOCK_CACHE if blocks else CACHE) / world
+        self.pred = (OcclusionPredictor.load(BLOCK_MODELS / world) if blocks
+                     else load_tail_trained(MODELS[world] / world))
         self.smooth = frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train = self.load("train")
-        self.tails = [self.tail(it, CAL_FRAMES) for it in self.train]
+        if blocks:
+            spans = [self.pred._calibration_block(log, i) for i, (log, _) in enumerate(self.train)]
+            self.tails = [(_slice_log(log, b.start, b.stop), {k: v[b] for k, v in m.items()})
+                          for (log, m), b in zip(self.train, spans)]
+        else:
+            self.tails = [self.tail(it, CAL_FRAMES) for it in self.train]
         self.observed = [fs.observed_statistics(log) for log, _ in self.train]
         benchmark = self.load(events[0]) if events else []
         self.benchmark_logs = len(benchmark)
@@ -218,7 +253,7 @@ def other_network(world: str) -> None:
     own = simulated(root, "other_train", 6, OTHER_TRAIN_SEED, normal)
     path = CACHE.parent / "models" / f"{world}_other"
     if (path / "config.json").exists():
-        pred = OcclusionPredictor.load(path)
+        pred = load_tail_trained(path)
         pred.fit_memory_gate(pred.calibration_logs(own))
     else:
         t0 = time.time()
@@ -229,6 +264,66 @@ def other_network(world: str) -> None:
     for name in ("train", "tuned_normal", "extra_normal", "more_normal"):
         n, seed, config = tuned_sets(world)[name]
         cache_maps(pred, root, f"other_on_{name}", simulated(root, name, n, seed, config))
+
+
+def cache_blocks(world: str) -> None:
+    """Cache the block-trained tuned network's maps of the training, fresh normal and event
+    logs (the same logs as ``cache``; memory gate refitted on the calibration blocks)."""
+    configure_threads()
+    logs_root = CACHE / world
+    pred = OcclusionPredictor.load(BLOCK_MODELS / world)
+    sets = tuned_sets(world)
+    logs = {name: simulated(logs_root, name, *sets[name]) for name in sets}
+    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    root = BLOCK_CACHE / world
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    for name, items in logs.items():
+        link = root / "logs" / name
+        if not link.exists():
+            link.symlink_to((logs_root / "logs" / name).resolve())
+        cache_maps(pred, root, name, items)
+
+
+def blocks_candidate(world: str) -> dict:
+    """Candidate (b): the block-trained network, its state fitted on the blocks, the
+    cross-fitted 95 % quantile of the blocks' scores (as the committed threshold is of the tails')."""
+    h = Harness(world, blocks=True)
+    c = h.pred.contamination
+    held = [h.view(h.state(leave_out=i), t)["score"] for i, t in enumerate(h.tails)]
+    out = {"blocks": {**evaluate(h, test_scores(h, h.state()), threshold_from_contamination(np.concatenate(held), c)),
+                      "block_starts": [int(t[0].frame[0]) for t in h.tails]}}
+    print(world, "blocks", json.dumps(out["blocks"]), flush=True)
+    return out
+
+
+def memorisation(world: str) -> dict:
+    """Does a network score the frames it trained on lower than new drives? The second network
+    (:func:`other_network`), its state and threshold from its own training tails (cross-fitted),
+    on: its own training logs' first 80 % (trained on), the first network's training logs'
+    first 80 % (new to it) and the 8 fresh normal logs; beside the first network's diagnosis."""
+    h = Harness(world, events=(), normals=())
+    h.pred = load_tail_trained(CACHE.parent / "models" / f"{world}_other")
+    own = h.load("other_train")
+    h.train, h.tails = own, [h.tail(it, CAL_FRAMES) for it in own]
+    h.observed = [fs.observed_statistics(log) for log, _ in own]
+    states = [h.state(leave_out=i) for i in range(len(own))]
+    held = [h.view(st, t) for st, t in zip(states, h.tails)]
+    threshold = threshold_from_contamination(np.concatenate([v["score"] for v in held]), h.pred.contamination)
+    full = h.state()
+    cut = len(own[0][0]) - CAL_FRAMES
+    head = lambda v: {k: x[:cut] for k, x in v.items()}
+
+    def other_on(name):
+        logs = sorted((h.root / "logs" / name).glob("*.parquet"))
+        return [(read_log(p), {k: z[k] for k in ("revealed", "object_recon", "object_forecast", "ground", "category")})
+                for p in logs for z in [np.load(h.root / f"other_on_{name}_{p.stem}.npz")]]
+    fresh = [h.view(full, it) for name in ("tuned_normal", "extra_normal", "more_normal") for it in other_on(name)]
+    first_train = [head(h.view(full, it)) for it in other_on("train")]
+    return {"threshold": threshold,
+            "calibration_tails_cross_fitted": channel_table(held, threshold),
+            "own_training_logs_first_80_percent": channel_table([head(h.view(st, it)) for st, it in zip(states, own)], threshold),
+            "first_networks_training_logs_first_80_percent": channel_table(first_train, threshold),
+            "fresh_normal_logs": channel_table(fresh, threshold)}
 
 
 BOOTSTRAPS = 200
@@ -296,6 +391,22 @@ def candidates(world: str) -> dict:
     return out
 
 
+def second_candidates(world: str) -> dict:
+    """Added after the first five failed the rule on the highway (same rule): the whole-log
+    state (``whole_logs_state``, the best of them) with the two log-robust thresholds."""
+    h = Harness(world)
+    c = h.pred.contamination
+    whole_states = [h.state(leave_out=i, items=h.train) for i in range(len(h.train))]
+    per_log = [h.view(st, it)["score"] for st, it in zip(whole_states, h.train)]
+    scores = test_scores(h, h.state(items=h.train))
+    level, loo_threshold = loo_level(per_log, c)
+    out = {"whole_logs_state_loo_level": {**evaluate(h, scores, loo_threshold), "level": level},
+           "whole_logs_state_bootstrap_upper": evaluate(h, scores, bootstrap_upper(per_log, c))}
+    for name, r in out.items():
+        print(world, name, json.dumps(r), flush=True)
+    return out
+
+
 def decide(results: dict) -> dict:
     """The decision rule of the module docstring over the tuned worlds' candidates."""
     worlds = sorted(results)
@@ -347,8 +458,24 @@ if __name__ == "__main__":
         configure_threads()
         result = candidates(sys.argv[2])
         update(OUT, "tuned_candidates", sys.argv[2], result)
+    elif sys.argv[1] == "second_candidates":
+        configure_threads()
+        for name, r in second_candidates(sys.argv[2]).items():
+            update(OUT, "tuned_candidates_second", sys.argv[2], {name: r} | json.loads(OUT.read_text()).get(
+                "tuned_candidates_second", {}).get(sys.argv[2], {}))
+    elif sys.argv[1] == "memorisation":
+        configure_threads()
+        update(OUT, "memorisation", sys.argv[2], memorisation(sys.argv[2]))
+    elif sys.argv[1] == "cache_blocks":
+        cache_blocks(sys.argv[2])
+    elif sys.argv[1] == "blocks":
+        configure_threads()
+        update(OUT, "tuned_candidates_blocks", sys.argv[2], blocks_candidate(sys.argv[2]))
     elif sys.argv[1] == "decide":
         kept = json.loads(OUT.read_text())
-        kept["decision"] = decide(kept["tuned_candidates"])
+        sections = ("tuned_candidates", "tuned_candidates_second", "tuned_candidates_blocks")
+        merged = {w: {n: r for sec in sections for n, r in kept.get(sec, {}).get(w, {}).items()}
+                  for w in kept["tuned_candidates"]}
+        kept["decision"] = decide(merged)
         print(json.dumps(kept["decision"], indent=1))
         write_text_atomic(OUT, json.dumps(kept, indent=1) + "\n")
