@@ -33,8 +33,7 @@ BUNDLE_KIND = "driving-occlusion"
 # 5: the lead channel reads the closing speed over the gap (lead_closing), not the deceleration
 # 6: the memory gate also weights a constant-velocity extrapolation of lost vehicles
 # 7: the frame score reads how soon the ego reaches a pedestrian or obstacle in its lane (path_reach)
-# 8: the calibration frames are a block at a seeded place of each log, not its tail
-BUNDLE_VERSION = 8
+BUNDLE_VERSION = 7
 
 
 def _meta_dict(meta: LogMeta) -> dict:

@@ -167,14 +167,13 @@ class OcclusionPredictor(Estimator):
         self.input_profile_ = fit_input_profile(logs)  # what scoring compares logs with
         self.calibration_logs(logs)                   # enough held-out frames?
         train_grids, train_speed, train_future = [], [], []
-        for i, log in enumerate(logs):
+        for log in logs:
+            n_cal = int(round(len(log) * self.calibration_fraction))
             grids, speed = self.stack(log)
-            block = self._calibration_block(log, i)
-            for part in (slice(0, block.start), slice(block.stop, len(log))):   # around the block
-                if part.stop > part.start:
-                    train_grids.append(grids[part])
-                    train_speed.append(speed[part])
-                    train_future.append(future_targets(_slice_log(log, part.start, part.stop), self.future))
+            cut = len(log) - n_cal
+            train_grids.append(grids[:cut])
+            train_speed.append(speed[:cut])
+            train_future.append(future_targets(_slice_log(log, 0, cut), self.future))
         grids = torch.from_numpy(np.concatenate(train_grids))
         speed = torch.from_numpy(np.concatenate(train_speed))
         future = torch.from_numpy(np.concatenate(train_future))
@@ -256,23 +255,16 @@ class OcclusionPredictor(Estimator):
                             "warm_start": init.warm_start_}
 
     def calibration_logs(self, logs: list[DriveLog]) -> list[DriveLog]:
-        """The held-out block (``calibration_fraction``) of every log, which training skips."""
-        return [block for _, block in self._calibration_pairs(logs)]
-
-    def _calibration_block(self, log: DriveLog, index: int) -> slice:
-        """The frames of the ``index``-th log held out for calibration: ``calibration_fraction``
-        of it in one block at a place drawn from ``random_state`` and ``index``."""
-        n_cal = int(round(len(log) * self.calibration_fraction))
-        start = int(np.random.default_rng((self.random_state, index)).integers(0, len(log) - n_cal + 1))
-        return slice(start, start + n_cal)
+        """The held-out tail (``calibration_fraction``) of every log, which training skips."""
+        return [tail for _, tail in self._calibration_pairs(logs)]
 
     def _calibration_pairs(self, logs: list[DriveLog]) -> list[tuple[DriveLog, DriveLog]]:
-        """``(log, its held-out block)`` for every log with a block of at least 2 frames."""
+        """``(log, its held-out tail)`` for every log with a tail of at least 2 frames."""
         out = []
-        for i, log in enumerate(logs):
-            block = self._calibration_block(log, i)
-            if block.stop - block.start >= 2:
-                out.append((log, _slice_log(log, block.start, block.stop)))
+        for log in logs:
+            n_cal = int(round(len(log) * self.calibration_fraction))
+            if n_cal >= 2:
+                out.append((log, _slice_log(log, len(log) - n_cal)))
         if not out:
             raise DataValidationError("calibration needs at least 2 held-out frames; use longer "
                                       "logs or a larger calibration_fraction")
