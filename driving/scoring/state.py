@@ -66,7 +66,7 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float,
     """Fit the scoring state on whole normal ``logs`` (the training logs).
 
     Every frame of the logs, not only the held-out calibration tails: normal drives hold
-    long, rare stretches that score high (a minute of unusual traffic), and six 50-frame
+    long, rare stretches that score high (10-30 s of unusual traffic), and six 50-frame
     tails either hold one or not, so a state and a threshold read off them alone moved
     between 0 % and 30 % alerts on new normal highway drives. A network scores the frames
     it trained on no lower than new drives (``bench/experiments/driving_alert_calibration.py``:
