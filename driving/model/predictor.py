@@ -5,9 +5,9 @@ plus patches, :class:`~driving.model.masking.ShadowMasker`) and learns to recons
 the rest of the frame and K earlier frames warped into the current ego frame; a second
 term asks it for the truly hidden cells that *later* frames of the same log saw (warped
 back). It never reads ``semantic_true`` or ``anomaly``. At use, the truly hidden cells get class
-probabilities. Training runs through ``core.training.fit``; calibration of the frame
-surprise score (``core.calibration.ScoreCalibration``) is fitted on the last frames of
-every log, which training never sees.
+probabilities. Training runs through ``core.training.fit``; the memory gate is fitted on
+the last frames of every log, which training never sees, and the frame surprise score's
+state and calibration (``core.calibration.ScoreCalibration``) on the whole logs.
 
 The fitted check, the score calibration (threshold, p-values, alerts), ``predict`` and
 bundle save/load come from ``core.estimator.Estimator``; what scoring reads besides the
@@ -27,6 +27,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
+from core.calibration import ScoreCalibration
 from core.errors import DataValidationError, NotFittedError
 from core.estimator import Estimator
 from core.runtime import autocast, check_precision, choose_device, configure_threads, module_device
@@ -271,19 +272,21 @@ class OcclusionPredictor(Estimator):
         return out
 
     def calibrate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
-        """Fit the scoring state (:func:`~driving.scoring.state.fit_scoring_state`) and the
-        score calibration on the held-out tails of ``logs`` (the training logs: :meth:`fit`
-        calls this); the alert threshold is read off cross-fitted scores (each log scored
-        by a state fitted without it)."""
+        """Fit the memory gate on the held-out tails of ``logs`` (the training logs:
+        :meth:`fit` calls this), then the scoring state
+        (:func:`~driving.scoring.state.fit_scoring_state`) and the score calibration on the
+        whole logs. The alert threshold is read off cross-fitted scores (each log scored by
+        a state fitted without it) at the level at which a log left out alerts at
+        ``contamination`` (``core.calibration.threshold_from_groups``): drives differ from
+        each other more than their frames do."""
         self._check_network()
         pairs = self._calibration_pairs(logs)
-        calib_logs = [tail for _, tail in pairs]
-        for log in calib_logs:
+        for log, _ in pairs:
             self.check_log(log)
-        self.fit_memory_gate(calib_logs)
-        self.scoring_, scores = fit_scoring_state(self, calib_logs, self.smooth_s, self.progress,
-                                                  whole_logs=[log for log, _ in pairs])
-        return self._calibrate(scores)
+        self.fit_memory_gate([tail for _, tail in pairs])
+        self.scoring_, per_log = fit_scoring_state(self, [log for log, _ in pairs], self.smooth_s,
+                                                   self.progress)
+        return self._set_calibration(ScoreCalibration(self.contamination).fit_groups(per_log))
 
     def fit_memory_gate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
         """Fit ``memory_gate_`` (``None`` with ``memory_gate`` off) from what later frames of

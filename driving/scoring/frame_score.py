@@ -73,8 +73,9 @@ CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon
             ("lead_closing", False, 1), ("path_reach", False, 1))
 MIN_SCALE = {"object_context": 0.5, "lead_closing": 0.02,   # nats; 1/s (TailScore's min_scale)
              "path_reach": 0.02}
-# Channels read from the observed grids alone, no network: their tails are fitted on every
-# frame of the normal training logs, not only on the held-out tails the network never saw.
+# Channels read from the observed grids alone, no network: their maps need no pass of the
+# network (``observed_statistics``); like every channel's, their tails are fitted on every
+# frame of the normal training logs.
 # Closing in on the car ahead is a rare normal manoeuvre (0-6 % of a tuned highway log's
 # frames, none in the last 50 of any of the six), so fitted on the tails its tail was empty.
 OBSERVED_CHANNELS = {"lead_closing": lambda log: lead_closing(log.semantic, log.meta),

@@ -47,9 +47,8 @@ def test_new_normal_drives_alert_nearer_the_nominal_rate_than_an_in_sample_thres
 
 def test_the_final_state_is_fitted_on_every_calibration_log(recalibrated):
     predictor, calibration, _ = recalibrated
-    tails = predictor.calibration_logs(calibration)
-    maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in tails]
-    state, _ = state_from_maps(predictor, tails, maps, predictor.scoring_.smooth)
+    maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in calibration]
+    state, _ = state_from_maps(predictor, calibration, maps, predictor.scoring_.smooth)
     np.testing.assert_allclose(predictor.scoring_.context_prior.counts_, state.context_prior.counts_)
     for mine, full in zip(predictor.scoring_.frame_scorer.tails_, state.frame_scorer.tails_):
         np.testing.assert_allclose(mine.knots_, full.knots_)
