@@ -6,11 +6,14 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 import medical.io
 import medical.segment
 import medical.volumes
 from medical.presets import preset
-from medical.segment import fit_input_reference, labelled_cases, train_segmenter
+from medical.segment import CaseReader, fit_input_reference, labelled_cases, train_segmenter
+from medical.transforms import Preprocessor, PreprocessConfig
 
 
 def _count_reads(monkeypatch) -> Counter:
@@ -41,3 +44,15 @@ def test_each_volume_is_read_once(tiny_data, monkeypatch):
     # the reference is the one fitted on fresh reads of every labelled case
     assert (segmenter.input_reference_.to_dict()
             == fit_input_reference(labelled, segmenter.labels).to_dict())
+
+
+def test_a_kept_case_keeps_only_its_image(tiny_data):
+    train, _ = tiny_data
+    case = labelled_cases(train)[0]
+    reader = CaseReader(Preprocessor(PreprocessConfig(spacing=(12.0, 12.0, 12.0))), keep=[case])
+    prepared = reader.prepare(case)
+
+    assert prepared.label is not None                    # the validation reads the truth
+    kept = reader.prepare_image(case)
+    assert kept.label is None and kept.lesion is None    # the calibration only the image
+    assert torch.equal(kept.image.as_tensor(), prepared.image.as_tensor())
