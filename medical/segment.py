@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -393,8 +393,9 @@ def _read_summary(case) -> CaseSummary:
 class CaseReader:
     """Prepares cases for training and validation, keeping each labelled one's
     :class:`CaseSummary` as it goes by, so that fitting the guard's reference afterwards
-    reads only the cases not prepared, and the prepared cases among ``keep`` (the held-out
-    healthy cases the organ calibration reads next): each volume is read once per training."""
+    reads only the cases not prepared, and the prepared images among ``keep`` (the held-out
+    healthy cases the organ calibration reads next; their truth is dropped as soon as the
+    validation has read it): each volume is read once per training."""
 
     def __init__(self, preprocessor: Preprocessor, keep=()):
         self.preprocessor = preprocessor
@@ -408,8 +409,8 @@ class CaseReader:
         if label is not None:
             self.summaries[_key(case)] = CaseSummary.of(image, label)
         prepared = prepare_read(case, image, label, lesion, self.preprocessor)
-        if Path(case.image) in self.keep:
-            self.kept[Path(case.image)] = prepared
+        if Path(case.image) in self.keep:   # the organ calibration reads only the image
+            self.kept[Path(case.image)] = replace(prepared, label=None, lesion=None)
         return prepared
 
     def prepare_image(self, case) -> PreparedCase:

@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from test_segment_reads import _count_reads
+from read_counter import count_reads
 
-import medical.io
-import medical.pretrain
 from medical.anomaly import AnomalyScorer
 from medical.io import find_cases, load_volume
 from medical.presets import preset
@@ -30,7 +28,7 @@ def test_the_median_spacing_pass_reads_no_image_twice(tiny_data, monkeypatch):
     assert config.spacing is None                       # the median spacing is computed
     config = replace(config, max_epochs=1, samples_per_epoch=8)
     expected = median_spacing([load_volume(c.image) for c in labelled_cases(train)[:4]])
-    reads = _count_reads(monkeypatch)
+    reads = count_reads(monkeypatch)
     segmenter = train_segmenter(train, None, None, 4, config, progress=False)
 
     assert segmenter.preprocess.spacing == expected
@@ -42,7 +40,7 @@ def test_the_organ_calibration_reads_no_held_out_case_again(tiny_data, monkeypat
     pretrain_config, config = preset("tiny")
     pretrain(train, tmp_path / "pretrained", replace(pretrain_config, max_epochs=1, samples_per_epoch=8),
              progress=False)
-    reads = _count_reads(monkeypatch)
+    reads = count_reads(monkeypatch)
     train_segmenter(train, tmp_path / "ct", tmp_path / "pretrained", 4,
                     replace(config, max_epochs=1, samples_per_epoch=8), progress=False)
 
@@ -55,8 +53,7 @@ def test_pretraining_reads_each_image_once(tiny_data, monkeypatch):
     train, _ = tiny_data
     config, _ = preset("tiny")
     assert config.spacing is None                       # the median spacing is computed
-    reads = _count_reads(monkeypatch)
-    monkeypatch.setattr(medical.pretrain, "load_volume", medical.io.load_volume)   # the counting one
+    reads = count_reads(monkeypatch)
     scorer = pretrain(train, None, replace(config, max_epochs=1, samples_per_epoch=8), progress=False)
 
     trained = set(scorer.provenance_["training"]["cases"])

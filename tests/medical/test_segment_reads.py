@@ -2,28 +2,15 @@
 post-processing's validation cases come from the same read as training's."""
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-import medical.io
-import medical.segment
-import medical.volumes
+import torch
+from read_counter import count_reads
+
 from medical.presets import preset
-from medical.segment import fit_input_reference, labelled_cases, train_segmenter
-
-
-def _count_reads(monkeypatch) -> Counter:
-    """Count ``load_volume`` calls per file, wherever the function was imported."""
-    reads, real = Counter(), medical.io.load_volume
-
-    def load_volume(path, *args, **kwargs):
-        reads[Path(path)] += 1
-        return real(path, *args, **kwargs)
-
-    for module in (medical.io, medical.segment, medical.volumes):
-        monkeypatch.setattr(module, "load_volume", load_volume)
-    return reads
+from medical.segment import CaseReader, fit_input_reference, labelled_cases, train_segmenter
+from medical.transforms import Preprocessor, PreprocessConfig
 
 
 def test_each_volume_is_read_once(tiny_data, monkeypatch):
@@ -31,7 +18,7 @@ def test_each_volume_is_read_once(tiny_data, monkeypatch):
     _, config = preset("tiny")
     # a given spacing: the median spacing of the training images is not read for
     config = replace(config, spacing=(12.0, 12.0, 12.0), max_epochs=1, samples_per_epoch=8)
-    reads = _count_reads(monkeypatch)
+    reads = count_reads(monkeypatch)
     segmenter = train_segmenter(train, None, None, 4, config, progress=False)
 
     labelled = labelled_cases(train)
@@ -41,3 +28,15 @@ def test_each_volume_is_read_once(tiny_data, monkeypatch):
     # the reference is the one fitted on fresh reads of every labelled case
     assert (segmenter.input_reference_.to_dict()
             == fit_input_reference(labelled, segmenter.labels).to_dict())
+
+
+def test_a_kept_case_keeps_only_its_image(tiny_data):
+    train, _ = tiny_data
+    case = labelled_cases(train)[0]
+    reader = CaseReader(Preprocessor(PreprocessConfig(spacing=(12.0, 12.0, 12.0))), keep=[case])
+    prepared = reader.prepare(case)
+
+    assert prepared.label is not None                    # the validation reads the truth
+    kept = reader.prepare_image(case)
+    assert kept.label is None and kept.lesion is None    # the calibration only the image
+    assert torch.equal(kept.image.as_tensor(), prepared.image.as_tensor())
