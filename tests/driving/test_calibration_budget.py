@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from core.errors import DataValidationError
 from driving.demo import sim_config
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
@@ -69,14 +70,18 @@ def test_windows_are_reproducible_for_a_seed_and_move_with_it(model_dir, logs):
 
 
 def test_a_budget_too_small_for_every_log_keeps_fewer_logs_each_a_useful_window(model_dir, logs):
-    predictor = with_budget(model_dir, 120)
-    shortest = predictor.shortest_calibration_window()
-    windows = predictor.calibration_windows(logs)
-    assert len(windows) == 120 // shortest < N_LOGS
-    assert len({w.log_id for w in windows}) == len(windows)
-    assert all(shortest <= len(w) for w in windows)
-    assert sum(len(w) for w in windows) <= 120
+    shortest = with_budget(model_dir, FRAMES).shortest_calibration_window()
+    budget = 2 * shortest + 1                       # room for two useful windows, not four
+    windows = with_budget(model_dir, budget).calibration_windows(logs)
+    assert [w.log_id for w in windows] == [logs[1].log_id, logs[3].log_id]   # one of each half
+    assert all(len(w) == shortest for w in windows)
     window_starts(windows, logs)
+
+
+def test_a_budget_below_one_useful_window_is_refused_in_one_line(model_dir, logs):
+    predictor = with_budget(model_dir, 1)
+    with pytest.raises(DataValidationError, match="calibration_max_frames=1 is below"):
+        predictor.calibration_windows(logs)
 
 
 def test_calibrate_over_budget_fits_the_threshold_on_the_windows_only(model_dir, logs):
