@@ -90,7 +90,8 @@ class OcclusionPredictor(Estimator):
         contamination: expected anomalous fraction of frames (sets the alert threshold).
         calibration_max_frames: the most training frames the scoring state and the alert
             threshold are fitted on. Calibration keeps every frame's surprise maps in memory
-            for its leave-one-log-out refits (about 0.5 MB a frame at 128x128), so without a
+            for its leave-one-log-out refits (peak about 1.6 MB a frame at 128x128: 5 GB at
+            the default; ``bench/experiments/driving_calibration_budget.py``), so without a
             bound its memory grows with the training set. Logs holding more frames than this
             each give one contiguous window of about ``calibration_max_frames // n_logs``
             frames at a seeded position (:meth:`calibration_windows`); at or under it every
