@@ -37,6 +37,7 @@ from ..guard import fit_input_profile
 from ..inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
 from ..schema import UNOBSERVED, DriveLog, LogMeta
 from ..scoring.decision import decide_log
+from ..scoring.frame_score import window_frames
 from ..scoring.state import fit_scoring_state
 from ..scoring.surprise import score_log
 from .baselines import apply_layout_memory, world_memory
@@ -87,6 +88,15 @@ class OcclusionPredictor(Estimator):
         max_steps_per_epoch: cap on steps per epoch (None = all frames).
         calibration_fraction: tail fraction of each log held out for calibration.
         contamination: expected anomalous fraction of frames (sets the alert threshold).
+        calibration_max_frames: the most training frames the scoring state and the alert
+            threshold are fitted on. Calibration keeps every frame's surprise maps in memory
+            for its leave-one-log-out refits (peak about 1.6 MB a frame at 128x128: 5 GB at
+            the default; ``bench/experiments/driving_calibration_budget.py``), so without a
+            bound its memory grows with the training set. Logs holding more frames than this
+            each give one contiguous window of about ``calibration_max_frames // n_logs``
+            frames at a seeded position (:meth:`calibration_windows`); at or under it every
+            frame is used. A smaller budget bounds memory and time, at the cost of
+            fitting the threshold on fewer of a drive's stretches.
         smooth_s: a frame's score is the mean of its raw surprise over this many seconds
             (itself and the frames before, at the logs' rate; 0 = no smoothing).
         device: where training, calibration and scoring run (``"cpu"``, ``"auto"``,
@@ -109,7 +119,7 @@ class OcclusionPredictor(Estimator):
                  widths=(16, 32, 64), blocks: int = 0,
                  epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                  max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
-                 contamination: float = 0.05, smooth_s: float = 0.5, device: str = "cpu",
+                 contamination: float = 0.05, calibration_max_frames: int = 3000, smooth_s: float = 0.5, device: str = "cpu",
                  precision: str = "fp32", random_state: int = 0, progress: bool | None = None):
         self.history = history
         self.memory = memory
@@ -131,6 +141,7 @@ class OcclusionPredictor(Estimator):
         self.max_steps_per_epoch = max_steps_per_epoch
         self.calibration_fraction = calibration_fraction
         self.contamination = contamination
+        self.calibration_max_frames = calibration_max_frames
         self.smooth_s = smooth_s
         self.device = device
         self.precision = precision
@@ -275,7 +286,7 @@ class OcclusionPredictor(Estimator):
         """Fit the memory gate on the held-out tails of ``logs`` (the training logs:
         :meth:`fit` calls this), then the scoring state
         (:func:`~driving.scoring.state.fit_scoring_state`) and the score calibration on the
-        whole logs. The alert threshold is read off cross-fitted scores (each log scored by
+        whole logs (within ``calibration_max_frames``: :meth:`calibration_windows`). The alert threshold is read off cross-fitted scores (each log scored by
         a state fitted without it) at the level at which a log left out alerts at
         ``contamination`` (``core.calibration.threshold_from_groups``): drives differ from
         each other more than their frames do."""
@@ -284,9 +295,44 @@ class OcclusionPredictor(Estimator):
         for log, _ in pairs:
             self.check_log(log)
         self.fit_memory_gate([tail for _, tail in pairs])
-        self.scoring_, per_log = fit_scoring_state(self, [log for log, _ in pairs], self.smooth_s,
-                                                   self.progress)
+        windows = self.calibration_windows([log for log, _ in pairs])
+        self.scoring_, per_log = fit_scoring_state(self, windows, self.smooth_s, self.progress)
         return self._set_calibration(ScoreCalibration(self.contamination).fit_groups(per_log))
+
+    def calibration_windows(self, logs: list[DriveLog]) -> list[DriveLog]:
+        """What the scoring state is fitted on: ``logs`` themselves when they hold at most
+        ``calibration_max_frames`` frames; otherwise one contiguous window per log, of about
+        ``calibration_max_frames // n_logs`` frames at a position drawn from
+        ``random_state`` (the same logs give the same windows). A window holds at least
+        :meth:`shortest_calibration_window` frames: with too many logs for that, evenly
+        chosen logs give windows and the rest none. Each window stays a group of its own
+        for the leave-one-log-out threshold."""
+        budget = self.calibration_max_frames
+        if sum(len(log) for log in logs) <= budget:
+            return logs
+        shortest = self.shortest_calibration_window()
+        if budget < shortest:
+            raise DataValidationError(f"calibration_max_frames={budget} is below the shortest "
+                                      f"useful calibration window ({shortest} frames)")
+        n_kept = min(len(logs), budget // shortest)
+        # the middle of n_kept equal shares of the logs: spread over the list, indices distinct
+        kept = [logs[(2 * i + 1) * len(logs) // (2 * n_kept)] for i in range(n_kept)]
+        length = budget // n_kept
+        rng = np.random.default_rng(self.random_state)
+        windows = []
+        for log in kept:
+            n = min(len(log), length)
+            start = int(rng.integers(0, len(log) - n + 1))
+            windows.append(_slice_log(log, start, start + n))
+        return windows
+
+    def shortest_calibration_window(self) -> int:
+        """Frames a calibration window needs: its first ``max(history)`` frames see a
+        clamped history and its first smoothing window averages fewer frames than scoring
+        does, so twice that warm-up keeps at least half of every window scored as a new
+        drive's frames are (50 frames with the defaults at 10 Hz)."""
+        warm_up = max(self.history, default=0) + window_frames(self.smooth_s, self.meta_.rate_hz)
+        return 2 * warm_up
 
     def fit_memory_gate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
         """Fit ``memory_gate_`` (``None`` with ``memory_gate`` off) from what later frames of

@@ -1,0 +1,113 @@
+"""Calibration keeps every frame's surprise maps for its leave-one-log-out refits, so it is
+bounded by ``calibration_max_frames``: over the budget each log gives one seeded window;
+at or under it every frame of every log is used, as before the budget existed."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from core.errors import DataValidationError
+from driving.demo import sim_config
+from driving.model.predictor import OcclusionPredictor
+from driving.schema import read_log
+from driving.sim.simulator import simulate_logs
+from driving.scoring.surprise import score_log
+
+N_LOGS, FRAMES = 4, 120
+
+
+@pytest.fixture(scope="module")
+def model_dir(demo_run):
+    workspace, _ = demo_run
+    return workspace / "models" / "driving" / "default"
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
+    root = tmp_path_factory.mktemp("budget_logs")
+    return [read_log(p) for p in simulate_logs(root, N_LOGS, FRAMES, seed=31, config=config)]
+
+
+def with_budget(model_dir, budget: int, random_state: int = 0) -> OcclusionPredictor:
+    predictor = OcclusionPredictor.load(model_dir)
+    predictor.calibration_max_frames, predictor.random_state = budget, random_state
+    predictor.progress = False
+    return predictor
+
+
+def window_starts(windows, logs) -> list[tuple[str, int]]:
+    """``(log_id, first frame)`` of each window, checking it is a contiguous run of its log."""
+    by_id = {log.log_id: log for log in logs}
+    starts = []
+    for window in windows:
+        log = by_id[window.log_id]
+        start = int(np.flatnonzero(log.frame == window.frame[0])[0])
+        stop = start + len(window)
+        assert stop <= len(log)
+        np.testing.assert_array_equal(window.frame, log.frame[start:stop])
+        np.testing.assert_array_equal(window.semantic, log.semantic[start:stop])
+        starts.append((window.log_id, start))
+    return starts
+
+
+def test_over_budget_each_log_gives_one_window_inside_it(model_dir, logs):
+    predictor = with_budget(model_dir, 200)
+    windows = predictor.calibration_windows(logs)
+    assert sum(len(w) for w in windows) <= 200
+    assert [w.log_id for w in windows] == [log.log_id for log in logs]    # one per log
+    assert all(len(w) == 200 // N_LOGS for w in windows)
+    window_starts(windows, logs)
+
+
+def test_windows_are_reproducible_for_a_seed_and_move_with_it(model_dir, logs):
+    first = window_starts(with_budget(model_dir, 200, 7).calibration_windows(logs), logs)
+    again = window_starts(with_budget(model_dir, 200, 7).calibration_windows(logs), logs)
+    other = window_starts(with_budget(model_dir, 200, 8).calibration_windows(logs), logs)
+    assert first == again
+    assert first != other
+
+
+def test_a_budget_too_small_for_every_log_keeps_fewer_logs_each_a_useful_window(model_dir, logs):
+    shortest = with_budget(model_dir, FRAMES).shortest_calibration_window()
+    budget = 2 * shortest + 1                       # room for two useful windows, not four
+    windows = with_budget(model_dir, budget).calibration_windows(logs)
+    assert [w.log_id for w in windows] == [logs[1].log_id, logs[3].log_id]   # one of each half
+    assert all(len(w) == shortest for w in windows)
+    window_starts(windows, logs)
+
+
+def test_a_budget_below_one_useful_window_is_refused_in_one_line(model_dir, logs):
+    predictor = with_budget(model_dir, 1)
+    with pytest.raises(DataValidationError, match="calibration_max_frames=1 is below"):
+        predictor.calibration_windows(logs)
+
+
+def test_calibrate_over_budget_fits_the_threshold_on_the_windows_only(model_dir, logs):
+    predictor = with_budget(model_dir, 200).calibrate(logs)
+    assert predictor.calibration_.calibration_scores_.size == 200
+
+
+def test_under_or_at_budget_every_frame_of_every_log_is_used(model_dir, logs):
+    total = N_LOGS * FRAMES
+    predictor = with_budget(model_dir, total)
+    windows = predictor.calibration_windows(logs)
+    assert len(windows) == N_LOGS and all(w is log for w, log in zip(windows, logs))
+    predictor.calibrate(logs)
+    assert predictor.calibration_.calibration_scores_.size == total
+
+
+def test_the_budget_survives_the_bundle_and_an_older_bundle_loads_the_default(model_dir, logs,
+                                                                              tmp_path):
+    predictor = with_budget(model_dir, 200).calibrate(logs)
+    predictor.save(tmp_path / "budgeted")
+    assert OcclusionPredictor.load(tmp_path / "budgeted").calibration_max_frames == 200
+
+    config_path = tmp_path / "budgeted" / "config.json"
+    meta = json.loads(config_path.read_text())
+    del meta["config"]["params"]["calibration_max_frames"]        # written before the budget
+    config_path.write_text(json.dumps(meta))
+    older = OcclusionPredictor.load(tmp_path / "budgeted")
+    assert older.calibration_max_frames == OcclusionPredictor().calibration_max_frames
+    np.testing.assert_array_equal(score_log(older, logs[0]).score, score_log(predictor, logs[0]).score)
