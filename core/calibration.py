@@ -62,7 +62,18 @@ def threshold_from_contamination(scores, contamination: float) -> float:
     return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - contamination))
 
 
-GROUP_LEVELS = np.round(np.arange(0.001, 0.2001, 0.001), 3)   # quantile levels searched
+LEVEL_SPAN = 4          # levels searched reach LEVEL_SPAN * contamination (at most 0.5)
+LEVEL_STEPS = 200       # levels searched: this many, evenly spaced, plus contamination itself
+
+
+def group_levels(contamination: float) -> np.ndarray:
+    """The quantile levels :func:`threshold_from_groups` searches, ascending: ``LEVEL_STEPS``
+    evenly spaced in ``(0, min(0.5, LEVEL_SPAN * contamination)]`` and ``contamination``
+    itself (at 5 %: 0.001, 0.002, ..., 0.2)."""
+    top = min(0.5, LEVEL_SPAN * contamination)
+    # i / (steps / top), not i * top / steps: at 5 % these are exactly 0.001 ... 0.2
+    levels = np.arange(1, LEVEL_STEPS + 1) / (LEVEL_STEPS / top)
+    return np.union1d(levels, [contamination])
 
 
 def threshold_from_groups(groups, contamination: float) -> float:
@@ -71,21 +82,35 @@ def threshold_from_groups(groups, contamination: float) -> float:
     Normal scores often come in groups (drive logs, patients) that differ from each other
     more than their members do: a new group exceeds the pooled ``1 - contamination``
     quantile more often than nominal. The level is chosen by leaving one group out at a
-    time: the largest level (of :data:`GROUP_LEVELS`) at which the left-out groups' mean
+    time: the largest level (of :func:`group_levels`) at which the left-out groups' mean
     share above the other groups' pooled quantile is at most ``contamination``; the
     threshold is the pooled quantile at that level. One group: the pooled quantile.
+
+    Raises:
+        DataValidationError: ``contamination`` outside (0, 0.5), a group without scores,
+            or a score that is not finite.
     """
-    groups = [np.asarray(g, dtype=np.float64).ravel() for g in groups]
+    if not 0.0 < contamination < 0.5:
+        raise DataValidationError(f"contamination must be in (0, 0.5), got {contamination}")
+    groups = [check_finite(np.asarray(g, dtype=np.float64).ravel()) for g in groups]
+    empty = [i for i, g in enumerate(groups) if g.size == 0]
+    if not groups or empty:
+        raise DataValidationError(f"every group needs at least one score; group {empty[0] if empty else 0} "
+                                  "has none" if groups else "no groups of scores given")
     pooled = np.concatenate(groups)
     if len(groups) < 2:
         return threshold_from_contamination(pooled, contamination)
-    rest = [np.concatenate(groups[:i] + groups[i + 1:]) for i in range(len(groups))]
-
-    def held_out_rate(level):
-        return np.mean([np.mean(g > threshold_from_contamination(r, level)) for g, r in zip(groups, rest)])
-
-    ok = [level for level in GROUP_LEVELS if held_out_rate(level) <= contamination]
-    return threshold_from_contamination(pooled, float(max(ok)) if ok else float(GROUP_LEVELS[0]))
+    levels = group_levels(contamination)
+    rates = np.empty((levels.size, len(groups)))           # (levels, groups)
+    for i, g in enumerate(groups):
+        rest = np.concatenate(groups[:i] + groups[i + 1:])
+        thresholds = np.quantile(rest, 1.0 - levels)        # one pass over the rest, every level
+        # share of the left-out group above each threshold: count of g > t over its size
+        rates[:, i] = (g.size - np.searchsorted(np.sort(g), thresholds, side="right")) / g.size
+    held_out = np.array([np.mean(r) for r in rates])        # mean over groups, per level
+    ok = levels[held_out <= contamination]
+    level = float(ok.max()) if ok.size else float(levels[0])
+    return float(np.quantile(pooled, 1.0 - level))
 
 
 def top_k_mask(scores, budget: int) -> np.ndarray:
@@ -134,9 +159,14 @@ class ScoreCalibration:
 
     def fit_groups(self, groups) -> "ScoreCalibration":
         """:meth:`fit` on normal scores that come in groups (a list of arrays), the threshold
-        by :func:`threshold_from_groups`."""
+        by :func:`threshold_from_groups` (refuses an empty group or a score not finite).
+
+        Only the threshold accounts for the groups; :meth:`p_values` and FDR alerts still
+        pool every group's scores as one exchangeable reference set.
+        """
+        threshold = threshold_from_groups(groups, self.contamination)
         self.fit(np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in groups]))
-        self.threshold_ = threshold_from_groups(groups, self.contamination)
+        self.threshold_ = threshold
         return self
 
     def _check(self):

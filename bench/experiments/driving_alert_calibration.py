@@ -41,8 +41,9 @@ every threshold at the predictor's contamination, 5 %):
 Added after those five failed the rule on the highway, under the same rule, before any
 held-out number was read: ``whole_logs_state`` with each log-robust threshold
 (``second_candidates``), and (b) calibration frames from one 50-frame block at a seeded
-place of each log instead of its tail (``blocks``: networks retrained so by bench.driving
-with the product code of commit e022210, reverted after; maps ``cache_blocks``). Also
+place of each log instead of its tail (networks retrained so by bench.driving with the
+product code of commit e022210, reverted after; that commit holds the ``blocks`` and
+``cache_blocks`` steps that measured it, ``tuned_candidates_blocks`` in the JSON). Also
 (``other_network``, ``memorisation``): a second tuned highway network trained on 6 other
 normal logs, to which the first network's training logs are new drives.
 
@@ -62,9 +63,6 @@ columns are the previous results files).
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration second_candidates highway
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration other_network highway   # ~10 min
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration memorisation highway
-    (at commit e022210, after bench.driving --model-dir /tmp/drvcal/models trained the block networks)
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration cache_blocks town   # and highway
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration blocks town         # and highway
     python -m bench.experiments.driving_alert_calibration decide
 """
 import fcntl
@@ -77,14 +75,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED
-from bench.experiments.driving_calibration_cache import cache_maps
-from bench.experiments.driving_path_channel import Alerts, PathHarness, frames
-from core.bundle import load_bundle
-from core.calibration import ScoreCalibration, threshold_from_contamination, threshold_from_groups
+from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
+from bench.experiments.driving_path_channel import Alerts, PathHarness
+from core.calibration import threshold_from_contamination, threshold_from_groups
 from core.io import write_text_atomic
 from core.runtime import configure_threads
-from driving.model.bundle import BUNDLE_KIND
-from driving.model.predictor import OcclusionPredictor, _slice_log
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
 from driving.scoring import frame_score as fs
 from driving.sim.simulator import simulate_logs
@@ -93,32 +89,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path("/tmp/drvcal/cache")
 # the networks the committed benchmark runs reused (bench/README.md, Driving)
 MODELS = {"town": Path("/tmp/drv19/models"), "highway": Path("/tmp/r14hw/models")}
-# candidate (b): the tuned networks bench.driving trained with calibration blocks at a seeded
-# place of each log (same recipe and seeds), and their maps of the same logs
-BLOCK_MODELS = Path("/tmp/drvcal/models")
-BLOCK_CACHE = Path("/tmp/drvcal/cache_blocks")
 # 4 more normal logs of the tuned configuration (seed * 1000 + i: distinct from bench.driving's
 # 1, 2, 502, 70, 570, 71 and the cache's 3, 503)
 MORE_NORMAL_SEED = 504
-
-
-TAIL_FORMAT = 7                    # the bundle format whose networks held out each log's tail
-
-
-def load_tail_trained(path: Path) -> OcclusionPredictor:
-    """A format-7 bundle (its network trained with every log's tail held out: the committed
-    networks this experiment compares against), read for the comparison only; the product
-    refuses it since the calibration frames moved (format 8)."""
-    config, tensors = load_bundle(path, BUNDLE_KIND, TAIL_FORMAT)
-    pred = OcclusionPredictor._from_bundle(config, tensors)
-    pred._set_calibration(ScoreCalibration.from_dict(config["calibration"]))
-    pred.calibration_logs = lambda logs: [log_tail(log, pred) for log in logs]   # its held-out frames
-    return pred
-
-
-def log_tail(log, pred):
-    """The tail (``calibration_fraction``) of ``log``: a format-7 network's calibration frames."""
-    return _slice_log(log, len(log) - int(round(len(log) * pred.calibration_fraction)))
 
 
 def tuned_sets(world: str) -> dict:
@@ -154,22 +127,20 @@ def cache(world: str, which: str) -> None:
     "heldout" also the own-training network's maps of the held-out logs."""
     configure_threads()
     root = CACHE / world
-    pred = load_tail_trained(MODELS[world] / world)
-    train = simulated(root, "train", 6, 1, replace(TUNED[world], anomaly_interval_s=0.0))
-    pred.fit_memory_gate(pred.calibration_logs(train))
-    sets = tuned_sets(world) if which == "tuned" else heldout_sets(world)
-    logs = {}
-    for name, (n, seed, config) in sets.items():
-        t0 = time.time()
-        logs[name] = simulated(root, name, n, seed, config)
-        print(name, f"simulated {time.time() - t0:.0f}s", flush=True)
-        if name != "native_train":
-            cache_maps(pred, root, name, logs[name])
-    if which == "heldout":
-        native = load_tail_trained(MODELS[world] / f"{world}_heldout_native")
-        native.fit_memory_gate(native.calibration_logs(logs["native_train"]))
-        for name in ("native_train", "heldout", "heldout_normal"):
-            cache_maps(native, root, f"native_{name}" if name != "native_train" else name, logs[name])
+    pred = OcclusionPredictor.load(MODELS[world] / world)
+    train = {"train": (6, 1, replace(TUNED[world], anomaly_interval_s=0.0))}
+    if which == "tuned":
+        cache_sets(pred, root, train | tuned_sets(world))
+        return
+    sets = heldout_sets(world)
+    native_train = sets.pop("native_train")
+    cache_sets(pred, root, train | sets)
+    logs = {name: simulated(root, name, n, seed, config)
+            for name, (n, seed, config) in {**sets, "native_train": native_train}.items()}
+    native = OcclusionPredictor.load(MODELS[world] / f"{world}_heldout_native")
+    native.fit_memory_gate(native.calibration_logs(logs["native_train"]))
+    for name in ("native_train", "heldout", "heldout_normal"):
+        cache_maps(native, root, f"native_{name}" if name != "native_train" else name, logs[name])
 
 
 CAL_FRAMES = 50                    # the predictor's calibration tail: 20 % of 250 frames
@@ -179,29 +150,11 @@ OUT = ROOT / "bench" / "results" / "driving_alert_calibration.json"
 
 class Harness(PathHarness):
     """The experiments' harness over this experiment's cache: a world's tuned network, its 6
-    training logs (whole, maps of every frame), and the sets named in ``events`` / ``normals``.
-    ``blocks``: the networks trained around a calibration block at a seeded place of each log
-    (candidate (b), ``BLOCK_MODELS``, maps under ``BLOCK_CACHE``); the calibration frames are
-    those blocks (sliced from the whole-log maps, as the tails are), not the tails."""
+    training logs (whole, maps of every frame), and the sets named in ``events`` / ``normals``."""
 
-    def __init__(self, world: str, events=("tuned", "extra"), normals=("tuned_normal", "extra_normal", "more_normal"),
-                 blocks: bool = False):
-        self.world, self.root = world, (BLOCK_CACHE if blocks else CACHE) / world
-        self.pred = (OcclusionPredictor.load(BLOCK_MODELS / world) if blocks
-                     else load_tail_trained(MODELS[world] / world))
-        self.smooth = frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
-        self.train = self.load("train")
-        if blocks:
-            spans = [self.pred._calibration_block(log, i) for i, (log, _) in enumerate(self.train)]
-            self.tails = [(_slice_log(log, b.start, b.stop), {k: v[b] for k, v in m.items()})
-                          for (log, m), b in zip(self.train, spans)]
-        else:
-            self.tails = [self.tail(it, CAL_FRAMES) for it in self.train]
+    def __init__(self, world: str, events=("tuned", "extra"), normals=("tuned_normal", "extra_normal", "more_normal")):
+        self.read(world, CACHE / world, OcclusionPredictor.load(MODELS[world] / world), CAL_FRAMES, events, normals)
         self.observed = [fs.observed_statistics(log) for log, _ in self.train]
-        benchmark = self.load(events[0]) if events else []
-        self.benchmark_logs = len(benchmark)
-        self.events = benchmark + [it for name in events[1:] for it in self.load(name)]
-        self.normals = [it for name in normals for it in self.load(name)]
 
     def state(self, leave_out: int | None = None, items=None):
         """The scoring state fitted on the calibration tails (``items``; default: the 6
@@ -275,7 +228,7 @@ def other_network(world: str) -> None:
     own = simulated(root, "other_train", 6, OTHER_TRAIN_SEED, normal)
     path = CACHE.parent / "models" / f"{world}_other"
     if (path / "config.json").exists():
-        pred = load_tail_trained(path)
+        pred = OcclusionPredictor.load(path)
         pred.fit_memory_gate(pred.calibration_logs(own))
     else:
         t0 = time.time()
@@ -288,43 +241,13 @@ def other_network(world: str) -> None:
         cache_maps(pred, root, f"other_on_{name}", simulated(root, name, n, seed, config))
 
 
-def cache_blocks(world: str) -> None:
-    """Cache the block-trained tuned network's maps of the training, fresh normal and event
-    logs (the same logs as ``cache``; memory gate refitted on the calibration blocks)."""
-    configure_threads()
-    logs_root = CACHE / world
-    pred = OcclusionPredictor.load(BLOCK_MODELS / world)
-    sets = tuned_sets(world)
-    logs = {name: simulated(logs_root, name, *sets[name]) for name in sets}
-    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
-    root = BLOCK_CACHE / world
-    (root / "logs").mkdir(parents=True, exist_ok=True)
-    for name, items in logs.items():
-        link = root / "logs" / name
-        if not link.exists():
-            link.symlink_to((logs_root / "logs" / name).resolve())
-        cache_maps(pred, root, name, items)
-
-
-def blocks_candidate(world: str) -> dict:
-    """Candidate (b): the block-trained network, its state fitted on the blocks, the
-    cross-fitted 95 % quantile of the blocks' scores (as the committed threshold is of the tails')."""
-    h = Harness(world, blocks=True)
-    c = h.pred.contamination
-    held = [h.view(h.state(leave_out=i), t)["score"] for i, t in enumerate(h.tails)]
-    out = {"blocks": {**evaluate(h, test_scores(h, h.state()), threshold_from_contamination(np.concatenate(held), c)),
-                      "block_starts": [int(t[0].frame[0]) for t in h.tails]}}
-    print(world, "blocks", json.dumps(out["blocks"]), flush=True)
-    return out
-
-
 def memorisation(world: str) -> dict:
     """Does a network score the frames it trained on lower than new drives? The second network
     (:func:`other_network`), its state and threshold from its own training tails (cross-fitted),
     on: its own training logs' first 80 % (trained on), the first network's training logs'
     first 80 % (new to it) and the 8 fresh normal logs; beside the first network's diagnosis."""
     h = Harness(world, events=(), normals=())
-    h.pred = load_tail_trained(CACHE.parent / "models" / f"{world}_other")
+    h.pred = OcclusionPredictor.load(CACHE.parent / "models" / f"{world}_other")
     own = h.load("other_train")
     h.train, h.tails = own, [h.tail(it, CAL_FRAMES) for it in own]
     h.observed = [fs.observed_statistics(log) for log, _ in own]
@@ -451,7 +374,9 @@ NOT_KINDS = {"auroc", "auroc_benchmark_logs", "auroc_new_logs", "alert_rate_norm
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "cache":
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+    elif sys.argv[1] == "cache":
         cache(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "diagnose":
         configure_threads()
@@ -472,11 +397,6 @@ if __name__ == "__main__":
     elif sys.argv[1] == "memorisation":
         configure_threads()
         update(OUT, "memorisation", sys.argv[2], memorisation(sys.argv[2]))
-    elif sys.argv[1] == "cache_blocks":
-        cache_blocks(sys.argv[2])
-    elif sys.argv[1] == "blocks":
-        configure_threads()
-        update(OUT, "tuned_candidates_blocks", sys.argv[2], blocks_candidate(sys.argv[2]))
     elif sys.argv[1] == "decide":
         kept = json.loads(OUT.read_text())
         sections = ("tuned_candidates", "tuned_candidates_second", "tuned_candidates_blocks")

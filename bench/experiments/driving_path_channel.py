@@ -75,15 +75,20 @@ class PathHarness(Harness):
     def __init__(self, world, cal_frames=50, configuration="tuned", name=None):
         """``name``: the folder of the network and the cached maps under /tmp/drv19/models and
         :data:`CACHE` (default: ``world``'s)."""
-        self.world, self.root = world, CACHE / (name or world)
-        self.pred = OcclusionPredictor.load(f"/tmp/drv19/models/{name or world}")
+        # either configuration: the scoring state and the threshold come from the training
+        # logs' tails; only the logs evaluated on change
+        self.read(world, CACHE / (name or world), OcclusionPredictor.load(f"/tmp/drv19/models/{name or world}"),
+                  cal_frames, *TEST_SETS[configuration])
+
+    def read(self, world, root: Path, pred, cal_frames: int, events: tuple, normals: tuple):
+        """Set up over the cache ``root`` and the network ``pred``: the training logs and their
+        ``cal_frames`` tails, the event sets ``events`` (the benchmark's first; none: no events)
+        and the normal sets ``normals``."""
+        self.world, self.root, self.pred = world, root, pred
         self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
-        # either configuration: the scoring state and the threshold come from the training
-        # logs' tails; only the logs evaluated on change
-        events, normals = TEST_SETS[configuration]
-        benchmark = self.load(events[0])
+        benchmark = self.load(events[0]) if events else []
         self.benchmark_logs = len(benchmark)      # the benchmark's test logs lead :attr:`events`
         self.events = benchmark + [it for name in events[1:] for it in self.load(name)]
         self.normals = [it for name in normals for it in self.load(name)]

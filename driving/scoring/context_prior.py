@@ -13,7 +13,7 @@ where
 * the **category** is the observed object class, vehicles split into ``vehicle_static``
   (the same cell was a vehicle ``static_offset`` frames earlier, warped into this frame)
   and ``vehicle`` (moving, or not seen long enough to tell);
-* the probabilities are counted on normal calibration frames (soft counts over the
+* the probabilities are counted on the normal training logs' frames (soft counts over the
   model's posterior for object cells, observed layout cells counted as they are,
   add-``alpha`` smoothing).
 

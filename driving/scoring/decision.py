@@ -24,7 +24,7 @@ road layout that ``evaluate`` scores against the simulator's ``layout_true``.
 
 The class probabilities themselves (and every ranking metric) are unchanged. The
 threshold is fitted self-supervised, like the predictor's future targets: on the
-held-out calibration frames, the hidden cells inside the sensor range that a later frame
+normal training logs, the hidden cells inside the sensor range that a later frame
 of the same log saw (``inputs.future_targets``), choosing the threshold whose road IoU
 on those cells is highest (:class:`RoadThresholdFit`). No simulator truth is read.
 """

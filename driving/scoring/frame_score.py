@@ -4,19 +4,19 @@ Each **channel** reads one surprise map of :func:`driving.scoring.surprise.raw_m
 cells that hold an object (vehicle, pedestrian, static obstacle) and summarises a frame by
 the mean of its ``k`` largest values. The channels ask different questions and are
 surprising at different scales, so each statistic is turned into a **tail score**
-``-log P(X >= x)`` under its distribution on normal calibration frames (an interpolated
+``-log P(X >= x)`` under its distribution on normal frames (an interpolated
 empirical survival function, extended past the largest normal value by an exponential
 tail fitted on the top tenth: an extreme frame keeps its rank instead of tying at the
 end of the table). A frame's raw score is the largest tail score over the channels: a
 frame is as anomalous as its most surprising question.
 
-Each frame is judged on its own against the calibration frames, not against its log's
+Each frame is judged on its own against the normal frames, not against its log's
 recent past: shifting a frame's statistics by the median of its previous 20 s (tried) made
 a calm drive with rare spikes look hotter, not a hot drive calmer -- on the tuned
 configurations of both worlds it raised the alert rate on new normal drives (13.6 % vs
 7.6 % town, 13.6 % vs 0 % highway) and lowered the frame AUROC (0.82 vs 0.88 town, 0.79
 vs 0.90 highway; ``bench/README.md``, driving). How far new drives sit from the
-calibration frames is what the cross-fitted calibration
+training frames is what the cross-fitted calibration
 (:func:`driving.scoring.state.cross_fitted_scores`) accounts for.
 
 Default channels, each over the object cells in or next to the ego's path
@@ -42,8 +42,8 @@ Default channels, each over the object cells in or next to the ego's path
   speed, a first difference fitted over a few frames, keeps growing for as long as the
   lead brakes (tuned configurations, cached maps of the same networks: frame AUROC 0.896
   with the deceleration, 0.910 with this channel on the highway; 0.876 and 0.875 in the
-  town; ``bench/README.md``, driving). It reads no network output, so its tail is fitted
-  on whole training logs (:data:`OBSERVED_CHANNELS`);
+  town; ``bench/README.md``, driving). It reads no network output
+  (:data:`OBSERVED_CHANNELS`);
 * ``path_reach`` (1/s, top 1): how soon the ego reaches a pedestrian or an obstacle in its
   own lane -- its speed over the distance (:func:`path_reach`, an inverse time to reach;
   such objects do not drive away, so the ego closes in at its own speed). A pedestrian
@@ -76,8 +76,6 @@ MIN_SCALE = {"object_context": 0.5, "lead_closing": 0.02,   # nats; 1/s (TailSco
 # Channels read from the observed grids alone, no network: their maps need no pass of the
 # network (``observed_statistics``); like every channel's, their tails are fitted on every
 # frame of the normal training logs.
-# Closing in on the car ahead is a rare normal manoeuvre (0-6 % of a tuned highway log's
-# frames, none in the last 50 of any of the six), so fitted on the tails its tail was empty.
 OBSERVED_CHANNELS = {"lead_closing": lambda log: lead_closing(log.semantic, log.meta),
                      "path_reach": lambda log: path_reach(log.semantic, log.ego_speed, log.meta)}
 PATH_HALF_WIDTH_M = 5.5   # the ego's lane and the next lane either side (3-3.75 m lanes)
@@ -301,9 +299,10 @@ class FrameScorer:
         """Fit each channel's tail on the channel maps of normal frames (a list per log).
 
         Args:
-            maps: channel maps per log (the calibration frames).
-            observed: per log, :func:`observed_statistics` of whole normal logs; the tails
-                of the :data:`OBSERVED_CHANNELS` are fitted on these instead.
+            maps: channel maps per log of normal frames (the product: whole training logs).
+            observed: per log, :func:`observed_statistics` of other normal frames; the tails
+                of the :data:`OBSERVED_CHANNELS` are fitted on these instead (None: on
+                ``maps``, as the product does).
         """
         stats = np.concatenate([self.statistics(m) for m in maps])
         self.tails_ = []

@@ -1,4 +1,4 @@
-"""What the frame score reads, fitted once on the held-out calibration frames.
+"""What the frame score reads, fitted once on whole normal training logs.
 
 :class:`ScoringState` is the one object an :class:`~driving.model.predictor.OcclusionPredictor`
 holds for scoring (``predictor.scoring_``), saved in its bundle: the per-cell normaliser,
@@ -114,11 +114,9 @@ def new_prior(predictor) -> ContextPrior:
 
 
 def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
-                    road_threshold: float | None = None,
-                    observed: list[dict] | None = None) -> tuple[ScoringState, list[dict]]:
+                    road_threshold: float | None = None) -> tuple[ScoringState, list[dict]]:
     """The normaliser, context prior and frame scorer fitted on normal ``logs`` and their
-    :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep); ``observed``:
-    per log, :func:`~driving.scoring.frame_score.observed_statistics` of the whole log.
+    :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep).
 
     Returns:
         The state and ``maps`` with their ``object_context`` under the fitted prior
@@ -127,12 +125,11 @@ def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
     prior = fit_on_maps(new_prior(predictor), maps)
     maps = [with_context(prior, m) for m in maps]
     normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], predictor.meta_)
-    scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser, observed)
+    scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser)
     return ScoringState(normaliser, prior, scorer, road_threshold, smooth, error_scale=1.0), maps
 
 
-def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int,
-                        observed: list[dict] | None = None) -> list[np.ndarray]:
+def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int) -> list[np.ndarray]:
     """Frame scores ``(T,)`` of each of the normal ``logs`` (at least two), each log scored
     by a state fitted on the other logs (leave one log out).
 
@@ -146,7 +143,6 @@ def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int,
     scores = []
     for i, (log, m) in enumerate(zip(logs, maps)):
         rest = [j for j in range(len(logs)) if j != i]
-        state, _ = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth,
-                                   observed=[observed[j] for j in rest] if observed else None)
+        state, _ = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth)
         scores.append(result_from_maps(state, log, with_context(state.context_prior, m)).score)
     return scores

@@ -17,7 +17,7 @@ Per frame t, forward passes batched over frames:
 
 Every per-cell surprise is divided by the surprise expected for that class at that
 distance from the ego on normal frames (:class:`~driving.scoring.normaliser.CellNormaliser`,
-fitted on the held-out calibration frames). A frame's raw score comes from the
+fitted on the normal training logs). A frame's raw score comes from the
 :class:`~driving.scoring.frame_score.FrameScorer`: per channel (revealed, object context,
 object reconstruction; over object cells not yet passed) the mean of its largest cells,
 turned into a tail score ``-log P(X >= x)`` under normal frames, and the largest of them

@@ -4,7 +4,8 @@ import pytest
 
 from core import DataValidationError, NotFittedError
 from core.calibration import (ScoreCalibration, benjamini_hochberg, conformal_p_values,
-                              threshold_from_contamination, top_k_mask)
+                              group_levels, threshold_from_contamination, threshold_from_groups,
+                              top_k_mask)
 
 
 def test_conformal_p_values_formula():
@@ -99,3 +100,51 @@ def test_calibration_refuses_nan_scores_with_one_line(kwargs):
         cal.alerts(scores, **kwargs)
     with pytest.raises(DataValidationError, match="first at position 0: inf"):
         cal.p_values([np.inf])
+
+
+def _drifting_groups(rng, n_groups=6, size=200):
+    """Normal groups whose means differ (drive logs, patients): the case the group rule is for."""
+    return [rng.normal(rng.normal(0.0, 0.5), 1.0, size=size) for _ in range(n_groups)]
+
+
+@pytest.mark.parametrize("contamination", [0.3, 0.0005])
+def test_group_threshold_searches_around_any_contamination(contamination):
+    # the levels searched reach past the contamination and include it, so a large or tiny
+    # contamination is honoured rather than clipped to a fixed (0.001, 0.2) grid
+    rng = np.random.default_rng(3)
+    groups = [rng.normal(size=4000) for _ in range(5)]          # exchangeable: level ~ contamination
+    pooled = np.concatenate(groups)
+    threshold = threshold_from_groups(groups, contamination)
+    share = np.mean(pooled > threshold)
+    assert 0.9 * contamination <= share <= 1.1 * contamination
+    assert contamination in group_levels(contamination)
+
+
+def test_group_threshold_refuses_an_empty_group():
+    rng = np.random.default_rng(4)
+    groups = _drifting_groups(rng) + [np.array([])]
+    with pytest.raises(DataValidationError, match="group 6 has none"):
+        threshold_from_groups(groups, 0.05)
+    cal = ScoreCalibration(0.05)
+    with pytest.raises(DataValidationError, match="group 6"):
+        cal.fit_groups(groups)
+    assert cal.threshold_ is None and cal.calibration_scores_ is None     # nothing half-fitted
+
+
+def test_group_threshold_refuses_scores_that_are_not_finite():
+    rng = np.random.default_rng(5)
+    groups = _drifting_groups(rng)
+    groups[2][7] = np.nan
+    with pytest.raises(DataValidationError, match="not finite"):
+        threshold_from_groups(groups, 0.05)
+
+
+def test_group_threshold_holds_its_rate_on_new_groups():
+    # leave-one-group-out: new groups drawn like the fitted ones exceed the threshold at
+    # about the nominal rate, where the pooled quantile is exceeded more often
+    rng = np.random.default_rng(6)
+    groups = _drifting_groups(rng, n_groups=12)
+    new_groups = _drifting_groups(rng, n_groups=400)
+    rate = lambda t: np.mean([np.mean(g > t) for g in new_groups])
+    pooled = threshold_from_contamination(np.concatenate(groups), 0.05)
+    assert rate(threshold_from_groups(groups, 0.05)) < rate(pooled)

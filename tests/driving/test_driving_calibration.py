@@ -27,11 +27,11 @@ def recalibrated(demo_run, tmp_path_factory):
 
 
 def _in_sample_threshold(predictor, logs) -> float:
-    """The threshold read off the frames the scoring state was fitted on."""
-    tails = predictor.calibration_logs(logs)
-    maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in tails]
-    state, context_maps = state_from_maps(predictor, tails, maps, predictor.scoring_.smooth)
-    scores = [result_from_maps(state, log, m).score for log, m in zip(tails, context_maps)]
+    """The threshold read off the frames the scoring state was fitted on (whole logs, as
+    ``calibrate`` fits the state), each log scored by the state that saw it."""
+    maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in logs]
+    state, context_maps = state_from_maps(predictor, logs, maps, predictor.scoring_.smooth)
+    scores = [result_from_maps(state, log, m).score for log, m in zip(logs, context_maps)]
     return threshold_from_contamination(np.concatenate(scores), predictor.contamination)
 
 
