@@ -64,7 +64,8 @@ def train(logs, out, epochs, steps_per_epoch, seed, device, precision, quiet):
     predictor = OcclusionPredictor(epochs=epochs, max_steps_per_epoch=steps_per_epoch,
                                    random_state=seed, device=device, precision=precision,
                                    progress=show_progress(quiet))
-    predictor.fit(loaded)
+    with plain_warnings():    # e.g. one training log: the threshold read in-sample
+        predictor.fit(loaded)
     if not is_main_process():  # under torchrun, rank 0 writes the model and reports
         return
     predictor.save(out)

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import fields, replace
 
 import numpy as np
@@ -28,7 +29,7 @@ from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from core.calibration import ScoreCalibration
-from core.errors import DataValidationError, NotFittedError
+from core.errors import DataValidationError, NotFittedError, UnmaskWarning
 from core.estimator import Estimator
 from core.runtime import autocast, check_precision, choose_device, configure_threads, module_device
 from core.training import TrainConfig, fit
@@ -286,16 +287,23 @@ class OcclusionPredictor(Estimator):
         """Fit the memory gate on the held-out tails of ``logs`` (the training logs:
         :meth:`fit` calls this), then the scoring state
         (:func:`~driving.scoring.state.fit_scoring_state`) and the score calibration on the
-        whole logs (within ``calibration_max_frames``: :meth:`calibration_windows`). The alert threshold is read off cross-fitted scores (each log scored by
-        a state fitted without it) at the level at which a log left out alerts at
-        ``contamination`` (``core.calibration.threshold_from_groups``): drives differ from
-        each other more than their frames do."""
+        whole logs (within ``calibration_max_frames``: :meth:`calibration_windows`). The
+        alert threshold is read off cross-fitted scores (each log scored by a state fitted
+        without it) at the level at which a log left out alerts at ``contamination``
+        (``core.calibration.threshold_from_groups``): drives differ from each other more
+        than their frames do. With one log there is no other to fit on: the threshold is
+        read off that log's own scores, and an ``UnmaskWarning`` says so."""
         self._check_network()
         pairs = self._calibration_pairs(logs)
         for log, _ in pairs:
             self.check_log(log)
         self.fit_memory_gate([tail for _, tail in pairs])
         windows = self.calibration_windows([log for log, _ in pairs])
+        if len(windows) < 2:
+            warnings.warn("the alert threshold was calibrated on one training log, read off its own "
+                          "frames: new drives may alert more often than the nominal "
+                          f"{self.contamination:.0%}; train on two or more logs",
+                          UnmaskWarning, stacklevel=2)
         self.scoring_, per_log = fit_scoring_state(self, windows, self.smooth_s, self.progress)
         return self._set_calibration(ScoreCalibration(self.contamination).fit_groups(per_log))
 

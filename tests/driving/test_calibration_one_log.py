@@ -1,0 +1,39 @@
+"""With one calibration log there is no other log to cross-fit on: the alert threshold is
+read off that log's own frames, and the predictor says so in one warning."""
+import warnings
+from dataclasses import replace
+
+import pytest
+
+from core.errors import UnmaskWarning
+from driving.demo import sim_config
+from driving.model.predictor import OcclusionPredictor
+from driving.schema import read_log
+from driving.sim.simulator import simulate_logs
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
+    root = tmp_path_factory.mktemp("one_log")
+    return [read_log(p) for p in simulate_logs(root, 2, 60, seed=41, config=config)]
+
+
+def calibrated(demo_run, logs) -> list[str]:
+    workspace, _ = demo_run
+    predictor = OcclusionPredictor.load(workspace / "models" / "driving" / "default")
+    predictor.progress = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor.calibrate(logs)
+    return [str(w.message) for w in caught if issubclass(w.category, UnmaskWarning)]
+
+
+def test_one_calibration_log_warns_that_the_threshold_is_in_sample(demo_run, logs):
+    messages = calibrated(demo_run, logs[:1])
+    assert len(messages) == 1
+    assert "one training log" in messages[0] and "5%" in messages[0]
+
+
+def test_two_calibration_logs_do_not_warn(demo_run, logs):
+    assert calibrated(demo_run, logs) == []
