@@ -94,10 +94,13 @@ class OcclusionPredictor(Estimator):
             for its leave-one-log-out refits (peak about 1.6 MB a frame at 128x128: 5 GB at
             the default; ``bench/experiments/driving_calibration_budget.py``), so without a
             bound its memory grows with the training set. Logs holding more frames than this
-            each give one contiguous window of about ``calibration_max_frames // n_logs``
-            frames at a seeded position (:meth:`calibration_windows`); at or under it every
-            frame is used. A smaller budget bounds memory and time, at the cost of
-            fitting the threshold on fewer of a drive's stretches.
+            share it by water-filling: each gives one contiguous window of
+            ``min(its length, c)`` frames at a seeded position, ``c`` the largest cap that fits
+            (:meth:`calibration_windows`); at or under it every frame is used. With two or
+            more logs it must be at least twice :meth:`shortest_calibration_window`, so
+            that the threshold is cross-fitted. ``None``: no bound (every frame). A smaller
+            budget bounds memory and time, at the cost of fitting the threshold on fewer of
+            a drive's stretches.
         smooth_s: a frame's score is the mean of its raw surprise over this many seconds
             (itself and the frames before, at the logs' rate; 0 = no smoothing).
         device: where training, calibration and scoring run (``"cpu"``, ``"auto"``,
@@ -120,7 +123,8 @@ class OcclusionPredictor(Estimator):
                  widths=(16, 32, 64), blocks: int = 0,
                  epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
                  max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
-                 contamination: float = 0.05, calibration_max_frames: int = 3000, smooth_s: float = 0.5, device: str = "cpu",
+                 contamination: float = 0.05, calibration_max_frames: int | None = 3000,
+                 smooth_s: float = 0.5, device: str = "cpu",
                  precision: str = "fp32", random_state: int = 0, progress: bool | None = None):
         self.history = history
         self.memory = memory
@@ -178,7 +182,8 @@ class OcclusionPredictor(Estimator):
         configure_threads()
         meta = self.meta_ = self._check_logs(logs)
         self.input_profile_ = fit_input_profile(logs)  # what scoring compares logs with
-        self.calibration_logs(logs)                   # enough held-out frames?
+        # enough held-out frames, and a usable budget: refused now, not after the epochs
+        self.calibration_windows([log for log, _ in self._calibration_pairs(logs)])
         train_grids, train_speed, train_future = [], [], []
         for log in logs:
             n_cal = int(round(len(log) * self.calibration_fraction))
@@ -292,7 +297,7 @@ class OcclusionPredictor(Estimator):
         without it) at the level at which a log left out alerts at ``contamination``
         (``core.calibration.threshold_from_groups``): drives differ from each other more
         than their frames do. With one log there is no other to fit on: the threshold is
-        read off that log's own scores, and an ``UnmaskWarning`` says so."""
+        read off that log's own scores, and an ``UnmaskWarning`` says why."""
         self._check_network()
         pairs = self._calibration_pairs(logs)
         for log, _ in pairs:
@@ -302,35 +307,46 @@ class OcclusionPredictor(Estimator):
         if len(windows) < 2:
             warnings.warn("the alert threshold was calibrated on one training log, read off its own "
                           "frames: new drives may alert more often than the nominal "
-                          f"{self.contamination:.0%}; train on two or more logs",
+                          f"{self.contamination:.0%}; {_one_log_cause(len(logs), len(pairs))}",
                           UnmaskWarning, stacklevel=2)
         self.scoring_, per_log = fit_scoring_state(self, windows, self.smooth_s, self.progress)
         return self._set_calibration(ScoreCalibration(self.contamination).fit_groups(per_log))
 
     def calibration_windows(self, logs: list[DriveLog]) -> list[DriveLog]:
         """What the scoring state is fitted on: ``logs`` themselves when they hold at most
-        ``calibration_max_frames`` frames; otherwise one contiguous window per log, of about
-        ``calibration_max_frames // n_logs`` frames at a position drawn from
-        ``random_state`` (the same logs give the same windows). A window holds at least
-        :meth:`shortest_calibration_window` frames: with too many logs for that, evenly
-        chosen logs give windows and the rest none. Each window stays a group of its own
-        for the leave-one-log-out threshold."""
+        ``calibration_max_frames`` frames (or it is ``None``); otherwise one contiguous
+        window per log of ``min(len(log), c)`` frames at a position drawn from
+        ``random_state`` (the same logs give the same windows), ``c`` the largest cap whose
+        windows fit the budget, so logs shorter than ``c`` are used whole and the frames they
+        do not need go to the longer logs. When ``c`` would fall below
+        :meth:`shortest_calibration_window`, only logs at least that long are kept, as many
+        as windows of that length fit, evenly spread over the list (all logs are candidates
+        when fewer than two are that long), and the budget is water-filled over them. With
+        two or more logs the budget must hold two such windows (else
+        :class:`~core.errors.DataValidationError`). Each window stays a group of its own for
+        the leave-one-log-out threshold."""
         budget = self.calibration_max_frames
+        if budget is None:
+            return logs
+        _check_budget_type(budget)
         if sum(len(log) for log in logs) <= budget:
             return logs
         shortest = self.shortest_calibration_window()
-        if budget < shortest:
-            raise DataValidationError(f"calibration_max_frames={budget} is below the shortest "
-                                      f"useful calibration window ({shortest} frames)")
-        n_kept = min(len(logs), budget // shortest)
-        # the middle of n_kept equal shares of the logs: spread over the list, indices distinct
-        kept = [logs[(2 * i + 1) * len(logs) // (2 * n_kept)] for i in range(n_kept)]
-        length = budget // n_kept
+        _check_budget_size(budget, shortest, len(logs))
+        cap = _water_level([len(log) for log in logs], budget)
+        kept = logs
+        if cap < shortest:
+            long_enough = [log for log in logs if len(log) >= shortest]
+            pool = long_enough if len(long_enough) >= 2 else logs   # still two groups
+            n_kept = min(len(pool), budget // shortest)
+            # the middle of n_kept equal shares of the pool: spread over it, indices distinct
+            kept = [pool[(2 * i + 1) * len(pool) // (2 * n_kept)] for i in range(n_kept)]
+            cap = _water_level([len(log) for log in kept], budget)
         rng = np.random.default_rng(self.random_state)
         windows = []
         for log in kept:
-            n = min(len(log), length)
-            start = int(rng.integers(0, len(log) - n + 1))
+            n = min(len(log), cap)
+            start = int(rng.integers(0, len(log) - n + 1))   # drawn for whole logs too
             windows.append(_slice_log(log, start, start + n))
         return windows
 
@@ -482,3 +498,41 @@ def _slice_log(log: DriveLog, start: int, stop: int | None = None) -> DriveLog:
         if isinstance(value, np.ndarray) or (f.name == "anomaly_kind" and value is not None):
             changes[f.name] = value[start:stop]
     return replace(log, **changes)
+
+
+def _check_budget_type(budget) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise DataValidationError(f"calibration_max_frames={budget!r} must be a positive whole "
+                                  "number of frames, or None for no bound")
+
+
+def _check_budget_size(budget: int, shortest: int, n_logs: int) -> None:
+    """One useful window for one log; two for more, or the threshold would be in-sample."""
+    if n_logs == 1 and budget < shortest:
+        raise DataValidationError(f"calibration_max_frames={budget} is below the shortest "
+                                  f"useful calibration window ({shortest} frames)")
+    if n_logs > 1 and budget < 2 * shortest:
+        raise DataValidationError(f"calibration_max_frames={budget} is below {2 * shortest}: "
+                                  f"with {n_logs} logs the threshold is cross-fitted on at least "
+                                  f"two windows of {shortest} frames")
+
+
+def _water_level(lengths: list[int], budget: int) -> int:
+    """The largest cap ``c`` with ``sum(min(n, c) for n in lengths) <= budget``."""
+    low, high = 0, max(lengths)          # the sum at 0 fits; search the last cap that does
+    while low < high:
+        mid = (low + high + 1) // 2
+        if sum(min(n, mid) for n in lengths) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _one_log_cause(n_logs: int, n_usable: int) -> str:
+    """What to change when calibration ended up with one log's frames (the budget never
+    leaves one window of two or more logs: :meth:`OcclusionPredictor.calibration_windows`)."""
+    if n_logs < 2:
+        return "train on two or more logs"
+    return (f"{n_logs - n_usable} of the {n_logs} logs were too short for a held-out tail "
+            "of 2 frames (calibration_fraction); use longer logs")

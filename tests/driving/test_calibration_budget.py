@@ -9,10 +9,10 @@ import pytest
 
 from core.errors import DataValidationError
 from driving.demo import sim_config
-from driving.model.predictor import OcclusionPredictor
+import driving.model.predictor as predictor_module
+from driving.model.predictor import OcclusionPredictor, _slice_log
 from driving.schema import read_log
 from driving.sim.simulator import simulate_logs
-from driving.scoring.surprise import score_log
 
 N_LOGS, FRAMES = 4, 120
 
@@ -110,4 +110,51 @@ def test_the_budget_survives_the_bundle_and_an_older_bundle_loads_the_default(mo
     config_path.write_text(json.dumps(meta))
     older = OcclusionPredictor.load(tmp_path / "budgeted")
     assert older.calibration_max_frames == OcclusionPredictor().calibration_max_frames
-    np.testing.assert_array_equal(score_log(older, logs[0]).score, score_log(predictor, logs[0]).score)
+
+
+def test_logs_shorter_than_their_share_leave_the_rest_to_the_long_log(model_dir, logs):
+    shortest = with_budget(model_dir, FRAMES).shortest_calibration_window()
+    assert 2 * shortest < FRAMES                     # room for a long log's window below
+    short = [_slice_log(log, 0, 10) for log in logs[:3]]
+    budget = 3 * 10 + 2 * shortest                   # water level: 2 * shortest
+    windows = with_budget(model_dir, budget).calibration_windows(short + [logs[3]])
+    assert [len(w) for w in windows] == [10, 10, 10, 2 * shortest]
+    assert sum(len(w) for w in windows) == budget    # nothing of the budget left unused
+    window_starts(windows, logs)
+
+
+def test_a_window_can_end_on_its_log_last_frame(model_dir, logs):
+    budget = 2 * (FRAMES - 1)                        # windows one frame short of their logs
+    ends = set()
+    for seed in range(12):
+        windows = with_budget(model_dir, budget, seed).calibration_windows(logs[:2])
+        ends |= {int(w.frame[-1]) for w in windows}
+    assert int(logs[0].frame[-1]) in ends and int(logs[0].frame[-2]) in ends
+
+
+def test_two_logs_need_two_useful_windows_else_one_line_refusal(model_dir, logs):
+    shortest = with_budget(model_dir, FRAMES).shortest_calibration_window()
+    predictor = with_budget(model_dir, 2 * shortest - 1)
+    with pytest.raises(DataValidationError) as caught:
+        predictor.calibration_windows(logs[:2])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"calibration_max_frames={2 * shortest - 1} is below {2 * shortest}" in message
+    assert len(with_budget(model_dir, 2 * shortest).calibration_windows(logs[:2])) == 2
+
+
+def test_no_budget_uses_every_frame(model_dir, logs):
+    windows = with_budget(model_dir, None).calibration_windows(logs)
+    assert len(windows) == N_LOGS and all(w is log for w, log in zip(windows, logs))
+
+
+@pytest.mark.parametrize("budget", [1, 0, "many"])
+def test_fit_refuses_a_bad_budget_before_training(logs, budget, monkeypatch):
+    def train(*args, **kwargs):
+        raise AssertionError("training started before the budget was checked")
+
+    monkeypatch.setattr(predictor_module, "fit", train)
+    predictor = OcclusionPredictor(widths=(8, 16), epochs=1000, calibration_max_frames=budget,
+                                   progress=False)
+    with pytest.raises(DataValidationError, match="calibration_max_frames="):
+        predictor.fit(logs)

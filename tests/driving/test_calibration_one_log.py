@@ -1,13 +1,16 @@
 """With one calibration log there is no other log to cross-fit on: the alert threshold is
 read off that log's own frames, and the predictor says so in one warning."""
+import shutil
 import warnings
 from dataclasses import replace
 
 import pytest
+from click.testing import CliRunner
 
+from core.cli import cli
 from core.errors import UnmaskWarning
 from driving.demo import sim_config
-from driving.model.predictor import OcclusionPredictor
+from driving.model.predictor import OcclusionPredictor, _slice_log
 from driving.schema import read_log
 from driving.sim.simulator import simulate_logs
 
@@ -37,3 +40,21 @@ def test_one_calibration_log_warns_that_the_threshold_is_in_sample(demo_run, log
 
 def test_two_calibration_logs_do_not_warn(demo_run, logs):
     assert calibrated(demo_run, logs) == []
+
+
+def test_a_log_too_short_for_a_tail_is_named_as_the_cause(demo_run, logs):
+    messages = calibrated(demo_run, [logs[0], _slice_log(logs[1], 0, 4)])  # a 1-frame tail
+    assert len(messages) == 1
+    assert "1 of the 2 logs were too short" in messages[0] and "calibration_fraction" in messages[0]
+    assert "two or more logs" not in messages[0]
+
+
+def test_train_on_one_log_prints_one_warning_line(logs, tmp_path):
+    (tmp_path / "logs").mkdir()
+    shutil.copy(logs[0].path, tmp_path / "logs" / "log_000.parquet")
+    result = CliRunner().invoke(cli, ["driving", "train", "--logs", str(tmp_path / "logs"), "--out",
+                                      str(tmp_path / "model"), "--epochs", "1",
+                                      "--steps-per-epoch", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and "one training log" in lines[0]
