@@ -21,7 +21,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from core.calibration import threshold_from_contamination
-from driving.model.predictor import OcclusionPredictor, _slice_log
+from driving.model.calibration_windows import slice_log
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE, read_log
 from driving.scoring import frame_score as fs
 from driving.scoring.normaliser import CellNormaliser
@@ -134,7 +135,7 @@ class Harness:
     @staticmethod
     def tail(item, n):
         log, m = item
-        return _slice_log(log, len(log) - n), {k: v[-n:] for k, v in m.items()}
+        return slice_log(log, len(log) - n), {k: v[-n:] for k, v in m.items()}
 
     def maps(self, log, m, prior):
         d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}

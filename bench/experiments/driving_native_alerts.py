@@ -48,7 +48,8 @@ from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.evaluate import events
-from driving.model.predictor import OcclusionPredictor, _slice_log
+from driving.model.calibration_windows import slice_log
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE, read_log
 from driving.scoring import frame_score as fs
 from driving.scoring.surprise import score_log
@@ -253,7 +254,7 @@ def start_check(first_frames: int = 65, restarts=(100, 150)) -> dict:
                  "ego_speed_first_5_frames": float(np.mean(log.ego_speed[:5])),
                  "ego_speed_median_after": float(np.median(log.ego_speed[first_frames:]))}
         for start in restarts:
-            alone = score_log(pred, _slice_log(log, start)).score > pred.threshold_
+            alone = score_log(pred, slice_log(log, start)).score > pred.threshold_
             entry[f"scored_from_frame_{start}_alerts"] = int(alone.sum())
             entry[f"whole_log_alerts_from_frame_{start}"] = int(whole[start:].sum())
         out.append(entry)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import fields, replace
 
 import numpy as np
 import torch
@@ -42,6 +41,7 @@ from ..scoring.frame_score import window_frames
 from ..scoring.state import fit_scoring_state
 from ..scoring.surprise import score_log
 from .baselines import apply_layout_memory, world_memory
+from .calibration_windows import select_windows, slice_log
 from .bundle import BUNDLE_KIND, BUNDLE_VERSION, bundle_state, check_bundle_format, predictor_from_bundle
 from .masking import ShadowMasker, decoy_regions, object_regions
 from .memory_gate import MemoryGate, memory_trace
@@ -191,7 +191,7 @@ class OcclusionPredictor(Estimator):
             cut = len(log) - n_cal
             train_grids.append(grids[:cut])
             train_speed.append(speed[:cut])
-            train_future.append(future_targets(_slice_log(log, 0, cut), self.future))
+            train_future.append(future_targets(slice_log(log, 0, cut), self.future))
         grids = torch.from_numpy(np.concatenate(train_grids))
         speed = torch.from_numpy(np.concatenate(train_speed))
         future = torch.from_numpy(np.concatenate(train_future))
@@ -282,7 +282,7 @@ class OcclusionPredictor(Estimator):
         for log in logs:
             n_cal = int(round(len(log) * self.calibration_fraction))
             if n_cal >= 2:
-                out.append((log, _slice_log(log, len(log) - n_cal)))
+                out.append((log, slice_log(log, len(log) - n_cal)))
         if not out:
             raise DataValidationError("calibration needs at least 2 held-out frames; use longer "
                                       "logs or a larger calibration_fraction")
@@ -313,42 +313,12 @@ class OcclusionPredictor(Estimator):
         return self._set_calibration(ScoreCalibration(self.contamination).fit_groups(per_log))
 
     def calibration_windows(self, logs: list[DriveLog]) -> list[DriveLog]:
-        """What the scoring state is fitted on: ``logs`` themselves when they hold at most
-        ``calibration_max_frames`` frames (or it is ``None``); otherwise one contiguous
-        window per log of ``min(len(log), c)`` frames at a position drawn from
-        ``random_state`` (the same logs give the same windows), ``c`` the largest cap whose
-        windows fit the budget, so logs shorter than ``c`` are used whole and the frames they
-        do not need go to the longer logs. When ``c`` would fall below
-        :meth:`shortest_calibration_window`, only logs at least that long are kept, as many
-        as windows of that length fit, evenly spread over the list (all logs are candidates
-        when fewer than two are that long), and the budget is water-filled over them. With
-        two or more logs the budget must hold two such windows (else
-        :class:`~core.errors.DataValidationError`). Each window stays a group of its own for
-        the leave-one-log-out threshold."""
-        budget = self.calibration_max_frames
-        if budget is None:
-            return logs
-        _check_budget_type(budget)
-        if sum(len(log) for log in logs) <= budget:
-            return logs
+        """What the scoring state is fitted on: ``logs`` themselves within
+        ``calibration_max_frames``, else one seeded window per log, water-filled
+        (:func:`~driving.model.calibration_windows.select_windows`). Each window stays a
+        group of its own for the leave-one-log-out threshold."""
         shortest = self.shortest_calibration_window()
-        _check_budget_size(budget, shortest, len(logs))
-        cap = _water_level([len(log) for log in logs], budget)
-        kept = logs
-        if cap < shortest:
-            long_enough = [log for log in logs if len(log) >= shortest]
-            pool = long_enough if len(long_enough) >= 2 else logs   # still two groups
-            n_kept = min(len(pool), budget // shortest)
-            # the middle of n_kept equal shares of the pool: spread over it, indices distinct
-            kept = [pool[(2 * i + 1) * len(pool) // (2 * n_kept)] for i in range(n_kept)]
-            cap = _water_level([len(log) for log in kept], budget)
-        rng = np.random.default_rng(self.random_state)
-        windows = []
-        for log in kept:
-            n = min(len(log), cap)
-            start = int(rng.integers(0, len(log) - n + 1))   # drawn for whole logs too
-            windows.append(_slice_log(log, start, start + n))
-        return windows
+        return select_windows(logs, self.calibration_max_frames, shortest, self.random_state)
 
     def shortest_calibration_window(self) -> int:
         """Frames a calibration window needs: its first ``max(history)`` frames see a
@@ -488,45 +458,6 @@ GATE_FUTURE = (1, 2, 5, 10, 20)   # later frames whose observations the gate is 
 def _weighted_ce(logits, target, weight):
     """Class-weighted cross-entropy, normalised by the weights of the counted cells."""
     return F.cross_entropy(logits, target, weight=weight.to(logits.device), ignore_index=-100)
-
-
-def _slice_log(log: DriveLog, start: int, stop: int | None = None) -> DriveLog:
-    """Frames ``start:stop`` of a log (same metadata)."""
-    changes = {}
-    for f in fields(log):
-        value = getattr(log, f.name)
-        if isinstance(value, np.ndarray) or (f.name == "anomaly_kind" and value is not None):
-            changes[f.name] = value[start:stop]
-    return replace(log, **changes)
-
-
-def _check_budget_type(budget) -> None:
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise DataValidationError(f"calibration_max_frames={budget!r} must be a positive whole "
-                                  "number of frames, or None for no bound")
-
-
-def _check_budget_size(budget: int, shortest: int, n_logs: int) -> None:
-    """One useful window for one log; two for more, or the threshold would be in-sample."""
-    if n_logs == 1 and budget < shortest:
-        raise DataValidationError(f"calibration_max_frames={budget} is below the shortest "
-                                  f"useful calibration window ({shortest} frames)")
-    if n_logs > 1 and budget < 2 * shortest:
-        raise DataValidationError(f"calibration_max_frames={budget} is below {2 * shortest}: "
-                                  f"with {n_logs} logs the threshold is cross-fitted on at least "
-                                  f"two windows of {shortest} frames")
-
-
-def _water_level(lengths: list[int], budget: int) -> int:
-    """The largest cap ``c`` with ``sum(min(n, c) for n in lengths) <= budget``."""
-    low, high = 0, max(lengths)          # the sum at 0 fits; search the last cap that does
-    while low < high:
-        mid = (low + high + 1) // 2
-        if sum(min(n, mid) for n in lengths) <= budget:
-            low = mid
-        else:
-            high = mid - 1
-    return low
 
 
 def _one_log_cause(n_logs: int, n_usable: int) -> str:

@@ -10,7 +10,8 @@ import pytest
 from core.errors import DataValidationError
 from driving.demo import sim_config
 import driving.model.predictor as predictor_module
-from driving.model.predictor import OcclusionPredictor, _slice_log
+from driving.model.calibration_windows import slice_log
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
 from driving.sim.simulator import simulate_logs
 
@@ -115,7 +116,7 @@ def test_the_budget_survives_the_bundle_and_an_older_bundle_loads_the_default(mo
 def test_logs_shorter_than_their_share_leave_the_rest_to_the_long_log(model_dir, logs):
     shortest = with_budget(model_dir, FRAMES).shortest_calibration_window()
     assert 2 * shortest < FRAMES                     # room for a long log's window below
-    short = [_slice_log(log, 0, 10) for log in logs[:3]]
+    short = [slice_log(log, 0, 10) for log in logs[:3]]
     budget = 3 * 10 + 2 * shortest                   # water level: 2 * shortest
     windows = with_budget(model_dir, budget).calibration_windows(short + [logs[3]])
     assert [len(w) for w in windows] == [10, 10, 10, 2 * shortest]

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from core.cli import cli
 from core.errors import UnmaskWarning
 from driving.demo import sim_config
-from driving.model.predictor import OcclusionPredictor, _slice_log
+from driving.model.calibration_windows import slice_log
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
 from driving.sim.simulator import simulate_logs
 
@@ -43,7 +44,7 @@ def test_two_calibration_logs_do_not_warn(demo_run, logs):
 
 
 def test_a_log_too_short_for_a_tail_is_named_as_the_cause(demo_run, logs):
-    messages = calibrated(demo_run, [logs[0], _slice_log(logs[1], 0, 4)])  # a 1-frame tail
+    messages = calibrated(demo_run, [logs[0], slice_log(logs[1], 0, 4)])  # a 1-frame tail
     assert len(messages) == 1
     assert "1 of the 2 logs were too short" in messages[0] and "calibration_fraction" in messages[0]
     assert "two or more logs" not in messages[0]
