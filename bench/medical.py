@@ -43,8 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from medical.reconstruction import PRETEXTS
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -533,6 +531,7 @@ def pretraining_targets(efficiency: dict) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (experiments parse the committed command's settings with it)."""
+    from medical.reconstruction import PRETEXTS   # lazy: loads torch, as the runs do
     parser = argparse.ArgumentParser(prog="python -m bench.medical",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="96,96,48", help="phantom size")

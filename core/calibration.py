@@ -93,10 +93,11 @@ def threshold_from_groups(groups, contamination: float) -> float:
     if not 0.0 < contamination < 0.5:
         raise DataValidationError(f"contamination must be in (0, 0.5), got {contamination}")
     groups = [check_finite(np.asarray(g, dtype=np.float64).ravel()) for g in groups]
+    if not groups:
+        raise DataValidationError("no groups of scores given")
     empty = [i for i, g in enumerate(groups) if g.size == 0]
-    if not groups or empty:
-        raise DataValidationError(f"every group needs at least one score; group {empty[0] if empty else 0} "
-                                  "has none" if groups else "no groups of scores given")
+    if empty:
+        raise DataValidationError(f"every group needs at least one score; group {empty[0]} has none")
     pooled = np.concatenate(groups)
     if len(groups) < 2:
         return threshold_from_contamination(pooled, contamination)
@@ -107,7 +108,7 @@ def threshold_from_groups(groups, contamination: float) -> float:
         thresholds = np.quantile(rest, 1.0 - levels)        # one pass over the rest, every level
         # share of the left-out group above each threshold: count of g > t over its size
         rates[:, i] = (g.size - np.searchsorted(np.sort(g), thresholds, side="right")) / g.size
-    held_out = np.array([np.mean(r) for r in rates])        # mean over groups, per level
+    held_out = rates.mean(axis=1)                           # mean over groups, per level
     ok = levels[held_out <= contamination]
     level = float(ok.max()) if ok.size else float(levels[0])
     return float(np.quantile(pooled, 1.0 - level))

@@ -58,15 +58,17 @@ def show_progress(quiet: bool) -> bool | None:
 
 
 @contextlib.contextmanager
-def plain_warnings():
+def plain_warnings(show: bool = True):
     """Print each :class:`core.errors.UnmaskWarning` raised inside as one ``warning:`` line
-    on stderr (other warnings as Python shows them)."""
+    on stderr (other warnings as Python shows them); ``show=False`` drops them (under
+    torchrun every rank fits the same data, and rank 0 says it once)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnmaskWarning)
         yield
     for w in caught:
         if issubclass(w.category, UnmaskWarning):
-            click.echo(f"warning: {w.message}", err=True)
+            if show:
+                click.echo(f"warning: {w.message}", err=True)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 

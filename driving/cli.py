@@ -1,14 +1,11 @@
 """`unmask driving`: thin CLI over the driving Python API."""
-import contextlib
 import json
-import warnings
 from dataclasses import replace
 
 import click
 
 from core.cli_options import (export_options, plain_warnings, resolve_run_dir, run_destination,
                               runtime_options, show_progress)
-from core.errors import UnmaskWarning
 from core.export import export_onnx
 from core.io import check_output
 from core.training import is_main_process
@@ -51,15 +48,6 @@ def simulate(n_logs, frames, out, seed, grid, world, anomaly_interval):
     click.echo(f"wrote {len(paths)} logs to {out}")
 
 
-@contextlib.contextmanager
-def silenced_warnings():
-    """Hide :class:`UnmaskWarning` s: under torchrun every rank fits the same logs, and rank 0
-    prints what they would all say."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnmaskWarning)
-        yield
-
-
 @driving.command()
 @click.option("--logs", "--log-dir", "logs", type=click.Path(exists=True), required=True,
               help="Directory of drive logs (--log-dir under torchrun, whose parser takes "
@@ -77,7 +65,7 @@ def train(logs, out, epochs, steps_per_epoch, seed, device, precision, quiet):
                                    random_state=seed, device=device, precision=precision,
                                    progress=show_progress(quiet))
     # e.g. one training log: the threshold read in-sample (one line, from rank 0 only)
-    with plain_warnings() if is_main_process() else silenced_warnings():
+    with plain_warnings(show=is_main_process()):
         predictor.fit(loaded)
     if not is_main_process():  # under torchrun, rank 0 writes the model and reports
         return

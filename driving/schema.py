@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +185,16 @@ class DriveLog:
     def poses(self) -> np.ndarray:
         """``(T, 3)`` array of ``(x, y, yaw)``."""
         return np.stack([self.ego_x, self.ego_y, self.ego_yaw], axis=1)
+
+
+def slice_log(log: DriveLog, start: int, stop: int | None = None) -> DriveLog:
+    """Frames ``start:stop`` of a log (same metadata)."""
+    changes = {}
+    for f in fields(log):
+        value = getattr(log, f.name)
+        if isinstance(value, np.ndarray) or (f.name == "anomaly_kind" and value is not None):
+            changes[f.name] = value[start:stop]
+    return replace(log, **changes)
 
 
 def _grid_array(values: np.ndarray, arrow_type):

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +26,10 @@ from core.training import is_main_process
 
 from .anomaly import AnomalyScorer
 from .anomaly_config import AnomalyConfig
-from .io import find_cases, load_volume
+from .io import find_cases
 from .networks import NetworkConfig
-from .transforms import Preprocessor, PreprocessConfig, median_spacing
-from .volumes import prepare_loaded
+from .transforms import Preprocessor, PreprocessConfig
+from .volumes import prepare_case, spacing_and_images
 
 
 @dataclass
@@ -96,12 +95,14 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
     cal_cases = [cases[i] for i in order[:n_cal]]
     train_cases = [cases[i] for i in order[n_cal:]]
 
-    # nnU-Net's median spacing reads the training images: training prepares them from that read
-    images = {} if config.spacing else {Path(c.image): load_volume(c.image) for c in train_cases}
-    spacing = config.spacing or median_spacing(list(images.values()))
-    scorer = AnomalyScorer(config.network, PreprocessConfig(spacing=tuple(spacing)), config.anomaly,
+    spacing, images = spacing_and_images(train_cases, config.spacing)
+    scorer = AnomalyScorer(config.network, PreprocessConfig(spacing=spacing), config.anomaly,
                            config.contamination, seed=config.seed)
-    read = partial(prepare_loaded, pre=Preprocessor(scorer.preprocess), images=images)
+    pre = Preprocessor(scorer.preprocess)
+
+    def read(case):    # training prepares each image from the median spacing's read
+        return prepare_case(case, pre, image=images.pop(Path(case.image), None))
+
     # one device for training and calibration alike
     scorer.to(device, precision).fit(train_cases, cal_cases, config, progress, read=read)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model

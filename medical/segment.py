@@ -33,8 +33,8 @@ from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .postprocess import PostProcessing
 from .reconstruction import masked_input
-from .transforms import Preprocessor, PreprocessConfig, channel_argmax, median_spacing
-from .volumes import CropDataset, PreparedCase, prepare_case, prepare_read, read_case
+from .transforms import Preprocessor, PreprocessConfig, channel_argmax
+from .volumes import CropDataset, PreparedCase, prepare_case, prepare_read, read_case, spacing_and_images
 
 BUNDLE_KIND = "ct-segmenter"
 MIN_SW_BATCH = 4
@@ -308,10 +308,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         scorer = AnomalyScorer.load(pretrained, device, precision)
         init_state, network_config = scorer.network.state_dict(), scorer.network_config
         spacing = spacing or scorer.preprocess.spacing
-    # nnU-Net's median spacing reads the training images: they are prepared from that read
-    images = {} if spacing else {Path(c.image): load_volume(c.image) for c in cases}
-    spacing = spacing or median_spacing(list(images.values()))
-    preprocess = PreprocessConfig(spacing=tuple(spacing))
+    spacing, images = spacing_and_images(cases, spacing)     # the images prepared below
+    preprocess = PreprocessConfig(spacing=spacing)
     labels = read_dataset_json(data)["labels"] if (Path(data) / "dataset.json").is_file() else None
     held_out = []     # healthy cases a saved, fine-tuned model's organ calibration reads
     if pretrained is not None and out is not None and is_main_process() and scorer.preprocess == preprocess:

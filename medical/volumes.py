@@ -15,7 +15,7 @@ from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
 from .io import Case, load_label_like, load_volume
-from .transforms import Preprocessor
+from .transforms import Preprocessor, median_spacing
 
 
 @dataclass
@@ -50,16 +50,20 @@ def prepare_read(case: Case, image, label, lesion, pre: Preprocessor) -> Prepare
     return PreparedCase(case, out["image"], out.get("label"), out.get("lesion"), shape, affine)
 
 
-def prepare_case(case: Case, pre: Preprocessor, with_truth: bool = False) -> PreparedCase:
-    """Load ``case`` (checking its label/lesion files agree with the image) and preprocess."""
-    return prepare_read(case, *read_case(case, with_truth), pre)
+def prepare_case(case: Case, pre: Preprocessor, with_truth: bool = False, image=None) -> PreparedCase:
+    """Load ``case`` (checking its label/lesion files agree with the image) and preprocess;
+    ``image``: its image if already loaded."""
+    return prepare_read(case, *read_case(case, with_truth, image), pre)
 
 
-def prepare_loaded(case: Case, pre: Preprocessor, images: dict) -> PreparedCase:
-    """``case``'s image preprocessed: the one loaded in ``images`` (by image path; handed out
-    once, so the raw volume is freed), else read."""
-    image = images.pop(Path(case.image), None)
-    return prepare_case(case, pre) if image is None else prepare_read(case, image, None, None, pre)
+def spacing_and_images(cases, spacing=None) -> tuple[tuple, dict]:
+    """``spacing``, or else nnU-Net's median spacing of the ``cases``' images together with
+    those images by path, so that preparing the cases need not read them again (pop each
+    one as it is prepared, and the raw volume is freed)."""
+    if spacing:
+        return tuple(spacing), {}
+    images = {Path(c.image): load_volume(c.image) for c in cases}
+    return tuple(median_spacing(list(images.values()))), images
 
 
 def prepare_cases(cases, pre: Preprocessor, with_truth: bool = False) -> list[PreparedCase]:

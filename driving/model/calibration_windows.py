@@ -10,13 +10,11 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import fields, replace
-
 import numpy as np
 
 from core.errors import DataValidationError
 
-from ..schema import DriveLog
+from ..schema import DriveLog, slice_log
 
 
 def select_windows(logs: list[DriveLog], budget: int | None, shortest: int,
@@ -58,16 +56,6 @@ def select_windows(logs: list[DriveLog], budget: int | None, shortest: int,
         start = int(rng.integers(0, len(log) - n + 1))   # drawn for whole logs too
         windows.append(slice_log(log, start, start + n))
     return windows
-
-
-def slice_log(log: DriveLog, start: int, stop: int | None = None) -> DriveLog:
-    """Frames ``start:stop`` of a log (same metadata)."""
-    changes = {}
-    for f in fields(log):
-        value = getattr(log, f.name)
-        if isinstance(value, np.ndarray) or (f.name == "anomaly_kind" and value is not None):
-            changes[f.name] = value[start:stop]
-    return replace(log, **changes)
 
 
 def _check_budget_type(budget) -> None:

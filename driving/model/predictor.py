@@ -35,13 +35,13 @@ from core.training import TrainConfig, fit
 
 from ..guard import fit_input_profile
 from ..inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
-from ..schema import UNOBSERVED, DriveLog, LogMeta
+from ..schema import UNOBSERVED, DriveLog, LogMeta, slice_log
 from ..scoring.decision import decide_log
 from ..scoring.frame_score import window_frames
 from ..scoring.state import fit_scoring_state
 from ..scoring.surprise import score_log
 from .baselines import apply_layout_memory, world_memory
-from .calibration_windows import select_windows, slice_log
+from .calibration_windows import select_windows
 from .bundle import BUNDLE_KIND, BUNDLE_VERSION, bundle_state, check_bundle_format, predictor_from_bundle
 from .masking import ShadowMasker, decoy_regions, object_regions
 from .memory_gate import MemoryGate, memory_trace

@@ -10,9 +10,8 @@ import pytest
 from core.errors import DataValidationError
 from driving.demo import sim_config
 import driving.model.predictor as predictor_module
-from driving.model.calibration_windows import slice_log
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
+from driving.schema import read_log, slice_log
 from driving.sim.simulator import simulate_logs
 
 N_LOGS, FRAMES = 4, 120

@@ -10,9 +10,8 @@ from click.testing import CliRunner
 from core.cli import cli
 from core.errors import UnmaskWarning
 from driving.demo import sim_config
-from driving.model.calibration_windows import slice_log
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
+from driving.schema import read_log, slice_log
 from driving.sim.simulator import simulate_logs
 
 

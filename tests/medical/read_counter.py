@@ -5,12 +5,11 @@ from collections import Counter
 from pathlib import Path
 
 import medical.io
-import medical.pretrain
 import medical.segment
 import medical.volumes
 
 # every module through which training reads a volume (each imported ``load_volume`` itself)
-READERS = (medical.io, medical.volumes, medical.segment, medical.pretrain)
+READERS = (medical.io, medical.volumes, medical.segment)
 
 
 def count_reads(monkeypatch) -> Counter:
