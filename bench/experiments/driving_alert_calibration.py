@@ -74,7 +74,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED
+from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED, simulated_logs
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import Alerts, PathHarness
 from core.calibration import threshold_from_contamination, threshold_from_groups
@@ -83,7 +83,6 @@ from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
 from driving.scoring import frame_score as fs
-from driving.sim.simulator import simulate_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path("/tmp/drvcal/cache")
@@ -117,7 +116,7 @@ def simulated(root: Path, name: str, n: int, seed: int, config) -> list:
     out = root / "logs" / name
     paths = sorted(out.glob("*.parquet"))
     if len(paths) < n:
-        paths = simulate_logs(out, n, 250, seed=seed, config=config)
+        return simulated_logs(out, n, 250, seed, config)
     return [read_log(p) for p in paths[:n]]
 
 

@@ -21,10 +21,9 @@ import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
+from bench.driving import simulated_logs
 from driving.demo import build_demo, sim_config
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
-from driving.sim.simulator import simulate_logs
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "driving_calibration_budget.json"
 LOG_SEED = 21
@@ -66,8 +65,7 @@ def main() -> None:
         build_demo(work, size="tiny", seed=0)
         model = work / "models" / "driving" / "default"
     config = replace(sim_config(args.size), anomaly_interval_s=0.0)
-    logs = [read_log(p) for p in simulate_logs(work / "logs", args.logs, args.frames,
-                                               seed=LOG_SEED, config=config)]
+    logs = simulated_logs(work / "logs", args.logs, args.frames, LOG_SEED, config)
     runs = {"whole": calibrate_once(model, logs, None)}
     print("whole", runs["whole"], flush=True)
     for budget in args.budgets:
