@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.driving import simulated_logs
+from core.io import write_text_atomic
 from driving.demo import build_demo, sim_config
 from driving.model.predictor import OcclusionPredictor
 
@@ -79,7 +80,7 @@ def main() -> None:
         result = previous
     else:
         result = {args.size: result}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
