@@ -76,7 +76,7 @@ import numpy as np
 
 from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED, simulated_logs
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
-from bench.experiments.driving_path_channel import Alerts, PathHarness
+from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
 from core.calibration import threshold_from_contamination, threshold_from_groups
 from core.io import write_text_atomic
 from core.runtime import configure_threads
@@ -142,8 +142,6 @@ def cache(world: str, which: str) -> None:
         cache_maps(native, root, f"native_{name}" if name != "native_train" else name, logs[name])
 
 
-CAL_FRAMES = 50                    # the predictor's calibration tail: 20 % of 250 frames
-CHANNELS = [name for name, _, _ in fs.CHANNELS]
 OUT = ROOT / "bench" / "results" / "driving_alert_calibration.json"
 
 
@@ -161,12 +159,6 @@ class Harness(PathHarness):
         items = self.tails if items is None else items
         keep = [i for i in range(len(items)) if i != leave_out]
         return self.fit_state([items[i] for i in keep], fs.CHANNELS, [self.observed[i] for i in keep])
-
-    def view(self, state, item) -> dict:
-        """Frame score ``(T,)`` and per-channel tail scores ``(T, 5)`` of ``item`` under ``state``."""
-        result = self.result(state, item)
-        return {"score": result.score, "tails": state.frame_scorer.tail_scores(result.score_maps)}
-
 
 def channel_table(views: list, threshold: float) -> dict:
     """Pooled over ``views``: the frame score's alert rate and quantiles, and per channel its

@@ -33,6 +33,16 @@ TEST_SETS = {"tuned": (("tuned", "extra"), ("tuned_normal", "extra_normal")),
              "heldout": (("heldout",), ("heldout_normal",)),
              # the held-out configuration's own network and logs (driving_native_alerts.py)
              "native": (("heldout",), ("heldout_normal", "more_normal"))}
+CAL_FRAMES = 50                       # the predictor's calibration tail: 20 % of 250 frames
+CHANNELS = [name for name, _, _ in fs.CHANNELS]
+
+
+def channel_view(scorer, result) -> dict:
+    """A scoring result's smoothed frame score, per-channel tail scores ``(T, 5)`` and where
+    they lie beyond the largest normal value of ``scorer``'s tails (extrapolated)."""
+    tails = scorer.tail_scores(result.score_maps)
+    largest = np.array([tail.tails_[-1] for tail in scorer.tails_])
+    return {"score": result.score, "tails": tails, "beyond": tails > largest + 1e-9}
 
 
 def reach(half_width_m, classes=fs.REACH_CLASSES):
@@ -72,7 +82,7 @@ class Alerts:
 class PathHarness(Harness):
     """The lead-channel harness over this round's cache, with more test logs."""
 
-    def __init__(self, world, cal_frames=50, configuration="tuned", name=None):
+    def __init__(self, world, cal_frames=CAL_FRAMES, configuration="tuned", name=None):
         """``name``: the folder of the network and the cached maps under /tmp/drv19/models and
         :data:`CACHE` (default: ``world``'s)."""
         # either configuration: the scoring state and the threshold come from the training
@@ -102,6 +112,10 @@ class PathHarness(Harness):
                                         f"(bench.experiments.driving_calibration_cache {self.world}, "
                                         "or driving_native_alerts cache for its native network)")
         return super().load(name)
+
+    def view(self, state, item) -> dict:
+        """:func:`channel_view` of the cached ``item`` scored by ``state``."""
+        return channel_view(state.frame_scorer, self.result(state, item))
 
     def maps(self, log, m, prior):
         d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}
