@@ -248,11 +248,7 @@ def memorisation(world: str) -> dict:
     full = h.state()
     cut = len(own[0][0]) - CAL_FRAMES
     head = lambda v: {k: x[:cut] for k, x in v.items()}
-
-    def other_on(name):
-        logs = sorted((h.root / "logs" / name).glob("*.parquet"))
-        return [(read_log(p), {k: z[k] for k in ("revealed", "object_recon", "object_forecast", "ground", "category")})
-                for p in logs for z in [np.load(h.root / f"other_on_{name}_{p.stem}.npz")]]
+    other_on = lambda name: h.load(name, maps_prefix=f"other_on_{name}")    # the second network's maps
     fresh = [h.view(full, it) for name in ("tuned_normal", "extra_normal", "more_normal") for it in other_on(name)]
     first_train = [head(h.view(full, it)) for it in other_on("train")]
     return {"threshold": threshold,

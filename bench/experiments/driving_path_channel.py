@@ -103,15 +103,16 @@ class PathHarness(Harness):
         self.events = benchmark + [it for name in events[1:] for it in self.load(name)]
         self.normals = [it for name in normals for it in self.load(name)]
 
-    def load(self, name):
-        """The cached logs of set ``name``; every log needs its maps (the base skips a missing one)."""
+    def load(self, name, maps_prefix=None):
+        """The cached logs of set ``name`` (maps files: as the base's ``load``); every log needs
+        its maps (the base skips a missing one)."""
         for log_file in sorted((self.root / "logs" / name).glob("*.parquet")):
-            maps_file = self.root / f"{name}_{log_file.stem}.npz"
+            maps_file = self.root / f"{maps_prefix or name}_{log_file.stem}.npz"
             if not maps_file.exists():
                 raise FileNotFoundError(f"no cached maps {maps_file}: run the cache step first "
                                         f"(bench.experiments.driving_calibration_cache {self.world}, "
                                         "or driving_native_alerts cache for its native network)")
-        return super().load(name)
+        return super().load(name, maps_prefix)
 
     def view(self, state, item) -> dict:
         """:func:`channel_view` of the cached ``item`` scored by ``state``."""
