@@ -129,14 +129,14 @@ def run_world(world: str, args) -> dict:
     config = TUNED[world]
     work = Path(tempfile.mkdtemp(prefix=f"unmask-bench-driving-{world}-"))
     t0 = time.perf_counter()
-    train = _simulate(work / "train", args.train_logs, args.frames, args.seed + 1,
-                      replace(config, anomaly_interval_s=0.0))
+    train = simulated_logs(work / "train", args.train_logs, args.frames, args.seed + 1,
+                           replace(config, anomaly_interval_s=0.0))
     tests = {"tuned": (config, args.seed + 2), "heldout": (HELDOUT[world]["config"],
                                                            HELDOUT[world]["seed"])}
-    test_logs = {name: _simulate(work / name, args.test_logs, args.frames, seed, cfg)
+    test_logs = {name: simulated_logs(work / name, args.test_logs, args.frames, seed, cfg)
                  for name, (cfg, seed) in tests.items()}
-    normal_logs = {name: _simulate(work / f"{name}_normal", args.normal_logs, args.frames, seed + 500,
-                                   replace(cfg, anomaly_interval_s=0.0))
+    normal_logs = {name: simulated_logs(work / f"{name}_normal", args.normal_logs, args.frames,
+                                        seed + 500, replace(cfg, anomaly_interval_s=0.0))
                    for name, (cfg, seed) in tests.items()}
     sim_s = time.perf_counter() - t0
     print(f"{world}: simulated in {sim_s:.0f} s", flush=True)
@@ -157,8 +157,9 @@ def run_world(world: str, args) -> dict:
     return out
 
 
-def _simulate(out_dir: Path, n_logs: int, frames: int, seed: int, config) -> list:
-    """``n_logs`` logs of ``frames`` frames, simulated into ``out_dir`` and read back."""
+def simulated_logs(out_dir: Path, n_logs: int, frames: int, seed: int, config) -> list:
+    """``n_logs`` logs of ``frames`` frames, simulated into ``out_dir`` and read back (the
+    experiments under bench/experiments simulate their logs with it too)."""
     return [read_log(p) for p in simulate_logs(out_dir, n_logs, frames, seed=seed,
                                                config=config)]
 
@@ -202,9 +203,9 @@ def _heldout_native(world: str, args, work: Path, params: dict, logs: list, norm
     distinct from every other seed here), scored on the same held-out logs as ``heldout``.
     Nothing is tuned or re-decided for it: a measurement."""
     held = HELDOUT[world]
-    train = _simulate(work / "heldout_native_train", args.train_logs, args.frames,
-                      held["seed"] + NATIVE_TRAIN_SEED_OFFSET,
-                      replace(held["config"], anomaly_interval_s=0.0))
+    train = simulated_logs(work / "heldout_native_train", args.train_logs, args.frames,
+                           held["seed"] + NATIVE_TRAIN_SEED_OFFSET,
+                           replace(held["config"], anomaly_interval_s=0.0))
     model_dir = Path(args.model_dir) / f"{world}_heldout_native" if args.model_dir else None
     predictor, out = _ready_model(train, params, model_dir, f"{world}_heldout_native")
     out["train_seed"] = held["seed"] + NATIVE_TRAIN_SEED_OFFSET

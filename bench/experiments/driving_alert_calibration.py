@@ -74,16 +74,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED
+from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED, simulated_logs
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
-from bench.experiments.driving_path_channel import Alerts, PathHarness
+from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
 from core.calibration import threshold_from_contamination, threshold_from_groups
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
 from driving.scoring import frame_score as fs
-from driving.sim.simulator import simulate_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path("/tmp/drvcal/cache")
@@ -117,7 +116,7 @@ def simulated(root: Path, name: str, n: int, seed: int, config) -> list:
     out = root / "logs" / name
     paths = sorted(out.glob("*.parquet"))
     if len(paths) < n:
-        paths = simulate_logs(out, n, 250, seed=seed, config=config)
+        return simulated_logs(out, n, 250, seed, config)
     return [read_log(p) for p in paths[:n]]
 
 
@@ -143,8 +142,6 @@ def cache(world: str, which: str) -> None:
         cache_maps(native, root, f"native_{name}" if name != "native_train" else name, logs[name])
 
 
-CAL_FRAMES = 50                    # the predictor's calibration tail: 20 % of 250 frames
-CHANNELS = [name for name, _, _ in fs.CHANNELS]
 OUT = ROOT / "bench" / "results" / "driving_alert_calibration.json"
 
 
@@ -162,12 +159,6 @@ class Harness(PathHarness):
         items = self.tails if items is None else items
         keep = [i for i in range(len(items)) if i != leave_out]
         return self.fit_state([items[i] for i in keep], fs.CHANNELS, [self.observed[i] for i in keep])
-
-    def view(self, state, item) -> dict:
-        """Frame score ``(T,)`` and per-channel tail scores ``(T, 5)`` of ``item`` under ``state``."""
-        result = self.result(state, item)
-        return {"score": result.score, "tails": state.frame_scorer.tail_scores(result.score_maps)}
-
 
 def channel_table(views: list, threshold: float) -> dict:
     """Pooled over ``views``: the frame score's alert rate and quantiles, and per channel its
@@ -257,11 +248,7 @@ def memorisation(world: str) -> dict:
     full = h.state()
     cut = len(own[0][0]) - CAL_FRAMES
     head = lambda v: {k: x[:cut] for k, x in v.items()}
-
-    def other_on(name):
-        logs = sorted((h.root / "logs" / name).glob("*.parquet"))
-        return [(read_log(p), {k: z[k] for k in ("revealed", "object_recon", "object_forecast", "ground", "category")})
-                for p in logs for z in [np.load(h.root / f"other_on_{name}_{p.stem}.npz")]]
+    other_on = lambda name: h.load(name, maps_prefix=f"other_on_{name}")    # the second network's maps
     fresh = [h.view(full, it) for name in ("tuned_normal", "extra_normal", "more_normal") for it in other_on(name)]
     first_train = [head(h.view(full, it)) for it in other_on("train")]
     return {"threshold": threshold,

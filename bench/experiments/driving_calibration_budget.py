@@ -21,10 +21,10 @@ import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
+from bench.driving import simulated_logs
+from core.io import write_text_atomic
 from driving.demo import build_demo, sim_config
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
-from driving.sim.simulator import simulate_logs
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "driving_calibration_budget.json"
 LOG_SEED = 21
@@ -66,8 +66,7 @@ def main() -> None:
         build_demo(work, size="tiny", seed=0)
         model = work / "models" / "driving" / "default"
     config = replace(sim_config(args.size), anomaly_interval_s=0.0)
-    logs = [read_log(p) for p in simulate_logs(work / "logs", args.logs, args.frames,
-                                               seed=LOG_SEED, config=config)]
+    logs = simulated_logs(work / "logs", args.logs, args.frames, LOG_SEED, config)
     runs = {"whole": calibrate_once(model, logs, None)}
     print("whole", runs["whole"], flush=True)
     for budget in args.budgets:
@@ -81,7 +80,7 @@ def main() -> None:
         result = previous
     else:
         result = {args.size: result}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.driving import HELDOUT, TUNED
+from bench.driving import HELDOUT, TUNED, simulated_logs
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
 from driving.scoring.state import new_prior
 from driving.scoring.surprise import raw_maps
-from driving.sim.simulator import simulate_logs
 
 
 def cache_maps(pred, root: Path, name: str, logs: list) -> None:
@@ -43,7 +41,7 @@ def cache_sets(pred, root: Path, sets: dict) -> None:
     memory gate is refitted first on the ``"train"`` set's calibration tails, as
     ``OcclusionPredictor.calibrate`` does."""
     root.mkdir(parents=True, exist_ok=True)
-    logs = {name: [read_log(p) for p in simulate_logs(root / "logs" / name, n, 250, seed=seed, config=c)]
+    logs = {name: simulated_logs(root / "logs" / name, n, 250, seed, c)
             for name, (n, seed, c) in sets.items()}
     if pred.memory_gate:
         pred.fit_memory_gate(pred.calibration_logs(logs["train"]))

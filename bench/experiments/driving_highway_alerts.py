@@ -16,13 +16,11 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
-from bench.driving import HELDOUT, TUNED
+from bench.driving import HELDOUT, TUNED, simulated_logs
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
 from driving.scoring.surprise import score_log
-from driving.sim.simulator import simulate_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "results" / "driving_highway_alerts.json"
@@ -55,8 +53,8 @@ def main() -> None:
     configure_threads()
     results = {}
     with TemporaryDirectory() as tmp:
-        logs = {name: [read_log(p) for p in simulate_logs(Path(tmp) / name, 2, 250, seed=seed,
-                                                          config=replace(cfg, anomaly_interval_s=0.0))]
+        logs = {name: simulated_logs(Path(tmp) / name, 2, 250, seed,
+                                     replace(cfg, anomaly_interval_s=0.0))
                 for name, (seed, cfg) in NORMAL.items()}
         for model, name in PAIRS:
             predictor = OcclusionPredictor.load(models / model)

@@ -122,10 +122,12 @@ class Harness:
         self.whole = [fs.observed_statistics(log) for log, _ in train]   # the lead channel's
         self.evals = {n: self.load(n) for n in ("tuned_normal", "tuned")}
 
-    def load(self, name):
+    def load(self, name, maps_prefix=None):
+        """The logs of set ``name`` with their cached maps (files ``<maps_prefix>_<log>.npz``;
+        default prefix: ``name``); a log without maps is skipped."""
         out = []
         for p in sorted((self.root / "logs" / name).glob("*.parquet")):
-            f = self.root / f"{name}_{p.stem}.npz"
+            f = self.root / f"{maps_prefix or name}_{p.stem}.npz"
             if f.exists():
                 z = np.load(f)
                 out.append((read_log(p), {k: z[k] for k in ("revealed", "object_recon",

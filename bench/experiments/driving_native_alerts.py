@@ -43,7 +43,8 @@ import numpy as np
 
 from bench.driving import HELDOUT, NATIVE_TRAIN_SEED_OFFSET
 from bench.experiments.driving_calibration_cache import cache_sets
-from bench.experiments.driving_path_channel import CACHE, PathHarness
+from bench.experiments.driving_path_channel import (CACHE, CAL_FRAMES, CHANNELS, PathHarness,
+                                                    channel_view)
 from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
@@ -63,8 +64,6 @@ OUT = ROOT / "bench" / "results" / "driving_native_alerts.json"
 # seeds * 1000 + i: distinct from bench.driving's (1, 2, 502, 70, 570, 71) and the cache's (3, 503)
 MORE_CALIBRATION_SEED = 72
 MORE_NORMAL_SEED = 572
-CAL_FRAMES = 50                  # the predictor's calibration tail: 20 % of 250 frames
-CHANNELS = [name for name, _, _ in fs.CHANNELS]
 
 
 def native_sets() -> dict:
@@ -92,19 +91,6 @@ class NativeHarness(PathHarness):
     def __init__(self):
         super().__init__(WORLD, CAL_FRAMES, configuration="native", name=NATIVE)
         self.more_train = self.load("more_train")
-
-
-def channel_view(scorer, result) -> dict:
-    """A scoring result's smoothed frame score, per-channel tail scores ``(T, 5)`` and where
-    they lie beyond the largest normal value of ``scorer``'s tails (extrapolated)."""
-    tails = scorer.tail_scores(result.score_maps)
-    largest = np.array([tail.tails_[-1] for tail in scorer.tails_])
-    return {"score": result.score, "tails": tails, "beyond": tails > largest + 1e-9}
-
-
-def frame_view(harness, state, item) -> dict:
-    """:func:`channel_view` of a cached log scored by ``state``."""
-    return channel_view(state.frame_scorer, harness.result(state, item))
 
 
 def holders(view: dict, alerted: np.ndarray) -> dict:
@@ -146,7 +132,7 @@ def calibrated(harness, train_items: list, events: bool = False):
     harness.train = train_items
     harness.tails = [harness.tail(it, CAL_FRAMES) for it in train_items]
     kept, harness.events = harness.events, (harness.events if events else [])
-    fit = harness.cross_fit(fs.CHANNELS, per_log=lambda state, item: frame_view(harness, state, item))
+    fit = harness.cross_fit(fs.CHANNELS, per_log=harness.view)
     harness.events = kept
     held = np.concatenate([v["score"] for v in fit.held_out])
     return fit, threshold_from_contamination(held, harness.pred.contamination)

@@ -33,6 +33,16 @@ TEST_SETS = {"tuned": (("tuned", "extra"), ("tuned_normal", "extra_normal")),
              "heldout": (("heldout",), ("heldout_normal",)),
              # the held-out configuration's own network and logs (driving_native_alerts.py)
              "native": (("heldout",), ("heldout_normal", "more_normal"))}
+CAL_FRAMES = 50                       # the predictor's calibration tail: 20 % of 250 frames
+CHANNELS = [name for name, _, _ in fs.CHANNELS]
+
+
+def channel_view(scorer, result) -> dict:
+    """A scoring result's smoothed frame score, per-channel tail scores ``(T, 5)`` and where
+    they lie beyond the largest normal value of ``scorer``'s tails (extrapolated)."""
+    tails = scorer.tail_scores(result.score_maps)
+    largest = np.array([tail.tails_[-1] for tail in scorer.tails_])
+    return {"score": result.score, "tails": tails, "beyond": tails > largest + 1e-9}
 
 
 def reach(half_width_m, classes=fs.REACH_CLASSES):
@@ -72,7 +82,7 @@ class Alerts:
 class PathHarness(Harness):
     """The lead-channel harness over this round's cache, with more test logs."""
 
-    def __init__(self, world, cal_frames=50, configuration="tuned", name=None):
+    def __init__(self, world, cal_frames=CAL_FRAMES, configuration="tuned", name=None):
         """``name``: the folder of the network and the cached maps under /tmp/drv19/models and
         :data:`CACHE` (default: ``world``'s)."""
         # either configuration: the scoring state and the threshold come from the training
@@ -93,15 +103,20 @@ class PathHarness(Harness):
         self.events = benchmark + [it for name in events[1:] for it in self.load(name)]
         self.normals = [it for name in normals for it in self.load(name)]
 
-    def load(self, name):
-        """The cached logs of set ``name``; every log needs its maps (the base skips a missing one)."""
+    def load(self, name, maps_prefix=None):
+        """The cached logs of set ``name`` (maps files: as the base's ``load``); every log needs
+        its maps (the base skips a missing one)."""
         for log_file in sorted((self.root / "logs" / name).glob("*.parquet")):
-            maps_file = self.root / f"{name}_{log_file.stem}.npz"
+            maps_file = self.root / f"{maps_prefix or name}_{log_file.stem}.npz"
             if not maps_file.exists():
                 raise FileNotFoundError(f"no cached maps {maps_file}: run the cache step first "
                                         f"(bench.experiments.driving_calibration_cache {self.world}, "
                                         "or driving_native_alerts cache for its native network)")
-        return super().load(name)
+        return super().load(name, maps_prefix)
+
+    def view(self, state, item) -> dict:
+        """:func:`channel_view` of the cached ``item`` scored by ``state``."""
+        return channel_view(state.frame_scorer, self.result(state, item))
 
     def maps(self, log, m, prior):
         d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}

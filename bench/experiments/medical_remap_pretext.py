@@ -175,11 +175,11 @@ def compare(steps: dict, settings: list[str], arm: str, prefix: str = "") -> dic
 def decide(summary: dict) -> dict:
     """The decision rule of the module docstring, on the test set."""
     base = summary["inpaint"]["share_closed"]
+    if base is None:  # no gap from scratch (8 labels not better than 2): nothing to close
+        return {"adopted": None, "verdicts": {}, "why": "no gap between 2 and 8 labels"}
     verdicts = {}
     for variant in PRETEXTS[1:]:
         result = summary[variant]
-        if base is None:  # no gap from scratch (8 labels not better than 2): nothing to close
-            return {"adopted": None, "verdicts": {}, "why": "no gap between 2 and 8 labels"}
         share_ok = result["share_closed"] >= base + SHARE_MARGIN
         at_8_ok = result["largest_budget_difference_points"] >= AT_LARGEST_FLOOR
         verdicts[variant] = {"share_vs_inpaint": result["share_closed"] - base,
