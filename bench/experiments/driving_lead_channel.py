@@ -21,9 +21,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from core.calibration import threshold_from_contamination
-from driving.model.calibration_windows import slice_log
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import VEHICLE, read_log
+from driving.schema import VEHICLE, read_log, slice_log
 from driving.scoring import frame_score as fs
 from driving.scoring.normaliser import CellNormaliser
 from driving.scoring.state import new_prior

@@ -49,9 +49,8 @@ from core.calibration import threshold_from_contamination
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.evaluate import events
-from driving.model.calibration_windows import slice_log
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import VEHICLE, read_log
+from driving.schema import VEHICLE, read_log, slice_log
 from driving.scoring import frame_score as fs
 from driving.scoring.surprise import score_log
 from driving.warp import cell_offsets
