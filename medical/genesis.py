@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .contrast_remap import remap_intensities
+
 CURVE_KNOTS = 64            # samples of the Bezier intensity curve
 SHUFFLE_BLOCK = (2, 2, 2)   # voxels per shuffled block (12 mm on the small preset's grid)
 
@@ -62,13 +64,8 @@ def bezier_curve(rng) -> np.ndarray:
 
 def apply_curve(image: torch.Tensor, curve: np.ndarray) -> torch.Tensor:
     """Piecewise-linear ``np.interp`` of ``image`` through the curve's knots, in torch (the
-    crop may live on the GPU)."""
-    xs = torch.as_tensor(curve[0], dtype=image.dtype, device=image.device)
-    ys = torch.as_tensor(curve[1], dtype=image.dtype, device=image.device)
-    x = image.clamp(0.0, 1.0)
-    right = torch.bucketize(x, xs).clamp(1, len(xs) - 1)
-    x0, x1, y0, y1 = xs[right - 1], xs[right], ys[right - 1], ys[right]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0).clamp_min(1e-6)
+    crop may live on the GPU): :func:`~medical.contrast_remap.remap_intensities` of one crop."""
+    return remap_intensities(image[None], curve[0][None], curve[1][None])[0]
 
 
 def shuffle_blocks(image: torch.Tensor, keys: np.ndarray) -> torch.Tensor:
