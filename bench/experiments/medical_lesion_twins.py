@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,20 +59,11 @@ SMALL = {"shape": _DEMO.train_shape, "cases": _DEMO.train_cases, "labels": _DEMO
 WORLDS = {"old": 0.0, "mixed": phantom_anatomy.ADULT_KIDNEY_SHARE}
 
 
-@contextmanager
-def adult_kidney_share(share: float):
-    """Draw phantoms with ``share`` of adult-kidney bodies inside the block."""
-    kept = phantom_anatomy.ADULT_KIDNEY_SHARE
-    phantom_anatomy.ADULT_KIDNEY_SHARE = share
-    try:
-        yield
-    finally:
-        phantom_anatomy.ADULT_KIDNEY_SHARE = kept
-
-
-def tiny_models(root: Path, seed: int):
-    """The tests' fixtures for ``seed``: (plain scorer, organ scorer, segmenter)."""
-    train = simulate_dataset(root / "train", 6, lesions=False, seed=seed, shape=TINY)
+def tiny_models(root: Path, seed: int, share: float):
+    """The tests' fixtures for ``seed`` in the world of adult-kidney ``share``: (plain
+    scorer, organ scorer, segmenter)."""
+    train = simulate_dataset(root / "train", 6, lesions=False, seed=seed, shape=TINY,
+                             adult_kidney_share=share)
     pretrain_config, segment_config = preset("tiny", seed)
     scorer = pretrain(train, root / "pretrained", pretrain_config)
     segmenter = train_segmenter(train, root / "ct", root / "pretrained", 4, segment_config)
@@ -81,10 +71,12 @@ def tiny_models(root: Path, seed: int):
     return scorer, organ_scorer, segmenter
 
 
-def small_models(root: Path, seed: int):
-    """The small demo's models for ``seed``: (plain scorer, organ scorer as ``train``
-    calibrates it on the unlabelled healthy phantoms, segmenter)."""
-    train = simulate_dataset(root / "train", SMALL["cases"], lesions=False, seed=seed, shape=SMALL["shape"])
+def small_models(root: Path, seed: int, share: float):
+    """The small demo's models for ``seed`` in the world of adult-kidney ``share``: (plain
+    scorer, organ scorer as ``train`` calibrates it on the unlabelled healthy phantoms,
+    segmenter)."""
+    train = simulate_dataset(root / "train", SMALL["cases"], lesions=False, seed=seed,
+                             shape=SMALL["shape"], adult_kidney_share=share)
     pretrain_config, segment_config = preset("small", seed)
     scorer = pretrain(train, root / "pretrained", replace(
         pretrain_config, max_epochs=SMALL["pretrain_epochs"], patience=SMALL["pretrain_epochs"]))
@@ -109,22 +101,25 @@ def score_twin(scorer, segmenter, case, image, lesion, path: Path) -> tuple[floa
             float(back[lesion].mean()), float(back[rest].mean()))
 
 
-def twin_rows(root: Path, config: str, seed: int, n_twins: int, drop_hu: float) -> list[dict]:
-    """Every twin of one world, configuration and seed, scored both ways, both placements."""
+def twin_rows(root: Path, config: str, seed: int, n_twins: int, drop_hu: float,
+              share: float) -> list[dict]:
+    """Every twin of one world (adult-kidney ``share``), configuration and seed, scored
+    both ways, both placements."""
     build, shape = BUILDERS[config]
-    scorer, organ_scorer, segmenter = build(root, seed)
+    scorer, organ_scorer, segmenter = build(root, seed, share)
     rows, i, kept = [], -1, 0
     while kept < n_twins:
         i += 1
         try:
-            lesion_twin(np.random.default_rng([600, seed, i]), shape, drop_hu)
+            lesion_twin(np.random.default_rng([600, seed, i]), shape, drop_hu,
+                        adult_kidney_share=share)
         except ValueError:   # the liver is out of this slab's view: no lesion to place
             continue
         kept += 1
         for deepest in (False, True):
             case, sick, lesion = lesion_twin(np.random.default_rng([600, seed, i]), shape, drop_hu,
-                                             deepest=deepest)
-            adult = phantom_anatomy.adult_kidneys(np.random.default_rng([600, seed, i]))
+                                             deepest=deepest, adult_kidney_share=share)
+            adult = phantom_anatomy.adult_kidneys(np.random.default_rng([600, seed, i]), share)
             for scoring, model, seg in (("plain", scorer, None), ("organs", organ_scorer, segmenter)):
                 healthy = score_twin(model, seg, case, case.image, lesion, root / "healthy.nii.gz")
                 ill = score_twin(model, seg, case, sick, lesion, root / "sick.nii.gz")
@@ -170,12 +165,11 @@ def main() -> None:
     started = time.perf_counter()
     rows = []
     for world, share in WORLDS.items():
-        with adult_kidney_share(share):
-            for seed in seeds:
-                for row in twin_rows(args.work / world / str(seed), args.config, seed, args.twins,
-                                     args.drop_hu):
-                    rows.append({"world": world, **row})
-                print(world, seed, f"{time.perf_counter() - started:.0f} s", flush=True)
+        for seed in seeds:
+            for row in twin_rows(args.work / world / str(seed), args.config, seed, args.twins,
+                                 args.drop_hu, share):
+                rows.append({"world": world, **row})
+            print(world, seed, f"{time.perf_counter() - started:.0f} s", flush=True)
     table = {}
     for world in WORLDS:
         for scoring in ("plain", "organs"):
