@@ -128,11 +128,8 @@ def calibrated(harness, train_items: list, events: bool = False):
     """Cross-fitted calibration on ``train_items``' tails (as the predictor's): the
     per-log views (calibration tails from the state without them; normal and, with
     ``events``, event logs from the state on all) and the threshold."""
-    harness.train = train_items
-    harness.tails = [harness.tail(it, CAL_FRAMES) for it in train_items]
-    kept, harness.events = harness.events, (harness.events if events else [])
-    fit = harness.cross_fit(fs.CHANNELS, per_log=harness.view)
-    harness.events = kept
+    fit = harness.cross_fit(fs.CHANNELS, per_log=harness.view, train=train_items,
+                            events=None if events else [])
     held = np.concatenate([v["score"] for v in fit.held_out])
     return fit, threshold_from_contamination(held, harness.pred.contamination)
 
@@ -201,7 +198,6 @@ def configuration(harness, events: bool = False) -> dict:
     print(f"  threshold {out['threshold']:.2f}, new normal alerts "
           f"{out['new_normal_pooled']['alert_rate']:.3f}", flush=True)
     out["leave_one_log_out"] = leave_one_log_out(harness, train)
-    harness.train = train
     return out
 
 
