@@ -65,7 +65,6 @@ columns are the previous results files).
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration memorisation highway
     python -m bench.experiments.driving_alert_calibration decide
 """
-import fcntl
 import json
 import sys
 import time
@@ -75,10 +74,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED, simulated_logs
+from bench.experiments import merge_results
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, CrossFit, PathHarness
 from core.calibration import threshold_from_contamination, threshold_from_groups
-from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
@@ -342,15 +341,6 @@ def decide(results: dict) -> dict:
     return {"verdicts": verdicts, "adopted": winner}
 
 
-def update(path: Path, section: str, world: str, result: dict) -> None:
-    """Store ``result`` as ``path[section][world]``, under a lock (both worlds run side by side)."""
-    with open(Path("/tmp") / f"{path.stem}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        kept = json.loads(path.read_text()) if path.exists() else {}
-        kept.setdefault(section, {})[world] = result
-        write_text_atomic(path, json.dumps(kept, indent=1) + "\n")
-
-
 NOT_KINDS = {"auroc", "auroc_benchmark_logs", "auroc_new_logs", "alert_rate_normal_logs", "threshold", "level"}
 
 
@@ -363,26 +353,24 @@ if __name__ == "__main__":
         configure_threads()
         result = diagnose(sys.argv[2])
         print(json.dumps(result, indent=1))
-        update(OUT, "diagnosis", sys.argv[2], result)
+        merge_results(OUT, {sys.argv[2]: result}, under=("diagnosis",))
     elif sys.argv[1] == "other_network":
         other_network(sys.argv[2])
     elif sys.argv[1] == "candidates":
         configure_threads()
         result = candidates(sys.argv[2])
-        update(OUT, "tuned_candidates", sys.argv[2], result)
+        merge_results(OUT, {sys.argv[2]: result}, under=("tuned_candidates",))
     elif sys.argv[1] == "second_candidates":
         configure_threads()
-        for name, r in second_candidates(sys.argv[2]).items():
-            update(OUT, "tuned_candidates_second", sys.argv[2], {name: r} | json.loads(OUT.read_text()).get(
-                "tuned_candidates_second", {}).get(sys.argv[2], {}))
+        merge_results(OUT, second_candidates(sys.argv[2]), under=("tuned_candidates_second", sys.argv[2]))
     elif sys.argv[1] == "memorisation":
         configure_threads()
-        update(OUT, "memorisation", sys.argv[2], memorisation(sys.argv[2]))
+        merge_results(OUT, {sys.argv[2]: memorisation(sys.argv[2])}, under=("memorisation",))
     elif sys.argv[1] == "decide":
         kept = json.loads(OUT.read_text())
         sections = ("tuned_candidates", "tuned_candidates_second", "tuned_candidates_blocks")
         merged = {w: {n: r for sec in sections for n, r in kept.get(sec, {}).get(w, {}).items()}
                   for w in kept["tuned_candidates"]}
-        kept["decision"] = decide(merged)
-        print(json.dumps(kept["decision"], indent=1))
-        write_text_atomic(OUT, json.dumps(kept, indent=1) + "\n")
+        decision = decide(merged)
+        print(json.dumps(decision, indent=1))
+        merge_results(OUT, {"decision": decision})

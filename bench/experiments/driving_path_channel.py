@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from bench.experiments import merge_results
 from bench.experiments.driving_lead_channel import Harness
 from core.calibration import threshold_from_contamination
-from core.io import write_text_atomic
 from driving.evaluate import event_latencies
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import PEDESTRIAN
@@ -222,9 +222,8 @@ def report(world, label, out: dict):
 def save_configuration(out: Path, world: str, configuration: str, result: dict):
     """Store ``result`` as ``configuration``'s entry of results file ``out``, keeping the
     other configurations' entries."""
-    results = json.loads(out.read_text()) if out.exists() else {"world": world, "configurations": {}}
-    results["configurations"][configuration] = result
-    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
+    merge_results(out, {configuration: result}, under=("configurations",),
+                  base={"world": world, "configurations": {}})
 
 
 if __name__ == "__main__":
