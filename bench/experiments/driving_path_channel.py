@@ -146,7 +146,7 @@ class PathHarness(Harness):
         """``(train, items)``: the training items (default: :attr:`train`) and what the
         scoring state is fitted on, one per training log (default: their calibration tails)."""
         train = self.train if train is None else train
-        return train, [self.tail(it, self.cal_frames) for it in train] if items is None else items
+        return train, ([self.tail(it, self.cal_frames) for it in train] if items is None else items)
 
     def fitted_states(self, channels, train=None, items=None) -> tuple[list, object]:
         """The scoring state over ``channels`` fitted without each training log in turn, and on
