@@ -24,6 +24,8 @@ from pathlib import Path
 from core.errors import DataValidationError
 from core.runs import new_run_id
 
+from .phantom_anatomy import ADULT_KIDNEY_SHARE  # numpy only: the spec stays light
+
 
 @dataclass(frozen=True)
 class DemoSize:
@@ -54,13 +56,16 @@ SIZES = {"tiny": DemoSize("tiny", 6, 4, 4, (32, 32, 16), (32, 32, 16), 60, 15),
 # alert at FDR 0.1 (at least 9; see core.calibration.ScoreCalibration.scores_needed)
 
 
-def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
+def build_demo(workspace, size: str | DemoSize = "small", seed: int = 0,
+               adult_kidney_share: float = ADULT_KIDNEY_SHARE) -> Path:
     """Simulate, train and infer into ``workspace``; return the run directory.
 
     Args:
         workspace: workspace root (created if missing).
-        size: ``"small"`` (the demo) or ``"tiny"`` (tests).
+        size: ``"small"`` (the demo), ``"tiny"`` (tests), or a :class:`DemoSize` recipe.
         seed: simulator and training seed.
+        adult_kidney_share: share of phantoms with adult kidney anatomy
+            (``medical.phantom.simulate_case``).
     """
     from .infer import infer  # lazy: loads torch/MONAI on use
     from .phantom import simulate_dataset  # lazy: loads torch/MONAI on use
@@ -68,14 +73,18 @@ def build_demo(workspace, size: str = "small", seed: int = 0) -> Path:
     from .pretrain import pretrain  # lazy: loads torch/MONAI on use
     from .segment import train_segmenter  # lazy: loads torch/MONAI on use
 
-    if size not in SIZES:
+    if isinstance(size, DemoSize):
+        spec = size
+    elif size in SIZES:
+        spec = SIZES[size]
+    else:
         raise DataValidationError(f"unknown demo size {size!r}; choose one of {', '.join(SIZES)}")
-    spec = SIZES[size]
     ws = Path(workspace)
     data, models = ws / "data" / "medical", ws / "models" / "medical"
-    simulate_dataset(data / "train", spec.train_cases, lesions=False, seed=seed, shape=spec.train_shape)
+    simulate_dataset(data / "train", spec.train_cases, lesions=False, seed=seed,
+                     shape=spec.train_shape, adult_kidney_share=adult_kidney_share)
     simulate_dataset(data / "test", spec.test_cases, lesions=True, seed=seed + 1000,
-                     shape=spec.test_shape, prefix="patient")
+                     shape=spec.test_shape, prefix="patient", adult_kidney_share=adult_kidney_share)
     pretrain_config, segment_config = preset(spec.preset, seed)
     pretrain_config = replace(pretrain_config, max_epochs=spec.pretrain_epochs,
                               patience=spec.pretrain_epochs)

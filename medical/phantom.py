@@ -35,7 +35,7 @@ from core.errors import DataValidationError
 from core.io import atomic_path
 
 from .io import save_nifti
-from .phantom_anatomy import draw_anatomy
+from .phantom_anatomy import ADULT_KIDNEY_SHARE, draw_anatomy
 from .phantom_canvas import Canvas
 from .phantom_render import PhantomStyle, acquire, base_image, draw_style
 
@@ -110,7 +110,8 @@ def _add_lesions(rng, canvas: Canvas, hu, masks) -> tuple[np.ndarray, list[str]]
 
 def simulate_case(rng: np.random.Generator, shape=(96, 96, 48), lesions: bool = False,
                   noise_hu: tuple[float, float] = (6.0, 22.0),
-                  style: PhantomStyle | None = None) -> PhantomCase:
+                  style: PhantomStyle | None = None,
+                  adult_kidney_share: float = ADULT_KIDNEY_SHARE) -> PhantomCase:
     """Simulate one CT phantom: anatomy, then an acquisition of it.
 
     Args:
@@ -121,6 +122,8 @@ def simulate_case(rng: np.random.Generator, shape=(96, 96, 48), lesions: bool = 
         noise_hu: range of the noise standard deviation in HU (when ``style`` is drawn).
         style: the acquisition (phase, slice thickness, noise, field of view); ``None``
             draws one from ``rng`` (``phantom_render.draw_style``).
+        adult_kidney_share: the chance that the body has adult kidney anatomy
+            (``phantom_anatomy.adult_kidneys``; 0 draws every body with upright kidneys).
 
     Returns:
         A :class:`PhantomCase`.
@@ -130,7 +133,7 @@ def simulate_case(rng: np.random.Generator, shape=(96, 96, 48), lesions: bool = 
     pixel = style.fov_mm / max(shape[:2])
     spacing = (pixel, pixel, style.z_extent_mm / shape[2])
     canvas = Canvas(shape, spacing, style.level_mm)
-    masks = draw_anatomy(rng, canvas)
+    masks = draw_anatomy(rng, canvas, adult_kidney_share)
     hu = base_image(rng, canvas.tissue, style, spacing)
     lesion, names = _add_lesions(rng, canvas, hu, masks) if lesions else (
         np.zeros(shape, dtype=bool), [])
@@ -144,7 +147,8 @@ def simulate_case(rng: np.random.Generator, shape=(96, 96, 48), lesions: bool = 
 
 def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed: int = 0,
                      shape=(96, 96, 48), lesion_fraction: float = 0.5,
-                     prefix: str = "case") -> Path:
+                     prefix: str = "case", adult_kidney_share: float = ADULT_KIDNEY_SHARE,
+                     ) -> Path:
     """Write ``n_cases`` phantoms in the Medical Segmentation Decathlon layout.
 
     ``imagesTr/``, ``labelsTr/`` (organ labels) and, with ``lesions``, ``lesionsTr/``
@@ -159,6 +163,7 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
         shape: voxels per axis.
         lesion_fraction: share of cases with lesions when ``lesions`` is set.
         prefix: case name prefix.
+        adult_kidney_share: share of bodies with adult kidney anatomy (``simulate_case``).
 
     Returns:
         The dataset root.
@@ -176,7 +181,8 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
         for i in range(n_cases):
             rng = np.random.default_rng([seed, i])
             with_lesion = i in lesion_cases
-            case = simulate_case(rng, shape, lesions=with_lesion)
+            case = simulate_case(rng, shape, lesions=with_lesion,
+                                 adult_kidney_share=adult_kidney_share)
             name = f"{prefix}_{i:03d}.nii.gz"
             entry = {"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}",
                      "has_lesion": case.has_lesion, "lesion_organs": case.lesion_organs}

@@ -474,21 +474,25 @@ def _arms(rng, canvas: Canvas, body: Body) -> None:
                   core=Tissue.YELLOW_MARROW)
 
 
-def adult_kidneys(rng) -> bool:
-    """Whether this body gets adult kidney anatomy (``ADULT_KIDNEY_SHARE`` of them), drawn
-    from a child stream of ``rng``: its own draws are untouched, so the other bodies are
-    drawn exactly as they were before adult kidneys came."""
-    return bool(rng.spawn(1)[0].random() < ADULT_KIDNEY_SHARE)
+def adult_kidneys(rng, share: float = ADULT_KIDNEY_SHARE) -> bool:
+    """Whether this body gets adult kidney anatomy (``share`` of them), drawn from a child
+    stream of ``rng``: its own draws are untouched, so the other bodies are drawn exactly as
+    they were before adult kidneys came (``share=0`` draws that older world)."""
+    return bool(rng.spawn(1)[0].random() < share)
 
 
-def draw_anatomy(rng, canvas: Canvas) -> dict[int, np.ndarray]:
-    """Draw one body into ``canvas``; returns each organ's parenchyma (where lesions grow)."""
+def draw_anatomy(rng, canvas: Canvas, adult_kidney_share: float = ADULT_KIDNEY_SHARE,
+                 ) -> dict[int, np.ndarray]:
+    """Draw one body into ``canvas``; returns each organ's parenchyma (where lesions grow).
+
+    ``adult_kidney_share``: the share of bodies with adult kidney anatomy (``adult_kidneys``).
+    """
     body = _body(rng, canvas)
     left_drop = rng.uniform(5, 20)
     _thorax(rng, canvas, body, left_drop)
     _muscles(rng, canvas, body)
     _bowel(rng, canvas, body)
-    adult = adult_kidneys(rng)
+    adult = adult_kidneys(rng, adult_kidney_share)
     _upper_organs(rng, canvas, body, left_drop, adult)
     _kidneys(rng, canvas, body, adult)
     _pancreas_and_vessels(rng, canvas, body)

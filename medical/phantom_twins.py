@@ -14,7 +14,7 @@ import numpy as np
 from scipy.ndimage import binary_erosion, distance_transform_edt
 
 from .phantom import PhantomCase, simulate_case
-from .phantom_anatomy import LIVER
+from .phantom_anatomy import ADULT_KIDNEY_SHARE, LIVER
 
 
 def lesion_block(organ: np.ndarray, size=(3, 3, 2), spacing=(1.0, 1.0, 1.0),
@@ -46,18 +46,30 @@ def lesion_block(organ: np.ndarray, size=(3, 3, 2), spacing=(1.0, 1.0, 1.0),
     return block & organ if deepest else block
 
 
+def place_lesion(case: PhantomCase, drop_hu: float, size=(3, 3, 2), deepest: bool = True,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``case``'s twin with one liver lesion ``drop_hu`` HU below the parenchyma
+    (hypo-dense, as most metastases), placed by :func:`lesion_block`.
+
+    Returns:
+        ``(sick_image, lesion_mask)``: the twin's HU image and the lesion's voxels.
+    """
+    spacing = np.abs(np.diag(case.affine)[:3])
+    lesion = lesion_block(case.label == LIVER, size, spacing, deepest)
+    sick = case.image.copy()
+    sick[lesion] = np.round(sick[lesion] - drop_hu).astype(sick.dtype)  # the image is int16 HU
+    return sick, lesion
+
+
 def lesion_twin(rng: np.random.Generator, shape, drop_hu: float, size=(3, 3, 2),
-                deepest: bool = True) -> tuple[PhantomCase, np.ndarray, np.ndarray]:
-    """A fresh healthy phantom and its twin with one liver lesion ``drop_hu`` HU below the
-    parenchyma (hypo-dense, as most metastases), placed by :func:`lesion_block`.
+                deepest: bool = True, adult_kidney_share: float = ADULT_KIDNEY_SHARE,
+                ) -> tuple[PhantomCase, np.ndarray, np.ndarray]:
+    """A fresh healthy phantom and its twin (:func:`place_lesion`); ``adult_kidney_share``
+    as in :func:`~medical.phantom.simulate_case`.
 
     Returns:
         ``(case, sick_image, lesion_mask)``: the healthy case, the twin's HU image and the
         lesion's voxels.
     """
-    case = simulate_case(rng, shape)
-    spacing = np.abs(np.diag(case.affine)[:3])
-    lesion = lesion_block(case.label == LIVER, size, spacing, deepest)
-    sick = case.image.copy()
-    sick[lesion] = np.round(sick[lesion] - drop_hu).astype(sick.dtype)  # the image is int16 HU
-    return case, sick, lesion
+    case = simulate_case(rng, shape, adult_kidney_share=adult_kidney_share)
+    return (case, *place_lesion(case, drop_hu, size, deepest))

@@ -65,7 +65,6 @@ columns are the previous results files).
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration memorisation highway
     python -m bench.experiments.driving_alert_calibration decide
 """
-import fcntl
 import json
 import sys
 import time
@@ -75,10 +74,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED, simulated_logs
+from bench.experiments import merge_results
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
-from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
+from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, CrossFit, PathHarness
 from core.calibration import threshold_from_contamination, threshold_from_groups
-from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import read_log
@@ -151,14 +150,7 @@ class Harness(PathHarness):
 
     def __init__(self, world: str, events=("tuned", "extra"), normals=("tuned_normal", "extra_normal", "more_normal")):
         self.read(world, CACHE / world, OcclusionPredictor.load(MODELS[world] / world), CAL_FRAMES, events, normals)
-        self.observed = [fs.observed_statistics(log) for log, _ in self.train]
 
-    def state(self, leave_out: int | None = None, items=None):
-        """The scoring state fitted on the calibration tails (``items``; default: the 6
-        training tails), without log ``leave_out``; observed channels on the whole logs."""
-        items = self.tails if items is None else items
-        keep = [i for i in range(len(items)) if i != leave_out]
-        return self.fit_state([items[i] for i in keep], fs.CHANNELS, [self.observed[i] for i in keep])
 
 def channel_table(views: list, threshold: float) -> dict:
     """Pooled over ``views``: the frame score's alert rate and quantiles, and per channel its
@@ -182,10 +174,10 @@ def diagnose(world: str) -> dict:
     training logs' first 80 % (the frames the network trained on; each log from the state
     fitted without it), and (iii') whole training logs per 50-frame block."""
     h = Harness(world, events=())
-    full = h.state()
-    held = [h.view(h.state(leave_out=i), t) for i, t in enumerate(h.tails)]
+    states, full = h.fitted_states(fs.CHANNELS)
+    held = [h.view(state, t) for state, t in zip(states, h.tails)]
     threshold = threshold_from_contamination(np.concatenate([v["score"] for v in held]), h.pred.contamination)
-    whole = [h.view(h.state(leave_out=i), it) for i, it in enumerate(h.train)]
+    whole = [h.view(state, it) for state, it in zip(states, h.train)]
     cut = len(h.train[0][0]) - CAL_FRAMES
     head = [{k: v[k][:cut] for k in v} for v in whole]
     fresh = [h.view(full, it) for it in h.normals]
@@ -240,12 +232,10 @@ def memorisation(world: str) -> dict:
     h = Harness(world, events=(), normals=())
     h.pred = OcclusionPredictor.load(CACHE.parent / "models" / f"{world}_other")
     own = h.load("other_train")
-    h.train, h.tails = own, [h.tail(it, CAL_FRAMES) for it in own]
-    h.observed = [fs.observed_statistics(log) for log, _ in own]
-    states = [h.state(leave_out=i) for i in range(len(own))]
-    held = [h.view(st, t) for st, t in zip(states, h.tails)]
+    _, tails = h.calibration(own)
+    states, full = h.fitted_states(fs.CHANNELS, own, tails)
+    held = [h.view(st, t) for st, t in zip(states, tails)]
     threshold = threshold_from_contamination(np.concatenate([v["score"] for v in held]), h.pred.contamination)
-    full = h.state()
     cut = len(own[0][0]) - CAL_FRAMES
     head = lambda v: {k: x[:cut] for k, x in v.items()}
     other_on = lambda name: h.load(name, maps_prefix=f"other_on_{name}")    # the second network's maps
@@ -274,6 +264,12 @@ def test_scores(h: Harness, state) -> tuple[list, list]:
     return [h.view(state, it)["score"] for it in h.events], [h.view(state, it)["score"] for it in h.normals]
 
 
+def whole_log_fit(h: Harness) -> CrossFit:
+    """Frame scores of each whole training log from the state fitted on the other whole logs,
+    and of the event and fresh normal logs from the state fitted on all of them."""
+    return h.cross_fit(fs.CHANNELS, lambda state, item: h.view(state, item)["score"], items=h.train)
+
+
 def evaluate(h: Harness, scores: tuple[list, list], threshold: float) -> dict:
     """Frame AUROC, by kind, events alerted over the event logs and the alert rate (pooled and
     per log) on the fresh normal logs (``scores``: :func:`test_scores`), at ``threshold``."""
@@ -288,10 +284,9 @@ def candidates(world: str) -> dict:
     """Every candidate's threshold and its metrics on the tuned logs (see the module docstring)."""
     h = Harness(world)
     c = h.pred.contamination
-    states = [h.state(leave_out=i) for i in range(len(h.tails))]
+    states, full = h.fitted_states(fs.CHANNELS)
     held = [h.view(st, t)["score"] for st, t in zip(states, h.tails)]
     whole = [h.view(st, it)["score"] for st, it in zip(states, h.train)]
-    full = h.state()
     thresholds = {"tails": threshold_from_contamination(np.concatenate(held), c),
                   "tails_bootstrap_upper": bootstrap_upper(held, c),
                   "whole_logs": threshold_from_contamination(np.concatenate(whole), c),
@@ -300,10 +295,9 @@ def candidates(world: str) -> dict:
     for name, threshold in thresholds.items():
         out[name] = evaluate(h, scores, threshold)
         print(world, name, json.dumps(out[name]), flush=True)
-    whole_states = [h.state(leave_out=i, items=h.train) for i in range(len(h.train))]
-    whole_state_scores = [h.view(st, it)["score"] for st, it in zip(whole_states, h.train)]
-    out["whole_logs_state"] = evaluate(h, test_scores(h, h.state(items=h.train)),
-                                       threshold_from_contamination(np.concatenate(whole_state_scores), c))
+    whole = whole_log_fit(h)
+    out["whole_logs_state"] = evaluate(h, (whole.events, whole.normals),
+                                       threshold_from_contamination(np.concatenate(whole.held_out), c))
     print(world, "whole_logs_state", json.dumps(out["whole_logs_state"]), flush=True)
     return out
 
@@ -313,9 +307,8 @@ def second_candidates(world: str) -> dict:
     state (``whole_logs_state``, the best of them) with the two log-robust thresholds."""
     h = Harness(world)
     c = h.pred.contamination
-    whole_states = [h.state(leave_out=i, items=h.train) for i in range(len(h.train))]
-    per_log = [h.view(st, it)["score"] for st, it in zip(whole_states, h.train)]
-    scores = test_scores(h, h.state(items=h.train))
+    whole = whole_log_fit(h)
+    per_log, scores = whole.held_out, (whole.events, whole.normals)
     out = {"whole_logs_state_loo_level": evaluate(h, scores, threshold_from_groups(per_log, c)),
            "whole_logs_state_bootstrap_upper": evaluate(h, scores, bootstrap_upper(per_log, c))}
     for name, r in out.items():
@@ -348,15 +341,6 @@ def decide(results: dict) -> dict:
     return {"verdicts": verdicts, "adopted": winner}
 
 
-def update(path: Path, section: str, world: str, result: dict) -> None:
-    """Store ``result`` as ``path[section][world]``, under a lock (both worlds run side by side)."""
-    with open(Path("/tmp") / f"{path.stem}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        kept = json.loads(path.read_text()) if path.exists() else {}
-        kept.setdefault(section, {})[world] = result
-        write_text_atomic(path, json.dumps(kept, indent=1) + "\n")
-
-
 NOT_KINDS = {"auroc", "auroc_benchmark_logs", "auroc_new_logs", "alert_rate_normal_logs", "threshold", "level"}
 
 
@@ -369,26 +353,24 @@ if __name__ == "__main__":
         configure_threads()
         result = diagnose(sys.argv[2])
         print(json.dumps(result, indent=1))
-        update(OUT, "diagnosis", sys.argv[2], result)
+        merge_results(OUT, {sys.argv[2]: result}, under=("diagnosis",))
     elif sys.argv[1] == "other_network":
         other_network(sys.argv[2])
     elif sys.argv[1] == "candidates":
         configure_threads()
         result = candidates(sys.argv[2])
-        update(OUT, "tuned_candidates", sys.argv[2], result)
+        merge_results(OUT, {sys.argv[2]: result}, under=("tuned_candidates",))
     elif sys.argv[1] == "second_candidates":
         configure_threads()
-        for name, r in second_candidates(sys.argv[2]).items():
-            update(OUT, "tuned_candidates_second", sys.argv[2], {name: r} | json.loads(OUT.read_text()).get(
-                "tuned_candidates_second", {}).get(sys.argv[2], {}))
+        merge_results(OUT, second_candidates(sys.argv[2]), under=("tuned_candidates_second", sys.argv[2]))
     elif sys.argv[1] == "memorisation":
         configure_threads()
-        update(OUT, "memorisation", sys.argv[2], memorisation(sys.argv[2]))
+        merge_results(OUT, {sys.argv[2]: memorisation(sys.argv[2])}, under=("memorisation",))
     elif sys.argv[1] == "decide":
         kept = json.loads(OUT.read_text())
         sections = ("tuned_candidates", "tuned_candidates_second", "tuned_candidates_blocks")
         merged = {w: {n: r for sec in sections for n, r in kept.get(sec, {}).get(w, {}).items()}
                   for w in kept["tuned_candidates"]}
-        kept["decision"] = decide(merged)
-        print(json.dumps(kept["decision"], indent=1))
-        write_text_atomic(OUT, json.dumps(kept, indent=1) + "\n")
+        decision = decide(merged)
+        print(json.dumps(decision, indent=1))
+        merge_results(OUT, {"decision": decision})

@@ -14,7 +14,6 @@ allocations are not traced). Nothing is tuned here.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 import tracemalloc
@@ -22,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.driving import simulated_logs
-from core.io import write_text_atomic
+from bench.experiments import merge_results
 from driving.demo import build_demo, sim_config
 from driving.model.predictor import OcclusionPredictor
 
@@ -74,13 +73,7 @@ def main() -> None:
         print(budget, runs[str(budget)], flush=True)
     result = {"model": str(args.model or "tiny demo (build_demo seed 0)"), "size": args.size,
               "logs": args.logs, "frames_per_log": args.frames, "log_seed": LOG_SEED, "runs": runs}
-    if args.out.exists():
-        previous = json.loads(args.out.read_text())
-        previous[args.size] = result
-        result = previous
-    else:
-        result = {args.size: result}
-    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
+    merge_results(args.out, {args.size: result}, indent=2)
 
 
 if __name__ == "__main__":

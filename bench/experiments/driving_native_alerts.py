@@ -34,7 +34,6 @@ The tuned highway's cached maps come from ``driving_calibration_cache highway``.
 benchmark's ``heldout_native`` column with the highway's oncoming traffic placed along the
 drive, a simulator fix reverted after it, as it was not the cause).
 """
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -42,11 +41,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.driving import HELDOUT, NATIVE_TRAIN_SEED_OFFSET
+from bench.experiments import merge_results
 from bench.experiments.driving_calibration_cache import cache_sets
 from bench.experiments.driving_path_channel import (CACHE, CAL_FRAMES, CHANNELS, PathHarness,
                                                     channel_view)
 from core.calibration import threshold_from_contamination
-from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.evaluate import events
 from driving.model.predictor import OcclusionPredictor
@@ -128,11 +127,8 @@ def calibrated(harness, train_items: list, events: bool = False):
     """Cross-fitted calibration on ``train_items``' tails (as the predictor's): the
     per-log views (calibration tails from the state without them; normal and, with
     ``events``, event logs from the state on all) and the threshold."""
-    harness.train = train_items
-    harness.tails = [harness.tail(it, CAL_FRAMES) for it in train_items]
-    kept, harness.events = harness.events, (harness.events if events else [])
-    fit = harness.cross_fit(fs.CHANNELS, per_log=harness.view)
-    harness.events = kept
+    fit = harness.cross_fit(fs.CHANNELS, per_log=harness.view, train=train_items,
+                            events=None if events else [])
     held = np.concatenate([v["score"] for v in fit.held_out])
     return fit, threshold_from_contamination(held, harness.pred.contamination)
 
@@ -201,7 +197,6 @@ def configuration(harness, events: bool = False) -> dict:
     print(f"  threshold {out['threshold']:.2f}, new normal alerts "
           f"{out['new_normal_pooled']['alert_rate']:.3f}", flush=True)
     out["leave_one_log_out"] = leave_one_log_out(harness, train)
-    harness.train = train
     return out
 
 
@@ -253,8 +248,7 @@ def start_check(first_frames: int = 65, restarts=(100, 150)) -> dict:
             [float(v["score"][:first_frames].max()), float(v["score"][first_frames:].max())]
             for v in fit.normals]
         print(" ", name, result["largest_score_first_frames_and_after"][name], flush=True)
-    kept = json.loads(OUT.read_text()) if OUT.exists() else {}
-    write_text_atomic(OUT, json.dumps({**kept, "start_check": result}, indent=1, default=float) + "\n")
+    merge_results(OUT, {"start_check": result}, default=float)
     return result
 
 
@@ -292,8 +286,7 @@ def analyse() -> dict:
         if name == "tuned":
             results["vehicle_cells_left_of_ego"]["tuned_configuration"] = vehicles_left_of_ego(harness)
         results["configurations"][f"tuned_network_{name}"] = configuration(harness)
-    kept = json.loads(OUT.read_text()) if OUT.exists() else {}      # after_fix's entry stays
-    write_text_atomic(OUT, json.dumps({**kept, **results}, indent=1, default=float) + "\n")
+    merge_results(OUT, results, default=float)      # after_fix's entry stays
     return results
 
 

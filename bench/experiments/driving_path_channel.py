@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from bench.experiments import merge_results
 from bench.experiments.driving_lead_channel import Harness
 from core.calibration import threshold_from_contamination
-from core.io import write_text_atomic
 from driving.evaluate import event_latencies
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import PEDESTRIAN
@@ -94,7 +94,7 @@ class PathHarness(Harness):
         """Set up over the cache ``root`` and the network ``pred``: the training logs and their
         ``cal_frames`` tails, the event sets ``events`` (the benchmark's first; none: no events)
         and the normal sets ``normals``."""
-        self.world, self.root, self.pred = world, root, pred
+        self.world, self.root, self.pred, self.cal_frames = world, root, pred, cal_frames
         self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
@@ -142,17 +142,46 @@ class PathHarness(Harness):
         out["alert_rate_normal_logs"] = float(np.mean(normal > threshold))
         return out
 
-    def cross_fit(self, channels, per_log=None) -> CrossFit:
-        """``per_log(state, item)`` (default: the frame score) of every calibration tail from
-        the state fitted without it, and of the event and normal logs from the state fitted on all."""
+    def calibration(self, train=None, items=None) -> tuple[list, list]:
+        """``(train, items)``: the training items (default: :attr:`train`) and what the
+        scoring state is fitted on, one per training log (default: their calibration tails)."""
+        train = self.train if train is None else train
+        return train, ([self.tail(it, self.cal_frames) for it in train] if items is None else items)
+
+    def fitted_states(self, channels, train=None, items=None) -> tuple[list, object]:
+        """The scoring state over ``channels`` fitted without each training log in turn, and on
+        all of them.
+
+        Args:
+            channels: the frame score's channels.
+            train: the training items (log, maps) (default: :attr:`train`); their observed
+                channels come from the whole logs.
+            items: what the state is fitted on, one per training log (default: ``train``'s
+                calibration tails; ``train`` itself: whole logs).
+
+        Returns:
+            ``(states, full)``: ``states[i]`` fitted without log ``i``, ``full`` on all.
+        """
+        train, items = self.calibration(train, items)
+        observed = [fs.observed_statistics(log, channels) for log, _ in train]
+        without = lambda seq, i: seq[:i] + seq[i + 1:]
+        full = self.fit_state(items, channels, observed)
+        return [self.fit_state(without(items, i), channels, without(observed, i))
+                for i in range(len(items))], full
+
+    def cross_fit(self, channels, per_log=None, train=None, items=None, events=None,
+                  normals=None) -> CrossFit:
+        """``per_log(state, item)`` (default: the frame score) of every calibration item from
+        the state fitted without its log, and of the ``events`` and ``normals`` logs (default:
+        :attr:`events`, :attr:`normals`) from the state fitted on all; ``train`` and ``items``
+        as :meth:`fitted_states`."""
         per_log = per_log or self.score
-        observed = [fs.observed_statistics(log, channels) for log, _ in self.train]
-        without = lambda i: [o for j, o in enumerate(observed) if j != i]
-        full = self.fit_state(self.tails, channels, observed)
-        held_out = [per_log(self.fit_state(self.tails[:i] + self.tails[i + 1:], channels, without(i)), t)
-                    for i, t in enumerate(self.tails)]
-        return CrossFit(held_out, [per_log(full, it) for it in self.events],
-                        [per_log(full, it) for it in self.normals])
+        train, items = self.calibration(train, items)
+        states, full = self.fitted_states(channels, train, items)
+        events = self.events if events is None else events
+        normals = self.normals if normals is None else normals
+        return CrossFit([per_log(state, it) for state, it in zip(states, items)],
+                        [per_log(full, it) for it in events], [per_log(full, it) for it in normals])
 
     def alerts(self, fitted: CrossFit, aggregate=None) -> Alerts:
         """``aggregate`` (per log output -> frame scores; default: as they are) of ``fitted``,
@@ -193,9 +222,8 @@ def report(world, label, out: dict):
 def save_configuration(out: Path, world: str, configuration: str, result: dict):
     """Store ``result`` as ``configuration``'s entry of results file ``out``, keeping the
     other configurations' entries."""
-    results = json.loads(out.read_text()) if out.exists() else {"world": world, "configurations": {}}
-    results["configurations"][configuration] = result
-    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
+    merge_results(out, {configuration: result}, under=("configurations",),
+                  base={"world": world, "configurations": {}})
 
 
 if __name__ == "__main__":

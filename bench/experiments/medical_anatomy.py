@@ -48,10 +48,11 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion
 
+from bench.experiments import merge_results
 from bench.experiments.medical_label_count import (HELD_OUT, TRAIN as LABEL_COUNT_TRAIN, case_phases,
                                                    dice_table, print_dice, run_missing)
 from core.bundle import read_bundle_config
-from core.io import atomic_path, write_text_atomic
+from core.io import atomic_path
 from medical.evaluate import evaluate
 from medical.io import find_cases, load_label_like, load_volume
 from medical.phantom_anatomy import KIDNEY_LEFT, KIDNEY_RIGHT, LIVER
@@ -201,10 +202,7 @@ def main() -> None:
             report = evaluate(args.work / f"runs/{arm}_on_{held_out}", data)
             results[f"{arm}_on_{held_out}"] = {"dice": dice_table(report["per_case"], phase_of),
                                               "per_case": report["per_case"]}
-    payload = json.loads(args.out.read_text()) if args.out.is_file() else {"candidates": {}}
-    payload.update({"train": TRAIN, "preset": "default", "held_out_old": {**HELD_OUT,
-        "simulator": "before the kidney anatomy change"}})
-    payload["candidates"][args.candidate] = {
+    candidate = {
         "held_out_new": {**NEW_HELD_OUT, "seed": args.held_out_seed}, "seconds": seconds,
         "pretrained": ("on the new arm's own training set" if args.pretrained is None
                        else "shared encoder, old phantoms"),
@@ -213,7 +211,9 @@ def main() -> None:
         "epochs": {arm: trained_epochs(model) for arm, model in
                    (("old", args.old_model), ("new", args.work / "models/new"))},
         "anatomy_of_truth": anatomy, "results": results}
-    write_text_atomic(args.out, json.dumps(payload, indent=2))
+    merge_results(args.out, {"train": TRAIN, "preset": "default", "held_out_old": {
+        **HELD_OUT, "simulator": "before the kidney anatomy change"}}, base={"candidates": {}}, indent=2)
+    merge_results(args.out, {args.candidate: candidate}, under=("candidates",), indent=2)
     for name, result in results.items():
         print_dice(name, result["dice"])
     for held_out, table in anatomy.items():

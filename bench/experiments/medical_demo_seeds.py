@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from bench.experiments.medical_lesion_twins import WORLDS, adult_kidney_share
+from bench.experiments.medical_lesion_twins import WORLDS
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from medical import demo
@@ -46,23 +45,11 @@ RECIPES = {"today": TODAY,
 OUT = Path(__file__).resolve().parents[1] / "results" / "medical_demo_seeds.json"
 
 
-@contextmanager
-def demo_size(name: str):
-    """Make ``name`` a demo size (its recipe) inside the block."""
-    demo.SIZES[name] = RECIPES[name]
-    try:
-        yield name
-    finally:
-        if name not in ("small", "tiny"):
-            del demo.SIZES[name]
-
-
 def build_row(work: Path, recipe: str, world: str, seed: int) -> dict:
     """Build one demo, evaluate its run and return the row."""
     ws = work / f"{recipe}_{world}_s{seed}"
     start = time.perf_counter()
-    with adult_kidney_share(WORLDS[world]), demo_size(recipe) as size:
-        run_dir = demo.build_demo(ws, size, seed)
+    run_dir = demo.build_demo(ws, RECIPES[recipe], seed, adult_kidney_share=WORLDS[world])
     seconds = time.perf_counter() - start
     report = evaluate(run_dir, ws / "data" / "medical" / "test")
     warnings = json.loads((run_dir / "manifest.json").read_text())["summary"].get("warnings", [])

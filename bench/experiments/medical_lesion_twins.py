@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,9 +40,9 @@ from medical import phantom_anatomy
 from medical.anomaly import AnomalyScorer
 from medical.demo import SIZES
 from medical.io import find_cases, load_volume, save_nifti
-from medical.phantom import simulate_dataset
+from medical.phantom import simulate_case, simulate_dataset
 from medical.phantom_anatomy import LIVER
-from medical.phantom_twins import lesion_twin
+from medical.phantom_twins import place_lesion
 from medical.presets import preset
 from medical.pretrain import pretrain
 from medical.reconstruction import body_mask
@@ -60,20 +59,11 @@ SMALL = {"shape": _DEMO.train_shape, "cases": _DEMO.train_cases, "labels": _DEMO
 WORLDS = {"old": 0.0, "mixed": phantom_anatomy.ADULT_KIDNEY_SHARE}
 
 
-@contextmanager
-def adult_kidney_share(share: float):
-    """Draw phantoms with ``share`` of adult-kidney bodies inside the block."""
-    kept = phantom_anatomy.ADULT_KIDNEY_SHARE
-    phantom_anatomy.ADULT_KIDNEY_SHARE = share
-    try:
-        yield
-    finally:
-        phantom_anatomy.ADULT_KIDNEY_SHARE = kept
-
-
-def tiny_models(root: Path, seed: int):
-    """The tests' fixtures for ``seed``: (plain scorer, organ scorer, segmenter)."""
-    train = simulate_dataset(root / "train", 6, lesions=False, seed=seed, shape=TINY)
+def tiny_models(root: Path, seed: int, share: float):
+    """The tests' fixtures for ``seed`` in the world of adult-kidney ``share``: (plain
+    scorer, organ scorer, segmenter)."""
+    train = simulate_dataset(root / "train", 6, lesions=False, seed=seed, shape=TINY,
+                             adult_kidney_share=share)
     pretrain_config, segment_config = preset("tiny", seed)
     scorer = pretrain(train, root / "pretrained", pretrain_config)
     segmenter = train_segmenter(train, root / "ct", root / "pretrained", 4, segment_config)
@@ -81,10 +71,12 @@ def tiny_models(root: Path, seed: int):
     return scorer, organ_scorer, segmenter
 
 
-def small_models(root: Path, seed: int):
-    """The small demo's models for ``seed``: (plain scorer, organ scorer as ``train``
-    calibrates it on the unlabelled healthy phantoms, segmenter)."""
-    train = simulate_dataset(root / "train", SMALL["cases"], lesions=False, seed=seed, shape=SMALL["shape"])
+def small_models(root: Path, seed: int, share: float):
+    """The small demo's models for ``seed`` in the world of adult-kidney ``share``: (plain
+    scorer, organ scorer as ``train`` calibrates it on the unlabelled healthy phantoms,
+    segmenter)."""
+    train = simulate_dataset(root / "train", SMALL["cases"], lesions=False, seed=seed,
+                             shape=SMALL["shape"], adult_kidney_share=share)
     pretrain_config, segment_config = preset("small", seed)
     scorer = pretrain(train, root / "pretrained", replace(
         pretrain_config, max_epochs=SMALL["pretrain_epochs"], patience=SMALL["pretrain_epochs"]))
@@ -96,43 +88,49 @@ def small_models(root: Path, seed: int):
 BUILDERS = {"tiny": (tiny_models, TINY), "small": (small_models, SMALL["shape"])}
 
 
-def score_twin(scorer, segmenter, case, image, lesion, path: Path) -> tuple[float, float, float]:
-    """(case score, map mean inside the lesion, map mean over the rest of the liver) of
-    ``image`` (the case's geometry); organ scoring when ``segmenter`` is given."""
+def score_image(scorer, segmenter, case, image, path: Path) -> tuple[float, np.ndarray]:
+    """(case score, anomaly map on the case's grid) of ``image`` (the case's geometry);
+    organ scoring when ``segmenter`` is given."""
     pre = Preprocessor(scorer.preprocess)
     grid = pre(load_volume(save_nifti(image, case.affine, path)))["image"]
     labels = None if segmenter is None else segmenter.segment(grid.as_tensor())[1]  # as infer does
     error = scorer.error_map(grid.as_tensor(), labels)
     back = pre.invert(error[None], grid)[0]
-    rest = (case.label == LIVER) & ~lesion
-    return (scorer.case_score(error, body_mask(grid.as_tensor().numpy()[0])),
-            float(back[lesion].mean()), float(back[rest].mean()))
+    return scorer.case_score(error, body_mask(grid.as_tensor().numpy()[0])), back
 
 
-def twin_rows(root: Path, config: str, seed: int, n_twins: int, drop_hu: float) -> list[dict]:
-    """Every twin of one world, configuration and seed, scored both ways, both placements."""
+def twin_rows(root: Path, config: str, seed: int, n_twins: int, drop_hu: float,
+              share: float) -> list[dict]:
+    """Every twin of one world (adult-kidney ``share``), configuration and seed, scored
+    both ways, both placements; each phantom is drawn once and its healthy image scored
+    once per scoring."""
     build, shape = BUILDERS[config]
-    scorer, organ_scorer, segmenter = build(root, seed)
+    scorer, organ_scorer, segmenter = build(root, seed, share)
+    scorings = (("plain", scorer, None), ("organs", organ_scorer, segmenter))
     rows, i, kept = [], -1, 0
     while kept < n_twins:
         i += 1
+        case = simulate_case(np.random.default_rng([600, seed, i]), shape, adult_kidney_share=share)
         try:
-            lesion_twin(np.random.default_rng([600, seed, i]), shape, drop_hu)
+            twins = {p: place_lesion(case, drop_hu, deepest=p == "deepest") for p in ("middle", "deepest")}
         except ValueError:   # the liver is out of this slab's view: no lesion to place
             continue
         kept += 1
-        for deepest in (False, True):
-            case, sick, lesion = lesion_twin(np.random.default_rng([600, seed, i]), shape, drop_hu,
-                                             deepest=deepest)
-            adult = phantom_anatomy.adult_kidneys(np.random.default_rng([600, seed, i]))
-            for scoring, model, seg in (("plain", scorer, None), ("organs", organ_scorer, segmenter)):
-                healthy = score_twin(model, seg, case, case.image, lesion, root / "healthy.nii.gz")
-                ill = score_twin(model, seg, case, sick, lesion, root / "sick.nii.gz")
+        adult = phantom_anatomy.adult_kidneys(np.random.default_rng([600, seed, i]), share)
+        healthy = {name: score_image(model, seg, case, case.image, root / "healthy.nii.gz")
+                   for name, model, seg in scorings}
+        for placement, (sick, lesion) in twins.items():
+            rest = (case.label == LIVER) & ~lesion
+            for name, model, seg in scorings:
+                ill_score, ill_map = score_image(model, seg, case, sick, root / "sick.nii.gz")
+                healthy_score, healthy_map = healthy[name]
                 rows.append({"seed": seed, "twin": i, "adult_body": adult,
-                             "placement": "deepest" if deepest else "middle", "scoring": scoring,
+                             "placement": placement, "scoring": name,
                              "lesion_in_liver": float((case.label[lesion] == LIVER).mean()),
-                             "healthy": healthy[0], "sick": ill[0], "inside": ill[1],
-                             "healthy_inside": healthy[1], "outside": ill[2]})
+                             "healthy": healthy_score, "sick": ill_score,
+                             "inside": float(ill_map[lesion].mean()),
+                             "healthy_inside": float(healthy_map[lesion].mean()),
+                             "outside": float(ill_map[rest].mean())})
     return rows
 
 
@@ -170,12 +168,11 @@ def main() -> None:
     started = time.perf_counter()
     rows = []
     for world, share in WORLDS.items():
-        with adult_kidney_share(share):
-            for seed in seeds:
-                for row in twin_rows(args.work / world / str(seed), args.config, seed, args.twins,
-                                     args.drop_hu):
-                    rows.append({"world": world, **row})
-                print(world, seed, f"{time.perf_counter() - started:.0f} s", flush=True)
+        for seed in seeds:
+            for row in twin_rows(args.work / world / str(seed), args.config, seed, args.twins,
+                                 args.drop_hu, share):
+                rows.append({"world": world, **row})
+            print(world, seed, f"{time.perf_counter() - started:.0f} s", flush=True)
     table = {}
     for world in WORLDS:
         for scoring in ("plain", "organs"):

@@ -2,48 +2,40 @@
 read off that log's own frames, and the predictor says so in one warning."""
 import shutil
 import warnings
-from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
 
 from core.cli import cli
 from core.errors import UnmaskWarning
-from driving.demo import sim_config
-from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log, slice_log
-from driving.sim.simulator import simulate_logs
+from driving.schema import slice_log
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory):
-    config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
-    root = tmp_path_factory.mktemp("one_log")
-    return [read_log(p) for p in simulate_logs(root, 2, 60, seed=41, config=config)]
+def logs(normal_logs):
+    return normal_logs(2, 60, seed=41)
 
 
-def calibrated(demo_run, logs) -> list[str]:
-    workspace, _ = demo_run
-    predictor = OcclusionPredictor.load(workspace / "models" / "driving" / "default")
-    predictor.progress = False
+def calibrated(load_demo_predictor, logs) -> list[str]:
+    predictor = load_demo_predictor()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predictor.calibrate(logs)
     return [str(w.message) for w in caught if issubclass(w.category, UnmaskWarning)]
 
 
-def test_one_calibration_log_warns_that_the_threshold_is_in_sample(demo_run, logs):
-    messages = calibrated(demo_run, logs[:1])
+def test_one_calibration_log_warns_that_the_threshold_is_in_sample(load_demo_predictor, logs):
+    messages = calibrated(load_demo_predictor, logs[:1])
     assert len(messages) == 1
     assert "one training log" in messages[0] and "5%" in messages[0]
 
 
-def test_two_calibration_logs_do_not_warn(demo_run, logs):
-    assert calibrated(demo_run, logs) == []
+def test_two_calibration_logs_do_not_warn(load_demo_predictor, logs):
+    assert calibrated(load_demo_predictor, logs) == []
 
 
-def test_a_log_too_short_for_a_tail_is_named_as_the_cause(demo_run, logs):
-    messages = calibrated(demo_run, [logs[0], slice_log(logs[1], 0, 4)])  # a 1-frame tail
+def test_a_log_too_short_for_a_tail_is_named_as_the_cause(load_demo_predictor, logs):
+    messages = calibrated(load_demo_predictor, [logs[0], slice_log(logs[1], 0, 4)])  # a 1-frame tail
     assert len(messages) == 1
     assert "1 of the 2 logs were too short" in messages[0] and "calibration_fraction" in messages[0]
     assert "two or more logs" not in messages[0]

@@ -6,11 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from driving.demo import sim_config
-from driving.model.predictor import OcclusionPredictor
-from driving.schema import VEHICLE, read_log
+from driving.schema import VEHICLE
 from driving.scoring.surprise import score_log
-from driving.sim.simulator import simulate_logs
 
 FRAMES = 60
 EPISODE = slice(15, 30)          # a quarter of each drive, well before its calibration tail
@@ -32,18 +29,12 @@ def with_episode(log, seed: int):
 
 
 @pytest.fixture(scope="module")
-def episode_drives(demo_run, tmp_path_factory):
+def episode_drives(load_demo_predictor, normal_logs):
     """The tiny demo model recalibrated on 4 normal drives that each hold an episode before
     their tail; 4 new drives with one too."""
-    workspace, _ = demo_run
-    predictor = OcclusionPredictor.load(workspace / "models" / "driving" / "default")
-    config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
-    root = tmp_path_factory.mktemp("episodes")
-    calibration = [with_episode(read_log(p), i) for i, p in
-                   enumerate(simulate_logs(root / "cal", 4, FRAMES, seed=21, config=config))]
-    new = [with_episode(read_log(p), 10 + i) for i, p in
-           enumerate(simulate_logs(root / "new", 4, FRAMES, seed=22, config=config))]
-    return predictor.calibrate(calibration), new
+    calibration = [with_episode(log, i) for i, log in enumerate(normal_logs(4, FRAMES, seed=21))]
+    new = [with_episode(log, 10 + i) for i, log in enumerate(normal_logs(4, FRAMES, seed=22))]
+    return load_demo_predictor().calibrate(calibration), new
 
 
 def test_new_drives_with_the_episode_alert_within_twice_the_nominal_rate(episode_drives):

@@ -1,29 +1,19 @@
 """The alert threshold is read off cross-fitted scores: each calibration log scored by a
 scoring state fitted without it, as a new drive is scored."""
-from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from core.calibration import threshold_from_contamination
-from driving.demo import sim_config
-from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
 from driving.scoring.state import new_prior, state_from_maps
 from driving.scoring.surprise import raw_maps, result_from_maps, score_log
-from driving.sim.simulator import simulate_logs
 
 
 @pytest.fixture(scope="module")
-def recalibrated(demo_run, tmp_path_factory):
+def recalibrated(load_demo_predictor, normal_logs):
     """The tiny demo model recalibrated on 4 normal logs; 4 other normal drives."""
-    workspace, _ = demo_run
-    predictor = OcclusionPredictor.load(workspace / "models" / "driving" / "default")
-    config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
-    root = tmp_path_factory.mktemp("calibration")
-    calibration = [read_log(p) for p in simulate_logs(root / "cal", 4, 60, seed=11, config=config)]
-    new = [read_log(p) for p in simulate_logs(root / "new", 4, 60, seed=12, config=config)]
-    return predictor.calibrate(calibration), calibration, new
+    calibration, new = normal_logs(4, 60, seed=11), normal_logs(4, 60, seed=12)
+    return load_demo_predictor().calibrate(calibration), calibration, new
 
 
 def _in_sample_threshold(predictor, logs) -> float:

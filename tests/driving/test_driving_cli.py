@@ -90,16 +90,15 @@ def test_export_rejects_a_log_the_run_did_not_score(demo_run, small_log, tmp_pat
     assert not (tmp_path / "x.rrd").exists()
 
 
-def test_traversal_log_id_is_refused_in_one_line_and_nothing_is_written(demo_run, small_log,
+def test_traversal_log_id_is_refused_in_one_line_and_nothing_is_written(demo_model_dir, small_log,
                                                                        tmp_path, capsys):
-    workspace, _ = demo_run
     logs = tmp_path / "deep" / "logs"
     logs.mkdir(parents=True)
     small_log.log_id = "../../../escaped"
     pq.write_table(log_table(small_log), logs / "evil.parquet")
     out = tmp_path / "deep" / "run"
     try:
-        main(["driving", "score", "--model", str(workspace / "models" / "driving" / "default"),
+        main(["driving", "score", "--model", str(demo_model_dir),
               "--logs", str(logs), "--out", str(out)])
     except SystemExit as exit_:
         assert exit_.code == 2
@@ -110,7 +109,8 @@ def test_traversal_log_id_is_refused_in_one_line_and_nothing_is_written(demo_run
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "evil.parquet", "logs"]
 
 
-def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, tmp_path, monkeypatch):
+def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, demo_model_dir, tmp_path,
+                                                               monkeypatch):
     """Defence in depth: a log that reached the scorer without the reader's check (an API
     caller's own reader) still cannot name a file outside the run."""
 
@@ -125,14 +125,15 @@ def test_the_scorer_checks_log_ids_again_where_it_builds_paths(demo_run, tmp_pat
     monkeypatch.setattr(scoring, "read_log", unchecked_read)
     out = tmp_path / "run"
     with pytest.raises(DataValidationError, match=r"column 'log_id': '../escaped' is not a safe"):
-        scoring.score_logs(workspace / "models" / "driving" / "default", logs[0], out)
+        scoring.score_logs(demo_model_dir, logs[0], out)
     assert not out.exists() and not (tmp_path / "escaped").exists()
 
 
-def test_an_older_bundle_is_refused_in_one_line_that_says_to_retrain(demo_run, tmp_path, capsys):
+def test_an_older_bundle_is_refused_in_one_line_that_says_to_retrain(demo_run, demo_model_dir, tmp_path,
+                                                                      capsys):
     workspace, _ = demo_run
     model = tmp_path / "old_model"
-    shutil.copytree(workspace / "models" / "driving" / "default", model)
+    shutil.copytree(demo_model_dir, model)
     config = json.loads((model / "config.json").read_text())
     config["format_version"] = 1                    # what bundles before the scoring state held
     (model / "config.json").write_text(json.dumps(config))

@@ -119,9 +119,9 @@ def _predicted_hidden(run_dir: Path, log) -> np.ndarray:
     return predicted.reshape(log.semantic.shape)[~log.visible]
 
 
-def test_scoring_never_predicts_a_class_the_log_world_lacks(demo_run, tmp_path, capsys):
+def test_scoring_never_predicts_a_class_the_log_world_lacks(demo_run, demo_model_dir, tmp_path, capsys):
     workspace, _ = demo_run
-    model = workspace / "models" / "driving" / "default"
+    model = demo_model_dir
     assert OcclusionPredictor.load(model).input_profile_.rate_hz == pytest.approx((10.0, 10.0))
     source = list_logs(workspace / "data" / "driving")[0]
     (tmp_path / "plain").mkdir()
@@ -149,9 +149,9 @@ def test_scoring_never_predicts_a_class_the_log_world_lacks(demo_run, tmp_path, 
     assert summary["warnings"] == [warning_lines[0].removeprefix("warning: ")]
 
 
-def test_the_replay_page_shows_the_warning_banner(demo_run, tmp_path, monkeypatch):
+def test_the_replay_page_shows_the_warning_banner(demo_run, demo_model_dir, tmp_path, monkeypatch):
     workspace, _ = demo_run
-    model = workspace / "models" / "driving" / "default"
+    model = demo_model_dir
     source = list_logs(workspace / "data" / "driving")[0]
     log = read_log(source)
     slow = replace(log, timestamp=log.timestamp * 2)           # 5 Hz
@@ -168,10 +168,9 @@ def test_the_replay_page_shows_the_warning_banner(demo_run, tmp_path, monkeypatc
     assert any("unlike the training logs: frame rate 5 Hz (training 10 Hz)" in b for b in banners)
 
 
-def test_a_bundle_without_the_profile_is_refused_with_retrain(demo_run, tmp_path):
-    workspace, _ = demo_run
+def test_a_bundle_without_the_profile_is_refused_with_retrain(demo_model_dir, tmp_path):
     model = tmp_path / "model"
-    shutil.copytree(workspace / "models" / "driving" / "default", model)
+    shutil.copytree(demo_model_dir, model)
     config = json.loads((model / "config.json").read_text())
     assert config["config"]["input_profile"]["rate_hz"] == pytest.approx([10.0, 10.0])
     del config["config"]["input_profile"]

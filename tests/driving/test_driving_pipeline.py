@@ -17,10 +17,10 @@ from driving.warp import cell_offsets
 
 
 @pytest.fixture(scope="module")
-def trained(demo_run):
-    workspace, run_dir = demo_run
+def trained(demo_run, load_demo_predictor):
+    workspace, _ = demo_run
     logs = [read_log(p) for p in list_logs(workspace / "data" / "driving")]
-    return OcclusionPredictor.load(workspace / "models" / "driving" / "default"), logs
+    return load_demo_predictor(), logs
 
 
 def _log_likelihood(probs, log):

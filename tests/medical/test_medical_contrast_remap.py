@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medical import reconstruction
 from medical.contrast_remap import MAX_SLOPE, draw_remap, draw_remaps, remap_intensities
-from medical.presets import preset
 from pretext_restorer import Restorer, pretext_loss
 
 
@@ -60,7 +60,7 @@ def test_remap_matches_numpy_interpolation():
     np.testing.assert_allclose(got.flatten().numpy(), expected, atol=1e-9)
 
 
-def test_the_network_sees_remapped_crops_and_is_asked_for_the_original():
+def test_the_network_sees_remapped_crops_and_is_asked_for_the_original(monkeypatch):
     image = torch.rand(2, 1, 8, 8, 4)
     restorer = Restorer(image)
     for seed in range(4):
@@ -75,22 +75,26 @@ def test_the_network_sees_remapped_crops_and_is_asked_for_the_original():
     shown_everywhere = Restorer(torch.zeros_like(image))
     pretext_loss("remap", shown_everywhere, image)          # record what was shown for seed 0
     remapped_target = shown_everywhere.shown[:, :1]   # remapped visible voxels, 0 where hidden
-    # rebuild the remapped crop whole: the same seed draws the same maps
-    mapped = _remapped_crop(image, seed=0)
+    # the remapped crop whole, as the loss made it for the same seed
+    mapped = _remapped_crop(image, monkeypatch)
     assert torch.allclose(mapped * (shown_everywhere.shown[:, 1:] == 0), remapped_target, atol=1e-6)
     assert pretext_loss("remap", Restorer(mapped), image) > 1e-3
 
 
-def _remapped_crop(image, seed):
-    """The remapped crop the loss draws for ``seed`` (the loss draws the masker's seed first,
-    then the maps' seed, from one generator)."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.randint(0, 2**31 - 1, (1,), generator=generator)      # masker seed
-    masker = preset("tiny")[0].anomaly.masker()
-    for edge in masker.patch_size:                             # the grid offsets
-        torch.randint(0, edge, (1,), generator=generator)
-    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-    return remap_intensities(image, *draw_remaps(rng, image.shape[0]))
+def _remapped_crop(image, monkeypatch):
+    """The remapped crop the loss makes of ``image`` for seed 0, read from the loss itself
+    (its ``remap_intensities`` call recorded), not replayed from its order of random draws."""
+    made = []
+
+    def recorded(*args):
+        made.append(remap_intensities(*args))
+        return made[-1]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reconstruction, "remap_intensities", recorded)
+        pretext_loss("remap", Restorer(torch.zeros_like(image)), image)
+    assert len(made) == 1                  # one remap of the whole batch
+    return made[0]
 
 
 def test_remap_everywhere_also_asks_for_the_visible_voxels_unmapped():
