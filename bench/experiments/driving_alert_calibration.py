@@ -174,8 +174,8 @@ def diagnose(world: str) -> dict:
     training logs' first 80 % (the frames the network trained on; each log from the state
     fitted without it), and (iii') whole training logs per 50-frame block."""
     h = Harness(world, events=())
-    states, full = h.fitted_states(fs.CHANNELS)
-    held = [h.view(state, t) for state, t in zip(states, h.tails)]
+    states, full, tails = h.fitted_states(fs.CHANNELS)
+    held = [h.view(state, t) for state, t in zip(states, tails)]
     threshold = threshold_from_contamination(np.concatenate([v["score"] for v in held]), h.pred.contamination)
     whole = [h.view(state, it) for state, it in zip(states, h.train)]
     cut = len(h.train[0][0]) - CAL_FRAMES
@@ -232,8 +232,7 @@ def memorisation(world: str) -> dict:
     h = Harness(world, events=(), normals=())
     h.pred = OcclusionPredictor.load(CACHE.parent / "models" / f"{world}_other")
     own = h.load("other_train")
-    _, tails = h.calibration(own)
-    states, full = h.fitted_states(fs.CHANNELS, own, tails)
+    states, full, tails = h.fitted_states(fs.CHANNELS, own)
     held = [h.view(st, t) for st, t in zip(states, tails)]
     threshold = threshold_from_contamination(np.concatenate([v["score"] for v in held]), h.pred.contamination)
     cut = len(own[0][0]) - CAL_FRAMES
@@ -284,8 +283,8 @@ def candidates(world: str) -> dict:
     """Every candidate's threshold and its metrics on the tuned logs (see the module docstring)."""
     h = Harness(world)
     c = h.pred.contamination
-    states, full = h.fitted_states(fs.CHANNELS)
-    held = [h.view(st, t)["score"] for st, t in zip(states, h.tails)]
+    states, full, tails = h.fitted_states(fs.CHANNELS)
+    held = [h.view(st, t)["score"] for st, t in zip(states, tails)]
     whole = [h.view(st, it)["score"] for st, it in zip(states, h.train)]
     thresholds = {"tails": threshold_from_contamination(np.concatenate(held), c),
                   "tails_bootstrap_upper": bootstrap_upper(held, c),
@@ -295,9 +294,9 @@ def candidates(world: str) -> dict:
     for name, threshold in thresholds.items():
         out[name] = evaluate(h, scores, threshold)
         print(world, name, json.dumps(out[name]), flush=True)
-    whole = whole_log_fit(h)
-    out["whole_logs_state"] = evaluate(h, (whole.events, whole.normals),
-                                       threshold_from_contamination(np.concatenate(whole.held_out), c))
+    whole_fit = whole_log_fit(h)
+    out["whole_logs_state"] = evaluate(h, (whole_fit.events, whole_fit.normals),
+                                       threshold_from_contamination(np.concatenate(whole_fit.held_out), c))
     print(world, "whole_logs_state", json.dumps(out["whole_logs_state"]), flush=True)
     return out
 

@@ -116,9 +116,9 @@ class Harness:
         self.root = Path("/tmp/drv16/cache") / world
         self.pred = OcclusionPredictor.load(f"/tmp/drv17/models/{world}")
         self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
-        train = self.load("train")
-        self.tails = [self.tail(it, cal_frames) for it in train]
-        self.whole = [fs.observed_statistics(log) for log, _ in train]   # the lead channel's
+        self.train, self.cal_frames = self.load("train"), cal_frames
+        self.tails = [self.tail(it, cal_frames) for it in self.train]
+        self.whole = [fs.observed_statistics(log) for log, _ in self.train]   # the lead channel's
         self.evals = {n: self.load(n) for n in ("tuned_normal", "tuned")}
 
     def load(self, name, maps_prefix=None):
@@ -158,6 +158,40 @@ class Harness:
         state.context_prior, state.smooth = prior, self.smooth
         return state
 
+    def calibration_items(self, train=None) -> list:
+        """The calibration tails of the training items ``train`` (default: :attr:`tails`, those
+        of :attr:`train`)."""
+        return self.tails if train is None else [self.tail(it, self.cal_frames) for it in train]
+
+    def fitted_states(self, channels, train=None, items=None, observed=True,
+                      each=True) -> tuple[list, object, list]:
+        """The scoring state over ``channels`` fitted without each training log in turn, and on
+        all of them.
+
+        Args:
+            channels: the frame score's channels.
+            train: the training items (log, maps) (default: :attr:`train`).
+            items: what the state is fitted on, one per training log (default: ``train``'s
+                calibration tails; ``train`` itself: whole logs).
+            observed: the observed channels' statistics, one per training log: True: from
+                ``train``'s whole logs; None: none (their tails come from ``items`` as the
+                other channels'); a list: these.
+            each: False: the state on all only (``states`` empty).
+
+        Returns:
+            ``(states, full, items)``: ``states[i]`` fitted without log ``i``, ``full`` on all,
+            ``items`` what they were fitted on.
+        """
+        items = self.calibration_items(train) if items is None else items
+        train = self.train if train is None else train
+        if observed is True:
+            observed = [fs.observed_statistics(log, channels) for log, _ in train]
+        without = lambda seq, i: None if seq is None else seq[:i] + seq[i + 1:]
+        full = self.fit_state(items, channels, observed)
+        states = [self.fit_state(without(items, i), channels, without(observed, i))
+                  for i in range(len(items))] if each else []
+        return states, full, items
+
     def result(self, state, item):
         """The scoring result of ``item`` (a log and its maps) under ``state``."""
         log, m = item
@@ -167,11 +201,8 @@ class Harness:
         return self.result(state, item).score
 
     def run(self, channels, label, whole=False):
-        obs = self.whole if whole else None
-        rest = lambda i: obs[:i] + obs[i + 1:] if obs else None
-        full = self.fit_state(self.tails, channels, obs)
-        oof = [self.score(self.fit_state(self.tails[:i] + self.tails[i + 1:], channels, rest(i)), t)
-               for i, t in enumerate(self.tails)]
+        states, full, tails = self.fitted_states(channels, observed=self.whole if whole else None)
+        oof = [self.score(state, t) for state, t in zip(states, tails)]
         threshold = threshold_from_contamination(np.concatenate(oof), 0.05)
         out = {}
         for name, items in self.evals.items():

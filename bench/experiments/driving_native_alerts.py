@@ -128,7 +128,7 @@ def calibrated(harness, train_items: list, events: bool = False):
     per-log views (calibration tails from the state without them; normal and, with
     ``events``, event logs from the state on all) and the threshold."""
     fit = harness.cross_fit(fs.CHANNELS, per_log=harness.view, train=train_items,
-                            events=None if events else [])
+                            events=harness.events if events else [])
     held = np.concatenate([v["score"] for v in fit.held_out])
     return fit, threshold_from_contamination(held, harness.pred.contamination)
 
@@ -143,12 +143,10 @@ def pooled_channels(views: list, threshold: float) -> dict:
             **holders(pooled, alerted)}
 
 
-def tail_facts(harness, train_items: list) -> dict:
-    """Per channel, the state fitted on all ``train_items``: its largest normal value, that
-    value's tail score and the slope (1 / scale) the tail is continued with beyond it."""
-    tails = [harness.tail(it, CAL_FRAMES) for it in train_items]
-    observed = [fs.observed_statistics(log) for log, _ in train_items]
-    state = harness.fit_state(tails, fs.CHANNELS, observed)
+def tail_facts(state) -> dict:
+    """Per channel of the scoring ``state`` (:func:`calibrated`'s fitted on all training logs):
+    its largest normal value, that value's tail score and the slope (1 / scale) the tail is
+    continued with beyond it."""
     return {c: {"largest_normal_value": float(t.knots_[-1]), "its_tail_score": float(t.tails_[-1]),
                 "scale": float(t.scale_) if np.isfinite(t.scale_) else None}
             for c, t in zip(CHANNELS, state.frame_scorer.tails_)}
@@ -164,7 +162,7 @@ def diagnose(harness, train_items: list, events: bool = False) -> dict:
            "new_normal_logs": [log_summary(v, threshold, first_tail) for v in fit.normals],
            "new_normal_pooled": pooled_channels(fit.normals, threshold),
            "calibration_pooled": pooled_channels(fit.held_out, threshold)}
-    out["tails"] = tail_facts(harness, train_items)
+    out["tails"] = tail_facts(fit.full)
     out["calibration_per_log_q95"] = [s["q95"] for s in out["calibration"]]
     out["new_normal_per_log_q95"] = [s["q95"] for s in out["new_normal_logs"]]
     if events and fit.events:

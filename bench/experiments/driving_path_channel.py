@@ -64,10 +64,12 @@ VARIANTS = {"as committed before (no path channel)": BASE,
 @dataclass
 class CrossFit:
     """Per-log outputs of one ``per_log(state, item)``: each calibration tail's from the state
-    fitted on the other tails, each event and normal log's from the state fitted on all."""
+    fitted on the other tails, each event and normal log's from the state fitted on all
+    (``full``)."""
     held_out: list
     events: list
     normals: list
+    full: object
 
 
 @dataclass
@@ -142,46 +144,18 @@ class PathHarness(Harness):
         out["alert_rate_normal_logs"] = float(np.mean(normal > threshold))
         return out
 
-    def calibration(self, train=None, items=None) -> tuple[list, list]:
-        """``(train, items)``: the training items (default: :attr:`train`) and what the
-        scoring state is fitted on, one per training log (default: their calibration tails)."""
-        train = self.train if train is None else train
-        return train, ([self.tail(it, self.cal_frames) for it in train] if items is None else items)
-
-    def fitted_states(self, channels, train=None, items=None) -> tuple[list, object]:
-        """The scoring state over ``channels`` fitted without each training log in turn, and on
-        all of them.
-
-        Args:
-            channels: the frame score's channels.
-            train: the training items (log, maps) (default: :attr:`train`); their observed
-                channels come from the whole logs.
-            items: what the state is fitted on, one per training log (default: ``train``'s
-                calibration tails; ``train`` itself: whole logs).
-
-        Returns:
-            ``(states, full)``: ``states[i]`` fitted without log ``i``, ``full`` on all.
-        """
-        train, items = self.calibration(train, items)
-        observed = [fs.observed_statistics(log, channels) for log, _ in train]
-        without = lambda seq, i: seq[:i] + seq[i + 1:]
-        full = self.fit_state(items, channels, observed)
-        return [self.fit_state(without(items, i), channels, without(observed, i))
-                for i in range(len(items))], full
-
     def cross_fit(self, channels, per_log=None, train=None, items=None, events=None,
                   normals=None) -> CrossFit:
         """``per_log(state, item)`` (default: the frame score) of every calibration item from
         the state fitted without its log, and of the ``events`` and ``normals`` logs (default:
         :attr:`events`, :attr:`normals`) from the state fitted on all; ``train`` and ``items``
-        as :meth:`fitted_states`."""
+        as :meth:`fitted_states` (observed channels: from ``train``'s whole logs)."""
         per_log = per_log or self.score
-        train, items = self.calibration(train, items)
-        states, full = self.fitted_states(channels, train, items)
+        states, full, items = self.fitted_states(channels, train, items)
         events = self.events if events is None else events
         normals = self.normals if normals is None else normals
         return CrossFit([per_log(state, it) for state, it in zip(states, items)],
-                        [per_log(full, it) for it in events], [per_log(full, it) for it in normals])
+                        [per_log(full, it) for it in events], [per_log(full, it) for it in normals], full)
 
     def alerts(self, fitted: CrossFit, aggregate=None) -> Alerts:
         """``aggregate`` (per log output -> frame scores; default: as they are) of ``fitted``,

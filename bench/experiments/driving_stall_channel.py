@@ -62,8 +62,7 @@ WITHOUT_LEAD = fs.CHANNELS[:3] + fs.CHANNELS[4:]          # revealed, context, r
 def stalled_outside_path(harness, channels):
     """Stalled-car frame AUROC with and without the stalled frames that hold no object in
     the region the score reads (:func:`driving.scoring.frame_score.scored_objects`)."""
-    observed = [fs.observed_statistics(log, channels) for log, _ in harness.train]
-    state = harness.fit_state(harness.tails, channels, observed)
+    _, state, _ = harness.fitted_states(channels, each=False)
     scores, kinds, outside = [], [], []
     for item in harness.events:
         log = item[0]

@@ -211,9 +211,11 @@ def main() -> None:
         "epochs": {arm: trained_epochs(model) for arm, model in
                    (("old", args.old_model), ("new", args.work / "models/new"))},
         "anatomy_of_truth": anatomy, "results": results}
-    merge_results(args.out, {"train": TRAIN, "preset": "default", "held_out_old": {
-        **HELD_OUT, "simulator": "before the kidney anatomy change"}}, base={"candidates": {}}, indent=2)
-    merge_results(args.out, {args.candidate: candidate}, under=("candidates",), indent=2)
+    # one write: the header is the same for every candidate, so a new file starts from it
+    header = {"train": TRAIN, "preset": "default",
+              "held_out_old": {**HELD_OUT, "simulator": "before the kidney anatomy change"}}
+    merge_results(args.out, {args.candidate: candidate}, under=("candidates",),
+                  base={"candidates": {}, **header}, indent=2)
     for name, result in results.items():
         print_dice(name, result["dice"])
     for held_out, table in anatomy.items():

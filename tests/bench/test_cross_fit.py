@@ -1,33 +1,39 @@
-"""The experiments' leave-one-log-out fit (``PathHarness.cross_fit``): each calibration item is
-scored by the state fitted without its log, events and normal logs by the state fitted on all,
-on tiny simulated logs with a state that records what it was fitted on."""
+"""The experiments' leave-one-log-out fit (``PathHarness.cross_fit`` over the base harness's
+``fitted_states``): each calibration item is scored by the state fitted without its log, events
+and normal logs by the state fitted on all, on tiny simulated logs of different lengths with a
+state that records what it was fitted on."""
 import pytest
 
 from bench.experiments.driving_path_channel import PathHarness
 from driving.demo import sim_config
-from driving.schema import read_log
+from driving.schema import read_log, slice_log
 from driving.scoring import frame_score as fs
 from driving.sim.simulator import simulate_logs
 
 FRAMES, CAL = 12, 4
+# the training logs' lengths: the observed statistics (whole logs) name the logs fitted on
+LENGTHS = {"log_000": FRAMES, "log_001": FRAMES - 1, "log_002": FRAMES - 2}
+IDS = list(LENGTHS)
 
 
 class RecordingHarness(PathHarness):
     """A harness whose "state" is what it was fitted on: (log id, frames) per item and the
-    length of each log's observed statistics; ``per_log`` results name the scored item."""
+    length of each log's observed statistics (None: none given)."""
 
     def __init__(self, logs):
         items = [(log, {}) for log in logs]
-        self.train, self.events, self.normals, self.cal_frames = items[:3], items[3:4], items[4:], CAL
+        train = [(slice_log(log, FRAMES - LENGTHS[log.log_id]), m) for log, m in items[:3]]
+        self.train, self.events, self.normals, self.cal_frames = train, items[3:4], items[4:], CAL
         self.tails = [self.tail(it, CAL) for it in self.train]
 
     def fit_state(self, items, channels, observed=None):
         return ([(log.log_id, len(log)) for log, _ in items],
-                [len(next(iter(o.values()))) for o in observed])
+                None if observed is None else [len(next(iter(o.values()))) for o in observed])
 
 
-def seen(state_and_item):
-    state, (log, _) = state_and_item
+def seen(state, item):
+    """``per_log``: the state and the item it scored, as (log id, frames)."""
+    log, _ = item
     return state, (log.log_id, len(log))
 
 
@@ -38,23 +44,33 @@ def harness(tmp_path_factory):
 
 
 def test_each_tail_is_scored_by_the_state_fitted_without_its_log(harness):
-    fit = harness.cross_fit(fs.CHANNELS, per_log=lambda state, item: seen((state, item)))
-    ids = ["log_000", "log_001", "log_002"]
+    assert [len(log) for log, _ in harness.train] == list(LENGTHS.values())
+    fit = harness.cross_fit(fs.CHANNELS, per_log=seen)
     for i, (state, scored) in enumerate(fit.held_out):
-        others = [name for j, name in enumerate(ids) if j != i]
-        assert state == ([(name, CAL) for name in others], [FRAMES, FRAMES])  # observed: whole logs
-        assert scored == (ids[i], CAL)
-    all_tails = ([(name, CAL) for name in ids], [FRAMES] * 3)
+        others = [name for j, name in enumerate(IDS) if j != i]
+        # tails of the other logs; observed: the other whole logs
+        assert state == ([(name, CAL) for name in others], [LENGTHS[name] for name in others])
+        assert scored == (IDS[i], CAL)
+    all_tails = ([(name, CAL) for name in IDS], list(LENGTHS.values()))
+    assert fit.full == all_tails
     assert fit.events == [(all_tails, ("log_003", FRAMES))]
     assert fit.normals == [(all_tails, ("log_004", FRAMES))]
 
 
 def test_whole_logs_other_training_logs_and_no_events(harness):
-    record = lambda state, item: seen((state, item))
-    whole = harness.cross_fit(fs.CHANNELS, record, items=harness.train, events=[], normals=[])
-    assert whole.held_out[1] == (([("log_000", FRAMES), ("log_002", FRAMES)], [FRAMES, FRAMES]),
-                                 ("log_001", FRAMES))
+    whole = harness.cross_fit(fs.CHANNELS, seen, items=harness.train, events=[], normals=[])
+    assert whole.held_out[1] == (([("log_000", FRAMES), ("log_002", FRAMES - 2)], [FRAMES, FRAMES - 2]),
+                                 ("log_001", FRAMES - 1))
     assert whole.events == [] and whole.normals == []
-    other = harness.cross_fit(fs.CHANNELS, record, train=harness.train[1:])
-    assert other.held_out[0] == (([("log_002", CAL)], [FRAMES]), ("log_001", CAL))
-    assert other.events[0][0] == ([("log_001", CAL), ("log_002", CAL)], [FRAMES, FRAMES])
+    other = harness.cross_fit(fs.CHANNELS, seen, train=harness.train[1:])
+    assert other.held_out[0] == (([("log_002", CAL)], [FRAMES - 2]), ("log_001", CAL))
+    assert other.events[0][0] == ([("log_001", CAL), ("log_002", CAL)], [FRAMES - 1, FRAMES - 2])
+
+
+def test_no_observed_statistics_and_the_full_state_alone(harness):
+    states, full, items = harness.fitted_states(fs.CHANNELS, observed=None)
+    assert items is harness.tails
+    assert states[2] == ([("log_000", CAL), ("log_001", CAL)], None)
+    assert full == ([(name, CAL) for name in IDS], None)
+    assert harness.fitted_states(fs.CHANNELS, each=False) == (
+        [], ([(name, CAL) for name in IDS], list(LENGTHS.values())), harness.tails)

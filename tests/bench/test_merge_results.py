@@ -1,6 +1,7 @@
 """``bench.experiments.merge_results``: the experiments' one way to add their part to a shared
 results file."""
 import json
+import multiprocessing
 
 import numpy as np
 
@@ -26,3 +27,29 @@ def test_nested_keys_are_made_where_missing_and_the_top_level_is_updated(tmp_pat
     assert json.loads(out.read_text()) == {"diagnosis": {"town": 1}, "second": {"highway": {"a": 2}},
                                            "decision": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]   # atomic: no temporary left
+
+
+def test_base_is_copied_and_the_folder_is_made(tmp_path):
+    base = {"world": "town", "configurations": {}}
+    out = tmp_path / "new" / "results.json"
+    merge_results(out, {"tuned": 1}, under=("configurations",), base=base)
+    assert base == {"world": "town", "configurations": {}}             # the caller's, untouched
+    assert json.loads(out.read_text()) == {"world": "town", "configurations": {"tuned": 1}}
+    assert [p.name for p in out.parent.iterdir()] == ["results.json"]  # no lock file
+
+
+def _add_parts(out, worker, parts):
+    for i in range(parts):
+        merge_results(out, {f"{worker}-{i}": i}, under=("parts",))
+
+
+def test_steps_side_by_side_keep_every_part(tmp_path):
+    out, workers, parts = tmp_path / "results.json", 4, 25
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_add_parts, args=(out, w, parts)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0] * workers
+    assert len(json.loads(out.read_text())["parts"]) == workers * parts   # no read-modify-write lost

@@ -73,17 +73,16 @@ def test_the_network_sees_remapped_crops_and_is_asked_for_the_original(monkeypat
         assert (shown - image).abs()[visible].mean() > 0.05
     # a network that predicts what it is shown (the remapped crop) pays on the hidden voxels
     shown_everywhere = Restorer(torch.zeros_like(image))
-    pretext_loss("remap", shown_everywhere, image)          # record what was shown for seed 0
+    # one loss for seed 0: it records what was shown, and the remapped crop whole it made
+    mapped = _remapped_crop(lambda: pretext_loss("remap", shown_everywhere, image), monkeypatch)
     remapped_target = shown_everywhere.shown[:, :1]   # remapped visible voxels, 0 where hidden
-    # the remapped crop whole, as the loss made it for the same seed
-    mapped = _remapped_crop(image, monkeypatch)
     assert torch.allclose(mapped * (shown_everywhere.shown[:, 1:] == 0), remapped_target, atol=1e-6)
     assert pretext_loss("remap", Restorer(mapped), image) > 1e-3
 
 
-def _remapped_crop(image, monkeypatch):
-    """The remapped crop the loss makes of ``image`` for seed 0, read from the loss itself
-    (its ``remap_intensities`` call recorded), not replayed from its order of random draws."""
+def _remapped_crop(loss, monkeypatch):
+    """Run ``loss()`` and return the remapped crop it made, read from the loss itself (its
+    ``remap_intensities`` call recorded), not replayed from its order of random draws."""
     made = []
 
     def recorded(*args):
@@ -92,7 +91,7 @@ def _remapped_crop(image, monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(reconstruction, "remap_intensities", recorded)
-        pretext_loss("remap", Restorer(torch.zeros_like(image)), image)
+        loss()
     assert len(made) == 1                  # one remap of the whole batch
     return made[0]
 
