@@ -85,7 +85,10 @@ def octant_regions(body: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def organ_regions(labels_grid: np.ndarray, body: np.ndarray, names: dict[int, str]) -> dict:
-    regions = {name: labels_grid == k for k, name in names.items()}
+    """SHAP regions from a segmentation: each organ's voxels and the rest of the body, all
+    inside ``body`` (the case score reads the body only; an organ label outside it would
+    add values the score never saw, and the SHAP values would no longer sum to it)."""
+    regions = {name: body & (labels_grid == k) for k, name in names.items()}
     regions[OTHER_REGION] = body & (labels_grid == 0)
     return {k: v for k, v in regions.items() if v.any()}
 
