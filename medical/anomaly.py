@@ -305,11 +305,13 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         tops = [np.sort(error[m])[-k:] if m.any() else np.zeros(0) for m in regions.values()]
 
         def score_of_keep(keep: np.ndarray) -> np.ndarray:
+            # a region switched off shows the healthy error in place of its own top values,
+            # so with every region on the pool is the body's and the score is case_score's
             out = np.empty(len(keep))
             for row, switches in enumerate(np.asarray(keep)):
-                kept = [t for t, on in zip(tops, switches) if on > 0.5]
-                pool = np.concatenate(kept + [np.full(k, baseline)])
-                out[row] = top_k_mean(pool, k)
+                pool = np.concatenate([t if on > 0.5 else np.full(len(t), baseline)
+                                       for t, on in zip(tops, switches)])
+                out[row] = top_k_mean(pool, k) if pool.size else baseline
             return out
 
         return region_shap(score_of_keep, len(names), names, max_evals=max_evals)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from core.pooling import top_k_mean
 from medical.anomaly import AnomalyScorer
@@ -33,8 +34,12 @@ def test_organ_regions_lie_inside_the_body_and_split_it():
     np.testing.assert_array_equal(stacked.sum(0), body)   # every body voxel in exactly one
 
 
-def test_region_shap_adds_up_to_the_case_score():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_region_shap_adds_up_to_the_case_score(sparse):
     body, labels, error = _case()
+    if sparse:   # organ scoring: 0 off the parenchyma, so the top k holds values under the healthy baseline
+        error = np.where(body, 0.0, error)   # fewer scored voxels than k in the body
+        error[3, 3, :] = 0.5
     scorer = SimpleNamespace(top_k=20, healthy_error=0.1)
     regions = organ_regions(labels, body, {1: "liver", 2: "spleen"})
     result = AnomalyScorer.region_shap(scorer, error, regions)
