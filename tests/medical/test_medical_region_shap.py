@@ -37,7 +37,8 @@ def test_organ_regions_lie_inside_the_body_and_split_it():
 @pytest.mark.parametrize("sparse", [False, True])
 def test_region_shap_adds_up_to_the_case_score(sparse):
     body, labels, error = _case()
-    if sparse:   # organ scoring: 0 off the parenchyma, so the top k holds values under the healthy baseline
+    # organ scoring: 0 off the parenchyma, so the top k can hold values under the healthy baseline
+    if sparse:
         error = np.where(body, 0.0, error)   # fewer scored voxels than k in the body
         error[3, 3, :] = 0.5
     scorer = SimpleNamespace(top_k=20, healthy_error=0.1)
