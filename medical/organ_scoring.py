@@ -12,7 +12,8 @@ than the lesions, so a lesion is hidden whole and rebuilt as healthy parenchyma.
 
 Only organ parenchyma is scored: the organ mask minus fat (renal sinus), eroded so that
 the partial-volume borders (organ surface, sinus) and the segmentation's errors there
-drop out. Per-organ residual offset and
+drop out; ``organ_confidence`` (off by default) also drops the voxels the segmenter is
+unsure of (:func:`confident_labels`). Per-organ residual offset and
 SD, measured on healthy calibration cases (``AnomalyScorer.calibrate(cases,
 segmenter=...)``), turn the residual into a z-score.
 
