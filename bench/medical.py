@@ -408,9 +408,9 @@ ANOMALY_VARIANTS = {
 ANOMALY_SETS = {"anomaly_test": 400, "anomaly_heldout": 900}
 
 
-def anomaly_compare(args, keep: Path, test_set: str, variants) -> dict:
-    """The ``variants`` of :data:`ANOMALY_VARIANTS` on ``test_set`` (simulated if missing),
-    same segmenter."""
+def anomaly_compare(args, keep: Path, test_set: str, variants: dict[str, dict]) -> dict:
+    """Organ scoring ``variants`` (name -> ``AnomalyConfig`` overrides, e.g. of
+    :data:`ANOMALY_VARIANTS`) on ``test_set`` (simulated if missing), same segmenter."""
     from medical.phantom import simulate_dataset
 
     seed = args.seed + ANOMALY_SETS[test_set]
@@ -420,7 +420,7 @@ def anomaly_compare(args, keep: Path, test_set: str, variants) -> dict:
     seg, _ = anomaly_segmenter(args, keep / "data", keep)
     return {name: anomaly_detection(keep / "data", keep, overrides, segmenter_dir=seg,
                                     test_set=test_set, tag=f"_{name}_{test_set}")
-            for name, overrides in ANOMALY_VARIANTS.items() if name in variants}
+            for name, overrides in variants.items()}
 
 
 def gap_closed(efficiency: dict, prefix: str = "") -> dict:
@@ -657,7 +657,12 @@ def main(argv=None):
             simulate_dataset(anomaly_cases, args.anomaly_test, lesions=True, seed=args.seed + 400,
                              shape=_shape(args.shape))
         if args.anomaly_set:
-            compare = anomaly_compare(args, keep, args.anomaly_set, args.anomaly_variants.split(","))
+            names = args.anomaly_variants.split(",")
+            unknown = sorted(set(names) - set(ANOMALY_VARIANTS))
+            if unknown:
+                parser.error(f"unknown --anomaly-variants {unknown}; known: {sorted(ANOMALY_VARIANTS)}")
+            variants = {name: ANOMALY_VARIANTS[name] for name in names}
+            compare = anomaly_compare(args, keep, args.anomaly_set, variants)
             result.setdefault("anomaly_compare", {}).setdefault(args.anomaly_set, {}).update(compare)
             print(json.dumps({k: {m: v[m] for m in ("case_auroc", "case_ap", "voxel_ap")}
                               for k, v in compare.items()}, indent=2))

@@ -58,8 +58,9 @@ from core.training import TrainConfig, fit
 
 from .anomaly_config import AnomalyConfig
 from .networks import NetworkConfig, build_network, load_weights
-from .organ_scoring import (divide_by_tails, organ_error_map, organ_map, organ_reconstruction,
-                            organ_residual_stats, organ_tails, scored_parenchyma)
+from .organ_scoring import (confident_labels, divide_by_tails, organ_error_map, organ_map,
+                            organ_reconstruction, organ_residual_stats, organ_tails,
+                            scored_parenchyma)
 from .reconstruction import (body_mask, context_baseline, core_schedule, masked_input,
                              reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
@@ -95,8 +96,9 @@ class AnomalyScorer(NetworkPlacement, Estimator):
     passes run under bf16 CUDA autocast. Neither is saved with the bundle.
 
     ``decision_function(X)``, ``predict``, ``p_values`` and ``alerts`` (the base's) take
-    a list of model-grid images ``(1, x, y, z)``, or of ``(image, labels)`` pairs to
-    score organs with a segmentation.
+    a list of model-grid images ``(1, x, y, z)``, or of ``(image, labels)`` pairs (or
+    ``(image, labels, probs)`` triples, with ``config.organ_confidence``) to score organs
+    with a segmentation.
     """
 
     bundle_kind = "ct-anomaly"
@@ -202,7 +204,8 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         lo, hi = self.preprocess.window
         items = []
         for image in images:
-            labels = segmenter.segment(image)[1]     # post-processed, as infer scores them
+            probs, labels = segmenter.segment(image)[:2]   # post-processed, as infer scores them
+            labels = confident_labels(labels, probs, self.config.organ_confidence)
             items.append((grid_array(image), labels, organ_reconstruction(self, image, labels)))
         self.organ_stats = organ_residual_stats(
             [(x - pred) * (hi - lo) for x, _, pred in items], [labels for _, labels, _ in items],
@@ -259,16 +262,19 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         """True once calibrated with a segmenter: label maps switch on organ scoring."""
         return self.organ_stats is not None
 
-    def error_map(self, image, labels: np.ndarray | None = None) -> np.ndarray:
+    def error_map(self, image, labels: np.ndarray | None = None, probs=None) -> np.ndarray:
         """Anomaly map ``(x, y, z)`` of a model-grid image ``(1, x, y, z)`` (0 outside tissue).
 
         Args:
             image: the preprocessed image.
             labels: the segmenter's organ label map on the same grid; used when the scorer
                 was calibrated with a segmenter (:attr:`uses_organs`), ignored otherwise.
+            probs: the segmenter's softmax ``(C, x, y, z)`` on that grid
+                (``Segmenter.segment``); organ scoring needs it when
+                ``config.organ_confidence`` is set.
         """
         if labels is not None and self.uses_organs:
-            return organ_error_map(self, image, np.asarray(labels))
+            return organ_error_map(self, image, np.asarray(labels), probs)
         return self.map_from_reconstruction(grid_array(image), *self.reconstruct(image))
 
     def map_from_reconstruction(self, x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -289,8 +295,8 @@ class AnomalyScorer(NetworkPlacement, Estimator):
     def _score(self, X) -> np.ndarray:
         scores = []
         for item in X:
-            image, labels = item if isinstance(item, tuple) else (item, None)
-            scores.append(self.case_score(self.error_map(image, labels), body_mask(grid_array(image))))
+            image, *organs = item if isinstance(item, tuple) else (item,)
+            scores.append(self.case_score(self.error_map(image, *organs), body_mask(grid_array(image))))
         return np.asarray(scores)
 
     def region_shap(self, error: np.ndarray, regions: dict[str, np.ndarray], max_evals: int = 200):

@@ -120,7 +120,7 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
     row = {"case": case.name, "image": str(Path(case.image).resolve()), "segmentation": None,
            "anomaly_map": None}
     names = segmenter.labels if segmenter else {}
-    labels_grid = None
+    labels_grid = probs_grid = None
     shap_rows, case_warnings = [], []
     if segmenter is not None:
         if segmenter.input_reference_ is not None:
@@ -129,6 +129,8 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
         grid_image = pre(image)["image"]
         probs, labels_grid, fragment_lines = segmenter.segment(grid_image.as_tensor())
         labels_input = pre.invert_argmax(probs, grid_image)
+        # organ scoring keeps only the voxels the segmenter is sure of (model grid, small)
+        probs_grid = probs if scorer is not None and scorer.config.organ_confidence is not None else None
         del probs
         if run is not None:
             save_nifti(labels_input, affine, run.path(f"seg:{case.name}", f"{case.name}_seg.nii.gz"))
@@ -151,10 +153,10 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
         grid_image = pre(image)["image"]
         del image                        # the input-grid volume is not needed any more
         if segmenter is not None and scorer.preprocess != segmenter.preprocess:
-            labels_grid = None  # different grids: fall back to octants
+            labels_grid = probs_grid = None  # different grids: fall back to octants
         # with the segmenter's organs (same grid), a scorer calibrated with a segmenter
         # scores organ parenchyma only (medical.organ_scoring)
-        error = scorer.error_map(grid_image.as_tensor(), labels_grid)
+        error = scorer.error_map(grid_image.as_tensor(), labels_grid, probs_grid)
         body = body_mask(grid_image.as_tensor().numpy()[0])
         scored = error[error > 0]
         case_warnings += error_warning(float(np.median(scored)) if scored.size else 0.0,

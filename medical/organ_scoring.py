@@ -12,7 +12,8 @@ than the lesions, so a lesion is hidden whole and rebuilt as healthy parenchyma.
 
 Only organ parenchyma is scored: the organ mask minus fat (renal sinus), eroded so that
 the partial-volume borders (organ surface, sinus) and the segmentation's errors there
-drop out. Per-organ residual offset and
+drop out; ``organ_confidence`` (off by default) also drops the voxels the segmenter is
+unsure of (:func:`confident_labels`). Per-organ residual offset and
 SD, measured on healthy calibration cases (``AnomalyScorer.calibrate(cases,
 segmenter=...)``), turn the residual into a z-score.
 
@@ -210,8 +211,37 @@ def organ_map(scorer, x: np.ndarray, labels: np.ndarray, pred: np.ndarray,
     return divide_by_tails((z ** 2 * scored).astype(np.float32), labels, tails)
 
 
-def organ_error_map(scorer, image, labels: np.ndarray) -> np.ndarray:
-    """The organ-scored anomaly map of a model-grid image ``(1, x, y, z)``."""
+def confident_labels(labels: np.ndarray, probs, level: float | None) -> np.ndarray:
+    """``labels`` with every voxel whose probability of its own label is below ``level``
+    set to background (0). ``None``: ``labels`` unchanged.
+
+    Args:
+        labels: the segmenter's label map ``(x, y, z)``.
+        probs: its softmax ``(C, x, y, z)`` (tensor or array; ``None`` only with no level).
+        level: the probability a voxel's label needs to be scored.
+
+    Raises:
+        DataValidationError: a level without probabilities, or a level outside (0, 1].
+    """
+    if level is None:
+        return labels
+    if not 0.0 < level <= 1.0:
+        raise DataValidationError(f"organ_confidence must be in (0, 1], got {level}")
+    if probs is None:
+        raise DataValidationError("organ_confidence needs the segmenter's probabilities: pass "
+                                  "error_map(image, labels, probs) with segment()'s softmax")
+    probs = np.asarray(probs)
+    if probs.shape[1:] != labels.shape:
+        raise DataValidationError(f"probabilities {probs.shape} do not match the label map "
+                                  f"{labels.shape}")
+    own = np.take_along_axis(probs, labels.astype(np.int64)[None], axis=0)[0]   # (x, y, z)
+    return np.where(own >= level, labels, 0).astype(labels.dtype)
+
+
+def organ_error_map(scorer, image, labels: np.ndarray, probs=None) -> np.ndarray:
+    """The organ-scored anomaly map of a model-grid image ``(1, x, y, z)``; ``probs``: the
+    segmenter's softmax, needed when ``organ_confidence`` is set."""
+    labels = confident_labels(labels, probs, scorer.config.organ_confidence)
     x = np.asarray(torch.as_tensor(np.asarray(image), dtype=torch.float32))[0]
     return organ_map(scorer, x, labels, organ_reconstruction(scorer, image, labels),
                      scorer.organ_stats, scorer.organ_tails)
