@@ -39,6 +39,7 @@ it is. The held-out configuration and the own-training column are measured only 
 decision, by ``bench.driving`` (``--normal-logs 8``), never by this file.
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count cache highway   # and town
+                                                    # (``simulate``: the logs alone, before a network)
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count diagnose highway
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count candidates highway   # and town
     python -m bench.experiments.driving_object_count decide
@@ -54,8 +55,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from bench.driving import TUNED
-from bench.experiments.driving_alert_calibration import update
-from bench.experiments.driving_calibration_cache import cache_sets
+from bench.experiments.driving_alert_calibration import simulated, update
+from bench.experiments.driving_calibration_cache import cache_maps
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
 from core.calibration import threshold_from_groups
 from core.io import write_text_atomic
@@ -81,10 +82,22 @@ def tuned_sets(world: str) -> dict:
             "tuned": (4, 2, cfg), "extra": (6, 3, cfg)}
 
 
+def simulate(world: str) -> dict:
+    """The tuned sets' logs under ``CACHE/<world>/logs`` (simulated unless already there)."""
+    return {name: simulated(CACHE / world, name, n, seed, config)
+            for name, (n, seed, config) in tuned_sets(world).items()}
+
+
 def cache(world: str) -> None:
-    """Simulate the tuned sets and cache the network's prior-free maps of every log."""
+    """Cache the network's prior-free maps of every log of the tuned sets, its memory gate
+    refitted on the training logs' calibration tails first (as ``calibrate`` does)."""
     configure_threads()
-    cache_sets(OcclusionPredictor.load(MODELS / world), CACHE / world, tuned_sets(world))
+    logs = simulate(world)
+    pred = OcclusionPredictor.load(MODELS / world)
+    if pred.memory_gate:
+        pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    for name, items in logs.items():
+        cache_maps(pred, CACHE / world, name, items)
 
 
 class Harness(PathHarness):
@@ -305,6 +318,8 @@ def decide(results: dict) -> dict:
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         print(__doc__)
+    elif sys.argv[1] == "simulate":
+        simulate(sys.argv[2])
     elif sys.argv[1] == "cache":
         cache(sys.argv[2])
     elif sys.argv[1] == "diagnose":
