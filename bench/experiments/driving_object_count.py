@@ -38,6 +38,19 @@ candidate's worse world is closer to 5 % than ``pooled``'s. Otherwise the produc
 it is. The held-out configuration and the own-training column are measured only after the
 decision, by ``bench.driving`` (``--normal-logs 8``), never by this file.
 
+**Result** (``bench/results/driving_object_count.json``; networks retrained by bench.driving
+this round). Diagnosis: the network channels' statistics grow with their cell counts on
+normal frames (Spearman rho with the scored object cells 0.86 / 0.90 for ``revealed`` /
+``object_recon`` on the highway's training frames, 0.50 / 0.31 in the town), and alert frames
+hold more cells (highway: 46 vs 29 scored object cells, AUROC 0.70; revealed cells 40 vs 23,
+0.74; town: revealed cells 12.8 vs 2.6, 0.90); but the count does not explain which logs
+alert (per-log alert rate vs mean count, rho 0.25 highway, 0.14 town; the highway's
+28 % and 20 % logs hold 31 and 19 cells a frame on average, its 0 % logs 3-35). Decision:
+``count_tails`` **not adopted**: highway 15.4 % alerts on the fresh normal logs (committed
+scorer 8.85 %; per log 36 / 2 / 32 / 32 / 0 / 0 / 0 / 20 %), town 8.05 % (8.95 %); frame
+AUROC 0.944 vs 0.937 highway, 0.911 vs 0.917 town. The committed scorer passes the same
+rule (highway 8.85 %, town 8.95 %).
+
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count cache highway   # and town
                                                     # (``simulate``: the logs alone, before a network)
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count diagnose highway
