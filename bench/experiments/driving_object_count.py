@@ -68,6 +68,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from bench.driving import TUNED
+from bench.experiments.driving_alert_calibration import decide as calibration_decide
 from bench.experiments.driving_alert_calibration import simulated, update
 from bench.experiments.driving_calibration_cache import cache_maps
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
@@ -300,32 +301,15 @@ def candidates(world: str) -> dict:
     return out
 
 
-NOT_KINDS = {"auroc", "auroc_benchmark_logs", "auroc_new_logs", "alert_rate_normal_logs",
-             "threshold", "events_alerted", "alert_rate_per_normal_log"}
-
-
 def decide(results: dict) -> dict:
-    """The decision rule of the module docstring over both worlds' candidates."""
-    worlds = sorted(results)
-    base = {w: results[w]["pooled"] for w in worlds}
-    verdicts = {}
-    for name in results[worlds[0]]:
-        why = []
-        for w in worlds:
-            r = results[w][name]
-            rate = r["alert_rate_normal_logs"]
-            if not 0.025 <= rate <= 0.10:
-                why.append(f"{w}: normal-log alerts {rate:.3f} outside [0.025, 0.10]")
-            if r["auroc"] < base[w]["auroc"] - 0.01:
-                why.append(f"{w}: frame AUROC {r['auroc']:.3f} < committed {base[w]['auroc']:.3f} - 0.01")
-            for k, v in r.items():
-                if k not in NOT_KINDS and v < base[w][k] - 0.05:
-                    why.append(f"{w}: {k} AUROC {v:.3f} < committed {base[w][k]:.3f} - 0.05")
-        worst = max(abs(results[w][name]["alert_rate_normal_logs"] - 0.05) for w in worlds)
-        verdicts[name] = {"passes": not why, "why_not": why, "worse_world_distance_from_5_percent": worst}
-    passing = [n for n, v in verdicts.items() if v["passes"]]
-    best = min(passing, key=lambda n: verdicts[n]["worse_world_distance_from_5_percent"]) if passing else "pooled"
-    return {"verdicts": verdicts, "adopted": best if best != "pooled" else None}
+    """The decision rule of the module docstring over both worlds' candidates: round 15's rule
+    (``driving_alert_calibration.decide``: the committed scorer as its ``tails`` baseline,
+    which a candidate must beat on the worse world's distance from 5 %)."""
+    out = calibration_decide({w: {"tails": r["pooled"], **{n: c for n, c in r.items() if n != "pooled"}}
+                              for w, r in results.items()})
+    out["verdicts"]["pooled"] = out["verdicts"].pop("tails")
+    out["adopted"] = out["adopted"] if out["adopted"] != "tails" else None
+    return out
 
 
 if __name__ == "__main__":
