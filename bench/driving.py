@@ -26,6 +26,7 @@ Usage:
     UNMASK_NUM_THREADS=1 .venv/bin/python -m bench.driving --quick         # smoke run
     ... --model-dir DIR   # keep the trained weights per world (DIR/<world>, and
                           # DIR/<world>_heldout_native); a rerun reuses them (recalibrates)
+    ... --log-dir DIR     # keep the simulated logs (DIR/<world>/<set>); a rerun reads them back
     ... --speed-only      # inference frames/s only
 """
 from __future__ import annotations
@@ -96,6 +97,9 @@ def main(argv=None) -> dict:
                         help="keep each world's trained networks in DIR/<world> and "
                              "DIR/<world>_heldout_native; a bundle already there (same "
                              "settings) is reused and only recalibrated")
+    parser.add_argument("--log-dir", default=None,
+                        help="keep the simulated logs in DIR/<world>/<set>; a rerun reads "
+                             "back a set simulated with the same seed, frames and configuration")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "driving.json"),
                         help="results file (the committed runs: driving_town.json, driving_highway.json)")
     parser.add_argument("--speed-only", action="store_true",
@@ -127,16 +131,17 @@ def run_world(world: str, args) -> dict:
     train the same recipe on the held-out configuration's own normal logs and score the same
     held-out logs with it (``heldout_native``)."""
     config = TUNED[world]
-    work = Path(tempfile.mkdtemp(prefix=f"unmask-bench-driving-{world}-"))
+    work = Path(args.log_dir) / world if args.log_dir else \
+        Path(tempfile.mkdtemp(prefix=f"unmask-bench-driving-{world}-"))
     t0 = time.perf_counter()
-    train = simulated_logs(work / "train", args.train_logs, args.frames, args.seed + 1,
-                           replace(config, anomaly_interval_s=0.0))
+    train = kept_logs(work / "train", args.train_logs, args.frames, args.seed + 1,
+                      replace(config, anomaly_interval_s=0.0))
     tests = {"tuned": (config, args.seed + 2), "heldout": (HELDOUT[world]["config"],
                                                            HELDOUT[world]["seed"])}
-    test_logs = {name: simulated_logs(work / name, args.test_logs, args.frames, seed, cfg)
+    test_logs = {name: kept_logs(work / name, args.test_logs, args.frames, seed, cfg)
                  for name, (cfg, seed) in tests.items()}
-    normal_logs = {name: simulated_logs(work / f"{name}_normal", args.normal_logs, args.frames,
-                                        seed + 500, replace(cfg, anomaly_interval_s=0.0))
+    normal_logs = {name: kept_logs(work / f"{name}_normal", args.normal_logs, args.frames,
+                                   seed + 500, replace(cfg, anomaly_interval_s=0.0))
                    for name, (cfg, seed) in tests.items()}
     sim_s = time.perf_counter() - t0
     print(f"{world}: simulated in {sim_s:.0f} s", flush=True)
@@ -162,6 +167,20 @@ def simulated_logs(out_dir: Path, n_logs: int, frames: int, seed: int, config) -
     experiments under bench/experiments simulate their logs with it too)."""
     return [read_log(p) for p in simulate_logs(out_dir, n_logs, frames, seed=seed,
                                                config=config)]
+
+
+def kept_logs(out_dir: Path, n_logs: int, frames: int, seed: int, config) -> list:
+    """:func:`simulated_logs`, read back instead when ``out_dir`` already holds them: its
+    ``simulation.json`` names the same seed, frames and configuration (a log's seed is
+    ``seed * 1000 + i``, so the first ``n_logs`` of a larger set are the same logs)."""
+    marker = out_dir / "simulation.json"
+    spec = {"seed": seed, "frames": frames, "config": repr(config)}
+    paths = sorted(out_dir.glob("log_*.parquet"))
+    if marker.exists() and json.loads(marker.read_text()) == spec and len(paths) >= n_logs:
+        return [read_log(p) for p in paths[:n_logs]]
+    logs = simulated_logs(out_dir, n_logs, frames, seed, config)
+    write_text_atomic(marker, json.dumps(spec))
+    return logs
 
 
 def _ready_model(train: list, params: dict, model_dir: Path | None, name: str):
@@ -203,9 +222,9 @@ def _heldout_native(world: str, args, work: Path, params: dict, logs: list, norm
     distinct from every other seed here), scored on the same held-out logs as ``heldout``.
     Nothing is tuned or re-decided for it: a measurement."""
     held = HELDOUT[world]
-    train = simulated_logs(work / "heldout_native_train", args.train_logs, args.frames,
-                           held["seed"] + NATIVE_TRAIN_SEED_OFFSET,
-                           replace(held["config"], anomaly_interval_s=0.0))
+    train = kept_logs(work / "heldout_native_train", args.train_logs, args.frames,
+                      held["seed"] + NATIVE_TRAIN_SEED_OFFSET,
+                      replace(held["config"], anomaly_interval_s=0.0))
     model_dir = Path(args.model_dir) / f"{world}_heldout_native" if args.model_dir else None
     predictor, out = _ready_model(train, params, model_dir, f"{world}_heldout_native")
     out["train_seed"] = held["seed"] + NATIVE_TRAIN_SEED_OFFSET
@@ -292,10 +311,14 @@ def _without_extrapolation(gate: MemoryGate) -> MemoryGate:
 
 
 def normal_alert_rate(predictor, logs) -> dict:
-    """Calibrated alerts on held-out normal logs (no injected events)."""
-    scores = np.concatenate([score_log(predictor, log).score for log in logs])
-    alerts = predictor.calibration_.alerts(scores)
-    return {"n_frames": int(len(scores)), "alert_rate": float(np.mean(alerts))}
+    """Calibrated alerts on held-out normal logs (no injected events): over all frames and
+    per log (the rate varies between logs far more than within one, so a rate over a few
+    logs is imprecise; the per-log rates show how much)."""
+    per_log = {log.log_id: predictor.calibration_.alerts(score_log(predictor, log).score)
+               for log in logs}
+    alerts = np.concatenate(list(per_log.values()))
+    return {"n_frames": int(len(alerts)), "alert_rate": float(np.mean(alerts)),
+            "per_log": {name: float(np.mean(a)) for name, a in per_log.items()}}
 
 
 def _pr(metrics: dict, method: str, cls: str) -> float:
