@@ -77,12 +77,12 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from bench.driving import HELDOUT, TUNED
+from bench.experiments import merge_results
 from bench.experiments.driving_alert_calibration import decide as calibration_decide
-from bench.experiments.driving_alert_calibration import simulated, update
+from bench.experiments.driving_alert_calibration import simulated
 from bench.experiments.driving_calibration_cache import cache_maps
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
 from core.calibration import threshold_from_groups
-from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.scoring import frame_score as fs
@@ -346,16 +346,16 @@ if __name__ == "__main__":
         configure_threads()
         result = diagnose(sys.argv[2])
         print(json.dumps(result, indent=1))
-        update(OUT, "diagnosis", sys.argv[2], result)
+        merge_results(OUT, {sys.argv[2]: result}, under=("diagnosis",))
     elif sys.argv[1] == "diagnose_heldout":       # after the decision (module docstring)
         configure_threads()
         cache_heldout(sys.argv[2])
-        update(OUT, "diagnosis_heldout_after_decision", sys.argv[2], diagnose(sys.argv[2], "heldout_normal"))
+        merge_results(OUT, {sys.argv[2]: diagnose(sys.argv[2], "heldout_normal")},
+                      under=("diagnosis_heldout_after_decision",))
     elif sys.argv[1] == "candidates":
         configure_threads()
-        update(OUT, "tuned_candidates", sys.argv[2], candidates(sys.argv[2]))
+        merge_results(OUT, {sys.argv[2]: candidates(sys.argv[2])}, under=("tuned_candidates",))
     elif sys.argv[1] == "decide":
-        kept = json.loads(OUT.read_text())
-        kept["decision"] = decide(kept["tuned_candidates"])
-        print(json.dumps(kept["decision"], indent=1))
-        write_text_atomic(OUT, json.dumps(kept, indent=1) + "\n")
+        decision = decide(json.loads(OUT.read_text())["tuned_candidates"])
+        print(json.dumps(decision, indent=1))
+        merge_results(OUT, {"decision": decision})
