@@ -89,7 +89,9 @@ def candidates() -> dict[str, dict]:
 
 
 def decide(tuned: dict) -> dict:
-    """The decision rule of the module docstring on the tuned set's results."""
+    """The decision rule of the module docstring on the tuned set's results: ``rule_pick``
+    is the candidate that passes it (None if none does); whether it became the product
+    default is recorded beside it, under ``product_decision``."""
     base = tuned["default"]
     ranked = sorted((name for name in tuned if name != "default"),
                     key=lambda n: (-tuned[n]["case_auroc"], -tuned[n]["voxel_ap"],
@@ -97,7 +99,7 @@ def decide(tuned: dict) -> dict:
     best = tuned[ranked[0]]
     adopt = (best["case_auroc"] >= base["case_auroc"] + AUROC_GAIN - 1e-12
              and best["voxel_ap"] >= base["voxel_ap"])
-    return {"best": ranked[0], "adopted": ranked[0] if adopt else None,
+    return {"best": ranked[0], "rule_pick": ranked[0] if adopt else None,
             "case_auroc_gain": best["case_auroc"] - base["case_auroc"],
             "voxel_ap_change": best["voxel_ap"] - base["voxel_ap"],
             "rule": f"highest tuned case AUROC; adopt if >= default + {AUROC_GAIN} "
