@@ -129,7 +129,8 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
         grid_image = pre(image)["image"]
         probs, labels_grid, fragment_lines = segmenter.segment(grid_image.as_tensor())
         labels_input = pre.invert_argmax(probs, grid_image)
-        # organ scoring keeps only the voxels the segmenter is sure of (model grid, small)
+        # organ scoring keeps only the voxels the segmenter is sure of; the softmax is
+        # (C, x, y, z) float32 (~200 MB at 256x256x128x6), so it is kept only when a level is set
         probs_grid = probs if scorer is not None and scorer.config.organ_confidence is not None else None
         del probs
         if run is not None:

@@ -36,7 +36,8 @@ N_BINS, BIN_RANGE = 48, 0.6  # residual bins over +-0.6 window units (+-255 HU)
 ORGANS = {1: "liver", 2: "spleen", 3: "kidney_r", 4: "kidney_l"}
 
 
-def _calibration_names(keep: Path) -> set[str]:
+def calibration_names(keep: Path) -> set[str]:
+    """The healthy calibration cases of the pretrained bundle in ``keep``."""
     config = json.loads((keep / "pretrained" / "config.json").read_text())["config"]
     return set(config["training"]["calibration_cases"])
 
@@ -51,7 +52,7 @@ def dump(keep, bundle, out):
     keep = Path(keep)
     scorer = AnomalyScorer.load(bundle)
     pre = Preprocessor(scorer.preprocess)
-    names = _calibration_names(keep)
+    names = calibration_names(keep)
     cal = [c for c in find_cases(keep / "data" / "unlabelled") if c.name in names]
     cases = cal + find_cases(keep / "data" / "anomaly_test")
     arrays = {}

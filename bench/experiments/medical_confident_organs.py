@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.experiments.medical_anomaly_diagnosis import calibration_names
 from bench.medical import ANOMALY_SETS, anomaly_compare, anomaly_segmenter, build_parser
 from core.io import write_text_atomic
 
@@ -89,7 +90,9 @@ def candidates() -> dict[str, dict]:
 
 
 def decide(tuned: dict) -> dict:
-    """The decision rule of the module docstring on the tuned set's results."""
+    """The decision rule of the module docstring on the tuned set's results: ``rule_pick``
+    is the candidate that passes it (None if none does); whether it became the product
+    default is recorded beside it, under ``product_decision``."""
     base = tuned["default"]
     ranked = sorted((name for name in tuned if name != "default"),
                     key=lambda n: (-tuned[n]["case_auroc"], -tuned[n]["voxel_ap"],
@@ -97,7 +100,7 @@ def decide(tuned: dict) -> dict:
     best = tuned[ranked[0]]
     adopt = (best["case_auroc"] >= base["case_auroc"] + AUROC_GAIN - 1e-12
              and best["voxel_ap"] >= base["voxel_ap"])
-    return {"best": ranked[0], "adopted": ranked[0] if adopt else None,
+    return {"best": ranked[0], "rule_pick": ranked[0] if adopt else None,
             "case_auroc_gain": best["case_auroc"] - base["case_auroc"],
             "voxel_ap_change": best["voxel_ap"] - base["voxel_ap"],
             "rule": f"highest tuned case AUROC; adopt if >= default + {AUROC_GAIN} "
@@ -140,11 +143,10 @@ def prepared_set(scorer, data: Path, names=None) -> list:
     """The cases of ``data`` (only ``names`` if given) on the scorer's grid, with truth."""
     from medical.io import find_cases
     from medical.transforms import Preprocessor
-    from medical.volumes import prepare_case
+    from medical.volumes import prepare_cases
 
-    pre = Preprocessor(scorer.preprocess)
-    return [prepare_case(c, pre, with_truth=True) for c in find_cases(data)
-            if names is None or c.name in names]
+    cases = [c for c in find_cases(data) if names is None or c.name in names]
+    return prepare_cases(cases, Preprocessor(scorer.preprocess), with_truth=True)
 
 
 def coverage(scorer, segmenter, tests) -> dict:
@@ -183,8 +185,7 @@ def oracle(keep: Path, test_set: str) -> dict:
     for name, erosion in EROSIONS.items():
         scorer = AnomalyScorer.load(keep / "pretrained")
         scorer.config = replace(scorer.config, organ_erosion=erosion, organ_confidence=None)
-        names = set(scorer.provenance_["training"]["calibration_cases"])
-        calibration = prepared_set(scorer, keep / "data" / "unlabelled", names)
+        calibration = prepared_set(scorer, keep / "data" / "unlabelled", calibration_names(keep))
         scorer.calibrate([p.case for p in calibration],
                          segmenter=TruthSegmenter(scorer.preprocess, calibration))
         truth, scores, voxel_scores, voxel_truth = [], [], [], []

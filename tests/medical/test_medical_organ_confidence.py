@@ -80,10 +80,9 @@ def test_a_spilled_label_no_longer_scores_as_an_anomaly():
     organ still lifts the case score."""
     labels, truth, probs, scan, config = _spilled_scans()
     healthy = [scan() for _ in range(2)]
-    sure = np.stack([1 - (truth == 1), truth == 1]).astype(np.float32)
     scorers = {"all": _scorer(None, config, healthy, labels, probs),
                "sure": _scorer(0.9, config, healthy, labels, probs),
-               "truth": _scorer(None, config, healthy, truth, sure)}
+               "truth": _scorer(None, config, healthy, truth, None)}
     quiet, sick = scan(), scan(lesion_hu=40.0)
 
     def score(name, x, label_map):
@@ -131,7 +130,12 @@ def test_infer_scores_only_confident_voxels(tiny_models, tiny_data, tmp_path):
         own = np.take_along_axis(probs.numpy(), labels[None].astype(np.int64), 0)[0]
         segmented.append((case, image, grid, probs, labels, own))
     organs = [own[np.isin(labels, scorer.config.organ_labels)] for *_, labels, own in segmented]
-    level = float(np.median(np.concatenate(organs)))
+    organ_probs = np.concatenate(organs)
+    # why the option is off by default: the tiny segmenter is never 0.99 sure of an organ
+    # voxel (at most 0.90 when written), so at the tuned level its organ maps are empty and
+    # the lesion-twin test fails (bench/results/medical_confident_organs.json)
+    assert organ_probs.max() < 0.99, organ_probs.max()
+    level = float(np.median(organ_probs))
     scorer.config = replace(scorer.config, organ_confidence=level)
     scorer.calibrate(find_cases(tiny_data[0]), segmenter=segmenter)
     models = tmp_path / "models"
