@@ -68,7 +68,6 @@ what its alerts are made of. Not tuned on: the candidate was not scored there.
 """
 import json
 import sys
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -144,17 +143,19 @@ class Harness(PathHarness):
         self.read(world, CACHE / world, OcclusionPredictor.load(MODELS / world), CAL_FRAMES,
                   events, normals)
 
-    def state(self, channels=fs.CHANNELS, leave_out: int | None = None):
-        """The scoring state on the whole training logs (without log ``leave_out``); the
-        observed channels' tails on the same frames, as the product fits them."""
-        return self.fit_state([it for i, it in enumerate(self.train) if i != leave_out], channels)
+    def scoring(self, scorer=fs.FrameScorer) -> tuple:
+        """The product's scoring state with frame scorer class ``scorer``, fitted on the whole
+        training logs (the observed channels' tails on the same frames), and its alert
+        threshold: the cross-fitted training scores' level chosen by leaving one log out
+        (``ScoreCalibration.fit_groups``).
 
-    def threshold(self, channels=fs.CHANNELS) -> float:
-        """The product's alert threshold: the cross-fitted training scores' level chosen by
-        leaving one log out (``ScoreCalibration.fit_groups``)."""
-        per_log = [self.view(self.state(channels, leave_out=i), it)["score"]
-                   for i, it in enumerate(self.train)]
-        return threshold_from_groups(per_log, self.pred.contamination)
+        Returns:
+            ``(state, threshold)``.
+        """
+        states, full, _ = self.fitted_states(fs.CHANNELS, items=self.train, observed=None,
+                                             scorer=scorer)
+        per_log = [self.view(state, it)["score"] for state, it in zip(states, self.train)]
+        return full, threshold_from_groups(per_log, self.pred.contamination)
 
 
 # the candidate's bins: at most MAX_BINS quantile bins of the count over the training frames,
@@ -268,7 +269,7 @@ def associations(table: dict, alerts: np.ndarray) -> dict:
 def diagnose(world: str, normals: str = "fresh_normal") -> dict:
     """See the module docstring: the set ``normals``' frames under the product's state and threshold."""
     h = Harness(world, events=(), normals=(normals,))
-    state, threshold = h.state(), h.threshold()
+    state, threshold = h.scoring()
     fresh = frame_table(h, state, h.normals)
     train = frame_table(h, state, h.train)
     alerts = fresh["score"] > threshold
@@ -292,17 +293,6 @@ def diagnose(world: str, normals: str = "fresh_normal") -> dict:
                                                  for k in fresh["contexts"]}}
 
 
-@contextmanager
-def scorer_class(cls):
-    """Fit the harness's states with frame scorer ``cls`` (the harness builds ``fs.FrameScorer``)."""
-    kept = fs.FrameScorer
-    fs.FrameScorer = cls
-    try:
-        yield
-    finally:
-        fs.FrameScorer = kept
-
-
 CANDIDATES = {"pooled": fs.FrameScorer, "count_tails": CountScorer}
 
 
@@ -312,10 +302,9 @@ def candidates(world: str) -> dict:
     h = Harness(world)
     out = {}
     for name, cls in CANDIDATES.items():
-        with scorer_class(cls):
-            state, threshold = h.state(), h.threshold()
-            events = [h.view(state, it)["score"] for it in h.events]
-            normals = [h.view(state, it)["score"] for it in h.normals]
+        state, threshold = h.scoring(cls)
+        events = [h.view(state, it)["score"] for it in h.events]
+        normals = [h.view(state, it)["score"] for it in h.normals]
         r = h.metrics(Alerts(events, np.concatenate(normals), threshold))
         r["threshold"] = float(threshold)
         r["alert_rate_per_normal_log"] = [round(float(np.mean(s > threshold)), 3) for s in normals]
