@@ -71,8 +71,8 @@ HELDOUT = {
                                                     speed_mps=(22.0, 35.0))},
 }
 TUNED = {"town": SimConfig(), "highway": HighwayConfig()}
-METHODS = ("unmask", "unmask_no_extrapolation", "network_only", "persistence", "persistence_prior", "persistence_world_map",
-           "positional_prior")
+METHODS = ("unmask", "unmask_no_extrapolation", "network_only", "persistence", "persistence_prior",
+           "persistence_world_map", "positional_prior")
 # the held-out-native column's training logs: the held-out configuration's seed + 1 (simulated
 # as seed * 1000 + i, so no log is shared with any test or training set of this benchmark)
 NATIVE_TRAIN_SEED_OFFSET = 1

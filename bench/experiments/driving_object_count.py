@@ -38,8 +38,8 @@ candidate's worse world is closer to 5 % than ``pooled``'s. Otherwise the produc
 it is. The held-out configuration and the own-training column are measured only after the
 decision, by ``bench.driving`` (``--normal-logs 8``), never by this file.
 
-**Result** (``bench/results/driving_object_count.json``; networks retrained by bench.driving
-this round). Diagnosis: the network channels' statistics grow with their cell counts on
+**Result** (``bench/results/driving_object_count.json``; the networks of ``MODELS``).
+Diagnosis: the network channels' statistics grow with their cell counts on
 normal frames (Spearman rho with the scored object cells 0.86 / 0.90 for ``revealed`` /
 ``object_recon`` on the highway's training frames, 0.50 / 0.31 in the town), and alert frames
 hold more cells (highway: 46 vs 29 scored object cells, AUROC 0.70; revealed cells 40 vs 23,
@@ -123,8 +123,11 @@ def cache(world: str) -> None:
 
 
 def cache_heldout(world: str) -> None:
-    """After the decision: the tuned network's maps of the benchmark's 8 held-out normal logs
-    (``bench.driving --log-dir /tmp/drv/logs``: ``HELDOUT`` seed + 500), to diagnose them."""
+    """After the decision: the tuned network's maps of 8 held-out normal logs, to diagnose
+    them. The logs are simulated into ``CACHE/<world>/logs/heldout_normal`` (kept there) with
+    the seed and configuration of the benchmark's held-out normal set (``HELDOUT`` seed + 500),
+    so they are the logs ``bench.driving --normal-logs 8`` scores, not read from its
+    ``--log-dir``."""
     configure_threads()
     logs = simulate(world)
     held = HELDOUT[world]
@@ -231,7 +234,8 @@ def contexts(log, result) -> dict:
            "occluded_share": (~log.visible & in_range[None]).sum((1, 2)) / in_range.sum()}
     for name, norm, _ in fs.CHANNELS[:3]:                       # the network's channels
         key = fs.FrameScorer.key(name, norm)
-        out[f"{key}_cells"] = (result.score_maps[key] > 0).sum((1, 2))
+        if name != "object_recon":      # its non-zero cells are the scored object cells
+            out[f"{key}_cells"] = (result.score_maps[key] > 0).sum((1, 2))
     return out
 
 
@@ -314,9 +318,9 @@ def candidates(world: str) -> dict:
 
 
 def decide(results: dict) -> dict:
-    """The decision rule of the module docstring over both worlds' candidates: round 15's rule
-    (``driving_alert_calibration.decide``: the committed scorer as its ``tails`` baseline,
-    which a candidate must beat on the worse world's distance from 5 %)."""
+    """The decision rule of the module docstring over both worlds' candidates:
+    ``driving_alert_calibration.decide``'s rule, with the committed scorer as its ``tails``
+    baseline, which a candidate must beat on the worse world's distance from 5 %."""
     out = calibration_decide({w: {"tails": r["pooled"], **{n: c for n, c in r.items() if n != "pooled"}}
                               for w, r in results.items()})
     out["verdicts"]["pooled"] = out["verdicts"].pop("tails")
