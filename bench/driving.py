@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.driving_logs import kept_logs
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.evaluate import HiddenCellAccumulator, frame_metrics
@@ -50,11 +51,11 @@ from driving.model.baselines import (PersistenceBaseline, PositionalPrior, apply
 from driving.model.memory_gate import N_AGE_BINS, MemoryGate, VehicleTracks, memory_trace
 from driving.model.network import OcclusionNet, OcclusionNetConfig
 from driving.model.predictor import OcclusionPredictor, stack_frames
-from driving.schema import VEHICLE, read_log
+from driving.schema import VEHICLE
 from driving.scoring.decision import RoadBelief, decide, road_mass
 from driving.scoring.surprise import score_log
 from driving.sim.highway import HighwayConfig, HighwaySimulator
-from driving.sim.simulator import SimConfig, Simulator, simulate_logs
+from driving.sim.simulator import SimConfig, Simulator
 from driving.sim.world import WorldConfig
 from driving.warp import sensor_range_mask
 
@@ -70,8 +71,8 @@ HELDOUT = {
                                                     speed_mps=(22.0, 35.0))},
 }
 TUNED = {"town": SimConfig(), "highway": HighwayConfig()}
-METHODS = ("unmask", "unmask_no_extrapolation", "network_only", "persistence", "persistence_prior", "persistence_world_map",
-           "positional_prior")
+METHODS = ("unmask", "unmask_no_extrapolation", "network_only", "persistence", "persistence_prior",
+           "persistence_world_map", "positional_prior")
 # the held-out-native column's training logs: the held-out configuration's seed + 1 (simulated
 # as seed * 1000 + i, so no log is shared with any test or training set of this benchmark)
 NATIVE_TRAIN_SEED_OFFSET = 1
@@ -160,27 +161,6 @@ def run_world(world: str, args) -> dict:
                                             normal_logs["heldout"])
     out["targets"]["heldout_native"] = out["heldout_native"]["targets"]
     return out
-
-
-def simulated_logs(out_dir: Path, n_logs: int, frames: int, seed: int, config) -> list:
-    """``n_logs`` logs of ``frames`` frames, simulated into ``out_dir`` and read back (the
-    experiments under bench/experiments simulate their logs with it too)."""
-    return [read_log(p) for p in simulate_logs(out_dir, n_logs, frames, seed=seed,
-                                               config=config)]
-
-
-def kept_logs(out_dir: Path, n_logs: int, frames: int, seed: int, config) -> list:
-    """:func:`simulated_logs`, read back instead when ``out_dir`` already holds them: its
-    ``simulation.json`` names the same seed, frames and configuration (a log's seed is
-    ``seed * 1000 + i``, so the first ``n_logs`` of a larger set are the same logs)."""
-    marker = out_dir / "simulation.json"
-    spec = {"seed": seed, "frames": frames, "config": repr(config)}
-    paths = sorted(out_dir.glob("log_*.parquet"))
-    if marker.exists() and json.loads(marker.read_text()) == spec and len(paths) >= n_logs:
-        return [read_log(p) for p in paths[:n_logs]]
-    logs = simulated_logs(out_dir, n_logs, frames, seed, config)
-    write_text_atomic(marker, json.dumps(spec))
-    return logs
 
 
 def _ready_model(train: list, params: dict, model_dir: Path | None, name: str):

@@ -73,14 +73,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED, simulated_logs
+from bench.driving import HELDOUT, MODEL, NATIVE_TRAIN_SEED_OFFSET, TUNED
+from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, CrossFit, PathHarness
 from core.calibration import threshold_from_contamination, threshold_from_groups
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import read_log
 from driving.scoring import frame_score as fs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,12 +111,10 @@ def heldout_sets(world: str) -> dict:
 
 
 def simulated(root: Path, name: str, n: int, seed: int, config) -> list:
-    """The ``n`` logs of set ``name`` under ``root/logs``, simulated unless already there."""
-    out = root / "logs" / name
-    paths = sorted(out.glob("*.parquet"))
-    if len(paths) < n:
-        return simulated_logs(out, n, 250, seed, config)
-    return [read_log(p) for p in paths[:n]]
+    """The ``n`` logs (250 frames) of set ``name`` under ``root/logs``: ``kept_logs``'s, so
+    simulated unless that folder's marker says it holds them (a folder simulated without a
+    marker is simulated again, to the same logs: the seeds fix them)."""
+    return kept_logs(root / "logs" / name, n, 250, seed, config)
 
 
 def cache(world: str, which: str) -> None:

@@ -20,7 +20,7 @@ import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
-from bench.driving import simulated_logs
+from bench.driving_logs import simulated_logs
 from bench.experiments import merge_results
 from driving.demo import build_demo, sim_config
 from driving.model.predictor import OcclusionPredictor

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.driving import HELDOUT, TUNED, simulated_logs
+from bench.driving import HELDOUT, TUNED
+from bench.driving_logs import simulated_logs
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.scoring.state import new_prior

@@ -16,7 +16,8 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
-from bench.driving import HELDOUT, TUNED, simulated_logs
+from bench.driving import HELDOUT, TUNED
+from bench.driving_logs import simulated_logs
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor

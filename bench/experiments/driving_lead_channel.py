@@ -145,7 +145,10 @@ class Harness:
         d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
         return d
 
-    def fit_state(self, items, channels, observed=None):
+    def fit_state(self, items, channels, observed=None, scorer=fs.FrameScorer):
+        """The scoring state fitted on ``items`` (log, maps): context prior, normaliser and a
+        frame scorer of class ``scorer`` over ``channels`` (``observed``: as
+        :meth:`fitted_states`)."""
         prior = new_prior(self.pred)
         for log, m in items:
             prior.add(m["ground"], m["category"], log.semantic)
@@ -154,7 +157,7 @@ class Harness:
         maps = [self.maps(log, m, prior) for log, m in items]
         state = type("State", (), {})()
         state.normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], self.pred.meta_)
-        state.frame_scorer = fs.FrameScorer(channels).fit_logs(maps, logs, state.normaliser, observed)
+        state.frame_scorer = scorer(channels).fit_logs(maps, logs, state.normaliser, observed)
         state.context_prior, state.smooth = prior, self.smooth
         return state
 
@@ -164,7 +167,7 @@ class Harness:
         return self.tails if train is None else [self.tail(it, self.cal_frames) for it in train]
 
     def fitted_states(self, channels, train=None, items=None, observed=True,
-                      each=True) -> tuple[list, object, list]:
+                      each=True, scorer=fs.FrameScorer) -> tuple[list, object, list]:
         """The scoring state over ``channels`` fitted without each training log in turn, and on
         all of them.
 
@@ -177,6 +180,7 @@ class Harness:
                 ``train``'s whole logs; None: none (their tails come from ``items`` as the
                 other channels'); a list: these.
             each: False: the state on all only (``states`` empty).
+            scorer: the frame scorer's class (a subclass of ``FrameScorer`` for a candidate).
 
         Returns:
             ``(states, full, items)``: ``states[i]`` fitted without log ``i``, ``full`` on all,
@@ -187,8 +191,8 @@ class Harness:
         if observed is True:
             observed = [fs.observed_statistics(log, channels) for log, _ in train]
         without = lambda seq, i: None if seq is None else seq[:i] + seq[i + 1:]
-        full = self.fit_state(items, channels, observed)
-        states = [self.fit_state(without(items, i), channels, without(observed, i))
+        full = self.fit_state(items, channels, observed, scorer)
+        states = [self.fit_state(without(items, i), channels, without(observed, i), scorer)
                   for i in range(len(items))] if each else []
         return states, full, items
 

@@ -25,8 +25,10 @@ class RecordingHarness(PathHarness):
         train = [(slice_log(log, FRAMES - LENGTHS[log.log_id]), m) for log, m in items[:3]]
         self.train, self.events, self.normals, self.cal_frames = train, items[3:4], items[4:], CAL
         self.tails = [self.tail(it, CAL) for it in self.train]
+        self.scorers = []                  # the frame scorer class of every fit, in order
 
-    def fit_state(self, items, channels, observed=None):
+    def fit_state(self, items, channels, observed=None, scorer=fs.FrameScorer):
+        self.scorers.append(scorer)
         return ([(log.log_id, len(log)) for log, _ in items],
                 None if observed is None else [len(next(iter(o.values()))) for o in observed])
 
@@ -74,3 +76,15 @@ def test_no_observed_statistics_and_the_full_state_alone(harness):
     assert full == ([(name, CAL) for name in IDS], None)
     assert harness.fitted_states(fs.CHANNELS, each=False) == (
         [], ([(name, CAL) for name in IDS], list(LENGTHS.values())), harness.tails)
+
+
+def test_every_fit_gets_the_frame_scorer_class_asked_for(harness):
+    class Candidate(fs.FrameScorer):
+        pass
+
+    harness.scorers.clear()
+    harness.fitted_states(fs.CHANNELS, scorer=Candidate)
+    assert harness.scorers == [Candidate] * 4          # on all, then without each of 3 logs
+    harness.scorers.clear()
+    harness.fitted_states(fs.CHANNELS)
+    assert harness.scorers == [fs.FrameScorer] * 4
