@@ -16,7 +16,7 @@ def same_logs(a: list, b: list) -> bool:
 
 
 def test_a_folder_left_by_other_settings_is_simulated_again(tmp_path):
-    # 3 logs of seed 1, then 1 of seed 2 over log_000: a stale log_001-002 of seed 1 remains
+    # 3 logs of seed 1, then 1 of seed 2 over log_000 (the old code then read back log_001-002 of seed 1)
     kept_logs(tmp_path / "set", 3, FRAMES, 1, CONFIG)
     kept_logs(tmp_path / "set", 1, FRAMES, 2, CONFIG)
     logs = kept_logs(tmp_path / "set", 3, FRAMES, 2, CONFIG)
