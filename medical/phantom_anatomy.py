@@ -4,7 +4,8 @@ Heights along the body are atlas millimetres (``w``, superior positive) scaled b
 case's stature: the right diaphragm dome near ``+90``, the L5/S1 disc near ``-150``,
 femoral heads near ``-260``. The case's field of view (``Canvas`` level and extent)
 picks a slab of that body, so a case may run from the heart to the kidneys or from the
-liver to the hips. What is drawn, in painting order (later overwrites earlier):
+liver to the hips. What is drawn, in painting order (later overwrites earlier; the body
+outline and the bone are ``medical.phantom_body``'s, the organs between them this module's):
 
 * body outline with subcutaneous fat and a muscle wall; the cavity inside it;
 * lungs above the diaphragm domes, the heart (myocardium, left/right blood pools) on the
@@ -20,19 +21,19 @@ liver to the hips. What is drawn, in painting order (later overwrites earlier):
   front, sternum, iliac wings, femoral heads and necks, pubic rami; arms at the sides in
   half the cases.
 
-Labels are the segmenter's organs (``medical.phantom.LABELS``): liver, spleen, kidneys,
-spine (vertebrae and discs). Every other tissue -- ribs, pelvis, sacrum, heart, stomach,
-bowel, gallbladder -- is background, so a segmenter learns what is *not* an organ.
+Labels (defined in ``medical.phantom_body``, named in ``medical.phantom.LABELS``) are the
+segmenter's organs: liver, spleen, kidneys, spine (vertebrae and discs). Every other tissue
+-- ribs, pelvis, sacrum, heart, stomach, bowel, gallbladder -- is background, so a segmenter
+learns what is *not* an organ.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .phantom_body import (KIDNEY_LEFT, KIDNEY_RIGHT, LIVER, SPLEEN, Body, dome_height,
+                           draw_body, draw_skeleton)
 from .phantom_canvas import Canvas, Tissue
 
-LIVER, SPLEEN, KIDNEY_RIGHT, KIDNEY_LEFT, SPINE = 1, 2, 3, 4, 5
 # share of bodies drawn with adult kidney anatomy (tilted, flattened kidneys; no fat plane
 # to the liver in some; the liver's posterior segment beside the right kidney); the others
 # keep upright, rounder kidneys in a fat shell. Half and half kept the phantom world the
@@ -42,76 +43,13 @@ SOFT = (Tissue.VISCERAL_FAT, Tissue.BOWEL_WALL, Tissue.BOWEL_CONTENT, Tissue.GAS
         Tissue.STOOL, Tissue.MUSCLE, Tissue.PANCREAS)  # what organs may push aside
 
 
-@dataclass
-class Body:
-    """The case's body frame (mm): outline, spine and landmark heights."""
-
-    c_u: float
-    c_v: float
-    a_u: float          # half width
-    a_v: float          # half depth
-    fat: float          # subcutaneous fat thickness
-    wall: float         # muscle wall thickness
-    sp_u: float         # vertebral body centre
-    sp_v: float
-    r_vb: float         # vertebral body radius
-    dome: float         # right diaphragm dome height
-    s1: float           # L5/S1 disc height
-    pitch: float        # vertebra + disc height
-
-    @property
-    def in_u(self) -> float:
-        """Half width of the cavity inside the muscle wall (organs are placed in it)."""
-        return self.a_u - self.fat - self.wall
-
-    @property
-    def in_v(self) -> float:
-        return self.a_v - self.fat - self.wall
-
-
-def _body(rng, canvas: Canvas) -> Body:
-    """Outline, fat and muscle wall; fills ``canvas.cavity``."""
-    half_u = canvas.axes[0][-1]
-    a_u = min(rng.uniform(140, 185), half_u - 12)
-    a_v = min(rng.uniform(0.65, 0.8) * a_u, canvas.axes[1][-1] - 12)
-    c_u, c_v = rng.normal(0, 5), rng.normal(0, 5) + min(8.0, canvas.axes[1][-1] - a_v - 10)
-    stature = rng.uniform(0.9, 1.1)
-    fat, wall = rng.uniform(5, 35), rng.uniform(7, 14)
-    r_vb = rng.uniform(15, 20)
-    sp_v = c_v + a_v - (0.6 * fat + wall + 45 + r_vb)
-    body = Body(c_u, c_v, a_u, a_v, fat, wall, c_u + rng.normal(0, 3), sp_v, r_vb,
-                dome=90 * stature + rng.normal(0, 8), s1=-150 * stature + rng.normal(0, 8),
-                pitch=rng.uniform(28, 34) * stature)
-
-    u, v, w = canvas.coords(tuple(slice(None) for _ in range(3)))
-    hips, belly = rng.uniform(0.0, 0.12), rng.uniform(-0.05, 0.12)
-    scale_u = 1 + hips * np.exp(-((w - body.s1 + 40) / 90) ** 2)       # wider at the hips
-    scale_v = 1 + belly * np.exp(-((w - body.s1 - 110) / 110) ** 2)    # belly in front
-    depth = np.where(v > c_v, a_v, a_v * scale_v)                      # flat back on the table
-    r = np.sqrt(((u - c_u) / (a_u * scale_u)) ** 2 + ((v - c_v) / depth) ** 2)
-    depth_mm = (1.0 - r) * np.hypot(u - c_u, v - c_v) / (r + 1e-9)  # ~ mm below the skin
-    canvas.tissue[r <= 1.0] = Tissue.FAT
-    canvas.tissue[(r <= 1.0) & (depth_mm >= fat)] = Tissue.MUSCLE
-    canvas.cavity = (r <= 1.0) & (depth_mm >= fat + wall)
-    canvas.tissue[canvas.cavity] = Tissue.VISCERAL_FAT
-    return body
-
-
-def _dome(body: Body, u, v, left_drop: float):
-    """Height of the diaphragm over (u, v): two domes, lower at the back (the recesses)."""
-    side = np.where(u < body.c_u, body.dome, body.dome - left_drop)
-    lateral = (np.abs(u - body.c_u) - 0.4 * body.a_u) / (0.5 * body.a_u)
-    sag = np.where(lateral > 0, 35.0, 12.0) * lateral ** 2  # the heart sits on the middle
-    return side - sag - 0.25 * np.maximum(0, v - body.c_v)
-
-
 def _thorax(rng, canvas: Canvas, body: Body, left_drop: float):
     """Lungs above the diaphragm, mediastinal fat, the heart sitting on the diaphragm."""
     window = canvas.window((-1e4, -1e4, body.dome - 120), (1e4, 1e4, 1e4))
     if window is None:
         return
     u, v, w = canvas.coords(window)
-    canvas.paint(window, w > _dome(body, u, v, left_drop), Tissue.LUNG, cavity_only=True)
+    canvas.paint(window, w > dome_height(body, u, v, left_drop), Tissue.LUNG, cavity_only=True)
     mediastinum = (np.abs(u - body.c_u - 5) < 28) & (v < body.sp_v) & (w > body.dome - 10)
     canvas.paint(window, mediastinum, Tissue.VISCERAL_FAT, cavity_only=True)
     size = rng.uniform(0.85, 1.15)
@@ -121,7 +59,7 @@ def _thorax(rng, canvas: Canvas, body: Body, left_drop: float):
     if win is None:
         return
     hu, hv, hw = canvas.coords(win)
-    heart &= hw > _dome(body, hu, hv, left_drop) - 5
+    heart &= hw > dome_height(body, hu, hv, left_drop) - 5
     canvas.paint(win, heart, Tissue.MYOCARDIUM, cavity_only=True)
     pools = heart & ~canvas.ellipsoid(centre, radii * 0.8, within=win)[1]
     left = (hu - centre[0]) + 0.5 * (hv - centre[1]) > 0  # left heart lies left and behind
@@ -192,11 +130,11 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool
     the domes; ``adult``: the right lobe's posterior segment beside the right kidney too."""
     a_u, a_v, c_u, c_v, dome = body.in_u, body.in_v, body.c_u, body.c_v, body.dome
 
-    def below_dome(win, mask, margin=0.0):
+    def belowdome_height(win, mask, margin=0.0):
         if win is None:
             return win, mask
         u, v, w = canvas.coords(win)
-        return win, mask & (w <= _dome(body, u, v, left_drop) - margin)
+        return win, mask & (w <= dome_height(body, u, v, left_drop) - margin)
 
     s = rng.uniform(0.8, 1.2)
     right = canvas.ellipsoid((c_u - 0.5 * a_u, c_v - 0.2 * a_v, dome - 70 * s),
@@ -215,7 +153,7 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool
                                       (0.28 * a_u * s6, 0.4 * a_v * s6, 55 * s6), rng,
                                       wobble=0.12, max_angle=0.25))
     for part in parts:
-        canvas.paint(*below_dome(*part), Tissue.LIVER, LIVER, onto=SOFT, cavity_only=True)
+        canvas.paint(*belowdome_height(*part), Tissue.LIVER, LIVER, onto=SOFT, cavity_only=True)
     hilum = np.array([c_u - 0.2 * a_u, c_v - 0.1 * a_v, dome - 100])
     for _ in range(int(rng.integers(3, 7))):  # portal and hepatic vessel trees, coarsely
         tip = hilum + rng.uniform((-0.5 * a_u, -0.4 * a_v, 0), (0.1 * a_u, 0.3 * a_v, 90))
@@ -230,7 +168,7 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool
     radii = np.array([rng.uniform(22, 30), rng.uniform(45, 60), rng.uniform(42, 58)]) * s
     centre = (c_u + a_u - radii[0] * rng.uniform(0.9, 1.3), c_v + 0.35 * a_v,
               dome - rng.uniform(55, 80))  # against the left posterolateral wall
-    win, spleen = below_dome(*canvas.ellipsoid(centre, radii, rng, wobble=0.12, max_angle=0.4))
+    win, spleen = belowdome_height(*canvas.ellipsoid(centre, radii, rng, wobble=0.12, max_angle=0.4))
     if win is not None:
         hollow = canvas.ellipsoid((centre[0] - radii[0] * 1.3, centre[1] - radii[1] * 0.4,
                                    centre[2]), radii, within=win)[1]  # concave medial face
@@ -240,7 +178,7 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool
     s = rng.uniform(0.75, 1.3)
     centre = (c_u + 0.4 * a_u, c_v - 0.3 * a_v, dome - 60)
     radii = (0.3 * a_u * s, 0.35 * a_v * s, 55 * s)
-    win, stomach = below_dome(*canvas.ellipsoid(centre, radii, rng, wobble=0.15, max_angle=0.4),
+    win, stomach = belowdome_height(*canvas.ellipsoid(centre, radii, rng, wobble=0.15, max_angle=0.4),
                               margin=3)
     if win is not None:
         canvas.paint(win, stomach, Tissue.STOMACH_WALL, onto=SOFT, cavity_only=True)
@@ -352,128 +290,6 @@ def _pancreas_and_vessels(rng, canvas: Canvas, body: Body) -> None:
         canvas.paint(*canvas.tube(iliac, rng.uniform(4, 7)), Tissue.ARTERY, cavity_only=True)
 
 
-def _bone(canvas: Canvas, outer, inner, core: Tissue = Tissue.CANCELLOUS, label: int = 0):
-    """Paint a bone: ``core`` inside a cortical shell.
-
-    Args:
-        outer: ``(window, mask)`` of the whole bone.
-        inner: ``window -> mask`` of its core on that window (the shape minus the shell).
-    """
-    win, mask = outer
-    if win is None:
-        return
-    canvas.paint(win, mask, Tissue.CORTICAL, label)
-    canvas.paint(win, mask & inner(win), core, label)
-
-
-def _spine(rng, canvas: Canvas, body: Body) -> None:
-    """Vertebrae from the sacrum up: bodies, discs, posterior arch around the canal."""
-    shell = max(1.5, 0.6 * min(canvas.spacing[:2]))
-    top = canvas.axes[2][-1] + body.pitch
-    k = 0
-    while body.s1 + k * body.pitch < top:
-        lo, hi = body.s1 + k * body.pitch, body.s1 + (k + 1) * body.pitch
-        disc = rng.uniform(6, 10)
-        lordosis = 12 * np.exp(-((lo + 60 - body.s1) / 90) ** 2)
-        r = body.r_vb * (1 - 0.01 * min(k, 12))
-        sv = body.sp_v - lordosis
-        canvas.paint(*canvas.column((body.sp_u, sv), (1.15 * r, r), (lo, lo + disc)), Tissue.DISC, SPINE)
-        vb = (lo + disc, hi)
-        _bone(canvas, canvas.column((body.sp_u, sv), (1.15 * r, r), vb),
-              lambda win: canvas.column((body.sp_u, sv), (1.15 * r - shell, r - shell), vb,
-                                        within=win)[1], label=SPINE)
-        canal_v, canal_r = sv + r + 9, rng.uniform(7, 10)
-        arch_w = (lo + disc + 2, hi - 3)
-        win, ring = canvas.column((body.sp_u, canal_v), (canal_r + 6, canal_r + 6), arch_w)
-        if win is not None:
-            v = canvas.coords(win)[1]
-            canvas.paint(win, ring & (v > sv + r - 3), Tissue.CORTICAL, SPINE)
-        lumbar = k < 5
-        spinous = canvas.window((body.sp_u - 4, canal_v + canal_r, arch_w[0]),
-                                (body.sp_u + 4, canal_v + canal_r + (32 if lumbar else 25), arch_w[1]))
-        canvas.paint(spinous, True, Tissue.CORTICAL, SPINE)
-        reach, middle = (45 if lumbar else 28), (lo + disc + hi) / 2
-        transverse = canvas.window((body.sp_u - reach, canal_v - 5, middle - 5),
-                                   (body.sp_u + reach, canal_v + 4, middle + 5))
-        canvas.paint(transverse, True, Tissue.CORTICAL, SPINE, onto=(
-            Tissue.MUSCLE, Tissue.FAT, Tissue.VISCERAL_FAT, Tissue.LUNG))
-        canvas.paint(*canvas.column((body.sp_u, canal_v), (canal_r, canal_r), (lo, hi)), Tissue.CSF)
-        k += 1
-    centre = (body.sp_u, body.sp_v + 15, body.s1 - 55)
-    _bone(canvas, canvas.ellipsoid(centre, (48, 16, 58)),
-          lambda win: canvas.ellipsoid(centre, (48 - shell, 16 - shell, 58 - shell), within=win)[1])
-
-
-def _ribs_and_sternum(rng, canvas: Canvas, body: Body) -> None:
-    """Twelve rib pairs from the thoracic vertebrae, sloping down toward the front."""
-    q = 1 - (body.fat + 0.5 * body.wall) / body.a_v  # ribs run inside the muscle wall
-    for k in range(5, 17):  # T12 .. T1
-        w_r = body.s1 + (k + 0.5) * body.pitch
-        reach = np.pi * (0.55 if k < 7 else 0.85)  # floating ribs are short
-        drop = rng.uniform(50, 90)
-        window = canvas.window((-1e4, -1e4, w_r - drop - 10), (1e4, 1e4, w_r + 10))
-        if window is None:
-            continue
-        u, v, w = canvas.coords(window)
-        nu, nv = (u - body.c_u) / (q * body.a_u), (v - body.c_v) / (q * body.a_v)
-        theta = np.arctan2(np.abs(nu), nv)  # 0 at the spine, pi at the front
-        radial = (np.sqrt(nu ** 2 + nv ** 2) - 1) * q * 0.5 * (body.a_u + body.a_v)
-        along = w - (w_r - drop * theta / np.pi)
-        rib = ((radial / 4.5) ** 2 + (along / 6.0) ** 2 <= 1) & (theta > 0.35) & (theta < reach)
-        canvas.paint(window, rib, Tissue.CORTICAL)
-        canvas.paint(window, rib & ((radial / 2.5) ** 2 + (along / 3.5) ** 2 <= 1), Tissue.CANCELLOUS)
-    front = body.c_v - q * body.a_v
-    sternum = canvas.window((body.c_u - 14, front - 6, body.dome - 30), (body.c_u + 14, front + 6, 1e4))
-    canvas.paint(sternum, True, Tissue.CANCELLOUS)
-
-
-def _pelvis(rng, canvas: Canvas, body: Body) -> None:
-    """Iliac wings (bowls of bone flaring up and out), femoral heads and necks, pubic rami."""
-    shell = max(1.5, 0.6 * min(canvas.spacing[:2]))
-    crest = body.s1 + rng.uniform(5, 25)
-    for side in (-1, 1):
-        centre = (body.sp_u + side * 20, body.sp_v - 60, body.s1 - 50)
-        radii = (rng.uniform(85, 105), rng.uniform(75, 90), 75)
-        thickness = rng.uniform(7, 12)
-        win, wing = canvas.ellipsoid(centre, radii, shell=thickness)
-        if win is not None:
-            u, v, w = canvas.coords(win)
-            wing &= (side * (u - centre[0]) > 10) & (v > centre[1] - 25) & (w < crest)
-            _bone(canvas, (win, wing), lambda win: canvas.ellipsoid(
-                centre, np.array(radii) - shell, shell=thickness - 2 * shell, within=win)[1])
-        head_c = np.array([body.sp_u + side * 95, body.sp_v - 75, body.s1 - 110])
-        r_head = rng.uniform(21, 26)
-        _bone(canvas, canvas.ellipsoid(head_c, (r_head,) * 3),
-              lambda win: canvas.ellipsoid(head_c, (r_head - shell,) * 3, within=win)[1])
-        neck = [head_c, head_c + (side * 40, 5, -35), head_c + (side * 45, 5, -120)]
-        pubis = [head_c + (-side * 10, -20, -10), (body.sp_u + side * 12, body.sp_v - 140, body.s1 - 125)]
-        for path, r in ((neck, 14), (pubis, 9)):
-            _bone(canvas, canvas.tube(path, r),
-                  lambda win, path=path, r=r: canvas.tube(path, r - shell, within=win)[1])
-
-
-def _arms(rng, canvas: Canvas, body: Body) -> None:
-    """Arms down at the sides (half the cases): fat, muscle, humerus or forearm bones."""
-    if rng.random() < 0.5:
-        return
-    elbow = body.s1 + rng.uniform(-10, 70)
-    for side in (-1, 1):
-        radius = rng.uniform(35, 50)
-        cu = body.c_u + side * (body.a_u + rng.uniform(5, 40) + radius)
-        cv = body.c_v + rng.uniform(-0.3, 0.3) * body.a_v
-        canvas.paint(*canvas.column((cu, cv), (radius, radius), (-1e4, 1e4)), Tissue.FAT,
-                     onto=(Tissue.AIR,))
-        inner = radius - rng.uniform(5, 15)
-        canvas.paint(*canvas.column((cu, cv), (inner, inner), (-1e4, 1e4)), Tissue.MUSCLE,
-                     onto=(Tissue.FAT,))
-        for dv, r, span in ((0, 12, (elbow, 1e4)), (-12, 7, (-1e4, elbow)), (12, 7, (-1e4, elbow))):
-            centre = (cu, cv + dv)
-            _bone(canvas, canvas.column(centre, (r, r), span),
-                  lambda win, c=centre, r=r, span=span: canvas.column(c, (r - 3, r - 3), span,
-                                                                       within=win)[1],
-                  core=Tissue.YELLOW_MARROW)
-
-
 def adult_kidneys(rng, share: float = ADULT_KIDNEY_SHARE) -> bool:
     """Whether this body gets adult kidney anatomy (``share`` of them), drawn from a child
     stream of ``rng``: its own draws are untouched, so the other bodies are drawn exactly as
@@ -487,7 +303,7 @@ def draw_anatomy(rng, canvas: Canvas, adult_kidney_share: float = ADULT_KIDNEY_S
 
     ``adult_kidney_share``: the share of bodies with adult kidney anatomy (``adult_kidneys``).
     """
-    body = _body(rng, canvas)
+    body = draw_body(rng, canvas)
     left_drop = rng.uniform(5, 20)
     _thorax(rng, canvas, body, left_drop)
     _muscles(rng, canvas, body)
@@ -496,10 +312,7 @@ def draw_anatomy(rng, canvas: Canvas, adult_kidney_share: float = ADULT_KIDNEY_S
     _upper_organs(rng, canvas, body, left_drop, adult)
     _kidneys(rng, canvas, body, adult)
     _pancreas_and_vessels(rng, canvas, body)
-    _spine(rng, canvas, body)
-    _ribs_and_sternum(rng, canvas, body)
-    _pelvis(rng, canvas, body)
-    _arms(rng, canvas, body)
+    draw_skeleton(rng, canvas, body)
     tissue, label = canvas.tissue, canvas.label
     return {LIVER: (label == LIVER) & (tissue == Tissue.LIVER),
             SPLEEN: (label == SPLEEN) & (tissue == Tissue.SPLEEN),

@@ -4,7 +4,11 @@ normal logs (seeds 2, 502) and 6 + 2 more (seeds 3, 503); of the frozen **held-o
 configuration (bench.driving.HELDOUT), the committed run's 4 test logs and 2 normal logs,
 built as bench.driving.run_world builds them (its seed, its seed + 500).
 The network is the committed run's (/tmp/drv19/models/<world>); its memory gate is refitted
-on the training logs' calibration tails as the benchmark's recalibration does."""
+on the training logs' calibration tails as the benchmark's recalibration does.
+Each maps file stores a digest of the log it was computed from, so a log that
+``bench.driving_logs.kept_logs`` has since simulated again (another seed or configuration
+under the same folder) has its maps computed again rather than read back."""
+import hashlib
 import sys
 import time
 from dataclasses import replace
@@ -14,26 +18,61 @@ import numpy as np
 
 from bench.driving import HELDOUT, TUNED
 from bench.driving_logs import simulated_logs
+from core.io import atomic_path
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
 from driving.scoring.state import new_prior
 from driving.scoring.surprise import raw_maps
 
 
+# the fields the maps are computed from (raw_maps reads the grids, visibility and ego motion)
+DIGEST_FIELDS = ("timestamp", "ego_x", "ego_y", "ego_yaw", "ego_speed", "semantic", "visible")
+
+
+def log_digest(log) -> str:
+    """sha256 of ``log``'s id and of the arrays its maps are computed from."""
+    digest = hashlib.sha256(log.log_id.encode())
+    for name in DIGEST_FIELDS:
+        values = np.ascontiguousarray(getattr(log, name))
+        digest.update(f"{name}{values.dtype.str}{values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def cached_digest(path: Path) -> str | None:
+    """The log digest stored in maps file ``path`` (None: no file, or one without a digest)."""
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        return str(z["log_digest"]) if "log_digest" in z.files else None
+
+
 def cache_maps(pred, root: Path, name: str, logs: list) -> None:
-    """Write ``root/<name>_<log id>.npz``: each log's prior-free raw maps under ``pred`` and
-    the context prior's inputs (a log already cached is skipped)."""
+    """Write ``root/<name>_<log id>.npz``: each log's prior-free raw maps under ``pred``, the
+    context prior's inputs and the log's :func:`log_digest`. A log whose file holds its digest
+    is skipped; any other file (another log's, or one written before digests) is rewritten."""
     for log in logs:
         out = root / f"{name}_{log.log_id}.npz"
-        if out.exists():
+        digest = log_digest(log)
+        if cached_digest(out) == digest:
             continue
         t0 = time.time()
         m = raw_maps(pred, log, context_prior=new_prior(pred))
         ground = np.concatenate([g for g, _, _ in m["context_inputs"]])
         category = np.concatenate([c_ for _, c_, _ in m["context_inputs"]])
-        np.savez(out, revealed=m["revealed"], object_recon=m["object_recon"],
-                 object_forecast=m["object_forecast"], ground=ground, category=category)
+        with atomic_path(out) as tmp:
+            np.savez(tmp, revealed=m["revealed"], object_recon=m["object_recon"],
+                     object_forecast=m["object_forecast"], ground=ground, category=category,
+                     log_digest=np.array(digest))
         print(name, log.log_id, f"{time.time() - t0:.0f}s", flush=True)
+
+
+def gate_refitted(pred, train_logs: list):
+    """``pred`` with its memory gate (if it has one) refitted on ``train_logs``' calibration
+    tails, as ``OcclusionPredictor.calibrate`` does; returns ``pred``."""
+    if pred.memory_gate:
+        pred.fit_memory_gate(pred.calibration_logs(train_logs))
+    return pred
 
 
 def cache_sets(pred, root: Path, sets: dict) -> None:
@@ -44,8 +83,7 @@ def cache_sets(pred, root: Path, sets: dict) -> None:
     root.mkdir(parents=True, exist_ok=True)
     logs = {name: simulated_logs(root / "logs" / name, n, 250, seed, c)
             for name, (n, seed, c) in sets.items()}
-    if pred.memory_gate:
-        pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    gate_refitted(pred, logs["train"])
     for name, items in logs.items():
         cache_maps(pred, root, name, items)
 

@@ -88,7 +88,7 @@ from bench.driving import HELDOUT, TUNED
 from bench.experiments import merge_results
 from bench.experiments.driving_alert_calibration import decide as calibration_decide
 from bench.experiments.driving_alert_calibration import simulated
-from bench.experiments.driving_calibration_cache import cache_maps
+from bench.experiments.driving_calibration_cache import cache_maps, gate_refitted
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
 from core.calibration import threshold_from_groups
 from core.runtime import configure_threads
@@ -124,9 +124,7 @@ def cache(world: str) -> None:
     refitted on the training logs' calibration tails first (as ``calibrate`` does)."""
     configure_threads()
     logs = simulate(world)
-    pred = OcclusionPredictor.load(MODELS / world)
-    if pred.memory_gate:
-        pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    pred = gate_refitted(OcclusionPredictor.load(MODELS / world), logs["train"])
     for name, items in logs.items():
         cache_maps(pred, CACHE / world, name, items)
 
@@ -142,9 +140,7 @@ def cache_heldout(world: str) -> None:
     held = HELDOUT[world]
     normal = simulated(CACHE / world, "heldout_normal", 8, held["seed"] + 500,
                        replace(held["config"], anomaly_interval_s=0.0))
-    pred = OcclusionPredictor.load(MODELS / world)
-    if pred.memory_gate:
-        pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    pred = gate_refitted(OcclusionPredictor.load(MODELS / world), logs["train"])
     cache_maps(pred, CACHE / world, "heldout_normal", normal)
 
 
@@ -369,8 +365,7 @@ if __name__ == "__main__":
         print(json.dumps(result, indent=1))
         merge_results(OUT, {sys.argv[2]: result}, under=("diagnosis",))
     elif sys.argv[1] == "diagnose_heldout":       # after the decision (module docstring)
-        configure_threads()
-        cache_heldout(sys.argv[2])
+        cache_heldout(sys.argv[2])                # configures the threads first
         merge_results(OUT, {sys.argv[2]: diagnose(sys.argv[2], "heldout_normal")},
                       under=("diagnosis_heldout_after_decision",))
     elif sys.argv[1] == "heldout_candidates":     # after the decision (module docstring)
