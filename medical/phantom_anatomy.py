@@ -130,7 +130,7 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool
     the domes; ``adult``: the right lobe's posterior segment beside the right kidney too."""
     a_u, a_v, c_u, c_v, dome = body.in_u, body.in_v, body.c_u, body.c_v, body.dome
 
-    def belowdome_height(win, mask, margin=0.0):
+    def below_dome(win, mask, margin=0.0):
         if win is None:
             return win, mask
         u, v, w = canvas.coords(win)
@@ -153,7 +153,7 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool
                                       (0.28 * a_u * s6, 0.4 * a_v * s6, 55 * s6), rng,
                                       wobble=0.12, max_angle=0.25))
     for part in parts:
-        canvas.paint(*belowdome_height(*part), Tissue.LIVER, LIVER, onto=SOFT, cavity_only=True)
+        canvas.paint(*below_dome(*part), Tissue.LIVER, LIVER, onto=SOFT, cavity_only=True)
     hilum = np.array([c_u - 0.2 * a_u, c_v - 0.1 * a_v, dome - 100])
     for _ in range(int(rng.integers(3, 7))):  # portal and hepatic vessel trees, coarsely
         tip = hilum + rng.uniform((-0.5 * a_u, -0.4 * a_v, 0), (0.1 * a_u, 0.3 * a_v, 90))
@@ -168,7 +168,7 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool
     radii = np.array([rng.uniform(22, 30), rng.uniform(45, 60), rng.uniform(42, 58)]) * s
     centre = (c_u + a_u - radii[0] * rng.uniform(0.9, 1.3), c_v + 0.35 * a_v,
               dome - rng.uniform(55, 80))  # against the left posterolateral wall
-    win, spleen = belowdome_height(*canvas.ellipsoid(centre, radii, rng, wobble=0.12, max_angle=0.4))
+    win, spleen = below_dome(*canvas.ellipsoid(centre, radii, rng, wobble=0.12, max_angle=0.4))
     if win is not None:
         hollow = canvas.ellipsoid((centre[0] - radii[0] * 1.3, centre[1] - radii[1] * 0.4,
                                    centre[2]), radii, within=win)[1]  # concave medial face
@@ -178,7 +178,7 @@ def _upper_organs(rng, canvas: Canvas, body: Body, left_drop: float, adult: bool
     s = rng.uniform(0.75, 1.3)
     centre = (c_u + 0.4 * a_u, c_v - 0.3 * a_v, dome - 60)
     radii = (0.3 * a_u * s, 0.35 * a_v * s, 55 * s)
-    win, stomach = belowdome_height(*canvas.ellipsoid(centre, radii, rng, wobble=0.15, max_angle=0.4),
+    win, stomach = below_dome(*canvas.ellipsoid(centre, radii, rng, wobble=0.15, max_angle=0.4),
                               margin=3)
     if win is not None:
         canvas.paint(win, stomach, Tissue.STOMACH_WALL, onto=SOFT, cavity_only=True)

@@ -30,22 +30,8 @@ logs' own (in-sample) surprise. By construction the check is related to the aler
 log whose median frame score is high alerts often. The warning explains a high alert rate
 as unfamiliar input; it does not lower it.
 
-**Result** (``bench/results/driving_surprise_guard.json``; the networks of
-``driving_object_count.MODELS``). Training logs' surprise (cross-fitted medians): highway
-0.00-3.50 (one log 3.50, the others at most 1.11), town 0.68-2.64. Factor 1.25 fails the rule
-(2 of 16 fresh normal logs, 3 of 10 highway event logs); **1.5 is adopted** (limits 5.24
-highway, 3.96 town): it warns on 1 of 16 fresh normal logs (town, median 4.61, alerting
-55.6 %) and 1 tuned event log (town, 4.62, 57.2 %). After the decision, on the 8 held-out
-highway normal logs it warns on **1** (median 5.67, the log alerting 87.2 %); the 7 it leaves
-silent alert 28.4, 4.8, 37.6, 66.4, 27.2, 7.6, 0.0 % (medians 1.28-4.96); no highway
-training log warns in-sample. A log's surprise tells the held-out highway logs from the fresh tuned ones
-no better than its alert rate does (AUROC 0.70 vs 0.77; ``compare``), and over all 44 logs
-measured it ranks with the alert rate (Spearman 0.68): the check names a log that already
-alerts on most frames, as it must by construction (a median frame score above the alert
-threshold is an alert rate above 50 %). It explains a high alert rate as unfamiliar input;
-it lowers no rate, and on these logs it fires on a normal drive of the tuned configuration
-(1 of 16) as well as on a held-out one (1 of 8). Not landed in the product: it would need a bundle format bump
-(every saved driving bundle refused) for one warned held-out log.
+**Result**: ``bench/results/driving_surprise_guard.json``, described in ``bench/README.md``
+("Driving: input guard").
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_surprise_guard tuned highway  # and town
     python -m bench.experiments.driving_surprise_guard decide
