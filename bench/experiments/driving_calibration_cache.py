@@ -87,14 +87,6 @@ def cache_maps(pred, root: Path, name: str, logs: list) -> None:
         print(name, log.log_id, f"{time.time() - t0:.0f}s", flush=True)
 
 
-def gate_refitted(pred, train_logs: list):
-    """``pred`` with its memory gate (if it has one) refitted on ``train_logs``' calibration
-    tails, as ``OcclusionPredictor.calibrate`` does; returns ``pred``."""
-    if pred.memory_gate:
-        pred.fit_memory_gate(pred.calibration_logs(train_logs))
-    return pred
-
-
 def cache_sets(pred, root: Path, sets: dict) -> None:
     """Simulate ``sets`` (name -> (logs, seed, configuration), 250 frames a log) under
     ``root/logs/<name>`` and cache ``pred``'s maps of every log (:func:`cache_maps`). The
@@ -103,7 +95,7 @@ def cache_sets(pred, root: Path, sets: dict) -> None:
     root.mkdir(parents=True, exist_ok=True)
     logs = {name: simulated_logs(root / "logs" / name, n, 250, seed, c)
             for name, (n, seed, c) in sets.items()}
-    gate_refitted(pred, logs["train"])
+    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
     for name, items in logs.items():
         cache_maps(pred, root, name, items)
 
