@@ -5,16 +5,19 @@ configuration (bench.driving.HELDOUT), the committed run's 4 test logs and 2 nor
 built as bench.driving.run_world builds them (its seed, its seed + 500).
 The network is the committed run's (/tmp/drv19/models/<world>); its memory gate is refitted
 on the training logs' calibration tails as the benchmark's recalibration does.
-Each maps file stores a digest of the log it was computed from, so a log that
-``bench.driving_logs.kept_logs`` has since simulated again (another seed or configuration
-under the same folder) has its maps computed again rather than read back."""
+Each maps file stores a digest of what its maps were computed from (the log, its metadata and
+the predictor: its parameters, network weights and memory gate), so a log simulated again
+(another seed or configuration under the same folder by ``bench.driving_logs.kept_logs``), or
+a predictor whose weights or gate changed, has its maps computed again rather than read back."""
 import hashlib
+import json
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bench.driving import HELDOUT, TUNED
 from bench.driving_logs import simulated_logs
@@ -30,8 +33,10 @@ DIGEST_FIELDS = ("timestamp", "ego_x", "ego_y", "ego_yaw", "ego_speed", "semanti
 
 
 def log_digest(log) -> str:
-    """sha256 of ``log``'s id and of the arrays its maps are computed from."""
+    """sha256 of ``log``'s id, of its metadata (``raw_maps`` reads its resolution and warps
+    with it) and of the arrays its maps are computed from."""
     digest = hashlib.sha256(log.log_id.encode())
+    digest.update(repr(log.meta).encode())
     for name in DIGEST_FIELDS:
         values = np.ascontiguousarray(getattr(log, name))
         digest.update(f"{name}{values.dtype.str}{values.shape}".encode())
@@ -39,21 +44,36 @@ def log_digest(log) -> str:
     return digest.hexdigest()
 
 
+def predictor_digest(pred) -> str:
+    """sha256 of what ``pred``'s maps depend on besides the log: its parameters, its network's
+    weights and its memory gate (refitted by :func:`cache_sets` on the training logs)."""
+    digest = hashlib.sha256(json.dumps(pred.get_params(), sort_keys=True, default=repr).encode())
+    gate = pred.memory_gate_
+    digest.update(json.dumps(gate.to_dict() if gate is not None else None).encode())
+    for name, tensor in pred.net_.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())   # any dtype
+    return digest.hexdigest()
+
+
 def cached_digest(path: Path) -> str | None:
-    """The log digest stored in maps file ``path`` (None: no file, or one without a digest)."""
+    """The digest stored in maps file ``path`` (None: no file, or one without a digest)."""
     if not path.exists():
         return None
     with np.load(path) as z:
-        return str(z["log_digest"]) if "log_digest" in z.files else None
+        return str(z["digest"]) if "digest" in z.files else None
 
 
 def cache_maps(pred, root: Path, name: str, logs: list) -> None:
     """Write ``root/<name>_<log id>.npz``: each log's prior-free raw maps under ``pred``, the
-    context prior's inputs and the log's :func:`log_digest`. A log whose file holds its digest
-    is skipped; any other file (another log's, or one written before digests) is rewritten."""
+    context prior's inputs and the digest of the log (:func:`log_digest`) and of ``pred``
+    (:func:`predictor_digest`). A log whose file holds that digest is skipped; any other file
+    (another log's or predictor's, or one written before digests) is rewritten."""
+    model = predictor_digest(pred)
     for log in logs:
         out = root / f"{name}_{log.log_id}.npz"
-        digest = log_digest(log)
+        digest = hashlib.sha256(f"{log_digest(log)}{model}".encode()).hexdigest()
         if cached_digest(out) == digest:
             continue
         t0 = time.time()
@@ -63,16 +83,8 @@ def cache_maps(pred, root: Path, name: str, logs: list) -> None:
         with atomic_path(out) as tmp:
             np.savez(tmp, revealed=m["revealed"], object_recon=m["object_recon"],
                      object_forecast=m["object_forecast"], ground=ground, category=category,
-                     log_digest=np.array(digest))
+                     digest=np.array(digest))
         print(name, log.log_id, f"{time.time() - t0:.0f}s", flush=True)
-
-
-def gate_refitted(pred, train_logs: list):
-    """``pred`` with its memory gate (if it has one) refitted on ``train_logs``' calibration
-    tails, as ``OcclusionPredictor.calibrate`` does; returns ``pred``."""
-    if pred.memory_gate:
-        pred.fit_memory_gate(pred.calibration_logs(train_logs))
-    return pred
 
 
 def cache_sets(pred, root: Path, sets: dict) -> None:
@@ -83,7 +95,7 @@ def cache_sets(pred, root: Path, sets: dict) -> None:
     root.mkdir(parents=True, exist_ok=True)
     logs = {name: simulated_logs(root / "logs" / name, n, 250, seed, c)
             for name, (n, seed, c) in sets.items()}
-    gate_refitted(pred, logs["train"])
+    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
     for name, items in logs.items():
         cache_maps(pred, root, name, items)
 

@@ -88,7 +88,7 @@ from bench.driving import HELDOUT, TUNED
 from bench.experiments import merge_results
 from bench.experiments.driving_alert_calibration import decide as calibration_decide
 from bench.experiments.driving_alert_calibration import simulated
-from bench.experiments.driving_calibration_cache import cache_maps, gate_refitted
+from bench.experiments.driving_calibration_cache import cache_maps
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
 from core.calibration import threshold_from_groups
 from core.runtime import configure_threads
@@ -124,7 +124,8 @@ def cache(world: str) -> None:
     refitted on the training logs' calibration tails first (as ``calibrate`` does)."""
     configure_threads()
     logs = simulate(world)
-    pred = gate_refitted(OcclusionPredictor.load(MODELS / world), logs["train"])
+    pred = OcclusionPredictor.load(MODELS / world)
+    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
     for name, items in logs.items():
         cache_maps(pred, CACHE / world, name, items)
 
@@ -140,7 +141,8 @@ def cache_heldout(world: str) -> None:
     held = HELDOUT[world]
     normal = simulated(CACHE / world, "heldout_normal", 8, held["seed"] + 500,
                        replace(held["config"], anomaly_interval_s=0.0))
-    pred = gate_refitted(OcclusionPredictor.load(MODELS / world), logs["train"])
+    pred = OcclusionPredictor.load(MODELS / world)
+    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
     cache_maps(pred, CACHE / world, "heldout_normal", normal)
 
 
