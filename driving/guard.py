@@ -91,11 +91,12 @@ def hidden_shares(log: DriveLog) -> np.ndarray:
     return 1.0 - log.visible.reshape(len(log), -1).mean(1)
 
 
-def _shares(counts: np.ndarray) -> np.ndarray:
+def class_shares(counts: np.ndarray) -> np.ndarray:
+    """``(C,)`` shares of class counts (all zero for no counts)."""
     return counts / max(counts.sum(), 1.0)
 
 
-def _distance(shares: np.ndarray, reference: np.ndarray) -> float:
+def share_distance(shares: np.ndarray, reference: np.ndarray) -> float:
     """Total-variation distance of two class-share vectors (0 = equal, 1 = disjoint)."""
     return float(0.5 * np.abs(shares - reference).sum())
 
@@ -107,16 +108,17 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
     hidden = np.concatenate([hidden_shares(log) for log in logs])
     counts = [class_counts(log) for log in logs]
     total = np.sum(counts, axis=0)
-    pooled = _shares(total)
+    pooled = class_shares(total)
     # each log against the others (itself left out): the spread a new log of the world
     # shows; against a pool that includes it, the spread shrinks with the number of logs
-    others = [_shares(total - c) if len(counts) > 1 else pooled for c in counts]
+    others = [class_shares(total - c) if len(counts) > 1 else pooled for c in counts]
     return InputProfile(
         rate_hz=(min(rates), max(rates)),
         speed_m_s=tuple(float(v) for v in np.percentile(speed, [1, 99])),
         hidden_share=tuple(float(v) for v in np.percentile(hidden, [1, 99])),
         class_share=tuple(float(v) for v in pooled),
-        class_distance=max(_distance(_shares(c), rest) for c, rest in zip(counts, others)),
+        class_distance=max(share_distance(class_shares(c), rest)
+                           for c, rest in zip(counts, others)),
         class_everywhere=tuple(bool(v) for v in np.all(np.array(counts) > 0, axis=0)),
         grid_shape=tuple(logs[0].meta.grid_shape), resolution_m=float(logs[0].meta.resolution_m))
 
@@ -148,7 +150,7 @@ def _hidden_reason(profile: InputProfile, log: DriveLog) -> str | None:
 
 def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
     counts = class_counts(log)
-    shares, reference = _shares(counts), np.asarray(profile.class_share)
+    shares, reference = class_shares(counts), np.asarray(profile.class_share)
     reasons = []
     unseen = [CLASSES[c] for c in np.flatnonzero((counts > 0) & ~profile.seen_classes)]
     if unseen:
@@ -162,7 +164,7 @@ def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
     limit = profile.class_distance * factor + slack
     # a class the log's world lacks by declaration is not a difference to report twice
     compared = np.where(in_world, reference, 0.0)
-    distance = _distance(shares, _shares(compared))
+    distance = share_distance(shares, class_shares(compared))
     if distance > limit and not unseen and not missing:
         top = np.argsort(-np.abs(shares - reference))[:2]
         shifts = ", ".join(f"{CLASSES[c]} {reference[c]:.0%} -> {shares[c]:.0%}" for c in top)
