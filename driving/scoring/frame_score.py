@@ -295,8 +295,10 @@ class FrameScorer:
 
     def __init__(self, channels=CHANNELS, min_scale=MIN_SCALE, observed_channels=OBSERVED_CHANNELS):
         self.channels = tuple((str(m), bool(n), int(k)) for m, n, k in channels)
-        self.min_scale = min_scale
-        self.observed_channels = observed_channels
+        # own copies: the defaults are read-only views (no deepcopy of a predictor), and a
+        # caller changing its dict later does not change a fitted scorer's meaning
+        self.min_scale = dict(min_scale)
+        self.observed_channels = dict(observed_channels)
 
     def channel_maps(self, raw: dict, normalised: dict, objects: np.ndarray) -> dict:
         """``{channel name: (T, H, W)}``: each channel's map over object cells only."""
