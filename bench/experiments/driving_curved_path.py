@@ -36,7 +36,7 @@ from driving.warp import cell_offsets, not_passed
 
 MIN_TURN_SPEED_MPS = 1.0      # slower, yaw rate / speed blows up: read as straight
 MAX_LATERAL_MPS2 = 9.81       # tyre grip: no car turns harder at its speed
-COMMITTED = {"scored_objects": fs.scored_objects, "observed": dict(fs.OBSERVED_CHANNELS)}
+COMMITTED = {"scored_objects": fs.scored_objects, "observed": fs.OBSERVED_CHANNELS}
 
 
 def path_offset(meta, curvature: np.ndarray) -> np.ndarray:
@@ -137,12 +137,14 @@ class Bent(Corridor):
         return bent & not_passed(meta)
 
 
-def use(variant):
-    """Point the frame score's channels and scored cells at ``variant`` (None: committed)."""
+def use(harness, variant):
+    """Point the frame score's scored cells and ``harness``'s observed channels at ``variant``
+    (None: committed). The scored cells are a module function the committed code calls by
+    name, so they are swapped there; the channels are the harness's."""
     scored = variant.scored_objects if variant else COMMITTED["scored_objects"]
     fs.scored_objects = surprise.scored_objects = scored
-    fs.OBSERVED_CHANNELS.update(COMMITTED["observed"] if variant is None else
-                                {"lead_closing": variant.lead_closing, "path_reach": variant.path_reach})
+    harness.observed_channels = COMMITTED["observed"] if variant is None else {
+        **COMMITTED["observed"], "lead_closing": variant.lead_closing, "path_reach": variant.path_reach}
 
 
 def evaluate_variants(harness, world: str, variants: dict) -> dict:
@@ -151,11 +153,11 @@ def evaluate_variants(harness, world: str, variants: dict) -> dict:
     out = {}
     try:
         for label, variant in variants.items():
-            use(variant)
+            use(harness, variant)
             out[label] = harness.evaluate(fs.CHANNELS)
             report(world, label, out[label])
     finally:
-        use(None)
+        use(harness, None)
     return out
 
 

@@ -111,6 +111,19 @@ VARIANTS = {"deceleration (as committed before)": BASE + (("lead_braking", False
 
 
 class Harness:
+    """Cached maps of one world's training and evaluation logs, and the scoring states fitted
+    on them.
+
+    Attributes:
+        observed_channels: name -> function(log) of the channels read from the observed
+            grids (their maps are computed, their tails fitted on ``observed``); a candidate
+            is added on an instance, the frame score's registry is left as it is.
+        min_scale: per channel, the floor of its tail's scale (``FrameScorer``'s).
+    """
+
+    observed_channels = fs.OBSERVED_CHANNELS
+    min_scale = fs.MIN_SCALE
+
     def __init__(self, world, cal_frames=50):
         self.world = world
         self.root = Path("/tmp/drv16/cache") / world
@@ -118,7 +131,8 @@ class Harness:
         self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train, self.cal_frames = self.load("train"), cal_frames
         self.tails = [self.tail(it, cal_frames) for it in self.train]
-        self.whole = [fs.observed_statistics(log) for log, _ in self.train]   # the lead channel's
+        self.whole = [fs.observed_statistics(log, observed_channels=self.observed_channels)
+                      for log, _ in self.train]   # the lead channel's
         self.evals = {n: self.load(n) for n in ("tuned_normal", "tuned")}
 
     def load(self, name, maps_prefix=None):
@@ -140,15 +154,15 @@ class Harness:
 
     def maps(self, log, m, prior):
         d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}
-        d.update({name: fn(log) for name, fn in {**EXTRA, **fs.OBSERVED_CHANNELS}.items()})
+        d.update({name: fn(log) for name, fn in {**EXTRA, **self.observed_channels}.items()})
         d["object_context"] = prior.surprise(m["ground"], m["category"])
         d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
         return d
 
     def fit_state(self, items, channels, observed=None, scorer=fs.FrameScorer):
         """The scoring state fitted on ``items`` (log, maps): context prior, normaliser and a
-        frame scorer of class ``scorer`` over ``channels`` (``observed``: as
-        :meth:`fitted_states`)."""
+        frame scorer of class ``scorer`` over ``channels`` with :attr:`min_scale` and
+        :attr:`observed_channels` (``observed``: as :meth:`fitted_states`)."""
         prior = new_prior(self.pred)
         for log, m in items:
             prior.add(m["ground"], m["category"], log.semantic)
@@ -157,7 +171,9 @@ class Harness:
         maps = [self.maps(log, m, prior) for log, m in items]
         state = type("State", (), {})()
         state.normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], self.pred.meta_)
-        state.frame_scorer = scorer(channels).fit_logs(maps, logs, state.normaliser, observed)
+        state.frame_scorer = scorer(channels, min_scale=self.min_scale,
+                                    observed_channels=self.observed_channels
+                                    ).fit_logs(maps, logs, state.normaliser, observed)
         state.context_prior, state.smooth = prior, self.smooth
         return state
 
@@ -189,7 +205,7 @@ class Harness:
         items = self.calibration_items(train) if items is None else items
         train = self.train if train is None else train
         if observed is True:
-            observed = [fs.observed_statistics(log, channels) for log, _ in train]
+            observed = [fs.observed_statistics(log, channels, self.observed_channels) for log, _ in train]
         without = lambda seq, i: None if seq is None else seq[:i] + seq[i + 1:]
         full = self.fit_state(items, channels, observed, scorer)
         states = [self.fit_state(without(items, i), channels, without(observed, i), scorer)
@@ -224,12 +240,12 @@ class Harness:
 
 
 if __name__ == "__main__":
-    fs.MIN_SCALE.update(MIN_SCALE)
     harness = Harness(sys.argv[1])
+    harness.min_scale = {**fs.MIN_SCALE, **MIN_SCALE}
     for label, channels in VARIANTS.items():
         harness.run(channels, label)
     for floor in (0.1, 0.25):
-        fs.MIN_SCALE["ittc3"] = floor
+        harness.min_scale = {**harness.min_scale, "ittc3": floor}
         harness.run(VARIANTS["closing / gap, 3 frames"], f"closing / gap, 3 frames, floor {floor} 1/s")
     # the committed channel (3 frames at 5 Hz, 5 at 10 Hz): tail fitted on the calibration
     # tails (empty on the highway: scores 0), then on the whole training logs

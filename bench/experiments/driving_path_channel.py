@@ -122,7 +122,7 @@ class PathHarness(Harness):
 
     def maps(self, log, m, prior):
         d = {k: m[k] for k in ("revealed", "object_recon", "object_forecast")}
-        d.update({name: fn(log) for name, fn in fs.OBSERVED_CHANNELS.items()})
+        d.update({name: fn(log) for name, fn in self.observed_channels.items()})
         d["object_context"] = prior.surprise(m["ground"], m["category"])
         d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
         return d
@@ -201,8 +201,8 @@ def save_configuration(out: Path, world: str, configuration: str, result: dict):
 
 
 if __name__ == "__main__":
-    fs.OBSERVED_CHANNELS.update(CANDIDATES)
-    fs.MIN_SCALE.update({name: 0.02 for name in CANDIDATES})
     harness = PathHarness(sys.argv[1])
+    harness.observed_channels = {**fs.OBSERVED_CHANNELS, **CANDIDATES}
+    harness.min_scale = {**fs.MIN_SCALE, **{name: 0.02 for name in CANDIDATES}}
     for label, channels in VARIANTS.items():
         harness.run(channels, label)

@@ -128,7 +128,8 @@ def diagnosis(harness, fitted, threshold: float) -> dict:
     logs = np.concatenate([np.full(len(s), i) for i, (s, _) in enumerate(fitted.held_out)])
     top = scores >= threshold
     path_reach = [c for c in fs.CHANNELS if c[0] == "path_reach"]
-    reach = [int((fs.observed_statistics(log, path_reach)["path_reach"] > 0).sum()) for log, _ in harness.train]
+    reach = [int((fs.observed_statistics(log, path_reach, harness.observed_channels)["path_reach"] > 0).sum())
+             for log, _ in harness.train]
     return {"threshold": threshold, "frames_at_or_over": int(top.sum()),
             "their_logs": {int(i): int(n) for i, n in zip(*np.unique(logs[top], return_counts=True))},
             "their_channels": {names[i]: int(n) for i, n in
@@ -147,7 +148,7 @@ def evaluate(harness, world: str) -> dict:
     out, c = {}, harness.pred.contamination
     try:
         for corridor_label, corridor in CORRIDORS.items():
-            use(corridor)
+            use(harness, corridor)
             for tail_label, tail in TAILS.items():
                 fs.TailScore = tail
                 fitted = harness.cross_fit(fs.CHANNELS, per_log)
@@ -165,7 +166,7 @@ def evaluate(harness, world: str) -> dict:
                     print(world, corridor_label, json.dumps(out[f"{corridor_label}: diagnosis"]), flush=True)
     finally:
         fs.TailScore = COMMITTED_TAIL
-        use(None)
+        use(harness, None)
     return out
 
 

@@ -81,9 +81,9 @@ def stalled_outside_path(harness, channels):
 
 
 if __name__ == "__main__":
-    fs.OBSERVED_CHANNELS.update({name: fn for name, (fn, _) in CANDIDATES.items()})
-    fs.MIN_SCALE.update({name: floor for name, (_, floor) in CANDIDATES.items()})
     harness = PathHarness(sys.argv[1])
+    harness.observed_channels = {**fs.OBSERVED_CHANNELS, **{name: fn for name, (fn, _) in CANDIDATES.items()}}
+    harness.min_scale = {**fs.MIN_SCALE, **{name: floor for name, (_, floor) in CANDIDATES.items()}}
     harness.run(fs.CHANNELS, "as committed (lead_closing: the ego's lane, 25 m/s)")
     for name in CANDIDATES:
         harness.run(WITHOUT_LEAD + ((name, False, 1),), f"instead of lead_closing: {name}")

@@ -61,6 +61,8 @@ history says?) is computed for the replay's cell error, not read by the score.
 """
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 
 from core.pooling import top_k_mean
@@ -71,13 +73,16 @@ from ..warp import cell_offsets, not_passed
 # (map, normalised by the CellNormaliser?, k largest object cells)
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
             ("lead_closing", False, 1), ("path_reach", False, 1))
-MIN_SCALE = {"object_context": 0.5, "lead_closing": 0.02,   # nats; 1/s (TailScore's min_scale)
-             "path_reach": 0.02}
-# Channels read from the observed grids alone, no network: their maps need no pass of the
-# network (``observed_statistics``); like every channel's, their tails are fitted on every
-# frame of the normal training logs.
-OBSERVED_CHANNELS = {"lead_closing": lambda log: lead_closing(log.semantic, log.meta),
-                     "path_reach": lambda log: path_reach(log.semantic, log.ego_speed, log.meta)}
+# The two registries below are the product's defaults, read-only: a candidate channel is
+# passed to ``FrameScorer``, ``observed_statistics`` and ``raw_maps``, never registered here.
+MIN_SCALE = MappingProxyType({"object_context": 0.5,   # nats; 1/s (TailScore's min_scale)
+                              "lead_closing": 0.02, "path_reach": 0.02})
+# Channels read from the observed grids alone, no network (name -> function(log) giving a
+# ``(T, H, W)`` map): their maps need no pass of the network (``observed_statistics``); like
+# every channel's, their tails are fitted on every frame of the normal training logs.
+OBSERVED_CHANNELS = MappingProxyType({
+    "lead_closing": lambda log: lead_closing(log.semantic, log.meta),
+    "path_reach": lambda log: path_reach(log.semantic, log.ego_speed, log.meta)})
 PATH_HALF_WIDTH_M = 5.5   # the ego's lane and the next lane either side (3-3.75 m lanes)
 EDGE_M = 3.0              # the outer band of the sensor range the score leaves out
 LANE_HALF_M = 1.6         # the ego's own lane: the lead vehicle, objects the ego reaches
@@ -197,12 +202,13 @@ def path_reach(observed: np.ndarray, ego_speed: np.ndarray, meta,
     return np.where(in_lane, reach, 0.0).astype(np.float32)
 
 
-def observed_statistics(log, channels=CHANNELS) -> dict:
-    """``{channel: (T,)}``: the frame statistics of the :data:`OBSERVED_CHANNELS` among
-    ``channels`` over a whole log (their maps need the observed grids only)."""
+def observed_statistics(log, channels=CHANNELS, observed_channels=OBSERVED_CHANNELS) -> dict:
+    """``{channel: (T,)}``: the frame statistics of the ``observed_channels`` (name ->
+    function(log), default :data:`OBSERVED_CHANNELS`) among ``channels`` over a whole log
+    (their maps need the observed grids only)."""
     objects = scored_objects(log.semantic, log.meta)
-    return {name: top_k_mean(OBSERVED_CHANNELS[name](log) * objects, k, per_row=True)
-            for name, _, k in channels if name in OBSERVED_CHANNELS}
+    return {name: top_k_mean(observed_channels[name](log) * objects, k, per_row=True)
+            for name, _, k in channels if name in observed_channels}
 
 
 class TailScore:
@@ -273,10 +279,26 @@ class FrameScorer:
 
     Args:
         channels: ``(map name, normalised, k)`` triples (see :data:`CHANNELS`).
+        min_scale: per channel name, the floor of its tail's scale (:class:`TailScore`;
+            a channel not named: 0). Used by :meth:`fit` only: the fitted tails keep their
+            scale, so a loaded scorer needs none.
+        observed_channels: name -> function(log) of the channels read from the observed
+            grids alone (see :data:`OBSERVED_CHANNELS`): :meth:`fit` fits their tails on
+            the ``observed`` statistics, and :func:`~driving.scoring.surprise.score_log`
+            computes their maps with these functions. Code, not state: not saved.
+
+    Example:
+        >>> floors = {**MIN_SCALE, "my_channel": 0.1}
+        >>> scorer = FrameScorer(CHANNELS + (("my_channel", False, 1),), min_scale=floors,
+        ...                      observed_channels={**OBSERVED_CHANNELS, "my_channel": fn})  # doctest: +SKIP
     """
 
-    def __init__(self, channels=CHANNELS):
+    def __init__(self, channels=CHANNELS, min_scale=MIN_SCALE, observed_channels=OBSERVED_CHANNELS):
         self.channels = tuple((str(m), bool(n), int(k)) for m, n, k in channels)
+        # own copies: the defaults are read-only views (no deepcopy of a predictor), and a
+        # caller changing its dict later does not change a fitted scorer's meaning
+        self.min_scale = dict(min_scale)
+        self.observed_channels = dict(observed_channels)
 
     def channel_maps(self, raw: dict, normalised: dict, objects: np.ndarray) -> dict:
         """``{channel name: (T, H, W)}``: each channel's map over object cells only."""
@@ -301,16 +323,16 @@ class FrameScorer:
         Args:
             maps: channel maps per log of normal frames (the product: whole training logs).
             observed: per log, :func:`observed_statistics` of other normal frames; the tails
-                of the :data:`OBSERVED_CHANNELS` are fitted on these instead (None: on
+                of the :attr:`observed_channels` are fitted on these instead (None: on
                 ``maps``, as the product does).
         """
         stats = np.concatenate([self.statistics(m) for m in maps])
         self.tails_ = []
         for i, (name, _, _) in enumerate(self.channels):
             values = stats[:, i]
-            if observed is not None and name in OBSERVED_CHANNELS:
+            if observed is not None and name in self.observed_channels:
                 values = np.concatenate([o[name] for o in observed])
-            self.tails_.append(TailScore(MIN_SCALE.get(name, 0.0)).fit(values))
+            self.tails_.append(TailScore(self.min_scale.get(name, 0.0)).fit(values))
         return self
 
     def fit_logs(self, maps: list[dict], logs: list, normaliser,

@@ -151,7 +151,8 @@ def _revealed(maps_revealed, probs, prev_probs, start, log) -> None:
 
 
 def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,
-             road_threshold: float | None = None, context_prior=None) -> dict:
+             road_threshold: float | None = None, context_prior=None,
+             observed_channels=OBSERVED_CHANNELS) -> dict:
     """Run the passes over a log: ``{"revealed", "object_recon", "object_forecast":
     (T, H, W) float32}`` (surprise in nats, un-normalised), plus ``"object_context"`` with a
     context prior, ``"predicted"``, ``"confidence"``, ``"road_layout"`` and
@@ -170,6 +171,9 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         context_prior: a :class:`~driving.scoring.context_prior.ContextPrior`; fitted: the
             ``object_context`` map; not fitted yet (calibration): the map stays 0 and the
             prior's inputs are returned as ``"context_inputs"`` to fit it on.
+        observed_channels: name -> function(log) of the maps read from the observed grids
+            alone, one map each (default: the frame score's
+            :data:`~driving.scoring.frame_score.OBSERVED_CHANNELS`).
     """
     predictor.check_log(log)
     grids, speed = predictor.stack(log)
@@ -206,7 +210,7 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         prev_probs = probs[-1]
         if kept is not None:
             kept.append(probs)
-    maps.update({name: channel(log) for name, channel in OBSERVED_CHANNELS.items()})
+    maps.update({name: channel(log) for name, channel in observed_channels.items()})
     maps.update(predicted=predicted, confidence=confidence, road_layout=road_layout,
                 probabilities=np.concatenate(kept) if kept else None)
     if context_inputs:
@@ -220,7 +224,7 @@ def score_log(predictor, log: DriveLog, batch_size: int = 32,
     predictor._check_fitted()
     state = predictor.scoring_
     maps = raw_maps(predictor, log, batch_size, keep_probabilities, state.road_threshold,
-                    state.context_prior)
+                    state.context_prior, state.frame_scorer.observed_channels)
     return result_from_maps(state, log, maps)
 
 

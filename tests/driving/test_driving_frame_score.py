@@ -2,13 +2,14 @@
 how fast the ego closes in on the lead car; how soon it reaches a pedestrian or an
 obstacle in its lane."""
 import numpy as np
+import pytest
 
 from core.calibration import ScoreCalibration
 from driving.schema import PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog, LogMeta
-from driving.scoring.frame_score import (CHANNELS, EGO_FRONT_M, PATH_HALF_WIDTH_M, FrameScorer,
-                                         lead_closing, observed_statistics, path_reach,
-                                         scored_objects, trend)
-from driving.scoring.surprise import causal_mean
+from driving.scoring.frame_score import (CHANNELS, EGO_FRONT_M, MIN_SCALE, OBSERVED_CHANNELS,
+                                         PATH_HALF_WIDTH_M, FrameScorer, lead_closing,
+                                         observed_statistics, path_reach, scored_objects, trend)
+from driving.scoring.surprise import causal_mean, raw_maps
 from driving.warp import cell_offsets
 
 META = LogMeta(grid_shape=(128, 128), resolution_m=0.5, ego_cell=(80, 64), rate_hz=5.0)
@@ -154,6 +155,39 @@ def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_ta
     assert from_whole(np.array([1.0]))[0] > 8.0                       # a second to impact: news
     for fitted, alone in zip(fitted_tails[:lead], FrameScorer().fit(tails).tails_[:lead]):
         np.testing.assert_array_equal(fitted.knots_, alone.knots_)   # the other channels: tails only
+
+
+def test_a_candidate_channel_is_passed_to_the_scorer_and_the_defaults_stay_as_they_are():
+    """An experiment passes its channel's tail floor and observed-grid function to the
+    scorer; the frame score's own registries cannot be changed, and neither is saved."""
+    rng = np.random.default_rng(1)
+    channels = CHANNELS + (("ahead", False, 1),)
+    tails = [_channel_maps(rng, 40) | {"ahead_raw": np.zeros((40, 16, 16), np.float32)} for _ in range(2)]
+    whole = [{"lead_closing": rng.exponential(0.05, 200), "path_reach": np.zeros(200),
+              "ahead": rng.uniform(0.0, 0.3, 200)} for _ in range(2)]
+    candidate = FrameScorer(channels, min_scale={**MIN_SCALE, "ahead": 5.0},
+                            observed_channels={**OBSERVED_CHANNELS, "ahead": lambda log: None})
+    fitted = candidate.fit(tails, whole).tails_[-1]
+    assert fitted.knots_[-1] == max(w["ahead"].max() for w in whole)   # on the whole logs
+    assert fitted.scale_ == 5.0                                         # at its floor
+    plain = FrameScorer(channels).fit(tails, whole).tails_[-1]          # not an observed channel:
+    assert plain.knots_.tolist() == [0.0] and plain.scale_ == np.inf    # the tails' zeros
+    assert "ahead" not in MIN_SCALE and "ahead" not in OBSERVED_CHANNELS
+    with pytest.raises(TypeError):
+        MIN_SCALE["ahead"] = 5.0
+    assert set(candidate.to_dict()) == {"channels", "tails"}            # code and floors: not state
+    assert FrameScorer.from_dict(candidate.to_dict()).to_dict() == candidate.to_dict()
+
+
+def test_raw_maps_compute_the_observed_channels_passed(load_demo_predictor, normal_logs):
+    predictor = load_demo_predictor()
+    log = normal_logs(1, 30, seed=23)[0]
+    maps = raw_maps(predictor, log, observed_channels={"ones": lambda log: np.ones(log.semantic.shape)})
+    np.testing.assert_array_equal(maps["ones"], 1.0)
+    assert "lead_closing" not in maps and "path_reach" not in maps
+    default = raw_maps(predictor, log)
+    np.testing.assert_array_equal(default["lead_closing"], lead_closing(log.semantic, log.meta))
+    np.testing.assert_array_equal(default["path_reach"], path_reach(log.semantic, log.ego_speed, log.meta))
 
 
 def test_observed_statistics_read_the_lead_channel_of_a_whole_log():
