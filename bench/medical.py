@@ -40,14 +40,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# the sections; efficiency_arm, gap_closed, label_subsets, organ_dice and scored_set are
-# imported from here by experiments (bench/experiments/medical_remap_pretext.py)
+# the sections
 from bench.medical_anomaly import (ANOMALY_SETS, ANOMALY_VARIANTS, anomaly_compare,
                                    anomaly_detection, anomaly_segmenter)
-from bench.medical_efficiency import (efficiency_arm, gap_closed, label_efficiency,  # noqa: F401
-                                      label_subsets, organ_dice, parse_shape, pretraining_config,
+from bench.medical_efficiency import (label_efficiency, parse_shape, pretraining_config,
                                       pretraining_targets, real_ct_volumes, reusable_dataset,
-                                      scored_set, scorer_training_cases, simulate_sets)
+                                      scorer_training_cases, simulate_sets)
 
 ROOT = Path(__file__).resolve().parent.parent
 

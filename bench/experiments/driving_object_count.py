@@ -217,9 +217,9 @@ class CountScorer(fs.FrameScorer):
         super().fit(maps, observed)
         stats = np.concatenate([self.statistics(m) for m in maps])
         counts = np.concatenate([self.counts(m) for m in maps])
-        self.count_tails_ = {i: CountTail(fs.MIN_SCALE.get(name, 0.0)).fit(stats[:, i], counts[:, i])
+        self.count_tails_ = {i: CountTail(self.min_scale.get(name, 0.0)).fit(stats[:, i], counts[:, i])
                              for i, (name, _, _) in enumerate(self.channels)
-                             if name not in fs.OBSERVED_CHANNELS}
+                             if name not in self.observed_channels}
         return self
 
     def tail_scores(self, maps: dict) -> np.ndarray:

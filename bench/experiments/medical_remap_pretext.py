@@ -51,8 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.experiments.medical_label_count import KIDNEYS, case_phases, phases
-from bench.medical import (build_parser, efficiency_arm, gap_closed, label_subsets, organ_dice,
-                           pretraining_config, scored_set, simulate_sets)
+from bench.medical import build_parser
+from bench.medical_efficiency import (efficiency_arm, gap_closed, label_subsets, organ_dice,
+                                      pretraining_config, scored_set, simulate_sets)
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from medical.io import find_cases

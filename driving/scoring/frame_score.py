@@ -295,8 +295,9 @@ class FrameScorer:
 
     def __init__(self, channels=CHANNELS, min_scale=MIN_SCALE, observed_channels=OBSERVED_CHANNELS):
         self.channels = tuple((str(m), bool(n), int(k)) for m, n, k in channels)
-        # own copies: the defaults are read-only views (no deepcopy of a predictor), and a
-        # caller changing its dict later does not change a fitted scorer's meaning
+        # own copies: the defaults are read-only views, which cannot be deep-copied (and
+        # predictors are), and a caller changing its dict later must not change a fitted
+        # scorer's meaning. Only the tails are saved: a loaded scorer has the defaults.
         self.min_scale = dict(min_scale)
         self.observed_channels = dict(observed_channels)
 
