@@ -42,7 +42,7 @@ PASSED_M = 1.0   # objects further behind the ego than this have been passed
 def not_passed(meta: LogMeta) -> np.ndarray:
     """``(H, W)`` bool: cells ahead of the ego or less than :data:`PASSED_M` behind it.
     The simulator labels an event while its object is here; the frame score reads only
-    objects here (``driving.scoring.surprise.scored_objects``)."""
+    objects here (``driving.scoring.frame_score.scored_objects``)."""
     return cell_offsets(meta)[0] > -PASSED_M
 
 

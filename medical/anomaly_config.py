@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from core.errors import DataValidationError
 from core.masking import PatchMasker
+
+
+def check_confidence_level(level: float | None) -> None:
+    """Refuse an ``organ_confidence`` level outside (0, 1] (``None``, off, passes): a
+    probability of at least 0 keeps every voxel and one above 1 keeps none, so either is a
+    mistake, not a setting."""
+    if level is not None and not 0.0 < level <= 1.0:   # NaN fails the comparison too
+        raise DataValidationError(f"organ_confidence must be in (0, 1] or None (every labelled "
+                                  f"voxel), got {level!r}")
 
 
 @dataclass
@@ -103,6 +113,11 @@ class AnomalyConfig:
     organ_context_scale: float | tuple[float, ...] = (3.0, 3.0, 1.0, 1.0)
     organ_smooth_sigma: float = 0.7
     organ_confidence: float | None = None
+
+    def __post_init__(self):
+        # a wrong level is refused when the config is built (or loaded), not at the first
+        # scan scored with it
+        check_confidence_level(self.organ_confidence)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

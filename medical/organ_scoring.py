@@ -29,6 +29,7 @@ from scipy.ndimage import binary_erosion, gaussian_filter
 from core.errors import DataValidationError
 from core.pooling import top_k_mean
 
+from .anomaly_config import check_confidence_level
 from .reconstruction import core_schedule, gaussian_smooth
 
 
@@ -223,10 +224,9 @@ def confident_labels(labels: np.ndarray, probs, level: float | None) -> np.ndarr
     Raises:
         DataValidationError: a level without probabilities, or a level outside (0, 1].
     """
+    check_confidence_level(level)
     if level is None:
         return labels
-    if not 0.0 < level <= 1.0:
-        raise DataValidationError(f"organ_confidence must be in (0, 1], got {level}")
     if probs is None:
         raise DataValidationError("organ_confidence needs the segmenter's probabilities: pass "
                                   "error_map(image, labels, probs) with segment()'s softmax")

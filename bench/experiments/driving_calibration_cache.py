@@ -8,7 +8,10 @@ on the training logs' calibration tails as the benchmark's recalibration does.
 Each maps file stores a digest of what its maps were computed from (the log, its metadata and
 the predictor: its parameters, network weights and memory gate), so a log simulated again
 (another seed or configuration under the same folder by ``bench.driving_logs.kept_logs``), or
-a predictor whose weights or gate changed, has its maps computed again rather than read back."""
+a predictor whose weights or gate changed, has its maps computed again rather than read back.
+The cache holds the network's maps only: the channels read from the observed grids
+(``FrameScorer.observed_channels``) are the harnesses' to compute from the logs, each with its
+own candidates, so the passes compute none of them and the digest does not depend on them."""
 import hashlib
 import json
 import sys
@@ -77,7 +80,7 @@ def cache_maps(pred, root: Path, name: str, logs: list) -> None:
         if cached_digest(out) == digest:
             continue
         t0 = time.time()
-        m = raw_maps(pred, log, context_prior=new_prior(pred))
+        m = raw_maps(pred, log, context_prior=new_prior(pred), observed_channels={})   # network maps only
         ground = np.concatenate([g for g, _, _ in m["context_inputs"]])
         category = np.concatenate([c_ for _, c_, _ in m["context_inputs"]])
         with atomic_path(out) as tmp:

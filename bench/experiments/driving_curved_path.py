@@ -14,16 +14,17 @@ on them, in both. Results in bench/results/driving_curved_path_<world>.json, one
 configuration.
 
 The frame score's functions read the corridor as ``(H, W)`` masks of the geometry; here each
-frame gets its own: objects outside a frame's bent corridor are erased from the grid the
-committed functions read, and their corridor is widened to the whole width ahead.
+frame gets its own ``(T, H, W)`` mask: the scored cells' path (``scored_objects``' ``path``) and
+the lead's lane (``lead_closing``'s ``lane``); ``path_reach`` reads the grid with the objects
+outside the bent lane erased, over the whole width ahead. A variant reaches the frame score
+through the harness's frame scorer parameters (its scored cells and observed channels), never
+by changing the frame score's module.
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_curved_path town   # ~6 min
 """
 import json
 import sys
 import time
-from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +32,10 @@ import numpy as np
 from bench.experiments.driving_path_channel import PathHarness, report, save_configuration
 from driving.schema import OBJECT_CLASSES, UNOBSERVED
 from driving.scoring import frame_score as fs
-from driving.scoring import surprise
 from driving.warp import cell_offsets, not_passed
 
 MIN_TURN_SPEED_MPS = 1.0      # slower, yaw rate / speed blows up: read as straight
 MAX_LATERAL_MPS2 = 9.81       # tyre grip: no car turns harder at its speed
-COMMITTED = {"scored_objects": fs.scored_objects, "observed": fs.OBSERVED_CHANNELS}
 
 
 def path_offset(meta, curvature: np.ndarray) -> np.ndarray:
@@ -72,44 +71,25 @@ def erase_outside(observed: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return np.where(keep | ~np.isin(observed, OBJECT_CLASSES), observed, UNOBSERVED)
 
 
-@contextmanager
-def corridor_ahead():
-    """The committed lane and path, widened to the whole width ahead (the bent corridor is
-    then whatever :func:`erase_outside` keeps)."""
-    lane, path = fs.ego_lane, fs.ego_path
-    fs.ego_lane = lambda meta, half_width_m=None: cell_offsets(meta)[0] > fs.EGO_FRONT_M
-    fs.ego_path = not_passed
-    try:
-        yield
-    finally:
-        fs.ego_lane, fs.ego_path = lane, path
-
-
 class Corridor:
     """One variant's channels and scored cells over per-frame corridors: a subclass supplies
-    ``lane(log)`` (``lead_closing``'s, if ``bend_lead``, and ``path_reach``'s) and
-    ``path(observed, meta)`` (the scored cells', if ``bend_path``), ``(T, H, W)`` bool each;
-    the channels not bent read the committed straight corridor."""
+    ``lane(log)`` (``lead_closing``'s, if ``bend_lead``, and ``path_reach``'s; ahead of the
+    ego's bumper) and ``path(observed, meta)`` (the scored cells', if ``bend_path``; not
+    passed), ``(T, H, W)`` bool each; the channels not bent read the committed straight
+    corridor."""
 
     def __init__(self, bend_path: bool, bend_lead: bool = True):
         self.bend_path, self.bend_lead = bend_path, bend_lead
 
     def lead_closing(self, log):
-        if not self.bend_lead:
-            return COMMITTED["observed"]["lead_closing"](log)
-        with corridor_ahead():
-            return COMMITTED["observed"]["lead_closing"](
-                replace(log, semantic=erase_outside(log.semantic, self.lane(log))))
+        return fs.lead_closing(log.semantic, log.meta, self.lane(log) if self.bend_lead else None)
 
     def path_reach(self, log):
         return fs.path_reach(erase_outside(log.semantic, self.lane(log)), log.ego_speed, log.meta,
                              half_width_m=np.inf)
 
     def scored_objects(self, observed, meta):
-        if not self.bend_path:
-            return COMMITTED["scored_objects"](observed, meta)
-        with corridor_ahead():
-            return COMMITTED["scored_objects"](erase_outside(observed, self.path(observed, meta)), meta)
+        return fs.scored_objects(observed, meta, self.path(observed, meta) if self.bend_path else None)
 
 
 class Bent(Corridor):
@@ -138,18 +118,16 @@ class Bent(Corridor):
 
 
 def use(harness, variant):
-    """Point the frame score's scored cells and ``harness``'s observed channels at ``variant``
-    (None: committed). The scored cells are a module function the committed code calls by
-    name, so they are swapped there; the channels are the harness's."""
-    scored = variant.scored_objects if variant else COMMITTED["scored_objects"]
-    fs.scored_objects = surprise.scored_objects = scored
-    harness.observed_channels = COMMITTED["observed"] if variant is None else {
-        **COMMITTED["observed"], "lead_closing": variant.lead_closing, "path_reach": variant.path_reach}
+    """Point ``harness``'s frame scorer parameters -- its scored cells and observed channels --
+    at ``variant``'s (None: the committed ones)."""
+    harness.scored_objects = fs.scored_objects if variant is None else variant.scored_objects
+    harness.observed_channels = fs.OBSERVED_CHANNELS if variant is None else {
+        **fs.OBSERVED_CHANNELS, "lead_closing": variant.lead_closing, "path_reach": variant.path_reach}
 
 
 def evaluate_variants(harness, world: str, variants: dict) -> dict:
     """``{label: harness.evaluate(...)}`` of the frame score with each variant in :func:`use`,
-    a line each; the committed functions are restored after."""
+    a line each; the harness has the committed functions again after."""
     out = {}
     try:
         for label, variant in variants.items():

@@ -119,10 +119,16 @@ class Harness:
             grids (their maps are computed, their tails fitted on ``observed``); a candidate
             is added on an instance, the frame score's registry is left as it is.
         min_scale: per channel, the floor of its tail's scale (``FrameScorer``'s).
+        scored_objects: function(observed, meta) of the object cells the channels read
+            (``FrameScorer``'s; a candidate corridor is set on an instance).
+        tail_class: the class of the channels' tails (``FrameScorer``'s ``tail``; a candidate
+            on an instance).
     """
 
     observed_channels = fs.OBSERVED_CHANNELS
     min_scale = fs.MIN_SCALE
+    scored_objects = staticmethod(fs.scored_objects)   # a function, not a method of the harness
+    tail_class = fs.TailScore
 
     def __init__(self, world, cal_frames=50):
         self.world = world
@@ -131,7 +137,8 @@ class Harness:
         self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train, self.cal_frames = self.load("train"), cal_frames
         self.tails = [self.tail(it, cal_frames) for it in self.train]
-        self.whole = [fs.observed_statistics(log, observed_channels=self.observed_channels)
+        self.whole = [fs.observed_statistics(log, observed_channels=self.observed_channels,
+                                             scored_objects=self.scored_objects)
                       for log, _ in self.train]   # the lead channel's
         self.evals = {n: self.load(n) for n in ("tuned_normal", "tuned")}
 
@@ -161,8 +168,9 @@ class Harness:
 
     def fit_state(self, items, channels, observed=None, scorer=fs.FrameScorer):
         """The scoring state fitted on ``items`` (log, maps): context prior, normaliser and a
-        frame scorer of class ``scorer`` over ``channels`` with :attr:`min_scale` and
-        :attr:`observed_channels` (``observed``: as :meth:`fitted_states`)."""
+        frame scorer of class ``scorer`` over ``channels`` with :attr:`min_scale`,
+        :attr:`observed_channels`, :attr:`scored_objects` and :attr:`tail_class` (``observed``: as
+        :meth:`fitted_states`)."""
         prior = new_prior(self.pred)
         for log, m in items:
             prior.add(m["ground"], m["category"], log.semantic)
@@ -172,7 +180,8 @@ class Harness:
         state = type("State", (), {})()
         state.normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], self.pred.meta_)
         state.frame_scorer = scorer(channels, min_scale=self.min_scale,
-                                    observed_channels=self.observed_channels
+                                    observed_channels=self.observed_channels,
+                                    scored_objects=self.scored_objects, tail=self.tail_class
                                     ).fit_logs(maps, logs, state.normaliser, observed)
         state.context_prior, state.smooth = prior, self.smooth
         return state
@@ -205,7 +214,8 @@ class Harness:
         items = self.calibration_items(train) if items is None else items
         train = self.train if train is None else train
         if observed is True:
-            observed = [fs.observed_statistics(log, channels, self.observed_channels) for log, _ in train]
+            observed = [fs.observed_statistics(log, channels, self.observed_channels, self.scored_objects)
+                        for log, _ in train]
         without = lambda seq, i: None if seq is None else seq[:i] + seq[i + 1:]
         full = self.fit_state(items, channels, observed, scorer)
         states = [self.fit_state(without(items, i), channels, without(observed, i), scorer)

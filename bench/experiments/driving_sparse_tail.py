@@ -128,7 +128,8 @@ def diagnosis(harness, fitted, threshold: float) -> dict:
     logs = np.concatenate([np.full(len(s), i) for i, (s, _) in enumerate(fitted.held_out)])
     top = scores >= threshold
     path_reach = [c for c in fs.CHANNELS if c[0] == "path_reach"]
-    reach = [int((fs.observed_statistics(log, path_reach, harness.observed_channels)["path_reach"] > 0).sum())
+    reach = [int((fs.observed_statistics(log, path_reach, harness.observed_channels,
+                                         harness.scored_objects)["path_reach"] > 0).sum())
              for log, _ in harness.train]
     return {"threshold": threshold, "frames_at_or_over": int(top.sum()),
             "their_logs": {int(i): int(n) for i, n in zip(*np.unique(logs[top], return_counts=True))},
@@ -150,7 +151,7 @@ def evaluate(harness, world: str) -> dict:
         for corridor_label, corridor in CORRIDORS.items():
             use(harness, corridor)
             for tail_label, tail in TAILS.items():
-                fs.TailScore = tail
+                harness.tail_class = tail
                 fitted = harness.cross_fit(fs.CHANNELS, per_log)
                 scored = harness.alerts(fitted, lambda o: o[0])
                 held = [s for s, _ in fitted.held_out]
@@ -165,7 +166,7 @@ def evaluate(harness, world: str) -> dict:
                     out[f"{corridor_label}: diagnosis"] = diagnosis(harness, fitted, pooled(held, c))
                     print(world, corridor_label, json.dumps(out[f"{corridor_label}: diagnosis"]), flush=True)
     finally:
-        fs.TailScore = COMMITTED_TAIL
+        harness.tail_class = COMMITTED_TAIL
         use(harness, None)
     return out
 

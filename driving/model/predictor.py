@@ -288,7 +288,7 @@ class OcclusionPredictor(Estimator):
                                       "logs or a larger calibration_fraction")
         return out
 
-    def calibrate(self, logs: list[DriveLog]) -> "OcclusionPredictor":
+    def calibrate(self, logs: list[DriveLog], frame_scorer=None) -> "OcclusionPredictor":
         """Fit the memory gate on the held-out tails of ``logs`` (the training logs:
         :meth:`fit` calls this), then the scoring state
         (:func:`~driving.scoring.state.fit_scoring_state`) and the score calibration on the
@@ -297,7 +297,11 @@ class OcclusionPredictor(Estimator):
         without it) at the level at which a log left out alerts at ``contamination``
         (``core.calibration.threshold_from_groups``): drives differ from each other more
         than their frames do. With one log there is no other to fit on: the threshold is
-        read off that log's own scores, and an ``UnmaskWarning`` says why."""
+        read off that log's own scores, and an ``UnmaskWarning`` says why.
+
+        ``frame_scorer``: the unfitted :class:`~driving.scoring.frame_score.FrameScorer`
+        whose channels the scoring state fits (None: the default ``FrameScorer()``); a bundle
+        saves its observed channels by name (registry channels only)."""
         self._check_network()
         pairs = self._calibration_pairs(logs)
         for log, _ in pairs:
@@ -309,7 +313,8 @@ class OcclusionPredictor(Estimator):
                           "frames: new drives may alert more often than the nominal "
                           f"{self.contamination:.0%}; {_one_log_cause(len(logs), len(pairs))}",
                           UnmaskWarning, stacklevel=2)
-        self.scoring_, per_log = fit_scoring_state(self, windows, self.smooth_s, self.progress)
+        self.scoring_, per_log = fit_scoring_state(self, windows, self.smooth_s, self.progress,
+                                                   frame_scorer)
         return self._set_calibration(ScoreCalibration(self.contamination).fit_groups(per_log))
 
     def calibration_windows(self, logs: list[DriveLog]) -> list[DriveLog]:

@@ -74,7 +74,8 @@ from ..warp import cell_offsets, not_passed
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
             ("lead_closing", False, 1), ("path_reach", False, 1))
 # The two registries below are the product's defaults, read-only: a candidate channel is
-# passed to ``FrameScorer``, ``observed_statistics`` and ``raw_maps``, never registered here.
+# passed to ``FrameScorer``, ``observed_statistics`` and ``raw_maps``, never registered here
+# (a saved scorer names its observed channels in ``OBSERVED_CHANNELS``: only those load back).
 MIN_SCALE = MappingProxyType({"object_context": 0.5,   # nats; 1/s (TailScore's min_scale)
                               "lead_closing": 0.02, "path_reach": 0.02})
 # Channels read from the observed grids alone, no network (name -> function(log) giving a
@@ -102,20 +103,28 @@ def ego_path(meta) -> np.ndarray:
     return not_passed(meta) & (np.abs(right) <= PATH_HALF_WIDTH_M)
 
 
-def scored_objects(observed: np.ndarray, meta) -> np.ndarray:
+def scored_objects(observed: np.ndarray, meta, path: np.ndarray | None = None) -> np.ndarray:
     """Object cells the frame score reads, ``(T, H, W)`` bool: objects in or next to the
     ego's path (:func:`ego_path`) and not at the edge of the sensor's range (the farthest
     ``EDGE_M`` of the layout these frames observed: an object there is only half in
     view, and it concerns the ego less than one in its lane). Debris the ego has driven
     past, a parked car two lanes over, a car at the edge of the range: no news for the ego;
-    they stay on the maps, not in the score."""
+    they stay on the maps, not in the score.
+
+    Args:
+        observed: ``(T, H, W)`` observed classes.
+        meta: the log's geometry.
+        path: ``(H, W)`` or ``(T, H, W)`` bool, the path the objects are read in (None:
+            :func:`ego_path`, the frame score's; another for experiments, e.g. per frame).
+    """
     forward, right = cell_offsets(meta)
     distance = np.hypot(forward, right)
     layout = (observed != UNOBSERVED) & ~np.isin(observed, OBJECT_CLASSES)
     seen = layout.any(0)
     reach = float(distance[seen].max()) if seen.any() else np.inf
-    inside = ego_path(meta) & (distance <= reach - EDGE_M)
-    return np.isin(observed, OBJECT_CLASSES) & inside[None]
+    path = ego_path(meta) if path is None else path
+    inside = path & (distance <= reach - EDGE_M)                       # (H, W) or (T, H, W)
+    return np.isin(observed, OBJECT_CLASSES) & inside
 
 
 def ego_lane(meta, half_width_m: float = LANE_HALF_M) -> np.ndarray:
@@ -125,16 +134,18 @@ def ego_lane(meta, half_width_m: float = LANE_HALF_M) -> np.ndarray:
     return (np.abs(right) <= half_width_m) & (forward > EGO_FRONT_M)
 
 
-def lead_gap(observed: np.ndarray, meta) -> tuple[np.ndarray, np.ndarray]:
+def lead_gap(observed: np.ndarray, meta, lane: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """The gap to the lead vehicle and its cells: ``(T,)`` float (m; NaN: no lead) and
     ``(T, H, W)`` bool.
 
     The lead is the nearest observed vehicle ahead in the ego's lane (within
     ``LANE_HALF_M`` of its heading line, in front of its bumper); its cells are the vehicle
-    cells of that lane up to a car length behind its nearest one.
+    cells of that lane up to a car length behind its nearest one. ``lane``: ``(H, W)`` or
+    ``(T, H, W)`` bool, another lane (None: :func:`ego_lane`; another for experiments).
     """
     forward, _ = cell_offsets(meta)
-    in_lane = (observed == VEHICLE) & ego_lane(meta)[None]
+    in_lane = (observed == VEHICLE) & (ego_lane(meta) if lane is None else lane)
     ahead = np.where(in_lane, forward[None], np.inf)
     gap = ahead.reshape(len(observed), -1).min(1)                      # (T,) inf: no lead
     cells = in_lane & (ahead < gap[:, None, None] + 6.0)
@@ -166,15 +177,15 @@ def lead_window_frames(rate_hz: float) -> int:
     return max(2, int(round(LEAD_WINDOW_S * rate_hz)) + 1)
 
 
-def lead_closing(observed: np.ndarray, meta) -> np.ndarray:
+def lead_closing(observed: np.ndarray, meta, lane: np.ndarray | None = None) -> np.ndarray:
     """How fast the ego closes in on the lead vehicle, per metre of gap (1/s, >= 0; the
     inverse of the time to collision), on the lead's cells: ``(T, H, W)`` float32.
 
     The closing speed is the gap's trend fitted over ``LEAD_WINDOW_S`` (at least two
     frames); a change of the gap faster than ``MAX_CLOSING_MPS`` (another car cut in or
-    left) or a window without a lead gives no value.
+    left) or a window without a lead gives no value. ``lane``: as :func:`lead_gap`'s.
     """
-    gap, cells = lead_gap(observed, meta)
+    gap, cells = lead_gap(observed, meta, lane)
     n = lead_window_frames(meta.rate_hz)
     closing = -trend(gap, n, 1.0 / meta.rate_hz)                       # m/s, > 0: closing in
     closing[~(np.abs(closing) <= MAX_CLOSING_MPS)] = np.nan            # NaN too
@@ -202,10 +213,12 @@ def path_reach(observed: np.ndarray, ego_speed: np.ndarray, meta,
     return np.where(in_lane, reach, 0.0).astype(np.float32)
 
 
-def observed_statistics(log, channels=CHANNELS, observed_channels=OBSERVED_CHANNELS) -> dict:
+def observed_statistics(log, channels=CHANNELS, observed_channels=OBSERVED_CHANNELS,
+                        scored_objects=scored_objects) -> dict:
     """``{channel: (T,)}``: the frame statistics of the ``observed_channels`` (name ->
     function(log), default :data:`OBSERVED_CHANNELS`) among ``channels`` over a whole log
-    (their maps need the observed grids only)."""
+    (their maps need the observed grids only), over the cells
+    ``scored_objects(observed, meta)`` (default: the module's :func:`scored_objects`)."""
     objects = scored_objects(log.semantic, log.meta)
     return {name: top_k_mean(observed_channels[name](log) * objects, k, per_row=True)
             for name, _, k in channels if name in observed_channels}
@@ -274,6 +287,16 @@ class TailScore:
         return out
 
 
+def registry_channels(names) -> dict:
+    """``{name: function}`` of :data:`OBSERVED_CHANNELS` for ``names`` (a saved scorer's
+    observed channels), in their order; a name not registered is a ``ValueError``."""
+    unknown = [name for name in names if name not in OBSERVED_CHANNELS]
+    if unknown:
+        raise ValueError(f"observed channels {unknown} are not in driving.scoring.frame_score."
+                         f"OBSERVED_CHANNELS ({', '.join(OBSERVED_CHANNELS)})")
+    return {name: OBSERVED_CHANNELS[name] for name in names}
+
+
 class FrameScorer:
     """Per-channel statistics, their tail scores, and a frame's raw score (their max).
 
@@ -284,8 +307,16 @@ class FrameScorer:
             scale, so a loaded scorer needs none.
         observed_channels: name -> function(log) of the channels read from the observed
             grids alone (see :data:`OBSERVED_CHANNELS`): :meth:`fit` fits their tails on
-            the ``observed`` statistics, and :func:`~driving.scoring.surprise.score_log`
-            computes their maps with these functions. Code, not state: not saved.
+            the ``observed`` statistics; calibration
+            (:func:`~driving.scoring.state.fit_scoring_state`) and
+            :func:`~driving.scoring.surprise.score_log` compute their maps with these
+            functions. Saved by name: only the registry's load back (:meth:`saved_names`).
+        scored_objects: function(observed, meta) -> ``(T, H, W)`` bool, the object cells
+            every channel reads (default :func:`scored_objects`; another for experiments,
+            which cannot be saved).
+        tail: the class each channel's tail is fitted with (default :class:`TailScore`).
+            A fitted tail is saved as its knots, tails and scale and loads as a
+            :class:`TailScore`: a subclass may change how a tail is fitted, not how it scores.
 
     Example:
         >>> floors = {**MIN_SCALE, "my_channel": 0.1}
@@ -293,13 +324,23 @@ class FrameScorer:
         ...                      observed_channels={**OBSERVED_CHANNELS, "my_channel": fn})  # doctest: +SKIP
     """
 
-    def __init__(self, channels=CHANNELS, min_scale=MIN_SCALE, observed_channels=OBSERVED_CHANNELS):
+    def __init__(self, channels=CHANNELS, min_scale=MIN_SCALE, observed_channels=OBSERVED_CHANNELS,
+                 scored_objects=scored_objects, tail=TailScore):
         self.channels = tuple((str(m), bool(n), int(k)) for m, n, k in channels)
         # own copies: the defaults are read-only views, which cannot be deep-copied (and
         # predictors are), and a caller changing its dict later must not change a fitted
-        # scorer's meaning. Only the tails are saved: a loaded scorer has the defaults.
+        # scorer's meaning. The floors are not saved (a loaded scorer has the defaults):
+        # only fitting reads them.
         self.min_scale = dict(min_scale)
         self.observed_channels = dict(observed_channels)
+        self.scored_objects = scored_objects
+        self.tail = tail
+
+    def unfitted(self) -> "FrameScorer":
+        """A new scorer of this class with these parameters and no tails (cross-fitting fits
+        one per log left out)."""
+        return type(self)(self.channels, self.min_scale, self.observed_channels,
+                          self.scored_objects, self.tail)
 
     def channel_maps(self, raw: dict, normalised: dict, objects: np.ndarray) -> dict:
         """``{channel name: (T, H, W)}``: each channel's map over object cells only."""
@@ -333,7 +374,7 @@ class FrameScorer:
             values = stats[:, i]
             if observed is not None and name in self.observed_channels:
                 values = np.concatenate([o[name] for o in observed])
-            self.tails_.append(TailScore(self.min_scale.get(name, 0.0)).fit(values))
+            self.tails_.append(self.tail(self.min_scale.get(name, 0.0)).fit(values))
         return self
 
     def fit_logs(self, maps: list[dict], logs: list, normaliser,
@@ -344,7 +385,7 @@ class FrameScorer:
         for log, m in zip(logs, maps):
             normed = {name: normaliser.apply(name, m[name], log.semantic, log.meta)
                       for name in normaliser.maps}
-            channel_maps.append(self.channel_maps(m, normed, scored_objects(log.semantic, log.meta)))
+            channel_maps.append(self.channel_maps(m, normed, self.scored_objects(log.semantic, log.meta)))
         return self.fit(channel_maps, observed)
 
     def tail_scores(self, maps: dict) -> np.ndarray:
@@ -356,12 +397,37 @@ class FrameScorer:
         """``(N,)`` a frame's raw score: the largest tail score over the channels."""
         return self.tail_scores(maps).max(1)
 
+    def saved_names(self) -> list[str]:
+        """The observed channels' names, as a bundle keeps them: a loaded scorer looks them up
+        in :data:`OBSERVED_CHANNELS`. A ``ValueError`` for code it could not find again (it
+        would score with other functions): an observed channel that is not the registry's
+        function under its name, scored cells other than :func:`scored_objects`."""
+        if self.scored_objects is not scored_objects:
+            raise ValueError("cannot save a frame scorer with scored cells other than "
+                             "driving.scoring.frame_score.scored_objects (got "
+                             f"{getattr(self.scored_objects, '__qualname__', self.scored_objects)})")
+        foreign = sorted(name for name, fn in self.observed_channels.items()
+                         if OBSERVED_CHANNELS.get(name) is not fn)
+        if foreign:
+            raise ValueError(f"cannot save a frame scorer with observed channels {foreign}: a saved "
+                             "scorer names them in driving.scoring.frame_score.OBSERVED_CHANNELS "
+                             f"({', '.join(OBSERVED_CHANNELS)}), which holds other functions or none")
+        return list(self.observed_channels)
+
     def to_dict(self) -> dict:
-        return {"channels": [list(c) for c in self.channels],
-                "tails": [t.to_dict() for t in self.tails_]}
+        """The channels, the fitted tails and (unless they are all the registry's, as a
+        default scorer's are: its dict is unchanged) the observed channels' names
+        (:meth:`saved_names`)."""
+        names = self.saved_names()
+        out = {"channels": [list(c) for c in self.channels], "tails": [t.to_dict() for t in self.tails_]}
+        if set(names) != set(OBSERVED_CHANNELS):
+            out["observed_channels"] = names
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrameScorer":
-        out = cls([tuple(c) for c in d["channels"]])
+        # no "observed_channels": the registry's, which a default scorer does not write
+        names = d.get("observed_channels", list(OBSERVED_CHANNELS))
+        out = cls([tuple(c) for c in d["channels"]], observed_channels=registry_channels(names))
         out.tails_ = [TailScore.from_dict(t) for t in d["tails"]]
         return out

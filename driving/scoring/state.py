@@ -21,7 +21,7 @@ from core.runtime import progress_bar
 
 from .context_prior import ContextPrior, fit_on_maps, with_context
 from .decision import RoadThresholdFit
-from .frame_score import CHANNELS, FrameScorer, window_frames
+from .frame_score import FrameScorer, window_frames
 from .normaliser import CellNormaliser
 from .surprise import MAPS, raw_maps, result_from_maps
 
@@ -61,8 +61,8 @@ class ScoringState:
                    error_scale=float(d["error_scale"]))
 
 
-def fit_scoring_state(predictor, logs: list, smooth_s: float,
-                      progress: bool | None = None) -> tuple[ScoringState, list[np.ndarray]]:
+def fit_scoring_state(predictor, logs: list, smooth_s: float, progress: bool | None = None,
+                      frame_scorer: FrameScorer | None = None) -> tuple[ScoringState, list[np.ndarray]]:
     """Fit the scoring state on whole normal ``logs`` (the training logs).
 
     Every frame of the logs, not only the held-out calibration tails: normal drives hold
@@ -84,25 +84,30 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float,
         logs: normal drive logs, checked against the predictor's geometry.
         smooth_s: seconds the score is averaged over (frames at the logs' rate).
         progress: a bar over the logs (None: only on a terminal).
+        frame_scorer: the unfitted :class:`FrameScorer` whose parameters (channels, floors,
+            observed channels, scored cells, tail) the state's scorer is fitted with; the
+            passes compute its observed channels' maps (None: ``FrameScorer()``).
 
     Returns:
         The state and, per log, its frame scores ``(T,)`` for the calibration.
     """
+    frame_scorer = frame_scorer or FrameScorer()
     road = RoadThresholdFit()
     maps = []
     for log in progress_bar(logs, desc="calibrate", unit="log", show=progress):
-        m = raw_maps(predictor, log, keep_probabilities=True, context_prior=new_prior(predictor))
+        m = raw_maps(predictor, log, keep_probabilities=True, context_prior=new_prior(predictor),
+                     observed_channels=frame_scorer.observed_channels)
         road.add(log, m["probabilities"])
         m["probabilities"] = None
         maps.append(m)
     smooth = window_frames(smooth_s, predictor.meta_.rate_hz)
-    state, context_maps = state_from_maps(predictor, logs, maps, smooth, road.best())
+    state, context_maps = state_from_maps(predictor, logs, maps, smooth, road.best(), frame_scorer)
     results = [result_from_maps(state, log, m) for log, m in zip(logs, context_maps)]
     cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
     state = replace(state, error_scale=float(np.quantile(cells, 0.999)) if cells.size else 1.0)
     if len(logs) < 2:                    # no other log to fit on: the one log in-sample
         return state, [results[0].score]
-    return state, cross_fitted_scores(predictor, logs, maps, smooth)
+    return state, cross_fitted_scores(predictor, logs, maps, smooth, frame_scorer)
 
 
 def new_prior(predictor) -> ContextPrior:
@@ -114,9 +119,12 @@ def new_prior(predictor) -> ContextPrior:
 
 
 def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
-                    road_threshold: float | None = None) -> tuple[ScoringState, list[dict]]:
+                    road_threshold: float | None = None,
+                    frame_scorer: FrameScorer | None = None) -> tuple[ScoringState, list[dict]]:
     """The normaliser, context prior and frame scorer fitted on normal ``logs`` and their
-    :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep).
+    :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep, and
+    ``frame_scorer``'s observed channels). The frame scorer is a new one with
+    ``frame_scorer``'s parameters (None: ``FrameScorer()``); ``frame_scorer`` stays unfitted.
 
     Returns:
         The state and ``maps`` with their ``object_context`` under the fitted prior
@@ -125,13 +133,15 @@ def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
     prior = fit_on_maps(new_prior(predictor), maps)
     maps = [with_context(prior, m) for m in maps]
     normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], predictor.meta_)
-    scorer = FrameScorer(CHANNELS).fit_logs(maps, logs, normaliser)
+    scorer = (frame_scorer or FrameScorer()).unfitted().fit_logs(maps, logs, normaliser)
     return ScoringState(normaliser, prior, scorer, road_threshold, smooth, error_scale=1.0), maps
 
 
-def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int) -> list[np.ndarray]:
+def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int,
+                        frame_scorer: FrameScorer | None = None) -> list[np.ndarray]:
     """Frame scores ``(T,)`` of each of the normal ``logs`` (at least two), each log scored
-    by a state fitted on the other logs (leave one log out).
+    by a state fitted on the other logs (leave one log out; ``frame_scorer``: as
+    :func:`state_from_maps`').
 
     The channel tails, the normaliser and the context prior are fitted on the frames they
     then score: read off those frames, the alert threshold is exceeded by new drives
@@ -143,6 +153,7 @@ def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int) ->
     scores = []
     for i, (log, m) in enumerate(zip(logs, maps)):
         rest = [j for j in range(len(logs)) if j != i]
-        state, _ = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth)
+        state, _ = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth,
+                                   frame_scorer=frame_scorer)
         scores.append(result_from_maps(state, log, with_context(state.context_prior, m)).score)
     return scores

@@ -43,7 +43,7 @@ from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
 from ..warp import warp_indices
 from .decision import RoadBelief, decide, layout_mass, road_mass
-from .frame_score import OBSERVED_CHANNELS, scored_objects
+from .frame_score import OBSERVED_CHANNELS
 
 EPS = 1e-6
 OBJECT_MAPS = ("object_recon", "object_forecast")
@@ -239,7 +239,7 @@ def result_from_maps(state, log: DriveLog, maps: dict) -> SurpriseResult:
     present = [name for name in MAPS if name in maps and name in normaliser.maps]
     for name in present:
         maps[name] = normaliser.apply(name, maps[name], observed, log.meta)
-    objects = scored_objects(observed, log.meta)
+    objects = scorer.scored_objects(observed, log.meta)
     revealed = maps["revealed"]
     visible_map = np.maximum.reduce([maps[name] for name in present if name != "revealed"])
     if "object_context" in maps:                 # the replay shows what the score reads

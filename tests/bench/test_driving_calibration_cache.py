@@ -42,17 +42,23 @@ def pred(fitted):
     return fitted[0]
 
 
+class Calls(list):
+    """The log ids the fake network was run on, and the observed channels it was last asked for."""
+
+
 @pytest.fixture
 def fake_network(monkeypatch):
-    calls = []
+    calls = Calls()
 
-    def raw_maps(pred, log, context_prior=None):
+    def raw_maps(pred, log, context_prior=None, **kwargs):
         calls.append(log.log_id)
+        calls.observed_channels = kwargs.get("observed_channels", "the frame score's default")
         return fake_raw_maps(pred, log, context_prior)
 
     monkeypatch.setattr(calibration_cache, "raw_maps", raw_maps)
     monkeypatch.setattr(calibration_cache, "new_prior", lambda pred: None)
     return calls
+
 
 
 def cached_revealed(root, logs) -> list:
@@ -110,3 +116,14 @@ def test_maps_of_a_changed_predictor_or_log_meta_are_computed_again(tmp_path, fa
     coarser = [replace(logs[0], meta=replace(logs[0].meta, resolution_m=1.0))]
     cache_maps(pred, tmp_path, "set", coarser)
     assert fake_network == ["log_000"] * 4
+
+
+def test_the_cache_asks_the_passes_for_the_network_maps_only(tmp_path, fake_network, pred):
+    """The cached file holds the network's maps; the observed channels are each harness's to
+    compute from the log (its own candidates), so the passes compute none and the digest
+    does not depend on them."""
+    logs = kept_logs(tmp_path / "logs" / "set", 1, FRAMES, 1, CONFIG)
+    cache_maps(pred, tmp_path, "set", logs)
+    assert fake_network.observed_channels == {}
+    assert set(np.load(tmp_path / "set_log_000.npz").files) == {
+        "revealed", "object_recon", "object_forecast", "ground", "category", "digest"}

@@ -35,6 +35,19 @@ def test_confident_labels_drop_the_voxels_below_the_level():
         confident_labels(labels, probs[:, :, :, :2], 0.9)
 
 
+@pytest.mark.parametrize("level", [0.0, -0.5, 1.5, float("nan")])
+def test_a_config_with_a_level_outside_the_range_is_refused_when_built(level):
+    with pytest.raises(DataValidationError, match=rf"organ_confidence must be in \(0, 1\] or None.*{level}"):
+        AnomalyConfig(organ_confidence=level)
+    with pytest.raises(DataValidationError, match="organ_confidence"):     # a saved config too
+        AnomalyConfig.from_dict({**AnomalyConfig().to_dict(), "organ_confidence": level})
+
+
+@pytest.mark.parametrize("level", [None, 1.0, 0.5])
+def test_a_config_with_a_level_in_the_range_is_built(level):
+    assert AnomalyConfig(organ_confidence=level).organ_confidence == level
+
+
 def _spilled_scans():
     """An organ (100 HU) beside soft tissue (40 HU, not fat), noise 8 HU; the label map
     also calls a slab of the soft tissue organ, with a probability of 0.6 there (the
