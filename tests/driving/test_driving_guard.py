@@ -55,11 +55,22 @@ def test_rate_speed_and_hidden_share_each_name_their_difference(town_logs):
     assert log_differences(profile, slow_rate) == ["frame rate 5 Hz (training 10 Hz)"]
     fast = replace(log, ego_speed=log.ego_speed * 2.5 + 20.0)           # highway speeds
     [reason] = log_differences(profile, fast)
-    assert reason.startswith("ego speed ") and "100% of frames outside" in reason
+    assert reason.startswith("ego speed ") and reason.endswith("; 100% of frames above it)")
     visible = log.visible.copy()
     visible[:, : visible.shape[1] * 3 // 4] = False                      # mostly blind
     blind = replace(log, visible=visible, semantic=np.where(visible, log.semantic, UNOBSERVED))
     assert any(r.startswith("hidden cells ") for r in log_differences(profile, blind))
+
+
+def test_an_ego_braking_for_an_event_is_not_another_world_but_a_slower_world_is(town_logs):
+    profile = fit_input_profile(town_logs[:2])
+    log = town_logs[2]
+    braking = log.ego_speed.copy()
+    braking[len(braking) // 3: len(braking) * 2 // 3] = 0.0      # stopped for a third of it
+    assert log_differences(profile, replace(log, ego_speed=braking)) == []
+    slow = replace(log, ego_speed=log.ego_speed * 0.3)            # a slower world all along
+    [reason] = log_differences(profile, slow)
+    assert reason.startswith("ego speed ") and reason.endswith("; 0% of frames above it)")
 
 
 def test_classes_never_seen_in_training_and_training_classes_missing(town_logs):
