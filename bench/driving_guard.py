@@ -13,6 +13,7 @@ coarser town, two lanes each way on the highway) is the held-out configuration b
 ``small`` (the README's).
 
     UNMASK_NUM_THREADS=1 python -m bench.driving_guard      # -> bench/results/driving_guard.json
+    ... --log-dir /tmp/guard-logs    # keep the drives; a second run reads them back
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from core.io import write_text_atomic
 from driving.demo import sim_config
 from driving.guard import fit_input_profile, log_differences
 from driving.schema import OFF_ROAD, SIDEWALK, UNOBSERVED
+
+from bench.driving_logs import kept_logs
 
 OUT = Path(__file__).with_name("results") / "driving_guard.json"
 WORLDS = ("town", "highway")
@@ -52,8 +55,12 @@ SHIFTS = {
 }
 
 
-def _drives(config, n: int, frames: int, seed: int, events: bool) -> list:
+def _drives(config, n: int, frames: int, seed: int, events: bool, keep: Path | None) -> list:
+    """``n`` drives (seed ``seed * 1000 + i``); kept in ``keep/<seed>`` and read back from
+    there by a later run when given (``bench.driving_logs.kept_logs``)."""
     config = replace(config, anomaly_interval_s=20.0 if events else 0.0)
+    if keep is not None:
+        return kept_logs(keep / str(seed), n, frames, seed, config)
     return [config.build(seed * 1000 + i).simulate(frames, log_id=f"log_{i:03d}")
             for i in range(n)]
 
@@ -65,12 +72,12 @@ def _tally(profile, logs) -> dict:
             "speed_warned": sum(any(r.startswith("ego speed") for r in rs) for rs in reasons)}
 
 
-def _world(config, n_train: int, n_held: int, frames: int) -> tuple:
+def _world(config, n_train: int, n_held: int, frames: int, keep: Path | None) -> tuple:
     """One world's profile, its held-out normal drives and what the guard says on them and
     on drives with events."""
-    profile = fit_input_profile(_drives(config, n_train, frames, seed=1, events=False))
-    normal = _drives(config, n_held, frames, seed=2, events=False)
-    events = _drives(config, n_held, frames, seed=3, events=True)
+    profile = fit_input_profile(_drives(config, n_train, frames, 1, False, keep))
+    normal = _drives(config, n_held, frames, 2, False, keep)
+    events = _drives(config, n_held, frames, 3, True, keep)
     out = {"training_speed_m_s": list(profile.speed_m_s), "normal": _tally(profile, normal),
            "with_events": _tally(profile, events),
            "normal_warnings": [r for log in normal for r in log_differences(profile, log)],
@@ -79,14 +86,15 @@ def _world(config, n_train: int, n_held: int, frames: int) -> tuple:
     return profile, normal, out
 
 
-def measure(size: str, n_train: int, n_held: int, frames: int) -> dict:
+def measure(size: str, n_train: int, n_held: int, frames: int, keep: Path | None = None) -> dict:
     """Both worlds at one size, the town's drives shifted, and each world's profile reading
     the other world's normal drives."""
     out = {"train_logs": n_train, "held_out_logs": n_held, "frames_per_log": frames}
     profiles, normal = {}, {}
     for world in WORLDS:
-        profiles[world], normal[world], out[world] = _world(sim_config(size, world), n_train,
-                                                            n_held, frames)
+        profiles[world], normal[world], out[world] = _world(
+            sim_config(size, world), n_train, n_held, frames,
+            None if keep is None else keep / size / world)
     for name, shift in SHIFTS.items():
         out["town"][name.replace(" ", "_")] = _tally(profiles["town"],
                                                      [shift(log) for log in normal["town"]])
@@ -103,10 +111,12 @@ def main() -> None:
     parser.add_argument("--held", type=int, default=12)
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="keep the simulated drives here; a later run reads them back")
     args = parser.parse_args()
     start = time.perf_counter()
-    results = {"small": measure("small", args.train, args.held, args.frames),
-               "tiny_held_out": measure("tiny", args.train, args.held, args.frames)}
+    results = {"small": measure("small", args.train, args.held, args.frames, args.log_dir),
+               "tiny_held_out": measure("tiny", args.train, args.held, args.frames, args.log_dir)}
     results["seconds"] = round(time.perf_counter() - start, 1)
     args.out.parent.mkdir(exist_ok=True)
     write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
