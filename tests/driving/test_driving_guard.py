@@ -190,3 +190,23 @@ def test_a_bundle_without_the_profile_is_refused_with_retrain(demo_model_dir, tm
     with pytest.raises(BundleError, match=f"format 2 is older than this unmask reads "
                                           f"\\({BUNDLE_VERSION}\\); retrain it"):
         OcclusionPredictor.load(model)
+
+
+def test_batch_score_warns_once_per_unlike_log_on_the_cli_and_in_its_summary(
+        demo_run, demo_model_dir, tmp_path, capsys):
+    workspace, _ = demo_run
+    log = read_log(list_logs(workspace / "data" / "driving")[0])
+    write_log(log, tmp_path / "logs" / "like.parquet")
+    slow = write_log(replace(log, log_id="slow", timestamp=log.timestamp * 2),    # 5 Hz
+                     tmp_path / "logs" / "slow.parquet")
+    try:
+        main(["driving", "batch-score", "--model", str(demo_model_dir), "--logs",
+              str(tmp_path / "logs"), "--out", str(tmp_path / "frames.parquet")])
+    except SystemExit as stop:
+        assert not stop.code
+    out, err = capsys.readouterr()
+    line = f"{slow.resolve()}: unlike the training logs: frame rate 5 Hz (training 10 Hz)"
+    assert [w for w in err.splitlines() if w.startswith("warning:")] == [f"warning: {line}"]
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["logs"] == 2 and summary["warnings"] == [line]
+    assert "input_warning" not in pq.read_schema(tmp_path / "frames.parquet").names
