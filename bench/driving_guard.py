@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.driving_logs import kept_logs
 from core.io import write_text_atomic
 from driving.demo import sim_config
 from driving.guard import fit_input_profile, log_differences
 from driving.schema import OFF_ROAD, SIDEWALK, UNOBSERVED
-
-from bench.driving_logs import kept_logs
 
 OUT = Path(__file__).with_name("results") / "driving_guard.json"
 WORLDS = ("town", "highway")
