@@ -1,14 +1,19 @@
 """How often the driving input guard warns: on held-out drives of the training world (it
-should not) and on the same drives shifted to another world (it should).
+should not) and on drives of another world (it should).
 
-For each simulator configuration, the profile is fitted on normal training drives; the
-guard then reads held-out normal drives and drives with injected events (other seeds), and
-copies of the held-out normal drives at 5 Hz, at highway speeds (2.5x + 20 m/s), mostly
-blind (3/4 of every frame hidden) and without sidewalks (drawn as off-road). The margins
-in ``driving.guard`` were set before this ran and are not tuned on it; ``tiny`` (the
-coarser 64x64 town) is the held-out configuration beside ``small`` (the README's).
+For each world (town, highway) and size, the profile is fitted on normal training drives;
+the guard then reads held-out normal drives and drives with injected events (other seeds),
+and the other world's held-out normal drives (cross-world: a town profile reading highway
+drives, a highway profile reading town drives). The town's held-out normal drives are also
+shifted: copies at 5 Hz, at highway speeds (2.5x + 20 m/s), mostly blind (3/4 of every
+frame hidden) and without sidewalks (drawn as off-road). Every count says how many logs
+got a warning line and how many of those lines name the ego speed. The margins in
+``driving.guard`` were set before this ran and are not tuned on it; ``tiny`` (64x64, the
+coarser town, two lanes each way on the highway) is the held-out configuration beside
+``small`` (the README's).
 
     UNMASK_NUM_THREADS=1 python -m bench.driving_guard      # -> bench/results/driving_guard.json
+    ... --log-dir /tmp/guard-logs    # keep the drives; a second run reads them back
 """
 from __future__ import annotations
 
@@ -20,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.driving_logs import kept_logs
+from core.io import write_text_atomic
 from driving.demo import sim_config
 from driving.guard import fit_input_profile, log_differences
 from driving.schema import OFF_ROAD, SIDEWALK, UNOBSERVED
-from driving.sim.simulator import Simulator
 
 OUT = Path(__file__).with_name("results") / "driving_guard.json"
+WORLDS = ("town", "highway")
 
 
 def _blind(log):
@@ -47,28 +54,53 @@ SHIFTS = {
 }
 
 
-def _drives(config, n: int, frames: int, seed: int, events: bool) -> list:
+def _drives(config, n: int, frames: int, seed: int, events: bool, keep: Path | None) -> list:
+    """``n`` drives (seed ``seed * 1000 + i``); kept in ``keep/<seed>`` and read back from
+    there by a later run when given (``bench.driving_logs.kept_logs``)."""
     config = replace(config, anomaly_interval_s=20.0 if events else 0.0)
-    return [Simulator(config, seed=seed * 1000 + i).simulate(frames, log_id=f"log_{i:03d}")
+    if keep is not None:
+        return kept_logs(keep / str(seed), n, frames, seed, config)
+    return [config.build(seed * 1000 + i).simulate(frames, log_id=f"log_{i:03d}")
             for i in range(n)]
 
 
-def measure(size: str, n_train: int, n_held: int, frames: int) -> dict:
-    config = sim_config(size)
-    profile = fit_input_profile(_drives(config, n_train, frames, seed=1, events=False))
-    normal = _drives(config, n_held, frames, seed=2, events=False)
-    events = _drives(config, n_held, frames, seed=3, events=True)
+def _tally(profile, logs) -> dict:
+    """How many of ``logs`` get a warning line, and how many for their ego speed."""
+    reasons = [log_differences(profile, log) for log in logs]
+    return {"logs": len(logs), "warned": sum(bool(r) for r in reasons),
+            "speed_warned": sum(any(r.startswith("ego speed") for r in rs) for rs in reasons)}
 
-    def warned(logs) -> float:
-        return float(np.mean([bool(log_differences(profile, log)) for log in logs]))
 
-    out = {"train_logs": n_train, "held_out_logs": n_held, "frames_per_log": frames,
-           "warned_normal": warned(normal), "warned_with_events": warned(events)}
+def _world(config, n_train: int, n_held: int, frames: int, keep: Path | None) -> tuple:
+    """One world's profile, its held-out normal drives and what the guard says on them and
+    on drives with events."""
+    profile = fit_input_profile(_drives(config, n_train, frames, 1, False, keep))
+    normal = _drives(config, n_held, frames, 2, False, keep)
+    events = _drives(config, n_held, frames, 3, True, keep)
+    out = {"training_speed_m_s": list(profile.speed_m_s), "normal": _tally(profile, normal),
+           "with_events": _tally(profile, events),
+           "normal_warnings": [r for log in normal for r in log_differences(profile, log)],
+           "event_speed_warnings": [r for log in events for r in log_differences(profile, log)
+                                    if r.startswith("ego speed")]}
+    return profile, normal, out
+
+
+def measure(size: str, n_train: int, n_held: int, frames: int, keep: Path | None = None) -> dict:
+    """Both worlds at one size, the town's drives shifted, and each world's profile reading
+    the other world's normal drives."""
+    out = {"train_logs": n_train, "held_out_logs": n_held, "frames_per_log": frames}
+    profiles, normal = {}, {}
+    for world in WORLDS:
+        profiles[world], normal[world], out[world] = _world(
+            sim_config(size, world), n_train, n_held, frames,
+            None if keep is None else keep / size / world)
     for name, shift in SHIFTS.items():
-        out[f"warned_{name.replace(' ', '_')}"] = warned([shift(log) for log in normal])
-    out["normal_warnings"] = [r for log in normal for r in log_differences(profile, log)]
-    out["example_reasons"] = log_differences(
-        profile, SHIFTS["highway speed"](SHIFTS["5 Hz"](normal[0])))
+        out["town"][name.replace(" ", "_")] = _tally(profiles["town"],
+                                                     [shift(log) for log in normal["town"]])
+    out["town"]["example_reasons"] = log_differences(
+        profiles["town"], SHIFTS["highway speed"](SHIFTS["5 Hz"](normal["town"][0])))
+    out["cross_world"] = {"town_profile_highway_logs": _tally(profiles["town"], normal["highway"]),
+                          "highway_profile_town_logs": _tally(profiles["highway"], normal["town"])}
     return out
 
 
@@ -77,13 +109,16 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=8)
     parser.add_argument("--held", type=int, default=12)
     parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="keep the simulated drives here; a later run reads them back")
     args = parser.parse_args()
     start = time.perf_counter()
-    results = {"small": measure("small", args.train, args.held, args.frames),
-               "tiny_held_out": measure("tiny", args.train, args.held, args.frames)}
+    results = {"small": measure("small", args.train, args.held, args.frames, args.log_dir),
+               "tiny_held_out": measure("tiny", args.train, args.held, args.frames, args.log_dir)}
     results["seconds"] = round(time.perf_counter() - start, 1)
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.parent.mkdir(exist_ok=True)
+    write_text_atomic(args.out, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

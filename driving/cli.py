@@ -158,7 +158,9 @@ def export_rerun(pred, log_file, out):
 def batch_score(model, logs, out, engine, address, fdr):
     """Score a fleet's logs into one per-frame table, locally or on Ray (no replay files)."""
     check_output(out, [model, logs])
-    click.echo(json.dumps(run_batch_score(model, logs, out, engine=engine, address=address, fdr=fdr)))
+    with plain_warnings():    # a log unlike the training logs: one `warning:` line
+        summary = run_batch_score(model, logs, out, engine=engine, address=address, fdr=fdr)
+    click.echo(json.dumps(summary))
 
 
 

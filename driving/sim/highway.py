@@ -5,7 +5,8 @@ every car, the ego included, follows its lane with the Intelligent Driver Model 
 it keeps a time gap to its leader and brakes for stopped objects) and changes lanes when
 its lane is slow or blocked and the next lane has room (a gap check in the spirit of
 MOBIL). Carriageways run both ways with ``lanes`` lanes each, dashed lane lines, solid
-edge lines, a paved shoulder and a grass median; there are no sidewalks or pedestrians.
+edge lines, a paved shoulder and a grass median; there are no sidewalks or pedestrians
+(its logs list only the classes it draws).
 Off-road sign posts are the only normal static obstacles. The log rate defaults to 5 Hz
 (the town's is 10 Hz) and speeds to 20-35 m/s.
 
@@ -35,6 +36,11 @@ from ..schema import CLASSES, LANE_MARKING, OFF_ROAD, ROAD, STATIC_OBSTACLE, VEH
 from .simulator import CAR, Simulator, _Scene
 
 HIGHWAY_EVENTS = ("stalled_vehicle", "debris", "crash", "hard_braking")
+# every class the highway draws: its layout (HighwayWorld.lookup) and its objects (cars,
+# sign posts, event obstacles); its logs declare only these, so scoring never predicts a
+# sidewalk or a pedestrian on them (driving.guard.predictable_classes)
+HIGHWAY_CLASSES = tuple(CLASSES[c] for c in sorted((OFF_ROAD, ROAD, LANE_MARKING, VEHICLE,
+                                                    STATIC_OBSTACLE)))
 # IDM parameters (Treiber, Hennecke & Helbing 2000; typical highway values)
 IDM_ACCEL, IDM_DECEL, IDM_HEADWAY_S, IDM_MIN_GAP_M = 1.5, 2.5, 1.3, 2.5
 MAX_BRAKE = 9.0              # m/s^2, physical limit
@@ -72,7 +78,7 @@ class HighwayConfig:
         h, w = self.grid_shape
         ego = self.ego_cell or (h * 5 // 8, w // 2)
         return LogMeta(grid_shape=(h, w), resolution_m=self.resolution_m, classes=CLASSES,
-                       ego_cell=tuple(ego), rate_hz=self.rate_hz)
+                       ego_cell=tuple(ego), rate_hz=self.rate_hz, world_classes=HIGHWAY_CLASSES)
 
     def build(self, seed: int) -> "HighwaySimulator":
         """The simulator of this world (``simulate_logs`` calls it)."""

@@ -55,11 +55,22 @@ def test_rate_speed_and_hidden_share_each_name_their_difference(town_logs):
     assert log_differences(profile, slow_rate) == ["frame rate 5 Hz (training 10 Hz)"]
     fast = replace(log, ego_speed=log.ego_speed * 2.5 + 20.0)           # highway speeds
     [reason] = log_differences(profile, fast)
-    assert reason.startswith("ego speed ") and "100% of frames outside" in reason
+    assert reason.startswith("ego speed ") and reason.endswith("; 100% of frames above it)")
     visible = log.visible.copy()
     visible[:, : visible.shape[1] * 3 // 4] = False                      # mostly blind
     blind = replace(log, visible=visible, semantic=np.where(visible, log.semantic, UNOBSERVED))
     assert any(r.startswith("hidden cells ") for r in log_differences(profile, blind))
+
+
+def test_an_ego_braking_for_an_event_is_not_another_world_but_a_slower_world_is(town_logs):
+    profile = fit_input_profile(town_logs[:2])
+    log = town_logs[2]
+    braking = log.ego_speed.copy()
+    braking[len(braking) // 3: len(braking) * 2 // 3] = 0.0      # stopped for a third of it
+    assert log_differences(profile, replace(log, ego_speed=braking)) == []
+    slow = replace(log, ego_speed=log.ego_speed * 0.3)            # a slower world all along
+    [reason] = log_differences(profile, slow)
+    assert reason.startswith("ego speed ") and reason.endswith("; 0% of frames above it)")
 
 
 def test_classes_never_seen_in_training_and_training_classes_missing(town_logs):
@@ -179,3 +190,23 @@ def test_a_bundle_without_the_profile_is_refused_with_retrain(demo_model_dir, tm
     with pytest.raises(BundleError, match=f"format 2 is older than this unmask reads "
                                           f"\\({BUNDLE_VERSION}\\); retrain it"):
         OcclusionPredictor.load(model)
+
+
+def test_batch_score_warns_once_per_unlike_log_on_the_cli_and_in_its_summary(
+        demo_run, demo_model_dir, tmp_path, capsys):
+    workspace, _ = demo_run
+    log = read_log(list_logs(workspace / "data" / "driving")[0])
+    write_log(log, tmp_path / "logs" / "like.parquet")
+    slow = write_log(replace(log, log_id="slow", timestamp=log.timestamp * 2),    # 5 Hz
+                     tmp_path / "logs" / "slow.parquet")
+    try:
+        main(["driving", "batch-score", "--model", str(demo_model_dir), "--logs",
+              str(tmp_path / "logs"), "--out", str(tmp_path / "frames.parquet")])
+    except SystemExit as stop:
+        assert not stop.code
+    out, err = capsys.readouterr()
+    line = f"{slow.resolve()}: unlike the training logs: frame rate 5 Hz (training 10 Hz)"
+    assert [w for w in err.splitlines() if w.startswith("warning:")] == [f"warning: {line}"]
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["logs"] == 2 and summary["warnings"] == [line]
+    assert "input_warning" not in pq.read_schema(tmp_path / "frames.parquet").names

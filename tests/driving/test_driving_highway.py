@@ -1,10 +1,14 @@
-"""The highway world: lanes, speeds, car-following without collisions, events, rate."""
+"""The highway world: lanes, speeds, car-following without collisions, events, rate, and
+the classes its logs declare."""
 from dataclasses import replace
 
 import numpy as np
 from scipy.ndimage import label
 
-from driving.schema import LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, VEHICLE
+from driving.demo import sim_config
+from driving.guard import guarded
+from driving.model.predictor import OcclusionPredictor
+from driving.schema import CLASSES, LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, VEHICLE
 from driving.sim.highway import HIGHWAY_EVENTS, HighwayConfig, HighwaySimulator, HighwayWorld
 from driving.sim.simulator import CAR, simulate_logs
 from driving.schema import read_log
@@ -63,3 +67,18 @@ def test_ego_cruises_on_a_free_road_and_brakes_behind_traffic():
     dense = replace(free, vehicles_per_km_lane=40.0)         # one lane, no overtaking: a queue
     queued = HighwaySimulator(dense, seed=0).simulate(60)
     assert np.median(queued.ego_speed) < np.median(log.ego_speed) - 2.0
+
+
+def test_highway_logs_declare_only_the_classes_drawn_and_a_town_model_never_predicts_sidewalk(
+        demo_model_dir, tmp_path):
+    [path] = simulate_logs(tmp_path, 1, 30, seed=4, config=sim_config("tiny", "highway"))
+    log = read_log(path)
+    drawn = np.unique(np.concatenate([log.semantic_true.ravel(), log.layout_true.ravel()]))
+    assert log.meta.world_classes == tuple(CLASSES[c] for c in drawn)  # off_road .. obstacle
+    assert "sidewalk" not in log.meta.world and "pedestrian" not in log.meta.world
+    town = OcclusionPredictor.load(demo_model_dir)       # trained on the tiny town's logs
+    grids, speed = town.stack(log)
+    assert town.predict_proba(grids, speed)[:, SIDEWALK].max() > 0.01   # it believes in them
+    probabilities = guarded(town, log).predict_proba(grids, speed)
+    assert (probabilities[:, [SIDEWALK, PEDESTRIAN]] == 0).all()
+    assert np.allclose(probabilities.sum(1), 1.0, atol=1e-5)

@@ -1,13 +1,14 @@
 """The phantoms vary as CT varies and teach anatomy: tissues in their HU ranges, bone and
-other non-organs present but labelled background, kidneys on both sides, contrast phases
-and fields of view that change from case to case, slice thickness that blurs along z."""
+other non-organs (a gallbladder, arms at the sides) present but labelled background, kidneys
+on both sides, contrast phases and fields of view that change from case to case, slice
+thickness that blurs along z."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from scipy.ndimage import binary_erosion
+from scipy.ndimage import binary_erosion, distance_transform_edt, label as connected_parts
 
 from medical.phantom import LABELS, simulate_case
 from medical.phantom_anatomy import draw_anatomy
@@ -81,6 +82,64 @@ def test_heart_stomach_bowel_and_bones_are_drawn_and_never_labelled(seed):
     heart_top = np.argwhere(canvas.tissue == Tissue.MYOCARDIUM)[:, 2].mean()
     liver = np.argwhere(canvas.label == LIVER)[:, 2].mean()
     assert heart_top > liver
+
+
+@pytest.fixture(scope="module")
+def wide_bodies() -> list[Canvas]:
+    """Eight bodies drawn on a 48^3 canvas from the heart to the pelvis, 640 mm wide (arms
+    at the sides in view)."""
+    canvases = []
+    for seed in range(8):
+        rng = np.random.default_rng([13, seed])
+        style = replace(draw_style(rng), level_mm=0.0, z_extent_mm=440.0, fov_mm=640.0)
+        canvas = Canvas((48, 48, 48), (style.fov_mm / 48,) * 2 + (style.z_extent_mm / 48,),
+                        style.level_mm)
+        draw_anatomy(rng, canvas)
+        canvases.append(canvas)
+    return canvases
+
+
+def _u_centre(mask: np.ndarray) -> float:
+    """Mean index along axis 0 (stored LPS: it runs to the patient's left)."""
+    return float(np.argwhere(mask)[:, 0].mean())
+
+
+def test_a_gallbladder_is_drawn_against_the_liver_on_the_right_and_labelled_background(wide_bodies):
+    drawn = 0
+    for canvas in wide_bodies:
+        gallbladder = canvas.tissue == Tissue.GALLBLADDER
+        if not gallbladder.any():        # (one body in five has none)
+            continue
+        drawn += 1
+        assert not canvas.label[gallbladder].any()
+        assert _u_centre(gallbladder) < _u_centre(canvas.label == SPINE)        # right side
+        from_liver_mm = distance_transform_edt(canvas.label != LIVER, sampling=canvas.spacing)
+        assert from_liver_mm[gallbladder].min() < 30.0                  # under the liver
+    assert drawn >= 6
+
+
+def test_arms_lie_apart_at_both_sides_in_about_half_the_bodies_and_are_background(wide_bodies):
+    with_arms = 0
+    for canvas in wide_bodies:
+        axial = canvas.tissue[:, :, 24]                                   # one slice
+        parts, n = connected_parts(axial != Tissue.AIR)
+        marrow = canvas.tissue == Tissue.YELLOW_MARROW                    # arm bones' shafts
+        if n == 1:
+            assert not marrow.any()
+            continue
+        with_arms += 1
+        assert n == 3                                                     # trunk and two arms
+        trunk = 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))
+        arms = [k for k in (1, 2, 3) if k != trunk]
+        sides = sorted(_u_centre(parts == k) for k in arms)
+        assert sides[0] < _u_centre(parts == trunk) < sides[1]
+        for k in arms:
+            arm = parts == k
+            assert {Tissue.FAT, Tissue.MUSCLE} <= set(np.unique(axial[arm]))
+            assert np.isin(axial[arm], (Tissue.CORTICAL, Tissue.YELLOW_MARROW)).any()  # a bone
+            assert not canvas.label[:, :, 24][arm].any()
+        assert not canvas.label[marrow].any()
+    assert 2 <= with_arms <= 6
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -42,11 +42,18 @@ def test_driving_batch_score_matches_the_run(driving_run, tmp_path):
 def test_driving_batch_score_ray_matches_local(driving_run, tmp_path):
     pytest.importorskip("ray")
     from driving.batch import batch_score
+    from driving.schema import read_log, write_log
 
     _, model, logs = driving_run
-    directory = sorted(logs)[0].rsplit("/", 1)[0]
-    batch_score(model, directory, tmp_path / "local.parquet")
-    batch_score(model, directory, tmp_path / "ray.parquet", engine="ray")
+    for path in logs:
+        write_log(read_log(path), tmp_path / "logs" / path.rsplit("/", 1)[1])
+    log = read_log(logs[0])                                   # and one log at half the rate
+    write_log(replace(log, log_id="slow", timestamp=log.timestamp * 2), tmp_path / "logs" / "slow.parquet")
+    with pytest.warns(UserWarning, match="frame rate 5 Hz"):
+        local_summary = batch_score(model, tmp_path / "logs", tmp_path / "local.parquet")
+    with pytest.warns(UserWarning, match="frame rate 5 Hz"):
+        ray_summary = batch_score(model, tmp_path / "logs", tmp_path / "ray.parquet", engine="ray")
+    assert len(local_summary["warnings"]) == 1 and ray_summary["warnings"] == local_summary["warnings"]
     local, remote = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "ray.parquet")
     pd.testing.assert_frame_equal(local, remote)
 
