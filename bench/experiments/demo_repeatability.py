@@ -24,12 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from safetensors.numpy import load_file
 
 from core.io import write_text_atomic
 from core.verticals import names as vertical_names
@@ -75,11 +79,12 @@ def _relative_files(folder: Path) -> dict[str, Path]:
 
 
 def _vertical_files(place: Path, vertical: str) -> dict[str, Path]:
-    """Compared files of ``vertical`` under ``place`` (``data/driving`` and ``data/driving_train``
-    both belong to driving), keyed by folder and relative path."""
+    """Compared files of ``vertical`` under ``place`` (``data/driving`` and
+    ``data/driving_train`` both belong to driving), keyed by folder and relative path."""
     files = {}
     for folder in place.glob(f"{vertical}*"):
-        files.update({f"{folder.name}/{key}": path for key, path in _relative_files(folder).items()})
+        files.update({f"{folder.name}/{key}": path
+                      for key, path in _relative_files(folder).items()})
     return files
 
 
@@ -99,14 +104,16 @@ def _frame_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
 
 
 def _array_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest absolute difference of two arrays; NaN equals NaN, NaN against a number is inf."""
     if a.shape != b.shape:
         return float("inf")
     a, b = a.astype(np.float64), b.astype(np.float64)
-    both_nan = np.isnan(a) & np.isnan(b)
-    if not both_nan.any() and np.array_equal(a, b):
+    if np.array_equal(a, b, equal_nan=True):
         return 0.0
-    diff = np.abs(np.where(both_nan, 0.0, a - b))
-    return float(np.nanmax(np.where(np.isnan(diff), np.inf, diff))) if diff.size else 0.0
+    diff = np.abs(a - b)
+    diff[(a == b) | (np.isnan(a) & np.isnan(b))] = 0.0   # equal infinities, NaN on both sides
+    diff[np.isnan(diff)] = np.inf                         # NaN on one side only
+    return float(diff.max())
 
 
 def _read_frame(path: Path, workspace: Path) -> pd.DataFrame:
@@ -124,13 +131,13 @@ def file_difference(a: Path, b: Path, workspaces: tuple[Path, Path]) -> float:
     if a.name.endswith(".parquet"):
         return _frame_difference(_read_frame(a, workspaces[0]), _read_frame(b, workspaces[1]))
     if a.name.endswith(".safetensors"):
-        from safetensors.numpy import load_file
         left, right = load_file(a), load_file(b)
         if set(left) != set(right):
             return float("inf")
         return max((_array_difference(left[k], right[k]) for k in left), default=0.0)
-    import nibabel
-    return _array_difference(np.asarray(nibabel.load(a).dataobj), np.asarray(nibabel.load(b).dataobj))
+    import nibabel  # the medical extra's
+    return _array_difference(np.asarray(nibabel.load(a).dataobj),
+                             np.asarray(nibabel.load(b).dataobj))
 
 
 def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
@@ -141,7 +148,8 @@ def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
            "summary_keys_differing": sorted(k for k in set(left) | set(right)
                                             if left.get(k) != right.get(k))}
     for place in PLACES:
-        files_a, files_b = _vertical_files(a / place, vertical), _vertical_files(b / place, vertical)
+        files_a = _vertical_files(a / place, vertical)
+        files_b = _vertical_files(b / place, vertical)
         differences = {key: file_difference(files_a[key], files_b[key], (a, b))
                        for key in sorted(set(files_a) & set(files_b))}
         row[place] = {"files": len(differences),
@@ -152,6 +160,24 @@ def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
     return row
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``), None elsewhere."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), None)
+
+
+def environment() -> dict:
+    """Versions of the packages the demo's numbers rest on, and the CPU (a fresh virtual
+    environment or another machine may move them)."""
+    return {"python": platform.python_version(), "cpu": _cpu_model(),
+            **{name: version(name) for name in ("torch", "numpy", "scipy", "numba", "pandas",
+                                                "pyarrow", "monai", "shap", "scikit-learn")}}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="folder of the workspaces")
@@ -159,16 +185,17 @@ def main(argv=None) -> dict:
                         help="NAME:THREADS per build; every run is compared with the first")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    work = args.work.resolve()  # the runs name their inputs by resolved path
     runs = [(name, int(threads)) for name, threads in (r.split(":") for r in args.runs)]
     for name, threads in runs:
-        build(args.work / name, threads)
+        build(work / name, threads)
     (first, first_threads), others = runs[0], runs[1:]
     result = {"command": "UNMASK_NUM_THREADS=T nice -n 10 python -m core.cli demo --size small "
                          "--workspace WS (one per run); compared with python -m "
                          f"bench.experiments.demo_repeatability --runs {' '.join(args.runs)}",
-              "runs": dict(runs),
+              "runs": dict(runs), "environment": environment(),
               "comparisons": {f"{first}(t{first_threads}) vs {name}(t{threads})":
-                              {v: compare_vertical(args.work / first, args.work / name, v)
+                              {v: compare_vertical(work / first, work / name, v)
                                for v in vertical_names()}
                               for name, threads in others}}
     write_text_atomic(args.out, json.dumps(result, indent=1, default=float) + "\n")
