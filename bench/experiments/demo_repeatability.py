@@ -40,6 +40,10 @@ from core.verticals import names as vertical_names
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "demo_repeatability.json"
 COMPARED = (".parquet", ".safetensors", ".nii.gz")
+# each run's scores: file and the columns naming an item
+SCORES = {"finance": ("scores.parquet", ["transaction_id"]),
+          "medical": ("scores.parquet", ["case"]),
+          "driving": ("frames.parquet", ["log_id", "frame"])}
 PLACES = ("runs", "models", "data")
 
 
@@ -88,26 +92,11 @@ def _vertical_files(place: Path, vertical: str) -> dict[str, Path]:
     return files
 
 
-def _frame_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
-    """Largest absolute difference of two frames' numeric values (inf: shapes or a
-    non-numeric value differ)."""
-    if list(a.columns) != list(b.columns) or len(a) != len(b):
-        return float("inf")
-    largest = 0.0
-    for column in a.columns:
-        left, right = a[column].to_numpy(), b[column].to_numpy()
-        if np.issubdtype(left.dtype, np.number) and np.issubdtype(right.dtype, np.number):
-            largest = max(largest, _array_difference(left, right))
-        elif not all(x == y or (x != x and y != y) for x, y in zip(left, right)):
-            return float("inf")
-    return largest
-
-
-def _array_difference(a: np.ndarray, b: np.ndarray) -> float:
+def _array_difference(a, b) -> float:
     """Largest absolute difference of two arrays; NaN equals NaN, NaN against a number is inf."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         return float("inf")
-    a, b = a.astype(np.float64), b.astype(np.float64)
     if np.array_equal(a, b, equal_nan=True):
         return 0.0
     diff = np.abs(a - b)
@@ -116,28 +105,70 @@ def _array_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(diff.max())
 
 
-def _read_frame(path: Path, workspace: Path) -> pd.DataFrame:
-    """A Parquet file with the workspace's own path in its text columns written ``WS``
-    (runs name their input files)."""
-    frame = pd.read_parquet(path)
-    for column in frame.columns:
-        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            frame[column] = frame[column].astype(str).str.replace(str(workspace), "WS", regex=False)
-    return frame
+def _same(x, y, workspaces: tuple[Path, Path]) -> bool:
+    """Whether two cells of a non-numeric column are equal: text with each workspace's own
+    path written ``WS`` (runs name their input files), arrays value by value."""
+    if isinstance(x, str) and isinstance(y, str):
+        return x.replace(str(workspaces[0]), "WS") == y.replace(str(workspaces[1]), "WS")
+    if isinstance(x, (np.ndarray, list)) or isinstance(y, (np.ndarray, list)):
+        return _array_difference(x, y) == 0.0
+    if pd.isna(x) or pd.isna(y):
+        return bool(pd.isna(x) and pd.isna(y))
+    return bool(x == y)
 
 
-def file_difference(a: Path, b: Path, workspaces: tuple[Path, Path]) -> float:
-    """Largest absolute difference between two files of one kind (see the module doc)."""
+def _frame_difference(a: pd.DataFrame, b: pd.DataFrame, workspaces) -> dict:
+    """Largest absolute difference of two frames' numbers (numeric columns and array
+    cells, row by row) and how many values differ at all (text, flags and numbers), in
+    all and per differing column."""
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return {"max_abs_difference": float("inf"), "values_differing": max(len(a), len(b))}
+    columns = {}
+    for column in a.columns:
+        left, right = a[column].to_numpy(), b[column].to_numpy()
+        if all(np.issubdtype(v.dtype, np.number) for v in (left, right)):
+            left, right = left.astype(np.float64), right.astype(np.float64)
+            same = (left == right) | (np.isnan(left) & np.isnan(right))
+            largest = _array_difference(left, right)
+        else:
+            same = np.array([_same(x, y, workspaces) for x, y in zip(left, right)], bool)
+            largest = max([0.0] + [_array_difference(x, y) for x, y in zip(left, right)
+                                   if isinstance(x, np.ndarray)])
+        if not same.all():
+            columns[column] = {"max_abs_difference": largest,
+                               "values_differing": int((~same).sum())}
+    return {"max_abs_difference": max((c["max_abs_difference"] for c in columns.values()),
+                                      default=0.0),
+            "values_differing": sum(c["values_differing"] for c in columns.values()),
+            "columns": columns}
+
+
+def file_difference(a: Path, b: Path, workspaces: tuple[Path, Path]) -> dict:
+    """Largest absolute difference between two files of one kind and how many values
+    differ (see the module doc)."""
     if a.name.endswith(".parquet"):
-        return _frame_difference(_read_frame(a, workspaces[0]), _read_frame(b, workspaces[1]))
+        return _frame_difference(pd.read_parquet(a), pd.read_parquet(b), workspaces)
     if a.name.endswith(".safetensors"):
         left, right = load_file(a), load_file(b)
-        if set(left) != set(right):
-            return float("inf")
-        return max((_array_difference(left[k], right[k]) for k in left), default=0.0)
-    import nibabel  # the medical extra's
-    return _array_difference(np.asarray(nibabel.load(a).dataobj),
-                             np.asarray(nibabel.load(b).dataobj))
+        pairs = [(left[k], right.get(k)) for k in sorted(set(left) | set(right))]
+    else:
+        import nibabel  # the medical extra's
+        pairs = [(np.asarray(nibabel.load(a).dataobj), np.asarray(nibabel.load(b).dataobj))]
+    if any(x is None or y is None or x.shape != y.shape for x, y in pairs):
+        return {"max_abs_difference": float("inf"), "values_differing": None}
+    return {"max_abs_difference": max(_array_difference(x, y) for x, y in pairs),
+            "values_differing": int(sum((x != y).sum() for x, y in pairs))}
+
+
+def score_difference(a: Path, b: Path, vertical: str) -> float:
+    """Largest absolute difference of the run's scores, item by item (matched by their
+    ids: the runs may rank them differently)."""
+    filename, ids = SCORES[vertical]
+    left, right = (next((w / "runs" / vertical).glob(f"*/{filename}")) for w in (a, b))
+    left, right = (pd.read_parquet(p).set_index(ids)["score"] for p in (left, right))
+    if not left.index.sort_values().equals(right.index.sort_values()):
+        return float("inf")
+    return _array_difference(left.sort_index().to_numpy(), right.sort_index().to_numpy())
 
 
 def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
@@ -145,6 +176,7 @@ def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
     left, right = summary(a, vertical), summary(b, vertical)
     row = {"alerts": [left.get("n_alerts"), right.get("n_alerts")],
            "auroc": [left.get("auroc"), right.get("auroc")],
+           "max_score_difference": score_difference(a, b, vertical),
            "summary_keys_differing": sorted(k for k in set(left) | set(right)
                                             if left.get(k) != right.get(k))}
     for place in PLACES:
@@ -152,11 +184,11 @@ def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
         files_b = _vertical_files(b / place, vertical)
         differences = {key: file_difference(files_a[key], files_b[key], (a, b))
                        for key in sorted(set(files_a) & set(files_b))}
-        row[place] = {"files": len(differences),
-                      "files_differing": sum(d > 0 for d in differences.values()),
-                      "max_abs_difference": max(differences.values(), default=0.0),
-                      "missing": sorted(set(files_a) ^ set(files_b)),
-                      "differing": {k: d for k, d in differences.items() if d > 0}}
+        differing = {k: d for k, d in differences.items() if d["values_differing"] != 0}
+        row[place] = {"files": len(differences), "files_differing": len(differing),
+                      "max_abs_difference": max((d["max_abs_difference"]
+                                                 for d in differences.values()), default=0.0),
+                      "missing": sorted(set(files_a) ^ set(files_b)), "differing": differing}
     return row
 
 
