@@ -2,22 +2,25 @@
 
 Not part of the benchmark. Builds ``unmask demo --size small`` (the console script's
 ``core.cli``) into one workspace per run, each at its own ``UNMASK_NUM_THREADS``, and
-compares every run with the first: per vertical the run summary's alerts and AUROC, and
-for each file of the run, the model and the simulated data (matched by their path under
-the vertical's folder) the largest absolute difference of any value:
+compares each run with the first run at its thread count (the first of a thread count with
+the very first run): per vertical the run summary's alerts, AUROC and largest score
+difference (items matched by id), and for each file of the run, the model and the
+simulated data (matched by their path under the vertical's folder) the largest absolute
+difference and the number of differing values:
 
 * Parquet: numeric columns compared value by value (NaN equals NaN), other columns
   counted as differing rows;
 * ``.safetensors``: every tensor; ``.nii.gz``: the voxel array.
 
 A workspace that already holds a finished build (``WS/.demo/<vertical>.json`` for every
-vertical, none failed) is compared as it is, not rebuilt. Writes
-``bench/results/demo_repeatability.json``.
+vertical, none failed) is compared as it is, not rebuilt. With ``--rescore-threads T`` the
+first run's driving model also scores its logs again at T threads (training apart from
+scoring). Writes ``bench/results/demo_repeatability.json``.
 
 Example::
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.demo_repeatability \\
-        --work /tmp/demo-repeat --runs a:1 b:1 c:2
+        --work /tmp/demo-repeat --runs a:1 b:1 c:2 d:2 --rescore-threads 2
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ import pandas as pd
 from safetensors.numpy import load_file
 
 from core.io import write_text_atomic
+from core.runtime import configure_threads
 from core.verticals import names as vertical_names
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "demo_repeatability.json"
@@ -210,26 +214,66 @@ def environment() -> dict:
                                                 "pyarrow", "monai", "shap", "scikit-learn")}}
 
 
+def pairs(runs: list[tuple[str, int]]) -> list[tuple[str, str]]:
+    """(reference, run) for every run after the first: the reference is the first run at
+    the same thread count, or the very first run for the first of a thread count."""
+    first_at = {}
+    for name, threads in runs:
+        first_at.setdefault(threads, name)
+    return [(first_at[t] if first_at[t] != name else runs[0][0], name) for name, t in runs[1:]]
+
+
+def rescore_driving(workspace: Path, out: Path, threads: int) -> dict:
+    """Score ``workspace``'s driving logs again with its model at ``threads`` threads, as
+    the demo does (``driving.demo.build_demo``); alerts, AUROC and the largest score
+    difference from the demo's run."""
+    from driving.demo import SIZES
+    from driving.scoring.run import score_logs
+
+    configure_threads(threads)
+    size = SIZES["small"]
+    run = score_logs(workspace / "models" / "driving" / "default", workspace / "data" / "driving",
+                     out, top_frames=size["top_frames"], shap_evals=size["shap_evals"],
+                     progress=False)
+    ids = SCORES["driving"][1]
+    (demo_run,) = (workspace / "runs" / "driving").glob("*/frames.parquet")
+    before = pd.read_parquet(demo_run).set_index(ids)["score"].sort_index()
+    after = pd.read_parquet(run / "frames.parquet").set_index(ids)["score"].sort_index()
+    rescored = json.loads((run / "manifest.json").read_text())["summary"]
+    return {"threads": threads, "alerts": rescored["n_alerts"], "auroc": rescored.get("auroc"),
+            "max_score_difference": _array_difference(before.to_numpy(), after.to_numpy())}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="folder of the workspaces")
-    parser.add_argument("--runs", nargs="+", default=["a:1", "b:1", "c:2"],
-                        help="NAME:THREADS per build; every run is compared with the first")
+    parser.add_argument("--runs", nargs="+", default=["a:1", "b:1", "c:2", "d:2"],
+                        help="NAME:THREADS per build")
+    parser.add_argument("--rescore-threads", type=int, default=None,
+                        help="score the first run's driving logs again at this thread count")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     work = args.work.resolve()  # the runs name their inputs by resolved path
     runs = [(name, int(threads)) for name, threads in (r.split(":") for r in args.runs)]
     for name, threads in runs:
         build(work / name, threads)
-    (first, first_threads), others = runs[0], runs[1:]
+    threads_of = dict(runs)
     result = {"command": "UNMASK_NUM_THREADS=T nice -n 10 python -m core.cli demo --size small "
-                         "--workspace WS (one per run); compared with python -m "
-                         f"bench.experiments.demo_repeatability --runs {' '.join(args.runs)}",
-              "runs": dict(runs), "environment": environment(),
-              "comparisons": {f"{first}(t{first_threads}) vs {name}(t{threads})":
-                              {v: compare_vertical(work / first, work / name, v)
+                         "--workspace WORK/NAME (one per run); compared with python -m "
+                         f"bench.experiments.demo_repeatability --work WORK --runs "
+                         f"{' '.join(args.runs)}"
+                         + (f" --rescore-threads {args.rescore_threads}"
+                            if args.rescore_threads else ""),
+              "runs": threads_of, "environment": environment(),
+              "comparisons": {f"{ref}(t{threads_of[ref]}) vs {name}(t{threads_of[name]})":
+                              {v: compare_vertical(work / ref, work / name, v)
                                for v in vertical_names()}
-                              for name, threads in others}}
+                              for ref, name in pairs(runs)}}
+    if args.rescore_threads:
+        first = runs[0][0]
+        out = work / f"{first}_driving_rescored_t{args.rescore_threads}"
+        result[f"{first}_driving_rescored"] = rescore_driving(work / first, out,
+                                                              args.rescore_threads)
     write_text_atomic(args.out, json.dumps(result, indent=1, default=float) + "\n")
     return result
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from safetensors.numpy import save_file
 
-from bench.experiments.demo_repeatability import compare_vertical, finished
+from bench.experiments.demo_repeatability import compare_vertical, finished, pairs
 from core.verticals import names
 
 IDS = ["tx0", "tx1", "tx2"]
@@ -86,3 +86,8 @@ def test_a_workspace_counts_as_built_only_when_every_vertical_finished(tmp_path)
     assert finished(tmp_path)
     (logs / f"{names()[0]}.json").write_text(json.dumps({"error": "ValueError: no"}))
     assert not finished(tmp_path)
+
+
+def test_each_run_is_compared_with_the_first_at_its_thread_count():
+    runs = [("a", 1), ("b", 1), ("c", 2), ("d", 2), ("e", 1)]
+    assert pairs(runs) == [("a", "b"), ("a", "c"), ("c", "d"), ("a", "e")]
