@@ -210,6 +210,7 @@ def environment() -> dict:
     """Versions of the packages the demo's numbers rest on, and the CPU (a fresh virtual
     environment or another machine may move them)."""
     return {"python": platform.python_version(), "cpu": _cpu_model(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),  # oneDNN's kernels
             **{name: version(name) for name in ("torch", "numpy", "scipy", "numba", "pandas",
                                                 "pyarrow", "monai", "shap", "scikit-learn")}}
 
