@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
+import torch
 from safetensors.numpy import load_file
 
 from core.io import write_text_atomic
