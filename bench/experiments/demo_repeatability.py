@@ -3,13 +3,13 @@
 Not part of the benchmark. Builds ``unmask demo --size small`` (the console script's
 ``core.cli``) into one workspace per run, each at its own ``UNMASK_NUM_THREADS``, and
 compares each run with the first run at its thread count (the first of a thread count with
-the very first run): per vertical the run summary's alerts, AUROC and largest score
-difference (items matched by id), and for each file of the run, the model and the
-simulated data (matched by their path under the vertical's folder) the largest absolute
-difference and the number of differing values:
+the very first run). Per vertical: the run summary's alerts and AUROC, the largest score
+difference and the items alerted in one run only (items matched by id); and for each file
+of the run, the model and the simulated data (matched by their path under the vertical's
+folder) the largest absolute difference and the number of differing values:
 
-* Parquet: numeric columns compared value by value (NaN equals NaN), other columns
-  counted as differing rows;
+* Parquet: numeric columns and array cells value by value (NaN equals NaN); text (each
+  workspace's own path written ``WS``) and flags counted as differing values;
 * ``.safetensors``: every tensor; ``.nii.gz``: the voxel array.
 
 A workspace that already holds a finished build (``WS/.demo/<vertical>.json`` for every
@@ -69,10 +69,14 @@ def build(workspace: Path, threads: int) -> None:
     subprocess.run(demo_command(workspace), env=env, check=True)
 
 
-def summary(workspace: Path, vertical: str) -> dict:
-    """The manifest summary of the (single) run the demo wrote for ``vertical``."""
+def run_dir(workspace: Path, vertical: str) -> Path:
+    """The (single) run the demo wrote for ``vertical``."""
     (manifest,) = (workspace / "runs" / vertical).glob("*/manifest.json")
-    return json.loads(manifest.read_text())["summary"]
+    return manifest.parent
+
+
+def summary(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())["summary"]
 
 
 def _relative_files(folder: Path) -> dict[str, Path]:
@@ -164,23 +168,25 @@ def file_difference(a: Path, b: Path, workspaces: tuple[Path, Path]) -> dict:
             "values_differing": int(sum((x != y).sum() for x, y in pairs))}
 
 
-def score_difference(a: Path, b: Path, vertical: str) -> float:
-    """Largest absolute difference of the run's scores, item by item (matched by their
-    ids: the runs may rank them differently)."""
+def item_difference(run_a: Path, run_b: Path, vertical: str) -> dict:
+    """Largest absolute difference of two runs' scores and the number of items alerted in
+    one run only, item by item (matched by their ids: the runs may rank them differently)."""
     filename, ids = SCORES[vertical]
-    left, right = (next((w / "runs" / vertical).glob(f"*/{filename}")) for w in (a, b))
-    left, right = (pd.read_parquet(p).set_index(ids)["score"] for p in (left, right))
-    if not left.index.sort_values().equals(right.index.sort_values()):
-        return float("inf")
-    return _array_difference(left.sort_index().to_numpy(), right.sort_index().to_numpy())
+    left, right = (pd.read_parquet(run / filename).set_index(ids).sort_index()
+                   for run in (run_a, run_b))
+    if not left.index.equals(right.index):
+        return {"max_score_difference": float("inf"), "alerts_differing": None}
+    return {"max_score_difference": _array_difference(left["score"].to_numpy(),
+                                                      right["score"].to_numpy()),
+            "alerts_differing": int((left["is_alert"] != right["is_alert"]).sum())}
 
 
 def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
     """Alerts, AUROC and per-file largest differences of ``vertical`` in two workspaces."""
-    left, right = summary(a, vertical), summary(b, vertical)
+    left, right = summary(run_dir(a, vertical)), summary(run_dir(b, vertical))
     row = {"alerts": [left.get("n_alerts"), right.get("n_alerts")],
            "auroc": [left.get("auroc"), right.get("auroc")],
-           "max_score_difference": score_difference(a, b, vertical),
+           **item_difference(run_dir(a, vertical), run_dir(b, vertical), vertical),
            "summary_keys_differing": sorted(k for k in set(left) | set(right)
                                             if left.get(k) != right.get(k))}
     for place in PLACES:
@@ -226,8 +232,8 @@ def pairs(runs: list[tuple[str, int]]) -> list[tuple[str, str]]:
 
 def rescore_driving(workspace: Path, out: Path, threads: int) -> dict:
     """Score ``workspace``'s driving logs again with its model at ``threads`` threads, as
-    the demo does (``driving.demo.build_demo``); alerts, AUROC and the largest score
-    difference from the demo's run."""
+    the demo does (``driving.demo.build_demo``); alerts, AUROC and the differences from
+    the demo's run (:func:`item_difference`)."""
     from driving.demo import SIZES
     from driving.scoring.run import score_logs
 
@@ -236,13 +242,9 @@ def rescore_driving(workspace: Path, out: Path, threads: int) -> dict:
     run = score_logs(workspace / "models" / "driving" / "default", workspace / "data" / "driving",
                      out, top_frames=size["top_frames"], shap_evals=size["shap_evals"],
                      progress=False)
-    ids = SCORES["driving"][1]
-    (demo_run,) = (workspace / "runs" / "driving").glob("*/frames.parquet")
-    before = pd.read_parquet(demo_run).set_index(ids)["score"].sort_index()
-    after = pd.read_parquet(run / "frames.parquet").set_index(ids)["score"].sort_index()
-    rescored = json.loads((run / "manifest.json").read_text())["summary"]
+    rescored = summary(run)
     return {"threads": threads, "alerts": rescored["n_alerts"], "auroc": rescored.get("auroc"),
-            "max_score_difference": _array_difference(before.to_numpy(), after.to_numpy())}
+            **item_difference(run_dir(workspace, "driving"), run, "driving")}
 
 
 def main(argv=None) -> dict:

@@ -32,7 +32,8 @@ def _workspace(root, name, scores, weight=(1.0, 2.0), n_alerts=2, amounts=(1.0, 
     (run / "manifest.json").write_text(json.dumps({"summary": {"n_alerts": n_alerts,
                                                                "auroc": 0.75}}))
     rows = pd.DataFrame({"transaction_id": IDS, "input": str(workspace / "data" / "x.parquet"),
-                         "score": scores, "cells": [_grid(m) for m in middles]})
+                         "score": scores, "is_alert": [x > 1.2 for x in scores],
+                         "cells": [_grid(m) for m in middles]})
     rows.iloc[list(order)].to_parquet(run / "scores.parquet")
     (workspace / "models" / "finance").mkdir(parents=True)
     save_file({"w": np.array(weight, np.float32)},
@@ -47,7 +48,7 @@ def test_identical_workspaces_differ_nowhere_though_their_paths_do(tmp_path):
     b = _workspace(tmp_path, "b", [0.5, np.nan, 2.0])
     row = compare_vertical(a, b, "finance")
     assert row["alerts"] == [2, 2] and row["summary_keys_differing"] == []
-    assert row["max_score_difference"] == 0.0
+    assert row["max_score_difference"] == 0.0 and row["alerts_differing"] == 0
     for place in ("runs", "models", "data"):
         assert row[place]["files"] == 1
         assert row[place]["max_abs_difference"] == 0.0 and row[place]["differing"] == {}
@@ -59,9 +60,10 @@ def test_a_changed_score_weight_cell_value_or_alert_count_is_measured(tmp_path):
                    amounts=(1.0, 2.0), middles=(0, 0, 7))
     row = compare_vertical(a, b, "finance")
     assert row["alerts"] == [2, 3] and row["summary_keys_differing"] == ["n_alerts"]
-    assert row["max_score_difference"] == pytest.approx(0.25)
+    assert row["max_score_difference"] == pytest.approx(0.25) and row["alerts_differing"] == 1
     scores = row["runs"]["differing"]["finance/scores.parquet"]
     assert scores["columns"] == {"score": {"max_abs_difference": 0.25, "values_differing": 1},
+                                 "is_alert": {"max_abs_difference": 0.0, "values_differing": 1},
                                  "cells": {"max_abs_difference": 7.0, "values_differing": 1}}
     assert row["models"]["differing"] == {
         "finance/w.safetensors": {"max_abs_difference": 0.5, "values_differing": 1}}
@@ -73,7 +75,7 @@ def test_scores_are_matched_by_item_though_the_rows_are_ranked_differently(tmp_p
     a = _workspace(tmp_path, "a", [0.5, 1.0, 2.0])
     b = _workspace(tmp_path, "b", [0.5, 1.0, 2.0], order=(2, 0, 1))
     row = compare_vertical(a, b, "finance")
-    assert row["max_score_difference"] == 0.0
+    assert row["max_score_difference"] == 0.0 and row["alerts_differing"] == 0
     assert row["runs"]["files_differing"] == 1  # the file itself holds its rows elsewhere
 
 
