@@ -63,6 +63,8 @@ def finished(workspace: Path) -> bool:
 
 
 def build(workspace: Path, threads: int) -> None:
+    """``unmask demo --size small`` into ``workspace`` at ``threads`` threads, unless a
+    finished build is there."""
     if finished(workspace):
         return
     env = dict(os.environ, UNMASK_NUM_THREADS=str(threads))
@@ -182,11 +184,13 @@ def item_difference(run_a: Path, run_b: Path, vertical: str) -> dict:
 
 
 def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
-    """Alerts, AUROC and per-file largest differences of ``vertical`` in two workspaces."""
-    left, right = summary(run_dir(a, vertical)), summary(run_dir(b, vertical))
+    """Alerts, AUROC, score and alert differences and per-file largest differences of
+    ``vertical`` in two workspaces."""
+    run_a, run_b = run_dir(a, vertical), run_dir(b, vertical)
+    left, right = summary(run_a), summary(run_b)
     row = {"alerts": [left.get("n_alerts"), right.get("n_alerts")],
            "auroc": [left.get("auroc"), right.get("auroc")],
-           **item_difference(run_dir(a, vertical), run_dir(b, vertical), vertical),
+           **item_difference(run_a, run_b, vertical),
            "summary_keys_differing": sorted(k for k in set(left) | set(right)
                                             if left.get(k) != right.get(k))}
     for place in PLACES:
