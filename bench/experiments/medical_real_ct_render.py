@@ -6,7 +6,8 @@ which is not in the repository: a user who clones it has no such folder. The sca
 reading, looking, the input guard and speed; nothing is tuned on them.
 
 Every command runs as a fresh process under ``/usr/bin/time -v`` (wall, CPU seconds and peak
-RSS from its report), with ``UNMASK_NUM_THREADS`` as set by the caller and ``nice -n 10``:
+RSS from its report), with the caller's ``UNMASK_NUM_THREADS`` and niceness (the example's
+``nice -n 10`` applies to every step):
 
 1. the README's medical commands, verbatim, in ``--work``: ``simulate --cases 32 --out ct/``,
    ``pretrain --data ct/ --out models/ct-pretrained``, ``train --data ct/ --labels 20
@@ -17,19 +18,21 @@ RSS from its report), with ``UNMASK_NUM_THREADS`` as set by the caller and ``nic
    the exit status, organ volumes, case score and p-value.
 3. PNG renders of the CT (W400 / L40) with the segmentation and with the anomaly map, three
    panels each (CT, CT + labels, CT + map): axial slices at the upper abdomen (liver,
-   spleen), the kidneys, the iliac crest (L5) and the pelvis (bladder, hips), one coronal cut
-   through both kidneys and one sagittal cut through the right kidney and liver. The slices
-   were chosen on the CT alone, before any output of the model was looked at. Displayed
+   spleen), the kidneys, the sacrum and iliac wings, and the pelvis (bladder, hips), one
+   coronal cut through both kidneys and one sagittal cut through the right kidney and liver.
+   The slices were chosen on the CT alone, before any output of the model was looked at
+   (the sacrum slice's caption was corrected afterwards: it had said L5). Displayed
    radiologically: the patient's right on the viewer's left, anterior up (axial), superior
    up (coronal, sagittal), anterior left (sagittal).
 4. ``bench/results/medical_real_ct_render.json``: times, peak RSS, printed lines, volumes,
    score, p-value, and per organ where its label lies (slices, side, Hounsfield units under
-   it) and where the anomaly map is high (by organ and by tissue class of the CT).
+   it) and where the anomaly map is high (by organ and by tissue class of the CT). With
+   ``--docs-dir``, 256-colour copies of five of the PNGs for ``docs/renders``.
 
 Example::
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_real_ct_render \\
-        --work /tmp/real-ct --png-dir /tmp/real-ct/png
+        --work /tmp/real-ct --png-dir /tmp/real-ct/png --docs-dir docs/renders
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from PIL import Image
 from scipy import ndimage
 
 from core.io import write_text_atomic
@@ -68,13 +72,15 @@ README_STEPS = {  # the README's medical commands, verbatim; (output that shows 
 # (plane, voxel index along the cut axis of the RAS volume, what it shows); chosen on the CT
 VIEWS = [("axial", 104, "upper abdomen: liver, spleen, stomach"),
          ("axial", 88, "kidneys"),
-         ("axial", 46, "iliac crests, L5"),
+         ("axial", 46, "sacrum and iliac wings"),
          ("axial", 22, "pelvis: bladder, iliac bones, hips"),
          ("coronal", 40, "both kidneys, lumbar spine"),
          ("sagittal", 83, "right kidney and liver")]
+DOCS_VIEWS = ["axial_104", "axial_88", "axial_22", "coronal_40", "sagittal_83"]  # --docs-dir
 TISSUE_HU = {"gas": (-np.inf, -400), "fat": (-400, -30), "soft tissue": (-30, 200),
              "bone or metal": (200, np.inf)}
 BODY_HU = -500                     # what is not air outside the patient
+Z_BAND = 10                        # axial slices per band of an organ's HU profile
 TIME_FIELDS = {"wall_s": "Elapsed (wall clock) time", "user_s": "User time (seconds)",
                "system_s": "System time (seconds)", "peak_rss_kb": "Maximum resident set size (kbytes)",
                "exit_status": "Exit status"}
@@ -107,17 +113,18 @@ def read_time_report(path: Path) -> dict:
 
 
 def run_timed(work: Path, name: str, args: list[str]) -> dict:
-    """Run ``nice -n 10 unmask medical ARGS`` in ``work`` under ``/usr/bin/time -v``; return
-    its time report, the command and every non-empty line it printed (stdout, then stderr)."""
-    command = ["nice", "-n", "10", str(UNMASK), "medical", *args]
+    """Run ``unmask medical ARGS`` in ``work`` under ``/usr/bin/time -v``; return its time
+    report, the command and every non-empty line it printed (stdout, then stderr)."""
+    command = [str(UNMASK), "medical", *args]
     report = work / f"time_{name}.txt"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    load = os.getloadavg()[0]
     done = subprocess.run(["/usr/bin/time", "-v", "-o", str(report), *command], cwd=work,
                           env=env, capture_output=True, text=True)
     printed = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     write_text_atomic(work / f"log_{name}.txt", "\n".join(printed) + "\n")
     return {"command": "unmask medical " + " ".join(args), **read_time_report(report),
-            "printed": printed}
+            "load_1min_at_start": round(load, 2), "printed": printed}
 
 
 def readme_recipe(work: Path) -> dict:
@@ -159,23 +166,38 @@ def tissue_masks(ct: np.ndarray, body: np.ndarray) -> dict[str, np.ndarray]:
     return {name: body & (ct >= low) & (ct < high) for name, (low, high) in TISSUE_HU.items()}
 
 
-def label_facts(ct: np.ndarray, labels: np.ndarray, names: dict[int, str]) -> dict:
+def _hu_band_facts(ct: np.ndarray, organ: np.ndarray, voxel_ml: float) -> dict:
+    """The organ's volume and median HU in each band of ``Z_BAND`` axial slices it reaches."""
+    bands = {}
+    for low in range(0, ct.shape[2], Z_BAND):
+        part = organ[:, :, low:low + Z_BAND]
+        if part.any():
+            bands[f"z {low}-{min(low + Z_BAND, ct.shape[2]) - 1}"] = {
+                "ml": round(float(part.sum() * voxel_ml), 1),
+                "hu_median": float(np.median(ct[:, :, low:low + Z_BAND][part]))}
+    return bands
+
+
+def label_facts(ct: np.ndarray, labels: np.ndarray, names: dict[int, str], voxel_ml: float) -> dict:
     """Per organ label: axial slices it spans, share on the patient's right (voxel x above
-    the body's centre) and the Hounsfield units under it."""
+    the body's centre: RAS+), the Hounsfield units under it, overall and by band of slices."""
     body = ct > BODY_HU
     centre_x = np.argwhere(body)[:, 0].mean()
     facts = {}
     for k, name in names.items():
-        voxels = np.argwhere(labels == k)
+        organ = labels == k
+        voxels = np.argwhere(organ)
         if not len(voxels):
             facts[name] = {"voxels": 0}
             continue
-        hu = ct[labels == k]
-        facts[name] = {"voxels": int(len(voxels)), "z_range": [int(voxels[:, 2].min()), int(voxels[:, 2].max())],
+        hu = ct[organ]
+        facts[name] = {"voxels": int(len(voxels)),
+                       "z_range": [int(voxels[:, 2].min()), int(voxels[:, 2].max())],
                        "share_on_patient_right": round(float((voxels[:, 0] > centre_x).mean()), 3),
                        "hu_median": round(float(np.median(hu)), 1),
                        **{f"share_{t}": round(float(((hu >= lo) & (hu < hi)).mean()), 3)
-                          for t, (lo, hi) in TISSUE_HU.items()}}
+                          for t, (lo, hi) in TISSUE_HU.items()},
+                       "by_slices": _hu_band_facts(ct, organ, voxel_ml)}
     return facts
 
 
@@ -185,13 +207,12 @@ def map_facts(ct: np.ndarray, labels: np.ndarray, anomaly: np.ndarray, names: di
     body = ct > BODY_HU
     scored = anomaly > 0
     top = anomaly >= np.quantile(anomaly[scored], 0.99) if scored.any() else scored
-    regions = {name: labels == k for k, name in names.items()}
-    regions["background (no organ label)"] = body & (labels == 0)
-    tissues = tissue_masks(ct, body)
 
     def summary(mask):
-        return {"voxels": int(mask.sum()), "share_scored": round(float(scored[mask].mean()), 3) if mask.any() else None,
-                "mean": round(float(anomaly[mask].mean()), 4) if mask.any() else None,
+        if not mask.any():
+            return {"voxels": 0}
+        return {"voxels": int(mask.sum()), "share_scored": round(float(scored[mask].mean()), 3),
+                "mean": round(float(anomaly[mask].mean()), 4),
                 "share_of_top_1pct": round(float((top & mask).sum() / max(top.sum(), 1)), 3)}
 
     by_organ = {}
@@ -200,11 +221,14 @@ def map_facts(ct: np.ndarray, labels: np.ndarray, anomaly: np.ndarray, names: di
         interior = ndimage.binary_erosion(organ)
         by_organ[name] = {**summary(organ), "border_mean": summary(organ & ~interior)["mean"],
                           "interior_mean": summary(interior)["mean"]}
+    top_hu = ct[top]
     return {"scored_voxels": int(scored.sum()), "max": round(float(anomaly.max()), 4),
+            "top_1pct_hu_p10_p50_p90": [round(float(v), 1) for v in np.percentile(top_hu, [10, 50, 90])]
+            if top_hu.size else None,
             "p99_of_scored": round(float(np.quantile(anomaly[scored], 0.99)), 4) if scored.any() else None,
             "by_organ": by_organ,
-            "background (no organ label)": summary(regions["background (no organ label)"]),
-            "by_tissue": {t: summary(m) for t, m in tissues.items()}}
+            "background (no organ label)": summary(body & (labels == 0)),
+            "by_tissue": {t: summary(m) for t, m in tissue_masks(ct, body).items()}}
 
 
 # ---- rendering ---------------------------------------------------------------------------
@@ -243,7 +267,7 @@ def render_view(volumes: CaseVolumes, labels: dict, view: tuple, path: Path) -> 
     fig.colorbar(scale, ax=axes[2], fraction=0.046, pad=0.02, label=HEAT_UNITS)
     fig.suptitle(f"abdomen_ct.nii.gz, {plane} slice {index}: {shows}", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -258,12 +282,38 @@ def render_all(volumes: CaseVolumes, labels: dict, png_dir: Path) -> list[str]:
     return paths
 
 
+def small_copies(png_dir: Path, docs_dir: Path) -> list[str]:
+    """``DOCS_VIEWS`` from ``png_dir`` as 256-colour PNGs in ``docs_dir``, named
+    ``real_ct_<plane>_<index>.png``: a third the size (octree colours keep the label and
+    heat colours; the default median cut spends its colours on the grays)."""
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in DOCS_VIEWS:
+        target = docs_dir / f"real_ct_{name}.png"
+        image = Image.open(png_dir / f"{name}.png").convert("RGB")
+        image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(target, optimize=True)
+        paths.append(str(target))
+    return paths
+
+
+def describe(volumes: CaseVolumes, labels: dict) -> dict:
+    """The views, where each organ label lies and where the anomaly map is high."""
+    names = {int(k): v for k, v in labels.items()}
+    voxel_ml = float(np.prod(volumes.spacing)) / 1000.0
+    return {"views": [{"plane": p, "index": i, "shows": s} for p, i, s in VIEWS],
+            "labels": label_facts(volumes.image, volumes.segmentation, names, voxel_ml),
+            "anomaly_map": {"heat_range": [round(v, 4) for v in volumes.heat_range],
+                            **map_facts(volumes.image, volumes.segmentation, volumes.anomaly, names)}}
+
+
 # ---- the whole experiment ----------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="Folder for data, models, runs.")
     parser.add_argument("--png-dir", type=Path, required=True, help="Where the renders go.")
+    parser.add_argument("--docs-dir", type=Path, default=None,
+                        help="Also write small copies of DOCS_VIEWS here (docs/renders).")
     parser.add_argument("--ct", type=Path, default=REAL / "abdomen_ct.nii.gz")
     parser.add_argument("--mr", type=Path, default=REAL / "mr_not_ct.nii.gz")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/medical_real_ct_render.json")
@@ -278,13 +328,13 @@ def main() -> None:
                        "mr": infer_case(args.work, "infer_mr", args.mr)}
     run = Path(result["infer"]["ct"]["run"])
     labels = json.loads((run / "manifest.json").read_text())["summary"]["labels"]
-    names = {int(k): v for k, v in labels.items()}
     volumes = load_case(run, pd.read_parquet(run / "scores.parquet").iloc[0])  # RAS+, as the CT page
-    result["views"] = [{"plane": p, "index": i, "shows": s} for p, i, s in VIEWS]
-    result["labels"] = label_facts(volumes.image, volumes.segmentation, names)
-    result["anomaly_map"] = {"heat_range": [round(v, 4) for v in volumes.heat_range],
-                             **map_facts(volumes.image, volumes.segmentation, volumes.anomaly, names)}
+    result.update(describe(volumes, labels))
+    config = json.loads((args.work / "models/ct/anomaly/config.json").read_text())["config"]
+    result["calibration_scores"] = sorted(round(v, 3) for v in config["calibration"]["calibration_scores"])
     result["pngs"] = render_all(volumes, labels, args.png_dir)
+    if args.docs_dir is not None:
+        result["docs_pngs"] = small_copies(args.png_dir, args.docs_dir)
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result["infer"]["ct"].items() if k != "printed"}, indent=2))
 

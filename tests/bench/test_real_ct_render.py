@@ -34,12 +34,14 @@ def test_label_side_slices_and_tissue_in_ras():
     labels = np.zeros(ct.shape, dtype=np.uint8)
     labels[12:16, 3:6, 4:7] = 1             # liver on the right, in soft tissue
     labels[3:7, 3:6, 2:5] = 2               # "spleen" on the bone
-    facts = label_facts(ct, labels, {1: "liver", 2: "spleen", 3: "kidney_right"})
+    facts = label_facts(ct, labels, {1: "liver", 2: "spleen", 3: "kidney_right"}, voxel_ml=0.027)
     assert facts["liver"]["z_range"] == [4, 6] and facts["liver"]["share_on_patient_right"] == 1.0
     assert facts["liver"]["share_soft tissue"] == 1.0 and facts["liver"]["hu_median"] == 40.0
     assert facts["spleen"]["share_on_patient_right"] == 0.0 and facts["spleen"]["share_bone or metal"] == 1.0
+    assert facts["liver"]["by_slices"] == {"z 0-7": {"ml": 1.0, "hu_median": 40.0}}
     assert facts["kidney_right"] == {"voxels": 0}
     anomaly = np.where(labels == 2, 5.0, np.where(labels == 1, 1.0, 0.0)).astype(np.float32)
     where = map_facts(ct, labels, anomaly, {1: "liver", 2: "spleen"})
     assert where["by_tissue"]["bone or metal"]["share_of_top_1pct"] == 1.0
+    assert where["top_1pct_hu_p10_p50_p90"] == [700.0, 700.0, 700.0]
     assert where["by_organ"]["spleen"]["mean"] == 5.0 and where["by_organ"]["liver"]["mean"] == 1.0
