@@ -2,7 +2,8 @@
 
 ``driving train`` fits an :class:`InputProfile` on the training logs and saves it in the
 bundle: the frame rate (from the timestamps, not the metadata), the ego-speed range, the
-share of hidden cells, the class shares of the observed cells and the grid geometry.
+share of hidden cells, the class shares of the observed cells (and how far one training
+log's share of each class strays from the others') and the grid geometry.
 ``driving score`` compares each log with it (:func:`input_warnings`): a log unlike the
 training logs gets ONE ``warning:`` line listing every difference; geometry that cannot be
 mapped stays refused (``OcclusionPredictor.check_log``).
@@ -34,6 +35,9 @@ SPEED_OUTSIDE = 0.2         # warn when more of the log's frames than this are a
 HIDDEN_MARGIN = 0.05        # absolute margin around the training frames' hidden share
 SHARE_MARGIN = (1.5, 0.05)  # class-share distance allowed: 1.5x the training logs' + 0.05
 COMMON_CLASS = 0.01         # a training class this common should show up in a log
+# a common class's share may move |log(share / training share)| up to 1.5x the training logs'
+# spread + 0.1: one small class can move by half without moving the distance above
+CLASS_SHIFT_MARGIN = (1.5, 0.1)
 
 
 @dataclass
@@ -49,6 +53,10 @@ class InputProfile:
             shares from those of the other training logs.
         class_everywhere: per class, whether every training log showed it.
         grid_shape, resolution_m: the training logs' geometry.
+        class_spread: per class, the largest ``|log|`` ratio of one training log's share to
+            the other training logs' (0 for a class some training log lacks); empty in a
+            profile saved before it, which skips the per-class check.
+        class_share_range: per class, the lowest and highest share of a training log.
     """
 
     rate_hz: tuple[float, float]
@@ -59,18 +67,25 @@ class InputProfile:
     class_everywhere: tuple[bool, ...]
     grid_shape: tuple[int, int]
     resolution_m: float
+    class_spread: tuple[float, ...] = ()
+    class_share_range: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputProfile":
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        return cls(**{k: _tuples(v) for k, v in d.items()})
 
     @property
     def seen_classes(self) -> np.ndarray:
         """``(C,)`` bool: classes the training logs showed at least once."""
         return np.asarray(self.class_share) > 0
+
+
+def _tuples(value):
+    """``value`` with its lists, nested ones too, as tuples (as the profile holds them)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def frame_rate(log: DriveLog) -> float:
@@ -101,6 +116,15 @@ def share_distance(shares: np.ndarray, reference: np.ndarray) -> float:
     return float(0.5 * np.abs(shares - reference).sum())
 
 
+def class_spread(shares: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """``(C,)`` per class, the largest ``|log(shares / others)|`` over the training logs
+    (rows of ``(logs, C)`` shares: each log's own, and the pool of the other logs'); 0 for a
+    class some log lacks."""
+    everywhere = np.all(shares > 0, axis=0)
+    ratios = np.where(everywhere, shares, 1.0) / np.where(everywhere, others, 1.0)
+    return np.abs(np.log(ratios)).max(0)
+
+
 def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
     """The :class:`InputProfile` of training logs (all their frames)."""
     rates = [frame_rate(log) for log in logs]
@@ -112,15 +136,18 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
     # each log against the others (itself left out): the spread a new log of the world
     # shows; against a pool that includes it, the spread shrinks with the number of logs
     others = [class_shares(total - c) if len(counts) > 1 else pooled for c in counts]
+    shares = np.array([class_shares(c) for c in counts])                  # (logs, C)
     return InputProfile(
         rate_hz=(min(rates), max(rates)),
         speed_m_s=tuple(float(v) for v in np.percentile(speed, [1, 99])),
         hidden_share=tuple(float(v) for v in np.percentile(hidden, [1, 99])),
         class_share=tuple(float(v) for v in pooled),
-        class_distance=max(share_distance(class_shares(c), rest)
-                           for c, rest in zip(counts, others)),
+        class_distance=max(share_distance(own, rest) for own, rest in zip(shares, others)),
         class_everywhere=tuple(bool(v) for v in np.all(np.array(counts) > 0, axis=0)),
-        grid_shape=tuple(logs[0].meta.grid_shape), resolution_m=float(logs[0].meta.resolution_m))
+        grid_shape=tuple(logs[0].meta.grid_shape), resolution_m=float(logs[0].meta.resolution_m),
+        class_spread=tuple(float(v) for v in class_spread(shares, np.array(others))),
+        class_share_range=tuple((float(lo), float(hi))
+                                for lo, hi in zip(shares.min(0), shares.max(0))))
 
 
 def _rate_reason(profile: InputProfile, log: DriveLog) -> str | None:
@@ -164,17 +191,35 @@ def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
     missing = [CLASSES[c] for c in np.flatnonzero(expected & (counts == 0))]
     if missing:
         reasons.append(f"training classes never seen in the log: {', '.join(missing)}")
+    if reasons:             # the other classes' shares moved with these: said once
+        return reasons
+    reasons += _shifted_class_reasons(profile, shares, expected)
     factor, slack = SHARE_MARGIN
     limit = profile.class_distance * factor + slack
     # a class the log's world lacks by declaration is not a difference to report twice
     compared = np.where(in_world, reference, 0.0)
     distance = share_distance(shares, class_shares(compared))
-    if distance > limit and not unseen and not missing:
+    if distance > limit:
         top = np.argsort(-np.abs(shares - reference))[:2]
         shifts = ", ".join(f"{CLASSES[c]} {reference[c]:.0%} -> {shares[c]:.0%}" for c in top)
         reasons.append(f"class shares differ ({shifts}; distance {distance:.2f}, training "
                        f"logs up to {profile.class_distance:.2f})")
     return reasons
+
+
+def _shifted_class_reasons(profile: InputProfile, shares: np.ndarray,
+                           checked: np.ndarray) -> list[str]:
+    """The ``checked`` classes whose share moved from the training share by more than
+    ``CLASS_SHIFT_MARGIN`` allows (none for a profile saved without ``class_spread``)."""
+    if not profile.class_spread:
+        return []
+    reference, spread = np.asarray(profile.class_share), np.asarray(profile.class_spread)
+    factor, slack = CLASS_SHIFT_MARGIN
+    ratio = np.divide(shares, reference, out=np.ones_like(reference), where=checked)
+    shifted = np.flatnonzero(np.abs(np.log(ratio)) > factor * spread + slack)
+    ranges = profile.class_share_range
+    return [f"{CLASSES[c]} {reference[c]:.1%} -> {shares[c]:.1%} of observed cells "
+            f"(training logs {ranges[c][0]:.1%}-{ranges[c][1]:.1%})" for c in shifted]
 
 
 def log_differences(profile: InputProfile, log: DriveLog) -> list[str]:

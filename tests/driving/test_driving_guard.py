@@ -17,11 +17,11 @@ from core.errors import BundleError
 from core.runs import load_manifest
 from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
-from driving.guard import (fit_input_profile, input_warnings, log_differences, mask_classes,
-                           predictable_classes)
+from driving.guard import (InputProfile, class_counts, class_shares, fit_input_profile,
+                           input_warnings, log_differences, mask_classes, predictable_classes)
 from driving.model.bundle import BUNDLE_VERSION
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import (CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED,
+from driving.schema import (CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED, VEHICLE,
                             list_logs, read_log, write_log)
 from driving.scoring.run import score_logs
 from driving.sim.simulator import Simulator
@@ -92,6 +92,51 @@ def test_classes_never_seen_in_training_and_training_classes_missing(town_logs):
         c not in ("pedestrian", "sidewalk") for c in CLASSES]
 
 
+def _fewer_vehicles(log):
+    """``log`` with the vehicles of all but its last tenth of frames drawn as road: a small
+    class's share falls by most of itself while the large classes barely move."""
+    keep = np.arange(len(log)) >= len(log) * 9 // 10
+    grids = {name: np.where((getattr(log, name) == VEHICLE) & ~keep[:, None, None], ROAD,
+                            getattr(log, name)).astype(np.uint8)
+             for name in ("semantic", "semantic_true")}
+    return replace(log, **grids)
+
+
+def test_the_profile_holds_how_far_each_training_log_strays_per_class(town_logs):
+    one_without_pedestrians = [_replace_class(town_logs[0], PEDESTRIAN, ROAD), *town_logs[1:]]
+    profile = fit_input_profile(one_without_pedestrians)
+    counts = np.array([class_counts(log) for log in one_without_pedestrians])
+    for c in (OFF_ROAD, VEHICLE):
+        own = counts[:, c] / counts.sum(1)
+        others = (counts[:, c].sum() - counts[:, c]) / (counts.sum() - counts.sum(1))
+        assert profile.class_spread[c] == pytest.approx(np.abs(np.log(own / others)).max())
+        assert profile.class_share_range[c] == pytest.approx((own.min(), own.max()))
+    assert profile.class_spread[PEDESTRIAN] == 0.0          # a training log lacked it
+    assert profile.class_spread[VEHICLE] > profile.class_spread[OFF_ROAD] > 0
+
+
+def test_a_small_class_that_moved_is_named_though_the_distance_stays_small(town_logs):
+    profile = fit_input_profile(town_logs[:2])
+    log = _fewer_vehicles(town_logs[2])
+    share = class_shares(class_counts(log))[VEHICLE]
+    lo, hi = profile.class_share_range[VEHICLE]
+    assert log_differences(profile, log) == [
+        f"vehicle {profile.class_share[VEHICLE]:.1%} -> {share:.1%} of observed cells "
+        f"(training logs {lo:.1%}-{hi:.1%})"]
+    [line] = input_warnings(profile, [town_logs[2], log])
+    assert line.startswith(f"{log.log_id}: unlike the training logs: vehicle ")
+
+
+def test_a_profile_saved_before_the_class_spread_loads_and_skips_the_check(town_logs):
+    profile = fit_input_profile(town_logs[:2])
+    saved = json.loads(json.dumps(profile.to_dict()))
+    assert InputProfile.from_dict(saved) == profile
+    del saved["class_spread"], saved["class_share_range"]
+    old = InputProfile.from_dict(saved)
+    assert old.class_spread == () and old.class_share == profile.class_share
+    assert log_differences(old, _fewer_vehicles(town_logs[2])) == []
+
+
 def test_one_warning_line_per_unlike_log_naming_its_file(town_logs, tmp_path):
     profile = fit_input_profile(town_logs[:2])
     like = replace(town_logs[2], path=str(tmp_path / "like.parquet"))
@@ -158,6 +203,17 @@ def test_scoring_never_predicts_a_class_the_log_world_lacks(demo_run, demo_model
     assert (_predicted_hidden(tmp_path / "run", read_log(declared)) != SIDEWALK).all()
     summary = load_manifest(tmp_path / "run")["summary"]
     assert summary["warnings"] == [warning_lines[0].removeprefix("warning: ")]
+
+
+def test_a_moved_class_share_reaches_the_run_summary(demo_run, demo_model_dir, tmp_path):
+    workspace, _ = demo_run
+    source = list_logs(workspace / "data" / "driving")[1]
+    path = write_log(_fewer_vehicles(read_log(source)), tmp_path / "logs" / source.name)
+    with pytest.warns(UserWarning, match="unlike the training logs: vehicle "):
+        score_logs(demo_model_dir, path, tmp_path / "run", top_frames=0)
+    [line] = load_manifest(tmp_path / "run")["summary"]["warnings"]
+    assert re.fullmatch(rf".*{source.name}: unlike the training logs: vehicle [0-9.]+% -> "
+                        r"[0-9.]+% of observed cells \(training logs [0-9.]+%-[0-9.]+%\)", line)
 
 
 def test_the_replay_page_shows_the_warning_banner(demo_run, demo_model_dir, tmp_path, monkeypatch):
