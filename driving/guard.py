@@ -38,6 +38,9 @@ COMMON_CLASS = 0.01         # a training class this common should show up in a l
 # a common class's share may move |log(share / training share)| up to 1.5x the training logs'
 # spread + 0.1: one small class can move by half without moving the distance above
 CLASS_SHIFT_MARGIN = (1.5, 0.1)
+# the per-class check needs this many training logs: a spread over fewer is the largest of too
+# few values (a new log of the same world exceeds the largest of n with chance 1 / (n + 1))
+MIN_SPREAD_LOGS = 5
 
 
 @dataclass
@@ -54,8 +57,8 @@ class InputProfile:
         class_everywhere: per class, whether every training log showed it.
         grid_shape, resolution_m: the training logs' geometry.
         class_spread: per class, the largest ``|log|`` ratio of one training log's share to
-            the other training logs' (0 for a class some training log lacks); empty in a
-            profile saved before it, which skips the per-class check.
+            the other training logs' (0 for a class some training log lacks); empty when
+            fewer than ``MIN_SPREAD_LOGS`` logs were fitted, and the per-class check is off.
         class_share_range: per class, the lowest and highest share of a training log.
     """
 
@@ -67,8 +70,8 @@ class InputProfile:
     class_everywhere: tuple[bool, ...]
     grid_shape: tuple[int, int]
     resolution_m: float
-    class_spread: tuple[float, ...] = ()
-    class_share_range: tuple[tuple[float, float], ...] = ()
+    class_spread: tuple[float, ...]
+    class_share_range: tuple[tuple[float, float], ...]
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -145,7 +148,8 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
         class_distance=max(share_distance(own, rest) for own, rest in zip(shares, others)),
         class_everywhere=tuple(bool(v) for v in np.all(np.array(counts) > 0, axis=0)),
         grid_shape=tuple(logs[0].meta.grid_shape), resolution_m=float(logs[0].meta.resolution_m),
-        class_spread=tuple(float(v) for v in class_spread(shares, np.array(others))),
+        class_spread=(tuple(float(v) for v in class_spread(shares, np.array(others)))
+                      if len(logs) >= MIN_SPREAD_LOGS else ()),
         class_share_range=tuple((float(lo), float(hi))
                                 for lo, hi in zip(shares.min(0), shares.max(0))))
 
@@ -210,7 +214,7 @@ def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
 def _shifted_class_reasons(profile: InputProfile, shares: np.ndarray,
                            checked: np.ndarray) -> list[str]:
     """The ``checked`` classes whose share moved from the training share by more than
-    ``CLASS_SHIFT_MARGIN`` allows (none for a profile saved without ``class_spread``)."""
+    ``CLASS_SHIFT_MARGIN`` allows (none when the profile has no spread: too few logs)."""
     if not profile.class_spread:
         return []
     reference, spread = np.asarray(profile.class_share), np.asarray(profile.class_spread)

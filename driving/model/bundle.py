@@ -33,7 +33,8 @@ BUNDLE_KIND = "driving-occlusion"
 # 5: the lead channel reads the closing speed over the gap (lead_closing), not the deceleration
 # 6: the memory gate also weights a constant-velocity extrapolation of lost vehicles
 # 7: the frame score reads how soon the ego reaches a pedestrian or obstacle in its lane (path_reach)
-BUNDLE_VERSION = 7
+# 8: the input profile holds each class's share spread over the training logs (per-class check)
+BUNDLE_VERSION = 8
 
 
 def _meta_dict(meta: LogMeta) -> dict:

@@ -18,7 +18,8 @@ from core.runs import load_manifest
 from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
 from driving.guard import (InputProfile, class_counts, class_shares, fit_input_profile,
-                           input_warnings, log_differences, mask_classes, predictable_classes)
+                           MIN_SPREAD_LOGS, input_warnings, log_differences, mask_classes,
+                           predictable_classes)
 from driving.model.bundle import BUNDLE_VERSION
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import (CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED, VEHICLE,
@@ -29,9 +30,9 @@ from driving.sim.simulator import Simulator
 
 @pytest.fixture(scope="module")
 def town_logs():
-    """Three normal drives of the tiny town (10 Hz)."""
+    """Six normal drives of the tiny town (10 Hz)."""
     config = replace(sim_config("tiny"), anomaly_interval_s=0.0)
-    return [Simulator(config, seed=100 + s).simulate(60, log_id=f"town_{s}") for s in range(3)]
+    return [Simulator(config, seed=100 + s).simulate(60, log_id=f"town_{s}") for s in range(6)]
 
 
 def _replace_class(log, old: int, new: int):
@@ -116,25 +117,28 @@ def test_the_profile_holds_how_far_each_training_log_strays_per_class(town_logs)
 
 
 def test_a_small_class_that_moved_is_named_though_the_distance_stays_small(town_logs):
-    profile = fit_input_profile(town_logs[:2])
-    log = _fewer_vehicles(town_logs[2])
+    profile = fit_input_profile(town_logs[:MIN_SPREAD_LOGS])
+    log = _fewer_vehicles(town_logs[MIN_SPREAD_LOGS])
     share = class_shares(class_counts(log))[VEHICLE]
     lo, hi = profile.class_share_range[VEHICLE]
     assert log_differences(profile, log) == [
         f"vehicle {profile.class_share[VEHICLE]:.1%} -> {share:.1%} of observed cells "
         f"(training logs {lo:.1%}-{hi:.1%})"]
-    [line] = input_warnings(profile, [town_logs[2], log])
+    [line] = input_warnings(profile, [town_logs[MIN_SPREAD_LOGS], log])
     assert line.startswith(f"{log.log_id}: unlike the training logs: vehicle ")
 
 
-def test_a_profile_saved_before_the_class_spread_loads_and_skips_the_check(town_logs):
-    profile = fit_input_profile(town_logs[:2])
+def test_a_profile_round_trips_with_its_class_spread(town_logs):
+    profile = fit_input_profile(town_logs[:MIN_SPREAD_LOGS])
     saved = json.loads(json.dumps(profile.to_dict()))
     assert InputProfile.from_dict(saved) == profile
-    del saved["class_spread"], saved["class_share_range"]
-    old = InputProfile.from_dict(saved)
-    assert old.class_spread == () and old.class_share == profile.class_share
-    assert log_differences(old, _fewer_vehicles(town_logs[2])) == []
+    assert len(profile.class_spread) == len(profile.class_share_range) == len(CLASSES)
+
+
+def test_fewer_training_logs_than_the_spread_needs_turn_the_per_class_check_off(town_logs):
+    profile = fit_input_profile(town_logs[:MIN_SPREAD_LOGS - 1])
+    assert profile.class_spread == ()
+    assert log_differences(profile, _fewer_vehicles(town_logs[MIN_SPREAD_LOGS])) == []
 
 
 def test_one_warning_line_per_unlike_log_naming_its_file(town_logs, tmp_path):
@@ -205,12 +209,18 @@ def test_scoring_never_predicts_a_class_the_log_world_lacks(demo_run, demo_model
     assert summary["warnings"] == [warning_lines[0].removeprefix("warning: ")]
 
 
-def test_a_moved_class_share_reaches_the_run_summary(demo_run, demo_model_dir, tmp_path):
+def test_a_moved_class_share_reaches_the_run_summary(demo_run, demo_model_dir, normal_logs,
+                                                     tmp_path):
     workspace, _ = demo_run
+    # the tiny demo trains on fewer logs than the per-class check needs: its profile is
+    # refitted on enough drives of the same town
+    model = OcclusionPredictor.load(demo_model_dir)
+    model.input_profile_ = fit_input_profile(normal_logs(MIN_SPREAD_LOGS, 60, seed=41))
+    model.save(tmp_path / "model")
     source = list_logs(workspace / "data" / "driving")[1]
     path = write_log(_fewer_vehicles(read_log(source)), tmp_path / "logs" / source.name)
     with pytest.warns(UserWarning, match="unlike the training logs: vehicle "):
-        score_logs(demo_model_dir, path, tmp_path / "run", top_frames=0)
+        score_logs(tmp_path / "model", path, tmp_path / "run", top_frames=0)
     [line] = load_manifest(tmp_path / "run")["summary"]["warnings"]
     assert re.fullmatch(rf".*{source.name}: unlike the training logs: vehicle [0-9.]+% -> "
                         r"[0-9.]+% of observed cells \(training logs [0-9.]+%-[0-9.]+%\)", line)
@@ -266,3 +276,15 @@ def test_batch_score_warns_once_per_unlike_log_on_the_cli_and_in_its_summary(
     summary = json.loads(out.splitlines()[-1])
     assert summary["logs"] == 2 and summary["warnings"] == [line]
     assert "input_warning" not in pq.read_schema(tmp_path / "frames.parquet").names
+
+
+def test_a_bundle_from_before_the_class_spread_is_refused_with_retrain(demo_model_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(demo_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    for name in ("class_spread", "class_share_range"):
+        del config["config"]["input_profile"][name]
+    config["format_version"] = 7                    # what bundles before the per-class check held
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="format 7 is older than this unmask reads .*retrain it"):
+        OcclusionPredictor.load(model)
