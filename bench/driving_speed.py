@@ -72,11 +72,12 @@ def timed_log(config=None, n_frames: int = 192):
     return (config or SimConfig()).build(7).simulate(n_frames)
 
 
-def scoring_seconds(predictor, log) -> tuple[float, object]:
-    """Seconds of one ``score_log`` over ``log``, and its result."""
-    t0 = time.perf_counter()
+def scoring_seconds(predictor, log) -> tuple[float, float, object]:
+    """Wall-clock and CPU seconds (this process, all threads) of one ``score_log`` over
+    ``log``, and its result."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
     result = score_log(predictor, log)
-    return time.perf_counter() - t0, result
+    return time.perf_counter() - t0, time.process_time() - cpu0, result
 
 
 def save_outputs(path: str, predictor, result) -> None:
@@ -94,10 +95,11 @@ def worker(args) -> dict:
     predictor = scoring_predictor(SimConfig())
     score_log(predictor, log)                                  # warm-up
     runs = [scoring_seconds(predictor, log) for _ in range(args.repeats)]
-    seconds, result = min(runs, key=lambda run: run[0])[0], runs[-1][1]
+    seconds, cpu_seconds = min(run[0] for run in runs), min(run[1] for run in runs)
+    result = runs[-1][2]
     if args.save:
         save_outputs(args.save, predictor, result)
-    return {"threads": threads, "frames": len(log), "seconds": seconds,
+    return {"threads": threads, "frames": len(log), "seconds": seconds, "cpu_seconds": cpu_seconds,
             "full_scoring_fps": len(log) / seconds, "load_average_1min": os.getloadavg()[0]}
 
 
@@ -130,8 +132,9 @@ def max_differences(before: str, after: str) -> dict:
 
 def compare(args) -> dict:
     """Before/after, interleaved: per round, per thread count, the baseline checkout's
-    worker then this one's; best seconds of each over the rounds, their ratio, and the
-    first round's outputs compared."""
+    worker then this one's; best wall-clock and CPU seconds of each over the rounds, their
+    ratios (CPU time is the steadier one on a loaded machine), and the first round's
+    outputs compared."""
     here = Path(__file__).resolve().parents[1]
     trees = {"before": Path(args.baseline).resolve(), "after": here}
     scratch = Path(tempfile.mkdtemp(prefix="unmask-driving-speed-"))
@@ -146,11 +149,13 @@ def compare(args) -> dict:
     out = {"command": " ".join(["python -m bench.driving_speed"] + sys.argv[1:]),
            "frames": args.frames, "repeats": args.repeats, "rounds": args.rounds, "runs": runs}
     for threads in args.threads:
-        best = {name: min(r["seconds"] for r in runs if r["code"] == name and r["threads"] == threads)
-                for name in trees}
+        best = {(name, clock): min(r[clock] for r in runs if r["code"] == name and r["threads"] == threads)
+                for name in trees for clock in ("seconds", "cpu_seconds")}
         out[f"threads_{threads}"] = {
-            "before_fps": args.frames / best["before"], "after_fps": args.frames / best["after"],
-            "speedup": best["before"] / best["after"],
+            "before_fps": args.frames / best["before", "seconds"],
+            "after_fps": args.frames / best["after", "seconds"],
+            "speedup": best["before", "seconds"] / best["after", "seconds"],
+            "cpu_speedup": best["before", "cpu_seconds"] / best["after", "cpu_seconds"],
             "load_average_1min": [r["load_average_1min"] for r in runs if r["threads"] == threads],
             "max_abs_difference": max_differences(str(scratch / f"before_{threads}.npz"),
                                                   str(scratch / f"after_{threads}.npz"))}
