@@ -114,7 +114,9 @@ def main(argv=None) -> dict:
                              "network) vs persistence")
     args = parser.parse_args(argv)
     if args.speed_only:
-        speed = {**speed_only(), "command": "python -m bench.driving " + " ".join(argv or sys.argv[1:])}
+        threads = f"UNMASK_NUM_THREADS={os.environ['UNMASK_NUM_THREADS']} " \
+            if "UNMASK_NUM_THREADS" in os.environ else ""
+        speed = {**speed_only(), "command": f"{threads}python -m bench.driving " + " ".join(argv or sys.argv[1:])}
         write_text_atomic(args.out or RESULTS / "driving_speed.json", json.dumps(speed, indent=1))
         return speed
     if args.quick:
