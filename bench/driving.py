@@ -19,6 +19,7 @@ road-layout IoU; frame anomaly
 AUROC/AP against the injected events, per kind, detection latency and the alert rate on
 normal frames (calibrated alerts, nominal 5 %); inference frames/s at 128x128 with the
 ratio to persistence timed in the same run, the vehicle extrapolation's cost per frame,
+the full scoring's frames/s (``score_log``, both worlds; ``bench.driving_speed``'s set-up)
 and the 1-minute load average.
 
 Usage:
@@ -27,13 +28,14 @@ Usage:
     ... --model-dir DIR   # keep the trained weights per world (DIR/<world>, and
                           # DIR/<world>_heldout_native); a rerun reuses them (recalibrates)
     ... --log-dir DIR     # keep the simulated logs (DIR/<world>/<set>); a rerun reads them back
-    ... --speed-only      # inference frames/s only
+    ... --speed-only      # frames/s: inference, full scoring (score_log), persistence
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -42,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.driving_logs import kept_logs
+from bench.driving_speed import scoring_predictor, scoring_seconds, timed_log
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.evaluate import HiddenCellAccumulator, frame_metrics
@@ -60,6 +63,7 @@ from driving.sim.world import WorldConfig
 from driving.warp import sensor_range_mask
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 
 # Frozen before any tuning, and never tuned on: per world, a held-out configuration (other
 # seeds, other traffic and geometry) that the benchmark reports beside the tuned one.
@@ -101,13 +105,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--log-dir", default=None,
                         help="keep the simulated logs in DIR/<world>/<set>; a rerun reads "
                              "back a set simulated with the same seed, frames and configuration")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "driving.json"),
-                        help="results file (the committed runs: driving_town.json, driving_highway.json)")
+    parser.add_argument("--out", default=None,
+                        help="results file (default bench/results/driving.json; the committed runs: "
+                             "driving_town.json, driving_highway.json; with --speed-only: "
+                             "driving_speed.json)")
     parser.add_argument("--speed-only", action="store_true",
-                        help="only time inference (untrained weights, same network) vs persistence")
+                        help="only time inference and full scoring (untrained weights, same "
+                             "network) vs persistence")
     args = parser.parse_args(argv)
     if args.speed_only:
-        return speed_only()
+        threads = f"UNMASK_NUM_THREADS={os.environ['UNMASK_NUM_THREADS']} " \
+            if "UNMASK_NUM_THREADS" in os.environ else ""
+        speed = {**speed_only(), "command": f"{threads}python -m bench.driving " + " ".join(argv or sys.argv[1:])}
+        write_text_atomic(args.out or RESULTS / "driving_speed.json", json.dumps(speed, indent=1))
+        return speed
     if args.quick:
         args.train_logs, args.test_logs, args.frames, args.epochs, args.steps = 2, 1, 80, 1, 5
         args.normal_logs = 1
@@ -122,7 +133,7 @@ def main(argv=None) -> dict:
     results["speed"] = speed_only()
     results["seconds"] = time.perf_counter() - started
     results["load_average_1min_end"] = os.getloadavg()[0]
-    write_text_atomic(args.out, json.dumps(results, indent=2, default=float))
+    write_text_atomic(args.out or RESULTS / "driving.json", json.dumps(results, indent=2, default=float))
     print(json.dumps({w: r["targets"] for w, r in results["worlds"].items()}, indent=2, default=float))
     return results
 
@@ -393,10 +404,18 @@ def _time_extrapolation(n_frames: int, repeats: int) -> float:
 def speed_only(n_frames: int = 192, repeats: int = 3) -> dict:
     """Inference frames/s at 128x128 (untrained weights, the benchmarked network size) vs
     persistence and vs a smaller input (``SMALL_INPUT_MODEL``: history 2, 5, 10; no memory, no fallback),
-    interleaved, best of ``repeats`` each (the machine is shared)."""
+    and the full scoring (``score_log`` with a fitted gate and scoring state:
+    :func:`bench.driving_speed.scoring_predictor`) of a town and a highway log, interleaved,
+    best of ``repeats`` each (the machine is shared)."""
     threads = configure_threads()
     log = Simulator(SimConfig(), seed=7).simulate(n_frames)
-    best = {"unmask": np.inf, "small_input": np.inf, "persistence": np.inf, "world": np.inf}
+    scoring = {}
+    for world, config in TUNED.items():        # the town's log is the one inference is timed on
+        predictor = scoring_predictor(config, **MODEL)
+        world_log = log if world == "town" else timed_log(config, n_frames)
+        scoring_seconds(predictor, world_log)   # warm-up
+        scoring[world] = predictor, world_log
+    best = {name: np.inf for name in ("unmask", "small_input", "persistence", "world", *scoring)}
     for _ in range(repeats):
         best["unmask"] = min(best["unmask"], _time_inference(log, MODEL, n_frames))
         best["small_input"] = min(best["small_input"], _time_inference(log, SMALL_INPUT_MODEL, n_frames))
@@ -406,11 +425,18 @@ def speed_only(n_frames: int = 192, repeats: int = 3) -> dict:
         t0 = time.perf_counter()
         world_memory(log, before=False, layout_only=False)
         best["world"] = min(best["world"], time.perf_counter() - t0)
+        for world, (predictor, world_log) in scoring.items():
+            best[world] = min(best[world], scoring_seconds(predictor, world_log)[0])
     extrapolation_s = _time_extrapolation(n_frames, repeats)
+    h, w = log.meta.grid_shape
     out = {"threads": threads, "frames": n_frames, "repeats": repeats, "model": MODEL,
+           "grid": f"{h}x{w} (SimConfig defaults, town, {log.meta.resolution_m:g} m cells)",
            "extrapolation_ms_per_highway_frame": 1e3 * extrapolation_s / n_frames,
            "extrapolation_share_of_unmask_inference": extrapolation_s / best["unmask"],
            "unmask_inference_fps": n_frames / best["unmask"],
+           "full_scoring_fps": n_frames / best["town"],
+           "full_scoring_fps_highway": n_frames / best["highway"],
+           "full_scoring_over_inference_speed": best["unmask"] / best["town"],
            "small_input_network_fps": n_frames / best["small_input"],
            "unmask_over_small_input_speed": best["small_input"] / best["unmask"],
            "persistence_fps": n_frames / best["persistence"],

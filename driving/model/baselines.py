@@ -127,16 +127,18 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
     if not len(log):
         return out
     ix, iy = world_cells(log)
-    world = np.full(world_shape(ix, iy), UNOBSERVED, dtype=np.uint8)
+    shape = world_shape(ix, iy)
+    flat = flat_cells(ix, iy, shape)
+    world = np.full(shape[0] * shape[1], UNOBSERVED, dtype=np.uint8)   # raveled (X, Y)
     for t in range(len(log)):
         if before:
-            out[t] = world[ix[t], iy[t]]
+            out[t] = world[flat[t]]
         seen = log.visible[t] & (log.semantic[t] != UNOBSERVED)
         if layout_only:
             seen &= log.semantic[t] <= SIDEWALK
-        world[ix[t][seen], iy[t][seen]] = log.semantic[t][seen]
+        world[flat[t][seen]] = log.semantic[t][seen]
         if not before:
-            out[t] = world[ix[t], iy[t]]
+            out[t] = world[flat[t]]
     return out
 
 
@@ -157,6 +159,12 @@ def world_cells(log: DriveLog) -> tuple[np.ndarray, np.ndarray]:
     ix, iy = ix - ix.min(), iy - iy.min()
     _check_world_size(log, world_shape(ix, iy))
     return ix, iy
+
+
+def flat_cells(ix: np.ndarray, iy: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """:func:`world_cells`' indices into the raveled world raster of ``shape``: one index
+    per cell, so a frame's reads and writes gather once instead of combining two."""
+    return ix * shape[1] + iy
 
 
 def world_shape(ix: np.ndarray, iy: np.ndarray) -> tuple[int, int]:

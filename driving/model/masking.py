@@ -91,9 +91,13 @@ def object_regions(current, margins) -> "torch.Tensor":
     objects = (current == VEHICLE) | (current == PEDESTRIAN) | (current == STATIC_OBSTACLE)
     margins = torch.as_tensor(margins).reshape(-1).expand(len(current))
     out = torch.zeros_like(objects)
-    for m in torch.unique(margins).tolist():
-        sel = margins == m
-        grown = F.max_pool2d(objects[sel, None].float(), 2 * int(m) + 1, stride=1, padding=int(m))
+    for margin in torch.unique(margins).tolist():
+        sel = margins == margin
+        m = int(margin)
+        # the (2m+1)^2 square's max as a pass along the rows, then one along the columns:
+        # the same cells, 2(2m+1) reads a cell instead of (2m+1)^2
+        rows = F.max_pool2d(objects[sel, None].float(), (1, 2 * m + 1), stride=1, padding=(0, m))
+        grown = F.max_pool2d(rows, (2 * m + 1, 1), stride=1, padding=(m, 0))
         out[sel] = grown[:, 0] > 0
     return out
 

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..schema import UNOBSERVED, VEHICLE, DriveLog
-from .baselines import world_cells, world_shape
+from .baselines import flat_cells, world_cells, world_shape
 
 AGE_EDGES_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # age bins: [0, .25), ..., [16 s, inf)
 STREAK_EDGES = (2, 4, 8, 16)                         # frames seen in a row: 1, 2-3, ..., 16+
@@ -85,21 +85,22 @@ def memory_trace(log: DriveLog) -> MemoryTrace:
         return MemoryTrace(remembered, age, streak, moved)
     ix, iy = world_cells(log)
     shape = world_shape(ix, iy)
-    cls = np.full(shape, UNOBSERVED, np.uint8)
-    seen_at = np.full(shape, -np.inf)
-    run = np.zeros(shape, np.int32)
+    flat = flat_cells(ix, iy, shape)                # (T, H, W) into the raveled rasters below
+    cls = np.full(shape[0] * shape[1], UNOBSERVED, np.uint8)
+    seen_at = np.full(cls.shape, -np.inf)
+    run = np.zeros(cls.shape, np.int32)
     tracks = VehicleTracks(shape, log.meta.resolution_m)
     times = np.asarray(log.timestamp, dtype=np.float64)
     for t in range(t_total):
         seen = log.visible[t] & (log.semantic[t] != UNOBSERVED)
-        x, y, c = ix[t][seen], iy[t][seen], log.semantic[t][seen]
-        same = cls[x, y] == c
-        run[x, y] = np.where(same, run[x, y] + 1, 1)
-        cls[x, y] = c
-        seen_at[x, y] = times[t]
-        remembered[t] = cls[ix[t], iy[t]]
-        age[t] = times[t] - seen_at[ix[t], iy[t]]
-        streak[t] = run[ix[t], iy[t]]
+        cells, c = flat[t][seen], log.semantic[t][seen]
+        same = cls[cells] == c
+        run[cells] = np.where(same, run[cells] + 1, 1)
+        cls[cells] = c
+        seen_at[cells] = times[t]
+        remembered[t] = cls[flat[t]]
+        age[t] = times[t] - seen_at[flat[t]]
+        streak[t] = run[flat[t]]
         moved[t] = tracks.update(log.semantic[t] == VEHICLE, ix[t], iy[t], times[t])
     return MemoryTrace(remembered, age, streak, moved)
 

@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt, maximum_filter1d
 
 from ..schema import (LANE_MARKING, LAYOUT_CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK,
                      STATIC_OBSTACLE, VEHICLE)
@@ -52,21 +53,50 @@ def ground_posterior(layout_probs: np.ndarray, observed: np.ndarray, resolution_
         resolution_m: cell size.
         kerb_m: road cells nearer than this to the kerb are ``road_kerbside``.
     """
-    from scipy.ndimage import distance_transform_edt
-
     q = np.asarray(layout_probs, dtype=np.float32)[:, :4]
     q = q / np.maximum(q.sum(1, keepdims=True), 1e-6)
     is_layout = np.isin(observed, LAYOUT_CLASSES)
     onehot = (observed[:, None] == np.arange(4, dtype=observed.dtype)[None, :, None, None])
     q = np.where(is_layout[:, None], onehot, q)
     layout = q.argmax(1)
+    kerbside = near_kerb(np.isin(layout, (OFF_ROAD, SIDEWALK)), resolution_m, kerb_m)
     out = np.empty((len(q), len(GROUNDS)) + q.shape[2:], np.float32)
-    for i in range(len(q)):
-        kerb_distance = distance_transform_edt(~np.isin(layout[i], (OFF_ROAD, SIDEWALK)))
-        kerbside = kerb_distance * resolution_m < kerb_m
-        out[i, 0], out[i, 1], out[i, 2] = q[i, OFF_ROAD], q[i, SIDEWALK], q[i, LANE_MARKING]
-        out[i, 3] = q[i, ROAD] * kerbside
-        out[i, 4] = q[i, ROAD] * ~kerbside
+    out[:, 0], out[:, 1], out[:, 2] = q[:, OFF_ROAD], q[:, SIDEWALK], q[:, LANE_MARKING]
+    out[:, 3] = q[:, ROAD] * kerbside
+    out[:, 4] = q[:, ROAD] * ~kerbside
+    return out
+
+
+def near_kerb(kerb: np.ndarray, resolution_m: float, kerb_m: float) -> np.ndarray:
+    """``(B, H, W)`` bool: cells whose centre is nearer than ``kerb_m`` to a ``kerb`` cell's
+    (``(B, H, W)`` bool), kerb cells included.
+
+    The cells ``distance_transform_edt(~kerb) * resolution_m < kerb_m`` gives, found as a
+    dilation by the disc of those offsets (the same ``sqrt(dy**2 + dx**2)`` in float64):
+    per row of the disc, the kerb widened along the rows by that row's half-width and
+    shifted by its offset, instead of an exact distance for every cell. A grid without a
+    kerb cell keeps scipy's answer (its transform then measures from a point outside the
+    grid).
+    """
+    reach = int(kerb_m / resolution_m) + 1
+    offsets = np.arange(-reach, reach + 1)
+    h = kerb.shape[1]
+    out = np.zeros_like(kerb)
+    widened = {}
+    for dy in offsets:
+        inside = np.sqrt(np.float64(dy * dy) + offsets.astype(np.float64) ** 2) * resolution_m < kerb_m
+        if not inside.any():
+            continue
+        half = int(offsets[inside].max())                # the disc's rows are symmetric runs
+        if half not in widened:
+            widened[half] = maximum_filter1d(kerb, 2 * half + 1, axis=2, mode="constant", cval=0)
+        row = widened[half]
+        if dy >= 0:                                      # a kerb cell dy rows below
+            out[:, :h - dy] |= row[:, dy:]
+        else:
+            out[:, -dy:] |= row[:, :h + dy]
+    for i in np.flatnonzero(~kerb.any((1, 2))):
+        out[i] = distance_transform_edt(~kerb[i]) * resolution_m < kerb_m
     return out
 
 

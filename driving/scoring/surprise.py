@@ -99,10 +99,23 @@ def causal_mean(values: np.ndarray, window: int) -> np.ndarray:
     return (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
 
 
-def _cross_entropy(probs: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """``-log p(observed)`` per cell; ``probs`` ``(N, C, H, W)``, ``observed`` ``(N, H, W)``."""
-    cls = np.minimum(observed, probs.shape[1] - 1).astype(np.int64)
-    p = np.take_along_axis(probs, cls[:, None], axis=1)[:, 0]
+def _cross_entropy(probs: np.ndarray, observed: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """``-log p(observed)`` on ``cells`` (``(N, H, W)`` bool), 0 elsewhere: ``(N, H, W)``
+    float32 from ``probs`` ``(N, C, H, W)`` and ``observed`` ``(N, H, W)``. Only those
+    cells are read (the same values as computing every cell and keeping these)."""
+    n, r, c = np.nonzero(cells)
+    out = np.zeros(cells.shape, np.float32)
+    out[n, r, c] = _nats(probs[n, _class_index(observed[n, r, c], probs.shape[1]), r, c])
+    return out
+
+
+def _class_index(observed: np.ndarray, n_classes: int) -> np.ndarray:
+    """Observed classes as indices into the probabilities (unobserved: the last class)."""
+    return np.minimum(observed, n_classes - 1).astype(np.int64)
+
+
+def _nats(p: np.ndarray) -> np.ndarray:
+    """``-log p``, with ``p`` floored at ``EPS``."""
     return -np.log(np.maximum(p, EPS))
 
 
@@ -121,7 +134,7 @@ def _object_passes(predictor, grids, speed, observed, visible, batch_size, conte
         else:                                       # the current frame only
             masked[:, 0][grown] = UNOBSERVED
         rec = predictor.predict_proba(masked, speed, batch_size)
-        out[name][:] = np.where(grown, _cross_entropy(rec, observed), 0.0)
+        out[name][:] = _cross_entropy(rec, observed, grown)
         if not tube:
             continue
         road_layout[:] = np.where(is_object, layout_mass(rec), road_layout)
@@ -144,10 +157,9 @@ def _revealed(maps_revealed, probs, prev_probs, start, log) -> None:
         rows, cols, inside = warp_indices(poses[t - 1], poses[t], log.meta)
         was_hidden = inside & ~visible[t - 1][rows, cols]
         revealed = was_hidden & visible[t]
-        if revealed.any():
-            p = before[:, rows, cols]                          # (C, H, W) in frame t
-            ce = _cross_entropy(p[None], observed[t][None])[0]
-            maps_revealed[t] = np.where(revealed, ce, 0.0)
+        r, c = np.nonzero(revealed)                            # the map is 0 elsewhere
+        cls = _class_index(observed[t][r, c], len(before))
+        maps_revealed[t][r, c] = _nats(before[cls, rows[r, c], cols[r, c]])   # t-1's prediction
 
 
 def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,
