@@ -16,7 +16,8 @@ def check_confidence_level(level: float | None) -> None:
     """Refuse an ``organ_confidence`` level outside (0, 1] (``None``, off, passes): a
     probability of at least 0 keeps every voxel and one above 1 keeps none, so either is a
     mistake, not a setting."""
-    if level is not None and not 0.0 < level <= 1.0:   # NaN fails the comparison too
+    number = isinstance(level, (int, float)) and not isinstance(level, bool)
+    if level is not None and not (number and 0.0 < level <= 1.0):   # NaN fails it too
         raise DataValidationError(f"organ_confidence must be in (0, 1] or None (every labelled "
                                   f"voxel), got {level!r}")
 

@@ -35,7 +35,7 @@ def test_confident_labels_drop_the_voxels_below_the_level():
         confident_labels(labels, probs[:, :, :, :2], 0.9)
 
 
-@pytest.mark.parametrize("level", [0.0, -0.5, 1.5, float("nan")])
+@pytest.mark.parametrize("level", [0.0, -0.5, 1.5, float("nan"), "0.5", True])
 def test_a_config_with_a_level_outside_the_range_is_refused_when_built(level):
     with pytest.raises(DataValidationError, match=rf"organ_confidence must be in \(0, 1\] or None.*{level}"):
         AnomalyConfig(organ_confidence=level)
