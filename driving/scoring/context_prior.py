@@ -85,7 +85,7 @@ def near_kerb(kerb: np.ndarray, resolution_m: float, kerb_m: float) -> np.ndarra
     widened = {}
     for dy in offsets:
         inside = np.sqrt(np.float64(dy * dy) + offsets.astype(np.float64) ** 2) * resolution_m < kerb_m
-        if not inside.any():
+        if not inside.any() or abs(dy) >= h:             # no row of the grid that far away
             continue
         half = int(offsets[inside].max())                # the disc's rows are symmetric runs
         if half not in widened:

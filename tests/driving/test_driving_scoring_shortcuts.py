@@ -37,9 +37,10 @@ def test_object_regions_equal_the_square_max_pool():
 
 
 @pytest.mark.parametrize("resolution_m, kerb_m", [(0.5, 2.2), (0.5, 1.0), (0.25, 2.2), (1.0, 3.0)])
-def test_near_kerb_equals_thresholding_the_exact_distance(resolution_m, kerb_m):
+@pytest.mark.parametrize("height", [48, 9, 3, 1])             # short grids: rows past the disc
+def test_near_kerb_equals_thresholding_the_exact_distance(resolution_m, kerb_m, height):
     rng = np.random.default_rng(1)
-    kerb = rng.random((5, 48, 40)) < np.array([0.002, 0.02, 0.3, 0.0, 1.0])[:, None, None]
+    kerb = rng.random((5, height, 40)) < np.array([0.002, 0.02, 0.3, 0.0, 1.0])[:, None, None]
     kerb[1, :, :3] = True                                      # a kerb along an edge
     expected = np.stack([distance_transform_edt(~k) * resolution_m < kerb_m for k in kerb])
     np.testing.assert_array_equal(near_kerb(kerb, resolution_m, kerb_m), expected)
