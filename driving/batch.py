@@ -41,7 +41,8 @@ def load_batch_scorer(model_dir, batch_size: int = 32):
 
 def _batch_scorer(predictor, batch_size: int = 32):
     """``score_batch(paths) -> frame rows`` over an already-loaded predictor: the frame
-    columns and ``input_warning``, the log's guard line on each of its frames (or null)."""
+    columns and ``input_warning``, the log's guard line on its first frame (null on the rest
+    and for a log like the training logs)."""
     import pandas as pd
 
     def score_batch(paths: list) -> "pd.DataFrame":
@@ -52,8 +53,8 @@ def _batch_scorer(predictor, batch_size: int = 32):
             rows = frame_rows(log, score_log(guarded(predictor, log), log,   # as `score`
                                              batch_size=batch_size))[FRAME_COLUMNS]
             [warning] = input_warnings(predictor.input_profile_, [log]) or [None]
-            frames.append(rows.assign(input_warning=pd.Series([warning] * len(rows),
-                                                              dtype="string")))
+            frames.append(rows.assign(input_warning=pd.Series(
+                [warning] + [None] * (len(rows) - 1), dtype="string")))
         return pd.concat(frames, ignore_index=True)
 
     return score_batch

@@ -4,9 +4,10 @@
 bundle: the frame rate (from the timestamps, not the metadata), the ego-speed range, the
 share of hidden cells, the class shares of the observed cells (and how far one training
 log's share of each class strays from the others') and the grid geometry.
-``driving score`` compares each log with it (:func:`input_warnings`): a log unlike the
-training logs gets ONE ``warning:`` line listing every difference; geometry that cannot be
-mapped stays refused (``OcclusionPredictor.check_log``).
+``driving score`` and ``driving batch-score`` compare each log with it
+(:func:`input_warnings`): a log unlike the training logs gets ONE ``warning:`` line listing
+every difference; geometry that cannot be mapped stays refused
+(``OcclusionPredictor.check_log``).
 
 Two kinds of classes are never predicted (:func:`predictable_classes`, applied by
 :class:`ClassMaskedPredictor`): a class the training logs never showed (the network has
@@ -167,13 +168,16 @@ def _speed_reason(profile: InputProfile, log: DriveLog) -> str | None:
     hard for an event (the anomaly itself) spends a few seconds below the training speeds
     and is not another world."""
     (lo, hi), (factor, slack) = profile.speed_m_s, SPEED_MARGIN
-    above = float(np.mean(log.ego_speed > hi * factor + slack))
+    fastest, slowest = hi * factor + slack, lo / factor - slack
+    above = float(np.mean(log.ego_speed > fastest))
     median = float(np.median(log.ego_speed))
-    if above <= SPEED_OUTSIDE and median >= lo / factor - slack:
+    found = ([f"{above:.0%} of frames above {fastest:.1f} m/s"] if above > SPEED_OUTSIDE else []) + \
+        ([f"median {median:.1f} m/s below {slowest:.1f} m/s"] if median < slowest else [])
+    if not found:
         return None
     p5, p95 = np.percentile(log.ego_speed, [5, 95])
-    return (f"ego speed {p5:.1f}-{p95:.1f} m/s on most frames, median {median:.1f} (training "
-            f"{lo:.1f}-{hi:.1f} m/s; {above:.0%} of frames above it)")
+    return (f"ego speed {p5:.1f}-{p95:.1f} m/s on most frames (training {lo:.1f}-{hi:.1f} m/s; "
+            f"{', '.join(found)})")
 
 
 def _hidden_reason(profile: InputProfile, log: DriveLog) -> str | None:
