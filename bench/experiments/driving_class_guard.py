@@ -48,12 +48,12 @@ Logs (250 frames, as the benchmark's) are simulated under ``/tmp/r17/classguard/
 (:func:`bench.driving_logs.kept_logs`; a rerun reads them back). Every row also records the
 existing guard's reasons (``driving.guard.log_differences`` with the per-class spread left
 out of the profile), so the file shows what the new check adds. (The highway's after step was
-run from commit 34b7d3f, before the check was in the product; rerun with this tree, it
-gives the same rows.) The network step trains the benchmark's tuned highway network (``MODEL``, 8
+run from commit 34b7d3f, before the check was in the product, and before the guard's speed
+rule changed: the existing reasons it records on event logs are the old speed check's.) The network step trains the benchmark's tuned highway network (``MODEL``, 8
 epochs, random_state 0, the 6 training logs) into ``/tmp/r17/classguard/models/highway``;
 its alert rates are read only after the decision.
 
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_class_guard network    # early, ~25 min
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_class_guard network    # early, ~28 min
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_class_guard simulate highway  # and town
     python -m bench.experiments.driving_class_guard decide                                       # commit the JSON
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_class_guard after highway     # and town
