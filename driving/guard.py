@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from core.errors import DataValidationError
+
 from .schema import CLASSES, UNOBSERVED, DriveLog
 
 RATE_MARGIN = 1.25          # a rate within 1.25x of the training rates is the same rate
@@ -135,6 +137,10 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
     speed = np.concatenate([log.ego_speed for log in logs])
     hidden = np.concatenate([hidden_shares(log) for log in logs])
     counts = [class_counts(log) for log in logs]
+    blind = [log.path or log.log_id for log, c in zip(logs, counts) if not c.any()]
+    if blind:            # it would make every class look absent from a training log
+        raise DataValidationError(f"{', '.join(map(str, blind))}: no observed cell in the whole "
+                                  "log; a training log must show its world")
     total = np.sum(counts, axis=0)
     pooled = class_shares(total)
     # each log against the others (itself left out): the spread a new log of the world

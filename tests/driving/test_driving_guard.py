@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import dashboard
 from core.cli import main
-from core.errors import BundleError
+from core.errors import BundleError, DataValidationError
 from core.runs import load_manifest
 from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
@@ -288,3 +288,10 @@ def test_a_bundle_from_before_the_class_spread_is_refused_with_retrain(demo_mode
     (model / "config.json").write_text(json.dumps(config))
     with pytest.raises(BundleError, match="format 7 is older than this unmask reads .*retrain it"):
         OcclusionPredictor.load(model)
+
+
+def test_a_training_log_that_shows_nothing_is_refused_by_name(town_logs):
+    blind = replace(town_logs[1], visible=np.zeros_like(town_logs[1].visible),
+                    semantic=np.full_like(town_logs[1].semantic, UNOBSERVED))
+    with pytest.raises(DataValidationError, match=f"{blind.log_id}: no observed cell"):
+        fit_input_profile([town_logs[0], blind])
