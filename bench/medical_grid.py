@@ -38,8 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.shared_data import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parent.parent
-REAL_CT = ROOT.parent.parent / "shared" / "data" / "ct-real" / "abdomen_ct.nii.gz"
+REAL_CT = SHARED_DATA / "ct-real" / "abdomen_ct.nii.gz"
 GRID_SHAPE = (512, 512, 300)
 GRID_SPACING = (0.8, 0.8, 2.5)
 TARGETS = {"time_s": 60.0, "peak_rss_gb": 3.0}

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.shared_data import SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("knn", "lof", "iforest")
 LABELS = {"knn": "KNN (k=5)", "lof": "LOF (k=20, novelty)",
@@ -271,7 +273,7 @@ def table(results: dict, methods) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tabular",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "adbench"))
+    parser.add_argument("--data-dir", default=str(SHARED_DATA / "adbench"))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--max-rows", type=int, default=10_000)

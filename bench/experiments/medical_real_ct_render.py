@@ -50,6 +50,7 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
+from bench.shared_data import SHARED_DATA
 from core.io import write_text_atomic
 from dashboard import render
 from dashboard.medical_data import (HEAT_UNITS, CaseVolumes, load_case, organ_legend,
@@ -60,7 +61,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the Agg backend is chosen)
 from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL = ROOT.parent.parent / "shared" / "data" / "ct-real"   # ../shared seen from a worktree
+REAL = SHARED_DATA / "ct-real"
 UNMASK = Path(sys.executable).parent / "unmask"
 
 README_STEPS = {  # the README's medical commands, verbatim; (output that shows it ran, argv)
@@ -161,6 +162,15 @@ def infer_case(work: Path, name: str, image: Path, extra: tuple[str, ...] = ()) 
 
 # ---- what the outputs say ---------------------------------------------------------------
 
+def body_mask(ct: np.ndarray) -> np.ndarray:
+    """The patient: voxels above ``BODY_HU`` with every hole of each axial slice filled, so
+    gas inside the body (below ``BODY_HU`` like the air around it) is part of it."""
+    body = ct > BODY_HU  # (x, y, z) RAS+: axial slices along the last axis
+    for z in range(body.shape[2]):
+        body[:, :, z] = ndimage.binary_fill_holes(body[:, :, z])
+    return body
+
+
 def tissue_masks(ct: np.ndarray, body: np.ndarray) -> dict[str, np.ndarray]:
     """Voxels of the body by Hounsfield range (``TISSUE_HU``)."""
     return {name: body & (ct >= low) & (ct < high) for name, (low, high) in TISSUE_HU.items()}
@@ -181,7 +191,7 @@ def _hu_band_facts(ct: np.ndarray, organ: np.ndarray, voxel_ml: float) -> dict:
 def label_facts(ct: np.ndarray, labels: np.ndarray, names: dict[int, str], voxel_ml: float) -> dict:
     """Per organ label: axial slices it spans, share on the patient's right (voxel x above
     the body's centre: RAS+), the Hounsfield units under it, overall and by band of slices."""
-    body = ct > BODY_HU
+    body = body_mask(ct)
     centre_x = np.argwhere(body)[:, 0].mean()
     facts = {}
     for k, name in names.items():
@@ -203,16 +213,17 @@ def label_facts(ct: np.ndarray, labels: np.ndarray, names: dict[int, str], voxel
 
 def map_facts(ct: np.ndarray, labels: np.ndarray, anomaly: np.ndarray, names: dict[int, str]) -> dict:
     """Where the anomaly map is non-zero and high: its mean by organ (border shell and
-    interior) and by tissue class, and who holds its top 1 % of voxels."""
-    body = ct > BODY_HU
+    interior) and by tissue class, and who holds the top 1 % of its non-zero voxels. An empty
+    part (an organ the model did not find, one with no interior) has mean ``None``."""
+    body = body_mask(ct)
     scored = anomaly > 0
     top = anomaly >= np.quantile(anomaly[scored], 0.99) if scored.any() else scored
 
     def summary(mask):
-        if not mask.any():
-            return {"voxels": 0}
-        return {"voxels": int(mask.sum()), "share_scored": round(float(scored[mask].mean()), 3),
-                "mean": round(float(anomaly[mask].mean()), 4),
+        empty = not mask.any()
+        return {"voxels": int(mask.sum()),
+                "share_scored": None if empty else round(float(scored[mask].mean()), 3),
+                "mean": None if empty else round(float(anomaly[mask].mean()), 4),
                 "share_of_top_1pct": round(float((top & mask).sum() / max(top.sum(), 1)), 3)}
 
     by_organ = {}
@@ -320,7 +331,7 @@ def main() -> None:
     args = parser.parse_args()
     for scan in (args.ct, args.mr):
         if not scan.is_file():
-            raise SystemExit(f"{scan}: not found (the real scans live in ../shared/data/ct-real/)")
+            raise SystemExit(f"{scan}: not found (the real scans live in {REAL})")
     args.work.mkdir(parents=True, exist_ok=True)
     result = {"threads": os.environ.get("UNMASK_NUM_THREADS"), "readme_recipe": readme_recipe(args.work)}
     result["infer"] = {"ct_dicom_seg": infer_case(args.work, "infer_ct_dicom_seg", args.ct, ("--dicom-seg",)),
