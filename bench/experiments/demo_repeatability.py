@@ -6,11 +6,18 @@ compares each run with the first run at its thread count (the first of a thread 
 the very first run). Per vertical: the run summary's alerts and AUROC, the largest score
 difference and the items alerted in one run only (items matched by id); and for each file
 of the run, the model and the simulated data (matched by their path under the vertical's
-folder) the largest absolute difference and the number of differing values:
+folder) the largest absolute difference and the number of differing values, NaN equal
+to NaN everywhere:
 
-* Parquet: numeric columns and array cells value by value (NaN equals NaN); text (each
-  workspace's own path written ``WS``) and flags counted as differing values;
-* ``.safetensors``: every tensor; ``.nii.gz``: the voxel array.
+* Parquet: rows matched by the table's id columns (those of ``ID_COLUMNS`` it holds, when
+  they name every row once in both tables; else by position: each file's
+  ``rows_matched_by`` says which), then numeric columns and array cells value by value;
+  text (each workspace's own path written ``WS``) and flags counted as differing values;
+* ``.safetensors``: every tensor; ``.nii.gz``: the voxel array;
+* ``.json`` (model configs, run manifests, dataset lists): every leaf by its path, text
+  with the workspace's path written ``WS``, keys named in ``JSON_IGNORED`` (when a run was
+  made, its timestamped id, wall-clock seconds) left out; each place's
+  ``json_fields_ignored`` lists them per file.
 
 A workspace that already holds a finished build (``WS/.demo/<vertical>.json`` for every
 vertical, none failed) is compared as it is, not rebuilt. With ``--rescore-threads T`` the
@@ -28,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -43,7 +51,13 @@ from core.runtime import configure_threads
 from core.verticals import names as vertical_names
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "demo_repeatability.json"
-COMPARED = (".parquet", ".safetensors", ".nii.gz")
+COMPARED = (".parquet", ".safetensors", ".nii.gz", ".json")
+# columns naming a table's rows: runs may write the same rows in another order
+ID_COLUMNS = ("transaction_id", "case", "log_id", "frame", "region", "feature")
+# JSON keys that differ between identical builds: a run's creation time and its id (a
+# timestamp and a random suffix), and wall-clock seconds of training
+JSON_IGNORED = ("created", "run_id", "seconds")
+MISSING = object()  # a JSON leaf one file lacks
 # each run's scores: file and the columns naming an item
 SCORES = {"finance": ("scores.parquet", ["transaction_id"]),
           "medical": ("scores.parquet", ["case"]),
@@ -115,6 +129,12 @@ def _array_difference(a, b) -> float:
     return float(diff.max())
 
 
+def _differing(a, b) -> np.ndarray:
+    """Which values of two equally shaped arrays differ (NaN equals NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return ~((a == b) | (np.isnan(a) & np.isnan(b)))
+
+
 def _same(x, y, workspaces: tuple[Path, Path]) -> bool:
     """Whether two cells of a non-numeric column are equal: text with each workspace's own
     path written ``WS`` (runs name their input files), arrays value by value."""
@@ -138,7 +158,7 @@ def _frame_difference(a: pd.DataFrame, b: pd.DataFrame, workspaces) -> dict:
         left, right = a[column].to_numpy(), b[column].to_numpy()
         if all(np.issubdtype(v.dtype, np.number) for v in (left, right)):
             left, right = left.astype(np.float64), right.astype(np.float64)
-            same = (left == right) | (np.isnan(left) & np.isnan(right))
+            same = ~_differing(left, right)
             largest = _array_difference(left, right)
         else:
             same = np.array([_same(x, y, workspaces) for x, y in zip(left, right)], bool)
@@ -153,11 +173,67 @@ def _frame_difference(a: pd.DataFrame, b: pd.DataFrame, workspaces) -> dict:
             "columns": columns}
 
 
+def _matched(a: pd.DataFrame, b: pd.DataFrame):
+    """Two tables with their rows in the order of their id columns, and those columns
+    (``"position"`` where they have none naming every row once in both)."""
+    ids = [c for c in ID_COLUMNS if c in a.columns and c in b.columns]
+    if not ids or a.duplicated(ids).any() or b.duplicated(ids).any():
+        return a, b, "position"
+    left, right = (t.sort_values(ids, kind="stable", ignore_index=True) for t in (a, b))
+    return left, right, ids
+
+
+def _leaves(value, path: str = ""):
+    """(path, value) of every leaf of a parsed JSON document, paths like ``a.b[0].c``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{path}[{index}]")
+    else:
+        yield path, value
+
+
+def _ignored(path: str) -> bool:
+    return path.rsplit(".", 1)[-1].split("[")[0] in JSON_IGNORED
+
+
+def _leaf_difference(x, y) -> float:
+    """Largest absolute difference of two JSON leaves: numbers by value, other leaves 0,
+    a leaf on one side only (``MISSING``) or a number against another type inf."""
+    numbers = [isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y)]
+    if all(numbers):
+        return _array_difference([x], [y])
+    return float("inf") if any(numbers) or MISSING in (x, y) else 0.0
+
+
+def _json_difference(a: Path, b: Path, workspaces) -> dict:
+    """Largest absolute difference of two JSON files' numbers and how many leaves differ
+    (the differing paths with list indices written ``[]``); ``JSON_IGNORED`` keys left
+    out and listed."""
+    left, right = (dict(_leaves(json.loads(p.read_text()))) for p in (a, b))
+    paths = sorted(set(left) | set(right))
+    ignored = [p for p in paths if _ignored(p)]
+    differing = [p for p in paths if not _ignored(p)
+                 and (p not in left or p not in right
+                      or not _same(left[p], right[p], workspaces))]
+    return {"max_abs_difference": max((_leaf_difference(left.get(p, MISSING),
+                                                        right.get(p, MISSING))
+                                       for p in differing), default=0.0),
+            "values_differing": len(differing),
+            "fields": sorted({re.sub(r"\[\d+\]", "[]", p) for p in differing}),
+            "ignored": ignored}
+
+
 def file_difference(a: Path, b: Path, workspaces: tuple[Path, Path]) -> dict:
     """Largest absolute difference between two files of one kind and how many values
     differ (see the module doc)."""
     if a.name.endswith(".parquet"):
-        return _frame_difference(pd.read_parquet(a), pd.read_parquet(b), workspaces)
+        left, right, ids = _matched(pd.read_parquet(a), pd.read_parquet(b))
+        return {"rows_matched_by": ids, **_frame_difference(left, right, workspaces)}
+    if a.name.endswith(".json"):
+        return _json_difference(a, b, workspaces)
     if a.name.endswith(".safetensors"):
         left, right = load_file(a), load_file(b)
         pairs = [(left[k], right.get(k)) for k in sorted(set(left) | set(right))]
@@ -167,7 +243,7 @@ def file_difference(a: Path, b: Path, workspaces: tuple[Path, Path]) -> dict:
     if any(x is None or y is None or x.shape != y.shape for x, y in pairs):
         return {"max_abs_difference": float("inf"), "values_differing": None}
     return {"max_abs_difference": max(_array_difference(x, y) for x, y in pairs),
-            "values_differing": int(sum((x != y).sum() for x, y in pairs))}
+            "values_differing": int(sum(_differing(x, y).sum() for x, y in pairs))}
 
 
 def item_difference(run_a: Path, run_b: Path, vertical: str) -> dict:
@@ -181,6 +257,15 @@ def item_difference(run_a: Path, run_b: Path, vertical: str) -> dict:
     return {"max_score_difference": _array_difference(left["score"].to_numpy(),
                                                       right["score"].to_numpy()),
             "alerts_differing": int((left["is_alert"] != right["is_alert"]).sum())}
+
+
+def _how_matched(differences: dict) -> dict:
+    """Per file: the id columns its rows were matched by (Parquet) and the JSON fields
+    left out (those with any)."""
+    return {"rows_matched_by": {k: d["rows_matched_by"] for k, d in differences.items()
+                                if "rows_matched_by" in d},
+            "json_fields_ignored": {k: d["ignored"] for k, d in differences.items()
+                                    if d.get("ignored")}}
 
 
 def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
@@ -202,7 +287,8 @@ def compare_vertical(a: Path, b: Path, vertical: str) -> dict:
         row[place] = {"files": len(differences), "files_differing": len(differing),
                       "max_abs_difference": max((d["max_abs_difference"]
                                                  for d in differences.values()), default=0.0),
-                      "missing": sorted(set(files_a) ^ set(files_b)), "differing": differing}
+                      "missing": sorted(set(files_a) ^ set(files_b)), "differing": differing,
+                      **_how_matched(differences)}
     return row
 
 
@@ -241,13 +327,14 @@ def rescore_driving(workspace: Path, out: Path, threads: int) -> dict:
     from driving.demo import SIZES
     from driving.scoring.run import score_logs
 
-    configure_threads(threads)
+    in_force = configure_threads(threads)
     size = SIZES["small"]
     run = score_logs(workspace / "models" / "driving" / "default", workspace / "data" / "driving",
                      out, top_frames=size["top_frames"], shap_evals=size["shap_evals"],
                      progress=False)
     rescored = summary(run)
-    return {"threads": threads, "alerts": rescored["n_alerts"], "auroc": rescored.get("auroc"),
+    return {"threads_requested": threads, "threads": in_force,
+            "alerts": rescored["n_alerts"], "auroc": rescored.get("auroc"),
             **item_difference(run_dir(workspace, "driving"), run, "driving")}
 
 
