@@ -82,7 +82,7 @@ def batch_score(model_dir, logs, out, engine: str = "local", address: str | None
     make = (functools.partial(_batch_scorer, predictor) if engine == "local"  # reuse it here
             else functools.partial(load_batch_scorer, os.fspath(model_dir)))
     table = map_items(paths, make, engine=engine, address=address).to_pandas()
-    unlike = list(table.pop("input_warning").dropna().unique())   # in log order, one a log
+    unlike = list(table.pop("input_warning").dropna())   # on each unlike log's first frame
     for line in unlike:
         warnings.warn(line, UnmaskWarning, stacklevel=2)
     scores = table["score"].to_numpy()

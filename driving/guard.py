@@ -122,11 +122,10 @@ def share_distance(shares: np.ndarray, reference: np.ndarray) -> float:
     return float(0.5 * np.abs(shares - reference).sum())
 
 
-def class_spread(shares: np.ndarray, others: np.ndarray) -> np.ndarray:
+def class_spread(shares: np.ndarray, others: np.ndarray, everywhere: np.ndarray) -> np.ndarray:
     """``(C,)`` per class, the largest ``|log(shares / others)|`` over the training logs
     (rows of ``(logs, C)`` shares: each log's own, and the pool of the other logs'); 0 for a
-    class some log lacks."""
-    everywhere = np.all(shares > 0, axis=0)
+    class not ``everywhere`` (some log lacks it)."""
     ratios = np.where(everywhere, shares, 1.0) / np.where(everywhere, others, 1.0)
     return np.abs(np.log(ratios)).max(0)
 
@@ -147,15 +146,16 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
     # shows; against a pool that includes it, the spread shrinks with the number of logs
     others = [class_shares(total - c) if len(counts) > 1 else pooled for c in counts]
     shares = np.array([class_shares(c) for c in counts])                  # (logs, C)
+    everywhere = np.all(shares > 0, axis=0)
     return InputProfile(
         rate_hz=(min(rates), max(rates)),
         speed_m_s=tuple(float(v) for v in np.percentile(speed, [1, 99])),
         hidden_share=tuple(float(v) for v in np.percentile(hidden, [1, 99])),
         class_share=tuple(float(v) for v in pooled),
         class_distance=max(share_distance(own, rest) for own, rest in zip(shares, others)),
-        class_everywhere=tuple(bool(v) for v in np.all(np.array(counts) > 0, axis=0)),
+        class_everywhere=tuple(bool(v) for v in everywhere),
         grid_shape=tuple(logs[0].meta.grid_shape), resolution_m=float(logs[0].meta.resolution_m),
-        class_spread=(tuple(float(v) for v in class_spread(shares, np.array(others)))
+        class_spread=(tuple(float(v) for v in class_spread(shares, np.array(others), everywhere))
                       if len(logs) >= MIN_SPREAD_LOGS else ()),
         class_share_range=tuple((float(lo), float(hi))
                                 for lo, hi in zip(shares.min(0), shares.max(0))))
@@ -177,8 +177,9 @@ def _speed_reason(profile: InputProfile, log: DriveLog) -> str | None:
     fastest, slowest = hi * factor + slack, lo / factor - slack
     above = float(np.mean(log.ego_speed > fastest))
     median = float(np.median(log.ego_speed))
-    found = ([f"{above:.0%} of frames above {fastest:.1f} m/s"] if above > SPEED_OUTSIDE else []) + \
-        ([f"median {median:.1f} m/s below {slowest:.1f} m/s"] if median < slowest else [])
+    found = [f"{above:.0%} of frames above {fastest:.1f} m/s"] if above > SPEED_OUTSIDE else []
+    if median < slowest:
+        found.append(f"median {median:.1f} m/s below {slowest:.1f} m/s")
     if not found:
         return None
     p5, p95 = np.percentile(log.ego_speed, [5, 95])
