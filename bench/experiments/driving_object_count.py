@@ -88,7 +88,7 @@ from bench.driving import HELDOUT, TUNED
 from bench.experiments import merge_results
 from bench.experiments.driving_alert_calibration import decide as calibration_decide
 from bench.experiments.driving_alert_calibration import simulated
-from bench.experiments.driving_calibration_cache import cache_maps
+from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
 from core.calibration import threshold_from_groups
 from core.runtime import configure_threads
@@ -123,11 +123,7 @@ def cache(world: str) -> None:
     """Cache the network's prior-free maps of every log of the tuned sets, its memory gate
     refitted on the training logs' calibration tails first (as ``calibrate`` does)."""
     configure_threads()
-    logs = simulate(world)
-    pred = OcclusionPredictor.load(MODELS / world)
-    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
-    for name, items in logs.items():
-        cache_maps(pred, CACHE / world, name, items)
+    cache_sets(OcclusionPredictor.load(MODELS / world), CACHE / world, tuned_sets(world))
 
 
 def cache_heldout(world: str) -> None:
