@@ -158,10 +158,20 @@ class Harness(PathHarness):
         Returns:
             ``(state, threshold)``.
         """
+        state, threshold, _ = self.scoring_with_scores(scorer)
+        return state, threshold
+
+    def scoring_with_scores(self, scorer=fs.FrameScorer) -> tuple:
+        """:meth:`scoring`, and the cross-fitted scores its threshold is chosen from.
+
+        Returns:
+            ``(state, threshold, per_log)``: ``per_log[i]`` holds training log ``i``'s frame
+            scores under the state fitted without it.
+        """
         states, full, _ = self.fitted_states(fs.CHANNELS, items=self.train, observed=None,
                                              scorer=scorer)
         per_log = [self.view(state, it)["score"] for state, it in zip(states, self.train)]
-        return full, threshold_from_groups(per_log, self.pred.contamination)
+        return full, threshold_from_groups(per_log, self.pred.contamination), per_log
 
 
 # the candidate's bins: at most MAX_BINS quantile bins of the count over the training frames,
