@@ -113,10 +113,15 @@ def tuned_sets(world: str) -> dict:
             "tuned": (4, 2, cfg), "extra": (6, 3, cfg)}
 
 
+def simulated_set(world: str, name: str) -> list:
+    """Tuned set ``name``'s logs under ``CACHE/<world>/logs`` (simulated unless already there)."""
+    n, seed, config = tuned_sets(world)[name]
+    return simulated(CACHE / world, name, n, seed, config)
+
+
 def simulate(world: str) -> dict:
     """The tuned sets' logs under ``CACHE/<world>/logs`` (simulated unless already there)."""
-    return {name: simulated(CACHE / world, name, n, seed, config)
-            for name, (n, seed, config) in tuned_sets(world).items()}
+    return {name: simulated_set(world, name) for name in tuned_sets(world)}
 
 
 def cache(world: str) -> None:
@@ -133,12 +138,12 @@ def cache_heldout(world: str) -> None:
     so they are the logs ``bench.driving --normal-logs 8`` scores, not read from its
     ``--log-dir``."""
     configure_threads()
-    logs = simulate(world)
+    train = simulated_set(world, "train")
     held = HELDOUT[world]
     normal = simulated(CACHE / world, "heldout_normal", 8, held["seed"] + 500,
                        replace(held["config"], anomaly_interval_s=0.0))
     pred = OcclusionPredictor.load(MODELS / world)
-    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    pred.fit_memory_gate(pred.calibration_logs(train))
     cache_maps(pred, CACHE / world, "heldout_normal", normal)
 
 
