@@ -58,7 +58,7 @@ from driving.schema import VEHICLE
 from driving.scoring.decision import RoadBelief, decide, road_mass
 from driving.scoring.surprise import score_log
 from driving.sim.highway import HighwayConfig, HighwaySimulator
-from driving.sim.simulator import SimConfig, Simulator
+from driving.sim.simulator import SimConfig
 from driving.sim.world import WorldConfig
 from driving.warp import sensor_range_mask
 
@@ -408,13 +408,11 @@ def speed_only(n_frames: int = 192, repeats: int = 3) -> dict:
     :func:`bench.driving_speed.scoring_predictor`) of a town and a highway log, interleaved,
     best of ``repeats`` each (the machine is shared)."""
     threads = configure_threads()
-    log = Simulator(SimConfig(), seed=7).simulate(n_frames)
     scoring = {}
-    for world, config in TUNED.items():        # the town's log is the one inference is timed on
-        predictor = scoring_predictor(config, **MODEL)
-        world_log = log if world == "town" else timed_log(config, n_frames)
-        scoring_seconds(predictor, world_log)   # warm-up
-        scoring[world] = predictor, world_log
+    for world, config in TUNED.items():
+        scoring[world] = scoring_predictor(config, **MODEL), timed_log(config, n_frames)
+        scoring_seconds(*scoring[world])        # warm-up
+    log = scoring["town"][1]                    # the town's log is the one inference is timed on
     best = {name: np.inf for name in ("unmask", "small_input", "persistence", "world", *scoring)}
     for _ in range(repeats):
         best["unmask"] = min(best["unmask"], _time_inference(log, MODEL, n_frames))

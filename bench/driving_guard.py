@@ -64,10 +64,15 @@ def _drives(config, n: int, frames: int, seed: int, events: bool, keep: Path | N
             for i in range(n)]
 
 
-def _tally(profile, logs) -> dict:
-    """How many of ``logs`` get a warning line, and how many for their ego speed."""
-    reasons = [log_differences(profile, log) for log in logs]
-    return {"logs": len(logs), "warned": sum(bool(r) for r in reasons),
+def _reasons(profile, logs) -> list:
+    """Per log of ``logs``, the guard's reasons (``log_differences``; empty: no warning)."""
+    return [log_differences(profile, log) for log in logs]
+
+
+def _tally(reasons: list) -> dict:
+    """How many logs (``reasons``: per log, from :func:`_reasons`) get a warning line, and how
+    many for their ego speed."""
+    return {"logs": len(reasons), "warned": sum(bool(r) for r in reasons),
             "speed_warned": sum(any(r.startswith("ego speed") for r in rs) for rs in reasons)}
 
 
@@ -77,10 +82,11 @@ def _world(config, n_train: int, n_held: int, frames: int, keep: Path | None) ->
     profile = fit_input_profile(_drives(config, n_train, frames, 1, False, keep))
     normal = _drives(config, n_held, frames, 2, False, keep)
     events = _drives(config, n_held, frames, 3, True, keep)
-    out = {"training_speed_m_s": list(profile.speed_m_s), "normal": _tally(profile, normal),
-           "with_events": _tally(profile, events),
-           "normal_warnings": [r for log in normal for r in log_differences(profile, log)],
-           "event_speed_warnings": [r for log in events for r in log_differences(profile, log)
+    normal_reasons, event_reasons = _reasons(profile, normal), _reasons(profile, events)
+    out = {"training_speed_m_s": list(profile.speed_m_s), "normal": _tally(normal_reasons),
+           "with_events": _tally(event_reasons),
+           "normal_warnings": [r for rs in normal_reasons for r in rs],
+           "event_speed_warnings": [r for rs in event_reasons for r in rs
                                     if r.startswith("ego speed")]}
     return profile, normal, out
 
@@ -95,12 +101,13 @@ def measure(size: str, n_train: int, n_held: int, frames: int, keep: Path | None
             sim_config(size, world), n_train, n_held, frames,
             None if keep is None else keep / size / world)
     for name, shift in SHIFTS.items():
-        out["town"][name.replace(" ", "_")] = _tally(profiles["town"],
-                                                     [shift(log) for log in normal["town"]])
+        out["town"][name.replace(" ", "_")] = _tally(
+            _reasons(profiles["town"], [shift(log) for log in normal["town"]]))
     out["town"]["example_reasons"] = log_differences(
         profiles["town"], SHIFTS["highway speed"](SHIFTS["5 Hz"](normal["town"][0])))
-    out["cross_world"] = {"town_profile_highway_logs": _tally(profiles["town"], normal["highway"]),
-                          "highway_profile_town_logs": _tally(profiles["highway"], normal["town"])}
+    out["cross_world"] = {
+        "town_profile_highway_logs": _tally(_reasons(profiles["town"], normal["highway"])),
+        "highway_profile_town_logs": _tally(_reasons(profiles["highway"], normal["town"]))}
     return out
 
 

@@ -116,6 +116,12 @@ def _vertical_files(place: Path, vertical: str) -> dict[str, Path]:
     return files
 
 
+def _differing(a, b) -> np.ndarray:
+    """Which values of two equally shaped arrays differ (NaN equals NaN)."""
+    a, b = np.asarray(a), np.asarray(b)
+    return ~((a == b) | (np.isnan(a) & np.isnan(b)))
+
+
 def _array_difference(a, b) -> float:
     """Largest absolute difference of two arrays; NaN equals NaN, NaN against a number is inf."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -124,15 +130,9 @@ def _array_difference(a, b) -> float:
     if np.array_equal(a, b, equal_nan=True):
         return 0.0
     diff = np.abs(a - b)
-    diff[(a == b) | (np.isnan(a) & np.isnan(b))] = 0.0   # equal infinities, NaN on both sides
+    diff[~_differing(a, b)] = 0.0                         # equal infinities, NaN on both sides
     diff[np.isnan(diff)] = np.inf                         # NaN on one side only
     return float(diff.max())
-
-
-def _differing(a, b) -> np.ndarray:
-    """Which values of two equally shaped arrays differ (NaN equals NaN)."""
-    a, b = np.asarray(a), np.asarray(b)
-    return ~((a == b) | (np.isnan(a) & np.isnan(b)))
 
 
 def _same(x, y, workspaces: tuple[Path, Path]) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bench.driving import HELDOUT, TUNED
-from bench.driving_logs import simulated_logs
+from bench.driving_logs import kept_logs
 from core.io import atomic_path
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
@@ -92,11 +92,12 @@ def cache_maps(pred, root: Path, name: str, logs: list) -> None:
 
 def cache_sets(pred, root: Path, sets: dict) -> None:
     """Simulate ``sets`` (name -> (logs, seed, configuration), 250 frames a log) under
-    ``root/logs/<name>`` and cache ``pred``'s maps of every log (:func:`cache_maps`). The
-    memory gate is refitted first on the ``"train"`` set's calibration tails, as
+    ``root/logs/<name>`` (read back instead where ``kept_logs``'s marker says the folder
+    holds them) and cache ``pred``'s maps of every log (:func:`cache_maps`). The memory gate
+    is refitted first on the ``"train"`` set's calibration tails, as
     ``OcclusionPredictor.calibrate`` does."""
     root.mkdir(parents=True, exist_ok=True)
-    logs = {name: simulated_logs(root / "logs" / name, n, 250, seed, c)
+    logs = {name: kept_logs(root / "logs" / name, n, 250, seed, c)
             for name, (n, seed, c) in sets.items()}
     pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
     for name, items in logs.items():

@@ -88,7 +88,7 @@ from bench.driving import HELDOUT, TUNED
 from bench.experiments import merge_results
 from bench.experiments.driving_alert_calibration import decide as calibration_decide
 from bench.experiments.driving_alert_calibration import simulated
-from bench.experiments.driving_calibration_cache import cache_maps
+from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
 from core.calibration import threshold_from_groups
 from core.runtime import configure_threads
@@ -113,21 +113,22 @@ def tuned_sets(world: str) -> dict:
             "tuned": (4, 2, cfg), "extra": (6, 3, cfg)}
 
 
+def simulated_set(world: str, name: str) -> list:
+    """Tuned set ``name``'s logs under ``CACHE/<world>/logs`` (simulated unless already there)."""
+    n, seed, config = tuned_sets(world)[name]
+    return simulated(CACHE / world, name, n, seed, config)
+
+
 def simulate(world: str) -> dict:
     """The tuned sets' logs under ``CACHE/<world>/logs`` (simulated unless already there)."""
-    return {name: simulated(CACHE / world, name, n, seed, config)
-            for name, (n, seed, config) in tuned_sets(world).items()}
+    return {name: simulated_set(world, name) for name in tuned_sets(world)}
 
 
 def cache(world: str) -> None:
     """Cache the network's prior-free maps of every log of the tuned sets, its memory gate
     refitted on the training logs' calibration tails first (as ``calibrate`` does)."""
     configure_threads()
-    logs = simulate(world)
-    pred = OcclusionPredictor.load(MODELS / world)
-    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
-    for name, items in logs.items():
-        cache_maps(pred, CACHE / world, name, items)
+    cache_sets(OcclusionPredictor.load(MODELS / world), CACHE / world, tuned_sets(world))
 
 
 def cache_heldout(world: str) -> None:
@@ -137,12 +138,12 @@ def cache_heldout(world: str) -> None:
     so they are the logs ``bench.driving --normal-logs 8`` scores, not read from its
     ``--log-dir``."""
     configure_threads()
-    logs = simulate(world)
+    train = simulated_set(world, "train")
     held = HELDOUT[world]
     normal = simulated(CACHE / world, "heldout_normal", 8, held["seed"] + 500,
                        replace(held["config"], anomaly_interval_s=0.0))
     pred = OcclusionPredictor.load(MODELS / world)
-    pred.fit_memory_gate(pred.calibration_logs(logs["train"]))
+    pred.fit_memory_gate(pred.calibration_logs(train))
     cache_maps(pred, CACHE / world, "heldout_normal", normal)
 
 
@@ -162,10 +163,20 @@ class Harness(PathHarness):
         Returns:
             ``(state, threshold)``.
         """
+        state, threshold, _ = self.scoring_with_scores(scorer)
+        return state, threshold
+
+    def scoring_with_scores(self, scorer=fs.FrameScorer) -> tuple:
+        """:meth:`scoring`, and the cross-fitted scores its threshold is chosen from.
+
+        Returns:
+            ``(state, threshold, per_log)``: ``per_log[i]`` holds training log ``i``'s frame
+            scores under the state fitted without it.
+        """
         states, full, _ = self.fitted_states(fs.CHANNELS, items=self.train, observed=None,
                                              scorer=scorer)
         per_log = [self.view(state, it)["score"] for state, it in zip(states, self.train)]
-        return full, threshold_from_groups(per_log, self.pred.contamination)
+        return full, threshold_from_groups(per_log, self.pred.contamination), per_log
 
 
 # the candidate's bins: at most MAX_BINS quantile bins of the count over the training frames,

@@ -48,9 +48,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench.experiments import merge_results
 from bench.experiments.driving_object_count import Harness
-from core.calibration import threshold_from_groups
 from core.runtime import configure_threads
-from driving.scoring import frame_score as fs
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "results" / "driving_surprise_guard.json"
@@ -62,9 +60,8 @@ MAX_EVENT_WARNED = 1         # of each world's 10 tuned event logs
 def scoring(h: Harness) -> tuple:
     """``(state, threshold, training_surprise)``: the product's state on the whole training
     logs, its leave-one-log-out threshold, and each training log's median cross-fitted score."""
-    states, full, _ = h.fitted_states(fs.CHANNELS, items=h.train, observed=None)
-    per_log = [h.view(state, it)["score"] for state, it in zip(states, h.train)]
-    return full, threshold_from_groups(per_log, h.pred.contamination), [float(np.median(s)) for s in per_log]
+    state, threshold, per_log = h.scoring_with_scores()
+    return state, threshold, [float(np.median(s)) for s in per_log]
 
 
 def log_rows(h: Harness, state, threshold: float, items) -> list:
