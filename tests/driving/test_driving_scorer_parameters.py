@@ -9,11 +9,11 @@ import pytest
 
 from driving.schema import VEHICLE
 from driving.scoring.frame_score import (CHANNELS, OBSERVED_CHANNELS, FrameScorer, TailScore, ego_lane,
-                                         ego_path, lead_closing, observed_statistics, scored_objects)
+                                         ego_path, lead_closing, scored_objects)
 from driving.scoring.state import ScoringState
 from driving.scoring.surprise import result_from_maps, score_log
 from driving.warp import cell_offsets
-from tests.driving.test_driving_frame_score import META, _channel_maps, _following, _frame_with
+from tests.driving.test_driving_frame_score import META, _channel_maps, _following, _frame_with, _walker_log
 
 LEAD_ONLY = {"lead_closing": OBSERVED_CHANNELS["lead_closing"]}    # a registry channel, not all
 
@@ -109,8 +109,10 @@ def test_the_scored_cells_are_the_scorers(load_demo_predictor, calibration_logs)
                               log, {**_raw(log), **{n: f(log) for n, f in OBSERVED_CHANNELS.items()}})
     np.testing.assert_array_equal(result.object_cells, only_vehicles(log.semantic, log.meta))
     assert result.object_cells.sum() < scored_objects(log.semantic, log.meta).sum()
-    reach = observed_statistics(log, scored_objects=lambda observed, meta: np.zeros(observed.shape, bool))
-    np.testing.assert_array_equal(reach["path_reach"], 0.0)
+    walker = _walker_log(np.array([30.0, 20.0, 12.0]))                  # a pedestrian in the lane
+    assert FrameScorer().observed_statistics(walker)["path_reach"].all()
+    nothing = FrameScorer(scored_objects=lambda observed, meta: np.zeros(observed.shape, bool))
+    np.testing.assert_array_equal(nothing.observed_statistics(walker)["path_reach"], 0.0)
 
 
 def _raw(log):
