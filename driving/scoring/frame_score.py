@@ -85,6 +85,10 @@ MIN_SCALE = MappingProxyType({"object_context": 0.5,   # nats; 1/s (TailScore's 
 OBSERVED_CHANNELS = MappingProxyType({
     "lead_closing": lambda log: lead_closing(log.semantic, log.meta),
     "path_reach": lambda log: path_reach(log.semantic, log.ego_speed, log.meta)})
+# what a saved scorer without an "observed_channels" entry reads: the registry's channels
+# when scorers left their names out for the default (bundle format 8), pinned here so that
+# a later registry does not change what those bundles mean
+UNNAMED_OBSERVED_CHANNELS = ("lead_closing", "path_reach")
 PATH_HALF_WIDTH_M = 5.5   # the ego's lane and the next lane either side (3-3.75 m lanes)
 EDGE_M = 3.0              # the outer band of the sensor range the score leaves out
 LANE_HALF_M = 1.6         # the ego's own lane: the lead vehicle, objects the ego reaches
@@ -413,19 +417,15 @@ class FrameScorer:
         return list(self.observed_channels)
 
     def to_dict(self) -> dict:
-        """The channels, the fitted tails and (unless they are all the registry's, as a
-        default scorer's are: its dict is unchanged) the observed channels' names
-        (:meth:`saved_names`)."""
-        names = self.saved_names()
-        out = {"channels": [list(c) for c in self.channels], "tails": [t.to_dict() for t in self.tails_]}
-        if set(names) != set(OBSERVED_CHANNELS):
-            out["observed_channels"] = names
-        return out
+        """The channels, the fitted tails and the observed channels' names
+        (:meth:`saved_names`), always: a saved scorer names what it reads, so a later change
+        of the registry's defaults does not change what a bundle means."""
+        return {"channels": [list(c) for c in self.channels], "tails": [t.to_dict() for t in self.tails_],
+                "observed_channels": self.saved_names()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrameScorer":
-        # no "observed_channels": the registry's, which a default scorer does not write
-        names = d.get("observed_channels", list(OBSERVED_CHANNELS))
+        names = d.get("observed_channels", list(UNNAMED_OBSERVED_CHANNELS))
         out = cls([tuple(c) for c in d["channels"]], observed_channels=registry_channels(names))
         out.tails_ = [TailScore.from_dict(t) for t in d["tails"]]
         return out
