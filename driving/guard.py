@@ -195,6 +195,9 @@ def _hidden_reason(profile: InputProfile, log: DriveLog) -> str | None:
 
 
 def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
+    """How the log's classes differ: classes new to it or missing from it (alone: the
+    shares moved with them), else each class whose share moved past its margin, then the
+    distance of all the shares (naming other classes than those)."""
     counts = class_counts(log)
     reference = np.asarray(profile.class_share)
     reasons = []
