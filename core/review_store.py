@@ -24,6 +24,7 @@ import os
 import sqlite3
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,22 +112,31 @@ def _columns(con: sqlite3.Connection) -> set[str]:
     return {row[1] for row in con.execute("PRAGMA table_info(events)")}
 
 
+@contextmanager
+def _write_transaction(con: sqlite3.Connection):
+    """One write transaction around the block: the write lock taken first (``BEGIN
+    IMMEDIATE``, so no other writer changes what the block reads), committed when the block
+    ends, rolled back when it raises (an interrupt too)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
 def _append(con: sqlite3.Connection, values: list) -> int:
     """Insert one row chained to the current last row; the write lock is taken first, so
     no other writer can append between reading the last hash and inserting."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with _write_transaction(con):
         last = con.execute("SELECT id, row_hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
         row_id, previous = (last[0] + 1, last[1]) if last else (1, GENESIS)
         row = (row_id, *values)
         con.execute(f"INSERT INTO events ({', '.join(COLUMNS)}, prev_hash, row_hash) "
                     f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})",
                     (*row, previous, row_hash(row, previous)))
-        con.execute("COMMIT")
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
     return row_id
 
 
@@ -195,8 +205,7 @@ class ReviewStore:
         (once, in one transaction; the update trigger is lifted only inside it)."""
         if {"prev_hash", "row_hash"} <= _columns(con):
             return
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        with _write_transaction(con):
             missing = {"prev_hash", "row_hash"} - _columns(con)  # another process may have won
             for name in sorted(missing):
                 con.execute(f"ALTER TABLE events ADD COLUMN {name} TEXT")
@@ -210,11 +219,6 @@ class ReviewStore:
                                 (previous, digest, values[0]))
                     previous = digest
                 con.execute(_trigger_sql("events_no_update"))
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
         if missing:
             warnings.warn(UnmaskWarning(
                 f"{self.path}: added a hash chain over its {len(rows)} existing review rows "

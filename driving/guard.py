@@ -195,46 +195,60 @@ def _hidden_reason(profile: InputProfile, log: DriveLog) -> str | None:
 
 
 def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
+    """How the log's classes differ: classes new to it or missing from it (alone: the
+    shares moved with them), else each class whose share moved past its margin, then the
+    distance of all the shares (naming other classes than those)."""
     counts = class_counts(log)
-    shares, reference = class_shares(counts), np.asarray(profile.class_share)
+    reference = np.asarray(profile.class_share)
     reasons = []
     unseen = [CLASSES[c] for c in np.flatnonzero((counts > 0) & ~profile.seen_classes)]
     if unseen:
         reasons.append(f"classes never seen in training: {', '.join(unseen)}")
-    in_world = np.isin(CLASSES, log.meta.world)
     expected = (reference >= COMMON_CLASS) & np.asarray(profile.class_everywhere)
     missing = [CLASSES[c] for c in np.flatnonzero(expected & (counts == 0))]
     if missing:
         reasons.append(f"training classes never seen in the log: {', '.join(missing)}")
     if reasons:             # the other classes' shares moved with these: said once
         return reasons
-    reasons += _shifted_class_reasons(profile, shares, expected)
-    factor, slack = SHARE_MARGIN
-    limit = profile.class_distance * factor + slack
-    # a class the log's world lacks by declaration is not a difference to report twice
-    compared = np.where(in_world, reference, 0.0)
-    distance = share_distance(shares, class_shares(compared))
-    if distance > limit:
-        top = np.argsort(-np.abs(shares - reference))[:2]
-        shifts = ", ".join(f"{CLASSES[c]} {reference[c]:.0%} -> {shares[c]:.0%}" for c in top)
-        reasons.append(f"class shares differ ({shifts}; distance {distance:.2f}, training "
-                       f"logs up to {profile.class_distance:.2f})")
-    return reasons
+    shares = class_shares(counts)
+    shifted = _shifted_classes(profile, shares, expected)
+    ranges = profile.class_share_range
+    reasons = [f"{CLASSES[c]} {reference[c]:.1%} -> {shares[c]:.1%} of observed cells "
+               f"(training logs {ranges[c][0]:.1%}-{ranges[c][1]:.1%})" for c in shifted]
+    distance = _distance_reason(profile, shares, np.isin(CLASSES, log.meta.world), shifted)
+    return reasons + ([distance] if distance else [])
 
 
-def _shifted_class_reasons(profile: InputProfile, shares: np.ndarray,
-                           checked: np.ndarray) -> list[str]:
+def _shifted_classes(profile: InputProfile, shares: np.ndarray, checked: np.ndarray) -> np.ndarray:
     """The ``checked`` classes whose share moved from the training share by more than
     ``CLASS_SHIFT_MARGIN`` allows (none when the profile has no spread: too few logs)."""
     if not profile.class_spread:
-        return []
+        return np.array([], int)
     reference, spread = np.asarray(profile.class_share), np.asarray(profile.class_spread)
     factor, slack = CLASS_SHIFT_MARGIN
     ratio = np.divide(shares, reference, out=np.ones_like(reference), where=checked)
-    shifted = np.flatnonzero(np.abs(np.log(ratio)) > factor * spread + slack)
-    ranges = profile.class_share_range
-    return [f"{CLASSES[c]} {reference[c]:.1%} -> {shares[c]:.1%} of observed cells "
-            f"(training logs {ranges[c][0]:.1%}-{ranges[c][1]:.1%})" for c in shifted]
+    return np.flatnonzero(np.abs(np.log(ratio)) > factor * spread + slack)
+
+
+def _distance_reason(profile: InputProfile, shares: np.ndarray, in_world: np.ndarray,
+                     named: np.ndarray) -> str | None:
+    """The class shares' distance from the training shares when it is past
+    ``SHARE_MARGIN``, with the two classes that moved most among those the per-class reasons
+    did not already name (``named``: a class is said once in a warning line) and whose
+    share, shown in whole percent, changed (no "sidewalk 15% -> 15%")."""
+    reference = np.asarray(profile.class_share)
+    factor, slack = SHARE_MARGIN
+    limit = profile.class_distance * factor + slack
+    # a class the log's world lacks by declaration is not a difference to report twice
+    distance = share_distance(shares, class_shares(np.where(in_world, reference, 0.0)))
+    if distance <= limit:
+        return None
+    moved = [f"{CLASSES[c]} {reference[c]:.0%} -> {shares[c]:.0%}"
+             for c in np.argsort(-np.abs(shares - reference))
+             if c not in named and f"{reference[c]:.0%}" != f"{shares[c]:.0%}"]
+    shifts = ", ".join(moved[:2])
+    measured = f"distance {distance:.2f}, training logs up to {profile.class_distance:.2f}"
+    return f"class shares differ ({shifts}; {measured})" if shifts else f"class shares differ ({measured})"
 
 
 def log_differences(profile: InputProfile, log: DriveLog) -> list[str]:

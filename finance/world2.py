@@ -109,6 +109,15 @@ def _events(R, rate, cfg) -> np.ndarray:
     return days * DAY + R.integers(0, DAY, days.size)
 
 
+def _fraud_events(R, rate, cfg, fewest: int, most: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fraud events of ``fewest`` to ``most`` transactions each (:func:`_events`' rate): their
+    start times ``(E,)``, transaction counts ``k`` ``(E,)`` and each transaction's event
+    ``(sum(k),)``."""
+    start = _events(R, rate, cfg)
+    k = R.integers(fewest, most + 1, start.size)
+    return start, k, np.repeat(np.arange(start.size), k)
+
+
 def _world(cfg: World2Config, R) -> dict:
     """Cities, cards and merchants."""
     C, M = cfg.n_cards, cfg.n_merchants
@@ -203,9 +212,7 @@ def _new_device(R, n):
 
 
 def _account_takeovers(cfg, w, R):
-    start = _events(R, cfg.account_takeovers, cfg)
-    k = R.integers(2, 7, start.size)
-    ev = np.repeat(np.arange(start.size), k)
+    start, _, ev = _fraud_events(R, cfg.account_takeovers, cfg, 2, 6)
     victim = R.integers(0, cfg.n_cards, start.size)
     address = w["city_ll"][R.integers(0, cfg.n_cities, start.size)] + R.normal(0, 0.2, (start.size, 2))
     webs = w["webs"][np.isin(w["mcc"][w["webs"]], ["5732", "5651", "5999", "5818"])]
@@ -216,9 +223,7 @@ def _account_takeovers(cfg, w, R):
 
 
 def _card_tests(cfg, w, R):
-    start = _events(R, cfg.card_tests, cfg)
-    k = R.integers(4, 16, start.size)
-    ev = np.repeat(np.arange(start.size), k)
+    start, k, ev = _fraud_events(R, cfg.card_tests, cfg, 4, 15)
     victim = R.integers(0, cfg.n_cards, start.size)
     step = R.integers(30, 300, ev.size)
     first = np.cumsum(k) - k
@@ -229,9 +234,7 @@ def _card_tests(cfg, w, R):
 
 
 def _merchant_compromises(cfg, w, R):
-    start = _events(R, cfg.merchant_compromises, cfg)
-    k = R.integers(5, 21, start.size)
-    ev = np.repeat(np.arange(start.size), k)
+    start, _, ev = _fraud_events(R, cfg.merchant_compromises, cfg, 5, 20)
     shop = R.choice(w["shops"], start.size)
     card = R.integers(0, cfg.n_cards, ev.size)
     when = start[ev] + R.integers(0, R.integers(2, 6, start.size)[ev] * DAY)
@@ -257,9 +260,7 @@ def _impossible_travels(cfg, w, R, genuine):
 
 
 def _amount_bursts(cfg, w, R):
-    start = _events(R, cfg.amount_bursts, cfg)
-    k = R.integers(3, 8, start.size)
-    ev = np.repeat(np.arange(start.size), k)
+    start, _, ev = _fraud_events(R, cfg.amount_bursts, cfg, 3, 7)
     victim = R.integers(0, cfg.n_cards, start.size)
     local = [w["by_city"][c] if w["by_city"][c].size else w["shops"] for c in w["card_city"][victim]]
     shop = np.array([R.choice(local[e]) for e in ev], dtype=np.int64)
@@ -269,9 +270,7 @@ def _amount_bursts(cfg, w, R):
 
 
 def _refund_abuses(cfg, w, R):
-    start = _events(R, cfg.refund_abuses, cfg)
-    k = R.integers(3, 7, start.size)
-    ev = np.repeat(np.arange(start.size), k)
+    start, _, ev = _fraud_events(R, cfg.refund_abuses, cfg, 3, 6)
     abuser = R.integers(0, cfg.n_cards, start.size)
     web = R.choice(w["webs"], ev.size)
     t = start[ev] + R.integers(0, 3 * DAY, ev.size)

@@ -137,8 +137,7 @@ class Harness:
         self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train, self.cal_frames = self.load("train"), cal_frames
         self.tails = [self.tail(it, cal_frames) for it in self.train]
-        self.whole = [fs.observed_statistics(log, observed_channels=self.observed_channels,
-                                             scored_objects=self.scored_objects)
+        self.whole = [self.frame_scorer(fs.CHANNELS).observed_statistics(log)
                       for log, _ in self.train]   # the lead channel's
         self.evals = {n: self.load(n) for n in ("tuned_normal", "tuned")}
 
@@ -166,11 +165,15 @@ class Harness:
         d.update(predicted=None, confidence=None, road_layout=None, probabilities=None)
         return d
 
+    def frame_scorer(self, channels, scorer=fs.FrameScorer):
+        """An unfitted frame scorer of class ``scorer`` over ``channels`` with :attr:`min_scale`,
+        :attr:`observed_channels`, :attr:`scored_objects` and :attr:`tail_class`."""
+        return scorer(channels, min_scale=self.min_scale, observed_channels=self.observed_channels,
+                      scored_objects=self.scored_objects, tail=self.tail_class)
+
     def fit_state(self, items, channels, observed=None, scorer=fs.FrameScorer):
-        """The scoring state fitted on ``items`` (log, maps): context prior, normaliser and a
-        frame scorer of class ``scorer`` over ``channels`` with :attr:`min_scale`,
-        :attr:`observed_channels`, :attr:`scored_objects` and :attr:`tail_class` (``observed``: as
-        :meth:`fitted_states`)."""
+        """The scoring state fitted on ``items`` (log, maps): context prior, normaliser and
+        :meth:`frame_scorer` ``(channels, scorer)`` (``observed``: as :meth:`fitted_states`)."""
         prior = new_prior(self.pred)
         for log, m in items:
             prior.add(m["ground"], m["category"], log.semantic)
@@ -179,10 +182,8 @@ class Harness:
         maps = [self.maps(log, m, prior) for log, m in items]
         state = type("State", (), {})()
         state.normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], self.pred.meta_)
-        state.frame_scorer = scorer(channels, min_scale=self.min_scale,
-                                    observed_channels=self.observed_channels,
-                                    scored_objects=self.scored_objects, tail=self.tail_class
-                                    ).fit_logs(maps, logs, state.normaliser, observed)
+        state.frame_scorer = self.frame_scorer(channels, scorer).fit_logs(maps, logs, state.normaliser,
+                                                                          observed)
         state.context_prior, state.smooth = prior, self.smooth
         return state
 
@@ -214,8 +215,7 @@ class Harness:
         items = self.calibration_items(train) if items is None else items
         train = self.train if train is None else train
         if observed is True:
-            observed = [fs.observed_statistics(log, channels, self.observed_channels, self.scored_objects)
-                        for log, _ in train]
+            observed = [self.frame_scorer(channels).observed_statistics(log) for log, _ in train]
         without = lambda seq, i: None if seq is None else seq[:i] + seq[i + 1:]
         full = self.fit_state(items, channels, observed, scorer)
         states = [self.fit_state(without(items, i), channels, without(observed, i), scorer)

@@ -128,8 +128,7 @@ def diagnosis(harness, fitted, threshold: float) -> dict:
     logs = np.concatenate([np.full(len(s), i) for i, (s, _) in enumerate(fitted.held_out)])
     top = scores >= threshold
     path_reach = [c for c in fs.CHANNELS if c[0] == "path_reach"]
-    reach = [int((fs.observed_statistics(log, path_reach, harness.observed_channels,
-                                         harness.scored_objects)["path_reach"] > 0).sum())
+    reach = [int((harness.frame_scorer(path_reach).observed_statistics(log)["path_reach"] > 0).sum())
              for log, _ in harness.train]
     return {"threshold": threshold, "frames_at_or_over": int(top.sum()),
             "their_logs": {int(i): int(n) for i, n in zip(*np.unique(logs[top], return_counts=True))},

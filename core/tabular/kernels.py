@@ -146,19 +146,22 @@ def _first_at_least(values, lo, hi, bound):
 
 
 @nb.njit(nogil=True, cache=True)
+def _search_buffers(n_groups, n):
+    """The arrays :func:`_search` works in, allocated once for all rows of a call, in its
+    argument order: ``best_d``, ``best_i`` (``n`` candidates) and the scratch ``cd``,
+    ``lb``, ``key``, ``near`` (one slot per group)."""
+    return (np.empty(n, np.float32), np.empty(n, np.int64), np.empty(n_groups, np.float32),
+            np.empty(n_groups, np.float32), np.empty(n_groups, np.float32), np.empty(n_groups, np.int64))
+
+
+@nb.njit(nogil=True, cache=True)
 def search(x, ref, rho, cent_t, radius, offsets, self_pos, n, n_probe, out_d, out_i):
     """Nearest ``n`` stored rows of every row of ``x``: squared distances and positions.
 
     ``x`` and ``ref`` are zero-padded to the same width (:func:`pad_rows`).
     Missing slots (memory smaller than ``n``) get distance ``inf`` and position -1.
     """
-    n_groups = cent_t.shape[1]
-    cd = np.empty(n_groups, np.float32)
-    lb = np.empty(n_groups, np.float32)
-    key = np.empty(n_groups, np.float32)
-    near = np.empty(n_groups, np.int64)
-    best_d = np.empty(n, np.float32)
-    best_i = np.empty(n, np.int64)
+    best_d, best_i, cd, lb, key, near = _search_buffers(cent_t.shape[1], n)
     for i in range(x.shape[0]):
         count = _search(x[i], ref, rho, cent_t, radius, offsets, self_pos[i], n_probe, best_d,
                         best_i, cd, lb, key, near)
@@ -191,15 +194,9 @@ def score(x, ref, rho, cent_t, radius, offsets, self_pos, n, n_probe, k, hidden,
             (-1 where the memory holds fewer).
     """
     n_dims = cent_t.shape[0]
-    n_groups = cent_t.shape[1]
     n_masks = hidden.shape[0]
     n_cols = out_knn.shape[1]
-    cd = np.empty(n_groups, np.float32)
-    lb = np.empty(n_groups, np.float32)
-    key = np.empty(n_groups, np.float32)
-    near = np.empty(n_groups, np.int64)
-    best_d = np.empty(n, np.float32)
-    best_i = np.empty(n, np.int64)
+    best_d, best_i, cd, lb, key, near = _search_buffers(cent_t.shape[1], n)
     diff_t = np.empty((n_dims, n), np.float32)
     sq_t = np.empty((n_dims, n), np.float32)
     dim_error = np.empty(n_dims, np.float32)

@@ -74,16 +74,21 @@ from ..warp import cell_offsets, not_passed
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
             ("lead_closing", False, 1), ("path_reach", False, 1))
 # The two registries below are the product's defaults, read-only: a candidate channel is
-# passed to ``FrameScorer``, ``observed_statistics`` and ``raw_maps``, never registered here
-# (a saved scorer names its observed channels in ``OBSERVED_CHANNELS``: only those load back).
+# passed to ``FrameScorer`` and ``raw_maps``, never registered here (a saved scorer names
+# its observed channels in ``OBSERVED_CHANNELS``: only those load back).
 MIN_SCALE = MappingProxyType({"object_context": 0.5,   # nats; 1/s (TailScore's min_scale)
                               "lead_closing": 0.02, "path_reach": 0.02})
 # Channels read from the observed grids alone, no network (name -> function(log) giving a
-# ``(T, H, W)`` map): their maps need no pass of the network (``observed_statistics``); like
-# every channel's, their tails are fitted on every frame of the normal training logs.
+# ``(T, H, W)`` map): their maps need no pass of the network
+# (``FrameScorer.observed_statistics``); like every channel's, their tails are fitted on
+# every frame of the normal training logs.
 OBSERVED_CHANNELS = MappingProxyType({
     "lead_closing": lambda log: lead_closing(log.semantic, log.meta),
     "path_reach": lambda log: path_reach(log.semantic, log.ego_speed, log.meta)})
+# what a saved scorer without an "observed_channels" entry reads: the registry's channels
+# when scorers left their names out for the default (bundle format 8), pinned here so that
+# a later registry does not change what those bundles mean
+UNNAMED_OBSERVED_CHANNELS = ("lead_closing", "path_reach")
 PATH_HALF_WIDTH_M = 5.5   # the ego's lane and the next lane either side (3-3.75 m lanes)
 EDGE_M = 3.0              # the outer band of the sensor range the score leaves out
 LANE_HALF_M = 1.6         # the ego's own lane: the lead vehicle, objects the ego reaches
@@ -211,17 +216,6 @@ def path_reach(observed: np.ndarray, ego_speed: np.ndarray, meta,
     reach = np.asarray(ego_speed, np.float32)[:, None, None] / distance[None]
     in_lane = np.isin(observed, classes) & ego_lane(meta, half_width_m)[None]
     return np.where(in_lane, reach, 0.0).astype(np.float32)
-
-
-def observed_statistics(log, channels=CHANNELS, observed_channels=OBSERVED_CHANNELS,
-                        scored_objects=scored_objects) -> dict:
-    """``{channel: (T,)}``: the frame statistics of the ``observed_channels`` (name ->
-    function(log), default :data:`OBSERVED_CHANNELS`) among ``channels`` over a whole log
-    (their maps need the observed grids only), over the cells
-    ``scored_objects(observed, meta)`` (default: the module's :func:`scored_objects`)."""
-    objects = scored_objects(log.semantic, log.meta)
-    return {name: top_k_mean(observed_channels[name](log) * objects, k, per_row=True)
-            for name, _, k in channels if name in observed_channels}
 
 
 class TailScore:
@@ -359,12 +353,20 @@ class FrameScorer:
         return np.stack([top_k_mean(np.asarray(maps[self.key(name, norm)], dtype=np.float32), k,
                                     per_row=True) for name, norm, k in self.channels], 1)
 
+    def observed_statistics(self, log) -> dict:
+        """``{channel: (T,)}``: the frame statistics of this scorer's :attr:`observed_channels`
+        among its :attr:`channels` over a whole log (their maps need the observed grids
+        only), over the cells its :attr:`scored_objects` reads; :meth:`fit`'s ``observed``."""
+        objects = self.scored_objects(log.semantic, log.meta)
+        return {name: top_k_mean(self.observed_channels[name](log) * objects, k, per_row=True)
+                for name, _, k in self.channels if name in self.observed_channels}
+
     def fit(self, maps: list[dict], observed: list[dict] | None = None) -> "FrameScorer":
         """Fit each channel's tail on the channel maps of normal frames (a list per log).
 
         Args:
             maps: channel maps per log of normal frames (the product: whole training logs).
-            observed: per log, :func:`observed_statistics` of other normal frames; the tails
+            observed: per log, :meth:`observed_statistics` of other normal frames; the tails
                 of the :attr:`observed_channels` are fitted on these instead (None: on
                 ``maps``, as the product does).
         """
@@ -415,19 +417,15 @@ class FrameScorer:
         return list(self.observed_channels)
 
     def to_dict(self) -> dict:
-        """The channels, the fitted tails and (unless they are all the registry's, as a
-        default scorer's are: its dict is unchanged) the observed channels' names
-        (:meth:`saved_names`)."""
-        names = self.saved_names()
-        out = {"channels": [list(c) for c in self.channels], "tails": [t.to_dict() for t in self.tails_]}
-        if set(names) != set(OBSERVED_CHANNELS):
-            out["observed_channels"] = names
-        return out
+        """The channels, the fitted tails and the observed channels' names
+        (:meth:`saved_names`), always: a saved scorer names what it reads, so a later change
+        of the registry's defaults does not change what a bundle means."""
+        return {"channels": [list(c) for c in self.channels], "tails": [t.to_dict() for t in self.tails_],
+                "observed_channels": self.saved_names()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FrameScorer":
-        # no "observed_channels": the registry's, which a default scorer does not write
-        names = d.get("observed_channels", list(OBSERVED_CHANNELS))
+        names = d.get("observed_channels", list(UNNAMED_OBSERVED_CHANNELS))
         out = cls([tuple(c) for c in d["channels"]], observed_channels=registry_channels(names))
         out.tails_ = [TailScore.from_dict(t) for t in d["tails"]]
         return out

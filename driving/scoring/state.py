@@ -101,7 +101,7 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float, progress: bool | N
         m["probabilities"] = None
         maps.append(m)
     smooth = window_frames(smooth_s, predictor.meta_.rate_hz)
-    state, context_maps = state_from_maps(predictor, logs, maps, smooth, road.best(), frame_scorer)
+    state, context_maps = state_from_maps(predictor, logs, maps, smooth, frame_scorer, road.best())
     results = [result_from_maps(state, log, m) for log, m in zip(logs, context_maps)]
     cells = np.concatenate([r.cell_error[r.cell_error > 0] for r in results])
     state = replace(state, error_scale=float(np.quantile(cells, 0.999)) if cells.size else 1.0)
@@ -118,13 +118,13 @@ def new_prior(predictor) -> ContextPrior:
     return ContextPrior(predictor.history, static_offset=static_offset)
 
 
-def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
-                    road_threshold: float | None = None,
-                    frame_scorer: FrameScorer | None = None) -> tuple[ScoringState, list[dict]]:
+def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int, frame_scorer: FrameScorer,
+                    road_threshold: float | None = None) -> tuple[ScoringState, list[dict]]:
     """The normaliser, context prior and frame scorer fitted on normal ``logs`` and their
     :func:`raw_maps` (computed with an unfitted prior, whose inputs they keep, and
     ``frame_scorer``'s observed channels). The frame scorer is a new one with
-    ``frame_scorer``'s parameters (None: ``FrameScorer()``); ``frame_scorer`` stays unfitted.
+    ``frame_scorer``'s parameters (:meth:`FrameScorer.unfitted`); ``frame_scorer`` itself,
+    fitted or not, is left as it is.
 
     Returns:
         The state and ``maps`` with their ``object_context`` under the fitted prior
@@ -133,12 +133,12 @@ def state_from_maps(predictor, logs: list, maps: list[dict], smooth: int,
     prior = fit_on_maps(new_prior(predictor), maps)
     maps = [with_context(prior, m) for m in maps]
     normaliser = CellNormaliser(maps=MAPS).fit(maps, [log.semantic for log in logs], predictor.meta_)
-    scorer = (frame_scorer or FrameScorer()).unfitted().fit_logs(maps, logs, normaliser)
+    scorer = frame_scorer.unfitted().fit_logs(maps, logs, normaliser)
     return ScoringState(normaliser, prior, scorer, road_threshold, smooth, error_scale=1.0), maps
 
 
 def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int,
-                        frame_scorer: FrameScorer | None = None) -> list[np.ndarray]:
+                        frame_scorer: FrameScorer) -> list[np.ndarray]:
     """Frame scores ``(T,)`` of each of the normal ``logs`` (at least two), each log scored
     by a state fitted on the other logs (leave one log out; ``frame_scorer``: as
     :func:`state_from_maps`').
@@ -154,6 +154,6 @@ def cross_fitted_scores(predictor, logs: list, maps: list[dict], smooth: int,
     for i, (log, m) in enumerate(zip(logs, maps)):
         rest = [j for j in range(len(logs)) if j != i]
         state, _ = state_from_maps(predictor, [logs[j] for j in rest], [maps[j] for j in rest], smooth,
-                                   frame_scorer=frame_scorer)
+                                   frame_scorer)
         scores.append(result_from_maps(state, log, with_context(state.context_prior, m)).score)
     return scores

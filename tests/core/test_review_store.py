@@ -7,7 +7,7 @@ import pytest
 from core import DataValidationError
 from core.cli import main
 from core.errors import UnmaskWarning
-from core.review_store import COLUMNS, ReviewStore, row_hash
+from core.review_store import COLUMNS, ReviewStore, _write_transaction, row_hash
 
 
 def main_exit(argv) -> int:
@@ -130,6 +130,21 @@ def test_verify_reports_dropped_triggers_and_writing_restores_them(tmp_path):
     assert not result.ok and "events_no_delete, events_no_replace, events_no_update were dropped" in result.message
     store.record("medical", "review", "case-1", "accept", reviewer="bo")
     assert store.verify().ok and store.verify().rows == 4
+
+
+def test_a_write_interrupted_midway_is_rolled_back_and_frees_the_lock(tmp_path):
+    store = _store_with_rows(tmp_path)
+    con = store._connect()
+    with pytest.raises(KeyboardInterrupt):
+        with _write_transaction(con):
+            con.execute("DROP TRIGGER events_no_update")
+            con.execute("UPDATE events SET decision = 'legitimate' WHERE id = 1")
+            raise KeyboardInterrupt
+    assert not con.in_transaction
+    con.close()
+    assert store.verify().ok and store.history()["decision"].tolist() == ["fraud"] * 3
+    store.record("medical", "review", "case-1", "accept", reviewer="bo")   # no lock left behind
+    assert store.verify().rows == 4
 
 
 OLD_SCHEMA = """

@@ -20,7 +20,8 @@ def _in_sample_threshold(predictor, logs) -> float:
     """The threshold read off the frames the scoring state was fitted on (whole logs, as
     ``calibrate`` fits the state), each log scored by the state that saw it."""
     maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in logs]
-    state, context_maps = state_from_maps(predictor, logs, maps, predictor.scoring_.smooth)
+    state, context_maps = state_from_maps(predictor, logs, maps, predictor.scoring_.smooth,
+                                          predictor.scoring_.frame_scorer)
     scores = [result_from_maps(state, log, m).score for log, m in zip(logs, context_maps)]
     return threshold_from_contamination(np.concatenate(scores), predictor.contamination)
 
@@ -38,7 +39,8 @@ def test_new_normal_drives_alert_nearer_the_nominal_rate_than_an_in_sample_thres
 def test_the_final_state_is_fitted_on_every_calibration_log(recalibrated):
     predictor, calibration, _ = recalibrated
     maps = [raw_maps(predictor, log, context_prior=new_prior(predictor)) for log in calibration]
-    state, _ = state_from_maps(predictor, calibration, maps, predictor.scoring_.smooth)
+    state, _ = state_from_maps(predictor, calibration, maps, predictor.scoring_.smooth,
+                               predictor.scoring_.frame_scorer)
     np.testing.assert_allclose(predictor.scoring_.context_prior.counts_, state.context_prior.counts_)
     for mine, full in zip(predictor.scoring_.frame_scorer.tails_, state.frame_scorer.tails_):
         np.testing.assert_allclose(mine.knots_, full.knots_)

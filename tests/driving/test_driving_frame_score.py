@@ -7,8 +7,8 @@ import pytest
 from core.calibration import ScoreCalibration
 from driving.schema import PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog, LogMeta
 from driving.scoring.frame_score import (CHANNELS, EGO_FRONT_M, MIN_SCALE, OBSERVED_CHANNELS,
-                                         PATH_HALF_WIDTH_M, FrameScorer, lead_closing,
-                                         observed_statistics, path_reach, scored_objects, trend)
+                                         PATH_HALF_WIDTH_M, FrameScorer, lead_closing, path_reach,
+                                         scored_objects, trend)
 from driving.scoring.surprise import causal_mean, raw_maps
 from driving.warp import cell_offsets
 
@@ -195,7 +195,7 @@ def test_observed_statistics_read_the_lead_channel_of_a_whole_log():
     braking = np.r_[np.full(8, 25.0), 25.0 - 7.0 * 0.2 * np.arange(1, 13)]
     observed, speed = _following(braking, start_gap=30.0)
     log = _drive(observed, speed, "follow")
-    stats = observed_statistics(log)
+    stats = FrameScorer().observed_statistics(log)
     assert set(stats) == {"lead_closing", "path_reach"}
     np.testing.assert_allclose(stats["lead_closing"], _closing(observed), rtol=1e-6)
     np.testing.assert_array_equal(stats["path_reach"], 0.0)           # a car: lead_closing's
@@ -248,7 +248,8 @@ def test_a_pedestrian_stepping_into_the_lane_close_ahead_outscores_normal_crossi
     def crossing():
         return _walker_log(np.r_[np.full(30, 40.0), rng.uniform(24.0, 32.0, 20)])
 
-    scorer = FrameScorer().fit(tails, [observed_statistics(crossing()) for _ in range(3)])
+    scorer = FrameScorer()
+    scorer.fit(tails, [scorer.observed_statistics(crossing()) for _ in range(3)])
     new_drive = crossing()
     maps = _channel_maps(rng, len(new_drive))
     maps["path_reach_raw"] = path_reach(new_drive.semantic, new_drive.ego_speed, META)

@@ -22,8 +22,8 @@ from driving.guard import (InputProfile, class_counts, class_shares, fit_input_p
                            predictable_classes)
 from driving.model.bundle import BUNDLE_VERSION
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import (CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED, VEHICLE,
-                            list_logs, read_log, write_log)
+from driving.schema import (CLASSES, LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED,
+                            VEHICLE, DriveLog, LogMeta, list_logs, read_log, write_log)
 from driving.scoring.run import score_logs
 from driving.sim.simulator import Simulator
 
@@ -126,6 +126,46 @@ def test_a_small_class_that_moved_is_named_though_the_distance_stays_small(town_
         f"(training logs {lo:.1%}-{hi:.1%})"]
     [line] = input_warnings(profile, [town_logs[MIN_SPREAD_LOGS], log])
     assert line.startswith(f"{log.log_id}: unlike the training logs: vehicle ")
+
+
+# a profile of 6 classes built by hand: the large classes stray up to 0.3 (log ratio) between
+# training logs, vehicles 0.1; the logs' shares were up to 0.05 apart
+SHARES = (0.30, 0.40, 0.05, 0.15, 0.08, 0.02, 0.0)
+HAND_PROFILE = InputProfile(
+    rate_hz=(10.0, 10.0), speed_m_s=(0.0, 15.0), hidden_share=(0.0, 0.5), class_share=SHARES,
+    class_distance=0.05, class_everywhere=(True,) * 6 + (False,), grid_shape=(10, 10),
+    resolution_m=0.5, class_spread=(0.3, 0.3, 0.3, 0.3, 0.1, 0.3, 0.0),
+    class_share_range=tuple((share * 0.9, share * 1.1) for share in SHARES))
+
+
+def _log_of_counts(counts: dict) -> DriveLog:
+    """A two-frame 10x10 log, every cell observed, with ``counts`` cells of each class."""
+    grid = np.concatenate([np.full(n, c, np.uint8) for c, n in counts.items()]).reshape(10, 10)
+    semantic = np.stack([grid, grid])
+    meta = LogMeta(grid_shape=(10, 10), resolution_m=0.5, ego_cell=(5, 5), rate_hz=10.0)
+    return DriveLog(log_id="hand", meta=meta, frame=np.arange(2), timestamp=np.array([0.0, 0.1]),
+                    ego_x=np.zeros(2), ego_y=np.zeros(2), ego_yaw=np.zeros(2),
+                    ego_speed=np.full(2, 5.0), semantic=semantic, visible=np.ones_like(semantic, bool))
+
+
+def test_a_class_named_by_its_own_reason_is_not_named_again_by_the_distance():
+    # vehicles 8 % -> 30 % of the cells, taken from every other class by about a quarter of
+    # itself: only the vehicles pass their own margin, the distance (0.22) passes its own
+    more_vehicles = _log_of_counts({OFF_ROAD: 23, ROAD: 30, LANE_MARKING: 4, SIDEWALK: 11,
+                                    VEHICLE: 30, PEDESTRIAN: 2})
+    assert log_differences(HAND_PROFILE, more_vehicles) == [
+        "vehicle 8.0% -> 30.0% of observed cells (training logs 7.2%-8.8%)",
+        "class shares differ (road 40% -> 30%, off_road 30% -> 23%; distance 0.22, "
+        "training logs up to 0.05)"]
+    # vehicles up, road down, nothing else moved: both named by their own reasons, the
+    # distance names no class (not one that kept its share)
+    road_to_vehicles = _log_of_counts({OFF_ROAD: 30, ROAD: 18, LANE_MARKING: 5, SIDEWALK: 15,
+                                       VEHICLE: 30, PEDESTRIAN: 2})
+    [line] = input_warnings(HAND_PROFILE, [road_to_vehicles])
+    assert line == ("hand: unlike the training logs: "
+                    "road 40.0% -> 18.0% of observed cells (training logs 36.0%-44.0%); "
+                    "vehicle 8.0% -> 30.0% of observed cells (training logs 7.2%-8.8%); "
+                    "class shares differ (distance 0.22, training logs up to 0.05)")
 
 
 def test_a_profile_round_trips_with_its_class_spread(town_logs):

@@ -3,17 +3,19 @@ scorer's own observed channels, a saved scorer keeps them when the registry hold
 refuses to save code it could not find again), and the scored cells and the tail class are
 the scorer's, so an experiment passes a variant instead of changing the module."""
 import json
+import shutil
 
 import numpy as np
 import pytest
 
+from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE
 from driving.scoring.frame_score import (CHANNELS, OBSERVED_CHANNELS, FrameScorer, TailScore, ego_lane,
-                                         ego_path, lead_closing, observed_statistics, scored_objects)
+                                         ego_path, lead_closing, scored_objects)
 from driving.scoring.state import ScoringState
 from driving.scoring.surprise import result_from_maps, score_log
 from driving.warp import cell_offsets
-from tests.driving.test_driving_frame_score import META, _channel_maps, _following, _frame_with
+from tests.driving.test_driving_frame_score import META, _channel_maps, _following, _frame_with, _walker_log
 
 LEAD_ONLY = {"lead_closing": OBSERVED_CHANNELS["lead_closing"]}    # a registry channel, not all
 
@@ -33,11 +35,19 @@ def _fitted(scorer):
     return scorer.fit(maps)
 
 
-def test_a_default_scorer_saves_what_it_saved_before():
-    """No observed-channel entry for the registry's own: default bundles stay byte-identical."""
-    d = _fitted(FrameScorer()).to_dict()
-    assert list(d) == ["channels", "tails"]
-    assert FrameScorer.from_dict(d).observed_channels == dict(OBSERVED_CHANNELS)
+def test_a_default_scorer_names_its_observed_channels_and_an_older_one_loads_the_same():
+    """A saved scorer names its observed channels, the registry's own too, so a bundle does not
+    lean on the registry of the code that loads it; a scorer saved without the entry (bundle
+    format 8 left out the registry's) loads as the default scorer and scores the same."""
+    scorer = _fitted(FrameScorer())
+    d = json.loads(json.dumps(scorer.to_dict()))
+    assert d["observed_channels"] == ["lead_closing", "path_reach"]
+    older = {k: v for k, v in d.items() if k != "observed_channels"}
+    maps = _channel_maps(np.random.default_rng(5), 30)
+    for loaded in (FrameScorer.from_dict(d), FrameScorer.from_dict(older)):
+        assert loaded.observed_channels == dict(OBSERVED_CHANNELS)
+        assert loaded.channels == scorer.channels
+        np.testing.assert_array_equal(loaded.raw(maps), scorer.raw(maps))
 
 
 def test_a_scorer_with_registry_channels_keeps_them_through_a_bundle():
@@ -98,6 +108,21 @@ def test_a_predictor_calibrated_with_registry_channels_scores_the_same_after_loa
     np.testing.assert_array_equal(score_log(loaded, log).score, score_log(predictor, log).score)
 
 
+def test_a_bundle_saved_without_the_observed_channel_names_loads_and_scores_the_same(
+        demo_model_dir, load_demo_predictor, normal_logs, tmp_path):
+    """A format-8 bundle from before the names were always written loads to the same scorer."""
+    model = tmp_path / "model"
+    shutil.copytree(demo_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    assert config["config"]["scoring"]["frame_scorer"].pop("observed_channels") == ["lead_closing",
+                                                                                    "path_reach"]
+    (model / "config.json").write_text(json.dumps(config))
+    older, current = OcclusionPredictor.load(model), load_demo_predictor()
+    assert older.scoring_.frame_scorer.observed_channels == dict(OBSERVED_CHANNELS)
+    log = normal_logs(1, 30, seed=33)[0]
+    np.testing.assert_array_equal(score_log(older, log).score, score_log(current, log).score)
+
+
 def test_the_scored_cells_are_the_scorers(load_demo_predictor, calibration_logs):
     """Fitting, the observed statistics and scoring read the object cells the scorer was given."""
     only_vehicles = lambda observed, meta: scored_objects(observed, meta) & (observed == VEHICLE)
@@ -109,8 +134,10 @@ def test_the_scored_cells_are_the_scorers(load_demo_predictor, calibration_logs)
                               log, {**_raw(log), **{n: f(log) for n, f in OBSERVED_CHANNELS.items()}})
     np.testing.assert_array_equal(result.object_cells, only_vehicles(log.semantic, log.meta))
     assert result.object_cells.sum() < scored_objects(log.semantic, log.meta).sum()
-    reach = observed_statistics(log, scored_objects=lambda observed, meta: np.zeros(observed.shape, bool))
-    np.testing.assert_array_equal(reach["path_reach"], 0.0)
+    walker = _walker_log(np.array([30.0, 20.0, 12.0]))                  # a pedestrian in the lane
+    assert FrameScorer().observed_statistics(walker)["path_reach"].all()
+    nothing = FrameScorer(scored_objects=lambda observed, meta: np.zeros(observed.shape, bool))
+    np.testing.assert_array_equal(nothing.observed_statistics(walker)["path_reach"], 0.0)
 
 
 def _raw(log):

@@ -12,11 +12,11 @@ from scipy.ndimage import binary_erosion, distance_transform_edt, label as conne
 
 from medical.phantom import LABELS, simulate_case
 from medical.phantom_anatomy import draw_anatomy
+from medical.phantom_body import KIDNEY_LEFT, KIDNEY_RIGHT, LIVER, SPINE, SPLEEN
 from medical.phantom_canvas import Canvas, Tissue
 from medical.phantom_render import HU_RANGES, PHASES, draw_style
 
 SHAPE = (80, 80, 40)
-LIVER, SPLEEN, KIDNEY_RIGHT, KIDNEY_LEFT, SPINE = 1, 2, 3, 4, 5
 
 
 def _abdomen_style(rng, **changes):
