@@ -3,6 +3,7 @@ without simulator truth, the wrong log for a run. Each stops in one line that sa
 from click.testing import CliRunner, Result
 
 from core.cli import cli
+from driving.schema import read_log, write_log
 
 
 def simulate(out, *options) -> Result:
@@ -27,3 +28,33 @@ def test_simulate_refuses_a_folder_it_did_not_write(tmp_path):
     assert result.exit_code != 0
     assert "a folder unmask did not write" in str(result.exception)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def evaluate(run_dir, logs) -> Result:
+    return CliRunner().invoke(cli, ["driving", "evaluate", "--pred", str(run_dir), "--logs", str(logs)])
+
+
+def test_evaluate_says_imported_logs_have_no_simulator_truth(demo_run, small_log, tmp_path):
+    _, run_dir = demo_run
+    small_log.semantic_true, small_log.anomaly, small_log.anomaly_kind = None, None, None
+    write_log(small_log, tmp_path / "logs" / "drive.parquet")
+    result = evaluate(run_dir, tmp_path / "logs")
+    assert result.exit_code != 0
+    assert "drive.parquet: no simulator truth (column semantic_true): evaluation needs logs from " \
+           "`unmask driving simulate`" in str(result.exception)
+
+
+def test_evaluate_refuses_another_log_under_the_scored_log_id(demo_run, tmp_path):
+    """A log_000 of another world (here: the scored log at half the frame rate) is not
+    silently compared with the run's predictions."""
+    workspace, run_dir = demo_run
+    scored = sorted((workspace / "data" / "driving").glob("*.parquet"))[0]
+    log = read_log(scored)
+    log.timestamp = log.timestamp * 2.0
+    write_log(log, tmp_path / "logs" / scored.name)
+    result = evaluate(run_dir, tmp_path / "logs")
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert f"not the log {run_dir} scored as '{log.log_id}' (frame 1 is at t = " in message
+    assert message.endswith("give --logs the logs the run scored")
+    assert evaluate(run_dir, workspace / "data" / "driving").exit_code == 0
