@@ -136,7 +136,7 @@ def replay() -> None:
     items = list(panels.items())
     for start in range(0, len(items), 2):          # two panels a row: large enough to read
         for column, (name, picture) in zip(st.columns(2), items[start:start + 2]):
-            column.image(picture, caption=name, width="stretch")
+            column.image(picture, caption=driving_data.panel_caption(name), width="stretch")
     keys = st.columns(2)
     keys[0].image(render.legend(driving_data.class_legend(layers.classes)), caption="Classes")
     if layers.error is not None:
