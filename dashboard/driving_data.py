@@ -232,6 +232,11 @@ def error_bar(layers: LogLayers, width: int = 320) -> np.ndarray:
     return render.colour_bar(render.magma, layers.error_range, ERROR_UNITS, width)
 
 
+def shown_score(score: float) -> str:
+    """A frame score to 4 decimals, without the ``-0.0000`` a tiny negative score gives."""
+    return f"{round(float(score), 4) + 0.0:.4f}"       # -0.0 + 0.0 is 0.0
+
+
 def top_frames(log_frames: pd.DataFrame, n: int = TOP_FRAMES) -> pd.DataFrame:
     """The ``n`` highest-scoring frames (``frame``, ``score``), highest first."""
     order = log_frames["score"].to_numpy().argsort(kind="stable")[::-1][:n]

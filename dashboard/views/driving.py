@@ -126,8 +126,10 @@ def replay() -> None:
     flagged = "**anomaly flagged**" if info["is_alert"] else "normal"
     truth_text = ("" if truth is None or pd.isna(truth)
                   else f" · simulator truth: {'anomaly' if truth else 'normal'}")
-    st.markdown(f"frame **{frame}** · t = {info['timestamp']:.1f} s · score "
-                f"**{info['score']:.4f}** · p-value {info['p_value']:.3g} · {flagged}{truth_text}")
+    seconds = info["timestamp"] - frames["timestamp"].iloc[0]   # a real log's are epoch times
+    st.markdown(f"frame **{frame}** · t = {seconds:.1f} s · score "
+                f"**{driving_data.shown_score(info['score'])}** · p-value {info['p_value']:.3g} · "
+                f"{flagged}{truth_text}")
     ui.set_link("driving", log=log_id, frame=frame)
     ui.share_link("frame")
     st.altair_chart(plots.surprise_timeline(frames, frame), width="stretch", key="drive_timeline",
