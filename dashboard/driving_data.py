@@ -24,6 +24,13 @@ ROAD_LAYOUT_COLOUR = (200, 205, 225)        # the road-layout panel's road surfa
 ERROR_UNITS = "cell surprise (0-255)"
 TOP_FRAMES = 5
 PANELS = ("observed", "visibility", "predicted hidden", "road layout", "truth", "error")
+# how to read a panel, under its name (observed and truth use the class legend as they are)
+PANEL_KEYS = {"visibility": "white: seen, black: hidden",
+              "predicted hidden": "hidden cells, brighter = surer; seen cells dimmed",
+              "road layout": "brighter = surer road; seen cells dimmed",
+              "truth": "the simulator's full grid",
+              "error": "per-cell surprise, scale below"}
+EGO_COLOUR = (255, 0, 255)                  # the ego's 3x3 mark on every panel
 
 
 @dataclass
@@ -167,7 +174,7 @@ def class_palette(classes) -> np.ndarray:
 def _mark_ego(rgb: np.ndarray, ego_cell: tuple[int, int]) -> np.ndarray:
     r, c = ego_cell
     h, w = rgb.shape[:2]
-    rgb[max(r - 1, 0):min(r + 2, h), max(c - 1, 0):min(c + 2, w)] = (255, 0, 255)
+    rgb[max(r - 1, 0):min(r + 2, h), max(c - 1, 0):min(c + 2, w)] = EGO_COLOUR
     return rgb
 
 
@@ -206,16 +213,28 @@ def frame_panels(layers: LogLayers, frame: int, size: int = 300) -> dict[str, np
             for name, rgb in panels.items()}
 
 
+def panel_caption(name: str) -> str:
+    """A panel's caption: its name and, where the picture needs it, how to read it."""
+    return f"{name} · {PANEL_KEYS[name]}" if name in PANEL_KEYS else name
+
+
 def class_legend(classes) -> list[tuple[str, tuple[int, int, int]]]:
-    """``(class, RGB)`` per class and for unobserved cells, from the panels' palette."""
+    """``(class, RGB)`` per class, for unobserved cells and for the ego's mark, from the
+    panels' palette."""
     palette = class_palette(classes)
     entries = [(str(name), tuple(int(c) for c in palette[k])) for k, name in enumerate(classes)]
-    return entries + [("unobserved", tuple(int(c) for c in palette[UNOBSERVED]))]
+    return entries + [("unobserved", tuple(int(c) for c in palette[UNOBSERVED])),
+                      ("ego (facing up)", EGO_COLOUR)]
 
 
 def error_bar(layers: LogLayers, width: int = 320) -> np.ndarray:
     """Colour bar of the error panel (its value range and units)."""
     return render.colour_bar(render.magma, layers.error_range, ERROR_UNITS, width)
+
+
+def shown_score(score: float) -> str:
+    """A frame score to 4 decimals, without the ``-0.0000`` a tiny negative score gives."""
+    return f"{round(float(score), 4) + 0.0:.4f}"       # -0.0 + 0.0 is 0.0
 
 
 def top_frames(log_frames: pd.DataFrame, n: int = TOP_FRAMES) -> pd.DataFrame:

@@ -97,12 +97,26 @@ def load_case(run_dir, row: pd.Series) -> CaseVolumes:
     return volumes
 
 
-def run_warnings(manifest: dict) -> list[str]:
-    """The run's ``warning:`` lines: why no alert is reachable (``warning``), then each
-    case unlike the training data (``warnings``, from ``medical.guard``)."""
+def run_warnings(manifest: dict, named: int = 8) -> list[str]:
+    """The run's banners: why no alert is reachable (``warning``), then one line naming the
+    cases with warnings of their own (``warnings``, ``"case: line"`` from ``medical.guard``).
+    Each case shows its lines above its slices; repeating every case's here would push the
+    viewer below a wall of banners.
+
+    Args:
+        manifest: the run's manifest.
+        named: at most this many cases are named; the rest are counted.
+    """
     summary = manifest.get("summary", {})
-    lines = [summary["warning"]] if summary.get("warning") else []
-    return [str(line) for line in lines + list(summary.get("warnings", []))]
+    lines = [str(summary["warning"])] if summary.get("warning") else []
+    cases = list(dict.fromkeys(str(line).partition(": ")[0] for line in summary.get("warnings", [])))
+    if cases:
+        listed = ", ".join(cases[:named]) + (f" and {len(cases) - named} more"
+                                             if len(cases) > named else "")
+        total = summary.get("n_cases", len(cases))
+        lines.append(f"{len(cases)} of {total} cases carry warnings ({listed}); each case shows "
+                     "its own above its slices")
+    return lines
 
 
 def case_warnings(row: pd.Series) -> list[str]:

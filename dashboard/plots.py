@@ -131,7 +131,8 @@ def surprise_timeline(log_frames: pd.DataFrame, current: int, title: str = "Surp
     ``st.altair_chart(..., on_select="rerun")`` reports the clicked frame."""
     alt = _alt()
     data = log_frames[["frame", "score"]].assign(is_alert=log_frames["is_alert"].astype(bool))
-    x = alt.X("frame:Q", title="frame (click to go there)")
+    x = alt.X("frame:Q", title="frame (click to go there)",
+              axis=alt.Axis(format="d", tickMinStep=1))        # frames are whole numbers
     line = alt.Chart(data).mark_line(color=BLUE).encode(x=x, y=alt.Y("score:Q", title="score"))
     pick = alt.selection_point(name=FRAME_PICK, fields=["frame"], on="click", nearest=True,
                                clear=False)
@@ -143,8 +144,10 @@ def surprise_timeline(log_frames: pd.DataFrame, current: int, title: str = "Surp
     now = alt.Chart(pd.DataFrame({"frame": [current]})).mark_rule(
         color="black", strokeDash=[4, 3]).encode(x="frame:Q")
     layers = [line, points, alerts, now]
+    key = ["red dots: alerts", "dashed line: this frame"]
     spans = anomaly_spans(log_frames)
     if len(spans):
         layers.insert(0, alt.Chart(spans).mark_rect(color="orange", opacity=0.2).encode(
             x="start:Q", x2="stop:Q"))
-    return alt.layer(*layers, title=title).properties(height=200)
+        key.insert(1, "orange bands: true anomalies (simulator)")
+    return alt.layer(*layers, title=alt.Title(title, subtitle=" · ".join(key))).properties(height=200)

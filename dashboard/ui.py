@@ -327,6 +327,7 @@ def drift_panel(manifest: dict) -> None:
                         help=f"{report.n_alerts:,} alerts in {drift.n_scores:,} scores")
         cells[3].metric("Above calibration threshold", f"{drift.share_above_threshold:.2%}",
                         delta=f"nominal {drift.nominal_rate:.2%}", delta_color="off",
+                        delta_arrow="off",    # a reference value, not a change: no up arrow
                         help="share of this run's scores above the calibration threshold; "
                              "the calibration expects its contamination there")
         st.caption(f"{drift.n_scores:,} scores of this run against {drift.n_reference:,} "

@@ -7,7 +7,7 @@ import click
 from core.cli_options import (export_options, plain_warnings, resolve_run_dir, run_destination,
                               runtime_options, show_progress)
 from core.export import export_onnx
-from core.io import check_output
+from core.io import atomic_path, check_output
 from core.training import is_main_process
 
 from .batch import batch_score as run_batch_score
@@ -41,11 +41,17 @@ def driving():
               help="Mean seconds between injected anomaly events; 0 simulates normal drives "
                    "(what the occlusion predictor trains best on).")
 def simulate(n_logs, frames, out, seed, grid, world, anomaly_interval):
-    """Simulate drive logs (one Parquet file per log) with injected anomalies."""
+    """Simulate drive logs (one Parquet file per log) with injected anomalies.
+
+    The folder is published whole, as `import` does: a rerun replaces an earlier folder of
+    simulated logs (no stale log of another world or size stays in it for `train` to mix
+    in), and a folder unmask did not write is refused.
+    """
     config = sim_config("small" if grid == "128" else "tiny", world)
-    paths = simulate_logs(out, n_logs, frames, seed=seed,
-                          config=replace(config, anomaly_interval_s=anomaly_interval))
-    click.echo(f"wrote {len(paths)} logs to {out}")
+    with atomic_path(out) as tmp:
+        paths = simulate_logs(tmp, n_logs, frames, seed=seed,
+                              config=replace(config, anomaly_interval_s=anomaly_interval))
+    click.echo(f"wrote {len(paths)} log{'s' if len(paths) != 1 else ''} to {out}")
 
 
 @driving.command()

@@ -172,6 +172,30 @@ def _probabilities_from_cells(predicted: np.ndarray, confidence: np.ndarray, n_c
     return probs
 
 
+def check_scored_frames(log, scored, pred_dir) -> None:
+    """Refuse a log that is not the one the run scored under its ``log_id`` (another world's
+    or seed's ``log_000``): every scored frame must be in the log, at the same time.
+
+    Args:
+        log: the :class:`~driving.schema.DriveLog` given for evaluation.
+        scored: the run's ``frames.parquet`` rows of that ``log_id`` (``frame``, ``timestamp``).
+        pred_dir: the run, named in the error.
+    """
+    frames = scored["frame"].to_numpy()
+    position = np.searchsorted(log.frame, frames).clip(max=len(log.frame) - 1)
+    absent = log.frame[position] != frames
+    moved = ~absent & ~np.isclose(log.timestamp[position], scored["timestamp"].to_numpy(),
+                                  rtol=0.0, atol=1e-6)
+    if absent.any() or moved.any():
+        first = int(np.flatnonzero(absent | moved)[0])
+        frame = int(frames[first])
+        detail = (f"frame {frame} is not in it" if absent[first] else
+                  f"frame {frame} is at t = {log.timestamp[position[first]]:.3f} s in it, "
+                  f"t = {scored['timestamp'].to_numpy()[first]:.3f} s in the run")
+        raise DataValidationError(f"{log.path}: not the log {pred_dir} scored as {log.log_id!r} "
+                                  f"({detail}); give --logs the logs the run scored")
+
+
 def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
     """Evaluate a scoring run against the simulator truth in ``logs``.
 
@@ -196,6 +220,7 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
         if log_id not in logs_by_id:
             raise DataValidationError(f"{logs}: no drive log with log_id {log_id!r} (scored in {pred_dir})")
         log = logs_by_id[log_id]
+        check_scored_frames(log, group, pred_dir)
         if list(log.meta.grid_shape) != list(manifest["summary"]["grid_shape"]):
             raise DataValidationError(f"{log.path}: grid_shape {list(log.meta.grid_shape)} differs "
                                       f"from the run's {manifest['summary']['grid_shape']}")

@@ -308,10 +308,13 @@ def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:
         raise DataValidationError(f"{source}: missing file metadata key 'unmask' "
                                   "(grid_shape, resolution_m, classes, ego_cell, rate_hz)")
     meta = LogMeta.from_json(metadata[METADATA_KEY], source)
-    needed = SCALAR_COLUMNS + GRID_COLUMNS + (("semantic_true",) if require_truth else ())
-    missing = [c for c in needed if c not in table.column_names]
+    missing = [c for c in SCALAR_COLUMNS + GRID_COLUMNS if c not in table.column_names]
     if missing:
         raise DataValidationError(f"{source}: missing column(s) {', '.join(missing)}")
+    if require_truth and "semantic_true" not in table.column_names:
+        raise DataValidationError(f"{source}: no simulator truth (column semantic_true): "
+                                  "evaluation needs logs from `unmask driving simulate`; real "
+                                  "or imported drives have none")
     twice = sorted({c for c in table.column_names if table.column_names.count(c) > 1})
     if twice:
         raise DataValidationError(f"{source}: column(s) {', '.join(twice)} appear more than once")

@@ -214,7 +214,8 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
 
     Warns:
         UnmaskWarning: one per line of ``summary["warnings"]`` (an input unlike the
-            training data), and ``summary["warning"]`` (no alert reachable at ``fdr``).
+            training data), and ``summary["warning"]`` (no anomaly model, or no alert
+            reachable at ``fdr``).
     """
     check_output(out, [model_dir, images, anomaly_model])  # before loading and scoring
     cases = find_cases(images)
@@ -258,6 +259,11 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         summary["warnings"] = input_warnings   # "case: how it is unlike the training data"
         for line in input_warnings:
             warnings.warn(line, UnmaskWarning, stacklevel=2)
+        if not has_scores:               # a segmenter trained without --pretrained
+            summary["warning"] = ("no anomaly model: segmentations only, no anomaly scores, "
+                                  "heat maps or alerts; train with --pretrained, or give infer "
+                                  "--anomaly-model")
+            warnings.warn(f"{model_dir}: {summary['warning']}", UnmaskWarning, stacklevel=2)
         if unreachable:                  # say why the queue has no alerts
             n, need = scorer.calibration_.calibration_scores_.size, scorer.calibration_.scores_needed(fdr)
             summary["warning"] = (f"nothing can be flagged at FDR {fdr:g} yet: the anomaly model was "

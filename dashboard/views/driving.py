@@ -126,8 +126,10 @@ def replay() -> None:
     flagged = "**anomaly flagged**" if info["is_alert"] else "normal"
     truth_text = ("" if truth is None or pd.isna(truth)
                   else f" · simulator truth: {'anomaly' if truth else 'normal'}")
-    st.markdown(f"frame **{frame}** · t = {info['timestamp']:.1f} s · score "
-                f"**{info['score']:.4f}** · p-value {info['p_value']:.3g} · {flagged}{truth_text}")
+    seconds = info["timestamp"] - frames["timestamp"].iloc[0]   # a real log's are epoch times
+    st.markdown(f"frame **{frame}** · t = {seconds:.1f} s · score "
+                f"**{driving_data.shown_score(info['score'])}** · p-value {info['p_value']:.3g} · "
+                f"{flagged}{truth_text}")
     ui.set_link("driving", log=log_id, frame=frame)
     ui.share_link("frame")
     st.altair_chart(plots.surprise_timeline(frames, frame), width="stretch", key="drive_timeline",
@@ -136,7 +138,7 @@ def replay() -> None:
     items = list(panels.items())
     for start in range(0, len(items), 2):          # two panels a row: large enough to read
         for column, (name, picture) in zip(st.columns(2), items[start:start + 2]):
-            column.image(picture, caption=name, width="stretch")
+            column.image(picture, caption=driving_data.panel_caption(name), width="stretch")
     keys = st.columns(2)
     keys[0].image(render.legend(driving_data.class_legend(layers.classes)), caption="Classes")
     if layers.error is not None:

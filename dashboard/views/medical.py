@@ -17,7 +17,8 @@ run_dir = Path(manifest["path"])
 labels = manifest.get("summary", {}).get("labels", {})
 for line in medical_data.run_warnings(manifest):    # input unlike training; alerts unreachable
     st.warning(ui.plain(line), icon="⚠️")
-ui.drift_panel(manifest)
+if manifest.get("summary", {}).get("has_anomaly_maps", True):   # else no scores to compare
+    ui.drift_panel(manifest)
 table = ui.medical_cases(run_dir)
 if table.empty:
     st.info("This run has no cases.")

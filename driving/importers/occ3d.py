@@ -142,6 +142,9 @@ def load_labels(path: Path, mask: str, shape: tuple | None) -> tuple[np.ndarray,
     """
     if not path.is_file():
         raise DataValidationError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):     # else numpy reads it as a pickle and says so
+        raise DataValidationError(f"{path}: not an .npz archive (no zip structure); the file "
+                                  "is corrupt or truncated: copy it again from the dataset")
     key = MASKS[mask]
     try:
         with np.load(path, allow_pickle=False) as data:

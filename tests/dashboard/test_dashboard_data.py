@@ -205,6 +205,17 @@ def test_organ_table_and_region_shap(medical_run):
     assert regions["region"].iloc[0] == "liver" and len(regions) == 3
 
 
+def test_ct_run_banners_name_the_warned_cases_once():
+    lines = [f"case_{k:02d}: organ volumes implausible for an adult" for k in range(10)]
+    summary = {"n_cases": 32, "warning": "nothing can be flagged at FDR 0.1 yet",
+               "warnings": lines + ["case_03: field of view unlike the training volumes"]}
+    assert medical_data.run_warnings({"summary": summary}, named=3) == [
+        "nothing can be flagged at FDR 0.1 yet",
+        "10 of 32 cases carry warnings (case_00, case_01, case_02 and 7 more); each case "
+        "shows its own above its slices"]
+    assert medical_data.run_warnings({"summary": {"n_cases": 2}}) == []
+
+
 # --- driving ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -156,9 +156,12 @@ def test_drive_frames_anomaly_jumps_and_bookmark(monkeypatch, workspace):
     at = open_app(monkeypatch, workspace, "views/driving.py")
     key = "drive_frame:driving-run:log_000"
     assert at.slider(key=key).value == 20  # opens on the first anomaly
-    assert [i.captions[0] for i in at.image] == ["observed", "visibility", "predicted hidden",
-                                                  "road layout", "truth", "error", "Classes",
-                                                  "Error colour scale"]
+    assert [i.captions[0] for i in at.image] == [
+        "observed", "visibility · white: seen, black: hidden",
+        "predicted hidden · hidden cells, brighter = surer; seen cells dimmed",
+        "road layout · brighter = surer road; seen cells dimmed",
+        "truth · the simulator's full grid", "error · per-cell surprise, scale below",
+        "Classes", "Error colour scale"]
     assert chart_titles(at) == {"Surprise over the log",
                                 "Regions behind frame 20's surprise (SHAP)"}
     at.slider(key=key).set_value(5).run()

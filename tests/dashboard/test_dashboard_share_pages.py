@@ -117,6 +117,10 @@ def test_finance_link_to_another_run(monkeypatch, workspace):
     assert at.expander[0].proto.expanded                    # a drift opens the panel
     labels = [m.label for m in at.metric]
     assert {"p-value", "Chi-square", "Alert rate", "Above calibration threshold"} <= set(labels)
+    # the nominal rate is a reference, not a change: no arrow (an up arrow read as "rose")
+    above = next(m for m in at.metric if m.label == "Above calibration threshold")
+    assert above.proto.delta.startswith("nominal ")
+    assert above.proto.direction == above.proto.MetricDirection.NONE
     at.selectbox(key="finance_run").set_value("finance-run").run()
     assert at.query_params["run"] == "finance-run"
     assert at.expander[0].label.startswith("Score drift: scores look like the calibration data")

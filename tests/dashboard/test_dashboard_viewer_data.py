@@ -129,6 +129,8 @@ def test_class_legend_is_the_driving_palette():
     assert legend["pedestrian"] == CLASS_COLOURS["pedestrian"]
     assert legend["unobserved"] == UNOBSERVED_COLOUR
     assert legend["mystery"] == tuple(int(c) for c in render.LABEL_COLOURS[2])
+    # the magenta square on every panel is the ego, and the legend says so
+    assert legend["ego (facing up)"] == driving_data.EGO_COLOUR
 
 
 def test_top_frames_and_timeline_clicks():

@@ -7,7 +7,9 @@ putting the selection the browser would send under the element's key in session 
 which is what the page reads."""
 import re
 
-from dashboard import plots
+import pandas as pd
+
+from dashboard import driving_data, plots
 from test_dashboard_pages import open_app, texts
 
 FRAME_KEY = "drive_frame:driving-run:log_000"
@@ -94,3 +96,33 @@ def test_drive_bookmark_title_follows_the_frame(monkeypatch, workspace):
     assert frame == 21 and "**Bookmark frame 21**" in [m.value for m in at.markdown]
     at.run()
     assert "**Bookmark frame 22**" in [m.value for m in at.markdown]
+
+
+def test_drive_frame_time_counts_from_the_log_start(monkeypatch, workspace):
+    """A real log's timestamps are epoch seconds (Occ3D: 1.5e9); the frame line says how
+    far into the log the frame is, as it does for a simulated log starting at 0."""
+    path = workspace / "runs" / "driving" / "driving-run" / "frames.parquet"
+    frames = pd.read_parquet(path)
+    frames["timestamp"] += 1_500_000_000.0
+    frames.to_parquet(path)
+    at = open_app(monkeypatch, workspace, "views/driving.py")
+    line = next(m.value for m in at.markdown if m.value.startswith("frame **20**"))
+    assert "t = 2.0 s" in line
+
+
+def test_drive_timeline_ticks_whole_frames_and_keys_its_marks():
+    frames = pd.DataFrame({"frame": range(4), "score": [.1, .9, .3, .2],
+                           "is_alert": [False, True, False, False],
+                           "anomaly": [False, True, True, False]})
+    spec = plots.surprise_timeline(frames, 1).to_dict()
+    x_axis = spec["layer"][1]["encoding"]["x"]["axis"]
+    assert x_axis["format"] == "d" and x_axis["tickMinStep"] == 1
+    assert spec["title"]["subtitle"] == ("red dots: alerts · orange bands: true anomalies "
+                                         "(simulator) · dashed line: this frame")
+    no_truth = plots.surprise_timeline(frames.drop(columns="anomaly"), 1).to_dict()
+    assert no_truth["title"]["subtitle"] == "red dots: alerts · dashed line: this frame"
+
+
+def test_a_tiny_negative_frame_score_shows_as_zero():
+    assert driving_data.shown_score(-3e-9) == "0.0000"
+    assert driving_data.shown_score(0.12345) == "0.1235"

@@ -19,7 +19,7 @@ def test_cli_end_to_end(tmp_path):
     result = runner.invoke(cli, ["driving", "simulate", "--logs", "2", "--frames", "40", "--out",
                                  str(logs), "--seed", "5", "--grid", "64"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in logs.iterdir()) == ["log_000.parquet", "log_001.parquet"]
+    assert sorted(p.name for p in logs.glob("*.parquet")) == ["log_000.parquet", "log_001.parquet"]
     result = runner.invoke(cli, ["driving", "train", "--logs", str(logs), "--out", str(model),
                                  "--epochs", "1", "--steps-per-epoch", "2"])
     assert result.exit_code == 0, result.output

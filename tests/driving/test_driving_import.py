@@ -141,6 +141,12 @@ def _break_mask(src):
     return "tok0004/labels.npz: lacks mask_camera"
 
 
+def _break_archive(src):
+    path = src / "gts" / "scene-0001" / "tok1002" / "labels.npz"
+    path.write_bytes(b"<html>403 Forbidden</html>")     # what a failed download leaves
+    return "tok1002/labels.npz: not an .npz archive (no zip structure); the file is corrupt"
+
+
 def _break_annotations(src):
     (src / "annotations.json").unlink()
     return "annotations.json: no such file"
@@ -162,7 +168,7 @@ def _break_time(src):
 
 
 @pytest.mark.parametrize("breaker", [_break_missing, _break_shape, _break_class, _break_mask,
-                                     _break_annotations, _break_pose, _break_time])
+                                     _break_archive, _break_annotations, _break_pose, _break_time])
 def test_bad_layout_is_one_line_naming_the_file_and_writes_nothing(tmp_path, capsys, breaker):
     src = write_occ3d(tmp_path / "occ3d", frames=5)
     expected = breaker(src)

@@ -111,12 +111,25 @@ def test_infer_warns_prints_and_keeps_the_warning(tiny_models, tiny_data, tmp_pa
     assert "field of view unlike the training volumes" in row["warnings"]
 
 
-def test_the_ct_page_shows_the_warning(tiny_models, tiny_data, tmp_path, monkeypatch):
+def ct_page(workspace, monkeypatch):
+    """The CT review page over ``workspace`` (AppTest), checked to have raised nothing."""
     from streamlit.testing.v1 import AppTest
 
     import dashboard
     from dashboard.workspace import ENV_VAR
 
+    monkeypatch.setenv(ENV_VAR, str(workspace))
+    app = AppTest.from_file(str(Path(dashboard.__file__).with_name("app.py")), default_timeout=60).run()
+    app.switch_page("views/medical.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def banners(app) -> list[str]:
+    return [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", w.value) for w in app.warning]  # unescaped
+
+
+def test_the_ct_page_shows_the_warning(tiny_models, tiny_data, tmp_path, monkeypatch):
     _, model_dir, _, _ = tiny_models
     source = find_cases(tiny_data[1])[0].image
     image = nib.load(str(source))
@@ -125,10 +138,25 @@ def test_the_ct_page_shows_the_warning(tiny_models, tiny_data, tmp_path, monkeyp
     workspace = tmp_path / "workspace"
     main(["medical", "infer", "--model", str(model_dir), "--images", str(path), "--out",
           str(workspace / "runs" / "medical" / "slab-run"), "--quiet"])
-    monkeypatch.setenv(ENV_VAR, str(workspace))
-    app = AppTest.from_file(str(Path(dashboard.__file__).with_name("app.py")), default_timeout=60).run()
-    app.switch_page("views/medical.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    shown = [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", w.value) for w in app.warning]  # unescaped
-    assert any(w.startswith("slab: field of view unlike the training volumes") for w in shown), shown
+    shown = banners(ct_page(workspace, monkeypatch))
+    # the run names the case once; the case's own lines show with it, not twice on the page
+    assert "1 of 1 cases carry warnings (slab); each case shows its own above its slices" in shown
     assert any(w.startswith("This case: field of view unlike") for w in shown), shown
+    assert sum("field of view unlike" in w for w in shown) == 1, shown
+
+
+def test_a_segmenter_without_anomaly_model_says_so_on_the_cli_and_the_page(
+        tiny_models, tiny_data, tmp_path, monkeypatch, capsys):
+    """`train` without --pretrained gives segmentations only: the run says so once, and the
+    page does not blame an old run for the missing calibration reference."""
+    _, model_dir, _, _ = tiny_models
+    workspace = tmp_path / "workspace"
+    main(["medical", "infer", "--model", str(model_dir / "segmenter"), "--images",
+          str(find_cases(tiny_data[1])[0].image), "--out",
+          str(workspace / "runs" / "medical" / "seg-run"), "--quiet"])
+    expected = ("no anomaly model: segmentations only, no anomaly scores, heat maps or alerts; "
+                "train with --pretrained, or give infer --anomaly-model")
+    assert f"warning: {model_dir / 'segmenter'}: {expected}" in capsys.readouterr().err
+    app = ct_page(workspace, monkeypatch)
+    assert banners(app)[0] == expected
+    assert not any("scored before runs recorded" in c.value for c in app.caption)
