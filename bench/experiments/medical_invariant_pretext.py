@@ -39,4 +39,203 @@ DECISION RULE (written and committed before any arm was run), the same as round 
     not below in-painting's held-out share (round 15: -0.108). Otherwise it stays an option.
     Meeting the issue's target (share >= 0.5, never worse at 8) is reported, met or not, and
     is not part of the rule.
+
+Built as designed: ``medical.dense_contrast`` holds the constants above (checked at the start
+of a run). Choices the design left open, made before any run: the lattice's offset is drawn
+per crop (every voxel can be sampled over training); "inside the body" is
+``medical.reconstruction.body_mask`` of the unmapped crop; a crop with fewer than 2 such
+lattice voxels adds nothing to the InfoNCE term (the batch's term is the mean over the rest);
+the embedding is the UNet's channels 2-17, kept in the bundle (scoring reads channels 0-1,
+``Segmenter.fit`` copies the encoder only, so neither sees it).
+
+Usage:
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_invariant_pretext \\
+        --work DIR --jobs 1            # pretrain, reproduction check, 5 arms, test decision
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_invariant_pretext \\
+        --work DIR --heldout           # then: the frozen held-out set and the default decision
+
+Finished steps are cached in DIR (``arms/*.json``, ``pretrained-*``): a rerun does only what
+is missing. Writes ``bench/results/medical_invariant_pretext.json``.
 """
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, SHARE_MARGIN,
+                                                     _describe, arm_jobs, arm_step, bench_args,
+                                                     cached, compare, heldout, pretrain_step)
+from bench.medical_efficiency import simulate_sets
+from core.io import write_text_atomic
+from medical import dense_contrast
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUND_15 = ROOT / "bench" / "results" / "medical_remap_pretext.json"
+CANDIDATE = "inpaint_invariant"
+BASELINE = "inpaint"
+DESIGN = {"EMBED": 16, "N_POINTS": 256, "STRIDE": 4, "TAU": 0.1, "WEIGHT": 1.0}
+REPRODUCTION = "repro-scratch-2-0"   # scratch, 2 labels, subset 0, re-run here
+REPRODUCE_WITHIN = 0.005             # Dice: round 15's scratch-2-0 must come back this close
+ISSUE_SHARE = 0.5                    # issue 17's target (reported, not part of the rule)
+
+
+def check_design() -> None:
+    """Refuse to run unless ``medical.dense_contrast`` holds the committed constants."""
+    built = {name: getattr(dense_contrast, name) for name in DESIGN}
+    if built != DESIGN:
+        raise SystemExit(f"medical.dense_contrast holds {built}, the committed design {DESIGN}")
+
+
+def reproduced(steps: dict, round_15: dict) -> bool:
+    """Whether this run's scratch arm (2 labels, subset 0) matches round 15's within the rule's
+    tolerance (then round 15's scratch and in-painting arms are used)."""
+    return abs(steps[REPRODUCTION]["mean_dice"] - round_15["steps"]["scratch-2-0"]["mean_dice"]) \
+        <= REPRODUCE_WITHIN
+
+
+class Schedule:
+    """Steps run in a process pool, each cached as ``work/arms/<key>.json``; a finished step
+    may queue others (``follow_ups``)."""
+
+    def __init__(self, pool, work: Path, follow_ups):
+        self.pool, self.work, self.follow_ups = pool, work, follow_ups
+        self.steps, self.pending = {}, {}
+
+    def submit(self, key: str, fn, *fn_args) -> None:
+        done = cached(self.work / "arms" / f"{key}.json")
+        if done is not None:
+            self.finish(key, done)
+        else:
+            self.pending[self.pool.submit(fn, *fn_args)] = key
+
+    def finish(self, key: str, result: dict) -> None:
+        self.steps[key] = result
+        for step in self.follow_ups(key, self.steps):
+            self.submit(*step)
+
+    def run(self) -> dict:
+        while self.pending:
+            finished, _ = wait(list(self.pending), return_when=FIRST_COMPLETED)
+            for future in finished:
+                key = self.pending.pop(future)
+                result = future.result()
+                write_text_atomic(self.work / "arms" / f"{key}.json", json.dumps(result, indent=2))
+                print(f"{key}: {_describe(result)}", flush=True)
+                self.finish(key, result)
+        return self.steps
+
+
+def run_all(work: Path, settings: list[str], jobs: int, round_15: dict) -> dict:
+    """The reproduction check first, then the candidate's pretraining and its arms; scratch
+    and in-painting too only if the check fails. Returns this run's step results."""
+    args = bench_args(settings)
+    simulate_sets(args, work / "data")
+    (work / "arms").mkdir(parents=True, exist_ok=True)
+    runs = arm_jobs(args)
+
+    def arms(arm):
+        return [(f"{arm}-{k}-{r}", arm_step, work, settings, arm, subset, args.seed + r,
+                 f"{arm}-{k}-{r}") for k, r, subset in runs]
+
+    def follow_ups(key, steps):
+        if key.startswith("pretrain-"):
+            return arms(key.removeprefix("pretrain-"))
+        if key == REPRODUCTION and not reproduced(steps, round_15):
+            return [*arms("scratch"), (f"pretrain-{BASELINE}", pretrain_step, work, settings, BASELINE)]
+        return []
+
+    _, first_subset = runs[0][1:]
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        schedule = Schedule(pool, work, follow_ups)
+        schedule.submit(REPRODUCTION, arm_step, work, settings, "scratch", first_subset, args.seed,
+                        REPRODUCTION)
+        schedule.submit(f"pretrain-{CANDIDATE}", pretrain_step, work, settings, CANDIDATE)
+        return schedule.run()
+
+
+def judged_steps(steps: dict, round_15: dict, reuse: bool) -> dict:
+    """The steps the rule compares: round 15's scratch and in-painting arms when the check
+    passed (``reuse``), else this run's, beside this run's candidate arms."""
+    if not reuse:
+        return steps
+    kept = {k: v for k, v in round_15["steps"].items() if k.split("-")[0] in ("scratch", BASELINE)}
+    return {**kept, **{k: v for k, v in steps.items() if k.startswith(CANDIDATE)}}
+
+
+def decide(test: dict) -> dict:
+    """The decision rule of the module docstring on the TEST set; the issue's target beside it."""
+    base, result = test[BASELINE]["share_closed"], test[CANDIDATE]
+    if base is None:  # no gap from scratch (8 labels not better than 2): nothing to close
+        return {"adopted": False, "why": "no gap between 2 and 8 labels"}
+    share_ok = result["share_closed"] >= base + SHARE_MARGIN
+    at_8_ok = result["largest_budget_difference_points"] >= AT_LARGEST_FLOOR
+    return {"share_vs_inpaint": result["share_closed"] - base, "share_rule_met": share_ok,
+            "at_8_rule_met": at_8_ok, "adopted": share_ok and at_8_ok,
+            "issue_target_met": (result["share_closed"] >= ISSUE_SHARE
+                                 and result["largest_budget_difference_points"] >= 0.0)}
+
+
+def decide_default(decision: dict, held: dict) -> dict:
+    """Default pretext only if adopted on the test set and, on the HELD-OUT set, its share is
+    not below in-painting's."""
+    not_below = held[CANDIDATE]["share_closed"] >= held[BASELINE]["share_closed"]
+    return {"heldout_share_not_below_inpaint": not_below,
+            "becomes_default": bool(decision["adopted"] and not_below)}
+
+
+def summary_lines(summary: dict) -> list[str]:
+    return [f"{arm}: share {entry['share_closed']:.3f} (gap {entry['gap_points']:.1f}, gain "
+            f"{entry['gain_points']:+.1f}), at 8 {entry['largest_budget_difference_points']:+.1f}, "
+            f"per subset {entry['per_subset_points_at_2']}" for arm, entry in summary.items()]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.experiments.medical_invariant_pretext",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--work", required=True, help="data, pretrained bundles and arms")
+    parser.add_argument("--jobs", type=int, default=1, help="processes (one thread each)")
+    parser.add_argument("--heldout", action="store_true",
+                        help="after the decision: score the saved segmenters on the frozen set")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "medical_invariant_pretext.json"))
+    args = parser.parse_args(argv)
+    work, out = Path(args.work), Path(args.out)
+    round_15 = json.loads(ROUND_15.read_text())
+    if args.heldout:
+        result = cached(out)
+        if result is None or "decision" not in result:
+            parser.error(f"{out} holds no decision yet: run without --heldout first")
+        started = time.perf_counter()
+        own = heldout(work, {key: cached(work / "arms" / f"{key}.json") for key in result["steps"]})
+        result["steps"] = own
+        steps = judged_steps(own, round_15, result["reproduction"]["reproduced"])
+        result["heldout"] = {arm: compare(steps, result["settings"], arm, "heldout_")
+                             for arm in (BASELINE, CANDIDATE)}
+        result["default_decision"] = decide_default(result["decision"], result["heldout"])
+        result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
+        print("\n".join(summary_lines(result["heldout"])))
+        print(json.dumps(result["default_decision"], indent=2))
+    else:
+        check_design()
+        started = time.perf_counter()
+        own = run_all(work, COMMITTED, args.jobs, round_15)
+        reuse = reproduced(own, round_15)
+        steps = judged_steps(own, round_15, reuse)
+        test = {arm: compare(steps, COMMITTED, arm) for arm in (BASELINE, CANDIDATE)}
+        result = {"settings": COMMITTED, "design": DESIGN, "steps": own,
+                  "reproduction": {"this_run": own[REPRODUCTION]["mean_dice"],
+                                   "round_15": round_15["steps"]["scratch-2-0"]["mean_dice"],
+                                   "within": REPRODUCE_WITHIN, "reproduced": reuse,
+                                   "scratch_and_inpaint_from": "round 15" if reuse else "this run"},
+                  "test": test, "decision": decide(test),
+                  "seconds": {"run": round(time.perf_counter() - started, 1)}}
+        print("\n".join(summary_lines(test)))
+        print(json.dumps(result["decision"], indent=2))
+    write_text_atomic(out, json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
