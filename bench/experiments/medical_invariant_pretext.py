@@ -59,7 +59,6 @@ is missing. Writes ``bench/results/medical_invariant_pretext.json``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -68,13 +67,15 @@ from pathlib import Path
 
 from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, SHARE_MARGIN,
                                                      _describe, arm_jobs, arm_step, bench_args,
-                                                     cached, compare, heldout, pretrain_step)
+                                                     cached, compare, decided_result,
+                                                     experiment_parser, heldout_of_saved,
+                                                     pretrain_step, summary_lines)
 from bench.medical_efficiency import simulate_sets
 from core.io import write_text_atomic
 from medical import dense_contrast
 
 ROOT = Path(__file__).resolve().parents[2]
-ROUND_15 = ROOT / "bench" / "results" / "medical_remap_pretext.json"
+REMAP_RUN = ROOT / "bench" / "results" / "medical_remap_pretext.json"
 CANDIDATE = "inpaint_invariant"
 BASELINE = "inpaint"
 DESIGN = {"EMBED": 16, "N_POINTS": 256, "STRIDE": 4, "TAU": 0.1, "WEIGHT": 1.0}
@@ -90,10 +91,10 @@ def check_design() -> None:
         raise SystemExit(f"medical.dense_contrast holds {built}, the committed design {DESIGN}")
 
 
-def reproduced(steps: dict, round_15: dict) -> bool:
+def reproduced(steps: dict, remap_run: dict) -> bool:
     """Whether this run's scratch arm (2 labels, subset 0) matches round 15's within the rule's
     tolerance (then round 15's scratch and in-painting arms are used)."""
-    return abs(steps[REPRODUCTION]["mean_dice"] - round_15["steps"]["scratch-2-0"]["mean_dice"]) \
+    return abs(steps[REPRODUCTION]["mean_dice"] - remap_run["steps"]["scratch-2-0"]["mean_dice"]) \
         <= REPRODUCE_WITHIN
 
 
@@ -129,7 +130,7 @@ class Schedule:
         return self.steps
 
 
-def run_all(work: Path, settings: list[str], jobs: int, round_15: dict) -> dict:
+def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict) -> dict:
     """The reproduction check first, then the candidate's pretraining and its arms; scratch
     and in-painting too only if the check fails. Returns this run's step results."""
     args = bench_args(settings)
@@ -144,7 +145,7 @@ def run_all(work: Path, settings: list[str], jobs: int, round_15: dict) -> dict:
     def follow_ups(key, steps):
         if key.startswith("pretrain-"):
             return arms(key.removeprefix("pretrain-"))
-        if key == REPRODUCTION and not reproduced(steps, round_15):
+        if key == REPRODUCTION and not reproduced(steps, remap_run):
             return [*arms("scratch"), (f"pretrain-{BASELINE}", pretrain_step, work, settings, BASELINE)]
         return []
 
@@ -157,12 +158,12 @@ def run_all(work: Path, settings: list[str], jobs: int, round_15: dict) -> dict:
         return schedule.run()
 
 
-def judged_steps(steps: dict, round_15: dict, reuse: bool) -> dict:
+def judged_steps(steps: dict, remap_run: dict, reuse: bool) -> dict:
     """The steps the rule compares: round 15's scratch and in-painting arms when the check
     passed (``reuse``), else this run's, beside this run's candidate arms."""
     if not reuse:
         return steps
-    kept = {k: v for k, v in round_15["steps"].items() if k.split("-")[0] in ("scratch", BASELINE)}
+    kept = {k: v for k, v in remap_run["steps"].items() if k.split("-")[0] in ("scratch", BASELINE)}
     return {**kept, **{k: v for k, v in steps.items() if k.startswith(CANDIDATE)}}
 
 
@@ -187,31 +188,17 @@ def decide_default(decision: dict, held: dict) -> dict:
             "becomes_default": bool(decision["adopted"] and not_below)}
 
 
-def summary_lines(summary: dict) -> list[str]:
-    return [f"{arm}: share {entry['share_closed']:.3f} (gap {entry['gap_points']:.1f}, gain "
-            f"{entry['gain_points']:+.1f}), at 8 {entry['largest_budget_difference_points']:+.1f}, "
-            f"per subset {entry['per_subset_points_at_2']}" for arm, entry in summary.items()]
-
-
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.experiments.medical_invariant_pretext",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--work", required=True, help="data, pretrained bundles and arms")
-    parser.add_argument("--jobs", type=int, default=1, help="processes (one thread each)")
-    parser.add_argument("--heldout", action="store_true",
-                        help="after the decision: score the saved segmenters on the frozen set")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "medical_invariant_pretext.json"))
+    parser = experiment_parser("medical_invariant_pretext", __doc__, jobs=1)
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
-    round_15 = json.loads(ROUND_15.read_text())
+    remap_run = json.loads(REMAP_RUN.read_text())
     if args.heldout:
-        result = cached(out)
-        if result is None or "decision" not in result:
-            parser.error(f"{out} holds no decision yet: run without --heldout first")
+        result = decided_result(parser, out, "--heldout")
         started = time.perf_counter()
-        own = heldout(work, {key: cached(work / "arms" / f"{key}.json") for key in result["steps"]})
+        own = heldout_of_saved(work, result)
         result["steps"] = own
-        steps = judged_steps(own, round_15, result["reproduction"]["reproduced"])
+        steps = judged_steps(own, remap_run, result["reproduction"]["reproduced"])
         result["heldout"] = {arm: compare(steps, result["settings"], arm, "heldout_")
                              for arm in (BASELINE, CANDIDATE)}
         result["default_decision"] = decide_default(result["decision"], result["heldout"])
@@ -221,13 +208,13 @@ def main(argv=None):
     else:
         check_design()
         started = time.perf_counter()
-        own = run_all(work, COMMITTED, args.jobs, round_15)
-        reuse = reproduced(own, round_15)
-        steps = judged_steps(own, round_15, reuse)
+        own = run_all(work, COMMITTED, args.jobs, remap_run)
+        reuse = reproduced(own, remap_run)
+        steps = judged_steps(own, remap_run, reuse)
         test = {arm: compare(steps, COMMITTED, arm) for arm in (BASELINE, CANDIDATE)}
         result = {"settings": COMMITTED, "design": DESIGN, "steps": own,
                   "reproduction": {"this_run": own[REPRODUCTION]["mean_dice"],
-                                   "round_15": round_15["steps"]["scratch-2-0"]["mean_dice"],
+                                   "round_15": remap_run["steps"]["scratch-2-0"]["mean_dice"],
                                    "within": REPRODUCE_WITHIN, "reproduced": reuse,
                                    "scratch_and_inpaint_from": "round 15" if reuse else "this run"},
                   "test": test, "decision": decide(test),
