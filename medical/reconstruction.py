@@ -179,7 +179,8 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
         elif pretext in REMAP_VARIANTS:
             seen = remap_intensities(image, *draw_remaps(rng, image.shape[0]))
             weight = torch.ones_like(hidden) if REMAP_VARIANTS[pretext] else hidden
-        # (B, 2, x, y, z): mean (context baseline + network correction), log variance
+        # (B, C, x, y, z): mean (context baseline + network correction), log variance, then
+        # any embedding channels
         output = predict_hidden(model, seen, hidden, sigma or tuple(p / 2.0 for p in patch_size))
         nll = reconstruction_nll(output, image)
         loss = (nll * weight).sum() / weight.sum().clamp_min(1.0)
