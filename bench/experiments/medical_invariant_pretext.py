@@ -46,7 +46,8 @@ per crop (every voxel can be sampled over training); "inside the body" is
 ``medical.reconstruction.body_mask`` of the unmapped crop; a crop with fewer than 2 such
 lattice voxels adds nothing to the InfoNCE term (the batch's term is the mean over the rest);
 the embedding is the UNet's channels 2-17, kept in the bundle (scoring reads channels 0-1,
-``Segmenter.fit`` copies the encoder only, so neither sees it).
+``Segmenter.fit`` copies the encoder only, so neither sees it). When the reproduction check
+fails, the held-out comparison too is with this run's in-painting arms, not round 15's -0.108.
 
 Usage:
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_invariant_pretext \\
