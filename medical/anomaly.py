@@ -62,7 +62,7 @@ from .organ_scoring import (confident_labels, divide_by_tails, organ_error_map, 
                             organ_reconstruction, organ_residual_stats, organ_tails,
                             scored_parenchyma)
 from .reconstruction import (body_mask, context_baseline, core_schedule, masked_input,
-                             reconstruction_loss, split_output)
+                             output_channels, reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
 from .volumes import CropDataset, prepare_case
 
@@ -112,8 +112,10 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         self.config = config
         self.contamination = contamination
         self.seed = seed
-        # two outputs: mean and log variance of each hidden voxel
-        self.network = build_network(network_config, out_channels=2, seed=seed)
+        # mean and log variance of each hidden voxel (channels 0-1, all that scoring reads),
+        # then any embedding channels the pretext trains (``output_channels``)
+        self.network = build_network(network_config, out_channels=output_channels(config.pretext),
+                                     seed=seed)
         self.healthy_error: float | None = None
         # per-organ residual (offset, sd) in HU on healthy cases; set by calibrating with a
         # segmenter, and only then are maps given a label map scored organ by organ

@@ -43,7 +43,10 @@ class AnomalyConfig:
             (``medical.contrast_remap``) and asks for the original crop on the hidden
             patches, so tissue must be told by shape and context, not by intensity (whose
             order changes between contrast phases); ``"remap_everywhere"`` asks for it on
-            every voxel.
+            every voxel; ``"inpaint_invariant"`` is in-painting plus a dense contrastive
+            loss that asks for voxel features unchanged by such a map
+            (``medical.dense_contrast``; the network gets embedding channels after the
+            mean and log variance, which scoring ignores).
         smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
         organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
             z-scores are per organ and need less smoothing (development set, 0.5-1.5).

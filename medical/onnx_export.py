@@ -19,7 +19,7 @@ import numpy as np
 from core.errors import BundleError
 from core.export import CHECK_BATCH_SIZES, EXAMPLE_BATCH, GraphSpec
 
-from .reconstruction import LOG_VAR_RANGE
+from .reconstruction import LOG_VAR_RANGE, output_channels
 from .infer import load_models
 
 NETWORKS = ("segmenter", "anomaly")
@@ -40,11 +40,11 @@ The segmenter feeds the whole image: channel 1 all zeros. Outside the graph: sli
 (overlap {overlap}, Gaussian blending), softmax over classes, argmax, resampling back."""
 ANOMALY_DOC = """\
 Output:
-  output  float32 (B, 2, X, Y, Z)
+  output  float32 (B, {channels}, X, Y, Z)
     channel 0: the correction added to the context baseline (Gaussian-weighted mean of the
                visible voxels, sigma {sigma} voxels) to predict each hidden voxel
     channel 1: log variance of that prediction (clamp to [{lo}, {hi}])
-Outside the graph: the patch schedule (patches {patch} voxels, every voxel hidden once),
+{embedding}Outside the graph: the patch schedule (patches {patch} voxels, every voxel hidden once),
 sliding windows (overlap {overlap}, Gaussian blending), context baseline, z-scores, maps."""
 
 
@@ -74,7 +74,11 @@ def unet_spec(model_dir, network: str | None = None) -> GraphSpec:
                                    overlap=model.overlap)
         output, extra = "logits", {"labels": {str(k): v for k, v in model.labels.items()}}
     else:
-        doc = ANOMALY_DOC.format(sigma=list(model.config.context_sigma), lo=LOG_VAR_RANGE[0],
+        channels = output_channels(model.config.pretext)
+        embedding = (f"    channels 2-{channels - 1}: the pretext's voxel embedding, not used in scoring\n"
+                     if channels > 2 else "")
+        doc = ANOMALY_DOC.format(channels=channels, embedding=embedding,
+                                 sigma=list(model.config.context_sigma), lo=LOG_VAR_RANGE[0],
                                  hi=LOG_VAR_RANGE[1], patch=list(model.config.patch_size),
                                  overlap=model.config.overlap)
         output, extra = "output", {}

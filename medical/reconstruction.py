@@ -1,7 +1,8 @@
 """Masked-reconstruction numerics shared by the anomaly scorer, organ scoring,
 segmentation and export: the fixed hiding schedule, the network's 2-channel input and
-2-channel output (mean, log variance), the context baseline, the training loss and the
-case-score reduction.
+output (mean, log variance; the ``"inpaint_invariant"`` pretext adds embedding channels after
+them, which only its loss reads), the context baseline, the training loss and the case-score
+reduction.
 
 Shapes: images and masks are ``(B, 1, x, y, z)`` tensors on the network side and
 ``(x, y, z)`` arrays on the map side.
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from scipy.ndimage import binary_fill_holes
 
 from .contrast_remap import draw_remaps, remap_intensities
+from .dense_contrast import EMBED, WEIGHT, dense_info_nce
 from .genesis import apply_distortion, draw_distortion, outpaint_mask
 
 
@@ -48,7 +50,8 @@ LOG_VAR_RANGE = (-10.0, 4.0)
 
 
 def split_output(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network output ``(B, 2, ...)`` -> mean ``(B, 1, ...)``, clamped log variance."""
+    """Network output ``(B, C, ...)`` -> mean ``(B, 1, ...)``, clamped log variance (channels
+    0 and 1; any further channels are the embedding of ``"inpaint_invariant"``)."""
     return output[:, :1], output[:, 1:2].clamp(*LOG_VAR_RANGE)
 
 
@@ -97,10 +100,11 @@ def gaussian_smooth(volume: torch.Tensor, sigma) -> torch.Tensor:
 
 
 def predict_hidden(network, image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
-    """Network output ``(B, 2, ...)`` with the context baseline added to the mean channel."""
+    """Network output ``(B, C, ...)`` with the context baseline added to the mean channel
+    (channel 0); the others (log variance, any embedding) as the network gave them."""
     output = network(masked_input(image, hidden))
     baseline = context_baseline(image, hidden, sigma)
-    return torch.cat([output[:, :1] + baseline, output[:, 1:2]], dim=1)
+    return torch.cat([output[:, :1] + baseline, output[:, 1:]], dim=1)
 
 
 def masked_input(image: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
@@ -119,7 +123,15 @@ GENESIS_VARIANTS = {"genesis": {}, "genesis_whole": {"p_hide_nothing": 0.5}}
 # pretext -> whether the loss also covers the visible (remapped) voxels, which must then be
 # mapped back too; "remap" asks only for the hidden ones, as in-painting does
 REMAP_VARIANTS = {"remap": False, "remap_everywhere": True}
-PRETEXTS = ("inpaint", *GENESIS_VARIANTS, *REMAP_VARIANTS)
+# in-painting plus a dense contrastive loss between the crop and a remapped view of it
+INVARIANT = "inpaint_invariant"
+PRETEXTS = ("inpaint", *GENESIS_VARIANTS, *REMAP_VARIANTS, INVARIANT)
+
+
+def output_channels(pretext: str) -> int:
+    """Output channels of the reconstruction UNet: mean and log variance, then, for
+    ``"inpaint_invariant"``, its ``EMBED`` embedding channels (``medical.dense_contrast``)."""
+    return 2 + (EMBED if pretext == INVARIANT else 0)
 
 
 def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
@@ -141,6 +153,11 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     ``pretext="remap"`` passes every crop through its own random non-monotone intensity map
     (:mod:`medical.contrast_remap`) before the patch mask; the target is the original,
     unmapped crop on the hidden voxels (``"remap_everywhere"``: on every voxel).
+
+    ``pretext="inpaint_invariant"`` is in-painting as it is, plus ``WEIGHT`` x a dense
+    InfoNCE loss (:mod:`medical.dense_contrast`) between the embedding channels of the crop
+    and of a second view: the crop through its own random non-monotone map, behind the same
+    mask (:func:`invariance_loss`).
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")
@@ -162,12 +179,27 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
         elif pretext in REMAP_VARIANTS:
             seen = remap_intensities(image, *draw_remaps(rng, image.shape[0]))
             weight = torch.ones_like(hidden) if REMAP_VARIANTS[pretext] else hidden
-        # (B, 2, x, y, z): mean (context baseline + network correction), log variance
+        # (B, C, x, y, z): mean (context baseline + network correction), log variance, then
+        # any embedding channels
         output = predict_hidden(model, seen, hidden, sigma or tuple(p / 2.0 for p in patch_size))
         nll = reconstruction_nll(output, image)
-        return (nll * weight).sum() / weight.sum().clamp_min(1.0)
+        loss = (nll * weight).sum() / weight.sum().clamp_min(1.0)
+        if pretext == INVARIANT:
+            loss = loss + WEIGHT * invariance_loss(model, image, hidden, output[:, 2:], rng)
+        return loss
 
     return loss_fn
+
+
+def invariance_loss(model, image: torch.Tensor, hidden: torch.Tensor, embedding: torch.Tensor,
+                    rng) -> torch.Tensor:
+    """Dense InfoNCE between ``embedding`` ``(B, EMBED, ...)`` (the network's on ``image``
+    behind ``hidden``) and its embedding of a second view: every crop through its own random
+    non-monotone map, behind the same ``hidden``; voxels sampled inside each crop's body."""
+    remapped = remap_intensities(image, *draw_remaps(rng, image.shape[0]))
+    other = model(masked_input(remapped, hidden))[:, 2:]
+    bodies = [body_mask(crop[0].detach().float().cpu().numpy()) for crop in image]
+    return dense_info_nce(embedding, other, bodies, rng)
 
 
 def distort_batch(image: torch.Tensor, hidden: torch.Tensor, rng, **probabilities):

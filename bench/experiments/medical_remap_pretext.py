@@ -226,26 +226,52 @@ def by_phase(work: Path, settings: list[str], steps: dict) -> dict:
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.experiments.medical_remap_pretext",
-                                     description=__doc__.splitlines()[0])
+def experiment_parser(module: str, doc: str, jobs: int) -> argparse.ArgumentParser:
+    """The options a pretext experiment ``bench.experiments.<module>`` shares: ``--work``,
+    ``--jobs`` (default ``jobs``), ``--heldout`` and ``--out`` (``bench/results/<module>.json``)."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.experiments.{module}",
+                                     description=doc.splitlines()[0])
     parser.add_argument("--work", required=True, help="data, pretrained bundles and arms")
-    parser.add_argument("--jobs", type=int, default=2, help="processes (one thread each)")
+    parser.add_argument("--jobs", type=int, default=jobs, help="processes (one thread each)")
     parser.add_argument("--heldout", action="store_true",
                         help="after the decision: score the saved segmenters on the frozen set")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / f"{module}.json"))
+    return parser
+
+
+def decided_result(parser, out: Path, option: str) -> dict:
+    """The results file ``out``, refusing ``option`` (a step after the decision) before the
+    decision is written."""
+    result = cached(out)
+    if result is None or "decision" not in result:
+        parser.error(f"{out} holds no decision yet: run without {option} first")
+    return result
+
+
+def heldout_of_saved(work: Path, result: dict) -> dict:
+    """:func:`heldout` on the cached step files of every step in ``result``."""
+    return heldout(work, {key: cached(work / "arms" / f"{key}.json") for key in result["steps"]})
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """One line per arm of a ``compare`` summary: share, gap, gain, at 8, per subset."""
+    return [f"{arm}: share {entry['share_closed']:.3f} (gap {entry['gap_points']:.1f}, gain "
+            f"{entry['gain_points']:+.1f}), at 8 {entry['largest_budget_difference_points']:+.1f}, "
+            f"per subset {entry['per_subset_points_at_2']}" for arm, entry in summary.items()]
+
+
+def main(argv=None):
+    parser = experiment_parser("medical_remap_pretext", __doc__, jobs=2)
     parser.add_argument("--settings", default="",
                         help="extra bench.medical options after the committed ones (a smaller "
                              "run while developing), e.g. '--pretrain-epochs 1'")
     parser.add_argument("--by-phase", action="store_true",
                         help="after the decision: kidney Dice per contrast phase (a diagnosis)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "medical_remap_pretext.json"))
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     settings = COMMITTED + args.settings.split()
     if args.by_phase:
-        result = cached(out)
-        if result is None or "decision" not in result:
-            parser.error(f"{out} holds no decision yet: run without --by-phase first")
+        result = decided_result(parser, out, "--by-phase")
         result["by_phase"] = by_phase(work, result["settings"], result["steps"])
         write_text_atomic(out, json.dumps(result, indent=2))
         for name, entry in result["by_phase"]["arms"].items():
@@ -253,11 +279,9 @@ def main(argv=None):
                   {p: round(v, 3) for p, v in entry["kidney_dice_by_test_phase"].items()})
         return
     if args.heldout:
-        result = cached(out)
-        if result is None or "decision" not in result:
-            parser.error(f"{out} holds no decision yet: run without --heldout first")
+        result = decided_result(parser, out, "--heldout")
         started = time.perf_counter()
-        steps = heldout(work, {key: cached(work / "arms" / f"{key}.json") for key in result["steps"]})
+        steps = heldout_of_saved(work, result)
         result["steps"] = steps
         result["heldout"] = {arm: compare(steps, result["settings"], arm, "heldout_")
                              for arm in PRETEXTS}
@@ -269,11 +293,7 @@ def main(argv=None):
         result = {"settings": settings, "pretexts": PRETEXTS, "steps": steps, "test": test,
                   "decision": decide(test), "seconds": {"run": round(time.perf_counter() - started, 1)}}
     write_text_atomic(out, json.dumps(result, indent=2))
-    summary = result.get("heldout") or result["test"]
-    for arm, entry in summary.items():
-        print(f"{arm}: share {entry['share_closed']:.3f} (gap {entry['gap_points']:.1f}, gain "
-              f"{entry['gain_points']:+.1f}), at 8 {entry['largest_budget_difference_points']:+.1f}, "
-              f"per subset {entry['per_subset_points_at_2']}")
+    print("\n".join(summary_lines(result.get("heldout") or result["test"])))
     print(json.dumps(result["decision"], indent=2))
 
 
