@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..schema import UNOBSERVED, VEHICLE, DriveLog
-from .baselines import flat_cells, world_cells, world_shape
+from .baselines import WorldCells
 
 AGE_EDGES_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # age bins: [0, .25), ..., [16 s, inf)
 STREAK_EDGES = (2, 4, 8, 16)                         # frames seen in a row: 1, 2-3, ..., 16+
@@ -73,9 +73,10 @@ class MemoryTrace:
                            self.moved_age_s[index])
 
 
-def memory_trace(log: DriveLog) -> MemoryTrace:
+def memory_trace(log: DriveLog, world: WorldCells | None = None) -> MemoryTrace:
     """The world-fixed memory of a log after each frame's observation (visible cells:
-    age 0), and where the vehicles it lost sight of would be now (:class:`VehicleTracks`)."""
+    age 0), and where the vehicles it lost sight of would be now (:class:`VehicleTracks`).
+    ``world``: the log's :class:`~driving.model.baselines.WorldCells` (None: computed here)."""
     t_total = len(log)
     remembered = np.full(log.semantic.shape, UNOBSERVED, np.uint8)
     age = np.full(log.semantic.shape, np.inf, np.float32)
@@ -83,9 +84,9 @@ def memory_trace(log: DriveLog) -> MemoryTrace:
     moved = np.full(log.semantic.shape, np.inf, np.float32)
     if not t_total:
         return MemoryTrace(remembered, age, streak, moved)
-    ix, iy = world_cells(log)
-    shape = world_shape(ix, iy)
-    flat = flat_cells(ix, iy, shape)                # (T, H, W) into the raveled rasters below
+    world = WorldCells(log) if world is None else world
+    ix, iy, shape = world.ix, world.iy, world.shape
+    flat = world.flat                               # (T, H, W) into the raveled rasters below
     cls = np.full(shape[0] * shape[1], UNOBSERVED, np.uint8)
     seen_at = np.full(cls.shape, -np.inf)
     run = np.zeros(cls.shape, np.int32)

@@ -34,7 +34,7 @@ import numpy as np
 
 from core.metrics import iou
 
-from ..model.baselines import world_cells, world_shape
+from ..model.baselines import WorldCells
 from ..inputs import future_targets
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
@@ -71,14 +71,16 @@ class RoadBelief:
         log: the drive log (its poses and visibility; the range is read from the log,
             ``warp.sensor_range_mask``).
         alpha: weight of the newest frame.
+        world: the log's :class:`~driving.model.baselines.WorldCells` (None: computed here).
     """
 
-    def __init__(self, log, alpha: float = ALPHA):
+    def __init__(self, log, alpha: float = ALPHA, world: WorldCells | None = None):
         self.alpha = alpha
         self.visible = log.visible
         self.in_range = sensor_range_mask(log)
-        self.ix, self.iy = world_cells(log)
-        self.world = np.full(world_shape(self.ix, self.iy), np.nan, np.float32)
+        world = WorldCells(log) if world is None else world
+        self.ix, self.iy = world.ix, world.iy
+        self.world = np.full(world.shape, np.nan, np.float32)
 
     def update(self, start: int, mass: np.ndarray) -> np.ndarray:
         """Belief ``(B, H, W)`` of frames ``start .. start + B - 1`` given their ``mass``."""

@@ -39,6 +39,7 @@ import numpy as np
 
 from core.explain import region_shap
 
+from ..model.baselines import WorldCells
 from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
 from ..warp import warp_indices
@@ -175,7 +176,9 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
 
     Args:
         predictor: a fitted network (``OcclusionPredictor``: ``check_log``, ``stack``,
-            ``predict_proba``, ``memory_context``, ``apply_memory``).
+            ``predict_proba``, ``memory_context``, ``apply_memory``; the log's world-raster
+            indices, :class:`~driving.model.baselines.WorldCells`, are computed once here
+            and passed to ``stack`` and ``memory_context``).
         log: the drive log.
         batch_size: frames per forward pass.
         keep_probabilities: also return the occlusion pass's ``(T, C, H, W)`` probabilities.
@@ -188,7 +191,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
             :data:`~driving.scoring.frame_score.OBSERVED_CHANNELS`).
     """
     predictor.check_log(log)
-    grids, speed = predictor.stack(log)
+    world = WorldCells(log)                          # shared by every world-fixed map below
+    grids, speed = predictor.stack(log, world)
     t_total, _, h, w = grids.shape
     visible = log.visible
     observed = log.semantic
@@ -201,8 +205,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     context_inputs = []
     kept = [] if keep_probabilities else None
     prev_probs = None
-    memory = predictor.memory_context(log)
-    belief = RoadBelief(log) if road_threshold is not None else None
+    memory = predictor.memory_context(log, world)
+    belief = RoadBelief(log, world=world) if road_threshold is not None else None
     for start in range(0, t_total, batch_size):
         sl = slice(start, min(start + batch_size, t_total))
         probs = predictor.predict_proba(grids[sl], speed[sl], batch_size)      # (B, C, H, W)
