@@ -10,7 +10,7 @@ import numpy as np
 
 from .model.baselines import WorldCells, world_memory
 from .schema import UNOBSERVED, DriveLog
-from .warp import warp_grid
+from .warp import cells_in_world, resample, source_cells, warp_grid
 
 
 def stack_frames(log: DriveLog, history, memory: bool = False,
@@ -31,9 +31,12 @@ def stack_frames(log: DriveLog, history, memory: bool = False,
     grids = np.full((t_total, 1 + len(history) + bool(memory), h, w), UNOBSERVED, dtype=np.uint8)
     grids[:, 0] = log.semantic
     poses = log.poses
-    for i, k in enumerate(history, start=1):
-        for t in range(k, t_total):
-            grids[t, i] = warp_grid(log.semantic[t - k], poses[t - k], poses[t], log.meta)
+    for t in range(t_total):
+        here = cells_in_world(poses[t], log.meta)       # shared by the K warps into frame t
+        for i, k in enumerate(history, start=1):
+            if t >= k:
+                warp = source_cells(poses[t - k], here, log.meta)
+                grids[t, i] = resample(log.semantic[t - k], warp)
     if memory:
         grids[:, -1] = world_memory(log, before=True, layout_only=False, world=world)
     return grids, log.ego_speed.astype(np.float32)
