@@ -42,7 +42,7 @@ from core.explain import region_shap
 from ..model.baselines import WorldCells
 from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
-from ..warp import warp_indices
+from ..warp import resample, warp_indices
 from .decision import RoadBelief, decide, layout_mass, road_mass
 from .frame_score import OBSERVED_CHANNELS
 
@@ -129,10 +129,10 @@ def _object_passes(predictor, grids, speed, observed, visible, batch_size, conte
     grown = object_regions(observed, OBJECT_MARGIN).numpy() & visible
     is_object = np.isin(observed, OBJECT_CLASSES)
     for name, tube in (("object_recon", True), ("object_forecast", False)):
-        masked = grids.copy()
         if tube:                                    # all frames and the memory
-            masked[np.broadcast_to(grown[:, None], masked.shape)] = UNOBSERVED
+            masked = np.where(grown[:, None], np.uint8(UNOBSERVED), grids)
         else:                                       # the current frame only
+            masked = grids.copy()
             masked[:, 0][grown] = UNOBSERVED
         rec = predictor.predict_proba(masked, speed, batch_size)
         out[name][:] = _cross_entropy(rec, observed, grown)
@@ -155,8 +155,8 @@ def _revealed(maps_revealed, probs, prev_probs, start, log) -> None:
         before = probs[i - 1] if i > 0 else prev_probs
         if before is None:
             continue
-        rows, cols, inside = warp_indices(poses[t - 1], poses[t], log.meta)
-        was_hidden = inside & ~visible[t - 1][rows, cols]
+        warp = rows, cols, _ = warp_indices(poses[t - 1], poses[t], log.meta)
+        was_hidden = ~resample(visible[t - 1], warp, fill=True)   # outside t-1's grid: not hidden
         revealed = was_hidden & visible[t]
         r, c = np.nonzero(revealed)                            # the map is 0 elsewhere
         cls = _class_index(observed[t][r, c], len(before))
