@@ -185,7 +185,8 @@ def _blobs(vehicle: np.ndarray, ix: np.ndarray, iy: np.ndarray, time: float) -> 
     if not n:
         return []
     flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")
+    cells = np.flatnonzero(flat)                           # sort the blobs' cells only
+    order = cells[np.argsort(flat[cells], kind="stable")]  # by blob, raster order within
     bounds = np.searchsorted(flat[order], np.arange(1, n + 2))
     wx, wy = ix.ravel()[order], iy.ravel()[order]
     out = []
@@ -323,11 +324,13 @@ class MemoryGate:
         """In place on the hidden cells (``observed`` 255) of ``probs`` ``(N, C, H, W)``;
         returns ``probs``."""
         hidden = observed == UNOBSERVED
-        w = np.where(hidden, self.weight(trace), 0.0)[:, None]   # (N, 1, H, W)
+        w = np.where(hidden, self.weight(trace), 0.0)              # (N, H, W)
         if w.any():
-            onehot = trace.remembered[:, None] == np.arange(probs.shape[1])[None, :, None, None]
-            probs *= 1.0 - w
-            probs += w * onehot
+            probs *= (1.0 - w)[:, None]
+            # + w on the remembered class: only the cells with a weight and a class are
+            # written (the others would add 0), no (N, C, H, W) one-hot is built
+            n, r, c = np.nonzero((w != 0) & (trace.remembered < probs.shape[1]))
+            probs[n, trace.remembered[n, r, c], r, c] += w[n, r, c]
         # the few cells a lost car was carried to: bin and mix only these
         n, r, c = np.nonzero(hidden & np.isfinite(trace.moved_age_s))
         v = self.moved_weights_[age_bins(trace.moved_age_s[n, r, c])]
