@@ -318,7 +318,8 @@ class MemoryGate:
         known = trace.remembered != UNOBSERVED
         cls = np.where(known, trace.remembered, 0).astype(np.int64)
         cls = np.minimum(cls, self.weights_.shape[0] - 1)
-        return np.where(known, self.weights_[cls, gate_bins(trace)], 0.0).astype(np.float32)
+        weights = self.weights_.ravel()[cls * self.n_bins + gate_bins(trace)]   # one raveled gather
+        return np.where(known, weights, 0.0).astype(np.float32)
 
     def apply(self, probs: np.ndarray, trace: MemoryTrace, observed: np.ndarray) -> np.ndarray:
         """In place on the hidden cells (``observed`` 255) of ``probs`` ``(N, C, H, W)``;
