@@ -148,8 +148,9 @@ class VehicleTracks:
             inside = (x >= 0) & (x < self.shape[0]) & (y >= 0) & (y < self.shape[1])
             self._stamp[x[inside], y[inside]] = self._frame
             self._age[x[inside], y[inside]] = time - blob["time"]
-        painted = self._stamp[ix, iy] == self._frame
-        out[painted] = self._age[ix, iy][painted]
+        cells = ix * self.shape[1] + iy               # raveled: one gather, not a paired one
+        painted = self._stamp.ravel()[cells] == self._frame
+        out[painted] = self._age.ravel()[cells[painted]]
         return out
 
     def _match(self, blobs: list[dict], dt: float) -> None:
