@@ -79,8 +79,8 @@ class RoadBelief:
         self.visible = log.visible
         self.in_range = sensor_range_mask(log)
         world = WorldCells(log) if world is None else world
-        self.ix, self.iy = world.ix, world.iy
-        self.world = np.full(world.shape, np.nan, np.float32)
+        self.cells = world.flat                      # (T, H, W) into the raveled raster
+        self.world = np.full(world.shape[0] * world.shape[1], np.nan, np.float32)
 
     def update(self, start: int, mass: np.ndarray) -> np.ndarray:
         """Belief ``(B, H, W)`` of frames ``start .. start + B - 1`` given their ``mass``."""
@@ -88,10 +88,10 @@ class RoadBelief:
         for i in range(len(out)):
             t = start + i
             hidden = ~self.visible[t] & self.in_range
-            ix, iy, m = self.ix[t][hidden], self.iy[t][hidden], out[i][hidden]
-            before = self.world[ix, iy]
+            cells, m = self.cells[t][hidden], out[i][hidden]
+            before = self.world[cells]
             now = np.where(np.isnan(before), m, (1.0 - self.alpha) * before + self.alpha * m)
-            self.world[ix, iy] = now
+            self.world[cells] = now
             out[i][hidden] = now
         return out
 
