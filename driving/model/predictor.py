@@ -412,9 +412,10 @@ class OcclusionPredictor(Estimator):
         the stacked input, then the layout fallback and the memory gate (see
         ``layout_fallback`` and ``memory_gate``)."""
         self.check_log(log)
-        grids, speed = self.stack(log)
+        world = WorldCells(log)                   # shared by the memory slot and the context
+        grids, speed = self.stack(log, world)
         probs = self.predict_proba(grids, speed, batch_size)
-        return self.apply_memory(probs, self.memory_context(log), slice(None), log.semantic)
+        return self.apply_memory(probs, self.memory_context(log, world), slice(None), log.semantic)
 
     def decide(self, log: DriveLog, probs: np.ndarray) -> np.ndarray:
         """Reported classes ``(T, H, W)`` for a log's probabilities ``(T, C, H, W)``: road
