@@ -48,9 +48,9 @@ from bench.driving_speed import scoring_predictor, scoring_seconds, timed_log
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from driving.evaluate import HiddenCellAccumulator, frame_metrics
-from driving.model.baselines import (PersistenceBaseline, PositionalPrior, apply_layout_memory,
-                                     persistence_memory, world_cells, world_memory,
-                                     world_shape)
+from driving.model.baselines import (PersistenceBaseline, PositionalPrior, WorldCells,
+                                     apply_layout_memory, persistence_memory, world_cells,
+                                     world_memory, world_shape)
 from driving.model.memory_gate import N_AGE_BINS, MemoryGate, VehicleTracks, memory_trace
 from driving.model.network import OcclusionNet, OcclusionNetConfig
 from driving.model.predictor import OcclusionPredictor, stack_frames
@@ -370,10 +370,11 @@ def _time_inference(log, model: dict, n_frames: int) -> float:
         net.predict(torch.from_numpy(grids[:32]), torch.from_numpy(speed[:32]))   # warm-up
         del grids, speed
         t0 = time.perf_counter()
-        grids, speed = stack_frames(log, history, memory)
-        layout = world_memory(log, before=False) if model.get("layout_fallback") else None
-        belief = RoadBelief(log) if layout is not None else None
-        trace = memory_trace(log) if model.get("memory_gate") else None
+        world = WorldCells(log)                       # one per log, as the predictor shares it
+        grids, speed = stack_frames(log, history, memory, world)
+        layout = world_memory(log, before=False, world=world) if model.get("layout_fallback") else None
+        belief = RoadBelief(log, world=world) if layout is not None else None
+        trace = memory_trace(log, world) if model.get("memory_gate") else None
         gate = _untrained_gate(len(log.meta.classes))
         for i in range(0, n_frames, 32):
             probs = net.predict(torch.from_numpy(grids[i:i + 32]),

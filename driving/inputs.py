@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model.baselines import world_memory
+from .model.baselines import WorldCells, world_memory
 from .schema import UNOBSERVED, DriveLog
-from .warp import warp_grid
+from .warp import cells_in_world, resample, source_cells, warp_grid
 
 
-def stack_frames(log: DriveLog, history, memory: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def stack_frames(log: DriveLog, history, memory: bool = False,
+                 world: WorldCells | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Network input for every frame: ``(T, 1 + K [+ 1], H, W)`` uint8 and speed ``(T,)``.
 
     Slot 0 is the current observed grid; slot i is frame ``t - history[i-1]`` warped
@@ -22,18 +23,22 @@ def stack_frames(log: DriveLog, history, memory: bool = False) -> tuple[np.ndarr
     (``baselines.world_memory(log, before=True, layout_only=False)``): long-term context
     (parked cars and obstacles passed a while ago, the road behind) that the K frames do
     not reach. The network learns how far to trust it: the training term on cells hidden
-    now and seen later is exactly the case of a stale memory.
+    now and seen later is exactly the case of a stale memory. ``world``: the log's
+    :class:`~driving.model.baselines.WorldCells` for that memory (None: computed here).
     """
     t_total = len(log)
     h, w = log.meta.grid_shape
     grids = np.full((t_total, 1 + len(history) + bool(memory), h, w), UNOBSERVED, dtype=np.uint8)
     grids[:, 0] = log.semantic
     poses = log.poses
-    for i, k in enumerate(history, start=1):
-        for t in range(k, t_total):
-            grids[t, i] = warp_grid(log.semantic[t - k], poses[t - k], poses[t], log.meta)
+    for t in range(t_total):
+        here = cells_in_world(poses[t], log.meta)       # shared by the K warps into frame t
+        for i, k in enumerate(history, start=1):
+            if t >= k:
+                warp = source_cells(poses[t - k], here, log.meta)
+                grids[t, i] = resample(log.semantic[t - k], warp)
     if memory:
-        grids[:, -1] = world_memory(log, before=True, layout_only=False)
+        grids[:, -1] = world_memory(log, before=True, layout_only=False, world=world)
     return grids, log.ego_speed.astype(np.float32)
 
 

@@ -83,6 +83,14 @@ def world_to_cell(pose, wx, wy, meta: LogMeta) -> tuple[np.ndarray, np.ndarray]:
     return meta.ego_cell[0] - forward / meta.resolution_m, meta.ego_cell[1] + right / meta.resolution_m
 
 
+def cells_in_world(pose, meta: LogMeta) -> tuple[np.ndarray, np.ndarray]:
+    """World ``(x, y)`` of every cell centre of the frame at ``pose``, each ``(H, W)``:
+    the destination side of :func:`warp_indices`, computed once for every source frame
+    warped into that frame (:func:`source_cells`)."""
+    forward, right = cell_offsets(meta)
+    return ego_to_world(pose, forward, right)
+
+
 def warp_indices(pose_src, pose_dst, meta: LogMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every cell of the destination frame, its nearest cell in the source frame.
 
@@ -90,9 +98,12 @@ def warp_indices(pose_src, pose_dst, meta: LogMeta) -> tuple[np.ndarray, np.ndar
         ``(rows, cols, inside)``, each ``(H, W)``; ``inside`` is False where the point
         falls outside the source grid.
     """
-    forward, right = cell_offsets(meta)
-    wx, wy = ego_to_world(pose_dst, forward, right)
-    rows, cols = world_to_cell(pose_src, wx, wy, meta)
+    return source_cells(pose_src, cells_in_world(pose_dst, meta), meta)
+
+
+def source_cells(pose_src, world_xy, meta: LogMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`warp_indices` from the destination frame's :func:`cells_in_world`."""
+    rows, cols = world_to_cell(pose_src, *world_xy, meta)
     rows, cols = np.rint(rows).astype(np.int64), np.rint(cols).astype(np.int64)
     h, w = meta.grid_shape
     inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
@@ -104,6 +115,13 @@ def warp_grid(grid: np.ndarray, pose_src, pose_dst, meta: LogMeta, fill=UNOBSERV
 
     Nearest-neighbour; cells that fall outside the source grid get ``fill``.
     """
-    rows, cols, inside = warp_indices(pose_src, pose_dst, meta)
-    out = grid[..., rows, cols]
+    return resample(grid, warp_indices(pose_src, pose_dst, meta), fill)
+
+
+def resample(grid: np.ndarray, indices, fill=UNOBSERVED) -> np.ndarray:
+    """:func:`warp_grid` with the warp's ``(rows, cols, inside)`` given."""
+    rows, cols, inside = indices
+    h, w = grid.shape[-2:]
+    # one gather by raveled index: the same cells as ``grid[..., rows, cols]``, a fraction of its time
+    out = np.take(grid.reshape(grid.shape[:-2] + (h * w,)), rows * w + cols, axis=-1)
     return np.where(inside, out, np.asarray(fill, dtype=grid.dtype))

@@ -5,6 +5,8 @@ occlusion predictor, so the benchmark scores all three the same way.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
@@ -107,7 +109,8 @@ class PositionalPrior:
         return np.broadcast_to(self.prior_, (len(log),) + self.prior_.shape)
 
 
-def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -> np.ndarray:
+def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True,
+                 world: WorldCells | None = None) -> np.ndarray:
     """Last-seen class of every cell, kept in a world-fixed map: ``(T, H, W)`` uint8.
 
     What the sensor saw is written into a world-frame raster at the grid's resolution and
@@ -122,23 +125,23 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True) -
         layout_only: keep only the static layout (off-road, road, lane marking,
             sidewalk): objects move, and an object seen once says nothing about the road
             under it.
+        world: the log's :class:`WorldCells` (None: computed here).
     """
     out = np.empty_like(log.semantic)
     if not len(log):
         return out
-    ix, iy = world_cells(log)
-    shape = world_shape(ix, iy)
-    flat = flat_cells(ix, iy, shape)
-    world = np.full(shape[0] * shape[1], UNOBSERVED, dtype=np.uint8)   # raveled (X, Y)
+    world = WorldCells(log) if world is None else world
+    flat = world.flat
+    raster = np.full(world.shape[0] * world.shape[1], UNOBSERVED, dtype=np.uint8)   # raveled (X, Y)
     for t in range(len(log)):
         if before:
-            out[t] = world[flat[t]]
+            out[t] = raster[flat[t]]
         seen = log.visible[t] & (log.semantic[t] != UNOBSERVED)
         if layout_only:
             seen &= log.semantic[t] <= SIDEWALK
-        world[flat[t][seen]] = log.semantic[t][seen]
+        raster[flat[t][seen]] = log.semantic[t][seen]
         if not before:
-            out[t] = world[flat[t]]
+            out[t] = raster[flat[t]]
     return out
 
 
@@ -170,6 +173,43 @@ def flat_cells(ix: np.ndarray, iy: np.ndarray, shape: tuple[int, int]) -> np.nda
 def world_shape(ix: np.ndarray, iy: np.ndarray) -> tuple[int, int]:
     """The world raster ``(X, Y)`` that holds every cell of :func:`world_cells`' indices."""
     return int(ix.max()) + 1, int(iy.max()) + 1
+
+
+class WorldCells:
+    """One log's world-raster indices (:func:`world_cells`), computed on first use and
+    then kept: one object per log, handed to every world-fixed map over that log -- the
+    input memory, the layout memory, the memory trace, the road belief -- which would each
+    compute the same indices again.
+
+    Attributes (each computed once, when first read):
+        ix, iy: ``(T, H, W)`` int64 world-raster row and column of every cell (a log too
+            large for a raster is refused here, like :func:`world_cells`).
+        shape: the raster ``(X, Y)`` that holds them (:func:`world_shape`).
+        flat: ``(T, H, W)`` int64 indices into that raster raveled (:func:`flat_cells`).
+    """
+
+    def __init__(self, log: DriveLog):
+        self.log = log
+
+    @cached_property
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        return world_cells(self.log)
+
+    @property
+    def ix(self) -> np.ndarray:
+        return self._pairs[0]
+
+    @property
+    def iy(self) -> np.ndarray:
+        return self._pairs[1]
+
+    @cached_property
+    def shape(self) -> tuple[int, int]:
+        return world_shape(self.ix, self.iy)
+
+    @cached_property
+    def flat(self) -> np.ndarray:
+        return flat_cells(self.ix, self.iy, self.shape)
 
 
 def _check_world_size(log: DriveLog, shape: tuple[int, int]) -> None:

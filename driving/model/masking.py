@@ -11,11 +11,11 @@ passes ask of it (otherwise an odd static object would be "explained" by the his
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
 from core.masking import Masker, PatchMasker
 
-from ..schema import (LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE, VEHICLE,
-                     LogMeta)
+from ..schema import LANE_MARKING, OBJECT_CLASSES, OFF_ROAD, ROAD, SIDEWALK, LogMeta
 
 
 class ShadowMasker(Masker):
@@ -84,22 +84,17 @@ def object_regions(current, margins) -> "torch.Tensor":
         surroundings, not from the object's own visible cells.
     """
     import torch
-    from torch.nn import functional as F
 
-
-    current = torch.as_tensor(current)
-    objects = (current == VEHICLE) | (current == PEDESTRIAN) | (current == STATIC_OBSTACLE)
-    margins = torch.as_tensor(margins).reshape(-1).expand(len(current))
-    out = torch.zeros_like(objects)
-    for margin in torch.unique(margins).tolist():
-        sel = margins == margin
-        m = int(margin)
-        # the (2m+1)^2 square's max as a pass along the rows, then one along the columns:
-        # the same cells, 2(2m+1) reads a cell instead of (2m+1)^2
-        rows = F.max_pool2d(objects[sel, None].float(), (1, 2 * m + 1), stride=1, padding=(0, m))
-        grown = F.max_pool2d(rows, (2 * m + 1, 1), stride=1, padding=(m, 0))
-        out[sel] = grown[:, 0] > 0
-    return out
+    objects = np.isin(np.asarray(current), OBJECT_CLASSES)
+    margins = np.broadcast_to(np.asarray(margins).reshape(-1), (len(objects),))
+    out = np.zeros_like(objects)
+    for m in np.unique(margins).tolist():
+        sel = margins == m
+        # the (2m+1)^2 square's max as a pass along the rows, then one along the columns
+        # (scipy's running max on bools: about 10x torch's float max-pool on one channel)
+        rows = maximum_filter1d(objects[sel], 2 * m + 1, axis=2, mode="constant", cval=0)
+        out[sel] = maximum_filter1d(rows, 2 * m + 1, axis=1, mode="constant", cval=0)
+    return torch.from_numpy(out)
 
 
 # decoy shapes, (rows, cols) in cells at 0.5 m: a car (either way round), a pedestrian, an

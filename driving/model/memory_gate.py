@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..schema import UNOBSERVED, VEHICLE, DriveLog
-from .baselines import flat_cells, world_cells, world_shape
+from .baselines import WorldCells
 
 AGE_EDGES_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # age bins: [0, .25), ..., [16 s, inf)
 STREAK_EDGES = (2, 4, 8, 16)                         # frames seen in a row: 1, 2-3, ..., 16+
@@ -73,9 +73,10 @@ class MemoryTrace:
                            self.moved_age_s[index])
 
 
-def memory_trace(log: DriveLog) -> MemoryTrace:
+def memory_trace(log: DriveLog, world: WorldCells | None = None) -> MemoryTrace:
     """The world-fixed memory of a log after each frame's observation (visible cells:
-    age 0), and where the vehicles it lost sight of would be now (:class:`VehicleTracks`)."""
+    age 0), and where the vehicles it lost sight of would be now (:class:`VehicleTracks`).
+    ``world``: the log's :class:`~driving.model.baselines.WorldCells` (None: computed here)."""
     t_total = len(log)
     remembered = np.full(log.semantic.shape, UNOBSERVED, np.uint8)
     age = np.full(log.semantic.shape, np.inf, np.float32)
@@ -83,9 +84,9 @@ def memory_trace(log: DriveLog) -> MemoryTrace:
     moved = np.full(log.semantic.shape, np.inf, np.float32)
     if not t_total:
         return MemoryTrace(remembered, age, streak, moved)
-    ix, iy = world_cells(log)
-    shape = world_shape(ix, iy)
-    flat = flat_cells(ix, iy, shape)                # (T, H, W) into the raveled rasters below
+    world = WorldCells(log) if world is None else world
+    ix, iy, shape = world.ix, world.iy, world.shape
+    flat = world.flat                               # (T, H, W) into the raveled rasters below
     cls = np.full(shape[0] * shape[1], UNOBSERVED, np.uint8)
     seen_at = np.full(cls.shape, -np.inf)
     run = np.zeros(cls.shape, np.int32)
@@ -147,8 +148,9 @@ class VehicleTracks:
             inside = (x >= 0) & (x < self.shape[0]) & (y >= 0) & (y < self.shape[1])
             self._stamp[x[inside], y[inside]] = self._frame
             self._age[x[inside], y[inside]] = time - blob["time"]
-        painted = self._stamp[ix, iy] == self._frame
-        out[painted] = self._age[ix, iy][painted]
+        cells = ix * self.shape[1] + iy               # raveled: one gather, not a paired one
+        painted = self._stamp.ravel()[cells] == self._frame
+        out[painted] = self._age.ravel()[cells[painted]]
         return out
 
     def _match(self, blobs: list[dict], dt: float) -> None:
@@ -184,7 +186,8 @@ def _blobs(vehicle: np.ndarray, ix: np.ndarray, iy: np.ndarray, time: float) -> 
     if not n:
         return []
     flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")
+    cells = np.flatnonzero(flat)                           # sort the blobs' cells only
+    order = cells[np.argsort(flat[cells], kind="stable")]  # by blob, raster order within
     bounds = np.searchsorted(flat[order], np.arange(1, n + 2))
     wx, wy = ix.ravel()[order], iy.ravel()[order]
     out = []
@@ -316,17 +319,20 @@ class MemoryGate:
         known = trace.remembered != UNOBSERVED
         cls = np.where(known, trace.remembered, 0).astype(np.int64)
         cls = np.minimum(cls, self.weights_.shape[0] - 1)
-        return np.where(known, self.weights_[cls, gate_bins(trace)], 0.0).astype(np.float32)
+        weights = self.weights_.ravel()[cls * self.n_bins + gate_bins(trace)]   # one raveled gather
+        return np.where(known, weights, 0.0).astype(np.float32)
 
     def apply(self, probs: np.ndarray, trace: MemoryTrace, observed: np.ndarray) -> np.ndarray:
         """In place on the hidden cells (``observed`` 255) of ``probs`` ``(N, C, H, W)``;
         returns ``probs``."""
         hidden = observed == UNOBSERVED
-        w = np.where(hidden, self.weight(trace), 0.0)[:, None]   # (N, 1, H, W)
+        w = np.where(hidden, self.weight(trace), 0.0)              # (N, H, W)
         if w.any():
-            onehot = trace.remembered[:, None] == np.arange(probs.shape[1])[None, :, None, None]
-            probs *= 1.0 - w
-            probs += w * onehot
+            probs *= (1.0 - w)[:, None]
+            # + w on the remembered class: only the cells with a weight and a class are
+            # written (the others would add 0), no (N, C, H, W) one-hot is built
+            n, r, c = np.nonzero((w != 0) & (trace.remembered < probs.shape[1]))
+            probs[n, trace.remembered[n, r, c], r, c] += w[n, r, c]
         # the few cells a lost car was carried to: bin and mix only these
         n, r, c = np.nonzero(hidden & np.isfinite(trace.moved_age_s))
         v = self.moved_weights_[age_bins(trace.moved_age_s[n, r, c])]

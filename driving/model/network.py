@@ -98,13 +98,21 @@ class OcclusionNet(nn.Module):
         return self
 
     def _patch_indices(self, grids: torch.Tensor) -> torch.Tensor:
-        """``(B, F, H, W)`` uint8 -> ``(B*H/2*W/2, F*4)`` rows of the embedding table."""
+        """``(B, F, H, W)`` uint8 -> ``(B*H/2*W/2, F*4)`` rows of the embedding table,
+        ordered frame, patch row, patch column (the order ``embedding_bag`` sums them in)."""
         b, f, h, w = grids.shape
         vocab = self.config.n_classes + 1
         idx = grids.clamp(max=vocab - 1)                                  # 255 -> not observed
-        idx = idx.view(b, f, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)  # (B, h, w, F, 2, 2)
-        # the transposing copy in uint8 (an eighth of the bytes), then widened
-        idx = idx.reshape(b * (h // 2) * (w // 2), f * 4).long()
+        if torch.compiler.is_compiling():
+            # a captured graph (torch.export for ONNX, which cannot view bytes as int16):
+            # pixel-unshuffle gathers each patch into channels f*4 + 2*row + col
+            patches = F.pixel_unshuffle(idx, 2).permute(0, 2, 3, 1)       # (B, h, w, F*4)
+        else:
+            # a patch row's two cells are adjacent bytes: the transposing copy moves them
+            # as one int16 (half the elements of a uint8 copy, a quarter of pixel-unshuffle's time)
+            pairs = idx.contiguous().view(torch.int16).view(b, f, h // 2, 2, w // 2)  # (B, F, h, 2, w)
+            patches = pairs.permute(0, 2, 4, 1, 3).contiguous().view(torch.uint8)  # (B, h, w, F, 4)
+        idx = patches.reshape(b * (h // 2) * (w // 2), f * 4).long()
         slots = torch.arange(f * 4, device=grids.device) * vocab
         return idx + slots
 

@@ -40,7 +40,7 @@ from ..scoring.decision import decide_log
 from ..scoring.frame_score import window_frames
 from ..scoring.state import fit_scoring_state
 from ..scoring.surprise import score_log
-from .baselines import apply_layout_memory, world_memory
+from .baselines import WorldCells, apply_layout_memory, world_memory
 from .calibration_windows import select_windows
 from .bundle import BUNDLE_KIND, BUNDLE_VERSION, bundle_state, check_bundle_format, predictor_from_bundle
 from .masking import ShadowMasker, decoy_regions, object_regions
@@ -342,8 +342,9 @@ class OcclusionPredictor(Estimator):
             return self
         gate = MemoryGate(self.random_state)
         for log in logs:
-            context = self.memory_context(log)
-            grids, speed = self.stack(log)
+            world = WorldCells(log)
+            context = self.memory_context(log, world)
+            grids, speed = self.stack(log, world)
             probs = self.apply_memory(self.predict_proba(grids, speed), context, slice(None),
                                       log.semantic)
             gate.add(probs, context[1], future_targets(log, GATE_FUTURE), log.semantic)
@@ -366,9 +367,10 @@ class OcclusionPredictor(Estimator):
                     f"{log.path or log.log_id}: metadata {name} {getattr(log.meta, name)} differs "
                     f"from the model's {getattr(m, name)}")
 
-    def stack(self, log: DriveLog) -> tuple[np.ndarray, np.ndarray]:
-        """This model's network input for every frame of ``log`` (see :func:`stack_frames`)."""
-        return stack_frames(log, self.history, memory=self.memory)
+    def stack(self, log: DriveLog, world: WorldCells | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """This model's network input for every frame of ``log`` (see :func:`stack_frames`;
+        ``world``: the log's ``WorldCells``, None: computed when needed)."""
+        return stack_frames(log, self.history, memory=self.memory, world=world)
 
     def predict_proba(self, grids: np.ndarray, speed: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Class probabilities ``(N, C, H, W)`` float32 for stacked inputs ``(N, 1+K, H, W)``."""
@@ -383,15 +385,15 @@ class OcclusionPredictor(Estimator):
                 out.append(probabilities.float().contiguous().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
-    def layout_memory(self, log: DriveLog) -> np.ndarray | None:
+    def layout_memory(self, log: DriveLog, world: WorldCells | None = None) -> np.ndarray | None:
         """The world-fixed layout memory the fallback uses (None when it is off)."""
-        return world_memory(log, before=False) if self.layout_fallback else None
+        return world_memory(log, before=False, world=world) if self.layout_fallback else None
 
-    def memory_context(self, log: DriveLog) -> tuple:
+    def memory_context(self, log: DriveLog, world: WorldCells | None = None) -> tuple:
         """What :meth:`apply_memory` reads of a log: ``(layout memory or None, memory
-        trace or None)``."""
-        trace = memory_trace(log) if self.memory_gate else None
-        return self.layout_memory(log), trace
+        trace or None)``; ``world``: the log's ``WorldCells`` (None: computed when needed)."""
+        trace = memory_trace(log, world) if self.memory_gate else None
+        return self.layout_memory(log, world), trace
 
     def apply_memory(self, probs: np.ndarray, context: tuple, frames: slice,
                      observed: np.ndarray) -> np.ndarray:
@@ -410,9 +412,10 @@ class OcclusionPredictor(Estimator):
         the stacked input, then the layout fallback and the memory gate (see
         ``layout_fallback`` and ``memory_gate``)."""
         self.check_log(log)
-        grids, speed = self.stack(log)
+        world = WorldCells(log)                   # shared by the memory slot and the context
+        grids, speed = self.stack(log, world)
         probs = self.predict_proba(grids, speed, batch_size)
-        return self.apply_memory(probs, self.memory_context(log), slice(None), log.semantic)
+        return self.apply_memory(probs, self.memory_context(log, world), slice(None), log.semantic)
 
     def decide(self, log: DriveLog, probs: np.ndarray) -> np.ndarray:
         """Reported classes ``(T, H, W)`` for a log's probabilities ``(T, C, H, W)``: road

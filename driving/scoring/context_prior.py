@@ -171,8 +171,8 @@ class ContextPrior:
     def surprise(self, ground: np.ndarray, category: np.ndarray) -> np.ndarray:
         """``max(0, -log E_ground[P(category | ground) / P(category)])`` in nats
         ``(B, H, W)`` float32 (0 off objects and where the object is where it belongs)."""
-        table = self.table_[np.maximum(category, 0)]                 # (B, H, W, G)
-        p = np.einsum("bghw,bhwg->bhw", ground, table.astype(np.float32))
+        table = self.table_.astype(np.float32)[np.maximum(category, 0)]   # (B, H, W, G)
+        p = np.einsum("bghw,bhwg->bhw", ground, table)
         nats = -np.log(np.maximum(p, 1e-12))
         return np.where(category >= 0, np.maximum(nats, 0.0), 0.0).astype(np.float32)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from core.metrics import iou
 
-from ..model.baselines import world_cells, world_shape
+from ..model.baselines import WorldCells
 from ..inputs import future_targets
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
@@ -71,14 +71,16 @@ class RoadBelief:
         log: the drive log (its poses and visibility; the range is read from the log,
             ``warp.sensor_range_mask``).
         alpha: weight of the newest frame.
+        world: the log's :class:`~driving.model.baselines.WorldCells` (None: computed here).
     """
 
-    def __init__(self, log, alpha: float = ALPHA):
+    def __init__(self, log, alpha: float = ALPHA, world: WorldCells | None = None):
         self.alpha = alpha
         self.visible = log.visible
         self.in_range = sensor_range_mask(log)
-        self.ix, self.iy = world_cells(log)
-        self.world = np.full(world_shape(self.ix, self.iy), np.nan, np.float32)
+        world = WorldCells(log) if world is None else world
+        self.cells = world.flat                      # (T, H, W) into the raveled raster
+        self.world = np.full(world.shape[0] * world.shape[1], np.nan, np.float32)
 
     def update(self, start: int, mass: np.ndarray) -> np.ndarray:
         """Belief ``(B, H, W)`` of frames ``start .. start + B - 1`` given their ``mass``."""
@@ -86,10 +88,10 @@ class RoadBelief:
         for i in range(len(out)):
             t = start + i
             hidden = ~self.visible[t] & self.in_range
-            ix, iy, m = self.ix[t][hidden], self.iy[t][hidden], out[i][hidden]
-            before = self.world[ix, iy]
+            cells, m = self.cells[t][hidden], out[i][hidden]
+            before = self.world[cells]
             now = np.where(np.isnan(before), m, (1.0 - self.alpha) * before + self.alpha * m)
-            self.world[ix, iy] = now
+            self.world[cells] = now
             out[i][hidden] = now
         return out
 

@@ -79,7 +79,8 @@ class CellNormaliser:
     def apply(self, name: str, cell_map: np.ndarray, observed: np.ndarray, meta) -> np.ndarray:
         """``cell_map / scale[name, observed class, distance band]``, ``(T, H, W)``."""
         cls = np.minimum(observed, self.scale_.shape[1] - 1).astype(np.int64)
-        scale = self.scale_[self.maps.index(name)][cls, self.bands(meta)[None]]
+        table = self.scale_[self.maps.index(name)]                      # (classes, bands)
+        scale = table.ravel()[cls * table.shape[1] + self.bands(meta)[None]]   # one raveled gather
         return (cell_map / scale).astype(np.float32)
 
     def to_dict(self) -> dict:

@@ -39,9 +39,10 @@ import numpy as np
 
 from core.explain import region_shap
 
+from ..model.baselines import WorldCells
 from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
-from ..warp import warp_indices
+from ..warp import resample, warp_indices
 from .decision import RoadBelief, decide, layout_mass, road_mass
 from .frame_score import OBSERVED_CHANNELS
 
@@ -128,10 +129,10 @@ def _object_passes(predictor, grids, speed, observed, visible, batch_size, conte
     grown = object_regions(observed, OBJECT_MARGIN).numpy() & visible
     is_object = np.isin(observed, OBJECT_CLASSES)
     for name, tube in (("object_recon", True), ("object_forecast", False)):
-        masked = grids.copy()
         if tube:                                    # all frames and the memory
-            masked[np.broadcast_to(grown[:, None], masked.shape)] = UNOBSERVED
+            masked = np.where(grown[:, None], np.uint8(UNOBSERVED), grids)
         else:                                       # the current frame only
+            masked = grids.copy()
             masked[:, 0][grown] = UNOBSERVED
         rec = predictor.predict_proba(masked, speed, batch_size)
         out[name][:] = _cross_entropy(rec, observed, grown)
@@ -154,8 +155,8 @@ def _revealed(maps_revealed, probs, prev_probs, start, log) -> None:
         before = probs[i - 1] if i > 0 else prev_probs
         if before is None:
             continue
-        rows, cols, inside = warp_indices(poses[t - 1], poses[t], log.meta)
-        was_hidden = inside & ~visible[t - 1][rows, cols]
+        warp = rows, cols, _ = warp_indices(poses[t - 1], poses[t], log.meta)
+        was_hidden = ~resample(visible[t - 1], warp, fill=True)   # outside t-1's grid: not hidden
         revealed = was_hidden & visible[t]
         r, c = np.nonzero(revealed)                            # the map is 0 elsewhere
         cls = _class_index(observed[t][r, c], len(before))
@@ -175,7 +176,9 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
 
     Args:
         predictor: a fitted network (``OcclusionPredictor``: ``check_log``, ``stack``,
-            ``predict_proba``, ``memory_context``, ``apply_memory``).
+            ``predict_proba``, ``memory_context``, ``apply_memory``; the log's world-raster
+            indices, :class:`~driving.model.baselines.WorldCells`, are computed once here
+            and passed to ``stack`` and ``memory_context``).
         log: the drive log.
         batch_size: frames per forward pass.
         keep_probabilities: also return the occlusion pass's ``(T, C, H, W)`` probabilities.
@@ -188,7 +191,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
             :data:`~driving.scoring.frame_score.OBSERVED_CHANNELS`).
     """
     predictor.check_log(log)
-    grids, speed = predictor.stack(log)
+    world = WorldCells(log)                          # shared by every world-fixed map below
+    grids, speed = predictor.stack(log, world)
     t_total, _, h, w = grids.shape
     visible = log.visible
     observed = log.semantic
@@ -201,8 +205,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
     context_inputs = []
     kept = [] if keep_probabilities else None
     prev_probs = None
-    memory = predictor.memory_context(log)
-    belief = RoadBelief(log) if road_threshold is not None else None
+    memory = predictor.memory_context(log, world)
+    belief = RoadBelief(log, world=world) if road_threshold is not None else None
     for start in range(0, t_total, batch_size):
         sl = slice(start, min(start + batch_size, t_total))
         probs = predictor.predict_proba(grids[sl], speed[sl], batch_size)      # (B, C, H, W)

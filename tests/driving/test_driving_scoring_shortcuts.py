@@ -1,7 +1,8 @@
 """Scoring's shortcuts give exactly the numbers of the plain computations they replaced
 (kept here as the references): the object regions' separable pooling, the kerb strip's
-disc dilation, the cross-entropy on the cells it writes and
-the memory's flat world indices."""
+disc dilation, the cross-entropy on the cells it writes,
+the memory's flat world indices, one log's world indices and frame warps shared by every
+map, and the memory gate's mix written by index."""
 import numpy as np
 import pytest
 import torch
@@ -9,13 +10,16 @@ from scipy.ndimage import distance_transform_edt
 from torch.nn import functional as F
 
 from driving.demo import sim_config
-from driving.model.baselines import world_cells, world_memory, world_shape
+from driving.inputs import stack_frames
+from driving.model.baselines import WorldCells, world_cells, world_memory, world_shape
 from driving.model.masking import object_regions
-from driving.model.memory_gate import VehicleTracks, memory_trace
+from driving.model.memory_gate import N_AGE_BINS, MemoryGate, VehicleTracks, gate_bins, memory_trace
 from driving.schema import OBJECT_CLASSES, SIDEWALK, UNOBSERVED, VEHICLE
 from driving.scoring.context_prior import near_kerb
+from driving.scoring.decision import RoadBelief
 from driving.scoring.surprise import EPS, _cross_entropy
 from driving.sim.simulator import Simulator
+from driving.warp import warp_indices
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +113,57 @@ def test_world_memory_and_trace_equal_the_paired_indexing(tiny_log):
                              _memory_trace_reference(tiny_log)):
         np.testing.assert_array_equal(got, expected)
     assert (trace.streak > 1).any() and np.isfinite(trace.age_s).any()
+
+
+def _trace_arrays(trace):
+    return trace.remembered, trace.age_s, trace.streak, trace.moved_age_s
+
+
+def test_one_world_cells_per_log_gives_every_map_as_computed_afresh(tiny_log):
+    world = WorldCells(tiny_log)                       # scoring's: one per log, shared
+    for before, layout_only in ((True, False), (False, True)):
+        np.testing.assert_array_equal(world_memory(tiny_log, before, layout_only, world=world),
+                                      world_memory(tiny_log, before, layout_only))
+    for got, expected in zip(_trace_arrays(memory_trace(tiny_log, world)),
+                             _trace_arrays(memory_trace(tiny_log))):
+        np.testing.assert_array_equal(got, expected)
+    mass = np.random.default_rng(4).random(tiny_log.semantic.shape).astype(np.float32)
+    np.testing.assert_array_equal(RoadBelief(tiny_log, world=world).update(0, mass),
+                                  RoadBelief(tiny_log).update(0, mass))
+    assert world.ix is world.ix and world.flat is world.flat   # computed once, then kept
+
+
+def _stack_reference(log, history):
+    """``stack_frames`` (no memory slot) as it warped every slot on its own, paired indexing."""
+    grids = np.full((len(log), 1 + len(history)) + log.meta.grid_shape, UNOBSERVED, np.uint8)
+    grids[:, 0] = log.semantic
+    for i, k in enumerate(history, start=1):
+        for t in range(k, len(log)):
+            rows, cols, inside = warp_indices(log.poses[t - k], log.poses[t], log.meta)
+            grids[t, i] = np.where(inside, log.semantic[t - k][rows, cols], UNOBSERVED)
+    return grids
+
+
+def test_stacked_frames_sharing_each_frames_world_coordinates_equal_warping_each_slot(tiny_log):
+    history = (1, 2, 5, 10)
+    np.testing.assert_array_equal(stack_frames(tiny_log, history)[0],
+                                  _stack_reference(tiny_log, history))
+
+
+def test_memory_gate_mix_by_index_equals_the_one_hot_product(tiny_log):
+    rng = np.random.default_rng(5)
+    n_classes = len(tiny_log.meta.classes)
+    trace = memory_trace(tiny_log)
+    gate = MemoryGate()
+    gate.weights_ = rng.random((n_classes, gate.n_bins)).astype(np.float32)
+    gate.moved_weights_ = np.zeros(N_AGE_BINS, np.float32)   # the lost-car mix (unchanged) off
+    probs = rng.dirichlet(np.ones(n_classes), size=tiny_log.semantic.shape).astype(np.float32)
+    probs = np.ascontiguousarray(probs.transpose(0, 3, 1, 2))          # (T, C, H, W)
+    known = trace.remembered != UNOBSERVED
+    cls = np.minimum(np.where(known, trace.remembered, 0), n_classes - 1)
+    w = np.where(known & (tiny_log.semantic == UNOBSERVED),
+                 gate.weights_[cls, gate_bins(trace)], 0.0).astype(np.float32)[:, None]
+    onehot = trace.remembered[:, None] == np.arange(n_classes)[None, :, None, None]
+    expected = probs * (1.0 - w) + w * onehot
+    assert (w > 0).any() and (w == 0).any()
+    np.testing.assert_array_equal(gate.apply(probs.copy(), trace, tiny_log.semantic), expected)
