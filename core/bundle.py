@@ -92,7 +92,7 @@ def read_bundle_config(path: str | os.PathLike, kind: str | None = None,
     if not path.is_dir():
         raise BundleError(f"{path}: no model bundle here (expected a directory with {CONFIG_NAME})")
     if not cfg_path.is_file():
-        raise BundleError(f"{cfg_path}: missing; {path} is not a model bundle")
+        raise BundleError(f"{cfg_path}: missing; {path} is not a model bundle{_held_bundles(path)}")
     meta = read_json_object(cfg_path, BundleError)
     if not isinstance(meta.get("format_version"), int):
         raise BundleError(f"{cfg_path}: no integer 'format_version'")
@@ -104,6 +104,19 @@ def read_bundle_config(path: str | os.PathLike, kind: str | None = None,
             and isinstance(weights.get("sha256"), str) and isinstance(meta.get("config"), dict)):
         raise BundleError(f"{cfg_path}: no 'weights' file and sha256 or no 'config' object")
     return meta
+
+
+def _held_bundles(path: Path) -> str:
+    """``" (it holds bundles: segmenter/ ('ct-segmenter'), ...)"`` for a folder of bundles
+    given where one bundle was expected (a medical model folder, say); ``""`` otherwise."""
+    held = []
+    for sub in sorted(p for p in path.iterdir() if (p / CONFIG_NAME).is_file()):
+        try:
+            kind = json.loads((sub / CONFIG_NAME).read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        held.append(f"{sub.name}/ ({kind!r})" if isinstance(kind, str) else f"{sub.name}/")
+    return f" (it holds bundles: {', '.join(held)})" if held else ""
 
 
 def _check_version(cfg_path: Path, meta: dict, expected: int | None) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import DataValidationError, NotFittedError
+from .text import counted
 
 
 def conformal_p_values(calibration_scores, scores) -> np.ndarray:
@@ -195,7 +196,7 @@ class ScoreCalibration:
         floor = 1.0 / (n + 1.0)
         if floor <= fdr:
             return None
-        return (f"calibrated on {n} normal score{'s' if n != 1 else ''}: no p-value can be "
+        return (f"calibrated on {counted(n, 'normal score')}: no p-value can be "
                 f"below {floor:.3g}, so nothing can be flagged at FDR {fdr:g} (inputs are still "
                 f"ranked by score); calibrate on at least {self.scores_needed(fdr)}")
 

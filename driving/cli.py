@@ -9,6 +9,7 @@ from core.cli_options import (export_options, plain_warnings, resolve_run_dir, r
 from core.export import export_onnx
 from core.io import atomic_path, check_output
 from core.training import is_main_process
+from core.text import counted
 
 from .batch import batch_score as run_batch_score
 from .demo import sim_config
@@ -51,7 +52,7 @@ def simulate(n_logs, frames, out, seed, grid, world, anomaly_interval):
     with atomic_path(out) as tmp:
         paths = simulate_logs(tmp, n_logs, frames, seed=seed,
                               config=replace(config, anomaly_interval_s=anomaly_interval))
-    click.echo(f"wrote {len(paths)} log{'s' if len(paths) != 1 else ''} to {out}")
+    click.echo(f"wrote {counted(len(paths), 'log')} to {out}")
 
 
 @driving.command()

@@ -177,9 +177,10 @@ def _speed_reason(profile: InputProfile, log: DriveLog) -> str | None:
     fastest, slowest = hi * factor + slack, lo / factor - slack
     above = float(np.mean(log.ego_speed > fastest))
     median = float(np.median(log.ego_speed))
-    found = [f"{above:.0%} of frames above {fastest:.1f} m/s"] if above > SPEED_OUTSIDE else []
+    found = ([f"{above:.0%} of frames above {fastest:.1f} m/s, the highest accepted"]
+             if above > SPEED_OUTSIDE else [])
     if median < slowest:
-        found.append(f"median {median:.1f} m/s below {slowest:.1f} m/s")
+        found.append(f"median {median:.1f} m/s, below the lowest accepted {slowest:.1f} m/s")
     if not found:
         return None
     p5, p95 = np.percentile(log.ego_speed, [5, 95])

@@ -10,6 +10,7 @@ from core.cli_options import (export_options, plain_warnings, resolve_run_dir, r
                               runtime_options, show_progress)
 from core.errors import DataValidationError
 from core.io import check_output, write_text_atomic
+from core.text import counted
 
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
                              default="default", show_default=True,
@@ -36,7 +37,7 @@ def simulate(n_cases, out, lesions, seed, shape):
     except ValueError:
         raise DataValidationError(f"--shape {shape!r}: expected three integers like 96,96,48") from None
     simulate_dataset(out, n_cases, lesions=lesions, seed=seed, shape=dims)
-    click.echo(f"wrote {n_cases} cases to {out}")
+    click.echo(f"wrote {counted(n_cases, 'case')} to {out}")
 
 
 @medical.command()
@@ -57,7 +58,7 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
         config = replace(config, max_epochs=epochs)
     scorer = run_pretrain(data, out, config, progress=show_progress(quiet), device=device,
                           precision=precision)
-    click.echo(f"pretrained for {len(scorer.history_.train_loss)} epochs "
+    click.echo(f"pretrained for {counted(len(scorer.history_.train_loss), 'epoch')} "
                f"(best validation loss {scorer.history_.best_val_loss:.4f}); saved {out}")
 
 
@@ -89,7 +90,7 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, see
     segmenter = train_segmenter(data, out, pretrained, n_labels, config,
                                 progress=show_progress(quiet), calibration_cases=calibration,
                                 device=device, precision=precision)
-    click.echo(f"trained for {len(segmenter.history_.train_loss)} epochs "
+    click.echo(f"trained for {counted(len(segmenter.history_.train_loss), 'epoch')} "
                f"(best validation loss {segmenter.history_.best_val_loss:.4f}); saved {out}")
 
 

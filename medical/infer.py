@@ -34,6 +34,7 @@ from core.io import check_output
 from core.metrics import auprc, auroc, dice
 from core.runs import create_run
 from core.runtime import progress_bar
+from core.text import counted
 
 from .anomaly import AnomalyScorer
 from .dicom_out import write_parametric_map, write_segmentation
@@ -267,7 +268,7 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         if unreachable:                  # say why the queue has no alerts
             n, need = scorer.calibration_.calibration_scores_.size, scorer.calibration_.scores_needed(fdr)
             summary["warning"] = (f"nothing can be flagged at FDR {fdr:g} yet: the anomaly model was "
-                                  f"calibrated on {n} healthy case{'s' if n != 1 else ''} and needs "
+                                  f"calibrated on {counted(n, 'healthy case')} and needs "
                                   f"{need - n} more (at least {need}); cases are still ranked by score")
             warnings.warn(f"{model_dir}: {summary['warning']}", UnmaskWarning, stacklevel=2)
         if has_scores and "has_lesion" in scores and scores["has_lesion"].nunique() == 2:

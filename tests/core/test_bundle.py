@@ -46,3 +46,18 @@ def test_overwrite_is_atomic(tmp_path):
     save_bundle(path, "a", {"v": 2}, {"w": torch.ones(1)})
     assert load_bundle(path, "a")[0] == {"v": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_a_folder_of_bundles_is_named_for_what_it_holds(tmp_path):
+    """Given a model folder of bundles (a medical model: segmenter/ and anomaly/) where one
+    bundle is expected, the error says what the folder holds, so the user sees the mix-up."""
+    folder = tmp_path / "ct"
+    save_bundle(folder / "segmenter", "ct-segmenter", {}, {"w": torch.ones(1)})
+    save_bundle(folder / "anomaly", "ct-anomaly", {}, {"w": torch.ones(1)})
+    (folder / "notes").mkdir()
+    with pytest.raises(BundleError) as raised:
+        read_bundle_config(folder, "occlusion")
+    assert str(raised.value).endswith("is not a model bundle (it holds bundles: "
+                                      "anomaly/ ('ct-anomaly'), segmenter/ ('ct-segmenter'))")
+    with pytest.raises(BundleError, match=r"is not a model bundle$"):
+        read_bundle_config(folder / "notes")
