@@ -174,7 +174,9 @@ def _probabilities_from_cells(predicted: np.ndarray, confidence: np.ndarray, n_c
 
 def check_scored_frames(log, scored, pred_dir) -> None:
     """Refuse a log that is not the one the run scored under its ``log_id`` (another world's
-    or seed's ``log_000``): every scored frame must be in the log, at the same time.
+    ``log_000``, at another frame rate): every scored frame must be in the log, at the same
+    time. A log of the same world and length but another seed passes here and is refused by
+    :func:`check_seen_cells`.
 
     Args:
         log: the :class:`~driving.schema.DriveLog` given for evaluation.
@@ -194,6 +196,27 @@ def check_scored_frames(log, scored, pred_dir) -> None:
                   f"t = {scored['timestamp'].to_numpy()[first]:.3f} s in the run")
         raise DataValidationError(f"{log.path}: not the log {pred_dir} scored as {log.log_id!r} "
                                   f"({detail}); give --logs the logs the run scored")
+
+
+def check_seen_cells(log, index: np.ndarray, predicted: np.ndarray, pred_dir) -> None:
+    """Refuse a log whose seen cells are not what the run reported there: scoring reports the
+    observed class of every visible cell, so another seed's ``log_000`` with the same frames
+    and times differs on its first frame.
+
+    Args:
+        log: the :class:`~driving.schema.DriveLog` given for evaluation.
+        index: the log's frame index of each row of ``predicted``.
+        predicted: the run's reported classes ``(T, H, W)`` (``cells/<log_id>.parquet``).
+        pred_dir: the run, named in the error.
+    """
+    seen = log.visible[index]
+    differ = seen & (predicted != log.semantic[index])
+    if differ.any():
+        row = int(np.flatnonzero(differ.any(axis=(1, 2)))[0])
+        raise DataValidationError(
+            f"{log.path}: not the log {pred_dir} scored as {log.log_id!r} (frame "
+            f"{int(log.frame[index[row]])}: {int(differ[row].sum())} of its {int(seen[row].sum())} "
+            f"seen cells hold another class than the run reports); give --logs the logs the run scored")
 
 
 def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
@@ -232,6 +255,7 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
         predicted = cells_grid(cells, "predicted", grid)
         confidence = cells_grid(cells, "confidence", grid)
         index = np.searchsorted(log.frame, cells.column("frame").to_numpy())
+        check_seen_cells(log, index, predicted, pred_dir)
         probs = _probabilities_from_cells(predicted, confidence, len(classes))
         layout = road_layout = None
         if log.layout_true is not None and "road_layout" in cells.column_names:

@@ -58,3 +58,18 @@ def test_evaluate_refuses_another_log_under_the_scored_log_id(demo_run, tmp_path
     assert f"not the log {run_dir} scored as '{log.log_id}' (frame 1 is at t = " in message
     assert message.endswith("give --logs the logs the run scored")
     assert evaluate(run_dir, workspace / "data" / "driving").exit_code == 0
+
+
+def test_evaluate_refuses_another_seeds_log_with_the_same_frames_and_times(demo_run, tmp_path):
+    """Frames and times match (same world, same length); the cells seen do not."""
+    workspace, run_dir = demo_run
+    scored = sorted((workspace / "data" / "driving").glob("*.parquet"))[0]
+    log = read_log(scored)
+    seen = log.visible[2]
+    log.semantic[2][seen] = (log.semantic[2][seen] + 1) % len(log.meta.classes)
+    write_log(log, tmp_path / "logs" / scored.name)
+    result = evaluate(run_dir, tmp_path / "logs")
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert f"not the log {run_dir} scored as '{log.log_id}' (frame {int(log.frame[2])}: " in message
+    assert "seen cells hold another class than the run reports" in message
