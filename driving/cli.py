@@ -141,7 +141,7 @@ def import_logs(fmt, src, out, mask, voxel_size, split):
     unknown class id is refused in one line naming the file; nothing is written then.
     """
     paths = import_occ3d(src, out, mask=mask, voxel_m=voxel_size, split=split)
-    click.echo(f"wrote {len(paths)} logs to {out}")
+    click.echo(f"wrote {counted(len(paths), 'log')} to {out}")
 
 
 @driving.command("export-rerun")

@@ -171,7 +171,9 @@ def export(model_dir, network, fmt, out, atol, rtol):
                                               hidden-voxel indicator (all 0 for the segmenter)
     output  logits  float32 (B, L + 1, X, Y, Z)  segmenter: class logits (0 = background)
     output  output  float32 (B, 2, X, Y, Z)   anomaly network: correction to the context
-                                              baseline, and log variance
+                                              baseline, and log variance (B, 18, ...: 16
+                                              embedding channels after them when pretrained
+                                              with pretext inpaint_invariant)
     B is any batch size; X, Y, Z any multiples of the product of the UNet's strides
     (inference feeds windows of the bundle's roi_size). Resampling, windowing, sliding
     windows, the masking schedule and scoring stay in Python; the file's doc_string says
