@@ -67,7 +67,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, SHARE_MARGIN,
-                                                     _describe, arm_jobs, arm_step, bench_args,
+                                                     describe_step, arm_jobs, arm_step, bench_args,
                                                      cached, compare, decided_result,
                                                      experiment_parser, heldout_of_saved,
                                                      pretrain_step, summary_lines)
@@ -126,7 +126,7 @@ class Schedule:
                 key = self.pending.pop(future)
                 result = future.result()
                 write_text_atomic(self.work / "arms" / f"{key}.json", json.dumps(result, indent=2))
-                print(f"{key}: {_describe(result)}", flush=True)
+                print(f"{key}: {describe_step(result)}", flush=True)
                 self.finish(key, result)
         return self.steps
 
@@ -184,7 +184,8 @@ def decide(test: dict) -> dict:
 def decide_default(decision: dict, held: dict) -> dict:
     """Default pretext only if adopted on the test set and, on the HELD-OUT set, its share is
     not below in-painting's."""
-    not_below = held[CANDIDATE]["share_closed"] >= held[BASELINE]["share_closed"]
+    shares = held[CANDIDATE]["share_closed"], held[BASELINE]["share_closed"]
+    not_below = None not in shares and shares[0] >= shares[1]   # None: no gap held out
     return {"heldout_share_not_below_inpaint": not_below,
             "becomes_default": bool(decision["adopted"] and not_below)}
 

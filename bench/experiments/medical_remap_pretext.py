@@ -147,11 +147,11 @@ def run_all(work: Path, settings: list[str], jobs: int) -> dict:
                 key = pending.pop(future)
                 steps[key] = future.result()
                 write_text_atomic(work / "arms" / f"{key}.json", json.dumps(steps[key], indent=2))
-                print(f"{key}: {_describe(steps[key])}", flush=True)
+                print(f"{key}: {describe_step(steps[key])}", flush=True)
     return steps
 
 
-def _describe(step: dict) -> str:
+def describe_step(step: dict) -> str:
     if "mean_dice" in step:
         return f"test Dice {step['mean_dice']:.3f} ({step['seconds']} s)"
     return f"pretrained, {step['epochs']} epochs ({step['seconds']} s)"
@@ -253,9 +253,14 @@ def heldout_of_saved(work: Path, result: dict) -> dict:
     return heldout(work, {key: cached(work / "arms" / f"{key}.json") for key in result["steps"]})
 
 
+def _share(share: float | None) -> str:
+    """A share of the gap as printed; None (no gap between the budgets): ``n/a``."""
+    return "n/a" if share is None else f"{share:.3f}"
+
+
 def summary_lines(summary: dict) -> list[str]:
     """One line per arm of a ``compare`` summary: share, gap, gain, at 8, per subset."""
-    return [f"{arm}: share {entry['share_closed']:.3f} (gap {entry['gap_points']:.1f}, gain "
+    return [f"{arm}: share {_share(entry['share_closed'])} (gap {entry['gap_points']:.1f}, gain "
             f"{entry['gain_points']:+.1f}), at 8 {entry['largest_budget_difference_points']:+.1f}, "
             f"per subset {entry['per_subset_points_at_2']}" for arm, entry in summary.items()]
 
