@@ -74,11 +74,11 @@ def object_regions(current, margins) -> "torch.Tensor":
     """Cells within ``margin`` cells (Chebyshev) of an observed object, per grid.
 
     Args:
-        current: ``(B, H, W)`` uint8 observed classes (tensor or array; 255 = not seen).
+        current: ``(B, H, W)`` uint8 observed classes (array or CPU tensor; 255 = not seen).
         margins: one margin (cells) for all grids, or ``(B,)`` margins.
 
     Returns:
-        ``(B, H, W)`` bool tensor: the objects (vehicle, pedestrian, static obstacle) grown
+        ``(B, H, W)`` bool CPU tensor: the objects (vehicle, pedestrian, static obstacle) grown
         by their margin -- what an object-centred mask hides, so that the model must say
         where an object is (forecast) or whether one belongs there at all (tube) from the
         surroundings, not from the object's own visible cells.
