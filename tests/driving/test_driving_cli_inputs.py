@@ -1,9 +1,14 @@
 """`unmask driving` given what a user plausibly gets wrong: a reused output folder, logs
-without simulator truth, the wrong log for a run. Each stops in one line that says what to do."""
+without simulator truth, the wrong log for a run, logs too short to calibrate. Each stops in
+one line that says what to do."""
+
+import pytest
 from click.testing import CliRunner, Result
 
 from core.cli import cli
-from driving.schema import read_log, write_log
+from core.errors import DataValidationError
+from driving.model.predictor import OcclusionPredictor
+from driving.schema import read_log, slice_log, write_log
 
 
 def simulate(out, *options) -> Result:
@@ -58,3 +63,36 @@ def test_evaluate_refuses_another_log_under_the_scored_log_id(demo_run, tmp_path
     assert f"not the log {run_dir} scored as '{log.log_id}' (frame 1 is at t = " in message
     assert message.endswith("give --logs the logs the run scored")
     assert evaluate(run_dir, workspace / "data" / "driving").exit_code == 0
+
+
+def train(logs, out) -> Result:
+    return CliRunner().invoke(cli, ["driving", "train", "--logs", str(logs), "--out", str(out),
+                                    "--epochs", "1", "--steps-per-epoch", "1", "--quiet"])
+
+
+def test_train_on_logs_too_short_to_calibrate_names_the_frames_a_log_needs(tmp_path):
+    """The CLI has no calibration_fraction flag: the line names the frames a log needs (8 at
+    the default 0.2: the last 20 % of 8 frames rounds to 2), and logs that long train."""
+    assert simulate(tmp_path / "short", "--logs", "2", "--frames", "7").exit_code == 0
+    result = train(tmp_path / "short", tmp_path / "model")
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "the longest training log has 7 frames: train on logs of at least 8 frames" in message
+    assert "OcclusionPredictor(calibration_fraction=...)" in message
+    assert "or a larger calibration_fraction" not in message
+    assert simulate(tmp_path / "enough", "--logs", "2", "--frames", "8").exit_code == 0
+    result = train(tmp_path / "enough", tmp_path / "model")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("fraction, shortest", [(0.2, 8), (0.3, 5), (0.1, 15), (0.5, 3)])
+def test_the_frames_a_log_needs_are_the_fewest_with_a_two_frame_tail(normal_logs, fraction,
+                                                                     shortest):
+    """Worked by hand: the fewest n with round(n * fraction) >= 2 (Python rounds 1.5 to 2)."""
+    predictor = OcclusionPredictor(calibration_fraction=fraction)
+    [log] = normal_logs(1, 16, seed=5)
+    assert predictor.shortest_training_log() == shortest
+    just_long_enough = slice_log(log, 0, shortest)
+    assert [len(tail) for tail in predictor.calibration_logs([just_long_enough])] == [2]
+    with pytest.raises(DataValidationError, match=f"logs of at least {shortest} frames"):
+        predictor.calibration_logs([slice_log(log, 0, shortest - 1)])
