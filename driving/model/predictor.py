@@ -376,14 +376,16 @@ class OcclusionPredictor(Estimator):
             raise NotFittedError("OcclusionPredictor is not fitted; call fit(logs) or load(path)")
 
     def check_log(self, log: DriveLog) -> None:
-        """The log must have the geometry and classes the model was trained on."""
+        """The log must have the geometry and classes the model was trained on; the refusal
+        says the two ways on (no mapping between geometries is guessed)."""
         self._check_network()
         m = self.meta_
         for name in ("grid_shape", "classes", "ego_cell", "resolution_m"):
             if tuple(np.atleast_1d(getattr(log.meta, name))) != tuple(np.atleast_1d(getattr(m, name))):
                 raise DataValidationError(
                     f"{log.path or log.log_id}: metadata {name} {getattr(log.meta, name)} differs "
-                    f"from the model's {getattr(m, name)}")
+                    f"from the model's {getattr(m, name)}: score logs with the model's {name}, "
+                    "or train a model on logs like this one (unmask driving train --logs DIR)")
 
     def stack(self, log: DriveLog, world: WorldCells | None = None) -> tuple[np.ndarray, np.ndarray]:
         """This model's network input for every frame of ``log`` (see :func:`stack_frames`;

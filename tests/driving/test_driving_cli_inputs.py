@@ -1,6 +1,7 @@
 """`unmask driving` given what a user plausibly gets wrong: a reused output folder, logs
-without simulator truth, the wrong log for a run, logs too short to calibrate. Each stops in
-one line that says what to do."""
+without simulator truth, the wrong log for a run, logs too short to calibrate, logs of another
+geometry than the model's. Each stops in one line that says what to do."""
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner, Result
@@ -96,3 +97,27 @@ def test_the_frames_a_log_needs_are_the_fewest_with_a_two_frame_tail(normal_logs
     assert [len(tail) for tail in predictor.calibration_logs([just_long_enough])] == [2]
     with pytest.raises(DataValidationError, match=f"logs of at least {shortest} frames"):
         predictor.calibration_logs([slice_log(log, 0, shortest - 1)])
+
+
+def score(model, logs, out) -> Result:
+    return CliRunner().invoke(cli, ["driving", "score", "--model", str(model), "--logs", str(logs),
+                                    "--out", str(out), "--quiet"])
+
+
+@pytest.mark.parametrize("field", ["grid_shape", "ego_cell"])
+def test_score_refuses_another_geometry_and_says_what_to_do(demo_run, demo_model_dir, small_log,
+                                                            tmp_path, field):
+    workspace, _ = demo_run
+    log = read_log(sorted((workspace / "data" / "driving").glob("*.parquet"))[0])
+    row, column = log.meta.ego_cell
+    moved = replace(log, meta=replace(log.meta, ego_cell=(row - 8, column)))
+    other = {"grid_shape": small_log, "ego_cell": moved}[field]
+    path = write_log(other, tmp_path / "logs" / "drive.parquet")
+    result = score(demo_model_dir, path, tmp_path / "run")
+    assert result.exit_code != 0
+    model_value = getattr(log.meta, field)
+    assert str(result.exception) == (
+        f"{path}: metadata {field} {getattr(other.meta, field)} differs from the model's "
+        f"{model_value}: score logs with the model's {field}, or train a model on logs like "
+        "this one (unmask driving train --logs DIR)")
+    assert not (tmp_path / "run").exists()
