@@ -1,6 +1,8 @@
 """`unmask driving` given what a user plausibly gets wrong: a reused output folder, logs
 without simulator truth, the wrong log for a run, logs too short to calibrate, logs of another
-geometry than the model's. Each stops in one line that says what to do."""
+geometry than the model's, a training folder of mixed frame rates. Each stops in one line that
+says what to do."""
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -121,3 +123,20 @@ def test_score_refuses_another_geometry_and_says_what_to_do(demo_run, demo_model
         f"{model_value}: score logs with the model's {field}, or train a model on logs like "
         "this one (unmask driving train --logs DIR)")
     assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_a_folder_of_mixed_frame_rates_naming_a_log_of_each(tmp_path):
+    """A 10 Hz town log and a 5 Hz highway log: the model's history counts frames, so the
+    two would mix 2 s and 4 s of the past under one set of weights."""
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for world in ("town", "highway"):
+        result = simulate(tmp_path / world, "--logs", "1", "--frames", "10", "--world", world)
+        assert result.exit_code == 0, result.output
+        shutil.copy(tmp_path / world / "log_000.parquet", mixed / f"{world}.parquet")
+    result = train(mixed, tmp_path / "model")
+    assert result.exit_code != 0
+    assert str(result.exception).startswith(
+        f"training logs at different frame rates: {mixed / 'highway.parquet'} at 5 Hz, "
+        f"{mixed / 'town.parquet'} at 10 Hz; the model's history is counted in frames")
+    assert not (tmp_path / "model").exists()
