@@ -35,13 +35,16 @@ EGO_COLOUR = (255, 0, 255)                  # the ego's 3x3 mark on every panel
 
 @dataclass
 class LogLayers:
-    """All frames of one log: grids ``(T, H, W)`` (uint8 / bool), ``frames`` ``(T,)``."""
+    """All frames of one log: grids ``(T, H, W)`` (uint8 / bool), ``frames`` ``(T,)``;
+    ``classes`` names the grids' ids, ``declared_classes`` the classes the log's file listed
+    (its world's, ``LogMeta.world``: an Occ3D import has no lane markings)."""
 
     log_id: str
     frames: np.ndarray
     observed: np.ndarray
     visible: np.ndarray
     classes: tuple[str, ...]
+    declared_classes: tuple[str, ...]
     ego_cell: tuple[int, int]
     resolution_m: float
     truth: np.ndarray | None = None
@@ -131,7 +134,8 @@ def load_layers(run_dir, manifest: dict, log_id: str) -> LogLayers:
     t = len(log)
     layers = LogLayers(
         log_id=log_id, frames=log.frame.astype(np.int64), observed=log.semantic,
-        visible=log.visible, classes=tuple(meta.classes), ego_cell=tuple(meta.ego_cell),
+        visible=log.visible, classes=tuple(meta.classes), declared_classes=tuple(meta.world),
+        ego_cell=tuple(meta.ego_cell),
         resolution_m=float(meta.resolution_m), truth=log.semantic_true)
     cells_path = Path(run_dir) / "cells" / f"{log_id}.parquet"
     if cells_path.is_file():
@@ -218,11 +222,13 @@ def panel_caption(name: str) -> str:
     return f"{name} · {PANEL_KEYS[name]}" if name in PANEL_KEYS else name
 
 
-def class_legend(classes) -> list[tuple[str, tuple[int, int, int]]]:
-    """``(class, RGB)`` per class, for unobserved cells and for the ego's mark, from the
-    panels' palette."""
+def class_legend(classes, declared=None) -> list[tuple[str, tuple[int, int, int]]]:
+    """``(class, RGB)`` per class of ``classes`` (the grids' ids) that the log ``declared``
+    (None: all; a class its world lacks never appears on a panel), for unobserved cells and
+    for the ego's mark, from the panels' palette."""
     palette = class_palette(classes)
-    entries = [(str(name), tuple(int(c) for c in palette[k])) for k, name in enumerate(classes)]
+    entries = [(str(name), tuple(int(c) for c in palette[k])) for k, name in enumerate(classes)
+               if declared is None or name in declared]
     return entries + [("unobserved", tuple(int(c) for c in palette[UNOBSERVED])),
                       ("ego (facing up)", EGO_COLOUR)]
 

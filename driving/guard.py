@@ -3,7 +3,8 @@
 ``driving train`` fits an :class:`InputProfile` on the training logs and saves it in the
 bundle: the frame rate (from the timestamps, not the metadata), the ego-speed range, the
 share of hidden cells, the class shares of the observed cells (and how far one training
-log's share of each class strays from the others') and the grid geometry.
+log's share of each class strays from the others') and the grid geometry. Training logs of
+different frame rates are refused (:func:`check_one_rate`): the model counts time in frames.
 ``driving score`` and ``driving batch-score`` compare each log with it
 (:func:`input_warnings`): a log unlike the training logs gets ONE ``warning:`` line listing
 every difference; geometry that cannot be mapped stays refused
@@ -130,9 +131,28 @@ def class_spread(shares: np.ndarray, others: np.ndarray, everywhere: np.ndarray)
     return np.abs(np.log(ratios)).max(0)
 
 
+def check_one_rate(logs: list[DriveLog], rates: list[float]) -> None:
+    """Training logs share one frame rate (``rates``, theirs, within ``RATE_MARGIN``): the
+    model's history, its smoothing window and its scoring state count frames (one rate,
+    the first log's, in its metadata), so 20 frames back are 2 s at 10 Hz but 4 s at 5 Hz.
+
+    Raises:
+        DataValidationError: naming the slowest and the fastest log and their rates.
+    """
+    slow, fast = int(np.argmin(rates)), int(np.argmax(rates))
+    if rates[fast] > rates[slow] * RATE_MARGIN:
+        raise DataValidationError(
+            f"training logs at different frame rates: {logs[slow].path or logs[slow].log_id} "
+            f"at {rates[slow]:.3g} Hz, {logs[fast].path or logs[fast].log_id} at "
+            f"{rates[fast]:.3g} Hz; the model's history is counted in frames, so mixed rates "
+            "mix time spans: train one model per frame rate (one folder of logs each)")
+
+
 def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
-    """The :class:`InputProfile` of training logs (all their frames)."""
+    """The :class:`InputProfile` of training logs (all their frames), which must share one
+    frame rate (:func:`check_one_rate`)."""
     rates = [frame_rate(log) for log in logs]
+    check_one_rate(logs, rates)
     speed = np.concatenate([log.ego_speed for log in logs])
     hidden = np.concatenate([hidden_shares(log) for log in logs])
     counts = [class_counts(log) for log in logs]

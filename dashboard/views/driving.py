@@ -140,7 +140,8 @@ def replay() -> None:
         for column, (name, picture) in zip(st.columns(2), items[start:start + 2]):
             column.image(picture, caption=driving_data.panel_caption(name), width="stretch")
     keys = st.columns(2)
-    keys[0].image(render.legend(driving_data.class_legend(layers.classes)), caption="Classes")
+    legend = driving_data.class_legend(layers.classes, layers.declared_classes)
+    keys[0].image(render.legend(legend), caption="Classes")
     if layers.error is not None:
         keys[1].image(driving_data.error_bar(layers), caption="Error colour scale")
     explained = shap[shap["frame"] == frame]

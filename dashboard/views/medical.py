@@ -102,9 +102,13 @@ with side:    # controls beside the image, so the image starts at the top of the
     show_seg = overlays[0].toggle("Segmentation", value=volumes.segmentation is not None,
                                   disabled=volumes.segmentation is None, key="ct_show_seg")
     seg_opacity = overlays[1].slider("Seg. opacity", 0.0, 1.0, 0.35, 0.05, key="ct_seg_opacity")
-    show_heat = overlays[0].toggle("Anomaly heat map", value=volumes.anomaly is not None,
-                                   disabled=volumes.anomaly is None, key="ct_show_heat")
-    heat_opacity = overlays[1].slider("Heat opacity", 0.0, 1.0, 0.6, 0.05, key="ct_heat_opacity")
+    no_heat = volumes.anomaly is None      # a segmenter without an anomaly model
+    show_heat = overlays[0].toggle("Anomaly heat map", value=not no_heat, disabled=no_heat,
+                                   key="ct_show_heat")
+    heat_opacity = overlays[1].slider("Heat opacity", 0.0, 1.0, 0.6, 0.05, disabled=no_heat,
+                                      key="ct_heat_opacity")
+    if no_heat:
+        st.caption("No anomaly heat map: this run was made without an anomaly model.")
 with viewer:
     image = medical_data.slice_image(volumes, plane, index, window, show_seg, show_heat,
                                      seg_opacity, heat_opacity, size=480)

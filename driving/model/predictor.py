@@ -186,9 +186,8 @@ class OcclusionPredictor(Estimator):
         self.calibration_windows([log for log, _ in self._calibration_pairs(logs)])
         train_grids, train_speed, train_future = [], [], []
         for log in logs:
-            n_cal = int(round(len(log) * self.calibration_fraction))
             grids, speed = self.stack(log)
-            cut = len(log) - n_cal
+            cut = len(log) - self._tail_frames(len(log))
             train_grids.append(grids[:cut])
             train_speed.append(speed[:cut])
             train_future.append(future_targets(slice_log(log, 0, cut), self.future))
@@ -277,16 +276,34 @@ class OcclusionPredictor(Estimator):
         return [tail for _, tail in self._calibration_pairs(logs)]
 
     def _calibration_pairs(self, logs: list[DriveLog]) -> list[tuple[DriveLog, DriveLog]]:
-        """``(log, its held-out tail)`` for every log with a tail of at least 2 frames."""
-        out = []
-        for log in logs:
-            n_cal = int(round(len(log) * self.calibration_fraction))
-            if n_cal >= 2:
-                out.append((log, slice_log(log, len(log) - n_cal)))
-        if not out:
-            raise DataValidationError("calibration needs at least 2 held-out frames; use longer "
-                                      "logs or a larger calibration_fraction")
+        """``(log, its held-out tail)`` for every log with a tail of ``MIN_TAIL`` frames or more."""
+        shortest = self.shortest_training_log()
+        out = [(log, slice_log(log, len(log) - self._tail_frames(len(log))))
+               for log in logs if len(log) >= shortest]
+        if not out:   # the CLI cannot set calibration_fraction: say what a log needs
+            longest = max((len(log) for log in logs), default=0)
+            raise DataValidationError(
+                f"calibration needs a held-out tail of at least {MIN_TAIL} frames (the last "
+                f"{self.calibration_fraction:.0%} of a log), and the longest training log has "
+                f"{longest} frames: train on logs of at least {shortest} frames (from Python, "
+                "OcclusionPredictor(calibration_fraction=...) sets the share held out)")
         return out
+
+    def _tail_frames(self, n_frames: int) -> int:
+        """Frames held out for calibration at the end of a log of ``n_frames``."""
+        return int(round(n_frames * self.calibration_fraction))
+
+    def shortest_training_log(self) -> int:
+        """The fewest frames a log needs for a held-out tail of ``MIN_TAIL`` frames (8 at
+        the default ``calibration_fraction`` 0.2); shorter logs are trained on, never
+        calibrated on."""
+        fraction = self.calibration_fraction
+        if not 0 < fraction < 1:
+            raise DataValidationError(f"calibration_fraction={fraction!r} must be between 0 and 1")
+        n_frames = max(MIN_TAIL, int((MIN_TAIL - 0.5) / fraction) - 1)   # just below the answer
+        while self._tail_frames(n_frames) < MIN_TAIL:
+            n_frames += 1
+        return n_frames
 
     def calibrate(self, logs: list[DriveLog], frame_scorer=None) -> "OcclusionPredictor":
         """Fit the memory gate on the held-out tails of ``logs`` (the training logs:
@@ -311,7 +328,8 @@ class OcclusionPredictor(Estimator):
         if len(windows) < 2:
             warnings.warn("the alert threshold was calibrated on one training log, read off its own "
                           "frames: new drives may alert more often than the nominal "
-                          f"{self.contamination:.0%}; {_one_log_cause(len(logs), len(pairs))}",
+                          f"{self.contamination:.0%}; "
+                          f"{_one_log_cause(len(logs), len(pairs), self.shortest_training_log())}",
                           UnmaskWarning, stacklevel=2)
         self.scoring_, per_log = fit_scoring_state(self, windows, self.smooth_s, self.progress,
                                                    frame_scorer)
@@ -358,14 +376,16 @@ class OcclusionPredictor(Estimator):
             raise NotFittedError("OcclusionPredictor is not fitted; call fit(logs) or load(path)")
 
     def check_log(self, log: DriveLog) -> None:
-        """The log must have the geometry and classes the model was trained on."""
+        """The log must have the geometry and classes the model was trained on; the refusal
+        says the two ways on (no mapping between geometries is guessed)."""
         self._check_network()
         m = self.meta_
         for name in ("grid_shape", "classes", "ego_cell", "resolution_m"):
             if tuple(np.atleast_1d(getattr(log.meta, name))) != tuple(np.atleast_1d(getattr(m, name))):
                 raise DataValidationError(
                     f"{log.path or log.log_id}: metadata {name} {getattr(log.meta, name)} differs "
-                    f"from the model's {getattr(m, name)}")
+                    f"from the model's {getattr(m, name)}: score logs with the model's {name}, "
+                    "or train a model on logs like this one (unmask driving train --logs DIR)")
 
     def stack(self, log: DriveLog, world: WorldCells | None = None) -> tuple[np.ndarray, np.ndarray]:
         """This model's network input for every frame of ``log`` (see :func:`stack_frames`;
@@ -461,6 +481,7 @@ class OcclusionPredictor(Estimator):
 
 
 GATE_FUTURE = (1, 2, 5, 10, 20)   # later frames whose observations the gate is fitted on
+MIN_TAIL = 2                      # held-out frames a log needs to be calibrated on
 
 
 def _weighted_ce(logits, target, weight):
@@ -468,10 +489,11 @@ def _weighted_ce(logits, target, weight):
     return F.cross_entropy(logits, target, weight=weight.to(logits.device), ignore_index=-100)
 
 
-def _one_log_cause(n_logs: int, n_usable: int) -> str:
+def _one_log_cause(n_logs: int, n_usable: int, shortest: int) -> str:
     """What to change when calibration ended up with one log's frames (the budget never
-    leaves one window of two or more logs: :meth:`OcclusionPredictor.calibration_windows`)."""
+    leaves one window of two or more logs: :meth:`OcclusionPredictor.calibration_windows`);
+    ``shortest``: the frames a log needs for a held-out tail."""
     if n_logs < 2:
         return "train on two or more logs"
     return (f"{n_logs - n_usable} of the {n_logs} logs were too short for a held-out tail "
-            "of 2 frames (calibration_fraction); use longer logs")
+            f"of {MIN_TAIL} frames (calibration_fraction); use logs of at least {shortest} frames")

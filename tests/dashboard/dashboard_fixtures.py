@@ -128,9 +128,12 @@ def _phantom(shape, spacing, lesion: bool, rng):
 
 
 def write_medical_run(ws, n_cases: int = 2, shape=(24, 20, 12), spacing=(1.5, 1.5, 3.0),
-                      seed: int = 0, run_id: str = "medical-run") -> Path:
+                      seed: int = 0, run_id: str = "medical-run",
+                      anomaly_model: bool = True) -> Path:
     """Phantom NIfTI images in ``ws/data/medical`` and an inference run; the first case has a
-    lesion (the hot anomaly map) and ranks first."""
+    lesion (the hot anomaly map) and ranks first. ``anomaly_model=False``: the run of a
+    segmenter alone, as ``medical infer`` writes it (segmentations; no anomaly maps, scores,
+    p-values, alerts or SHAP)."""
     import nibabel as nib
 
     rng = np.random.default_rng(seed)
@@ -157,20 +160,26 @@ def write_medical_run(ws, n_cases: int = 2, shape=(24, 20, 12), spacing=(1.5, 1.
             shap_rows.append({"case": name, "region": region, "shap_value": value, "base_value": 1.0})
     scores = pd.DataFrame(rows).sort_values("score", ascending=False).reset_index(drop=True)
     scores["p_value"] = np.linspace(0.01, 0.5, len(scores))
+    if not anomaly_model:
+        scores = scores.drop(columns="anomaly_map").assign(score=np.nan, p_value=np.nan)
+        shap_rows = []
     scores["is_alert"] = scores["p_value"] < 0.05
     scores["rank"] = np.arange(1, len(scores) + 1, dtype=np.int64)
     run_dir = ws / "runs" / "medical" / run_id
     with create_run(run_dir, "medical", "infer", inputs=[r["image"] for r in rows]) as run:
         for name, (labels, error) in volumes.items():
             nib.save(nib.Nifti1Image(labels, affine), str(run.path(f"seg:{name}", f"{name}_seg.nii.gz")))
-            nib.save(nib.Nifti1Image(error, affine),
-                     str(run.path(f"anomaly:{name}", f"{name}_anomaly.nii.gz")))
+            if anomaly_model:
+                nib.save(nib.Nifti1Image(error, affine),
+                         str(run.path(f"anomaly:{name}", f"{name}_anomaly.nii.gz")))
         scores.to_parquet(run.path("scores", "scores.parquet"), index=False)
-        pd.DataFrame(shap_rows).to_parquet(run.path("region_shap", "region_shap.parquet"), index=False)
+        pd.DataFrame(shap_rows, columns=["case", "region", "shap_value", "base_value"]).to_parquet(
+            run.path("region_shap", "region_shap.parquet"), index=False)
+        calibration = ({"calibration_reference": _reference(rng.uniform(0.0, 50.0, 20))}
+                       if anomaly_model else {})
         run.summarize(labels={"1": "liver", "2": "spleen"}, n_cases=len(scores),
-                      n_alerts=int(scores["is_alert"].sum()),
-                      warning="a warning the run wrote into its summary",
-                      calibration_reference=_reference(rng.uniform(0.0, 50.0, 20)))
+                      n_alerts=int(scores["is_alert"].sum()), has_anomaly_maps=anomaly_model,
+                      warning="a warning the run wrote into its summary", **calibration)
     return run_dir
 
 

@@ -1,12 +1,17 @@
 """Plain functions behind the CT viewer and drive replay: slice cursor across planes,
 orientation letters, legends, colour bars and colour scaling, top frames, timeline clicks."""
+from dataclasses import replace
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
+from core.runs import load_manifest
 from dashboard import driving_data, medical_data, plots, render
-from driving.schema import CLASS_COLOURS, UNOBSERVED_COLOUR
+from dashboard_fixtures import write_driving_run
+from driving.importers.occ3d import WORLD_CLASSES as OCC3D_CLASSES
+from driving.schema import CLASS_COLOURS, CLASSES, UNOBSERVED_COLOUR, read_log, write_log
 from driving.scoring.surprise import region_masks
 
 
@@ -159,3 +164,23 @@ def test_drive_shap_regions_are_named_by_where_they_lie_from_the_ego():
                      "3 m behind to 5 m ahead, 1 m left to 7 m right"]
     assert masks[0][0, 0] and masks[1][0, 7] and masks[2][7, 0] and masks[3][7, 7]
     assert masks.sum(0).min() == 1  # every cell in exactly one region
+
+
+def test_class_legend_lists_the_classes_the_log_declares(tmp_path):
+    """An Occ3D import lists no lane_marking: the replay's legend names the classes the log's
+    file lists, not every class the model knows."""
+    run_dir = write_driving_run(tmp_path / "ws")
+    manifest = load_manifest(run_dir)
+    log = read_log(manifest["inputs"][0])
+    layers = driving_data.load_layers(run_dir, manifest, "log_000")
+    shown = [name for name, _ in driving_data.class_legend(layers.classes, layers.declared_classes)]
+    assert shown == list(CLASSES) + ["unobserved", "ego (facing up)"]       # a simulated log
+    marking, road = CLASSES.index("lane_marking"), CLASSES.index("road")
+    no_markings = {name: np.where(getattr(log, name) == marking, road, getattr(log, name))
+                   for name in ("semantic", "semantic_true")}
+    imported = replace(log, meta=replace(log.meta, world_classes=OCC3D_CLASSES), **no_markings)
+    write_log(imported, manifest["inputs"][0])
+    layers = driving_data.load_layers(run_dir, manifest, "log_000")
+    shown = [name for name, _ in driving_data.class_legend(layers.classes, layers.declared_classes)]
+    assert shown == list(OCC3D_CLASSES) + ["unobserved", "ego (facing up)"]
+    assert "lane_marking" not in shown

@@ -10,6 +10,7 @@ import re
 import pandas as pd
 
 from dashboard import driving_data, plots
+from dashboard_fixtures import write_medical_run
 from test_dashboard_pages import open_app, texts
 
 FRAME_KEY = "drive_frame:driving-run:log_000"
@@ -49,6 +50,20 @@ def test_ct_orientation_legend_and_colour_bar_are_shown(monkeypatch, workspace):
     assert [i.captions[0] for i in at.image[1:]] == ["Organ colours", "Anomaly heat map scale"]
     at.radio(key="ct_plane").set_value("sagittal").run()
     assert "patient's A on the left, S at the top" in at.image[0].captions[0]
+
+
+def test_ct_heat_controls_are_off_with_a_note_when_the_run_has_no_anomaly_map(monkeypatch,
+                                                                             workspace, tmp_path):
+    at = open_app(monkeypatch, workspace, "views/medical.py")
+    assert not at.slider(key="ct_heat_opacity").disabled
+    assert not at.toggle(key="ct_show_heat").disabled
+    assert "without an anomaly model" not in texts(at)
+    segmenter_only = tmp_path / "segmenter_only"
+    write_medical_run(segmenter_only, anomaly_model=False)
+    at = open_app(monkeypatch, segmenter_only, "views/medical.py")
+    assert at.slider(key="ct_heat_opacity").disabled and at.toggle(key="ct_show_heat").disabled
+    assert "No anomaly heat map: this run was made without an anomaly model." in texts(at)
+    assert [i.captions[0] for i in at.image[1:]] == ["Organ colours"]      # no heat scale
 
 
 def test_ct_selecting_a_case_row_opens_the_case(monkeypatch, workspace):

@@ -335,3 +335,14 @@ def test_a_training_log_that_shows_nothing_is_refused_by_name(town_logs):
                     semantic=np.full_like(town_logs[1].semantic, UNOBSERVED))
     with pytest.raises(DataValidationError, match=f"{blind.log_id}: no observed cell"):
         fit_input_profile([town_logs[0], blind])
+
+
+def test_training_logs_share_one_frame_rate_within_the_guards_margin(town_logs):
+    """One rate: within RATE_MARGIN (1.25x) two logs' rates are the same rate (imported
+    scenes' median rates differ a little); at twice the period they are refused by name."""
+    jittered = replace(town_logs[1], timestamp=town_logs[1].timestamp * 1.2)        # 8.3 Hz
+    assert fit_input_profile([town_logs[0], jittered]).rate_hz == pytest.approx((10 / 1.2, 10.0))
+    halved = replace(town_logs[1], timestamp=town_logs[1].timestamp * 2.0)          # 5 Hz
+    with pytest.raises(DataValidationError, match=r"^training logs at different frame rates: "
+                                                  r"town_1 at 5 Hz, town_0 at 10 Hz;"):
+        fit_input_profile([town_logs[0], halved])
