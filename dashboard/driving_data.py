@@ -238,9 +238,10 @@ def error_bar(layers: LogLayers, width: int = 320) -> np.ndarray:
     return render.colour_bar(render.magma, layers.error_range, ERROR_UNITS, width)
 
 
-def shown_score(score: float) -> str:
-    """A frame score to 4 decimals, without the ``-0.0000`` a tiny negative score gives."""
-    return f"{round(float(score), 4) + 0.0:.4f}"       # -0.0 + 0.0 is 0.0
+def shown_score(score: float, decimals: int = 4) -> str:
+    """A frame score to ``decimals`` places, without the ``-0.0000`` a tiny negative score
+    gives."""
+    return f"{round(float(score), decimals) + 0.0:.{decimals}f}"       # -0.0 + 0.0 is 0.0
 
 
 def top_frames(log_frames: pd.DataFrame, n: int = TOP_FRAMES) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from core.errors import DataValidationError
 from core.names import check_name
+from core.text import counted
 from medical.io import load_volume
 
 from . import render
@@ -114,8 +115,9 @@ def run_warnings(manifest: dict, named: int = 8) -> list[str]:
         listed = ", ".join(cases[:named]) + (f" and {len(cases) - named} more"
                                              if len(cases) > named else "")
         total = summary.get("n_cases", len(cases))
-        lines.append(f"{len(cases)} of {total} cases carry warnings ({listed}); each case shows "
-                     "its own above its slices")
+        verb = "carries" if len(cases) == 1 else "carry"
+        lines.append(f"{len(cases)} of {counted(total, 'case')} {verb} warnings ({listed}); each "
+                     "case shows its own above its slices")
     return lines
 
 

@@ -64,7 +64,7 @@ top = driving_data.top_frames(frames)
 st.caption("Top frames (highest score first)")
 for k, (column, (top_frame, top_score)) in enumerate(
         zip(st.columns(driving_data.TOP_FRAMES), top[["frame", "score"]].itertuples(index=False))):
-    column.button(f"#{k + 1} · frame {int(top_frame)} ({top_score:.3f})", on_click=go_to,
+    column.button(f"#{k + 1} · frame {int(top_frame)} ({driving_data.shown_score(top_score, 3)})", on_click=go_to,
                   args=(int(top_frame),), key=f"drive_top_{k}", width="stretch")
 
 

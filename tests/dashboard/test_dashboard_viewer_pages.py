@@ -141,3 +141,4 @@ def test_drive_timeline_ticks_whole_frames_and_keys_its_marks():
 def test_a_tiny_negative_frame_score_shows_as_zero():
     assert driving_data.shown_score(-3e-9) == "0.0000"
     assert driving_data.shown_score(0.12345) == "0.1235"
+    assert driving_data.shown_score(-3e-9, 3) == "0.000"     # the top-frame buttons' places

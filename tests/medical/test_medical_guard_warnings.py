@@ -140,7 +140,7 @@ def test_the_ct_page_shows_the_warning(tiny_models, tiny_data, tmp_path, monkeyp
           str(workspace / "runs" / "medical" / "slab-run"), "--quiet"])
     shown = banners(ct_page(workspace, monkeypatch))
     # the run names the case once; the case's own lines show with it, not twice on the page
-    assert "1 of 1 cases carry warnings (slab); each case shows its own above its slices" in shown
+    assert "1 of 1 case carries warnings (slab); each case shows its own above its slices" in shown
     assert any(w.startswith("This case: field of view unlike") for w in shown), shown
     assert sum("field of view unlike" in w for w in shown) == 1, shown
 
