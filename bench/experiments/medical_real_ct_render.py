@@ -53,6 +53,7 @@ from scipy import ndimage
 from bench.shared_data import SHARED_DATA
 from core.io import write_text_atomic
 from dashboard import render
+from medical.transforms import BODY_HU
 from dashboard.medical_data import (HEAT_UNITS, CaseVolumes, load_case, organ_legend,
                                     orientation_labels, slice_image)
 
@@ -80,7 +81,6 @@ VIEWS = [("axial", 104, "upper abdomen: liver, spleen, stomach"),
 DOCS_VIEWS = ["axial_104", "axial_88", "axial_22", "coronal_40", "sagittal_83"]  # --docs-dir
 TISSUE_HU = {"gas": (-np.inf, -400), "fat": (-400, -30), "soft tissue": (-30, 200),
              "bone or metal": (200, np.inf)}
-BODY_HU = -500                     # what is not air outside the patient
 Z_BAND = 10                        # axial slices per band of an organ's HU profile
 TIME_FIELDS = {"wall_s": "Elapsed (wall clock) time", "user_s": "User time (seconds)",
                "system_s": "System time (seconds)", "peak_rss_kb": "Maximum resident set size (kbytes)",
@@ -188,10 +188,12 @@ def _hu_band_facts(ct: np.ndarray, organ: np.ndarray, voxel_ml: float) -> dict:
     return bands
 
 
-def label_facts(ct: np.ndarray, labels: np.ndarray, names: dict[int, str], voxel_ml: float) -> dict:
+def label_facts(ct: np.ndarray, labels: np.ndarray, names: dict[int, str], voxel_ml: float,
+                body: np.ndarray | None = None) -> dict:
     """Per organ label: axial slices it spans, share on the patient's right (voxel x above
-    the body's centre: RAS+), the Hounsfield units under it, overall and by band of slices."""
-    body = body_mask(ct)
+    the centre of ``body``, default :func:`body_mask`: RAS+), the Hounsfield units under it,
+    overall and by band of slices."""
+    body = body_mask(ct) if body is None else body
     centre_x = np.argwhere(body)[:, 0].mean()
     facts = {}
     for k, name in names.items():
@@ -211,13 +213,16 @@ def label_facts(ct: np.ndarray, labels: np.ndarray, names: dict[int, str], voxel
     return facts
 
 
-def map_facts(ct: np.ndarray, labels: np.ndarray, anomaly: np.ndarray, names: dict[int, str]) -> dict:
+def map_facts(ct: np.ndarray, labels: np.ndarray, anomaly: np.ndarray, names: dict[int, str],
+              body: np.ndarray | None = None) -> dict:
     """Where the anomaly map is non-zero and high: its mean by organ (border shell and
-    interior) and by tissue class, and who holds the top 1 % of its non-zero voxels. An empty
-    part (an organ the model did not find, one with no interior) has mean ``None``."""
-    body = body_mask(ct)
+    interior) and by tissue class (inside ``body``, default :func:`body_mask`), and who holds the
+    top 1 % of its non-zero voxels. An empty part (an organ the model did not find, one with
+    no interior) has mean ``None``."""
+    body = body_mask(ct) if body is None else body
     scored = anomaly > 0
-    top = anomaly >= np.quantile(anomaly[scored], 0.99) if scored.any() else scored
+    p99 = float(np.quantile(anomaly[scored], 0.99)) if scored.any() else None
+    top = anomaly >= p99 if p99 is not None else scored
 
     def summary(mask):
         empty = not mask.any()
@@ -236,7 +241,7 @@ def map_facts(ct: np.ndarray, labels: np.ndarray, anomaly: np.ndarray, names: di
     return {"scored_voxels": int(scored.sum()), "max": round(float(anomaly.max()), 4),
             "top_1pct_hu_p10_p50_p90": [round(float(v), 1) for v in np.percentile(top_hu, [10, 50, 90])]
             if top_hu.size else None,
-            "p99_of_scored": round(float(np.quantile(anomaly[scored], 0.99)), 4) if scored.any() else None,
+            "p99_of_scored": round(p99, 4) if p99 is not None else None,
             "by_organ": by_organ,
             "background (no organ label)": summary(body & (labels == 0)),
             "by_tissue": {t: summary(m) for t, m in tissue_masks(ct, body).items()}}
@@ -311,10 +316,12 @@ def describe(volumes: CaseVolumes, labels: dict) -> dict:
     """The views, where each organ label lies and where the anomaly map is high."""
     names = {int(k): v for k, v in labels.items()}
     voxel_ml = float(np.prod(volumes.spacing)) / 1000.0
+    body = body_mask(volumes.image)                  # one hole-filling pass over the scan
     return {"views": [{"plane": p, "index": i, "shows": s} for p, i, s in VIEWS],
-            "labels": label_facts(volumes.image, volumes.segmentation, names, voxel_ml),
+            "labels": label_facts(volumes.image, volumes.segmentation, names, voxel_ml, body),
             "anomaly_map": {"heat_range": [round(v, 4) for v in volumes.heat_range],
-                            **map_facts(volumes.image, volumes.segmentation, volumes.anomaly, names)}}
+                            **map_facts(volumes.image, volumes.segmentation, volumes.anomaly,
+                                        names, body)}}
 
 
 # ---- the whole experiment ----------------------------------------------------------------
