@@ -172,7 +172,7 @@ def _probabilities_from_cells(predicted: np.ndarray, confidence: np.ndarray, n_c
     return probs
 
 
-def check_scored_frames(log, scored, pred_dir) -> None:
+def check_scored_frames(log, scored, pred_dir) -> np.ndarray:
     """Refuse a log that is not the one the run scored under its ``log_id`` (another world's
     ``log_000``, at another frame rate): every scored frame must be in the log, at the same
     time. A log of the same world and length but another seed passes here and is refused by
@@ -182,6 +182,9 @@ def check_scored_frames(log, scored, pred_dir) -> None:
         log: the :class:`~driving.schema.DriveLog` given for evaluation.
         scored: the run's ``frames.parquet`` rows of that ``log_id`` (``frame``, ``timestamp``).
         pred_dir: the run, named in the error.
+
+    Returns:
+        Each scored frame's index in the log.
     """
     frames = scored["frame"].to_numpy()
     position = np.searchsorted(log.frame, frames).clip(max=len(log.frame) - 1)
@@ -196,20 +199,22 @@ def check_scored_frames(log, scored, pred_dir) -> None:
                   f"t = {scored['timestamp'].to_numpy()[first]:.3f} s in the run")
         raise DataValidationError(f"{log.path}: not the log {pred_dir} scored as {log.log_id!r} "
                                   f"({detail}); give --logs the logs the run scored")
+    return position
 
 
-def check_seen_cells(log, index: np.ndarray, predicted: np.ndarray, pred_dir) -> None:
+def check_seen_cells(log, seen: np.ndarray, index: np.ndarray, predicted: np.ndarray,
+                     pred_dir) -> None:
     """Refuse a log whose seen cells are not what the run reported there: scoring reports the
     observed class of every visible cell, so another seed's ``log_000`` with the same frames
     and times differs on its first frame.
 
     Args:
         log: the :class:`~driving.schema.DriveLog` given for evaluation.
+        seen: ``log.visible[index]``, the cells seen in those frames.
         index: the log's frame index of each row of ``predicted``.
         predicted: the run's reported classes ``(T, H, W)`` (``cells/<log_id>.parquet``).
         pred_dir: the run, named in the error.
     """
-    seen = log.visible[index]
     differ = seen & (predicted != log.semantic[index])
     if differ.any():
         row = int(np.flatnonzero(differ.any(axis=(1, 2)))[0])
@@ -243,7 +248,7 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
         if log_id not in logs_by_id:
             raise DataValidationError(f"{logs}: no drive log with log_id {log_id!r} (scored in {pred_dir})")
         log = logs_by_id[log_id]
-        check_scored_frames(log, group, pred_dir)
+        position = check_scored_frames(log, group, pred_dir)
         if list(log.meta.grid_shape) != list(manifest["summary"]["grid_shape"]):
             raise DataValidationError(f"{log.path}: grid_shape {list(log.meta.grid_shape)} differs "
                                       f"from the run's {manifest['summary']['grid_shape']}")
@@ -255,15 +260,16 @@ def evaluate_run(pred_dir: str | os.PathLike, logs: str | os.PathLike) -> dict:
         predicted = cells_grid(cells, "predicted", grid)
         confidence = cells_grid(cells, "confidence", grid)
         index = np.searchsorted(log.frame, cells.column("frame").to_numpy())
-        check_seen_cells(log, index, predicted, pred_dir)
+        seen = log.visible[index]
+        check_seen_cells(log, seen, index, predicted, pred_dir)
         probs = _probabilities_from_cells(predicted, confidence, len(classes))
         layout = road_layout = None
         if log.layout_true is not None and "road_layout" in cells.column_names:
             layout = log.layout_true[index]
             road_layout = cells_grid(cells, "road_layout", grid) / 255.0
-        acc.add(probs, log.semantic_true[index], log.visible[index], sensor_range_mask(log),
+        acc.add(probs, log.semantic_true[index], seen, sensor_range_mask(log),
                 layout=layout, road_layout=road_layout)
-        labels.append(log.anomaly[np.searchsorted(log.frame, group["frame"].to_numpy())])
+        labels.append(log.anomaly[position])
     result = {"hidden_cells": acc.metrics(classes), **acc.metrics_by_region(classes),
               "frames": frame_metrics(np.concatenate(labels), frames["score"].to_numpy(),
                                       frames["is_alert"].to_numpy(), frames["log_id"].to_numpy())}
