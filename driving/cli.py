@@ -8,8 +8,8 @@ from core.cli_options import (export_options, plain_warnings, resolve_run_dir, r
                               runtime_options, show_progress)
 from core.export import export_onnx
 from core.io import atomic_path, check_output
-from core.training import is_main_process
 from core.text import counted
+from core.training import is_main_process
 
 from .batch import batch_score as run_batch_score
 from .demo import sim_config
