@@ -10,7 +10,7 @@ import numpy as np
 
 from .model.baselines import WorldCells, world_memory
 from .schema import UNOBSERVED, DriveLog
-from .warp import cells_in_world, resample, source_cells, warp_grid
+from .warp import cells_in_world, resample, source_cells
 
 
 def stack_frames(log: DriveLog, history, memory: bool = False,
@@ -53,10 +53,12 @@ def future_targets(log: DriveLog, offsets) -> np.ndarray:
     poses = log.poses
     for t in range(len(log)):
         need = ~log.visible[t]
+        here = None                                     # shared by the offsets' warps into t
         for k in offsets:
             if t + k >= len(log) or not need.any():
                 break
-            seen = warp_grid(log.semantic[t + k], poses[t + k], poses[t], log.meta)
+            here = cells_in_world(poses[t], log.meta) if here is None else here
+            seen = resample(log.semantic[t + k], source_cells(poses[t + k], here, log.meta))
             fill = need & (seen != UNOBSERVED)
             target[t][fill] = seen[fill]
             need &= ~fill
