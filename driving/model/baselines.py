@@ -12,7 +12,7 @@ import numpy as np
 from core.errors import DataValidationError, NotFittedError
 
 from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
-from ..warp import cell_offsets, ego_to_world, warp_grid
+from ..warp import cells_in_world, warp_grid
 
 # The most cells a world raster of a log may have: a log whose poses span more (or a corrupt
 # pose far away) is refused with one line instead of trying. world_cells checks it, and every
@@ -155,8 +155,7 @@ def world_cells(log: DriveLog) -> tuple[np.ndarray, np.ndarray]:
             :data:`MAX_WORLD_CELLS` cells (checked before any caller allocates one).
     """
     res = log.meta.resolution_m
-    forward, right = cell_offsets(log.meta)
-    wx, wy = zip(*(ego_to_world(pose, forward, right) for pose in log.poses))
+    wx, wy = zip(*(cells_in_world(pose, log.meta) for pose in log.poses))
     ix = np.rint(np.stack(wx) / res).astype(np.int64)
     iy = np.rint(np.stack(wy) / res).astype(np.int64)
     ix, iy = ix - ix.min(), iy - iy.min()

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..schema import UNOBSERVED, VEHICLE, DriveLog
-from .baselines import WorldCells
+from .baselines import WorldCells, flat_cells
 
 AGE_EDGES_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # age bins: [0, .25), ..., [16 s, inf)
 STREAK_EDGES = (2, 4, 8, 16)                         # frames seen in a row: 1, 2-3, ..., 16+
@@ -148,7 +148,7 @@ class VehicleTracks:
             inside = (x >= 0) & (x < self.shape[0]) & (y >= 0) & (y < self.shape[1])
             self._stamp[x[inside], y[inside]] = self._frame
             self._age[x[inside], y[inside]] = time - blob["time"]
-        cells = ix * self.shape[1] + iy               # raveled: one gather, not a paired one
+        cells = flat_cells(ix, iy, self.shape)        # raveled: one gather, not a paired one
         painted = self._stamp.ravel()[cells] == self._frame
         out[painted] = self._age.ravel()[cells[painted]]
         return out
