@@ -120,14 +120,14 @@ def _nats(p: np.ndarray) -> np.ndarray:
     return -np.log(np.maximum(p, EPS))
 
 
-def _object_passes(predictor, grids, speed, observed, visible, batch_size, context_prior,
-                   resolution_m, out, road_layout, context_inputs) -> None:
+def _object_passes(predictor, grids, speed, observed, is_object, visible, batch_size,
+                   context_prior, resolution_m, out, road_layout, context_inputs) -> None:
     """The two object passes over one batch of frames, written into ``out`` (the maps of
-    the batch), ``road_layout`` (the ground under the objects seen) and, with a context
+    the batch; ``is_object``: the batch's observed object cells), ``road_layout`` (the ground
+    under the objects seen) and, with a context
     prior, ``out["object_context"]`` (fitted prior) or ``context_inputs`` (calibration:
     the prior is fitted on these)."""
     grown = object_regions(observed, OBJECT_MARGIN).numpy() & visible
-    is_object = np.isin(observed, OBJECT_CLASSES)
     for name, tube in (("object_recon", True), ("object_forecast", False)):
         if tube:                                    # all frames and the memory
             masked = np.where(grown[:, None], np.uint8(UNOBSERVED), grids)
@@ -219,8 +219,8 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         confidence[sl] = np.where(vis, 1.0, chosen)
         seen_road = np.isin(observed[sl], (ROAD, LANE_MARKING))
         road_layout[sl] = np.where(vis & ~is_object[sl], seen_road, layout_mass(probs))
-        _object_passes(predictor, grids[sl], speed[sl], observed[sl], vis, batch_size,
-                       context_prior, log.meta.resolution_m,
+        _object_passes(predictor, grids[sl], speed[sl], observed[sl], is_object[sl], vis,
+                       batch_size, context_prior, log.meta.resolution_m,
                        {name: m[sl] for name, m in maps.items()}, road_layout[sl], context_inputs)
         _revealed(maps["revealed"], probs, prev_probs, sl.start, log)
         prev_probs = probs[-1]
