@@ -137,9 +137,10 @@ class RoadThresholdFit:
         self.belief: list[np.ndarray] = []
         self.road: list[np.ndarray] = []
 
-    def add(self, log, probs: np.ndarray) -> None:
-        """Hidden in-range cells of ``log`` that later frames saw: their belief and class."""
-        belief = RoadBelief(log).update(0, road_mass(probs))
+    def add(self, log, probs: np.ndarray, world: WorldCells | None = None) -> None:
+        """Hidden in-range cells of ``log`` that later frames saw: their belief and class
+        (``world``: the log's :class:`WorldCells`, None: computed here)."""
+        belief = RoadBelief(log, world=world).update(0, road_mass(probs))
         later = future_targets(log, FUTURE)
         keep = (later != UNOBSERVED) & ~log.visible & sensor_range_mask(log)[None]
         self.belief.append(belief[keep])

@@ -19,6 +19,7 @@ import numpy as np
 
 from core.runtime import progress_bar
 
+from ..model.baselines import WorldCells
 from .context_prior import ContextPrior, fit_on_maps, with_context
 from .decision import RoadThresholdFit
 from .frame_score import FrameScorer, window_frames
@@ -95,9 +96,10 @@ def fit_scoring_state(predictor, logs: list, smooth_s: float, progress: bool | N
     road = RoadThresholdFit()
     maps = []
     for log in progress_bar(logs, desc="calibrate", unit="log", show=progress):
+        world = WorldCells(log)               # the passes' and the road fit's world indices
         m = raw_maps(predictor, log, keep_probabilities=True, context_prior=new_prior(predictor),
-                     observed_channels=frame_scorer.observed_channels)
-        road.add(log, m["probabilities"])
+                     observed_channels=frame_scorer.observed_channels, world=world)
+        road.add(log, m["probabilities"], world)
         m["probabilities"] = None
         maps.append(m)
     smooth = window_frames(smooth_s, predictor.meta_.rate_hz)

@@ -165,7 +165,7 @@ def _revealed(maps_revealed, probs, prev_probs, start, log) -> None:
 
 def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,
              road_threshold: float | None = None, context_prior=None,
-             observed_channels=OBSERVED_CHANNELS) -> dict:
+             observed_channels=OBSERVED_CHANNELS, world: WorldCells | None = None) -> dict:
     """Run the passes over a log: ``{"revealed", "object_recon", "object_forecast":
     (T, H, W) float32}`` (surprise in nats, un-normalised), plus ``"object_context"`` with a
     context prior, ``"predicted"``, ``"confidence"``, ``"road_layout"`` and
@@ -189,9 +189,11 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         observed_channels: name -> function(log) of the maps read from the observed grids
             alone, one map each (default: the frame score's
             :data:`~driving.scoring.frame_score.OBSERVED_CHANNELS`).
+        world: the log's :class:`~driving.model.baselines.WorldCells` (None: made here), for
+            a caller that needs them after the passes too.
     """
     predictor.check_log(log)
-    world = WorldCells(log)                          # shared by every world-fixed map below
+    world = WorldCells(log) if world is None else world   # shared by every world-fixed map below
     grids, speed = predictor.stack(log, world)
     t_total, _, h, w = grids.shape
     visible = log.visible
