@@ -245,9 +245,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         for hidden_np, core in core_schedule(shape, self.config.patch_size):
             hidden = torch.from_numpy(hidden_np.astype(np.float32))[None, None].to(device)
             with autocast(device, self.precision):
-                # mean and log variance only: an inpaint_invariant bundle's embedding
-                # channels are not blended over the volume
-                output = inferer(masked_input(x, hidden), lambda w: self.network(w)[:, :2])
+                output = inferer(masked_input(x, hidden), self.network)
             mean, log_var = split_output(output.float())
             mean = mean + context_baseline(x, hidden, self.config.context_sigma)
             mean_map[core] = mean[0, 0].cpu().numpy()[core]
