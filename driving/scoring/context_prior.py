@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import distance_transform_edt, maximum_filter1d
 
+from ..kernels import layout_posterior
 from ..schema import (LANE_MARKING, LAYOUT_CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK,
                      STATIC_OBSTACLE, VEHICLE)
 
@@ -53,13 +54,12 @@ def ground_posterior(layout_probs: np.ndarray, observed: np.ndarray, resolution_
         resolution_m: cell size.
         kerb_m: road cells nearer than this to the kerb are ``road_kerbside``.
     """
-    q = np.asarray(layout_probs, dtype=np.float32)[:, :4]
-    q = q / np.maximum(q.sum(1, keepdims=True), 1e-6)
-    is_layout = np.isin(observed, LAYOUT_CLASSES)
-    onehot = (observed[:, None] == np.arange(4, dtype=observed.dtype)[None, :, None, None])
-    q = np.where(is_layout[:, None], onehot, q)
-    layout = q.argmax(1)
-    kerbside = near_kerb(np.isin(layout, (OFF_ROAD, SIDEWALK)), resolution_m, kerb_m)
+    layout_probs = np.asarray(layout_probs, dtype=np.float32)
+    n_frames, _, h, w = layout_probs.shape
+    q = np.empty((n_frames, len(LAYOUT_CLASSES), h, w), np.float32)
+    kerb = np.empty((n_frames, h, w), bool)          # the likeliest layout is off-road or sidewalk
+    layout_posterior(layout_probs, observed, len(LAYOUT_CLASSES), OFF_ROAD, SIDEWALK, q, kerb)
+    kerbside = near_kerb(kerb, resolution_m, kerb_m)
     out = np.empty((len(q), len(GROUNDS)) + q.shape[2:], np.float32)
     out[:, 0], out[:, 1], out[:, 2] = q[:, OFF_ROAD], q[:, SIDEWALK], q[:, LANE_MARKING]
     out[:, 3] = q[:, ROAD] * kerbside

@@ -36,6 +36,7 @@ from core.metrics import iou
 
 from ..model.baselines import WorldCells
 from ..inputs import future_targets
+from ..kernels import decide_cells
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
 
@@ -106,19 +107,12 @@ def decide(probs: np.ndarray, road_threshold: float | None = None,
             :func:`road_mass`) reaches it; None: the plain argmax.
         belief: ``(N, H, W)`` the filtered road-layout belief (:class:`RoadBelief`).
     """
-    if road_threshold is None:
-        return probs.argmax(1).astype(np.uint8)
+    out = np.empty((len(probs),) + probs.shape[2:], np.uint8)
+    if road_threshold is None:                   # the plain argmax: no cell is layout
+        decide_cells(probs, np.zeros(out.shape, bool), -1, -1, out)
+        return out
     belief = road_mass(probs) if belief is None else belief
-    top = probs.argmax(1)
-    is_layout = belief >= road_threshold
-    lane = probs[:, LANE_MARKING] > probs[:, ROAD]
-    out = np.where(is_layout, np.where(lane, LANE_MARKING, ROAD), top).astype(np.uint8)
-    fix = ~is_layout & ((top == ROAD) | (top == LANE_MARKING))   # the likeliest other class
-    if fix.any():
-        n, r, c = np.nonzero(fix)
-        other = probs[n, :, r, c]                                 # (k, C)
-        other[:, [ROAD, LANE_MARKING]] = -1.0
-        out[fix] = other.argmax(1)
+    decide_cells(probs, belief >= road_threshold, ROAD, LANE_MARKING, out)   # one pass per cell
     return out
 
 
