@@ -23,24 +23,6 @@ _ZERO = np.float32(0.0)
 
 
 @nb.njit(nogil=True, cache=True)
-def _first_max(probs, n, r, c, skip_a, skip_b):
-    """``argmax`` over axis 1 of ``probs[n, :, r, c]`` as numpy computes it (the first
-    largest; the first NaN if there is one), with classes ``skip_a`` and ``skip_b`` read
-    as -1 (-1: no class skipped)."""
-    best_k = 0
-    best = _MINUS_ONE if skip_a == 0 or skip_b == 0 else probs[n, 0, r, c]
-    if np.isnan(best):
-        return 0
-    for k in range(1, probs.shape[1]):
-        v = _MINUS_ONE if k == skip_a or k == skip_b else probs[n, k, r, c]
-        if not v <= best:                    # larger, or NaN: numpy stops at the first NaN
-            best, best_k = v, k
-            if np.isnan(v):
-                break
-    return best_k
-
-
-@nb.njit(nogil=True, cache=True)
 def _keep_first_max(value, best, best_k, k):
     """One step of numpy's ``argmax``: ``value`` (class ``k``) replaces ``best`` when it is
     larger or NaN, unless ``best`` already is NaN (numpy stops at the first NaN)."""
@@ -174,29 +156,68 @@ def warp_cells(source, world_x, world_y, x, y, cos_yaw, sin_yaw, ego_row, ego_co
 @nb.njit(nogil=True, cache=True)
 def layout_posterior(probs, observed, n_layout, kerb_a, kerb_b, posterior, kerb):
     """Into ``posterior`` ``(N, n_layout, H, W)``: the first ``n_layout`` classes of
-    ``probs`` renormalised (their sum floored at 1e-6), one-hot where ``observed`` is a
-    layout class; into ``kerb`` ``(N, H, W)``: whether that posterior's argmax is
-    ``kerb_a`` or ``kerb_b`` (``driving.scoring.context_prior.ground_posterior``)."""
+    ``probs`` renormalised (their sum, in class order, floored at 1e-6), one-hot where
+    ``observed`` is a layout class; into ``kerb`` ``(N, H, W)``: whether that posterior's
+    argmax is ``kerb_a`` or ``kerb_b`` (``driving.scoring.context_prior.ground_posterior``).
+    A row of cells at a time, classes outer."""
     n_frames, _, height, width = probs.shape
     floor = np.float32(1e-6)
+    total = np.empty(width, probs.dtype)
+    best = np.empty(width, probs.dtype)
+    best_k = np.empty(width, np.int32)
     for n in range(n_frames):
         for r in range(height):
             for c in range(width):
-                seen = observed[n, r, c]
-                if seen < n_layout:
-                    for k in range(n_layout):
-                        posterior[n, k, r, c] = _ONE if k == seen else _ZERO
-                    top = seen
-                else:
-                    total = probs[n, 0, r, c]
-                    for k in range(1, n_layout):
-                        total += probs[n, k, r, c]
-                    if total < floor:            # np.maximum: NaN stays NaN
-                        total = floor
-                    for k in range(n_layout):
-                        posterior[n, k, r, c] = probs[n, k, r, c] / total
-                    top = _first_max(posterior, n, r, c, -1, -1)
-                kerb[n, r, c] = top == kerb_a or top == kerb_b
+                total[c] = probs[n, 0, r, c]
+            for k in range(1, n_layout):
+                for c in range(width):
+                    total[c] += probs[n, k, r, c]
+            for c in range(width):
+                if total[c] < floor:             # np.maximum: NaN stays NaN
+                    total[c] = floor
+            for k in range(n_layout):
+                for c in range(width):
+                    seen = observed[n, r, c]
+                    if seen < n_layout:
+                        value = _ONE if k == seen else _ZERO
+                    else:
+                        value = probs[n, k, r, c] / total[c]
+                    posterior[n, k, r, c] = value
+                    if k == 0:
+                        best[c], best_k[c] = value, 0
+                    else:
+                        best[c], best_k[c] = _keep_first_max(value, best[c], best_k[c], k)
+            for c in range(width):
+                kerb[n, r, c] = best_k[c] == kerb_a or best_k[c] == kerb_b
+
+
+@nb.njit(nogil=True, cache=True)
+def layout_mass_cells(probs, cells, n_layout, road, lane, floor, half, out):
+    """Into ``out`` ``(N, H, W)`` where ``cells``: ``(p[road] + p[lane]) / (sum of the first
+    n_layout classes, in class order)`` where that sum exceeds ``floor``, else ``half``
+    (``floor``, ``half`` of ``probs``' dtype; ``driving.scoring.decision.layout_mass``)."""
+    n_frames, _, height, width = probs.shape
+    for n in range(n_frames):
+        for r in range(height):
+            for c in range(width):
+                if not cells[n, r, c]:
+                    continue
+                layout = probs[n, 0, r, c]
+                for k in range(1, n_layout):
+                    layout += probs[n, k, r, c]
+                on_road = probs[n, road, r, c] + probs[n, lane, r, c]
+                out[n, r, c] = on_road / layout if layout > floor else half
+
+
+@nb.njit(nogil=True, cache=True)
+def class_confidence(probs, classes, visible, out):
+    """Into ``out`` ``(N, H, W)``: 1 where ``visible``, else the probability of the cell's
+    class in ``classes`` (``np.take_along_axis`` over the classes)."""
+    n_frames, _, height, width = probs.shape
+    for n in range(n_frames):
+        for r in range(height):
+            for c in range(width):
+                out[n, r, c] = _ONE if visible[n, r, c] else probs[n, classes[n, r, c], r, c]
 
 
 @nb.njit(nogil=True, cache=True)

@@ -36,7 +36,7 @@ from core.metrics import iou
 
 from ..model.baselines import WorldCells
 from ..inputs import future_targets
-from ..kernels import decide_cells
+from ..kernels import decide_cells, layout_mass_cells
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
 
@@ -51,14 +51,22 @@ def road_mass(probs: np.ndarray) -> np.ndarray:
     return probs[:, ROAD] + probs[:, LANE_MARKING]
 
 
-def layout_mass(probs: np.ndarray) -> np.ndarray:
+def layout_mass(probs: np.ndarray, cells: np.ndarray | None = None,
+                out: np.ndarray | None = None) -> np.ndarray:
     """``P(road surface | layout)``: road and lane marking over the four layout classes
     (off-road, road, lane marking, sidewalk); classes on axis 1 (``(N, C, H, W)`` ->
-    ``(N, H, W)``, ``(n, C)`` -> ``(n,)``); 0.5 where the layout has no mass at all."""
-    classes = np.moveaxis(np.asarray(probs), 1, 0)
-    layout = classes[:len(LAYOUT_CLASSES)].sum(0)
-    road = classes[ROAD] + classes[LANE_MARKING]
-    return np.where(layout > 1e-6, road / np.maximum(layout, 1e-6), 0.5).astype(np.float32)
+    ``(N, H, W)``, ``(n, C)`` -> ``(n,)``); 0.5 where the layout has no mass at all.
+    With ``cells`` and ``out`` (``(N, H, W)``): written into ``out`` on ``cells`` only."""
+    probs = np.asarray(probs)
+    if out is None:
+        out = np.empty((len(probs),) + probs.shape[2:], np.float32)
+        cells = np.ones(out.shape, bool)
+    grid = probs.ndim == 2                       # (n, C): a 1x1 grid per row
+    dtype = probs.dtype.type
+    layout_mass_cells(probs[:, :, None, None] if grid else probs,
+                      cells[:, None, None] if grid else cells, len(LAYOUT_CLASSES), ROAD,
+                      LANE_MARKING, dtype(1e-6), dtype(0.5), out[:, None, None] if grid else out)
+    return out
 
 
 class RoadBelief:

@@ -39,6 +39,7 @@ import numpy as np
 
 from core.explain import region_shap
 
+from ..kernels import class_confidence
 from ..model.baselines import WorldCells
 from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
@@ -138,7 +139,7 @@ def _object_passes(predictor, grids, speed, observed, is_object, visible, batch_
         out[name][:] = _cross_entropy(rec, observed, grown)
         if not tube:
             continue
-        road_layout[:] = np.where(is_object, layout_mass(rec), road_layout)
+        layout_mass(rec, is_object, road_layout)    # the ground under the objects
         if context_prior is not None:               # what ground the objects stand on
             ground, category = context_prior.inputs(rec, observed, grids, resolution_m)
             if context_prior.fitted:
@@ -217,10 +218,10 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         decided = decide(probs, road_threshold,
                          belief.update(sl.start, road_mass(probs)) if belief is not None else None)
         predicted[sl] = np.where(vis, observed[sl], decided)
-        chosen = np.take_along_axis(probs, decided[:, None].astype(np.int64), 1)[:, 0]
-        confidence[sl] = np.where(vis, 1.0, chosen)
-        seen_road = np.isin(observed[sl], (ROAD, LANE_MARKING))
-        road_layout[sl] = np.where(vis & ~is_object[sl], seen_road, layout_mass(probs))
+        class_confidence(probs, decided, vis, confidence[sl])
+        seen_layout = vis & ~is_object[sl]
+        road_layout[sl] = np.isin(observed[sl], (ROAD, LANE_MARKING))   # as seen there
+        layout_mass(probs, ~seen_layout, road_layout[sl])                # believed elsewhere
         _object_passes(predictor, grids[sl], speed[sl], observed[sl], is_object[sl], vis,
                        batch_size, context_prior, log.meta.resolution_m,
                        {name: m[sl] for name, m in maps.items()}, road_layout[sl], context_inputs)

@@ -4,11 +4,12 @@ ties, NaNs, zero layout mass and cells no mask selects."""
 import numpy as np
 import pytest
 
+from driving.kernels import class_confidence
 from driving.model.baselines import apply_layout_memory
 from driving.model.memory_gate import AGE_EDGES_S, STREAK_EDGES, MemoryGate, MemoryTrace
 from driving.schema import LANE_MARKING, LAYOUT_CLASSES, OFF_ROAD, ROAD, SIDEWALK, UNOBSERVED, VEHICLE
 from driving.scoring.context_prior import GROUNDS, ground_posterior, near_kerb
-from driving.scoring.decision import decide
+from driving.scoring.decision import decide, layout_mass
 from driving.scoring.normaliser import CellNormaliser
 from driving.sim.simulator import SimConfig
 from driving.warp import cells_in_world, resample, source_cells, warp_into
@@ -170,3 +171,35 @@ def test_normaliser_apply_equals_the_gathered_division():
         cls = np.minimum(observed, C - 1).astype(np.int64)
         expected = (cell_map / norm.scale_[m][cls, norm.bands(meta)[None]]).astype(np.float32)
         np.testing.assert_array_equal(norm.apply(name, cell_map, observed, meta), expected)
+
+
+def _reference_layout_mass(probs):
+    classes = np.moveaxis(np.asarray(probs), 1, 0)
+    layout = classes[:len(LAYOUT_CLASSES)].sum(0)
+    road = classes[ROAD] + classes[LANE_MARKING]
+    return np.where(layout > 1e-6, road / np.maximum(layout, 1e-6), 0.5).astype(np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layout_mass_equals_the_numpy_expression(dtype):
+    rng = np.random.default_rng(13)
+    probs = (_probs(rng) * np.float32(2.7)).astype(dtype)      # layout sums that round
+    probs[1, :4, 0, :3] = [[0.0], [1e-6], [2e-7], [0.0]]         # at and under the floor
+    np.testing.assert_array_equal(layout_mass(probs), _reference_layout_mass(probs))
+    rows = probs.transpose(0, 2, 3, 1).reshape(-1, C)            # (n, C)
+    np.testing.assert_array_equal(layout_mass(rows), _reference_layout_mass(rows))
+    cells = rng.random((3, 9, 11)) < 0.4                          # written on these only
+    out = np.full((3, 9, 11), 7.0, np.float32)
+    layout_mass(probs, cells, out)
+    np.testing.assert_array_equal(out, np.where(cells, _reference_layout_mass(probs), 7.0))
+
+
+def test_class_confidence_equals_take_along_axis():
+    rng = np.random.default_rng(17)
+    probs = _probs(rng)
+    classes = rng.integers(0, C, size=(3, 9, 11)).astype(np.uint8)
+    visible = rng.random((3, 9, 11)) < 0.5
+    out = np.empty((3, 9, 11), np.float32)
+    class_confidence(probs, classes, visible, out)
+    chosen = np.take_along_axis(probs, classes[:, None].astype(np.int64), 1)[:, 0]
+    np.testing.assert_array_equal(out, np.where(visible, 1.0, chosen))
