@@ -134,23 +134,49 @@ def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, wei
 
 
 @nb.njit(nogil=True, cache=True)
-def warp_cells(source, world_x, world_y, x, y, cos_yaw, sin_yaw, ego_row, ego_col, resolution_m,
-              fill, out):
+def _source_cell(world_x, world_y, frame):
+    """Grid ``(row, col)`` (int64, maybe outside the grid) nearest to a world point in the
+    source frame ``(x, y, cos yaw, sin yaw, ego row, ego col, resolution)``: the float64
+    operations of ``driving.warp.source_cells``, in its order."""
+    x, y, cos_yaw, sin_yaw, ego_row, ego_col, resolution_m = frame
+    dx = world_x - x
+    dy = world_y - y
+    forward = dx * cos_yaw + dy * sin_yaw
+    right = dx * sin_yaw - dy * cos_yaw
+    return np.int64(np.rint(ego_row - forward / resolution_m)), np.int64(np.rint(ego_col + right / resolution_m))
+
+
+@nb.njit(nogil=True, cache=True)
+def warp_cells(source, world_x, world_y, frame, fill, out):
     """Into ``out`` ``(H, W)``: the ``source`` grid's cell nearest to every world point
-    (``world_x``, ``world_y`` ``(H, W)``) in the frame at pose ``(x, y)`` with heading
-    ``(cos_yaw, sin_yaw)``, ``fill`` where it falls outside (``driving.warp.source_cells``
-    then ``resample``, in the same float64 operations)."""
+    (``world_x``, ``world_y`` ``(H, W)``) in the source ``frame`` (see :func:`_source_cell`),
+    ``fill`` where it falls outside (``driving.warp.source_cells`` then ``resample``)."""
     height, width = source.shape
     for i in range(world_x.shape[0]):
         for j in range(world_x.shape[1]):
-            dx = world_x[i, j] - x
-            dy = world_y[i, j] - y
-            forward = dx * cos_yaw + dy * sin_yaw
-            right = dx * sin_yaw - dy * cos_yaw
-            row = np.int64(np.rint(ego_row - forward / resolution_m))
-            col = np.int64(np.rint(ego_col + right / resolution_m))
+            row, col = _source_cell(world_x[i, j], world_y[i, j], frame)
             inside = row >= 0 and row < height and col >= 0 and col < width
             out[i, j] = source[row, col] if inside else fill
+
+
+@nb.njit(nogil=True, cache=True)
+def revealed_cells(before, visible_before, visible, observed, world_x, world_y, frame,
+                   revealed, probability):
+    """Into ``revealed`` ``(H, W)``: cells visible now whose nearest cell in the frame
+    before (``frame``, see :func:`_source_cell`) lies in its grid and was hidden; into
+    ``probability``, on those cells: the frame before's probability ``before``
+    ``(C, H, W)`` of the class observed now (unobserved: the last class) at that cell."""
+    n_classes, height, width = before.shape
+    for i in range(world_x.shape[0]):
+        for j in range(world_x.shape[1]):
+            revealed[i, j] = False
+            if not visible[i, j]:
+                continue
+            row, col = _source_cell(world_x[i, j], world_y[i, j], frame)
+            if row < 0 or row >= height or col < 0 or col >= width or visible_before[row, col]:
+                continue
+            revealed[i, j] = True
+            probability[i, j] = before[min(observed[i, j], n_classes - 1), row, col]
 
 
 @nb.njit(nogil=True, cache=True)

@@ -39,11 +39,11 @@ import numpy as np
 
 from core.explain import region_shap
 
-from ..kernels import class_confidence
+from ..kernels import class_confidence, revealed_cells
 from ..model.baselines import WorldCells
 from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
-from ..warp import resample, warp_indices
+from ..warp import cells_in_world, source_frame
 from .decision import RoadBelief, decide, layout_mass, road_mass
 from .frame_score import OBSERVED_CHANNELS
 
@@ -152,16 +152,16 @@ def _revealed(maps_revealed, probs, prev_probs, start, log) -> None:
     """Revealed surprise of the frames ``start .. start + B - 1`` (``probs`` their
     occlusion-pass probabilities, ``prev_probs`` those of frame ``start - 1`` or None)."""
     poses, visible, observed = log.poses, log.visible, log.semantic
+    revealed = np.empty(log.meta.grid_shape, bool)
+    probability = np.empty(log.meta.grid_shape, np.float32)
     for i, t in enumerate(range(start, start + len(probs))):   # what the hidden cells turned into
         before = probs[i - 1] if i > 0 else prev_probs
         if before is None:
             continue
-        warp = rows, cols, _ = warp_indices(poses[t - 1], poses[t], log.meta)
-        was_hidden = ~resample(visible[t - 1], warp, fill=True)   # outside t-1's grid: not hidden
-        revealed = was_hidden & visible[t]
-        r, c = np.nonzero(revealed)                            # the map is 0 elsewhere
-        cls = _class_index(observed[t][r, c], len(before))
-        maps_revealed[t][r, c] = _nats(before[cls, rows[r, c], cols[r, c]])   # t-1's prediction
+        here = cells_in_world(poses[t], log.meta)
+        revealed_cells(before, visible[t - 1], visible[t], observed[t], *here,
+                       source_frame(poses[t - 1], log.meta), revealed, probability)
+        maps_revealed[t][revealed] = _nats(probability[revealed])   # t-1's prediction; 0 elsewhere
 
 
 def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,

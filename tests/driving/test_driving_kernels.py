@@ -4,6 +4,7 @@ ties, NaNs, zero layout mass and cells no mask selects."""
 import numpy as np
 import pytest
 
+from driving.demo import sim_config
 from driving.kernels import class_confidence
 from driving.model.baselines import apply_layout_memory
 from driving.model.memory_gate import AGE_EDGES_S, STREAK_EDGES, MemoryGate, MemoryTrace
@@ -11,10 +12,17 @@ from driving.schema import LANE_MARKING, LAYOUT_CLASSES, OFF_ROAD, ROAD, SIDEWAL
 from driving.scoring.context_prior import GROUNDS, ground_posterior, near_kerb
 from driving.scoring.decision import decide, layout_mass
 from driving.scoring.normaliser import CellNormaliser
-from driving.sim.simulator import SimConfig
-from driving.warp import cells_in_world, resample, source_cells, warp_into
+from driving.scoring.surprise import EPS, _revealed
+from driving.sim.simulator import SimConfig, Simulator
+from driving.warp import cells_in_world, resample, source_cells, warp_indices, warp_into
 
 C = 7
+
+
+@pytest.fixture(scope="module")
+def tiny_log():
+    """40 frames of the tiny demo town, events included."""
+    return Simulator(sim_config("tiny"), seed=3).simulate(40)
 
 
 def _probs(rng, shape=(3, C, 9, 11)):
@@ -203,3 +211,29 @@ def test_class_confidence_equals_take_along_axis():
     class_confidence(probs, classes, visible, out)
     chosen = np.take_along_axis(probs, classes[:, None].astype(np.int64), 1)[:, 0]
     np.testing.assert_array_equal(out, np.where(visible, 1.0, chosen))
+
+
+def _reference_revealed(maps_revealed, probs, prev_probs, start, log):
+    poses, visible, observed = log.poses, log.visible, log.semantic
+    for i, t in enumerate(range(start, start + len(probs))):
+        before = probs[i - 1] if i > 0 else prev_probs
+        if before is None:
+            continue
+        warp = rows, cols, _ = warp_indices(poses[t - 1], poses[t], log.meta)
+        was_hidden = ~resample(visible[t - 1], warp, fill=True)
+        r, c = np.nonzero(was_hidden & visible[t])
+        cls = np.minimum(observed[t][r, c], len(before) - 1).astype(np.int64)
+        maps_revealed[t][r, c] = -np.log(np.maximum(before[cls, rows[r, c], cols[r, c]], EPS))
+
+
+def test_revealed_surprise_equals_warping_the_visibility(tiny_log):
+    rng = np.random.default_rng(19)
+    probs = rng.dirichlet(np.ones(C), size=(12,) + tiny_log.semantic.shape[1:]).astype(np.float32)
+    probs = np.ascontiguousarray(probs.transpose(0, 3, 1, 2))
+    probs[3, :, :5] = 0.0                                        # floored at EPS
+    for start, prev in ((0, None), (8, probs[0])):                # the log's first batch, a later one
+        got, expected = (np.zeros(tiny_log.semantic.shape, np.float32) for _ in range(2))
+        _revealed(got, probs[:12 if start == 0 else 4], prev, start, tiny_log)
+        _reference_revealed(expected, probs[:12 if start == 0 else 4], prev, start, tiny_log)
+        assert (expected > 0).any()
+        np.testing.assert_array_equal(got, expected)
