@@ -322,3 +322,31 @@ def divide_by_class_band(cell_map, observed, table, bands, out):
         for i in range(cell_map.shape[1]):
             for j in range(cell_map.shape[2]):
                 out[t, i, j] = cell_map[t, i, j] / table[min(observed[t, i, j], last_class), bands[i, j]]
+
+
+@nb.njit(nogil=True, cache=True)
+def dilate_by_rows(mask, row_offsets, half_widths, out):
+    """Into ``out`` ``(N, H, W)``: whether any ``mask`` cell lies ``row_offsets[k]`` rows
+    away and at most ``half_widths[k]`` columns away, for some k (a dilation by a shape
+    given as one centred run of columns per row offset; boolean, so exact). Counts along
+    each row make every run one subtraction."""
+    n_frames, height, width = mask.shape
+    counts = np.empty((height, width + 1), np.int32)
+    for n in range(n_frames):
+        for r in range(height):
+            counts[r, 0] = 0
+            for c in range(width):
+                counts[r, c + 1] = counts[r, c] + mask[n, r, c]
+        for r in range(height):
+            for c in range(width):
+                hit = False
+                for k in range(len(row_offsets)):
+                    source = r + row_offsets[k]
+                    if source < 0 or source >= height:
+                        continue
+                    low = max(c - half_widths[k], 0)
+                    high = min(c + half_widths[k] + 1, width)
+                    if counts[source, high] > counts[source, low]:
+                        hit = True
+                        break
+                out[n, r, c] = hit
