@@ -2,15 +2,18 @@
 of the several whole-array numpy passes (and their temporaries) it replaces.
 
 Scoring a log runs a handful of cheap per-cell steps on every ``(N, C, H, W)`` batch of
-probabilities -- the reported class (an argmax over classes), the layout memory and the
-memory gate's mix, the context prior's ground posterior -- and warps every history frame
-into every frame. In numpy each step is several passes that allocate a temporary per
-step; at one thread they cost as much as a third of the network's forward passes. Each
-kernel below does one cell at a time, with the same float32/float64 operations in the
-same order as the numpy expression it replaces, so the results are bit-identical
-(``tests/driving/test_driving_kernels.py`` pins each to that expression). They run on one
-thread (scoring's parallelism is the network's), release the GIL (``nogil``) and are
-compiled once and cached on disk (``cache=True``).
+probabilities -- the reported class (an argmax over classes), its confidence, the road
+layout mass, the layout memory and the memory gate's mix, the context prior's ground
+posterior and kerb strip, the revealed cells -- warps every history frame into every
+frame, and keeps world-fixed rasters (the world memory, the memory trace). In numpy each
+step is several passes over the maps, each allocating a temporary (``bench/README.md``,
+driving's full-scoring speed, has the profile and the speed-up). Each kernel below works
+a cell, or a row of cells, at a time, with the same float32/float64 operations in the same
+order as the numpy expression it replaces, so the results are bit-identical
+(``tests/driving/test_driving_kernels.py`` and ``test_driving_scoring_shortcuts.py`` pin
+each to that expression). They run on one thread (scoring's parallelism is the
+network's), release the GIL (``nogil``) and are compiled once and cached on disk
+(``cache=True``).
 """
 from __future__ import annotations
 
