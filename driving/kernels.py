@@ -146,7 +146,9 @@ def _source_cell(world_x, world_y, frame):
     dy = world_y - y
     forward = dx * cos_yaw + dy * sin_yaw
     right = dx * sin_yaw - dy * cos_yaw
-    return np.int64(np.rint(ego_row - forward / resolution_m)), np.int64(np.rint(ego_col + right / resolution_m))
+    row = np.rint(ego_row - forward / resolution_m)
+    col = np.rint(ego_col + right / resolution_m)
+    return np.int64(row), np.int64(col)
 
 
 @nb.njit(nogil=True, cache=True)
