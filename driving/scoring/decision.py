@@ -120,7 +120,7 @@ def decide(probs: np.ndarray, road_threshold: float | None = None,
         decide_cells(probs, np.zeros(out.shape, bool), -1, -1, out)
         return out
     belief = road_mass(probs) if belief is None else belief
-    decide_cells(probs, belief >= road_threshold, ROAD, LANE_MARKING, out)   # one pass per cell
+    decide_cells(probs, belief >= road_threshold, ROAD, LANE_MARKING, out)   # one compiled pass
     return out
 
 
