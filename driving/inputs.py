@@ -10,7 +10,7 @@ import numpy as np
 
 from .model.baselines import WorldCells, world_memory
 from .schema import UNOBSERVED, DriveLog
-from .warp import cells_in_world, resample, source_cells
+from .warp import cells_in_world, warp_into
 
 
 def stack_frames(log: DriveLog, history, memory: bool = False,
@@ -35,8 +35,7 @@ def stack_frames(log: DriveLog, history, memory: bool = False,
         here = cells_in_world(poses[t], log.meta)       # shared by the K warps into frame t
         for i, k in enumerate(history, start=1):
             if t >= k:
-                warp = source_cells(poses[t - k], here, log.meta)
-                grids[t, i] = resample(log.semantic[t - k], warp)
+                grids[t, i] = warp_into(log.semantic[t - k], poses[t - k], here, log.meta)
     if memory:
         grids[:, -1] = world_memory(log, before=True, layout_only=False, world=world)
     return grids, log.ego_speed.astype(np.float32)
@@ -58,7 +57,7 @@ def future_targets(log: DriveLog, offsets) -> np.ndarray:
             if t + k >= len(log) or not need.any():
                 break
             here = cells_in_world(poses[t], log.meta) if here is None else here
-            seen = resample(log.semantic[t + k], source_cells(poses[t + k], here, log.meta))
+            seen = warp_into(log.semantic[t + k], poses[t + k], here, log.meta)
             fill = need & (seen != UNOBSERVED)
             target[t][fill] = seen[fill]
             need &= ~fill

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .kernels import warp_cells
 from .schema import OBJECT_CLASSES, UNOBSERVED, DriveLog, LogMeta
 
 
@@ -108,6 +109,24 @@ def source_cells(pose_src, world_xy, meta: LogMeta) -> tuple[np.ndarray, np.ndar
     h, w = meta.grid_shape
     inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
     return np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1), inside
+
+
+def source_frame(pose, meta: LogMeta) -> tuple:
+    """What the compiled warps (``driving.kernels``) read of a source frame: ``(x, y,
+    cos yaw, sin yaw, ego row, ego col, resolution)``, floats (the cosine and sine as
+    :func:`world_to_ego` computes them)."""
+    x, y, yaw = pose
+    return (float(x), float(y), float(np.cos(yaw)), float(np.sin(yaw)), float(meta.ego_cell[0]),
+            float(meta.ego_cell[1]), float(meta.resolution_m))
+
+
+def warp_into(grid: np.ndarray, pose_src, world_xy, meta: LogMeta, fill=UNOBSERVED) -> np.ndarray:
+    """``resample(grid, source_cells(pose_src, world_xy, meta), fill)`` for one ``(H, W)``
+    grid in one compiled pass (no index arrays built): what stacking a log's history
+    frames does for every frame and slot."""
+    out = np.empty(world_xy[0].shape, grid.dtype)
+    warp_cells(grid, world_xy[0], world_xy[1], source_frame(pose_src, meta), grid.dtype.type(fill), out)
+    return out
 
 
 def warp_grid(grid: np.ndarray, pose_src, pose_dst, meta: LogMeta, fill=UNOBSERVED) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
 
+from ..kernels import layout_memory_mix, world_memory_cells
 from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
 from ..warp import cells_in_world, warp_grid
 
@@ -51,12 +52,7 @@ def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndar
     """In place: hidden cells (``observed`` 255) with a remembered layout class give the
     layout classes' probability mass to that class. ``probs`` ``(N, C, H, W)``,
     ``memory`` and ``observed`` ``(N, H, W)``; returns ``probs``."""
-    n_layout = len(LAYOUT_CLASSES)
-    known = (memory < n_layout) & (observed == UNOBSERVED)
-    if known.any():
-        mass = probs[:, :n_layout].sum(1)
-        for c in range(n_layout):
-            probs[:, c] = np.where(known, np.where(memory == c, mass, 0.0), probs[:, c])
+    layout_memory_mix(probs, memory, observed, len(LAYOUT_CLASSES), UNOBSERVED)   # one pass per cell
     return probs
 
 
@@ -131,17 +127,9 @@ def world_memory(log: DriveLog, before: bool = True, layout_only: bool = True,
     if not len(log):
         return out
     world = WorldCells(log) if world is None else world
-    flat = world.flat
     raster = np.full(world.shape[0] * world.shape[1], UNOBSERVED, dtype=np.uint8)   # raveled (X, Y)
-    for t in range(len(log)):
-        if before:
-            out[t] = raster[flat[t]]
-        seen = log.visible[t] & (log.semantic[t] != UNOBSERVED)
-        if layout_only:
-            seen &= log.semantic[t] <= SIDEWALK
-        raster[flat[t][seen]] = log.semantic[t][seen]
-        if not before:
-            out[t] = raster[flat[t]]
+    max_class = SIDEWALK if layout_only else UNOBSERVED - 1
+    world_memory_cells(world.flat, log.visible, log.semantic, before, max_class, raster, out)
     return out
 
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..kernels import memory_gate_mix, trace_cells
 from ..schema import UNOBSERVED, VEHICLE, DriveLog
 from .baselines import WorldCells, flat_cells
 
@@ -86,22 +87,14 @@ def memory_trace(log: DriveLog, world: WorldCells | None = None) -> MemoryTrace:
         return MemoryTrace(remembered, age, streak, moved)
     world = WorldCells(log) if world is None else world
     ix, iy, shape = world.ix, world.iy, world.shape
-    flat = world.flat                               # (T, H, W) into the raveled rasters below
-    cls = np.full(shape[0] * shape[1], UNOBSERVED, np.uint8)
+    cls = np.full(shape[0] * shape[1], UNOBSERVED, np.uint8)   # rasters raveled, as world.flat
     seen_at = np.full(cls.shape, -np.inf)
     run = np.zeros(cls.shape, np.int32)
-    tracks = VehicleTracks(shape, log.meta.resolution_m)
     times = np.asarray(log.timestamp, dtype=np.float64)
+    trace_cells(world.flat, log.visible, log.semantic, times, UNOBSERVED, cls, run, seen_at,
+                remembered, age, streak)
+    tracks = VehicleTracks(shape, log.meta.resolution_m)
     for t in range(t_total):
-        seen = log.visible[t] & (log.semantic[t] != UNOBSERVED)
-        cells, c = flat[t][seen], log.semantic[t][seen]
-        same = cls[cells] == c
-        run[cells] = np.where(same, run[cells] + 1, 1)
-        cls[cells] = c
-        seen_at[cells] = times[t]
-        remembered[t] = cls[flat[t]]
-        age[t] = times[t] - seen_at[flat[t]]
-        streak[t] = run[flat[t]]
         moved[t] = tracks.update(log.semantic[t] == VEHICLE, ix[t], iy[t], times[t])
     return MemoryTrace(remembered, age, streak, moved)
 
@@ -314,30 +307,12 @@ class MemoryGate:
             self.add(p, trace, target, obs)
         return self.finish()
 
-    def weight(self, trace: MemoryTrace) -> np.ndarray:
-        """``w`` of every cell, ``(T, H, W)`` float32 (0 where nothing is remembered)."""
-        known = trace.remembered != UNOBSERVED
-        cls = np.where(known, trace.remembered, 0).astype(np.int64)
-        cls = np.minimum(cls, self.weights_.shape[0] - 1)
-        weights = self.weights_.ravel()[cls * self.n_bins + gate_bins(trace)]   # one raveled gather
-        return np.where(known, weights, 0.0).astype(np.float32)
-
     def apply(self, probs: np.ndarray, trace: MemoryTrace, observed: np.ndarray) -> np.ndarray:
         """In place on the hidden cells (``observed`` 255) of ``probs`` ``(N, C, H, W)``;
         returns ``probs``."""
-        hidden = observed == UNOBSERVED
-        w = np.where(hidden, self.weight(trace), 0.0)              # (N, H, W)
-        if w.any():
-            probs *= (1.0 - w)[:, None]
-            # + w on the remembered class: only the cells with a weight and a class are
-            # written (the others would add 0), no (N, C, H, W) one-hot is built
-            n, r, c = np.nonzero((w != 0) & (trace.remembered < probs.shape[1]))
-            probs[n, trace.remembered[n, r, c], r, c] += w[n, r, c]
-        # the few cells a lost car was carried to: bin and mix only these
-        n, r, c = np.nonzero(hidden & np.isfinite(trace.moved_age_s))
-        v = self.moved_weights_[age_bins(trace.moved_age_s[n, r, c])]
-        probs[n, :, r, c] *= (1.0 - v)[:, None]
-        probs[n, VEHICLE, r, c] += v
+        memory_gate_mix(probs, observed, trace.remembered, trace.age_s, trace.streak,
+                        trace.moved_age_s, self.weights_, self.moved_weights_,
+                        np.asarray(AGE_EDGES_S), np.asarray(STREAK_EDGES), VEHICLE, UNOBSERVED)
         return probs
 
     def to_dict(self) -> dict:

@@ -403,6 +403,8 @@ class OcclusionPredictor(Estimator):
                 s = torch.from_numpy(np.ascontiguousarray(speed[i : i + batch_size])).to(device)
                 probabilities = self.net_.predict(g, s).probabilities
                 out.append(probabilities.float().contiguous().cpu().numpy())
+        if len(out) == 1:                         # one batch: no copy
+            return out[0]
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
     def layout_memory(self, log: DriveLog, world: WorldCells | None = None) -> np.ndarray | None:

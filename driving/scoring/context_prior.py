@@ -33,8 +33,9 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import distance_transform_edt, maximum_filter1d
+from scipy.ndimage import distance_transform_edt
 
+from ..kernels import dilate_by_rows, layout_posterior
 from ..schema import (LANE_MARKING, LAYOUT_CLASSES, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK,
                      STATIC_OBSTACLE, VEHICLE)
 
@@ -53,13 +54,12 @@ def ground_posterior(layout_probs: np.ndarray, observed: np.ndarray, resolution_
         resolution_m: cell size.
         kerb_m: road cells nearer than this to the kerb are ``road_kerbside``.
     """
-    q = np.asarray(layout_probs, dtype=np.float32)[:, :4]
-    q = q / np.maximum(q.sum(1, keepdims=True), 1e-6)
-    is_layout = np.isin(observed, LAYOUT_CLASSES)
-    onehot = (observed[:, None] == np.arange(4, dtype=observed.dtype)[None, :, None, None])
-    q = np.where(is_layout[:, None], onehot, q)
-    layout = q.argmax(1)
-    kerbside = near_kerb(np.isin(layout, (OFF_ROAD, SIDEWALK)), resolution_m, kerb_m)
+    layout_probs = np.asarray(layout_probs, dtype=np.float32)
+    n_frames, _, h, w = layout_probs.shape
+    q = np.empty((n_frames, len(LAYOUT_CLASSES), h, w), np.float32)
+    kerb = np.empty((n_frames, h, w), bool)          # the likeliest layout is off-road or sidewalk
+    layout_posterior(layout_probs, observed, len(LAYOUT_CLASSES), OFF_ROAD, SIDEWALK, q, kerb)
+    kerbside = near_kerb(kerb, resolution_m, kerb_m)
     out = np.empty((len(q), len(GROUNDS)) + q.shape[2:], np.float32)
     out[:, 0], out[:, 1], out[:, 2] = q[:, OFF_ROAD], q[:, SIDEWALK], q[:, LANE_MARKING]
     out[:, 3] = q[:, ROAD] * kerbside
@@ -73,28 +73,22 @@ def near_kerb(kerb: np.ndarray, resolution_m: float, kerb_m: float) -> np.ndarra
 
     The cells ``distance_transform_edt(~kerb) * resolution_m < kerb_m`` gives, found as a
     dilation by the disc of those offsets (the same ``sqrt(dy**2 + dx**2)`` in float64):
-    per row of the disc, the kerb widened along the rows by that row's half-width and
-    shifted by its offset, instead of an exact distance for every cell. A grid without a
+    a cell is near when some row of the disc, at its row offset, holds a kerb cell within
+    that row's half-width (one compiled pass, ``driving.kernels.dilate_by_rows``), instead
+    of an exact distance for every cell. A grid without a
     kerb cell keeps scipy's answer (its transform then measures from a point outside the
     grid).
     """
     reach = int(kerb_m / resolution_m) + 1
     offsets = np.arange(-reach, reach + 1)
-    h = kerb.shape[1]
-    out = np.zeros_like(kerb)
-    widened = {}
+    rows, halves = [], []
     for dy in offsets:
         inside = np.sqrt(np.float64(dy * dy) + offsets.astype(np.float64) ** 2) * resolution_m < kerb_m
-        if not inside.any() or abs(dy) >= h:             # no row of the grid that far away
-            continue
-        half = int(offsets[inside].max())                # the disc's rows are symmetric runs
-        if half not in widened:
-            widened[half] = maximum_filter1d(kerb, 2 * half + 1, axis=2, mode="constant", cval=0)
-        row = widened[half]
-        if dy >= 0:                                      # a kerb cell dy rows below
-            out[:, :h - dy] |= row[:, dy:]
-        else:
-            out[:, -dy:] |= row[:, :h + dy]
+        if inside.any():                                 # the disc's rows are symmetric runs
+            rows.append(dy)
+            halves.append(int(offsets[inside].max()))
+    out = np.empty_like(kerb, dtype=bool)
+    dilate_by_rows(kerb, np.array(rows, np.int64), np.array(halves, np.int64), out)
     for i in np.flatnonzero(~kerb.any((1, 2))):
         out[i] = distance_transform_edt(~kerb[i]) * resolution_m < kerb_m
     return out

@@ -36,6 +36,7 @@ from core.metrics import iou
 
 from ..model.baselines import WorldCells
 from ..inputs import future_targets
+from ..kernels import decide_cells, layout_mass_cells
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
 
@@ -50,14 +51,22 @@ def road_mass(probs: np.ndarray) -> np.ndarray:
     return probs[:, ROAD] + probs[:, LANE_MARKING]
 
 
-def layout_mass(probs: np.ndarray) -> np.ndarray:
+def layout_mass(probs: np.ndarray, cells: np.ndarray | None = None,
+                out: np.ndarray | None = None) -> np.ndarray:
     """``P(road surface | layout)``: road and lane marking over the four layout classes
     (off-road, road, lane marking, sidewalk); classes on axis 1 (``(N, C, H, W)`` ->
-    ``(N, H, W)``, ``(n, C)`` -> ``(n,)``); 0.5 where the layout has no mass at all."""
-    classes = np.moveaxis(np.asarray(probs), 1, 0)
-    layout = classes[:len(LAYOUT_CLASSES)].sum(0)
-    road = classes[ROAD] + classes[LANE_MARKING]
-    return np.where(layout > 1e-6, road / np.maximum(layout, 1e-6), 0.5).astype(np.float32)
+    ``(N, H, W)``, ``(n, C)`` -> ``(n,)``); 0.5 where the layout has no mass at all.
+    With ``cells`` and ``out`` (``(N, H, W)``): written into ``out`` on ``cells`` only."""
+    probs = np.asarray(probs)
+    if out is None:
+        out = np.empty((len(probs),) + probs.shape[2:], np.float32)
+        cells = np.ones(out.shape, bool)
+    grid = probs.ndim == 2                       # (n, C): a 1x1 grid per row
+    dtype = probs.dtype.type
+    layout_mass_cells(probs[:, :, None, None] if grid else probs,
+                      cells[:, None, None] if grid else cells, len(LAYOUT_CLASSES), ROAD,
+                      LANE_MARKING, dtype(1e-6), dtype(0.5), out[:, None, None] if grid else out)
+    return out
 
 
 class RoadBelief:
@@ -106,19 +115,12 @@ def decide(probs: np.ndarray, road_threshold: float | None = None,
             :func:`road_mass`) reaches it; None: the plain argmax.
         belief: ``(N, H, W)`` the filtered road-layout belief (:class:`RoadBelief`).
     """
-    if road_threshold is None:
-        return probs.argmax(1).astype(np.uint8)
+    out = np.empty((len(probs),) + probs.shape[2:], np.uint8)
+    if road_threshold is None:                   # the plain argmax: no cell is layout
+        decide_cells(probs, np.zeros(out.shape, bool), -1, -1, out)
+        return out
     belief = road_mass(probs) if belief is None else belief
-    top = probs.argmax(1)
-    is_layout = belief >= road_threshold
-    lane = probs[:, LANE_MARKING] > probs[:, ROAD]
-    out = np.where(is_layout, np.where(lane, LANE_MARKING, ROAD), top).astype(np.uint8)
-    fix = ~is_layout & ((top == ROAD) | (top == LANE_MARKING))   # the likeliest other class
-    if fix.any():
-        n, r, c = np.nonzero(fix)
-        other = probs[n, :, r, c]                                 # (k, C)
-        other[:, [ROAD, LANE_MARKING]] = -1.0
-        out[fix] = other.argmax(1)
+    decide_cells(probs, belief >= road_threshold, ROAD, LANE_MARKING, out)   # one compiled pass
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import divide_by_class_band
 from ..warp import cell_offsets
 
 
@@ -78,10 +79,9 @@ class CellNormaliser:
 
     def apply(self, name: str, cell_map: np.ndarray, observed: np.ndarray, meta) -> np.ndarray:
         """``cell_map / scale[name, observed class, distance band]``, ``(T, H, W)``."""
-        cls = np.minimum(observed, self.scale_.shape[1] - 1).astype(np.int64)
-        table = self.scale_[self.maps.index(name)]                      # (classes, bands)
-        scale = table.ravel()[cls * table.shape[1] + self.bands(meta)[None]]   # one raveled gather
-        return (cell_map / scale).astype(np.float32)
+        out = np.empty(cell_map.shape, np.float32)
+        divide_by_class_band(cell_map, observed, self.scale_[self.maps.index(name)], self.bands(meta), out)
+        return out
 
     def to_dict(self) -> dict:
         return {"band_m": self.band_m, "n_bands": self.n_bands, "quantile": self.quantile,

@@ -39,10 +39,11 @@ import numpy as np
 
 from core.explain import region_shap
 
+from ..kernels import class_confidence, revealed_cells
 from ..model.baselines import WorldCells
 from ..model.masking import object_regions
 from ..schema import LANE_MARKING, OBJECT_CLASSES, ROAD, UNOBSERVED, DriveLog
-from ..warp import resample, warp_indices
+from ..warp import cells_in_world, source_frame
 from .decision import RoadBelief, decide, layout_mass, road_mass
 from .frame_score import OBSERVED_CHANNELS
 
@@ -138,7 +139,7 @@ def _object_passes(predictor, grids, speed, observed, is_object, visible, batch_
         out[name][:] = _cross_entropy(rec, observed, grown)
         if not tube:
             continue
-        road_layout[:] = np.where(is_object, layout_mass(rec), road_layout)
+        layout_mass(rec, is_object, road_layout)    # the ground under the objects
         if context_prior is not None:               # what ground the objects stand on
             ground, category = context_prior.inputs(rec, observed, grids, resolution_m)
             if context_prior.fitted:
@@ -151,16 +152,16 @@ def _revealed(maps_revealed, probs, prev_probs, start, log) -> None:
     """Revealed surprise of the frames ``start .. start + B - 1`` (``probs`` their
     occlusion-pass probabilities, ``prev_probs`` those of frame ``start - 1`` or None)."""
     poses, visible, observed = log.poses, log.visible, log.semantic
+    revealed = np.empty(log.meta.grid_shape, bool)
+    probability = np.empty(log.meta.grid_shape, np.float32)
     for i, t in enumerate(range(start, start + len(probs))):   # what the hidden cells turned into
         before = probs[i - 1] if i > 0 else prev_probs
         if before is None:
             continue
-        warp = rows, cols, _ = warp_indices(poses[t - 1], poses[t], log.meta)
-        was_hidden = ~resample(visible[t - 1], warp, fill=True)   # outside t-1's grid: not hidden
-        revealed = was_hidden & visible[t]
-        r, c = np.nonzero(revealed)                            # the map is 0 elsewhere
-        cls = _class_index(observed[t][r, c], len(before))
-        maps_revealed[t][r, c] = _nats(before[cls, rows[r, c], cols[r, c]])   # t-1's prediction
+        here = cells_in_world(poses[t], log.meta)
+        revealed_cells(before, visible[t - 1], visible[t], observed[t], *here,
+                       source_frame(poses[t - 1], log.meta), revealed, probability)
+        maps_revealed[t][revealed] = _nats(probability[revealed])   # t-1's prediction; 0 elsewhere
 
 
 def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities: bool = False,
@@ -217,10 +218,10 @@ def raw_maps(predictor, log: DriveLog, batch_size: int = 32, keep_probabilities:
         decided = decide(probs, road_threshold,
                          belief.update(sl.start, road_mass(probs)) if belief is not None else None)
         predicted[sl] = np.where(vis, observed[sl], decided)
-        chosen = np.take_along_axis(probs, decided[:, None].astype(np.int64), 1)[:, 0]
-        confidence[sl] = np.where(vis, 1.0, chosen)
-        seen_road = np.isin(observed[sl], (ROAD, LANE_MARKING))
-        road_layout[sl] = np.where(vis & ~is_object[sl], seen_road, layout_mass(probs))
+        class_confidence(probs, decided, vis, confidence[sl])
+        seen_layout = vis & ~is_object[sl]
+        road_layout[sl] = np.isin(observed[sl], (ROAD, LANE_MARKING))   # as seen there
+        layout_mass(probs, ~seen_layout, road_layout[sl])                # believed elsewhere
         _object_passes(predictor, grids[sl], speed[sl], observed[sl], is_object[sl], vis,
                        batch_size, context_prior, log.meta.resolution_m,
                        {name: m[sl] for name, m in maps.items()}, road_layout[sl], context_inputs)
