@@ -67,3 +67,143 @@ Usage:
 Finished steps are cached in DIR (``arms/*.json``, ``pretrained-*``): a rerun does only what
 is missing. Writes ``bench/results/medical_masked_consistency.json``.
 """
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from bench.experiments.medical_invariant_pretext import REPRODUCE_WITHIN, REPRODUCTION, Schedule, reproduced
+from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, arm_jobs, arm_step,
+                                                     bench_args, compare, decided_result,
+                                                     experiment_parser, heldout_of_saved,
+                                                     pretrain_step, summary_lines)
+from bench.medical_efficiency import efficiency_arm, simulate_sets
+from core.io import write_text_atomic
+from medical.pretrain import healthy_cases
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUND_18 = ROOT / "bench" / "results" / "medical_invariant_pretext.json"
+BASELINE = "inpaint"
+MIC_ARMS = {"mic_scratch": None, "mic_inpaint": BASELINE}   # arm -> pretext of its start weights
+ISSUE_SHARE = 0.5     # rule (1), first way: issue 17's target
+OVER_INPAINT = 0.25   # rule (1), second way: share above in-painting's by at least this
+
+
+def mic_step(work: Path, settings: list[str], arm: str, subset: list[int], seed: int,
+             name: str) -> dict:
+    """Fine-tune one MIC arm on one label subset with masked consistency on the pretraining
+    folder's healthy volumes; test-set Dice; the segmenter saved for the held-out set."""
+    pretext = MIC_ARMS[arm]
+    pretrained = None if pretext is None else work / f"pretrained-{pretext}"
+    return efficiency_arm(bench_args(settings), work / "data", pretrained, subset, seed,
+                          save_to=work / "arms" / name, sets=(("", "seg_test"),),
+                          unlabelled=healthy_cases(work / "data" / "unlabelled"))
+
+
+def run_all(work: Path, jobs: int, round_18: dict) -> dict:
+    """The reproduction check, in-painting pretraining and both MIC arms; scratch and
+    in-painting arms too only if the check fails. Returns this run's step results."""
+    args = bench_args(COMMITTED)
+    simulate_sets(args, work / "data")
+    (work / "arms").mkdir(parents=True, exist_ok=True)
+    runs = arm_jobs(args)
+
+    def arms(arm, step_fn):
+        return [(f"{arm}-{k}-{r}", step_fn, work, COMMITTED, arm, subset, args.seed + r,
+                 f"{arm}-{k}-{r}") for k, r, subset in runs]
+
+    def follow_ups(key, steps):
+        failed = REPRODUCTION in steps and not reproduced(steps, round_18)
+        pretrained = f"pretrain-{BASELINE}" in steps
+        if key == f"pretrain-{BASELINE}":
+            return [*arms("mic_inpaint", mic_step), *(arms(BASELINE, arm_step) if failed else [])]
+        if key == REPRODUCTION and failed:
+            return [*arms("scratch", arm_step), *(arms(BASELINE, arm_step) if pretrained else [])]
+        return []
+
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        schedule = Schedule(pool, work, follow_ups)
+        schedule.submit(REPRODUCTION, arm_step, work, COMMITTED, "scratch", runs[0][2], args.seed,
+                        REPRODUCTION)
+        schedule.submit(f"pretrain-{BASELINE}", pretrain_step, work, COMMITTED, BASELINE)
+        for step in arms("mic_scratch", mic_step):
+            schedule.submit(*step)
+        return schedule.run()
+
+
+def judged_steps(steps: dict, round_18: dict, reuse: bool) -> dict:
+    """The steps the rule compares: round 18's scratch and in-painting arms when the check
+    passed (``reuse``), else this run's, beside this run's MIC arms."""
+    if not reuse:
+        return steps
+    kept = {k: v for k, v in round_18["steps"].items() if k.split("-")[0] in ("scratch", BASELINE)}
+    return {**kept, **{k: v for k, v in steps.items() if k.split("-")[0] in MIC_ARMS}}
+
+
+def issue_target_met(entry: dict) -> bool:
+    """Issue 17's target: share >= 0.5 and never worse than scratch at 8 labels."""
+    share = entry["share_closed"]
+    return share is not None and share >= ISSUE_SHARE and entry["largest_budget_difference_points"] >= 0.0
+
+
+def decide(test: dict) -> dict:
+    """The decision rule of the module docstring on the TEST set; the issue's target per arm."""
+    base = test[BASELINE]["share_closed"]
+    if base is None:  # no gap from scratch (8 labels not better than 2): nothing to close
+        return {"adopted": None, "why": "no gap between 2 and 8 labels"}
+    verdicts = {}
+    for arm in MIC_ARMS:
+        share, at_8 = test[arm]["share_closed"], test[arm]["largest_budget_difference_points"]
+        share_ok = share >= ISSUE_SHARE or share >= base + OVER_INPAINT
+        verdicts[arm] = {"share_vs_inpaint": share - base, "share_rule_met": share_ok,
+                         "at_8_rule_met": at_8 >= AT_LARGEST_FLOOR,
+                         "passes": share_ok and at_8 >= AT_LARGEST_FLOOR}
+    passing = [arm for arm in MIC_ARMS if verdicts[arm]["passes"]]
+    return {"verdicts": verdicts,
+            "adopted": max(passing, key=lambda arm: test[arm]["share_closed"], default=None),
+            "issue_target_met": {arm: issue_target_met(test[arm]) for arm in (BASELINE, *MIC_ARMS)}}
+
+
+def judged(steps: dict, settings: list[str], prefix: str = "") -> dict:
+    """``compare`` of in-painting and each MIC arm against scratch."""
+    return {arm: compare(steps, settings, arm, prefix) for arm in (BASELINE, *MIC_ARMS)}
+
+
+def main(argv=None):
+    parser = experiment_parser("medical_masked_consistency", __doc__, jobs=1)
+    args = parser.parse_args(argv)
+    work, out = Path(args.work), Path(args.out)
+    round_18 = json.loads(ROUND_18.read_text())
+    if args.heldout:
+        result = decided_result(parser, out, "--heldout")
+        started = time.perf_counter()
+        own = heldout_of_saved(work, result)
+        result["steps"] = own
+        steps = judged_steps(own, round_18, result["reproduction"]["reproduced"])
+        result["heldout"] = judged(steps, result["settings"], "heldout_")
+        result["heldout_issue_target_met"] = {arm: issue_target_met(entry)
+                                              for arm, entry in result["heldout"].items()}
+        result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
+        print("\n".join(summary_lines(result["heldout"])))
+    else:
+        started = time.perf_counter()
+        own = run_all(work, args.jobs, round_18)
+        reuse = reproduced(own, round_18)
+        test = judged(judged_steps(own, round_18, reuse), COMMITTED)
+        result = {"settings": COMMITTED, "steps": own,
+                  "reproduction": {"this_run": own[REPRODUCTION]["mean_dice"],
+                                   "round_18": round_18["steps"]["scratch-2-0"]["mean_dice"],
+                                   "within": REPRODUCE_WITHIN, "reproduced": reuse,
+                                   "scratch_and_inpaint_from": "round 18" if reuse else "this run"},
+                  "test": test, "decision": decide(test),
+                  "seconds": {"run": round(time.perf_counter() - started, 1)}}
+        print("\n".join(summary_lines(test)))
+        print(json.dumps(result["decision"], indent=2))
+    write_text_atomic(out, json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
