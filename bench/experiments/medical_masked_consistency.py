@@ -70,18 +70,17 @@ is missing. Writes ``bench/results/medical_masked_consistency.json``.
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from bench.experiments.medical_invariant_pretext import REPRODUCE_WITHIN, REPRODUCTION, Schedule, reproduced
+from bench.experiments.medical_invariant_pretext import (REPRODUCTION, Schedule, experiment_main,
+                                                         heldout_steps, judged_steps, reproduced,
+                                                         reproduction_record)
 from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, arm_jobs, arm_step,
-                                                     bench_args, compare, decided_result,
-                                                     experiment_parser, heldout_of_saved,
-                                                     pretrain_step, summary_lines)
+                                                     bench_args, compare, pretrain_step,
+                                                     summary_lines)
 from bench.medical_efficiency import efficiency_arm, simulate_sets
-from core.io import write_text_atomic
 from medical.pretrain import healthy_cases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,15 +133,6 @@ def run_all(work: Path, jobs: int, round_18: dict) -> dict:
         return schedule.run()
 
 
-def judged_steps(steps: dict, round_18: dict, reuse: bool) -> dict:
-    """The steps the rule compares: round 18's scratch and in-painting arms when the check
-    passed (``reuse``), else this run's, beside this run's MIC arms."""
-    if not reuse:
-        return steps
-    kept = {k: v for k, v in round_18["steps"].items() if k.split("-")[0] in ("scratch", BASELINE)}
-    return {**kept, **{k: v for k, v in steps.items() if k.split("-")[0] in MIC_ARMS}}
-
-
 def issue_target_met(entry: dict) -> bool:
     """Issue 17's target: share >= 0.5 and never worse than scratch at 8 labels."""
     share = entry["share_closed"]
@@ -172,37 +162,32 @@ def judged(steps: dict, settings: list[str], prefix: str = "") -> dict:
     return {arm: compare(steps, settings, arm, prefix) for arm in (BASELINE, *MIC_ARMS)}
 
 
+def run_and_decide(work: Path, jobs: int, round_18: dict) -> dict:
+    """The MIC arms (and what the reproduction check asks for) and the test-set decision."""
+    own = run_all(work, jobs, round_18)
+    reproduction = reproduction_record(own, round_18, "round 18")
+    test = judged(judged_steps(own, round_18, reproduction["reproduced"], tuple(MIC_ARMS)),
+                  COMMITTED)
+    result = {"settings": COMMITTED, "steps": own, "reproduction": reproduction, "test": test,
+              "decision": decide(test)}
+    print("\n".join(summary_lines(test)))
+    print(json.dumps(result["decision"], indent=2))
+    return result
+
+
+def score_heldout(work: Path, result: dict, round_18: dict) -> dict:
+    """After the decision: the frozen held-out set, reported (it decides nothing)."""
+    result["steps"], steps = heldout_steps(work, result, round_18, tuple(MIC_ARMS))
+    result["heldout"] = judged(steps, result["settings"], "heldout_")
+    result["heldout_issue_target_met"] = {arm: issue_target_met(entry)
+                                          for arm, entry in result["heldout"].items()}
+    print("\n".join(summary_lines(result["heldout"])))
+    return result
+
+
 def main(argv=None):
-    parser = experiment_parser("medical_masked_consistency", __doc__, jobs=1)
-    args = parser.parse_args(argv)
-    work, out = Path(args.work), Path(args.out)
-    round_18 = json.loads(ROUND_18.read_text())
-    if args.heldout:
-        result = decided_result(parser, out, "--heldout")
-        started = time.perf_counter()
-        own = heldout_of_saved(work, result)
-        result["steps"] = own
-        steps = judged_steps(own, round_18, result["reproduction"]["reproduced"])
-        result["heldout"] = judged(steps, result["settings"], "heldout_")
-        result["heldout_issue_target_met"] = {arm: issue_target_met(entry)
-                                              for arm, entry in result["heldout"].items()}
-        result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
-        print("\n".join(summary_lines(result["heldout"])))
-    else:
-        started = time.perf_counter()
-        own = run_all(work, args.jobs, round_18)
-        reuse = reproduced(own, round_18)
-        test = judged(judged_steps(own, round_18, reuse), COMMITTED)
-        result = {"settings": COMMITTED, "steps": own,
-                  "reproduction": {"this_run": own[REPRODUCTION]["mean_dice"],
-                                   "round_18": round_18["steps"]["scratch-2-0"]["mean_dice"],
-                                   "within": REPRODUCE_WITHIN, "reproduced": reuse,
-                                   "scratch_and_inpaint_from": "round 18" if reuse else "this run"},
-                  "test": test, "decision": decide(test),
-                  "seconds": {"run": round(time.perf_counter() - started, 1)}}
-        print("\n".join(summary_lines(test)))
-        print(json.dumps(result["decision"], indent=2))
-    write_text_atomic(out, json.dumps(result, indent=2))
+    experiment_main(argv, "medical_masked_consistency", __doc__, ROUND_18, run_and_decide,
+                    score_heldout)
 
 
 if __name__ == "__main__":
