@@ -2,7 +2,8 @@
 
 Fine-tuning starts from a ``ct-anomaly`` bundle's weights (masked-volume pretraining) or
 from scratch, on the first ``n_labels`` labelled cases; ``core.training.fit`` runs the
-loop with MONAI's ``DiceCELoss`` on random crops (most centred on organ voxels).
+loop with MONAI's ``DiceCELoss`` on random crops (most centred on organ voxels); given
+unlabelled volumes, plus masked consistency on their crops (``medical.consistency``).
 Inference runs MONAI's ``SlidingWindowInferer`` (Gaussian blending,
 ``sw_batch_size >= 4``) over the model grid; the softmax is mapped back onto the input's
 grid before the argmax.
