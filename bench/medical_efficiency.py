@@ -140,10 +140,11 @@ SEG_SETS = (("", "seg_test"), ("heldout_", "seg_heldout"))  # (result key prefix
 
 
 def efficiency_arm(args, data: Path, pretrained, subset: list[int], seed: int,
-                   save_to: Path | None = None, sets=SEG_SETS) -> dict:
+                   save_to: Path | None = None, sets=SEG_SETS, unlabelled=None) -> dict:
     """One arm of one label subset: fine-tune on the labelled cases ``subset`` (scratch if
-    ``pretrained`` is ``None``), then organ Dice on ``sets`` (default: the test and held-out
-    sets; an experiment may score the frozen held-out set only after deciding)."""
+    ``pretrained`` is ``None``; with ``unlabelled`` cases, masked consistency on them), then
+    organ Dice on ``sets`` (default: the test and held-out sets; an experiment may score the
+    frozen held-out set only after deciding)."""
     from core.runtime import configure_threads
     from medical.segment import labelled_cases, train_segmenter
 
@@ -156,7 +157,7 @@ def efficiency_arm(args, data: Path, pretrained, subset: list[int], seed: int,
                                 # organ_dice scores the network's own labels: nothing to
                                 # decide (the arm saved for the anomaly section trains on
                                 # the whole pool, so it had no validation cases either)
-                                validation_cases=[])
+                                validation_cases=[], unlabelled_cases=unlabelled)
     out = {"epochs": len(segmenter.history_.train_loss)}
     for prefix, folder in sets:
         out.update(scored_set(segmenter, data / folder, prefix))

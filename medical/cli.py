@@ -73,23 +73,28 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
 @click.option("--calibration-data", type=click.Path(), default=None,
               help="Lesion-free cases to calibrate organ anomaly scoring on (default: those of "
                    "--data beyond the training cases).")
+@click.option("--unlabelled", type=click.Path(exists=True), default=None,
+              help="Unlabelled volumes for masked consistency: an EMA teacher labels their "
+                   "crops, the segmenter must give its confident labels with patches hidden.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @runtime_options
-def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, seed, device, precision,
-          quiet):
+def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unlabelled, seed,
+          device, precision, quiet):
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
+    from .io import find_cases  # lazy: loads torch/MONAI on use
     from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
     from .pretrain import healthy_cases  # lazy: loads torch/MONAI on use
     from .segment import train_segmenter  # lazy: loads torch/MONAI on use
 
-    check_output(out, [data, pretrained, calibration_data])
+    check_output(out, [data, pretrained, calibration_data, unlabelled])
     _, config = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
     calibration = healthy_cases(calibration_data) if calibration_data else None
     segmenter = train_segmenter(data, out, pretrained, n_labels, config,
                                 progress=show_progress(quiet), calibration_cases=calibration,
-                                device=device, precision=precision)
+                                device=device, precision=precision,
+                                unlabelled_cases=find_cases(unlabelled) if unlabelled else None)
     click.echo(f"trained for {counted(len(segmenter.history_.train_loss), 'epoch')} "
                f"(best validation loss {segmenter.history_.best_val_loss:.4f}); saved {out}")
 

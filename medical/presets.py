@@ -10,6 +10,7 @@ from dataclasses import replace
 from core.errors import DataValidationError
 
 from .anomaly_config import AnomalyConfig
+from .consistency import ConsistencyConfig
 from .networks import NetworkConfig
 from .pretrain import PretrainConfig
 from .segment import SegmentConfig
@@ -41,4 +42,7 @@ def preset(name: str, seed: int = 0) -> tuple[PretrainConfig, SegmentConfig]:
         pre, seg = PretrainConfig(seed=seed), SegmentConfig(seed=seed)
     else:
         raise DataValidationError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return pre, replace(seg, network=pre.network)
+    # masked consistency hides the in-painting blocks
+    consistency = ConsistencyConfig(mask_block=pre.anomaly.training_block,
+                                    mask_ratio=pre.anomaly.mask_ratio)
+    return pre, replace(seg, network=pre.network, consistency=consistency)

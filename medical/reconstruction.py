@@ -134,6 +134,23 @@ def output_channels(pretext: str) -> int:
     return 2 + (EMBED if pretext == INVARIANT else 0)
 
 
+def draw_hidden(masker, image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A 0/1 hidden mask ``(B, 1, x, y, z)`` for a batch ``image`` of the same shape: the
+    ``masker``'s blocks (a 3-D ``core.masking.PatchMasker`` with a tuple ``patch_size``) on a
+    grid shifted by a random offset, both drawn from ``generator``.
+
+    The offset keeps the patch grid from lining up with the UNet's stride grid: the network
+    would learn that shortcut and fail on windows whose patches are not aligned.
+    """
+    patch_size = tuple(masker.patch_size)  # (px, py, pz) voxels
+    masker.set_random_state(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    spatial = tuple(image.shape[2:])
+    big = masker.draw(tuple(image.shape[:2]) + tuple(s + p for s, p in zip(spatial, patch_size)))
+    offset = [int(torch.randint(0, p, (1,), generator=generator)) for p in patch_size]
+    window = (slice(None), slice(None)) + tuple(slice(o, o + s) for o, s in zip(offset, spatial))
+    return torch.from_numpy(np.ascontiguousarray(big[window], dtype=np.float32)).to(image.device)
+
+
 def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     """``loss_fn`` for ``fit``: MSE over hidden voxels of a random patch mask per crop.
 
@@ -141,9 +158,7 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     (:meth:`medical.anomaly_config.AnomalyConfig.masker`); its blocks also set the random
     offset's range and, without ``sigma``, the context baseline's width (half a block).
 
-    The patch grid gets a random offset per batch: aligned to the crop it would line up
-    with the UNet's stride grid, and the network would learn that shortcut and fail on
-    windows whose patches are not aligned (sliding-window inference).
+    The patch grid gets a random offset per batch (:func:`draw_hidden`).
 
     ``pretext="genesis"`` adds the Models Genesis distortions (:mod:`medical.genesis`):
     per crop, maybe an intensity curve and shuffled blocks on the input, and out-painting
@@ -165,12 +180,7 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
 
     def loss_fn(model, batch, generator):
         image = batch[0]  # (B, 1, x, y, z)
-        masker.set_random_state(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        spatial = tuple(image.shape[2:])
-        big = masker.draw(tuple(image.shape[:2]) + tuple(s + p for s, p in zip(spatial, patch_size)))
-        offset = [int(torch.randint(0, p, (1,), generator=generator)) for p in patch_size]
-        window = (slice(None), slice(None)) + tuple(slice(o, o + s) for o, s in zip(offset, spatial))
-        hidden = torch.from_numpy(np.ascontiguousarray(big[window], dtype=np.float32)).to(image.device)
+        hidden = draw_hidden(masker, image, generator)
         seen, weight = image, hidden
         if pretext != "inpaint":  # the distortions' own stream, after the mask's draws
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))

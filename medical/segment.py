@@ -2,7 +2,8 @@
 
 Fine-tuning starts from a ``ct-anomaly`` bundle's weights (masked-volume pretraining) or
 from scratch, on the first ``n_labels`` labelled cases; ``core.training.fit`` runs the
-loop with MONAI's ``DiceCELoss`` on random crops (most centred on organ voxels).
+loop with MONAI's ``DiceCELoss`` on random crops (most centred on organ voxels); given
+unlabelled volumes, plus masked consistency on their crops (``medical.consistency``).
 Inference runs MONAI's ``SlidingWindowInferer`` (Gaussian blending,
 ``sw_batch_size >= 4``) over the model grid; the softmax is mapped back onto the input's
 grid before the argmax.
@@ -28,6 +29,7 @@ from core.runtime import NetworkPlacement, autocast
 from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyScorer
+from .consistency import ConsistencyConfig, PairedCrops, prepare_unlabelled, with_consistency
 from .guard import InputReference, body_hu_cdf, fragmentation_warnings, ras_extent_mm
 from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
@@ -63,6 +65,8 @@ class SegmentConfig:
             overwrite what pretraining learned before the new layers fit (0.3: of the
             recipes compared in bench/README.md, the only one better than scratch at 2 labels).
         encoder_only: take only the pretrained encoder (down path); the decoder starts fresh.
+        consistency: masked consistency on unlabelled volumes (``medical.consistency``),
+            used only when :func:`train_segmenter` is given unlabelled cases.
         seed: crops and the loop.
     """
 
@@ -80,6 +84,7 @@ class SegmentConfig:
     sw_batch_size: int = 4
     pretrained_lr_scale: float = 0.3
     encoder_only: bool = True
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     seed: int = 0
 
 
@@ -148,9 +153,10 @@ class Segmenter(NetworkPlacement, Estimator):
                                     sw_device=self.device, device=self.device)
 
     def fit(self, prepared, config: SegmentConfig, init_state: dict | None = None,
-            progress: bool | None = None):
+            progress: bool | None = None, unlabelled=()):
         """Fine-tune on prepared, labelled cases (``init_state``: pretrained weights), on
-        this segmenter's device and precision (:meth:`to`)."""
+        this segmenter's device and precision (:meth:`to`); with prepared ``unlabelled``
+        cases, plus ``config.consistency``'s masked consistency on them."""
         params = None
         if init_state is not None:
             copied = transfer_weights(init_state, self.network, config.encoder_only)
@@ -168,17 +174,24 @@ class Segmenter(NetworkPlacement, Estimator):
                               organ_jitter=config.organ_jitter)
         val = CropDataset(images, roi, max(4, config.samples_per_epoch // 8), labels,
                           config.foreground, seed=config.seed + 7, fixed=True)
+        loss_fn = dice_ce_loss()
+        if unlabelled:
+            dataset = PairedCrops(dataset, CropDataset(
+                [p.image.as_tensor().numpy() for p in unlabelled], roi, config.samples_per_epoch,
+                seed=config.seed + 11, intensity_jitter=config.intensity_jitter))
+            loss_fn = with_consistency(loss_fn, self.network, config.consistency)
         train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
                                    lr=config.lr, patience=config.patience, seed=config.seed,
                                    progress=progress, weight_decay=1e-5,
                                    device=str(self.device), precision=self.precision)
-        self.history_ = fit(self.network, dataset, dice_ce_loss(), train_config, val_dataset=val,
+        self.history_ = fit(self.network, dataset, loss_fn, train_config, val_dataset=val,
                             params=params)
         self.network.eval()
         self.provenance_ = {"training": {
             "cases": [p.case.name for p in prepared], "pretrained": init_state is not None,
             "epochs": len(self.history_.train_loss), "max_epochs": config.max_epochs,
-            "seed": config.seed}}
+            "seed": config.seed, "unlabelled_cases": [p.case.name for p in unlabelled],
+            "consistency": config.consistency.to_dict() if unlabelled else None}}
         return self
 
     @torch.no_grad()
@@ -276,7 +289,8 @@ def labelled_cases(data, n_labels: int | None = None) -> list:
 def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None,
                     config: SegmentConfig | None = None, progress: bool | None = None,
                     cases=None, calibration_cases=None, device="auto",
-                    precision: str = "fp32", validation_cases=None) -> Segmenter:
+                    precision: str = "fp32", validation_cases=None,
+                    unlabelled_cases=None) -> Segmenter:
     """Fine-tune (or train from scratch) and save ``out/segmenter`` (+ ``out/anomaly``).
 
     With ``pretrained`` (a ``ct-anomaly`` bundle) the weights initialise the network, and
@@ -296,6 +310,11 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     them); ``validation_cases`` replaces them (``[]``: decide nothing, as a benchmark that
     scores the network's own labels does). With none (every labelled case trained on),
     nothing is post-processed and no fragmentation warning is given.
+
+    ``unlabelled_cases`` (volumes whose labels, if any, are not read; those among the
+    training cases are skipped) turn on masked consistency (``config.consistency``,
+    ``medical.consistency``): an EMA teacher labels their crops, the student must give its
+    confident labels with patches hidden.
 
     Training, the organ calibration and both networks run on one ``device`` (auto, cpu,
     cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
@@ -323,7 +342,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
-    segmenter.to(device, precision).fit(prepared, config, init_state, progress)
+    unlabelled = prepare_unlabelled(unlabelled_cases, cases, reader.prepare_image, progress)
+    segmenter.to(device, precision).fit(prepared, config, init_state, progress, unlabelled)
     labelled = labelled_cases(data)
     if validation_cases is None:
         trained = {c.name for c in cases}

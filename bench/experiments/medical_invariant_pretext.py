@@ -159,13 +159,30 @@ def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict) -> dict
         return schedule.run()
 
 
-def judged_steps(steps: dict, remap_run: dict, reuse: bool) -> dict:
-    """The steps the rule compares: round 15's scratch and in-painting arms when the check
-    passed (``reuse``), else this run's, beside this run's candidate arms."""
+def judged_steps(steps: dict, reference: dict, reuse: bool, candidates=(CANDIDATE,)) -> dict:
+    """The steps a rule compares: the ``reference`` run's scratch and in-painting arms when
+    the check passed (``reuse``), else this run's, beside this run's ``candidates``' arms."""
     if not reuse:
         return steps
-    kept = {k: v for k, v in remap_run["steps"].items() if k.split("-")[0] in ("scratch", BASELINE)}
-    return {**kept, **{k: v for k, v in steps.items() if k.startswith(CANDIDATE)}}
+    kept = {k: v for k, v in reference["steps"].items() if k.split("-")[0] in ("scratch", BASELINE)}
+    return {**kept, **{k: v for k, v in steps.items() if k.split("-")[0] in candidates}}
+
+
+def reproduction_record(own: dict, reference: dict, source: str) -> dict:
+    """The reproduction check of this run's steps ``own`` against the ``reference`` run
+    (``source``: its name, e.g. ``"round 15"``), as the results file keeps it."""
+    reuse = reproduced(own, reference)
+    return {"this_run": own[REPRODUCTION]["mean_dice"],
+            source.replace(" ", "_"): reference["steps"]["scratch-2-0"]["mean_dice"],
+            "within": REPRODUCE_WITHIN, "reproduced": reuse,
+            "scratch_and_inpaint_from": source if reuse else "this run"}
+
+
+def heldout_steps(work: Path, result: dict, reference: dict, candidates=(CANDIDATE,)):
+    """After the decision: this run's saved segmenters scored on the frozen held-out set
+    (``heldout_of_saved``), and the steps the rule compares (:func:`judged_steps`)."""
+    own = heldout_of_saved(work, result)
+    return own, judged_steps(own, reference, result["reproduction"]["reproduced"], candidates)
 
 
 def decide(test: dict) -> dict:
@@ -190,40 +207,53 @@ def decide_default(decision: dict, held: dict) -> dict:
             "becomes_default": bool(decision["adopted"] and not_below)}
 
 
-def main(argv=None):
-    parser = experiment_parser("medical_invariant_pretext", __doc__, jobs=1)
+def experiment_main(argv, module: str, doc: str, reference_path: Path, run, heldout) -> None:
+    """The command line of an experiment with a reproduction check against the run in
+    ``reference_path``: ``run(work, jobs, reference)`` returns the result (first), or, with
+    ``--heldout`` (refused before a decision is written), ``heldout(work, result,
+    reference)`` completes it; timed (``seconds``) and written to ``--out``."""
+    parser = experiment_parser(module, doc, jobs=1)
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
-    remap_run = json.loads(REMAP_RUN.read_text())
+    reference = json.loads(reference_path.read_text())
+    started = time.perf_counter()
     if args.heldout:
-        result = decided_result(parser, out, "--heldout")
-        started = time.perf_counter()
-        own = heldout_of_saved(work, result)
-        result["steps"] = own
-        steps = judged_steps(own, remap_run, result["reproduction"]["reproduced"])
-        result["heldout"] = {arm: compare(steps, result["settings"], arm, "heldout_")
-                             for arm in (BASELINE, CANDIDATE)}
-        result["default_decision"] = decide_default(result["decision"], result["heldout"])
+        result = heldout(work, decided_result(parser, out, "--heldout"), reference)
         result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
-        print("\n".join(summary_lines(result["heldout"])))
-        print(json.dumps(result["default_decision"], indent=2))
     else:
-        check_design()
-        started = time.perf_counter()
-        own = run_all(work, COMMITTED, args.jobs, remap_run)
-        reuse = reproduced(own, remap_run)
-        steps = judged_steps(own, remap_run, reuse)
-        test = {arm: compare(steps, COMMITTED, arm) for arm in (BASELINE, CANDIDATE)}
-        result = {"settings": COMMITTED, "design": DESIGN, "steps": own,
-                  "reproduction": {"this_run": own[REPRODUCTION]["mean_dice"],
-                                   "round_15": remap_run["steps"]["scratch-2-0"]["mean_dice"],
-                                   "within": REPRODUCE_WITHIN, "reproduced": reuse,
-                                   "scratch_and_inpaint_from": "round 15" if reuse else "this run"},
-                  "test": test, "decision": decide(test),
-                  "seconds": {"run": round(time.perf_counter() - started, 1)}}
-        print("\n".join(summary_lines(test)))
-        print(json.dumps(result["decision"], indent=2))
+        result = run(work, args.jobs, reference)
+        result["seconds"] = {"run": round(time.perf_counter() - started, 1)}
     write_text_atomic(out, json.dumps(result, indent=2))
+
+
+def run_and_decide(work: Path, jobs: int, remap_run: dict) -> dict:
+    """The candidate's run and the test-set decision."""
+    check_design()
+    own = run_all(work, COMMITTED, jobs, remap_run)
+    reproduction = reproduction_record(own, remap_run, "round 15")
+    steps = judged_steps(own, remap_run, reproduction["reproduced"])
+    test = {arm: compare(steps, COMMITTED, arm) for arm in (BASELINE, CANDIDATE)}
+    result = {"settings": COMMITTED, "design": DESIGN, "steps": own, "reproduction": reproduction,
+              "test": test, "decision": decide(test)}
+    print("\n".join(summary_lines(test)))
+    print(json.dumps(result["decision"], indent=2))
+    return result
+
+
+def score_heldout(work: Path, result: dict, remap_run: dict) -> dict:
+    """After the decision: the frozen held-out set and the default decision."""
+    result["steps"], steps = heldout_steps(work, result, remap_run)
+    result["heldout"] = {arm: compare(steps, result["settings"], arm, "heldout_")
+                         for arm in (BASELINE, CANDIDATE)}
+    result["default_decision"] = decide_default(result["decision"], result["heldout"])
+    print("\n".join(summary_lines(result["heldout"])))
+    print(json.dumps(result["default_decision"], indent=2))
+    return result
+
+
+def main(argv=None):
+    experiment_main(argv, "medical_invariant_pretext", __doc__, REMAP_RUN, run_and_decide,
+                    score_heldout)
 
 
 if __name__ == "__main__":

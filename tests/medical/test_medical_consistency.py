@@ -1,0 +1,136 @@
+"""Masked consistency while fine-tuning (``medical.consistency``, `medical train --unlabelled`):
+the EMA teacher, the masked student input, the confidence gate, and a tiny run end to end."""
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from core.errors import DataValidationError
+from medical.cli import medical
+from medical.consistency import (ConsistencyConfig, EmaTeacher, PairedCrops,
+                                 confident_cross_entropy, with_consistency)
+from medical.networks import NetworkConfig, build_network
+from medical.presets import preset
+from medical.segment import Segmenter, labelled_cases, train_segmenter
+from medical.volumes import CropDataset
+
+ROI = (16, 16, 8)
+
+
+def _network(seed: int = 0) -> nn.Module:
+    config = NetworkConfig(channels=(4, 8), strides=(2,), num_res_units=0, roi_size=ROI)
+    return build_network(config, out_channels=3, seed=seed)
+
+
+CALLS: list[tuple[bool, torch.Tensor]] = []   # (with gradient, input) of every Recorder call
+
+
+class Recorder(nn.Module):
+    """``inner`` that logs each input to ``CALLS`` (a module global, so the teacher, a deep
+    copy, logs to the same list); the teacher runs without gradient, the student with."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        CALLS.append((torch.is_grad_enabled(), x.detach().clone()))
+        return self.inner(x)
+
+
+def test_the_teacher_is_an_ema_of_the_student():
+    student, teacher = _network(), EmaTeacher(ema=0.6)
+    teacher.update(student)                                    # the first update copies
+    first = {k: v.clone() for k, v in teacher.network.state_dict().items()}
+    assert all(torch.equal(first[k], v) for k, v in student.state_dict().items())
+    assert not any(p.requires_grad for p in teacher.network.parameters())
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    teacher.update(student)                                    # warm-up: keep min(1 - 1/2, 0.6)
+    second = teacher.network.state_dict()
+    for k, v in student.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(second[k], 0.5 * first[k] + 0.5 * v)
+    before = {k: v.clone() for k, v in second.items()}
+    teacher.update(student)                                    # keep min(1 - 1/3, 0.6) = 0.6
+    for k, v in student.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(teacher.network.state_dict()[k], 0.6 * before[k] + 0.4 * v)
+
+
+def test_the_student_sees_the_unlabelled_crop_with_patches_hidden_the_teacher_whole():
+    CALLS.clear()
+    student = Recorder(_network())
+    loss_fn = with_consistency(lambda model, batch, generator: torch.zeros(()), student,
+                               ConsistencyConfig(mask_block=(4, 4, 2), mask_ratio=0.5))
+    unlabelled = torch.rand(2, 1, *ROI) + 0.1                  # no voxel is 0 before masking
+    batch = (torch.rand(2, 1, *ROI), torch.zeros(2, 1, *ROI, dtype=torch.int64), unlabelled)
+    loss_fn(student, batch, torch.Generator().manual_seed(0))
+    (teacher_input,) = [x for grad, x in CALLS if not grad]
+    (student_input,) = [x for grad, x in CALLS if grad]       # the supervised stub ran nothing
+    torch.testing.assert_close(teacher_input, torch.cat([unlabelled, torch.zeros_like(unlabelled)], 1))
+    hidden = student_input[:, 1:]
+    assert 0.3 < float(hidden.mean()) < 0.7                    # about half of the blocks
+    torch.testing.assert_close(student_input[:, :1], unlabelled * (1 - hidden))
+    assert bool((student_input[:, :1][hidden.bool()] == 0).all())
+
+
+def test_unconfident_voxels_add_neither_loss_nor_gradient():
+    teacher_probs = torch.tensor([[0.95, 0.6], [0.03, 0.3], [0.02, 0.1]]).view(1, 3, 2, 1, 1)
+    logits = torch.randn(1, 3, 2, 1, 1, requires_grad=True)
+    loss = confident_cross_entropy(logits, teacher_probs, confidence=0.9)
+    loss.backward()
+    assert logits.grad[..., 1, :, :].abs().sum() == 0           # the 0.6 voxel: ignored
+    assert logits.grad[..., 0, :, :].abs().sum() > 0
+    expected = -torch.log_softmax(logits.detach(), 1)[0, 0, 0, 0, 0] / 2   # 1 of 2 voxels counts
+    torch.testing.assert_close(loss.detach(), expected)
+    changed = logits.detach().clone()
+    changed[..., 1, :, :] += torch.tensor([5.0, -3.0, 2.0]).view(1, 3, 1, 1)
+    torch.testing.assert_close(confident_cross_entropy(changed, teacher_probs, 0.9), loss.detach())
+
+
+def test_validation_batches_get_the_supervised_loss_only():
+    network = _network()
+    supervised = lambda model, batch, generator: torch.tensor(1.5)   # noqa: E731
+    loss_fn = with_consistency(supervised, network, ConsistencyConfig(mask_block=(4, 4, 2),
+                                                                     confidence=0.0))
+    image, label = torch.rand(2, 1, *ROI), torch.zeros(2, 1, *ROI, dtype=torch.int64)
+    generator = torch.Generator().manual_seed(0)
+    assert float(loss_fn(network, (image, label), generator)) == 1.5
+    # every voxel counts at confidence 0: the cross-entropy of a softmax is > 0
+    assert float(loss_fn(network, (image, label, torch.rand(2, 1, *ROI)), generator).detach()) > 1.5
+
+
+def test_paired_crops_join_the_two_datasets_and_refuse_different_lengths():
+    images = [torch.rand(1, 20, 20, 10).numpy()]
+    labelled = CropDataset(images, ROI, 4, labels=[(images[0] > 0.5).astype("int64")])
+    paired = PairedCrops(labelled, CropDataset(images, ROI, 4, seed=3))
+    image, label, unlabelled = paired[0]
+    assert image.shape == label.shape == unlabelled.shape == (1, *ROI)
+    with pytest.raises(ValueError, match="4 labelled crops but 2 unlabelled"):
+        PairedCrops(labelled, CropDataset(images, ROI, 2))
+
+
+def test_unlabelled_volumes_that_are_all_training_cases_are_refused(tiny_data):
+    _, config = preset("tiny")
+    cases = labelled_cases(tiny_data[0], 2)
+    with pytest.raises(DataValidationError, match="no unlabelled volumes beyond the training cases"):
+        train_segmenter(tiny_data[0], None, config=config, cases=cases, unlabelled_cases=cases,
+                        progress=False)
+
+
+def test_train_with_unlabelled_volumes_end_to_end(tiny_data, tmp_path):
+    train, unlabelled = tiny_data              # 6 labelled phantoms; 4 others, labels unused
+    result = CliRunner().invoke(medical, [str(a) for a in (
+        "train", "--data", train, "--out", tmp_path / "ct", "--labels", 2, "--preset", "tiny",
+        "--epochs", 2, "--unlabelled", unlabelled)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    segmenter = Segmenter.load(tmp_path / "ct" / "segmenter")
+    training = segmenter.provenance_["training"]
+    assert training["cases"] == ["case_000", "case_001"] and len(training["unlabelled_cases"]) == 4
+    assert training["consistency"]["mask_block"] == list(preset("tiny")[0].anomaly.training_block)
+    probs = segmenter.predict_proba(torch.rand(1, 32, 32, 16))
+    torch.testing.assert_close(probs.sum(0), torch.ones(32, 32, 16))
