@@ -25,9 +25,10 @@ def kept_logs(out_dir: Path, n_logs: int, frames: int, seed: int, config) -> lis
     The folder is reused when its marker (``simulation.json``) names the same seed, frames
     and configuration and at least ``n_logs`` logs (a log's seed is ``seed * 1000 + i``, so the
     first ``n_logs`` of a larger set are the same logs). Otherwise the marker and every
-    ``log_*.parquet`` are removed before simulating, and the marker is written only once all
-    logs are there: a folder whose simulation stopped half-way, or that holds logs of another
-    setting, is never read back.
+    ``log_*.parquet`` are removed (a folder without unmask's own marker is replaced only when
+    empty), ``simulate_logs`` publishes the new set in their place, whole, and the marker is
+    written only once all logs are there: a folder whose simulation stopped half-way, or that
+    holds logs of another setting, is never read back.
 
     Args:
         out_dir: the folder of the set's logs (created if missing).

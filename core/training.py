@@ -147,7 +147,28 @@ def _all_reduce_mean(value: float, device: torch.device) -> float:
         return value
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
+    if dist.get_backend() == "gloo":
+        _wait_until_released(t)
     return float(t.item() / dist.get_world_size())
+
+
+def _wait_until_released(tensor: torch.Tensor, timeout_s: float = 10.0) -> None:
+    """Return once no reference but the caller's holds ``tensor`` (or after ``timeout_s``).
+
+    gloo's ``all_reduce`` returns as soon as the result is ready, a moment before its worker
+    thread drops the work that holds the tensor. A Python tensor whose last reference goes
+    on that thread is freed there, under the GIL; when the rank exits in that moment (rank 1
+    leaves while rank 0 still writes the bundle), the thread asks for the GIL during
+    interpreter shutdown, which ends it inside a destructor: the process aborts with
+    "terminate called without an active exception" (the mechanism of pytorch/pytorch pull
+    request 179291; issue 190489 reports the abort). ``destroy_process_group`` does not
+    help: gloo's worker threads outlive it once a DistributedDataParallel has been built on
+    the group. NCCL's work is released by its watchdog thread, on its own schedule: not
+    waited for here (not measured: this change was made without a GPU).
+    """
+    deadline = time.monotonic() + timeout_s
+    while tensor._use_count() > 1 and time.monotonic() < deadline:
+        time.sleep(1e-4)
 
 
 # --- batching ------------------------------------------------------------------------

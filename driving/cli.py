@@ -7,7 +7,7 @@ import click
 from core.cli_options import (export_options, plain_warnings, resolve_run_dir, run_destination,
                               runtime_options, show_progress)
 from core.export import export_onnx
-from core.io import atomic_path, check_output
+from core.io import check_output
 from core.text import counted
 from core.training import is_main_process
 
@@ -49,9 +49,8 @@ def simulate(n_logs, frames, out, seed, grid, world, anomaly_interval):
     in), and a folder unmask did not write is refused.
     """
     config = sim_config("small" if grid == "128" else "tiny", world)
-    with atomic_path(out) as tmp:
-        paths = simulate_logs(tmp, n_logs, frames, seed=seed,
-                              config=replace(config, anomaly_interval_s=anomaly_interval))
+    paths = simulate_logs(out, n_logs, frames, seed=seed,
+                          config=replace(config, anomaly_interval_s=anomaly_interval))
     click.echo(f"wrote {counted(len(paths), 'log')} to {out}")
 
 

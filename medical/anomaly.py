@@ -61,8 +61,8 @@ from .networks import NetworkConfig, build_network, load_weights
 from .organ_scoring import (confident_labels, divide_by_tails, organ_error_map, organ_map,
                             organ_reconstruction, organ_residual_stats, organ_tails,
                             scored_parenchyma)
-from .reconstruction import (body_mask, context_baseline, core_schedule, masked_input,
-                             output_channels, reconstruction_loss, split_output)
+from .reconstruction import (MeanAndLogVariance, body_mask, context_baseline, core_schedule,
+                             masked_input, output_channels, reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
 from .volumes import CropDataset, prepare_case
 
@@ -241,11 +241,11 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         shape = tuple(x.shape[2:])
         mean_map = np.zeros(shape, dtype=np.float32)
         sd_map = np.ones(shape, dtype=np.float32)
-        self.network.eval()
+        network = MeanAndLogVariance(self.network).eval()  # blends only the 2 channels read
         for hidden_np, core in core_schedule(shape, self.config.patch_size):
             hidden = torch.from_numpy(hidden_np.astype(np.float32))[None, None].to(device)
             with autocast(device, self.precision):
-                output = inferer(masked_input(x, hidden), self.network)
+                output = inferer(masked_input(x, hidden), network)
             mean, log_var = split_output(output.float())
             mean = mean + context_baseline(x, hidden, self.config.context_sigma)
             mean_map[core] = mean[0, 0].cpu().numpy()[core]

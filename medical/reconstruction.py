@@ -55,6 +55,24 @@ def split_output(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return output[:, :1], output[:, 1:2].clamp(*LOG_VAR_RANGE)
 
 
+class MeanAndLogVariance(torch.nn.Module):
+    """``network`` with only its mean and log-variance channels (0 and 1) as output.
+
+    What a sliding-window inferer blends over a volume: an ``"inpaint_invariant"`` network's
+    16 embedding channels would be blended too, then dropped (at 512 x 512 x 300 a float32
+    output of 18 channels is 5.7 GB, of 2 channels 0.63 GB). A module, not a function: the
+    inferer reads the device from the network it is given, and this one's parameters
+    (device, dtype) are the network's.
+    """
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.network(x, *args, **kwargs)[:, :2]                 # (B, 2, x, y, z)
+
+
 def reconstruction_nll(output: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """Per-voxel training loss: squared error of the mean + Gaussian NLL of the variance.
 

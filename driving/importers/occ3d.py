@@ -142,19 +142,25 @@ def load_labels(path: Path, mask: str, shape: tuple | None) -> tuple[np.ndarray,
     """
     if not path.is_file():
         raise DataValidationError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):     # else numpy reads it as a pickle and says so
-        raise DataValidationError(f"{path}: not an .npz archive (no zip structure); the file "
-                                  "is corrupt or truncated: copy it again from the dataset")
     key = MASKS[mask]
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("semantics", key) if k not in data.files]
-            if missing:
-                raise DataValidationError(f"{path}: lacks {', '.join(missing)} (has "
-                                          f"{', '.join(data.files) or 'nothing'})")
-            semantics, observed = data["semantics"], data[key]
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DataValidationError(f"{path}: not a readable .npz file ({err})") from None
+        file = path.open("rb")           # opened and read once: the zip check and numpy share it
+    except OSError as err:
+        raise DataValidationError(f"{path}: not readable ({err.strerror})") from None
+    with file:
+        if not zipfile.is_zipfile(file):  # else numpy reads it as a pickle and says so
+            raise DataValidationError(f"{path}: not an .npz archive (no zip structure); the file "
+                                      "is corrupt or truncated: copy it again from the dataset")
+        file.seek(0)
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                missing = [k for k in ("semantics", key) if k not in data.files]
+                if missing:
+                    raise DataValidationError(f"{path}: lacks {', '.join(missing)} (has "
+                                              f"{', '.join(data.files) or 'nothing'})")
+                semantics, observed = data["semantics"], data[key]
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise DataValidationError(f"{path}: not a readable .npz file ({err})") from None
     if semantics.ndim != 3 or not np.issubdtype(semantics.dtype, np.integer):
         raise DataValidationError(f"{path}: semantics has shape {semantics.shape} and dtype "
                                   f"{semantics.dtype}; expected (X, Y, Z) integer classes")

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.io import atomic_path
+
 from .raycast import Raycaster
 from ..schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED,
                      VEHICLE, DriveLog, LogMeta, write_log)
@@ -390,12 +392,32 @@ def _drop_colliding(scene: _Scene, poses: np.ndarray) -> None:
 
 def simulate_logs(out_dir: str | os.PathLike, n_logs: int, n_frames: int, seed: int = 0,
                   config: SimConfig | None = None) -> list[Path]:
-    """Simulate ``n_logs`` logs into ``out_dir`` (``log_000.parquet``, ...); returns paths.
-    ``config``: a :class:`SimConfig` (town) or ``highway.HighwayConfig`` (default: the town)."""
+    """Simulate ``n_logs`` logs into the folder ``out_dir`` (``log_000.parquet``, ...).
+
+    The folder is published whole and atomically (written beside it, then renamed, with
+    unmask's marker), as ``import`` publishes its logs: a reader never sees half a set, a
+    rerun replaces an earlier folder of simulated logs (no stale log of another world or
+    size stays in it), and a non-empty folder unmask did not write is refused.
+
+    Args:
+        out_dir: the folder to publish.
+        n_logs: how many logs; log ``i`` is simulated from seed ``seed * 1000 + i``.
+        n_frames: frames per log.
+        seed: the set's seed.
+        config: a :class:`SimConfig` (town) or ``highway.HighwayConfig`` (default: the town).
+
+    Returns:
+        The published log files, in order.
+
+    Raises:
+        DataValidationError: ``out_dir`` is a non-empty folder unmask did not write.
+    """
     out_dir = Path(out_dir)
     config = config or SimConfig()
-    paths = []
-    for i in range(n_logs):
-        log = config.build(seed * 1000 + i).simulate(n_frames, log_id=f"log_{i:03d}")
-        paths.append(write_log(log, out_dir / f"{log.log_id}.parquet"))
-    return paths
+    names = []
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for i in range(n_logs):
+            log = config.build(seed * 1000 + i).simulate(n_frames, log_id=f"log_{i:03d}")
+            names.append(write_log(log, tmp / f"{log.log_id}.parquet").name)
+    return [out_dir / name for name in names]

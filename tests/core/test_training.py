@@ -117,3 +117,34 @@ def test_parameter_groups_keep_their_own_learning_rates():
                                          device="cpu"), params=params)
     assert torch.equal(model[0].weight, frozen)
     assert not torch.equal(model[1].weight, start)
+
+
+def test_loss_all_reduce_returns_once_the_worker_let_go_of_the_tensor(monkeypatch):
+    """gloo's worker thread drops its reference to the reduced tensor a moment after the
+    result is ready; a rank exiting in that moment aborted ("terminate called without an
+    active exception"), so the mean is returned only once that reference is gone."""
+    import threading
+    import time
+
+    import torch.distributed as dist
+
+    from core import training
+
+    dropped = threading.Event()
+
+    def all_reduce(tensor):           # the sum over two ranks, and a late worker thread
+        tensor.mul_(2)
+        held = [tensor.view(-1)]      # a C++ reference to the tensor, as gloo's work holds
+
+        def worker():
+            time.sleep(0.3)
+            dropped.set()
+            held.clear()
+        threading.Thread(target=worker).start()
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_backend", lambda: "gloo")
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "all_reduce", all_reduce)
+    assert training._all_reduce_mean(1.5, torch.device("cpu")) == 1.5
+    assert dropped.is_set()

@@ -155,3 +155,18 @@ def test_train_refuses_a_folder_of_mixed_frame_rates_naming_a_log_of_each(tmp_pa
         f"training logs at different frame rates: {mixed / 'highway.parquet'} at 5 Hz, "
         f"{mixed / 'town.parquet'} at 10 Hz; the model's history is counted in frames")
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "score", "evaluate"])
+def test_a_log_without_frames_is_refused_naming_the_file(command, demo_run, demo_model_dir,
+                                                         small_log, tmp_path):
+    logs = tmp_path / "logs"
+    write_log(slice_log(small_log, 0, 0), logs / "empty.parquet")
+    _, run_dir = demo_run
+    options = {"train": ["--out", str(tmp_path / "out")],
+               "score": ["--model", str(demo_model_dir), "--out", str(tmp_path / "out")],
+               "evaluate": ["--pred", str(run_dir)]}[command]
+    result = CliRunner().invoke(cli, ["driving", command, "--logs", str(logs), *options])
+    assert isinstance(result.exception, DataValidationError), result.output
+    assert str(result.exception) == f"{logs / 'empty.parquet'}: the log has no frames"
+    assert not (tmp_path / "out").exists()

@@ -1,7 +1,10 @@
 """`unmask driving import --format occ3d`: small files written in the Occ3D-nuScenes layout,
 imported through the CLI, read back as valid drive logs, trained on and scored end to end."""
+import builtins
+import io
 import json
 import math
+from collections import Counter
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -10,7 +13,7 @@ import pytest
 from core.cli import main
 from core.io import written_by_unmask
 from core.runs import load_manifest
-from driving.importers.occ3d import FREE, OCC3D_CLASSES, bird_eye
+from driving.importers.occ3d import FREE, OCC3D_CLASSES, bird_eye, import_occ3d
 from driving.schema import CLASSES, UNOBSERVED, list_logs, read_log
 
 X, Y, Z = 24, 24, 4                  # the network needs sides divisible by 8
@@ -106,6 +109,20 @@ def test_the_lidar_mask_is_used_when_asked(tmp_path, capsys):
         assert code == 0, err
     assert not read_log(tmp_path / "camera" / "scene-0000.parquet").visible.all()
     assert read_log(tmp_path / "lidar" / "scene-0000.parquet").visible.all()
+
+
+def test_each_frame_file_is_opened_once(tmp_path, monkeypatch):
+    src = write_occ3d(tmp_path / "occ3d", scenes=1, frames=3)
+    opened, real_open = Counter(), io.open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file).endswith("labels.npz"):
+            opened[str(file)] += 1
+        return real_open(file, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", counting_open)   # what numpy and zipfile call
+    monkeypatch.setattr(io, "open", counting_open)         # what pathlib calls
+    import_occ3d(src, tmp_path / "logs")
+    assert len(opened) == 3 and set(opened.values()) == {1}, opened
 
 
 def test_import_split_takes_the_annotations_split(tmp_path, capsys):

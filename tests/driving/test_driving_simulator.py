@@ -1,10 +1,15 @@
 """Simulator: determinism, the classes it draws, anomalies, occlusion and speed."""
-import numpy as np
+from dataclasses import replace
 
+import numpy as np
+import pytest
+
+from core.errors import DataValidationError
+from core.io import written_by_unmask
 from driving.demo import sim_config
 from driving.schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, SIDEWALK, STATIC_OBSTACLE,
                             UNOBSERVED, VEHICLE)
-from driving.sim.simulator import ANOMALY_KINDS, CAR, SimConfig, Simulator
+from driving.sim.simulator import ANOMALY_KINDS, CAR, SimConfig, Simulator, simulate_logs
 
 
 def test_same_seed_same_log_and_different_seed_differs():
@@ -57,3 +62,34 @@ def test_traffic_does_not_drive_through_traffic_and_bins_stay_off_the_road():
             assert np.bincount(blobs.ravel())[1:].max(initial=0) < 1.3 * car_cells  # no merged cars
         obstacles = log.semantic_true == STATIC_OBSTACLE
         assert np.isin(log.layout_true[obstacles], (ROAD, LANE_MARKING)).mean() < 0.05
+
+
+class _FailsAtSecondLog(SimConfig):
+    """The tiny town, whose second log's simulation fails (as an interrupted run would)."""
+
+    def build(self, seed: int):
+        if seed % 1000 == 1:
+            raise RuntimeError("interrupted")
+        return super().build(seed)
+
+
+def test_simulated_logs_are_published_whole(tmp_path):
+    out = tmp_path / "logs"
+    first = simulate_logs(out, 3, 6, seed=1, config=sim_config("tiny"))
+    assert [p.name for p in first] == ["log_000.parquet", "log_001.parquet", "log_002.parquet"]
+    assert all(p.parent == out for p in first) and written_by_unmask(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # A simulation that stops half-way leaves the earlier set as it was, and no temporary.
+    with pytest.raises(RuntimeError, match="interrupted"):
+        simulate_logs(out, 2, 6, seed=2, config=_FailsAtSecondLog(**vars(sim_config("tiny"))))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
+    # A rerun replaces the set: no stale third log stays beside the two new ones.
+    simulate_logs(out, 2, 6, seed=2, config=replace(sim_config("tiny"), anomaly_interval_s=0.0))
+    assert sorted(p.name for p in out.glob("*.parquet")) == ["log_000.parquet", "log_001.parquet"]
+    # A folder unmask did not write is never replaced.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(DataValidationError, match="a folder unmask did not write"):
+        simulate_logs(tmp_path / "mine", 1, 6, config=sim_config("tiny"))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

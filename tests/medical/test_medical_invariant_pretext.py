@@ -140,6 +140,31 @@ def test_embedding_channels_are_not_in_the_anomaly_output():
     assert not np.array_equal(scorer.reconstruct(image)[0], mean)
 
 
+def test_the_sliding_window_blends_the_mean_and_log_variance_only(monkeypatch):
+    """The embedding channels are not blended over the volume (18 channels, ~5.6 GB at
+    512 x 512 x 300); the two blended are those of the full blend."""
+    from monai.inferers import SlidingWindowInferer
+
+    config, _ = preset("tiny")
+    grid = PreprocessConfig(spacing=(12.0, 12.0, 12.0))
+    scorer = AnomalyScorer(config.network, grid, replace(config.anomaly, pretext=INVARIANT))
+    calls, blend = [], SlidingWindowInferer.__call__
+
+    def recorded(inferer, inputs, network, *args, **kwargs):
+        output = blend(inferer, inputs, network, *args, **kwargs)
+        calls.append((inferer, inputs, output))
+        return output
+    monkeypatch.setattr(SlidingWindowInferer, "__call__", recorded)
+    scorer.reconstruct(_crops(1)[0].numpy())
+    assert calls
+    assert {output.shape[1] for _, _, output in calls} == {2}     # channels blended
+    inferer, inputs, output = calls[-1]
+    with torch.no_grad():
+        full = blend(inferer, inputs, scorer.network)                # every channel
+    assert full.shape[1] == 2 + EMBED
+    torch.testing.assert_close(output, full[:, :2], rtol=0, atol=0)
+
+
 def test_a_pretrained_bundle_loads_scores_and_gives_the_segmenter_the_encoder(tiny_data, tmp_path):
     config, segment_config = preset("tiny")
     config = replace(config, max_epochs=1, samples_per_epoch=4,
