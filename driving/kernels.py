@@ -39,6 +39,16 @@ def _compiled(function):
         return nb.njit(nogil=True)(function)
 
 
+def check_cell_shapes(what: str, cells_shape: tuple, **arrays) -> None:
+    """Raise a ValueError naming ``what``, the array and both shapes unless every array in
+    ``arrays`` has shape ``cells_shape``: the kernels do no bounds checks (numba's
+    default), so a mismatched array would be read past its end silently."""
+    for name, array in arrays.items():
+        if np.shape(array) != tuple(cells_shape):
+            raise ValueError(f"{what}: {name} has shape {np.shape(array)}, "
+                             f"expected {tuple(cells_shape)}")
+
+
 @_compiled
 def _keep_first_max(value, best, best_k, k):
     """One step of numpy's ``argmax``: ``value`` (class ``k``) replaces ``best`` when it is
@@ -254,10 +264,18 @@ def layout_mass_cells(probs, cells, n_layout, road, lane, floor, half, out):
                 out[n, r, c] = on_road / layout if layout > floor else half
 
 
-@_compiled
 def class_confidence(probs, classes, visible, out):
     """Into ``out`` ``(N, H, W)``: 1 where ``visible``, else the probability of the cell's
-    class in ``classes`` (``np.take_along_axis`` over the classes)."""
+    class in ``classes`` (``np.take_along_axis`` over the classes of ``probs``
+    ``(N, C, H, W)``)."""
+    cells = (len(probs),) + np.shape(probs)[2:]
+    check_cell_shapes("class_confidence", cells, classes=classes, visible=visible, out=out)
+    _class_confidence_cells(probs, classes, visible, out)
+
+
+@_compiled
+def _class_confidence_cells(probs, classes, visible, out):
+    """The loop of :func:`class_confidence`."""
     n_frames, _, height, width = probs.shape
     for n in range(n_frames):
         for r in range(height):

@@ -36,7 +36,7 @@ from core.metrics import iou
 
 from ..model.baselines import WorldCells
 from ..inputs import future_targets
-from ..kernels import decide_cells, layout_mass_cells
+from ..kernels import check_cell_shapes, decide_cells, layout_mass_cells
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
 
@@ -120,6 +120,7 @@ def decide(probs: np.ndarray, road_threshold: float | None = None,
         decide_cells(probs, np.zeros(out.shape, bool), -1, -1, out)
         return out
     belief = road_mass(probs) if belief is None else belief
+    check_cell_shapes("decide", out.shape, belief=belief)
     decide_cells(probs, belief >= road_threshold, ROAD, LANE_MARKING, out)   # one compiled pass
     return out
 

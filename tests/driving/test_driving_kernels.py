@@ -2,6 +2,7 @@
 numpy expressions they replaced, kept here as the references: random probabilities with
 ties, NaNs, zero layout mass and cells no mask selects."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +262,43 @@ def test_kernels_import_and_run_where_numba_cannot_cache():
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[[[1.0, 0.5]]]"
+
+
+def _short(cells):
+    """A ``(N, H, W)`` array one frame short of ``cells`` (uint8 zeros)."""
+    return np.zeros((cells[0] - 1,) + cells[1:], np.uint8)
+
+
+def _gate_with_short_trace(probs, cells):
+    gate = MemoryGate()
+    gate.weights_ = np.zeros((C - 1, gate.n_bins), np.float32)
+    gate.moved_weights_ = np.zeros(len(AGE_EDGES_S) + 1, np.float32)
+    short = _short(cells)
+    trace = MemoryTrace(short, short.astype(np.float32), short.astype(np.int32), short.astype(np.float32))
+    return gate.apply(probs, trace, np.zeros(cells, np.uint8))
+
+
+def _normalise_short_observed(probs, cells):
+    meta = SimConfig().meta()
+    norm = CellNormaliser(maps=("revealed",))
+    norm.scale_ = np.ones((1, C, norm.n_bands), np.float32)
+    cell_map = np.zeros((cells[0],) + tuple(meta.grid_shape), np.float32)
+    return norm.apply("revealed", cell_map, _short(cell_map.shape), meta)
+
+
+@pytest.mark.parametrize("call, named", [
+    (_gate_with_short_trace, "MemoryGate.apply: remembered"),
+    (lambda probs, cells: apply_layout_memory(probs, _short(cells), np.zeros(cells, np.uint8)),
+     "apply_layout_memory: memory"),
+    (lambda probs, cells: decide(probs, 0.5, belief=_short(cells).astype(np.float32)), "decide: belief"),
+    (lambda probs, cells: class_confidence(probs, _short(cells), np.zeros(cells, bool),
+                                           np.empty(cells, np.float32)), "class_confidence: classes"),
+    (_normalise_short_observed, "CellNormaliser.apply: observed"),
+])
+def test_mismatched_shapes_are_refused_not_read_past(call, named):
+    """The kernels do no bounds checks: each wrapper refuses an array one frame short,
+    naming it and both shapes, where the kernel would read past its end."""
+    probs = _probs(np.random.default_rng(0))
+    cells = (len(probs),) + probs.shape[2:]
+    with pytest.raises(ValueError, match=rf"^{re.escape(named)} has shape \(\d+, \d+, \d+\), expected \(\d+, \d+, \d+\)$"):
+        call(probs, cells)
