@@ -302,3 +302,17 @@ def test_mismatched_shapes_are_refused_not_read_past(call, named):
     cells = (len(probs),) + probs.shape[2:]
     with pytest.raises(ValueError, match=rf"^{re.escape(named)} has shape \(\d+, \d+, \d+\), expected \(\d+, \d+, \d+\)$"):
         call(probs, cells)
+
+
+@pytest.mark.parametrize("road_threshold", [None, 0.5])
+def test_decide_on_float16_equals_the_numpy_argmax_and_fix(road_threshold):
+    """float16 is widened to float32 for the kernel: exact, so the decisions are float16's."""
+    probs = _probs(np.random.default_rng(5)).astype(np.float16)
+    belief = None if road_threshold is None else probs[:, ROAD] + probs[:, LANE_MARKING]
+    np.testing.assert_array_equal(decide(probs, road_threshold),
+                                  _reference_decide(probs, road_threshold, belief))
+
+
+def test_layout_mass_refuses_float16():
+    with pytest.raises(TypeError, match="layout_mass: float16"):
+        layout_mass(_probs(np.random.default_rng(5)).astype(np.float16))
