@@ -56,15 +56,17 @@ def layout_mass(probs: np.ndarray, cells: np.ndarray | None = None,
     """``P(road surface | layout)``: road and lane marking over the four layout classes
     (off-road, road, lane marking, sidewalk); classes on axis 1 (``(N, C, H, W)`` ->
     ``(N, H, W)``, ``(n, C)`` -> ``(n,)``); 0.5 where the layout has no mass at all.
-    With ``cells`` and ``out`` (``(N, H, W)``): written into ``out`` on ``cells`` only.
+    ``cells`` (``(N, H, W)`` bool; None: every cell) are the cells computed; ``out`` (None:
+    a new array) is written on those cells only.
     float16 is refused: numba computes no float16, and the float32 sums differ from it."""
     probs = np.asarray(probs)
     if probs.dtype == np.float16:
         raise TypeError("layout_mass: float16 probabilities are not supported "
                         "(pass float32 or float64)")
-    if out is None:
-        out = np.empty((len(probs),) + probs.shape[2:], np.float32)
-        cells = np.ones(out.shape, bool)
+    shape = (len(probs),) + probs.shape[2:]
+    out = np.empty(shape, np.float32) if out is None else out
+    cells = np.ones(shape, bool) if cells is None else cells
+    check_cell_shapes("layout_mass", shape, cells=cells, out=out)
     grid = probs.ndim == 2                       # (n, C): a 1x1 grid per row
     dtype = probs.dtype.type
     layout_mass_cells(probs[:, :, None, None] if grid else probs,

@@ -316,3 +316,19 @@ def test_decide_on_float16_equals_the_numpy_argmax_and_fix(road_threshold):
 def test_layout_mass_refuses_float16():
     with pytest.raises(TypeError, match="layout_mass: float16"):
         layout_mass(_probs(np.random.default_rng(5)).astype(np.float16))
+
+
+def test_layout_mass_cells_and_out_are_independent():
+    """``cells`` alone: a new map, right on those cells; ``out`` alone: every cell written;
+    both: ``out`` written on ``cells`` only."""
+    probs = _probs(np.random.default_rng(6))
+    expected = _reference_layout_mass(probs)
+    cells = np.zeros(expected.shape, bool)
+    cells[0] = True
+    np.testing.assert_array_equal(layout_mass(probs, cells)[cells], expected[cells])
+    out = np.full(expected.shape, np.nan, np.float32)
+    np.testing.assert_array_equal(layout_mass(probs, out=out), expected)
+    np.testing.assert_array_equal(out, expected)
+    out[:] = -1.0
+    layout_mass(probs, cells, out)
+    np.testing.assert_array_equal(out, np.where(cells, expected, -1.0))
