@@ -112,18 +112,6 @@ def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
 
 
 @_compiled
-def _bin(value, edges):
-    """``np.searchsorted(edges, value, side="right")`` for one value (NaN: past the end)."""
-    if value != value:
-        return len(edges)
-    count = 0
-    for e in edges:
-        if e <= value:
-            count += 1
-    return count
-
-
-@_compiled
 def _scale_cell(probs, n, r, c, factor):
     for k in range(probs.shape[1]):
         probs[n, k, r, c] *= factor
@@ -147,7 +135,10 @@ def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, wei
                     continue
                 cls = remembered[n, r, c]
                 if cls != unobserved:
-                    b = _bin(age_s[n, r, c], age_edges) * n_streak_bins + _bin(streak[n, r, c], streak_edges)
+                    # the flat (age bin, streak bin) of memory_gate.gate_bins
+                    age_bin = np.searchsorted(age_edges, age_s[n, r, c], side="right")
+                    streak_bin = np.searchsorted(streak_edges, streak[n, r, c], side="right")
+                    b = age_bin * n_streak_bins + streak_bin
                     w = weights[min(cls, last_class), b]
                     if w != 0:                   # w = 0 would multiply by 1 and add 0
                         _scale_cell(probs, n, r, c, _ONE - w)
@@ -155,7 +146,7 @@ def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, wei
                             probs[n, cls, r, c] += w
                 moved = moved_age_s[n, r, c]
                 if np.isfinite(moved):
-                    v = moved_weights[_bin(moved, age_edges)]
+                    v = moved_weights[np.searchsorted(age_edges, moved, side="right")]
                     _scale_cell(probs, n, r, c, _ONE - v)
                     probs[n, vehicle, r, c] += v
 
