@@ -12,8 +12,8 @@ a cell, or a row of cells, at a time, with the same float32/float64 operations i
 order as the numpy expression it replaces, so the results are bit-identical
 (``tests/driving/test_driving_kernels.py`` and ``test_driving_scoring_shortcuts.py`` pin
 each to that expression). They run on one thread (scoring's parallelism is the
-network's), release the GIL (``nogil``) and are compiled once and cached on disk
-(``cache=True``).
+network's), release the GIL (``nogil``) and are compiled once per cache location and
+cached on disk where numba can write (see :func:`_compiled`).
 """
 from __future__ import annotations
 
@@ -25,7 +25,31 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 
 
-@nb.njit(nogil=True, cache=True)
+def _compiled(function):
+    """``function`` compiled by numba without the GIL, cached on disk where numba finds a
+    writable cache location (beside the source, or ``NUMBA_CACHE_DIR``). Best effort, like
+    ``core.explain``'s shap kernels: without one (a read-only install, no writable home)
+    numba refuses ``cache=True`` at decoration time, which would break importing driving
+    and so ``unmask`` itself; there the kernels compile in every process instead."""
+    try:
+        return nb.njit(nogil=True, cache=True)(function)
+    except RuntimeError as error:
+        if "cannot cache" not in str(error):
+            raise
+        return nb.njit(nogil=True)(function)
+
+
+def check_cell_shapes(what: str, cells_shape: tuple, **arrays) -> None:
+    """Raise a ValueError naming ``what``, the array and both shapes unless every array in
+    ``arrays`` has shape ``cells_shape``: the kernels do no bounds checks (numba's
+    default), so a mismatched array would be read past its end silently."""
+    for name, array in arrays.items():
+        if np.shape(array) != tuple(cells_shape):
+            raise ValueError(f"{what}: {name} has shape {np.shape(array)}, "
+                             f"expected {tuple(cells_shape)}")
+
+
+@_compiled
 def _keep_first_max(value, best, best_k, k):
     """One step of numpy's ``argmax``: ``value`` (class ``k``) replaces ``best`` when it is
     larger or NaN, unless ``best`` already is NaN (numpy stops at the first NaN)."""
@@ -34,7 +58,7 @@ def _keep_first_max(value, best, best_k, k):
     return best, best_k
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def decide_cells(probs, is_layout, road, lane, out):
     """Into ``out`` ``(N, H, W)`` uint8: ``lane`` or ``road`` (the likelier) where
     ``is_layout``, else the argmax over classes, and where that is ``road`` or ``lane``
@@ -68,7 +92,7 @@ def decide_cells(probs, is_layout, road, lane, out):
                     out[n, r, c] = best_k[c]
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
     """In place on ``probs`` ``(N, C, H, W)``: hidden cells (``observed == unobserved``)
     whose ``memory`` holds a layout class (``< n_layout``) give the layout classes' mass
@@ -87,25 +111,13 @@ def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
                     probs[n, k, r, c] = mass if k == remembered else _ZERO
 
 
-@nb.njit(nogil=True, cache=True)
-def _bin(value, edges):
-    """``np.searchsorted(edges, value, side="right")`` for one value (NaN: past the end)."""
-    if value != value:
-        return len(edges)
-    count = 0
-    for e in edges:
-        if e <= value:
-            count += 1
-    return count
-
-
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def _scale_cell(probs, n, r, c, factor):
     for k in range(probs.shape[1]):
         probs[n, k, r, c] *= factor
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, weights,
                     moved_weights, age_edges, streak_edges, vehicle, unobserved):
     """In place on the hidden cells (``observed == unobserved``) of ``probs``
@@ -123,7 +135,10 @@ def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, wei
                     continue
                 cls = remembered[n, r, c]
                 if cls != unobserved:
-                    b = _bin(age_s[n, r, c], age_edges) * n_streak_bins + _bin(streak[n, r, c], streak_edges)
+                    # the flat (age bin, streak bin) of memory_gate.gate_bins
+                    age_bin = np.searchsorted(age_edges, age_s[n, r, c], side="right")
+                    streak_bin = np.searchsorted(streak_edges, streak[n, r, c], side="right")
+                    b = age_bin * n_streak_bins + streak_bin
                     w = weights[min(cls, last_class), b]
                     if w != 0:                   # w = 0 would multiply by 1 and add 0
                         _scale_cell(probs, n, r, c, _ONE - w)
@@ -131,12 +146,12 @@ def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, wei
                             probs[n, cls, r, c] += w
                 moved = moved_age_s[n, r, c]
                 if np.isfinite(moved):
-                    v = moved_weights[_bin(moved, age_edges)]
+                    v = moved_weights[np.searchsorted(age_edges, moved, side="right")]
                     _scale_cell(probs, n, r, c, _ONE - v)
                     probs[n, vehicle, r, c] += v
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def _source_cell(world_x, world_y, frame):
     """Grid ``(row, col)`` (int64, maybe outside the grid) nearest to a world point in the
     source frame ``(x, y, cos yaw, sin yaw, ego row, ego col, resolution)``: the float64
@@ -151,7 +166,7 @@ def _source_cell(world_x, world_y, frame):
     return np.int64(row), np.int64(col)
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def warp_cells(source, world_x, world_y, frame, fill, out):
     """Into ``out`` ``(H, W)``: the ``source`` grid's cell nearest to every world point
     (``world_x``, ``world_y`` ``(H, W)``) in the source ``frame`` (see :func:`_source_cell`),
@@ -164,7 +179,7 @@ def warp_cells(source, world_x, world_y, frame, fill, out):
             out[i, j] = source[row, col] if inside else fill
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def revealed_cells(before, visible_before, visible, observed, world_x, world_y, frame,
                    revealed, probability):
     """Into ``revealed`` ``(H, W)``: cells visible now whose nearest cell in the frame
@@ -184,7 +199,7 @@ def revealed_cells(before, visible_before, visible, observed, world_x, world_y, 
             probability[i, j] = before[min(observed[i, j], n_classes - 1), row, col]
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def layout_posterior(probs, observed, n_layout, kerb_a, kerb_b, posterior, kerb):
     """Into ``posterior`` ``(N, n_layout, H, W)``: the first ``n_layout`` classes of
     ``probs`` renormalised (their sum, in class order, floored at 1e-6), one-hot where
@@ -222,7 +237,7 @@ def layout_posterior(probs, observed, n_layout, kerb_a, kerb_b, posterior, kerb)
                 kerb[n, r, c] = best_k[c] == kerb_a or best_k[c] == kerb_b
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def layout_mass_cells(probs, cells, n_layout, road, lane, floor, half, out):
     """Into ``out`` ``(N, H, W)`` where ``cells``: ``(p[road] + p[lane]) / (sum of the first
     n_layout classes, in class order)`` where that sum exceeds ``floor``, else ``half``
@@ -240,10 +255,18 @@ def layout_mass_cells(probs, cells, n_layout, road, lane, floor, half, out):
                 out[n, r, c] = on_road / layout if layout > floor else half
 
 
-@nb.njit(nogil=True, cache=True)
 def class_confidence(probs, classes, visible, out):
     """Into ``out`` ``(N, H, W)``: 1 where ``visible``, else the probability of the cell's
-    class in ``classes`` (``np.take_along_axis`` over the classes)."""
+    class in ``classes`` (``np.take_along_axis`` over the classes of ``probs``
+    ``(N, C, H, W)``)."""
+    cells = (len(probs),) + np.shape(probs)[2:]
+    check_cell_shapes("class_confidence", cells, classes=classes, visible=visible, out=out)
+    _class_confidence_cells(probs, classes, visible, out)
+
+
+@_compiled
+def _class_confidence_cells(probs, classes, visible, out):
+    """The loop of :func:`class_confidence`."""
     n_frames, _, height, width = probs.shape
     for n in range(n_frames):
         for r in range(height):
@@ -251,7 +274,7 @@ def class_confidence(probs, classes, visible, out):
                 out[n, r, c] = _ONE if visible[n, r, c] else probs[n, classes[n, r, c], r, c]
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def world_memory_cells(flat, visible, semantic, before, max_class, raster, out):
     """Into ``out`` ``(T, H, W)``: every frame's cells read from the world ``raster``
     (raveled, indices ``flat`` ``(T, H, W)``) before or after (``before``) the frame's
@@ -270,14 +293,14 @@ def world_memory_cells(flat, visible, semantic, before, max_class, raster, out):
             _read_raster(raster, flat[t], out[t])
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def _read_raster(raster, flat, out):
     for i in range(flat.shape[0]):
         for j in range(flat.shape[1]):
             out[i, j] = raster[flat[i, j]]
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def trace_cells(flat, visible, semantic, times, unobserved, cls, run, seen_at,
                 remembered, age_s, streak):
     """The world-fixed memory trace of a log (``driving.model.memory_gate.memory_trace``):
@@ -317,7 +340,7 @@ def trace_cells(flat, visible, semantic, times, unobserved, cls, run, seen_at,
                 streak[t, i, j] = run[w]
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def divide_by_class_band(cell_map, observed, table, bands, out):
     """Into ``out``: ``cell_map / table[min(observed, classes - 1), bands]`` per cell
     (``table`` ``(classes, bands)``, ``bands`` ``(H, W)``;
@@ -329,7 +352,7 @@ def divide_by_class_band(cell_map, observed, table, bands, out):
                 out[t, i, j] = cell_map[t, i, j] / table[min(observed[t, i, j], last_class), bands[i, j]]
 
 
-@nb.njit(nogil=True, cache=True)
+@_compiled
 def dilate_by_rows(mask, row_offsets, half_widths, out):
     """Into ``out`` ``(N, H, W)``: whether any ``mask`` cell lies ``row_offsets[k]`` rows
     away and at most ``half_widths[k]`` columns away, for some k (a dilation by a shape

@@ -11,9 +11,9 @@ import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
 
-from ..kernels import layout_memory_mix, world_memory_cells
+from ..kernels import check_cell_shapes, layout_memory_mix, world_memory_cells
 from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
-from ..warp import cells_in_world, warp_grid
+from ..warp import cells_in_world, warp_into
 
 # The most cells a world raster of a log may have: a log whose poses span more (or a corrupt
 # pose far away) is refused with one line instead of trying. world_cells checks it, and every
@@ -39,7 +39,7 @@ def persistence_memory(log: DriveLog, before: bool = False) -> np.ndarray:
     current = np.full(log.semantic.shape[1:], UNOBSERVED, dtype=log.semantic.dtype)
     for t in range(len(log)):
         if t:
-            current = warp_grid(current, poses[t - 1], poses[t], log.meta)
+            current = warp_into(current, poses[t - 1], cells_in_world(poses[t], log.meta), log.meta)
         if before:
             memory[t] = current
         current = np.where(log.visible[t], log.semantic[t], current)
@@ -52,6 +52,8 @@ def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndar
     """In place: hidden cells (``observed`` 255) with a remembered layout class give the
     layout classes' probability mass to that class. ``probs`` ``(N, C, H, W)``,
     ``memory`` and ``observed`` ``(N, H, W)``; returns ``probs``."""
+    cells = (len(probs),) + probs.shape[2:]
+    check_cell_shapes("apply_layout_memory", cells, memory=memory, observed=observed)
     layout_memory_mix(probs, memory, observed, len(LAYOUT_CLASSES), UNOBSERVED)   # one pass per cell
     return probs
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..kernels import memory_gate_mix, trace_cells
+from ..kernels import check_cell_shapes, memory_gate_mix, trace_cells
 from ..schema import UNOBSERVED, VEHICLE, DriveLog
 from .baselines import WorldCells, flat_cells
 
@@ -310,6 +310,9 @@ class MemoryGate:
     def apply(self, probs: np.ndarray, trace: MemoryTrace, observed: np.ndarray) -> np.ndarray:
         """In place on the hidden cells (``observed`` 255) of ``probs`` ``(N, C, H, W)``;
         returns ``probs``."""
+        check_cell_shapes("MemoryGate.apply", (len(probs),) + probs.shape[2:], observed=observed,
+                          remembered=trace.remembered, age_s=trace.age_s, streak=trace.streak,
+                          moved_age_s=trace.moved_age_s)
         memory_gate_mix(probs, observed, trace.remembered, trace.age_s, trace.streak,
                         trace.moved_age_s, self.weights_, self.moved_weights_,
                         np.asarray(AGE_EDGES_S), np.asarray(STREAK_EDGES), VEHICLE, UNOBSERVED)

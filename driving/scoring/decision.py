@@ -36,7 +36,7 @@ from core.metrics import iou
 
 from ..model.baselines import WorldCells
 from ..inputs import future_targets
-from ..kernels import decide_cells, layout_mass_cells
+from ..kernels import check_cell_shapes, decide_cells, layout_mass_cells
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
 
@@ -56,11 +56,17 @@ def layout_mass(probs: np.ndarray, cells: np.ndarray | None = None,
     """``P(road surface | layout)``: road and lane marking over the four layout classes
     (off-road, road, lane marking, sidewalk); classes on axis 1 (``(N, C, H, W)`` ->
     ``(N, H, W)``, ``(n, C)`` -> ``(n,)``); 0.5 where the layout has no mass at all.
-    With ``cells`` and ``out`` (``(N, H, W)``): written into ``out`` on ``cells`` only."""
+    ``cells`` (``(N, H, W)`` bool; None: every cell) are the cells computed; ``out`` (None:
+    a new array) is written on those cells only.
+    float16 is refused: numba computes no float16, and the float32 sums differ from it."""
     probs = np.asarray(probs)
-    if out is None:
-        out = np.empty((len(probs),) + probs.shape[2:], np.float32)
-        cells = np.ones(out.shape, bool)
+    if probs.dtype == np.float16:
+        raise TypeError("layout_mass: float16 probabilities are not supported "
+                        "(pass float32 or float64)")
+    shape = (len(probs),) + probs.shape[2:]
+    out = np.empty(shape, np.float32) if out is None else out
+    cells = np.ones(shape, bool) if cells is None else cells
+    check_cell_shapes("layout_mass", shape, cells=cells, out=out)
     grid = probs.ndim == 2                       # (n, C): a 1x1 grid per row
     dtype = probs.dtype.type
     layout_mass_cells(probs[:, :, None, None] if grid else probs,
@@ -110,17 +116,20 @@ def decide(probs: np.ndarray, road_threshold: float | None = None,
     """Reported classes ``(N, H, W)`` uint8 from probabilities ``(N, C, H, W)``.
 
     Args:
-        probs: class probabilities.
+        probs: class probabilities (float16 is compared as float32: widening is exact,
+            so the comparisons and argmax are those of float16).
         road_threshold: report road layout where ``belief`` (default: this frame's
             :func:`road_mass`) reaches it; None: the plain argmax.
         belief: ``(N, H, W)`` the filtered road-layout belief (:class:`RoadBelief`).
     """
     out = np.empty((len(probs),) + probs.shape[2:], np.uint8)
+    compared = probs.astype(np.float32) if probs.dtype == np.float16 else probs   # numba has no float16
     if road_threshold is None:                   # the plain argmax: no cell is layout
-        decide_cells(probs, np.zeros(out.shape, bool), -1, -1, out)
+        decide_cells(compared, np.zeros(out.shape, bool), -1, -1, out)
         return out
-    belief = road_mass(probs) if belief is None else belief
-    decide_cells(probs, belief >= road_threshold, ROAD, LANE_MARKING, out)   # one compiled pass
+    belief = road_mass(probs) if belief is None else belief     # in the input's precision
+    check_cell_shapes("decide", out.shape, belief=belief)
+    decide_cells(compared, belief >= road_threshold, ROAD, LANE_MARKING, out)   # one compiled pass
     return out
 
 

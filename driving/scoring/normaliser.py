@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import divide_by_class_band
+from ..kernels import check_cell_shapes, divide_by_class_band
 from ..warp import cell_offsets
 
 
@@ -79,8 +79,11 @@ class CellNormaliser:
 
     def apply(self, name: str, cell_map: np.ndarray, observed: np.ndarray, meta) -> np.ndarray:
         """``cell_map / scale[name, observed class, distance band]``, ``(T, H, W)``."""
+        bands = self.bands(meta)
+        check_cell_shapes("CellNormaliser.apply", (len(cell_map),) + bands.shape, cell_map=cell_map,
+                          observed=observed)
         out = np.empty(cell_map.shape, np.float32)
-        divide_by_class_band(cell_map, observed, self.scale_[self.maps.index(name)], self.bands(meta), out)
+        divide_by_class_band(cell_map, observed, self.scale_[self.maps.index(name)], bands, out)
         return out
 
     def to_dict(self) -> dict:

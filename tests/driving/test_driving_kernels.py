@@ -1,6 +1,12 @@
 """The compiled scoring kernels (``driving.kernels``) give bit for bit the numbers of the
 numpy expressions they replaced, kept here as the references: random probabilities with
 ties, NaNs, zero layout mass and cells no mask selects."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -17,6 +23,7 @@ from driving.sim.simulator import SimConfig, Simulator
 from driving.warp import cells_in_world, resample, source_cells, warp_indices, warp_into
 
 C = 7
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +244,92 @@ def test_revealed_surprise_equals_warping_the_visibility(tiny_log):
         _reference_revealed(expected, probs[:12 if start == 0 else 4], prev, start, tiny_log)
         assert (expected > 0).any()
         np.testing.assert_array_equal(got, expected)
+
+
+def test_kernels_import_and_run_where_numba_cannot_cache():
+    """Without a writable cache location (a read-only install, no writable home) numba
+    refuses ``cache=True``; the kernels then compile uncached instead of breaking the
+    import of driving (and so of ``unmask``)."""
+    script = (
+        "import numba.core.caching as caching, numpy as np\n"
+        "caching.CacheImpl._locator_classes = []\n"
+        "from driving.kernels import class_confidence\n"
+        "out = np.zeros((1, 1, 2), np.float32)\n"
+        "class_confidence(np.full((1, 2, 1, 2), 0.5, np.float32), np.zeros((1, 1, 2), np.int64),"
+        " np.array([[[True, False]]]), out)\n"
+        "print(out.tolist())\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[[[1.0, 0.5]]]"
+
+
+def _short(cells):
+    """A ``(N, H, W)`` array one frame short of ``cells`` (uint8 zeros)."""
+    return np.zeros((cells[0] - 1,) + cells[1:], np.uint8)
+
+
+def _gate_with_short_trace(probs, cells):
+    gate = MemoryGate()
+    gate.weights_ = np.zeros((C - 1, gate.n_bins), np.float32)
+    gate.moved_weights_ = np.zeros(len(AGE_EDGES_S) + 1, np.float32)
+    short = _short(cells)
+    trace = MemoryTrace(short, short.astype(np.float32), short.astype(np.int32), short.astype(np.float32))
+    return gate.apply(probs, trace, np.zeros(cells, np.uint8))
+
+
+def _normalise_short_observed(probs, cells):
+    meta = SimConfig().meta()
+    norm = CellNormaliser(maps=("revealed",))
+    norm.scale_ = np.ones((1, C, norm.n_bands), np.float32)
+    cell_map = np.zeros((cells[0],) + tuple(meta.grid_shape), np.float32)
+    return norm.apply("revealed", cell_map, _short(cell_map.shape), meta)
+
+
+@pytest.mark.parametrize("call, named", [
+    (_gate_with_short_trace, "MemoryGate.apply: remembered"),
+    (lambda probs, cells: apply_layout_memory(probs, _short(cells), np.zeros(cells, np.uint8)),
+     "apply_layout_memory: memory"),
+    (lambda probs, cells: decide(probs, 0.5, belief=_short(cells).astype(np.float32)), "decide: belief"),
+    (lambda probs, cells: class_confidence(probs, _short(cells), np.zeros(cells, bool),
+                                           np.empty(cells, np.float32)), "class_confidence: classes"),
+    (_normalise_short_observed, "CellNormaliser.apply: observed"),
+])
+def test_mismatched_shapes_are_refused_not_read_past(call, named):
+    """The kernels do no bounds checks: each wrapper refuses an array one frame short,
+    naming it and both shapes, where the kernel would read past its end."""
+    probs = _probs(np.random.default_rng(0))
+    cells = (len(probs),) + probs.shape[2:]
+    shape = r"\(\d+, \d+, \d+\)"
+    with pytest.raises(ValueError, match=rf"^{re.escape(named)} has shape {shape}, expected {shape}$"):
+        call(probs, cells)
+
+
+@pytest.mark.parametrize("road_threshold", [None, 0.5])
+def test_decide_on_float16_equals_the_numpy_argmax_and_fix(road_threshold):
+    """float16 is widened to float32 for the kernel: exact, so the decisions are float16's."""
+    probs = _probs(np.random.default_rng(5)).astype(np.float16)
+    belief = None if road_threshold is None else probs[:, ROAD] + probs[:, LANE_MARKING]
+    np.testing.assert_array_equal(decide(probs, road_threshold),
+                                  _reference_decide(probs, road_threshold, belief))
+
+
+def test_layout_mass_refuses_float16():
+    with pytest.raises(TypeError, match="layout_mass: float16"):
+        layout_mass(_probs(np.random.default_rng(5)).astype(np.float16))
+
+
+def test_layout_mass_cells_and_out_are_independent():
+    """``cells`` alone: a new map, right on those cells; ``out`` alone: every cell written;
+    both: ``out`` written on ``cells`` only."""
+    probs = _probs(np.random.default_rng(6))
+    expected = _reference_layout_mass(probs)
+    cells = np.zeros(expected.shape, bool)
+    cells[0] = True
+    np.testing.assert_array_equal(layout_mass(probs, cells)[cells], expected[cells])
+    out = np.full(expected.shape, np.nan, np.float32)
+    np.testing.assert_array_equal(layout_mass(probs, out=out), expected)
+    np.testing.assert_array_equal(out, expected)
+    out[:] = -1.0
+    layout_mass(probs, cells, out)
+    np.testing.assert_array_equal(out, np.where(cells, expected, -1.0))
