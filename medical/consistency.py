@@ -6,7 +6,9 @@ segments an unlabelled crop as it is; the student must give the teacher's confid
 from the same crop with random 3-D patches hidden (the in-painting mask,
 ``medical.reconstruction.draw_hidden``). Unlabelled volumes show what a few labelled ones
 cannot (other contrast phases, body habitus, fields of view), and hiding patches makes the
-student infer a label from its context.
+student infer a label from its context. One departure from MIC: voxels the teacher is unsure
+of are dropped (a hard gate, :func:`confident_cross_entropy`), where MIC keeps every pixel
+and scales the whole term by the confident share.
 
 Each training batch carries one unlabelled crop per labelled crop (:class:`PairedCrops`);
 the loss (:func:`with_consistency`) adds ``weight`` x the masked-consistency term to the
@@ -96,8 +98,11 @@ def confident_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.T
                             confidence: float) -> torch.Tensor:
     """Cross-entropy of the student's logits ``(B, C, ...)`` against the teacher's argmax,
     summed over the voxels where the teacher's softmax maximum is at least ``confidence``
-    and divided by the number of all voxels (MIC's quality weight: the confident share
-    times their mean cross-entropy); unconfident voxels add nothing, not even gradient."""
+    and divided by the number of all voxels: a hard confidence gate (as FixMatch's), the
+    confident share times their mean cross-entropy; unconfident voxels add nothing, not
+    even gradient. This is not MIC's own weighting, which keeps every voxel's cross-entropy
+    and scales it by one number, the confident share (``get_pseudo_label_and_weight`` in
+    MIC's ``teacher_module.py``); that variant was not measured (bench/README.md)."""
     top, pseudo = teacher_probs.max(dim=1)                      # (B, x, y, z) each
     confident = (top >= confidence).float()
     ce = F.cross_entropy(student_logits.float(), pseudo, reduction="none")   # (B, x, y, z)
