@@ -151,13 +151,13 @@ def with_consistency(supervised, network: nn.Module, config: ConsistencyConfig):
 
 def prepare_unlabelled(unlabelled_cases, trained, read, progress: bool | None = None) -> list:
     """``read(case)`` (a model-grid ``PreparedCase``) of each of ``unlabelled_cases`` that
-    is not among the ``trained`` cases, with a progress bar; ``None``: no cases. Refuses
-    cases that leave none."""
+    is not among the ``trained`` cases (the same image file, however its path is written),
+    with a progress bar; ``None``: no cases. Refuses cases that leave none."""
     if unlabelled_cases is None:
         return []
     unlabelled_cases = list(unlabelled_cases)
-    used = {Path(c.image) for c in trained}
-    kept = [c for c in unlabelled_cases if Path(c.image) not in used]
+    used = {Path(c.image).resolve() for c in trained}
+    kept = [c for c in unlabelled_cases if Path(c.image).resolve() not in used]
     if not kept:
         raise DataValidationError(f"no unlabelled volumes beyond the training cases among the "
                                   f"{len(unlabelled_cases)} given")

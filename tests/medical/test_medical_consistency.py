@@ -2,6 +2,8 @@
 the EMA teacher, the masked student input, the confidence gate, and a tiny run end to end."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -10,7 +12,8 @@ from torch import nn
 from core.errors import DataValidationError
 from medical.cli import medical
 from medical.consistency import (ConsistencyConfig, EmaTeacher, PairedCrops,
-                                 confident_cross_entropy, with_consistency)
+                                 confident_cross_entropy, prepare_unlabelled, with_consistency)
+from medical.io import Case
 from medical.networks import NetworkConfig, build_network
 from medical.presets import preset
 from medical.segment import Segmenter, labelled_cases, train_segmenter
@@ -120,6 +123,19 @@ def test_unlabelled_volumes_that_are_all_training_cases_are_refused(tiny_data):
     with pytest.raises(DataValidationError, match="no unlabelled volumes beyond the training cases"):
         train_segmenter(tiny_data[0], None, config=config, cases=cases, unlabelled_cases=cases,
                         progress=False)
+
+
+def test_a_training_case_is_recognised_however_its_path_is_written(tmp_path, monkeypatch):
+    images = tmp_path / "imagesTr"
+    images.mkdir()
+    for name in ("a", "b"):
+        (images / f"{name}.nii.gz").touch()
+    monkeypatch.chdir(tmp_path)
+    trained = [Case("a", Path("imagesTr") / "a.nii.gz")]                    # relative
+    given = [Case(n, images / f"{n}.nii.gz") for n in ("a", "b")]           # absolute
+    assert prepare_unlabelled(given, trained, read=lambda c: c.name, progress=False) == ["b"]
+    with pytest.raises(DataValidationError, match="no unlabelled volumes beyond"):
+        prepare_unlabelled(given[:1], trained, read=lambda c: c.name, progress=False)
 
 
 def test_train_with_unlabelled_volumes_end_to_end(tiny_data, tmp_path):
