@@ -30,7 +30,6 @@ from torch.utils.data import Dataset
 
 from core.errors import DataValidationError
 from core.masking import PatchMasker
-from core.runtime import progress_bar
 
 from .reconstruction import draw_hidden, masked_input
 
@@ -149,10 +148,10 @@ def with_consistency(supervised, network: nn.Module, config: ConsistencyConfig):
     return loss_fn
 
 
-def prepare_unlabelled(unlabelled_cases, trained, read, progress: bool | None = None) -> list:
-    """``read(case)`` (a model-grid ``PreparedCase``) of each of ``unlabelled_cases`` that
-    is not among the ``trained`` cases (the same image file, however its path is written),
-    with a progress bar; ``None``: no cases. Refuses cases that leave none."""
+def select_unlabelled(unlabelled_cases, trained) -> list:
+    """The ``unlabelled_cases`` that are not among the ``trained`` cases (the same image
+    file, however its path is written); ``None``: no cases. Reads no volume, so a
+    selection that leaves none is refused before training reads anything."""
     if unlabelled_cases is None:
         return []
     unlabelled_cases = list(unlabelled_cases)
@@ -161,4 +160,4 @@ def prepare_unlabelled(unlabelled_cases, trained, read, progress: bool | None = 
     if not kept:
         raise DataValidationError(f"no unlabelled volumes beyond the training cases among the "
                                   f"{len(unlabelled_cases)} given")
-    return [read(c) for c in progress_bar(kept, desc="unlabelled", unit="case", show=progress)]
+    return kept

@@ -25,11 +25,11 @@ from core.bundle import load_bundle, save_bundle
 from core.errors import DataValidationError, NotFittedError
 from core.estimator import Estimator
 from core.io import atomic_path
-from core.runtime import NetworkPlacement, autocast
+from core.runtime import NetworkPlacement, autocast, progress_bar
 from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyScorer
-from .consistency import ConsistencyConfig, PairedCrops, prepare_unlabelled, with_consistency
+from .consistency import ConsistencyConfig, PairedCrops, select_unlabelled, with_consistency
 from .guard import InputReference, body_hu_cdf, fragmentation_warnings, ras_extent_mm
 from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
@@ -322,6 +322,7 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     """
     config = config or SegmentConfig()
     cases = list(cases) if cases is not None else labelled_cases(data, n_labels)
+    unlabelled_cases = select_unlabelled(unlabelled_cases, cases)    # before any volume is read
     init_state, network_config, spacing = None, config.network, config.spacing
     if pretrained is not None:
         scorer = AnomalyScorer.load(pretrained, device, precision)
@@ -342,7 +343,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
-    unlabelled = prepare_unlabelled(unlabelled_cases, cases, reader.prepare_image, progress)
+    unlabelled = [reader.prepare_image(c) for c in progress_bar(unlabelled_cases, desc="unlabelled",
+                                                                 unit="case", show=progress)]
     segmenter.to(device, precision).fit(prepared, config, init_state, progress, unlabelled)
     labelled = labelled_cases(data)
     if validation_cases is None:

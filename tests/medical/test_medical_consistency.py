@@ -12,12 +12,13 @@ from torch import nn
 from core.errors import DataValidationError
 from medical.cli import medical
 from medical.consistency import (ConsistencyConfig, EmaTeacher, PairedCrops,
-                                 confident_cross_entropy, prepare_unlabelled, with_consistency)
+                                 confident_cross_entropy, select_unlabelled, with_consistency)
 from medical.io import Case
 from medical.networks import NetworkConfig, build_network
 from medical.presets import preset
 from medical.segment import Segmenter, labelled_cases, train_segmenter
 from medical.volumes import CropDataset
+from read_counter import count_reads
 
 ROI = (16, 16, 8)
 
@@ -117,12 +118,15 @@ def test_paired_crops_join_the_two_datasets_and_refuse_different_lengths():
         PairedCrops(labelled, CropDataset(images, ROI, 2))
 
 
-def test_unlabelled_volumes_that_are_all_training_cases_are_refused(tiny_data):
+def test_unlabelled_volumes_that_are_all_training_cases_are_refused_before_any_read(
+        tiny_data, monkeypatch):
     _, config = preset("tiny")
     cases = labelled_cases(tiny_data[0], 2)
+    reads = count_reads(monkeypatch)
     with pytest.raises(DataValidationError, match="no unlabelled volumes beyond the training cases"):
         train_segmenter(tiny_data[0], None, config=config, cases=cases, unlabelled_cases=cases,
                         progress=False)
+    assert not reads
 
 
 def test_a_training_case_is_recognised_however_its_path_is_written(tmp_path, monkeypatch):
@@ -133,9 +137,9 @@ def test_a_training_case_is_recognised_however_its_path_is_written(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     trained = [Case("a", Path("imagesTr") / "a.nii.gz")]                    # relative
     given = [Case(n, images / f"{n}.nii.gz") for n in ("a", "b")]           # absolute
-    assert prepare_unlabelled(given, trained, read=lambda c: c.name, progress=False) == ["b"]
+    assert select_unlabelled(given, trained) == given[1:]
     with pytest.raises(DataValidationError, match="no unlabelled volumes beyond"):
-        prepare_unlabelled(given[:1], trained, read=lambda c: c.name, progress=False)
+        select_unlabelled(given[:1], trained)
 
 
 def test_train_with_unlabelled_volumes_end_to_end(tiny_data, tmp_path):
