@@ -13,7 +13,7 @@ from core.errors import DataValidationError
 from medical.cli import medical
 from medical.consistency import (ConsistencyConfig, EmaTeacher, PairedCrops,
                                  confident_cross_entropy, select_unlabelled, with_consistency)
-from medical.io import Case
+from medical.io import Case, find_cases
 from medical.networks import NetworkConfig, build_network
 from medical.presets import preset
 from medical.segment import Segmenter, labelled_cases, train_segmenter
@@ -123,10 +123,22 @@ def test_unlabelled_volumes_that_are_all_training_cases_are_refused_before_any_r
     _, config = preset("tiny")
     cases = labelled_cases(tiny_data[0], 2)
     reads = count_reads(monkeypatch)
-    with pytest.raises(DataValidationError, match="no unlabelled volumes beyond the training cases"):
+    with pytest.raises(DataValidationError, match="no unlabelled volumes left among the 2 given: "
+                                                  "2 training cases"):
         train_segmenter(tiny_data[0], None, config=config, cases=cases, unlabelled_cases=cases,
                         progress=False)
     assert not reads
+
+
+def test_unlabelled_cases_are_left_out_by_their_first_role_and_counted():
+    a, b, c, d = (Case(n, Path(f"/data/{n}.nii.gz")) for n in "abcd")
+    kept, left_out = select_unlabelled([a, b, c, d], {"training": [a], "validation": [b, c],
+                                                      "calibration": [c]})
+    assert kept == [d] and left_out == {"training": 1, "validation": 2, "calibration": 0}
+    assert select_unlabelled(None, {"training": [a]}) == ([], {})
+    with pytest.raises(DataValidationError, match=r"among the 2 given: 1 training case \(trained "
+                                                  r"on with their labels\), 1 calibration case"):
+        select_unlabelled([a, c], {"training": [a], "validation": [], "calibration": [c]})
 
 
 def test_a_training_case_is_recognised_however_its_path_is_written(tmp_path, monkeypatch):
@@ -137,9 +149,9 @@ def test_a_training_case_is_recognised_however_its_path_is_written(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     trained = [Case("a", Path("imagesTr") / "a.nii.gz")]                    # relative
     given = [Case(n, images / f"{n}.nii.gz") for n in ("a", "b")]           # absolute
-    assert select_unlabelled(given, trained) == given[1:]
-    with pytest.raises(DataValidationError, match="no unlabelled volumes beyond"):
-        select_unlabelled(given[:1], trained)
+    assert select_unlabelled(given, {"training": trained}) == (given[1:], {"training": 1})
+    with pytest.raises(DataValidationError, match="no unlabelled volumes left"):
+        select_unlabelled(given[:1], {"training": trained})
 
 
 def test_train_with_unlabelled_volumes_end_to_end(tiny_data, tmp_path):
@@ -154,3 +166,38 @@ def test_train_with_unlabelled_volumes_end_to_end(tiny_data, tmp_path):
     assert training["consistency"]["mask_block"] == list(preset("tiny")[0].anomaly.training_block)
     probs = segmenter.predict_proba(torch.rand(1, 32, 32, 16))
     torch.testing.assert_close(probs.sum(0), torch.ones(32, 32, 16))
+
+
+def test_the_data_folder_as_unlabelled_leaves_nothing_beyond_its_held_out_cases(tiny_data, tmp_path):
+    train, _ = tiny_data                       # 6 labelled phantoms: 2 trained on, 4 validate
+    result = CliRunner().invoke(medical, [str(a) for a in (
+        "train", "--data", train, "--out", tmp_path / "ct", "--labels", 2, "--preset", "tiny",
+        "--unlabelled", train)])
+    assert isinstance(result.exception, DataValidationError)
+    assert "among the 6 given: 2 training cases" in str(result.exception)
+    assert "4 validation cases (they validate the post-processing" in str(result.exception)
+
+
+def test_validation_and_calibration_cases_stay_unseen_and_the_cli_says_so(tiny_data, tiny_models,
+                                                                         tmp_path):
+    train, other = tiny_data                   # other: 4 phantoms, 2 of them lesion-free
+    pretrained = tiny_models[0]
+    calibration = [c for c in find_cases(other) if not c.has_lesion]
+    ill = [c for c in find_cases(other) if c.has_lesion]
+    folder = tmp_path / "unlabelled"          # links, so only the resolved paths say which is which
+    folder.mkdir()
+    for i, case in enumerate([*labelled_cases(train)[::2], *calibration, *ill]):
+        (folder / f"volume_{i}.nii.gz").symlink_to(case.image)
+    result = CliRunner().invoke(medical, [str(a) for a in (
+        "train", "--data", train, "--out", tmp_path / "ct", "--labels", 2, "--preset", "tiny",
+        "--epochs", 1, "--pretrained", pretrained, "--calibration-data", other,
+        "--unlabelled", folder)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    # case_000 trained on; case_002 and case_004 validate; the 2 healthy others calibrate
+    assert ("masked consistency on 2 unlabelled volumes; left out 5: 1 training case (trained "
+            "on with their labels), 2 validation cases (they validate the post-processing, so "
+            "stay unseen), 2 calibration cases (they calibrate organ scoring, so stay unseen)"
+            in result.output)
+    training = Segmenter.load(tmp_path / "ct" / "segmenter").provenance_["training"]
+    assert training["unlabelled_cases"] == ["volume_5", "volume_6"]
+    assert training["unlabelled_left_out"] == {"training": 1, "validation": 2, "calibration": 2}
