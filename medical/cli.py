@@ -12,6 +12,8 @@ from core.errors import DataValidationError
 from core.io import check_output, write_text_atomic
 from core.text import counted
 
+from .io import find_cases
+
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
                              default="default", show_default=True,
                              help="Network/training size (tiny: tests; small: demo).")
@@ -75,13 +77,14 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
                    "--data beyond the training cases).")
 @click.option("--unlabelled", type=click.Path(exists=True), default=None,
               help="Unlabelled volumes for masked consistency: an EMA teacher labels their "
-                   "crops, the segmenter must give its confident labels with patches hidden.")
+                   "crops, the segmenter must give its confident labels with patches hidden. "
+                   "Cases trained, validated or calibrated on are left out (counted on output).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @runtime_options
 def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unlabelled, seed,
           device, precision, quiet):
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
-    from .io import find_cases  # lazy: loads torch/MONAI on use
+    from .consistency import unlabelled_summary  # lazy: loads torch on use
     from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
     from .pretrain import healthy_cases  # lazy: loads torch/MONAI on use
     from .segment import train_segmenter  # lazy: loads torch/MONAI on use
@@ -95,6 +98,10 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unl
                                 progress=show_progress(quiet), calibration_cases=calibration,
                                 device=device, precision=precision,
                                 unlabelled_cases=find_cases(unlabelled) if unlabelled else None)
+    if unlabelled:
+        training = segmenter.provenance_["training"]
+        click.echo(unlabelled_summary(len(training["unlabelled_cases"]),
+                                      training["unlabelled_left_out"]))
     click.echo(f"trained for {counted(len(segmenter.history_.train_loss), 'epoch')} "
                f"(best validation loss {segmenter.history_.best_val_loss:.4f}); saved {out}")
 

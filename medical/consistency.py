@@ -6,7 +6,9 @@ segments an unlabelled crop as it is; the student must give the teacher's confid
 from the same crop with random 3-D patches hidden (the in-painting mask,
 ``medical.reconstruction.draw_hidden``). Unlabelled volumes show what a few labelled ones
 cannot (other contrast phases, body habitus, fields of view), and hiding patches makes the
-student infer a label from its context.
+student infer a label from its context. One departure from MIC: voxels the teacher is unsure
+of are dropped (a hard gate, :func:`confident_cross_entropy`), where MIC keeps every pixel
+and scales the whole term by the confident share.
 
 Each training batch carries one unlabelled crop per labelled crop (:class:`PairedCrops`);
 the loss (:func:`with_consistency`) adds ``weight`` x the masked-consistency term to the
@@ -28,7 +30,7 @@ from torch.utils.data import Dataset
 
 from core.errors import DataValidationError
 from core.masking import PatchMasker
-from core.runtime import progress_bar
+from core.text import counted
 
 from .reconstruction import draw_hidden, masked_input
 
@@ -96,8 +98,11 @@ def confident_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.T
                             confidence: float) -> torch.Tensor:
     """Cross-entropy of the student's logits ``(B, C, ...)`` against the teacher's argmax,
     summed over the voxels where the teacher's softmax maximum is at least ``confidence``
-    and divided by the number of all voxels (MIC's quality weight: the confident share
-    times their mean cross-entropy); unconfident voxels add nothing, not even gradient."""
+    and divided by the number of all voxels: a hard confidence gate (as FixMatch's), the
+    confident share times their mean cross-entropy; unconfident voxels add nothing, not
+    even gradient. This is not MIC's own weighting, which keeps every voxel's cross-entropy
+    and scales it by one number, the confident share (``get_pseudo_label_and_weight`` in
+    MIC's ``teacher_module.py``); that variant was not measured (bench/README.md)."""
     top, pseudo = teacher_probs.max(dim=1)                      # (B, x, y, z) each
     confident = (top >= confidence).float()
     ce = F.cross_entropy(student_logits.float(), pseudo, reduction="none")   # (B, x, y, z)
@@ -144,16 +149,46 @@ def with_consistency(supervised, network: nn.Module, config: ConsistencyConfig):
     return loss_fn
 
 
-def prepare_unlabelled(unlabelled_cases, trained, read, progress: bool | None = None) -> list:
-    """``read(case)`` (a model-grid ``PreparedCase``) of each of ``unlabelled_cases`` that
-    is not among the ``trained`` cases, with a progress bar; ``None``: no cases. Refuses
-    cases that leave none."""
+# why a given unlabelled volume is left out, by the role it already has in training
+WHY_LEFT_OUT = {"training": "trained on with their labels",
+                "validation": "they validate the post-processing, so stay unseen",
+                "calibration": "they calibrate organ scoring, so stay unseen"}
+
+
+def left_out_text(left_out: dict[str, int]) -> str:
+    """``"2 training cases (trained on with their labels), 4 validation cases (...)"``:
+    the roles of :data:`WHY_LEFT_OUT` with a count above 0."""
+    return ", ".join(f"{counted(n, role + ' case')} ({WHY_LEFT_OUT[role]})"
+                     for role, n in left_out.items() if n)
+
+
+def select_unlabelled(unlabelled_cases, roles: dict[str, list]) -> tuple[list, dict[str, int]]:
+    """The ``unlabelled_cases`` that have none of the ``roles`` (role of
+    :data:`WHY_LEFT_OUT` -> its cases; the same image file, however its path is written),
+    and how many were left out per role (a case with two roles counts for the first).
+    ``None``: no cases, ``{}``. Reads no volume, so a selection that leaves none is
+    refused before training reads anything."""
     if unlabelled_cases is None:
-        return []
-    unlabelled_cases = list(unlabelled_cases)
-    used = {Path(c.image) for c in trained}
-    kept = [c for c in unlabelled_cases if Path(c.image) not in used]
+        return [], {}
+    given = list(unlabelled_cases)
+    paths = {role: {Path(c.image).resolve() for c in cases} for role, cases in roles.items()}
+    kept, left_out = [], dict.fromkeys(roles, 0)
+    for case in given:
+        image = Path(case.image).resolve()
+        role = next((role for role, used in paths.items() if image in used), None)
+        if role is None:
+            kept.append(case)
+        else:
+            left_out[role] += 1
     if not kept:
-        raise DataValidationError(f"no unlabelled volumes beyond the training cases among the "
-                                  f"{len(unlabelled_cases)} given")
-    return [read(c) for c in progress_bar(kept, desc="unlabelled", unit="case", show=progress)]
+        raise DataValidationError(f"no unlabelled volumes left among the {len(given)} given"
+                                  + (f": {left_out_text(left_out)}" if given else ""))
+    return kept, left_out
+
+
+def unlabelled_summary(used: int, left_out: dict[str, int]) -> str:
+    """One line for the CLI: how many unlabelled volumes masked consistency used, and how
+    many of those given were left out and why."""
+    line = f"masked consistency on {counted(used, 'unlabelled volume')}"
+    left = sum(left_out.values())
+    return f"{line}; left out {left}: {left_out_text(left_out)}" if left else line

@@ -25,11 +25,11 @@ from core.bundle import load_bundle, save_bundle
 from core.errors import DataValidationError, NotFittedError
 from core.estimator import Estimator
 from core.io import atomic_path
-from core.runtime import NetworkPlacement, autocast
+from core.runtime import NetworkPlacement, autocast, progress_bar
 from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyScorer
-from .consistency import ConsistencyConfig, PairedCrops, prepare_unlabelled, with_consistency
+from .consistency import ConsistencyConfig, PairedCrops, select_unlabelled, with_consistency
 from .guard import InputReference, body_hu_cdf, fragmentation_warnings, ras_extent_mm
 from .io import find_cases, load_label_like, load_volume, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
@@ -311,10 +311,12 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     scores the network's own labels does). With none (every labelled case trained on),
     nothing is post-processed and no fragmentation warning is given.
 
-    ``unlabelled_cases`` (volumes whose labels, if any, are not read; those among the
-    training cases are skipped) turn on masked consistency (``config.consistency``,
-    ``medical.consistency``): an EMA teacher labels their crops, the student must give its
-    confident labels with patches hidden.
+    ``unlabelled_cases`` (volumes whose labels, if any, are not read) turn on masked
+    consistency (``config.consistency``, ``medical.consistency``): an EMA teacher labels
+    their crops, the student must give its confident labels with patches hidden. Those
+    among the training cases are left out, and so are the validation and calibration
+    cases, which must stay unseen (``--unlabelled`` may name ``data`` itself); the
+    training record (``provenance_``) counts them by role in ``unlabelled_left_out``.
 
     Training, the organ calibration and both networks run on one ``device`` (auto, cpu,
     cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
@@ -322,18 +324,22 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     """
     config = config or SegmentConfig()
     cases = list(cases) if cases is not None else labelled_cases(data, n_labels)
-    init_state, network_config, spacing = None, config.network, config.spacing
+    labelled, trained = labelled_cases(data), {c.name for c in cases}
+    validation_cases = (list(validation_cases) if validation_cases is not None
+                        else [c for c in labelled if c.name not in trained])
+    init_state, network_config, spacing, scorer = None, config.network, config.spacing, None
     if pretrained is not None:
         scorer = AnomalyScorer.load(pretrained, device, precision)
         init_state, network_config = scorer.network.state_dict(), scorer.network_config
         spacing = spacing or scorer.preprocess.spacing
+    calibration = _calibration_cases(data, cases, calibration_cases, scorer, spacing, out)
+    # before any volume is read; the validation and calibration cases must stay unseen
+    unlabelled_cases, left_out = select_unlabelled(unlabelled_cases, {
+        "training": cases, "validation": validation_cases, "calibration": calibration})
     spacing, images = spacing_and_images(cases, spacing)     # the images prepared below
     preprocess = PreprocessConfig(spacing=spacing)
     labels = read_dataset_json(data)["labels"] if (Path(data) / "dataset.json").is_file() else None
-    held_out = []     # healthy cases a saved, fine-tuned model's organ calibration reads
-    if pretrained is not None and out is not None and is_main_process() and scorer.preprocess == preprocess:
-        held_out = (list(calibration_cases) if calibration_cases is not None
-                    else _held_out_healthy(data, cases))
+    held_out = calibration if is_main_process() else []    # under torchrun rank 0 calibrates
     reader = CaseReader(Preprocessor(preprocess), keep=held_out)
     # each raw volume handed out once, so freed as it is prepared
     prepared = [reader.prepare(c, images.pop(Path(c.image), None)) for c in cases]
@@ -342,19 +348,17 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
-    unlabelled = prepare_unlabelled(unlabelled_cases, cases, reader.prepare_image, progress)
+    unlabelled = [reader.prepare_image(c) for c in progress_bar(unlabelled_cases, desc="unlabelled",
+                                                                 unit="case", show=progress)]
     segmenter.to(device, precision).fit(prepared, config, init_state, progress, unlabelled)
-    labelled = labelled_cases(data)
-    if validation_cases is None:
-        trained = {c.name for c in cases}
-        validation_cases = [c for c in labelled if c.name not in trained]
+    segmenter.provenance_["training"]["unlabelled_left_out"] = left_out
     segmenter.fit_postprocessing(reader.prepare(c) for c in validation_cases)
     segmenter.input_reference_ = reader.input_reference(labelled, labels)
     if out is not None and is_main_process():  # under torchrun, rank 0 writes the model
         with atomic_path(out) as tmp:
             tmp.mkdir()
             segmenter.save(tmp / "segmenter")
-            if len(held_out) >= 2:
+            if held_out:
                 # the pretraining record travels in the scorer's provenance_; the held-out
                 # cases validated on above are not read again
                 scorer.calibrate(held_out, segmenter=segmenter, progress=progress,
@@ -444,6 +448,18 @@ class CaseReader:
 
 def _key(case) -> tuple[Path, Path | None]:
     return Path(case.image), Path(case.label) if case.label is not None else None
+
+
+def _calibration_cases(data, cases, calibration_cases, scorer, spacing, out) -> list:
+    """The healthy cases a saved, fine-tuned model's organ calibration reads (on every
+    rank): ``calibration_cases``, by default the lesion-free cases of ``data`` beyond the
+    training ``cases``; none without a pretrained ``scorer`` on the model grid of
+    ``spacing``, without ``out``, or with fewer than 2 (nothing is calibrated)."""
+    if scorer is None or out is None or scorer.preprocess != PreprocessConfig(spacing=tuple(spacing)):
+        return []
+    held_out = (list(calibration_cases) if calibration_cases is not None
+                else _held_out_healthy(data, cases))
+    return held_out if len(held_out) >= 2 else []
 
 
 def _held_out_healthy(data, used) -> list:

@@ -23,7 +23,11 @@ MIC SETTING (one, fixed before any run; nothing tuned), ``medical.consistency``:
       network's 2-channel input (hidden voxels 0, the hidden indicator 1).
     - pseudo-labels: the teacher's argmax; a voxel whose teacher softmax maximum is below
       0.9 is ignored; loss = cross-entropy summed over the confident voxels / all voxels of
-      the unlabelled crops (MIC's quality weight: the confident share times their mean CE).
+      the unlabelled crops: a hard confidence gate (as FixMatch's), the confident share
+      times their mean CE. (Worded after the run, which it describes unchanged: the setting
+      first called this MIC's quality weight, which it is not. MIC keeps every pixel's CE
+      and scales it by the confident share, ``get_pseudo_label_and_weight`` in its
+      ``teacher_module.py``; that weighting was not measured here.)
     - total loss = Dice + CE on the labelled crops (as today) + 1.0 x the masked-consistency
       loss. The validation loss that picks the best epoch stays Dice + CE on the labelled
       validation crops.

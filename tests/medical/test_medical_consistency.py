@@ -1,20 +1,28 @@
 """Masked consistency while fine-tuning (``medical.consistency``, `medical train --unlabelled`):
-the EMA teacher, the masked student input, the confidence gate, and a tiny run end to end."""
+the EMA teacher (alone and inside the training loop), the masked student input, the confidence
+gate, the term's weight, which unlabelled volumes are used, and a tiny run end to end."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from core.errors import DataValidationError
+from core.training import TrainConfig, fit
 from medical.cli import medical
 from medical.consistency import (ConsistencyConfig, EmaTeacher, PairedCrops,
-                                 confident_cross_entropy, with_consistency)
+                                 confident_cross_entropy, select_unlabelled, with_consistency)
+from medical.io import Case, find_cases
 from medical.networks import NetworkConfig, build_network
 from medical.presets import preset
-from medical.segment import Segmenter, labelled_cases, train_segmenter
+from medical.segment import Segmenter, dice_ce_loss, labelled_cases, train_segmenter
 from medical.volumes import CropDataset
+from read_counter import count_reads
 
 ROI = (16, 16, 8)
 
@@ -24,19 +32,27 @@ def _network(seed: int = 0) -> nn.Module:
     return build_network(config, out_channels=3, seed=seed)
 
 
-CALLS: list[tuple[bool, torch.Tensor]] = []   # (with gradient, input) of every Recorder call
+class Call(NamedTuple):
+    module: nn.Module         # the Recorder that ran: the student, or the teacher (a deep copy)
+    grad: bool                # with gradient (the teacher runs without)
+    input: torch.Tensor
+    weights: torch.Tensor     # the module's parameters at the call, flattened
+
+
+CALLS: list[Call] = []        # every Recorder call
 
 
 class Recorder(nn.Module):
-    """``inner`` that logs each input to ``CALLS`` (a module global, so the teacher, a deep
-    copy, logs to the same list); the teacher runs without gradient, the student with."""
+    """``inner`` that logs each call to ``CALLS`` (a module global, so the teacher, a deep
+    copy, logs to the same list)."""
 
     def __init__(self, inner: nn.Module):
         super().__init__()
         self.inner = inner
 
     def forward(self, x):
-        CALLS.append((torch.is_grad_enabled(), x.detach().clone()))
+        weights = torch.cat([p.detach().flatten() for p in self.inner.parameters()])
+        CALLS.append(Call(self, torch.is_grad_enabled(), x.detach().clone(), weights))
         return self.inner(x)
 
 
@@ -69,8 +85,9 @@ def test_the_student_sees_the_unlabelled_crop_with_patches_hidden_the_teacher_wh
     unlabelled = torch.rand(2, 1, *ROI) + 0.1                  # no voxel is 0 before masking
     batch = (torch.rand(2, 1, *ROI), torch.zeros(2, 1, *ROI, dtype=torch.int64), unlabelled)
     loss_fn(student, batch, torch.Generator().manual_seed(0))
-    (teacher_input,) = [x for grad, x in CALLS if not grad]
-    (student_input,) = [x for grad, x in CALLS if grad]       # the supervised stub ran nothing
+    (teacher_input,) = [call.input for call in CALLS if not call.grad]
+    # the supervised stub ran nothing
+    (student_input,) = [call.input for call in CALLS if call.grad]
     torch.testing.assert_close(teacher_input, torch.cat([unlabelled, torch.zeros_like(unlabelled)], 1))
     hidden = student_input[:, 1:]
     assert 0.3 < float(hidden.mean()) < 0.7                    # about half of the blocks
@@ -104,6 +121,44 @@ def test_validation_batches_get_the_supervised_loss_only():
     assert float(loss_fn(network, (image, label, torch.rand(2, 1, *ROI)), generator).detach()) > 1.5
 
 
+def test_the_weight_scales_the_consistency_term_alone():
+    network, image = _network(), torch.rand(2, 1, *ROI)
+    batch = (image, torch.zeros(2, 1, *ROI, dtype=torch.int64), torch.rand(2, 1, *ROI))
+
+    def loss(weight: float) -> float:    # a fresh teacher (a copy of the student), the same mask
+        config = ConsistencyConfig(weight=weight, mask_block=(4, 4, 2), confidence=0.0)
+        supervised = lambda model, batch, generator: torch.tensor(1.5)   # noqa: E731
+        loss_fn = with_consistency(supervised, network, config)
+        return float(loss_fn(network, batch, torch.Generator().manual_seed(0)).detach())
+
+    term = loss(1.0) - 1.5
+    assert term > 0.0
+    assert loss(0.0) == 1.5
+    assert loss(2.0) - 1.5 == pytest.approx(2.0 * term, rel=1e-6)
+
+
+def test_the_teacher_follows_the_student_step_by_step_in_the_training_loop():
+    CALLS.clear()
+    student = Recorder(_network())
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(4, 1, *ROI, generator=generator)
+    unlabelled = torch.rand(4, 1, *ROI, generator=generator)
+    label = (image > 0.5).long()
+    loss_fn = with_consistency(dice_ce_loss(), student, ConsistencyConfig(mask_block=(4, 4, 2)))
+    fit(student, TensorDataset(image, label, unlabelled), loss_fn,
+        TrainConfig(max_epochs=1, batch_size=2, lr=0.05, progress=False),   # 2 steps
+        val_dataset=TensorDataset(image[:2], label[:2]))
+    teacher = [call.weights for call in CALLS if call.module is not student]
+    # each step: the supervised forward (the student's weights the teacher is updated from),
+    # the teacher, the student's masked forward; then validation, without gradient
+    student_at = [call.weights for call in CALLS if call.module is student and call.grad][::2]
+    assert len(teacher) == len(student_at) == 2
+    assert not torch.allclose(student_at[0], student_at[1])           # the student has moved
+    torch.testing.assert_close(teacher[0], student_at[0])             # step 1 copies it
+    # step 2 keeps min(1 - 1/2, 0.99) of the teacher
+    torch.testing.assert_close(teacher[1], 0.5 * student_at[0] + 0.5 * student_at[1])
+
+
 def test_paired_crops_join_the_two_datasets_and_refuse_different_lengths():
     images = [torch.rand(1, 20, 20, 10).numpy()]
     labelled = CropDataset(images, ROI, 4, labels=[(images[0] > 0.5).astype("int64")])
@@ -114,12 +169,40 @@ def test_paired_crops_join_the_two_datasets_and_refuse_different_lengths():
         PairedCrops(labelled, CropDataset(images, ROI, 2))
 
 
-def test_unlabelled_volumes_that_are_all_training_cases_are_refused(tiny_data):
+def test_unlabelled_volumes_that_are_all_training_cases_are_refused_before_any_read(
+        tiny_data, monkeypatch):
     _, config = preset("tiny")
     cases = labelled_cases(tiny_data[0], 2)
-    with pytest.raises(DataValidationError, match="no unlabelled volumes beyond the training cases"):
+    reads = count_reads(monkeypatch)
+    with pytest.raises(DataValidationError, match="no unlabelled volumes left among the 2 given: "
+                                                  "2 training cases"):
         train_segmenter(tiny_data[0], None, config=config, cases=cases, unlabelled_cases=cases,
                         progress=False)
+    assert not reads
+
+
+def test_unlabelled_cases_are_left_out_by_their_first_role_and_counted():
+    a, b, c, d = (Case(n, Path(f"/data/{n}.nii.gz")) for n in "abcd")
+    kept, left_out = select_unlabelled([a, b, c, d], {"training": [a], "validation": [b, c],
+                                                      "calibration": [c]})
+    assert kept == [d] and left_out == {"training": 1, "validation": 2, "calibration": 0}
+    assert select_unlabelled(None, {"training": [a]}) == ([], {})
+    with pytest.raises(DataValidationError, match=r"among the 2 given: 1 training case \(trained "
+                                                  r"on with their labels\), 1 calibration case"):
+        select_unlabelled([a, c], {"training": [a], "validation": [], "calibration": [c]})
+
+
+def test_a_training_case_is_recognised_however_its_path_is_written(tmp_path, monkeypatch):
+    images = tmp_path / "imagesTr"
+    images.mkdir()
+    for name in ("a", "b"):
+        (images / f"{name}.nii.gz").touch()
+    monkeypatch.chdir(tmp_path)
+    trained = [Case("a", Path("imagesTr") / "a.nii.gz")]                    # relative
+    given = [Case(n, images / f"{n}.nii.gz") for n in ("a", "b")]           # absolute
+    assert select_unlabelled(given, {"training": trained}) == (given[1:], {"training": 1})
+    with pytest.raises(DataValidationError, match="no unlabelled volumes left"):
+        select_unlabelled(given[:1], {"training": trained})
 
 
 def test_train_with_unlabelled_volumes_end_to_end(tiny_data, tmp_path):
@@ -134,3 +217,39 @@ def test_train_with_unlabelled_volumes_end_to_end(tiny_data, tmp_path):
     assert training["consistency"]["mask_block"] == list(preset("tiny")[0].anomaly.training_block)
     probs = segmenter.predict_proba(torch.rand(1, 32, 32, 16))
     torch.testing.assert_close(probs.sum(0), torch.ones(32, 32, 16))
+
+
+def test_the_data_folder_as_unlabelled_leaves_nothing_beyond_its_held_out_cases(tiny_data,
+                                                                                 tmp_path):
+    train, _ = tiny_data                       # 6 labelled phantoms: 2 trained on, 4 validate
+    result = CliRunner().invoke(medical, [str(a) for a in (
+        "train", "--data", train, "--out", tmp_path / "ct", "--labels", 2, "--preset", "tiny",
+        "--unlabelled", train)])
+    assert isinstance(result.exception, DataValidationError)
+    assert "among the 6 given: 2 training cases" in str(result.exception)
+    assert "4 validation cases (they validate the post-processing" in str(result.exception)
+
+
+def test_validation_and_calibration_cases_stay_unseen_and_the_cli_says_so(tiny_data, tiny_models,
+                                                                         tmp_path):
+    train, other = tiny_data                   # other: 4 phantoms, 2 of them lesion-free
+    pretrained = tiny_models[0]
+    calibration = [c for c in find_cases(other) if not c.has_lesion]
+    ill = [c for c in find_cases(other) if c.has_lesion]
+    folder = tmp_path / "unlabelled"          # links, so only the resolved paths say which is which
+    folder.mkdir()
+    for i, case in enumerate([*labelled_cases(train)[::2], *calibration, *ill]):
+        (folder / f"volume_{i}.nii.gz").symlink_to(case.image)
+    result = CliRunner().invoke(medical, [str(a) for a in (
+        "train", "--data", train, "--out", tmp_path / "ct", "--labels", 2, "--preset", "tiny",
+        "--epochs", 1, "--pretrained", pretrained, "--calibration-data", other,
+        "--unlabelled", folder)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    # case_000 trained on; case_002 and case_004 validate; the 2 healthy others calibrate
+    assert ("masked consistency on 2 unlabelled volumes; left out 5: 1 training case (trained "
+            "on with their labels), 2 validation cases (they validate the post-processing, so "
+            "stay unseen), 2 calibration cases (they calibrate organ scoring, so stay unseen)"
+            in result.output)
+    training = Segmenter.load(tmp_path / "ct" / "segmenter").provenance_["training"]
+    assert training["unlabelled_cases"] == ["volume_5", "volume_6"]
+    assert training["unlabelled_left_out"] == {"training": 1, "validation": 2, "calibration": 2}
