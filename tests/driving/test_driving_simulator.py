@@ -57,3 +57,15 @@ def test_traffic_does_not_drive_through_traffic_and_bins_stay_off_the_road():
             assert np.bincount(blobs.ravel())[1:].max(initial=0) < 1.3 * car_cells  # no merged cars
         obstacles = log.semantic_true == STATIC_OBSTACLE
         assert np.isin(log.layout_true[obstacles], (ROAD, LANE_MARKING)).mean() < 0.05
+
+
+def test_anomaly_kinds_restricts_the_events_and_the_default_draws_as_before():
+    import pytest
+
+    only = Simulator(SimConfig(anomaly_kinds=("pedestrian_step_out",)), seed=2).simulate(250)
+    assert {k for k in only.anomaly_kind if k} == {"pedestrian_step_out"}
+    default = Simulator(SimConfig(), seed=2).simulate(60)
+    spelled = Simulator(SimConfig(anomaly_kinds=ANOMALY_KINDS), seed=2).simulate(60)
+    np.testing.assert_array_equal(default.semantic_true, spelled.semantic_true)
+    with pytest.raises(ValueError, match="anomaly_kinds.*jaywalker"):
+        SimConfig(anomaly_kinds=("jaywalker",))
