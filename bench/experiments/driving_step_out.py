@@ -65,6 +65,15 @@ to rerun the highway benchmark). (b) The held-out step-out set (``heldout_step_o
 benchmark's held-out columns are scored only after the decision is written, reported, never
 used to choose.
 
+**Result** (``candidates``, ``decision``): **neither adopted**. The product's row is read from
+the diagnosis and the committed benchmark (``product_from_runs``). ``pedestrian_reach_channel``:
+step-out 0.817 -> 0.878 (passes), but the tuned town column 0.8911 -> 0.8895 (fails: debris
+0.947 -> 0.944, wrong way 0.873 -> 0.861, step-out 0.839 -> 0.867; events alerted 5 of 7
+against 7), normal-log alerts 4.35 %. ``road_pedestrians_in_path_reach``: step-out 0.846
+(+0.029, fails), tuned column 0.8849 (fails), alerts 5.9 %. Both leave a highway log's scores
+identical. (Events in ``candidates`` are runs of labelled frames, as ``frame_metrics`` counts
+them: the 28 step-outs make 43 runs, a pedestrian hidden for a frame splitting one.)
+
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out diagnose
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out candidate NAME   # each, and "product"
     python -m bench.experiments.driving_step_out decide
