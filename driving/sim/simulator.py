@@ -63,6 +63,15 @@ class SimConfig:
     n_obstacles: int = 150
     anomaly_interval_s: float = 20.0    # mean time between injected events (0 = none)
     world: WorldConfig = field(default_factory=WorldConfig)
+    # the kinds an event is drawn from, uniformly (one kind: a set of that event alone, to
+    # study it; the default draws as before, so existing configurations give the same logs)
+    anomaly_kinds: tuple[str, ...] = ANOMALY_KINDS
+
+    def __post_init__(self):
+        unknown = [kind for kind in self.anomaly_kinds if kind not in ANOMALY_KINDS]
+        if unknown or not self.anomaly_kinds:
+            raise ValueError(f"SimConfig.anomaly_kinds={self.anomaly_kinds!r}: each must be one of "
+                             f"{ANOMALY_KINDS} (at least one)")
 
     def meta(self) -> LogMeta:
         h, w = self.grid_shape
@@ -210,7 +219,7 @@ class Simulator:
             return events
         t0 = int(rng.uniform(3, c.anomaly_interval_s) * c.rate_hz)
         while t0 < n_frames - 20:
-            kind = ANOMALY_KINDS[int(rng.integers(len(ANOMALY_KINDS)))]
+            kind = c.anomaly_kinds[int(rng.integers(len(c.anomaly_kinds)))]
             active = np.zeros(n_frames, bool)
             active[t0:] = True
             ahead = ego_s[t0] + rng.uniform(34.0, 40.0)

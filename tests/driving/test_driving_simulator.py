@@ -93,3 +93,13 @@ def test_simulated_logs_are_published_whole(tmp_path):
     with pytest.raises(DataValidationError, match="a folder unmask did not write"):
         simulate_logs(tmp_path / "mine", 1, 6, config=sim_config("tiny"))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_anomaly_kinds_restricts_the_events_and_the_default_draws_as_before():
+    only = Simulator(SimConfig(anomaly_kinds=("pedestrian_step_out",)), seed=2).simulate(250)
+    assert {k for k in only.anomaly_kind if k} == {"pedestrian_step_out"}
+    default = Simulator(SimConfig(), seed=2).simulate(60)
+    spelled = Simulator(SimConfig(anomaly_kinds=ANOMALY_KINDS), seed=2).simulate(60)
+    np.testing.assert_array_equal(default.semantic_true, spelled.semantic_true)
+    with pytest.raises(ValueError, match="anomaly_kinds.*jaywalker"):
+        SimConfig(anomaly_kinds=("jaywalker",))
