@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cpu_load import cpu_load, describe
 from bench.driving_logs import kept_logs
 from bench.driving_speed import scoring_predictor, scoring_seconds, timed_log
 from core.io import write_text_atomic
@@ -112,11 +113,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--speed-only", action="store_true",
                         help="only time inference and full scoring (untrained weights, same "
                              "network) vs persistence")
+    parser.add_argument("--spinners", type=int, default=0,
+                        help="with --speed-only: busy-loop processes beside the timing (a busy "
+                             "machine; without UNMASK_NUM_THREADS the threads are chosen with them running)")
     args = parser.parse_args(argv)
     if args.speed_only:
         threads = f"UNMASK_NUM_THREADS={os.environ['UNMASK_NUM_THREADS']} " \
             if "UNMASK_NUM_THREADS" in os.environ else ""
-        speed = {**speed_only(), "command": f"{threads}python -m bench.driving " + " ".join(argv or sys.argv[1:])}
+        with cpu_load(args.spinners, sample_every_s=5.0) as sampler:
+            speed = speed_only()
+            load = sampler.mean_load_1min()
+        speed = {**speed, "spinners": describe(args.spinners), "mean_load_1min": load,
+                 "command": f"{threads}python -m bench.driving " + " ".join(argv or sys.argv[1:])}
         write_text_atomic(args.out or RESULTS / "driving_speed.json", json.dumps(speed, indent=1))
         return speed
     if args.quick:
