@@ -13,30 +13,17 @@ order as the numpy expression it replaces, so the results are bit-identical
 (``tests/driving/test_driving_kernels.py`` and ``test_driving_scoring_shortcuts.py`` pin
 each to that expression). They run on one thread (scoring's parallelism is the
 network's), release the GIL (``nogil``) and are compiled once per cache location and
-cached on disk where numba can write (see :func:`_compiled`).
+cached on disk where numba can write (:func:`core.jit.compiled`).
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from core.jit import compiled
 
 _MINUS_ONE = np.float32(-1.0)
 _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
-
-
-def _compiled(function):
-    """``function`` compiled by numba without the GIL, cached on disk where numba finds a
-    writable cache location (beside the source, or ``NUMBA_CACHE_DIR``). Best effort, like
-    ``core.explain``'s shap kernels: without one (a read-only install, no writable home)
-    numba refuses ``cache=True`` at decoration time, which would break importing driving
-    and so ``unmask`` itself; there the kernels compile in every process instead."""
-    try:
-        return nb.njit(nogil=True, cache=True)(function)
-    except RuntimeError as error:
-        if "cannot cache" not in str(error):
-            raise
-        return nb.njit(nogil=True)(function)
 
 
 def check_cell_shapes(what: str, cells_shape: tuple, **arrays) -> None:
@@ -49,7 +36,7 @@ def check_cell_shapes(what: str, cells_shape: tuple, **arrays) -> None:
                              f"expected {tuple(cells_shape)}")
 
 
-@_compiled
+@compiled
 def _keep_first_max(value, best, best_k, k):
     """One step of numpy's ``argmax``: ``value`` (class ``k``) replaces ``best`` when it is
     larger or NaN, unless ``best`` already is NaN (numpy stops at the first NaN)."""
@@ -58,7 +45,7 @@ def _keep_first_max(value, best, best_k, k):
     return best, best_k
 
 
-@_compiled
+@compiled
 def decide_cells(probs, is_layout, road, lane, out):
     """Into ``out`` ``(N, H, W)`` uint8: ``lane`` or ``road`` (the likelier) where
     ``is_layout``, else the argmax over classes, and where that is ``road`` or ``lane``
@@ -92,7 +79,7 @@ def decide_cells(probs, is_layout, road, lane, out):
                     out[n, r, c] = best_k[c]
 
 
-@_compiled
+@compiled
 def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
     """In place on ``probs`` ``(N, C, H, W)``: hidden cells (``observed == unobserved``)
     whose ``memory`` holds a layout class (``< n_layout``) give the layout classes' mass
@@ -111,13 +98,13 @@ def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
                     probs[n, k, r, c] = mass if k == remembered else _ZERO
 
 
-@_compiled
+@compiled
 def _scale_cell(probs, n, r, c, factor):
     for k in range(probs.shape[1]):
         probs[n, k, r, c] *= factor
 
 
-@_compiled
+@compiled
 def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, weights,
                     moved_weights, age_edges, streak_edges, vehicle, unobserved):
     """In place on the hidden cells (``observed == unobserved``) of ``probs``
@@ -151,7 +138,7 @@ def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, wei
                     probs[n, vehicle, r, c] += v
 
 
-@_compiled
+@compiled
 def _source_cell(world_x, world_y, frame):
     """Grid ``(row, col)`` (int64, maybe outside the grid) nearest to a world point in the
     source frame ``(x, y, cos yaw, sin yaw, ego row, ego col, resolution)``: the float64
@@ -166,7 +153,7 @@ def _source_cell(world_x, world_y, frame):
     return np.int64(row), np.int64(col)
 
 
-@_compiled
+@compiled
 def warp_cells(source, world_x, world_y, frame, fill, out):
     """Into ``out`` ``(H, W)``: the ``source`` grid's cell nearest to every world point
     (``world_x``, ``world_y`` ``(H, W)``) in the source ``frame`` (see :func:`_source_cell`),
@@ -179,7 +166,7 @@ def warp_cells(source, world_x, world_y, frame, fill, out):
             out[i, j] = source[row, col] if inside else fill
 
 
-@_compiled
+@compiled
 def revealed_cells(before, visible_before, visible, observed, world_x, world_y, frame,
                    revealed, probability):
     """Into ``revealed`` ``(H, W)``: cells visible now whose nearest cell in the frame
@@ -199,7 +186,7 @@ def revealed_cells(before, visible_before, visible, observed, world_x, world_y, 
             probability[i, j] = before[min(observed[i, j], n_classes - 1), row, col]
 
 
-@_compiled
+@compiled
 def layout_posterior(probs, observed, n_layout, kerb_a, kerb_b, posterior, kerb):
     """Into ``posterior`` ``(N, n_layout, H, W)``: the first ``n_layout`` classes of
     ``probs`` renormalised (their sum, in class order, floored at 1e-6), one-hot where
@@ -237,7 +224,7 @@ def layout_posterior(probs, observed, n_layout, kerb_a, kerb_b, posterior, kerb)
                 kerb[n, r, c] = best_k[c] == kerb_a or best_k[c] == kerb_b
 
 
-@_compiled
+@compiled
 def layout_mass_cells(probs, cells, n_layout, road, lane, floor, half, out):
     """Into ``out`` ``(N, H, W)`` where ``cells``: ``(p[road] + p[lane]) / (sum of the first
     n_layout classes, in class order)`` where that sum exceeds ``floor``, else ``half``
@@ -264,7 +251,7 @@ def class_confidence(probs, classes, visible, out):
     _class_confidence_cells(probs, classes, visible, out)
 
 
-@_compiled
+@compiled
 def _class_confidence_cells(probs, classes, visible, out):
     """The loop of :func:`class_confidence`."""
     n_frames, _, height, width = probs.shape
@@ -274,7 +261,7 @@ def _class_confidence_cells(probs, classes, visible, out):
                 out[n, r, c] = _ONE if visible[n, r, c] else probs[n, classes[n, r, c], r, c]
 
 
-@_compiled
+@compiled
 def world_memory_cells(flat, visible, semantic, before, max_class, raster, out):
     """Into ``out`` ``(T, H, W)``: every frame's cells read from the world ``raster``
     (raveled, indices ``flat`` ``(T, H, W)``) before or after (``before``) the frame's
@@ -293,14 +280,14 @@ def world_memory_cells(flat, visible, semantic, before, max_class, raster, out):
             _read_raster(raster, flat[t], out[t])
 
 
-@_compiled
+@compiled
 def _read_raster(raster, flat, out):
     for i in range(flat.shape[0]):
         for j in range(flat.shape[1]):
             out[i, j] = raster[flat[i, j]]
 
 
-@_compiled
+@compiled
 def trace_cells(flat, visible, semantic, times, unobserved, cls, run, seen_at,
                 remembered, age_s, streak):
     """The world-fixed memory trace of a log (``driving.model.memory_gate.memory_trace``):
@@ -340,7 +327,7 @@ def trace_cells(flat, visible, semantic, times, unobserved, cls, run, seen_at,
                 streak[t, i, j] = run[w]
 
 
-@_compiled
+@compiled
 def divide_by_class_band(cell_map, observed, table, bands, out):
     """Into ``out``: ``cell_map / table[min(observed, classes - 1), bands]`` per cell
     (``table`` ``(classes, bands)``, ``bands`` ``(H, W)``;
@@ -352,7 +339,7 @@ def divide_by_class_band(cell_map, observed, table, bands, out):
                 out[t, i, j] = cell_map[t, i, j] / table[min(observed[t, i, j], last_class), bands[i, j]]
 
 
-@_compiled
+@compiled
 def dilate_by_rows(mask, row_offsets, half_widths, out):
     """Into ``out`` ``(N, H, W)``: whether any ``mask`` cell lies ``row_offsets[k]`` rows
     away and at most ``half_widths[k]`` columns away, for some k (a dilation by a shape
