@@ -142,7 +142,7 @@ def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, wei
 def _source_cell(world_x, world_y, frame):
     """Grid ``(row, col)`` (int64, maybe outside the grid) nearest to a world point in the
     source frame ``(x, y, cos yaw, sin yaw, ego row, ego col, resolution)``: the float64
-    operations of ``driving.warp.source_cells``, in its order."""
+    operations of ``driving.warp.world_to_cell`` then ``np.rint``, in that order."""
     x, y, cos_yaw, sin_yaw, ego_row, ego_col, resolution_m = frame
     dx = world_x - x
     dy = world_y - y
@@ -157,7 +157,7 @@ def _source_cell(world_x, world_y, frame):
 def warp_cells(source, world_x, world_y, frame, fill, out):
     """Into ``out`` ``(H, W)``: the ``source`` grid's cell nearest to every world point
     (``world_x``, ``world_y`` ``(H, W)``) in the source ``frame`` (see :func:`_source_cell`),
-    ``fill`` where it falls outside (``driving.warp.source_cells`` then ``resample``)."""
+    ``fill`` where it falls outside (the numpy reference: ``tests/driving/warp_reference.py``)."""
     height, width = source.shape
     for i in range(world_x.shape[0]):
         for j in range(world_x.shape[1]):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from warp_reference import resample, source_cells, warp_indices
 
 from driving.demo import sim_config
 from driving.kernels import class_confidence
@@ -20,7 +21,7 @@ from driving.scoring.decision import decide, layout_mass
 from driving.scoring.normaliser import CellNormaliser
 from driving.scoring.surprise import EPS, _revealed
 from driving.sim.simulator import SimConfig, Simulator
-from driving.warp import cells_in_world, resample, source_cells, warp_indices, warp_into
+from driving.warp import cells_in_world, warp_into
 
 C = 7
 ROOT = Path(__file__).resolve().parents[2]
