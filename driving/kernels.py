@@ -80,6 +80,16 @@ def decide_cells(probs, is_layout, road, lane, out):
 
 
 @compiled
+def _layout_sum(probs, n, r, c, n_layout):
+    """The first ``n_layout`` classes' probabilities of cell ``(n, r, c)`` summed in class
+    order, in ``probs``' dtype: the order the layout memory and the layout mass both keep."""
+    total = probs[n, 0, r, c]
+    for k in range(1, n_layout):
+        total += probs[n, k, r, c]
+    return total
+
+
+@compiled
 def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
     """In place on ``probs`` ``(N, C, H, W)``: hidden cells (``observed == unobserved``)
     whose ``memory`` holds a layout class (``< n_layout``) give the layout classes' mass
@@ -91,9 +101,7 @@ def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
                 remembered = memory[n, r, c]
                 if remembered >= n_layout or observed[n, r, c] != unobserved:
                     continue
-                mass = probs[n, 0, r, c]
-                for k in range(1, n_layout):
-                    mass += probs[n, k, r, c]
+                mass = _layout_sum(probs, n, r, c, n_layout)
                 for k in range(n_layout):
                     probs[n, k, r, c] = mass if k == remembered else _ZERO
 
@@ -235,9 +243,7 @@ def layout_mass_cells(probs, cells, n_layout, road, lane, floor, half, out):
             for c in range(width):
                 if not cells[n, r, c]:
                     continue
-                layout = probs[n, 0, r, c]
-                for k in range(1, n_layout):
-                    layout += probs[n, k, r, c]
+                layout = _layout_sum(probs, n, r, c, n_layout)
                 on_road = probs[n, road, r, c] + probs[n, lane, r, c]
                 out[n, r, c] = on_road / layout if layout > floor else half
 
