@@ -1,17 +1,10 @@
 """Compiled reference-memory kernels: exact search and attention match the dense tensors."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from tabular_data import correlated_rows
 
 from core.tabular.reference import ReferenceMemory
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _memory(n_ref=600, d=8, n_masks=6, n_candidates=8, n_probe=None, seed=0):
@@ -100,13 +93,12 @@ def test_local_error_is_knn_distance_over_the_neighbours_own():
     np.testing.assert_allclose(knn.sum(1), near.values[:, -1].numpy(), rtol=1e-3)
 
 
-def test_kernels_import_and_run_where_numba_cannot_cache():
+def test_kernels_import_and_run_where_numba_cannot_cache(run_without_numba_cache):
     """Without a writable cache location (a read-only install, no writable home) numba
     refuses ``cache=True``; the kernels (and shap's cached stand-in) then compile uncached
     instead of breaking the import of the tabular detector (and so of finance's commands)."""
     script = (
-        "import numba.core.caching as caching, numpy as np\n"
-        "caching.CacheImpl._locator_classes = []\n"
+        "import numpy as np\n"
         "import core._shap_kernels\n"
         "from core.tabular.kernels import build_index, pad_rows, search\n"
         "index = build_index(np.array([[0, 0], [1, 0], [5, 5], [6, 5]], np.float32), n_groups=2)\n"
@@ -114,7 +106,4 @@ def test_kernels_import_and_run_where_numba_cannot_cache():
         "search(pad_rows(np.array([[0.75, 0.0]])), index['ref'], index['rho'], index['cent_t'],"
         " index['radius'], index['offsets'], np.array([-1]), 2, 2, out_d, out_i)\n"
         "print(index['order'][out_i].tolist(), out_d.tolist())\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[[1, 0]] [[0.0625, 0.5625]]"
+    assert run_without_numba_cache(script) == "[[1, 0]] [[0.0625, 0.5625]]"
