@@ -4,15 +4,16 @@ shap's ``_build_fixed_single_output`` takes the link function as an argument; nu
 reuse a cached compilation of such a function, so every new process compiled it again
 (seconds, more on a busy machine). For the identity link without linearising weights —
 the only case ``core.explain`` uses — this is the same loop with the link removed, compiled
-once and cached on disk.
+once and cached on disk where numba can write (:func:`core.jit.compiled`).
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 
+from .jit import compiled
 
-@nb.njit(cache=True)
+
+@compiled
 def fixed_single_output_identity(averaged_outs, last_outs, outputs, batch_positions, varying_rows,
                                  num_varying_rows):
     sample_count = last_outs.shape[0]

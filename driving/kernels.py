@@ -13,30 +13,17 @@ order as the numpy expression it replaces, so the results are bit-identical
 (``tests/driving/test_driving_kernels.py`` and ``test_driving_scoring_shortcuts.py`` pin
 each to that expression). They run on one thread (scoring's parallelism is the
 network's), release the GIL (``nogil``) and are compiled once per cache location and
-cached on disk where numba can write (see :func:`_compiled`).
+cached on disk where numba can write (:func:`core.jit.compiled`).
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from core.jit import compiled
 
 _MINUS_ONE = np.float32(-1.0)
 _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
-
-
-def _compiled(function):
-    """``function`` compiled by numba without the GIL, cached on disk where numba finds a
-    writable cache location (beside the source, or ``NUMBA_CACHE_DIR``). Best effort, like
-    ``core.explain``'s shap kernels: without one (a read-only install, no writable home)
-    numba refuses ``cache=True`` at decoration time, which would break importing driving
-    and so ``unmask`` itself; there the kernels compile in every process instead."""
-    try:
-        return nb.njit(nogil=True, cache=True)(function)
-    except RuntimeError as error:
-        if "cannot cache" not in str(error):
-            raise
-        return nb.njit(nogil=True)(function)
 
 
 def check_cell_shapes(what: str, cells_shape: tuple, **arrays) -> None:
@@ -49,7 +36,7 @@ def check_cell_shapes(what: str, cells_shape: tuple, **arrays) -> None:
                              f"expected {tuple(cells_shape)}")
 
 
-@_compiled
+@compiled
 def _keep_first_max(value, best, best_k, k):
     """One step of numpy's ``argmax``: ``value`` (class ``k``) replaces ``best`` when it is
     larger or NaN, unless ``best`` already is NaN (numpy stops at the first NaN)."""
@@ -58,7 +45,7 @@ def _keep_first_max(value, best, best_k, k):
     return best, best_k
 
 
-@_compiled
+@compiled
 def decide_cells(probs, is_layout, road, lane, out):
     """Into ``out`` ``(N, H, W)`` uint8: ``lane`` or ``road`` (the likelier) where
     ``is_layout``, else the argmax over classes, and where that is ``road`` or ``lane``
@@ -92,7 +79,17 @@ def decide_cells(probs, is_layout, road, lane, out):
                     out[n, r, c] = best_k[c]
 
 
-@_compiled
+@compiled
+def _layout_sum(probs, n, r, c, n_layout):
+    """The first ``n_layout`` classes' probabilities of cell ``(n, r, c)`` summed in class
+    order, in ``probs``' dtype: the order the layout memory and the layout mass both keep."""
+    total = probs[n, 0, r, c]
+    for k in range(1, n_layout):
+        total += probs[n, k, r, c]
+    return total
+
+
+@compiled
 def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
     """In place on ``probs`` ``(N, C, H, W)``: hidden cells (``observed == unobserved``)
     whose ``memory`` holds a layout class (``< n_layout``) give the layout classes' mass
@@ -104,20 +101,18 @@ def layout_memory_mix(probs, memory, observed, n_layout, unobserved):
                 remembered = memory[n, r, c]
                 if remembered >= n_layout or observed[n, r, c] != unobserved:
                     continue
-                mass = probs[n, 0, r, c]
-                for k in range(1, n_layout):
-                    mass += probs[n, k, r, c]
+                mass = _layout_sum(probs, n, r, c, n_layout)
                 for k in range(n_layout):
                     probs[n, k, r, c] = mass if k == remembered else _ZERO
 
 
-@_compiled
+@compiled
 def _scale_cell(probs, n, r, c, factor):
     for k in range(probs.shape[1]):
         probs[n, k, r, c] *= factor
 
 
-@_compiled
+@compiled
 def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, weights,
                     moved_weights, age_edges, streak_edges, vehicle, unobserved):
     """In place on the hidden cells (``observed == unobserved``) of ``probs``
@@ -151,11 +146,11 @@ def memory_gate_mix(probs, observed, remembered, age_s, streak, moved_age_s, wei
                     probs[n, vehicle, r, c] += v
 
 
-@_compiled
+@compiled
 def _source_cell(world_x, world_y, frame):
     """Grid ``(row, col)`` (int64, maybe outside the grid) nearest to a world point in the
     source frame ``(x, y, cos yaw, sin yaw, ego row, ego col, resolution)``: the float64
-    operations of ``driving.warp.source_cells``, in its order."""
+    operations of ``driving.warp.world_to_cell`` then ``np.rint``, in that order."""
     x, y, cos_yaw, sin_yaw, ego_row, ego_col, resolution_m = frame
     dx = world_x - x
     dy = world_y - y
@@ -166,11 +161,11 @@ def _source_cell(world_x, world_y, frame):
     return np.int64(row), np.int64(col)
 
 
-@_compiled
+@compiled
 def warp_cells(source, world_x, world_y, frame, fill, out):
     """Into ``out`` ``(H, W)``: the ``source`` grid's cell nearest to every world point
     (``world_x``, ``world_y`` ``(H, W)``) in the source ``frame`` (see :func:`_source_cell`),
-    ``fill`` where it falls outside (``driving.warp.source_cells`` then ``resample``)."""
+    ``fill`` where it falls outside (the numpy reference: ``tests/driving/warp_reference.py``)."""
     height, width = source.shape
     for i in range(world_x.shape[0]):
         for j in range(world_x.shape[1]):
@@ -179,7 +174,7 @@ def warp_cells(source, world_x, world_y, frame, fill, out):
             out[i, j] = source[row, col] if inside else fill
 
 
-@_compiled
+@compiled
 def revealed_cells(before, visible_before, visible, observed, world_x, world_y, frame,
                    revealed, probability):
     """Into ``revealed`` ``(H, W)``: cells visible now whose nearest cell in the frame
@@ -199,7 +194,7 @@ def revealed_cells(before, visible_before, visible, observed, world_x, world_y, 
             probability[i, j] = before[min(observed[i, j], n_classes - 1), row, col]
 
 
-@_compiled
+@compiled
 def layout_posterior(probs, observed, n_layout, kerb_a, kerb_b, posterior, kerb):
     """Into ``posterior`` ``(N, n_layout, H, W)``: the first ``n_layout`` classes of
     ``probs`` renormalised (their sum, in class order, floored at 1e-6), one-hot where
@@ -237,7 +232,7 @@ def layout_posterior(probs, observed, n_layout, kerb_a, kerb_b, posterior, kerb)
                 kerb[n, r, c] = best_k[c] == kerb_a or best_k[c] == kerb_b
 
 
-@_compiled
+@compiled
 def layout_mass_cells(probs, cells, n_layout, road, lane, floor, half, out):
     """Into ``out`` ``(N, H, W)`` where ``cells``: ``(p[road] + p[lane]) / (sum of the first
     n_layout classes, in class order)`` where that sum exceeds ``floor``, else ``half``
@@ -248,9 +243,7 @@ def layout_mass_cells(probs, cells, n_layout, road, lane, floor, half, out):
             for c in range(width):
                 if not cells[n, r, c]:
                     continue
-                layout = probs[n, 0, r, c]
-                for k in range(1, n_layout):
-                    layout += probs[n, k, r, c]
+                layout = _layout_sum(probs, n, r, c, n_layout)
                 on_road = probs[n, road, r, c] + probs[n, lane, r, c]
                 out[n, r, c] = on_road / layout if layout > floor else half
 
@@ -264,7 +257,7 @@ def class_confidence(probs, classes, visible, out):
     _class_confidence_cells(probs, classes, visible, out)
 
 
-@_compiled
+@compiled
 def _class_confidence_cells(probs, classes, visible, out):
     """The loop of :func:`class_confidence`."""
     n_frames, _, height, width = probs.shape
@@ -274,7 +267,7 @@ def _class_confidence_cells(probs, classes, visible, out):
                 out[n, r, c] = _ONE if visible[n, r, c] else probs[n, classes[n, r, c], r, c]
 
 
-@_compiled
+@compiled
 def world_memory_cells(flat, visible, semantic, before, max_class, raster, out):
     """Into ``out`` ``(T, H, W)``: every frame's cells read from the world ``raster``
     (raveled, indices ``flat`` ``(T, H, W)``) before or after (``before``) the frame's
@@ -293,14 +286,14 @@ def world_memory_cells(flat, visible, semantic, before, max_class, raster, out):
             _read_raster(raster, flat[t], out[t])
 
 
-@_compiled
+@compiled
 def _read_raster(raster, flat, out):
     for i in range(flat.shape[0]):
         for j in range(flat.shape[1]):
             out[i, j] = raster[flat[i, j]]
 
 
-@_compiled
+@compiled
 def trace_cells(flat, visible, semantic, times, unobserved, cls, run, seen_at,
                 remembered, age_s, streak):
     """The world-fixed memory trace of a log (``driving.model.memory_gate.memory_trace``):
@@ -340,7 +333,7 @@ def trace_cells(flat, visible, semantic, times, unobserved, cls, run, seen_at,
                 streak[t, i, j] = run[w]
 
 
-@_compiled
+@compiled
 def divide_by_class_band(cell_map, observed, table, bands, out):
     """Into ``out``: ``cell_map / table[min(observed, classes - 1), bands]`` per cell
     (``table`` ``(classes, bands)``, ``bands`` ``(H, W)``;
@@ -352,7 +345,7 @@ def divide_by_class_band(cell_map, observed, table, bands, out):
                 out[t, i, j] = cell_map[t, i, j] / table[min(observed[t, i, j], last_class), bands[i, j]]
 
 
-@_compiled
+@compiled
 def dilate_by_rows(mask, row_offsets, half_widths, out):
     """Into ``out`` ``(N, H, W)``: whether any ``mask`` cell lies ``row_offsets[k]`` rows
     away and at most ``half_widths[k]`` columns away, for some k (a dilation by a shape

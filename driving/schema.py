@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -279,11 +280,41 @@ def write_log(log: DriveLog, path: str | os.PathLike) -> Path:
     """Write a log atomically (``core.io``); returns the path."""
     import pyarrow.parquet as pq
 
-
     path = Path(path)
     with atomic_path(path) as tmp:
         pq.write_table(log_table(log), tmp, compression="zstd")
     return path
+
+
+def write_logs(out_dir: str | os.PathLike, logs: Iterable[DriveLog],
+               inputs: Iterable = ()) -> list[Path]:
+    """Publish ``logs`` as one folder of ``<log_id>.parquet`` files, whole and atomically
+    (written beside ``out_dir``, then renamed, with unmask's marker): a reader never sees
+    half a set, and a rerun replaces an earlier folder unmask wrote.
+
+    ``logs`` is read one log at a time (pass a generator: a set need not fit in memory);
+    an error while building one publishes nothing.
+
+    Args:
+        out_dir: the folder to publish.
+        logs: the logs, in order.
+        inputs: paths the logs are read from, which ``out_dir`` may not overwrite
+            (``core.io.check_output``).
+
+    Returns:
+        The published log files, in order.
+
+    Raises:
+        DataValidationError: before any log is built, when ``out_dir`` is a non-empty
+            folder unmask did not write, or one of ``inputs``.
+    """
+    out_dir = Path(out_dir)
+    names = []
+    with atomic_path(out_dir, inputs=inputs) as tmp:
+        tmp.mkdir()
+        for log in logs:
+            names.append(write_log(log, tmp / f"{log.log_id}.parquet").name)
+    return [out_dir / name for name in names]
 
 
 def read_log(path: str | os.PathLike, require_truth: bool = False) -> DriveLog:

@@ -86,29 +86,10 @@ def world_to_cell(pose, wx, wy, meta: LogMeta) -> tuple[np.ndarray, np.ndarray]:
 
 def cells_in_world(pose, meta: LogMeta) -> tuple[np.ndarray, np.ndarray]:
     """World ``(x, y)`` of every cell centre of the frame at ``pose``, each ``(H, W)``:
-    the destination side of :func:`warp_indices`, computed once for every source frame
-    warped into that frame (:func:`source_cells`)."""
+    the destination side of a warp, computed once for every source frame warped into that
+    frame (:func:`warp_into`)."""
     forward, right = cell_offsets(meta)
     return ego_to_world(pose, forward, right)
-
-
-def warp_indices(pose_src, pose_dst, meta: LogMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every cell of the destination frame, its nearest cell in the source frame.
-
-    Returns:
-        ``(rows, cols, inside)``, each ``(H, W)``; ``inside`` is False where the point
-        falls outside the source grid.
-    """
-    return source_cells(pose_src, cells_in_world(pose_dst, meta), meta)
-
-
-def source_cells(pose_src, world_xy, meta: LogMeta) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`warp_indices` from the destination frame's :func:`cells_in_world`."""
-    rows, cols = world_to_cell(pose_src, *world_xy, meta)
-    rows, cols = np.rint(rows).astype(np.int64), np.rint(cols).astype(np.int64)
-    h, w = meta.grid_shape
-    inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
-    return np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1), inside
 
 
 def source_frame(pose, meta: LogMeta) -> tuple:
@@ -121,26 +102,17 @@ def source_frame(pose, meta: LogMeta) -> tuple:
 
 
 def warp_into(grid: np.ndarray, pose_src, world_xy, meta: LogMeta, fill=UNOBSERVED) -> np.ndarray:
-    """``resample(grid, source_cells(pose_src, world_xy, meta), fill)`` for one ``(H, W)``
-    grid in one compiled pass (no index arrays built): what stacking a log's history
-    frames does for every frame and slot."""
+    """:func:`warp_grid` with the destination frame's :func:`cells_in_world` given, for one
+    ``(H, W)`` grid in one compiled pass (no index arrays built): stacking a log's history
+    frames computes those once per frame and warps every slot into them."""
     out = np.empty(world_xy[0].shape, grid.dtype)
     warp_cells(grid, world_xy[0], world_xy[1], source_frame(pose_src, meta), grid.dtype.type(fill), out)
     return out
 
 
 def warp_grid(grid: np.ndarray, pose_src, pose_dst, meta: LogMeta, fill=UNOBSERVED) -> np.ndarray:
-    """Resample ``grid`` (``(..., H, W)``, in the source frame) into the destination frame.
+    """Resample ``grid`` (``(H, W)``, in the source frame) into the destination frame.
 
     Nearest-neighbour; cells that fall outside the source grid get ``fill``.
     """
-    return resample(grid, warp_indices(pose_src, pose_dst, meta), fill)
-
-
-def resample(grid: np.ndarray, indices, fill=UNOBSERVED) -> np.ndarray:
-    """:func:`warp_grid` with the warp's ``(rows, cols, inside)`` given."""
-    rows, cols, inside = indices
-    h, w = grid.shape[-2:]
-    # one gather by raveled index: the same cells as ``grid[..., rows, cols]``, a fraction of its time
-    out = np.take(grid.reshape(grid.shape[:-2] + (h * w,)), rows * w + cols, axis=-1)
-    return np.where(inside, out, np.asarray(fill, dtype=grid.dtype))
+    return warp_into(grid, pose_src, cells_in_world(pose_dst, meta), meta, fill)

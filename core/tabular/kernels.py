@@ -18,19 +18,20 @@ fused, compiled loop instead:
   softmax with a vectorised ``exp``, reconstruction error of the hidden cells).
 
 All functions release the GIL (``nogil``), so callers can run chunks in threads; they are
-compiled once and cached on disk (``cache=True``).
+compiled once and cached on disk where numba can write (:func:`core.jit.compiled`).
 """
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
+
+from ..jit import compiled
 
 _INF = np.float32(np.inf)
 # fast-math without "no infs / no NaNs": the search uses inf as "no bound yet"
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 
-@nb.njit(nogil=True, cache=True)
+@compiled
 def _insert(best_d, best_i, count, dist, index):
     """Insert into the ascending arrays ``best_d``/``best_i``; returns the new count.
 
@@ -47,7 +48,7 @@ def _insert(best_d, best_i, count, dist, index):
     return min(count + 1, n)
 
 
-@nb.njit(nogil=True, cache=True, fastmath=_FAST)
+@compiled(fastmath=_FAST)
 def _search(xi, ref, rho, cent_t, radius, offsets, self_pos, n_probe, best_d, best_i, cd, lb,
             key, near):
     """The ``len(best_d)`` nearest stored rows of ``xi`` (positions in the index order).
@@ -125,7 +126,7 @@ def _search(xi, ref, rho, cent_t, radius, offsets, self_pos, n_probe, best_d, be
     return count
 
 
-@nb.njit(nogil=True, cache=True)
+@compiled
 def _taken(near, n_near, g):
     for p in range(n_near):
         if near[p] == g:
@@ -133,7 +134,7 @@ def _taken(near, n_near, g):
     return False
 
 
-@nb.njit(nogil=True, cache=True)
+@compiled
 def _first_at_least(values, lo, hi, bound):
     """First position in ``[lo, hi)`` of ascending ``values`` with ``values >= bound``."""
     while lo < hi:
@@ -145,7 +146,7 @@ def _first_at_least(values, lo, hi, bound):
     return lo
 
 
-@nb.njit(nogil=True, cache=True)
+@compiled
 def _search_buffers(n_groups, n):
     """The arrays :func:`_search` works in, allocated once for all rows of a call, in its
     argument order: ``best_d``, ``best_i`` (``n`` candidates) and the scratch ``cd``,
@@ -154,7 +155,7 @@ def _search_buffers(n_groups, n):
             np.empty(n_groups, np.float32), np.empty(n_groups, np.float32), np.empty(n_groups, np.int64))
 
 
-@nb.njit(nogil=True, cache=True)
+@compiled
 def search(x, ref, rho, cent_t, radius, offsets, self_pos, n, n_probe, out_d, out_i):
     """Nearest ``n`` stored rows of every row of ``x``: squared distances and positions.
 
@@ -175,7 +176,7 @@ _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
 
 
-@nb.njit(nogil=True, cache=True, fastmath=_FAST)
+@compiled(fastmath=_FAST)
 def score(x, ref, rho, cent_t, radius, offsets, self_pos, n, n_probe, k, hidden, n_hidden,
           inv_temperature, owner, column_count, out_attention, out_knn, out_near):
     """Per-column attention and KNN errors of every row of ``x`` (see ``ReferenceMemory``).

@@ -43,10 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataValidationError
-from core.io import atomic_path
 from core.names import check_name, shown
 
-from ..schema import CLASSES, UNOBSERVED, DriveLog, LogMeta, write_log
+from ..schema import CLASSES, UNOBSERVED, DriveLog, LogMeta, write_logs
 
 OCC3D_CLASSES = ("others", "barrier", "bicycle", "bus", "car", "construction_vehicle",
                  "motorcycle", "pedestrian", "traffic_cone", "trailer", "truck",
@@ -271,10 +270,6 @@ def import_occ3d(src: str | os.PathLike, out: str | os.PathLike, mask: str = "ca
     src, out = Path(src), Path(out)
     annotations = read_annotations(src)
     scenes = scene_names(annotations, split, str(src / "annotations.json"))
-    names = []
-    with atomic_path(out, inputs=[src]) as tmp:
-        tmp.mkdir()
-        for scene in scenes:
-            log = scene_log(src, scene, annotations["scene_infos"][scene], mask, voxel_m)
-            names.append(write_log(log, tmp / f"{log.log_id}.parquet").name)
-    return [out / name for name in names]
+    logs = (scene_log(src, scene, annotations["scene_infos"][scene], mask, voxel_m)
+            for scene in scenes)  # a generator: one scene in memory at a time
+    return write_logs(out, logs, inputs=[src])

@@ -13,7 +13,7 @@ from core.errors import DataValidationError, NotFittedError
 
 from ..kernels import check_cell_shapes, layout_memory_mix, world_memory_cells
 from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
-from ..warp import cells_in_world, warp_into
+from ..warp import cells_in_world, warp_grid
 
 # The most cells a world raster of a log may have: a log whose poses span more (or a corrupt
 # pose far away) is refused with one line instead of trying. world_cells checks it, and every
@@ -39,7 +39,7 @@ def persistence_memory(log: DriveLog, before: bool = False) -> np.ndarray:
     current = np.full(log.semantic.shape[1:], UNOBSERVED, dtype=log.semantic.dtype)
     for t in range(len(log)):
         if t:
-            current = warp_into(current, poses[t - 1], cells_in_world(poses[t], log.meta), log.meta)
+            current = warp_grid(current, poses[t - 1], poses[t], log.meta)
         if before:
             memory[t] = current
         current = np.where(log.visible[t], log.semantic[t], current)

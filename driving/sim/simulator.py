@@ -33,11 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.io import atomic_path
-
 from .raycast import Raycaster
 from ..schema import (CLASSES, LANE_MARKING, PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED,
-                     VEHICLE, DriveLog, LogMeta, write_log)
+                     VEHICLE, DriveLog, LogMeta, write_logs)
 from ..warp import cell_offsets, ego_to_world, not_passed, world_to_ego
 from .world import World, WorldConfig, tangents
 
@@ -421,12 +419,7 @@ def simulate_logs(out_dir: str | os.PathLike, n_logs: int, n_frames: int, seed: 
     Raises:
         DataValidationError: ``out_dir`` is a non-empty folder unmask did not write.
     """
-    out_dir = Path(out_dir)
     config = config or SimConfig()
-    names = []
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        for i in range(n_logs):
-            log = config.build(seed * 1000 + i).simulate(n_frames, log_id=f"log_{i:03d}")
-            names.append(write_log(log, tmp / f"{log.log_id}.parquet").name)
-    return [out_dir / name for name in names]
+    logs = (config.build(seed * 1000 + i).simulate(n_frames, log_id=f"log_{i:03d}")
+            for i in range(n_logs))  # a generator: one log in memory at a time
+    return write_logs(out_dir, logs)

@@ -91,3 +91,19 @@ def test_local_error_is_knn_distance_over_the_neighbours_own():
     expected = near.values[:, -1] / (radius[near.indices].mean(1) + memory.radius_floor)
     np.testing.assert_allclose(local.sum(1), expected.numpy(), rtol=1e-3)
     np.testing.assert_allclose(knn.sum(1), near.values[:, -1].numpy(), rtol=1e-3)
+
+
+def test_kernels_import_and_run_where_numba_cannot_cache(run_without_numba_cache):
+    """Without a writable cache location (a read-only install, no writable home) numba
+    refuses ``cache=True``; the kernels (and shap's cached stand-in) then compile uncached
+    instead of breaking the import of the tabular detector (and so of finance's commands)."""
+    script = (
+        "import numpy as np\n"
+        "import core._shap_kernels\n"
+        "from core.tabular.kernels import build_index, pad_rows, search\n"
+        "index = build_index(np.array([[0, 0], [1, 0], [5, 5], [6, 5]], np.float32), n_groups=2)\n"
+        "out_d, out_i = np.empty((1, 2), np.float32), np.empty((1, 2), np.int64)\n"
+        "search(pad_rows(np.array([[0.75, 0.0]])), index['ref'], index['rho'], index['cent_t'],"
+        " index['radius'], index['offsets'], np.array([-1]), 2, 2, out_d, out_i)\n"
+        "print(index['order'][out_i].tolist(), out_d.tolist())\n")
+    assert run_without_numba_cache(script) == "[[1, 0]] [[0.0625, 0.5625]]"

@@ -1,14 +1,11 @@
 """The compiled scoring kernels (``driving.kernels``) give bit for bit the numbers of the
 numpy expressions they replaced, kept here as the references: random probabilities with
 ties, NaNs, zero layout mass and cells no mask selects."""
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from warp_reference import resample, source_cells, warp_indices
 
 from driving.demo import sim_config
 from driving.kernels import class_confidence
@@ -20,10 +17,9 @@ from driving.scoring.decision import decide, layout_mass
 from driving.scoring.normaliser import CellNormaliser
 from driving.scoring.surprise import EPS, _revealed
 from driving.sim.simulator import SimConfig, Simulator
-from driving.warp import cells_in_world, resample, source_cells, warp_indices, warp_into
+from driving.warp import cells_in_world, warp_into
 
 C = 7
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -246,22 +242,18 @@ def test_revealed_surprise_equals_warping_the_visibility(tiny_log):
         np.testing.assert_array_equal(got, expected)
 
 
-def test_kernels_import_and_run_where_numba_cannot_cache():
+def test_kernels_import_and_run_where_numba_cannot_cache(run_without_numba_cache):
     """Without a writable cache location (a read-only install, no writable home) numba
     refuses ``cache=True``; the kernels then compile uncached instead of breaking the
     import of driving (and so of ``unmask``)."""
     script = (
-        "import numba.core.caching as caching, numpy as np\n"
-        "caching.CacheImpl._locator_classes = []\n"
+        "import numpy as np\n"
         "from driving.kernels import class_confidence\n"
         "out = np.zeros((1, 1, 2), np.float32)\n"
         "class_confidence(np.full((1, 2, 1, 2), 0.5, np.float32), np.zeros((1, 1, 2), np.int64),"
         " np.array([[[True, False]]]), out)\n"
         "print(out.tolist())\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[[[1.0, 0.5]]]"
+    assert run_without_numba_cache(script) == "[[[1.0, 0.5]]]"
 
 
 def _short(cells):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.ndimage import distance_transform_edt
 from torch.nn import functional as F
+from warp_reference import warp_indices
 
 from driving.demo import sim_config
 from driving.inputs import stack_frames
@@ -19,7 +20,6 @@ from driving.scoring.context_prior import near_kerb
 from driving.scoring.decision import RoadBelief
 from driving.scoring.surprise import EPS, _cross_entropy
 from driving.sim.simulator import Simulator
-from driving.warp import warp_indices
 
 
 @pytest.fixture(scope="module")
