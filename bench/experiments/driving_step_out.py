@@ -102,7 +102,7 @@ from driving.evaluate import frame_metrics
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import LANE_MARKING, OBJECT_CLASSES, PEDESTRIAN, ROAD, UNOBSERVED
 from driving.scoring import frame_score as fs
-from driving.scoring.surprise import raw_maps, result_from_maps, score_log
+from driving.scoring.surprise import score_log
 from driving.sim.simulator import Simulator
 from driving.warp import cell_offsets, not_passed
 
@@ -185,14 +185,6 @@ def calibrated(model: str, train: str, frame_scorer=None) -> OcclusionPredictor:
     return OcclusionPredictor.load(MODELS / model).calibrate(logs(train), frame_scorer)
 
 
-def scored(pred, log) -> tuple:
-    """``score_log``'s result of ``log`` and the raw maps it came from."""
-    state = pred.scoring_
-    maps = raw_maps(pred, log, road_threshold=state.road_threshold, context_prior=state.context_prior,
-                    observed_channels=state.frame_scorer.observed_channels)
-    return result_from_maps(state, log, maps), maps
-
-
 def channel_keys(scorer) -> list[str]:
     return [scorer.key(name, norm) for name, norm, _ in scorer.channels]
 
@@ -273,7 +265,7 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
     keys = channel_keys(scorer)
     rows, per_event, scores, labels, unlabelled = [], [], [], [], 0
     for i, log in enumerate(logs(step_set)):
-        result, _ = scored(pred, log)
+        result = score_log(pred, log)
         scores.append(result.score)
         labels.append(log.anomaly)
         found = event_cells(step_set, i, log)
@@ -291,7 +283,7 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
             rows += event_rows
     flat, truth = np.concatenate(scores), np.concatenate(labels)
     normal_same_logs = flat[~truth]
-    normal_logs = np.concatenate([scored(pred, log)[0].score for log in logs(normal_set)])
+    normal_logs = np.concatenate([score_log(pred, log).score for log in logs(normal_set)])
     for r in rows:
         r["share_below"] = float(share_below(np.array([r["score"]]), normal_same_logs)[0])
     bands = {f"{lo:g}-{hi:g} m": [r for r in rows if r["ahead_m"] is not None and lo <= r["ahead_m"] < hi]
