@@ -93,7 +93,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from bench.driving import HELDOUT, MODEL, TUNED
+from bench.driving import HELDOUT, MODEL, TUNED, frames_by_kind
 from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
 from core.metrics import auroc
@@ -321,10 +321,8 @@ def column(pred, event_set: str, normal_set: str | None = None) -> dict:
                                       np.asarray(kinds), np.asarray(log_ids))
     alerts = pred.calibration_.alerts(scores)
     out = {"threshold": float(pred.calibration_.threshold_),
-           "frames": frame_metrics(labels, scores, alerts, log_ids), "by_kind": {}}
-    for kind in sorted(set(kinds) - {""}):
-        sel = (kinds == kind) | ~labels
-        out["by_kind"][kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
+           "frames": frame_metrics(labels, scores, alerts, log_ids),
+           "by_kind": frames_by_kind(labels, scores, alerts, log_ids, kinds)}
     if normal_set is None:
         return out
     normal_scores = [score_log(pred, log).score for log in logs(normal_set)]
