@@ -218,7 +218,7 @@ def experiment_main(argv, module: str, doc: str, reference_path: Path, run, held
     reference = json.loads(reference_path.read_text())
     started = time.perf_counter()
     if args.heldout:
-        result = heldout(work, decided_result(parser, out, "--heldout"), reference)
+        result = heldout(work, decided_result(parser, out, "without --heldout"), reference)
         result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
     else:
         result = run(work, args.jobs, reference)
