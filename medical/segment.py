@@ -279,11 +279,15 @@ def labelled_cases(data, n_labels: int | None = None) -> list:
     if not cases:
         raise DataValidationError(f"{data}: no labelled cases (dataset.json 'training' entries "
                                   "with a 'label')")
-    if n_labels is not None:
-        if not 1 <= n_labels <= len(cases):
-            raise DataValidationError(f"--labels {n_labels}: {data} has {len(cases)} labelled cases")
-        cases = cases[:n_labels]
-    return cases
+    return _first_labelled(cases, n_labels, data)
+
+
+def _first_labelled(labelled: list, n_labels: int | None, data) -> list:
+    """The first ``n_labels`` of ``labelled`` (``labelled_cases(data)``; None: all of them),
+    refusing a count ``data`` does not have."""
+    if n_labels is not None and not 1 <= n_labels <= len(labelled):
+        raise DataValidationError(f"--labels {n_labels}: {data} has {len(labelled)} labelled cases")
+    return labelled[:n_labels]
 
 
 def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None,
@@ -323,8 +327,9 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     on stderr (None: only on a terminal; False: never).
     """
     config = config or SegmentConfig()
-    cases = list(cases) if cases is not None else labelled_cases(data, n_labels)
-    labelled, trained = labelled_cases(data), {c.name for c in cases}
+    labelled = labelled_cases(data)
+    cases = list(cases) if cases is not None else _first_labelled(labelled, n_labels, data)
+    trained = {c.name for c in cases}
     validation_cases = (list(validation_cases) if validation_cases is not None
                         else [c for c in labelled if c.name not in trained])
     init_state, network_config, spacing, scorer = None, config.network, config.spacing, None
