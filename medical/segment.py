@@ -353,8 +353,9 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
-    unlabelled = [reader.prepare_image(c) for c in progress_bar(unlabelled_cases, desc="unlabelled",
-                                                                 unit="case", show=progress)]
+    # the image alone; none is kept by the reader (select_unlabelled left the held-out ones out)
+    unlabelled = [prepare_case(c, reader.preprocessor) for c in progress_bar(
+        unlabelled_cases, desc="unlabelled", unit="case", show=progress)]
     segmenter.to(device, precision).fit(prepared, config, init_state, progress, unlabelled)
     segmenter.provenance_["training"]["unlabelled_left_out"] = left_out
     segmenter.fit_postprocessing(reader.prepare(c) for c in validation_cases)
