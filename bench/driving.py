@@ -286,10 +286,7 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
     scores, raw, labels = np.concatenate(scores), np.concatenate(raw), np.concatenate(labels)
     log_ids, kinds = np.asarray(log_ids), np.asarray(kinds)
     alerts = predictor.calibration_.alerts(scores)
-    per_kind = {}
-    for kind in sorted(set(kinds) - {""}):
-        sel = (kinds == kind) | ~labels
-        per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
+    per_kind = frames_by_kind(labels, scores, alerts, log_ids, kinds)
     unsmoothed = frame_metrics(labels, raw, predictor.calibration_.alerts(raw), log_ids)
     n = timing["frames"]
     return {"occluded": {name: a.metrics(classes, "occluded") for name, a in acc.items()},
@@ -300,6 +297,23 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
                       "persistence_fps": n / timing["persistence_s"],
                       "full_scoring_fps": n / timing["scoring_s"],
                       "load_average_1min": os.getloadavg()[0]}}
+
+
+def frames_by_kind(labels, scores, alerts, log_ids, kinds) -> dict:
+    """``frame_metrics`` per event kind: each kind's frames against every normal frame.
+
+    Args:
+        labels, scores, alerts, log_ids, kinds: ``(N,)`` per frame over a set of logs;
+            ``kinds`` is the frame's event kind, ``""`` on normal frames.
+
+    Returns:
+        ``{kind: frame_metrics(...)}``, kinds sorted.
+    """
+    per_kind = {}
+    for kind in sorted(set(kinds) - {""}):
+        sel = (kinds == kind) | ~labels
+        per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
+    return per_kind
 
 
 def _without_extrapolation(gate: MemoryGate) -> MemoryGate:

@@ -279,11 +279,15 @@ def labelled_cases(data, n_labels: int | None = None) -> list:
     if not cases:
         raise DataValidationError(f"{data}: no labelled cases (dataset.json 'training' entries "
                                   "with a 'label')")
-    if n_labels is not None:
-        if not 1 <= n_labels <= len(cases):
-            raise DataValidationError(f"--labels {n_labels}: {data} has {len(cases)} labelled cases")
-        cases = cases[:n_labels]
-    return cases
+    return _first_labelled(cases, n_labels, data)
+
+
+def _first_labelled(labelled: list, n_labels: int | None, data) -> list:
+    """The first ``n_labels`` of ``labelled`` (``labelled_cases(data)``; None: all of them),
+    refusing a count ``data`` does not have."""
+    if n_labels is not None and not 1 <= n_labels <= len(labelled):
+        raise DataValidationError(f"--labels {n_labels}: {data} has {len(labelled)} labelled cases")
+    return labelled[:n_labels]
 
 
 def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None,
@@ -323,8 +327,9 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     on stderr (None: only on a terminal; False: never).
     """
     config = config or SegmentConfig()
-    cases = list(cases) if cases is not None else labelled_cases(data, n_labels)
-    labelled, trained = labelled_cases(data), {c.name for c in cases}
+    labelled = labelled_cases(data)
+    cases = list(cases) if cases is not None else _first_labelled(labelled, n_labels, data)
+    trained = {c.name for c in cases}
     validation_cases = (list(validation_cases) if validation_cases is not None
                         else [c for c in labelled if c.name not in trained])
     init_state, network_config, spacing, scorer = None, config.network, config.spacing, None
@@ -348,8 +353,9 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
     segmenter = Segmenter(network_config, preprocess, labels, overlap=config.overlap,
                           sw_batch_size=config.sw_batch_size, seed=config.seed)
-    unlabelled = [reader.prepare_image(c) for c in progress_bar(unlabelled_cases, desc="unlabelled",
-                                                                 unit="case", show=progress)]
+    # the image alone; none is kept by the reader (select_unlabelled left the held-out ones out)
+    unlabelled = [prepare_case(c, reader.preprocessor) for c in progress_bar(
+        unlabelled_cases, desc="unlabelled", unit="case", show=progress)]
     segmenter.to(device, precision).fit(prepared, config, init_state, progress, unlabelled)
     segmenter.provenance_["training"]["unlabelled_left_out"] = left_out
     segmenter.fit_postprocessing(reader.prepare(c) for c in validation_cases)

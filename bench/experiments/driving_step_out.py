@@ -93,7 +93,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import uniform_filter
 
-from bench.driving import HELDOUT, MODEL, TUNED
+from bench.driving import HELDOUT, MODEL, TUNED, frames_by_kind, normal_alert_rate
 from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
 from core.metrics import auroc
@@ -102,7 +102,7 @@ from driving.evaluate import frame_metrics
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import LANE_MARKING, OBJECT_CLASSES, PEDESTRIAN, ROAD, UNOBSERVED
 from driving.scoring import frame_score as fs
-from driving.scoring.surprise import raw_maps, result_from_maps, score_log
+from driving.scoring.surprise import score_log
 from driving.sim.simulator import Simulator
 from driving.warp import cell_offsets, not_passed
 
@@ -185,14 +185,6 @@ def calibrated(model: str, train: str, frame_scorer=None) -> OcclusionPredictor:
     return OcclusionPredictor.load(MODELS / model).calibrate(logs(train), frame_scorer)
 
 
-def scored(pred, log) -> tuple:
-    """``score_log``'s result of ``log`` and the raw maps it came from."""
-    state = pred.scoring_
-    maps = raw_maps(pred, log, road_threshold=state.road_threshold, context_prior=state.context_prior,
-                    observed_channels=state.frame_scorer.observed_channels)
-    return result_from_maps(state, log, maps), maps
-
-
 def channel_keys(scorer) -> list[str]:
     return [scorer.key(name, norm) for name, norm, _ in scorer.channels]
 
@@ -273,7 +265,7 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
     keys = channel_keys(scorer)
     rows, per_event, scores, labels, unlabelled = [], [], [], [], 0
     for i, log in enumerate(logs(step_set)):
-        result, _ = scored(pred, log)
+        result = score_log(pred, log)
         scores.append(result.score)
         labels.append(log.anomaly)
         found = event_cells(step_set, i, log)
@@ -291,7 +283,7 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
             rows += event_rows
     flat, truth = np.concatenate(scores), np.concatenate(labels)
     normal_same_logs = flat[~truth]
-    normal_logs = np.concatenate([scored(pred, log)[0].score for log in logs(normal_set)])
+    normal_logs = np.concatenate([score_log(pred, log).score for log in logs(normal_set)])
     for r in rows:
         r["share_below"] = float(share_below(np.array([r["score"]]), normal_same_logs)[0])
     bands = {f"{lo:g}-{hi:g} m": [r for r in rows if r["ahead_m"] is not None and lo <= r["ahead_m"] < hi]
@@ -318,7 +310,9 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
 def column(pred, event_set: str, normal_set: str | None = None) -> dict:
     """``pred``'s frame metrics on set ``event_set`` as ``bench.driving.evaluate_logs`` computes
     them (all frames and by kind; alerts at its calibrated threshold) and its alert rate on
-    ``normal_set`` (``bench.driving.normal_alert_rate``), over nominal."""
+    ``normal_set`` (``bench.driving.normal_alert_rate``), over nominal. The committed JSON's
+    ``per_log`` is a list of rates rounded to 3 places; a rerun writes the benchmark's dict
+    (log id -> rate) and its ``n_frames``."""
     scores, labels, kinds, log_ids = [], [], [], []
     for log in logs(event_set):
         scores.append(score_log(pred, log).score)
@@ -329,17 +323,12 @@ def column(pred, event_set: str, normal_set: str | None = None) -> dict:
                                       np.asarray(kinds), np.asarray(log_ids))
     alerts = pred.calibration_.alerts(scores)
     out = {"threshold": float(pred.calibration_.threshold_),
-           "frames": frame_metrics(labels, scores, alerts, log_ids), "by_kind": {}}
-    for kind in sorted(set(kinds) - {""}):
-        sel = (kinds == kind) | ~labels
-        out["by_kind"][kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
+           "frames": frame_metrics(labels, scores, alerts, log_ids),
+           "by_kind": frames_by_kind(labels, scores, alerts, log_ids, kinds)}
     if normal_set is None:
         return out
-    normal_scores = [score_log(pred, log).score for log in logs(normal_set)]
-    rate = float(np.mean(pred.calibration_.alerts(np.concatenate(normal_scores))))
-    out["normal_logs"] = {"alert_rate": rate, "over_nominal": rate / pred.contamination,
-                          "per_log": [round(float(np.mean(pred.calibration_.alerts(s))), 3)
-                                      for s in normal_scores]}
+    normal_logs = normal_alert_rate(pred, logs(normal_set))
+    out["normal_logs"] = {**normal_logs, "over_nominal": normal_logs["alert_rate"] / pred.contamination}
     return out
 
 

@@ -24,14 +24,14 @@ import numpy as np
 
 from bench.experiments.medical_invariant_pretext import REPRODUCTION
 from bench.experiments.medical_masked_consistency import MIC_ARMS
-from bench.experiments.medical_remap_pretext import ROOT, cached
+from bench.experiments.medical_remap_pretext import ROOT, decided_result
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from medical.consistency import ConsistencyConfig
 from medical.pretrain import healthy_cases
 from medical.segment import Segmenter
 from medical.transforms import Preprocessor
-from medical.volumes import prepare_case
+from medical.volumes import prepare_cases
 
 N_CASES = 8
 THRESHOLD = ConsistencyConfig().confidence
@@ -60,9 +60,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "medical_masked_consistency.json"))
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
-    result = cached(out)
-    if result is None or "decision" not in result:
-        parser.error(f"{out} holds no decision yet: run bench.experiments.medical_masked_consistency first")
+    result = decided_result(parser, out, "bench.experiments.medical_masked_consistency")
     configure_threads()
     names = [REPRODUCTION] + [key for key in result["steps"]
                               if key.split("-")[0] in MIC_ARMS and key.split("-")[1] == "2"]
@@ -71,7 +69,7 @@ def main(argv=None):
         segmenter = Segmenter.load(work / "arms" / name)
         if prepared is None:   # every arm has the same model grid
             pre = Preprocessor(segmenter.preprocess)
-            prepared = [prepare_case(c, pre, with_truth=True) for c in cases]
+            prepared = prepare_cases(cases, pre, with_truth=True)
         facts[name] = confidence_facts(segmenter, prepared)
         print(name, {k: round(v, 3) for k, v in facts[name].items()}, flush=True)
     result["confidence"] = {"threshold": THRESHOLD, "cases": [c.name for c in cases], "arms": facts}

@@ -207,23 +207,32 @@ def decide_default(decision: dict, held: dict) -> dict:
             "becomes_default": bool(decision["adopted"] and not_below)}
 
 
-def experiment_main(argv, module: str, doc: str, reference_path: Path, run, heldout) -> None:
+def experiment_main(argv, module: str, doc: str, reference_path: Path, run, heldout) -> dict:
     """The command line of an experiment with a reproduction check against the run in
     ``reference_path``: ``run(work, jobs, reference)`` returns the result (first), or, with
     ``--heldout`` (refused before a decision is written), ``heldout(work, result,
-    reference)`` completes it; timed (``seconds``) and written to ``--out``."""
+    reference)`` completes it; timed (``seconds``), its summary printed (``test`` and the
+    decision, or ``heldout``) and written to ``--out``.
+
+    Returns:
+        The result as written.
+    """
     parser = experiment_parser(module, doc, jobs=1)
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     reference = json.loads(reference_path.read_text())
     started = time.perf_counter()
     if args.heldout:
-        result = heldout(work, decided_result(parser, out, "--heldout"), reference)
+        result = heldout(work, decided_result(parser, out, "without --heldout"), reference)
         result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
+        print("\n".join(summary_lines(result["heldout"])))
     else:
         result = run(work, args.jobs, reference)
         result["seconds"] = {"run": round(time.perf_counter() - started, 1)}
+        print("\n".join(summary_lines(result["test"])))
+        print(json.dumps(result["decision"], indent=2))
     write_text_atomic(out, json.dumps(result, indent=2))
+    return result
 
 
 def run_and_decide(work: Path, jobs: int, remap_run: dict) -> dict:
@@ -235,8 +244,6 @@ def run_and_decide(work: Path, jobs: int, remap_run: dict) -> dict:
     test = {arm: compare(steps, COMMITTED, arm) for arm in (BASELINE, CANDIDATE)}
     result = {"settings": COMMITTED, "design": DESIGN, "steps": own, "reproduction": reproduction,
               "test": test, "decision": decide(test)}
-    print("\n".join(summary_lines(test)))
-    print(json.dumps(result["decision"], indent=2))
     return result
 
 
@@ -246,14 +253,14 @@ def score_heldout(work: Path, result: dict, remap_run: dict) -> dict:
     result["heldout"] = {arm: compare(steps, result["settings"], arm, "heldout_")
                          for arm in (BASELINE, CANDIDATE)}
     result["default_decision"] = decide_default(result["decision"], result["heldout"])
-    print("\n".join(summary_lines(result["heldout"])))
-    print(json.dumps(result["default_decision"], indent=2))
     return result
 
 
 def main(argv=None):
-    experiment_main(argv, "medical_invariant_pretext", __doc__, REMAP_RUN, run_and_decide,
-                    score_heldout)
+    result = experiment_main(argv, "medical_invariant_pretext", __doc__, REMAP_RUN, run_and_decide,
+                             score_heldout)
+    if "default_decision" in result:      # --heldout: printed after the held-out summary
+        print(json.dumps(result["default_decision"], indent=2))
 
 
 if __name__ == "__main__":

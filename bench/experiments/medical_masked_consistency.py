@@ -73,7 +73,6 @@ is missing. Writes ``bench/results/medical_masked_consistency.json``.
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -82,8 +81,7 @@ from bench.experiments.medical_invariant_pretext import (REPRODUCTION, Schedule,
                                                          heldout_steps, judged_steps, reproduced,
                                                          reproduction_record)
 from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, arm_jobs, arm_step,
-                                                     bench_args, compare, pretrain_step,
-                                                     summary_lines)
+                                                     bench_args, compare, pretrain_step)
 from bench.medical_efficiency import efficiency_arm, simulate_sets
 from medical.pretrain import healthy_cases
 
@@ -174,8 +172,6 @@ def run_and_decide(work: Path, jobs: int, round_18: dict) -> dict:
                   COMMITTED)
     result = {"settings": COMMITTED, "steps": own, "reproduction": reproduction, "test": test,
               "decision": decide(test)}
-    print("\n".join(summary_lines(test)))
-    print(json.dumps(result["decision"], indent=2))
     return result
 
 
@@ -185,7 +181,6 @@ def score_heldout(work: Path, result: dict, round_18: dict) -> dict:
     result["heldout"] = judged(steps, result["settings"], "heldout_")
     result["heldout_issue_target_met"] = {arm: issue_target_met(entry)
                                           for arm, entry in result["heldout"].items()}
-    print("\n".join(summary_lines(result["heldout"])))
     return result
 
 

@@ -239,12 +239,12 @@ def experiment_parser(module: str, doc: str, jobs: int) -> argparse.ArgumentPars
     return parser
 
 
-def decided_result(parser, out: Path, option: str) -> dict:
-    """The results file ``out``, refusing ``option`` (a step after the decision) before the
-    decision is written."""
+def decided_result(parser, out: Path, first: str) -> dict:
+    """The results file ``out``, refusing a step after the decision before the decision is
+    written: the error says to run ``first`` (e.g. ``"without --heldout"``) first."""
     result = cached(out)
     if result is None or "decision" not in result:
-        parser.error(f"{out} holds no decision yet: run without {option} first")
+        parser.error(f"{out} holds no decision yet: run {first} first")
     return result
 
 
@@ -276,7 +276,7 @@ def main(argv=None):
     work, out = Path(args.work), Path(args.out)
     settings = COMMITTED + args.settings.split()
     if args.by_phase:
-        result = decided_result(parser, out, "--by-phase")
+        result = decided_result(parser, out, "without --by-phase")
         result["by_phase"] = by_phase(work, result["settings"], result["steps"])
         write_text_atomic(out, json.dumps(result, indent=2))
         for name, entry in result["by_phase"]["arms"].items():
@@ -284,7 +284,7 @@ def main(argv=None):
                   {p: round(v, 3) for p, v in entry["kidney_dice_by_test_phase"].items()})
         return
     if args.heldout:
-        result = decided_result(parser, out, "--heldout")
+        result = decided_result(parser, out, "without --heldout")
         started = time.perf_counter()
         steps = heldout_of_saved(work, result)
         result["steps"] = steps
