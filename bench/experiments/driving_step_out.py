@@ -307,20 +307,32 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
                       for e in per_event]}, rows
 
 
-def column(pred, event_set: str, normal_set: str | None = None) -> dict:
-    """``pred``'s frame metrics on set ``event_set`` as ``bench.driving.evaluate_logs`` computes
-    them (all frames and by kind; alerts at its calibrated threshold) and its alert rate on
-    ``normal_set`` (``bench.driving.normal_alert_rate``), over nominal. The committed JSON's
-    ``per_log`` is a list of rates rounded to 3 places; a rerun writes the benchmark's dict
-    (log id -> rate) and its ``n_frames``."""
+def set_frames(pred, event_set: str) -> dict[str, np.ndarray]:
+    """``pred``'s frame scores over set ``event_set``: ``(N,)`` arrays ``scores``, ``labels``,
+    ``kinds`` (``""`` on normal frames) and ``log_ids``, the logs in order."""
     scores, labels, kinds, log_ids = [], [], [], []
     for log in logs(event_set):
         scores.append(score_log(pred, log).score)
         labels.append(log.anomaly)
         kinds += [k or "" for k in log.anomaly_kind]
         log_ids += [log.log_id] * len(log)
-    scores, labels, kinds, log_ids = (np.concatenate(scores), np.concatenate(labels),
-                                      np.asarray(kinds), np.asarray(log_ids))
+    return {"scores": np.concatenate(scores), "labels": np.concatenate(labels),
+            "kinds": np.asarray(kinds), "log_ids": np.asarray(log_ids)}
+
+
+def column(pred, event_set: str, normal_set: str | None = None) -> dict:
+    """``pred``'s frame metrics on set ``event_set`` (:func:`column_metrics`)."""
+    return column_metrics(pred, set_frames(pred, event_set), normal_set)
+
+
+def column_metrics(pred, frames: dict, normal_set: str | None = None) -> dict:
+    """``pred``'s frame metrics on ``frames`` (:func:`set_frames`) as
+    ``bench.driving.evaluate_logs`` computes them (all frames and by kind; alerts at its
+    calibrated threshold) and its alert rate on ``normal_set``
+    (``bench.driving.normal_alert_rate``), over nominal. The committed JSON's ``per_log`` is a
+    list of rates rounded to 3 places; a rerun writes the benchmark's dict (log id -> rate)
+    and its ``n_frames``."""
+    scores, labels, kinds, log_ids = (frames[k] for k in ("scores", "labels", "kinds", "log_ids"))
     alerts = pred.calibration_.alerts(scores)
     out = {"threshold": float(pred.calibration_.threshold_),
            "frames": frame_metrics(labels, scores, alerts, log_ids),
