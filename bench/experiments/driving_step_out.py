@@ -98,6 +98,14 @@ The set, simulated before this rule was committed and before any scoring, holds 
 pedestrian step-out (``log_006``, 27 labelled frames) among its 12 logs, so the rule's
 step-out leg rests on that one event; the rule is kept as the brief worded it.
 
+**Confirmation result** (``confirmation`` in the JSON; 13 events: 4 debris, 7 stalled vehicles,
+1 step-out, 1 wrong way): **the rejection stands**. Overall frame
+AUROC product 0.8466, ``pedestrian_reach_channel`` 0.8619 (+0.015, bootstrap 95 % [-0.007,
++0.046], above 0 in 82 % of draws: passes); step-out AUROC 0.9637 -> 0.9606 (lower: fails;
+the one event: 2 -> 1 of its 3 runs of labelled frames alerted). By kind: debris 0.839 -> 0.853,
+stalled vehicle 0.882 -> 0.875, wrong way 0.724 -> 0.813; events alerted 16 of 23 both;
+normal-log alerts 4.1 % -> 4.35 % (threshold 4.28 -> 4.71).
+
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out diagnose
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out candidate NAME   # each, and "product"
     python -m bench.experiments.driving_step_out decide
