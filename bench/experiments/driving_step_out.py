@@ -80,10 +80,38 @@ AUROC with the tuned / the held-out configuration's own network: product 0.827 /
 0.816; the benchmark's held-out column 0.854 (benchmark) / 0.877 / 0.870, its own-training
 column 0.825 / 0.846 / 0.834. The rejected channel is better on all of it.
 
+**Confirmation on fresh tuned logs** (``confirm``; rule written and committed before it ran,
+but after the held-out results above had been seen: a confirmation on fresh tuned data, not
+a held-out test). The rejection turned on a 0.0016 loss on the tuned column's 4 event logs
+(7 events); ``confirm_tuned`` is :data:`CONFIRM_LOGS` fresh event logs of the tuned
+configuration (``SimConfig()``, all four event kinds as the benchmark's test logs, 250
+frames, seed :data:`CONFIRM_SEED`, used by no benchmark or experiment), scored by the product
+and by ``pedestrian_reach_channel`` (the tuned network recalibrated on the 6 training logs,
+as ``candidate`` does), with the 8 tuned normal logs for the alert rate; a bootstrap over
+the event logs (:data:`BOOTSTRAP_DRAWS` draws of 12 with replacement, seed
+:data:`BOOTSTRAP_SEED`) gives a 95 % interval of the AUROC difference candidate - product.
+**Rule**: recommend adopting ``pedestrian_reach_channel`` in a later round if on the fresh
+logs its overall frame AUROC is not below the product's by more than
+:data:`MAX_CONFIRM_AUROC_LOSS` (0.005) AND its step-out AUROC (per kind, as the benchmark's)
+is higher; otherwise the rejection stands. It adopts nothing today: the product is unchanged.
+The set, simulated before this rule was committed and before any scoring, holds one
+pedestrian step-out (``log_006``, 27 labelled frames) among its 12 logs, so the rule's
+step-out leg rests on that one event; the rule is kept as the brief worded it.
+
+**Confirmation result** (``confirmation`` in the JSON; 13 events: 4 debris, 7 stalled vehicles,
+1 step-out, 1 wrong way): **the rejection stands**. Overall frame
+AUROC product 0.8466, ``pedestrian_reach_channel`` 0.8619 (+0.015, bootstrap 95 % [-0.007,
++0.046], above 0 in 82 % of draws: passes); step-out AUROC 0.9637 -> 0.9606 (lower: fails;
+the one event: 2 -> 1 of its 3 runs of labelled frames alerted). By kind: debris 0.839 -> 0.853,
+stalled vehicle 0.882 -> 0.875, wrong way 0.724 -> 0.813; events alerted 16 of 23 both;
+normal-log alerts 4.1 % -> 4.35 % (threshold 4.28 -> 4.71).
+
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out diagnose
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out candidate NAME   # each, and "product"
     python -m bench.experiments.driving_step_out decide
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out heldout NAME COLUMN   # after the decision
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out confirm NAME   # product, pedestrian_reach_channel
+    python -m bench.experiments.driving_step_out confirm-decide
 """
 import json
 import sys
@@ -118,6 +146,11 @@ STEP_OUT = ("pedestrian_step_out",)
 # experiment's (3, 21, 72, 90, 503-508, 572, 904, ...)
 STEP_OUT_SEED, HELDOUT_STEP_OUT_SEED = 19, 79
 STEP_OUT_LOGS = 24            # about one step-out a 25 s log: >= 20 events
+# the confirmation's fresh tuned event logs (seed 29: used by no benchmark or experiment), under
+# a folder of its own (WORK's logs are kept read-only), and its bootstrap over them
+CONFIRM_SEED, CONFIRM_LOGS, CONFIRM_WORK = 29, 12, Path("/tmp/r19-ped2")
+BOOTSTRAP_DRAWS, BOOTSTRAP_SEED = 1000, 0
+MAX_CONFIRM_AUROC_LOSS = 0.005
 TOWN = TUNED["town"]
 HELD = HELDOUT["town"]
 
@@ -135,14 +168,17 @@ SETS = {"train": (6, 1, normal(TOWN)), "tuned": (4, 2, TOWN), "tuned_normal": (8
         "heldout_normal": (8, HELD["seed"] + 500, normal(HELD["config"])),
         "heldout_step_out": (STEP_OUT_LOGS, HELDOUT_STEP_OUT_SEED,
                              replace(HELD["config"], anomaly_kinds=STEP_OUT)),
+        "confirm_tuned": (CONFIRM_LOGS, CONFIRM_SEED, TOWN),
         # the highway check: the benchmark's first 3 training logs and first event log
         "highway_train": (3, 1, normal(TUNED["highway"])), "highway_tuned": (1, 2, TUNED["highway"])}
 
 
 def logs(name: str) -> list:
-    """Set ``name``'s logs (simulated under ``LOGS/<name>`` unless already there)."""
+    """Set ``name``'s logs (simulated under ``LOGS/<name>``, the confirmation's under
+    ``CONFIRM_WORK/logs/<name>``, unless already there)."""
     n, seed, config = SETS[name]
-    return kept_logs(LOGS / name, n, FRAMES, seed, config)
+    root = CONFIRM_WORK / "logs" if name == "confirm_tuned" else LOGS
+    return kept_logs(root / name, n, FRAMES, seed, config)
 
 
 class _EventCellsSimulator(Simulator):
@@ -307,20 +343,32 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
                       for e in per_event]}, rows
 
 
-def column(pred, event_set: str, normal_set: str | None = None) -> dict:
-    """``pred``'s frame metrics on set ``event_set`` as ``bench.driving.evaluate_logs`` computes
-    them (all frames and by kind; alerts at its calibrated threshold) and its alert rate on
-    ``normal_set`` (``bench.driving.normal_alert_rate``), over nominal. The committed JSON's
-    ``per_log`` is a list of rates rounded to 3 places; a rerun writes the benchmark's dict
-    (log id -> rate) and its ``n_frames``."""
+def set_frames(pred, event_set: str) -> dict[str, np.ndarray]:
+    """``pred``'s frame scores over set ``event_set``: ``(N,)`` arrays ``scores``, ``labels``,
+    ``kinds`` (``""`` on normal frames) and ``log_ids``, the logs in order."""
     scores, labels, kinds, log_ids = [], [], [], []
     for log in logs(event_set):
         scores.append(score_log(pred, log).score)
         labels.append(log.anomaly)
         kinds += [k or "" for k in log.anomaly_kind]
         log_ids += [log.log_id] * len(log)
-    scores, labels, kinds, log_ids = (np.concatenate(scores), np.concatenate(labels),
-                                      np.asarray(kinds), np.asarray(log_ids))
+    return {"scores": np.concatenate(scores), "labels": np.concatenate(labels),
+            "kinds": np.asarray(kinds), "log_ids": np.asarray(log_ids)}
+
+
+def column(pred, event_set: str, normal_set: str | None = None) -> dict:
+    """``pred``'s frame metrics on set ``event_set`` (:func:`column_metrics`)."""
+    return column_metrics(pred, set_frames(pred, event_set), normal_set)
+
+
+def column_metrics(pred, frames: dict, normal_set: str | None = None) -> dict:
+    """``pred``'s frame metrics on ``frames`` (:func:`set_frames`) as
+    ``bench.driving.evaluate_logs`` computes them (all frames and by kind; alerts at its
+    calibrated threshold) and its alert rate on ``normal_set``
+    (``bench.driving.normal_alert_rate``), over nominal. The committed JSON's ``per_log`` is a
+    list of rates rounded to 3 places; a rerun writes the benchmark's dict (log id -> rate)
+    and its ``n_frames``."""
+    scores, labels, kinds, log_ids = (frames[k] for k in ("scores", "labels", "kinds", "log_ids"))
     alerts = pred.calibration_.alerts(scores)
     out = {"threshold": float(pred.calibration_.threshold_),
            "frames": frame_metrics(labels, scores, alerts, log_ids),
@@ -460,6 +508,66 @@ def highway_identity(frame_scorer) -> dict:
             "max_abs_difference": float(np.max(np.abs(product - candidate)))}
 
 
+CONFIRMED = "pedestrian_reach_channel"
+
+
+def confirm(name: str) -> dict:
+    """Candidate ``name`` (:data:`CANDIDATES`) with the tuned network recalibrated with it, as
+    :func:`candidate` does, on the fresh tuned event logs (``confirm_tuned``) and the 8 tuned
+    normal logs; its frame scores are kept in ``CONFIRM_WORK/<name>.npz`` for the bootstrap."""
+    pred = calibrated("town", "train", CANDIDATES[name]())
+    frames = set_frames(pred, "confirm_tuned")
+    CONFIRM_WORK.mkdir(parents=True, exist_ok=True)
+    path = CONFIRM_WORK / f"{name}.npz"
+    with open(path.with_suffix(".tmp"), "wb") as f:       # atomic: temp file + rename
+        np.savez(f, **frames)
+    path.with_suffix(".tmp").replace(path)
+    return column_metrics(pred, frames, "tuned_normal")
+
+
+def kept_frames(name: str) -> dict[str, np.ndarray]:
+    with np.load(CONFIRM_WORK / f"{name}.npz") as kept:
+        return {k: kept[k] for k in kept.files}
+
+
+def bootstrap_difference(base: dict, other: dict, kind: str | None = None) -> dict:
+    """The AUROC difference ``other`` - ``base`` (frames of :func:`set_frames`, the same logs)
+    over :data:`BOOTSTRAP_DRAWS` resamples of the logs with replacement: all event frames
+    (``kind`` None) or ``kind``'s alone against every normal frame, as ``frames_by_kind``.
+    A draw with no frame of the kind, or no normal frame, is skipped (counted)."""
+    if not (np.array_equal(base["log_ids"], other["log_ids"])
+            and np.array_equal(base["labels"], other["labels"])):
+        raise ValueError("the two runs scored different logs or labels")
+    keep = np.ones(len(base["labels"]), bool) if kind is None else (base["kinds"] == kind) | ~base["labels"]
+    ids = np.unique(base["log_ids"])
+    per_log = [np.flatnonzero((base["log_ids"] == i) & keep) for i in ids]
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    differences, skipped = [], 0
+    for _ in range(BOOTSTRAP_DRAWS):
+        sel = np.concatenate([per_log[j] for j in rng.integers(0, len(ids), len(ids))])
+        labels = base["labels"][sel]
+        if labels.all() or not labels.any():
+            skipped += 1
+            continue
+        differences.append(auroc(labels, other["scores"][sel]) - auroc(labels, base["scores"][sel]))
+    point = (auroc(base["labels"][keep], other["scores"][keep])
+             - auroc(base["labels"][keep], base["scores"][keep]))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {"difference": float(point), "ci95": [float(low), float(high)],
+            "share_above_zero": float(np.mean(np.asarray(differences) > 0)),
+            "draws": BOOTSTRAP_DRAWS, "skipped": skipped, "seed": BOOTSTRAP_SEED}
+
+
+def confirm_decide(results: dict) -> dict:
+    """The confirmation rule of the module docstring over ``confirm``'s results."""
+    base, other = results["product"], results[CONFIRMED]
+    step_out = STEP_OUT[0]
+    checks = {"auroc_not_below_by_more_than_0.005":
+              other["frames"]["auroc"] >= base["frames"]["auroc"] - MAX_CONFIRM_AUROC_LOSS,
+              "step_out_auroc_higher": other["by_kind"][step_out]["auroc"] > base["by_kind"][step_out]["auroc"]}
+    return {"candidate": CONFIRMED, **checks, "recommend_adopting_later": all(checks.values())}
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["diagnose"]:
         configure_threads()
@@ -477,6 +585,21 @@ if __name__ == "__main__":
         result = heldout(sys.argv[2], sys.argv[3])
         print(json.dumps(result, indent=1))
         merge_results(OUT, {sys.argv[3]: result}, under=("after_decision_heldout", sys.argv[2]))
+    elif sys.argv[1:2] == ["confirm"]:
+        configure_threads()
+        result = confirm(sys.argv[2])
+        print(json.dumps(result, indent=1))
+        merge_results(OUT, {sys.argv[2]: result}, under=("confirmation",))
+    elif sys.argv[1:2] == ["confirm-decide"]:
+        kept = json.loads(OUT.read_text())["confirmation"]
+        base, other = kept_frames("product"), kept_frames(CONFIRMED)
+        entries = {"set": {"logs": CONFIRM_LOGS, "seed": CONFIRM_SEED, "frames": FRAMES,
+                           "config": repr(TOWN), "normal_logs": "tuned_normal (8, seed 502)"},
+                   "bootstrap": {"all_frames": bootstrap_difference(base, other),
+                                 STEP_OUT[0]: bootstrap_difference(base, other, STEP_OUT[0])},
+                   "decision": confirm_decide(kept)}
+        print(json.dumps(entries, indent=1))
+        merge_results(OUT, entries, under=("confirmation",))
     elif sys.argv[1:2] == ["decide"]:
         kept = json.loads(OUT.read_text())
         results = {"product": product_from_runs(kept["diagnosis"]), **kept["candidates"]}
