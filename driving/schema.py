@@ -278,12 +278,17 @@ def log_table(log: DriveLog):
 
 def write_log(log: DriveLog, path: str | os.PathLike) -> Path:
     """Write a log atomically (``core.io``); returns the path."""
-    import pyarrow.parquet as pq
-
     path = Path(path)
     with atomic_path(path) as tmp:
-        pq.write_table(log_table(log), tmp, compression="zstd")
+        _write_parquet(log, tmp)
     return path
+
+
+def _write_parquet(log: DriveLog, path: Path) -> None:
+    """The log's Parquet file at ``path`` as it is (the callers make it atomic)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(log_table(log), path, compression="zstd")
 
 
 def write_logs(out_dir: str | os.PathLike, logs: Iterable[DriveLog],
@@ -313,7 +318,8 @@ def write_logs(out_dir: str | os.PathLike, logs: Iterable[DriveLog],
     with atomic_path(out_dir, inputs=inputs) as tmp:
         tmp.mkdir()
         for log in logs:
-            names.append(write_log(log, tmp / f"{log.log_id}.parquet").name)
+            _write_parquet(log, tmp / f"{log.log_id}.parquet")     # the folder is the temporary
+            names.append(f"{log.log_id}.parquet")
     return [out_dir / name for name in names]
 
 
