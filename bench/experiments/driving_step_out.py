@@ -124,6 +124,7 @@ from scipy.ndimage import uniform_filter
 from bench.driving import HELDOUT, MODEL, TUNED, frames_by_kind, normal_alert_rate
 from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
+from core.io import atomic_path
 from core.metrics import auroc
 from core.runtime import configure_threads
 from driving.evaluate import frame_metrics
@@ -517,11 +518,8 @@ def confirm(name: str) -> dict:
     normal logs; its frame scores are kept in ``CONFIRM_WORK/<name>.npz`` for the bootstrap."""
     pred = calibrated("town", "train", CANDIDATES[name]())
     frames = set_frames(pred, "confirm_tuned")
-    CONFIRM_WORK.mkdir(parents=True, exist_ok=True)
-    path = CONFIRM_WORK / f"{name}.npz"
-    with open(path.with_suffix(".tmp"), "wb") as f:       # atomic: temp file + rename
-        np.savez(f, **frames)
-    path.with_suffix(".tmp").replace(path)
+    with atomic_path(CONFIRM_WORK / f"{name}.npz") as tmp:
+        np.savez(tmp, **frames)
     return column_metrics(pred, frames, "tuned_normal")
 
 
@@ -594,7 +592,7 @@ if __name__ == "__main__":
         kept = json.loads(OUT.read_text())["confirmation"]
         base, other = kept_frames("product"), kept_frames(CONFIRMED)
         entries = {"set": {"logs": CONFIRM_LOGS, "seed": CONFIRM_SEED, "frames": FRAMES,
-                           "config": repr(TOWN), "normal_logs": "tuned_normal (8, seed 502)"},
+                           "config": repr(TOWN), "normal_logs": "tuned_normal ({}, seed {})".format(*SETS["tuned_normal"][:2])},
                    "bootstrap": {"all_frames": bootstrap_difference(base, other),
                                  STEP_OUT[0]: bootstrap_difference(base, other, STEP_OUT[0])},
                    "decision": confirm_decide(kept)}
