@@ -28,7 +28,8 @@ def anomaly_segmenter(args, data: Path, workdir: Path) -> tuple[Path, dict]:
     from core.bundle import read_bundle_config
     from core.errors import BundleError
     from medical.io import find_cases
-    from medical.segment import labelled_cases, train_segmenter
+    from medical.segment import train_segmenter
+    from medical.training_cases import labelled_cases
 
     if args.anomaly_seg_epochs <= 0:
         return workdir / "segmenter_best", {"epochs": None, "source": "segmenter_best"}

@@ -146,7 +146,8 @@ def efficiency_arm(args, data: Path, pretrained, subset: list[int], seed: int,
     organ Dice on ``sets`` (default: the test and held-out sets; an experiment may score the
     frozen held-out set only after deciding)."""
     from core.runtime import configure_threads
-    from medical.segment import labelled_cases, train_segmenter
+    from medical.segment import train_segmenter
+    from medical.training_cases import labelled_cases
 
     configure_threads()  # also in a --jobs worker process
     pool = labelled_cases(data / "labelled")
@@ -179,7 +180,7 @@ def label_efficiency(args, data: Path, scorer_path: Path, budgets) -> dict:
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from medical.segment import labelled_cases
+    from medical.training_cases import labelled_cases
 
     names = [c.name for c in labelled_cases(data / "labelled")]
     jobs = {}  # (k, r, arm) -> arguments of efficiency_arm

@@ -241,14 +241,24 @@ def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
 
 
 def _shifted_classes(profile: InputProfile, shares: np.ndarray, checked: np.ndarray) -> np.ndarray:
-    """The ``checked`` classes whose share moved from the training share by more than
-    ``CLASS_SHIFT_MARGIN`` allows (none when the profile has no spread: too few logs)."""
+    """:func:`shifted_classes` against the profile's training shares and spread (none when
+    the profile has no spread: too few logs)."""
     if not profile.class_spread:
         return np.array([], int)
-    reference, spread = np.asarray(profile.class_share), np.asarray(profile.class_spread)
-    factor, slack = CLASS_SHIFT_MARGIN
+    return shifted_classes(shares, np.asarray(profile.class_share),
+                           np.asarray(profile.class_spread), checked)
+
+
+def shifted_classes(shares: np.ndarray, reference: np.ndarray, spread: np.ndarray,
+                    checked: np.ndarray, margin: tuple[float, float] = CLASS_SHIFT_MARGIN) -> np.ndarray:
+    """Indices of the ``checked`` classes whose share moved from the training share
+    ``reference`` by more than ``margin`` allows: ``|log(share / reference)| > factor *
+    spread + slack`` (a share of 0 always does). All arrays are per class, ``(C,)``."""
+    factor, slack = margin
     ratio = np.divide(shares, reference, out=np.ones_like(reference), where=checked)
-    return np.flatnonzero(np.abs(np.log(ratio)) > factor * spread + slack)
+    with np.errstate(divide="ignore"):      # a share of 0: log 0 = -inf, past any margin
+        moved = np.abs(np.log(ratio))
+    return np.flatnonzero(moved > factor * spread + slack)
 
 
 def _distance_reason(profile: InputProfile, shares: np.ndarray, in_world: np.ndarray,

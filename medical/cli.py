@@ -84,10 +84,10 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
 def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unlabelled, seed,
           device, precision, quiet):
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
-    from .consistency import unlabelled_summary  # lazy: loads torch on use
     from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
     from .pretrain import healthy_cases  # lazy: loads torch/MONAI on use
     from .segment import train_segmenter  # lazy: loads torch/MONAI on use
+    from .training_cases import unlabelled_summary  # lazy: loads torch on use
 
     check_output(out, [data, pretrained, calibration_data, unlabelled])
     _, config = get_preset(preset, seed)

@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from core.errors import DataValidationError
 from core.masking import PatchMasker
-from core.text import counted
 
 from .reconstruction import draw_hidden, masked_input
 
@@ -147,48 +144,3 @@ def with_consistency(supervised, network: nn.Module, config: ConsistencyConfig):
         return loss + config.weight * confident_cross_entropy(student_logits, probs, config.confidence)
 
     return loss_fn
-
-
-# why a given unlabelled volume is left out, by the role it already has in training
-WHY_LEFT_OUT = {"training": "trained on with their labels",
-                "validation": "they validate the post-processing, so stay unseen",
-                "calibration": "they calibrate organ scoring, so stay unseen"}
-
-
-def left_out_text(left_out: dict[str, int]) -> str:
-    """``"2 training cases (trained on with their labels), 4 validation cases (...)"``:
-    the roles of :data:`WHY_LEFT_OUT` with a count above 0."""
-    return ", ".join(f"{counted(n, role + ' case')} ({WHY_LEFT_OUT[role]})"
-                     for role, n in left_out.items() if n)
-
-
-def select_unlabelled(unlabelled_cases, roles: dict[str, list]) -> tuple[list, dict[str, int]]:
-    """The ``unlabelled_cases`` that have none of the ``roles`` (role of
-    :data:`WHY_LEFT_OUT` -> its cases; the same image file, however its path is written),
-    and how many were left out per role (a case with two roles counts for the first).
-    ``None``: no cases, ``{}``. Reads no volume, so a selection that leaves none is
-    refused before training reads anything."""
-    if unlabelled_cases is None:
-        return [], {}
-    given = list(unlabelled_cases)
-    paths = {role: {Path(c.image).resolve() for c in cases} for role, cases in roles.items()}
-    kept, left_out = [], dict.fromkeys(roles, 0)
-    for case in given:
-        image = Path(case.image).resolve()
-        role = next((role for role, used in paths.items() if image in used), None)
-        if role is None:
-            kept.append(case)
-        else:
-            left_out[role] += 1
-    if not kept:
-        raise DataValidationError(f"no unlabelled volumes left among the {len(given)} given"
-                                  + (f": {left_out_text(left_out)}" if given else ""))
-    return kept, left_out
-
-
-def unlabelled_summary(used: int, left_out: dict[str, int]) -> str:
-    """One line for the CLI: how many unlabelled volumes masked consistency used, and how
-    many of those given were left out and why."""
-    line = f"masked consistency on {counted(used, 'unlabelled volume')}"
-    left = sum(left_out.values())
-    return f"{line}; left out {left}: {left_out_text(left_out)}" if left else line

@@ -48,6 +48,19 @@ class Case:
     lesion: Path | None = None
     has_lesion: bool | None = None
 
+    @property
+    def key(self) -> Path:
+        """Which case this is wherever cases are matched (trained, validated, calibrated on,
+        unlabelled; read once and kept): its image file (:func:`file_key`), so a link or a
+        relative path to it names the same case, and two files that share a name are two."""
+        return file_key(self.image)
+
+
+def file_key(path: str | Path) -> Path:
+    """A file's identity wherever files are matched: its path resolved (links followed,
+    relative paths made absolute)."""
+    return Path(path).resolve()
+
 
 def is_nifti(path: Path) -> bool:
     return path.is_file() and path.name.endswith(NIFTI_SUFFIXES)

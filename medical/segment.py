@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +29,16 @@ from core.runtime import NetworkPlacement, autocast, progress_bar
 from core.training import TrainConfig, fit, is_main_process
 
 from .anomaly import AnomalyScorer
-from .consistency import ConsistencyConfig, PairedCrops, select_unlabelled, with_consistency
-from .guard import InputReference, body_hu_cdf, fragmentation_warnings, ras_extent_mm
-from .io import find_cases, load_label_like, load_volume, read_dataset_json
+from .consistency import ConsistencyConfig, PairedCrops, with_consistency
+from .guard import InputReference, fragmentation_warnings
+from .io import read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .postprocess import PostProcessing
 from .reconstruction import masked_input
 from .transforms import Preprocessor, PreprocessConfig, channel_argmax
-from .volumes import CropDataset, PreparedCase, prepare_case, prepare_read, read_case, spacing_and_images
+from .training_cases import (CaseReader, first_labelled, labelled_cases, not_among,
+                             organ_calibration_cases, select_unlabelled)
+from .volumes import CropDataset, prepare_case, spacing_and_images
 
 BUNDLE_KIND = "ct-segmenter"
 MIN_SW_BATCH = 4
@@ -272,24 +274,6 @@ class Segmenter(NetworkPlacement, Estimator):
         return cls._from_bundle(config, tensors).to(device, precision)
 
 
-def labelled_cases(data, n_labels: int | None = None) -> list:
-    """The first ``n_labels`` cases (by name) of ``data`` that have a label file."""
-    cases = sorted((c for c in find_cases(data, split="training") if c.label is not None),
-                   key=lambda c: c.name)
-    if not cases:
-        raise DataValidationError(f"{data}: no labelled cases (dataset.json 'training' entries "
-                                  "with a 'label')")
-    return _first_labelled(cases, n_labels, data)
-
-
-def _first_labelled(labelled: list, n_labels: int | None, data) -> list:
-    """The first ``n_labels`` of ``labelled`` (``labelled_cases(data)``; None: all of them),
-    refusing a count ``data`` does not have."""
-    if n_labels is not None and not 1 <= n_labels <= len(labelled):
-        raise DataValidationError(f"--labels {n_labels}: {data} has {len(labelled)} labelled cases")
-    return labelled[:n_labels]
-
-
 def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None,
                     config: SegmentConfig | None = None, progress: bool | None = None,
                     cases=None, calibration_cases=None, device="auto",
@@ -322,22 +306,25 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     cases, which must stay unseen (``--unlabelled`` may name ``data`` itself); the
     training record (``provenance_``) counts them by role in ``unlabelled_left_out``.
 
+    Which case has which role is decided in ``medical.training_cases``, where a case is
+    its image file however its path is written (``medical.io.Case.key``): a training case
+    given through a link is not validated, calibrated or unlabelled-trained on again.
+
     Training, the organ calibration and both networks run on one ``device`` (auto, cpu,
     cuda, cuda:N) with ``precision`` (fp32, or bf16 autocast on CUDA); ``progress``: bars
     on stderr (None: only on a terminal; False: never).
     """
     config = config or SegmentConfig()
     labelled = labelled_cases(data)
-    cases = list(cases) if cases is not None else _first_labelled(labelled, n_labels, data)
-    trained = {c.name for c in cases}
+    cases = list(cases) if cases is not None else first_labelled(labelled, n_labels, data)
     validation_cases = (list(validation_cases) if validation_cases is not None
-                        else [c for c in labelled if c.name not in trained])
+                        else not_among(labelled, cases))
     init_state, network_config, spacing, scorer = None, config.network, config.spacing, None
     if pretrained is not None:
         scorer = AnomalyScorer.load(pretrained, device, precision)
         init_state, network_config = scorer.network.state_dict(), scorer.network_config
         spacing = spacing or scorer.preprocess.spacing
-    calibration = _calibration_cases(data, cases, calibration_cases, scorer, spacing, out)
+    calibration = organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out)
     # before any volume is read; the validation and calibration cases must stay unseen
     unlabelled_cases, left_out = select_unlabelled(unlabelled_cases, {
         "training": cases, "validation": validation_cases, "calibration": calibration})
@@ -347,7 +334,7 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     held_out = calibration if is_main_process() else []    # under torchrun rank 0 calibrates
     reader = CaseReader(Preprocessor(preprocess), keep=held_out)
     # each raw volume handed out once, so freed as it is prepared
-    prepared = [reader.prepare(c, images.pop(Path(c.image), None)) for c in cases]
+    prepared = [reader.prepare(c, images.pop(c.key, None)) for c in cases]
     if labels is None:
         top = int(max(int(p.label.max()) for p in prepared))
         labels = {i: f"label_{i}" for i in range(1, top + 1)}
@@ -373,102 +360,3 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
             elif pretrained is not None:
                 shutil.copytree(pretrained, tmp / "anomaly")
     return segmenter
-
-
-@dataclass
-class CaseSummary:
-    """What the guard's reference (``medical.guard``) needs of one labelled case: field of
-    view (mm) and body HU distribution of its image, voxel volume (ml) and voxel count of
-    each value of its label map (organ names may be known only after training reads it)."""
-
-    extent_mm: np.ndarray
-    hu_cdf: np.ndarray
-    voxel_ml: float
-    label_counts: dict[float, int]
-
-    @classmethod
-    def of(cls, image, label) -> "CaseSummary":
-        """Summarise a loaded image ``(1, X, Y, Z)`` and its label map."""
-        affine = np.asarray(image.affine, dtype=np.float64)
-        values = image.as_tensor().numpy()[0]
-        label_values, counts = np.unique(label.as_tensor().numpy(), return_counts=True)
-        return cls(ras_extent_mm(values.shape, affine), body_hu_cdf(values),
-                   abs(np.linalg.det(affine[:3, :3])) / 1000.0,
-                   {float(v): int(n) for v, n in zip(label_values, counts)})
-
-    def organ_volumes(self, labels: dict[int, str]) -> dict[str, float]:
-        return {name: float(self.label_counts.get(float(k), 0) * self.voxel_ml)
-                for k, name in labels.items()}
-
-
-def _input_reference(summaries, labels: dict[int, str]) -> InputReference:
-    return InputReference.fit([s.extent_mm for s in summaries], [s.hu_cdf for s in summaries],
-                              [s.organ_volumes(labels) for s in summaries])
-
-
-def fit_input_reference(cases, labels: dict[int, str]) -> InputReference:
-    """The guard's reference (``medical.guard``) from labelled training ``cases``: field
-    of view and body HU of each image, organ volumes (ml) of each label map (one case in
-    memory at a time)."""
-    return _input_reference([_read_summary(c) for c in cases], labels)
-
-
-def _read_summary(case) -> CaseSummary:
-    image = load_volume(case.image)
-    return CaseSummary.of(image, load_label_like(case.label, image, case.image))
-
-
-class CaseReader:
-    """Prepares cases for training and validation, keeping each labelled one's
-    :class:`CaseSummary` as it goes by, so that fitting the guard's reference afterwards
-    reads only the cases not prepared, and the prepared images among ``keep`` (the held-out
-    healthy cases the organ calibration reads next; their truth is dropped as soon as the
-    validation has read it): each volume is read once per training."""
-
-    def __init__(self, preprocessor: Preprocessor, keep=()):
-        self.preprocessor = preprocessor
-        self.summaries: dict[tuple[Path, Path | None], CaseSummary] = {}   # by (image, label) path
-        self.keep = {Path(c.image) for c in keep}
-        self.kept: dict[Path, PreparedCase] = {}                             # by image path
-
-    def prepare(self, case, image=None) -> PreparedCase:
-        """``case`` with its truth on the model grid; ``image``: its image if already loaded."""
-        image, label, lesion = read_case(case, with_truth=True, image=image)
-        if label is not None:
-            self.summaries[_key(case)] = CaseSummary.of(image, label)
-        prepared = prepare_read(case, image, label, lesion, self.preprocessor)
-        if Path(case.image) in self.keep:   # the organ calibration reads only the image
-            self.kept[Path(case.image)] = replace(prepared, label=None, lesion=None)
-        return prepared
-
-    def prepare_image(self, case) -> PreparedCase:
-        """``case``'s image on the model grid: as :meth:`prepare` kept it (handed out once),
-        else read (the image alone)."""
-        return self.kept.pop(Path(case.image), None) or prepare_case(case, self.preprocessor)
-
-    def input_reference(self, cases, labels: dict[int, str]) -> InputReference:
-        """:func:`fit_input_reference` on labelled ``cases``, from the summaries kept."""
-        return _input_reference([self.summaries.get(_key(c)) or _read_summary(c)
-                                 for c in cases], labels)
-
-
-def _key(case) -> tuple[Path, Path | None]:
-    return Path(case.image), Path(case.label) if case.label is not None else None
-
-
-def _calibration_cases(data, cases, calibration_cases, scorer, spacing, out) -> list:
-    """The healthy cases a saved, fine-tuned model's organ calibration reads (on every
-    rank): ``calibration_cases``, by default the lesion-free cases of ``data`` beyond the
-    training ``cases``; none without a pretrained ``scorer`` on the model grid of
-    ``spacing``, without ``out``, or with fewer than 2 (nothing is calibrated)."""
-    if scorer is None or out is None or scorer.preprocess != PreprocessConfig(spacing=tuple(spacing)):
-        return []
-    held_out = (list(calibration_cases) if calibration_cases is not None
-                else _held_out_healthy(data, cases))
-    return held_out if len(held_out) >= 2 else []
-
-
-def _held_out_healthy(data, used) -> list:
-    """Lesion-free cases of ``data`` (any split) that are not among ``used``."""
-    names = {c.name for c in used}
-    return [c for c in find_cases(data) if c.name not in names and not c.has_lesion]

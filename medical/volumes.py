@@ -7,7 +7,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,11 +57,11 @@ def prepare_case(case: Case, pre: Preprocessor, with_truth: bool = False, image=
 
 def spacing_and_images(cases, spacing=None) -> tuple[tuple, dict]:
     """``spacing``, or else nnU-Net's median spacing of the ``cases``' images together with
-    those images by path, so that preparing the cases need not read them again (pop each
-    one as it is prepared, and the raw volume is freed)."""
+    those images by case (``Case.key``), so that preparing the cases need not read them
+    again (pop each one as it is prepared, and the raw volume is freed)."""
     if spacing:
         return tuple(spacing), {}
-    images = {Path(c.image): load_volume(c.image) for c in cases}
+    images = {c.key: load_volume(c.image) for c in cases}
     return tuple(median_spacing(list(images.values()))), images
 
 

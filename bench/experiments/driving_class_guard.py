@@ -71,7 +71,7 @@ from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
 from core.runtime import configure_threads
 from driving.guard import (COMMON_CLASS, class_counts, class_shares, fit_input_profile,
-                           log_differences)
+                           log_differences, shifted_classes)
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import CLASSES
 from driving.sim.highway import HighwayConfig
@@ -152,21 +152,20 @@ def log_row(profile, spread: dict, log) -> dict:
             "existing_reasons": log_differences(existing, log)}
 
 
-def shifted_classes(row: dict, spread: dict, factor: float) -> list:
-    """The checked classes whose ``|log(share / training share)|`` exceeds
-    ``factor * s_c + SLACK`` in ``row`` (a share of 0 always does)."""
-    out = []
-    for name, fitted in spread.items():
-        share = row["shares"][name]
-        moved = np.inf if share == 0 else abs(np.log(share / fitted["share"]))
-        if moved > factor * fitted["spread"] + SLACK:
-            out.append(name)
-    return out
+def row_shifted_classes(row: dict, spread: dict, factor: float) -> list:
+    """The checked classes of ``row`` that the product's class-shift rule
+    (``driving.guard.shifted_classes``) finds moved at margin ``(factor, SLACK)``."""
+    names = list(spread)
+    moved = shifted_classes(np.array([row["shares"][name] for name in names]),
+                            np.array([spread[name]["share"] for name in names]),
+                            np.array([spread[name]["spread"] for name in names]),
+                            np.ones(len(names), bool), (factor, SLACK))
+    return [names[i] for i in moved]
 
 
 def warned(rows: list, spread: dict, factor: float) -> list:
     """Indices of the rows the check warns on at ``factor``."""
-    return [i for i, row in enumerate(rows) if shifted_classes(row, spread, factor)]
+    return [i for i, row in enumerate(rows) if row_shifted_classes(row, spread, factor)]
 
 
 def measure(world: str, names: tuple) -> dict:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.experiments.decision_flow import ROOT, decided_result
 from bench.experiments.medical_invariant_pretext import REPRODUCTION
 from bench.experiments.medical_masked_consistency import MIC_ARMS
-from bench.experiments.medical_remap_pretext import ROOT, decided_result
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from medical.consistency import ConsistencyConfig

@@ -27,7 +27,7 @@ from bench.experiments.medical_label_count import (HELD_OUT, TRAIN, case_phases,
                                                    held_out_phases, print_dice, run_missing)
 from core.io import write_text_atomic
 from medical.evaluate import evaluate
-from medical.segment import labelled_cases
+from medical.training_cases import labelled_cases
 
 LABELS = 20                  # the README's --labels; cases LABELS.. are the validation cases
 CHOICE_MARGIN = 0.005        # within this of the best validation Dice counts as as good

@@ -61,21 +61,18 @@ is missing. Writes ``bench/results/medical_invariant_pretext.json``.
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
+from bench.experiments.decision_flow import ROOT, cached, experiment_main
 from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, SHARE_MARGIN,
                                                      describe_step, arm_jobs, arm_step, bench_args,
-                                                     cached, compare, decided_result,
-                                                     experiment_parser, heldout_of_saved,
-                                                     pretrain_step, summary_lines)
+                                                     compare, heldout_of_saved, pretrain_step)
 from bench.medical_efficiency import simulate_sets
 from core.io import write_text_atomic
 from medical import dense_contrast
 
-ROOT = Path(__file__).resolve().parents[2]
 REMAP_RUN = ROOT / "bench" / "results" / "medical_remap_pretext.json"
 CANDIDATE = "inpaint_invariant"
 BASELINE = "inpaint"
@@ -205,34 +202,6 @@ def decide_default(decision: dict, held: dict) -> dict:
     not_below = None not in shares and shares[0] >= shares[1]   # None: no gap held out
     return {"heldout_share_not_below_inpaint": not_below,
             "becomes_default": bool(decision["adopted"] and not_below)}
-
-
-def experiment_main(argv, module: str, doc: str, reference_path: Path, run, heldout) -> dict:
-    """The command line of an experiment with a reproduction check against the run in
-    ``reference_path``: ``run(work, jobs, reference)`` returns the result (first), or, with
-    ``--heldout`` (refused before a decision is written), ``heldout(work, result,
-    reference)`` completes it; timed (``seconds``), its summary printed (``test`` and the
-    decision, or ``heldout``) and written to ``--out``.
-
-    Returns:
-        The result as written.
-    """
-    parser = experiment_parser(module, doc, jobs=1)
-    args = parser.parse_args(argv)
-    work, out = Path(args.work), Path(args.out)
-    reference = json.loads(reference_path.read_text())
-    started = time.perf_counter()
-    if args.heldout:
-        result = heldout(work, decided_result(parser, out, "without --heldout"), reference)
-        result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
-        print("\n".join(summary_lines(result["heldout"])))
-    else:
-        result = run(work, args.jobs, reference)
-        result["seconds"] = {"run": round(time.perf_counter() - started, 1)}
-        print("\n".join(summary_lines(result["test"])))
-        print(json.dumps(result["decision"], indent=2))
-    write_text_atomic(out, json.dumps(result, indent=2))
-    return result
 
 
 def run_and_decide(work: Path, jobs: int, remap_run: dict) -> dict:

@@ -77,9 +77,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from bench.experiments.medical_invariant_pretext import (REPRODUCTION, Schedule, experiment_main,
-                                                         heldout_steps, judged_steps, reproduced,
-                                                         reproduction_record)
+from bench.experiments.decision_flow import experiment_main
+from bench.experiments.medical_invariant_pretext import (REPRODUCTION, Schedule, heldout_steps,
+                                                         judged_steps, reproduced, reproduction_record)
 from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, arm_jobs, arm_step,
                                                      bench_args, compare, pretrain_step)
 from bench.medical_efficiency import efficiency_arm, simulate_sets

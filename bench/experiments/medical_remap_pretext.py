@@ -41,7 +41,6 @@ is missing. Writes ``bench/results/medical_remap_pretext.json``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -50,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.experiments.decision_flow import (cached, decided_result, experiment_parser,
+                                            run_or_heldout)
 from bench.experiments.medical_label_count import KIDNEYS, case_phases, phases
 from bench.medical import build_parser
 from bench.medical_efficiency import (efficiency_arm, gap_closed, label_subsets, organ_dice,
@@ -60,7 +61,6 @@ from medical.io import find_cases
 from medical.pretrain import pretrain
 from medical.segment import Segmenter
 
-ROOT = Path(__file__).resolve().parents[2]
 # the committed label-efficiency command's settings (bench/README.md), 4 subsets at 2 labels
 COMMITTED = ["--preset", "small", "--budgets", "2,8", "--repeats", "4", "--pretrain-epochs", "24",
              "--pretrain-samples", "48", "--finetune-epochs", "20", "--samples", "32",
@@ -98,10 +98,6 @@ def arm_jobs(args) -> list[tuple[int, int, list[int]]]:
     """``(budget, subset index, subset)`` of every fine-tuning run per arm."""
     return [(k, r, subset) for k in (int(b) for b in args.budgets.split(","))
             for r, subset in enumerate(label_subsets(args.labelled, k, args.repeats))]
-
-
-def cached(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def run_all(work: Path, settings: list[str], jobs: int) -> dict:
@@ -226,43 +222,24 @@ def by_phase(work: Path, settings: list[str], steps: dict) -> dict:
     return out
 
 
-def experiment_parser(module: str, doc: str, jobs: int) -> argparse.ArgumentParser:
-    """The options a pretext experiment ``bench.experiments.<module>`` shares: ``--work``,
-    ``--jobs`` (default ``jobs``), ``--heldout`` and ``--out`` (``bench/results/<module>.json``)."""
-    parser = argparse.ArgumentParser(prog=f"python -m bench.experiments.{module}",
-                                     description=doc.splitlines()[0])
-    parser.add_argument("--work", required=True, help="data, pretrained bundles and arms")
-    parser.add_argument("--jobs", type=int, default=jobs, help="processes (one thread each)")
-    parser.add_argument("--heldout", action="store_true",
-                        help="after the decision: score the saved segmenters on the frozen set")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / f"{module}.json"))
-    return parser
-
-
-def decided_result(parser, out: Path, first: str) -> dict:
-    """The results file ``out``, refusing a step after the decision before the decision is
-    written: the error says to run ``first`` (e.g. ``"without --heldout"``) first."""
-    result = cached(out)
-    if result is None or "decision" not in result:
-        parser.error(f"{out} holds no decision yet: run {first} first")
-    return result
-
-
 def heldout_of_saved(work: Path, result: dict) -> dict:
     """:func:`heldout` on the cached step files of every step in ``result``."""
     return heldout(work, {key: cached(work / "arms" / f"{key}.json") for key in result["steps"]})
 
 
-def _share(share: float | None) -> str:
-    """A share of the gap as printed; None (no gap between the budgets): ``n/a``."""
-    return "n/a" if share is None else f"{share:.3f}"
+def run_and_decide(work: Path, settings: list[str], jobs: int) -> dict:
+    """Every arm (:func:`run_all`) and the decision on the test set."""
+    steps = run_all(work, settings, jobs)
+    test = {arm: compare(steps, settings, arm) for arm in PRETEXTS}
+    return {"settings": settings, "pretexts": PRETEXTS, "steps": steps, "test": test,
+            "decision": decide(test)}
 
 
-def summary_lines(summary: dict) -> list[str]:
-    """One line per arm of a ``compare`` summary: share, gap, gain, at 8, per subset."""
-    return [f"{arm}: share {_share(entry['share_closed'])} (gap {entry['gap_points']:.1f}, gain "
-            f"{entry['gain_points']:+.1f}), at 8 {entry['largest_budget_difference_points']:+.1f}, "
-            f"per subset {entry['per_subset_points_at_2']}" for arm, entry in summary.items()]
+def score_heldout(work: Path, result: dict) -> dict:
+    """After the decision: the saved segmenters on the frozen held-out set."""
+    result["steps"] = steps = heldout_of_saved(work, result)
+    result["heldout"] = {arm: compare(steps, result["settings"], arm, "heldout_") for arm in PRETEXTS}
+    return result
 
 
 def main(argv=None):
@@ -273,33 +250,20 @@ def main(argv=None):
     parser.add_argument("--by-phase", action="store_true",
                         help="after the decision: kidney Dice per contrast phase (a diagnosis)")
     args = parser.parse_args(argv)
-    work, out = Path(args.work), Path(args.out)
-    settings = COMMITTED + args.settings.split()
     if args.by_phase:
+        out = Path(args.out)
         result = decided_result(parser, out, "without --by-phase")
-        result["by_phase"] = by_phase(work, result["settings"], result["steps"])
+        result["by_phase"] = by_phase(Path(args.work), result["settings"], result["steps"])
         write_text_atomic(out, json.dumps(result, indent=2))
         for name, entry in result["by_phase"]["arms"].items():
             print(name, entry["labelled_phases"],
                   {p: round(v, 3) for p, v in entry["kidney_dice_by_test_phase"].items()})
         return
-    if args.heldout:
-        result = decided_result(parser, out, "without --heldout")
-        started = time.perf_counter()
-        steps = heldout_of_saved(work, result)
-        result["steps"] = steps
-        result["heldout"] = {arm: compare(steps, result["settings"], arm, "heldout_")
-                             for arm in PRETEXTS}
-        result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
-    else:
-        started = time.perf_counter()
-        steps = run_all(work, settings, args.jobs)
-        test = {arm: compare(steps, settings, arm) for arm in PRETEXTS}
-        result = {"settings": settings, "pretexts": PRETEXTS, "steps": steps, "test": test,
-                  "decision": decide(test), "seconds": {"run": round(time.perf_counter() - started, 1)}}
-    write_text_atomic(out, json.dumps(result, indent=2))
-    print("\n".join(summary_lines(result.get("heldout") or result["test"])))
-    print(json.dumps(result["decision"], indent=2))
+    settings = COMMITTED + args.settings.split()
+    result = run_or_heldout(parser, args, lambda work, jobs: run_and_decide(work, settings, jobs),
+                            score_heldout)
+    if args.heldout:                      # the decision again, after the held-out summary
+        print(json.dumps(result["decision"], indent=2))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
 from driving.guard import (InputProfile, class_counts, class_shares, fit_input_profile,
                            MIN_SPREAD_LOGS, input_warnings, log_differences, mask_classes,
-                           predictable_classes)
+                           predictable_classes, shifted_classes)
 from driving.model.bundle import BUNDLE_VERSION
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import (CLASSES, LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED,
@@ -146,6 +146,15 @@ def _log_of_counts(counts: dict) -> DriveLog:
     return DriveLog(log_id="hand", meta=meta, frame=np.arange(2), timestamp=np.array([0.0, 0.1]),
                     ego_x=np.zeros(2), ego_y=np.zeros(2), ego_yaw=np.zeros(2),
                     ego_speed=np.full(2, 5.0), semantic=semantic, visible=np.ones_like(semantic, bool))
+
+
+def test_the_class_shift_rule_on_shares_moves_past_factor_times_spread_plus_slack():
+    reference, spread = np.array([0.5, 0.04, 0.02, 0.0]), np.array([0.1, 0.1, 0.1, 0.0])
+    checked = np.array([True, True, True, False])
+    shares = np.array([0.5, 0.04 * np.exp(0.26), 0.0, 0.3])   # same; moved 0.26; gone; unchecked
+    assert list(shifted_classes(shares, reference, spread, checked)) == [1, 2]   # 1.5 x 0.1 + 0.1
+    with np.errstate(all="raise"):                           # a share of 0 warns of nothing
+        assert list(shifted_classes(shares, reference, spread, checked, (2.0, 0.1))) == [2]
 
 
 def test_a_class_named_by_its_own_reason_is_not_named_again_by_the_distance():

@@ -5,11 +5,11 @@ from collections import Counter
 from pathlib import Path
 
 import medical.io
-import medical.segment
+import medical.training_cases
 import medical.volumes
 
 # every module through which training reads a volume (each imported ``load_volume`` itself)
-READERS = (medical.io, medical.volumes, medical.segment)
+READERS = (medical.io, medical.volumes, medical.training_cases)
 
 
 def count_reads(monkeypatch) -> Counter:

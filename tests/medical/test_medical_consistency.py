@@ -16,11 +16,12 @@ from core.errors import DataValidationError
 from core.training import TrainConfig, fit
 from medical.cli import medical
 from medical.consistency import (ConsistencyConfig, EmaTeacher, PairedCrops,
-                                 confident_cross_entropy, select_unlabelled, with_consistency)
+                                 confident_cross_entropy, with_consistency)
 from medical.io import Case, find_cases
 from medical.networks import NetworkConfig, build_network
 from medical.presets import preset
-from medical.segment import Segmenter, dice_ce_loss, labelled_cases, train_segmenter
+from medical.segment import Segmenter, dice_ce_loss, train_segmenter
+from medical.training_cases import labelled_cases, select_unlabelled
 from medical.volumes import CropDataset
 from read_counter import count_reads
 

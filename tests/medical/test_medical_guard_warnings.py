@@ -18,7 +18,7 @@ from medical.segment import Segmenter
 
 def _reference(train) -> InputReference:
     """The reference fitted the way ``train_segmenter`` fits it, from the tiny phantoms."""
-    from medical.segment import fit_input_reference
+    from medical.training_cases import fit_input_reference
 
     return fit_input_reference([c for c in find_cases(train) if c.label is not None],
                                {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left"})

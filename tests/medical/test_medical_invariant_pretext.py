@@ -17,7 +17,8 @@ from medical.presets import preset
 from medical.pretrain import pretrain
 from medical.reconstruction import (INVARIANT, invariance_loss, masked_input, output_channels,
                                     reconstruction_loss)
-from medical.segment import Segmenter, labelled_cases, train_segmenter
+from medical.segment import Segmenter, train_segmenter
+from medical.training_cases import labelled_cases
 from medical.transforms import Preprocessor, PreprocessConfig
 from medical.volumes import prepare_case
 

@@ -186,7 +186,7 @@ def test_bundle_checks(tiny_models, tmp_path):
 
 
 def test_labels_budget_error(tiny_data):
-    from medical.segment import labelled_cases
+    from medical.training_cases import labelled_cases
 
     assert len(labelled_cases(tiny_data[0], 2)) == 2
     with pytest.raises(DataValidationError, match="--labels 9: .* has 6 labelled cases"):

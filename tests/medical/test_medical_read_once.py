@@ -13,7 +13,8 @@ from medical.anomaly import AnomalyScorer
 from medical.io import find_cases, load_volume
 from medical.presets import preset
 from medical.pretrain import pretrain
-from medical.segment import labelled_cases, train_segmenter
+from medical.segment import train_segmenter
+from medical.training_cases import labelled_cases
 from medical.transforms import median_spacing
 
 

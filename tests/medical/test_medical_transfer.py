@@ -10,7 +10,8 @@ from medical.anomaly import AnomalyScorer
 from medical.networks import transferable_keys
 from medical.presets import preset
 from medical.pretrain import pretrain
-from medical.segment import labelled_cases, train_segmenter
+from medical.segment import train_segmenter
+from medical.training_cases import labelled_cases
 
 
 def _pretrained(tiny_data, path):

@@ -9,7 +9,8 @@ import torch
 from read_counter import count_reads
 
 from medical.presets import preset
-from medical.segment import CaseReader, fit_input_reference, labelled_cases, train_segmenter
+from medical.segment import train_segmenter
+from medical.training_cases import CaseReader, fit_input_reference, labelled_cases
 from medical.transforms import Preprocessor, PreprocessConfig
 
 
@@ -40,3 +41,25 @@ def test_a_kept_case_keeps_only_its_image(tiny_data):
     kept = reader.prepare_image(case)
     assert kept.label is None and kept.lesion is None    # the calibration only the image
     assert torch.equal(kept.image.as_tensor(), prepared.image.as_tensor())
+
+
+def test_cases_given_through_links_are_the_same_cases(tiny_data, monkeypatch, tmp_path):
+    """A training case named through a link (another name, another path) is the case the
+    link points at: not validated on, and its volumes not read again for the reference."""
+    train, _ = tiny_data
+    _, config = preset("tiny")
+    config = replace(config, spacing=(12.0, 12.0, 12.0), max_epochs=1, samples_per_epoch=8)
+    labelled = labelled_cases(train)
+    linked = []
+    for i, case in enumerate(labelled[:4]):
+        image, label = tmp_path / f"linked_{i}.nii.gz", tmp_path / f"linked_{i}_label.nii.gz"
+        image.symlink_to(case.image)
+        label.symlink_to(case.label)
+        linked.append(replace(case, name=f"linked_{i}", image=image, label=label))
+    reads = count_reads(monkeypatch)
+    segmenter = train_segmenter(train, None, config=config, cases=linked, progress=False)
+
+    assert segmenter.postprocessing_.cases == 2          # the 2 labelled cases not linked
+    assert sum(reads.values()) == 2 * len(labelled)      # each image and label once, one path or the other
+    assert (segmenter.input_reference_.to_dict()
+            == fit_input_reference(labelled, segmenter.labels).to_dict())

@@ -1,0 +1,193 @@
+"""The cases a segmenter's training reads: which ones, in which role, each read once.
+
+A labelled dataset's cases are trained on (the first ``n_labels``), validate the
+post-processing (the labelled ones beyond), calibrate organ scoring (healthy ones not
+trained on) or, given as unlabelled volumes, feed masked consistency (``medical.consistency``)
+unless they already have one of those roles. Cases are matched by :attr:`medical.io.Case.key`
+(the image file, however its path is written) everywhere here, and nowhere else.
+
+:class:`CaseReader` prepares the cases for training and validation and keeps what the
+guard's reference (``medical.guard.InputReference``) and the organ calibration read next,
+so that each volume is read once per training.
+
+Example:
+    >>> cases = first_labelled(labelled_cases("data/medical/train"), 4, "data")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import DataValidationError
+from core.text import counted
+
+from .guard import InputReference, body_hu_cdf, ras_extent_mm
+from .io import file_key, find_cases, load_label_like, load_volume
+from .transforms import Preprocessor, PreprocessConfig
+from .volumes import PreparedCase, prepare_case, prepare_read, read_case
+
+# why a given unlabelled volume is left out, by the role it already has in training
+WHY_LEFT_OUT = {"training": "trained on with their labels",
+                "validation": "they validate the post-processing, so stay unseen",
+                "calibration": "they calibrate organ scoring, so stay unseen"}
+
+
+# --- which cases, in which role ----------------------------------------------------------
+
+def labelled_cases(data, n_labels: int | None = None) -> list:
+    """The first ``n_labels`` cases (by name) of ``data`` that have a label file."""
+    cases = sorted((c for c in find_cases(data, split="training") if c.label is not None),
+                   key=lambda c: c.name)
+    if not cases:
+        raise DataValidationError(f"{data}: no labelled cases (dataset.json 'training' entries "
+                                  "with a 'label')")
+    return first_labelled(cases, n_labels, data)
+
+
+def first_labelled(labelled: list, n_labels: int | None, data) -> list:
+    """The first ``n_labels`` of ``labelled`` (``labelled_cases(data)``; None: all of them),
+    refusing a count ``data`` does not have."""
+    if n_labels is not None and not 1 <= n_labels <= len(labelled):
+        raise DataValidationError(f"--labels {n_labels}: {data} has {len(labelled)} labelled cases")
+    return labelled[:n_labels]
+
+
+def not_among(cases, used) -> list:
+    """The ``cases`` that are none of ``used`` (by :attr:`~medical.io.Case.key`)."""
+    keys = {c.key for c in used}
+    return [c for c in cases if c.key not in keys]
+
+
+def organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out) -> list:
+    """The healthy cases a saved, fine-tuned model's organ calibration reads (on every
+    rank): ``calibration_cases``, by default the lesion-free cases of ``data`` (any split)
+    beyond the training ``cases``; none without a pretrained ``scorer`` on the model grid of
+    ``spacing``, without ``out``, or with fewer than 2 (nothing is calibrated)."""
+    if scorer is None or out is None or scorer.preprocess != PreprocessConfig(spacing=tuple(spacing)):
+        return []
+    held_out = (list(calibration_cases) if calibration_cases is not None
+                else [c for c in not_among(find_cases(data), cases) if not c.has_lesion])
+    return held_out if len(held_out) >= 2 else []
+
+
+def select_unlabelled(unlabelled_cases, roles: dict[str, list]) -> tuple[list, dict[str, int]]:
+    """The ``unlabelled_cases`` that have none of the ``roles`` (role of
+    :data:`WHY_LEFT_OUT` -> its cases), and how many were left out per role (a case with
+    two roles counts for the first). ``None``: no cases, ``{}``. Reads no volume, so a
+    selection that leaves none is refused before training reads anything."""
+    if unlabelled_cases is None:
+        return [], {}
+    given = list(unlabelled_cases)
+    keys = {role: {c.key for c in cases} for role, cases in roles.items()}
+    kept, left_out = [], dict.fromkeys(roles, 0)
+    for case in given:
+        role = next((role for role, used in keys.items() if case.key in used), None)
+        if role is None:
+            kept.append(case)
+        else:
+            left_out[role] += 1
+    if not kept:
+        raise DataValidationError(f"no unlabelled volumes left among the {len(given)} given"
+                                  + (f": {left_out_text(left_out)}" if given else ""))
+    return kept, left_out
+
+
+def left_out_text(left_out: dict[str, int]) -> str:
+    """``"2 training cases (trained on with their labels), 4 validation cases (...)"``:
+    the roles of :data:`WHY_LEFT_OUT` with a count above 0."""
+    return ", ".join(f"{counted(n, role + ' case')} ({WHY_LEFT_OUT[role]})"
+                     for role, n in left_out.items() if n)
+
+
+def unlabelled_summary(used: int, left_out: dict[str, int]) -> str:
+    """One line for the CLI: how many unlabelled volumes masked consistency used, and how
+    many of those given were left out and why."""
+    line = f"masked consistency on {counted(used, 'unlabelled volume')}"
+    left = sum(left_out.values())
+    return f"{line}; left out {left}: {left_out_text(left_out)}" if left else line
+
+
+# --- reading each once -------------------------------------------------------------------
+
+@dataclass
+class CaseSummary:
+    """What the guard's reference (``medical.guard``) needs of one labelled case: field of
+    view (mm) and body HU distribution of its image, voxel volume (ml) and voxel count of
+    each value of its label map (organ names may be known only after training reads it)."""
+
+    extent_mm: np.ndarray
+    hu_cdf: np.ndarray
+    voxel_ml: float
+    label_counts: dict[float, int]
+
+    @classmethod
+    def of(cls, image, label) -> "CaseSummary":
+        """Summarise a loaded image ``(1, X, Y, Z)`` and its label map."""
+        affine = np.asarray(image.affine, dtype=np.float64)
+        values = image.as_tensor().numpy()[0]
+        label_values, counts = np.unique(label.as_tensor().numpy(), return_counts=True)
+        return cls(ras_extent_mm(values.shape, affine), body_hu_cdf(values),
+                   abs(np.linalg.det(affine[:3, :3])) / 1000.0,
+                   {float(v): int(n) for v, n in zip(label_values, counts)})
+
+    def organ_volumes(self, labels: dict[int, str]) -> dict[str, float]:
+        return {name: float(self.label_counts.get(float(k), 0) * self.voxel_ml)
+                for k, name in labels.items()}
+
+
+def _input_reference(summaries, labels: dict[int, str]) -> InputReference:
+    return InputReference.fit([s.extent_mm for s in summaries], [s.hu_cdf for s in summaries],
+                              [s.organ_volumes(labels) for s in summaries])
+
+
+def fit_input_reference(cases, labels: dict[int, str]) -> InputReference:
+    """The guard's reference (``medical.guard``) from labelled training ``cases``: field
+    of view and body HU of each image, organ volumes (ml) of each label map (one case in
+    memory at a time)."""
+    return _input_reference([_read_summary(c) for c in cases], labels)
+
+
+def _read_summary(case) -> CaseSummary:
+    image = load_volume(case.image)
+    return CaseSummary.of(image, load_label_like(case.label, image, case.image))
+
+
+class CaseReader:
+    """Prepares cases for training and validation, keeping each labelled one's
+    :class:`CaseSummary` as it goes by, so that fitting the guard's reference afterwards
+    reads only the cases not prepared, and the prepared images among ``keep`` (the held-out
+    healthy cases the organ calibration reads next; their truth is dropped as soon as the
+    validation has read it): each volume is read once per training."""
+
+    def __init__(self, preprocessor: Preprocessor, keep=()):
+        self.preprocessor = preprocessor
+        self.summaries: dict[tuple[Path, Path | None], CaseSummary] = {}   # by _summary_key
+        self.keep = {c.key for c in keep}
+        self.kept: dict[Path, PreparedCase] = {}                             # by Case.key
+
+    def prepare(self, case, image=None) -> PreparedCase:
+        """``case`` with its truth on the model grid; ``image``: its image if already loaded."""
+        image, label, lesion = read_case(case, with_truth=True, image=image)
+        if label is not None:
+            self.summaries[_summary_key(case)] = CaseSummary.of(image, label)
+        prepared = prepare_read(case, image, label, lesion, self.preprocessor)
+        if case.key in self.keep:   # the organ calibration reads only the image
+            self.kept[case.key] = replace(prepared, label=None, lesion=None)
+        return prepared
+
+    def prepare_image(self, case) -> PreparedCase:
+        """``case``'s image on the model grid: as :meth:`prepare` kept it (handed out once),
+        else read (the image alone)."""
+        return self.kept.pop(case.key, None) or prepare_case(case, self.preprocessor)
+
+    def input_reference(self, cases, labels: dict[int, str]) -> InputReference:
+        """:func:`fit_input_reference` on labelled ``cases``, from the summaries kept."""
+        return _input_reference([self.summaries.get(_summary_key(c)) or _read_summary(c)
+                                 for c in cases], labels)
+
+
+def _summary_key(case) -> tuple[Path, Path | None]:
+    """A labelled case's summary is its image's with that label file."""
+    return case.key, file_key(case.label) if case.label is not None else None
