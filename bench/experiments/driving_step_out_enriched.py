@@ -58,7 +58,7 @@ byte-identical to round 19's): **rejected, by (3) alone**. Pooled frame AUROC, p
 * step-out 0.860 -> 0.900 (+0.040 [+0.020, +0.058]): (1) passes, interval above 0;
 * all events 0.868 -> 0.887 (+0.019 [+0.005, +0.035]): (2) passes;
 * wrong way 0.834 -> 0.805 (-0.028 [-0.046, -0.016]): (3) **fails** (loss > 0.02); debris
-  0.921 -> 0.922, stalled vehicle 0.924 -> 0.923 (2 events);
+  0.921 -> 0.922, stalled vehicle 0.924 -> 0.923 (2 runs);
 * normal-log alerts 4.1 % -> 4.35 % (threshold 4.28 -> 4.71): (4) passes; a highway log's 250
   frame scores identical (max difference 0): (5) passes.
 
