@@ -4,8 +4,11 @@ pedestrian sits in the surprise maps.
 
 Networks: ``bench.driving --worlds town --model-dir MODELS`` (``MODELS/town`` trained on the
 tuned configuration's 6 normal logs, ``MODELS/town_heldout_native`` on the held-out
-configuration's), recalibrated on their training logs as the benchmark's reuse does
-(``OcclusionPredictor.calibrate``). The logs are simulated under ``WORK/logs/<set>`` (the
+configuration's; ``--models MODELS``, default ``WORK/models``), recalibrated on their training
+logs as the benchmark's reuse does (``OcclusionPredictor.calibrate``). The logs are simulated
+under ``WORK/logs/<set>`` (``--work WORK``; round 19 ran the stages up to ``heldout`` with
+``--work /tmp/r19-ped/step_out --models /tmp/r19-ped/models`` and the confirmation with
+``--work /tmp/r19-ped2``, the same models) (the
 benchmark's sets with its seeds, and so the same logs; the step-out sets with seeds no
 benchmark or earlier experiment uses):
 
@@ -106,17 +109,19 @@ the one event: 2 -> 1 of its 3 runs of labelled frames alerted). By kind: debris
 stalled vehicle 0.882 -> 0.875, wrong way 0.724 -> 0.813; events alerted 16 of 23 both;
 normal-log alerts 4.1 % -> 4.35 % (threshold 4.28 -> 4.71).
 
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out diagnose
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out candidate NAME   # each, and "product"
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out --work W --models M diagnose
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out --work W --models M candidate NAME   # each, and "product"
     python -m bench.experiments.driving_step_out decide
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out heldout NAME COLUMN   # after the decision
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out confirm NAME   # product, pedestrian_reach_channel
-    python -m bench.experiments.driving_step_out confirm-decide
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out --work W --models M heldout NAME COLUMN   # after the decision
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out --work W2 --models M confirm NAME   # product, pedestrian_reach_channel
+    python -m bench.experiments.driving_step_out --work W2 confirm-decide
 """
+import argparse
 import json
-import sys
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 from scipy.ndimage import uniform_filter
@@ -138,18 +143,15 @@ from driving.warp import cell_offsets, not_passed
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results"
 OUT = RESULTS / "driving_step_out.json"
-WORK = Path("/tmp/r19-ped")
-MODELS = WORK / "models"
-LOGS = WORK / "step_out" / "logs"
 FRAMES = 250
 STEP_OUT = ("pedestrian_step_out",)
 # seed * 1000 + i; distinct from bench.driving's 1, 2, 502, 70, 570, 71 and every earlier
 # experiment's (3, 21, 72, 90, 503-508, 572, 904, ...)
 STEP_OUT_SEED, HELDOUT_STEP_OUT_SEED = 19, 79
 STEP_OUT_LOGS = 24            # about one step-out a 25 s log: >= 20 events
-# the confirmation's fresh tuned event logs (seed 29: used by no benchmark or experiment), under
-# a folder of its own (WORK's logs are kept read-only), and its bootstrap over them
-CONFIRM_SEED, CONFIRM_LOGS, CONFIRM_WORK = 29, 12, Path("/tmp/r19-ped2")
+# the confirmation's fresh tuned event logs (seed 29: used by no benchmark or experiment), and
+# its bootstrap over them
+CONFIRM_SEED, CONFIRM_LOGS = 29, 12
 BOOTSTRAP_DRAWS, BOOTSTRAP_SEED = 1000, 0
 MAX_CONFIRM_AUROC_LOSS = 0.005
 TOWN = TUNED["town"]
@@ -174,12 +176,33 @@ SETS = {"train": (6, 1, normal(TOWN)), "tuned": (4, 2, TOWN), "tuned_normal": (8
         "highway_train": (3, 1, normal(TUNED["highway"])), "highway_tuned": (1, 2, TUNED["highway"])}
 
 
-def logs(name: str) -> list:
-    """Set ``name``'s logs (simulated under ``LOGS/<name>``, the confirmation's under
-    ``CONFIRM_WORK/logs/<name>``, unless already there)."""
-    n, seed, config = SETS[name]
-    root = CONFIRM_WORK / "logs" if name == "confirm_tuned" else LOGS
-    return kept_logs(root / name, n, FRAMES, seed, config)
+@dataclass(frozen=True)
+class Work:
+    """Where a stage finds its logs and networks and keeps what it writes (``--work``,
+    ``--models``).
+
+    Attributes:
+        root: set ``name``'s logs live in ``root/logs/<name>`` (simulated there unless that
+            folder already holds them, ``bench.driving_logs.kept_logs``); a stage's kept frame
+            scores and rows go to ``root`` too.
+        models: the benchmark's kept networks (``bench.driving --model-dir``): ``models/town``,
+            ``models/town_heldout_native``; only read.
+        sets: set name -> ``(logs, seed, configuration)`` (:data:`SETS`; another experiment
+            adds its own).
+    """
+    root: Path
+    models: Path
+    sets: Mapping = field(default_factory=lambda: MappingProxyType(SETS))
+
+    def logs(self, name: str) -> list:
+        """Set ``name``'s logs, in order."""
+        n, seed, config = self.sets[name]
+        return kept_logs(self.root / "logs" / name, n, FRAMES, seed, config)
+
+    def calibrated(self, model: str, train: str, frame_scorer=None) -> OcclusionPredictor:
+        """The kept network ``models/<model>`` recalibrated on set ``train`` (as the
+        benchmark's reuse does), with ``frame_scorer``'s channels (None: the product's)."""
+        return OcclusionPredictor.load(self.models / model).calibrate(self.logs(train), frame_scorer)
 
 
 class _EventCellsSimulator(Simulator):
@@ -197,12 +220,12 @@ class _EventCellsSimulator(Simulator):
         return classes, ids
 
 
-def event_cells(name: str, index: int, log) -> list[dict]:
+def event_cells(work: Work, name: str, index: int, log) -> list[dict]:
     """Set ``name``'s log ``index`` simulated again, keeping its events' object cells: per
     event ``{"cells": (T, H, W) bool (truth, seen or not), "labelled": (T,) bool}``, its
     frames labelled as the simulator labels them (the object observed and not passed). The
     log simulated again must be ``log`` (checked)."""
-    _, seed, config = SETS[name]
+    _, seed, config = work.sets[name]
     sim = _EventCellsSimulator(config, seed * 1000 + index)
     again = sim.simulate(len(log), log.log_id)
     if not np.array_equal(again.semantic, log.semantic):
@@ -214,12 +237,6 @@ def event_cells(name: str, index: int, log) -> list[dict]:
         labelled = event["active"] & (cells & ahead & log.visible).any((1, 2))
         out.append({"kind": event["kind"], "cells": cells, "labelled": labelled})
     return out
-
-
-def calibrated(model: str, train: str, frame_scorer=None) -> OcclusionPredictor:
-    """The kept network ``MODELS/<model>`` recalibrated on set ``train`` (as the benchmark's
-    reuse does), with ``frame_scorer``'s channels (None: the product's)."""
-    return OcclusionPredictor.load(MODELS / model).calibrate(logs(train), frame_scorer)
 
 
 def channel_keys(scorer) -> list[str]:
@@ -289,7 +306,7 @@ def summarise(rows: list[dict], keys: list[str], threshold: float) -> dict:
     return out
 
 
-def diagnose(model: str = "town", train: str = "train", step_set: str = "step_out",
+def diagnose(work: Work, model: str = "town", train: str = "train", step_set: str = "step_out",
              normal_set: str = "tuned_normal") -> tuple[dict, list[dict]]:
     """The diagnosis of the module docstring: set ``step_set`` scored by the network ``model``
     recalibrated on ``train``; ``normal_set``: normal logs to rank the frames against too.
@@ -297,15 +314,15 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
     Returns:
         The summary, and the pedestrian's rows per labelled frame (:func:`pedestrian_frames`).
     """
-    pred = calibrated(model, train)
+    pred = work.calibrated(model, train)
     scorer, threshold = pred.scoring_.frame_scorer, float(pred.calibration_.threshold_)
     keys = channel_keys(scorer)
     rows, per_event, scores, labels, unlabelled = [], [], [], [], 0
-    for i, log in enumerate(logs(step_set)):
+    for i, log in enumerate(work.logs(step_set)):
         result = score_log(pred, log)
         scores.append(result.score)
         labels.append(log.anomaly)
-        found = event_cells(step_set, i, log)
+        found = event_cells(work, step_set, i, log)
         if not np.array_equal(np.any([e["labelled"] for e in found], 0) if found else log.anomaly,
                               log.anomaly):
             raise RuntimeError(f"{step_set}/{log.log_id}: the events' frames are not the log's labels")
@@ -320,7 +337,7 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
             rows += event_rows
     flat, truth = np.concatenate(scores), np.concatenate(labels)
     normal_same_logs = flat[~truth]
-    normal_logs = np.concatenate([score_log(pred, log).score for log in logs(normal_set)])
+    normal_logs = np.concatenate([score_log(pred, log).score for log in work.logs(normal_set)])
     for r in rows:
         r["share_below"] = float(share_below(np.array([r["score"]]), normal_same_logs)[0])
     bands = {f"{lo:g}-{hi:g} m": [r for r in rows if r["ahead_m"] is not None and lo <= r["ahead_m"] < hi]
@@ -344,28 +361,30 @@ def diagnose(model: str = "town", train: str = "train", step_set: str = "step_ou
                       for e in per_event]}, rows
 
 
-def set_frames(pred, event_set: str) -> dict[str, np.ndarray]:
-    """``pred``'s frame scores over set ``event_set``: ``(N,)`` arrays ``scores``, ``labels``,
-    ``kinds`` (``""`` on normal frames) and ``log_ids``, the logs in order."""
+def set_frames(pred, event_logs: list, prefix: str = "") -> dict[str, np.ndarray]:
+    """``pred``'s frame scores over ``event_logs``: ``(N,)`` arrays ``scores``, ``labels``,
+    ``kinds`` (``""`` on normal frames) and ``log_ids`` (``prefix`` + the log's id: sets
+    number their logs alike), the logs in order."""
     scores, labels, kinds, log_ids = [], [], [], []
-    for log in logs(event_set):
+    for log in event_logs:
         scores.append(score_log(pred, log).score)
         labels.append(log.anomaly)
         kinds += [k or "" for k in log.anomaly_kind]
-        log_ids += [log.log_id] * len(log)
+        log_ids += [prefix + log.log_id] * len(log)
     return {"scores": np.concatenate(scores), "labels": np.concatenate(labels),
             "kinds": np.asarray(kinds), "log_ids": np.asarray(log_ids)}
 
 
-def column(pred, event_set: str, normal_set: str | None = None) -> dict:
-    """``pred``'s frame metrics on set ``event_set`` (:func:`column_metrics`)."""
-    return column_metrics(pred, set_frames(pred, event_set), normal_set)
+def column(pred, work: Work, event_set: str, normal_set: str | None = None) -> dict:
+    """``pred``'s frame metrics on ``work``'s set ``event_set`` (:func:`column_metrics`)."""
+    return column_metrics(pred, set_frames(pred, work.logs(event_set)),
+                          None if normal_set is None else work.logs(normal_set))
 
 
-def column_metrics(pred, frames: dict, normal_set: str | None = None) -> dict:
+def column_metrics(pred, frames: dict, normal_logs: list | None = None) -> dict:
     """``pred``'s frame metrics on ``frames`` (:func:`set_frames`) as
     ``bench.driving.evaluate_logs`` computes them (all frames and by kind; alerts at its
-    calibrated threshold) and its alert rate on ``normal_set``
+    calibrated threshold) and its alert rate on ``normal_logs``
     (``bench.driving.normal_alert_rate``), over nominal. The committed JSON's ``per_log`` is a
     list of rates rounded to 3 places; a rerun writes the benchmark's dict (log id -> rate)
     and its ``n_frames``."""
@@ -374,10 +393,10 @@ def column_metrics(pred, frames: dict, normal_set: str | None = None) -> dict:
     out = {"threshold": float(pred.calibration_.threshold_),
            "frames": frame_metrics(labels, scores, alerts, log_ids),
            "by_kind": frames_by_kind(labels, scores, alerts, log_ids, kinds)}
-    if normal_set is None:
+    if normal_logs is None:
         return out
-    normal_logs = normal_alert_rate(pred, logs(normal_set))
-    out["normal_logs"] = {**normal_logs, "over_nominal": normal_logs["alert_rate"] / pred.contamination}
+    normal = normal_alert_rate(pred, normal_logs)
+    out["normal_logs"] = {**normal, "over_nominal": normal["alert_rate"] / pred.contamination}
     return out
 
 
@@ -434,14 +453,14 @@ CANDIDATES = {"product": product_scorer, "road_pedestrians_in_path_reach": road_
 MIN_STEP_OUT_GAIN, MAX_ALERTS_OVER_NOMINAL = 0.05, 2.0
 
 
-def candidate(name: str) -> dict:
+def candidate(name: str, work: Work) -> dict:
     """Candidate ``name`` (:data:`CANDIDATES`) with the tuned network recalibrated with it: the
     step-out set, the benchmark's tuned column and the highway check."""
-    pred = calibrated("town", "train", CANDIDATES[name]())
-    step_out = column(pred, "step_out")
-    tuned = column(pred, "tuned", "tuned_normal")
+    pred = work.calibrated("town", "train", CANDIDATES[name]())
+    step_out = column(pred, work, "step_out")
+    tuned = column(pred, work, "tuned", "tuned_normal")
     return {"step_out": step_out["by_kind"]["pedestrian_step_out"], "step_out_threshold": step_out["threshold"],
-            "tuned": tuned, "highway": highway_identity(CANDIDATES[name]())}
+            "tuned": tuned, "highway": highway_identity(CANDIDATES[name](), work)}
 
 
 def product_from_runs(diagnosis: dict) -> dict:
@@ -479,29 +498,29 @@ def decide(results: dict) -> dict:
 HELDOUT_COLUMNS = {"heldout": ("town", "train"), "heldout_native": ("town_heldout_native", "native_train")}
 
 
-def heldout(name: str, column_name: str) -> dict:
+def heldout(name: str, column_name: str, work: Work) -> dict:
     """After the decision: candidate ``name`` on the held-out configuration with the network of
     ``column_name`` (``heldout``: the tuned network, the benchmark's held-out column;
     ``heldout_native``: the held-out configuration's own): the held-out step-out set, and the
     benchmark's held-out event and normal logs (not for the product: the benchmark's own)."""
     model, train = HELDOUT_COLUMNS[column_name]
-    pred = calibrated(model, train, CANDIDATES[name]())
-    step_out = column(pred, "heldout_step_out")
+    pred = work.calibrated(model, train, CANDIDATES[name]())
+    step_out = column(pred, work, "heldout_step_out")
     out = {"step_out": step_out["by_kind"]["pedestrian_step_out"], "step_out_threshold": step_out["threshold"]}
     if name != "product":
-        out["benchmark_logs"] = column(pred, "heldout", "heldout_normal")
+        out["benchmark_logs"] = column(pred, work, "heldout", "heldout_normal")
     return out
 
 
-def highway_identity(frame_scorer) -> dict:
+def highway_identity(frame_scorer, work: Work) -> dict:
     """Does ``frame_scorer`` (unfitted) score the highway as the product's does? A network
     trained briefly on 3 normal highway logs (1 epoch of 5 steps: the check is of the scoring,
     any network will do), calibrated on them once with the product's scorer and once with
     ``frame_scorer``; both score the benchmark's first highway event log."""
-    train = logs("highway_train")
+    train = work.logs("highway_train")
     pred = OcclusionPredictor(epochs=1, max_steps_per_epoch=5, random_state=0, progress=False,
                               **MODEL).fit(train)
-    log = logs("highway_tuned")[0]
+    log = work.logs("highway_tuned")[0]
     product, threshold = score_log(pred, log).score, float(pred.calibration_.threshold_)
     candidate = score_log(pred.calibrate(train, frame_scorer), log).score
     return {"frames": len(log), "identical_scores": bool(np.array_equal(product, candidate)),
@@ -512,37 +531,50 @@ def highway_identity(frame_scorer) -> dict:
 CONFIRMED = "pedestrian_reach_channel"
 
 
-def confirm(name: str) -> dict:
+def confirm(name: str, work: Work) -> dict:
     """Candidate ``name`` (:data:`CANDIDATES`) with the tuned network recalibrated with it, as
     :func:`candidate` does, on the fresh tuned event logs (``confirm_tuned``) and the 8 tuned
-    normal logs; its frame scores are kept in ``CONFIRM_WORK/<name>.npz`` for the bootstrap."""
-    pred = calibrated("town", "train", CANDIDATES[name]())
-    frames = set_frames(pred, "confirm_tuned")
-    with atomic_path(CONFIRM_WORK / f"{name}.npz") as tmp:
+    normal logs; its frame scores are kept in ``work.root/<name>.npz`` for the bootstrap."""
+    pred = work.calibrated("town", "train", CANDIDATES[name]())
+    frames = set_frames(pred, work.logs("confirm_tuned"))
+    keep_frames(work.root / f"{name}.npz", frames)
+    return column_metrics(pred, frames, work.logs("tuned_normal"))
+
+
+def keep_frames(path: Path, frames: dict[str, np.ndarray]) -> None:
+    """Write ``frames`` (:func:`set_frames`) to ``path`` (``.npz``, atomically)."""
+    with atomic_path(path) as tmp:
         np.savez(tmp, **frames)
-    return column_metrics(pred, frames, "tuned_normal")
 
 
-def kept_frames(name: str) -> dict[str, np.ndarray]:
-    with np.load(CONFIRM_WORK / f"{name}.npz") as kept:
+def kept_frames(path: Path) -> dict[str, np.ndarray]:
+    """The frames :func:`keep_frames` wrote to ``path``."""
+    with np.load(path) as kept:
         return {k: kept[k] for k in kept.files}
 
 
-def bootstrap_difference(base: dict, other: dict, kind: str | None = None) -> dict:
+def bootstrap_difference(base: dict, other: dict, kind: str | None = None,
+                         strata: list | None = None) -> dict:
     """The AUROC difference ``other`` - ``base`` (frames of :func:`set_frames`, the same logs)
     over :data:`BOOTSTRAP_DRAWS` resamples of the logs with replacement: all event frames
     (``kind`` None) or ``kind``'s alone against every normal frame, as ``frames_by_kind``.
-    A draw with no frame of the kind, or no normal frame, is skipped (counted)."""
+    A draw with no frame of the kind, or no normal frame, is skipped (counted).
+
+    ``strata``: lists of log ids, each resampled to its own size in every draw; a log in none
+    is in every draw once (normal logs beside event logs). None: all logs, one stratum."""
     if not (np.array_equal(base["log_ids"], other["log_ids"])
             and np.array_equal(base["labels"], other["labels"])):
         raise ValueError("the two runs scored different logs or labels")
     keep = np.ones(len(base["labels"]), bool) if kind is None else (base["kinds"] == kind) | ~base["labels"]
-    ids = np.unique(base["log_ids"])
-    per_log = [np.flatnonzero((base["log_ids"] == i) & keep) for i in ids]
+    strata = [np.unique(base["log_ids"])] if strata is None else [np.asarray(s) for s in strata]
+    drawn = np.concatenate(strata)
+    fixed = np.flatnonzero(~np.isin(base["log_ids"], drawn) & keep)
+    per_log = [[np.flatnonzero((base["log_ids"] == i) & keep) for i in ids] for ids in strata]
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     differences, skipped = [], 0
     for _ in range(BOOTSTRAP_DRAWS):
-        sel = np.concatenate([per_log[j] for j in rng.integers(0, len(ids), len(ids))])
+        sel = np.concatenate([fixed] + [logs[j] for logs in per_log
+                                        for j in rng.integers(0, len(logs), len(logs))])
         labels = base["labels"][sel]
         if labels.all() or not labels.any():
             skipped += 1
@@ -566,31 +598,61 @@ def confirm_decide(results: dict) -> dict:
     return {"candidate": CONFIRMED, **checks, "recommend_adopting_later": all(checks.values())}
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["diagnose"]:
-        configure_threads()
-        result, frames = diagnose()
+def add_work_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--work`` and ``--models``, :class:`Work`'s folders (:func:`work_from`)."""
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder of the logs (WORK/logs/<set>, simulated there unless kept) and "
+                             "of the kept frame scores")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="the benchmark's kept networks (bench.driving --model-dir; default WORK/models)")
+
+
+def work_from(parser: argparse.ArgumentParser, args, sets: Mapping | None = None) -> Work:
+    """The :class:`Work` that ``args`` name (``--work`` is needed), with ``sets`` (None:
+    :data:`SETS`)."""
+    if args.work is None:
+        parser.error(f"stage {args.stage} needs --work")
+    return Work(args.work, args.models or args.work / "models", MappingProxyType(sets or SETS))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_step_out",
+                                     description=__doc__.splitlines()[0])
+    add_work_arguments(parser)
+    parser.add_argument("stage", choices=("diagnose", "candidate", "decide", "heldout", "confirm",
+                                          "confirm-decide"))
+    parser.add_argument("names", nargs="*", help="candidate NAME, heldout NAME COLUMN, confirm NAME")
+    args = parser.parse_args(argv)
+    if args.stage == "decide":
+        kept = json.loads(OUT.read_text())
+        results = {"product": product_from_runs(kept["diagnosis"]), **kept["candidates"]}
+        decision = decide(results)
+        print(json.dumps(decision, indent=1))
+        merge_results(OUT, {"decision": decision})
+        return
+    work = work_from(parser, args)
+    configure_threads()
+    if args.stage == "diagnose":
+        result, frames = diagnose(work)
         print(json.dumps({k: v for k, v in result.items() if k != "per_event"}, indent=1))
         merge_results(OUT, {"diagnosis": result})
-        merge_results(WORK / "step_out" / "diagnosis_frames.json", {"step_out": frames})
-    elif sys.argv[1:2] == ["candidate"]:
-        configure_threads()
-        result = candidate(sys.argv[2])
+        merge_results(work.root / "diagnosis_frames.json", {"step_out": frames})
+    elif args.stage == "candidate":
+        result = candidate(args.names[0], work)
         print(json.dumps(result, indent=1))
-        merge_results(OUT, {sys.argv[2]: result}, under=("candidates",))
-    elif sys.argv[1:2] == ["heldout"]:            # after the decision (module docstring)
-        configure_threads()
-        result = heldout(sys.argv[2], sys.argv[3])
+        merge_results(OUT, {args.names[0]: result}, under=("candidates",))
+    elif args.stage == "heldout":            # after the decision (module docstring)
+        name, column_name = args.names
+        result = heldout(name, column_name, work)
         print(json.dumps(result, indent=1))
-        merge_results(OUT, {sys.argv[3]: result}, under=("after_decision_heldout", sys.argv[2]))
-    elif sys.argv[1:2] == ["confirm"]:
-        configure_threads()
-        result = confirm(sys.argv[2])
+        merge_results(OUT, {column_name: result}, under=("after_decision_heldout", name))
+    elif args.stage == "confirm":
+        result = confirm(args.names[0], work)
         print(json.dumps(result, indent=1))
-        merge_results(OUT, {sys.argv[2]: result}, under=("confirmation",))
-    elif sys.argv[1:2] == ["confirm-decide"]:
+        merge_results(OUT, {args.names[0]: result}, under=("confirmation",))
+    else:                                    # confirm-decide
         kept = json.loads(OUT.read_text())["confirmation"]
-        base, other = kept_frames("product"), kept_frames(CONFIRMED)
+        base, other = (kept_frames(work.root / f"{n}.npz") for n in ("product", CONFIRMED))
         entries = {"set": {"logs": CONFIRM_LOGS, "seed": CONFIRM_SEED, "frames": FRAMES,
                            "config": repr(TOWN), "normal_logs": "tuned_normal ({}, seed {})".format(*SETS["tuned_normal"][:2])},
                    "bootstrap": {"all_frames": bootstrap_difference(base, other),
@@ -598,11 +660,7 @@ if __name__ == "__main__":
                    "decision": confirm_decide(kept)}
         print(json.dumps(entries, indent=1))
         merge_results(OUT, entries, under=("confirmation",))
-    elif sys.argv[1:2] == ["decide"]:
-        kept = json.loads(OUT.read_text())
-        results = {"product": product_from_runs(kept["diagnosis"]), **kept["candidates"]}
-        decision = decide(results)
-        print(json.dumps(decision, indent=1))
-        merge_results(OUT, {"decision": decision})
-    else:
-        print(__doc__)
+
+
+if __name__ == "__main__":
+    main()

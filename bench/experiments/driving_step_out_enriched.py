@@ -1,0 +1,215 @@
+"""Should the town's frame score read pedestrians on the carriageway beside the ego's lane
+(``pedestrian_reach_channel`` of :mod:`bench.experiments.driving_step_out`)? Decided on a
+FRESH tuned set enriched with pedestrian step-outs, under a rule committed before it was scored.
+
+Why a fresh set: round 19's rule rejected the channel on the benchmark's tuned column (a 0.0016
+loss over 7 events) while it lifted the tuned step-out set 0.817 -> 0.878; read after that
+decision, it was better on both held-out columns, and a 12-log confirmation held one step-out.
+Those held-out columns and step-out sets have now been seen for this candidate: they are no
+longer blind, and nothing here reads them. This decision rests on fresh tuned data alone.
+
+**Set** (simulated before the rule was committed, scored only after): the tuned configuration
+(``SimConfig()``), 250 frames a log,
+
+* ``enriched_all_kinds``: :data:`ALL_KINDS_LOGS` event logs with all four event kinds as the
+  benchmark's test logs, seed :data:`ALL_KINDS_SEED`;
+* ``enriched_step_out``: :data:`STEP_OUT_ONLY_LOGS` event logs whose events are all pedestrian
+  step-outs (``SimConfig.anomaly_kinds``), seed :data:`STEP_OUT_ONLY_SEED`;
+* the benchmark's 8 tuned normal logs (``tuned_normal``, seed 502) for the alert rate and as
+  more normal frames.
+
+Simulated before the rule was written (no score read): the 28 event logs hold 1,367 labelled
+frames; runs of labelled frames (as ``frame_metrics`` counts events) by kind: step-out 35 (8 in
+``enriched_all_kinds``, 27 in ``enriched_step_out``), wrong way 8, debris 5, stalled vehicle 2 --
+so (3) below rests on few events for debris and stalled vehicles.
+
+Seeds 39 and 49 (``seed * 1000 + i``) are used by no benchmark or experiment (bench.driving: 1,
+2, 502, 70, 570, 71; the experiments: 3, 19, 21, 29, 72, 79, 90, 503-508, 572, 904; the tests'
+tiny logs: 11-41 and 100-105).
+
+**Scoring**: the benchmark's tuned network (``MODELS/town``) recalibrated on its 6 training logs
+with each scorer, as ``driving_step_out.candidate`` does: the product's (``product``) and
+``pedestrian_reach_channel``. Every AUROC below is over one pool of frames: the event frames
+(all of them, or one kind's) against every normal frame of the 28 event logs and the 8 normal
+logs.
+
+**Rule, committed before either scorer ran on the set.** Adopt ``pedestrian_reach_channel``
+into the product if all of these hold:
+
+1. the step-out AUROC rises by at least :data:`MIN_STEP_OUT_GAIN` (0.03), and the bootstrap 95 %
+   interval of that rise lies above 0 (tighter than the brief's rule, which only reports it);
+2. the overall frame AUROC (all events) falls by no more than :data:`MAX_AUROC_LOSS` (0.005);
+3. no other event kind's AUROC (debris, stalled vehicle, wrong way) falls by more than
+   :data:`MAX_KIND_LOSS` (0.02);
+4. its alert rate on the 8 normal logs is at most :data:`MAX_ALERTS_OVER_NOMINAL` x nominal (10 %);
+5. a highway log's frame scores are identical to the product's (``highway_identity``).
+
+Otherwise it is rejected and the product stays as it is. The bootstrap (:data:`BOOTSTRAP_DRAWS`
+draws, seed :data:`BOOTSTRAP_SEED`) resamples the event logs with replacement, each of the two
+event sets to its own size, and keeps the 8 normal logs in every draw; its 95 % intervals are
+reported for (1) and (2).
+
+**Result** (``enriched`` in the JSON; networks of ``bench.driving --worlds town --test-logs 4
+--normal-logs 8 --model-dir M``, retrained for this check: their frame metrics equal
+``bench/results/driving_town.json``'s in all three columns, and ``M/town``'s weights are
+byte-identical to round 19's): **rejected, by (3) alone**. Pooled frame AUROC, product ->
+``pedestrian_reach_channel`` (bootstrap 95 % interval of the change):
+
+* step-out 0.860 -> 0.900 (+0.040 [+0.020, +0.058]): (1) passes, interval above 0;
+* all events 0.868 -> 0.887 (+0.019 [+0.005, +0.035]): (2) passes;
+* wrong way 0.834 -> 0.805 (-0.028 [-0.046, -0.016]): (3) **fails** (loss > 0.02); debris
+  0.921 -> 0.922, stalled vehicle 0.924 -> 0.923 (2 runs);
+* normal-log alerts 4.1 % -> 4.35 % (threshold 4.28 -> 4.71): (4) passes; a highway log's 250
+  frame scores identical (max difference 0): (5) passes.
+
+Events alerted (runs of labelled frames): 39 -> 41 of 50; step-out 26 -> 29 of 35, wrong way
+7 -> 6 of 8. Against the event logs' own normal frames alone (as the benchmark's columns count):
+all 0.861 -> 0.881, step-out 0.851 -> 0.894, wrong way 0.825 -> 0.798. The intervals of the
+kinds other than the step-out were added to the report after the decision; they decide nothing.
+The rule stands as committed: the product is unchanged.
+
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out_enriched --work W --models M score NAME   # product, pedestrian_reach_channel
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out_enriched --work W highway
+    python -m bench.experiments.driving_step_out_enriched --work W decide
+
+Results under ``enriched`` in ``bench/results/driving_step_out.json``; each scorer's frames are
+kept in ``W/enriched_<name>.npz`` for the bootstrap.
+"""
+import argparse
+import json
+from dataclasses import replace
+
+import numpy as np
+
+from bench.driving import frames_by_kind
+from bench.experiments import merge_results
+from bench.experiments.driving_step_out import (
+    BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, CANDIDATES, FRAMES, MAX_ALERTS_OVER_NOMINAL, OUT, SETS, STEP_OUT,
+    TOWN, Work, add_work_arguments, bootstrap_difference, highway_identity, keep_frames, kept_frames,
+    set_frames, work_from)
+from core.runtime import configure_threads
+from driving.evaluate import frame_metrics
+
+ALL_KINDS_SEED, ALL_KINDS_LOGS = 39, 12
+STEP_OUT_ONLY_SEED, STEP_OUT_ONLY_LOGS = 49, 16
+EVENT_SETS = ("enriched_all_kinds", "enriched_step_out")
+NORMAL_SET = "tuned_normal"
+ENRICHED_SETS = {**SETS,
+                 "enriched_all_kinds": (ALL_KINDS_LOGS, ALL_KINDS_SEED, TOWN),
+                 "enriched_step_out": (STEP_OUT_ONLY_LOGS, STEP_OUT_ONLY_SEED,
+                                       replace(TOWN, anomaly_kinds=STEP_OUT))}
+CANDIDATE = "pedestrian_reach_channel"
+MIN_STEP_OUT_GAIN, MAX_AUROC_LOSS, MAX_KIND_LOSS = 0.03, 0.005, 0.02
+
+
+def frames_path(work: Work, name: str):
+    return work.root / f"enriched_{name}.npz"
+
+
+def score(name: str, work: Work) -> dict:
+    """Scorer ``name`` (``driving_step_out.CANDIDATES``) with the tuned network recalibrated
+    with it: the frames of the event sets and the normal set, kept (with their alerts and the
+    contamination) for :func:`metrics` and the bootstrap; returns :func:`metrics` of them."""
+    pred = work.calibrated("town", "train", CANDIDATES[name]())
+    parts = [set_frames(pred, work.logs(s), prefix=f"{s}/") for s in (*EVENT_SETS, NORMAL_SET)]
+    frames = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    frames["alerts"] = pred.calibration_.alerts(frames["scores"])
+    frames["threshold"] = np.float64(pred.calibration_.threshold_)
+    frames["contamination"] = np.float64(pred.contamination)
+    keep_frames(frames_path(work, name), frames)
+    return metrics(frames)
+
+
+def metrics(frames: dict) -> dict:
+    """The rule's metrics from kept frames: ``pooled`` (every event frame, and each kind's,
+    against every normal frame of the event and normal logs), ``event_logs`` (the same against
+    the event logs' normal frames alone, as the benchmark's columns count them) and the alert
+    rate on the normal logs, over all their frames and per log."""
+    normal_log = np.char.startswith(frames["log_ids"].astype(str), f"{NORMAL_SET}/")
+    out = {"threshold": float(frames["threshold"])}
+    for part, sel in (("pooled", np.ones(len(normal_log), bool)), ("event_logs", ~normal_log)):
+        labels, scores, alerts, log_ids, kinds = (frames[k][sel] for k in
+                                                  ("labels", "scores", "alerts", "log_ids", "kinds"))
+        out[part] = {"frames": frame_metrics(labels, scores, alerts, log_ids),
+                     "by_kind": frames_by_kind(labels, scores, alerts, log_ids, kinds)}
+    alerts, ids = frames["alerts"][normal_log], frames["log_ids"][normal_log]
+    rate = float(np.mean(alerts))
+    out["normal_logs"] = {"n_frames": int(len(alerts)), "alert_rate": rate,
+                          "over_nominal": rate / float(frames["contamination"]),
+                          "per_log": {str(i): float(np.mean(alerts[ids == i])) for i in np.unique(ids)}}
+    return out
+
+
+def strata(frames: dict) -> list[np.ndarray]:
+    """The event sets' log ids, one stratum each (the normal logs are in every draw)."""
+    ids = np.unique(frames["log_ids"].astype(str))
+    return [ids[np.char.startswith(ids, f"{s}/")] for s in EVENT_SETS]
+
+
+def decide(base: dict, other: dict, highway: dict, bootstrap: dict) -> dict:
+    """The rule of the module docstring: ``base`` the product's :func:`metrics`, ``other`` the
+    candidate's, ``highway`` its ``highway_identity``, ``bootstrap`` the step-out and overall
+    intervals (:func:`bootstrap_difference`)."""
+    step_out = STEP_OUT[0]
+
+    def pooled(m, kind=None):
+        return m["pooled"]["frames"]["auroc"] if kind is None else m["pooled"]["by_kind"][kind]["auroc"]
+
+    gain = pooled(other, step_out) - pooled(base, step_out)
+    others = sorted(set(base["pooled"]["by_kind"]) - {step_out})
+    checks = {
+        "1_step_out_gain_at_least_0.03": gain >= MIN_STEP_OUT_GAIN,
+        "1_step_out_interval_above_0": bootstrap[step_out]["ci95"][0] > 0,
+        "2_overall_loss_at_most_0.005": pooled(other) >= pooled(base) - MAX_AUROC_LOSS,
+        "3_other_kinds_loss_at_most_0.02": all(pooled(other, k) >= pooled(base, k) - MAX_KIND_LOSS
+                                               for k in others),
+        "4_normal_alerts_at_most_2x_nominal":
+            other["normal_logs"]["over_nominal"] <= MAX_ALERTS_OVER_NOMINAL,
+        "5_highway_identical": highway["identical_scores"]}
+    return {"candidate": CANDIDATE, "step_out_gain": gain,
+            "overall_change": pooled(other) - pooled(base),
+            "kind_changes": {k: pooled(other, k) - pooled(base, k) for k in others},
+            **checks, "adopt": all(checks.values())}
+
+
+def decide_kept(work: Work) -> dict:
+    """The decision over the kept frames and the kept results: the bootstrap intervals (all
+    frames and each kind; the rule reads the step-out's, the others are reported), then
+    :func:`decide`."""
+    kept = json.loads(OUT.read_text())["enriched"]
+    base, other = kept_frames(frames_path(work, "product")), kept_frames(frames_path(work, CANDIDATE))
+    groups = strata(base)
+    bootstrap = {"all_frames": bootstrap_difference(base, other, strata=groups),
+                 **{kind: bootstrap_difference(base, other, kind, strata=groups)
+                    for kind in sorted(set(base["kinds"].tolist()) - {""})}}
+    return {"bootstrap": bootstrap,
+            "decision": decide(metrics(base), metrics(other), kept["highway"], bootstrap)}
+
+
+def set_description() -> dict:
+    return {name: {"logs": n, "seed": seed, "frames": FRAMES, "config": repr(config)}
+            for name, (n, seed, config) in ENRICHED_SETS.items() if name in (*EVENT_SETS, NORMAL_SET)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_step_out_enriched",
+                                     description=__doc__.splitlines()[0])
+    add_work_arguments(parser)
+    parser.add_argument("stage", choices=("score", "highway", "decide"))
+    parser.add_argument("name", nargs="?", choices=("product", CANDIDATE), help="score NAME")
+    args = parser.parse_args(argv)
+    work = work_from(parser, args, ENRICHED_SETS)
+    if args.stage == "score":
+        configure_threads()
+        entries = {args.name: score(args.name, work), "set": set_description()}
+    elif args.stage == "highway":
+        configure_threads()
+        entries = {"highway": highway_identity(CANDIDATES[CANDIDATE](), work)}
+    else:
+        entries = decide_kept(work)
+    print(json.dumps(entries, indent=1))
+    merge_results(OUT, entries, under=("enriched",))
+
+
+if __name__ == "__main__":
+    main()
