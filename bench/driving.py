@@ -248,14 +248,7 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
     for log in logs:
         in_range = sensor_range_mask(log)
         t0 = time.perf_counter()   # inference: stack + warp + forward + layout memory + gate + decision
-        context = predictor.memory_context(log)
-        grids, speed = predictor.stack(log)
-        network = predictor.predict_proba(grids, speed)
-        del grids
-        predictor.memory_gate_ = None
-        predictor.apply_memory(network, context, slice(None), log.semantic)
-        predictor.memory_gate_ = gate
-        probs = gate.apply(network.copy(), context[1], log.semantic) if gate is not None else network
+        network, probs, context = gated_probabilities(predictor, log)
         decided = predictor.decide(log, probs)
         timing["unmask_s"] += time.perf_counter() - t0
         # the same gate without the extrapolation, for comparison: outside the timed part
@@ -297,6 +290,27 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
                       "persistence_fps": n / timing["persistence_s"],
                       "full_scoring_fps": n / timing["scoring_s"],
                       "load_average_1min": os.getloadavg()[0]}}
+
+
+def gated_probabilities(predictor, log) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """unmask's class probabilities ``(T, C, H, W)`` of a log's frames before and after the
+    memory gate, and what the gate read.
+
+    Returns:
+        ``(network, probs, context)``: the network with the layout fallback; the same with
+        the memory gate applied (a copy; ``network`` itself when the predictor has no gate);
+        the memory context ``(layout memory, trace)`` of ``OcclusionPredictor.memory_context``.
+    """
+    gate = predictor.memory_gate_
+    context = predictor.memory_context(log)
+    grids, speed = predictor.stack(log)
+    network = predictor.predict_proba(grids, speed)
+    del grids
+    predictor.memory_gate_ = None               # the layout fallback alone
+    predictor.apply_memory(network, context, slice(None), log.semantic)
+    predictor.memory_gate_ = gate
+    probs = gate.apply(network.copy(), context[1], log.semantic) if gate is not None else network
+    return network, probs, context
 
 
 def frames_by_kind(labels, scores, alerts, log_ids, kinds) -> dict:
