@@ -51,6 +51,8 @@ def simulate(n_cases, out, lesions, seed, shape):
 @runtime_options
 def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     """Masked-volume pretraining; the result is also the anomaly model."""
+    from core.training import is_main_process  # lazy: loads torch on use
+
     from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
     from .pretrain import pretrain as run_pretrain  # lazy: loads torch/MONAI on use
 
@@ -58,8 +60,9 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     config, _ = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    scorer = run_pretrain(data, out, config, progress=show_progress(quiet), device=device,
-                          precision=precision)
+    with plain_warnings(show=is_main_process()):   # calibration cases left out: one line
+        scorer = run_pretrain(data, out, config, progress=show_progress(quiet), device=device,
+                              precision=precision)
     click.echo(f"pretrained for {counted(len(scorer.history_.train_loss), 'epoch')} "
                f"(best validation loss {scorer.history_.best_val_loss:.4f}); saved {out}")
 

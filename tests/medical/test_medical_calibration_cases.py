@@ -1,12 +1,14 @@
 """Calibration cases stay unseen by the model they calibrate (``medical.training_cases.
-unseen_calibration``): `medical train --calibration-data` leaves out cases the model trained
-on with one `warning:` line, and refuses (writing nothing) when too few remain."""
+unseen_calibration``): `medical train --calibration-data` and `medical pretrain`'s own split
+leave out cases the model trained on with one `warning:` line, and refuse (writing nothing)
+when too few remain."""
 from __future__ import annotations
 
 import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -85,3 +87,21 @@ def test_unseen_calibration_keeps_disjoint_cases_as_given_and_counts_the_others(
     with pytest.raises(DataValidationError, match="0 unseen of the 1 given, 1 needed"):
         unseen_calibration([a], {"pretraining": [a]}, minimum=1)
 
+
+def test_pretrain_leaves_a_calibration_case_that_is_also_a_training_case_out(tiny_data, tmp_path):
+    train, other = tiny_data
+    images = [c.image for c in find_cases(train)] + [c.image for c in find_cases(other)
+                                                     if not c.has_lesion]   # 8 healthy images
+    # pretrain's seeded split (seed 0, a fifth of 8): order[:2] calibrate, the rest train;
+    # make the first calibration case a link to a training one's image
+    order = np.random.default_rng(0).permutation(8)
+    images[order[0]] = images[order[2]]
+    folder = _links(tmp_path / "healthy", images)
+    result = CliRunner().invoke(medical, [str(a) for a in (
+        "pretrain", "--data", folder, "--out", tmp_path / "pretrained", "--preset", "tiny",
+        "--epochs", 1)])
+    assert result.exit_code == 0, result.output
+    assert ("warning: calibration cases: left out 1 of the 2 given: 1 pretraining case (the "
+            "anomaly model trained on them); calibrating on the 1 left") in result.output
+    training = _bundle_config(tmp_path / "pretrained")["training"]
+    assert training["calibration_cases"] == [f"volume_{order[1]}"]
