@@ -51,6 +51,8 @@ def simulate(n_cases, out, lesions, seed, shape):
 @runtime_options
 def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     """Masked-volume pretraining; the result is also the anomaly model."""
+    from core.training import is_main_process  # lazy: loads torch on use
+
     from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
     from .pretrain import pretrain as run_pretrain  # lazy: loads torch/MONAI on use
 
@@ -58,8 +60,9 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     config, _ = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    scorer = run_pretrain(data, out, config, progress=show_progress(quiet), device=device,
-                          precision=precision)
+    with plain_warnings(show=is_main_process()):   # calibration cases left out: one line
+        scorer = run_pretrain(data, out, config, progress=show_progress(quiet), device=device,
+                              precision=precision)
     click.echo(f"pretrained for {counted(len(scorer.history_.train_loss), 'epoch')} "
                f"(best validation loss {scorer.history_.best_val_loss:.4f}); saved {out}")
 
@@ -74,7 +77,8 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
 @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
 @click.option("--calibration-data", type=click.Path(), default=None,
               help="Lesion-free cases to calibrate organ anomaly scoring on (default: those of "
-                   "--data beyond the training cases).")
+                   "--data beyond the training cases). Training cases among them are left out "
+                   "(one warning line); refused if fewer than 2 remain.")
 @click.option("--unlabelled", type=click.Path(exists=True), default=None,
               help="Unlabelled volumes for masked consistency: an EMA teacher labels their "
                    "crops, the segmenter must give its confident labels with patches hidden. "
@@ -84,6 +88,8 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
 def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unlabelled, seed,
           device, precision, quiet):
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
+    from core.training import is_main_process  # lazy: loads torch on use
+
     from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
     from .pretrain import healthy_cases  # lazy: loads torch/MONAI on use
     from .segment import train_segmenter  # lazy: loads torch/MONAI on use
@@ -94,10 +100,11 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unl
     if epochs:
         config = replace(config, max_epochs=epochs)
     calibration = healthy_cases(calibration_data) if calibration_data else None
-    segmenter = train_segmenter(data, out, pretrained, n_labels, config,
-                                progress=show_progress(quiet), calibration_cases=calibration,
-                                device=device, precision=precision,
-                                unlabelled_cases=find_cases(unlabelled) if unlabelled else None)
+    with plain_warnings(show=is_main_process()):   # calibration cases left out: one line
+        segmenter = train_segmenter(data, out, pretrained, n_labels, config,
+                                    progress=show_progress(quiet), calibration_cases=calibration,
+                                    device=device, precision=precision,
+                                    unlabelled_cases=find_cases(unlabelled) if unlabelled else None)
     if unlabelled:
         training = segmenter.provenance_["training"]
         click.echo(unlabelled_summary(len(training["unlabelled_cases"]),

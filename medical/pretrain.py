@@ -28,6 +28,7 @@ from .anomaly import AnomalyScorer
 from .anomaly_config import AnomalyConfig
 from .io import find_cases
 from .networks import NetworkConfig
+from .training_cases import unseen_calibration
 from .transforms import Preprocessor, PreprocessConfig
 from .volumes import prepare_case, spacing_and_images
 
@@ -73,6 +74,10 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
              cases=None, device="auto", precision: str = "fp32") -> AnomalyScorer:
     """Pretrain on unlabelled, lesion-free volumes; calibrate; save to ``out``.
 
+    A seeded ``calibration_fraction`` of the cases calibrates, the rest trains; a
+    calibration case that is also a training one (the same image file) is left out with a
+    warning (``medical.training_cases.unseen_calibration``).
+
     Args:
         data: dataset root / directory / file (see ``medical.io.find_cases``).
         out: bundle directory (``None``: do not save).
@@ -92,8 +97,10 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
     n_cal = max(1, int(round(config.calibration_fraction * len(cases))))
     if len(cases) - n_cal < 1:
         raise DataValidationError(f"{data}: too few cases to hold out {n_cal} for calibration")
-    cal_cases = [cases[i] for i in order[:n_cal]]
     train_cases = [cases[i] for i in order[n_cal:]]
+    # a case listed twice (a link beside its file) may fall on both sides of the split
+    cal_cases = unseen_calibration([cases[i] for i in order[:n_cal]],
+                                   {"pretraining": train_cases}, minimum=1)
 
     spacing, images = spacing_and_images(train_cases, config.spacing)
     scorer = AnomalyScorer(config.network, PreprocessConfig(spacing=spacing), config.anomaly,

@@ -6,6 +6,12 @@ trained on) or, given as unlabelled volumes, feed masked consistency (``medical.
 unless they already have one of those roles. Cases are matched by :attr:`medical.io.Case.key`
 (the image file, however its path is written) everywhere here, and nowhere else.
 
+Calibration cases must be unseen by the model they calibrate: a case it trained on scores
+lower than a new healthy case, so new healthy cases would get p-values too small and the
+false-discovery rate asked for would not hold. :func:`unseen_calibration` leaves such cases
+out with one ``warning:`` line and refuses when too few remain, as ``--unlabelled`` leaves
+out cases that already have a role (:func:`select_unlabelled`); both through :func:`leave_out`.
+
 :class:`CaseReader` prepares the cases for training and validation and keeps what the
 guard's reference (``medical.guard.InputReference``) and the organ calibration read next,
 so that each volume is read once per training.
@@ -15,12 +21,13 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataValidationError
+from core.errors import DataValidationError, UnmaskWarning
 from core.text import counted
 
 from .guard import InputReference, body_hu_cdf, ras_extent_mm
@@ -28,10 +35,13 @@ from .io import file_key, find_cases, load_label_like, load_volume
 from .transforms import Preprocessor, PreprocessConfig
 from .volumes import PreparedCase, prepare_case, prepare_read, read_case
 
-# why a given unlabelled volume is left out, by the role it already has in training
+# why a given unlabelled volume or calibration case is left out, by the role it already has
 WHY_LEFT_OUT = {"training": "trained on with their labels",
                 "validation": "they validate the post-processing, so stay unseen",
-                "calibration": "they calibrate organ scoring, so stay unseen"}
+                "calibration": "they calibrate organ scoring, so stay unseen",
+                "pretraining": "the anomaly model trained on them"}
+# fewest cases an explicitly given organ calibration may keep (as ``healthy_cases`` asks)
+MIN_CALIBRATION_CASES = 2
 
 
 # --- which cases, in which role ----------------------------------------------------------
@@ -62,14 +72,18 @@ def not_among(cases, used) -> list:
 
 def organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out) -> list:
     """The healthy cases a saved, fine-tuned model's organ calibration reads (on every
-    rank): ``calibration_cases``, by default the lesion-free cases of ``data`` (any split)
-    beyond the training ``cases``; none without a pretrained ``scorer`` on the model grid of
-    ``spacing``, without ``out``, or with fewer than 2 (nothing is calibrated)."""
+    rank): ``calibration_cases`` beyond the training ``cases`` (:func:`unseen_calibration`:
+    a warning if some are left out, refused below :data:`MIN_CALIBRATION_CASES`), by
+    default the lesion-free cases of ``data`` (any split) beyond them (none below 2:
+    nothing is calibrated); none without a pretrained ``scorer`` on the model grid of
+    ``spacing`` or without ``out``. The validation cases may calibrate: the network never
+    trained on them, they only chose each organ's post-processing."""
     if scorer is None or out is None or scorer.preprocess != PreprocessConfig(spacing=tuple(spacing)):
         return []
-    held_out = (list(calibration_cases) if calibration_cases is not None
-                else [c for c in not_among(find_cases(data), cases) if not c.has_lesion])
-    return held_out if len(held_out) >= 2 else []
+    if calibration_cases is not None:
+        return unseen_calibration(calibration_cases, {"training": cases})
+    held_out = [c for c in not_among(find_cases(data), cases) if not c.has_lesion]
+    return held_out if len(held_out) >= MIN_CALIBRATION_CASES else []
 
 
 def select_unlabelled(unlabelled_cases, roles: dict[str, list]) -> tuple[list, dict[str, int]]:
@@ -80,17 +94,49 @@ def select_unlabelled(unlabelled_cases, roles: dict[str, list]) -> tuple[list, d
     if unlabelled_cases is None:
         return [], {}
     given = list(unlabelled_cases)
-    keys = {role: {c.key for c in cases} for role, cases in roles.items()}
+    kept, left_out = leave_out(given, roles)
+    if not kept:
+        raise DataValidationError(f"no unlabelled volumes left among the {len(given)} given"
+                                  + (f": {left_out_text(left_out)}" if given else ""))
+    return kept, left_out
+
+
+def unseen_calibration(calibration_cases, roles: dict[str, list],
+                       minimum: int = MIN_CALIBRATION_CASES) -> list:
+    """The ``calibration_cases`` that have none of the ``roles`` (role of
+    :data:`WHY_LEFT_OUT` -> the cases the calibrated model saw in it). Those left out are
+    counted in one :class:`core.errors.UnmaskWarning` (a ``warning:`` line on the CLI),
+    with how many remain. Reads no volume.
+
+    Raises:
+        DataValidationError: fewer than ``minimum`` remain (before anything is read or written).
+    """
+    given = list(calibration_cases)
+    kept, left_out = leave_out(given, roles)
+    n_left = sum(left_out.values())
+    if len(kept) < minimum:
+        seen = ", ".join(c.name for c in not_among(given, kept))
+        raise DataValidationError(
+            f"calibration cases: {len(kept)} unseen of the {len(given)} given, {minimum} "
+            f"needed" + (f"; left out {n_left}: {left_out_text(left_out)}: {seen}" if n_left else ""))
+    if n_left:
+        warnings.warn(f"calibration cases: left out {n_left} of the {len(given)} given: "
+                      f"{left_out_text(left_out)}; calibrating on the {len(kept)} left",
+                      UnmaskWarning, stacklevel=2)
+    return kept
+
+
+def leave_out(cases: list, roles: dict[str, list]) -> tuple[list, dict[str, int]]:
+    """The ``cases`` that have none of the ``roles`` (by :attr:`~medical.io.Case.key`), and
+    how many were left out per role (a case with two roles counts for the first)."""
+    keys = {role: {c.key for c in used} for role, used in roles.items()}
     kept, left_out = [], dict.fromkeys(roles, 0)
-    for case in given:
+    for case in cases:
         role = next((role for role, used in keys.items() if case.key in used), None)
         if role is None:
             kept.append(case)
         else:
             left_out[role] += 1
-    if not kept:
-        raise DataValidationError(f"no unlabelled volumes left among the {len(given)} given"
-                                  + (f": {left_out_text(left_out)}" if given else ""))
     return kept, left_out
 
 
