@@ -19,7 +19,9 @@ guard's reference (``medical.guard.InputReference``) and the organ calibration r
 so that each volume is read once per training.
 
 Example:
-    >>> cases = first_labelled(labelled_cases("data/medical/train"), 4, "data")  # doctest: +SKIP
+    >>> labelled = labelled_cases("data/medical/train")            # doctest: +SKIP
+    >>> cases = first_labelled(labelled, 4, "data/medical/train")   # doctest: +SKIP
+    >>> validation = not_among(labelled, cases)  # the labelled ones beyond  # doctest: +SKIP
 """
 from __future__ import annotations
 
