@@ -294,22 +294,23 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
 
 def gated_probabilities(predictor, log) -> tuple[np.ndarray, np.ndarray, tuple]:
     """unmask's class probabilities ``(T, C, H, W)`` of a log's frames before and after the
-    memory gate, and what the gate read.
+    memory gate, and what the gate read: the product's ``apply_memory`` in two steps (the
+    predictor is not changed), so the gate applies only where the product's would (a fitted
+    gate and a memory trace).
 
     Returns:
         ``(network, probs, context)``: the network with the layout fallback; the same with
-        the memory gate applied (a copy; ``network`` itself when the predictor has no gate);
+        the memory gate applied (a copy; ``network`` itself when there is no trace to gate);
         the memory context ``(layout memory, trace)`` of ``OcclusionPredictor.memory_context``.
     """
-    gate = predictor.memory_gate_
-    context = predictor.memory_context(log)
+    layout, trace = context = predictor.memory_context(log)
     grids, speed = predictor.stack(log)
     network = predictor.predict_proba(grids, speed)
     del grids
-    predictor.memory_gate_ = None               # the layout fallback alone
-    predictor.apply_memory(network, context, slice(None), log.semantic)
-    predictor.memory_gate_ = gate
-    probs = gate.apply(network.copy(), context[1], log.semantic) if gate is not None else network
+    predictor.apply_memory(network, (layout, None), slice(None), log.semantic)  # layout alone
+    if trace is None:
+        return network, network, context
+    probs = predictor.apply_memory(network.copy(), (None, trace), slice(None), log.semantic)
     return network, probs, context
 
 

@@ -240,15 +240,6 @@ def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
     return reasons + ([distance] if distance else [])
 
 
-def _shifted_classes(profile: InputProfile, shares: np.ndarray, checked: np.ndarray) -> np.ndarray:
-    """:func:`shifted_classes` against the profile's training shares and spread (none when
-    the profile has no spread: too few logs)."""
-    if not profile.class_spread:
-        return np.array([], int)
-    return shifted_classes(shares, np.asarray(profile.class_share),
-                           np.asarray(profile.class_spread), checked)
-
-
 def shifted_classes(shares: np.ndarray, reference: np.ndarray, spread: np.ndarray,
                     checked: np.ndarray, margin: tuple[float, float] = CLASS_SHIFT_MARGIN) -> np.ndarray:
     """Indices of the ``checked`` classes whose share moved from the training share
@@ -259,6 +250,15 @@ def shifted_classes(shares: np.ndarray, reference: np.ndarray, spread: np.ndarra
     with np.errstate(divide="ignore"):      # a share of 0: log 0 = -inf, past any margin
         moved = np.abs(np.log(ratio))
     return np.flatnonzero(moved > factor * spread + slack)
+
+
+def _shifted_classes(profile: InputProfile, shares: np.ndarray, checked: np.ndarray) -> np.ndarray:
+    """:func:`shifted_classes` against the profile's training shares and spread (none when
+    the profile has no spread: too few logs)."""
+    if not profile.class_spread:
+        return np.array([], int)
+    return shifted_classes(shares, np.asarray(profile.class_share),
+                           np.asarray(profile.class_spread), checked)
 
 
 def _distance_reason(profile: InputProfile, shares: np.ndarray, in_world: np.ndarray,

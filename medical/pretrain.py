@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -108,7 +107,7 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
     pre = Preprocessor(scorer.preprocess)
 
     def read(case):    # training prepares each image from the median spacing's read
-        return prepare_case(case, pre, image=images.pop(Path(case.image), None))
+        return prepare_case(case, pre, image=images.pop(case.key, None))
 
     # one device for training and calibration alike
     scorer.to(device, precision).fit(train_cases, cal_cases, config, progress, read=read)

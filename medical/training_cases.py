@@ -4,7 +4,9 @@ A labelled dataset's cases are trained on (the first ``n_labels``), validate the
 post-processing (the labelled ones beyond), calibrate organ scoring (healthy ones not
 trained on) or, given as unlabelled volumes, feed masked consistency (``medical.consistency``)
 unless they already have one of those roles. Cases are matched by :attr:`medical.io.Case.key`
-(the image file, however its path is written) everywhere here, and nowhere else.
+(the image file, however its path is written), here as wherever an image read once is kept
+for later (``medical.volumes.spacing_and_images``, read back by ``medical.segment`` and
+``medical.pretrain``).
 
 Calibration cases must be unseen by the model they calibrate: a case it trained on scores
 lower than a new healthy case, so new healthy cases would get p-values too small and the
@@ -17,7 +19,9 @@ guard's reference (``medical.guard.InputReference``) and the organ calibration r
 so that each volume is read once per training.
 
 Example:
-    >>> cases = first_labelled(labelled_cases("data/medical/train"), 4, "data")  # doctest: +SKIP
+    >>> labelled = labelled_cases("data/medical/train")            # doctest: +SKIP
+    >>> cases = first_labelled(labelled, 4, "data/medical/train")   # doctest: +SKIP
+    >>> validation = not_among(labelled, cases)  # the labelled ones beyond  # doctest: +SKIP
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ until that decision is written, then scores the frozen held-out set and complete
 Each prints the summary of the set it scored (:func:`summary_lines`).
 
 Example:
-    >>> experiment_main(argv, "medical_masked_consistency", __doc__, ROUND_18,
+    >>> experiment_main(argv, "medical_masked_consistency", __doc__, INVARIANT_RUN,
     ...                 run_and_decide, score_heldout)          # doctest: +SKIP
 """
 from __future__ import annotations

@@ -77,7 +77,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from bench.experiments.decision_flow import experiment_main
+from bench.experiments.decision_flow import ROOT, experiment_main
 from bench.experiments.medical_invariant_pretext import (REPRODUCTION, Schedule, heldout_steps,
                                                          judged_steps, reproduced, reproduction_record)
 from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED, arm_jobs, arm_step,
@@ -85,8 +85,7 @@ from bench.experiments.medical_remap_pretext import (AT_LARGEST_FLOOR, COMMITTED
 from bench.medical_efficiency import efficiency_arm, simulate_sets
 from medical.pretrain import healthy_cases
 
-ROOT = Path(__file__).resolve().parents[2]
-ROUND_18 = ROOT / "bench" / "results" / "medical_invariant_pretext.json"
+INVARIANT_RUN = ROOT / "bench" / "results" / "medical_invariant_pretext.json"
 BASELINE = "inpaint"
 MIC_ARMS = {"mic_scratch": None, "mic_inpaint": BASELINE}   # arm -> pretext of its start weights
 ISSUE_SHARE = 0.5     # rule (1), first way: issue 17's target
@@ -104,7 +103,7 @@ def mic_step(work: Path, settings: list[str], arm: str, subset: list[int], seed:
                           unlabelled=healthy_cases(work / "data" / "unlabelled"))
 
 
-def run_all(work: Path, jobs: int, round_18: dict) -> dict:
+def run_all(work: Path, jobs: int, invariant_run: dict) -> dict:
     """The reproduction check, in-painting pretraining and both MIC arms; scratch and
     in-painting arms too only if the check fails. Returns this run's step results."""
     args = bench_args(COMMITTED)
@@ -117,7 +116,7 @@ def run_all(work: Path, jobs: int, round_18: dict) -> dict:
                  f"{arm}-{k}-{r}") for k, r, subset in runs]
 
     def follow_ups(key, steps):
-        failed = REPRODUCTION in steps and not reproduced(steps, round_18)
+        failed = REPRODUCTION in steps and not reproduced(steps, invariant_run)
         pretrained = f"pretrain-{BASELINE}" in steps
         if key == f"pretrain-{BASELINE}":
             return [*arms("mic_inpaint", mic_step), *(arms(BASELINE, arm_step) if failed else [])]
@@ -164,20 +163,20 @@ def judged(steps: dict, settings: list[str], prefix: str = "") -> dict:
     return {arm: compare(steps, settings, arm, prefix) for arm in (BASELINE, *MIC_ARMS)}
 
 
-def run_and_decide(work: Path, jobs: int, round_18: dict) -> dict:
+def run_and_decide(work: Path, jobs: int, invariant_run: dict) -> dict:
     """The MIC arms (and what the reproduction check asks for) and the test-set decision."""
-    own = run_all(work, jobs, round_18)
-    reproduction = reproduction_record(own, round_18, "round 18")
-    test = judged(judged_steps(own, round_18, reproduction["reproduced"], tuple(MIC_ARMS)),
+    own = run_all(work, jobs, invariant_run)
+    reproduction = reproduction_record(own, invariant_run, "round 18")
+    test = judged(judged_steps(own, invariant_run, reproduction["reproduced"], tuple(MIC_ARMS)),
                   COMMITTED)
     result = {"settings": COMMITTED, "steps": own, "reproduction": reproduction, "test": test,
               "decision": decide(test)}
     return result
 
 
-def score_heldout(work: Path, result: dict, round_18: dict) -> dict:
+def score_heldout(work: Path, result: dict, invariant_run: dict) -> dict:
     """After the decision: the frozen held-out set, reported (it decides nothing)."""
-    result["steps"], steps = heldout_steps(work, result, round_18, tuple(MIC_ARMS))
+    result["steps"], steps = heldout_steps(work, result, invariant_run, tuple(MIC_ARMS))
     result["heldout"] = judged(steps, result["settings"], "heldout_")
     result["heldout_issue_target_met"] = {arm: issue_target_met(entry)
                                           for arm, entry in result["heldout"].items()}
@@ -185,7 +184,7 @@ def score_heldout(work: Path, result: dict, round_18: dict) -> dict:
 
 
 def main(argv=None):
-    experiment_main(argv, "medical_masked_consistency", __doc__, ROUND_18, run_and_decide,
+    experiment_main(argv, "medical_masked_consistency", __doc__, INVARIANT_RUN, run_and_decide,
                     score_heldout)
 
 

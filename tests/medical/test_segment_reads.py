@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from read_counter import count_reads
 
+from medical.anomaly import AnomalyScorer
 from medical.presets import preset
 from medical.segment import train_segmenter
 from medical.training_cases import CaseReader, fit_input_reference, labelled_cases
@@ -43,6 +44,17 @@ def test_a_kept_case_keeps_only_its_image(tiny_data):
     assert torch.equal(kept.image.as_tensor(), prepared.image.as_tensor())
 
 
+def _linked(cases, folder: Path) -> list:
+    """The ``cases`` named through links in ``folder`` (another name, another path)."""
+    linked = []
+    for i, case in enumerate(cases):
+        image, label = folder / f"linked_{i}.nii.gz", folder / f"linked_{i}_label.nii.gz"
+        image.symlink_to(case.image)
+        label.symlink_to(case.label)
+        linked.append(replace(case, name=f"linked_{i}", image=image, label=label))
+    return linked
+
+
 def test_cases_given_through_links_are_the_same_cases(tiny_data, monkeypatch, tmp_path):
     """A training case named through a link (another name, another path) is the case the
     link points at: not validated on, and its volumes not read again for the reference."""
@@ -50,12 +62,7 @@ def test_cases_given_through_links_are_the_same_cases(tiny_data, monkeypatch, tm
     _, config = preset("tiny")
     config = replace(config, spacing=(12.0, 12.0, 12.0), max_epochs=1, samples_per_epoch=8)
     labelled = labelled_cases(train)
-    linked = []
-    for i, case in enumerate(labelled[:4]):
-        image, label = tmp_path / f"linked_{i}.nii.gz", tmp_path / f"linked_{i}_label.nii.gz"
-        image.symlink_to(case.image)
-        label.symlink_to(case.label)
-        linked.append(replace(case, name=f"linked_{i}", image=image, label=label))
+    linked = _linked(labelled[:4], tmp_path)
     reads = count_reads(monkeypatch)
     segmenter = train_segmenter(train, None, config=config, cases=linked, progress=False)
 
@@ -63,3 +70,24 @@ def test_cases_given_through_links_are_the_same_cases(tiny_data, monkeypatch, tm
     assert sum(reads.values()) == 2 * len(labelled)      # each image and label once, one path or the other
     assert (segmenter.input_reference_.to_dict()
             == fit_input_reference(labelled, segmenter.labels).to_dict())
+
+
+def test_the_organ_calibration_leaves_out_training_cases_given_through_links(
+        tiny_data, tiny_models, monkeypatch, tmp_path):
+    """With a pretrained model and an ``out`` folder, the organ calibration's default
+    cases (the healthy cases of ``data`` not trained on) leave out the training cases
+    named through links, and reads none of them again."""
+    train, _ = tiny_data
+    pretrained = tiny_models[0]
+    _, config = preset("tiny")
+    config = replace(config, max_epochs=1, samples_per_epoch=8)   # the pretrained model's spacing
+    labelled = labelled_cases(train)
+    (tmp_path / "links").mkdir()
+    linked = _linked(labelled[:4], tmp_path / "links")
+    reads = count_reads(monkeypatch)
+    train_segmenter(train, tmp_path / "ct", pretrained, config=config, cases=linked, progress=False)
+
+    scorer = AnomalyScorer.load(tmp_path / "ct" / "anomaly")
+    assert [c.name for c in labelled[4:]] == ["case_004", "case_005"]
+    assert scorer.provenance_["organ_calibration_cases"] == ["case_004", "case_005"]
+    assert sum(reads.values()) == 2 * len(labelled)      # each image and label once, one path or the other
