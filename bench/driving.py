@@ -253,7 +253,7 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
         timing["unmask_s"] += time.perf_counter() - t0
         # the same gate without the extrapolation, for comparison: outside the timed part
         still = no_extrapolation.apply(network.copy(), context[1], log.semantic) \
-            if gate is not None else network
+            if gate is not None and context[1] is not None else network
         timing["frames"] += len(log)
         t0 = time.perf_counter()
         persistence_memory(log)
