@@ -41,12 +41,16 @@ a walker moving 0.31 the same way; ``heldout/log_003``, the ego turning 0.006 ra
 normal logs 1.48x).
 Neither explored change lifts the logs persistence wins; no product change.
 
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_pedestrian_memory cells tuned      # and tuned_normal
-    python -m bench.experiments.driving_pedestrian_memory diagnose tuned,tuned_normal
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_pedestrian_memory cells heldout    # after, and heldout_normal
-    python -m bench.experiments.driving_pedestrian_memory diagnose heldout
-    python -m bench.experiments.driving_pedestrian_memory drift tuned_normal --log 2       # and heldout --log 3
-    python -m bench.experiments.driving_pedestrian_memory explore tuned,tuned_normal       # and heldout,heldout_normal
+Folders are arguments: ``--models M`` (``bench.driving --model-dir``), ``--logs L`` (its
+``--log-dir``'s town folder), ``--work W`` (the kept cells); each stage refuses to run
+without the ones it reads.
+
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_pedestrian_memory --models M --logs L --work W cells tuned      # and tuned_normal
+    python -m bench.experiments.driving_pedestrian_memory --work W diagnose tuned,tuned_normal
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_pedestrian_memory --models M --logs L --work W cells heldout    # after, and heldout_normal
+    python -m bench.experiments.driving_pedestrian_memory --work W diagnose heldout
+    python -m bench.experiments.driving_pedestrian_memory --logs L drift tuned_normal --log 2       # and heldout --log 3
+    python -m bench.experiments.driving_pedestrian_memory --logs L --work W explore tuned,tuned_normal       # and heldout,heldout_normal
 """
 import argparse
 import json
@@ -69,10 +73,7 @@ from driving.warp import cell_offsets, ego_to_world, sensor_range_mask, warp_gri
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "results" / "driving_pedestrian_memory.json"
-WORK = Path("/tmp/r20-pedap")
-MODELS = Path("/work/wt/models")
-LOGS = Path("/work/wt/drvlogs/town")
-# set -> (network under MODELS, logs in it); the benchmark's town sets and their sizes
+# set -> (network under --models, logs in it); the benchmark's town sets and their sizes
 SETS = {"train": ("town", 6), "tuned": ("town", 4), "tuned_normal": ("town", 8), "heldout": ("town", 4),
         "heldout_normal": ("town", 8)}
 METHODS = ("unmask", "network", "persistence", "persistence_world_map")
@@ -103,7 +104,14 @@ def standing(log, world: WorldCells, pedestrian: np.ndarray) -> np.ndarray:
 
 def log_cells(predictor, log, accumulators: dict) -> dict:
     """One log's occluded cells (see the module docstring), flat arrays; adds the log to the
-    benchmark-style ``accumulators`` (``{method: HiddenCellAccumulator}``) on the way."""
+    benchmark-style ``accumulators`` (``{method: HiddenCellAccumulator}``) on the way.
+
+    Raises:
+        ValueError: ``predictor`` has no memory gate, so no trace to read (checked first).
+    """
+    if getattr(predictor, "memory_gate_", None) is None:
+        raise ValueError("the network has no memory gate (memory_gate_ is None): this experiment "
+                         "reads the gate's trace and compares with it; use a network trained with one")
     network, probs, (_, trace) = gated_probabilities(predictor, log)
     persistence = PersistenceBaseline().predict_proba(log)
     world_map = PersistenceBaseline(world_map=True).predict_proba(log)
@@ -126,7 +134,7 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
             "standing": standing(log, world, pedestrian)[t, r, c]}
 
 
-def cells(name: str, models: Path, logs_root: Path, work: Path = WORK) -> dict:
+def cells(name: str, models: Path, logs_root: Path, work: Path) -> dict:
     """Stage ``cells``: write every log's occluded cells of set ``name`` under
     ``work/cells/<name>``; returns the set's benchmark-style pedestrian PR-AUCs (25 % sample)."""
     threads = configure_threads()
@@ -147,9 +155,26 @@ def cells(name: str, models: Path, logs_root: Path, work: Path = WORK) -> dict:
     return out
 
 
-def load_cells(names: list[str], work: Path = WORK) -> dict:
-    """The kept cells of sets ``names``, concatenated, with ``log`` (index over the sets' logs)."""
-    parts = [np.load(p) for name in names for p in sorted((work / "cells" / name).glob("*.npz"))]
+def cell_files(name: str, work: Path) -> list[Path]:
+    """Set ``name``'s kept cell files, one per log of the set (:data:`SETS`).
+
+    Raises:
+        FileNotFoundError: a log's file is missing (the ``cells`` stage not run, or stopped,
+            for this set under ``work``).
+    """
+    folder = work / "cells" / name
+    paths = [folder / f"log_{i:03d}.npz" for i in range(SETS[name][1])]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: {len(missing)} of the set's {len(paths)} logs have no cells "
+                                f"({', '.join(missing)}); run the cells stage for {name} with --work {work}")
+    return paths
+
+
+def load_cells(names: list[str], work: Path) -> dict:
+    """The kept cells of sets ``names``, concatenated, with ``log`` (index over the sets' logs);
+    every log of each set must be there (:func:`cell_files`)."""
+    parts = [np.load(p) for name in names for p in cell_files(name, work)]
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files}
     out["log"] = np.concatenate([np.full(len(p["truth"]), i, np.int16) for i, p in enumerate(parts)])
     return out
@@ -272,7 +297,7 @@ def bootstrap_ratio(data: dict, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTST
             "share_below_1": float((ratios < 1).mean())}
 
 
-def diagnose(names: list[str], work: Path = WORK) -> dict:
+def diagnose(names: list[str], work: Path) -> dict:
     """Stage ``diagnose``: AP of every method on the sets' occluded cells, its decomposition
     over strata of the pedestrian cells, the ratio per log and its bootstrap over logs."""
     data = load_cells(names, work)
@@ -431,7 +456,7 @@ def pedestrian_track_weights(logs: list) -> np.ndarray:
     return hits / (cells + MIN_CELLS)
 
 
-def explore(names: list[str], logs_root: Path, work: Path = WORK) -> dict:
+def explore(names: list[str], logs_root: Path, work: Path) -> dict:
     """Stage ``explore`` (run on the tuned sets before any rule was written, so it adopts
     nothing): two changes aimed at the causes the diagnosis found, scored on pedestrians only.
 
@@ -467,16 +492,28 @@ def explore(names: list[str], logs_root: Path, work: Path = WORK) -> dict:
     return out
 
 
+STAGE_FOLDERS = {"cells": ("models", "logs", "work"), "diagnose": ("work",), "drift": ("logs",),
+                 "explore": ("logs", "work")}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_pedestrian_memory",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("cells", "diagnose", "explore", "drift"))
     parser.add_argument("sets", help="a set (cells, drift) or sets joined by commas (diagnose, explore)")
     parser.add_argument("--log", type=int, default=0, help="drift: the log's index in the set")
-    parser.add_argument("--models", type=Path, default=MODELS)
-    parser.add_argument("--logs", type=Path, default=LOGS)
-    parser.add_argument("--work", type=Path, default=WORK, help="where the cells are kept")
+    parser.add_argument("--models", type=Path, help="the benchmark's kept networks (bench.driving --model-dir)")
+    parser.add_argument("--logs", type=Path, help="the benchmark's kept logs (bench.driving --log-dir, its town folder)")
+    parser.add_argument("--work", type=Path, help="where the cells are kept (WORK/cells/<set>)")
     args = parser.parse_args(argv)
+    for option in STAGE_FOLDERS[args.stage]:
+        if getattr(args, option) is None:
+            parser.error(f"stage {args.stage} needs --{option}")
+    unknown = [s for s in args.sets.split(",") if s not in SETS]
+    if unknown:
+        parser.error(f"unknown set {', '.join(unknown)}; sets: {', '.join(SETS)}")
+    if args.stage == "drift" and not 0 <= args.log < SETS[args.sets][1]:
+        parser.error(f"--log {args.log}: set {args.sets} holds logs 0-{SETS[args.sets][1] - 1}")
     if args.stage == "cells":
         cells(args.sets, args.models, args.logs, args.work)
     elif args.stage == "drift":
