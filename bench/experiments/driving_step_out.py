@@ -615,6 +615,19 @@ def work_from(parser: argparse.ArgumentParser, args, sets: Mapping | None = None
     return Work(args.work, args.models or args.work / "models", MappingProxyType(sets or SETS))
 
 
+def check_names(parser: argparse.ArgumentParser, args) -> None:
+    """A usage error unless ``args.names`` are what ``args.stage`` takes: ``candidate NAME``,
+    ``confirm NAME`` (:data:`CANDIDATES`), ``heldout NAME COLUMN`` (:data:`HELDOUT_COLUMNS`),
+    none for the other stages."""
+    wanted = {"candidate": ("NAME",), "confirm": ("NAME",), "heldout": ("NAME", "COLUMN")}.get(args.stage, ())
+    if len(args.names) != len(wanted):
+        parser.error(f"stage {args.stage} takes {' '.join(wanted) or 'no names'}, got {len(args.names)}")
+    choices = {"NAME": CANDIDATES, "COLUMN": HELDOUT_COLUMNS}
+    for role, value in zip(wanted, args.names):
+        if value not in choices[role]:
+            parser.error(f"{role} {value!r}: one of {', '.join(choices[role])}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_step_out",
                                      description=__doc__.splitlines()[0])
@@ -623,6 +636,7 @@ def main(argv=None) -> None:
                                           "confirm-decide"))
     parser.add_argument("names", nargs="*", help="candidate NAME, heldout NAME COLUMN, confirm NAME")
     args = parser.parse_args(argv)
+    check_names(parser, args)
     if args.stage == "decide":
         kept = json.loads(OUT.read_text())
         results = {"product": product_from_runs(kept["diagnosis"]), **kept["candidates"]}

@@ -198,6 +198,8 @@ def main(argv=None) -> None:
     parser.add_argument("stage", choices=("score", "highway", "decide"))
     parser.add_argument("name", nargs="?", choices=("product", CANDIDATE), help="score NAME")
     args = parser.parse_args(argv)
+    if args.stage == "score" and args.name is None:
+        parser.error(f"stage score needs NAME: product or {CANDIDATE}")
     work = work_from(parser, args, ENRICHED_SETS)
     if args.stage == "score":
         configure_threads()
