@@ -20,8 +20,10 @@ held a pedestrian :data:`STANDING_S` earlier (standing) or not (moving). Kept un
 
 **Diagnosis** (``diagnose SET[,SET...]``): average precision is the mean, over the
 pedestrian cells, of the precision at each one's score (:class:`Ranking`), so
-it splits exactly into the strata of the pedestrian cells; per stratum the number of cells
-and each method's mean precision say where unmask ranks pedestrians below persistence. The
+it splits exactly over any partition of the pedestrian cells: every way of :func:`strata` but
+"age since seen" (never-seen cells left out) and "age, remembered pedestrian" (a subset);
+per stratum the number of cells and each method's mean precision say where unmask ranks
+pedestrians below persistence. The
 ratio's noise: a bootstrap over logs (:data:`BOOTSTRAP_DRAWS` draws, seed
 :data:`BOOTSTRAP_SEED`), a 95 % interval, and the ratio of each log alone. ``drift``: how far
 persistence's resampled memory of a hidden pedestrian moves over the world a frame, net over
@@ -231,7 +233,9 @@ class Ranking:
 
 
 def strata(data: dict) -> dict[str, dict[str, np.ndarray]]:
-    """Ways to split the pedestrian cells: ``{way: {stratum: mask over all cells}}``."""
+    """Ways to split the pedestrian cells: ``{way: {stratum: mask over all cells}}``. Each
+    way's strata are disjoint; all but two cover every cell: "age since seen" leaves out the
+    never-seen cells and "age, remembered pedestrian" holds the remembered pedestrians alone."""
     remembered = data["remembered"]
     memory = {"never seen": remembered == UNOBSERVED,
               "pedestrian": remembered == PEDESTRIAN,
@@ -260,8 +264,10 @@ def strata(data: dict) -> dict[str, dict[str, np.ndarray]]:
 
 def decomposition(data: dict) -> dict:
     """Per way and stratum of the pedestrian cells: their number, each method's mean
-    precision over them, and their share of each method's AP (the AP difference splits
-    exactly into these shares)."""
+    precision over them, and their share of each method's AP. A way's shares sum to the AP
+    (and their differences to the AP difference) where its strata cover every pedestrian cell
+    (:func:`strata`: all but "age since seen" and "age, remembered pedestrian", whose shares
+    sum to less)."""
     truth = data["truth"]
     n = int(truth.sum())
     precision = {m: Ranking(truth, data[m], data["log"]).cell_precision(len(truth)) for m in METHODS}
