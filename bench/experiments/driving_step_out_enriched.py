@@ -83,10 +83,11 @@ import numpy as np
 
 from bench.driving import frames_by_kind
 from bench.experiments import merge_results
-from bench.experiments.driving_step_out import (
-    BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, CANDIDATES, FRAMES, MAX_ALERTS_OVER_NOMINAL, OUT, SETS, STEP_OUT,
-    TOWN, Work, add_work_arguments, bootstrap_difference, highway_identity, keep_frames, kept_frames,
-    set_frames, work_from)
+from bench.experiments.driving_step_out import (CANDIDATES, FRAMES, MAX_ALERTS_OVER_NOMINAL, OUT, SETS,
+                                                STEP_OUT, TOWN, Work, add_work_arguments, highway_identity,
+                                                set_frames, work_from)
+from bench.experiments.driving_step_out_confirm import (BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, bootstrap_difference,
+                                                        keep_frames, kept_frames)
 from core.runtime import configure_threads
 from driving.evaluate import frame_metrics
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from bench.experiments.driving_step_out import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, bootstrap_difference
+from bench.experiments.driving_step_out_confirm import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, bootstrap_difference
 from bench.experiments.driving_step_out_enriched import EVENT_SETS, NORMAL_SET, metrics, strata
 
 
