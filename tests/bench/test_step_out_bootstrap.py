@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from bench.experiments.driving_step_out_confirm import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, bootstrap_difference
-from bench.experiments.driving_step_out_enriched import EVENT_SETS, NORMAL_SET, metrics, strata
+from bench.experiments.driving_step_out_enriched import EVENT_SETS, NORMAL_SET, metrics, score_changes, strata
 
 
 def _frames(seed: int = 0, frames_per_log: int = 20, sizes: tuple = (4, 4)) -> dict:
@@ -87,3 +87,14 @@ def test_strata_of_different_sizes_are_drawn_apart():
     assert bootstrap_difference(base, other, strata=groups)["ci95"] == pytest.approx(expected, rel=1e-9)
     pooled = bootstrap_difference(base, other, strata=[np.concatenate(groups)])["ci95"]
     assert pooled != pytest.approx(expected, rel=1e-3)
+
+
+def test_score_changes_count_raised_and_lowered_frames_past_rounding():
+    base, _ = _frames()
+    normal = np.flatnonzero(~base["labels"])
+    scores = base["scores"] + 1e-15                       # float rounding: no change
+    scores[normal[:10]] += 0.5
+    scores[normal[10:15]] -= 0.5
+    out = score_changes(base, {**base, "scores": scores})
+    assert out["normal"] == {"frames": len(normal), "share_raised": 10 / len(normal), "share_lowered": 5 / len(normal)}
+    assert out["pedestrian_step_out"]["share_raised"] == out["debris"]["share_lowered"] == 0.0
