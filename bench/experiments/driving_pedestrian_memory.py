@@ -509,7 +509,8 @@ def main(argv=None) -> None:
     parser.add_argument("sets", help="a set (cells, drift) or sets joined by commas (diagnose, explore)")
     parser.add_argument("--log", type=int, default=0, help="drift: the log's index in the set")
     parser.add_argument("--models", type=Path, help="the benchmark's kept networks (bench.driving --model-dir)")
-    parser.add_argument("--logs", type=Path, help="the benchmark's kept logs (bench.driving --log-dir, its town folder)")
+    parser.add_argument("--logs", type=Path,
+                        help="the benchmark's kept logs (bench.driving --log-dir, its town folder)")
     parser.add_argument("--work", type=Path, help="where the cells are kept (WORK/cells/<set>)")
     args = parser.parse_args(argv)
     for option in STAGE_FOLDERS[args.stage]:

@@ -7,8 +7,9 @@ tuned configuration's 6 normal logs, ``MODELS/town_heldout_native`` on the held-
 configuration's; ``--models MODELS``, default ``WORK/models``), recalibrated on their training
 logs as the benchmark's reuse does (``OcclusionPredictor.calibrate``). The logs are simulated
 under ``WORK/logs/<set>`` (``--work WORK``; round 19 ran the stages up to ``heldout`` with
-``--work /tmp/r19-ped/step_out --models /tmp/r19-ped/models``) (the benchmark's sets with its seeds, and so the same logs; the step-out sets with seeds no
-benchmark or earlier experiment uses):
+``--work /tmp/r19-ped/step_out --models /tmp/r19-ped/models``) (the benchmark's sets with its
+seeds, and so the same logs; the step-out sets with seeds no benchmark or earlier experiment
+uses):
 
 * ``step_out``: :data:`STEP_OUT_LOGS` logs of the tuned configuration (``SimConfig()``)
   whose events are all pedestrian step-outs (``SimConfig.anomaly_kinds``), seed
@@ -509,6 +510,25 @@ def work_from(parser: argparse.ArgumentParser, args, sets: Mapping | None = None
     if args.work is None:
         parser.error(f"stage {args.stage} needs --work")
     return Work(args.work, args.models or args.work / "models", MappingProxyType(sets or SETS))
+
+
+def parse_stage(argv, prog: str, doc: str, stages: tuple, named: str, names: tuple,
+                sets: Mapping) -> tuple[argparse.Namespace, Work]:
+    """The command line of the experiments built on this one: ``--work``/``--models``
+    (:func:`add_work_arguments`), a stage of ``stages``, and ``NAME`` (one of ``names``), which
+    stage ``named`` needs (a usage error without it) and the others ignore.
+
+    Returns:
+        The parsed arguments and their :class:`Work` over ``sets``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    add_work_arguments(parser)
+    parser.add_argument("stage", choices=stages)
+    parser.add_argument("name", nargs="?", choices=names, help=f"{named} NAME")
+    args = parser.parse_args(argv)
+    if args.stage == named and args.name is None:
+        parser.error(f"stage {named} needs NAME: one of {', '.join(names)}")
+    return args, work_from(parser, args, sets)
 
 
 def check_names(parser: argparse.ArgumentParser, args) -> None:

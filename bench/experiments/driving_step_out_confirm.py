@@ -6,8 +6,8 @@ use. Networks, logs and ``--work``/``--models`` as :mod:`bench.experiments.drivi
 
 **Confirmation on fresh tuned logs** (``confirm``; rule written and committed before it ran,
 but after the held-out results of :mod:`bench.experiments.driving_step_out` had been seen: a
-confirmation on fresh tuned data, not a held-out test). The rejection turned on a 0.0016 loss on the tuned column's 4 event logs
-(7 events); ``confirm_tuned`` is :data:`CONFIRM_LOGS` fresh event logs of the tuned
+confirmation on fresh tuned data, not a held-out test). The rejection turned on a 0.0016
+loss on the tuned column's 4 event logs (7 events); ``confirm_tuned`` is :data:`CONFIRM_LOGS` fresh event logs of the tuned
 configuration (``SimConfig()``, all four event kinds as the benchmark's test logs, 250
 frames, seed :data:`CONFIRM_SEED`, used by no benchmark or experiment), scored by the product
 and by ``pedestrian_reach_channel`` (the tuned network recalibrated on the 6 training logs,
@@ -36,7 +36,6 @@ normal-log alerts 4.1 % -> 4.35 % (threshold 4.28 -> 4.71).
 Results under ``confirmation`` in ``bench/results/driving_step_out.json``; each scorer's frames
 are kept in ``W2/<name>.npz`` for the bootstrap.
 """
-import argparse
 import json
 from pathlib import Path
 
@@ -44,7 +43,7 @@ import numpy as np
 
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (CANDIDATES, FRAMES, OUT, SETS, STEP_OUT, TOWN, Work,
-                                                add_work_arguments, column_metrics, set_frames, work_from)
+                                                column_metrics, parse_stage, set_frames)
 from core.io import atomic_path
 from core.metrics import auroc
 from core.runtime import configure_threads
@@ -127,15 +126,8 @@ def confirm_decide(results: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_step_out_confirm",
-                                     description=__doc__.splitlines()[0])
-    add_work_arguments(parser)
-    parser.add_argument("stage", choices=("confirm", "confirm-decide"))
-    parser.add_argument("name", nargs="?", choices=tuple(CANDIDATES), help="confirm NAME")
-    args = parser.parse_args(argv)
-    if args.stage == "confirm" and args.name is None:
-        parser.error(f"stage confirm needs NAME: one of {', '.join(CANDIDATES)}")
-    work = work_from(parser, args, CONFIRM_SETS)
+    args, work = parse_stage(argv, "python -m bench.experiments.driving_step_out_confirm", __doc__,
+                             ("confirm", "confirm-decide"), "confirm", tuple(CANDIDATES), CONFIRM_SETS)
     if args.stage == "confirm":
         configure_threads()
         result = confirm(args.name, work)
@@ -145,7 +137,8 @@ def main(argv=None) -> None:
     kept = json.loads(OUT.read_text())["confirmation"]
     base, other = (kept_frames(work.root / f"{n}.npz") for n in ("product", CONFIRMED))
     entries = {"set": {"logs": CONFIRM_LOGS, "seed": CONFIRM_SEED, "frames": FRAMES,
-                       "config": repr(TOWN), "normal_logs": "tuned_normal ({}, seed {})".format(*SETS["tuned_normal"][:2])},
+                       "config": repr(TOWN),
+                       "normal_logs": "tuned_normal ({}, seed {})".format(*SETS["tuned_normal"][:2])},
                "bootstrap": {"all_frames": bootstrap_difference(base, other),
                              STEP_OUT[0]: bootstrap_difference(base, other, STEP_OUT[0])},
                "decision": confirm_decide(kept)}

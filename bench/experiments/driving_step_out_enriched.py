@@ -78,7 +78,6 @@ The rule stands as committed: the product is unchanged.
 Results under ``enriched`` in ``bench/results/driving_step_out.json``; each scorer's frames are
 kept in ``W/enriched_<name>.npz`` for the bootstrap.
 """
-import argparse
 import json
 from dataclasses import replace
 
@@ -87,8 +86,7 @@ import numpy as np
 from bench.driving import frames_by_kind
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (CANDIDATES, FRAMES, MAX_ALERTS_OVER_NOMINAL, OUT, SETS,
-                                                STEP_OUT, TOWN, Work, add_work_arguments, highway_identity,
-                                                set_frames, work_from)
+                                                STEP_OUT, TOWN, Work, highway_identity, parse_stage, set_frames)
 from bench.experiments.driving_step_out_confirm import (BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, bootstrap_difference,
                                                         keep_frames, kept_frames)
 from core.runtime import configure_threads
@@ -211,15 +209,8 @@ def set_description() -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_step_out_enriched",
-                                     description=__doc__.splitlines()[0])
-    add_work_arguments(parser)
-    parser.add_argument("stage", choices=("score", "highway", "decide"))
-    parser.add_argument("name", nargs="?", choices=("product", CANDIDATE), help="score NAME")
-    args = parser.parse_args(argv)
-    if args.stage == "score" and args.name is None:
-        parser.error(f"stage score needs NAME: product or {CANDIDATE}")
-    work = work_from(parser, args, ENRICHED_SETS)
+    args, work = parse_stage(argv, "python -m bench.experiments.driving_step_out_enriched", __doc__,
+                             ("score", "highway", "decide"), "score", ("product", CANDIDATE), ENRICHED_SETS)
     if args.stage == "score":
         configure_threads()
         entries = {args.name: score(args.name, work), "set": set_description()}
