@@ -39,9 +39,9 @@ persistence's resampled memory holds a pedestrian and the world-fixed trace does
 memory slides over the world as it is resampled (``drift``, world cells a frame, net over
 runs: ``tuned_normal/log_002`` 0.38, as straight driving's ``|rint(s) - s|`` predicts, beside
 a walker moving 0.31 the same way; ``heldout/log_003``, the ego turning 0.006 rad a frame,
-0.30 against 0.21 predicted, the walker 0.26), and so rides along with a hidden walker. Against world-map persistence (no drift) unmask is 1.30-1.48x (tuned column 1.30x, held-out
-normal logs 1.48x).
-Neither explored change lifts the logs persistence wins; no product change.
+0.30 against 0.21 predicted, the walker 0.26), and so rides along with a hidden walker.
+Against world-map persistence (no drift) unmask is 1.30-1.48x (tuned column 1.30x, held-out
+normal logs 1.48x). Neither explored change lifts the logs persistence wins; no product change.
 
 Folders are arguments: ``--models M`` (``bench.driving --model-dir``), ``--logs L`` (its
 ``--log-dir``'s town folder), ``--work W`` (the kept cells); each stage refuses to run
