@@ -20,12 +20,15 @@ held a pedestrian :data:`STANDING_S` earlier (standing) or not (moving). Kept un
 
 **Diagnosis** (``diagnose SET[,SET...]``): average precision is the mean, over the
 pedestrian cells, of the precision at each one's score (:class:`Ranking`), so
-it splits exactly into the strata of the pedestrian cells; per stratum the number of cells
-and each method's mean precision say where unmask ranks pedestrians below persistence. The
+it splits exactly over any partition of the pedestrian cells: every way of :func:`strata` but
+"age since seen" (never-seen cells left out) and "age, remembered pedestrian" (a subset);
+per stratum the number of cells and each method's mean precision say where unmask ranks
+pedestrians below persistence. The
 ratio's noise: a bootstrap over logs (:data:`BOOTSTRAP_DRAWS` draws, seed
 :data:`BOOTSTRAP_SEED`), a 95 % interval, and the ratio of each log alone. ``drift``: how far
-persistence's resampled memory of a hidden pedestrian slides over the world a frame, against
-the nearest-neighbour rounding of straight driving. ``explore``: two changes, pedestrians only,
+persistence's resampled memory of a hidden pedestrian moves over the world a frame, net over
+each run of frames where it wins, beside the walker and the nearest-neighbour rounding of
+straight driving. ``explore``: two changes, pedestrians only,
 run before any rule (nothing adopted).
 
 **Result** (all occluded cells; bench/README.md, "Round 20"): unmask / persistence 1.66x on
@@ -33,16 +36,23 @@ the 12 tuned logs (95 % [1.07, 2.44]), 0.89x on the held-out column's 4 logs ([0
 benchmark's 25 % sample: 0.97x), 1.19x on all 12 held-out logs ([0.64, 2.81]). The held-out
 miss is one log. unmask wins wherever the gate's trace remembers a pedestrian; it loses where
 persistence's resampled memory holds a pedestrian and the world-fixed trace does not: that
-memory drifts ``|rint(s) - s|`` cells a frame along the ego's heading and, on a few logs,
-along with a hidden walker. Against world-map persistence (no drift) unmask is 1.30-1.44x.
-Neither explored change lifts the logs persistence wins; no product change.
+memory slides over the world as it is resampled (``drift``, world cells a frame, net over
+runs: ``tuned_normal/log_002`` 0.38, as straight driving's ``|rint(s) - s|`` predicts, beside
+a walker moving 0.31 the same way; ``heldout/log_003``, the ego turning 0.006 rad a frame,
+0.30 against 0.21 predicted, the walker 0.26), and so rides along with a hidden walker.
+Against world-map persistence (no drift) unmask is 1.30-1.48x (tuned column 1.30x, held-out
+normal logs 1.48x). Neither explored change lifts the logs persistence wins; no product change.
 
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_pedestrian_memory cells tuned      # and tuned_normal
-    python -m bench.experiments.driving_pedestrian_memory diagnose tuned,tuned_normal
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_pedestrian_memory cells heldout    # after, and heldout_normal
-    python -m bench.experiments.driving_pedestrian_memory diagnose heldout
-    python -m bench.experiments.driving_pedestrian_memory drift tuned_normal --log 2       # and heldout --log 3
-    python -m bench.experiments.driving_pedestrian_memory explore tuned,tuned_normal       # and heldout,heldout_normal
+Folders are arguments: ``--models M`` (``bench.driving --model-dir``), ``--logs L`` (its
+``--log-dir``'s town folder), ``--work W`` (the kept cells); each stage refuses to run
+without the ones it reads.
+
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_pedestrian_memory --models M --logs L --work W cells tuned      # and tuned_normal
+    python -m bench.experiments.driving_pedestrian_memory --work W diagnose tuned,tuned_normal
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_pedestrian_memory --models M --logs L --work W cells heldout    # after, and heldout_normal
+    python -m bench.experiments.driving_pedestrian_memory --work W diagnose heldout
+    python -m bench.experiments.driving_pedestrian_memory --logs L drift tuned_normal --log 2       # and heldout --log 3
+    python -m bench.experiments.driving_pedestrian_memory --logs L --work W explore tuned,tuned_normal       # and heldout,heldout_normal
 """
 import argparse
 import json
@@ -61,21 +71,18 @@ from driving.model.memory_gate import (AGE_EDGES_S, MIN_CELLS, N_AGE_BINS, Vehic
                                        memory_trace)
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import LAYOUT_CLASSES, PEDESTRIAN, UNOBSERVED, read_log
-from driving.warp import cell_offsets, sensor_range_mask
+from driving.warp import cell_offsets, ego_to_world, sensor_range_mask, warp_grid
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "results" / "driving_pedestrian_memory.json"
-WORK = Path("/tmp/r20-pedap")
-MODELS = Path("/work/wt/models")
-LOGS = Path("/work/wt/drvlogs/town")
-# set -> (network under MODELS, logs in it); the benchmark's town sets and their sizes
+# set -> (network under --models, logs in it); the benchmark's town sets and their sizes
 SETS = {"train": ("town", 6), "tuned": ("town", 4), "tuned_normal": ("town", 8), "heldout": ("town", 4),
         "heldout_normal": ("town", 8)}
 METHODS = ("unmask", "network", "persistence", "persistence_world_map")
 STANDING_S = 0.5                 # a pedestrian cell that held one this long ago: standing
 DISTANCE_BANDS_M = (0.0, 10.0, 20.0, 30.0, np.inf)
 BOOTSTRAP_DRAWS, BOOTSTRAP_SEED = 2000, 0
-DRIFT_RADIUS = 3.0               # cells: persistence's pedestrian memory read around a won cell
+DRIFT_RADIUS = 3.0               # world cells: the walker's true cells read around the won cells
 SAMPLE_SEED = 0                  # bench.driving's --seed: the benchmark's 25 % sample
 
 
@@ -99,7 +106,14 @@ def standing(log, world: WorldCells, pedestrian: np.ndarray) -> np.ndarray:
 
 def log_cells(predictor, log, accumulators: dict) -> dict:
     """One log's occluded cells (see the module docstring), flat arrays; adds the log to the
-    benchmark-style ``accumulators`` (``{method: HiddenCellAccumulator}``) on the way."""
+    benchmark-style ``accumulators`` (``{method: HiddenCellAccumulator}``) on the way.
+
+    Raises:
+        ValueError: ``predictor`` has no memory gate, so no trace to read (checked first).
+    """
+    if getattr(predictor, "memory_gate_", None) is None:
+        raise ValueError("the network has no memory gate (memory_gate_ is None): this experiment "
+                         "reads the gate's trace and compares with it; use a network trained with one")
     network, probs, (_, trace) = gated_probabilities(predictor, log)
     persistence = PersistenceBaseline().predict_proba(log)
     world_map = PersistenceBaseline(world_map=True).predict_proba(log)
@@ -122,7 +136,7 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
             "standing": standing(log, world, pedestrian)[t, r, c]}
 
 
-def cells(name: str, models: Path, logs_root: Path, work: Path = WORK) -> dict:
+def cells(name: str, models: Path, logs_root: Path, work: Path) -> dict:
     """Stage ``cells``: write every log's occluded cells of set ``name`` under
     ``work/cells/<name>``; returns the set's benchmark-style pedestrian PR-AUCs (25 % sample)."""
     threads = configure_threads()
@@ -143,9 +157,26 @@ def cells(name: str, models: Path, logs_root: Path, work: Path = WORK) -> dict:
     return out
 
 
-def load_cells(names: list[str], work: Path = WORK) -> dict:
-    """The kept cells of sets ``names``, concatenated, with ``log`` (index over the sets' logs)."""
-    parts = [np.load(p) for name in names for p in sorted((work / "cells" / name).glob("*.npz"))]
+def cell_files(name: str, work: Path) -> list[Path]:
+    """Set ``name``'s kept cell files, one per log of the set (:data:`SETS`).
+
+    Raises:
+        FileNotFoundError: a log's file is missing (the ``cells`` stage not run, or stopped,
+            for this set under ``work``).
+    """
+    folder = work / "cells" / name
+    paths = [folder / f"log_{i:03d}.npz" for i in range(SETS[name][1])]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: {len(missing)} of the set's {len(paths)} logs have no cells "
+                                f"({', '.join(missing)}); run the cells stage for {name} with --work {work}")
+    return paths
+
+
+def load_cells(names: list[str], work: Path) -> dict:
+    """The kept cells of sets ``names``, concatenated, with ``log`` (index over the sets' logs);
+    every log of each set must be there (:func:`cell_files`)."""
+    parts = [np.load(p) for name in names for p in cell_files(name, work)]
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files}
     out["log"] = np.concatenate([np.full(len(p["truth"]), i, np.int16) for i, p in enumerate(parts)])
     return out
@@ -202,7 +233,9 @@ class Ranking:
 
 
 def strata(data: dict) -> dict[str, dict[str, np.ndarray]]:
-    """Ways to split the pedestrian cells: ``{way: {stratum: mask over all cells}}``."""
+    """Ways to split the pedestrian cells: ``{way: {stratum: mask over all cells}}``. Each
+    way's strata are disjoint; all but two cover every cell: "age since seen" leaves out the
+    never-seen cells and "age, remembered pedestrian" holds the remembered pedestrians alone."""
     remembered = data["remembered"]
     memory = {"never seen": remembered == UNOBSERVED,
               "pedestrian": remembered == PEDESTRIAN,
@@ -231,8 +264,10 @@ def strata(data: dict) -> dict[str, dict[str, np.ndarray]]:
 
 def decomposition(data: dict) -> dict:
     """Per way and stratum of the pedestrian cells: their number, each method's mean
-    precision over them, and their share of each method's AP (the AP difference splits
-    exactly into these shares)."""
+    precision over them, and their share of each method's AP. A way's shares sum to the AP
+    (and their differences to the AP difference) where its strata cover every pedestrian cell
+    (:func:`strata`: all but "age since seen" and "age, remembered pedestrian", whose shares
+    sum to less)."""
     truth = data["truth"]
     n = int(truth.sum())
     precision = {m: Ranking(truth, data[m], data["log"]).cell_precision(len(truth)) for m in METHODS}
@@ -268,7 +303,7 @@ def bootstrap_ratio(data: dict, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTST
             "share_below_1": float((ratios < 1).mean())}
 
 
-def diagnose(names: list[str], work: Path = WORK) -> dict:
+def diagnose(names: list[str], work: Path) -> dict:
     """Stage ``diagnose``: AP of every method on the sets' occluded cells, its decomposition
     over strata of the pedestrian cells, the ratio per log and its bootstrap over logs."""
     data = load_cells(names, work)
@@ -292,38 +327,114 @@ def diagnose(names: list[str], work: Path = WORK) -> dict:
     return out
 
 
+def split_runs(frames: np.ndarray, breaks: np.ndarray) -> list[tuple[int, int]]:
+    """``(first, last)`` of each run of sorted ``frames``, a run ending where the next frame is
+    not the next integer or where ``breaks`` (``(len(frames) - 1,)`` bool) is set."""
+    if not len(frames):
+        return []
+    ends = np.flatnonzero((np.diff(frames) != 1) | breaks)
+    return list(zip(frames[np.r_[0, ends + 1]].tolist(), frames[np.r_[ends, len(frames) - 1]].tolist()))
+
+
+def world_centroid(pose, mask: np.ndarray, meta) -> np.ndarray:
+    """World position, in cells (unrounded), of the centre of ``mask``'s ``(H, W)`` cells
+    seen from ``pose``."""
+    forward, right = cell_offsets(meta)
+    return np.array(ego_to_world(pose, forward[mask].mean(), right[mask].mean())) / meta.resolution_m
+
+
+def slide_per_frame(poses: np.ndarray, meta) -> np.ndarray:
+    """``(T - 1, 2)``: where nearest-neighbour resampling moves a remembered cell over the world
+    into each frame, in world cells, on straight driving: the ego moves ``s`` cells, the
+    memory ``rint(s)`` of them, so the memory slides ``(s - rint(s))`` cells along the step
+    (a turn's rotation is not in it)."""
+    step = np.diff(poses[:, :2], axis=0) / meta.resolution_m
+    s = np.hypot(*step.T)
+    return ((s - np.rint(s)) / np.maximum(s, 1e-12))[:, None] * step
+
+
+def resampled(mask: np.ndarray, poses: np.ndarray, meta) -> np.ndarray:
+    """``mask`` ``(H, W)``, seen from ``poses[0]``, warped frame to frame through ``poses`` as
+    persistence's memory is (nearest neighbour): where resampling alone carries it by the last."""
+    grid = mask.astype(np.uint8)
+    for before, after in zip(poses[:-1], poses[1:]):
+        grid = warp_grid(grid, before, after, meta, fill=0)
+    return grid.astype(bool)
+
+
+def run_drift(poses: np.ndarray, meta, won: np.ndarray, walker: np.ndarray, first: int, last: int) -> dict:
+    """One run of frames ``first..last`` holding won cells: the net displacement over the
+    world of the won cells' centre, of the walker's (its true cells within
+    :data:`DRIFT_RADIUS` cells of a won cell), of the first frame's won cells carried by
+    resampling alone (:func:`resampled`: the memory's own drift, turns included) and as
+    straight driving's rounding predicts it (:func:`slide_per_frame`), each per frame, in world
+    cells, with the ego's turn a frame (rad)."""
+    forward, right = cell_offsets(meta)
+
+    def walker_centre(t):
+        xy = np.stack(ego_to_world(poses[t], forward[walker[t]], right[walker[t]]), 1) / meta.resolution_m
+        own = np.stack(ego_to_world(poses[t], forward[won[t]], right[won[t]]), 1) / meta.resolution_m
+        near = np.hypot(*(xy[:, None] - own[None]).transpose(2, 0, 1)).min(1) <= DRIFT_RADIUS
+        return xy[near].mean(0)
+
+    start = world_centroid(poses[first], won[first], meta)
+    carried = resampled(won[first], poses[first:last + 1], meta)
+    slide = slide_per_frame(poses[first:last + 1], meta)
+    frames = last - first
+    net = {"won": world_centroid(poses[last], won[last], meta) - start,
+           "walker": walker_centre(last) - walker_centre(first),
+           "resampled": world_centroid(poses[last], carried, meta) - start if carried.any() else np.full(2, np.nan),
+           "predicted": slide.sum(0)}
+    return {"first_frame": first, "last_frame": last,
+            "won_cells_mean": float(won[first:last + 1].sum((1, 2)).mean()),
+            **{f"{k}_per_frame": float(np.hypot(*v)) / frames for k, v in net.items()},
+            "predicted_mean_abs_per_frame": float(np.hypot(*slide.T).mean()),
+            "ego_turn_per_frame_rad": float(abs(np.diff(np.unwrap(poses[first:last + 1, 2])).mean())),
+            **{f"{k}_net_xy": v.round(3).tolist() for k, v in net.items()},
+            "cosine_walker_resampled": cosine(net["walker"], net["resampled"])}
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Cosine of the angle between 2-vectors ``a`` and ``b`` (None if either is 0): 1 when the
+    memory's predicted slide runs the walker's way."""
+    norm = np.hypot(*a) * np.hypot(*b)
+    return float(a @ b / norm) if norm > 0 else None
+
+
 def drift(name: str, index: int, logs_root: Path) -> dict:
-    """Stage ``drift``: how fast persistence's resampled memory of a pedestrian moves over
-    the world while the pedestrian is hidden, against what nearest-neighbour resampling
-    predicts. Warped frame to frame, the memory moves ``rint(s)`` cells a frame where the
-    world moves ``s = ego speed / (rate * resolution)`` (straight driving), so it slides
-    ``|rint(s) - s|`` cells a frame along the ego's heading. Per frame of log ``index`` of set
-    ``name`` where persistence remembers a pedestrian on a hidden pedestrian cell that the
-    gate's world-fixed trace does not (the cells persistence wins on), the world-frame
-    centroid of persistence's hidden pedestrian cells within :data:`DRIFT_RADIUS` cells of
-    those is compared with the same of the frame before (a median over frames: another
-    pedestrian's memory passing by moves a centroid by many cells)."""
+    """Stage ``drift``: how far persistence's resampled memory of a hidden pedestrian moves over
+    the world, against the walker and against what nearest-neighbour resampling predicts.
+    Warped frame to frame, the memory moves ``rint(s)`` cells a frame where the world moves
+    ``s`` (straight driving), so it slides ``|rint(s) - s|`` cells a frame along the ego's
+    heading; a turn adds its own rounding.
+
+    On log ``index`` of set ``name``, the won cells are the hidden pedestrian cells where
+    persistence remembers a pedestrian and the gate's world-fixed trace does not (the cells
+    persistence wins on). Per run of consecutive frames holding won cells whose centre moves
+    at most :data:`DRIFT_RADIUS` cells from one frame to the next (a farther jump is another
+    walker's cells; :func:`split_runs`), :func:`run_drift` gives the net displacement of
+    their centre, of the walker, of the memory (resampling alone) and the predicted one. Net
+    over a run, not frame to frame: a step of the centre of a few rounded cells is 0, 0.5,
+    0.7 or 1 cell and cannot read a slide of a fraction of a cell. Runs of one frame move
+    nothing and are counted apart; the summary weighs the runs by their frames."""
     log = set_logs(name, logs_root)[index]
     world = WorldCells(log)
     hidden = ~log.visible & sensor_range_mask(log)
-    persisted = hidden & (persistence_memory(log) == PEDESTRIAN)
-    won = persisted & (log.semantic_true == PEDESTRIAN) & \
+    walker = log.semantic_true == PEDESTRIAN
+    won = hidden & walker & (persistence_memory(log) == PEDESTRIAN) & \
         (memory_trace(log, world).remembered != PEDESTRIAN)
-    cells_per_frame = log.ego_speed / (log.meta.rate_hz * log.meta.resolution_m)
-    xy = [np.stack([world.ix[t][persisted[t]], world.iy[t][persisted[t]]], 1) for t in range(len(log))]
-    rows = []
-    for t in np.flatnonzero(won.any((1, 2)))[1:]:
-        centre = np.stack([world.ix[t][won[t]], world.iy[t][won[t]]], 1).mean(0)
-        near = [c[np.hypot(*(c - centre).T) <= DRIFT_RADIUS] for c in (xy[t], xy[t - 1])]
-        if len(near[0]) and len(near[1]):
-            rows.append({"frame": int(t), "cells_won": int(won[t].sum()),
-                         "measured": float(np.hypot(*(near[0].mean(0) - near[1].mean(0)))),
-                         "predicted": float(abs(np.rint(cells_per_frame[t]) - cells_per_frame[t]))})
-    out = {"set": name, "log": log.log_id, "frames": rows, "cells_per_frame": "world cells",
-           **{f"median_{k}": float(np.median([r[k] for r in rows])) if rows else None
-              for k in ("measured", "predicted")}}
+    frames = np.flatnonzero(won.any((1, 2)))
+    centres = np.array([world_centroid(log.poses[t], won[t], log.meta) for t in frames]).reshape(-1, 2)
+    runs = split_runs(frames, np.hypot(*np.diff(centres, axis=0).T) > DRIFT_RADIUS)
+    rows = [run_drift(log.poses, log.meta, won, walker, first, last) for first, last in runs if last > first]
+    steps = np.array([r["last_frame"] - r["first_frame"] for r in rows])
+    out = {"set": name, "log": log.log_id, "unit": "world cells a frame", "runs": rows,
+           "single_frame_runs": len(runs) - len(rows), "frames_in_runs": int(steps.sum()),
+           **{f"frame_weighted_{k}": float(np.average([r[k] for r in rows], weights=steps)) if rows else None
+              for k in ("won_per_frame", "walker_per_frame", "resampled_per_frame", "predicted_per_frame",
+                        "predicted_mean_abs_per_frame", "ego_turn_per_frame_rad")}}
     merge_results(OUT, {f"{name}/{log.log_id}": out}, under=("drift",))
-    print(json.dumps({k: v for k, v in out.items() if k != "frames"}, indent=1))
+    print(json.dumps(out, indent=1))
     return out
 
 
@@ -351,7 +462,7 @@ def pedestrian_track_weights(logs: list) -> np.ndarray:
     return hits / (cells + MIN_CELLS)
 
 
-def explore(names: list[str], logs_root: Path, work: Path = WORK) -> dict:
+def explore(names: list[str], logs_root: Path, work: Path) -> dict:
     """Stage ``explore`` (run on the tuned sets before any rule was written, so it adopts
     nothing): two changes aimed at the causes the diagnosis found, scored on pedestrians only.
 
@@ -387,16 +498,29 @@ def explore(names: list[str], logs_root: Path, work: Path = WORK) -> dict:
     return out
 
 
+STAGE_FOLDERS = {"cells": ("models", "logs", "work"), "diagnose": ("work",), "drift": ("logs",),
+                 "explore": ("logs", "work")}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_pedestrian_memory",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("cells", "diagnose", "explore", "drift"))
     parser.add_argument("sets", help="a set (cells, drift) or sets joined by commas (diagnose, explore)")
     parser.add_argument("--log", type=int, default=0, help="drift: the log's index in the set")
-    parser.add_argument("--models", type=Path, default=MODELS)
-    parser.add_argument("--logs", type=Path, default=LOGS)
-    parser.add_argument("--work", type=Path, default=WORK, help="where the cells are kept")
+    parser.add_argument("--models", type=Path, help="the benchmark's kept networks (bench.driving --model-dir)")
+    parser.add_argument("--logs", type=Path,
+                        help="the benchmark's kept logs (bench.driving --log-dir, its town folder)")
+    parser.add_argument("--work", type=Path, help="where the cells are kept (WORK/cells/<set>)")
     args = parser.parse_args(argv)
+    for option in STAGE_FOLDERS[args.stage]:
+        if getattr(args, option) is None:
+            parser.error(f"stage {args.stage} needs --{option}")
+    unknown = [s for s in args.sets.split(",") if s not in SETS]
+    if unknown:
+        parser.error(f"unknown set {', '.join(unknown)}; sets: {', '.join(SETS)}")
+    if args.stage == "drift" and not 0 <= args.log < SETS[args.sets][1]:
+        parser.error(f"--log {args.log}: set {args.sets} holds logs 0-{SETS[args.sets][1] - 1}")
     if args.stage == "cells":
         cells(args.sets, args.models, args.logs, args.work)
     elif args.stage == "drift":

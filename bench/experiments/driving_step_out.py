@@ -7,10 +7,9 @@ tuned configuration's 6 normal logs, ``MODELS/town_heldout_native`` on the held-
 configuration's; ``--models MODELS``, default ``WORK/models``), recalibrated on their training
 logs as the benchmark's reuse does (``OcclusionPredictor.calibrate``). The logs are simulated
 under ``WORK/logs/<set>`` (``--work WORK``; round 19 ran the stages up to ``heldout`` with
-``--work /tmp/r19-ped/step_out --models /tmp/r19-ped/models`` and the confirmation with
-``--work /tmp/r19-ped2``, the same models) (the
-benchmark's sets with its seeds, and so the same logs; the step-out sets with seeds no
-benchmark or earlier experiment uses):
+``--work /tmp/r19-ped/step_out --models /tmp/r19-ped/models``) (the benchmark's sets with its
+seeds, and so the same logs; the step-out sets with seeds no benchmark or earlier experiment
+uses):
 
 * ``step_out``: :data:`STEP_OUT_LOGS` logs of the tuned configuration (``SimConfig()``)
   whose events are all pedestrian step-outs (``SimConfig.anomaly_kinds``), seed
@@ -83,38 +82,13 @@ AUROC with the tuned / the held-out configuration's own network: product 0.827 /
 0.816; the benchmark's held-out column 0.854 (benchmark) / 0.877 / 0.870, its own-training
 column 0.825 / 0.846 / 0.834. The rejected channel is better on all of it.
 
-**Confirmation on fresh tuned logs** (``confirm``; rule written and committed before it ran,
-but after the held-out results above had been seen: a confirmation on fresh tuned data, not
-a held-out test). The rejection turned on a 0.0016 loss on the tuned column's 4 event logs
-(7 events); ``confirm_tuned`` is :data:`CONFIRM_LOGS` fresh event logs of the tuned
-configuration (``SimConfig()``, all four event kinds as the benchmark's test logs, 250
-frames, seed :data:`CONFIRM_SEED`, used by no benchmark or experiment), scored by the product
-and by ``pedestrian_reach_channel`` (the tuned network recalibrated on the 6 training logs,
-as ``candidate`` does), with the 8 tuned normal logs for the alert rate; a bootstrap over
-the event logs (:data:`BOOTSTRAP_DRAWS` draws of 12 with replacement, seed
-:data:`BOOTSTRAP_SEED`) gives a 95 % interval of the AUROC difference candidate - product.
-**Rule**: recommend adopting ``pedestrian_reach_channel`` in a later round if on the fresh
-logs its overall frame AUROC is not below the product's by more than
-:data:`MAX_CONFIRM_AUROC_LOSS` (0.005) AND its step-out AUROC (per kind, as the benchmark's)
-is higher; otherwise the rejection stands. It adopts nothing today: the product is unchanged.
-The set, simulated before this rule was committed and before any scoring, holds one
-pedestrian step-out (``log_006``, 27 labelled frames) among its 12 logs, so the rule's
-step-out leg rests on that one event; the rule is kept as the brief worded it.
-
-**Confirmation result** (``confirmation`` in the JSON; 13 events: 4 debris, 7 stalled vehicles,
-1 step-out, 1 wrong way): **the rejection stands**. Overall frame
-AUROC product 0.8466, ``pedestrian_reach_channel`` 0.8619 (+0.015, bootstrap 95 % [-0.007,
-+0.046], above 0 in 82 % of draws: passes); step-out AUROC 0.9637 -> 0.9606 (lower: fails;
-the one event: 2 -> 1 of its 3 runs of labelled frames alerted). By kind: debris 0.839 -> 0.853,
-stalled vehicle 0.882 -> 0.875, wrong way 0.724 -> 0.813; events alerted 16 of 23 both;
-normal-log alerts 4.1 % -> 4.35 % (threshold 4.28 -> 4.71).
+**Confirmation on fresh tuned logs**: :mod:`bench.experiments.driving_step_out_confirm`
+(``confirmation`` in the JSON): the rejection stands.
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out --work W --models M diagnose
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out --work W --models M candidate NAME   # each, and "product"
     python -m bench.experiments.driving_step_out decide
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out --work W --models M heldout NAME COLUMN   # after the decision
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_step_out --work W2 --models M confirm NAME   # product, pedestrian_reach_channel
-    python -m bench.experiments.driving_step_out --work W2 confirm-decide
 """
 import argparse
 import json
@@ -129,7 +103,6 @@ from scipy.ndimage import uniform_filter
 from bench.driving import HELDOUT, MODEL, TUNED, frames_by_kind, normal_alert_rate
 from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
-from core.io import atomic_path
 from core.metrics import auroc
 from core.runtime import configure_threads
 from driving.evaluate import frame_metrics
@@ -149,11 +122,6 @@ STEP_OUT = ("pedestrian_step_out",)
 # experiment's (3, 21, 72, 90, 503-508, 572, 904, ...)
 STEP_OUT_SEED, HELDOUT_STEP_OUT_SEED = 19, 79
 STEP_OUT_LOGS = 24            # about one step-out a 25 s log: >= 20 events
-# the confirmation's fresh tuned event logs (seed 29: used by no benchmark or experiment), and
-# its bootstrap over them
-CONFIRM_SEED, CONFIRM_LOGS = 29, 12
-BOOTSTRAP_DRAWS, BOOTSTRAP_SEED = 1000, 0
-MAX_CONFIRM_AUROC_LOSS = 0.005
 TOWN = TUNED["town"]
 HELD = HELDOUT["town"]
 
@@ -171,7 +139,6 @@ SETS = {"train": (6, 1, normal(TOWN)), "tuned": (4, 2, TOWN), "tuned_normal": (8
         "heldout_normal": (8, HELD["seed"] + 500, normal(HELD["config"])),
         "heldout_step_out": (STEP_OUT_LOGS, HELDOUT_STEP_OUT_SEED,
                              replace(HELD["config"], anomaly_kinds=STEP_OUT)),
-        "confirm_tuned": (CONFIRM_LOGS, CONFIRM_SEED, TOWN),
         # the highway check: the benchmark's first 3 training logs and first event log
         "highway_train": (3, 1, normal(TUNED["highway"])), "highway_tuned": (1, 2, TUNED["highway"])}
 
@@ -528,76 +495,6 @@ def highway_identity(frame_scorer, work: Work) -> dict:
             "max_abs_difference": float(np.max(np.abs(product - candidate)))}
 
 
-CONFIRMED = "pedestrian_reach_channel"
-
-
-def confirm(name: str, work: Work) -> dict:
-    """Candidate ``name`` (:data:`CANDIDATES`) with the tuned network recalibrated with it, as
-    :func:`candidate` does, on the fresh tuned event logs (``confirm_tuned``) and the 8 tuned
-    normal logs; its frame scores are kept in ``work.root/<name>.npz`` for the bootstrap."""
-    pred = work.calibrated("town", "train", CANDIDATES[name]())
-    frames = set_frames(pred, work.logs("confirm_tuned"))
-    keep_frames(work.root / f"{name}.npz", frames)
-    return column_metrics(pred, frames, work.logs("tuned_normal"))
-
-
-def keep_frames(path: Path, frames: dict[str, np.ndarray]) -> None:
-    """Write ``frames`` (:func:`set_frames`) to ``path`` (``.npz``, atomically)."""
-    with atomic_path(path) as tmp:
-        np.savez(tmp, **frames)
-
-
-def kept_frames(path: Path) -> dict[str, np.ndarray]:
-    """The frames :func:`keep_frames` wrote to ``path``."""
-    with np.load(path) as kept:
-        return {k: kept[k] for k in kept.files}
-
-
-def bootstrap_difference(base: dict, other: dict, kind: str | None = None,
-                         strata: list | None = None) -> dict:
-    """The AUROC difference ``other`` - ``base`` (frames of :func:`set_frames`, the same logs)
-    over :data:`BOOTSTRAP_DRAWS` resamples of the logs with replacement: all event frames
-    (``kind`` None) or ``kind``'s alone against every normal frame, as ``frames_by_kind``.
-    A draw with no frame of the kind, or no normal frame, is skipped (counted).
-
-    ``strata``: lists of log ids, each resampled to its own size in every draw; a log in none
-    is in every draw once (normal logs beside event logs). None: all logs, one stratum."""
-    if not (np.array_equal(base["log_ids"], other["log_ids"])
-            and np.array_equal(base["labels"], other["labels"])):
-        raise ValueError("the two runs scored different logs or labels")
-    keep = np.ones(len(base["labels"]), bool) if kind is None else (base["kinds"] == kind) | ~base["labels"]
-    strata = [np.unique(base["log_ids"])] if strata is None else [np.asarray(s) for s in strata]
-    drawn = np.concatenate(strata)
-    fixed = np.flatnonzero(~np.isin(base["log_ids"], drawn) & keep)
-    per_log = [[np.flatnonzero((base["log_ids"] == i) & keep) for i in ids] for ids in strata]
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    differences, skipped = [], 0
-    for _ in range(BOOTSTRAP_DRAWS):
-        sel = np.concatenate([fixed] + [logs[j] for logs in per_log
-                                        for j in rng.integers(0, len(logs), len(logs))])
-        labels = base["labels"][sel]
-        if labels.all() or not labels.any():
-            skipped += 1
-            continue
-        differences.append(auroc(labels, other["scores"][sel]) - auroc(labels, base["scores"][sel]))
-    point = (auroc(base["labels"][keep], other["scores"][keep])
-             - auroc(base["labels"][keep], base["scores"][keep]))
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return {"difference": float(point), "ci95": [float(low), float(high)],
-            "share_above_zero": float(np.mean(np.asarray(differences) > 0)),
-            "draws": BOOTSTRAP_DRAWS, "skipped": skipped, "seed": BOOTSTRAP_SEED}
-
-
-def confirm_decide(results: dict) -> dict:
-    """The confirmation rule of the module docstring over ``confirm``'s results."""
-    base, other = results["product"], results[CONFIRMED]
-    step_out = STEP_OUT[0]
-    checks = {"auroc_not_below_by_more_than_0.005":
-              other["frames"]["auroc"] >= base["frames"]["auroc"] - MAX_CONFIRM_AUROC_LOSS,
-              "step_out_auroc_higher": other["by_kind"][step_out]["auroc"] > base["by_kind"][step_out]["auroc"]}
-    return {"candidate": CONFIRMED, **checks, "recommend_adopting_later": all(checks.values())}
-
-
 def add_work_arguments(parser: argparse.ArgumentParser) -> None:
     """``--work`` and ``--models``, :class:`Work`'s folders (:func:`work_from`)."""
     parser.add_argument("--work", type=Path, default=None,
@@ -615,14 +512,46 @@ def work_from(parser: argparse.ArgumentParser, args, sets: Mapping | None = None
     return Work(args.work, args.models or args.work / "models", MappingProxyType(sets or SETS))
 
 
+def parse_stage(argv, prog: str, doc: str, stages: tuple, named: str, names: tuple,
+                sets: Mapping) -> tuple[argparse.Namespace, Work]:
+    """The command line of the experiments built on this one: ``--work``/``--models``
+    (:func:`add_work_arguments`), a stage of ``stages``, and ``NAME`` (one of ``names``), which
+    stage ``named`` needs (a usage error without it) and the others ignore.
+
+    Returns:
+        The parsed arguments and their :class:`Work` over ``sets``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    add_work_arguments(parser)
+    parser.add_argument("stage", choices=stages)
+    parser.add_argument("name", nargs="?", choices=names, help=f"{named} NAME")
+    args = parser.parse_args(argv)
+    if args.stage == named and args.name is None:
+        parser.error(f"stage {named} needs NAME: one of {', '.join(names)}")
+    return args, work_from(parser, args, sets)
+
+
+def check_names(parser: argparse.ArgumentParser, args) -> None:
+    """A usage error unless ``args.names`` are what ``args.stage`` takes: ``candidate NAME``
+    (:data:`CANDIDATES`), ``heldout NAME COLUMN`` (:data:`HELDOUT_COLUMNS`), none for the
+    other stages."""
+    wanted = {"candidate": ("NAME",), "heldout": ("NAME", "COLUMN")}.get(args.stage, ())
+    if len(args.names) != len(wanted):
+        parser.error(f"stage {args.stage} takes {' '.join(wanted) or 'no names'}, got {len(args.names)}")
+    choices = {"NAME": CANDIDATES, "COLUMN": HELDOUT_COLUMNS}
+    for role, value in zip(wanted, args.names):
+        if value not in choices[role]:
+            parser.error(f"{role} {value!r}: one of {', '.join(choices[role])}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_step_out",
                                      description=__doc__.splitlines()[0])
     add_work_arguments(parser)
-    parser.add_argument("stage", choices=("diagnose", "candidate", "decide", "heldout", "confirm",
-                                          "confirm-decide"))
-    parser.add_argument("names", nargs="*", help="candidate NAME, heldout NAME COLUMN, confirm NAME")
+    parser.add_argument("stage", choices=("diagnose", "candidate", "decide", "heldout"))
+    parser.add_argument("names", nargs="*", help="candidate NAME, heldout NAME COLUMN")
     args = parser.parse_args(argv)
+    check_names(parser, args)
     if args.stage == "decide":
         kept = json.loads(OUT.read_text())
         results = {"product": product_from_runs(kept["diagnosis"]), **kept["candidates"]}
@@ -646,20 +575,6 @@ def main(argv=None) -> None:
         result = heldout(name, column_name, work)
         print(json.dumps(result, indent=1))
         merge_results(OUT, {column_name: result}, under=("after_decision_heldout", name))
-    elif args.stage == "confirm":
-        result = confirm(args.names[0], work)
-        print(json.dumps(result, indent=1))
-        merge_results(OUT, {args.names[0]: result}, under=("confirmation",))
-    else:                                    # confirm-decide
-        kept = json.loads(OUT.read_text())["confirmation"]
-        base, other = (kept_frames(work.root / f"{n}.npz") for n in ("product", CONFIRMED))
-        entries = {"set": {"logs": CONFIRM_LOGS, "seed": CONFIRM_SEED, "frames": FRAMES,
-                           "config": repr(TOWN), "normal_logs": "tuned_normal ({}, seed {})".format(*SETS["tuned_normal"][:2])},
-                   "bootstrap": {"all_frames": bootstrap_difference(base, other),
-                                 STEP_OUT[0]: bootstrap_difference(base, other, STEP_OUT[0])},
-                   "decision": confirm_decide(kept)}
-        print(json.dumps(entries, indent=1))
-        merge_results(OUT, entries, under=("confirmation",))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@ over logs, it must stay scikit-learn's average precision."""
 import numpy as np
 import pytest
 
-from bench.experiments.driving_pedestrian_memory import Ranking
+from bench.experiments.driving_pedestrian_memory import Ranking, strata
 from core.metrics import auprc
+from driving.schema import LAYOUT_CLASSES, OBJECT_CLASSES, UNOBSERVED
 
 
 def _cells(seed: int, decimals: int):
@@ -33,3 +34,19 @@ def test_log_counts_weigh_as_repeated_logs(counts):
     ranked = Ranking(truth, score, log)
     assert ranked.average_precision(np.asarray(counts, float)) == \
         pytest.approx(auprc(truth[repeat], score[repeat]), rel=1e-9)
+
+
+def test_which_ways_partition_the_cells():
+    """The docstrings' claim: every way's strata are disjoint, and all but the two age ways
+    cover every cell (those leave out never-seen cells, or hold remembered pedestrians alone)."""
+    rng = np.random.default_rng(2)
+    n = 5000
+    classes = np.r_[list(LAYOUT_CLASSES), list(OBJECT_CLASSES), UNOBSERVED].astype(np.uint8)
+    data = {"remembered": rng.choice(classes, n), "age_s": rng.exponential(2.0, n).astype(np.float32),
+            "distance_m": rng.uniform(0, 45, n).astype(np.float32), "standing": rng.random(n) < 0.5,
+            "persistence_memory": rng.choice(classes, n)}
+    covered = {way: sum(mask.astype(int) for mask in groups.values()) for way, groups in strata(data).items()}
+    assert all(c.max() == 1 for c in covered.values())
+    partial = {way for way, c in covered.items() if c.min() == 0}
+    assert partial == {"age since seen", "age, remembered pedestrian"}
+    assert (covered["age since seen"] == 0).tolist() == (data["remembered"] == UNOBSERVED).tolist()
