@@ -61,6 +61,10 @@ class TrainConfig:
     precision: str = "fp32"    # "bf16": CUDA autocast of the loss's forward passes
     num_threads: int | None = None
     checkpoint_dir: str | None = None
+    # after each of these epoch counts, the best weights so far go to checkpoint_dir as
+    # epoch-<n>.safetensors: what a run stopped there would return (its learning-rate
+    # schedule aside), read off one longer run
+    snapshot_epochs: tuple[int, ...] = ()
     progress: bool | None = None  # None: only when stderr is a terminal; False: quiet
     seed: int = 0
     max_steps_per_epoch: int | None = None
@@ -241,6 +245,8 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
         The :class:`History` of the run.
     """
     config = config or TrainConfig()
+    if config.snapshot_epochs and not config.checkpoint_dir:
+        raise ValueError("snapshot_epochs needs a checkpoint_dir to write the snapshots to")
     configure_threads(config.num_threads)
     device = choose_device(config.device)
     check_precision(config.precision, device)
@@ -320,12 +326,14 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
         if not math.isfinite(best) or val_loss < best - config.min_delta * abs(best):
             history.best_val_loss, history.best_epoch, bad_epochs = val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
-            _checkpoint(model, config, epoch, history)
+            _save_weights(best_state, config, "best.safetensors", history)
         else:
             bad_epochs += 1
-            if bad_epochs >= config.patience:
-                history.stopped_early = True
-                break
+        if epoch + 1 in config.snapshot_epochs:
+            _save_weights(best_state, config, f"epoch-{epoch + 1}.safetensors", history)
+        if bad_epochs and bad_epochs >= config.patience:
+            history.stopped_early = True
+            break
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
@@ -353,12 +361,14 @@ def _evaluate(model, dataset, indices, loss_fn, config, device, rank, world_size
     return _all_reduce_mean(total / max(count, 1), device)
 
 
-def _checkpoint(model: nn.Module, config: TrainConfig, epoch: int, history: History) -> None:
+def _save_weights(state: dict, config: TrainConfig, name: str, history: History) -> None:
+    """Write ``state`` to ``config.checkpoint_dir / name`` (atomically; rank 0 only), with
+    the best epoch and validation loss so far as metadata."""
     if not config.checkpoint_dir or not is_main_process():
         return
     directory = Path(config.checkpoint_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(directory / "best.safetensors") as tmp:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp), metadata={"epoch": str(epoch),
-                                             "val_loss": str(history.best_val_loss)})
+    with atomic_path(directory / name) as tmp:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+        save_file(tensors, str(tmp), metadata={"epoch": str(history.best_epoch),
+                                               "val_loss": str(history.best_val_loss)})

@@ -133,7 +133,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         Args:
             cases, calibration_cases: ``medical.io.Case`` lists (disjoint, healthy).
             config: loop settings (``medical.pretrain.PretrainConfig``: samples_per_epoch,
-                max_epochs, batch_size, lr, patience, seed).
+                max_epochs, batch_size, lr, patience, seed, checkpoint_dir, snapshot_epochs).
             progress: bars on stderr (None: only on a terminal; False: never).
             read: ``Case -> PreparedCase`` on this scorer's grid for ``cases`` (default:
                 :meth:`case_reader`'s).
@@ -150,7 +150,9 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         train_config = TrainConfig(max_epochs=config.max_epochs, batch_size=config.batch_size,
                                    lr=config.lr, patience=config.patience, seed=config.seed,
                                    progress=progress, weight_decay=1e-5,
-                                   device=str(self.device), precision=self.precision)
+                                   device=str(self.device), precision=self.precision,
+                                   checkpoint_dir=config.checkpoint_dir,
+                                   snapshot_epochs=config.snapshot_epochs)
         loss = reconstruction_loss(self.config.masker(), self.config.context_sigma, self.config.pretext)
         self.history_ = fit(self.network, dataset, loss, train_config, val_dataset=val)
         self.network.eval()

@@ -45,6 +45,9 @@ class PretrainConfig:
         calibration_fraction: share of healthy cases held out for calibration.
         contamination: expected anomaly share (sets the calibration threshold).
         seed: crops, masks and the split.
+        checkpoint_dir, snapshot_epochs: where ``core.training.fit`` writes the best weights
+            (``best.safetensors``) and, after each of ``snapshot_epochs``, the best weights so
+            far (``epoch-<n>.safetensors``: shorter budgets read off one run); off by default.
     """
 
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -58,6 +61,8 @@ class PretrainConfig:
     calibration_fraction: float = 0.2
     contamination: float = 0.05
     seed: int = 0
+    checkpoint_dir: str | None = None
+    snapshot_epochs: tuple[int, ...] = ()
 
 
 def healthy_cases(data) -> list:

@@ -86,16 +86,31 @@ def run_or_heldout(parser, args, run, heldout) -> dict:
     return result
 
 
-def experiment_main(argv, module: str, doc: str, reference_path: Path, run, heldout) -> dict:
+def experiment_main(argv, module: str, doc: str, reference_path: Path, run, heldout,
+                    later: dict | None = None) -> dict:
     """:func:`run_or_heldout` for an experiment with a reproduction check against the run
     in ``reference_path`` (its results file, read once): ``run(work, jobs, reference)``,
-    ``heldout(work, result, reference)``; one job by default.
+    ``heldout(work, result, reference)``; one job by default. ``later``, ``{option: (help,
+    step)}``: further steps after the decision, each its own ``--option`` (refused before a
+    decision is written too) that runs ``step(work, result, reference, jobs)``, which returns
+    the completed result (timed under ``seconds[option]``) and prints what it adds.
 
     Returns:
         The result as written.
     """
+    later = later or {}
     parser = experiment_parser(module, doc, jobs=1)
+    for option, (text, _) in later.items():
+        parser.add_argument(f"--{option}", action="store_true", help=text)
     args = parser.parse_args(argv)
     reference = json.loads(reference_path.read_text())
-    return run_or_heldout(parser, args, lambda work, jobs: run(work, jobs, reference),
-                          lambda work, result: heldout(work, result, reference))
+    chosen = [option for option in later if getattr(args, option.replace("-", "_"))]
+    if not chosen:
+        return run_or_heldout(parser, args, lambda work, jobs: run(work, jobs, reference),
+                              lambda work, result: heldout(work, result, reference))
+    out, started = Path(args.out), time.perf_counter()
+    result = later[chosen[0]][1](Path(args.work), decided_result(parser, out, f"without --{chosen[0]}"),
+                                 reference, args.jobs)
+    result["seconds"][chosen[0]] = round(time.perf_counter() - started, 1)
+    write_text_atomic(out, json.dumps(result, indent=2))
+    return result

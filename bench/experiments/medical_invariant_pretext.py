@@ -89,11 +89,12 @@ def check_design() -> None:
         raise SystemExit(f"medical.dense_contrast holds {built}, the committed design {DESIGN}")
 
 
-def reproduced(steps: dict, remap_run: dict) -> bool:
-    """Whether this run's scratch arm (2 labels, subset 0) matches round 15's within the rule's
-    tolerance (then round 15's scratch and in-painting arms are used)."""
+def reproduced(steps: dict, remap_run: dict, within: float = REPRODUCE_WITHIN) -> bool:
+    """Whether this run's scratch arm (2 labels, subset 0) matches the reference run's (round
+    15's here) ``within`` a tolerance in Dice (0: to the digit); then that run's scratch and
+    in-painting arms are used."""
     return abs(steps[REPRODUCTION]["mean_dice"] - remap_run["steps"]["scratch-2-0"]["mean_dice"]) \
-        <= REPRODUCE_WITHIN
+        <= within
 
 
 class Schedule:
@@ -128,9 +129,13 @@ class Schedule:
         return self.steps
 
 
-def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict) -> dict:
-    """The reproduction check first, then the candidate's pretraining and its arms; scratch
-    and in-painting too only if the check fails. Returns this run's step results."""
+def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict, *, pretext: str = CANDIDATE,
+            name: str | None = None, snapshot_epochs: tuple[int, ...] = (),
+            within: float = REPRODUCE_WITHIN, baseline_settings: list[str] | None = None) -> dict:
+    """The reproduction check first (:func:`reproduced` ``within``), then the candidate's
+    pretraining (``pretrain_step``'s ``pretext``, ``name``, ``snapshot_epochs``) and its arms;
+    scratch and in-painting (pretrained with ``baseline_settings``, default: ``settings``) too
+    only if the check fails. Returns this run's step results."""
     args = bench_args(settings)
     simulate_sets(args, work / "data")
     (work / "arms").mkdir(parents=True, exist_ok=True)
@@ -143,8 +148,9 @@ def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict) -> dict
     def follow_ups(key, steps):
         if key.startswith("pretrain-"):
             return arms(key.removeprefix("pretrain-"))
-        if key == REPRODUCTION and not reproduced(steps, remap_run):
-            return [*arms("scratch"), (f"pretrain-{BASELINE}", pretrain_step, work, settings, BASELINE)]
+        if key == REPRODUCTION and not reproduced(steps, remap_run, within):
+            return [*arms("scratch"), (f"pretrain-{BASELINE}", pretrain_step, work,
+                                       baseline_settings or settings, BASELINE)]
         return []
 
     _, first_subset = runs[0][1:]
@@ -152,7 +158,8 @@ def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict) -> dict
         schedule = Schedule(pool, work, follow_ups)
         schedule.submit(REPRODUCTION, arm_step, work, settings, "scratch", first_subset, args.seed,
                         REPRODUCTION)
-        schedule.submit(f"pretrain-{CANDIDATE}", pretrain_step, work, settings, CANDIDATE)
+        schedule.submit(f"pretrain-{name or pretext}", pretrain_step, work, settings, pretext, name,
+                        snapshot_epochs)
         return schedule.run()
 
 
@@ -165,13 +172,15 @@ def judged_steps(steps: dict, reference: dict, reuse: bool, candidates=(CANDIDAT
     return {**kept, **{k: v for k, v in steps.items() if k.split("-")[0] in candidates}}
 
 
-def reproduction_record(own: dict, reference: dict, source: str) -> dict:
-    """The reproduction check of this run's steps ``own`` against the ``reference`` run
-    (``source``: its name, e.g. ``"round 15"``), as the results file keeps it."""
-    reuse = reproduced(own, reference)
+def reproduction_record(own: dict, reference: dict, source: str,
+                        within: float = REPRODUCE_WITHIN) -> dict:
+    """The reproduction check (:func:`reproduced`, ``within``) of this run's steps ``own``
+    against the ``reference`` run (``source``: its name, e.g. ``"round 15"``), as the results
+    file keeps it."""
+    reuse = reproduced(own, reference, within)
     return {"this_run": own[REPRODUCTION]["mean_dice"],
             source.replace(" ", "_"): reference["steps"]["scratch-2-0"]["mean_dice"],
-            "within": REPRODUCE_WITHIN, "reproduced": reuse,
+            "within": within, "reproduced": reuse,
             "scratch_and_inpaint_from": source if reuse else "this run"}
 
 

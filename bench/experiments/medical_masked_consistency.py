@@ -140,22 +140,23 @@ def issue_target_met(entry: dict) -> bool:
     return share is not None and share >= ISSUE_SHARE and entry["largest_budget_difference_points"] >= 0.0
 
 
-def decide(test: dict) -> dict:
-    """The decision rule of the module docstring on the TEST set; the issue's target per arm."""
+def decide(test: dict, arms=tuple(MIC_ARMS)) -> dict:
+    """The decision rule of the module docstring on the TEST set, among ``arms``; the issue's
+    target per arm."""
     base = test[BASELINE]["share_closed"]
     if base is None:  # no gap from scratch (8 labels not better than 2): nothing to close
         return {"adopted": None, "why": "no gap between 2 and 8 labels"}
     verdicts = {}
-    for arm in MIC_ARMS:
+    for arm in arms:
         share, at_8 = test[arm]["share_closed"], test[arm]["largest_budget_difference_points"]
         share_ok = share >= ISSUE_SHARE or share >= base + OVER_INPAINT
         verdicts[arm] = {"share_vs_inpaint": share - base, "share_rule_met": share_ok,
                          "at_8_rule_met": at_8 >= AT_LARGEST_FLOOR,
                          "passes": share_ok and at_8 >= AT_LARGEST_FLOOR}
-    passing = [arm for arm in MIC_ARMS if verdicts[arm]["passes"]]
+    passing = [arm for arm in arms if verdicts[arm]["passes"]]
     return {"verdicts": verdicts,
             "adopted": max(passing, key=lambda arm: test[arm]["share_closed"], default=None),
-            "issue_target_met": {arm: issue_target_met(test[arm]) for arm in (BASELINE, *MIC_ARMS)}}
+            "issue_target_met": {arm: issue_target_met(test[arm]) for arm in (BASELINE, *arms)}}
 
 
 def judged(steps: dict, settings: list[str], prefix: str = "") -> dict:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -58,7 +59,7 @@ from bench.medical_efficiency import (efficiency_arm, gap_closed, label_subsets,
 from core.io import write_text_atomic
 from core.runtime import configure_threads
 from medical.io import find_cases
-from medical.pretrain import pretrain
+from medical.pretrain import healthy_cases, pretrain
 from medical.segment import Segmenter
 
 # the committed label-efficiency command's settings (bench/README.md), 4 subsets at 2 labels
@@ -76,12 +77,21 @@ def bench_args(settings: list[str], pretext: str | None = None):
     return build_parser().parse_args(settings + extra)
 
 
-def pretrain_step(work: Path, settings: list[str], pretext: str) -> dict:
-    """Pretrain with ``pretext`` into ``work/pretrained-<pretext>`` (in a worker process)."""
+def pretrain_step(work: Path, settings: list[str], pretext: str, name: str | None = None,
+                  snapshot_epochs: tuple[int, ...] = ()) -> dict:
+    """Pretrain with ``pretext`` into ``work/pretrained-<name>`` (default name: the pretext;
+    in a worker process) on the first ``--unlabelled`` healthy cases of ``work/data/unlabelled``
+    (all of them when the folder was simulated with these settings; case ``i`` is the same
+    volume whatever the folder's size). With ``snapshot_epochs``, the best weights so far after
+    those epochs also go to ``work/snapshots-<name>/epoch-<n>.safetensors``."""
     configure_threads()
     started = time.perf_counter()
-    scorer = pretrain(work / "data" / "unlabelled", work / f"pretrained-{pretext}",
-                      pretraining_config(bench_args(settings, pretext)), progress=False)
+    args, name = bench_args(settings, pretext), name or pretext
+    config = replace(pretraining_config(args), snapshot_epochs=tuple(snapshot_epochs),
+                     checkpoint_dir=str(work / f"snapshots-{name}") if snapshot_epochs else None)
+    folder = work / "data" / "unlabelled"
+    scorer = pretrain(folder, work / f"pretrained-{name}", config, progress=False,
+                      cases=healthy_cases(folder)[:args.unlabelled])
     return {"epochs": len(scorer.history_.train_loss), "best_val_loss": scorer.history_.best_val_loss,
             "seconds": round(time.perf_counter() - started, 1)}
 

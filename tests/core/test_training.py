@@ -83,6 +83,29 @@ def test_checkpoint_holds_best_weights(tmp_path):
     assert history.best_epoch >= 0
 
 
+def test_snapshots_hold_what_a_shorter_run_returns(tmp_path):
+    import pytest
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    def config(epochs, **kw):   # a constant rate: the first epochs of a longer run are a shorter run
+        return TrainConfig(max_epochs=epochs, lr=0.05, batch_size=32, progress=False, device="cpu",
+                           schedule="constant", **kw)
+
+    model = _model()
+    fit(model, _data(), mse, config(10, checkpoint_dir=str(tmp_path), snapshot_epochs=(3, 10)))
+    assert sorted(p.name for p in tmp_path.glob("epoch-*")) == ["epoch-10.safetensors",
+                                                                "epoch-3.safetensors"]
+    assert torch.equal(load_file(str(tmp_path / "epoch-10.safetensors"))["weight"], model.weight.detach())
+    shorter = _model()
+    history = fit(shorter, _data(), mse, config(3))
+    assert torch.equal(load_file(str(tmp_path / "epoch-3.safetensors"))["weight"], shorter.weight.detach())
+    with safe_open(str(tmp_path / "epoch-3.safetensors"), "pt") as saved:
+        assert saved.metadata()["epoch"] == str(history.best_epoch)
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        fit(_model(), _data(), mse, config(3, snapshot_epochs=(2,)))
+
+
 def test_non_finite_loss_is_reported():
     import pytest
 
