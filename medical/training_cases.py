@@ -31,7 +31,7 @@ from core.errors import DataValidationError, UnmaskWarning
 from core.text import counted
 
 from .guard import InputReference, body_hu_cdf, ras_extent_mm
-from .io import file_key, find_cases, load_label_like, load_volume
+from .io import Case, file_key, find_cases, load_label_like, load_volume
 from .transforms import Preprocessor, PreprocessConfig
 from .volumes import PreparedCase, prepare_case, prepare_read, read_case
 
@@ -72,18 +72,62 @@ def not_among(cases, used) -> list:
 
 def organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out) -> list:
     """The healthy cases a saved, fine-tuned model's organ calibration reads (on every
-    rank): ``calibration_cases`` beyond the training ``cases`` (:func:`unseen_calibration`:
-    a warning if some are left out, refused below :data:`MIN_CALIBRATION_CASES`), by
-    default the lesion-free cases of ``data`` (any split) beyond them (none below 2:
-    nothing is calibrated); none without a pretrained ``scorer`` on the model grid of
-    ``spacing`` or without ``out``. The validation cases may calibrate: the network never
-    trained on them, they only chose each organ's post-processing."""
+    rank); none without a pretrained ``scorer`` on the model grid of ``spacing`` or
+    without ``out``. Neither the segmenter's training ``cases`` nor the cases the scorer
+    pretrained on (:func:`pretraining_cases`) may calibrate.
+
+    ``calibration_cases`` given: those beyond both (:func:`unseen_calibration`: a warning
+    if some are left out, refused below :data:`MIN_CALIBRATION_CASES`). By default: the
+    lesion-free cases of ``data`` (any split) beyond both; when fewer than 2 of them are
+    unseen, all lesion-free cases beyond the training ``cases`` (seen ones too, with a
+    warning: organ scoring predicts organ voxels from the case's own visible parenchyma
+    unless ``organ_prediction="network"``, so a pretraining case scores like an unseen one,
+    bench/README.md), and none below 2 of those. The validation cases may calibrate: the
+    network never trained on them, they only chose each organ's post-processing."""
     if scorer is None or out is None or scorer.preprocess != PreprocessConfig(spacing=tuple(spacing)):
         return []
+    pretraining = pretraining_cases(scorer)
+    roles = {"training": cases, "pretraining": pretraining or []}
     if calibration_cases is not None:
-        return unseen_calibration(calibration_cases, {"training": cases})
+        calibration_cases = list(calibration_cases)
+        _warn_unrecorded(pretraining, len(calibration_cases), "given")
+        return unseen_calibration(calibration_cases, roles)
     held_out = [c for c in not_among(find_cases(data), cases) if not c.has_lesion]
-    return held_out if len(held_out) >= MIN_CALIBRATION_CASES else []
+    if len(held_out) < MIN_CALIBRATION_CASES:
+        return []
+    _warn_unrecorded(pretraining, len(held_out), f"lesion-free of {data} beyond the training ones")
+    unseen, left_out = leave_out(held_out, {"pretraining": pretraining or []})
+    if len(unseen) >= MIN_CALIBRATION_CASES:
+        if left_out["pretraining"]:
+            warnings.warn(f"organ calibration: left out {left_out_text(left_out)} of the "
+                          f"{len(held_out)} lesion-free cases of {data} beyond the training "
+                          f"ones; calibrating on the {len(unseen)} left", UnmaskWarning, stacklevel=2)
+        return unseen
+    warnings.warn(f"organ calibration: {left_out['pretraining']} of its {len(held_out)} cases "
+                  f"(the lesion-free ones of {data} beyond the training ones) are pretraining "
+                  f"cases (the anomaly model trained on them), only {len(unseen)} unseen; "
+                  "calibrating on all of them: give --calibration-data with healthy cases it "
+                  "never trained on", UnmaskWarning, stacklevel=2)
+    return held_out
+
+
+def pretraining_cases(scorer) -> list | None:
+    """The cases a pretrained ``scorer`` trained on, as the image files its bundle records
+    (``provenance_["training"]["images"]``, matched by :attr:`~medical.io.Case.key`);
+    ``None`` when it records only their names (a bundle saved before it recorded files):
+    names are unique only within one data root, which the bundle does not record either."""
+    images = scorer.provenance_.get("training", {}).get("images")
+    return None if images is None else [Case(Path(image).name, Path(image)) for image in images]
+
+
+def _warn_unrecorded(pretraining, n_cases: int, which: str) -> None:
+    """One warning when the pretrained bundle does not say which cases it trained on."""
+    if pretraining is None:
+        warnings.warn(f"organ calibration: the pretrained bundle does not record its training "
+                      f"cases' files, so whether any of the {n_cases} calibration cases ({which}) "
+                      "trained the anomaly model is unknown; run medical pretrain again, or give "
+                      "--calibration-data with healthy cases it never trained on",
+                      UnmaskWarning, stacklevel=3)
 
 
 def select_unlabelled(unlabelled_cases, roles: dict[str, list]) -> tuple[list, dict[str, int]]:
