@@ -87,8 +87,10 @@ class AnomalyScorer(NetworkPlacement, Estimator):
             from calibrating with a segmenter; ``None`` without one.
         organ_tails: per-organ top-k mean of those cases' organ maps ``{label: value}``;
             each organ's map is divided by it (``organ_tail_reference``), else ``None``.
-        provenance_: what the model was trained and calibrated on (``training``,
-            ``organ_calibration_cases``), kept in the bundle's config.
+        provenance_: what the model was trained and calibrated on (``training``, with
+            the training cases' names and image files, ``images``, by which a later
+            calibration leaves them out; ``organ_calibration_cases``), kept in the
+            bundle's config.
         history_: the training history (after :meth:`fit` only).
 
     The network runs where it lives (:attr:`device`; move it with :meth:`to`): every
@@ -159,6 +161,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         self.calibrate(calibration_cases, progress=progress)
         self.provenance_["training"] = {
             "cases": [c.name for c in cases], "calibration_cases": [c.name for c in calibration_cases],
+            "images": [str(c.key) for c in cases],      # the files trained on, by Case.key
             "epochs": len(self.history_.train_loss), "best_val_loss": self.history_.best_val_loss,
             "samples_per_epoch": config.samples_per_epoch, "seed": config.seed}
         return self

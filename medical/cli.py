@@ -77,8 +77,9 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
 @click.option("--epochs", type=int, default=None, help="Override the preset's epochs.")
 @click.option("--calibration-data", type=click.Path(), default=None,
               help="Lesion-free cases to calibrate organ anomaly scoring on (default: those of "
-                   "--data beyond the training cases). Training cases among them are left out "
-                   "(one warning line); refused if fewer than 2 remain.")
+                   "--data beyond the training cases and the cases --pretrained trained on). "
+                   "Cases the segmenter or the anomaly model trained on are left out (one "
+                   "warning line); refused if fewer than 2 remain.")
 @click.option("--unlabelled", type=click.Path(exists=True), default=None,
               help="Unlabelled volumes for masked consistency: an EMA teacher labels their "
                    "crops, the segmenter must give its confident labels with patches hidden. "

@@ -3,6 +3,7 @@
 Layout written (see docs/runs.md)::
 
     WS/data/medical/train/     healthy phantoms, labelled (MSD layout)
+    WS/data/medical/calibration/   healthy phantoms that only calibrate organ scoring
     WS/data/medical/test/      phantoms, about half with lesions (lesion masks included)
     WS/models/medical/pretrained/   ct-anomaly bundle (masked-volume pretraining)
     WS/models/medical/ct/           segmenter/ + anomaly/
@@ -34,6 +35,10 @@ class DemoSize:
     Args:
         preset: model preset (``medical.presets``).
         train_cases, labelled_cases, test_cases: phantoms simulated / labelled / shown.
+        calibration_cases: healthy phantoms simulated apart that calibrate the fine-tuned
+            model's organ scoring: the training phantoms not labelled are mostly cases
+            the anomaly model pretrained on, which may not calibrate it
+            (``medical.training_cases.organ_calibration_cases``).
         train_shape, test_shape: phantom grids (voxels) for training and for display.
         pretrain_epochs: the pretraining budget (epochs of the preset's crops per epoch).
         segment_epochs: the segmenter's epochs (at 10, the small demo's spleen was missed:
@@ -44,16 +49,17 @@ class DemoSize:
     train_cases: int
     labelled_cases: int
     test_cases: int
+    calibration_cases: int
     train_shape: tuple[int, int, int]
     test_shape: tuple[int, int, int]
     pretrain_epochs: int
     segment_epochs: int
 
 
-SIZES = {"tiny": DemoSize("tiny", 6, 4, 4, (32, 32, 16), (32, 32, 16), 60, 15),
-         "small": DemoSize("small", 16, 6, 8, (64, 64, 32), (256, 256, 64), 12, 25)}
-# small: the 10 healthy phantoms left unlabelled calibrate the anomaly model, enough for an
-# alert at FDR 0.1 (at least 9; see core.calibration.ScoreCalibration.scores_needed)
+SIZES = {"tiny": DemoSize("tiny", 6, 4, 4, 2, (32, 32, 16), (32, 32, 16), 60, 15),
+         "small": DemoSize("small", 16, 6, 8, 10, (64, 64, 32), (256, 256, 64), 12, 25)}
+# small: the 10 calibration phantoms are enough for an alert at FDR 0.1 (at least 9; see
+# core.calibration.ScoreCalibration.scores_needed)
 
 
 def build_demo(workspace, size: str | DemoSize = "small", seed: int = 0,
@@ -70,7 +76,7 @@ def build_demo(workspace, size: str | DemoSize = "small", seed: int = 0,
     from .infer import infer  # lazy: loads torch/MONAI on use
     from .phantom import simulate_dataset  # lazy: loads torch/MONAI on use
     from .presets import preset  # lazy: loads torch/MONAI on use
-    from .pretrain import pretrain  # lazy: loads torch/MONAI on use
+    from .pretrain import healthy_cases, pretrain  # lazy: loads torch/MONAI on use
     from .segment import train_segmenter  # lazy: loads torch/MONAI on use
 
     if isinstance(size, DemoSize):
@@ -85,6 +91,9 @@ def build_demo(workspace, size: str | DemoSize = "small", seed: int = 0,
                      shape=spec.train_shape, adult_kidney_share=adult_kidney_share)
     simulate_dataset(data / "test", spec.test_cases, lesions=True, seed=seed + 1000,
                      shape=spec.test_shape, prefix="patient", adult_kidney_share=adult_kidney_share)
+    simulate_dataset(data / "calibration", spec.calibration_cases, lesions=False,
+                     seed=seed + 2000, shape=spec.train_shape, prefix="calibration",
+                     adult_kidney_share=adult_kidney_share)
     pretrain_config, segment_config = preset(spec.preset, seed)
     pretrain_config = replace(pretrain_config, max_epochs=spec.pretrain_epochs,
                               patience=spec.pretrain_epochs)
@@ -92,5 +101,5 @@ def build_demo(workspace, size: str | DemoSize = "small", seed: int = 0,
                              patience=spec.segment_epochs)
     pretrain(data / "train", models / "pretrained", pretrain_config)
     train_segmenter(data / "train", models / "ct", models / "pretrained", spec.labelled_cases,
-                    segment_config)
+                    segment_config, calibration_cases=healthy_cases(data / "calibration"))
     return infer(models / "ct", data / "test", ws / "runs" / "medical" / new_run_id())

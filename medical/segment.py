@@ -284,9 +284,11 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     With ``pretrained`` (a ``ct-anomaly`` bundle) the weights initialise the network, and
     the anomaly model is saved to ``out/anomaly`` so ``infer`` produces anomaly maps too:
     calibrated with this segmenter for organ scoring (``medical.organ_scoring``) on
-    healthy cases the segmenter did not train on (``calibration_cases``; by default the
-    lesion-free cases of ``data`` beyond the training ones), or, with fewer than 2 such
-    cases, copied as pretrained (scoring without organs).
+    healthy cases neither the segmenter nor the pretrained network trained on
+    (``calibration_cases``; by default the lesion-free cases of ``data`` beyond both, or
+    with a warning beyond the training ones alone when fewer than 2 are left:
+    ``medical.training_cases.organ_calibration_cases``), or, with fewer than 2 such cases,
+    copied as pretrained (scoring without organs).
 
     The input guard's reference (``medical.guard.InputReference``: fields of view, body
     HU distribution, organ volumes) is fitted on every labelled case of ``data``, not only

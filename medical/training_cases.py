@@ -1,18 +1,23 @@
 """The cases a segmenter's training reads: which ones, in which role, each read once.
 
 A labelled dataset's cases are trained on (the first ``n_labels``), validate the
-post-processing (the labelled ones beyond), calibrate organ scoring (healthy ones not
-trained on) or, given as unlabelled volumes, feed masked consistency (``medical.consistency``)
-unless they already have one of those roles. Cases are matched by :attr:`medical.io.Case.key`
-(the image file, however its path is written), here as wherever an image read once is kept
-for later (``medical.volumes.spacing_and_images``, read back by ``medical.segment`` and
+post-processing (the labelled ones beyond), calibrate organ scoring (healthy ones neither
+the segmenter nor the pretrained anomaly network trained on) or, given as unlabelled
+volumes, feed masked consistency (``medical.consistency``) unless they already have one
+of those roles. Cases are matched by :attr:`medical.io.Case.key` (the image file, however
+its path is written), here as wherever an image read once is kept for later
+(``medical.volumes.spacing_and_images``, read back by ``medical.segment`` and
 ``medical.pretrain``).
 
-Calibration cases must be unseen by the model they calibrate: a case it trained on scores
-lower than a new healthy case, so new healthy cases would get p-values too small and the
-false-discovery rate asked for would not hold. :func:`unseen_calibration` leaves such cases
-out with one ``warning:`` line and refuses when too few remain, as ``--unlabelled`` leaves
-out cases that already have a role (:func:`select_unlabelled`); both through :func:`leave_out`.
+Calibration cases must be unseen by the model they calibrate: a case it trained on may
+score lower than a new healthy case, so new healthy cases would get p-values too small and
+the false-discovery rate asked for would not hold (on the small demo the network's plain
+score was 0.9x on its pretraining cases; the default organ score, which does not run the
+network, was not lower: bench/README.md). The cases the pretrained network trained on are
+the image files its bundle records (:func:`pretraining_cases`). :func:`unseen_calibration`
+leaves such cases out with one ``warning:`` line and refuses when too few remain, as
+``--unlabelled`` leaves out cases that already have a role (:func:`select_unlabelled`);
+both through :func:`leave_out`.
 
 :class:`CaseReader` prepares the cases for training and validation and keeps what the
 guard's reference (``medical.guard.InputReference``) and the organ calibration read next,
@@ -35,7 +40,7 @@ from core.errors import DataValidationError, UnmaskWarning
 from core.text import counted
 
 from .guard import InputReference, body_hu_cdf, ras_extent_mm
-from .io import file_key, find_cases, load_label_like, load_volume
+from .io import Case, file_key, find_cases, load_label_like, load_volume
 from .transforms import Preprocessor, PreprocessConfig
 from .volumes import PreparedCase, prepare_case, prepare_read, read_case
 
@@ -76,18 +81,69 @@ def not_among(cases, used) -> list:
 
 def organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out) -> list:
     """The healthy cases a saved, fine-tuned model's organ calibration reads (on every
-    rank): ``calibration_cases`` beyond the training ``cases`` (:func:`unseen_calibration`:
-    a warning if some are left out, refused below :data:`MIN_CALIBRATION_CASES`), by
-    default the lesion-free cases of ``data`` (any split) beyond them (none below 2:
-    nothing is calibrated); none without a pretrained ``scorer`` on the model grid of
-    ``spacing`` or without ``out``. The validation cases may calibrate: the network never
-    trained on them, they only chose each organ's post-processing."""
+    rank); none without a pretrained ``scorer`` on the model grid of ``spacing`` or
+    without ``out``. Neither the segmenter's training ``cases`` nor the cases the scorer
+    pretrained on (:func:`pretraining_cases`) may calibrate.
+
+    ``calibration_cases`` given: those beyond both (:func:`unseen_calibration`: a warning
+    if some are left out, refused below :data:`MIN_CALIBRATION_CASES`). By default: the
+    lesion-free cases of ``data`` (any split) beyond both; when fewer than 2 of them are
+    unseen, all lesion-free cases beyond the training ``cases`` (seen ones too, with a
+    warning: organ scoring predicts organ voxels from the case's own visible parenchyma
+    unless ``organ_prediction="network"``, so a pretraining case scores like an unseen one,
+    bench/README.md), and none below 2 of those. The validation cases may calibrate: the
+    network never trained on them, they only chose each organ's post-processing."""
     if scorer is None or out is None or scorer.preprocess != PreprocessConfig(spacing=tuple(spacing)):
         return []
+    pretraining = pretraining_cases(scorer)
+    roles = {"training": cases, "pretraining": pretraining or []}
     if calibration_cases is not None:
-        return unseen_calibration(calibration_cases, {"training": cases})
+        calibration_cases = list(calibration_cases)
+        _warn_unrecorded(pretraining, len(calibration_cases), "given")
+        return unseen_calibration(calibration_cases, roles)
+    return _default_organ_calibration(data, cases, pretraining)
+
+
+def _default_organ_calibration(data, cases, pretraining) -> list:
+    """:func:`organ_calibration_cases` by default: the lesion-free cases of ``data``
+    beyond the training ``cases`` and the ``pretraining`` ones (``None``: not recorded)."""
     held_out = [c for c in not_among(find_cases(data), cases) if not c.has_lesion]
-    return held_out if len(held_out) >= MIN_CALIBRATION_CASES else []
+    if len(held_out) < MIN_CALIBRATION_CASES:
+        return []
+    _warn_unrecorded(pretraining, len(held_out), f"lesion-free of {data} beyond the training ones")
+    unseen, left_out = leave_out(held_out, {"pretraining": pretraining or []})
+    if len(unseen) >= MIN_CALIBRATION_CASES:
+        if left_out["pretraining"]:
+            warnings.warn(f"organ calibration: left out {left_out_text(left_out)} of the "
+                          f"{len(held_out)} lesion-free cases of {data} beyond the training "
+                          f"ones; calibrating on the {len(unseen)} left", UnmaskWarning,
+                          stacklevel=3)
+        return unseen
+    warnings.warn(f"organ calibration: {left_out['pretraining']} of its {len(held_out)} cases "
+                  f"(the lesion-free ones of {data} beyond the training ones) are pretraining "
+                  f"cases (the anomaly model trained on them), only {len(unseen)} unseen; "
+                  "calibrating on all of them: give --calibration-data with healthy cases it "
+                  "never trained on", UnmaskWarning, stacklevel=3)
+    return held_out
+
+
+def pretraining_cases(scorer) -> list | None:
+    """The cases a pretrained ``scorer`` trained on, as the image files its bundle records
+    (``provenance_["training"]["images"]``, matched by :attr:`~medical.io.Case.key`);
+    ``None`` when it records only their names (a bundle saved before it recorded files):
+    names are unique only within one data root, which the bundle does not record either."""
+    images = scorer.provenance_.get("training", {}).get("images")
+    return None if images is None else [Case(Path(image).name, Path(image)) for image in images]
+
+
+def _warn_unrecorded(pretraining, n_cases: int, which: str) -> None:
+    """One warning when the pretrained bundle does not say which cases it trained on."""
+    if pretraining is None:
+        warnings.warn(f"organ calibration: the pretrained bundle does not record its training "
+                      f"cases' files, so whether any of the {n_cases} calibration cases ({which}) "
+                      "trained the anomaly model is unknown; run medical pretrain again, or give "
+                      "--calibration-data with healthy cases it never trained on",
+                      UnmaskWarning, stacklevel=4)
 
 
 def select_unlabelled(unlabelled_cases, roles: dict[str, list]) -> tuple[list, dict[str, int]]:

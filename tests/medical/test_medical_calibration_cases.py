@@ -1,10 +1,14 @@
 """Calibration cases stay unseen by the model they calibrate (``medical.training_cases.
-unseen_calibration``): `medical train --calibration-data` and `medical pretrain`'s own split
-leave out cases the model trained on with one `warning:` line, and refuse (writing nothing)
-when too few remain."""
+unseen_calibration``, ``organ_calibration_cases``): `medical train --calibration-data` and
+`medical pretrain`'s own split leave out cases the model trained on (the segmenter's and the
+pretrained anomaly model's, by the files its bundle records) with one `warning:` line, and
+refuse (writing nothing) when too few remain; by default `medical train` leaves the
+pretraining cases out too, and calibrates on them with a `warning:` line when fewer than 2
+others remain or when the bundle does not record its training files."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -42,21 +46,119 @@ def _links(folder, images) -> Path:
     return folder
 
 
-def test_the_training_folder_as_calibration_data_calibrates_on_the_others_and_says_so(
+def _pretraining(bundle) -> list[str]:
+    return _bundle_config(bundle)["training"]["cases"]
+
+
+def _bundle_recording(tmp_path, bundle, images) -> Path:
+    """A copy of the pretrained ``bundle`` whose record of training files is ``images``
+    (``None``: no such record, as bundles saved before it was kept)."""
+    copy = tmp_path / "pretrained"
+    shutil.copytree(bundle, copy)
+    meta = json.loads((copy / "config.json").read_text())
+    training = meta["config"]["training"]
+    training.pop("images")
+    if images is not None:
+        training["images"] = [str(Path(image).resolve()) for image in images]
+    (copy / "config.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_the_pretrained_bundle_records_the_files_it_trained_on(tiny_data, tiny_models):
+    train, _ = tiny_data
+    training = _bundle_config(tiny_models[0])["training"]
+    by_name = {c.name: str(c.key) for c in find_cases(train)}
+    assert training["images"] == [by_name[name] for name in training["cases"]]
+
+
+def test_the_training_folder_as_calibration_data_is_refused_when_pretraining_leaves_too_few(
         tiny_data, tiny_models, tmp_path):
     train, _ = tiny_data                       # 6 healthy labelled phantoms: 2 trained on
+    pretraining = _pretraining(tiny_models[0])
+    seen = [f"case_00{i}" for i in range(2, 6) if f"case_00{i}" in pretraining]
+    assert len(pretraining) == 5 and len(seen) >= 3      # a fifth of 6 calibrates the scorer
     result = _train(train, tmp_path / "ct", tiny_models[0], train)
+    assert isinstance(result.exception, DataValidationError), result.output
+    assert str(result.exception) == (
+        f"calibration cases: {4 - len(seen)} unseen of the 6 given, 2 needed; left out "
+        f"{2 + len(seen)}: 2 training cases (trained on with their labels), {len(seen)} "
+        f"pretraining cases (the anomaly model trained on them): case_000, case_001, "
+        + ", ".join(seen))
+    assert not (tmp_path / "ct").exists()
+
+
+def test_calibration_data_leaves_the_pretraining_cases_out_and_says_so(tiny_data, tiny_models,
+                                                                     tmp_path):
+    train, other = tiny_data
+    by_name = {c.name: c.image for c in find_cases(train)}
+    seen = [by_name[name] for name in _pretraining(tiny_models[0])[:2]]
+    healthy = [c.image for c in find_cases(other) if not c.has_lesion]
+    folder = _links(tmp_path / "calibration", [*seen, *healthy])     # linked: matched by file
+    result = _train(train, tmp_path / "ct", tiny_models[0], folder)
     assert result.exit_code == 0, result.output
-    assert ("warning: calibration cases: left out 2 of the 6 given: 2 training cases (trained on "
-            "with their labels); calibrating on the 4 left") in result.output
+    assert ("warning: calibration cases: left out 2 of the 4 given: 2 pretraining cases (the "
+            "anomaly model trained on them); calibrating on the 2 left") in result.output
+    assert _organ_calibration_cases(tmp_path / "ct") == ["volume_2", "volume_3"]
+
+
+def _train_by_default(train, out, pretrained):
+    """`medical train` as :func:`_train`, calibrating on ``train``'s cases by default."""
+    return CliRunner().invoke(medical, [str(a) for a in (
+        "train", "--data", train, "--out", out, "--labels", 2, "--preset", "tiny", "--epochs", 1,
+        "--pretrained", pretrained)])
+
+
+def test_by_default_the_cases_the_bundle_pretrained_on_are_left_out(tiny_data, tiny_models,
+                                                                    tmp_path):
+    train, _ = tiny_data                       # beyond the 2 labelled: case_002 ... case_005
+    images = [c.image for c in find_cases(train)]
+    bundle = _bundle_recording(tmp_path, tiny_models[0], [images[0], images[2], images[3]])
+    result = _train_by_default(train, tmp_path / "ct", bundle)
+    assert result.exit_code == 0, result.output
+    assert (f"warning: organ calibration: left out 2 pretraining cases (the anomaly model "
+            f"trained on them) of the 4 lesion-free cases of {train} beyond the training ones; "
+            "calibrating on the 2 left") in result.output
+    assert _organ_calibration_cases(tmp_path / "ct") == ["case_004", "case_005"]
+
+
+def test_by_default_too_few_unseen_cases_calibrate_with_the_seen_ones_and_a_warning(
+        tiny_data, tiny_models, tmp_path):
+    train, _ = tiny_data
+    images = [c.image for c in find_cases(train)]
+    bundle = _bundle_recording(tmp_path, tiny_models[0], images[1:])   # all but case_000
+    result = _train_by_default(train, tmp_path / "ct", bundle)
+    assert result.exit_code == 0, result.output
+    assert (f"warning: organ calibration: 4 of its 4 cases (the lesion-free ones of {train} "
+            "beyond the training ones) are pretraining cases (the anomaly model trained on "
+            "them), only 0 unseen; calibrating on all of them: give --calibration-data with "
+            "healthy cases it never trained on") in result.output
     assert _organ_calibration_cases(tmp_path / "ct") == [f"case_00{i}" for i in range(2, 6)]
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_bundle_that_does_not_record_its_training_files_says_so(tiny_data, tiny_models,
+                                                                  tmp_path, given):
+    train, other = tiny_data
+    bundle = _bundle_recording(tmp_path, tiny_models[0], None)
+    result = (_train(train, tmp_path / "ct", bundle, other) if given
+              else _train_by_default(train, tmp_path / "ct", bundle))
+    assert result.exit_code == 0, result.output
+    which = "given" if given else f"lesion-free of {train} beyond the training ones"
+    assert (f"warning: organ calibration: the pretrained bundle does not record its training "
+            f"cases' files, so whether any of the {2 if given else 4} calibration cases ({which}) "
+            "trained the anomaly model is unknown; run medical pretrain again, or give "
+            "--calibration-data with healthy cases it never trained on") in result.output
+    assert len(_organ_calibration_cases(tmp_path / "ct")) == (2 if given else 4)
 
 
 def test_calibration_data_with_too_few_unseen_cases_is_refused_before_anything_is_read(
         tiny_data, tiny_models, tmp_path, monkeypatch):
     train, _ = tiny_data
     trained = [c.image for c in labelled_cases(train, 2)]
-    folder = _links(tmp_path / "calibration", [*trained, labelled_cases(train)[4].image])
+    unseen = _bundle_config(tiny_models[0])["training"]["calibration_cases"][0]   # by neither
+    assert unseen not in ("case_000", "case_001")
+    folder = _links(tmp_path / "calibration", [*trained, *(c.image for c in find_cases(train)
+                                                         if c.name == unseen)])
     reads = count_reads(monkeypatch)
     result = _train(train, tmp_path / "ct", tiny_models[0], folder)
     assert isinstance(result.exception, DataValidationError), result.output

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -74,8 +75,15 @@ def test_build_demo_tiny(tmp_path):
     from core.runs import list_runs
     from medical.demo import build_demo
 
-    run_dir = build_demo(tmp_path / "ws", size="tiny", seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_dir = build_demo(tmp_path / "ws", size="tiny", seed=0)
+    assert not [w for w in caught if str(w.message).startswith(("organ calibration",
+                                                                 "calibration cases"))]
     assert run_dir.parent == tmp_path / "ws" / "runs" / "medical"
+    # organ scoring calibrates on the phantoms simulated for it, none the model trained on
+    anomaly = json.loads((tmp_path / "ws/models/medical/ct/anomaly/config.json").read_text())
+    assert anomaly["config"]["organ_calibration_cases"] == ["calibration_000", "calibration_001"]
     manifest = list_runs(tmp_path / "ws", "medical")[0]
     assert manifest["summary"]["n_cases"] == 4 and manifest["summary"]["labels"]["2"] == "spleen"
     scores = pd.read_parquet(run_dir / "scores.parquet")

@@ -37,9 +37,9 @@ def test_demo_shows_ct_sized_phantoms_and_trains_on_a_budget():
 
 
 def test_the_small_demo_keeps_enough_healthy_cases_to_flag_at_fdr_0_1():
-    """The unlabelled training phantoms calibrate the CT anomaly model: with fewer than 9
-    the demo's CT run could never flag a case at FDR 0.1."""
+    """The calibration phantoms calibrate the CT anomaly model: with fewer than 9 the
+    demo's CT run could never flag a case at FDR 0.1."""
     from core.calibration import ScoreCalibration
 
     spec = SIZES["small"]
-    assert spec.train_cases - spec.labelled_cases >= ScoreCalibration().scores_needed(0.1) == 9
+    assert spec.calibration_cases >= ScoreCalibration().scores_needed(0.1) == 9
