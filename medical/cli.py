@@ -100,7 +100,7 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unl
     _, config = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    calibration = healthy_cases(calibration_data) if calibration_data else None
+    calibration = healthy_cases(calibration_data, "--calibration-data") if calibration_data else None
     with plain_warnings(show=is_main_process()):   # calibration cases left out: one line
         segmenter = train_segmenter(data, out, pretrained, n_labels, config,
                                     progress=show_progress(quiet), calibration_cases=calibration,

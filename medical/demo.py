@@ -100,6 +100,7 @@ def build_demo(workspace, size: str | DemoSize = "small", seed: int = 0,
     segment_config = replace(segment_config, max_epochs=spec.segment_epochs,
                              patience=spec.segment_epochs)
     pretrain(data / "train", models / "pretrained", pretrain_config)
+    calibration = healthy_cases(data / "calibration", "organ calibration")
     train_segmenter(data / "train", models / "ct", models / "pretrained", spec.labelled_cases,
-                    segment_config, calibration_cases=healthy_cases(data / "calibration"))
+                    segment_config, calibration_cases=calibration)
     return infer(models / "ct", data / "test", ws / "runs" / "medical" / new_run_id())

@@ -65,11 +65,12 @@ class PretrainConfig:
     snapshot_epochs: tuple[int, ...] = ()
 
 
-def healthy_cases(data) -> list:
-    """Cases of ``data`` not known to hold lesions (``has_lesion`` false or unknown)."""
+def healthy_cases(data, purpose: str = "pretraining") -> list:
+    """Cases of ``data`` not known to hold lesions (``has_lesion`` false or unknown); at
+    least 2, or an error naming what they were for (``purpose``)."""
     cases = [c for c in find_cases(data) if not c.has_lesion]
     if len(cases) < 2:
-        raise DataValidationError(f"{data}: pretraining needs at least 2 lesion-free cases, "
+        raise DataValidationError(f"{data}: {purpose} needs at least 2 lesion-free cases, "
                                   f"found {len(cases)}")
     return cases
 

@@ -99,18 +99,18 @@ def organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out
     roles = {"training": cases, "pretraining": pretraining or []}
     if calibration_cases is not None:
         calibration_cases = list(calibration_cases)
-        _warn_unrecorded(pretraining, len(calibration_cases), "given")
+        _warn_unrecorded(scorer, pretraining, len(calibration_cases), "given")
         return unseen_calibration(calibration_cases, roles)
-    return _default_organ_calibration(data, cases, pretraining)
+    return _default_organ_calibration(data, cases, scorer, pretraining)
 
 
-def _default_organ_calibration(data, cases, pretraining) -> list:
+def _default_organ_calibration(data, cases, scorer, pretraining) -> list:
     """:func:`organ_calibration_cases` by default: the lesion-free cases of ``data``
-    beyond the training ``cases`` and the ``pretraining`` ones (``None``: not recorded)."""
+    beyond the training ``cases`` and the ``pretraining`` ones (``None``: unknown here)."""
     held_out = [c for c in not_among(find_cases(data), cases) if not c.has_lesion]
     if len(held_out) < MIN_CALIBRATION_CASES:
         return []
-    _warn_unrecorded(pretraining, len(held_out), f"lesion-free of {data} beyond the training ones")
+    _warn_unrecorded(scorer, pretraining, len(held_out), f"lesion-free of {data} beyond the training ones")
     unseen, left_out = leave_out(held_out, {"pretraining": pretraining or []})
     if len(unseen) >= MIN_CALIBRATION_CASES:
         if left_out["pretraining"]:
@@ -130,20 +130,34 @@ def _default_organ_calibration(data, cases, pretraining) -> list:
 def pretraining_cases(scorer) -> list | None:
     """The cases a pretrained ``scorer`` trained on, as the image files its bundle records
     (``provenance_["training"]["images"]``, matched by :attr:`~medical.io.Case.key`);
-    ``None`` when it records only their names (a bundle saved before it recorded files):
-    names are unique only within one data root, which the bundle does not record either."""
+    ``None`` when that is unknown here: the bundle records only their names (saved before it
+    recorded files; names are unique only within one data root, which it does not record
+    either), or none of the files it records is on this machine (the data or the bundle
+    moved), so no case would match and every pretraining case would calibrate unnoticed."""
+    images = _recorded_images(scorer)
+    if images is None or not any(image.exists() for image in images):
+        return None
+    return [Case(image.name, image) for image in images]
+
+
+def _recorded_images(scorer) -> list[Path] | None:
+    """The image files the pretrained ``scorer``'s bundle records; None: names only."""
     images = scorer.provenance_.get("training", {}).get("images")
-    return None if images is None else [Case(Path(image).name, Path(image)) for image in images]
+    return None if images is None else [Path(image) for image in images]
 
 
-def _warn_unrecorded(pretraining, n_cases: int, which: str) -> None:
-    """One warning when the pretrained bundle does not say which cases it trained on."""
-    if pretraining is None:
-        warnings.warn(f"organ calibration: the pretrained bundle does not record its training "
-                      f"cases' files, so whether any of the {n_cases} calibration cases ({which}) "
-                      "trained the anomaly model is unknown; run medical pretrain again, or give "
-                      "--calibration-data with healthy cases it never trained on",
-                      UnmaskWarning, stacklevel=4)
+def _warn_unrecorded(scorer, pretraining, n_cases: int, which: str) -> None:
+    """One warning when it is unknown here which cases the pretrained ``scorer`` trained on
+    (``pretraining`` None, :func:`pretraining_cases`)."""
+    if pretraining is not None:
+        return
+    images = _recorded_images(scorer)
+    why = ("does not record its training cases' files" if images is None else
+           f"records {len(images)} training files, none of them on this machine (moved?)")
+    warnings.warn(f"organ calibration: the pretrained bundle {why}, so whether any of the "
+                  f"{n_cases} calibration cases ({which}) trained the anomaly model is unknown; "
+                  "run medical pretrain again, or give --calibration-data with healthy cases it "
+                  "never trained on", UnmaskWarning, stacklevel=4)
 
 
 def select_unlabelled(unlabelled_cases, roles: dict[str, list]) -> tuple[list, dict[str, int]]:

@@ -151,6 +151,26 @@ def test_a_bundle_that_does_not_record_its_training_files_says_so(tiny_data, tin
     assert len(_organ_calibration_cases(tmp_path / "ct")) == (2 if given else 4)
 
 
+def test_a_bundle_whose_training_files_are_not_here_says_so(tiny_data, tiny_models, tmp_path):
+    """Data or bundle moved: no recorded file matches, so that is said, not taken for 'unseen'."""
+    train, _ = tiny_data
+    moved = [tmp_path / "elsewhere" / f"case_00{i}.nii.gz" for i in range(6)]
+    result = _train_by_default(train, tmp_path / "ct", _bundle_recording(tmp_path, tiny_models[0], moved))
+    assert result.exit_code == 0, result.output
+    assert ("warning: organ calibration: the pretrained bundle records 6 training files, none of "
+            "them on this machine (moved?), so whether any of the 4 calibration cases") in result.output
+
+
+def test_calibration_data_with_one_case_names_the_option(tiny_data, tiny_models, tmp_path):
+    train, _ = tiny_data
+    folder = _links(tmp_path / "calibration", [find_cases(train)[-1].image])
+    result = _train(train, tmp_path / "ct", tiny_models[0], folder)
+    assert isinstance(result.exception, DataValidationError), result.output
+    assert str(result.exception) == (f"{folder}: --calibration-data needs at least 2 "
+                                     "lesion-free cases, found 1")
+    assert not (tmp_path / "ct").exists()
+
+
 def test_calibration_data_with_too_few_unseen_cases_is_refused_before_anything_is_read(
         tiny_data, tiny_models, tmp_path, monkeypatch):
     train, _ = tiny_data
