@@ -262,15 +262,15 @@ def strata(data: dict) -> dict[str, dict[str, np.ndarray]]:
             "the gate's trace / persistence's memory": both}
 
 
-def decomposition(data: dict) -> dict:
+def decomposition(data: dict, ranked: dict[str, Ranking]) -> dict:
     """Per way and stratum of the pedestrian cells: their number, each method's mean
     precision over them, and their share of each method's AP. A way's shares sum to the AP
     (and their differences to the AP difference) where its strata cover every pedestrian cell
     (:func:`strata`: all but "age since seen" and "age, remembered pedestrian", whose shares
-    sum to less)."""
+    sum to less). ``ranked``: each of :data:`METHODS`' :class:`Ranking` of ``data``'s cells."""
     truth = data["truth"]
     n = int(truth.sum())
-    precision = {m: Ranking(truth, data[m], data["log"]).cell_precision(len(truth)) for m in METHODS}
+    precision = {m: ranked[m].cell_precision(len(truth)) for m in METHODS}
     out = {}
     for way, groups in strata(data).items():
         out[way] = {}
@@ -285,22 +285,33 @@ def decomposition(data: dict) -> dict:
     return out
 
 
-def bootstrap_ratio(data: dict, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED) -> dict:
+def weighted_ratio(ranked: dict[str, Ranking], counts: np.ndarray) -> float | None:
+    """AP(unmask) / AP(persistence) with each log counted ``counts[log]`` times (None where
+    persistence's AP is 0)."""
+    ap = {m: ranked[m].average_precision(counts) for m in ("unmask", "persistence")}
+    return ap["unmask"] / ap["persistence"] if ap["persistence"] > 0 else None
+
+
+def bootstrap_ratio(ranked: dict[str, Ranking], draws: int = BOOTSTRAP_DRAWS,
+                    seed: int = BOOTSTRAP_SEED) -> dict:
     """AP(unmask) / AP(persistence) over draws of the logs with replacement: its 2.5 / 50 /
-    97.5 % quantiles and the share of draws below 1."""
-    n_logs = int(data["log"].max()) + 1
-    ranked = {m: Ranking(data["truth"], data[m], data["log"]) for m in ("unmask", "persistence")}
+    97.5 % quantiles and the share of draws below 1; and the ratio with each log left out
+    (``leave_one_log_out``, by log index: how much one log moves it). ``ranked``: the
+    :class:`Ranking` of ``unmask`` and ``persistence``."""
+    n_logs = ranked["unmask"].cells.shape[1]
     rng = np.random.default_rng(seed)
     ratios = []
     for _ in range(draws):
         counts = np.bincount(rng.integers(n_logs, size=n_logs), minlength=n_logs).astype(float)
-        ap = {m: r.average_precision(counts) for m, r in ranked.items()}
-        if ap["persistence"] > 0:
-            ratios.append(ap["unmask"] / ap["persistence"])
+        ratio = weighted_ratio(ranked, counts)
+        if ratio is not None:
+            ratios.append(ratio)
     ratios = np.asarray(ratios)
     return {"draws": len(ratios), "logs": n_logs, "seed": seed,
             "ratio_quantiles_2.5_50_97.5": np.quantile(ratios, [0.025, 0.5, 0.975]).tolist(),
-            "share_below_1": float((ratios < 1).mean())}
+            "share_below_1": float((ratios < 1).mean()),
+            "leave_one_log_out": [weighted_ratio(ranked, (np.arange(n_logs) != i).astype(float))
+                                  for i in range(n_logs)]}
 
 
 def diagnose(names: list[str], work: Path) -> dict:
@@ -309,6 +320,7 @@ def diagnose(names: list[str], work: Path) -> dict:
     data = load_cells(names, work)
     truth = data["truth"]
     ap = {m: auprc(truth, data[m]) for m in METHODS}
+    ranked = {m: Ranking(truth, data[m], data["log"]) for m in METHODS}
     per_log = []
     for i in range(int(data["log"].max()) + 1):
         sel = data["log"] == i
@@ -319,8 +331,8 @@ def diagnose(names: list[str], work: Path) -> dict:
         per_log.append(entry)
     out = {"sets": names, "occluded_cells": int(len(truth)), "pedestrian_cells": int(truth.sum()),
            "ap": ap, "ratio_unmask_over_persistence": ap["unmask"] / ap["persistence"],
-           "per_log": per_log, "bootstrap_over_logs": bootstrap_ratio(data),
-           "decomposition": decomposition(data)}
+           "per_log": per_log, "bootstrap_over_logs": bootstrap_ratio(ranked),
+           "decomposition": decomposition(data, ranked)}
     merge_results(OUT, {",".join(names): out}, under=("diagnosis",))
     print(json.dumps({k: out[k] for k in ("ap", "ratio_unmask_over_persistence",
                                           "bootstrap_over_logs")}, indent=1))
