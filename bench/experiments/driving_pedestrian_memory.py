@@ -114,7 +114,8 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
     if getattr(predictor, "memory_gate_", None) is None:
         raise ValueError("the network has no memory gate (memory_gate_ is None): this experiment "
                          "reads the gate's trace and compares with it; use a network trained with one")
-    network, probs, (_, trace) = gated_probabilities(predictor, log)
+    world = WorldCells(log)
+    network, probs, (_, trace) = gated_probabilities(predictor, log, world)
     persistence = PersistenceBaseline().predict_proba(log)
     world_map = PersistenceBaseline(world_map=True).predict_proba(log)
     in_range = sensor_range_mask(log)
@@ -122,7 +123,6 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
         accumulators[name].add(p, log.semantic_true, log.visible, in_range)
     occluded = ~log.visible & in_range
     pedestrian = log.semantic_true == PEDESTRIAN
-    world = WorldCells(log)
     t, r, c = np.nonzero(occluded)
     distance = np.hypot(*cell_offsets(log.meta))
     return {"frame": t.astype(np.int16), "truth": pedestrian[t, r, c],
