@@ -86,10 +86,14 @@ DRIFT_RADIUS = 3.0               # world cells: the walker's true cells read aro
 SAMPLE_SEED = 0                  # bench.driving's --seed: the benchmark's 25 % sample
 
 
+def set_log_path(name: str, index: int, logs_root: Path) -> Path:
+    """Where log ``index`` of set ``name`` is kept: ``logs_root/<name>/log_<index>.parquet``."""
+    return logs_root / name / f"log_{index:03d}.parquet"
+
+
 def set_logs(name: str, logs_root: Path) -> list:
     """Set ``name``'s kept logs, read from ``logs_root/<name>`` (never simulated or written)."""
-    n = SETS[name][1]
-    return [read_log(logs_root / name / f"log_{i:03d}.parquet") for i in range(n)]
+    return [read_log(set_log_path(name, i, logs_root)) for i in range(SETS[name][1])]
 
 
 def standing(log, world: WorldCells, pedestrian: np.ndarray) -> np.ndarray:
@@ -429,7 +433,7 @@ def drift(name: str, index: int, logs_root: Path) -> dict:
     over a run, not frame to frame: a step of the centre of a few rounded cells is 0, 0.5,
     0.7 or 1 cell and cannot read a slide of a fraction of a cell. Runs of one frame move
     nothing and are counted apart; the summary weighs the runs by their frames."""
-    log = set_logs(name, logs_root)[index]
+    log = read_log(set_log_path(name, index, logs_root))
     world = WorldCells(log)
     hidden = ~log.visible & sensor_range_mask(log)
     walker = log.semantic_true == PEDESTRIAN
