@@ -292,19 +292,28 @@ def evaluate_logs(predictor, prior, logs, seed: int) -> dict:
                       "load_average_1min": os.getloadavg()[0]}}
 
 
-def gated_probabilities(predictor, log) -> tuple[np.ndarray, np.ndarray, tuple]:
+def gated_probabilities(predictor, log, world: WorldCells | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, tuple]:
     """unmask's class probabilities ``(T, C, H, W)`` of a log's frames before and after the
     memory gate, and what the gate read: the product's ``apply_memory`` in two steps (the
     predictor is not changed), so the gate applies only where the product's would (a fitted
     gate and a memory trace).
+
+    Args:
+        predictor: a fitted ``OcclusionPredictor``.
+        log: the ``DriveLog`` to score.
+        world: the log's ``WorldCells``, shared by the network input and the memory context
+            as ``predict_log_proba`` shares it (None: built here), so a caller that needs
+            them too builds them once.
 
     Returns:
         ``(network, probs, context)``: the network with the layout fallback; the same with
         the memory gate applied (a copy; ``network`` itself when there is no trace to gate);
         the memory context ``(layout memory, trace)`` of ``OcclusionPredictor.memory_context``.
     """
-    layout, trace = context = predictor.memory_context(log)
-    grids, speed = predictor.stack(log)
+    world = WorldCells(log) if world is None else world
+    layout, trace = context = predictor.memory_context(log, world)
+    grids, speed = predictor.stack(log, world)
     network = predictor.predict_proba(grids, speed)
     del grids
     predictor.apply_memory(network, (layout, None), slice(None), log.semantic)  # layout alone

@@ -86,10 +86,14 @@ DRIFT_RADIUS = 3.0               # world cells: the walker's true cells read aro
 SAMPLE_SEED = 0                  # bench.driving's --seed: the benchmark's 25 % sample
 
 
+def set_log_path(name: str, index: int, logs_root: Path) -> Path:
+    """Where log ``index`` of set ``name`` is kept: ``logs_root/<name>/log_<index>.parquet``."""
+    return logs_root / name / f"log_{index:03d}.parquet"
+
+
 def set_logs(name: str, logs_root: Path) -> list:
     """Set ``name``'s kept logs, read from ``logs_root/<name>`` (never simulated or written)."""
-    n = SETS[name][1]
-    return [read_log(logs_root / name / f"log_{i:03d}.parquet") for i in range(n)]
+    return [read_log(set_log_path(name, i, logs_root)) for i in range(SETS[name][1])]
 
 
 def standing(log, world: WorldCells, pedestrian: np.ndarray) -> np.ndarray:
@@ -114,7 +118,8 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
     if getattr(predictor, "memory_gate_", None) is None:
         raise ValueError("the network has no memory gate (memory_gate_ is None): this experiment "
                          "reads the gate's trace and compares with it; use a network trained with one")
-    network, probs, (_, trace) = gated_probabilities(predictor, log)
+    world = WorldCells(log)
+    network, probs, (_, trace) = gated_probabilities(predictor, log, world)
     persistence = PersistenceBaseline().predict_proba(log)
     world_map = PersistenceBaseline(world_map=True).predict_proba(log)
     in_range = sensor_range_mask(log)
@@ -122,7 +127,6 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
         accumulators[name].add(p, log.semantic_true, log.visible, in_range)
     occluded = ~log.visible & in_range
     pedestrian = log.semantic_true == PEDESTRIAN
-    world = WorldCells(log)
     t, r, c = np.nonzero(occluded)
     distance = np.hypot(*cell_offsets(log.meta))
     return {"frame": t.astype(np.int16), "truth": pedestrian[t, r, c],
@@ -262,15 +266,15 @@ def strata(data: dict) -> dict[str, dict[str, np.ndarray]]:
             "the gate's trace / persistence's memory": both}
 
 
-def decomposition(data: dict) -> dict:
+def decomposition(data: dict, ranked: dict[str, Ranking]) -> dict:
     """Per way and stratum of the pedestrian cells: their number, each method's mean
     precision over them, and their share of each method's AP. A way's shares sum to the AP
     (and their differences to the AP difference) where its strata cover every pedestrian cell
     (:func:`strata`: all but "age since seen" and "age, remembered pedestrian", whose shares
-    sum to less)."""
+    sum to less). ``ranked``: each of :data:`METHODS`' :class:`Ranking` of ``data``'s cells."""
     truth = data["truth"]
     n = int(truth.sum())
-    precision = {m: Ranking(truth, data[m], data["log"]).cell_precision(len(truth)) for m in METHODS}
+    precision = {m: ranked[m].cell_precision(len(truth)) for m in METHODS}
     out = {}
     for way, groups in strata(data).items():
         out[way] = {}
@@ -285,22 +289,33 @@ def decomposition(data: dict) -> dict:
     return out
 
 
-def bootstrap_ratio(data: dict, draws: int = BOOTSTRAP_DRAWS, seed: int = BOOTSTRAP_SEED) -> dict:
+def weighted_ratio(ranked: dict[str, Ranking], counts: np.ndarray) -> float | None:
+    """AP(unmask) / AP(persistence) with each log counted ``counts[log]`` times (None where
+    persistence's AP is 0)."""
+    ap = {m: ranked[m].average_precision(counts) for m in ("unmask", "persistence")}
+    return ap["unmask"] / ap["persistence"] if ap["persistence"] > 0 else None
+
+
+def bootstrap_ratio(ranked: dict[str, Ranking], draws: int = BOOTSTRAP_DRAWS,
+                    seed: int = BOOTSTRAP_SEED) -> dict:
     """AP(unmask) / AP(persistence) over draws of the logs with replacement: its 2.5 / 50 /
-    97.5 % quantiles and the share of draws below 1."""
-    n_logs = int(data["log"].max()) + 1
-    ranked = {m: Ranking(data["truth"], data[m], data["log"]) for m in ("unmask", "persistence")}
+    97.5 % quantiles and the share of draws below 1; and the ratio with each log left out
+    (``leave_one_log_out``, by log index: how much one log moves it). ``ranked``: the
+    :class:`Ranking` of ``unmask`` and ``persistence``."""
+    n_logs = ranked["unmask"].cells.shape[1]
     rng = np.random.default_rng(seed)
     ratios = []
     for _ in range(draws):
         counts = np.bincount(rng.integers(n_logs, size=n_logs), minlength=n_logs).astype(float)
-        ap = {m: r.average_precision(counts) for m, r in ranked.items()}
-        if ap["persistence"] > 0:
-            ratios.append(ap["unmask"] / ap["persistence"])
+        ratio = weighted_ratio(ranked, counts)
+        if ratio is not None:
+            ratios.append(ratio)
     ratios = np.asarray(ratios)
     return {"draws": len(ratios), "logs": n_logs, "seed": seed,
             "ratio_quantiles_2.5_50_97.5": np.quantile(ratios, [0.025, 0.5, 0.975]).tolist(),
-            "share_below_1": float((ratios < 1).mean())}
+            "share_below_1": float((ratios < 1).mean()),
+            "leave_one_log_out": [weighted_ratio(ranked, (np.arange(n_logs) != i).astype(float))
+                                  for i in range(n_logs)]}
 
 
 def diagnose(names: list[str], work: Path) -> dict:
@@ -309,6 +324,7 @@ def diagnose(names: list[str], work: Path) -> dict:
     data = load_cells(names, work)
     truth = data["truth"]
     ap = {m: auprc(truth, data[m]) for m in METHODS}
+    ranked = {m: Ranking(truth, data[m], data["log"]) for m in METHODS}
     per_log = []
     for i in range(int(data["log"].max()) + 1):
         sel = data["log"] == i
@@ -319,8 +335,8 @@ def diagnose(names: list[str], work: Path) -> dict:
         per_log.append(entry)
     out = {"sets": names, "occluded_cells": int(len(truth)), "pedestrian_cells": int(truth.sum()),
            "ap": ap, "ratio_unmask_over_persistence": ap["unmask"] / ap["persistence"],
-           "per_log": per_log, "bootstrap_over_logs": bootstrap_ratio(data),
-           "decomposition": decomposition(data)}
+           "per_log": per_log, "bootstrap_over_logs": bootstrap_ratio(ranked),
+           "decomposition": decomposition(data, ranked)}
     merge_results(OUT, {",".join(names): out}, under=("diagnosis",))
     print(json.dumps({k: out[k] for k in ("ap", "ratio_unmask_over_persistence",
                                           "bootstrap_over_logs")}, indent=1))
@@ -417,7 +433,7 @@ def drift(name: str, index: int, logs_root: Path) -> dict:
     over a run, not frame to frame: a step of the centre of a few rounded cells is 0, 0.5,
     0.7 or 1 cell and cannot read a slide of a fraction of a cell. Runs of one frame move
     nothing and are counted apart; the summary weighs the runs by their frames."""
-    log = set_logs(name, logs_root)[index]
+    log = read_log(set_log_path(name, index, logs_root))
     world = WorldCells(log)
     hidden = ~log.visible & sensor_range_mask(log)
     walker = log.semantic_true == PEDESTRIAN

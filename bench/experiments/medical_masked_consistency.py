@@ -159,9 +159,10 @@ def decide(test: dict, arms=tuple(MIC_ARMS)) -> dict:
             "issue_target_met": {arm: issue_target_met(test[arm]) for arm in (BASELINE, *arms)}}
 
 
-def judged(steps: dict, settings: list[str], prefix: str = "") -> dict:
-    """``compare`` of in-painting and each MIC arm against scratch."""
-    return {arm: compare(steps, settings, arm, prefix) for arm in (BASELINE, *MIC_ARMS)}
+def judged(steps: dict, settings: list[str], prefix: str = "", arms=tuple(MIC_ARMS)) -> dict:
+    """``compare`` of in-painting and each of ``arms`` against scratch (run with ``settings``;
+    ``prefix``: the set's, ``"heldout_"`` for the held-out set)."""
+    return {arm: compare(steps, settings, arm, prefix) for arm in (BASELINE, *arms)}
 
 
 def run_and_decide(work: Path, jobs: int, invariant_run: dict) -> dict:
@@ -175,10 +176,11 @@ def run_and_decide(work: Path, jobs: int, invariant_run: dict) -> dict:
     return result
 
 
-def score_heldout(work: Path, result: dict, invariant_run: dict) -> dict:
-    """After the decision: the frozen held-out set, reported (it decides nothing)."""
-    result["steps"], steps = heldout_steps(work, result, invariant_run, tuple(MIC_ARMS))
-    result["heldout"] = judged(steps, result["settings"], "heldout_")
+def score_heldout(work: Path, result: dict, invariant_run: dict, arms=tuple(MIC_ARMS)) -> dict:
+    """After the decision: the frozen held-out set, reported (it decides nothing), for
+    in-painting and ``arms`` under the run's settings (``result["settings"]``)."""
+    result["steps"], steps = heldout_steps(work, result, invariant_run, arms)
+    result["heldout"] = judged(steps, result["settings"], "heldout_", arms)
     result["heldout_issue_target_met"] = {arm: issue_target_met(entry)
                                           for arm, entry in result["heldout"].items()}
     return result

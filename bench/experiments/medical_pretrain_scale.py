@@ -84,27 +84,25 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.torch import load_file
 
-from bench.experiments.decision_flow import ROOT, cached, experiment_main
-from bench.experiments.medical_invariant_pretext import (Schedule, heldout_steps, judged_steps,
-                                                         reproduction_record)
+from bench.experiments.decision_flow import experiment_main
+from bench.experiments.medical_invariant_pretext import Schedule, judged_steps, reproduction_record
 from bench.experiments.medical_invariant_pretext import run_all as run_invariant_all
-from bench.experiments.medical_masked_consistency import decide, issue_target_met
+from bench.experiments.medical_masked_consistency import (BASELINE, INVARIANT_RUN, decide, judged,
+                                                         score_heldout)
 from bench.experiments.medical_remap_pretext import (COMMITTED, arm_jobs, arm_step, bench_args,
-                                                     compare, heldout)
+                                                     heldout)
 from core.runtime import configure_threads
 from medical.anomaly import AnomalyScorer
 from medical.networks import load_weights
 from medical.pretrain import healthy_cases
 
-INVARIANT_RUN = ROOT / "bench" / "results" / "medical_invariant_pretext.json"
-BASELINE = "inpaint"
 CANDIDATE = "inpaint_scaled"
 SCALED = COMMITTED + ["--unlabelled", "160", "--pretrain-epochs", "96", "--pretrain-samples", "192"]
 SNAPSHOT_EPOCHS = (24, 48)     # 1/4 and 1/2 of the scaled budget's epochs
@@ -119,27 +117,14 @@ def run_all(work: Path, jobs: int, invariant_run: dict) -> dict:
                              baseline_settings=COMMITTED)
 
 
-def judged(steps: dict, prefix: str = "") -> dict:
-    """``compare`` of in-painting and the candidate against scratch."""
-    return {arm: compare(steps, SCALED, arm, prefix) for arm in (BASELINE, CANDIDATE)}
-
-
 def run_and_decide(work: Path, jobs: int, invariant_run: dict) -> dict:
     """The candidate's run (and what the reproduction check asks for) and the test decision."""
     own = run_all(work, jobs, invariant_run)
     reproduction = reproduction_record(own, invariant_run, "round 18", TO_THE_DIGIT)
-    test = judged(judged_steps(own, invariant_run, reproduction["reproduced"], (CANDIDATE,)))
+    test = judged(judged_steps(own, invariant_run, reproduction["reproduced"], (CANDIDATE,)), SCALED,
+                  arms=(CANDIDATE,))
     return {"settings": SCALED, "snapshot_epochs": list(SNAPSHOT_EPOCHS), "steps": own,
             "reproduction": reproduction, "test": test, "decision": decide(test, (CANDIDATE,))}
-
-
-def score_heldout(work: Path, result: dict, invariant_run: dict) -> dict:
-    """After the decision: the frozen held-out set, reported (it decides nothing)."""
-    result["steps"], steps = heldout_steps(work, result, invariant_run, (CANDIDATE,))
-    result["heldout"] = judged(steps, "heldout_")
-    result["heldout_issue_target_met"] = {arm: issue_target_met(entry)
-                                          for arm, entry in result["heldout"].items()}
-    return result
 
 
 def snapshot_name(epochs: int) -> str:
@@ -155,8 +140,8 @@ def snapshot_bundle(work: Path, epochs: int) -> dict:
     started = time.perf_counter()
     weights = work / f"snapshots-{CANDIDATE}" / f"epoch-{epochs}.safetensors"
     scorer = AnomalyScorer.load(work / f"pretrained-{CANDIDATE}")
-    load_weights(scorer.network, load_file(str(weights)))
-    with safe_open(str(weights), "pt") as saved:
+    with safe_open(str(weights), "pt") as saved:     # the weights and their epoch, one read
+        load_weights(scorer.network, {name: saved.get_tensor(name) for name in saved.keys()})
         best_epoch = int(saved.metadata()["epoch"]) + 1       # counted from 1, as ``epochs``
     training = scorer.provenance_["training"]
     names = set(training["calibration_cases"])
@@ -196,7 +181,7 @@ def dose_response(work: Path, result: dict, invariant_run: dict, jobs: int) -> d
         for epochs in SNAPSHOT_EPOCHS:
             schedule.submit(f"pretrain-{snapshot_name(epochs)}", snapshot_bundle, work, epochs)
         steps = heldout(work, schedule.run())
-    every = {**steps, **{k: cached(work / "arms" / f"{k}.json") for k in result["steps"]}}
+    every = {**steps, **result["steps"]}        # --heldout left the step files' dicts there
     rows = {}
     for epochs, arm in [*((e, snapshot_name(e)) for e in SNAPSHOT_EPOCHS),
                         (args.pretrain_epochs, CANDIDATE)]:
@@ -212,7 +197,7 @@ def dose_response(work: Path, result: dict, invariant_run: dict, jobs: int) -> d
 
 def main(argv=None):
     experiment_main(argv, "medical_pretrain_scale", __doc__, INVARIANT_RUN, run_and_decide,
-                    score_heldout, later={"snapshots": (
+                    partial(score_heldout, arms=(CANDIDATE,)), later={"snapshots": (
                         "after --heldout: the snapshots' arms at 2 labels (dose-response)",
                         dose_response)})
 

@@ -3,7 +3,7 @@ over logs, it must stay scikit-learn's average precision."""
 import numpy as np
 import pytest
 
-from bench.experiments.driving_pedestrian_memory import Ranking, strata
+from bench.experiments.driving_pedestrian_memory import Ranking, bootstrap_ratio, strata
 from core.metrics import auprc
 from driving.schema import LAYOUT_CLASSES, OBJECT_CLASSES, UNOBSERVED
 
@@ -34,6 +34,19 @@ def test_log_counts_weigh_as_repeated_logs(counts):
     ranked = Ranking(truth, score, log)
     assert ranked.average_precision(np.asarray(counts, float)) == \
         pytest.approx(auprc(truth[repeat], score[repeat]), rel=1e-9)
+
+
+def test_leaving_a_log_out_is_the_ratio_on_the_other_logs():
+    """Persistence differs from unmask on log 0 alone: without it the ratio is 1."""
+    truth, score, log = _cells(3, 2)
+    other = np.where(log == 0, np.round(score + 0.3 * truth, 2), score)
+    ranked = {"unmask": Ranking(truth, score, log), "persistence": Ranking(truth, other, log)}
+    left_out = bootstrap_ratio(ranked, draws=10)["leave_one_log_out"]
+    for i, ratio in enumerate(left_out):
+        kept = log != i
+        expected = auprc(truth[kept], score[kept]) / auprc(truth[kept], other[kept])
+        assert ratio == pytest.approx(expected, rel=1e-9)
+    assert left_out[0] == pytest.approx(1.0) and left_out[1] < 0.99
 
 
 def test_which_ways_partition_the_cells():

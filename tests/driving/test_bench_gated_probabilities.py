@@ -3,6 +3,7 @@
 import numpy as np
 
 from bench.driving import gated_probabilities
+from driving.model.baselines import WorldCells
 
 
 def test_gated_probabilities_are_the_products(load_demo_predictor, normal_logs):
@@ -12,6 +13,9 @@ def test_gated_probabilities_are_the_products(load_demo_predictor, normal_logs):
     network, probs, (layout, trace) = gated_probabilities(predictor, log)
     assert gate is not None and predictor.memory_gate_ is gate   # the predictor is not changed
     np.testing.assert_array_equal(probs, predictor.predict_log_proba(log))
+    shared_network, shared_probs, _ = gated_probabilities(predictor, log, WorldCells(log))
+    np.testing.assert_array_equal(shared_network, network)     # the caller's world cells
+    np.testing.assert_array_equal(shared_probs, probs)
     predictor.memory_gate_ = None
     np.testing.assert_array_equal(network, predictor.predict_log_proba(log))
     assert not np.array_equal(network, probs)            # the gate changed hidden cells
