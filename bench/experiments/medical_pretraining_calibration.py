@@ -55,11 +55,16 @@ from medical.volumes import prepare_case
 FDR = 0.1   # infer's default
 
 
-def groups(workspace: Path, fresh_root: Path, n_fresh: int, seed: int):
+def models(workspace: Path) -> tuple[AnomalyScorer, Segmenter]:
+    """The demo workspace's pretrained anomaly model and segmenter, each loaded once."""
+    root = workspace / "models" / "medical"
+    return AnomalyScorer.load(root / "pretrained"), Segmenter.load(root / "ct" / "segmenter")
+
+
+def groups(workspace: Path, pretrained, segmenter, fresh_root: Path, n_fresh: int, seed: int):
     """``(seen, unseen, organ_fit)`` case lists (see the module docstring)."""
-    models = workspace / "models" / "medical"
-    record = AnomalyScorer.load(models / "pretrained").provenance_["training"]
-    labelled = set(Segmenter.load(models / "ct" / "segmenter").provenance_["training"]["cases"])
+    record = pretrained.provenance_["training"]
+    labelled = set(segmenter.provenance_["training"]["cases"])
     train = {c.name: c for c in find_cases(workspace / "data" / "medical" / "train")}
     if not fresh_root.exists():
         simulate_dataset(fresh_root, n_fresh, lesions=False, seed=seed,
@@ -71,11 +76,8 @@ def groups(workspace: Path, fresh_root: Path, n_fresh: int, seed: int):
     return seen, own + fresh[half:], fresh[:half]
 
 
-def case_scores(workspace: Path, groups_: tuple) -> dict[str, dict[str, np.ndarray]]:
+def case_scores(pretrained, segmenter, groups_: tuple) -> dict[str, dict[str, np.ndarray]]:
     """``{kind: {group: scores}}`` for the organ and the plain case score."""
-    models = workspace / "models" / "medical"
-    pretrained = AnomalyScorer.load(models / "pretrained")
-    segmenter = Segmenter.load(models / "ct" / "segmenter")
     seen, unseen, organ_fit = groups_
     organ = copy.deepcopy(pretrained).calibrate(organ_fit, segmenter=segmenter)
     pre = Preprocessor(pretrained.preprocess)
@@ -116,8 +118,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    groups_ = groups(args.workspace, args.fresh, args.n_fresh, args.seed)
-    scores = case_scores(args.workspace, groups_)
+    pretrained, segmenter = models(args.workspace)
+    groups_ = groups(args.workspace, pretrained, segmenter, args.fresh, args.n_fresh, args.seed)
+    scores = case_scores(pretrained, segmenter, groups_)
     result = {"workspace": str(args.workspace), "fdr": FDR,
               "cases": {name: [c.name for c in cases]
                         for name, cases in zip(("seen", "unseen", "organ_fit"), groups_)},
