@@ -331,7 +331,7 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
             bad_epochs += 1
         if epoch + 1 in config.snapshot_epochs:
             _save_weights(best_state, config, f"epoch-{epoch + 1}.safetensors", history)
-        if bad_epochs and bad_epochs >= config.patience:
+        if bad_epochs >= max(config.patience, 1):
             history.stopped_early = True
             break
     bar.close()

@@ -232,7 +232,8 @@ def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
     if reasons:             # the other classes' shares moved with these: said once
         return reasons
     shares = class_shares(counts)
-    shifted = _shifted_classes(profile, shares, expected)
+    shifted = (shifted_classes(shares, reference, np.asarray(profile.class_spread), expected)
+               if profile.class_spread else np.array([], int))   # no spread: too few logs
     ranges = profile.class_share_range
     reasons = [f"{CLASSES[c]} {reference[c]:.1%} -> {shares[c]:.1%} of observed cells "
                f"(training logs {ranges[c][0]:.1%}-{ranges[c][1]:.1%})" for c in shifted]
@@ -250,15 +251,6 @@ def shifted_classes(shares: np.ndarray, reference: np.ndarray, spread: np.ndarra
     with np.errstate(divide="ignore"):      # a share of 0: log 0 = -inf, past any margin
         moved = np.abs(np.log(ratio))
     return np.flatnonzero(moved > factor * spread + slack)
-
-
-def _shifted_classes(profile: InputProfile, shares: np.ndarray, checked: np.ndarray) -> np.ndarray:
-    """:func:`shifted_classes` against the profile's training shares and spread (none when
-    the profile has no spread: too few logs)."""
-    if not profile.class_spread:
-        return np.array([], int)
-    return shifted_classes(shares, np.asarray(profile.class_share),
-                           np.asarray(profile.class_spread), checked)
 
 
 def _distance_reason(profile: InputProfile, shares: np.ndarray, in_world: np.ndarray,

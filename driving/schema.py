@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataValidationError
-from core.io import atomic_path
+from core.io import atomic_path, write_parquet_atomic
 from core.names import shown
 
 from . import log_checks
@@ -277,18 +277,9 @@ def log_table(log: DriveLog):
 
 
 def write_log(log: DriveLog, path: str | os.PathLike) -> Path:
-    """Write a log atomically (``core.io``); returns the path."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        _write_parquet(log, tmp)
-    return path
-
-
-def _write_parquet(log: DriveLog, path: Path) -> None:
-    """The log's Parquet file at ``path`` as it is (the callers make it atomic)."""
-    import pyarrow.parquet as pq
-
-    pq.write_table(log_table(log), path, compression="zstd")
+    """Write a log atomically (``core.io.write_parquet_atomic``); returns the path."""
+    write_parquet_atomic(log_table(log), path, compression="zstd")
+    return Path(path)
 
 
 def write_logs(out_dir: str | os.PathLike, logs: Iterable[DriveLog],
@@ -313,12 +304,15 @@ def write_logs(out_dir: str | os.PathLike, logs: Iterable[DriveLog],
         DataValidationError: before any log is built, when ``out_dir`` is a non-empty
             folder unmask did not write, or one of ``inputs``.
     """
+    import pyarrow.parquet as pq
+
     out_dir = Path(out_dir)
     names = []
     with atomic_path(out_dir, inputs=inputs) as tmp:
         tmp.mkdir()
         for log in logs:
-            _write_parquet(log, tmp / f"{log.log_id}.parquet")     # the folder is the temporary
+            pq.write_table(log_table(log), tmp / f"{log.log_id}.parquet",   # the folder is
+                           compression="zstd")                             # the temporary
             names.append(f"{log.log_id}.parquet")
     return [out_dir / name for name in names]
 
