@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from core.masking import PatchMasker
 
-from .reconstruction import draw_hidden, masked_input
+from .reconstruction import draw_hidden, masked_input, unmasked_input
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class EmaTeacher:
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> torch.Tensor:
         """Softmax ``(B, C, x, y, z)`` of an unmasked batch ``image`` ``(B, 1, x, y, z)``."""
-        logits = self.network(masked_input(image, torch.zeros_like(image)))
+        logits = self.network(unmasked_input(image))
         return torch.softmax(logits.float(), dim=1)
 
 

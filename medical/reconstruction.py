@@ -130,6 +130,11 @@ def masked_input(image: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
     return torch.cat([image * (1.0 - hidden), hidden], dim=1)
 
 
+def unmasked_input(image: torch.Tensor) -> torch.Tensor:
+    """:func:`masked_input` with nothing hidden: the input segmentation gives the network."""
+    return masked_input(image, torch.zeros_like(image))
+
+
 def body_mask(image: np.ndarray) -> np.ndarray:
     """Inside-the-patient mask of a windowed image ``(x, y, z)`` (gas pockets filled)."""
     return binary_fill_holes(image > 0.05)

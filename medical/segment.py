@@ -34,7 +34,7 @@ from .guard import InputReference, fragmentation_warnings
 from .io import read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .postprocess import PostProcessing
-from .reconstruction import masked_input
+from .reconstruction import unmasked_input
 from .transforms import Preprocessor, PreprocessConfig, channel_argmax
 from .training_cases import (CaseReader, first_labelled, labelled_cases, not_among,
                              organ_calibration_cases, select_unlabelled)
@@ -98,7 +98,7 @@ def dice_ce_loss():
 
     def loss_fn(model, batch, generator):
         image, label = batch  # (B, 1, x, y, z) float, (B, 1, x, y, z) int64
-        logits = model(masked_input(image, torch.zeros_like(image)))
+        logits = model(unmasked_input(image))
         return criterion(logits, label)
 
     return loss_fn
@@ -202,7 +202,7 @@ class Segmenter(NetworkPlacement, Estimator):
         x = torch.as_tensor(np.asarray(image), dtype=torch.float32)[None].to(self.device)
         self.network.eval()
         with autocast(self.device, self.precision):
-            logits = self.inferer()(masked_input(x, torch.zeros_like(x)), self.network)
+            logits = self.inferer()(unmasked_input(x), self.network)
         return torch.softmax(logits.float(), dim=1)[0].cpu()
 
     def segment(self, image) -> tuple[torch.Tensor, np.ndarray, list[str]]:
