@@ -63,7 +63,6 @@ import numpy as np
 from bench.driving import gated_probabilities
 from bench.experiments import merge_results
 from core.io import atomic_path
-from core.metrics import auprc
 from core.runtime import configure_threads
 from driving.evaluate import HiddenCellAccumulator
 from driving.model.baselines import PersistenceBaseline, WorldCells, persistence_memory
@@ -323,14 +322,14 @@ def diagnose(names: list[str], work: Path) -> dict:
     over strata of the pedestrian cells, the ratio per log and its bootstrap over logs."""
     data = load_cells(names, work)
     truth = data["truth"]
-    ap = {m: auprc(truth, data[m]) for m in METHODS}
     ranked = {m: Ranking(truth, data[m], data["log"]) for m in METHODS}
+    one_log = np.eye(int(data["log"].max()) + 1)
+    ap = {m: ranked[m].average_precision(one_log.sum(0)) for m in METHODS}
     per_log = []
-    for i in range(int(data["log"].max()) + 1):
-        sel = data["log"] == i
-        entry = {"pedestrian_cells": int(truth[sel].sum())}
+    for i, counts in enumerate(one_log):
+        entry = {"pedestrian_cells": int(truth[data["log"] == i].sum())}
         if entry["pedestrian_cells"]:
-            entry.update({m: auprc(truth[sel], data[m][sel]) for m in METHODS})
+            entry.update({m: ranked[m].average_precision(counts) for m in METHODS})
             entry["ratio"] = entry["unmask"] / entry["persistence"]
         per_log.append(entry)
     out = {"sets": names, "occluded_cells": int(len(truth)), "pedestrian_cells": int(truth.sum()),
@@ -501,12 +500,14 @@ def explore(names: list[str], logs_root: Path, work: Path) -> dict:
     truth, log = data["truth"], data["log"]
     persistence = Ranking(truth, data["persistence"], log)
     one_log = np.eye(int(log.max()) + 1)
+    every_log = one_log.sum(0)
     out = {"sets": names, "pedestrian_track_weights": weights.tolist(),
            "painted_occluded_cells": int(painted.sum()),
            "pedestrian_share_of_painted": float(truth[painted].mean())}
     for name, score in scores.items():
         ranked = Ranking(truth, score, log)
-        out[name] = {"ratio_unmask_over_persistence": auprc(truth, score) / auprc(truth, data["persistence"]),
+        out[name] = {"ratio_unmask_over_persistence": ranked.average_precision(every_log)
+                     / persistence.average_precision(every_log),
                      "ratio_per_log": [ranked.average_precision(c) / persistence.average_precision(c)
                                        for c in one_log]}
     merge_results(OUT, {",".join(names): out}, under=("explore",))
