@@ -83,7 +83,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench.driving import frames_by_kind
+from bench.driving import alert_rates, frames_by_kind
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (CANDIDATES, FRAMES, MAX_ALERTS_OVER_NOMINAL, OUT, SETS,
                                                 STEP_OUT, TOWN, Work, highway_identity, parse_stage, set_frames)
@@ -136,10 +136,10 @@ def metrics(frames: dict) -> dict:
         out[part] = {"frames": frame_metrics(labels, scores, alerts, log_ids),
                      "by_kind": frames_by_kind(labels, scores, alerts, log_ids, kinds)}
     alerts, ids = frames["alerts"][normal_log], frames["log_ids"][normal_log]
-    rate = float(np.mean(alerts))
-    out["normal_logs"] = {"n_frames": int(len(alerts)), "alert_rate": rate,
-                          "over_nominal": rate / float(frames["contamination"]),
-                          "per_log": {str(i): float(np.mean(alerts[ids == i])) for i in np.unique(ids)}}
+    rates = alert_rates({str(i): alerts[ids == i] for i in np.unique(ids)})
+    per_log = rates.pop("per_log")
+    out["normal_logs"] = {**rates, "over_nominal": rates["alert_rate"] / float(frames["contamination"]),
+                          "per_log": per_log}
     return out
 
 
