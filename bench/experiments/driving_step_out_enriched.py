@@ -175,6 +175,11 @@ def decide(base: dict, other: dict, highway: dict, bootstrap: dict) -> dict:
             **checks, "adopt": all(checks.values())}
 
 
+def event_kinds(frames: dict) -> list[str]:
+    """The event kinds of ``frames``' event frames, sorted (a normal frame's kind is "")."""
+    return sorted(set(frames["kinds"].tolist()) - {""})
+
+
 def score_changes(base: dict, other: dict) -> dict:
     """How ``other``'s frame scores differ from ``base``'s (the same frames), on the normal
     frames and on each kind's: the share raised and the share lowered. A channel added to the
@@ -183,7 +188,7 @@ def score_changes(base: dict, other: dict) -> dict:
     within :data:`SCORE_ROUNDING` are the float rounding of the recalibrated tails (1e-16 on
     the enriched set; the smallest real change there is 4e-4) and count as none."""
     change = other["scores"] - base["scores"]
-    parts = {"normal": ~base["labels"], **{k: base["kinds"] == k for k in sorted(set(base["kinds"].tolist()) - {""})}}
+    parts = {"normal": ~base["labels"], **{k: base["kinds"] == k for k in event_kinds(base)}}
     return {name: {"frames": int(sel.sum()), "share_raised": float(np.mean(change[sel] > SCORE_ROUNDING)),
                    "share_lowered": float(np.mean(change[sel] < -SCORE_ROUNDING))} for name, sel in parts.items()}
 
@@ -197,7 +202,7 @@ def decide_kept(work: Work) -> dict:
     groups = strata(base)
     bootstrap = {"all_frames": bootstrap_difference(base, other, strata=groups),
                  **{kind: bootstrap_difference(base, other, kind, strata=groups)
-                    for kind in sorted(set(base["kinds"].tolist()) - {""})}}
+                    for kind in event_kinds(base)}}
     return {"bootstrap": bootstrap,
             "decision": decide(metrics(base), metrics(other), kept["highway"], bootstrap),
             "score_changes": score_changes(base, other)}
