@@ -351,8 +351,13 @@ def normal_alert_rate(predictor, logs) -> dict:
     """Calibrated alerts on held-out normal logs (no injected events): over all frames and
     per log (the rate varies between logs far more than within one, so a rate over a few
     logs is imprecise; the per-log rates show how much)."""
-    per_log = {log.log_id: predictor.calibration_.alerts(score_log(predictor, log).score)
-               for log in logs}
+    return alert_rates({log.log_id: predictor.calibration_.alerts(score_log(predictor, log).score)
+                        for log in logs})
+
+
+def alert_rates(per_log: dict) -> dict:
+    """The alert rate over all frames of ``per_log`` (``{log_id: (T,) bool alerts}``) and
+    per log, with the number of frames."""
     alerts = np.concatenate(list(per_log.values()))
     return {"n_frames": int(len(alerts)), "alert_rate": float(np.mean(alerts)),
             "per_log": {name: float(np.mean(a)) for name, a in per_log.items()}}

@@ -63,7 +63,6 @@ import numpy as np
 from bench.driving import gated_probabilities
 from bench.experiments import merge_results
 from core.io import atomic_path
-from core.metrics import auprc
 from core.runtime import configure_threads
 from driving.evaluate import HiddenCellAccumulator
 from driving.model.baselines import PersistenceBaseline, WorldCells, persistence_memory
@@ -108,6 +107,17 @@ def standing(log, world: WorldCells, pedestrian: np.ndarray) -> np.ndarray:
     return out
 
 
+def persistence_probabilities(log, memory: np.ndarray) -> np.ndarray:
+    """``PersistenceBaseline().predict_proba(log)`` from ``memory``, the log's
+    ``persistence_memory`` (``(T, H, W)``), which the caller keeps too and the baseline would
+    compute again: ``(T, C, H, W)`` float32, 1 for the remembered class, 1/C everywhere where
+    nothing is remembered."""
+    n_classes = len(log.meta.classes)
+    probs = (memory[:, None] == np.arange(n_classes)[:, None, None]).astype(np.float32)
+    probs += (memory == UNOBSERVED)[:, None] * np.float32(1.0 / n_classes)
+    return probs
+
+
 def log_cells(predictor, log, accumulators: dict) -> dict:
     """One log's occluded cells (see the module docstring), flat arrays; adds the log to the
     benchmark-style ``accumulators`` (``{method: HiddenCellAccumulator}``) on the way.
@@ -120,7 +130,8 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
                          "reads the gate's trace and compares with it; use a network trained with one")
     world = WorldCells(log)
     network, probs, (_, trace) = gated_probabilities(predictor, log, world)
-    persistence = PersistenceBaseline().predict_proba(log)
+    memory = persistence_memory(log)
+    persistence = persistence_probabilities(log, memory)
     world_map = PersistenceBaseline(world_map=True).predict_proba(log)
     in_range = sensor_range_mask(log)
     for name, p in zip(METHODS, (probs, network, persistence, world_map)):
@@ -135,7 +146,7 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
             "persistence_world_map": world_map[t, PEDESTRIAN, r, c],
             "remembered": trace.remembered[t, r, c], "age_s": trace.age_s[t, r, c],
             "streak": trace.streak[t, r, c].astype(np.int16),
-            "persistence_memory": persistence_memory(log)[t, r, c],
+            "persistence_memory": memory[t, r, c],
             "distance_m": distance[r, c].astype(np.float32),
             "standing": standing(log, world, pedestrian)[t, r, c]}
 
@@ -323,14 +334,14 @@ def diagnose(names: list[str], work: Path) -> dict:
     over strata of the pedestrian cells, the ratio per log and its bootstrap over logs."""
     data = load_cells(names, work)
     truth = data["truth"]
-    ap = {m: auprc(truth, data[m]) for m in METHODS}
     ranked = {m: Ranking(truth, data[m], data["log"]) for m in METHODS}
+    one_log = np.eye(int(data["log"].max()) + 1)
+    ap = {m: ranked[m].average_precision(one_log.sum(0)) for m in METHODS}
     per_log = []
-    for i in range(int(data["log"].max()) + 1):
-        sel = data["log"] == i
-        entry = {"pedestrian_cells": int(truth[sel].sum())}
+    for i, counts in enumerate(one_log):
+        entry = {"pedestrian_cells": int(truth[data["log"] == i].sum())}
         if entry["pedestrian_cells"]:
-            entry.update({m: auprc(truth[sel], data[m][sel]) for m in METHODS})
+            entry.update({m: ranked[m].average_precision(counts) for m in METHODS})
             entry["ratio"] = entry["unmask"] / entry["persistence"]
         per_log.append(entry)
     out = {"sets": names, "occluded_cells": int(len(truth)), "pedestrian_cells": int(truth.sum()),
@@ -501,12 +512,14 @@ def explore(names: list[str], logs_root: Path, work: Path) -> dict:
     truth, log = data["truth"], data["log"]
     persistence = Ranking(truth, data["persistence"], log)
     one_log = np.eye(int(log.max()) + 1)
+    every_log = one_log.sum(0)
     out = {"sets": names, "pedestrian_track_weights": weights.tolist(),
            "painted_occluded_cells": int(painted.sum()),
            "pedestrian_share_of_painted": float(truth[painted].mean())}
     for name, score in scores.items():
         ranked = Ranking(truth, score, log)
-        out[name] = {"ratio_unmask_over_persistence": auprc(truth, score) / auprc(truth, data["persistence"]),
+        out[name] = {"ratio_unmask_over_persistence": ranked.average_precision(every_log)
+                     / persistence.average_precision(every_log),
                      "ratio_per_log": [ranked.average_precision(c) / persistence.average_precision(c)
                                        for c in one_log]}
     merge_results(OUT, {",".join(names): out}, under=("explore",))

@@ -509,7 +509,8 @@ def work_from(parser: argparse.ArgumentParser, args, sets: Mapping | None = None
     :data:`SETS`)."""
     if args.work is None:
         parser.error(f"stage {args.stage} needs --work")
-    return Work(args.work, args.models or args.work / "models", MappingProxyType(sets or SETS))
+    given = {} if sets is None else {"sets": MappingProxyType(sets)}
+    return Work(args.work, args.models or args.work / "models", **given)
 
 
 def parse_stage(argv, prog: str, doc: str, stages: tuple, named: str, names: tuple,

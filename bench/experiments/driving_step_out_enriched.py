@@ -83,7 +83,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench.driving import frames_by_kind
+from bench.driving import alert_rates, frames_by_kind
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (CANDIDATES, FRAMES, MAX_ALERTS_OVER_NOMINAL, OUT, SETS,
                                                 STEP_OUT, TOWN, Work, highway_identity, parse_stage, set_frames)
@@ -136,10 +136,10 @@ def metrics(frames: dict) -> dict:
         out[part] = {"frames": frame_metrics(labels, scores, alerts, log_ids),
                      "by_kind": frames_by_kind(labels, scores, alerts, log_ids, kinds)}
     alerts, ids = frames["alerts"][normal_log], frames["log_ids"][normal_log]
-    rate = float(np.mean(alerts))
-    out["normal_logs"] = {"n_frames": int(len(alerts)), "alert_rate": rate,
-                          "over_nominal": rate / float(frames["contamination"]),
-                          "per_log": {str(i): float(np.mean(alerts[ids == i])) for i in np.unique(ids)}}
+    rates = alert_rates({str(i): alerts[ids == i] for i in np.unique(ids)})
+    per_log = rates.pop("per_log")
+    out["normal_logs"] = {**rates, "over_nominal": rates["alert_rate"] / float(frames["contamination"]),
+                          "per_log": per_log}
     return out
 
 
@@ -175,6 +175,11 @@ def decide(base: dict, other: dict, highway: dict, bootstrap: dict) -> dict:
             **checks, "adopt": all(checks.values())}
 
 
+def event_kinds(frames: dict) -> list[str]:
+    """The event kinds of ``frames``' event frames, sorted (a normal frame's kind is "")."""
+    return sorted(set(frames["kinds"].tolist()) - {""})
+
+
 def score_changes(base: dict, other: dict) -> dict:
     """How ``other``'s frame scores differ from ``base``'s (the same frames), on the normal
     frames and on each kind's: the share raised and the share lowered. A channel added to the
@@ -183,7 +188,7 @@ def score_changes(base: dict, other: dict) -> dict:
     within :data:`SCORE_ROUNDING` are the float rounding of the recalibrated tails (1e-16 on
     the enriched set; the smallest real change there is 4e-4) and count as none."""
     change = other["scores"] - base["scores"]
-    parts = {"normal": ~base["labels"], **{k: base["kinds"] == k for k in sorted(set(base["kinds"].tolist()) - {""})}}
+    parts = {"normal": ~base["labels"], **{k: base["kinds"] == k for k in event_kinds(base)}}
     return {name: {"frames": int(sel.sum()), "share_raised": float(np.mean(change[sel] > SCORE_ROUNDING)),
                    "share_lowered": float(np.mean(change[sel] < -SCORE_ROUNDING))} for name, sel in parts.items()}
 
@@ -197,7 +202,7 @@ def decide_kept(work: Work) -> dict:
     groups = strata(base)
     bootstrap = {"all_frames": bootstrap_difference(base, other, strata=groups),
                  **{kind: bootstrap_difference(base, other, kind, strata=groups)
-                    for kind in sorted(set(base["kinds"].tolist()) - {""})}}
+                    for kind in event_kinds(base)}}
     return {"bootstrap": bootstrap,
             "decision": decide(metrics(base), metrics(other), kept["highway"], bootstrap),
             "score_changes": score_changes(base, other)}
