@@ -12,6 +12,8 @@ from core.errors import DataValidationError
 from core.io import check_output, write_text_atomic
 from core.text import counted
 
+from .io import find_cases
+
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
                              default="default", show_default=True,
                              help="Network/training size (tiny: tests; small: demo).")
@@ -89,7 +91,6 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unl
     """Fine-tune (or train from scratch) the organ segmenter with Dice + CE."""
     from core.training import is_main_process  # lazy: loads torch on use
 
-    from .io import find_cases
     from .presets import preset as get_preset  # lazy: loads torch/MONAI on use
     from .pretrain import healthy_cases  # lazy: loads torch/MONAI on use
     from .segment import train_segmenter  # lazy: loads torch/MONAI on use
