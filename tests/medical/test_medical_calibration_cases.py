@@ -38,14 +38,6 @@ def _organ_calibration_cases(model_dir) -> list[str]:
     return _bundle_config(Path(model_dir) / "anomaly")["organ_calibration_cases"]
 
 
-def _links(folder, images) -> Path:
-    """``folder/volume_<i>.nii.gz`` -> each of ``images``: only the resolved paths match."""
-    folder.mkdir()
-    for i, image in enumerate(images):
-        (folder / f"volume_{i}.nii.gz").symlink_to(image)
-    return folder
-
-
 def _pretraining(bundle) -> list[str]:
     return _bundle_config(bundle)["training"]["cases"]
 
@@ -88,12 +80,13 @@ def test_the_training_folder_as_calibration_data_is_refused_when_pretraining_lea
 
 
 def test_calibration_data_leaves_the_pretraining_cases_out_and_says_so(tiny_data, tiny_models,
-                                                                     tmp_path):
+                                                                     tmp_path, link_files):
     train, other = tiny_data
     by_name = {c.name: c.image for c in find_cases(train)}
     seen = [by_name[name] for name in _pretraining(tiny_models[0])[:2]]
     healthy = [c.image for c in find_cases(other) if not c.has_lesion]
-    folder = _links(tmp_path / "calibration", [*seen, *healthy])     # linked: matched by file
+    folder = tmp_path / "calibration"
+    link_files(folder, [*seen, *healthy])                         # linked: matched by file
     result = _train(train, tmp_path / "ct", tiny_models[0], folder)
     assert result.exit_code == 0, result.output
     assert ("warning: calibration cases: left out 2 of the 4 given: 2 pretraining cases (the "
@@ -161,9 +154,11 @@ def test_a_bundle_whose_training_files_are_not_here_says_so(tiny_data, tiny_mode
             "them on this machine (moved?), so whether any of the 4 calibration cases") in result.output
 
 
-def test_calibration_data_with_one_case_names_the_option(tiny_data, tiny_models, tmp_path):
+def test_calibration_data_with_one_case_names_the_option(tiny_data, tiny_models, tmp_path,
+                                                         link_files):
     train, _ = tiny_data
-    folder = _links(tmp_path / "calibration", [find_cases(train)[-1].image])
+    folder = tmp_path / "calibration"
+    link_files(folder, [find_cases(train)[-1].image])
     result = _train(train, tmp_path / "ct", tiny_models[0], folder)
     assert isinstance(result.exception, DataValidationError), result.output
     assert str(result.exception) == (f"{folder}: --calibration-data needs at least 2 "
@@ -172,13 +167,13 @@ def test_calibration_data_with_one_case_names_the_option(tiny_data, tiny_models,
 
 
 def test_calibration_data_with_too_few_unseen_cases_is_refused_before_anything_is_read(
-        tiny_data, tiny_models, tmp_path, monkeypatch):
+        tiny_data, tiny_models, tmp_path, monkeypatch, link_files):
     train, _ = tiny_data
     trained = [c.image for c in labelled_cases(train, 2)]
     unseen = _bundle_config(tiny_models[0])["training"]["calibration_cases"][0]   # by neither
     assert unseen not in ("case_000", "case_001")
-    folder = _links(tmp_path / "calibration", [*trained, *(c.image for c in find_cases(train)
-                                                         if c.name == unseen)])
+    folder = tmp_path / "calibration"
+    link_files(folder, [*trained, *(c.image for c in find_cases(train) if c.name == unseen)])
     reads = count_reads(monkeypatch)
     result = _train(train, tmp_path / "ct", tiny_models[0], folder)
     assert isinstance(result.exception, DataValidationError), result.output
@@ -210,7 +205,8 @@ def test_unseen_calibration_keeps_disjoint_cases_as_given_and_counts_the_others(
         unseen_calibration([a], {"pretraining": [a]}, minimum=1)
 
 
-def test_pretrain_leaves_a_calibration_case_that_is_also_a_training_case_out(tiny_data, tmp_path):
+def test_pretrain_leaves_a_calibration_case_that_is_also_a_training_case_out(tiny_data, tmp_path,
+                                                                            link_files):
     train, other = tiny_data
     images = [c.image for c in find_cases(train)] + [c.image for c in find_cases(other)
                                                      if not c.has_lesion]   # 8 healthy images
@@ -218,7 +214,8 @@ def test_pretrain_leaves_a_calibration_case_that_is_also_a_training_case_out(tin
     # make the first calibration case a link to a training one's image
     order = np.random.default_rng(0).permutation(8)
     images[order[0]] = images[order[2]]
-    folder = _links(tmp_path / "healthy", images)
+    folder = tmp_path / "healthy"
+    link_files(folder, images)
     result = CliRunner().invoke(medical, [str(a) for a in (
         "pretrain", "--data", folder, "--out", tmp_path / "pretrained", "--preset", "tiny",
         "--epochs", 1)])
