@@ -60,7 +60,7 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     config, _ = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    with plain_warnings(show=is_main_process()):   # calibration cases left out: one line
+    with plain_warnings(show=is_main_process()):   # cases left out: one line each
         scorer = run_pretrain(data, out, config, progress=show_progress(quiet), device=device,
                               precision=precision)
     click.echo(f"pretrained for {counted(len(scorer.history_.train_loss), 'epoch')} "
@@ -100,8 +100,9 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unl
     _, config = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    calibration = healthy_cases(calibration_data, "--calibration-data") if calibration_data else None
-    with plain_warnings(show=is_main_process()):   # calibration cases left out: one line
+    with plain_warnings(show=is_main_process()):   # cases left out: one line each
+        calibration = (healthy_cases(calibration_data, "--calibration-data") if calibration_data
+                       else None)
         segmenter = train_segmenter(data, out, pretrained, n_labels, config,
                                     progress=show_progress(quiet), calibration_cases=calibration,
                                     device=device, precision=precision,
