@@ -323,6 +323,11 @@ def gated_probabilities(predictor, log, world: WorldCells | None = None
     return network, probs, context
 
 
+def event_kinds(kinds) -> list[str]:
+    """The event kinds among per-frame ``kinds``, sorted (a normal frame's kind is "")."""
+    return sorted(set(kinds) - {""})
+
+
 def frames_by_kind(labels, scores, alerts, log_ids, kinds) -> dict:
     """``frame_metrics`` per event kind: each kind's frames against every normal frame.
 
@@ -334,7 +339,7 @@ def frames_by_kind(labels, scores, alerts, log_ids, kinds) -> dict:
         ``{kind: frame_metrics(...)}``, kinds sorted.
     """
     per_kind = {}
-    for kind in sorted(set(kinds) - {""}):
+    for kind in event_kinds(kinds):
         sel = (kinds == kind) | ~labels
         per_kind[kind] = frame_metrics(labels[sel], scores[sel], alerts[sel], log_ids[sel])
     return per_kind

@@ -309,6 +309,13 @@ def read_json_object(path: str | os.PathLike, error: type[Exception] = DataValid
     return value
 
 
+def tuples_as_lists(fields: dict) -> dict:
+    """``fields`` with each tuple value a list, as JSON gives it back: the ``to_dict`` of a
+    config dataclass saved in a bundle (``tuples_as_lists(asdict(config))``), whose
+    ``from_dict`` turns the lists back into tuples."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+
+
 def write_text_atomic(path: str | os.PathLike, text: str, inputs: Iterable = ()) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path, inputs) as tmp:

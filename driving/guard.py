@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from core.errors import DataValidationError
+from core.io import tuples_as_lists
 
 from .schema import CLASSES, UNOBSERVED, DriveLog
 
@@ -78,7 +79,7 @@ class InputProfile:
     class_share_range: tuple[tuple[float, float], ...]
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return tuples_as_lists(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "InputProfile":

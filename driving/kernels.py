@@ -26,6 +26,12 @@ _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
 
 
+def cell_shape(probs) -> tuple:
+    """``(N, H, W)``: the cells of class probabilities ``probs`` ``(N, C, H, W)``, the shape
+    every per-cell array beside them must have (:func:`check_cell_shapes`)."""
+    return (len(probs),) + np.shape(probs)[2:]
+
+
 def check_cell_shapes(what: str, cells_shape: tuple, **arrays) -> None:
     """Raise a ValueError naming ``what``, the array and both shapes unless every array in
     ``arrays`` has shape ``cells_shape``: the kernels do no bounds checks (numba's
@@ -252,8 +258,8 @@ def class_confidence(probs, classes, visible, out):
     """Into ``out`` ``(N, H, W)``: 1 where ``visible``, else the probability of the cell's
     class in ``classes`` (``np.take_along_axis`` over the classes of ``probs``
     ``(N, C, H, W)``)."""
-    cells = (len(probs),) + np.shape(probs)[2:]
-    check_cell_shapes("class_confidence", cells, classes=classes, visible=visible, out=out)
+    check_cell_shapes("class_confidence", cell_shape(probs), classes=classes, visible=visible,
+                      out=out)
     _class_confidence_cells(probs, classes, visible, out)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from core.errors import DataValidationError
+from core.io import tuples_as_lists
 from core.masking import PatchMasker
 
 
@@ -124,7 +125,7 @@ class AnomalyConfig:
         check_confidence_level(self.organ_confidence)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return tuples_as_lists(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "AnomalyConfig":

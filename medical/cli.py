@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import click
@@ -14,6 +15,8 @@ from core.text import counted
 
 from .io import find_cases
 
+# a case name's start: it names the case's files in imagesTr/ and labelsTr/
+CASE_PREFIX = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
                              default="default", show_default=True,
                              help="Network/training size (tiny: tests; small: demo).")
@@ -30,7 +33,10 @@ def medical():
 @click.option("--lesions", is_flag=True, help="Put lesions in about half of the cases.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shape", default="96,96,48", show_default=True, help="Voxels per axis.")
-def simulate(n_cases, out, lesions, seed, shape):
+@click.option("--prefix", default="case", show_default=True,
+              help="Case names: PREFIX_000, PREFIX_001, ... (give sets that meet, e.g. training "
+                   "and calibration phantoms, their own).")
+def simulate(n_cases, out, lesions, seed, shape, prefix):
     """Simulate abdominal CT phantoms into OUT (imagesTr/, labelsTr/, dataset.json)."""
     from .phantom import simulate_dataset  # lazy: loads torch/MONAI on use
 
@@ -38,7 +44,11 @@ def simulate(n_cases, out, lesions, seed, shape):
         dims = tuple(int(s) for s in shape.split(","))
     except ValueError:
         raise DataValidationError(f"--shape {shape!r}: expected three integers like 96,96,48") from None
-    simulate_dataset(out, n_cases, lesions=lesions, seed=seed, shape=dims)
+    if not re.fullmatch(CASE_PREFIX, prefix):
+        raise DataValidationError(f"--prefix {prefix!r}: expected letters, digits, '-' and '_', "
+                                  "first a letter or digit, like cal (it starts each case's "
+                                  "file name)")
+    simulate_dataset(out, n_cases, lesions=lesions, seed=seed, shape=dims, prefix=prefix)
     click.echo(f"wrote {counted(n_cases, 'case')} to {out}")
 
 
@@ -60,7 +70,7 @@ def pretrain(data, out, preset, epochs, seed, device, precision, quiet):
     config, _ = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    with plain_warnings(show=is_main_process()):   # calibration cases left out: one line
+    with plain_warnings(show=is_main_process()):   # cases left out: one line each
         scorer = run_pretrain(data, out, config, progress=show_progress(quiet), device=device,
                               precision=precision)
     click.echo(f"pretrained for {counted(len(scorer.history_.train_loss), 'epoch')} "
@@ -100,8 +110,9 @@ def train(data, out, pretrained, n_labels, preset, epochs, calibration_data, unl
     _, config = get_preset(preset, seed)
     if epochs:
         config = replace(config, max_epochs=epochs)
-    calibration = healthy_cases(calibration_data, "--calibration-data") if calibration_data else None
-    with plain_warnings(show=is_main_process()):   # calibration cases left out: one line
+    with plain_warnings(show=is_main_process()):   # cases left out: one line each
+        calibration = (healthy_cases(calibration_data, "--calibration-data") if calibration_data
+                       else None)
         segmenter = train_segmenter(data, out, pretrained, n_labels, config,
                                     progress=show_progress(quiet), calibration_cases=calibration,
                                     device=device, precision=precision,

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from core.io import tuples_as_lists
 from core.masking import PatchMasker
 
 from .reconstruction import draw_hidden, masked_input, unmasked_input
@@ -52,7 +53,7 @@ class ConsistencyConfig:
     mask_ratio: float = 0.5
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return tuples_as_lists(asdict(self))
 
     def masker(self) -> PatchMasker:
         return PatchMasker(patch_size=tuple(self.mask_block), ratio=self.mask_ratio, ndim=3)

@@ -3,7 +3,8 @@
 Cases come from the Medical Segmentation Decathlon layout (``dataset.json`` +
 ``imagesTr/``, ``labelsTr/``, ``imagesTs/``; our simulator adds ``lesionsTr/``), a
 directory of NIfTI files, a single NIfTI file, a DICOM series directory or a directory of
-series directories. Images are read with MONAI's ``LoadImage`` (``NibabelReader`` or
+series directories; an image file listed twice (two links to it, a link beside it) is one
+case, with a warning. Images are read with MONAI's ``LoadImage`` (``NibabelReader`` or
 ``PydicomReader``) into a channel-first ``MetaTensor`` whose affine maps voxels to RAS mm,
 once they have been checked: a NIfTI file's gzip CRC and length (``medical.nifti``), a
 DICOM series' slice positions (``medical.dicom``), finite voxels, and -- for images, not
@@ -27,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DataValidationError
+from core.errors import DataValidationError, UnmaskWarning
 from core.io import atomic_path
+from core.text import counted
 
 from .dicom import is_dicom_dir, read_series_headers
 from .guard import check_ct_header, check_hounsfield
@@ -142,8 +144,12 @@ def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
             directory of DICOM series directories.
         split: for MSD roots, ``"training"``, ``"test"`` or ``None`` (both).
 
+    Warns:
+        UnmaskWarning: an image file listed twice (:func:`first_listings`).
+
     Raises:
-        DataValidationError: ``path`` is missing or holds no cases.
+        DataValidationError: ``path`` is missing or holds no cases, two cases share a name,
+            or one image is listed twice with different truth files.
     """
     path = Path(path).expanduser().resolve()
     if not path.exists():
@@ -165,11 +171,58 @@ def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
     if not cases:
         raise DataValidationError(f"{path}: no cases found (expected an MSD dataset.json, "
                                   "NIfTI files or DICOM series directories)")
+    cases = first_listings(cases, path)
     names = [c.name for c in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise DataValidationError(f"{path}: case names occur twice: {', '.join(duplicates)}")
     return cases
+
+
+def first_listings(cases: list[Case], path: Path) -> list[Case]:
+    """``cases`` with each image file (:attr:`Case.key`) once, where it is first listed.
+
+    A second listing of one file (two links to it, a link beside it, an MSD entry written
+    twice) would be trained on twice and could land on both sides of a split. The later
+    listings are left out with one :class:`~core.errors.UnmaskWarning` naming them (a
+    ``warning:`` line on the CLI), as ``medical.training_cases`` leaves out the calibration
+    cases a model saw.
+
+    Raises:
+        DataValidationError: two listings of one image give it different truth files.
+    """
+    first: dict[Path, Case] = {}
+    repeats = []                                        # (later listing, the first one)
+    for case in cases:
+        kept = first.setdefault(case.key, case)
+        if kept is not case:
+            repeats.append((case, kept))
+    if not repeats:
+        return cases
+    conflicting = [conflict for case, kept in repeats if (conflict := _conflict(kept, case))]
+    if conflicting:
+        raise DataValidationError(f"{path}: an image file listed twice with different truth: "
+                                  + "; ".join(conflicting))
+    named = ", ".join(f"{case.name} (the image of {kept.name})" for case, kept in repeats)
+    warnings.warn(f"{path}: left out {counted(len(repeats), 'case')} of the {len(cases)} found, "
+                  f"each the image file of an earlier one: {named}; using the {len(first)} left",
+                  UnmaskWarning, stacklevel=3)
+    return list(first.values())
+
+
+def _truth(case: Case) -> dict:
+    """What a listing says of its image: its truth files (resolved) and ``has_lesion``."""
+    return {"label": case.label and file_key(case.label),
+            "lesion": case.lesion and file_key(case.lesion), "has_lesion": case.has_lesion}
+
+
+def _conflict(first: Case, second: Case) -> str:
+    """``"<image>: label <one> vs <other>"``: where two listings of one image differ; ``""``
+    where they agree."""
+    one, other = _truth(first), _truth(second)
+    differing = [f"{field} {one[field]} vs {other[field]}" for field in one
+                 if one[field] != other[field]]
+    return f"{first.key}: {', '.join(differing)}" if differing else ""
 
 
 # --- reading -----------------------------------------------------------------------------

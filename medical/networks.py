@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from core.errors import BundleError
+from core.io import tuples_as_lists
 
 IN_CHANNELS = 2  # image, hidden-voxel indicator
 
@@ -42,7 +43,7 @@ class NetworkConfig:
     norm: str = "instance"
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return tuples_as_lists(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetworkConfig":

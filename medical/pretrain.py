@@ -103,7 +103,7 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
     if len(cases) - n_cal < 1:
         raise DataValidationError(f"{data}: too few cases to hold out {n_cal} for calibration")
     train_cases = [cases[i] for i in order[n_cal:]]
-    # a case listed twice (a link beside its file) may fall on both sides of the split
+    # cases given may list one image twice (find_cases lists each once), on both sides of the split
     cal_cases = unseen_calibration([cases[i] for i in order[:n_cal]],
                                    {"pretraining": train_cases}, minimum=1)
 

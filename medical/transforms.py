@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from core.io import tuples_as_lists
+
 BODY_HU = -500.0  # voxels above this are inside the patient (foreground crop)
 
 
@@ -40,7 +42,7 @@ class PreprocessConfig:
         return (np.asarray(hu, dtype=np.float64) - lo) / (hi - lo)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return tuples_as_lists(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessConfig":

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from bench.driving import event_kinds
 from core.calibration import threshold_from_contamination
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE, read_log, slice_log
@@ -242,7 +243,7 @@ class Harness:
             o = {"alert_rate_normal": round(float(np.mean(scores[~labels] > threshold)), 3)}
             if labels.any():
                 o["auroc"] = round(float(roc_auc_score(labels, scores)), 3)
-                for k in sorted(set(kinds) - {""}):
+                for k in event_kinds(kinds):
                     sel = (kinds == "") | (kinds == k)
                     o[k] = round(float(roc_auc_score(kinds[sel] == k, scores[sel])), 2)
             out[name] = o

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from bench.driving import event_kinds
 from bench.experiments import merge_results
 from bench.experiments.driving_lead_channel import Harness
 from core.calibration import threshold_from_contamination
@@ -138,7 +139,7 @@ class PathHarness(Harness):
         if first < len(flat):          # no new logs (held-out): "auroc" is the benchmark logs'
             out.update(auroc_benchmark_logs=roc_auc_score(truth[:first], flat[:first]),
                        auroc_new_logs=roc_auc_score(truth[first:], flat[first:]))
-        for k in sorted(set(kinds) - {""}):
+        for k in event_kinds(kinds):
             sel = (kinds == "") | (kinds == k)
             out[k] = roc_auc_score(kinds[sel] == k, flat[sel])
         out["alert_rate_normal_logs"] = float(np.mean(normal > threshold))

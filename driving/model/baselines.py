@@ -11,7 +11,7 @@ import numpy as np
 
 from core.errors import DataValidationError, NotFittedError
 
-from ..kernels import check_cell_shapes, layout_memory_mix, world_memory_cells
+from ..kernels import cell_shape, check_cell_shapes, layout_memory_mix, world_memory_cells
 from ..schema import LAYOUT_CLASSES, SIDEWALK, UNOBSERVED, DriveLog
 from ..warp import cells_in_world, warp_grid
 
@@ -52,8 +52,7 @@ def apply_layout_memory(probs: np.ndarray, memory: np.ndarray, observed: np.ndar
     """In place: hidden cells (``observed`` 255) with a remembered layout class give the
     layout classes' probability mass to that class. ``probs`` ``(N, C, H, W)``,
     ``memory`` and ``observed`` ``(N, H, W)``; returns ``probs``."""
-    cells = (len(probs),) + probs.shape[2:]
-    check_cell_shapes("apply_layout_memory", cells, memory=memory, observed=observed)
+    check_cell_shapes("apply_layout_memory", cell_shape(probs), memory=memory, observed=observed)
     layout_memory_mix(probs, memory, observed, len(LAYOUT_CLASSES), UNOBSERVED)   # one pass per cell
     return probs
 

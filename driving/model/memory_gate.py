@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..kernels import check_cell_shapes, memory_gate_mix, trace_cells
+from ..kernels import cell_shape, check_cell_shapes, memory_gate_mix, trace_cells
 from ..schema import UNOBSERVED, VEHICLE, DriveLog
 from .baselines import WorldCells, flat_cells
 
@@ -310,7 +310,7 @@ class MemoryGate:
     def apply(self, probs: np.ndarray, trace: MemoryTrace, observed: np.ndarray) -> np.ndarray:
         """In place on the hidden cells (``observed`` 255) of ``probs`` ``(N, C, H, W)``;
         returns ``probs``."""
-        check_cell_shapes("MemoryGate.apply", (len(probs),) + probs.shape[2:], observed=observed,
+        check_cell_shapes("MemoryGate.apply", cell_shape(probs), observed=observed,
                           remembered=trace.remembered, age_s=trace.age_s, streak=trace.streak,
                           moved_age_s=trace.moved_age_s)
         memory_gate_mix(probs, observed, trace.remembered, trace.age_s, trace.streak,

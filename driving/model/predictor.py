@@ -30,6 +30,7 @@ from torch.utils.data import TensorDataset
 from core.calibration import ScoreCalibration
 from core.errors import DataValidationError, NotFittedError, UnmaskWarning
 from core.estimator import Estimator
+from core.io import tuples_as_lists
 from core.runtime import autocast, check_precision, choose_device, configure_threads, module_device
 from core.training import TrainConfig, fit
 
@@ -453,8 +454,7 @@ class OcclusionPredictor(Estimator):
 
     # --- persistence --------------------------------------------------------------------
     def get_params(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()
-                if not k.endswith("_")}
+        return tuples_as_lists({k: v for k, v in vars(self).items() if not k.endswith("_")})
 
     def _bundle_state(self) -> tuple[dict, dict]:
         return bundle_state(self)

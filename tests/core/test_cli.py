@@ -1,7 +1,9 @@
 """The root command: --help lists the verticals, --version works, every error is one line
-(--debug: the traceback), Ctrl-C is "Aborted." with exit code 130."""
+(--debug: the traceback), Ctrl-C is "Aborted." with exit code 130, each of our warnings is
+one line."""
 import subprocess
 import sys
+import warnings
 
 import click
 import pytest
@@ -9,6 +11,8 @@ import pytest
 import core.cli as cli_module
 from core import DataValidationError, __version__
 from core.cli import main
+from core.cli_options import plain_warnings
+from core.errors import UnmaskWarning
 from core.io import atomic_path
 
 
@@ -77,3 +81,11 @@ def test_debug_shows_the_traceback(failing):
         main(["--debug", "fail", "internal"])
     with pytest.raises(DataValidationError):
         main(["--debug", "fail", "ours"])
+
+
+def test_plain_warnings_says_each_of_ours_once_on_one_line(capsys):
+    """One input read twice warns twice; the user reads the line once."""
+    with plain_warnings():
+        for message in ("cal/: left out 1 case", "cal/: left out 1 case", "run: no alerts"):
+            warnings.warn(message, UnmaskWarning)
+    assert capsys.readouterr().err == "warning: cal/: left out 1 case\nwarning: run: no alerts\n"

@@ -1,6 +1,8 @@
 """Tiny phantoms (32x32x16) and models trained on them once per session."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,22 @@ def _write_nifti(path, array, affine=None):
 def write_nifti():
     """``write_nifti(path, array, affine=None) -> path`` (plain nibabel, for bad inputs)."""
     return _write_nifti
+
+
+def _link_files(folder: Path, targets, name: str = "volume_{}.nii.gz") -> list[Path]:
+    """Links ``folder/<name.format(i)>`` -> each of ``targets`` (``folder`` made if missing):
+    another name and another path for each file, so only the resolved paths match."""
+    folder.mkdir(parents=True, exist_ok=True)
+    links = [folder / name.format(i) for i in range(len(targets))]
+    for link, target in zip(links, targets):
+        link.symlink_to(target)
+    return links
+
+
+@pytest.fixture
+def link_files():
+    """``link_files(folder, targets, name="volume_{}.nii.gz") -> links`` (one per target)."""
+    return _link_files
 
 
 def _lesion_twin(key, drop_hu: float):

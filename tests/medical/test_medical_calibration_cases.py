@@ -4,12 +4,14 @@ unseen_calibration``, ``organ_calibration_cases``): `medical train --calibration
 pretrained anomaly model's, by the files its bundle records) with one `warning:` line, and
 refuse (writing nothing) when too few remain; by default `medical train` leaves the
 pretraining cases out too, and calibrates on them with a `warning:` line when fewer than 2
-others remain or when the bundle does not record its training files."""
+others remain or when the bundle does not record its training files. An image listed twice
+(two links to it) is one case (``medical.io.find_cases``, one `warning:` line)."""
 from __future__ import annotations
 
 import json
 import shutil
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ from click.testing import CliRunner
 from core.errors import DataValidationError, UnmaskWarning
 from medical.cli import medical
 from medical.io import Case, find_cases
+from medical.presets import preset
+from medical.pretrain import pretrain
 from medical.training_cases import labelled_cases, unseen_calibration
 from read_counter import count_reads
 
@@ -36,14 +40,6 @@ def _bundle_config(bundle) -> dict:
 
 def _organ_calibration_cases(model_dir) -> list[str]:
     return _bundle_config(Path(model_dir) / "anomaly")["organ_calibration_cases"]
-
-
-def _links(folder, images) -> Path:
-    """``folder/volume_<i>.nii.gz`` -> each of ``images``: only the resolved paths match."""
-    folder.mkdir()
-    for i, image in enumerate(images):
-        (folder / f"volume_{i}.nii.gz").symlink_to(image)
-    return folder
 
 
 def _pretraining(bundle) -> list[str]:
@@ -88,12 +84,13 @@ def test_the_training_folder_as_calibration_data_is_refused_when_pretraining_lea
 
 
 def test_calibration_data_leaves_the_pretraining_cases_out_and_says_so(tiny_data, tiny_models,
-                                                                     tmp_path):
+                                                                     tmp_path, link_files):
     train, other = tiny_data
     by_name = {c.name: c.image for c in find_cases(train)}
     seen = [by_name[name] for name in _pretraining(tiny_models[0])[:2]]
     healthy = [c.image for c in find_cases(other) if not c.has_lesion]
-    folder = _links(tmp_path / "calibration", [*seen, *healthy])     # linked: matched by file
+    folder = tmp_path / "calibration"
+    link_files(folder, [*seen, *healthy])                         # linked: matched by file
     result = _train(train, tmp_path / "ct", tiny_models[0], folder)
     assert result.exit_code == 0, result.output
     assert ("warning: calibration cases: left out 2 of the 4 given: 2 pretraining cases (the "
@@ -106,6 +103,20 @@ def _train_by_default(train, out, pretrained):
     return CliRunner().invoke(medical, [str(a) for a in (
         "train", "--data", train, "--out", out, "--labels", 2, "--preset", "tiny", "--epochs", 1,
         "--pretrained", pretrained)])
+
+
+def test_calibration_data_linking_one_image_twice_calibrates_on_it_once(tiny_data, tiny_models,
+                                                                      tmp_path, link_files):
+    train, other = tiny_data
+    healthy = [c.image for c in find_cases(other) if not c.has_lesion]
+    folder = tmp_path / "calibration"
+    link_files(folder, [*healthy, healthy[0]])                   # volume_2 -> volume_0's image
+    result = _train(train, tmp_path / "ct", tiny_models[0], folder)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning:") == 1
+    assert (f"warning: {folder.resolve()}: left out 1 case of the 3 found, each the image file "
+            "of an earlier one: volume_2 (the image of volume_0); using the 2 left") in result.output
+    assert _organ_calibration_cases(tmp_path / "ct") == ["volume_0", "volume_1"]
 
 
 def test_by_default_the_cases_the_bundle_pretrained_on_are_left_out(tiny_data, tiny_models,
@@ -161,9 +172,11 @@ def test_a_bundle_whose_training_files_are_not_here_says_so(tiny_data, tiny_mode
             "them on this machine (moved?), so whether any of the 4 calibration cases") in result.output
 
 
-def test_calibration_data_with_one_case_names_the_option(tiny_data, tiny_models, tmp_path):
+def test_calibration_data_with_one_case_names_the_option(tiny_data, tiny_models, tmp_path,
+                                                         link_files):
     train, _ = tiny_data
-    folder = _links(tmp_path / "calibration", [find_cases(train)[-1].image])
+    folder = tmp_path / "calibration"
+    link_files(folder, [find_cases(train)[-1].image])
     result = _train(train, tmp_path / "ct", tiny_models[0], folder)
     assert isinstance(result.exception, DataValidationError), result.output
     assert str(result.exception) == (f"{folder}: --calibration-data needs at least 2 "
@@ -172,13 +185,13 @@ def test_calibration_data_with_one_case_names_the_option(tiny_data, tiny_models,
 
 
 def test_calibration_data_with_too_few_unseen_cases_is_refused_before_anything_is_read(
-        tiny_data, tiny_models, tmp_path, monkeypatch):
+        tiny_data, tiny_models, tmp_path, monkeypatch, link_files):
     train, _ = tiny_data
     trained = [c.image for c in labelled_cases(train, 2)]
     unseen = _bundle_config(tiny_models[0])["training"]["calibration_cases"][0]   # by neither
     assert unseen not in ("case_000", "case_001")
-    folder = _links(tmp_path / "calibration", [*trained, *(c.image for c in find_cases(train)
-                                                         if c.name == unseen)])
+    folder = tmp_path / "calibration"
+    link_files(folder, [*trained, *(c.image for c in find_cases(train) if c.name == unseen)])
     reads = count_reads(monkeypatch)
     result = _train(train, tmp_path / "ct", tiny_models[0], folder)
     assert isinstance(result.exception, DataValidationError), result.output
@@ -210,20 +223,44 @@ def test_unseen_calibration_keeps_disjoint_cases_as_given_and_counts_the_others(
         unseen_calibration([a], {"pretraining": [a]}, minimum=1)
 
 
-def test_pretrain_leaves_a_calibration_case_that_is_also_a_training_case_out(tiny_data, tmp_path):
+def _healthy_images(tiny_data) -> list[Path]:
+    """The 8 lesion-free images of ``tiny_data`` (6 of train, 2 of the other)."""
     train, other = tiny_data
-    images = [c.image for c in find_cases(train)] + [c.image for c in find_cases(other)
-                                                     if not c.has_lesion]   # 8 healthy images
+    return [c.image for c in find_cases(train)] + [c.image for c in find_cases(other)
+                                                   if not c.has_lesion]
+
+
+def test_pretrain_leaves_a_calibration_case_that_is_also_a_training_case_out(tiny_data, tmp_path):
+    """Cases given to ``pretrain`` may list one image twice (``find_cases`` lists it once)."""
+    images = _healthy_images(tiny_data)
     # pretrain's seeded split (seed 0, a fifth of 8): order[:2] calibrate, the rest train;
-    # make the first calibration case a link to a training one's image
+    # make the first calibration case another listing of a training one's image
     order = np.random.default_rng(0).permutation(8)
     images[order[0]] = images[order[2]]
-    folder = _links(tmp_path / "healthy", images)
+    cases = [Case(f"volume_{i}", image) for i, image in enumerate(images)]
+    config, _ = preset("tiny")
+    with pytest.warns(UnmaskWarning) as caught:
+        pretrain(tmp_path, tmp_path / "pretrained", replace(config, max_epochs=1), progress=False,
+                 cases=cases)
+    assert [str(w.message) for w in caught] == [
+        "calibration cases: left out 1 of the 2 given: 1 pretraining case (the anomaly model "
+        "trained on them); calibrating on the 1 left"]
+    training = _bundle_config(tmp_path / "pretrained")["training"]
+    assert training["calibration_cases"] == [f"volume_{order[1]}"]
+
+
+def test_pretrain_cli_lists_an_image_linked_twice_once_and_says_so(tiny_data, tmp_path, link_files):
+    """A folder with two links to one image: trained or calibrated on once, one warning line."""
+    images = _healthy_images(tiny_data)
+    folder = tmp_path / "healthy"
+    link_files(folder, [*images, images[3]])                 # volume_8 -> volume_3's image
     result = CliRunner().invoke(medical, [str(a) for a in (
         "pretrain", "--data", folder, "--out", tmp_path / "pretrained", "--preset", "tiny",
         "--epochs", 1)])
     assert result.exit_code == 0, result.output
-    assert ("warning: calibration cases: left out 1 of the 2 given: 1 pretraining case (the "
-            "anomaly model trained on them); calibrating on the 1 left") in result.output
+    assert (f"warning: {folder.resolve()}: left out 1 case of the 9 found, each the image file "
+            "of an earlier one: volume_8 (the image of volume_3); using the 8 left") in result.output
+    assert result.output.count("warning:") == 1
     training = _bundle_config(tmp_path / "pretrained")["training"]
-    assert training["calibration_cases"] == [f"volume_{order[1]}"]
+    assert sorted(training["cases"] + training["calibration_cases"]) == [
+        f"volume_{i}" for i in range(8)]

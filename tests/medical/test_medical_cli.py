@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from core.errors import DataValidationError
 from core.runs import list_runs
 from medical.cli import medical
+from medical.io import find_cases
 
 
 def invoke(*args):
@@ -69,6 +70,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     result = invoke("simulate", "--cases", 0, "--out", tmp_path / "d")
     assert isinstance(result.exception, DataValidationError)
     assert not (tmp_path / "d").exists()
+
+
+def test_simulate_names_its_cases_with_the_prefix_given(tmp_path):
+    """Calibration phantoms named unlike the training ones (README: ``--prefix cal``)."""
+    result = invoke("simulate", "--cases", 2, "--out", tmp_path / "cal", "--shape", "32,32,16",
+                    "--prefix", "cal")
+    assert result.exit_code == 0, result.output
+    assert [c.name for c in find_cases(tmp_path / "cal")] == ["cal_000", "cal_001"]
+    assert sorted(p.name for p in (tmp_path / "cal" / "labelsTr").iterdir()) == [
+        "cal_000.nii.gz", "cal_001.nii.gz"]
+    for bad in ("", "../cal", "cal/x", "-cal"):
+        result = invoke("simulate", "--cases", 2, "--out", tmp_path / "bad", "--prefix", bad)
+        assert isinstance(result.exception, DataValidationError)
+        assert str(result.exception).startswith(f"--prefix {bad!r}: expected letters, digits")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_build_demo_tiny(tmp_path):

@@ -232,15 +232,13 @@ def test_the_data_folder_as_unlabelled_leaves_nothing_beyond_its_held_out_cases(
 
 
 def test_validation_and_calibration_cases_stay_unseen_and_the_cli_says_so(tiny_data, tiny_models,
-                                                                         tmp_path):
+                                                                         tmp_path, link_files):
     train, other = tiny_data                   # other: 4 phantoms, 2 of them lesion-free
     pretrained = tiny_models[0]
     calibration = [c for c in find_cases(other) if not c.has_lesion]
     ill = [c for c in find_cases(other) if c.has_lesion]
     folder = tmp_path / "unlabelled"          # links, so only the resolved paths say which is which
-    folder.mkdir()
-    for i, case in enumerate([*labelled_cases(train)[::2], *calibration, *ill]):
-        (folder / f"volume_{i}.nii.gz").symlink_to(case.image)
+    link_files(folder, [c.image for c in [*labelled_cases(train)[::2], *calibration, *ill]])
     result = CliRunner().invoke(medical, [str(a) for a in (
         "train", "--data", train, "--out", tmp_path / "ct", "--labels", 2, "--preset", "tiny",
         "--epochs", 1, "--pretrained", pretrained, "--calibration-data", other,

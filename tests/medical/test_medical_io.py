@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from core.errors import DataValidationError
+from core.errors import DataValidationError, UnmaskWarning
 from medical.dicom import write_dicom_series
 from medical.io import find_cases, load_label_like, load_volume
 from medical.transforms import Preprocessor, PreprocessConfig, ras_spacing
@@ -148,3 +148,46 @@ def test_dataset_json_pointing_to_missing_file(tmp_path):
          "training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]}))
     with pytest.raises(DataValidationError, match=r"image file ./imagesTr/x.nii.gz does not exist"):
         find_cases(tmp_path)
+
+
+def test_an_image_linked_twice_is_one_case_with_a_warning(tmp_path, write_nifti):
+    """A link beside its file lists one image twice: the first listing is kept, the other
+    named in one warning (trained on twice, it could fall on both sides of a split)."""
+    for name in ("a", "c"):
+        write_nifti(tmp_path / f"{name}.nii.gz", np.zeros((4, 4, 4)))
+    (tmp_path / "b.nii.gz").symlink_to(tmp_path / "a.nii.gz")
+    (tmp_path / "d.nii.gz").symlink_to(tmp_path / "a.nii.gz")
+    with pytest.warns(UnmaskWarning) as caught:
+        cases = find_cases(tmp_path)
+    assert [c.name for c in cases] == ["a", "c"]
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path.resolve()}: left out 2 cases of the 4 found, each the image file of an "
+        "earlier one: b (the image of a), d (the image of a); using the 2 left"]
+
+
+def _msd_listing_one_image_twice(root, write_nifti, second_label: str):
+    """An MSD root whose dataset.json lists ``x``'s image twice, with its own label file and
+    then ``second_label``."""
+    for folder in ("imagesTr", "labelsTr"):
+        (root / folder).mkdir(parents=True)
+    write_nifti(root / "imagesTr" / "x.nii.gz", np.zeros((4, 4, 4)))
+    for name in ("x", "y"):
+        write_nifti(root / "labelsTr" / f"{name}.nii.gz", np.zeros((4, 4, 4)))
+    (root / "dataset.json").write_text(json.dumps(
+        {"labels": {"0": "background", "1": "liver"},
+         "training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"},
+                      {"image": "imagesTr/x.nii.gz", "label": f"labelsTr/{second_label}.nii.gz"}]}))
+    return root
+
+
+def test_an_msd_image_listed_twice_with_other_truth_is_refused(tmp_path, write_nifti):
+    same = _msd_listing_one_image_twice(tmp_path / "same", write_nifti, "x")
+    with pytest.warns(UnmaskWarning, match="left out 1 case of the 2 found"):
+        assert [c.label.name for c in find_cases(same)] == ["x.nii.gz"]
+    other = _msd_listing_one_image_twice(tmp_path / "other", write_nifti, "y")
+    with pytest.raises(DataValidationError) as refused:
+        find_cases(other)
+    labels = other.resolve() / "labelsTr"
+    assert str(refused.value) == (
+        f"{other.resolve()}: an image file listed twice with different truth: "
+        f"{other.resolve()}/imagesTr/x.nii.gz: label {labels}/x.nii.gz vs {labels}/y.nii.gz")

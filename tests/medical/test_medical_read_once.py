@@ -63,14 +63,14 @@ def test_pretraining_reads_each_image_once(tiny_data, monkeypatch):
     assert {Path(c.image): reads[Path(c.image)] for c in cases} == {Path(c.image): 1 for c in cases}
 
 
-def test_pretraining_on_a_folder_of_links_reads_each_image_once(tiny_data, monkeypatch, tmp_path):
+def test_pretraining_on_a_folder_of_links_reads_each_image_once(tiny_data, monkeypatch, tmp_path,
+                                                               link_files):
     """Cases named through links are matched by the file they point at (``Case.key``), so
     the median spacing's read of a training image is the one training prepares."""
     train, _ = tiny_data
     config, _ = preset("tiny")
     assert config.spacing is None                       # the median spacing is computed
-    for case in find_cases(train):
-        (tmp_path / Path(case.image).name).symlink_to(case.image)
+    link_files(tmp_path, [c.image for c in find_cases(train)])
     links = [Path(c.image) for c in find_cases(tmp_path)]
     assert len(links) == len(find_cases(train)) and all(link.is_symlink() for link in links)
     reads = count_reads(monkeypatch)

@@ -44,25 +44,22 @@ def test_a_kept_case_keeps_only_its_image(tiny_data):
     assert torch.equal(kept.image.as_tensor(), prepared.image.as_tensor())
 
 
-def _linked(cases, folder: Path) -> list:
+def _linked(cases, folder: Path, link_files) -> list:
     """The ``cases`` named through links in ``folder`` (another name, another path)."""
-    linked = []
-    for i, case in enumerate(cases):
-        image, label = folder / f"linked_{i}.nii.gz", folder / f"linked_{i}_label.nii.gz"
-        image.symlink_to(case.image)
-        label.symlink_to(case.label)
-        linked.append(replace(case, name=f"linked_{i}", image=image, label=label))
-    return linked
+    images = link_files(folder, [c.image for c in cases], "linked_{}.nii.gz")
+    labels = link_files(folder, [c.label for c in cases], "linked_{}_label.nii.gz")
+    return [replace(case, name=f"linked_{i}", image=image, label=label)
+            for i, (case, image, label) in enumerate(zip(cases, images, labels))]
 
 
-def test_cases_given_through_links_are_the_same_cases(tiny_data, monkeypatch, tmp_path):
+def test_cases_given_through_links_are_the_same_cases(tiny_data, monkeypatch, tmp_path, link_files):
     """A training case named through a link (another name, another path) is the case the
     link points at: not validated on, and its volumes not read again for the reference."""
     train, _ = tiny_data
     _, config = preset("tiny")
     config = replace(config, spacing=(12.0, 12.0, 12.0), max_epochs=1, samples_per_epoch=8)
     labelled = labelled_cases(train)
-    linked = _linked(labelled[:4], tmp_path)
+    linked = _linked(labelled[:4], tmp_path, link_files)
     reads = count_reads(monkeypatch)
     segmenter = train_segmenter(train, None, config=config, cases=linked, progress=False)
 
@@ -73,7 +70,7 @@ def test_cases_given_through_links_are_the_same_cases(tiny_data, monkeypatch, tm
 
 
 def test_the_organ_calibration_leaves_out_training_cases_given_through_links(
-        tiny_data, tiny_models, monkeypatch, tmp_path):
+        tiny_data, tiny_models, monkeypatch, tmp_path, link_files):
     """With a pretrained model and an ``out`` folder, the organ calibration's default
     cases (the healthy cases of ``data`` not trained on) leave out the training cases
     named through links, and reads none of them again."""
@@ -82,8 +79,7 @@ def test_the_organ_calibration_leaves_out_training_cases_given_through_links(
     _, config = preset("tiny")
     config = replace(config, max_epochs=1, samples_per_epoch=8)   # the pretrained model's spacing
     labelled = labelled_cases(train)
-    (tmp_path / "links").mkdir()
-    linked = _linked(labelled[:4], tmp_path / "links")
+    linked = _linked(labelled[:4], tmp_path / "links", link_files)
     reads = count_reads(monkeypatch)
     train_segmenter(train, tmp_path / "ct", pretrained, config=config, cases=linked, progress=False)
 
