@@ -80,6 +80,7 @@ Usage:
         --work DIR --jobs 2      # studies, reproduction check, 2 pretrainings, arms, decision
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_cross_phase \\
         --work DIR --heldout     # then: the frozen held-out set
+    python -m bench.experiments.medical_cross_phase --work DIR --pretext-fit   # a diagnosis
     UNMASK_NUM_THREADS=1 nice -n 10 python -c "from pathlib import Path; \\
         from bench.experiments.medical_cross_phase import time_epochs; \\
         time_epochs(Path('DIR'), 2)"   # a timed short pretraining of the candidate (no decision)
@@ -96,6 +97,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from bench.experiments.decision_flow import cached, experiment_main
 from bench.experiments.medical_invariant_pretext import (REPRODUCTION, Schedule, arm_steps,
@@ -109,10 +111,11 @@ from bench.medical_efficiency import parse_shape, pretraining_config, simulate_s
 from core.runtime import configure_threads
 from medical.anomaly import AnomalyScorer
 from medical.io import find_cases
-from medical.phantom import PHANTOM_VERSION, simulate_dataset
-from medical.reconstruction import CROSS_PHASE
-from medical.transforms import PreprocessConfig
-from medical.volumes import phase_cases
+from medical.phantom import LABELS, PHANTOM_VERSION, simulate_dataset
+from medical.reconstruction import (CROSS_PHASE, MeanAndLogVariance, body_mask, context_baseline,
+                                    draw_hidden, masked_input)
+from medical.transforms import Preprocessor, PreprocessConfig
+from medical.volumes import phase_cases, prepare_case
 
 CANDIDATE = CROSS_PHASE
 CONTROL = "inpaint_phases"
@@ -248,6 +251,68 @@ def score_heldout(work: Path, result: dict, invariant_run: dict) -> dict:
     return result
 
 
+def phase_predictions(scorer, study_images: torch.Tensor, hidden: torch.Tensor):
+    """For each source phase ``a`` of one study ``(P, x, y, z)`` (model grid), arrays
+    ``(x, y, z)``: phase ``a``, the context baseline from it behind ``hidden`` ``(1, 1, x, y,
+    z)``, the cross-phase network's prediction (baseline + correction) and its target, the
+    mean of the other phases (what a uniform draw of the target phase asks for)."""
+    from monai.inferers import sliding_window_inference     # heavy optional dependency
+
+    network = MeanAndLogVariance(scorer.network).eval()
+    for a in range(len(study_images)):
+        shown = study_images[a][None, None]                                  # (1, 1, x, y, z)
+        with torch.no_grad():
+            output = sliding_window_inference(masked_input(shown, hidden),
+                                              scorer.network_config.roi_size, 2, network,
+                                              overlap=0.25, mode="gaussian")
+            baseline = context_baseline(shown, hidden, scorer.config.context_sigma)
+        others = [b for b in range(len(study_images)) if b != a]
+        yield (shown[0, 0].numpy(), baseline[0, 0].numpy(), (output[:, :1] + baseline)[0, 0].numpy(),
+               study_images[others].mean(0).numpy())
+
+
+def pretext_fit(work: Path, result: dict, invariant_run: dict, jobs: int) -> dict:
+    """After the decision (decides nothing): does the cross-phase network know each organ's
+    change of phase? On the calibration bodies (never trained on), per organ, the mean
+    absolute error (HU) of its prediction of the other phases' mean from each phase, shown
+    whole and behind one training mask, beside the context baseline alone (the network's
+    starting point: the visible voxels of the shown phase, Gaussian-averaged), copying the
+    shown phase (unmasked), and the shown phase plus the body's mean change (one shift for
+    every tissue, organ-blind)."""
+    configure_threads()
+    scorer = AnomalyScorer.load(work / f"pretrained-{CANDIDATE}")
+    pre, (lo, hi) = Preprocessor(scorer.preprocess), scorer.preprocess.window
+    calibration = set(scorer.provenance_["training"]["calibration_cases"])
+    errors: dict = {}
+    for study in body_studies(work / "data" / STUDIES):
+        if study[0].name not in calibration:
+            continue
+        prepared = [prepare_case(case, pre, with_truth=True) for case in study]
+        images = torch.cat([p.image.as_tensor() for p in prepared])          # (P, x, y, z)
+        label = prepared[0].label[0].numpy()
+        shape = (1, 1, *images.shape[1:])
+        masks = {"whole": torch.zeros(shape), "masked": draw_hidden(
+            scorer.config.masker(), torch.zeros(shape), torch.Generator().manual_seed(0))}
+        for view, hidden in masks.items():
+            for shown, baseline, mean, target in phase_predictions(scorer, images, hidden):
+                body = body_mask(shown)
+                guesses = {"network": mean, "context": baseline, "copy": shown,
+                           "shift": shown + (target[body] - shown[body]).mean()}
+                for k, organ in LABELS.items():
+                    where = label == k
+                    for guess, value in guesses.items():
+                        errors.setdefault(view, {}).setdefault(organ, {}).setdefault(guess, []).append(
+                            float(np.abs(value - target)[where].mean() * (hi - lo)) if where.any() else np.nan)
+    result["pretext_fit"] = {
+        "what": "mean |error| (HU) of the other phases' mean, per organ, 8 calibration bodies x 3 "
+                "source phases", "views": {view: {organ: {guess: round(float(np.nanmean(v)), 1)
+                                                        for guess, v in by_guess.items()}
+                                                for organ, by_guess in organs.items()}
+                                         for view, organs in errors.items()}}
+    print(json.dumps(result["pretext_fit"], indent=2))
+    return result
+
+
 def time_epochs(work: Path, epochs: int) -> None:
     """A timed pretraining of the candidate for ``epochs`` epochs of the committed crops
     (``work/pretrained-timing``): the estimate of the full run, printed, nothing decided."""
@@ -260,7 +325,9 @@ def time_epochs(work: Path, epochs: int) -> None:
 
 def main(argv=None):
     return experiment_main(argv, "medical_cross_phase", __doc__, INVARIANT_RUN, run_and_decide,
-                           score_heldout)
+                           score_heldout, later={"pretext-fit": (
+                               "after the decision: how well the cross-phase network predicts "
+                               "each organ's other phases (a diagnosis)", pretext_fit)})
 
 
 if __name__ == "__main__":
