@@ -61,9 +61,9 @@ from .networks import NetworkConfig, build_network, load_weights
 from .organ_scoring import (confident_labels, divide_by_tails, organ_error_map, organ_map,
                             organ_reconstruction, organ_residual_stats, organ_tails,
                             scored_parenchyma)
-from .reconstruction import (CROSS_PHASE, MeanAndLogVariance, body_mask, context_baseline,
-                             core_schedule, masked_input, output_channels, reconstruction_loss,
-                             split_output)
+from .reconstruction import (CROSS_PHASE_VARIANTS, MeanAndLogVariance, body_mask,
+                             context_baseline, core_schedule, masked_input, output_channels,
+                             reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
 from .volumes import CropDataset, phase_cases, prepare_case, training_volume
 
@@ -135,7 +135,7 @@ class AnomalyScorer(NetworkPlacement, Estimator):
 
         Args:
             cases, calibration_cases: ``medical.io.Case`` lists (disjoint, healthy); with
-                ``config.pretext == "cross_phase"`` (of this scorer's ``AnomalyConfig``)
+                a cross-phase ``config.pretext`` (this scorer's ``AnomalyConfig``)
                 ``cases`` are studies instead, tuples of one body's phase ``Case``s
                 (``medical.volumes.training_volume``).
             config: loop settings (``medical.pretrain.PretrainConfig``: samples_per_epoch,
@@ -363,9 +363,9 @@ PROVENANCE_KEYS = ("training", "organ_calibration_cases")
 
 
 def check_studies(items, pretext: str) -> None:
-    """Refuse pretraining ``items`` that do not fit ``pretext``: ``"cross_phase"`` trains on
-    studies (tuples of phase ``Case``s) only, every other pretext on single ``Case``s."""
-    wants_studies = pretext == CROSS_PHASE
+    """Refuse pretraining ``items`` that do not fit ``pretext``: the cross-phase pretexts
+    train on studies (tuples of phase ``Case``s) only, every other pretext on single ``Case``s."""
+    wants_studies = pretext in CROSS_PHASE_VARIANTS
     wrong = [item for item in items if isinstance(item, tuple) != wants_studies]
     if wrong:
         first = wrong[0]

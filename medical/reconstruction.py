@@ -150,9 +150,11 @@ GENESIS_VARIANTS = {"genesis": {}, "genesis_whole": {"p_hide_nothing": 0.5}}
 REMAP_VARIANTS = {"remap": False, "remap_everywhere": True}
 # in-painting plus a dense contrastive loss between the crop and a remapped view of it
 INVARIANT = "inpaint_invariant"
-# one body's contrast phases: another phase of the crop from a masked crop of one phase
+# one body's contrast phases: another phase of the crop from a masked crop of one phase;
+# pretext -> whether the loss covers every voxel ("cross_phase_hidden": the hidden ones only)
 CROSS_PHASE = "cross_phase"
-PRETEXTS = ("inpaint", *GENESIS_VARIANTS, *REMAP_VARIANTS, INVARIANT, CROSS_PHASE)
+CROSS_PHASE_VARIANTS = {CROSS_PHASE: True, "cross_phase_hidden": False}
+PRETEXTS = ("inpaint", *GENESIS_VARIANTS, *REMAP_VARIANTS, INVARIANT, *CROSS_PHASE_VARIANTS)
 
 
 def output_channels(pretext: str) -> int:
@@ -211,7 +213,10 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     visible voxels are half the signal; the hidden ones ask for that plus in-painting. The
     context baseline is phase A's, so the network predicts the phase change as its
     correction. Such a network predicts another phase, so its anomaly maps are not
-    in-painting's; it is a segmenter initialisation.
+    in-painting's; it is a segmenter initialisation. ``"cross_phase_hidden"`` takes the same
+    loss on the hidden voxels only, as in-painting does (on a visible voxel the context
+    baseline is a Gaussian average of its neighbourhood, which the network must first
+    sharpen back before it can change the phase).
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")
@@ -228,9 +233,9 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
         elif pretext in REMAP_VARIANTS:
             seen = remap_intensities(image, *draw_remaps(rng, image.shape[0]))
             weight = torch.ones_like(hidden) if REMAP_VARIANTS[pretext] else hidden
-        elif pretext == CROSS_PHASE:
+        elif pretext in CROSS_PHASE_VARIANTS:
             seen, image = phase_pair(image, rng)   # the target is the other phase
-            weight = torch.ones_like(hidden)
+            weight = torch.ones_like(hidden) if CROSS_PHASE_VARIANTS[pretext] else hidden
         # (B, C, x, y, z): mean (context baseline + network correction), log variance, then
         # any embedding channels
         output = predict_hidden(model, seen, hidden, sigma or tuple(p / 2.0 for p in patch_size))

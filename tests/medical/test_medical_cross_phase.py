@@ -146,3 +146,30 @@ def test_fit_trains_on_studies_only_and_records_every_phase(tmp_path):
     # the pretrained network takes the segmenter's 2-channel input and gives mean and log variance
     image = torch.zeros((1, 1, 32, 32, 16))
     assert fitted.network(masked_input(image, torch.zeros_like(image))).shape == (1, 2, 32, 32, 16)
+
+
+class VisibleOffset(torch.nn.Module):
+    """``network`` with ``offset`` added to its mean channel on the visible voxels only (the
+    input's channel 1, the hidden indicator, is 0 there)."""
+
+    def __init__(self, network, offset: float):
+        super().__init__()
+        self.network, self.offset = network, offset
+
+    def forward(self, x):
+        output = self.network(x)
+        visible = (x[:, 1:2] == 0).float()
+        return torch.cat([output[:, :1] + self.offset * visible, output[:, 1:]], dim=1)
+
+
+@pytest.mark.parametrize("pretext, counts_visible", [(CROSS_PHASE, True), ("cross_phase_hidden", False)])
+def test_the_hidden_variant_takes_its_loss_on_hidden_voxels_only(pretext, counts_visible):
+    config, _ = preset("tiny")
+    network = AnomalyScorer(config.network, PreprocessConfig(spacing=(12.0, 12.0, 12.0)),
+                            replace(config.anomaly, pretext=pretext)).network.eval()
+    studies, _ = _toy_studies(2)
+    loss = reconstruction_loss(config.anomaly.masker(), pretext=pretext)
+    with torch.no_grad():
+        plain, shifted = (float(loss(net, (studies,), torch.Generator().manual_seed(0)))
+                          for net in (network, VisibleOffset(network, 0.5)))
+    assert (abs(shifted - plain) > 0.01) == counts_visible
