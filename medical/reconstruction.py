@@ -257,7 +257,7 @@ def phase_pair(studies: torch.Tensor, rng) -> tuple[torch.Tensor, torch.Tensor]:
     """
     batch, phases = studies.shape[:2]
     if phases < 2:
-        raise DataValidationError("pretext 'cross_phase' trains on multi-phase studies (one "
+        raise DataValidationError("the cross-phase pretexts train on multi-phase studies (one "
                                   f"body in 2 or more contrast phases); got {phases} phase")
     source = rng.integers(0, phases, batch)
     target = (source + rng.integers(1, phases, batch)) % phases       # never the source

@@ -4,6 +4,7 @@ the same window, learns it, and trains only on studies."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,28 @@ def test_phase_pair_takes_two_different_phases_of_the_same_window():
     assert set(source_phase.tolist()) == set(target_phase.tolist()) == {0.0, 1.0, 2.0}
     with pytest.raises(DataValidationError, match="multi-phase studies"):
         phase_pair(studies[:, :1], np.random.default_rng(0))
+
+
+def test_a_study_whose_phases_lie_on_two_grids_is_refused():
+    from monai.data import MetaTensor
+
+    from medical.io import Case
+    from medical.volumes import PreparedCase, training_volume
+
+    shifted = np.eye(4)
+    shifted[0, 3] = 6.0
+    images = {"a_native": MetaTensor(torch.zeros(1, 8, 8, 4)),
+              "a_portal": MetaTensor(torch.zeros(1, 8, 8, 4), affine=torch.as_tensor(shifted))}
+    study = tuple(Case(name, Path(f"{name}.nii.gz")) for name in images)
+
+    def read(case):
+        return PreparedCase(case, images[case.name])
+
+    with pytest.raises(DataValidationError, match="a_native .*a_portal .*not on one grid"):
+        training_volume(study, read)
+    images["a_portal"] = MetaTensor(torch.ones(1, 8, 8, 4))
+    stacked = training_volume(study, read)
+    assert stacked.shape == (2, 8, 8, 4) and stacked[1].min() == 1.0
 
 
 def _toy_studies(batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
