@@ -61,10 +61,11 @@ from .networks import NetworkConfig, build_network, load_weights
 from .organ_scoring import (confident_labels, divide_by_tails, organ_error_map, organ_map,
                             organ_reconstruction, organ_residual_stats, organ_tails,
                             scored_parenchyma)
-from .reconstruction import (MeanAndLogVariance, body_mask, context_baseline, core_schedule,
-                             masked_input, output_channels, reconstruction_loss, split_output)
+from .reconstruction import (CROSS_PHASE_VARIANTS, MeanAndLogVariance, body_mask,
+                             context_baseline, core_schedule, masked_input, output_channels,
+                             reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
-from .volumes import CropDataset, prepare_case
+from .volumes import CropDataset, phase_cases, prepare_case, training_volume
 
 
 def grid_array(image) -> np.ndarray:
@@ -133,7 +134,10 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         """Train on lesion-free ``cases``, then :meth:`calibrate` on ``calibration_cases``.
 
         Args:
-            cases, calibration_cases: ``medical.io.Case`` lists (disjoint, healthy).
+            cases, calibration_cases: ``medical.io.Case`` lists (disjoint, healthy); with
+                a cross-phase ``config.pretext`` (this scorer's ``AnomalyConfig``)
+                ``cases`` are studies instead, tuples of one body's phase ``Case``s
+                (``medical.volumes.training_volume``).
             config: loop settings (``medical.pretrain.PretrainConfig``: samples_per_epoch,
                 max_epochs, batch_size, lr, patience, seed, checkpoint_dir, snapshot_epochs).
             progress: bars on stderr (None: only on a terminal; False: never).
@@ -143,7 +147,8 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         Runs on this scorer's device and precision (:meth:`to`).
         """
         read = read or self.case_reader()
-        images = [read(case).image.as_tensor().numpy() for case in cases]
+        check_studies(cases, self.config.pretext)
+        images = [training_volume(item, read) for item in cases]
         roi = self.network_config.roi_size
         dataset = CropDataset(images, roi, config.samples_per_epoch, seed=config.seed,
                               intensity_jitter=0.0)
@@ -160,8 +165,9 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         self.network.eval()
         self.calibrate(calibration_cases, progress=progress)
         self.provenance_["training"] = {
-            "cases": [c.name for c in cases], "calibration_cases": [c.name for c in calibration_cases],
-            "images": [str(c.key) for c in cases],      # the files trained on, by Case.key
+            "cases": [c.name for c in phase_cases(cases)],
+            "calibration_cases": [c.name for c in calibration_cases],
+            "images": [str(c.key) for c in phase_cases(cases)],  # the files trained on, by Case.key
             "epochs": len(self.history_.train_loss), "best_val_loss": self.history_.best_val_loss,
             "samples_per_epoch": config.samples_per_epoch, "seed": config.seed}
         return self
@@ -354,3 +360,16 @@ class AnomalyScorer(NetworkPlacement, Estimator):
 
 
 PROVENANCE_KEYS = ("training", "organ_calibration_cases")
+
+
+def check_studies(items, pretext: str) -> None:
+    """Refuse pretraining ``items`` that do not fit ``pretext``: the cross-phase pretexts
+    train on studies (tuples of phase ``Case``s) only, every other pretext on single ``Case``s."""
+    wants_studies = pretext in CROSS_PHASE_VARIANTS
+    wrong = [item for item in items if isinstance(item, tuple) != wants_studies]
+    if wrong:
+        first = wrong[0]
+        name = ", ".join(c.name for c in first) if isinstance(first, tuple) else first.name
+        raise DataValidationError(
+            f"pretext {pretext!r} trains on " + ("multi-phase studies" if wants_studies else
+                                                 "single volumes") + f"; got {name}")

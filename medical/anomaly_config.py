@@ -47,7 +47,11 @@ class AnomalyConfig:
             every voxel; ``"inpaint_invariant"`` is in-painting plus a dense contrastive
             loss that asks for voxel features unchanged by such a map
             (``medical.dense_contrast``; the network gets embedding channels after the
-            mean and log variance, which scoring ignores).
+            mean and log variance, which scoring ignores); ``"cross_phase"`` trains on
+            multi-phase studies and predicts another contrast phase of the crop from a
+            masked crop of one phase, on every voxel (``reconstruction_loss``): a segmenter
+            initialisation, not an in-painting anomaly model; ``"cross_phase_hidden"`` asks
+            for the other phase on the hidden patches only.
         smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
         organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
             z-scores are per organ and need less smoothing (development set, 0.5-1.5).

@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from core.io import atomic_path
 from .io import save_nifti
 from .phantom_anatomy import ADULT_KIDNEY_SHARE, draw_anatomy
 from .phantom_canvas import Canvas
-from .phantom_render import PhantomStyle, acquire, base_image, draw_style
+from .phantom_render import PHASES, PhantomStyle, acquire, base_image, draw_style
 
 LABELS = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left", 5: "spine"}
 # bumped whenever the same seed renders different phantoms
@@ -128,6 +128,41 @@ def simulate_case(rng: np.random.Generator, shape=(96, 96, 48), lesions: bool = 
     Returns:
         A :class:`PhantomCase`.
     """
+    return _simulate(rng, shape, lesions, noise_hu, style, adult_kidney_share)[0]
+
+
+def simulate_study(rng: np.random.Generator, shape=(96, 96, 48),
+                   noise_hu: tuple[float, float] = (6.0, 22.0),
+                   adult_kidney_share: float = ADULT_KIDNEY_SHARE) -> list[PhantomCase]:
+    """One lesion-free body scanned in every contrast phase, as a multi-phase CT study is.
+
+    The body, field of view, slab, spacing, affine and protocol (slice thickness, noise
+    level, point spread, oral contrast) are the study's; each phase draws its own tissue HU
+    (``phantom_render.tissue_hu``), texture and noise. The first phase is the one drawn
+    with the style, and its case is :func:`simulate_case`'s for the same ``rng`` state
+    (lesion-free), so a study extends a single-phase set drawn from the same seeds; the
+    other phases follow in ``PHASES`` order.
+
+    Args:
+        rng, shape, noise_hu, adult_kidney_share: as for :func:`simulate_case`.
+
+    Returns:
+        One :class:`PhantomCase` per phase (``len(PHASES)``), sharing label and affine.
+    """
+    first, canvas, spacing = _simulate(rng, shape, False, noise_hu, None, adult_kidney_share)
+    cases = [first]
+    for phase in PHASES:
+        if phase != first.style.phase:
+            style = replace(first.style, phase=phase)
+            image = acquire(rng, base_image(rng, canvas.tissue, style, spacing), style, spacing)
+            cases.append(replace(first, image=image, style=style))
+    return cases
+
+
+def _simulate(rng, shape, lesions: bool, noise_hu, style, adult_kidney_share,
+              ) -> tuple[PhantomCase, Canvas, tuple[float, float, float]]:
+    """:func:`simulate_case`'s case, with the canvas and spacing it was drawn on (a study
+    renders its other phases on them)."""
     shape = tuple(int(s) for s in shape)
     style = style or draw_style(rng, noise_hu)
     pixel = style.fov_mm / max(shape[:2])
@@ -142,13 +177,14 @@ def simulate_case(rng: np.random.Generator, shape=(96, 96, 48), lesions: bool = 
                        -spacing[2] * (shape[2] - 1) / 2]) + rng.normal(0, 5, size=3)
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
     affine[:3, 3] = origin
-    return PhantomCase(image, canvas.label, lesion.astype(np.uint8), affine, names, style)
+    case = PhantomCase(image, canvas.label, lesion.astype(np.uint8), affine, names, style)
+    return case, canvas, spacing
 
 
 def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed: int = 0,
                      shape=(96, 96, 48), lesion_fraction: float = 0.5,
                      prefix: str = "case", adult_kidney_share: float = ADULT_KIDNEY_SHARE,
-                     ) -> Path:
+                     studies: bool = False) -> Path:
     """Write ``n_cases`` phantoms in the Medical Segmentation Decathlon layout.
 
     ``imagesTr/``, ``labelsTr/`` (organ labels) and, with ``lesions``, ``lesionsTr/``
@@ -157,13 +193,17 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
 
     Args:
         out: dataset root (replaced if it exists).
-        n_cases: number of cases.
+        n_cases: number of cases (bodies, with ``studies``).
         lesions: simulate lesions in some cases.
         seed: case ``i`` draws its anatomy from ``default_rng([seed, i])``.
         shape: voxels per axis.
         lesion_fraction: share of cases with lesions when ``lesions`` is set.
         prefix: case name prefix.
         adult_kidney_share: share of bodies with adult kidney anatomy (``simulate_case``).
+        studies: write each body as a multi-phase study (:func:`simulate_study`, lesion-free),
+            one case per phase named ``<prefix>_<i>_<phase>``, its entry naming its
+            ``study`` and ``phase``; the first phase of body ``i`` is case ``i`` of the
+            single-phase set with the same seed.
 
     Returns:
         The dataset root.
@@ -172,6 +212,8 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
         raise DataValidationError(f"--cases must be at least 1, got {n_cases}")
     if len(shape) != 3 or min(shape) < 8:
         raise DataValidationError(f"phantom shape must be 3 sizes >= 8, got {tuple(shape)}")
+    if studies and lesions:
+        raise DataValidationError("multi-phase studies are simulated lesion-free")
     out = Path(out)
     training = []
     with atomic_path(out) as tmp:
@@ -180,23 +222,35 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
         lesion_cases = set(np.random.default_rng([seed, n_cases]).permutation(n_cases)[:n_lesion])
         for i in range(n_cases):
             rng = np.random.default_rng([seed, i])
-            with_lesion = i in lesion_cases
-            case = simulate_case(rng, shape, lesions=with_lesion,
-                                 adult_kidney_share=adult_kidney_share)
-            name = f"{prefix}_{i:03d}.nii.gz"
-            entry = {"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}",
-                     "has_lesion": case.has_lesion, "lesion_organs": case.lesion_organs}
-            save_nifti(case.image, case.affine, tmp / "imagesTr" / name)
-            save_nifti(case.label, case.affine, tmp / "labelsTr" / name)
-            if lesions:
-                save_nifti(case.lesion, case.affine, tmp / "lesionsTr" / name)
-                entry["lesion"] = f"./lesionsTr/{name}"
-            training.append(entry)
+            name = f"{prefix}_{i:03d}"
+            if studies:
+                for case in simulate_study(rng, shape, adult_kidney_share=adult_kidney_share):
+                    phase = case.style.phase
+                    training.append({**_write_case(tmp, f"{name}_{phase}", case, lesions),
+                                     "study": name, "phase": phase})
+            else:
+                case = simulate_case(rng, shape, lesions=i in lesion_cases,
+                                     adult_kidney_share=adult_kidney_share)
+                training.append(_write_case(tmp, name, case, lesions))
         meta = {"name": "unmask abdominal CT phantoms", "description": "simulated by unmask",
                 "tensorImageSize": "3D", "modality": {"0": "CT"},
                 "labels": {"0": "background", **{str(k): v for k, v in LABELS.items()}},
-                "numTraining": n_cases, "numTest": 0, "training": training, "test": [],
+                "numTraining": len(training), "numTest": 0, "training": training, "test": [],
                 "simulator": {"seed": seed, "shape": list(shape), "lesions": lesions,
-                              "version": PHANTOM_VERSION}}
+                              "studies": studies, "version": PHANTOM_VERSION}}
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2))
     return out
+
+
+def _write_case(root: Path, name: str, case: PhantomCase, lesions: bool) -> dict:
+    """Write ``case``'s image, label (and, with ``lesions``, lesion mask) as ``name`` under
+    ``root``; its ``dataset.json`` entry."""
+    file = f"{name}.nii.gz"
+    entry = {"image": f"./imagesTr/{file}", "label": f"./labelsTr/{file}",
+             "has_lesion": case.has_lesion, "lesion_organs": case.lesion_organs}
+    save_nifti(case.image, case.affine, root / "imagesTr" / file)
+    save_nifti(case.label, case.affine, root / "labelsTr" / file)
+    if lesions:
+        save_nifti(case.lesion, case.affine, root / "lesionsTr" / file)
+        entry["lesion"] = f"./lesionsTr/{file}"
+    return entry

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import binary_fill_holes
 
+from core.errors import DataValidationError
+
 from .contrast_remap import draw_remaps, remap_intensities
 from .dense_contrast import EMBED, WEIGHT, dense_info_nce
 from .genesis import apply_distortion, draw_distortion, outpaint_mask
@@ -148,7 +150,11 @@ GENESIS_VARIANTS = {"genesis": {}, "genesis_whole": {"p_hide_nothing": 0.5}}
 REMAP_VARIANTS = {"remap": False, "remap_everywhere": True}
 # in-painting plus a dense contrastive loss between the crop and a remapped view of it
 INVARIANT = "inpaint_invariant"
-PRETEXTS = ("inpaint", *GENESIS_VARIANTS, *REMAP_VARIANTS, INVARIANT)
+# one body's contrast phases: another phase of the crop from a masked crop of one phase;
+# pretext -> whether the loss covers every voxel ("cross_phase_hidden": the hidden ones only)
+CROSS_PHASE = "cross_phase"
+CROSS_PHASE_VARIANTS = {CROSS_PHASE: True, "cross_phase_hidden": False}
+PRETEXTS = ("inpaint", *GENESIS_VARIANTS, *REMAP_VARIANTS, INVARIANT, *CROSS_PHASE_VARIANTS)
 
 
 def output_channels(pretext: str) -> int:
@@ -196,14 +202,29 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     InfoNCE loss (:mod:`medical.dense_contrast`) between the embedding channels of the crop
     and of a second view: the crop through its own random non-monotone map, behind the same
     mask (:func:`invariance_loss`).
+
+    ``pretext="cross_phase"`` trains on multi-phase studies: each batch item is one window
+    (same corner) of every phase of one body, ``(P, x, y, z)``. Per crop a source phase A
+    and a target phase B != A are drawn (:func:`phase_pair`); the network sees A behind the
+    patch mask and predicts B, on **every** voxel. Everywhere, not only on the hidden
+    patches, because what the pretext is for lives at every voxel: a visible kidney voxel
+    of a native crop must become a portal kidney's intensity, which only a network that
+    knows it is kidney (not liver, not muscle: their native HU overlap) can give, and the
+    visible voxels are half the signal; the hidden ones ask for that plus in-painting. The
+    context baseline is phase A's, so the network predicts the phase change as its
+    correction. Such a network predicts another phase, so its anomaly maps are not
+    in-painting's; it is a segmenter initialisation. ``"cross_phase_hidden"`` takes the same
+    loss on the hidden voxels only, as in-painting does (on a visible voxel the context
+    baseline is a Gaussian average of its neighbourhood, which the network must first
+    sharpen back before it can change the phase).
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")
     patch_size = tuple(masker.patch_size)  # (px, py, pz) voxels
 
     def loss_fn(model, batch, generator):
-        image = batch[0]  # (B, 1, x, y, z)
-        hidden = draw_hidden(masker, image, generator)
+        image = batch[0]  # (B, 1, x, y, z); cross_phase: (B, P, x, y, z), one study's phases
+        hidden = draw_hidden(masker, image[:, :1], generator)
         seen, weight = image, hidden
         if pretext != "inpaint":  # the distortions' own stream, after the mask's draws
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
@@ -212,6 +233,9 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
         elif pretext in REMAP_VARIANTS:
             seen = remap_intensities(image, *draw_remaps(rng, image.shape[0]))
             weight = torch.ones_like(hidden) if REMAP_VARIANTS[pretext] else hidden
+        elif pretext in CROSS_PHASE_VARIANTS:
+            seen, image = phase_pair(image, rng)   # the target is the other phase
+            weight = torch.ones_like(hidden) if CROSS_PHASE_VARIANTS[pretext] else hidden
         # (B, C, x, y, z): mean (context baseline + network correction), log variance, then
         # any embedding channels
         output = predict_hidden(model, seen, hidden, sigma or tuple(p / 2.0 for p in patch_size))
@@ -222,6 +246,23 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
         return loss
 
     return loss_fn
+
+
+def phase_pair(studies: torch.Tensor, rng) -> tuple[torch.Tensor, torch.Tensor]:
+    """A source and a target phase per crop of ``studies`` ``(B, P, x, y, z)``: phase ``a``
+    uniform, phase ``b`` uniform among the others; ``(B, 1, x, y, z)`` each.
+
+    Raises:
+        DataValidationError: fewer than 2 phases (single-phase volumes, not studies).
+    """
+    batch, phases = studies.shape[:2]
+    if phases < 2:
+        raise DataValidationError("the cross-phase pretexts train on multi-phase studies (one "
+                                  f"body in 2 or more contrast phases); got {phases} phase")
+    source = rng.integers(0, phases, batch)
+    target = (source + rng.integers(1, phases, batch)) % phases       # never the source
+    rows = torch.arange(batch)
+    return studies[rows, source][:, None], studies[rows, target][:, None]
 
 
 def invariance_loss(model, image: torch.Tensor, hidden: torch.Tensor, embedding: torch.Tensor,

@@ -13,6 +13,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch.utils.data import Dataset
 
+from core.errors import DataValidationError
+
 from .io import Case, load_label_like, load_volume
 from .transforms import Preprocessor, median_spacing
 
@@ -67,6 +69,32 @@ def spacing_and_images(cases, spacing=None) -> tuple[tuple, dict]:
 
 def prepare_cases(cases, pre: Preprocessor, with_truth: bool = False) -> list[PreparedCase]:
     return [prepare_case(c, pre, with_truth) for c in cases]
+
+
+def phase_cases(items) -> list[Case]:
+    """The cases of pretraining ``items`` (``Case``s, or studies: tuples of one body's phase
+    ``Case``s), studies unpacked in order."""
+    return [case for item in items for case in (item if isinstance(item, tuple) else (item,))]
+
+
+def training_volume(item, read) -> np.ndarray:
+    """One pretraining item on the model grid: a ``Case`` as ``(1, x, y, z)``, or a study
+    (a tuple of one body's phase ``Case``s) with its phases stacked ``(P, x, y, z)``, so a
+    crop (``CropDataset``) takes the same window of every phase. ``read``: ``Case ->
+    PreparedCase``.
+
+    Raises:
+        DataValidationError: a study's phases land on different model grids.
+    """
+    if isinstance(item, Case):
+        return read(item).image.as_tensor().numpy()
+    phases = [read(case).image for case in item]
+    if any(p.shape != phases[0].shape or not np.allclose(p.affine, phases[0].affine)
+           for p in phases):
+        names = ", ".join(f"{c.name} {tuple(p.shape[1:])}" for c, p in zip(item, phases))
+        raise DataValidationError(f"study of {names}: its phases are not on one grid (a "
+                                  "study's phases must share shape and affine)")
+    return np.concatenate([p.as_tensor().numpy() for p in phases])
 
 
 def pad_to(array: np.ndarray, shape) -> np.ndarray:

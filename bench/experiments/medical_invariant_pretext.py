@@ -129,6 +129,14 @@ class Schedule:
         return self.steps
 
 
+def arm_steps(work: Path, settings: list[str], arm: str) -> list[tuple]:
+    """:class:`Schedule` entries fine-tuning ``arm`` on every label subset of ``settings``
+    (``arm_step``, each subset with its own seed)."""
+    args = bench_args(settings)
+    return [(f"{arm}-{k}-{r}", arm_step, work, settings, arm, subset, args.seed + r,
+             f"{arm}-{k}-{r}") for k, r, subset in arm_jobs(args)]
+
+
 def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict, *, pretext: str = CANDIDATE,
             name: str | None = None, snapshot_epochs: tuple[int, ...] = (),
             within: float = REPRODUCE_WITHIN, baseline_settings: list[str] | None = None) -> dict:
@@ -141,16 +149,13 @@ def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict, *, pret
     (work / "arms").mkdir(parents=True, exist_ok=True)
     runs = arm_jobs(args)
 
-    def arms(arm):
-        return [(f"{arm}-{k}-{r}", arm_step, work, settings, arm, subset, args.seed + r,
-                 f"{arm}-{k}-{r}") for k, r, subset in runs]
-
     def follow_ups(key, steps):
         if key.startswith("pretrain-"):
-            return arms(key.removeprefix("pretrain-"))
+            return arm_steps(work, settings, key.removeprefix("pretrain-"))
         if key == REPRODUCTION and not reproduced(steps, remap_run, within):
-            return [*arms("scratch"), (f"pretrain-{BASELINE}", pretrain_step, work,
-                                       baseline_settings or settings, BASELINE)]
+            return [*arm_steps(work, settings, "scratch"),
+                    (f"pretrain-{BASELINE}", pretrain_step, work, baseline_settings or settings,
+                     BASELINE)]
         return []
 
     _, first_subset = runs[0][1:]

@@ -1,0 +1,198 @@
+"""Multi-phase studies and the ``cross_phase`` pretext: one body rendered in every contrast
+phase on one geometry; the pretext shows one phase of a window and asks for another phase of
+the same window, learns it, and trains only on studies."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import binary_erosion
+
+from core.errors import DataValidationError
+from medical.anomaly import AnomalyScorer
+from medical.io import find_cases
+from medical.phantom import simulate_case, simulate_dataset, simulate_study
+from medical.phantom_body import KIDNEY_LEFT
+from medical.phantom_render import PHASES
+from medical.presets import preset
+from medical.reconstruction import (CROSS_PHASE, masked_input, phase_pair, predict_hidden,
+                                    reconstruction_loss)
+from medical.transforms import PreprocessConfig
+
+SHAPE = (48, 48, 24)
+
+
+def test_a_study_is_one_body_on_one_geometry_in_every_phase():
+    study = simulate_study(np.random.default_rng([5, 1]), SHAPE)
+    assert sorted(case.style.phase for case in study) == sorted(PHASES)
+    first = study[0]
+    for case in study[1:]:
+        np.testing.assert_array_equal(case.label, first.label)
+        np.testing.assert_array_equal(case.affine, first.affine)
+        assert replace(case.style, phase=first.style.phase) == first.style   # one protocol
+        assert np.abs(case.image.astype(float) - first.image).mean() > 3.0    # new HU, noise
+    # the drawn phase comes first and is simulate_case's image for the same seed
+    single = simulate_case(np.random.default_rng([5, 1]), SHAPE)
+    np.testing.assert_array_equal(first.image, single.image)
+    np.testing.assert_array_equal(first.affine, single.affine)
+
+
+def test_kidneys_brighten_from_native_to_portal_within_a_study():
+    for seed in range(6):
+        study = {case.style.phase: case for case in simulate_study(np.random.default_rng([9, seed]), SHAPE)}
+        kidney = binary_erosion(study["native"].label == KIDNEY_LEFT)
+        if kidney.sum() > 10:
+            break
+    else:
+        pytest.fail("no left kidney in view in 6 bodies")
+    native, portal = (float(np.median(study[p].image[kidney])) for p in ("native", "portal"))
+    assert portal > native + 60
+
+
+def test_a_studies_folder_names_each_phase_and_its_study(tmp_path):
+    root = simulate_dataset(tmp_path / "studies", 2, seed=4, shape=(32, 32, 16), studies=True)
+    cases = find_cases(root)
+    assert len(cases) == 2 * len(PHASES)
+    assert {c.name.rsplit("_", 1)[0] for c in cases} == {"case_000", "case_001"}
+    with pytest.raises(DataValidationError, match="lesion-free"):
+        simulate_dataset(tmp_path / "sick", 2, lesions=True, studies=True)
+
+
+def test_phase_pair_takes_two_different_phases_of_the_same_window():
+    # phase p of crop b holds the value 10 * b + p everywhere
+    studies = torch.tensor([[10.0 * b + p for p in range(3)] for b in range(64)])
+    studies = studies[:, :, None, None, None].expand(64, 3, 4, 4, 2)
+    source, target = phase_pair(studies, np.random.default_rng(0))
+    assert source.shape == target.shape == (64, 1, 4, 4, 2)
+    crop = torch.arange(64.0)
+    source_phase, target_phase = source[:, 0, 0, 0, 0] - 10 * crop, target[:, 0, 0, 0, 0] - 10 * crop
+    assert torch.all(source_phase != target_phase)
+    assert set(source_phase.tolist()) == set(target_phase.tolist()) == {0.0, 1.0, 2.0}
+    with pytest.raises(DataValidationError, match="multi-phase studies"):
+        phase_pair(studies[:, :1], np.random.default_rng(0))
+
+
+def test_a_study_whose_phases_lie_on_two_grids_is_refused():
+    from monai.data import MetaTensor
+
+    from medical.io import Case
+    from medical.volumes import PreparedCase, training_volume
+
+    shifted = np.eye(4)
+    shifted[0, 3] = 6.0
+    images = {"a_native": MetaTensor(torch.zeros(1, 8, 8, 4)),
+              "a_portal": MetaTensor(torch.zeros(1, 8, 8, 4), affine=torch.as_tensor(shifted))}
+    study = tuple(Case(name, Path(f"{name}.nii.gz")) for name in images)
+
+    def read(case):
+        return PreparedCase(case, images[case.name])
+
+    with pytest.raises(DataValidationError, match="a_native .*a_portal .*not on one grid"):
+        training_volume(study, read)
+    images["a_portal"] = MetaTensor(torch.ones(1, 8, 8, 4))
+    stacked = training_volume(study, read)
+    assert stacked.shape == (2, 8, 8, 4) and stacked[1].min() == 1.0
+
+
+def _toy_studies(batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(batch, 2, 32, 32, 16)`` studies and organ B's masks ``(batch, 1, 32, 32, 16)``: a
+    body with two organs; in phase 0 organ B is darker than the tissue around it, in phase 1
+    the brightest thing in the body (their order swaps, as a kidney's does between native
+    and portal)."""
+    generator = torch.Generator().manual_seed(0)
+    x, y, z = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32),
+                             torch.linspace(-1, 1, 16), indexing="ij")
+    body = (x ** 2 + y ** 2 + z ** 2 < 0.8).float()
+    crops, organs = [], []
+    for shift in torch.linspace(-0.2, 0.2, batch):
+        organ_a = ((x - 0.3 - shift) ** 2 + y ** 2 + z ** 2 < 0.1).float()
+        organ_b = ((x + 0.3) ** 2 + (y - shift) ** 2 + z ** 2 < 0.08).float()
+        phases = [body * (0.5 + 0.2 * organ_a + level * organ_b
+                          + 0.02 * torch.randn(x.shape, generator=generator))
+                  for level in (-0.25, 0.4)]
+        crops.append(torch.stack(phases))
+        organs.append(organ_b.bool())
+    return torch.stack(crops), torch.stack(organs)[:, None]
+
+
+def test_the_pretext_learns_to_give_the_other_phase():
+    config, _ = preset("tiny")
+    network = AnomalyScorer(config.network, PreprocessConfig(spacing=(12.0, 12.0, 12.0)),
+                            replace(config.anomaly, pretext=CROSS_PHASE)).network.train()
+    studies, organ_b = _toy_studies()
+    loss = reconstruction_loss(config.anomaly.masker(), pretext=CROSS_PHASE)
+
+    def fixed_loss():
+        with torch.no_grad():
+            return float(loss(network, (studies,), torch.Generator().manual_seed(0)))
+
+    before = fixed_loss()
+    optimiser = torch.optim.Adam(network.parameters(), lr=5e-3)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(100):
+        optimiser.zero_grad()
+        loss(network, (studies,), generator).backward()
+        optimiser.step()
+    assert fixed_loss() < before - 1.0    # the NLL is shifted by +5 to stay >= 0
+    # shown one phase whole, it moves organ B towards the other phase's intensity, from
+    # either side (in-painting would give back the visible voxels as they are shown)
+    network.eval()
+    for shown, other in ((studies[:, :1], studies[:, 1:]), (studies[:, 1:], studies[:, :1])):
+        with torch.no_grad():
+            mean = predict_hidden(network, shown, torch.zeros_like(shown), (2.0, 2.0, 1.0))[:, :1]
+        gap = float((other - shown)[organ_b].mean())                # +0.65 or -0.65
+        moved = float((mean - shown)[organ_b].mean())
+        assert abs(gap) > 0.5 and moved / gap > 0.15, (moved, gap)
+
+
+def test_fit_trains_on_studies_only_and_records_every_phase(tmp_path):
+    root = simulate_dataset(tmp_path / "studies", 3, seed=4, shape=(32, 32, 16), studies=True)
+    cases = find_cases(root)
+    studies = [tuple(cases[i:i + 3]) for i in range(0, len(cases), 3)]
+    config, _ = preset("tiny")
+    config = replace(config, max_epochs=1, samples_per_epoch=4, anomaly=replace(config.anomaly, pretext=CROSS_PHASE))
+    grid = PreprocessConfig(spacing=(12.0, 12.0, 12.0))
+
+    def scorer(pretext):
+        return AnomalyScorer(config.network, grid, replace(config.anomaly, pretext=pretext))
+
+    with pytest.raises(DataValidationError, match="multi-phase studies; got case_000"):
+        scorer(CROSS_PHASE).fit(cases[:3], cases[3:4], config, progress=False)
+    with pytest.raises(DataValidationError, match="single volumes; got case_000"):
+        scorer("inpaint").fit(studies[:2], cases[6:7], config, progress=False)
+    fitted = scorer(CROSS_PHASE).fit(studies[:2], [studies[2][0]], config, progress=False)
+    assert fitted.provenance_["training"]["cases"] == [c.name for c in cases[:6]]
+    assert np.isfinite(fitted.history_.train_loss).all()
+    # the pretrained network takes the segmenter's 2-channel input and gives mean and log variance
+    image = torch.zeros((1, 1, 32, 32, 16))
+    assert fitted.network(masked_input(image, torch.zeros_like(image))).shape == (1, 2, 32, 32, 16)
+
+
+class VisibleOffset(torch.nn.Module):
+    """``network`` with ``offset`` added to its mean channel on the visible voxels only (the
+    input's channel 1, the hidden indicator, is 0 there)."""
+
+    def __init__(self, network, offset: float):
+        super().__init__()
+        self.network, self.offset = network, offset
+
+    def forward(self, x):
+        output = self.network(x)
+        visible = (x[:, 1:2] == 0).float()
+        return torch.cat([output[:, :1] + self.offset * visible, output[:, 1:]], dim=1)
+
+
+@pytest.mark.parametrize("pretext, counts_visible", [(CROSS_PHASE, True), ("cross_phase_hidden", False)])
+def test_the_hidden_variant_takes_its_loss_on_hidden_voxels_only(pretext, counts_visible):
+    config, _ = preset("tiny")
+    network = AnomalyScorer(config.network, PreprocessConfig(spacing=(12.0, 12.0, 12.0)),
+                            replace(config.anomaly, pretext=pretext)).network.eval()
+    studies, _ = _toy_studies(2)
+    loss = reconstruction_loss(config.anomaly.masker(), pretext=pretext)
+    with torch.no_grad():
+        plain, shifted = (float(loss(net, (studies,), torch.Generator().manual_seed(0)))
+                          for net in (network, VisibleOffset(network, 0.5)))
+    assert (abs(shifted - plain) > 0.01) == counts_visible
