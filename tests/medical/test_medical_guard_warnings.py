@@ -187,3 +187,15 @@ def test_infer_keeps_the_listing_warning_in_the_run_and_on_the_page(
     assert manifest["summary"]["warnings"][0] == expected
     assert expected in banners(ct_page(workspace, monkeypatch))
 
+
+def test_batch_score_prints_our_warnings_as_warning_lines(tiny_models, tiny_data, tmp_path,
+                                                          capsys, link_files):
+    _, model_dir, _, _ = tiny_models
+    images, expected = _listed_twice(tiny_data, tmp_path / "images", link_files)
+    main(["medical", "batch-score", "--model", str(model_dir), "--images", str(images), "--out",
+          str(tmp_path / "cases.parquet")])
+    out, err = capsys.readouterr()
+    assert [line for line in err.splitlines() if "left out" in line] == [f"warning: {expected}"]
+    assert "UnmaskWarning" not in err
+    summary = json.loads(out)
+    assert summary["cases"] == 1 and summary["warnings"] == [expected]
