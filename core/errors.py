@@ -1,4 +1,6 @@
 """Errors that users see. Each names the file, column or value at fault."""
+import contextlib
+import warnings
 
 
 class UnmaskError(Exception):
@@ -24,3 +26,28 @@ class NotFittedError(UnmaskError, AttributeError):
 class UnmaskWarning(UserWarning):
     """Something the user should know about a result (e.g. a calibration too small for
     any alert); the CLI prints each as one ``warning:`` line."""
+
+
+@contextlib.contextmanager
+def recorded_warnings():
+    """Collect the message of each :class:`UnmaskWarning` raised inside into the list it
+    yields, and raise every warning caught again as it was when the block ends: a run writes
+    what it warned about while reading its input (e.g. an image file listed twice) into its
+    summary, and the CLI still prints each as its one ``warning:`` line.
+
+    Example:
+        >>> with recorded_warnings() as lines:
+        ...     warnings.warn("data/ct: left out 1 case", UnmaskWarning)
+        >>> lines
+        ['data/ct: left out 1 case']
+    """
+    lines: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnmaskWarning)
+        yield lines
+    for caught_warning in caught:
+        if issubclass(caught_warning.category, UnmaskWarning):
+            lines.append(str(caught_warning.message))
+        warnings.warn_explicit(caught_warning.message, caught_warning.category,
+                               caught_warning.filename, caught_warning.lineno,
+                               source=caught_warning.source)

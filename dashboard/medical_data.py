@@ -98,25 +98,35 @@ def load_case(run_dir, row: pd.Series) -> CaseVolumes:
     return volumes
 
 
-def run_warnings(manifest: dict, named: int = 8) -> list[str]:
-    """The run's banners: why no alert is reachable (``warning``), then one line naming the
-    cases with warnings of their own (``warnings``, ``"case: line"`` from ``medical.guard``).
-    Each case shows its lines above its slices; repeating every case's here would push the
-    viewer below a wall of banners.
+def run_warnings(manifest: dict, cases, named: int = 8) -> list[str]:
+    """The run's banners: why no alert is reachable (``warning``), each warning about the
+    input as a whole (a ``warnings`` line that names none of ``cases``: an image file listed
+    twice), then one line naming the cases with warnings of their own (``"case: line"`` from
+    ``medical.guard``). Each case shows its lines above its slices; repeating every case's
+    here would push the viewer below a wall of banners.
 
     Args:
         manifest: the run's manifest.
+        cases: the run's case names (``scores.parquet``'s ``case`` column).
         named: at most this many cases are named; the rest are counted.
     """
     summary = manifest.get("summary", {})
     lines = [str(summary["warning"])] if summary.get("warning") else []
-    cases = list(dict.fromkeys(str(line).partition(": ")[0] for line in summary.get("warnings", [])))
-    if cases:
-        listed = ", ".join(cases[:named]) + (f" and {len(cases) - named} more"
-                                             if len(cases) > named else "")
-        total = summary.get("n_cases", len(cases))
-        verb = "carries" if len(cases) == 1 else "carry"
-        lines.append(f"{len(cases)} of {counted(total, 'case')} {verb} warnings ({listed}); each "
+    names = {str(case) for case in cases}
+    warned = []                                         # cases with lines, in run order
+    for line in map(str, summary.get("warnings", [])):
+        case = line.partition(": ")[0]
+        if case in names:
+            warned.append(case)
+        else:
+            lines.append(line)
+    warned = list(dict.fromkeys(warned))
+    if warned:
+        listed = ", ".join(warned[:named]) + (f" and {len(warned) - named} more"
+                                              if len(warned) > named else "")
+        total = summary.get("n_cases", len(warned))
+        verb = "carries" if len(warned) == 1 else "carry"
+        lines.append(f"{len(warned)} of {counted(total, 'case')} {verb} warnings ({listed}); each "
                      "case shows its own above its slices")
     return lines
 

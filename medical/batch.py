@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import recorded_warnings
 from core.io import write_parquet_atomic
 from core.runtime import configure_threads
 from core.scale import map_items
@@ -62,10 +63,13 @@ def batch_score(model_dir, images, out, anomaly_model=None, engine: str = "local
         fdr: Benjamini-Hochberg level for ``is_alert``.
 
     Returns:
-        A summary: cases, alerts.
+        A summary: cases, alerts, warnings (about ``images`` as a whole, each also raised as
+        an :class:`core.errors.UnmaskWarning`; each case's own are in its ``warnings``
+        column).
     """
     segmenter, scorer = load_models(model_dir, anomaly_model)  # fail early on a bad bundle
-    paths = [os.fspath(c.image) for c in find_cases(images)]
+    with recorded_warnings() as listing_warnings:          # e.g. an image file listed twice
+        paths = [os.fspath(c.image) for c in find_cases(images)]
     if engine == "local":  # this process is the worker: reuse the models just loaded
         make = functools.partial(_batch_scorer, segmenter, scorer)
     else:
@@ -82,4 +86,5 @@ def batch_score(model_dir, images, out, anomaly_model=None, engine: str = "local
     table = table.reset_index(drop=True)
     table["rank"] = np.arange(1, len(table) + 1, dtype=np.int64)
     write_parquet_atomic(table, Path(out))
-    return {"cases": int(len(table)), "alerts": int(table["is_alert"].sum()), "out": str(out)}
+    return {"cases": int(len(table)), "alerts": int(table["is_alert"].sum()),
+            "warnings": listing_warnings, "out": str(out)}

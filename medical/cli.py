@@ -181,8 +181,10 @@ def batch_score(model_dir, images, out, anomaly_model, engine, address, fdr):
     from .batch import batch_score as run  # lazy: loads torch/MONAI on use
 
     check_output(out, [model_dir, images, anomaly_model])
-    click.echo(json.dumps(run(model_dir, images, out, anomaly_model=anomaly_model, engine=engine,
-                              address=address, fdr=fdr)))
+    with plain_warnings():                # ours as one plain line each; others as usual
+        summary = run(model_dir, images, out, anomaly_model=anomaly_model, engine=engine,
+                      address=address, fdr=fdr)
+    click.echo(json.dumps(summary))
 
 
 

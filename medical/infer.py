@@ -11,7 +11,8 @@ Inputs on any grid: the networks run on the model's grid (``medical.transforms``
 every output is resampled slab by slab back onto the input's voxels, so a 512 x 512 x 300
 CT never holds its class probabilities on the input grid. A CT unlike the training data
 gets ``warning:`` lines (``medical.guard``): per case in the ``warnings`` column, all
-cases' in the summary's ``warnings`` list, printed by the CLI and shown on the CT page.
+cases' in the summary's ``warnings`` list, printed by the CLI and shown on the CT page;
+that list starts with the warnings about the input as a whole (an image file listed twice).
 Segmentations are post-processed on the model grid as decided at ``train`` time
 (``medical.postprocess``: organs cut to their largest connected part) before organ
 volumes, organ scoring and the written label maps.
@@ -29,7 +30,7 @@ import pandas as pd
 
 from core.bundle import read_bundle_config
 from core.drift import calibration_reference
-from core.errors import BundleError, DataValidationError, UnmaskWarning
+from core.errors import BundleError, DataValidationError, UnmaskWarning, recorded_warnings
 from core.io import check_output
 from core.metrics import auprc, auroc, dice
 from core.runs import create_run
@@ -214,12 +215,13 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         ``out``.
 
     Warns:
-        UnmaskWarning: one per line of ``summary["warnings"]`` (an input unlike the
-            training data), and ``summary["warning"]`` (no anomaly model, or no alert
-            reachable at ``fdr``).
+        UnmaskWarning: one per line of ``summary["warnings"]`` (``images`` lists an image
+            file twice: :func:`medical.io.find_cases`; a case unlike the training data),
+            and ``summary["warning"]`` (no anomaly model, or no alert reachable at ``fdr``).
     """
     check_output(out, [model_dir, images, anomaly_model])  # before loading and scoring
-    cases = find_cases(images)
+    with recorded_warnings() as listing_warnings:          # e.g. an image file listed twice
+        cases = find_cases(images)
     if dicom_seg:
         check_dicom_inputs(cases)
     segmenter, scorer = load_models(model_dir, anomaly_model, device, precision)
@@ -257,7 +259,8 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
             summary["calibration_reference"] = calibration_reference(scorer.calibration_)
         unreachable = (scorer.calibration_.fdr_unreachable(fdr) if has_scores and fdr is not None
                        else None)
-        summary["warnings"] = input_warnings   # "case: how it is unlike the training data"
+        # the input as a whole, then "case: how it is unlike the training data"
+        summary["warnings"] = listing_warnings + input_warnings
         for line in input_warnings:
             warnings.warn(line, UnmaskWarning, stacklevel=2)
         if not has_scores:               # a segmenter trained without --pretrained

@@ -15,11 +15,12 @@ ws, manifest = ui.open_run("CT review", "medical")
 run_id = manifest["run_id"]
 run_dir = Path(manifest["path"])
 labels = manifest.get("summary", {}).get("labels", {})
-for line in medical_data.run_warnings(manifest):    # input unlike training; alerts unreachable
+table = ui.medical_cases(run_dir)
+# input unlike training (the whole input; the cases it names); alerts unreachable
+for line in medical_data.run_warnings(manifest, table.get("case", [])):
     st.warning(ui.plain(line), icon="⚠️")
 if manifest.get("summary", {}).get("has_anomaly_maps", True):   # else no scores to compare
     ui.drift_panel(manifest)
-table = ui.medical_cases(run_dir)
 if table.empty:
     st.info("This run has no cases.")
     st.stop()

@@ -36,7 +36,7 @@ from core.metrics import iou
 
 from ..model.baselines import WorldCells
 from ..inputs import future_targets
-from ..kernels import check_cell_shapes, decide_cells, layout_mass_cells
+from ..kernels import cell_shape, check_cell_shapes, decide_cells, layout_mass_cells
 from ..schema import LANE_MARKING, LAYOUT_CLASSES, ROAD, UNOBSERVED
 from ..warp import sensor_range_mask
 
@@ -63,7 +63,7 @@ def layout_mass(probs: np.ndarray, cells: np.ndarray | None = None,
     if probs.dtype == np.float16:
         raise TypeError("layout_mass: float16 probabilities are not supported "
                         "(pass float32 or float64)")
-    shape = (len(probs),) + probs.shape[2:]
+    shape = cell_shape(probs)
     out = np.empty(shape, np.float32) if out is None else out
     cells = np.ones(shape, bool) if cells is None else cells
     check_cell_shapes("layout_mass", shape, cells=cells, out=out)
@@ -122,7 +122,7 @@ def decide(probs: np.ndarray, road_threshold: float | None = None,
             :func:`road_mass`) reaches it; None: the plain argmax.
         belief: ``(N, H, W)`` the filtered road-layout belief (:class:`RoadBelief`).
     """
-    out = np.empty((len(probs),) + probs.shape[2:], np.uint8)
+    out = np.empty(cell_shape(probs), np.uint8)
     compared = probs.astype(np.float32) if probs.dtype == np.float16 else probs   # numba has no float16
     if road_threshold is None:                   # the plain argmax: no cell is layout
         decide_cells(compared, np.zeros(out.shape, bool), -1, -1, out)

@@ -12,7 +12,7 @@ import core.cli as cli_module
 from core import DataValidationError, __version__
 from core.cli import main
 from core.cli_options import plain_warnings
-from core.errors import UnmaskWarning
+from core.errors import UnmaskWarning, recorded_warnings
 from core.io import atomic_path
 
 
@@ -89,3 +89,14 @@ def test_plain_warnings_says_each_of_ours_once_on_one_line(capsys):
         for message in ("cal/: left out 1 case", "cal/: left out 1 case", "run: no alerts"):
             warnings.warn(message, UnmaskWarning)
     assert capsys.readouterr().err == "warning: cal/: left out 1 case\nwarning: run: no alerts\n"
+
+
+def test_recorded_warnings_keep_our_lines_and_raise_every_warning_on():
+    """A run records what it warned about reading its input; the CLI still prints it."""
+    with pytest.warns(Warning) as caught:
+        with recorded_warnings() as lines:
+            warnings.warn("images/: left out 1 case", UnmaskWarning)
+            warnings.warn("a reader's notice", RuntimeWarning)
+    assert lines == ["images/: left out 1 case"]           # only ours are the run's lines
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (UnmaskWarning, "images/: left out 1 case"), (RuntimeWarning, "a reader's notice")]

@@ -206,14 +206,17 @@ def test_organ_table_and_region_shap(medical_run):
 
 
 def test_ct_run_banners_name_the_warned_cases_once():
+    cases = [f"case_{k:02d}" for k in range(32)]
+    listing = "/data/ct: left out 1 case of the 33 found, each the image file of an earlier one"
     lines = [f"case_{k:02d}: organ volumes implausible for an adult" for k in range(10)]
     summary = {"n_cases": 32, "warning": "nothing can be flagged at FDR 0.1 yet",
-               "warnings": lines + ["case_03: field of view unlike the training volumes"]}
-    assert medical_data.run_warnings({"summary": summary}, named=3) == [
-        "nothing can be flagged at FDR 0.1 yet",
+               "warnings": [listing] + lines + ["case_03: field of view unlike the training volumes"]}
+    # a line about the whole input names no case: it is shown as it is
+    assert medical_data.run_warnings({"summary": summary}, cases, named=3) == [
+        "nothing can be flagged at FDR 0.1 yet", listing,
         "10 of 32 cases carry warnings (case_00, case_01, case_02 and 7 more); each case "
         "shows its own above its slices"]
-    assert medical_data.run_warnings({"summary": {"n_cases": 2}}) == []
+    assert medical_data.run_warnings({"summary": {"n_cases": 2}}, cases[:2]) == []
 
 
 # --- driving ---------------------------------------------------------------------------

@@ -160,3 +160,42 @@ def test_a_segmenter_without_anomaly_model_says_so_on_the_cli_and_the_page(
     app = ct_page(workspace, monkeypatch)
     assert banners(app)[0] == expected
     assert not any("scored before runs recorded" in c.value for c in app.caption)
+
+
+def _listed_twice(tiny_data, folder: Path, link_files) -> tuple[Path, str]:
+    """``folder`` with one test phantom's image and a link beside it (one image listed
+    twice), and the warning find_cases gives for it."""
+    source = find_cases(tiny_data[1])[0].image
+    link_files(folder, [source], "a_{}.nii.gz")
+    link_files(folder, [folder / "a_0.nii.gz"], "b_{}.nii.gz")
+    return folder, (f"{folder.resolve()}: left out 1 case of the 2 found, each the image file "
+                    "of an earlier one: b_0 (the image of a_0); using the 1 left")
+
+
+def test_infer_keeps_the_listing_warning_in_the_run_and_on_the_page(
+        tiny_models, tiny_data, tmp_path, monkeypatch, capsys, link_files):
+    """A warning about the input as a whole (find_cases: an image file listed twice) is one
+    `warning:` line, a line of the manifest's `warnings` and its own banner on the CT page."""
+    _, model_dir, _, _ = tiny_models
+    images, expected = _listed_twice(tiny_data, tmp_path / "images", link_files)
+    workspace = tmp_path / "workspace"
+    main(["medical", "infer", "--model", str(model_dir), "--images", str(images), "--out",
+          str(workspace / "runs" / "medical" / "twice-run"), "--quiet"])
+    printed = [line for line in capsys.readouterr().err.splitlines() if "left out" in line]
+    assert printed == [f"warning: {expected}"]
+    manifest = json.loads((workspace / "runs" / "medical" / "twice-run" / "manifest.json").read_text())
+    assert manifest["summary"]["warnings"][0] == expected
+    assert expected in banners(ct_page(workspace, monkeypatch))
+
+
+def test_batch_score_prints_our_warnings_as_warning_lines(tiny_models, tiny_data, tmp_path,
+                                                          capsys, link_files):
+    _, model_dir, _, _ = tiny_models
+    images, expected = _listed_twice(tiny_data, tmp_path / "images", link_files)
+    main(["medical", "batch-score", "--model", str(model_dir), "--images", str(images), "--out",
+          str(tmp_path / "cases.parquet")])
+    out, err = capsys.readouterr()
+    assert [line for line in err.splitlines() if "left out" in line] == [f"warning: {expected}"]
+    assert "UnmaskWarning" not in err
+    summary = json.loads(out)
+    assert summary["cases"] == 1 and summary["warnings"] == [expected]
