@@ -162,9 +162,9 @@ def time_to_conflict(ahead_m, right_m, v_forward, v_right, ego_speed: float,
     np.divide(ahead_m, closing, out=arrival, where=closing > 0)
     lateral = right_m + v_right * np.where(np.isfinite(arrival), arrival, 0.0)
     outside = np.maximum(np.abs(lateral) - half_m, 0.0)
-    gap = np.zeros(outside.shape)
-    np.divide(outside, np.abs(v_right), out=gap, where=outside > 0)
-    gap[(outside > 0) & (np.asarray(v_right) == 0)] = np.inf
+    standing = np.asarray(v_right) == 0
+    gap = np.where((outside > 0) & standing, np.inf, 0.0)
+    np.divide(outside, np.abs(v_right), out=gap, where=(outside > 0) & ~standing)
     return arrival, gap
 
 
