@@ -1,14 +1,12 @@
-"""The pedestrian-conflict channel of bench.experiments.driving_conflict: a pedestrian's
+"""The frame score's pedestrian-conflict channel (driving.scoring.conflict): a pedestrian's
 velocity from its world centroids, the time the ego reaches it and how near its walk is to the
-ego's corridor then, the channel's map, and the inverse of the score's smoothing."""
+ego's corridor then, and the channel's map."""
 import numpy as np
-import pytest
 
-from bench.experiments.driving_conflict import (CONFLICT_HALF_M, MAX_ARRIVAL_S, pedestrian_conflict,
-                                                pedestrian_velocities, time_to_conflict, unsmoothed)
 from driving.schema import PEDESTRIAN, ROAD, SIDEWALK, DriveLog, LogMeta
-from driving.scoring.frame_score import EGO_FRONT_M
-from driving.scoring.surprise import causal_mean
+from driving.scoring.conflict import (CONFLICT_HALF_M, MAX_ARRIVAL_S, MAX_ENCROACHMENT_S, pedestrian_conflict,
+                                      pedestrian_velocities, time_to_conflict)
+from driving.scoring.frame_score import CHANNELS, EGO_FRONT_M, OBSERVED_CHANNELS, FrameScorer
 from driving.warp import cell_offsets
 
 META = LogMeta(grid_shape=(128, 128), resolution_m=0.5, ego_cell=(80, 64), rate_hz=10.0)
@@ -72,14 +70,19 @@ def test_the_channel_reads_a_close_call_on_the_carriageway_only():
         ahead = forward[cells].min() - EGO_FRONT_M                  # from the bumper to its nearest row
         arrival, gap = time_to_conflict(np.array([ahead]), np.array([right[cells].mean()]), np.array([0.0]),
                                         np.array([WALK]), EGO_SPEED, CONFLICT_HALF_M)
-        expected = 1.0 / (arrival[0] + gap[0]) if arrival[0] <= MAX_ARRIVAL_S and gap[0] <= 1.5 else 0.0
+        close = arrival[0] <= MAX_ARRIVAL_S and gap[0] <= MAX_ENCROACHMENT_S
+        expected = 1.0 / (arrival[0] + gap[0]) if close else 0.0
         np.testing.assert_allclose(conflict[t][cells], expected, rtol=1e-5)
         assert not conflict[t][~cells].any()
     assert conflict[3:].any() and not conflict[:3].any()     # no velocity in the first 0.3 s
     assert not pedestrian_conflict(_crossing_log(ground=SIDEWALK)).any()
 
 
-@pytest.mark.parametrize("window", [1, 5])
-def test_unsmoothed_inverts_the_causal_mean(window):
-    raw = np.random.default_rng(0).exponential(size=250)
-    np.testing.assert_allclose(unsmoothed(causal_mean(raw, window), window), raw, atol=1e-9)
+def test_the_frame_score_reads_the_channel_from_the_observed_grids():
+    """The default scorer carries the channel among its observed channels (no network pass),
+    top 1 over the scored objects: the crossing's closest call."""
+    assert ("pedestrian_conflict", False, 1) in CHANNELS and "pedestrian_conflict" in OBSERVED_CHANNELS
+    log = _crossing_log()
+    stats = FrameScorer().observed_statistics(log)
+    np.testing.assert_allclose(stats["pedestrian_conflict"], pedestrian_conflict(log).max((1, 2)), rtol=1e-6)
+    assert stats["pedestrian_conflict"].max() > 0
