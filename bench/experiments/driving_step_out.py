@@ -98,7 +98,6 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
-from scipy.ndimage import uniform_filter
 
 from bench.driving import HELDOUT, MODEL, TUNED, frames_by_kind, normal_alert_rate
 from bench.driving_logs import kept_logs
@@ -107,8 +106,8 @@ from core.metrics import auroc
 from core.runtime import configure_threads
 from driving.evaluate import frame_metrics
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import LANE_MARKING, OBJECT_CLASSES, PEDESTRIAN, ROAD, UNOBSERVED
 from driving.scoring import frame_score as fs
+from driving.scoring.conflict import road_pedestrians
 from driving.scoring.surprise import score_log
 from driving.sim.simulator import Simulator
 from driving.warp import cell_offsets, not_passed
@@ -365,22 +364,6 @@ def column_metrics(pred, frames: dict, normal_logs: list | None = None) -> dict:
     normal = normal_alert_rate(pred, normal_logs)
     out["normal_logs"] = {**normal, "over_nominal": normal["alert_rate"] / pred.contamination}
     return out
-
-
-ROAD_NEIGHBOURHOOD_M = 1.0    # how far around a pedestrian cell its ground is read
-
-
-def road_pedestrians(observed: np.ndarray, meta) -> np.ndarray:
-    """``(T, H, W)`` bool: pedestrian cells in the score's path (``ego_path``) standing on the
-    carriageway -- at least half of the observed layout cells within
-    :data:`ROAD_NEIGHBOURHOOD_M` of them are road or lane marking."""
-    size = 2 * int(round(ROAD_NEIGHBOURHOOD_M / meta.resolution_m)) + 1
-    layout = (observed != UNOBSERVED) & ~np.isin(observed, OBJECT_CLASSES)
-    road = np.isin(observed, (ROAD, LANE_MARKING))
-    near_layout = uniform_filter(layout.astype(np.float32), (1, size, size), mode="constant")
-    near_road = uniform_filter(road.astype(np.float32), (1, size, size), mode="constant")
-    on_road = (near_layout > 0) & (near_road >= 0.5 * near_layout)
-    return (observed == PEDESTRIAN) & on_road & fs.ego_path(meta)[None]
 
 
 def pedestrian_reach(log) -> np.ndarray:

@@ -79,7 +79,8 @@ Results under ``enriched`` in ``bench/results/driving_step_out.json``; each scor
 kept in ``W/enriched_<name>.npz`` for the bootstrap.
 """
 import json
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -105,21 +106,47 @@ MIN_STEP_OUT_GAIN, MAX_AUROC_LOSS, MAX_KIND_LOSS = 0.03, 0.005, 0.02
 SCORE_ROUNDING = 1e-9         # a frame score change below this is float rounding (score_changes)
 
 
-def frames_path(work: Work, name: str):
-    return work.root / f"enriched_{name}.npz"
+@dataclass(frozen=True)
+class Trial:
+    """One decision on a step-out-enriched tuned set, under this module's rule: where it keeps
+    what it scores and which candidate it judges (a later experiment runs another with
+    :func:`run`).
+
+    Attributes:
+        key: its entry in ``bench/results/driving_step_out.json`` and the prefix of its kept
+            frames (``W/<key>_<scorer>.npz``).
+        sets: set name -> ``(logs, seed, configuration)`` (:class:`Work`'s).
+        event_sets: its event sets' names, one bootstrap stratum each; the normal set is
+            :data:`NORMAL_SET`.
+        candidate: the scorer judged against ``product``.
+        scorers: scorer name -> a function giving its unfitted ``FrameScorer`` (``product``
+            and ``candidate`` among them).
+    """
+    key: str
+    sets: Mapping
+    event_sets: tuple
+    candidate: str
+    scorers: Mapping
 
 
-def score(name: str, work: Work) -> dict:
-    """Scorer ``name`` (``driving_step_out.CANDIDATES``) with the tuned network recalibrated
-    with it: the frames of the event sets and the normal set, kept (with their alerts and the
+ENRICHED = Trial("enriched", ENRICHED_SETS, EVENT_SETS, CANDIDATE, CANDIDATES)
+
+
+def frames_path(work: Work, name: str, trial: Trial = ENRICHED):
+    return work.root / f"{trial.key}_{name}.npz"
+
+
+def score(name: str, work: Work, trial: Trial = ENRICHED) -> dict:
+    """Scorer ``name`` (``trial.scorers``) with the tuned network recalibrated with it: the
+    frames of the event sets and the normal set, kept (with their alerts and the
     contamination) for :func:`metrics` and the bootstrap; returns :func:`metrics` of them."""
-    pred = work.calibrated("town", "train", CANDIDATES[name]())
-    parts = [set_frames(pred, work.logs(s), prefix=f"{s}/") for s in (*EVENT_SETS, NORMAL_SET)]
+    pred = work.calibrated("town", "train", trial.scorers[name]())
+    parts = [set_frames(pred, work.logs(s), prefix=f"{s}/") for s in (*trial.event_sets, NORMAL_SET)]
     frames = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     frames["alerts"] = pred.calibration_.alerts(frames["scores"])
     frames["threshold"] = np.float64(pred.calibration_.threshold_)
     frames["contamination"] = np.float64(pred.contamination)
-    keep_frames(frames_path(work, name), frames)
+    keep_frames(frames_path(work, name, trial), frames)
     return metrics(frames)
 
 
@@ -143,16 +170,16 @@ def metrics(frames: dict) -> dict:
     return out
 
 
-def strata(frames: dict) -> list[np.ndarray]:
+def strata(frames: dict, event_sets: tuple = EVENT_SETS) -> list[np.ndarray]:
     """The event sets' log ids, one stratum each (the normal logs are in every draw)."""
     ids = np.unique(frames["log_ids"].astype(str))
-    return [ids[np.char.startswith(ids, f"{s}/")] for s in EVENT_SETS]
+    return [ids[np.char.startswith(ids, f"{s}/")] for s in event_sets]
 
 
-def decide(base: dict, other: dict, highway: dict, bootstrap: dict) -> dict:
-    """The rule of the module docstring: ``base`` the product's :func:`metrics`, ``other`` the
-    candidate's, ``highway`` its ``highway_identity``, ``bootstrap`` the step-out and overall
-    intervals (:func:`bootstrap_difference`)."""
+def decide(base: dict, other: dict, highway: dict, bootstrap: dict, candidate: str = CANDIDATE) -> dict:
+    """The rule of the module docstring: ``base`` the product's :func:`metrics`, ``other``
+    ``candidate``'s, ``highway`` its ``highway_identity``, ``bootstrap`` the step-out and
+    overall intervals (:func:`bootstrap_difference`)."""
     step_out = STEP_OUT[0]
 
     def pooled(m, kind=None):
@@ -169,7 +196,7 @@ def decide(base: dict, other: dict, highway: dict, bootstrap: dict) -> dict:
         "4_normal_alerts_at_most_2x_nominal":
             other["normal_logs"]["over_nominal"] <= MAX_ALERTS_OVER_NOMINAL,
         "5_highway_identical": highway["identical_scores"]}
-    return {"candidate": CANDIDATE, "step_out_gain": gain,
+    return {"candidate": candidate, "step_out_gain": gain,
             "overall_change": pooled(other) - pooled(base),
             "kind_changes": {k: pooled(other, k) - pooled(base, k) for k in others},
             **checks, "adopt": all(checks.values())}
@@ -193,39 +220,50 @@ def score_changes(base: dict, other: dict) -> dict:
                    "share_lowered": float(np.mean(change[sel] < -SCORE_ROUNDING))} for name, sel in parts.items()}
 
 
-def decide_kept(work: Work) -> dict:
+def decide_kept(work: Work, trial: Trial = ENRICHED) -> dict:
     """The decision over the kept frames and the kept results: the bootstrap intervals (all
     frames and each kind; the rule reads the step-out's, the others are reported), then
     :func:`decide`; :func:`score_changes` beside it (reported, decides nothing)."""
-    kept = json.loads(OUT.read_text())["enriched"]
-    base, other = kept_frames(frames_path(work, "product")), kept_frames(frames_path(work, CANDIDATE))
-    groups = strata(base)
+    kept = json.loads(OUT.read_text())[trial.key]
+    base = kept_frames(frames_path(work, "product", trial))
+    other = kept_frames(frames_path(work, trial.candidate, trial))
+    groups = strata(base, trial.event_sets)
     bootstrap = {"all_frames": bootstrap_difference(base, other, strata=groups),
                  **{kind: bootstrap_difference(base, other, kind, strata=groups)
                     for kind in event_kinds(base)}}
     return {"bootstrap": bootstrap,
-            "decision": decide(metrics(base), metrics(other), kept["highway"], bootstrap),
+            "decision": decide(metrics(base), metrics(other), kept["highway"], bootstrap, trial.candidate),
             "score_changes": score_changes(base, other)}
 
 
-def set_description() -> dict:
+def set_description(trial: Trial = ENRICHED) -> dict:
     return {name: {"logs": n, "seed": seed, "frames": FRAMES, "config": repr(config)}
-            for name, (n, seed, config) in ENRICHED_SETS.items() if name in (*EVENT_SETS, NORMAL_SET)}
+            for name, (n, seed, config) in trial.sets.items() if name in (*trial.event_sets, NORMAL_SET)}
+
+
+STAGES = ("score", "highway", "decide")
+
+
+def run(stage: str, name: str | None, work: Work, trial: Trial = ENRICHED) -> dict:
+    """Stage ``stage`` of ``trial`` (scorer ``name`` for ``score``): its entries, printed and
+    merged under ``trial.key`` in ``bench/results/driving_step_out.json``."""
+    if stage == "score":
+        configure_threads()
+        entries = {name: score(name, work, trial), "set": set_description(trial)}
+    elif stage == "highway":
+        configure_threads()
+        entries = {"highway": highway_identity(trial.scorers[trial.candidate](), work)}
+    else:
+        entries = decide_kept(work, trial)
+    print(json.dumps(entries, indent=1))
+    merge_results(OUT, entries, under=(trial.key,))
+    return entries
 
 
 def main(argv=None) -> None:
     args, work = parse_stage(argv, "python -m bench.experiments.driving_step_out_enriched", __doc__,
-                             ("score", "highway", "decide"), "score", ("product", CANDIDATE), ENRICHED_SETS)
-    if args.stage == "score":
-        configure_threads()
-        entries = {args.name: score(args.name, work), "set": set_description()}
-    elif args.stage == "highway":
-        configure_threads()
-        entries = {"highway": highway_identity(CANDIDATES[CANDIDATE](), work)}
-    else:
-        entries = decide_kept(work)
-    print(json.dumps(entries, indent=1))
-    merge_results(OUT, entries, under=("enriched",))
+                             STAGES, "score", ("product", CANDIDATE), ENRICHED_SETS)
+    run(args.stage, args.name, work)
 
 
 if __name__ == "__main__":

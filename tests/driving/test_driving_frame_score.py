@@ -78,7 +78,7 @@ def test_trend_is_the_least_squares_slope_of_the_last_frames():
 
 # each surprise map the frame score reads, and whether it reads the normalised one
 READ_MAPS = {"revealed": True, "object_context": False, "object_recon": False,
-             "lead_closing": False, "path_reach": False}
+             "lead_closing": False, "path_reach": False, "pedestrian_conflict": False}
 
 
 def _surprise_maps(rng, n):
@@ -146,7 +146,7 @@ def test_the_lead_channel_is_fitted_on_whole_logs_not_only_on_the_calibration_ta
         maps["lead_closing_raw"][:] = 0.0                               # no closing in the tails
         tails.append(maps)
     whole = [{"lead_closing": np.r_[np.zeros(150), rng.exponential(0.05, 50)],
-              "path_reach": np.zeros(200)} for _ in range(2)]
+              "path_reach": np.zeros(200), "pedestrian_conflict": np.zeros(200)} for _ in range(2)]
     lead = [name for name, _, _ in CHANNELS].index("lead_closing")
     fitted_tails = FrameScorer().fit(tails, whole).tails_
     from_whole = fitted_tails[lead]
@@ -165,7 +165,7 @@ def test_a_candidate_channel_is_passed_to_the_scorer_and_the_defaults_stay_as_th
     channels = CHANNELS + (("ahead", False, 1),)
     tails = [_channel_maps(rng, 40) | {"ahead_raw": np.zeros((40, 16, 16), np.float32)} for _ in range(2)]
     whole = [{"lead_closing": rng.exponential(0.05, 200), "path_reach": np.zeros(200),
-              "ahead": rng.uniform(0.0, 0.3, 200)} for _ in range(2)]
+              "pedestrian_conflict": np.zeros(200), "ahead": rng.uniform(0.0, 0.3, 200)} for _ in range(2)]
     candidate = FrameScorer(channels, min_scale={**MIN_SCALE, "ahead": 5.0},
                             observed_channels={**OBSERVED_CHANNELS, "ahead": lambda log: None})
     fitted = candidate.fit(tails, whole).tails_[-1]
@@ -196,7 +196,7 @@ def test_observed_statistics_read_the_lead_channel_of_a_whole_log():
     observed, speed = _following(braking, start_gap=30.0)
     log = _drive(observed, speed, "follow")
     stats = FrameScorer().observed_statistics(log)
-    assert set(stats) == {"lead_closing", "path_reach"}
+    assert set(stats) == {"lead_closing", "path_reach", "pedestrian_conflict"}
     np.testing.assert_allclose(stats["lead_closing"], _closing(observed), rtol=1e-6)
     np.testing.assert_array_equal(stats["path_reach"], 0.0)           # a car: lead_closing's
 

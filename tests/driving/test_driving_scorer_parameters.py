@@ -4,14 +4,16 @@ refuses to save code it could not find again), and the scored cells and the tail
 the scorer's, so an experiment passes a variant instead of changing the module."""
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE
-from driving.scoring.frame_score import (CHANNELS, OBSERVED_CHANNELS, FrameScorer, TailScore, ego_lane,
-                                         ego_path, lead_closing, scored_objects)
+from driving.scoring.frame_score import (CHANNELS, OBSERVED_CHANNELS, UNNAMED_OBSERVED_CHANNELS, FrameScorer,
+                                         TailScore, ego_lane, ego_path, lead_closing, registry_channels,
+                                         scored_objects)
 from driving.scoring.state import ScoringState
 from driving.scoring.surprise import result_from_maps, score_log
 from driving.warp import cell_offsets
@@ -41,13 +43,18 @@ def test_a_default_scorer_names_its_observed_channels_and_an_older_one_loads_the
     format 8 left out the registry's) loads as the default scorer and scores the same."""
     scorer = _fitted(FrameScorer())
     d = json.loads(json.dumps(scorer.to_dict()))
-    assert d["observed_channels"] == ["lead_closing", "path_reach"]
-    older = {k: v for k, v in d.items() if k != "observed_channels"}
+    assert d["observed_channels"] == ["lead_closing", "path_reach", "pedestrian_conflict"]
     maps = _channel_maps(np.random.default_rng(5), 30)
-    for loaded in (FrameScorer.from_dict(d), FrameScorer.from_dict(older)):
-        assert loaded.observed_channels == dict(OBSERVED_CHANNELS)
-        assert loaded.channels == scorer.channels
-        np.testing.assert_array_equal(loaded.raw(maps), scorer.raw(maps))
+    loaded = FrameScorer.from_dict(d)
+    assert loaded.observed_channels == dict(OBSERVED_CHANNELS) and loaded.channels == scorer.channels
+    np.testing.assert_array_equal(loaded.raw(maps), scorer.raw(maps))
+    # format 8 left the names out when they were the registry's, then the two channels pinned
+    # here: such a bundle holds the five channels before pedestrian_conflict
+    five = _fitted(FrameScorer(CHANNELS[:5], observed_channels=registry_channels(UNNAMED_OBSERVED_CHANNELS)))
+    older = {k: v for k, v in five.to_dict().items() if k != "observed_channels"}
+    loaded = FrameScorer.from_dict(json.loads(json.dumps(older)))
+    assert list(loaded.observed_channels) == ["lead_closing", "path_reach"] and loaded.channels == five.channels
+    np.testing.assert_array_equal(loaded.raw(maps), five.raw(maps))
 
 
 def test_a_scorer_with_registry_channels_keeps_them_through_a_bundle():
@@ -110,15 +117,22 @@ def test_a_predictor_calibrated_with_registry_channels_scores_the_same_after_loa
 
 def test_a_bundle_saved_without_the_observed_channel_names_loads_and_scores_the_same(
         demo_model_dir, load_demo_predictor, normal_logs, tmp_path):
-    """A format-8 bundle from before the names were always written loads to the same scorer."""
+    """A format-8 bundle from before the names were always written (and before
+    ``pedestrian_conflict``: five channels) loads to the scorer of those five channels and
+    scores as they do."""
     model = tmp_path / "model"
     shutil.copytree(demo_model_dir, model)
     config = json.loads((model / "config.json").read_text())
-    assert config["config"]["scoring"]["frame_scorer"].pop("observed_channels") == ["lead_closing",
-                                                                                    "path_reach"]
+    saved = config["config"]["scoring"]["frame_scorer"]
+    assert saved.pop("observed_channels") == list(OBSERVED_CHANNELS)
+    assert saved["channels"][-1] == ["pedestrian_conflict", False, 1]
+    saved["channels"], saved["tails"] = saved["channels"][:-1], saved["tails"][:-1]
     (model / "config.json").write_text(json.dumps(config))
     older, current = OcclusionPredictor.load(model), load_demo_predictor()
-    assert older.scoring_.frame_scorer.observed_channels == dict(OBSERVED_CHANNELS)
+    assert list(older.scoring_.frame_scorer.observed_channels) == list(UNNAMED_OBSERVED_CHANNELS)
+    five = FrameScorer(CHANNELS[:5], observed_channels=registry_channels(UNNAMED_OBSERVED_CHANNELS))
+    five.tails_ = current.scoring_.frame_scorer.tails_[:5]
+    current.scoring_ = replace(current.scoring_, frame_scorer=five)
     log = normal_logs(1, 30, seed=33)[0]
     np.testing.assert_array_equal(score_log(older, log).score, score_log(current, log).score)
 
