@@ -389,13 +389,14 @@ def reach_with_road_pedestrians(log) -> np.ndarray:
 
 # The product's frame-score channels, tail floors and observed channels before
 # ``pedestrian_conflict`` joined them: the scorer every result of this experiment, of
-# driving_step_out_confirm and driving_step_out_enriched was made with, and driving_conflict's
-# ``product``. Pinned here, not read from ``frame_score``'s defaults, so that these stages
+# driving_step_out_confirm and driving_step_out_enriched was made with, driving_conflict's
+# ``product``, and the product arm of the older driving experiments that score channels
+# through a harness (driving_path_channel, driving_lead_channel, ...). Pinned here, not read from ``frame_score``'s defaults, so that these stages
 # rerun as committed whatever channels the product gains.
 FIVE_CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
                  ("lead_closing", False, 1), ("path_reach", False, 1))
 FIVE_CHANNEL_MIN_SCALE = MappingProxyType({"object_context": 0.5, "lead_closing": 0.02, "path_reach": 0.02})
-FIVE_CHANNEL_OBSERVED = ("lead_closing", "path_reach")
+FIVE_CHANNEL_OBSERVED = MappingProxyType(fs.registry_channels(("lead_closing", "path_reach")))
 
 
 def five_channel_scorer(extra_channels: tuple = (), extra_min_scale: Mapping | None = None,
@@ -406,7 +407,7 @@ def five_channel_scorer(extra_channels: tuple = (), extra_min_scale: Mapping | N
     judged against it."""
     return fs.FrameScorer(FIVE_CHANNELS + tuple(extra_channels),
                           {**FIVE_CHANNEL_MIN_SCALE, **(extra_min_scale or {})},
-                          {**fs.registry_channels(FIVE_CHANNEL_OBSERVED), **(extra_observed or {})})
+                          {**FIVE_CHANNEL_OBSERVED, **(extra_observed or {})})
 
 
 def road_pedestrians_in_path_reach() -> fs.FrameScorer:
