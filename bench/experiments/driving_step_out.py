@@ -391,8 +391,9 @@ def reach_with_road_pedestrians(log) -> np.ndarray:
 # ``pedestrian_conflict`` joined them: the scorer every result of this experiment, of
 # driving_step_out_confirm and driving_step_out_enriched was made with, driving_conflict's
 # ``product``, and the product arm of the older driving experiments that score channels
-# through a harness (driving_path_channel, driving_lead_channel, ...). Pinned here, not read from ``frame_score``'s defaults, so that these stages
-# rerun as committed whatever channels the product gains.
+# through a harness (driving_path_channel, driving_lead_channel, ...). Pinned here, not read
+# from ``frame_score``'s defaults, so that these stages rerun as committed whatever channels
+# the product gains.
 FIVE_CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
                  ("lead_closing", False, 1), ("path_reach", False, 1))
 FIVE_CHANNEL_MIN_SCALE = MappingProxyType({"object_context": 0.5, "lead_closing": 0.02, "path_reach": 0.02})
@@ -413,7 +414,7 @@ def five_channel_scorer(extra_channels: tuple = (), extra_min_scale: Mapping | N
 def road_pedestrians_in_path_reach() -> fs.FrameScorer:
     """:func:`five_channel_scorer` whose ``path_reach`` also reads :func:`road_pedestrians`."""
     channels = tuple(c if c[0] != "path_reach" else ("path_reach_road", False, 1) for c in FIVE_CHANNELS)
-    observed = {"lead_closing": fs.OBSERVED_CHANNELS["lead_closing"],
+    observed = {"lead_closing": FIVE_CHANNEL_OBSERVED["lead_closing"],
                 "path_reach_road": reach_with_road_pedestrians}
     floors = {**FIVE_CHANNEL_MIN_SCALE, "path_reach_road": FIVE_CHANNEL_MIN_SCALE["path_reach"]}
     return fs.FrameScorer(channels, floors, observed)
