@@ -64,6 +64,10 @@ columns are the previous results files).
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration other_network highway   # ~10 min
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration memorisation highway
     python -m bench.experiments.driving_alert_calibration decide
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import json
 import sys
@@ -78,10 +82,10 @@ from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, CrossFit, PathHarness
+from bench.experiments.driving_step_out import FIVE_CHANNELS
 from core.calibration import threshold_from_contamination, threshold_from_groups
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
-from driving.scoring import frame_score as fs
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path("/tmp/drvcal/cache")
@@ -172,7 +176,7 @@ def diagnose(world: str) -> dict:
     training logs' first 80 % (the frames the network trained on; each log from the state
     fitted without it), and (iii') whole training logs per 50-frame block."""
     h = Harness(world, events=())
-    states, full, tails = h.fitted_states(fs.CHANNELS)
+    states, full, tails = h.fitted_states(FIVE_CHANNELS)
     held = [h.view(state, t) for state, t in zip(states, tails)]
     threshold = threshold_from_contamination(np.concatenate([v["score"] for v in held]), h.pred.contamination)
     whole = [h.view(state, it) for state, it in zip(states, h.train)]
@@ -230,7 +234,7 @@ def memorisation(world: str) -> dict:
     h = Harness(world, events=(), normals=())
     h.pred = OcclusionPredictor.load(CACHE.parent / "models" / f"{world}_other")
     own = h.load("other_train")
-    states, full, tails = h.fitted_states(fs.CHANNELS, own)
+    states, full, tails = h.fitted_states(FIVE_CHANNELS, own)
     held = [h.view(st, t) for st, t in zip(states, tails)]
     threshold = threshold_from_contamination(np.concatenate([v["score"] for v in held]), h.pred.contamination)
     cut = len(own[0][0]) - CAL_FRAMES
@@ -264,7 +268,7 @@ def test_scores(h: Harness, state) -> tuple[list, list]:
 def whole_log_fit(h: Harness) -> CrossFit:
     """Frame scores of each whole training log from the state fitted on the other whole logs,
     and of the event and fresh normal logs from the state fitted on all of them."""
-    return h.cross_fit(fs.CHANNELS, lambda state, item: h.view(state, item)["score"], items=h.train)
+    return h.cross_fit(FIVE_CHANNELS, lambda state, item: h.view(state, item)["score"], items=h.train)
 
 
 def evaluate(h: Harness, scores: tuple[list, list], threshold: float) -> dict:
@@ -281,7 +285,7 @@ def candidates(world: str) -> dict:
     """Every candidate's threshold and its metrics on the tuned logs (see the module docstring)."""
     h = Harness(world)
     c = h.pred.contamination
-    states, full, tails = h.fitted_states(fs.CHANNELS)
+    states, full, tails = h.fitted_states(FIVE_CHANNELS)
     held = [h.view(st, t)["score"] for st, t in zip(states, tails)]
     whole = [h.view(st, it)["score"] for st, it in zip(states, h.train)]
     thresholds = {"tails": threshold_from_contamination(np.concatenate(held), c),

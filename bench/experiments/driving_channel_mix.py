@@ -29,6 +29,10 @@ bench/results/driving_channel_mix_<world>.json, one entry per configuration.
     python -m bench.experiments.driving_channel_mix decide                                          # the rule
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_channel_mix town heldout     # ~3 min
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_channel_mix highway heldout
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import json
 import sys
@@ -37,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.experiments.driving_path_channel import PathHarness, onsets, report, save_configuration
+from bench.experiments.driving_step_out import FIVE_CHANNELS
 from bench.experiments.driving_temporal import evaluate, tail_matrix
-from driving.scoring import frame_score as fs
 from driving.scoring.surprise import causal_mean
 
 RESULTS = Path("bench/results")
@@ -82,7 +86,7 @@ def agreement(harness, fitted) -> dict:
     normal logs, how many channels speak in a frame (tail score >= ``SPEAKS``, mean), the
     share of the frames' summed tail scores their largest channel carries, and how often
     each channel is the largest (unsmoothed tail scores of the full state)."""
-    names = [name for name, _, _ in fs.CHANNELS]
+    names = [name for name, _, _ in FIVE_CHANNELS]
     tails = np.concatenate(fitted.events)
     kinds = np.concatenate([[k or "normal frames of the event logs" for k in log.anomaly_kind]
                             for log, _ in harness.events])
@@ -96,7 +100,7 @@ def agreement(harness, fitted) -> dict:
 
 def main(world: str, configuration: str) -> dict:
     harness = PathHarness(world, configuration=configuration)
-    fitted = harness.cross_fit(fs.CHANNELS, lambda state, item: tail_matrix(harness, state, item))
+    fitted = harness.cross_fit(FIVE_CHANNELS, lambda state, item: tail_matrix(harness, state, item))
     label_world, results, alerted = f"{world}/{configuration}", {}, {}
     for label, combine in COMBINATIONS.items():
         aggregate = lambda tails, combine=combine: causal_mean(combine(tails), harness.smooth)

@@ -20,7 +20,8 @@ how long before or after the arrival the pedestrian's straight walk is within 2.
 ego's heading line (0: in it then). A pedestrian the ego reaches within 1.5 s and misses by at
 most 1.5 s scores ``1 / (arrival + gap)``; every other pedestrian 0. Written here for the rule;
 moved into the product (``driving.scoring.conflict``, the same values) once the rule adopted
-it, so ``product`` below is :func:`without_conflict`, the product's scorer before.
+it, so ``product`` below is ``driving_step_out.five_channel_scorer``, the product's scorer
+before, pinned (as the candidate is) so that every stage reruns as committed.
 
 **Design** (``design``: the round-20 enriched set's logs and its kept product frames
 ``W/enriched_product.npz``, the channel's tail fitted on the 6 training logs as calibration
@@ -114,8 +115,8 @@ from dataclasses import replace
 import numpy as np
 
 from bench.experiments import merge_results
-from bench.experiments.driving_step_out import (HELDOUT_COLUMNS, OUT, STEP_OUT, TOWN, Work, add_work_arguments,
-                                                column, work_from)
+from bench.experiments.driving_step_out import (FIVE_CHANNEL_MIN_SCALE, HELDOUT_COLUMNS, OUT, STEP_OUT, TOWN, Work,
+                                                add_work_arguments, column, five_channel_scorer, work_from)
 from bench.experiments.driving_step_out_confirm import kept_frames
 from bench.experiments.driving_step_out_enriched import (ENRICHED_SETS, NORMAL_SET, STAGES, Trial, event_kinds,
                                                          run)
@@ -130,19 +131,12 @@ from driving.scoring.surprise import causal_mean
 CHANNEL = "pedestrian_conflict"
 
 
-def without_conflict() -> fs.FrameScorer:
-    """The scorer this rule judged the candidate against (``product`` in its results): the
-    product's channels without ``pedestrian_conflict``, as the product was before the rule
-    adopted it."""
-    return fs.FrameScorer(tuple(c for c in fs.CHANNELS if c[0] != CHANNEL),
-                          {name: v for name, v in fs.MIN_SCALE.items() if name != CHANNEL},
-                          {name: f for name, f in fs.OBSERVED_CHANNELS.items() if name != CHANNEL})
-
-
 def pedestrian_conflict_channel() -> fs.FrameScorer:
-    """The candidate: :func:`without_conflict`'s channels and ``pedestrian_conflict`` (top 1,
-    ``path_reach``'s floor) -- since its adoption, the product's own scorer."""
-    return fs.FrameScorer()
+    """The candidate: :func:`five_channel_scorer`'s channels and ``pedestrian_conflict`` (top 1,
+    ``path_reach``'s floor) -- since its adoption, the product's own channels, pinned here as
+    judged so that its stages rerun as committed whatever channels the product gains."""
+    return five_channel_scorer(((CHANNEL, False, 1),), {CHANNEL: FIVE_CHANNEL_MIN_SCALE["path_reach"]},
+                               fs.registry_channels((CHANNEL,)))
 
 
 CANDIDATE = "pedestrian_conflict_channel"
@@ -152,7 +146,7 @@ FRESH_SETS = {**ENRICHED_SETS,
               "conflict_all_kinds": (ALL_KINDS_LOGS, ALL_KINDS_SEED, TOWN),
               "conflict_step_out": (STEP_OUT_ONLY_LOGS, STEP_OUT_ONLY_SEED, replace(TOWN, anomaly_kinds=STEP_OUT))}
 FRESH = Trial("conflict", FRESH_SETS, ("conflict_all_kinds", "conflict_step_out"), CANDIDATE,
-              {"product": without_conflict, CANDIDATE: pedestrian_conflict_channel})
+              {"product": five_channel_scorer, CANDIDATE: pedestrian_conflict_channel})
 
 
 # the design's variants: pedestrian_conflict's keywords (the candidate: its defaults)
@@ -212,7 +206,7 @@ def design(work: Work) -> dict:
     out = {}
     for name, variant in DESIGN_VARIANTS.items():
         values = np.concatenate([conflict_statistics(log, **variant) for log in train])
-        tail = fs.TailScore(fs.MIN_SCALE["path_reach"]).fit(values)
+        tail = fs.TailScore(FIVE_CHANNEL_MIN_SCALE["path_reach"]).fit(values)
         scores, raised = with_channel(product, logs, tail, smooth, **variant)
         aurocs = {}
         for kind in ["all", *event_kinds(product)]:

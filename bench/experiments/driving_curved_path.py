@@ -21,6 +21,10 @@ through the harness's frame scorer parameters (its scored cells and observed cha
 by changing the frame score's module.
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_curved_path town   # ~6 min
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import json
 import sys
@@ -30,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.experiments.driving_path_channel import PathHarness, report, save_configuration
+from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_OBSERVED
 from driving.schema import OBJECT_CLASSES, UNOBSERVED
 from driving.scoring import frame_score as fs
 from driving.warp import cell_offsets, not_passed
@@ -121,8 +126,8 @@ def use(harness, variant):
     """Point ``harness``'s frame scorer parameters -- its scored cells and observed channels --
     at ``variant``'s (None: the committed ones)."""
     harness.scored_objects = fs.scored_objects if variant is None else variant.scored_objects
-    harness.observed_channels = fs.OBSERVED_CHANNELS if variant is None else {
-        **fs.OBSERVED_CHANNELS, "lead_closing": variant.lead_closing, "path_reach": variant.path_reach}
+    harness.observed_channels = FIVE_CHANNEL_OBSERVED if variant is None else {
+        **FIVE_CHANNEL_OBSERVED, "lead_closing": variant.lead_closing, "path_reach": variant.path_reach}
 
 
 def evaluate_variants(harness, world: str, variants: dict) -> dict:
@@ -132,7 +137,7 @@ def evaluate_variants(harness, world: str, variants: dict) -> dict:
     try:
         for label, variant in variants.items():
             use(harness, variant)
-            out[label] = harness.evaluate(fs.CHANNELS)
+            out[label] = harness.evaluate(FIVE_CHANNELS)
             report(world, label, out[label])
     finally:
         use(harness, None)

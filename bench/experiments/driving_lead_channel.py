@@ -12,6 +12,10 @@ they read as the channel silent (0.873 on the highway, the row "tail on the cali
 tails").
 
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_lead_channel highway   # ~5 min
+
+Its channels are pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), not to the default ``frame_score.CHANNELS``, which has since gained
+``pedestrian_conflict``; its runs read the first four, the product's when its results were made.
 """
 import json
 import sys
@@ -21,6 +25,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench.driving import event_kinds
+from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
 from core.calibration import threshold_from_contamination
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE, read_log, slice_log
@@ -102,7 +107,7 @@ EXTRA = {"lead_braking": lambda log: lead_braking(log.semantic, log.ego_speed, l
          "ittc3": inverse_ttc(3), "ittc5": inverse_ttc(5), "leaddec3": lead_deceleration,
          "egob3": ego_braking}
 MIN_SCALE = {"lead_braking": 1.0, "ittc3": 0.02, "ittc5": 0.02, "leaddec3": 1.0, "egob3": 0.5}
-BASE = fs.CHANNELS[:3]
+BASE = FIVE_CHANNELS[:3]
 VARIANTS = {"deceleration (as committed before)": BASE + (("lead_braking", False, 1),),
             "no lead channel": BASE,
             "closing / gap, 3 frames": BASE + (("ittc3", False, 1),),
@@ -126,8 +131,8 @@ class Harness:
             on an instance).
     """
 
-    observed_channels = fs.OBSERVED_CHANNELS
-    min_scale = fs.MIN_SCALE
+    observed_channels = FIVE_CHANNEL_OBSERVED
+    min_scale = FIVE_CHANNEL_MIN_SCALE
     scored_objects = staticmethod(fs.scored_objects)   # a function, not a method of the harness
     tail_class = fs.TailScore
 
@@ -138,7 +143,7 @@ class Harness:
         self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train, self.cal_frames = self.load("train"), cal_frames
         self.tails = [self.tail(it, cal_frames) for it in self.train]
-        self.whole = [self.frame_scorer(fs.CHANNELS).observed_statistics(log)
+        self.whole = [self.frame_scorer(FIVE_CHANNELS).observed_statistics(log)
                       for log, _ in self.train]   # the lead channel's
         self.evals = {n: self.load(n) for n in ("tuned_normal", "tuned")}
 
@@ -252,7 +257,7 @@ class Harness:
 
 if __name__ == "__main__":
     harness = Harness(sys.argv[1])
-    harness.min_scale = {**fs.MIN_SCALE, **MIN_SCALE}
+    harness.min_scale = {**FIVE_CHANNEL_MIN_SCALE, **MIN_SCALE}
     for label, channels in VARIANTS.items():
         harness.run(channels, label)
     for floor in (0.1, 0.25):
@@ -261,5 +266,5 @@ if __name__ == "__main__":
     # the committed channel (3 frames at 5 Hz, 5 at 10 Hz): tail fitted on the calibration
     # tails (empty on the highway: scores 0), then on the whole training logs
     # (the frame score's channels up to lead_closing: path_reach came a round later)
-    harness.run(fs.CHANNELS[:4], "lead_closing, tail on the calibration tails")
-    harness.run(fs.CHANNELS[:4], "lead_closing, tail on the whole training logs", whole=True)
+    harness.run(FIVE_CHANNELS[:4], "lead_closing, tail on the calibration tails")
+    harness.run(FIVE_CHANNELS[:4], "lead_closing, tail on the whole training logs", whole=True)

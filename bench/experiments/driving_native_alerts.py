@@ -33,6 +33,10 @@ The tuned highway's cached maps come from ``driving_calibration_cache highway``.
 ``after_oncoming_fix`` entry was measured at commit 409e9ff (``after_fix`` there: the
 benchmark's ``heldout_native`` column with the highway's oncoming traffic placed along the
 drive, a simulator fix reverted after it, as it was not the cause).
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import sys
 from dataclasses import replace
@@ -45,12 +49,12 @@ from bench.experiments import merge_results
 from bench.experiments.driving_calibration_cache import cache_sets
 from bench.experiments.driving_path_channel import (CACHE, CAL_FRAMES, CHANNELS, PathHarness,
                                                     channel_view)
+from bench.experiments.driving_step_out import FIVE_CHANNELS
 from core.calibration import threshold_from_contamination
 from core.runtime import configure_threads
 from driving.evaluate import events
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE, read_log, slice_log
-from driving.scoring import frame_score as fs
 from driving.scoring.surprise import score_log
 from driving.warp import cell_offsets
 
@@ -127,7 +131,7 @@ def calibrated(harness, train_items: list, events: bool = False):
     """Cross-fitted calibration on ``train_items``' tails (as the predictor's): the
     per-log views (calibration tails from the state without them; normal and, with
     ``events``, event logs from the state on all) and the threshold."""
-    fit = harness.cross_fit(fs.CHANNELS, per_log=harness.view, train=train_items,
+    fit = harness.cross_fit(FIVE_CHANNELS, per_log=harness.view, train=train_items,
                             events=harness.events if events else [])
     held = np.concatenate([v["score"] for v in fit.held_out])
     return fit, threshold_from_contamination(held, harness.pred.contamination)

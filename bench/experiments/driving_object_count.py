@@ -74,6 +74,10 @@ the committed scorer 32.4 % (the benchmark's rate and per-log rates to the digit
     python -m bench.experiments.driving_object_count decide
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count diagnose_heldout highway   # after
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count heldout_candidates highway  # after
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import json
 import sys
@@ -90,6 +94,7 @@ from bench.experiments.driving_alert_calibration import decide as calibration_de
 from bench.experiments.driving_alert_calibration import simulated
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
+from bench.experiments.driving_step_out import FIVE_CHANNELS
 from core.calibration import threshold_from_groups
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor
@@ -173,7 +178,7 @@ class Harness(PathHarness):
             ``(state, threshold, per_log)``: ``per_log[i]`` holds training log ``i``'s frame
             scores under the state fitted without it.
         """
-        states, full, _ = self.fitted_states(fs.CHANNELS, items=self.train, observed=None,
+        states, full, _ = self.fitted_states(FIVE_CHANNELS, items=self.train, observed=None,
                                              scorer=scorer)
         per_log = [self.view(state, it)["score"] for state, it in zip(states, self.train)]
         return full, threshold_from_groups(per_log, self.pred.contamination), per_log
@@ -250,7 +255,7 @@ def contexts(log, result) -> dict:
            "ego_speed": np.asarray(log.ego_speed, float),
            "lead_gap_m": np.nan_to_num(gap, nan=100.0),        # no lead: far
            "occluded_share": (~log.visible & in_range[None]).sum((1, 2)) / in_range.sum()}
-    for name, norm, _ in fs.CHANNELS[:3]:                       # the network's channels
+    for name, norm, _ in FIVE_CHANNELS[:3]:                       # the network's channels
         key = fs.FrameScorer.key(name, norm)
         if name != "object_recon":      # its non-zero cells are the scored object cells
             out[f"{key}_cells"] = (result.score_maps[key] > 0).sum((1, 2))

@@ -9,6 +9,10 @@ configuration's logs instead (the benchmark's 4 test logs and 2 normal logs).
 
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_calibration_cache town   # ~8 min
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_path_channel town        # ~3 min
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import json
 import sys
@@ -21,6 +25,7 @@ from sklearn.metrics import roc_auc_score
 from bench.driving import event_kinds
 from bench.experiments import merge_results
 from bench.experiments.driving_lead_channel import Harness
+from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
 from core.calibration import threshold_from_contamination
 from driving.evaluate import event_latencies
 from driving.model.predictor import OcclusionPredictor
@@ -35,7 +40,7 @@ TEST_SETS = {"tuned": (("tuned", "extra"), ("tuned_normal", "extra_normal")),
              # the held-out configuration's own network and logs (driving_native_alerts.py)
              "native": (("heldout",), ("heldout_normal", "more_normal"))}
 CAL_FRAMES = 50                       # the predictor's calibration tail: 20 % of 250 frames
-CHANNELS = [name for name, _, _ in fs.CHANNELS]
+CHANNELS = [name for name, _, _ in FIVE_CHANNELS]
 
 
 def channel_view(scorer, result) -> dict:
@@ -51,12 +56,12 @@ def reach(half_width_m, classes=fs.REACH_CLASSES):
     return lambda log: fs.path_reach(log.semantic, log.ego_speed, log.meta, half_width_m, classes)
 
 
-BASE = fs.CHANNELS[:4]                 # revealed, object context, object recon, lead closing
+BASE = FIVE_CHANNELS[:4]                 # revealed, object context, object recon, lead closing
 CANDIDATES = {"reach_wide": reach(2.5),
               "reach_path": reach(fs.PATH_HALF_WIDTH_M),
               "reach_lane_pedestrians": reach(fs.LANE_HALF_M, (PEDESTRIAN,))}
 VARIANTS = {"as committed before (no path channel)": BASE,
-            "path_reach, the ego's lane (1.6 m; kept)": fs.CHANNELS,
+            "path_reach, the ego's lane (1.6 m; kept)": FIVE_CHANNELS,
             "path_reach, 2.5 m either side": BASE + (("reach_wide", False, 1),),
             "path_reach, the path (5.5 m)": BASE + (("reach_path", False, 1),),
             "path_reach, pedestrians only": BASE + (("reach_lane_pedestrians", False, 1),)}
@@ -203,7 +208,7 @@ def save_configuration(out: Path, world: str, configuration: str, result: dict):
 
 if __name__ == "__main__":
     harness = PathHarness(sys.argv[1])
-    harness.observed_channels = {**fs.OBSERVED_CHANNELS, **CANDIDATES}
-    harness.min_scale = {**fs.MIN_SCALE, **{name: 0.02 for name in CANDIDATES}}
+    harness.observed_channels = {**FIVE_CHANNEL_OBSERVED, **CANDIDATES}
+    harness.min_scale = {**FIVE_CHANNEL_MIN_SCALE, **{name: 0.02 for name in CANDIDATES}}
     for label, channels in VARIANTS.items():
         harness.run(channels, label)

@@ -28,6 +28,10 @@ Results in bench/results/driving_sparse_tail_<world>.json, one entry per configu
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_sparse_tail town tuned      # ~7 min
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_sparse_tail town heldout    # ~5 min
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import json
 import sys
@@ -38,6 +42,7 @@ import numpy as np
 from bench.experiments.driving_curved_path import use
 from bench.experiments.driving_path_channel import Alerts, PathHarness, report, save_configuration
 from bench.experiments.driving_road_corridor import RoadCorridor
+from bench.experiments.driving_step_out import FIVE_CHANNELS
 from core.calibration import threshold_from_contamination
 from driving.scoring import frame_score as fs
 
@@ -122,12 +127,12 @@ THRESHOLDS = {"quantile of the cross-fitted frames (committed)": pooled,
 def diagnosis(harness, fitted, threshold: float) -> dict:
     """Which calibration frames reach the threshold (log, channel) and how many non-zero
     ``path_reach`` frames each training log holds."""
-    names = [c[0] for c in fs.CHANNELS]
+    names = [c[0] for c in FIVE_CHANNELS]
     scores = np.concatenate([s for s, _ in fitted.held_out])
     tails = np.concatenate([t for _, t in fitted.held_out])
     logs = np.concatenate([np.full(len(s), i) for i, (s, _) in enumerate(fitted.held_out)])
     top = scores >= threshold
-    path_reach = [c for c in fs.CHANNELS if c[0] == "path_reach"]
+    path_reach = [c for c in FIVE_CHANNELS if c[0] == "path_reach"]
     reach = [int((harness.frame_scorer(path_reach).observed_statistics(log)["path_reach"] > 0).sum())
              for log, _ in harness.train]
     return {"threshold": threshold, "frames_at_or_over": int(top.sum()),
@@ -151,7 +156,7 @@ def evaluate(harness, world: str) -> dict:
             use(harness, corridor)
             for tail_label, tail in TAILS.items():
                 harness.tail_class = tail
-                fitted = harness.cross_fit(fs.CHANNELS, per_log)
+                fitted = harness.cross_fit(FIVE_CHANNELS, per_log)
                 scored = harness.alerts(fitted, lambda o: o[0])
                 held = [s for s, _ in fitted.held_out]
                 rules = THRESHOLDS if tail is COMMITTED_TAIL else dict(list(THRESHOLDS.items())[:1])

@@ -6,6 +6,10 @@ normal logs, on the **tuned** configurations only (the benchmark's 4 test logs, 
 driving_calibration_cache.py (/tmp/drv19/cache/<world>). No variant was kept.
 
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_stall_channel highway   # ~5 min
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import sys
 
@@ -13,6 +17,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench.experiments.driving_path_channel import PathHarness
+from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
 from driving.scoring import frame_score as fs
 from driving.warp import cell_offsets
 
@@ -56,7 +61,7 @@ CANDIDATES = {  # name: (channel, TailScore floor)
     "three lanes, 1/s, gap at least 10 m": (closing(THREE_LANES, EGO_PLUS_5, gap_floor_m=10.0), 0.02),
     "three lanes, m/s": (closing(THREE_LANES, EGO_PLUS_5, over_gap=False), 0.5),
     "ego's lane, m/s": (closing(LANE, EGO_PLUS_5, over_gap=False), 0.5)}
-WITHOUT_LEAD = fs.CHANNELS[:3] + fs.CHANNELS[4:]          # revealed, context, recon, path_reach
+WITHOUT_LEAD = FIVE_CHANNELS[:3] + FIVE_CHANNELS[4:]          # revealed, context, recon, path_reach
 
 
 def stalled_outside_path(harness, channels):
@@ -82,13 +87,13 @@ def stalled_outside_path(harness, channels):
 
 if __name__ == "__main__":
     harness = PathHarness(sys.argv[1])
-    harness.observed_channels = {**fs.OBSERVED_CHANNELS, **{name: fn for name, (fn, _) in CANDIDATES.items()}}
-    harness.min_scale = {**fs.MIN_SCALE, **{name: floor for name, (_, floor) in CANDIDATES.items()}}
-    harness.run(fs.CHANNELS, "as committed (lead_closing: the ego's lane, 25 m/s)")
+    harness.observed_channels = {**FIVE_CHANNEL_OBSERVED, **{name: fn for name, (fn, _) in CANDIDATES.items()}}
+    harness.min_scale = {**FIVE_CHANNEL_MIN_SCALE, **{name: floor for name, (_, floor) in CANDIDATES.items()}}
+    harness.run(FIVE_CHANNELS, "as committed (lead_closing: the ego's lane, 25 m/s)")
     for name in CANDIDATES:
         harness.run(WITHOUT_LEAD + ((name, False, 1),), f"instead of lead_closing: {name}")
-    added = fs.CHANNELS + (("three lanes, m/s", False, 1),)
+    added = FIVE_CHANNELS + (("three lanes, m/s", False, 1),)
     harness.run(added, "beside lead_closing: three lanes, m/s")
     if harness.world == "highway":
-        stalled_outside_path(harness, fs.CHANNELS)
+        stalled_outside_path(harness, FIVE_CHANNELS)
         stalled_outside_path(harness, added)

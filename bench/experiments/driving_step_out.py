@@ -82,6 +82,13 @@ AUROC with the tuned / the held-out configuration's own network: product 0.827 /
 0.816; the benchmark's held-out column 0.854 (benchmark) / 0.877 / 0.870, its own-training
 column 0.825 / 0.846 / 0.834. The rejected channel is better on all of it.
 
+**Scorers pinned**: every stage here scores with :func:`five_channel_scorer` (the product's
+channels when these results were made: ``revealed``, ``object_context``, ``object_recon``,
+``lead_closing``, ``path_reach``) as ``product`` and as the candidates' base, not with the
+product's default ``FrameScorer()``, which has since gained ``pedestrian_conflict``: a rerun
+reproduces the committed results. ``highway_identity`` judges a candidate against the scorer
+it was judged against (its ``base``).
+
 **Confirmation on fresh tuned logs**: :mod:`bench.experiments.driving_step_out_confirm`
 (``confirmation`` in the JSON): the rejection stands.
 
@@ -165,9 +172,9 @@ class Work:
         n, seed, config = self.sets[name]
         return kept_logs(self.root / "logs" / name, n, FRAMES, seed, config)
 
-    def calibrated(self, model: str, train: str, frame_scorer=None) -> OcclusionPredictor:
+    def calibrated(self, model: str, train: str, frame_scorer: fs.FrameScorer) -> OcclusionPredictor:
         """The kept network ``models/<model>`` recalibrated on set ``train`` (as the
-        benchmark's reuse does), with ``frame_scorer``'s channels (None: the product's)."""
+        benchmark's reuse does), with ``frame_scorer``'s channels (unfitted)."""
         return OcclusionPredictor.load(self.models / model).calibrate(self.logs(train), frame_scorer)
 
 
@@ -280,7 +287,7 @@ def diagnose(work: Work, model: str = "town", train: str = "train", step_set: st
     Returns:
         The summary, and the pedestrian's rows per labelled frame (:func:`pedestrian_frames`).
     """
-    pred = work.calibrated(model, train)
+    pred = work.calibrated(model, train, five_channel_scorer())
     scorer, threshold = pred.scoring_.frame_scorer, float(pred.calibration_.threshold_)
     keys = channel_keys(scorer)
     rows, per_event, scores, labels, unlabelled = [], [], [], [], 0
@@ -380,25 +387,47 @@ def reach_with_road_pedestrians(log) -> np.ndarray:
     return np.maximum(fs.OBSERVED_CHANNELS["path_reach"](log), pedestrian_reach(log))
 
 
-def product_scorer() -> fs.FrameScorer:
-    return fs.FrameScorer()
+# The product's frame-score channels, tail floors and observed channels before
+# ``pedestrian_conflict`` joined them: the scorer every result of this experiment, of
+# driving_step_out_confirm and driving_step_out_enriched was made with, driving_conflict's
+# ``product``, and the product arm of the older driving experiments that score channels
+# through a harness (driving_path_channel, driving_lead_channel, ...). Pinned here, not read
+# from ``frame_score``'s defaults, so that these stages rerun as committed whatever channels
+# the product gains.
+FIVE_CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
+                 ("lead_closing", False, 1), ("path_reach", False, 1))
+FIVE_CHANNEL_MIN_SCALE = MappingProxyType({"object_context": 0.5, "lead_closing": 0.02, "path_reach": 0.02})
+FIVE_CHANNEL_OBSERVED = MappingProxyType(fs.registry_channels(("lead_closing", "path_reach")))
+
+
+def five_channel_scorer(extra_channels: tuple = (), extra_min_scale: Mapping | None = None,
+                        extra_observed: Mapping | None = None) -> fs.FrameScorer:
+    """The unfitted five-channel scorer (:data:`FIVE_CHANNELS`), with ``extra_channels``
+    appended (``(name, normalised, k)`` triples), their tail floors ``extra_min_scale`` and
+    their observed-grid functions ``extra_observed`` (name -> function(log)): a candidate
+    judged against it."""
+    return fs.FrameScorer(FIVE_CHANNELS + tuple(extra_channels),
+                          {**FIVE_CHANNEL_MIN_SCALE, **(extra_min_scale or {})},
+                          {**FIVE_CHANNEL_OBSERVED, **(extra_observed or {})})
 
 
 def road_pedestrians_in_path_reach() -> fs.FrameScorer:
-    channels = tuple(c if c[0] != "path_reach" else ("path_reach_road", False, 1) for c in fs.CHANNELS)
-    observed = {"lead_closing": fs.OBSERVED_CHANNELS["lead_closing"],
+    """:func:`five_channel_scorer` whose ``path_reach`` also reads :func:`road_pedestrians`."""
+    channels = tuple(c if c[0] != "path_reach" else ("path_reach_road", False, 1) for c in FIVE_CHANNELS)
+    observed = {"lead_closing": FIVE_CHANNEL_OBSERVED["lead_closing"],
                 "path_reach_road": reach_with_road_pedestrians}
-    return fs.FrameScorer(channels, {**fs.MIN_SCALE, "path_reach_road": fs.MIN_SCALE["path_reach"]},
-                          observed)
+    floors = {**FIVE_CHANNEL_MIN_SCALE, "path_reach_road": FIVE_CHANNEL_MIN_SCALE["path_reach"]}
+    return fs.FrameScorer(channels, floors, observed)
 
 
 def pedestrian_reach_channel() -> fs.FrameScorer:
-    return fs.FrameScorer(fs.CHANNELS + (("pedestrian_reach", False, 1),),
-                          {**fs.MIN_SCALE, "pedestrian_reach": fs.MIN_SCALE["path_reach"]},
-                          {**fs.OBSERVED_CHANNELS, "pedestrian_reach": pedestrian_reach})
+    """:func:`five_channel_scorer` and :func:`pedestrian_reach` as a channel of its own."""
+    return five_channel_scorer((("pedestrian_reach", False, 1),),
+                               {"pedestrian_reach": FIVE_CHANNEL_MIN_SCALE["path_reach"]},
+                               {"pedestrian_reach": pedestrian_reach})
 
 
-CANDIDATES = {"product": product_scorer, "road_pedestrians_in_path_reach": road_pedestrians_in_path_reach,
+CANDIDATES = {"product": five_channel_scorer, "road_pedestrians_in_path_reach": road_pedestrians_in_path_reach,
               "pedestrian_reach_channel": pedestrian_reach_channel}
 MIN_STEP_OUT_GAIN, MAX_ALERTS_OVER_NOMINAL = 0.05, 2.0
 
@@ -410,7 +439,7 @@ def candidate(name: str, work: Work) -> dict:
     step_out = column(pred, work, "step_out")
     tuned = column(pred, work, "tuned", "tuned_normal")
     return {"step_out": step_out["by_kind"]["pedestrian_step_out"], "step_out_threshold": step_out["threshold"],
-            "tuned": tuned, "highway": highway_identity(CANDIDATES[name](), work)}
+            "tuned": tuned, "highway": highway_identity(CANDIDATES[name](), five_channel_scorer(), work)}
 
 
 def product_from_runs(diagnosis: dict) -> dict:
@@ -462,14 +491,14 @@ def heldout(name: str, column_name: str, work: Work) -> dict:
     return out
 
 
-def highway_identity(frame_scorer, work: Work) -> dict:
-    """Does ``frame_scorer`` (unfitted) score the highway as the product's does? A network
-    trained briefly on 3 normal highway logs (1 epoch of 5 steps: the check is of the scoring,
-    any network will do), calibrated on them once with the product's scorer and once with
-    ``frame_scorer``; both score the benchmark's first highway event log."""
+def highway_identity(frame_scorer: fs.FrameScorer, base: fs.FrameScorer, work: Work) -> dict:
+    """Does ``frame_scorer`` score the highway as ``base`` (the scorer it is judged against,
+    both unfitted) does? A network trained briefly on 3 normal highway logs (1 epoch of 5
+    steps: the check is of the scoring, any network will do), calibrated on them once with
+    ``base`` and once with ``frame_scorer``; both score the benchmark's first highway event log."""
     train = work.logs("highway_train")
     pred = OcclusionPredictor(epochs=1, max_steps_per_epoch=5, random_state=0, progress=False,
-                              **MODEL).fit(train)
+                              **MODEL).fit(train).calibrate(train, base)
     log = work.logs("highway_tuned")[0]
     product, threshold = score_log(pred, log).score, float(pred.calibration_.threshold_)
     candidate = score_log(pred.calibrate(train, frame_scorer), log).score

@@ -10,7 +10,9 @@ confirmation on fresh tuned data, not a held-out test). The rejection turned on 
 loss on the tuned column's 4 event logs (7 events); ``confirm_tuned`` is :data:`CONFIRM_LOGS` fresh event logs of the tuned
 configuration (``SimConfig()``, all four event kinds as the benchmark's test logs, 250
 frames, seed :data:`CONFIRM_SEED`, used by no benchmark or experiment), scored by the product
-and by ``pedestrian_reach_channel`` (the tuned network recalibrated on the 6 training logs,
+(``driving_step_out.five_channel_scorer``: pinned to the five channels it had then, not the
+product's default, which has since gained ``pedestrian_conflict``) and by
+``pedestrian_reach_channel`` (the tuned network recalibrated on the 6 training logs,
 as ``candidate`` does), with the 8 tuned normal logs for the alert rate; a bootstrap over
 the event logs (:data:`BOOTSTRAP_DRAWS` draws of 12 with replacement, seed
 :data:`BOOTSTRAP_SEED`) gives a 95 % interval of the AUROC difference candidate - product.

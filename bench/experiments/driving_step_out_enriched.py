@@ -29,7 +29,10 @@ tiny logs: 11-41 and 100-105).
 
 **Scoring**: the benchmark's tuned network (``MODELS/town``) recalibrated on its 6 training logs
 with each scorer, as ``driving_step_out.candidate`` does: the product's (``product``) and
-``pedestrian_reach_channel``. Every AUROC below is over one pool of frames: the event frames
+``pedestrian_reach_channel``. Both are pinned to the product's channels of the time
+(``driving_step_out.five_channel_scorer``, and it with ``pedestrian_reach``), not to the
+product's default, which has since gained ``pedestrian_conflict``, so every stage reruns as
+committed; the highway check judges the candidate against ``product``. Every AUROC below is over one pool of frames: the event frames
 (all of them, or one kind's) against every normal frame of the 28 event logs and the 8 normal
 logs.
 
@@ -252,7 +255,7 @@ def run(stage: str, name: str | None, work: Work, trial: Trial = ENRICHED) -> di
         entries = {name: score(name, work, trial), "set": set_description(trial)}
     elif stage == "highway":
         configure_threads()
-        entries = {"highway": highway_identity(trial.scorers[trial.candidate](), work)}
+        entries = {"highway": highway_identity(trial.scorers[trial.candidate](), trial.scorers["product"](), work)}
     else:
         entries = decide_kept(work, trial)
     print(json.dumps(entries, indent=1))

@@ -13,6 +13,10 @@ and the alert threshold of every variant come from the training logs' tails in b
 threshold from the cross-fitted scores of the same aggregation).
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_temporal town   # ~6 min
+
+Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+observed channels), the product's channels when its results were made, not to the default
+``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
 import sys
 from pathlib import Path
@@ -21,6 +25,7 @@ import numpy as np
 
 from bench.experiments.driving_path_channel import (CrossFit, PathHarness, onsets, report,
                                                     save_configuration)
+from bench.experiments.driving_step_out import FIVE_CHANNELS
 from driving.scoring import frame_score as fs
 from driving.scoring.surprise import causal_mean
 
@@ -97,7 +102,7 @@ def evaluate(harness, fitted: CrossFit, aggregate) -> dict:
 
 def main(world: str, configuration: str = "tuned") -> dict:
     harness = PathHarness(world, configuration=configuration)
-    fitted = harness.cross_fit(fs.CHANNELS, lambda state, item: tail_matrix(harness, state, item))
+    fitted = harness.cross_fit(FIVE_CHANNELS, lambda state, item: tail_matrix(harness, state, item))
     results = {}
     for label, aggregate in variants(harness).items():
         results[label] = evaluate(harness, fitted, aggregate)

@@ -3,7 +3,8 @@ recovered from the smoothed ones, and the scorer its rule judged the candidate a
 import numpy as np
 import pytest
 
-from bench.experiments.driving_conflict import CHANNEL, pedestrian_conflict_channel, unsmoothed, without_conflict
+from bench.experiments.driving_conflict import CHANNEL, pedestrian_conflict_channel, unsmoothed
+from bench.experiments.driving_step_out import five_channel_scorer
 from driving.scoring.surprise import causal_mean
 
 
@@ -14,7 +15,7 @@ def test_unsmoothed_inverts_the_causal_mean(window):
 
 
 def test_the_rule_judged_the_product_without_the_channel_against_it():
-    before, candidate = without_conflict(), pedestrian_conflict_channel()
+    before, candidate = five_channel_scorer(), pedestrian_conflict_channel()
     assert candidate.channels == before.channels + ((CHANNEL, False, 1),)
     assert set(candidate.observed_channels) - set(before.observed_channels) == {CHANNEL}
     assert CHANNEL not in before.min_scale and candidate.min_scale[CHANNEL] == 0.02
