@@ -13,7 +13,7 @@ from scipy.ndimage import binary_erosion
 
 from core.errors import DataValidationError
 from medical.anomaly import AnomalyScorer
-from medical.io import find_cases
+from medical.io import Case, find_cases
 from medical.phantom import simulate_case, simulate_dataset, simulate_study
 from medical.phantom_body import KIDNEY_LEFT
 from medical.phantom_render import PHASES
@@ -78,7 +78,6 @@ def test_phase_pair_takes_two_different_phases_of_the_same_window():
 def test_a_study_whose_phases_lie_on_two_grids_is_refused():
     from monai.data import MetaTensor
 
-    from medical.io import Case
     from medical.volumes import PreparedCase, training_volume
 
     shifted = np.eye(4)
@@ -159,9 +158,9 @@ def test_fit_trains_on_studies_only_and_records_every_phase(tmp_path):
     def scorer(pretext):
         return AnomalyScorer(config.network, grid, replace(config.anomaly, pretext=pretext))
 
-    with pytest.raises(DataValidationError, match="multi-phase studies; got case_000"):
+    with pytest.raises(DataValidationError, match=r"multi-phase studies \(.*\); got case_000"):
         scorer(CROSS_PHASE).fit(cases[:3], cases[3:4], config, progress=False)
-    with pytest.raises(DataValidationError, match="single volumes; got case_000"):
+    with pytest.raises(DataValidationError, match=r"single volumes \(Cases\); got a tuple of 3 \(case_000"):
         scorer("inpaint").fit(studies[:2], cases[6:7], config, progress=False)
     fitted = scorer(CROSS_PHASE).fit(studies[:2], [studies[2][0]], config, progress=False)
     assert fitted.provenance_["training"]["cases"] == [c.name for c in cases[:6]]
@@ -169,6 +168,31 @@ def test_fit_trains_on_studies_only_and_records_every_phase(tmp_path):
     # the pretrained network takes the segmenter's 2-channel input and gives mean and log variance
     image = torch.zeros((1, 1, 32, 32, 16))
     assert fitted.network(masked_input(image, torch.zeros_like(image))).shape == (1, 2, 32, 32, 16)
+
+
+def _phases(body: str, count: int) -> tuple:
+    return tuple(Case(f"{body}_{phase}", Path(f"{body}_{phase}.nii.gz")) for phase in PHASES[:count])
+
+
+@pytest.mark.parametrize("items, refusal", [
+    ([_phases("a", 3), _phases("b", 2)], r"as many phases; a tuple of 2 \(b_native, b_arterial\) has 2, "
+                                         r"a tuple of 3 \(a_native, .*\) has 3"),
+    ([_phases("a", 2), _phases("b", 1)], r"multi-phase studies \(.*\); got a tuple of 1 \(b_native\)"),
+    ([_phases("a", 2), list(_phases("b", 2))], r"got a list of 2 \(b_native, b_arterial\)"),
+    ([_phases("a", 2), (*_phases("b", 1), "b_arterial.nii.gz")], r"got a tuple of 2 \(b_native, a str\)"),
+])
+def test_fit_refuses_studies_that_cannot_be_stacked_before_reading_any(items, refusal):
+    """Studies of 3 and 2 phases failed inside torch's batching after every volume was read;
+    1-phase tuples at the first batch; a list with an AttributeError."""
+    config, _ = preset("tiny")
+    scorer = AnomalyScorer(config.network, PreprocessConfig(spacing=(12.0, 12.0, 12.0)),
+                           replace(config.anomaly, pretext=CROSS_PHASE))
+
+    def read(case):
+        pytest.fail(f"read {case.name} before the studies were checked")
+
+    with pytest.raises(DataValidationError, match=refusal):
+        scorer.fit(items, [], config, progress=False, read=read)
 
 
 class VisibleOffset(torch.nn.Module):
