@@ -242,13 +242,13 @@ def _truth(case: Case) -> dict:
 
 
 def _conflict(first: Case, second: Case, test_images=frozenset()) -> str:
-    """``"<image>: label <one> vs <other>"``: where two listings of one image differ (``"<image>:
-    one listing is in the test list"`` where that is why: a test listing has no truth);
-    ``""`` where they agree."""
+    """``"<image>: label <one> vs <other>"``: where two listings of one image differ
+    (``"<image>: one listing is in the test list ..."`` where a test listing's want of truth
+    is why); ``""`` where they agree."""
     one, other = _truth(first), _truth(second)
     differing = [f"{field} {one[field]} vs {other[field]}" for field in one
                  if one[field] != other[field]]
-    if differing and first.key in test_images:
+    if differing and first.key in test_images and _truth(Case("", first.image)) in (one, other):
         return f"{first.key}: one listing is in the test list, which gives no truth"
     return f"{first.key}: {', '.join(differing)}" if differing else ""
 
