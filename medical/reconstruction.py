@@ -214,11 +214,12 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     phases' kidney intensity, which only a network that knows it is kidney (not liver, not
     muscle: their native HU overlap) can give, and the visible voxels are half the signal;
     the hidden ones ask for that plus in-painting. The context baseline is phase A's, so the
-    network predicts the phase change as its correction. Such a network predicts another phase, so its anomaly maps are not
-    in-painting's; it is a segmenter initialisation. ``"cross_phase_hidden"`` takes the same
-    loss on the hidden voxels only, as in-painting does (on a visible voxel the context
-    baseline is a Gaussian average of its neighbourhood, which the network must first
-    sharpen back before it can change the phase).
+    network predicts the phase change as its correction. Such a network predicts another
+    phase, so its anomaly maps are not in-painting's; it is a segmenter initialisation.
+    ``"cross_phase_hidden"`` takes the same loss on the hidden voxels only, as in-painting
+    does (on a visible voxel the context baseline is a Gaussian average of its
+    neighbourhood, which the network must first sharpen back before it can change the
+    phase).
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")

@@ -89,13 +89,12 @@ def check_studies(items, pretext: str) -> None:
             whose phase count differs from the first study's.
     """
     items, wants_studies = list(items), pretext in CROSS_PHASE_VARIANTS
+    wanted = ("multi-phase studies (each a tuple of 2 or more phase Cases of one body)"
+              if wants_studies else "single volumes (Cases)")
     for item in items:
         if not (is_study(item) if wants_studies else isinstance(item, Case)):
-            raise DataValidationError(
-                f"pretext {pretext!r} trains on " + ("multi-phase studies (each a tuple of 2 "
-                                                     "or more phase Cases of one body)"
-                                                     if wants_studies else "single volumes (Cases)")
-                + f"; got {item_named(item)}")
+            raise DataValidationError(f"pretext {pretext!r} trains on {wanted}; "
+                                      f"got {item_named(item)}")
     if wants_studies and items:
         first = items[0]
         for study in items:

@@ -78,8 +78,9 @@ takes ~15-20 min with ``--jobs 2`` at this load, ~35 min if the load doubles.
 FOLLOW-UP ``cross_phase_hidden`` (chosen AFTER the decision above and the ``--pretext-fit``
 diagnosis; its rule written and committed before it ran): the diagnosis found the candidate's
 prediction of the other phases worse than one organ-blind shift on every organ (a shift
-fitted on the study's own target, an oracle), and at the visible voxels (half its loss) starting from the context baseline, a Gaussian average
-(sigma 3 x 3 x 2 voxels) the network must first sharpen back. The follow-up changes that
+fitted on the study's own target, an oracle), and at the visible voxels (half its loss)
+starting from the context baseline, a Gaussian average (sigma 3 x 3 x 2 voxels) the network
+must first sharpen back. The follow-up changes that
 alone: the same pretext with the loss on the hidden voxels only, where in-painting takes it
 (``medical.reconstruction.CROSS_PHASE_VARIANTS``); bodies, split, budget, arms and sets as
 above; the control's arms are this run's. Rule: it PASSES if, on the TEST set, (1) share >=
