@@ -219,3 +219,10 @@ def test_an_msd_image_listed_for_training_and_test_is_refused_as_such(tmp_path, 
         f"{root.resolve()}: an image file listed twice with different truth: "
         f"{root.resolve()}/imagesTr/x.nii.gz: one listing is in the test list, which gives no truth")
     assert [c.name for c in find_cases(root, split="training")] == ["x"]
+    # listed twice for training as well: that conflict is said as it is
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["training"].append({"image": "imagesTr/x.nii.gz", "label": "labelsTr/y.nii.gz"})
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataValidationError, match=r"x.nii.gz: label .*/x.nii.gz vs .*/y.nii.gz; "
+                                                  r".*x.nii.gz: one listing is in the test list"):
+        find_cases(root)
