@@ -363,8 +363,9 @@ def pretext_fit(work: Path, result: dict, invariant_run: dict, jobs: int) -> dic
     context baseline alone (the network's starting point: the visible voxels of the shown
     phase, Gaussian-averaged), copying the shown phase (unmasked), and the shown phase plus
     the body's mean change (one shift for every tissue, organ-blind; fitted on the study's own
-    target, so an oracle: it knows the body's mean change, which a network must infer). The network is
-    not told which phase to give, so the other phases' mean is the best it can learn."""
+    target, so an oracle: it knows the body's mean change, which a network must infer). The
+    network is not told which phase to give, so the other phases' mean is the best it can
+    learn."""
     configure_threads()
     fits = {}
     for arm in (CANDIDATE, VARIANT):
