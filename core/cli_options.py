@@ -62,18 +62,21 @@ def plain_warnings(show: bool = True):
     """Print each :class:`core.errors.UnmaskWarning` raised inside as one ``warning:`` line
     on stderr, once however often it was raised (one input read twice warns twice), other
     warnings as Python shows them; ``show=False`` drops them (under torchrun every rank fits
-    the same data, and rank 0 says it once)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnmaskWarning)
-        yield
-    shown = set()
-    for w in caught:
-        if issubclass(w.category, UnmaskWarning):
-            if show and str(w.message) not in shown:
-                click.echo(f"warning: {w.message}", err=True)
-            shown.add(str(w.message))
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    the same data, and rank 0 says it once). An error raised in the block goes on after
+    the warnings before it are shown."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnmaskWarning)
+            yield
+    finally:  # an error in the block still shows what was warned before it
+        shown = set()
+        for w in caught:
+            if issubclass(w.category, UnmaskWarning):
+                if show and str(w.message) not in shown:
+                    click.echo(f"warning: {w.message}", err=True)
+                shown.add(str(w.message))
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 DEFAULT_ATOL = 1e-4

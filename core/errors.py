@@ -33,7 +33,9 @@ def recorded_warnings():
     """Collect the message of each :class:`UnmaskWarning` raised inside into the list it
     yields, and raise every warning caught again as it was when the block ends: a run writes
     what it warned about while reading its input (e.g. an image file listed twice) into its
-    summary, and the CLI still prints each as its one ``warning:`` line.
+    summary, and the CLI still prints each as its one ``warning:`` line. An error raised in
+    the block goes on after the warnings before it are raised again (find_cases warns of an
+    image listed twice, then refuses two cases of one name: the user sees both).
 
     Example:
         >>> with recorded_warnings() as lines:
@@ -42,12 +44,14 @@ def recorded_warnings():
         ['data/ct: left out 1 case']
     """
     lines: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnmaskWarning)
-        yield lines
-    for caught_warning in caught:
-        if issubclass(caught_warning.category, UnmaskWarning):
-            lines.append(str(caught_warning.message))
-        warnings.warn_explicit(caught_warning.message, caught_warning.category,
-                               caught_warning.filename, caught_warning.lineno,
-                               source=caught_warning.source)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnmaskWarning)
+            yield lines
+    finally:  # an error in the block still lets out what was warned before it
+        for caught_warning in caught:
+            if issubclass(caught_warning.category, UnmaskWarning):
+                lines.append(str(caught_warning.message))
+            warnings.warn_explicit(caught_warning.message, caught_warning.category,
+                                   caught_warning.filename, caught_warning.lineno,
+                                   source=caught_warning.source)

@@ -61,11 +61,10 @@ from .networks import NetworkConfig, build_network, load_weights
 from .organ_scoring import (confident_labels, divide_by_tails, organ_error_map, organ_map,
                             organ_reconstruction, organ_residual_stats, organ_tails,
                             scored_parenchyma)
-from .reconstruction import (CROSS_PHASE_VARIANTS, MeanAndLogVariance, body_mask,
-                             context_baseline, core_schedule, masked_input, output_channels,
-                             reconstruction_loss, split_output)
+from .reconstruction import (MeanAndLogVariance, body_mask, context_baseline, core_schedule,
+                             masked_input, output_channels, reconstruction_loss, split_output)
 from .transforms import Preprocessor, PreprocessConfig
-from .volumes import CropDataset, phase_cases, prepare_case, training_volume
+from .volumes import CropDataset, check_studies, phase_cases, prepare_case, training_volume
 
 
 def grid_array(image) -> np.ndarray:
@@ -145,6 +144,11 @@ class AnomalyScorer(NetworkPlacement, Estimator):
                 :meth:`case_reader`'s).
 
         Runs on this scorer's device and precision (:meth:`to`).
+
+        Raises:
+            DataValidationError: ``cases`` do not fit the pretext (single ``Case``s, or
+                studies of 2 or more phases, all as many: :func:`medical.volumes.check_studies`),
+                before any is read.
         """
         read = read or self.case_reader()
         check_studies(cases, self.config.pretext)
@@ -360,16 +364,3 @@ class AnomalyScorer(NetworkPlacement, Estimator):
 
 
 PROVENANCE_KEYS = ("training", "organ_calibration_cases")
-
-
-def check_studies(items, pretext: str) -> None:
-    """Refuse pretraining ``items`` that do not fit ``pretext``: the cross-phase pretexts
-    train on studies (tuples of phase ``Case``s) only, every other pretext on single ``Case``s."""
-    wants_studies = pretext in CROSS_PHASE_VARIANTS
-    wrong = [item for item in items if isinstance(item, tuple) != wants_studies]
-    if wrong:
-        first = wrong[0]
-        name = ", ".join(c.name for c in first) if isinstance(first, tuple) else first.name
-        raise DataValidationError(
-            f"pretext {pretext!r} trains on " + ("multi-phase studies" if wants_studies else
-                                                 "single volumes") + f"; got {name}")

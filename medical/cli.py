@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 
 import click
@@ -15,8 +14,6 @@ from core.text import counted
 
 from .io import find_cases
 
-# a case name's start: it names the case's files in imagesTr/ and labelsTr/
-CASE_PREFIX = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 PRESET_OPTION = click.option("--preset", type=click.Choice(["tiny", "small", "default"]),
                              default="default", show_default=True,
                              help="Network/training size (tiny: tests; small: demo).")
@@ -44,10 +41,6 @@ def simulate(n_cases, out, lesions, seed, shape, prefix):
         dims = tuple(int(s) for s in shape.split(","))
     except ValueError:
         raise DataValidationError(f"--shape {shape!r}: expected three integers like 96,96,48") from None
-    if not re.fullmatch(CASE_PREFIX, prefix):
-        raise DataValidationError(f"--prefix {prefix!r}: expected letters, digits, '-' and '_', "
-                                  "first a letter or digit, like cal (it starts each case's "
-                                  "file name)")
     simulate_dataset(out, n_cases, lesions=lesions, seed=seed, shape=dims, prefix=prefix)
     click.echo(f"wrote {counted(n_cases, 'case')} to {out}")
 

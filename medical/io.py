@@ -22,6 +22,7 @@ import logging
 import re
 import warnings
 import zlib
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,23 +116,25 @@ def _entry_path(root: Path, value: str | None, field: str, json_path: Path) -> P
     return path
 
 
-def _msd_cases(root: Path, split: str | None) -> list[Case]:
+def _msd_cases(root: Path, split: str | None) -> tuple[list[Case], set[Path]]:
+    """The cases ``root/dataset.json`` lists under ``split`` (training first), and the image
+    files (:attr:`Case.key`) of its test listings, which carry no truth."""
     meta = read_dataset_json(root)
     json_path = root / "dataset.json"
-    cases = []
+    training, test = [], []
     if split in (None, "training"):
         for entry in meta.get("training", []):
             image = _entry_path(root, entry.get("image"), "image", json_path)
-            cases.append(Case(case_name(image), image,
-                              _entry_path(root, entry.get("label"), "label", json_path),
-                              _entry_path(root, entry.get("lesion"), "lesion", json_path),
-                              entry.get("has_lesion")))
+            training.append(Case(case_name(image), image,
+                                 _entry_path(root, entry.get("label"), "label", json_path),
+                                 _entry_path(root, entry.get("lesion"), "lesion", json_path),
+                                 entry.get("has_lesion")))
     if split in (None, "test"):
         for entry in meta.get("test", []):
             value = entry if isinstance(entry, str) else entry.get("image")
             image = _entry_path(root, value, "image", json_path)
-            cases.append(Case(case_name(image), image))
-    return cases
+            test.append(Case(case_name(image), image))
+    return training + test, {c.key for c in test}
 
 
 # --- case discovery ----------------------------------------------------------------------
@@ -158,8 +161,9 @@ def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
         if not is_nifti(path):
             raise DataValidationError(f"{path}: not a NIfTI file (.nii or .nii.gz)")
         return [Case(case_name(path), path)]
+    test_images: set[Path] = set()
     if (path / "dataset.json").is_file():
-        cases = _msd_cases(path, split)
+        cases, test_images = _msd_cases(path, split)
     elif (path / "imagesTr").is_dir() or (path / "imagesTs").is_dir():
         raise DataValidationError(f"{path}: MSD layout without dataset.json")
     elif is_dicom_dir(path):
@@ -171,7 +175,7 @@ def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
     if not cases:
         raise DataValidationError(f"{path}: no cases found (expected an MSD dataset.json, "
                                   "NIfTI files or DICOM series directories)")
-    cases = first_listings(cases, path)
+    cases = first_listings(cases, path, test_images)
     names = [c.name for c in cases]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -179,14 +183,21 @@ def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
     return cases
 
 
-def first_listings(cases: list[Case], path: Path) -> list[Case]:
+def first_listings(cases: list[Case], path: Path, test_images=frozenset()) -> list[Case]:
     """``cases`` with each image file (:attr:`Case.key`) once, where it is first listed.
 
     A second listing of one file (two links to it, a link beside it, an MSD entry written
     twice) would be trained on twice and could land on both sides of a split. The later
     listings are left out with one :class:`~core.errors.UnmaskWarning` naming them (a
     ``warning:`` line on the CLI), as ``medical.training_cases`` leaves out the calibration
-    cases a model saw.
+    cases a model saw. The line counts neither the cases found nor those left, so reading
+    one folder whole and by split says one repeat in the same words.
+
+    Args:
+        cases: the listings, in order.
+        path: where they were found (it starts each message).
+        test_images: the image files an MSD ``dataset.json`` lists under ``test`` (a
+            listing there has no truth, so one also listed for training is refused as such).
 
     Raises:
         DataValidationError: two listings of one image give it different truth files.
@@ -199,15 +210,29 @@ def first_listings(cases: list[Case], path: Path) -> list[Case]:
             repeats.append((case, kept))
     if not repeats:
         return cases
-    conflicting = [conflict for case, kept in repeats if (conflict := _conflict(kept, case))]
+    conflicting = [conflict for case, kept in repeats
+                   if (conflict := _conflict(kept, case, test_images))]
     if conflicting:
         raise DataValidationError(f"{path}: an image file listed twice with different truth: "
-                                  + "; ".join(conflicting))
-    named = ", ".join(f"{case.name} (the image of {kept.name})" for case, kept in repeats)
-    warnings.warn(f"{path}: left out {counted(len(repeats), 'case')} of the {len(cases)} found, "
-                  f"each the image file of an earlier one: {named}; using the {len(first)} left",
-                  UnmaskWarning, stacklevel=3)
+                                  + "; ".join(dict.fromkeys(conflicting)))
+    warnings.warn(f"{path}: left out {counted(len(repeats), 'case')}, each the image file of an "
+                  f"earlier one: {_repeats_named(repeats)}", UnmaskWarning, stacklevel=3)
     return list(first.values())
+
+
+def _repeats_named(repeats: list[tuple[Case, Case]]) -> str:
+    """``"b (the image of a), x listed twice"``: each later listing (``(later, first)``), by
+    the first one's name where they differ, by how often a name is listed where they agree
+    (an MSD entry written more than once)."""
+    times = Counter(case.name for case, kept in repeats if case.name == kept.name)
+    named = []
+    for case, kept in repeats:
+        if case.name != kept.name:
+            named.append(f"{case.name} (the image of {kept.name})")
+        elif case.name in times:
+            listed = times.pop(case.name) + 1
+            named.append(f"{case.name} listed " + ("twice" if listed == 2 else f"{listed} times"))
+    return ", ".join(named)
 
 
 def _truth(case: Case) -> dict:
@@ -216,12 +241,15 @@ def _truth(case: Case) -> dict:
             "lesion": case.lesion and file_key(case.lesion), "has_lesion": case.has_lesion}
 
 
-def _conflict(first: Case, second: Case) -> str:
-    """``"<image>: label <one> vs <other>"``: where two listings of one image differ; ``""``
-    where they agree."""
+def _conflict(first: Case, second: Case, test_images=frozenset()) -> str:
+    """``"<image>: label <one> vs <other>"``: where two listings of one image differ
+    (``"<image>: one listing is in the test list ..."`` where a test listing's want of truth
+    is why); ``""`` where they agree."""
     one, other = _truth(first), _truth(second)
     differing = [f"{field} {one[field]} vs {other[field]}" for field in one
                  if one[field] != other[field]]
+    if differing and first.key in test_images and _truth(Case("", first.image)) in (one, other):
+        return f"{first.key}: one listing is in the test list, which gives no truth"
     return f"{first.key}: {', '.join(differing)}" if differing else ""
 
 

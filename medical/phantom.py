@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from .phantom_render import PHASES, PhantomStyle, acquire, base_image, draw_styl
 LABELS = {1: "liver", 2: "spleen", 3: "kidney_right", 4: "kidney_left", 5: "spine"}
 # bumped whenever the same seed renders different phantoms
 PHANTOM_VERSION = 4
+# a case name's start: it names the case's files in imagesTr/ and labelsTr/
+CASE_PREFIX = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 
 
 @dataclass
@@ -198,7 +201,8 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
         seed: case ``i`` draws its anatomy from ``default_rng([seed, i])``.
         shape: voxels per axis.
         lesion_fraction: share of cases with lesions when ``lesions`` is set.
-        prefix: case name prefix.
+        prefix: case name prefix (``CASE_PREFIX``: letters, digits, ``-`` and ``_``; it
+            starts each case's file name, so ``../x`` or ``a/b`` could write outside ``out``).
         adult_kidney_share: share of bodies with adult kidney anatomy (``simulate_case``).
         studies: write each body as a multi-phase study (:func:`simulate_study`, lesion-free),
             one case per phase named ``<prefix>_<i>_<phase>``, its entry naming its
@@ -214,6 +218,10 @@ def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed:
         raise DataValidationError(f"phantom shape must be 3 sizes >= 8, got {tuple(shape)}")
     if studies and lesions:
         raise DataValidationError("multi-phase studies are simulated lesion-free")
+    if not re.fullmatch(CASE_PREFIX, prefix):
+        raise DataValidationError(f"--prefix {prefix!r}: expected letters, digits, '-' and '_', "
+                                  "first a letter or digit, like cal (it starts each case's "
+                                  "file name)")
     out = Path(out)
     training = []
     with atomic_path(out) as tmp:

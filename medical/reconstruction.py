@@ -206,17 +206,20 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     ``pretext="cross_phase"`` trains on multi-phase studies: each batch item is one window
     (same corner) of every phase of one body, ``(P, x, y, z)``. Per crop a source phase A
     and a target phase B != A are drawn (:func:`phase_pair`); the network sees A behind the
-    patch mask and predicts B, on **every** voxel. Everywhere, not only on the hidden
-    patches, because what the pretext is for lives at every voxel: a visible kidney voxel
-    of a native crop must become a portal kidney's intensity, which only a network that
-    knows it is kidney (not liver, not muscle: their native HU overlap) can give, and the
-    visible voxels are half the signal; the hidden ones ask for that plus in-painting. The
-    context baseline is phase A's, so the network predicts the phase change as its
-    correction. Such a network predicts another phase, so its anomaly maps are not
-    in-painting's; it is a segmenter initialisation. ``"cross_phase_hidden"`` takes the same
-    loss on the hidden voxels only, as in-painting does (on a visible voxel the context
-    baseline is a Gaussian average of its neighbourhood, which the network must first
-    sharpen back before it can change the phase).
+    patch mask and predicts B, on **every** voxel. It is not told which phase B is: with 3
+    phases B is either of the other two, drawn uniformly, so the best it can learn is their
+    mean (with 2 phases, the other phase itself; a retry should give it B as an input).
+    Everywhere, not only on the hidden patches, because what the pretext is for lives at
+    every voxel: a visible kidney voxel of a native crop must move towards the contrast
+    phases' kidney intensity, which only a network that knows it is kidney (not liver, not
+    muscle: their native HU overlap) can give, and the visible voxels are half the signal;
+    the hidden ones ask for that plus in-painting. The context baseline is phase A's, so the
+    network predicts the phase change as its correction. Such a network predicts another
+    phase, so its anomaly maps are not in-painting's; it is a segmenter initialisation.
+    ``"cross_phase_hidden"`` takes the same loss on the hidden voxels only, as in-painting
+    does (on a visible voxel the context baseline is a Gaussian average of its
+    neighbourhood, which the network must first sharpen back before it can change the
+    phase).
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")

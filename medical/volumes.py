@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from core.errors import DataValidationError
 
 from .io import Case, load_label_like, load_volume
+from .reconstruction import CROSS_PHASE_VARIANTS
 from .transforms import Preprocessor, median_spacing
 
 
@@ -75,6 +76,49 @@ def phase_cases(items) -> list[Case]:
     """The cases of pretraining ``items`` (``Case``s, or studies: tuples of one body's phase
     ``Case``s), studies unpacked in order."""
     return [case for item in items for case in (item if isinstance(item, tuple) else (item,))]
+
+
+def check_studies(items, pretext: str) -> None:
+    """Refuse pretraining ``items`` that do not fit ``pretext``, before any is read: the
+    cross-phase pretexts train on studies only, each a tuple of 2 or more phase ``Case``s
+    of one body, every study in as many phases (their crops are stacked into one batch);
+    every other pretext trains on single ``Case``s.
+
+    Raises:
+        DataValidationError: naming the first item that does not fit, or the first study
+            whose phase count differs from the first study's.
+    """
+    items, wants_studies = list(items), pretext in CROSS_PHASE_VARIANTS
+    wanted = ("multi-phase studies (each a tuple of 2 or more phase Cases of one body)"
+              if wants_studies else "single volumes (Cases)")
+    for item in items:
+        if not (is_study(item) if wants_studies else isinstance(item, Case)):
+            raise DataValidationError(f"pretext {pretext!r} trains on {wanted}; "
+                                      f"got {item_named(item)}")
+    if wants_studies and items:
+        first = items[0]
+        for study in items:
+            if len(study) != len(first):
+                raise DataValidationError(
+                    f"pretext {pretext!r}: every study needs as many phases; {item_named(study)} "
+                    f"has {len(study)}, {item_named(first)} has {len(first)}")
+
+
+def is_study(item) -> bool:
+    """Whether ``item`` is a study: a tuple of 2 or more ``Case``s."""
+    return (isinstance(item, tuple) and len(item) >= 2
+            and all(isinstance(case, Case) for case in item))
+
+
+def item_named(item) -> str:
+    """A pretraining item as an error names it: a ``Case`` by its name, a tuple or list
+    by what it holds (``"a tuple of 2 (a_native, a_portal)"``), anything else by its type."""
+    if isinstance(item, Case):
+        return item.name
+    if isinstance(item, (tuple, list)):
+        return (f"a {type(item).__name__} of {len(item)} ("
+                + ", ".join(item_named(member) for member in item) + ")")
+    return f"a {type(item).__name__}"
 
 
 def training_volume(item, read) -> np.ndarray:

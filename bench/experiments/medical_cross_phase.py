@@ -77,9 +77,10 @@ takes ~15-20 min with ``--jobs 2`` at this load, ~35 min if the load doubles.
 
 FOLLOW-UP ``cross_phase_hidden`` (chosen AFTER the decision above and the ``--pretext-fit``
 diagnosis; its rule written and committed before it ran): the diagnosis found the candidate's
-prediction of the other phases worse than one organ-blind shift on every organ, and at the
-visible voxels (half its loss) starting from the context baseline, a Gaussian average
-(sigma 3 x 3 x 2 voxels) the network must first sharpen back. The follow-up changes that
+prediction of the other phases worse than one organ-blind shift on every organ (a shift
+fitted on the study's own target, an oracle), and at the visible voxels (half its loss)
+starting from the context baseline, a Gaussian average (sigma 3 x 3 x 2 voxels) the network
+must first sharpen back. The follow-up changes that
 alone: the same pretext with the loss on the hidden voxels only, where in-painting takes it
 (``medical.reconstruction.CROSS_PHASE_VARIANTS``); bodies, split, budget, arms and sets as
 above; the control's arms are this run's. Rule: it PASSES if, on the TEST set, (1) share >=
@@ -343,6 +344,7 @@ def organ_errors(scorer, studies) -> dict:
             counted = hidden[0, 0].numpy() > 0 if view == "masked" else np.ones(label.shape, bool)
             for shown, baseline, mean, target in phase_predictions(scorer, images, hidden):
                 body = body_mask(shown)
+                # "shift" is an oracle: one body-wide shift fitted on this study's target
                 guesses = {"network": mean, "context": baseline, "copy": shown,
                            "shift": shown + (target[body] - shown[body]).mean()}
                 for k, organ in LABELS.items():
@@ -360,7 +362,10 @@ def pretext_fit(work: Path, result: dict, invariant_run: dict, jobs: int) -> dic
     shown whole (every voxel) and behind one training mask (its hidden voxels), beside the
     context baseline alone (the network's starting point: the visible voxels of the shown
     phase, Gaussian-averaged), copying the shown phase (unmasked), and the shown phase plus
-    the body's mean change (one shift for every tissue, organ-blind)."""
+    the body's mean change (one shift for every tissue, organ-blind; fitted on the study's own
+    target, so an oracle: it knows the body's mean change, which a network must infer). The
+    network is not told which phase to give, so the other phases' mean is the best it can
+    learn."""
     configure_threads()
     fits = {}
     for arm in (CANDIDATE, VARIANT):

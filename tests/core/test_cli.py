@@ -91,6 +91,26 @@ def test_plain_warnings_says_each_of_ours_once_on_one_line(capsys):
     assert capsys.readouterr().err == "warning: cal/: left out 1 case\nwarning: run: no alerts\n"
 
 
+def test_plain_warnings_shows_the_warnings_before_an_error(capsys):
+    """find_cases warns of an image listed twice, then refuses two cases of one name: the
+    user reads the warning and the error."""
+    with pytest.raises(DataValidationError, match="occur twice"):
+        with plain_warnings():
+            warnings.warn("cal/: left out 1 case", UnmaskWarning)
+            raise DataValidationError("cal/: case names occur twice: a")
+    assert capsys.readouterr().err == "warning: cal/: left out 1 case\n"
+
+
+def test_recorded_warnings_keep_the_warnings_before_an_error():
+    with pytest.warns(UnmaskWarning, match="left out 1 case") as caught:
+        with pytest.raises(DataValidationError, match="occur twice"):
+            with recorded_warnings() as lines:
+                warnings.warn("images/: left out 1 case", UnmaskWarning)
+                raise DataValidationError("images/: case names occur twice: a")
+    assert lines == ["images/: left out 1 case"]
+    assert len(caught) == 1
+
+
 def test_recorded_warnings_keep_our_lines_and_raise_every_warning_on():
     """A run records what it warned about reading its input; the CLI still prints it."""
     with pytest.warns(Warning) as caught:

@@ -207,7 +207,7 @@ def test_organ_table_and_region_shap(medical_run):
 
 def test_ct_run_banners_name_the_warned_cases_once():
     cases = [f"case_{k:02d}" for k in range(32)]
-    listing = "/data/ct: left out 1 case of the 33 found, each the image file of an earlier one"
+    listing = "/data/ct: left out 1 case, each the image file of an earlier one"
     lines = [f"case_{k:02d}: organ volumes implausible for an adult" for k in range(10)]
     summary = {"n_cases": 32, "warning": "nothing can be flagged at FDR 0.1 yet",
                "warnings": [listing] + lines + ["case_03: field of view unlike the training volumes"]}

@@ -13,7 +13,7 @@ from scipy.ndimage import binary_erosion
 
 from core.errors import DataValidationError
 from medical.anomaly import AnomalyScorer
-from medical.io import find_cases
+from medical.io import Case, find_cases
 from medical.phantom import simulate_case, simulate_dataset, simulate_study
 from medical.phantom_body import KIDNEY_LEFT
 from medical.phantom_render import PHASES
@@ -78,7 +78,6 @@ def test_phase_pair_takes_two_different_phases_of_the_same_window():
 def test_a_study_whose_phases_lie_on_two_grids_is_refused():
     from monai.data import MetaTensor
 
-    from medical.io import Case
     from medical.volumes import PreparedCase, training_volume
 
     shifted = np.eye(4)
@@ -98,10 +97,10 @@ def test_a_study_whose_phases_lie_on_two_grids_is_refused():
 
 
 def _toy_studies(batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(batch, 2, 32, 32, 16)`` studies and organ B's masks ``(batch, 1, 32, 32, 16)``: a
+    """``(batch, 3, 32, 32, 16)`` studies and organ B's masks ``(batch, 1, 32, 32, 16)``: a
     body with two organs; in phase 0 organ B is darker than the tissue around it, in phase 1
-    the brightest thing in the body (their order swaps, as a kidney's does between native
-    and portal)."""
+    a little brighter, in phase 2 the brightest thing in the body (their order swaps, as a
+    kidney's does between native and portal)."""
     generator = torch.Generator().manual_seed(0)
     x, y, z = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32),
                              torch.linspace(-1, 1, 16), indexing="ij")
@@ -112,13 +111,37 @@ def _toy_studies(batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
         organ_b = ((x + 0.3) ** 2 + (y - shift) ** 2 + z ** 2 < 0.08).float()
         phases = [body * (0.5 + 0.2 * organ_a + level * organ_b
                           + 0.02 * torch.randn(x.shape, generator=generator))
-                  for level in (-0.25, 0.4)]
+                  for level in (-0.25, 0.15, 0.4)]
         crops.append(torch.stack(phases))
         organs.append(organ_b.bool())
     return torch.stack(crops), torch.stack(organs)[:, None]
 
 
+def _moved_shares(network, studies, organ_b) -> list[float]:
+    """Shown the darkest phase (0) or the brightest (2) of ``studies`` whole, how far the
+    network's prediction moves organ B towards the mean of the other two phases, as a share
+    of the way (it is not told which phase it must give, so that mean is its best answer)."""
+    network.eval()
+    shares = []
+    for shown_phase, others in ((0, [1, 2]), (2, [0, 1])):
+        shown = studies[:, shown_phase:shown_phase + 1]
+        other = studies[:, others].mean(1, keepdim=True)
+        with torch.no_grad():
+            mean = predict_hidden(network, shown, torch.zeros_like(shown), (2.0, 2.0, 1.0))[:, :1]
+        gap = float((other - shown)[organ_b].mean())                # +0.525 or -0.45
+        assert abs(gap) > 0.4
+        shares.append(float((mean - shown)[organ_b].mean()) / gap)
+    network.train()
+    return shares
+
+
 def test_the_pretext_learns_to_give_the_other_phase():
+    """On 3-phase studies the loss falls, and organ B moves further towards the other
+    phases' mean than the untrained network moves it, from either side. The untrained
+    network already moves it about 0.2 of the way (the context baseline blurs organ B into
+    its surroundings, which lie that way); 100 steps add about 0.05-0.07 (measured: 0.22 ->
+    0.29 shown phase 0, 0.24 -> 0.29 shown phase 2), little: the phase change is barely
+    learned at this budget, as ``bench/experiments/medical_cross_phase.py`` found at its own."""
     config, _ = preset("tiny")
     network = AnomalyScorer(config.network, PreprocessConfig(spacing=(12.0, 12.0, 12.0)),
                             replace(config.anomaly, pretext=CROSS_PHASE)).network.train()
@@ -129,7 +152,7 @@ def test_the_pretext_learns_to_give_the_other_phase():
         with torch.no_grad():
             return float(loss(network, (studies,), torch.Generator().manual_seed(0)))
 
-    before = fixed_loss()
+    before, shares_before = fixed_loss(), _moved_shares(network, studies, organ_b)
     optimiser = torch.optim.Adam(network.parameters(), lr=5e-3)
     generator = torch.Generator().manual_seed(1)
     for _ in range(100):
@@ -137,15 +160,9 @@ def test_the_pretext_learns_to_give_the_other_phase():
         loss(network, (studies,), generator).backward()
         optimiser.step()
     assert fixed_loss() < before - 1.0    # the NLL is shifted by +5 to stay >= 0
-    # shown one phase whole, it moves organ B towards the other phase's intensity, from
-    # either side (in-painting would give back the visible voxels as they are shown)
-    network.eval()
-    for shown, other in ((studies[:, :1], studies[:, 1:]), (studies[:, 1:], studies[:, :1])):
-        with torch.no_grad():
-            mean = predict_hidden(network, shown, torch.zeros_like(shown), (2.0, 2.0, 1.0))[:, :1]
-        gap = float((other - shown)[organ_b].mean())                # +0.65 or -0.65
-        moved = float((mean - shown)[organ_b].mean())
-        assert abs(gap) > 0.5 and moved / gap > 0.15, (moved, gap)
+    shares = _moved_shares(network, studies, organ_b)
+    assert all(after > start + 0.03 for start, after in zip(shares_before, shares)), (
+        shares_before, shares)
 
 
 def test_fit_trains_on_studies_only_and_records_every_phase(tmp_path):
@@ -159,9 +176,9 @@ def test_fit_trains_on_studies_only_and_records_every_phase(tmp_path):
     def scorer(pretext):
         return AnomalyScorer(config.network, grid, replace(config.anomaly, pretext=pretext))
 
-    with pytest.raises(DataValidationError, match="multi-phase studies; got case_000"):
+    with pytest.raises(DataValidationError, match=r"multi-phase studies \(.*\); got case_000"):
         scorer(CROSS_PHASE).fit(cases[:3], cases[3:4], config, progress=False)
-    with pytest.raises(DataValidationError, match="single volumes; got case_000"):
+    with pytest.raises(DataValidationError, match=r"single volumes \(Cases\); got a tuple of 3 \(case_000"):
         scorer("inpaint").fit(studies[:2], cases[6:7], config, progress=False)
     fitted = scorer(CROSS_PHASE).fit(studies[:2], [studies[2][0]], config, progress=False)
     assert fitted.provenance_["training"]["cases"] == [c.name for c in cases[:6]]
@@ -169,6 +186,31 @@ def test_fit_trains_on_studies_only_and_records_every_phase(tmp_path):
     # the pretrained network takes the segmenter's 2-channel input and gives mean and log variance
     image = torch.zeros((1, 1, 32, 32, 16))
     assert fitted.network(masked_input(image, torch.zeros_like(image))).shape == (1, 2, 32, 32, 16)
+
+
+def _phases(body: str, count: int) -> tuple:
+    return tuple(Case(f"{body}_{phase}", Path(f"{body}_{phase}.nii.gz")) for phase in PHASES[:count])
+
+
+@pytest.mark.parametrize("items, refusal", [
+    ([_phases("a", 3), _phases("b", 2)], r"as many phases; a tuple of 2 \(b_native, b_arterial\) has 2, "
+                                         r"a tuple of 3 \(a_native, .*\) has 3"),
+    ([_phases("a", 2), _phases("b", 1)], r"multi-phase studies \(.*\); got a tuple of 1 \(b_native\)"),
+    ([_phases("a", 2), list(_phases("b", 2))], r"got a list of 2 \(b_native, b_arterial\)"),
+    ([_phases("a", 2), (*_phases("b", 1), "b_arterial.nii.gz")], r"got a tuple of 2 \(b_native, a str\)"),
+])
+def test_fit_refuses_studies_that_cannot_be_stacked_before_reading_any(items, refusal):
+    """Studies of 3 and 2 phases failed inside torch's batching after every volume was read;
+    1-phase tuples at the first batch; a list with an AttributeError."""
+    config, _ = preset("tiny")
+    scorer = AnomalyScorer(config.network, PreprocessConfig(spacing=(12.0, 12.0, 12.0)),
+                           replace(config.anomaly, pretext=CROSS_PHASE))
+
+    def read(case):
+        pytest.fail(f"read {case.name} before the studies were checked")
+
+    with pytest.raises(DataValidationError, match=refusal):
+        scorer.fit(items, [], config, progress=False, read=read)
 
 
 class VisibleOffset(torch.nn.Module):

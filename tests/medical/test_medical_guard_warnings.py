@@ -168,8 +168,8 @@ def _listed_twice(tiny_data, folder: Path, link_files) -> tuple[Path, str]:
     source = find_cases(tiny_data[1])[0].image
     link_files(folder, [source], "a_{}.nii.gz")
     link_files(folder, [folder / "a_0.nii.gz"], "b_{}.nii.gz")
-    return folder, (f"{folder.resolve()}: left out 1 case of the 2 found, each the image file "
-                    "of an earlier one: b_0 (the image of a_0); using the 1 left")
+    return folder, (f"{folder.resolve()}: left out 1 case, each the image file of an earlier "
+                    "one: b_0 (the image of a_0)")
 
 
 def test_infer_keeps_the_listing_warning_in_the_run_and_on_the_page(

@@ -161,29 +161,35 @@ def test_an_image_linked_twice_is_one_case_with_a_warning(tmp_path, write_nifti)
         cases = find_cases(tmp_path)
     assert [c.name for c in cases] == ["a", "c"]
     assert [str(w.message) for w in caught] == [
-        f"{tmp_path.resolve()}: left out 2 cases of the 4 found, each the image file of an "
-        "earlier one: b (the image of a), d (the image of a); using the 2 left"]
+        f"{tmp_path.resolve()}: left out 2 cases, each the image file of an earlier one: "
+        "b (the image of a), d (the image of a)"]
 
 
-def _msd_listing_one_image_twice(root, write_nifti, second_label: str):
+def _msd_listing_one_image_twice(root, write_nifti, second_label: str | None, test=()):
     """An MSD root whose dataset.json lists ``x``'s image twice, with its own label file and
-    then ``second_label``."""
-    for folder in ("imagesTr", "labelsTr"):
+    then ``second_label`` (None: under ``test``, beside the ``test`` images given)."""
+    for folder in ("imagesTr", "labelsTr", "imagesTs"):
         (root / folder).mkdir(parents=True)
     write_nifti(root / "imagesTr" / "x.nii.gz", np.zeros((4, 4, 4)))
     for name in ("x", "y"):
         write_nifti(root / "labelsTr" / f"{name}.nii.gz", np.zeros((4, 4, 4)))
+    for name in test:
+        write_nifti(root / "imagesTs" / f"{name}.nii.gz", np.zeros((4, 4, 4)))
+    training = [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}]
+    if second_label:
+        training.append({"image": "imagesTr/x.nii.gz", "label": f"labelsTr/{second_label}.nii.gz"})
+    test = [f"./imagesTs/{name}.nii.gz" for name in test] + ([] if second_label else ["imagesTr/x.nii.gz"])
     (root / "dataset.json").write_text(json.dumps(
-        {"labels": {"0": "background", "1": "liver"},
-         "training": [{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"},
-                      {"image": "imagesTr/x.nii.gz", "label": f"labelsTr/{second_label}.nii.gz"}]}))
+        {"labels": {"0": "background", "1": "liver"}, "training": training, "test": test}))
     return root
 
 
 def test_an_msd_image_listed_twice_with_other_truth_is_refused(tmp_path, write_nifti):
     same = _msd_listing_one_image_twice(tmp_path / "same", write_nifti, "x")
-    with pytest.warns(UnmaskWarning, match="left out 1 case of the 2 found"):
+    with pytest.warns(UnmaskWarning) as caught:
         assert [c.label.name for c in find_cases(same)] == ["x.nii.gz"]
+    assert [str(w.message) for w in caught] == [
+        f"{same.resolve()}: left out 1 case, each the image file of an earlier one: x listed twice"]
     other = _msd_listing_one_image_twice(tmp_path / "other", write_nifti, "y")
     with pytest.raises(DataValidationError) as refused:
         find_cases(other)
@@ -191,3 +197,32 @@ def test_an_msd_image_listed_twice_with_other_truth_is_refused(tmp_path, write_n
     assert str(refused.value) == (
         f"{other.resolve()}: an image file listed twice with different truth: "
         f"{other.resolve()}/imagesTr/x.nii.gz: label {labels}/x.nii.gz vs {labels}/y.nii.gz")
+
+
+def test_one_repeat_reads_alike_whole_and_by_split(tmp_path, write_nifti):
+    """``train`` reads its --data by split and whole: one repeat, one line (the test
+    images read in one reading and not the other do not change it)."""
+    root = _msd_listing_one_image_twice(tmp_path / "msd", write_nifti, "x", test=("t",))
+    lines = []
+    for split in ("training", None):
+        with pytest.warns(UnmaskWarning) as caught:
+            find_cases(root, split=split)
+        lines += [str(w.message) for w in caught]
+    assert len(lines) == 2 and lines[0] == lines[1]
+
+
+def test_an_msd_image_listed_for_training_and_test_is_refused_as_such(tmp_path, write_nifti):
+    root = _msd_listing_one_image_twice(tmp_path / "msd", write_nifti, None, test=("t",))
+    with pytest.raises(DataValidationError) as refused:
+        find_cases(root)
+    assert str(refused.value) == (
+        f"{root.resolve()}: an image file listed twice with different truth: "
+        f"{root.resolve()}/imagesTr/x.nii.gz: one listing is in the test list, which gives no truth")
+    assert [c.name for c in find_cases(root, split="training")] == ["x"]
+    # listed twice for training as well: that conflict is said as it is
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["training"].append({"image": "imagesTr/x.nii.gz", "label": "labelsTr/y.nii.gz"})
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DataValidationError, match=r"x.nii.gz: label .*/x.nii.gz vs .*/y.nii.gz; "
+                                                  r".*x.nii.gz: one listing is in the test list"):
+        find_cases(root)

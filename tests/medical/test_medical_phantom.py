@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion, distance_transform_edt, label as connected_parts
 
-from medical.phantom import LABELS, simulate_case
+from core.errors import DataValidationError
+from medical.phantom import LABELS, simulate_case, simulate_dataset
 from medical.phantom_anatomy import draw_anatomy
 from medical.phantom_body import KIDNEY_LEFT, KIDNEY_RIGHT, LIVER, SPINE, SPLEEN
 from medical.phantom_canvas import Canvas, Tissue
@@ -174,3 +175,11 @@ def test_thicker_slices_blur_along_z_only():
         rough[thickness] = (np.abs(np.diff(image, axis=2)).mean(), np.abs(np.diff(image, axis=0)).mean())
     assert rough[5.0][0] < 0.9 * rough[1.0][0]       # z: smoother
     assert rough[5.0][1] > 0.9 * rough[1.0][1]       # in-plane: about the same
+
+
+@pytest.mark.parametrize("prefix", ["../escaped", "cal/x", ""])
+def test_simulate_dataset_refuses_a_prefix_that_is_no_file_name_start(tmp_path, prefix):
+    """``../escaped`` would put image and label in one file beside imagesTr/ and labelsTr/."""
+    with pytest.raises(DataValidationError, match=f"--prefix {prefix!r}: expected letters"):
+        simulate_dataset(tmp_path / "set", 1, shape=(8, 8, 8), prefix=prefix)
+    assert list(tmp_path.iterdir()) == []
