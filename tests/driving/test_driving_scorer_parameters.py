@@ -10,8 +10,8 @@ import pytest
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE
 from driving.scoring.frame_score import (CHANNELS, OBSERVED_CHANNELS, UNNAMED_OBSERVED_CHANNELS, FrameScorer,
-                                         TailScore, ego_lane, ego_path, lead_closing, registry_channels,
-                                         scored_objects)
+                                         TailScore, lead_closing, registry_channels, scored_objects)
+from driving.scoring.path import ego_lane, ego_path
 from driving.scoring.state import ScoringState
 from driving.scoring.surprise import result_from_maps, score_log
 from driving.warp import cell_offsets
