@@ -80,7 +80,9 @@ from core.pooling import top_k_mean
 from ..schema import OBJECT_CLASSES, PEDESTRIAN, STATIC_OBSTACLE, UNOBSERVED, VEHICLE
 from ..warp import cell_offsets
 from .conflict import pedestrian_conflict
-from .path import EGO_FRONT_M, LANE_HALF_M, PATH_HALF_WIDTH_M, ego_lane, ego_path  # noqa: F401  (re-exported: the score's path)
+# PATH_HALF_WIDTH_M is re-exported for bench/experiments' pinned scripts alone (they read the
+# path as fs.*); everything else imports the path from driving.scoring.path, its home
+from .path import EGO_FRONT_M, LANE_HALF_M, PATH_HALF_WIDTH_M, ego_lane, ego_path  # noqa: F401
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),

@@ -2,43 +2,54 @@
 velocity from its world centroids, the time the ego reaches it and how near its walk is to the
 ego's corridor then, and the channel's map."""
 import numpy as np
+import pytest
 
 from driving.schema import PEDESTRIAN, ROAD, SIDEWALK, DriveLog, LogMeta
-from driving.scoring.conflict import (CONFLICT_HALF_M, MAX_ARRIVAL_S, MAX_ENCROACHMENT_S, pedestrian_conflict,
-                                      pedestrian_velocities, time_to_conflict)
-from driving.scoring.frame_score import CHANNELS, EGO_FRONT_M, OBSERVED_CHANNELS, FrameScorer
+from driving.scoring.conflict import (CONFLICT_HALF_M, MAX_ARRIVAL_S, MAX_ENCROACHMENT_S,
+                                      pedestrian_conflict, pedestrian_velocities, time_to_conflict)
+from driving.scoring.frame_score import CHANNELS, OBSERVED_CHANNELS, FrameScorer
+from driving.scoring.path import EGO_FRONT_M
 from driving.warp import cell_offsets
 
 META = LogMeta(grid_shape=(128, 128), resolution_m=0.5, ego_cell=(80, 64), rate_hz=10.0)
 EGO_SPEED = 5.0                 # 1.5 m (3 cells) per 0.3 s: the grid holds the motion exactly
-WALK = -5.0 / 3.0               # m/s along world x (the ego's left): 0.5 m (one cell) per 0.3 s
+WALK = -5.0 / 3.0               # m/s: 0.5 m (one cell) per 0.3 s
 
 
-def _crossing_log(n: int = 12, start_ahead_m: float = 14.0, start_right_m: float = 4.0,
-                  ground: int = ROAD) -> DriveLog:
-    """The ego driving north (yaw pi/2: its right is world +x) at :data:`EGO_SPEED`, and one
-    2x2-cell pedestrian walking west at :data:`WALK`, ``start_ahead_m`` ahead and
-    ``start_right_m`` to the right at frame 0, on ``ground``."""
+def _crossing_log(n: int = 12, start_ahead_m: float = 14.0, start_right_m: float = 4.0, ground: int = ROAD,
+                  yaw: float = np.pi / 2, ego_speed: float = EGO_SPEED, walk=(0.0, WALK)) -> DriveLog:
+    """The ego driving straight at heading ``yaw`` and ``ego_speed``, and one 2x2-cell
+    pedestrian ``start_ahead_m`` ahead and ``start_right_m`` to the right at frame 0, walking
+    at ``walk`` (forward, right; m/s, in the ego's axes), on ``ground``. The default: the ego
+    drives north (its right is world +x) and the pedestrian walks west across its path."""
     t = np.arange(n) / META.rate_hz
-    ego_y = EGO_SPEED * t
-    ped_x, ped_y = start_right_m + WALK * t, np.full(n, start_ahead_m)
+    ahead = start_ahead_m + (walk[0] - ego_speed) * t             # (n,) m, in the ego's axes
+    right = start_right_m + walk[1] * t
     observed = np.full((n, *META.grid_shape), ground, np.uint8)
     for k in range(n):
-        row = int(round(META.ego_cell[0] - (ped_y[k] - ego_y[k]) / META.resolution_m))
-        col = int(round(META.ego_cell[1] + ped_x[k] / META.resolution_m))
+        row = int(round(META.ego_cell[0] - ahead[k] / META.resolution_m))
+        col = int(round(META.ego_cell[1] + right[k] / META.resolution_m))
         observed[k, row - 1:row + 1, col - 1:col + 1] = PEDESTRIAN
-    return DriveLog(log_id="cross", meta=META, frame=np.arange(n), timestamp=t, ego_x=np.zeros(n), ego_y=ego_y,
-                    ego_yaw=np.full(n, np.pi / 2), ego_speed=np.full(n, EGO_SPEED), semantic=observed,
-                    visible=np.ones_like(observed, bool))
+    return DriveLog(log_id="cross", meta=META, frame=np.arange(n), timestamp=t, ego_x=ego_speed * t * np.cos(yaw),
+                    ego_y=ego_speed * t * np.sin(yaw), ego_yaw=np.full(n, yaw), ego_speed=np.full(n, ego_speed),
+                    semantic=observed, visible=np.ones_like(observed, bool))
 
 
-def test_velocities_are_the_world_walk_in_the_ego_axes():
-    log = _crossing_log()
+@pytest.mark.parametrize("yaw, walk", [(np.pi / 2, (0.0, WALK)),        # west, across the ego's path
+                                       (0.7, (0.0, WALK)),              # north-west, across it
+                                       (-2.3, (WALK, 0.0))])            # north-east, towards the ego
+def test_velocities_are_the_world_walk_in_the_ego_axes(yaw, walk):
+    """Over 0.3 s the pedestrian moves whole cells in the ego grid (frames 0, 3, 6, 9 sit on
+    cell centres), so its world walk read back in the ego's axes is ``walk`` exactly; at a yaw
+    off the grid's axes both cos and sin terms carry it."""
+    log = _crossing_log(yaw=yaw, walk=walk)
+    world_walk = walk[0] * np.array([np.cos(yaw), np.sin(yaw)]) + walk[1] * np.array([np.sin(yaw), -np.cos(yaw)])
+    assert np.all(np.abs(world_walk) > 1.0) or yaw == np.pi / 2    # diagonal in the world
     per_frame = pedestrian_velocities(log, lag_s=0.3)
     for labels, velocity in per_frame[:3]:                    # nothing 0.3 s earlier yet
         assert labels.max() == 1 and np.isnan(velocity).all()
-    for labels, velocity in per_frame[3:]:
-        np.testing.assert_allclose(velocity, [[0.0, WALK]], atol=1e-9)   # forward 0, right WALK
+    for labels, velocity in per_frame[3::3]:
+        np.testing.assert_allclose(velocity, [walk], atol=1e-9)
 
 
 def test_a_blob_out_of_walking_reach_has_no_velocity():
@@ -76,6 +87,17 @@ def test_the_channel_reads_a_close_call_on_the_carriageway_only():
         assert not conflict[t][~cells].any()
     assert conflict[3:].any() and not conflict[:3].any()     # no velocity in the first 0.3 s
     assert not pedestrian_conflict(_crossing_log(ground=SIDEWALK)).any()
+
+
+def test_a_pedestrian_walking_towards_an_ego_slower_than_a_walk_scores_nothing():
+    """A pedestrian walking down the ego's lane towards it at 1.67 m/s, 5-3 m ahead: with the
+    ego waiting at a crossing the closing is the pedestrian's own walk and the channel reads
+    nothing; the same walk in front of an ego driving at :data:`EGO_SPEED` is a close call."""
+    def walking_towards(ego_speed):
+        return pedestrian_conflict(_crossing_log(start_ahead_m=5.0, start_right_m=0.0, ego_speed=ego_speed,
+                                                 walk=(WALK, 0.0)))
+    assert walking_towards(EGO_SPEED)[3:].max() > 0.5
+    assert not walking_towards(0.0).any()
 
 
 def test_the_frame_score_reads_the_channel_from_the_observed_grids():

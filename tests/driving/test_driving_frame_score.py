@@ -6,9 +6,9 @@ import pytest
 
 from core.calibration import ScoreCalibration
 from driving.schema import PEDESTRIAN, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog, LogMeta
-from driving.scoring.frame_score import (CHANNELS, EGO_FRONT_M, MIN_SCALE, OBSERVED_CHANNELS,
-                                         PATH_HALF_WIDTH_M, FrameScorer, lead_closing, path_reach,
-                                         scored_objects, trend)
+from driving.scoring.frame_score import (CHANNELS, MIN_SCALE, OBSERVED_CHANNELS, FrameScorer, lead_closing,
+                                         path_reach, scored_objects, trend)
+from driving.scoring.path import EGO_FRONT_M, PATH_HALF_WIDTH_M
 from driving.scoring.surprise import causal_mean, raw_maps
 from driving.warp import cell_offsets
 

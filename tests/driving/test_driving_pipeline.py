@@ -11,7 +11,7 @@ from core.metrics import auroc
 from driving.model.baselines import PersistenceBaseline, PositionalPrior, persistence_memory
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import LANE_MARKING, ROAD, STATIC_OBSTACLE, list_logs, read_log
-from driving.scoring.frame_score import ego_path
+from driving.scoring.path import ego_path
 from driving.scoring.surprise import score_log
 from driving.warp import cell_offsets
 

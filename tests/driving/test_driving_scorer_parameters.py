@@ -3,8 +3,6 @@ scorer's own observed channels, a saved scorer keeps them when the registry hold
 refuses to save code it could not find again), and the scored cells and the tail class are
 the scorer's, so an experiment passes a variant instead of changing the module."""
 import json
-import shutil
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,8 +10,8 @@ import pytest
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE
 from driving.scoring.frame_score import (CHANNELS, OBSERVED_CHANNELS, UNNAMED_OBSERVED_CHANNELS, FrameScorer,
-                                         TailScore, ego_lane, ego_path, lead_closing, registry_channels,
-                                         scored_objects)
+                                         TailScore, lead_closing, registry_channels, scored_objects)
+from driving.scoring.path import ego_lane, ego_path
 from driving.scoring.state import ScoringState
 from driving.scoring.surprise import result_from_maps, score_log
 from driving.warp import cell_offsets
@@ -116,25 +114,24 @@ def test_a_predictor_calibrated_with_registry_channels_scores_the_same_after_loa
 
 
 def test_a_bundle_saved_without_the_observed_channel_names_loads_and_scores_the_same(
-        demo_model_dir, load_demo_predictor, normal_logs, tmp_path):
+        load_demo_predictor, calibration_logs, normal_logs, tmp_path):
     """A format-8 bundle from before the names were always written (and before
-    ``pedestrian_conflict``: five channels) loads to the scorer of those five channels and
-    scores as they do."""
-    model = tmp_path / "model"
-    shutil.copytree(demo_model_dir, model)
-    config = json.loads((model / "config.json").read_text())
-    saved = config["config"]["scoring"]["frame_scorer"]
-    assert saved.pop("observed_channels") == list(OBSERVED_CHANNELS)
-    assert saved["channels"][-1] == ["pedestrian_conflict", False, 1]
-    saved["channels"], saved["tails"] = saved["channels"][:-1], saved["tails"][:-1]
-    (model / "config.json").write_text(json.dumps(config))
-    older, current = OcclusionPredictor.load(model), load_demo_predictor()
-    assert list(older.scoring_.frame_scorer.observed_channels) == list(UNNAMED_OBSERVED_CHANNELS)
+    ``pedestrian_conflict``: calibrated with five channels) loads to the scorer of those five
+    channels and scores as the predictor it was saved from."""
     five = FrameScorer(CHANNELS[:5], observed_channels=registry_channels(UNNAMED_OBSERVED_CHANNELS))
-    five.tails_ = current.scoring_.frame_scorer.tails_[:5]
-    current.scoring_ = replace(current.scoring_, frame_scorer=five)
+    predictor = load_demo_predictor().calibrate(calibration_logs, frame_scorer=five)
+    predictor.save(tmp_path / "model")
+    config_path = tmp_path / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    saved = config["config"]["scoring"]["frame_scorer"]
+    assert saved.pop("observed_channels") == list(UNNAMED_OBSERVED_CHANNELS)
+    assert [channel[0] for channel in saved["channels"]] == [name for name, _, _ in CHANNELS[:5]]
+    config_path.write_text(json.dumps(config))
+    older = OcclusionPredictor.load(tmp_path / "model")
+    assert list(older.scoring_.frame_scorer.observed_channels) == list(UNNAMED_OBSERVED_CHANNELS)
+    assert older.scoring_.frame_scorer.channels == CHANNELS[:5]
     log = normal_logs(1, 30, seed=33)[0]
-    np.testing.assert_array_equal(score_log(older, log).score, score_log(current, log).score)
+    np.testing.assert_array_equal(score_log(older, log).score, score_log(predictor, log).score)
 
 
 def test_the_scored_cells_are_the_scorers(load_demo_predictor, calibration_logs):
