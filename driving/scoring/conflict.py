@@ -45,7 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..schema import LANE_MARKING, OBJECT_CLASSES, PEDESTRIAN, ROAD, UNOBSERVED
-from ..warp import cell_offsets, ego_to_world
+from ..warp import cell_offsets, ego_to_world, world_to_ego
 from .path import EGO_FRONT_M, ego_path
 
 ROAD_NEIGHBOURHOOD_M = 1.0       # how far around a pedestrian cell its ground is read
@@ -111,9 +111,8 @@ def pedestrian_velocities(log, lag_s: float = TRACK_LAG_S) -> list[tuple[np.ndar
             distance = np.linalg.norm(centroids[:, None] - before[None], axis=2)      # (n, m)
             nearest = distance.argmin(1)
             dx, dy = ((centroids - before[nearest]) / dt).T                            # world m/s
-            c, s = np.cos(poses[t, 2]), np.sin(poses[t, 2])
             matched = distance[np.arange(len(centroids)), nearest] <= reach
-            velocity[matched] = np.stack([dx * c + dy * s, dx * s - dy * c], 1)[matched]
+            velocity[matched] = np.stack(world_to_ego((0.0, 0.0, poses[t, 2]), dx, dy), 1)[matched]
         out.append((labels, velocity))
     return out
 
