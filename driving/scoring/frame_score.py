@@ -99,7 +99,7 @@ MIN_SCALE = MappingProxyType({"object_context": 0.5,   # nats; 1/s (TailScore's 
 OBSERVED_CHANNELS = MappingProxyType({
     "lead_closing": lambda log: lead_closing(log.semantic, log.meta),
     "path_reach": lambda log: path_reach(log.semantic, log.ego_speed, log.meta),
-    "pedestrian_conflict": lambda log: pedestrian_conflict(log)})
+    "pedestrian_conflict": pedestrian_conflict})
 # what a saved scorer without an "observed_channels" entry reads: the registry's channels
 # when scorers left their names out for the default (bundle format 8), pinned here so that
 # a later registry does not change what those bundles mean
