@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from .errors import DataValidationError, UnmaskWarning
+from .errors import DataValidationError, UnmaskWarning, _caught_warnings
 from .runs import new_run_id
 from .runtime import DEVICE_HELP, PRECISIONS, check_precision, choose_device
 
@@ -64,11 +64,7 @@ def plain_warnings(show: bool = True):
     warnings as Python shows them; ``show=False`` drops them (under torchrun every rank fits
     the same data, and rank 0 says it once). An error raised in the block goes on after
     the warnings before it are shown."""
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UnmaskWarning)
-            yield
-    finally:  # an error in the block still shows what was warned before it
+    def print_once(caught):
         shown = set()
         for w in caught:
             if issubclass(w.category, UnmaskWarning):
@@ -77,6 +73,9 @@ def plain_warnings(show: bool = True):
                 shown.add(str(w.message))
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+    with _caught_warnings(print_once):
+        yield
 
 
 DEFAULT_ATOL = 1e-4

@@ -29,6 +29,22 @@ class UnmaskWarning(UserWarning):
 
 
 @contextlib.contextmanager
+def _caught_warnings(handle):
+    """Catch every warning raised inside (each :class:`UnmaskWarning` however often it is
+    raised) into the list it yields, and pass that list to ``handle`` once the block ends,
+    with Python's own warning filters back in place: the one catch that
+    :func:`recorded_warnings` and ``core.cli_options.plain_warnings`` differ only in what
+    they do with. An error raised in the block goes on after ``handle`` has run, so the
+    user still sees what was warned before it."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UnmaskWarning)
+            yield caught
+    finally:
+        handle(caught)
+
+
+@contextlib.contextmanager
 def recorded_warnings():
     """Collect the message of each :class:`UnmaskWarning` raised inside into the list it
     yields, and raise every warning caught again as it was when the block ends: a run writes
@@ -44,14 +60,14 @@ def recorded_warnings():
         ['data/ct: left out 1 case']
     """
     lines: list[str] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UnmaskWarning)
-            yield lines
-    finally:  # an error in the block still lets out what was warned before it
+
+    def record_and_raise_again(caught):
         for caught_warning in caught:
             if issubclass(caught_warning.category, UnmaskWarning):
                 lines.append(str(caught_warning.message))
             warnings.warn_explicit(caught_warning.message, caught_warning.category,
                                    caught_warning.filename, caught_warning.lineno,
                                    source=caught_warning.source)
+
+    with _caught_warnings(record_and_raise_again):
+        yield lines

@@ -168,10 +168,11 @@ class AnomalyScorer(NetworkPlacement, Estimator):
         self.history_ = fit(self.network, dataset, loss, train_config, val_dataset=val)
         self.network.eval()
         self.calibrate(calibration_cases, progress=progress)
+        trained = phase_cases(cases)
         self.provenance_["training"] = {
-            "cases": [c.name for c in phase_cases(cases)],
+            "cases": [c.name for c in trained],
             "calibration_cases": [c.name for c in calibration_cases],
-            "images": [str(c.key) for c in phase_cases(cases)],  # the files trained on, by Case.key
+            "images": [str(c.key) for c in trained],  # the files trained on, by Case.key
             "epochs": len(self.history_.train_loss), "best_val_loss": self.history_.best_val_loss,
             "samples_per_epoch": config.samples_per_epoch, "seed": config.seed}
         return self

@@ -45,8 +45,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..schema import LANE_MARKING, OBJECT_CLASSES, PEDESTRIAN, ROAD, UNOBSERVED
-from ..warp import cell_offsets, ego_to_world
-from .path import EGO_FRONT_M, ego_path
+from ..warp import cell_offsets, ego_to_world, world_to_ego
+from .path import bumper_distance, ego_path
 
 ROAD_NEIGHBOURHOOD_M = 1.0       # how far around a pedestrian cell its ground is read
 TRACK_LAG_S = 0.3                # a pedestrian's velocity: its world centroid now against this long ago
@@ -111,9 +111,8 @@ def pedestrian_velocities(log, lag_s: float = TRACK_LAG_S) -> list[tuple[np.ndar
             distance = np.linalg.norm(centroids[:, None] - before[None], axis=2)      # (n, m)
             nearest = distance.argmin(1)
             dx, dy = ((centroids - before[nearest]) / dt).T                            # world m/s
-            c, s = np.cos(poses[t, 2]), np.sin(poses[t, 2])
             matched = distance[np.arange(len(centroids)), nearest] <= reach
-            velocity[matched] = np.stack([dx * c + dy * s, dx * s - dy * c], 1)[matched]
+            velocity[matched] = np.stack(world_to_ego((0.0, 0.0, poses[t, 2]), dx, dy), 1)[matched]
         out.append((labels, velocity))
     return out
 
@@ -166,16 +165,16 @@ def pedestrian_conflict(log, max_arrival_s: float = MAX_ARRIVAL_S, max_gap_s: fl
             the velocity's lag (the defaults are the frame score's; other values for
             experiments).
     """
-    forward, right = cell_offsets(log.meta)
+    _, right = cell_offsets(log.meta)
+    bumper = bumper_distance(log.meta)                                            # (H, W) m
     on_road = road_pedestrians(log.semantic, log.meta)
     out = np.zeros(log.semantic.shape, np.float32)
     for t, (labels, velocity) in enumerate(pedestrian_velocities(log, lag_s)):
         if not on_road[t].any() or log.ego_speed[t] < MIN_EGO_SPEED_MPS:
             continue
         cells = np.flatnonzero(labels)
-        nearest = np.full(len(velocity), np.inf)
-        np.minimum.at(nearest, labels.ravel()[cells] - 1, forward.ravel()[cells])
-        ahead = np.maximum(nearest - EGO_FRONT_M, log.meta.resolution_m)
+        ahead = np.full(len(velocity), np.inf)                                     # (n,) to its nearest cell
+        np.minimum.at(ahead, labels.ravel()[cells] - 1, bumper.ravel()[cells])
         (across,) = blob_means(labels, len(velocity), right)
         arrival, gap = time_to_conflict(ahead, across, velocity[:, 0], velocity[:, 1], float(log.ego_speed[t]),
                                         half_m)

@@ -80,9 +80,9 @@ from core.pooling import top_k_mean
 from ..schema import OBJECT_CLASSES, PEDESTRIAN, STATIC_OBSTACLE, UNOBSERVED, VEHICLE
 from ..warp import cell_offsets
 from .conflict import pedestrian_conflict
-# PATH_HALF_WIDTH_M is re-exported for bench/experiments' pinned scripts alone (they read the
-# path as fs.*); everything else imports the path from driving.scoring.path, its home
-from .path import EGO_FRONT_M, LANE_HALF_M, PATH_HALF_WIDTH_M, ego_lane, ego_path  # noqa: F401
+# EGO_FRONT_M and PATH_HALF_WIDTH_M are re-exported for bench/experiments' pinned scripts alone
+# (they read the path as fs.*); everything else imports the path from driving.scoring.path, its home
+from .path import EGO_FRONT_M, LANE_HALF_M, PATH_HALF_WIDTH_M, bumper_distance, ego_lane, ego_path  # noqa: F401
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
@@ -99,7 +99,7 @@ MIN_SCALE = MappingProxyType({"object_context": 0.5,   # nats; 1/s (TailScore's 
 OBSERVED_CHANNELS = MappingProxyType({
     "lead_closing": lambda log: lead_closing(log.semantic, log.meta),
     "path_reach": lambda log: path_reach(log.semantic, log.ego_speed, log.meta),
-    "pedestrian_conflict": lambda log: pedestrian_conflict(log)})
+    "pedestrian_conflict": pedestrian_conflict})
 # what a saved scorer without an "observed_channels" entry reads: the registry's channels
 # when scorers left their names out for the default (bundle format 8), pinned here so that
 # a later registry does not change what those bundles mean
@@ -208,8 +208,7 @@ def path_reach(observed: np.ndarray, ego_speed: np.ndarray, meta,
         half_width_m, classes: the corridor's half width and the classes read (the
             defaults are the frame score's; other values for experiments).
     """
-    forward, _ = cell_offsets(meta)
-    distance = np.maximum(forward - EGO_FRONT_M, meta.resolution_m)    # (H, W) m
+    distance = bumper_distance(meta)                                     # (H, W) m
     reach = np.asarray(ego_speed, np.float32)[:, None, None] / distance[None]
     in_lane = np.isin(observed, classes) & ego_lane(meta, half_width_m)[None]
     return np.where(in_lane, reach, 0.0).astype(np.float32)

@@ -26,3 +26,12 @@ def ego_lane(meta, half_width_m: float = LANE_HALF_M) -> np.ndarray:
     ``half_width_m`` of its heading line)."""
     forward, right = cell_offsets(meta)
     return (np.abs(right) <= half_width_m) & (forward > EGO_FRONT_M)
+
+
+def bumper_distance(meta) -> np.ndarray:
+    """``(H, W)`` m: each cell's distance ahead of the ego's front bumper, at least a cell
+    (``meta.resolution_m``): what the ego's speed is divided by for the time it takes to
+    reach the cell, so a cell beside or behind the bumper reads as a cell ahead rather than
+    dividing by zero or a negative distance."""
+    forward, _ = cell_offsets(meta)
+    return np.maximum(forward - EGO_FRONT_M, meta.resolution_m)
