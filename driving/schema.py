@@ -49,6 +49,7 @@ OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK, VEHICLE, PEDESTRIAN, STATIC_OBSTACLE = r
 LAYOUT_CLASSES = (OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK)     # the ground: ids 0 .. 3
 OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
 UNOBSERVED = 255
+LOG_COMPRESSION = "zstd"    # every log file's Parquet compression (write_log, write_logs)
 # Display colours (RGB 0-255) of the classes and of unobserved cells: the one palette of the
 # dashboard's replay and the rerun recording.
 CLASS_COLOURS = {"off_road": (70, 90, 60), "road": (110, 110, 120),
@@ -278,7 +279,7 @@ def log_table(log: DriveLog):
 
 def write_log(log: DriveLog, path: str | os.PathLike) -> Path:
     """Write a log atomically (``core.io.write_parquet_atomic``); returns the path."""
-    write_parquet_atomic(log_table(log), path, compression="zstd")
+    write_parquet_atomic(log_table(log), path, compression=LOG_COMPRESSION)
     return Path(path)
 
 
@@ -312,7 +313,7 @@ def write_logs(out_dir: str | os.PathLike, logs: Iterable[DriveLog],
         tmp.mkdir()
         for log in logs:
             pq.write_table(log_table(log), tmp / f"{log.log_id}.parquet",   # the folder is
-                           compression="zstd")                             # the temporary
+                           compression=LOG_COMPRESSION)                    # the temporary
             names.append(f"{log.log_id}.parquet")
     return [out_dir / name for name in names]
 

@@ -114,12 +114,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from bench.driving import event_kinds
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (FIVE_CHANNEL_MIN_SCALE, HELDOUT_COLUMNS, OUT, STEP_OUT, TOWN, Work,
                                                 add_work_arguments, column, five_channel_scorer, work_from)
 from bench.experiments.driving_step_out_confirm import kept_frames
-from bench.experiments.driving_step_out_enriched import (ENRICHED_SETS, NORMAL_SET, STAGES, Trial, event_kinds,
-                                                         run)
+from bench.experiments.driving_step_out_enriched import ENRICHED_SETS, NORMAL_SET, STAGES, Trial, run
 from core.metrics import auroc
 from core.pooling import top_k_mean
 from core.runtime import configure_threads
@@ -209,7 +209,7 @@ def design(work: Work) -> dict:
         tail = fs.TailScore(FIVE_CHANNEL_MIN_SCALE["path_reach"]).fit(values)
         scores, raised = with_channel(product, logs, tail, smooth, **variant)
         aurocs = {}
-        for kind in ["all", *event_kinds(product)]:
+        for kind in ["all", *event_kinds(product["kinds"].tolist())]:
             event = labels if kind == "all" else kinds == kind
             pool = event | ~labels
             aurocs[kind] = {"product": auroc(event[pool], product["scores"][pool]),

@@ -87,12 +87,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bench.driving import alert_rates, frames_by_kind
+from bench.driving import alert_rates, event_kinds, frames_by_kind
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (CANDIDATES, FRAMES, MAX_ALERTS_OVER_NOMINAL, OUT, SETS,
                                                 STEP_OUT, TOWN, Work, highway_identity, parse_stage, set_frames)
-from bench.experiments.driving_step_out_confirm import (BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, bootstrap_difference,
-                                                        keep_frames, kept_frames)
+from bench.experiments.driving_step_out_confirm import bootstrap_difference, keep_frames, kept_frames
 from core.runtime import configure_threads
 from driving.evaluate import frame_metrics
 
@@ -205,11 +204,6 @@ def decide(base: dict, other: dict, highway: dict, bootstrap: dict, candidate: s
             **checks, "adopt": all(checks.values())}
 
 
-def event_kinds(frames: dict) -> list[str]:
-    """The event kinds of ``frames``' event frames, sorted (a normal frame's kind is "")."""
-    return sorted(set(frames["kinds"].tolist()) - {""})
-
-
 def score_changes(base: dict, other: dict) -> dict:
     """How ``other``'s frame scores differ from ``base``'s (the same frames), on the normal
     frames and on each kind's: the share raised and the share lowered. A channel added to the
@@ -218,7 +212,7 @@ def score_changes(base: dict, other: dict) -> dict:
     within :data:`SCORE_ROUNDING` are the float rounding of the recalibrated tails (1e-16 on
     the enriched set; the smallest real change there is 4e-4) and count as none."""
     change = other["scores"] - base["scores"]
-    parts = {"normal": ~base["labels"], **{k: base["kinds"] == k for k in event_kinds(base)}}
+    parts = {"normal": ~base["labels"], **{k: base["kinds"] == k for k in event_kinds(base["kinds"].tolist())}}
     return {name: {"frames": int(sel.sum()), "share_raised": float(np.mean(change[sel] > SCORE_ROUNDING)),
                    "share_lowered": float(np.mean(change[sel] < -SCORE_ROUNDING))} for name, sel in parts.items()}
 
@@ -233,7 +227,7 @@ def decide_kept(work: Work, trial: Trial = ENRICHED) -> dict:
     groups = strata(base, trial.event_sets)
     bootstrap = {"all_frames": bootstrap_difference(base, other, strata=groups),
                  **{kind: bootstrap_difference(base, other, kind, strata=groups)
-                    for kind in event_kinds(base)}}
+                    for kind in event_kinds(base["kinds"].tolist())}}
     return {"bootstrap": bootstrap,
             "decision": decide(metrics(base), metrics(other), kept["highway"], bootstrap, trial.candidate),
             "score_changes": score_changes(base, other)}
