@@ -119,7 +119,7 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
     image = load_volume(case.image)
     affine = np.asarray(image.affine, dtype=np.float64)
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
-    row = {"case": case.name, "image": str(Path(case.image).resolve()), "segmentation": None,
+    row = {"case": case.name, "image": str(case.key), "segmentation": None,
            "anomaly_map": None}
     names = segmenter.labels if segmenter else {}
     labels_grid = probs_grid = None
@@ -229,7 +229,7 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
     params = {"fdr": fdr, "shap_evals": shap_evals, "anomaly_model": str(anomaly_model or ""),
               "dicom_seg": dicom_seg}
     with create_run(out, "medical", kind="infer", params=params, model=str(Path(model_dir).resolve()),
-                    inputs=[str(Path(c.image).resolve()) for c in cases]) as run:
+                    inputs=[str(c.key) for c in cases]) as run:
         for case in progress_bar(cases, desc="infer", unit="case", show=progress):
             row, case_shap = score_case(case, segmenter, scorer, run, shap_evals, dicom_seg)
             input_warnings += [f"{case.name}: {w}" for w in row["warnings"].splitlines()]

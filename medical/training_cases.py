@@ -206,8 +206,7 @@ def leave_out(cases: list, roles: dict[str, list]) -> tuple[list, dict[str, int]
     keys = {role: {c.key for c in used} for role, used in roles.items()}
     kept, left_out = [], dict.fromkeys(roles, 0)
     for case in cases:
-        key = case.key                                  # resolves the path: once a case
-        role = next((role for role, used in keys.items() if key in used), None)
+        role = next((role for role, used in keys.items() if case.key in used), None)
         if role is None:
             kept.append(case)
         else:
