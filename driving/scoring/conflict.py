@@ -85,8 +85,9 @@ class PedestrianBlobs(NamedTuple):
 
 
 def pedestrian_blobs(observed: np.ndarray, pose, meta) -> PedestrianBlobs:
-    """One frame's observed pedestrians (``observed``: ``(H, W)``) as blobs, their centroids
-    in the ego's axes (``across`` kept: the conflict reads it) and the world's."""
+    """One frame's observed pedestrians (``observed``: ``(H, W)``) as blobs: their labels,
+    their mean offsets across the ego's heading (what the conflict reads) and their world
+    centroids (what a velocity is read from)."""
     labels, n = ndimage.label(observed == PEDESTRIAN)
     if not n:
         return PedestrianBlobs(labels, np.zeros(0), np.zeros((0, 2)))
@@ -116,8 +117,8 @@ def pedestrian_velocities(log, frames, lag_s: float = TRACK_LAG_S
     reach = MAX_PEDESTRIAN_SPEED_MPS * dt + log.meta.resolution_m
     poses = np.stack([log.ego_x, log.ego_y, log.ego_yaw], 1)
     frames = [int(t) for t in frames]
-    read = sorted(set(frames) | {t - lag for t in frames if t >= lag})
-    blobs = {t: pedestrian_blobs(log.semantic[t], poses[t], log.meta) for t in read}
+    labelled = sorted(set(frames) | {t - lag for t in frames if t >= lag})
+    blobs = {t: pedestrian_blobs(log.semantic[t], poses[t], log.meta) for t in labelled}
     out = {}
     for t in frames:
         centroids = blobs[t].world
