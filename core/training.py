@@ -52,7 +52,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     val_fraction: float = 0.1
-    patience: int = 8          # epochs without validation improvement before stopping
+    patience: int = 8          # epochs in a row without validation improvement that stop it (0 acts as 1)
     min_delta: float = 1e-4    # relative improvement that counts (of |best|; losses may be < 0)
     grad_clip: float | None = 1.0
     schedule: str = "cosine"   # "cosine" or "constant"
@@ -323,15 +323,16 @@ def fit(model: nn.Module, dataset: Dataset, loss_fn: LossFn, config: TrainConfig
         bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
 
         best = history.best_val_loss
-        if not math.isfinite(best) or val_loss < best - config.min_delta * abs(best):
+        improved = not math.isfinite(best) or val_loss < best - config.min_delta * abs(best)
+        if improved:
             history.best_val_loss, history.best_epoch, bad_epochs = val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
             _save_weights(best_state, config, "best.safetensors", history)
         else:
             bad_epochs += 1
-        if epoch + 1 in config.snapshot_epochs:
+        if epoch + 1 in config.snapshot_epochs:   # written before a stop: the epoch counts
             _save_weights(best_state, config, f"epoch-{epoch + 1}.safetensors", history)
-        if bad_epochs >= max(config.patience, 1):
+        if not improved and bad_epochs >= config.patience:   # an improving epoch goes on
             history.stopped_early = True
             break
     bar.close()

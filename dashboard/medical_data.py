@@ -100,10 +100,12 @@ def load_case(run_dir, row: pd.Series) -> CaseVolumes:
 
 def run_warnings(manifest: dict, cases, named: int = 8) -> list[str]:
     """The run's banners: why no alert is reachable (``warning``), each warning about the
-    input as a whole (a ``warnings`` line that names none of ``cases``: an image file listed
-    twice), then one line naming the cases with warnings of their own (``"case: line"`` from
+    input as a whole (``input_warnings``: an image file listed twice), then one line naming
+    the cases with warnings of their own (``warnings``: ``"case: line"`` from
     ``medical.guard``). Each case shows its lines above its slices; repeating every case's
-    here would push the viewer below a wall of banners.
+    here would push the viewer below a wall of banners. Runs written before
+    ``input_warnings`` was kept apart hold those lines in ``warnings``, where they name
+    none of ``cases``, and are shown as such.
 
     Args:
         manifest: the run's manifest.
@@ -112,13 +114,14 @@ def run_warnings(manifest: dict, cases, named: int = 8) -> list[str]:
     """
     summary = manifest.get("summary", {})
     lines = [str(summary["warning"])] if summary.get("warning") else []
+    lines += map(str, summary.get("input_warnings", []))
     names = {str(case) for case in cases}
     warned = []                                         # cases with lines, in run order
     for line in map(str, summary.get("warnings", [])):
         case = line.partition(": ")[0]
         if case in names:
             warned.append(case)
-        else:
+        else:                                           # the input's, in an older run
             lines.append(line)
     warned = list(dict.fromkeys(warned))
     if warned:

@@ -119,7 +119,7 @@ def score_case(case, segmenter, scorer, run=None, shap_evals: int = 200,
     image = load_volume(case.image)
     affine = np.asarray(image.affine, dtype=np.float64)
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
-    row = {"case": case.name, "image": str(Path(case.image).resolve()), "segmentation": None,
+    row = {"case": case.name, "image": str(case.key), "segmentation": None,
            "anomaly_map": None}
     names = segmenter.labels if segmenter else {}
     labels_grid = probs_grid = None
@@ -215,9 +215,10 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
         ``out``.
 
     Warns:
-        UnmaskWarning: one per line of ``summary["warnings"]`` (``images`` lists an image
-            file twice: :func:`medical.io.find_cases`; a case unlike the training data),
-            and ``summary["warning"]`` (no anomaly model, or no alert reachable at ``fdr``).
+        UnmaskWarning: one per line of ``summary["input_warnings"]`` (about ``images`` as
+            a whole: an image file listed twice, :func:`medical.io.find_cases`), of
+            ``summary["warnings"]`` (``"case: line"``, a case unlike the training data) and
+            ``summary["warning"]`` (no anomaly model, or no alert reachable at ``fdr``).
     """
     check_output(out, [model_dir, images, anomaly_model])  # before loading and scoring
     with recorded_warnings() as listing_warnings:          # e.g. an image file listed twice
@@ -225,14 +226,14 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
     if dicom_seg:
         check_dicom_inputs(cases)
     segmenter, scorer = load_models(model_dir, anomaly_model, device, precision)
-    rows, shap_rows, input_warnings = [], [], []
+    rows, shap_rows, case_lines = [], [], []
     params = {"fdr": fdr, "shap_evals": shap_evals, "anomaly_model": str(anomaly_model or ""),
               "dicom_seg": dicom_seg}
     with create_run(out, "medical", kind="infer", params=params, model=str(Path(model_dir).resolve()),
-                    inputs=[str(Path(c.image).resolve()) for c in cases]) as run:
+                    inputs=[str(c.key) for c in cases]) as run:
         for case in progress_bar(cases, desc="infer", unit="case", show=progress):
             row, case_shap = score_case(case, segmenter, scorer, run, shap_evals, dicom_seg)
-            input_warnings += [f"{case.name}: {w}" for w in row["warnings"].splitlines()]
+            case_lines += [f"{case.name}: {w}" for w in row["warnings"].splitlines()]
             rows.append(row)
             shap_rows.extend(case_shap)
         scores = pd.DataFrame(rows)
@@ -259,9 +260,9 @@ def infer(model_dir, images, out, anomaly_model=None, fdr: float = 0.1, shap_eva
             summary["calibration_reference"] = calibration_reference(scorer.calibration_)
         unreachable = (scorer.calibration_.fdr_unreachable(fdr) if has_scores and fdr is not None
                        else None)
-        # the input as a whole, then "case: how it is unlike the training data"
-        summary["warnings"] = listing_warnings + input_warnings
-        for line in input_warnings:
+        summary["input_warnings"] = listing_warnings          # the input as a whole
+        summary["warnings"] = case_lines               # "case: how it is unlike the training data"
+        for line in case_lines:
             warnings.warn(line, UnmaskWarning, stacklevel=2)
         if not has_scores:               # a segmenter trained without --pretrained
             summary["warning"] = ("no anomaly model: segmentations only, no anomaly scores, "

@@ -25,6 +25,7 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +52,13 @@ class Case:
     lesion: Path | None = None
     has_lesion: bool | None = None
 
-    @property
+    @cached_property
     def key(self) -> Path:
         """Which case this is wherever cases are matched (trained, validated, calibrated on,
         unlabelled; read once and kept): its image file (:func:`file_key`), so a link or a
-        relative path to it names the same case, and two files that share a name are two."""
+        relative path to it names the same case, and two files that share a name are two.
+        Resolved on first use and kept: matching asks for it many times per case, and a
+        case's ``image`` is not changed once it is listed."""
         return file_key(self.image)
 
 

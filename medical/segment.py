@@ -31,7 +31,7 @@ from core.training import TrainConfig, fit, is_main_process
 from .anomaly import AnomalyScorer
 from .consistency import ConsistencyConfig, PairedCrops, with_consistency
 from .guard import InputReference, fragmentation_warnings
-from .io import read_dataset_json
+from .io import find_cases, read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .postprocess import PostProcessing
 from .reconstruction import unmasked_input
@@ -317,7 +317,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     on stderr (None: only on a terminal; False: never).
     """
     config = config or SegmentConfig()
-    labelled = labelled_cases(data)
+    listed = find_cases(data)                         # every split: labelled and calibration
+    labelled = labelled_cases(data, listed=listed)
     cases = list(cases) if cases is not None else first_labelled(labelled, n_labels, data)
     validation_cases = (list(validation_cases) if validation_cases is not None
                         else not_among(labelled, cases))
@@ -326,7 +327,8 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
         scorer = AnomalyScorer.load(pretrained, device, precision)
         init_state, network_config = scorer.network.state_dict(), scorer.network_config
         spacing = spacing or scorer.preprocess.spacing
-    calibration = organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out)
+    calibration = organ_calibration_cases(data, listed, cases, calibration_cases, scorer,
+                                          spacing, out)
     # before any volume is read; the validation and calibration cases must stay unseen
     unlabelled_cases, left_out = select_unlabelled(unlabelled_cases, {
         "training": cases, "validation": validation_cases, "calibration": calibration})

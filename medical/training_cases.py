@@ -55,10 +55,13 @@ MIN_CALIBRATION_CASES = 2
 
 # --- which cases, in which role ----------------------------------------------------------
 
-def labelled_cases(data, n_labels: int | None = None) -> list:
-    """The first ``n_labels`` cases (by name) of ``data`` that have a label file."""
-    cases = sorted((c for c in find_cases(data, split="training") if c.label is not None),
-                   key=lambda c: c.name)
+def labelled_cases(data, n_labels: int | None = None, listed=None) -> list:
+    """The first ``n_labels`` cases (by name) of ``data`` that have a label file; ``listed``:
+    the cases of ``data`` (:func:`~medical.io.find_cases`, every split) where a caller that
+    reads its other cases too has listed them already (each file is checked once, and a
+    repeat listing warns once)."""
+    listed = find_cases(data) if listed is None else listed
+    cases = sorted((c for c in listed if c.label is not None), key=lambda c: c.name)
     if not cases:
         raise DataValidationError(f"{data}: no labelled cases (dataset.json 'training' entries "
                                   "with a 'label')")
@@ -79,7 +82,8 @@ def not_among(cases, used) -> list:
     return [c for c in cases if c.key not in keys]
 
 
-def organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out) -> list:
+def organ_calibration_cases(data, listed, cases, calibration_cases, scorer, spacing,
+                            out) -> list:
     """The healthy cases a saved, fine-tuned model's organ calibration reads (on every
     rank); none without a pretrained ``scorer`` on the model grid of ``spacing`` or
     without ``out``. Neither the segmenter's training ``cases`` nor the cases the scorer
@@ -87,30 +91,34 @@ def organ_calibration_cases(data, cases, calibration_cases, scorer, spacing, out
 
     ``calibration_cases`` given: those beyond both (:func:`unseen_calibration`: a warning
     if some are left out, refused below :data:`MIN_CALIBRATION_CASES`). By default: the
-    lesion-free cases of ``data`` (any split) beyond both; when fewer than 2 of them are
-    unseen, all lesion-free cases beyond the training ``cases`` (seen ones too, with a
-    warning: organ scoring predicts organ voxels from the case's own visible parenchyma
-    unless ``organ_prediction="network"``, so a pretraining case scores like an unseen one,
-    bench/README.md), and none below 2 of those. The validation cases may calibrate: the
-    network never trained on them, they only chose each organ's post-processing."""
+    lesion-free cases of ``data`` (``listed``: its cases, every split) beyond both; when
+    fewer than 2 of them are unseen, all lesion-free cases beyond the training ``cases``
+    (seen ones too, with a warning: organ scoring predicts organ voxels from the case's own
+    visible parenchyma unless ``organ_prediction="network"``, so a pretraining case scores
+    like an unseen one, bench/README.md), and none below 2 of those. The validation cases
+    may calibrate: the network never trained on them, they only chose each organ's
+    post-processing."""
     if scorer is None or out is None or scorer.preprocess != PreprocessConfig(spacing=tuple(spacing)):
         return []
-    pretraining = pretraining_cases(scorer)
+    recorded = _recorded_images(scorer)
+    pretraining = pretraining_cases(recorded)
     roles = {"training": cases, "pretraining": pretraining or []}
     if calibration_cases is not None:
         calibration_cases = list(calibration_cases)
-        _warn_unrecorded(scorer, pretraining, len(calibration_cases), "given")
+        _warn_unrecorded(recorded, pretraining, len(calibration_cases), "given")
         return unseen_calibration(calibration_cases, roles)
-    return _default_organ_calibration(data, cases, scorer, pretraining)
+    return _default_organ_calibration(data, listed, cases, recorded, pretraining)
 
 
-def _default_organ_calibration(data, cases, scorer, pretraining) -> list:
+def _default_organ_calibration(data, listed, cases, recorded, pretraining) -> list:
     """:func:`organ_calibration_cases` by default: the lesion-free cases of ``data``
-    beyond the training ``cases`` and the ``pretraining`` ones (``None``: unknown here)."""
-    held_out = [c for c in not_among(find_cases(data), cases) if not c.has_lesion]
+    (``listed``) beyond the training ``cases`` and the ``pretraining`` ones (``None``:
+    unknown here; ``recorded``: the image files the pretrained bundle records)."""
+    held_out = [c for c in not_among(listed, cases) if not c.has_lesion]
     if len(held_out) < MIN_CALIBRATION_CASES:
         return []
-    _warn_unrecorded(scorer, pretraining, len(held_out), f"lesion-free of {data} beyond the training ones")
+    _warn_unrecorded(recorded, pretraining, len(held_out),
+                     f"lesion-free of {data} beyond the training ones")
     unseen, left_out = leave_out(held_out, {"pretraining": pretraining or []})
     if len(unseen) >= MIN_CALIBRATION_CASES:
         if left_out["pretraining"]:
@@ -127,33 +135,33 @@ def _default_organ_calibration(data, cases, scorer, pretraining) -> list:
     return held_out
 
 
-def pretraining_cases(scorer) -> list | None:
-    """The cases a pretrained ``scorer`` trained on, as the image files its bundle records
-    (``provenance_["training"]["images"]``, matched by :attr:`~medical.io.Case.key`);
+def pretraining_cases(recorded: list[Path] | None) -> list | None:
+    """The cases a pretrained scorer trained on, as the image files its bundle records
+    (``recorded``: :func:`_recorded_images`, matched by :attr:`~medical.io.Case.key`);
     ``None`` when that is unknown here: the bundle records only their names (saved before it
     recorded files; names are unique only within one data root, which it does not record
     either), or none of the files it records is on this machine (the data or the bundle
     moved), so no case would match and every pretraining case would calibrate unnoticed."""
-    images = _recorded_images(scorer)
-    if images is None or not any(image.exists() for image in images):
+    if recorded is None or not any(image.exists() for image in recorded):
         return None
-    return [Case(image.name, image) for image in images]
+    return [Case(image.name, image) for image in recorded]
 
 
 def _recorded_images(scorer) -> list[Path] | None:
-    """The image files the pretrained ``scorer``'s bundle records; None: names only."""
+    """The image files the pretrained ``scorer``'s bundle records
+    (``provenance_["training"]["images"]``); None: names only."""
     images = scorer.provenance_.get("training", {}).get("images")
     return None if images is None else [Path(image) for image in images]
 
 
-def _warn_unrecorded(scorer, pretraining, n_cases: int, which: str) -> None:
-    """One warning when it is unknown here which cases the pretrained ``scorer`` trained on
-    (``pretraining`` None, :func:`pretraining_cases`)."""
+def _warn_unrecorded(recorded, pretraining, n_cases: int, which: str) -> None:
+    """One warning when it is unknown here which cases the pretrained scorer trained on
+    (``pretraining`` None, :func:`pretraining_cases` of the image files its bundle
+    ``recorded``)."""
     if pretraining is not None:
         return
-    images = _recorded_images(scorer)
-    why = ("does not record its training cases' files" if images is None else
-           f"records {len(images)} training files, none of them on this machine (moved?)")
+    why = ("does not record its training cases' files" if recorded is None else
+           f"records {len(recorded)} training files, none of them on this machine (moved?)")
     warnings.warn(f"organ calibration: the pretrained bundle {why}, so whether any of the "
                   f"{n_cases} calibration cases ({which}) trained the anomaly model is unknown; "
                   "run medical pretrain again, or give --calibration-data with healthy cases it "
@@ -206,8 +214,7 @@ def leave_out(cases: list, roles: dict[str, list]) -> tuple[list, dict[str, int]
     keys = {role: {c.key for c in used} for role, used in roles.items()}
     kept, left_out = [], dict.fromkeys(roles, 0)
     for case in cases:
-        key = case.key                                  # resolves the path: once a case
-        role = next((role for role, used in keys.items() if key in used), None)
+        role = next((role for role, used in keys.items() if case.key in used), None)
         if role is None:
             kept.append(case)
         else:

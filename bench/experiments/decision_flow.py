@@ -61,22 +61,30 @@ def summary_lines(summary: dict) -> list[str]:
             f"per subset {entry['per_subset_points_at_2']}" for arm, entry in summary.items()]
 
 
-def run_or_heldout(parser, args, run, heldout) -> dict:
+def run_or_heldout(parser, args, run, heldout, later: dict | None = None) -> dict:
     """One command of the flow on parsed ``args`` (of :func:`experiment_parser`'s
-    ``parser``): ``run(work, jobs)`` returns the result (``test`` and ``decision``), or,
-    with ``--heldout`` (refused before a decision is written), ``heldout(work, result)``
-    completes it (``heldout``); timed (``seconds``), its summary printed (``test`` and the
-    decision, or ``heldout``) and written to ``--out``.
+    ``parser``, with a ``--option`` for each of ``later``): ``run(work, jobs)`` returns the
+    result (``test`` and ``decision``), its summary and decision printed; or one step after
+    the decision completes it: ``--heldout``, ``heldout(work, result)`` (``heldout``, its
+    summary printed), or a ``--option`` of ``later``, ``{option: step(work, result, jobs)}``
+    (which prints what it adds). A step is refused before a decision is written, and so are
+    two steps in one command (each is timed, under ``seconds[option]``). The result goes to
+    ``--out``.
 
     Returns:
         The result as written.
     """
+    steps = {"heldout": lambda work, result, jobs: _printed_heldout(heldout(work, result)),
+             **(later or {})}
+    chosen = [option for option in steps if getattr(args, option.replace("-", "_"))]
+    if len(chosen) > 1:
+        parser.error(f"{' and '.join(f'--{option}' for option in chosen)}: one step at a time")
     work, out = Path(args.work), Path(args.out)
     started = time.perf_counter()
-    if args.heldout:
-        result = heldout(work, decided_result(parser, out, "without --heldout"))
-        result["seconds"]["heldout"] = round(time.perf_counter() - started, 1)
-        print("\n".join(summary_lines(result["heldout"])))
+    if chosen:
+        (option,) = chosen
+        result = steps[option](work, decided_result(parser, out, f"without --{option}"), args.jobs)
+        result["seconds"][option] = round(time.perf_counter() - started, 1)
     else:
         result = run(work, args.jobs)
         result["seconds"] = {"run": round(time.perf_counter() - started, 1)}
@@ -86,14 +94,20 @@ def run_or_heldout(parser, args, run, heldout) -> dict:
     return result
 
 
+def _printed_heldout(result: dict) -> dict:
+    """``result`` after its held-out step, that step's summary printed."""
+    print("\n".join(summary_lines(result["heldout"])))
+    return result
+
+
 def experiment_main(argv, module: str, doc: str, reference_path: Path, run, heldout,
                     later: dict | None = None) -> dict:
     """:func:`run_or_heldout` for an experiment with a reproduction check against the run
     in ``reference_path`` (its results file, read once): ``run(work, jobs, reference)``,
     ``heldout(work, result, reference)``; one job by default. ``later``, ``{option: (help,
-    step)}``: further steps after the decision, each its own ``--option`` (refused before a
-    decision is written too) that runs ``step(work, result, reference, jobs)``, which returns
-    the completed result (timed under ``seconds[option]``) and prints what it adds.
+    step)}``: further steps after the decision, each its own ``--option`` that runs
+    ``step(work, result, reference, jobs)``, which returns the completed result and prints
+    what it adds.
 
     Returns:
         The result as written.
@@ -104,13 +118,12 @@ def experiment_main(argv, module: str, doc: str, reference_path: Path, run, held
         parser.add_argument(f"--{option}", action="store_true", help=text)
     args = parser.parse_args(argv)
     reference = json.loads(reference_path.read_text())
-    chosen = [option for option in later if getattr(args, option.replace("-", "_"))]
-    if not chosen:
-        return run_or_heldout(parser, args, lambda work, jobs: run(work, jobs, reference),
-                              lambda work, result: heldout(work, result, reference))
-    out, started = Path(args.out), time.perf_counter()
-    result = later[chosen[0]][1](Path(args.work), decided_result(parser, out, f"without --{chosen[0]}"),
-                                 reference, args.jobs)
-    result["seconds"][chosen[0]] = round(time.perf_counter() - started, 1)
-    write_text_atomic(out, json.dumps(result, indent=2))
-    return result
+    return run_or_heldout(parser, args, lambda work, jobs: run(work, jobs, reference),
+                          lambda work, result: heldout(work, result, reference),
+                          {option: _with_reference(step, reference)
+                           for option, (_, step) in later.items()})
+
+
+def _with_reference(step, reference: dict):
+    """``step(work, result, reference, jobs)`` as ``(work, result, jobs)``."""
+    return lambda work, result, jobs: step(work, result, reference, jobs)

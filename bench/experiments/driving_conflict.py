@@ -108,7 +108,6 @@ Results under ``conflict`` in ``bench/results/driving_step_out.json``.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 
@@ -117,7 +116,7 @@ import numpy as np
 from bench.driving import event_kinds
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (FIVE_CHANNEL_MIN_SCALE, HELDOUT_COLUMNS, OUT, STEP_OUT, TOWN, Work,
-                                                add_work_arguments, column, five_channel_scorer, work_from)
+                                                column, five_channel_scorer, parse_stage)
 from bench.experiments.driving_step_out_confirm import kept_frames
 from bench.experiments.driving_step_out_enriched import ENRICHED_SETS, NORMAL_SET, STAGES, Trial, run
 from core.metrics import auroc
@@ -237,21 +236,16 @@ def benchmark_column(name: str, work: Work, scorer: str = CANDIDATE) -> dict:
     return column(work.calibrated(model, train, FRESH.scorers[scorer]()), work, events, normal)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.experiments.driving_conflict",
-                                     description=__doc__.splitlines()[0])
-    add_work_arguments(parser)
-    parser.add_argument("stage", choices=("design", *STAGES, "columns"))
-    parser.add_argument("name", nargs="?", help="score NAME (product, pedestrian_conflict_channel); "
-                                                "columns COLUMN (tuned, heldout, heldout_native, ...)")
+def _scorer_option(parser) -> None:
     parser.add_argument("--scorer", choices=tuple(FRESH.scorers), default=CANDIDATE,
                         help="columns: the scorer (default the candidate)")
-    args = parser.parse_args(argv)
-    wanted = {"score": FRESH.scorers, "columns": COLUMNS}.get(args.stage, {})
-    if (args.name is None) != (not wanted) or (wanted and args.name not in wanted):
-        parser.error(f"stage {args.stage} takes {'one of ' + ', '.join(wanted) if wanted else 'no name'}, "
-                     f"got {args.name!r}")
-    work = work_from(parser, args, FRESH_SETS)
+
+
+def main(argv=None) -> None:
+    args, work = parse_stage(argv, "python -m bench.experiments.driving_conflict", __doc__,
+                             ("design", *STAGES, "columns"),
+                             {"score": tuple(FRESH.scorers), "columns": tuple(COLUMNS)}, FRESH_SETS,
+                             options=_scorer_option)
     if args.stage in STAGES:
         run(args.stage, args.name, work, FRESH)
         return

@@ -107,17 +107,6 @@ def standing(log, world: WorldCells, pedestrian: np.ndarray) -> np.ndarray:
     return out
 
 
-def persistence_probabilities(log, memory: np.ndarray) -> np.ndarray:
-    """``PersistenceBaseline().predict_proba(log)`` from ``memory``, the log's
-    ``persistence_memory`` (``(T, H, W)``), which the caller keeps too and the baseline would
-    compute again: ``(T, C, H, W)`` float32, 1 for the remembered class, 1/C everywhere where
-    nothing is remembered."""
-    n_classes = len(log.meta.classes)
-    probs = (memory[:, None] == np.arange(n_classes)[:, None, None]).astype(np.float32)
-    probs += (memory == UNOBSERVED)[:, None] * np.float32(1.0 / n_classes)
-    return probs
-
-
 def log_cells(predictor, log, accumulators: dict) -> dict:
     """One log's occluded cells (see the module docstring), flat arrays; adds the log to the
     benchmark-style ``accumulators`` (``{method: HiddenCellAccumulator}``) on the way.
@@ -131,7 +120,7 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
     world = WorldCells(log)
     network, probs, (_, trace) = gated_probabilities(predictor, log, world)
     memory = persistence_memory(log)
-    persistence = persistence_probabilities(log, memory)
+    persistence = PersistenceBaseline().predict_proba(log, memory)   # the memory kept below
     world_map = PersistenceBaseline(world_map=True).predict_proba(log)
     in_range = sensor_range_mask(log)
     for name, p in zip(METHODS, (probs, network, persistence, world_map)):

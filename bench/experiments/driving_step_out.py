@@ -525,11 +525,15 @@ def work_from(parser: argparse.ArgumentParser, args, sets: Mapping | None = None
     return Work(args.work, args.models or args.work / "models", **given)
 
 
-def parse_stage(argv, prog: str, doc: str, stages: tuple, named: str, names: tuple,
-                sets: Mapping) -> tuple[argparse.Namespace, Work]:
+def parse_stage(argv, prog: str, doc: str, stages: tuple, named: Mapping[str, tuple],
+                sets: Mapping, options=None) -> tuple[argparse.Namespace, Work]:
     """The command line of the experiments built on this one: ``--work``/``--models``
-    (:func:`add_work_arguments`), a stage of ``stages``, and ``NAME`` (one of ``names``), which
-    stage ``named`` needs (a usage error without it) and the others ignore.
+    (:func:`add_work_arguments`), a stage of ``stages``, and ``NAME``, which each stage of
+    ``named`` (stage -> the names it takes) needs and the other stages refuse (a usage
+    error either way, naming what the stage takes).
+
+    Args:
+        options: ``options(parser)`` adds the experiment's own options (None: none).
 
     Returns:
         The parsed arguments and their :class:`Work` over ``sets``.
@@ -537,10 +541,17 @@ def parse_stage(argv, prog: str, doc: str, stages: tuple, named: str, names: tup
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     add_work_arguments(parser)
     parser.add_argument("stage", choices=stages)
-    parser.add_argument("name", nargs="?", choices=names, help=f"{named} NAME")
+    parser.add_argument("name", nargs="?", help="; ".join(f"{stage} NAME ({', '.join(names)})"
+                                                          for stage, names in named.items()))
+    if options is not None:
+        options(parser)
     args = parser.parse_args(argv)
-    if args.stage == named and args.name is None:
-        parser.error(f"stage {named} needs NAME: one of {', '.join(names)}")
+    names = named.get(args.stage)
+    if names is None and args.name is not None:
+        parser.error(f"stage {args.stage} takes no NAME, got {args.name!r}")
+    if names is not None and args.name not in names:
+        parser.error(f"stage {args.stage} needs NAME: one of {', '.join(names)}"
+                     + (f", got {args.name!r}" if args.name is not None else ""))
     return args, work_from(parser, args, sets)
 
 

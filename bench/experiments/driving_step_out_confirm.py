@@ -129,7 +129,7 @@ def confirm_decide(results: dict) -> dict:
 
 def main(argv=None) -> None:
     args, work = parse_stage(argv, "python -m bench.experiments.driving_step_out_confirm", __doc__,
-                             ("confirm", "confirm-decide"), "confirm", tuple(CANDIDATES), CONFIRM_SETS)
+                             ("confirm", "confirm-decide"), {"confirm": tuple(CANDIDATES)}, CONFIRM_SETS)
     if args.stage == "confirm":
         configure_threads()
         result = confirm(args.name, work)

@@ -259,7 +259,7 @@ def run(stage: str, name: str | None, work: Work, trial: Trial = ENRICHED) -> di
 
 def main(argv=None) -> None:
     args, work = parse_stage(argv, "python -m bench.experiments.driving_step_out_enriched", __doc__,
-                             STAGES, "score", ("product", CANDIDATE), ENRICHED_SETS)
+                             STAGES, {"score": ("product", CANDIDATE)}, ENRICHED_SETS)
     run(args.stage, args.name, work)
 
 

@@ -72,9 +72,18 @@ class PersistenceBaseline:
         self.world_map = world_map
         self.prior = prior
 
-    def predict_proba(self, log: DriveLog) -> np.ndarray:
-        memory = (world_memory(log, before=False, layout_only=False) if self.world_map
-                  else persistence_memory(log))
+    def predict_proba(self, log: DriveLog, memory: np.ndarray | None = None) -> np.ndarray:
+        """``(T, C, H, W)`` float32 class probabilities of every cell of ``log``.
+
+        Args:
+            log: the drive log.
+            memory: the log's memory as this baseline keeps it (``(T, H, W)``,
+                :func:`world_memory` or :func:`persistence_memory`), where the caller has
+                it already (None: computed here).
+        """
+        if memory is None:
+            memory = (world_memory(log, before=False, layout_only=False) if self.world_map
+                      else persistence_memory(log))
         n_classes = len(log.meta.classes)
         probs = np.zeros((len(log), n_classes) + log.meta.grid_shape, np.float32)
         for c in range(n_classes):

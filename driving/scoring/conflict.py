@@ -41,6 +41,8 @@ spread and it scores 0.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
@@ -74,14 +76,23 @@ def road_pedestrians(observed: np.ndarray, meta) -> np.ndarray:
     return out
 
 
-def pedestrian_blobs(observed: np.ndarray, pose, meta) -> tuple[np.ndarray, np.ndarray]:
-    """One frame's observed pedestrians as 4-connected blobs: ``(H, W)`` int labels (0: none,
-    blob ``i`` is ``i + 1``) and their world centroids ``(n, 2)`` (m)."""
+class PedestrianBlobs(NamedTuple):
+    """One frame's observed pedestrians as 4-connected blobs."""
+
+    labels: np.ndarray      # (H, W) int: 0 none, blob i is i + 1
+    across: np.ndarray      # (n,) m: each blob's mean offset across the ego's heading (right +)
+    world: np.ndarray       # (n, 2) m: each blob's world centroid
+
+
+def pedestrian_blobs(observed: np.ndarray, pose, meta) -> PedestrianBlobs:
+    """One frame's observed pedestrians (``observed``: ``(H, W)``) as blobs: their labels,
+    their mean offsets across the ego's heading (what the conflict reads) and their world
+    centroids (what a velocity is read from)."""
     labels, n = ndimage.label(observed == PEDESTRIAN)
     if not n:
-        return labels, np.zeros((0, 2))
+        return PedestrianBlobs(labels, np.zeros(0), np.zeros((0, 2)))
     along, across = blob_means(labels, n, *cell_offsets(meta))
-    return labels, np.stack(ego_to_world(pose, along, across), 1)
+    return PedestrianBlobs(labels, across, np.stack(ego_to_world(pose, along, across), 1))
 
 
 def blob_means(labels: np.ndarray, n: int, *values: np.ndarray) -> list[np.ndarray]:
@@ -93,27 +104,33 @@ def blob_means(labels: np.ndarray, n: int, *values: np.ndarray) -> list[np.ndarr
     return [np.bincount(which, v.ravel()[cells], minlength=n) / counts for v in values]
 
 
-def pedestrian_velocities(log, lag_s: float = TRACK_LAG_S) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per frame, its pedestrian blobs' labels (:func:`pedestrian_blobs`) and each blob's
-    velocity in the frame's ego axes ``(n, 2)`` (forward, right; m/s): against the blob
-    nearest its world centroid ``lag_s`` earlier; NaN where none is within
-    :data:`MAX_PEDESTRIAN_SPEED_MPS` (and a cell) or the log is younger than ``lag_s``."""
+def pedestrian_velocities(log, frames, lag_s: float = TRACK_LAG_S
+                          ) -> dict[int, tuple[PedestrianBlobs, np.ndarray]]:
+    """For each of ``frames``, its pedestrian blobs (:func:`pedestrian_blobs`) and each
+    blob's velocity in the frame's ego axes ``(n, 2)`` (forward, right; m/s): against the
+    blob nearest its world centroid ``lag_s`` earlier; NaN where none is within
+    :data:`MAX_PEDESTRIAN_SPEED_MPS` (and a cell) or the log is younger than ``lag_s``.
+    Only those frames and the frames ``lag_s`` before them are labelled (the conflict asks
+    for the few with a pedestrian on the carriageway)."""
     lag = max(1, int(round(lag_s * log.meta.rate_hz)))
     dt = lag / log.meta.rate_hz
     reach = MAX_PEDESTRIAN_SPEED_MPS * dt + log.meta.resolution_m
     poses = np.stack([log.ego_x, log.ego_y, log.ego_yaw], 1)
-    blobs = [pedestrian_blobs(log.semantic[t], poses[t], log.meta) for t in range(len(log))]
-    out = []
-    for t, (labels, centroids) in enumerate(blobs):
+    frames = [int(t) for t in frames]
+    labelled = sorted(set(frames) | {t - lag for t in frames if t >= lag})
+    blobs = {t: pedestrian_blobs(log.semantic[t], poses[t], log.meta) for t in labelled}
+    out = {}
+    for t in frames:
+        centroids = blobs[t].world
         velocity = np.full((len(centroids), 2), np.nan)
-        before = blobs[t - lag][1] if t >= lag else np.zeros((0, 2))
+        before = blobs[t - lag].world if t >= lag else np.zeros((0, 2))
         if len(centroids) and len(before):
             distance = np.linalg.norm(centroids[:, None] - before[None], axis=2)      # (n, m)
             nearest = distance.argmin(1)
             dx, dy = ((centroids - before[nearest]) / dt).T                            # world m/s
             matched = distance[np.arange(len(centroids)), nearest] <= reach
             velocity[matched] = np.stack(world_to_ego((0.0, 0.0, poses[t, 2]), dx, dy), 1)[matched]
-        out.append((labels, velocity))
+        out[t] = (blobs[t], velocity)
     return out
 
 
@@ -165,17 +182,15 @@ def pedestrian_conflict(log, max_arrival_s: float = MAX_ARRIVAL_S, max_gap_s: fl
             the velocity's lag (the defaults are the frame score's; other values for
             experiments).
     """
-    _, right = cell_offsets(log.meta)
     bumper = bumper_distance(log.meta)                                            # (H, W) m
     on_road = road_pedestrians(log.semantic, log.meta)
     out = np.zeros(log.semantic.shape, np.float32)
-    for t, (labels, velocity) in enumerate(pedestrian_velocities(log, lag_s)):
-        if not on_road[t].any() or log.ego_speed[t] < MIN_EGO_SPEED_MPS:
-            continue
+    slow = log.ego_speed < MIN_EGO_SPEED_MPS
+    frames = np.flatnonzero(on_road.any((1, 2)) & ~slow)
+    for t, ((labels, across, _), velocity) in pedestrian_velocities(log, frames, lag_s).items():
         cells = np.flatnonzero(labels)
         ahead = np.full(len(velocity), np.inf)                                     # (n,) to its nearest cell
         np.minimum.at(ahead, labels.ravel()[cells] - 1, bumper.ravel()[cells])
-        (across,) = blob_means(labels, len(velocity), right)
         arrival, gap = time_to_conflict(ahead, across, velocity[:, 0], velocity[:, 1], float(log.ego_speed[t]),
                                         half_m)
         close = (arrival <= max_arrival_s) & (gap <= max_gap_s)                   # False where NaN

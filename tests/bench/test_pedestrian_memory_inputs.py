@@ -1,14 +1,11 @@
 """The pedestrian-memory experiment refuses what it cannot read: a set's cells with a log
-missing, a stage without the folders it reads, a network without a memory gate; the
-persistence probabilities it builds from the memory it keeps are the baseline's."""
+missing, a stage without the folders it reads, a network without a memory gate."""
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from bench.experiments.driving_pedestrian_memory import SETS, load_cells, log_cells, main, persistence_probabilities
-from driving.model.baselines import PersistenceBaseline, persistence_memory
-from driving.schema import UNOBSERVED, DriveLog, LogMeta
+from bench.experiments.driving_pedestrian_memory import SETS, load_cells, log_cells, main
 
 
 def _keep_cells(work, name: str, logs: range) -> None:
@@ -48,17 +45,3 @@ def test_a_network_without_memory_gate_is_refused():
     with pytest.raises(ValueError, match="no memory gate"):
         log_cells(SimpleNamespace(memory_gate_=None), log=None, accumulators={})
 
-
-def test_persistence_probabilities_from_the_kept_memory_are_the_baselines():
-    meta = LogMeta(grid_shape=(8, 6), ego_cell=(5, 3))
-    rng = np.random.default_rng(0)
-    truth = rng.integers(0, len(meta.classes), (4,) + meta.grid_shape).astype(np.uint8)
-    visible = rng.random(truth.shape) < 0.6
-    visible[:, :2, :2] = False                                   # never seen: 1/C everywhere
-    log = DriveLog(log_id="tiny", meta=meta, frame=np.arange(4), timestamp=np.arange(4) * 0.1,
-                   ego_x=np.arange(4, dtype=float), ego_y=np.zeros(4), ego_yaw=np.zeros(4),
-                   ego_speed=np.full(4, 10.0), semantic=np.where(visible, truth, UNOBSERVED).astype(np.uint8),
-                   visible=visible, semantic_true=truth, anomaly=np.zeros(4, bool), anomaly_kind=[None] * 4)
-    expected = PersistenceBaseline().predict_proba(log)
-    got = persistence_probabilities(log, persistence_memory(log))
-    assert got.dtype == expected.dtype and np.array_equal(got, expected)

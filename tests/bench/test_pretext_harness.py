@@ -32,6 +32,18 @@ def test_a_later_option_is_refused_before_the_decision_and_the_held_out_set(tmp_
         medical_pretrain_scale.main(argv)
 
 
+def test_two_steps_in_one_command_are_refused(tmp_path, capsys):
+    """``--heldout --snapshots`` ran the snapshots alone; it is refused, naming both."""
+    out = tmp_path / "result.json"
+    out.write_text(json.dumps({"decision": {}, "seconds": {}, "steps": {}}))
+    with pytest.raises(SystemExit) as stop:
+        medical_pretrain_scale.main(["--work", str(tmp_path), "--out", str(out), "--heldout",
+                                     "--snapshots"])
+    assert stop.value.code == 2
+    assert "--heldout and --snapshots: one step at a time" in capsys.readouterr().err
+    assert json.loads(out.read_text()) == {"decision": {}, "seconds": {}, "steps": {}}
+
+
 def test_dose_row_gain_and_share_against_scratch():
     steps = {f"arm-2-{r}": {"heldout_mean_dice": value} for r, value in enumerate([0.5, 0.6, 0.7, 0.6])}
     scratch = {"2": {"scratch": {"heldout_mean_dice": 0.5, "subsets": [0.0] * 4}},

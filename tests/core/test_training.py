@@ -1,4 +1,5 @@
 """The one training loop: learning, early stopping, determinism, checkpoints."""
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -84,7 +85,6 @@ def test_checkpoint_holds_best_weights(tmp_path):
 
 
 def test_snapshots_hold_what_a_shorter_run_returns(tmp_path):
-    import pytest
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -107,8 +107,6 @@ def test_snapshots_hold_what_a_shorter_run_returns(tmp_path):
 
 
 def test_non_finite_loss_is_reported():
-    import pytest
-
     def bad(m, batch, generator):
         return mse(m, batch, generator) * float("nan")
 
@@ -116,8 +114,10 @@ def test_non_finite_loss_is_reported():
         fit(_model(), _data(), bad, TrainConfig(max_epochs=2, progress=False, device="cpu"))
 
 
-def test_early_stopping_works_with_negative_losses():
-    # A likelihood-style loss can be negative; a flat loss must still stop early.
+@pytest.mark.parametrize("patience", [0, 1, 3])
+def test_early_stopping_works_with_negative_losses(patience):
+    # A likelihood-style loss can be negative; a flat loss must still stop early, after
+    # `patience` epochs without improvement -- never on the first, improving, epoch
     model = nn.Linear(2, 1)
     data = TensorDataset(torch.randn(64, 2))
 
@@ -125,8 +125,8 @@ def test_early_stopping_works_with_negative_losses():
         return m(batch[0]).sum() * 0.0 - 1.0
 
     history = fit(model, data, flat_negative,
-                  TrainConfig(max_epochs=20, patience=3, batch_size=32, progress=False))
-    assert history.stopped_early and len(history.val_loss) == 4
+                  TrainConfig(max_epochs=20, patience=patience, batch_size=32, progress=False))
+    assert history.stopped_early and len(history.val_loss) == 1 + max(patience, 1)
     assert history.best_epoch == 0 and history.best_val_loss == -1.0
 
 

@@ -205,13 +205,16 @@ def test_organ_table_and_region_shap(medical_run):
     assert regions["region"].iloc[0] == "liver" and len(regions) == 3
 
 
-def test_ct_run_banners_name_the_warned_cases_once():
+@pytest.mark.parametrize("kept_apart", [True, False])
+def test_ct_run_banners_name_the_warned_cases_once(kept_apart):
     cases = [f"case_{k:02d}" for k in range(32)]
     listing = "/data/ct: left out 1 case, each the image file of an earlier one"
     lines = [f"case_{k:02d}: organ volumes implausible for an adult" for k in range(10)]
+    lines.append("case_03: field of view unlike the training volumes")
     summary = {"n_cases": 32, "warning": "nothing can be flagged at FDR 0.1 yet",
-               "warnings": [listing] + lines + ["case_03: field of view unlike the training volumes"]}
-    # a line about the whole input names no case: it is shown as it is
+               **({"input_warnings": [listing], "warnings": lines} if kept_apart else
+                  {"warnings": [listing] + lines})}     # an older run: one merged list
+    # a line about the whole input is shown as it is
     assert medical_data.run_warnings({"summary": summary}, cases, named=3) == [
         "nothing can be flagged at FDR 0.1 yet", listing,
         "10 of 32 cases carry warnings (case_00, case_01, case_02 and 7 more); each case "

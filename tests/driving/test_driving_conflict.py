@@ -45,11 +45,14 @@ def test_velocities_are_the_world_walk_in_the_ego_axes(yaw, walk):
     log = _crossing_log(yaw=yaw, walk=walk)
     world_walk = walk[0] * np.array([np.cos(yaw), np.sin(yaw)]) + walk[1] * np.array([np.sin(yaw), -np.cos(yaw)])
     assert np.all(np.abs(world_walk) > 1.0) or yaw == np.pi / 2    # diagonal in the world
-    per_frame = pedestrian_velocities(log, lag_s=0.3)
-    for labels, velocity in per_frame[:3]:                    # nothing 0.3 s earlier yet
-        assert labels.max() == 1 and np.isnan(velocity).all()
-    for labels, velocity in per_frame[3::3]:
-        np.testing.assert_allclose(velocity, [walk], atol=1e-9)
+    per_frame = pedestrian_velocities(log, range(len(log)), lag_s=0.3)
+    for t in range(3):                                        # nothing 0.3 s earlier yet
+        blobs, velocity = per_frame[t]
+        assert blobs.labels.max() == 1 and np.isnan(velocity).all()
+    for t in range(3, len(log), 3):
+        np.testing.assert_allclose(per_frame[t][1], [walk], atol=1e-9)
+    # one frame asked for alone: the frame 0.3 s before it is read for it
+    np.testing.assert_array_equal(pedestrian_velocities(log, [9], lag_s=0.3)[9][1], per_frame[9][1])
 
 
 def test_a_blob_out_of_walking_reach_has_no_velocity():
@@ -58,7 +61,7 @@ def test_a_blob_out_of_walking_reach_has_no_velocity():
     far = np.zeros_like(log.semantic[0], bool)
     far[20:22, 100:102] = True                                # 30 m across from where it was
     log.semantic[6:][:, far] = PEDESTRIAN
-    assert np.isnan(pedestrian_velocities(log, lag_s=0.3)[7][1]).all()
+    assert np.isnan(pedestrian_velocities(log, [7], lag_s=0.3)[7][1]).all()
 
 
 def test_time_to_conflict_is_the_arrival_and_the_miss_of_the_walk_in_time():

@@ -43,6 +43,21 @@ def test_world_memory_keeps_static_cells_in_place():
     assert probs[2, SIDEWALK, 5, 1] == 1.0
 
 
+@pytest.mark.parametrize("world_map", [False, True])
+def test_persistence_reads_a_memory_given_as_its_own(world_map):
+    """A caller that keeps the log's memory passes it (bench/experiments/driving_pedestrian_memory);
+    the probabilities are those the baseline computes from it, and they come from it alone."""
+    log = _driving_log()
+    baseline = PersistenceBaseline(world_map=world_map)
+    memory = world_memory(log, before=False, layout_only=False) if world_map else persistence_memory(log)
+    expected = baseline.predict_proba(log)
+    got = baseline.predict_proba(log, memory)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    n_classes = len(log.meta.classes)
+    forgotten = baseline.predict_proba(log, np.full_like(memory, 255))
+    assert np.array_equal(forgotten, np.full_like(expected, np.float32(1.0 / n_classes)))
+
+
 def test_world_memory_refuses_a_map_it_cannot_allocate():
     """Poses 10 000 km apart (each one a valid coordinate) would need a 2e7 x 2e7 raster:
     one line, not an attempt to allocate hundreds of TiB."""

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from core.errors import DataValidationError, UnmaskWarning
+import medical.io as medical_io
 from medical.cli import medical
 from medical.io import Case, find_cases
 from medical.presets import preset
@@ -98,6 +99,14 @@ def test_calibration_data_leaves_the_pretraining_cases_out_and_says_so(tiny_data
     assert _organ_calibration_cases(tmp_path / "ct") == ["volume_2", "volume_3"]
 
 
+def _recording(calls: list, function):
+    """``function``, appending the arguments of each call to ``calls``."""
+    def recorded(*args):
+        calls.append(args)
+        return function(*args)
+    return recorded
+
+
 def _train_by_default(train, out, pretrained):
     """`medical train` as :func:`_train`, calibrating on ``train``'s cases by default."""
     return CliRunner().invoke(medical, [str(a) for a in (
@@ -120,12 +129,15 @@ def test_calibration_data_linking_one_image_twice_calibrates_on_it_once(tiny_dat
 
 
 def test_by_default_the_cases_the_bundle_pretrained_on_are_left_out(tiny_data, tiny_models,
-                                                                    tmp_path):
+                                                                    tmp_path, monkeypatch):
     train, _ = tiny_data                       # beyond the 2 labelled: case_002 ... case_005
     images = [c.image for c in find_cases(train)]
     bundle = _bundle_recording(tmp_path, tiny_models[0], [images[0], images[2], images[3]])
+    listings = []                              # --data is listed once, for both roles
+    monkeypatch.setattr(medical_io, "_msd_cases", _recording(listings, medical_io._msd_cases))
     result = _train_by_default(train, tmp_path / "ct", bundle)
     assert result.exit_code == 0, result.output
+    assert len(listings) == 1
     assert (f"warning: organ calibration: left out 2 pretraining cases (the anomaly model "
             f"trained on them) of the 4 lesion-free cases of {train} beyond the training ones; "
             "calibrating on the 2 left") in result.output

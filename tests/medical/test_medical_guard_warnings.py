@@ -175,7 +175,8 @@ def _listed_twice(tiny_data, folder: Path, link_files) -> tuple[Path, str]:
 def test_infer_keeps_the_listing_warning_in_the_run_and_on_the_page(
         tiny_models, tiny_data, tmp_path, monkeypatch, capsys, link_files):
     """A warning about the input as a whole (find_cases: an image file listed twice) is one
-    `warning:` line, a line of the manifest's `warnings` and its own banner on the CT page."""
+    `warning:` line, a line of the manifest's `input_warnings` (apart from the cases' own
+    `warnings`) and its own banner on the CT page."""
     _, model_dir, _, _ = tiny_models
     images, expected = _listed_twice(tiny_data, tmp_path / "images", link_files)
     workspace = tmp_path / "workspace"
@@ -184,7 +185,8 @@ def test_infer_keeps_the_listing_warning_in_the_run_and_on_the_page(
     printed = [line for line in capsys.readouterr().err.splitlines() if "left out" in line]
     assert printed == [f"warning: {expected}"]
     manifest = json.loads((workspace / "runs" / "medical" / "twice-run" / "manifest.json").read_text())
-    assert manifest["summary"]["warnings"][0] == expected
+    assert manifest["summary"]["input_warnings"] == [expected]
+    assert expected not in manifest["summary"]["warnings"]
     assert expected in banners(ct_page(workspace, monkeypatch))
 
 

@@ -200,7 +200,7 @@ def test_an_msd_image_listed_twice_with_other_truth_is_refused(tmp_path, write_n
 
 
 def test_one_repeat_reads_alike_whole_and_by_split(tmp_path, write_nifti):
-    """``train`` reads its --data by split and whole: one repeat, one line (the test
+    """A folder read by split and whole says one repeat in the same words (the test
     images read in one reading and not the other do not change it)."""
     root = _msd_listing_one_image_twice(tmp_path / "msd", write_nifti, "x", test=("t",))
     lines = []
