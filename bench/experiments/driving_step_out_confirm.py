@@ -46,6 +46,7 @@ import numpy as np
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (CANDIDATES, FRAMES, OUT, SETS, STEP_OUT, TOWN, Work,
                                                 column_metrics, parse_stage, set_frames)
+from bench.log_bootstrap import log_resamples
 from core.io import atomic_path
 from core.metrics import auroc
 from core.runtime import configure_threads
@@ -95,15 +96,8 @@ def bootstrap_difference(base: dict, other: dict, kind: str | None = None,
             and np.array_equal(base["labels"], other["labels"])):
         raise ValueError("the two runs scored different logs or labels")
     keep = np.ones(len(base["labels"]), bool) if kind is None else (base["kinds"] == kind) | ~base["labels"]
-    strata = [np.unique(base["log_ids"])] if strata is None else [np.asarray(s) for s in strata]
-    drawn = np.concatenate(strata)
-    fixed = np.flatnonzero(~np.isin(base["log_ids"], drawn) & keep)
-    per_log = [[np.flatnonzero((base["log_ids"] == i) & keep) for i in ids] for ids in strata]
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
     differences, skipped = [], 0
-    for _ in range(BOOTSTRAP_DRAWS):
-        sel = np.concatenate([fixed] + [logs[j] for logs in per_log
-                                        for j in rng.integers(0, len(logs), len(logs))])
+    for sel in log_resamples(base["log_ids"], keep, strata, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED):
         labels = base["labels"][sel]
         if labels.all() or not labels.any():
             skipped += 1
