@@ -18,8 +18,8 @@ from medical.phantom import simulate_case, simulate_dataset, simulate_study
 from medical.phantom_body import KIDNEY_LEFT
 from medical.phantom_render import PHASES
 from medical.presets import preset
-from medical.reconstruction import (CROSS_PHASE, masked_input, phase_pair, predict_hidden,
-                                    reconstruction_loss)
+from medical.pretexts import CROSS_PHASE
+from medical.reconstruction import masked_input, phase_pair, predict_hidden, reconstruction_loss
 from medical.transforms import PreprocessConfig
 
 SHAPE = (48, 48, 24)
