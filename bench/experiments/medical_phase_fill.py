@@ -60,12 +60,27 @@ reading the 96 training and 8 calibration volumes and calibrating. So the pretra
 load), and with the reproduction arm and 5 candidate arms (45-150 s each in round 21) on
 ``--jobs 2``, the run ~8-12 min at this load, ~20 min if the load doubles.
 
+FOLLOW-UP ``cross_phase_fill_long`` (chosen AFTER the decision above and the
+``--pretext-fit`` diagnosis; its rule written and committed before it ran): the diagnosis
+found the candidate better than copying the phase-A fill on the kidneys only (worse on liver,
+spleen and, far, spine). Does a network that learns its task better help two labels? The same
+pretext, bodies, split, fine-tuning, subsets and seeds, pretrained 4x as long (96 epochs x 48
+crops = 4,608 crops, one cosine schedule; the best validation weights, as always). Rule: it
+PASSES if, on the TEST set, (1) share >= 0.5 or >= share(inpaint_phases) + 0.25 and (2) Dice -
+scratch at 8 labels >= -1.0 point. Chosen after seeing this test set, it cannot be adopted
+this round whatever it gives: passing would be a lead to confirm on fresh test phantoms.
+Reported beside: its ``--pretext-fit`` (run after its verdict) against the candidate's. Its
+held-out set is scored after its verdict is written (``--longer-heldout``, refused before).
+
 Usage:
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_phase_fill \\
         --work DIR --jobs 2      # studies, reproduction check, the pretraining, arms, decision
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_phase_fill \\
         --work DIR --heldout     # then: the frozen held-out set
     python -m bench.experiments.medical_phase_fill --work DIR --pretext-fit   # then: the fit
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_phase_fill \
+        --work DIR --jobs 2 --longer   # then: the follow-up's pretraining, arms, verdict, fit
+    python -m bench.experiments.medical_phase_fill --work DIR --longer-heldout
     UNMASK_NUM_THREADS=1 nice -n 10 python -c "from pathlib import Path; \\
         from bench.experiments.medical_cross_phase import time_epochs; \\
         time_epochs(Path('DIR'), 2, 'cross_phase_fill')"   # a timed short pretraining
@@ -76,18 +91,22 @@ is missing. Writes ``bench/results/medical_phase_fill.json``.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-from bench.experiments.decision_flow import ROOT, experiment_main
+from bench.experiments.decision_flow import ROOT, experiment_main, summary_lines
 from bench.experiments.medical_cross_phase import (CONTROL, TO_THE_DIGIT, decide, network_fits,
-                                                   run_all, summarised)
-from bench.experiments.medical_invariant_pretext import reproduction_record
+                                                   pretrain_bodies, run_all, summarised)
+from bench.experiments.medical_invariant_pretext import Schedule, arm_steps, reproduction_record
 from bench.experiments.medical_masked_consistency import INVARIANT_RUN, issue_target_met
-from bench.experiments.medical_remap_pretext import COMMITTED, heldout_of_saved
+from bench.experiments.medical_remap_pretext import COMMITTED, heldout, heldout_of_saved
 from core.runtime import configure_threads
 from medical.pretexts import PHASE_FILL
 
 CANDIDATE = PHASE_FILL
+LONGER = "cross_phase_fill_long"     # the follow-up: the candidate pretrained 4x as long
+LONGER_SETTINGS = [*COMMITTED, "--pretrain-epochs", "96"]   # the later value wins
 CROSS_PHASE_RUN = ROOT / "bench" / "results" / "medical_cross_phase.json"
 ARMS = (CONTROL, CANDIDATE)
 
@@ -145,12 +164,55 @@ def pretext_fit(work: Path, result: dict, cross_phase_run: dict, jobs: int) -> d
     return result
 
 
+def longer(work: Path, result: dict, cross_phase_run: dict, jobs: int) -> dict:
+    """After the decision: the follow-up's pretraining and arms, its verdict on the TEST set
+    (the rule of the module docstring's FOLLOW-UP), then its pretext fit."""
+    def follow_ups(key, steps):
+        return arm_steps(work, COMMITTED, LONGER) if key == f"pretrain-{LONGER}" else []
+
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        schedule = Schedule(pool, work, follow_ups)
+        schedule.submit(f"pretrain-{LONGER}", pretrain_bodies, work, CANDIDATE, LONGER_SETTINGS, LONGER)
+        own = schedule.run()
+    steps = {**judged(result["steps"], reference_run(cross_phase_run), result["reproduction"]["reproduced"]),
+             **own}
+    test, organs = summarised(steps, arms=(CONTROL, LONGER))
+    verdict = decide(test, LONGER)
+    verdict["passes"] = verdict.pop("adopted")    # chosen after the test set was seen: never adopted
+    print("\n".join(summary_lines({LONGER: test[LONGER]})))
+    print(json.dumps(verdict, indent=2))
+    configure_threads()
+    result["longer"] = {"settings": LONGER_SETTINGS, "steps": own, "test": {LONGER: test[LONGER]},
+                        "test_organ_points_at_2": {LONGER: organs[LONGER]},
+                        "verdict": {**verdict, "adopted": False},
+                        "pretext_fit": network_fits(work, (LONGER,))}
+    print(json.dumps(result["longer"]["pretext_fit"], indent=2))
+    return result
+
+
+def longer_heldout(work: Path, result: dict, cross_phase_run: dict, jobs: int) -> dict:
+    """After the follow-up's verdict is written: its arms on the frozen held-out set."""
+    if "verdict" not in result.get("longer", {}):
+        raise SystemExit("the follow-up's held-out set comes after its verdict: run --longer first")
+    section = result["longer"]
+    section["steps"] = heldout(work, section["steps"])
+    steps = {**judged(result["steps"], reference_run(cross_phase_run), result["reproduction"]["reproduced"]),
+             **section["steps"]}
+    held, organs = summarised(steps, "heldout_", arms=(CONTROL, LONGER))
+    section["heldout"], section["heldout_organ_points_at_2"] = {LONGER: held[LONGER]}, {LONGER: organs[LONGER]}
+    print("\n".join(summary_lines(section["heldout"])))
+    return result
+
+
 def main(argv=None):
     return experiment_main(argv, "medical_phase_fill", __doc__, CROSS_PHASE_RUN, run_and_decide,
                            score_heldout, later={
                                "pretext-fit": ("after the decision: how well the network gives "
                                                "phase B on the masked voxels (a diagnosis)",
-                                               pretext_fit)})
+                                               pretext_fit),
+                               "longer": ("after the decision: the follow-up (4x the pretraining), "
+                                          "its arms, verdict and pretext fit", longer),
+                               "longer-heldout": ("after --longer: its held-out set", longer_heldout)})
 
 
 if __name__ == "__main__":
