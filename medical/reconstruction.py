@@ -151,8 +151,6 @@ def body_mask(image: np.ndarray) -> np.ndarray:
     return binary_fill_holes(image > 0.05)
 
 
-
-
 def output_channels(pretext: str) -> int:
     """Output channels of the reconstruction UNet: mean and log variance, then, for
     ``"inpaint_invariant"``, its ``EMBED`` embedding channels (``medical.dense_contrast``)."""
@@ -225,11 +223,11 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     and to give it in phase B the network must know which organ each of the block's voxels
     belongs to (enhancement is organ-specific; native HU of kidney, liver and muscle
     overlap). The input is in-painting's 2 channels (image, hidden flag), so the segmenter
-    takes the encoder as from any pretrained bundle. The shortcut it leaves open: an organ that crosses the
-    block's edge shows its A intensity inside and its B intensity outside, so matching
-    intensities across the edge (A's level here was B's level there) fills much of the
-    block without knowing the organ; only voxels whose organ does not reach the visible
-    context need the organ's enhancement itself.
+    takes the encoder as from any pretrained bundle. The shortcut it leaves open: an organ
+    that crosses the block's edge shows its A intensity inside and its B intensity outside,
+    so matching intensities across the edge (A's level here was B's level there) fills much
+    of the block without knowing the organ; only voxels whose organ does not reach the
+    visible context need the organ's enhancement itself.
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")

@@ -132,6 +132,11 @@ def judged(own: dict, reference: dict, reuse: bool) -> dict:
     return {**reference["steps"], **{k: v for k, v in own.items() if k.startswith(f"{CANDIDATE}-")}}
 
 
+def decided_steps(result: dict, cross_phase_run: dict) -> dict:
+    """:func:`judged` of ``result``'s steps, as its reproduction check decided."""
+    return judged(result["steps"], reference_run(cross_phase_run), result["reproduction"]["reproduced"])
+
+
 def run_and_decide(work: Path, jobs: int, cross_phase_run: dict) -> dict:
     """The reproduction check, the candidate's pretraining and arms (scratch's and the
     control's too if the check fails), and the test-set decision."""
@@ -147,7 +152,7 @@ def run_and_decide(work: Path, jobs: int, cross_phase_run: dict) -> dict:
 def score_heldout(work: Path, result: dict, cross_phase_run: dict) -> dict:
     """After the decision: the frozen held-out set, reported (it decides nothing)."""
     result["steps"] = heldout_of_saved(work, result)
-    steps = judged(result["steps"], reference_run(cross_phase_run), result["reproduction"]["reproduced"])
+    steps = decided_steps(result, cross_phase_run)
     result["heldout"], result["heldout_organ_points_at_2"] = summarised(steps, "heldout_", arms=ARMS)
     result["heldout_issue_target_met"] = issue_target_met(result["heldout"][CANDIDATE])
     return result
@@ -174,7 +179,7 @@ def longer(work: Path, result: dict, cross_phase_run: dict, jobs: int) -> dict:
         schedule = Schedule(pool, work, follow_ups)
         schedule.submit(f"pretrain-{LONGER}", pretrain_bodies, work, CANDIDATE, LONGER_SETTINGS, LONGER)
         own = schedule.run()
-    steps = {**judged(result["steps"], reference_run(cross_phase_run), result["reproduction"]["reproduced"]),
+    steps = {**decided_steps(result, cross_phase_run),
              **own}
     test, organs = summarised(steps, arms=(CONTROL, LONGER))
     verdict = decide(test, LONGER)
@@ -196,10 +201,11 @@ def longer_heldout(work: Path, result: dict, cross_phase_run: dict, jobs: int) -
         raise SystemExit("the follow-up's held-out set comes after its verdict: run --longer first")
     section = result["longer"]
     section["steps"] = heldout(work, section["steps"])
-    steps = {**judged(result["steps"], reference_run(cross_phase_run), result["reproduction"]["reproduced"]),
+    steps = {**decided_steps(result, cross_phase_run),
              **section["steps"]}
     held, organs = summarised(steps, "heldout_", arms=(CONTROL, LONGER))
-    section["heldout"], section["heldout_organ_points_at_2"] = {LONGER: held[LONGER]}, {LONGER: organs[LONGER]}
+    section["heldout"] = {LONGER: held[LONGER]}
+    section["heldout_organ_points_at_2"] = {LONGER: organs[LONGER]}
     print("\n".join(summary_lines(section["heldout"])))
     return result
 
