@@ -46,6 +46,7 @@ from bench.medical_anomaly import (ANOMALY_SETS, ANOMALY_VARIANTS, anomaly_compa
 from bench.medical_efficiency import (label_efficiency, parse_shape, pretraining_config,
                                       pretraining_targets, real_ct_volumes, reusable_dataset,
                                       scorer_training_cases, simulate_sets)
+from medical.pretexts import PRETEXTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +111,6 @@ def speed(shape, preset_name: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (experiments parse the committed command's settings with it)."""
-    from medical.reconstruction import PRETEXTS   # lazy: loads torch, as the runs do
     parser = argparse.ArgumentParser(prog="python -m bench.medical",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="96,96,48", help="phantom size")

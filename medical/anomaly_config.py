@@ -51,7 +51,9 @@ class AnomalyConfig:
             multi-phase studies and predicts another contrast phase of the crop from a
             masked crop of one phase, on every voxel (``reconstruction_loss``): a segmenter
             initialisation, not an in-painting anomaly model; ``"cross_phase_hidden"`` asks
-            for the other phase on the hidden patches only.
+            for the other phase on the hidden patches only; ``"cross_phase_fill"`` shows
+            the crop in the target phase with its hidden patches filled by the source
+            phase, and asks for the target phase there.
         smooth_sigma: Gaussian smoothing of the signed z-score, in voxels.
         organ_smooth_sigma: the same for organ scoring (``medical.organ_scoring``), whose
             z-scores are per organ and need less smoothing (development set, 0.5-1.5).

@@ -75,6 +75,21 @@ def healthy_cases(data, purpose: str = "pretraining") -> list:
     return cases
 
 
+def calibration_split(items: list, config: PretrainConfig, data="the data") -> tuple[list, list]:
+    """``(training, calibration)`` items: a seeded (``config.seed``) ``calibration_fraction``
+    of ``items`` (at least one) calibrates, the rest trains. The items are cases, or studies
+    (one body's phases), split as bodies so no body is on both sides.
+
+    Raises:
+        DataValidationError: nothing would be left to train on (naming ``data``).
+    """
+    order = np.random.default_rng(config.seed).permutation(len(items))
+    n_cal = max(1, int(round(config.calibration_fraction * len(items))))
+    if len(items) - n_cal < 1:
+        raise DataValidationError(f"{data}: too few cases to hold out {n_cal} for calibration")
+    return [items[i] for i in order[n_cal:]], [items[i] for i in order[:n_cal]]
+
+
 def pretrain(data, out=None, config: PretrainConfig | None = None, progress: bool | None = None,
              cases=None, device="auto", precision: str = "fp32") -> AnomalyScorer:
     """Pretrain on unlabelled, lesion-free volumes; calibrate; save to ``out``.
@@ -98,14 +113,9 @@ def pretrain(data, out=None, config: PretrainConfig | None = None, progress: boo
     """
     config = config or PretrainConfig()
     cases = list(cases) if cases is not None else healthy_cases(data)
-    order = np.random.default_rng(config.seed).permutation(len(cases))
-    n_cal = max(1, int(round(config.calibration_fraction * len(cases))))
-    if len(cases) - n_cal < 1:
-        raise DataValidationError(f"{data}: too few cases to hold out {n_cal} for calibration")
-    train_cases = [cases[i] for i in order[n_cal:]]
+    train_cases, cal_cases = calibration_split(cases, config, data)
     # cases given may list one image twice (find_cases lists each once), on both sides of the split
-    cal_cases = unseen_calibration([cases[i] for i in order[:n_cal]],
-                                   {"pretraining": train_cases}, minimum=1)
+    cal_cases = unseen_calibration(cal_cases, {"pretraining": train_cases}, minimum=1)
 
     spacing, images = spacing_and_images(train_cases, config.spacing)
     scorer = AnomalyScorer(config.network, PreprocessConfig(spacing=spacing), config.anomaly,

@@ -22,6 +22,8 @@ from core.errors import DataValidationError
 from .contrast_remap import draw_remaps, remap_intensities
 from .dense_contrast import EMBED, WEIGHT, dense_info_nce
 from .genesis import apply_distortion, draw_distortion, outpaint_mask
+from .pretexts import (CROSS_PHASE_VARIANTS, GENESIS_VARIANTS, INVARIANT, PHASE_FILL, PRETEXTS,
+                       REMAP_VARIANTS)
 
 
 def core_schedule(shape, patch) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -119,17 +121,24 @@ def gaussian_smooth(volume: torch.Tensor, sigma) -> torch.Tensor:
     return volume
 
 
-def predict_hidden(network, image: torch.Tensor, hidden: torch.Tensor, sigma) -> torch.Tensor:
-    """Network output ``(B, C, ...)`` with the context baseline added to the mean channel
-    (channel 0); the others (log variance, any embedding) as the network gave them."""
-    output = network(masked_input(image, hidden))
+def predict_hidden(network, image: torch.Tensor, hidden: torch.Tensor, sigma,
+                   fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Network output ``(B, C, ...)`` with the context baseline (of ``image``'s visible
+    voxels) added to the mean channel (channel 0); the others (log variance, any embedding)
+    as the network gave them. ``fill``: what the input shows behind ``hidden``
+    (:func:`masked_input`)."""
+    output = network(masked_input(image, hidden, fill))
     baseline = context_baseline(image, hidden, sigma)
     return torch.cat([output[:, :1] + baseline, output[:, 1:]], dim=1)
 
 
-def masked_input(image: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, ...)`` image and ``(B, 1, ...)`` 0/1 hidden -> the 2-channel network input."""
-    return torch.cat([image * (1.0 - hidden), hidden], dim=1)
+def masked_input(image: torch.Tensor, hidden: torch.Tensor,
+                 fill: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, 1, ...)`` image and ``(B, 1, ...)`` 0/1 hidden -> the 2-channel network input:
+    the image with its hidden voxels set to 0, or to ``fill``'s ``(B, 1, ...)`` there (the
+    ``"cross_phase_fill"`` pretext: another phase of the same window), then the hidden flag."""
+    shown = image * (1.0 - hidden)
+    return torch.cat([shown if fill is None else shown + fill * hidden, hidden], dim=1)
 
 
 def unmasked_input(image: torch.Tensor) -> torch.Tensor:
@@ -140,21 +149,6 @@ def unmasked_input(image: torch.Tensor) -> torch.Tensor:
 def body_mask(image: np.ndarray) -> np.ndarray:
     """Inside-the-patient mask of a windowed image ``(x, y, z)`` (gas pockets filled)."""
     return binary_fill_holes(image > 0.05)
-
-
-# pretext -> medical.genesis.draw_distortion's probabilities; "genesis_whole" also shows a
-# quarter of the crops whole, as segmentation does (masked crops shift the input statistics)
-GENESIS_VARIANTS = {"genesis": {}, "genesis_whole": {"p_hide_nothing": 0.5}}
-# pretext -> whether the loss also covers the visible (remapped) voxels, which must then be
-# mapped back too; "remap" asks only for the hidden ones, as in-painting does
-REMAP_VARIANTS = {"remap": False, "remap_everywhere": True}
-# in-painting plus a dense contrastive loss between the crop and a remapped view of it
-INVARIANT = "inpaint_invariant"
-# one body's contrast phases: another phase of the crop from a masked crop of one phase;
-# pretext -> whether the loss covers every voxel ("cross_phase_hidden": the hidden ones only)
-CROSS_PHASE = "cross_phase"
-CROSS_PHASE_VARIANTS = {CROSS_PHASE: True, "cross_phase_hidden": False}
-PRETEXTS = ("inpaint", *GENESIS_VARIANTS, *REMAP_VARIANTS, INVARIANT, *CROSS_PHASE_VARIANTS)
 
 
 def output_channels(pretext: str) -> int:
@@ -220,6 +214,20 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     does (on a visible voxel the context baseline is a Gaussian average of its
     neighbourhood, which the network must first sharpen back before it can change the
     phase).
+
+    ``"cross_phase_fill"`` (cross-phase in-painting, conditioned by context) shows the crop
+    in phase B with its hidden blocks filled by the SAME voxels of phase A (where in-painting
+    shows zeros), and asks for B on the hidden voxels, with B's context baseline. The visible
+    context tells the network which phase to give (it sees B's organ intensities around
+    the block), which ``"cross_phase"`` never learns; the block shows the anatomy in phase A,
+    and to give it in phase B the network must know which organ each of the block's voxels
+    belongs to (enhancement is organ-specific; native HU of kidney, liver and muscle
+    overlap). The input is in-painting's 2 channels (image, hidden flag), so the segmenter
+    takes the encoder as from any pretrained bundle. The shortcut it leaves open: an organ
+    that crosses the block's edge shows its A intensity inside and its B intensity outside,
+    so matching intensities across the edge (A's level here was B's level there) fills much
+    of the block without knowing the organ; only voxels whose organ does not reach the
+    visible context need the organ's enhancement itself.
     """
     if pretext not in PRETEXTS:
         raise ValueError(f"unknown pretext {pretext!r}; choose one of {', '.join(PRETEXTS)}")
@@ -228,7 +236,7 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
     def loss_fn(model, batch, generator):
         image = batch[0]  # (B, 1, x, y, z); cross_phase: (B, P, x, y, z), one study's phases
         hidden = draw_hidden(masker, image[:, :1], generator)
-        seen, weight = image, hidden
+        seen, weight, fill = image, hidden, None
         if pretext != "inpaint":  # the distortions' own stream, after the mask's draws
             rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         if pretext in GENESIS_VARIANTS:
@@ -238,10 +246,12 @@ def reconstruction_loss(masker, sigma=None, pretext: str = "inpaint"):
             weight = torch.ones_like(hidden) if REMAP_VARIANTS[pretext] else hidden
         elif pretext in CROSS_PHASE_VARIANTS:
             seen, image = phase_pair(image, rng)   # the target is the other phase
+            if pretext == PHASE_FILL:              # the target phase around the source's blocks
+                seen, fill = image, seen
             weight = torch.ones_like(hidden) if CROSS_PHASE_VARIANTS[pretext] else hidden
         # (B, C, x, y, z): mean (context baseline + network correction), log variance, then
         # any embedding channels
-        output = predict_hidden(model, seen, hidden, sigma or tuple(p / 2.0 for p in patch_size))
+        output = predict_hidden(model, seen, hidden, sigma or tuple(p / 2.0 for p in patch_size), fill)
         nll = reconstruction_nll(output, image)
         loss = (nll * weight).sum() / weight.sum().clamp_min(1.0)
         if pretext == INVARIANT:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from core.errors import DataValidationError
 
 from .io import Case, load_label_like, load_volume
-from .reconstruction import CROSS_PHASE_VARIANTS
+from .pretexts import CROSS_PHASE_VARIANTS
 from .transforms import Preprocessor, median_spacing
 
 

@@ -82,7 +82,7 @@ fitted on the study's own target, an oracle), and at the visible voxels (half it
 starting from the context baseline, a Gaussian average (sigma 3 x 3 x 2 voxels) the network
 must first sharpen back. The follow-up changes that
 alone: the same pretext with the loss on the hidden voxels only, where in-painting takes it
-(``medical.reconstruction.CROSS_PHASE_VARIANTS``); bodies, split, budget, arms and sets as
+(``medical.pretexts.CROSS_PHASE_VARIANTS``); bodies, split, budget, arms and sets as
 above; the control's arms are this run's. Rule: it PASSES if, on the TEST set, (1) share >=
 0.5 or >= share(inpaint_phases) + 0.25 and (2) Dice - scratch at 8 labels >= -1.0 point.
 Chosen after seeing this test set, it cannot be adopted this round whatever it gives:
@@ -129,8 +129,10 @@ from core.runtime import configure_threads
 from medical.anomaly import AnomalyScorer
 from medical.io import find_cases
 from medical.phantom import LABELS, PHANTOM_VERSION, simulate_dataset
-from medical.reconstruction import (CROSS_PHASE, CROSS_PHASE_VARIANTS, MeanAndLogVariance,
-                                    body_mask, context_baseline, draw_hidden, masked_input)
+from medical.pretexts import CROSS_PHASE, CROSS_PHASE_VARIANTS, PHASE_FILL
+from medical.pretrain import calibration_split
+from medical.reconstruction import (MeanAndLogVariance, body_mask, context_baseline, draw_hidden,
+                                    masked_input)
 from medical.transforms import Preprocessor, PreprocessConfig
 from medical.volumes import phase_cases, prepare_case
 
@@ -167,22 +169,19 @@ def body_studies(root: Path) -> list[tuple]:
 
 def pretrain_bodies(work: Path, arm: str, settings: list[str] = COMMITTED,
                     name: str | None = None) -> dict:
-    """Pretrain ``arm`` (``PRETEXT_OF``) with ``settings``' budget on the studies' training
-    bodies, calibrated on each calibration body's first phase; saved as
-    ``work/pretrained-<name or arm>`` (in a worker process). The split is
-    ``medical.pretrain.pretrain``'s over the bodies (same seed, same share)."""
+    """Pretrain ``arm`` (its pretext: ``PRETEXT_OF``, else the arm's name) with ``settings``'
+    budget on the studies' training bodies, calibrated on each calibration body's first
+    phase; saved as ``work/pretrained-<name or arm>`` (in a worker process). The split is
+    ``medical.pretrain.pretrain``'s over the bodies (``calibration_split``)."""
     configure_threads()
     started = time.perf_counter()
-    pretext = PRETEXT_OF[arm]
+    pretext = PRETEXT_OF.get(arm, arm)
     config = pretraining_config(bench_args(settings, pretext))
-    studies = body_studies(work / "data" / STUDIES)
-    order = np.random.default_rng(config.seed).permutation(len(studies))
-    n_cal = max(1, int(round(config.calibration_fraction * len(studies))))
-    train = [studies[i] for i in order[n_cal:]]
+    train, calibration = calibration_split(body_studies(work / "data" / STUDIES), config)
     items = train if pretext in CROSS_PHASE_VARIANTS else phase_cases(train)
     scorer = AnomalyScorer(config.network, PreprocessConfig(spacing=config.spacing), config.anomaly,
                            config.contamination, seed=config.seed)
-    scorer.fit(items, [studies[i][0] for i in order[:n_cal]], config, progress=False)
+    scorer.fit(items, [study[0] for study in calibration], config, progress=False)
     scorer.save(work / f"pretrained-{name or arm}")
     return {"epochs": len(scorer.history_.train_loss), "best_val_loss": scorer.history_.best_val_loss,
             "train_loss": scorer.history_.train_loss, "val_loss": scorer.history_.val_loss,
@@ -191,9 +190,11 @@ def pretrain_bodies(work: Path, arm: str, settings: list[str] = COMMITTED,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def run_all(work: Path, jobs: int, invariant_run: dict) -> dict:
-    """The reproduction check and both pretrainings, then their arms; scratch's arms too only
-    if the check fails. Returns this run's step results."""
+def run_all(work: Path, jobs: int, reference: dict, arms=(CANDIDATE, CONTROL),
+            unless_reproduced=()) -> dict:
+    """The reproduction check against the ``reference`` run and the pretraining of each of
+    ``arms``, then their arms; scratch's arms, and the pretraining and arms of each of
+    ``unless_reproduced``, too only if the check fails. Returns this run's step results."""
     args = bench_args(COMMITTED)
     simulate_sets(args, work / "data")
     simulate_studies(args, work / "data")
@@ -202,8 +203,9 @@ def run_all(work: Path, jobs: int, invariant_run: dict) -> dict:
     def follow_ups(key, steps):
         if key.startswith("pretrain-"):
             return arm_steps(work, COMMITTED, key.removeprefix("pretrain-"))
-        if key == REPRODUCTION and not reproduced(steps, invariant_run, TO_THE_DIGIT):
-            return arm_steps(work, COMMITTED, "scratch")
+        if key == REPRODUCTION and not reproduced(steps, reference, TO_THE_DIGIT):
+            return [*arm_steps(work, COMMITTED, "scratch"),
+                    *((f"pretrain-{arm}", pretrain_bodies, work, arm) for arm in unless_reproduced)]
         return []
 
     first_subset = arm_jobs(args)[0][2]
@@ -211,7 +213,7 @@ def run_all(work: Path, jobs: int, invariant_run: dict) -> dict:
         schedule = Schedule(pool, work, follow_ups)
         schedule.submit(REPRODUCTION, arm_step, work, COMMITTED, "scratch", first_subset, args.seed,
                         REPRODUCTION)
-        for arm in (CANDIDATE, CONTROL):
+        for arm in arms:
             schedule.submit(f"pretrain-{arm}", pretrain_bodies, work, arm)
         return schedule.run()
 
@@ -231,10 +233,10 @@ def organ_points_at_2(steps: dict, arm: str, prefix: str = "") -> dict[str, floa
                                               for r in runs])), 1) for organ in organs}
 
 
-def summarised(steps: dict, prefix: str = "") -> tuple[dict, dict]:
-    """``compare`` of every compared arm with scratch on one set (``prefix``), and each arm's
-    per-organ change at 2 labels."""
-    arms = compared_arms(steps)
+def summarised(steps: dict, prefix: str = "", arms=None) -> tuple[dict, dict]:
+    """``compare`` of every compared arm (``arms``, default :func:`compared_arms`) with
+    scratch on one set (``prefix``), and each arm's per-organ change at 2 labels."""
+    arms = arms or compared_arms(steps)
     return ({arm: compare(steps, COMMITTED, arm, prefix) for arm in arms},
             {arm: organ_points_at_2(steps, arm, prefix) for arm in arms})
 
@@ -307,52 +309,100 @@ def variant_heldout(work: Path, result: dict, invariant_run: dict, jobs: int) ->
     return result
 
 
+def predicted_pairs(scorer, study_images: torch.Tensor) -> list[tuple[int, int | None]]:
+    """The ``(source, target)`` phase pairs :func:`phase_predictions` scores for ``scorer``'s
+    pretext: with ``"cross_phase_fill"`` every ordered pair of phases (it is told the target
+    phase by its context); otherwise each source phase with ``None``, the other phases' mean
+    (a uniform draw of the target phase asks for it)."""
+    phases = range(len(study_images))
+    if scorer.config.pretext == PHASE_FILL:
+        return [(a, b) for a in phases for b in phases if b != a]
+    return [(a, None) for a in phases]
+
+
 def phase_predictions(scorer, study_images: torch.Tensor, hidden: torch.Tensor):
-    """For each source phase ``a`` of one study ``(P, x, y, z)`` (model grid), arrays
-    ``(x, y, z)``: phase ``a``, the context baseline from it behind ``hidden`` ``(1, 1, x, y,
-    z)``, the cross-phase network's prediction (baseline + correction) and its target, the
-    mean of the other phases (what a uniform draw of the target phase asks for)."""
+    """For each pair of :func:`predicted_pairs` of one study ``(P, x, y, z)`` (model grid),
+    arrays ``(x, y, z)``: the source phase ``a``, the context baseline behind ``hidden``
+    ``(1, 1, x, y, z)``, the network's prediction (baseline + correction) and its target.
+    The cross-phase networks are shown ``a`` behind ``hidden`` and asked for the other
+    phases' mean; the fill network is shown phase ``b`` with ``a`` behind ``hidden``, and
+    asked for ``b`` (its baseline is ``b``'s visible voxels)."""
     from monai.inferers import sliding_window_inference     # heavy optional dependency
 
     network = MeanAndLogVariance(scorer.network).eval()
-    for a in range(len(study_images)):
-        shown = study_images[a][None, None]                                  # (1, 1, x, y, z)
+    for a, b in predicted_pairs(scorer, study_images):
+        source = study_images[a][None, None]                                 # (1, 1, x, y, z)
+        if b is None:
+            others = [p for p in range(len(study_images)) if p != a]
+            shown, fill, target = source, None, study_images[others].mean(0)
+        else:
+            shown, fill, target = study_images[b][None, None], source, study_images[b]
         with torch.no_grad():
-            output = sliding_window_inference(masked_input(shown, hidden),
+            output = sliding_window_inference(masked_input(shown, hidden, fill),
                                               scorer.network_config.roi_size, 2, network,
                                               overlap=0.25, mode="gaussian")
             baseline = context_baseline(shown, hidden, scorer.config.context_sigma)
-        others = [b for b in range(len(study_images)) if b != a]
-        yield (shown[0, 0].numpy(), baseline[0, 0].numpy(), (output[:, :1] + baseline)[0, 0].numpy(),
-               study_images[others].mean(0).numpy())
+        yield (source[0, 0].numpy(), baseline[0, 0].numpy(), (output[:, :1] + baseline)[0, 0].numpy(),
+               target.numpy())
+
+
+def calibration_studies(work: Path, scorer) -> list[tuple[torch.Tensor, np.ndarray]]:
+    """The studies of ``scorer``'s calibration bodies (never trained on) on its grid: per
+    study its phases ``(P, x, y, z)`` and the body's label map ``(x, y, z)``."""
+    calibration = set(scorer.provenance_["training"]["calibration_cases"])
+    pre, studies = Preprocessor(scorer.preprocess), []
+    for study in body_studies(work / "data" / STUDIES):
+        if study[0].name in calibration:
+            prepared = [prepare_case(case, pre, with_truth=True) for case in study]
+            studies.append((torch.cat([p.image.as_tensor() for p in prepared]),
+                            prepared[0].label[0].numpy()))
+    return studies
 
 
 def organ_errors(scorer, studies) -> dict:
-    """``{view: {organ: {guess: [mean |error| HU per study and source phase]}}}`` of
-    :func:`pretext_fit` for one cross-phase ``scorer`` on ``studies``; the ``"masked"`` view
-    counts the hidden voxels only."""
-    pre, (lo, hi) = Preprocessor(scorer.preprocess), scorer.preprocess.window
+    """``{view: {organ: {guess: [mean |error| HU per study and phase pair]}}}`` of
+    :func:`pretext_fit` for one cross-phase ``scorer`` on ``studies``
+    (:func:`calibration_studies`); the ``"masked"`` view counts the hidden voxels only, the
+    ``"whole"`` view (not for the fill network, whose whole input is its target) every voxel."""
+    lo, hi = scorer.preprocess.window
+    views = ("masked",) if scorer.config.pretext == PHASE_FILL else ("whole", "masked")
     errors: dict = {}
-    for study in studies:
-        prepared = [prepare_case(case, pre, with_truth=True) for case in study]
-        images = torch.cat([p.image.as_tensor() for p in prepared])          # (P, x, y, z)
-        label = prepared[0].label[0].numpy()
+    for images, label in studies:
         shape = (1, 1, *images.shape[1:])
         masks = {"whole": torch.zeros(shape), "masked": draw_hidden(
             scorer.config.masker(), torch.zeros(shape), torch.Generator().manual_seed(0))}
-        for view, hidden in masks.items():
+        for view in views:
+            hidden = masks[view]
             counted = hidden[0, 0].numpy() > 0 if view == "masked" else np.ones(label.shape, bool)
-            for shown, baseline, mean, target in phase_predictions(scorer, images, hidden):
-                body = body_mask(shown)
+            for source, baseline, mean, target in phase_predictions(scorer, images, hidden):
+                body = body_mask(source)
                 # "shift" is an oracle: one body-wide shift fitted on this study's target
-                guesses = {"network": mean, "context": baseline, "copy": shown,
-                           "shift": shown + (target[body] - shown[body]).mean()}
+                guesses = {"network": mean, "context": baseline, "copy": source,
+                           "shift": source + (target[body] - source[body]).mean()}
                 for k, organ in LABELS.items():
                     where = (label == k) & counted
                     for guess, value in guesses.items():
                         errors.setdefault(view, {}).setdefault(organ, {}).setdefault(guess, []).append(
                             float(np.abs(value - target)[where].mean() * (hi - lo)) if where.any() else np.nan)
     return errors
+
+
+def network_fits(work: Path, arms) -> dict:
+    """:func:`organ_errors` of each of ``arms``' pretrained networks (those saved in ``work``),
+    averaged (HU, one decimal); the calibration studies read once for the arms that share
+    them and a grid."""
+    fits, read = {}, {}
+    for arm in arms:
+        if not (work / f"pretrained-{arm}").exists():
+            continue
+        scorer = AnomalyScorer.load(work / f"pretrained-{arm}")
+        key = (repr(scorer.preprocess), tuple(scorer.provenance_["training"]["calibration_cases"]))
+        if key not in read:
+            read[key] = calibration_studies(work, scorer)
+        fits[arm] = {view: {organ: {guess: round(float(np.nanmean(v)), 1) for guess, v in by_guess.items()}
+                            for organ, by_guess in organs.items()}
+                     for view, organs in organ_errors(scorer, read[key]).items()}
+    return fits
 
 
 def pretext_fit(work: Path, result: dict, invariant_run: dict, jobs: int) -> dict:
@@ -367,29 +417,20 @@ def pretext_fit(work: Path, result: dict, invariant_run: dict, jobs: int) -> dic
     network is not told which phase to give, so the other phases' mean is the best it can
     learn."""
     configure_threads()
-    fits = {}
-    for arm in (CANDIDATE, VARIANT):
-        if not (work / f"pretrained-{arm}").exists():
-            continue
-        scorer = AnomalyScorer.load(work / f"pretrained-{arm}")
-        calibration = set(scorer.provenance_["training"]["calibration_cases"])
-        studies = [s for s in body_studies(work / "data" / STUDIES) if s[0].name in calibration]
-        fits[arm] = {view: {organ: {guess: round(float(np.nanmean(v)), 1) for guess, v in by_guess.items()}
-                            for organ, by_guess in organs.items()}
-                     for view, organs in organ_errors(scorer, studies).items()}
     result["pretext_fit"] = {"what": "mean |error| (HU) of the other phases' mean, per organ, 8 "
-                                     "calibration bodies x 3 source phases", "arms": fits}
+                                     "calibration bodies x 3 source phases",
+                             "arms": network_fits(work, (CANDIDATE, VARIANT))}
     print(json.dumps(result["pretext_fit"], indent=2))
     return result
 
 
-def time_epochs(work: Path, epochs: int) -> None:
-    """A timed pretraining of the candidate for ``epochs`` epochs of the committed crops
+def time_epochs(work: Path, epochs: int, arm: str = CANDIDATE) -> None:
+    """A timed pretraining of ``arm`` for ``epochs`` epochs of the committed crops
     (``work/pretrained-timing``): the estimate of the full run, printed, nothing decided."""
     args = bench_args(COMMITTED)
     simulate_studies(args, work / "data")
     settings = COMMITTED + ["--pretrain-epochs", str(epochs)]
-    step = pretrain_bodies(work, CANDIDATE, settings, name="timing")
+    step = pretrain_bodies(work, arm, settings, name="timing")
     print(json.dumps({**step, "crops": epochs * args.pretrain_samples}, indent=2))
 
 
