@@ -86,18 +86,21 @@ Events alerted (runs of labelled frames): 34 -> 37 of 51; step-out 26 -> 28 of 4
 wrong-way frame (``score_changes``).
 
 After the decision (``after_decision``), the benchmark's town columns with the candidate,
-beside the product's as ``bench/results/driving_town.json`` held them in round 21 (4 event logs a
-column: its ``frames_first_4_logs`` since round 22; not run again here;
-its 8 tuned normal logs alert 4.1 % in the product's run above too): tuned 0.8911 -> 0.8946 (step-out 0.839 -> 0.880,
-debris 0.947 -> 0.943, wrong way 0.873 -> 0.867; events 7 of 7 both; normal-log alerts 4.1 %
--> 5.0 %); held-out 0.8544 and own-training 0.8254 unchanged to the digit (every kind and
-alert rate the same): the channel is 0 on all 50 step-out frames of the held-out column's two
-step-outs, and nonzero on 3 of its 2,000 normal-log frames. On round 19's held-out step-out
-set (24 logs, 27 step-outs; seen before for ``pedestrian_reach``, so a report, not a test;
-``heldout_step_out``, ``heldout_native_step_out``, with ``--scorer product`` for the product's,
-which equal round 19's to the digit) the step-out AUROC rises 0.827 -> 0.865 with the tuned
-network (events 28 -> 31 of 41 runs) and 0.812 -> 0.844 with the held-out configuration's own
-(26 -> 28 of 41); ``pedestrian_reach`` reached 0.875 / 0.861 there, at the cost the rule rejected.
+beside the product's (4 event logs a column; not run again here). The product's tuned frame
+AUROC and normal-log alerts are ``product_tuned`` in ``bench/results/driving_step_out.json``
+(its 8 tuned normal logs alert 4.1 % in the product's run above too), its per-kind numbers
+the file that entry's ``source`` names; the candidate's, adopted since, are
+``frames_first_4_logs`` in ``bench/results/driving_town.json``: tuned 0.8911 -> 0.8946
+(step-out 0.839 -> 0.880, debris 0.947 -> 0.943, wrong way 0.873 -> 0.867; events 7 of 7 both;
+normal-log alerts 4.1 % -> 5.0 %); held-out 0.8544 and own-training 0.8254 unchanged to the
+digit (every kind and alert rate the same): the channel is 0 on all 50 step-out frames of the
+held-out column's two step-outs, and nonzero on 3 of its 2,000 normal-log frames. On round 19's
+held-out step-out set (24 logs, 27 step-outs; seen before for ``pedestrian_reach``, so a report,
+not a test; ``heldout_step_out``, ``heldout_native_step_out``, with ``--scorer product`` for the
+product's, which equal round 19's to the digit) the step-out AUROC rises 0.827 -> 0.865 with the
+tuned network (events 28 -> 31 of 41 runs) and 0.812 -> 0.844 with the held-out configuration's
+own (26 -> 28 of 41); ``pedestrian_reach`` reached 0.875 / 0.861 there, at the cost the rule
+rejected.
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_conflict --work D --models M design   # D: round 20's W
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_conflict --work W --models M score NAME   # product, pedestrian_conflict_channel

@@ -24,8 +24,8 @@ it splits exactly over any partition of the pedestrian cells: every way of :func
 "age since seen" (never-seen cells left out) and "age, remembered pedestrian" (a subset);
 per stratum the number of cells and each method's mean precision say where unmask ranks
 pedestrians below persistence. The
-ratio's noise: a bootstrap over logs (:data:`BOOTSTRAP_DRAWS` draws, seed
-:data:`BOOTSTRAP_SEED`), a 95 % interval, and the ratio of each log alone. ``drift``: how far
+ratio's noise: a bootstrap over logs (``bench.log_bootstrap.log_resamples``, its
+:data:`BOOTSTRAP_DRAWS` draws and seed :data:`BOOTSTRAP_SEED`), a 95 % interval, and the ratio of each log alone. ``drift``: how far
 persistence's resampled memory of a hidden pedestrian moves over the world a frame, net over
 each run of frames where it wins, beside the walker and the nearest-neighbour rounding of
 straight driving. ``explore``: two changes, pedestrians only,
@@ -62,6 +62,7 @@ import numpy as np
 
 from bench.driving import gated_probabilities
 from bench.experiments import merge_results
+from bench.log_bootstrap import BOOTSTRAP_DRAWS, BOOTSTRAP_SEED, log_resamples
 from core.io import atomic_path
 from core.runtime import configure_threads
 from driving.evaluate import HiddenCellAccumulator
@@ -80,7 +81,6 @@ SETS = {"train": ("town", 6), "tuned": ("town", 4), "tuned_normal": ("town", 8),
 METHODS = ("unmask", "network", "persistence", "persistence_world_map")
 STANDING_S = 0.5                 # a pedestrian cell that held one this long ago: standing
 DISTANCE_BANDS_M = (0.0, 10.0, 20.0, 30.0, np.inf)
-BOOTSTRAP_DRAWS, BOOTSTRAP_SEED = 2000, 0
 DRIFT_RADIUS = 3.0               # world cells: the walker's true cells read around the won cells
 SAMPLE_SEED = 0                  # bench.driving's --seed: the benchmark's 25 % sample
 
@@ -301,13 +301,12 @@ def bootstrap_ratio(ranked: dict[str, Ranking], draws: int = BOOTSTRAP_DRAWS,
     """AP(unmask) / AP(persistence) over draws of the logs with replacement: its 2.5 / 50 /
     97.5 % quantiles and the share of draws below 1; and the ratio with each log left out
     (``leave_one_log_out``, by log index: how much one log moves it). ``ranked``: the
-    :class:`Ranking` of ``unmask`` and ``persistence``."""
+    :class:`Ranking` of ``unmask`` and ``persistence``. The draws are ``log_resamples``'
+    over one entry per log, weighed as each log's count in the draw."""
     n_logs = ranked["unmask"].cells.shape[1]
-    rng = np.random.default_rng(seed)
     ratios = []
-    for _ in range(draws):
-        counts = np.bincount(rng.integers(n_logs, size=n_logs), minlength=n_logs).astype(float)
-        ratio = weighted_ratio(ranked, counts)
+    for drawn in log_resamples(np.arange(n_logs), draws=draws, seed=seed):   # drawn log indices
+        ratio = weighted_ratio(ranked, np.bincount(drawn, minlength=n_logs).astype(float))
         if ratio is not None:
             ratios.append(ratio)
     ratios = np.asarray(ratios)

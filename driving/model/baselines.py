@@ -77,15 +77,21 @@ class PersistenceBaseline:
 
         Args:
             log: the drive log.
-            memory: the log's memory as this baseline keeps it (``(T, H, W)``,
-                :func:`world_memory` or :func:`persistence_memory`), where the caller has
-                it already (None: computed here).
+            memory: the log's memory as this baseline keeps it, ``(T, H, W)``:
+                ``world_memory(log, before=False, layout_only=False)`` with ``world_map``,
+                else ``persistence_memory(log)``, where the caller has it already (None:
+                computed here).
+
+        Raises:
+            ValueError: ``memory`` is not ``(T, H, W)`` (it would broadcast silently).
         """
+        cells = (len(log),) + tuple(log.meta.grid_shape)
         if memory is None:
             memory = (world_memory(log, before=False, layout_only=False) if self.world_map
                       else persistence_memory(log))
+        check_cell_shapes("PersistenceBaseline.predict_proba", cells, memory=memory)
         n_classes = len(log.meta.classes)
-        probs = np.zeros((len(log), n_classes) + log.meta.grid_shape, np.float32)
+        probs = np.zeros((len(log), n_classes) + cells[1:], np.float32)
         for c in range(n_classes):
             probs[:, c] = memory == c
         unseen = (memory == UNOBSERVED)[:, None]

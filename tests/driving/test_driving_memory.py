@@ -58,6 +58,18 @@ def test_persistence_reads_a_memory_given_as_its_own(world_map):
     assert np.array_equal(forgotten, np.full_like(expected, np.float32(1.0 / n_classes)))
 
 
+@pytest.mark.parametrize("world_map", [False, True])
+def test_persistence_refuses_a_memory_of_another_shape(world_map):
+    """One frame's memory for a 3-frame log would broadcast over every frame: refused, named."""
+    log = _driving_log()
+    memory = persistence_memory(log)
+    with pytest.raises(ValueError, match=r"PersistenceBaseline\.predict_proba: memory has shape "
+                       r"\(1, \d+, \d+\), expected \(3, \d+, \d+\)"):
+        PersistenceBaseline(world_map=world_map).predict_proba(log, memory[:1])
+    with pytest.raises(ValueError, match="memory has shape"):
+        PersistenceBaseline(world_map=world_map).predict_proba(log, memory[:, :, :-1])
+
+
 def test_world_memory_refuses_a_map_it_cannot_allocate():
     """Poses 10 000 km apart (each one a valid coordinate) would need a 2e7 x 2e7 raster:
     one line, not an attempt to allocate hundreds of TiB."""
