@@ -63,9 +63,9 @@ def batch_score(model_dir, images, out, anomaly_model=None, engine: str = "local
         fdr: Benjamini-Hochberg level for ``is_alert``.
 
     Returns:
-        A summary: cases, alerts, warnings (about ``images`` as a whole, each also raised as
-        an :class:`core.errors.UnmaskWarning`; each case's own are in its ``warnings``
-        column).
+        A summary: cases, alerts, input_warnings (about ``images`` as a whole, each also
+        raised as an :class:`core.errors.UnmaskWarning`; named as in ``infer``'s manifest;
+        each case's own are in its ``warnings`` column).
     """
     segmenter, scorer = load_models(model_dir, anomaly_model)  # fail early on a bad bundle
     with recorded_warnings() as listing_warnings:          # e.g. an image file listed twice
@@ -87,4 +87,4 @@ def batch_score(model_dir, images, out, anomaly_model=None, engine: str = "local
     table["rank"] = np.arange(1, len(table) + 1, dtype=np.int64)
     write_parquet_atomic(table, Path(out))
     return {"cases": int(len(table)), "alerts": int(table["is_alert"].sum()),
-            "warnings": listing_warnings, "out": str(out)}
+            "input_warnings": listing_warnings, "out": str(out)}

@@ -42,9 +42,11 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 READ_ERRORS = (EOFError, OSError, RuntimeError, ValueError, zlib.error)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Case:
-    """One case: an image (NIfTI file or DICOM directory) and optional truth files."""
+    """One case: an image (NIfTI file or DICOM directory) and optional truth files; frozen,
+    so the :attr:`key` kept from its first use always names its ``image``
+    (``dataclasses.replace`` makes a new case with its own)."""
 
     name: str
     image: Path
@@ -58,7 +60,8 @@ class Case:
         unlabelled; read once and kept): its image file (:func:`file_key`), so a link or a
         relative path to it names the same case, and two files that share a name are two.
         Resolved on first use and kept: matching asks for it many times per case, and a
-        case's ``image`` is not changed once it is listed."""
+        case's ``image`` cannot change (the dataclass is frozen; ``cached_property`` writes
+        the instance's ``__dict__``, which freezing leaves open)."""
         return file_key(self.image)
 
 

@@ -31,13 +31,13 @@ from core.training import TrainConfig, fit, is_main_process
 from .anomaly import AnomalyScorer
 from .consistency import ConsistencyConfig, PairedCrops, with_consistency
 from .guard import InputReference, fragmentation_warnings
-from .io import find_cases, read_dataset_json
+from .io import read_dataset_json
 from .networks import NetworkConfig, build_network, load_weights, transfer_weights
 from .postprocess import PostProcessing
 from .reconstruction import unmasked_input
 from .transforms import Preprocessor, PreprocessConfig, channel_argmax
-from .training_cases import (CaseReader, first_labelled, labelled_cases, not_among,
-                             organ_calibration_cases, select_unlabelled)
+from .training_cases import (CaseReader, first_labelled, labelled_cases, listed_for_training,
+                             not_among, organ_calibration_cases, select_unlabelled)
 from .volumes import CropDataset, prepare_case, spacing_and_images
 
 BUNDLE_KIND = "ct-segmenter"
@@ -317,16 +317,16 @@ def train_segmenter(data, out=None, pretrained=None, n_labels: int | None = None
     on stderr (None: only on a terminal; False: never).
     """
     config = config or SegmentConfig()
-    listed = find_cases(data)                         # every split: labelled and calibration
-    labelled = labelled_cases(data, listed=listed)
-    cases = list(cases) if cases is not None else first_labelled(labelled, n_labels, data)
-    validation_cases = (list(validation_cases) if validation_cases is not None
-                        else not_among(labelled, cases))
     init_state, network_config, spacing, scorer = None, config.network, config.spacing, None
     if pretrained is not None:
         scorer = AnomalyScorer.load(pretrained, device, precision)
         init_state, network_config = scorer.network.state_dict(), scorer.network_config
         spacing = spacing or scorer.preprocess.spacing
+    listed = listed_for_training(data, scorer, spacing, out, calibration_cases)
+    labelled = labelled_cases(data, listed=listed)
+    cases = list(cases) if cases is not None else first_labelled(labelled, n_labels, data)
+    validation_cases = (list(validation_cases) if validation_cases is not None
+                        else not_among(labelled, cases))
     calibration = organ_calibration_cases(data, listed, cases, calibration_cases, scorer,
                                           spacing, out)
     # before any volume is read; the validation and calibration cases must stay unseen

@@ -55,12 +55,23 @@ MIN_CALIBRATION_CASES = 2
 
 # --- which cases, in which role ----------------------------------------------------------
 
+def listed_for_training(data, scorer, spacing, out, calibration_cases) -> list:
+    """The cases of ``data`` that `medical train` reads (:func:`~medical.io.find_cases`), listed
+    once for its labelled cases and its organ calibration, so each file is checked once and
+    a repeat listing warns once: every split where the default organ calibration reads them
+    (:func:`organ_calibration_cases` without ``calibration_cases``), else the training split
+    only, so a test list it never reads (a missing ``imagesTs/``, a test image also listed
+    for training, a test case named as a training one) is not refused."""
+    whole = calibration_cases is None and calibrates(scorer, spacing, out)
+    return find_cases(data, split=None if whole else "training")
+
+
 def labelled_cases(data, n_labels: int | None = None, listed=None) -> list:
     """The first ``n_labels`` cases (by name) of ``data`` that have a label file; ``listed``:
-    the cases of ``data`` (:func:`~medical.io.find_cases`, every split) where a caller that
-    reads its other cases too has listed them already (each file is checked once, and a
-    repeat listing warns once)."""
-    listed = find_cases(data) if listed is None else listed
+    the cases of ``data`` where a caller that reads other cases too has listed them already
+    (:func:`listed_for_training`); by default its training split
+    (:func:`~medical.io.find_cases`)."""
+    listed = find_cases(data, split="training") if listed is None else listed
     cases = sorted((c for c in listed if c.label is not None), key=lambda c: c.name)
     if not cases:
         raise DataValidationError(f"{data}: no labelled cases (dataset.json 'training' entries "
@@ -91,14 +102,15 @@ def organ_calibration_cases(data, listed, cases, calibration_cases, scorer, spac
 
     ``calibration_cases`` given: those beyond both (:func:`unseen_calibration`: a warning
     if some are left out, refused below :data:`MIN_CALIBRATION_CASES`). By default: the
-    lesion-free cases of ``data`` (``listed``: its cases, every split) beyond both; when
+    lesion-free cases of ``data`` (``listed``: its cases, every split,
+    :func:`listed_for_training`) beyond both; when
     fewer than 2 of them are unseen, all lesion-free cases beyond the training ``cases``
     (seen ones too, with a warning: organ scoring predicts organ voxels from the case's own
     visible parenchyma unless ``organ_prediction="network"``, so a pretraining case scores
     like an unseen one, bench/README.md), and none below 2 of those. The validation cases
     may calibrate: the network never trained on them, they only chose each organ's
     post-processing."""
-    if scorer is None or out is None or scorer.preprocess != PreprocessConfig(spacing=tuple(spacing)):
+    if not calibrates(scorer, spacing, out):
         return []
     recorded = _recorded_images(scorer)
     pretraining = pretraining_cases(recorded)
@@ -108,6 +120,13 @@ def organ_calibration_cases(data, listed, cases, calibration_cases, scorer, spac
         _warn_unrecorded(recorded, pretraining, len(calibration_cases), "given")
         return unseen_calibration(calibration_cases, roles)
     return _default_organ_calibration(data, listed, cases, recorded, pretraining)
+
+
+def calibrates(scorer, spacing, out) -> bool:
+    """Whether a fine-tuned model saved at ``out`` calibrates organ scoring: only with a
+    pretrained ``scorer`` on the model grid of ``spacing``."""
+    return (scorer is not None and out is not None
+            and scorer.preprocess == PreprocessConfig(spacing=tuple(spacing)))
 
 
 def _default_organ_calibration(data, listed, cases, recorded, pretraining) -> list:

@@ -272,26 +272,45 @@ def score_heldout(work: Path, result: dict, invariant_run: dict) -> dict:
     return result
 
 
-def variant(work: Path, result: dict, invariant_run: dict, jobs: int) -> dict:
-    """After the decision: the follow-up's pretraining and arms, and its verdict on the TEST
-    set (the rule of the module docstring's FOLLOW-UP)."""
+def follow_up(work: Path, jobs: int, judged, arm: str, settings: list[str] = COMMITTED,
+              name: str | None = None) -> dict:
+    """After a decision: a follow-up's pretraining (``arm``'s pretext with ``settings``' budget,
+    saved as ``name``, default ``arm``) and arms, and its verdict on the TEST set (the rule of
+    :func:`decide`; chosen after the test set was seen, never adopted). ``judged(own)``: the
+    steps the rule compares, given the follow-up's own. Returns the results file's section."""
+    name = name or arm
+
     def follow_ups(key, steps):
-        return arm_steps(work, COMMITTED, VARIANT) if key == f"pretrain-{VARIANT}" else []
+        return arm_steps(work, COMMITTED, name) if key == f"pretrain-{name}" else []
 
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         schedule = Schedule(pool, work, follow_ups)
-        schedule.submit(f"pretrain-{VARIANT}", pretrain_bodies, work, VARIANT)
+        schedule.submit(f"pretrain-{name}", pretrain_bodies, work, arm, settings, name)
         own = schedule.run()
-    steps = judged_steps({**result["steps"], **own}, invariant_run, result["reproduction"]["reproduced"],
-                         (CONTROL, VARIANT))
-    test = {arm: compare(steps, COMMITTED, arm) for arm in (CONTROL, VARIANT)}
-    verdict = decide(test, VARIANT)
-    verdict["passes"] = verdict.pop("adopted")    # chosen after the test set was seen: never adopted
-    result["variant"] = {"steps": own, "test": {VARIANT: test[VARIANT]},
-                         "test_organ_points_at_2": {VARIANT: organ_points_at_2(steps, VARIANT)},
-                         "verdict": {**verdict, "adopted": False}}
-    print("\n".join(summary_lines(result["variant"]["test"])))
-    print(json.dumps(result["variant"]["verdict"], indent=2))
+    test, organs = summarised(judged(own), arms=(CONTROL, name))
+    verdict = decide(test, name)
+    verdict["passes"] = verdict.pop("adopted")
+    section = {"steps": own, "test": {name: test[name]},
+               "test_organ_points_at_2": {name: organs[name]},
+               "verdict": {**verdict, "adopted": False}}
+    print("\n".join(summary_lines(section["test"])))
+    print(json.dumps(section["verdict"], indent=2))
+    return section
+
+
+def follow_up_heldout(work: Path, section: dict, judged, name: str) -> None:
+    """After a follow-up's verdict is written: its arms (``section``, :func:`follow_up`'s,
+    updated) on the frozen held-out set; ``judged`` as :func:`follow_up`'s."""
+    section["steps"] = heldout(work, section["steps"])
+    held, organs = summarised(judged(section["steps"]), "heldout_", arms=(name,))
+    section["heldout"], section["heldout_organ_points_at_2"] = held, organs
+    print("\n".join(summary_lines(section["heldout"])))
+
+
+def variant(work: Path, result: dict, invariant_run: dict, jobs: int) -> dict:
+    """After the decision: the follow-up's pretraining and arms, and its verdict on the TEST
+    set (the rule of the module docstring's FOLLOW-UP)."""
+    result["variant"] = follow_up(work, jobs, variant_judged(result, invariant_run), VARIANT)
     return result
 
 
@@ -299,14 +318,15 @@ def variant_heldout(work: Path, result: dict, invariant_run: dict, jobs: int) ->
     """After the follow-up's verdict is written: its arms on the frozen held-out set."""
     if "verdict" not in result.get("variant", {}):
         raise SystemExit("the follow-up's held-out set comes after its verdict: run --variant first")
-    section = result["variant"]
-    section["steps"] = heldout(work, section["steps"])
-    steps = judged_steps({**result["steps"], **section["steps"]}, invariant_run,
-                         result["reproduction"]["reproduced"], (CONTROL, VARIANT))
-    section["heldout"] = {VARIANT: compare(steps, COMMITTED, VARIANT, "heldout_")}
-    section["heldout_organ_points_at_2"] = {VARIANT: organ_points_at_2(steps, VARIANT, "heldout_")}
-    print("\n".join(summary_lines(section["heldout"])))
+    follow_up_heldout(work, result["variant"], variant_judged(result, invariant_run), VARIANT)
     return result
+
+
+def variant_judged(result: dict, invariant_run: dict):
+    """``judged(own)`` for the follow-up: :func:`judged_steps` of this run's steps and the
+    follow-up's ``own``, as the reproduction check decided."""
+    return lambda own: judged_steps({**result["steps"], **own}, invariant_run,
+                                    result["reproduction"]["reproduced"], (CONTROL, VARIANT))
 
 
 def predicted_pairs(scorer, study_images: torch.Tensor) -> list[tuple[int, int | None]]:

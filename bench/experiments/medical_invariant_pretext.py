@@ -168,25 +168,26 @@ def run_all(work: Path, settings: list[str], jobs: int, remap_run: dict, *, pret
         return schedule.run()
 
 
-def judged_steps(steps: dict, reference: dict, reuse: bool, candidates=(CANDIDATE,)) -> dict:
-    """The steps a rule compares: the ``reference`` run's scratch and in-painting arms when
+def judged_steps(steps: dict, reference: dict, reuse: bool, candidates=(CANDIDATE,),
+                 baseline: str = BASELINE) -> dict:
+    """The steps a rule compares: the ``reference`` run's scratch and ``baseline`` arms when
     the check passed (``reuse``), else this run's, beside this run's ``candidates``' arms."""
     if not reuse:
         return steps
-    kept = {k: v for k, v in reference["steps"].items() if k.split("-")[0] in ("scratch", BASELINE)}
+    kept = {k: v for k, v in reference["steps"].items() if k.split("-")[0] in ("scratch", baseline)}
     return {**kept, **{k: v for k, v in steps.items() if k.split("-")[0] in candidates}}
 
 
 def reproduction_record(own: dict, reference: dict, source: str,
-                        within: float = REPRODUCE_WITHIN) -> dict:
+                        within: float = REPRODUCE_WITHIN,
+                        reused: str = "scratch_and_inpaint_from") -> dict:
     """The reproduction check (:func:`reproduced`, ``within``) of this run's steps ``own``
     against the ``reference`` run (``source``: its name, e.g. ``"round 15"``), as the results
-    file keeps it."""
+    file keeps it; ``reused``: the key naming where the reused arms come from."""
     reuse = reproduced(own, reference, within)
     return {"this_run": own[REPRODUCTION]["mean_dice"],
             source.replace(" ", "_"): reference["steps"]["scratch-2-0"]["mean_dice"],
-            "within": within, "reproduced": reuse,
-            "scratch_and_inpaint_from": source if reuse else "this run"}
+            "within": within, "reproduced": reuse, reused: source if reuse else "this run"}
 
 
 def heldout_steps(work: Path, result: dict, reference: dict, candidates=(CANDIDATE,)):

@@ -78,7 +78,7 @@ Usage:
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_phase_fill \\
         --work DIR --heldout     # then: the frozen held-out set
     python -m bench.experiments.medical_phase_fill --work DIR --pretext-fit   # then: the fit
-    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_phase_fill \
+    UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.medical_phase_fill \\
         --work DIR --jobs 2 --longer   # then: the follow-up's pretraining, arms, verdict, fit
     python -m bench.experiments.medical_phase_fill --work DIR --longer-heldout
     UNMASK_NUM_THREADS=1 nice -n 10 python -c "from pathlib import Path; \\
@@ -91,16 +91,15 @@ is missing. Writes ``bench/results/medical_phase_fill.json``.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
-from bench.experiments.decision_flow import ROOT, experiment_main, summary_lines
-from bench.experiments.medical_cross_phase import (CONTROL, TO_THE_DIGIT, decide, network_fits,
-                                                   pretrain_bodies, run_all, summarised)
-from bench.experiments.medical_invariant_pretext import Schedule, arm_steps, reproduction_record
+from bench.experiments.decision_flow import ROOT, experiment_main
+from bench.experiments.medical_cross_phase import (CONTROL, TO_THE_DIGIT, decide, follow_up,
+                                                   follow_up_heldout, network_fits, run_all,
+                                                   summarised)
+from bench.experiments.medical_invariant_pretext import judged_steps, reproduction_record
 from bench.experiments.medical_masked_consistency import INVARIANT_RUN, issue_target_met
-from bench.experiments.medical_remap_pretext import COMMITTED, heldout, heldout_of_saved
+from bench.experiments.medical_remap_pretext import COMMITTED, heldout_of_saved
 from core.runtime import configure_threads
 from medical.pretexts import PHASE_FILL
 
@@ -124,17 +123,12 @@ def reference_run(cross_phase_run: dict) -> dict:
     return {"steps": {**scratch, **control}}
 
 
-def judged(own: dict, reference: dict, reuse: bool) -> dict:
-    """The steps the rule compares: the reference's scratch and control arms when the
-    reproduction held (``reuse``), else this run's, beside this run's candidate arms."""
-    if not reuse:
-        return own
-    return {**reference["steps"], **{k: v for k, v in own.items() if k.startswith(f"{CANDIDATE}-")}}
-
-
 def decided_steps(result: dict, cross_phase_run: dict) -> dict:
-    """:func:`judged` of ``result``'s steps, as its reproduction check decided."""
-    return judged(result["steps"], reference_run(cross_phase_run), result["reproduction"]["reproduced"])
+    """The steps the rule compares (:func:`~bench.experiments.medical_invariant_pretext.
+    judged_steps`, the control as baseline): the reference's scratch and control arms when
+    ``result``'s reproduction check held, else its own, beside its candidate arms."""
+    return judged_steps(result["steps"], reference_run(cross_phase_run),
+                        result["reproduction"]["reproduced"], (CANDIDATE,), CONTROL)
 
 
 def run_and_decide(work: Path, jobs: int, cross_phase_run: dict) -> dict:
@@ -142,9 +136,10 @@ def run_and_decide(work: Path, jobs: int, cross_phase_run: dict) -> dict:
     control's too if the check fails), and the test-set decision."""
     reference = reference_run(cross_phase_run)
     own = run_all(work, jobs, reference, arms=(CANDIDATE,), unless_reproduced=(CONTROL,))
-    reproduction = reproduction_record(own, reference, "round 21", TO_THE_DIGIT)
-    reproduction["scratch_and_control_from"] = reproduction.pop("scratch_and_inpaint_from")
-    test, organs = summarised(judged(own, reference, reproduction["reproduced"]), arms=ARMS)
+    reproduction = reproduction_record(own, reference, "round 21", TO_THE_DIGIT,
+                                       reused="scratch_and_control_from")
+    test, organs = summarised(judged_steps(own, reference, reproduction["reproduced"],
+                                           (CANDIDATE,), CONTROL), arms=ARMS)
     return {"settings": COMMITTED, "steps": own, "reproduction": reproduction, "test": test,
             "test_organ_points_at_2": organs, "decision": decide(test, CANDIDATE)}
 
@@ -172,24 +167,10 @@ def pretext_fit(work: Path, result: dict, cross_phase_run: dict, jobs: int) -> d
 def longer(work: Path, result: dict, cross_phase_run: dict, jobs: int) -> dict:
     """After the decision: the follow-up's pretraining and arms, its verdict on the TEST set
     (the rule of the module docstring's FOLLOW-UP), then its pretext fit."""
-    def follow_ups(key, steps):
-        return arm_steps(work, COMMITTED, LONGER) if key == f"pretrain-{LONGER}" else []
-
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        schedule = Schedule(pool, work, follow_ups)
-        schedule.submit(f"pretrain-{LONGER}", pretrain_bodies, work, CANDIDATE, LONGER_SETTINGS, LONGER)
-        own = schedule.run()
-    steps = {**decided_steps(result, cross_phase_run),
-             **own}
-    test, organs = summarised(steps, arms=(CONTROL, LONGER))
-    verdict = decide(test, LONGER)
-    verdict["passes"] = verdict.pop("adopted")    # chosen after the test set was seen: never adopted
-    print("\n".join(summary_lines({LONGER: test[LONGER]})))
-    print(json.dumps(verdict, indent=2))
+    section = follow_up(work, jobs, longer_judged(result, cross_phase_run), CANDIDATE,
+                        LONGER_SETTINGS, LONGER)
     configure_threads()
-    result["longer"] = {"settings": LONGER_SETTINGS, "steps": own, "test": {LONGER: test[LONGER]},
-                        "test_organ_points_at_2": {LONGER: organs[LONGER]},
-                        "verdict": {**verdict, "adopted": False},
+    result["longer"] = {"settings": LONGER_SETTINGS, **section,
                         "pretext_fit": network_fits(work, (LONGER,))}
     print(json.dumps(result["longer"]["pretext_fit"], indent=2))
     return result
@@ -199,15 +180,13 @@ def longer_heldout(work: Path, result: dict, cross_phase_run: dict, jobs: int) -
     """After the follow-up's verdict is written: its arms on the frozen held-out set."""
     if "verdict" not in result.get("longer", {}):
         raise SystemExit("the follow-up's held-out set comes after its verdict: run --longer first")
-    section = result["longer"]
-    section["steps"] = heldout(work, section["steps"])
-    steps = {**decided_steps(result, cross_phase_run),
-             **section["steps"]}
-    held, organs = summarised(steps, "heldout_", arms=(CONTROL, LONGER))
-    section["heldout"] = {LONGER: held[LONGER]}
-    section["heldout_organ_points_at_2"] = {LONGER: organs[LONGER]}
-    print("\n".join(summary_lines(section["heldout"])))
+    follow_up_heldout(work, result["longer"], longer_judged(result, cross_phase_run), LONGER)
     return result
+
+
+def longer_judged(result: dict, cross_phase_run: dict):
+    """``judged(own)`` for the follow-up: :func:`decided_steps` beside its ``own`` arms."""
+    return lambda own: {**decided_steps(result, cross_phase_run), **own}
 
 
 def main(argv=None):

@@ -200,4 +200,4 @@ def test_batch_score_prints_our_warnings_as_warning_lines(tiny_models, tiny_data
     assert [line for line in err.splitlines() if "left out" in line] == [f"warning: {expected}"]
     assert "UnmaskWarning" not in err
     summary = json.loads(out)
-    assert summary["cases"] == 1 and summary["warnings"] == [expected]
+    assert summary["cases"] == 1 and summary["input_warnings"] == [expected]
