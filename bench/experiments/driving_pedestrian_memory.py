@@ -119,8 +119,9 @@ def log_cells(predictor, log, accumulators: dict) -> dict:
                          "reads the gate's trace and compares with it; use a network trained with one")
     world = WorldCells(log)
     network, probs, (_, trace) = gated_probabilities(predictor, log, world)
-    memory = persistence_memory(log)
-    persistence = PersistenceBaseline().predict_proba(log, memory)   # the memory kept below
+    baseline = PersistenceBaseline()
+    memory = baseline.memory(log)
+    persistence = baseline.predict_proba(log, memory)   # the memory kept below
     world_map = PersistenceBaseline(world_map=True).predict_proba(log)
     in_range = sensor_range_mask(log)
     for name, p in zip(METHODS, (probs, network, persistence, world_map)):

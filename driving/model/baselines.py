@@ -72,24 +72,27 @@ class PersistenceBaseline:
         self.world_map = world_map
         self.prior = prior
 
+    def memory(self, log: DriveLog) -> np.ndarray:
+        """``(T, H, W)`` the class this baseline remembers in each cell of ``log``'s frames."""
+        return (world_memory(log, before=False, layout_only=False) if self.world_map
+                else persistence_memory(log))
+
     def predict_proba(self, log: DriveLog, memory: np.ndarray | None = None) -> np.ndarray:
         """``(T, C, H, W)`` float32 class probabilities of every cell of ``log``.
 
         Args:
             log: the drive log.
-            memory: the log's memory as this baseline keeps it, ``(T, H, W)``:
-                ``world_memory(log, before=False, layout_only=False)`` with ``world_map``,
-                else ``persistence_memory(log)``, where the caller has it already (None:
+            memory: :meth:`memory` of ``log``, where the caller has it already (None:
                 computed here).
 
         Raises:
-            ValueError: ``memory`` is not ``(T, H, W)`` (it would broadcast silently).
+            ValueError: a given ``memory`` is not ``(T, H, W)`` (it would broadcast silently).
         """
         cells = (len(log),) + tuple(log.meta.grid_shape)
         if memory is None:
-            memory = (world_memory(log, before=False, layout_only=False) if self.world_map
-                      else persistence_memory(log))
-        check_cell_shapes("PersistenceBaseline.predict_proba", cells, memory=memory)
+            memory = self.memory(log)
+        else:
+            check_cell_shapes("PersistenceBaseline.predict_proba", cells, memory=memory)
         n_classes = len(log.meta.classes)
         probs = np.zeros((len(log), n_classes) + cells[1:], np.float32)
         for c in range(n_classes):

@@ -50,6 +50,7 @@ def test_persistence_reads_a_memory_given_as_its_own(world_map):
     log = _driving_log()
     baseline = PersistenceBaseline(world_map=world_map)
     memory = world_memory(log, before=False, layout_only=False) if world_map else persistence_memory(log)
+    assert np.array_equal(baseline.memory(log), memory)
     expected = baseline.predict_proba(log)
     got = baseline.predict_proba(log, memory)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
