@@ -50,6 +50,12 @@ LAYOUT_CLASSES = (OFF_ROAD, ROAD, LANE_MARKING, SIDEWALK)     # the ground: ids 
 OBJECT_CLASSES = (VEHICLE, PEDESTRIAN, STATIC_OBSTACLE)
 UNOBSERVED = 255
 LOG_COMPRESSION = "zstd"    # every log file's Parquet compression (write_log, write_logs)
+
+
+def window_frames(window_s: float, rate_hz: float) -> int:
+    """Frames in a window of ``window_s`` seconds at ``rate_hz``, at least one (the frame
+    score's smoothing window, the conflict channel's velocity lag)."""
+    return max(1, int(round(window_s * rate_hz)))
 # Display colours (RGB 0-255) of the classes and of unobserved cells: the one palette of the
 # dashboard's replay and the rerun recording.
 CLASS_COLOURS = {"off_road": (70, 90, 60), "road": (110, 110, 120),

@@ -37,6 +37,7 @@ from bench.experiments.driving_path_channel import PathHarness, report, save_con
 from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_OBSERVED
 from driving.schema import OBJECT_CLASSES, UNOBSERVED
 from driving.scoring import frame_score as fs
+from driving.scoring.path import EGO_FRONT_M, PATH_HALF_WIDTH_M
 from driving.warp import cell_offsets, not_passed
 
 MIN_TURN_SPEED_MPS = 1.0      # slower, yaw rate / speed blows up: read as straight
@@ -115,10 +116,10 @@ class Bent(Corridor):
 
     def lane(self, log):
         bent = np.abs(path_offset(log.meta, self.curvature_of(log.semantic))) <= fs.LANE_HALF_M
-        return bent & (cell_offsets(log.meta)[0] > fs.EGO_FRONT_M)
+        return bent & (cell_offsets(log.meta)[0] > EGO_FRONT_M)
 
     def path(self, observed, meta):
-        bent = np.abs(path_offset(meta, self.curvature_of(observed))) <= fs.PATH_HALF_WIDTH_M
+        bent = np.abs(path_offset(meta, self.curvature_of(observed))) <= PATH_HALF_WIDTH_M
         return bent & not_passed(meta)
 
 

@@ -28,7 +28,7 @@ from bench.driving import event_kinds
 from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
 from core.calibration import threshold_from_contamination
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import VEHICLE, read_log, slice_log
+from driving.schema import VEHICLE, read_log, slice_log, window_frames
 from driving.scoring import frame_score as fs
 from driving.scoring.normaliser import CellNormaliser
 from driving.scoring.state import new_prior
@@ -140,7 +140,7 @@ class Harness:
         self.world = world
         self.root = Path("/tmp/drv16/cache") / world
         self.pred = OcclusionPredictor.load(f"/tmp/drv17/models/{world}")
-        self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
+        self.smooth = window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train, self.cal_frames = self.load("train"), cal_frames
         self.tails = [self.tail(it, cal_frames) for it in self.train]
         self.whole = [self.frame_scorer(FIVE_CHANNELS).observed_statistics(log)

@@ -29,8 +29,9 @@ from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_S
 from core.calibration import threshold_from_contamination
 from driving.evaluate import event_latencies
 from driving.model.predictor import OcclusionPredictor
-from driving.schema import PEDESTRIAN
+from driving.schema import PEDESTRIAN, window_frames
 from driving.scoring import frame_score as fs
+from driving.scoring.path import LANE_HALF_M, PATH_HALF_WIDTH_M
 
 CACHE = Path("/tmp/drv19/cache")
 # configuration -> cached sets of its event logs (the benchmark's first) and of its normal logs;
@@ -58,8 +59,8 @@ def reach(half_width_m, classes=fs.REACH_CLASSES):
 
 BASE = FIVE_CHANNELS[:4]                 # revealed, object context, object recon, lead closing
 CANDIDATES = {"reach_wide": reach(2.5),
-              "reach_path": reach(fs.PATH_HALF_WIDTH_M),
-              "reach_lane_pedestrians": reach(fs.LANE_HALF_M, (PEDESTRIAN,))}
+              "reach_path": reach(PATH_HALF_WIDTH_M),
+              "reach_lane_pedestrians": reach(LANE_HALF_M, (PEDESTRIAN,))}
 VARIANTS = {"as committed before (no path channel)": BASE,
             "path_reach, the ego's lane (1.6 m; kept)": FIVE_CHANNELS,
             "path_reach, 2.5 m either side": BASE + (("reach_wide", False, 1),),
@@ -103,7 +104,7 @@ class PathHarness(Harness):
         ``cal_frames`` tails, the event sets ``events`` (the benchmark's first; none: no events)
         and the normal sets ``normals``."""
         self.world, self.root, self.pred, self.cal_frames = world, root, pred, cal_frames
-        self.smooth = fs.window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
+        self.smooth = window_frames(self.pred.smooth_s, self.pred.meta_.rate_hz)
         self.train = self.load("train")
         self.tails = [self.tail(it, cal_frames) for it in self.train]
         benchmark = self.load(events[0]) if events else []

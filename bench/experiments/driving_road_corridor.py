@@ -35,7 +35,7 @@ import numpy as np
 from bench.experiments.driving_curved_path import Corridor, evaluate_variants
 from bench.experiments.driving_path_channel import PathHarness, save_configuration
 from driving.schema import OFF_ROAD, SIDEWALK, UNOBSERVED
-from driving.scoring import frame_score as fs
+from driving.scoring.path import LANE_HALF_M, EGO_FRONT_M, PATH_HALF_WIDTH_M
 from driving.warp import cell_offsets, not_passed
 
 KERB_CLASSES = (SIDEWALK, OFF_ROAD)   # where the drivable run around the line ends
@@ -112,11 +112,11 @@ class RoadCorridor(Corridor):
         return self.centres[id(observed)][1]
 
     def lane(self, log):
-        lane = along_road(log.semantic, log.meta, fs.LANE_HALF_M, self.centre(log.semantic, log.meta))
-        return lane & (cell_offsets(log.meta)[0] > fs.EGO_FRONT_M)
+        lane = along_road(log.semantic, log.meta, LANE_HALF_M, self.centre(log.semantic, log.meta))
+        return lane & (cell_offsets(log.meta)[0] > EGO_FRONT_M)
 
     def path(self, observed, meta):
-        return along_road(observed, meta, fs.PATH_HALF_WIDTH_M, self.centre(observed, meta)) & not_passed(meta)
+        return along_road(observed, meta, PATH_HALF_WIDTH_M, self.centre(observed, meta)) & not_passed(meta)
 
 
 VARIANTS = {"straight (as committed)": None,
@@ -135,7 +135,7 @@ def corridor_summary(logs) -> dict:
     shifts = np.concatenate(shifts)
     log = logs[0]
     t0 = time.perf_counter()
-    along_road(log.semantic, log.meta, fs.LANE_HALF_M)
+    along_road(log.semantic, log.meta, LANE_HALF_M)
     seconds = time.perf_counter() - t0
     return {"frames_bent_share_25m": float(np.mean(shifts > 0.25)),
             "shift_m_25m_median_where_bent": float(np.median(shifts[shifts > 0.25])) if (shifts > 0.25).any() else None,

@@ -19,10 +19,11 @@ from sklearn.metrics import roc_auc_score
 from bench.experiments.driving_path_channel import PathHarness
 from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
 from driving.scoring import frame_score as fs
+from driving.scoring.path import EGO_FRONT_M, LANE_HALF_M, PATH_HALF_WIDTH_M
 from driving.warp import cell_offsets
 
-LANE = ((-fs.LANE_HALF_M, fs.LANE_HALF_M),)
-THREE_LANES = LANE + ((fs.LANE_HALF_M, fs.PATH_HALF_WIDTH_M), (-fs.PATH_HALF_WIDTH_M, -fs.LANE_HALF_M))
+LANE = ((-LANE_HALF_M, LANE_HALF_M),)
+THREE_LANES = LANE + ((LANE_HALF_M, PATH_HALF_WIDTH_M), (-PATH_HALF_WIDTH_M, -LANE_HALF_M))
 
 
 def closing(bands, limit, over_gap=True, gap_floor_m=0.0):
@@ -35,7 +36,7 @@ def closing(bands, limit, over_gap=True, gap_floor_m=0.0):
         out = np.zeros(log.semantic.shape, np.float32)
         bound = limit(np.asarray(log.ego_speed, np.float64))
         for low, high in bands:
-            band = (right >= low) & (right <= high) & (forward > fs.EGO_FRONT_M)
+            band = (right >= low) & (right <= high) & (forward > EGO_FRONT_M)
             in_band = (log.semantic == fs.VEHICLE) & band[None]
             ahead = np.where(in_band, forward[None], np.inf)
             gap = ahead.reshape(len(log.semantic), -1).min(1)

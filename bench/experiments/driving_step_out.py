@@ -115,6 +115,7 @@ from driving.evaluate import frame_metrics
 from driving.model.predictor import OcclusionPredictor
 from driving.scoring import frame_score as fs
 from driving.scoring.conflict import road_pedestrians
+from driving.scoring.path import bumper_distance
 from driving.scoring.surprise import score_log
 from driving.sim.simulator import Simulator
 from driving.warp import cell_offsets, not_passed
@@ -376,9 +377,7 @@ def column_metrics(pred, frames: dict, normal_logs: list | None = None) -> dict:
 def pedestrian_reach(log) -> np.ndarray:
     """The ego's speed over the distance ahead of :func:`road_pedestrians` (1/s, as
     ``path_reach``), 0 elsewhere: ``(T, H, W)`` float32."""
-    forward, _ = cell_offsets(log.meta)
-    distance = np.maximum(forward - fs.EGO_FRONT_M, log.meta.resolution_m)
-    reach = np.asarray(log.ego_speed, np.float32)[:, None, None] / distance[None]
+    reach = np.asarray(log.ego_speed, np.float32)[:, None, None] / bumper_distance(log.meta)[None]
     return np.where(road_pedestrians(log.semantic, log.meta), reach, 0.0).astype(np.float32)
 
 

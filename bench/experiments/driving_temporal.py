@@ -26,7 +26,7 @@ import numpy as np
 from bench.experiments.driving_path_channel import (CrossFit, PathHarness, onsets, report,
                                                     save_configuration)
 from bench.experiments.driving_step_out import FIVE_CHANNELS
-from driving.scoring import frame_score as fs
+from driving.schema import window_frames
 from driving.scoring.surprise import causal_mean
 
 WINDOWS_S = (0.3, 0.6, 1.0, 2.0)
@@ -71,7 +71,7 @@ def variants(harness) -> dict:
            f"frame score, mean {harness.pred.smooth_s} s (committed)":
                on_frame(lambda s: causal_mean(s, harness.smooth))}
     for w in WINDOWS_S:
-        n = fs.window_frames(w, rate)
+        n = window_frames(w, rate)
         out[f"channel mean {w} s"] = per_channel(lambda s, n=n: causal_mean(s, n))
         out[f"channel 2nd largest {w} s"] = per_channel(lambda s, n=n: causal_kth(s, n))
         out[f"channel EMA {w} s"] = per_channel(lambda s, w=w: causal_ema(s, w, rate))

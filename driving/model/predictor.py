@@ -36,9 +36,8 @@ from core.training import TrainConfig, fit
 
 from ..guard import fit_input_profile
 from ..inputs import future_targets, stack_frames  # noqa: F401  (stack_frames re-exported)
-from ..schema import UNOBSERVED, DriveLog, LogMeta, slice_log
+from ..schema import UNOBSERVED, DriveLog, LogMeta, slice_log, window_frames
 from ..scoring.decision import decide_log
-from ..scoring.frame_score import window_frames
 from ..scoring.state import fit_scoring_state
 from ..scoring.surprise import score_log
 from .baselines import WorldCells, apply_layout_memory, world_memory

@@ -46,7 +46,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from ..schema import LANE_MARKING, OBJECT_CLASSES, PEDESTRIAN, ROAD, UNOBSERVED
+from ..schema import LANE_MARKING, LAYOUT_CLASSES, PEDESTRIAN, ROAD, window_frames
 from ..warp import cell_offsets, ego_to_world, world_to_ego
 from .path import bumper_distance, ego_path
 
@@ -68,7 +68,7 @@ def road_pedestrians(observed: np.ndarray, meta) -> np.ndarray:
     out = (observed == PEDESTRIAN) & ego_path(meta)[None]
     frames = np.flatnonzero(out.any((1, 2)))                  # the ground is read where one walks
     grids = observed[frames]
-    layout = (grids != UNOBSERVED) & ~np.isin(grids, OBJECT_CLASSES)
+    layout = np.isin(grids, LAYOUT_CLASSES)
     road = np.isin(grids, (ROAD, LANE_MARKING))
     near_layout = ndimage.uniform_filter(layout.astype(np.float32), (1, size, size), mode="constant")
     near_road = ndimage.uniform_filter(road.astype(np.float32), (1, size, size), mode="constant")
@@ -112,10 +112,10 @@ def pedestrian_velocities(log, frames, lag_s: float = TRACK_LAG_S
     :data:`MAX_PEDESTRIAN_SPEED_MPS` (and a cell) or the log is younger than ``lag_s``.
     Only those frames and the frames ``lag_s`` before them are labelled (the conflict asks
     for the few with a pedestrian on the carriageway)."""
-    lag = max(1, int(round(lag_s * log.meta.rate_hz)))
+    lag = window_frames(lag_s, log.meta.rate_hz)
     dt = lag / log.meta.rate_hz
     reach = MAX_PEDESTRIAN_SPEED_MPS * dt + log.meta.resolution_m
-    poses = np.stack([log.ego_x, log.ego_y, log.ego_yaw], 1)
+    poses = log.poses
     frames = [int(t) for t in frames]
     labelled = sorted(set(frames) | {t - lag for t in frames if t >= lag})
     blobs = {t: pedestrian_blobs(log.semantic[t], poses[t], log.meta) for t in labelled}
@@ -188,9 +188,8 @@ def pedestrian_conflict(log, max_arrival_s: float = MAX_ARRIVAL_S, max_gap_s: fl
     slow = log.ego_speed < MIN_EGO_SPEED_MPS
     frames = np.flatnonzero(on_road.any((1, 2)) & ~slow)
     for t, ((labels, across, _), velocity) in pedestrian_velocities(log, frames, lag_s).items():
-        cells = np.flatnonzero(labels)
-        ahead = np.full(len(velocity), np.inf)                                     # (n,) to its nearest cell
-        np.minimum.at(ahead, labels.ravel()[cells] - 1, bumper.ravel()[cells])
+        ahead = np.asarray(ndimage.minimum(bumper, labels, np.arange(1, len(velocity) + 1)),
+                           float)                                                   # (n,) to its nearest cell
         arrival, gap = time_to_conflict(ahead, across, velocity[:, 0], velocity[:, 1], float(log.ego_speed[t]),
                                         half_m)
         close = (arrival <= max_arrival_s) & (gap <= max_gap_s)                   # False where NaN

@@ -80,9 +80,7 @@ from core.pooling import top_k_mean
 from ..schema import OBJECT_CLASSES, PEDESTRIAN, STATIC_OBSTACLE, UNOBSERVED, VEHICLE
 from ..warp import cell_offsets
 from .conflict import pedestrian_conflict
-# EGO_FRONT_M and PATH_HALF_WIDTH_M are re-exported for bench/experiments' pinned scripts alone
-# (they read the path as fs.*); everything else imports the path from driving.scoring.path, its home
-from .path import EGO_FRONT_M, LANE_HALF_M, PATH_HALF_WIDTH_M, bumper_distance, ego_lane, ego_path  # noqa: F401
+from .path import LANE_HALF_M, bumper_distance, ego_lane, ego_path
 
 # (map, normalised by the CellNormaliser?, k largest object cells)
 CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
@@ -165,12 +163,6 @@ def trend(values: np.ndarray, n: int, dt: float) -> np.ndarray:
     windows = np.lib.stride_tricks.sliding_window_view(values, n)      # (T - n + 1, n)
     out[n - 1:] = windows @ weights
     return out
-
-
-def window_frames(window_s: float, rate_hz: float) -> int:
-    """Frames in a window of ``window_s`` seconds at ``rate_hz`` (at least one): the frame
-    score's smoothing window."""
-    return max(1, int(round(window_s * rate_hz)))
 
 
 def lead_window_frames(rate_hz: float) -> int:

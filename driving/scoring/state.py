@@ -20,9 +20,10 @@ import numpy as np
 from core.runtime import progress_bar
 
 from ..model.baselines import WorldCells
+from ..schema import window_frames
 from .context_prior import ContextPrior, fit_on_maps, with_context
 from .decision import RoadThresholdFit
-from .frame_score import FrameScorer, window_frames
+from .frame_score import FrameScorer
 from .normaliser import CellNormaliser
 from .surprise import MAPS, raw_maps, result_from_maps
 
