@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from .errors import DataValidationError, UnmaskWarning, _caught_warnings
+from .errors import DataValidationError, UnmaskWarning, caught_warnings
 from .runs import new_run_id
 from .runtime import DEVICE_HELP, PRECISIONS, check_precision, choose_device
 
@@ -74,7 +74,7 @@ def plain_warnings(show: bool = True):
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
-    with _caught_warnings(print_once):
+    with caught_warnings(print_once):
         yield
 
 

@@ -29,7 +29,7 @@ class UnmaskWarning(UserWarning):
 
 
 @contextlib.contextmanager
-def _caught_warnings(handle):
+def caught_warnings(handle):
     """Catch every warning raised inside (each :class:`UnmaskWarning` however often it is
     raised) into the list it yields, and pass that list to ``handle`` once the block ends,
     with Python's own warning filters back in place: the one catch that
@@ -69,5 +69,5 @@ def recorded_warnings():
                                    caught_warning.filename, caught_warning.lineno,
                                    source=caught_warning.source)
 
-    with _caught_warnings(record_and_raise_again):
+    with caught_warnings(record_and_raise_again):
         yield lines

@@ -188,7 +188,7 @@ def find_cases(path: str | Path, split: str | None = None) -> list[Case]:
     return cases
 
 
-def first_listings(cases: list[Case], path: Path, test_images=frozenset()) -> list[Case]:
+def first_listings(cases: list[Case], path: Path, test_images) -> list[Case]:
     """``cases`` with each image file (:attr:`Case.key`) once, where it is first listed.
 
     A second listing of one file (two links to it, a link beside it, an MSD entry written
@@ -246,7 +246,7 @@ def _truth(case: Case) -> dict:
             "lesion": case.lesion and file_key(case.lesion), "has_lesion": case.has_lesion}
 
 
-def _conflict(first: Case, second: Case, test_images=frozenset()) -> str:
+def _conflict(first: Case, second: Case, test_images) -> str:
     """``"<image>: label <one> vs <other>"``: where two listings of one image differ
     (``"<image>: one listing is in the test list ..."`` where a test listing's want of truth
     is why); ``""`` where they agree."""

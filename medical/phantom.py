@@ -152,20 +152,21 @@ def simulate_study(rng: np.random.Generator, shape=(96, 96, 48),
     Returns:
         One :class:`PhantomCase` per phase (``len(PHASES)``), sharing label and affine.
     """
-    first, canvas, spacing = _simulate(rng, shape, False, noise_hu, None, adult_kidney_share)
+    first, canvas = _simulate(rng, shape, False, noise_hu, None, adult_kidney_share)
     cases = [first]
     for phase in PHASES:
         if phase != first.style.phase:
             style = replace(first.style, phase=phase)
-            image = acquire(rng, base_image(rng, canvas.tissue, style, spacing), style, spacing)
+            image = acquire(rng, base_image(rng, canvas.tissue, style, canvas.spacing), style,
+                            canvas.spacing)
             cases.append(replace(first, image=image, style=style))
     return cases
 
 
 def _simulate(rng, shape, lesions: bool, noise_hu, style, adult_kidney_share,
-              ) -> tuple[PhantomCase, Canvas, tuple[float, float, float]]:
-    """:func:`simulate_case`'s case, with the canvas and spacing it was drawn on (a study
-    renders its other phases on them)."""
+              ) -> tuple[PhantomCase, Canvas]:
+    """:func:`simulate_case`'s case, with the canvas it was drawn on (a study renders its
+    other phases on it, at ``canvas.spacing``)."""
     shape = tuple(int(s) for s in shape)
     style = style or draw_style(rng, noise_hu)
     pixel = style.fov_mm / max(shape[:2])
@@ -181,7 +182,7 @@ def _simulate(rng, shape, lesions: bool, noise_hu, style, adult_kidney_share,
     affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
     affine[:3, 3] = origin
     case = PhantomCase(image, canvas.label, lesion.astype(np.uint8), affine, names, style)
-    return case, canvas, spacing
+    return case, canvas
 
 
 def simulate_dataset(out: str | Path, n_cases: int, lesions: bool = False, seed: int = 0,
