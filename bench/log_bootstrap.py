@@ -61,22 +61,22 @@ def frame_intervals(labels: np.ndarray, scores: np.ndarray, log_ids: np.ndarray,
     metrics = {"auroc": auroc, "average_precision": auprc}
     drawn, skipped = {name: [] for name in metrics}, 0
     for sel in log_resamples(log_ids, draws=draws, seed=seed):
-        if not _two_labels(labels[sel]):
+        if not two_labels(labels[sel]):
             skipped += 1
             continue
         for name, metric in metrics.items():
             drawn[name].append(metric(labels[sel], scores[sel]))
-    out = {name: {"point": float(metric(labels, scores)) if _two_labels(labels) else None,
+    out = {name: {"point": float(metric(labels, scores)) if two_labels(labels) else None,
                   "ci95": np.percentile(drawn[name], [2.5, 97.5]).tolist() if drawn[name] else None}
            for name, metric in metrics.items()}
     per_log = {}
     for log in dict.fromkeys(log_ids.tolist()):
         own = log_ids == log
-        per_log[log] = float(auroc(labels[own], scores[own])) if _two_labels(labels[own]) else None
+        per_log[log] = float(auroc(labels[own], scores[own])) if two_labels(labels[own]) else None
     return {**out, "per_log_auroc": per_log, "n_logs": len(per_log), "draws": draws,
             "skipped": skipped, "seed": seed}
 
 
-def _two_labels(labels: np.ndarray) -> bool:
+def two_labels(labels: np.ndarray) -> bool:
     """Whether ``labels`` holds both anomalous and normal frames (an AUROC exists)."""
     return bool(labels.any() and not labels.all())

@@ -65,7 +65,7 @@ columns are the previous results files).
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_alert_calibration memorisation highway
     python -m bench.experiments.driving_alert_calibration decide
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -82,7 +82,7 @@ from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, CrossFit, PathHarness
-from bench.experiments.driving_step_out import FIVE_CHANNELS
+from bench.experiments.driving_five_channels import FIVE_CHANNELS
 from core.calibration import threshold_from_contamination, threshold_from_groups
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor

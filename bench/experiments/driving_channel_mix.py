@@ -30,7 +30,7 @@ bench/results/driving_channel_mix_<world>.json, one entry per configuration.
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_channel_mix town heldout     # ~3 min
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_channel_mix highway heldout
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.experiments.driving_path_channel import PathHarness, onsets, report, save_configuration
-from bench.experiments.driving_step_out import FIVE_CHANNELS
+from bench.experiments.driving_five_channels import FIVE_CHANNELS
 from bench.experiments.driving_temporal import evaluate, tail_matrix
 from driving.scoring.surprise import causal_mean
 

@@ -20,7 +20,7 @@ how long before or after the arrival the pedestrian's straight walk is within 2.
 ego's heading line (0: in it then). A pedestrian the ego reaches within 1.5 s and misses by at
 most 1.5 s scores ``1 / (arrival + gap)``; every other pedestrian 0. Written here for the rule;
 moved into the product (``driving.scoring.conflict``, the same values) once the rule adopted
-it, so ``product`` below is ``driving_step_out.five_channel_scorer``, the product's scorer
+it, so ``product`` below is ``driving_five_channels.five_channel_scorer``, the product's scorer
 before, pinned (as the candidate is) so that every stage reruns as committed.
 
 **Design** (``design``: the round-20 enriched set's logs and its kept product frames
@@ -119,8 +119,8 @@ import numpy as np
 
 from bench.driving import event_kinds
 from bench.experiments import merge_results
-from bench.experiments.driving_step_out import (FIVE_CHANNEL_MIN_SCALE, HELDOUT_COLUMNS, OUT, STEP_OUT, TOWN, Work,
-                                                column, five_channel_scorer, parse_stage)
+from bench.experiments.driving_five_channels import FIVE_CHANNEL_MIN_SCALE, five_channel_scorer
+from bench.experiments.driving_step_out import HELDOUT_COLUMNS, OUT, STEP_OUT, TOWN, Work, column, parse_stage
 from bench.experiments.driving_step_out_confirm import kept_frames
 from bench.experiments.driving_step_out_enriched import ENRICHED_SETS, NORMAL_SET, STAGES, Trial, run
 from core.metrics import auroc

@@ -22,7 +22,7 @@ by changing the frame score's module.
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_curved_path town   # ~6 min
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.experiments.driving_path_channel import PathHarness, report, save_configuration
-from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_OBSERVED
+from bench.experiments.driving_five_channels import FIVE_CHANNELS, FIVE_CHANNEL_OBSERVED
 from driving.schema import OBJECT_CLASSES, UNOBSERVED
 from driving.scoring import frame_score as fs
 from driving.scoring.path import EGO_FRONT_M, PATH_HALF_WIDTH_M

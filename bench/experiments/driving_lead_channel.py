@@ -13,7 +13,7 @@ tails").
 
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_lead_channel highway   # ~5 min
 
-Its channels are pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its channels are pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), not to the default ``frame_score.CHANNELS``, which has since gained
 ``pedestrian_conflict``; its runs read the first four, the product's when its results were made.
 """
@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench.driving import event_kinds
-from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
+from bench.experiments.driving_five_channels import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
 from core.calibration import threshold_from_contamination
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import VEHICLE, read_log, slice_log, window_frames

@@ -34,7 +34,7 @@ The tuned highway's cached maps come from ``driving_calibration_cache highway``.
 benchmark's ``heldout_native`` column with the highway's oncoming traffic placed along the
 drive, a simulator fix reverted after it, as it was not the cause).
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -49,7 +49,7 @@ from bench.experiments import merge_results
 from bench.experiments.driving_calibration_cache import cache_sets
 from bench.experiments.driving_path_channel import (CACHE, CAL_FRAMES, CHANNELS, PathHarness,
                                                     channel_view)
-from bench.experiments.driving_step_out import FIVE_CHANNELS
+from bench.experiments.driving_five_channels import FIVE_CHANNELS
 from core.calibration import threshold_from_contamination
 from core.runtime import configure_threads
 from driving.evaluate import events

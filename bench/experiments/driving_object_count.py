@@ -75,7 +75,7 @@ the committed scorer 32.4 % (the benchmark's rate and per-log rates to the digit
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count diagnose_heldout highway   # after
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_object_count heldout_candidates highway  # after
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -94,7 +94,7 @@ from bench.experiments.driving_alert_calibration import decide as calibration_de
 from bench.experiments.driving_alert_calibration import simulated
 from bench.experiments.driving_calibration_cache import cache_maps, cache_sets
 from bench.experiments.driving_path_channel import CAL_FRAMES, CHANNELS, Alerts, PathHarness
-from bench.experiments.driving_step_out import FIVE_CHANNELS
+from bench.experiments.driving_five_channels import FIVE_CHANNELS
 from core.calibration import threshold_from_groups
 from core.runtime import configure_threads
 from driving.model.predictor import OcclusionPredictor

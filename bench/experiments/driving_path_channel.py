@@ -10,7 +10,7 @@ configuration's logs instead (the benchmark's 4 test logs and 2 normal logs).
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_calibration_cache town   # ~8 min
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_path_channel town        # ~3 min
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -25,7 +25,7 @@ from sklearn.metrics import roc_auc_score
 from bench.driving import event_kinds
 from bench.experiments import merge_results
 from bench.experiments.driving_lead_channel import Harness
-from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
+from bench.experiments.driving_five_channels import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
 from core.calibration import threshold_from_contamination
 from driving.evaluate import event_latencies
 from driving.model.predictor import OcclusionPredictor

@@ -29,7 +29,7 @@ Results in bench/results/driving_sparse_tail_<world>.json, one entry per configu
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_sparse_tail town tuned      # ~7 min
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_sparse_tail town heldout    # ~5 min
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -42,7 +42,7 @@ import numpy as np
 from bench.experiments.driving_curved_path import use
 from bench.experiments.driving_path_channel import Alerts, PathHarness, report, save_configuration
 from bench.experiments.driving_road_corridor import RoadCorridor
-from bench.experiments.driving_step_out import FIVE_CHANNELS
+from bench.experiments.driving_five_channels import FIVE_CHANNELS
 from core.calibration import threshold_from_contamination
 from driving.scoring import frame_score as fs
 

@@ -7,7 +7,7 @@ driving_calibration_cache.py (/tmp/drv19/cache/<world>). No variant was kept.
 
     UNMASK_NUM_THREADS=1 python -m bench.experiments.driving_stall_channel highway   # ~5 min
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench.experiments.driving_path_channel import PathHarness
-from bench.experiments.driving_step_out import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
+from bench.experiments.driving_five_channels import FIVE_CHANNELS, FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED
 from driving.scoring import frame_score as fs
 from driving.scoring.path import EGO_FRONT_M, LANE_HALF_M, PATH_HALF_WIDTH_M
 from driving.warp import cell_offsets

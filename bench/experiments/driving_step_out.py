@@ -109,6 +109,8 @@ import numpy as np
 from bench.driving import HELDOUT, MODEL, TUNED, frames_by_kind, normal_alert_rate
 from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
+from bench.experiments.driving_five_channels import (FIVE_CHANNEL_MIN_SCALE, FIVE_CHANNEL_OBSERVED, FIVE_CHANNELS,
+                                                     five_channel_scorer)
 from core.metrics import auroc
 from core.runtime import configure_threads
 from driving.evaluate import frame_metrics
@@ -384,30 +386,6 @@ def pedestrian_reach(log) -> np.ndarray:
 def reach_with_road_pedestrians(log) -> np.ndarray:
     """``path_reach`` that also reads :func:`road_pedestrians`."""
     return np.maximum(fs.OBSERVED_CHANNELS["path_reach"](log), pedestrian_reach(log))
-
-
-# The product's frame-score channels, tail floors and observed channels before
-# ``pedestrian_conflict`` joined them: the scorer every result of this experiment, of
-# driving_step_out_confirm and driving_step_out_enriched was made with, driving_conflict's
-# ``product``, and the product arm of the older driving experiments that score channels
-# through a harness (driving_path_channel, driving_lead_channel, ...). Pinned here, not read
-# from ``frame_score``'s defaults, so that these stages rerun as committed whatever channels
-# the product gains.
-FIVE_CHANNELS = (("revealed", True, 4), ("object_context", False, 24), ("object_recon", False, 16),
-                 ("lead_closing", False, 1), ("path_reach", False, 1))
-FIVE_CHANNEL_MIN_SCALE = MappingProxyType({"object_context": 0.5, "lead_closing": 0.02, "path_reach": 0.02})
-FIVE_CHANNEL_OBSERVED = MappingProxyType(fs.registry_channels(("lead_closing", "path_reach")))
-
-
-def five_channel_scorer(extra_channels: tuple = (), extra_min_scale: Mapping | None = None,
-                        extra_observed: Mapping | None = None) -> fs.FrameScorer:
-    """The unfitted five-channel scorer (:data:`FIVE_CHANNELS`), with ``extra_channels``
-    appended (``(name, normalised, k)`` triples), their tail floors ``extra_min_scale`` and
-    their observed-grid functions ``extra_observed`` (name -> function(log)): a candidate
-    judged against it."""
-    return fs.FrameScorer(FIVE_CHANNELS + tuple(extra_channels),
-                          {**FIVE_CHANNEL_MIN_SCALE, **(extra_min_scale or {})},
-                          {**FIVE_CHANNEL_OBSERVED, **(extra_observed or {})})
 
 
 def road_pedestrians_in_path_reach() -> fs.FrameScorer:

@@ -10,7 +10,7 @@ confirmation on fresh tuned data, not a held-out test). The rejection turned on 
 loss on the tuned column's 4 event logs (7 events); ``confirm_tuned`` is :data:`CONFIRM_LOGS` fresh event logs of the tuned
 configuration (``SimConfig()``, all four event kinds as the benchmark's test logs, 250
 frames, seed :data:`CONFIRM_SEED`, used by no benchmark or experiment), scored by the product
-(``driving_step_out.five_channel_scorer``: pinned to the five channels it had then, not the
+(``driving_five_channels.five_channel_scorer``: pinned to the five channels it had then, not the
 product's default, which has since gained ``pedestrian_conflict``) and by
 ``pedestrian_reach_channel`` (the tuned network recalibrated on the 6 training logs,
 as ``candidate`` does), with the 8 tuned normal logs for the alert rate; a bootstrap over
@@ -46,7 +46,7 @@ import numpy as np
 from bench.experiments import merge_results
 from bench.experiments.driving_step_out import (CANDIDATES, FRAMES, OUT, SETS, STEP_OUT, TOWN, Work,
                                                 column_metrics, parse_stage, set_frames)
-from bench.log_bootstrap import log_resamples
+from bench.log_bootstrap import log_resamples, two_labels
 from core.io import atomic_path
 from core.metrics import auroc
 from core.runtime import configure_threads
@@ -99,7 +99,7 @@ def bootstrap_difference(base: dict, other: dict, kind: str | None = None,
     differences, skipped = [], 0
     for sel in log_resamples(base["log_ids"], keep, strata, BOOTSTRAP_DRAWS, BOOTSTRAP_SEED):
         labels = base["labels"][sel]
-        if labels.all() or not labels.any():
+        if not two_labels(labels):
             skipped += 1
             continue
         differences.append(auroc(labels, other["scores"][sel]) - auroc(labels, base["scores"][sel]))

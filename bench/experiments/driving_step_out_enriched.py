@@ -30,7 +30,7 @@ tiny logs: 11-41 and 100-105).
 **Scoring**: the benchmark's tuned network (``MODELS/town``) recalibrated on its 6 training logs
 with each scorer, as ``driving_step_out.candidate`` does: the product's (``product``) and
 ``pedestrian_reach_channel``. Both are pinned to the product's channels of the time
-(``driving_step_out.five_channel_scorer``, and it with ``pedestrian_reach``), not to the
+(``driving_five_channels.five_channel_scorer``, and it with ``pedestrian_reach``), not to the
 product's default, which has since gained ``pedestrian_conflict``, so every stage reruns as
 committed; the highway check judges the candidate against ``product``. Every AUROC below is over one pool of frames: the event frames
 (all of them, or one kind's) against every normal frame of the 28 event logs and the 8 normal

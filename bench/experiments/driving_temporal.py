@@ -14,7 +14,7 @@ threshold from the cross-fitted scores of the same aggregation).
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_temporal town   # ~6 min
 
-Its product arm is pinned to ``driving_step_out.FIVE_CHANNELS`` (with its tail floors and
+Its product arm is pinned to ``driving_five_channels.FIVE_CHANNELS`` (with its tail floors and
 observed channels), the product's channels when its results were made, not to the default
 ``frame_score.CHANNELS``, which has since gained ``pedestrian_conflict``.
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.experiments.driving_path_channel import (CrossFit, PathHarness, onsets, report,
                                                     save_configuration)
-from bench.experiments.driving_step_out import FIVE_CHANNELS
+from bench.experiments.driving_five_channels import FIVE_CHANNELS
 from driving.schema import window_frames
 from driving.scoring.surprise import causal_mean
 

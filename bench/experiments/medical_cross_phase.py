@@ -140,7 +140,7 @@ CANDIDATE = CROSS_PHASE
 VARIANT = "cross_phase_hidden"   # the follow-up: the loss on the hidden voxels only
 CONTROL = "inpaint_phases"
 ROUND_18 = "inpaint"          # round 18's committed in-painting arms, reported beside
-PRETEXT_OF = {CANDIDATE: CROSS_PHASE, VARIANT: VARIANT, CONTROL: "inpaint"}
+PRETEXT_OF = {CANDIDATE: CROSS_PHASE, CONTROL: "inpaint"}
 TO_THE_DIGIT = 0.0            # the reproduction check's tolerance (Dice)
 STUDIES = "studies"           # the folder of multi-phase studies under work/data
 
@@ -298,9 +298,12 @@ def follow_up(work: Path, jobs: int, judged, arm: str, settings: list[str] = COM
     return section
 
 
-def follow_up_heldout(work: Path, section: dict, judged, name: str) -> None:
+def follow_up_heldout(work: Path, section: dict, judged, name: str, option: str) -> None:
     """After a follow-up's verdict is written: its arms (``section``, :func:`follow_up`'s,
-    updated) on the frozen held-out set; ``judged`` as :func:`follow_up`'s."""
+    updated) on the frozen held-out set; ``judged`` as :func:`follow_up`'s. Refused before
+    the verdict (``option``: the command that writes it)."""
+    if "verdict" not in section:
+        raise SystemExit(f"the follow-up's held-out set comes after its verdict: run {option} first")
     section["steps"] = heldout(work, section["steps"])
     held, organs = summarised(judged(section["steps"]), "heldout_", arms=(name,))
     section["heldout"], section["heldout_organ_points_at_2"] = held, organs
@@ -316,9 +319,8 @@ def variant(work: Path, result: dict, invariant_run: dict, jobs: int) -> dict:
 
 def variant_heldout(work: Path, result: dict, invariant_run: dict, jobs: int) -> dict:
     """After the follow-up's verdict is written: its arms on the frozen held-out set."""
-    if "verdict" not in result.get("variant", {}):
-        raise SystemExit("the follow-up's held-out set comes after its verdict: run --variant first")
-    follow_up_heldout(work, result["variant"], variant_judged(result, invariant_run), VARIANT)
+    follow_up_heldout(work, result.get("variant", {}), variant_judged(result, invariant_run),
+                      VARIANT, "--variant")
     return result
 
 

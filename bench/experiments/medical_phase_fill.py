@@ -178,9 +178,8 @@ def longer(work: Path, result: dict, cross_phase_run: dict, jobs: int) -> dict:
 
 def longer_heldout(work: Path, result: dict, cross_phase_run: dict, jobs: int) -> dict:
     """After the follow-up's verdict is written: its arms on the frozen held-out set."""
-    if "verdict" not in result.get("longer", {}):
-        raise SystemExit("the follow-up's held-out set comes after its verdict: run --longer first")
-    follow_up_heldout(work, result["longer"], longer_judged(result, cross_phase_run), LONGER)
+    follow_up_heldout(work, result.get("longer", {}), longer_judged(result, cross_phase_run),
+                      LONGER, "--longer")
     return result
 
 

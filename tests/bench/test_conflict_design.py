@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bench.experiments.driving_conflict import CHANNEL, pedestrian_conflict_channel, unsmoothed
-from bench.experiments.driving_step_out import five_channel_scorer
+from bench.experiments.driving_five_channels import five_channel_scorer
 from driving.scoring.surprise import causal_mean
 
 

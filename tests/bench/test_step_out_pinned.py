@@ -1,10 +1,11 @@
 """The step-out experiments' scorers are pinned to the channels their committed results were
-made with (``driving_step_out.five_channel_scorer``), not to the product's default, which
+made with (``driving_five_channels.five_channel_scorer``), not to the product's default, which
 has since gained ``pedestrian_conflict``: a rerun of their stages reproduces the JSON."""
 import json
 
 from bench.experiments.driving_conflict import CHANNEL, FRESH
-from bench.experiments.driving_step_out import CANDIDATES, OUT, channel_keys, five_channel_scorer
+from bench.experiments.driving_five_channels import five_channel_scorer
+from bench.experiments.driving_step_out import CANDIDATES, OUT, channel_keys
 from bench.experiments.driving_step_out_enriched import ENRICHED
 from driving.scoring import frame_score as fs
 
