@@ -32,7 +32,8 @@ import numpy as np
 from core.errors import DataValidationError
 from core.io import tuples_as_lists
 
-from .schema import CLASSES, UNOBSERVED, DriveLog
+from .schema import (CLASSES, LANE_MARKING, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE,
+                     DriveLog)
 
 RATE_MARGIN = 1.25          # a rate within 1.25x of the training rates is the same rate
 SPEED_MARGIN = (1.25, 1.0)  # the training speed range stretched by 25 % and 1 m/s
@@ -46,6 +47,9 @@ CLASS_SHIFT_MARGIN = (1.5, 0.1)
 # the per-class check needs this many training logs: a spread over fewer is the largest of too
 # few values (a new log of the same world exceeds the largest of n with chance 1 / (n + 1))
 MIN_SPREAD_LOGS = 5
+CARRIAGEWAY_ROWS = 4        # rows either side of the ego's across which the road's width is read
+CARRIAGEWAY = np.zeros(256, bool)   # per class id: does the class stand on the carriageway?
+CARRIAGEWAY[[ROAD, LANE_MARKING, VEHICLE, STATIC_OBSTACLE]] = True
 
 
 @dataclass
@@ -112,6 +116,31 @@ def class_counts(log: DriveLog) -> np.ndarray:
 def hidden_shares(log: DriveLog) -> np.ndarray:
     """``(T,)`` share of each frame's cells that are not visible."""
     return 1.0 - log.visible.reshape(len(log), -1).mean(1)
+
+
+def carriageway_widths(log: DriveLog, rows: int = CARRIAGEWAY_ROWS) -> np.ndarray:
+    """``(F,)`` the width in metres of the carriageway the ego stands on, one value per
+    frame where it was measured (``F <= T``): across each grid row within ``rows`` of the
+    ego's (the ego faces up, so a row runs across the road), the run of carriageway cells
+    (:data:`CARRIAGEWAY`: road, lane marking and the vehicles and obstacles standing on
+    them) through the ego's column, taken where both its ends meet an observed cell of
+    another class (a kerb, sidewalk or verge); a run that ends at a hidden cell or the
+    grid's edge is not measured. A frame's width is the median of its measured rows."""
+    row, col = log.meta.ego_cell
+    lo, hi = max(row - rows, 0), min(row + rows + 1, log.meta.grid_shape[0])
+    band = log.semantic[:, lo:hi]                                      # (T, R, W)
+    on_road = CARRIAGEWAY[band]
+    on_road[:, :, col] = True                                          # the ego's own cell
+    width = band.shape[2]
+    left_stop = np.where(~on_road[:, :, :col], np.arange(col), -1).max(2)   # -1: none
+    right_stop = np.where(~on_road[:, :, col + 1:], np.arange(col + 1, width), width).min(2)
+    t, r = np.indices(left_stop.shape)
+    measured = (left_stop >= 0) & (right_stop < width)
+    ends_seen = (band[t, r, np.maximum(left_stop, 0)] != UNOBSERVED) & \
+        (band[t, r, np.minimum(right_stop, width - 1)] != UNOBSERVED)
+    cells = np.where(measured & ends_seen, right_stop - left_stop - 1, np.nan)
+    frames = ~np.all(np.isnan(cells), axis=1)
+    return np.nanmedian(cells[frames], axis=1) * log.meta.resolution_m
 
 
 def class_shares(counts: np.ndarray) -> np.ndarray:

@@ -17,7 +17,8 @@ from core.errors import BundleError, DataValidationError
 from core.runs import load_manifest
 from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
-from driving.guard import (InputProfile, class_counts, class_shares, fit_input_profile,
+from driving.guard import (InputProfile, carriageway_widths, class_counts, class_shares,
+                           fit_input_profile,
                            MIN_SPREAD_LOGS, input_warnings, log_differences, mask_classes,
                            predictable_classes, shifted_classes)
 from driving.model.bundle import BUNDLE_VERSION
@@ -355,3 +356,31 @@ def test_training_logs_share_one_frame_rate_within_the_guards_margin(town_logs):
     with pytest.raises(DataValidationError, match=r"^training logs at different frame rates: "
                                                   r"town_1 at 5 Hz, town_0 at 10 Hz;"):
         fit_input_profile([town_logs[0], halved])
+
+
+def _log_of_grids(grids: list) -> DriveLog:
+    """A log of hand-drawn 10x10 frames (ego at row 5, column 5, cells of 0.5 m)."""
+    semantic = np.stack(grids).astype(np.uint8)
+    n = len(grids)
+    meta = LogMeta(grid_shape=(10, 10), resolution_m=0.5, ego_cell=(5, 5), rate_hz=10.0)
+    return DriveLog(log_id="hand", meta=meta, frame=np.arange(n), timestamp=np.arange(n) / 10.0,
+                    ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n),
+                    ego_speed=np.full(n, 5.0), semantic=semantic,
+                    visible=semantic != UNOBSERVED)
+
+
+def test_the_carriageway_width_runs_kerb_to_kerb_through_the_ego_and_needs_both_kerbs_seen():
+    road = np.full((10, 10), OFF_ROAD, np.uint8)
+    road[:, 2:8] = ROAD                      # 6 cells of road, a lane line, a car on it
+    road[:, 4] = LANE_MARKING
+    road[6:8, 6] = VEHICLE
+    wider = road.copy()
+    wider[:, 1] = ROAD                       # 7 cells, but one kerb hidden on some rows
+    wider[:3, 0] = UNOBSERVED
+    hidden = road.copy()
+    hidden[:, 0:3] = UNOBSERVED              # no kerb seen on the left: not measured
+    widths = carriageway_widths(_log_of_grids([road, wider, hidden]), rows=4)
+    assert widths.tolist() == [3.0, 3.5]     # metres; the third frame has no measured row
+    sidewalk = road.copy()
+    sidewalk[:, 7] = SIDEWALK                # a kerb closer to the ego
+    assert carriageway_widths(_log_of_grids([sidewalk]), rows=1).tolist() == [2.5]
