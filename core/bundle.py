@@ -79,13 +79,14 @@ def save_bundle(path: str | os.PathLike, kind: str, config: dict, tensors: dict,
 
 
 def read_bundle_config(path: str | os.PathLike, kind: str | None = None,
-                       version: int | None = None) -> dict:
+                       version: int | None = None, oldest: int | None = None) -> dict:
     """Read and check ``config.json``; returns the whole metadata dict.
 
     Args:
         path: the bundle directory.
         kind: the model kind it must hold (None: any).
         version: the format version it must have (None: any; e.g. to learn the kind).
+        oldest: with ``version``, the oldest format still read (None: ``version`` only).
     """
     path = Path(path)
     cfg_path = path / CONFIG_NAME
@@ -98,7 +99,7 @@ def read_bundle_config(path: str | os.PathLike, kind: str | None = None,
         raise BundleError(f"{cfg_path}: no integer 'format_version'")
     if kind is not None and meta.get("kind") != kind:
         raise BundleError(f"{path}: bundle holds a {meta.get('kind')!r} model, expected {kind!r}")
-    _check_version(cfg_path, meta, version)
+    _check_version(cfg_path, meta, version, oldest)
     weights = meta.get("weights")
     if not (isinstance(weights, dict) and isinstance(weights.get("file"), str)
             and isinstance(weights.get("sha256"), str) and isinstance(meta.get("config"), dict)):
@@ -119,25 +120,27 @@ def _held_bundles(path: Path) -> str:
     return f" (it holds bundles: {', '.join(held)})" if held else ""
 
 
-def _check_version(cfg_path: Path, meta: dict, expected: int | None) -> None:
-    """Refuse a bundle whose format version is not ``expected`` (one line: what to do)."""
+def _check_version(cfg_path: Path, meta: dict, expected: int | None,
+                   oldest: int | None = None) -> None:
+    """Refuse a bundle whose format version is not ``expected`` (or, with ``oldest``, not
+    in ``oldest .. expected``) in one line: what to do."""
     found = meta["format_version"]
-    if expected is None or found == expected:
+    if expected is None or (oldest if oldest is not None else expected) <= found <= expected:
         return
     if found > expected:
         raise BundleError(f"{cfg_path}: bundle format version {found} is newer than this "
                           f"unmask supports ({expected}); upgrade unmask to load it")
     saved_by = (meta.get("versions") or {}).get("unmask", "an older unmask")
     raise BundleError(f"{cfg_path}: bundle format version {found} (saved by unmask {saved_by}) "
-                      f"is older than this unmask reads ({expected}); retrain the model")
+                      f"is older than this unmask reads ({oldest or expected}); retrain the model")
 
 
 def load_bundle(path: str | os.PathLike, kind: str | None = None,
-                version: int = FORMAT_VERSION) -> tuple[dict, dict]:
+                version: int = FORMAT_VERSION, oldest: int | None = None) -> tuple[dict, dict]:
     """Load a bundle: returns ``(config, tensors)`` after checking kind, format ``version``
-    and checksum."""
+    (or ``oldest`` .. ``version``) and checksum."""
     path = Path(path)
-    meta = read_bundle_config(path, kind, version)
+    meta = read_bundle_config(path, kind, version, oldest)
     weights = path / meta["weights"]["file"]
     if not weights.is_file():
         raise BundleError(f"{weights}: weights file missing")

@@ -13,7 +13,8 @@ save/load -- so a model writes only what is new:
   (:mod:`core.bundle`), and refuses a bundle of another kind or version in one line.
 
 Class attributes: ``bundle_kind`` (checked on load), ``bundle_version`` (bump it when what
-the model stores changes: older bundles are then refused with "retrain the model").
+the model stores changes: older bundles are then refused with "retrain the model", unless
+``oldest_bundle_version`` names the oldest format the model still reads).
 A model whose saved form is several bundles (finance's) overrides ``save``/``load``.
 
 Example:
@@ -59,6 +60,7 @@ class Estimator:
 
     bundle_kind: ClassVar[str] = ""
     bundle_version: ClassVar[int] = FORMAT_VERSION
+    oldest_bundle_version: ClassVar[int | None] = None   # None: only bundle_version is read
     contamination: float = 0.01  # a hyper-parameter of most subclasses; this is the default
     # the error raised before ``fit``; a scikit-learn estimator adds sklearn's NotFittedError
     not_fitted_error: ClassVar[type[Exception]] = NotFittedError
@@ -135,7 +137,8 @@ class Estimator:
     @classmethod
     def load(cls, path: str | os.PathLike, device="cpu", precision: str = "fp32"):
         """Load a bundle written by :meth:`save`, computing on ``device`` at ``precision``."""
-        config, tensors = load_bundle(path, cls.bundle_kind, cls.bundle_version)
+        config, tensors = load_bundle(path, cls.bundle_kind, cls.bundle_version,
+                                      cls.oldest_bundle_version)
         try:
             model = cls._from_bundle(config, tensors)
             model._set_calibration(ScoreCalibration.from_dict(config["calibration"]))

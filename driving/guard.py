@@ -3,7 +3,9 @@
 ``driving train`` fits an :class:`InputProfile` on the training logs and saves it in the
 bundle: the frame rate (from the timestamps, not the metadata), the ego-speed range, the
 share of hidden cells, the class shares of the observed cells (and how far one training
-log's share of each class strays from the others') and the grid geometry. Training logs of
+log's share of each class strays from the others'), the width of the carriageway the ego
+drives on (:func:`carriageway_widths`: more or fewer lanes than in training put vehicles
+where the network has never seen a lane) and the grid geometry. Training logs of
 different frame rates are refused (:func:`check_one_rate`): the model counts time in frames.
 ``driving score`` and ``driving batch-score`` compare each log with it
 (:func:`input_warnings`): a log unlike the training logs gets ONE ``warning:`` line listing
@@ -48,6 +50,10 @@ CLASS_SHIFT_MARGIN = (1.5, 0.1)
 # few values (a new log of the same world exceeds the largest of n with chance 1 / (n + 1))
 MIN_SPREAD_LOGS = 5
 CARRIAGEWAY_ROWS = 4        # rows either side of the ego's across which the road's width is read
+CARRIAGEWAY_FRAMES = 20     # frames with a measured width a log needs to have one
+# the log's carriageway width may move |log(width / training width)| up to FACTOR x the training
+# logs' spread + SLACK (decided in bench/experiments/driving_layout_guard.py)
+CARRIAGEWAY_MARGIN = (1.5, 0.1)
 CARRIAGEWAY = np.zeros(256, bool)   # per class id: does the class stand on the carriageway?
 CARRIAGEWAY[[ROAD, LANE_MARKING, VEHICLE, STATIC_OBSTACLE]] = True
 
@@ -69,6 +75,12 @@ class InputProfile:
             the other training logs' (0 for a class some training log lacks); empty when
             fewer than ``MIN_SPREAD_LOGS`` logs were fitted, and the per-class check is off.
         class_share_range: per class, the lowest and highest share of a training log.
+        carriageway_m: the width of the carriageway the ego drove on, the median over the
+            training logs' measured frames (:func:`carriageway_widths`); None when fewer than
+            ``MIN_SPREAD_LOGS`` training logs have a width (or a bundle of format 8, fitted
+            before the check): the carriageway check is off.
+        carriageway_spread: the largest ``|log|`` ratio of one training log's width to the
+            other training logs' (None with ``carriageway_m``).
     """
 
     rate_hz: tuple[float, float]
@@ -81,6 +93,8 @@ class InputProfile:
     resolution_m: float
     class_spread: tuple[float, ...]
     class_share_range: tuple[tuple[float, float], ...]
+    carriageway_m: float | None = None
+    carriageway_spread: float | None = None
 
     def to_dict(self) -> dict:
         return tuples_as_lists(asdict(self))
@@ -143,6 +157,27 @@ def carriageway_widths(log: DriveLog, rows: int = CARRIAGEWAY_ROWS) -> np.ndarra
     return np.nanmedian(cells[frames], axis=1) * log.meta.resolution_m
 
 
+def log_carriageway(log: DriveLog) -> tuple[float | None, np.ndarray]:
+    """The log's carriageway width (the median of its frames'; None with fewer than
+    ``CARRIAGEWAY_FRAMES`` measured frames) and the ``(F,)`` frames' widths."""
+    widths = carriageway_widths(log)
+    return (float(np.median(widths)) if widths.size >= CARRIAGEWAY_FRAMES else None), widths
+
+
+def carriageway_profile(logs: list[DriveLog]) -> tuple[float | None, float | None]:
+    """``(width, spread)`` of training logs: the median width over the measured frames of
+    the logs that have a width, and the largest ``|log(w_i / w_-i)|`` of one such log's
+    width against the median of the other logs' frames; ``(None, None)`` with fewer than
+    ``MIN_SPREAD_LOGS`` such logs."""
+    measured = [(width, frames) for width, frames in map(log_carriageway, logs) if width is not None]
+    if len(measured) < MIN_SPREAD_LOGS:
+        return None, None
+    others = [np.concatenate([frames for j, (_, frames) in enumerate(measured) if j != i])
+              for i in range(len(measured))]
+    spread = max(abs(np.log(width / np.median(rest))) for (width, _), rest in zip(measured, others))
+    return float(np.median(np.concatenate([frames for _, frames in measured]))), float(spread)
+
+
 def class_shares(counts: np.ndarray) -> np.ndarray:
     """``(C,)`` shares of class counts (all zero for no counts)."""
     return counts / max(counts.sum(), 1.0)
@@ -197,6 +232,7 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
     others = [class_shares(total - c) if len(counts) > 1 else pooled for c in counts]
     shares = np.array([class_shares(c) for c in counts])                  # (logs, C)
     everywhere = np.all(shares > 0, axis=0)
+    carriageway_m, carriageway_spread = carriageway_profile(logs)
     return InputProfile(
         rate_hz=(min(rates), max(rates)),
         speed_m_s=tuple(float(v) for v in np.percentile(speed, [1, 99])),
@@ -208,7 +244,8 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
         class_spread=(tuple(float(v) for v in class_spread(shares, np.array(others), everywhere))
                       if len(logs) >= MIN_SPREAD_LOGS else ()),
         class_share_range=tuple((float(lo), float(hi))
-                                for lo, hi in zip(shares.min(0), shares.max(0))))
+                                for lo, hi in zip(shares.min(0), shares.max(0))),
+        carriageway_m=carriageway_m, carriageway_spread=carriageway_spread)
 
 
 def _rate_reason(profile: InputProfile, log: DriveLog) -> str | None:
@@ -243,6 +280,20 @@ def _hidden_reason(profile: InputProfile, log: DriveLog) -> str | None:
     if lo - HIDDEN_MARGIN <= share <= hi + HIDDEN_MARGIN:
         return None
     return f"hidden cells {share:.0%} of a frame (training {lo:.0%}-{hi:.0%})"
+
+
+def _carriageway_reason(profile: InputProfile, log: DriveLog) -> str | None:
+    """A road of another width than the training logs' (more or fewer lanes): the network
+    has never seen a lane where this log has one."""
+    if profile.carriageway_m is None:
+        return None
+    width, _ = log_carriageway(log)
+    factor, slack = CARRIAGEWAY_MARGIN
+    if width is None or abs(np.log(width / profile.carriageway_m)) <= \
+            factor * profile.carriageway_spread + slack:
+        return None
+    return (f"carriageway {width:.1f} m wide at the ego (training {profile.carriageway_m:.1f} m: "
+            "another number or width of lanes)")
 
 
 def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:
@@ -307,7 +358,7 @@ def _distance_reason(profile: InputProfile, shares: np.ndarray, in_world: np.nda
 def log_differences(profile: InputProfile, log: DriveLog) -> list[str]:
     """How ``log`` differs from the training logs, in words (empty: it is like them)."""
     reasons = [_rate_reason(profile, log), _speed_reason(profile, log),
-               _hidden_reason(profile, log)]
+               _hidden_reason(profile, log), _carriageway_reason(profile, log)]
     return [r for r in reasons if r] + _class_reasons(profile, log)
 
 

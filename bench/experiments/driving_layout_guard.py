@@ -41,7 +41,20 @@ existing guard's reasons (``driving.guard.log_differences`` before the check):
   committed ``driving_highway.json`` (``HELDOUT``, round 22) and ``driving_class_guard.json``
   (``HELDOUT_2``, round 17: the same recipe, same logs).
 
-**Result**: ``bench/results/driving_layout_guard.json``.
+**Result**: ``bench/results/driving_layout_guard.json``. Decision: **1.5** (every candidate
+warned on none of the 16 fresh normal and 10 fresh event logs of either world: the simulated
+roads are one width, 13.5 m on the tuned highway in every log, 11.0 m kerb to kerb in the
+town; training spread 0.036 and 0); landed in ``driving.guard`` (``CARRIAGEWAY_MARGIN``; its
+fitted width and spread equal this file's to the last bit and it warns on exactly the logs
+the rule does, on every set here). After the decision, at 1.5: on the highway, HELDOUT (not
+independent) all 8 normal logs (16.5-17.0 m; alerting 0.0-87.2 %, the existing guard had
+warned on the 4 alerting 28-87 %) and all 12 event logs (the existing guard: 4); HELDOUT_2
+(independent) all 8 normal logs and all 4 event logs (10.5-11.0 m; the existing guard warns
+on all of them too, for vehicles). At 3.0 the check would have missed 7 of the 8 HELDOUT
+normal logs; at 4.0 all. In the town, no warning on any log of any set (every width 11.0 m:
+its held-out configurations change the street grid, not the street). The check says the road
+differs; it does not bring the alert rate down (the tuned network still alerts on 32.4 % of
+HELDOUT's normal frames, now each under a ``warning:`` line).
 
 Logs (250 frames) are simulated under ``/tmp/r23/layout/logs``
 (:func:`bench.driving_logs.kept_logs`; a rerun reads them back).

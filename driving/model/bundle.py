@@ -34,7 +34,10 @@ BUNDLE_KIND = "driving-occlusion"
 # 6: the memory gate also weights a constant-velocity extrapolation of lost vehicles
 # 7: the frame score reads how soon the ego reaches a pedestrian or obstacle in its lane (path_reach)
 # 8: the input profile holds each class's share spread over the training logs (per-class check)
-BUNDLE_VERSION = 8
+# 9: the input profile holds the training logs' carriageway width and its spread (read from
+#    format 8 too, whose profile lacks them: its logs are scored without the carriageway check)
+BUNDLE_VERSION = 9
+OLDEST_READ_VERSION = 8
 
 
 def _meta_dict(meta: LogMeta) -> dict:
@@ -55,13 +58,14 @@ def bundle_state(predictor) -> tuple[dict, dict]:
 
 
 def check_bundle_format(path: str | os.PathLike) -> None:
-    """Refuse a driving bundle of an older format with one line: retrain it."""
+    """Refuse a driving bundle of a format older than this unmask reads with one line:
+    retrain it."""
     meta = read_bundle_config(path, BUNDLE_KIND)
     found = meta["format_version"]
-    if found < BUNDLE_VERSION:
+    if found < OLDEST_READ_VERSION:
         raise BundleError(f"{path}: driving model bundle format {found} is older than this unmask "
-                          f"reads ({BUNDLE_VERSION}); retrain it: unmask driving train --logs LOGS "
-                          f"--out {path}")
+                          f"reads ({OLDEST_READ_VERSION}); retrain it: unmask driving train --logs "
+                          f"LOGS --out {path}")
 
 
 def predictor_from_bundle(cls, config: dict, tensors: dict):

@@ -42,7 +42,8 @@ from ..scoring.state import fit_scoring_state
 from ..scoring.surprise import score_log
 from .baselines import WorldCells, apply_layout_memory, world_memory
 from .calibration_windows import select_windows
-from .bundle import BUNDLE_KIND, BUNDLE_VERSION, bundle_state, check_bundle_format, predictor_from_bundle
+from .bundle import (BUNDLE_KIND, BUNDLE_VERSION, OLDEST_READ_VERSION, bundle_state,
+                     check_bundle_format, predictor_from_bundle)
 from .masking import ShadowMasker, decoy_regions, object_regions
 from .memory_gate import MemoryGate, memory_trace
 from .network import OcclusionNet, OcclusionNetConfig
@@ -114,6 +115,7 @@ class OcclusionPredictor(Estimator):
 
     bundle_kind = BUNDLE_KIND
     bundle_version = BUNDLE_VERSION
+    oldest_bundle_version = OLDEST_READ_VERSION
 
     def __init__(self, history=(2, 5, 10, 20), memory: bool = True, future=(5, 10, 20),
                  future_weight: float = 0.5, class_weight_power: float = 0.5,

@@ -61,3 +61,18 @@ def test_a_folder_of_bundles_is_named_for_what_it_holds(tmp_path):
                                       "anomaly/ ('ct-anomaly'), segmenter/ ('ct-segmenter'))")
     with pytest.raises(BundleError, match=r"is not a model bundle$"):
         read_bundle_config(folder / "notes")
+
+
+def test_a_reader_of_a_range_of_formats_takes_each_and_refuses_either_side(tmp_path):
+    """A model that still reads older bundles (``oldest``) loads every format from it to its
+    own, and refuses an older one naming the oldest it reads, and a newer one."""
+    for found in (3, 4, 5):
+        save_bundle(tmp_path / f"m{found}", "a", {"v": found}, {"w": torch.ones(1)}, found)
+    for found in (4, 5):
+        assert load_bundle(tmp_path / f"m{found}", "a", version=5, oldest=4)[0] == {"v": found}
+    with pytest.raises(BundleError, match=r"format version 3 .* older than this unmask reads \(4\)"):
+        load_bundle(tmp_path / "m3", "a", version=5, oldest=4)
+    with pytest.raises(BundleError, match="format version 5 is newer than this unmask supports"):
+        load_bundle(tmp_path / "m5", "a", version=4, oldest=3)
+    with pytest.raises(BundleError, match=r"older than this unmask reads \(5\)"):
+        load_bundle(tmp_path / "m4", "a", version=5)           # no range: only its own format

@@ -17,14 +17,14 @@ from core.errors import BundleError, DataValidationError
 from core.runs import load_manifest
 from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
-from driving.guard import (InputProfile, carriageway_widths, class_counts, class_shares,
-                           fit_input_profile,
-                           MIN_SPREAD_LOGS, input_warnings, log_differences, mask_classes,
-                           predictable_classes, shifted_classes)
-from driving.model.bundle import BUNDLE_VERSION
+from driving.guard import (CARRIAGEWAY_FRAMES, CARRIAGEWAY_MARGIN, MIN_SPREAD_LOGS, InputProfile,
+                           carriageway_profile, carriageway_widths, class_counts, class_shares,
+                           fit_input_profile, input_warnings, log_carriageway, log_differences,
+                           mask_classes, predictable_classes, shifted_classes)
+from driving.model.bundle import BUNDLE_VERSION, OLDEST_READ_VERSION
 from driving.model.predictor import OcclusionPredictor
 from driving.schema import (CLASSES, LANE_MARKING, OFF_ROAD, PEDESTRIAN, ROAD, SIDEWALK, UNOBSERVED,
-                            VEHICLE, DriveLog, LogMeta, list_logs, read_log, write_log)
+                            VEHICLE, DriveLog, LogMeta, list_logs, read_log, slice_log, write_log)
 from driving.scoring.run import score_logs
 from driving.sim.simulator import Simulator
 
@@ -304,7 +304,7 @@ def test_a_bundle_without_the_profile_is_refused_with_retrain(demo_model_dir, tm
     config["format_version"] = 2                    # what bundles before the guard held
     (model / "config.json").write_text(json.dumps(config))
     with pytest.raises(BundleError, match=f"format 2 is older than this unmask reads "
-                                          f"\\({BUNDLE_VERSION}\\); retrain it"):
+                                          f"\\({OLDEST_READ_VERSION}\\); retrain it"):
         OcclusionPredictor.load(model)
 
 
@@ -338,6 +338,29 @@ def test_a_bundle_from_before_the_class_spread_is_refused_with_retrain(demo_mode
     (model / "config.json").write_text(json.dumps(config))
     with pytest.raises(BundleError, match="format 7 is older than this unmask reads .*retrain it"):
         OcclusionPredictor.load(model)
+
+
+def test_a_bundle_of_format_8_loads_and_compares_logs_without_the_carriageway_check(
+        demo_model_dir, town_logs, tmp_path):
+    """Bundles saved before the carriageway check (format 8) are read, not refused: their
+    profile has no width, so that one check is off and the others speak as before. (The
+    tiny demo trains on too few logs for the check; its bundle gets a five-log profile.)"""
+    profile = fit_input_profile(town_logs[:5]).to_dict()
+    for name, version in (("current", BUNDLE_VERSION), ("older", 8)):
+        shutil.copytree(demo_model_dir, tmp_path / name)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert config["format_version"] == BUNDLE_VERSION == 9
+        config["config"]["input_profile"] = (
+            profile if version == BUNDLE_VERSION
+            else {k: v for k, v in profile.items() if not k.startswith("carriageway")})
+        config["format_version"] = version
+        (tmp_path / name / "config.json").write_text(json.dumps(config))
+    current, older = (OcclusionPredictor.load(tmp_path / name) for name in ("current", "older"))
+    assert (current.input_profile_.carriageway_m, older.input_profile_.carriageway_m) == (11.0, None)
+    wide = _wider_road(town_logs[5])
+    reasons = log_differences(current.input_profile_, wide)
+    assert reasons[0].startswith("carriageway 16.0 m")
+    assert log_differences(older.input_profile_, wide) == reasons[1:]
 
 
 def test_a_training_log_that_shows_nothing_is_refused_by_name(town_logs):
@@ -384,3 +407,53 @@ def test_the_carriageway_width_runs_kerb_to_kerb_through_the_ego_and_needs_both_
     sidewalk = road.copy()
     sidewalk[:, 7] = SIDEWALK                # a kerb closer to the ego
     assert carriageway_widths(_log_of_grids([sidewalk]), rows=1).tolist() == [2.5]
+
+
+def _wider_road(log):
+    """``log`` with its sidewalks paved over: the carriageway reaches the sidewalks' outer
+    edge (16 m across where the town's road is 11 m kerb to kerb)."""
+    return _replace_class(log, SIDEWALK, ROAD)
+
+
+def test_a_road_of_another_width_is_named_and_the_training_road_is_not(town_logs):
+    profile = fit_input_profile(town_logs[:5])
+    assert profile.carriageway_m == pytest.approx(11.0)
+    assert 0 < profile.carriageway_spread < 0.1        # the tiny town's logs agree to a cell
+    assert not any("carriageway" in r for r in log_differences(profile, town_logs[5]))
+    [line] = input_warnings(profile, [_wider_road(town_logs[5])])
+    assert "carriageway 16.0 m wide at the ego (training 11.0 m: another number or width of lanes)" in line
+
+
+def test_the_carriageway_check_moves_past_factor_times_spread_plus_slack():
+    """A width just inside ``exp(factor * spread + slack)`` times the training width is the
+    training road; just past it, another."""
+    factor, slack = CARRIAGEWAY_MARGIN
+    lanes = (np.arange(10) >= 1) & (np.arange(10) <= 8)
+    road = _log_of_grids([np.where(lanes, ROAD, OFF_ROAD)[None].repeat(10, 0)] * 30)
+    width = float(carriageway_widths(road)[0])          # 4.0 m: 8 cells to the verge
+    spread = 0.05
+    limit = factor * spread + slack
+    for inside, warns in ((0.99, False), (1.01, True)):
+        profile = replace(HAND_PROFILE, carriageway_m=width / np.exp(inside * limit),
+                          carriageway_spread=spread)
+        assert any(r.startswith("carriageway 4.0 m") for r in log_differences(profile, road)) is warns
+
+
+def test_fewer_training_logs_or_measured_frames_than_needed_turn_the_carriageway_check_off(town_logs):
+    assert fit_input_profile(town_logs[:MIN_SPREAD_LOGS - 1]).carriageway_m is None
+    short = [slice_log(log, 0, CARRIAGEWAY_FRAMES - 1) for log in town_logs[:5]]
+    assert carriageway_profile(short) == (None, None)
+    profile = fit_input_profile(town_logs[:5])
+    assert log_carriageway(_wider_road(town_logs[5]))[0] == pytest.approx(16.0)
+    few = slice_log(_wider_road(town_logs[5]), 0, CARRIAGEWAY_FRAMES - 1)
+    assert log_carriageway(few)[0] is None
+    assert not any("carriageway" in r for r in log_differences(profile, few))
+
+
+def test_a_profile_round_trips_with_its_carriageway_and_one_of_format_8_reads_without(town_logs):
+    profile = fit_input_profile(town_logs[:5])
+    assert InputProfile.from_dict(json.loads(json.dumps(profile.to_dict()))) == profile
+    older = {k: v for k, v in profile.to_dict().items() if not k.startswith("carriageway")}
+    assert InputProfile.from_dict(older).carriageway_m is None
+    assert log_differences(InputProfile.from_dict(older), _wider_road(town_logs[5])) == [
+        "training classes never seen in the log: sidewalk"]
