@@ -16,7 +16,7 @@ from .demo import sim_config
 from .evaluate import evaluate_run
 from .importers.occ3d import MASKS, SPLITS, import_occ3d
 from .onnx_export import occlusion_spec
-from .model.predictor import OcclusionPredictor
+from .model.predictor import DEFAULT_LR, OcclusionPredictor
 from .rerun_export import export_rerun as write_rerun
 from .schema import list_logs, read_log
 from .scoring.run import score_logs
@@ -61,18 +61,27 @@ def simulate(n_logs, frames, out, seed, grid, world, anomaly_interval):
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Model directory.")
 @click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(min=1), default=None)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LR,
+              show_default=True, help="Learning rate.")
+@click.option("--init", "init", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Fine-tune: go on training this model's network (its settings, its weights) "
+                   "on --logs, e.g. normal logs of a road the input guard called unlike its "
+                   "training logs; 2 epochs at --lr 0.001 were measured (README).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @runtime_options
-def train(logs, out, epochs, steps_per_epoch, seed, device, precision, quiet):
+def train(logs, out, epochs, steps_per_epoch, lr, init, seed, device, precision, quiet):
     """Train the self-supervised occlusion predictor (never reads simulator truth)."""
-    check_output(out, [logs])
+    check_output(out, [logs, init])
     loaded = [read_log(p) for p in list_logs(logs)]
-    predictor = OcclusionPredictor(epochs=epochs, max_steps_per_epoch=steps_per_epoch,
-                                   random_state=seed, device=device, precision=precision,
-                                   progress=show_progress(quiet))
+    # a fine-tune keeps the source's recipe (history, memory, widths, calibration ...)
+    recipe = OcclusionPredictor.load(init).get_params() if init else {}
+    settings = {**recipe, "epochs": epochs,
+                "max_steps_per_epoch": steps_per_epoch, "lr": lr, "random_state": seed,
+                "device": device, "precision": precision, "progress": show_progress(quiet)}
+    predictor = OcclusionPredictor(**settings)
     # e.g. one training log: the threshold read in-sample (one line, from rank 0 only)
     with plain_warnings(show=is_main_process()):
-        predictor.fit(loaded)
+        predictor.fit(loaded, init=init)   # the bundle records where its weights came from
     if not is_main_process():  # under torchrun, rank 0 writes the model and reports
         return
     predictor.save(out)

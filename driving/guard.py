@@ -146,8 +146,11 @@ def carriageway_widths(log: DriveLog, rows: int = CARRIAGEWAY_ROWS) -> np.ndarra
     on_road = CARRIAGEWAY[band]
     on_road[:, :, col] = True                                          # the ego's own cell
     width = band.shape[2]
-    left_stop = np.where(~on_road[:, :, :col], np.arange(col), -1).max(2)   # -1: none
-    right_stop = np.where(~on_road[:, :, col + 1:], np.arange(col + 1, width), width).min(2)
+    # the nearest cell off the carriageway on either side (-1 / width: none before the edge)
+    left = ~on_road[:, :, :col][:, :, ::-1]
+    right = ~on_road[:, :, col + 1:]
+    left_stop = np.where(left.any(2), col - 1 - left.argmax(2), -1)
+    right_stop = np.where(right.any(2), col + 1 + right.argmax(2), width)
     t, r = np.indices(left_stop.shape)
     measured = (left_stop >= 0) & (right_stop < width)
     ends_seen = (band[t, r, np.maximum(left_stop, 0)] != UNOBSERVED) & \
@@ -284,7 +287,8 @@ def _hidden_reason(profile: InputProfile, log: DriveLog) -> str | None:
 
 def _carriageway_reason(profile: InputProfile, log: DriveLog) -> str | None:
     """A road of another width than the training logs' (more or fewer lanes): the network
-    has never seen a lane where this log has one."""
+    has never seen a lane where this log has one. The line names the remedy measured in
+    ``bench/experiments/driving_fine_tune.py`` (2 epochs on 6 normal logs of the new road)."""
     if profile.carriageway_m is None:
         return None
     width, _ = log_carriageway(log)
@@ -293,7 +297,8 @@ def _carriageway_reason(profile: InputProfile, log: DriveLog) -> str | None:
             factor * profile.carriageway_spread + slack:
         return None
     return (f"carriageway {width:.1f} m wide at the ego (training {profile.carriageway_m:.1f} m: "
-            "another number or width of lanes)")
+            "another number or width of lanes; to fit such a road, fine-tune on a few of its "
+            "normal logs: unmask driving train --init MODEL)")
 
 
 def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:

@@ -48,6 +48,8 @@ from .masking import ShadowMasker, decoy_regions, object_regions
 from .memory_gate import MemoryGate, memory_trace
 from .network import OcclusionNet, OcclusionNetConfig
 
+DEFAULT_LR = 3e-3         # the learning rate of a training from scratch
+
 
 class OcclusionPredictor(Estimator):
     """Predicts hidden cells' classes; scores frames by surprise (see ``driving.scoring.surprise``).
@@ -123,7 +125,7 @@ class OcclusionPredictor(Estimator):
                  object_masks: float = 0.5, decoy_masks: float = 0.0, max_decoys: int = 12,
                  layout_fallback: bool = True, memory_gate: bool = True,
                  widths=(16, 32, 64), blocks: int = 0,
-                 epochs: int = 8, batch_size: int = 32, lr: float = 3e-3,
+                 epochs: int = 8, batch_size: int = 32, lr: float = DEFAULT_LR,
                  max_steps_per_epoch: int | None = None, calibration_fraction: float = 0.2,
                  contamination: float = 0.05, calibration_max_frames: int | None = 3000,
                  smooth_s: float = 0.5, device: str = "cpu",

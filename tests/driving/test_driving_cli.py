@@ -147,3 +147,31 @@ def test_an_older_bundle_is_refused_in_one_line_that_says_to_retrain(demo_run, d
     assert err.startswith("Error: ") and "format 1" in err
     assert f"retrain it: unmask driving train --logs LOGS --out {model}" in err
     assert not out.exists()
+
+
+def test_train_init_fine_tunes_a_model_on_new_logs_and_the_bundle_says_from_what(
+        demo_run, demo_model_dir, tmp_path):
+    """``--init MODEL`` goes on training MODEL's network with its recipe on ``--logs``; the
+    new bundle records where its weights came from; MODEL itself is never the output."""
+    workspace, _ = demo_run
+    logs, tuned = workspace / "data" / "driving_train", tmp_path / "tuned"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["driving", "train", "--logs", str(logs), "--out", str(tuned),
+                                 "--init", str(demo_model_dir), "--epochs", "1",
+                                 "--steps-per-epoch", "1", "--lr", "0.001", "--quiet"])
+    assert result.exit_code == 0, result.output
+    source = json.loads((demo_model_dir / "config.json").read_text())["config"]
+    config = json.loads((tuned / "config.json").read_text())["config"]
+    assert config["warm_start"]["source"] == str(demo_model_dir)
+    assert config["warm_start"]["training"] == source["training"]
+    assert config["params"]["lr"] == 0.001 and config["params"]["epochs"] == 1
+    recipe = {k: v for k, v in source["params"].items()
+              if k not in ("lr", "epochs", "max_steps_per_epoch", "progress", "device")}
+    assert {k: config["params"][k] for k in recipe} == recipe
+    assert config["net"] == source["net"]
+    result = runner.invoke(cli, ["driving", "train", "--logs", str(logs), "--out",
+                                 str(demo_model_dir), "--init", str(demo_model_dir)])
+    assert result.exit_code != 0 and "choose another --out" in str(result.exception)
+    result = runner.invoke(cli, ["driving", "train", "--logs", str(logs), "--out",
+                                 str(tmp_path / "again"), "--init", str(logs)])
+    assert result.exit_code != 0 and "not a model bundle" in str(result.exception)

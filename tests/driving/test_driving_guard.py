@@ -421,7 +421,9 @@ def test_a_road_of_another_width_is_named_and_the_training_road_is_not(town_logs
     assert 0 < profile.carriageway_spread < 0.1        # the tiny town's logs agree to a cell
     assert not any("carriageway" in r for r in log_differences(profile, town_logs[5]))
     [line] = input_warnings(profile, [_wider_road(town_logs[5])])
-    assert "carriageway 16.0 m wide at the ego (training 11.0 m: another number or width of lanes)" in line
+    assert ("carriageway 16.0 m wide at the ego (training 11.0 m: another number or width of "
+            "lanes; to fit such a road, fine-tune on a few of its normal logs: unmask driving "
+            "train --init MODEL)") in line
 
 
 def test_the_carriageway_check_moves_past_factor_times_spread_plus_slack():
