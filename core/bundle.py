@@ -125,14 +125,15 @@ def _check_version(cfg_path: Path, meta: dict, expected: int | None,
     """Refuse a bundle whose format version is not ``expected`` (or, with ``oldest``, not
     in ``oldest .. expected``) in one line: what to do."""
     found = meta["format_version"]
-    if expected is None or (oldest if oldest is not None else expected) <= found <= expected:
+    lowest = expected if oldest is None else oldest
+    if expected is None or lowest <= found <= expected:
         return
     if found > expected:
         raise BundleError(f"{cfg_path}: bundle format version {found} is newer than this "
                           f"unmask supports ({expected}); upgrade unmask to load it")
     saved_by = (meta.get("versions") or {}).get("unmask", "an older unmask")
     raise BundleError(f"{cfg_path}: bundle format version {found} (saved by unmask {saved_by}) "
-                      f"is older than this unmask reads ({oldest or expected}); retrain the model")
+                      f"is older than this unmask reads ({lowest}); retrain the model")
 
 
 def load_bundle(path: str | os.PathLike, kind: str | None = None,

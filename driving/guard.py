@@ -4,7 +4,7 @@
 bundle: the frame rate (from the timestamps, not the metadata), the ego-speed range, the
 share of hidden cells, the class shares of the observed cells (and how far one training
 log's share of each class strays from the others'), the width of the carriageway the ego
-drives on (:func:`carriageway_widths`: more or fewer lanes than in training put vehicles
+drives on (:mod:`driving.carriageway`: more or fewer lanes than in training put vehicles
 where the network has never seen a lane) and the grid geometry. Training logs of
 different frame rates are refused (:func:`check_one_rate`): the model counts time in frames.
 ``driving score`` and ``driving batch-score`` compare each log with it
@@ -34,8 +34,8 @@ import numpy as np
 from core.errors import DataValidationError
 from core.io import tuples_as_lists
 
-from .schema import (CLASSES, LANE_MARKING, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE,
-                     DriveLog)
+from .carriageway import carriageway_profile, log_carriageway
+from .schema import CLASSES, UNOBSERVED, DriveLog
 
 RATE_MARGIN = 1.25          # a rate within 1.25x of the training rates is the same rate
 SPEED_MARGIN = (1.25, 1.0)  # the training speed range stretched by 25 % and 1 m/s
@@ -49,13 +49,12 @@ CLASS_SHIFT_MARGIN = (1.5, 0.1)
 # the per-class check needs this many training logs: a spread over fewer is the largest of too
 # few values (a new log of the same world exceeds the largest of n with chance 1 / (n + 1))
 MIN_SPREAD_LOGS = 5
-CARRIAGEWAY_ROWS = 4        # rows either side of the ego's across which the road's width is read
-CARRIAGEWAY_FRAMES = 20     # frames with a measured width a log needs to have one
 # the log's carriageway width may move |log(width / training width)| up to FACTOR x the training
 # logs' spread + SLACK (decided in bench/experiments/driving_layout_guard.py)
 CARRIAGEWAY_MARGIN = (1.5, 0.1)
-CARRIAGEWAY = np.zeros(256, bool)   # per class id: does the class stand on the carriageway?
-CARRIAGEWAY[[ROAD, LANE_MARKING, VEHICLE, STATIC_OBSTACLE]] = True
+# the fine-tune measured on unfamiliar roads (bench/experiments/driving_fine_tune.py), which
+# the carriageway warning names
+FINE_TUNE = {"epochs": 2, "lr": 1e-3}
 
 
 @dataclass
@@ -76,7 +75,7 @@ class InputProfile:
             fewer than ``MIN_SPREAD_LOGS`` logs were fitted, and the per-class check is off.
         class_share_range: per class, the lowest and highest share of a training log.
         carriageway_m: the width of the carriageway the ego drove on, the median over the
-            training logs' measured frames (:func:`carriageway_widths`); None when fewer than
+            training logs' measured frames (:mod:`driving.carriageway`); None when fewer than
             ``MIN_SPREAD_LOGS`` training logs have a width (or a bundle of format 8, fitted
             before the check): the carriageway check is off.
         carriageway_spread: the largest ``|log|`` ratio of one training log's width to the
@@ -130,55 +129,6 @@ def class_counts(log: DriveLog) -> np.ndarray:
 def hidden_shares(log: DriveLog) -> np.ndarray:
     """``(T,)`` share of each frame's cells that are not visible."""
     return 1.0 - log.visible.reshape(len(log), -1).mean(1)
-
-
-def carriageway_widths(log: DriveLog, rows: int = CARRIAGEWAY_ROWS) -> np.ndarray:
-    """``(F,)`` the width in metres of the carriageway the ego stands on, one value per
-    frame where it was measured (``F <= T``): across each grid row within ``rows`` of the
-    ego's (the ego faces up, so a row runs across the road), the run of carriageway cells
-    (:data:`CARRIAGEWAY`: road, lane marking and the vehicles and obstacles standing on
-    them) through the ego's column, taken where both its ends meet an observed cell of
-    another class (a kerb, sidewalk or verge); a run that ends at a hidden cell or the
-    grid's edge is not measured. A frame's width is the median of its measured rows."""
-    row, col = log.meta.ego_cell
-    lo, hi = max(row - rows, 0), min(row + rows + 1, log.meta.grid_shape[0])
-    band = log.semantic[:, lo:hi]                                      # (T, R, W)
-    on_road = CARRIAGEWAY[band]
-    on_road[:, :, col] = True                                          # the ego's own cell
-    width = band.shape[2]
-    # the nearest cell off the carriageway on either side (-1 / width: none before the edge)
-    left = ~on_road[:, :, :col][:, :, ::-1]
-    right = ~on_road[:, :, col + 1:]
-    left_stop = np.where(left.any(2), col - 1 - left.argmax(2), -1)
-    right_stop = np.where(right.any(2), col + 1 + right.argmax(2), width)
-    t, r = np.indices(left_stop.shape)
-    measured = (left_stop >= 0) & (right_stop < width)
-    ends_seen = (band[t, r, np.maximum(left_stop, 0)] != UNOBSERVED) & \
-        (band[t, r, np.minimum(right_stop, width - 1)] != UNOBSERVED)
-    cells = np.where(measured & ends_seen, right_stop - left_stop - 1, np.nan)
-    frames = ~np.all(np.isnan(cells), axis=1)
-    return np.nanmedian(cells[frames], axis=1) * log.meta.resolution_m
-
-
-def log_carriageway(log: DriveLog) -> tuple[float | None, np.ndarray]:
-    """The log's carriageway width (the median of its frames'; None with fewer than
-    ``CARRIAGEWAY_FRAMES`` measured frames) and the ``(F,)`` frames' widths."""
-    widths = carriageway_widths(log)
-    return (float(np.median(widths)) if widths.size >= CARRIAGEWAY_FRAMES else None), widths
-
-
-def carriageway_profile(logs: list[DriveLog]) -> tuple[float | None, float | None]:
-    """``(width, spread)`` of training logs: the median width over the measured frames of
-    the logs that have a width, and the largest ``|log(w_i / w_-i)|`` of one such log's
-    width against the median of the other logs' frames; ``(None, None)`` with fewer than
-    ``MIN_SPREAD_LOGS`` such logs."""
-    measured = [(width, frames) for width, frames in map(log_carriageway, logs) if width is not None]
-    if len(measured) < MIN_SPREAD_LOGS:
-        return None, None
-    others = [np.concatenate([frames for j, (_, frames) in enumerate(measured) if j != i])
-              for i in range(len(measured))]
-    spread = max(abs(np.log(width / np.median(rest))) for (width, _), rest in zip(measured, others))
-    return float(np.median(np.concatenate([frames for _, frames in measured]))), float(spread)
 
 
 def class_shares(counts: np.ndarray) -> np.ndarray:
@@ -235,7 +185,7 @@ def fit_input_profile(logs: list[DriveLog]) -> InputProfile:
     others = [class_shares(total - c) if len(counts) > 1 else pooled for c in counts]
     shares = np.array([class_shares(c) for c in counts])                  # (logs, C)
     everywhere = np.all(shares > 0, axis=0)
-    carriageway_m, carriageway_spread = carriageway_profile(logs)
+    carriageway_m, carriageway_spread = carriageway_profile(logs, MIN_SPREAD_LOGS)
     return InputProfile(
         rate_hz=(min(rates), max(rates)),
         speed_m_s=tuple(float(v) for v in np.percentile(speed, [1, 99])),
@@ -298,7 +248,8 @@ def _carriageway_reason(profile: InputProfile, log: DriveLog) -> str | None:
         return None
     return (f"carriageway {width:.1f} m wide at the ego (training {profile.carriageway_m:.1f} m: "
             "another number or width of lanes; to fit such a road, fine-tune on a few of its "
-            "normal logs: unmask driving train --init MODEL)")
+            f"normal logs: unmask driving train --init MODEL --epochs {FINE_TUNE['epochs']} "
+            f"--lr {FINE_TUNE['lr']:g})")
 
 
 def _class_reasons(profile: InputProfile, log: DriveLog) -> list[str]:

@@ -8,12 +8,12 @@ lane it never saw, and the guard writes a ``warning:`` line on only 4 of the 8 n
 be said. That lead was read on the held-out logs, so they cannot test it; round 17's second
 frozen held-out configuration (``driving_class_guard.HELDOUT_2``: a 2-lane highway) can.
 
-**Measure** (``driving.guard.carriageway_widths``, in the product before this rule): per
+**Measure** (``driving.carriageway.carriageway_widths``, in the product before this rule): per
 frame, across each grid row within ``CARRIAGEWAY_ROWS`` (4) of the ego's, the run of
 carriageway cells (road, lane marking, vehicle, static obstacle) through the ego's column
 where both its ends meet an observed cell of another class; the frame's width is its rows'
 median. A log's width is the median over its measured frames; a log with fewer than
-:data:`MIN_FRAMES` measured frames has none and is never warned on.
+``CARRIAGEWAY_FRAMES`` (20) measured frames has none and is never warned on.
 
 **Check** (defined and this rule committed before any candidate was run). The profile, fitted
 on the training logs (those with a width): the reference ``w_train``, the median over all
@@ -76,11 +76,11 @@ from bench.driving_logs import kept_logs
 from bench.experiments import merge_results
 from bench.experiments.driving_class_guard import HELDOUT_2
 from core.runtime import configure_threads
-from driving.guard import MIN_SPREAD_LOGS, carriageway_widths, fit_input_profile, log_differences
+from driving.carriageway import carriageway_profile, log_carriageway
+from driving.guard import MIN_SPREAD_LOGS, fit_input_profile, log_differences
 
 FACTORS = (1.5, 2.0, 3.0, 4.0)
 SLACK = 0.1
-MIN_FRAMES = 20              # measured frames a log needs to have a width
 MAX_NORMAL_WARNED = 1        # of each world's 16 fresh tuned normal logs
 MAX_EVENT_WARNED = 1         # of each world's 10 fresh tuned event logs
 # seed * 1000 + i; distinct from bench.driving's 1, 2, 502, 70, 570, 71 and the earlier
@@ -120,31 +120,31 @@ def logs(world: str, name: str) -> list:
 
 
 def log_width(log) -> tuple[float | None, int, np.ndarray]:
-    """A log's width (None with fewer than ``MIN_FRAMES`` measured frames), its number of
-    measured frames and the frames' widths."""
-    widths = carriageway_widths(log)
-    return (float(np.median(widths)) if widths.size >= MIN_FRAMES else None), int(widths.size), widths
+    """A log's width (None with fewer than ``CARRIAGEWAY_FRAMES`` measured frames), its
+    number of measured frames and the frames' widths."""
+    width, widths = log_carriageway(log)
+    return width, int(widths.size), widths
 
 
 def width_profile(training: list) -> dict:
     """The reference width and the leave-one-log-out spread of the training logs (the
     module docstring's check); ``spread`` None when fewer than ``MIN_SPREAD_LOGS`` have a
-    width."""
-    measured = [(w, frames) for w, _, frames in map(log_width, training) if w is not None]
-    if len(measured) < MIN_SPREAD_LOGS:
-        return {"width_m": None, "spread": None, "logs": len(measured)}
-    pooled = np.concatenate([frames for _, frames in measured])
-    spread = max(abs(np.log(w / np.median(np.concatenate([f for j, (_, f) in enumerate(measured)
-                                                          if j != i]))))
-                 for i, (w, _) in enumerate(measured))
-    return {"width_m": float(np.median(pooled)), "spread": float(spread), "logs": len(measured)}
+    width. (Computed here when this rule was committed; since the check landed it is the
+    product's :func:`~driving.carriageway.carriageway_profile`, equal to the last bit on
+    every log here.)"""
+    width, spread = carriageway_profile(training, MIN_SPREAD_LOGS)
+    measured = sum(log_carriageway(log)[0] is not None for log in training)
+    return {"width_m": width, "spread": spread, "logs": measured}
 
 
-def log_row(existing_profile, log) -> dict:
-    """One log: its width, measured frames and the existing guard's reasons."""
+def log_row(profile, log) -> dict:
+    """One log: its width, measured frames and the existing guard's reasons (the guard's
+    other checks: its profile without the carriageway width, which skips the check this
+    experiment put in the product)."""
     width, frames, _ = log_width(log)
+    existing = replace(profile, carriageway_m=None, carriageway_spread=None)
     return {"log": log.log_id, "width_m": width, "measured_frames": frames,
-            "existing_reasons": log_differences(existing_profile, log)}
+            "existing_reasons": log_differences(existing, log)}
 
 
 def warns(row: dict, reference: dict, factor: float) -> bool:

@@ -267,6 +267,12 @@ class OcclusionPredictor(Estimator):
             source = str(init)
             init = OcclusionPredictor.load(init)
         init._check_fitted()
+        grid, ours = init.net_config_.grid_shape, self.net_config_.grid_shape
+        if tuple(grid) != tuple(ours):
+            raise DataValidationError(
+                f"warm start {source or 'predictor'}: its network reads {grid[0]}x{grid[1]} grids, "
+                f"these logs are {ours[0]}x{ours[1]}; fine-tune it on logs of its grid, or train "
+                "a model from scratch on these")
         if init.net_config_ != self.net_config_:
             raise DataValidationError(f"warm start {source or 'predictor'}: network config "
                                       f"{init.net_config_} differs from this model's {self.net_config_}")

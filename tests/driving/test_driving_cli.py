@@ -175,3 +175,18 @@ def test_train_init_fine_tunes_a_model_on_new_logs_and_the_bundle_says_from_what
     result = runner.invoke(cli, ["driving", "train", "--logs", str(logs), "--out",
                                  str(tmp_path / "again"), "--init", str(logs)])
     assert result.exit_code != 0 and "not a model bundle" in str(result.exception)
+
+
+def test_train_init_on_logs_of_another_grid_is_refused_in_one_line(demo_model_dir, tmp_path):
+    runner = CliRunner()
+    logs = tmp_path / "logs"
+    result = runner.invoke(cli, ["driving", "simulate", "--logs", "2", "--frames", "40", "--out",
+                                 str(logs), "--grid", "128", "--anomaly-interval", "0"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["driving", "train", "--logs", str(logs), "--out",
+                                 str(tmp_path / "tuned"), "--init", str(demo_model_dir),
+                                 "--epochs", "1", "--steps-per-epoch", "1"])
+    assert result.exit_code != 0 and not (tmp_path / "tuned").exists()
+    assert str(result.exception) == (
+        f"warm start {demo_model_dir}: its network reads 64x64 grids, these logs are 128x128; "
+        "fine-tune it on logs of its grid, or train a model from scratch on these")

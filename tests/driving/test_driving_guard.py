@@ -17,9 +17,10 @@ from core.errors import BundleError, DataValidationError
 from core.runs import load_manifest
 from dashboard.workspace import ENV_VAR
 from driving.demo import sim_config
-from driving.guard import (CARRIAGEWAY_FRAMES, CARRIAGEWAY_MARGIN, MIN_SPREAD_LOGS, InputProfile,
-                           carriageway_profile, carriageway_widths, class_counts, class_shares,
-                           fit_input_profile, input_warnings, log_carriageway, log_differences,
+from driving.carriageway import (CARRIAGEWAY_FRAMES, carriageway_profile, carriageway_widths,
+                                 log_carriageway)
+from driving.guard import (CARRIAGEWAY_MARGIN, MIN_SPREAD_LOGS, InputProfile, class_counts,
+                           class_shares, fit_input_profile, input_warnings, log_differences,
                            mask_classes, predictable_classes, shifted_classes)
 from driving.model.bundle import BUNDLE_VERSION, OLDEST_READ_VERSION
 from driving.model.predictor import OcclusionPredictor
@@ -407,6 +408,10 @@ def test_the_carriageway_width_runs_kerb_to_kerb_through_the_ego_and_needs_both_
     sidewalk = road.copy()
     sidewalk[:, 7] = SIDEWALK                # a kerb closer to the ego
     assert carriageway_widths(_log_of_grids([sidewalk]), rows=1).tolist() == [2.5]
+    for col in (0, 9):                       # the ego at the grid's side: no kerb seen beyond it
+        edge = _log_of_grids([road])
+        edge = replace(edge, meta=replace(edge.meta, ego_cell=(5, col)))
+        assert carriageway_widths(edge).size == 0
 
 
 def _wider_road(log):
@@ -423,7 +428,7 @@ def test_a_road_of_another_width_is_named_and_the_training_road_is_not(town_logs
     [line] = input_warnings(profile, [_wider_road(town_logs[5])])
     assert ("carriageway 16.0 m wide at the ego (training 11.0 m: another number or width of "
             "lanes; to fit such a road, fine-tune on a few of its normal logs: unmask driving "
-            "train --init MODEL)") in line
+            "train --init MODEL --epochs 2 --lr 0.001)") in line
 
 
 def test_the_carriageway_check_moves_past_factor_times_spread_plus_slack():
@@ -444,7 +449,7 @@ def test_the_carriageway_check_moves_past_factor_times_spread_plus_slack():
 def test_fewer_training_logs_or_measured_frames_than_needed_turn_the_carriageway_check_off(town_logs):
     assert fit_input_profile(town_logs[:MIN_SPREAD_LOGS - 1]).carriageway_m is None
     short = [slice_log(log, 0, CARRIAGEWAY_FRAMES - 1) for log in town_logs[:5]]
-    assert carriageway_profile(short) == (None, None)
+    assert carriageway_profile(short, MIN_SPREAD_LOGS) == (None, None)
     profile = fit_input_profile(town_logs[:5])
     assert log_carriageway(_wider_road(town_logs[5]))[0] == pytest.approx(16.0)
     few = slice_log(_wider_road(town_logs[5]), 0, CARRIAGEWAY_FRAMES - 1)
