@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..kernels import cell_shape, check_cell_shapes, memory_gate_mix, trace_cells
-from ..schema import UNOBSERVED, VEHICLE, DriveLog
+from ..schema import STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog
 from .baselines import WorldCells, flat_cells
 
 AGE_EDGES_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # age bins: [0, .25), ..., [16 s, inf)
@@ -280,10 +280,13 @@ class MemoryGate:
             if pooled_cells[k] == 0:
                 pooled[k] = pooled[k - streaks]
         for m in range(n_classes):
+            # a static obstacle stays where it was seen: its prior is full trust, not the
+            # pool of classes (mostly moving cars and a road the network already knows)
+            prior = np.full(self.n_bins, WEIGHTS[-1]) if m == STATIC_OBSTACLE else pooled
             for k in range(self.n_bins):
                 n = self.cells_[m, k]
                 own = WEIGHTS[int(np.argmax(ll[m, k]))] if n else 0.0
-                self.weights_[m, k] = (n * own + MIN_CELLS * pooled[k]) / (n + MIN_CELLS)
+                self.weights_[m, k] = (n * own + MIN_CELLS * prior[k]) / (n + MIN_CELLS)
         self._finish_moved()
         for name in ("_match", "_p_true", "_moved", "_n_classes"):
             self.__dict__.pop(name, None)
