@@ -11,7 +11,8 @@ with a weight ``w`` per remembered class, age bin and streak bin -- how recently
 surely the cell was seen -- learned from the logs themselves: on hidden cells that later
 frames of the same log saw (``inputs.future_targets``; no simulator truth), ``w`` is the
 value in :data:`WEIGHTS` that maximises the log-likelihood of what was revealed (sparse
-bins borrow from all classes seen as recently and as surely, see :meth:`MemoryGate.finish`). Fitted
+bins borrow from all classes seen as recently and as surely, a static obstacle's from full
+trust, see :meth:`MemoryGate.finish`). Fitted
 per world, on that world's own normal logs (a static layout remembered for a minute
 stays right; a car remembered for two seconds has often moved on).
 
@@ -255,7 +256,10 @@ class MemoryGate:
         all classes (shrunk towards it with the weight of ``MIN_CELLS`` targets), and a
         pooled bin with none takes the next younger one's: an object the normal logs hardly
         ever show hidden (debris) is trusted like everything else seen as recently and as
-        surely, never dropped in favour of the network's background guess.
+        surely, never dropped in favour of the network's background guess. A static
+        obstacle's bins shrink towards full trust instead: it stays where it was seen, and
+        the pool is mostly cars that have moved on and road the network already knows
+        (``bench/experiments/driving_static_gate.py``).
         """
         n_classes = getattr(self, "_n_classes", 0)
         rng = np.random.default_rng(self.random_state)
