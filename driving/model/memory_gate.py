@@ -11,7 +11,8 @@ with a weight ``w`` per remembered class, age bin and streak bin -- how recently
 surely the cell was seen -- learned from the logs themselves: on hidden cells that later
 frames of the same log saw (``inputs.future_targets``; no simulator truth), ``w`` is the
 value in :data:`WEIGHTS` that maximises the log-likelihood of what was revealed (sparse
-bins borrow from all classes seen as recently and as surely, see :meth:`MemoryGate.finish`). Fitted
+bins borrow from all classes seen as recently and as surely, a static obstacle's from full
+trust, see :meth:`MemoryGate.finish`). Fitted
 per world, on that world's own normal logs (a static layout remembered for a minute
 stays right; a car remembered for two seconds has often moved on).
 
@@ -43,7 +44,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..kernels import cell_shape, check_cell_shapes, memory_gate_mix, trace_cells
-from ..schema import UNOBSERVED, VEHICLE, DriveLog
+from ..schema import STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog
 from .baselines import WorldCells, flat_cells
 
 AGE_EDGES_S = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)   # age bins: [0, .25), ..., [16 s, inf)
@@ -255,7 +256,10 @@ class MemoryGate:
         all classes (shrunk towards it with the weight of ``MIN_CELLS`` targets), and a
         pooled bin with none takes the next younger one's: an object the normal logs hardly
         ever show hidden (debris) is trusted like everything else seen as recently and as
-        surely, never dropped in favour of the network's background guess.
+        surely, never dropped in favour of the network's background guess. A static
+        obstacle's bins shrink towards full trust instead: it stays where it was seen, and
+        the pool is mostly cars that have moved on and road the network already knows
+        (``bench/experiments/driving_static_gate.py``).
         """
         n_classes = getattr(self, "_n_classes", 0)
         rng = np.random.default_rng(self.random_state)
@@ -280,10 +284,13 @@ class MemoryGate:
             if pooled_cells[k] == 0:
                 pooled[k] = pooled[k - streaks]
         for m in range(n_classes):
+            # a static obstacle stays where it was seen: its prior is full trust, not the
+            # pool of classes (mostly moving cars and a road the network already knows)
+            prior = np.full(self.n_bins, WEIGHTS[-1]) if m == STATIC_OBSTACLE else pooled
             for k in range(self.n_bins):
                 n = self.cells_[m, k]
                 own = WEIGHTS[int(np.argmax(ll[m, k]))] if n else 0.0
-                self.weights_[m, k] = (n * own + MIN_CELLS * pooled[k]) / (n + MIN_CELLS)
+                self.weights_[m, k] = (n * own + MIN_CELLS * prior[k]) / (n + MIN_CELLS)
         self._finish_moved()
         for name in ("_match", "_p_true", "_moved", "_n_classes"):
             self.__dict__.pop(name, None)

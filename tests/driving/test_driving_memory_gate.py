@@ -4,7 +4,7 @@ import numpy as np
 from core.metrics import auprc
 from driving.inputs import future_targets
 from driving.model.baselines import PersistenceBaseline
-from driving.model.memory_gate import MemoryGate, memory_trace
+from driving.model.memory_gate import WEIGHTS, MemoryGate, memory_trace
 from driving.schema import CLASSES, ROAD, STATIC_OBSTACLE, UNOBSERVED, VEHICLE, DriveLog, LogMeta
 
 
@@ -63,7 +63,7 @@ def test_gate_never_below_persistence_where_the_network_hedges():
     np.testing.assert_array_equal(gated[seen], network[seen])       # visible cells untouched
 
 
-def test_a_class_the_normal_logs_never_show_hidden_borrows_the_pooled_weight():
+def test_a_static_obstacle_the_normal_logs_never_show_hidden_is_still_trusted():
     train = _parked_debris_log(seed=0)
     target = future_targets(train, (1, 2, 5, 10, 20))
     target[np.isin(train.semantic_true, (STATIC_OBSTACLE, VEHICLE))] = UNOBSERVED   # no object targets
@@ -73,6 +73,21 @@ def test_a_class_the_normal_logs_never_show_hidden_borrows_the_pooled_weight():
     assert gate.weights_[STATIC_OBSTACLE].max() > 0.5                # trusted like the road
     again = MemoryGate.from_dict(gate.to_dict())
     np.testing.assert_array_equal(again.weights_, gate.weights_)
+
+
+def test_a_static_obstacle_is_trusted_though_the_pool_of_classes_is_moving_cars():
+    """Normal logs hide few static obstacles, so their bins shrink towards a prior: full
+    trust (it stays where it was seen), not the pool of all classes, here cars that have
+    always moved on by the time their cells are revealed."""
+    train = _parked_debris_log(seed=0)
+    trace = memory_trace(train)
+    hidden = train.semantic == UNOBSERVED
+    target = np.where(hidden & (trace.remembered == VEHICLE), ROAD, UNOBSERVED).astype(np.uint8)
+    gate = MemoryGate().fit([_hedging_network(train)], [trace], [target], [train.semantic])
+    assert gate.cells_[VEHICLE].sum() > 0 and gate.cells_[STATIC_OBSTACLE].sum() == 0
+    assert gate.weights_[VEHICLE].max() < 0.1                        # a car's memory is stale
+    np.testing.assert_allclose(gate.weights_[STATIC_OBSTACLE], WEIGHTS[-1])
+    assert gate.weights_[ROAD].max() < 0.1                           # others borrow the pool
 
 
 def _passing_car_log(n_frames: int = 14, lost_from: int = 5, hidden_cols=(12, 40)) -> DriveLog:
