@@ -254,11 +254,11 @@ class MemoryGate:
 
         A class's bin with few targets borrows from the same (age, streak) bin pooled over
         all classes (shrunk towards it with the weight of ``MIN_CELLS`` targets), and a
-        pooled bin with none takes the next younger one's: an object the normal logs hardly
-        ever show hidden (debris) is trusted like everything else seen as recently and as
-        surely, never dropped in favour of the network's background guess. A static
-        obstacle's bins shrink towards full trust instead: it stays where it was seen, and
-        the pool is mostly cars that have moved on and road the network already knows
+        pooled bin with none takes the next younger one's: a class the normal logs hardly
+        ever show hidden is trusted like everything else seen as recently and as surely,
+        never dropped in favour of the network's background guess. A static obstacle
+        (debris) shrinks towards full trust instead: it stays where it was seen, and the pool
+        is mostly cars that have moved on and road the network already knows
         (``bench/experiments/driving_static_gate.py``).
         """
         n_classes = getattr(self, "_n_classes", 0)
