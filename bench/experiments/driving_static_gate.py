@@ -1,6 +1,6 @@
 """Does the memory gate trust a remembered static obstacle as it should?
 
-Found in round 23's fine-tune experiment (``driving_fine_tune.py``, after its decision): on
+Found in the fine-tune experiment (``driving_fine_tune.py``, after its decision): on
 the independent 2-lane highway (``HELDOUT_2``) the recipe trained from scratch puts static
 obstacles at 0.43x persistence on occluded cells (0.045 against 0.105 AP), missing the issue's
 "never know less than the memory". Its gate's weight on a remembered static obstacle is
@@ -41,14 +41,22 @@ static-obstacle AP, tuned network 0.174 -> 0.284, scratch 0.045 -> 0.297 (persis
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.driving --worlds town --test-logs 12 --normal-logs 8 \\
         --model-dir M --log-dir L --out /tmp/r23/gate/town.json          # and highway
-    python -m bench.experiments.driving_static_gate decide /tmp/r23/gate
+    git show d3311a6:bench/results/driving_town.json > C/driving_town.json       # and highway: the control
+    python -m bench.experiments.driving_static_gate decide /tmp/r23/gate C
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_static_gate heldout_2 M S   # S: the scratch network
 """
 import json
 import sys
 from pathlib import Path
 
+from bench.driving import gated_probabilities
+from bench.experiments import driving_fine_tune as fine_tune
 from bench.experiments import merge_results
+from core.runtime import configure_threads
+from driving.evaluate import HiddenCellAccumulator
+from driving.model.baselines import PersistenceBaseline
+from driving.model.predictor import OcclusionPredictor
+from driving.warp import sensor_range_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "results" / "driving_static_gate.json"
@@ -62,7 +70,7 @@ def targets(path: Path, world: str) -> dict:
 
 
 def verdict(control: dict, candidate: dict) -> dict:
-    """The module docstring's rule on one world's tuned column."""
+    """The module docstring's rule on one world's tuned column, with the targets it read."""
     checks = {
         "static_not_lower": candidate["static_obstacle_ap_over_persistence"]
         >= control["static_obstacle_ap_over_persistence"],
@@ -70,12 +78,17 @@ def verdict(control: dict, candidate: dict) -> dict:
         "every_class": candidate["min_class_ap_over_persistence"] >= 1.0,
         "auroc": candidate["frame_auroc"] >= control["frame_auroc"] - MAX_AUROC_DROP,
         "alerts": candidate["alert_rate_normal_logs_over_nominal"] <= MAX_ALERTS_OVER_NOMINAL}
-    return {"checks": checks, "passes": all(checks.values())}
+    read = ("static_obstacle_ap_over_persistence", "vehicle_ap_over_persistence_prior",
+            "min_class_ap_over_persistence", "frame_auroc", "alert_rate_normal_logs_over_nominal")
+    return {"checks": checks, "passes": all(checks.values()),
+            "control": {k: control[k] for k in read}, "candidate": {k: candidate[k] for k in read}}
 
 
-def decide(run_dir: Path) -> dict:
-    results = ROOT / "bench" / "results"
-    verdicts = {w: verdict(targets(results / f"driving_{w}.json", w)["tuned"],
+def decide(run_dir: Path, control_dir: Path) -> dict:
+    """The rule over both worlds: ``run_dir/<world>.json`` (the candidate's runs) against
+    ``control_dir/driving_<world>.json`` (the committed files before the change; they were
+    ``bench/results`` at d3311a6, which today holds the candidate's runs)."""
+    verdicts = {w: verdict(targets(control_dir / f"driving_{w}.json", w)["tuned"],
                            targets(run_dir / f"{w}.json", w)["tuned"]) for w in WORLDS}
     return {"verdicts": verdicts, "adopted": all(v["passes"] for v in verdicts.values())}
 
@@ -86,12 +99,6 @@ def heldout_2(model_dir: Path, scratch_dir: Path) -> dict:
     network of ``driving_fine_tune``'s after step (saved by the diagnosis, the same weights:
     its static AP as saved is the committed 0.0447), recalibrated on ``HELDOUT_2``'s 6
     training logs, so both gates are refitted by today's code; persistence beside."""
-    from bench.driving import gated_probabilities
-    from bench.experiments import driving_fine_tune as fine_tune
-    from driving.evaluate import HiddenCellAccumulator
-    from driving.model.baselines import PersistenceBaseline
-    from driving.model.predictor import OcclusionPredictor
-    from driving.warp import sensor_range_mask
     scratch = OcclusionPredictor.load(scratch_dir)
     scratch.progress = False
     scratch.calibrate(fine_tune.logs("heldout2_train"))
@@ -115,12 +122,11 @@ def heldout_2(model_dir: Path, scratch_dir: Path) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "decide":
-        decision = decide(Path(sys.argv[2]))
+    if len(sys.argv) > 3 and sys.argv[1] == "decide":
+        decision = decide(Path(sys.argv[2]), Path(sys.argv[3]))
         print(json.dumps(decision, indent=1))
         merge_results(OUT, {"decision": decision})
     elif len(sys.argv) > 3 and sys.argv[1] == "heldout_2":
-        from core.runtime import configure_threads
         configure_threads()
         merge_results(OUT, {"heldout_2": heldout_2(Path(sys.argv[2]), Path(sys.argv[3]))})
     else:

@@ -12,9 +12,9 @@ surely the cell was seen -- learned from the logs themselves: on hidden cells th
 frames of the same log saw (``inputs.future_targets``; no simulator truth), ``w`` is the
 value in :data:`WEIGHTS` that maximises the log-likelihood of what was revealed (sparse
 bins borrow from all classes seen as recently and as surely, a static obstacle's from full
-trust, see :meth:`MemoryGate.finish`). Fitted
-per world, on that world's own normal logs (a static layout remembered for a minute
-stays right; a car remembered for two seconds has often moved on).
+trust, see :meth:`MemoryGate.finish`). Fitted per world, on that world's own normal logs (a
+static layout remembered for a minute stays right; a car remembered for two seconds has
+often moved on).
 
 A world-fixed memory is wrong by design for fast traffic: a highway car at 30 m/s moves 12
 cells per 5 Hz frame. So the trace also carries a constant-velocity extrapolation of the

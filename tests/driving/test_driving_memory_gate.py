@@ -69,8 +69,9 @@ def test_a_static_obstacle_the_normal_logs_never_show_hidden_is_still_trusted():
     target[np.isin(train.semantic_true, (STATIC_OBSTACLE, VEHICLE))] = UNOBSERVED   # no object targets
     gate = MemoryGate().fit([_hedging_network(train)], [memory_trace(train)], [target],
                             [train.semantic])
-    assert gate.cells_[STATIC_OBSTACLE].sum() == 0
-    assert gate.weights_[STATIC_OBSTACLE].max() > 0.5                # trusted like the road
+    assert gate.cells_[STATIC_OBSTACLE].sum() == 0 and gate.cells_[VEHICLE].sum() == 0
+    assert gate.weights_[STATIC_OBSTACLE].max() > 0.5                # full trust, its own prior
+    assert gate.weights_[VEHICLE].max() > 0.5                        # borrows the road's pool
     again = MemoryGate.from_dict(gate.to_dict())
     np.testing.assert_array_equal(again.weights_, gate.weights_)
 
