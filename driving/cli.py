@@ -14,6 +14,7 @@ from core.training import is_main_process
 from .batch import batch_score as run_batch_score
 from .demo import sim_config
 from .evaluate import evaluate_run
+from .guard import FINE_TUNE
 from .importers.occ3d import MASKS, SPLITS, import_occ3d
 from .onnx_export import occlusion_spec
 from .model.predictor import DEFAULT_LR, OcclusionPredictor
@@ -66,7 +67,8 @@ def simulate(n_logs, frames, out, seed, grid, world, anomaly_interval):
 @click.option("--init", "init", type=click.Path(exists=True, file_okay=False), default=None,
               help="Fine-tune: go on training this model's network (its settings, its weights) "
                    "on --logs, e.g. normal logs of a road the input guard called unlike its "
-                   "training logs; 2 epochs at --lr 0.001 were measured (README).")
+                   f"training logs; {FINE_TUNE['epochs']} epochs at --lr {FINE_TUNE['lr']:g} were "
+                   "measured (README).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @runtime_options
 def train(logs, out, epochs, steps_per_epoch, lr, init, seed, device, precision, quiet):

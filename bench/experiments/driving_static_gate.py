@@ -36,13 +36,15 @@ candidate gate) beside the committed ``driving_fine_tune.json``.
 both worlds). Static obstacle over persistence, tuned / held-out / own training: town 10.9x
 / 9.0x / 7.1x -> 14.0x / 11.2x / 11.2x, highway 2.0x / 2.1x / 3.2x -> 2.3x / 3.9x / 4.1x;
 every other class ratio, alert and event count as before, frame AUROC within 0.00005 (the
-reruns are today's ``driving_town.json`` and ``driving_highway.json``). After: HELDOUT_2
+reruns are today's ``driving_town.json`` and ``driving_highway.json``; every column
+control beside candidate under ``columns``). After: HELDOUT_2
 static-obstacle AP, tuned network 0.174 -> 0.284, scratch 0.045 -> 0.297 (persistence 0.105).
 
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.driving --worlds town --test-logs 12 --normal-logs 8 \\
         --model-dir M --log-dir L --out /tmp/r23/gate/town.json          # and highway
     git show d3311a6:bench/results/driving_town.json > C/driving_town.json       # and highway: the control
     python -m bench.experiments.driving_static_gate decide /tmp/r23/gate C
+    python -m bench.experiments.driving_static_gate columns /tmp/r23/gate C   # after: every column
     UNMASK_NUM_THREADS=1 nice -n 10 python -m bench.experiments.driving_static_gate heldout_2 M S   # S: the scratch network
 """
 import json
@@ -93,6 +95,19 @@ def decide(run_dir: Path, control_dir: Path) -> dict:
     return {"verdicts": verdicts, "adopted": all(v["passes"] for v in verdicts.values())}
 
 
+def columns(run_dir: Path, control_dir: Path) -> dict:
+    """After the decision, every column of both worlds (tuned, held-out, held-out trained on
+    its own logs): the targets ``verdict`` reads, control beside candidate."""
+    out = {}
+    for w in WORLDS:
+        control, candidate = targets(control_dir / f"driving_{w}.json", w), targets(run_dir / f"{w}.json", w)
+        out[w] = {}
+        for col in ("tuned", "heldout", "heldout_native"):
+            read = verdict(control[col], candidate[col])
+            out[w][col] = {"control": read["control"], "candidate": read["candidate"]}
+    return out
+
+
 def heldout_2(model_dir: Path, scratch_dir: Path) -> dict:
     """After the decision: occluded-cell AP on ``HELDOUT_2``'s 12 event logs of the tuned
     network (``bench.driving``'s, recalibrated on its training logs) and of the scratch
@@ -126,6 +141,8 @@ if __name__ == "__main__":
         decision = decide(Path(sys.argv[2]), Path(sys.argv[3]))
         print(json.dumps(decision, indent=1))
         merge_results(OUT, {"decision": decision})
+    elif len(sys.argv) > 3 and sys.argv[1] == "columns":
+        merge_results(OUT, {"columns": columns(Path(sys.argv[2]), Path(sys.argv[3]))})
     elif len(sys.argv) > 3 and sys.argv[1] == "heldout_2":
         configure_threads()
         merge_results(OUT, {"heldout_2": heldout_2(Path(sys.argv[2]), Path(sys.argv[3]))})

@@ -140,14 +140,21 @@ HAND_PROFILE = InputProfile(
     class_share_range=tuple((share * 0.9, share * 1.1) for share in SHARES))
 
 
+def _log_of_grids(grids: list) -> DriveLog:
+    """A log of hand-drawn 10x10 frames (ego at row 5, column 5, cells of 0.5 m)."""
+    semantic = np.stack(grids).astype(np.uint8)
+    n = len(grids)
+    meta = LogMeta(grid_shape=(10, 10), resolution_m=0.5, ego_cell=(5, 5), rate_hz=10.0)
+    return DriveLog(log_id="hand", meta=meta, frame=np.arange(n), timestamp=np.arange(n) / 10.0,
+                    ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n),
+                    ego_speed=np.full(n, 5.0), semantic=semantic,
+                    visible=semantic != UNOBSERVED)
+
+
 def _log_of_counts(counts: dict) -> DriveLog:
     """A two-frame 10x10 log, every cell observed, with ``counts`` cells of each class."""
     grid = np.concatenate([np.full(n, c, np.uint8) for c, n in counts.items()]).reshape(10, 10)
-    semantic = np.stack([grid, grid])
-    meta = LogMeta(grid_shape=(10, 10), resolution_m=0.5, ego_cell=(5, 5), rate_hz=10.0)
-    return DriveLog(log_id="hand", meta=meta, frame=np.arange(2), timestamp=np.array([0.0, 0.1]),
-                    ego_x=np.zeros(2), ego_y=np.zeros(2), ego_yaw=np.zeros(2),
-                    ego_speed=np.full(2, 5.0), semantic=semantic, visible=np.ones_like(semantic, bool))
+    return _log_of_grids([grid, grid])
 
 
 def test_the_class_shift_rule_on_shares_moves_past_factor_times_spread_plus_slack():
@@ -380,17 +387,6 @@ def test_training_logs_share_one_frame_rate_within_the_guards_margin(town_logs):
     with pytest.raises(DataValidationError, match=r"^training logs at different frame rates: "
                                                   r"town_1 at 5 Hz, town_0 at 10 Hz;"):
         fit_input_profile([town_logs[0], halved])
-
-
-def _log_of_grids(grids: list) -> DriveLog:
-    """A log of hand-drawn 10x10 frames (ego at row 5, column 5, cells of 0.5 m)."""
-    semantic = np.stack(grids).astype(np.uint8)
-    n = len(grids)
-    meta = LogMeta(grid_shape=(10, 10), resolution_m=0.5, ego_cell=(5, 5), rate_hz=10.0)
-    return DriveLog(log_id="hand", meta=meta, frame=np.arange(n), timestamp=np.arange(n) / 10.0,
-                    ego_x=np.zeros(n), ego_y=np.zeros(n), ego_yaw=np.zeros(n),
-                    ego_speed=np.full(n, 5.0), semantic=semantic,
-                    visible=semantic != UNOBSERVED)
 
 
 def test_the_carriageway_width_runs_kerb_to_kerb_through_the_ego_and_needs_both_kerbs_seen():
