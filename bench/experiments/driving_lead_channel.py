@@ -52,7 +52,7 @@ def lead_braking(observed: np.ndarray, ego_speed: np.ndarray, meta) -> np.ndarra
     is_vehicle = observed == VEHICLE
     ahead = np.where(is_vehicle & lane[None], forward[None], np.inf)
     gap = ahead.reshape(len(observed), -1).min(1)                      # (T,) inf: no lead
-    k = max(1, int(round(LEAD_WINDOW_S * meta.rate_hz)))
+    k = window_frames(LEAD_WINDOW_S, meta.rate_hz)
     dt = k / meta.rate_hz
     out = np.zeros(observed.shape, np.float32)
     if len(gap) <= 2 * k:

@@ -190,11 +190,13 @@ def reproduction_record(own: dict, reference: dict, source: str,
             "within": within, "reproduced": reuse, reused: source if reuse else "this run"}
 
 
-def heldout_steps(work: Path, result: dict, reference: dict, candidates=(CANDIDATE,)):
+def heldout_steps(work: Path, result: dict, reference: dict, candidates=(CANDIDATE,),
+                  baseline: str = BASELINE):
     """After the decision: this run's saved segmenters scored on the frozen held-out set
     (``heldout_of_saved``), and the steps the rule compares (:func:`judged_steps`)."""
     own = heldout_of_saved(work, result)
-    return own, judged_steps(own, reference, result["reproduction"]["reproduced"], candidates)
+    return own, judged_steps(own, reference, result["reproduction"]["reproduced"], candidates,
+                             baseline)
 
 
 def decide(test: dict) -> dict:

@@ -97,9 +97,10 @@ from bench.experiments.decision_flow import ROOT, experiment_main
 from bench.experiments.medical_cross_phase import (CONTROL, TO_THE_DIGIT, decide, follow_up,
                                                    follow_up_heldout, network_fits, run_all,
                                                    summarised)
-from bench.experiments.medical_invariant_pretext import judged_steps, reproduction_record
+from bench.experiments.medical_invariant_pretext import (heldout_steps, judged_steps,
+                                                         reproduction_record)
 from bench.experiments.medical_masked_consistency import INVARIANT_RUN, issue_target_met
-from bench.experiments.medical_remap_pretext import COMMITTED, heldout_of_saved
+from bench.experiments.medical_remap_pretext import COMMITTED
 from core.runtime import configure_threads
 from medical.pretexts import PHASE_FILL
 
@@ -123,12 +124,11 @@ def reference_run(cross_phase_run: dict) -> dict:
     return {"steps": {**scratch, **control}}
 
 
-def decided_steps(result: dict, cross_phase_run: dict) -> dict:
+def decided_steps(steps: dict, reference: dict, reproduced: bool) -> dict:
     """The steps the rule compares (:func:`~bench.experiments.medical_invariant_pretext.
     judged_steps`, the control as baseline): the reference's scratch and control arms when
-    ``result``'s reproduction check held, else its own, beside its candidate arms."""
-    return judged_steps(result["steps"], reference_run(cross_phase_run),
-                        result["reproduction"]["reproduced"], (CANDIDATE,), CONTROL)
+    the reproduction check held, else this run's own, beside its candidate arms."""
+    return judged_steps(steps, reference, reproduced, (CANDIDATE,), CONTROL)
 
 
 def run_and_decide(work: Path, jobs: int, cross_phase_run: dict) -> dict:
@@ -138,16 +138,15 @@ def run_and_decide(work: Path, jobs: int, cross_phase_run: dict) -> dict:
     own = run_all(work, jobs, reference, arms=(CANDIDATE,), unless_reproduced=(CONTROL,))
     reproduction = reproduction_record(own, reference, "round 21", TO_THE_DIGIT,
                                        reused="scratch_and_control_from")
-    test, organs = summarised(judged_steps(own, reference, reproduction["reproduced"],
-                                           (CANDIDATE,), CONTROL), arms=ARMS)
+    test, organs = summarised(decided_steps(own, reference, reproduction["reproduced"]), arms=ARMS)
     return {"settings": COMMITTED, "steps": own, "reproduction": reproduction, "test": test,
             "test_organ_points_at_2": organs, "decision": decide(test, CANDIDATE)}
 
 
 def score_heldout(work: Path, result: dict, cross_phase_run: dict) -> dict:
     """After the decision: the frozen held-out set, reported (it decides nothing)."""
-    result["steps"] = heldout_of_saved(work, result)
-    steps = decided_steps(result, cross_phase_run)
+    result["steps"], steps = heldout_steps(work, result, reference_run(cross_phase_run),
+                                           (CANDIDATE,), CONTROL)
     result["heldout"], result["heldout_organ_points_at_2"] = summarised(steps, "heldout_", arms=ARMS)
     result["heldout_issue_target_met"] = issue_target_met(result["heldout"][CANDIDATE])
     return result
@@ -185,7 +184,8 @@ def longer_heldout(work: Path, result: dict, cross_phase_run: dict, jobs: int) -
 
 def longer_judged(result: dict, cross_phase_run: dict):
     """``judged(own)`` for the follow-up: :func:`decided_steps` beside its ``own`` arms."""
-    return lambda own: {**decided_steps(result, cross_phase_run), **own}
+    return lambda own: {**decided_steps(result["steps"], reference_run(cross_phase_run),
+                                        result["reproduction"]["reproduced"]), **own}
 
 
 def main(argv=None):

@@ -77,7 +77,7 @@ import numpy as np
 
 from core.pooling import top_k_mean
 
-from ..schema import OBJECT_CLASSES, PEDESTRIAN, STATIC_OBSTACLE, UNOBSERVED, VEHICLE
+from ..schema import LAYOUT_CLASSES, OBJECT_CLASSES, PEDESTRIAN, STATIC_OBSTACLE, VEHICLE
 from ..warp import cell_offsets
 from .conflict import pedestrian_conflict
 from .path import LANE_HALF_M, bumper_distance, ego_lane, ego_path
@@ -126,7 +126,7 @@ def scored_objects(observed: np.ndarray, meta, path: np.ndarray | None = None) -
     """
     forward, right = cell_offsets(meta)
     distance = np.hypot(forward, right)
-    layout = (observed != UNOBSERVED) & ~np.isin(observed, OBJECT_CLASSES)
+    layout = np.isin(observed, LAYOUT_CLASSES)
     seen = layout.any(0)
     reach = float(distance[seen].max()) if seen.any() else np.inf
     path = ego_path(meta) if path is None else path
